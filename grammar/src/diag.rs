@@ -1,0 +1,295 @@
+//! Diagnostics: errors with labelled spans, a code and a hint, rendered by miette.
+//!
+//! Every stage of the compiler reports problems as [`Diagnostic`] values and keeps
+//! going where it can, so a file's errors are all reported at once.
+
+use crate::ast::{FileId, Span};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One source file of a compilation.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The name shown in diagnostics (the path as given).
+    pub name: String,
+    /// The resolved path (used for `use` resolution), if the file came from disk.
+    pub path: Option<PathBuf>,
+    /// The text.
+    pub text: Arc<str>,
+}
+
+/// All source files of a compilation, indexed by [`FileId`].
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+}
+
+impl SourceMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file and returns its id.
+    pub fn add(&mut self, name: impl Into<String>, path: Option<&Path>, text: &str) -> FileId {
+        self.files.push(SourceFile {
+            name: name.into(),
+            path: path.map(Path::to_path_buf),
+            text: Arc::from(text),
+        });
+        (self.files.len() - 1) as FileId
+    }
+
+    /// The file with this id.
+    pub fn get(&self, id: FileId) -> &SourceFile {
+        &self.files[id as usize]
+    }
+
+    /// The id of an already loaded file with this path.
+    pub fn find_path(&self, path: &Path) -> Option<FileId> {
+        self.files
+            .iter()
+            .position(|f| f.path.as_deref() == Some(path))
+            .map(|i| i as FileId)
+    }
+
+    /// The source text under a span.
+    pub fn snippet(&self, span: Span) -> &str {
+        let text = &self.get(span.file).text;
+        text.get(span.start as usize..span.end as usize)
+            .unwrap_or("")
+    }
+
+    /// 1-based line and column of a span's start.
+    pub fn line_col(&self, span: Span) -> (usize, usize) {
+        let text = &self.get(span.file).text;
+        let upto = &text[..(span.start as usize).min(text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let col = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+/// A labelled location in a diagnostic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What to say there.
+    pub message: String,
+}
+
+/// Error or warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Compilation fails.
+    Error,
+    /// Reported, compilation goes on.
+    Warning,
+}
+
+/// A compiler message: code, text, labelled spans (the first is primary) and a hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A stable code, e.g. `joule::unknown_name`.
+    pub code: &'static str,
+    /// The message, one sentence.
+    pub message: String,
+    /// Labelled spans; the first is the primary location.
+    pub labels: Vec<Label>,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error with a primary label.
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            labels: vec![Label {
+                span,
+                message: label.into(),
+            }],
+            help: None,
+        }
+    }
+
+    /// The same diagnostic as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// Adds a hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds a secondary label.
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    /// The primary span.
+    pub fn span(&self) -> Span {
+        self.labels.first().map(|l| l.span).unwrap_or_default()
+    }
+
+    /// Whether this is an error (not a warning).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders with miette's graphical handler (`color` for terminals, `width` columns).
+    pub fn render(&self, sources: &SourceMap, color: bool, width: usize) -> String {
+        let report = MietteView::new(self, sources);
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(width)
+            .with_links(false);
+        let mut out = String::new();
+        handler
+            .render_report(&mut out, &report)
+            .expect("rendering into a String cannot fail");
+        out
+    }
+}
+
+/// A diagnostic bound to its sources, in the shape miette renders.
+struct MietteView {
+    severity: Severity,
+    code: &'static str,
+    message: String,
+    help: Option<String>,
+    source: NamedSource<Arc<str>>,
+    labels: Vec<LabeledSpan>,
+    related: Vec<MietteView>,
+}
+
+impl MietteView {
+    fn new(d: &Diagnostic, sources: &SourceMap) -> Self {
+        let primary = d.span().file;
+        let file = sources.get(primary);
+        let to_labeled = |l: &Label, first: bool| {
+            let span = SourceSpan::new((l.span.start as usize).into(), l.span.len());
+            if first {
+                LabeledSpan::new_primary_with_span(Some(l.message.clone()), span)
+            } else {
+                LabeledSpan::new_with_span(Some(l.message.clone()), span)
+            }
+        };
+        let labels = d
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.span.file == primary)
+            .map(|(i, l)| to_labeled(l, i == 0))
+            .collect();
+        let related = d
+            .labels
+            .iter()
+            .filter(|l| l.span.file != primary)
+            .map(|l| {
+                let other = sources.get(l.span.file);
+                MietteView {
+                    severity: Severity::Warning,
+                    code: "joule::note",
+                    message: format!("see {}", other.name),
+                    help: None,
+                    source: NamedSource::new(other.name.clone(), other.text.clone()),
+                    labels: vec![to_labeled(l, true)],
+                    related: vec![],
+                }
+            })
+            .collect();
+        MietteView {
+            severity: d.severity,
+            code: d.code,
+            message: d.message.clone(),
+            help: d.help.clone(),
+            source: NamedSource::new(file.name.clone(), file.text.clone()),
+            labels,
+            related,
+        }
+    }
+}
+
+impl fmt::Debug for MietteView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Display for MietteView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for MietteView {}
+
+impl miette::Diagnostic for MietteView {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(
+                self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+            ))
+        }
+    }
+}
+
+/// Renders a list of diagnostics, one after another.
+pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, color: bool, width: usize) -> String {
+    diags
+        .iter()
+        .map(|d| d.render(sources, color, width))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,797 @@
+//! pest pairs to AST. Expressions go through a PrattParser; syntax errors are
+//! turned into diagnostics, and after an error the parser resynchronises at the
+//! next line that starts an item, so all syntax errors of a file are reported.
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+use pest::error::{ErrorVariant, InputLocation};
+use pest::iterators::{Pair, Pairs};
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser;
+use pest_derive::Parser;
+use std::sync::LazyLock;
+
+#[derive(Parser)]
+#[grammar = "joule.pest"]
+struct JouleParser;
+
+/// Reserved words of the language.
+pub const KEYWORDS: &[&str] = &[
+    "scene",
+    "use",
+    "const",
+    "fn",
+    "settings",
+    "param",
+    "control",
+    "particle",
+    "body",
+    "mesh",
+    "fix",
+    "energy",
+    "dissipation",
+    "if",
+    "else",
+    "observe",
+    "reward",
+    "loss",
+    "done",
+    "policy",
+    "for",
+    "in",
+    "let",
+    "backward",
+    "true",
+    "false",
+];
+
+/// Largest accepted source file, in bytes. Large structures come from generators.
+pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+/// Deepest accepted bracket nesting.
+pub const MAX_NESTING: usize = 128;
+
+static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
+    PrattParser::new()
+        .op(Op::infix(Rule::or, Assoc::Left))
+        .op(Op::infix(Rule::and, Assoc::Left))
+        .op(Op::infix(Rule::eq, Assoc::Left)
+            | Op::infix(Rule::ne, Assoc::Left)
+            | Op::infix(Rule::lt, Assoc::Left)
+            | Op::infix(Rule::le, Assoc::Left)
+            | Op::infix(Rule::gt, Assoc::Left)
+            | Op::infix(Rule::ge, Assoc::Left))
+        .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+        .op(Op::infix(Rule::mul, Assoc::Left)
+            | Op::infix(Rule::div, Assoc::Left)
+            | Op::infix(Rule::rem, Assoc::Left))
+        .op(Op::prefix(Rule::neg) | Op::prefix(Rule::not))
+        .op(Op::infix(Rule::pow, Assoc::Right))
+        .op(Op::postfix(Rule::index) | Op::postfix(Rule::method) | Op::postfix(Rule::field))
+});
+
+/// Parses one file. Returns the items that parsed and a diagnostic per syntax error.
+pub fn parse(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
+    if src.len() > MAX_SOURCE_BYTES {
+        let d = Diagnostic::error(
+            "joule::file_too_large",
+            format!(
+                "this file is {} bytes; scene files are limited to {} bytes",
+                src.len(),
+                MAX_SOURCE_BYTES
+            ),
+            Span::new(file, 0, 0),
+            "file starts here",
+        )
+        .with_help("generate large structures with `for` generators or `mesh` instead of writing them out");
+        return (SceneFile::default(), vec![d]);
+    }
+    if let Some(d) = check_nesting(file, src) {
+        return (SceneFile::default(), vec![d]);
+    }
+    match JouleParser::parse(Rule::file, src) {
+        Ok(mut pairs) => {
+            let file_pair = pairs.next().expect("the file rule always yields one pair");
+            let b = Builder { file, offset: 0 };
+            let items = file_pair
+                .into_inner()
+                .filter(|p| p.as_rule() != Rule::EOI)
+                .map(|p| b.item(p))
+                .collect();
+            (SceneFile { items }, vec![])
+        }
+        Err(_) => parse_recovering(file, src),
+    }
+}
+
+/// Item-by-item parsing with resynchronisation after each error.
+fn parse_recovering(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
+    let mut items = Vec::new();
+    let mut diags = Vec::new();
+    let mut pos = skip_trivia(src, 0);
+    while pos < src.len() {
+        match JouleParser::parse(Rule::item_entry, &src[pos..]) {
+            Ok(mut pairs) => {
+                let entry = pairs.next().expect("item_entry yields one pair");
+                let end = pos + entry.as_span().end();
+                let b = Builder { file, offset: pos };
+                let inner = entry.into_inner().next().expect("an entry holds one item");
+                items.push(b.item(inner));
+                pos = skip_trivia(src, end);
+            }
+            Err(e) => {
+                let (at, d) = syntax_error(file, src, pos, e);
+                diags.push(d);
+                pos = resync(src, at.max(pos + 1));
+            }
+        }
+    }
+    if diags.is_empty() {
+        // The whole-file parse failed but every item parsed alone: the only
+        // possibility is trailing input the item rule accepts differently.
+        diags.push(Diagnostic::error(
+            "joule::syntax",
+            "could not parse this file",
+            Span::new(file, 0, 0),
+            "here",
+        ));
+    }
+    (SceneFile { items }, diags)
+}
+
+/// Skips whitespace and comments.
+fn skip_trivia(src: &str, mut pos: usize) -> usize {
+    let b = src.as_bytes();
+    loop {
+        while pos < b.len() && b[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if src[pos..].starts_with("//") {
+            pos = src[pos..].find('\n').map_or(src.len(), |n| pos + n);
+        } else if src[pos..].starts_with("/*") {
+            pos = src[pos + 2..].find("*/").map_or(src.len(), |n| pos + 2 + n + 2);
+        } else {
+            return pos;
+        }
+    }
+}
+
+/// The start of the next line (after `from`) that begins, at column 0, an item.
+fn resync(src: &str, from: usize) -> usize {
+    let mut line_start = src[from.min(src.len())..]
+        .find('\n')
+        .map_or(src.len(), |n| from + n + 1);
+    while line_start < src.len() {
+        let line = &src[line_start..];
+        let word: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let starts_item = !word.is_empty()
+            && !word.starts_with(|c: char| c.is_ascii_digit())
+            && (KEYWORDS.contains(&word.as_str()) && !matches!(word.as_str(), "else" | "in" | "let" | "backward" | "for" | "true" | "false")
+                || line[word.len()..].trim_start().starts_with('('));
+        if starts_item {
+            return line_start;
+        }
+        line_start = line.find('\n').map_or(src.len(), |n| line_start + n + 1);
+    }
+    src.len()
+}
+
+/// Rejects bracket nesting deeper than [`MAX_NESTING`] before pest recurses into it.
+fn check_nesting(file: FileId, src: &str) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (i, c) in src.char_indices() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(
+                        Diagnostic::error(
+                            "joule::too_deep",
+                            format!("brackets are nested more than {MAX_NESTING} levels deep"),
+                            Span::new(file, i, i + 1),
+                            "too deep here",
+                        )
+                        .with_help("split the expression with `let` bindings or `fn` helpers"),
+                    );
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A readable name for what the grammar expected.
+fn rule_name(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::expr | Rule::operand => "an expression",
+        Rule::ident | Rule::name => "a name",
+        Rule::type_name => "a type",
+        Rule::number | Rule::num_lit => "a number",
+        Rule::string => "a string",
+        Rule::fields => "`{`",
+        Rule::field_def => "a field `name = value`",
+        Rule::call_args | Rule::call_arg => "an argument",
+        Rule::fn_params | Rule::fn_param => "a parameter `name: type`",
+        Rule::generators | Rule::generator => "a generator `i in lo..hi`",
+        Rule::range => "a range `lo..hi`",
+        Rule::item_block => "`{`",
+        Rule::block => "`{` or `=`",
+        Rule::bounds => "`in lo..hi`",
+        Rule::dims => "`[`",
+        Rule::for_clause => "`for`",
+        Rule::backward => "`backward`",
+        Rule::EOI => "the end of the file",
+        Rule::or | Rule::and => "a logical operator",
+        Rule::eq | Rule::ne | Rule::lt | Rule::le | Rule::gt | Rule::ge => "a comparison",
+        Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem | Rule::pow => "an operator",
+        Rule::index | Rule::method | Rule::field => "`.` or `[`",
+        Rule::scene_item
+        | Rule::use_item
+        | Rule::const_item
+        | Rule::fn_item
+        | Rule::settings_item
+        | Rule::param_item
+        | Rule::control_item
+        | Rule::particle_item
+        | Rule::body_item
+        | Rule::mesh_item
+        | Rule::fix_item
+        | Rule::energy_item
+        | Rule::dissipation_item
+        | Rule::if_item
+        | Rule::observe_item
+        | Rule::reward_item
+        | Rule::loss_item
+        | Rule::done_item
+        | Rule::policy_item
+        | Rule::instance_item
+        | Rule::item_entry => "an item (`const`, `particle`, `energy`, ...)",
+        _ => return None,
+    })
+}
+
+/// Turns a pest error at `base` into a diagnostic; returns the absolute error offset.
+fn syntax_error(
+    file: FileId,
+    src: &str,
+    base: usize,
+    e: pest::error::Error<Rule>,
+) -> (usize, Diagnostic) {
+    let at = base
+        + match e.location {
+            InputLocation::Pos(p) => p,
+            InputLocation::Span((s, _)) => s,
+        };
+    let found = token_at(src, at);
+    let expected = match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+        ErrorVariant::CustomError { .. } => vec![],
+    };
+    let expected_text = match expected.len() {
+        0 => "something else".to_string(),
+        1 => expected[0].to_string(),
+        n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
+    };
+    let (message, span) = match &found {
+        None => (
+            "unexpected end of file".to_string(),
+            Span::new(file, src.len(), src.len()),
+        ),
+        Some(tok) => (
+            format!("unexpected `{tok}`"),
+            Span::new(file, at, at + tok.len()),
+        ),
+    };
+    let mut d = Diagnostic::error(
+        "joule::syntax",
+        message,
+        span,
+        format!("expected {expected_text}"),
+    );
+    if let Some(tok) = &found {
+        if KEYWORDS.contains(&tok.as_str()) && expected.contains(&"a name") {
+            d = d.with_help(format!(
+                "`{tok}` is a reserved word of the language; choose another name"
+            ));
+        } else if tok == "=" && expected.iter().any(|e| e.contains("comparison")) {
+            d = d.with_help("to compare, write `==`");
+        } else if matches!(tok.as_str(), "**") {
+            d = d.with_help("powers are written `x^2`");
+        }
+    }
+    if d.help.is_none() {
+        d = d.with_help(format!("the parser expected {expected_text} here"));
+    }
+    (at, d)
+}
+
+/// The token starting at `at`: a word, a number, or a single character.
+fn token_at(src: &str, at: usize) -> Option<String> {
+    let rest = src.get(at..)?;
+    let mut chars = rest.chars();
+    let c = chars.next()?;
+    if c.is_alphanumeric() || c == '_' {
+        Some(
+            rest.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_string(),
+        )
+    } else if rest.starts_with("**") {
+        Some("**".into())
+    } else {
+        Some(c.to_string())
+    }
+}
+
+/// Converts pairs into AST nodes, adding `offset` to pest's positions.
+struct Builder {
+    file: FileId,
+    offset: usize,
+}
+
+impl Builder {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start() + self.offset, s.end() + self.offset)
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn item(&self, p: Pair<Rule>) -> Item {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut it = p.into_inner();
+        let kind = match rule {
+            Rule::scene_item => ItemKind::Scene(self.string(it.next().unwrap())),
+            Rule::use_item => {
+                let s = it.next().unwrap();
+                ItemKind::Use {
+                    path_span: self.span(&s),
+                    path: self.string(s),
+                }
+            }
+            Rule::const_item => ItemKind::Const {
+                name: self.ident(it.next().unwrap()),
+                value: self.expr(it.next().unwrap()),
+            },
+            Rule::fn_item => {
+                let name = self.ident(it.next().unwrap());
+                let (params, body) = self.params_and_body(&mut it);
+                ItemKind::Fn { name, params, body }
+            }
+            Rule::settings_item => ItemKind::Settings(self.fields(it.next().unwrap())),
+            Rule::param_item => ItemKind::Param {
+                name: self.ident(it.next().unwrap()),
+                value: self.expr(it.next().unwrap()),
+                bounds: it.next().map(|b| self.bounds(b)),
+            },
+            Rule::control_item => {
+                let name = self.ident(it.next().unwrap());
+                let mut dims = None;
+                let mut bounds = None;
+                for p in it {
+                    match p.as_rule() {
+                        Rule::dims => dims = Some(self.dims(p)),
+                        _ => bounds = Some(self.bounds(p)),
+                    }
+                }
+                ItemKind::Control { name, dims, bounds }
+            }
+            Rule::particle_item | Rule::body_item => {
+                let name = self.ident(it.next().unwrap());
+                let mut dims = None;
+                let mut fields = vec![];
+                for p in it {
+                    match p.as_rule() {
+                        Rule::dims => dims = Some(self.dims(p)),
+                        _ => fields = self.fields(p),
+                    }
+                }
+                if rule == Rule::particle_item {
+                    ItemKind::Particle { name, dims, fields }
+                } else {
+                    ItemKind::Body { name, dims, fields }
+                }
+            }
+            Rule::mesh_item => ItemKind::Mesh {
+                name: self.ident(it.next().unwrap()),
+                source: self.expr(it.next().unwrap()),
+                fields: it.next().map(|f| self.fields(f)).unwrap_or_default(),
+            },
+            Rule::fix_item => {
+                let mut targets = vec![];
+                let mut gens = None;
+                for p in it {
+                    match p.as_rule() {
+                        Rule::for_clause => gens = Some(self.for_clause(p)),
+                        _ => targets.push(self.expr(p)),
+                    }
+                }
+                ItemKind::Fix { targets, gens }
+            }
+            Rule::energy_item | Rule::dissipation_item => {
+                let name = self.ident(it.next().unwrap());
+                let (params, body) = self.params_and_body(&mut it);
+                let backward = it.next().map(|b| {
+                    let inner = b.into_inner().next().unwrap();
+                    self.body_expr(inner)
+                });
+                ItemKind::Energy(EnergyDef {
+                    kind: if rule == Rule::energy_item {
+                        EnergyKind::Energy
+                    } else {
+                        EnergyKind::Dissipation
+                    },
+                    name,
+                    params,
+                    body,
+                    backward,
+                })
+            }
+            Rule::if_item => {
+                let cond = self.expr(it.next().unwrap());
+                let then = self.item_block(it.next().unwrap());
+                let otherwise = match it.next() {
+                    None => vec![],
+                    Some(p) if p.as_rule() == Rule::if_item => vec![self.item(p)],
+                    Some(p) => self.item_block(p),
+                };
+                ItemKind::If {
+                    cond,
+                    then,
+                    otherwise,
+                }
+            }
+            Rule::observe_item | Rule::reward_item | Rule::loss_item | Rule::done_item => {
+                let kind = match rule {
+                    Rule::observe_item => ObjectiveKind::Observe,
+                    Rule::reward_item => ObjectiveKind::Reward,
+                    Rule::loss_item => ObjectiveKind::Loss,
+                    _ => ObjectiveKind::Done,
+                };
+                ItemKind::Objective {
+                    kind,
+                    name: self.ident(it.next().unwrap()),
+                    value: self.expr(it.next().unwrap()),
+                }
+            }
+            Rule::policy_item => ItemKind::Policy {
+                name: self.ident(it.next().unwrap()),
+                value: self.expr(it.next().unwrap()),
+            },
+            Rule::instance_item => {
+                let template = self.ident(it.next().unwrap());
+                let mut args = vec![];
+                let mut gens = None;
+                for p in it {
+                    match p.as_rule() {
+                        Rule::call_args => args = self.call_args(p),
+                        _ => gens = Some(self.for_clause(p)),
+                    }
+                }
+                ItemKind::Instance {
+                    template,
+                    args,
+                    gens,
+                }
+            }
+            r => unreachable!("not an item rule: {r:?}"),
+        };
+        Item { kind, span }
+    }
+
+    fn item_block(&self, p: Pair<Rule>) -> Vec<Item> {
+        p.into_inner().map(|i| self.item(i)).collect()
+    }
+
+    fn string(&self, p: Pair<Rule>) -> String {
+        p.into_inner().next().map_or(String::new(), |b| b.as_str().to_string())
+    }
+
+    fn params_and_body(&self, it: &mut Pairs<Rule>) -> (Vec<Param>, Expr) {
+        let mut next = it.next().unwrap();
+        let mut params = vec![];
+        if next.as_rule() == Rule::fn_params {
+            params = next
+                .into_inner()
+                .map(|fp| {
+                    let mut i = fp.into_inner();
+                    Param {
+                        name: self.ident(i.next().unwrap()),
+                        ty: i.next().map(|t| self.ident(t)),
+                    }
+                })
+                .collect();
+            next = it.next().unwrap();
+        }
+        (params, self.body_expr(next))
+    }
+
+    fn body_expr(&self, p: Pair<Rule>) -> Expr {
+        match p.as_rule() {
+            Rule::block => self.block(p),
+            _ => self.expr(p),
+        }
+    }
+
+    fn block(&self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let mut lets = vec![];
+        let mut result = None;
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::let_stmt => {
+                    let mut i = q.into_inner();
+                    lets.push(Let {
+                        name: self.ident(i.next().unwrap()),
+                        value: self.expr(i.next().unwrap()),
+                    });
+                }
+                _ => result = Some(self.expr(q)),
+            }
+        }
+        Expr {
+            kind: ExprKind::Block {
+                lets,
+                result: Box::new(result.expect("a block ends in an expression")),
+            },
+            span,
+        }
+    }
+
+    fn fields(&self, p: Pair<Rule>) -> Vec<FieldDef> {
+        p.into_inner()
+            .map(|f| {
+                let mut i = f.into_inner();
+                FieldDef {
+                    name: self.ident(i.next().unwrap()),
+                    value: self.expr(i.next().unwrap()),
+                }
+            })
+            .collect()
+    }
+
+    fn bounds(&self, p: Pair<Rule>) -> (Expr, Expr) {
+        let mut i = p.into_inner();
+        (self.expr(i.next().unwrap()), self.expr(i.next().unwrap()))
+    }
+
+    fn dims(&self, p: Pair<Rule>) -> Dims {
+        let inner = p.into_inner().next().unwrap();
+        match inner.as_rule() {
+            Rule::generators => Dims::Gens(self.generators(inner)),
+            _ => Dims::Sizes(inner.into_inner().map(|e| self.expr(e)).collect()),
+        }
+    }
+
+    fn for_clause(&self, p: Pair<Rule>) -> Generators {
+        self.generators(p.into_inner().next().unwrap())
+    }
+
+    fn generators(&self, p: Pair<Rule>) -> Generators {
+        let span = self.span(&p);
+        let mut gens = vec![];
+        let mut guard = None;
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::generator => {
+                    let gspan = self.span(&q);
+                    let mut i = q.into_inner();
+                    let var = self.ident(i.next().unwrap());
+                    let src = i.next().unwrap();
+                    let source = match src.as_rule() {
+                        Rule::range => {
+                            let mut r = src.into_inner();
+                            GenSource::Range(
+                                self.expr(r.next().unwrap()),
+                                self.expr(r.next().unwrap()),
+                            )
+                        }
+                        _ => GenSource::Collection(self.expr(src)),
+                    };
+                    gens.push(Generator {
+                        var,
+                        source,
+                        span: gspan,
+                    });
+                }
+                _ => guard = Some(Box::new(self.expr(q.into_inner().next().unwrap()))),
+            }
+        }
+        Generators { gens, guard, span }
+    }
+
+    fn call_args(&self, p: Pair<Rule>) -> Vec<Arg> {
+        p.into_inner()
+            .map(|a| {
+                let mut i = a.into_inner().peekable();
+                let first = i.next().unwrap();
+                if first.as_rule() == Rule::ident {
+                    Arg {
+                        name: Some(self.ident(first)),
+                        value: self.expr(i.next().unwrap()),
+                    }
+                } else {
+                    Arg {
+                        name: None,
+                        value: self.expr(first),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn expr(&self, p: Pair<Rule>) -> Expr {
+        debug_assert_eq!(p.as_rule(), Rule::expr);
+        PRATT
+            .map_primary(|q| self.primary(q))
+            .map_prefix(|op, rhs| {
+                let s = self.span(&op);
+                let o = match op.as_rule() {
+                    Rule::neg => UnOp::Neg,
+                    _ => UnOp::Not,
+                };
+                let span = s.to(rhs.span);
+                Expr {
+                    kind: ExprKind::Unary(o, Box::new(rhs)),
+                    span,
+                }
+            })
+            .map_infix(|lhs, op, rhs| {
+                let o = match op.as_rule() {
+                    Rule::or => BinOp::Or,
+                    Rule::and => BinOp::And,
+                    Rule::eq => BinOp::Eq,
+                    Rule::ne => BinOp::Ne,
+                    Rule::lt => BinOp::Lt,
+                    Rule::le => BinOp::Le,
+                    Rule::gt => BinOp::Gt,
+                    Rule::ge => BinOp::Ge,
+                    Rule::add => BinOp::Add,
+                    Rule::sub => BinOp::Sub,
+                    Rule::mul => BinOp::Mul,
+                    Rule::div => BinOp::Div,
+                    Rule::rem => BinOp::Rem,
+                    _ => BinOp::Pow,
+                };
+                let span = lhs.span.to(rhs.span);
+                Expr {
+                    kind: ExprKind::Binary(o, Box::new(lhs), Box::new(rhs)),
+                    span,
+                }
+            })
+            .map_postfix(|lhs, op| {
+                let span = lhs.span.to(self.span(&op));
+                let rule = op.as_rule();
+                let mut i = op.into_inner();
+                let kind = match rule {
+                    Rule::index => ExprKind::Index {
+                        recv: Box::new(lhs),
+                        indices: i.map(|e| self.expr(e)).collect(),
+                    },
+                    Rule::method => ExprKind::Method {
+                        recv: Box::new(lhs),
+                        name: self.ident(i.next().unwrap()),
+                        args: i.next().map(|a| self.call_args(a)).unwrap_or_default(),
+                    },
+                    _ => ExprKind::Field {
+                        recv: Box::new(lhs),
+                        name: self.ident(i.next().unwrap()),
+                    },
+                };
+                Expr { kind, span }
+            })
+            .parse(p.into_inner())
+    }
+
+    fn primary(&self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::number => {
+                let mut i = p.into_inner();
+                let lit = i.next().unwrap().as_str();
+                let is_int = !lit.contains(['.', 'e', 'E']);
+                ExprKind::Num {
+                    value: lit.parse().unwrap_or(f64::INFINITY),
+                    is_int,
+                    unit: i.next().map(|u| self.ident(u)),
+                }
+            }
+            Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
+            Rule::string => ExprKind::Str(self.string(p)),
+            Rule::name => ExprKind::Name(p.as_str().to_string()),
+            Rule::paren => return self.expr(p.into_inner().next().unwrap()),
+            Rule::tuple => ExprKind::Tuple(p.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::call => {
+                let mut i = p.into_inner();
+                ExprKind::Call {
+                    func: self.ident(i.next().unwrap()),
+                    args: i.next().map(|a| self.call_args(a)).unwrap_or_default(),
+                }
+            }
+            Rule::sum => {
+                let mut i = p.into_inner();
+                ExprKind::Sum {
+                    body: Box::new(self.expr(i.next().unwrap())),
+                    gens: self.generators(i.next().unwrap()),
+                }
+            }
+            Rule::block => return self.block(p),
+            r => unreachable!("not a primary rule: {r:?}"),
+        };
+        Expr { kind, span }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::print;
+
+    fn e(src: &str) -> String {
+        let (f, d) = parse(0, &format!("const X = {src}"));
+        assert!(d.is_empty(), "{d:?}");
+        match &f.items[0].kind {
+            ItemKind::Const { value, .. } => print::expr(value),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        assert_eq!(e("-x^2"), "(neg (^ x 2))");
+        assert_eq!(e("2^3^2"), "(^ 2 (^ 3 2))");
+        assert_eq!(e("2^-1*3"), "(* (^ 2 (neg 1)) 3)");
+        assert_eq!(e("a + b * c - d"), "(- (+ a (* b c)) d)");
+        assert_eq!(e("a < b && c || !d"), "(|| (&& (< a b) c) (not d))");
+        assert_eq!(e("-a.x.z"), "(neg (. (. a x) z))");
+        assert_eq!(e("30deg"), "30deg");
+        assert_eq!(e("1e-8"), "1e-8");
+        assert_eq!(e("p[i, j + 1].x"), "(. ([] p i (+ j 1)) x)");
+        assert_eq!(e("A.point(vec3(0, 0, 1))"), "(.point A (vec3 0 0 1))");
+        assert_eq!(e("sum(x[k] for k in 0..3)"), "(sum ([] x k) (for (k 0..3)))");
+        assert_eq!(e("f(a = 1, 2)"), "(f (a = 1) 2)");
+        assert_eq!(e("(1, 2, 3)"), "(tuple 1 2 3)");
+        assert_eq!(e("a == b"), "(== a b)");
+    }
+
+    #[test]
+    fn recovers_and_reports_every_syntax_error() {
+        let src = "const A = 1 +\nconst B = 2\nparam k = )\nconst C = 3\n";
+        let (f, d) = parse(0, src);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let names: Vec<_> = f
+            .items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                ItemKind::Const { name, .. } => Some(name.name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["A", "B", "C"]);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let src = format!("const X = {}1{}", "(".repeat(5000), ")".repeat(5000));
+        let (_, d) = parse(0, &src);
+        assert_eq!(d[0].code, "joule::too_deep");
+    }
+}
