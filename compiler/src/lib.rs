@@ -1,1 +1,24 @@
+//! The Joule compiler: scene text to a resolved [`Model`] (this crate's front
+//! end), then expression IR, symbolic differentiation and Cranelift kernels.
+//!
+//! The pass list lives in [`passes`]; each pass is a module of its own.
+
+pub mod emit;
+pub mod model;
+pub mod passes;
 pub mod resolve;
+
+pub use model::Model;
+pub use passes::{check_path, check_source, Checked, Emit};
+
+/// Decodes a source file: UTF-8 text without NUL bytes. On failure, the byte
+/// offset and a reason.
+pub fn decode_source(bytes: &[u8]) -> Result<String, (usize, String)> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => match s.find('\0') {
+            Some(at) => Err((at, "it contains a NUL byte (is it a binary file?)".into())),
+            None => Ok(s.to_string()),
+        },
+        Err(e) => Err((e.valid_up_to(), "invalid UTF-8".into())),
+    }
+}

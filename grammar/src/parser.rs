@@ -82,7 +82,9 @@ pub fn parse(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
             Span::new(file, 0, 0),
             "file starts here",
         )
-        .with_help("generate large structures with `for` generators or `mesh` instead of writing them out");
+        .with_help(
+            "generate large structures with `for` generators or `mesh` instead of writing them out",
+        );
         return (SceneFile::default(), vec![d]);
     }
     if let Some(d) = check_nesting(file, src) {
@@ -148,7 +150,9 @@ fn skip_trivia(src: &str, mut pos: usize) -> usize {
         if src[pos..].starts_with("//") {
             pos = src[pos..].find('\n').map_or(src.len(), |n| pos + n);
         } else if src[pos..].starts_with("/*") {
-            pos = src[pos + 2..].find("*/").map_or(src.len(), |n| pos + 2 + n + 2);
+            pos = src[pos + 2..]
+                .find("*/")
+                .map_or(src.len(), |n| pos + 2 + n + 2);
         } else {
             return pos;
         }
@@ -168,7 +172,11 @@ fn resync(src: &str, from: usize) -> usize {
             .collect();
         let starts_item = !word.is_empty()
             && !word.starts_with(|c: char| c.is_ascii_digit())
-            && (KEYWORDS.contains(&word.as_str()) && !matches!(word.as_str(), "else" | "in" | "let" | "backward" | "for" | "true" | "false")
+            && (KEYWORDS.contains(&word.as_str())
+                && !matches!(
+                    word.as_str(),
+                    "else" | "in" | "let" | "backward" | "for" | "true" | "false"
+                )
                 || line[word.len()..].trim_start().starts_with('('));
         if starts_item {
             return line_start;
@@ -501,7 +509,9 @@ impl Builder {
     }
 
     fn string(&self, p: Pair<Rule>) -> String {
-        p.into_inner().next().map_or(String::new(), |b| b.as_str().to_string())
+        p.into_inner()
+            .next()
+            .map_or(String::new(), |b| b.as_str().to_string())
     }
 
     fn params_and_body(&self, it: &mut Pairs<Rule>) -> (Vec<Param>, Expr) {
@@ -766,7 +776,10 @@ mod tests {
         assert_eq!(e("1e-8"), "1e-8");
         assert_eq!(e("p[i, j + 1].x"), "(. ([] p i (+ j 1)) x)");
         assert_eq!(e("A.point(vec3(0, 0, 1))"), "(.point A (vec3 0 0 1))");
-        assert_eq!(e("sum(x[k] for k in 0..3)"), "(sum ([] x k) (for (k 0..3)))");
+        assert_eq!(
+            e("sum(x[k] for k in 0..3)"),
+            "(sum ([] x k) (for (k 0..3)))"
+        );
         assert_eq!(e("f(a = 1, 2)"), "(f (a = 1) 2)");
         assert_eq!(e("(1, 2, 3)"), "(tuple 1 2 3)");
         assert_eq!(e("a == b"), "(== a b)");

@@ -1,0 +1,432 @@
+//! Resolution: scene AST to [`Model`]. Constants are evaluated, `if` and `use`
+//! expanded, generators unrolled into instance tables, meshes built, `rest(...)`
+//! evaluated per instance, `fn`s inlined, fixed DOFs removed, and everything
+//! type-checked. Errors are collected, never thrown, so a file's problems are
+//! all reported at once.
+//!
+//! Two passes over the items, in source order: declarations first (constants,
+//! functions, settings, params, controls, particles, bodies, meshes, energy
+//! definitions), then, once DOFs are numbered, what refers to them (fixes are
+//! applied before numbering; instances, objectives and policies after).
+
+mod decls;
+mod eval;
+mod instances;
+pub mod mesh;
+mod value;
+
+use crate::model::*;
+use joule_grammar::ast::*;
+use joule_grammar::{Diagnostic, SourceMap};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+pub use value::{HandleKind, Value};
+
+/// Most instances (or particles, or loop iterations) one generator may produce.
+pub const MAX_EXPANSION: u64 = 10_000_000;
+/// Deepest `fn` inlining (recursion is an error).
+pub const MAX_FN_DEPTH: usize = 64;
+
+/// What a global name refers to.
+#[derive(Debug, Clone)]
+enum Global {
+    Const(Value),
+    Fn(usize),
+    Param(u32),
+    Control(u32),
+    Array(u32),
+    Particle(u32),
+    Body(u32),
+    Mesh(u32),
+    Energy(usize),
+    Objective,
+    Policy,
+}
+
+impl Global {
+    fn describe(&self) -> &'static str {
+        match self {
+            Global::Const(_) => "constant",
+            Global::Fn(_) => "function",
+            Global::Param(_) => "parameter",
+            Global::Control(_) => "control",
+            Global::Array(_) => "array",
+            Global::Particle(_) => "particle",
+            Global::Body(_) => "body",
+            Global::Mesh(_) => "mesh",
+            Global::Energy(_) => "energy",
+            Global::Objective => "objective",
+            Global::Policy => "policy",
+        }
+    }
+}
+
+/// A declared array of particles, bodies or controls, indexable by tuples.
+#[derive(Debug, Clone)]
+struct ArrayDecl {
+    name: String,
+    kind: ArrayKind,
+    /// Half-open index range per dimension.
+    dims: Vec<(i64, i64)>,
+    /// Dense over the box of `dims`, row-major; `None` where a guard removed an element.
+    slots: Vec<Option<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrayKind {
+    Particle,
+    Body,
+    Control,
+}
+
+#[derive(Debug, Clone)]
+struct MeshDecl {
+    /// Particle id of each vertex.
+    particles: Vec<u32>,
+    data: mesh::MeshData,
+}
+
+#[derive(Debug, Clone)]
+struct FnDecl {
+    name: String,
+    params: Vec<Param>,
+    body: Expr,
+}
+
+/// The resolver's state for one compilation.
+pub struct Resolver<'s> {
+    sources: &'s mut SourceMap,
+    diags: Vec<Diagnostic>,
+    globals: HashMap<String, (Global, Span)>,
+    fns: Vec<FnDecl>,
+    energies: Vec<EnergyDef>,
+    arrays: Vec<ArrayDecl>,
+    meshes: Vec<MeshDecl>,
+    model: Model,
+    /// Items of the second pass, in source order.
+    deferred: Vec<Item>,
+    /// Fixed flags per particle / body, set before DOF numbering.
+    fixed_particles: Vec<bool>,
+    fixed_bodies: Vec<bool>,
+    /// Files currently being included (cycle detection) and all included ones.
+    include_stack: Vec<PathBuf>,
+    included: Vec<PathBuf>,
+    settings_span: Option<Span>,
+    /// Per template of `model.templates`: its key and recorded constant sites.
+    tinfo: Vec<instances::TemplateInfo>,
+}
+
+/// Resolves the parsed file `main` (already in `sources`) and everything it uses.
+/// Returns the model when there were no errors, and all diagnostics.
+pub fn resolve(
+    sources: &mut SourceMap,
+    main: FileId,
+    file: &SceneFile,
+) -> (Option<Model>, Vec<Diagnostic>) {
+    let mut r = Resolver {
+        sources,
+        diags: vec![],
+        globals: HashMap::new(),
+        fns: vec![],
+        energies: vec![],
+        arrays: vec![],
+        meshes: vec![],
+        model: Model::default(),
+        deferred: vec![],
+        fixed_particles: vec![],
+        fixed_bodies: vec![],
+        include_stack: vec![],
+        included: vec![],
+        settings_span: None,
+        tinfo: vec![],
+    };
+    if let Some(p) = r.sources.get(main).path.clone() {
+        r.include_stack.push(p.clone());
+        r.included.push(p);
+    }
+    r.declare_items(&file.items);
+    r.finish();
+    let failed = r.diags.iter().any(Diagnostic::is_error);
+    let model = (!failed).then_some(r.model);
+    (model, r.diags)
+}
+
+fn parse_file(sources: &SourceMap, id: FileId) -> (SceneFile, Vec<Diagnostic>) {
+    let text = sources.get(id).text.clone();
+    joule_grammar::parse(id, &text)
+}
+
+/// Candidates closest to `name`, for "did you mean" hints.
+fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(name, c);
+        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+impl Resolver<'_> {
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn err(
+        &mut self,
+        code: &'static str,
+        msg: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::error(code, msg, span, label));
+    }
+
+    /// Registers a global name; a duplicate is an error pointing at both.
+    fn define(&mut self, name: &Ident, g: Global) -> bool {
+        if let Some((old, old_span)) = self.globals.get(&name.name) {
+            let d = Diagnostic::error(
+                "joule::duplicate_name",
+                format!("`{}` is defined twice", name.name),
+                name.span,
+                "second definition",
+            )
+            .with_label(
+                *old_span,
+                format!("first defined here as a {}", old.describe()),
+            )
+            .with_help(
+                "rename one of them; names share one scope across the scene and its `use`d files",
+            );
+            self.error(d);
+            return false;
+        }
+        if eval::is_builtin_name(&name.name) {
+            self.error(
+                Diagnostic::error(
+                    "joule::duplicate_name",
+                    format!("`{}` is a built-in name", name.name),
+                    name.span,
+                    "shadows a built-in",
+                )
+                .with_help("choose another name"),
+            );
+            return false;
+        }
+        self.globals.insert(name.name.clone(), (g, name.span));
+        true
+    }
+
+    /// First pass over items: declarations now, references deferred.
+    fn declare_items(&mut self, items: &[Item]) {
+        for item in items {
+            match &item.kind {
+                ItemKind::Scene(t) => self.model.title = Some(t.clone()),
+                ItemKind::Use { path, path_span } => self.include(path, *path_span),
+                ItemKind::Const { name, value } => {
+                    let mut ctx = eval::Ctx::declaration();
+                    let v = self.eval(&mut ctx, value);
+                    let v = match v {
+                        Value::Runtime(_) => {
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::runtime_in_const",
+                                    format!("constant `{}` depends on a runtime value", name.name),
+                                    value.span,
+                                    "not known at compile time",
+                                )
+                                .with_help("use `param` for a differentiable runtime value"),
+                            );
+                            Value::Poison
+                        }
+                        v => v,
+                    };
+                    self.define(name, Global::Const(v));
+                }
+                ItemKind::Fn { name, params, body } => {
+                    let id = self.fns.len();
+                    self.fns.push(FnDecl {
+                        name: name.name.clone(),
+                        params: params.clone(),
+                        body: body.clone(),
+                    });
+                    self.define(name, Global::Fn(id));
+                }
+                ItemKind::Settings(fields) => self.settings(item.span, fields),
+                ItemKind::Param {
+                    name,
+                    value,
+                    bounds,
+                } => self.param(name, value, bounds.as_ref()),
+                ItemKind::Control { name, dims, bounds } => {
+                    self.control(name, dims.as_ref(), bounds.as_ref())
+                }
+                ItemKind::Particle { name, dims, fields } => {
+                    self.particles(name, dims.as_ref(), fields)
+                }
+                ItemKind::Body { name, dims, fields } => self.bodies(name, dims.as_ref(), fields),
+                ItemKind::Mesh {
+                    name,
+                    source,
+                    fields,
+                } => self.mesh(name, source, fields),
+                ItemKind::Energy(def) => {
+                    let id = self.energies.len();
+                    self.energies.push(def.clone());
+                    self.define(&def.name, Global::Energy(id));
+                }
+                ItemKind::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    let mut ctx = eval::Ctx::declaration();
+                    match self.eval_static_bool(&mut ctx, cond, "an `if` condition") {
+                        Some(true) => self.declare_items(then),
+                        Some(false) => self.declare_items(otherwise),
+                        None => {}
+                    }
+                }
+                ItemKind::Fix { .. }
+                | ItemKind::Objective { .. }
+                | ItemKind::Policy { .. }
+                | ItemKind::Instance { .. } => self.deferred.push(item.clone()),
+            }
+        }
+    }
+
+    /// `use "path"`: parse the file (relative to the including file) and declare its items.
+    fn include(&mut self, path: &str, span: Span) {
+        let base = self
+            .sources
+            .get(span.file)
+            .path
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let full = base.join(path);
+        let canonical = match std::fs::canonicalize(&full) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::use_not_found",
+                        format!("cannot read `{}`: {e}", full.display()),
+                        span,
+                        "included here",
+                    )
+                    .with_help("paths in `use` are relative to the file that contains the `use`"),
+                );
+                return;
+            }
+        };
+        if self.include_stack.contains(&canonical) {
+            self.error(
+                Diagnostic::error(
+                    "joule::use_cycle",
+                    format!("`{path}` includes itself (through `use`)"),
+                    span,
+                    "cycle closes here",
+                )
+                .with_help("remove one of the `use` items in the cycle"),
+            );
+            return;
+        }
+        if self.included.contains(&canonical) {
+            return; // already included once: its names are defined
+        }
+        let bytes = match std::fs::read(&canonical) {
+            Ok(b) => b,
+            Err(e) => {
+                self.err(
+                    "joule::use_not_found",
+                    format!("cannot read `{path}`: {e}"),
+                    span,
+                    "included here",
+                );
+                return;
+            }
+        };
+        let text = match crate::decode_source(&bytes) {
+            Ok(t) => t,
+            Err((offset, why)) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::invalid_utf8",
+                        format!("`{path}` is not a text file: {why} at byte {offset}"),
+                        span,
+                        "included here",
+                    )
+                    .with_help("scene files must be UTF-8 text"),
+                );
+                return;
+            }
+        };
+        let id = self
+            .sources
+            .add(full.display().to_string(), Some(&canonical), &text);
+        self.include_stack.push(canonical.clone());
+        self.included.push(canonical);
+        let (file, syntax) = parse_file(self.sources, id);
+        self.diags.extend(syntax);
+        self.declare_items(&file.items);
+        self.include_stack.pop();
+    }
+
+    /// Second pass: fixes, DOF numbering, then instances, objectives, policies.
+    fn finish(&mut self) {
+        let deferred = std::mem::take(&mut self.deferred);
+        for item in &deferred {
+            if let ItemKind::Fix { targets, gens } = &item.kind {
+                self.fix(targets, gens.as_ref());
+            }
+        }
+        self.number_dofs();
+        for item in &deferred {
+            match &item.kind {
+                ItemKind::Instance {
+                    template,
+                    args,
+                    gens,
+                } => self.instances(template, args, gens.as_ref(), item.span),
+                ItemKind::Objective { kind, name, value } => self.objective(*kind, name, value),
+                ItemKind::Policy { name, value } => self.policy(name, value),
+                _ => {}
+            }
+        }
+    }
+
+    fn number_dofs(&mut self) {
+        let mut next = 0u32;
+        for (p, fixed) in self.model.particles.iter_mut().zip(&self.fixed_particles) {
+            if !fixed {
+                p.dof = Some(next);
+                next += 3;
+            }
+        }
+        for (b, fixed) in self.model.bodies.iter_mut().zip(&self.fixed_bodies) {
+            if !fixed {
+                b.dof = Some(next);
+                next += 12;
+            }
+        }
+        self.model.dof_count = next as usize;
+    }
+
+    /// Names in scope, for suggestions.
+    fn global_names(&self) -> impl Iterator<Item = &str> {
+        self.globals.keys().map(String::as_str)
+    }
+
+    /// Span text for messages.
+    fn snippet(&self, span: Span) -> String {
+        self.sources.snippet(span).to_string()
+    }
+}
+
+/// Rc-wrapped list value.
+fn list(v: Vec<Value>) -> Value {
+    Value::List(Rc::new(v))
+}

@@ -1,0 +1,392 @@
+//! The `--emit model` text form: stable, readable, and used as snapshots.
+//! Long tables are elided in the middle (first and last rows shown with a count).
+
+use crate::model::*;
+use joule_grammar::ast::{BinOp, EnergyKind, UnOp};
+
+/// Rows shown in full before a table is elided.
+const SHOW_ROWS: usize = 8;
+
+/// Renders a model as text.
+pub fn model_text(m: &Model) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    if let Some(t) = &m.title {
+        wl(w, format!("scene {t:?}"));
+    }
+    let s = &m.settings;
+    let integ = match &s.integrator {
+        Integrator::SymplecticEuler => "symplectic_euler".to_string(),
+        Integrator::ImplicitEuler {
+            iterations,
+            tolerance,
+        } => {
+            format!("implicit_euler(iterations = {iterations}, tolerance = {tolerance:e})")
+        }
+    };
+    wl(
+        w,
+        format!(
+            "settings dt = {} substeps = {} gravity = {} integrator = {integ} precision = {}",
+            s.dt,
+            s.substeps,
+            tuple(&s.gravity),
+            match s.precision {
+                Precision::F64 => "f64",
+                Precision::F32 => "f32",
+            }
+        ),
+    );
+    wl(w, format!("params ({})", m.params.len()));
+    for (i, p) in m.params.iter().enumerate() {
+        let b = p
+            .bounds
+            .map(|(l, h)| format!(" in {l}..{h}"))
+            .unwrap_or_default();
+        wl(w, format!("  p{i} {} = {}{b}", p.name, p.value));
+    }
+    wl(w, format!("controls ({})", m.controls.len()));
+    rows(w, m.controls.len(), |i| {
+        let c = &m.controls[i];
+        let b = c
+            .bounds
+            .map(|(l, h)| format!(" in {l}..{h}"))
+            .unwrap_or_default();
+        format!("u{i} {}{b}", c.name)
+    });
+    let fixed = m.particles.iter().filter(|p| p.dof.is_none()).count();
+    wl(w, format!("dofs {} free", m.dof_count));
+    wl(
+        w,
+        format!("particles ({}, {fixed} fixed)", m.particles.len()),
+    );
+    rows(w, m.particles.len(), |i| {
+        let p = &m.particles[i];
+        let at = match p.dof {
+            Some(d) => format!("dofs {d}..{}", d + 3),
+            None => "fixed".into(),
+        };
+        format!(
+            "{} {at} x = {} v = {} mass = {}",
+            p.name,
+            tuple(&p.x),
+            tuple(&p.v),
+            p.mass
+        )
+    });
+    wl(w, format!("bodies ({})", m.bodies.len()));
+    rows(w, m.bodies.len(), |i| {
+        let b = &m.bodies[i];
+        let at = match b.dof {
+            Some(d) => format!("dofs {d}..{}", d + 12),
+            None => "fixed".into(),
+        };
+        format!(
+            "{} {at} shape = {:?} mass = {} x = {} rotation = {} v = {} w = {}",
+            b.name,
+            b.shape,
+            b.mass,
+            tuple(&b.x),
+            tuple(&b.rotation),
+            tuple(&b.v),
+            tuple(&b.w)
+        )
+    });
+    wl(w, format!("templates ({})", m.templates.len()));
+    for t in &m.templates {
+        template(w, m, t);
+    }
+    wl(w, format!("objectives ({})", m.objectives.len()));
+    for o in &m.objectives {
+        let p = Printer {
+            model: m,
+            template: None,
+        };
+        wl(
+            w,
+            format!(
+                "  {} {}: {} = {}",
+                o.kind.keyword(),
+                o.name,
+                o.value.shape.name(),
+                p.term(&o.value, 0)
+            ),
+        );
+    }
+    if !m.policies.is_empty() {
+        wl(w, format!("policies ({})", m.policies.len()));
+        for p in &m.policies {
+            let inputs: Vec<&str> = p
+                .inputs
+                .iter()
+                .map(|i| m.objectives[*i].name.as_str())
+                .collect();
+            wl(
+                w,
+                format!(
+                    "  {} mlp inputs = [{}] outputs = {} controls hidden = {:?} activation = {:?}",
+                    p.name,
+                    inputs.join(", "),
+                    p.outputs.len(),
+                    p.hidden,
+                    p.activation
+                ),
+            );
+        }
+    }
+    o
+}
+
+fn wl(w: &mut String, line: String) {
+    w.push_str(&line);
+    w.push('\n');
+}
+
+fn tuple(v: &[f64]) -> String {
+    format!(
+        "({})",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Writes `n` rows, eliding the middle of long tables.
+fn rows(w: &mut String, n: usize, row: impl Fn(usize) -> String) {
+    let show = |w: &mut String, i: usize| wl(w, format!("  {}", row(i)));
+    if n <= SHOW_ROWS {
+        (0..n).for_each(|i| show(w, i));
+    } else {
+        (0..SHOW_ROWS - 2).for_each(|i| show(w, i));
+        wl(w, format!("  ... {} more ...", n - SHOW_ROWS));
+        (n - 2..n).for_each(|i| show(w, i));
+    }
+}
+
+fn template(w: &mut String, m: &Model, t: &Template) {
+    let kind = match t.kind {
+        EnergyKind::Energy => "energy",
+        EnergyKind::Dissipation => "dissipation",
+    };
+    let p = Printer {
+        model: m,
+        template: Some(t),
+    };
+    let args: Vec<String> = t
+        .args
+        .iter()
+        .map(|a| match &a.binding {
+            ArgBinding::Handle { kind, .. } => format!("{}: {kind}", a.name),
+            ArgBinding::Control => format!("{}: control", a.name),
+            ArgBinding::Const { shape, .. } => format!("{}: const {}", a.name, shape.name()),
+            ArgBinding::Runtime(term) => format!("{} = {}", a.name, p.term(term, 0)),
+            ArgBinding::Static(v) => format!("{} = {v}", a.name),
+        })
+        .collect();
+    wl(
+        w,
+        format!("  {kind} {}({}) x {}", t.name, args.join(", "), t.count),
+    );
+    if !t.const_names.is_empty() {
+        let c: Vec<String> = t
+            .const_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("c{i} = {n}"))
+            .collect();
+        wl(w, format!("    consts {}", c.join(", ")));
+    }
+    wl(w, format!("    body {}", p.term(&t.body, 0)));
+    if let Some(b) = &t.backward {
+        wl(w, format!("    backward {}", p.term(b, 0)));
+    }
+    let nc = t.const_names.len();
+    let mut lines = String::new();
+    rows(&mut lines, t.count, |i| {
+        let mut parts = vec![format!("{i}:")];
+        if t.dof_width > 0 {
+            let d: Vec<String> = t.dofs[i * t.dof_width..(i + 1) * t.dof_width]
+                .iter()
+                .map(|d| match d {
+                    DofRef::Free(k) => format!("x{k}"),
+                    DofRef::Fixed(v) => format!("={v}"),
+                })
+                .collect();
+            parts.push(format!("dofs [{}]", d.join(" ")));
+        }
+        if t.control_width > 0 {
+            let c: Vec<String> = t.controls[i * t.control_width..(i + 1) * t.control_width]
+                .iter()
+                .map(|c| format!("u{c}"))
+                .collect();
+            parts.push(format!("controls [{}]", c.join(" ")));
+        }
+        if nc > 0 {
+            parts.push(format!("consts {}", tuple(&t.consts[i * nc..(i + 1) * nc])));
+        }
+        parts.join(" ")
+    });
+    for l in lines.lines() {
+        wl(w, format!("    {}", l.trim_start()));
+    }
+}
+
+/// Prints terms in infix form with minimal parentheses.
+struct Printer<'a> {
+    model: &'a Model,
+    template: Option<&'a Template>,
+}
+
+fn prec(op: BinOp) -> u8 {
+    match op {
+        BinOp::Or => 1,
+        BinOp::And => 2,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+        BinOp::Add | BinOp::Sub => 4,
+        BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
+        BinOp::Pow => 7,
+    }
+}
+
+impl Printer<'_> {
+    fn input(&self, i: Input) -> String {
+        match i {
+            Input::Dof { at, state } => {
+                let s = match state {
+                    State::Pos => "x",
+                    State::Vel => "v",
+                    State::PrevPos => "prev_x",
+                    State::PrevVel => "prev_v",
+                };
+                match at {
+                    DofAt::Global(g) => format!("{s}[{g}]"),
+                    DofAt::Arg { arg, offset } => {
+                        let name = self
+                            .template
+                            .map_or("?", |t| t.args[arg as usize].name.as_str());
+                        format!("{s}({name}, {offset})")
+                    }
+                }
+            }
+            Input::Param(p) => self.model.params[p as usize].name.clone(),
+            Input::Control(c) => self.model.controls[c as usize].name.clone(),
+            Input::ArgControl(a) => self
+                .template
+                .map_or("?".into(), |t| t.args[a as usize].name.clone()),
+            Input::Const(c) => format!("c{c}"),
+        }
+    }
+
+    /// Prints `t` in a context of binding strength `ctx`.
+    fn term(&self, t: &Term, ctx: u8) -> String {
+        match &t.kind {
+            TermKind::Lit(v) if v.shape == Shape::Scalar => {
+                let s = v.x().to_string();
+                if v.x() < 0.0 && ctx > 0 {
+                    format!("({s})")
+                } else {
+                    s
+                }
+            }
+            TermKind::Lit(v) if v.shape == Shape::Bool => (v.x() != 0.0).to_string(),
+            TermKind::Lit(v) => format!("{}{}", v.shape.name(), tuple(v.comps())),
+            TermKind::Input(i) => self.input(*i),
+            TermKind::Pack(c) => {
+                if let Some(s) = self.dof_range(c) {
+                    return s;
+                }
+                let parts: Vec<String> = c.iter().map(|x| self.term(x, 0)).collect();
+                format!("{}({})", t.shape.name(), parts.join(", "))
+            }
+            TermKind::Get(x, i) => format!("{}[{i}]", self.term(x, 9)),
+            TermKind::Unary(op, x) => {
+                let s = match op {
+                    UnOp::Neg => format!("-{}", self.term(x, 6)),
+                    UnOp::Not => format!("!{}", self.term(x, 6)),
+                };
+                if ctx > 6 {
+                    format!("({s})")
+                } else {
+                    s
+                }
+            }
+            TermKind::Binary(op, a, b) => {
+                let p = prec(*op);
+                let (lp, rp) = if *op == BinOp::Pow {
+                    (p + 1, p)
+                } else {
+                    (p, p + 1)
+                };
+                let s = format!("{} {} {}", self.term(a, lp), op.symbol(), self.term(b, rp));
+                if p < ctx {
+                    format!("({s})")
+                } else {
+                    s
+                }
+            }
+            TermKind::Call(b, args) => {
+                let parts: Vec<String> = args.iter().map(|x| self.term(x, 0)).collect();
+                format!("{}({})", b.name(), parts.join(", "))
+            }
+            TermKind::Let {
+                local,
+                name,
+                value,
+                body,
+            } => {
+                let s = format!(
+                    "let {name}#{local} = {} in {}",
+                    self.term(value, 0),
+                    self.term(body, 0)
+                );
+                if ctx > 0 {
+                    format!("({s})")
+                } else {
+                    s
+                }
+            }
+            TermKind::Local(l) => format!("#{l}"),
+        }
+    }
+
+    /// `x(a, 0..3)` for a pack of consecutive DOF reads of one argument.
+    fn dof_range(&self, c: &[std::rc::Rc<Term>]) -> Option<String> {
+        let mut first: Option<(DofAt, State)> = None;
+        for (k, t) in c.iter().enumerate() {
+            let TermKind::Input(Input::Dof { at, state }) = t.kind else {
+                return None;
+            };
+            match first {
+                None => first = Some((at, state)),
+                Some((f, s)) => {
+                    let consecutive = match (f, at) {
+                        (DofAt::Global(a), DofAt::Global(b)) => b == a + k as u32,
+                        (DofAt::Arg { arg: a, offset: o }, DofAt::Arg { arg: b, offset: p }) => {
+                            a == b && p == o + k as u16
+                        }
+                        _ => false,
+                    };
+                    if !consecutive || s != state {
+                        return None;
+                    }
+                }
+            }
+        }
+        let (at, state) = first?;
+        let one = self.input(Input::Dof { at, state });
+        let end = c.len();
+        Some(match at {
+            DofAt::Global(g) => one.replacen(
+                &format!("[{g}]"),
+                &format!("[{g}..{}]", g as usize + end),
+                1,
+            ),
+            DofAt::Arg { offset, .. } => one.replacen(
+                &format!(", {offset})"),
+                &format!(", {offset}..{})", offset as usize + end),
+                1,
+            ),
+        })
+    }
+}

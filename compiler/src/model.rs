@@ -1,0 +1,520 @@
+//! The resolved scene: DOF layout, parameter and control tables, and per energy
+//! template a table of instances. Everything static is decided here; what is
+//! left is runtime arithmetic over DOFs, params, controls and per-instance
+//! constants, held as [`Term`] trees (lowered to scalar IR by the next pass).
+
+use joule_grammar::ast::{BinOp, EnergyKind, ObjectiveKind, Span, UnOp};
+use std::rc::Rc;
+
+/// The numeric shape of a value at run time (also used for compile-time numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// A runtime truth value (only inside `select` and `done`).
+    Bool,
+    /// One number.
+    Scalar,
+    /// A column vector of length 2..=4.
+    Vec(u8),
+    /// A square matrix of size 2 or 3, stored column-major.
+    Mat(u8),
+    /// A quaternion `(w, x, y, z)`.
+    Quat,
+}
+
+impl Shape {
+    /// Number of scalar components.
+    pub fn size(self) -> usize {
+        match self {
+            Shape::Bool | Shape::Scalar => 1,
+            Shape::Vec(n) => n as usize,
+            Shape::Mat(n) => (n * n) as usize,
+            Shape::Quat => 4,
+        }
+    }
+
+    /// The language's name for the shape.
+    pub fn name(self) -> String {
+        match self {
+            Shape::Bool => "bool".into(),
+            Shape::Scalar => "scalar".into(),
+            Shape::Vec(n) => format!("vec{n}"),
+            Shape::Mat(n) => format!("mat{n}"),
+            Shape::Quat => "quat".into(),
+        }
+    }
+}
+
+/// A compile-time number, vector, matrix or quaternion (column-major).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tensor {
+    /// Its shape.
+    pub shape: Shape,
+    /// Components; only the first `shape.size()` are meaningful.
+    pub data: [f64; 9],
+}
+
+impl Tensor {
+    /// A scalar.
+    pub fn scalar(x: f64) -> Self {
+        let mut data = [0.0; 9];
+        data[0] = x;
+        Tensor {
+            shape: Shape::Scalar,
+            data,
+        }
+    }
+
+    /// A tensor of the given shape from components.
+    pub fn new(shape: Shape, comps: &[f64]) -> Self {
+        let mut data = [0.0; 9];
+        data[..comps.len()].copy_from_slice(comps);
+        Tensor { shape, data }
+    }
+
+    /// The meaningful components.
+    pub fn comps(&self) -> &[f64] {
+        &self.data[..self.shape.size()]
+    }
+
+    /// The first component (the value of a scalar).
+    pub fn x(&self) -> f64 {
+        self.data[0]
+    }
+}
+
+/// Which copy of a DOF a term reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Position: the unknown of the step.
+    Pos,
+    /// Velocity.
+    Vel,
+    /// Position at the start of the step (`prev(...)`).
+    PrevPos,
+    /// Velocity at the start of the step.
+    PrevVel,
+}
+
+/// Where a DOF read points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DofAt {
+    /// The `offset`-th DOF of template argument `arg` (looked up per instance).
+    Arg { arg: u16, offset: u16 },
+    /// A free DOF of the model.
+    Global(u32),
+}
+
+/// A scalar leaf of a term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// A DOF.
+    Dof { at: DofAt, state: State },
+    /// A runtime parameter (per environment).
+    Param(u32),
+    /// A control component (per environment, per step).
+    Control(u32),
+    /// The control bound to template argument `arg` (looked up per instance).
+    ArgControl(u16),
+    /// A per-instance constant slot of a template.
+    Const(u32),
+}
+
+/// A runtime expression. Children are shared (`Rc`); shapes are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// The shape of the value.
+    pub shape: Shape,
+    /// What it computes.
+    pub kind: TermKind,
+}
+
+/// Built-in functions that survive to run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Norm,
+    Normalize,
+    Dot,
+    Cross,
+    Outer,
+    Det,
+    Inv,
+    Transpose,
+    Trace,
+    Sqrt,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Atan2,
+    Abs,
+    Min,
+    Max,
+    Clamp,
+    Select,
+    Softplus,
+    Smoothstep,
+    Barrier,
+    Penalty,
+}
+
+impl Builtin {
+    /// Every built-in with its source name.
+    pub const ALL: &'static [(&'static str, Builtin)] = &[
+        ("norm", Builtin::Norm),
+        ("normalize", Builtin::Normalize),
+        ("dot", Builtin::Dot),
+        ("cross", Builtin::Cross),
+        ("outer", Builtin::Outer),
+        ("det", Builtin::Det),
+        ("inv", Builtin::Inv),
+        ("transpose", Builtin::Transpose),
+        ("trace", Builtin::Trace),
+        ("sqrt", Builtin::Sqrt),
+        ("exp", Builtin::Exp),
+        ("log", Builtin::Log),
+        ("sin", Builtin::Sin),
+        ("cos", Builtin::Cos),
+        ("tan", Builtin::Tan),
+        ("tanh", Builtin::Tanh),
+        ("atan2", Builtin::Atan2),
+        ("abs", Builtin::Abs),
+        ("min", Builtin::Min),
+        ("max", Builtin::Max),
+        ("clamp", Builtin::Clamp),
+        ("select", Builtin::Select),
+        ("softplus", Builtin::Softplus),
+        ("smoothstep", Builtin::Smoothstep),
+        ("barrier", Builtin::Barrier),
+        ("penalty", Builtin::Penalty),
+    ];
+
+    /// The source name.
+    pub fn name(self) -> &'static str {
+        Builtin::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map(|(n, _)| *n)
+            .expect("every builtin is listed in ALL")
+    }
+
+    /// Looks a built-in up by name.
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+    }
+}
+
+/// The forms of a runtime expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TermKind {
+    /// A compile-time constant.
+    Lit(Tensor),
+    /// A scalar leaf.
+    Input(Input),
+    /// Builds a vector/matrix/quaternion from scalar terms (column-major).
+    Pack(Vec<Rc<Term>>),
+    /// The `i`-th scalar component.
+    Get(Rc<Term>, u8),
+    /// A prefix operator.
+    Unary(UnOp, Rc<Term>),
+    /// An infix operator (shapes already checked; `*` covers matrix products).
+    Binary(BinOp, Rc<Term>, Rc<Term>),
+    /// A built-in function.
+    Call(Builtin, Vec<Rc<Term>>),
+    /// A `let`-bound value in scope of `body`.
+    Let {
+        local: u32,
+        name: String,
+        value: Rc<Term>,
+        body: Rc<Term>,
+    },
+    /// A reference to a `let`-bound value.
+    Local(u32),
+}
+
+impl Term {
+    /// A shared term.
+    pub fn rc(shape: Shape, kind: TermKind) -> Rc<Term> {
+        Rc::new(Term { shape, kind })
+    }
+
+    /// Visits every input leaf.
+    pub fn for_each_input(&self, f: &mut impl FnMut(Input)) {
+        match &self.kind {
+            TermKind::Lit(_) | TermKind::Local(_) => {}
+            TermKind::Input(i) => f(*i),
+            TermKind::Pack(v) | TermKind::Call(_, v) => v.iter().for_each(|t| t.for_each_input(f)),
+            TermKind::Get(t, _) | TermKind::Unary(_, t) => t.for_each_input(f),
+            TermKind::Binary(_, a, b) => {
+                a.for_each_input(f);
+                b.for_each_input(f);
+            }
+            TermKind::Let { value, body, .. } => {
+                value.for_each_input(f);
+                body.for_each_input(f);
+            }
+        }
+    }
+}
+
+/// One entry of a template's DOF table: a free DOF or a fixed value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DofRef {
+    /// Index into the free DOF vector.
+    Free(u32),
+    /// A fixed (Dirichlet) DOF with its constant position; its velocity is 0.
+    Fixed(f64),
+}
+
+/// The time integrator chosen in `settings`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Integrator {
+    /// Explicit symplectic Euler.
+    SymplecticEuler,
+    /// Implicit Euler as incremental-potential minimisation.
+    ImplicitEuler { iterations: u32, tolerance: f64 },
+}
+
+/// Floating-point precision of the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Double precision (default).
+    F64,
+    /// Single precision.
+    F32,
+}
+
+/// Simulation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Time step in seconds.
+    pub dt: f64,
+    /// Substeps per step.
+    pub substeps: u32,
+    /// Gravity acceleration.
+    pub gravity: [f64; 3],
+    /// The integrator.
+    pub integrator: Integrator,
+    /// Kernel precision.
+    pub precision: Precision,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dt: 0.01,
+            substeps: 1,
+            gravity: [0.0, 0.0, -9.81],
+            integrator: Integrator::SymplecticEuler,
+            precision: Precision::F64,
+        }
+    }
+}
+
+/// A differentiable runtime parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamDecl {
+    /// Its name.
+    pub name: String,
+    /// Default value.
+    pub value: f64,
+    /// Allowed range, if declared.
+    pub bounds: Option<(f64, f64)>,
+    /// Declaration site.
+    pub span: Span,
+}
+
+/// One scalar control input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlDecl {
+    /// Its name, with index (`u[3]`).
+    pub name: String,
+    /// Clamping range, if declared.
+    pub bounds: Option<(f64, f64)>,
+}
+
+/// A point mass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Particle {
+    /// Its name, with index (`cloth[3, 4]`).
+    pub name: String,
+    /// Initial position.
+    pub x: [f64; 3],
+    /// Initial velocity.
+    pub v: [f64; 3],
+    /// Mass.
+    pub mass: f64,
+    /// First of its 3 free DOFs, or `None` when fixed.
+    pub dof: Option<u32>,
+}
+
+/// A rigid-body shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyShape {
+    /// `sphere(radius)`.
+    Sphere { radius: f64 },
+    /// `box(size)`: full edge lengths.
+    Box { size: [f64; 3] },
+    /// `capsule(radius, length)` along the local z axis (length of the cylinder part).
+    Capsule { radius: f64, length: f64 },
+    /// `cylinder(radius, length)` along the local z axis.
+    Cylinder { radius: f64, length: f64 },
+}
+
+impl BodyShape {
+    /// Volume of the shape.
+    pub fn volume(&self) -> f64 {
+        use std::f64::consts::PI;
+        match *self {
+            BodyShape::Sphere { radius } => 4.0 / 3.0 * PI * radius.powi(3),
+            BodyShape::Box { size } => size[0] * size[1] * size[2],
+            BodyShape::Capsule { radius, length } => {
+                PI * radius * radius * length + 4.0 / 3.0 * PI * radius.powi(3)
+            }
+            BodyShape::Cylinder { radius, length } => PI * radius * radius * length,
+        }
+    }
+}
+
+/// An affine rigid body (12 DOFs: origin, then the 3x3 matrix column-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    /// Its name, with index.
+    pub name: String,
+    /// Shape.
+    pub shape: BodyShape,
+    /// Mass (given, or density times volume).
+    pub mass: f64,
+    /// Initial origin.
+    pub x: [f64; 3],
+    /// Initial orientation `(w, x, y, z)`, normalised.
+    pub rotation: [f64; 4],
+    /// Initial linear velocity.
+    pub v: [f64; 3],
+    /// Initial angular velocity.
+    pub w: [f64; 3],
+    /// First of its 12 free DOFs, or `None` when fixed.
+    pub dof: Option<u32>,
+}
+
+/// How a template argument is bound.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgBinding {
+    /// A particle/body/element handle: `width` entries of the DOF table per instance.
+    Handle { kind: &'static str, width: u16 },
+    /// A control: one entry of the control table per instance.
+    Control,
+    /// A compile-time value stored per instance in constant slots `first..first+len`.
+    Const { shape: Shape, first: u32 },
+    /// The same runtime expression for every instance of this template.
+    Runtime(Rc<Term>),
+    /// A compile-time `int`/`bool` the template is specialised on.
+    Static(String),
+}
+
+/// One template argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateArg {
+    /// Its name in the energy definition.
+    pub name: String,
+    /// How instances bind it.
+    pub binding: ArgBinding,
+}
+
+/// An energy or dissipation template: code, with its instances as data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// Unique name: the energy name, with `#k` for its k-th specialisation.
+    pub name: String,
+    /// Energy or dissipation.
+    pub kind: EnergyKind,
+    /// The arguments.
+    pub args: Vec<TemplateArg>,
+    /// Names of the scalar constant slots (`k`, `rest0.x`, ...).
+    pub const_names: Vec<String>,
+    /// The forward expression (a scalar).
+    pub body: Rc<Term>,
+    /// The `backward =` surrogate for adjoint kernels, if any.
+    pub backward: Option<Rc<Term>>,
+    /// DOF table, row-major: `dof_width` entries per instance.
+    pub dofs: Vec<DofRef>,
+    /// DOF entries per instance.
+    pub dof_width: usize,
+    /// Control table, row-major: `control_width` entries per instance.
+    pub controls: Vec<u32>,
+    /// Control entries per instance.
+    pub control_width: usize,
+    /// Constant table, row-major: `const_names.len()` values per instance.
+    pub consts: Vec<f64>,
+    /// Number of instances.
+    pub count: usize,
+    /// The energy definition.
+    pub span: Span,
+}
+
+/// An `observe`, `reward`, `loss` or `done` item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    /// Which kind.
+    pub kind: ObjectiveKind,
+    /// Its name.
+    pub name: String,
+    /// What it computes (global DOF references).
+    pub value: Rc<Term>,
+    /// Declaration site.
+    pub span: Span,
+}
+
+/// Activation function of a policy network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Tanh,
+    Relu,
+    Elu,
+    Sigmoid,
+    Identity,
+}
+
+/// A neural policy driving controls from observations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Its name.
+    pub name: String,
+    /// Indices of the `observe` objectives fed in.
+    pub inputs: Vec<usize>,
+    /// Control indices driven.
+    pub outputs: Vec<u32>,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Activation.
+    pub activation: Activation,
+}
+
+/// A fully resolved scene.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    /// Title from `scene "..."`.
+    pub title: Option<String>,
+    /// Settings.
+    pub settings: Settings,
+    /// Parameters, in declaration order.
+    pub params: Vec<ParamDecl>,
+    /// Scalar controls, in declaration order.
+    pub controls: Vec<ControlDecl>,
+    /// Particles, in declaration order.
+    pub particles: Vec<Particle>,
+    /// Rigid bodies, in declaration order.
+    pub bodies: Vec<Body>,
+    /// Number of free DOFs.
+    pub dof_count: usize,
+    /// Energy and dissipation templates.
+    pub templates: Vec<Template>,
+    /// Observations and objectives, in declaration order.
+    pub objectives: Vec<Objective>,
+    /// Policies.
+    pub policies: Vec<Policy>,
+}

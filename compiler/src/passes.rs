@@ -1,0 +1,125 @@
+//! The pass list. Each pass is a module; this file is the whole pipeline:
+//!
+//! 1. decode   bytes to UTF-8 text (binary input is a diagnostic)
+//! 2. parse    `joule_grammar::parse`: text to AST, all syntax errors
+//! 3. resolve  [`crate::resolve`]: AST to [`Model`], all semantic errors
+//!
+//! Each pass's output has a text dump (`--emit ast|model`) used by the
+//! snapshot tests.
+
+use crate::model::Model;
+use crate::resolve;
+use joule_grammar::ast::{FileId, SceneFile, Span};
+use joule_grammar::{Diagnostic, SourceMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Intermediate forms that can be printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// The parsed AST (S-expressions).
+    Ast,
+    /// The resolved model.
+    Model,
+}
+
+/// The result of the front end on one scene.
+pub struct Checked {
+    /// All source files read (the scene and its `use`s).
+    pub sources: SourceMap,
+    /// The scene file's id.
+    pub main: FileId,
+    /// The AST of the scene file, if it decoded.
+    pub ast: Option<SceneFile>,
+    /// The model, if there were no errors.
+    pub model: Option<Model>,
+    /// Errors and warnings, in the order found.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Wall time per pass.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl Checked {
+    /// Whether the scene compiled without errors.
+    pub fn ok(&self) -> bool {
+        self.model.is_some() && !self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The text form of an intermediate result, if that pass ran.
+    pub fn emit(&self, what: Emit) -> Option<String> {
+        match what {
+            Emit::Ast => self.ast.as_ref().map(|a| a.to_string()),
+            Emit::Model => self.model.as_ref().map(crate::emit::model_text),
+        }
+    }
+
+    /// All diagnostics, rendered.
+    pub fn render_diagnostics(&self, color: bool, width: usize) -> String {
+        joule_grammar::diag::render_all(&self.diagnostics, &self.sources, color, width)
+    }
+}
+
+/// Runs the front end on a file. I/O errors (missing file) are returned as such.
+pub fn check_path(path: &Path) -> std::io::Result<Checked> {
+    let bytes = std::fs::read(path)?;
+    let canonical = std::fs::canonicalize(path)?;
+    Ok(check_bytes(
+        &path.display().to_string(),
+        Some(&canonical),
+        &bytes,
+    ))
+}
+
+/// Runs the front end on scene text (`use` paths resolve against the working directory).
+pub fn check_source(name: &str, text: &str) -> Checked {
+    check_bytes(name, None, text.as_bytes())
+}
+
+fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
+    let mut sources = SourceMap::new();
+    let mut timings = vec![];
+    let t = Instant::now();
+    let text = crate::decode_source(bytes);
+    timings.push(("decode", t.elapsed()));
+    let text = match text {
+        Ok(text) => text,
+        Err((at, why)) => {
+            let lossy = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
+            let at = lossy.len().min(at);
+            let main = sources.add(name, path, &lossy);
+            let end = lossy[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let d = Diagnostic::error(
+                "joule::invalid_utf8",
+                format!("this is not a scene file: {why} at byte {at}"),
+                Span::new(main, at, end),
+                "here",
+            )
+            .with_help("scene files are UTF-8 text");
+            return Checked {
+                sources,
+                main,
+                ast: None,
+                model: None,
+                diagnostics: vec![d],
+                timings,
+            };
+        }
+    };
+    let main = sources.add(name, path, &text);
+    let t = Instant::now();
+    let (ast, mut diagnostics) = joule_grammar::parse(main, &text);
+    timings.push(("parse", t.elapsed()));
+    let t = Instant::now();
+    let (model, resolve_diags) = resolve::resolve(&mut sources, main, &ast);
+    timings.push(("resolve", t.elapsed()));
+    diagnostics.extend(resolve_diags);
+    let model = model.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+    Checked {
+        sources,
+        main,
+        ast: Some(ast),
+        model,
+        diagnostics,
+        timings,
+    }
+}

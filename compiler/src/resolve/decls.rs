@@ -1,0 +1,1290 @@
+//! Declarations: settings, params, controls, particles, bodies, meshes, fixes,
+//! objectives and policies.
+
+use super::eval::{describe_value, to_term, Ctx};
+use super::mesh::{self, MeshData};
+use super::value::{ShapeValue, Value};
+use super::{suggest, ArrayDecl, ArrayKind, Global, MeshDecl, Resolver, MAX_EXPANSION};
+use crate::model::*;
+use joule_grammar::ast::*;
+use joule_grammar::Diagnostic;
+use std::collections::HashMap;
+
+/// Calls inside which an angle literal is expected.
+const ANGLE_CALLS: &[&str] = &["sin", "cos", "tan", "axis_angle", "atan2"];
+
+/// The first `deg` literal in `e` that is not an argument of a trigonometric call.
+fn stray_angle(e: &Expr) -> Option<Span> {
+    match &e.kind {
+        ExprKind::Num { unit: Some(u), .. } if u.name == "deg" => Some(e.span),
+        ExprKind::Call { func, .. } if ANGLE_CALLS.contains(&func.name.as_str()) => None,
+        ExprKind::Call { args, .. } | ExprKind::Method { args, .. } => {
+            args.iter().find_map(|a| stray_angle(&a.value))
+        }
+        ExprKind::Unary(_, x) | ExprKind::Field { recv: x, .. } => stray_angle(x),
+        ExprKind::Binary(_, a, b) => stray_angle(a).or_else(|| stray_angle(b)),
+        ExprKind::Tuple(v) | ExprKind::List(v) => v.iter().find_map(stray_angle),
+        _ => None,
+    }
+}
+
+/// Fields of one declaration, checked for duplicates and unknown names.
+struct Fields<'a> {
+    map: HashMap<&'a str, &'a FieldDef>,
+}
+
+impl Resolver<'_> {
+    fn fields<'a>(&mut self, what: &str, fields: &'a [FieldDef], allowed: &[&str]) -> Fields<'a> {
+        let mut map: HashMap<&str, &FieldDef> = HashMap::new();
+        for f in fields {
+            let n = f.name.name.as_str();
+            if !allowed.contains(&n) {
+                let help = suggest(n, allowed.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "{what} fields are {}",
+                        allowed
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+                self.error(
+                    Diagnostic::error(
+                        "joule::unknown_field",
+                        format!("{what} has no field `{n}`"),
+                        f.name.span,
+                        "unknown field",
+                    )
+                    .with_help(help),
+                );
+            } else if let Some(old) = map.insert(n, f) {
+                self.error(
+                    Diagnostic::error(
+                        "joule::duplicate_name",
+                        format!("field `{n}` is given twice"),
+                        f.name.span,
+                        "second value",
+                    )
+                    .with_label(old.name.span, "first value"),
+                );
+            }
+        }
+        Fields { map }
+    }
+
+    /// Evaluates a field to a compile-time tensor of `shape` (ints become scalars).
+    fn field_value(
+        &mut self,
+        ctx: &mut Ctx,
+        f: &FieldDef,
+        shape: Shape,
+        physical: bool,
+    ) -> Option<Tensor> {
+        if physical {
+            if let Some(s) = stray_angle(&f.value) {
+                self.error(
+                    Diagnostic::error(
+                        "joule::wrong_unit",
+                        format!("`{}` is not an angle, but this is given in degrees", f.name.name),
+                        s,
+                        "an angle",
+                    )
+                    .with_help("`deg` converts angles to radians; use it for rotations and inside `sin`/`cos`/`axis_angle`"),
+                );
+                return None;
+            }
+        }
+        let v = self.eval(ctx, &f.value);
+        match (&v, v.tensor()) {
+            (Value::Poison, _) => None,
+            (_, Some(t)) if t.shape == shape => {
+                if t.comps().iter().all(|x| x.is_finite()) {
+                    Some(t)
+                } else {
+                    self.err(
+                        "joule::invalid_value",
+                        format!("`{}` is not finite", f.name.name),
+                        f.value.span,
+                        format!("evaluates to {:?}", t.comps()),
+                    );
+                    None
+                }
+            }
+            (Value::Runtime(_) | Value::Control(_), _) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::runtime_in_const",
+                        format!("`{}` must be known at compile time", f.name.name),
+                        f.value.span,
+                        "depends on runtime values",
+                    )
+                    .with_help("initial state and settings are compile-time values; parameters act through energies, observations and objectives"),
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    "joule::type_mismatch",
+                    format!(
+                        "`{}` must be a {}, not {}",
+                        f.name.name,
+                        shape.name(),
+                        describe_value(&v)
+                    ),
+                    f.value.span,
+                    format!("expected {}", shape.name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, f: &FieldDef, x: f64) -> Option<f64> {
+        if x > 0.0 {
+            Some(x)
+        } else {
+            self.err(
+                "joule::invalid_value",
+                format!("`{}` must be positive", f.name.name),
+                f.value.span,
+                format!("this is {x}"),
+            );
+            None
+        }
+    }
+
+    pub(super) fn settings(&mut self, span: Span, fields: &[FieldDef]) {
+        if let Some(old) = self.settings_span.replace(span) {
+            self.error(
+                Diagnostic::error(
+                    "joule::duplicate_name",
+                    "`settings` is given twice",
+                    span,
+                    "second settings",
+                )
+                .with_label(old, "first settings")
+                .with_help("merge them into one `settings { ... }` block"),
+            );
+            return;
+        }
+        let allowed = ["dt", "substeps", "gravity", "integrator", "precision"];
+        let fs = self.fields("settings", fields, &allowed);
+        let mut ctx = Ctx::declaration();
+        if let Some(f) = fs.map.get("dt") {
+            if let Some(t) = self.field_value(&mut ctx, f, Shape::Scalar, true) {
+                if let Some(dt) = self.positive(f, t.x()) {
+                    self.model.settings.dt = dt;
+                }
+            }
+        }
+        if let Some(f) = fs.map.get("substeps") {
+            let v = self.eval(&mut ctx, &f.value);
+            if let Some(n) = self.as_int(&v, f.value.span, "`substeps`") {
+                if (1..=10_000).contains(&n) {
+                    self.model.settings.substeps = n as u32;
+                } else {
+                    self.err(
+                        "joule::invalid_value",
+                        "`substeps` must be between 1 and 10000",
+                        f.value.span,
+                        format!("this is {n}"),
+                    );
+                }
+            }
+        }
+        if let Some(f) = fs.map.get("gravity") {
+            if let Some(t) = self.field_value(&mut ctx, f, Shape::Vec(3), true) {
+                self.model.settings.gravity = [t.data[0], t.data[1], t.data[2]];
+            }
+        }
+        if let Some(f) = fs.map.get("integrator") {
+            self.integrator(&mut ctx, f);
+        }
+        if let Some(f) = fs.map.get("precision") {
+            match &f.value.kind {
+                ExprKind::Name(n) if n == "f64" => self.model.settings.precision = Precision::F64,
+                ExprKind::Name(n) if n == "f32" => self.model.settings.precision = Precision::F32,
+                _ => self.error(
+                    Diagnostic::error(
+                        "joule::invalid_value",
+                        "unknown precision",
+                        f.value.span,
+                        "not a precision",
+                    )
+                    .with_help("write `precision = f64` (default) or `precision = f32`"),
+                ),
+            }
+        }
+    }
+
+    fn integrator(&mut self, ctx: &mut Ctx, f: &FieldDef) {
+        let known = ["symplectic_euler", "implicit_euler"];
+        let (name, args) = match &f.value.kind {
+            ExprKind::Name(n) => (
+                Ident {
+                    name: n.clone(),
+                    span: f.value.span,
+                },
+                vec![],
+            ),
+            ExprKind::Call { func, args } => (func.clone(), args.clone()),
+            _ => {
+                self.err(
+                    "joule::invalid_value",
+                    "an integrator is a name or a call",
+                    f.value.span,
+                    "not an integrator",
+                );
+                return;
+            }
+        };
+        match name.name.as_str() {
+            "symplectic_euler" if args.is_empty() => {
+                self.model.settings.integrator = Integrator::SymplecticEuler;
+            }
+            "implicit_euler" => {
+                let (mut iterations, mut tolerance) = (20u32, 1e-8);
+                for a in &args {
+                    let Some(n) = &a.name else {
+                        self.error(
+                            Diagnostic::error(
+                                "joule::named_argument",
+                                "integrator options are named",
+                                a.value.span,
+                                "unnamed",
+                            )
+                            .with_help("write `implicit_euler(iterations = 10, tolerance = 1e-8)`"),
+                        );
+                        continue;
+                    };
+                    let v = self.eval(ctx, &a.value);
+                    match n.name.as_str() {
+                        "iterations" => {
+                            if let Some(i) = self.as_int(&v, a.value.span, "`iterations`") {
+                                if (1..=10_000).contains(&i) {
+                                    iterations = i as u32;
+                                } else {
+                                    self.err(
+                                        "joule::invalid_value",
+                                        "`iterations` must be between 1 and 10000",
+                                        a.value.span,
+                                        format!("this is {i}"),
+                                    );
+                                }
+                            }
+                        }
+                        "tolerance" => match v.tensor() {
+                            Some(t) if t.shape == Shape::Scalar && t.x() > 0.0 => tolerance = t.x(),
+                            _ => self.err(
+                                "joule::invalid_value",
+                                "`tolerance` must be a positive number",
+                                a.value.span,
+                                "not a positive number",
+                            ),
+                        },
+                        other => self.error(
+                            Diagnostic::error(
+                                "joule::unknown_field",
+                                format!("`implicit_euler` has no option `{other}`"),
+                                n.span,
+                                "unknown option",
+                            )
+                            .with_help(
+                                suggest(other, ["iterations", "tolerance"].into_iter())
+                                    .unwrap_or_else(|| {
+                                        "its options are `iterations` and `tolerance`".into()
+                                    }),
+                            ),
+                        ),
+                    }
+                }
+                self.model.settings.integrator = Integrator::ImplicitEuler {
+                    iterations,
+                    tolerance,
+                };
+            }
+            other => {
+                let help = suggest(other, known.iter().copied())
+                    .unwrap_or_else(|| "integrators are `symplectic_euler` and `implicit_euler(iterations = .., tolerance = ..)`".into());
+                self.error(
+                    Diagnostic::error(
+                        "joule::unknown_name",
+                        format!("unknown integrator `{other}`"),
+                        name.span,
+                        "not an integrator",
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+
+    fn bounds(&mut self, ctx: &mut Ctx, bounds: Option<&(Expr, Expr)>) -> Option<(f64, f64)> {
+        let (lo, hi) = bounds?;
+        let l = self
+            .eval(ctx, lo)
+            .tensor()
+            .filter(|t| t.shape == Shape::Scalar);
+        let h = self
+            .eval(ctx, hi)
+            .tensor()
+            .filter(|t| t.shape == Shape::Scalar);
+        match (l, h) {
+            (Some(l), Some(h)) if l.x() < h.x() => Some((l.x(), h.x())),
+            (Some(l), Some(h)) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::invalid_value",
+                        "empty range",
+                        lo.span.to(hi.span),
+                        format!("{} is not below {}", l.x(), h.x()),
+                    )
+                    .with_help("write the range as `lo..hi` with lo < hi"),
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    "joule::type_mismatch",
+                    "range bounds must be compile-time numbers",
+                    lo.span.to(hi.span),
+                    "not compile-time numbers",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn param(&mut self, name: &Ident, value: &Expr, bounds: Option<&(Expr, Expr)>) {
+        let mut ctx = Ctx::declaration();
+        let v = self.eval(&mut ctx, value);
+        let x = match v.tensor() {
+            Some(t) if t.shape == Shape::Scalar => t.x(),
+            _ => {
+                if !matches!(v, Value::Poison) {
+                    self.error(
+                        Diagnostic::error("joule::type_mismatch", format!("parameter `{}` needs a compile-time scalar default, not {}", name.name, describe_value(&v)), value.span, "not a scalar")
+                            .with_help("a parameter holds one number per environment; its default must be a constant"),
+                    );
+                }
+                return;
+            }
+        };
+        let b = self.bounds(&mut ctx, bounds);
+        if let (Some((lo, hi)), Some((_, _))) = (b, bounds) {
+            if !(lo..=hi).contains(&x) {
+                self.err(
+                    "joule::invalid_value",
+                    format!(
+                        "the default {x} of `{}` lies outside its range {lo}..{hi}",
+                        name.name
+                    ),
+                    value.span,
+                    "outside the range",
+                );
+                return;
+            }
+        }
+        let id = self.model.params.len() as u32;
+        self.model.params.push(ParamDecl {
+            name: name.name.clone(),
+            value: x,
+            bounds: b,
+            span: name.span,
+        });
+        self.define(name, Global::Param(id));
+    }
+
+    pub(super) fn control(
+        &mut self,
+        name: &Ident,
+        dims: Option<&Dims>,
+        bounds: Option<&(Expr, Expr)>,
+    ) {
+        let mut ctx = Ctx::declaration();
+        let b = self.bounds(&mut ctx, bounds);
+        self.declare_array(name, dims, ArrayKind::Control, &mut |r, _ctx, label| {
+            let id = r.model.controls.len() as u32;
+            r.model.controls.push(ControlDecl {
+                name: label,
+                bounds: b,
+            });
+            Some(id)
+        });
+    }
+
+    pub(super) fn particles(&mut self, name: &Ident, dims: Option<&Dims>, fields: &[FieldDef]) {
+        let fs = self.fields("a particle", fields, &["x", "v", "mass"]);
+        for required in ["x", "mass"] {
+            if !fs.map.contains_key(required) {
+                self.error(
+                    Diagnostic::error(
+                        "joule::missing_field",
+                        format!("particle `{}` has no `{required}`", name.name),
+                        name.span,
+                        format!("`{required}` missing"),
+                    )
+                    .with_help("a particle needs a position `x = vec3(..)` and a `mass`"),
+                );
+                return;
+            }
+        }
+        let fs = fs.map;
+        self.declare_array(name, dims, ArrayKind::Particle, &mut |r, ctx, label| {
+            let x = r.field_value(ctx, fs["x"], Shape::Vec(3), true)?;
+            let v = match fs.get("v") {
+                Some(f) => r.field_value(ctx, f, Shape::Vec(3), true)?,
+                None => Tensor::new(Shape::Vec(3), &[0.0; 3]),
+            };
+            let m = r.field_value(ctx, fs["mass"], Shape::Scalar, true)?;
+            let mass = r.positive(fs["mass"], m.x())?;
+            Some(r.add_particle(
+                label,
+                [x.data[0], x.data[1], x.data[2]],
+                [v.data[0], v.data[1], v.data[2]],
+                mass,
+            ))
+        });
+    }
+
+    fn add_particle(&mut self, name: String, x: [f64; 3], v: [f64; 3], mass: f64) -> u32 {
+        let id = self.model.particles.len() as u32;
+        self.model.particles.push(Particle {
+            name,
+            x,
+            v,
+            mass,
+            dof: None,
+        });
+        self.fixed_particles.push(false);
+        id
+    }
+
+    pub(super) fn bodies(&mut self, name: &Ident, dims: Option<&Dims>, fields: &[FieldDef]) {
+        let fs = self
+            .fields(
+                "a body",
+                fields,
+                &["shape", "density", "mass", "x", "rotation", "v", "w"],
+            )
+            .map;
+        if !fs.contains_key("shape") {
+            self.error(
+                Diagnostic::error("joule::missing_field", format!("body `{}` has no `shape`", name.name), name.span, "`shape` missing")
+                    .with_help("give a shape: `shape = sphere(r)`, `box(vec3(..))`, `capsule(r, length)` or `cylinder(r, length)`"),
+            );
+            return;
+        }
+        if fs.contains_key("density") == fs.contains_key("mass") {
+            self.error(
+                Diagnostic::error(
+                    "joule::missing_field",
+                    format!(
+                        "body `{}` needs exactly one of `density` and `mass`",
+                        name.name
+                    ),
+                    name.span,
+                    "mass undetermined",
+                )
+                .with_help("give `density = ..` (kg/m^3) or `mass = ..` (kg)"),
+            );
+            return;
+        }
+        self.declare_array(name, dims, ArrayKind::Body, &mut |r, ctx, label| {
+            let f = fs["shape"];
+            let shape = match r.eval(ctx, &f.value) {
+                Value::Shape(s) => r.body_shape(&s, f.value.span)?,
+                Value::Poison => return None,
+                v => {
+                    r.err(
+                        "joule::type_mismatch",
+                        format!("`shape` must be a shape, not {}", describe_value(&v)),
+                        f.value.span,
+                        "not a shape",
+                    );
+                    return None;
+                }
+            };
+            let vec3 = |r: &mut Resolver, ctx: &mut Ctx, key: &str| -> Option<[f64; 3]> {
+                match fs.get(key) {
+                    Some(f) => r
+                        .field_value(ctx, f, Shape::Vec(3), key != "w")
+                        .map(|t| [t.data[0], t.data[1], t.data[2]]),
+                    None => Some([0.0; 3]),
+                }
+            };
+            let mass = match (fs.get("mass"), fs.get("density")) {
+                (Some(f), _) => r
+                    .field_value(ctx, f, Shape::Scalar, true)
+                    .and_then(|t| r.positive(f, t.x()))?,
+                (_, Some(f)) => {
+                    r.field_value(ctx, f, Shape::Scalar, true)
+                        .and_then(|t| r.positive(f, t.x()))?
+                        * shape.volume()
+                }
+                _ => unreachable!("checked above"),
+            };
+            let x = vec3(r, ctx, "x")?;
+            let v = vec3(r, ctx, "v")?;
+            let w = vec3(r, ctx, "w")?;
+            let rotation = match fs.get("rotation") {
+                None => [1.0, 0.0, 0.0, 0.0],
+                Some(f) => {
+                    let q = r.field_value(ctx, f, Shape::Quat, false)?;
+                    let n = q.comps().iter().map(|c| c * c).sum::<f64>().sqrt();
+                    if n == 0.0 {
+                        r.err(
+                            "joule::invalid_value",
+                            "the rotation quaternion is zero",
+                            f.value.span,
+                            "zero quaternion",
+                        );
+                        return None;
+                    }
+                    [q.data[0] / n, q.data[1] / n, q.data[2] / n, q.data[3] / n]
+                }
+            };
+            let id = r.model.bodies.len() as u32;
+            r.model.bodies.push(Body {
+                name: label,
+                shape,
+                mass,
+                x,
+                rotation,
+                v,
+                w,
+                dof: None,
+            });
+            r.fixed_bodies.push(false);
+            Some(id)
+        });
+    }
+
+    fn body_shape(&mut self, s: &ShapeValue, span: Span) -> Option<BodyShape> {
+        let bad = |r: &mut Self, why: &str| {
+            r.error(
+                Diagnostic::error("joule::invalid_value", format!("invalid `{}`: {why}", s.kind), span, "invalid shape")
+                    .with_help("sizes are positive numbers in metres: `sphere(r)`, `box(vec3(lx, ly, lz))` (edge lengths), `capsule(r, length)`, `cylinder(r, length)`"),
+            );
+            None
+        };
+        let pos = |t: &Tensor| t.shape == Shape::Scalar && t.x() > 0.0 && t.x().is_finite();
+        match s.kind {
+            "sphere" if pos(&s.args[0]) => Some(BodyShape::Sphere {
+                radius: s.args[0].x(),
+            }),
+            "box"
+                if s.args[0].shape == Shape::Vec(3)
+                    && s.args[0].comps().iter().all(|x| *x > 0.0 && x.is_finite()) =>
+            {
+                Some(BodyShape::Box {
+                    size: [s.args[0].data[0], s.args[0].data[1], s.args[0].data[2]],
+                })
+            }
+            "capsule" if pos(&s.args[0]) && pos(&s.args[1]) => Some(BodyShape::Capsule {
+                radius: s.args[0].x(),
+                length: s.args[1].x(),
+            }),
+            "cylinder" if pos(&s.args[0]) && pos(&s.args[1]) => Some(BodyShape::Cylinder {
+                radius: s.args[0].x(),
+                length: s.args[1].x(),
+            }),
+            _ => bad(self, "sizes must be positive"),
+        }
+    }
+
+    /// Declares a scalar or array of particles/bodies/controls. `make` creates one element
+    /// (with generator variables bound in the context) from its display name.
+    fn declare_array(
+        &mut self,
+        name: &Ident,
+        dims: Option<&Dims>,
+        kind: ArrayKind,
+        make: &mut dyn FnMut(&mut Self, &mut Ctx, String) -> Option<u32>,
+    ) {
+        let mut ctx = Ctx::declaration();
+        let Some(dims) = dims else {
+            if let Some(id) = make(self, &mut ctx, name.name.clone()) {
+                let g = match kind {
+                    ArrayKind::Particle => Global::Particle(id),
+                    ArrayKind::Body => Global::Body(id),
+                    ArrayKind::Control => Global::Control(id),
+                };
+                self.define(name, g);
+            }
+            return;
+        };
+        let (ranges, vars, guard) = match dims {
+            Dims::Sizes(sizes) => {
+                let mut r = vec![];
+                for s in sizes {
+                    let v = self.eval(&mut ctx, s);
+                    match self.as_int(&v, s.span, "an array size") {
+                        Some(n) if n >= 0 => r.push((0, n)),
+                        Some(n) => {
+                            self.err(
+                                "joule::invalid_value",
+                                "array sizes cannot be negative",
+                                s.span,
+                                format!("this is {n}"),
+                            );
+                            return;
+                        }
+                        None => return,
+                    }
+                }
+                (r, vec![], None)
+            }
+            Dims::Gens(g) => {
+                let mut r = vec![];
+                for gen in &g.gens {
+                    let GenSource::Range(lo, hi) = &gen.source else {
+                        self.error(
+                            Diagnostic::error("joule::invalid_value", "array dimensions are integer ranges", gen.span, "not a range")
+                                .with_help("write `name[i in 0..N]`; iterate over collections in instances and `fix`"),
+                        );
+                        return;
+                    };
+                    let l = self.eval(&mut ctx, lo);
+                    let h = self.eval(&mut ctx, hi);
+                    let (Some(l), Some(h)) = (
+                        self.as_int(&l, lo.span, "a range bound"),
+                        self.as_int(&h, hi.span, "a range bound"),
+                    ) else {
+                        return;
+                    };
+                    r.push((l, h.max(l)));
+                }
+                (
+                    r,
+                    g.gens
+                        .iter()
+                        .map(|g| g.var.name.clone())
+                        .collect::<Vec<_>>(),
+                    g.guard.as_deref(),
+                )
+            }
+        };
+        let total = ranges
+            .iter()
+            .fold(1u64, |acc, (l, h)| acc.saturating_mul((h - l) as u64));
+        if total > MAX_EXPANSION {
+            self.error(
+                Diagnostic::error(
+                    "joule::too_large",
+                    format!(
+                        "`{}` would have {total} elements, more than the limit of {MAX_EXPANSION}",
+                        name.name
+                    ),
+                    name.span,
+                    "too many elements",
+                )
+                .with_help("check the sizes; coarsen the model or split it"),
+            );
+            return;
+        }
+        let arr_id = self.arrays.len() as u32;
+        let mut slots = vec![None; total as usize];
+        let mut idx = vec![0i64; ranges.len()];
+        for flat in 0..total as usize {
+            // Row-major: innermost index last.
+            let mut rem = flat;
+            for k in (0..ranges.len()).rev() {
+                let n = (ranges[k].1 - ranges[k].0) as usize;
+                idx[k] = ranges[k].0 + (rem % n) as i64;
+                rem /= n;
+            }
+            let depth = ctx.locals.len();
+            for (v, i) in vars.iter().zip(&idx) {
+                ctx.locals.push((v.clone(), Value::Int(*i)));
+            }
+            let keep = match guard {
+                None => true,
+                Some(g) => self.eval_static_bool(&mut ctx, g, "a guard") == Some(true),
+            };
+            if keep {
+                let label = format!(
+                    "{}[{}]",
+                    name.name,
+                    idx.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let before = self.diags.len();
+                slots[flat] = make(self, &mut ctx, label);
+                if self.diags.len() > before {
+                    // One element failed: report once, not per element.
+                    ctx.locals.truncate(depth);
+                    break;
+                }
+            }
+            ctx.locals.truncate(depth);
+        }
+        self.arrays.push(ArrayDecl {
+            name: name.name.clone(),
+            kind,
+            dims: ranges,
+            slots,
+        });
+        self.define(name, Global::Array(arr_id));
+    }
+
+    pub(super) fn mesh(&mut self, name: &Ident, source: &Expr, fields: &[FieldDef]) {
+        let fs = self.fields("a mesh", fields, &["density"]).map;
+        let mut ctx = Ctx::declaration();
+        let density = match fs.get("density") {
+            Some(f) => match self.field_value(&mut ctx, f, Shape::Scalar, true) {
+                Some(t) => match self.positive(f, t.x()) {
+                    Some(d) => d,
+                    None => return,
+                },
+                None => return,
+            },
+            None => 1.0,
+        };
+        let ExprKind::Call { func, args } = &source.kind else {
+            self.mesh_help(source.span);
+            return;
+        };
+        let data = match func.name.as_str() {
+            "grid" | "tetgrid" => {
+                let dim = if func.name == "grid" { 2 } else { 3 };
+                let Some(d) = self.mesh_generator(&mut ctx, func, args, dim, density) else {
+                    return;
+                };
+                d
+            }
+            "load" => {
+                let Some(ExprKind::Str(path)) = args.first().map(|a| &a.value.kind) else {
+                    self.err(
+                        "joule::type_mismatch",
+                        "`load` takes a file name string",
+                        func.span,
+                        "expected `load(\"file.obj\")`",
+                    );
+                    return;
+                };
+                let span = args[0].value.span;
+                let base = self
+                    .sources
+                    .get(span.file)
+                    .path
+                    .as_ref()
+                    .and_then(|p| p.parent().map(|p| p.to_path_buf()))
+                    .unwrap_or_default();
+                let full = base.join(path);
+                let text = match std::fs::read(&full).map(|b| String::from_utf8(b)) {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(_)) => {
+                        self.err(
+                            "joule::invalid_utf8",
+                            format!("`{}` is not a text file", full.display()),
+                            span,
+                            "not UTF-8",
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        self.error(
+                            Diagnostic::error(
+                                "joule::use_not_found",
+                                format!("cannot read `{}`: {e}", full.display()),
+                                span,
+                                "mesh file",
+                            )
+                            .with_help("paths are relative to the scene file"),
+                        );
+                        return;
+                    }
+                };
+                match mesh::parse_obj(&text, density) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.err(
+                            "joule::invalid_value",
+                            format!("cannot load `{path}`: {e}"),
+                            span,
+                            "invalid OBJ file",
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => {
+                self.mesh_help(source.span);
+                return;
+            }
+        };
+        let particles = (0..data.vertices.len())
+            .map(|k| {
+                self.add_particle(
+                    format!("{}[{k}]", name.name),
+                    data.vertices[k],
+                    [0.0; 3],
+                    data.masses[k],
+                )
+            })
+            .collect();
+        let id = self.meshes.len() as u32;
+        self.meshes.push(MeshDecl { particles, data });
+        self.define(name, Global::Mesh(id));
+    }
+
+    fn mesh_help(&mut self, span: Span) {
+        self.error(
+            Diagnostic::error("joule::type_mismatch", "a mesh is made by `grid`, `tetgrid` or `load`", span, "not a mesh generator")
+                .with_help("`grid(cells = (nx, ny), size = vec2(..), at = vec3(..))`, `tetgrid(cells = (nx, ny, nz), size = vec3(..), at = vec3(..))` or `load(\"file.obj\")`"),
+        );
+    }
+
+    fn mesh_generator(
+        &mut self,
+        ctx: &mut Ctx,
+        func: &Ident,
+        args: &[Arg],
+        dim: usize,
+        density: f64,
+    ) -> Option<MeshData> {
+        let mut cells = None;
+        let mut size = None;
+        let mut at = [0.0; 3];
+        for a in args {
+            let Some(n) = &a.name else {
+                self.error(
+                    Diagnostic::error(
+                        "joule::named_argument",
+                        format!("`{}` options are named", func.name),
+                        a.value.span,
+                        "unnamed",
+                    )
+                    .with_help(format!(
+                        "write `{}(cells = .., size = .., at = ..)`",
+                        func.name
+                    )),
+                );
+                return None;
+            };
+            let v = self.eval(ctx, &a.value);
+            match n.name.as_str() {
+                "cells" => {
+                    let items = match &v {
+                        Value::Tuple(t) if t.len() == dim => t.clone(),
+                        _ => {
+                            self.err(
+                                "joule::type_mismatch",
+                                format!("`cells` must be a tuple of {dim} integers"),
+                                a.value.span,
+                                format!(
+                                    "expected ({})",
+                                    if dim == 2 { "nx, ny" } else { "nx, ny, nz" }
+                                ),
+                            );
+                            return None;
+                        }
+                    };
+                    let mut c = vec![];
+                    for it in items.iter() {
+                        match self.as_int(it, a.value.span, "a cell count")? {
+                            n if n >= 1 => c.push(n as u64),
+                            n => {
+                                self.err(
+                                    "joule::invalid_value",
+                                    "cell counts must be at least 1",
+                                    a.value.span,
+                                    format!("has {n}"),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    let verts = c.iter().fold(1u64, |acc, n| acc.saturating_mul(n + 1));
+                    if verts > MAX_EXPANSION {
+                        self.error(
+                            Diagnostic::error("joule::too_large", format!("this mesh would have {verts} vertices, more than the limit of {MAX_EXPANSION}"), a.value.span, "too many cells")
+                                .with_help("coarsen the mesh"),
+                        );
+                        return None;
+                    }
+                    cells = Some(c.iter().map(|n| *n as usize).collect::<Vec<_>>());
+                }
+                "size" => match v.tensor() {
+                    Some(t)
+                        if t.shape == Shape::Vec(dim as u8)
+                            && t.comps().iter().all(|x| *x > 0.0 && x.is_finite()) =>
+                    {
+                        size = Some(t)
+                    }
+                    _ => {
+                        self.err(
+                            "joule::type_mismatch",
+                            format!("`size` must be a vec{dim} of positive lengths"),
+                            a.value.span,
+                            format!("expected vec{dim}"),
+                        );
+                        return None;
+                    }
+                },
+                "at" => match v.tensor() {
+                    Some(t) if t.shape == Shape::Vec(3) => at = [t.data[0], t.data[1], t.data[2]],
+                    _ => {
+                        self.err(
+                            "joule::type_mismatch",
+                            "`at` must be a vec3",
+                            a.value.span,
+                            "expected vec3",
+                        );
+                        return None;
+                    }
+                },
+                other => {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::unknown_field",
+                            format!("`{}` has no option `{other}`", func.name),
+                            n.span,
+                            "unknown option",
+                        )
+                        .with_help(
+                            suggest(other, ["cells", "size", "at"].into_iter())
+                                .unwrap_or_else(|| "options are `cells`, `size` and `at`".into()),
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        let (Some(c), Some(s)) = (cells, size) else {
+            self.error(
+                Diagnostic::error(
+                    "joule::missing_field",
+                    format!("`{}` needs `cells` and `size`", func.name),
+                    func.span,
+                    "missing options",
+                )
+                .with_help(format!(
+                    "write `{}(cells = .., size = .., at = ..)`",
+                    func.name
+                )),
+            );
+            return None;
+        };
+        Some(if dim == 2 {
+            mesh::grid([c[0], c[1]], [s.data[0], s.data[1]], at, density)
+        } else {
+            mesh::tetgrid(
+                [c[0], c[1], c[2]],
+                [s.data[0], s.data[1], s.data[2]],
+                at,
+                density,
+            )
+        })
+    }
+
+    pub(super) fn fix(&mut self, targets: &[Expr], gens: Option<&Generators>) {
+        let mut ctx = Ctx::declaration();
+        let mut apply = |r: &mut Self, ctx: &mut Ctx| {
+            for t in targets {
+                let v = r.eval(ctx, t);
+                r.fix_value(&v, t.span);
+            }
+        };
+        match gens {
+            Some(g) => self.expand(&mut ctx, g, &mut apply),
+            None => apply(self, &mut ctx),
+        }
+    }
+
+    fn fix_value(&mut self, v: &Value, span: Span) {
+        match v {
+            Value::Particle(p) => self.fixed_particles[*p as usize] = true,
+            Value::Body(b) => self.fixed_bodies[*b as usize] = true,
+            Value::Element(k, vs) => {
+                for p in &vs[..k.vertices()] {
+                    self.fixed_particles[*p as usize] = true;
+                }
+            }
+            Value::List(items) => items.iter().for_each(|i| self.fix_value(i, span)),
+            Value::Array(a) => {
+                let arr = &self.arrays[*a as usize];
+                let (kind, ids): (ArrayKind, Vec<u32>) = (arr.kind, arr.slots.iter().flatten().copied().collect());
+                for id in ids {
+                    match kind {
+                        ArrayKind::Particle => self.fixed_particles[id as usize] = true,
+                        ArrayKind::Body => self.fixed_bodies[id as usize] = true,
+                        ArrayKind::Control => {
+                            self.err("joule::type_mismatch", "controls cannot be fixed", span, "a control");
+                            return;
+                        }
+                    }
+                }
+            }
+            Value::Mesh(m) => {
+                for p in self.meshes[*m as usize].particles.clone() {
+                    self.fixed_particles[p as usize] = true;
+                }
+            }
+            Value::Poison => {}
+            other => self.error(
+                Diagnostic::error("joule::type_mismatch", format!("cannot fix {}", describe_value(other)), span, "not a particle or body")
+                    .with_help("`fix` takes particles, bodies, mesh elements or lists of them (e.g. `fix cloth[0, 0]`, `fix block.surface`)"),
+            ),
+        }
+    }
+
+    pub(super) fn objective(&mut self, kind: ObjectiveKind, name: &Ident, value: &Expr) {
+        let mut ctx = Ctx::runtime();
+        let v = self.eval(&mut ctx, value);
+        if matches!(v, Value::Poison) {
+            return;
+        }
+        let want: &[Shape] = match kind {
+            ObjectiveKind::Observe => &[
+                Shape::Scalar,
+                Shape::Vec(2),
+                Shape::Vec(3),
+                Shape::Vec(4),
+                Shape::Mat(2),
+                Shape::Mat(3),
+                Shape::Quat,
+            ],
+            ObjectiveKind::Reward | ObjectiveKind::Loss => &[Shape::Scalar],
+            ObjectiveKind::Done => &[Shape::Bool],
+        };
+        let Some(term) = to_term(&v).filter(|t| want.contains(&t.shape)) else {
+            let expected = match kind {
+                ObjectiveKind::Observe => "a number, vector, matrix or quaternion",
+                ObjectiveKind::Reward | ObjectiveKind::Loss => "a scalar",
+                ObjectiveKind::Done => "a condition (a comparison such as `torso.x.z < 0.2`)",
+            };
+            let mut d = Diagnostic::error(
+                "joule::type_mismatch",
+                format!(
+                    "`{} {}` must be {expected}, not {}",
+                    kind.keyword(),
+                    name.name,
+                    describe_value(&v)
+                ),
+                value.span,
+                format!("this is {}", describe_value(&v)),
+            );
+            if matches!(kind, ObjectiveKind::Reward | ObjectiveKind::Loss)
+                && matches!(v.shape(), Some(Shape::Vec(_)))
+            {
+                d = d.with_help("reduce it to a number, e.g. with `norm(...)` or `dot(...)`");
+            }
+            self.error(d);
+            return;
+        };
+        if self.define(name, Global::Objective) {
+            self.model.objectives.push(Objective {
+                kind,
+                name: name.name.clone(),
+                value: term,
+                span: name.span,
+            });
+        }
+    }
+
+    pub(super) fn policy(&mut self, name: &Ident, value: &Expr) {
+        let usage = "write `policy NAME = mlp(inputs = [obs, ...], outputs = CONTROL, hidden = [64, 64], activation = tanh)`";
+        let ExprKind::Call { func, args } = &value.kind else {
+            self.error(
+                Diagnostic::error(
+                    "joule::type_mismatch",
+                    "a policy is an `mlp(...)`",
+                    value.span,
+                    "not an mlp",
+                )
+                .with_help(usage),
+            );
+            return;
+        };
+        if func.name != "mlp" {
+            self.error(
+                Diagnostic::error(
+                    "joule::unknown_name",
+                    format!("unknown policy kind `{}`", func.name),
+                    func.span,
+                    "not a policy",
+                )
+                .with_help(usage),
+            );
+            return;
+        }
+        let mut policy = Policy {
+            name: name.name.clone(),
+            inputs: vec![],
+            outputs: vec![],
+            hidden: vec![64, 64],
+            activation: Activation::Tanh,
+        };
+        let (mut has_in, mut has_out) = (false, false);
+        for a in args {
+            let Some(n) = &a.name else {
+                self.error(
+                    Diagnostic::error(
+                        "joule::named_argument",
+                        "`mlp` options are named",
+                        a.value.span,
+                        "unnamed",
+                    )
+                    .with_help(usage),
+                );
+                return;
+            };
+            match (n.name.as_str(), &a.value.kind) {
+                ("inputs", ExprKind::List(items)) => {
+                    has_in = true;
+                    for it in items {
+                        let found =
+                            match &it.kind {
+                                ExprKind::Name(o) => self.model.objectives.iter().position(|ob| {
+                                    ob.kind == ObjectiveKind::Observe && &ob.name == o
+                                }),
+                                _ => None,
+                            };
+                        match found {
+                            Some(i) => policy.inputs.push(i),
+                            None => {
+                                let names: Vec<&str> = self
+                                    .model
+                                    .objectives
+                                    .iter()
+                                    .filter(|o| o.kind == ObjectiveKind::Observe)
+                                    .map(|o| o.name.as_str())
+                                    .collect();
+                                let help = suggest(&self.snippet(it.span), names.iter().copied()).unwrap_or_else(|| "policy inputs are names of `observe` items declared before the policy".into());
+                                self.error(
+                                    Diagnostic::error(
+                                        "joule::unknown_name",
+                                        format!(
+                                            "`{}` is not an observation",
+                                            self.snippet(it.span)
+                                        ),
+                                        it.span,
+                                        "not an `observe` item",
+                                    )
+                                    .with_help(help),
+                                );
+                                return;
+                            }
+                        }
+                    }
+                }
+                ("outputs", _) => {
+                    has_out = true;
+                    let mut ctx = Ctx::declaration();
+                    match self.eval(&mut ctx, &a.value) {
+                        Value::Control(c) => policy.outputs.push(c),
+                        Value::Array(arr)
+                            if self.arrays[arr as usize].kind == ArrayKind::Control =>
+                        {
+                            policy
+                                .outputs
+                                .extend(self.arrays[arr as usize].slots.iter().flatten());
+                        }
+                        Value::Poison => return,
+                        v => {
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::type_mismatch",
+                                    format!(
+                                        "policy outputs must be a control, not {}",
+                                        describe_value(&v)
+                                    ),
+                                    a.value.span,
+                                    "not a control",
+                                )
+                                .with_help(usage),
+                            );
+                            return;
+                        }
+                    }
+                }
+                ("hidden", ExprKind::List(items)) => {
+                    policy.hidden.clear();
+                    let mut ctx = Ctx::declaration();
+                    for it in items {
+                        let v = self.eval(&mut ctx, it);
+                        match self.as_int(&v, it.span, "a layer width") {
+                            Some(w) if (1..=65536).contains(&w) => policy.hidden.push(w as usize),
+                            Some(w) => {
+                                self.err(
+                                    "joule::invalid_value",
+                                    "layer widths must be between 1 and 65536",
+                                    it.span,
+                                    format!("this is {w}"),
+                                );
+                                return;
+                            }
+                            None => return,
+                        }
+                    }
+                }
+                ("activation", ExprKind::Name(act)) => {
+                    policy.activation = match act.as_str() {
+                        "tanh" => Activation::Tanh,
+                        "relu" => Activation::Relu,
+                        "elu" => Activation::Elu,
+                        "sigmoid" => Activation::Sigmoid,
+                        "identity" => Activation::Identity,
+                        other => {
+                            let help = suggest(
+                                other,
+                                ["tanh", "relu", "elu", "sigmoid", "identity"].into_iter(),
+                            )
+                            .unwrap_or_else(|| {
+                                "activations are tanh, relu, elu, sigmoid, identity".into()
+                            });
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::unknown_name",
+                                    format!("unknown activation `{other}`"),
+                                    a.value.span,
+                                    "not an activation",
+                                )
+                                .with_help(help),
+                            );
+                            return;
+                        }
+                    }
+                }
+                (other, _) => {
+                    let known = ["inputs", "outputs", "hidden", "activation"];
+                    let help = if known.contains(&other) {
+                        usage.to_string()
+                    } else {
+                        suggest(other, known.into_iter()).unwrap_or_else(|| usage.to_string())
+                    };
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            format!("invalid `mlp` option `{other}`"),
+                            a.value.span,
+                            "not valid here",
+                        )
+                        .with_help(help),
+                    );
+                    return;
+                }
+            }
+        }
+        if !(has_in && has_out) {
+            self.error(
+                Diagnostic::error(
+                    "joule::missing_field",
+                    "an `mlp` policy needs `inputs` and `outputs`",
+                    value.span,
+                    "missing options",
+                )
+                .with_help(usage),
+            );
+            return;
+        }
+        if self.define(name, Global::Policy) {
+            self.model.policies.push(policy);
+        }
+    }
+}
