@@ -3,6 +3,7 @@
 
 use crate::model::*;
 use joule_grammar::ast::{BinOp, EnergyKind, UnOp};
+use std::rc::Rc;
 
 /// Rows shown in full before a table is elided.
 const SHOW_ROWS: usize = 8;
@@ -296,8 +297,11 @@ impl Printer<'_> {
                 if let Some(s) = self.dof_range(c) {
                     return s;
                 }
-                let parts: Vec<String> = c.iter().map(|x| self.term(x, 0)).collect();
-                format!("{}({})", t.shape.name(), parts.join(", "))
+                format!(
+                    "{}({})",
+                    t.shape.name(),
+                    self.columns(t.shape, c).join(", ")
+                )
             }
             TermKind::Get(x, i) => format!("{}[{i}]", self.term(x, 9)),
             TermKind::Unary(op, x) => {
@@ -350,8 +354,32 @@ impl Printer<'_> {
         }
     }
 
+    /// The parts of a pack: a matrix column taken whole from one vector prints as that vector.
+    fn columns(&self, shape: Shape, c: &[Rc<Term>]) -> Vec<String> {
+        let n = match shape {
+            Shape::Mat(n) => n as usize,
+            _ => return c.iter().map(|x| self.term(x, 0)).collect(),
+        };
+        // The vector a column was taken from whole, if it was.
+        let source = |col: &[Rc<Term>]| -> Option<Rc<Term>> {
+            let TermKind::Get(v, 0) = &col[0].kind else {
+                return None;
+            };
+            let whole = col.iter().enumerate().all(|(k, x)| {
+                matches!(&x.kind, TermKind::Get(w, i) if *i as usize == k && Rc::ptr_eq(w, v))
+            });
+            (whole && v.shape == Shape::Vec(n as u8)).then(|| v.clone())
+        };
+        c.chunks(n)
+            .flat_map(|col| match source(col) {
+                Some(v) => vec![self.term(&v, 0)],
+                None => col.iter().map(|x| self.term(x, 0)).collect(),
+            })
+            .collect()
+    }
+
     /// `x(a, 0..3)` for a pack of consecutive DOF reads of one argument.
-    fn dof_range(&self, c: &[std::rc::Rc<Term>]) -> Option<String> {
+    fn dof_range(&self, c: &[Rc<Term>]) -> Option<String> {
         let mut first: Option<(DofAt, State)> = None;
         for (k, t) in c.iter().enumerate() {
             let TermKind::Input(Input::Dof { at, state }) = t.kind else {

@@ -3,6 +3,7 @@
 //! 1. decode   bytes to UTF-8 text (binary input is a diagnostic)
 //! 2. parse    `joule_grammar::parse`: text to AST, all syntax errors
 //! 3. resolve  [`crate::resolve`]: AST to [`Model`], all semantic errors
+//!    (only when the file parsed: syntax errors are reported first)
 //!
 //! Each pass's output has a text dump (`--emit ast|model`) used by the
 //! snapshot tests.
@@ -84,7 +85,8 @@ fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
     let text = match text {
         Ok(text) => text,
         Err((at, why)) => {
-            let lossy = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
+            // Offsets stay valid: the prefix up to `at` is unchanged, NUL becomes one byte.
+            let lossy = String::from_utf8_lossy(bytes).replace('\0', " ");
             let at = lossy.len().min(at);
             let main = sources.add(name, path, &lossy);
             let end = lossy[at..].chars().next().map_or(at, |c| at + c.len_utf8());
@@ -109,6 +111,18 @@ fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
     let t = Instant::now();
     let (ast, mut diagnostics) = joule_grammar::parse(main, &text);
     timings.push(("parse", t.elapsed()));
+    if !diagnostics.is_empty() {
+        // Items with syntax errors are missing from the AST; resolving the rest
+        // would report every use of them as unknown. Syntax errors come first.
+        return Checked {
+            sources,
+            main,
+            ast: Some(ast),
+            model: None,
+            diagnostics,
+            timings,
+        };
+    }
     let t = Instant::now();
     let (model, resolve_diags) = resolve::resolve(&mut sources, main, &ast);
     timings.push(("resolve", t.elapsed()));

@@ -160,7 +160,10 @@ fn skip_trivia(src: &str, mut pos: usize) -> usize {
 }
 
 /// The start of the next line (after `from`) that begins, at column 0, an item.
-fn resync(src: &str, from: usize) -> usize {
+fn resync(src: &str, mut from: usize) -> usize {
+    while from < src.len() && !src.is_char_boundary(from) {
+        from += 1;
+    }
     let mut line_start = src[from.min(src.len())..]
         .find('\n')
         .map_or(src.len(), |n| from + n + 1);

@@ -687,7 +687,7 @@ impl Resolver<'_> {
         let arr_id = self.arrays.len() as u32;
         let mut slots = vec![None; total as usize];
         let mut idx = vec![0i64; ranges.len()];
-        for flat in 0..total as usize {
+        for (flat, slot) in slots.iter_mut().enumerate() {
             // Row-major: innermost index last.
             let mut rem = flat;
             for k in (0..ranges.len()).rev() {
@@ -713,7 +713,7 @@ impl Resolver<'_> {
                         .join(", ")
                 );
                 let before = self.diags.len();
-                slots[flat] = make(self, &mut ctx, label);
+                *slot = make(self, &mut ctx, label);
                 if self.diags.len() > before {
                     // One element failed: report once, not per element.
                     ctx.locals.truncate(depth);
@@ -775,7 +775,7 @@ impl Resolver<'_> {
                     .and_then(|p| p.parent().map(|p| p.to_path_buf()))
                     .unwrap_or_default();
                 let full = base.join(path);
-                let text = match std::fs::read(&full).map(|b| String::from_utf8(b)) {
+                let text = match std::fs::read(&full).map(String::from_utf8) {
                     Ok(Ok(t)) => t,
                     Ok(Err(_)) => {
                         self.err(
