@@ -98,6 +98,7 @@ fn generators_expand_in_order_with_guards_and_rest_values() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // matrix indices read best as indices
 fn tetgrid_counts_masses_and_rest_matrices() {
     let m = model("tests/frontend/soft_tets.joule");
     let (nx, ny, nz) = (3usize, 2usize, 2usize);

@@ -93,7 +93,7 @@ pub fn parse(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
     match JouleParser::parse(Rule::file, src) {
         Ok(mut pairs) => {
             let file_pair = pairs.next().expect("the file rule always yields one pair");
-            let b = Builder { file, offset: 0 };
+            let b = Builder { file };
             let items = file_pair
                 .into_inner()
                 .filter(|p| p.as_rule() != Rule::EOI)
@@ -105,21 +105,17 @@ pub fn parse(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
     }
 }
 
-/// Item-by-item parsing with resynchronisation after each error.
+/// After a syntax error, parse again from the next line that starts an item,
+/// so every broken item of the file is reported (the AST is then not used).
 fn parse_recovering(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
-    let mut items = Vec::new();
     let mut diags = Vec::new();
-    let mut pos = skip_trivia(src, 0);
+    if let Some(d) = unterminated_comment(file, src) {
+        return (SceneFile::default(), vec![d]);
+    }
+    let mut pos = 0;
     while pos < src.len() {
-        match JouleParser::parse(Rule::item_entry, &src[pos..]) {
-            Ok(mut pairs) => {
-                let entry = pairs.next().expect("item_entry yields one pair");
-                let end = pos + entry.as_span().end();
-                let b = Builder { file, offset: pos };
-                let inner = entry.into_inner().next().expect("an entry holds one item");
-                items.push(b.item(inner));
-                pos = skip_trivia(src, end);
-            }
+        match JouleParser::parse(Rule::file, &src[pos..]) {
+            Ok(_) => break,
             Err(e) => {
                 let (at, d) = syntax_error(file, src, pos, e);
                 diags.push(d);
@@ -127,36 +123,39 @@ fn parse_recovering(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
             }
         }
     }
-    if diags.is_empty() {
-        // The whole-file parse failed but every item parsed alone: the only
-        // possibility is trailing input the item rule accepts differently.
-        diags.push(Diagnostic::error(
-            "joule::syntax",
-            "could not parse this file",
-            Span::new(file, 0, 0),
-            "here",
-        ));
-    }
-    (SceneFile { items }, diags)
+    (SceneFile::default(), diags)
 }
 
-/// Skips whitespace and comments.
-fn skip_trivia(src: &str, mut pos: usize) -> usize {
+/// A `/*` without a closing `*/` (outside line comments and strings).
+fn unterminated_comment(file: FileId, src: &str) -> Option<Diagnostic> {
+    let mut i = 0;
     let b = src.as_bytes();
-    loop {
-        while pos < b.len() && b[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if src[pos..].starts_with("//") {
-            pos = src[pos..].find('\n').map_or(src.len(), |n| pos + n);
-        } else if src[pos..].starts_with("/*") {
-            pos = src[pos + 2..]
-                .find("*/")
-                .map_or(src.len(), |n| pos + 2 + n + 2);
-        } else {
-            return pos;
+    while i + 1 < b.len() {
+        match (b[i], b[i + 1]) {
+            (b'/', b'/') => i = src[i..].find('\n').map_or(b.len(), |n| i + n),
+            (b'"', _) => {
+                i = src[i + 1..]
+                    .find(['"', '\n'])
+                    .map_or(b.len(), |n| i + n + 2)
+            }
+            (b'/', b'*') => match src[i + 2..].find("*/") {
+                Some(n) => i += n + 4,
+                None => {
+                    return Some(
+                        Diagnostic::error(
+                            "joule::syntax",
+                            "unterminated comment",
+                            Span::new(file, i, i + 2),
+                            "this `/*` is never closed",
+                        )
+                        .with_help("close the comment with `*/`"),
+                    )
+                }
+            },
+            _ => i += 1,
         }
     }
+    None
 }
 
 /// The start of the next line (after `from`) that begins, at column 0, an item.
@@ -215,14 +214,40 @@ fn check_nesting(file: FileId, src: &str) -> Option<Diagnostic> {
     None
 }
 
+/// `text` without trailing whitespace and line comments.
+fn trim_trivia_end(text: &str) -> &str {
+    let mut t = text.trim_end();
+    loop {
+        let line_start = t.rfind('\n').map_or(0, |n| n + 1);
+        let line = &t[line_start..];
+        match line.find("//") {
+            Some(c) if line[..c].matches('"').count().is_multiple_of(2) => {
+                t = t[..line_start + c].trim_end()
+            }
+            _ => return t,
+        }
+    }
+}
+
 /// A readable name for what the grammar expected.
 fn rule_name(r: Rule) -> Option<&'static str> {
     Some(match r {
-        Rule::expr | Rule::operand => "an expression",
-        Rule::ident | Rule::name => "a name",
+        Rule::expr
+        | Rule::operand
+        | Rule::name
+        | Rule::number
+        | Rule::num_lit
+        | Rule::string
+        | Rule::bool_lit
+        | Rule::call
+        | Rule::list
+        | Rule::tuple
+        | Rule::paren
+        | Rule::sum
+        | Rule::neg
+        | Rule::not => "an expression",
+        Rule::ident => "a name",
         Rule::type_name => "a type",
-        Rule::number | Rule::num_lit => "a number",
-        Rule::string => "a string",
         Rule::fields => "`{`",
         Rule::field_def => "a field `name = value`",
         Rule::call_args | Rule::call_arg => "an argument",
@@ -259,8 +284,7 @@ fn rule_name(r: Rule) -> Option<&'static str> {
         | Rule::loss_item
         | Rule::done_item
         | Rule::policy_item
-        | Rule::instance_item
-        | Rule::item_entry => "an item (`const`, `particle`, `energy`, ...)",
+        | Rule::instance_item => "an item (`const`, `particle`, `energy`, ...)",
         _ => return None,
     })
 }
@@ -277,12 +301,18 @@ fn syntax_error(
             InputLocation::Pos(p) => p,
             InputLocation::Span((s, _)) => s,
         };
+    if let Some(d) = unterminated_string(file, src, at) {
+        return (at, d);
+    }
     let found = token_at(src, at);
     let expected = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
+            if names.contains(&"an expression") {
+                names.retain(|n| *n != "a name"); // a name is an expression
+            }
             names
         }
         ErrorVariant::CustomError { .. } => vec![],
@@ -308,14 +338,31 @@ fn syntax_error(
         span,
         format!("expected {expected_text}"),
     );
+    let line_start = src[..at].rfind('\n').map_or(0, |n| n + 1);
+    let first_on_line = line_start > 0 && src[line_start..at].trim().is_empty();
+    if let Some((open, close)) = unclosed_bracket(src, at) {
+        let label = format!("this `{}` is never closed", &src[open..open + 1]);
+        let d = Diagnostic::error(
+            "joule::syntax",
+            format!("unclosed `{}`", &src[open..open + 1]),
+            Span::new(file, open, open + 1),
+            label,
+        )
+        .with_help(format!("add the missing `{close}`"));
+        return (at, d);
+    }
     if let Some(tok) = &found {
-        if KEYWORDS.contains(&tok.as_str()) && expected.contains(&"a name") {
+        if first_on_line && expected.contains(&"an expression") {
+            d = d.with_help(
+                "the expression on the previous line is incomplete (it ends with an operator)",
+            );
+        } else if KEYWORDS.contains(&tok.as_str()) && expected.contains(&"a name") {
             d = d.with_help(format!(
                 "`{tok}` is a reserved word of the language; choose another name"
             ));
         } else if tok == "=" && expected.iter().any(|e| e.contains("comparison")) {
             d = d.with_help("to compare, write `==`");
-        } else if matches!(tok.as_str(), "**") {
+        } else if tok == "**" || (tok == "*" && src[..at].ends_with('*')) {
             d = d.with_help("powers are written `x^2`");
         }
     }
@@ -323,6 +370,75 @@ fn syntax_error(
         d = d.with_help(format!("the parser expected {expected_text} here"));
     }
     (at, d)
+}
+
+/// A bracket opened in the item around `at` (from the last line that starts at
+/// column 0) and not closed before `at`: its offset and the closing bracket.
+fn unclosed_bracket(src: &str, at: usize) -> Option<(usize, char)> {
+    let line_of = |p: usize| src[..p].rfind('\n').map_or(0, |n| n + 1);
+    let mut start = line_of(at);
+    if start > 0 && src[start..at].trim().is_empty() {
+        start = line_of(start - 1); // the error opens a line: the item is above it
+    }
+    // Walk back to the line that starts the item (a line beginning at column 0).
+    while start > 0 && src[start..].starts_with([' ', '\t', '\n', '\r', '}', ')', ']']) {
+        start = line_of(start - 1);
+    }
+    let mut stack = vec![];
+    let mut in_comment = false;
+    for (i, c) in src[start..at].char_indices() {
+        let i = start + i;
+        match c {
+            '\n' => in_comment = false,
+            _ if in_comment => {}
+            '/' if src[i..].starts_with("//") => in_comment = true,
+            '(' | '[' | '{' => stack.push(i),
+            ')' | ']' | '}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    let open = *stack.last()?;
+    // Only a bracket on an earlier line: on the error's own line the parser's message is better.
+    if src[open..at].contains('\n') {
+        let close = match &src[open..open + 1] {
+            "(" => ')',
+            "[" => ']',
+            _ => '}',
+        };
+        Some((open, close))
+    } else {
+        None
+    }
+}
+
+/// An odd number of `"` on the line before `at` means a string runs off its line.
+fn unterminated_string(file: FileId, src: &str, at: usize) -> Option<Diagnostic> {
+    let at = at.min(src.len());
+    let line_start = src[..at].rfind('\n').map_or(0, |n| n + 1);
+    let line_end = src[at..].find('\n').map_or(src.len(), |n| at + n);
+    let before = &src[line_start..at];
+    let code = before.split("//").next().unwrap_or("");
+    let q = if code.matches('"').count() % 2 == 1 && !src[at..line_end].contains('"') {
+        Some(line_start + code.rfind('"').expect("odd count"))
+    } else if src[at..].starts_with('"') && !src[at + 1..line_end].contains('"') {
+        Some(at)
+    } else {
+        None
+    };
+    if let Some(q) = q {
+        return Some(
+            Diagnostic::error(
+                "joule::syntax",
+                "unterminated string",
+                Span::new(file, q, line_end),
+                "this string has no closing `\"`",
+            )
+            .with_help("strings end on the line they start: add the closing `\"`"),
+        );
+    }
+    None
 }
 
 /// The token starting at `at`: a word, a number, or a single character.
@@ -345,16 +461,19 @@ fn token_at(src: &str, at: usize) -> Option<String> {
     }
 }
 
-/// Converts pairs into AST nodes, adding `offset` to pest's positions.
+/// Converts pairs into AST nodes.
 struct Builder {
     file: FileId,
-    offset: usize,
 }
 
 impl Builder {
+    /// The pair's span without the trailing whitespace pest includes after
+    /// optional parts that did not match.
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.file, s.start() + self.offset, s.end() + self.offset)
+        let text = s.as_str();
+        let end = s.start() + trim_trivia_end(text).len();
+        Span::new(self.file, s.start(), end)
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
@@ -790,18 +909,34 @@ mod tests {
 
     #[test]
     fn recovers_and_reports_every_syntax_error() {
-        let src = "const A = 1 +\nconst B = 2\nparam k = )\nconst C = 3\n";
-        let (f, d) = parse(0, src);
-        assert_eq!(d.len(), 2, "{d:?}");
-        let names: Vec<_> = f
-            .items
+        let src = "const A = 1 +\nconst B = 2\nparam k = )\nconst C = (3\n";
+        let (_, d) = parse(0, src);
+        let at: Vec<_> = d
             .iter()
-            .filter_map(|i| match &i.kind {
-                ItemKind::Const { name, .. } => Some(name.name.clone()),
-                _ => None,
-            })
+            .map(|d| (d.span().start, d.labels[0].message.as_str()))
             .collect();
-        assert_eq!(names, ["A", "B", "C"]);
+        // After the trailing `+` (at the next line's `const`), at the `)`, and at the end of file.
+        assert_eq!(at.len(), 3, "{d:?}");
+        assert_eq!(at[0].0 as usize, src.find("const B").unwrap());
+        assert_eq!(at[1].0 as usize, src.find(')').unwrap());
+        assert_eq!(at[2].0 as usize, src.len());
+        assert!(at[1].1.contains("an expression"), "{}", at[1].1);
+    }
+
+    #[test]
+    fn unterminated_comments_and_strings_are_named() {
+        let (_, d) = parse(0, "const A = 1\n/* open\nconst B = 2\n");
+        assert_eq!(d[0].message, "unterminated comment");
+        let (_, d) = parse(0, "scene \"title\nconst B = 2\n");
+        assert_eq!(d[0].message, "unterminated string");
+    }
+
+    #[test]
+    fn spans_exclude_trailing_whitespace_and_comments() {
+        let src = "const A = 1   // one\n\nconst B = 2\n";
+        let (f, d) = parse(0, src);
+        assert!(d.is_empty());
+        assert_eq!(f.items[0].span.end as usize, src.find("   //").unwrap());
     }
 
     #[test]

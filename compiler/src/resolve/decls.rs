@@ -144,11 +144,16 @@ impl Resolver<'_> {
         if x > 0.0 {
             Some(x)
         } else {
-            self.err(
-                "joule::invalid_value",
-                format!("`{}` must be positive", f.name.name),
-                f.value.span,
-                format!("this is {x}"),
+            self.error(
+                Diagnostic::error(
+                    "joule::invalid_value",
+                    format!("`{}` must be positive", f.name.name),
+                    f.value.span,
+                    format!("this is {x}"),
+                )
+                .with_help(
+                    "masses, densities, sizes and time steps are positive numbers in SI units",
+                ),
             );
             None
         }
@@ -383,6 +388,8 @@ impl Resolver<'_> {
                     value.span,
                     "outside the range",
                 );
+                self.diags.last_mut().expect("just pushed").help =
+                    Some("move the default into the range, or widen the range".into());
                 return;
             }
         }
@@ -1008,13 +1015,19 @@ impl Resolver<'_> {
             Value::List(items) => items.iter().for_each(|i| self.fix_value(i, span)),
             Value::Array(a) => {
                 let arr = &self.arrays[*a as usize];
-                let (kind, ids): (ArrayKind, Vec<u32>) = (arr.kind, arr.slots.iter().flatten().copied().collect());
+                let (kind, ids): (ArrayKind, Vec<u32>) =
+                    (arr.kind, arr.slots.iter().flatten().copied().collect());
                 for id in ids {
                     match kind {
                         ArrayKind::Particle => self.fixed_particles[id as usize] = true,
                         ArrayKind::Body => self.fixed_bodies[id as usize] = true,
                         ArrayKind::Control => {
-                            self.err("joule::type_mismatch", "controls cannot be fixed", span, "a control");
+                            self.err(
+                                "joule::type_mismatch",
+                                "controls cannot be fixed",
+                                span,
+                                "a control",
+                            );
                             return;
                         }
                     }
@@ -1026,10 +1039,22 @@ impl Resolver<'_> {
                 }
             }
             Value::Poison => {}
-            other => self.error(
-                Diagnostic::error("joule::type_mismatch", format!("cannot fix {}", describe_value(other)), span, "not a particle or body")
-                    .with_help("`fix` takes particles, bodies, mesh elements or lists of them (e.g. `fix cloth[0, 0]`, `fix block.surface`)"),
-            ),
+            other => {
+                let help = if other.shape().is_some() {
+                    "fix the particle or body itself, not one of its fields: `fix p`, not `fix p.x`"
+                } else {
+                    "`fix` takes particles, bodies, mesh elements or lists of them (e.g. `fix cloth[0, 0]`, `fix block.surface`)"
+                };
+                self.error(
+                    Diagnostic::error(
+                        "joule::type_mismatch",
+                        format!("cannot fix {}", describe_value(other)),
+                        span,
+                        "not a particle or body",
+                    )
+                    .with_help(help),
+                )
+            }
         }
     }
 
@@ -1073,6 +1098,9 @@ impl Resolver<'_> {
                 && matches!(v.shape(), Some(Shape::Vec(_)))
             {
                 d = d.with_help("reduce it to a number, e.g. with `norm(...)` or `dot(...)`");
+            } else if kind == ObjectiveKind::Done {
+                d = d
+                    .with_help("compare it with a threshold, e.g. `done fallen = torso.x.z < 0.2`");
             }
             self.error(d);
             return;

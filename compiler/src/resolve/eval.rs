@@ -75,7 +75,8 @@ pub struct Ctx {
     pub prev: bool,
     /// Set while evaluating an energy template.
     pub template: Option<TemplateCtx>,
-    fn_depth: usize,
+    /// `fn`s being inlined (outermost first), to reject recursion.
+    fn_stack: Vec<usize>,
     next_local: u32,
 }
 
@@ -87,7 +88,7 @@ impl Ctx {
             initial: true,
             prev: false,
             template: None,
-            fn_depth: 0,
+            fn_stack: vec![],
             next_local: 0,
         }
     }
@@ -472,23 +473,11 @@ impl Resolver<'_> {
                     Sub => x.checked_sub(y),
                     Mul => x.checked_mul(y),
                     Rem if y == 0 => {
-                        self.err(
-                            "joule::division_by_zero",
-                            "remainder by zero",
-                            bspan,
-                            "this is 0",
-                        );
-                        return Value::Poison;
+                        return self.division_by_zero("remainder by zero", bspan);
                     }
                     Rem => Some(x.rem_euclid(y)),
                     Div if y == 0 => {
-                        self.err(
-                            "joule::division_by_zero",
-                            "division by zero",
-                            bspan,
-                            "this is 0",
-                        );
-                        return Value::Poison;
+                        return self.division_by_zero("division by zero", bspan);
                     }
                     Div => return known(Tensor::scalar(x as f64 / y as f64)),
                     Pow if y >= 0 => u32::try_from(y).ok().and_then(|e| x.checked_pow(e)),
@@ -513,11 +502,14 @@ impl Resolver<'_> {
                         Value::Poison
                     }
                     None => {
-                        self.err(
-                            "joule::overflow",
-                            "integer overflow in a compile-time expression",
-                            span,
-                            "overflows 64 bits",
+                        self.error(
+                            Diagnostic::error(
+                                "joule::overflow",
+                                "integer overflow in a compile-time expression",
+                                span,
+                                "overflows 64 bits",
+                            )
+                            .with_help("integers are 64-bit; write a real number (`1e20`) for large values"),
                         );
                         Value::Poison
                     }
@@ -559,11 +551,23 @@ impl Resolver<'_> {
         };
         match binary_shape(op, sa, sb) {
             Err(m) => {
-                let mut d = Diagnostic::error("joule::type_mismatch", m, span, "here")
-                    .with_label(aspan, sa.name())
-                    .with_label(bspan, sb.name());
+                let mut d = Diagnostic::error(
+                    "joule::type_mismatch",
+                    m,
+                    aspan,
+                    format!("this is {}", sa.name()),
+                )
+                .with_label(bspan, format!("this is {}", sb.name()));
+                let scalar_and_vector = matches!(
+                    (sa, sb),
+                    (Shape::Scalar, Shape::Vec(_)) | (Shape::Vec(_), Shape::Scalar)
+                );
                 if op == Mul && matches!((sa, sb), (Shape::Vec(_), Shape::Vec(_))) {
                     d = d.with_help("use `dot(a, b)`, `cross(a, b)` or `outer(a, b)`");
+                } else if scalar_and_vector && matches!(op, Add | Sub) {
+                    d = d.with_help(
+                        "take a component (`v.z`) or build a vector (`vec3(..)`) so both sides match",
+                    );
                 } else if sa == Shape::Bool || sb == Shape::Bool {
                     d = d.with_help(
                         "comparisons give truth values; choose numbers with `select(cond, a, b)`",
@@ -573,6 +577,9 @@ impl Resolver<'_> {
                 Value::Poison
             }
             Ok(shape) => match (a.tensor(), b.tensor()) {
+                (Some(_), Some(y)) if op == Div && y.x() == 0.0 && !self.instance_eval => {
+                    self.division_by_zero("division by zero", bspan)
+                }
                 (Some(x), Some(y)) => known(fold_binary(op, &x, &y, shape)),
                 _ => Value::Runtime(Term::rc(
                     shape,
@@ -584,6 +591,14 @@ impl Resolver<'_> {
                 )),
             },
         }
+    }
+
+    fn division_by_zero(&mut self, what: &str, divisor: Span) -> Value {
+        self.error(
+            Diagnostic::error("joule::division_by_zero", what, divisor, "this is 0")
+                .with_help("the divisor is a compile-time value that evaluates to 0; check the constants it is built from"),
+        );
+        Value::Poison
     }
 
     fn block(&mut self, ctx: &mut Ctx, lets: &[Let], result: &Expr) -> Value {
@@ -655,7 +670,7 @@ impl Resolver<'_> {
             Diagnostic::error(
                 "joule::too_large",
                 format!(
-                    "this would expand to {n} elements, more than the limit of {MAX_EXPANSION}"
+                    "this would expand to {n} instances, more than the limit of {MAX_EXPANSION}"
                 ),
                 span,
                 "expands too far",
@@ -679,11 +694,13 @@ impl Resolver<'_> {
                 return false;
             }
             let pass = match &gens.guard {
-                None => true,
-                Some(g) => self.eval_static_bool(ctx, g, "a guard") == Some(true),
+                None => Some(true),
+                Some(g) => self.eval_static_bool(ctx, g, "a guard"),
             };
-            if pass {
-                f(self, ctx);
+            match pass {
+                Some(true) => f(self, ctx),
+                Some(false) => {}
+                None => return false, // reported once; stop expanding
             }
             return true;
         }
@@ -1098,11 +1115,20 @@ impl Resolver<'_> {
                 }
             }
         }
-        if ctx.fn_depth >= MAX_FN_DEPTH {
-            self.error(
-                Diagnostic::error("joule::recursion", format!("`{}` calls itself (inlining deeper than {MAX_FN_DEPTH})", decl.name), span, "recursive call")
-                    .with_help("functions are inlined at compile time, so they cannot be recursive; unroll with `sum(... for k in 0..n)`"),
-            );
+        if ctx.fn_stack.contains(&id) || ctx.fn_stack.len() >= MAX_FN_DEPTH {
+            let chain: Vec<&str> = ctx
+                .fn_stack
+                .iter()
+                .map(|f| self.fns[*f].name.as_str())
+                .chain([decl.name.as_str()])
+                .collect();
+            let message = format!("`{}` calls itself ({})", decl.name, chain.join(" -> "));
+            if self.reported_recursion.insert(id) {
+                self.error(
+                    Diagnostic::error("joule::recursion", message, span, "recursive call")
+                        .with_help("functions are inlined at compile time, so they cannot be recursive; unroll with a generator: sum(... for k in 0..n)"),
+                );
+            }
             return Value::Poison;
         }
         let saved = std::mem::take(&mut ctx.locals);
@@ -1112,10 +1138,10 @@ impl Resolver<'_> {
             .map(|p| p.name.name.clone())
             .zip(vals)
             .collect();
-        ctx.fn_depth += 1;
+        ctx.fn_stack.push(id);
         let before = self.diags.len();
         let out = self.eval(ctx, &decl.body);
-        ctx.fn_depth -= 1;
+        ctx.fn_stack.pop();
         ctx.locals = saved;
         if self.diags.len() > before
             && self.diags[before..]

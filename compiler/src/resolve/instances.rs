@@ -480,6 +480,7 @@ impl Resolver<'_> {
         let sites = &self.tinfo[tid].sites;
         if sites.iter().any(Option::is_some) {
             let (locals, _) = self.bindings(def, vals, false);
+            self.instance_eval = true;
             let mut ctx = Ctx::template(TemplateCtx {
                 symbolic: false,
                 bound: vals.to_vec(),
@@ -494,6 +495,7 @@ impl Resolver<'_> {
             if let Some(b) = &def.backward {
                 self.eval(&mut ctx, b);
             }
+            self.instance_eval = false;
             if self.diags.len() > before {
                 return false;
             }

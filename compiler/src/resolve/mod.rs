@@ -115,6 +115,11 @@ pub struct Resolver<'s> {
     settings_span: Option<Span>,
     /// Per template of `model.templates`: its key and recorded constant sites.
     tinfo: Vec<instances::TemplateInfo>,
+    /// Functions already reported as recursive.
+    reported_recursion: std::collections::HashSet<usize>,
+    /// Evaluating a template instance at its rest configuration, where a
+    /// compile-time division by zero is just an infinite value, not an error.
+    instance_eval: bool,
 }
 
 /// Resolves the parsed file `main` (already in `sources`) and everything it uses.
@@ -140,6 +145,8 @@ pub fn resolve(
         included: vec![],
         settings_span: None,
         tinfo: vec![],
+        reported_recursion: Default::default(),
+        instance_eval: false,
     };
     if let Some(p) = r.sources.get(main).path.clone() {
         r.include_stack.push(p.clone());
@@ -147,6 +154,7 @@ pub fn resolve(
     }
     r.declare_items(&file.items);
     r.finish();
+    r.diags.sort_by_key(|d| (d.span().file, d.span().start));
     let failed = r.diags.iter().any(Diagnostic::is_error);
     let model = (!failed).then_some(r.model);
     (model, r.diags)
@@ -157,13 +165,32 @@ fn parse_file(sources: &SourceMap, id: FileId) -> (SceneFile, Vec<Diagnostic>) {
     joule_grammar::parse(id, &text)
 }
 
-/// Candidates closest to `name`, for "did you mean" hints.
+/// Words from other tools with a Joule equivalent.
+const ALIASES: &[(&str, &str)] = &[
+    ("length", "norm"),
+    ("magnitude", "norm"),
+    ("mag", "norm"),
+    ("pow", "^ (as in `x^2`)"),
+    ("ln", "log"),
+    ("arctan2", "atan2"),
+    ("determinant", "det"),
+    ("inverse", "inv"),
+    ("where", "select"),
+    ("ifelse", "select"),
+];
+
+/// The candidate closest to `name` in edit distance (at most a third of its
+/// length, at least 1), for "did you mean" hints.
 fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
+    if let Some((_, to)) = ALIASES.iter().find(|(from, _)| *from == name) {
+        return Some(format!("did you mean `{to}`?"));
+    }
+    let budget = (name.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(name, c);
-        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
+        let d = strsim::damerau_levenshtein(name, c);
+        if d <= budget && c != name && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
         }
     }
     best.map(|(_, c)| format!("did you mean `{c}`?"))
@@ -307,13 +334,17 @@ impl Resolver<'_> {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         let full = base.join(path);
+        // Shown as the including file's name joined with the path as written.
+        let shown = Path::new(&self.sources.get(span.file).name)
+            .parent()
+            .map_or_else(|| PathBuf::from(path), |p| p.join(path));
         let canonical = match std::fs::canonicalize(&full) {
             Ok(p) => p,
             Err(e) => {
                 self.error(
                     Diagnostic::error(
                         "joule::use_not_found",
-                        format!("cannot read `{}`: {e}", full.display()),
+                        format!("cannot read `{}`: {e}", shown.display()),
                         span,
                         "included here",
                     )
@@ -322,11 +353,19 @@ impl Resolver<'_> {
                 return;
             }
         };
-        if self.include_stack.contains(&canonical) {
+        if let Some(start) = self.include_stack.iter().position(|p| *p == canonical) {
+            let names: Vec<String> = self.include_stack[start..]
+                .iter()
+                .chain([&canonical])
+                .map(|p| {
+                    p.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                })
+                .collect();
             self.error(
                 Diagnostic::error(
                     "joule::use_cycle",
-                    format!("`{path}` includes itself (through `use`)"),
+                    format!("`use` cycle: {}", names.join(" -> ")),
                     span,
                     "cycle closes here",
                 )
