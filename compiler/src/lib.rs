@@ -22,3 +22,10 @@ pub fn decode_source(bytes: &[u8]) -> Result<String, (usize, String)> {
         Err(e) => Err((e.valid_up_to(), "invalid UTF-8".into())),
     }
 }
+pub mod abi;
+pub mod codegen;
+pub mod compiled;
+pub mod diff;
+pub mod interp;
+pub mod ir;
+pub mod kernels;

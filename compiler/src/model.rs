@@ -83,7 +83,7 @@ impl Tensor {
 }
 
 /// Which copy of a DOF a term reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     /// Position: the unknown of the step.
     Pos,

@@ -1,0 +1,162 @@
+//! A compiled scene: the model, its kernel IR and layout, and (for the JIT
+//! backend) the machine code. This is what the runtime consumes.
+
+use crate::abi::{Buffers, LANES};
+use crate::codegen::{self, CodegenError, Jit};
+use crate::interp;
+use crate::kernels::{self, KernelKind, Kernels, Layout};
+use crate::model::Model;
+use std::time::{Duration, Instant};
+
+/// How kernels are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Cranelift machine code (default).
+    #[default]
+    Jit,
+    /// The reference interpreter.
+    Interp,
+}
+
+/// A scene compiled to kernels.
+pub struct CompiledScene {
+    /// The resolved model.
+    pub model: Model,
+    /// Kernel IR and buffer layout.
+    pub kernels: Kernels,
+    /// Machine code, for the JIT backend.
+    jit: Option<Jit>,
+    /// Wall time of the IR, differentiation and code generation phases.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// Buffers do not fit the kernels' layout, or the environment range is invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeError(pub String);
+
+impl std::fmt::Display for RangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RangeError {}
+
+impl CompiledScene {
+    /// Lowers, differentiates and (for [`Backend::Jit`]) compiles a model.
+    pub fn new(model: Model, backend: Backend) -> Result<Self, CodegenError> {
+        let kernels = kernels::build(&model);
+        let mut timings = vec![("ir", kernels.lower_time), ("diff", kernels.diff_time)];
+        let jit = match backend {
+            Backend::Interp => None,
+            Backend::Jit => {
+                let t = Instant::now();
+                let jit = codegen::compile(&kernels.kernels)?;
+                timings.push(("codegen", t.elapsed()));
+                Some(jit)
+            }
+        };
+        Ok(CompiledScene {
+            model,
+            kernels,
+            jit,
+            timings,
+        })
+    }
+
+    /// The buffer layout.
+    pub fn layout(&self) -> &Layout {
+        &self.kernels.layout
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        if self.jit.is_some() {
+            Backend::Jit
+        } else {
+            Backend::Interp
+        }
+    }
+
+    /// Zeroed buffers for a batch.
+    pub fn buffers(&self, batch: usize) -> Buffers {
+        Buffers::new(self.layout(), batch)
+    }
+
+    /// Runs a kernel on environments `begin..end` (rounded out to whole lanes).
+    /// Kernels accumulate into their outputs; clear them first where needed.
+    pub fn run(
+        &self,
+        kind: KernelKind,
+        buf: &mut Buffers,
+        begin: usize,
+        end: usize,
+    ) -> Result<(), RangeError> {
+        self.check(buf, begin, end)?;
+        let begin = begin / LANES * LANES;
+        let end = end.div_ceil(LANES) * LANES;
+        let args = buf.args();
+        match &self.jit {
+            // SAFETY: `check` verified every buffer against the layout and the range against the stride.
+            Some(jit) => unsafe { (jit.kernel(kind).0)(&args, begin, end) },
+            None => {
+                let k = &self.kernels.kernels[KernelKind::ALL
+                    .iter()
+                    .position(|x| *x == kind)
+                    .expect("every kind is built")];
+                // SAFETY: as above.
+                unsafe { interp::run(k, &args, begin, end) }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, b: &Buffers, begin: usize, end: usize) -> Result<(), RangeError> {
+        let l = self.layout();
+        let s = b.stride;
+        if !s.is_multiple_of(LANES)
+            || begin > end
+            || end > b.batch.max(1).div_ceil(LANES) * LANES
+            || end > s
+        {
+            return Err(RangeError(format!(
+                "environment range {begin}..{end} does not fit a batch of {} (stride {s})",
+                b.batch
+            )));
+        }
+        let state = l.state_rows() * s;
+        let sizes = [
+            ("x", b.x.len(), state),
+            ("v", b.v.len(), state),
+            ("prev_x", b.prev_x.len(), state),
+            ("prev_v", b.prev_v.len(), state),
+            ("params", b.params.len(), l.params * s),
+            ("controls", b.controls.len(), l.controls * s),
+            ("seed", b.seed.len(), state),
+            ("out_seed", b.out_seed.len(), l.output_rows() * s),
+            ("energy", b.energy.len(), s),
+            ("grad", b.grad.len(), state),
+            ("hv", b.hv.len(), state),
+            (
+                "blocks",
+                b.blocks.len(),
+                l.block_rows[0].max(l.block_rows[1]) * s,
+            ),
+            ("d_x", b.d_x.len(), state),
+            ("d_v", b.d_v.len(), state),
+            ("d_prev_x", b.d_prev_x.len(), state),
+            ("d_prev_v", b.d_prev_v.len(), state),
+            ("d_params", b.d_params.len(), l.params * s),
+            ("d_controls", b.d_controls.len(), l.controls * s),
+            ("outputs", b.outputs.len(), l.output_rows() * s),
+        ];
+        for (name, have, need) in sizes {
+            if have < need {
+                return Err(RangeError(format!(
+                    "buffer `{name}` has {have} values, the layout needs {need}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
