@@ -42,7 +42,7 @@ fn compile(path: &Path, backend: Backend) -> CompiledScene {
 fn randomize(scene: &CompiledScene, b: &mut Buffers, rng: &mut Rng) {
     let m = &scene.model;
     let s = b.stride;
-    let scale = 0.01;
+    let scale = 1e-3; // small against every scene's element size, so no element inverts
     for p in &m.particles {
         if let Some(d) = p.dof {
             for k in 0..3 {
@@ -168,4 +168,238 @@ fn jit_matches_interpreter_on_every_scene_and_batch_size() {
             }
         }
     }
+}
+
+/// Free-DOF rows to probe: up to `n`, spread over the DOF range.
+fn sample_rows(dofs: usize, n: usize) -> Vec<usize> {
+    if dofs <= n {
+        return (0..dofs).collect();
+    }
+    (0..n).map(|k| k * (dofs - 1) / (n - 1)).collect()
+}
+
+/// Runs kernels on a copy of `b` (outputs cleared) and returns the copy.
+fn run(scene: &CompiledScene, b: &Buffers, kinds: &[KernelKind]) -> Buffers {
+    let mut c = b.clone();
+    c.clear_outputs();
+    for k in kinds {
+        let batch = c.batch;
+        scene.run(*k, &mut c, 0, batch).expect("run");
+    }
+    c
+}
+
+/// Which input a finite difference perturbs.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    X,
+    V,
+    PrevX,
+    PrevV,
+    Param,
+    Control,
+}
+
+fn input_mut(b: &mut Buffers, i: Input) -> &mut Vec<f64> {
+    match i {
+        Input::X => &mut b.x,
+        Input::V => &mut b.v,
+        Input::PrevX => &mut b.prev_x,
+        Input::PrevV => &mut b.prev_v,
+        Input::Param => &mut b.params,
+        Input::Control => &mut b.controls,
+    }
+}
+
+/// Central differences of `f` with respect to `rows` of one input (environment 0),
+/// checked against `analytic(row)`. Error budget (f64, h = 1e-6 relative):
+/// truncation 1e-5 of the largest analytic value, plus rounding in `f` itself,
+/// 1e-14 |f| / h (about 50 ulp of the sum, divided by the step).
+fn check_fd(
+    what: &str,
+    b: &Buffers,
+    input: Input,
+    rows: &[usize],
+    f: &dyn Fn(&Buffers) -> f64,
+    analytic: &dyn Fn(usize) -> f64,
+) {
+    let s = b.stride;
+    let mut pairs = vec![];
+    for &r in rows {
+        let x0 = input_mut(&mut b.clone(), input)[r * s];
+        let h = 1e-6 * x0.abs().max(1.0);
+        let mut p = b.clone();
+        input_mut(&mut p, input)[r * s] = x0 + h;
+        let mut m = b.clone();
+        input_mut(&mut m, input)[r * s] = x0 - h;
+        let (fp, fm) = (f(&p), f(&m));
+        let rounding = 1e-14 * (fp.abs() + fm.abs()) / h;
+        pairs.push((r, (fp - fm) / (2.0 * h), analytic(r), rounding));
+    }
+    let scale = pairs.iter().map(|(_, _, a, _)| a.abs()).fold(0.0, f64::max);
+    for (r, fd, a, rounding) in pairs {
+        let tol = 1e-5 * scale + rounding + 1e-12;
+        assert!(
+            (fd - a).abs() <= tol,
+            "{what}: d/d{input:?}[{r}] analytic {a:e} vs finite difference {fd:e} (tolerance {tol:e})"
+        );
+    }
+}
+
+#[test]
+fn derivative_kernels_match_finite_differences_on_every_scene() {
+    for path in scenes() {
+        let name = path.display().to_string();
+        let scene = compile(&path, Backend::Interp);
+        // The adjoint differentiates `backward =` surrogates: finite differences of a
+        // model whose bodies are the surrogates are its reference.
+        let mut surrogate_model = scene.model.clone();
+        for t in &mut surrogate_model.templates {
+            if let Some(b) = t.backward.take() {
+                t.body = b;
+            }
+        }
+        let surrogate = CompiledScene::new(surrogate_model, Backend::Interp).expect("compile");
+        let l = scene.layout().clone();
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        let mut b = scene.buffers(1);
+        randomize(&scene, &mut b, &mut rng);
+        let s = b.stride;
+        // Seeds only on free rows (pinned rows are not unknowns).
+        for row in l.dofs..l.state_rows() {
+            b.seed[row * s..(row + 1) * s].fill(0.0);
+        }
+        let rows = sample_rows(l.dofs, 8);
+        let scene = &scene;
+        let e = |k: KernelKind| move |c: &Buffers| run(scene, c, &[k]).energy[0];
+
+        // Gradients of the energy (w.r.t. x) and of the dissipation (w.r.t. v).
+        let g = run(&scene, &b, &[KernelKind::Gradient]);
+        check_fd(&name, &b, Input::X, &rows, &e(KernelKind::Energy), &|r| {
+            g.grad[r * s]
+        });
+        let gd = run(&scene, &b, &[KernelKind::DissipationGradient]);
+
+        check_fd(
+            &name,
+            &b,
+            Input::V,
+            &rows,
+            &e(KernelKind::Dissipation),
+            &|r| gd.grad[r * s],
+        );
+
+        // Hessian-vector products and assembled Hessian blocks against differences of
+        // the gradient along the seed direction.
+        for (hvp, grad, hess, input) in [
+            (
+                KernelKind::GradHvp,
+                KernelKind::Gradient,
+                KernelKind::Hessian,
+                Input::X,
+            ),
+            (
+                KernelKind::DissipationGradHvp,
+                KernelKind::DissipationGradient,
+                KernelKind::DissipationHessian,
+                Input::V,
+            ),
+        ] {
+            let hv = run(&scene, &b, &[hvp]);
+            let blocks = run(&scene, &b, &[hess]);
+            let assembled = assemble(&scene, hess, &blocks, &b);
+            let h = 1e-6;
+            let shifted = |sign: f64| {
+                let mut c = b.clone();
+                for r in 0..l.dofs {
+                    let w = b.seed[r * s];
+                    input_mut(&mut c, input)[r * s] += sign * h * w;
+                }
+                run(&scene, &c, &[grad]).grad
+            };
+            let (gp, gm) = (shifted(1.0), shifted(-1.0));
+            let fd: Vec<f64> = (0..l.dofs)
+                .map(|r| (gp[r * s] - gm[r * s]) / (2.0 * h))
+                .collect();
+            let scale = fd.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1e-8);
+            for r in 0..l.dofs {
+                let (a, m) = (hv.hv[r * s], assembled[r]);
+                assert!(
+                    (a - fd[r]).abs() <= 1e-5 * scale,
+                    "{name}: {hvp:?} row {r}: {a:e} vs {:e}",
+                    fd[r]
+                );
+                assert!(
+                    (m - fd[r]).abs() <= 1e-5 * scale,
+                    "{name}: {hess:?} row {r}: {m:e} vs {:e}",
+                    fd[r]
+                );
+            }
+        }
+
+        // Adjoint VJPs: s = seed . (dE/dx + dD/dv) of the surrogate model.
+        let adj = run(&scene, &b, &[KernelKind::Adjoint]);
+        let s_adj = |c: &Buffers| {
+            let gx = run(&surrogate, c, &[KernelKind::Gradient]).grad;
+            let gv = run(&surrogate, c, &[KernelKind::DissipationGradient]).grad;
+            (0..l.dofs)
+                .map(|r| c.seed[r * s] * (gx[r * s] + gv[r * s]))
+                .sum::<f64>()
+        };
+        let params: Vec<usize> = (0..l.params).collect();
+        let controls: Vec<usize> = (0..l.controls).collect();
+        check_fd(&name, &b, Input::X, &rows, &s_adj, &|r| adj.d_x[r * s]);
+        check_fd(&name, &b, Input::V, &rows, &s_adj, &|r| adj.d_v[r * s]);
+        check_fd(&name, &b, Input::PrevX, &rows, &s_adj, &|r| {
+            adj.d_prev_x[r * s]
+        });
+        check_fd(&name, &b, Input::PrevV, &rows, &s_adj, &|r| {
+            adj.d_prev_v[r * s]
+        });
+        check_fd(&name, &b, Input::Param, &params, &s_adj, &|r| {
+            adj.d_params[r * s]
+        });
+        check_fd(&name, &b, Input::Control, &controls, &s_adj, &|r| {
+            adj.d_controls[r * s]
+        });
+
+        // Output VJPs: s = out_seed . outputs.
+        let ov = run(&scene, &b, &[KernelKind::OutputsVjp]);
+        let s_out = |c: &Buffers| {
+            let o = run(&scene, c, &[KernelKind::Outputs]).outputs;
+            (0..l.output_rows())
+                .map(|k| c.out_seed[k * s] * o[k * s])
+                .sum::<f64>()
+        };
+        check_fd(&name, &b, Input::X, &rows, &s_out, &|r| ov.d_x[r * s]);
+        check_fd(&name, &b, Input::V, &rows, &s_out, &|r| ov.d_v[r * s]);
+        check_fd(&name, &b, Input::Param, &params, &s_out, &|r| {
+            ov.d_params[r * s]
+        });
+    }
+}
+
+/// The Hessian blocks of a kernel applied to the seed, assembled into rows (environment 0).
+fn assemble(scene: &CompiledScene, kind: KernelKind, blocks: &Buffers, b: &Buffers) -> Vec<f64> {
+    let s = b.stride;
+    let ir = scene
+        .kernels
+        .kernels
+        .iter()
+        .find(|k| k.kind == kind)
+        .expect("kernel");
+    let mut out = vec![0.0; scene.layout().state_rows()];
+    for lp in &ir.loops {
+        let w = lp.dof_width;
+        for i in 0..lp.count {
+            let rows = &lp.dofs[i * w..(i + 1) * w];
+            for (a, ra) in rows.iter().enumerate() {
+                for (c, rc) in rows.iter().enumerate() {
+                    let h = blocks.blocks[(lp.block_base + i * w * w + a * w + c) * s];
+                    out[*ra as usize] += h * b.seed[*rc as usize * s];
+                }
+            }
+        }
+    }
+    out
 }
