@@ -274,11 +274,11 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
         let e = |k: KernelKind| move |c: &Buffers| run(scene, c, &[k]).energy[0];
 
         // Gradients of the energy (w.r.t. x) and of the dissipation (w.r.t. v).
-        let g = run(&scene, &b, &[KernelKind::Gradient]);
+        let g = run(scene, &b, &[KernelKind::Gradient]);
         check_fd(&name, &b, Input::X, &rows, &e(KernelKind::Energy), &|r| {
             g.grad[r * s]
         });
-        let gd = run(&scene, &b, &[KernelKind::DissipationGradient]);
+        let gd = run(scene, &b, &[KernelKind::DissipationGradient]);
 
         check_fd(
             &name,
@@ -305,8 +305,8 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
                 Input::V,
             ),
         ] {
-            let hv = run(&scene, &b, &[hvp]);
-            let blocks = run(&scene, &b, &[hess]);
+            let hv = run(scene, &b, &[hvp]);
+            let blocks = run(scene, &b, &[hess]);
             let assembled = assemble(&scene, hess, &blocks, &b);
             let h = 1e-6;
             let shifted = |sign: f64| {
@@ -315,7 +315,7 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
                     let w = b.seed[r * s];
                     input_mut(&mut c, input)[r * s] += sign * h * w;
                 }
-                run(&scene, &c, &[grad]).grad
+                run(scene, &c, &[grad]).grad
             };
             let (gp, gm) = (shifted(1.0), shifted(-1.0));
             let fd: Vec<f64> = (0..l.dofs)
@@ -338,7 +338,7 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
         }
 
         // Adjoint VJPs: s = seed . (dE/dx + dD/dv) of the surrogate model.
-        let adj = run(&scene, &b, &[KernelKind::Adjoint]);
+        let adj = run(scene, &b, &[KernelKind::Adjoint]);
         let s_adj = |c: &Buffers| {
             let gx = run(&surrogate, c, &[KernelKind::Gradient]).grad;
             let gv = run(&surrogate, c, &[KernelKind::DissipationGradient]).grad;
@@ -364,9 +364,9 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
         });
 
         // Output VJPs: s = out_seed . outputs.
-        let ov = run(&scene, &b, &[KernelKind::OutputsVjp]);
+        let ov = run(scene, &b, &[KernelKind::OutputsVjp]);
         let s_out = |c: &Buffers| {
-            let o = run(&scene, c, &[KernelKind::Outputs]).outputs;
+            let o = run(scene, c, &[KernelKind::Outputs]).outputs;
             (0..l.output_rows())
                 .map(|k| c.out_seed[k * s] * o[k * s])
                 .sum::<f64>()
