@@ -307,7 +307,7 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
         ] {
             let hv = run(scene, &b, &[hvp]);
             let blocks = run(scene, &b, &[hess]);
-            let assembled = assemble(&scene, hess, &blocks, &b);
+            let assembled = assemble(scene, hess, &blocks, &b);
             let h = 1e-6;
             let shifted = |sign: f64| {
                 let mut c = b.clone();
