@@ -1,6 +1,7 @@
 //! The `joule` command-line interface.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::{check_path, Emit};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -30,10 +31,21 @@ enum Command {
         /// Colour in diagnostics.
         #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
         color: ColorArg,
-        /// Print compile time per pass to standard error.
+        /// Print compile time per pass to standard error (compiles kernels too).
         #[arg(long)]
         timings: bool,
+        /// Kernel backend used with `--timings`.
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// Cranelift machine code.
+    Jit,
+    /// The reference interpreter.
+    Interp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,6 +54,10 @@ enum EmitArg {
     Ast,
     /// The resolved model: DOF layout, params, controls, templates and instances.
     Model,
+    /// Scalar IR of the energy, dissipation and output kernels.
+    Ir,
+    /// Scalar IR of the derivative kernels (gradients, HVPs, Hessian blocks, VJPs).
+    GradIr,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,6 +87,7 @@ fn run(cli: Cli) -> ExitCode {
             emit,
             color,
             timings,
+            backend,
         } => {
             let color = match color {
                 ColorArg::Always => true,
@@ -90,11 +107,6 @@ fn run(cli: Cli) -> ExitCode {
                 if !checked.diagnostics.is_empty() {
                     eprint!("{}", checked.render_diagnostics(color, 100));
                 }
-                if timings {
-                    for (pass, t) in &checked.timings {
-                        eprintln!("{pass:>10} {:>9.3} ms", t.as_secs_f64() * 1e3);
-                    }
-                }
                 if !checked.ok() {
                     failed = true;
                     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -105,9 +117,31 @@ fn run(cli: Cli) -> ExitCode {
                     );
                     continue;
                 }
+                if timings {
+                    let mut all = checked.timings.clone();
+                    let model = checked.model.clone().expect("ok implies a model");
+                    let backend = match backend {
+                        BackendArg::Jit => Backend::Jit,
+                        BackendArg::Interp => Backend::Interp,
+                    };
+                    match CompiledScene::new(model, backend) {
+                        Ok(c) => all.extend(c.timings.iter().copied()),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            failed = true;
+                        }
+                    }
+                    let total: f64 = all.iter().map(|(_, t)| t.as_secs_f64()).sum();
+                    for (pass, t) in &all {
+                        eprintln!("{pass:>10} {:>9.3} ms", t.as_secs_f64() * 1e3);
+                    }
+                    eprintln!("{:>10} {:>9.3} ms", "total", total * 1e3);
+                }
                 let what = emit.map(|e| match e {
                     EmitArg::Ast => Emit::Ast,
                     EmitArg::Model => Emit::Model,
+                    EmitArg::Ir => Emit::Ir,
+                    EmitArg::GradIr => Emit::GradIr,
                 });
                 match what.and_then(|w| checked.emit(w)) {
                     Some(text) => print!("{text}"),

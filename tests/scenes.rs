@@ -25,3 +25,13 @@ fn ast_dump_of_the_hanging_cloth() {
     let checked = joule::check_path("scenes/hanging_cloth.joule".as_ref()).expect("scene");
     insta::assert_snapshot!(checked.emit(Emit::Ast).expect("ast"));
 }
+
+#[test]
+fn ir_dumps_of_the_pendulum() {
+    let checked = joule::check_path("scenes/pendulum.joule".as_ref()).expect("scene");
+    insta::assert_snapshot!("pendulum_ir", checked.emit(Emit::Ir).expect("ir"));
+    insta::assert_snapshot!(
+        "pendulum_grad_ir",
+        checked.emit(Emit::GradIr).expect("grad-ir")
+    );
+}

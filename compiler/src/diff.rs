@@ -231,3 +231,127 @@ fn sum(g: &mut Graph, a: Option<Id>, b: Option<Id>) -> Option<Id> {
         (None, y) => y,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::eval_op;
+
+    /// Evaluates node `out` with params 0 and 1 set to `x`, `y`.
+    fn eval(g: &Graph, out: Id, x: f64, y: f64) -> f64 {
+        let mut v = vec![0.0; g.len()];
+        for (i, op) in g.nodes().iter().enumerate() {
+            v[i] = match op {
+                Op::Leaf(Leaf::Param(0)) => x,
+                Op::Leaf(Leaf::Param(1)) => y,
+                Op::Leaf(_) => 0.0,
+                op => eval_op(*op, &v),
+            };
+        }
+        v[out as usize]
+    }
+
+    type Build = fn(&mut Graph, Id, Id) -> Id;
+
+    /// Every differentiation rule, each against central differences, at points
+    /// away from kinks: reverse mode (both partials) and forward mode (a tangent).
+    #[test]
+    fn every_rule_matches_finite_differences() {
+        let cases: Vec<(&str, Build)> = vec![
+            ("neg", |g, x, _| g.neg(x)),
+            ("add", |g, x, y| g.add(x, y)),
+            ("sub", |g, x, y| g.sub(x, y)),
+            ("mul", |g, x, y| g.mul(x, y)),
+            ("square", |g, x, _| g.mul(x, x)),
+            ("div", |g, x, y| g.div(x, y)),
+            ("sqrt", |g, x, _| g.unary(Op::Sqrt, x)),
+            ("exp", |g, x, _| g.unary(Op::Exp, x)),
+            ("log", |g, x, _| g.unary(Op::Log, x)),
+            ("sin", |g, x, _| g.unary(Op::Sin, x)),
+            ("cos", |g, x, _| g.unary(Op::Cos, x)),
+            ("tan", |g, x, _| g.unary(Op::Tan, x)),
+            ("tanh", |g, x, _| g.unary(Op::Tanh, x)),
+            ("abs", |g, x, _| g.unary(Op::Abs, x)),
+            ("atan2", |g, x, y| g.atan2(x, y)),
+            ("powi", |g, x, _| g.powi(x, 5)),
+            ("powi_negative", |g, x, _| g.powi(x, -3)),
+            ("min", |g, x, y| g.min(x, y)),
+            ("max", |g, x, y| g.max(x, y)),
+            ("select", |g, x, y| {
+                let c = g.cmp(Cmp::Lt, x, y);
+                let a = g.mul(x, y);
+                let b = g.unary(Op::Sin, y);
+                g.select(c, a, b)
+            }),
+            ("composite", |g, x, y| {
+                let s = g.unary(Op::Sin, x);
+                let p = g.mul(s, y);
+                let e = g.unary(Op::Exp, p);
+                g.div(e, y)
+            }),
+        ];
+        for (name, build) in cases {
+            for &(x0, y0) in &[(0.7, 1.3), (1.9, 0.4), (0.3, -1.1)] {
+                let mut g = Graph::new();
+                let x = g.leaf(Leaf::Param(0));
+                let y = g.leaf(Leaf::Param(1));
+                let f = build(&mut g, x, y);
+                let grad = gradient(&mut g, f, &[Leaf::Param(0), Leaf::Param(1)]);
+                let (tx, ty) = (0.6, -0.8);
+                let tan = tangents(&mut g, &[f], |g, l| match l {
+                    Leaf::Param(0) => Some(g.constant(tx)),
+                    Leaf::Param(1) => Some(g.constant(ty)),
+                    _ => None,
+                })[0];
+                let h = 1e-6;
+                let fdx = (eval(&g, f, x0 + h, y0) - eval(&g, f, x0 - h, y0)) / (2.0 * h);
+                let fdy = (eval(&g, f, x0, y0 + h) - eval(&g, f, x0, y0 - h)) / (2.0 * h);
+                let fdt = (eval(&g, f, x0 + h * tx, y0 + h * ty)
+                    - eval(&g, f, x0 - h * tx, y0 - h * ty))
+                    / (2.0 * h);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+                let (gx, gy, t) = (
+                    eval(&g, grad[0], x0, y0),
+                    eval(&g, grad[1], x0, y0),
+                    eval(&g, tan, x0, y0),
+                );
+                assert!(close(gx, fdx), "{name} d/dx at ({x0}, {y0}): {gx} vs {fdx}");
+                assert!(close(gy, fdy), "{name} d/dy at ({x0}, {y0}): {gy} vs {fdy}");
+                assert!(
+                    close(t, fdt),
+                    "{name} tangent at ({x0}, {y0}): {t} vs {fdt}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hessian_vector_product_is_forward_over_reverse() {
+        // f = x^2 y + sin(x y): H = [[2y - y^2 s, 2x + c - x y s], [2x + c - x y s, -x^2 s]]
+        let mut g = Graph::new();
+        let x = g.leaf(Leaf::Param(0));
+        let y = g.leaf(Leaf::Param(1));
+        let xx = g.mul(x, x);
+        let a = g.mul(xx, y);
+        let xy = g.mul(x, y);
+        let s = g.unary(Op::Sin, xy);
+        let f = g.add(a, s);
+        let grad = gradient(&mut g, f, &[Leaf::Param(0), Leaf::Param(1)]);
+        let (wx, wy) = (0.3, 0.9);
+        let hv = tangents(&mut g, &grad, |g, l| match l {
+            Leaf::Param(0) => Some(g.constant(wx)),
+            Leaf::Param(1) => Some(g.constant(wy)),
+            _ => None,
+        });
+        let (x0, y0) = (0.8f64, 1.7f64);
+        let (sn, cs) = (x0 * y0).sin_cos();
+        let hxx = 2.0 * y0 - y0 * y0 * sn;
+        let hxy = 2.0 * x0 + cs - x0 * y0 * sn;
+        let hyy = -x0 * x0 * sn;
+        let want = [hxx * wx + hxy * wy, hxy * wx + hyy * wy];
+        for k in 0..2 {
+            let got = eval(&g, hv[k], x0, y0);
+            assert!((got - want[k]).abs() < 1e-12, "{got} vs {}", want[k]);
+        }
+    }
+}

@@ -4,8 +4,13 @@
 //! 2. parse    `joule_grammar::parse`: text to AST, all syntax errors
 //! 3. resolve  [`crate::resolve`]: AST to [`Model`], all semantic errors
 //!    (only when the file parsed: syntax errors are reported first)
+//! 4. ir       [`crate::ir`] via [`crate::kernels`]: terms lowered to scalar IR
+//! 5. diff     [`crate::diff`]: derivative kernels as IR
+//! 6. codegen  [`crate::codegen`]: Cranelift machine code (or the
+//!    [`crate::interp`] reference interpreter)
 //!
-//! Each pass's output has a text dump (`--emit ast|model`) used by the
+//! Passes 4-6 run in [`crate::compiled::CompiledScene::new`]. Each pass's
+//! output has a text dump (`--emit ast|model|ir|grad-ir`) used by the
 //! snapshot tests.
 
 use crate::model::Model;
@@ -22,6 +27,10 @@ pub enum Emit {
     Ast,
     /// The resolved model.
     Model,
+    /// The IR of the value kernels (energy, dissipation, outputs).
+    Ir,
+    /// The IR of the derivative kernels.
+    GradIr,
 }
 
 /// The result of the front end on one scene.
@@ -51,6 +60,26 @@ impl Checked {
         match what {
             Emit::Ast => self.ast.as_ref().map(|a| a.to_string()),
             Emit::Model => self.model.as_ref().map(crate::emit::model_text),
+            Emit::Ir | Emit::GradIr => self.model.as_ref().map(|m| {
+                use crate::kernels::KernelKind::*;
+                let k = crate::kernels::build(m);
+                match what {
+                    Emit::Ir => crate::kernels::dump(&k, &[Energy, Dissipation, Outputs]),
+                    _ => crate::kernels::dump(
+                        &k,
+                        &[
+                            Gradient,
+                            GradHvp,
+                            Hessian,
+                            DissipationGradient,
+                            DissipationGradHvp,
+                            DissipationHessian,
+                            Adjoint,
+                            OutputsVjp,
+                        ],
+                    ),
+                }
+            }),
         }
     }
 
