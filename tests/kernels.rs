@@ -403,3 +403,98 @@ fn assemble(scene: &CompiledScene, kind: KernelKind, blocks: &Buffers, b: &Buffe
     }
     out
 }
+
+/// The scene at `precision = f32`, on both backends.
+fn compile_f32(path: &Path, backend: Backend) -> CompiledScene {
+    let checked = joule::check_path(path).expect("readable");
+    let mut model = checked.model.expect("a model");
+    model.settings.precision = joule::model::Precision::F32;
+    CompiledScene::new(model, backend).expect("codegen")
+}
+
+/// f32 buffers from f64 ones.
+fn narrow(b: &Buffers, layout_scene: &CompiledScene) -> Buffers<f32> {
+    let mut n = layout_scene.buffers_of::<f32>(b.batch);
+    let copy = |dst: &mut Vec<f32>, src: &[f64], s64: usize, s32: usize| {
+        for (r, row) in src.chunks(s64).enumerate() {
+            for (e, v) in row.iter().enumerate().take(s32.min(s64)) {
+                dst[r * s32 + e] = *v as f32;
+            }
+        }
+    };
+    let (s64, s32) = (b.stride, n.stride);
+    copy(&mut n.x, &b.x, s64, s32);
+    copy(&mut n.v, &b.v, s64, s32);
+    copy(&mut n.prev_x, &b.prev_x, s64, s32);
+    copy(&mut n.prev_v, &b.prev_v, s64, s32);
+    copy(&mut n.params, &b.params, s64, s32);
+    copy(&mut n.controls, &b.controls, s64, s32);
+    copy(&mut n.seed, &b.seed, s64, s32);
+    copy(&mut n.out_seed, &b.out_seed, s64, s32);
+    n
+}
+
+#[test]
+fn f32_kernels_match_the_interpreter_and_f64() {
+    for path in scenes() {
+        let name = path.display().to_string();
+        let jit = compile_f32(&path, Backend::Jit);
+        let interp = compile_f32(&path, Backend::Interp);
+        let wide = compile(&path, Backend::Jit);
+        for batch in [1usize, 5, 17] {
+            let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ batch as u64);
+            let mut b64 = wide.buffers(batch);
+            randomize(&wide, &mut b64, &mut rng);
+            let mut a = narrow(&b64, &jit);
+            let mut b = a.clone();
+            for kind in KernelKind::ALL {
+                a.clear_outputs();
+                b.clear_outputs();
+                jit.run(kind, &mut a, 0, batch).expect("run");
+                interp.run(kind, &mut b, 0, batch).expect("run");
+                let same = |x: &[f32], y: &[f32]| {
+                    x.iter()
+                        .zip(y)
+                        .all(|(p, q)| p == q || p.is_nan() && q.is_nan())
+                };
+                let pairs = [
+                    (&a.energy, &b.energy),
+                    (&a.grad, &b.grad),
+                    (&a.hv, &b.hv),
+                    (&a.blocks, &b.blocks),
+                    (&a.d_x, &b.d_x),
+                    (&a.d_v, &b.d_v),
+                    (&a.d_prev_x, &b.d_prev_x),
+                    (&a.d_prev_v, &b.d_prev_v),
+                    (&a.d_params, &b.d_params),
+                    (&a.d_controls, &b.d_controls),
+                    (&a.outputs, &b.outputs),
+                ];
+                for (k, (x, y)) in pairs.iter().enumerate() {
+                    assert!(
+                        same(x, y),
+                        "{name}: f32 kernel {} buffer {k} differs between JIT and interpreter",
+                        kind.name()
+                    );
+                }
+            }
+            // f32 against f64: the gradient within 1e-3 of its largest component
+            // (f32 has 24 bits; spring forces lose a few to the length difference).
+            a.clear_outputs();
+            jit.run(KernelKind::Gradient, &mut a, 0, batch)
+                .expect("run");
+            let g = run(&wide, &b64, &[KernelKind::Gradient]);
+            let dofs = wide.layout().dofs;
+            let scale = (0..dofs)
+                .map(|r| g.grad[r * b64.stride].abs())
+                .fold(0.0, f64::max);
+            for r in 0..dofs {
+                let (x64, x32) = (g.grad[r * b64.stride], a.grad[r * a.stride] as f64);
+                assert!(
+                    (x64 - x32).abs() <= 1e-3 * scale + 1e-6,
+                    "{name}: f32 gradient row {r}: {x32} vs f64 {x64}"
+                );
+            }
+        }
+    }
+}

@@ -7,55 +7,95 @@
 //! processes environments `begin..end` (multiples of the lane width).
 
 use crate::kernels::Layout;
+use crate::model::Precision;
 
-/// SIMD lanes per vector (f64x2).
-pub const LANES: usize = 2;
+/// A kernel element type: `f64` (lanes `f64x2`) or `f32` (lanes `f32x4`).
+pub trait Real: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static {
+    /// The precision this type implements.
+    const PRECISION: Precision;
+    /// Environments per SIMD vector (16-byte vectors).
+    const LANES: usize;
+    /// Widens to f64.
+    fn to_f64(self) -> f64;
+    /// Rounds from f64.
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Real for f64 {
+    const PRECISION: Precision = Precision::F64;
+    const LANES: usize = 2;
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+}
+
+impl Real for f32 {
+    const PRECISION: Precision = Precision::F32;
+    const LANES: usize = 4;
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+/// Environments per SIMD vector at a precision.
+pub fn lanes(p: Precision) -> usize {
+    match p {
+        Precision::F64 => f64::LANES,
+        Precision::F32 => f32::LANES,
+    }
+}
 
 /// Pointers and stride passed to every kernel. Field order is ABI: the code
 /// generator loads field `k` at byte offset `8 * k`.
 #[repr(C)]
 #[derive(Debug)]
-pub struct KernelArgs {
-    /// Environments per row (a multiple of [`LANES`]).
+pub struct KernelArgs<T: Real> {
+    /// Environments per row (a multiple of the lane count).
     pub stride: u64,
     /// Positions (state rows).
-    pub x: *const f64,
+    pub x: *const T,
     /// Velocities (state rows).
-    pub v: *const f64,
+    pub v: *const T,
     /// Positions at the start of the step (state rows).
-    pub prev_x: *const f64,
+    pub prev_x: *const T,
     /// Velocities at the start of the step (state rows).
-    pub prev_v: *const f64,
+    pub prev_v: *const T,
     /// Parameters.
-    pub params: *const f64,
+    pub params: *const T,
     /// Controls.
-    pub controls: *const f64,
+    pub controls: *const T,
     /// Tangent or adjoint vector (state rows).
-    pub seed: *const f64,
+    pub seed: *const T,
     /// Adjoint of the outputs (output rows).
-    pub out_seed: *const f64,
+    pub out_seed: *const T,
     /// Energy, one row.
-    pub energy: *mut f64,
+    pub energy: *mut T,
     /// Gradient (state rows).
-    pub grad: *mut f64,
+    pub grad: *mut T,
     /// Hessian-vector product (state rows).
-    pub hv: *mut f64,
+    pub hv: *mut T,
     /// Hessian blocks.
-    pub blocks: *mut f64,
+    pub blocks: *mut T,
     /// VJP into positions (state rows).
-    pub d_x: *mut f64,
+    pub d_x: *mut T,
     /// VJP into velocities (state rows).
-    pub d_v: *mut f64,
+    pub d_v: *mut T,
     /// VJP into start-of-step positions (state rows).
-    pub d_prev_x: *mut f64,
+    pub d_prev_x: *mut T,
     /// VJP into start-of-step velocities (state rows).
-    pub d_prev_v: *mut f64,
+    pub d_prev_v: *mut T,
     /// VJP into parameters.
-    pub d_params: *mut f64,
+    pub d_params: *mut T,
     /// VJP into controls.
-    pub d_controls: *mut f64,
+    pub d_controls: *mut T,
     /// Outputs (output rows).
-    pub outputs: *mut f64,
+    pub outputs: *mut T,
 }
 
 /// Number of pointer fields after `stride`.
@@ -64,38 +104,38 @@ pub const POINTER_FIELDS: usize = 19;
 /// Owning buffers for a batch, sized from a [`Layout`]; the pinned rows of
 /// `x` and `prev_x` hold the fixed DOFs' values.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Buffers {
+pub struct Buffers<T: Real = f64> {
     /// Environments.
     pub batch: usize,
     /// Padded row length.
     pub stride: usize,
-    pub x: Vec<f64>,
-    pub v: Vec<f64>,
-    pub prev_x: Vec<f64>,
-    pub prev_v: Vec<f64>,
-    pub params: Vec<f64>,
-    pub controls: Vec<f64>,
-    pub seed: Vec<f64>,
-    pub out_seed: Vec<f64>,
-    pub energy: Vec<f64>,
-    pub grad: Vec<f64>,
-    pub hv: Vec<f64>,
-    pub blocks: Vec<f64>,
-    pub d_x: Vec<f64>,
-    pub d_v: Vec<f64>,
-    pub d_prev_x: Vec<f64>,
-    pub d_prev_v: Vec<f64>,
-    pub d_params: Vec<f64>,
-    pub d_controls: Vec<f64>,
-    pub outputs: Vec<f64>,
+    pub x: Vec<T>,
+    pub v: Vec<T>,
+    pub prev_x: Vec<T>,
+    pub prev_v: Vec<T>,
+    pub params: Vec<T>,
+    pub controls: Vec<T>,
+    pub seed: Vec<T>,
+    pub out_seed: Vec<T>,
+    pub energy: Vec<T>,
+    pub grad: Vec<T>,
+    pub hv: Vec<T>,
+    pub blocks: Vec<T>,
+    pub d_x: Vec<T>,
+    pub d_v: Vec<T>,
+    pub d_prev_x: Vec<T>,
+    pub d_prev_v: Vec<T>,
+    pub d_params: Vec<T>,
+    pub d_controls: Vec<T>,
+    pub outputs: Vec<T>,
 }
 
-impl Buffers {
+impl<T: Real> Buffers<T> {
     /// Zeroed buffers for `batch` environments (pinned rows filled).
     pub fn new(layout: &Layout, batch: usize) -> Self {
-        let stride = batch.div_ceil(LANES).max(1) * LANES;
+        let stride = batch.div_ceil(T::LANES).max(1) * T::LANES;
         let state = layout.state_rows() * stride;
-        let z = |rows: usize| vec![0.0; rows * stride];
+        let z = |rows: usize| vec![T::default(); rows * stride];
         let mut b = Buffers {
             batch,
             stride,
@@ -105,16 +145,16 @@ impl Buffers {
             prev_v: z(layout.state_rows()),
             params: z(layout.params),
             controls: z(layout.controls),
-            seed: vec![0.0; state],
+            seed: vec![T::default(); state],
             out_seed: z(layout.output_rows()),
             energy: z(1),
-            grad: vec![0.0; state],
-            hv: vec![0.0; state],
+            grad: vec![T::default(); state],
+            hv: vec![T::default(); state],
             blocks: z(layout.block_rows[0].max(layout.block_rows[1])),
-            d_x: vec![0.0; state],
-            d_v: vec![0.0; state],
-            d_prev_x: vec![0.0; state],
-            d_prev_v: vec![0.0; state],
+            d_x: vec![T::default(); state],
+            d_v: vec![T::default(); state],
+            d_prev_x: vec![T::default(); state],
+            d_prev_v: vec![T::default(); state],
             d_params: z(layout.params),
             d_controls: z(layout.controls),
             outputs: z(layout.output_rows()),
@@ -122,7 +162,7 @@ impl Buffers {
         for (k, value) in layout.pinned.iter().enumerate() {
             let row = layout.dofs + k;
             for buf in [&mut b.x, &mut b.prev_x] {
-                buf[row * stride..(row + 1) * stride].fill(*value);
+                buf[row * stride..(row + 1) * stride].fill(T::from_f64(*value));
             }
         }
         b
@@ -143,13 +183,13 @@ impl Buffers {
             &mut self.d_controls,
             &mut self.outputs,
         ] {
-            buf.fill(0.0);
+            buf.fill(T::default());
         }
     }
 
     /// The argument block pointing into these buffers. It borrows `self`
     /// mutably for as long as kernels may write through it.
-    pub fn args(&mut self) -> KernelArgs {
+    pub fn args(&mut self) -> KernelArgs<T> {
         KernelArgs {
             stride: self.stride as u64,
             x: self.x.as_ptr(),

@@ -1,17 +1,17 @@
 //! Cranelift code generation. Templates are code, instances are data: each
 //! loop of a kernel becomes an instance loop over its compile-time table (the
 //! table's address is a constant in the code) around an environment loop in
-//! which SIMD lanes (`f64x2`) are environments. Results are accumulated into
+//! which SIMD lanes (`f64x2`, or `f32x4` under `precision = f32`) are environments. Results are accumulated into
 //! memory as soon as they are computed, to keep live ranges short.
 //! Elementary functions without a vector instruction are called per lane
 //! through registered `extern "C"` symbols, the same functions the
 //! interpreter uses, so JIT and interpreter agree bit for bit.
 
-use crate::abi::{KernelArgs, LANES};
+use crate::abi::lanes;
 use crate::interp::{joule_atan2, joule_powi};
 use crate::ir::{At, Cmp, Leaf, Op};
 use crate::kernels::{Dest, KernelIr, KernelKind, LoopIr};
-use crate::model::State;
+use crate::model::{Precision, State};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value,
@@ -23,8 +23,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use std::collections::HashMap;
 
-/// A compiled kernel entry point.
-pub type KernelFn = unsafe extern "C" fn(*const KernelArgs, usize, usize);
+/// A compiled kernel entry point: `(args: *const KernelArgs<T>, begin, end)`,
+/// with `T` the scene's precision.
+pub type KernelFn = unsafe extern "C" fn(*const u8, usize, usize);
 
 /// A kernel function pointer that may be shared across threads (the code is
 /// immutable once finalized and lives as long as its [`Jit`]).
@@ -109,7 +110,7 @@ fn err(e: impl std::fmt::Display) -> CodegenError {
 
 /// Compiles kernels for the host (with its vector extensions). Everything is
 /// compiled and finalized before any kernel pointer is handed out.
-pub fn compile(kernels: &[KernelIr]) -> Result<Jit, CodegenError> {
+pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, CodegenError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(err)?;
     flags.set("use_colocated_libcalls", "false").map_err(err)?;
@@ -128,6 +129,7 @@ pub fn compile(kernels: &[KernelIr]) -> Result<Jit, CodegenError> {
     let mut gen = Gen {
         tables: vec![],
         consts: vec![],
+        p: Prec::new(precision),
     };
     let mut ids: Vec<(KernelKind, FuncId)> = vec![];
     let mut ctx = module.make_context();
@@ -174,9 +176,40 @@ pub fn compile(kernels: &[KernelIr]) -> Result<Jit, CodegenError> {
 struct Gen {
     tables: Vec<Box<[u32]>>,
     consts: Vec<Box<[f64]>>,
+    p: Prec,
 }
 
-const V: types::Type = types::F64X2;
+/// Types and sizes of one precision.
+#[derive(Clone, Copy)]
+struct Prec {
+    /// Vector type (`f64x2` / `f32x4`).
+    v: types::Type,
+    /// Scalar type.
+    s: types::Type,
+    /// Lanes per vector.
+    lanes: usize,
+    /// Bytes per element.
+    size: i64,
+}
+
+impl Prec {
+    fn new(p: Precision) -> Self {
+        match p {
+            Precision::F64 => Prec {
+                v: types::F64X2,
+                s: types::F64,
+                lanes: lanes(p),
+                size: 8,
+            },
+            Precision::F32 => Prec {
+                v: types::F32X4,
+                s: types::F32,
+                lanes: lanes(p),
+                size: 4,
+            },
+        }
+    }
+}
 
 /// Byte offset of pointer field `k` (0 = `x`) in [`KernelArgs`].
 fn field(k: usize) -> i32 {
@@ -247,11 +280,12 @@ impl Gen {
         let end = b.block_params(entry)[2];
         let mem = MemFlagsData::trusted();
         let stride = b.ins().load(types::I64, mem, args, 0);
-        let row_bytes = b.ins().imul_imm_s(stride, 8);
+        let row_bytes = b.ins().imul_imm_s(stride, self.p.size);
         let fields: Vec<Value> = (0..crate::abi::POINTER_FIELDS)
             .map(|f| b.ins().load(types::I64, mem, args, field(f)))
             .collect();
         let env = Env {
+            p: self.p,
             fields,
             row_bytes,
             begin,
@@ -335,7 +369,12 @@ impl Gen {
                     leaf_base.insert(*l, v);
                 } else if let Leaf::Const(k) = l {
                     let v = inst.constant(b, *k);
-                    let s = b.ins().splat(V, v);
+                    let v = if self.p.s == types::F32 {
+                        b.ins().fdemote(types::F32, v)
+                    } else {
+                        v
+                    };
+                    let s = b.ins().splat(self.p.v, v);
                     leaf_base.insert(*l, s);
                 }
             }
@@ -361,7 +400,7 @@ impl Gen {
             dest_base.push(v);
         }
 
-        // Environment loop: e in begin..end step LANES.
+        // Environment loop: e in begin..end, one vector of lanes at a time.
         let eh = b.create_block();
         let eb = b.create_block();
         let ex = b.create_block();
@@ -373,7 +412,7 @@ impl Gen {
         b.ins().brif(more, eb, &[], ex, &[]);
         b.switch_to_block(eb);
         b.seal_block(eb);
-        let eoff = b.ins().imul_imm_s(e, 8);
+        let eoff = b.ins().imul_imm_s(e, self.p.size);
         let vmem = MemFlagsData::new().with_notrap();
         let mut outs_at: HashMap<u32, Vec<usize>> = HashMap::new();
         for (k, (id, _)) in lp.outputs.iter().enumerate() {
@@ -385,7 +424,7 @@ impl Gen {
                 Op::Leaf(l @ Leaf::Const(_)) => leaf_base[&l],
                 Op::Leaf(l) => {
                     let addr = b.ins().iadd(leaf_base[&l], eoff);
-                    b.ins().load(V, vmem, addr, 0)
+                    b.ins().load(self.p.v, vmem, addr, 0)
                 }
                 op => emit_op(b, env, op, &vals),
             };
@@ -395,7 +434,7 @@ impl Gen {
                     let addr = b.ins().iadd(dest_base[k], eoff);
                     let accumulate = !matches!(lp.outputs[k].1, Dest::Block(_) | Dest::Output(_));
                     let out = if accumulate {
-                        let old = b.ins().load(V, vmem, addr, 0);
+                        let old = b.ins().load(self.p.v, vmem, addr, 0);
                         b.ins().fadd(old, v)
                     } else {
                         v
@@ -404,7 +443,7 @@ impl Gen {
                 }
             }
         }
-        let next = b.ins().iadd_imm_s(e, LANES as i64);
+        let next = b.ins().iadd_imm_s(e, self.p.lanes as i64);
         b.ins().jump(eh, &[BlockArg::Value(next)]);
         b.seal_block(eh);
         b.switch_to_block(ex);
@@ -419,6 +458,7 @@ impl Gen {
 }
 
 struct Env {
+    p: Prec,
     fields: Vec<Value>,
     row_bytes: Value,
     begin: Value,
@@ -477,23 +517,36 @@ fn little() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
 
-/// Calls a scalar function on each lane.
-fn per_lane(b: &mut FunctionBuilder, f: FuncRef, x: Value, y: Option<Value>) -> Value {
+/// Calls an f64 function on each lane (widening and rounding f32 lanes).
+fn per_lane(b: &mut FunctionBuilder, p: Prec, f: FuncRef, x: Value, y: Option<Value>) -> Value {
+    let widen = |b: &mut FunctionBuilder, v: Value| {
+        if p.s == types::F32 {
+            b.ins().fpromote(types::F64, v)
+        } else {
+            v
+        }
+    };
     let mut out = None;
-    for lane in 0..LANES as u8 {
+    for lane in 0..p.lanes as u8 {
         let xl = b.ins().extractlane(x, lane);
-        let mut args = vec![xl];
+        let mut args = vec![widen(b, xl)];
         if let Some(y) = y {
-            args.push(if b.func.dfg.value_type(y) == V {
-                b.ins().extractlane(y, lane)
+            args.push(if b.func.dfg.value_type(y) == p.v {
+                let yl = b.ins().extractlane(y, lane);
+                widen(b, yl)
             } else {
                 y
             });
         }
         let call = b.ins().call(f, &args);
         let r = b.inst_results(call)[0];
+        let r = if p.s == types::F32 {
+            b.ins().fdemote(types::F32, r)
+        } else {
+            r
+        };
         out = Some(match out {
-            None => b.ins().splat(V, r),
+            None => b.ins().splat(p.v, r),
             Some(v) => b.ins().insertlane(v, r, lane),
         });
     }
@@ -502,11 +555,17 @@ fn per_lane(b: &mut FunctionBuilder, f: FuncRef, x: Value, y: Option<Value>) -> 
 
 fn emit_op(b: &mut FunctionBuilder, env: &Env, op: Op, v: &[Value]) -> Value {
     let a = |i: u32| v[i as usize];
-    let mask = |b: &mut FunctionBuilder, m: Value| b.ins().bitcast(V, little(), m);
+    let p = env.p;
+    let mask = |b: &mut FunctionBuilder, m: Value| b.ins().bitcast(p.v, little(), m);
     match op {
         Op::Const(bits) => {
-            let c = b.ins().f64const(f64::from_bits(bits));
-            b.ins().splat(V, c)
+            let x = f64::from_bits(bits);
+            let c = if p.s == types::F32 {
+                b.ins().f32const(x as f32)
+            } else {
+                b.ins().f64const(x)
+            };
+            b.ins().splat(p.v, c)
         }
         Op::Neg(x) => b.ins().fneg(a(x)),
         Op::Add(x, y) => b.ins().fadd(a(x), a(y)),
@@ -515,16 +574,16 @@ fn emit_op(b: &mut FunctionBuilder, env: &Env, op: Op, v: &[Value]) -> Value {
         Op::Div(x, y) => b.ins().fdiv(a(x), a(y)),
         Op::Sqrt(x) => b.ins().sqrt(a(x)),
         Op::Abs(x) => b.ins().fabs(a(x)),
-        Op::Exp(x) => per_lane(b, env.calls["joule_exp"], a(x), None),
-        Op::Log(x) => per_lane(b, env.calls["joule_log"], a(x), None),
-        Op::Sin(x) => per_lane(b, env.calls["joule_sin"], a(x), None),
-        Op::Cos(x) => per_lane(b, env.calls["joule_cos"], a(x), None),
-        Op::Tan(x) => per_lane(b, env.calls["joule_tan"], a(x), None),
-        Op::Tanh(x) => per_lane(b, env.calls["joule_tanh"], a(x), None),
-        Op::Atan2(y, x) => per_lane(b, env.calls["joule_atan2"], a(y), Some(a(x))),
+        Op::Exp(x) => per_lane(b, p, env.calls["joule_exp"], a(x), None),
+        Op::Log(x) => per_lane(b, p, env.calls["joule_log"], a(x), None),
+        Op::Sin(x) => per_lane(b, p, env.calls["joule_sin"], a(x), None),
+        Op::Cos(x) => per_lane(b, p, env.calls["joule_cos"], a(x), None),
+        Op::Tan(x) => per_lane(b, p, env.calls["joule_tan"], a(x), None),
+        Op::Tanh(x) => per_lane(b, p, env.calls["joule_tanh"], a(x), None),
+        Op::Atan2(y, x) => per_lane(b, p, env.calls["joule_atan2"], a(y), Some(a(x))),
         Op::Powi(x, k) => {
             let kk = b.ins().iconst(types::I32, k as i64);
-            per_lane(b, env.calls["joule_powi"], a(x), Some(kk))
+            per_lane(b, p, env.calls["joule_powi"], a(x), Some(kk))
         }
         Op::Cmp(c, x, y) => {
             let cc = match c {

@@ -1,7 +1,7 @@
 //! A compiled scene: the model, its kernel IR and layout, and (for the JIT
 //! backend) the machine code. This is what the runtime consumes.
 
-use crate::abi::{Buffers, LANES};
+use crate::abi::{Buffers, Real};
 use crate::codegen::{self, CodegenError, Jit};
 use crate::interp;
 use crate::kernels::{self, KernelKind, Kernels, Layout};
@@ -51,7 +51,7 @@ impl CompiledScene {
             Backend::Interp => None,
             Backend::Jit => {
                 let t = Instant::now();
-                let jit = codegen::compile(&kernels.kernels)?;
+                let jit = codegen::compile(&kernels.kernels, model.settings.precision)?;
                 timings.push(("codegen", t.elapsed()));
                 Some(jit)
             }
@@ -78,27 +78,35 @@ impl CompiledScene {
         }
     }
 
-    /// Zeroed buffers for a batch.
+    /// Zeroed f64 buffers for a batch (scenes with the default precision).
     pub fn buffers(&self, batch: usize) -> Buffers {
+        Buffers::new(self.layout(), batch)
+    }
+
+    /// Zeroed buffers of either precision (it must match the scene's `precision`).
+    pub fn buffers_of<T: Real>(&self, batch: usize) -> Buffers<T> {
         Buffers::new(self.layout(), batch)
     }
 
     /// Runs a kernel on environments `begin..end` (rounded out to whole lanes).
     /// Kernels accumulate into their outputs; clear them first where needed.
-    pub fn run(
+    pub fn run<T: Real>(
         &self,
         kind: KernelKind,
-        buf: &mut Buffers,
+        buf: &mut Buffers<T>,
         begin: usize,
         end: usize,
     ) -> Result<(), RangeError> {
         self.check(buf, begin, end)?;
-        let begin = begin / LANES * LANES;
-        let end = end.div_ceil(LANES) * LANES;
+        let begin = begin / T::LANES * T::LANES;
+        let end = end.div_ceil(T::LANES) * T::LANES;
         let args = buf.args();
         match &self.jit {
-            // SAFETY: `check` verified every buffer against the layout and the range against the stride.
-            Some(jit) => unsafe { (jit.kernel(kind).0)(&args, begin, end) },
+            // SAFETY: `check` verified the precision, every buffer against the layout
+            // and the range against the stride.
+            Some(jit) => unsafe {
+                (jit.kernel(kind).0)(&args as *const _ as *const u8, begin, end)
+            },
             None => {
                 let k = &self.kernels.kernels[KernelKind::ALL
                     .iter()
@@ -111,12 +119,19 @@ impl CompiledScene {
         Ok(())
     }
 
-    fn check(&self, b: &Buffers, begin: usize, end: usize) -> Result<(), RangeError> {
+    fn check<T: Real>(&self, b: &Buffers<T>, begin: usize, end: usize) -> Result<(), RangeError> {
         let l = self.layout();
         let s = b.stride;
-        if !s.is_multiple_of(LANES)
+        if T::PRECISION != self.model.settings.precision {
+            return Err(RangeError(format!(
+                "the scene is compiled for {:?} but the buffers hold {:?}",
+                self.model.settings.precision,
+                T::PRECISION
+            )));
+        }
+        if !s.is_multiple_of(T::LANES)
             || begin > end
-            || end > b.batch.max(1).div_ceil(LANES) * LANES
+            || end > b.batch.max(1).div_ceil(T::LANES) * T::LANES
             || end > s
         {
             return Err(RangeError(format!(

@@ -1,7 +1,7 @@
 //! The reference interpreter: evaluates kernel IR in f64, one environment at a
 //! time. It is the oracle the JIT is tested against and the `interp` backend.
 
-use crate::abi::KernelArgs;
+use crate::abi::{KernelArgs, Real};
 use crate::ir::{At, Cmp, Leaf, Op};
 use crate::kernels::{Dest, KernelIr, LoopIr};
 use crate::model::State;
@@ -50,17 +50,21 @@ pub extern "C" fn joule_powi(x: f64, k: i32) -> f64 {
     x.powi(k)
 }
 
-/// Runs a kernel over environments `begin..end`.
+/// Runs a kernel over environments `begin..end`. With `f32` buffers every
+/// operation is evaluated in f64 and rounded to f32, which is exactly what
+/// native f32 arithmetic gives for `+ - * /` and `sqrt` (f64 carries more than
+/// twice f32's precision), and what the JIT does for the functions it calls.
 ///
 /// # Safety
 /// `args` must point to buffers sized for the kernel's layout and stride.
-pub unsafe fn run(kernel: &KernelIr, args: &KernelArgs, begin: usize, end: usize) {
+pub unsafe fn run<T: Real>(kernel: &KernelIr, args: &KernelArgs<T>, begin: usize, end: usize) {
     for lp in &kernel.loops {
         run_loop(lp, args, begin, end);
     }
 }
 
-unsafe fn run_loop(lp: &LoopIr, a: &KernelArgs, begin: usize, end: usize) {
+unsafe fn run_loop<T: Real>(lp: &LoopIr, a: &KernelArgs<T>, begin: usize, end: usize) {
+    let round = |x: f64| T::from_f64(x).to_f64();
     let stride = a.stride as usize;
     let nodes = lp.graph.nodes();
     let mut vals = vec![0.0; nodes.len()];
@@ -85,15 +89,15 @@ unsafe fn run_loop(lp: &LoopIr, a: &KernelArgs, begin: usize, end: usize) {
                                 State::PrevPos => a.prev_x,
                                 State::PrevVel => a.prev_v,
                             };
-                            *buf.add(row(at) * stride + env)
+                            (*buf.add(row(at) * stride + env)).to_f64()
                         }
-                        Leaf::Param(p) => *a.params.add(p as usize * stride + env),
-                        Leaf::Control(at) => *a.controls.add(ctl(at) * stride + env),
-                        Leaf::Const(k) => lp.consts[i * lp.const_width + k as usize],
-                        Leaf::Seed(at) => *a.seed.add(row(at) * stride + env),
-                        Leaf::OutSeed(k) => *a.out_seed.add(k as usize * stride + env),
+                        Leaf::Param(p) => (*a.params.add(p as usize * stride + env)).to_f64(),
+                        Leaf::Control(at) => (*a.controls.add(ctl(at) * stride + env)).to_f64(),
+                        Leaf::Const(k) => round(lp.consts[i * lp.const_width + k as usize]),
+                        Leaf::Seed(at) => (*a.seed.add(row(at) * stride + env)).to_f64(),
+                        Leaf::OutSeed(k) => (*a.out_seed.add(k as usize * stride + env)).to_f64(),
                     },
-                    op => eval_op(op, &vals),
+                    op => round(eval_op(op, &vals)),
                 };
             }
             for (id, dest) in &lp.outputs {
@@ -119,11 +123,11 @@ unsafe fn run_loop(lp: &LoopIr, a: &KernelArgs, begin: usize, end: usize) {
                     Dest::DControl(at) => (a.d_controls.add(ctl(at) * stride + env), true),
                     Dest::Output(k) => (a.outputs.add(k as usize * stride + env), false),
                 };
-                if add {
-                    *ptr += v;
+                *ptr = if add {
+                    T::from_f64((*ptr).to_f64() + v)
                 } else {
-                    *ptr = v;
-                }
+                    T::from_f64(v)
+                };
             }
         }
     }
