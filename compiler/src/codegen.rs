@@ -330,7 +330,6 @@ impl Gen {
         b.seal_block(body);
 
         // Per instance: row base pointers for every (buffer, position) used, and constants.
-        let mem = MemFlagsData::trusted();
         let mut bases: HashMap<(usize, At, bool), Value> = HashMap::new();
         let mut inst = Instance {
             i,
@@ -448,7 +447,6 @@ impl Gen {
         b.seal_block(eh);
         b.switch_to_block(ex);
         b.seal_block(ex);
-        let _ = mem;
         let inext = b.ins().iadd_imm_s(i, 1);
         b.ins().jump(header, &[BlockArg::Value(inext)]);
         b.seal_block(header);
