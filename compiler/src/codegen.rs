@@ -66,10 +66,19 @@ const UNARY_SYMBOLS: [(&str, Unary); 6] = [
     ("joule_tanh", joule_tanh),
 ];
 
+/// Owns the JIT module's memory. After `finalize_definitions` the module is
+/// never touched again except to free it on drop.
+struct ModuleOwner(JITModule);
+
+// SAFETY: the module is only used on the thread that drops the `Jit`, after all
+// kernels have finished (kernels borrow the `Jit`); its code is immutable.
+unsafe impl Send for ModuleOwner {}
+unsafe impl Sync for ModuleOwner {}
+
 /// The JIT module and the kernels compiled into it. Dropping it frees the code;
 /// kernel pointers must not be used after that.
 pub struct Jit {
-    module: Option<JITModule>,
+    module: Option<ModuleOwner>,
     kernels: HashMap<KernelKind, SharedKernel>,
     /// Instance tables referenced by address from the code.
     _tables: Vec<Box<[u32]>>,
@@ -80,7 +89,7 @@ impl Drop for Jit {
     fn drop(&mut self) {
         if let Some(m) = self.module.take() {
             // SAFETY: the kernels are owned by this Jit and not used after drop.
-            unsafe { m.free_memory() };
+            unsafe { m.0.free_memory() };
         }
     }
 }
@@ -166,7 +175,7 @@ pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, Codege
         })
         .collect();
     Ok(Jit {
-        module: Some(module),
+        module: Some(ModuleOwner(module)),
         kernels,
         _tables: gen.tables,
         _consts: gen.consts,

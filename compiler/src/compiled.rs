@@ -100,6 +100,12 @@ impl CompiledScene {
         self.check(buf, begin, end)?;
         let begin = begin / T::LANES * T::LANES;
         let end = end.div_ceil(T::LANES) * T::LANES;
+        // Without surrogates, a surrogate kernel is its forward twin.
+        let kind = if self.kernels.has_surrogates {
+            kind
+        } else {
+            kind.base()
+        };
         let args = buf.args();
         match &self.jit {
             // SAFETY: `check` verified the precision, every buffer against the layout

@@ -3,7 +3,7 @@
 
 use crate::model::*;
 use joule_grammar::ast::{BinOp, EnergyKind, UnOp};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Rows shown in full before a table is elided.
 const SHOW_ROWS: usize = 8;
@@ -355,18 +355,18 @@ impl Printer<'_> {
     }
 
     /// The parts of a pack: a matrix column taken whole from one vector prints as that vector.
-    fn columns(&self, shape: Shape, c: &[Rc<Term>]) -> Vec<String> {
+    fn columns(&self, shape: Shape, c: &[Arc<Term>]) -> Vec<String> {
         let n = match shape {
             Shape::Mat(n) => n as usize,
             _ => return c.iter().map(|x| self.term(x, 0)).collect(),
         };
         // The vector a column was taken from whole, if it was.
-        let source = |col: &[Rc<Term>]| -> Option<Rc<Term>> {
+        let source = |col: &[Arc<Term>]| -> Option<Arc<Term>> {
             let TermKind::Get(v, 0) = &col[0].kind else {
                 return None;
             };
             let whole = col.iter().enumerate().all(|(k, x)| {
-                matches!(&x.kind, TermKind::Get(w, i) if *i as usize == k && Rc::ptr_eq(w, v))
+                matches!(&x.kind, TermKind::Get(w, i) if *i as usize == k && Arc::ptr_eq(w, v))
             });
             (whole && v.shape == Shape::Vec(n as u8)).then(|| v.clone())
         };
@@ -379,7 +379,7 @@ impl Printer<'_> {
     }
 
     /// `x(a, 0..3)` for a pack of consecutive DOF reads of one argument.
-    fn dof_range(&self, c: &[Rc<Term>]) -> Option<String> {
+    fn dof_range(&self, c: &[Arc<Term>]) -> Option<String> {
         let mut first: Option<(DofAt, State)> = None;
         for (k, t) in c.iter().enumerate() {
             let TermKind::Input(Input::Dof { at, state }) = t.kind else {

@@ -38,11 +38,19 @@ pub enum KernelKind {
     Outputs,
     /// VJP of the outputs: for s = out_seed . outputs, ds/d(state, params, controls).
     OutputsVjp,
+    /// [`KernelKind::GradHvp`] of the `backward =` surrogates (for adjoint solves).
+    SurrogateGradHvp,
+    /// [`KernelKind::Hessian`] of the surrogates.
+    SurrogateHessian,
+    /// [`KernelKind::DissipationGradHvp`] of the surrogates.
+    SurrogateDissipationGradHvp,
+    /// [`KernelKind::DissipationHessian`] of the surrogates.
+    SurrogateDissipationHessian,
 }
 
 impl KernelKind {
     /// Every kernel, in the order they are compiled.
-    pub const ALL: [KernelKind; 11] = [
+    pub const ALL: [KernelKind; 15] = [
         KernelKind::Energy,
         KernelKind::Gradient,
         KernelKind::GradHvp,
@@ -54,7 +62,27 @@ impl KernelKind {
         KernelKind::Adjoint,
         KernelKind::Outputs,
         KernelKind::OutputsVjp,
+        KernelKind::SurrogateGradHvp,
+        KernelKind::SurrogateHessian,
+        KernelKind::SurrogateDissipationGradHvp,
+        KernelKind::SurrogateDissipationHessian,
     ];
+
+    /// The forward kernel a surrogate kernel mirrors (itself for the others).
+    pub fn base(self) -> KernelKind {
+        match self {
+            KernelKind::SurrogateGradHvp => KernelKind::GradHvp,
+            KernelKind::SurrogateHessian => KernelKind::Hessian,
+            KernelKind::SurrogateDissipationGradHvp => KernelKind::DissipationGradHvp,
+            KernelKind::SurrogateDissipationHessian => KernelKind::DissipationHessian,
+            k => k,
+        }
+    }
+
+    /// Whether the kernel differentiates `backward =` surrogates instead of bodies.
+    pub fn surrogate(self) -> bool {
+        self == KernelKind::Adjoint || self.base() != self
+    }
 
     /// A stable name.
     pub fn name(self) -> &'static str {
@@ -70,6 +98,10 @@ impl KernelKind {
             KernelKind::Adjoint => "adjoint",
             KernelKind::Outputs => "outputs",
             KernelKind::OutputsVjp => "outputs_vjp",
+            KernelKind::SurrogateGradHvp => "surrogate_grad_hvp",
+            KernelKind::SurrogateHessian => "surrogate_hessian",
+            KernelKind::SurrogateDissipationGradHvp => "surrogate_dissipation_grad_hvp",
+            KernelKind::SurrogateDissipationHessian => "surrogate_dissipation_hessian",
         }
     }
 }
@@ -179,6 +211,9 @@ pub struct Kernels {
     pub layout: Layout,
     /// Kernels in [`KernelKind::ALL`] order.
     pub kernels: Vec<KernelIr>,
+    /// Whether any template has a `backward =` surrogate. Without one, the
+    /// surrogate kernels are empty and their forward twins are used instead.
+    pub has_surrogates: bool,
     /// Time lowering terms to IR.
     pub lower_time: Duration,
     /// Time differentiating.
@@ -247,10 +282,12 @@ pub fn build(model: &Model) -> Kernels {
         lower_time: Duration::ZERO,
         diff_time: Duration::ZERO,
     };
+    let has_surrogates = model.templates.iter().any(|t| t.backward.is_some());
     let kernels = KernelKind::ALL
         .iter()
         .map(|&kind| {
             let loops = match kind {
+                k if k.base() != k && !has_surrogates => vec![],
                 KernelKind::Outputs | KernelKind::OutputsVjp => {
                     b.outputs_loop(model, kind).into_iter().collect()
                 }
@@ -268,6 +305,7 @@ pub fn build(model: &Model) -> Kernels {
     Kernels {
         layout,
         kernels,
+        has_surrogates,
         lower_time: b.lower_time,
         diff_time: b.diff_time,
     }
@@ -276,13 +314,13 @@ pub fn build(model: &Model) -> Kernels {
 /// Whether a kernel runs over templates of this kind.
 fn wants(kernel: KernelKind, t: EnergyKind) -> bool {
     use KernelKind::*;
-    match kernel {
+    match kernel.base() {
         Energy | Gradient | GradHvp | Hessian => t == EnergyKind::Energy,
         Dissipation | DissipationGradient | DissipationGradHvp | DissipationHessian => {
             t == EnergyKind::Dissipation
         }
         Adjoint => true,
-        Outputs | OutputsVjp => false,
+        _ => false,
     }
 }
 
@@ -353,7 +391,7 @@ impl Builder {
             Input::ArgControl(a) => Leaf::Control(At::Slot(ctl_slot[a as usize])),
             Input::Const(k) => Leaf::Const(k),
         };
-        let surrogate = kind == KernelKind::Adjoint;
+        let surrogate = kind.surrogate();
         let body = match (&t.backward, surrogate) {
             (Some(b), true) => b,
             _ => &t.body,
@@ -374,7 +412,7 @@ impl Builder {
             .map(|k| Leaf::State(primary, At::Slot(k)))
             .collect();
         let mut outputs = vec![];
-        match kind {
+        match kind.base() {
             KernelKind::Energy | KernelKind::Dissipation => outputs.push((e, Dest::Energy)),
             KernelKind::Gradient | KernelKind::DissipationGradient => {
                 let grad = diff::gradient(&mut g, e, &wrt);
@@ -424,7 +462,7 @@ impl Builder {
                         .map(|(l, d)| (d, d_dest(l))),
                 );
             }
-            KernelKind::Outputs | KernelKind::OutputsVjp => unreachable!("template kernels only"),
+            _ => unreachable!("template kernels only"),
         }
         self.diff_time += start.elapsed();
         self.finish(t.name.clone(), g, outputs, t, rows, block_base)

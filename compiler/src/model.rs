@@ -4,7 +4,7 @@
 //! constants, held as [`Term`] trees (lowered to scalar IR by the next pass).
 
 use joule_grammar::ast::{BinOp, EnergyKind, ObjectiveKind, Span, UnOp};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The numeric shape of a value at run time (also used for compile-time numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +119,7 @@ pub enum Input {
     Const(u32),
 }
 
-/// A runtime expression. Children are shared (`Rc`); shapes are checked.
+/// A runtime expression. Children are shared (`Arc`); shapes are checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Term {
     /// The shape of the value.
@@ -216,21 +216,21 @@ pub enum TermKind {
     /// A scalar leaf.
     Input(Input),
     /// Builds a vector/matrix/quaternion from scalar terms (column-major).
-    Pack(Vec<Rc<Term>>),
+    Pack(Vec<Arc<Term>>),
     /// The `i`-th scalar component.
-    Get(Rc<Term>, u8),
+    Get(Arc<Term>, u8),
     /// A prefix operator.
-    Unary(UnOp, Rc<Term>),
+    Unary(UnOp, Arc<Term>),
     /// An infix operator (shapes already checked; `*` covers matrix products).
-    Binary(BinOp, Rc<Term>, Rc<Term>),
+    Binary(BinOp, Arc<Term>, Arc<Term>),
     /// A built-in function.
-    Call(Builtin, Vec<Rc<Term>>),
+    Call(Builtin, Vec<Arc<Term>>),
     /// A `let`-bound value in scope of `body`.
     Let {
         local: u32,
         name: String,
-        value: Rc<Term>,
-        body: Rc<Term>,
+        value: Arc<Term>,
+        body: Arc<Term>,
     },
     /// A reference to a `let`-bound value.
     Local(u32),
@@ -238,8 +238,8 @@ pub enum TermKind {
 
 impl Term {
     /// A shared term.
-    pub fn rc(shape: Shape, kind: TermKind) -> Rc<Term> {
-        Rc::new(Term { shape, kind })
+    pub fn rc(shape: Shape, kind: TermKind) -> Arc<Term> {
+        Arc::new(Term { shape, kind })
     }
 
     /// Visits every input leaf.
@@ -411,7 +411,7 @@ pub enum ArgBinding {
     /// A compile-time value stored per instance in constant slots `first..first+len`.
     Const { shape: Shape, first: u32 },
     /// The same runtime expression for every instance of this template.
-    Runtime(Rc<Term>),
+    Runtime(Arc<Term>),
     /// A compile-time `int`/`bool` the template is specialised on.
     Static(String),
 }
@@ -437,9 +437,9 @@ pub struct Template {
     /// Names of the scalar constant slots (`k`, `rest0.x`, ...).
     pub const_names: Vec<String>,
     /// The forward expression (a scalar).
-    pub body: Rc<Term>,
+    pub body: Arc<Term>,
     /// The `backward =` surrogate for adjoint kernels, if any.
-    pub backward: Option<Rc<Term>>,
+    pub backward: Option<Arc<Term>>,
     /// DOF table, row-major: `dof_width` entries per instance.
     pub dofs: Vec<DofRef>,
     /// DOF entries per instance.
@@ -464,7 +464,7 @@ pub struct Objective {
     /// Its name.
     pub name: String,
     /// What it computes (global DOF references).
-    pub value: Rc<Term>,
+    pub value: Arc<Term>,
     /// Declaration site.
     pub span: Span,
 }

@@ -1,5 +1,458 @@
-//! The Joule runtime: batched state, integrators, solvers and the adjoint.
+//! The Joule runtime: batched simulation and exact gradients.
 //!
-//! It consumes the compiled scene produced by `joule-compiler`; time stepping
-//! arrives with the runtime issue. The crate exists now so the dependency
-//! direction (grammar <- compiler <- runtime <- joule) is fixed from the start.
+//! ```no_run
+//! use joule_runtime::Scene;
+//! let scene = Scene::compile("particle p { x = vec3(0, 0, 1), mass = 1 }\nobserve z = p.x.z")?;
+//! let mut sim = scene.batch(64);
+//! sim.rollout(100);
+//! let z = sim.output("z");
+//! # Ok::<(), miette::Report>(())
+//! ```
+//!
+//! Environments are split into partitions, one per thread; every environment's
+//! arithmetic is independent of the split, so results are bitwise identical for
+//! any thread count.
+
+// Structure-of-arrays loops index several parallel buffers by row and lane;
+// index loops say that more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
+mod gradient;
+pub mod linalg;
+pub mod mass;
+pub mod step;
+
+pub use gradient::{Gradient, Objective};
+
+use joule_compiler::abi::Buffers;
+use joule_compiler::compiled::{Backend, CompiledScene};
+use joule_compiler::kernels::{KernelIr, KernelKind};
+use joule_compiler::model::{Model, Precision};
+use joule_grammar::Diagnostic;
+use mass::MassModel;
+use rayon::prelude::*;
+use step::Part;
+
+/// Something the simulation wants its user to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An environment's state became NaN or infinite; the others go on.
+    Diverged {
+        env: usize,
+        step: usize,
+        dof: usize,
+        name: String,
+    },
+    /// Newton's method did not reach the tolerance within its iterations.
+    NotConverged {
+        env: usize,
+        step: usize,
+        residual: f64,
+    },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Diverged { env, step, dof, name } => {
+                write!(f, "environment {env} diverged at step {step}: DOF {dof} ({name}) is not finite")
+            }
+            Event::NotConverged { env, step, residual } => write!(
+                f,
+                "environment {env}, step {step}: Newton did not converge (last step {residual:e} above the tolerance)"
+            ),
+        }
+    }
+}
+
+/// A scene that failed to compile: its rendered diagnostics.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    /// The diagnostics.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The diagnostics rendered without colour.
+    pub rendered: String,
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.rendered)
+    }
+}
+
+impl std::error::Error for CompileError {}
+impl miette::Diagnostic for CompileError {}
+
+/// A compiled scene with its mass model, ready to be batched.
+pub struct Scene {
+    /// Kernels and layout.
+    pub compiled: CompiledScene,
+    /// Mass and external force per free DOF.
+    pub mass: MassModel,
+    dof_names: Vec<String>,
+}
+
+impl Scene {
+    /// Compiles scene text (`use` paths resolve against the working directory).
+    pub fn compile(src: &str) -> Result<Scene, miette::Report> {
+        Self::from_checked(
+            joule_compiler::check_source("scene.joule", src),
+            Backend::Jit,
+        )
+        .map_err(miette::Report::new)
+    }
+
+    /// Compiles a scene file.
+    pub fn from_path(path: &std::path::Path, backend: Backend) -> Result<Scene, CompileError> {
+        let checked = joule_compiler::check_path(path).map_err(|e| CompileError {
+            diagnostics: vec![],
+            rendered: format!("cannot read `{}`: {e}", path.display()),
+        })?;
+        Self::from_checked(checked, backend)
+    }
+
+    /// From the front end's result.
+    pub fn from_checked(
+        checked: joule_compiler::Checked,
+        backend: Backend,
+    ) -> Result<Scene, CompileError> {
+        if !checked.ok() {
+            return Err(CompileError {
+                rendered: checked.render_diagnostics(false, 100),
+                diagnostics: checked.diagnostics,
+            });
+        }
+        let model = checked.model.expect("ok implies a model");
+        Self::from_model(model, backend)
+    }
+
+    /// From a resolved model.
+    pub fn from_model(model: Model, backend: Backend) -> Result<Scene, CompileError> {
+        if model.settings.precision == Precision::F32 {
+            return Err(CompileError {
+                diagnostics: vec![],
+                rendered: "`precision = f32` scenes compile to f32 kernels, but the integrators run in f64 only so far; remove `precision = f32` to simulate".into(),
+            });
+        }
+        let mass = MassModel::new(&model);
+        let mut dof_names = vec![String::new(); model.dof_count];
+        for p in &model.particles {
+            if let Some(d) = p.dof {
+                for (k, c) in ["x", "y", "z"].iter().enumerate() {
+                    dof_names[d as usize + k] = format!("{}.x.{c}", p.name);
+                }
+            }
+        }
+        for b in &model.bodies {
+            if let Some(d) = b.dof {
+                for k in 0..12 {
+                    dof_names[d as usize + k] = if k < 3 {
+                        format!("{}.x[{k}]", b.name)
+                    } else {
+                        format!("{}.R[{}, {}]", b.name, (k - 3) % 3, (k - 3) / 3)
+                    };
+                }
+            }
+        }
+        let compiled = CompiledScene::new(model, backend).map_err(|e| CompileError {
+            diagnostics: vec![],
+            rendered: e.to_string(),
+        })?;
+        Ok(Scene {
+            compiled,
+            mass,
+            dof_names,
+        })
+    }
+
+    /// The resolved model.
+    pub fn model(&self) -> &Model {
+        &self.compiled.model
+    }
+
+    /// The substep length `dt / substeps`.
+    pub fn substep(&self) -> f64 {
+        let s = &self.compiled.model.settings;
+        s.dt / s.substeps.max(1) as f64
+    }
+
+    /// Free DOFs.
+    pub fn dofs(&self) -> usize {
+        self.compiled.layout().dofs
+    }
+
+    /// A readable name of a free DOF.
+    pub fn dof_name(&self, dof: usize) -> String {
+        self.dof_names.get(dof).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn kernel_ir(&self, kind: KernelKind) -> &KernelIr {
+        let kind = if self.compiled.kernels.has_surrogates {
+            kind
+        } else {
+            kind.base()
+        };
+        self.compiled
+            .kernels
+            .kernels
+            .iter()
+            .find(|k| k.kind == kind)
+            .expect("every kernel is built")
+    }
+
+    /// Writes the model's initial state and default params into buffers.
+    pub(crate) fn initial_state(&self, b: &mut Buffers) {
+        let m = self.model();
+        let s = b.stride;
+        let set = |buf: &mut Vec<f64>, row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
+        for p in &m.particles {
+            if let Some(d) = p.dof {
+                for k in 0..3 {
+                    set(&mut b.x, d as usize + k, p.x[k]);
+                    set(&mut b.v, d as usize + k, p.v[k]);
+                }
+            }
+        }
+        for body in &m.bodies {
+            if let Some(d) = body.dof {
+                let d = d as usize;
+                let r = joule_compiler::resolve::quat_to_mat(body.rotation);
+                // Rdot = [w]x R, column by column.
+                let w = body.w;
+                for k in 0..3 {
+                    set(&mut b.x, d + k, body.x[k]);
+                    set(&mut b.v, d + k, body.v[k]);
+                }
+                for c in 0..3 {
+                    let col = [r[3 * c], r[3 * c + 1], r[3 * c + 2]];
+                    let wx = [
+                        w[1] * col[2] - w[2] * col[1],
+                        w[2] * col[0] - w[0] * col[2],
+                        w[0] * col[1] - w[1] * col[0],
+                    ];
+                    for k in 0..3 {
+                        set(&mut b.x, d + 3 + 3 * c + k, col[k]);
+                        set(&mut b.v, d + 3 + 3 * c + k, wx[k]);
+                    }
+                }
+            }
+        }
+        for (i, p) in m.params.iter().enumerate() {
+            set(&mut b.params, i, p.value);
+        }
+        for (i, c) in m.controls.iter().enumerate() {
+            set(
+                &mut b.controls,
+                i,
+                c.bounds.map_or(0.0, |(lo, hi)| 0.0f64.clamp(lo, hi)),
+            );
+        }
+    }
+
+    /// A batch of `batch` environments at the initial state, on all cores.
+    pub fn batch(&self, batch: usize) -> Sim<'_> {
+        self.batch_threads(batch, rayon::current_num_threads())
+    }
+
+    /// A batch split into (up to) `threads` partitions run in parallel.
+    pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
+        let lanes = joule_compiler::abi::lanes(Precision::F64);
+        let vectors = batch.div_ceil(lanes).max(1);
+        let parts_n = threads.clamp(1, vectors);
+        let mut parts = vec![];
+        let mut first = 0;
+        for p in 0..parts_n {
+            // Whole vectors per partition, spread evenly.
+            let v = vectors / parts_n + usize::from(p < vectors % parts_n);
+            let len = (v * lanes).min(batch - first);
+            if len > 0 {
+                parts.push(Part::new(self, first, len));
+            }
+            first += len;
+        }
+        Sim {
+            scene: self,
+            parts,
+            batch,
+            step: 0,
+            events: vec![],
+        }
+    }
+}
+
+/// A batch of environments being simulated.
+pub struct Sim<'s> {
+    scene: &'s Scene,
+    parts: Vec<Part>,
+    batch: usize,
+    step: usize,
+    /// Everything reported so far (divergence, non-convergence).
+    pub events: Vec<Event>,
+}
+
+/// A name that does not exist in the scene.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameError(pub String);
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+impl Sim<'_> {
+    /// Environments.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// Simulated time.
+    pub fn time(&self) -> f64 {
+        self.step as f64 * self.scene.model().settings.dt
+    }
+
+    /// Sets a parameter in every environment.
+    pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
+        let i = self.param_index(name)?;
+        for p in &mut self.parts {
+            let s = p.b.stride;
+            p.b.params[i * s..(i + 1) * s].fill(value);
+        }
+        Ok(())
+    }
+
+    /// Sets a parameter in one environment.
+    pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
+        let i = self.param_index(name)?;
+        let (p, e) = self.locate(env);
+        let s = self.parts[p].b.stride;
+        self.parts[p].b.params[i * s + e] = value;
+        Ok(())
+    }
+
+    fn param_index(&self, name: &str) -> Result<usize, NameError> {
+        self.scene
+            .model()
+            .params
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .scene
+                    .model()
+                    .params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                NameError(format!(
+                    "unknown parameter `{name}` (the scene's parameters: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// Sets control `index` (in declaration order) in one environment, clamped to its range.
+    pub fn set_control(&mut self, index: usize, env: usize, value: f64) {
+        let c = &self.scene.model().controls[index];
+        let v = c.bounds.map_or(value, |(lo, hi)| value.clamp(lo, hi));
+        let (p, e) = self.locate(env);
+        let s = self.parts[p].b.stride;
+        self.parts[p].b.controls[index * s + e] = v;
+    }
+
+    fn locate(&self, env: usize) -> (usize, usize) {
+        let p = self
+            .parts
+            .iter()
+            .position(|p| env >= p.first && env < p.first + p.len)
+            .expect("environment in range");
+        (p, env - self.parts[p].first)
+    }
+
+    /// One step of every environment.
+    pub fn step(&mut self) {
+        let scene = self.scene;
+        let step = self.step;
+        self.parts.par_iter_mut().for_each(|p| p.step(scene, step));
+        self.step += 1;
+        for p in &self.parts {
+            self.events.extend(p.events.iter().cloned());
+        }
+    }
+
+    /// `n` steps.
+    pub fn rollout(&mut self, n: usize) {
+        for _ in 0..n {
+            self.step();
+        }
+    }
+
+    /// Evaluates every output (observe, reward, loss, done) at the current state:
+    /// row-major `[output row][env]`.
+    pub fn outputs(&mut self) -> Vec<Vec<f64>> {
+        let rows = self.scene.compiled.layout().output_rows();
+        let scene = self.scene;
+        self.parts.par_iter_mut().for_each(|p| p.outputs(scene));
+        let mut out = vec![vec![0.0; self.batch]; rows];
+        for p in &self.parts {
+            let s = p.b.stride;
+            for (r, row) in out.iter_mut().enumerate() {
+                row[p.first..p.first + p.len].copy_from_slice(&p.b.outputs[r * s..r * s + p.len]);
+            }
+        }
+        out
+    }
+
+    /// The components of one named output per environment (`[component][env]`).
+    pub fn output(&mut self, name: &str) -> Vec<Vec<f64>> {
+        let info = self
+            .scene
+            .compiled
+            .layout()
+            .outputs
+            .iter()
+            .find(|o| o.name == name)
+            .cloned();
+        let Some(info) = info else { return vec![] };
+        let all = self.outputs();
+        all[info.offset..info.offset + info.len].to_vec()
+    }
+
+    /// The free DOFs' positions of one environment.
+    pub fn positions(&self, env: usize) -> Vec<f64> {
+        let (p, e) = self.locate(env);
+        let part = &self.parts[p];
+        let s = part.b.stride;
+        (0..self.scene.dofs())
+            .map(|r| part.b.x[r * s + e])
+            .collect()
+    }
+
+    /// The free DOFs' velocities of one environment.
+    pub fn velocities(&self, env: usize) -> Vec<f64> {
+        let (p, e) = self.locate(env);
+        let part = &self.parts[p];
+        let s = part.b.stride;
+        (0..self.scene.dofs())
+            .map(|r| part.b.v[r * s + e])
+            .collect()
+    }
+
+    /// Sets the free DOFs' positions and velocities of one environment.
+    pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
+        let (p, e) = self.locate(env);
+        let part = &mut self.parts[p];
+        let s = part.b.stride;
+        for r in 0..self.scene.dofs() {
+            part.b.x[r * s + e] = x[r];
+            part.b.v[r * s + e] = v[r];
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::{list, suggest, ArrayKind, Global, Resolver, MAX_EXPANSION, MAX_FN_DE
 use crate::model::*;
 use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Call names handled by the evaluator itself (not [`Builtin`]s).
 const SPECIAL_CALLS: &[&str] = &[
@@ -120,17 +120,17 @@ impl Ctx {
 }
 
 /// A compile-time constant as a term.
-pub fn lit(t: Tensor) -> Rc<Term> {
+pub fn lit(t: Tensor) -> Arc<Term> {
     Term::rc(t.shape, TermKind::Lit(t))
 }
 
 /// A scalar input leaf.
-pub fn input(i: Input) -> Rc<Term> {
+pub fn input(i: Input) -> Arc<Term> {
     Term::rc(Shape::Scalar, TermKind::Input(i))
 }
 
 /// Packs scalar terms into a vector/matrix/quaternion, folding constants.
-pub fn pack(shape: Shape, comps: Vec<Rc<Term>>) -> Rc<Term> {
+pub fn pack(shape: Shape, comps: Vec<Arc<Term>>) -> Arc<Term> {
     let known: Option<Vec<f64>> = comps
         .iter()
         .map(|c| match &c.kind {
@@ -145,7 +145,7 @@ pub fn pack(shape: Shape, comps: Vec<Rc<Term>>) -> Rc<Term> {
 }
 
 /// The `i`-th component of a term, looking through packs and literals.
-pub fn component(t: &Rc<Term>, i: usize) -> Rc<Term> {
+pub fn component(t: &Arc<Term>, i: usize) -> Arc<Term> {
     match &t.kind {
         TermKind::Pack(c) => c[i].clone(),
         TermKind::Lit(v) => lit(Tensor::scalar(v.data[i])),
@@ -155,7 +155,7 @@ pub fn component(t: &Rc<Term>, i: usize) -> Rc<Term> {
 }
 
 /// A value as a term, if it is numeric.
-pub fn to_term(v: &Value) -> Option<Rc<Term>> {
+pub fn to_term(v: &Value) -> Option<Arc<Term>> {
     match v {
         Value::Runtime(t) => Some(t.clone()),
         Value::Control(c) => Some(input(Input::Control(*c))),
@@ -224,7 +224,7 @@ impl Resolver<'_> {
                 unit,
             } => self.number(*value, *is_int, unit.as_ref(), e.span),
             ExprKind::Bool(b) => Value::Bool(*b),
-            ExprKind::Str(s) => Value::Str(Rc::from(s.as_str())),
+            ExprKind::Str(s) => Value::Str(Arc::from(s.as_str())),
             ExprKind::Name(n) => self.name(ctx, n, e.span),
             ExprKind::Unary(op, x) => {
                 let v = self.eval(ctx, x);
@@ -250,7 +250,7 @@ impl Resolver<'_> {
             }
             ExprKind::Tuple(items) => {
                 let v = items.iter().map(|x| self.eval(ctx, x)).collect();
-                Value::Tuple(Rc::new(v))
+                Value::Tuple(Arc::new(v))
             }
             ExprKind::List(items) => {
                 let v = items.iter().map(|x| self.eval(ctx, x)).collect();
@@ -952,7 +952,7 @@ impl Resolver<'_> {
                     "capsule" => "capsule",
                     _ => "cylinder",
                 };
-                Value::Shape(Rc::new(ShapeValue { kind, args: ts }))
+                Value::Shape(Arc::new(ShapeValue { kind, args: ts }))
             }
             "len" => {
                 if !self.arity(func, 1, vals.len(), span) {
@@ -1441,7 +1441,7 @@ impl Resolver<'_> {
                 }
             }
         }
-        let dofs = |base: DofAt, first: u16, n: u16, state: State| -> Vec<Rc<Term>> {
+        let dofs = |base: DofAt, first: u16, n: u16, state: State| -> Vec<Arc<Term>> {
             (first..first + n)
                 .map(|k| {
                     let at = match base {
@@ -1777,13 +1777,13 @@ impl Resolver<'_> {
 }
 
 /// Angular velocity of an affine body: the axial vector of the skew part of `Rdot R^T`.
-fn body_omega(r: Rc<Term>, rdot: Rc<Term>) -> Value {
+fn body_omega(r: Arc<Term>, rdot: Arc<Term>) -> Value {
     let m3 = Shape::Mat(3);
     let rt = Term::rc(m3, TermKind::Call(Builtin::Transpose, vec![r]));
     let w = Term::rc(m3, TermKind::Binary(BinOp::Mul, rdot, rt));
     let e = |i: usize, j: usize| component(&w, j * 3 + i);
     let half = lit(Tensor::scalar(0.5));
-    let axial = |a: Rc<Term>, b: Rc<Term>| {
+    let axial = |a: Arc<Term>, b: Arc<Term>| {
         let d = Term::rc(Shape::Scalar, TermKind::Binary(BinOp::Sub, a, b));
         Term::rc(Shape::Scalar, TermKind::Binary(BinOp::Mul, half.clone(), d))
     };
@@ -1806,7 +1806,7 @@ pub fn known(t: Tensor) -> Value {
 }
 
 /// A term as a value, unwrapping literals.
-pub fn term_value(t: Rc<Term>) -> Value {
+pub fn term_value(t: Arc<Term>) -> Value {
     match &t.kind {
         TermKind::Lit(v) => known(*v),
         _ => Value::Runtime(t),

@@ -9,7 +9,7 @@ use super::{suggest, Global, Resolver};
 use crate::model::*;
 use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// How one argument enters the template key.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub(super) enum KeyArg {
     /// Per-instance data (handle, control, compile-time number).
     Data,
     /// Shared runtime expression.
-    Runtime(Rc<Term>),
+    Runtime(Arc<Term>),
     /// Specialised compile-time `int`/`bool`.
     Static(Value),
 }
@@ -420,7 +420,7 @@ impl Resolver<'_> {
     }
 
     /// An energy body must be a scalar.
-    fn energy_term(&mut self, v: Value, e: &Expr, def: &EnergyDef) -> Option<Rc<Term>> {
+    fn energy_term(&mut self, v: Value, e: &Expr, def: &EnergyDef) -> Option<Arc<Term>> {
         let what = match def.kind {
             EnergyKind::Energy => "an energy",
             EnergyKind::Dissipation => "a dissipation potential",

@@ -16,11 +16,12 @@ pub mod mesh;
 mod value;
 
 use crate::model::*;
+pub use eval::quat_to_mat;
 use joule_grammar::ast::*;
 use joule_grammar::{Diagnostic, SourceMap};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 pub use value::{HandleKind, Value};
 
 /// Most instances (or particles, or loop iterations) one generator may produce.
@@ -465,7 +466,7 @@ impl Resolver<'_> {
     }
 }
 
-/// Rc-wrapped list value.
+/// A shared list value.
 fn list(v: Vec<Value>) -> Value {
-    Value::List(Rc::new(v))
+    Value::List(Arc::new(v))
 }

@@ -3,7 +3,7 @@
 
 use crate::model::{Builtin, Shape, Tensor, Term};
 use joule_grammar::ast::{BinOp, UnOp};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Kinds of handles to DOFs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,11 +73,11 @@ pub enum Value {
     /// Compile-time number, vector, matrix or quaternion.
     Num(Tensor),
     /// A string.
-    Str(Rc<str>),
+    Str(Arc<str>),
     /// `(a, b, c)`.
-    Tuple(Rc<Vec<Value>>),
+    Tuple(Arc<Vec<Value>>),
     /// `[a, b]`, mesh element lists, particle lists.
-    List(Rc<Vec<Value>>),
+    List(Arc<Vec<Value>>),
     /// A concrete particle.
     Particle(u32),
     /// A concrete rigid body.
@@ -99,9 +99,9 @@ pub enum Value {
     /// A template's control argument (symbolic).
     ArgControl(u16),
     /// A body shape constructor result.
-    Shape(Rc<ShapeValue>),
+    Shape(Arc<ShapeValue>),
     /// A runtime expression.
-    Runtime(Rc<Term>),
+    Runtime(Arc<Term>),
     /// Placeholder after an error, so one mistake is reported once.
     Poison,
 }

@@ -1,0 +1,677 @@
+//! Time steps of one partition of environments, and their adjoints.
+//!
+//! `symplectic_euler`: v += h M^-1 (f - dE/dx - dD/dv); x += h v.
+//! `implicit_euler`: x' = argmin 1/(2h^2) |x - x~|_M^2 + E(x) + h D((x - x_t)/h),
+//! x~ = x_t + h v_t + h^2 M^-1 f, by Newton's method with a per-environment
+//! dense Cholesky solve (small systems) or matrix-free Jacobi-preconditioned
+//! CG on Hessian-vector kernels (large ones), and a backtracking line search
+//! run on all lanes with per-lane acceptance. Every loop below runs over all
+//! environments of the partition; lanes that are done are masked, never waited on.
+
+use crate::linalg;
+use crate::{Event, Scene};
+use joule_compiler::abi::Buffers;
+use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::Integrator;
+
+/// Largest system solved densely; larger ones use preconditioned CG.
+pub const DENSE_LIMIT: usize = 96;
+
+/// One partition: a contiguous range of environments with its own buffers.
+pub struct Part {
+    /// First environment (global index).
+    pub first: usize,
+    /// Environments in this partition.
+    pub len: usize,
+    /// Kernel buffers (batch = `len`).
+    pub b: Buffers,
+    /// Events (divergence, non-convergence) found by the last step.
+    pub events: Vec<Event>,
+    /// Environments already reported as diverged.
+    pub diverged: Vec<bool>,
+}
+
+/// Saved state at the start of a substep.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub x: Vec<f64>,
+    pub v: Vec<f64>,
+}
+
+/// Adjoint accumulators of one partition (rows x stride like the buffers).
+pub struct Adjoint {
+    pub x: Vec<f64>,
+    pub v: Vec<f64>,
+    pub params: Vec<f64>,
+    pub controls: Vec<f64>,
+}
+
+impl Part {
+    /// A partition of `len` environments starting at `first`, at the model's initial state.
+    pub fn new(scene: &Scene, first: usize, len: usize) -> Self {
+        let mut b = scene.compiled.buffers(len);
+        scene.initial_state(&mut b);
+        Part {
+            first,
+            len,
+            b,
+            events: vec![],
+            diverged: vec![false; len],
+        }
+    }
+
+    fn stride(&self) -> usize {
+        self.b.stride
+    }
+
+    /// The free rows of x and v.
+    pub fn snapshot(&self, n: usize) -> Snapshot {
+        let s = self.stride();
+        Snapshot {
+            x: self.b.x[..n * s].to_vec(),
+            v: self.b.v[..n * s].to_vec(),
+        }
+    }
+
+    /// Restores free rows of x and v.
+    pub fn restore(&mut self, snap: &Snapshot) {
+        let k = snap.x.len();
+        self.b.x[..k].copy_from_slice(&snap.x);
+        self.b.v[..k].copy_from_slice(&snap.v);
+    }
+
+    fn run(&mut self, scene: &Scene, kind: KernelKind) {
+        scene
+            .compiled
+            .run(kind, &mut self.b, 0, self.len)
+            .expect("buffers are built from the scene's layout");
+    }
+
+    /// One step (all substeps) at the current controls. `step` numbers reports.
+    pub fn step(&mut self, scene: &Scene, step: usize) {
+        self.events.clear();
+        for _ in 0..scene.compiled.model.settings.substeps.max(1) {
+            self.substep(scene, step);
+        }
+        self.check_finite(scene, step);
+    }
+
+    /// One substep of the scene's integrator.
+    pub fn substep(&mut self, scene: &Scene, step: usize) {
+        let h = scene.substep();
+        match scene.compiled.model.settings.integrator {
+            Integrator::SymplecticEuler => self.explicit(scene, h),
+            Integrator::ImplicitEuler {
+                iterations,
+                tolerance,
+            } => self.implicit(scene, h, iterations, tolerance, step),
+        }
+    }
+
+    /// Reports environments whose state became non-finite (once each).
+    fn check_finite(&mut self, scene: &Scene, step: usize) {
+        let (n, s) = (scene.dofs(), self.stride());
+        for e in 0..self.len {
+            if self.diverged[e] {
+                continue;
+            }
+            let bad = (0..n)
+                .find(|r| !(self.b.x[r * s + e].is_finite() && self.b.v[r * s + e].is_finite()));
+            if let Some(dof) = bad {
+                self.diverged[e] = true;
+                self.events.push(Event::Diverged {
+                    env: self.first + e,
+                    step,
+                    dof,
+                    name: scene.dof_name(dof),
+                });
+            }
+        }
+    }
+
+    /// Copies the free rows of x and v into prev_x and prev_v.
+    fn begin_substep(&mut self, n: usize) {
+        let k = n * self.stride();
+        self.b.prev_x[..k].copy_from_slice(&self.b.x[..k]);
+        self.b.prev_v[..k].copy_from_slice(&self.b.v[..k]);
+    }
+
+    /// `grad` = dE/dx + dD/dv at the current x, v.
+    fn forces(&mut self, scene: &Scene) {
+        self.b.grad.fill(0.0);
+        self.run(scene, KernelKind::Gradient);
+        self.run(scene, KernelKind::DissipationGradient);
+    }
+
+    fn explicit(&mut self, scene: &Scene, h: f64) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.begin_substep(n);
+        self.forces(scene);
+        let m = &scene.mass;
+        for r in 0..n {
+            let (inv_m, f) = (1.0 / m.mass[r], m.force[r]);
+            for e in 0..s {
+                let i = r * s + e;
+                self.b.v[i] += h * (f - self.b.grad[i]) * inv_m;
+                self.b.x[i] += h * self.b.v[i];
+            }
+        }
+    }
+
+    /// Incremental potential per environment at the current x (v set from x).
+    fn potential(&mut self, scene: &Scene, xt: &[f64], x_t: &[f64], h: f64) -> Vec<f64> {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.set_velocity(n, x_t, h);
+        self.b.energy.fill(0.0);
+        self.run(scene, KernelKind::Energy);
+        let mut phi: Vec<f64> = self.b.energy.clone();
+        self.b.energy.fill(0.0);
+        self.run(scene, KernelKind::Dissipation);
+        for e in 0..s {
+            phi[e] += h * self.b.energy[e];
+        }
+        for r in 0..n {
+            let k = scene.mass.mass[r] / (2.0 * h * h);
+            for e in 0..s {
+                let d = self.b.x[r * s + e] - xt[r * s + e];
+                phi[e] += k * d * d;
+            }
+        }
+        phi
+    }
+
+    fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
+        let s = self.stride();
+        for i in 0..n * s {
+            self.b.v[i] = (self.b.x[i] - x_t[i]) / h;
+        }
+    }
+
+    /// Gradient of the incremental potential into `g` (free rows).
+    fn potential_gradient(
+        &mut self,
+        scene: &Scene,
+        xt: &[f64],
+        x_t: &[f64],
+        h: f64,
+        g: &mut [f64],
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.set_velocity(n, x_t, h);
+        self.forces(scene);
+        for r in 0..n {
+            let k = scene.mass.mass[r] / (h * h);
+            for e in 0..s {
+                let i = r * s + e;
+                g[i] = k * (self.b.x[i] - xt[i]) + self.b.grad[i];
+            }
+        }
+    }
+
+    fn implicit(&mut self, scene: &Scene, h: f64, iterations: u32, tol: f64, step: usize) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.begin_substep(n);
+        let x_t = self.b.x[..n * s].to_vec();
+        let v_t = self.b.v[..n * s].to_vec();
+        let mut xt = vec![0.0; n * s];
+        for r in 0..n {
+            let a = scene.mass.force[r] / scene.mass.mass[r];
+            for e in 0..s {
+                let i = r * s + e;
+                xt[i] = x_t[i] + h * v_t[i] + h * h * a;
+            }
+        }
+        self.b.x[..n * s].copy_from_slice(&xt);
+        let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, None);
+        for (e, r) in residuals.into_iter().enumerate().take(self.len) {
+            if let Some(residual) = r {
+                self.events.push(Event::NotConverged {
+                    env: self.first + e,
+                    step,
+                    residual,
+                });
+            }
+        }
+        self.set_velocity(n, &x_t, h);
+    }
+
+    /// Newton iterations from the current x. Returns, per environment, the final
+    /// step norm of those that did not converge. `trace` collects the gradient
+    /// norm per iteration (for tests of quadratic convergence).
+    #[allow(clippy::too_many_arguments)]
+    pub fn newton(
+        &mut self,
+        scene: &Scene,
+        xt: &[f64],
+        x_t: &[f64],
+        h: f64,
+        iterations: u32,
+        tol: f64,
+        mut trace: Option<&mut Vec<Vec<f64>>>,
+    ) -> Vec<Option<f64>> {
+        let (n, s) = (scene.dofs(), self.stride());
+        let mut active: Vec<bool> = (0..s).map(|e| e < self.len).collect();
+        let mut last_step = vec![f64::INFINITY; s];
+        let mut g = vec![0.0; n * s];
+        let mut dx = vec![0.0; n * s];
+        for _ in 0..iterations {
+            if !active.iter().any(|a| *a) {
+                break;
+            }
+            self.potential_gradient(scene, xt, x_t, h, &mut g);
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(
+                    (0..self.len)
+                        .map(|e| (0..n).map(|r| g[r * s + e].abs()).fold(0.0, f64::max))
+                        .collect(),
+                );
+            }
+            for v in dx.iter_mut() {
+                *v = 0.0;
+            }
+            let rhs: Vec<f64> = g.iter().map(|v| -v).collect();
+            self.solve(scene, h, &rhs, &mut dx, &active, false);
+            self.line_search(scene, xt, x_t, h, &g, &dx, &active);
+            for e in 0..s {
+                if active[e] {
+                    let step = (0..n).map(|r| dx[r * s + e].abs()).fold(0.0, f64::max);
+                    last_step[e] = step;
+                    if step <= tol || !step.is_finite() {
+                        active[e] = false;
+                    }
+                }
+            }
+        }
+        (0..self.len)
+            .map(|e| (last_step[e] > tol).then_some(last_step[e]))
+            .collect()
+    }
+
+    /// Backtracking (Armijo) on every active lane at once; x moves to the
+    /// accepted point (dx is scaled to the step actually taken).
+    #[allow(clippy::too_many_arguments)]
+    fn line_search(
+        &mut self,
+        scene: &Scene,
+        xt: &[f64],
+        x_t: &[f64],
+        h: f64,
+        g: &[f64],
+        dx: &[f64],
+        active: &[bool],
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        let x0 = self.b.x[..n * s].to_vec();
+        let phi0 = self.potential(scene, xt, x_t, h);
+        let slope: Vec<f64> = (0..s)
+            .map(|e| (0..n).map(|r| g[r * s + e] * dx[r * s + e]).sum())
+            .collect();
+        let mut alpha = vec![1.0; s];
+        let mut done: Vec<bool> = active.iter().map(|a| !a).collect();
+        for _ in 0..12 {
+            for r in 0..n {
+                for e in 0..s {
+                    let i = r * s + e;
+                    self.b.x[i] = if active[e] {
+                        x0[i] + alpha[e] * dx[i]
+                    } else {
+                        x0[i]
+                    };
+                }
+            }
+            if done.iter().all(|d| *d) {
+                break;
+            }
+            let phi = self.potential(scene, xt, x_t, h);
+            for e in 0..s {
+                if !done[e] {
+                    if phi[e] <= phi0[e] + 1e-4 * alpha[e] * slope[e] || !phi0[e].is_finite() {
+                        done[e] = true;
+                    } else {
+                        alpha[e] *= 0.5;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Solves (M/h^2 + H_E + H_D/h) dx = rhs for the active lanes.
+    pub fn solve(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        rhs: &[f64],
+        dx: &mut [f64],
+        active: &[bool],
+        surrogate: bool,
+    ) {
+        if scene.dofs() <= DENSE_LIMIT {
+            self.solve_dense(scene, h, rhs, dx, active, surrogate);
+        } else {
+            self.solve_cg(scene, h, rhs, dx, active, surrogate);
+        }
+    }
+
+    /// Adds the Hessian blocks of a kernel (times `scale`) into per-environment dense matrices.
+    fn add_blocks(&mut self, scene: &Scene, kind: KernelKind, scale: f64, mats: &mut [Vec<f64>]) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.run(scene, kind);
+        let ir = scene.kernel_ir(kind);
+        for lp in &ir.loops {
+            let w = lp.dof_width;
+            for i in 0..lp.count {
+                let rows = &lp.dofs[i * w..(i + 1) * w];
+                for (a, ra) in rows.iter().enumerate() {
+                    let ra = *ra as usize;
+                    if ra >= n {
+                        continue;
+                    }
+                    for (c, rc) in rows.iter().enumerate() {
+                        let rc = *rc as usize;
+                        if rc >= n {
+                            continue;
+                        }
+                        let base = (lp.block_base + i * w * w + a * w + c) * s;
+                        for (e, m) in mats.iter_mut().enumerate() {
+                            m[ra * n + rc] += scale * self.b.blocks[base + e];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hessian_kinds(scene: &Scene, surrogate: bool) -> [KernelKind; 4] {
+        let _ = scene;
+        if surrogate {
+            [
+                KernelKind::SurrogateHessian,
+                KernelKind::SurrogateDissipationHessian,
+                KernelKind::SurrogateGradHvp,
+                KernelKind::SurrogateDissipationGradHvp,
+            ]
+        } else {
+            [
+                KernelKind::Hessian,
+                KernelKind::DissipationHessian,
+                KernelKind::GradHvp,
+                KernelKind::DissipationGradHvp,
+            ]
+        }
+    }
+
+    fn solve_dense(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        rhs: &[f64],
+        dx: &mut [f64],
+        active: &[bool],
+        surrogate: bool,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        let [he, hd, _, _] = Self::hessian_kinds(scene, surrogate);
+        let mut mats: Vec<Vec<f64>> = (0..self.len).map(|_| vec![0.0; n * n]).collect();
+        for (r, m) in scene.mass.mass.iter().enumerate() {
+            for mat in mats.iter_mut() {
+                mat[r * n + r] += m / (h * h);
+            }
+        }
+        self.add_blocks(scene, he, 1.0, &mut mats);
+        self.add_blocks(scene, hd, 1.0 / h, &mut mats);
+        for (e, mut a) in mats.into_iter().enumerate() {
+            if !active[e] {
+                continue;
+            }
+            let mut b: Vec<f64> = (0..n).map(|r| rhs[r * s + e]).collect();
+            // Indefinite Hessians (buckling, inverted elements): shift until positive definite.
+            let trace = (0..n).map(|r| a[r * n + r].abs()).sum::<f64>() / n.max(1) as f64;
+            let mut shift = 0.0;
+            let mut l = a.clone();
+            while !linalg::cholesky(&mut l, n) {
+                shift = if shift == 0.0 {
+                    1e-8 * trace
+                } else {
+                    shift * 10.0
+                };
+                if !shift.is_finite() || shift > 1e12 * trace.max(1e-300) {
+                    b.iter_mut().for_each(|v| *v = f64::NAN);
+                    break;
+                }
+                l.copy_from_slice(&a);
+                for r in 0..n {
+                    l[r * n + r] += shift;
+                }
+            }
+            if b.iter().all(|v| !v.is_nan()) {
+                linalg::cholesky_solve(&l, n, &mut b);
+            }
+            a.clear();
+            for r in 0..n {
+                dx[r * s + e] = b[r];
+            }
+        }
+    }
+
+    /// `out` = (M/h^2 + H_E + H_D/h) p, through the Hessian-vector kernels.
+    fn apply(&mut self, scene: &Scene, h: f64, p: &[f64], out: &mut [f64], kinds: [KernelKind; 2]) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.b.seed[..n * s].copy_from_slice(p);
+        self.b.seed[n * s..].fill(0.0);
+        self.b.hv.fill(0.0);
+        self.run(scene, kinds[0]);
+        out.copy_from_slice(&self.b.hv[..n * s]);
+        self.b.hv.fill(0.0);
+        self.run(scene, kinds[1]);
+        for r in 0..n {
+            let k = scene.mass.mass[r] / (h * h);
+            for e in 0..s {
+                let i = r * s + e;
+                out[i] += k * p[i] + self.b.hv[i] / h;
+            }
+        }
+    }
+
+    fn solve_cg(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        rhs: &[f64],
+        x: &mut [f64],
+        active: &[bool],
+        surrogate: bool,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        let [he, hd, hve, hvd] = Self::hessian_kinds(scene, surrogate);
+        // Jacobi preconditioner from the block diagonals.
+        let mut diag = vec![0.0; n * s];
+        for (kind, scale) in [(he, 1.0), (hd, 1.0 / h)] {
+            self.run(scene, kind);
+            let ir = scene.kernel_ir(kind);
+            for lp in &ir.loops {
+                let w = lp.dof_width;
+                for i in 0..lp.count {
+                    for a in 0..w {
+                        let r = lp.dofs[i * w + a] as usize;
+                        if r < n {
+                            let base = (lp.block_base + i * w * w + a * w + a) * s;
+                            for e in 0..s {
+                                diag[r * s + e] += scale * self.b.blocks[base + e];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..n {
+            let k = scene.mass.mass[r] / (h * h);
+            for e in 0..s {
+                let d = &mut diag[r * s + e];
+                *d = 1.0 / (*d + k).abs().max(1e-300);
+            }
+        }
+        let dot = |a: &[f64], b: &[f64], e: usize| {
+            (0..n).map(|r| a[r * s + e] * b[r * s + e]).sum::<f64>()
+        };
+        x.fill(0.0);
+        let mut r = rhs.to_vec();
+        let mut z: Vec<f64> = r.iter().zip(&diag).map(|(a, d)| a * d).collect();
+        let mut p = z.clone();
+        let mut ap = vec![0.0; n * s];
+        let mut rz: Vec<f64> = (0..s).map(|e| dot(&r, &z, e)).collect();
+        let bnorm: Vec<f64> = (0..s).map(|e| dot(rhs, rhs, e).sqrt()).collect();
+        let mut live: Vec<bool> = active.to_vec();
+        for _ in 0..(2 * n).clamp(50, 1000) {
+            if !live.iter().any(|l| *l) {
+                break;
+            }
+            self.apply(scene, h, &p, &mut ap, [hve, hvd]);
+            for e in 0..s {
+                if !live[e] {
+                    continue;
+                }
+                let pap = dot(&p, &ap, e);
+                let alpha = if pap > 0.0 { rz[e] / pap } else { 0.0 };
+                for k in 0..n {
+                    let i = k * s + e;
+                    x[i] += alpha * p[i];
+                    r[i] -= alpha * ap[i];
+                    z[i] = r[i] * diag[i];
+                }
+                let rz_new = dot(&r, &z, e);
+                let rnorm = dot(&r, &r, e).sqrt();
+                if rnorm <= 1e-10 * bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
+                    live[e] = false;
+                    continue;
+                }
+                let beta = rz_new / rz[e];
+                rz[e] = rz_new;
+                for k in 0..n {
+                    let i = k * s + e;
+                    p[i] = z[i] + beta * p[i];
+                }
+            }
+            // Frozen lanes contribute no direction.
+            for e in 0..s {
+                if !live[e] {
+                    for k in 0..n {
+                        p[k * s + e] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adjoint of one substep from `start` (the state before it). On entry
+    /// `adj.x`, `adj.v` hold dL/dx', dL/dv' of the state after the substep; on
+    /// exit dL/dx, dL/dv of `start`, with params and controls accumulated.
+    pub fn substep_adjoint(&mut self, scene: &Scene, start: &Snapshot, adj: &mut Adjoint) {
+        let h = scene.substep();
+        let (n, s) = (scene.dofs(), self.stride());
+        self.restore(start);
+        match scene.compiled.model.settings.integrator {
+            Integrator::SymplecticEuler => {
+                // w = M^-1 (v' bar + h x' bar), the adjoint of the velocity update.
+                self.begin_substep(n);
+                let mut vbar = vec![0.0; n * s];
+                for r in 0..n {
+                    for e in 0..s {
+                        let i = r * s + e;
+                        vbar[i] = adj.v[i] + h * adj.x[i];
+                        self.b.seed[i] = vbar[i] / scene.mass.mass[r];
+                    }
+                }
+                self.b.seed[n * s..].fill(0.0);
+                self.vjp(scene);
+                for i in 0..n * s {
+                    adj.x[i] -= h * (self.b.d_x[i] + self.b.d_prev_x[i]);
+                    adj.v[i] = vbar[i] - h * (self.b.d_v[i] + self.b.d_prev_v[i]);
+                }
+                self.accumulate(adj, -h);
+            }
+            Integrator::ImplicitEuler {
+                iterations,
+                tolerance,
+            } => {
+                // Recompute the solve, then the implicit function theorem at its solution.
+                let x_t = start.x.clone();
+                let v_t = start.v.clone();
+                self.implicit(scene, h, iterations, tolerance, 0);
+                let mut a = vec![0.0; n * s];
+                for i in 0..n * s {
+                    a[i] = adj.x[i] + adj.v[i] / h;
+                }
+                let mut lambda = vec![0.0; n * s];
+                let all: Vec<bool> = (0..s).map(|e| e < self.len).collect();
+                self.solve(scene, h, &a, &mut lambda, &all, true);
+                // State after the solve: x', v' = (x' - x_t)/h, prev = start.
+                self.b.prev_x[..n * s].copy_from_slice(&x_t);
+                self.b.prev_v[..n * s].copy_from_slice(&v_t);
+                self.b.seed[..n * s].copy_from_slice(&lambda);
+                self.b.seed[n * s..].fill(0.0);
+                self.vjp(scene);
+                for r in 0..n {
+                    let m = scene.mass.mass[r];
+                    for e in 0..s {
+                        let i = r * s + e;
+                        let vbar_next = adj.v[i];
+                        adj.x[i] = m * lambda[i] / (h * h) - self.b.d_prev_x[i] + self.b.d_v[i] / h
+                            - vbar_next / h;
+                        adj.v[i] = m * lambda[i] / h - self.b.d_prev_v[i];
+                    }
+                }
+                self.accumulate(adj, -1.0);
+            }
+        }
+    }
+
+    /// Runs the adjoint kernel (VJPs of seed . forces) with cleared outputs.
+    fn vjp(&mut self, scene: &Scene) {
+        for buf in [
+            &mut self.b.d_x,
+            &mut self.b.d_v,
+            &mut self.b.d_prev_x,
+            &mut self.b.d_prev_v,
+            &mut self.b.d_params,
+            &mut self.b.d_controls,
+        ] {
+            buf.fill(0.0);
+        }
+        self.run(scene, KernelKind::Adjoint);
+    }
+
+    fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
+        for (a, d) in adj.params.iter_mut().zip(&self.b.d_params) {
+            *a += scale * d;
+        }
+        for (a, d) in adj.controls.iter_mut().zip(&self.b.d_controls) {
+            *a += scale * d;
+        }
+    }
+
+    /// Adds the gradient of `out_seed . outputs` at the current state.
+    pub fn outputs_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint) {
+        let (n, s) = (scene.dofs(), self.stride());
+        for buf in [
+            &mut self.b.d_x,
+            &mut self.b.d_v,
+            &mut self.b.d_prev_x,
+            &mut self.b.d_prev_v,
+            &mut self.b.d_params,
+            &mut self.b.d_controls,
+        ] {
+            buf.fill(0.0);
+        }
+        self.run(scene, KernelKind::OutputsVjp);
+        for i in 0..n * s {
+            adj.x[i] += self.b.d_x[i];
+            adj.v[i] += self.b.d_v[i];
+        }
+        self.accumulate(adj, 1.0);
+    }
+
+    /// Evaluates the outputs at the current state.
+    pub fn outputs(&mut self, scene: &Scene) {
+        self.run(scene, KernelKind::Outputs);
+    }
+}
