@@ -387,6 +387,36 @@ impl Sim<'_> {
         }
     }
 
+    /// Takes one implicit Euler substep from the current state, recording the
+    /// gradient norm of the incremental potential at every Newton iteration,
+    /// `[iteration][env]` (for convergence studies). Explicit scenes return nothing.
+    pub fn newton_trace(&mut self) -> Vec<Vec<f64>> {
+        let scene = self.scene;
+        let joule_compiler::model::Integrator::ImplicitEuler {
+            iterations,
+            tolerance,
+        } = scene.model().settings.integrator
+        else {
+            return vec![];
+        };
+        let h = scene.substep();
+        let mut traces = vec![];
+        for p in &mut self.parts {
+            let mut t = vec![];
+            p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
+            traces.push(t);
+        }
+        let iters = traces.iter().map(Vec::len).max().unwrap_or(0);
+        (0..iters)
+            .map(|i| {
+                traces
+                    .iter()
+                    .flat_map(|t| t.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// `n` steps.
     pub fn rollout(&mut self, n: usize) {
         for _ in 0..n {

@@ -104,7 +104,7 @@ impl Part {
             Integrator::ImplicitEuler {
                 iterations,
                 tolerance,
-            } => self.implicit(scene, h, iterations, tolerance, step),
+            } => self.implicit(scene, h, iterations, tolerance, step, None),
         }
     }
 
@@ -208,7 +208,16 @@ impl Part {
         }
     }
 
-    fn implicit(&mut self, scene: &Scene, h: f64, iterations: u32, tol: f64, step: usize) {
+    /// One implicit Euler substep; `trace` collects the gradient norm per Newton iteration.
+    pub fn implicit(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        iterations: u32,
+        tol: f64,
+        step: usize,
+        trace: Option<&mut Vec<Vec<f64>>>,
+    ) {
         let (n, s) = (scene.dofs(), self.stride());
         self.begin_substep(n);
         let x_t = self.b.x[..n * s].to_vec();
@@ -222,7 +231,7 @@ impl Part {
             }
         }
         self.b.x[..n * s].copy_from_slice(&xt);
-        let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, None);
+        let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, trace);
         for (e, r) in residuals.into_iter().enumerate().take(self.len) {
             if let Some(residual) = r {
                 self.events.push(Event::NotConverged {
@@ -239,7 +248,7 @@ impl Part {
     /// step norm of those that did not converge. `trace` collects the gradient
     /// norm per iteration (for tests of quadratic convergence).
     #[allow(clippy::too_many_arguments)]
-    pub fn newton(
+    fn newton(
         &mut self,
         scene: &Scene,
         xt: &[f64],
@@ -596,7 +605,7 @@ impl Part {
                 // Recompute the solve, then the implicit function theorem at its solution.
                 let x_t = start.x.clone();
                 let v_t = start.v.clone();
-                self.implicit(scene, h, iterations, tolerance, 0);
+                self.implicit(scene, h, iterations, tolerance, 0, None);
                 let mut a = vec![0.0; n * s];
                 for i in 0..n * s {
                     a[i] = adj.x[i] + adj.v[i] / h;

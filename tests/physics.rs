@@ -1,0 +1,268 @@
+//! Integrators against numbers computed independently: closed forms,
+//! analytic periods, conservation laws, and implicit against explicit.
+
+use joule_compiler::compiled::Backend;
+use joule_runtime::{Event, Scene};
+use std::path::Path;
+
+fn scene(path: &str) -> Scene {
+    Scene::from_path(Path::new(path), Backend::Jit).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn projectile_matches_the_symplectic_euler_closed_form() {
+    let s = scene("tests/physics/projectile.joule");
+    let mut sim = s.batch(3);
+    let (h, g) = (0.01, [0.0, 0.0, -9.81]);
+    let (x0, v0) = ([0.0, 0.0, 1.0], [3.0, 1.0, 4.0]);
+    for n in 1..=200usize {
+        sim.step();
+        let x = sim.positions(2);
+        let v = sim.velocities(2);
+        let nf = n as f64;
+        for k in 0..3 {
+            // v_n = v0 + n h g;  x_n = x0 + n h v0 + h^2 g n (n + 1) / 2
+            let v_want = v0[k] + nf * h * g[k];
+            let x_want = x0[k] + nf * h * v0[k] + h * h * g[k] * nf * (nf + 1.0) / 2.0;
+            assert!(
+                (v[k] - v_want).abs() <= 1e-12 * (1.0 + v_want.abs()),
+                "step {n}: v {} vs {v_want}",
+                v[k]
+            );
+            assert!(
+                (x[k] - x_want).abs() <= 1e-12 * (1.0 + x_want.abs()),
+                "step {n}: x {} vs {x_want}",
+                x[k]
+            );
+        }
+    }
+}
+
+/// Times of upward zero crossings of a sampled signal (linear interpolation).
+fn crossings(samples: &[f64], dt: f64) -> Vec<f64> {
+    samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
+        .map(|(i, w)| (i as f64 + w[0] / (w[0] - w[1])) * dt)
+        .collect()
+}
+
+fn mean_period(c: &[f64]) -> f64 {
+    (c[c.len() - 1] - c[0]) / (c.len() - 1) as f64
+}
+
+#[test]
+fn spring_mass_frequency_and_bounded_energy() {
+    let s = scene("tests/physics/oscillator.joule");
+    let mut sim = s.batch(1);
+    let (k, m, h) = (100.0f64, 0.25f64, 1e-3f64);
+    let omega = (k / m).sqrt();
+    let energy = |x: f64, v: f64| 0.5 * m * v * v + 0.5 * k * x * x;
+    let mut xs = vec![];
+    let mut es = vec![];
+    let steps = 100_000;
+    for _ in 0..steps {
+        let out = sim.outputs();
+        let (x, v) = (out[0][0], out[1][0]);
+        xs.push(x);
+        es.push(energy(x, v));
+        sim.step();
+    }
+    // Symplectic Euler rotates phase space by theta per step with cos(theta) = 1 - (omega h)^2 / 2.
+    let theta = (1.0 - (omega * h).powi(2) / 2.0).acos();
+    let period = mean_period(&crossings(&xs, h));
+    let discrete = 2.0 * std::f64::consts::PI / theta * h;
+    let continuous = 2.0 * std::f64::consts::PI / omega;
+    assert!(
+        (period - discrete).abs() < 1e-7 * discrete,
+        "period {period} vs discrete {discrete}"
+    );
+    assert!(
+        (period - continuous).abs() < 1e-4 * continuous,
+        "period {period} vs 2 pi sqrt(m/k) {continuous}"
+    );
+    // Energy oscillates (amplitude O(omega h)) but does not drift over 10^5 steps.
+    let e0 = es[0];
+    let swing = es.iter().map(|e| (e - e0).abs()).fold(0.0, f64::max) / e0;
+    assert!(swing < omega * h, "energy swings by {swing}");
+    // Averages over whole periods (so the O(omega h) oscillation cancels) agree at
+    // the start and the end. Explicit Euler would grow E by (1 + (omega h)^2)^N = e^40.
+    let window = (20.0 * discrete / h).round() as usize;
+    let head: f64 = es[..window].iter().sum::<f64>() / window as f64;
+    let tail: f64 = es[steps - window..].iter().sum::<f64>() / window as f64;
+    assert!(
+        (tail - head).abs() < 2e-6 * e0,
+        "energy drifts: {head} -> {tail}"
+    );
+}
+
+#[test]
+fn pendulum_period_with_amplitude_correction() {
+    let s = scene("tests/physics/pendulum.joule");
+    let mut sim = s.batch(1);
+    let (h, l, g, th) = (1e-4f64, 1.0f64, 9.81f64, 0.3f64);
+    let mut angle = vec![];
+    for _ in 0..45_000 {
+        angle.push(sim.output("angle")[0][0]);
+        sim.step();
+    }
+    let period = mean_period(&crossings(&angle, h));
+    // T = 2 pi sqrt(L/g) (1 + th^2/16 + 11 th^4/3072 + 173 th^6/737280)
+    let want = 2.0
+        * std::f64::consts::PI
+        * (l / g).sqrt()
+        * (1.0 + th * th / 16.0 + 11.0 * th.powi(4) / 3072.0 + 173.0 * th.powi(6) / 737280.0);
+    assert!(
+        (period - want).abs() < 1e-4 * want,
+        "period {period} vs {want}"
+    );
+}
+
+#[test]
+fn free_chain_conserves_linear_and_angular_momentum() {
+    let s = scene("tests/physics/free_chain.joule");
+    let masses: Vec<f64> = s.model().particles.iter().map(|p| p.mass).collect();
+    let mut sim = s.batch(1);
+    let momenta = |x: &[f64], v: &[f64]| {
+        let (mut p, mut l) = ([0.0; 3], [0.0; 3]);
+        for (i, m) in masses.iter().enumerate() {
+            let (xi, vi) = (&x[3 * i..3 * i + 3], &v[3 * i..3 * i + 3]);
+            for k in 0..3 {
+                p[k] += m * vi[k];
+            }
+            l[0] += m * (xi[1] * vi[2] - xi[2] * vi[1]);
+            l[1] += m * (xi[2] * vi[0] - xi[0] * vi[2]);
+            l[2] += m * (xi[0] * vi[1] - xi[1] * vi[0]);
+        }
+        (p, l)
+    };
+    let (p0, l0) = momenta(&sim.positions(0), &sim.velocities(0));
+    let mut worst = (0.0f64, 0.0f64);
+    for _ in 0..2000 {
+        sim.step();
+        let (p, l) = momenta(&sim.positions(0), &sim.velocities(0));
+        for k in 0..3 {
+            worst.0 = worst.0.max((p[k] - p0[k]).abs());
+            worst.1 = worst.1.max((l[k] - l0[k]).abs());
+        }
+    }
+    assert!(worst.0 < 1e-12, "linear momentum drift {}", worst.0);
+    assert!(worst.1 < 1e-11, "angular momentum drift {}", worst.1);
+}
+
+#[test]
+fn implicit_euler_is_stable_on_a_stiff_chain_and_converges() {
+    let s = scene("tests/physics/stiff_chain.joule");
+    let mut sim = s.batch(4);
+    sim.rollout(120);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    for e in 0..4 {
+        let x = sim.positions(e);
+        assert!(x.iter().all(|v| v.is_finite()));
+        // The chain hangs: every link keeps its length (stiff) and the tip is below the pin.
+        assert!(x[x.len() - 1] < 0.0);
+    }
+}
+
+#[test]
+fn implicit_matches_explicit_at_a_tiny_step() {
+    let src = std::fs::read_to_string("tests/physics/stiff_chain.joule").expect("scene");
+    let soft = src
+        .replace("param k = 1e5", "param k = 200")
+        .replace("dt = 1 / 60", "dt = 2e-5");
+    let explicit = soft.replace(
+        "implicit_euler(iterations = 30, tolerance = 1e-9)",
+        "symplectic_euler",
+    );
+    let a = Scene::compile(&soft).expect("implicit scene");
+    let b = Scene::compile(&explicit).expect("explicit scene");
+    let (mut sa, mut sb) = (a.batch(1), b.batch(1));
+    sa.rollout(2500);
+    sb.rollout(2500);
+    let (xa, xb) = (sa.positions(0), sb.positions(0));
+    let diff = xa
+        .iter()
+        .zip(&xb)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        diff < 1e-4,
+        "implicit and explicit differ by {diff} m after 0.05 s"
+    );
+    let moved = xa
+        .iter()
+        .zip(&sa_initial(&a))
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 100.0 * diff,
+        "the chain moved {moved} m, enough to compare"
+    );
+}
+
+fn sa_initial(s: &Scene) -> Vec<f64> {
+    s.batch(1).positions(0)
+}
+
+#[test]
+fn newton_converges_quadratically() {
+    let s = scene("tests/physics/stiff_chain.joule");
+    let mut sim = s.batch(1);
+    sim.rollout(4);
+    let r: Vec<f64> = sim.newton_trace().into_iter().map(|t| t[0]).collect();
+    // Quadratic: r_{k+1} / r_k^2 stays bounded on the last iterations. (Linear
+    // convergence at rate q would grow that ratio by 1/q per iteration.)
+    let n = r.len();
+    assert!(n >= 4 && r[n - 1] < 1e-9 * r[0], "{r:?}");
+    let c_prev = r[n - 2] / (r[n - 3] * r[n - 3]);
+    let c_last = r[n - 1] / (r[n - 2] * r[n - 2]);
+    assert!(c_last < 10.0 * c_prev, "not quadratic: {r:?}");
+}
+
+#[test]
+fn results_are_identical_for_any_thread_count_and_batch_split() {
+    let s = scene("tests/physics/stiff_chain.joule");
+    let runs: Vec<Vec<Vec<f64>>> = [1usize, 2, 3]
+        .iter()
+        .map(|&threads| {
+            let mut sim = s.batch_threads(7, threads);
+            for e in 0..7 {
+                sim.set_param_env("k", e, 1e4 * (1.0 + e as f64))
+                    .expect("param");
+            }
+            sim.rollout(30);
+            (0..7).map(|e| sim.positions(e)).collect()
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2]);
+}
+
+#[test]
+fn a_diverging_environment_is_reported_and_the_others_go_on() {
+    let s = scene("tests/physics/free_chain.joule");
+    let mut sim = s.batch(3);
+    let mut x = sim.positions(1);
+    x[4] = f64::NAN;
+    let v = sim.velocities(1);
+    sim.set_state(1, &x, &v);
+    sim.rollout(5);
+    let diverged: Vec<&Event> = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Diverged { .. }))
+        .collect();
+    assert_eq!(diverged.len(), 1, "{:?}", sim.events);
+    assert!(matches!(
+        diverged[0],
+        Event::Diverged {
+            env: 1,
+            step: 0,
+            ..
+        }
+    ));
+    for e in [0, 2] {
+        assert!(sim.positions(e).iter().all(|v| v.is_finite()));
+    }
+}
