@@ -1,0 +1,165 @@
+//! Gradients through time against central finite differences of full
+//! rollouts, on every shipped scene (explicit and implicit), for params,
+//! controls at a given step and the initial state.
+
+use joule_compiler::compiled::Backend;
+use joule_compiler::model::{Integrator, Model};
+use joule_runtime::{Gradient, Objective, Scene, Sim};
+use std::path::Path;
+
+/// The scene with a tight Newton tolerance (finite differences of a loosely
+/// converged solve measure the solver, not the physics) and, unless
+/// `surrogates`, without `backward =` clauses (a surrogate gradient is by design
+/// not the derivative of the forward model).
+fn model(path: &Path, surrogates: bool) -> Model {
+    let checked = joule::check_path(path).expect("readable");
+    let mut m = checked.model.expect("a model");
+    if let Integrator::ImplicitEuler { iterations, .. } = m.settings.integrator {
+        m.settings.integrator = Integrator::ImplicitEuler { iterations: iterations.max(60), tolerance: 1e-13 };
+    }
+    if !surrogates {
+        for t in &mut m.templates {
+            t.backward = None;
+        }
+    }
+    m
+}
+
+fn objective(m: &Model) -> Objective {
+    use joule_grammar::ast::ObjectiveKind;
+    let first = |k: ObjectiveKind| m.objectives.iter().find(|o| o.kind == k).map(|o| o.name.clone());
+    Objective { loss: first(ObjectiveKind::Loss), reward: first(ObjectiveKind::Reward) }
+}
+
+/// The objective of a rollout from the scene's initial state.
+fn rollout_value(scene: &Scene, obj: &Objective, steps: usize, setup: &dyn Fn(&mut Sim), at_step: &dyn Fn(&mut Sim, usize)) -> f64 {
+    let mut sim = scene.batch_threads(1, 1);
+    setup(&mut sim);
+    let mut total = 0.0;
+    for t in 0..steps {
+        at_step(&mut sim, t);
+        sim.step();
+        if let Some(r) = &obj.reward {
+            total += sim.output(r)[0][0];
+        }
+    }
+    if let Some(l) = &obj.loss {
+        total += sim.output(l)[0][0];
+    }
+    total
+}
+
+fn check(what: &str, analytic: f64, plus: f64, minus: f64, h: f64, scale: f64) {
+    let fd = (plus - minus) / (2.0 * h);
+    // Truncation and solver error (relative 1e-4 of the gradient's scale) plus
+    // rounding in the objective divided by the step.
+    let tol = 1e-4 * scale + 1e-13 * (plus.abs() + minus.abs()) / h + 1e-10;
+    assert!((fd - analytic).abs() <= tol, "{what}: adjoint {analytic:e} vs finite difference {fd:e} (tolerance {tol:e})");
+}
+
+fn gradient_check(path: &Path, steps: usize) {
+    let name = path.display().to_string();
+    let m = model(path, false);
+    let obj = objective(&m);
+    assert!(obj.loss.is_some() || obj.reward.is_some(), "{name} has an objective");
+    let scene = Scene::from_model(m, Backend::Jit).expect("compile");
+    let mut sim = scene.batch_threads(1, 1);
+    let g: Gradient = sim.gradient(&obj, steps).expect("gradient");
+    assert!(sim.events.is_empty(), "{name}: {:?}", sim.events);
+    let base = rollout_value(&scene, &obj, steps, &|_| {}, &|_, _| {});
+    assert!((g.value[0] - base).abs() <= 1e-12 * base.abs().max(1.0), "{name}: value {} vs rollout {base}", g.value[0]);
+
+    // Parameters.
+    let params = &scene.model().params;
+    let scale = g.params.iter().map(|p| p[0].abs()).fold(0.0, f64::max);
+    for (i, p) in params.iter().enumerate() {
+        let h = 1e-6 * p.value.abs().max(1e-3);
+        let f = |d: f64| rollout_value(&scene, &obj, steps, &|s| s.set_param(&p.name, p.value + d).expect("param"), &|_, _| {});
+        check(&format!("{name} d/d{} over {steps} steps", p.name), g.params[i][0], f(h), f(-h), h, scale);
+    }
+
+    // Controls at the first and the last step.
+    let nc = scene.model().controls.len();
+    for t in [0, steps - 1] {
+        let scale = g.controls[t].iter().map(|c| c[0].abs()).fold(0.0, f64::max);
+        for c in 0..nc.min(3) {
+            let h = 1e-6;
+            let f = |d: f64| rollout_value(&scene, &obj, steps, &|_| {}, &|s, step| s.set_control(c, 0, if step == t { d } else { 0.0 }));
+            check(&format!("{name} d/du[{c}] at step {t}"), g.controls[t][c][0], f(h), f(-h), h, scale);
+        }
+    }
+
+    // Initial state: a few positions and velocities.
+    let n = scene.dofs();
+    let rows: Vec<usize> = (0..4).map(|k| k * (n - 1) / 3).collect();
+    let x0 = scene.batch(1).positions(0);
+    let v0 = scene.batch(1).velocities(0);
+    let sx = g.x0.iter().map(|r| r[0].abs()).fold(0.0, f64::max);
+    let sv = g.v0.iter().map(|r| r[0].abs()).fold(0.0, f64::max);
+    for &r in &rows {
+        let h = 1e-6;
+        let fx = |d: f64| {
+            rollout_value(&scene, &obj, steps, &|s| {
+                let mut x = x0.clone();
+                x[r] += d;
+                s.set_state(0, &x, &v0);
+            }, &|_, _| {})
+        };
+        check(&format!("{name} d/dx0[{r}]"), g.x0[r][0], fx(h), fx(-h), h, sx);
+        let fv = |d: f64| {
+            rollout_value(&scene, &obj, steps, &|s| {
+                let mut v = v0.clone();
+                v[r] += d;
+                s.set_state(0, &x0, &v);
+            }, &|_, _| {})
+        };
+        check(&format!("{name} d/dv0[{r}]"), g.v0[r][0], fv(h), fv(-h), h, sv);
+    }
+}
+
+fn scenes() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir("scenes")
+        .expect("scenes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "joule"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn adjoint_matches_finite_differences_on_every_scene() {
+    for path in scenes() {
+        for steps in [1, 4] {
+            gradient_check(&path, steps);
+        }
+    }
+}
+
+#[test]
+fn adjoint_over_a_long_explicit_horizon() {
+    gradient_check(Path::new("scenes/pendulum.joule"), 200);
+}
+
+#[test]
+fn adjoint_over_a_long_implicit_horizon() {
+    gradient_check(Path::new("scenes/double_pendulum.joule"), 60);
+}
+
+#[test]
+fn surrogate_gradients_differ_from_exact_ones_where_declared() {
+    // soft_walker's contact has a `backward =` clause: its gradients follow the
+    // surrogate, so they differ from the exact adjoint of the same trajectory.
+    let path = Path::new("scenes/soft_walker.joule");
+    let obj = objective(&model(path, true));
+    let grads: Vec<Gradient> = [true, false]
+        .iter()
+        .map(|&s| {
+            let scene = Scene::from_model(model(path, s), Backend::Jit).expect("compile");
+            let mut sim = scene.batch(1);
+            sim.gradient(&obj, 30).expect("gradient")
+        })
+        .collect();
+    assert_eq!(grads[0].value, grads[1].value, "same forward trajectory");
+    assert_ne!(grads[0].params, grads[1].params, "different gradients");
+}
