@@ -1,5 +1,7 @@
 //! The `joule` command-line interface.
 
+mod run;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::{check_path, Emit};
@@ -38,6 +40,65 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
     },
+    /// Simulate a batch of environments and report observations, losses and rewards.
+    #[command(
+        after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv"
+    )]
+    Run {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Environments simulated at once.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Worker threads (default: all cores). Results do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing but warnings and errors.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
+    #[command(
+        after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
+    )]
+    Grad {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// The `loss` item to differentiate.
+        #[arg(long)]
+        loss: String,
+        /// Parameters to differentiate with respect to, comma-separated (default: all).
+        #[arg(long)]
+        wrt: Option<String>,
+        /// Also compute central finite differences and their relative error.
+        #[arg(long)]
+        check: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Simulation options shared by `run` and `grad`.
+#[derive(clap::Args)]
+struct SimArgs {
+    /// The scene file.
+    scene: PathBuf,
+    /// Steps to simulate.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Override a parameter in every environment (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Kernel backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+    backend: BackendArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,8 +141,63 @@ fn main() -> ExitCode {
         .unwrap_or(ExitCode::from(101))
 }
 
+fn common(s: SimArgs) -> run::Common {
+    run::Common {
+        scene: s.scene,
+        steps: s.steps,
+        params: s.params,
+        backend: match s.backend {
+            BackendArg::Jit => Backend::Jit,
+            BackendArg::Interp => Backend::Interp,
+        },
+    }
+}
+
+/// Reports an error as a miette diagnostic; the exit code is 1.
+fn finish(result: miette::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Run {
+            sim,
+            batch,
+            threads,
+            out,
+            json,
+            quiet,
+        } => {
+            if let Some(t) = threads {
+                if let Err(e) = rayon::ThreadPoolBuilder::new()
+                    .num_threads(t.max(1))
+                    .build_global()
+                {
+                    eprintln!("warning: cannot size the thread pool: {e}");
+                }
+            }
+            finish(run::run(
+                &common(sim),
+                batch,
+                threads,
+                out.as_deref(),
+                json,
+                quiet,
+            ))
+        }
+        Command::Grad {
+            sim,
+            loss,
+            wrt,
+            check,
+            json,
+        } => finish(run::grad(&common(sim), &loss, wrt.as_deref(), check, json)),
         Command::Check {
             files,
             emit,

@@ -15,7 +15,10 @@ fn model(path: &Path, surrogates: bool) -> Model {
     let checked = joule::check_path(path).expect("readable");
     let mut m = checked.model.expect("a model");
     if let Integrator::ImplicitEuler { iterations, .. } = m.settings.integrator {
-        m.settings.integrator = Integrator::ImplicitEuler { iterations: iterations.max(60), tolerance: 1e-13 };
+        m.settings.integrator = Integrator::ImplicitEuler {
+            iterations: iterations.max(60),
+            tolerance: 1e-13,
+        };
     }
     if !surrogates {
         for t in &mut m.templates {
@@ -27,12 +30,26 @@ fn model(path: &Path, surrogates: bool) -> Model {
 
 fn objective(m: &Model) -> Objective {
     use joule_grammar::ast::ObjectiveKind;
-    let first = |k: ObjectiveKind| m.objectives.iter().find(|o| o.kind == k).map(|o| o.name.clone());
-    Objective { loss: first(ObjectiveKind::Loss), reward: first(ObjectiveKind::Reward) }
+    let first = |k: ObjectiveKind| {
+        m.objectives
+            .iter()
+            .find(|o| o.kind == k)
+            .map(|o| o.name.clone())
+    };
+    Objective {
+        loss: first(ObjectiveKind::Loss),
+        reward: first(ObjectiveKind::Reward),
+    }
 }
 
 /// The objective of a rollout from the scene's initial state.
-fn rollout_value(scene: &Scene, obj: &Objective, steps: usize, setup: &dyn Fn(&mut Sim), at_step: &dyn Fn(&mut Sim, usize)) -> f64 {
+fn rollout_value(
+    scene: &Scene,
+    obj: &Objective,
+    steps: usize,
+    setup: &dyn Fn(&mut Sim),
+    at_step: &dyn Fn(&mut Sim, usize),
+) -> f64 {
     let mut sim = scene.batch_threads(1, 1);
     setup(&mut sim);
     let mut total = 0.0;
@@ -54,28 +71,53 @@ fn check(what: &str, analytic: f64, plus: f64, minus: f64, h: f64, scale: f64) {
     // Truncation and solver error (relative 1e-4 of the gradient's scale) plus
     // rounding in the objective divided by the step.
     let tol = 1e-4 * scale + 1e-13 * (plus.abs() + minus.abs()) / h + 1e-10;
-    assert!((fd - analytic).abs() <= tol, "{what}: adjoint {analytic:e} vs finite difference {fd:e} (tolerance {tol:e})");
+    assert!(
+        (fd - analytic).abs() <= tol,
+        "{what}: adjoint {analytic:e} vs finite difference {fd:e} (tolerance {tol:e})"
+    );
 }
 
 fn gradient_check(path: &Path, steps: usize) {
     let name = path.display().to_string();
     let m = model(path, false);
     let obj = objective(&m);
-    assert!(obj.loss.is_some() || obj.reward.is_some(), "{name} has an objective");
+    assert!(
+        obj.loss.is_some() || obj.reward.is_some(),
+        "{name} has an objective"
+    );
     let scene = Scene::from_model(m, Backend::Jit).expect("compile");
     let mut sim = scene.batch_threads(1, 1);
     let g: Gradient = sim.gradient(&obj, steps).expect("gradient");
     assert!(sim.events.is_empty(), "{name}: {:?}", sim.events);
     let base = rollout_value(&scene, &obj, steps, &|_| {}, &|_, _| {});
-    assert!((g.value[0] - base).abs() <= 1e-12 * base.abs().max(1.0), "{name}: value {} vs rollout {base}", g.value[0]);
+    assert!(
+        (g.value[0] - base).abs() <= 1e-12 * base.abs().max(1.0),
+        "{name}: value {} vs rollout {base}",
+        g.value[0]
+    );
 
     // Parameters.
     let params = &scene.model().params;
     let scale = g.params.iter().map(|p| p[0].abs()).fold(0.0, f64::max);
     for (i, p) in params.iter().enumerate() {
         let h = 1e-6 * p.value.abs().max(1e-3);
-        let f = |d: f64| rollout_value(&scene, &obj, steps, &|s| s.set_param(&p.name, p.value + d).expect("param"), &|_, _| {});
-        check(&format!("{name} d/d{} over {steps} steps", p.name), g.params[i][0], f(h), f(-h), h, scale);
+        let f = |d: f64| {
+            rollout_value(
+                &scene,
+                &obj,
+                steps,
+                &|s| s.set_param(&p.name, p.value + d).expect("param"),
+                &|_, _| {},
+            )
+        };
+        check(
+            &format!("{name} d/d{} over {steps} steps", p.name),
+            g.params[i][0],
+            f(h),
+            f(-h),
+            h,
+            scale,
+        );
     }
 
     // Controls at the first and the last step.
@@ -84,8 +126,19 @@ fn gradient_check(path: &Path, steps: usize) {
         let scale = g.controls[t].iter().map(|c| c[0].abs()).fold(0.0, f64::max);
         for c in 0..nc.min(3) {
             let h = 1e-6;
-            let f = |d: f64| rollout_value(&scene, &obj, steps, &|_| {}, &|s, step| s.set_control(c, 0, if step == t { d } else { 0.0 }));
-            check(&format!("{name} d/du[{c}] at step {t}"), g.controls[t][c][0], f(h), f(-h), h, scale);
+            let f = |d: f64| {
+                rollout_value(&scene, &obj, steps, &|_| {}, &|s, step| {
+                    s.set_control(c, 0, if step == t { d } else { 0.0 })
+                })
+            };
+            check(
+                &format!("{name} d/du[{c}] at step {t}"),
+                g.controls[t][c][0],
+                f(h),
+                f(-h),
+                h,
+                scale,
+            );
         }
     }
 
@@ -99,21 +152,47 @@ fn gradient_check(path: &Path, steps: usize) {
     for &r in &rows {
         let h = 1e-6;
         let fx = |d: f64| {
-            rollout_value(&scene, &obj, steps, &|s| {
-                let mut x = x0.clone();
-                x[r] += d;
-                s.set_state(0, &x, &v0);
-            }, &|_, _| {})
+            rollout_value(
+                &scene,
+                &obj,
+                steps,
+                &|s| {
+                    let mut x = x0.clone();
+                    x[r] += d;
+                    s.set_state(0, &x, &v0);
+                },
+                &|_, _| {},
+            )
         };
-        check(&format!("{name} d/dx0[{r}]"), g.x0[r][0], fx(h), fx(-h), h, sx);
+        check(
+            &format!("{name} d/dx0[{r}]"),
+            g.x0[r][0],
+            fx(h),
+            fx(-h),
+            h,
+            sx,
+        );
         let fv = |d: f64| {
-            rollout_value(&scene, &obj, steps, &|s| {
-                let mut v = v0.clone();
-                v[r] += d;
-                s.set_state(0, &x0, &v);
-            }, &|_, _| {})
+            rollout_value(
+                &scene,
+                &obj,
+                steps,
+                &|s| {
+                    let mut v = v0.clone();
+                    v[r] += d;
+                    s.set_state(0, &x0, &v);
+                },
+                &|_, _| {},
+            )
         };
-        check(&format!("{name} d/dv0[{r}]"), g.v0[r][0], fv(h), fv(-h), h, sv);
+        check(
+            &format!("{name} d/dv0[{r}]"),
+            g.v0[r][0],
+            fv(h),
+            fv(-h),
+            h,
+            sv,
+        );
     }
 }
 

@@ -337,6 +337,14 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// A parameter's value in one environment.
+    pub fn param(&self, name: &str, env: usize) -> Result<f64, NameError> {
+        let i = self.param_index(name)?;
+        let (p, e) = self.locate(env);
+        let s = self.parts[p].b.stride;
+        Ok(self.parts[p].b.params[i * s + e])
+    }
+
     fn param_index(&self, name: &str) -> Result<usize, NameError> {
         self.scene
             .model()

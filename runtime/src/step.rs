@@ -16,6 +16,10 @@ use joule_compiler::model::Integrator;
 
 /// Largest system solved densely; larger ones use preconditioned CG.
 pub const DENSE_LIMIT: usize = 96;
+/// Relative residual at which CG stops inside Newton (inexact Newton).
+pub const NEWTON_CG_TOLERANCE: f64 = 1e-5;
+/// Relative residual at which CG stops in adjoint solves.
+pub const ADJOINT_CG_TOLERANCE: f64 = 1e-11;
 
 /// One partition: a contiguous range of environments with its own buffers.
 pub struct Part {
@@ -344,7 +348,9 @@ impl Part {
         }
     }
 
-    /// Solves (M/h^2 + H_E + H_D/h) dx = rhs for the active lanes.
+    /// Solves (M/h^2 + H_E + H_D/h) dx = rhs for the active lanes. With
+    /// `surrogate` (adjoint solves) the Hessians are the surrogates' and CG
+    /// converges tightly; Newton steps use inexact CG (relative 1e-5).
     pub fn solve(
         &mut self,
         scene: &Scene,
@@ -490,6 +496,12 @@ impl Part {
         active: &[bool],
         surrogate: bool,
     ) {
+        // Inexact Newton: a loose inner solve converges to the same point.
+        let rtol = if surrogate {
+            ADJOINT_CG_TOLERANCE
+        } else {
+            NEWTON_CG_TOLERANCE
+        };
         let (n, s) = (scene.dofs(), self.stride());
         let [he, hd, hve, hvd] = Self::hessian_kinds(scene, surrogate);
         // Jacobi preconditioner from the block diagonals.
@@ -549,7 +561,7 @@ impl Part {
                 }
                 let rz_new = dot(&r, &z, e);
                 let rnorm = dot(&r, &r, e).sqrt();
-                if rnorm <= 1e-10 * bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
+                if rnorm <= rtol * bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
                     live[e] = false;
                     continue;
                 }

@@ -1,0 +1,173 @@
+//! The command line as users script it: `joule run` and `joule grad` output
+//! forms, trajectory files, and errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn joule(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_joule"))
+        .args(args)
+        .output()
+        .expect("the joule binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 output")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("joule-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn run_json_has_the_documented_shape() {
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "50",
+        "--batch",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["scene"], "scenes/pendulum.joule");
+    assert_eq!(v["steps"], 50);
+    assert_eq!(v["batch"], 3);
+    // A vector observation: one [x, y, z] per environment; a loss: one number per environment.
+    let pos = v["observe"]["position"].as_array().expect("per-env list");
+    assert_eq!(pos.len(), 3);
+    assert_eq!(pos[0].as_array().expect("a vec3").len(), 3);
+    assert_eq!(v["loss"]["miss"].as_array().expect("per env").len(), 3);
+    for key in ["compile_ms", "run_ms", "env_steps_per_sec"] {
+        assert!(v["timing"][key].as_f64().expect("a number") >= 0.0, "{key}");
+    }
+    // Environments are identical (same params): their values agree.
+    assert_eq!(pos[0], pos[2]);
+}
+
+#[test]
+fn run_writes_csv_with_one_row_per_step_and_environment() {
+    let path = temp("traj.csv");
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "10",
+        "--batch",
+        "2",
+        "--out",
+        path.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&path).expect("csv written");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    assert!(
+        header.starts_with("step,t,env,angle,position.x,position.y,position.z"),
+        "{header}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 11 * 2, "steps 0..=10 for 2 environments");
+    assert!(rows[0].starts_with("0,0,0,"));
+    let cols = header.split(',').count();
+    assert!(rows.iter().all(|r| r.split(',').count() == cols));
+}
+
+#[test]
+fn run_writes_npy_and_npz_readable_as_arrays() {
+    let npy = temp("traj.npy");
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "4",
+        "--batch",
+        "3",
+        "--out",
+        npy.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&npy).expect("npy written");
+    let arr = npyz::NpyFile::new(&bytes[..]).expect("valid npy");
+    // (steps + 1, batch, columns): angle + position(3) + velocity(3) + miss = 8 columns.
+    assert_eq!(arr.shape(), &[5, 3, 8]);
+    let data: Vec<f64> = arr.into_vec().expect("f64 data");
+    assert_eq!(data.len(), 5 * 3 * 8);
+
+    let npz = temp("traj.npz");
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "4",
+        "--batch",
+        "3",
+        "--out",
+        npz.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&npz).expect("npz written"))
+        .expect("a zip archive");
+    let position = npyz::NpyFile::new(zip.by_name("position.npy").expect("position array"))
+        .expect("valid npy");
+    assert_eq!(position.shape(), &[5, 3, 3]);
+    // The npz position at the last step equals the npy columns 1..4.
+    let pos: Vec<f64> = position.into_vec().expect("f64");
+    assert_eq!(&pos[4 * 9..4 * 9 + 3], &data[4 * 24 + 1..4 * 24 + 4]);
+}
+
+#[test]
+fn grad_json_and_check_agree_with_finite_differences() {
+    let o = joule(&[
+        "grad",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--steps",
+        "30",
+        "--check",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert!(v["loss"].as_f64().is_some());
+    let grads = v["gradients"].as_object().expect("gradients");
+    assert!(!grads.is_empty());
+    for (name, g) in grads {
+        let rel = v["check"][name]["relative_error"]
+            .as_f64()
+            .expect("a check per gradient");
+        assert!(rel < 1e-5, "{name}: {g} relative error {rel}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_diagnostic_and_a_failure() {
+    for args in [
+        vec!["run", "scenes/pendulum.joule", "--param", "nope=1"],
+        vec!["run", "scenes/pendulum.joule", "--param", "length"],
+        vec!["run", "scenes/pendulum.joule", "--out", "x.txt"],
+        vec!["grad", "scenes/pendulum.joule", "--loss", "nothing"],
+        vec!["run", "tests/invalid/07_unknown_name_typo.joule"],
+        vec!["run", "no/such/scene.joule"],
+    ] {
+        let o = joule(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.trim().is_empty() && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("x.txt").exists(),
+        "nothing half-written"
+    );
+}
