@@ -338,7 +338,14 @@ impl Part {
             let phi = self.potential(scene, xt, x_t, h);
             for e in 0..s {
                 if !done[e] {
-                    if phi[e] <= phi0[e] + 1e-4 * alpha[e] * slope[e] || !phi0[e].is_finite() {
+                    // Armijo; or a decrease too small for f64 to resolve in the
+                    // potential (near the solution), where the Newton step is trusted.
+                    let unresolvable =
+                        (alpha[e] * slope[e]).abs() <= 8.0 * f64::EPSILON * phi0[e].abs();
+                    if phi[e] <= phi0[e] + 1e-4 * alpha[e] * slope[e]
+                        || unresolvable
+                        || !phi0[e].is_finite()
+                    {
                         done[e] = true;
                     } else {
                         alpha[e] *= 0.5;
