@@ -915,11 +915,11 @@ mod tests {
             .iter()
             .map(|d| (d.span().start, d.labels[0].message.as_str()))
             .collect();
-        // After the trailing `+` (at the next line's `const`), at the `)`, and at the end of file.
+        // After the trailing `+` (at the next line's `const`), at the `)`, and at the unclosed `(`.
         assert_eq!(at.len(), 3, "{d:?}");
         assert_eq!(at[0].0 as usize, src.find("const B").unwrap());
         assert_eq!(at[1].0 as usize, src.find(')').unwrap());
-        assert_eq!(at[2].0 as usize, src.len());
+        assert_eq!(at[2].0 as usize, src.rfind('(').unwrap()); // the unclosed bracket
         assert!(at[1].1.contains("an expression"), "{}", at[1].1);
     }
 
