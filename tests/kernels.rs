@@ -102,7 +102,7 @@ fn rotation(q: [f64; 4]) -> [f64; 9] {
     ]
 }
 
-fn outputs(b: &Buffers) -> Vec<(&'static str, &Vec<f64>)> {
+fn outputs(b: &Buffers) -> Vec<(&'static str, &[f64])> {
     vec![
         ("energy", &b.energy),
         ("grad", &b.grad),
@@ -200,7 +200,7 @@ enum Input {
     Control,
 }
 
-fn input_mut(b: &mut Buffers, i: Input) -> &mut Vec<f64> {
+fn input_mut(b: &mut Buffers, i: Input) -> &mut [f64] {
     match i {
         Input::X => &mut b.x,
         Input::V => &mut b.v,
@@ -415,7 +415,7 @@ fn compile_f32(path: &Path, backend: Backend) -> CompiledScene {
 /// f32 buffers from f64 ones.
 fn narrow(b: &Buffers, layout_scene: &CompiledScene) -> Buffers<f32> {
     let mut n = layout_scene.buffers_of::<f32>(b.batch);
-    let copy = |dst: &mut Vec<f32>, src: &[f64], s64: usize, s32: usize| {
+    let copy = |dst: &mut [f32], src: &[f64], s64: usize, s32: usize| {
         for (r, row) in src.chunks(s64).enumerate() {
             for (e, v) in row.iter().enumerate().take(s32.min(s64)) {
                 dst[r * s32 + e] = *v as f32;

@@ -101,33 +101,88 @@ pub struct KernelArgs<T: Real> {
 /// Number of pointer fields after `stride`.
 pub const POINTER_FIELDS: usize = 19;
 
-/// Owning buffers for a batch, sized from a [`Layout`]; the pinned rows of
-/// `x` and `prev_x` hold the fixed DOFs' values.
+/// A cache line: the unit of [`AlignedVec`] storage.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// A fixed-length, zero-initialised array of `T` whose storage starts on a
+/// 64-byte boundary (cache lines; every SIMD row load is aligned when the
+/// stride is a multiple of the lane count).
+#[derive(Clone)]
+pub struct AlignedVec<T: Real> {
+    lines: Vec<Line>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> AlignedVec<T> {
+    /// `len` zeros (all-zero bits are 0.0 for f32 and f64).
+    pub fn zeros(len: usize) -> Self {
+        let bytes = len * std::mem::size_of::<T>();
+        AlignedVec {
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+            len,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Real> std::ops::Deref for AlignedVec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the lines hold at least `len` values of T (plain floats, any bits
+        // valid), suitably aligned (64 >= align_of::<T>()).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Real> std::ops::DerefMut for AlignedVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `self` is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Real> PartialEq for AlignedVec<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Real> std::fmt::Debug for AlignedVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+/// Owning buffers for a batch, sized from a [`Layout`], each 64-byte aligned;
+/// the pinned rows of `x` and `prev_x` hold the fixed DOFs' values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buffers<T: Real = f64> {
     /// Environments.
     pub batch: usize,
     /// Padded row length.
     pub stride: usize,
-    pub x: Vec<T>,
-    pub v: Vec<T>,
-    pub prev_x: Vec<T>,
-    pub prev_v: Vec<T>,
-    pub params: Vec<T>,
-    pub controls: Vec<T>,
-    pub seed: Vec<T>,
-    pub out_seed: Vec<T>,
-    pub energy: Vec<T>,
-    pub grad: Vec<T>,
-    pub hv: Vec<T>,
-    pub blocks: Vec<T>,
-    pub d_x: Vec<T>,
-    pub d_v: Vec<T>,
-    pub d_prev_x: Vec<T>,
-    pub d_prev_v: Vec<T>,
-    pub d_params: Vec<T>,
-    pub d_controls: Vec<T>,
-    pub outputs: Vec<T>,
+    pub x: AlignedVec<T>,
+    pub v: AlignedVec<T>,
+    pub prev_x: AlignedVec<T>,
+    pub prev_v: AlignedVec<T>,
+    pub params: AlignedVec<T>,
+    pub controls: AlignedVec<T>,
+    pub seed: AlignedVec<T>,
+    pub out_seed: AlignedVec<T>,
+    pub energy: AlignedVec<T>,
+    pub grad: AlignedVec<T>,
+    pub hv: AlignedVec<T>,
+    pub blocks: AlignedVec<T>,
+    pub d_x: AlignedVec<T>,
+    pub d_v: AlignedVec<T>,
+    pub d_prev_x: AlignedVec<T>,
+    pub d_prev_v: AlignedVec<T>,
+    pub d_params: AlignedVec<T>,
+    pub d_controls: AlignedVec<T>,
+    pub outputs: AlignedVec<T>,
 }
 
 impl<T: Real> Buffers<T> {
@@ -135,7 +190,7 @@ impl<T: Real> Buffers<T> {
     pub fn new(layout: &Layout, batch: usize) -> Self {
         let stride = batch.div_ceil(T::LANES).max(1) * T::LANES;
         let state = layout.state_rows() * stride;
-        let z = |rows: usize| vec![T::default(); rows * stride];
+        let z = |rows: usize| AlignedVec::zeros(rows * stride);
         let mut b = Buffers {
             batch,
             stride,
@@ -145,16 +200,16 @@ impl<T: Real> Buffers<T> {
             prev_v: z(layout.state_rows()),
             params: z(layout.params),
             controls: z(layout.controls),
-            seed: vec![T::default(); state],
+            seed: AlignedVec::zeros(state),
             out_seed: z(layout.output_rows()),
             energy: z(1),
-            grad: vec![T::default(); state],
-            hv: vec![T::default(); state],
+            grad: AlignedVec::zeros(state),
+            hv: AlignedVec::zeros(state),
             blocks: z(layout.block_rows[0].max(layout.block_rows[1])),
-            d_x: vec![T::default(); state],
-            d_v: vec![T::default(); state],
-            d_prev_x: vec![T::default(); state],
-            d_prev_v: vec![T::default(); state],
+            d_x: AlignedVec::zeros(state),
+            d_v: AlignedVec::zeros(state),
+            d_prev_x: AlignedVec::zeros(state),
+            d_prev_v: AlignedVec::zeros(state),
             d_params: z(layout.params),
             d_controls: z(layout.controls),
             outputs: z(layout.output_rows()),
@@ -212,5 +267,37 @@ impl<T: Real> Buffers<T> {
             d_controls: self.d_controls.as_mut_ptr(),
             outputs: self.outputs.as_mut_ptr(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_cache_line_aligned_and_lane_padded() {
+        let layout = Layout {
+            dofs: 7,
+            pinned: vec![0.5],
+            params: 2,
+            controls: 1,
+            outputs: vec![],
+            block_rows: [3, 0],
+        };
+        let mut b = Buffers::<f64>::new(&layout, 3);
+        assert_eq!(b.stride, 4);
+        let a = b.args();
+        for p in [a.x, a.v, a.params, a.seed] {
+            assert_eq!(p as usize % 64, 0);
+        }
+        assert_eq!(a.grad as usize % 64, 0);
+        assert_eq!(b.x.len(), 8 * 4);
+        assert!(
+            b.x[7 * 4..].iter().all(|v| *v == 0.5),
+            "pinned row holds its value"
+        );
+        let f = Buffers::<f32>::new(&layout, 5);
+        assert_eq!(f.stride, 8);
+        assert_eq!(f.x.as_ptr() as usize % 64, 0);
     }
 }

@@ -204,7 +204,7 @@ impl Scene {
     pub(crate) fn initial_state(&self, b: &mut Buffers) {
         let m = self.model();
         let s = b.stride;
-        let set = |buf: &mut Vec<f64>, row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
+        let set = |buf: &mut [f64], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
         for p in &m.particles {
             if let Some(d) = p.dof {
                 for k in 0..3 {

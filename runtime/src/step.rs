@@ -168,7 +168,7 @@ impl Part {
         self.set_velocity(n, x_t, h);
         self.b.energy.fill(0.0);
         self.run(scene, KernelKind::Energy);
-        let mut phi: Vec<f64> = self.b.energy.clone();
+        let mut phi: Vec<f64> = self.b.energy.to_vec();
         self.b.energy.fill(0.0);
         self.run(scene, KernelKind::Dissipation);
         for e in 0..s {
@@ -669,10 +669,10 @@ impl Part {
     }
 
     fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
-        for (a, d) in adj.params.iter_mut().zip(&self.b.d_params) {
+        for (a, d) in adj.params.iter_mut().zip(self.b.d_params.iter()) {
             *a += scale * d;
         }
-        for (a, d) in adj.controls.iter_mut().zip(&self.b.d_controls) {
+        for (a, d) in adj.controls.iter_mut().zip(self.b.d_controls.iter()) {
             *a += scale * d;
         }
     }
