@@ -355,11 +355,17 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
         loss: Some(loss.to_string()),
         reward: None,
     };
+    // The cost of a gradient is reported against a plain rollout of the same steps.
+    let mut plain = scene.batch_threads(1, 1);
+    apply_params(&mut plain, &c.params)?;
+    let t = Instant::now();
+    plain.rollout(c.steps);
+    let forward_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut sim = scene.batch_threads(1, 1);
     apply_params(&mut sim, &c.params)?;
-    let g = sim
-        .gradient(&objective, c.steps)
-        .map_err(|e| miette!("{e}"))?;
+    let t = Instant::now();
+    let g = sim.gradient(&objective, c.steps).map_err(|e| miette!("{e}"))?;
+    let gradient_ms = t.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
     let value = g.value[0];
     let index = |n: &str| {
@@ -395,7 +401,11 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
         }
     }
     if as_json {
-        let mut obj = json!({"loss": value, "gradients": grads});
+        let mut obj = json!({
+            "loss": value,
+            "gradients": grads,
+            "timing": {"forward_ms": forward_ms, "gradient_ms": gradient_ms, "bytes_per_step": g.bytes_per_env_step},
+        });
         if check {
             obj["check"] = Value::Object(checks);
         }
@@ -426,6 +436,10 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
         println!(
             "  recorded state: {} bytes per environment and step (checkpoints every {} steps)",
             g.bytes_per_env_step, g.checkpoint_every
+        );
+        println!(
+            "  forward {forward_ms:.1} ms, forward + backward {gradient_ms:.1} ms ({:.2}x the forward)",
+            gradient_ms / forward_ms.max(1e-9)
         );
         if check
             && matches!(
