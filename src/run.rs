@@ -364,7 +364,9 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
     let mut sim = scene.batch_threads(1, 1);
     apply_params(&mut sim, &c.params)?;
     let t = Instant::now();
-    let g = sim.gradient(&objective, c.steps).map_err(|e| miette!("{e}"))?;
+    let g = sim
+        .gradient(&objective, c.steps)
+        .map_err(|e| miette!("{e}"))?;
     let gradient_ms = t.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
     let value = g.value[0];

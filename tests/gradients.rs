@@ -7,6 +7,10 @@ use joule_compiler::model::{Integrator, Model};
 use joule_runtime::{Gradient, Objective, Scene, Sim};
 use std::path::Path;
 
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+use common::scenes;
+
 /// The scene with a tight Newton tolerance (finite differences of a loosely
 /// converged solve measure the solver, not the physics) and, unless
 /// `surrogates`, without `backward =` clauses (a surrogate gradient is by design
@@ -195,16 +199,6 @@ fn gradient_check(path: &Path, steps: usize) {
             sv,
         );
     }
-}
-
-fn scenes() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir("scenes")
-        .expect("scenes")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "joule"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -7,28 +7,8 @@ use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::KernelKind;
 use std::path::Path;
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
-
-fn scenes() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir("scenes")
-        .expect("scenes")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "joule"))
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::{scenes, Rng};
 
 fn compile(path: &Path, backend: Backend) -> CompiledScene {
     let checked = joule::check_path(path).expect("readable");
@@ -58,7 +38,7 @@ fn randomize(scene: &CompiledScene, b: &mut Buffers, rng: &mut Rng) {
     }
     for body in &m.bodies {
         if let Some(d) = body.dof {
-            let r = rotation(body.rotation);
+            let r = joule_compiler::resolve::quat_to_mat(body.rotation);
             let init: Vec<f64> = body.x.iter().chain(r.iter()).copied().collect();
             for (k, x0) in init.iter().enumerate() {
                 let row = d as usize + k;
@@ -85,21 +65,6 @@ fn randomize(scene: &CompiledScene, b: &mut Buffers, rng: &mut Rng) {
     for v in b.seed.iter_mut().chain(b.out_seed.iter_mut()) {
         *v = rng.next();
     }
-}
-
-fn rotation(q: [f64; 4]) -> [f64; 9] {
-    let [w, x, y, z] = q;
-    [
-        1.0 - 2.0 * (y * y + z * z),
-        2.0 * (x * y + w * z),
-        2.0 * (x * z - w * y),
-        2.0 * (x * y - w * z),
-        1.0 - 2.0 * (x * x + z * z),
-        2.0 * (y * z + w * x),
-        2.0 * (x * z + w * y),
-        2.0 * (y * z - w * x),
-        1.0 - 2.0 * (x * x + y * y),
-    ]
 }
 
 fn outputs(b: &Buffers) -> Vec<(&'static str, &[f64])> {

@@ -610,7 +610,7 @@ impl Part {
                     }
                 }
                 self.b.seed[n * s..].fill(0.0);
-                self.vjp(scene);
+                self.vjp(scene, KernelKind::Adjoint);
                 for i in 0..n * s {
                     adj.x[i] -= h * (self.b.d_x[i] + self.b.d_prev_x[i]);
                     adj.v[i] = vbar[i] - h * (self.b.d_v[i] + self.b.d_prev_v[i]);
@@ -637,7 +637,7 @@ impl Part {
                 self.b.prev_v[..n * s].copy_from_slice(&v_t);
                 self.b.seed[..n * s].copy_from_slice(&lambda);
                 self.b.seed[n * s..].fill(0.0);
-                self.vjp(scene);
+                self.vjp(scene, KernelKind::Adjoint);
                 for r in 0..n {
                     let m = scene.mass.mass[r];
                     for e in 0..s {
@@ -653,8 +653,8 @@ impl Part {
         }
     }
 
-    /// Runs the adjoint kernel (VJPs of seed . forces) with cleared outputs.
-    fn vjp(&mut self, scene: &Scene) {
+    /// Runs a VJP kernel into cleared `d_*` buffers.
+    fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
         for buf in [
             &mut self.b.d_x,
             &mut self.b.d_v,
@@ -665,7 +665,7 @@ impl Part {
         ] {
             buf.fill(0.0);
         }
-        self.run(scene, KernelKind::Adjoint);
+        self.run(scene, kind);
     }
 
     fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
@@ -680,17 +680,7 @@ impl Part {
     /// Adds the gradient of `out_seed . outputs` at the current state.
     pub fn outputs_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint) {
         let (n, s) = (scene.dofs(), self.stride());
-        for buf in [
-            &mut self.b.d_x,
-            &mut self.b.d_v,
-            &mut self.b.d_prev_x,
-            &mut self.b.d_prev_v,
-            &mut self.b.d_params,
-            &mut self.b.d_controls,
-        ] {
-            buf.fill(0.0);
-        }
-        self.run(scene, KernelKind::OutputsVjp);
+        self.vjp(scene, KernelKind::OutputsVjp);
         for i in 0..n * s {
             adj.x[i] += self.b.d_x[i];
             adj.v[i] += self.b.d_v[i];

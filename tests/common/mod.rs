@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+/// The shipped scenes, sorted.
+pub fn scenes() -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir("scenes")
+        .expect("scenes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "joule"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Uniform in [-1, 1).
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
