@@ -174,7 +174,6 @@ pub fn run(
             "observe": group(ObjectiveKind::Observe),
             "loss": group(ObjectiveKind::Loss),
             "reward": group(ObjectiveKind::Reward),
-            "done": group(ObjectiveKind::Done),
             "timing": {"compile_ms": compile_ms, "run_ms": run_ms, "env_steps_per_sec": env_steps},
         });
         println!("{obj}");
@@ -251,7 +250,20 @@ fn write_trajectory(
     batch: usize,
 ) -> Result<()> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let cols: Vec<String> = outputs.iter().flat_map(columns).collect();
+    // Observations, then losses, then rewards (per step), each in declaration order.
+    let order: Vec<&OutputInfo> = [
+        ObjectiveKind::Observe,
+        ObjectiveKind::Loss,
+        ObjectiveKind::Reward,
+    ]
+    .iter()
+    .flat_map(|k| outputs.iter().filter(move |o| o.kind == *k))
+    .collect();
+    let cols: Vec<String> = order.iter().flat_map(|o| columns(o)).collect();
+    let row_ids: Vec<usize> = order
+        .iter()
+        .flat_map(|o| o.offset..o.offset + o.len)
+        .collect();
     let rows = cols.len();
     match ext {
         "csv" => write_atomically(path, |w| {
@@ -263,8 +275,8 @@ fn write_trajectory(
             for (step, out) in history.iter().enumerate() {
                 for e in 0..batch {
                     write!(w, "{step},{},{e}", step as f64 * dt)?;
-                    for row in out.iter().take(rows) {
-                        write!(w, ",{}", row[e])?;
+                    for r in &row_ids {
+                        write!(w, ",{}", out[*r][e])?;
                     }
                     writeln!(w)?;
                 }
@@ -281,8 +293,8 @@ fn write_trajectory(
                 .begin_nd()?;
             for out in history {
                 for e in 0..batch {
-                    for row in out.iter().take(rows) {
-                        npy.push(&row[e])?;
+                    for r in &row_ids {
+                        npy.push(&out[*r][e])?;
                     }
                 }
             }
@@ -406,7 +418,6 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
         let mut obj = json!({
             "loss": value,
             "gradients": grads,
-            "timing": {"forward_ms": forward_ms, "gradient_ms": gradient_ms, "bytes_per_step": g.bytes_per_env_step},
         });
         if check {
             obj["check"] = Value::Object(checks);
