@@ -242,6 +242,7 @@ fn write_atomically(
         .wrap_err_with(|| format!("cannot write `{}`", path.display()))
 }
 
+#[allow(clippy::needless_range_loop)] // rows are [output][env]; loops read env-major
 fn write_trajectory(
     path: &Path,
     outputs: &[OutputInfo],
