@@ -366,6 +366,33 @@ pub enum BodyShape {
 }
 
 impl BodyShape {
+    /// Second moments `[S_xx, S_yy, S_zz]` (integral of rho r_j^2) of the shape
+    /// with mass `m` about its origin: the mass of the affine matrix columns.
+    pub fn second_moments(&self, m: f64) -> [f64; 3] {
+        use std::f64::consts::PI;
+        match *self {
+            BodyShape::Sphere { radius } => [m * radius * radius / 5.0; 3],
+            BodyShape::Box { size } => size.map(|l| m * l * l / 12.0),
+            BodyShape::Cylinder { radius, length } => {
+                let r = m * radius * radius / 4.0;
+                [r, r, m * length * length / 12.0]
+            }
+            BodyShape::Capsule { radius, length } => {
+                // A cylinder of length L plus two hemispheres whose flat faces sit at z = +-L/2.
+                let (vc, vs) = (
+                    PI * radius * radius * length,
+                    4.0 / 3.0 * PI * radius.powi(3),
+                );
+                let (mc, mh) = (m * vc / (vc + vs), m * vs / (vc + vs) / 2.0);
+                let c = length / 2.0;
+                let side = mc * radius * radius / 4.0 + 2.0 * mh * radius * radius / 5.0;
+                let along = mc * length * length / 12.0
+                    + 2.0 * mh * (radius * radius / 5.0 + 2.0 * c * 3.0 * radius / 8.0 + c * c);
+                [side, side, along]
+            }
+        }
+    }
+
     /// Volume of the shape.
     pub fn volume(&self) -> f64 {
         use std::f64::consts::PI;

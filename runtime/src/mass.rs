@@ -4,7 +4,7 @@
 //! of its shape on column `j` of its matrix (exact for shapes symmetric about
 //! their origin, which every built-in shape is).
 
-use joule_compiler::model::{BodyShape, Model};
+use joule_compiler::model::Model;
 
 /// Diagonal mass and external force per free DOF.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,32 +13,6 @@ pub struct MassModel {
     pub mass: Vec<f64>,
     /// Constant external force per free DOF.
     pub force: Vec<f64>,
-}
-
-/// Second moments `[S_xx, S_yy, S_zz]` of a shape of mass `m` about its origin.
-pub fn second_moments(shape: &BodyShape, m: f64) -> [f64; 3] {
-    use std::f64::consts::PI;
-    match *shape {
-        BodyShape::Sphere { radius } => [m * radius * radius / 5.0; 3],
-        BodyShape::Box { size } => size.map(|l| m * l * l / 12.0),
-        BodyShape::Cylinder { radius, length } => {
-            let r = m * radius * radius / 4.0;
-            [r, r, m * length * length / 12.0]
-        }
-        BodyShape::Capsule { radius, length } => {
-            // A cylinder of length L plus two hemispheres whose flat faces sit at z = +-L/2.
-            let (vc, vs) = (
-                PI * radius * radius * length,
-                4.0 / 3.0 * PI * radius.powi(3),
-            );
-            let (mc, mh) = (m * vc / (vc + vs), m * vs / (vc + vs) / 2.0);
-            let c = length / 2.0;
-            let side = mc * radius * radius / 4.0 + 2.0 * mh * radius * radius / 5.0;
-            let along = mc * length * length / 12.0
-                + 2.0 * mh * (radius * radius / 5.0 + 2.0 * c * 3.0 * radius / 8.0 + c * c);
-            [side, side, along]
-        }
-    }
 }
 
 impl MassModel {
@@ -59,7 +33,7 @@ impl MassModel {
         for b in &model.bodies {
             if let Some(d) = b.dof {
                 let d = d as usize;
-                let s = second_moments(&b.shape, b.mass);
+                let s = b.shape.second_moments(b.mass);
                 for k in 0..3 {
                     mass[d + k] = b.mass;
                     force[d + k] = b.mass * g[k];
@@ -75,7 +49,7 @@ impl MassModel {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use joule_compiler::model::BodyShape;
 
     /// Second moments by midpoint integration over a fine grid of the bounding box.
     fn numeric(inside: impl Fn(f64, f64, f64) -> bool, half: [f64; 3], m: f64) -> [f64; 3] {
@@ -140,7 +114,7 @@ mod tests {
             ),
         ];
         for (shape, want) in cases {
-            let got = second_moments(&shape, m);
+            let got = shape.second_moments(m);
             for k in 0..3 {
                 assert!(
                     (got[k] - want[k]).abs() < 2e-3 * want[k],

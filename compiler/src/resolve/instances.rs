@@ -211,7 +211,13 @@ impl Resolver<'_> {
     }
 
     /// Adds one instance; false after an error.
-    fn instance(&mut self, eid: usize, def: &EnergyDef, vals: &[Value], exprs: &[&Expr]) -> bool {
+    pub(super) fn instance(
+        &mut self,
+        eid: usize,
+        def: &EnergyDef,
+        vals: &[Value],
+        exprs: &[&Expr],
+    ) -> bool {
         let mut key = vec![];
         for ((p, v), e) in def.params.iter().zip(vals).zip(exprs) {
             let ty = p.ty.as_ref().expect("types checked").name.as_str();

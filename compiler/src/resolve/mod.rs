@@ -121,7 +121,22 @@ pub struct Resolver<'s> {
     /// Evaluating a template instance at its rest configuration, where a
     /// compile-time division by zero is just an infinite value, not an error.
     instance_eval: bool,
+    /// The prelude's file (its names may be shadowed by the scene's).
+    prelude: Option<FileId>,
+    /// The prelude's `rigidity` energy, instanced for every moving body.
+    rigidity: Option<usize>,
 }
+
+/// The standard prelude, always in scope.
+pub const PRELUDE: &str = include_str!("../prelude.joule");
+
+/// Stiffness of the automatic rigidity energy, as a fraction of the stiffest
+/// value the integrator can take: `k = gamma * S_min / h^2` (S_min the smallest
+/// second moment of the body, h the substep). The energy's stiffest mode then
+/// has omega h = 2 sqrt(gamma): 0.9 for the explicit integrator (stable),
+/// 20 for the implicit one.
+const RIGIDITY_EXPLICIT: f64 = 0.2;
+const RIGIDITY_IMPLICIT: f64 = 100.0;
 
 /// Resolves the parsed file `main` (already in `sources`) and everything it uses.
 /// Returns the model when there were no errors, and all diagnostics.
@@ -148,6 +163,17 @@ pub fn resolve(
         tinfo: vec![],
         reported_recursion: Default::default(),
         instance_eval: false,
+        prelude: None,
+        rigidity: None,
+    };
+    let prelude = r.sources.add("<prelude>", None, PRELUDE);
+    r.prelude = Some(prelude);
+    let (prelude_ast, prelude_errors) = parse_file(r.sources, prelude);
+    r.diags.extend(prelude_errors);
+    r.declare_items(&prelude_ast.items);
+    r.rigidity = match r.globals.get("rigidity") {
+        Some((Global::Energy(e), _)) => Some(*e),
+        _ => None,
     };
     if let Some(p) = r.sources.get(main).path.clone() {
         r.include_stack.push(p.clone());
@@ -214,6 +240,13 @@ impl Resolver<'_> {
 
     /// Registers a global name; a duplicate is an error pointing at both.
     fn define(&mut self, name: &Ident, g: Global) -> bool {
+        let shadows_prelude = self.globals.get(&name.name).is_some_and(|(_, s)| {
+            Some(s.file) == self.prelude && Some(name.span.file) != self.prelude
+        });
+        if shadows_prelude {
+            self.globals.insert(name.name.clone(), (g, name.span));
+            return true;
+        }
         if let Some((old, old_span)) = self.globals.get(&name.name) {
             let d = Diagnostic::error(
                 "joule::duplicate_name",
@@ -424,6 +457,7 @@ impl Resolver<'_> {
             }
         }
         self.number_dofs();
+        self.rigidity_instances();
         for item in &deferred {
             match &item.kind {
                 ItemKind::Instance {
@@ -435,6 +469,36 @@ impl Resolver<'_> {
                 ItemKind::Policy { name, value } => self.policy(name, value),
                 _ => {}
             }
+        }
+    }
+
+    /// One `rigidity` instance per moving body (see [`RIGIDITY_EXPLICIT`]).
+    fn rigidity_instances(&mut self) {
+        let Some(eid) = self.rigidity else { return };
+        let def = self.energies[eid].clone();
+        let s = &self.model.settings;
+        let h = s.dt / s.substeps.max(1) as f64;
+        let gamma = match s.integrator {
+            Integrator::SymplecticEuler => RIGIDITY_EXPLICIT,
+            Integrator::ImplicitEuler { .. } => RIGIDITY_IMPLICIT,
+        };
+        let dummy = Expr {
+            kind: ExprKind::Bool(true),
+            span: def.name.span,
+        };
+        for b in 0..self.model.bodies.len() {
+            let body = &self.model.bodies[b];
+            if body.dof.is_none() {
+                continue;
+            }
+            let smin = body
+                .shape
+                .second_moments(body.mass)
+                .into_iter()
+                .fold(f64::INFINITY, f64::min);
+            let k = gamma * smin / (h * h);
+            let vals = [Value::Body(b as u32), Value::Num(Tensor::scalar(k))];
+            self.instance(eid, &def, &vals, &[&dummy, &dummy]);
         }
     }
 
