@@ -349,3 +349,61 @@ fn hinge_keeps_its_anchor_and_axis_under_load() {
     assert!(worst.0 < 1e-4, "anchor separation {} m", worst.0);
     assert!(worst.1 < 1e-4, "axis misalignment {} rad", worst.1);
 }
+
+#[test]
+fn block_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
+    let src = std::fs::read_to_string("tests/physics/slope.joule").expect("scene");
+    let (mu, g, eps) = (0.5f64, 9.81f64, 1e-4f64);
+    for theta_deg in [20.0f64, 35.0] {
+        let theta = theta_deg.to_radians();
+        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg"))).expect("scene");
+        let mut sim = s.batch(1);
+        sim.rollout(1000);
+        assert!(sim.events.is_empty(), "{:?}", sim.events);
+        let v = sim.velocities(0);
+        let speed = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        if theta.tan() < mu {
+            // Smoothed static friction: a creep at eps r / sqrt(1 - r^2), r = tan(theta) / mu.
+            let r = theta.tan() / mu;
+            let creep = eps * r / (1.0 - r * r).sqrt();
+            assert!((speed - creep).abs() < 0.05 * creep, "{theta_deg} deg: creeps at {speed}, expected {creep}");
+        } else {
+            // Kinetic friction: v = g (sin theta - mu cos theta) t.
+            let want = g * (theta.sin() - mu * theta.cos()) * 1.0;
+            assert!((speed - want).abs() < 0.01 * want, "{theta_deg} deg: slides at {speed}, expected {want}");
+        }
+    }
+}
+
+#[test]
+fn a_box_settles_on_the_ground_within_dhat() {
+    let s = scene("tests/physics/resting_box.joule");
+    let mut sim = s.batch(1);
+    sim.rollout(500);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let (x, v) = (sim.positions(0), sim.velocities(0));
+    let (size, dhat) = ([0.2, 0.2, 0.1], 1e-3);
+    for sx in [-1.0, 1.0] {
+        for sy in [-1.0, 1.0] {
+            let r = [sx * size[0] / 2.0, sy * size[1] / 2.0, -size[2] / 2.0];
+            let z = x[2] + (0..3).map(|j| x[3 + 3 * j + 2] * r[j]).sum::<f64>();
+            assert!(z > 0.0 && z < dhat, "corner height {z}");
+        }
+    }
+    assert!(v.iter().all(|c| c.abs() < 1e-3), "still moving: {v:?}");
+}
+
+#[test]
+fn a_motor_spins_a_wheel_at_torque_over_inertia() {
+    let s = scene("tests/physics/motor.joule");
+    let mut sim = s.batch(2);
+    sim.set_control(0, 0, 1.0);
+    sim.set_control(0, 1, 7.0); // clamped to the range 1
+    sim.rollout(1000);
+    // tau = gear * u = 0.004 N m on a 1 kg ball of radius 0.1: I = 2/5 m r^2 = 0.004.
+    let want = 0.004 / 0.004 * 1.0;
+    for env in 0..2 {
+        let spin = sim.output("spin")[2][env];
+        assert!((spin - want).abs() < 0.01 * want, "environment {env}: spin {spin}, expected {want}");
+    }
+}
