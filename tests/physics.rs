@@ -356,7 +356,8 @@ fn block_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
     let (mu, g, eps) = (0.5f64, 9.81f64, 1e-4f64);
     for theta_deg in [20.0f64, 35.0] {
         let theta = theta_deg.to_radians();
-        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg"))).expect("scene");
+        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
+            .expect("scene");
         let mut sim = s.batch(1);
         sim.rollout(1000);
         assert!(sim.events.is_empty(), "{:?}", sim.events);
@@ -366,11 +367,17 @@ fn block_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
             // Smoothed static friction: a creep at eps r / sqrt(1 - r^2), r = tan(theta) / mu.
             let r = theta.tan() / mu;
             let creep = eps * r / (1.0 - r * r).sqrt();
-            assert!((speed - creep).abs() < 0.05 * creep, "{theta_deg} deg: creeps at {speed}, expected {creep}");
+            assert!(
+                (speed - creep).abs() < 0.05 * creep,
+                "{theta_deg} deg: creeps at {speed}, expected {creep}"
+            );
         } else {
             // Kinetic friction: v = g (sin theta - mu cos theta) t.
             let want = g * (theta.sin() - mu * theta.cos()) * 1.0;
-            assert!((speed - want).abs() < 0.01 * want, "{theta_deg} deg: slides at {speed}, expected {want}");
+            assert!(
+                (speed - want).abs() < 0.01 * want,
+                "{theta_deg} deg: slides at {speed}, expected {want}"
+            );
         }
     }
 }
@@ -404,6 +411,37 @@ fn a_motor_spins_a_wheel_at_torque_over_inertia() {
     let want = 0.004 / 0.004 * 1.0;
     for env in 0..2 {
         let spin = sim.output("spin")[2][env];
-        assert!((spin - want).abs() < 0.01 * want, "environment {env}: spin {spin}, expected {want}");
+        assert!(
+            (spin - want).abs() < 0.01 * want,
+            "environment {env}: spin {spin}, expected {want}"
+        );
     }
+}
+
+#[test]
+fn cartpole_swings_up_under_an_energy_pumping_policy() {
+    let s = scene("scenes/cartpole.joule");
+    let best_height = |pump: bool| {
+        let mut sim = s.batch(1);
+        let mut best = f64::NEG_INFINITY;
+        for _ in 0..800 {
+            let tip = sim.output("pole_tip");
+            let spin = sim.output("pole_spin")[0][0];
+            let tz = tip[2][0];
+            // dE/dt of the pole = -a * (horizontal tip velocity relative to the cart),
+            // and that velocity is spin * tz: push against it to pump energy in.
+            let u = if pump { -(spin * tz).signum() } else { 0.0 };
+            sim.set_control(0, 0, u);
+            sim.step();
+            best = best.max(tz);
+        }
+        assert!(sim.events.is_empty(), "{:?}", sim.events);
+        best
+    };
+    let (passive, pumped) = (best_height(false), best_height(true));
+    assert!(passive < -0.9, "without control the pole hangs: {passive}");
+    assert!(
+        pumped > 0.5,
+        "pumping swings the tip above the cart: {pumped}"
+    );
 }

@@ -130,11 +130,11 @@ pub struct Resolver<'s> {
 /// The standard prelude, always in scope.
 pub const PRELUDE: &str = include_str!("../prelude.joule");
 
-/// Stiffness of the automatic rigidity energy, as a fraction of the stiffest
-/// value the integrator can take: `k = gamma * S_min / h^2` (S_min the smallest
-/// second moment of the body, h the substep). The energy's stiffest mode then
-/// has omega h = 2 sqrt(gamma): 0.9 for the explicit integrator (stable),
-/// 20 for the implicit one.
+/// Stiffness of the automatic rigidity energy: `k = gamma * S / h^2` (h the
+/// substep). Explicit: S is the smallest second moment of the body, so its
+/// stiffest mode has omega h = 2 sqrt(gamma) = 0.9 (stable). Implicit (no
+/// stability limit): S is the largest, so even the heaviest matrix column of a
+/// long body is held rigid (omega h = 20 on it).
 const RIGIDITY_EXPLICIT: f64 = 0.2;
 const RIGIDITY_IMPLICIT: f64 = 100.0;
 
@@ -491,12 +491,12 @@ impl Resolver<'_> {
             if body.dof.is_none() {
                 continue;
             }
-            let smin = body
-                .shape
-                .second_moments(body.mass)
-                .into_iter()
-                .fold(f64::INFINITY, f64::min);
-            let k = gamma * smin / (h * h);
+            let moments = body.shape.second_moments(body.mass);
+            let s = match self.model.settings.integrator {
+                Integrator::SymplecticEuler => moments.into_iter().fold(f64::INFINITY, f64::min),
+                Integrator::ImplicitEuler { .. } => moments.into_iter().fold(0.0, f64::max),
+            };
+            let k = gamma * s / (h * h);
             let vals = [Value::Body(b as u32), Value::Num(Tensor::scalar(k))];
             self.instance(eid, &def, &vals, &[&dummy, &dummy]);
         }
