@@ -23,9 +23,11 @@ pub enum KernelKind {
     GradHvp,
     /// Dense per-instance Hessian blocks d2E/dx2 into `blocks`.
     Hessian,
-    /// Total dissipation potential D(v) per environment (`energy` += D).
+    /// Total dissipation potential D(v) per environment (`energy` += D). In
+    /// implicit scenes velocities are `(x - prev_x)/h` and this kernel (and its
+    /// derivatives, in positions) computes `h D`.
     Dissipation,
-    /// `grad` += dD/dv.
+    /// `grad` += dD/dv (implicit scenes: d(h D)/dx).
     DissipationGradient,
     /// `grad` += dD/dv and `hv` += (d2D/dv2) `seed`.
     DissipationGradHvp,
@@ -278,9 +280,16 @@ pub fn build(model: &Model) -> Kernels {
         outputs,
         block_rows,
     };
+    let implicit_step = match model.settings.integrator {
+        Integrator::ImplicitEuler { .. } => {
+            Some(model.settings.dt / model.settings.substeps.max(1) as f64)
+        }
+        Integrator::SymplecticEuler => None,
+    };
     let mut b = Builder {
         lower_time: Duration::ZERO,
         diff_time: Duration::ZERO,
+        implicit_step,
     };
     let has_surrogates = model.templates.iter().any(|t| t.backward.is_some());
     let kernels = KernelKind::ALL
@@ -327,6 +336,8 @@ fn wants(kernel: KernelKind, t: EnergyKind) -> bool {
 struct Builder {
     lower_time: Duration,
     diff_time: Duration,
+    /// Implicit integration's substep: velocities become position differences.
+    implicit_step: Option<f64>,
 }
 
 /// Every state, param and control leaf of a graph (sorted, for stable order).
@@ -398,11 +409,22 @@ impl Builder {
         };
         let start = Instant::now();
         let mut g = Graph::new();
-        let e = Lowerer::new(&mut g, leaf).lower(body)[0];
+        let mut lowerer = Lowerer::new(&mut g, leaf);
+        if let Some(h) = self.implicit_step {
+            lowerer = lowerer.velocities_from_positions(h);
+        }
+        let mut e = lowerer.lower(body)[0];
+        if let (Some(h), EnergyKind::Dissipation) = (self.implicit_step, t.kind) {
+            // The incremental potential holds h D((x - x_t) / h).
+            let hh = g.constant(h);
+            e = g.mul(hh, e);
+        }
         self.lower_time += start.elapsed();
 
         let start = Instant::now();
-        let primary = if t.kind == EnergyKind::Energy {
+        // Explicit: dissipations are differentiated in velocities. Implicit:
+        // everything is a function of positions.
+        let primary = if t.kind == EnergyKind::Energy || self.implicit_step.is_some() {
             State::Pos
         } else {
             State::Vel

@@ -15,7 +15,7 @@ use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
 
 /// Largest system solved densely; larger ones use preconditioned CG.
-pub const DENSE_LIMIT: usize = 96;
+pub const DENSE_LIMIT: usize = 160;
 /// Relative residual at which CG stops inside Newton (inexact Newton).
 pub const NEWTON_CG_TOLERANCE: f64 = 1e-5;
 /// Relative residual at which CG stops in adjoint solves.
@@ -172,7 +172,7 @@ impl Part {
         self.b.energy.fill(0.0);
         self.run(scene, KernelKind::Dissipation);
         for e in 0..s {
-            phi[e] += h * self.b.energy[e];
+            phi[e] += self.b.energy[e]; // the kernel holds h D((x - x_t)/h)
         }
         for r in 0..n {
             let k = scene.mass.mass[r] / (2.0 * h * h);
@@ -234,7 +234,18 @@ impl Part {
                 xt[i] = x_t[i] + h * v_t[i] + h * h * a;
             }
         }
+        // Newton starts from the inertial prediction x~ where the potential is
+        // finite there, else from x_t (always admissible: barriers finite); the
+        // line search then never leaves the admissible set.
         self.b.x[..n * s].copy_from_slice(&xt);
+        let phi = self.potential(scene, &xt, &x_t, h);
+        for e in 0..s {
+            if !phi[e].is_finite() {
+                for r in 0..n {
+                    self.b.x[r * s + e] = x_t[r * s + e];
+                }
+            }
+        }
         let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, trace);
         for (e, r) in residuals.into_iter().enumerate().take(self.len) {
             if let Some(residual) = r {
@@ -343,7 +354,7 @@ impl Part {
                     let unresolvable =
                         (alpha[e] * slope[e]).abs() <= 8.0 * f64::EPSILON * phi0[e].abs();
                     if phi[e] <= phi0[e] + 1e-4 * alpha[e] * slope[e]
-                        || unresolvable
+                        || (unresolvable && phi[e].is_finite())
                         || !phi0[e].is_finite()
                     {
                         done[e] = true;
@@ -355,7 +366,8 @@ impl Part {
         }
     }
 
-    /// Solves (M/h^2 + H_E + H_D/h) dx = rhs for the active lanes. With
+    /// Solves (M/h^2 + H_E + H_hD) dx = rhs for the active lanes (H_hD: the Hessian
+    /// of h D((x - x_t)/h) in positions, from the implicit kernels). With
     /// `surrogate` (adjoint solves) the Hessians are the surrogates' and CG
     /// converges tightly; Newton steps use inexact CG (relative 1e-5).
     pub fn solve(
@@ -440,7 +452,7 @@ impl Part {
             }
         }
         self.add_blocks(scene, he, 1.0, &mut mats);
-        self.add_blocks(scene, hd, 1.0 / h, &mut mats);
+        self.add_blocks(scene, hd, 1.0, &mut mats);
         for (e, mut a) in mats.into_iter().enumerate() {
             if !active[e] {
                 continue;
@@ -475,7 +487,7 @@ impl Part {
         }
     }
 
-    /// `out` = (M/h^2 + H_E + H_D/h) p, through the Hessian-vector kernels.
+    /// `out` = (M/h^2 + H_E + H_hD) p, through the Hessian-vector kernels.
     fn apply(&mut self, scene: &Scene, h: f64, p: &[f64], out: &mut [f64], kinds: [KernelKind; 2]) {
         let (n, s) = (scene.dofs(), self.stride());
         self.b.seed[..n * s].copy_from_slice(p);
@@ -489,7 +501,7 @@ impl Part {
             let k = scene.mass.mass[r] / (h * h);
             for e in 0..s {
                 let i = r * s + e;
-                out[i] += k * p[i] + self.b.hv[i] / h;
+                out[i] += k * p[i] + self.b.hv[i];
             }
         }
     }
@@ -513,7 +525,7 @@ impl Part {
         let [he, hd, hve, hvd] = Self::hessian_kinds(scene, surrogate);
         // Jacobi preconditioner from the block diagonals.
         let mut diag = vec![0.0; n * s];
-        for (kind, scale) in [(he, 1.0), (hd, 1.0 / h)] {
+        for (kind, scale) in [(he, 1.0), (hd, 1.0)] {
             self.run(scene, kind);
             let ir = scene.kernel_ir(kind);
             for lp in &ir.loops {
@@ -643,8 +655,7 @@ impl Part {
                     for e in 0..s {
                         let i = r * s + e;
                         let vbar_next = adj.v[i];
-                        adj.x[i] = m * lambda[i] / (h * h) - self.b.d_prev_x[i] + self.b.d_v[i] / h
-                            - vbar_next / h;
+                        adj.x[i] = m * lambda[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
                         adj.v[i] = m * lambda[i] / h - self.b.d_prev_v[i];
                     }
                 }

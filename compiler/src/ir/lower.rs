@@ -1,7 +1,7 @@
 //! Lowering of typed [`Term`]s (vectors, matrices, quaternions) to scalar IR.
 
 use super::{Cmp, Graph, Id, Leaf, Op};
-use crate::model::{Builtin, Input, Shape, Term, TermKind};
+use crate::model::{Builtin, Input, Shape, State, Term, TermKind};
 use joule_grammar::ast::{BinOp, UnOp};
 use std::collections::HashMap;
 
@@ -11,6 +11,8 @@ pub struct Lowerer<'g, F: Fn(Input) -> Leaf> {
     pub g: &'g mut Graph,
     leaf: F,
     locals: HashMap<u32, Vec<Id>>,
+    /// Implicit integration: velocities are `(x - prev_x) / h`.
+    velocity_step: Option<f64>,
 }
 
 impl<'g, F: Fn(Input) -> Leaf> Lowerer<'g, F> {
@@ -20,7 +22,16 @@ impl<'g, F: Fn(Input) -> Leaf> Lowerer<'g, F> {
             g,
             leaf,
             locals: HashMap::new(),
+            velocity_step: None,
         }
+    }
+
+    /// Lowers velocity reads as `(x - prev_x) / h`, the velocity implied by
+    /// positions in an implicit step, so derivatives with respect to positions
+    /// are exact.
+    pub fn velocities_from_positions(mut self, h: f64) -> Self {
+        self.velocity_step = Some(h);
+        self
     }
 
     /// The scalar components of a term (column-major).
@@ -29,7 +40,16 @@ impl<'g, F: Fn(Input) -> Leaf> Lowerer<'g, F> {
             TermKind::Lit(v) => v.comps().iter().map(|x| self.g.constant(*x)).collect(),
             TermKind::Input(i) => {
                 let l = (self.leaf)(*i);
-                vec![self.g.leaf(l)]
+                match (l, self.velocity_step) {
+                    (Leaf::State(State::Vel, at), Some(h)) => {
+                        let x = self.g.leaf(Leaf::State(State::Pos, at));
+                        let x0 = self.g.leaf(Leaf::State(State::PrevPos, at));
+                        let d = self.g.sub(x, x0);
+                        let hh = self.g.constant(h);
+                        vec![self.g.div(d, hh)]
+                    }
+                    _ => vec![self.g.leaf(l)],
+                }
             }
             TermKind::Pack(parts) => parts.iter().flat_map(|p| self.lower(p)).collect(),
             TermKind::Get(x, i) => vec![self.lower(x)[*i as usize]],

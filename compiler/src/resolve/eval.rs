@@ -31,7 +31,11 @@ const SPECIAL_CALLS: &[&str] = &[
     "load",
     "len",
     "sum",
+    "contact_points",
 ];
+
+/// Collections every scene has: all bodies, all particles (declared so far).
+const COLLECTIONS: &[&str] = &["bodies", "particles"];
 
 /// Names of built-in constants.
 const CONSTANTS: &[(&str, f64)] = &[("pi", std::f64::consts::PI)];
@@ -323,6 +327,21 @@ impl Resolver<'_> {
                     .with_help(help),
                 );
                 Value::Poison
+            }
+            None if COLLECTIONS.contains(&n) => {
+                if n == "bodies" {
+                    list(
+                        (0..self.model.bodies.len() as u32)
+                            .map(Value::Body)
+                            .collect(),
+                    )
+                } else {
+                    list(
+                        (0..self.model.particles.len() as u32)
+                            .map(Value::Particle)
+                            .collect(),
+                    )
+                }
             }
             None => {
                 let locals = ctx.locals.iter().map(|(n, _)| n.as_str());
@@ -953,6 +972,26 @@ impl Resolver<'_> {
                     _ => "cylinder",
                 };
                 Value::Shape(Arc::new(ShapeValue { kind, args: ts }))
+            }
+            "contact_points" => {
+                if !self.arity(func, 1, vals.len(), span) {
+                    return Value::Poison;
+                }
+                match &vals[0] {
+                    Value::Body(b) => contact_points(&self.model.bodies[*b as usize].shape),
+                    v => {
+                        self.error(
+                            Diagnostic::error(
+                                "joule::type_mismatch",
+                                format!("`contact_points` takes a body, not {}", describe_value(v)),
+                                spans[0],
+                                "not a body known at compile time",
+                            )
+                            .with_help("use it in a generator of an item: `ground_point(A, c[0], c[1], dhat, kappa) for c in contact_points(A)`"),
+                        );
+                        Value::Poison
+                    }
+                }
             }
             "len" => {
                 if !self.arity(func, 1, vals.len(), span) {
@@ -1774,6 +1813,46 @@ impl Resolver<'_> {
         );
         None
     }
+}
+
+/// Points of a shape that can touch a plane, as `(r, radius)` pairs (body frame):
+/// the sphere's centre, a box's 8 corners, a capsule's two end-sphere centres,
+/// and 8 rim points on each end of a cylinder.
+fn contact_points(shape: &BodyShape) -> Value {
+    let point = |r: [f64; 3], radius: f64| {
+        Value::Tuple(Arc::new(vec![
+            Value::Num(Tensor::new(Shape::Vec(3), &r)),
+            Value::Num(Tensor::scalar(radius)),
+        ]))
+    };
+    let points = match *shape {
+        BodyShape::Sphere { radius } => vec![point([0.0; 3], radius)],
+        BodyShape::Box { size } => (0..8)
+            .map(|k| {
+                let s = |bit: usize, l: f64| if k >> bit & 1 == 1 { l / 2.0 } else { -l / 2.0 };
+                point([s(2, size[0]), s(1, size[1]), s(0, size[2])], 0.0)
+            })
+            .collect(),
+        BodyShape::Capsule { radius, length } => {
+            vec![
+                point([0.0, 0.0, -length / 2.0], radius),
+                point([0.0, 0.0, length / 2.0], radius),
+            ]
+        }
+        BodyShape::Cylinder { radius, length } => [-1.0, 1.0]
+            .iter()
+            .flat_map(|end| {
+                (0..8).map(move |k| {
+                    let a = k as f64 * std::f64::consts::PI / 4.0;
+                    point(
+                        [radius * a.cos(), radius * a.sin(), end * length / 2.0],
+                        0.0,
+                    )
+                })
+            })
+            .collect(),
+    };
+    list(points)
 }
 
 /// Angular velocity of an affine body: the axial vector of the skew part of `Rdot R^T`.
