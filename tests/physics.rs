@@ -479,3 +479,121 @@ fn the_ant_stands_and_walks_under_a_periodic_gait() {
     assert!(moved(1) > 0.02, "the gait moved the ant only {}", moved(1));
     assert!(end[2][1] > 0.2, "the walking ant fell to {}", end[2][1]);
 }
+
+/// Linear and angular momentum and kinetic energy of a set of affine bodies:
+/// the origin carries the mass, matrix column j the second moment S_j.
+fn body_momenta(x: &[f64], v: &[f64], bodies: &[(f64, [f64; 3])]) -> ([f64; 3], [f64; 3], f64) {
+    let cross = |a: &[f64], b: &[f64]| {
+        [
+            a[1] * b[2] - a[2] * b[1],
+            a[2] * b[0] - a[0] * b[2],
+            a[0] * b[1] - a[1] * b[0],
+        ]
+    };
+    let (mut p, mut l, mut ke) = ([0.0; 3], [0.0; 3], 0.0);
+    for (b, (m, s)) in bodies.iter().enumerate() {
+        let q = &x[12 * b..12 * b + 12];
+        let qd = &v[12 * b..12 * b + 12];
+        let weights = [*m, s[0], s[1], s[2]];
+        for (k, w) in weights.iter().enumerate() {
+            let (pos, vel) = (&q[3 * k..3 * k + 3], &qd[3 * k..3 * k + 3]);
+            let c = cross(pos, vel);
+            for d in 0..3 {
+                l[d] += w * c[d];
+                if k == 0 {
+                    p[d] += w * vel[d];
+                }
+            }
+            ke += 0.5 * w * vel.iter().map(|c| c * c).sum::<f64>();
+        }
+    }
+    (p, l, ke)
+}
+
+#[test]
+fn astronaut_conserves_momentum_under_random_actuation_and_energy_after_kicks() {
+    let s = scene("tests/physics/astronaut.joule");
+    let bodies: Vec<(f64, [f64; 3])> = s
+        .model()
+        .bodies
+        .iter()
+        .map(|b| (b.mass, b.shape.second_moments(b.mass)))
+        .collect();
+    let seeds = 128;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+
+    // Random actuation for 1 s (new random controls every 0.05 s), 128 seeds at once.
+    let mut sim = s.batch(seeds);
+    let before: Vec<_> = (0..seeds)
+        .map(|e| body_momenta(&sim.positions(e), &sim.velocities(e), &bodies))
+        .collect();
+    for step in 0..1000 {
+        if step % 50 == 0 {
+            for e in 0..seeds {
+                for k in 0..2 {
+                    sim.set_control(k, e, next());
+                }
+            }
+        }
+        sim.step();
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let (mut dp, mut dl) = (0.0f64, 0.0f64);
+    for (e, (p0, l0, _)) in before.iter().enumerate() {
+        let (p, l, _) = body_momenta(&sim.positions(e), &sim.velocities(e), &bodies);
+        assert!(p.iter().chain(&l).all(|c| c.is_finite()));
+        for k in 0..3 {
+            dp = dp.max((p[k] - p0[k]).abs());
+            dl = dl.max((l[k] - l0[k]).abs());
+        }
+    }
+    // Internal forces only: symplectic Euler conserves both to round-off.
+    assert!(dp < 1e-12, "linear momentum drift {dp}");
+    assert!(dl < 1e-12, "angular momentum drift {dl}");
+
+    // Random kicks (initial velocities), no actuation: total energy bounded.
+    let mut sim = s.batch(seeds);
+    for e in 0..seeds {
+        let x = sim.positions(e);
+        // A rigid-body kick: a random linear and angular velocity of the whole chain.
+        let (lin, ang) = ([next(), next(), next()], [next(), next(), next()]);
+        let mut v = vec![0.0; x.len()];
+        for b in 0..bodies.len() {
+            for k in 0..4 {
+                let q = &x[12 * b + 3 * k..12 * b + 3 * k + 3];
+                // Origins move with v + w x p; matrix columns rotate with w x a.
+                let w_cross = [
+                    ang[1] * q[2] - ang[2] * q[1],
+                    ang[2] * q[0] - ang[0] * q[2],
+                    ang[0] * q[1] - ang[1] * q[0],
+                ];
+                for d in 0..3 {
+                    v[12 * b + 3 * k + d] = w_cross[d] + if k == 0 { lin[d] } else { 0.0 };
+                }
+            }
+        }
+        sim.set_state(e, &x, &v);
+    }
+    let pe0 = sim.potential_energy();
+    let e0: Vec<f64> = (0..seeds)
+        .map(|e| body_momenta(&sim.positions(e), &sim.velocities(e), &bodies).2 + pe0[e])
+        .collect();
+    let mut worst = 0.0f64;
+    for _ in 0..1000 {
+        sim.step();
+    }
+    let pe = sim.potential_energy();
+    for e in 0..seeds {
+        let total = body_momenta(&sim.positions(e), &sim.velocities(e), &bodies).2 + pe[e];
+        assert!(total.is_finite());
+        worst = worst.max((total - e0[e]).abs() / e0[e]);
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert!(worst < 1e-3, "energy drifts by {worst} after a rigid kick");
+}

@@ -448,6 +448,20 @@ impl Sim<'_> {
         out
     }
 
+    /// The total potential energy of every environment (all `energy` items,
+    /// including the automatic rigidity), at the current positions.
+    pub fn potential_energy(&mut self) -> Vec<f64> {
+        let scene = self.scene;
+        self.parts
+            .par_iter_mut()
+            .for_each(|p| p.potential_energy(scene));
+        let mut out = vec![0.0; self.batch];
+        for p in &self.parts {
+            out[p.first..p.first + p.len].copy_from_slice(&p.b.energy[..p.len]);
+        }
+        out
+    }
+
     /// The components of one named output per environment (`[component][env]`).
     pub fn output(&mut self, name: &str) -> Vec<Vec<f64>> {
         let info = self

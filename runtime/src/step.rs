@@ -699,6 +699,12 @@ impl Part {
         self.accumulate(adj, 1.0);
     }
 
+    /// Evaluates the potential energy into `energy` at the current state.
+    pub fn potential_energy(&mut self, scene: &Scene) {
+        self.b.energy.fill(0.0);
+        self.run(scene, KernelKind::Energy);
+    }
+
     /// Evaluates the outputs at the current state.
     pub fn outputs(&mut self, scene: &Scene) {
         self.run(scene, KernelKind::Outputs);
