@@ -597,3 +597,33 @@ fn astronaut_conserves_momentum_under_random_actuation_and_energy_after_kicks() 
     assert!(sim.events.is_empty(), "{:?}", sim.events);
     assert!(worst < 1e-3, "energy drifts by {worst} after a rigid kick");
 }
+
+#[test]
+fn cloth_drapes_over_the_ball_without_passing_through() {
+    let s = scene("scenes/cloth_drape.joule");
+    let mut sim = s.batch(1);
+    sim.rollout(100);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let (r, dhat, centre) = (0.25, 4e-3, [0.0, 0.0, 0.5]);
+    let x = sim.positions(0);
+    let gap = |p: &[f64]| {
+        ((p[0] - centre[0]).powi(2) + (p[1] - centre[1]).powi(2) + (p[2] - centre[2]).powi(2))
+            .sqrt()
+            - r
+    };
+    // Every vertex stays outside the ball; the middle rests on it within dhat.
+    assert!(
+        x.chunks(3).all(|p| gap(p) > 0.0),
+        "a vertex went into the ball"
+    );
+    let mid = sim.output("centre");
+    let mid = [mid[0][0], mid[1][0], mid[2][0]];
+    assert!(
+        gap(&mid) < dhat,
+        "the middle hovers {} above the ball",
+        gap(&mid)
+    );
+    // The free corners hang well below the top of the ball.
+    let corner = sim.output("corner")[2][0];
+    assert!(corner < 0.75 - 0.1, "corner at {corner}");
+}
