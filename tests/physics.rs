@@ -627,3 +627,40 @@ fn cloth_drapes_over_the_ball_without_passing_through() {
     let corner = sim.output("corner")[2][0];
     assert!(corner < 0.75 - 0.1, "corner at {corner}");
 }
+
+#[test]
+fn reacher_learns_to_reach_by_gradient_descent_on_its_controls() {
+    // Open-loop trajectory optimisation: a constant torque pair, improved by the
+    // exact gradient of the final squared distance (summed over the steps).
+    let s = scene("scenes/reacher.joule");
+    let objective = joule_runtime::Objective {
+        loss: Some("distance".into()),
+        reward: None,
+    };
+    let steps = 60;
+    let mut u = [0.0f64, 0.0];
+    let loss = |u: [f64; 2]| {
+        let mut sim = s.batch(1);
+        for (k, v) in u.iter().enumerate() {
+            sim.set_control(k, 0, *v);
+        }
+        let g = sim.gradient(&objective, steps).expect("gradient");
+        assert!(sim.events.is_empty(), "{:?}", sim.events);
+        let du = [0, 1].map(|k| (0..steps).map(|t| g.controls[t][k][0]).sum::<f64>());
+        (g.value[0], du)
+    };
+    let (first, _) = loss(u);
+    let mut best = first;
+    for _ in 0..40 {
+        let (value, du) = loss(u);
+        best = best.min(value);
+        let norm = (du[0] * du[0] + du[1] * du[1]).sqrt().max(1e-300);
+        for k in 0..2 {
+            u[k] = (u[k] - 0.05 * du[k] / norm).clamp(-1.0, 1.0);
+        }
+    }
+    assert!(
+        best < 0.1 * first,
+        "distance^2 only went from {first} to {best}"
+    );
+}
