@@ -415,8 +415,8 @@ impl Part {
         }
     }
 
-    fn hessian_kinds(scene: &Scene, surrogate: bool) -> [KernelKind; 4] {
-        let _ = scene;
+    /// The Hessian-block and Hessian-vector kernels (energies, dissipations).
+    fn hessian_kinds(surrogate: bool) -> [KernelKind; 4] {
         if surrogate {
             [
                 KernelKind::SurrogateHessian,
@@ -444,7 +444,7 @@ impl Part {
         surrogate: bool,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
-        let [he, hd, _, _] = Self::hessian_kinds(scene, surrogate);
+        let [he, hd, _, _] = Self::hessian_kinds(surrogate);
         let mut mats: Vec<Vec<f64>> = (0..self.len).map(|_| vec![0.0; n * n]).collect();
         for (r, m) in scene.mass.mass.iter().enumerate() {
             for mat in mats.iter_mut() {
@@ -522,7 +522,7 @@ impl Part {
             NEWTON_CG_TOLERANCE
         };
         let (n, s) = (scene.dofs(), self.stride());
-        let [he, hd, hve, hvd] = Self::hessian_kinds(scene, surrogate);
+        let [he, hd, hve, hvd] = Self::hessian_kinds(surrogate);
         // Jacobi preconditioner from the block diagonals.
         let mut diag = vec![0.0; n * s];
         for (kind, scale) in [(he, 1.0), (hd, 1.0)] {
