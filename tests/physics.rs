@@ -664,3 +664,33 @@ fn reacher_learns_to_reach_by_gradient_descent_on_its_controls() {
         "distance^2 only went from {first} to {best}"
     );
 }
+
+#[test]
+fn soft_walker_crawls_under_a_travelling_muscle_wave() {
+    let s = scene("scenes/soft_walker.joule");
+    let mut sim = s.batch(2);
+    let start = sim.output("centre");
+    for step in 0..300 {
+        let t = step as f64 * 0.01;
+        for k in 0..6 {
+            // Environment 1: a contraction wave running from front to back, 2 Hz.
+            let phase = 2.0 * std::f64::consts::PI * (2.0 * t + k as f64 / 6.0);
+            sim.set_control(k, 1, phase.sin());
+        }
+        sim.step();
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let end = sim.output("centre");
+    let dx = |e: usize| end[0][e] - start[0][e];
+    assert!(dx(0).abs() < 1e-4, "the idle walker drifted {}", dx(0));
+    assert!(
+        dx(1).abs() > 5e-3,
+        "the muscle wave moved the walker only {}",
+        dx(1)
+    );
+    assert!(
+        end[2].iter().all(|z| *z > 0.05),
+        "the walker stays up: {:?}",
+        end[2]
+    );
+}
