@@ -694,3 +694,28 @@ fn soft_walker_crawls_under_a_travelling_muscle_wave() {
         end[2]
     );
 }
+
+#[test]
+fn a_hinge_limit_stops_the_swing() {
+    let s = scene("tests/physics/limited_hinge.joule");
+    let mut sim = s.batch(1);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for _ in 0..2000 {
+        sim.step();
+        let a = sim.output("angle")[0][0];
+        lo = lo.min(a);
+        hi = hi.max(a);
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    // Free, the plate (centre at 53 deg from the vertical) would swing down
+    // through 0.93 rad and beyond; the upper limit (10 deg) stops it with a
+    // small overshoot (stiffness 200 N m/rad) and it comes to rest there.
+    let last = sim.output("angle")[0][0];
+    let limit = 10f64.to_radians();
+    assert!(hi < limit + 0.1, "swung to {hi} rad, past the upper limit");
+    assert!(lo > -1e-3, "went backwards to {lo}");
+    assert!(
+        last > limit - 0.02 && last < limit + 0.1,
+        "rests at {last} rad, not at the limit"
+    );
+}
