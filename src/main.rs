@@ -70,9 +70,12 @@ enum Command {
     Grad {
         #[command(flatten)]
         sim: SimArgs,
-        /// The `loss` item to differentiate.
+        /// The `loss` item to differentiate (after the last step).
+        #[arg(long, required_unless_present = "reward", conflicts_with = "reward")]
+        loss: Option<String>,
+        /// Or a `reward` item, summed over the steps.
         #[arg(long)]
-        loss: String,
+        reward: Option<String>,
         /// Parameters to differentiate with respect to, comma-separated (default: all).
         #[arg(long)]
         wrt: Option<String>,
@@ -194,10 +197,24 @@ fn run(cli: Cli) -> ExitCode {
         Command::Grad {
             sim,
             loss,
+            reward,
             wrt,
             check,
             json,
-        } => finish(run::grad(&common(sim), &loss, wrt.as_deref(), check, json)),
+        } => {
+            let target = match (loss, reward) {
+                (Some(l), _) => run::Target::Loss(l),
+                (None, Some(r)) => run::Target::Reward(r),
+                (None, None) => unreachable!("clap requires one of --loss and --reward"),
+            };
+            finish(run::grad(
+                &common(sim),
+                &target,
+                wrt.as_deref(),
+                check,
+                json,
+            ))
+        }
         Command::Check {
             files,
             emit,

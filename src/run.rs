@@ -344,7 +344,26 @@ fn write_trajectory(
 }
 
 /// `joule grad`: the loss after `steps` steps and its gradient.
-pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: bool) -> Result<()> {
+/// What `joule grad` differentiates: a terminal loss or a reward summed over the steps.
+pub enum Target {
+    /// A `loss` item, after the last step.
+    Loss(String),
+    /// A `reward` item, summed over the states after each step.
+    Reward(String),
+}
+
+/// `joule grad`: a loss after N steps (or a reward summed over them) and its gradient.
+pub fn grad(
+    c: &Common,
+    target: &Target,
+    wrt: Option<&str>,
+    check: bool,
+    as_json: bool,
+) -> Result<()> {
+    let (kind, name) = match target {
+        Target::Loss(n) => ("loss", n.as_str()),
+        Target::Reward(n) => ("reward", n.as_str()),
+    };
     let (scene, _) = compile(&c.scene, c.backend, check)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
@@ -364,9 +383,15 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
             ));
         }
     }
-    let objective = Objective {
-        loss: Some(loss.to_string()),
-        reward: None,
+    let objective = match target {
+        Target::Loss(n) => Objective {
+            loss: Some(n.clone()),
+            reward: None,
+        },
+        Target::Reward(n) => Objective {
+            loss: None,
+            reward: Some(n.clone()),
+        },
     };
     // The cost of a gradient is reported against a plain rollout of the same steps.
     let mut plain = scene.batch_threads(1, 1);
@@ -402,8 +427,17 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
                 let mut s = scene.batch_threads(1, 1);
                 apply_params(&mut s, &c.params)?;
                 s.set_param(n, p0 + d).map_err(|e| miette!("{e}"))?;
-                s.rollout(c.steps);
-                Ok(s.output(loss)[0][0])
+                let mut total = 0.0;
+                for _ in 0..c.steps {
+                    s.step();
+                    if kind == "reward" {
+                        total += s.output(name)[0][0];
+                    }
+                }
+                if kind == "loss" {
+                    total = s.output(name)[0][0];
+                }
+                Ok(total)
             };
             let fd = (f(h)? - f(-h)?) / (2.0 * h);
             // Relative to the larger of the two, with an absolute floor so that two
@@ -417,7 +451,7 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
     }
     if as_json {
         let mut obj = json!({
-            "loss": value,
+            kind: value,
             "gradients": grads,
         });
         if check {
@@ -425,10 +459,15 @@ pub fn grad(c: &Common, loss: &str, wrt: Option<&str>, check: bool, as_json: boo
         }
         println!("{obj}");
     } else {
-        println!("loss {loss} = {value:.12e} after {} steps", c.steps);
+        let what = if kind == "reward" {
+            "summed over"
+        } else {
+            "after"
+        };
+        println!("{kind} {name} = {value:.12e} {what} {} steps", c.steps);
         println!(
             "  {:<20} {:>22}{}",
-            "d loss / d",
+            format!("d {kind} / d"),
             "adjoint",
             if check {
                 format!(" {:>22} {:>12}", "finite difference", "rel. error")

@@ -171,3 +171,30 @@ fn bad_input_is_a_diagnostic_and_a_failure() {
         "nothing half-written"
     );
 }
+
+#[test]
+fn grad_of_a_summed_reward() {
+    let o = joule(&[
+        "grad",
+        "scenes/reacher.joule",
+        "--reward",
+        "closeness",
+        "--steps",
+        "20",
+        "--wrt",
+        "target_x,target_y",
+        "--check",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert!(v["reward"].as_f64().expect("the summed reward") < 0.0);
+    for name in ["target_x", "target_y"] {
+        let g = v["gradients"][name].as_f64().expect("a gradient");
+        assert!(g.abs() > 1.0, "{name}: {g}");
+        let rel = v["check"][name]["relative_error"]
+            .as_f64()
+            .expect("checked");
+        assert!(rel < 1e-5, "{name}: relative error {rel}");
+    }
+}
