@@ -719,3 +719,35 @@ fn a_hinge_limit_stops_the_swing() {
         "rests at {last} rad, not at the limit"
     );
 }
+
+#[test]
+fn balls_collide_without_interpenetrating_and_keep_their_momentum() {
+    let s = scene("tests/physics/colliding_balls.joule");
+    // One contact template instance: the pair (a, b), generated once.
+    let touch = s
+        .model()
+        .templates
+        .iter()
+        .find(|t| t.name == "touch")
+        .expect("touch instances");
+    assert_eq!(touch.count, 1);
+    let mut sim = s.batch(1);
+    let momentum = |v: &[f64]| [0, 1, 2].map(|k| 1.0 * v[k] + 2.0 * v[12 + k]);
+    let p0 = momentum(&sim.velocities(0));
+    let mut closest = f64::INFINITY;
+    for _ in 0..600 {
+        sim.step();
+        closest = closest.min(sim.output("gap")[0][0]);
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let p = momentum(&sim.velocities(0));
+    assert!(
+        closest > 0.0 && closest < 2e-3,
+        "closest approach {closest}"
+    );
+    for k in 0..3 {
+        assert!((p[k] - p0[k]).abs() < 1e-9, "momentum {p:?} vs {p0:?}");
+    }
+    // They have bounced: a now moves back (its x velocity turned negative).
+    assert!(sim.velocities(0)[0] < 0.0, "a did not bounce");
+}

@@ -393,6 +393,20 @@ impl BodyShape {
         }
     }
 
+    /// Radius of the smallest origin-centred sphere containing the shape.
+    pub fn bounding_radius(&self) -> f64 {
+        match *self {
+            BodyShape::Sphere { radius } => radius,
+            BodyShape::Box { size } => {
+                0.5 * (size[0].powi(2) + size[1].powi(2) + size[2].powi(2)).sqrt()
+            }
+            BodyShape::Capsule { radius, length } => length / 2.0 + radius,
+            BodyShape::Cylinder { radius, length } => {
+                (radius.powi(2) + (length / 2.0).powi(2)).sqrt()
+            }
+        }
+    }
+
     /// Volume of the shape.
     pub fn volume(&self) -> f64 {
         use std::f64::consts::PI;

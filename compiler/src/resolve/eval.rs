@@ -32,6 +32,7 @@ const SPECIAL_CALLS: &[&str] = &[
     "len",
     "sum",
     "contact_points",
+    "may_touch",
 ];
 
 /// Collections every scene has: all bodies, all particles (declared so far).
@@ -973,6 +974,23 @@ impl Resolver<'_> {
                 };
                 Value::Shape(Arc::new(ShapeValue { kind, args: ts }))
             }
+            "may_touch" => {
+                if !self.arity(func, 2, vals.len(), span) {
+                    return Value::Poison;
+                }
+                match (&vals[0], &vals[1]) {
+                    (Value::Body(a), Value::Body(b)) => Value::Bool(self.may_touch(*a, *b)),
+                    _ => {
+                        self.err(
+                            "joule::type_mismatch",
+                            "`may_touch` takes two bodies known at compile time",
+                            span,
+                            "not two bodies",
+                        );
+                        Value::Poison
+                    }
+                }
+            }
             "contact_points" => {
                 if !self.arity(func, 1, vals.len(), span) {
                     return Value::Poison;
@@ -1812,6 +1830,28 @@ impl Resolver<'_> {
             .with_help("ranges are half-open: `0..N` stops at `N - 1`"),
         );
         None
+    }
+}
+
+impl Resolver<'_> {
+    /// Whether two bodies need a contact energy, decided at compile time: each
+    /// pair once (a < b), not both fixed, not joined by an earlier instance
+    /// (joints), and not overlapping in the initial configuration (bounding
+    /// spheres; parts that start interpenetrating are assembled on purpose).
+    fn may_touch(&self, a: u32, b: u32) -> bool {
+        let (ba, bb) = (
+            &self.model.bodies[a as usize],
+            &self.model.bodies[b as usize],
+        );
+        let fixed = |id: u32| self.fixed_bodies[id as usize];
+        let d = (0..3)
+            .map(|k| (ba.x[k] - bb.x[k]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        a < b
+            && !(fixed(a) && fixed(b))
+            && !self.connected.contains(&(a, b))
+            && d > ba.shape.bounding_radius() + bb.shape.bounding_radius()
     }
 }
 

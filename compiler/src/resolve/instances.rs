@@ -251,6 +251,22 @@ impl Resolver<'_> {
                 _ => KeyArg::Data,
             });
         }
+        // Bodies sharing an instance (joints) are `connected`: `may_touch` skips them.
+        let bodies: Vec<u32> = vals
+            .iter()
+            .filter_map(|v| {
+                if let Value::Body(b) = v {
+                    Some(*b)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (i, a) in bodies.iter().enumerate() {
+            for b in &bodies[i + 1..] {
+                self.connected.insert(((*a).min(*b), (*a).max(*b)));
+            }
+        }
         let tid = match self
             .tinfo
             .iter()

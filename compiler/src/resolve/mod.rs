@@ -125,6 +125,8 @@ pub struct Resolver<'s> {
     prelude: Option<FileId>,
     /// The prelude's `rigidity` energy, instanced for every moving body.
     rigidity: Option<usize>,
+    /// Body pairs that share an energy instance (joints): `may_touch` excludes them.
+    connected: std::collections::HashSet<(u32, u32)>,
 }
 
 /// The standard prelude, always in scope.
@@ -165,6 +167,7 @@ pub fn resolve(
         instance_eval: false,
         prelude: None,
         rigidity: None,
+        connected: Default::default(),
     };
     let prelude = r.sources.add("<prelude>", None, PRELUDE);
     r.prelude = Some(prelude);
