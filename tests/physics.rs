@@ -751,3 +751,42 @@ fn balls_collide_without_interpenetrating_and_keep_their_momentum() {
     // They have bounced: a now moves back (its x velocity turned negative).
     assert!(sim.velocities(0)[0] < 0.0, "a did not bounce");
 }
+
+#[test]
+fn half_cheetah_lands_upright_and_moves_under_a_gait() {
+    let s = scene("scenes/half_cheetah.joule");
+    let mut sim = s.batch(2);
+    let start = sim.output("position");
+    for step in 0..300 {
+        let t = step as f64 * 0.01;
+        for k in 0..6 {
+            // Environment 1: the back and front legs in anti-phase, 2 Hz.
+            let phase = 2.0 * std::f64::consts::PI * (2.0 * t)
+                + if k < 3 { 0.0 } else { std::f64::consts::PI }
+                + k as f64 * 0.5;
+            sim.set_control(k, 1, phase.sin());
+        }
+        sim.step();
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let end = sim.output("position");
+    // Planar: no sideways motion at all.
+    assert!(
+        end[1].iter().all(|y| y.abs() < 1e-6),
+        "left the plane: {:?}",
+        end[1]
+    );
+    // Idle: it lands on its feet and stands (torso above 0.45 m, where it started).
+    assert!(end[2][0] > 0.45, "the idle cheetah sank to {}", end[2][0]);
+    assert!(
+        (end[0][0] - start[0][0]).abs() < 0.05,
+        "the idle cheetah wandered"
+    );
+    // Driven: it moves and stays up.
+    assert!(
+        (end[0][1] - start[0][1]).abs() > 0.05,
+        "the gait moved it only {}",
+        end[0][1] - start[0][1]
+    );
+    assert!(end[2][1] > 0.2, "the driven cheetah fell to {}", end[2][1]);
+}
