@@ -790,3 +790,30 @@ fn half_cheetah_lands_upright_and_moves_under_a_gait() {
     );
     assert!(end[2][1] > 0.2, "the driven cheetah fell to {}", end[2][1]);
 }
+
+#[test]
+fn a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
+    let src = std::fs::read_to_string("tests/physics/box_slope.joule").expect("scene");
+    let (mu, g) = (0.5f64, 9.81f64);
+    for theta_deg in [20.0f64, 35.0] {
+        let theta = theta_deg.to_radians();
+        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
+            .expect("scene");
+        let mut sim = s.batch(1);
+        sim.rollout(500);
+        assert!(sim.events.is_empty(), "{:?}", sim.events);
+        let vx = sim.output("velocity")[0][0];
+        if theta.tan() < mu {
+            assert!(
+                vx.abs() < 1e-3,
+                "{theta_deg} deg: the box creeps at {vx} m/s"
+            );
+        } else {
+            let want = -g * (theta.sin() - mu * theta.cos()) * 1.0;
+            assert!(
+                (vx - want).abs() < 0.02 * want.abs(),
+                "{theta_deg} deg: slides at {vx}, expected {want}"
+            );
+        }
+    }
+}
