@@ -817,3 +817,21 @@ fn a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
         }
     }
 }
+
+#[test]
+fn the_cartpole_track_ends_stop_the_cart() {
+    let s = scene("scenes/cartpole.joule");
+    let mut sim = s.batch(1);
+    sim.set_control(0, 0, 1.0);
+    let mut furthest = 0.0f64;
+    for _ in 0..500 {
+        sim.step();
+        furthest = furthest.max(sim.output("cart_x")[0][0]);
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    // Pushed at full force for 5 s it would be far away; the limit at 2.4 m holds it.
+    assert!(
+        furthest > 2.3 && furthest < 2.45,
+        "the cart reached {furthest} m"
+    );
+}
