@@ -78,10 +78,10 @@ fn run_writes_csv_with_one_row_per_step_and_environment() {
     assert!(rows.iter().all(|r| r.split(',').count() == cols));
 }
 
-#[test]
-fn run_writes_npy_and_npz_readable_as_arrays() {
-    let npy = temp("traj.npy");
-    let o = joule(&[
+/// Four steps of three pendulum environments written to `path`.
+fn pendulum_trajectory(path: &std::path::Path) -> Output {
+    let out = path.to_str().expect("utf-8 temp path");
+    joule(&[
         "run",
         "scenes/pendulum.joule",
         "--steps",
@@ -89,9 +89,15 @@ fn run_writes_npy_and_npz_readable_as_arrays() {
         "--batch",
         "3",
         "--out",
-        npy.to_str().unwrap(),
+        out,
         "--quiet",
-    ]);
+    ])
+}
+
+#[test]
+fn run_writes_npy_and_npz_readable_as_arrays() {
+    let npy = temp("traj.npy");
+    let o = pendulum_trajectory(&npy);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let bytes = std::fs::read(&npy).expect("npy written");
     let arr = npyz::NpyFile::new(&bytes[..]).expect("valid npy");
@@ -101,17 +107,7 @@ fn run_writes_npy_and_npz_readable_as_arrays() {
     assert_eq!(data.len(), 5 * 3 * 8);
 
     let npz = temp("traj.npz");
-    let o = joule(&[
-        "run",
-        "scenes/pendulum.joule",
-        "--steps",
-        "4",
-        "--batch",
-        "3",
-        "--out",
-        npz.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = pendulum_trajectory(&npz);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&npz).expect("npz written"))
         .expect("a zip archive");
