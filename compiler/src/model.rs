@@ -363,6 +363,9 @@ pub enum BodyShape {
     Capsule { radius: f64, length: f64 },
     /// `cylinder(radius, length)` along the local z axis.
     Cylinder { radius: f64, length: f64 },
+    /// `compound(shape, offset, shape, offset, ...)`: parts of one density at
+    /// body-frame offsets (assumed not to overlap).
+    Compound { parts: Vec<(BodyShape, [f64; 3])> },
 }
 
 impl BodyShape {
@@ -371,6 +374,10 @@ impl BodyShape {
     pub fn second_moments(&self, m: f64) -> [f64; 3] {
         use std::f64::consts::PI;
         match *self {
+            BodyShape::Compound { .. } => {
+                let w = self.mass_matrix(m);
+                [w[1][1], w[2][2], w[3][3]]
+            }
             BodyShape::Sphere { radius } => [m * radius * radius / 5.0; 3],
             BodyShape::Box { size } => size.map(|l| m * l * l / 12.0),
             BodyShape::Cylinder { radius, length } => {
@@ -393,9 +400,50 @@ impl BodyShape {
         }
     }
 
+    /// The affine mass matrix `W` over (origin, column 0, column 1, column 2):
+    /// `W[0][0] = m`, `W[0][j+1] = integral of rho r_j` (first moments),
+    /// `W[j+1][k+1] = integral of rho r_j r_k` (second moments). The kinetic
+    /// energy is `1/2 sum W[a][b] qdot_a . qdot_b`. Diagonal for every shape
+    /// symmetric about its origin; a compound adds offsets (parallel axes).
+    pub fn mass_matrix(&self, m: f64) -> [[f64; 4]; 4] {
+        let mut w = [[0.0; 4]; 4];
+        match self {
+            BodyShape::Compound { parts } => {
+                let volume = self.volume();
+                for (part, c) in parts {
+                    let mi = m * part.volume() / volume;
+                    let s = part.second_moments(mi);
+                    w[0][0] += mi;
+                    for j in 0..3 {
+                        w[0][j + 1] += mi * c[j];
+                        w[j + 1][0] += mi * c[j];
+                        w[j + 1][j + 1] += s[j];
+                        for k in 0..3 {
+                            w[j + 1][k + 1] += mi * c[j] * c[k];
+                        }
+                    }
+                }
+            }
+            _ => {
+                let s = self.second_moments(m);
+                w[0][0] = m;
+                for j in 0..3 {
+                    w[j + 1][j + 1] = s[j];
+                }
+            }
+        }
+        w
+    }
+
     /// Radius of the smallest origin-centred sphere containing the shape.
     pub fn bounding_radius(&self) -> f64 {
         match *self {
+            BodyShape::Compound { ref parts } => parts
+                .iter()
+                .map(|(p, c)| {
+                    (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt() + p.bounding_radius()
+                })
+                .fold(0.0, f64::max),
             BodyShape::Sphere { radius } => radius,
             BodyShape::Box { size } => {
                 0.5 * (size[0].powi(2) + size[1].powi(2) + size[2].powi(2)).sqrt()
@@ -411,6 +459,7 @@ impl BodyShape {
     pub fn volume(&self) -> f64 {
         use std::f64::consts::PI;
         match *self {
+            BodyShape::Compound { ref parts } => parts.iter().map(|(p, _)| p.volume()).sum(),
             BodyShape::Sphere { radius } => 4.0 / 3.0 * PI * radius.powi(3),
             BodyShape::Box { size } => size[0] * size[1] * size[2],
             BodyShape::Capsule { radius, length } => {

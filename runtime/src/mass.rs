@@ -1,18 +1,56 @@
-//! Lumped (diagonal) mass per free DOF and the constant external force
-//! (gravity). Particles carry their mass on x, y, z. An affine body carries
-//! its mass on its origin and the second moment `S_jj = integral of rho r_j^2`
-//! of its shape on column `j` of its matrix (exact for shapes symmetric about
-//! their origin, which every built-in shape is).
+//! The mass matrix and the constant external force (gravity) per free DOF.
+//! Particles carry their mass on x, y, z. An affine body's kinetic energy is
+//! `1/2 sum W[a][b] qdot_a . qdot_b` over its origin and matrix columns, with
+//! the 4x4 matrix `W` of its shape (`BodyShape::mass_matrix`): diagonal (mass,
+//! second moments) for shapes symmetric about their origin, with first
+//! moments and products of inertia for compounds.
 
 use joule_compiler::model::Model;
 
-/// Diagonal mass and external force per free DOF.
+/// Mass matrix (diagonal plus per-body 4x4 blocks) and external force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MassModel {
-    /// Mass (or second moment) per free DOF.
+    /// The diagonal of the mass matrix per free DOF.
     pub mass: Vec<f64>,
-    /// Constant external force per free DOF.
+    /// Constant external (generalised gravity) force per free DOF.
     pub force: Vec<f64>,
+    /// Bodies whose `W` is not diagonal: first DOF, `W`, `W^-1`.
+    blocks: Vec<(usize, [[f64; 4]; 4], [[f64; 4]; 4])>,
+}
+
+fn is_diagonal(w: &[[f64; 4]; 4]) -> bool {
+    (0..4).all(|a| (0..4).all(|b| a == b || w[a][b] == 0.0))
+}
+
+/// Inverse of a symmetric positive definite 4x4 matrix (Gauss-Jordan).
+fn inverse(w: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
+    let mut a = *w;
+    let mut inv = [[0.0; 4]; 4];
+    for (k, row) in inv.iter_mut().enumerate() {
+        row[k] = 1.0;
+    }
+    for c in 0..4 {
+        let p = (c..4)
+            .max_by(|x, y| a[*x][c].abs().total_cmp(&a[*y][c].abs()))
+            .expect("rows");
+        a.swap(c, p);
+        inv.swap(c, p);
+        let d = a[c][c];
+        for k in 0..4 {
+            a[c][k] /= d;
+            inv[c][k] /= d;
+        }
+        for r in 0..4 {
+            if r != c {
+                let f = a[r][c];
+                for k in 0..4 {
+                    a[r][k] -= f * a[c][k];
+                    inv[r][k] -= f * inv[c][k];
+                }
+            }
+        }
+    }
+    inv
 }
 
 impl MassModel {
@@ -21,6 +59,7 @@ impl MassModel {
         let n = model.dof_count;
         let mut mass = vec![0.0; n];
         let mut force = vec![0.0; n];
+        let mut blocks = vec![];
         let g = model.settings.gravity;
         for p in &model.particles {
             if let Some(d) = p.dof {
@@ -33,17 +72,100 @@ impl MassModel {
         for b in &model.bodies {
             if let Some(d) = b.dof {
                 let d = d as usize;
-                let s = b.shape.second_moments(b.mass);
-                for k in 0..3 {
-                    mass[d + k] = b.mass;
-                    force[d + k] = b.mass * g[k];
-                    for row in 0..3 {
-                        mass[d + 3 + 3 * k + row] = s[k];
+                let w = b.shape.mass_matrix(b.mass);
+                for a in 0..4 {
+                    for c in 0..3 {
+                        mass[d + 3 * a + c] = w[a][a];
+                        // Gravity's generalised force on q_a is W[a][0] g.
+                        force[d + 3 * a + c] = w[a][0] * g[c];
+                    }
+                }
+                if !is_diagonal(&w) {
+                    blocks.push((d, w, inverse(&w)));
+                }
+            }
+        }
+        MassModel {
+            mass,
+            force,
+            blocks,
+        }
+    }
+
+    /// `out = M v` on the free rows of a structure-of-arrays buffer (stride `s`).
+    pub fn mul(&self, v: &[f64], out: &mut [f64], s: usize) {
+        for (r, m) in self.mass.iter().enumerate() {
+            for e in 0..s {
+                out[r * s + e] = m * v[r * s + e];
+            }
+        }
+        for (d, w, _) in &self.blocks {
+            Self::apply_block(w, *d, v, out, s, true);
+        }
+    }
+
+    /// `out = M^-1 v` on the free rows.
+    pub fn solve(&self, v: &[f64], out: &mut [f64], s: usize) {
+        for (r, m) in self.mass.iter().enumerate() {
+            for e in 0..s {
+                out[r * s + e] = v[r * s + e] / m;
+            }
+        }
+        for (d, _, inv) in &self.blocks {
+            Self::apply_block(inv, *d, v, out, s, false);
+        }
+    }
+
+    /// Applies a 4x4 block to a body's rows: all entries, or (with
+    /// `off_diagonal_only`) adding just the off-diagonal ones.
+    fn apply_block(
+        w: &[[f64; 4]; 4],
+        d: usize,
+        v: &[f64],
+        out: &mut [f64],
+        s: usize,
+        off_diagonal_only: bool,
+    ) {
+        for c in 0..3 {
+            for e in 0..s {
+                let q: [f64; 4] = std::array::from_fn(|a| v[(d + 3 * a + c) * s + e]);
+                for a in 0..4 {
+                    let row = (d + 3 * a + c) * s + e;
+                    let sum: f64 = (0..4)
+                        .filter(|b| !off_diagonal_only || *b != a)
+                        .map(|b| w[a][b] * q[b])
+                        .sum();
+                    if off_diagonal_only {
+                        out[row] += sum;
+                    } else {
+                        out[row] = sum;
                     }
                 }
             }
         }
-        MassModel { mass, force }
+    }
+
+    /// Adds `c M` to per-environment dense matrices (`n x n`, row-major).
+    pub fn add_dense(&self, c: f64, mats: &mut [Vec<f64>], n: usize) {
+        for (r, m) in self.mass.iter().enumerate() {
+            for mat in mats.iter_mut() {
+                mat[r * n + r] += c * m;
+            }
+        }
+        for (d, w, _) in &self.blocks {
+            for comp in 0..3 {
+                for a in 0..4 {
+                    for b in 0..4 {
+                        if a != b {
+                            let (i, j) = (d + 3 * a + comp, d + 3 * b + comp);
+                            for mat in mats.iter_mut() {
+                                mat[i * n + j] += c * w[a][b];
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -121,6 +243,76 @@ mod tests {
                     "{shape:?} axis {k}: {} vs {}",
                     got[k],
                     want[k]
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod compound_tests {
+    use joule_compiler::model::BodyShape;
+
+    #[test]
+    fn compound_mass_matrix_matches_numerical_integration() {
+        // A ball of radius 0.1 at (0.3, 0, 0.1) and a box 0.2 x 0.1 x 0.1 at (-0.1, 0.05, 0):
+        // first moments and products of inertia are not zero.
+        let shape = BodyShape::Compound {
+            parts: vec![
+                (BodyShape::Sphere { radius: 0.1 }, [0.3, 0.0, 0.1]),
+                (
+                    BodyShape::Box {
+                        size: [0.2, 0.1, 0.1],
+                    },
+                    [-0.1, 0.05, 0.0],
+                ),
+            ],
+        };
+        let m = 3.0;
+        let w = shape.mass_matrix(m);
+        // Uniform density: integrate over a grid covering both parts.
+        let inside = |x: f64, y: f64, z: f64| {
+            let ball = (x - 0.3).powi(2) + y * y + (z - 0.1).powi(2) <= 0.01;
+            let cube = (x + 0.1).abs() <= 0.1 && (y - 0.05).abs() <= 0.05 && z.abs() <= 0.05;
+            ball || cube
+        };
+        let n = 200;
+        let (lo, hi) = ([-0.25, -0.1, -0.1], [0.45, 0.15, 0.25]);
+        let mut count = 0.0;
+        let mut first = [0.0; 3];
+        let mut second = [[0.0; 3]; 3];
+        for i in 0..n {
+            for j in 0..n {
+                for k in 0..n {
+                    let p = [i, j, k].map(|c| c as f64 + 0.5);
+                    let r: [f64; 3] =
+                        std::array::from_fn(|d| lo[d] + (hi[d] - lo[d]) * p[d] / n as f64);
+                    if inside(r[0], r[1], r[2]) {
+                        count += 1.0;
+                        for a in 0..3 {
+                            first[a] += r[a];
+                            for b in 0..3 {
+                                second[a][b] += r[a] * r[b];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(w[0][0], m);
+        for a in 0..3 {
+            let want = m * first[a] / count;
+            assert!(
+                (w[0][a + 1] - want).abs() < 2e-3 * m * 0.3,
+                "first moment {a}: {} vs {want}",
+                w[0][a + 1]
+            );
+            for b in 0..3 {
+                let want = m * second[a][b] / count;
+                assert!(
+                    (w[a + 1][b + 1] - want).abs() < 2e-3 * m * 0.1,
+                    "second moment {a}{b}: {} vs {want}",
+                    w[a + 1][b + 1]
                 );
             }
         }

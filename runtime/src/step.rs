@@ -152,13 +152,17 @@ impl Part {
         self.begin_substep(n);
         self.forces(scene);
         let m = &scene.mass;
+        let mut net = vec![0.0; n * s];
         for r in 0..n {
-            let (inv_m, f) = (1.0 / m.mass[r], m.force[r]);
             for e in 0..s {
-                let i = r * s + e;
-                self.b.v[i] += h * (f - self.b.grad[i]) * inv_m;
-                self.b.x[i] += h * self.b.v[i];
+                net[r * s + e] = m.force[r] - self.b.grad[r * s + e];
             }
+        }
+        let mut accel = vec![0.0; n * s];
+        m.solve(&net, &mut accel, s);
+        for i in 0..n * s {
+            self.b.v[i] += h * accel[i];
+            self.b.x[i] += h * self.b.v[i];
         }
     }
 
@@ -174,12 +178,11 @@ impl Part {
         for e in 0..s {
             phi[e] += self.b.energy[e]; // the kernel holds h D((x - x_t)/h)
         }
-        for r in 0..n {
-            let k = scene.mass.mass[r] / (2.0 * h * h);
-            for e in 0..s {
-                let d = self.b.x[r * s + e] - xt[r * s + e];
-                phi[e] += k * d * d;
-            }
+        let d: Vec<f64> = (0..n * s).map(|i| self.b.x[i] - xt[i]).collect();
+        let mut md = vec![0.0; n * s];
+        scene.mass.mul(&d, &mut md, s);
+        for i in 0..n * s {
+            phi[i % s] += d[i] * md[i] / (2.0 * h * h);
         }
         phi
     }
@@ -203,12 +206,10 @@ impl Part {
         let (n, s) = (scene.dofs(), self.stride());
         self.set_velocity(n, x_t, h);
         self.forces(scene);
-        for r in 0..n {
-            let k = scene.mass.mass[r] / (h * h);
-            for e in 0..s {
-                let i = r * s + e;
-                g[i] = k * (self.b.x[i] - xt[i]) + self.b.grad[i];
-            }
+        let d: Vec<f64> = (0..n * s).map(|i| self.b.x[i] - xt[i]).collect();
+        scene.mass.mul(&d, g, s);
+        for i in 0..n * s {
+            g[i] = g[i] / (h * h) + self.b.grad[i];
         }
     }
 
@@ -226,14 +227,12 @@ impl Part {
         self.begin_substep(n);
         let x_t = self.b.x[..n * s].to_vec();
         let v_t = self.b.v[..n * s].to_vec();
-        let mut xt = vec![0.0; n * s];
-        for r in 0..n {
-            let a = scene.mass.force[r] / scene.mass.mass[r];
-            for e in 0..s {
-                let i = r * s + e;
-                xt[i] = x_t[i] + h * v_t[i] + h * h * a;
-            }
-        }
+        let force: Vec<f64> = (0..n * s).map(|i| scene.mass.force[i / s]).collect();
+        let mut accel = vec![0.0; n * s];
+        scene.mass.solve(&force, &mut accel, s);
+        let xt: Vec<f64> = (0..n * s)
+            .map(|i| x_t[i] + h * v_t[i] + h * h * accel[i])
+            .collect();
         // Newton starts from the inertial prediction x~ where the potential is
         // finite there, else from x_t (always admissible: barriers finite); the
         // line search then never leaves the admissible set.
@@ -446,11 +445,7 @@ impl Part {
         let (n, s) = (scene.dofs(), self.stride());
         let [he, hd, _, _] = Self::hessian_kinds(surrogate);
         let mut mats: Vec<Vec<f64>> = (0..self.len).map(|_| vec![0.0; n * n]).collect();
-        for (r, m) in scene.mass.mass.iter().enumerate() {
-            for mat in mats.iter_mut() {
-                mat[r * n + r] += m / (h * h);
-            }
-        }
+        scene.mass.add_dense(1.0 / (h * h), &mut mats, n);
         self.add_blocks(scene, he, 1.0, &mut mats);
         self.add_blocks(scene, hd, 1.0, &mut mats);
         for (e, mut a) in mats.into_iter().enumerate() {
@@ -497,12 +492,10 @@ impl Part {
         out.copy_from_slice(&self.b.hv[..n * s]);
         self.b.hv.fill(0.0);
         self.run(scene, kinds[1]);
-        for r in 0..n {
-            let k = scene.mass.mass[r] / (h * h);
-            for e in 0..s {
-                let i = r * s + e;
-                out[i] += k * p[i] + self.b.hv[i];
-            }
+        let mut mp = vec![0.0; n * s];
+        scene.mass.mul(p, &mut mp, s);
+        for i in 0..n * s {
+            out[i] += mp[i] / (h * h) + self.b.hv[i];
         }
     }
 
@@ -613,14 +606,10 @@ impl Part {
             Integrator::SymplecticEuler => {
                 // w = M^-1 (v' bar + h x' bar), the adjoint of the velocity update.
                 self.begin_substep(n);
-                let mut vbar = vec![0.0; n * s];
-                for r in 0..n {
-                    for e in 0..s {
-                        let i = r * s + e;
-                        vbar[i] = adj.v[i] + h * adj.x[i];
-                        self.b.seed[i] = vbar[i] / scene.mass.mass[r];
-                    }
-                }
+                let vbar: Vec<f64> = (0..n * s).map(|i| adj.v[i] + h * adj.x[i]).collect();
+                let mut w = vec![0.0; n * s];
+                scene.mass.solve(&vbar, &mut w, s);
+                self.b.seed[..n * s].copy_from_slice(&w);
                 self.b.seed[n * s..].fill(0.0);
                 self.vjp(scene, KernelKind::Adjoint);
                 for i in 0..n * s {
@@ -650,14 +639,12 @@ impl Part {
                 self.b.seed[..n * s].copy_from_slice(&lambda);
                 self.b.seed[n * s..].fill(0.0);
                 self.vjp(scene, KernelKind::Adjoint);
-                for r in 0..n {
-                    let m = scene.mass.mass[r];
-                    for e in 0..s {
-                        let i = r * s + e;
-                        let vbar_next = adj.v[i];
-                        adj.x[i] = m * lambda[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
-                        adj.v[i] = m * lambda[i] / h - self.b.d_prev_v[i];
-                    }
+                let mut ml = vec![0.0; n * s];
+                scene.mass.mul(&lambda, &mut ml, s);
+                for i in 0..n * s {
+                    let vbar_next = adj.v[i];
+                    adj.x[i] = ml[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
+                    adj.v[i] = ml[i] / h - self.b.d_prev_v[i];
                 }
                 self.accumulate(adj, -1.0);
             }

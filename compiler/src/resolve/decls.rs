@@ -577,6 +577,13 @@ impl Resolver<'_> {
             None
         };
         let pos = |t: &Tensor| t.shape == Shape::Scalar && t.x() > 0.0 && t.x().is_finite();
+        if s.kind == "compound" {
+            let mut parts = vec![];
+            for (part, offset) in &s.parts {
+                parts.push((self.body_shape(part, span)?, *offset));
+            }
+            return Some(BodyShape::Compound { parts });
+        }
         match s.kind {
             "sphere" if pos(&s.args[0]) => Some(BodyShape::Sphere {
                 radius: s.args[0].x(),

@@ -33,6 +33,7 @@ const SPECIAL_CALLS: &[&str] = &[
     "sum",
     "contact_points",
     "may_touch",
+    "compound",
 ];
 
 /// Collections every scene has: all bodies, all particles (declared so far).
@@ -972,7 +973,51 @@ impl Resolver<'_> {
                     "capsule" => "capsule",
                     _ => "cylinder",
                 };
-                Value::Shape(Arc::new(ShapeValue { kind, args: ts }))
+                Value::Shape(Arc::new(ShapeValue {
+                    kind,
+                    args: ts,
+                    parts: vec![],
+                }))
+            }
+            "compound" => {
+                let usage = "write `compound(shape, offset, shape, offset, ...)`, e.g. `compound(sphere(0.1), vec3(0, 0, 0.2), box(vec3(0.2, 0.2, 0.1)), vec3(0, 0, 0))`";
+                if vals.is_empty() || !vals.len().is_multiple_of(2) {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::arity",
+                            "`compound` takes pairs of a shape and its offset",
+                            span,
+                            "not shape-offset pairs",
+                        )
+                        .with_help(usage),
+                    );
+                    return Value::Poison;
+                }
+                let mut parts = vec![];
+                for pair in vals.chunks(2).zip(spans.chunks(2)) {
+                    match (&pair.0[0], pair.0[1].tensor()) {
+                        (Value::Shape(s), Some(t)) if t.shape == Shape::Vec(3) => {
+                            parts.push((s.clone(), [t.data[0], t.data[1], t.data[2]]))
+                        }
+                        _ => {
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::type_mismatch",
+                                    "expected a shape and a compile-time vec3 offset",
+                                    pair.1[0].to(pair.1[1]),
+                                    "not a shape and an offset",
+                                )
+                                .with_help(usage),
+                            );
+                            return Value::Poison;
+                        }
+                    }
+                }
+                Value::Shape(Arc::new(ShapeValue {
+                    kind: "compound",
+                    args: vec![],
+                    parts,
+                }))
             }
             "may_touch" => {
                 if !self.arity(func, 2, vals.len(), span) {
@@ -1859,24 +1904,33 @@ impl Resolver<'_> {
 /// the sphere's centre, a box's 8 corners, a capsule's two end-sphere centres,
 /// and 8 rim points on each end of a cylinder.
 fn contact_points(shape: &BodyShape) -> Value {
-    let point = |r: [f64; 3], radius: f64| {
-        Value::Tuple(Arc::new(vec![
-            Value::Num(Tensor::new(Shape::Vec(3), &r)),
-            Value::Num(Tensor::scalar(radius)),
-        ]))
-    };
-    let points = match *shape {
-        BodyShape::Sphere { radius } => vec![point([0.0; 3], radius)],
+    list(
+        contact_point_list(shape)
+            .into_iter()
+            .map(|(r, radius)| {
+                Value::Tuple(Arc::new(vec![
+                    Value::Num(Tensor::new(Shape::Vec(3), &r)),
+                    Value::Num(Tensor::scalar(radius)),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// `(r, radius)` contact points of a shape (see [`contact_points`]).
+fn contact_point_list(shape: &BodyShape) -> Vec<([f64; 3], f64)> {
+    match *shape {
+        BodyShape::Sphere { radius } => vec![([0.0; 3], radius)],
         BodyShape::Box { size } => (0..8)
             .map(|k| {
                 let s = |bit: usize, l: f64| if k >> bit & 1 == 1 { l / 2.0 } else { -l / 2.0 };
-                point([s(2, size[0]), s(1, size[1]), s(0, size[2])], 0.0)
+                ([s(2, size[0]), s(1, size[1]), s(0, size[2])], 0.0)
             })
             .collect(),
         BodyShape::Capsule { radius, length } => {
             vec![
-                point([0.0, 0.0, -length / 2.0], radius),
-                point([0.0, 0.0, length / 2.0], radius),
+                ([0.0, 0.0, -length / 2.0], radius),
+                ([0.0, 0.0, length / 2.0], radius),
             ]
         }
         BodyShape::Cylinder { radius, length } => [-1.0, 1.0]
@@ -1884,15 +1938,22 @@ fn contact_points(shape: &BodyShape) -> Value {
             .flat_map(|end| {
                 (0..8).map(move |k| {
                     let a = k as f64 * std::f64::consts::PI / 4.0;
-                    point(
+                    (
                         [radius * a.cos(), radius * a.sin(), end * length / 2.0],
                         0.0,
                     )
                 })
             })
             .collect(),
-    };
-    list(points)
+        BodyShape::Compound { ref parts } => parts
+            .iter()
+            .flat_map(|(part, c)| {
+                contact_point_list(part)
+                    .into_iter()
+                    .map(move |(r, radius)| ([r[0] + c[0], r[1] + c[1], r[2] + c[2]], radius))
+            })
+            .collect(),
+    }
 }
 
 /// Angular velocity of an affine body: the axial vector of the skew part of `Rdot R^T`.
