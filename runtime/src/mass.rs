@@ -15,8 +15,11 @@ pub struct MassModel {
     /// Constant external (generalised gravity) force per free DOF.
     pub force: Vec<f64>,
     /// Bodies whose `W` is not diagonal: first DOF, `W`, `W^-1`.
-    blocks: Vec<(usize, [[f64; 4]; 4], [[f64; 4]; 4])>,
+    blocks: Vec<(usize, Block, Block)>,
 }
+
+/// A 4x4 mass block over (origin, column 0, column 1, column 2).
+type Block = [[f64; 4]; 4];
 
 fn is_diagonal(w: &[[f64; 4]; 4]) -> bool {
     (0..4).all(|a| (0..4).all(|b| a == b || w[a][b] == 0.0))
