@@ -1,6 +1,9 @@
 //! Integrators against numbers computed independently: closed forms,
 //! analytic periods, conservation laws, and implicit against explicit.
 
+// Mechanics over DOF rows and 4x4 mass blocks reads best with index loops.
+#![allow(clippy::needless_range_loop)]
+
 use joule_compiler::compiled::Backend;
 use joule_runtime::{Event, Scene};
 use std::path::Path;
@@ -268,7 +271,6 @@ fn a_diverging_environment_is_reported_and_the_others_go_on() {
     }
 }
 
-#[allow(clippy::needless_range_loop)] // three columns, three parallel arrays
 /// Angular momentum, kinetic energy and body-frame angular velocity of an affine
 /// body from its 12 DOFs (origin, then matrix columns a_j) and second moments S_j.
 fn rigid_state(x: &[f64], v: &[f64], s: [f64; 3]) -> ([f64; 3], f64, [f64; 3]) {
