@@ -338,12 +338,54 @@ fn compile_time(c: &mut Criterion) {
     group.finish();
 }
 
+/// Simulation and gradient throughput of the locomotion scenes (env-steps per
+/// second over 10-step rollouts; gradients run forward and backward).
+fn simulation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("simulation");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let steps = 10;
+    for name in ["ant", "soft_walker"] {
+        let checked =
+            joule::check_path(Path::new(&scene_path(&format!("{name}.joule")))).expect("scene");
+        let scene = joule_runtime::Scene::from_checked(checked, Backend::Jit).expect("compile");
+        let objective = joule_runtime::Objective {
+            loss: Some("distance".into()),
+            reward: None,
+        };
+        for batch in [1usize, 64] {
+            group.throughput(Throughput::Elements((batch * steps) as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/forward"), batch),
+                &batch,
+                |b, &batch| {
+                    b.iter(|| {
+                        let mut sim = scene.batch(batch);
+                        sim.rollout(steps);
+                        black_box(sim.steps())
+                    })
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/gradient"), batch),
+                &batch,
+                |b, &batch| {
+                    b.iter(|| {
+                        let mut sim = scene.batch(batch);
+                        black_box(sim.gradient(&objective, steps).expect("gradient").value[0])
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = gradient_throughput, rust_reference_spring, compile_time
+    targets = gradient_throughput, rust_reference_spring, compile_time, simulation
 }
 criterion_main!(benches);
