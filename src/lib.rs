@@ -1,8 +1,38 @@
-//! Joule: a differentiable physics compiler.
+//! Joule: a differentiable physics compiler, as a library.
 //!
-//! Scene text goes in; a resolved [`Model`] (and, with later passes, compiled
-//! kernels) comes out. See `docs/` for the language and the architecture.
+//! Scene text goes in; batched simulation and exact gradients come out.
+//!
+//! ```no_run
+//! use joule::{Objective, Scene};
+//!
+//! let scene = Scene::compile(
+//!     "particle ball { x = vec3(0, 0, 1), v = vec3(2, 0, 0), mass = 1 }\n\
+//!      param drag = 0.1\n\
+//!      dissipation air(p: particle, c: scalar) = 0.5 * c * dot(p.v, p.v)\n\
+//!      air(ball, drag)\n\
+//!      loss distance = -ball.x.x",
+//! )?;
+//! let mut sim = scene.batch(64); // 64 environments on all cores
+//! sim.set_param("drag", 0.2)?;
+//! let g = sim.gradient(&Objective { loss: Some("distance".into()), reward: None }, 100)?;
+//! println!("d distance / d drag = {}", g.params[0][0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`Scene`] compiles a scene ([`Scene::compile`] from text, [`Scene::from_path`]
+//!   from a file); compile errors are values ([`CompileError`], with the
+//!   [`Diagnostic`]s) or miette reports.
+//! - [`Sim`] is a batch of environments: parameters and controls per
+//!   environment, `step`, `rollout`, `outputs`, `gradient` (through time, by
+//!   the adjoint), `events` (divergence, non-convergence).
+//! - [`check_path`] / [`check_source`] run the front end alone and give the
+//!   resolved [`Model`] and its text forms ([`Emit`]).
+//!
+//! See `docs/` for the language and the architecture, `examples/` for
+//! complete programs.
 
+pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;
 pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
 pub use joule_grammar::{Diagnostic, SourceMap};
+pub use joule_runtime::{CompileError, Event, Gradient, NameError, Objective, Scene, Sim};
