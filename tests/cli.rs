@@ -194,3 +194,39 @@ fn grad_of_a_summed_reward() {
         assert!(rel < 1e-5, "{name}: relative error {rel}");
     }
 }
+
+#[test]
+fn new_scaffolds_a_scene_that_runs_and_never_overwrites() {
+    let dir = temp("scaffold");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let joule_in = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_joule"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("runs")
+    };
+    let _ = std::fs::remove_file(dir.join("walker.joule"));
+    let o = joule_in(&["new", "walker"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = joule_in(&["run", "walker.joule", "--steps", "50", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["scene"], "walker.joule");
+    let before = std::fs::read_to_string(dir.join("walker.joule")).expect("written");
+    let o = joule_in(&["new", "walker"]);
+    assert!(!o.status.success(), "a second `new` must not overwrite");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("walker.joule")).expect("kept"),
+        before
+    );
+    assert!(!joule_in(&["new", "../escape"]).status.success());
+}
+
+#[test]
+fn completions_are_generated() {
+    let o = joule(&["completions", "bash"]);
+    assert!(o.status.success());
+    let script = stdout(&o);
+    assert!(script.contains("joule") && script.contains("grad") && script.contains("--steps"));
+}
