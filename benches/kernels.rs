@@ -53,13 +53,7 @@ fn compile(name: &str, backend: Backend) -> CompiledScene {
 
 /// The Gradient kernel's loops.
 fn gradient_loops(scene: &CompiledScene) -> &[LoopIr] {
-    &scene
-        .kernels
-        .kernels
-        .iter()
-        .find(|k| k.kind == KernelKind::Gradient)
-        .expect("a gradient kernel")
-        .loops
+    &scene.kernels.get(KernelKind::Gradient).loops
 }
 
 /// Template instances the Gradient kernel runs per environment.

@@ -2,7 +2,7 @@
 //! bit, including lane tails), and every derivative kernel agrees with central
 //! finite differences of the kernel it differentiates.
 
-use joule_compiler::abi::Buffers;
+use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::KernelKind;
 use std::path::Path;
@@ -67,7 +67,7 @@ fn randomize(scene: &CompiledScene, b: &mut Buffers, rng: &mut Rng) {
     }
 }
 
-fn outputs(b: &Buffers) -> Vec<(&'static str, &[f64])> {
+fn outputs<T: Real>(b: &Buffers<T>) -> Vec<(&'static str, &[T])> {
     vec![
         ("energy", &b.energy),
         ("grad", &b.grad),
@@ -359,12 +359,7 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
 /// The Hessian blocks of a kernel applied to the seed, assembled into rows (environment 0).
 fn assemble(scene: &CompiledScene, kind: KernelKind, blocks: &Buffers, b: &Buffers) -> Vec<f64> {
     let s = b.stride;
-    let ir = scene
-        .kernels
-        .kernels
-        .iter()
-        .find(|k| k.kind == kind)
-        .expect("kernel");
+    let ir = scene.kernels.get(kind);
     let mut out = vec![0.0; scene.layout().state_rows()];
     for lp in &ir.loops {
         let w = lp.dof_width;
@@ -434,23 +429,10 @@ fn f32_kernels_match_the_interpreter_and_f64() {
                         .zip(y)
                         .all(|(p, q)| p == q || p.is_nan() && q.is_nan())
                 };
-                let pairs = [
-                    (&a.energy, &b.energy),
-                    (&a.grad, &b.grad),
-                    (&a.hv, &b.hv),
-                    (&a.blocks, &b.blocks),
-                    (&a.d_x, &b.d_x),
-                    (&a.d_v, &b.d_v),
-                    (&a.d_prev_x, &b.d_prev_x),
-                    (&a.d_prev_v, &b.d_prev_v),
-                    (&a.d_params, &b.d_params),
-                    (&a.d_controls, &b.d_controls),
-                    (&a.outputs, &b.outputs),
-                ];
-                for (k, (x, y)) in pairs.iter().enumerate() {
+                for ((buffer, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
                     assert!(
                         same(x, y),
-                        "{name}: f32 kernel {} buffer {k} differs between JIT and interpreter",
+                        "{name}: f32 kernel {} buffer {buffer} differs between JIT and interpreter",
                         kind.name()
                     );
                 }

@@ -100,27 +100,16 @@ impl CompiledScene {
         self.check(buf, begin, end)?;
         let begin = begin / T::LANES * T::LANES;
         let end = end.div_ceil(T::LANES) * T::LANES;
-        // Without surrogates, a surrogate kernel is its forward twin.
-        let kind = if self.kernels.has_surrogates {
-            kind
-        } else {
-            kind.base()
-        };
+        let ir = self.kernels.get(kind);
         let args = buf.args();
         match &self.jit {
             // SAFETY: `check` verified the precision, every buffer against the layout
             // and the range against the stride.
             Some(jit) => unsafe {
-                (jit.kernel(kind).0)(&args as *const _ as *const u8, begin, end)
+                (jit.kernel(ir.kind).0)(&args as *const _ as *const u8, begin, end)
             },
-            None => {
-                let k = &self.kernels.kernels[KernelKind::ALL
-                    .iter()
-                    .position(|x| *x == kind)
-                    .expect("every kind is built")];
-                // SAFETY: as above.
-                unsafe { interp::run(k, &args, begin, end) }
-            }
+            // SAFETY: as above.
+            None => unsafe { interp::run(ir, &args, begin, end) },
         }
         Ok(())
     }

@@ -222,6 +222,21 @@ pub struct Kernels {
     pub diff_time: Duration,
 }
 
+impl Kernels {
+    /// The IR of a kernel; without surrogates a surrogate kernel is its forward twin.
+    pub fn get(&self, kind: KernelKind) -> &KernelIr {
+        let kind = if self.has_surrogates {
+            kind
+        } else {
+            kind.base()
+        };
+        self.kernels
+            .iter()
+            .find(|k| k.kind == kind)
+            .expect("every kernel kind is built")
+    }
+}
+
 /// Pinned rows for fixed DOFs, deduplicated by value.
 struct Pins {
     first: usize,

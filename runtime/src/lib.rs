@@ -187,17 +187,7 @@ impl Scene {
     }
 
     pub(crate) fn kernel_ir(&self, kind: KernelKind) -> &KernelIr {
-        let kind = if self.compiled.kernels.has_surrogates {
-            kind
-        } else {
-            kind.base()
-        };
-        self.compiled
-            .kernels
-            .kernels
-            .iter()
-            .find(|k| k.kind == kind)
-            .expect("every kernel is built")
+        self.compiled.kernels.get(kind)
     }
 
     /// Writes the model's initial state and default params into buffers.
