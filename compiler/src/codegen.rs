@@ -37,26 +37,23 @@ pub struct SharedKernel(pub KernelFn);
 unsafe impl Send for SharedKernel {}
 unsafe impl Sync for SharedKernel {}
 
-/// Elementary functions called per lane, by symbol name.
+/// Elementary functions called per lane, by symbol name: each is the
+/// interpreter's own definition ([`crate::ir::eval_unary`]), so both backends
+/// compute the same bits.
 type Unary = extern "C" fn(f64) -> f64;
-extern "C" fn joule_exp(x: f64) -> f64 {
-    x.exp()
+macro_rules! lane_fn {
+    ($name:ident, $op:ident) => {
+        extern "C" fn $name(x: f64) -> f64 {
+            crate::ir::eval_unary(Op::$op(0), x)
+        }
+    };
 }
-extern "C" fn joule_log(x: f64) -> f64 {
-    x.ln()
-}
-extern "C" fn joule_sin(x: f64) -> f64 {
-    x.sin()
-}
-extern "C" fn joule_cos(x: f64) -> f64 {
-    x.cos()
-}
-extern "C" fn joule_tan(x: f64) -> f64 {
-    x.tan()
-}
-extern "C" fn joule_tanh(x: f64) -> f64 {
-    x.tanh()
-}
+lane_fn!(joule_exp, Exp);
+lane_fn!(joule_log, Log);
+lane_fn!(joule_sin, Sin);
+lane_fn!(joule_cos, Cos);
+lane_fn!(joule_tan, Tan);
+lane_fn!(joule_tanh, Tanh);
 const UNARY_SYMBOLS: [(&str, Unary); 6] = [
     ("joule_exp", joule_exp),
     ("joule_log", joule_log),
