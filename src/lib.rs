@@ -26,7 +26,8 @@
 //!   environment, `step`, `rollout`, `outputs`, `gradient` (through time, by
 //!   the adjoint), `events` (divergence, non-convergence).
 //! - [`check_path`] / [`check_source`] run the front end alone and give the
-//!   resolved [`Model`] and its text forms ([`Emit`]).
+//!   resolved [`Model`] and its text forms ([`Emit`]); [`format_source`]
+//!   prints a scene in the canonical layout of `joule fmt`.
 //!
 //! See `docs/` for the language and the architecture, `examples/` for
 //! complete programs.
@@ -34,5 +35,6 @@
 pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;
 pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
+pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
 pub use joule_runtime::{CompileError, Event, Gradient, NameError, Objective, Scene, Sim};

@@ -1,5 +1,6 @@
 //! The `joule` command-line interface.
 
+mod fmt;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -47,6 +48,27 @@ enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Format scene files canonically (in place), or check that they are.
+    #[command(
+        after_help = "Examples:\n  joule fmt scenes/*.joule\n  joule fmt --check scenes/*.joule     # exit 1 if a file would change\n  joule fmt --stdout my_robot.joule"
+    )]
+    Fmt {
+        /// Scene files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long, conflicts_with = "stdout")]
+        check: bool,
+        /// Print the formatted text instead of rewriting the files.
+        #[arg(long)]
+        stdout: bool,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+        color: ColorArg,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Create a new scene file from a commented template.
     #[command(
@@ -145,6 +167,17 @@ enum ColorArg {
     Auto,
     Always,
     Never,
+}
+
+impl ColorArg {
+    /// Whether diagnostics on standard error are coloured.
+    fn enabled(self) -> bool {
+        match self {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => std::io::stderr().is_terminal(),
+        }
+    }
 }
 
 /// Stack for the compiler thread: deeply nested (but valid) input must not overflow.
@@ -251,6 +284,20 @@ fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Fmt {
+            files,
+            check,
+            stdout,
+            color,
+            quiet,
+        } => {
+            let mode = match (check, stdout) {
+                (true, _) => fmt::Mode::Check,
+                (_, true) => fmt::Mode::Stdout,
+                _ => fmt::Mode::Write,
+            };
+            fmt::fmt(&files, mode, color.enabled(), quiet)
+        }
         Command::Run {
             sim,
             batch,
@@ -304,11 +351,7 @@ fn run(cli: Cli) -> ExitCode {
             timings,
             backend,
         } => {
-            let color = match color {
-                ColorArg::Always => true,
-                ColorArg::Never => false,
-                ColorArg::Auto => std::io::stderr().is_terminal(),
-            };
+            let color = color.enabled();
             let mut failed = false;
             for file in &files {
                 let checked = match check_path(file) {

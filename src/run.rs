@@ -212,7 +212,7 @@ pub fn run(
 }
 
 /// Writes through a temporary file in the same folder, renamed into place.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {

@@ -111,6 +111,11 @@ fn check(text: &str) {
     std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || {
+            // Whatever parses formats, idempotently (`format_source` itself
+            // refuses output that changes the tree or loses a comment).
+            if let Ok(out) = joule::format_source(0, &text) {
+                assert_eq!(joule::format_source(0, &out).ok().as_ref(), Some(&out));
+            }
             let c = joule::check_source("fuzz.joule", &text);
             if !c.ok() {
                 // Rendering must not panic either.

@@ -4,8 +4,10 @@
 
 pub mod ast;
 pub mod diag;
+pub mod format;
 mod parser;
 pub mod print;
+pub mod trivia;
 
 pub use diag::{Diagnostic, Label, Severity, SourceFile, SourceMap};
 pub use parser::{parse, KEYWORDS};

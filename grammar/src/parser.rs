@@ -4,6 +4,7 @@
 
 use crate::ast::*;
 use crate::diag::Diagnostic;
+use crate::trivia;
 use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::{Pair, Pairs};
 use pest::pratt_parser::{Assoc, Op, PrattParser};
@@ -128,34 +129,16 @@ fn parse_recovering(file: FileId, src: &str) -> (SceneFile, Vec<Diagnostic>) {
 
 /// A `/*` without a closing `*/` (outside line comments and strings).
 fn unterminated_comment(file: FileId, src: &str) -> Option<Diagnostic> {
-    let mut i = 0;
-    let b = src.as_bytes();
-    while i + 1 < b.len() {
-        match (b[i], b[i + 1]) {
-            (b'/', b'/') => i = src[i..].find('\n').map_or(b.len(), |n| i + n),
-            (b'"', _) => {
-                i = src[i + 1..]
-                    .find(['"', '\n'])
-                    .map_or(b.len(), |n| i + n + 2)
-            }
-            (b'/', b'*') => match src[i + 2..].find("*/") {
-                Some(n) => i += n + 4,
-                None => {
-                    return Some(
-                        Diagnostic::error(
-                            "joule::syntax",
-                            "unterminated comment",
-                            Span::new(file, i, i + 2),
-                            "this `/*` is never closed",
-                        )
-                        .with_help("close the comment with `*/`"),
-                    )
-                }
-            },
-            _ => i += 1,
-        }
-    }
-    None
+    let open = trivia::comments(src).into_iter().find(|c| !c.closed)?;
+    Some(
+        Diagnostic::error(
+            "joule::syntax",
+            "unterminated comment",
+            Span::new(file, open.start, open.start + 2),
+            "this `/*` is never closed",
+        )
+        .with_help("close the comment with `*/`"),
+    )
 }
 
 /// The start of the next line (after `from`) that begins, at column 0, an item.
@@ -212,21 +195,6 @@ fn check_nesting(file: FileId, src: &str) -> Option<Diagnostic> {
         }
     }
     None
-}
-
-/// `text` without trailing whitespace and line comments.
-fn trim_trivia_end(text: &str) -> &str {
-    let mut t = text.trim_end();
-    loop {
-        let line_start = t.rfind('\n').map_or(0, |n| n + 1);
-        let line = &t[line_start..];
-        match line.find("//") {
-            Some(c) if line[..c].matches('"').count().is_multiple_of(2) => {
-                t = t[..line_start + c].trim_end()
-            }
-            _ => return t,
-        }
-    }
 }
 
 /// A readable name for what the grammar expected.
@@ -472,7 +440,7 @@ impl Builder {
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
         let text = s.as_str();
-        let end = s.start() + trim_trivia_end(text).len();
+        let end = s.start() + trivia::trim_end(text).len();
         Span::new(self.file, s.start(), end)
     }
 

@@ -12,6 +12,27 @@ pub fn write_file(f: &mut fmt::Formatter<'_>, file: &SceneFile) -> fmt::Result {
     Ok(())
 }
 
+/// The `--emit ast` form without item spans: equal exactly for trees that
+/// differ only in layout (what `joule fmt` must preserve).
+pub fn without_spans(file: &SceneFile) -> String {
+    let text = file.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '@' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars
+                .peek()
+                .is_some_and(|c| c.is_ascii_digit() || *c == '.')
+            {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn write_item(f: &mut fmt::Formatter<'_>, item: &Item, depth: usize) -> fmt::Result {
     let pad = "  ".repeat(depth);
     let s = item_sexp(item, depth);
