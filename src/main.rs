@@ -1,6 +1,7 @@
 //! The `joule` command-line interface.
 
 mod fmt;
+mod repl;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,6 +70,14 @@ enum Command {
         /// Print nothing but errors.
         #[arg(long)]
         quiet: bool,
+    },
+    /// An interactive session: step, inspect, evaluate expressions, add items, differentiate.
+    #[command(
+        after_help = "Examples:\n  joule repl scenes/hanging_cloth.joule\n  joule repl scenes/pendulum.joule < session.txt   # a script: exit 1 if a command fails\n\nInside: `:help`, `:step 10`, `norm(cloth[0, 0].x - cloth[1, 0].x)`, `:grad sag 60`."
+    )]
+    Repl {
+        /// The scene to start with (default: an empty scene).
+        scene: Option<PathBuf>,
     },
     /// Create a new scene file from a commented template.
     #[command(
@@ -284,6 +293,7 @@ fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Repl { scene } => repl::repl(scene.as_deref()),
         Command::Fmt {
             files,
             check,

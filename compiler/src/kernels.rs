@@ -616,8 +616,8 @@ fn compact(g: &Graph, outputs: &[(Id, Dest)]) -> (Graph, Vec<(Id, Dest)>) {
 }
 
 /// The text dump of some kernels (`--emit ir` shows `energy` and `outputs`,
-/// `--emit grad-ir` the derivative kernels).
-pub fn dump(kernels: &Kernels, which: &[KernelKind]) -> String {
+/// `--emit grad-ir` the derivative kernels), all loops or those of one `template`.
+pub fn dump(kernels: &Kernels, which: &[KernelKind], template: Option<&str>) -> String {
     let mut out = String::new();
     let l = &kernels.layout;
     let _ = writeln!(
@@ -632,7 +632,11 @@ pub fn dump(kernels: &Kernels, which: &[KernelKind]) -> String {
     );
     for k in kernels.kernels.iter().filter(|k| which.contains(&k.kind)) {
         let _ = writeln!(out, "kernel {}", k.kind.name());
-        for lp in &k.loops {
+        for lp in k
+            .loops
+            .iter()
+            .filter(|lp| template.is_none_or(|t| lp.name == t))
+        {
             let _ = writeln!(
                 out,
                 " loop {} x {} (dofs {}, controls {}, consts {}): {} nodes",

@@ -9,7 +9,7 @@ pub mod passes;
 pub mod resolve;
 
 pub use model::Model;
-pub use passes::{check_path, check_source, Checked, Emit};
+pub use passes::{check_path, check_source, check_source_at, Checked, Emit};
 
 /// Decodes a source file: UTF-8 text without NUL bytes. On failure, the byte
 /// offset and a reason.

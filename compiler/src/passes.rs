@@ -57,6 +57,12 @@ impl Checked {
 
     /// The text form of an intermediate result, if that pass ran.
     pub fn emit(&self, what: Emit) -> Option<String> {
+        self.emit_template(what, None)
+    }
+
+    /// Like [`Checked::emit`], with the IR forms narrowed to the loops of one
+    /// template (energy, dissipation, or `outputs`) when `template` is given.
+    pub fn emit_template(&self, what: Emit, template: Option<&str>) -> Option<String> {
         match what {
             Emit::Ast => self.ast.as_ref().map(|a| a.to_string()),
             Emit::Model => self.model.as_ref().map(crate::emit::model_text),
@@ -64,7 +70,7 @@ impl Checked {
                 use crate::kernels::KernelKind::*;
                 let k = crate::kernels::build(m);
                 match what {
-                    Emit::Ir => crate::kernels::dump(&k, &[Energy, Dissipation, Outputs]),
+                    Emit::Ir => crate::kernels::dump(&k, &[Energy, Dissipation, Outputs], template),
                     _ => crate::kernels::dump(
                         &k,
                         &[
@@ -77,6 +83,7 @@ impl Checked {
                             Adjoint,
                             OutputsVjp,
                         ],
+                        template,
                     ),
                 }
             }),
@@ -103,6 +110,18 @@ pub fn check_path(path: &Path) -> std::io::Result<Checked> {
 /// Runs the front end on scene text (`use` paths resolve against the working directory).
 pub fn check_source(name: &str, text: &str) -> Checked {
     check_bytes(name, None, text.as_bytes())
+}
+
+/// Runs the front end on scene text as if it were the file at `path` (its
+/// `use` paths resolve against that file's folder): edited or extended text
+/// of a file, as the REPL has.
+pub fn check_source_at(path: &Path, text: &str) -> Checked {
+    let canonical = std::fs::canonicalize(path).ok();
+    check_bytes(
+        &path.display().to_string(),
+        canonical.as_deref().or(Some(path)),
+        text.as_bytes(),
+    )
 }
 
 fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
