@@ -1,6 +1,7 @@
 //! The `joule` command-line interface.
 
 mod fmt;
+mod progress;
 mod repl;
 mod run;
 

@@ -1,6 +1,7 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
+use crate::progress::Progress;
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::Integrator;
@@ -127,8 +128,10 @@ pub fn run(
     if record {
         history.push(current.clone());
     }
+    let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     for _ in 0..c.steps {
         sim.step();
+        progress.inc();
         current = sim.outputs();
         for (k, o) in outputs.iter().enumerate() {
             if o.kind == ObjectiveKind::Reward {
@@ -141,6 +144,7 @@ pub fn run(
             history.push(current.clone());
         }
     }
+    progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
     if let Some(path) = out {
@@ -393,6 +397,10 @@ pub fn grad(
             reward: Some(n.clone()),
         },
     };
+    let progress = Progress::spinner(
+        &format!("forward and adjoint over {} steps", c.steps),
+        !as_json,
+    );
     // The cost of a gradient is reported against a plain rollout of the same steps.
     let mut plain = scene.batch_threads(1, 1);
     apply_params(&mut plain, &c.params)?;
@@ -449,6 +457,7 @@ pub fn grad(
             );
         }
     }
+    progress.finish();
     if as_json {
         let mut obj = json!({
             kind: value,
