@@ -38,3 +38,8 @@ pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
 pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
 pub use joule_runtime::{CompileError, Event, Gradient, NameError, Objective, Scene, Sim};
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

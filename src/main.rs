@@ -1,13 +1,14 @@
 //! The `joule` command-line interface.
 
+mod check;
 mod fmt;
 mod progress;
 mod repl;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use joule_compiler::compiled::{Backend, CompiledScene};
-use joule_compiler::{check_path, Emit};
+use joule_compiler::compiled::Backend;
+use joule_compiler::Emit;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,13 @@ enum Command {
         /// Kernel backend used with `--timings`.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
+        /// One JSON object per file on standard output: `file`, `ok`, `diagnostics`
+        /// (severity, code, message, line, column, labels, help).
+        #[arg(long, conflicts_with = "emit")]
+        json: bool,
+        /// Print nothing but diagnostics.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -361,67 +369,25 @@ fn run(cli: Cli) -> ExitCode {
             color,
             timings,
             backend,
-        } => {
-            let color = color.enabled();
-            let mut failed = false;
-            for file in &files {
-                let checked = match check_path(file) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("error: cannot read `{}`: {e}", file.display());
-                        failed = true;
-                        continue;
-                    }
-                };
-                if !checked.diagnostics.is_empty() {
-                    eprint!("{}", checked.render_diagnostics(color, 100));
-                }
-                if !checked.ok() {
-                    failed = true;
-                    let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-                    eprintln!(
-                        "{}: {errors} error{}",
-                        file.display(),
-                        if errors == 1 { "" } else { "s" }
-                    );
-                    continue;
-                }
-                if timings {
-                    let mut all = checked.timings.clone();
-                    let model = checked.model.clone().expect("ok implies a model");
-                    let backend = match backend {
-                        BackendArg::Jit => Backend::Jit,
-                        BackendArg::Interp => Backend::Interp,
-                    };
-                    match CompiledScene::new(model, backend) {
-                        Ok(c) => all.extend(c.timings.iter().copied()),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            failed = true;
-                        }
-                    }
-                    let total: f64 = all.iter().map(|(_, t)| t.as_secs_f64()).sum();
-                    for (pass, t) in &all {
-                        eprintln!("{pass:>10} {:>9.3} ms", t.as_secs_f64() * 1e3);
-                    }
-                    eprintln!("{:>10} {:>9.3} ms", "total", total * 1e3);
-                }
-                let what = emit.map(|e| match e {
+            json,
+            quiet,
+        } => check::check(
+            &files,
+            &check::Options {
+                emit: emit.map(|e| match e {
                     EmitArg::Ast => Emit::Ast,
                     EmitArg::Model => Emit::Model,
                     EmitArg::Ir => Emit::Ir,
                     EmitArg::GradIr => Emit::GradIr,
-                });
-                match what.and_then(|w| checked.emit(w)) {
-                    Some(text) => print!("{text}"),
-                    None => eprintln!("{}: ok", file.display()),
-                }
-            }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+                }),
+                color: color.enabled(),
+                timings: timings.then_some(match backend {
+                    BackendArg::Jit => Backend::Jit,
+                    BackendArg::Interp => Backend::Interp,
+                }),
+                json,
+                quiet,
+            },
+        ),
     }
 }

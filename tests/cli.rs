@@ -230,3 +230,34 @@ fn completions_are_generated() {
     let script = stdout(&o);
     assert!(script.contains("joule") && script.contains("grad") && script.contains("--steps"));
 }
+
+#[test]
+fn check_json_locates_every_diagnostic() {
+    let o = joule(&[
+        "check",
+        "--json",
+        "tests/invalid/07_unknown_name_typo.joule",
+        "scenes/pendulum.joule",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "one file has an error");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["ok"], false);
+    let d = &lines[0]["diagnostics"][0];
+    assert_eq!(d["code"], "joule::unknown_name");
+    assert_eq!(d["help"], "did you mean `stiffness`?");
+    // The label points at the misspelt name in the file.
+    let src = std::fs::read_to_string("tests/invalid/07_unknown_name_typo.joule").expect("file");
+    let line = d["labels"][0]["line"].as_u64().expect("line") as usize;
+    let col = d["labels"][0]["column"].as_u64().expect("column") as usize;
+    let len = d["labels"][0]["length"].as_u64().expect("length") as usize;
+    let text = src.lines().nth(line - 1).expect("that line");
+    assert_eq!(&text[col - 1..col - 1 + len], "stifness");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"file": "scenes/pendulum.joule", "ok": true, "diagnostics": []})
+    );
+}
