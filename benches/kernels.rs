@@ -342,10 +342,7 @@ fn simulation(c: &mut Criterion) {
         let checked =
             joule::check_path(Path::new(&scene_path(&format!("{name}.joule")))).expect("scene");
         let scene = joule_runtime::Scene::from_checked(checked, Backend::Jit).expect("compile");
-        let objective = joule_runtime::Objective {
-            loss: Some("distance".into()),
-            reward: None,
-        };
+        let objective = joule_runtime::Objective::loss("distance");
         for batch in [1usize, 64] {
             group.throughput(Throughput::Elements((batch * steps) as u64));
             group.bench_with_input(

@@ -32,13 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let scene = Scene::compile(SCENE)?;
     let mut sim = scene.batch(1);
-    let g = sim.gradient(
-        &Objective {
-            loss: Some("far".into()),
-            reward: None,
-        },
-        2000,
-    )?;
+    let g = sim.gradient(&Objective::loss("far"), 2000)?;
     let angle = sim.output("angle")[0][0];
     println!(
         "after 2 s the bead is at {angle:.4} rad; d(-y)/d strength = {:.4}",

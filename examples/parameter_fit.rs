@@ -33,10 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let p = sim.output("position");
         (p[0][0], p[2][0])
     };
-    let objective = Objective {
-        loss: Some("miss".into()),
-        reward: None,
-    };
+    let objective = Objective::loss("miss");
     let mut length = 0.9;
     for iteration in 0..50 {
         let mut sim = scene.batch(1);

@@ -14,7 +14,7 @@
 //! )?;
 //! let mut sim = scene.batch(64); // 64 environments on all cores
 //! sim.set_param("drag", 0.2)?;
-//! let g = sim.gradient(&Objective { loss: Some("distance".into()), reward: None }, 100)?;
+//! let g = sim.gradient(&Objective::loss("distance"), 100)?;
 //! println!("d distance / d drag = {}", g.params[0][0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -37,7 +37,9 @@ pub use joule_compiler::model;
 pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
 pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
-pub use joule_runtime::{CompileError, Event, Gradient, NameError, Objective, Scene, Sim};
+pub use joule_runtime::{
+    CompileError, Event, Gradient, NameError, Objective, Scene, Schedule, Sim, Track,
+};
 
 /// The README's Rust example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -388,14 +388,8 @@ pub fn grad(
         }
     }
     let objective = match target {
-        Target::Loss(n) => Objective {
-            loss: Some(n.clone()),
-            reward: None,
-        },
-        Target::Reward(n) => Objective {
-            loss: None,
-            reward: Some(n.clone()),
-        },
+        Target::Loss(n) => Objective::loss(n),
+        Target::Reward(n) => Objective::reward(n),
     };
     let progress = Progress::spinner(
         &format!("forward and adjoint over {} steps", c.steps),

@@ -635,10 +635,7 @@ fn reacher_learns_to_reach_by_gradient_descent_on_its_controls() {
     // Open-loop trajectory optimisation: a constant torque pair, improved by the
     // exact gradient of the final squared distance (summed over the steps).
     let s = scene("scenes/reacher.joule");
-    let objective = joule_runtime::Objective {
-        loss: Some("distance".into()),
-        reward: None,
-    };
+    let objective = joule_runtime::Objective::loss("distance");
     let steps = 60;
     let mut u = [0.0f64, 0.0];
     let loss = |u: [f64; 2]| {

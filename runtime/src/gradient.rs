@@ -9,14 +9,60 @@ use joule_grammar::ast::ObjectiveKind;
 use rayon::prelude::*;
 
 /// What to differentiate: a terminal `loss`, the sum of a `reward` over the
-/// steps, or both (their sum).
+/// steps, the squared distance of an output to a target trajectory, or the
+/// sum of those given.
 #[derive(Debug, Clone, Default)]
 pub struct Objective {
     /// Name of a `loss` item, evaluated after the last step.
     pub loss: Option<String>,
     /// Name of a `reward` item, summed over the states after each step.
     pub reward: Option<String>,
+    /// An output matched to a recorded trajectory.
+    pub track: Option<Track>,
 }
+
+impl Objective {
+    /// A terminal loss.
+    pub fn loss(name: &str) -> Objective {
+        Objective {
+            loss: Some(name.into()),
+            ..Objective::default()
+        }
+    }
+
+    /// A reward summed over the steps.
+    pub fn reward(name: &str) -> Objective {
+        Objective {
+            reward: Some(name.into()),
+            ..Objective::default()
+        }
+    }
+
+    /// `sum_t |output_t - target_t|^2` over the steps.
+    pub fn track(output: &str, targets: Vec<Vec<Vec<f64>>>) -> Objective {
+        Objective {
+            track: Some(Track {
+                output: output.into(),
+                targets,
+            }),
+            ..Objective::default()
+        }
+    }
+}
+
+/// Trajectory matching: `sum_t sum_c (output_c(t) - targets[t][c])^2`, where
+/// `output(t)` is the output after step `t + 1`.
+#[derive(Debug, Clone)]
+pub struct Track {
+    /// Name of any output (`observe`, `loss`, ...).
+    pub output: String,
+    /// `[step][component][env]`, one entry per step simulated.
+    pub targets: Vec<Vec<Vec<f64>>>,
+}
+
+/// Control values for every step: `[step][control][env]` (the layout of
+/// [`Gradient::controls`]), clamped to the controls' ranges when applied.
+pub type Schedule = Vec<Vec<Vec<f64>>>;
 
 /// The objective and its gradients, per environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,47 +91,139 @@ struct PartGradient {
     v0: Vec<f64>,
 }
 
+/// What one partition differentiates: output rows and per-step data in its buffer layout.
+struct PartObjective {
+    loss: Option<usize>,
+    reward: Option<usize>,
+    /// First row, components, and `[step][component * stride + env]` targets.
+    track: Option<(usize, usize, Vec<Vec<f64>>)>,
+    /// `[step][control * stride + env]`.
+    schedule: Option<Vec<Vec<f64>>>,
+}
+
+/// `[step][row][env]` (global) to `[step][row * stride + env]` for one partition.
+fn part_rows(data: &[Vec<Vec<f64>>], p: &Part) -> Vec<Vec<f64>> {
+    let s = p.b.stride;
+    data.iter()
+        .map(|rows| {
+            let mut out = vec![0.0; rows.len() * s];
+            for (r, row) in rows.iter().enumerate() {
+                out[r * s..r * s + p.len].copy_from_slice(&row[p.first..p.first + p.len]);
+            }
+            out
+        })
+        .collect()
+}
+
 impl Sim<'_> {
-    /// Runs `steps` steps from the current state (leaving the simulation at the
-    /// end) and returns the objective with its gradients.
+    /// Runs `steps` steps from the current state with the current controls
+    /// (leaving the simulation at the end) and returns the objective with its
+    /// gradients.
     pub fn gradient(&mut self, objective: &Objective, steps: usize) -> Result<Gradient, NameError> {
+        self.gradient_impl(objective, steps, None)
+    }
+
+    /// Like [`Sim::gradient`], with the controls of every step given: one
+    /// step per entry of `schedule` (open-loop trajectory optimisation).
+    pub fn gradient_schedule(
+        &mut self,
+        objective: &Objective,
+        schedule: &Schedule,
+    ) -> Result<Gradient, NameError> {
+        self.gradient_impl(objective, schedule.len(), Some(schedule))
+    }
+
+    fn gradient_impl(
+        &mut self,
+        objective: &Objective,
+        steps: usize,
+        schedule: Option<&Schedule>,
+    ) -> Result<Gradient, NameError> {
         let scene = self.scene;
         let layout = scene.compiled.layout();
-        let row =
-            |name: &Option<String>, kind: ObjectiveKind| -> Result<Option<usize>, NameError> {
-                let Some(n) = name else { return Ok(None) };
-                layout
-                    .outputs
-                    .iter()
-                    .find(|o| &o.name == n && o.kind == kind)
-                    .map(|o| Some(o.offset))
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = layout
-                            .outputs
-                            .iter()
-                            .filter(|o| o.kind == kind)
-                            .map(|o| o.name.as_str())
-                            .collect();
-                        NameError(format!(
-                            "no {} named `{n}` (the scene has: {})",
-                            kind.keyword(),
-                            known.join(", ")
-                        ))
-                    })
-            };
-        let loss = row(&objective.loss, ObjectiveKind::Loss)?;
-        let reward = row(&objective.reward, ObjectiveKind::Reward)?;
-        let k = ((steps as f64).sqrt().ceil() as usize).max(1);
-        let start = self.step;
-        let parts: Vec<PartGradient> = self
-            .parts
-            .par_iter_mut()
-            .map(|p| part_gradient(p, scene, loss, reward, steps, k, start))
-            .collect();
-        self.step += steps;
+        let row = |name: &Option<String>, kind: Option<ObjectiveKind>| {
+            let Some(n) = name else { return Ok(None) };
+            layout
+                .outputs
+                .iter()
+                .find(|o| &o.name == n && kind.is_none_or(|k| o.kind == k))
+                .map(|o| Some((o.offset, o.len)))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = layout
+                        .outputs
+                        .iter()
+                        .filter(|o| kind.is_none_or(|k| o.kind == k))
+                        .map(|o| o.name.as_str())
+                        .collect();
+                    let what = kind.map_or("output", |k| k.keyword());
+                    NameError(format!(
+                        "no {what} named `{n}` (the scene has: {})",
+                        known.join(", ")
+                    ))
+                })
+        };
+        let loss = row(&objective.loss, Some(ObjectiveKind::Loss))?.map(|r| r.0);
+        let reward = row(&objective.reward, Some(ObjectiveKind::Reward))?.map(|r| r.0);
+        let track_name = objective.track.as_ref().map(|t| t.output.clone());
+        let track = row(&track_name, None)?;
         let (n, batch) = (scene.dofs(), self.batch);
         let np = scene.model().params.len();
         let nc = scene.model().controls.len();
+        if let (Some(t), Some((_, len))) = (&objective.track, track) {
+            let ok = t.targets.len() == steps
+                && t.targets
+                    .iter()
+                    .all(|s| s.len() == len && s.iter().all(|c| c.len() == batch));
+            if !ok {
+                return Err(NameError(format!(
+                    "the targets of `{}` must be [{steps} steps][{len} components][{batch} environments]",
+                    t.output
+                )));
+            }
+        }
+        if let Some(sch) = schedule {
+            if sch
+                .iter()
+                .any(|s| s.len() != nc || s.iter().any(|c| c.len() != batch))
+            {
+                return Err(NameError(format!(
+                    "a control schedule must be [steps][{nc} controls][{batch} environments]"
+                )));
+            }
+        }
+        let k = ((steps as f64).sqrt().ceil() as usize).max(1);
+        let start = self.step;
+        let clamp = |sch: &Schedule| -> Schedule {
+            sch.iter()
+                .map(|step| {
+                    step.iter()
+                        .zip(&scene.model().controls)
+                        .map(|(vals, c)| match c.bounds {
+                            Some((lo, hi)) => vals.iter().map(|v| v.clamp(lo, hi)).collect(),
+                            None => vals.clone(),
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let schedule = schedule.map(clamp);
+        let parts: Vec<PartGradient> = self
+            .parts
+            .par_iter_mut()
+            .map(|p| {
+                let o = PartObjective {
+                    loss,
+                    reward,
+                    track: track.map(|(row, len)| {
+                        let t = objective.track.as_ref().expect("a track row has a track");
+                        (row, len, part_rows(&t.targets, p))
+                    }),
+                    schedule: schedule.as_ref().map(|sch| part_rows(sch, p)),
+                };
+                part_gradient(p, scene, &o, steps, k, start)
+            })
+            .collect();
+        self.step += steps;
         let mut g = Gradient {
             value: vec![0.0; batch],
             params: vec![vec![0.0; batch]; np],
@@ -118,17 +256,61 @@ impl Sim<'_> {
     }
 }
 
+/// Adds the per-step terms (reward, tracking) at the current state to
+/// `value`, and, with `seed`, writes their output adjoints into `out_seed`.
+fn step_terms(
+    p: &mut Part,
+    scene: &Scene,
+    o: &PartObjective,
+    t: usize,
+    value: &mut [f64],
+    seed: bool,
+) {
+    if o.reward.is_none() && o.track.is_none() {
+        return;
+    }
+    let s = p.b.stride;
+    p.outputs(scene);
+    if seed {
+        p.b.out_seed.fill(0.0);
+    }
+    if let Some(r) = o.reward {
+        for e in 0..p.len {
+            value[e] += p.b.outputs[r * s + e];
+        }
+        if seed {
+            p.b.out_seed[r * s..r * s + p.len].fill(1.0);
+        }
+    }
+    if let Some((row, len, targets)) = &o.track {
+        for c in 0..*len {
+            for e in 0..p.len {
+                let i = (row + c) * s + e;
+                let d = p.b.outputs[i] - targets[t][c * s + e];
+                value[e] += d * d;
+                if seed {
+                    p.b.out_seed[i] += 2.0 * d;
+                }
+            }
+        }
+    }
+}
+
 fn part_gradient(
     p: &mut Part,
     scene: &Scene,
-    loss: Option<usize>,
-    reward: Option<usize>,
+    o: &PartObjective,
     steps: usize,
     k: usize,
     start: usize,
 ) -> PartGradient {
     let (n, s) = (scene.dofs(), p.b.stride);
     let subs = scene.model().settings.substeps.max(1) as usize;
+    let set_controls = |p: &mut Part, t: usize| {
+        if let Some(sch) = &o.schedule {
+            p.b.controls.copy_from_slice(&sch[t]);
+        }
+    };
     let mut value = vec![0.0; p.len];
     // Forward, keeping checkpoints.
     let mut checkpoints: Vec<Snapshot> = vec![];
@@ -136,13 +318,9 @@ fn part_gradient(
         if t % k == 0 {
             checkpoints.push(p.snapshot(n));
         }
+        set_controls(p, t);
         p.step(scene, start + t);
-        if let Some(r) = reward {
-            p.outputs(scene);
-            for (e, v) in value.iter_mut().enumerate() {
-                *v += p.b.outputs[r * s + e];
-            }
-        }
+        step_terms(p, scene, o, t, &mut value, false);
     }
     let end_state = p.snapshot(n);
     let mut adj = Adjoint {
@@ -151,19 +329,17 @@ fn part_gradient(
         params: vec![0.0; p.b.params.len()],
         controls: vec![0.0; p.b.controls.len()],
     };
-    let seed = |p: &mut Part, row: usize| {
-        p.b.out_seed.fill(0.0);
-        p.b.out_seed[row * s..row * s + p.len].fill(1.0);
-    };
-    if let Some(l) = loss {
+    if let Some(l) = o.loss {
         p.outputs(scene);
         for (e, v) in value.iter_mut().enumerate() {
             *v += p.b.outputs[l * s + e];
         }
-        seed(p, l);
+        p.b.out_seed.fill(0.0);
+        p.b.out_seed[l * s..l * s + p.len].fill(1.0);
         p.outputs_adjoint(scene, &mut adj);
     }
     let mut controls = vec![vec![0.0; p.b.controls.len()]; steps];
+    let mut scratch = vec![0.0; p.len];
     // Reverse, one segment at a time.
     for (c, cp) in checkpoints.iter().enumerate().rev() {
         let (t0, t1) = (c * k, ((c + 1) * k).min(steps));
@@ -171,6 +347,7 @@ fn part_gradient(
         // Recompute the segment, keeping the state before every substep.
         let mut states: Vec<Snapshot> = vec![];
         for t in t0..t1 {
+            set_controls(p, t);
             for _ in 0..subs {
                 states.push(p.snapshot(n));
                 p.substep(scene, start + t);
@@ -184,9 +361,10 @@ fn part_gradient(
         for t in (t0..t1).rev() {
             // `adj.controls` collects this step's control gradient (and, for the
             // last step, the loss's direct dependence on the controls).
-            if let Some(r) = reward {
+            set_controls(p, t);
+            if o.reward.is_some() || o.track.is_some() {
                 p.restore(&states[(t + 1 - t0) * subs]);
-                seed(p, r);
+                step_terms(p, scene, o, t, &mut scratch, true);
                 p.outputs_adjoint(scene, &mut adj);
             }
             for sub in (0..subs).rev() {

@@ -22,7 +22,7 @@ pub mod linalg;
 pub mod mass;
 pub mod step;
 
-pub use gradient::{Gradient, Objective};
+pub use gradient::{Gradient, Objective, Schedule, Track};
 
 use joule_compiler::abi::Buffers;
 use joule_compiler::compiled::{Backend, CompiledScene};

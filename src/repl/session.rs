@@ -292,14 +292,8 @@ impl Session {
             .find(|o| o.name == name)
             .map(|o| o.kind);
         let objective = match kind {
-            Some(ObjectiveKind::Loss) => Objective {
-                loss: Some(name.into()),
-                reward: None,
-            },
-            Some(ObjectiveKind::Reward) => Objective {
-                loss: None,
-                reward: Some(name.into()),
-            },
+            Some(ObjectiveKind::Loss) => Objective::loss(name),
+            Some(ObjectiveKind::Reward) => Objective::reward(name),
             _ => return Err(self.unknown(name, "a loss or reward")),
         };
         let m = self.scene.model();
