@@ -1,6 +1,7 @@
 //! The `joule` command-line interface.
 
 mod run;
+mod viewer;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joule_compiler::compiled::{Backend, CompiledScene};
@@ -58,7 +59,7 @@ enum Command {
     },
     /// Simulate a batch of environments and report observations, losses and rewards.
     #[command(
-        after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv"
+        after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser"
     )]
     Run {
         #[command(flatten)]
@@ -72,6 +73,12 @@ enum Command {
         /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write a self-contained HTML page that plays the trajectory back in 3D.
+        #[arg(long, value_name = "F.html")]
+        html: Option<PathBuf>,
+        /// The environment the `--html` page shows.
+        #[arg(long, value_name = "K", default_value_t = 0, requires = "html")]
+        html_env: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -256,9 +263,15 @@ fn run(cli: Cli) -> ExitCode {
             batch,
             threads,
             out,
+            html,
+            html_env,
             json,
             quiet,
         } => {
+            let html = html.map(|path| viewer::Html {
+                path,
+                env: html_env,
+            });
             if let Some(t) = threads {
                 if let Err(e) = rayon::ThreadPoolBuilder::new()
                     .num_threads(t.max(1))
@@ -272,6 +285,7 @@ fn run(cli: Cli) -> ExitCode {
                 batch,
                 threads,
                 out.as_deref(),
+                html.as_ref(),
                 json,
                 quiet,
             ))

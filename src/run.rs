@@ -1,6 +1,7 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
+use crate::viewer::{Html, Recorder};
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::Integrator;
@@ -97,12 +98,14 @@ fn columns(o: &OutputInfo) -> Vec<String> {
     }
 }
 
-/// `joule run`: simulate and report observations, losses and rewards.
+/// `joule run`: simulate and report observations, losses and rewards; write
+/// the trajectory to `out` and a viewer page to `html`.
 pub fn run(
     c: &Common,
     batch: usize,
     threads: Option<usize>,
     out: Option<&Path>,
+    html: Option<&Html>,
     as_json: bool,
     quiet: bool,
 ) -> Result<()> {
@@ -118,6 +121,9 @@ pub fn run(
         threads.unwrap_or_else(rayon::current_num_threads).max(1),
     );
     apply_params(&mut sim, &c.params)?;
+    let mut viewer = html
+        .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
+        .transpose()?;
     let outputs = scene.compiled.layout().outputs.clone();
     let record = out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
@@ -127,7 +133,10 @@ pub fn run(
     if record {
         history.push(current.clone());
     }
-    for _ in 0..c.steps {
+    if let Some(v) = &mut viewer {
+        v.record(0, &sim);
+    }
+    for step in 1..=c.steps {
         sim.step();
         current = sim.outputs();
         for (k, o) in outputs.iter().enumerate() {
@@ -140,11 +149,17 @@ pub fn run(
         if record {
             history.push(current.clone());
         }
+        if let Some(v) = &mut viewer {
+            v.record(step, &sim);
+        }
     }
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
     if let Some(path) = out {
         write_trajectory(path, &outputs, &history, scene.model().settings.dt, batch)?;
+    }
+    if let (Some(v), Some(h)) = (&viewer, html) {
+        v.write(&h.path, scene.model(), &c.scene)?;
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);
     let per_env = |o: &OutputInfo, k: usize| -> Value {
@@ -212,7 +227,7 @@ pub fn run(
 }
 
 /// Writes through a temporary file in the same folder, renamed into place.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {
