@@ -1,5 +1,6 @@
 //! The `joule` command-line interface.
 
+mod plot;
 mod run;
 mod viewer;
 
@@ -85,6 +86,32 @@ enum Command {
         /// Print nothing but warnings and errors.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Plot columns of a CSV file (a `run --out` trajectory, a learning curve) as a PNG.
+    #[command(
+        after_help = "Examples:\n  joule run scenes/pendulum.joule --steps 500 --out pendulum.csv\n  joule plot pendulum.csv -o pendulum.png --y angle\n  joule plot curve.csv -o curve.png --x iteration --y loss,reward"
+    )]
+    Plot {
+        /// The CSV file: a header row of column names, then numeric rows.
+        input: PathBuf,
+        /// The PNG image to write.
+        #[arg(short, long, value_name = "OUT.png")]
+        output: PathBuf,
+        /// The x column (default: `t`, `time`, `step` or `iteration` if present, else the first).
+        #[arg(long, value_name = "COLUMN")]
+        x: Option<String>,
+        /// The y columns, comma-separated (default: all others but `env`, at most ten).
+        #[arg(long, value_name = "COL1,COL2")]
+        y: Option<String>,
+        /// With an `env` column (a batched trajectory): the environment plotted.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        env: usize,
+        /// Image width in pixels.
+        #[arg(long, default_value_t = 1000)]
+        width: u32,
+        /// Image height in pixels.
+        #[arg(long, default_value_t = 600)]
+        height: u32,
     },
     /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
     #[command(
@@ -290,6 +317,23 @@ fn run(cli: Cli) -> ExitCode {
                 quiet,
             ))
         }
+        Command::Plot {
+            input,
+            output,
+            x,
+            y,
+            env,
+            width,
+            height,
+        } => finish(plot::plot(&plot::Plot {
+            input,
+            output,
+            x,
+            y,
+            env,
+            width,
+            height,
+        })),
         Command::Grad {
             sim,
             loss,
