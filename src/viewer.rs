@@ -119,13 +119,17 @@ impl Geometry {
                     let ids: Vec<u32> = handles
                         .iter()
                         .flat_map(|&(first, n)| (0..n).map(move |c| first + 3 * c))
-                        .map(|e| {
+                        .filter_map(|e| row.get(e..e + 3))
+                        .map(|r| {
                             point(
-                                [Slot::of(row[e]), Slot::of(row[e + 1]), Slot::of(row[e + 2])],
+                                [Slot::of(r[0]), Slot::of(r[1]), Slot::of(r[2])],
                                 &mut points,
                             )
                         })
                         .collect();
+                    if ids.len() != corners {
+                        continue; // not laid out as 3 DOFs per corner: drawn as points only
+                    }
                     for [i, j] in &local_edges {
                         let (a, b) = (ids[*i].min(ids[*j]), ids[*i].max(ids[*j]));
                         if a != b {
