@@ -240,3 +240,67 @@ fn headless_chromium_renders_the_scene() {
         "mostly background: {background}"
     );
 }
+
+/// Script injected into a page: drags, wheels, scrubs and presses play, and
+/// reports on the body whether each changed the picture.
+const PROBE: &str = r#"<script>
+window.addEventListener("load", () => {
+  const out = [];
+  try {
+    const c = document.getElementById("view"), snap = () => c.toDataURL();
+    const start = snap();
+    const pointer = (type, x) => c.dispatchEvent(new PointerEvent(type, {clientX: x, clientY: 100, pointerId: 1, bubbles: true}));
+    pointer("pointerdown", 100); pointer("pointermove", 160); pointer("pointerup", 160);
+    const orbited = snap();
+    out.push("orbit:" + (orbited !== start));
+    c.dispatchEvent(new WheelEvent("wheel", {deltaY: 300, bubbles: true, cancelable: true}));
+    const zoomed = snap();
+    out.push("zoom:" + (zoomed !== orbited));
+    const s = document.getElementById("scrub");
+    s.value = "3"; s.dispatchEvent(new Event("input"));
+    out.push("scrub:" + (snap() !== zoomed) + ":" + document.getElementById("time").textContent);
+    document.getElementById("play").click();
+    out.push("play:" + document.getElementById("play").textContent);
+  } catch (e) { out.push("error:" + e); }
+  document.body.setAttribute("data-probe", out.join(" "));
+});
+</script>
+</body>"#;
+
+#[test]
+fn headless_chromium_orbits_zooms_scrubs_and_plays() {
+    let Some(browser) = chromium() else {
+        println!("skipping: no chromium binary on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    let page = temp("probe.html");
+    page_data(
+        "scenes/spring_chain.joule",
+        &page,
+        &["--steps", "8", "--quiet"],
+    );
+    let html = std::fs::read_to_string(&page)
+        .unwrap()
+        .replace("</body>", PROBE);
+    std::fs::write(&page, html).unwrap();
+    // Paused on the last frame; the probe runs once the page has loaded.
+    let url = format!("file://{}#frame=last", page.display());
+    let o = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .expect("chromium runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let start = dom.find("data-probe=\"").expect("the probe ran") + 12;
+    let probe = &dom[start..start + dom[start..].find('"').unwrap()];
+    assert_eq!(
+        probe,
+        "orbit:true zoom:true scrub:true:t = 0.0125 s  (step 3) play:Pause"
+    );
+}
