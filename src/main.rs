@@ -2,9 +2,11 @@
 
 mod check;
 mod fmt;
+mod plot;
 mod progress;
 mod repl;
 mod run;
+mod viewer;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joule_compiler::compiled::Backend;
@@ -98,7 +100,7 @@ enum Command {
     },
     /// Simulate a batch of environments and report observations, losses and rewards.
     #[command(
-        after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv"
+        after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser"
     )]
     Run {
         #[command(flatten)]
@@ -112,12 +114,44 @@ enum Command {
         /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write a self-contained HTML page that plays the trajectory back in 3D.
+        #[arg(long, value_name = "F.html")]
+        html: Option<PathBuf>,
+        /// The environment the `--html` page shows.
+        #[arg(long, value_name = "K", default_value_t = 0, requires = "html")]
+        html_env: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
         /// Print nothing but warnings and errors.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Plot columns of a CSV file (a `run --out` trajectory, a learning curve) as a PNG.
+    #[command(
+        after_help = "Examples:\n  joule run scenes/pendulum.joule --steps 500 --out pendulum.csv\n  joule plot pendulum.csv -o pendulum.png --y angle\n  joule plot curve.csv -o curve.png --x iteration --y loss,reward"
+    )]
+    Plot {
+        /// The CSV file: a header row of column names, then numeric rows.
+        input: PathBuf,
+        /// The PNG image to write.
+        #[arg(short, long, value_name = "OUT.png")]
+        output: PathBuf,
+        /// The x column (default: `t`, `time`, `step` or `iteration` if present, else the first).
+        #[arg(long, value_name = "COLUMN")]
+        x: Option<String>,
+        /// The y columns, comma-separated (default: all others but `env`, at most ten).
+        #[arg(long, value_name = "COL1,COL2")]
+        y: Option<String>,
+        /// With an `env` column (a batched trajectory): the environment plotted.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        env: usize,
+        /// Image width in pixels.
+        #[arg(long, default_value_t = 1000)]
+        width: u32,
+        /// Image height in pixels.
+        #[arg(long, default_value_t = 600)]
+        height: u32,
     },
     /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
     #[command(
@@ -322,9 +356,15 @@ fn run(cli: Cli) -> ExitCode {
             batch,
             threads,
             out,
+            html,
+            html_env,
             json,
             quiet,
         } => {
+            let html = html.map(|path| viewer::Html {
+                path,
+                env: html_env,
+            });
             if let Some(t) = threads {
                 if let Err(e) = rayon::ThreadPoolBuilder::new()
                     .num_threads(t.max(1))
@@ -338,10 +378,28 @@ fn run(cli: Cli) -> ExitCode {
                 batch,
                 threads,
                 out.as_deref(),
+                html.as_ref(),
                 json,
                 quiet,
             ))
         }
+        Command::Plot {
+            input,
+            output,
+            x,
+            y,
+            env,
+            width,
+            height,
+        } => finish(plot::plot(&plot::Plot {
+            input,
+            output,
+            x,
+            y,
+            env,
+            width,
+            height,
+        })),
         Command::Grad {
             sim,
             loss,

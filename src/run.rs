@@ -2,6 +2,7 @@
 //! differentiate objectives.
 
 use crate::progress::Progress;
+use crate::viewer::{Html, Recorder};
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::Integrator;
@@ -98,12 +99,14 @@ fn columns(o: &OutputInfo) -> Vec<String> {
     }
 }
 
-/// `joule run`: simulate and report observations, losses and rewards.
+/// `joule run`: simulate and report observations, losses and rewards; write
+/// the trajectory to `out` and a viewer page to `html`.
 pub fn run(
     c: &Common,
     batch: usize,
     threads: Option<usize>,
     out: Option<&Path>,
+    html: Option<&Html>,
     as_json: bool,
     quiet: bool,
 ) -> Result<()> {
@@ -119,6 +122,9 @@ pub fn run(
         threads.unwrap_or_else(rayon::current_num_threads).max(1),
     );
     apply_params(&mut sim, &c.params)?;
+    let mut viewer = html
+        .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
+        .transpose()?;
     let outputs = scene.compiled.layout().outputs.clone();
     let record = out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
@@ -129,7 +135,10 @@ pub fn run(
         history.push(current.clone());
     }
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
-    for _ in 0..c.steps {
+    if let Some(v) = &mut viewer {
+        v.record(0, &sim);
+    }
+    for step in 1..=c.steps {
         sim.step();
         progress.inc();
         current = sim.outputs();
@@ -143,12 +152,18 @@ pub fn run(
         if record {
             history.push(current.clone());
         }
+        if let Some(v) = &mut viewer {
+            v.record(step, &sim);
+        }
     }
     progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
     if let Some(path) = out {
         write_trajectory(path, &outputs, &history, scene.model().settings.dt, batch)?;
+    }
+    if let (Some(v), Some(h)) = (&viewer, html) {
+        v.write(&h.path, scene.model(), &c.scene)?;
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);
     let per_env = |o: &OutputInfo, k: usize| -> Value {

@@ -1,0 +1,348 @@
+//! `joule plot`: a CSV of numeric columns (a `joule run --out` trajectory, a
+//! learning curve) as a PNG line plot, drawn with plotters on a bitmap with an
+//! embedded DejaVu Sans font (no system fonts needed).
+
+use crate::run::write_atomically;
+use miette::{miette, LabeledSpan, NamedSource, Report, Result};
+use plotters::prelude::*;
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Most series drawn when `--y` is not given.
+const MAX_SERIES: usize = 10;
+/// Columns never plotted by default: the x candidates and the environment index.
+const INDEX_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epoch", "env"];
+/// Preferred x columns, in order.
+const X_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epoch"];
+
+/// What `joule plot` draws.
+pub struct Plot {
+    /// The CSV file.
+    pub input: PathBuf,
+    /// The PNG written.
+    pub output: PathBuf,
+    /// The x column (default: a time or step column, else the first).
+    pub x: Option<String>,
+    /// Comma-separated y columns (default: all others, at most ten).
+    pub y: Option<String>,
+    /// For files with an `env` column: the environment plotted.
+    pub env: usize,
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+}
+
+/// The parsed table: header names with their spans, and rows of cells.
+struct Table {
+    names: Vec<String>,
+    header_spans: Vec<Range<usize>>,
+    /// Each row's cells and their byte ranges in the file.
+    rows: Vec<Vec<(String, Range<usize>)>>,
+}
+
+/// `joule plot`: reads the CSV, picks the columns, writes the PNG.
+pub fn plot(p: &Plot) -> Result<()> {
+    if p.width < 200 || p.height < 150 || p.width > 10_000 || p.height > 10_000 {
+        return Err(miette!(
+            help = "use a width of 200..=10000 and a height of 150..=10000 pixels",
+            "a {}x{} image is too small or too large to plot",
+            p.width,
+            p.height
+        ));
+    }
+    if p.output.extension().and_then(|e| e.to_str()) != Some("png") {
+        return Err(miette!(
+            help = "name the output `FILE.png`",
+            "`joule plot` writes PNG images, not `{}`",
+            p.output.display()
+        ));
+    }
+    let text = std::fs::read_to_string(&p.input).map_err(|e| {
+        miette!(
+            help =
+                "give a CSV file with a header row, e.g. one written by `joule run --out run.csv`",
+            "cannot read `{}`: {e}",
+            p.input.display()
+        )
+    })?;
+    let name = p.input.display().to_string();
+    let located = |r: Report| r.with_source_code(NamedSource::new(&name, text.clone()));
+    let table = parse(&text).map_err(located)?;
+    let column = |wanted: &str, flag: &str| -> Result<usize> {
+        table
+            .names
+            .iter()
+            .position(|n| n == wanted)
+            .ok_or_else(|| unknown_column(&table, wanted, flag))
+            .map_err(located)
+    };
+    let x = match &p.x {
+        Some(n) => column(n.trim(), "--x")?,
+        None => X_COLUMNS
+            .iter()
+            .find_map(|c| table.names.iter().position(|n| n == c))
+            .unwrap_or(0),
+    };
+    let ys: Vec<usize> = match &p.y {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|n| column(n, "--y"))
+            .collect::<Result<_>>()?,
+        None => {
+            let all: Vec<usize> = (0..table.names.len())
+                .filter(|&k| k != x && !INDEX_COLUMNS.contains(&table.names[k].as_str()))
+                .collect();
+            if all.len() > MAX_SERIES {
+                eprintln!(
+                    "note: plotting the first {MAX_SERIES} of {} columns; choose others with `--y a,b,...`",
+                    all.len()
+                );
+            }
+            all.into_iter().take(MAX_SERIES).collect()
+        }
+    };
+    if ys.is_empty() {
+        return Err(miette!(
+            help = "name the columns to plot with `--y a,b,...`",
+            "`{name}` has no column to plot against `{}`",
+            table.names[x]
+        ));
+    }
+    // Rows of one environment when the file holds several.
+    let env = table.names.iter().position(|n| n == "env");
+    let mut xs = vec![];
+    let mut series: Vec<Vec<f64>> = vec![vec![]; ys.len()];
+    for row in &table.rows {
+        if let Some(e) = env {
+            if number(&table, row, e).map_err(located)? != p.env as f64 {
+                continue;
+            }
+        }
+        xs.push(number(&table, row, x).map_err(located)?);
+        for (s, &y) in series.iter_mut().zip(&ys) {
+            s.push(number(&table, row, y).map_err(located)?);
+        }
+    }
+    if xs.is_empty() {
+        return Err(match env {
+            Some(_) => miette!(
+                help = "the file's environments are in its `env` column; choose one with `--env K`",
+                "`{name}` has no rows for environment {}",
+                p.env
+            ),
+            None => miette!(
+                help = "the first row names the columns; data rows follow",
+                "`{name}` has no data rows"
+            ),
+        });
+    }
+    let labels: Vec<&str> = ys.iter().map(|&y| table.names[y].as_str()).collect();
+    let title = p
+        .input
+        .file_name()
+        .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
+    let png = draw(p, &title, &table.names[x], &xs, &labels, &series)?;
+    write_atomically(&p.output, |w| w.write_all(&png))
+}
+
+/// Parses the CSV, keeping byte ranges for diagnostics.
+fn parse(text: &str) -> Result<Table> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let csv_error = |e: csv::Error| -> Report {
+        let at = e.position().map_or(0, |p| p.byte() as usize);
+        let line_end = text[at.min(text.len())..]
+            .find('\n')
+            .map_or(text.len(), |n| at + n);
+        miette!(
+            labels = vec![LabeledSpan::at(at..line_end, "this row")],
+            help = "every row needs as many comma-separated cells as the header",
+            "not a well-formed CSV file: {e}"
+        )
+    };
+    let header = reader.headers().map_err(csv_error)?.clone();
+    if header.is_empty() {
+        return Err(miette!(
+            help = "the first row names the columns: `step,loss,...`",
+            "the file has no header row"
+        ));
+    }
+    let header_spans = cell_spans(text, header.position(), header.len());
+    let names = header.iter().map(|n| n.trim().to_string()).collect();
+    let mut rows = vec![];
+    for record in reader.records() {
+        let record = record.map_err(csv_error)?;
+        let spans = cell_spans(text, record.position(), record.len());
+        rows.push(
+            record
+                .iter()
+                .map(|c| c.trim().to_string())
+                .zip(spans)
+                .collect(),
+        );
+    }
+    Ok(Table {
+        names,
+        header_spans,
+        rows,
+    })
+}
+
+/// Byte ranges of a record's `n` cells in the file: split at commas when that
+/// gives `n` cells, else the whole line for each (quoted commas).
+fn cell_spans(text: &str, at: Option<&csv::Position>, n: usize) -> Vec<Range<usize>> {
+    let start = at.map_or(0, |p| p.byte() as usize).min(text.len());
+    let line = text[start..].lines().next().unwrap_or("");
+    let mut spans = vec![];
+    let mut from = start;
+    for cell in line.split(',') {
+        spans.push(from..from + cell.len());
+        from += cell.len() + 1;
+    }
+    if spans.len() != n {
+        spans = vec![start..start + line.len(); n];
+    }
+    spans
+}
+
+/// The number in column `k` of a row, or a diagnostic pointing at the cell.
+fn number(t: &Table, row: &[(String, Range<usize>)], k: usize) -> Result<f64> {
+    let (cell, span) = &row[k];
+    cell.parse::<f64>().map_err(|_| {
+        miette!(
+            labels = vec![
+                LabeledSpan::at(t.header_spans[k].clone(), "this column"),
+                LabeledSpan::at(span.clone(), "not a number"),
+            ],
+            help = "`joule plot` draws numeric columns; pick them with `--x` and `--y`",
+            "column `{}` is not numeric: `{cell}`",
+            t.names[k]
+        )
+    })
+}
+
+/// An unknown `--x`/`--y` column, with the closest name and all of them.
+fn unknown_column(t: &Table, wanted: &str, flag: &str) -> Report {
+    let closest = t
+        .names
+        .iter()
+        .map(|n| (strsim::jaro_winkler(n, wanted), n))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| format!("did you mean `{n}`? "))
+        .unwrap_or_default();
+    let all = t.header_spans.first().map_or(0..0, |f| {
+        f.start..t.header_spans.last().map_or(f.end, |l| l.end)
+    });
+    miette!(
+        labels = vec![LabeledSpan::at(all, "the columns")],
+        help = format!("{closest}the columns: {}", t.names.join(", ")),
+        "unknown column `{wanted}` in `{flag}`"
+    )
+}
+
+/// Draws the series and returns the PNG bytes.
+fn draw(
+    p: &Plot,
+    title: &str,
+    x_name: &str,
+    xs: &[f64],
+    labels: &[&str],
+    series: &[Vec<f64>],
+) -> Result<Vec<u8>> {
+    // An embedded font: text renders without fontconfig or system fonts.
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| miette!("the embedded font does not load"))?;
+    let finite = |v: &[f64]| -> Range<f64> {
+        let (lo, hi) = v
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        if lo > hi {
+            0.0..1.0
+        } else if lo == hi {
+            let pad = lo.abs().max(1.0) * 0.05;
+            lo - pad..hi + pad
+        } else {
+            let pad = (hi - lo) * 0.03;
+            lo - pad..hi + pad
+        }
+    };
+    let x_range = finite(xs);
+    let y_range = finite(&series.concat());
+    let (w, h) = (p.width, p.height);
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
+    let failed = |e: &dyn std::fmt::Display| miette!("cannot draw the plot: {e}");
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| failed(&e))?;
+        let y_desc = if labels.len() == 1 {
+            labels[0]
+        } else {
+            "value"
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x_range, y_range)
+            .map_err(|e| failed(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_name)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(|e| failed(&e))?;
+        for (k, (label, ys)) in labels.iter().zip(series).enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            // Non-finite values break the line.
+            let mut segments: Vec<Vec<(f64, f64)>> = vec![vec![]];
+            for (&x, &y) in xs.iter().zip(ys) {
+                if x.is_finite() && y.is_finite() {
+                    segments.last_mut().expect("one segment").push((x, y));
+                } else if !segments.last().expect("one segment").is_empty() {
+                    segments.push(vec![]);
+                }
+            }
+            for (i, seg) in segments.into_iter().enumerate() {
+                let drawn = chart
+                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
+                    .map_err(|e| failed(&e))?;
+                if i == 0 {
+                    drawn.label(*label).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                }
+            }
+        }
+        if labels.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| failed(&e))?;
+        }
+        root.present().map_err(|e| failed(&e))?;
+    }
+    let mut png = vec![];
+    {
+        let mut encoder = png::Encoder::new(&mut png, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| failed(&e))?;
+        writer.write_image_data(&rgb).map_err(|e| failed(&e))?;
+        writer.finish().map_err(|e| failed(&e))?;
+    }
+    Ok(png)
+}
