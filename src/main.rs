@@ -1,5 +1,6 @@
 //! The `joule` command-line interface.
 
+mod import;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +40,23 @@ enum Command {
         /// Kernel backend used with `--timings`.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
+    },
+    /// Convert a MuJoCo MJCF model (XML) into a Joule scene (printed, or written to -o).
+    #[command(
+        after_help = "Examples:\n  joule import ant.xml -o ant.joule\n  joule import humanoid.xml --lenient > humanoid.joule\n\nA scene can also load a model directly: use \"ant.xml\""
+    )]
+    Import {
+        /// The MJCF file.
+        model: PathBuf,
+        /// Write the scene here instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Skip unsupported elements and attributes with a warning instead of failing.
+        #[arg(long)]
+        lenient: bool,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+        color: ColorArg,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -215,6 +233,19 @@ fn run(cli: Cli) -> ExitCode {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "joule", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+        Command::Import {
+            model,
+            out,
+            lenient,
+            color,
+        } => {
+            let color = match color {
+                ColorArg::Always => true,
+                ColorArg::Never => false,
+                ColorArg::Auto => std::io::stderr().is_terminal(),
+            };
+            import::run(&model, out.as_deref(), lenient, color)
         }
         Command::New { name } => {
             let valid = !name.is_empty()
