@@ -629,6 +629,8 @@ impl<'a, 'i> Parser<'a, 'i> {
                 .collect::<Vec<_>>(),
         );
         self.bodies[id].mass = match (self.from_geom, self.inertials[id]) {
+            // As in MuJoCo, the world has no mass (its geoms are static).
+            _ if id == 0 => MassProps::default(),
             (FromGeom::Always, _) | (FromGeom::Auto, None) => geom_mass,
             (_, Some(m)) => m,
             (FromGeom::Never, None) => MassProps::default(),
@@ -759,6 +761,9 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "priority",
                 "fluidshape",
                 "fluidcoef",
+                // Only meaningful with their geom types, which are reported.
+                "mesh",
+                "hfield",
             ],
         );
         let (kind, kspan) = self
@@ -974,7 +979,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                     JointKind::Hinge => (self.angle(r[0]), self.angle(r[1])),
                     _ => (r[0], r[1]),
                 };
-                if !(r.0 < r.1) {
+                if r.0 >= r.1 {
                     self.invalid(
                         s,
                         "`range` must be increasing".into(),
@@ -1112,7 +1117,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
             (_, Some((v, s))) => {
                 let r = self.numbers(v, s, "ctrlrange", 2, false)?;
-                if !(r[0] < r[1]) {
+                if r[0] >= r[1] {
                     self.invalid(
                         s,
                         "`ctrlrange` must be increasing".into(),

@@ -164,19 +164,19 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     let mut diags = vec![];
     let n = m.bodies.len();
     // The Joule body of each MJCF body: the nearest ancestor-or-self with joints, or the world.
-    let mut group_of = vec![0usize; n];
-    for b in 1..n {
-        group_of[b] = if m.bodies[b].joints.is_empty() {
-            group_of[m.bodies[b].parent]
-        } else {
-            b
+    let mut group_of: Vec<usize> = Vec::with_capacity(n);
+    for (b, body) in m.bodies.iter().enumerate() {
+        let g = match b {
+            0 => 0,
+            _ if body.joints.is_empty() => group_of[body.parent],
+            _ => b,
         };
+        group_of.push(g);
     }
     let mut names = Names { taken: reserved() };
     let mut groups: Vec<Group> = vec![];
     let mut index: HashMap<usize, usize> = HashMap::new();
-    for b in 0..n {
-        let root = group_of[b];
+    for (b, &root) in group_of.iter().enumerate() {
         let g = match index.get(&root) {
             Some(&g) => g,
             None => {
