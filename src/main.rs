@@ -2,6 +2,7 @@
 
 mod check;
 mod fmt;
+mod import;
 mod plot;
 mod progress;
 mod repl;
@@ -52,6 +53,23 @@ enum Command {
         /// Print nothing but diagnostics.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Convert a MuJoCo MJCF model (XML) into a Joule scene (printed, or written to -o).
+    #[command(
+        after_help = "Examples:\n  joule import ant.xml -o ant.joule\n  joule import humanoid.xml --lenient > humanoid.joule\n\nA scene can also load a model directly: use \"ant.xml\""
+    )]
+    Import {
+        /// The MJCF file.
+        model: PathBuf,
+        /// Write the scene here instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Skip unsupported elements and attributes with a warning instead of failing.
+        #[arg(long)]
+        lenient: bool,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+        color: ColorArg,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -300,6 +318,19 @@ fn run(cli: Cli) -> ExitCode {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "joule", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+        Command::Import {
+            model,
+            out,
+            lenient,
+            color,
+        } => {
+            let color = match color {
+                ColorArg::Always => true,
+                ColorArg::Never => false,
+                ColorArg::Auto => std::io::stderr().is_terminal(),
+            };
+            import::run(&model, out.as_deref(), lenient, color)
         }
         Command::New { name } => {
             let valid = !name.is_empty()

@@ -261,3 +261,45 @@ fn check_json_locates_every_diagnostic() {
         serde_json::json!({"file": "scenes/pendulum.joule", "ok": true, "diagnostics": []})
     );
 }
+
+#[test]
+fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
+    let out = temp("cartpole.joule");
+    let o = joule(&[
+        "import",
+        "tests/mjcf/cartpole.xml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).expect("written");
+    assert!(text.contains("body cart {") && text.contains("observe tip = pole.point"));
+    let o = joule(&["run", out.to_str().unwrap(), "--steps", "20", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Without -o the scene goes to standard output.
+    let o = joule(&["import", "tests/mjcf/cartpole.xml"]);
+    assert_eq!(stdout(&o), text);
+    // Unsupported elements: located errors, exit 1, nothing written; --lenient imports the rest.
+    let bad = temp("unsupported.joule");
+    let args = [
+        "import",
+        "tests/mjcf/invalid/unsupported_elements.xml",
+        "-o",
+        bad.to_str().unwrap(),
+        "--color",
+        "never",
+    ];
+    let o = joule(&args);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`<tendon>` is not supported")
+            && err.contains("unsupported_elements.xml:11:3"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "nothing written on error");
+    let o = joule(&[&args[..], &["--lenient"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped (--lenient)"));
+    assert!(bad.exists());
+}

@@ -82,8 +82,18 @@ pub fn model_text(m: &Model) -> String {
             Some(d) => format!("dofs {d}..{}", d + 12),
             None => "fixed".into(),
         };
+        let inertia = match &b.inertia {
+            Some(i) => format!(
+                " com = {} inertia = ({}, {}, {})",
+                tuple(&i.com),
+                tuple(&i.tensor[0]),
+                tuple(&i.tensor[1]),
+                tuple(&i.tensor[2])
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} {at} shape = {:?} mass = {} x = {} rotation = {} v = {} w = {}",
+            "{} {at} shape = {:?} mass = {}{inertia} x = {} rotation = {} v = {} w = {}",
             b.name,
             b.shape,
             b.mass,

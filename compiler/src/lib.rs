@@ -4,6 +4,7 @@
 //! The pass list lives in [`passes`]; each pass is a module of its own.
 
 pub mod emit;
+pub mod mjcf;
 pub mod model;
 pub mod passes;
 pub mod resolve;

@@ -487,8 +487,56 @@ pub struct Body {
     pub v: [f64; 3],
     /// Initial angular velocity.
     pub w: [f64; 3],
+    /// An explicit mass distribution (`com` and `inertia` fields); `None`
+    /// derives it from the shape.
+    pub inertia: Option<Inertia>,
     /// First of its 12 free DOFs, or `None` when fixed.
     pub dof: Option<u32>,
+}
+
+/// A body's mass distribution given directly: its centre of mass and its
+/// inertia tensor about the centre of mass, both in the body frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inertia {
+    /// Centre of mass (body frame).
+    pub com: [f64; 3],
+    /// Inertia tensor about the centre of mass, body axes (symmetric, rows).
+    pub tensor: [[f64; 3]; 3],
+}
+
+impl Inertia {
+    /// The second-moment matrix `S = integral rho r r^T` about the centre of
+    /// mass: `tr(I)/2 Id - I`. Positive definite exactly when the principal
+    /// moments satisfy the triangle inequality strictly.
+    pub fn second_moments(&self) -> [[f64; 3]; 3] {
+        let half = (self.tensor[0][0] + self.tensor[1][1] + self.tensor[2][2]) / 2.0;
+        std::array::from_fn(|j| {
+            std::array::from_fn(|k| if j == k { half } else { 0.0 } - self.tensor[j][k])
+        })
+    }
+}
+
+impl Body {
+    /// The 4x4 affine mass matrix `W` over (origin, R's columns): mass, first
+    /// moments `m c` and second moments about the origin. From `inertia` when
+    /// given (`S_com + m c c^T`), else from the shape.
+    pub fn mass_matrix(&self) -> [[f64; 4]; 4] {
+        let Some(inertia) = &self.inertia else {
+            return self.shape.mass_matrix(self.mass);
+        };
+        let (m, c) = (self.mass, inertia.com);
+        let s = inertia.second_moments();
+        let mut w = [[0.0; 4]; 4];
+        w[0][0] = m;
+        for j in 0..3 {
+            w[0][j + 1] = m * c[j];
+            w[j + 1][0] = m * c[j];
+            for k in 0..3 {
+                w[j + 1][k + 1] = s[j][k] + m * c[j] * c[k];
+            }
+        }
+        w
+    }
 }
 
 /// How a template argument is bound.

@@ -3,7 +3,8 @@
 //! `1/2 sum W[a][b] qdot_a . qdot_b` over its origin and matrix columns, with
 //! the 4x4 matrix `W` of its shape (`BodyShape::mass_matrix`): diagonal (mass,
 //! second moments) for shapes symmetric about their origin, with first
-//! moments and products of inertia for compounds.
+//! moments and products of inertia for compounds and for bodies given an
+//! explicit `inertia`.
 
 use joule_compiler::model::Model;
 
@@ -75,7 +76,7 @@ impl MassModel {
         for b in &model.bodies {
             if let Some(d) = b.dof {
                 let d = d as usize;
-                let w = b.shape.mass_matrix(b.mass);
+                let w = b.mass_matrix();
                 for a in 0..4 {
                     for c in 0..3 {
                         mass[d + 3 * a + c] = w[a][a];

@@ -473,7 +473,9 @@ impl Resolver<'_> {
             .fields(
                 "a body",
                 fields,
-                &["shape", "density", "mass", "x", "rotation", "v", "w"],
+                &[
+                    "shape", "density", "mass", "x", "rotation", "v", "w", "com", "inertia",
+                ],
             )
             .map;
         if !fs.contains_key("shape") {
@@ -495,6 +497,21 @@ impl Resolver<'_> {
                     "mass undetermined",
                 )
                 .with_help("give `density = ..` (kg/m^3) or `mass = ..` (kg)"),
+            );
+            return;
+        }
+        if fs.contains_key("density") && fs.contains_key("inertia")
+            || fs.contains_key("com") && !fs.contains_key("inertia")
+        {
+            let f = fs.get("com").unwrap_or(&fs["inertia"]);
+            self.error(
+                Diagnostic::error(
+                    "joule::missing_field",
+                    format!("body `{}`: `com` and `inertia` go together with `mass`", name.name),
+                    f.name.span,
+                    "incomplete mass distribution",
+                )
+                .with_help("give `mass = ..` (kg) and `inertia = mat3(..)` (kg m^2, about the centre of mass, body axes), optionally `com = vec3(..)` (body frame)"),
             );
             return;
         }
@@ -552,6 +569,13 @@ impl Resolver<'_> {
                     [q.data[0] / n, q.data[1] / n, q.data[2] / n, q.data[3] / n]
                 }
             };
+            let inertia = match fs.get("inertia") {
+                None => None,
+                Some(f) => {
+                    let com = vec3(r, ctx, "com")?;
+                    Some(r.inertia(ctx, f, com)?)
+                }
+            };
             let id = r.model.bodies.len() as u32;
             r.model.bodies.push(Body {
                 name: label,
@@ -561,11 +585,44 @@ impl Resolver<'_> {
                 rotation,
                 v,
                 w,
+                inertia,
                 dof: None,
             });
             r.fixed_bodies.push(false);
             Some(id)
         });
+    }
+
+    /// A body's `inertia` field: a symmetric mat3 whose second-moment matrix
+    /// `tr(I)/2 - I` is positive definite (the triangle inequality, strictly).
+    fn inertia(&mut self, ctx: &mut Ctx, f: &FieldDef, com: [f64; 3]) -> Option<Inertia> {
+        let t = self.field_value(ctx, f, Shape::Mat(3), true)?;
+        // Column-major storage: M[j, k] is data[3 k + j].
+        let tensor: [[f64; 3]; 3] =
+            std::array::from_fn(|j| std::array::from_fn(|k| t.data[3 * k + j]));
+        let inertia = Inertia { com, tensor };
+        let s = inertia.second_moments();
+        let scale = tensor.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max);
+        let symmetric =
+            (0..3).all(|j| (0..3).all(|k| (tensor[j][k] - tensor[k][j]).abs() <= 1e-12 * scale));
+        // Sylvester's criterion on S.
+        let m2 = s[0][0] * s[1][1] - s[0][1] * s[1][0];
+        let m3 = s[0][0] * (s[1][1] * s[2][2] - s[1][2] * s[2][1])
+            - s[0][1] * (s[1][0] * s[2][2] - s[1][2] * s[2][0])
+            + s[0][2] * (s[1][0] * s[2][1] - s[1][1] * s[2][0]);
+        if !symmetric || s[0][0] <= 0.0 || m2 <= 0.0 || m3 <= 0.0 {
+            self.error(
+                Diagnostic::error(
+                    "joule::invalid_value",
+                    "`inertia` is not the inertia tensor of a solid body",
+                    f.value.span,
+                    if symmetric { "principal moments violate the triangle inequality" } else { "not symmetric" },
+                )
+                .with_help("give the symmetric inertia tensor about the centre of mass in body axes (kg m^2); its principal moments must satisfy I1 < I2 + I3"),
+            );
+            return None;
+        }
+        Some(inertia)
     }
 
     fn body_shape(&mut self, s: &ShapeValue, span: Span) -> Option<BodyShape> {

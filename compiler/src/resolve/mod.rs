@@ -16,7 +16,7 @@ pub mod mesh;
 mod value;
 
 use crate::model::*;
-pub use eval::quat_to_mat;
+pub use eval::{is_builtin_name, quat_to_mat, TYPE_NAMES};
 use joule_grammar::ast::*;
 use joule_grammar::{Diagnostic, SourceMap};
 use std::collections::HashMap;
@@ -440,9 +440,18 @@ impl Resolver<'_> {
                 return;
             }
         };
-        let id = self
+        let mut id = self
             .sources
             .add(full.display().to_string(), Some(&canonical), &text);
+        if crate::mjcf::is_mjcf_path(&canonical) {
+            // An MJCF model: import it to Joule text, then include that.
+            let imported = crate::mjcf::import(self.sources, id, false);
+            self.diags.extend(imported.diagnostics);
+            let Some(joule) = imported.text else { return };
+            id = self
+                .sources
+                .add(format!("{} (imported)", full.display()), None, &joule);
+        }
         self.include_stack.push(canonical.clone());
         self.included.push(canonical);
         let (file, syntax) = parse_file(self.sources, id);
@@ -494,7 +503,8 @@ impl Resolver<'_> {
             if body.dof.is_none() {
                 continue;
             }
-            let moments = body.shape.second_moments(body.mass);
+            let w = body.mass_matrix();
+            let moments = [w[1][1], w[2][2], w[3][3]];
             let s = match self.model.settings.integrator {
                 Integrator::SymplecticEuler => moments.into_iter().fold(f64::INFINITY, f64::min),
                 Integrator::ImplicitEuler { .. } => moments.into_iter().fold(0.0, f64::max),

@@ -1,0 +1,212 @@
+//! MJCF import: MuJoCo XML models to Joule scene text.
+//!
+//! [`parse`] reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
+//! poses, geoms, joints, sites and mass properties computed as MuJoCo's
+//! compiler does, defaults and `childclass` applied, angles in radians.
+//! [`write`] turns that into readable Joule source that keeps the MJCF names;
+//! it then goes through the normal compiler. Problems are [`Diagnostic`]s
+//! located in the XML; what the importer does not support is an error naming
+//! the element or attribute, or (lenient) a warning, and it is skipped.
+//!
+//! Used by `joule import` and by `use "model.xml"` in scenes.
+
+mod inertia;
+mod math;
+mod parse;
+mod write;
+
+pub use inertia::MassProps;
+use joule_grammar::ast::{FileId, Span};
+use joule_grammar::{Diagnostic, SourceMap};
+
+/// A geom's shape (MJCF sizes: radii and half lengths).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GeomKind {
+    /// `sphere`: radius.
+    Sphere { radius: f64 },
+    /// `capsule`: radius and half length of the cylinder part, along z.
+    Capsule { radius: f64, half: f64 },
+    /// `cylinder`: radius and half length, along z.
+    Cylinder { radius: f64, half: f64 },
+    /// `box`: half sizes.
+    Box { half: [f64; 3] },
+    /// `plane` (worldbody only): normal along z.
+    Plane,
+}
+
+/// A geom, placed in its body's frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Geom {
+    /// Its name (`None` when unnamed).
+    pub name: Option<String>,
+    /// Shape.
+    pub kind: GeomKind,
+    /// Position and orientation in the body frame.
+    pub pos: [f64; 3],
+    pub quat: [f64; 4],
+    /// Mass (from `mass`, or `density` times volume).
+    pub mass: f64,
+    /// Collision bitmasks.
+    pub contype: u32,
+    pub conaffinity: u32,
+    /// Sliding friction coefficient (first of `friction`).
+    pub friction: f64,
+}
+
+/// A joint's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JointKind {
+    Hinge,
+    Slide,
+    Ball,
+    Free,
+}
+
+/// A joint, in its body's frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joint {
+    /// Its name (MJCF's, or `joint{k}` by joint index when unnamed).
+    pub name: String,
+    pub kind: JointKind,
+    /// Anchor and unit axis in the body frame.
+    pub pos: [f64; 3],
+    pub axis: [f64; 3],
+    /// Limits (radians or metres) when limited.
+    pub range: Option<(f64, f64)>,
+    pub damping: f64,
+    pub stiffness: f64,
+    pub springref: f64,
+    pub armature: f64,
+    /// Where it is declared.
+    pub span: Span,
+}
+
+/// A named point of a body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub name: String,
+    /// Position in the body frame.
+    pub pos: [f64; 3],
+}
+
+/// An MJCF body with its pose and contents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    /// MJCF name, or `body{k}` by body index when unnamed (`world` for body 0).
+    pub name: String,
+    /// Parent body index (0 for children of the world; body 0 is its own parent).
+    pub parent: usize,
+    /// World position and orientation in the model's reference pose.
+    pub xpos: [f64; 3],
+    pub xquat: [f64; 4],
+    pub geoms: Vec<Geom>,
+    pub joints: Vec<Joint>,
+    pub sites: Vec<Site>,
+    /// Mass properties in the body frame (after `settotalmass`).
+    pub mass: MassProps,
+    /// Where it is declared.
+    pub span: Span,
+}
+
+/// An actuator's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ActuatorKind {
+    /// Force or torque `gear * u`.
+    Motor { gear: f64 },
+    /// Position servo with gain `kp` (and velocity gain `kv`) toward `u`.
+    Position { kp: f64, kv: f64 },
+}
+
+/// An actuator on a joint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Actuator {
+    /// MJCF name, or `None`.
+    pub name: Option<String>,
+    pub kind: ActuatorKind,
+    /// The joint's body index and index among its joints.
+    pub joint: (usize, usize),
+    /// Control range when limited.
+    pub ctrlrange: Option<(f64, f64)>,
+    pub span: Span,
+}
+
+/// A parsed MJCF model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mjcf {
+    /// The `model` attribute.
+    pub model: String,
+    pub timestep: f64,
+    pub gravity: [f64; 3],
+    /// Bodies in MuJoCo's order (depth-first, body 0 is the world).
+    pub bodies: Vec<Body>,
+    pub actuators: Vec<Actuator>,
+    /// Body pairs excluded from contact (`<contact><exclude>`).
+    pub excludes: Vec<(usize, usize)>,
+}
+
+impl Mjcf {
+    /// Total mass of all bodies.
+    pub fn total_mass(&self) -> f64 {
+        self.bodies.iter().map(|b| b.mass.mass).sum()
+    }
+}
+
+/// What an import produced.
+#[derive(Debug)]
+pub struct Imported {
+    /// The model, when the XML had no errors.
+    pub model: Option<Mjcf>,
+    /// The Joule source, when the model could be written.
+    pub text: Option<String>,
+    /// Errors and (lenient) warnings, located in the XML.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Whether a path names an MJCF model (`.xml`), which `use` imports.
+pub fn is_mjcf_path(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+}
+
+/// Reads and imports an MJCF file; the source map holds it for rendering
+/// the diagnostics.
+pub fn import_path(
+    path: &std::path::Path,
+    lenient: bool,
+) -> std::io::Result<(SourceMap, Imported)> {
+    let bytes = std::fs::read(path)?;
+    let text = crate::decode_source(&bytes).map_err(|(at, why)| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{why} at byte {at}"),
+        )
+    })?;
+    let mut sources = SourceMap::new();
+    let file = sources.add(path.display().to_string(), Some(path), &text);
+    let imported = import(&sources, file, lenient);
+    Ok((sources, imported))
+}
+
+/// Imports the MJCF file `file` of `sources`. With `lenient`, unsupported
+/// elements and attributes are skipped with a warning instead of an error.
+pub fn import(sources: &SourceMap, file: FileId, lenient: bool) -> Imported {
+    let source = sources.get(file);
+    let (model, mut diagnostics) = parse::parse(&source.text, file, lenient);
+    let text = match &model {
+        Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
+            match write::write(m, &source.name) {
+                Ok(text) => Some(text),
+                Err(d) => {
+                    diagnostics.extend(d);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Imported {
+        model: model.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
+        text,
+        diagnostics,
+    }
+}

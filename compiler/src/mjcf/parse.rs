@@ -1,0 +1,1189 @@
+//! MJCF XML to [`Mjcf`]: defaults and `childclass` applied, orientations and
+//! angles converted, poses composed into world frames, mass properties
+//! computed. Every problem is a diagnostic located in the XML.
+
+use super::math::*;
+use super::*;
+use roxmltree::{Document, Node};
+use std::collections::HashMap;
+
+/// Elements under `<mujoco>` that do not affect the dynamics the importer models.
+const IGNORED_TOP: &[&str] = &["size", "visual", "statistic", "custom", "asset", "keyframe"];
+/// Body children that only matter for rendering.
+const IGNORED_IN_BODY: &[&str] = &["camera", "light"];
+/// Attributes that only concern rendering, bookkeeping or MuJoCo's solver.
+const VISUAL: &[&str] = &["class", "group", "user", "rgba", "material", "name"];
+
+/// How body mass properties are found (`compiler inertiafromgeom`).
+#[derive(Clone, Copy, PartialEq)]
+enum FromGeom {
+    Auto,
+    Always,
+    Never,
+}
+
+/// A default class: its parent and its element defaults by tag.
+struct Class<'a, 'i> {
+    parent: Option<String>,
+    items: HashMap<&'a str, Node<'a, 'i>>,
+}
+
+struct Parser<'a, 'i> {
+    file: FileId,
+    lenient: bool,
+    diags: Vec<Diagnostic>,
+    classes: HashMap<String, Class<'a, 'i>>,
+    degrees: bool,
+    from_geom: FromGeom,
+    bodies: Vec<Body>,
+    /// Per body: whether it has an `<inertial>`, and its values.
+    inertials: Vec<Option<MassProps>>,
+    joint_count: usize,
+}
+
+/// Parses MJCF text; the model is `None` when the XML could not be read at all.
+pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diagnostic>) {
+    let doc = match Document::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let pos = e.pos();
+            let at = offset_of(text, pos.row as usize, pos.col as usize);
+            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let d = Diagnostic::error(
+                "mjcf::xml",
+                format!("this is not well-formed XML: {e}"),
+                Span::new(file, at, end),
+                "here",
+            )
+            .with_help("MJCF files are XML; check the tag and quoting near this point");
+            return (None, vec![d]);
+        }
+    };
+    let mut p = Parser {
+        file,
+        lenient,
+        diags: vec![],
+        classes: HashMap::new(),
+        degrees: true,
+        from_geom: FromGeom::Auto,
+        bodies: vec![],
+        inertials: vec![],
+        joint_count: 0,
+    };
+    let model = p.model(doc.root_element());
+    (model, p.diags)
+}
+
+/// Byte offset of a 1-based row and column (in characters).
+fn offset_of(text: &str, row: usize, col: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(row.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let line = &text[line_start.min(text.len())..];
+    line_start
+        + line
+            .char_indices()
+            .nth(col.saturating_sub(1))
+            .map_or(line.len(), |(i, _)| i)
+}
+
+impl<'a, 'i> Parser<'a, 'i> {
+    fn span(&self, r: std::ops::Range<usize>) -> Span {
+        Span::new(self.file, r.start, r.end)
+    }
+
+    /// The `<tag` of an element.
+    fn tag_span(&self, n: Node) -> Span {
+        let start = n.range().start;
+        self.span(start..start + 1 + n.tag_name().name().len())
+    }
+
+    fn attr_span(&self, n: Node, name: &str) -> Span {
+        match n.attribute_node(name) {
+            Some(a) => self.span(a.range_value()),
+            None => self.tag_span(n),
+        }
+    }
+
+    fn invalid(&mut self, span: Span, message: String, label: &str, help: &str) {
+        self.diags
+            .push(Diagnostic::error("mjcf::invalid", message, span, label).with_help(help));
+    }
+
+    /// Reports something the importer does not model: an error, or with
+    /// `lenient` a warning (the caller skips it).
+    fn unsupported(&mut self, span: Span, what: String, label: &str) {
+        let d = Diagnostic::error(
+            "mjcf::unsupported",
+            format!("{what} is not supported by the MJCF importer"),
+            span,
+            label,
+        );
+        self.diags.push(if self.lenient {
+            d.warning().with_help("skipped (--lenient)")
+        } else {
+            d.with_help("remove it from the model, or run `joule import --lenient` to skip it with a warning")
+        });
+    }
+
+    fn unsupported_element(&mut self, n: Node) {
+        let span = self.tag_span(n);
+        self.unsupported(
+            span,
+            format!("`<{}>`", n.tag_name().name()),
+            "unsupported element",
+        );
+    }
+
+    /// Reports attributes of `n` that are neither supported nor ignorable.
+    fn check_attrs(&mut self, n: Node, supported: &[&str], ignored: &[&str]) {
+        for a in n.attributes() {
+            let name = a.name();
+            if !supported.contains(&name) && !ignored.contains(&name) && !VISUAL.contains(&name) {
+                let span = self.span(a.range_qname());
+                self.unsupported(
+                    span,
+                    format!("attribute `{name}` of `<{}>`", n.tag_name().name()),
+                    "unsupported attribute",
+                );
+            }
+        }
+    }
+
+    /// An attribute of `n`, or of its default class chain (starting at `class`).
+    fn get(&self, n: Node<'a, 'i>, class: &str, name: &str) -> Option<(&'a str, Span)> {
+        if let Some(v) = n.attribute(name) {
+            return Some((v, self.attr_span(n, name)));
+        }
+        let tag = n.tag_name().name();
+        let mut c = Some(class.to_string());
+        while let Some(cls) = c {
+            let class = self.classes.get(&cls)?;
+            if let Some(d) = class.items.get(tag) {
+                if let Some(v) = d.attribute(name) {
+                    return Some((v, self.attr_span(*d, name)));
+                }
+            }
+            c = class.parent.clone();
+        }
+        None
+    }
+
+    /// Numbers of an attribute value: exactly `n`, or (with `up_to`) 1..=n.
+    fn numbers(
+        &mut self,
+        v: &str,
+        span: Span,
+        name: &str,
+        n: usize,
+        up_to: bool,
+    ) -> Option<Vec<f64>> {
+        let parsed: Result<Vec<f64>, _> = v.split_whitespace().map(str::parse::<f64>).collect();
+        match parsed {
+            Ok(xs)
+                if xs.iter().all(|x| x.is_finite())
+                    && (xs.len() == n || up_to && (1..=n).contains(&xs.len())) =>
+            {
+                Some(xs)
+            }
+            _ => {
+                let want = if up_to {
+                    format!("up to {n}")
+                } else {
+                    n.to_string()
+                };
+                self.invalid(
+                    span,
+                    format!("`{name}` must be {want} number(s)"),
+                    "not valid here",
+                    "write finite numbers separated by spaces, e.g. `0 0 1`",
+                );
+                None
+            }
+        }
+    }
+
+    fn vec3(&mut self, n: Node<'a, 'i>, class: &str, name: &str, default: V3) -> V3 {
+        match self.get(n, class, name) {
+            Some((v, s)) => self
+                .numbers(v, s, name, 3, false)
+                .map_or(default, |x| [x[0], x[1], x[2]]),
+            None => default,
+        }
+    }
+
+    fn real(&mut self, n: Node<'a, 'i>, class: &str, name: &str, default: f64) -> f64 {
+        match self.get(n, class, name) {
+            Some((v, s)) => self.numbers(v, s, name, 1, false).map_or(default, |x| x[0]),
+            None => default,
+        }
+    }
+
+    /// A non-negative number.
+    fn amount(&mut self, n: Node<'a, 'i>, class: &str, name: &str, default: f64) -> f64 {
+        let x = self.real(n, class, name, default);
+        if x < 0.0 {
+            let span = self.get(n, class, name).map_or(self.tag_span(n), |g| g.1);
+            self.invalid(
+                span,
+                format!("`{name}` must not be negative"),
+                "negative",
+                "give a value >= 0",
+            );
+            return default;
+        }
+        x
+    }
+
+    fn int(&mut self, n: Node<'a, 'i>, class: &str, name: &str, default: u32) -> u32 {
+        match self.get(n, class, name) {
+            Some((v, s)) => v.trim().parse().unwrap_or_else(|_| {
+                self.invalid(
+                    s,
+                    format!("`{name}` must be a non-negative integer"),
+                    "not an integer",
+                    "e.g. `1`",
+                );
+                default
+            }),
+            None => default,
+        }
+    }
+
+    /// `true`/`false`/`auto` (`auto` as `None`).
+    fn flag(&mut self, n: Node<'a, 'i>, class: &str, name: &str) -> Option<bool> {
+        match self.get(n, class, name) {
+            Some(("true", _)) => Some(true),
+            Some(("false", _)) => Some(false),
+            Some(("auto", _)) | None => None,
+            Some((_, s)) => {
+                self.invalid(
+                    s,
+                    format!("`{name}` must be `true`, `false` or `auto`"),
+                    "not a flag",
+                    "e.g. `true`",
+                );
+                None
+            }
+        }
+    }
+
+    fn angle(&self, x: f64) -> f64 {
+        if self.degrees {
+            x.to_radians()
+        } else {
+            x
+        }
+    }
+
+    /// A frame orientation from `quat`, `euler`, `axisangle`, `xyaxes` or `zaxis`.
+    fn orientation(&mut self, n: Node<'a, 'i>) -> Q {
+        let given: Vec<&str> = ["quat", "euler", "axisangle", "xyaxes", "zaxis"]
+            .into_iter()
+            .filter(|a| n.attribute(*a).is_some())
+            .collect();
+        if given.len() > 1 {
+            let span = self.attr_span(n, given[1]);
+            self.invalid(
+                span,
+                format!(
+                    "`{}` and `{}` both give the orientation",
+                    given[0], given[1]
+                ),
+                "second orientation",
+                "keep one of quat, euler, axisangle, xyaxes, zaxis",
+            );
+            return IDENTITY;
+        }
+        let Some(&kind) = given.first() else {
+            return IDENTITY;
+        };
+        let (v, span) = (n.attribute(kind).unwrap_or(""), self.attr_span(n, kind));
+        let len = match kind {
+            "quat" | "axisangle" => 4,
+            "xyaxes" => 6,
+            _ => 3,
+        };
+        let Some(x) = self.numbers(v, span, kind, len, false) else {
+            return IDENTITY;
+        };
+        let q = match kind {
+            "quat" => qnormalize([x[0], x[1], x[2], x[3]]),
+            "axisangle" => normalize([x[0], x[1], x[2]]).map(|a| axis_angle(a, self.angle(x[3]))),
+            "euler" => {
+                // MJCF's default `eulerseq="xyz"`: intrinsic rotations about x, then y, then z.
+                let r = |axis: V3, a: f64| axis_angle(axis, self.angle(a));
+                Some(qmul(
+                    qmul(r([1.0, 0.0, 0.0], x[0]), r([0.0, 1.0, 0.0], x[1])),
+                    r([0.0, 0.0, 1.0], x[2]),
+                ))
+            }
+            "zaxis" => normalize([x[0], x[1], x[2]]).map(z_to),
+            _ => {
+                // xyaxes: x axis, then y made orthogonal to it, z = x cross y.
+                let xa = normalize([x[0], x[1], x[2]]);
+                let ya = xa.and_then(|xa| {
+                    let y = [x[3], x[4], x[5]];
+                    normalize(sub(y, scale(xa, dot(xa, y))))
+                });
+                xa.zip(ya).map(|(xa, ya)| {
+                    let za = cross(xa, ya);
+                    mat_quat(&transpose(&[xa, ya, za]))
+                })
+            }
+        };
+        q.unwrap_or_else(|| {
+            self.invalid(
+                span,
+                format!("`{kind}` has a zero axis"),
+                "degenerate",
+                "give a non-zero axis",
+            );
+            IDENTITY
+        })
+    }
+
+    fn model(&mut self, root: Node<'a, 'i>) -> Option<Mjcf> {
+        if root.tag_name().name() != "mujoco" {
+            let span = self.tag_span(root);
+            self.invalid(
+                span,
+                format!(
+                    "the root element is `<{}>`, not `<mujoco>`",
+                    root.tag_name().name()
+                ),
+                "not MJCF",
+                "an MJCF model starts with `<mujoco model=\"...\">`",
+            );
+            return None;
+        }
+        self.check_attrs(root, &["model"], &[]);
+        let children: Vec<Node> = root.children().filter(Node::is_element).collect();
+        // The compiler settings apply to the whole file, wherever they appear.
+        for c in children.iter().filter(|c| c.has_tag_name("compiler")) {
+            self.compiler(*c);
+        }
+        for c in children.iter().filter(|c| c.has_tag_name("default")) {
+            self.defaults(*c, None);
+        }
+        let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
+        let mut actuator_nodes = vec![];
+        let mut exclude_nodes = vec![];
+        for c in &children {
+            match c.tag_name().name() {
+                "compiler" | "default" => {}
+                "option" => {
+                    self.check_attrs(
+                        *c,
+                        &["timestep", "gravity"],
+                        &[
+                            "iterations",
+                            "ls_iterations",
+                            "tolerance",
+                            "ls_tolerance",
+                            "solver",
+                            "integrator",
+                            "cone",
+                            "jacobian",
+                            "impratio",
+                            "noslip_iterations",
+                            "noslip_tolerance",
+                            "ccd_iterations",
+                            "ccd_tolerance",
+                            "o_margin",
+                            "o_solref",
+                            "o_solimp",
+                            "o_friction",
+                            "apirate",
+                        ],
+                    );
+                    timestep = self.real(*c, "main", "timestep", timestep);
+                    if timestep <= 0.0 {
+                        let s = self.attr_span(*c, "timestep");
+                        self.invalid(
+                            s,
+                            "`timestep` must be positive".into(),
+                            "not positive",
+                            "e.g. `0.002`",
+                        );
+                        timestep = 0.002;
+                    }
+                    gravity = self.vec3(*c, "main", "gravity", gravity);
+                    for f in c
+                        .children()
+                        .filter(|f| f.is_element() && !f.has_tag_name("flag"))
+                    {
+                        self.unsupported_element(f);
+                    }
+                }
+                "worldbody" => self.world(*c),
+                "actuator" => actuator_nodes.extend(c.children().filter(Node::is_element)),
+                "contact" => exclude_nodes.extend(c.children().filter(Node::is_element)),
+                t if IGNORED_TOP.contains(&t) => {}
+                _ => self.unsupported_element(*c),
+            }
+        }
+        if self.bodies.is_empty() {
+            let span = self.tag_span(root);
+            self.invalid(
+                span,
+                "the model has no `<worldbody>`".into(),
+                "no bodies",
+                "add `<worldbody>` with the model's bodies",
+            );
+            return None;
+        }
+        self.settotalmass(root);
+        let actuators = actuator_nodes
+            .into_iter()
+            .filter_map(|n| self.actuator(n))
+            .collect();
+        let excludes = exclude_nodes
+            .into_iter()
+            .filter_map(|n| self.exclude(n))
+            .collect();
+        Some(Mjcf {
+            model: root
+                .attribute("model")
+                .unwrap_or("MuJoCo Model")
+                .to_string(),
+            timestep,
+            gravity,
+            bodies: std::mem::take(&mut self.bodies),
+            actuators,
+            excludes,
+        })
+    }
+
+    fn compiler(&mut self, c: Node<'a, 'i>) {
+        self.check_attrs(
+            c,
+            &[
+                "angle",
+                "inertiafromgeom",
+                "settotalmass",
+                "coordinate",
+                "eulerseq",
+                "autolimits",
+            ],
+            &[
+                "meshdir",
+                "texturedir",
+                "assetdir",
+                "strippath",
+                "discardvisual",
+                "fusestatic",
+                "usethread",
+                "convexhull",
+                "exactmeshinertia",
+                "alignfree",
+                "saveinertial",
+            ],
+        );
+        match c.attribute("angle") {
+            None | Some("degree") => self.degrees = true,
+            Some("radian") => self.degrees = false,
+            Some(_) => {
+                let s = self.attr_span(c, "angle");
+                self.invalid(
+                    s,
+                    "`angle` must be `degree` or `radian`".into(),
+                    "unknown unit",
+                    "e.g. `angle=\"radian\"`",
+                );
+            }
+        }
+        match c.attribute("inertiafromgeom") {
+            None | Some("auto") => self.from_geom = FromGeom::Auto,
+            Some("true") => self.from_geom = FromGeom::Always,
+            Some("false") => self.from_geom = FromGeom::Never,
+            Some(_) => {
+                let s = self.attr_span(c, "inertiafromgeom");
+                self.invalid(
+                    s,
+                    "`inertiafromgeom` must be `true`, `false` or `auto`".into(),
+                    "not a flag",
+                    "e.g. `true`",
+                );
+            }
+        }
+        if let Some(v) = c.attribute("coordinate").filter(|v| *v != "local") {
+            let s = self.attr_span(c, "coordinate");
+            self.unsupported(s, format!("`coordinate=\"{v}\"`"), "only local coordinates");
+        }
+        if let Some(v) = c.attribute("eulerseq").filter(|v| *v != "xyz") {
+            let s = self.attr_span(c, "eulerseq");
+            self.unsupported(s, format!("`eulerseq=\"{v}\"`"), "only `xyz`");
+        }
+        if c.attribute("autolimits") == Some("false") {
+            let s = self.attr_span(c, "autolimits");
+            self.unsupported(s, "`autolimits=\"false\"`".into(), "limits follow `range`");
+        }
+    }
+
+    /// `<default>` classes (the outermost is `main`), nested.
+    fn defaults(&mut self, n: Node<'a, 'i>, parent: Option<String>) {
+        let name = match (n.attribute("class"), &parent) {
+            (Some(c), _) => c.to_string(),
+            (None, None) => "main".to_string(),
+            (None, Some(_)) => {
+                let s = self.tag_span(n);
+                self.invalid(
+                    s,
+                    "a nested `<default>` needs a `class`".into(),
+                    "no class",
+                    "e.g. `<default class=\"leg\">`",
+                );
+                return;
+            }
+        };
+        let mut items = HashMap::new();
+        for c in n.children().filter(Node::is_element) {
+            match c.tag_name().name() {
+                "default" => self.defaults(c, Some(name.clone())),
+                tag => {
+                    items.insert(tag, c);
+                }
+            }
+        }
+        self.classes.insert(name, Class { parent, items });
+    }
+
+    fn world(&mut self, w: Node<'a, 'i>) {
+        let span = self.tag_span(w);
+        self.bodies.push(Body {
+            name: "world".into(),
+            parent: 0,
+            xpos: [0.0; 3],
+            xquat: IDENTITY,
+            geoms: vec![],
+            joints: vec![],
+            sites: vec![],
+            mass: MassProps::default(),
+            span,
+        });
+        self.inertials.push(None);
+        self.body_contents(w, 0, "main");
+    }
+
+    /// The geoms, joints, sites, inertial and child bodies of body `id`.
+    fn body_contents(&mut self, n: Node<'a, 'i>, id: usize, class: &str) {
+        let mut children = vec![];
+        for c in n.children().filter(Node::is_element) {
+            let cls = c.attribute("class").unwrap_or(class);
+            match c.tag_name().name() {
+                "geom" => {
+                    if let Some(g) = self.geom(c, cls, id) {
+                        self.bodies[id].geoms.push(g);
+                    }
+                }
+                "joint" | "freejoint" if id == 0 => {
+                    let s = self.tag_span(c);
+                    self.invalid(
+                        s,
+                        "the world body cannot have joints".into(),
+                        "joint in worldbody",
+                        "put the joint inside a `<body>`",
+                    );
+                }
+                "joint" | "freejoint" => {
+                    if let Some(j) = self.joint(c, cls) {
+                        self.bodies[id].joints.push(j);
+                    }
+                }
+                "site" => {
+                    self.check_attrs(
+                        c,
+                        &["pos"],
+                        &[
+                            "type",
+                            "size",
+                            "quat",
+                            "euler",
+                            "axisangle",
+                            "xyaxes",
+                            "zaxis",
+                            "fromto",
+                        ],
+                    );
+                    let name = c.attribute("name").map(str::to_string);
+                    let pos = self.vec3(c, cls, "pos", [0.0; 3]);
+                    if let Some(name) = name {
+                        self.bodies[id].sites.push(Site { name, pos });
+                    }
+                }
+                "inertial" if id > 0 => self.inertial(c, id),
+                "body" => children.push(c),
+                t if IGNORED_IN_BODY.contains(&t) => {}
+                _ => self.unsupported_element(c),
+            }
+        }
+        let b = &self.bodies[id];
+        let (xpos, xquat) = (b.xpos, b.xquat);
+        let geom_mass = MassProps::combine(
+            &b.geoms
+                .iter()
+                .map(|g| MassProps::of_geom(&g.kind, g.mass).moved(g.pos, g.quat))
+                .collect::<Vec<_>>(),
+        );
+        self.bodies[id].mass = match (self.from_geom, self.inertials[id]) {
+            // As in MuJoCo, the world has no mass (its geoms are static).
+            _ if id == 0 => MassProps::default(),
+            (FromGeom::Always, _) | (FromGeom::Auto, None) => geom_mass,
+            (_, Some(m)) => m,
+            (FromGeom::Never, None) => MassProps::default(),
+        };
+        for c in children {
+            self.body(c, id, xpos, xquat, class);
+        }
+    }
+
+    fn body(&mut self, n: Node<'a, 'i>, parent: usize, ppos: V3, pquat: Q, class: &str) {
+        self.check_attrs(
+            n,
+            &[
+                "pos",
+                "quat",
+                "euler",
+                "axisangle",
+                "xyaxes",
+                "zaxis",
+                "childclass",
+            ],
+            &[],
+        );
+        if n.attribute("mocap") == Some("true") {
+            let s = self.attr_span(n, "mocap");
+            self.unsupported(s, "a mocap body".into(), "mocap");
+        }
+        let class = n.attribute("childclass").unwrap_or(class).to_string();
+        let pos = self.vec3(n, &class, "pos", [0.0; 3]);
+        let quat = self.orientation(n);
+        let id = self.bodies.len();
+        let name = n
+            .attribute("name")
+            .map_or_else(|| format!("body{id}"), str::to_string);
+        let span = self.tag_span(n);
+        self.bodies.push(Body {
+            name,
+            parent,
+            xpos: add(ppos, rotate(pquat, pos)),
+            xquat: qnormalize(qmul(pquat, quat)).unwrap_or(IDENTITY),
+            geoms: vec![],
+            joints: vec![],
+            sites: vec![],
+            mass: MassProps::default(),
+            span,
+        });
+        self.inertials.push(None);
+        self.body_contents(n, id, &class);
+    }
+
+    fn inertial(&mut self, n: Node<'a, 'i>, id: usize) {
+        self.check_attrs(
+            n,
+            &[
+                "pos",
+                "quat",
+                "euler",
+                "axisangle",
+                "xyaxes",
+                "zaxis",
+                "mass",
+                "diaginertia",
+                "fullinertia",
+            ],
+            &[],
+        );
+        let pos = self.vec3(n, "main", "pos", [0.0; 3]);
+        let q = self.orientation(n);
+        let mass = self.amount(n, "main", "mass", 0.0);
+        let tensor = match (n.attribute("diaginertia"), n.attribute("fullinertia")) {
+            (Some(v), None) => {
+                let s = self.attr_span(n, "diaginertia");
+                self.numbers(v, s, "diaginertia", 3, false)
+                    .map(|d| diag([d[0], d[1], d[2]]))
+            }
+            (None, Some(v)) => {
+                let s = self.attr_span(n, "fullinertia");
+                self.numbers(v, s, "fullinertia", 6, false)
+                    .map(|f| [[f[0], f[3], f[4]], [f[3], f[1], f[5]], [f[4], f[5], f[2]]])
+            }
+            _ => {
+                let s = self.tag_span(n);
+                self.invalid(
+                    s,
+                    "`<inertial>` needs exactly one of `diaginertia` and `fullinertia`".into(),
+                    "inertia missing",
+                    "e.g. `diaginertia=\"0.01 0.01 0.02\"`",
+                );
+                None
+            }
+        };
+        if let Some(t) = tensor {
+            let principal = MassProps {
+                mass,
+                com: [0.0; 3],
+                inertia: t,
+            };
+            self.inertials[id] = Some(principal.moved(pos, q));
+        }
+    }
+
+    fn geom(&mut self, n: Node<'a, 'i>, class: &str, body: usize) -> Option<Geom> {
+        self.check_attrs(
+            n,
+            &[
+                "type",
+                "size",
+                "fromto",
+                "pos",
+                "quat",
+                "euler",
+                "axisangle",
+                "xyaxes",
+                "zaxis",
+                "density",
+                "mass",
+                "contype",
+                "conaffinity",
+                "friction",
+            ],
+            &[
+                "condim",
+                "solimp",
+                "solref",
+                "solmix",
+                "margin",
+                "gap",
+                "priority",
+                "fluidshape",
+                "fluidcoef",
+                // Only meaningful with their geom types, which are reported.
+                "mesh",
+                "hfield",
+            ],
+        );
+        let (kind, kspan) = self
+            .get(n, class, "type")
+            .unwrap_or(("sphere", self.tag_span(n)));
+        let need = match kind {
+            "sphere" => 1,
+            "capsule" | "cylinder" => 2,
+            "box" => 3,
+            "plane" => 0,
+            other => {
+                self.unsupported(
+                    kspan,
+                    format!("geom type `{other}`"),
+                    "unsupported geom type",
+                );
+                return None;
+            }
+        };
+        if kind == "plane" && body != 0 {
+            self.unsupported(
+                kspan,
+                "a plane geom inside a moving body".into(),
+                "planes belong to the worldbody",
+            );
+            return None;
+        }
+        let fromto = match self.get(n, class, "fromto") {
+            Some((v, s)) if matches!(kind, "capsule" | "cylinder") => {
+                Some(self.numbers(v, s, "fromto", 6, false)?)
+            }
+            Some((_, s)) => {
+                self.unsupported(s, format!("`fromto` on a `{kind}` geom"), "fromto");
+                return None;
+            }
+            None => None,
+        };
+        let size = match (self.get(n, class, "size"), need) {
+            (_, 0) => vec![],
+            (Some((v, s)), _) => self.numbers(v, s, "size", 3, true)?,
+            (None, _) => vec![],
+        };
+        let need = if fromto.is_some() { 1 } else { need };
+        if size.len() < need || size[..need].iter().any(|x| *x <= 0.0) {
+            let s = self.get(n, class, "size").map_or(self.tag_span(n), |g| g.1);
+            self.invalid(
+                s,
+                format!("a `{kind}` geom needs {need} positive size(s)"),
+                "size",
+                "sizes are radii and half lengths in metres",
+            );
+            return None;
+        }
+        let (pos, quat, half) = match &fromto {
+            Some(f) => {
+                let (a, b) = ([f[0], f[1], f[2]], [f[3], f[4], f[5]]);
+                let d = sub(b, a);
+                let Some(axis) = normalize(d) else {
+                    let s = self
+                        .get(n, class, "fromto")
+                        .map_or(self.tag_span(n), |g| g.1);
+                    self.invalid(
+                        s,
+                        "`fromto` has equal end points".into(),
+                        "zero length",
+                        "give two different points",
+                    );
+                    return None;
+                };
+                (scale(add(a, b), 0.5), z_to(axis), norm(d) / 2.0)
+            }
+            None => (
+                self.vec3(n, class, "pos", [0.0; 3]),
+                self.orientation(n),
+                size.get(1).copied().unwrap_or(0.0),
+            ),
+        };
+        let kind = match kind {
+            "sphere" => GeomKind::Sphere { radius: size[0] },
+            "capsule" => GeomKind::Capsule {
+                radius: size[0],
+                half,
+            },
+            "cylinder" => GeomKind::Cylinder {
+                radius: size[0],
+                half,
+            },
+            "box" => GeomKind::Box {
+                half: [size[0], size[1], size[2]],
+            },
+            _ => GeomKind::Plane,
+        };
+        let mass = match self.get(n, class, "mass") {
+            Some(_) => self.amount(n, class, "mass", 0.0),
+            None => self.amount(n, class, "density", 1000.0) * MassProps::volume(&kind),
+        };
+        let friction = match self.get(n, class, "friction") {
+            Some((v, s)) => self
+                .numbers(v, s, "friction", 3, true)
+                .map_or(1.0, |f| f[0]),
+            None => 1.0,
+        };
+        Some(Geom {
+            name: n.attribute("name").map(str::to_string),
+            kind,
+            pos,
+            quat,
+            mass,
+            contype: self.int(n, class, "contype", 1),
+            conaffinity: self.int(n, class, "conaffinity", 1),
+            friction,
+        })
+    }
+
+    fn joint(&mut self, n: Node<'a, 'i>, class: &str) -> Option<Joint> {
+        let index = self.joint_count;
+        self.joint_count += 1;
+        let name = n
+            .attribute("name")
+            .map_or_else(|| format!("joint{index}"), str::to_string);
+        let span = self.tag_span(n);
+        if n.has_tag_name("freejoint") {
+            self.check_attrs(n, &[], &["align"]);
+            return Some(Joint {
+                name,
+                kind: JointKind::Free,
+                pos: [0.0; 3],
+                axis: [0.0, 0.0, 1.0],
+                range: None,
+                damping: 0.0,
+                stiffness: 0.0,
+                springref: 0.0,
+                armature: 0.0,
+                span,
+            });
+        }
+        self.check_attrs(
+            n,
+            &[
+                "type",
+                "pos",
+                "axis",
+                "range",
+                "limited",
+                "damping",
+                "stiffness",
+                "springref",
+                "armature",
+                "ref",
+                "frictionloss",
+            ],
+            &[
+                "solreflimit",
+                "solimplimit",
+                "solreffriction",
+                "solimpfriction",
+                "margin",
+                "actuatorfrclimited",
+                "actuatorgravcomp",
+            ],
+        );
+        let kind = match self.get(n, class, "type") {
+            None | Some(("hinge", _)) => JointKind::Hinge,
+            Some(("slide", _)) => JointKind::Slide,
+            Some(("ball", _)) => JointKind::Ball,
+            Some(("free", _)) => JointKind::Free,
+            Some((t, s)) => {
+                self.invalid(
+                    s,
+                    format!("unknown joint type `{t}`"),
+                    "unknown",
+                    "joint types are hinge, slide, ball and free",
+                );
+                return None;
+            }
+        };
+        for attr in ["ref", "frictionloss", "actuatorfrcrange"] {
+            if let Some((_, s)) = self.get(n, class, attr) {
+                if self.real(n, class, attr, 0.0) != 0.0 {
+                    self.unsupported(
+                        s,
+                        format!("joint attribute `{attr}` (non-zero)"),
+                        "unsupported attribute",
+                    );
+                }
+            }
+        }
+        let axis = self.vec3(n, class, "axis", [0.0, 0.0, 1.0]);
+        let axis = normalize(axis).unwrap_or_else(|| {
+            let s = self.attr_span(n, "axis");
+            self.invalid(
+                s,
+                "the joint axis is zero".into(),
+                "zero axis",
+                "give a non-zero direction",
+            );
+            [0.0, 0.0, 1.0]
+        });
+        let range = match (self.flag(n, class, "limited"), self.get(n, class, "range")) {
+            (Some(false), _) | (None, None) => None,
+            (Some(true), None) => {
+                self.invalid(
+                    span,
+                    format!("joint `{name}` is limited but has no `range`"),
+                    "no range",
+                    "give `range=\"lo hi\"` or `limited=\"false\"`",
+                );
+                None
+            }
+            (_, Some((v, s))) => {
+                let r = self.numbers(v, s, "range", 2, false)?;
+                let r = match kind {
+                    JointKind::Hinge => (self.angle(r[0]), self.angle(r[1])),
+                    _ => (r[0], r[1]),
+                };
+                if r.0 >= r.1 {
+                    self.invalid(
+                        s,
+                        "`range` must be increasing".into(),
+                        "lo >= hi",
+                        "write `range=\"lo hi\"` with lo < hi",
+                    );
+                    return None;
+                }
+                if matches!(kind, JointKind::Ball | JointKind::Free) {
+                    self.unsupported(
+                        s,
+                        "a range on a ball or free joint".into(),
+                        "unsupported limit",
+                    );
+                    None
+                } else {
+                    Some(r)
+                }
+            }
+        };
+        let springref = self.real(n, class, "springref", 0.0);
+        Some(Joint {
+            name,
+            kind,
+            pos: self.vec3(n, class, "pos", [0.0; 3]),
+            axis,
+            range,
+            damping: self.amount(n, class, "damping", 0.0),
+            stiffness: self.amount(n, class, "stiffness", 0.0),
+            springref: if kind == JointKind::Hinge {
+                self.angle(springref)
+            } else {
+                springref
+            },
+            armature: self.amount(n, class, "armature", 0.0),
+            span,
+        })
+    }
+
+    fn actuator(&mut self, n: Node<'a, 'i>) -> Option<Actuator> {
+        let tag = n.tag_name().name();
+        if !matches!(tag, "motor" | "position") {
+            self.unsupported_element(n);
+            return None;
+        }
+        let class = n.attribute("class").unwrap_or("main");
+        self.check_attrs(
+            n,
+            &[
+                "joint",
+                "gear",
+                "ctrlrange",
+                "ctrllimited",
+                "kp",
+                "kv",
+                "forcelimited",
+                "forcerange",
+            ],
+            &[],
+        );
+        let span = self.tag_span(n);
+        let Some((jname, jspan)) = self.get(n, class, "joint") else {
+            self.unsupported(
+                span,
+                format!("a `<{tag}>` without `joint` (tendon, site or body transmission)"),
+                "no joint",
+            );
+            return None;
+        };
+        let found = self.bodies.iter().enumerate().find_map(|(b, body)| {
+            body.joints
+                .iter()
+                .position(|j| j.name == jname)
+                .map(|j| (b, j))
+        });
+        let Some(joint) = found else {
+            self.invalid(
+                jspan,
+                format!("no joint named `{jname}`"),
+                "unknown joint",
+                "name a joint declared in the worldbody",
+            );
+            return None;
+        };
+        if matches!(
+            self.bodies[joint.0].joints[joint.1].kind,
+            JointKind::Ball | JointKind::Free
+        ) {
+            self.unsupported(
+                jspan,
+                "an actuator on a ball or free joint".into(),
+                "multi-DOF joint",
+            );
+            return None;
+        }
+        let forcelimited = self.flag(n, class, "forcelimited");
+        if let (Some(true) | None, Some((_, s))) = (forcelimited, self.get(n, class, "forcerange"))
+        {
+            self.unsupported(s, "an actuator force range".into(), "force limit");
+        }
+        let gear = match self.get(n, class, "gear") {
+            Some((v, s)) => self.numbers(v, s, "gear", 6, true)?[0],
+            None => 1.0,
+        };
+        let kind = if tag == "motor" {
+            ActuatorKind::Motor { gear }
+        } else {
+            if gear != 1.0 {
+                let s = self.get(n, class, "gear").map_or(span, |g| g.1);
+                self.unsupported(
+                    s,
+                    "a position actuator with `gear` other than 1".into(),
+                    "gear",
+                );
+                return None;
+            }
+            ActuatorKind::Position {
+                kp: self.amount(n, class, "kp", 1.0),
+                kv: self.amount(n, class, "kv", 0.0),
+            }
+        };
+        let ctrlrange = match (
+            self.flag(n, class, "ctrllimited"),
+            self.get(n, class, "ctrlrange"),
+        ) {
+            (Some(false), _) | (None, None) => None,
+            (Some(true), None) => {
+                self.invalid(
+                    span,
+                    "`ctrllimited` without `ctrlrange`".into(),
+                    "no range",
+                    "give `ctrlrange=\"lo hi\"`",
+                );
+                None
+            }
+            (_, Some((v, s))) => {
+                let r = self.numbers(v, s, "ctrlrange", 2, false)?;
+                if r[0] >= r[1] {
+                    self.invalid(
+                        s,
+                        "`ctrlrange` must be increasing".into(),
+                        "lo >= hi",
+                        "write `ctrlrange=\"lo hi\"` with lo < hi",
+                    );
+                    return None;
+                }
+                Some((r[0], r[1]))
+            }
+        };
+        Some(Actuator {
+            name: n.attribute("name").map(str::to_string),
+            kind,
+            joint,
+            ctrlrange,
+            span,
+        })
+    }
+
+    fn exclude(&mut self, n: Node<'a, 'i>) -> Option<(usize, usize)> {
+        if !n.has_tag_name("exclude") {
+            self.unsupported_element(n);
+            return None;
+        }
+        self.check_attrs(n, &["body1", "body2"], &[]);
+        let mut ids = [0; 2];
+        for (k, attr) in ["body1", "body2"].into_iter().enumerate() {
+            let Some(name) = n.attribute(attr) else {
+                let s = self.tag_span(n);
+                self.invalid(
+                    s,
+                    format!("`<exclude>` needs `{attr}`"),
+                    "missing body",
+                    "name two bodies",
+                );
+                return None;
+            };
+            match self.bodies.iter().position(|b| b.name == name) {
+                Some(i) => ids[k] = i,
+                None => {
+                    let s = self.attr_span(n, attr);
+                    self.invalid(
+                        s,
+                        format!("no body named `{name}`"),
+                        "unknown body",
+                        "name a body of the worldbody",
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((ids[0].min(ids[1]), ids[0].max(ids[1])))
+    }
+
+    /// `compiler settotalmass`: scales every body's mass and inertia.
+    fn settotalmass(&mut self, root: Node<'a, 'i>) {
+        let Some(c) = root.children().find(|c| c.has_tag_name("compiler")) else {
+            return;
+        };
+        let target = self.real(c, "main", "settotalmass", -1.0);
+        let total: f64 = self.bodies.iter().map(|b| b.mass.mass).sum();
+        if target > 0.0 && total > 0.0 {
+            for b in &mut self.bodies {
+                b.mass = b.mass.scaled(target / total);
+            }
+        }
+    }
+}

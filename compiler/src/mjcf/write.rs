@@ -1,0 +1,854 @@
+//! [`Mjcf`] to Joule source text: one Joule body per MJCF body that has
+//! joints (jointless bodies are welded to their parent in MJCF, so their
+//! geoms, sites and mass are merged into it exactly), joints as the
+//! prelude's stiff joint energies, actuators as the controls `u[k]`.
+
+use super::math::*;
+use super::*;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+/// Contact barrier thickness (m).
+const DHAT: f64 = 2e-3;
+/// Smoothing speed of lagged friction (m/s).
+const FRICTION_EPS: f64 = 1e-2;
+
+/// A number as Joule source: the shortest text that reads back to the same value.
+fn num(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if (1e-4..1e9).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// A stiffness-like constant rounded to three significant digits.
+fn round3(x: f64) -> f64 {
+    let e = 10f64.powf(x.abs().log10().floor() - 2.0);
+    (x / e).round() * e
+}
+
+/// Entries below `1e-12` of the largest are rounding noise of the frame
+/// changes (MuJoCo's own values carry the same noise): written as 0.
+fn denoise<const N: usize>(v: [f64; N], scale: f64) -> [f64; N] {
+    v.map(|x| if x.abs() < 1e-12 * scale { 0.0 } else { x })
+}
+
+fn v3(v: V3) -> String {
+    format!("vec3({}, {}, {})", num(v[0]), num(v[1]), num(v[2]))
+}
+
+/// A Joule body: an MJCF body with joints (or the world) and the jointless
+/// bodies welded to it.
+struct Group {
+    /// The MJCF body that carries the joints.
+    root: usize,
+    /// Joule name.
+    name: String,
+    /// Merged bodies (besides the root), by MJCF name.
+    merged: Vec<String>,
+    /// Geoms and sites in the root's frame.
+    geoms: Vec<Geom>,
+    sites: Vec<Site>,
+    mass: MassProps,
+}
+
+/// Names Joule already uses: keywords, built-ins, the prelude's items and
+/// the constants the importer writes.
+fn reserved() -> HashSet<String> {
+    let mut r: HashSet<String> = joule_grammar::KEYWORDS
+        .iter()
+        .chain(crate::resolve::TYPE_NAMES)
+        .chain(&[
+            "u",
+            "world",
+            "k_joint",
+            "k_limit",
+            "dhat",
+            "kappa",
+            "bodies",
+            "particles",
+        ])
+        .map(|s| s.to_string())
+        .collect();
+    for line in crate::resolve::PRELUDE.lines() {
+        let mut words = line.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+        if let (Some("energy" | "fn" | "dissipation" | "const"), Some(name)) =
+            (words.next(), words.next())
+        {
+            r.insert(name.to_string());
+        }
+    }
+    r
+}
+
+/// Unique Joule identifiers for MJCF names.
+struct Names {
+    taken: HashSet<String>,
+}
+
+impl Names {
+    fn ident(&mut self, mjcf: &str) -> String {
+        let mut s: String = mjcf
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+            s.insert(0, '_');
+        }
+        let mut name = s.clone();
+        let mut k = 1;
+        while self.taken.contains(&name) || crate::resolve::is_builtin_name(&name) {
+            name = format!("{s}_{k}");
+            k += 1;
+        }
+        self.taken.insert(name.clone());
+        name
+    }
+}
+
+/// Body-frame contact points `(r, radius)` of a geom placed in a body.
+fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
+    let local: Vec<(V3, f64)> = match g.kind {
+        GeomKind::Sphere { radius } => vec![([0.0; 3], radius)],
+        GeomKind::Capsule { radius, half } => {
+            vec![([0.0, 0.0, -half], radius), ([0.0, 0.0, half], radius)]
+        }
+        GeomKind::Cylinder { radius, half } => (0..16)
+            .map(|k| {
+                let a = (k % 8) as f64 * std::f64::consts::PI / 4.0;
+                let z = if k < 8 { -half } else { half };
+                ([radius * a.cos(), radius * a.sin(), z], 0.0)
+            })
+            .collect(),
+        GeomKind::Box { half } => (0..8)
+            .map(|k| {
+                let s = |bit: usize, h: f64| if k >> bit & 1 == 1 { h } else { -h };
+                ([s(2, half[0]), s(1, half[1]), s(0, half[2])], 0.0)
+            })
+            .collect(),
+        GeomKind::Plane => vec![],
+    };
+    local
+        .into_iter()
+        .map(|(r, rad)| (add(g.pos, rotate(g.quat, r)), rad))
+        .collect()
+}
+
+/// Radius about the body origin that contains a geom.
+fn reach(g: &Geom) -> f64 {
+    let extent = match g.kind {
+        GeomKind::Sphere { radius } => radius,
+        GeomKind::Capsule { radius, half } => radius + half,
+        GeomKind::Cylinder { radius, half } => (radius * radius + half * half).sqrt(),
+        GeomKind::Box { half } => norm(half),
+        GeomKind::Plane => 0.0,
+    };
+    norm(g.pos) + extent
+}
+
+fn collides(a: &Geom, b: &Geom) -> bool {
+    a.contype & b.conaffinity != 0 || b.contype & a.conaffinity != 0
+}
+
+/// Writes the Joule scene for a model read from `file` (named in the header).
+pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
+    let mut diags = vec![];
+    let n = m.bodies.len();
+    // The Joule body of each MJCF body: the nearest ancestor-or-self with joints, or the world.
+    let mut group_of: Vec<usize> = Vec::with_capacity(n);
+    for (b, body) in m.bodies.iter().enumerate() {
+        let g = match b {
+            0 => 0,
+            _ if body.joints.is_empty() => group_of[body.parent],
+            _ => b,
+        };
+        group_of.push(g);
+    }
+    let mut names = Names { taken: reserved() };
+    let mut groups: Vec<Group> = vec![];
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    for (b, &root) in group_of.iter().enumerate() {
+        let g = match index.get(&root) {
+            Some(&g) => g,
+            None => {
+                let name = if root == 0 {
+                    "world".to_string()
+                } else {
+                    names.ident(&m.bodies[root].name)
+                };
+                index.insert(root, groups.len());
+                groups.push(Group {
+                    root,
+                    name,
+                    merged: vec![],
+                    geoms: vec![],
+                    sites: vec![],
+                    mass: MassProps::default(),
+                });
+                groups.len() - 1
+            }
+        };
+        // The pose of body b in its group root's frame.
+        let (rb, r0) = (&m.bodies[b], &m.bodies[root]);
+        let inv = [r0.xquat[0], -r0.xquat[1], -r0.xquat[2], -r0.xquat[3]];
+        let pos = rotate(inv, sub(rb.xpos, r0.xpos));
+        let q = qmul(inv, rb.xquat);
+        let grp = &mut groups[g];
+        if b != root {
+            grp.merged.push(rb.name.clone());
+        }
+        for geom in &rb.geoms {
+            grp.geoms.push(Geom {
+                pos: add(pos, rotate(q, geom.pos)),
+                quat: qmul(q, geom.quat),
+                ..geom.clone()
+            });
+        }
+        for s in &rb.sites {
+            grp.sites.push(Site {
+                name: s.name.clone(),
+                pos: add(pos, rotate(q, s.pos)),
+            });
+        }
+        grp.mass = MassProps::combine(&[grp.mass, rb.mass.moved(pos, q)]);
+    }
+    let total_mass = m.total_mass();
+    let weight = total_mass * norm(m.gravity);
+    let mut out = String::new();
+    let o = &mut out;
+    let mut world_used = false;
+
+    // Joints and actuators first (into `body_text`), so we know whether the world is referenced.
+    let mut body_text = String::new();
+    let bt = &mut body_text;
+    for g in groups.iter().filter(|g| g.root != 0) {
+        let b = &m.bodies[g.root];
+        if g.mass.mass <= 0.0 {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::invalid",
+                    format!("body `{}` has joints but no mass", b.name),
+                    b.span,
+                    "massless moving body",
+                )
+                .with_help(
+                    "give it geoms with mass, or an `<inertial>` with `mass` and `diaginertia`",
+                ),
+            );
+            continue;
+        }
+        let kinds: Vec<&str> = b
+            .joints
+            .iter()
+            .map(|j| match j.kind {
+                JointKind::Hinge => "hinge",
+                JointKind::Slide => "slide",
+                JointKind::Ball => "ball",
+                JointKind::Free => "free",
+            })
+            .collect();
+        let joints: Vec<String> = b
+            .joints
+            .iter()
+            .zip(&kinds)
+            .map(|(j, k)| format!("{k} `{}`", j.name))
+            .collect();
+        writeln!(bt, "\n// {}: {}", b.name, joints.join(", ")).ok();
+        if !g.merged.is_empty() {
+            writeln!(
+                bt,
+                "// (with {} welded to it in the MJCF, merged)",
+                g.merged.join(", ")
+            )
+            .ok();
+        }
+        if g.name != b.name {
+            writeln!(bt, "// (MJCF name \"{}\")", b.name).ok();
+        }
+        let radius = g.geoms.iter().map(reach).fold(1e-3, f64::max);
+        let big = g
+            .mass
+            .inertia
+            .iter()
+            .flatten()
+            .fold(0.0, |a: f64, x| a.max(x.abs()));
+        let i = g.mass.inertia.map(|row| denoise(row, big));
+        let com = denoise(g.mass.com, radius);
+        writeln!(bt, "body {} {{", g.name).ok();
+        writeln!(
+            bt,
+            "    shape = sphere({})    // bounds its geoms; contact uses the geoms' points below",
+            num(radius)
+        )
+        .ok();
+        writeln!(bt, "    mass = {}", num(g.mass.mass)).ok();
+        writeln!(bt, "    com = {}", v3(com)).ok();
+        writeln!(
+            bt,
+            "    inertia = mat3({}, {}, {})",
+            v3(i[0]),
+            v3(i[1]),
+            v3(i[2])
+        )
+        .ok();
+        writeln!(bt, "    x = {}", v3(b.xpos)).ok();
+        let q = b.xquat;
+        writeln!(
+            bt,
+            "    rotation = quat({}, {}, {}, {})",
+            num(q[0]),
+            num(q[1]),
+            num(q[2]),
+            num(q[3])
+        )
+        .ok();
+        writeln!(bt, "}}").ok();
+    }
+
+    let mut joint_text = String::new();
+    let jt = &mut joint_text;
+    for g in groups.iter().filter(|g| g.root != 0) {
+        let b = &m.bodies[g.root];
+        let parent = &groups[index[&group_of[b.parent]]];
+        if b.joints.iter().any(|j| j.kind == JointKind::Free) {
+            if b.joints.len() > 1 {
+                diags.push(
+                    Diagnostic::error(
+                        "mjcf::unsupported",
+                        format!("body `{}` combines a free joint with other joints", b.name),
+                        b.joints[1].span,
+                        "second joint",
+                    )
+                    .with_help("a free joint already gives the body all six degrees of freedom"),
+                );
+            }
+            continue;
+        }
+        world_used |= parent.root == 0;
+        let (p, c) = (&parent.name, &g.name);
+        let at_of = |j: &Joint| add(b.xpos, rotate(b.xquat, j.pos));
+        let axis_of = |j: &Joint| rotate(b.xquat, j.axis);
+        let hinges: Vec<&Joint> = b
+            .joints
+            .iter()
+            .filter(|j| j.kind == JointKind::Hinge)
+            .collect();
+        let slides: Vec<&Joint> = b
+            .joints
+            .iter()
+            .filter(|j| j.kind == JointKind::Slide)
+            .collect();
+        let balls: Vec<&Joint> = b
+            .joints
+            .iter()
+            .filter(|j| j.kind == JointKind::Ball)
+            .collect();
+        if !balls.is_empty() && b.joints.len() > 1 {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!("body `{}` combines a ball joint with other joints", b.name),
+                    b.joints[1].span,
+                    "second joint",
+                )
+                .with_help("use a ball joint alone, or three hinges"),
+            );
+            continue;
+        }
+        let anchor = hinges
+            .first()
+            .or(balls.first())
+            .map_or(b.xpos, |j| at_of(j));
+        if let Some(j) = hinges.iter().find(|j| norm(sub(at_of(j), anchor)) > 1e-9) {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!("hinges of body `{}` at different points", b.name),
+                    j.span,
+                    "another anchor",
+                )
+                .with_help(
+                    "the importer supports several hinges of one body only when they share `pos`",
+                ),
+            );
+            continue;
+        }
+        let independent = |axes: &[V3]| match axes {
+            [a, b] => norm(cross(*a, *b)) > 1e-6,
+            [a, b, c] => dot(*a, cross(*b, *c)).abs() > 1e-6,
+            _ => true,
+        };
+        let haxes: Vec<V3> = hinges.iter().map(|j| axis_of(j)).collect();
+        let saxes: Vec<V3> = slides.iter().map(|j| axis_of(j)).collect();
+        if !independent(&haxes) || !independent(&saxes) || hinges.len() > 3 || slides.len() > 3 {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!(
+                        "the joints of body `{}` have parallel or too many axes",
+                        b.name
+                    ),
+                    b.joints[0].span,
+                    "joints",
+                )
+                .with_help(
+                    "give each body at most three hinges and three slides with independent axes",
+                ),
+            );
+            continue;
+        }
+        let at = v3(anchor);
+        writeln!(
+            jt,
+            "\n// {} -> {}: {}",
+            parent.name,
+            g.name,
+            b.joints
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .ok();
+        match (hinges.len(), slides.len(), balls.len()) {
+            (0, 0, 1) | (3, 0, 0) => {
+                writeln!(jt, "ball({p}, {c}, {at}, k_joint)").ok();
+            }
+            (1, 0, 0) => {
+                writeln!(jt, "hinge({p}, {c}, {at}, {}, k_joint)", v3(haxes[0])).ok();
+            }
+            (0, 1, 0) => {
+                writeln!(jt, "slider({p}, {c}, {at}, {}, k_joint)", v3(saxes[0])).ok();
+            }
+            (nh, ns, _) => {
+                match ns {
+                    0 => writeln!(jt, "ball({p}, {c}, {at}, k_joint)"),
+                    1 => writeln!(jt, "joint_line({p}, {c}, {at}, {}, k_joint)", v3(saxes[0])),
+                    2 => writeln!(
+                        jt,
+                        "joint_plane({p}, {c}, {at}, {}, k_joint)",
+                        v3(cross(saxes[0], saxes[1]))
+                    ),
+                    _ => Ok(()),
+                }
+                .ok();
+                match nh {
+                    0 => writeln!(jt, "joint_lock({p}, {c}, k_joint)"),
+                    1 => writeln!(jt, "joint_axis({p}, {c}, {}, k_joint)", v3(haxes[0])),
+                    2 => writeln!(
+                        jt,
+                        "joint_cross({p}, {c}, {}, {}, k_joint)",
+                        v3(haxes[0]),
+                        v3(haxes[1])
+                    ),
+                    _ => Ok(()),
+                }
+                .ok();
+            }
+        }
+        for j in &b.joints {
+            let ax = v3(axis_of(j));
+            let hinge = j.kind == JointKind::Hinge;
+            if let Some((lo, hi)) = j.range {
+                if hinge {
+                    writeln!(
+                        jt,
+                        "hinge_limit({p}, {c}, {ax}, {}, {}, k_limit)    // {} range",
+                        num(lo),
+                        num(hi),
+                        j.name
+                    )
+                    .ok();
+                } else {
+                    writeln!(
+                        jt,
+                        "slider_limit({p}, {c}, {at}, {ax}, {}, {}, k_limit)    // {} range",
+                        num(lo),
+                        num(hi),
+                        j.name
+                    )
+                    .ok();
+                }
+            }
+            if j.stiffness > 0.0 {
+                if hinge {
+                    writeln!(
+                        jt,
+                        "pd({p}, {c}, {ax}, {}, {})    // {} stiffness",
+                        num(j.springref),
+                        num(j.stiffness),
+                        j.name
+                    )
+                    .ok();
+                } else {
+                    writeln!(
+                        jt,
+                        "slider_spring({p}, {c}, {at}, {ax}, {}, {})    // {} stiffness",
+                        num(j.springref),
+                        num(j.stiffness),
+                        j.name
+                    )
+                    .ok();
+                }
+            }
+            if j.damping > 0.0 {
+                if hinge {
+                    writeln!(
+                        jt,
+                        "pd_damping({p}, {c}, {ax}, {})    // {} damping",
+                        num(j.damping),
+                        j.name
+                    )
+                    .ok();
+                } else {
+                    writeln!(
+                        jt,
+                        "slider_damping({p}, {c}, {ax}, {})    // {} damping",
+                        num(j.damping),
+                        j.name
+                    )
+                    .ok();
+                }
+            }
+            if j.armature > 0.0 {
+                if hinge {
+                    writeln!(
+                        jt,
+                        "joint_armature({p}, {c}, {ax}, {}, {})    // {} armature",
+                        num(j.armature),
+                        num(m.timestep),
+                        j.name
+                    )
+                    .ok();
+                } else {
+                    writeln!(
+                        jt,
+                        "slider_armature({p}, {c}, {at}, {ax}, {}, {})    // {} armature",
+                        num(j.armature),
+                        num(m.timestep),
+                        j.name
+                    )
+                    .ok();
+                }
+            }
+        }
+    }
+
+    // Actuators: the controls u[k] in MJCF order.
+    let mut act_text = String::new();
+    let at_ = &mut act_text;
+    let ranges: Vec<Option<(f64, f64)>> = m.actuators.iter().map(|a| a.ctrlrange).collect();
+    if let Some(a) = m.actuators.iter().find(|a| a.ctrlrange != ranges[0]) {
+        diags.push(
+            Diagnostic::error(
+                "mjcf::unsupported",
+                "actuators with different control ranges",
+                a.span,
+                "another `ctrlrange`",
+            )
+            .with_help(
+                "the controls u[k] share one range; give all actuators the same `ctrlrange`",
+            ),
+        );
+    }
+    if !m.actuators.is_empty() {
+        writeln!(
+            at_,
+            "\n// Actuators, in MJCF order: u[k] drives actuator k."
+        )
+        .ok();
+    }
+    for (k, a) in m.actuators.iter().enumerate() {
+        let b = &m.bodies[a.joint.0];
+        let j = &b.joints[a.joint.1];
+        let g = &groups[index[&group_of[a.joint.0]]];
+        let p = &groups[index[&group_of[b.parent]]].name;
+        let c = &g.name;
+        let ax = v3(rotate(b.xquat, j.axis));
+        let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
+        let label = a.name.as_deref().map_or_else(
+            || format!("on joint {}", j.name),
+            |n| format!("{n} (joint {})", j.name),
+        );
+        let hinge = j.kind == JointKind::Hinge;
+        match a.kind {
+            ActuatorKind::Motor { gear } if hinge => writeln!(
+                at_,
+                "motor({p}, {c}, {ax}, u[{k}], {})    // u[{k}]: {label}",
+                num(gear)
+            ),
+            ActuatorKind::Motor { gear } => writeln!(
+                at_,
+                "slider_motor({p}, {c}, {at}, {ax}, u[{k}], {})    // u[{k}]: {label}",
+                num(gear)
+            ),
+            ActuatorKind::Position { kp, kv } => {
+                let servo = if hinge {
+                    format!("servo({p}, {c}, {ax}, u[{k}], {})", num(kp))
+                } else {
+                    format!("slider_servo({p}, {c}, {at}, {ax}, u[{k}], {})", num(kp))
+                };
+                writeln!(at_, "{servo}    // u[{k}]: {label}, position servo").ok();
+                if kv > 0.0 {
+                    let damp = if hinge {
+                        "pd_damping"
+                    } else {
+                        "slider_damping"
+                    };
+                    writeln!(
+                        at_,
+                        "{damp}({p}, {c}, {ax}, {})    // its velocity gain kv",
+                        num(kv)
+                    )
+                    .ok();
+                }
+                Ok(())
+            }
+        }
+        .ok();
+    }
+
+    // Contact: geoms against the world's planes (ground), and body pairs.
+    let mut contact_text = String::new();
+    let ct = &mut contact_text;
+    let world = &groups[0];
+    let planes: Vec<&Geom> = world
+        .geoms
+        .iter()
+        .filter(|g| g.kind == GeomKind::Plane)
+        .collect();
+    for plane in &planes {
+        let up = rotate(plane.quat, [0.0, 0.0, 1.0]);
+        if plane.pos[2].abs() > 1e-12 || norm(sub(up, [0.0, 0.0, 1.0])) > 1e-9 {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!(
+                        "plane `{}` is not the ground z = 0",
+                        plane.name.as_deref().unwrap_or("")
+                    ),
+                    m.bodies[0].span,
+                    "in this worldbody",
+                )
+                .with_help("the importer supports ground planes at z = 0 facing up"),
+            );
+            continue;
+        }
+        for g in groups.iter().filter(|g| g.root != 0) {
+            for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
+                let mu = geom.friction.max(plane.friction);
+                writeln!(
+                    ct,
+                    "// {} on {}",
+                    geom.name.as_deref().unwrap_or("geom"),
+                    plane.name.as_deref().unwrap_or("plane")
+                )
+                .ok();
+                for (r, rad) in contact_points(geom) {
+                    writeln!(
+                        ct,
+                        "ground_point({}, {}, {}, dhat, kappa)",
+                        g.name,
+                        v3(r),
+                        num(rad)
+                    )
+                    .ok();
+                    writeln!(
+                        ct,
+                        "friction_point({}, {}, {}, {}, dhat, kappa, {})",
+                        g.name,
+                        v3(r),
+                        num(rad),
+                        num(mu),
+                        num(FRICTION_EPS)
+                    )
+                    .ok();
+                }
+            }
+        }
+    }
+    for (ga, a) in groups.iter().enumerate() {
+        for b in groups.iter().skip(ga + 1) {
+            let (ra, rb) = (a.root, b.root);
+            let parent_child = (m.bodies[rb].parent != 0 && group_of[m.bodies[rb].parent] == ra)
+                || (m.bodies[ra].parent != 0 && group_of[m.bodies[ra].parent] == rb);
+            let excluded = m.excludes.iter().any(|&(x, y)| {
+                let (x, y) = (group_of[x], group_of[y]);
+                (x, y) == (ra, rb) || (y, x) == (ra, rb)
+            });
+            if parent_child || excluded {
+                continue;
+            }
+            for x in a.geoms.iter().filter(|x| x.kind != GeomKind::Plane) {
+                for y in b
+                    .geoms
+                    .iter()
+                    .filter(|y| y.kind != GeomKind::Plane && collides(x, y))
+                {
+                    world_used |= ra == 0;
+                    writeln!(
+                        ct,
+                        "// {} with {}",
+                        x.name.as_deref().unwrap_or("geom"),
+                        y.name.as_deref().unwrap_or("geom")
+                    )
+                    .ok();
+                    for (pa, rada) in contact_points(x) {
+                        for (pb, radb) in contact_points(y) {
+                            writeln!(
+                                ct,
+                                "touch({}, {}, {}, {}, {}, {}, dhat, kappa)",
+                                a.name,
+                                b.name,
+                                v3(pa),
+                                num(rada),
+                                v3(pb),
+                                num(radb)
+                            )
+                            .ok();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+
+    // Header, settings, controls, bodies, then the energies.
+    let shown = std::path::Path::new(file)
+        .file_name()
+        .map_or(file.to_string(), |f| f.to_string_lossy().into_owned());
+    writeln!(
+        o,
+        "// Imported from {shown} (MuJoCo MJCF model \"{}\") by `joule import`.",
+        m.model
+    )
+    .ok();
+    writeln!(
+        o,
+        "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;"
+    )
+    .ok();
+    writeln!(
+        o,
+        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>)."
+    )
+    .ok();
+    writeln!(
+        o,
+        "// Joints are stiff penalty energies (k_joint); joint ranges are hinge/slider limits"
+    )
+    .ok();
+    writeln!(
+        o,
+        "// (k_limit). Actuators are the controls u[k] in MJCF actuator order. Contact is the"
+    )
+    .ok();
+    writeln!(
+        o,
+        "// IPC barrier (dhat, kappa) on the geoms' contact points, with lagged friction."
+    )
+    .ok();
+    writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
+    writeln!(o).ok();
+    writeln!(
+        o,
+        "const k_joint = {}    // N/m: 100 total mass / dt^2",
+        num(round3(100.0 * total_mass / m.timestep.powi(2)))
+    )
+    .ok();
+    writeln!(o, "const k_limit = k_joint").ok();
+    writeln!(o, "const dhat = {}    // m", num(DHAT)).ok();
+    writeln!(
+        o,
+        "const kappa = {}    // the model's weight / dhat",
+        num(round3(weight.max(1e-6) / DHAT))
+    )
+    .ok();
+    writeln!(o, "\nsettings {{").ok();
+    writeln!(o, "    dt = {}", num(m.timestep)).ok();
+    writeln!(o, "    gravity = {}", v3(m.gravity)).ok();
+    writeln!(
+        o,
+        "    integrator = implicit_euler(iterations = 30, tolerance = 1e-8)"
+    )
+    .ok();
+    writeln!(o, "}}").ok();
+    if !m.actuators.is_empty() {
+        let bounds = ranges[0].map_or(String::new(), |(lo, hi)| {
+            format!(" in {}..{}", num(lo), num(hi))
+        });
+        writeln!(o, "\ncontrol u[k in 0..{}]{bounds}", m.actuators.len()).ok();
+    }
+    if world_used {
+        writeln!(
+            o,
+            "\n// The world: a fixed body at the origin for joints and static geoms."
+        )
+        .ok();
+        writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}").ok();
+        writeln!(o, "fix world").ok();
+    }
+    o.push_str(&body_text);
+    o.push_str(&joint_text);
+    o.push_str(&act_text);
+    if !contact_text.is_empty() {
+        writeln!(o, "\n// Contact").ok();
+        o.push_str(&contact_text);
+    }
+    let free: Vec<&Group> = groups
+        .iter()
+        .filter(|g| {
+            m.bodies[g.root]
+                .joints
+                .iter()
+                .any(|j| j.kind == JointKind::Free)
+        })
+        .collect();
+    if !free.is_empty() {
+        writeln!(
+            o,
+            "\n// Free bodies: position and orientation of the body frame."
+        )
+        .ok();
+    }
+    for g in free {
+        let (x, q) = (
+            names.ident(&format!("{}_x", g.name)),
+            names.ident(&format!("{}_quat", g.name)),
+        );
+        writeln!(
+            o,
+            "observe {x} = {}.x\nobserve {q} = orientation({})",
+            g.name, g.name
+        )
+        .ok();
+    }
+    let sites: Vec<(&Group, &Site)> = groups
+        .iter()
+        .flat_map(|g| g.sites.iter().map(move |s| (g, s)))
+        .collect();
+    if !sites.is_empty() {
+        writeln!(o, "\n// Sites: world positions of named body points.").ok();
+    }
+    for (g, s) in sites {
+        let name = names.ident(&s.name);
+        if g.root == 0 {
+            writeln!(o, "observe {name} = {}", v3(s.pos)).ok();
+        } else {
+            writeln!(o, "observe {name} = {}.point({})", g.name, v3(s.pos)).ok();
+        }
+    }
+    Ok(out)
+}

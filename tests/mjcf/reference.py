@@ -1,0 +1,74 @@
+"""MuJoCo's own values for the MJCF import tests (tests/mjcf.rs).
+
+Run with the `mujoco` Python package (tested with mujoco 4.0.0):
+
+    python3 tests/mjcf/reference.py > tests/mjcf/reference.json
+
+For every fixture: each body's mass, centre of mass (body frame) and full
+inertia tensor about it (body frame: R(iquat) diag(inertia) R(iquat)^T), and
+the world pose in the reference configuration. For the passive-dynamics
+fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s.
+"""
+import json
+import os
+
+import mujoco
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
+          "pendulum_armature", "falling", "cartpole"]
+
+
+def quat_mat(q):
+    m = np.zeros(9)
+    mujoco.mju_quat2Mat(m, np.asarray(q, dtype=float))
+    return m.reshape(3, 3)
+
+
+def bodies(m, d):
+    out = []
+    for b in range(m.nbody):
+        r = quat_mat(m.body_iquat[b])
+        tensor = r @ np.diag(m.body_inertia[b]) @ r.T
+        out.append({
+            "name": mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b) or "",
+            "mass": float(m.body_mass[b]),
+            "com": m.body_ipos[b].tolist(),
+            "inertia": tensor.tolist(),
+            "xpos": d.xpos[b].tolist(),
+            "xquat": d.xquat[b].tolist(),
+        })
+    return out
+
+
+def trajectory(m, d):
+    samples = []
+    steps = int(round(0.1 / m.opt.timestep))
+    for k in range(11):
+        samples.append({
+            "t": float(d.time),
+            "qpos": d.qpos.tolist(),
+            "xpos": d.xpos.tolist(),
+            "site_xpos": d.site_xpos.tolist(),
+        })
+        if k < 10:
+            for _ in range(steps):
+                mujoco.mj_step(m, d)
+    return samples
+
+
+def main():
+    ref = {"mujoco": mujoco.__version__, "models": {}}
+    for name in MODELS:
+        m = mujoco.MjModel.from_xml_path(os.path.join(HERE, name + ".xml"))
+        d = mujoco.MjData(m)
+        mujoco.mj_forward(m, d)
+        entry = {"total_mass": float(m.body_mass.sum()), "bodies": bodies(m, d)}
+        if name in ("pendulum", "pendulum_armature", "falling"):
+            entry["trajectory"] = trajectory(m, d)
+        ref["models"][name] = entry
+    print(json.dumps(ref, indent=1))
+
+
+main()
