@@ -2,7 +2,7 @@
 //! compiler before anything is written.
 
 use joule_compiler::{check_source, mjcf};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Imports `model`, compiles the result, and prints it or writes it to `out`
@@ -38,33 +38,28 @@ pub fn run(model: &Path, out: Option<&Path>, lenient: bool, color: bool) -> Exit
         eprintln!("error: the imported scene does not compile (an importer bug; please report it)");
         return ExitCode::FAILURE;
     }
+    // In the canonical layout of `joule fmt` (the text is known to parse).
+    let text = joule_grammar::format::format_source(0, &text).unwrap_or(text);
     match out {
         None => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Some(path) => match write_atomically(path, &text) {
-            Ok(()) => {
-                eprintln!("wrote {}", path.display());
-                ExitCode::SUCCESS
+        Some(path) => {
+            let written = crate::run::write_atomically(path, |w| {
+                use std::io::Write;
+                w.write_all(text.as_bytes())
+            });
+            match written {
+                Ok(()) => {
+                    eprintln!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:?}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: cannot write `{}`: {e}", path.display());
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
-}
-
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = PathBuf::from(path);
-    tmp.set_file_name(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map_or("out".into(), |f| f.to_string_lossy())
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
