@@ -25,6 +25,8 @@
 //! - [`Sim`] is a batch of environments: parameters and controls per
 //!   environment, `step`, `rollout`, `outputs`, `gradient` (through time, by
 //!   the adjoint), `events` (divergence, non-convergence).
+//! - [`optimize`]: trajectory optimisation, parameter identification and
+//!   model-predictive control with Adam or L-BFGS on exact gradients.
 //! - [`check_path`] / [`check_source`] run the front end alone and give the
 //!   resolved [`Model`] and its text forms ([`Emit`]); [`format_source`]
 //!   prints a scene in the canonical layout of `joule fmt`.
@@ -37,6 +39,7 @@ pub use joule_compiler::model;
 pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
 pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
+pub use joule_runtime::optimize;
 pub use joule_runtime::{
     CompileError, Event, Gradient, NameError, Objective, Scene, Schedule, Sim, Track,
 };

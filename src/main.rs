@@ -3,6 +3,7 @@
 mod check;
 mod fmt;
 mod import;
+mod optimize;
 mod plot;
 mod progress;
 mod repl;
@@ -171,6 +172,59 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         height: u32,
     },
+    /// Optimise controls (trajectory optimisation, MPC) or fit parameters through the simulator.
+    #[command(
+        after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/pendulum.joule --loss miss --wrt length --curve curve.csv && joule plot curve.csv -o curve.png"
+    )]
+    Optimize {
+        /// The scene file.
+        scene: PathBuf,
+        /// Steps per rollout (default: 100, or the length of the `--match` recording).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Override a parameter (repeatable); optimised ones start there.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// A `loss` to minimise (after the last step).
+        #[arg(long, conflicts_with_all = ["reward", "track"])]
+        loss: Option<String>,
+        /// A `reward` to maximise (summed over the steps).
+        #[arg(long, conflicts_with = "track")]
+        reward: Option<String>,
+        /// Minimise the squared distance of an output to a recorded trajectory (`joule run --out F.npz`).
+        #[arg(long = "match", value_name = "OUTPUT=FILE.npz")]
+        track: Option<String>,
+        /// What to optimise: `controls` (one per step) and/or parameter names, comma-separated.
+        #[arg(long, required = true)]
+        wrt: String,
+        /// Iterations (with `--mpc`: per step).
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// The optimiser.
+        #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+        optimizer: OptimizerArg,
+        /// Adam's learning rate (in the unconstrained variables).
+        #[arg(long, default_value_t = 0.05)]
+        lr: f64,
+        /// Model-predictive control: re-plan `--horizon` steps from every state, apply the first control.
+        #[arg(long)]
+        mpc: bool,
+        /// The MPC planning horizon, in steps.
+        #[arg(long, default_value_t = 20, requires = "mpc")]
+        horizon: usize,
+        /// Write the optimised controls, one row per step: `.csv` or `.npy`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write every evaluation (value, gradient norm, seconds) as CSV, for `joule plot`.
+        #[arg(long)]
+        curve: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
     #[command(
         after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
@@ -218,6 +272,14 @@ enum BackendArg {
     Jit,
     /// The reference interpreter.
     Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    /// Adam (first order; `--lr`).
+    Adam,
+    /// L-BFGS with a Moré-Thuente line search.
+    Lbfgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -431,6 +493,48 @@ fn run(cli: Cli) -> ExitCode {
             width,
             height,
         })),
+        Command::Optimize {
+            scene,
+            steps,
+            params,
+            loss,
+            reward,
+            track,
+            wrt,
+            iters,
+            optimizer,
+            lr,
+            mpc,
+            horizon,
+            out,
+            curve,
+            json,
+            quiet,
+        } => {
+            let options = optimize::Options {
+                loss,
+                reward,
+                track,
+                wrt,
+                iters,
+                method: match optimizer {
+                    OptimizerArg::Adam => joule_runtime::optimize::Method::Adam(lr),
+                    OptimizerArg::Lbfgs => joule_runtime::optimize::Method::Lbfgs,
+                },
+                mpc: mpc.then_some(horizon),
+                out,
+                curve,
+                json,
+                quiet,
+            };
+            let common = run::Common {
+                scene,
+                steps: steps.unwrap_or(100),
+                params,
+                backend: Backend::Jit,
+            };
+            finish(optimize::run(&common, &options, steps.is_some()))
+        }
         Command::Grad {
             sim,
             loss,

@@ -29,7 +29,7 @@ pub struct Common {
 
 /// Compiles a scene, timing it; `tight` solves implicit steps to round-off (for
 /// finite-difference checks, which cannot see through a loose solve).
-fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Scene, f64)> {
+pub(crate) fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Scene, f64)> {
     let t = Instant::now();
     let checked = joule_compiler::check_path(path)
         .into_diagnostic()
@@ -58,7 +58,7 @@ fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Scene, f64)> {
     Ok((scene, t.elapsed().as_secs_f64() * 1e3))
 }
 
-fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
+pub(crate) fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
     for p in params {
         let (name, value) = p.split_once('=').ok_or_else(|| {
             miette!(

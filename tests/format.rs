@@ -11,7 +11,12 @@ use std::process::Command;
 /// Every scene file the project ships or tests with that is meant to be valid.
 fn shipped() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("compiler/src/prelude.joule")];
-    for dir in ["scenes", "tests/frontend", "tests/frontend/lib"] {
+    for dir in [
+        "scenes",
+        "tests/frontend",
+        "tests/frontend/lib",
+        "tests/optimize",
+    ] {
         for e in std::fs::read_dir(dir).expect("folder") {
             let p = e.expect("entry").path();
             if p.extension().is_some_and(|x| x == "joule") {

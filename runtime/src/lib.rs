@@ -20,6 +20,7 @@
 mod gradient;
 pub mod linalg;
 pub mod mass;
+pub mod optimize;
 pub mod step;
 
 pub use gradient::{Gradient, Objective, Schedule, Track};

@@ -1,0 +1,427 @@
+//! Optimisation through the simulator: open-loop trajectory optimisation
+//! (a control per step), parameter identification (fit parameters to a loss
+//! or a recorded trajectory) and model-predictive control (trajectory
+//! optimisation re-solved from every state, warm-started).
+//!
+//! Variables are unconstrained: a bounded quantity `v` in `lo..hi` is
+//! `lo + (hi - lo) sigmoid(z)`, an unbounded one `v0 + max(|v0|, 1) z`, so
+//! every optimiser respects the scene's ranges without projection. Each
+//! evaluation is one forward rollout and one adjoint pass
+//! ([`Sim::gradient_schedule`]). Adam is written out here (a few lines);
+//! L-BFGS is argmin's, with the Moré-Thuente line search (strong Wolfe
+//! conditions).
+
+use crate::gradient::{Objective, Schedule};
+use crate::{NameError, Scene, Sim};
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient as ArgminGradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// Adam with this learning rate (in the unconstrained variables).
+    Adam(f64),
+    /// L-BFGS (memory 10) with a Moré-Thuente line search.
+    Lbfgs,
+}
+
+/// What to optimise, from where.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The objective (minimised; see `maximise`).
+    pub objective: Objective,
+    /// Maximise instead (rewards).
+    pub maximise: bool,
+    /// Steps per rollout.
+    pub steps: usize,
+    /// Every parameter's value: fixed ones as given, optimised ones as the start.
+    pub params: Vec<f64>,
+    /// Indices of the optimised parameters.
+    pub wrt_params: Vec<usize>,
+    /// Optimise the control of every step.
+    pub wrt_controls: bool,
+    /// Controls per step, `[step][control]` (the start when optimised; zeros if empty).
+    pub schedule: Vec<Vec<f64>>,
+    /// Initial positions and velocities (default: the scene's).
+    pub state: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Problem {
+    /// A problem on `scene` with its default parameters, zero controls and initial state.
+    pub fn new(scene: &Scene, objective: Objective, steps: usize) -> Problem {
+        Problem {
+            maximise: objective.reward.is_some() && objective.loss.is_none(),
+            objective,
+            steps,
+            params: scene.model().params.iter().map(|p| p.value).collect(),
+            wrt_params: vec![],
+            wrt_controls: false,
+            schedule: vec![],
+            state: None,
+        }
+    }
+}
+
+/// One gradient evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The objective (as defined, not negated).
+    pub value: f64,
+    /// Norm of the gradient in the unconstrained variables.
+    pub grad_norm: f64,
+    /// Wall time since the start of the optimisation.
+    pub seconds: f64,
+}
+
+/// The result: the best point found and the history of evaluations.
+#[derive(Debug, Clone)]
+pub struct Solution {
+    /// Every parameter's value at the best point.
+    pub params: Vec<f64>,
+    /// Controls per step at the best point, `[step][control]`.
+    pub schedule: Vec<Vec<f64>>,
+    /// The objective there.
+    pub value: f64,
+    /// Every evaluation, in order.
+    pub history: Vec<Evaluation>,
+}
+
+/// A scalar variable's map from the unconstrained `z`.
+#[derive(Debug, Clone, Copy)]
+enum Map {
+    Bounded(f64, f64),
+    Free(f64, f64),
+}
+
+impl Map {
+    fn new(bounds: Option<(f64, f64)>, start: f64) -> Map {
+        match bounds {
+            Some((lo, hi)) if hi > lo => Map::Bounded(lo, hi),
+            _ => Map::Free(start, start.abs().max(1.0)),
+        }
+    }
+
+    /// The value and its derivative in `z`.
+    fn value(self, z: f64) -> (f64, f64) {
+        match self {
+            Map::Bounded(lo, hi) => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                (lo + (hi - lo) * s, (hi - lo) * s * (1.0 - s))
+            }
+            Map::Free(v0, scale) => (v0 + scale * z, scale),
+        }
+    }
+
+    /// The `z` of a value (kept strictly inside a range).
+    fn inverse(self, v: f64) -> f64 {
+        match self {
+            Map::Bounded(lo, hi) => {
+                let s = ((v - lo) / (hi - lo)).clamp(1e-6, 1.0 - 1e-6);
+                (s / (1.0 - s)).ln()
+            }
+            Map::Free(v0, scale) => (v - v0) / scale,
+        }
+    }
+}
+
+/// The problem as a function of unconstrained variables.
+struct Layout<'a, 's> {
+    scene: &'s Scene,
+    problem: &'a Problem,
+    /// Parameter variables, then controls step-major.
+    maps: Vec<Map>,
+    start: Instant,
+    history: RefCell<Vec<Evaluation>>,
+}
+
+impl<'a, 's> Layout<'a, 's> {
+    fn new(scene: &'s Scene, problem: &'a Problem) -> Self {
+        let m = scene.model();
+        let mut maps: Vec<Map> = problem
+            .wrt_params
+            .iter()
+            .map(|&i| Map::new(m.params[i].bounds, problem.params[i]))
+            .collect();
+        if problem.wrt_controls {
+            for t in 0..problem.steps {
+                for (c, decl) in m.controls.iter().enumerate() {
+                    maps.push(Map::new(decl.bounds, problem.control(t, c)));
+                }
+            }
+        }
+        Layout {
+            scene,
+            problem,
+            maps,
+            start: Instant::now(),
+            history: RefCell::new(vec![]),
+        }
+    }
+
+    fn start_point(&self) -> Vec<f64> {
+        let p = self.problem;
+        let nc = self.scene.model().controls.len();
+        (0..self.maps.len())
+            .map(|k| {
+                let v = match p.wrt_params.get(k) {
+                    Some(&i) => p.params[i],
+                    None => {
+                        let j = k - p.wrt_params.len();
+                        p.control(j / nc, j % nc)
+                    }
+                };
+                self.maps[k].inverse(v)
+            })
+            .collect()
+    }
+
+    /// Parameters and schedule at `z`, with the derivatives of the variables.
+    fn decode(&self, z: &[f64]) -> (Vec<f64>, Vec<Vec<f64>>, Vec<f64>) {
+        let p = self.problem;
+        let nc = self.scene.model().controls.len();
+        let mut params = p.params.clone();
+        let mut schedule: Vec<Vec<f64>> = (0..p.steps)
+            .map(|t| (0..nc).map(|c| p.control(t, c)).collect())
+            .collect();
+        let mut dv = vec![0.0; z.len()];
+        for (k, (&zk, map)) in z.iter().zip(&self.maps).enumerate() {
+            let (v, d) = map.value(zk);
+            dv[k] = d;
+            match p.wrt_params.get(k) {
+                Some(&i) => params[i] = v,
+                None => {
+                    let j = k - p.wrt_params.len();
+                    schedule[j / nc][j % nc] = v;
+                }
+            }
+        }
+        (params, schedule, dv)
+    }
+
+    /// The objective to minimise at `z` and its gradient (`+inf` if the rollout diverged).
+    fn evaluate(&self, z: &[f64]) -> Result<(f64, Vec<f64>), NameError> {
+        let p = self.problem;
+        let (params, schedule, dv) = self.decode(z);
+        let (value, g) = rollout_gradient(self.scene, p, &params, &schedule)?;
+        let sign = if p.maximise { -1.0 } else { 1.0 };
+        let nc = self.scene.model().controls.len();
+        let grad: Vec<f64> = (0..z.len())
+            .map(|k| {
+                let d = match p.wrt_params.get(k) {
+                    Some(&i) => g.params[i][0],
+                    None => {
+                        let j = k - p.wrt_params.len();
+                        g.controls[j / nc][j % nc][0]
+                    }
+                };
+                sign * d * dv[k]
+            })
+            .collect();
+        let finite = value.is_finite() && grad.iter().all(|x| x.is_finite());
+        let grad_norm = grad.iter().map(|x| x * x).sum::<f64>().sqrt();
+        self.history.borrow_mut().push(Evaluation {
+            value,
+            grad_norm,
+            seconds: self.start.elapsed().as_secs_f64(),
+        });
+        if !finite {
+            return Ok((f64::INFINITY, vec![0.0; z.len()]));
+        }
+        Ok((sign * value, grad))
+    }
+}
+
+impl Problem {
+    /// The start value of control `c` at step `t`.
+    fn control(&self, t: usize, c: usize) -> f64 {
+        self.schedule
+            .get(t)
+            .and_then(|s| s.get(c))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// One rollout of `problem` with these parameters and controls: the objective
+/// and its gradient (`NaN` if the simulation diverged).
+fn rollout_gradient(
+    scene: &Scene,
+    problem: &Problem,
+    params: &[f64],
+    schedule: &[Vec<f64>],
+) -> Result<(f64, crate::Gradient), NameError> {
+    let mut sim: Sim = scene.batch_threads(1, 1);
+    for (decl, v) in scene.model().params.iter().zip(params) {
+        sim.set_param(&decl.name, *v)?;
+    }
+    if let Some((x, v)) = &problem.state {
+        sim.set_state(0, x, v);
+    }
+    let sch: Schedule = schedule
+        .iter()
+        .map(|s| s.iter().map(|c| vec![*c]).collect())
+        .collect();
+    let g = sim.gradient_schedule(&problem.objective, &sch)?;
+    let diverged = sim
+        .events
+        .iter()
+        .any(|e| matches!(e, crate::Event::Diverged { .. }));
+    let value = if diverged { f64::NAN } else { g.value[0] };
+    Ok((value, g))
+}
+
+/// The objective at the problem's starting point (one rollout).
+pub fn evaluate(scene: &Scene, problem: &Problem) -> Result<f64, NameError> {
+    let layout = Layout::new(scene, problem);
+    let (params, schedule, _) = layout.decode(&layout.start_point());
+    Ok(rollout_gradient(scene, problem, &params, &schedule)?.0)
+}
+
+/// Minimises (or maximises) the problem's objective from its start with `iters` iterations.
+pub fn optimize(
+    scene: &Scene,
+    problem: &Problem,
+    method: Method,
+    iters: usize,
+) -> Result<Solution, NameError> {
+    let layout = Layout::new(scene, problem);
+    let z0 = layout.start_point();
+    let best = match method {
+        Method::Adam(lr) => adam(&layout, z0, lr, iters)?,
+        Method::Lbfgs => lbfgs(&layout, z0, iters)?,
+    };
+    let (params, schedule, _) = layout.decode(&best);
+    let (value, _) = rollout_gradient(scene, problem, &params, &schedule)?;
+    Ok(Solution {
+        params,
+        schedule,
+        value,
+        history: layout.history.into_inner(),
+    })
+}
+
+/// Adam (beta 0.9 / 0.999); a non-finite evaluation halves the step and retries from the best point.
+fn adam(
+    layout: &Layout,
+    mut z: Vec<f64>,
+    mut lr: f64,
+    iters: usize,
+) -> Result<Vec<f64>, NameError> {
+    let n = z.len();
+    let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+    let mut best = (f64::INFINITY, z.clone());
+    for t in 1..=iters {
+        let (f, g) = layout.evaluate(&z)?;
+        if !f.is_finite() {
+            lr *= 0.5;
+            z = best.1.clone();
+            continue;
+        }
+        if f < best.0 {
+            best = (f, z.clone());
+        }
+        for k in 0..n {
+            m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+            v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+            let mh = m[k] / (1.0 - b1.powi(t as i32));
+            let vh = v[k] / (1.0 - b2.powi(t as i32));
+            z[k] -= lr * mh / (vh.sqrt() + eps);
+        }
+    }
+    Ok(best.1)
+}
+
+/// argmin's problem interface over [`Layout::evaluate`].
+struct ArgminProblem<'l, 'a, 's> {
+    layout: &'l Layout<'a, 's>,
+}
+
+impl CostFunction for ArgminProblem<'_, '_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, z: &Vec<f64>) -> Result<f64, ArgminError> {
+        Ok(self
+            .layout
+            .evaluate(z)
+            .map_err(|e| ArgminError::msg(e.0))?
+            .0)
+    }
+}
+
+impl ArgminGradient for ArgminProblem<'_, '_, '_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, z: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        Ok(self
+            .layout
+            .evaluate(z)
+            .map_err(|e| ArgminError::msg(e.0))?
+            .1)
+    }
+}
+
+fn lbfgs(layout: &Layout, z0: Vec<f64>, iters: usize) -> Result<Vec<f64>, NameError> {
+    // Strong Wolfe conditions keep every curvature pair positive (y.s > 0), so
+    // the quasi-Newton direction stays a descent direction on non-convex problems.
+    let search = MoreThuenteLineSearch::new();
+    let solver = LBFGS::new(search, 10)
+        .with_tolerance_grad(1e-12)
+        .and_then(|s| s.with_tolerance_cost(0.0))
+        .expect("valid tolerances");
+    let result = Executor::new(ArgminProblem { layout }, solver)
+        .configure(|s| s.param(z0.clone()).max_iters(iters as u64))
+        .run();
+    match result {
+        Ok(r) => Ok(r.state.best_param.unwrap_or(z0)),
+        Err(e) => Err(NameError(format!("L-BFGS stopped: {e}"))),
+    }
+}
+
+/// Model-predictive control: at every one of `steps` steps, optimise the
+/// controls of the next `horizon` steps from the current state (`iters`
+/// iterations, warm-started from the previous plan shifted by one step),
+/// apply the first, and step. Returns the controls applied, `[step][control]`,
+/// and the objective of each plan.
+pub fn mpc(
+    scene: &Scene,
+    problem: &Problem,
+    method: Method,
+    horizon: usize,
+    steps: usize,
+    iters: usize,
+) -> Result<(Vec<Vec<f64>>, Vec<f64>), NameError> {
+    let nc = scene.model().controls.len();
+    let mut real = scene.batch_threads(1, 1);
+    for (decl, v) in scene.model().params.iter().zip(&problem.params) {
+        real.set_param(&decl.name, *v)?;
+    }
+    let mut plan = vec![vec![0.0; nc]; horizon];
+    let (mut applied, mut values) = (vec![], vec![]);
+    for _ in 0..steps {
+        let window = Problem {
+            steps: horizon,
+            wrt_controls: true,
+            wrt_params: vec![],
+            schedule: plan.clone(),
+            state: Some((real.positions(0), real.velocities(0))),
+            ..problem.clone()
+        };
+        let s = optimize(scene, &window, method, iters)?;
+        for (c, u) in s.schedule[0].iter().enumerate() {
+            real.set_control(c, 0, *u);
+        }
+        real.step();
+        applied.push(s.schedule[0].clone());
+        values.push(s.value);
+        // Warm start: the rest of the plan, its last control repeated.
+        plan = s.schedule[1..].to_vec();
+        plan.push(s.schedule[horizon - 1].clone());
+    }
+    Ok((applied, values))
+}
