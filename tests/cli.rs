@@ -1,24 +1,14 @@
 //! The command line as users script it: `joule run` and `joule grad` output
 //! forms, trajectory files, and errors.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn joule(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_joule"))
-        .args(args)
-        .output()
-        .expect("the joule binary runs")
-}
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+use common::{joule, temp};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8 output")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("joule-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
 }
 
 #[test]

@@ -7,6 +7,7 @@ use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::KernelKind;
 use std::path::Path;
 
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
 use common::{scenes, Rng};
 

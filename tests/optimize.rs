@@ -5,8 +5,11 @@
 
 use joule::optimize::{evaluate, mpc, optimize, Method, Problem};
 use joule::{Backend, Objective, Scene};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+use common::{joule, temp};
 
 fn point_mass() -> Scene {
     Scene::from_path(Path::new("tests/optimize/point_mass.joule"), Backend::Jit).expect("scene")
@@ -102,19 +105,6 @@ fn mpc_reaches_the_target_closed_loop() {
     };
     let miss = evaluate(&scene, &replay).expect("replay");
     assert!(miss < 1e-3, "closed-loop miss {miss} (0.34 at rest)");
-}
-
-fn joule(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_joule"))
-        .args(args)
-        .output()
-        .expect("the joule binary runs")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("joule-optimize-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
 }
 
 fn path(p: &Path) -> &str {

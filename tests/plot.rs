@@ -1,20 +1,11 @@
 //! `joule plot`: trajectories and learning curves to PNG, and its diagnostics.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn joule(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_joule"))
-        .args(args)
-        .output()
-        .expect("the joule binary runs")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("joule-plot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
-}
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+use common::{joule, temp};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -5,18 +5,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn joule(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_joule"))
-        .args(args)
-        .output()
-        .expect("the joule binary runs")
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("joule-viewer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
-}
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+use common::{joule, temp};
 
 /// Runs `joule run SCENE --html PAGE ARGS...` and returns the page's embedded data.
 fn page_data(scene: &str, page: &Path, args: &[&str]) -> (Value, Output) {

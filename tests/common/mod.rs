@@ -1,6 +1,22 @@
 //! Helpers shared by the integration tests.
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the `joule` binary built for the tests.
+pub fn joule(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_joule"))
+        .args(args)
+        .output()
+        .expect("the joule binary runs")
+}
+
+/// A path in this test process's own temporary folder.
+pub fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("joule-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
 
 /// The shipped scenes, sorted.
 pub fn scenes() -> Vec<PathBuf> {
