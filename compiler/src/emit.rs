@@ -249,17 +249,6 @@ struct Printer<'a> {
     template: Option<&'a Template>,
 }
 
-fn prec(op: BinOp) -> u8 {
-    match op {
-        BinOp::Or => 1,
-        BinOp::And => 2,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
-        BinOp::Add | BinOp::Sub => 4,
-        BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
-        BinOp::Pow => 7,
-    }
-}
-
 impl Printer<'_> {
     fn input(&self, i: Input) -> String {
         match i {
@@ -326,7 +315,7 @@ impl Printer<'_> {
                 }
             }
             TermKind::Binary(op, a, b) => {
-                let p = prec(*op);
+                let p = op.precedence();
                 let (lp, rp) = if *op == BinOp::Pow {
                     (p + 1, p)
                 } else {

@@ -104,6 +104,19 @@ impl BinOp {
         }
     }
 
+    /// Binding strength as the parser's Pratt table has it (higher binds
+    /// tighter; prefix operators sit at 6, between `*` and `^`).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
+            BinOp::Pow => 7,
+        }
+    }
+
     /// Comparisons and logic yield booleans.
     pub fn is_logical(self) -> bool {
         !matches!(

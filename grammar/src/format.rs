@@ -112,20 +112,9 @@ fn render(lines: &[Line]) -> String {
 /// Operator precedence as the parser's Pratt table has it (higher binds tighter).
 fn prec(e: &Expr) -> u8 {
     match &e.kind {
-        ExprKind::Binary(op, ..) => binary_prec(*op),
+        ExprKind::Binary(op, ..) => op.precedence(),
         ExprKind::Unary(..) => 6,
         _ => 9,
-    }
-}
-
-fn binary_prec(op: BinOp) -> u8 {
-    match op {
-        BinOp::Or => 1,
-        BinOp::And => 2,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
-        BinOp::Add | BinOp::Sub => 4,
-        BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
-        BinOp::Pow => 7,
     }
 }
 
@@ -570,7 +559,7 @@ impl Formatter<'_> {
                 }
             }
             ExprKind::Binary(op, l, r) => {
-                let p = binary_prec(*op);
+                let p = op.precedence();
                 let right_assoc = *op == BinOp::Pow;
                 let lp = prec(l);
                 let ls = self.expr(l);
