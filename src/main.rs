@@ -174,7 +174,7 @@ enum Command {
     },
     /// Optimise controls (trajectory optimisation, MPC) or fit parameters through the simulator.
     #[command(
-        after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/pendulum.joule --loss miss --wrt length --curve curve.csv && joule plot curve.csv -o curve.png"
+        after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/pendulum.joule --loss miss --wrt length --curve curve.csv && joule plot curve.csv -o curve.png"
     )]
     Optimize {
         /// The scene file.
@@ -194,6 +194,10 @@ enum Command {
         /// Minimise the squared distance of an output to a recorded trajectory (`joule run --out F.npz`).
         #[arg(long = "match", value_name = "OUTPUT=FILE.npz")]
         track: Option<String>,
+        /// With `--match`: the bidirectional Chamfer distance to the recording (imitation from one
+        /// demonstration, as in ILD) instead of step-by-step errors.
+        #[arg(long, requires = "track")]
+        chamfer: bool,
         /// What to optimise: `controls` (one per step) and/or parameter names, comma-separated.
         #[arg(long, required = true)]
         wrt: String,
@@ -500,6 +504,7 @@ fn run(cli: Cli) -> ExitCode {
             loss,
             reward,
             track,
+            chamfer,
             wrt,
             iters,
             optimizer,
@@ -515,6 +520,7 @@ fn run(cli: Cli) -> ExitCode {
                 loss,
                 reward,
                 track,
+                chamfer,
                 wrt,
                 iters,
                 method: match optimizer {

@@ -20,6 +20,8 @@ pub struct Options {
     pub reward: Option<String>,
     /// `OUTPUT=FILE.npz`: match a recorded trajectory.
     pub track: Option<String>,
+    /// Match by the Chamfer distance (imitation) instead of step by step.
+    pub chamfer: bool,
     /// `controls` and/or parameter names, comma-separated.
     pub wrt: String,
     /// Iterations (MPC: per step).
@@ -166,21 +168,29 @@ fn objective(
             }
             let recorded = shape[0] as usize - 1;
             let steps = if steps_given { steps } else { recorded };
+            let (batch, len) = (shape[1] as usize, info.len);
+            // Environment 0 of the recording; row t + 1 is the state after step t + 1.
+            let row = |t: usize| -> Vec<Vec<f64>> {
+                (0..len)
+                    .map(|c| vec![data[((t + 1) * batch) * len + c]])
+                    .collect()
+            };
+            if o.chamfer {
+                // Imitation: the whole demonstration, whatever the horizon.
+                return Ok((
+                    Objective::chamfer(output, (0..recorded).map(row).collect()),
+                    steps,
+                ));
+            }
             if steps > recorded {
                 return Err(miette!(
                     "`{file}` records {recorded} steps; cannot match {steps}"
                 ));
             }
-            let (batch, len) = (shape[1] as usize, info.len);
-            // Environment 0 of the recording; row t + 1 is the state after step t + 1.
-            let targets = (0..steps)
-                .map(|t| {
-                    (0..len)
-                        .map(|c| vec![data[((t + 1) * batch) * len + c]])
-                        .collect()
-                })
-                .collect();
-            Ok((Objective::track(output, targets), steps))
+            Ok((
+                Objective::track(output, (0..steps).map(row).collect()),
+                steps,
+            ))
         }
         _ => Err(miette!("give one of `--loss`, `--reward` and `--match`")),
     }

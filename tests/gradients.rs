@@ -359,3 +359,64 @@ fn tracking_a_recorded_trajectory_differentiates_like_its_sum_of_squares() {
     assert_eq!(g.value[0], 0.0);
     assert_eq!(g.params[0][0], 0.0);
 }
+
+/// The bidirectional Chamfer distance of two trajectories of points, written
+/// out directly (environment 0).
+fn chamfer_distance(a: &[Vec<Vec<f64>>], b: &[Vec<Vec<f64>>]) -> f64 {
+    let d = |x: &Vec<Vec<f64>>, y: &Vec<Vec<f64>>| -> f64 {
+        x.iter().zip(y).map(|(p, q)| (p[0] - q[0]).powi(2)).sum()
+    };
+    let one_way = |from: &[Vec<Vec<f64>>], to: &[Vec<Vec<f64>>]| -> f64 {
+        from.iter()
+            .map(|x| to.iter().map(|y| d(x, y)).fold(f64::INFINITY, f64::min))
+            .sum::<f64>()
+            / from.len() as f64
+    };
+    one_way(a, b) + one_way(b, a)
+}
+
+#[test]
+fn chamfer_imitation_loss_and_its_gradient() {
+    // An expert demonstration of a different length, at another stiffness.
+    let path = Path::new("scenes/spring_chain.joule");
+    let scene = Scene::from_model(model(path, false), Backend::Jit).expect("compile");
+    let p = &scene.model().params[0];
+    let output = scene.compiled.layout().outputs[0].name.clone();
+    let record = |value: f64, steps: usize| -> Vec<Vec<Vec<f64>>> {
+        let mut sim = scene.batch_threads(1, 1);
+        sim.set_param(&p.name, value).expect("param");
+        (0..steps)
+            .map(|_| {
+                sim.step();
+                sim.output(&output)
+            })
+            .collect()
+    };
+    let expert = record(p.value * 1.4, 23);
+    let steps = 30;
+    let obj = Objective::chamfer(&output, expert.clone());
+    let g = scene
+        .batch_threads(1, 1)
+        .gradient(&obj, steps)
+        .expect("gradient");
+    let value = |v: f64| chamfer_distance(&record(v, steps), &expert);
+    assert!((g.value[0] - value(p.value)).abs() <= 1e-12 * g.value[0].max(1e-300));
+    assert!(g.value[0] > 0.0);
+    let h = 1e-5 * p.value.abs();
+    check(
+        &format!("chamfer d/d{}", p.name),
+        g.params[0][0],
+        value(p.value + h),
+        value(p.value - h),
+        h,
+        g.params[0][0].abs(),
+    );
+    // Imitating itself: zero distance, zero gradient.
+    let own = Objective::chamfer(&output, record(p.value, steps));
+    let g = scene
+        .batch_threads(1, 1)
+        .gradient(&own, steps)
+        .expect("gradient");
+    assert_eq!(g.value[0], 0.0);
+    assert_eq!(g.params[0][0], 0.0);
+}

@@ -204,3 +204,41 @@ fn cli_writes_the_plan_and_rejects_bad_requests() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read"));
 }
+
+#[test]
+fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
+    let demo = temp("demo.npz");
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "300",
+        "--param",
+        "length=1.3",
+        "--out",
+        path(&demo),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = joule(&[
+        "optimize",
+        "scenes/pendulum.joule",
+        "--match",
+        &format!("position={}", path(&demo)),
+        "--chamfer",
+        "--wrt",
+        "length",
+        "--iters",
+        "30",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let length = v["params"]["length"].as_f64().expect("length");
+    // The demonstration's states, in any order, pin the length down.
+    assert!((length - 1.3).abs() < 1e-4, "imitated length {length}");
+    assert!(
+        v["objective"]["end"].as_f64().expect("end")
+            < 1e-3 * v["objective"]["start"].as_f64().expect("start")
+    );
+}

@@ -44,20 +44,38 @@ impl Objective {
             track: Some(Track {
                 output: output.into(),
                 targets,
+                chamfer: false,
+            }),
+            ..Objective::default()
+        }
+    }
+
+    /// The bidirectional Chamfer distance between the output's trajectory and
+    /// an expert's (any length), as in imitation by differentiable physics (ILD).
+    pub fn chamfer(output: &str, expert: Vec<Vec<Vec<f64>>>) -> Objective {
+        Objective {
+            track: Some(Track {
+                output: output.into(),
+                targets: expert,
+                chamfer: true,
             }),
             ..Objective::default()
         }
     }
 }
 
-/// Trajectory matching: `sum_t sum_c (output_c(t) - targets[t][c])^2`, where
-/// `output(t)` is the output after step `t + 1`.
+/// Trajectory matching, where `a_t` is the output after step `t + 1` and
+/// `e_s` the targets: step by step, `sum_t |a_t - e_t|^2`; or, with `chamfer`,
+/// `mean_t min_s |a_t - e_s|^2 + mean_s min_t |a_t - e_s|^2` (the agent's
+/// states near the expert's and the expert's states covered).
 #[derive(Debug, Clone)]
 pub struct Track {
     /// Name of any output (`observe`, `loss`, ...).
     pub output: String,
-    /// `[step][component][env]`, one entry per step simulated.
+    /// `[step][component][env]`: one entry per step simulated (any number with `chamfer`).
     pub targets: Vec<Vec<Vec<f64>>>,
+    /// Chamfer distance instead of step-by-step matching.
+    pub chamfer: bool,
 }
 
 /// Control values for every step: `[step][control][env]` (the layout of
@@ -97,6 +115,8 @@ struct PartObjective {
     reward: Option<usize>,
     /// First row, components, and `[step][component * stride + env]` targets.
     track: Option<(usize, usize, Vec<Vec<f64>>)>,
+    /// The track is a Chamfer distance.
+    chamfer: bool,
     /// `[step][control * stride + env]`.
     schedule: Option<Vec<Vec<f64>>>,
 }
@@ -170,13 +190,18 @@ impl Sim<'_> {
         let np = scene.model().params.len();
         let nc = scene.model().controls.len();
         if let (Some(t), Some((_, len))) = (&objective.track, track) {
-            let ok = t.targets.len() == steps
+            let ok = (t.targets.len() == steps || (t.chamfer && !t.targets.is_empty()))
                 && t.targets
                     .iter()
                     .all(|s| s.len() == len && s.iter().all(|c| c.len() == batch));
             if !ok {
+                let n = if t.chamfer {
+                    "at least 1".to_string()
+                } else {
+                    steps.to_string()
+                };
                 return Err(NameError(format!(
-                    "the targets of `{}` must be [{steps} steps][{len} components][{batch} environments]",
+                    "the targets of `{}` must be [{n} steps][{len} components][{batch} environments]",
                     t.output
                 )));
             }
@@ -219,6 +244,7 @@ impl Sim<'_> {
                         (row, len, part_rows(&t.targets, p))
                     }),
                     schedule: schedule.as_ref().map(|sch| part_rows(sch, p)),
+                    chamfer: objective.track.as_ref().is_some_and(|t| t.chamfer),
                 };
                 part_gradient(p, scene, &o, steps, k, start)
             })
@@ -256,8 +282,9 @@ impl Sim<'_> {
     }
 }
 
-/// Adds the per-step terms (reward, tracking) at the current state to
-/// `value`, and, with `seed`, writes their output adjoints into `out_seed`.
+/// Adds the per-step terms (reward, step-by-step tracking) at the current
+/// state to `value`, and, with `seed`, writes their output adjoints into
+/// `out_seed` (for a Chamfer track, the precomputed `chamfer_seeds` of step `t`).
 fn step_terms(
     p: &mut Part,
     scene: &Scene,
@@ -265,6 +292,7 @@ fn step_terms(
     t: usize,
     value: &mut [f64],
     seed: bool,
+    chamfer_seeds: &[Vec<f64>],
 ) {
     if o.reward.is_none() && o.track.is_none() {
         return;
@@ -282,7 +310,7 @@ fn step_terms(
             p.b.out_seed[r * s..r * s + p.len].fill(1.0);
         }
     }
-    if let Some((row, len, targets)) = &o.track {
+    if let Some((row, len, targets)) = o.track.as_ref().filter(|_| !o.chamfer) {
         for c in 0..*len {
             for e in 0..p.len {
                 let i = (row + c) * s + e;
@@ -294,6 +322,56 @@ fn step_terms(
             }
         }
     }
+    if let (Some((row, len, _)), true, true) = (&o.track, o.chamfer, seed) {
+        let rows = row * s..(row + len) * s;
+        for (seed, g) in p.b.out_seed[rows].iter_mut().zip(&chamfer_seeds[t]) {
+            *seed += g;
+        }
+    }
+}
+
+/// The Chamfer distance of each environment's trajectory `agent[t]` to the
+/// expert's `expert[s]` (both `[component * stride + env]`), added to
+/// `value`; returns its derivative with respect to each `agent[t]`.
+fn chamfer(
+    agent: &[Vec<f64>],
+    expert: &[Vec<f64>],
+    len: usize,
+    stride: usize,
+    envs: usize,
+    value: &mut [f64],
+) -> Vec<Vec<f64>> {
+    let mut grad = vec![vec![0.0; len * stride]; agent.len()];
+    let (nt, ns) = (agent.len() as f64, expert.len() as f64);
+    let dist = |a: &[f64], b: &[f64], e: usize| -> f64 {
+        (0..len)
+            .map(|c| (a[c * stride + e] - b[c * stride + e]).powi(2))
+            .sum()
+    };
+    // Adds d(w |a_t - e_s|^2)/d a_t.
+    let pull = |grad: &mut [Vec<f64>], t: usize, s: usize, e: usize, w: f64| {
+        for c in 0..len {
+            let i = c * stride + e;
+            grad[t][i] += 2.0 * w * (agent[t][i] - expert[s][i]);
+        }
+    };
+    for (e, v) in value.iter_mut().enumerate().take(envs) {
+        for t in 0..agent.len() {
+            let (s, d) = (0..expert.len())
+                .map(|s| (s, dist(&agent[t], &expert[s], e)))
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            *v += d / nt;
+            pull(&mut grad, t, s, e, 1.0 / nt);
+        }
+        for s in 0..expert.len() {
+            let (t, d) = (0..agent.len())
+                .map(|t| (t, dist(&agent[t], &expert[s], e)))
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            *v += d / ns;
+            pull(&mut grad, t, s, e, 1.0 / ns);
+        }
+    }
+    grad
 }
 
 fn part_gradient(
@@ -312,6 +390,8 @@ fn part_gradient(
         }
     };
     let mut value = vec![0.0; p.len];
+    // The tracked output at every step, for a Chamfer distance.
+    let mut agent: Vec<Vec<f64>> = vec![];
     // Forward, keeping checkpoints.
     let mut checkpoints: Vec<Snapshot> = vec![];
     for t in 0..steps {
@@ -320,8 +400,15 @@ fn part_gradient(
         }
         set_controls(p, t);
         p.step(scene, start + t);
-        step_terms(p, scene, o, t, &mut value, false);
+        step_terms(p, scene, o, t, &mut value, false, &[]);
+        if let (Some((row, len, _)), true) = (&o.track, o.chamfer) {
+            agent.push(p.b.outputs[row * s..(row + len) * s].to_vec());
+        }
     }
+    let chamfer_seeds = match &o.track {
+        Some((_, len, expert)) if o.chamfer => chamfer(&agent, expert, *len, s, p.len, &mut value),
+        _ => vec![],
+    };
     let end_state = p.snapshot(n);
     let mut adj = Adjoint {
         x: vec![0.0; n * s],
@@ -364,7 +451,7 @@ fn part_gradient(
             set_controls(p, t);
             if o.reward.is_some() || o.track.is_some() {
                 p.restore(&states[(t + 1 - t0) * subs]);
-                step_terms(p, scene, o, t, &mut scratch, true);
+                step_terms(p, scene, o, t, &mut scratch, true, &chamfer_seeds);
                 p.outputs_adjoint(scene, &mut adj);
             }
             for sub in (0..subs).rev() {
