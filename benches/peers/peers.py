@@ -225,7 +225,7 @@ def warp_figures(n=64, steps=200):
 
     h = 1.0 / (n - 1)
     idx = lambda i, j: i * n + j
-    pos = np.array([[i * h, 0.0, 1.0 - j * h] for i in range(n) for j in range(n)], dtype=np.float32)
+    pos = np.array([[i * h, j * h, 1.0] for i in range(n) for j in range(n)], dtype=np.float32)
     pairs, ks = [], []
     for i in range(n):
         for j in range(n):
@@ -302,7 +302,7 @@ def joule_figures(quick):
     ant_batches = [1, 64] if quick else [1, 64, 1024]
     out["ant"] = joule_bench("scenes/ant.joule", ant_batches, [1, 2], 100)
     out["cloth64"] = joule_bench("scenes/cloth64.joule", [1], [1], 100)
-    out["cloth64_implicit"] = joule_bench("scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "3"])
+    out["cloth64_implicit"] = joule_bench("scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "2", "--repeats", "2"])
     for name, r in out.items():
         for run in r["runs"]:
             print(f"  joule {name} B={run['batch']} T={run['threads']}: {run['env_steps_per_s']:,.0f} steps/s, "
