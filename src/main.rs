@@ -1,5 +1,6 @@
 //! The `joule` command-line interface.
 
+mod bench;
 mod check;
 mod fmt;
 mod import;
@@ -248,6 +249,32 @@ enum Command {
         /// Also compute central finite differences and their relative error.
         #[arg(long)]
         check: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure a scene: env-steps/s, simulated s per s, ns per DOF-step, gradient cost, compile time, memory.
+    #[command(
+        after_help = "Examples:\n  joule bench scenes/ant.joule --batch 1,64 --threads 1,2\n  joule bench scenes/pendulum.joule --batch 1,1024 --steps 1000 --json\n\nEach figure is the median of --repeats timed runs after a warm-up, on a rayon pool of\nexactly --threads workers. Peak memory is VmHWM (Linux only)."
+    )]
+    Bench {
+        /// The scene file.
+        scene: PathBuf,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,64,1024,4096")]
+        batch: Vec<usize>,
+        /// Thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Steps per timed repeat (default: about 0.3 s worth).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Timed repeats; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Steps of the differentiated rollout (gradient / forward ratio); 0 skips it.
+        #[arg(long, default_value_t = 100)]
+        horizon: usize,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -588,5 +615,22 @@ fn run(cli: Cli) -> ExitCode {
                 quiet,
             },
         ),
+        Command::Bench {
+            scene,
+            batch,
+            threads,
+            steps,
+            repeats,
+            horizon,
+            json,
+        } => finish(bench::bench(&bench::Options {
+            scene,
+            batches: batch,
+            threads,
+            steps,
+            repeats,
+            horizon,
+            json,
+        })),
     }
 }

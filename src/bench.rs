@@ -1,0 +1,393 @@
+//! `joule bench`: throughput, gradient cost, compile time and memory of a scene.
+//!
+//! For every (batch, threads) pair the scene is stepped on a rayon pool of
+//! exactly `threads` workers after a warm-up; the figure is the median of a few
+//! timed repeats, each of `steps` steps continuing the same trajectory from the
+//! scene's initial state (zero controls, default parameters). The gradient
+//! (forward + adjoint over `horizon` steps, the scene's first `loss` or
+//! `reward`) is timed against a plain rollout of the same steps from the same
+//! start. Compile time is the median of a few full compiles, by phase.
+
+use joule_compiler::model::Integrator;
+use joule_grammar::ast::ObjectiveKind;
+use joule_runtime::{Objective, Scene, Sim};
+use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `joule bench` measures.
+pub struct Options {
+    /// The scene file.
+    pub scene: PathBuf,
+    /// Batch sizes.
+    pub batches: Vec<usize>,
+    /// Thread counts (one fixed rayon pool each).
+    pub threads: Vec<usize>,
+    /// Steps per timed repeat; `None`: as many as take about `TARGET_REPEAT`.
+    pub steps: Option<usize>,
+    /// Timed repeats (the median is reported).
+    pub repeats: usize,
+    /// Steps of the differentiated rollout; 0 skips the gradient.
+    pub horizon: usize,
+    /// One JSON object instead of a table.
+    pub json: bool,
+}
+
+/// Wall time one timed repeat aims at when `--steps` is not given.
+const TARGET_REPEAT: Duration = Duration::from_millis(300);
+/// Full compiles timed (the median is reported).
+const COMPILES: usize = 3;
+
+/// One compile's phases in order, with the whole compile's wall time last.
+type Phases = Vec<(&'static str, f64)>;
+
+/// Compiles the scene, returning it with its phase times in milliseconds.
+fn compile(path: &Path) -> Result<(Scene, Phases)> {
+    let t = Instant::now();
+    let checked = joule_compiler::check_path(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
+    if !checked.ok() {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        eprint!("{}", checked.render_diagnostics(color, 100));
+        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        return Err(miette!(
+            "`{}` has {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let mut phases: Phases = checked
+        .timings
+        .iter()
+        .map(|(p, d)| (*p, d.as_secs_f64() * 1e3))
+        .collect();
+    let scene = Scene::from_checked(checked, joule_compiler::compiled::Backend::Jit)
+        .map_err(|e| miette!("{e}"))?;
+    phases.extend(
+        scene
+            .compiled
+            .timings
+            .iter()
+            .map(|(p, d)| (*p, d.as_secs_f64() * 1e3)),
+    );
+    phases.push(("total", t.elapsed().as_secs_f64() * 1e3));
+    Ok((scene, phases))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
+/// Peak resident memory of this process in bytes (`VmHWM`), on Linux.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak (Linux: writing 5 to `/proc/self/clear_refs`), so that the
+/// next [`peak_rss`] covers what follows; true where that is supported.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// One (batch, threads) measurement.
+struct Row {
+    batch: usize,
+    threads: usize,
+    steps: usize,
+    /// Median seconds of one repeat.
+    seconds: f64,
+    /// Environments that diverged or whose Newton solve did not converge.
+    events: usize,
+    peak: Option<u64>,
+}
+
+impl Row {
+    fn env_steps_per_s(&self) -> f64 {
+        (self.batch * self.steps) as f64 / self.seconds
+    }
+}
+
+/// The gradient measurement.
+struct GradRow {
+    objective: String,
+    batch: usize,
+    forward_s: f64,
+    gradient_s: f64,
+    bytes_per_env_step: usize,
+    peak: Option<u64>,
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| miette!("cannot start {threads} worker threads: {e}"))
+}
+
+/// Steps `sim` for `steps` steps and returns the wall time in seconds.
+fn timed(sim: &mut Sim, steps: usize) -> f64 {
+    let t = Instant::now();
+    sim.rollout(steps);
+    t.elapsed().as_secs_f64()
+}
+
+fn measure(scene: &Scene, batch: usize, threads: usize, o: &Options) -> Result<Row> {
+    let pool = pool(threads)?;
+    let reset = reset_peak_rss();
+    let row = pool.install(|| {
+        let mut sim = scene.batch_threads(batch, threads);
+        // Warm-up: caches, page faults, the pool's threads; it also sizes the repeats.
+        let one = timed(&mut sim, 2) / 2.0;
+        let steps = o.steps.unwrap_or_else(|| {
+            (TARGET_REPEAT.as_secs_f64() / one.max(1e-9)).clamp(2.0, 1e6) as usize
+        });
+        let times: Vec<f64> = (0..o.repeats).map(|_| timed(&mut sim, steps)).collect();
+        Row {
+            batch,
+            threads,
+            steps,
+            seconds: median(times),
+            events: sim.events.len(),
+            peak: None,
+        }
+    });
+    Ok(Row {
+        peak: peak_rss().filter(|_| reset),
+        ..row
+    })
+}
+
+/// The first `loss` or `reward` of the scene, as an objective and its label.
+fn first_objective(scene: &Scene) -> Option<(Objective, String)> {
+    scene
+        .compiled
+        .layout()
+        .outputs
+        .iter()
+        .find_map(|o| match o.kind {
+            ObjectiveKind::Loss => Some((Objective::loss(&o.name), format!("loss {}", o.name))),
+            ObjectiveKind::Reward => Some((
+                Objective::reward(&o.name),
+                format!("reward {} (summed)", o.name),
+            )),
+            _ => None,
+        })
+}
+
+fn measure_gradient(
+    scene: &Scene,
+    batch: usize,
+    threads: usize,
+    o: &Options,
+) -> Result<Option<GradRow>> {
+    let Some((objective, label)) = first_objective(scene) else {
+        return Ok(None);
+    };
+    let pool = pool(threads)?;
+    let reset = reset_peak_rss();
+    let (forward, gradient, bytes) = pool.install(|| -> Result<_> {
+        let mut forward = vec![];
+        let mut gradient = vec![];
+        let mut bytes = 0;
+        // One untimed round first (warm-up), then `repeats` timed ones.
+        for round in 0..=o.repeats {
+            let mut sim = scene.batch_threads(batch, threads);
+            let f = timed(&mut sim, o.horizon);
+            let mut sim = scene.batch_threads(batch, threads);
+            let t = Instant::now();
+            let g = sim
+                .gradient(&objective, o.horizon)
+                .map_err(|e| miette!("{e}"))?;
+            let gt = t.elapsed().as_secs_f64();
+            bytes = g.bytes_per_env_step;
+            if round > 0 {
+                forward.push(f);
+                gradient.push(gt);
+            }
+        }
+        Ok((median(forward), median(gradient), bytes))
+    })?;
+    Ok(Some(GradRow {
+        objective: label,
+        batch,
+        forward_s: forward,
+        gradient_s: gradient,
+        bytes_per_env_step: bytes,
+        peak: peak_rss().filter(|_| reset),
+    }))
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("n/a".into(), |b| {
+        format!("{:.1}", b as f64 / (1 << 20) as f64)
+    })
+}
+
+/// `joule bench`: measure and print a table (or one JSON object).
+pub fn bench(o: &Options) -> Result<()> {
+    if let Some(b) = o.batches.iter().find(|b| **b == 0) {
+        return Err(miette!(
+            help = "use `--batch 1,64` or similar",
+            "a batch of {b} environments"
+        ));
+    }
+    if o.threads.contains(&0) {
+        return Err(miette!(
+            help = "use `--threads 1,2` or similar",
+            "0 threads"
+        ));
+    }
+    if o.steps == Some(0) || o.repeats == 0 {
+        return Err(miette!(
+            help = "use at least 1",
+            "`--steps` and `--repeats` must be positive"
+        ));
+    }
+    let (scene, first) = compile(&o.scene)?;
+    let mut compiles = vec![first];
+    for _ in 1..COMPILES {
+        compiles.push(compile(&o.scene)?.1);
+    }
+    let phases: Vec<(&str, f64)> = compiles[0]
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (*p, median(compiles.iter().map(|c| c[i].1).collect())))
+        .collect();
+    let dofs = scene.dofs();
+    let settings = &scene.model().settings;
+    let dt = settings.dt;
+    let integrator = match settings.integrator {
+        Integrator::SymplecticEuler => "symplectic_euler",
+        Integrator::ImplicitEuler { .. } => "implicit_euler",
+    };
+    let mut rows = vec![];
+    for &t in &o.threads {
+        for &b in &o.batches {
+            rows.push(measure(&scene, b, t, o)?);
+        }
+    }
+    let grad_batch = o.batches[0];
+    let grad = if o.horizon > 0 {
+        measure_gradient(&scene, grad_batch, o.threads[0], o)?
+    } else {
+        None
+    };
+    let grad_note = match (&grad, o.horizon) {
+        (_, 0) => Some("skipped (--horizon 0)"),
+        (None, _) => Some("skipped: the scene has no loss or reward"),
+        _ => None,
+    };
+    let title = scene
+        .model()
+        .title
+        .clone()
+        .unwrap_or_else(|| o.scene.display().to_string());
+    let row_json = |r: &Row| {
+        let eps = r.env_steps_per_s();
+        json!({
+            "batch": r.batch,
+            "threads": r.threads,
+            "steps": r.steps,
+            "repeats": o.repeats,
+            "seconds": r.seconds,
+            "env_steps_per_s": eps,
+            "sim_s_per_s": eps * dt,
+            "ns_per_dof_step": 1e9 / (eps * dofs as f64),
+            "events": r.events,
+            "peak_rss_bytes": r.peak,
+        })
+    };
+    if o.json {
+        let gradient = grad.as_ref().map_or(Value::Null, |g| {
+            json!({
+                "objective": g.objective,
+                "horizon": o.horizon,
+                "batch": g.batch,
+                "threads": o.threads[0],
+                "forward_s": g.forward_s,
+                "gradient_s": g.gradient_s,
+                "ratio": g.gradient_s / g.forward_s,
+                "bytes_per_env_step": g.bytes_per_env_step,
+                "peak_rss_bytes": g.peak,
+            })
+        });
+        let compile: serde_json::Map<String, Value> = phases
+            .iter()
+            .map(|(p, ms)| (p.to_string(), json!(ms)))
+            .collect();
+        let obj = json!({
+            "scene": o.scene.display().to_string(),
+            "title": title,
+            "dofs": dofs,
+            "dt": dt,
+            "substeps": settings.substeps.max(1),
+            "integrator": integrator,
+            "compile_ms": compile,
+            "runs": rows.iter().map(row_json).collect::<Vec<_>>(),
+            "gradient": gradient,
+            "gradient_note": grad_note,
+            "peak_rss_bytes": peak_rss(),
+        });
+        println!("{obj}");
+        return Ok(());
+    }
+    println!("{title}: {dofs} DOFs, dt = {dt} s, {integrator}");
+    let phase_text: Vec<String> = phases
+        .iter()
+        .map(|(p, ms)| format!("{p} {ms:.2}"))
+        .collect();
+    println!(
+        "  compile (ms, median of {COMPILES}): {}",
+        phase_text.join(", ")
+    );
+    println!(
+        "  {:>6} {:>7} {:>7} {:>14} {:>12} {:>14} {:>9} {:>6}",
+        "batch", "threads", "steps", "env-steps/s", "sim-s/s", "ns/DOF-step", "peak MiB", "events"
+    );
+    for r in &rows {
+        let eps = r.env_steps_per_s();
+        println!(
+            "  {:>6} {:>7} {:>7} {:>14.0} {:>12.2} {:>14.2} {:>9} {:>6}",
+            r.batch,
+            r.threads,
+            r.steps,
+            eps,
+            eps * dt,
+            1e9 / (eps * dofs as f64),
+            mib(r.peak),
+            r.events
+        );
+    }
+    println!("  (median of {} repeats after a warm-up)", o.repeats);
+    match (&grad, grad_note) {
+        (Some(g), _) => println!(
+            "  gradient of {} over {} steps, batch {}, {} thread(s): forward {:.2} ms, forward + backward {:.2} ms = {:.2}x; {} B recorded per env-step, peak {} MiB",
+            g.objective,
+            o.horizon,
+            g.batch,
+            o.threads[0],
+            g.forward_s * 1e3,
+            g.gradient_s * 1e3,
+            g.gradient_s / g.forward_s,
+            g.bytes_per_env_step,
+            mib(g.peak)
+        ),
+        (None, Some(note)) => println!("  gradient: {note}"),
+        (None, None) => {}
+    }
+    if rows.iter().any(|r| r.events > 0) {
+        eprintln!("warning: some environments diverged or did not converge (see `events`); their throughput is not a stable motion's");
+    }
+    Ok(())
+}

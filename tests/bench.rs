@@ -1,0 +1,149 @@
+//! `joule bench`: the JSON it prints has the documented keys, and its figures
+//! are positive, finite and consistent with each other. Wall-clock values are
+//! never compared against limits (the machine may be loaded).
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn joule(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_joule"))
+        .args(args)
+        .output()
+        .expect("the joule binary runs")
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).expect("one JSON object")
+}
+
+fn positive(v: &Value, key: &str) -> f64 {
+    let x = v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is a number in {v}"));
+    assert!(x.is_finite() && x > 0.0, "`{key}` = {x}");
+    x
+}
+
+#[test]
+fn bench_json_has_the_documented_keys_and_consistent_figures() {
+    let v = json(&joule(&[
+        "bench",
+        "scenes/pendulum.joule",
+        "--batch",
+        "1,3",
+        "--threads",
+        "1,2",
+        "--steps",
+        "20",
+        "--repeats",
+        "2",
+        "--horizon",
+        "10",
+        "--json",
+    ]));
+    assert_eq!(v["scene"], "scenes/pendulum.joule");
+    let dofs = v["dofs"].as_u64().expect("dofs") as f64;
+    assert!(dofs > 0.0);
+    let dt = positive(&v, "dt");
+    assert_eq!(v["integrator"], "symplectic_euler");
+    // Compile phases: front end and back end, each within the whole compile.
+    let compile = &v["compile_ms"];
+    let total = positive(compile, "total");
+    for phase in ["parse", "resolve", "ir", "diff", "codegen"] {
+        let ms = compile[phase].as_f64().unwrap_or_else(|| panic!("{phase}"));
+        assert!(ms >= 0.0 && ms <= total, "{phase} {ms} ms of {total} ms");
+    }
+    // One row per (threads, batch), threads outermost, in the order given.
+    let runs = v["runs"].as_array().expect("runs");
+    let order: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r["threads"].as_u64().unwrap(), r["batch"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(order, [(1, 1), (1, 3), (2, 1), (2, 3)]);
+    for r in runs {
+        assert_eq!(r["steps"], 20);
+        assert_eq!(r["repeats"], 2);
+        assert_eq!(r["events"], 0, "the pendulum is stable: {r}");
+        let seconds = positive(r, "seconds");
+        let eps = positive(r, "env_steps_per_s");
+        let batch = r["batch"].as_f64().unwrap();
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+        assert!(rel(eps, batch * 20.0 / seconds) < 1e-12, "{r}");
+        assert!(rel(positive(r, "sim_s_per_s"), eps * dt) < 1e-12, "{r}");
+        // ns per DOF-step and env-steps/s describe the same time.
+        let ns = positive(r, "ns_per_dof_step");
+        assert!(rel(ns * eps * dofs, 1e9) < 1e-9, "{r}");
+        if cfg!(target_os = "linux") {
+            assert!(r["peak_rss_bytes"].as_u64().expect("VmHWM on Linux") > 0);
+        }
+    }
+    // The gradient of the first loss over the stated horizon.
+    let g = &v["gradient"];
+    assert_eq!(g["objective"], "loss miss");
+    assert_eq!(g["horizon"], 10);
+    assert_eq!(g["batch"], 1);
+    let ratio = positive(g, "ratio");
+    let (f, gs) = (positive(g, "forward_s"), positive(g, "gradient_s"));
+    assert!((ratio - gs / f).abs() <= 1e-12 * ratio);
+    // 16 bytes (x and v) per DOF and step.
+    assert_eq!(g["bytes_per_env_step"].as_f64().unwrap(), 16.0 * dofs);
+    assert!(v["gradient_note"].is_null());
+}
+
+#[test]
+fn bench_table_and_a_scene_without_objectives() {
+    let dir = std::env::temp_dir().join(format!("joule-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scene = dir.join("chain.joule");
+    std::fs::write(
+        &scene,
+        "scene \"chain\"\nsettings { dt = 1e-3 }\n\
+         particle p[i in 0..3] { x = vec3(0.1 * i, 0, 1), mass = 0.1 }\nfix p[0]\n\
+         energy spring(a: particle, b: particle) = 50 * (norm(a.x - b.x) - rest(norm(a.x - b.x)))^2\n\
+         spring(p[i], p[i + 1]) for i in 0..2\n",
+    )
+    .expect("scene written");
+    let path = scene.to_str().expect("utf-8 path");
+    let args = [
+        "bench",
+        path,
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--steps",
+        "5",
+    ];
+    let v = json(&joule(&[&args[..], &["--json"]].concat()));
+    assert!(v["gradient"].is_null());
+    assert!(v["gradient_note"]
+        .as_str()
+        .expect("a note")
+        .contains("no loss or reward"));
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for header in [
+        "env-steps/s",
+        "sim-s/s",
+        "ns/DOF-step",
+        "peak MiB",
+        "compile (ms",
+    ] {
+        assert!(text.contains(header), "`{header}` in\n{text}");
+    }
+    assert!(text.contains("gradient: skipped"), "{text}");
+}
+
+#[test]
+fn bench_rejects_bad_input_with_a_diagnostic() {
+    let o = joule(&["bench", "scenes/pendulum.joule", "--batch", "0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a batch of 0 environments"));
+    let o = joule(&["bench", "scenes/no_such_scene.joule"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read"));
+    let o = joule(&["bench", "scenes/pendulum.joule", "--batch", "1,x"]);
+    assert_eq!(o.status.code(), Some(2), "bad usage is exit 2");
+}
