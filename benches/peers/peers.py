@@ -181,7 +181,7 @@ def brax_figures(pipelines, batches, grad_batch, grad_steps):
 
 
 def warp_figures(n=64, steps=200):
-    """Hand-written Warp CPU kernels of the cloth in scenes/cloth64.joule (f32)."""
+    """Hand-written Warp CPU kernels of the cloth in benches/scenes/cloth64.joule (f32)."""
     import numpy as np
     import warp as wp
 
@@ -301,8 +301,8 @@ def joule_figures(quick):
     out = {}
     ant_batches = [1, 64] if quick else [1, 64, 1024]
     out["ant"] = joule_bench("scenes/ant.joule", ant_batches, [1, 2], 100)
-    out["cloth64"] = joule_bench("scenes/cloth64.joule", [1], [1], 100)
-    out["cloth64_implicit"] = joule_bench("scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "2", "--repeats", "2"])
+    out["cloth64"] = joule_bench("benches/scenes/cloth64.joule", [1], [1], 100)
+    out["cloth64_implicit"] = joule_bench("benches/scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "2", "--repeats", "2"])
     for name, r in out.items():
         for run in r["runs"]:
             print(f"  joule {name} B={run['batch']} T={run['threads']}: {run['env_steps_per_s']:,.0f} steps/s, "
