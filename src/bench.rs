@@ -11,7 +11,7 @@
 use joule_compiler::model::Integrator;
 use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Objective, Scene, Sim};
-use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use miette::{miette, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,19 +45,7 @@ type Phases = Vec<(&'static str, f64)>;
 /// Compiles the scene, returning it with its phase times in milliseconds.
 fn compile(path: &Path) -> Result<(Scene, Phases)> {
     let t = Instant::now();
-    let checked = joule_compiler::check_path(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
-    if !checked.ok() {
-        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        eprint!("{}", checked.render_diagnostics(color, 100));
-        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        return Err(miette!(
-            "`{}` has {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        ));
-    }
+    let checked = crate::run::check_or_report(path)?;
     let mut phases: Phases = checked
         .timings
         .iter()

@@ -31,20 +31,7 @@ pub struct Common {
 /// finite-difference checks, which cannot see through a loose solve).
 pub(crate) fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Scene, f64)> {
     let t = Instant::now();
-    let checked = joule_compiler::check_path(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
-    if !checked.ok() {
-        // The compiler's own rendering, with colour on terminals.
-        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        eprint!("{}", checked.render_diagnostics(color, 100));
-        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        return Err(miette!(
-            "`{}` has {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        ));
-    }
+    let checked = check_or_report(path)?;
     let mut model = checked.model.expect("ok implies a model");
     if let (true, Integrator::ImplicitEuler { iterations, .. }) =
         (tight, &model.settings.integrator)
@@ -56,6 +43,25 @@ pub(crate) fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Sce
     }
     let scene = Scene::from_model(model, backend).map_err(|e| miette!("{e}"))?;
     Ok((scene, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Runs the front end on a file; its errors are printed (the compiler's own
+/// rendering, with colour on terminals) and summarised in the returned error.
+pub(crate) fn check_or_report(path: &Path) -> Result<joule_compiler::Checked> {
+    let checked = joule_compiler::check_path(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
+    if !checked.ok() {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        eprint!("{}", checked.render_diagnostics(color, 100));
+        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        return Err(miette!(
+            "`{}` has {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(checked)
 }
 
 pub(crate) fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
