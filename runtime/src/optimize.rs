@@ -127,6 +127,9 @@ impl Map {
     }
 }
 
+/// A point `z`, the objective to minimise there and its gradient.
+type Point = (Vec<f64>, f64, Vec<f64>);
+
 /// The problem as a function of unconstrained variables.
 struct Layout<'a, 's> {
     scene: &'s Scene,
@@ -135,6 +138,9 @@ struct Layout<'a, 's> {
     maps: Vec<Map>,
     start: Instant,
     history: RefCell<Vec<Evaluation>>,
+    /// The last point evaluated and its result: argmin asks for the cost and
+    /// the gradient of the same point separately, and each is a whole rollout.
+    last: RefCell<Option<Point>>,
 }
 
 impl<'a, 's> Layout<'a, 's> {
@@ -158,6 +164,7 @@ impl<'a, 's> Layout<'a, 's> {
             maps,
             start: Instant::now(),
             history: RefCell::new(vec![]),
+            last: RefCell::new(None),
         }
     }
 
@@ -201,8 +208,21 @@ impl<'a, 's> Layout<'a, 's> {
         (params, schedule, dv)
     }
 
-    /// The objective to minimise at `z` and its gradient (`+inf` if the rollout diverged).
+    /// The objective to minimise at `z` and its gradient (`+inf` if the rollout
+    /// diverged); a point asked for again is not simulated again.
     fn evaluate(&self, z: &[f64]) -> Result<(f64, Vec<f64>), NameError> {
+        if let Some((at, f, g)) = self.last.borrow().as_ref() {
+            if at.as_slice() == z {
+                return Ok((*f, g.clone()));
+            }
+        }
+        let (f, g) = self.simulate(z)?;
+        *self.last.borrow_mut() = Some((z.to_vec(), f, g.clone()));
+        Ok((f, g))
+    }
+
+    /// One rollout and adjoint at `z`, recorded in the history.
+    fn simulate(&self, z: &[f64]) -> Result<(f64, Vec<f64>), NameError> {
         let p = self.problem;
         let (params, schedule, dv) = self.decode(z);
         let (value, g) = rollout_gradient(self.scene, p, &params, &schedule)?;
