@@ -139,25 +139,19 @@ fn objective(
                     "`{t}` is not OUTPUT=FILE"
                 )
             })?;
-            let info = scene
-                .compiled
-                .layout()
-                .outputs
-                .iter()
-                .find(|x| x.name == output)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = scene
-                        .compiled
-                        .layout()
-                        .outputs
-                        .iter()
-                        .map(|x| x.name.as_str())
-                        .collect();
-                    miette!(
-                        help = format!("the scene's outputs: {}", known.join(", ")),
-                        "no output named `{output}`"
-                    )
-                })?;
+            let info = scene.compiled.layout().output(output).ok_or_else(|| {
+                let known: Vec<&str> = scene
+                    .compiled
+                    .layout()
+                    .outputs
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect();
+                miette!(
+                    help = format!("the scene's outputs: {}", known.join(", ")),
+                    "no output named `{output}`"
+                )
+            })?;
             let (shape, data) = read_npz(Path::new(file), output)?;
             if shape.len() != 3 || shape[2] as usize != info.len || shape[0] < 2 {
                 return Err(miette!(

@@ -196,6 +196,11 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The output (observe, reward, loss or done) of this name.
+    pub fn output(&self, name: &str) -> Option<&OutputInfo> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+
     /// Rows of a state buffer (free and pinned).
     pub fn state_rows(&self) -> usize {
         self.dofs + self.pinned.len()

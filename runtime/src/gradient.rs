@@ -164,9 +164,8 @@ impl Sim<'_> {
         let row = |name: &Option<String>, kind: Option<ObjectiveKind>| {
             let Some(n) = name else { return Ok(None) };
             layout
-                .outputs
-                .iter()
-                .find(|o| &o.name == n && kind.is_none_or(|k| o.kind == k))
+                .output(n)
+                .filter(|o| kind.is_none_or(|k| o.kind == k))
                 .map(|o| Some((o.offset, o.len)))
                 .ok_or_else(|| {
                     let known: Vec<&str> = layout

@@ -455,15 +455,9 @@ impl Sim<'_> {
 
     /// The components of one named output per environment (`[component][env]`).
     pub fn output(&mut self, name: &str) -> Vec<Vec<f64>> {
-        let info = self
-            .scene
-            .compiled
-            .layout()
-            .outputs
-            .iter()
-            .find(|o| o.name == name)
-            .cloned();
-        let Some(info) = info else { return vec![] };
+        let Some(info) = self.scene.compiled.layout().output(name).cloned() else {
+            return vec![];
+        };
         let all = self.outputs();
         all[info.offset..info.offset + info.len].to_vec()
     }

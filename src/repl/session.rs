@@ -283,14 +283,7 @@ impl Session {
                 n => steps = count(n)?,
             }
         }
-        let kind = self
-            .scene
-            .compiled
-            .layout()
-            .outputs
-            .iter()
-            .find(|o| o.name == name)
-            .map(|o| o.kind);
+        let kind = self.scene.compiled.layout().output(name).map(|o| o.kind);
         let objective = match kind {
             Some(ObjectiveKind::Loss) => Objective::loss(name),
             Some(ObjectiveKind::Reward) => Objective::reward(name),
@@ -504,9 +497,8 @@ impl Session {
         let is_condition = scene
             .compiled
             .layout()
-            .outputs
-            .iter()
-            .any(|o| o.name == EXPR_OUTPUT && o.kind == ObjectiveKind::Done);
+            .output(EXPR_OUTPUT)
+            .is_some_and(|o| o.kind == ObjectiveKind::Done);
         if is_condition {
             return Ok(format!("{}\n", value[0] != 0.0));
         }
