@@ -332,6 +332,15 @@ enum ColorArg {
     Never,
 }
 
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Jit => Backend::Jit,
+            BackendArg::Interp => Backend::Interp,
+        }
+    }
+}
+
 impl ColorArg {
     /// Whether diagnostics on standard error are coloured.
     fn enabled(self) -> bool {
@@ -361,10 +370,7 @@ fn common(s: SimArgs) -> run::Common {
         scene: s.scene,
         steps: s.steps,
         params: s.params,
-        backend: match s.backend {
-            BackendArg::Jit => Backend::Jit,
-            BackendArg::Interp => Backend::Interp,
-        },
+        backend: s.backend.into(),
     }
 }
 
@@ -607,10 +613,7 @@ fn run(cli: Cli) -> ExitCode {
                     EmitArg::GradIr => Emit::GradIr,
                 }),
                 color: color.enabled(),
-                timings: timings.then_some(match backend {
-                    BackendArg::Jit => Backend::Jit,
-                    BackendArg::Interp => Backend::Interp,
-                }),
+                timings: timings.then_some(backend.into()),
                 json,
                 quiet,
             },

@@ -421,6 +421,21 @@ impl Formatter<'_> {
         }
     }
 
+    /// A `let` or a field on its own line (`head` ends in `=`), with its comments.
+    fn binding(
+        &mut self,
+        depth: usize,
+        head: String,
+        name: &Ident,
+        value: &Expr,
+        first: &mut bool,
+    ) {
+        let (s, e) = (name.span.start as usize, value.span.end as usize);
+        self.open_element(s, e, &[], depth, first);
+        self.assign(depth, head, value);
+        self.close_element(e);
+    }
+
     /// `head for gens` on one line, or broken before `for` when too long.
     fn with_for(&mut self, depth: usize, head: String, gens: &Option<Generators>) {
         let Some(g) = gens else {
@@ -442,10 +457,8 @@ impl Formatter<'_> {
                 self.push(depth, format!("{head} {{"));
                 let mut first = true;
                 for l in lets {
-                    let (s, e) = (l.name.span.start as usize, l.value.span.end as usize);
-                    self.open_element(s, e, &[], depth + 1, &mut first);
-                    self.assign(depth + 1, format!("let {} =", l.name.name), &l.value);
-                    self.close_element(e);
+                    let head = format!("let {} =", l.name.name);
+                    self.binding(depth + 1, head, &l.name, &l.value, &mut first);
                 }
                 let (s, e) = (result.span.start as usize, result.span.end as usize);
                 self.open_element(s, e, &[], depth + 1, &mut first);
@@ -525,10 +538,8 @@ impl Formatter<'_> {
         self.push(depth, format!("{head} {{"));
         let mut first = true;
         for f in fields {
-            let (s, e) = (f.name.span.start as usize, f.value.span.end as usize);
-            self.open_element(s, e, &[], depth + 1, &mut first);
-            self.assign(depth + 1, format!("{} =", f.name.name), &f.value);
-            self.close_element(e);
+            let head = format!("{} =", f.name.name);
+            self.binding(depth + 1, head, &f.name, &f.value, &mut first);
         }
         self.comments_in(0..end, &[], depth + 1, &mut first);
         self.push(depth, "}".into());
