@@ -309,6 +309,25 @@ fn control_schedules_differentiate_step_by_step() {
     }
 }
 
+/// An output after each of `steps` steps from the initial state with one
+/// parameter changed, `[step][component][env 0]`.
+fn record_output(
+    scene: &Scene,
+    param: &str,
+    value: f64,
+    output: &str,
+    steps: usize,
+) -> Vec<Vec<Vec<f64>>> {
+    let mut sim = scene.batch_threads(1, 1);
+    sim.set_param(param, value).expect("param");
+    (0..steps)
+        .map(|_| {
+            sim.step();
+            sim.output(output)
+        })
+        .collect()
+}
+
 #[test]
 fn tracking_a_recorded_trajectory_differentiates_like_its_sum_of_squares() {
     // Record the spring chain's tip at one stiffness, then match it at another.
@@ -317,16 +336,7 @@ fn tracking_a_recorded_trajectory_differentiates_like_its_sum_of_squares() {
     let p = &scene.model().params[0];
     let steps = 30;
     let output = scene.compiled.layout().outputs[0].name.clone();
-    let record = |value: f64| -> Vec<Vec<Vec<f64>>> {
-        let mut sim = scene.batch_threads(1, 1);
-        sim.set_param(&p.name, value).expect("param");
-        (0..steps)
-            .map(|_| {
-                sim.step();
-                sim.output(&output)
-            })
-            .collect()
-    };
+    let record = |value: f64| record_output(&scene, &p.name, value, &output, steps);
     let targets = record(p.value * 1.3);
     let obj = Objective::track(&output, targets.clone());
     let g = scene
@@ -382,16 +392,7 @@ fn chamfer_imitation_loss_and_its_gradient() {
     let scene = Scene::from_model(model(path, false), Backend::Jit).expect("compile");
     let p = &scene.model().params[0];
     let output = scene.compiled.layout().outputs[0].name.clone();
-    let record = |value: f64, steps: usize| -> Vec<Vec<Vec<f64>>> {
-        let mut sim = scene.batch_threads(1, 1);
-        sim.set_param(&p.name, value).expect("param");
-        (0..steps)
-            .map(|_| {
-                sim.step();
-                sim.output(&output)
-            })
-            .collect()
-    };
+    let record = |value: f64, steps: usize| record_output(&scene, &p.name, value, &output, steps);
     let expert = record(p.value * 1.4, 23);
     let steps = 30;
     let obj = Objective::chamfer(&output, expert.clone());

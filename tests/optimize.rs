@@ -5,7 +5,7 @@
 
 use joule::optimize::{evaluate, mpc, optimize, Method, Problem};
 use joule::{Backend, Objective, Scene};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
@@ -111,9 +111,9 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-#[test]
-fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
-    let rec = temp("swing.npz");
+/// 300 steps of the pendulum at length 1.3, recorded by `joule run --out`.
+fn record_swing(name: &str) -> PathBuf {
+    let file = temp(name);
     let o = joule(&[
         "run",
         "scenes/pendulum.joule",
@@ -122,10 +122,16 @@ fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
         "--param",
         "length=1.3",
         "--out",
-        path(&rec),
+        path(&file),
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    file
+}
+
+#[test]
+fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
+    let rec = record_swing("swing.npz");
     let curve = temp("curve.csv");
     let o = joule(&[
         "optimize",
@@ -207,19 +213,7 @@ fn cli_writes_the_plan_and_rejects_bad_requests() {
 
 #[test]
 fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
-    let demo = temp("demo.npz");
-    let o = joule(&[
-        "run",
-        "scenes/pendulum.joule",
-        "--steps",
-        "300",
-        "--param",
-        "length=1.3",
-        "--out",
-        path(&demo),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let demo = record_swing("demo.npz");
     let o = joule(&[
         "optimize",
         "scenes/pendulum.joule",
