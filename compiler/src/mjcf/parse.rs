@@ -11,6 +11,8 @@ use std::collections::HashMap;
 const IGNORED_TOP: &[&str] = &["size", "visual", "statistic", "custom", "asset", "keyframe"];
 /// Body children that only matter for rendering.
 const IGNORED_IN_BODY: &[&str] = &["camera", "light"];
+/// The ways to give a frame's orientation (at most one per element).
+const ORIENTATION: &[&str] = &["quat", "euler", "axisangle", "xyaxes", "zaxis"];
 /// Attributes that only concern rendering, bookkeeping or MuJoCo's solver.
 const VISUAL: &[&str] = &["class", "group", "user", "rgba", "material", "name"];
 
@@ -280,8 +282,9 @@ impl<'a, 'i> Parser<'a, 'i> {
 
     /// A frame orientation from `quat`, `euler`, `axisangle`, `xyaxes` or `zaxis`.
     fn orientation(&mut self, n: Node<'a, 'i>) -> Q {
-        let given: Vec<&str> = ["quat", "euler", "axisangle", "xyaxes", "zaxis"]
-            .into_iter()
+        let given: Vec<&str> = ORIENTATION
+            .iter()
+            .copied()
             .filter(|a| n.attribute(*a).is_some())
             .collect();
         if given.len() > 1 {
@@ -597,16 +600,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                     self.check_attrs(
                         c,
                         &["pos"],
-                        &[
-                            "type",
-                            "size",
-                            "quat",
-                            "euler",
-                            "axisangle",
-                            "xyaxes",
-                            "zaxis",
-                            "fromto",
-                        ],
+                        &[&["type", "size"][..], ORIENTATION, &["fromto"]].concat(),
                     );
                     let name = c.attribute("name").map(str::to_string);
                     let pos = self.vec3(c, cls, "pos", [0.0; 3]);
@@ -643,15 +637,7 @@ impl<'a, 'i> Parser<'a, 'i> {
     fn body(&mut self, n: Node<'a, 'i>, parent: usize, ppos: V3, pquat: Q, class: &str) {
         self.check_attrs(
             n,
-            &[
-                "pos",
-                "quat",
-                "euler",
-                "axisangle",
-                "xyaxes",
-                "zaxis",
-                "childclass",
-            ],
+            &[&["pos"][..], ORIENTATION, &["childclass"]].concat(),
             &[],
         );
         if n.attribute("mocap") == Some("true") {
@@ -685,16 +671,11 @@ impl<'a, 'i> Parser<'a, 'i> {
         self.check_attrs(
             n,
             &[
-                "pos",
-                "quat",
-                "euler",
-                "axisangle",
-                "xyaxes",
-                "zaxis",
-                "mass",
-                "diaginertia",
-                "fullinertia",
-            ],
+                &["pos"][..],
+                ORIENTATION,
+                &["mass", "diaginertia", "fullinertia"],
+            ]
+            .concat(),
             &[],
         );
         let pos = self.vec3(n, "main", "pos", [0.0; 3]);
@@ -736,21 +717,11 @@ impl<'a, 'i> Parser<'a, 'i> {
         self.check_attrs(
             n,
             &[
-                "type",
-                "size",
-                "fromto",
-                "pos",
-                "quat",
-                "euler",
-                "axisangle",
-                "xyaxes",
-                "zaxis",
-                "density",
-                "mass",
-                "contype",
-                "conaffinity",
-                "friction",
-            ],
+                &["type", "size", "fromto", "pos"][..],
+                ORIENTATION,
+                &["density", "mass", "contype", "conaffinity", "friction"],
+            ]
+            .concat(),
             &[
                 "condim",
                 "solimp",
