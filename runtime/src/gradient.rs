@@ -332,7 +332,7 @@ fn step_terms(
 /// The Chamfer distance of each environment's trajectory `agent[t]` to the
 /// expert's `expert[s]` (both `[component * stride + env]`), added to
 /// `value`; returns its derivative with respect to each `agent[t]`.
-fn chamfer(
+pub fn chamfer(
     agent: &[Vec<f64>],
     expert: &[Vec<f64>],
     len: usize,

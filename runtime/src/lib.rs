@@ -22,8 +22,10 @@ pub mod linalg;
 pub mod mass;
 pub mod optimize;
 pub mod step;
+mod tape;
 
-pub use gradient::{Gradient, Objective, Schedule, Track};
+pub use gradient::{chamfer, Gradient, Objective, Schedule, Track};
+pub use tape::{Tape, TapeGradient};
 
 use joule_compiler::abi::Buffers;
 use joule_compiler::compiled::{Backend, CompiledScene};
@@ -191,16 +193,18 @@ impl Scene {
         self.compiled.kernels.get(kind)
     }
 
-    /// Writes the model's initial state and default params into buffers.
-    pub(crate) fn initial_state(&self, b: &mut Buffers) {
+    /// The model's initial positions and velocities of the free DOFs, with
+    /// `jitter()` added to every particle velocity component and every body's
+    /// linear and angular velocity component (for randomised resets; `|| 0.0`
+    /// gives the model's own state).
+    pub fn initial_dofs(&self, mut jitter: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
         let m = self.model();
-        let s = b.stride;
-        let set = |buf: &mut [f64], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
+        let (mut x, mut v) = (vec![0.0; self.dofs()], vec![0.0; self.dofs()]);
         for p in &m.particles {
             if let Some(d) = p.dof {
                 for k in 0..3 {
-                    set(&mut b.x, d as usize + k, p.x[k]);
-                    set(&mut b.v, d as usize + k, p.v[k]);
+                    x[d as usize + k] = p.x[k];
+                    v[d as usize + k] = p.v[k] + jitter();
                 }
             }
         }
@@ -208,12 +212,16 @@ impl Scene {
             if let Some(d) = body.dof {
                 let d = d as usize;
                 let r = joule_compiler::resolve::quat_to_mat(body.rotation);
-                // Rdot = [w]x R, column by column.
-                let w = body.w;
                 for k in 0..3 {
-                    set(&mut b.x, d + k, body.x[k]);
-                    set(&mut b.v, d + k, body.v[k]);
+                    x[d + k] = body.x[k];
+                    v[d + k] = body.v[k] + jitter();
                 }
+                // Rdot = [w]x R, column by column.
+                let w = [
+                    body.w[0] + jitter(),
+                    body.w[1] + jitter(),
+                    body.w[2] + jitter(),
+                ];
                 for c in 0..3 {
                     let col = [r[3 * c], r[3 * c + 1], r[3 * c + 2]];
                     let wx = [
@@ -222,11 +230,24 @@ impl Scene {
                         w[0] * col[1] - w[1] * col[0],
                     ];
                     for k in 0..3 {
-                        set(&mut b.x, d + 3 + 3 * c + k, col[k]);
-                        set(&mut b.v, d + 3 + 3 * c + k, wx[k]);
+                        x[d + 3 + 3 * c + k] = col[k];
+                        v[d + 3 + 3 * c + k] = wx[k];
                     }
                 }
             }
+        }
+        (x, v)
+    }
+
+    /// Writes the model's initial state and default params into buffers.
+    pub(crate) fn initial_state(&self, b: &mut Buffers) {
+        let m = self.model();
+        let s = b.stride;
+        let set = |buf: &mut [f64], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
+        let (x, v) = self.initial_dofs(|| 0.0);
+        for r in 0..self.dofs() {
+            set(&mut b.x, r, x[r]);
+            set(&mut b.v, r, v[r]);
         }
         for (i, p) in m.params.iter().enumerate() {
             set(&mut b.params, i, p.value);
@@ -491,5 +512,15 @@ impl Sim<'_> {
             part.b.x[r * s + e] = x[r];
             part.b.v[r * s + e] = v[r];
         }
+    }
+
+    /// Puts one environment back at the scene's initial state, with
+    /// `jitter()` added to its velocities (see [`Scene::initial_dofs`]), and
+    /// forgets that it diverged.
+    pub fn reset_env(&mut self, env: usize, jitter: impl FnMut() -> f64) {
+        let (x, v) = self.scene.initial_dofs(jitter);
+        self.set_state(env, &x, &v);
+        let (p, e) = self.locate(env);
+        self.parts[p].diverged[e] = false;
     }
 }

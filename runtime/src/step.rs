@@ -113,7 +113,7 @@ impl Part {
     }
 
     /// Reports environments whose state became non-finite (once each).
-    fn check_finite(&mut self, scene: &Scene, step: usize) {
+    pub(crate) fn check_finite(&mut self, scene: &Scene, step: usize) {
         let (n, s) = (scene.dofs(), self.stride());
         for e in 0..self.len {
             if self.diverged[e] {

@@ -1,0 +1,159 @@
+//! Imitation from one demonstration by differentiable physics (ILD): the
+//! policy drives a whole episode, the loss is the bidirectional Chamfer
+//! distance between the agent's and the expert's trajectories of an output
+//! (the agent's states near the expert's, and the expert's covered, without
+//! assuming the two are aligned in time), and its gradient passes through
+//! the simulator into the network.
+
+use crate::adam::{Adam, Update};
+use crate::envs::Envs;
+use crate::policy::Policy;
+use crate::trainer::Point;
+use crate::window;
+use candle_core::Result;
+use joule_runtime::Scene;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// Settings of an imitation run.
+#[derive(Debug, Clone)]
+pub struct Imitation {
+    /// The output whose trajectory is matched.
+    pub output: String,
+    /// A reward to report (the expert's return is the goal), if any.
+    pub reward: Option<String>,
+    /// Steps per episode.
+    pub steps: usize,
+    /// Environments (each a differently jittered start).
+    pub batch: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Largest gradient norm.
+    pub clip: f64,
+    /// Velocity jitter at reset.
+    pub noise: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// An imitation run: environments and the optimiser of the policy.
+pub struct Imitator<'s> {
+    settings: Imitation,
+    envs: Envs<'s>,
+    adam: Adam,
+    rng: ChaCha8Rng,
+    /// Output rows matched.
+    rows: std::ops::Range<usize>,
+    /// The expert's trajectory, `[step][component * batch + env]`.
+    expert: Vec<Vec<f64>>,
+    /// The learning curve (`loss` is the Chamfer distance).
+    pub curve: Vec<Point>,
+}
+
+impl<'s> Imitator<'s> {
+    /// Sets up imitation of `expert` (`[step][component]`) by `policy`.
+    pub fn new(
+        scene: &'s Scene,
+        policy: &Policy,
+        expert: &[Vec<f64>],
+        settings: Imitation,
+    ) -> Result<Imitator<'s>> {
+        let msg = |e: String| candle_core::Error::Msg(e);
+        let o = scene
+            .compiled
+            .layout()
+            .output(&settings.output)
+            .ok_or_else(|| msg(format!("no output named `{}`", settings.output)))?
+            .clone();
+        if expert.is_empty() || expert.iter().any(|s| s.len() != o.len) {
+            return Err(msg(format!(
+                "the demonstration of `{}` must be [steps][{} components] with at least one step",
+                o.name, o.len
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let b = settings.batch;
+        let envs = Envs::new(
+            scene,
+            b,
+            settings.threads,
+            settings.reward.as_deref(),
+            settings.steps,
+            settings.noise,
+            &mut rng,
+        )
+        .map_err(|e| msg(e.0))?;
+        let expert = expert
+            .iter()
+            .map(|s| s.iter().flat_map(|&c| std::iter::repeat_n(c, b)).collect())
+            .collect();
+        Ok(Imitator {
+            adam: Adam::new(&policy.net.vars(), settings.lr)?,
+            rows: o.offset..o.offset + o.len,
+            settings,
+            envs,
+            rng,
+            expert,
+            curve: vec![],
+        })
+    }
+
+    /// One episode per environment, the Chamfer loss and one policy update.
+    pub fn iterate(&mut self, policy: &mut Policy) -> Result<&Point> {
+        let start = Instant::now();
+        let (b, h) = (self.envs.batch(), self.settings.steps);
+        let r = window::forward(&mut self.envs, policy, h)?;
+        let agent: Vec<Vec<f64>> = r
+            .outputs
+            .iter()
+            .map(|out| {
+                self.rows
+                    .clone()
+                    .flat_map(|row| out[row].iter().copied())
+                    .collect()
+            })
+            .collect();
+        let mut value = vec![0.0; b];
+        let len = self.rows.len();
+        let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
+        let loss = value.iter().sum::<f64>() / b as f64;
+        let rows = r.outputs[0].len();
+        let first = self.rows.start;
+        let seeds = |t: usize| {
+            let mut s = vec![vec![0.0; b]; rows];
+            for c in 0..len {
+                for e in 0..b {
+                    s[first + c][e] = grad[t][c * b + e] / b as f64;
+                }
+            }
+            s
+        };
+        let obs: Vec<Vec<f64>> = r.obs[..h].iter().flatten().cloned().collect();
+        let (grads, dropped) = window::backward(&mut self.envs, policy, r, seeds, None)?;
+        let vars = policy.net.vars();
+        let norm = match self.adam.step(&vars, &grads, Some(self.settings.clip))? {
+            Update::Applied { norm } => norm,
+            Update::Skipped => f64::NAN,
+        };
+        policy.norm.update(&obs);
+        self.envs.boundary(&mut self.rng);
+        let finished: Vec<f64> = self.envs.finished.drain(..).collect();
+        let events = self.envs.sim.events.drain(..).count();
+        let prev = self.curve.last();
+        self.curve.push(Point {
+            iteration: prev.map_or(0, |p| p.iteration) + 1,
+            env_steps: prev.map_or(0, |p| p.env_steps) + (b * h) as u64,
+            wall: prev.map_or(0.0, |p| p.wall) + start.elapsed().as_secs_f64(),
+            reward: finished.iter().sum::<f64>() / finished.len().max(1) as f64,
+            episodes: finished.len(),
+            grad_norm: norm,
+            loss,
+            dropped,
+            events,
+        });
+        Ok(self.curve.last().expect("just pushed"))
+    }
+}

@@ -1,0 +1,30 @@
+//! Learning through the Joule simulator: the simulator as a differentiable
+//! layer between neural networks (candle) and a reward.
+//!
+//! - [`Policy`]: a scene's `policy` item as a batched MLP (one matrix product
+//!   per layer for all environments), weights in safetensors files.
+//! - [`Trainer`] with [`Algo::Apg`] (analytic policy gradients through short
+//!   windows of the batched rollout), [`Algo::Shac`] (a learned value closes
+//!   each window) and [`Algo::Ppo`] (the model-free baseline); checkpoints
+//!   that resume bitwise.
+//! - [`imitate`]: a policy trained to reproduce one expert trajectory by the
+//!   Chamfer distance between state trajectories, differentiated through the
+//!   simulator (ILD).
+//!
+//! Why candle: a maintained pure-Rust tensor library with reverse-mode
+//! autodiff and f64 on the CPU (finite-difference checks need f64), no
+//! Python or libtorch to install, and safetensors as its native format.
+
+pub mod adam;
+pub mod envs;
+pub mod imitate;
+pub mod net;
+pub mod norm;
+pub mod policy;
+pub mod ppo;
+pub mod trainer;
+pub mod value;
+pub mod window;
+
+pub use policy::Policy;
+pub use trainer::{Algo, Config, Point, Trainer};

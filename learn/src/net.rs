@@ -1,0 +1,109 @@
+//! Multi-layer perceptrons on candle: weights are candle `Var`s, the layers
+//! are `candle_nn::Linear`, gradients come from candle's reverse mode.
+//! Weights are initialised from the trainer's own seeded generator (not
+//! candle's), so a run is reproducible bit for bit.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::{Linear, Module};
+use joule_compiler::model::Activation;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// A fully connected network: `sizes[0]` inputs, `sizes[last]` outputs,
+/// `activation` between layers and none after the last.
+pub struct Mlp {
+    /// Weights `[out, in]` and biases `[out]`, layer by layer.
+    params: Vec<(Var, Var)>,
+    activation: Activation,
+}
+
+impl Mlp {
+    /// Uniform(-1/sqrt(in), 1/sqrt(in)) weights, zero biases; the last
+    /// layer's weights are scaled by `last_scale` (small for policies, so
+    /// they start near the middle of the controls' ranges).
+    pub fn new(
+        sizes: &[usize],
+        activation: Activation,
+        last_scale: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Mlp> {
+        let layers = sizes.len() - 1;
+        let params = (0..layers)
+            .map(|l| {
+                let (fan_in, fan_out) = (sizes[l], sizes[l + 1]);
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                let scale = if l + 1 == layers { last_scale } else { 1.0 };
+                let w: Vec<f64> = (0..fan_in * fan_out)
+                    .map(|_| scale * rng.random_range(-bound..bound))
+                    .collect();
+                Ok((
+                    Var::from_vec(w, (fan_out, fan_in), &Device::Cpu)?,
+                    Var::zeros(fan_out, DType::F64, &Device::Cpu)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Mlp { params, activation })
+    }
+
+    /// The network applied to a batch `[rows, inputs]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (l, (w, b)) in self.params.iter().enumerate() {
+            h = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone())).forward(&h)?;
+            if l + 1 < self.params.len() {
+                h = match self.activation {
+                    Activation::Tanh => h.tanh()?,
+                    Activation::Relu => h.relu()?,
+                    Activation::Elu => h.elu(1.0)?,
+                    Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
+                    Activation::Identity => h,
+                };
+            }
+        }
+        Ok(h)
+    }
+
+    /// The trainable variables, weights then bias per layer.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params
+            .iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect()
+    }
+
+    /// Named tensors for a safetensors file: `{prefix}.{layer}.weight` / `.bias`.
+    pub fn named(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .enumerate()
+            .flat_map(|(l, (w, b))| {
+                [
+                    (format!("{prefix}.{l}.weight"), w.as_tensor().clone()),
+                    (format!("{prefix}.{l}.bias"), b.as_tensor().clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Loads the tensors [`Mlp::named`] wrote; every shape must match.
+    pub fn load(&self, prefix: &str, get: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
+        for (name, t) in self.named(prefix) {
+            let v = get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
+            if v.dims() != t.dims() {
+                return Err(candle_core::Error::Msg(format!(
+                    "tensor `{name}` is {:?}, the network needs {:?}",
+                    v.dims(),
+                    t.dims()
+                )));
+            }
+            let var = self
+                .vars()
+                .into_iter()
+                .find(|var| var.as_tensor().id() == t.id())
+                .expect("named() lists the network's own variables");
+            var.set(&v.to_dtype(DType::F64)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! A scene's `policy` item as a network: observations (the `observe` items it
+//! names, normalised) in, the controls it drives out. Bounded controls are
+//! squashed into their range, `mid + half * tanh(y)`; the others are `y`.
+//! All environments go through one matrix product per layer.
+
+use crate::net::Mlp;
+use crate::norm::Normalizer;
+use candle_core::{DType, Device, Result, Tensor};
+use joule_compiler::model::{Activation, Policy as PolicySpec};
+use joule_runtime::Scene;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// A policy network bound to a compiled scene.
+pub struct Policy {
+    /// The item's name.
+    pub name: String,
+    /// Output rows read as inputs (rows of `Sim::outputs`).
+    rows: Vec<usize>,
+    /// Control indices driven, in output order.
+    pub controls: Vec<usize>,
+    /// Ranges of those controls.
+    bounds: Vec<Option<(f64, f64)>>,
+    /// The network: inputs -> hidden -> one output per control.
+    pub net: Mlp,
+    /// Running observation statistics.
+    pub norm: Normalizer,
+    /// Layer widths and activation, for checking saved weights.
+    sizes: Vec<usize>,
+    activation: Activation,
+}
+
+/// The policy item called `name`, or the only one when `name` is `None`.
+pub fn spec<'m>(
+    scene: &'m Scene,
+    name: Option<&str>,
+) -> std::result::Result<&'m PolicySpec, String> {
+    let all = &scene.model().policies;
+    match name {
+        Some(n) => all.iter().find(|p| p.name == n).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+            format!("no policy named `{n}` (the scene has: {})", names.join(", "))
+        }),
+        None => match all.as_slice() {
+            [one] => Ok(one),
+            [] => Err("the scene has no `policy` item; add one, e.g. `policy actor = mlp(inputs = [obs], outputs = u, hidden = [64, 64], activation = tanh)`".into()),
+            _ => Err(format!(
+                "the scene has {} policies; choose one with --policy NAME",
+                all.len()
+            )),
+        },
+    }
+}
+
+impl Policy {
+    /// A freshly initialised network for `spec`.
+    pub fn new(scene: &Scene, spec: &PolicySpec, rng: &mut ChaCha8Rng) -> Result<Policy> {
+        let model = scene.model();
+        let layout = scene.compiled.layout();
+        let mut rows = vec![];
+        for &i in &spec.inputs {
+            let o = layout
+                .output(&model.objectives[i].name)
+                .expect("policy inputs are outputs of the scene");
+            rows.extend(o.offset..o.offset + o.len);
+        }
+        let controls: Vec<usize> = spec.outputs.iter().map(|&c| c as usize).collect();
+        let bounds = controls.iter().map(|&c| model.controls[c].bounds).collect();
+        let mut sizes = vec![rows.len()];
+        sizes.extend(&spec.hidden);
+        sizes.push(controls.len());
+        Ok(Policy {
+            name: spec.name.clone(),
+            net: Mlp::new(&sizes, spec.activation, 0.01, rng)?,
+            norm: Normalizer::new(rows.len()),
+            rows,
+            controls,
+            bounds,
+            sizes,
+            activation: spec.activation,
+        })
+    }
+
+    /// Inputs of the network.
+    pub fn inputs(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The raw observations `[env][input]` from outputs `[row][env]`.
+    pub fn observe(&self, outputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let batch = outputs.first().map_or(0, Vec::len);
+        (0..batch)
+            .map(|e| self.rows.iter().map(|&r| outputs[r][e]).collect())
+            .collect()
+    }
+
+    /// Normalised observations as a `[env, input]` tensor.
+    pub fn input(&self, obs: &[Vec<f64>]) -> Result<Tensor> {
+        let flat: Vec<f64> = self.norm.apply(obs).into_iter().flatten().collect();
+        Tensor::from_vec(flat, (obs.len(), self.inputs()), &Device::Cpu)
+    }
+
+    /// The controls `[env, control]` for normalised inputs (differentiable):
+    /// `mid + half * tanh(y)` in bounded columns, `y` in the others.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        let y = self.net.forward(input)?;
+        let n = self.bounds.len();
+        let row = |f: &dyn Fn(Option<(f64, f64)>) -> f64| {
+            Tensor::from_vec(
+                self.bounds.iter().map(|&b| f(b)).collect(),
+                (1, n),
+                &Device::Cpu,
+            )
+        };
+        let mask = row(&|b| f64::from(u8::from(b.is_some())))?;
+        let mid = row(&|b| b.map_or(0.0, |(l, h)| (l + h) / 2.0))?;
+        let half = row(&|b| b.map_or(0.0, |(l, h)| (h - l) / 2.0))?;
+        let squashed = y.tanh()?.broadcast_mul(&half)?.broadcast_add(&mid)?;
+        squashed.broadcast_mul(&mask)? + y.broadcast_mul(&mask.affine(-1.0, 1.0)?)?
+    }
+
+    /// Writes `u` (`[env, control]`) into a `[control][env]` table of all the scene's controls.
+    pub fn write_controls(&self, u: &Tensor, all: &mut [Vec<f64>]) -> Result<()> {
+        for (e, row) in u.to_vec2::<f64>()?.into_iter().enumerate() {
+            for (k, &c) in self.controls.iter().enumerate() {
+                all[c][e] = row[k];
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeds for the scene's outputs `[row][env]` from the gradient with respect
+    /// to the normalised inputs (`[env, input]`) at raw observations `obs`:
+    /// through the normalisation, zero where it clipped.
+    pub fn input_seeds(
+        &self,
+        d_input: &Tensor,
+        obs: &[Vec<f64>],
+        rows: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        let d = d_input.to_vec2::<f64>()?;
+        let std = self.norm.std();
+        let mut seeds = vec![vec![0.0; obs.len()]; rows];
+        for (e, (de, oe)) in d.iter().zip(obs).enumerate() {
+            for (k, &r) in self.rows.iter().enumerate() {
+                let z = (oe[k] - self.norm.mean[k]) / std[k];
+                if z.abs() < 10.0 {
+                    seeds[r][e] += de[k] / std[k];
+                }
+            }
+        }
+        Ok(seeds)
+    }
+
+    /// Named tensors (network and normalisation) for a safetensors file.
+    pub fn named(&self) -> Result<Vec<(String, Tensor)>> {
+        let dev = &Device::Cpu;
+        let mut t = self.net.named("policy");
+        t.push((
+            "norm.mean".into(),
+            Tensor::new(self.norm.mean.as_slice(), dev)?,
+        ));
+        t.push(("norm.m2".into(), Tensor::new(self.norm.m2.as_slice(), dev)?));
+        t.push(("norm.count".into(), Tensor::new(&[self.norm.count], dev)?));
+        Ok(t)
+    }
+
+    /// Metadata describing the network's shape, checked on load.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("joule.policy".into(), self.name.clone()),
+            ("joule.sizes".into(), format!("{:?}", self.sizes)),
+            ("joule.activation".into(), format!("{:?}", self.activation)),
+        ])
+    }
+
+    /// Loads weights and statistics written by [`Policy::named`] with [`Policy::metadata`].
+    pub fn load(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        meta: &HashMap<String, String>,
+    ) -> Result<()> {
+        for (k, v) in self.metadata() {
+            if let Some(saved) = meta.get(&k).filter(|s| **s != v) {
+                return Err(candle_core::Error::Msg(format!(
+                    "the weights were saved for {k} = {saved}, this scene's policy has {v}"
+                )));
+            }
+        }
+        self.net.load("policy", &|n| tensors.get(n).cloned())?;
+        let get = |n: &str| -> Result<Vec<f64>> {
+            tensors
+                .get(n)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{n}`")))?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()
+        };
+        let (mean, m2, count) = (get("norm.mean")?, get("norm.m2")?, get("norm.count")?);
+        if mean.len() != self.inputs() || m2.len() != self.inputs() || count.len() != 1 {
+            return Err(candle_core::Error::Msg(
+                "normalisation statistics of the wrong size".into(),
+            ));
+        }
+        self.norm = Normalizer {
+            count: count[0],
+            mean,
+            m2,
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,565 @@
+//! The training loop shared by the three algorithms, one iteration at a time,
+//! and its checkpoints: everything that decides the next iteration (weights,
+//! optimiser moments, normalisation, simulation state, episodes, the random
+//! generator) is saved, so a resumed run is bitwise the run it continues.
+
+use crate::adam::{grads_of, Adam, Update};
+use crate::envs::Envs;
+use crate::net::Mlp;
+use crate::policy::{self, Policy};
+use crate::{ppo, value, window};
+use candle_core::{DType, Device, Result, Tensor, Var};
+use joule_runtime::Scene;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Which algorithm trains the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// Analytic policy gradients through short windows of the rollout.
+    Apg,
+    /// Short-horizon actor-critic: APG with a learned value closing each window.
+    Shac,
+    /// Proximal policy optimisation (model-free baseline).
+    Ppo,
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The algorithm.
+    pub algo: Algo,
+    /// Name of the `reward` item.
+    pub reward: String,
+    /// Name of the `policy` item (`None`: the scene's only one).
+    pub policy: Option<String>,
+    /// Environments.
+    pub batch: usize,
+    /// Threads stepping them.
+    pub threads: usize,
+    /// Steps per window (APG, SHAC) or per rollout (PPO).
+    pub horizon: usize,
+    /// Episode length in steps (rounded up to whole windows).
+    pub episode: usize,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Learning rate of the policy (and of the value network).
+    pub lr: f64,
+    /// Discount.
+    pub gamma: f64,
+    /// TD(lambda) / GAE lambda.
+    pub lambda: f64,
+    /// Largest global gradient norm (larger gradients are scaled down).
+    pub clip: f64,
+    /// Standard deviation of the velocity jitter at every reset.
+    pub noise: f64,
+}
+
+impl Config {
+    /// The defaults for `algo` on a reward.
+    pub fn new(algo: Algo, reward: &str) -> Config {
+        Config {
+            algo,
+            reward: reward.into(),
+            policy: None,
+            batch: 64,
+            threads: 1,
+            horizon: 32,
+            episode: 256,
+            seed: 0,
+            lr: if algo == Algo::Ppo { 3e-4 } else { 2e-3 },
+            gamma: 0.99,
+            lambda: 0.95,
+            clip: if algo == Algo::Ppo { 0.5 } else { 1.0 },
+            noise: 0.1,
+        }
+    }
+}
+
+/// One iteration's numbers (a row of the learning curve).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Iterations done.
+    pub iteration: usize,
+    /// Environment steps simulated so far.
+    pub env_steps: u64,
+    /// Wall-clock seconds spent training so far.
+    pub wall: f64,
+    /// Mean return of the episodes that ended in this iteration (the last
+    /// value carried when none ended).
+    pub reward: f64,
+    /// Episodes that ended in this iteration.
+    pub episodes: usize,
+    /// Global norm of the policy gradient before clipping (NaN: skipped).
+    pub grad_norm: f64,
+    /// The iteration's policy loss.
+    pub loss: f64,
+    /// Non-finite gradients dropped (per environment and step), and skipped updates.
+    pub dropped: usize,
+    /// Simulator events (divergence, non-convergence) in this iteration.
+    pub events: usize,
+}
+
+/// A value network, its optimiser and (SHAC) its slowly following target.
+struct Critic {
+    net: Mlp,
+    target: Option<Mlp>,
+    adam: Adam,
+}
+
+/// A training run in progress.
+pub struct Trainer<'s> {
+    /// Its settings.
+    pub config: Config,
+    envs: Envs<'s>,
+    /// The policy being trained.
+    pub policy: Policy,
+    adam: Adam,
+    critic: Option<Critic>,
+    log_std: Option<Var>,
+    rng: ChaCha8Rng,
+    /// The learning curve so far.
+    pub curve: Vec<Point>,
+}
+
+/// Soft update `target <- alpha target + (1 - alpha) net`.
+fn soft_update(target: &Mlp, net: &Mlp, alpha: f64) -> Result<()> {
+    for (t, n) in target.vars().iter().zip(net.vars()) {
+        t.set(&((t.as_tensor() * alpha)? + (n.as_tensor() * (1.0 - alpha))?)?)?;
+    }
+    Ok(())
+}
+
+impl<'s> Trainer<'s> {
+    /// A new run: fresh networks and environments from `config.seed`.
+    pub fn new(scene: &'s Scene, config: Config) -> Result<Trainer<'s>> {
+        let msg = |e: String| candle_core::Error::Msg(e);
+        let mut config = config;
+        config.horizon = config.horizon.max(1);
+        config.episode = config.episode.div_ceil(config.horizon).max(1) * config.horizon;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let spec = policy::spec(scene, config.policy.as_deref()).map_err(msg)?;
+        let policy = Policy::new(scene, spec, &mut rng)?;
+        let envs = Envs::new(
+            scene,
+            config.batch,
+            config.threads,
+            Some(&config.reward),
+            config.episode,
+            config.noise,
+            &mut rng,
+        )
+        .map_err(|e| msg(e.0))?;
+        let critic = match config.algo {
+            Algo::Apg => None,
+            Algo::Shac | Algo::Ppo => {
+                let mut sizes = vec![policy.inputs()];
+                sizes.extend(&spec.hidden);
+                sizes.push(1);
+                let net = Mlp::new(&sizes, spec.activation, 1.0, &mut rng)?;
+                let target = match config.algo {
+                    Algo::Shac => {
+                        let target = Mlp::new(&sizes, spec.activation, 1.0, &mut rng)?;
+                        soft_update(&target, &net, 0.0)?;
+                        Some(target)
+                    }
+                    _ => None,
+                };
+                let adam = Adam::new(&net.vars(), config.lr)?;
+                Some(Critic { net, target, adam })
+            }
+        };
+        let log_std = match config.algo {
+            Algo::Ppo => Some(Var::from_vec(
+                vec![-0.5; policy.controls.len()],
+                policy.controls.len(),
+                &Device::Cpu,
+            )?),
+            _ => None,
+        };
+        let mut vars = policy.net.vars();
+        vars.extend(log_std.iter().cloned());
+        let adam = Adam::new(&vars, config.lr)?;
+        Ok(Trainer {
+            config,
+            envs,
+            policy,
+            adam,
+            critic,
+            log_std,
+            rng,
+            curve: vec![],
+        })
+    }
+
+    /// Environment steps simulated so far.
+    pub fn env_steps(&self) -> u64 {
+        self.curve.last().map_or(0, |p| p.env_steps)
+    }
+
+    /// One iteration: a window (or rollout), the updates, the resets.
+    pub fn iterate(&mut self) -> Result<&Point> {
+        let start = Instant::now();
+        let (loss, norm, dropped, obs) = match self.config.algo {
+            Algo::Apg | Algo::Shac => self.differentiable()?,
+            Algo::Ppo => self.ppo()?,
+        };
+        self.policy.norm.update(&obs);
+        self.envs.boundary(&mut self.rng);
+        let finished: Vec<f64> = self.envs.finished.drain(..).collect();
+        let events = self.envs.sim.events.drain(..).count();
+        let prev = self.curve.last();
+        let reward = if finished.is_empty() {
+            prev.map_or(f64::NAN, |p| p.reward)
+        } else {
+            finished.iter().sum::<f64>() / finished.len() as f64
+        };
+        let point = Point {
+            iteration: prev.map_or(0, |p| p.iteration) + 1,
+            env_steps: prev.map_or(0, |p| p.env_steps)
+                + (self.config.batch * self.config.horizon) as u64,
+            wall: prev.map_or(0.0, |p| p.wall) + start.elapsed().as_secs_f64(),
+            reward,
+            episodes: finished.len(),
+            grad_norm: norm,
+            loss,
+            dropped,
+            events,
+        };
+        self.curve.push(point);
+        Ok(self.curve.last().expect("just pushed"))
+    }
+
+    /// APG or SHAC: one differentiable window, the policy update and (SHAC)
+    /// the value network's regression onto TD(lambda) targets.
+    fn differentiable(&mut self) -> Result<(f64, f64, usize, Vec<Vec<f64>>)> {
+        let c = self.config.clone();
+        let value = self.critic.as_ref().and_then(|k| k.target.as_ref());
+        let w = window::run(&mut self.envs, &self.policy, c.horizon, c.gamma, value)?;
+        let vars = self.policy.net.vars();
+        let update = self.adam.step(&vars, &w.grads, Some(c.clip))?;
+        let (norm, skipped) = match update {
+            Update::Applied { norm } => (norm, 0),
+            Update::Skipped => (f64::NAN, 1),
+        };
+        if let Some(Critic {
+            net,
+            target: Some(target),
+            adam,
+        }) = &mut self.critic
+        {
+            let b = self.envs.batch();
+            // Values of the states after every step, by the target network.
+            let mut values = vec![vec![0.0; b]; c.horizon];
+            for (t, row) in values.iter_mut().enumerate() {
+                let v = target.forward(&self.policy.input(&w.obs[t + 1])?)?;
+                *row = v.flatten_all()?.to_vec1::<f64>()?;
+            }
+            let (mut inputs, mut targets) = (vec![], vec![]);
+            for e in 0..b {
+                let col = |m: &Vec<Vec<f64>>| m.iter().map(|r| r[e]).collect::<Vec<f64>>();
+                let term: Vec<bool> = w.terminal.iter().map(|r| r[e]).collect();
+                let g =
+                    value::lambda_returns(&col(&w.reward), &col(&values), &term, c.gamma, c.lambda);
+                for (t, g) in g.into_iter().enumerate() {
+                    if w.weight[t][e] > 0.0 && g.is_finite() {
+                        inputs.push(w.obs[t][e].clone());
+                        targets.push(g);
+                    }
+                }
+            }
+            let inputs = self.policy.norm.apply(&inputs);
+            value::fit(
+                net,
+                adam,
+                &inputs,
+                &targets,
+                4,
+                4,
+                Some(c.clip),
+                &mut self.rng,
+            )?;
+            soft_update(target, net, 0.2)?;
+        }
+        let obs = w.obs[..c.horizon].iter().flatten().cloned().collect();
+        Ok((w.loss, norm, w.dropped + skipped, obs))
+    }
+
+    /// PPO: a stochastic rollout, advantages by GAE, clipped-objective epochs.
+    fn ppo(&mut self) -> Result<(f64, f64, usize, Vec<Vec<f64>>)> {
+        let c = self.config.clone();
+        let (b, k) = (self.envs.batch(), self.policy.controls.len());
+        let log_std = self
+            .log_std
+            .clone()
+            .expect("PPO has a log standard deviation");
+        let mut critic = self.critic.take().expect("PPO has a value network");
+        let err = |e: joule_runtime::NameError| candle_core::Error::Msg(e.0);
+        let std: Vec<f64> = log_std.as_tensor().exp()?.to_vec1::<f64>()?;
+        let mut outputs = self.envs.sim.outputs();
+        let (mut raw, mut inputs, mut actions, mut logps, mut values) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut rewards, mut terminal, mut weight) = (vec![], vec![], vec![]);
+        for _ in 0..c.horizon {
+            let o = self.policy.observe(&outputs);
+            let x = self.policy.input(&o)?;
+            let mean = self.policy.forward(&x)?;
+            let eps: Vec<f64> = (0..b * k)
+                .map(|_| StandardNormal.sample(&mut self.rng))
+                .collect();
+            let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
+            let a =
+                (mean.clone() + eps.broadcast_mul(&Tensor::new(std.as_slice(), &Device::Cpu)?)?)?;
+            logps.push(ppo::log_prob(&mean, log_std.as_tensor(), &a)?);
+            values.push(critic.net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
+            self.policy.write_controls(&a, &mut self.envs.controls)?;
+            self.envs
+                .sim
+                .set_controls(&self.envs.controls)
+                .map_err(err)?;
+            self.envs.sim.step();
+            let out = self.envs.after_step();
+            raw.push(o);
+            inputs.push(x);
+            actions.push(a);
+            rewards.push(out.reward);
+            terminal.push(out.terminal);
+            weight.push(out.weight);
+            outputs = out.outputs;
+        }
+        let last = self.policy.input(&self.policy.observe(&outputs))?;
+        values.push(critic.net.forward(&last)?.flatten_all()?.to_vec1::<f64>()?);
+        // Advantages per environment, then flattened step-major like the tensors.
+        let mut adv = vec![0.0; c.horizon * b];
+        let mut ret = vec![0.0; c.horizon * b];
+        for e in 0..b {
+            let col = |m: &Vec<Vec<f64>>| m.iter().map(|r| r[e]).collect::<Vec<f64>>();
+            let term: Vec<bool> = terminal.iter().map(|r| r[e]).collect();
+            let (a, r) = value::gae(&col(&rewards), &col(&values), &term, c.gamma, c.lambda);
+            for t in 0..c.horizon {
+                adv[t * b + e] = a[t];
+                ret[t * b + e] = r[t];
+            }
+        }
+        let valid: Vec<usize> = (0..c.horizon * b)
+            .filter(|&i| weight[i / b][i % b] > 0.0 && adv[i].is_finite())
+            .collect();
+        let n = valid.len().max(1) as f64;
+        let mean_a = valid.iter().map(|&i| adv[i]).sum::<f64>() / n;
+        let std_a = (valid
+            .iter()
+            .map(|&i| (adv[i] - mean_a).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt()
+            + 1e-8;
+        let x = Tensor::cat(&inputs, 0)?;
+        let a = Tensor::cat(&actions, 0)?;
+        let old = Tensor::cat(&logps, 0)?;
+        let mut vars = self.policy.net.vars();
+        vars.push(log_std.clone());
+        let k_vars = critic.net.vars();
+        let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
+        let mut order = valid.clone();
+        for _ in 0..4 {
+            order.shuffle(&mut self.rng);
+            for chunk in order.chunks(order.len().div_ceil(4).max(1)) {
+                let idx = Tensor::from_vec(
+                    chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
+                    chunk.len(),
+                    &Device::Cpu,
+                )?;
+                let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
+                let rets: Vec<f64> = chunk.iter().map(|&i| ret[i]).collect();
+                let xb = x.index_select(&idx, 0)?;
+                let mean = self.policy.forward(&xb)?;
+                let new = ppo::log_prob(&mean, log_std.as_tensor(), &a.index_select(&idx, 0)?)?;
+                let policy_loss = ppo::clipped_loss(
+                    &new,
+                    &old.index_select(&idx, 0)?,
+                    &Tensor::new(advs.as_slice(), &Device::Cpu)?,
+                    0.2,
+                )?;
+                let v = critic.net.forward(&xb)?.flatten_all()?;
+                let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
+                    .sqr()?
+                    .mean_all()?;
+                let loss = (&policy_loss + (value_loss * 0.5)?)?;
+                loss_v = policy_loss.to_scalar::<f64>()?;
+                let store = loss.backward()?;
+                match self
+                    .adam
+                    .step(&vars, &grads_of(&store, &vars)?, Some(c.clip))?
+                {
+                    Update::Applied { norm: g } => norm = g,
+                    Update::Skipped => skipped += 1,
+                }
+                critic
+                    .adam
+                    .step(&k_vars, &grads_of(&store, &k_vars)?, Some(c.clip))?;
+            }
+        }
+        self.critic = Some(critic);
+        Ok((loss_v, norm, skipped, raw.into_iter().flatten().collect()))
+    }
+}
+
+/// Everything a checkpoint holds besides tensors.
+#[derive(Serialize, Deserialize)]
+struct State {
+    config: Config,
+    curve: Vec<Point>,
+    rng: ChaCha8Rng,
+    adam_t: Vec<u64>,
+    finished: Vec<f64>,
+}
+
+impl<'s> Trainer<'s> {
+    /// The run's complete state as a safetensors file (JSON state in its metadata).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let dev = &Device::Cpu;
+        let mut t: Vec<(String, Tensor)> = self.policy.named()?;
+        let mut adam_t = vec![self.adam.t];
+        let moments = |t: &mut Vec<(String, Tensor)>, name: &str, a: &Adam| {
+            for (i, (m, v)) in a.m.iter().zip(&a.v).enumerate() {
+                t.push((format!("{name}.m.{i}"), m.clone()));
+                t.push((format!("{name}.v.{i}"), v.clone()));
+            }
+        };
+        moments(&mut t, "adam", &self.adam);
+        if let Some(k) = &self.critic {
+            t.extend(k.net.named("critic"));
+            if let Some(target) = &k.target {
+                t.extend(target.named("target"));
+            }
+            moments(&mut t, "critic_adam", &k.adam);
+            adam_t.push(k.adam.t);
+        }
+        if let Some(s) = &self.log_std {
+            t.push(("log_std".into(), s.as_tensor().clone()));
+        }
+        let (b, n) = (self.envs.batch(), self.envs.sim.positions(0).len());
+        let state = |f: &dyn Fn(usize) -> Vec<f64>| -> Result<Tensor> {
+            Tensor::from_vec((0..b).flat_map(f).collect::<Vec<f64>>(), (b, n), dev)
+        };
+        t.push(("sim.x".into(), state(&|e| self.envs.sim.positions(e))?));
+        t.push(("sim.v".into(), state(&|e| self.envs.sim.velocities(e))?));
+        let per_env = |v: Vec<f64>| Tensor::from_vec(v, b, dev);
+        t.push((
+            "env.age".into(),
+            per_env(self.envs.age.iter().map(|&a| a as f64).collect())?,
+        ));
+        t.push(("env.ret".into(), per_env(self.envs.ret.clone())?));
+        t.push((
+            "env.alive".into(),
+            per_env(
+                self.envs
+                    .alive
+                    .iter()
+                    .map(|&a| f64::from(u8::from(a)))
+                    .collect(),
+            )?,
+        ));
+        let nc = self.envs.controls.len();
+        t.push((
+            "env.controls".into(),
+            Tensor::from_vec(self.envs.controls.concat(), (nc, b), dev)?,
+        ));
+        let st = State {
+            config: self.config.clone(),
+            curve: self.curve.clone(),
+            rng: self.rng.clone(),
+            adam_t,
+            finished: self.envs.finished.clone(),
+        };
+        let mut meta = self.policy.metadata();
+        meta.insert(
+            "joule.trainer".into(),
+            serde_json::to_string(&st).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+        );
+        safetensors::serialize(t, Some(meta)).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    /// Continues a run from [`Trainer::checkpoint`]'s bytes on the same scene.
+    pub fn resume(scene: &'s Scene, bytes: &[u8]) -> Result<Trainer<'s>> {
+        let msg = |e: String| candle_core::Error::Msg(e);
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| msg(e.to_string()))?;
+        let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+        let st: State = serde_json::from_str(meta.get("joule.trainer").ok_or_else(|| {
+            msg("not a training checkpoint (no `joule.trainer` metadata)".into())
+        })?)
+        .map_err(|e| msg(format!("a damaged checkpoint: {e}")))?;
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let get = |n: &str| -> Result<Tensor> {
+            tensors
+                .get(n)
+                .cloned()
+                .ok_or_else(|| msg(format!("the checkpoint has no tensor `{n}`")))?
+                .to_dtype(DType::F64)
+        };
+        let mut tr = Trainer::new(scene, st.config.clone())?;
+        tr.policy.load(&tensors, &meta)?;
+        let restore = |name: &str, a: &mut Adam, t: u64| -> Result<()> {
+            for i in 0..a.m.len() {
+                a.m[i] = get(&format!("{name}.m.{i}"))?;
+                a.v[i] = get(&format!("{name}.v.{i}"))?;
+            }
+            a.t = t;
+            Ok(())
+        };
+        restore("adam", &mut tr.adam, st.adam_t[0])?;
+        if let Some(k) = &mut tr.critic {
+            k.net.load("critic", &|n| tensors.get(n).cloned())?;
+            if let Some(target) = &k.target {
+                target.load("target", &|n| tensors.get(n).cloned())?;
+            }
+            restore(
+                "critic_adam",
+                &mut k.adam,
+                *st.adam_t
+                    .get(1)
+                    .ok_or_else(|| msg("missing critic optimiser".into()))?,
+            )?;
+        }
+        if let Some(s) = &tr.log_std {
+            s.set(&get("log_std")?)?;
+        }
+        let (x, v) = (
+            get("sim.x")?.to_vec2::<f64>()?,
+            get("sim.v")?.to_vec2::<f64>()?,
+        );
+        let b = tr.envs.batch();
+        if x.len() != b || x.first().map(Vec::len) != Some(scene.dofs()) {
+            return Err(msg(format!(
+                "the checkpoint's state is not [{b} environments][{} DOFs]: was the scene changed?",
+                scene.dofs()
+            )));
+        }
+        for e in 0..b {
+            tr.envs.sim.set_state(e, &x[e], &v[e]);
+        }
+        tr.envs.age = get("env.age")?
+            .to_vec1::<f64>()?
+            .into_iter()
+            .map(|a| a as usize)
+            .collect();
+        tr.envs.ret = get("env.ret")?.to_vec1::<f64>()?;
+        tr.envs.alive = get("env.alive")?
+            .to_vec1::<f64>()?
+            .into_iter()
+            .map(|a| a > 0.5)
+            .collect();
+        tr.envs.controls = get("env.controls")?.to_vec2::<f64>()?;
+        tr.envs.finished = st.finished;
+        tr.rng = st.rng;
+        tr.curve = st.curve;
+        Ok(tr)
+    }
+}

@@ -1,0 +1,205 @@
+//! One differentiable window: `H` steps of every environment with the policy
+//! in the loop, recorded on a tape, then the reverse pass that carries
+//! dL/d(state) back through the simulator and, at every step, hands
+//! dL/d(controls) to the network, whose backward pass returns dL/d(weights)
+//! and dL/d(observations) — the latter seeded into the simulator's outputs
+//! at the state they were read from.
+//!
+//! The loss is `-(1/(B H)) sum_e [sum_t gamma^t w_te r_te + gamma^H a_e V(o_He)]`
+//! (`w` masks steps after an episode ended, `a` whether it is still running,
+//! `V` an optional value network closing the window, as in SHAC).
+
+use crate::adam::{add_grads, grads_of};
+use crate::envs::Envs;
+use crate::net::Mlp;
+use crate::policy::Policy;
+use candle_core::{Device, Result, Tensor, Var};
+use joule_runtime::Tape;
+
+/// What a window recorded, for the value network's targets and statistics.
+pub struct Window {
+    /// The loss (negative, normalised return).
+    pub loss: f64,
+    /// d loss / d (policy variables), in [`Mlp::vars`] order.
+    pub grads: Vec<Tensor>,
+    /// Raw observations at the start of every step and after the last, `[H + 1][env][input]`.
+    pub obs: Vec<Vec<Vec<f64>>>,
+    /// Rewards, `[H][env]` (0 where masked).
+    pub reward: Vec<Vec<f64>>,
+    /// Whether the step's reward counted, `[H][env]`.
+    pub weight: Vec<Vec<f64>>,
+    /// Whether the episode ended at the step, `[H][env]`.
+    pub terminal: Vec<Vec<bool>>,
+    /// Control adjoints that were not finite and were dropped (per step and
+    /// environment): the NaN guard against gradients exploding through contact.
+    pub dropped: usize,
+}
+
+/// A closed-loop rollout recorded on a tape.
+pub struct Rollout {
+    tape: Tape,
+    /// The policy's input variable and its controls at every step.
+    steps: Vec<(Var, Tensor)>,
+    /// Raw observations at the start of every step and after the last, `[H + 1][env][input]`.
+    pub obs: Vec<Vec<Vec<f64>>>,
+    /// Rewards, `[H][env]` (0 where masked).
+    pub reward: Vec<Vec<f64>>,
+    /// Whether the step's reward counted, `[H][env]`.
+    pub weight: Vec<Vec<f64>>,
+    /// Whether the episode ended at the step, `[H][env]`.
+    pub terminal: Vec<Vec<bool>>,
+    /// All outputs after every step, `[H][row][env]`.
+    pub outputs: Vec<Vec<Vec<f64>>>,
+}
+
+fn name_error(e: joule_runtime::NameError) -> candle_core::Error {
+    candle_core::Error::Msg(e.0)
+}
+
+/// `h` steps of every environment with `policy` setting the controls, recorded.
+pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
+    let mut r = Rollout {
+        tape: envs.sim.tape(),
+        steps: vec![],
+        obs: vec![],
+        reward: vec![],
+        weight: vec![],
+        terminal: vec![],
+        outputs: vec![],
+    };
+    let mut outputs = envs.sim.outputs();
+    for _ in 0..h {
+        let o = policy.observe(&outputs);
+        let input = Var::from_tensor(&policy.input(&o)?)?;
+        let u = policy.forward(input.as_tensor())?;
+        policy.write_controls(&u, &mut envs.controls)?;
+        envs.sim.set_controls(&envs.controls).map_err(name_error)?;
+        envs.sim.step_taped(&mut r.tape);
+        let out = envs.after_step();
+        r.obs.push(o);
+        r.steps.push((input, u));
+        r.reward.push(out.reward);
+        r.weight.push(out.weight);
+        r.terminal.push(out.terminal);
+        r.outputs.push(out.outputs.clone());
+        outputs = out.outputs;
+    }
+    r.obs.push(policy.observe(&outputs));
+    Ok(r)
+}
+
+/// The reverse pass of a rollout. `seeds(t)` are the objective's output
+/// seeds `[row][env]` at the state after step `t` (`end` is added to the last
+/// one: a terminal value's seeds). Returns d objective / d (policy variables)
+/// and the number of control adjoints dropped for not being finite.
+pub fn backward(
+    envs: &mut Envs,
+    policy: &Policy,
+    mut r: Rollout,
+    seeds: impl Fn(usize) -> Vec<Vec<f64>>,
+    end: Option<Vec<Vec<f64>>>,
+) -> Result<(Vec<Tensor>, usize)> {
+    let h = r.steps.len();
+    let (b, rows) = (envs.batch(), envs.sim.outputs().len());
+    let mut last = seeds(h - 1);
+    if let Some(end) = end {
+        add(&mut last, &end);
+    }
+    envs.sim
+        .seed_outputs(&mut r.tape, &last)
+        .map_err(name_error)?;
+    let vars = policy.net.vars();
+    let mut dropped = 0;
+    let mut grads: Vec<Tensor> = vars.iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
+    for t in (0..h).rev() {
+        let ubar = envs.sim.reverse_step(&mut r.tape);
+        let (input, u) = &r.steps[t];
+        let mut cols: Vec<f64> = (0..b)
+            .flat_map(|e| policy.controls.iter().map(move |&c| (c, e)))
+            .map(|(c, e)| ubar[c][e])
+            .collect();
+        for row in cols.chunks_mut(policy.controls.len()) {
+            if row.iter().any(|x| !x.is_finite()) {
+                row.fill(0.0);
+                dropped += 1;
+            }
+        }
+        let ubar = Tensor::from_vec(cols, (b, policy.controls.len()), &Device::Cpu)?;
+        let store = u.mul(&ubar)?.sum_all()?.backward()?;
+        add_grads(&mut grads, &grads_of(&store, &vars)?)?;
+        if t > 0 {
+            let d_input = store
+                .get(input.as_tensor())
+                .expect("the policy reads its input");
+            let mut s = policy.input_seeds(d_input, &r.obs[t], rows)?;
+            add(&mut s, &seeds(t - 1));
+            envs.sim.seed_outputs(&mut r.tape, &s).map_err(name_error)?;
+        }
+    }
+    Ok((grads, dropped))
+}
+
+/// Runs one window of `h` steps and differentiates its loss.
+pub fn run(
+    envs: &mut Envs,
+    policy: &Policy,
+    h: usize,
+    gamma: f64,
+    value: Option<&Mlp>,
+) -> Result<Window> {
+    let b = envs.batch();
+    let rows = envs.sim.outputs().len();
+    let norm = 1.0 / (b * h) as f64;
+    let r = forward(envs, policy, h)?;
+    let mut loss = 0.0;
+    for (t, rew) in r.reward.iter().enumerate() {
+        loss -= norm * gamma.powi(t as i32) * rew.iter().sum::<f64>();
+    }
+    let end = match value {
+        Some(v) => {
+            let alive: Vec<f64> = envs.alive.iter().map(|&a| f64::from(u8::from(a))).collect();
+            let coef = Tensor::from_vec(alive, (b, 1), &Device::Cpu)?
+                .affine(-norm * gamma.powi(h as i32), 0.0)?;
+            let input = Var::from_tensor(&policy.input(&r.obs[h])?)?;
+            let term = v.forward(input.as_tensor())?.mul(&coef)?.sum_all()?;
+            loss += term.to_scalar::<f64>()?;
+            let d = term.backward()?;
+            let d_input = d.get(input.as_tensor()).expect("the value reads its input");
+            Some(policy.input_seeds(d_input, &r.obs[h], rows)?)
+        }
+        None => None,
+    };
+    let row = envs
+        .reward_row
+        .ok_or_else(|| candle_core::Error::Msg("training needs a reward".into()))?;
+    let weight = r.weight.clone();
+    let seeds = |t: usize| reward_seeds(rows, row, &weight[t], -norm * gamma.powi(t as i32));
+    let (obs, reward, terminal) = (r.obs.clone(), r.reward.clone(), r.terminal.clone());
+    let (grads, dropped) = backward(envs, policy, r, seeds, end)?;
+    Ok(Window {
+        loss,
+        grads,
+        obs,
+        reward,
+        weight,
+        terminal,
+        dropped,
+    })
+}
+
+/// Seeds `coef * weight_e` on the reward row.
+fn reward_seeds(rows: usize, row: usize, weight: &[f64], coef: f64) -> Vec<Vec<f64>> {
+    let mut s = vec![vec![0.0; weight.len()]; rows];
+    for (e, w) in weight.iter().enumerate() {
+        s[row][e] = coef * w;
+    }
+    s
+}
+
+fn add(acc: &mut [Vec<f64>], more: &[Vec<f64>]) {
+    for (a, m) in acc.iter_mut().zip(more) {
+        for (x, y) in a.iter_mut().zip(m) {
+            *x += y;
+        }
+    }
+}

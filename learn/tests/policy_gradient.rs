@@ -1,0 +1,135 @@
+//! The policy gradient through the simulator against central finite
+//! differences of the network's weights: a window of closed-loop steps, the
+//! controls set by the network from observations every step (so the gradient
+//! flows through the dynamics, the controls and the observations), on an
+//! implicit rigid-body scene and an explicit particle scene, with and
+//! without a value network closing the window.
+
+use candle_core::Tensor;
+use joule_compiler::model::{Activation, Integrator};
+use joule_learn::envs::Envs;
+use joule_learn::net::Mlp;
+use joule_learn::{policy, window, Policy};
+use joule_runtime::Scene;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A scene whose implicit solves are tight enough for finite differences.
+fn tight(src: &str) -> Scene {
+    let checked = joule_compiler::check_source("test.joule", src);
+    let mut model = checked.model.expect("the scene compiles");
+    if let Integrator::ImplicitEuler { .. } = model.settings.integrator {
+        model.settings.integrator = Integrator::ImplicitEuler {
+            iterations: 60,
+            tolerance: 1e-15,
+        };
+    }
+    Scene::from_model(model, joule_compiler::compiled::Backend::Jit).expect("kernels compile")
+}
+
+/// The window loss from a fresh, identically jittered batch.
+fn loss(scene: &Scene, policy: &Policy, value: Option<&Mlp>, steps: usize) -> (f64, Vec<Tensor>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let reward = scene
+        .compiled
+        .layout()
+        .outputs
+        .iter()
+        .find(|o| o.kind == joule_grammar::ast::ObjectiveKind::Reward)
+        .map(|o| o.name.clone());
+    let mut envs = Envs::new(scene, 3, 1, reward.as_deref(), 100, 0.3, &mut rng).expect("envs");
+    let w = window::run(&mut envs, policy, steps, 0.9, value).expect("window");
+    assert_eq!(w.dropped, 0);
+    (w.loss, w.grads)
+}
+
+fn check(scene: &Scene, steps: usize, with_value: bool) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let spec = policy::spec(scene, None).expect("one policy");
+    let mut policy = Policy::new(scene, spec, &mut rng).expect("policy");
+    // Larger output weights than a fresh policy's, so the controls move.
+    let vars = policy.net.vars();
+    let last = &vars[vars.len() - 2];
+    last.set(&(last.as_tensor() * 100.0).unwrap()).unwrap();
+    // A normalisation that is not the identity.
+    let obs: Vec<Vec<f64>> = (0..5)
+        .map(|i| {
+            (0..policy.inputs())
+                .map(|k| (i * k) as f64 * 0.1 + i as f64 * 0.3)
+                .collect()
+        })
+        .collect();
+    policy.norm.update(&obs);
+    let value = with_value.then(|| {
+        Mlp::new(&[policy.inputs(), 8, 1], Activation::Tanh, 1.0, &mut rng).expect("value")
+    });
+    let (_, grads) = loss(scene, &policy, value.as_ref(), steps);
+    let mut checked = 0;
+    for (v, g) in policy.net.vars().iter().zip(&grads) {
+        let flat = v
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let gflat = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for i in [0, flat.len() / 2, flat.len() - 1] {
+            let at = |x: f64| {
+                let mut p = flat.clone();
+                p[i] = x;
+                let t = Tensor::from_vec(p, v.as_tensor().shape(), v.as_tensor().device()).unwrap();
+                v.set(&t).unwrap();
+                let l = loss(scene, &policy, value.as_ref(), steps).0;
+                v.set(
+                    &Tensor::from_vec(flat.clone(), v.as_tensor().shape(), v.as_tensor().device())
+                        .unwrap(),
+                )
+                .unwrap();
+                l
+            };
+            let h = 1e-6 * flat[i].abs().max(1.0);
+            let fd = (at(flat[i] + h) - at(flat[i] - h)) / (2.0 * h);
+            let tol = 1e-5 * fd.abs().max(1e-4);
+            assert!(
+                (gflat[i] - fd).abs() < tol,
+                "weight {i} of {:?}: adjoint {} vs central difference {fd}",
+                v.as_tensor().dims(),
+                gflat[i]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9);
+}
+
+#[test]
+fn policy_gradient_through_implicit_rigid_bodies_matches_finite_differences() {
+    let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
+    check(&tight(&src), 6, false);
+}
+
+#[test]
+fn policy_gradient_with_a_closing_value_matches_finite_differences() {
+    let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
+    check(&tight(&src), 4, true);
+}
+
+#[test]
+fn policy_gradient_through_explicit_springs_matches_finite_differences() {
+    let src = r#"
+settings { dt = 0.01, gravity = vec3(0, 0, -9.81) }
+control f[k in 0..2] in -3..3
+particle a { x = vec3(0, 0, 1), mass = 1 }
+particle b { x = vec3(0.5, 0, 1), mass = 2 }
+fix a
+energy spring(p: particle, q: particle, k: scalar, l: scalar) = 0.5 * k * (norm(p.x - q.x) - l)^2
+spring(a, b, 50, 0.5)
+energy push(p: particle, g: control, h: control) = -g * p.x.x - h * p.x.z
+push(b, f[0], f[1])
+observe pos = b.x
+observe vel = b.v
+reward up = b.x.z - 0.1 * f[0]^2
+policy actor = mlp(inputs = [pos, vel], outputs = f, hidden = [6], activation = elu)
+"#;
+    check(&tight(src), 8, false);
+}

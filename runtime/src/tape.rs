@@ -1,0 +1,256 @@
+//! Reverse mode through a closed loop. A policy outside the simulator sets
+//! the controls before every step, so the rollout cannot be differentiated
+//! in one call: [`Sim::step_taped`] records each step (the state before every
+//! substep and the controls), then the caller walks back one step at a time,
+//! adding the seeds of its own terms on the outputs at each recorded state
+//! ([`Sim::seed_outputs`]: rewards, and the policy's observation adjoints) and
+//! taking the step's adjoint ([`Sim::reverse_step`]), which hands back
+//! dL/d(controls) of that step for the policy to backpropagate.
+//!
+//! Positions on a tape: 0 is the state it started from, `t + 1` the state
+//! after recorded step `t`. Seeds are added at the head position (the last
+//! recorded state not yet reversed), with that step's controls in place, so
+//! outputs that read controls see the values they were computed with.
+
+use crate::step::{Adjoint, Snapshot};
+use crate::{NameError, Sim};
+use rayon::prelude::*;
+
+/// The recorded steps of a closed-loop rollout and the adjoint being carried back.
+pub struct Tape {
+    /// Per partition: the state before every substep of every recorded step.
+    states: Vec<Vec<Snapshot>>,
+    /// Per partition: the controls of every recorded step.
+    controls: Vec<Vec<Vec<f64>>>,
+    /// Per partition: the state after the last recorded step.
+    end: Vec<Snapshot>,
+    /// Per partition: dL/d(state at the head position), params accumulated.
+    adj: Vec<Adjoint>,
+    /// Recorded steps not yet reversed.
+    head: usize,
+}
+
+impl Tape {
+    /// Steps recorded and not yet reversed (the head position).
+    pub fn len(&self) -> usize {
+        self.head
+    }
+
+    /// Whether every recorded step has been reversed.
+    pub fn is_empty(&self) -> bool {
+        self.head == 0
+    }
+}
+
+/// What a fully reversed tape gives: gradients with respect to its start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TapeGradient {
+    /// d L / d param, `[param][env]`.
+    pub params: Vec<Vec<f64>>,
+    /// d L / d (initial position of each free DOF), `[dof][env]`.
+    pub x0: Vec<Vec<f64>>,
+    /// d L / d (initial velocity of each free DOF), `[dof][env]`.
+    pub v0: Vec<Vec<f64>>,
+}
+
+impl Sim<'_> {
+    /// An empty tape starting at the current state.
+    pub fn tape(&self) -> Tape {
+        let n = self.scene.dofs();
+        Tape {
+            states: self.parts.iter().map(|_| vec![]).collect(),
+            controls: self.parts.iter().map(|_| vec![]).collect(),
+            end: self.parts.iter().map(|p| p.snapshot(n)).collect(),
+            adj: self
+                .parts
+                .iter()
+                .map(|p| Adjoint {
+                    x: vec![0.0; n * p.b.stride],
+                    v: vec![0.0; n * p.b.stride],
+                    params: vec![0.0; p.b.params.len()],
+                    controls: vec![0.0; p.b.controls.len()],
+                })
+                .collect(),
+            head: 0,
+        }
+    }
+
+    /// Sets every control in every environment from `[control][env]`, each
+    /// clamped to its range.
+    pub fn set_controls(&mut self, values: &[Vec<f64>]) -> Result<(), NameError> {
+        let controls = &self.scene.model().controls;
+        if values.len() != controls.len() || values.iter().any(|c| c.len() != self.batch) {
+            return Err(NameError(format!(
+                "controls must be [{} controls][{} environments]",
+                controls.len(),
+                self.batch
+            )));
+        }
+        for p in &mut self.parts {
+            let s = p.b.stride;
+            for (i, (c, vals)) in controls.iter().zip(values).enumerate() {
+                for e in 0..p.len {
+                    let v = vals[p.first + e];
+                    p.b.controls[i * s + e] = c.bounds.map_or(v, |(lo, hi)| v.clamp(lo, hi));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of every environment at the current controls, recorded on `tape`.
+    ///
+    /// # Panics
+    /// If the tape has been partly reversed (record, then reverse, then start a new tape).
+    pub fn step_taped(&mut self, tape: &mut Tape) {
+        assert_eq!(
+            tape.head,
+            tape.controls.first().map_or(0, Vec::len),
+            "a tape records only before it is reversed"
+        );
+        let (scene, step) = (self.scene, self.step);
+        let (n, subs) = (
+            scene.dofs(),
+            scene.model().settings.substeps.max(1) as usize,
+        );
+        self.parts
+            .par_iter_mut()
+            .zip(&mut tape.states)
+            .zip(&mut tape.controls)
+            .zip(&mut tape.end)
+            .for_each(|(((p, states), controls), end)| {
+                p.events.clear();
+                controls.push(p.b.controls.to_vec());
+                for _ in 0..subs {
+                    states.push(p.snapshot(n));
+                    p.substep(scene, step);
+                }
+                p.check_finite(scene, step);
+                *end = p.snapshot(n);
+            });
+        self.step += 1;
+        tape.head += 1;
+        for p in &self.parts {
+            self.events.extend(p.events.iter().cloned());
+        }
+    }
+
+    /// Adds d(seed . outputs)/d(state) at the tape's head position to the
+    /// adjoint being carried back; `seed` is `[output row][env]`
+    /// (the rows of [`Sim::outputs`]). Outputs that read parameters add to
+    /// the parameter gradient; controls they read are those of the step that
+    /// led to the head position.
+    pub fn seed_outputs(&mut self, tape: &mut Tape, seed: &[Vec<f64>]) -> Result<(), NameError> {
+        let rows = self.scene.compiled.layout().output_rows();
+        if seed.len() != rows || seed.iter().any(|r| r.len() != self.batch) {
+            return Err(NameError(format!(
+                "output seeds must be [{rows} rows][{} environments]",
+                self.batch
+            )));
+        }
+        let scene = self.scene;
+        let head = tape.head;
+        let subs = scene.model().settings.substeps.max(1) as usize;
+        self.parts
+            .par_iter_mut()
+            .zip(&tape.states)
+            .zip(&tape.controls)
+            .zip(&tape.end)
+            .zip(&mut tape.adj)
+            .for_each(|((((p, states), controls), end), adj)| {
+                let s = p.b.stride;
+                let at = if head == controls.len() {
+                    end
+                } else {
+                    &states[head * subs]
+                };
+                p.restore(at);
+                if head > 0 {
+                    p.b.controls.copy_from_slice(&controls[head - 1]);
+                }
+                p.b.out_seed.fill(0.0);
+                for (r, row) in seed.iter().enumerate() {
+                    p.b.out_seed[r * s..r * s + p.len]
+                        .copy_from_slice(&row[p.first..p.first + p.len]);
+                }
+                // What the outputs read of the controls joins that step's
+                // control gradient, handed back by the next `reverse_step`.
+                p.outputs_adjoint(scene, adj);
+            });
+        self.restore_end(tape);
+        Ok(())
+    }
+
+    /// Reverses the last recorded step not yet reversed: carries the adjoint
+    /// back over it and returns dL/d(its controls), `[control][env]`.
+    ///
+    /// # Panics
+    /// If every recorded step has been reversed.
+    pub fn reverse_step(&mut self, tape: &mut Tape) -> Vec<Vec<f64>> {
+        assert!(tape.head > 0, "nothing left to reverse on the tape");
+        let scene = self.scene;
+        let t = tape.head - 1;
+        let subs = scene.model().settings.substeps.max(1) as usize;
+        self.parts
+            .par_iter_mut()
+            .zip(&tape.states)
+            .zip(&tape.controls)
+            .zip(&mut tape.adj)
+            .for_each(|(((p, states), controls), adj)| {
+                p.b.controls.copy_from_slice(&controls[t]);
+                for sub in (0..subs).rev() {
+                    p.substep_adjoint(scene, &states[t * subs + sub], adj);
+                }
+            });
+        tape.head = t;
+        let nc = scene.model().controls.len();
+        let mut out = vec![vec![0.0; self.batch]; nc];
+        for (p, adj) in self.parts.iter().zip(&mut tape.adj) {
+            let s = p.b.stride;
+            for (c, row) in out.iter_mut().enumerate() {
+                row[p.first..p.first + p.len].copy_from_slice(&adj.controls[c * s..c * s + p.len]);
+            }
+            adj.controls.fill(0.0);
+        }
+        self.restore_end(tape);
+        out
+    }
+
+    /// Puts every partition back at the tape's last recorded state (where the
+    /// simulation stood before the reverse pass).
+    fn restore_end(&mut self, tape: &Tape) {
+        for ((p, end), controls) in self.parts.iter_mut().zip(&tape.end).zip(&tape.controls) {
+            p.restore(end);
+            if let Some(c) = controls.last() {
+                p.b.controls.copy_from_slice(c);
+            }
+        }
+    }
+
+    /// The gradients with respect to the tape's start state and the parameters
+    /// (call after every step has been reversed and the start seeded).
+    pub fn tape_gradient(&mut self, tape: &Tape) -> TapeGradient {
+        let n = self.scene.dofs();
+        let np = self.scene.model().params.len();
+        let mut g = TapeGradient {
+            params: vec![vec![0.0; self.batch]; np],
+            x0: vec![vec![0.0; self.batch]; n],
+            v0: vec![vec![0.0; self.batch]; n],
+        };
+        for (p, adj) in self.parts.iter().zip(&tape.adj) {
+            let s = p.b.stride;
+            for e in 0..p.len {
+                let env = p.first + e;
+                for i in 0..np {
+                    g.params[i][env] = adj.params[i * s + e];
+                }
+                for r in 0..n {
+                    g.x0[r][env] = adj.x[r * s + e];
+                    g.v0[r][env] = adj.v[r * s + e];
+                }
+            }
+        }
+        self.restore_end(tape);
+        g
+    }
+}
