@@ -9,6 +9,7 @@ mod plot;
 mod progress;
 mod repl;
 mod run;
+mod train;
 mod viewer;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -134,6 +135,9 @@ enum Command {
         /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
+        #[arg(long, value_name = "P.safetensors")]
+        policy: Option<PathBuf>,
         /// Write a self-contained HTML page that plays the trajectory back in 3D.
         #[arg(long, value_name = "F.html")]
         html: Option<PathBuf>,
@@ -230,6 +234,138 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Train the scene's `policy` to maximise a reward: analytic policy gradients through the
+    /// simulator (apg), short-horizon actor-critic (shac), or model-free PPO (the baseline).
+    #[command(
+        after_help = "Examples:\n  joule train scenes/cartpole.joule --reward height --algo shac --iters 200 --curve curve.csv\n  joule train scenes/cartpole.joule --reward height --algo ppo --checkpoint ck.safetensors\n  joule train scenes/cartpole.joule --reward height --algo ppo --resume ck.safetensors --iters 400"
+    )]
+    Train {
+        /// The scene file (with a `policy` item).
+        scene: PathBuf,
+        /// The `reward` item maximised (summed over each episode).
+        #[arg(long)]
+        reward: String,
+        /// The algorithm.
+        #[arg(long, value_enum, default_value_t = AlgoArg::Shac)]
+        algo: AlgoArg,
+        /// The `policy` item trained (default: the scene's only one).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Environments simulated at once.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Steps per differentiable window (apg, shac) or per rollout (ppo).
+        #[arg(long, default_value_t = 32)]
+        horizon: usize,
+        /// Iterations in all (a resumed run continues to this total).
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Episode length in steps (rounded up to whole windows).
+        #[arg(long, default_value_t = 256)]
+        episode: usize,
+        /// Seed of every random draw (initial weights, resets, PPO's actions).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Learning rate (default: 1e-2 for apg/shac, 3e-4 for ppo).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Largest global gradient norm (default: 1 for apg/shac, 0.5 for ppo).
+        #[arg(long)]
+        clip: Option<f64>,
+        /// Standard deviation of the velocity jitter at every reset.
+        #[arg(long, default_value_t = 0.1)]
+        noise: f64,
+        /// Worker threads for the simulation (results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Stop once the mean episode return reaches this value.
+        #[arg(long)]
+        target: Option<f64>,
+        /// Surrogate gradients of `backward =` clauses (`off`: exact gradients).
+        #[arg(long, value_enum, default_value_t = Switch::On)]
+        surrogate: Switch,
+        /// The trained policy's weights.
+        #[arg(long, default_value = "policy.safetensors")]
+        out: PathBuf,
+        /// Checkpoint file, written atomically every `--every` iterations and at the end.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Iterations between checkpoints.
+        #[arg(long, default_value_t = 10)]
+        every: usize,
+        /// Continue from a checkpoint (bitwise the run it continues).
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Write the learning curve as CSV, and PNG plots beside it.
+        #[arg(long)]
+        curve: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Imitate one demonstration (`joule run --out demo.npz`): train the scene's `policy` by the
+    /// Chamfer distance between its trajectory and the expert's, through the simulator (ILD).
+    #[command(
+        after_help = "Examples:\n  joule run scenes/reacher.joule --steps 100 --policy expert.safetensors --out demo.npz\n  joule imitate scenes/reacher.joule --expert demo.npz --match fingertip --reward closeness"
+    )]
+    Imitate {
+        /// The scene file (with a `policy` item).
+        scene: PathBuf,
+        /// The demonstration (`joule run --out demo.npz`; environment 0 is used).
+        #[arg(long)]
+        expert: PathBuf,
+        /// The outputs whose trajectories are matched, comma-separated (positions and velocities
+        /// together match the pace as well as the path).
+        #[arg(
+            long = "match",
+            value_name = "OUTPUT,...",
+            value_delimiter = ',',
+            required = true
+        )]
+        outputs: Vec<String>,
+        /// The algorithm (ILD: Chamfer distance through the simulator).
+        #[arg(long, value_enum, default_value_t = ImitateAlgo::Ild)]
+        algo: ImitateAlgo,
+        /// The `policy` item trained (default: the scene's only one).
+        #[arg(long)]
+        policy: Option<String>,
+        /// A `reward` item to report next to the expert's.
+        #[arg(long)]
+        reward: Option<String>,
+        /// Steps per episode (default: the demonstration's length).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Iterations.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Environments (differently jittered starts).
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        /// Standard deviation of the velocity jitter at every reset.
+        #[arg(long, default_value_t = 0.0)]
+        noise: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The trained policy's weights.
+        #[arg(long, default_value = "policy.safetensors")]
+        out: PathBuf,
+        /// Write the learning curve as CSV (and PNG plots beside it).
+        #[arg(long)]
+        curve: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
     #[command(
         after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
@@ -303,6 +439,28 @@ enum BackendArg {
     Jit,
     /// The reference interpreter.
     Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgoArg {
+    /// Analytic policy gradients through short windows of the batched rollout.
+    Apg,
+    /// Short-horizon actor-critic: APG with a learned value closing each window.
+    Shac,
+    /// Proximal policy optimisation (model-free; no gradient through the simulator).
+    Ppo,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImitateAlgo {
+    /// Imitation learning by differentiable physics: a Chamfer distance between trajectories.
+    Ild,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -486,6 +644,7 @@ fn run(cli: Cli) -> ExitCode {
             batch,
             threads,
             out,
+            policy,
             html,
             html_env,
             json,
@@ -511,6 +670,7 @@ fn run(cli: Cli) -> ExitCode {
                 html.as_ref(),
                 json,
                 quiet,
+                policy.as_deref(),
             ))
         }
         Command::Plot {
@@ -530,6 +690,102 @@ fn run(cli: Cli) -> ExitCode {
             width,
             height,
         })),
+        Command::Train {
+            scene,
+            reward,
+            algo,
+            policy,
+            batch,
+            horizon,
+            iters,
+            episode,
+            seed,
+            lr,
+            clip,
+            noise,
+            threads,
+            target,
+            surrogate,
+            out,
+            checkpoint,
+            every,
+            resume,
+            curve,
+            json,
+            quiet,
+        } => {
+            let algo = match algo {
+                AlgoArg::Apg => joule_learn::Algo::Apg,
+                AlgoArg::Shac => joule_learn::Algo::Shac,
+                AlgoArg::Ppo => joule_learn::Algo::Ppo,
+            };
+            let mut config = joule_learn::Config::new(algo, &reward);
+            config.policy = policy;
+            config.batch = batch.max(1);
+            config.horizon = horizon.max(1);
+            config.episode = episode;
+            config.seed = seed;
+            config.noise = noise;
+            config.threads = threads.unwrap_or_else(rayon::current_num_threads);
+            config.lr = lr.unwrap_or(config.lr);
+            config.clip = clip.unwrap_or(config.clip);
+            let outputs = train::Outputs {
+                out,
+                curve,
+                json,
+                quiet,
+            };
+            finish(train::train(
+                &scene,
+                config,
+                iters,
+                surrogate == Switch::On,
+                checkpoint.as_deref(),
+                every,
+                resume.as_deref(),
+                target,
+                &outputs,
+            ))
+        }
+        Command::Imitate {
+            scene,
+            expert,
+            outputs,
+            algo: ImitateAlgo::Ild,
+            policy,
+            reward,
+            steps,
+            iters,
+            batch,
+            lr,
+            noise,
+            seed,
+            out,
+            curve,
+            json,
+            quiet,
+        } => {
+            let args = train::ImitateArgs {
+                scene,
+                expert,
+                outputs,
+                policy,
+                reward,
+                steps,
+                iters,
+                batch: batch.max(1),
+                lr,
+                noise,
+                seed,
+            };
+            let outputs = train::Outputs {
+                out,
+                curve,
+                json,
+                quiet,
+            };
+            finish(train::imitate(&args, &outputs))
+        }
         Command::Optimize {
             scene,
             steps,

@@ -191,7 +191,7 @@ fn objective(
 }
 
 /// One array of an `.npz` archive: its shape and values (f64, C order).
-fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
+pub(crate) fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
     let file = std::fs::File::open(path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;

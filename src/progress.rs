@@ -61,6 +61,11 @@ impl Progress {
         }
     }
 
+    /// Sets the text before the bar (live numbers of a long run).
+    pub fn message(&self, text: &str) {
+        self.bar.set_message(text.to_string());
+    }
+
     /// One more step done.
     pub fn inc(&mut self) {
         self.bar.inc(1);

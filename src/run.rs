@@ -106,7 +106,9 @@ fn columns(o: &OutputInfo) -> Vec<String> {
 }
 
 /// `joule run`: simulate and report observations, losses and rewards; write
-/// the trajectory to `out` and a viewer page to `html`.
+/// the trajectory to `out` and a viewer page to `html`; `policy` (weights)
+/// sets the controls before every step.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     c: &Common,
     batch: usize,
@@ -115,6 +117,7 @@ pub fn run(
     html: Option<&Html>,
     as_json: bool,
     quiet: bool,
+    policy: Option<&Path>,
 ) -> Result<()> {
     if batch == 0 {
         return Err(miette!(
@@ -128,6 +131,25 @@ pub fn run(
         threads.unwrap_or_else(rayon::current_num_threads).max(1),
     );
     apply_params(&mut sim, &c.params)?;
+    let policy = policy
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| {
+                miette!(
+                    help = "give weights written by `joule train` or `joule imitate`",
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )
+            })?;
+            joule_learn::Policy::from_bytes(&scene, &bytes).map_err(|e| {
+                miette!(
+                    "cannot drive `{}` with `{}`: {e}",
+                    c.scene.display(),
+                    path.display()
+                )
+            })
+        })
+        .transpose()?;
+    let mut controls = scene.default_controls(batch);
     let mut viewer = html
         .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
         .transpose()?;
@@ -145,6 +167,10 @@ pub fn run(
         v.record(0, &sim);
     }
     for step in 1..=c.steps {
+        if let Some(p) = &policy {
+            p.act(&current, &mut controls).map_err(|e| miette!("{e}"))?;
+            sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
+        }
         sim.step();
         progress.inc();
         current = sim.outputs();

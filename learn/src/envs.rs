@@ -85,12 +85,7 @@ impl<'s> Envs<'s> {
             .filter(|o| o.kind == ObjectiveKind::Done)
             .map(|o| o.offset)
             .collect();
-        let controls = scene
-            .model()
-            .controls
-            .iter()
-            .map(|c| vec![c.bounds.map_or(0.0, |(lo, hi)| 0.0f64.clamp(lo, hi)); batch])
-            .collect();
+        let controls = scene.default_controls(batch);
         let mut envs = Envs {
             sim: scene.batch_threads(batch, threads),
             reward_row,

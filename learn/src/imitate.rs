@@ -1,6 +1,6 @@
 //! Imitation from one demonstration by differentiable physics (ILD): the
 //! policy drives a whole episode, the loss is the bidirectional Chamfer
-//! distance between the agent's and the expert's trajectories of an output
+//! distance between the agent's and the expert's trajectories of some outputs
 //! (the agent's states near the expert's, and the expert's covered, without
 //! assuming the two are aligned in time), and its gradient passes through
 //! the simulator into the network.
@@ -19,8 +19,9 @@ use std::time::Instant;
 /// Settings of an imitation run.
 #[derive(Debug, Clone)]
 pub struct Imitation {
-    /// The output whose trajectory is matched.
-    pub output: String,
+    /// The outputs whose trajectories are matched (as one state vector:
+    /// positions and velocities together also match the pace).
+    pub outputs: Vec<String>,
     /// A reward to report (the expert's return is the goal), if any.
     pub reward: Option<String>,
     /// Steps per episode.
@@ -46,7 +47,7 @@ pub struct Imitator<'s> {
     adam: Adam,
     rng: ChaCha8Rng,
     /// Output rows matched.
-    rows: std::ops::Range<usize>,
+    rows: Vec<usize>,
     /// The expert's trajectory, `[step][component * batch + env]`.
     expert: Vec<Vec<f64>>,
     /// The learning curve (`loss` is the Chamfer distance).
@@ -54,7 +55,8 @@ pub struct Imitator<'s> {
 }
 
 impl<'s> Imitator<'s> {
-    /// Sets up imitation of `expert` (`[step][component]`) by `policy`.
+    /// Sets up imitation of `expert` (`[step][component]`, the outputs'
+    /// components one after the other) by `policy`.
     pub fn new(
         scene: &'s Scene,
         policy: &Policy,
@@ -62,16 +64,19 @@ impl<'s> Imitator<'s> {
         settings: Imitation,
     ) -> Result<Imitator<'s>> {
         let msg = |e: String| candle_core::Error::Msg(e);
-        let o = scene
-            .compiled
-            .layout()
-            .output(&settings.output)
-            .ok_or_else(|| msg(format!("no output named `{}`", settings.output)))?
-            .clone();
-        if expert.is_empty() || expert.iter().any(|s| s.len() != o.len) {
+        let layout = scene.compiled.layout();
+        let mut rows = vec![];
+        for name in &settings.outputs {
+            let o = layout
+                .output(name)
+                .ok_or_else(|| msg(format!("no output named `{name}`")))?;
+            rows.extend(o.offset..o.offset + o.len);
+        }
+        if expert.is_empty() || expert.iter().any(|s| s.len() != rows.len()) {
             return Err(msg(format!(
                 "the demonstration of `{}` must be [steps][{} components] with at least one step",
-                o.name, o.len
+                settings.outputs.join(", "),
+                rows.len()
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
@@ -92,7 +97,7 @@ impl<'s> Imitator<'s> {
             .collect();
         Ok(Imitator {
             adam: Adam::new(&policy.net.vars(), settings.lr)?,
-            rows: o.offset..o.offset + o.len,
+            rows,
             settings,
             envs,
             rng,
@@ -111,8 +116,8 @@ impl<'s> Imitator<'s> {
             .iter()
             .map(|out| {
                 self.rows
-                    .clone()
-                    .flat_map(|row| out[row].iter().copied())
+                    .iter()
+                    .flat_map(|&row| out[row].iter().copied())
                     .collect()
             })
             .collect();
@@ -121,12 +126,12 @@ impl<'s> Imitator<'s> {
         let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
         let loss = value.iter().sum::<f64>() / b as f64;
         let rows = r.outputs[0].len();
-        let first = self.rows.start;
+        let matched = &self.rows;
         let seeds = |t: usize| {
             let mut s = vec![vec![0.0; b]; rows];
-            for c in 0..len {
+            for (c, &row) in matched.iter().enumerate() {
                 for e in 0..b {
-                    s[first + c][e] = grad[t][c * b + e] / b as f64;
+                    s[row][e] = grad[t][c * b + e] / b as f64;
                 }
             }
             s

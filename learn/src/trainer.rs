@@ -73,12 +73,30 @@ impl Config {
             horizon: 32,
             episode: 256,
             seed: 0,
-            lr: if algo == Algo::Ppo { 3e-4 } else { 2e-3 },
+            lr: if algo == Algo::Ppo { 3e-4 } else { 1e-2 },
             gamma: 0.99,
             lambda: 0.95,
             clip: if algo == Algo::Ppo { 0.5 } else { 1.0 },
             noise: 0.1,
         }
+    }
+}
+
+/// JSON has no NaN: not-a-number (no episode ended yet, a skipped update)
+/// is written as `null` and read back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_nan() {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }
 
@@ -90,15 +108,19 @@ pub struct Point {
     /// Environment steps simulated so far.
     pub env_steps: u64,
     /// Wall-clock seconds spent training so far.
+    #[serde(with = "nan_as_null")]
     pub wall: f64,
     /// Mean return of the episodes that ended in this iteration (the last
     /// value carried when none ended).
+    #[serde(with = "nan_as_null")]
     pub reward: f64,
     /// Episodes that ended in this iteration.
     pub episodes: usize,
     /// Global norm of the policy gradient before clipping (NaN: skipped).
+    #[serde(with = "nan_as_null")]
     pub grad_norm: f64,
     /// The iteration's policy loss.
+    #[serde(with = "nan_as_null")]
     pub loss: f64,
     /// Non-finite gradients dropped (per environment and step), and skipped updates.
     pub dropped: usize,

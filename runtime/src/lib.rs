@@ -239,6 +239,16 @@ impl Scene {
         (x, v)
     }
 
+    /// Every control at its starting value (0, or the end of its range
+    /// nearest 0) in `batch` environments: `[control][env]`.
+    pub fn default_controls(&self, batch: usize) -> Vec<Vec<f64>> {
+        self.model()
+            .controls
+            .iter()
+            .map(|c| vec![c.bounds.map_or(0.0, |(lo, hi)| 0.0f64.clamp(lo, hi)); batch])
+            .collect()
+    }
+
     /// Writes the model's initial state and default params into buffers.
     pub(crate) fn initial_state(&self, b: &mut Buffers) {
         let m = self.model();
@@ -252,12 +262,8 @@ impl Scene {
         for (i, p) in m.params.iter().enumerate() {
             set(&mut b.params, i, p.value);
         }
-        for (i, c) in m.controls.iter().enumerate() {
-            set(
-                &mut b.controls,
-                i,
-                c.bounds.map_or(0.0, |(lo, hi)| 0.0f64.clamp(lo, hi)),
-            );
+        for (i, c) in self.default_controls(1).iter().enumerate() {
+            set(&mut b.controls, i, c[0]);
         }
     }
 

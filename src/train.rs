@@ -1,0 +1,355 @@
+//! `joule train` and `joule imitate`: policies learned through the simulator
+//! (joule-learn), with a progress bar, a learning curve (CSV and PNG),
+//! atomic checkpoints and `--resume`.
+
+use crate::plot::{plot, Plot};
+use crate::progress::Progress;
+use crate::run::{check_or_report, write_atomically};
+use joule_compiler::compiled::Backend;
+use joule_learn::imitate::{Imitation, Imitator};
+use joule_learn::{policy, Config, Point, Policy, Trainer};
+use joule_runtime::Scene;
+use miette::{miette, Result};
+use rand::SeedableRng;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where results go and how they are shown.
+pub struct Outputs {
+    /// The trained policy's weights (safetensors).
+    pub out: PathBuf,
+    /// The learning curve CSV; a PNG beside it (`.png`, x = environment
+    /// steps) and another against wall-clock (`-wall.png`).
+    pub curve: Option<PathBuf>,
+    /// Print one JSON object.
+    pub json: bool,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+/// Compiles a scene for learning; `surrogate` false drops the `backward =`
+/// clauses (exact gradients, to compare with the surrogates').
+pub fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
+    let checked = check_or_report(path)?;
+    let mut model = checked.model.expect("ok implies a model");
+    if !surrogate {
+        for t in &mut model.templates {
+            t.backward = None;
+        }
+    }
+    Scene::from_model(model, Backend::Jit).map_err(|e| miette!("{e}"))
+}
+
+fn learn_error(e: candle_core::Error) -> miette::Report {
+    miette!("{e}")
+}
+
+/// `joule train`: `iters` iterations in all (a resumed run continues to that
+/// total), a checkpoint every `every` iterations and at the end, stopping
+/// early once the mean episode return reaches `target`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    scene_path: &Path,
+    config: Config,
+    iters: usize,
+    surrogate: bool,
+    checkpoint: Option<&Path>,
+    every: usize,
+    resume: Option<&Path>,
+    target: Option<f64>,
+    o: &Outputs,
+) -> Result<()> {
+    let scene = compile(scene_path, surrogate)?;
+    let mut trainer = match resume {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                miette!(
+                    help = "give a file written by `joule train --checkpoint`",
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )
+            })?;
+            Trainer::resume(&scene, &bytes).map_err(|e| {
+                miette!(
+                    help = "resume with the scene the checkpoint was trained on",
+                    "cannot resume from `{}`: {e}",
+                    path.display()
+                )
+            })?
+        }
+        None => Trainer::new(&scene, config).map_err(learn_error)?,
+    };
+    let done = trainer.curve.len();
+    let mut bar = Progress::steps(
+        iters.saturating_sub(done) as u64,
+        "train",
+        !o.quiet && !o.json,
+    );
+    let save = |t: &Trainer| -> Result<()> {
+        if let Some(path) = checkpoint {
+            let bytes = t.checkpoint().map_err(learn_error)?;
+            write_atomically(path, |w| w.write_all(&bytes))?;
+        }
+        Ok(())
+    };
+    let mut reached = None;
+    for i in done..iters {
+        let p = trainer.iterate().map_err(learn_error)?.clone();
+        bar.message(&format!(
+            "return {:.3} | {:.0} env-steps/s | |g| {:.2e}",
+            p.reward,
+            p.env_steps as f64 / p.wall.max(1e-9),
+            p.grad_norm
+        ));
+        bar.inc();
+        if every > 0 && (i + 1) % every == 0 {
+            save(&trainer)?;
+        }
+        if target.is_some_and(|r| p.reward >= r) {
+            reached = Some(p);
+            break;
+        }
+    }
+    bar.finish();
+    save(&trainer)?;
+    let bytes = trainer.policy.to_bytes().map_err(learn_error)?;
+    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    finish(&trainer.curve, o, reached, target, &trainer.config)
+}
+
+/// Writes the curve, prints the summary.
+fn finish(
+    curve: &[Point],
+    o: &Outputs,
+    reached: Option<Point>,
+    target: Option<f64>,
+    config: &Config,
+) -> Result<()> {
+    if let Some(path) = &o.curve {
+        write_curve(path, curve)?;
+    }
+    let last = curve.last();
+    let best = curve
+        .iter()
+        .map(|p| p.reward)
+        .filter(|r| r.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let dropped: usize = curve.iter().map(|p| p.dropped).sum();
+    let events: usize = curve.iter().map(|p| p.events).sum();
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "algo": config.algo,
+                "iterations": last.map_or(0, |p| p.iteration),
+                "env_steps": last.map_or(0, |p| p.env_steps),
+                "seconds": last.map_or(0.0, |p| p.wall),
+                "return": last.map(|p| p.reward),
+                "best_return": best,
+                "target": target,
+                "reached": reached.as_ref().map(|p| json!({"iteration": p.iteration, "env_steps": p.env_steps, "seconds": p.wall})),
+                "dropped_gradients": dropped,
+                "events": events,
+                "policy": o.out,
+            })
+        );
+    } else if !o.quiet {
+        match last {
+            Some(p) if p.reward.is_finite() => println!(
+                "{} iterations, {} environment steps, {:.1} s: mean episode return {:.4} (best {best:.4})",
+                p.iteration, p.env_steps, p.wall, p.reward
+            ),
+            Some(p) => println!(
+                "{} iterations, {} environment steps, {:.1} s: no episode has ended yet (episodes are {} steps)",
+                p.iteration, p.env_steps, p.wall, config.episode
+            ),
+            None => {}
+        }
+        match (target, &reached) {
+            (Some(t), Some(p)) => println!(
+                "reached {t} after {} environment steps ({:.1} s)",
+                p.env_steps, p.wall
+            ),
+            (Some(t), None) => println!("did not reach {t}"),
+            _ => {}
+        }
+        if dropped > 0 {
+            println!("note: {dropped} non-finite gradients were dropped (NaN guard)");
+        }
+        if events > 0 {
+            println!(
+                "note: the simulator reported {events} events (divergence or non-convergence)"
+            );
+        }
+        println!("wrote {}", o.out.display());
+    }
+    Ok(())
+}
+
+/// The learning curve as CSV and two PNG plots (against environment steps and wall-clock).
+fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
+    write_atomically(path, |w| {
+        writeln!(
+            w,
+            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events"
+        )?;
+        for p in curve {
+            writeln!(
+                w,
+                "{},{},{},{},{},{},{},{},{}",
+                p.iteration,
+                p.env_steps,
+                p.wall,
+                p.reward,
+                p.episodes,
+                p.grad_norm,
+                p.loss,
+                p.dropped,
+                p.events
+            )?;
+        }
+        Ok(())
+    })?;
+    if curve.len() < 2 {
+        return Ok(());
+    }
+    let stem = path.with_extension("");
+    for (x, png) in [
+        ("env_steps", stem.with_extension("png")),
+        (
+            "wall_s",
+            PathBuf::from(format!("{}-wall.png", stem.display())),
+        ),
+    ] {
+        plot(&Plot {
+            input: path.to_path_buf(),
+            output: png,
+            x: Some(x.into()),
+            y: Some("reward".into()),
+            env: 0,
+            width: 800,
+            height: 500,
+        })?;
+    }
+    Ok(())
+}
+
+/// Settings of `joule imitate` besides the outputs.
+pub struct ImitateArgs {
+    /// The scene file.
+    pub scene: PathBuf,
+    /// The demonstration (`joule run --out demo.npz`).
+    pub expert: PathBuf,
+    /// The outputs matched.
+    pub outputs: Vec<String>,
+    /// The policy item (default: the only one).
+    pub policy: Option<String>,
+    /// A reward to report.
+    pub reward: Option<String>,
+    /// Steps per episode (default: the demonstration's).
+    pub steps: Option<usize>,
+    /// Iterations.
+    pub iters: usize,
+    /// Environments.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Velocity jitter at reset.
+    pub noise: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
+pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
+    let scene = compile(&a.scene, true)?;
+    // Environment 0's trajectory after each step (the file's first row is
+    // the start), the outputs' components one after the other.
+    let mut expert: Vec<Vec<f64>> = vec![];
+    for name in &a.outputs {
+        let (shape, data) = crate::optimize::read_npz(&a.expert, name)?;
+        let [steps_rec, envs_rec, len] = shape[..] else {
+            return Err(miette!(
+                help = "record the demonstration with `joule run SCENE --out demo.npz`",
+                "`{name}` in `{}` is not a [steps][environments][components] array",
+                a.expert.display()
+            ));
+        };
+        let (steps_rec, envs_rec, len) = (steps_rec as usize, envs_rec as usize, len as usize);
+        expert.resize(steps_rec.saturating_sub(1).max(expert.len()), vec![]);
+        for (s, row) in expert.iter_mut().enumerate().take(steps_rec - 1) {
+            row.extend((0..len).map(|c| data[((s + 1) * envs_rec) * len + c]));
+        }
+    }
+    let spec = policy::spec(&scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+    let mut pol = Policy::new(&scene, spec, &mut rng).map_err(learn_error)?;
+    let settings = Imitation {
+        outputs: a.outputs.clone(),
+        reward: a.reward.clone(),
+        steps: a.steps.unwrap_or(expert.len()),
+        batch: a.batch,
+        threads: rayon::current_num_threads(),
+        lr: a.lr,
+        clip: 1.0,
+        noise: a.noise,
+        seed: a.seed,
+    };
+    let mut im = Imitator::new(&scene, &pol, &expert, settings).map_err(learn_error)?;
+    let mut bar = Progress::steps(a.iters as u64, "imitate", !o.quiet && !o.json);
+    for _ in 0..a.iters {
+        let p = im.iterate(&mut pol).map_err(learn_error)?;
+        bar.message(&format!(
+            "chamfer {:.3e} | return {:.3} | |g| {:.2e}",
+            p.loss, p.reward, p.grad_norm
+        ));
+        bar.inc();
+    }
+    bar.finish();
+    let bytes = pol.to_bytes().map_err(learn_error)?;
+    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    if let Some(path) = &o.curve {
+        write_curve(path, &im.curve)?;
+    }
+    let last = im.curve.last();
+    let expert_return = a.reward.as_ref().and_then(|r| {
+        crate::optimize::read_npz(&a.expert, r)
+            .ok()
+            .map(|(shape, d)| {
+                (1..shape[0] as usize)
+                    .map(|s| d[s * shape[1] as usize * shape[2] as usize])
+                    .sum::<f64>()
+            })
+    });
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "iterations": a.iters,
+                "chamfer": last.map(|p| p.loss),
+                "return": last.map(|p| p.reward),
+                "expert_return": expert_return,
+                "env_steps": last.map_or(0, |p| p.env_steps),
+                "seconds": last.map_or(0.0, |p| p.wall),
+                "policy": o.out,
+            })
+        );
+    } else if !o.quiet {
+        if let Some(p) = last {
+            println!(
+                "{} iterations, {:.1} s: Chamfer distance {:.4e}",
+                p.iteration, p.wall, p.loss
+            );
+            if a.reward.is_some() {
+                println!(
+                    "return {:.4} (the expert's: {})",
+                    p.reward,
+                    expert_return.map_or("not recorded".into(), |r| format!("{r:.4}"))
+                );
+            }
+        }
+        println!("wrote {}", o.out.display());
+    }
+    Ok(())
+}

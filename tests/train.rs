@@ -1,0 +1,234 @@
+//! `joule train`, `joule imitate` and `joule run --policy` end to end on the
+//! small reach scene: learning improves the return over the untrained
+//! policy, a resumed run is bitwise the uninterrupted one, imitation of one
+//! demonstration approaches the expert, and bad input is a diagnostic.
+
+mod common;
+use common::{joule, temp};
+
+const SCENE: &str = "tests/learn/reach.joule";
+
+fn ok(args: &[&str]) -> String {
+    let out = joule(args);
+    assert!(
+        out.status.success(),
+        "joule {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).expect("one JSON object")
+}
+
+/// The summed reward of 100 steps driven by `policy` (the file), environment 0.
+fn episode_return(policy: &str) -> f64 {
+    let v = json(&["run", SCENE, "--steps", "100", "--policy", policy, "--json"]);
+    v["reward"]["closeness"][0].as_f64().expect("a reward")
+}
+
+/// The curve without its wall-clock column.
+fn curve(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("curve")
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(2);
+            cells.join(",")
+        })
+        .collect()
+}
+
+/// Every tensor of a weights file, by name, as bit patterns.
+fn weights(path: &std::path::Path) -> Vec<(String, Vec<u64>)> {
+    let mut t: Vec<(String, Vec<u64>)> =
+        candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .expect("a safetensors file")
+            .into_iter()
+            .map(|(name, t)| {
+                let bits = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                (name, bits.into_iter().map(f64::to_bits).collect())
+            })
+            .collect();
+    t.sort();
+    assert!(t.len() >= 4, "{t:?}");
+    t
+}
+
+fn train(algo: &str, iters: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "train",
+        SCENE,
+        "--reward",
+        "closeness",
+        "--algo",
+        algo,
+        "--iters",
+        iters,
+        "--batch",
+        "8",
+        "--horizon",
+        "25",
+        "--episode",
+        "100",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    args.extend(extra);
+    json(&args)
+}
+
+#[test]
+fn analytic_policy_gradients_learn_to_reach_and_drive_joule_run() {
+    let (first, out) = (temp("apg0.safetensors"), temp("apg.safetensors"));
+    train("apg", "1", &["--out", first.to_str().unwrap()]);
+    let v = train("apg", "40", &["--out", out.to_str().unwrap()]);
+    assert_eq!(v["env_steps"], 40 * 8 * 25);
+    assert_eq!(v["dropped_gradients"], 0);
+    let (before, after) = (
+        episode_return(first.to_str().unwrap()),
+        episode_return(out.to_str().unwrap()),
+    );
+    // Standing still earns -1.25 per step; the trained policy closes most of the distance.
+    assert!(before < -100.0, "untrained return {before}");
+    assert!(
+        after > 0.5 * before,
+        "trained {after} vs untrained {before}"
+    );
+}
+
+#[test]
+fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
+    for algo in ["shac", "ppo"] {
+        let (a, b) = (
+            temp(&format!("{algo}-a.safetensors")),
+            temp(&format!("{algo}-b.safetensors")),
+        );
+        let (ca, cb) = (
+            temp(&format!("{algo}-a.csv")),
+            temp(&format!("{algo}-b.csv")),
+        );
+        let ck = temp(&format!("{algo}-ck.safetensors"));
+        train(
+            algo,
+            "6",
+            &[
+                "--out",
+                a.to_str().unwrap(),
+                "--curve",
+                ca.to_str().unwrap(),
+            ],
+        );
+        train(
+            algo,
+            "3",
+            &[
+                "--out",
+                b.to_str().unwrap(),
+                "--checkpoint",
+                ck.to_str().unwrap(),
+            ],
+        );
+        train(
+            algo,
+            "6",
+            &[
+                "--resume",
+                ck.to_str().unwrap(),
+                "--out",
+                b.to_str().unwrap(),
+                "--curve",
+                cb.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(weights(&a), weights(&b), "{algo}: weights differ");
+        assert_eq!(curve(&ca), curve(&cb), "{algo}: learning curves differ");
+        assert_eq!(curve(&ca).len(), 7);
+        assert!(ca.with_extension("png").exists());
+    }
+}
+
+#[test]
+fn imitation_from_one_demonstration_approaches_the_expert() {
+    let (expert, demo, student) = (
+        temp("expert.safetensors"),
+        temp("demo.npz"),
+        temp("student.safetensors"),
+    );
+    train("apg", "40", &["--out", expert.to_str().unwrap()]);
+    ok(&[
+        "run",
+        SCENE,
+        "--steps",
+        "100",
+        "--policy",
+        expert.to_str().unwrap(),
+        "--out",
+        demo.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let v = json(&[
+        "imitate",
+        SCENE,
+        "--expert",
+        demo.to_str().unwrap(),
+        "--match",
+        "miss,speed",
+        "--reward",
+        "closeness",
+        "--iters",
+        "100",
+        "--batch",
+        "2",
+        "--lr",
+        "0.03",
+        "--out",
+        student.to_str().unwrap(),
+        "--json",
+    ]);
+    let (got, want) = (
+        v["return"].as_f64().unwrap(),
+        v["expert_return"].as_f64().unwrap(),
+    );
+    assert!(
+        (got - want).abs() < 0.1 * want.abs(),
+        "imitator {got} vs expert {want}"
+    );
+    let chamfer = v["chamfer"].as_f64().unwrap();
+    assert!(chamfer < 5e-2, "Chamfer distance {chamfer}");
+}
+
+#[test]
+fn bad_training_input_is_a_diagnostic() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["train", SCENE, "--reward", "nope"],
+            "no reward named `nope`",
+        ),
+        (
+            &["train", "scenes/pendulum.joule", "--reward", "x"],
+            "no `policy` item",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--resume",
+                "Cargo.toml",
+            ],
+            "cannot resume",
+        ),
+        (&["run", SCENE, "--policy", "Cargo.toml"], "cannot drive"),
+    ];
+    for (args, want) in cases {
+        let out = joule(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
