@@ -3,6 +3,7 @@
 //! policy, a resumed run is bitwise the uninterrupted one, imitation of one
 //! demonstration approaches the expert, and bad input is a diagnostic.
 
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
 use common::{joule, temp};
 
