@@ -233,3 +233,47 @@ fn bad_training_input_is_a_diagnostic() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
+    let run = |surrogate: &str| {
+        let curve = temp(&format!("surrogate-{surrogate}.csv"));
+        ok(&[
+            "train",
+            "scenes/quadruped_surrogate.joule",
+            "--reward",
+            "forward",
+            "--algo",
+            "apg",
+            "--iters",
+            "1",
+            "--batch",
+            "2",
+            "--horizon",
+            "40",
+            "--surrogate",
+            surrogate,
+            "--out",
+            temp(&format!("surrogate-{surrogate}.safetensors"))
+                .to_str()
+                .unwrap(),
+            "--curve",
+            curve.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let text = std::fs::read_to_string(curve).unwrap();
+        let row: Vec<f64> = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|c| c.parse().unwrap())
+            .collect();
+        (row[5], row[6]) // gradient norm, loss
+    };
+    let (on, off) = (run("on"), run("off"));
+    // The feet touch the ground within 40 steps: the same forward rollout
+    // (the loss) and a different, smoothed gradient.
+    assert_eq!(on.1, off.1);
+    assert!((on.0 - off.0).abs() > 1e-3 * off.0, "{on:?} {off:?}");
+}
