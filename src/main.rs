@@ -284,9 +284,6 @@ enum Command {
         /// Surrogate gradients of `backward =` clauses (`off`: exact gradients).
         #[arg(long, value_enum, default_value_t = Switch::On)]
         surrogate: Switch,
-        /// The trained policy's weights.
-        #[arg(long, default_value = "policy.safetensors")]
-        out: PathBuf,
         /// Checkpoint file, written atomically every `--every` iterations and at the end.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -296,15 +293,8 @@ enum Command {
         /// Continue from a checkpoint (bitwise the run it continues).
         #[arg(long)]
         resume: Option<PathBuf>,
-        /// Write the learning curve as CSV, and PNG plots beside it.
-        #[arg(long)]
-        curve: Option<PathBuf>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Print nothing but errors.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        outputs: train::Outputs,
     },
     /// Imitate one demonstration (`joule run --out demo.npz`): train the scene's `policy` by the
     /// Chamfer distance between its trajectory and the expert's, through the simulator (ILD).
@@ -325,7 +315,7 @@ enum Command {
             value_delimiter = ',',
             required = true
         )]
-        outputs: Vec<String>,
+        matched: Vec<String>,
         /// The algorithm (ILD: Chamfer distance through the simulator).
         #[arg(long, value_enum, default_value_t = ImitateAlgo::Ild)]
         algo: ImitateAlgo,
@@ -353,18 +343,8 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// The trained policy's weights.
-        #[arg(long, default_value = "policy.safetensors")]
-        out: PathBuf,
-        /// Write the learning curve as CSV (and PNG plots beside it).
-        #[arg(long)]
-        curve: Option<PathBuf>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Print nothing but errors.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        outputs: train::Outputs,
     },
     /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
     #[command(
@@ -706,13 +686,10 @@ fn run(cli: Cli) -> ExitCode {
             threads,
             target,
             surrogate,
-            out,
             checkpoint,
             every,
             resume,
-            curve,
-            json,
-            quiet,
+            outputs,
         } => {
             let algo = match algo {
                 AlgoArg::Apg => joule_learn::Algo::Apg,
@@ -729,12 +706,6 @@ fn run(cli: Cli) -> ExitCode {
             config.threads = threads.unwrap_or_else(rayon::current_num_threads);
             config.lr = lr.unwrap_or(config.lr);
             config.clip = clip.unwrap_or(config.clip);
-            let outputs = train::Outputs {
-                out,
-                curve,
-                json,
-                quiet,
-            };
             finish(train::train(
                 &scene,
                 config,
@@ -750,7 +721,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Imitate {
             scene,
             expert,
-            outputs,
+            matched,
             algo: ImitateAlgo::Ild,
             policy,
             reward,
@@ -760,15 +731,12 @@ fn run(cli: Cli) -> ExitCode {
             lr,
             noise,
             seed,
-            out,
-            curve,
-            json,
-            quiet,
+            outputs,
         } => {
             let args = train::ImitateArgs {
                 scene,
                 expert,
-                outputs,
+                outputs: matched,
                 policy,
                 reward,
                 steps,
@@ -777,12 +745,6 @@ fn run(cli: Cli) -> ExitCode {
                 lr,
                 noise,
                 seed,
-            };
-            let outputs = train::Outputs {
-                out,
-                curve,
-                json,
-                quiet,
             };
             finish(train::imitate(&args, &outputs))
         }

@@ -15,16 +15,21 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where results go and how they are shown.
+/// Where results go and how they are shown (the options `train` and `imitate` share).
+#[derive(clap::Args)]
 pub struct Outputs {
     /// The trained policy's weights (safetensors).
+    #[arg(long, default_value = "policy.safetensors")]
     pub out: PathBuf,
-    /// The learning curve CSV; a PNG beside it (`.png`, x = environment
-    /// steps) and another against wall-clock (`-wall.png`).
+    /// Write the learning curve as CSV, with PNG plots beside it: against
+    /// environment steps (`.png`) and wall-clock (`-wall.png`).
+    #[arg(long)]
     pub curve: Option<PathBuf>,
     /// Print one JSON object.
+    #[arg(long)]
     pub json: bool,
     /// Print nothing but errors.
+    #[arg(long)]
     pub quiet: bool,
 }
 
