@@ -27,6 +27,11 @@
 //!   the adjoint), `events` (divergence, non-convergence).
 //! - [`optimize`]: trajectory optimisation, parameter identification and
 //!   model-predictive control with Adam or L-BFGS on exact gradients.
+//! - [`learn`]: policies (candle MLPs, safetensors weights) trained through
+//!   the simulator — [`learn::Trainer`] with analytic policy gradients,
+//!   SHAC or PPO, checkpoints that resume bitwise, and one-demonstration
+//!   imitation ([`learn::imitate`]); [`Tape`] is the closed-loop reverse mode
+//!   underneath (a policy outside the simulator, one step at a time).
 //! - [`check_path`] / [`check_source`] run the front end alone and give the
 //!   resolved [`Model`] and its text forms ([`Emit`]); [`format_source`]
 //!   prints a scene in the canonical layout of `joule fmt`.
@@ -39,9 +44,11 @@ pub use joule_compiler::model;
 pub use joule_compiler::{check_path, check_source, Checked, Emit, Model};
 pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
+pub use joule_learn as learn;
 pub use joule_runtime::optimize;
 pub use joule_runtime::{
-    CompileError, Event, Gradient, NameError, Objective, Scene, Schedule, Sim, Track,
+    CompileError, Event, Gradient, NameError, Objective, Scene, Schedule, Sim, Tape, TapeGradient,
+    Track,
 };
 
 /// The README's Rust example, compiled and run as a doctest.
