@@ -20,6 +20,52 @@ pub fn factor(
     failed: &mut [bool],
     s: usize,
 ) {
+    // One lane pair (a batch of 1 or 2) gets code specialised to two lanes.
+    if s == 2 {
+        factor_in::<2>(sym, values, inv_diag, map, failed, 2);
+    } else if s % 8 == 0 {
+        factor_in::<8>(sym, values, inv_diag, map, failed, s);
+    } else if s % 2 == 0 {
+        factor_in::<2>(sym, values, inv_diag, map, failed, s);
+    } else {
+        factor_in::<1>(sym, values, inv_diag, map, failed, s);
+    }
+}
+
+/// `dst -= a * b` lane by lane, `W` lanes at a time (`W` divides the length).
+#[inline(always)]
+fn sub_mul<const W: usize>(dst: &mut [f64], a: &[f64], b: &[f64]) {
+    for ((d, a), b) in dst
+        .chunks_exact_mut(W)
+        .zip(a.chunks_exact(W))
+        .zip(b.chunks_exact(W))
+    {
+        for k in 0..W {
+            d[k] -= a[k] * b[k];
+        }
+    }
+}
+
+/// `dst *= a` lane by lane, `W` lanes at a time.
+#[inline(always)]
+fn mul<const W: usize>(dst: &mut [f64], a: &[f64]) {
+    for (d, a) in dst.chunks_exact_mut(W).zip(a.chunks_exact(W)) {
+        for k in 0..W {
+            d[k] *= a[k];
+        }
+    }
+}
+
+/// [`factor`] with the lane loops unrolled by `W` (inlined, so that a constant `s` specialises it).
+#[inline(always)]
+fn factor_in<const W: usize>(
+    sym: &Symbolic,
+    values: &mut [f64],
+    inv_diag: &mut [f64],
+    map: &mut [usize],
+    failed: &mut [bool],
+    s: usize,
+) {
     for j in 0..sym.n() {
         let (c0, c1) = (sym.col_start[j], sym.col_start[j + 1]);
         for (t, &r) in sym.rows[c0..c1].iter().enumerate() {
@@ -34,10 +80,7 @@ pub fn factor(
             for p in from..end {
                 let t = map[sym.rows[p] as usize];
                 let src = &done[p * s..(p + 1) * s];
-                let dst = &mut col[t * s..(t + 1) * s];
-                for ((d, a), b) in dst.iter_mut().zip(src).zip(ljk) {
-                    *d -= a * b;
-                }
+                sub_mul::<W>(&mut col[t * s..(t + 1) * s], src, ljk);
             }
         }
         let (diag, below) = col.split_at_mut(s);
@@ -48,9 +91,7 @@ pub fn factor(
             *i = 1.0 / *d;
         }
         for row in below.chunks_exact_mut(s) {
-            for (v, i) in row.iter_mut().zip(inv.iter()) {
-                *v *= i;
-            }
+            mul::<W>(row, inv);
         }
     }
 }
@@ -58,20 +99,40 @@ pub fn factor(
 /// Solves `L L^T y = w` in place (`w[row * s + lane]`, elimination order) with
 /// the factor and inverse diagonal from [`factor`].
 pub fn solve(sym: &Symbolic, values: &[f64], inv_diag: &[f64], w: &mut [f64], s: usize) {
+    // One lane pair (a batch of 1 or 2) gets code specialised to two lanes.
+    if s == 2 {
+        solve_in::<2>(sym, values, inv_diag, w, 2);
+    } else if s % 8 == 0 {
+        solve_in::<8>(sym, values, inv_diag, w, s);
+    } else if s % 2 == 0 {
+        solve_in::<2>(sym, values, inv_diag, w, s);
+    } else {
+        solve_in::<1>(sym, values, inv_diag, w, s);
+    }
+}
+
+/// [`solve`] with the lane loops unrolled by `W` (inlined, so that a constant `s` specialises it).
+#[inline(always)]
+fn solve_in<const W: usize>(
+    sym: &Symbolic,
+    values: &[f64],
+    inv_diag: &[f64],
+    w: &mut [f64],
+    s: usize,
+) {
     let n = sym.n();
     for j in 0..n {
         let (c0, c1) = (sym.col_start[j], sym.col_start[j + 1]);
         let (head, tail) = w.split_at_mut((j + 1) * s);
         let yj = &mut head[j * s..];
-        for (y, i) in yj.iter_mut().zip(&inv_diag[j * s..(j + 1) * s]) {
-            *y *= i;
-        }
+        mul::<W>(yj, &inv_diag[j * s..(j + 1) * s]);
         for p in c0 + 1..c1 {
             let r = sym.rows[p] as usize - j - 1;
-            let l = &values[p * s..(p + 1) * s];
-            for ((d, a), y) in tail[r * s..(r + 1) * s].iter_mut().zip(l).zip(yj.iter()) {
-                *d -= a * y;
-            }
+            sub_mul::<W>(
+                &mut tail[r * s..(r + 1) * s],
+                &values[p * s..(p + 1) * s],
+                yj,
+            );
         }
     }
     for j in (0..n).rev() {
@@ -80,14 +141,9 @@ pub fn solve(sym: &Symbolic, values: &[f64], inv_diag: &[f64], w: &mut [f64], s:
         let yj = &mut head[j * s..];
         for p in c0 + 1..c1 {
             let r = sym.rows[p] as usize - j - 1;
-            let l = &values[p * s..(p + 1) * s];
-            for ((y, a), x) in yj.iter_mut().zip(l).zip(&tail[r * s..(r + 1) * s]) {
-                *y -= a * x;
-            }
+            sub_mul::<W>(yj, &values[p * s..(p + 1) * s], &tail[r * s..(r + 1) * s]);
         }
-        for (y, i) in yj.iter_mut().zip(&inv_diag[j * s..(j + 1) * s]) {
-            *y *= i;
-        }
+        mul::<W>(yj, &inv_diag[j * s..(j + 1) * s]);
     }
 }
 

@@ -172,6 +172,15 @@ impl Direct {
             .position(|h| *h == kind)
             .expect("a Hessian-block kernel");
         let s = w.s;
+        if s == 2 {
+            // One environment (one lane pair): a fixed-size add per entry.
+            for &(row, q) in &self.scatter[k] {
+                let (row, q) = (row as usize * 2, q as usize * 2);
+                w.values[q] += blocks[row];
+                w.values[q + 1] += blocks[row + 1];
+            }
+            return;
+        }
         for &(row, q) in &self.scatter[k] {
             let src = &blocks[row as usize * s..(row as usize + 1) * s];
             let dst = &mut w.values[q as usize * s..(q as usize + 1) * s];
