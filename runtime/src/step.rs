@@ -17,7 +17,7 @@ use joule_compiler::model::Integrator;
 
 /// Most multiply-adds per environment of a sparse Cholesky factorisation for
 /// which a scene's systems are solved directly; costlier ones use preconditioned CG.
-pub const DIRECT_FLOP_LIMIT: usize = 50_000_000;
+pub const DIRECT_FLOP_LIMIT: usize = 10_000_000;
 /// Relative residual at which CG stops inside Newton (inexact Newton).
 pub const NEWTON_CG_TOLERANCE: f64 = 1e-5;
 /// Most CG iterations per solve (at least 50, at most twice the DOFs).
