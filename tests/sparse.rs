@@ -66,7 +66,7 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
         for k in 0..j {
             d -= a[j * n + k] * a[j * n + k];
         }
-        if !(d > 0.0) {
+        if d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return false;
         }
         let d = d.sqrt();

@@ -23,9 +23,9 @@ pub fn factor(
     // One lane pair (a batch of 1 or 2) gets code specialised to two lanes.
     if s == 2 {
         factor_in::<2>(sym, values, inv_diag, map, failed, 2);
-    } else if s % 8 == 0 {
+    } else if s.is_multiple_of(8) {
         factor_in::<8>(sym, values, inv_diag, map, failed, s);
-    } else if s % 2 == 0 {
+    } else if s.is_multiple_of(2) {
         factor_in::<2>(sym, values, inv_diag, map, failed, s);
     } else {
         factor_in::<1>(sym, values, inv_diag, map, failed, s);
@@ -86,7 +86,7 @@ fn factor_in<const W: usize>(
         let (diag, below) = col.split_at_mut(s);
         let inv = &mut inv_diag[j * s..(j + 1) * s];
         for ((d, i), f) in diag.iter_mut().zip(inv.iter_mut()).zip(failed.iter_mut()) {
-            *f |= !(*d > 0.0);
+            *f |= *d <= 0.0 || d.is_nan();
             *d = d.sqrt();
             *i = 1.0 / *d;
         }
@@ -102,9 +102,9 @@ pub fn solve(sym: &Symbolic, values: &[f64], inv_diag: &[f64], w: &mut [f64], s:
     // One lane pair (a batch of 1 or 2) gets code specialised to two lanes.
     if s == 2 {
         solve_in::<2>(sym, values, inv_diag, w, 2);
-    } else if s % 8 == 0 {
+    } else if s.is_multiple_of(8) {
         solve_in::<8>(sym, values, inv_diag, w, s);
-    } else if s % 2 == 0 {
+    } else if s.is_multiple_of(2) {
         solve_in::<2>(sym, values, inv_diag, w, s);
     } else {
         solve_in::<1>(sym, values, inv_diag, w, s);
