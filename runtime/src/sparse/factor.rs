@@ -73,14 +73,31 @@ fn factor_in<const W: usize>(
         }
         let (done, rest) = values.split_at_mut(c0 * s);
         let col = &mut rest[..(c1 - c0) * s];
-        // L[j.., j] -= L[j.., k] L[j, k] for every earlier column k with L[j, k] != 0.
-        for &(from, end) in &sym.updates[sym.update_start[j]..sym.update_start[j + 1]] {
-            let (from, end) = (from as usize, end as usize);
-            let ljk = &done[from * s..(from + 1) * s];
-            for p in from..end {
-                let t = map[sym.rows[p] as usize];
-                let src = &done[p * s..(p + 1) * s];
-                sub_mul::<W>(&mut col[t * s..(t + 1) * s], src, ljk);
+        // L[j.., j] -= sum_k L[j.., k] L[j, k] over the earlier columns k with
+        // L[j, k] != 0, a run of columns sharing their rows at a time.
+        for run in &sym.runs[sym.run_start[j]..sym.run_start[j + 1]] {
+            let first = run.first as usize;
+            let sources = &sym.sources[first..first + run.cols as usize];
+            let rows = &sym.rows[sources[0] as usize..];
+            for t in 0..run.len as usize {
+                let at = map[rows[t] as usize] * s;
+                for c in (0..s).step_by(W) {
+                    let mut acc = [0.0; W];
+                    for &from in sources {
+                        let from = from as usize;
+                        let a: &[f64; W] =
+                            done[(from + t) * s + c..][..W].try_into().expect("W lanes");
+                        let b: &[f64; W] = done[from * s + c..][..W].try_into().expect("W lanes");
+                        for q in 0..W {
+                            acc[q] += a[q] * b[q];
+                        }
+                    }
+                    let d: &mut [f64; W] =
+                        (&mut col[at + c..at + c + W]).try_into().expect("W lanes");
+                    for q in 0..W {
+                        d[q] -= acc[q];
+                    }
+                }
             }
         }
         let (diag, below) = col.split_at_mut(s);

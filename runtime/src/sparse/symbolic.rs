@@ -1,6 +1,8 @@
 //! Symbolic Cholesky factorisation: the elimination tree, the pattern of the
 //! factor `L` (column by column, in elimination order) and the list of column
-//! updates the numeric factorisation performs.
+//! updates the numeric factorisation performs, grouped into runs of source
+//! columns that share their rows (supernodes: a rigid body's 12 DOFs, a
+//! particle's 3), so one pass over the shared rows applies them all.
 
 use super::pattern::Pattern;
 
@@ -20,11 +22,27 @@ pub struct Symbolic {
     pub col_start: Vec<usize>,
     /// The row of each value.
     pub rows: Vec<u32>,
-    /// Start of each column's updates in `updates` (`n + 1` entries).
-    pub update_start: Vec<usize>,
-    /// Updates of column `j` by an earlier column `k` with `L[j, k] != 0`:
-    /// the value range `L[j.., k]` (from the position of `L[j, k]` to the end of column `k`).
-    pub updates: Vec<(u32, u32)>,
+    /// Start of each column's runs in `runs` (`n + 1` entries).
+    pub run_start: Vec<usize>,
+    /// The updates of column `j` by the earlier columns `k` with `L[j, k] != 0`,
+    /// in runs of consecutive columns whose entries from row `j` down lie in
+    /// the same rows.
+    pub runs: Vec<Run>,
+    /// The position of `L[j, k]` for the columns of every run, in order.
+    pub sources: Vec<u32>,
+}
+
+/// Updates `L[i, j] -= sum_k L[i, k] L[j, k]` of column `j` by the columns `k`
+/// of one run: `cols` source columns (positions of `L[j, k]` in
+/// `sources[first..first + cols]`), each with the same `len` rows from row `j` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// First entry in `sources`.
+    pub first: u32,
+    /// Source columns.
+    pub cols: u32,
+    /// Rows per source column, from row `j` (its diagonal) down.
+    pub len: u32,
 }
 
 impl Symbolic {
@@ -75,15 +93,31 @@ impl Symbolic {
             rank,
             col_start,
             rows,
-            update_start: vec![0],
-            updates: vec![],
+            run_start: vec![0],
+            runs: vec![],
+            sources: vec![],
         };
         for (j, row) in row_patterns.iter().enumerate() {
+            let mut last: Option<(usize, usize, usize)> = None; // (k, from, end) of the previous source
             for &k in row {
                 let from = sym.find(j, k).expect("L[j, k] is in the pattern");
-                sym.updates.push((from as u32, sym.col_start[k + 1] as u32));
+                let end = sym.col_start[k + 1];
+                let joins = last.is_some_and(|(pk, pf, pe)| {
+                    pk + 1 == k && sym.rows[pf..pe] == sym.rows[from..end]
+                });
+                if joins {
+                    sym.runs.last_mut().expect("a run to join").cols += 1;
+                } else {
+                    sym.runs.push(Run {
+                        first: sym.sources.len() as u32,
+                        cols: 1,
+                        len: (end - from) as u32,
+                    });
+                }
+                sym.sources.push(from as u32);
+                last = Some((k, from, end));
             }
-            sym.update_start.push(sym.updates.len());
+            sym.run_start.push(sym.runs.len());
         }
         sym
     }
@@ -100,7 +134,7 @@ impl Symbolic {
 
     /// Multiply-adds of one numeric factorisation (per environment).
     pub fn flops(&self) -> usize {
-        self.updates.iter().map(|(a, b)| (b - a) as usize).sum()
+        self.runs.iter().map(|r| (r.cols * r.len) as usize).sum()
     }
 
     /// The value position of `L[i, j]` (elimination numbering, `i >= j`), if stored.
@@ -187,7 +221,38 @@ mod tests {
         assert_eq!(s.nnz(), p.lower_nnz());
         assert_eq!(s.position(3, 2), s.position(2, 3));
         // Column j is updated by column j - 1 only, with the one entry L[j, j - 1].
-        assert_eq!(s.update_start, [0, 0, 1, 2, 3, 4, 5]);
+        assert_eq!(s.run_start, [0, 0, 1, 2, 3, 4, 5]);
         assert_eq!(s.flops(), n - 1);
+    }
+
+    #[test]
+    fn columns_with_the_same_rows_update_in_one_run() {
+        // Two dense 3 x 3 blocks coupled to a last row: eliminating the first
+        // block's three columns updates the second block's in one run each.
+        let mut pairs = vec![];
+        for b in [0, 3] {
+            for i in b..b + 3 {
+                for j in i + 1..b + 3 {
+                    pairs.push((i, j));
+                }
+            }
+        }
+        pairs.extend((0..6).map(|i| (i, 6)));
+        pairs.extend((0..3).flat_map(|i| (3..6).map(move |j| (i, j))));
+        let p = Pattern::from_pairs(7, pairs);
+        let s = Symbolic::new(&p, (0..7).collect());
+        assert_eq!(s.nnz(), 28); // dense
+                                 // Column 3: one run of columns 0, 1, 2, each with rows 3..7.
+        let runs = &s.runs[s.run_start[3]..s.run_start[4]];
+        assert_eq!(
+            runs,
+            [Run {
+                first: runs[0].first,
+                cols: 3,
+                len: 4
+            }]
+        );
+        // Multiply-adds: sum over columns j of sum over k < j of (7 - j).
+        assert_eq!(s.flops(), (0..7).map(|j| j * (7 - j)).sum::<usize>());
     }
 }
