@@ -196,8 +196,15 @@ impl Scene {
             compiled.model.settings.integrator,
             Integrator::ImplicitEuler { .. }
         )
-        .then(|| Direct::new(compiled.layout().dofs, &mass, |k| compiled.kernels.get(k)))
-        .filter(|d| d.flops() <= step::DIRECT_FLOP_LIMIT);
+        .then(|| {
+            Direct::plan(
+                compiled.layout().dofs,
+                &mass,
+                |k| compiled.kernels.get(k),
+                step::DIRECT_FLOP_LIMIT,
+            )
+        })
+        .flatten();
         Ok(Scene {
             compiled,
             mass,

@@ -202,7 +202,7 @@ mod tests {
         let s = shifts.len();
         let (p, _) = ladder(0, 0.0);
         let n = p.n();
-        let sym = Symbolic::new(&p, minimum_degree(&p));
+        let sym = Symbolic::new(&p, minimum_degree(&p).0);
         let mats: Vec<Vec<Vec<f64>>> = (0..s).map(|e| ladder(e, shifts[e]).1).collect();
         let mut values = vec![0.0; sym.nnz() * s];
         for i in 0..n {

@@ -62,34 +62,42 @@ pub struct Workspace {
     trace: Vec<f64>,
 }
 
+/// The lower-triangle entries of every instance block of a Hessian-block
+/// kernel over free DOFs (`n` of them): `(block row, row, column)`.
+fn lower_entries(ir: &KernelIr, n: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    ir.loops.iter().flat_map(move |lp| {
+        let w = lp.dof_width;
+        (0..lp.count).flat_map(move |i| {
+            let dofs = &lp.dofs[i * w..(i + 1) * w];
+            (0..w * w).filter_map(move |ac| {
+                let (ra, rc) = (dofs[ac / w] as usize, dofs[ac % w] as usize);
+                (ra < n && rc < n && ra >= rc).then_some((lp.block_base + i * w * w + ac, ra, rc))
+            })
+        })
+    })
+}
+
 impl Direct {
     /// Plans the solves of an `n`-DOF system with mass model `mass` and the
-    /// Hessian-block kernels given by `kernel`.
-    pub fn new<'k>(
+    /// Hessian-block kernels given by `kernel`; `None` if a factorisation in
+    /// the fill-reducing order would take more than `max_flops` multiply-adds
+    /// (decided on the ordering's count, before the symbolic factorisation).
+    pub fn plan<'k>(
         n: usize,
         mass: &MassModel,
         kernel: impl Fn(KernelKind) -> &'k KernelIr,
-    ) -> Self {
-        let lower = |ir: &KernelIr| {
-            let mut entries = vec![];
-            for lp in &ir.loops {
-                let w = lp.dof_width;
-                for i in 0..lp.count {
-                    let dofs = &lp.dofs[i * w..(i + 1) * w];
-                    for (a, &ra) in dofs.iter().enumerate() {
-                        for (c, &rc) in dofs.iter().enumerate() {
-                            let (ra, rc) = (ra as usize, rc as usize);
-                            if ra < n && rc < n && ra >= rc {
-                                entries.push((lp.block_base + i * w * w + a * w + c, ra, rc));
-                            }
-                        }
-                    }
-                }
-            }
-            entries
-        };
-        let blocks: Vec<Vec<(usize, usize, usize)>> =
-            HESSIANS.iter().map(|k| lower(kernel(*k))).collect();
+        max_flops: usize,
+    ) -> Option<Self> {
+        // Scenes without surrogates answer the surrogate kinds with the plain
+        // kernels: each distinct kernel is scanned once.
+        let irs: Vec<&KernelIr> = HESSIANS.iter().map(|k| kernel(*k)).collect();
+        let distinct: Vec<usize> = (0..irs.len())
+            .map(|k| {
+                (0..=k)
+                    .find(|&d| std::ptr::eq(irs[d], irs[k]))
+                    .expect("k itself")
+            })
+            .collect();
         let mass_entries: Vec<(usize, usize, f64)> = mass
             .entries()
             .into_iter()
@@ -97,30 +105,36 @@ impl Direct {
             .collect();
         let pattern = Pattern::from_pairs(
             n,
-            blocks
-                .iter()
-                .flatten()
-                .map(|&(_, i, j)| (i, j))
+            (0..irs.len())
+                .filter(|&k| distinct[k] == k)
+                .flat_map(|k| lower_entries(irs[k], n))
+                .map(|(_, i, j)| (i, j))
                 .chain(mass_entries.iter().map(|&(i, j, _)| (i, j))),
         );
-        let sym = Symbolic::new(&pattern, order::minimum_degree(&pattern));
+        let (order, flops) = order::minimum_degree(&pattern);
+        if flops > max_flops {
+            return None;
+        }
+        let sym = Symbolic::new(&pattern, order);
         let at = |i: usize, j: usize| sym.position(i, j) as u32;
-        let scatter = std::array::from_fn(|k| {
-            blocks[k]
-                .iter()
-                .map(|&(row, i, j)| (row as u32, at(i, j)))
-                .collect()
-        });
+        let scatter: Vec<Vec<(u32, u32)>> = (0..irs.len())
+            .map(|k| {
+                lower_entries(irs[k], n)
+                    .map(|(row, i, j)| (row as u32, at(i, j)))
+                    .collect()
+            })
+            .collect();
+        let scatter: [Vec<(u32, u32)>; 4] = scatter.try_into().expect("four kernels");
         let mass = mass_entries
             .iter()
             .map(|&(i, j, m)| (at(i, j), m))
             .collect();
-        Direct {
+        Some(Direct {
             mass,
             scatter,
             lower_nnz: pattern.lower_nnz(),
             sym,
-        }
+        })
     }
 
     /// Nonzeros of the lower triangle of the matrix (diagonal included).
