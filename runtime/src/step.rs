@@ -432,9 +432,10 @@ impl Part {
         }
     }
 
-    /// Sparse Cholesky solve of all lanes at once: the Hessian-block kernels
-    /// assemble straight into the factor's storage; a lane that is not positive
-    /// definite is shifted and factored again (see [`crate::sparse::Direct::factor`]).
+    /// Sparse Cholesky solve, a block of up to [`crate::sparse::LANE_BLOCK`]
+    /// lanes at once: the Hessian-block kernels' results are assembled straight
+    /// into the factor's storage; a lane that is not positive definite is
+    /// shifted and factored again (see [`crate::sparse::Direct::factor`]).
     fn solve_direct(
         &mut self,
         scene: &Scene,
@@ -447,18 +448,31 @@ impl Part {
         let direct = scene.direct_solver().expect("a direct scene");
         let [he, hd, _, _] = Self::hessian_kinds(surrogate);
         let mut w = self.direct.take().expect("direct scenes have a workspace");
-        direct.begin(&mut w);
-        loop {
-            direct.assemble_mass(&mut w, 1.0 / (h * h));
-            for kind in [he, hd] {
-                self.run(scene, kind);
-                direct.assemble_blocks(&mut w, kind, &self.b.blocks);
+        let stride = self.stride();
+        // A block of lanes at a time; the kernels run on the block's lanes only
+        // (padding lanes past `len` are inactive).
+        for first in (0..stride).step_by(w.lanes()) {
+            let end = (first + w.lanes()).min(stride);
+            let act = &active[first..end];
+            if !act.iter().any(|a| *a) {
+                continue;
             }
-            if !direct.factor(&mut w, active) {
-                break;
+            direct.begin(&mut w, end - first);
+            loop {
+                direct.assemble_mass(&mut w, 1.0 / (h * h));
+                for kind in [he, hd] {
+                    scene
+                        .compiled
+                        .run(kind, &mut self.b, first, end.min(self.len))
+                        .expect("buffers are built from the scene's layout");
+                    direct.assemble_blocks(&mut w, kind, &self.b.blocks, stride, first);
+                }
+                if !direct.factor(&mut w, act) {
+                    break;
+                }
             }
+            direct.solve(&mut w, rhs, dx, act, stride, first);
         }
-        direct.solve(&mut w, rhs, dx, active);
         self.direct = Some(w);
     }
 

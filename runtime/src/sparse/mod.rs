@@ -35,6 +35,10 @@ const HESSIANS: [KernelKind; 4] = [
 const FIRST_SHIFT: f64 = 1e-8;
 /// Largest diagonal shift tried, relative to the mean |diagonal|.
 const LAST_SHIFT: f64 = 1e12;
+/// Most lanes factored at once: a partition's lanes are solved in blocks of
+/// this many, so the factor's storage stays bounded (and nearer the cache)
+/// however large the batch.
+pub const LANE_BLOCK: usize = 64;
 
 /// The plan of a scene's sparse Cholesky solves.
 #[derive(Debug, Clone)]
@@ -48,9 +52,11 @@ pub struct Direct {
     lower_nnz: usize,
 }
 
-/// A partition's storage for [`Direct`] solves (`s` lanes per value).
+/// A partition's storage for [`Direct`] solves: values of up to `lanes`
+/// lanes, of which the current block of lanes uses the first `s`.
 #[derive(Debug, Clone)]
 pub struct Workspace {
+    lanes: usize,
     s: usize,
     values: Vec<f64>,
     inv_diag: Vec<f64>,
@@ -75,6 +81,13 @@ fn lower_entries(ir: &KernelIr, n: usize) -> impl Iterator<Item = (usize, usize,
             })
         })
     })
+}
+
+impl Workspace {
+    /// Most lanes solved at once.
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
 }
 
 impl Direct {
@@ -152,10 +165,12 @@ impl Direct {
         self.sym.flops()
     }
 
-    /// Storage for solving `s` lanes at once.
-    pub fn workspace(&self, s: usize) -> Workspace {
+    /// Storage for solving a partition of `stride` lanes, [`LANE_BLOCK`] at a time.
+    pub fn workspace(&self, stride: usize) -> Workspace {
         let n = self.sym.n();
+        let s = stride.min(LANE_BLOCK);
         Workspace {
+            lanes: s,
             s,
             values: vec![0.0; self.nnz() * s],
             inv_diag: vec![0.0; n * s],
@@ -170,8 +185,8 @@ impl Direct {
 
     /// Starts an assembly: the values become `c M`.
     pub fn assemble_mass(&self, w: &mut Workspace, c: f64) {
-        w.values.fill(0.0);
         let s = w.s;
+        w.values[..self.nnz() * s].fill(0.0);
         for &(q, m) in &self.mass {
             for v in &mut w.values[q as usize * s..(q as usize + 1) * s] {
                 *v += c * m;
@@ -179,24 +194,32 @@ impl Direct {
         }
     }
 
-    /// Adds the Hessian blocks that kernel `kind` wrote into `blocks` (`[row * s + lane]`).
-    pub fn assemble_blocks(&self, w: &mut Workspace, kind: KernelKind, blocks: &[f64]) {
+    /// Adds the Hessian blocks that kernel `kind` wrote into `blocks`
+    /// (`[row * stride + lane]`), lanes `first..` of the current block.
+    pub fn assemble_blocks(
+        &self,
+        w: &mut Workspace,
+        kind: KernelKind,
+        blocks: &[f64],
+        stride: usize,
+        first: usize,
+    ) {
         let k = HESSIANS
             .iter()
             .position(|h| *h == kind)
             .expect("a Hessian-block kernel");
         let s = w.s;
         if s == 2 {
-            // One environment (one lane pair): a fixed-size add per entry.
+            // One lane pair (a batch of 1 or 2): a fixed-size add per entry.
             for &(row, q) in &self.scatter[k] {
-                let (row, q) = (row as usize * 2, q as usize * 2);
+                let (row, q) = (row as usize * stride + first, q as usize * 2);
                 w.values[q] += blocks[row];
                 w.values[q + 1] += blocks[row + 1];
             }
             return;
         }
         for &(row, q) in &self.scatter[k] {
-            let src = &blocks[row as usize * s..(row as usize + 1) * s];
+            let src = &blocks[row as usize * stride + first..][..s];
             let dst = &mut w.values[q as usize * s..(q as usize + 1) * s];
             for (d, b) in dst.iter_mut().zip(src) {
                 *d += b;
@@ -204,8 +227,11 @@ impl Direct {
         }
     }
 
-    /// Forgets the shifts of an earlier solve; call before the first assembly of a new matrix.
-    pub fn begin(&self, w: &mut Workspace) {
+    /// Starts the solve of a block of `s` lanes (at most [`Workspace::lanes`]),
+    /// forgetting the shifts of an earlier one; call before its first assembly.
+    pub fn begin(&self, w: &mut Workspace, s: usize) {
+        assert!(s <= w.lanes, "a block of at most the workspace's lanes");
+        w.s = s;
         w.shift.fill(0.0);
         w.gave_up.fill(false);
     }
@@ -217,7 +243,7 @@ impl Direct {
     /// |diagonal| gives up (its solution is NaN).
     pub fn factor(&self, w: &mut Workspace, active: &[bool]) -> bool {
         let (n, s) = (self.sym.n(), w.s);
-        let trace = &mut w.trace;
+        let trace = &mut w.trace[..s];
         trace.fill(0.0);
         for j in 0..n {
             let q = self.sym.col_start[j];
@@ -231,7 +257,7 @@ impl Direct {
         if w.shift.iter().any(|x| *x != 0.0) {
             for j in 0..n {
                 let q = self.sym.col_start[j];
-                for (d, x) in w.values[q * s..(q + 1) * s].iter_mut().zip(&w.shift) {
+                for (d, x) in w.values[q * s..(q + 1) * s].iter_mut().zip(&w.shift[..s]) {
                     *d += x;
                 }
             }
@@ -242,7 +268,7 @@ impl Direct {
             &mut w.values,
             &mut w.inv_diag,
             &mut w.map,
-            &mut w.failed,
+            &mut w.failed[..s],
             s,
         );
         let mut retry = false;
@@ -265,19 +291,28 @@ impl Direct {
         retry
     }
 
-    /// Solves with the factor for the active lanes: `dx = A^-1 rhs`
-    /// (`[row * s + lane]`, free rows); lanes that gave up get NaN, inactive
-    /// lanes are left as they are.
-    pub fn solve(&self, w: &mut Workspace, rhs: &[f64], dx: &mut [f64], active: &[bool]) {
+    /// Solves with the factor for the active lanes of the current block:
+    /// `dx = A^-1 rhs` (`[row * stride + lane]`, free rows, the block's lanes
+    /// from `first` on; `active` holds the block's lanes); lanes that gave up
+    /// get NaN, inactive lanes are left as they are.
+    pub fn solve(
+        &self,
+        w: &mut Workspace,
+        rhs: &[f64],
+        dx: &mut [f64],
+        active: &[bool],
+        stride: usize,
+        first: usize,
+    ) {
         let s = w.s;
         for (k, &r) in self.sym.order.iter().enumerate() {
-            w.work[k * s..(k + 1) * s].copy_from_slice(&rhs[r * s..(r + 1) * s]);
+            w.work[k * s..(k + 1) * s].copy_from_slice(&rhs[r * stride + first..][..s]);
         }
         factor::solve(&self.sym, &w.values, &w.inv_diag, &mut w.work, s);
         for (k, &r) in self.sym.order.iter().enumerate() {
             for e in 0..s {
                 if active.get(e) == Some(&true) {
-                    dx[r * s + e] = if w.gave_up[e] {
+                    dx[r * stride + first + e] = if w.gave_up[e] {
                         f64::NAN
                     } else {
                         w.work[k * s + e]
