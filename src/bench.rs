@@ -259,6 +259,16 @@ pub fn bench(o: &Options) -> Result<()> {
         Integrator::SymplecticEuler => "symplectic_euler",
         Integrator::ImplicitEuler { .. } => "implicit_euler",
     };
+    let solver = match (&settings.integrator, scene.direct_solver()) {
+        (Integrator::SymplecticEuler, _) => Value::Null,
+        (_, Some(d)) => json!({
+            "kind": "sparse_cholesky",
+            "lower_nnz": d.lower_nnz(),
+            "factor_nnz": d.nnz(),
+            "factor_multiply_adds": d.flops(),
+        }),
+        (_, None) => json!({ "kind": "jacobi_pcg" }),
+    };
     let mut rows = vec![];
     for &t in &o.threads {
         for &b in &o.batches {
@@ -321,6 +331,7 @@ pub fn bench(o: &Options) -> Result<()> {
             "dt": dt,
             "substeps": settings.substeps.max(1),
             "integrator": integrator,
+            "linear_solver": solver,
             "compile_ms": compile,
             "runs": rows.iter().map(row_json).collect::<Vec<_>>(),
             "gradient": gradient,
@@ -331,6 +342,16 @@ pub fn bench(o: &Options) -> Result<()> {
         return Ok(());
     }
     println!("{title}: {dofs} DOFs, dt = {dt} s, {integrator}");
+    if let Some(d) = scene.direct_solver() {
+        println!(
+            "  linear solver: sparse Cholesky, {} nonzeros in L ({} in the lower triangle of the matrix), {} multiply-adds per factorisation",
+            d.nnz(),
+            d.lower_nnz(),
+            d.flops()
+        );
+    } else if !solver.is_null() {
+        println!("  linear solver: Jacobi-preconditioned CG");
+    }
     let phase_text: Vec<String> = phases
         .iter()
         .map(|(p, ms)| format!("{p} {ms:.2}"))

@@ -4,7 +4,7 @@
 //! of each substep backwards. Memory is `O(T/K + K)` states instead of `O(T)`.
 
 use crate::step::{Adjoint, Part, Snapshot};
-use crate::{NameError, Scene, Sim};
+use crate::{Event, NameError, Scene, Sim};
 use joule_grammar::ast::ObjectiveKind;
 use rayon::prelude::*;
 
@@ -99,6 +99,9 @@ pub struct Gradient {
     pub bytes_per_env_step: usize,
     /// Checkpoint interval used.
     pub checkpoint_every: usize,
+    /// What the forward pass reported (divergence, non-convergence, CG stops)
+    /// and the adjoint's CG solves that stopped short (the gradient is then inexact).
+    pub events: Vec<Event>,
 }
 
 struct PartGradient {
@@ -107,6 +110,7 @@ struct PartGradient {
     controls: Vec<Vec<f64>>,
     x0: Vec<f64>,
     v0: Vec<f64>,
+    events: Vec<Event>,
 }
 
 /// What one partition differentiates: output rows and per-step data in its buffer layout.
@@ -257,8 +261,10 @@ impl Sim<'_> {
             v0: vec![vec![0.0; batch]; n],
             bytes_per_env_step: 16 * n * scene.model().settings.substeps.max(1) as usize,
             checkpoint_every: k,
+            events: vec![],
         };
         for (p, pg) in self.parts.iter().zip(parts) {
+            g.events.extend(pg.events);
             let s = p.b.stride;
             for e in 0..p.len {
                 let env = p.first + e;
@@ -389,6 +395,7 @@ fn part_gradient(
         }
     };
     let mut value = vec![0.0; p.len];
+    let mut events = vec![];
     // The tracked output at every step, for a Chamfer distance.
     let mut agent: Vec<Vec<f64>> = vec![];
     // Forward, keeping checkpoints.
@@ -399,6 +406,7 @@ fn part_gradient(
         }
         set_controls(p, t);
         p.step(scene, start + t);
+        events.append(&mut p.events);
         step_terms(p, scene, o, t, &mut value, false, &[]);
         if let (Some((row, len, _)), true) = (&o.track, o.chamfer) {
             agent.push(p.b.outputs[row * s..(row + len) * s].to_vec());
@@ -439,6 +447,8 @@ fn part_gradient(
                 p.substep(scene, start + t);
             }
         }
+        // The forward pass reported these substeps already.
+        p.events.clear();
         states.push(if t1 == steps {
             end_state.clone()
         } else {
@@ -454,7 +464,8 @@ fn part_gradient(
                 p.outputs_adjoint(scene, &mut adj);
             }
             for sub in (0..subs).rev() {
-                p.substep_adjoint(scene, &states[(t - t0) * subs + sub], &mut adj);
+                p.substep_adjoint(scene, &states[(t - t0) * subs + sub], &mut adj, start + t);
+                events.append(&mut p.events);
             }
             controls[t].copy_from_slice(&adj.controls);
             adj.controls.fill(0.0);
@@ -467,5 +478,6 @@ fn part_gradient(
         controls,
         x0: adj.x,
         v0: adj.v,
+        events,
     }
 }

@@ -18,9 +18,9 @@
 #![allow(clippy::needless_range_loop)]
 
 mod gradient;
-pub mod linalg;
 pub mod mass;
 pub mod optimize;
+pub mod sparse;
 pub mod step;
 mod tape;
 
@@ -30,10 +30,11 @@ pub use tape::{Tape, TapeGradient};
 use joule_compiler::abi::Buffers;
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Model, Precision};
+use joule_compiler::model::{Integrator, Model, Precision};
 use joule_grammar::Diagnostic;
 use mass::MassModel;
 use rayon::prelude::*;
+use sparse::Direct;
 use step::Part;
 
 /// Something the simulation wants its user to know.
@@ -52,6 +53,26 @@ pub enum Event {
         step: usize,
         residual: f64,
     },
+    /// An iterative (Jacobi-preconditioned CG) linear solve stopped before its
+    /// tolerance; `residual` is its relative residual. In the forward pass
+    /// Newton may still converge (the last stop of the substep is reported);
+    /// in an `adjoint` solve the gradient is inexact.
+    SolveStopped {
+        env: usize,
+        step: usize,
+        reason: SolveStop,
+        residual: f64,
+        adjoint: bool,
+    },
+}
+
+/// Why an iterative linear solve stopped short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SolveStop {
+    /// It reached its iteration cap.
+    IterationCap,
+    /// A search direction had non-positive curvature: the matrix is not positive definite.
+    NegativeCurvature,
 }
 
 impl std::fmt::Display for Event {
@@ -63,6 +84,15 @@ impl std::fmt::Display for Event {
             Event::NotConverged { env, step, residual } => write!(
                 f,
                 "environment {env}, step {step}: Newton did not converge (last step {residual:e} above the tolerance)"
+            ),
+            Event::SolveStopped { env, step, reason, residual, adjoint } => write!(
+                f,
+                "environment {env}, step {step}: the {} CG solve stopped {} at relative residual {residual:e}",
+                if *adjoint { "adjoint" } else { "Newton" },
+                match reason {
+                    SolveStop::IterationCap => "at its iteration cap",
+                    SolveStop::NegativeCurvature => "on negative curvature (indefinite Hessian)",
+                }
             ),
         }
     }
@@ -92,6 +122,9 @@ pub struct Scene {
     pub compiled: CompiledScene,
     /// Mass and external force per free DOF.
     pub mass: MassModel,
+    /// The sparse Cholesky plan of implicit scenes whose systems are solved
+    /// directly (`None`: explicit, or large enough for CG).
+    direct: Option<Direct>,
     dof_names: Vec<String>,
 }
 
@@ -161,9 +194,23 @@ impl Scene {
             diagnostics: vec![],
             rendered: e.to_string(),
         })?;
+        let direct = matches!(
+            compiled.model.settings.integrator,
+            Integrator::ImplicitEuler { .. }
+        )
+        .then(|| {
+            Direct::plan(
+                compiled.layout().dofs,
+                &mass,
+                |k| compiled.kernels.get(k),
+                step::DIRECT_FLOP_LIMIT,
+            )
+        })
+        .flatten();
         Ok(Scene {
             compiled,
             mass,
+            direct,
             dof_names,
         })
     }
@@ -187,6 +234,12 @@ impl Scene {
     /// A readable name of a free DOF.
     pub fn dof_name(&self, dof: usize) -> String {
         self.dof_names.get(dof).cloned().unwrap_or_default()
+    }
+
+    /// The sparse Cholesky plan of the implicit step's linear systems, if they
+    /// are solved directly (small and sparse enough); otherwise CG solves them.
+    pub fn direct_solver(&self) -> Option<&Direct> {
+        self.direct.as_ref()
     }
 
     pub(crate) fn kernel_ir(&self, kind: KernelKind) -> &KernelIr {

@@ -149,27 +149,27 @@ impl MassModel {
         }
     }
 
-    /// Adds `c M` to per-environment dense matrices (`n x n`, row-major).
-    pub fn add_dense(&self, c: f64, mats: &mut [Vec<f64>], n: usize) {
-        for (r, m) in self.mass.iter().enumerate() {
-            for mat in mats.iter_mut() {
-                mat[r * n + r] += c * m;
-            }
-        }
+    /// The nonzero entries `(row, column, value)` of the mass matrix (both
+    /// triangles): the diagonal, and the couplings of bodies whose `W` is not diagonal.
+    pub fn entries(&self) -> Vec<(usize, usize, f64)> {
+        let mut out: Vec<(usize, usize, f64)> = self
+            .mass
+            .iter()
+            .enumerate()
+            .map(|(r, m)| (r, r, *m))
+            .collect();
         for (d, w, _) in &self.blocks {
             for comp in 0..3 {
                 for a in 0..4 {
                     for b in 0..4 {
-                        if a != b {
-                            let (i, j) = (d + 3 * a + comp, d + 3 * b + comp);
-                            for mat in mats.iter_mut() {
-                                mat[i * n + j] += c * w[a][b];
-                            }
+                        if a != b && w[a][b] != 0.0 {
+                            out.push((d + 3 * a + comp, d + 3 * b + comp, w[a][b]));
                         }
                     }
                 }
             }
         }
+        out
     }
 }
 

@@ -2,22 +2,28 @@
 //!
 //! `symplectic_euler`: v += h M^-1 (f - dE/dx - dD/dv); x += h v.
 //! `implicit_euler`: x' = argmin 1/(2h^2) |x - x~|_M^2 + E(x) + h D((x - x_t)/h),
-//! x~ = x_t + h v_t + h^2 M^-1 f, by Newton's method with a per-environment
-//! dense Cholesky solve (small systems) or matrix-free Jacobi-preconditioned
-//! CG on Hessian-vector kernels (large ones), and a backtracking line search
+//! x~ = x_t + h v_t + h^2 M^-1 f, by Newton's method with a sparse Cholesky
+//! solve planned at compile time (`sparse`, systems small and sparse enough)
+//! or matrix-free Jacobi-preconditioned CG on Hessian-vector kernels (larger
+//! ones), and a backtracking line search
 //! run on all lanes with per-lane acceptance. Every loop below runs over all
 //! environments of the partition; lanes that are done are masked, never waited on.
 
-use crate::linalg;
-use crate::{Event, Scene};
+use crate::sparse::Workspace;
+use crate::{Event, Scene, SolveStop};
 use joule_compiler::abi::Buffers;
 use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
 
-/// Largest system solved densely; larger ones use preconditioned CG.
-pub const DENSE_LIMIT: usize = 160;
+/// Most multiply-adds per environment of a sparse Cholesky factorisation for
+/// which a scene's systems are solved directly; costlier ones use preconditioned
+/// CG. Measured (docs/performance.md): implicit cloths of 1.9M and 2.7M
+/// multiply-adds ran 1.8-4.4x faster direct, one of 6.8M 2.1x slower.
+pub const DIRECT_FLOP_LIMIT: usize = 4_000_000;
 /// Relative residual at which CG stops inside Newton (inexact Newton).
 pub const NEWTON_CG_TOLERANCE: f64 = 1e-5;
+/// Most CG iterations per solve (at least 50, at most twice the DOFs).
+pub const CG_ITERATIONS: usize = 1000;
 /// Relative residual at which CG stops in adjoint solves.
 pub const ADJOINT_CG_TOLERANCE: f64 = 1e-11;
 
@@ -33,6 +39,10 @@ pub struct Part {
     pub events: Vec<Event>,
     /// Environments already reported as diverged.
     pub diverged: Vec<bool>,
+    /// Storage of the sparse Cholesky solves (scenes solved directly).
+    direct: Option<Workspace>,
+    /// Per lane, how the last CG solve of the current substep stopped short.
+    stops: Vec<Option<(SolveStop, f64)>>,
 }
 
 /// Saved state at the start of a substep.
@@ -55,12 +65,15 @@ impl Part {
     pub fn new(scene: &Scene, first: usize, len: usize) -> Self {
         let mut b = scene.compiled.buffers(len);
         scene.initial_state(&mut b);
+        let b_stride = b.stride;
         Part {
             first,
             len,
             b,
             events: vec![],
             diverged: vec![false; len],
+            direct: scene.direct_solver().map(|d| d.workspace(b_stride)),
+            stops: vec![None; b_stride],
         }
     }
 
@@ -245,6 +258,7 @@ impl Part {
                 }
             }
         }
+        self.stops.fill(None);
         let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, trace);
         for (e, r) in residuals.into_iter().enumerate().take(self.len) {
             if let Some(residual) = r {
@@ -255,6 +269,7 @@ impl Part {
                 });
             }
         }
+        self.report_stops(step, false);
         self.set_velocity(n, &x_t, h);
     }
 
@@ -378,38 +393,24 @@ impl Part {
         active: &[bool],
         surrogate: bool,
     ) {
-        if scene.dofs() <= DENSE_LIMIT {
-            self.solve_dense(scene, h, rhs, dx, active, surrogate);
+        if scene.direct_solver().is_some() {
+            self.solve_direct(scene, h, rhs, dx, active, surrogate);
         } else {
             self.solve_cg(scene, h, rhs, dx, active, surrogate);
         }
     }
 
-    /// Adds the Hessian blocks of a kernel (times `scale`) into per-environment dense matrices.
-    fn add_blocks(&mut self, scene: &Scene, kind: KernelKind, scale: f64, mats: &mut [Vec<f64>]) {
-        let (n, s) = (scene.dofs(), self.stride());
-        self.run(scene, kind);
-        let ir = scene.kernel_ir(kind);
-        for lp in &ir.loops {
-            let w = lp.dof_width;
-            for i in 0..lp.count {
-                let rows = &lp.dofs[i * w..(i + 1) * w];
-                for (a, ra) in rows.iter().enumerate() {
-                    let ra = *ra as usize;
-                    if ra >= n {
-                        continue;
-                    }
-                    for (c, rc) in rows.iter().enumerate() {
-                        let rc = *rc as usize;
-                        if rc >= n {
-                            continue;
-                        }
-                        let base = (lp.block_base + i * w * w + a * w + c) * s;
-                        for (e, m) in mats.iter_mut().enumerate() {
-                            m[ra * n + rc] += scale * self.b.blocks[base + e];
-                        }
-                    }
-                }
+    /// Reports the lanes whose CG solves stopped short in this substep.
+    fn report_stops(&mut self, step: usize, adjoint: bool) {
+        for e in 0..self.len {
+            if let Some((reason, residual)) = self.stops[e].take() {
+                self.events.push(Event::SolveStopped {
+                    env: self.first + e,
+                    step,
+                    reason,
+                    residual,
+                    adjoint,
+                });
             }
         }
     }
@@ -433,7 +434,11 @@ impl Part {
         }
     }
 
-    fn solve_dense(
+    /// Sparse Cholesky solve, a block of up to [`crate::sparse::LANE_BLOCK`]
+    /// lanes at once: the Hessian-block kernels' results are assembled straight
+    /// into the factor's storage; a lane that is not positive definite is
+    /// shifted and factored again (see [`crate::sparse::Direct::factor`]).
+    fn solve_direct(
         &mut self,
         scene: &Scene,
         h: f64,
@@ -442,44 +447,35 @@ impl Part {
         active: &[bool],
         surrogate: bool,
     ) {
-        let (n, s) = (scene.dofs(), self.stride());
+        let direct = scene.direct_solver().expect("a direct scene");
         let [he, hd, _, _] = Self::hessian_kinds(surrogate);
-        let mut mats: Vec<Vec<f64>> = (0..self.len).map(|_| vec![0.0; n * n]).collect();
-        scene.mass.add_dense(1.0 / (h * h), &mut mats, n);
-        self.add_blocks(scene, he, 1.0, &mut mats);
-        self.add_blocks(scene, hd, 1.0, &mut mats);
-        for (e, mut a) in mats.into_iter().enumerate() {
-            if !active[e] {
+        let mut w = self.direct.take().expect("direct scenes have a workspace");
+        let stride = self.stride();
+        // A block of lanes at a time; the kernels run on the block's lanes only
+        // (padding lanes past `len` are inactive).
+        for first in (0..stride).step_by(w.lanes()) {
+            let end = (first + w.lanes()).min(stride);
+            let act = &active[first..end];
+            if !act.iter().any(|a| *a) {
                 continue;
             }
-            let mut b: Vec<f64> = (0..n).map(|r| rhs[r * s + e]).collect();
-            // Indefinite Hessians (buckling, inverted elements): shift until positive definite.
-            let trace = (0..n).map(|r| a[r * n + r].abs()).sum::<f64>() / n.max(1) as f64;
-            let mut shift = 0.0;
-            let mut l = a.clone();
-            while !linalg::cholesky(&mut l, n) {
-                shift = if shift == 0.0 {
-                    1e-8 * trace
-                } else {
-                    shift * 10.0
-                };
-                if !shift.is_finite() || shift > 1e12 * trace.max(1e-300) {
-                    b.iter_mut().for_each(|v| *v = f64::NAN);
+            direct.begin(&mut w, end - first);
+            loop {
+                direct.assemble_mass(&mut w, 1.0 / (h * h));
+                for kind in [he, hd] {
+                    scene
+                        .compiled
+                        .run(kind, &mut self.b, first, end.min(self.len))
+                        .expect("buffers are built from the scene's layout");
+                    direct.assemble_blocks(&mut w, kind, &self.b.blocks, stride, first);
+                }
+                if !direct.factor(&mut w, act) {
                     break;
                 }
-                l.copy_from_slice(&a);
-                for r in 0..n {
-                    l[r * n + r] += shift;
-                }
             }
-            if b.iter().all(|v| !v.is_nan()) {
-                linalg::cholesky_solve(&l, n, &mut b);
-            }
-            a.clear();
-            for r in 0..n {
-                dx[r * s + e] = b[r];
-            }
+            direct.solve(&mut w, rhs, dx, act, stride, first);
         }
+        self.direct = Some(w);
     }
 
     /// `out` = (M/h^2 + H_E + H_hD) p, through the Hessian-vector kernels.
@@ -554,7 +550,7 @@ impl Part {
         let mut rz: Vec<f64> = (0..s).map(|e| dot(&r, &z, e)).collect();
         let bnorm: Vec<f64> = (0..s).map(|e| dot(rhs, rhs, e).sqrt()).collect();
         let mut live: Vec<bool> = active.to_vec();
-        for _ in 0..(2 * n).clamp(50, 1000) {
+        for _ in 0..(2 * n).clamp(50, CG_ITERATIONS) {
             if !live.iter().any(|l| *l) {
                 break;
             }
@@ -574,6 +570,9 @@ impl Part {
                 let rz_new = dot(&r, &z, e);
                 let rnorm = dot(&r, &r, e).sqrt();
                 if rnorm <= rtol * bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
+                    if pap <= 0.0 && rnorm > rtol * bnorm[e] {
+                        self.stops[e] = Some((SolveStop::NegativeCurvature, rnorm / bnorm[e]));
+                    }
                     live[e] = false;
                     continue;
                 }
@@ -593,12 +592,25 @@ impl Part {
                 }
             }
         }
+        for e in 0..s {
+            if live[e] {
+                let residual = dot(&r, &r, e).sqrt() / bnorm[e];
+                self.stops[e] = Some((SolveStop::IterationCap, residual));
+            }
+        }
     }
 
     /// Adjoint of one substep from `start` (the state before it). On entry
     /// `adj.x`, `adj.v` hold dL/dx', dL/dv' of the state after the substep; on
     /// exit dL/dx, dL/dv of `start`, with params and controls accumulated.
-    pub fn substep_adjoint(&mut self, scene: &Scene, start: &Snapshot, adj: &mut Adjoint) {
+    /// CG solves that stop short are reported as events of `step`.
+    pub fn substep_adjoint(
+        &mut self,
+        scene: &Scene,
+        start: &Snapshot,
+        adj: &mut Adjoint,
+        step: usize,
+    ) {
         let h = scene.substep();
         let (n, s) = (scene.dofs(), self.stride());
         self.restore(start);
@@ -625,14 +637,19 @@ impl Part {
                 // Recompute the solve, then the implicit function theorem at its solution.
                 let x_t = start.x.clone();
                 let v_t = start.v.clone();
-                self.implicit(scene, h, iterations, tolerance, 0, None);
+                // The recomputed forward solve reported its events in the forward pass.
+                let reported = self.events.len();
+                self.implicit(scene, h, iterations, tolerance, step, None);
+                self.events.truncate(reported);
                 let mut a = vec![0.0; n * s];
                 for i in 0..n * s {
                     a[i] = adj.x[i] + adj.v[i] / h;
                 }
                 let mut lambda = vec![0.0; n * s];
                 let all: Vec<bool> = (0..s).map(|e| e < self.len).collect();
+                self.stops.fill(None);
                 self.solve(scene, h, &a, &mut lambda, &all, true);
+                self.report_stops(step, true);
                 // State after the solve: x', v' = (x' - x_t)/h, prev = start.
                 self.b.prev_x[..n * s].copy_from_slice(&x_t);
                 self.b.prev_v[..n * s].copy_from_slice(&v_t);

@@ -28,6 +28,8 @@ pub struct Tape {
     adj: Vec<Adjoint>,
     /// Recorded steps not yet reversed.
     head: usize,
+    /// The simulation's step count when the tape started (numbers events).
+    first_step: usize,
 }
 
 impl Tape {
@@ -72,6 +74,7 @@ impl Sim<'_> {
                 })
                 .collect(),
             head: 0,
+            first_step: self.step,
         }
     }
 
@@ -190,6 +193,7 @@ impl Sim<'_> {
         assert!(tape.head > 0, "nothing left to reverse on the tape");
         let scene = self.scene;
         let t = tape.head - 1;
+        let step = tape.first_step + t;
         let subs = scene.model().settings.substeps.max(1) as usize;
         self.parts
             .par_iter_mut()
@@ -198,10 +202,15 @@ impl Sim<'_> {
             .zip(&mut tape.adj)
             .for_each(|(((p, states), controls), adj)| {
                 p.b.controls.copy_from_slice(&controls[t]);
+                p.events.clear();
                 for sub in (0..subs).rev() {
-                    p.substep_adjoint(scene, &states[t * subs + sub], adj);
+                    p.substep_adjoint(scene, &states[t * subs + sub], adj, step);
                 }
             });
+        // Adjoint solves that stopped short.
+        for p in &self.parts {
+            self.events.extend(p.events.iter().cloned());
+        }
         tape.head = t;
         let nc = scene.model().controls.len();
         let mut out = vec![vec![0.0; self.batch]; nc];
