@@ -3,7 +3,8 @@
 //! distance between the agent's and the expert's trajectories of some outputs
 //! (the agent's states near the expert's, and the expert's covered, without
 //! assuming the two are aligned in time), and its gradient passes through
-//! the simulator into the network.
+//! the simulator into the network. Each matched component is measured in
+//! units of the expert's standard deviation over its trajectory.
 
 use crate::adam::{Adam, Update};
 use crate::envs::Envs;
@@ -48,6 +49,8 @@ pub struct Imitator<'s> {
     rng: ChaCha8Rng,
     /// Output rows matched.
     rows: Vec<usize>,
+    /// Each matched component's unit: the expert's standard deviation over time.
+    scale: Vec<f64>,
     /// The expert's trajectory, `[step][component * batch + env]`.
     expert: Vec<Vec<f64>>,
     /// The learning curve (`loss` is the Chamfer distance).
@@ -91,13 +94,33 @@ impl<'s> Imitator<'s> {
             &mut rng,
         )
         .map_err(|e| msg(e.0))?;
+        // Components in units of the expert's own spread, so positions in
+        // metres and spins in radians per second weigh alike.
+        let n = expert.len() as f64;
+        let scale: Vec<f64> = (0..rows.len())
+            .map(|c| {
+                let mean = expert.iter().map(|s| s[c]).sum::<f64>() / n;
+                let sd = (expert.iter().map(|s| (s[c] - mean).powi(2)).sum::<f64>() / n).sqrt();
+                if sd > 1e-12 {
+                    sd
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         let expert = expert
             .iter()
-            .map(|s| s.iter().flat_map(|&c| std::iter::repeat_n(c, b)).collect())
+            .map(|s| {
+                s.iter()
+                    .zip(&scale)
+                    .flat_map(|(&c, k)| std::iter::repeat_n(c / k, b))
+                    .collect()
+            })
             .collect();
         Ok(Imitator {
             adam: Adam::new(&policy.net.vars(), settings.lr)?,
             rows,
+            scale,
             settings,
             envs,
             rng,
@@ -117,7 +140,8 @@ impl<'s> Imitator<'s> {
             .map(|out| {
                 self.rows
                     .iter()
-                    .flat_map(|&row| out[row].iter().copied())
+                    .zip(&self.scale)
+                    .flat_map(|(&row, k)| out[row].iter().map(move |x| x / k))
                     .collect()
             })
             .collect();
@@ -126,12 +150,12 @@ impl<'s> Imitator<'s> {
         let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
         let loss = value.iter().sum::<f64>() / b as f64;
         let rows = r.outputs[0].len();
-        let matched = &self.rows;
+        let (matched, scale) = (&self.rows, &self.scale);
         let seeds = |t: usize| {
             let mut s = vec![vec![0.0; b]; rows];
             for (c, &row) in matched.iter().enumerate() {
                 for e in 0..b {
-                    s[row][e] = grad[t][c * b + e] / b as f64;
+                    s[row][e] = grad[t][c * b + e] / (scale[c] * b as f64);
                 }
             }
             s
