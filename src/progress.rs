@@ -19,11 +19,20 @@ pub struct Progress {
 impl Progress {
     /// A bar over `total` steps labelled `what`; `enabled` false keeps it silent.
     pub fn steps(total: u64, what: &str, enabled: bool) -> Progress {
+        Progress::counting(total, what, "steps", enabled)
+    }
+
+    /// A bar over `total` training iterations.
+    pub fn iterations(total: u64, what: &str, enabled: bool) -> Progress {
+        Progress::counting(total, what, "iterations", enabled)
+    }
+
+    fn counting(total: u64, what: &str, unit: &str, enabled: bool) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {wide_bar} {pos}/{len} steps  {per_sec}  eta {eta}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{msg}} {{wide_bar}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+            ))
             .expect("a valid template"),
         );
         bar.set_message(what.to_string());

@@ -86,7 +86,7 @@ pub fn train(
         None => Trainer::new(&scene, config).map_err(learn_error)?,
     };
     let done = trainer.curve.len();
-    let mut bar = Progress::steps(
+    let mut bar = Progress::iterations(
         iters.saturating_sub(done) as u64,
         "train",
         !o.quiet && !o.json,
@@ -302,7 +302,7 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
         seed: a.seed,
     };
     let mut im = Imitator::new(&scene, &pol, &expert, settings).map_err(learn_error)?;
-    let mut bar = Progress::steps(a.iters as u64, "imitate", !o.quiet && !o.json);
+    let mut bar = Progress::iterations(a.iters as u64, "imitate", !o.quiet && !o.json);
     for _ in 0..a.iters {
         let p = im.iterate(&mut pol).map_err(learn_error)?;
         bar.message(&format!(
