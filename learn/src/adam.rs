@@ -21,8 +21,11 @@ pub struct Adam {
 /// What an update did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Update {
-    /// Applied; the gradient's global norm before clipping.
-    Applied { norm: f64 },
+    /// Applied.
+    Applied {
+        /// The gradient's global norm before clipping.
+        norm: f64,
+    },
     /// Skipped: the gradient was not finite.
     Skipped,
 }
