@@ -106,8 +106,21 @@ impl Part {
 
     /// One step (all substeps) at the current controls. `step` numbers reports.
     pub fn step(&mut self, scene: &Scene, step: usize) {
+        self.step_with(scene, step, None);
+    }
+
+    /// [`Part::step`], pushing the state before every substep onto `states`.
+    pub fn step_recorded(&mut self, scene: &Scene, step: usize, states: &mut Vec<Snapshot>) {
+        self.step_with(scene, step, Some(states));
+    }
+
+    fn step_with(&mut self, scene: &Scene, step: usize, mut states: Option<&mut Vec<Snapshot>>) {
         self.events.clear();
+        let n = scene.dofs();
         for _ in 0..scene.compiled.model.settings.substeps.max(1) {
+            if let Some(s) = states.as_deref_mut() {
+                s.push(self.snapshot(n));
+            }
             self.substep(scene, step);
         }
         self.check_finite(scene, step);
@@ -126,7 +139,7 @@ impl Part {
     }
 
     /// Reports environments whose state became non-finite (once each).
-    pub(crate) fn check_finite(&mut self, scene: &Scene, step: usize) {
+    fn check_finite(&mut self, scene: &Scene, step: usize) {
         let (n, s) = (scene.dofs(), self.stride());
         for e in 0..self.len {
             if self.diverged[e] {

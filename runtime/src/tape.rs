@@ -111,24 +111,15 @@ impl Sim<'_> {
             tape.controls.first().map_or(0, Vec::len),
             "a tape records only before it is reversed"
         );
-        let (scene, step) = (self.scene, self.step);
-        let (n, subs) = (
-            scene.dofs(),
-            scene.model().settings.substeps.max(1) as usize,
-        );
+        let (scene, step, n) = (self.scene, self.step, self.scene.dofs());
         self.parts
             .par_iter_mut()
             .zip(&mut tape.states)
             .zip(&mut tape.controls)
             .zip(&mut tape.end)
             .for_each(|(((p, states), controls), end)| {
-                p.events.clear();
                 controls.push(p.b.controls.to_vec());
-                for _ in 0..subs {
-                    states.push(p.snapshot(n));
-                    p.substep(scene, step);
-                }
-                p.check_finite(scene, step);
+                p.step_recorded(scene, step, states);
                 *end = p.snapshot(n);
             });
         self.step += 1;
