@@ -14,6 +14,8 @@ use rand_distr::{Distribution, Normal};
 pub struct Envs<'s> {
     /// The simulation.
     pub sim: Sim<'s>,
+    /// Rows of the outputs (`Sim::outputs`).
+    pub rows: usize,
     /// Output row of the reward (none: every step earns 0).
     pub reward_row: Option<usize>,
     /// Output rows of `done` items.
@@ -88,6 +90,7 @@ impl<'s> Envs<'s> {
         let controls = scene.default_controls(batch);
         let mut envs = Envs {
             sim: scene.batch_threads(batch, threads),
+            rows: layout.output_rows(),
             reward_row,
             done_rows,
             episode: episode.max(1),
@@ -115,6 +118,13 @@ impl<'s> Envs<'s> {
         self.age[env] = 0;
         self.ret[env] = 0.0;
         self.alive[env] = true;
+    }
+
+    /// Puts the control table into the simulation (before a step).
+    pub fn apply_controls(&mut self) {
+        self.sim
+            .set_controls(&self.controls)
+            .expect("the table is built for the scene's controls and batch");
     }
 
     /// Bookkeeping after a step: the reward each environment earned and
@@ -158,4 +168,9 @@ impl<'s> Envs<'s> {
             }
         }
     }
+}
+
+/// A name the scene lacks, as a learning error.
+pub(crate) fn name_error(e: NameError) -> candle_core::Error {
+    candle_core::Error::Msg(e.0)
 }

@@ -7,9 +7,9 @@
 //! units of the expert's standard deviation over its trajectory.
 
 use crate::adam::{Adam, Update};
-use crate::envs::Envs;
+use crate::envs::{name_error, Envs};
 use crate::policy::Policy;
-use crate::trainer::Point;
+use crate::trainer::{close_iteration, Measured, Point};
 use crate::window;
 use candle_core::Result;
 use joule_runtime::Scene;
@@ -93,7 +93,7 @@ impl<'s> Imitator<'s> {
             settings.noise,
             &mut rng,
         )
-        .map_err(|e| msg(e.0))?;
+        .map_err(name_error)?;
         // Components in units of the expert's own spread, so positions in
         // metres and spins in radians per second weigh alike.
         let n = expert.len() as f64;
@@ -133,7 +133,7 @@ impl<'s> Imitator<'s> {
     pub fn iterate(&mut self, policy: &mut Policy) -> Result<&Point> {
         let start = Instant::now();
         let (b, h) = (self.envs.batch(), self.settings.steps);
-        let r = window::forward(&mut self.envs, policy, h)?;
+        let mut r = window::forward(&mut self.envs, policy, h)?;
         let agent: Vec<Vec<f64>> = r
             .outputs
             .iter()
@@ -149,7 +149,7 @@ impl<'s> Imitator<'s> {
         let len = self.rows.len();
         let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
         let loss = value.iter().sum::<f64>() / b as f64;
-        let rows = r.outputs[0].len();
+        let rows = self.envs.rows;
         let (matched, scale) = (&self.rows, &self.scale);
         let seeds = |t: usize| {
             let mut s = vec![vec![0.0; b]; rows];
@@ -160,29 +160,26 @@ impl<'s> Imitator<'s> {
             }
             s
         };
-        let obs: Vec<Vec<f64>> = r.obs[..h].iter().flatten().cloned().collect();
-        let (grads, dropped) = window::backward(&mut self.envs, policy, r, seeds, None)?;
+        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
         let vars = policy.net.vars();
         let norm = match self.adam.step(&vars, &grads, Some(self.settings.clip))? {
             Update::Applied { norm } => norm,
             Update::Skipped => f64::NAN,
         };
-        policy.norm.update(&obs);
-        self.envs.boundary(&mut self.rng);
-        let finished: Vec<f64> = self.envs.finished.drain(..).collect();
-        let events = self.envs.sim.events.drain(..).count();
-        let prev = self.curve.last();
-        self.curve.push(Point {
-            iteration: prev.map_or(0, |p| p.iteration) + 1,
-            env_steps: prev.map_or(0, |p| p.env_steps) + (b * h) as u64,
-            wall: prev.map_or(0.0, |p| p.wall) + start.elapsed().as_secs_f64(),
-            reward: finished.iter().sum::<f64>() / finished.len().max(1) as f64,
-            episodes: finished.len(),
+        r.obs.truncate(h);
+        policy.norm.update(&r.obs.concat());
+        let measured = Measured {
+            start,
+            env_steps: (b * h) as u64,
             grad_norm: norm,
             loss,
             dropped,
-            events,
-        });
-        Ok(self.curve.last().expect("just pushed"))
+        };
+        Ok(close_iteration(
+            &mut self.curve,
+            &mut self.envs,
+            &mut self.rng,
+            measured,
+        ))
     }
 }

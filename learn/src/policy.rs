@@ -30,6 +30,19 @@ pub struct Policy {
     activation: Activation,
 }
 
+/// The tensors and the metadata of a safetensors file.
+pub fn read_safetensors(
+    bytes: &[u8],
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| candle_core::Error::Msg(format!("not a safetensors file: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    Ok((
+        candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?,
+        meta,
+    ))
+}
+
 /// The policy item called `name`, or the only one when `name` is `None`.
 pub fn spec<'m>(
     scene: &'m Scene,
@@ -177,16 +190,12 @@ impl Policy {
     /// The policy a file written by [`Policy::to_bytes`] holds, bound to the
     /// scene's policy item of the same name.
     pub fn from_bytes(scene: &Scene, bytes: &[u8]) -> Result<Policy> {
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| candle_core::Error::Msg(format!("not a safetensors file: {e}")))?;
-        let name = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("joule.policy").cloned());
-        let spec = spec(scene, name.as_deref()).map_err(candle_core::Error::Msg)?;
+        let (tensors, meta) = read_safetensors(bytes)?;
+        let name = meta.get("joule.policy").map(String::as_str);
+        let spec = spec(scene, name).map_err(candle_core::Error::Msg)?;
         let mut rng = rand::SeedableRng::seed_from_u64(0);
         let mut policy = Policy::new(scene, spec, &mut rng)?;
-        policy.load_bytes(bytes)?;
+        policy.load(&tensors, &meta)?;
         Ok(policy)
     }
 
@@ -194,15 +203,6 @@ impl Policy {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         safetensors::serialize(self.named()?, Some(self.metadata()))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
-    }
-
-    /// Loads a file written by [`Policy::to_bytes`] (or a training checkpoint).
-    pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| candle_core::Error::Msg(format!("not a safetensors file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
-        self.load(&tensors, &meta)
     }
 
     /// The controls for outputs `[row][env]` (no gradient), written into the

@@ -4,7 +4,7 @@
 //! generator) is saved, so a resumed run is bitwise the run it continues.
 
 use crate::adam::{grads_of, Adam, Update};
-use crate::envs::Envs;
+use crate::envs::{name_error, Envs};
 use crate::net::Mlp;
 use crate::policy::{self, Policy};
 use crate::{ppo, value, window};
@@ -15,7 +15,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// Which algorithm trains the policy.
@@ -128,6 +127,53 @@ pub struct Point {
     pub events: usize,
 }
 
+/// What an iteration measured itself (the environments add the rest).
+pub(crate) struct Measured {
+    /// When it began.
+    pub start: Instant,
+    /// Environment steps it simulated.
+    pub env_steps: u64,
+    /// The policy gradient's norm before clipping (NaN: skipped).
+    pub grad_norm: f64,
+    /// Its loss.
+    pub loss: f64,
+    /// Non-finite gradients dropped and updates skipped.
+    pub dropped: usize,
+}
+
+/// Closes an iteration: environments whose episode ended record their
+/// return and start again, and the iteration's row joins the curve (the
+/// mean return of the episodes that ended; the last value when none did).
+pub(crate) fn close_iteration<'c>(
+    curve: &'c mut Vec<Point>,
+    envs: &mut Envs,
+    rng: &mut ChaCha8Rng,
+    m: Measured,
+) -> &'c Point {
+    envs.boundary(rng);
+    let finished: Vec<f64> = envs.finished.drain(..).collect();
+    let events = envs.sim.events.drain(..).count();
+    let prev = curve.last();
+    let reward = if finished.is_empty() {
+        prev.map_or(f64::NAN, |p| p.reward)
+    } else {
+        finished.iter().sum::<f64>() / finished.len() as f64
+    };
+    let point = Point {
+        iteration: prev.map_or(0, |p| p.iteration) + 1,
+        env_steps: prev.map_or(0, |p| p.env_steps) + m.env_steps,
+        wall: prev.map_or(0.0, |p| p.wall) + m.start.elapsed().as_secs_f64(),
+        reward,
+        episodes: finished.len(),
+        grad_norm: m.grad_norm,
+        loss: m.loss,
+        dropped: m.dropped,
+        events,
+    };
+    curve.push(point);
+    curve.last().expect("just pushed")
+}
+
 /// A value network, its optimiser and (SHAC) its slowly following target.
 struct Critic {
     net: Mlp,
@@ -148,6 +194,11 @@ pub struct Trainer<'s> {
     rng: ChaCha8Rng,
     /// The learning curve so far.
     pub curve: Vec<Point>,
+}
+
+/// One environment's entries of a `[step][env]` table.
+fn column<T: Copy>(table: &[Vec<T>], env: usize) -> Vec<T> {
+    table.iter().map(|row| row[env]).collect()
 }
 
 /// Soft update `target <- alpha target + (1 - alpha) net`.
@@ -177,7 +228,7 @@ impl<'s> Trainer<'s> {
             config.noise,
             &mut rng,
         )
-        .map_err(|e| msg(e.0))?;
+        .map_err(name_error)?;
         let critic = match config.algo {
             Algo::Apg => None,
             Algo::Shac | Algo::Ppo => {
@@ -233,29 +284,19 @@ impl<'s> Trainer<'s> {
             Algo::Ppo => self.ppo()?,
         };
         self.policy.norm.update(&obs);
-        self.envs.boundary(&mut self.rng);
-        let finished: Vec<f64> = self.envs.finished.drain(..).collect();
-        let events = self.envs.sim.events.drain(..).count();
-        let prev = self.curve.last();
-        let reward = if finished.is_empty() {
-            prev.map_or(f64::NAN, |p| p.reward)
-        } else {
-            finished.iter().sum::<f64>() / finished.len() as f64
-        };
-        let point = Point {
-            iteration: prev.map_or(0, |p| p.iteration) + 1,
-            env_steps: prev.map_or(0, |p| p.env_steps)
-                + (self.config.batch * self.config.horizon) as u64,
-            wall: prev.map_or(0.0, |p| p.wall) + start.elapsed().as_secs_f64(),
-            reward,
-            episodes: finished.len(),
+        let measured = Measured {
+            start,
+            env_steps: (self.config.batch * self.config.horizon) as u64,
             grad_norm: norm,
             loss,
             dropped,
-            events,
         };
-        self.curve.push(point);
-        Ok(self.curve.last().expect("just pushed"))
+        Ok(close_iteration(
+            &mut self.curve,
+            &mut self.envs,
+            &mut self.rng,
+            measured,
+        ))
     }
 
     /// APG or SHAC: one differentiable window, the policy update and (SHAC)
@@ -285,10 +326,14 @@ impl<'s> Trainer<'s> {
             }
             let (mut inputs, mut targets) = (vec![], vec![]);
             for e in 0..b {
-                let col = |m: &Vec<Vec<f64>>| m.iter().map(|r| r[e]).collect::<Vec<f64>>();
-                let term: Vec<bool> = w.terminal.iter().map(|r| r[e]).collect();
-                let g =
-                    value::lambda_returns(&col(&w.reward), &col(&values), &term, c.gamma, c.lambda);
+                let term = column(&w.terminal, e);
+                let g = value::lambda_returns(
+                    &column(&w.reward, e),
+                    &column(&values, e),
+                    &term,
+                    c.gamma,
+                    c.lambda,
+                );
                 for (t, g) in g.into_iter().enumerate() {
                     if w.weight[t][e] > 0.0 && g.is_finite() {
                         inputs.push(w.obs[t][e].clone());
@@ -322,7 +367,6 @@ impl<'s> Trainer<'s> {
             .clone()
             .expect("PPO has a log standard deviation");
         let mut critic = self.critic.take().expect("PPO has a value network");
-        let err = |e: joule_runtime::NameError| candle_core::Error::Msg(e.0);
         let std: Vec<f64> = log_std.as_tensor().exp()?.to_vec1::<f64>()?;
         let mut outputs = self.envs.sim.outputs();
         let (mut raw, mut inputs, mut actions, mut logps, mut values) =
@@ -341,10 +385,7 @@ impl<'s> Trainer<'s> {
             logps.push(ppo::log_prob(&mean, log_std.as_tensor(), &a)?);
             values.push(critic.net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
             self.policy.write_controls(&a, &mut self.envs.controls)?;
-            self.envs
-                .sim
-                .set_controls(&self.envs.controls)
-                .map_err(err)?;
+            self.envs.apply_controls();
             self.envs.sim.step();
             let out = self.envs.after_step();
             raw.push(o);
@@ -361,9 +402,14 @@ impl<'s> Trainer<'s> {
         let mut adv = vec![0.0; c.horizon * b];
         let mut ret = vec![0.0; c.horizon * b];
         for e in 0..b {
-            let col = |m: &Vec<Vec<f64>>| m.iter().map(|r| r[e]).collect::<Vec<f64>>();
-            let term: Vec<bool> = terminal.iter().map(|r| r[e]).collect();
-            let (a, r) = value::gae(&col(&rewards), &col(&values), &term, c.gamma, c.lambda);
+            let term = column(&terminal, e);
+            let (a, r) = value::gae(
+                &column(&rewards, e),
+                &column(&values, e),
+                &term,
+                c.gamma,
+                c.lambda,
+            );
             for t in 0..c.horizon {
                 adv[t * b + e] = a[t];
                 ret[t * b + e] = r[t];
@@ -511,14 +557,11 @@ impl<'s> Trainer<'s> {
     /// Continues a run from [`Trainer::checkpoint`]'s bytes on the same scene.
     pub fn resume(scene: &'s Scene, bytes: &[u8]) -> Result<Trainer<'s>> {
         let msg = |e: String| candle_core::Error::Msg(e);
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| msg(e.to_string()))?;
-        let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+        let (tensors, meta) = policy::read_safetensors(bytes)?;
         let st: State = serde_json::from_str(meta.get("joule.trainer").ok_or_else(|| {
             msg("not a training checkpoint (no `joule.trainer` metadata)".into())
         })?)
         .map_err(|e| msg(format!("a damaged checkpoint: {e}")))?;
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
         let get = |n: &str| -> Result<Tensor> {
             tensors
                 .get(n)

@@ -10,7 +10,7 @@
 //! `V` an optional value network closing the window, as in SHAC).
 
 use crate::adam::{add_grads, grads_of};
-use crate::envs::Envs;
+use crate::envs::{name_error, Envs};
 use crate::net::Mlp;
 use crate::policy::Policy;
 use candle_core::{Device, Result, Tensor, Var};
@@ -52,10 +52,6 @@ pub struct Rollout {
     pub outputs: Vec<Vec<Vec<f64>>>,
 }
 
-fn name_error(e: joule_runtime::NameError) -> candle_core::Error {
-    candle_core::Error::Msg(e.0)
-}
-
 /// `h` steps of every environment with `policy` setting the controls, recorded.
 pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
     let mut r = Rollout {
@@ -67,13 +63,13 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         terminal: vec![],
         outputs: vec![],
     };
-    let mut outputs = envs.sim.outputs();
+    let start = envs.sim.outputs();
     for _ in 0..h {
-        let o = policy.observe(&outputs);
+        let o = policy.observe(r.outputs.last().unwrap_or(&start));
         let input = Var::from_tensor(&policy.input(&o)?)?;
         let u = policy.forward(input.as_tensor())?;
         policy.write_controls(&u, &mut envs.controls)?;
-        envs.sim.set_controls(&envs.controls).map_err(name_error)?;
+        envs.apply_controls();
         envs.sim.step_taped(&mut r.tape);
         let out = envs.after_step();
         r.obs.push(o);
@@ -81,10 +77,10 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         r.reward.push(out.reward);
         r.weight.push(out.weight);
         r.terminal.push(out.terminal);
-        r.outputs.push(out.outputs.clone());
-        outputs = out.outputs;
+        r.outputs.push(out.outputs);
     }
-    r.obs.push(policy.observe(&outputs));
+    r.obs
+        .push(policy.observe(r.outputs.last().unwrap_or(&start)));
     Ok(r)
 }
 
@@ -95,12 +91,12 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
 pub fn backward(
     envs: &mut Envs,
     policy: &Policy,
-    mut r: Rollout,
+    r: &mut Rollout,
     seeds: impl Fn(usize) -> Vec<Vec<f64>>,
     end: Option<Vec<Vec<f64>>>,
 ) -> Result<(Vec<Tensor>, usize)> {
     let h = r.steps.len();
-    let (b, rows) = (envs.batch(), envs.sim.outputs().len());
+    let (b, rows) = (envs.batch(), envs.rows);
     let mut last = seeds(h - 1);
     if let Some(end) = end {
         add(&mut last, &end);
@@ -147,10 +143,12 @@ pub fn run(
     gamma: f64,
     value: Option<&Mlp>,
 ) -> Result<Window> {
-    let b = envs.batch();
-    let rows = envs.sim.outputs().len();
+    let (b, rows) = (envs.batch(), envs.rows);
+    let row = envs
+        .reward_row
+        .ok_or_else(|| candle_core::Error::Msg("training needs a reward".into()))?;
     let norm = 1.0 / (b * h) as f64;
-    let r = forward(envs, policy, h)?;
+    let mut r = forward(envs, policy, h)?;
     let mut loss = 0.0;
     for (t, rew) in r.reward.iter().enumerate() {
         loss -= norm * gamma.powi(t as i32) * rew.iter().sum::<f64>();
@@ -169,20 +167,16 @@ pub fn run(
         }
         None => None,
     };
-    let row = envs
-        .reward_row
-        .ok_or_else(|| candle_core::Error::Msg("training needs a reward".into()))?;
-    let weight = r.weight.clone();
+    let weight = std::mem::take(&mut r.weight);
     let seeds = |t: usize| reward_seeds(rows, row, &weight[t], -norm * gamma.powi(t as i32));
-    let (obs, reward, terminal) = (r.obs.clone(), r.reward.clone(), r.terminal.clone());
-    let (grads, dropped) = backward(envs, policy, r, seeds, end)?;
+    let (grads, dropped) = backward(envs, policy, &mut r, seeds, end)?;
     Ok(Window {
         loss,
         grads,
-        obs,
-        reward,
+        obs: r.obs,
+        reward: r.reward,
         weight,
-        terminal,
+        terminal: r.terminal,
         dropped,
     })
 }
