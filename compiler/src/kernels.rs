@@ -165,6 +165,18 @@ pub struct KernelIr {
     pub loops: Vec<LoopIr>,
 }
 
+impl KernelIr {
+    /// Whether some loop reads a row of the state buffer `state`.
+    pub fn reads(&self, state: State) -> bool {
+        self.loops.iter().any(|lp| {
+            lp.graph
+                .nodes()
+                .iter()
+                .any(|op| matches!(op, Op::Leaf(Leaf::State(s, _)) if *s == state))
+        })
+    }
+}
+
 /// One named output (observation, reward, loss, done) in the `outputs` rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputInfo {

@@ -30,7 +30,7 @@ pub use tape::{Tape, TapeGradient};
 use joule_compiler::abi::Buffers;
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Integrator, Model, Precision};
+use joule_compiler::model::{Integrator, Model, Precision, State};
 use joule_grammar::Diagnostic;
 use mass::MassModel;
 use rayon::prelude::*;
@@ -126,6 +126,9 @@ pub struct Scene {
     /// directly (`None`: explicit, or large enough for CG).
     direct: Option<Direct>,
     dof_names: Vec<String>,
+    /// Whether an explicit step's kernels read `prev_x` / `prev_v` (else a
+    /// substep does not copy the state into them).
+    explicit_reads_prev: bool,
 }
 
 impl Scene {
@@ -207,11 +210,22 @@ impl Scene {
             )
         })
         .flatten();
+        let explicit_reads_prev = [
+            KernelKind::Gradient,
+            KernelKind::DissipationGradient,
+            KernelKind::Outputs,
+        ]
+        .iter()
+        .any(|k| {
+            let ir = compiled.kernels.get(*k);
+            ir.reads(State::PrevPos) || ir.reads(State::PrevVel)
+        });
         Ok(Scene {
             compiled,
             mass,
             direct,
             dof_names,
+            explicit_reads_prev,
         })
     }
 

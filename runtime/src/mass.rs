@@ -17,6 +17,10 @@ pub struct MassModel {
     pub force: Vec<f64>,
     /// Bodies whose `W` is not diagonal: first DOF, `W`, `W^-1`.
     blocks: Vec<(usize, Block, Block)>,
+    /// `M^-1 force` per free DOF (gravity's acceleration).
+    accel: Vec<f64>,
+    /// `1 / mass` per free DOF.
+    inv_mass: Vec<f64>,
 }
 
 /// A 4x4 mass block over (origin, column 0, column 1, column 2).
@@ -89,10 +93,57 @@ impl MassModel {
                 }
             }
         }
-        MassModel {
+        let mut m = MassModel {
             mass,
             force,
             blocks,
+            accel: vec![],
+            inv_mass: vec![],
+        };
+        m.inv_mass = m.mass.iter().map(|m| 1.0 / m).collect();
+        let mut accel = vec![0.0; n];
+        m.solve(&m.force, &mut accel, 1);
+        m.accel = accel;
+        m
+    }
+
+    /// `M^-1 force` per free DOF: the acceleration of the external force.
+    pub fn gravity_acceleration(&self) -> &[f64] {
+        &self.accel
+    }
+
+    /// One symplectic Euler update of the free rows (stride `s`): `v += h
+    /// M^-1 (force - grad)`, `x += h v`; a single pass when the mass matrix is
+    /// diagonal. `grad` is overwritten; `tmp` (as long) is scratch.
+    pub fn explicit_update(
+        &self,
+        grad: &mut [f64],
+        tmp: &mut [f64],
+        v: &mut [f64],
+        x: &mut [f64],
+        h: f64,
+        s: usize,
+    ) {
+        if self.blocks.is_empty() {
+            for (r, (inv, f)) in self.inv_mass.iter().zip(&self.force).enumerate() {
+                let rows = r * s..(r + 1) * s;
+                let (g, v, x) = (&grad[rows.clone()], &mut v[rows.clone()], &mut x[rows]);
+                for e in 0..s {
+                    v[e] += h * ((f - g[e]) * inv);
+                    x[e] += h * v[e];
+                }
+            }
+            return;
+        }
+        for (r, f) in self.force.iter().enumerate() {
+            for g in &mut grad[r * s..(r + 1) * s] {
+                *g = f - *g;
+            }
+        }
+        self.solve(grad, tmp, s);
+        for i in 0..v.len() {
+            v[i] += h * tmp[i];
+            x[i] += h * v[i];
         }
     }
 

@@ -43,6 +43,95 @@ pub struct Part {
     direct: Option<Workspace>,
     /// Per lane, how the last CG solve of the current substep stopped short.
     stops: Vec<Option<(SolveStop, f64)>>,
+    /// Vectors of the implicit step and the adjoint, reused across steps.
+    scratch: Scratch,
+    /// Vectors of the CG solves, reused across solves.
+    cg: Cg,
+}
+
+/// Vectors the implicit step (Newton, line search, potential) and the
+/// substep adjoint reuse, sized once per partition: stepping allocates nothing.
+/// `[row * stride + lane]` over the free rows, or one entry per lane.
+struct Scratch {
+    /// State at the start of the substep.
+    x_t: Vec<f64>,
+    /// The inertial prediction x~.
+    xt: Vec<f64>,
+    /// Gradient of the incremental potential.
+    g: Vec<f64>,
+    /// Newton step (the adjoint's multiplier).
+    dx: Vec<f64>,
+    /// Right-hand side of a solve.
+    rhs: Vec<f64>,
+    /// x - x~, and M (x - x~).
+    d: Vec<f64>,
+    md: Vec<f64>,
+    /// The line search's starting point.
+    x0: Vec<f64>,
+    /// Per lane: potential, potential at the line search's start, slope,
+    /// step length, last Newton step norm.
+    phi: Vec<f64>,
+    phi0: Vec<f64>,
+    slope: Vec<f64>,
+    alpha: Vec<f64>,
+    last_step: Vec<f64>,
+    /// Per lane: Newton still iterating; line search done.
+    active: Vec<bool>,
+    done: Vec<bool>,
+}
+
+/// Vectors of the Jacobi-preconditioned CG solves.
+struct Cg {
+    diag: Vec<f64>,
+    r: Vec<f64>,
+    z: Vec<f64>,
+    p: Vec<f64>,
+    ap: Vec<f64>,
+    mp: Vec<f64>,
+    rz: Vec<f64>,
+    bnorm: Vec<f64>,
+    live: Vec<bool>,
+}
+
+impl Scratch {
+    fn new(rows: usize, s: usize) -> Self {
+        let v = || vec![0.0; rows * s];
+        let l = || vec![0.0; s];
+        Scratch {
+            x_t: v(),
+            xt: v(),
+            g: v(),
+            dx: v(),
+            rhs: v(),
+            d: v(),
+            md: v(),
+            x0: v(),
+            phi: l(),
+            phi0: l(),
+            slope: l(),
+            alpha: l(),
+            last_step: l(),
+            active: vec![false; s],
+            done: vec![false; s],
+        }
+    }
+}
+
+impl Cg {
+    fn new(rows: usize, s: usize) -> Self {
+        let v = || vec![0.0; rows * s];
+        Cg {
+            diag: v(),
+            r: v(),
+            z: v(),
+            p: v(),
+            ap: v(),
+            mp: v(),
+            rz: vec![0.0; s],
+            bnorm: vec![0.0; s],
+            live: vec![false; s],
+        }
+    }
 }
 
 /// Saved state at the start of a substep.
@@ -74,6 +163,16 @@ impl Part {
             diverged: vec![false; len],
             direct: scene.direct_solver().map(|d| d.workspace(b_stride)),
             stops: vec![None; b_stride],
+            scratch: Scratch::new(scene.dofs(), b_stride),
+            // Scenes solved directly never run CG.
+            cg: Cg::new(
+                if scene.direct_solver().is_some() {
+                    0
+                } else {
+                    scene.dofs()
+                },
+                b_stride,
+            ),
         }
     }
 
@@ -141,6 +240,22 @@ impl Part {
     /// Reports environments whose state became non-finite (once each).
     fn check_finite(&mut self, scene: &Scene, step: usize) {
         let (n, s) = (scene.dofs(), self.stride());
+        // x * 0 is 0 for finite x and NaN otherwise: one branch-free pass
+        // (eight independent sums, so that it vectorises).
+        let probe = |b: &[f64]| {
+            let mut acc = [0.0; 8];
+            let chunks = b[..n * s].chunks_exact(8);
+            let tail: f64 = chunks.remainder().iter().map(|x| x * 0.0).sum();
+            for c in chunks {
+                for k in 0..8 {
+                    acc[k] += c[k] * 0.0;
+                }
+            }
+            acc.iter().sum::<f64>() + tail
+        };
+        if probe(&self.b.x) + probe(&self.b.v) == 0.0 {
+            return;
+        }
         for e in 0..self.len {
             if self.diverged[e] {
                 continue;
@@ -175,42 +290,44 @@ impl Part {
 
     fn explicit(&mut self, scene: &Scene, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.begin_substep(n);
+        if scene.explicit_reads_prev {
+            self.begin_substep(n);
+        }
         self.forces(scene);
-        let m = &scene.mass;
-        let mut net = vec![0.0; n * s];
-        for r in 0..n {
-            for e in 0..s {
-                net[r * s + e] = m.force[r] - self.b.grad[r * s + e];
-            }
-        }
-        let mut accel = vec![0.0; n * s];
-        m.solve(&net, &mut accel, s);
-        for i in 0..n * s {
-            self.b.v[i] += h * accel[i];
-            self.b.x[i] += h * self.b.v[i];
-        }
+        let b = &mut self.b;
+        scene.mass.explicit_update(
+            &mut b.grad[..n * s],
+            &mut self.scratch.dx,
+            &mut b.v[..n * s],
+            &mut b.x[..n * s],
+            h,
+            s,
+        );
     }
 
-    /// Incremental potential per environment at the current x (v set from x).
-    fn potential(&mut self, scene: &Scene, xt: &[f64], x_t: &[f64], h: f64) -> Vec<f64> {
+    /// Incremental potential per environment at the current x (v set from x)
+    /// into `w.phi`.
+    fn potential(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.set_velocity(n, x_t, h);
+        self.set_velocity(n, &w.x_t, h);
         self.b.energy.fill(0.0);
         self.run(scene, KernelKind::Energy);
-        let mut phi: Vec<f64> = self.b.energy.to_vec();
+        w.phi.copy_from_slice(&self.b.energy[..s]);
         self.b.energy.fill(0.0);
         self.run(scene, KernelKind::Dissipation);
         for e in 0..s {
-            phi[e] += self.b.energy[e]; // the kernel holds h D((x - x_t)/h)
+            w.phi[e] += self.b.energy[e]; // the kernel holds h D((x - x_t)/h)
         }
-        let d: Vec<f64> = (0..n * s).map(|i| self.b.x[i] - xt[i]).collect();
-        let mut md = vec![0.0; n * s];
-        scene.mass.mul(&d, &mut md, s);
         for i in 0..n * s {
-            phi[i % s] += d[i] * md[i] / (2.0 * h * h);
+            w.d[i] = self.b.x[i] - w.xt[i];
         }
-        phi
+        scene.mass.mul(&w.d, &mut w.md, s);
+        for r in 0..n {
+            for e in 0..s {
+                let i = r * s + e;
+                w.phi[e] += w.d[i] * w.md[i] / (2.0 * h * h);
+            }
+        }
     }
 
     fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
@@ -220,22 +337,17 @@ impl Part {
         }
     }
 
-    /// Gradient of the incremental potential into `g` (free rows).
-    fn potential_gradient(
-        &mut self,
-        scene: &Scene,
-        xt: &[f64],
-        x_t: &[f64],
-        h: f64,
-        g: &mut [f64],
-    ) {
+    /// Gradient of the incremental potential into `w.g`.
+    fn potential_gradient(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.set_velocity(n, x_t, h);
+        self.set_velocity(n, &w.x_t, h);
         self.forces(scene);
-        let d: Vec<f64> = (0..n * s).map(|i| self.b.x[i] - xt[i]).collect();
-        scene.mass.mul(&d, g, s);
         for i in 0..n * s {
-            g[i] = g[i] / (h * h) + self.b.grad[i];
+            w.d[i] = self.b.x[i] - w.xt[i];
+        }
+        scene.mass.mul(&w.d, &mut w.g, s);
+        for i in 0..n * s {
+            w.g[i] = w.g[i] / (h * h) + self.b.grad[i];
         }
     }
 
@@ -250,31 +362,33 @@ impl Part {
         trace: Option<&mut Vec<Vec<f64>>>,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
+        let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         self.begin_substep(n);
-        let x_t = self.b.x[..n * s].to_vec();
-        let v_t = self.b.v[..n * s].to_vec();
-        let force: Vec<f64> = (0..n * s).map(|i| scene.mass.force[i / s]).collect();
-        let mut accel = vec![0.0; n * s];
-        scene.mass.solve(&force, &mut accel, s);
-        let xt: Vec<f64> = (0..n * s)
-            .map(|i| x_t[i] + h * v_t[i] + h * h * accel[i])
-            .collect();
+        w.x_t.copy_from_slice(&self.b.x[..n * s]);
+        let accel = scene.mass.gravity_acceleration();
+        for r in 0..n {
+            for e in 0..s {
+                let i = r * s + e;
+                w.xt[i] = w.x_t[i] + h * self.b.v[i] + h * h * accel[r];
+            }
+        }
         // Newton starts from the inertial prediction x~ where the potential is
         // finite there, else from x_t (always admissible: barriers finite); the
         // line search then never leaves the admissible set.
-        self.b.x[..n * s].copy_from_slice(&xt);
-        let phi = self.potential(scene, &xt, &x_t, h);
+        self.b.x[..n * s].copy_from_slice(&w.xt);
+        self.potential(scene, &mut w, h);
         for e in 0..s {
-            if !phi[e].is_finite() {
+            if !w.phi[e].is_finite() {
                 for r in 0..n {
-                    self.b.x[r * s + e] = x_t[r * s + e];
+                    self.b.x[r * s + e] = w.x_t[r * s + e];
                 }
             }
         }
         self.stops.fill(None);
-        let residuals = self.newton(scene, &xt, &x_t, h, iterations, tol, trace);
-        for (e, r) in residuals.into_iter().enumerate().take(self.len) {
-            if let Some(residual) = r {
+        self.newton(scene, &mut w, h, iterations, tol, trace);
+        for e in 0..self.len {
+            let residual = w.last_step[e];
+            if residual > tol {
                 self.events.push(Event::NotConverged {
                     env: self.first + e,
                     step,
@@ -283,110 +397,103 @@ impl Part {
             }
         }
         self.report_stops(step, false);
-        self.set_velocity(n, &x_t, h);
+        self.set_velocity(n, &w.x_t, h);
+        self.scratch = w;
     }
 
-    /// Newton iterations from the current x. Returns, per environment, the final
-    /// step norm of those that did not converge. `trace` collects the gradient
-    /// norm per iteration (for tests of quadratic convergence).
-    #[allow(clippy::too_many_arguments)]
+    /// Newton iterations from the current x. Leaves in `w.last_step`, per
+    /// lane, the norm of the last step (the lane converged if it is at most
+    /// `tol`). `trace` collects the gradient norm per iteration (for tests of
+    /// quadratic convergence).
     fn newton(
         &mut self,
         scene: &Scene,
-        xt: &[f64],
-        x_t: &[f64],
+        w: &mut Scratch,
         h: f64,
         iterations: u32,
         tol: f64,
         mut trace: Option<&mut Vec<Vec<f64>>>,
-    ) -> Vec<Option<f64>> {
+    ) {
         let (n, s) = (scene.dofs(), self.stride());
-        let mut active: Vec<bool> = (0..s).map(|e| e < self.len).collect();
-        let mut last_step = vec![f64::INFINITY; s];
-        let mut g = vec![0.0; n * s];
-        let mut dx = vec![0.0; n * s];
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        w.last_step.fill(f64::INFINITY);
         for _ in 0..iterations {
-            if !active.iter().any(|a| *a) {
+            if !w.active.iter().any(|a| *a) {
                 break;
             }
-            self.potential_gradient(scene, xt, x_t, h, &mut g);
+            self.potential_gradient(scene, w, h);
             if let Some(t) = trace.as_deref_mut() {
                 t.push(
                     (0..self.len)
-                        .map(|e| (0..n).map(|r| g[r * s + e].abs()).fold(0.0, f64::max))
+                        .map(|e| (0..n).map(|r| w.g[r * s + e].abs()).fold(0.0, f64::max))
                         .collect(),
                 );
             }
-            for v in dx.iter_mut() {
-                *v = 0.0;
+            w.dx.fill(0.0);
+            for (r, g) in w.rhs.iter_mut().zip(&w.g) {
+                *r = -g;
             }
-            let rhs: Vec<f64> = g.iter().map(|v| -v).collect();
-            self.solve(scene, h, &rhs, &mut dx, &active, false);
-            self.line_search(scene, xt, x_t, h, &g, &dx, &active);
+            self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, false);
+            self.line_search(scene, w, h);
             for e in 0..s {
-                if active[e] {
-                    let step = (0..n).map(|r| dx[r * s + e].abs()).fold(0.0, f64::max);
-                    last_step[e] = step;
+                if w.active[e] {
+                    let step = (0..n).map(|r| w.dx[r * s + e].abs()).fold(0.0, f64::max);
+                    w.last_step[e] = step;
                     if step <= tol || !step.is_finite() {
-                        active[e] = false;
+                        w.active[e] = false;
                     }
                 }
             }
         }
-        (0..self.len)
-            .map(|e| (last_step[e] > tol).then_some(last_step[e]))
-            .collect()
     }
 
-    /// Backtracking (Armijo) on every active lane at once; x moves to the
-    /// accepted point (dx is scaled to the step actually taken).
-    #[allow(clippy::too_many_arguments)]
-    fn line_search(
-        &mut self,
-        scene: &Scene,
-        xt: &[f64],
-        x_t: &[f64],
-        h: f64,
-        g: &[f64],
-        dx: &[f64],
-        active: &[bool],
-    ) {
+    /// Backtracking (Armijo) along `w.dx` on every active lane at once; x
+    /// moves to the accepted point.
+    fn line_search(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
-        let x0 = self.b.x[..n * s].to_vec();
-        let phi0 = self.potential(scene, xt, x_t, h);
-        let slope: Vec<f64> = (0..s)
-            .map(|e| (0..n).map(|r| g[r * s + e] * dx[r * s + e]).sum())
-            .collect();
-        let mut alpha = vec![1.0; s];
-        let mut done: Vec<bool> = active.iter().map(|a| !a).collect();
+        w.x0.copy_from_slice(&self.b.x[..n * s]);
+        self.potential(scene, w, h);
+        w.phi0.copy_from_slice(&w.phi);
+        w.slope.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.slope[e] += w.g[r * s + e] * w.dx[r * s + e];
+            }
+        }
+        w.alpha.fill(1.0);
+        for e in 0..s {
+            w.done[e] = !w.active[e];
+        }
         for _ in 0..12 {
             for r in 0..n {
                 for e in 0..s {
                     let i = r * s + e;
-                    self.b.x[i] = if active[e] {
-                        x0[i] + alpha[e] * dx[i]
+                    self.b.x[i] = if w.active[e] {
+                        w.x0[i] + w.alpha[e] * w.dx[i]
                     } else {
-                        x0[i]
+                        w.x0[i]
                     };
                 }
             }
-            if done.iter().all(|d| *d) {
+            if w.done.iter().all(|d| *d) {
                 break;
             }
-            let phi = self.potential(scene, xt, x_t, h);
+            self.potential(scene, w, h);
             for e in 0..s {
-                if !done[e] {
+                if !w.done[e] {
+                    let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
                     // Armijo; or a decrease too small for f64 to resolve in the
                     // potential (near the solution), where the Newton step is trusted.
-                    let unresolvable =
-                        (alpha[e] * slope[e]).abs() <= 8.0 * f64::EPSILON * phi0[e].abs();
-                    if phi[e] <= phi0[e] + 1e-4 * alpha[e] * slope[e]
-                        || (unresolvable && phi[e].is_finite())
-                        || !phi0[e].is_finite()
+                    let unresolvable = (alpha * slope).abs() <= 8.0 * f64::EPSILON * phi0.abs();
+                    if phi <= phi0 + 1e-4 * alpha * slope
+                        || (unresolvable && phi.is_finite())
+                        || !phi0.is_finite()
                     {
-                        done[e] = true;
+                        w.done[e] = true;
                     } else {
-                        alpha[e] *= 0.5;
+                        w.alpha[e] *= 0.5;
                     }
                 }
             }
@@ -491,20 +598,19 @@ impl Part {
         self.direct = Some(w);
     }
 
-    /// `out` = (M/h^2 + H_E + H_hD) p, through the Hessian-vector kernels.
-    fn apply(&mut self, scene: &Scene, h: f64, p: &[f64], out: &mut [f64], kinds: [KernelKind; 2]) {
+    /// `c.ap` = (M/h^2 + H_E + H_hD) `c.p`, through the Hessian-vector kernels.
+    fn apply(&mut self, scene: &Scene, h: f64, c: &mut Cg, kinds: [KernelKind; 2]) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.b.seed[..n * s].copy_from_slice(p);
+        self.b.seed[..n * s].copy_from_slice(&c.p);
         self.b.seed[n * s..].fill(0.0);
         self.b.hv.fill(0.0);
         self.run(scene, kinds[0]);
-        out.copy_from_slice(&self.b.hv[..n * s]);
+        c.ap.copy_from_slice(&self.b.hv[..n * s]);
         self.b.hv.fill(0.0);
         self.run(scene, kinds[1]);
-        let mut mp = vec![0.0; n * s];
-        scene.mass.mul(p, &mut mp, s);
+        scene.mass.mul(&c.p, &mut c.mp, s);
         for i in 0..n * s {
-            out[i] += mp[i] / (h * h) + self.b.hv[i];
+            c.ap[i] += c.mp[i] / (h * h) + self.b.hv[i];
         }
     }
 
@@ -525,9 +631,10 @@ impl Part {
         };
         let (n, s) = (scene.dofs(), self.stride());
         let [he, hd, hve, hvd] = Self::hessian_kinds(surrogate);
+        let mut c = std::mem::replace(&mut self.cg, Cg::new(0, 0));
         // Jacobi preconditioner from the block diagonals.
-        let mut diag = vec![0.0; n * s];
-        for (kind, scale) in [(he, 1.0), (hd, 1.0)] {
+        c.diag.fill(0.0);
+        for kind in [he, hd] {
             self.run(scene, kind);
             let ir = scene.kernel_ir(kind);
             for lp in &ir.loops {
@@ -538,7 +645,7 @@ impl Part {
                         if r < n {
                             let base = (lp.block_base + i * w * w + a * w + a) * s;
                             for e in 0..s {
-                                diag[r * s + e] += scale * self.b.blocks[base + e];
+                                c.diag[r * s + e] += self.b.blocks[base + e];
                             }
                         }
                     }
@@ -548,7 +655,7 @@ impl Part {
         for r in 0..n {
             let k = scene.mass.mass[r] / (h * h);
             for e in 0..s {
-                let d = &mut diag[r * s + e];
+                let d = &mut c.diag[r * s + e];
                 *d = 1.0 / (*d + k).abs().max(1e-300);
             }
         }
@@ -556,61 +663,65 @@ impl Part {
             (0..n).map(|r| a[r * s + e] * b[r * s + e]).sum::<f64>()
         };
         x.fill(0.0);
-        let mut r = rhs.to_vec();
-        let mut z: Vec<f64> = r.iter().zip(&diag).map(|(a, d)| a * d).collect();
-        let mut p = z.clone();
-        let mut ap = vec![0.0; n * s];
-        let mut rz: Vec<f64> = (0..s).map(|e| dot(&r, &z, e)).collect();
-        let bnorm: Vec<f64> = (0..s).map(|e| dot(rhs, rhs, e).sqrt()).collect();
-        let mut live: Vec<bool> = active.to_vec();
+        c.r.copy_from_slice(rhs);
+        for i in 0..n * s {
+            c.z[i] = c.r[i] * c.diag[i];
+        }
+        c.p.copy_from_slice(&c.z);
+        for e in 0..s {
+            c.rz[e] = dot(&c.r, &c.z, e);
+            c.bnorm[e] = dot(rhs, rhs, e).sqrt();
+        }
+        c.live.copy_from_slice(&active[..s]);
         for _ in 0..(2 * n).clamp(50, CG_ITERATIONS) {
-            if !live.iter().any(|l| *l) {
+            if !c.live.iter().any(|l| *l) {
                 break;
             }
-            self.apply(scene, h, &p, &mut ap, [hve, hvd]);
+            self.apply(scene, h, &mut c, [hve, hvd]);
             for e in 0..s {
-                if !live[e] {
+                if !c.live[e] {
                     continue;
                 }
-                let pap = dot(&p, &ap, e);
-                let alpha = if pap > 0.0 { rz[e] / pap } else { 0.0 };
+                let pap = dot(&c.p, &c.ap, e);
+                let alpha = if pap > 0.0 { c.rz[e] / pap } else { 0.0 };
                 for k in 0..n {
                     let i = k * s + e;
-                    x[i] += alpha * p[i];
-                    r[i] -= alpha * ap[i];
-                    z[i] = r[i] * diag[i];
+                    x[i] += alpha * c.p[i];
+                    c.r[i] -= alpha * c.ap[i];
+                    c.z[i] = c.r[i] * c.diag[i];
                 }
-                let rz_new = dot(&r, &z, e);
-                let rnorm = dot(&r, &r, e).sqrt();
-                if rnorm <= rtol * bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
-                    if pap <= 0.0 && rnorm > rtol * bnorm[e] {
-                        self.stops[e] = Some((SolveStop::NegativeCurvature, rnorm / bnorm[e]));
+                let rz_new = dot(&c.r, &c.z, e);
+                let rnorm = dot(&c.r, &c.r, e).sqrt();
+                if rnorm <= rtol * c.bnorm[e] || pap <= 0.0 || !rnorm.is_finite() {
+                    if pap <= 0.0 && rnorm > rtol * c.bnorm[e] {
+                        self.stops[e] = Some((SolveStop::NegativeCurvature, rnorm / c.bnorm[e]));
                     }
-                    live[e] = false;
+                    c.live[e] = false;
                     continue;
                 }
-                let beta = rz_new / rz[e];
-                rz[e] = rz_new;
+                let beta = rz_new / c.rz[e];
+                c.rz[e] = rz_new;
                 for k in 0..n {
                     let i = k * s + e;
-                    p[i] = z[i] + beta * p[i];
+                    c.p[i] = c.z[i] + beta * c.p[i];
                 }
             }
             // Frozen lanes contribute no direction.
             for e in 0..s {
-                if !live[e] {
+                if !c.live[e] {
                     for k in 0..n {
-                        p[k * s + e] = 0.0;
+                        c.p[k * s + e] = 0.0;
                     }
                 }
             }
         }
         for e in 0..s {
-            if live[e] {
-                let residual = dot(&r, &r, e).sqrt() / bnorm[e];
+            if c.live[e] {
+                let residual = dot(&c.r, &c.r, e).sqrt() / c.bnorm[e];
                 self.stops[e] = Some((SolveStop::IterationCap, residual));
             }
         }
+        self.cg = c;
     }
 
     /// Adjoint of one substep from `start` (the state before it). On entry
@@ -631,12 +742,15 @@ impl Part {
             Integrator::SymplecticEuler => {
                 // w = M^-1 (v' bar + h x' bar), the adjoint of the velocity update.
                 self.begin_substep(n);
-                let vbar: Vec<f64> = (0..n * s).map(|i| adj.v[i] + h * adj.x[i]).collect();
-                let mut w = vec![0.0; n * s];
-                scene.mass.solve(&vbar, &mut w, s);
-                self.b.seed[..n * s].copy_from_slice(&w);
+                let (vbar, w) = (&mut self.scratch.rhs, &mut self.scratch.dx);
+                for i in 0..n * s {
+                    vbar[i] = adj.v[i] + h * adj.x[i];
+                }
+                scene.mass.solve(vbar, w, s);
+                self.b.seed[..n * s].copy_from_slice(w);
                 self.b.seed[n * s..].fill(0.0);
                 self.vjp(scene, KernelKind::Adjoint);
+                let vbar = &self.scratch.rhs;
                 for i in 0..n * s {
                     adj.x[i] -= h * (self.b.d_x[i] + self.b.d_prev_x[i]);
                     adj.v[i] = vbar[i] - h * (self.b.d_v[i] + self.b.d_prev_v[i]);
@@ -648,35 +762,35 @@ impl Part {
                 tolerance,
             } => {
                 // Recompute the solve, then the implicit function theorem at its solution.
-                let x_t = start.x.clone();
-                let v_t = start.v.clone();
                 // The recomputed forward solve reported its events in the forward pass.
                 let reported = self.events.len();
                 self.implicit(scene, h, iterations, tolerance, step, None);
                 self.events.truncate(reported);
-                let mut a = vec![0.0; n * s];
+                let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
                 for i in 0..n * s {
-                    a[i] = adj.x[i] + adj.v[i] / h;
+                    w.rhs[i] = adj.x[i] + adj.v[i] / h;
                 }
-                let mut lambda = vec![0.0; n * s];
-                let all: Vec<bool> = (0..s).map(|e| e < self.len).collect();
+                w.dx.fill(0.0);
+                for e in 0..s {
+                    w.active[e] = e < self.len;
+                }
                 self.stops.fill(None);
-                self.solve(scene, h, &a, &mut lambda, &all, true);
+                self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
                 self.report_stops(step, true);
                 // State after the solve: x', v' = (x' - x_t)/h, prev = start.
-                self.b.prev_x[..n * s].copy_from_slice(&x_t);
-                self.b.prev_v[..n * s].copy_from_slice(&v_t);
-                self.b.seed[..n * s].copy_from_slice(&lambda);
+                self.b.prev_x[..n * s].copy_from_slice(&start.x);
+                self.b.prev_v[..n * s].copy_from_slice(&start.v);
+                self.b.seed[..n * s].copy_from_slice(&w.dx);
                 self.b.seed[n * s..].fill(0.0);
                 self.vjp(scene, KernelKind::Adjoint);
-                let mut ml = vec![0.0; n * s];
-                scene.mass.mul(&lambda, &mut ml, s);
+                scene.mass.mul(&w.dx, &mut w.md, s);
                 for i in 0..n * s {
                     let vbar_next = adj.v[i];
-                    adj.x[i] = ml[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
-                    adj.v[i] = ml[i] / h - self.b.d_prev_v[i];
+                    adj.x[i] = w.md[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
+                    adj.v[i] = w.md[i] / h - self.b.d_prev_v[i];
                 }
                 self.accumulate(adj, -1.0);
+                self.scratch = w;
             }
         }
     }
