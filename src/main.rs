@@ -135,6 +135,10 @@ enum Command {
         /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also record every environment's free DOFs in the `.npz` (`state.x`, `state.v`:
+        /// [steps + 1][environment][DOF]); `joule imitate --window` starts its windows from them.
+        #[arg(long, requires = "out")]
+        state: bool,
         /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
         #[arg(long, value_name = "P.safetensors")]
         policy: Option<PathBuf>,
@@ -328,6 +332,10 @@ enum Command {
         /// Steps per episode (default: the demonstration's length).
         #[arg(long)]
         steps: Option<usize>,
+        /// Differentiate windows of this many steps, each state matched to the expert's at the
+        /// same step of the episode (default: whole episodes, matched by the Chamfer distance)
+        #[arg(long)]
+        window: Option<usize>,
         /// Iterations.
         #[arg(long, default_value_t = 100)]
         iters: usize,
@@ -624,6 +632,7 @@ fn run(cli: Cli) -> ExitCode {
             batch,
             threads,
             out,
+            state,
             policy,
             html,
             html_env,
@@ -646,7 +655,7 @@ fn run(cli: Cli) -> ExitCode {
                 &common(sim),
                 batch,
                 threads,
-                out.as_deref(),
+                out.as_deref().map(|path| run::Record { path, state }),
                 html.as_ref(),
                 json,
                 quiet,
@@ -726,6 +735,7 @@ fn run(cli: Cli) -> ExitCode {
             policy,
             reward,
             steps,
+            window,
             iters,
             batch,
             lr,
@@ -740,6 +750,7 @@ fn run(cli: Cli) -> ExitCode {
                 policy,
                 reward,
                 steps,
+                window,
                 iters,
                 batch: batch.max(1),
                 lr,

@@ -108,12 +108,28 @@ fn columns(o: &OutputInfo) -> Vec<String> {
 /// `joule run`: simulate and report observations, losses and rewards; write
 /// the trajectory to `out` and a viewer page to `html`; `policy` (weights)
 /// sets the controls before every step.
+/// Where `joule run` writes its trajectory.
+pub struct Record<'a> {
+    /// The file (`.csv`, `.npy` or `.npz`).
+    pub path: &'a Path,
+    /// Whether the free DOFs are recorded too (`.npz` only).
+    pub state: bool,
+}
+
+/// Array names of the recorded free DOFs' positions and velocities in an `.npz` trajectory.
+pub const STATE_X: &str = "state.x";
+/// See [`STATE_X`].
+pub const STATE_V: &str = "state.v";
+
+/// Every environment's free DOFs at one step: positions and velocities, `[env][dof]`.
+type States = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     c: &Common,
     batch: usize,
     threads: Option<usize>,
-    out: Option<&Path>,
+    out: Option<Record>,
     html: Option<&Html>,
     as_json: bool,
     quiet: bool,
@@ -156,11 +172,30 @@ pub fn run(
     let outputs = scene.compiled.layout().outputs.clone();
     let record = out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
+    let mut states: Vec<States> = vec![];
+    let record_state = out.as_ref().is_some_and(|o| o.state);
+    if let Some(o) = out.as_ref().filter(|o| o.state) {
+        if o.path.extension().and_then(|e| e.to_str()) != Some("npz") {
+            return Err(miette!(
+                help = "write `--out FILE.npz` to record the state",
+                "`--state` records into an .npz archive, not `{}`",
+                o.path.display()
+            ));
+        }
+    }
+    let snapshot = |sim: &joule_runtime::Sim| -> States {
+        (0..batch)
+            .map(|e| (sim.positions(e), sim.velocities(e)))
+            .unzip()
+    };
     let mut reward_sum = vec![vec![0.0; batch]; outputs.len()];
     let start = Instant::now();
     let mut current = sim.outputs();
     if record {
         history.push(current.clone());
+    }
+    if record_state {
+        states.push(snapshot(&sim));
     }
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     if let Some(v) = &mut viewer {
@@ -184,6 +219,9 @@ pub fn run(
         if record {
             history.push(current.clone());
         }
+        if record_state {
+            states.push(snapshot(&sim));
+        }
         if let Some(v) = &mut viewer {
             v.record(step, &sim);
         }
@@ -191,8 +229,9 @@ pub fn run(
     progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
-    if let Some(path) = out {
-        write_trajectory(path, &outputs, &history, scene.model().settings.dt, batch)?;
+    if let Some(o) = out {
+        let dt = scene.model().settings.dt;
+        write_trajectory(o.path, &outputs, &history, &states, dt, batch)?;
     }
     if let (Some(v), Some(h)) = (&viewer, html) {
         v.write(&h.path, scene.model(), &c.scene)?;
@@ -298,6 +337,7 @@ fn write_trajectory(
     path: &Path,
     outputs: &[OutputInfo],
     history: &[Vec<Vec<f64>>],
+    states: &[States],
     dt: f64,
     batch: usize,
 ) -> Result<()> {
@@ -383,6 +423,14 @@ fn write_trajectory(
                     (0..batch).flat_map(move |e| (0..o.len).map(move |c| out[o.offset + c][e]))
                 });
                 array(&o.name, &[steps, batch as u64, o.len as u64], &mut it)?;
+            }
+            if let Some((x, _)) = states.first() {
+                let dofs = x.first().map_or(0, Vec::len) as u64;
+                let shape = [steps, batch as u64, dofs];
+                let mut xs = states.iter().flat_map(|(x, _)| x.iter().flatten().copied());
+                array(STATE_X, &shape, &mut xs)?;
+                let mut vs = states.iter().flat_map(|(_, v)| v.iter().flatten().copied());
+                array(STATE_V, &shape, &mut vs)?;
             }
             zip.finish().map_err(std::io::Error::other)?;
             Ok(())

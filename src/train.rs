@@ -6,7 +6,7 @@ use crate::plot::{plot, Plot};
 use crate::progress::Progress;
 use crate::run::{check_or_report, write_atomically};
 use joule_compiler::compiled::Backend;
-use joule_learn::imitate::{Imitation, Imitator};
+use joule_learn::imitate::{Demo, Imitation, Imitator};
 use joule_learn::{policy, Config, Point, Policy, Trainer};
 use joule_runtime::Scene;
 use miette::{miette, Result};
@@ -254,6 +254,8 @@ pub struct ImitateArgs {
     pub reward: Option<String>,
     /// Steps per episode (default: the demonstration's).
     pub steps: Option<usize>,
+    /// Steps differentiated at once (default: whole episodes).
+    pub window: Option<usize>,
     /// Iterations.
     pub iters: usize,
     /// Environments.
@@ -264,6 +266,40 @@ pub struct ImitateArgs {
     pub noise: f64,
     /// Seed.
     pub seed: u64,
+}
+
+/// Environment 0's free DOFs at every step of a demonstration recorded with `joule run --state`.
+fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let read = |name: &str| {
+        crate::optimize::read_npz(path, name).map_err(|_| {
+            miette!(
+                help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
+                "`--window` starts from the demonstration's states, and `{}` has no `{name}`",
+                path.display()
+            )
+        })
+    };
+    let (shape, x) = read(crate::run::STATE_X)?;
+    let (shape_v, v) = read(crate::run::STATE_V)?;
+    let [steps, envs, n] = shape[..] else {
+        return Err(miette!(
+            "`{}` is not a [steps][environments][DOFs] array",
+            crate::run::STATE_X
+        ));
+    };
+    let (steps, envs, n) = (steps as usize, envs as usize, n as usize);
+    if n != dofs || shape_v != shape || envs == 0 {
+        return Err(miette!(
+            help = "record the demonstration from this scene",
+            "the demonstration's states have {n} DOFs in {envs} environments; the scene has {dofs}"
+        ));
+    }
+    Ok((0..steps)
+        .map(|s| {
+            let at = s * envs * n;
+            (x[at..at + n].to_vec(), v[at..at + n].to_vec())
+        })
+        .collect())
 }
 
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
@@ -287,6 +323,10 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
             row.extend((0..len).map(|c| data[((s + 1) * envs_rec) * len + c]));
         }
     }
+    let states = match a.window {
+        None => vec![],
+        Some(_) => read_states(&a.expert, scene.dofs())?,
+    };
     let spec = policy::spec(&scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let mut pol = Policy::new(&scene, spec, &mut rng).map_err(learn_error)?;
@@ -294,6 +334,8 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
         outputs: a.outputs.clone(),
         reward: a.reward.clone(),
         steps: a.steps.unwrap_or(expert.len()),
+        window: a.window,
+        eval_every: 10,
         batch: a.batch,
         threads: rayon::current_num_threads(),
         lr: a.lr,
@@ -301,17 +343,29 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
         noise: a.noise,
         seed: a.seed,
     };
-    let mut im = Imitator::new(&scene, &pol, &expert, settings).map_err(learn_error)?;
+    let demo = Demo {
+        outputs: expert,
+        states,
+    };
+    let mut im = Imitator::new(&scene, &pol, demo, settings).map_err(learn_error)?;
+    // Whole episodes are matched by the Chamfer distance, windows by the
+    // distance to the expert's state at the same step.
+    let distance = if a.window.is_some() {
+        "tracking"
+    } else {
+        "chamfer"
+    };
     let mut bar = Progress::iterations(a.iters as u64, "imitate", !o.quiet && !o.json);
     for _ in 0..a.iters {
         let p = im.iterate(&mut pol).map_err(learn_error)?;
         bar.message(&format!(
-            "chamfer {:.3e} | return {:.3} | |g| {:.2e}",
+            "{distance} {:.3e} | return {:.3} | |g| {:.2e}",
             p.loss, p.reward, p.grad_norm
         ));
         bar.inc();
     }
     bar.finish();
+    im.evaluate_last(&pol).map_err(learn_error)?;
     let bytes = pol.to_bytes().map_err(learn_error)?;
     write_atomically(&o.out, |w| w.write_all(&bytes))?;
     if let Some(path) = &o.curve {
@@ -332,7 +386,7 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
             "{}",
             json!({
                 "iterations": a.iters,
-                "chamfer": last.map(|p| p.loss),
+                distance: last.map(|p| p.loss),
                 "return": last.map(|p| p.reward),
                 "expert_return": expert_return,
                 "env_steps": last.map_or(0, |p| p.env_steps),
@@ -343,8 +397,15 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
     } else if !o.quiet {
         if let Some(p) = last {
             println!(
-                "{} iterations, {:.1} s: Chamfer distance {:.4e}",
-                p.iteration, p.wall, p.loss
+                "{} iterations, {:.1} s: {} distance {:.4e}",
+                p.iteration,
+                p.wall,
+                if a.window.is_some() {
+                    "tracking"
+                } else {
+                    "Chamfer"
+                },
+                p.loss
             );
             if a.reward.is_some() {
                 println!(

@@ -152,54 +152,80 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     }
 }
 
+/// Both ways of imitating: whole episodes by the Chamfer distance, and
+/// windows started from the demonstration's recorded states.
 #[test]
 fn imitation_from_one_demonstration_approaches_the_expert() {
-    let (expert, demo, student) = (
+    let (expert, demo, bare, student) = (
         temp("expert.safetensors"),
         temp("demo.npz"),
+        temp("demo-outputs-only.npz"),
         temp("student.safetensors"),
     );
     train("apg", "40", &["--out", expert.to_str().unwrap()]);
-    ok(&[
-        "run",
-        SCENE,
-        "--steps",
-        "100",
-        "--policy",
-        expert.to_str().unwrap(),
-        "--out",
-        demo.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let v = json(&[
-        "imitate",
-        SCENE,
-        "--expert",
-        demo.to_str().unwrap(),
-        "--match",
-        "miss,speed",
-        "--reward",
-        "closeness",
-        "--iters",
-        "100",
-        "--batch",
-        "2",
-        "--lr",
-        "0.03",
-        "--out",
-        student.to_str().unwrap(),
-        "--json",
-    ]);
-    let (got, want) = (
-        v["return"].as_f64().unwrap(),
-        v["expert_return"].as_f64().unwrap(),
-    );
-    assert!(
-        (got - want).abs() < 0.1 * want.abs(),
-        "imitator {got} vs expert {want}"
-    );
-    let chamfer = v["chamfer"].as_f64().unwrap();
-    assert!(chamfer < 5e-2, "Chamfer distance {chamfer}");
+    let record = |out: &std::path::Path, state: &[&str]| {
+        let mut args = vec![
+            "run",
+            SCENE,
+            "--steps",
+            "100",
+            "--policy",
+            expert.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(state);
+        ok(&args);
+    };
+    record(&demo, &["--state"]);
+    record(&bare, &[]);
+    let imitate = |demo: &std::path::Path, mode: &[&str]| {
+        let mut args = vec![
+            "imitate",
+            SCENE,
+            "--expert",
+            demo.to_str().unwrap(),
+            "--match",
+            "miss,speed",
+            "--reward",
+            "closeness",
+            "--iters",
+            "100",
+            "--batch",
+            "2",
+            "--lr",
+            "0.03",
+            "--out",
+            student.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(mode);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    for (mode, distance, bound) in [
+        (&[][..], "chamfer", 5e-2),
+        (&["--window", "10"][..], "tracking", 5e-2),
+    ] {
+        let args = imitate(&demo, mode);
+        let v = json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (got, want) = (
+            v["return"].as_f64().unwrap(),
+            v["expert_return"].as_f64().unwrap(),
+        );
+        assert!(
+            (got - want).abs() < 0.1 * want.abs(),
+            "{mode:?}: imitator {got} vs expert {want}"
+        );
+        let d = v[distance].as_f64().unwrap();
+        assert!(d < bound, "{mode:?}: {distance} distance {d}");
+    }
+    // Windows need the recorded states.
+    let args = imitate(&bare, &["--window", "10"]);
+    let out = joule(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--state"), "{err}");
 }
 
 #[test]

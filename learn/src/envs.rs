@@ -120,6 +120,15 @@ impl<'s> Envs<'s> {
         self.alive[env] = true;
     }
 
+    /// Starts environment `env`'s episode over from the free DOFs' state `x`,
+    /// `v`, as if `age` steps of it had been taken.
+    pub fn start_at(&mut self, env: usize, x: &[f64], v: &[f64], age: usize) {
+        self.sim.set_state(env, x, v);
+        self.age[env] = age;
+        self.ret[env] = 0.0;
+        self.alive[env] = true;
+    }
+
     /// Puts the control table into the simulation (before a step).
     pub fn apply_controls(&mut self) {
         self.sim
@@ -144,7 +153,7 @@ impl<'s> Envs<'s> {
                 continue;
             }
             let r = self.reward_row.map_or(0.0, |row| out.outputs[row][e]);
-            let done = self.done_rows.iter().any(|&d| out.outputs[d][e] > 0.5);
+            let done = self.done(&out.outputs, e);
             if r.is_finite() {
                 out.reward[e] = r;
                 out.weight[e] = 1.0;
@@ -156,6 +165,11 @@ impl<'s> Envs<'s> {
             }
         }
         out
+    }
+
+    /// Whether a `done` item fires in environment `env` of `outputs` (`[row][env]`).
+    pub fn done(&self, outputs: &[Vec<f64>], env: usize) -> bool {
+        self.done_rows.iter().any(|&d| outputs[d][env] > 0.5)
     }
 
     /// At a window boundary: environments whose episode ended or reached its

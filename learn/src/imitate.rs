@@ -13,7 +13,7 @@ use crate::trainer::{close_iteration, Measured, Point};
 use crate::window;
 use candle_core::Result;
 use joule_runtime::Scene;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
@@ -27,6 +27,13 @@ pub struct Imitation {
     pub reward: Option<String>,
     /// Steps per episode.
     pub steps: usize,
+    /// Steps differentiated at once: `None` for whole episodes (the Chamfer
+    /// distance), else windows of this many steps started from the
+    /// demonstration's states (see [`Imitator::iterate`]).
+    pub window: Option<usize>,
+    /// With windows: iterations between evaluations of the policy's return
+    /// over a whole episode from the scene's start.
+    pub eval_every: usize,
     /// Environments (each a differently jittered start).
     pub batch: usize,
     /// Threads.
@@ -41,8 +48,19 @@ pub struct Imitation {
     pub seed: u64,
 }
 
+/// One demonstration (environment 0 of a `joule run --out` recording).
+pub struct Demo {
+    /// The matched outputs after every step, `[step][component]` (the
+    /// outputs' components one after the other).
+    pub outputs: Vec<Vec<f64>>,
+    /// The free DOFs' positions and velocities at the start and after every
+    /// step (`joule run --state`), or empty.
+    pub states: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
 /// An imitation run: environments and the optimiser of the policy.
 pub struct Imitator<'s> {
+    scene: &'s Scene,
     settings: Imitation,
     envs: Envs<'s>,
     adam: Adam,
@@ -53,19 +71,21 @@ pub struct Imitator<'s> {
     scale: Vec<f64>,
     /// The expert's trajectory, `[step][component * batch + env]`.
     expert: Vec<Vec<f64>>,
+    /// The expert's states (see [`Demo::states`]).
+    states: Vec<(Vec<f64>, Vec<f64>)>,
     /// The learning curve (`loss` is the Chamfer distance).
     pub curve: Vec<Point>,
 }
 
 impl<'s> Imitator<'s> {
-    /// Sets up imitation of `expert` (`[step][component]`, the outputs'
-    /// components one after the other) by `policy`.
+    /// Sets up imitation of `demo` by `policy`.
     pub fn new(
         scene: &'s Scene,
         policy: &Policy,
-        expert: &[Vec<f64>],
+        demo: Demo,
         settings: Imitation,
     ) -> Result<Imitator<'s>> {
+        let expert = &demo.outputs;
         let msg = |e: String| candle_core::Error::Msg(e);
         let layout = scene.compiled.layout();
         let mut rows = vec![];
@@ -81,6 +101,20 @@ impl<'s> Imitator<'s> {
                 settings.outputs.join(", "),
                 rows.len()
             )));
+        }
+        if settings.window.is_some() {
+            if demo.states.len() != expert.len() + 1 {
+                return Err(msg(
+                    "windows start from the demonstration's states: record it with \
+                     `joule run --out demo.npz --state`"
+                        .into(),
+                ));
+            }
+            if settings.reward.is_none() {
+                return Err(msg(
+                    "windows report the policy's return: name a reward".into()
+                ));
+            }
         }
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let b = settings.batch;
@@ -118,6 +152,8 @@ impl<'s> Imitator<'s> {
             })
             .collect();
         Ok(Imitator {
+            scene,
+            states: demo.states,
             adam: Adam::new(&policy.net.vars(), settings.lr)?,
             rows,
             scale,
@@ -129,13 +165,27 @@ impl<'s> Imitator<'s> {
         })
     }
 
-    /// One episode per environment, the Chamfer loss and one policy update.
+    /// One policy update. Whole episodes (no `window`): one episode per
+    /// environment and the Chamfer distance between its trajectory and the
+    /// expert's. With a window of `H` steps (multiple shooting): every
+    /// environment starts from the expert's state at a random step `t0` and
+    /// runs `H` steps; the loss is the squared distance of each state to the
+    /// expert's at the same step, differentiated through those `H` steps
+    /// only — through contact, gradients of whole episodes explode or vanish,
+    /// and starting on the expert's path keeps its phase. The return is then
+    /// measured every `eval_every` iterations by a whole episode from the
+    /// scene's start (not counted in the environment steps).
     pub fn iterate(&mut self, policy: &mut Policy) -> Result<&Point> {
-        let start = Instant::now();
-        let (b, h) = (self.envs.batch(), self.settings.steps);
-        let mut r = window::forward(&mut self.envs, policy, h)?;
-        let agent: Vec<Vec<f64>> = r
-            .outputs
+        match self.settings.window {
+            Some(h) => self.shoot(policy, h.clamp(1, self.expert.len())),
+            None => self.episode(policy),
+        }
+    }
+
+    /// The matched outputs of every step, in units of the expert's spread,
+    /// `[step][component * batch + env]`.
+    fn matched(&self, outputs: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
+        outputs
             .iter()
             .map(|out| {
                 self.rows
@@ -144,23 +194,145 @@ impl<'s> Imitator<'s> {
                     .flat_map(|(&row, k)| out[row].iter().map(move |x| x / k))
                     .collect()
             })
-            .collect();
+            .collect()
+    }
+
+    /// Output seeds `[row][env]` of one step from the loss's gradient with
+    /// respect to the scaled components, `[component * batch + env]`.
+    fn seeds(&self, grad: &[f64]) -> Vec<Vec<f64>> {
+        let b = self.envs.batch();
+        let mut s = vec![vec![0.0; b]; self.envs.rows];
+        for (c, &row) in self.rows.iter().enumerate() {
+            for e in 0..b {
+                s[row][e] = grad[c * b + e] / self.scale[c];
+            }
+        }
+        s
+    }
+
+    /// A window of `h` steps from the expert's states (multiple shooting).
+    fn shoot(&mut self, policy: &mut Policy, h: usize) -> Result<&Point> {
+        let start = Instant::now();
+        let (b, len) = (self.envs.batch(), self.rows.len());
+        let last = self.expert.len() - h;
+        let t0: Vec<usize> = (0..b).map(|_| self.rng.random_range(0..=last)).collect();
+        for (e, &t) in t0.iter().enumerate() {
+            let (x, v) = &self.states[t];
+            self.envs.start_at(e, x, v, t);
+        }
+        let mut r = window::forward(&mut self.envs, policy, h)?;
+        let agent = self.matched(&r.outputs);
+        // (1/(b h)) sum_e sum_t w_te |a_te - x*_(t0_e + t)|^2 and its gradient.
+        let norm = 1.0 / (b * h) as f64;
+        let mut loss = 0.0;
+        let mut grad = vec![vec![0.0; len * b]; h];
+        for (t, g) in grad.iter_mut().enumerate() {
+            for (e, &t0) in t0.iter().enumerate() {
+                let w = norm * r.weight[t][e];
+                let target = &self.expert[t0 + t];
+                for c in 0..len {
+                    let d = agent[t][c * b + e] - target[c * b + e];
+                    loss += w * d * d;
+                    g[c * b + e] = 2.0 * w * d;
+                }
+            }
+        }
+        let seeds: Vec<Vec<Vec<f64>>> = grad.iter().map(|g| self.seeds(g)).collect();
+        let (grads, dropped) =
+            window::backward(&mut self.envs, policy, &mut r, |t| seeds[t].clone(), None)?;
+        // The windows are not episodes: nothing to close at the boundary.
+        for e in 0..b {
+            self.envs
+                .start_at(e, &self.states[0].0, &self.states[0].1, 0);
+        }
+        let iteration = self.curve.len();
+        self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)?;
+        if iteration.is_multiple_of(self.settings.eval_every.max(1)) {
+            let ret = self.evaluate(policy)?;
+            let p = self.curve.last_mut().expect("just closed");
+            p.reward = ret;
+            p.episodes = 1;
+        }
+        Ok(self.curve.last().expect("just closed"))
+    }
+
+    /// With windows: measures the final policy's return (as every
+    /// `eval_every` iterations) into the curve's last point, unless that
+    /// iteration measured it already.
+    pub fn evaluate_last(&mut self, policy: &Policy) -> Result<()> {
+        let n = self.curve.len();
+        if self.settings.window.is_none()
+            || n == 0
+            || (n - 1).is_multiple_of(self.settings.eval_every.max(1))
+        {
+            return Ok(());
+        }
+        let ret = self.evaluate(policy)?;
+        let p = self.curve.last_mut().expect("not empty");
+        p.reward = ret;
+        p.episodes = 1;
+        Ok(())
+    }
+
+    /// The policy's return over one episode from the scene's start.
+    fn evaluate(&self, policy: &Policy) -> Result<f64> {
+        let mut sim = self.scene.batch_threads(1, 1);
+        let mut controls = self.scene.default_controls(1);
+        let row = self.envs.reward_row.expect("checked in new");
+        let mut out = sim.outputs();
+        let mut ret = 0.0;
+        for _ in 0..self.settings.steps {
+            policy.act(&out, &mut controls)?;
+            sim.set_controls(&controls).map_err(name_error)?;
+            sim.step();
+            out = sim.outputs();
+            let r = out[row][0];
+            if !r.is_finite() {
+                break;
+            }
+            ret += r;
+            if self.envs.done(&out, 0) {
+                break;
+            }
+        }
+        Ok(ret)
+    }
+
+    /// One episode per environment and the Chamfer distance.
+    fn episode(&mut self, policy: &mut Policy) -> Result<&Point> {
+        let start = Instant::now();
+        let (b, h) = (self.envs.batch(), self.settings.steps);
+        let mut r = window::forward(&mut self.envs, policy, h)?;
+        let agent = self.matched(&r.outputs);
         let mut value = vec![0.0; b];
         let len = self.rows.len();
         let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
         let loss = value.iter().sum::<f64>() / b as f64;
-        let rows = self.envs.rows;
-        let (matched, scale) = (&self.rows, &self.scale);
-        let seeds = |t: usize| {
-            let mut s = vec![vec![0.0; b]; rows];
-            for (c, &row) in matched.iter().enumerate() {
-                for e in 0..b {
-                    s[row][e] = grad[t][c * b + e] / (scale[c] * b as f64);
-                }
-            }
-            s
-        };
-        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
+        let seeds: Vec<Vec<Vec<f64>>> = grad
+            .iter()
+            .map(|g| {
+                let g: Vec<f64> = g.iter().map(|x| x / b as f64).collect();
+                self.seeds(&g)
+            })
+            .collect();
+        let (grads, dropped) =
+            window::backward(&mut self.envs, policy, &mut r, |t| seeds[t].clone(), None)?;
+        self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
+    }
+
+    /// Applies the gradient and closes the iteration.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        policy: &mut Policy,
+        mut r: window::Rollout,
+        grads: Vec<candle_core::Tensor>,
+        dropped: usize,
+        start: Instant,
+        loss: f64,
+        env_steps: u64,
+    ) -> Result<&Point> {
+        let h = r.obs.len() - 1;
         let vars = policy.net.vars();
         let norm = match self.adam.step(&vars, &grads, Some(self.settings.clip))? {
             Update::Applied { norm } => norm,
@@ -170,7 +342,7 @@ impl<'s> Imitator<'s> {
         policy.norm.update(&r.obs.concat());
         let measured = Measured {
             start,
-            env_steps: (b * h) as u64,
+            env_steps,
             grad_norm: norm,
             loss,
             dropped,

@@ -576,7 +576,8 @@ impl Sim<'_> {
             .collect()
     }
 
-    /// Sets the free DOFs' positions and velocities of one environment.
+    /// Sets the free DOFs' positions and velocities of one environment (and
+    /// forgets that it diverged).
     pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
         let (p, e) = self.locate(env);
         let part = &mut self.parts[p];
@@ -585,6 +586,7 @@ impl Sim<'_> {
             part.b.x[r * s + e] = x[r];
             part.b.v[r * s + e] = v[r];
         }
+        part.diverged[e] = false;
     }
 
     /// Puts one environment back at the scene's initial state, with
@@ -593,7 +595,5 @@ impl Sim<'_> {
     pub fn reset_env(&mut self, env: usize, jitter: impl FnMut() -> f64) {
         let (x, v) = self.scene.initial_dofs(jitter);
         self.set_state(env, &x, &v);
-        let (p, e) = self.locate(env);
-        self.parts[p].diverged[e] = false;
     }
 }
