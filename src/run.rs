@@ -108,6 +108,17 @@ fn columns(o: &OutputInfo) -> Vec<String> {
 /// `joule run`: simulate and report observations, losses and rewards; write
 /// the trajectory to `out` and a viewer page to `html`; `policy` (weights)
 /// sets the controls before every step.
+/// The bytes of a file, or a diagnostic naming it with `help`.
+pub(crate) fn read_file(path: &Path, help: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        miette!(
+            help = help.to_string(),
+            "cannot read `{}`: {e}",
+            path.display()
+        )
+    })
+}
+
 /// Where `joule run` writes its trajectory.
 pub struct Record<'a> {
     /// The file (`.csv`, `.npy` or `.npz`).
@@ -149,13 +160,10 @@ pub fn run(
     apply_params(&mut sim, &c.params)?;
     let policy = policy
         .map(|path| {
-            let bytes = std::fs::read(path).map_err(|e| {
-                miette!(
-                    help = "give weights written by `joule train` or `joule imitate`",
-                    "cannot read `{}`: {e}",
-                    path.display()
-                )
-            })?;
+            let bytes = read_file(
+                path,
+                "give weights written by `joule train` or `joule imitate`",
+            )?;
             joule_learn::Policy::from_bytes(&scene, &bytes).map_err(|e| {
                 miette!(
                     "cannot drive `{}` with `{}`: {e}",

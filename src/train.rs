@@ -4,7 +4,7 @@
 
 use crate::plot::{plot, Plot};
 use crate::progress::Progress;
-use crate::run::{check_or_report, write_atomically};
+use crate::run::{check_or_report, read_file, write_atomically};
 use joule_compiler::compiled::Backend;
 use joule_learn::imitate::{Demo, Imitation, Imitator};
 use joule_learn::{policy, Config, Point, Policy, Trainer};
@@ -68,13 +68,7 @@ pub fn train(
     let scene = compile(scene_path, surrogate)?;
     let mut trainer = match resume {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                miette!(
-                    help = "give a file written by `joule train --checkpoint`",
-                    "cannot read `{}`: {e}",
-                    path.display()
-                )
-            })?;
+            let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
             Trainer::resume(&scene, &bytes).map_err(|e| {
                 miette!(
                     help = "resume with the scene the checkpoint was trained on",

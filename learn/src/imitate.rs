@@ -197,17 +197,36 @@ impl<'s> Imitator<'s> {
             .collect()
     }
 
-    /// Output seeds `[row][env]` of one step from the loss's gradient with
-    /// respect to the scaled components, `[component * batch + env]`.
-    fn seeds(&self, grad: &[f64]) -> Vec<Vec<f64>> {
-        let b = self.envs.batch();
-        let mut s = vec![vec![0.0; b]; self.envs.rows];
-        for (c, &row) in self.rows.iter().enumerate() {
-            for e in 0..b {
-                s[row][e] = grad[c * b + e] / self.scale[c];
+    /// A closure giving the output seeds `[row][env]` of step `t` from the
+    /// loss's gradient with respect to the scaled components,
+    /// `grad[t][component * b + env]`, divided by `per`. Borrows only the
+    /// matched rows and their scales, so the reverse pass can hold the environments.
+    fn seeds<'a>(
+        rows: &'a [usize],
+        scale: &'a [f64],
+        (out_rows, b): (usize, usize),
+        grad: &'a [Vec<f64>],
+        per: f64,
+    ) -> impl Fn(usize) -> Vec<Vec<f64>> + 'a {
+        move |t| {
+            let mut s = vec![vec![0.0; b]; out_rows];
+            for (c, &row) in rows.iter().enumerate() {
+                for e in 0..b {
+                    s[row][e] = grad[t][c * b + e] / (scale[c] * per);
+                }
             }
+            s
         }
-        s
+    }
+
+    /// Puts the return of the policy over one whole episode from the scene's
+    /// start into the curve's last point.
+    fn record_return(&mut self, policy: &Policy) -> Result<()> {
+        let ret = self.evaluate(policy)?;
+        let p = self.curve.last_mut().expect("an iteration closed");
+        p.reward = ret;
+        p.episodes = 1;
+        Ok(())
     }
 
     /// A window of `h` steps from the expert's states (multiple shooting).
@@ -237,9 +256,9 @@ impl<'s> Imitator<'s> {
                 }
             }
         }
-        let seeds: Vec<Vec<Vec<f64>>> = grad.iter().map(|g| self.seeds(g)).collect();
-        let (grads, dropped) =
-            window::backward(&mut self.envs, policy, &mut r, |t| seeds[t].clone(), None)?;
+        let shape = (self.envs.rows, b);
+        let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, 1.0);
+        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
         // The windows are not episodes: nothing to close at the boundary.
         for e in 0..b {
             self.envs
@@ -248,10 +267,7 @@ impl<'s> Imitator<'s> {
         let iteration = self.curve.len();
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)?;
         if iteration.is_multiple_of(self.settings.eval_every.max(1)) {
-            let ret = self.evaluate(policy)?;
-            let p = self.curve.last_mut().expect("just closed");
-            p.reward = ret;
-            p.episodes = 1;
+            self.record_return(policy)?;
         }
         Ok(self.curve.last().expect("just closed"))
     }
@@ -267,11 +283,7 @@ impl<'s> Imitator<'s> {
         {
             return Ok(());
         }
-        let ret = self.evaluate(policy)?;
-        let p = self.curve.last_mut().expect("not empty");
-        p.reward = ret;
-        p.episodes = 1;
-        Ok(())
+        self.record_return(policy)
     }
 
     /// The policy's return over one episode from the scene's start.
@@ -308,15 +320,9 @@ impl<'s> Imitator<'s> {
         let len = self.rows.len();
         let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
         let loss = value.iter().sum::<f64>() / b as f64;
-        let seeds: Vec<Vec<Vec<f64>>> = grad
-            .iter()
-            .map(|g| {
-                let g: Vec<f64> = g.iter().map(|x| x / b as f64).collect();
-                self.seeds(&g)
-            })
-            .collect();
-        let (grads, dropped) =
-            window::backward(&mut self.envs, policy, &mut r, |t| seeds[t].clone(), None)?;
+        let shape = (self.envs.rows, b);
+        let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, b as f64);
+        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
     }
 
