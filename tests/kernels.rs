@@ -362,16 +362,11 @@ fn assemble(scene: &CompiledScene, kind: KernelKind, blocks: &Buffers, b: &Buffe
     let s = b.stride;
     let ir = scene.kernels.get(kind);
     let mut out = vec![0.0; scene.layout().state_rows()];
-    for lp in &ir.loops {
-        let w = lp.dof_width;
-        for i in 0..lp.count {
-            let rows = &lp.dofs[i * w..(i + 1) * w];
-            for (a, ra) in rows.iter().enumerate() {
-                for (c, rc) in rows.iter().enumerate() {
-                    let h = blocks.blocks[(lp.block_base + i * w * w + a * w + c) * s];
-                    out[*ra as usize] += h * b.seed[*rc as usize * s];
-                }
-            }
+    for e in ir.block_entries() {
+        let h = blocks.blocks[e.row * s];
+        out[e.a] += h * b.seed[e.c * s];
+        if e.mirrored {
+            out[e.c] += h * b.seed[e.a * s];
         }
     }
     out

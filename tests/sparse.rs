@@ -38,20 +38,14 @@ fn dense_hessians(scene: &Scene, p: &mut Part, surrogate: bool) -> Vec<Vec<f64>>
             .compiled
             .run(kind, &mut p.b, 0, p.len)
             .expect("kernel runs");
-        for lp in &scene.compiled.kernels.get(kind).loops {
-            let w = lp.dof_width;
-            for i in 0..lp.count {
-                let rows = &lp.dofs[i * w..(i + 1) * w];
-                for (a, &ra) in rows.iter().enumerate() {
-                    for (c, &rc) in rows.iter().enumerate() {
-                        let (ra, rc) = (ra as usize, rc as usize);
-                        if ra < n && rc < n && ra >= rc {
-                            let row = lp.block_base + i * w * w + a * w + c;
-                            for (e, m) in mats.iter_mut().enumerate() {
-                                m[ra * n + rc] += p.b.blocks[row * s + e];
-                            }
-                        }
-                    }
+        for entry in scene.compiled.kernels.get(kind).block_entries() {
+            // H[a, c] and, mirrored, H[c, a]: in the lower triangle, one
+            // entry, or the diagonal twice when both DOFs are the same.
+            let (a, c) = (entry.a.max(entry.c), entry.a.min(entry.c));
+            let times = if entry.mirrored && a == c { 2.0 } else { 1.0 };
+            if a < n {
+                for (e, m) in mats.iter_mut().enumerate() {
+                    m[a * n + c] += times * p.b.blocks[entry.row * s + e];
                 }
             }
         }

@@ -21,7 +21,8 @@ pub enum KernelKind {
     Gradient,
     /// `grad` += dE/dx and `hv` += (d2E/dx2) `seed`.
     GradHvp,
-    /// Dense per-instance Hessian blocks d2E/dx2 into `blocks`.
+    /// Per-instance Hessian blocks d2E/dx2 into `blocks`: the lower triangle
+    /// of each (see [`KernelIr::block_entries`]).
     Hessian,
     /// Total dissipation potential D(v) per environment (`energy` += D). In
     /// implicit scenes velocities are `(x - prev_x)/h` and this kernel (and its
@@ -31,7 +32,8 @@ pub enum KernelKind {
     DissipationGradient,
     /// `grad` += dD/dv and `hv` += (d2D/dv2) `seed`.
     DissipationGradHvp,
-    /// Dense per-instance Hessian blocks d2D/dv2 into `blocks`.
+    /// Per-instance Hessian blocks d2D/dv2 into `blocks`: the lower triangle
+    /// of each (see [`KernelIr::block_entries`]).
     DissipationHessian,
     /// Adjoint VJPs: for s = seed . dE/dx + seed . dD/dv (surrogate bodies where given),
     /// ds/d(x, v, prev_x, prev_v) into `d_*` rows and ds/d(params, controls).
@@ -175,6 +177,39 @@ impl KernelIr {
                 .any(|op| matches!(op, Op::Leaf(Leaf::State(s, _)) if *s == state))
         })
     }
+
+    /// The entries a Hessian-block kernel writes: for every instance, the
+    /// lower triangle of its `w x w` block in the instance's own DOF order
+    /// (the block is symmetric).
+    pub fn block_entries(&self) -> impl Iterator<Item = BlockEntry> + '_ {
+        self.loops.iter().flat_map(|lp| {
+            let w = lp.dof_width;
+            (0..lp.count).flat_map(move |i| {
+                let dofs = &lp.dofs[i * w..(i + 1) * w];
+                (0..w).flat_map(move |a| {
+                    (0..=a).map(move |c| BlockEntry {
+                        row: lp.block_base + i * w * w + a * w + c,
+                        a: dofs[a] as usize,
+                        c: dofs[c] as usize,
+                        mirrored: a != c,
+                    })
+                })
+            })
+        })
+    }
+}
+
+/// One entry of an instance's Hessian block (see [`KernelIr::block_entries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Its row in the `blocks` buffer.
+    pub row: usize,
+    /// The state row of the entry's row.
+    pub a: usize,
+    /// The state row of the entry's column.
+    pub c: usize,
+    /// Off the block's diagonal: the entry is both `H[a, c]` and `H[c, a]`.
+    pub mirrored: bool,
 }
 
 /// One named output (observation, reward, loss, done) in the `outputs` rows.
@@ -493,7 +528,9 @@ impl Builder {
                     let col = diff::tangents(&mut g, &grad, |g, l| {
                         (l == *column).then(|| g.constant(1.0))
                     });
-                    for (i, h) in col.into_iter().enumerate() {
+                    // Blocks are symmetric: the lower triangle is the whole
+                    // block, and the upper's own operations are never emitted.
+                    for (i, h) in col.into_iter().enumerate().skip(j) {
                         outputs.push((h, Dest::Block((i * w + j) as u32)));
                     }
                 }

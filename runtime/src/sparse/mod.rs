@@ -68,19 +68,18 @@ pub struct Workspace {
     trace: Vec<f64>,
 }
 
-/// The lower-triangle entries of every instance block of a Hessian-block
-/// kernel over free DOFs (`n` of them): `(block row, row, column)`.
+/// Where the entries of every instance block of a Hessian-block kernel go
+/// in the lower triangle of the matrix over free DOFs (`n` of them):
+/// `(block row, row, column)`, row >= column. An off-diagonal block entry
+/// whose two DOFs are the same free DOF lands on the diagonal twice (as
+/// `H[a, c]` and as `H[c, a]`).
 fn lower_entries(ir: &KernelIr, n: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-    ir.loops.iter().flat_map(move |lp| {
-        let w = lp.dof_width;
-        (0..lp.count).flat_map(move |i| {
-            let dofs = &lp.dofs[i * w..(i + 1) * w];
-            (0..w * w).filter_map(move |ac| {
-                let (ra, rc) = (dofs[ac / w] as usize, dofs[ac % w] as usize);
-                (ra < n && rc < n && ra >= rc).then_some((lp.block_base + i * w * w + ac, ra, rc))
-            })
+    ir.block_entries()
+        .filter(move |e| e.a < n && e.c < n)
+        .flat_map(|e| {
+            let twice = e.mirrored && e.a == e.c;
+            std::iter::repeat_n((e.row, e.a.max(e.c), e.a.min(e.c)), 1 + twice as usize)
         })
-    })
 }
 
 impl Workspace {
