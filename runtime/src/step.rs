@@ -369,21 +369,12 @@ impl Part {
         for r in 0..n {
             for e in 0..s {
                 let i = r * s + e;
-                w.xt[i] = w.x_t[i] + h * self.b.v[i] + h * h * accel[r];
+                // The drift x_t + h v, and the inertial prediction x~.
+                w.x0[i] = w.x_t[i] + h * self.b.v[i];
+                w.xt[i] = w.x0[i] + h * h * accel[r];
             }
         }
-        // Newton starts from the inertial prediction x~ where the potential is
-        // finite there, else from x_t (always admissible: barriers finite); the
-        // line search then never leaves the admissible set.
-        self.b.x[..n * s].copy_from_slice(&w.xt);
-        self.potential(scene, &mut w, h);
-        for e in 0..s {
-            if !w.phi[e].is_finite() {
-                for r in 0..n {
-                    self.b.x[r * s + e] = w.x_t[r * s + e];
-                }
-            }
-        }
+        self.start_newton(scene, &mut w, h, accel.iter().any(|a| *a != 0.0));
         self.stops.fill(None);
         self.newton(scene, &mut w, h, iterations, tol, trace);
         for e in 0..self.len {
@@ -399,6 +390,45 @@ impl Part {
         self.report_stops(step, false);
         self.set_velocity(n, &w.x_t, h);
         self.scratch = w;
+    }
+
+    /// Puts each lane at Newton's starting point, with its incremental
+    /// potential in `w.phi`: whichever of the inertial prediction x~ (`w.xt`,
+    /// exact in free flight) and the drift x_t + h v (`w.x0`; closer for a
+    /// body resting on contacts, which gravity's prediction pushes into them)
+    /// has the lower potential (the drift is tried only `with_drift`), and x_t
+    /// (always admissible: barriers are finite there) where neither is
+    /// finite. The line search then never leaves the admissible set.
+    fn start_newton(&mut self, scene: &Scene, w: &mut Scratch, h: f64, with_drift: bool) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.b.x[..n * s].copy_from_slice(&w.xt);
+        self.potential(scene, w, h);
+        if with_drift {
+            w.phi0.copy_from_slice(&w.phi);
+            self.b.x[..n * s].copy_from_slice(&w.x0);
+            self.potential(scene, w, h);
+        }
+        let mut to_x_t = false;
+        for e in 0..s {
+            let inertial = if with_drift { w.phi0[e] } else { w.phi[e] };
+            let drift = w.phi[e];
+            let from =
+                if with_drift && drift.is_finite() && (!inertial.is_finite() || drift < inertial) {
+                    continue;
+                } else if inertial.is_finite() {
+                    w.phi[e] = inertial;
+                    &w.xt
+                } else {
+                    to_x_t = true;
+                    &w.x_t
+                };
+            for r in 0..n {
+                self.b.x[r * s + e] = from[r * s + e];
+            }
+        }
+        if to_x_t {
+            self.potential(scene, w, h);
+        }
     }
 
     /// Newton iterations from the current x. Leaves in `w.last_step`, per
@@ -449,12 +479,12 @@ impl Part {
         }
     }
 
-    /// Backtracking (Armijo) along `w.dx` on every active lane at once; x
-    /// moves to the accepted point.
+    /// Backtracking (Armijo) along `w.dx` on every active lane at once, from
+    /// the current x with its potential in `w.phi`; x moves to the accepted
+    /// point, and `w.phi` holds its potential.
     fn line_search(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
         w.x0.copy_from_slice(&self.b.x[..n * s]);
-        self.potential(scene, w, h);
         w.phi0.copy_from_slice(&w.phi);
         w.slope.fill(0.0);
         for r in 0..n {
