@@ -210,7 +210,13 @@ fn sa_initial(s: &Scene) -> Vec<f64> {
 
 #[test]
 fn newton_converges_quadratically() {
-    let s = scene("tests/physics/stiff_chain.joule");
+    // A tighter tolerance than the scene's, so that Newton takes the
+    // iteration its contraction would otherwise let it skip (the residual
+    // stalls near 1e-11 at f64 resolution, after the tolerance is met).
+    let src = std::fs::read_to_string("tests/physics/stiff_chain.joule").expect("test scene");
+    let tight = src.replace("tolerance = 1e-9", "tolerance = 1e-12");
+    assert_ne!(src, tight, "the test scene states its tolerance");
+    let s = Scene::compile(&tight).expect("test scene compiles");
     let mut sim = s.batch(1);
     sim.rollout(4);
     let r: Vec<f64> = sim.newton_trace().into_iter().map(|t| t[0]).collect();
@@ -222,6 +228,45 @@ fn newton_converges_quadratically() {
     let digits = |x: f64| -(x / r[0]).log10();
     let order = digits(r[n - 1]) / digits(r[n - 2]);
     assert!(order > 1.6, "not quadratic (order {order}): {r:?}");
+}
+
+#[test]
+fn newton_stops_within_its_tolerance_of_the_solution() {
+    // Each step from the same state, once at the scene's tolerance (where
+    // Newton may stop on its contraction's estimate of the error left) and
+    // once at a far tighter one: the two solutions agree within the tolerance.
+    for (path, tol, steps) in [
+        ("tests/physics/stiff_chain.joule", "1e-9", 40),
+        ("scenes/ant.joule", "1e-8", 60),
+    ] {
+        let src = std::fs::read_to_string(path).expect("scene");
+        let tight = src.replace(&format!("tolerance = {tol}"), "tolerance = 1e-13");
+        assert_ne!(src, tight, "{path} states its tolerance");
+        let (loose, tight) = (
+            Scene::compile(&src).expect("compiles"),
+            Scene::compile(&tight).expect("compiles"),
+        );
+        let (mut a, mut b) = (loose.batch(1), tight.batch(1));
+        let mut worst: f64 = 0.0;
+        for _ in 0..steps {
+            b.set_state(0, &a.positions(0), &a.velocities(0));
+            a.step();
+            b.step();
+            let gap = a
+                .positions(0)
+                .iter()
+                .zip(&b.positions(0))
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max);
+            worst = worst.max(gap);
+        }
+        assert!(a.events.is_empty() && b.events.is_empty(), "{path}");
+        let tol: f64 = tol.parse().expect("a number");
+        assert!(
+            worst <= tol,
+            "{path}: {worst:e} from the solution, tolerance {tol:e}"
+        );
+    }
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub enum Event {
         dof: usize,
         name: String,
     },
-    /// Newton's method did not reach the tolerance within its iterations.
+    /// Newton's method did not reach the tolerance within its iterations;
+    /// `residual` is its estimate of the error left (metres).
     NotConverged {
         env: usize,
         step: usize,
@@ -83,7 +84,7 @@ impl std::fmt::Display for Event {
             }
             Event::NotConverged { env, step, residual } => write!(
                 f,
-                "environment {env}, step {step}: Newton did not converge (last step {residual:e} above the tolerance)"
+                "environment {env}, step {step}: Newton did not converge (estimated error {residual:e} above the tolerance)"
             ),
             Event::SolveStopped { env, step, reason, residual, adjoint } => write!(
                 f,
