@@ -256,6 +256,7 @@ fn cg_stopping_on_negative_curvature_is_an_event_of_the_step_and_the_adjoint() {
     }
     let start = p.snapshot(n);
     p.step(&scene, 7);
+    let end = p.snapshot(n);
     let stopped = |events: &[Event], adjoint: bool| {
         events.iter().any(|e| {
             matches!(e, Event::SolveStopped { env: 0, step: 7, reason: SolveStop::NegativeCurvature, residual, adjoint: a }
@@ -270,7 +271,7 @@ fn cg_stopping_on_negative_curvature_is_an_event_of_the_step_and_the_adjoint() {
         params: vec![0.0; p.b.params.len()],
         controls: vec![0.0; p.b.controls.len()],
     };
-    p.substep_adjoint(&scene, &start, &mut adj, 7);
+    p.substep_adjoint(&scene, &start, &end, &mut adj, 7);
     assert!(stopped(&p.events, true), "events {:?}", p.events);
     assert!(
         !stopped(&p.events, false),

@@ -464,7 +464,8 @@ fn part_gradient(
                 p.outputs_adjoint(scene, &mut adj);
             }
             for sub in (0..subs).rev() {
-                p.substep_adjoint(scene, &states[(t - t0) * subs + sub], &mut adj, start + t);
+                let i = (t - t0) * subs + sub;
+                p.substep_adjoint(scene, &states[i], &states[i + 1], &mut adj, start + t);
                 events.append(&mut p.events);
             }
             controls[t].copy_from_slice(&adj.controls);

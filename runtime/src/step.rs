@@ -769,14 +769,15 @@ impl Part {
         self.cg = c;
     }
 
-    /// Adjoint of one substep from `start` (the state before it). On entry
-    /// `adj.x`, `adj.v` hold dL/dx', dL/dv' of the state after the substep; on
-    /// exit dL/dx, dL/dv of `start`, with params and controls accumulated.
-    /// CG solves that stop short are reported as events of `step`.
+    /// Adjoint of one substep from `start` (the state before it) to `end`
+    /// (the state it computed). On entry `adj.x`, `adj.v` hold dL/dx', dL/dv'
+    /// of `end`; on exit dL/dx, dL/dv of `start`, with params and controls
+    /// accumulated. CG solves that stop short are reported as events of `step`.
     pub fn substep_adjoint(
         &mut self,
         scene: &Scene,
         start: &Snapshot,
+        end: &Snapshot,
         adj: &mut Adjoint,
         step: usize,
     ) {
@@ -802,15 +803,12 @@ impl Part {
                 }
                 self.accumulate(adj, -h);
             }
-            Integrator::ImplicitEuler {
-                iterations,
-                tolerance,
-            } => {
-                // Recompute the solve, then the implicit function theorem at its solution.
-                // The recomputed forward solve reported its events in the forward pass.
-                let reported = self.events.len();
-                self.implicit(scene, h, iterations, tolerance, step, None);
-                self.events.truncate(reported);
+            Integrator::ImplicitEuler { .. } => {
+                // The implicit function theorem at the solution `end`: x',
+                // v' = (x' - x_t)/h, prev = start (the implicit kernels read
+                // velocities as (x - prev_x)/h).
+                self.begin_substep(n);
+                self.restore(end);
                 let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
                 for i in 0..n * s {
                     w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -822,9 +820,6 @@ impl Part {
                 self.stops.fill(None);
                 self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
                 self.report_stops(step, true);
-                // State after the solve: x', v' = (x' - x_t)/h, prev = start.
-                self.b.prev_x[..n * s].copy_from_slice(&start.x);
-                self.b.prev_v[..n * s].copy_from_slice(&start.v);
                 self.b.seed[..n * s].copy_from_slice(&w.dx);
                 self.b.seed[n * s..].fill(0.0);
                 self.vjp(scene, KernelKind::Adjoint);

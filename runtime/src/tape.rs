@@ -22,6 +22,9 @@ pub struct Tape {
     states: Vec<Vec<Snapshot>>,
     /// Per partition: the controls of every recorded step.
     controls: Vec<Vec<Vec<f64>>>,
+    /// Per partition: the state after every recorded step (where its last
+    /// substep ended, before anything the caller changed between steps).
+    after: Vec<Vec<Snapshot>>,
     /// Per partition: the state after the last recorded step.
     end: Vec<Snapshot>,
     /// Per partition: dL/d(state at the head position), params accumulated.
@@ -62,6 +65,7 @@ impl Sim<'_> {
         Tape {
             states: self.parts.iter().map(|_| vec![]).collect(),
             controls: self.parts.iter().map(|_| vec![]).collect(),
+            after: self.parts.iter().map(|_| vec![]).collect(),
             end: self.parts.iter().map(|p| p.snapshot(n)).collect(),
             adj: self
                 .parts
@@ -116,11 +120,13 @@ impl Sim<'_> {
             .par_iter_mut()
             .zip(&mut tape.states)
             .zip(&mut tape.controls)
+            .zip(&mut tape.after)
             .zip(&mut tape.end)
-            .for_each(|(((p, states), controls), end)| {
+            .for_each(|((((p, states), controls), after), end)| {
                 controls.push(p.b.controls.to_vec());
                 p.step_recorded(scene, step, states);
                 *end = p.snapshot(n);
+                after.push(end.clone());
             });
         self.step += 1;
         tape.head += 1;
@@ -189,13 +195,20 @@ impl Sim<'_> {
         self.parts
             .par_iter_mut()
             .zip(&tape.states)
+            .zip(&tape.after)
             .zip(&tape.controls)
             .zip(&mut tape.adj)
-            .for_each(|(((p, states), controls), adj)| {
+            .for_each(|((((p, states), after), controls), adj)| {
                 p.b.controls.copy_from_slice(&controls[t]);
                 p.events.clear();
                 for sub in (0..subs).rev() {
-                    p.substep_adjoint(scene, &states[t * subs + sub], adj, step);
+                    let i = t * subs + sub;
+                    let end = if sub + 1 < subs {
+                        &states[i + 1]
+                    } else {
+                        &after[t]
+                    };
+                    p.substep_adjoint(scene, &states[i], end, adj, step);
                 }
             });
         // Adjoint solves that stopped short.
