@@ -11,6 +11,12 @@
 //! after recorded step `t`. Seeds are added at the head position (the last
 //! recorded state not yet reversed), with that step's controls in place, so
 //! outputs that read controls see the values they were computed with.
+//!
+//! The caller may change the state between taped steps (reset an
+//! environment): the tape keeps the state after every step as well as the
+//! one before, so seeds and step adjoints are taken where each step really
+//! ended. What the adjoint carried across such a change means is the
+//! caller's to decide (a reset environment's is usually dropped).
 
 use crate::step::{Adjoint, Snapshot};
 use crate::{NameError, Sim};
@@ -150,19 +156,19 @@ impl Sim<'_> {
         }
         let scene = self.scene;
         let head = tape.head;
-        let subs = scene.model().settings.substeps.max(1) as usize;
         self.parts
             .par_iter_mut()
             .zip(&tape.states)
+            .zip(&tape.after)
             .zip(&tape.controls)
             .zip(&tape.end)
             .zip(&mut tape.adj)
-            .for_each(|((((p, states), controls), end), adj)| {
+            .for_each(|(((((p, states), after), controls), end), adj)| {
                 let s = p.b.stride;
-                let at = if head == controls.len() {
-                    end
-                } else {
-                    &states[head * subs]
+                // The state after `head` steps, as the step left it.
+                let at = match head {
+                    0 => states.first().unwrap_or(end),
+                    _ => &after[head - 1],
                 };
                 p.restore(at);
                 if head > 0 {
