@@ -31,8 +31,8 @@ pub struct Tape {
     /// Per partition: the state after every recorded step (where its last
     /// substep ended, before anything the caller changed between steps).
     after: Vec<Vec<Snapshot>>,
-    /// Per partition: the state after the last recorded step.
-    end: Vec<Snapshot>,
+    /// Per partition: the state the tape started from.
+    start: Vec<Snapshot>,
     /// Per partition: dL/d(state at the head position), params accumulated.
     adj: Vec<Adjoint>,
     /// Recorded steps not yet reversed.
@@ -64,6 +64,21 @@ pub struct TapeGradient {
     pub v0: Vec<Vec<f64>>,
 }
 
+/// A partition's state at tape position `t`: after recorded step `t - 1`, as
+/// the step left it; position 0 is where the first step started (the tape's
+/// start if nothing was recorded).
+fn position<'a>(
+    states: &'a [Snapshot],
+    after: &'a [Snapshot],
+    start: &'a Snapshot,
+    t: usize,
+) -> &'a Snapshot {
+    match t {
+        0 => states.first().unwrap_or(start),
+        _ => &after[t - 1],
+    }
+}
+
 impl Sim<'_> {
     /// An empty tape starting at the current state.
     pub fn tape(&self) -> Tape {
@@ -72,7 +87,7 @@ impl Sim<'_> {
             states: self.parts.iter().map(|_| vec![]).collect(),
             controls: self.parts.iter().map(|_| vec![]).collect(),
             after: self.parts.iter().map(|_| vec![]).collect(),
-            end: self.parts.iter().map(|p| p.snapshot(n)).collect(),
+            start: self.parts.iter().map(|p| p.snapshot(n)).collect(),
             adj: self
                 .parts
                 .iter()
@@ -127,12 +142,10 @@ impl Sim<'_> {
             .zip(&mut tape.states)
             .zip(&mut tape.controls)
             .zip(&mut tape.after)
-            .zip(&mut tape.end)
-            .for_each(|((((p, states), controls), after), end)| {
+            .for_each(|(((p, states), controls), after)| {
                 controls.push(p.b.controls.to_vec());
                 p.step_recorded(scene, step, states);
-                *end = p.snapshot(n);
-                after.push(end.clone());
+                after.push(p.snapshot(n));
             });
         self.step += 1;
         tape.head += 1;
@@ -161,16 +174,11 @@ impl Sim<'_> {
             .zip(&tape.states)
             .zip(&tape.after)
             .zip(&tape.controls)
-            .zip(&tape.end)
+            .zip(&tape.start)
             .zip(&mut tape.adj)
-            .for_each(|(((((p, states), after), controls), end), adj)| {
+            .for_each(|(((((p, states), after), controls), start), adj)| {
                 let s = p.b.stride;
-                // The state after `head` steps, as the step left it.
-                let at = match head {
-                    0 => states.first().unwrap_or(end),
-                    _ => &after[head - 1],
-                };
-                p.restore(at);
+                p.restore(position(states, after, start, head));
                 if head > 0 {
                     p.b.controls.copy_from_slice(&controls[head - 1]);
                 }
@@ -238,8 +246,14 @@ impl Sim<'_> {
     /// Puts every partition back at the tape's last recorded state (where the
     /// simulation stood before the reverse pass).
     fn restore_end(&mut self, tape: &Tape) {
-        for ((p, end), controls) in self.parts.iter_mut().zip(&tape.end).zip(&tape.controls) {
-            p.restore(end);
+        for (k, p) in self.parts.iter_mut().enumerate() {
+            let controls = &tape.controls[k];
+            p.restore(position(
+                &tape.states[k],
+                &tape.after[k],
+                &tape.start[k],
+                controls.len(),
+            ));
             if let Some(c) = controls.last() {
                 p.b.controls.copy_from_slice(c);
             }
