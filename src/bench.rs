@@ -8,7 +8,7 @@
 //! `reward`) is timed against a plain rollout of the same steps from the same
 //! start. Compile time is the median of a few full compiles, by phase.
 
-use joule_compiler::model::Integrator;
+use joule_compiler::model::{Integrator, Precision};
 use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Objective, Scene, Sim};
 use miette::{miette, Result};
@@ -28,6 +28,8 @@ pub struct Options {
     pub steps: Option<usize>,
     /// Timed repeats (the median is reported).
     pub repeats: usize,
+    /// Kernel precision, if not the scene's own.
+    pub precision: Option<Precision>,
     /// Steps of the differentiated rollout; 0 skips the gradient.
     pub horizon: usize,
     /// One JSON object instead of a table.
@@ -43,7 +45,7 @@ const COMPILES: usize = 3;
 type Phases = Vec<(&'static str, f64)>;
 
 /// Compiles the scene, returning it with its phase times in milliseconds.
-fn compile(path: &Path) -> Result<(Scene, Phases)> {
+fn compile(path: &Path, precision: Option<Precision>) -> Result<(Scene, Phases)> {
     let t = Instant::now();
     let checked = crate::run::check_or_report(path)?;
     let mut phases: Phases = checked
@@ -51,7 +53,11 @@ fn compile(path: &Path) -> Result<(Scene, Phases)> {
         .iter()
         .map(|(p, d)| (*p, d.as_secs_f64() * 1e3))
         .collect();
-    let scene = Scene::from_checked(checked, joule_compiler::compiled::Backend::Jit)
+    let mut model = checked.model.expect("ok implies a model");
+    if let Some(p) = precision {
+        model.settings.precision = p;
+    }
+    let scene = Scene::from_model(model, joule_compiler::compiled::Backend::Jit)
         .map_err(|e| miette!("{e}"))?;
     phases.extend(
         scene
@@ -242,10 +248,10 @@ pub fn bench(o: &Options) -> Result<()> {
             "`--steps` and `--repeats` must be positive"
         ));
     }
-    let (scene, first) = compile(&o.scene)?;
+    let (scene, first) = compile(&o.scene, o.precision)?;
     let mut compiles = vec![first];
     for _ in 1..COMPILES {
-        compiles.push(compile(&o.scene)?.1);
+        compiles.push(compile(&o.scene, o.precision)?.1);
     }
     let phases: Vec<(&str, f64)> = compiles[0]
         .iter()
@@ -255,6 +261,10 @@ pub fn bench(o: &Options) -> Result<()> {
     let dofs = scene.dofs();
     let settings = &scene.model().settings;
     let dt = settings.dt;
+    let precision = match settings.precision {
+        Precision::F64 => "f64",
+        Precision::F32 => "f32",
+    };
     let integrator = match settings.integrator {
         Integrator::SymplecticEuler => "symplectic_euler",
         Integrator::ImplicitEuler { .. } => "implicit_euler",
@@ -331,6 +341,7 @@ pub fn bench(o: &Options) -> Result<()> {
             "dt": dt,
             "substeps": settings.substeps.max(1),
             "integrator": integrator,
+            "precision": precision,
             "linear_solver": solver,
             "compile_ms": compile,
             "runs": rows.iter().map(row_json).collect::<Vec<_>>(),
@@ -341,7 +352,7 @@ pub fn bench(o: &Options) -> Result<()> {
         println!("{obj}");
         return Ok(());
     }
-    println!("{title}: {dofs} DOFs, dt = {dt} s, {integrator}");
+    println!("{title}: {dofs} DOFs, dt = {dt} s, {integrator}, {precision}");
     if let Some(d) = scene.direct_solver() {
         println!(
             "  linear solver: sparse Cholesky, {} nonzeros in L ({} in the lower triangle of the matrix), {} multiply-adds per factorisation",

@@ -14,6 +14,7 @@ mod viewer;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joule_compiler::compiled::Backend;
+use joule_compiler::model::Precision;
 use joule_compiler::Emit;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -399,6 +400,9 @@ enum Command {
         /// Steps of the differentiated rollout (gradient / forward ratio); 0 skips it.
         #[arg(long, default_value_t = 100)]
         horizon: usize,
+        /// Kernel precision, overriding the scene's `precision` setting.
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -419,6 +423,26 @@ struct SimArgs {
     /// Kernel backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
     backend: BackendArg,
+    /// Kernel precision, overriding the scene's `precision` setting.
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    /// f64 kernels, two environments per SIMD vector.
+    F64,
+    /// f32 kernels, four environments per SIMD vector (the solves stay f64).
+    F32,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::F64 => Precision::F64,
+            PrecisionArg::F32 => Precision::F32,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -517,6 +541,7 @@ fn common(s: SimArgs) -> run::Common {
         steps: s.steps,
         params: s.params,
         backend: s.backend.into(),
+        precision: s.precision.map(Into::into),
     }
 }
 
@@ -800,6 +825,7 @@ fn run(cli: Cli) -> ExitCode {
                 steps: steps.unwrap_or(100),
                 params,
                 backend: Backend::Jit,
+                precision: None,
             };
             finish(optimize::run(&common, &options, steps.is_some()))
         }
@@ -854,6 +880,7 @@ fn run(cli: Cli) -> ExitCode {
             steps,
             repeats,
             horizon,
+            precision,
             json,
         } => finish(bench::bench(&bench::Options {
             scene,
@@ -862,6 +889,7 @@ fn run(cli: Cli) -> ExitCode {
             steps,
             repeats,
             horizon,
+            precision: precision.map(Into::into),
             json,
         })),
     }

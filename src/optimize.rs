@@ -42,7 +42,7 @@ pub struct Options {
 
 /// `joule optimize`.
 pub fn run(c: &Common, o: &Options, steps_given: bool) -> Result<()> {
-    let (scene, _) = compile(&c.scene, c.backend, false)?;
+    let (scene, _) = compile(c, false)?;
     let (objective, steps) = objective(&scene, o, c.steps, steps_given)?;
     let mut problem = Problem::new(&scene, objective, steps);
     let mut probe = scene.batch_threads(1, 1);

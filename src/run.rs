@@ -5,7 +5,7 @@ use crate::progress::Progress;
 use crate::viewer::{Html, Recorder};
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
-use joule_compiler::model::Integrator;
+use joule_compiler::model::{Integrator, Precision};
 use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Event, Objective, Scene, Sim};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
@@ -25,14 +25,19 @@ pub struct Common {
     pub params: Vec<String>,
     /// Kernel backend.
     pub backend: Backend,
+    /// Kernel precision, if not the scene's own.
+    pub precision: Option<Precision>,
 }
 
 /// Compiles a scene, timing it; `tight` solves implicit steps to round-off (for
 /// finite-difference checks, which cannot see through a loose solve).
-pub(crate) fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Scene, f64)> {
+pub(crate) fn compile(c: &Common, tight: bool) -> Result<(Scene, f64)> {
     let t = Instant::now();
-    let checked = check_or_report(path)?;
+    let checked = check_or_report(&c.scene)?;
     let mut model = checked.model.expect("ok implies a model");
+    if let Some(p) = c.precision {
+        model.settings.precision = p;
+    }
     if let (true, Integrator::ImplicitEuler { iterations, .. }) =
         (tight, &model.settings.integrator)
     {
@@ -41,7 +46,7 @@ pub(crate) fn compile(path: &Path, backend: Backend, tight: bool) -> Result<(Sce
             tolerance: 1e-15,
         };
     }
-    let scene = Scene::from_model(model, backend).map_err(|e| miette!("{e}"))?;
+    let scene = Scene::from_model(model, c.backend).map_err(|e| miette!("{e}"))?;
     Ok((scene, t.elapsed().as_secs_f64() * 1e3))
 }
 
@@ -152,7 +157,7 @@ pub fn run(
             "a batch needs at least one environment"
         ));
     }
-    let (scene, compile_ms) = compile(&c.scene, c.backend, false)?;
+    let (scene, compile_ms) = compile(c, false)?;
     let mut sim = scene.batch_threads(
         batch,
         threads.unwrap_or_else(rayon::current_num_threads).max(1),
@@ -471,7 +476,7 @@ pub fn grad(
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
     };
-    let (scene, _) = compile(&c.scene, c.backend, check)?;
+    let (scene, _) = compile(c, check)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),

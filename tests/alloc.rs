@@ -2,7 +2,9 @@
 //! (explicit, implicit with the sparse Cholesky, implicit with CG) make no
 //! heap allocation on the stepping thread.
 
+use joule_compiler::abi::Real;
 use joule_compiler::compiled::Backend;
+use joule_compiler::model::Precision;
 use joule_runtime::step::Part;
 use joule_runtime::Scene;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -38,7 +40,14 @@ static ALLOCATOR: Counting = Counting;
 /// Allocations made by `steps` steps of a partition of `batch` environments,
 /// after one warm-up step.
 fn allocations(scene: &Scene, batch: usize, steps: usize) -> usize {
-    let mut p = Part::new(scene, 0, batch);
+    match scene.model().settings.precision {
+        Precision::F64 => allocations_in::<f64>(scene, batch, steps),
+        Precision::F32 => allocations_in::<f32>(scene, batch, steps),
+    }
+}
+
+fn allocations_in<T: Real>(scene: &Scene, batch: usize, steps: usize) -> usize {
+    let mut p = Part::<T>::new(scene, 0, batch);
     p.step(scene, 0);
     COUNT.with(|c| c.set(Some(0)));
     for k in 1..=steps {
@@ -47,24 +56,37 @@ fn allocations(scene: &Scene, batch: usize, steps: usize) -> usize {
     COUNT.with(|c| c.replace(None)).expect("counting")
 }
 
-fn shipped(name: &str) -> Scene {
-    Scene::from_path(Path::new(&format!("scenes/{name}.joule")), Backend::Jit)
-        .expect("the scene compiles")
+fn shipped_at(name: &str, precision: Precision) -> Scene {
+    let checked = joule::check_path(Path::new(&format!("scenes/{name}.joule"))).expect("readable");
+    let mut model = checked.model.expect("the scene checks");
+    model.settings.precision = precision;
+    Scene::from_model(model, Backend::Jit).expect("the scene compiles")
 }
 
 #[test]
 fn explicit_steps_allocate_nothing() {
-    let scene = shipped("pendulum");
-    assert!(scene.direct_solver().is_none());
-    assert_eq!(allocations(&scene, 5, 20), 0);
+    for precision in [Precision::F64, Precision::F32] {
+        let scene = shipped_at("pendulum", precision);
+        assert!(scene.direct_solver().is_none());
+        assert_eq!(allocations(&scene, 5, 20), 0, "{precision:?}");
+    }
 }
 
 #[test]
 fn implicit_steps_with_the_sparse_cholesky_allocate_nothing() {
-    for (name, batch) in [("ant", 1), ("ant", 70), ("soft_walker", 3)] {
-        let scene = shipped(name);
+    for (name, batch, precision) in [
+        ("ant", 1, Precision::F64),
+        ("ant", 70, Precision::F64),
+        ("soft_walker", 3, Precision::F64),
+        ("ant", 70, Precision::F32),
+    ] {
+        let scene = shipped_at(name, precision);
         assert!(scene.direct_solver().is_some(), "{name} is solved directly");
-        assert_eq!(allocations(&scene, batch, 3), 0, "{name}, batch {batch}");
+        assert_eq!(
+            allocations(&scene, batch, 3),
+            0,
+            "{name}, batch {batch}, {precision:?}"
+        );
     }
 }
 

@@ -15,7 +15,7 @@ fn scene(path: &str) -> Scene {
 
 /// `M/h^2 + H_E + H_hD` of every environment as dense row-major matrices
 /// (only the lower triangle is filled, as the solver reads it).
-fn dense_hessians(scene: &Scene, p: &mut Part, surrogate: bool) -> Vec<Vec<f64>> {
+fn dense_hessians(scene: &Scene, p: &mut Part<f64>, surrogate: bool) -> Vec<Vec<f64>> {
     let (n, s, h) = (scene.dofs(), p.b.stride, scene.substep());
     let mut mats = vec![vec![0.0; n * n]; p.len];
     for (i, j, m) in scene.mass.entries() {
@@ -109,7 +109,7 @@ fn dense_solve(a: &[f64], n: usize, b: &[f64]) -> (Vec<f64>, f64) {
 /// Solves the Newton system at the partition's current state with the
 /// scene's sparse solver and densely; returns the largest relative
 /// difference over environments and the dense shifts used.
-fn compare(scene: &Scene, p: &mut Part, surrogate: bool) -> (f64, Vec<f64>) {
+fn compare(scene: &Scene, p: &mut Part<f64>, surrogate: bool) -> (f64, Vec<f64>) {
     let (n, s) = (scene.dofs(), p.b.stride);
     assert!(scene.direct_solver().is_some(), "solved directly");
     let rhs: Vec<f64> = (0..n * s)
@@ -142,8 +142,8 @@ fn compare(scene: &Scene, p: &mut Part, surrogate: bool) -> (f64, Vec<f64>) {
 
 /// A partition of `len` environments stepped `steps` times (a state with
 /// motion, contact and joint loads), environments set apart by their controls.
-fn stepped(scene: &Scene, len: usize, steps: usize) -> Part {
-    let mut p = Part::new(scene, 0, len);
+fn stepped(scene: &Scene, len: usize, steps: usize) -> Part<f64> {
+    let mut p = Part::<f64>::new(scene, 0, len);
     let s = p.b.stride;
     for c in 0..scene.model().controls.len() {
         for e in 0..len {
@@ -186,7 +186,7 @@ fn an_indefinite_hessian_gets_the_same_shift_as_the_dense_solve() {
     // The chain compressed to a tenth of its length with a stiff cord: its
     // springs' transverse stiffness k (1 - l0/l) is hugely negative.
     let scene = scene("scenes/spring_chain.joule");
-    let mut p = Part::new(&scene, 0, 3);
+    let mut p = Part::<f64>::new(&scene, 0, 3);
     let (n, s) = (scene.dofs(), p.b.stride);
     let ea = scene
         .model()
@@ -248,7 +248,7 @@ fn cg_stopping_on_negative_curvature_is_an_event_of_the_step_and_the_adjoint() {
     use joule_runtime::{Event, SolveStop};
     let scene = cg_cloth(40);
     assert!(scene.direct_solver().is_none(), "large enough for CG");
-    let mut p = Part::new(&scene, 0, 1);
+    let mut p = Part::<f64>::new(&scene, 0, 1);
     let (n, s) = (scene.dofs(), p.b.stride);
     // Every spring compressed to half its rest length: an indefinite Hessian.
     for v in &mut p.b.x[..n * s] {

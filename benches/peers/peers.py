@@ -302,6 +302,8 @@ def joule_figures(quick):
     ant_batches = [1, 64] if quick else [1, 64, 1024]
     out["ant"] = joule_bench("scenes/ant.joule", ant_batches, [1, 2], 100)
     out["cloth64"] = joule_bench("benches/scenes/cloth64.joule", [1], [1], 100)
+    # In f32 like Warp's kernels: one cloth, and four (one per f32x4 lane).
+    out["cloth64_f32"] = joule_bench("benches/scenes/cloth64.joule", [1, 4], [1], 0, ["--precision", "f32"])
     out["cloth64_implicit"] = joule_bench("benches/scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "2", "--repeats", "2"])
     for name, r in out.items():
         for run in r["runs"]:
@@ -363,6 +365,11 @@ def table(res):
     j1 = find(jcl.get("runs"), batch=1, threads=1)
     line("cloth 64x64 explicit steps/s, 1 thread: Joule / Warp CPU",
          j1 and j1["env_steps_per_s"], wc.get("steps_per_s"), ">= 1")
+    jf = res.get("joule", {}).get("cloth64_f32", {}).get("runs")
+    for b in [1, 4]:
+        j = find(jf, batch=b, threads=1)
+        line(f"cloth 64x64 explicit f32 cloth-steps/s, B={b}, 1 thread: Joule / Warp CPU",
+             j and j["env_steps_per_s"], wc.get("steps_per_s"), ">= 1")
     ji = find(res.get("joule", {}).get("cloth64_implicit", {}).get("runs"), batch=1, threads=1)
     line("cloth sim-s/s: Joule implicit (dt 1/60) / Joule explicit (dt 1e-4)",
          ji and ji["sim_s_per_s"], j1 and j1["sim_s_per_s"], "> 1", "{:.3g}")

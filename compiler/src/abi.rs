@@ -15,6 +15,8 @@ pub trait Real: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'st
     const PRECISION: Precision;
     /// Environments per SIMD vector (16-byte vectors).
     const LANES: usize;
+    /// The distance from 1 to the next value (machine epsilon), as f64.
+    const EPSILON: f64;
     /// Widens to f64.
     fn to_f64(self) -> f64;
     /// Rounds from f64.
@@ -24,6 +26,7 @@ pub trait Real: Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'st
 impl Real for f64 {
     const PRECISION: Precision = Precision::F64;
     const LANES: usize = 2;
+    const EPSILON: f64 = f64::EPSILON;
     fn to_f64(self) -> f64 {
         self
     }
@@ -35,6 +38,7 @@ impl Real for f64 {
 impl Real for f32 {
     const PRECISION: Precision = Precision::F32;
     const LANES: usize = 4;
+    const EPSILON: f64 = f32::EPSILON as f64;
     fn to_f64(self) -> f64 {
         self as f64
     }

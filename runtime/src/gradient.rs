@@ -3,8 +3,9 @@
 //! its checkpoint (recording the state at every substep) and runs the adjoint
 //! of each substep backwards. Memory is `O(T/K + K)` states instead of `O(T)`.
 
-use crate::step::{Adjoint, Part, Snapshot};
-use crate::{Event, NameError, Scene, Sim};
+use crate::step::{load, Adjoint, Part, Snapshot};
+use crate::{with_parts, Event, NameError, Parts, Scene, Sim};
+use joule_compiler::abi::Real;
 use joule_grammar::ast::ObjectiveKind;
 use rayon::prelude::*;
 
@@ -126,7 +127,7 @@ struct PartObjective {
 }
 
 /// `[step][row][env]` (global) to `[step][row * stride + env]` for one partition.
-fn part_rows(data: &[Vec<Vec<f64>>], p: &Part) -> Vec<Vec<f64>> {
+fn part_rows<T: Real>(data: &[Vec<Vec<f64>>], p: &Part<T>) -> Vec<Vec<f64>> {
     let s = p.b.stride;
     data.iter()
         .map(|rows| {
@@ -235,8 +236,7 @@ impl Sim<'_> {
                 .collect()
         };
         let schedule = schedule.map(clamp);
-        let parts: Vec<PartGradient> = self
-            .parts
+        let parts: Vec<(usize, usize, PartGradient)> = with_parts!(&mut self.parts, ps => ps
             .par_iter_mut()
             .map(|p| {
                 let o = PartObjective {
@@ -249,9 +249,9 @@ impl Sim<'_> {
                     schedule: schedule.as_ref().map(|sch| part_rows(sch, p)),
                     chamfer: objective.track.as_ref().is_some_and(|t| t.chamfer),
                 };
-                part_gradient(p, scene, &o, steps, k, start)
+                (p.first, p.b.stride, part_gradient(p, scene, &o, steps, k, start))
             })
-            .collect();
+            .collect());
         self.step += steps;
         let mut g = Gradient {
             value: vec![0.0; batch],
@@ -263,11 +263,10 @@ impl Sim<'_> {
             checkpoint_every: k,
             events: vec![],
         };
-        for (p, pg) in self.parts.iter().zip(parts) {
+        for (first, s, pg) in parts {
             g.events.extend(pg.events);
-            let s = p.b.stride;
-            for e in 0..p.len {
-                let env = p.first + e;
+            for e in 0..pg.value.len() {
+                let env = first + e;
                 g.value[env] = pg.value[e];
                 for i in 0..np {
                     g.params[i][env] = pg.params[i * s + e];
@@ -290,8 +289,8 @@ impl Sim<'_> {
 /// Adds the per-step terms (reward, step-by-step tracking) at the current
 /// state to `value`, and, with `seed`, writes their output adjoints into
 /// `out_seed` (for a Chamfer track, the precomputed `chamfer_seeds` of step `t`).
-fn step_terms(
-    p: &mut Part,
+fn step_terms<T: Real>(
+    p: &mut Part<T>,
     scene: &Scene,
     o: &PartObjective,
     t: usize,
@@ -305,24 +304,24 @@ fn step_terms(
     let s = p.b.stride;
     p.outputs(scene);
     if seed {
-        p.b.out_seed.fill(0.0);
+        p.b.out_seed.fill(T::default());
     }
     if let Some(r) = o.reward {
         for e in 0..p.len {
-            value[e] += p.b.outputs[r * s + e];
+            value[e] += p.b.outputs[r * s + e].to_f64();
         }
         if seed {
-            p.b.out_seed[r * s..r * s + p.len].fill(1.0);
+            p.b.out_seed[r * s..r * s + p.len].fill(T::from_f64(1.0));
         }
     }
     if let Some((row, len, targets)) = o.track.as_ref().filter(|_| !o.chamfer) {
         for c in 0..*len {
             for e in 0..p.len {
                 let i = (row + c) * s + e;
-                let d = p.b.outputs[i] - targets[t][c * s + e];
+                let d = p.b.outputs[i].to_f64() - targets[t][c * s + e];
                 value[e] += d * d;
                 if seed {
-                    p.b.out_seed[i] += 2.0 * d;
+                    p.b.out_seed[i] = T::from_f64(p.b.out_seed[i].to_f64() + 2.0 * d);
                 }
             }
         }
@@ -330,7 +329,7 @@ fn step_terms(
     if let (Some((row, len, _)), true, true) = (&o.track, o.chamfer, seed) {
         let rows = row * s..(row + len) * s;
         for (seed, g) in p.b.out_seed[rows].iter_mut().zip(&chamfer_seeds[t]) {
-            *seed += g;
+            *seed = T::from_f64(seed.to_f64() + g);
         }
     }
 }
@@ -379,8 +378,8 @@ pub fn chamfer(
     grad
 }
 
-fn part_gradient(
-    p: &mut Part,
+fn part_gradient<T: Real>(
+    p: &mut Part<T>,
     scene: &Scene,
     o: &PartObjective,
     steps: usize,
@@ -389,9 +388,9 @@ fn part_gradient(
 ) -> PartGradient {
     let (n, s) = (scene.dofs(), p.b.stride);
     let subs = scene.model().settings.substeps.max(1) as usize;
-    let set_controls = |p: &mut Part, t: usize| {
+    let set_controls = |p: &mut Part<T>, t: usize| {
         if let Some(sch) = &o.schedule {
-            p.b.controls.copy_from_slice(&sch[t]);
+            crate::step::store(&mut p.b.controls, &sch[t]);
         }
     };
     let mut value = vec![0.0; p.len];
@@ -409,7 +408,9 @@ fn part_gradient(
         events.append(&mut p.events);
         step_terms(p, scene, o, t, &mut value, false, &[]);
         if let (Some((row, len, _)), true) = (&o.track, o.chamfer) {
-            agent.push(p.b.outputs[row * s..(row + len) * s].to_vec());
+            let mut out = vec![0.0; len * s];
+            load(&mut out, &p.b.outputs[row * s..(row + len) * s]);
+            agent.push(out);
         }
     }
     let chamfer_seeds = match &o.track {
@@ -426,10 +427,10 @@ fn part_gradient(
     if let Some(l) = o.loss {
         p.outputs(scene);
         for (e, v) in value.iter_mut().enumerate() {
-            *v += p.b.outputs[l * s + e];
+            *v += p.b.outputs[l * s + e].to_f64();
         }
-        p.b.out_seed.fill(0.0);
-        p.b.out_seed[l * s..l * s + p.len].fill(1.0);
+        p.b.out_seed.fill(T::default());
+        p.b.out_seed[l * s..l * s + p.len].fill(T::from_f64(1.0));
         p.outputs_adjoint(scene, &mut adj);
     }
     let mut controls = vec![vec![0.0; p.b.controls.len()]; steps];

@@ -27,7 +27,7 @@ mod tape;
 pub use gradient::{chamfer, Gradient, Objective, Schedule, Track};
 pub use tape::{Tape, TapeGradient};
 
-use joule_compiler::abi::Buffers;
+use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
 use joule_compiler::model::{Integrator, Model, Precision, State};
@@ -168,12 +168,6 @@ impl Scene {
 
     /// From a resolved model.
     pub fn from_model(model: Model, backend: Backend) -> Result<Scene, CompileError> {
-        if model.settings.precision == Precision::F32 {
-            return Err(CompileError {
-                diagnostics: vec![],
-                rendered: "`precision = f32` scenes compile to f32 kernels, but the integrators run in f64 only so far; remove `precision = f32` to simulate".into(),
-            });
-        }
         let mass = MassModel::new(&model);
         let mut dof_names = vec![String::new(); model.dof_count];
         for p in &model.particles {
@@ -318,10 +312,11 @@ impl Scene {
     }
 
     /// Writes the model's initial state and default params into buffers.
-    pub(crate) fn initial_state(&self, b: &mut Buffers) {
+    pub(crate) fn initial_state<T: Real>(&self, b: &mut Buffers<T>) {
         let m = self.model();
         let s = b.stride;
-        let set = |buf: &mut [f64], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(v);
+        let set =
+            |buf: &mut [T], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(T::from_f64(v));
         let (x, v) = self.initial_dofs(|| 0.0);
         for r in 0..self.dofs() {
             set(&mut b.x, r, x[r]);
@@ -342,20 +337,31 @@ impl Scene {
 
     /// A batch split into (up to) `threads` partitions run in parallel.
     pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
-        let lanes = joule_compiler::abi::lanes(Precision::F64);
+        let precision = self.model().settings.precision;
+        let lanes = joule_compiler::abi::lanes(precision);
         let vectors = batch.div_ceil(lanes).max(1);
         let parts_n = threads.clamp(1, vectors);
-        let mut parts = vec![];
+        let mut ranges = vec![];
         let mut first = 0;
         for p in 0..parts_n {
             // Whole vectors per partition, spread evenly.
             let v = vectors / parts_n + usize::from(p < vectors % parts_n);
             let len = (v * lanes).min(batch - first);
             if len > 0 {
-                parts.push(Part::new(self, first, len));
+                ranges.push((first, len));
             }
             first += len;
         }
+        fn build<T: Real>(scene: &Scene, ranges: &[(usize, usize)]) -> Vec<Part<T>> {
+            ranges
+                .iter()
+                .map(|&(first, len)| Part::new(scene, first, len))
+                .collect()
+        }
+        let parts = match precision {
+            Precision::F64 => Parts::F64(build(self, &ranges)),
+            Precision::F32 => Parts::F32(build(self, &ranges)),
+        };
         Sim {
             scene: self,
             parts,
@@ -366,10 +372,28 @@ impl Scene {
     }
 }
 
+/// A batch's partitions, in the scene's precision.
+enum Parts {
+    F64(Vec<Part<f64>>),
+    F32(Vec<Part<f32>>),
+}
+
+/// Evaluates `$body` with `$p` bound to the partitions (`Vec<Part<T>>`) of
+/// either precision: the body is generic code, compiled for both.
+macro_rules! with_parts {
+    ($parts:expr, $p:ident => $body:expr) => {
+        match $parts {
+            Parts::F64($p) => $body,
+            Parts::F32($p) => $body,
+        }
+    };
+}
+pub(crate) use with_parts;
+
 /// A batch of environments being simulated.
 pub struct Sim<'s> {
     scene: &'s Scene,
-    parts: Vec<Part>,
+    parts: Parts,
     batch: usize,
     step: usize,
     /// Everything reported so far (divergence, non-convergence).
@@ -407,10 +431,10 @@ impl Sim<'_> {
     /// Sets a parameter in every environment.
     pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
-        for p in &mut self.parts {
+        with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
-            p.b.params[i * s..(i + 1) * s].fill(value);
-        }
+            p.b.params[i * s..(i + 1) * s].fill(Real::from_f64(value));
+        });
         Ok(())
     }
 
@@ -418,8 +442,10 @@ impl Sim<'_> {
     pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
         let (p, e) = self.locate(env);
-        let s = self.parts[p].b.stride;
-        self.parts[p].b.params[i * s + e] = value;
+        with_parts!(&mut self.parts, parts => {
+            let b = &mut parts[p].b;
+            b.params[i * b.stride + e] = Real::from_f64(value);
+        });
         Ok(())
     }
 
@@ -427,8 +453,10 @@ impl Sim<'_> {
     pub fn param(&self, name: &str, env: usize) -> Result<f64, NameError> {
         let i = self.param_index(name)?;
         let (p, e) = self.locate(env);
-        let s = self.parts[p].b.stride;
-        Ok(self.parts[p].b.params[i * s + e])
+        Ok(with_parts!(&self.parts, parts => {
+            let b = &parts[p].b;
+            b.params[i * b.stride + e].to_f64()
+        }))
     }
 
     fn param_index(&self, name: &str) -> Result<usize, NameError> {
@@ -457,28 +485,42 @@ impl Sim<'_> {
         let c = &self.scene.model().controls[index];
         let v = c.bounds.map_or(value, |(lo, hi)| value.clamp(lo, hi));
         let (p, e) = self.locate(env);
-        let s = self.parts[p].b.stride;
-        self.parts[p].b.controls[index * s + e] = v;
+        with_parts!(&mut self.parts, parts => {
+            let b = &mut parts[p].b;
+            b.controls[index * b.stride + e] = Real::from_f64(v);
+        });
     }
 
+    /// The partition holding `env`, and the environment's index in it.
     fn locate(&self, env: usize) -> (usize, usize) {
-        let p = self
-            .parts
-            .iter()
-            .position(|p| env >= p.first && env < p.first + p.len)
-            .expect("environment in range");
-        (p, env - self.parts[p].first)
+        with_parts!(&self.parts, parts => {
+            let p = parts
+                .iter()
+                .position(|p| env >= p.first && env < p.first + p.len)
+                .expect("environment in range");
+            (p, env - parts[p].first)
+        })
+    }
+
+    /// Every partition's first environment, environments and stride.
+    fn ranges(&self) -> Vec<(usize, usize, usize)> {
+        with_parts!(&self.parts, parts => parts.iter().map(|p| (p.first, p.len, p.b.stride)).collect())
+    }
+
+    /// Appends the events of every partition's last operation.
+    fn collect_events(&mut self) {
+        with_parts!(&self.parts, parts => for p in parts {
+            self.events.extend(p.events.iter().cloned());
+        });
     }
 
     /// One step of every environment.
     pub fn step(&mut self) {
         let scene = self.scene;
         let step = self.step;
-        self.parts.par_iter_mut().for_each(|p| p.step(scene, step));
+        with_parts!(&mut self.parts, parts => parts.par_iter_mut().for_each(|p| p.step(scene, step)));
         self.step += 1;
-        for p in &self.parts {
-            self.events.extend(p.events.iter().cloned());
-        }
+        self.collect_events();
     }
 
     /// Takes one implicit Euler substep from the current state, recording the
@@ -495,11 +537,11 @@ impl Sim<'_> {
         };
         let h = scene.substep();
         let mut traces = vec![];
-        for p in &mut self.parts {
+        with_parts!(&mut self.parts, parts => for p in parts {
             let mut t = vec![];
             p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
             traces.push(t);
-        }
+        });
         let iters = traces.iter().map(Vec::len).max().unwrap_or(0);
         (0..iters)
             .map(|i| {
@@ -523,14 +565,16 @@ impl Sim<'_> {
     pub fn outputs(&mut self) -> Vec<Vec<f64>> {
         let rows = self.scene.compiled.layout().output_rows();
         let scene = self.scene;
-        self.parts.par_iter_mut().for_each(|p| p.outputs(scene));
         let mut out = vec![vec![0.0; self.batch]; rows];
-        for p in &self.parts {
-            let s = p.b.stride;
-            for (r, row) in out.iter_mut().enumerate() {
-                row[p.first..p.first + p.len].copy_from_slice(&p.b.outputs[r * s..r * s + p.len]);
+        with_parts!(&mut self.parts, parts => {
+            parts.par_iter_mut().for_each(|p| p.outputs(scene));
+            for p in parts.iter() {
+                let s = p.b.stride;
+                for (r, row) in out.iter_mut().enumerate() {
+                    step::load(&mut row[p.first..p.first + p.len], &p.b.outputs[r * s..r * s + p.len]);
+                }
             }
-        }
+        });
         out
     }
 
@@ -538,13 +582,13 @@ impl Sim<'_> {
     /// including the automatic rigidity), at the current positions.
     pub fn potential_energy(&mut self) -> Vec<f64> {
         let scene = self.scene;
-        self.parts
-            .par_iter_mut()
-            .for_each(|p| p.potential_energy(scene));
         let mut out = vec![0.0; self.batch];
-        for p in &self.parts {
-            out[p.first..p.first + p.len].copy_from_slice(&p.b.energy[..p.len]);
-        }
+        with_parts!(&mut self.parts, parts => {
+            parts.par_iter_mut().for_each(|p| p.potential_energy(scene));
+            for p in parts.iter() {
+                step::load(&mut out[p.first..p.first + p.len], &p.b.energy[..p.len]);
+            }
+        });
         out
     }
 
@@ -559,35 +603,44 @@ impl Sim<'_> {
 
     /// The free DOFs' positions of one environment.
     pub fn positions(&self, env: usize) -> Vec<f64> {
-        let (p, e) = self.locate(env);
-        let part = &self.parts[p];
-        let s = part.b.stride;
-        (0..self.scene.dofs())
-            .map(|r| part.b.x[r * s + e])
-            .collect()
+        self.column(env, State::Pos)
     }
 
     /// The free DOFs' velocities of one environment.
     pub fn velocities(&self, env: usize) -> Vec<f64> {
+        self.column(env, State::Vel)
+    }
+
+    /// One environment's free rows of the positions or velocities.
+    fn column(&self, env: usize, which: State) -> Vec<f64> {
         let (p, e) = self.locate(env);
-        let part = &self.parts[p];
-        let s = part.b.stride;
-        (0..self.scene.dofs())
-            .map(|r| part.b.v[r * s + e])
-            .collect()
+        let n = self.scene.dofs();
+        with_parts!(&self.parts, parts => {
+            let b = &parts[p].b;
+            let rows = match which {
+                State::Pos => &b.x,
+                State::Vel => &b.v,
+                State::PrevPos => &b.prev_x,
+                State::PrevVel => &b.prev_v,
+            };
+            (0..n).map(|r| rows[r * b.stride + e].to_f64()).collect()
+        })
     }
 
     /// Sets the free DOFs' positions and velocities of one environment (and
     /// forgets that it diverged).
     pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
         let (p, e) = self.locate(env);
-        let part = &mut self.parts[p];
-        let s = part.b.stride;
-        for r in 0..self.scene.dofs() {
-            part.b.x[r * s + e] = x[r];
-            part.b.v[r * s + e] = v[r];
-        }
-        part.diverged[e] = false;
+        let n = self.scene.dofs();
+        with_parts!(&mut self.parts, parts => {
+            let part = &mut parts[p];
+            let s = part.b.stride;
+            for r in 0..n {
+                part.b.x[r * s + e] = Real::from_f64(x[r]);
+                part.b.v[r * s + e] = Real::from_f64(v[r]);
+            }
+            part.diverged[e] = false;
+        });
     }
 
     /// Puts one environment back at the scene's initial state, with

@@ -6,6 +6,7 @@
 //! moments and products of inertia for compounds and for bodies given an
 //! explicit `inertia`.
 
+use joule_compiler::abi::Real;
 use joule_compiler::model::Model;
 
 /// Mass matrix (diagonal plus per-body 4x4 blocks) and external force.
@@ -112,15 +113,18 @@ impl MassModel {
         &self.accel
     }
 
-    /// One symplectic Euler update of the free rows (stride `s`): `v += h
-    /// M^-1 (force - grad)`, `x += h v`; a single pass when the mass matrix is
-    /// diagonal. `grad` is overwritten; `tmp` (as long) is scratch.
-    pub fn explicit_update(
+    /// One symplectic Euler update of the free rows (stride `s`) of a state
+    /// of either precision: `v += h M^-1 (force - grad)`, `x += h v`, in f64;
+    /// a single pass when the mass matrix is diagonal. `net` and `accel` (as
+    /// long as `grad`) are scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn explicit_update<T: Real>(
         &self,
-        grad: &mut [f64],
-        tmp: &mut [f64],
-        v: &mut [f64],
-        x: &mut [f64],
+        grad: &[T],
+        net: &mut [f64],
+        accel: &mut [f64],
+        v: &mut [T],
+        x: &mut [T],
         h: f64,
         s: usize,
     ) {
@@ -129,21 +133,25 @@ impl MassModel {
                 let rows = r * s..(r + 1) * s;
                 let (g, v, x) = (&grad[rows.clone()], &mut v[rows.clone()], &mut x[rows]);
                 for e in 0..s {
-                    v[e] += h * ((f - g[e]) * inv);
-                    x[e] += h * v[e];
+                    let ve = v[e].to_f64() + h * ((f - g[e].to_f64()) * inv);
+                    v[e] = T::from_f64(ve);
+                    x[e] = T::from_f64(x[e].to_f64() + h * v[e].to_f64());
                 }
             }
             return;
         }
         for (r, f) in self.force.iter().enumerate() {
-            for g in &mut grad[r * s..(r + 1) * s] {
-                *g = f - *g;
+            for (n, g) in net[r * s..(r + 1) * s]
+                .iter_mut()
+                .zip(&grad[r * s..(r + 1) * s])
+            {
+                *n = f - g.to_f64();
             }
         }
-        self.solve(grad, tmp, s);
+        self.solve(net, accel, s);
         for i in 0..v.len() {
-            v[i] += h * tmp[i];
-            x[i] += h * v[i];
+            v[i] = T::from_f64(v[i].to_f64() + h * accel[i]);
+            x[i] = T::from_f64(x[i].to_f64() + h * v[i].to_f64());
         }
     }
 

@@ -11,7 +11,7 @@
 
 use crate::sparse::Workspace;
 use crate::{Event, Scene, SolveStop};
-use joule_compiler::abi::Buffers;
+use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
 
@@ -20,6 +20,11 @@ use joule_compiler::model::Integrator;
 /// CG. Measured (docs/performance.md): implicit cloths of 1.9M and 2.7M
 /// multiply-adds ran 1.8-4.4x faster direct, one of 6.8M 2.1x slower.
 pub const DIRECT_FLOP_LIMIT: usize = 4_000_000;
+/// Newton's tolerance is at least this many units of the kernels' precision
+/// (`T::EPSILON`) times a lane's largest |position|: below that, rounding
+/// the state and the forces to f32 leaves steps of that size however close
+/// the iterate is (f64 tolerances are never this fine).
+pub const RESOLUTION_ULPS: f64 = 32.0;
 /// Relative residual at which CG stops inside Newton (inexact Newton).
 pub const NEWTON_CG_TOLERANCE: f64 = 1e-5;
 /// Most CG iterations per solve (at least 50, at most twice the DOFs).
@@ -27,14 +32,36 @@ pub const CG_ITERATIONS: usize = 1000;
 /// Relative residual at which CG stops in adjoint solves.
 pub const ADJOINT_CG_TOLERANCE: f64 = 1e-11;
 
+/// Widens kernel values into f64 (`dst` and `src` equally long).
+pub(crate) fn load<T: Real>(dst: &mut [f64], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, x) in dst.iter_mut().zip(src) {
+        *d = x.to_f64();
+    }
+}
+
+/// Rounds f64 values into kernel values (`dst` and `src` equally long).
+pub(crate) fn store<T: Real>(dst: &mut [T], src: &[f64]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, x) in dst.iter_mut().zip(src) {
+        *d = T::from_f64(*x);
+    }
+}
+
 /// One partition: a contiguous range of environments with its own buffers.
-pub struct Part {
+///
+/// The kernels run in the scene's precision `T` (`f64x2` or `f32x4` lanes)
+/// on buffers of `T`, which hold the state; the integrator's own vectors,
+/// reductions, linear solves and adjoint accumulators are f64 (mixed
+/// precision: an f32 scene keeps f32's memory traffic and SIMD width where the
+/// time goes, and loses no digits in the solves).
+pub struct Part<T: Real> {
     /// First environment (global index).
     pub first: usize,
     /// Environments in this partition.
     pub len: usize,
     /// Kernel buffers (batch = `len`).
-    pub b: Buffers,
+    pub b: Buffers<T>,
     /// Events (divergence, non-convergence) found by the last step.
     pub events: Vec<Event>,
     /// Environments already reported as diverged.
@@ -68,8 +95,10 @@ struct Scratch {
     md: Vec<f64>,
     /// The line search's starting point.
     x0: Vec<f64>,
-    /// Per lane: potential, potential at the line search's start, slope,
-    /// step length, last Newton step norm, estimate of the error left after it.
+    /// Per lane: Newton's tolerance (see [`RESOLUTION_ULPS`]), potential,
+    /// potential at the line search's start, slope, step length, last
+    /// Newton step norm, estimate of the error left after it.
+    tol: Vec<f64>,
     phi: Vec<f64>,
     phi0: Vec<f64>,
     slope: Vec<f64>,
@@ -113,6 +142,7 @@ impl Scratch {
             alpha: l(),
             last_step: l(),
             error: l(),
+            tol: l(),
             active: vec![false; s],
             done: vec![false; s],
         }
@@ -136,7 +166,8 @@ impl Cg {
     }
 }
 
-/// Saved state at the start of a substep.
+/// Saved state at the start of a substep (f64 at either precision: an f32
+/// state widens and rounds back exactly).
 #[derive(Clone)]
 pub struct Snapshot {
     pub x: Vec<f64>,
@@ -151,10 +182,10 @@ pub struct Adjoint {
     pub controls: Vec<f64>,
 }
 
-impl Part {
+impl<T: Real> Part<T> {
     /// A partition of `len` environments starting at `first`, at the model's initial state.
     pub fn new(scene: &Scene, first: usize, len: usize) -> Self {
-        let mut b = scene.compiled.buffers(len);
+        let mut b = scene.compiled.buffers_of(len);
         scene.initial_state(&mut b);
         let b_stride = b.stride;
         Part {
@@ -185,17 +216,18 @@ impl Part {
     /// The free rows of x and v.
     pub fn snapshot(&self, n: usize) -> Snapshot {
         let s = self.stride();
+        let widen = |b: &[T]| b[..n * s].iter().map(|x| x.to_f64()).collect();
         Snapshot {
-            x: self.b.x[..n * s].to_vec(),
-            v: self.b.v[..n * s].to_vec(),
+            x: widen(&self.b.x),
+            v: widen(&self.b.v),
         }
     }
 
     /// Restores free rows of x and v.
     pub fn restore(&mut self, snap: &Snapshot) {
         let k = snap.x.len();
-        self.b.x[..k].copy_from_slice(&snap.x);
-        self.b.v[..k].copy_from_slice(&snap.v);
+        store(&mut self.b.x[..k], &snap.x);
+        store(&mut self.b.v[..k], &snap.v);
     }
 
     fn run(&mut self, scene: &Scene, kind: KernelKind) {
@@ -244,13 +276,13 @@ impl Part {
         let (n, s) = (scene.dofs(), self.stride());
         // x * 0 is 0 for finite x and NaN otherwise: one branch-free pass
         // (eight independent sums, so that it vectorises).
-        let probe = |b: &[f64]| {
+        let probe = |b: &[T]| {
             let mut acc = [0.0; 8];
             let chunks = b[..n * s].chunks_exact(8);
-            let tail: f64 = chunks.remainder().iter().map(|x| x * 0.0).sum();
+            let tail: f64 = chunks.remainder().iter().map(|x| x.to_f64() * 0.0).sum();
             for c in chunks {
                 for k in 0..8 {
-                    acc[k] += c[k] * 0.0;
+                    acc[k] += c[k].to_f64() * 0.0;
                 }
             }
             acc.iter().sum::<f64>() + tail
@@ -262,8 +294,8 @@ impl Part {
             if self.diverged[e] {
                 continue;
             }
-            let bad = (0..n)
-                .find(|r| !(self.b.x[r * s + e].is_finite() && self.b.v[r * s + e].is_finite()));
+            let finite = |b: &[T], r: usize| b[r * s + e].to_f64().is_finite();
+            let bad = (0..n).find(|&r| !(finite(&self.b.x, r) && finite(&self.b.v, r)));
             if let Some(dof) = bad {
                 self.diverged[e] = true;
                 self.events.push(Event::Diverged {
@@ -285,7 +317,7 @@ impl Part {
 
     /// `grad` = dE/dx + dD/dv at the current x, v.
     fn forces(&mut self, scene: &Scene) {
-        self.b.grad.fill(0.0);
+        self.b.grad.fill(T::default());
         self.run(scene, KernelKind::Gradient);
         self.run(scene, KernelKind::DissipationGradient);
     }
@@ -298,7 +330,8 @@ impl Part {
         self.forces(scene);
         let b = &mut self.b;
         scene.mass.explicit_update(
-            &mut b.grad[..n * s],
+            &b.grad[..n * s],
+            &mut self.scratch.rhs,
             &mut self.scratch.dx,
             &mut b.v[..n * s],
             &mut b.x[..n * s],
@@ -312,16 +345,16 @@ impl Part {
     fn potential(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
         self.set_velocity(n, &w.x_t, h);
-        self.b.energy.fill(0.0);
+        self.b.energy.fill(T::default());
         self.run(scene, KernelKind::Energy);
-        w.phi.copy_from_slice(&self.b.energy[..s]);
-        self.b.energy.fill(0.0);
+        load(&mut w.phi, &self.b.energy[..s]);
+        self.b.energy.fill(T::default());
         self.run(scene, KernelKind::Dissipation);
         for e in 0..s {
-            w.phi[e] += self.b.energy[e]; // the kernel holds h D((x - x_t)/h)
+            w.phi[e] += self.b.energy[e].to_f64(); // the kernel holds h D((x - x_t)/h)
         }
         for i in 0..n * s {
-            w.d[i] = self.b.x[i] - w.xt[i];
+            w.d[i] = self.b.x[i].to_f64() - w.xt[i];
         }
         scene.mass.mul(&w.d, &mut w.md, s);
         for r in 0..n {
@@ -335,7 +368,7 @@ impl Part {
     fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
         let s = self.stride();
         for i in 0..n * s {
-            self.b.v[i] = (self.b.x[i] - x_t[i]) / h;
+            self.b.v[i] = T::from_f64((self.b.x[i].to_f64() - x_t[i]) / h);
         }
     }
 
@@ -345,11 +378,11 @@ impl Part {
         self.set_velocity(n, &w.x_t, h);
         self.forces(scene);
         for i in 0..n * s {
-            w.d[i] = self.b.x[i] - w.xt[i];
+            w.d[i] = self.b.x[i].to_f64() - w.xt[i];
         }
         scene.mass.mul(&w.d, &mut w.g, s);
         for i in 0..n * s {
-            w.g[i] = w.g[i] / (h * h) + self.b.grad[i];
+            w.g[i] = w.g[i] / (h * h) + self.b.grad[i].to_f64();
         }
     }
 
@@ -366,22 +399,32 @@ impl Part {
         let (n, s) = (scene.dofs(), self.stride());
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         self.begin_substep(n);
-        w.x_t.copy_from_slice(&self.b.x[..n * s]);
+        load(&mut w.x_t, &self.b.x[..n * s]);
+        let resolution = RESOLUTION_ULPS * T::EPSILON;
+        w.tol.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.tol[e] = w.tol[e].max(resolution * w.x_t[r * s + e].abs());
+            }
+        }
+        for t in &mut w.tol {
+            *t = t.max(tol);
+        }
         let accel = scene.mass.gravity_acceleration();
         for r in 0..n {
             for e in 0..s {
                 let i = r * s + e;
                 // The drift x_t + h v, and the inertial prediction x~.
-                w.x0[i] = w.x_t[i] + h * self.b.v[i];
+                w.x0[i] = w.x_t[i] + h * self.b.v[i].to_f64();
                 w.xt[i] = w.x0[i] + h * h * accel[r];
             }
         }
         self.start_newton(scene, &mut w, h, accel.iter().any(|a| *a != 0.0));
         self.stops.fill(None);
-        self.newton(scene, &mut w, h, iterations, tol, trace);
+        self.newton(scene, &mut w, h, iterations, trace);
         for e in 0..self.len {
             let residual = w.error[e];
-            if residual > tol {
+            if residual > w.tol[e] {
                 self.events.push(Event::NotConverged {
                     env: self.first + e,
                     step,
@@ -403,11 +446,11 @@ impl Part {
     /// finite. The line search then never leaves the admissible set.
     fn start_newton(&mut self, scene: &Scene, w: &mut Scratch, h: f64, with_drift: bool) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.b.x[..n * s].copy_from_slice(&w.xt);
+        store(&mut self.b.x[..n * s], &w.xt);
         self.potential(scene, w, h);
         if with_drift {
             w.phi0.copy_from_slice(&w.phi);
-            self.b.x[..n * s].copy_from_slice(&w.x0);
+            store(&mut self.b.x[..n * s], &w.x0);
             self.potential(scene, w, h);
         }
         let mut to_x_t = false;
@@ -425,7 +468,7 @@ impl Part {
                     &w.x_t
                 };
             for r in 0..n {
-                self.b.x[r * s + e] = from[r * s + e];
+                self.b.x[r * s + e] = T::from_f64(from[r * s + e]);
             }
         }
         if to_x_t {
@@ -435,15 +478,14 @@ impl Part {
 
     /// Newton iterations from the current x. Leaves in `w.error`, per lane,
     /// the estimate of the error left after the last step (the lane converged
-    /// if it is at most `tol`). `trace` collects the gradient norm per iteration (for tests of
-    /// quadratic convergence).
+    /// if it is at most its `w.tol`). `trace` collects the gradient norm per
+    /// iteration (for tests of quadratic convergence).
     fn newton(
         &mut self,
         scene: &Scene,
         w: &mut Scratch,
         h: f64,
         iterations: u32,
-        tol: f64,
         mut trace: Option<&mut Vec<Vec<f64>>>,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
@@ -486,7 +528,7 @@ impl Part {
                         step
                     };
                     w.last_step[e] = step;
-                    if w.error[e] <= tol || !step.is_finite() {
+                    if w.error[e] <= w.tol[e] || !step.is_finite() {
                         w.active[e] = false;
                     }
                 }
@@ -499,7 +541,7 @@ impl Part {
     /// point, and `w.phi` holds its potential.
     fn line_search(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
         let (n, s) = (scene.dofs(), self.stride());
-        w.x0.copy_from_slice(&self.b.x[..n * s]);
+        load(&mut w.x0, &self.b.x[..n * s]);
         w.phi0.copy_from_slice(&w.phi);
         w.slope.fill(0.0);
         for r in 0..n {
@@ -515,11 +557,11 @@ impl Part {
             for r in 0..n {
                 for e in 0..s {
                     let i = r * s + e;
-                    self.b.x[i] = if w.active[e] {
+                    self.b.x[i] = T::from_f64(if w.active[e] {
                         w.x0[i] + w.alpha[e] * w.dx[i]
                     } else {
                         w.x0[i]
-                    };
+                    });
                 }
             }
             if w.done.iter().all(|d| *d) {
@@ -529,9 +571,10 @@ impl Part {
             for e in 0..s {
                 if !w.done[e] {
                     let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
-                    // Armijo; or a decrease too small for f64 to resolve in the
-                    // potential (near the solution), where the Newton step is trusted.
-                    let unresolvable = (alpha * slope).abs() <= 8.0 * f64::EPSILON * phi0.abs();
+                    // Armijo; or a decrease too small for the kernels' precision to
+                    // resolve in the potential (near the solution), where the
+                    // Newton step is trusted.
+                    let unresolvable = (alpha * slope).abs() <= 8.0 * T::EPSILON * phi0.abs();
                     if phi <= phi0 + 1e-4 * alpha * slope
                         || (unresolvable && phi.is_finite())
                         || !phi0.is_finite()
@@ -646,16 +689,16 @@ impl Part {
     /// `c.ap` = (M/h^2 + H_E + H_hD) `c.p`, through the Hessian-vector kernels.
     fn apply(&mut self, scene: &Scene, h: f64, c: &mut Cg, kinds: [KernelKind; 2]) {
         let (n, s) = (scene.dofs(), self.stride());
-        self.b.seed[..n * s].copy_from_slice(&c.p);
-        self.b.seed[n * s..].fill(0.0);
-        self.b.hv.fill(0.0);
+        store(&mut self.b.seed[..n * s], &c.p);
+        self.b.seed[n * s..].fill(T::default());
+        self.b.hv.fill(T::default());
         self.run(scene, kinds[0]);
-        c.ap.copy_from_slice(&self.b.hv[..n * s]);
-        self.b.hv.fill(0.0);
+        load(&mut c.ap, &self.b.hv[..n * s]);
+        self.b.hv.fill(T::default());
         self.run(scene, kinds[1]);
         scene.mass.mul(&c.p, &mut c.mp, s);
         for i in 0..n * s {
-            c.ap[i] += c.mp[i] / (h * h) + self.b.hv[i];
+            c.ap[i] += c.mp[i] / (h * h) + self.b.hv[i].to_f64();
         }
     }
 
@@ -690,7 +733,7 @@ impl Part {
                         if r < n {
                             let base = (lp.block_base + i * w * w + a * w + a) * s;
                             for e in 0..s {
-                                c.diag[r * s + e] += self.b.blocks[base + e];
+                                c.diag[r * s + e] += self.b.blocks[base + e].to_f64();
                             }
                         }
                     }
@@ -793,13 +836,14 @@ impl Part {
                     vbar[i] = adj.v[i] + h * adj.x[i];
                 }
                 scene.mass.solve(vbar, w, s);
-                self.b.seed[..n * s].copy_from_slice(w);
-                self.b.seed[n * s..].fill(0.0);
+                store(&mut self.b.seed[..n * s], w);
+                self.b.seed[n * s..].fill(T::default());
                 self.vjp(scene, KernelKind::Adjoint);
                 let vbar = &self.scratch.rhs;
                 for i in 0..n * s {
-                    adj.x[i] -= h * (self.b.d_x[i] + self.b.d_prev_x[i]);
-                    adj.v[i] = vbar[i] - h * (self.b.d_v[i] + self.b.d_prev_v[i]);
+                    let b = &self.b;
+                    adj.x[i] -= h * (b.d_x[i].to_f64() + b.d_prev_x[i].to_f64());
+                    adj.v[i] = vbar[i] - h * (b.d_v[i].to_f64() + b.d_prev_v[i].to_f64());
                 }
                 self.accumulate(adj, -h);
             }
@@ -820,14 +864,14 @@ impl Part {
                 self.stops.fill(None);
                 self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
                 self.report_stops(step, true);
-                self.b.seed[..n * s].copy_from_slice(&w.dx);
-                self.b.seed[n * s..].fill(0.0);
+                store(&mut self.b.seed[..n * s], &w.dx);
+                self.b.seed[n * s..].fill(T::default());
                 self.vjp(scene, KernelKind::Adjoint);
                 scene.mass.mul(&w.dx, &mut w.md, s);
                 for i in 0..n * s {
                     let vbar_next = adj.v[i];
-                    adj.x[i] = w.md[i] / (h * h) - self.b.d_prev_x[i] - vbar_next / h;
-                    adj.v[i] = w.md[i] / h - self.b.d_prev_v[i];
+                    adj.x[i] = w.md[i] / (h * h) - self.b.d_prev_x[i].to_f64() - vbar_next / h;
+                    adj.v[i] = w.md[i] / h - self.b.d_prev_v[i].to_f64();
                 }
                 self.accumulate(adj, -1.0);
                 self.scratch = w;
@@ -845,17 +889,17 @@ impl Part {
             &mut self.b.d_params,
             &mut self.b.d_controls,
         ] {
-            buf.fill(0.0);
+            buf.fill(T::default());
         }
         self.run(scene, kind);
     }
 
     fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
         for (a, d) in adj.params.iter_mut().zip(self.b.d_params.iter()) {
-            *a += scale * d;
+            *a += scale * d.to_f64();
         }
         for (a, d) in adj.controls.iter_mut().zip(self.b.d_controls.iter()) {
-            *a += scale * d;
+            *a += scale * d.to_f64();
         }
     }
 
@@ -864,15 +908,15 @@ impl Part {
         let (n, s) = (scene.dofs(), self.stride());
         self.vjp(scene, KernelKind::OutputsVjp);
         for i in 0..n * s {
-            adj.x[i] += self.b.d_x[i];
-            adj.v[i] += self.b.d_v[i];
+            adj.x[i] += self.b.d_x[i].to_f64();
+            adj.v[i] += self.b.d_v[i].to_f64();
         }
         self.accumulate(adj, 1.0);
     }
 
     /// Evaluates the potential energy into `energy` at the current state.
     pub fn potential_energy(&mut self, scene: &Scene) {
-        self.b.energy.fill(0.0);
+        self.b.energy.fill(T::default());
         self.run(scene, KernelKind::Energy);
     }
 

@@ -18,8 +18,9 @@
 //! ended. What the adjoint carried across such a change means is the
 //! caller's to decide (a reset environment's is usually dropped).
 
-use crate::step::{Adjoint, Snapshot};
-use crate::{NameError, Sim};
+use crate::step::{load, store, Adjoint, Snapshot};
+use crate::{with_parts, NameError, Parts, Sim};
+use joule_compiler::abi::Real;
 use rayon::prelude::*;
 
 /// The recorded steps of a closed-loop rollout and the adjoint being carried back.
@@ -83,13 +84,9 @@ impl Sim<'_> {
     /// An empty tape starting at the current state.
     pub fn tape(&self) -> Tape {
         let n = self.scene.dofs();
-        Tape {
-            states: self.parts.iter().map(|_| vec![]).collect(),
-            controls: self.parts.iter().map(|_| vec![]).collect(),
-            after: self.parts.iter().map(|_| vec![]).collect(),
-            start: self.parts.iter().map(|p| p.snapshot(n)).collect(),
-            adj: self
-                .parts
+        let (start, adj) = with_parts!(&self.parts, parts => (
+            parts.iter().map(|p| p.snapshot(n)).collect::<Vec<_>>(),
+            parts
                 .iter()
                 .map(|p| Adjoint {
                     x: vec![0.0; n * p.b.stride],
@@ -98,6 +95,13 @@ impl Sim<'_> {
                     controls: vec![0.0; p.b.controls.len()],
                 })
                 .collect(),
+        ));
+        Tape {
+            states: start.iter().map(|_| vec![]).collect(),
+            controls: start.iter().map(|_| vec![]).collect(),
+            after: start.iter().map(|_| vec![]).collect(),
+            start,
+            adj,
             head: 0,
             first_step: self.step,
         }
@@ -114,15 +118,16 @@ impl Sim<'_> {
                 self.batch
             )));
         }
-        for p in &mut self.parts {
+        with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
             for (i, (c, vals)) in controls.iter().zip(values).enumerate() {
                 for e in 0..p.len {
                     let v = vals[p.first + e];
-                    p.b.controls[i * s + e] = c.bounds.map_or(v, |(lo, hi)| v.clamp(lo, hi));
+                    p.b.controls[i * s + e] =
+                        Real::from_f64(c.bounds.map_or(v, |(lo, hi)| v.clamp(lo, hi)));
                 }
             }
-        }
+        });
         Ok(())
     }
 
@@ -137,21 +142,21 @@ impl Sim<'_> {
             "a tape records only before it is reversed"
         );
         let (scene, step, n) = (self.scene, self.step, self.scene.dofs());
-        self.parts
-            .par_iter_mut()
-            .zip(&mut tape.states)
-            .zip(&mut tape.controls)
-            .zip(&mut tape.after)
-            .for_each(|(((p, states), controls), after)| {
-                controls.push(p.b.controls.to_vec());
-                p.step_recorded(scene, step, states);
-                after.push(p.snapshot(n));
-            });
+        with_parts!(&mut self.parts, parts => parts
+        .par_iter_mut()
+        .zip(&mut tape.states)
+        .zip(&mut tape.controls)
+        .zip(&mut tape.after)
+        .for_each(|(((p, states), controls), after)| {
+            let mut c = vec![0.0; p.b.controls.len()];
+            load(&mut c, &p.b.controls);
+            controls.push(c);
+            p.step_recorded(scene, step, states);
+            after.push(p.snapshot(n));
+        }));
         self.step += 1;
         tape.head += 1;
-        for p in &self.parts {
-            self.events.extend(p.events.iter().cloned());
-        }
+        self.collect_events();
     }
 
     /// Adds d(seed . outputs)/d(state) at the tape's head position to the
@@ -169,28 +174,30 @@ impl Sim<'_> {
         }
         let scene = self.scene;
         let head = tape.head;
-        self.parts
-            .par_iter_mut()
-            .zip(&tape.states)
-            .zip(&tape.after)
-            .zip(&tape.controls)
-            .zip(&tape.start)
-            .zip(&mut tape.adj)
-            .for_each(|(((((p, states), after), controls), start), adj)| {
-                let s = p.b.stride;
-                p.restore(position(states, after, start, head));
-                if head > 0 {
-                    p.b.controls.copy_from_slice(&controls[head - 1]);
-                }
-                p.b.out_seed.fill(0.0);
-                for (r, row) in seed.iter().enumerate() {
-                    p.b.out_seed[r * s..r * s + p.len]
-                        .copy_from_slice(&row[p.first..p.first + p.len]);
-                }
-                // What the outputs read of the controls joins that step's
-                // control gradient, handed back by the next `reverse_step`.
-                p.outputs_adjoint(scene, adj);
-            });
+        with_parts!(&mut self.parts, parts => parts
+        .par_iter_mut()
+        .zip(&tape.states)
+        .zip(&tape.after)
+        .zip(&tape.controls)
+        .zip(&tape.start)
+        .zip(&mut tape.adj)
+        .for_each(|(((((p, states), after), controls), start), adj)| {
+            let s = p.b.stride;
+            p.restore(position(states, after, start, head));
+            if head > 0 {
+                store(&mut p.b.controls, &controls[head - 1]);
+            }
+            p.b.out_seed.fill(Real::from_f64(0.0));
+            for (r, row) in seed.iter().enumerate() {
+                store(
+                    &mut p.b.out_seed[r * s..r * s + p.len],
+                    &row[p.first..p.first + p.len],
+                );
+            }
+            // What the outputs read of the controls joins that step's
+            // control gradient, handed back by the next `reverse_step`.
+            p.outputs_adjoint(scene, adj);
+        }));
         self.restore_end(tape);
         Ok(())
     }
@@ -206,36 +213,34 @@ impl Sim<'_> {
         let t = tape.head - 1;
         let step = tape.first_step + t;
         let subs = scene.model().settings.substeps.max(1) as usize;
-        self.parts
-            .par_iter_mut()
-            .zip(&tape.states)
-            .zip(&tape.after)
-            .zip(&tape.controls)
-            .zip(&mut tape.adj)
-            .for_each(|((((p, states), after), controls), adj)| {
-                p.b.controls.copy_from_slice(&controls[t]);
-                p.events.clear();
-                for sub in (0..subs).rev() {
-                    let i = t * subs + sub;
-                    let end = if sub + 1 < subs {
-                        &states[i + 1]
-                    } else {
-                        &after[t]
-                    };
-                    p.substep_adjoint(scene, &states[i], end, adj, step);
-                }
-            });
+        with_parts!(&mut self.parts, parts => parts
+        .par_iter_mut()
+        .zip(&tape.states)
+        .zip(&tape.after)
+        .zip(&tape.controls)
+        .zip(&mut tape.adj)
+        .for_each(|((((p, states), after), controls), adj)| {
+            store(&mut p.b.controls, &controls[t]);
+            p.events.clear();
+            for sub in (0..subs).rev() {
+                let i = t * subs + sub;
+                let end = if sub + 1 < subs {
+                    &states[i + 1]
+                } else {
+                    &after[t]
+                };
+                p.substep_adjoint(scene, &states[i], end, adj, step);
+            }
+        }));
         // Adjoint solves that stopped short.
-        for p in &self.parts {
-            self.events.extend(p.events.iter().cloned());
-        }
+        self.collect_events();
         tape.head = t;
         let nc = scene.model().controls.len();
         let mut out = vec![vec![0.0; self.batch]; nc];
-        for (p, adj) in self.parts.iter().zip(&mut tape.adj) {
-            let s = p.b.stride;
+        let ranges = self.ranges();
+        for ((first, len, s), adj) in ranges.into_iter().zip(&mut tape.adj) {
             for (c, row) in out.iter_mut().enumerate() {
-                row[p.first..p.first + p.len].copy_from_slice(&adj.controls[c * s..c * s + p.len]);
+                row[first..first + len].copy_from_slice(&adj.controls[c * s..c * s + len]);
             }
             adj.controls.fill(0.0);
         }
@@ -246,7 +251,7 @@ impl Sim<'_> {
     /// Puts every partition back at the tape's last recorded state (where the
     /// simulation stood before the reverse pass).
     fn restore_end(&mut self, tape: &Tape) {
-        for (k, p) in self.parts.iter_mut().enumerate() {
+        with_parts!(&mut self.parts, parts => for (k, p) in parts.iter_mut().enumerate() {
             let controls = &tape.controls[k];
             p.restore(position(
                 &tape.states[k],
@@ -255,9 +260,9 @@ impl Sim<'_> {
                 controls.len(),
             ));
             if let Some(c) = controls.last() {
-                p.b.controls.copy_from_slice(c);
+                store(&mut p.b.controls, c);
             }
-        }
+        });
     }
 
     /// The gradients with respect to the tape's start state and the parameters
@@ -270,10 +275,9 @@ impl Sim<'_> {
             x0: vec![vec![0.0; self.batch]; n],
             v0: vec![vec![0.0; self.batch]; n],
         };
-        for (p, adj) in self.parts.iter().zip(&tape.adj) {
-            let s = p.b.stride;
-            for e in 0..p.len {
-                let env = p.first + e;
+        for ((first, len, s), adj) in self.ranges().into_iter().zip(&tape.adj) {
+            for e in 0..len {
+                let env = first + e;
                 for i in 0..np {
                     g.params[i][env] = adj.params[i * s + e];
                 }

@@ -20,6 +20,7 @@ use pattern::Pattern;
 use symbolic::Symbolic;
 
 use crate::mass::MassModel;
+use joule_compiler::abi::Real;
 use joule_compiler::kernels::{KernelIr, KernelKind};
 
 /// The Hessian-block kernels a solve assembles, in the order of [`Direct`]'s scatter lists.
@@ -194,12 +195,14 @@ impl Direct {
     }
 
     /// Adds the Hessian blocks that kernel `kind` wrote into `blocks`
-    /// (`[row * stride + lane]`), lanes `first..` of the current block.
-    pub fn assemble_blocks(
+    /// (`[row * stride + lane]`, in the kernels' precision), lanes `first..`
+    /// of the current block. The factor is f64 at either precision (stiff
+    /// joints leave an f32 factorisation no correct digits).
+    pub fn assemble_blocks<T: Real>(
         &self,
         w: &mut Workspace,
         kind: KernelKind,
-        blocks: &[f64],
+        blocks: &[T],
         stride: usize,
         first: usize,
     ) {
@@ -212,8 +215,8 @@ impl Direct {
             // One lane pair (a batch of 1 or 2): a fixed-size add per entry.
             for &(row, q) in &self.scatter[k] {
                 let (row, q) = (row as usize * stride + first, q as usize * 2);
-                w.values[q] += blocks[row];
-                w.values[q + 1] += blocks[row + 1];
+                w.values[q] += blocks[row].to_f64();
+                w.values[q + 1] += blocks[row + 1].to_f64();
             }
             return;
         }
@@ -221,7 +224,7 @@ impl Direct {
             let src = &blocks[row as usize * stride + first..][..s];
             let dst = &mut w.values[q as usize * s..(q as usize + 1) * s];
             for (d, b) in dst.iter_mut().zip(src) {
-                *d += b;
+                *d += b.to_f64();
             }
         }
     }
