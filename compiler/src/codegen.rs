@@ -12,16 +12,21 @@ use crate::interp::{joule_atan2, joule_powi};
 use crate::ir::{At, Cmp, Leaf, Op};
 use crate::kernels::{Dest, KernelIr, KernelKind, LoopIr};
 use crate::model::{Precision, State};
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value,
+    types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature,
+    Value,
 };
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// A compiled kernel entry point: `(args: *const KernelArgs<T>, begin, end)`,
 /// with `T` the scene's precision.
@@ -114,8 +119,12 @@ fn err(e: impl std::fmt::Display) -> CodegenError {
     CodegenError(e.to_string())
 }
 
-/// Compiles kernels for the host (with its vector extensions). Everything is
-/// compiled and finalized before any kernel pointer is handed out.
+/// Compiles kernels for the host (with its vector extensions). The IR of
+/// every kernel is built first (declaring the imported symbols in the
+/// module), then the kernels are compiled to machine code in parallel (one
+/// Cranelift context per kernel, [`compile_all`]; each function's code does
+/// not depend on the others, so the code is the same for any thread count),
+/// and defined in the module in kernel order. Everything is finalized before any kernel pointer is handed out.
 pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, CodegenError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(err)?;
@@ -138,6 +147,7 @@ pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, Codege
         p: Prec::new(precision),
     };
     let mut ids: Vec<(KernelKind, FuncId)> = vec![];
+    let mut functions: Vec<(FuncId, Function)> = vec![];
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     for k in kernels {
@@ -153,11 +163,16 @@ pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, Codege
             .map_err(err)?;
         ctx.func.signature = sig;
         gen.function(&mut module, &mut ctx, &mut fctx, k)?;
-        module
-            .define_function(id, &mut ctx)
-            .map_err(|e| CodegenError(format!("{e:?}")))?;
+        functions.push((id, std::mem::replace(&mut ctx.func, Function::new())));
         module.clear_context(&mut ctx);
         ids.push((k.kind, id));
+    }
+    let machine_code = compile_all(module.isa(), functions);
+    for code in machine_code {
+        let code = code?;
+        module
+            .define_function_bytes(code.id, code.alignment, &code.bytes, &code.relocs)
+            .map_err(|e| CodegenError(format!("{e:?}")))?;
     }
     module.finalize_definitions().map_err(err)?;
     let kernels = ids
@@ -177,6 +192,76 @@ pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, Codege
         _tables: gen.tables,
         _consts: gen.consts,
     })
+}
+
+/// Compiles functions to machine code on all of rayon's threads, results in
+/// the order given. Each thread takes the largest function not yet taken
+/// (greedy longest-first scheduling: the ant's Hessian kernel alone is a
+/// quarter of the work), so the threads finish close together.
+fn compile_all(
+    isa: &dyn TargetIsa,
+    functions: Vec<(FuncId, Function)>,
+) -> Vec<Result<MachineCode, CodegenError>> {
+    let n = functions.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(functions[i].1.dfg.num_insts()));
+    let inputs: Vec<Mutex<Option<(FuncId, Function)>>> =
+        functions.into_iter().map(|f| Mutex::new(Some(f))).collect();
+    let outputs: Vec<Mutex<Option<Result<MachineCode, CodegenError>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    rayon::scope(|s| {
+        for _ in 0..rayon::current_num_threads().min(n) {
+            s.spawn(|_| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (id, func) = inputs[i]
+                        .lock()
+                        .expect("not poisoned")
+                        .take()
+                        .expect("taken once");
+                    *outputs[i].lock().expect("not poisoned") = Some(compile_one(isa, id, func));
+                }
+            });
+        }
+    });
+    outputs
+        .into_iter()
+        .map(|o| {
+            o.into_inner()
+                .expect("not poisoned")
+                .expect("every function compiled")
+        })
+        .collect()
+}
+
+fn compile_one(
+    isa: &dyn TargetIsa,
+    id: FuncId,
+    func: Function,
+) -> Result<MachineCode, CodegenError> {
+    let mut ctx = Context::for_function(func);
+    ctx.compile(isa, &mut ControlPlane::default())
+        .map_err(|e| CodegenError(format!("{:?}", e.inner)))?;
+    let code = ctx.compiled_code().expect("compiled just now");
+    Ok(MachineCode {
+        id,
+        alignment: code.buffer.alignment as u64,
+        bytes: code.code_buffer().to_vec(),
+        relocs: code
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+            .collect(),
+    })
+}
+
+/// One kernel's machine code, before it is placed in the module.
+struct MachineCode {
+    id: FuncId,
+    alignment: u64,
+    bytes: Vec<u8>,
+    relocs: Vec<ModuleReloc>,
 }
 
 struct Gen {
