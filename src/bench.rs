@@ -98,6 +98,8 @@ fn reset_peak_rss() -> bool {
 struct Row {
     batch: usize,
     threads: usize,
+    /// Partitions the batch was split into.
+    partitions: usize,
     steps: usize,
     /// Median seconds of one repeat.
     seconds: f64,
@@ -150,6 +152,7 @@ fn measure(scene: &Scene, batch: usize, threads: usize, o: &Options) -> Result<R
         Row {
             batch,
             threads,
+            partitions: sim.partitions(),
             steps,
             seconds: median(times),
             events: sim.events.len(),
@@ -306,6 +309,7 @@ pub fn bench(o: &Options) -> Result<()> {
         json!({
             "batch": r.batch,
             "threads": r.threads,
+            "partitions": r.partitions,
             "steps": r.steps,
             "repeats": o.repeats,
             "seconds": r.seconds,

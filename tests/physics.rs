@@ -289,6 +289,20 @@ fn results_are_identical_for_any_thread_count_and_batch_split() {
 }
 
 #[test]
+fn implicit_batches_are_split_into_partitions_that_stay_in_cache() {
+    // The ant keeps ~170 kB per environment (mostly Hessian blocks): a large
+    // batch on one thread is stepped in several partitions (the results do
+    // not depend on the split, tested above); an explicit pendulum is not split.
+    let ant = scene("scenes/ant.joule");
+    let sim = ant.batch_threads(1024, 1);
+    assert!(sim.partitions() >= 8, "{} partitions", sim.partitions());
+    assert_eq!(ant.batch_threads(3, 1).partitions(), 1);
+    assert_eq!(ant.batch_threads(64, 4).partitions(), 4);
+    let pendulum = scene("tests/physics/pendulum.joule");
+    assert_eq!(pendulum.batch_threads(1024, 1).partitions(), 1);
+}
+
+#[test]
 fn a_diverging_environment_is_reported_and_the_others_go_on() {
     let s = scene("tests/physics/free_chain.joule");
     let mut sim = s.batch(3);
