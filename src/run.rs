@@ -531,8 +531,14 @@ pub fn grad(
         grads.insert(n.clone(), json!(a));
         if check {
             let p0 = sim.param(n, 0).map_err(|e| miette!("{e}"))?;
-            // A step well above the solver's noise; central differences keep truncation O(h^2).
-            let h = 1e-4 * p0.abs().max(1e-3);
+            // A step well above the solver's and the precision's rounding noise
+            // (an f32 rollout's objective moves in steps of ~1e-7 relative);
+            // central differences keep truncation O(h^2).
+            let relative = match scene.model().settings.precision {
+                Precision::F64 => 1e-4,
+                Precision::F32 => 1e-2,
+            };
+            let h = relative * p0.abs().max(1e-3);
             let f = |d: f64| -> Result<f64> {
                 let mut s = scene.batch_threads(1, 1);
                 apply_params(&mut s, &c.params)?;
@@ -612,6 +618,11 @@ pub fn grad(
             )
         {
             println!("  (with --check, implicit steps are solved to round-off)");
+        }
+        if check && scene.model().settings.precision == Precision::F32 {
+            println!(
+                "  (finite differences of an f32 rollout carry its rounding, about 1e-7 of the objective over a step of 1e-2 of the parameter; `--precision f64` checks the same adjoint code more tightly)"
+            );
         }
     }
     Ok(())

@@ -297,6 +297,8 @@ fn implicit_batches_are_split_into_partitions_that_stay_in_cache() {
     let sim = ant.batch_threads(1024, 1);
     assert!(sim.partitions() >= 8, "{} partitions", sim.partitions());
     assert_eq!(ant.batch_threads(3, 1).partitions(), 1);
+    // Always a multiple of the threads, so that they get equal shares.
+    assert_eq!(ant.batch_threads(64, 2).partitions() % 2, 0);
     assert_eq!(ant.batch_threads(64, 4).partitions(), 4);
     let pendulum = scene("tests/physics/pendulum.joule");
     assert_eq!(pendulum.batch_threads(1024, 1).partitions(), 1);

@@ -363,7 +363,7 @@ impl Scene {
     /// [`PART_BYTES`], rounded down to a multiple of [`PART_LANE_MULTIPLE`], so that
     /// Newton's iterations over a partition stay in cache (the ant at B =
     /// 1024 on one thread: 4.3k env-steps/s as one partition, 8-8.5k in
-    /// partitions of 16). Explicit scenes, and scenes of which not even
+    /// partitions of at most 24). Explicit scenes, and scenes of which not even
     /// `PART_LANE_MULTIPLE` lanes fit, are split by threads alone.
     fn part_lanes(&self) -> usize {
         let fit = PART_BYTES / self.lane_bytes().max(1) / PART_LANE_MULTIPLE * PART_LANE_MULTIPLE;
@@ -378,17 +378,20 @@ impl Scene {
         }
     }
 
-    /// A batch split into at least `threads` partitions (fewer if it has
-    /// fewer SIMD vectors), more where a partition would leave the cache
-    /// (see [`Scene::part_lanes`]); rayon runs them in parallel.
+    /// A batch split into `threads` partitions (fewer if it has fewer SIMD
+    /// vectors), or a multiple of that where a partition would leave the
+    /// cache (see [`Scene::part_lanes`]); rayon runs them in parallel.
     pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
         let precision = self.model().settings.precision;
         let lanes = joule_compiler::abi::lanes(precision);
         let vectors = batch.div_ceil(lanes).max(1);
-        let parts_n = threads
+        // A multiple of the thread count, so that the threads get equal shares.
+        let threads = threads.max(1);
+        let parts_n = ((vectors * lanes).div_ceil(self.part_lanes()))
+            .div_ceil(threads)
             .max(1)
-            .max((vectors * lanes).div_ceil(self.part_lanes()))
-            .min(vectors);
+            * threads;
+        let parts_n = parts_n.min(vectors);
         let mut ranges = vec![];
         let mut first = 0;
         for p in 0..parts_n {
