@@ -222,6 +222,45 @@ fn adjoint_over_a_long_implicit_horizon() {
 }
 
 #[test]
+fn recorded_and_checkpointed_gradients_are_identical() {
+    // The reverse pass takes the states the forward pass recorded (within
+    // the memory budget) or recomputes them from checkpoints (no budget):
+    // the same states, so the same gradients bit for bit.
+    for (name, steps, subs) in [
+        ("scenes/pendulum.joule", 50, 3),
+        ("scenes/soft_walker.joule", 12, 1),
+        ("scenes/cartpole.joule", 20, 2),
+    ] {
+        let mut m = model(Path::new(name), true);
+        m.settings.substeps = subs;
+        let obj = objective(&m);
+        let scene = Scene::from_model(m, Backend::Jit).expect("compile");
+        let run = |memory: usize| {
+            let mut sim = scene.batch_threads(3, 2);
+            sim.set_gradient_memory(memory);
+            sim.gradient(&obj, steps).expect("gradient")
+        };
+        let (kept, recomputed) = (run(usize::MAX), run(0));
+        assert_eq!(kept.checkpoint_every, steps, "{name}: every state kept");
+        assert_eq!(
+            recomputed.checkpoint_every,
+            (steps as f64).sqrt().ceil() as usize,
+            "{name}: checkpoints"
+        );
+        assert_eq!(
+            kept.bytes_per_env_step,
+            16 * scene.dofs() * subs as usize,
+            "{name}"
+        );
+        assert_eq!(kept.value, recomputed.value, "{name}");
+        assert_eq!(kept.params, recomputed.params, "{name}");
+        assert_eq!(kept.controls, recomputed.controls, "{name}");
+        assert_eq!(kept.x0, recomputed.x0, "{name}");
+        assert_eq!(kept.v0, recomputed.v0, "{name}");
+    }
+}
+
+#[test]
 fn surrogate_gradients_differ_from_exact_ones_where_declared() {
     // This scene's contact has a `backward =` clause: its gradients follow the
     // surrogate, so they differ from the exact adjoint of the same trajectory.

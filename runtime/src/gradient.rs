@@ -1,7 +1,11 @@
-//! Gradients through time: a forward rollout that keeps checkpoints every
-//! `K ~ sqrt(T)` steps, then a reverse pass that recomputes each segment from
-//! its checkpoint (recording the state at every substep) and runs the adjoint
-//! of each substep backwards. Memory is `O(T/K + K)` states instead of `O(T)`.
+//! Gradients through time: a forward rollout that records the state before
+//! every substep when they fit in [`Sim::set_gradient_memory`]'s budget
+//! (default [`GRADIENT_MEMORY`]), so the reverse pass
+//! runs the adjoint of each substep backwards straight away; otherwise it
+//! keeps checkpoints every `K ~ sqrt(T)` steps, and the reverse pass
+//! recomputes each segment from its checkpoint (recording the states) before
+//! running its adjoints. Memory is then `O(T/K + K)` states instead of `O(T)`,
+//! for one more forward pass.
 
 use crate::step::{load, Adjoint, Part, Snapshot};
 use crate::{with_parts, Event, NameError, Parts, Scene, Sim};
@@ -79,6 +83,11 @@ pub struct Track {
     pub chamfer: bool,
 }
 
+/// Most bytes of recorded states a gradient keeps by default (over the
+/// whole batch) to skip the segment recomputation (the ant over 100 steps at
+/// B = 64 records 11 MB); see [`Sim::set_gradient_memory`].
+pub const GRADIENT_MEMORY: usize = 1 << 30;
+
 /// Control values for every step: `[step][control][env]` (the layout of
 /// [`Gradient::controls`]), clamped to the controls' ranges when applied.
 pub type Schedule = Vec<Vec<Vec<f64>>>;
@@ -98,7 +107,8 @@ pub struct Gradient {
     pub v0: Vec<Vec<f64>>,
     /// Bytes of recorded state per environment and step during the reverse pass.
     pub bytes_per_env_step: usize,
-    /// Checkpoint interval used.
+    /// Checkpoint interval used: the number of steps when every state was
+    /// kept from the forward pass (nothing recomputed).
     pub checkpoint_every: usize,
     /// What the forward pass reported (divergence, non-convergence, CG stops)
     /// and the adjoint's CG solves that stopped short (the gradient is then inexact).
@@ -220,7 +230,14 @@ impl Sim<'_> {
                 )));
             }
         }
-        let k = ((steps as f64).sqrt().ceil() as usize).max(1);
+        let subs = scene.model().settings.substeps.max(1) as usize;
+        let bytes_per_env_step = 16 * n * subs;
+        let keep_all = bytes_per_env_step * steps * batch <= self.gradient_memory;
+        let k = if keep_all {
+            steps.max(1)
+        } else {
+            ((steps as f64).sqrt().ceil() as usize).max(1)
+        };
         let start = self.step;
         let clamp = |sch: &Schedule| -> Schedule {
             sch.iter()
@@ -249,7 +266,7 @@ impl Sim<'_> {
                     schedule: schedule.as_ref().map(|sch| part_rows(sch, p)),
                     chamfer: objective.track.as_ref().is_some_and(|t| t.chamfer),
                 };
-                (p.first, p.b.stride, part_gradient(p, scene, &o, steps, k, start))
+                (p.first, p.b.stride, part_gradient(p, scene, &o, steps, k, keep_all, start))
             })
             .collect());
         self.step += steps;
@@ -259,7 +276,7 @@ impl Sim<'_> {
             controls: vec![vec![vec![0.0; batch]; nc]; steps],
             x0: vec![vec![0.0; batch]; n],
             v0: vec![vec![0.0; batch]; n],
-            bytes_per_env_step: 16 * n * scene.model().settings.substeps.max(1) as usize,
+            bytes_per_env_step,
             checkpoint_every: k,
             events: vec![],
         };
@@ -378,12 +395,16 @@ pub fn chamfer(
     grad
 }
 
+/// One partition's gradient: checkpoints every `k` steps, or (`keep_all`,
+/// with `k` = `steps`) every substep's state recorded in the forward pass.
+#[allow(clippy::too_many_arguments)]
 fn part_gradient<T: Real>(
     p: &mut Part<T>,
     scene: &Scene,
     o: &PartObjective,
     steps: usize,
     k: usize,
+    keep_all: bool,
     start: usize,
 ) -> PartGradient {
     let (n, s) = (scene.dofs(), p.b.stride);
@@ -397,14 +418,19 @@ fn part_gradient<T: Real>(
     let mut events = vec![];
     // The tracked output at every step, for a Chamfer distance.
     let mut agent: Vec<Vec<f64>> = vec![];
-    // Forward, keeping checkpoints.
+    // Forward, keeping checkpoints (or every substep's state).
     let mut checkpoints: Vec<Snapshot> = vec![];
+    let mut recorded: Vec<Snapshot> = vec![];
     for t in 0..steps {
         if t % k == 0 {
             checkpoints.push(p.snapshot(n));
         }
         set_controls(p, t);
-        p.step(scene, start + t);
+        if keep_all {
+            p.step_recorded(scene, start + t, &mut recorded);
+        } else {
+            p.step(scene, start + t);
+        }
         events.append(&mut p.events);
         step_terms(p, scene, o, t, &mut value, false, &[]);
         if let (Some((row, len, _)), true) = (&o.track, o.chamfer) {
@@ -438,18 +464,24 @@ fn part_gradient<T: Real>(
     // Reverse, one segment at a time.
     for (c, cp) in checkpoints.iter().enumerate().rev() {
         let (t0, t1) = (c * k, ((c + 1) * k).min(steps));
-        p.restore(cp);
-        // Recompute the segment, keeping the state before every substep.
-        let mut states: Vec<Snapshot> = vec![];
-        for t in t0..t1 {
-            set_controls(p, t);
-            for _ in 0..subs {
-                states.push(p.snapshot(n));
-                p.substep(scene, start + t);
+        // The state before every substep of the segment: kept by the forward
+        // pass, or recomputed from the checkpoint.
+        let mut states: Vec<Snapshot> = if keep_all {
+            std::mem::take(&mut recorded)
+        } else {
+            p.restore(cp);
+            let mut states = vec![];
+            for t in t0..t1 {
+                set_controls(p, t);
+                for _ in 0..subs {
+                    states.push(p.snapshot(n));
+                    p.substep(scene, start + t);
+                }
             }
-        }
-        // The forward pass reported these substeps already.
-        p.events.clear();
+            // The forward pass reported these substeps already.
+            p.events.clear();
+            states
+        };
         states.push(if t1 == steps {
             end_state.clone()
         } else {

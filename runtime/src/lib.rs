@@ -24,7 +24,7 @@ pub mod sparse;
 pub mod step;
 mod tape;
 
-pub use gradient::{chamfer, Gradient, Objective, Schedule, Track};
+pub use gradient::{chamfer, Gradient, Objective, Schedule, Track, GRADIENT_MEMORY};
 pub use tape::{Tape, TapeGradient};
 
 use joule_compiler::abi::{Buffers, Real};
@@ -380,7 +380,8 @@ impl Scene {
 
     /// A batch split into `threads` partitions (fewer if it has fewer SIMD
     /// vectors), or a multiple of that where a partition would leave the
-    /// cache (see [`Scene::part_lanes`]); rayon runs them in parallel.
+    /// cache (at most 4 MiB of storage each for implicit scenes); rayon runs
+    /// them in parallel.
     pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
         let precision = self.model().settings.precision;
         let lanes = joule_compiler::abi::lanes(precision);
@@ -418,6 +419,7 @@ impl Scene {
             parts,
             batch,
             step: 0,
+            gradient_memory: gradient::GRADIENT_MEMORY,
             events: vec![],
         }
     }
@@ -447,6 +449,8 @@ pub struct Sim<'s> {
     parts: Parts,
     batch: usize,
     step: usize,
+    /// Most bytes of states a gradient records to skip recomputation.
+    gradient_memory: usize,
     /// Everything reported so far (divergence, non-convergence).
     pub events: Vec<Event>,
 }
@@ -467,6 +471,14 @@ impl Sim<'_> {
     /// Environments.
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Sets the most bytes of recorded states a [`Sim::gradient`] may keep
+    /// (default [`GRADIENT_MEMORY`]); a rollout whose states need
+    /// more keeps checkpoints every ~sqrt(steps) steps and recomputes between
+    /// them (one more forward pass, the same gradients bit for bit).
+    pub fn set_gradient_memory(&mut self, bytes: usize) {
+        self.gradient_memory = bytes;
     }
 
     /// Partitions the batch is split into (each stepped by one thread at a time).
