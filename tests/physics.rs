@@ -289,6 +289,35 @@ fn results_are_identical_for_any_thread_count_and_batch_split() {
 }
 
 #[test]
+fn sparse_solves_are_identical_for_any_split_of_the_lanes() {
+    // The soft walker is solved by the sparse Cholesky, whose numeric walk is
+    // specialised to blocks of 8 lanes or to pairs: 40 environments split
+    // 24 + 16 (one or two threads), 14 + 14 + 12 (three), 4 to 6 lanes (eight).
+    let s = scene("scenes/soft_walker.joule");
+    let split: Vec<usize> = [1, 3, 8]
+        .iter()
+        .map(|&t| s.batch_threads(40, t).partitions())
+        .collect();
+    assert_eq!(split, [2, 3, 8]);
+    let runs: Vec<Vec<Vec<f64>>> = [1usize, 2, 3, 8]
+        .iter()
+        .map(|&threads| {
+            let mut sim = s.batch_threads(40, threads);
+            for e in 0..40 {
+                sim.set_param_env("youngs", e, 3e4 * (1.0 + 0.02 * e as f64))
+                    .expect("param");
+                sim.set_control(e % 4, e, 0.5);
+            }
+            sim.rollout(4);
+            (0..40).map(|e| sim.positions(e)).collect()
+        })
+        .collect();
+    for r in &runs[1..] {
+        assert_eq!(&runs[0], r);
+    }
+}
+
+#[test]
 fn implicit_batches_are_split_into_partitions_that_stay_in_cache() {
     // The ant keeps ~170 kB per environment (mostly Hessian blocks): a large
     // batch on one thread is stepped in several partitions (the results do

@@ -40,8 +40,8 @@ use step::Part;
 /// Storage a partition of an implicit scene aims to stay within (about the
 /// L2 cache of two cores).
 const PART_BYTES: usize = 4 << 20;
-/// Partitions of implicit scenes are split at multiples of this many lanes
-/// (the sparse factorisation's widest specialisation).
+/// Partitions hold multiples of this many lanes where the batch allows (the
+/// sparse factorisation's widest specialisation).
 const PART_LANE_MULTIPLE: usize = 8;
 
 /// Something the simulation wants its user to know.
@@ -395,10 +395,20 @@ impl Scene {
         let parts_n = parts_n.min(vectors);
         let mut ranges = vec![];
         let mut first = 0;
+        // Whole units of PART_LANE_MULTIPLE lanes per partition where every
+        // partition gets two or more (the factorisation is specialised to 8
+        // lanes; fewer would leave the partitions unequal), else whole
+        // vectors, spread evenly.
+        let unit = PART_LANE_MULTIPLE / lanes;
+        let unit = if vectors >= 2 * parts_n * unit {
+            unit
+        } else {
+            1
+        };
+        let units = vectors.div_ceil(unit);
         for p in 0..parts_n {
-            // Whole vectors per partition, spread evenly.
-            let v = vectors / parts_n + usize::from(p < vectors % parts_n);
-            let len = (v * lanes).min(batch - first);
+            let u = units / parts_n + usize::from(p < units % parts_n);
+            let len = (u * unit * lanes).min(batch - first);
             if len > 0 {
                 ranges.push((first, len));
             }
