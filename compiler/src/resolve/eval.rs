@@ -1731,19 +1731,19 @@ impl Resolver<'_> {
                 );
                 return None;
             }
-            r.check_range(
-                idx[0],
-                0,
-                n as i64,
-                indices[0].span,
-                &format!("`{}`", r.snippet(rspan)),
-            )
+            r.check_range(idx[0], 0, n as i64, indices[0].span, |r| {
+                format!("`{}`", r.snippet(rspan))
+            })
         };
         match &recv {
             Value::Poison => Value::Poison,
             Value::Array(a) => {
-                let arr = self.arrays[*a as usize].clone();
+                let a = *a;
+                // Borrowed, not cloned: an index into a 64 x 64 cloth is
+                // evaluated for every instance that names one.
+                let arr = &self.arrays[a as usize];
                 if idx.len() != arr.dims.len() {
+                    let arr = arr.clone();
                     self.error(
                         Diagnostic::error(
                             "joule::arity",
@@ -1774,16 +1774,19 @@ impl Resolver<'_> {
                     return Value::Poison;
                 }
                 let mut flat = 0usize;
-                for (k, ((lo, hi), i)) in arr.dims.iter().zip(&idx).enumerate() {
-                    let what = format!("`{}` (dimension {})", arr.name, k + 1);
-                    let Some(off) = self.check_range(*i, *lo, *hi, indices[k].span, &what) else {
+                for (k, i) in idx.iter().enumerate() {
+                    let (lo, hi) = self.arrays[a as usize].dims[k];
+                    let what =
+                        |r: &Self| format!("`{}` (dimension {})", r.arrays[a as usize].name, k + 1);
+                    let Some(off) = self.check_range(*i, lo, hi, indices[k].span, what) else {
                         return Value::Poison;
                     };
                     flat = flat * (hi - lo) as usize + off;
                 }
-                match arr.slots[flat] {
-                    Some(id) => self.array_element(*a, id),
+                match self.arrays[a as usize].slots[flat] {
+                    Some(id) => self.array_element(a, id),
                     None => {
+                        let arr = &self.arrays[a as usize];
                         let shown = idx
                             .iter()
                             .map(|i| i.to_string())
@@ -1841,9 +1844,9 @@ impl Resolver<'_> {
                     }
                 }
                 Some(Shape::Mat(n)) if idx.len() == 2 => {
-                    let what = format!("`{}`", self.snippet(rspan));
-                    let i = self.check_range(idx[0], 0, n as i64, indices[0].span, &what);
-                    let j = self.check_range(idx[1], 0, n as i64, indices[1].span, &what);
+                    let what = |r: &Self| format!("`{}`", r.snippet(rspan));
+                    let i = self.check_range(idx[0], 0, n as i64, indices[0].span, what);
+                    let j = self.check_range(idx[1], 0, n as i64, indices[1].span, what);
                     match (i, j) {
                         (Some(i), Some(j)) => self.component_of(&recv, j * n as usize + i),
                         _ => Value::Poison,
@@ -1861,10 +1864,19 @@ impl Resolver<'_> {
     }
 
     /// `i` in `lo..hi`: the offset from `lo`, or an error naming the range.
-    fn check_range(&mut self, i: i64, lo: i64, hi: i64, span: Span, what: &str) -> Option<usize> {
+    /// `what` names the indexed thing (built only for the error).
+    fn check_range(
+        &mut self,
+        i: i64,
+        lo: i64,
+        hi: i64,
+        span: Span,
+        what: impl FnOnce(&Self) -> String,
+    ) -> Option<usize> {
         if i >= lo && i < hi {
             return Some((i - lo) as usize);
         }
+        let what = what(self);
         self.error(
             Diagnostic::error(
                 "joule::index_out_of_range",
