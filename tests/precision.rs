@@ -144,6 +144,34 @@ fn f32_results_are_identical_for_any_thread_count_and_batch_split() {
 }
 
 #[test]
+fn f32_gradients_are_finite_on_every_shipped_scene() {
+    // A constant that underflows in f32 (a guard of 1e-300 in the prelude's
+    // quaternion extraction) turned the ant's gradients into NaN.
+    for path in scenes() {
+        let name = path.display().to_string();
+        let scene = f32_scene(&name);
+        let m = scene.model();
+        let first = |k: ObjectiveKind| {
+            m.objectives
+                .iter()
+                .find(|o| o.kind == k)
+                .map(|o| o.name.clone())
+        };
+        let obj = Objective {
+            loss: first(ObjectiveKind::Loss),
+            reward: first(ObjectiveKind::Reward),
+            track: None,
+        };
+        let mut sim = scene.batch_threads(2, 1);
+        let g = sim.gradient(&obj, 8).expect("gradient");
+        let finite = |rows: &[Vec<f64>]| rows.iter().flatten().all(|x| x.is_finite());
+        assert!(finite(&g.params), "{name}: {:?}", g.params);
+        assert!(finite(&g.x0) && finite(&g.v0), "{name}: initial state");
+        assert!(g.controls.iter().all(|c| finite(c)), "{name}: controls");
+    }
+}
+
+#[test]
 fn f32_gradients_match_central_differences_of_the_f64_rollout() {
     for (path, steps) in [
         ("scenes/spring_chain.joule", 30),
