@@ -362,7 +362,7 @@ impl Scene {
     /// Most environments in one partition: as many as keep its storage within
     /// [`PART_BYTES`], rounded down to a multiple of [`PART_LANE_MULTIPLE`], so that
     /// Newton's iterations over a partition stay in cache (the ant at B =
-    /// 1024 on one thread: 4.3k env-steps/s as one partition, 8-8.5k in
+    /// 1024 on one thread: 4.6k env-steps/s as one partition, 10.4k in
     /// partitions of at most 24). Explicit scenes, and scenes of which not even
     /// `PART_LANE_MULTIPLE` lanes fit, are split by threads alone.
     fn part_lanes(&self) -> usize {
