@@ -59,6 +59,7 @@ fn compile(path: &Path, precision: Option<Precision>) -> Result<(Scene, Phases)>
     }
     let scene = Scene::from_model(model, joule_compiler::compiled::Backend::Jit)
         .map_err(|e| miette!("{e}"))?;
+    crate::run::warn(&scene);
     phases.extend(
         scene
             .compiled

@@ -47,7 +47,15 @@ pub(crate) fn compile(c: &Common, tight: bool) -> Result<(Scene, f64)> {
         };
     }
     let scene = Scene::from_model(model, c.backend).map_err(|e| miette!("{e}"))?;
+    warn(&scene);
     Ok((scene, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Prints the compiled scene's warnings on standard error.
+pub(crate) fn warn(scene: &Scene) {
+    for w in scene.warnings() {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Runs the front end on a file; its errors are printed (the compiler's own

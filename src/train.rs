@@ -43,7 +43,9 @@ pub fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
             t.backward = None;
         }
     }
-    Scene::from_model(model, Backend::Jit).map_err(|e| miette!("{e}"))
+    let scene = Scene::from_model(model, Backend::Jit).map_err(|e| miette!("{e}"))?;
+    crate::run::warn(&scene);
+    Ok(scene)
 }
 
 fn learn_error(e: candle_core::Error) -> miette::Report {

@@ -144,6 +144,35 @@ fn f32_results_are_identical_for_any_thread_count_and_batch_split() {
 }
 
 #[test]
+fn constants_f32_cannot_hold_are_reported() {
+    let src = "settings { precision = f32 }\n\
+               particle p { x = vec3(0, 0, 1), mass = 1 }\n\
+               energy e(a: particle) = 1e-50 * dot(a.x, a.x) + 2 * a.x.z\n\
+               e(p)\n";
+    let scene = Scene::compile(src).expect("compiles");
+    assert_eq!(scene.warnings().len(), 1, "{:?}", scene.warnings());
+    assert!(
+        scene.warnings()[0].contains("1e-50"),
+        "{:?}",
+        scene.warnings()
+    );
+    // The same constants are fine in f64, and the shipped scenes' in f32.
+    let wide = Scene::compile(&src.replace("f32", "f64")).expect("compiles");
+    assert!(wide.warnings().is_empty());
+    for path in scenes() {
+        let name = path.display().to_string();
+        assert!(f32_scene(&name).warnings().is_empty(), "{name}");
+    }
+    // The CLI prints them.
+    let file = common::temp("tiny_constant.joule");
+    std::fs::write(&file, src).expect("write");
+    let out = common::joule(&["run", file.to_str().expect("utf-8"), "--steps", "1"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning:") && err.contains("1e-50"), "{err}");
+}
+
+#[test]
 fn f32_gradients_are_finite_on_every_shipped_scene() {
     // A constant that underflows in f32 (a guard of 1e-300 in the prelude's
     // quaternion extraction) turned the ant's gradients into NaN.

@@ -275,6 +275,31 @@ pub struct Kernels {
 }
 
 impl Kernels {
+    /// The nonzero constants of the kernels (in the code, or per instance)
+    /// that f32 cannot hold: they round to 0 or overflow to infinity. In an
+    /// f32 scene such a constant changes the physics silently (a guard
+    /// `max(x, 1e-300)` becomes `max(x, 0)`, and a zero adjoint times an
+    /// infinite derivative is NaN). Sorted, each once.
+    pub fn beyond_f32(&self) -> Vec<f64> {
+        let lost =
+            |x: f64| x.is_finite() && x != 0.0 && ((x as f32) == 0.0 || !(x as f32).is_finite());
+        let mut out: Vec<f64> = self
+            .kernels
+            .iter()
+            .flat_map(|k| &k.loops)
+            .flat_map(|lp| {
+                let graph = &lp.graph;
+                (0..graph.nodes().len())
+                    .filter_map(move |id| graph.value(id as Id))
+                    .chain(lp.consts.iter().copied())
+            })
+            .filter(|x| lost(*x))
+            .collect();
+        out.sort_by(f64::total_cmp);
+        out.dedup();
+        out
+    }
+
     /// The IR of a kernel; without surrogates a surrogate kernel is its forward twin.
     pub fn get(&self, kind: KernelKind) -> &KernelIr {
         let kind = if self.has_surrogates {

@@ -137,6 +137,8 @@ pub struct Scene {
     /// Whether an explicit step's kernels read `prev_x` / `prev_v` (else a
     /// substep does not copy the state into them).
     explicit_reads_prev: bool,
+    /// What the user should know about the compiled scene.
+    warnings: Vec<String>,
 }
 
 impl Scene {
@@ -212,6 +214,22 @@ impl Scene {
             )
         })
         .flatten();
+        let lost = match compiled.model.settings.precision {
+            Precision::F32 => compiled.kernels.beyond_f32(),
+            Precision::F64 => vec![],
+        };
+        let warnings = if lost.is_empty() {
+            vec![]
+        } else {
+            let shown: Vec<String> = lost.iter().take(5).map(|x| format!("{x:e}")).collect();
+            vec![format!(
+                "{} constant{} of this scene's energies and outputs cannot be held in f32 ({}{}): each rounds to 0 or to infinity under `precision = f32`; use constants within 1.2e-38..3.4e38, or f64",
+                lost.len(),
+                if lost.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if lost.len() > 5 { ", ..." } else { "" }
+            )]
+        };
         let explicit_reads_prev = [
             KernelKind::Gradient,
             KernelKind::DissipationGradient,
@@ -228,7 +246,14 @@ impl Scene {
             direct,
             dof_names,
             explicit_reads_prev,
+            warnings,
         })
+    }
+
+    /// Warnings about the compiled scene (f32 constants that round to 0 or
+    /// infinity); the CLI prints them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The resolved model.

@@ -511,9 +511,10 @@ impl Session {
         *self = s;
         self.timing = timing;
         Ok(format!(
-            "loaded {}: {} DOFs\n",
+            "loaded {}: {} DOFs\n{}",
             path.display(),
-            self.scene.dofs()
+            self.scene.dofs(),
+            warnings(&self.scene)
         ))
     }
 
@@ -529,9 +530,10 @@ impl Session {
                 self.scene = scene;
                 self.reset();
                 Ok(format!(
-                    "reloaded {}: {} DOFs, t = 0 s\n",
+                    "reloaded {}: {} DOFs, t = 0 s\n{}",
                     path.display(),
-                    self.scene.dofs()
+                    self.scene.dofs(),
+                    warnings(&self.scene)
                 ))
             }
             Err(e) => {
@@ -582,6 +584,15 @@ fn check(path: Option<&Path>, text: &str) -> Checked {
         Some(p) => joule_compiler::check_source_at(p, text),
         None => joule::check_source("<repl>", text),
     }
+}
+
+/// The scene's warnings, one line each.
+fn warnings(scene: &Scene) -> String {
+    scene
+        .warnings()
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect()
 }
 
 /// Compiles scene text; errors come back rendered.
