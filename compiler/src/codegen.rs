@@ -124,7 +124,8 @@ fn err(e: impl std::fmt::Display) -> CodegenError {
 /// module), then the kernels are compiled to machine code in parallel (one
 /// Cranelift context per kernel, [`compile_all`]; each function's code does
 /// not depend on the others, so the code is the same for any thread count),
-/// and defined in the module in kernel order. Everything is finalized before any kernel pointer is handed out.
+/// and defined in the module in kernel order. Everything is finalized
+/// before any kernel pointer is handed out.
 pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, CodegenError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(err)?;
@@ -243,6 +244,7 @@ fn compile_all(
         .collect()
 }
 
+/// One function's machine code and relocations (to the imported symbols).
 fn compile_one(
     isa: &dyn TargetIsa,
     id: FuncId,
