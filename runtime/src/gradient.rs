@@ -7,7 +7,7 @@
 //! running its adjoints. Memory is then `O(T/K + K)` states instead of `O(T)`,
 //! for one more forward pass.
 
-use crate::step::{load, Adjoint, Part, Snapshot};
+use crate::step::{widen, Adjoint, Part, Snapshot};
 use crate::{with_parts, Event, NameError, Parts, Scene, Sim};
 use joule_compiler::abi::Real;
 use joule_grammar::ast::ObjectiveKind;
@@ -434,9 +434,7 @@ fn part_gradient<T: Real>(
         events.append(&mut p.events);
         step_terms(p, scene, o, t, &mut value, false, &[]);
         if let (Some((row, len, _)), true) = (&o.track, o.chamfer) {
-            let mut out = vec![0.0; len * s];
-            load(&mut out, &p.b.outputs[row * s..(row + len) * s]);
-            agent.push(out);
+            agent.push(widen(&p.b.outputs[row * s..(row + len) * s]));
         }
     }
     let chamfer_seeds = match &o.track {

@@ -41,12 +41,24 @@ pub(crate) fn load<T: Real>(dst: &mut [f64], src: &[T]) {
     }
 }
 
+/// Kernel values widened into a new f64 vector.
+pub(crate) fn widen<T: Real>(src: &[T]) -> Vec<f64> {
+    src.iter().map(|x| x.to_f64()).collect()
+}
+
 /// Rounds f64 values into kernel values (`dst` and `src` equally long).
 pub(crate) fn store<T: Real>(dst: &mut [T], src: &[f64]) {
     debug_assert_eq!(dst.len(), src.len());
     for (d, x) in dst.iter_mut().zip(src) {
         *d = T::from_f64(*x);
     }
+}
+
+/// Sets the seed (a tangent or adjoint vector) to `v` on the free rows and 0
+/// on the pinned ones.
+fn set_seed<T: Real>(b: &mut Buffers<T>, v: &[f64]) {
+    store(&mut b.seed[..v.len()], v);
+    b.seed[v.len()..].fill(T::default());
 }
 
 /// One partition: a contiguous range of environments with its own buffers.
@@ -216,11 +228,10 @@ impl<T: Real> Part<T> {
 
     /// The free rows of x and v.
     pub fn snapshot(&self, n: usize) -> Snapshot {
-        let s = self.stride();
-        let widen = |b: &[T]| b[..n * s].iter().map(|x| x.to_f64()).collect();
+        let k = n * self.stride();
         Snapshot {
-            x: widen(&self.b.x),
-            v: widen(&self.b.v),
+            x: widen(&self.b.x[..k]),
+            v: widen(&self.b.v[..k]),
         }
     }
 
@@ -690,8 +701,7 @@ impl<T: Real> Part<T> {
     /// `c.ap` = (M/h^2 + H_E + H_hD) `c.p`, through the Hessian-vector kernels.
     fn apply(&mut self, scene: &Scene, h: f64, c: &mut Cg, kinds: [KernelKind; 2]) {
         let (n, s) = (scene.dofs(), self.stride());
-        store(&mut self.b.seed[..n * s], &c.p);
-        self.b.seed[n * s..].fill(T::default());
+        set_seed(&mut self.b, &c.p);
         self.b.hv.fill(T::default());
         self.run(scene, kinds[0]);
         load(&mut c.ap, &self.b.hv[..n * s]);
@@ -837,8 +847,7 @@ impl<T: Real> Part<T> {
                     vbar[i] = adj.v[i] + h * adj.x[i];
                 }
                 scene.mass.solve(vbar, w, s);
-                store(&mut self.b.seed[..n * s], w);
-                self.b.seed[n * s..].fill(T::default());
+                set_seed(&mut self.b, w);
                 self.vjp(scene, KernelKind::Adjoint);
                 let vbar = &self.scratch.rhs;
                 for i in 0..n * s {
@@ -865,8 +874,7 @@ impl<T: Real> Part<T> {
                 self.stops.fill(None);
                 self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
                 self.report_stops(step, true);
-                store(&mut self.b.seed[..n * s], &w.dx);
-                self.b.seed[n * s..].fill(T::default());
+                set_seed(&mut self.b, &w.dx);
                 self.vjp(scene, KernelKind::Adjoint);
                 scene.mass.mul(&w.dx, &mut w.md, s);
                 for i in 0..n * s {

@@ -18,7 +18,7 @@
 //! ended. What the adjoint carried across such a change means is the
 //! caller's to decide (a reset environment's is usually dropped).
 
-use crate::step::{load, store, Adjoint, Snapshot};
+use crate::step::{store, widen, Adjoint, Snapshot};
 use crate::{with_parts, NameError, Parts, Sim};
 use joule_compiler::abi::Real;
 use rayon::prelude::*;
@@ -148,9 +148,7 @@ impl Sim<'_> {
         .zip(&mut tape.controls)
         .zip(&mut tape.after)
         .for_each(|(((p, states), controls), after)| {
-            let mut c = vec![0.0; p.b.controls.len()];
-            load(&mut c, &p.b.controls);
-            controls.push(c);
+            controls.push(widen(&p.b.controls));
             p.step_recorded(scene, step, states);
             after.push(p.snapshot(n));
         }));
@@ -187,7 +185,7 @@ impl Sim<'_> {
             if head > 0 {
                 store(&mut p.b.controls, &controls[head - 1]);
             }
-            p.b.out_seed.fill(Real::from_f64(0.0));
+            p.b.out_seed.fill(Default::default());
             for (r, row) in seed.iter().enumerate() {
                 store(
                     &mut p.b.out_seed[r * s..r * s + p.len],
