@@ -227,6 +227,19 @@ impl<T: Real> Buffers<T> {
         b
     }
 
+    /// Bytes one environment takes across the buffers [`Buffers::new`]
+    /// allocates for `layout`.
+    pub fn lane_bytes(layout: &Layout) -> usize {
+        let state = layout.state_rows();
+        // x, v, prev_x, prev_v, seed, grad, hv and the four VJPs into state.
+        let rows = 11 * state
+            + 2 * (layout.params + layout.controls)
+            + 2 * layout.output_rows()
+            + 1
+            + layout.block_rows[0].max(layout.block_rows[1]);
+        rows * std::mem::size_of::<T>()
+    }
+
     /// Zeroes every output buffer (kernels accumulate).
     pub fn clear_outputs(&mut self) {
         for buf in [
@@ -303,5 +316,31 @@ mod tests {
         let f = Buffers::<f32>::new(&layout, 5);
         assert_eq!(f.stride, 8);
         assert_eq!(f.x.as_ptr() as usize % 64, 0);
+        // lane_bytes counts what new allocates per environment.
+        let values: usize = [
+            &f.x,
+            &f.v,
+            &f.prev_x,
+            &f.prev_v,
+            &f.params,
+            &f.controls,
+            &f.seed,
+            &f.out_seed,
+            &f.energy,
+            &f.grad,
+            &f.hv,
+            &f.blocks,
+            &f.d_x,
+            &f.d_v,
+            &f.d_prev_x,
+            &f.d_prev_v,
+            &f.d_params,
+            &f.d_controls,
+            &f.outputs,
+        ]
+        .iter()
+        .map(|b| b.len())
+        .sum();
+        assert_eq!(Buffers::<f32>::lane_bytes(&layout), values / f.stride * 4);
     }
 }

@@ -372,16 +372,12 @@ impl Scene {
     /// the sparse factor.
     fn lane_bytes(&self) -> usize {
         let l = self.compiled.layout();
-        let real = match self.model().settings.precision {
-            Precision::F64 => 8,
-            Precision::F32 => 4,
+        let kernel = match self.model().settings.precision {
+            Precision::F64 => Buffers::<f64>::lane_bytes(l),
+            Precision::F32 => Buffers::<f32>::lane_bytes(l),
         };
-        let kernel_rows = 11 * l.state_rows()
-            + 2 * (l.params + l.controls)
-            + 2 * l.output_rows()
-            + l.block_rows[0].max(l.block_rows[1]);
         let solver = self.direct.as_ref().map_or(6 * self.dofs(), |d| d.nnz());
-        real * kernel_rows + 8 * (8 * self.dofs() + solver)
+        kernel + 8 * (8 * self.dofs() + solver)
     }
 
     /// Most environments in one partition: as many as keep its storage within
