@@ -53,13 +53,8 @@ fn compile(path: &Path, precision: Option<Precision>) -> Result<(Scene, Phases)>
         .iter()
         .map(|(p, d)| (*p, d.as_secs_f64() * 1e3))
         .collect();
-    let mut model = checked.model.expect("ok implies a model");
-    if let Some(p) = precision {
-        model.settings.precision = p;
-    }
-    let scene = Scene::from_model(model, joule_compiler::compiled::Backend::Jit)
-        .map_err(|e| miette!("{e}"))?;
-    crate::run::warn(&scene);
+    let model = checked.model.expect("ok implies a model");
+    let scene = crate::run::build(model, joule_compiler::compiled::Backend::Jit, precision)?;
     phases.extend(
         scene
             .compiled
@@ -253,6 +248,8 @@ pub fn bench(o: &Options) -> Result<()> {
         ));
     }
     let (scene, first) = compile(&o.scene, o.precision)?;
+    // Once, not for every timed compile.
+    crate::run::warn(&scene);
     let mut compiles = vec![first];
     for _ in 1..COMPILES {
         compiles.push(compile(&o.scene, o.precision)?.1);

@@ -5,7 +5,7 @@ use crate::progress::Progress;
 use crate::viewer::{Html, Recorder};
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
-use joule_compiler::model::{Integrator, Precision};
+use joule_compiler::model::{Integrator, Model, Precision};
 use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Event, Objective, Scene, Sim};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
@@ -35,9 +35,6 @@ pub(crate) fn compile(c: &Common, tight: bool) -> Result<(Scene, f64)> {
     let t = Instant::now();
     let checked = check_or_report(&c.scene)?;
     let mut model = checked.model.expect("ok implies a model");
-    if let Some(p) = c.precision {
-        model.settings.precision = p;
-    }
     if let (true, Integrator::ImplicitEuler { iterations, .. }) =
         (tight, &model.settings.integrator)
     {
@@ -46,9 +43,21 @@ pub(crate) fn compile(c: &Common, tight: bool) -> Result<(Scene, f64)> {
             tolerance: 1e-15,
         };
     }
-    let scene = Scene::from_model(model, c.backend).map_err(|e| miette!("{e}"))?;
+    let scene = build(model, c.backend, c.precision)?;
     warn(&scene);
     Ok((scene, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Compiles a resolved model at `precision` (if given, else the scene's own).
+pub(crate) fn build(
+    mut model: Model,
+    backend: Backend,
+    precision: Option<Precision>,
+) -> Result<Scene> {
+    if let Some(p) = precision {
+        model.settings.precision = p;
+    }
+    Scene::from_model(model, backend).map_err(|e| miette!("{e}"))
 }
 
 /// Prints the compiled scene's warnings on standard error.

@@ -43,7 +43,7 @@ pub fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
             t.backward = None;
         }
     }
-    let scene = Scene::from_model(model, Backend::Jit).map_err(|e| miette!("{e}"))?;
+    let scene = crate::run::build(model, Backend::Jit, None)?;
     crate::run::warn(&scene);
     Ok(scene)
 }
