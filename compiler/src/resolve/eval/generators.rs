@@ -2,11 +2,8 @@
 //! size limit checked before expansion, for items and declarations, and
 //! `sum(... for ...)` expressions.
 
-use super::super::{ArrayKind, Resolver, MAX_EXPANSION};
-use super::{describe_value, Ctx};
-use crate::resolve::value::Value;
-use joule_grammar::ast::*;
-use joule_grammar::Diagnostic;
+use super::super::{ArrayKind, MAX_EXPANSION};
+use super::*;
 
 impl Resolver<'_> {
     /// Expands generators, calling `f` for each combination that passes the guard.
