@@ -4,8 +4,11 @@
 //! The pass list lives in [`passes`]; each pass is a module of its own.
 
 pub mod emit;
+pub mod mass;
+pub mod math;
 pub mod mjcf;
 pub mod model;
+pub mod names;
 pub mod passes;
 pub mod resolve;
 

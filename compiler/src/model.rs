@@ -369,72 +369,6 @@ pub enum BodyShape {
 }
 
 impl BodyShape {
-    /// Second moments `[S_xx, S_yy, S_zz]` (integral of rho r_j^2) of the shape
-    /// with mass `m` about its origin: the mass of the affine matrix columns.
-    pub fn second_moments(&self, m: f64) -> [f64; 3] {
-        use std::f64::consts::PI;
-        match *self {
-            BodyShape::Compound { .. } => {
-                let w = self.mass_matrix(m);
-                [w[1][1], w[2][2], w[3][3]]
-            }
-            BodyShape::Sphere { radius } => [m * radius * radius / 5.0; 3],
-            BodyShape::Box { size } => size.map(|l| m * l * l / 12.0),
-            BodyShape::Cylinder { radius, length } => {
-                let r = m * radius * radius / 4.0;
-                [r, r, m * length * length / 12.0]
-            }
-            BodyShape::Capsule { radius, length } => {
-                // A cylinder of length L plus two hemispheres whose flat faces sit at z = +-L/2.
-                let (vc, vs) = (
-                    PI * radius * radius * length,
-                    4.0 / 3.0 * PI * radius.powi(3),
-                );
-                let (mc, mh) = (m * vc / (vc + vs), m * vs / (vc + vs) / 2.0);
-                let c = length / 2.0;
-                let side = mc * radius * radius / 4.0 + 2.0 * mh * radius * radius / 5.0;
-                let along = mc * length * length / 12.0
-                    + 2.0 * mh * (radius * radius / 5.0 + 2.0 * c * 3.0 * radius / 8.0 + c * c);
-                [side, side, along]
-            }
-        }
-    }
-
-    /// The affine mass matrix `W` over (origin, column 0, column 1, column 2):
-    /// `W[0][0] = m`, `W[0][j+1] = integral of rho r_j` (first moments),
-    /// `W[j+1][k+1] = integral of rho r_j r_k` (second moments). The kinetic
-    /// energy is `1/2 sum W[a][b] qdot_a . qdot_b`. Diagonal for every shape
-    /// symmetric about its origin; a compound adds offsets (parallel axes).
-    pub fn mass_matrix(&self, m: f64) -> [[f64; 4]; 4] {
-        let mut w = [[0.0; 4]; 4];
-        match self {
-            BodyShape::Compound { parts } => {
-                let volume = self.volume();
-                for (part, c) in parts {
-                    let mi = m * part.volume() / volume;
-                    let s = part.second_moments(mi);
-                    w[0][0] += mi;
-                    for j in 0..3 {
-                        w[0][j + 1] += mi * c[j];
-                        w[j + 1][0] += mi * c[j];
-                        w[j + 1][j + 1] += s[j];
-                        for k in 0..3 {
-                            w[j + 1][k + 1] += mi * c[j] * c[k];
-                        }
-                    }
-                }
-            }
-            _ => {
-                let s = self.second_moments(m);
-                w[0][0] = m;
-                for j in 0..3 {
-                    w[j + 1][j + 1] = s[j];
-                }
-            }
-        }
-        w
-    }
-
     /// Radius of the smallest origin-centred sphere containing the shape.
     pub fn bounding_radius(&self) -> f64 {
         match *self {
@@ -452,20 +386,6 @@ impl BodyShape {
             BodyShape::Cylinder { radius, length } => {
                 (radius.powi(2) + (length / 2.0).powi(2)).sqrt()
             }
-        }
-    }
-
-    /// Volume of the shape.
-    pub fn volume(&self) -> f64 {
-        use std::f64::consts::PI;
-        match *self {
-            BodyShape::Compound { ref parts } => parts.iter().map(|(p, _)| p.volume()).sum(),
-            BodyShape::Sphere { radius } => 4.0 / 3.0 * PI * radius.powi(3),
-            BodyShape::Box { size } => size[0] * size[1] * size[2],
-            BodyShape::Capsule { radius, length } => {
-                PI * radius * radius * length + 4.0 / 3.0 * PI * radius.powi(3)
-            }
-            BodyShape::Cylinder { radius, length } => PI * radius * radius * length,
         }
     }
 }
@@ -502,41 +422,6 @@ pub struct Inertia {
     pub com: [f64; 3],
     /// Inertia tensor about the centre of mass, body axes (symmetric, rows).
     pub tensor: [[f64; 3]; 3],
-}
-
-impl Inertia {
-    /// The second-moment matrix `S = integral rho r r^T` about the centre of
-    /// mass: `tr(I)/2 Id - I`. Positive definite exactly when the principal
-    /// moments satisfy the triangle inequality strictly.
-    pub fn second_moments(&self) -> [[f64; 3]; 3] {
-        let half = (self.tensor[0][0] + self.tensor[1][1] + self.tensor[2][2]) / 2.0;
-        std::array::from_fn(|j| {
-            std::array::from_fn(|k| if j == k { half } else { 0.0 } - self.tensor[j][k])
-        })
-    }
-}
-
-impl Body {
-    /// The 4x4 affine mass matrix `W` over (origin, R's columns): mass, first
-    /// moments `m c` and second moments about the origin. From `inertia` when
-    /// given (`S_com + m c c^T`), else from the shape.
-    pub fn mass_matrix(&self) -> [[f64; 4]; 4] {
-        let Some(inertia) = &self.inertia else {
-            return self.shape.mass_matrix(self.mass);
-        };
-        let (m, c) = (self.mass, inertia.com);
-        let s = inertia.second_moments();
-        let mut w = [[0.0; 4]; 4];
-        w[0][0] = m;
-        for j in 0..3 {
-            w[0][j + 1] = m * c[j];
-            w[j + 1][0] = m * c[j];
-            for k in 0..3 {
-                w[j + 1][k + 1] = s[j][k] + m * c[j] * c[k];
-            }
-        }
-        w
-    }
 }
 
 /// How a template argument is bound.

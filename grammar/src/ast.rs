@@ -116,14 +116,6 @@ impl BinOp {
             BinOp::Pow => 7,
         }
     }
-
-    /// Comparisons and logic yield booleans.
-    pub fn is_logical(self) -> bool {
-        !matches!(
-            self,
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem | BinOp::Pow
-        )
-    }
 }
 
 /// An expression with its span.

@@ -47,14 +47,6 @@ impl SourceMap {
         &self.files[id as usize]
     }
 
-    /// The id of an already loaded file with this path.
-    pub fn find_path(&self, path: &Path) -> Option<FileId> {
-        self.files
-            .iter()
-            .position(|f| f.path.as_deref() == Some(path))
-            .map(|i| i as FileId)
-    }
-
     /// The source text under a span.
     pub fn snippet(&self, span: Span) -> &str {
         let text = &self.get(span.file).text;

@@ -10,12 +10,10 @@
 //!
 //! Used by `joule import` and by `use "model.xml"` in scenes.
 
-mod inertia;
-mod math;
 mod parse;
 mod write;
 
-pub use inertia::MassProps;
+use crate::mass::{mujoco, MassProps};
 use joule_grammar::ast::{FileId, Span};
 use joule_grammar::{Diagnostic, SourceMap};
 
@@ -32,6 +30,32 @@ pub enum GeomKind {
     Box { half: [f64; 3] },
     /// `plane` (worldbody only): normal along z.
     Plane,
+}
+
+impl GeomKind {
+    /// Its volume (zero for planes).
+    pub fn volume(&self) -> f64 {
+        match *self {
+            GeomKind::Sphere { radius } => crate::mass::sphere_volume(radius),
+            GeomKind::Capsule { radius, half } => mujoco::capsule_volume(radius, half),
+            GeomKind::Cylinder { radius, half } => mujoco::cylinder_volume(radius, half),
+            GeomKind::Box { half } => mujoco::box_volume(half),
+            GeomKind::Plane => 0.0,
+        }
+    }
+
+    /// Its mass properties for a mass `m`, in its own frame (centred, axis
+    /// along z), computed as MuJoCo's compiler does (uniform density).
+    pub fn mass_props(&self, m: f64) -> MassProps {
+        let d = match *self {
+            GeomKind::Sphere { radius } => mujoco::sphere_inertia(m, radius),
+            GeomKind::Capsule { radius, half } => mujoco::capsule_inertia(m, radius, half),
+            GeomKind::Cylinder { radius, half } => mujoco::cylinder_inertia(m, radius, half),
+            GeomKind::Box { half } => mujoco::box_inertia(m, half),
+            GeomKind::Plane => [0.0; 3],
+        };
+        MassProps::principal(m, d)
+    }
 }
 
 /// A geom, placed in its body's frame.

@@ -2,8 +2,8 @@
 //! angles converted, poses composed into world frames, mass properties
 //! computed. Every problem is a diagnostic located in the XML.
 
-use super::math::*;
 use super::*;
+use crate::math::*;
 use roxmltree::{Document, Node};
 use std::collections::HashMap;
 
@@ -619,7 +619,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         let geom_mass = MassProps::combine(
             &b.geoms
                 .iter()
-                .map(|g| MassProps::of_geom(&g.kind, g.mass).moved(g.pos, g.quat))
+                .map(|g| g.kind.mass_props(g.mass).moved(g.pos, g.quat))
                 .collect::<Vec<_>>(),
         );
         self.bodies[id].mass = match (self.from_geom, self.inertials[id]) {
@@ -829,7 +829,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         };
         let mass = match self.get(n, class, "mass") {
             Some(_) => self.amount(n, class, "mass", 0.0),
-            None => self.amount(n, class, "density", 1000.0) * MassProps::volume(&kind),
+            None => self.amount(n, class, "density", 1000.0) * kind.volume(),
         };
         let friction = match self.get(n, class, "friction") {
             Some((v, s)) => self

@@ -3,8 +3,9 @@
 //! geoms, sites and mass are merged into it exactly), joints as the
 //! prelude's stiff joint energies, actuators as the controls `u[k]`.
 
-use super::math::*;
 use super::*;
+use crate::math::*;
+use crate::names;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -55,33 +56,19 @@ struct Group {
     mass: MassProps,
 }
 
-/// Names Joule already uses: keywords, built-ins, the prelude's items and
-/// the constants the importer writes.
+/// Names Joule already uses: keywords, type names, the scene-wide
+/// collections, the prelude's items and the constants the importer writes
+/// (built-in functions are checked by [`Names::ident`]).
 fn reserved() -> HashSet<String> {
-    let mut r: HashSet<String> = joule_grammar::KEYWORDS
+    joule_grammar::KEYWORDS
         .iter()
-        .chain(crate::resolve::TYPE_NAMES)
-        .chain(&[
-            "u",
-            "world",
-            "k_joint",
-            "k_limit",
-            "dhat",
-            "kappa",
-            "bodies",
-            "particles",
-        ])
+        .chain(names::TYPE_NAMES)
+        .chain(&["u", "world", "k_joint", "k_limit", "dhat", "kappa"])
+        .chain(names::COLLECTIONS)
+        .copied()
+        .chain(names::prelude_items())
         .map(|s| s.to_string())
-        .collect();
-    for line in crate::resolve::PRELUDE.lines() {
-        let mut words = line.split(|c: char| !(c.is_alphanumeric() || c == '_'));
-        if let (Some("energy" | "fn" | "dissipation" | "const"), Some(name)) =
-            (words.next(), words.next())
-        {
-            r.insert(name.to_string());
-        }
-    }
-    r
+        .collect()
 }
 
 /// Unique Joule identifiers for MJCF names.
@@ -106,7 +93,7 @@ impl Names {
         }
         let mut name = s.clone();
         let mut k = 1;
-        while self.taken.contains(&name) || crate::resolve::is_builtin_name(&name) {
+        while self.taken.contains(&name) || names::is_builtin_name(&name) {
             name = format!("{s}_{k}");
             k += 1;
         }

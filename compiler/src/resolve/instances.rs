@@ -485,7 +485,7 @@ impl Resolver<'_> {
                     .for_each(|id| self.push_particle(*id, &mut dofs)),
                 Value::Body(b) => {
                     let body = &self.model.bodies[*b as usize];
-                    let r = super::eval::quat_to_mat(body.rotation);
+                    let r = crate::math::quat_to_mat(body.rotation);
                     let init: Vec<f64> = body.x.iter().chain(r.iter()).copied().collect();
                     dofs.extend(init.iter().enumerate().map(|(k, x)| match body.dof {
                         Some(d) => DofRef::Free(d + k as u32),

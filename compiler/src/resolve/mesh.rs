@@ -3,6 +3,7 @@
 //! Every mesh carries lumped per-vertex masses plus the connectivity lists the
 //! simulator needs: unique edges, triangles, tetrahedra and boundary vertices.
 
+use crate::math::{cross, dot, sub};
 use std::collections::HashMap;
 
 /// A generated or loaded mesh: vertices with lumped masses and connectivity lists.
@@ -20,22 +21,6 @@ pub struct MeshData {
     pub tets: Vec<[u32; 4]>,
     /// Boundary vertices, ascending and unique.
     pub surface: Vec<u32>,
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
 fn tri_area(v: &[[f64; 3]], [a, b, c]: [u32; 3]) -> f64 {

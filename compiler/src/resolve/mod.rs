@@ -15,8 +15,12 @@ mod instances;
 pub mod mesh;
 mod value;
 
+/// Re-exported for the runtime, the viewer and the tests, which read bodies'
+/// initial rotations.
+pub use crate::math::quat_to_mat;
 use crate::model::*;
-pub use eval::{is_builtin_name, quat_to_mat, TYPE_NAMES};
+/// Re-exported for the REPL, which lists the prelude's templates.
+pub use crate::names::PRELUDE;
 use joule_grammar::ast::*;
 use joule_grammar::{Diagnostic, SourceMap};
 use std::collections::HashMap;
@@ -128,9 +132,6 @@ pub struct Resolver<'s> {
     /// Body pairs that share an energy instance (joints): `may_touch` excludes them.
     connected: std::collections::HashSet<(u32, u32)>,
 }
-
-/// The standard prelude, always in scope.
-pub const PRELUDE: &str = include_str!("../prelude.joule");
 
 /// Stiffness of the automatic rigidity energy: `k = gamma * S / h^2` (h the
 /// substep). Explicit: S is the smallest second moment of the body, so its
@@ -267,7 +268,7 @@ impl Resolver<'_> {
             self.error(d);
             return false;
         }
-        if eval::is_builtin_name(&name.name) {
+        if crate::names::is_builtin_name(&name.name) {
             self.error(
                 Diagnostic::error(
                     "joule::duplicate_name",

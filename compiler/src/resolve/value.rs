@@ -392,11 +392,7 @@ pub fn fold_builtin(b: Builtin, a: &[Tensor], shape: Shape) -> Tensor {
             let (p, q) = (v(0), v(1));
             Tensor::new(
                 shape,
-                &[
-                    p[1] * q[2] - p[2] * q[1],
-                    p[2] * q[0] - p[0] * q[2],
-                    p[0] * q[1] - p[1] * q[0],
-                ],
+                &crate::math::cross([p[0], p[1], p[2]], [q[0], q[1], q[2]]),
             )
         }
         Outer => {

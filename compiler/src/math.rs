@@ -1,5 +1,9 @@
-//! Small 3D helpers for the importer: quaternions `(w, x, y, z)` and 3x3
-//! matrices as rows.
+//! The compiler's compile-time 3-D math in f64: vectors, 3x3 matrices as
+//! rows ([`M3`]), quaternions `(w, x, y, z)`, and the column-major flat
+//! rotation matrix of the model ([`quat_to_mat`]). Used by the resolver
+//! (meshes, bodies' initial rotations, folded built-ins), the MJCF importer
+//! and the mass properties of shapes. Numbers only: the IR's graph builders
+//! for the same operations live in `ir/lower.rs`.
 
 /// A 3-vector.
 pub type V3 = [f64; 3];
@@ -8,24 +12,30 @@ pub type M3 = [[f64; 3]; 3];
 /// A quaternion `(w, x, y, z)`.
 pub type Q = [f64; 4];
 
+/// The identity rotation.
 pub const IDENTITY: Q = [1.0, 0.0, 0.0, 0.0];
 
+/// `a + b`.
 pub fn add(a: V3, b: V3) -> V3 {
     [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
 }
 
+/// `a - b`.
 pub fn sub(a: V3, b: V3) -> V3 {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
+/// `s a`.
 pub fn scale(a: V3, s: f64) -> V3 {
     [a[0] * s, a[1] * s, a[2] * s]
 }
 
+/// `a . b`, summed in component order.
 pub fn dot(a: V3, b: V3) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
+/// `a x b`.
 pub fn cross(a: V3, b: V3) -> V3 {
     [
         a[1] * b[2] - a[2] * b[1],
@@ -34,6 +44,7 @@ pub fn cross(a: V3, b: V3) -> V3 {
     ]
 }
 
+/// `|a|`.
 pub fn norm(a: V3) -> f64 {
     dot(a, a).sqrt()
 }
@@ -88,19 +99,29 @@ pub fn qmat(q: Q) -> M3 {
     ]
 }
 
+/// A 3x3 rotation matrix (column-major) from a unit quaternion `(w, x, y, z)`:
+/// [`qmat`] transposed into the model's column-major order (exact).
+pub fn quat_to_mat(q: Q) -> [f64; 9] {
+    let m = qmat(q);
+    std::array::from_fn(|k| m[k % 3][k / 3])
+}
+
 /// `q v q^-1`.
 pub fn rotate(q: Q, v: V3) -> V3 {
     mul_mv(&qmat(q), v)
 }
 
+/// `m v`.
 pub fn mul_mv(m: &M3, v: V3) -> V3 {
     std::array::from_fn(|i| dot(m[i], v))
 }
 
+/// `m^T`.
 pub fn transpose(m: &M3) -> M3 {
     std::array::from_fn(|i| std::array::from_fn(|j| m[j][i]))
 }
 
+/// `a b`.
 pub fn mul_mm(a: &M3, b: &M3) -> M3 {
     std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
 }
@@ -110,6 +131,7 @@ pub fn rotate_tensor(r: &M3, t: &M3) -> M3 {
     mul_mm(&mul_mm(r, t), &transpose(r))
 }
 
+/// The diagonal matrix of `d`.
 pub fn diag(d: V3) -> M3 {
     [[d[0], 0.0, 0.0], [0.0, d[1], 0.0], [0.0, 0.0, d[2]]]
 }

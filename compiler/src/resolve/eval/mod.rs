@@ -1,0 +1,626 @@
+//! The expression evaluator: partial evaluation of AST expressions to
+//! compile-time values where everything is known, and to typed runtime
+//! [`Term`]s where DOFs, params or controls are involved. The same evaluator
+//! serves constants, declarations, guards, objectives, and energy templates
+//! (symbolically once per template, then per instance for `rest(...)`).
+//!
+//! This module is the evaluation core: the evaluation contexts ([`Ctx`],
+//! [`TemplateCtx`]), term and value helpers, and the evaluation of
+//! expressions (numbers, names, operators, `let` blocks, compile-time truth
+//! values and integers). The rest is split by job:
+//! - [`call`]: calls of built-in functions, constructors, shapes and `fn`s;
+//! - [`rest`]: `rest(...)`, `prev(...)` and the constant slots of templates;
+//! - [`access`]: fields (`a.x`, `a.R`, `m.tets`, `v.z`), the `point` method
+//!   and indexing (`a[i, j]`);
+//! - [`generators`]: `for` generators of items and `sum(... for ...)`.
+
+mod access;
+mod call;
+mod generators;
+mod rest;
+
+use super::value::*;
+use super::{list, suggest, Global, Resolver};
+use crate::model::*;
+use crate::names::{COLLECTIONS, CONSTANTS};
+use joule_grammar::ast::*;
+use joule_grammar::Diagnostic;
+use std::sync::Arc;
+
+pub use call::fits_type;
+
+/// Template evaluation state: symbolic (building the body) or per instance (collecting constants).
+pub struct TemplateCtx {
+    /// Building terms (true) or evaluating one instance at its rest configuration.
+    pub symbolic: bool,
+    /// Instance mode: the concrete value bound to each argument.
+    pub bound: Vec<Value>,
+    /// Constant sites in evaluation order: the shape of each slot group (symbolic pass records).
+    pub sites: Vec<Option<Shape>>,
+    /// Instance mode: next site to consume.
+    pub cursor: usize,
+    /// Symbolic mode: names of scalar constant slots.
+    pub const_names: Vec<String>,
+    /// Instance mode: collected constant values.
+    pub values: Vec<f64>,
+}
+
+/// Evaluation context.
+pub struct Ctx {
+    /// Local bindings, innermost last.
+    pub locals: Vec<(String, Value)>,
+    /// Concrete handles read their initial values (declarations, `rest`, instance mode).
+    pub initial: bool,
+    /// Inside `prev(...)`.
+    pub prev: bool,
+    /// Set while evaluating an energy template.
+    pub template: Option<TemplateCtx>,
+    /// `fn`s being inlined (outermost first), to reject recursion.
+    fn_stack: Vec<usize>,
+    next_local: u32,
+}
+
+impl Ctx {
+    /// For constants and declarations: handles read initial values.
+    pub fn declaration() -> Self {
+        Ctx {
+            locals: vec![],
+            initial: true,
+            prev: false,
+            template: None,
+            fn_stack: vec![],
+            next_local: 0,
+        }
+    }
+
+    /// For objectives: handles read the runtime state.
+    pub fn runtime() -> Self {
+        Ctx {
+            initial: false,
+            ..Ctx::declaration()
+        }
+    }
+
+    /// For an energy template.
+    pub fn template(t: TemplateCtx) -> Self {
+        Ctx {
+            initial: !t.symbolic,
+            template: Some(t),
+            ..Ctx::declaration()
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Value> {
+        self.locals
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A compile-time constant as a term.
+pub fn lit(t: Tensor) -> Arc<Term> {
+    Term::rc(t.shape, TermKind::Lit(t))
+}
+
+/// A scalar input leaf.
+pub fn input(i: Input) -> Arc<Term> {
+    Term::rc(Shape::Scalar, TermKind::Input(i))
+}
+
+/// Packs scalar terms into a vector/matrix/quaternion, folding constants.
+pub fn pack(shape: Shape, comps: Vec<Arc<Term>>) -> Arc<Term> {
+    let known: Option<Vec<f64>> = comps
+        .iter()
+        .map(|c| match &c.kind {
+            TermKind::Lit(t) => Some(t.x()),
+            _ => None,
+        })
+        .collect();
+    match known {
+        Some(v) => lit(Tensor::new(shape, &v)),
+        None => Term::rc(shape, TermKind::Pack(comps)),
+    }
+}
+
+/// The `i`-th component of a term, looking through packs and literals.
+pub fn component(t: &Arc<Term>, i: usize) -> Arc<Term> {
+    match &t.kind {
+        TermKind::Pack(c) => c[i].clone(),
+        TermKind::Lit(v) => lit(Tensor::scalar(v.data[i])),
+        _ if t.shape.size() == 1 => t.clone(),
+        _ => Term::rc(Shape::Scalar, TermKind::Get(t.clone(), i as u8)),
+    }
+}
+
+/// A value as a term, if it is numeric.
+pub fn to_term(v: &Value) -> Option<Arc<Term>> {
+    match v {
+        Value::Runtime(t) => Some(t.clone()),
+        Value::Control(c) => Some(input(Input::Control(*c))),
+        Value::ArgControl(a) => Some(input(Input::ArgControl(*a))),
+        other => other.tensor().map(lit),
+    }
+}
+
+impl Resolver<'_> {
+    /// Evaluates an expression; errors are reported and yield [`Value::Poison`].
+    pub(super) fn eval(&mut self, ctx: &mut Ctx, e: &Expr) -> Value {
+        match &e.kind {
+            ExprKind::Num {
+                value,
+                is_int,
+                unit,
+            } => self.number(*value, *is_int, unit.as_ref(), e.span),
+            ExprKind::Bool(b) => Value::Bool(*b),
+            ExprKind::Str(s) => Value::Str(Arc::from(s.as_str())),
+            ExprKind::Name(n) => self.name(ctx, n, e.span),
+            ExprKind::Unary(op, x) => {
+                let v = self.eval(ctx, x);
+                self.unary(*op, v, e.span)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let va = self.eval(ctx, a);
+                let vb = self.eval(ctx, b);
+                self.binary(*op, va, vb, e.span, a.span, b.span)
+            }
+            ExprKind::Call { func, args } => self.call(ctx, func, args, e.span),
+            ExprKind::Method { recv, name, args } => {
+                let r = self.eval(ctx, recv);
+                self.method(ctx, r, name, args, e.span)
+            }
+            ExprKind::Field { recv, name } => {
+                let r = self.eval(ctx, recv);
+                self.field(ctx, r, name, recv.span)
+            }
+            ExprKind::Index { recv, indices } => {
+                let r = self.eval(ctx, recv);
+                self.index(ctx, r, indices, recv.span, e.span)
+            }
+            ExprKind::Tuple(items) => {
+                let v = items.iter().map(|x| self.eval(ctx, x)).collect();
+                Value::Tuple(Arc::new(v))
+            }
+            ExprKind::List(items) => {
+                let v = items.iter().map(|x| self.eval(ctx, x)).collect();
+                list(v)
+            }
+            ExprKind::Sum { body, gens } => self.sum(ctx, body, gens, e.span),
+            ExprKind::Block { lets, result } => self.block(ctx, lets, result),
+        }
+    }
+
+    fn number(&mut self, value: f64, is_int: bool, unit: Option<&Ident>, span: Span) -> Value {
+        match unit {
+            None if is_int && value <= i64::MAX as f64 => Value::Int(value as i64),
+            None if is_int => {
+                self.err(
+                    "joule::overflow",
+                    "integer literal too large",
+                    span,
+                    "exceeds 2^63 - 1",
+                );
+                Value::Poison
+            }
+            None => Value::Num(Tensor::scalar(value)),
+            Some(u) if u.name == "deg" => Value::Num(Tensor::scalar(value.to_radians())),
+            Some(u) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::unknown_unit",
+                        format!("unknown unit `{}`", u.name),
+                        u.span,
+                        "not a unit Joule knows",
+                    )
+                    .with_help("numbers are in SI units without suffix; the only unit suffix is `deg` for angles (`30deg`)"),
+                );
+                Value::Poison
+            }
+        }
+    }
+
+    fn name(&mut self, ctx: &Ctx, n: &str, span: Span) -> Value {
+        if let Some(v) = ctx.lookup(n) {
+            return v.clone();
+        }
+        if let Some((_, c)) = CONSTANTS.iter().find(|(c, _)| *c == n) {
+            return Value::Num(Tensor::scalar(*c));
+        }
+        match self.globals.get(n).map(|(g, _)| g.clone()) {
+            Some(Global::Const(v)) => v,
+            Some(Global::Param(p)) => Value::Runtime(input(Input::Param(p))),
+            Some(Global::Control(c)) => Value::Control(c),
+            Some(Global::Array(a)) => Value::Array(a),
+            Some(Global::Particle(p)) => Value::Particle(p),
+            Some(Global::Body(b)) => Value::Body(b),
+            Some(Global::Mesh(m)) => Value::Mesh(m),
+            Some(g @ (Global::Fn(_) | Global::Energy(_) | Global::Objective | Global::Policy)) => {
+                let help = match g {
+                    Global::Fn(_) => format!("call it: `{n}(...)`"),
+                    Global::Energy(_) => format!(
+                        "instances of an energy are items of their own: `{n}(...) for ...`"
+                    ),
+                    _ => "observations, objectives and policies are outputs; repeat the expression or move it into a `fn`".to_string(),
+                };
+                self.error(
+                    Diagnostic::error(
+                        "joule::wrong_kind",
+                        format!("`{n}` is a {}, not a value", g.describe()),
+                        span,
+                        "used as a value here",
+                    )
+                    .with_help(help),
+                );
+                Value::Poison
+            }
+            None if COLLECTIONS.contains(&n) => {
+                if n == "bodies" {
+                    list(
+                        (0..self.model.bodies.len() as u32)
+                            .map(Value::Body)
+                            .collect(),
+                    )
+                } else {
+                    list(
+                        (0..self.model.particles.len() as u32)
+                            .map(Value::Particle)
+                            .collect(),
+                    )
+                }
+            }
+            None => {
+                let locals = ctx.locals.iter().map(|(n, _)| n.as_str());
+                let builtins = Builtin::ALL.iter().map(|(n, _)| *n);
+                let names: Vec<&str> = locals.chain(self.global_names()).chain(builtins).collect();
+                let mut d = Diagnostic::error(
+                    "joule::unknown_name",
+                    format!("unknown name `{n}`"),
+                    span,
+                    "not defined",
+                );
+                if let Some(h) = suggest(n, names.into_iter()) {
+                    d = d.with_help(h);
+                } else {
+                    d = d.with_help("names must be defined (`const`, `param`, `particle`, ...) before they are used in declarations");
+                }
+                self.error(d);
+                Value::Poison
+            }
+        }
+    }
+
+    /// Checks that `v` is a compile-time truth value (guards, `if`).
+    pub(super) fn eval_static_bool(&mut self, ctx: &mut Ctx, e: &Expr, what: &str) -> Option<bool> {
+        match self.eval(ctx, e) {
+            Value::Bool(b) => Some(b),
+            Value::Poison => None,
+            Value::Runtime(_) | Value::Control(_) | Value::ArgControl(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::runtime_condition",
+                        format!("{what} must be known at compile time"),
+                        e.span,
+                        "depends on runtime values",
+                    )
+                    .with_help("use `select(cond, a, b)` for a runtime choice (both sides are computed), or a smooth function such as `smoothstep`"),
+                );
+                None
+            }
+            v => {
+                self.err(
+                    "joule::type_mismatch",
+                    format!("{what} must be a truth value, not {}", v.type_name()),
+                    e.span,
+                    "not a `bool`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A compile-time integer (indices, range bounds, counts).
+    pub(super) fn as_int(&mut self, v: &Value, span: Span, what: &str) -> Option<i64> {
+        match v {
+            Value::Int(i) => Some(*i),
+            Value::Num(t)
+                if t.shape == Shape::Scalar && t.x().fract() == 0.0 && t.x().abs() < 9e15 =>
+            {
+                Some(t.x() as i64)
+            }
+            Value::Poison => None,
+            Value::Runtime(_) | Value::Control(_) | Value::ArgControl(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::runtime_index",
+                        format!("{what} must be known at compile time"),
+                        span,
+                        "depends on runtime values",
+                    )
+                    .with_help("indices, counts and ranges are resolved by the compiler; only `const` values and generator variables can be used"),
+                );
+                None
+            }
+            v => {
+                self.err(
+                    "joule::type_mismatch",
+                    format!("{what} must be an integer, not {}", describe_value(v)),
+                    span,
+                    "not an integer",
+                );
+                None
+            }
+        }
+    }
+
+    fn unary(&mut self, op: UnOp, v: Value, span: Span) -> Value {
+        match (&v, op) {
+            (Value::Poison, _) => Value::Poison,
+            (Value::Int(i), UnOp::Neg) => Value::Int(-i),
+            (Value::Bool(b), UnOp::Not) => Value::Bool(!b),
+            _ => {
+                let Some(shape) = v.shape() else {
+                    return self.not_a_number(&v, span);
+                };
+                match unary_shape(op, shape) {
+                    Err(m) => {
+                        self.err("joule::type_mismatch", m, span, "wrong type");
+                        Value::Poison
+                    }
+                    Ok(s) => match v.tensor() {
+                        Some(t) => known(fold_unary(op, &t)),
+                        None => Value::Runtime(Term::rc(
+                            s,
+                            TermKind::Unary(op, to_term(&v).expect("numeric")),
+                        )),
+                    },
+                }
+            }
+        }
+    }
+
+    fn not_a_number(&mut self, v: &Value, span: Span) -> Value {
+        let help = match v {
+            Value::Particle(_) | Value::ArgHandle { .. } | Value::Body(_) => {
+                "use its position `.x` (or `.v`, `.mass`)"
+            }
+            Value::Array(_) | Value::Mesh(_) => "index it to get one element, e.g. `name[0]`",
+            _ => "arithmetic works on numbers, vectors and matrices",
+        };
+        self.error(
+            Diagnostic::error(
+                "joule::type_mismatch",
+                format!("expected a number, found {}", describe_value(v)),
+                span,
+                "not a number",
+            )
+            .with_help(help),
+        );
+        Value::Poison
+    }
+
+    pub(super) fn binary(
+        &mut self,
+        op: BinOp,
+        a: Value,
+        b: Value,
+        span: Span,
+        aspan: Span,
+        bspan: Span,
+    ) -> Value {
+        use BinOp::*;
+        match (&a, &b) {
+            (Value::Poison, _) | (_, Value::Poison) => return Value::Poison,
+            (Value::Int(x), Value::Int(y)) => {
+                let (x, y) = (*x, *y);
+                let checked = match op {
+                    Add => x.checked_add(y),
+                    Sub => x.checked_sub(y),
+                    Mul => x.checked_mul(y),
+                    Rem if y == 0 => {
+                        return self.division_by_zero("remainder by zero", bspan);
+                    }
+                    Rem => Some(x.rem_euclid(y)),
+                    Div if y == 0 => {
+                        return self.division_by_zero("division by zero", bspan);
+                    }
+                    Div => return known(Tensor::scalar(x as f64 / y as f64)),
+                    Pow if y >= 0 => u32::try_from(y).ok().and_then(|e| x.checked_pow(e)),
+                    Pow => return known(Tensor::scalar((x as f64).powf(y as f64))),
+                    Lt => return Value::Bool(x < y),
+                    Le => return Value::Bool(x <= y),
+                    Gt => return Value::Bool(x > y),
+                    Ge => return Value::Bool(x >= y),
+                    Eq => return Value::Bool(x == y),
+                    Ne => return Value::Bool(x != y),
+                    And | Or => None,
+                };
+                return match checked {
+                    Some(r) => Value::Int(r),
+                    None if matches!(op, And | Or) => {
+                        self.err(
+                            "joule::type_mismatch",
+                            format!("`{}` needs truth values, not integers", op.symbol()),
+                            span,
+                            "integers here",
+                        );
+                        Value::Poison
+                    }
+                    None => {
+                        self.error(
+                            Diagnostic::error(
+                                "joule::overflow",
+                                "integer overflow in a compile-time expression",
+                                span,
+                                "overflows 64 bits",
+                            )
+                            .with_help("integers are 64-bit; write a real number (`1e20`) for large values"),
+                        );
+                        Value::Poison
+                    }
+                };
+            }
+            (Value::Bool(x), Value::Bool(y)) if matches!(op, And | Or | Eq | Ne) => {
+                return Value::Bool(match op {
+                    And => *x && *y,
+                    Or => *x || *y,
+                    Eq => x == y,
+                    _ => x != y,
+                })
+            }
+            _ => {}
+        }
+        if op == Rem {
+            self.error(
+                Diagnostic::error(
+                    "joule::type_mismatch",
+                    format!(
+                        "`%` needs compile-time integers, not {} and {}",
+                        a.type_name(),
+                        b.type_name()
+                    ),
+                    span,
+                    "not integers",
+                )
+                .with_help("`%` is the integer remainder used in indices and guards"),
+            );
+            return Value::Poison;
+        }
+        let (Some(sa), Some(sb)) = (a.shape(), b.shape()) else {
+            let (v, s) = if a.shape().is_none() {
+                (&a, aspan)
+            } else {
+                (&b, bspan)
+            };
+            return self.not_a_number(v, s);
+        };
+        match binary_shape(op, sa, sb) {
+            Err(m) => {
+                let mut d = Diagnostic::error(
+                    "joule::type_mismatch",
+                    m,
+                    aspan,
+                    format!("this is {}", sa.name()),
+                )
+                .with_label(bspan, format!("this is {}", sb.name()));
+                let scalar_and_vector = matches!(
+                    (sa, sb),
+                    (Shape::Scalar, Shape::Vec(_)) | (Shape::Vec(_), Shape::Scalar)
+                );
+                if op == Mul && matches!((sa, sb), (Shape::Vec(_), Shape::Vec(_))) {
+                    d = d.with_help("use `dot(a, b)`, `cross(a, b)` or `outer(a, b)`");
+                } else if scalar_and_vector && matches!(op, Add | Sub) {
+                    d = d.with_help(
+                        "take a component (`v.z`) or build a vector (`vec3(..)`) so both sides match",
+                    );
+                } else if sa == Shape::Bool || sb == Shape::Bool {
+                    d = d.with_help(
+                        "comparisons give truth values; choose numbers with `select(cond, a, b)`",
+                    );
+                }
+                self.error(d);
+                Value::Poison
+            }
+            Ok(shape) => match (a.tensor(), b.tensor()) {
+                (Some(_), Some(y)) if op == Div && y.x() == 0.0 && !self.instance_eval => {
+                    self.division_by_zero("division by zero", bspan)
+                }
+                (Some(x), Some(y)) => known(fold_binary(op, &x, &y, shape)),
+                _ => Value::Runtime(Term::rc(
+                    shape,
+                    TermKind::Binary(
+                        op,
+                        to_term(&a).expect("numeric"),
+                        to_term(&b).expect("numeric"),
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn division_by_zero(&mut self, what: &str, divisor: Span) -> Value {
+        self.error(
+            Diagnostic::error("joule::division_by_zero", what, divisor, "this is 0")
+                .with_help("the divisor is a compile-time value that evaluates to 0; check the constants it is built from"),
+        );
+        Value::Poison
+    }
+
+    fn block(&mut self, ctx: &mut Ctx, lets: &[Let], result: &Expr) -> Value {
+        let depth = ctx.locals.len();
+        let mut bound = vec![];
+        for l in lets {
+            let v = self.eval(ctx, &l.value);
+            let v = match v {
+                Value::Runtime(t) if !matches!(t.kind, TermKind::Input(_) | TermKind::Local(_)) => {
+                    let id = ctx.next_local;
+                    ctx.next_local += 1;
+                    bound.push((id, l.name.name.clone(), t.clone()));
+                    Value::Runtime(Term::rc(t.shape, TermKind::Local(id)))
+                }
+                v => v,
+            };
+            ctx.locals.push((l.name.name.clone(), v));
+        }
+        let mut out = self.eval(ctx, result);
+        ctx.locals.truncate(depth);
+        if let Value::Runtime(body) = &out {
+            let mut body = body.clone();
+            for (id, name, value) in bound.into_iter().rev() {
+                body = Term::rc(
+                    body.shape,
+                    TermKind::Let {
+                        local: id,
+                        name,
+                        value,
+                        body: body.clone(),
+                    },
+                );
+            }
+            out = Value::Runtime(body);
+        }
+        out
+    }
+}
+
+/// A compile-time number as a value (`Bool` shape becomes `Value::Bool`).
+pub fn known(t: Tensor) -> Value {
+    match t.shape {
+        Shape::Bool => Value::Bool(t.x() != 0.0),
+        _ => Value::Num(t),
+    }
+}
+
+/// A term as a value, unwrapping literals.
+pub fn term_value(t: Arc<Term>) -> Value {
+    match &t.kind {
+        TermKind::Lit(v) => known(*v),
+        _ => Value::Runtime(t),
+    }
+}
+
+/// A value described for messages: "a particle", "a vec3", ...
+pub fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Int(i) => format!("the integer {i}"),
+        Value::Num(t) if t.shape == Shape::Scalar => format!("the number {}", t.x()),
+        Value::Array(_) => "a whole array".into(),
+        v => {
+            let n = v.type_name();
+            let article = if n.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!("{article} {n}")
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
