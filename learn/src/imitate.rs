@@ -7,9 +7,9 @@
 //! units of the expert's standard deviation over its trajectory.
 
 use crate::adam::{Adam, Update};
+use crate::curve::{close_iteration, Measured, Point};
 use crate::envs::{name_error, Envs};
 use crate::policy::Policy;
-use crate::trainer::{close_iteration, Measured, Point};
 use crate::window;
 use candle_core::Result;
 use joule_runtime::Scene;

@@ -6,7 +6,8 @@
 //! - [`Trainer`] with [`Algo::Apg`] (analytic policy gradients through short
 //!   windows of the batched rollout), [`Algo::Shac`] (a learned value closes
 //!   each window) and [`Algo::Ppo`] (the model-free baseline); checkpoints
-//!   that resume bitwise.
+//!   that resume bitwise; [`curve`]: the learning curve, one [`Point`] per
+//!   iteration.
 //! - [`imitate`]: a policy trained to reproduce one expert trajectory by the
 //!   Chamfer distance between state trajectories, differentiated through the
 //!   simulator (ILD).
@@ -16,6 +17,7 @@
 //! Python or libtorch to install, and safetensors as its native format.
 
 pub mod adam;
+pub mod curve;
 pub mod envs;
 pub mod imitate;
 pub mod net;
@@ -26,5 +28,6 @@ pub mod trainer;
 pub mod value;
 pub mod window;
 
+pub use curve::Point;
 pub use policy::Policy;
-pub use trainer::{Algo, Config, Point, Trainer};
+pub use trainer::{Algo, Config, Trainer};

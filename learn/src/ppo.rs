@@ -3,8 +3,211 @@
 //! deviation), generalised advantage estimation, and the clipped surrogate
 //! objective optimised over minibatch epochs. No gradient passes through the
 //! simulator.
+//!
+//! An iteration is a `rollout` (actions sampled around the policy's, with
+//! their log-densities and the value network's values), then an `update`
+//! (advantages by GAE, normalised, and four epochs of four shuffled
+//! minibatches, each one step of the policy's and the value network's
+//! optimisers). The losses are [`clipped_loss`] and [`log_prob`].
 
-use candle_core::{Result, Tensor};
+use crate::adam::{grads_of, Adam, Update};
+use crate::envs::Envs;
+use crate::net::Mlp;
+use crate::policy::Policy;
+use crate::trainer::Config;
+use crate::value::{self, column, Critic};
+use candle_core::{Device, Result, Tensor, Var};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// A stochastic rollout of every environment, step-major.
+pub(crate) struct Rollout {
+    /// Raw observations at the start of every step, `[H][env][input]`.
+    pub observations: Vec<Vec<Vec<f64>>>,
+    /// The policy's inputs at every step, `[H]` tensors of `[env, input]`.
+    pub inputs: Vec<Tensor>,
+    /// The sampled actions, `[H]` tensors of `[env, control]`.
+    pub actions: Vec<Tensor>,
+    /// Their log-densities under the policy that sampled them, `[H]` tensors of `[env]`.
+    pub log_probs: Vec<Tensor>,
+    /// The value network's values at the start of every step and after the
+    /// last, `[H + 1][env]`.
+    pub values: Vec<Vec<f64>>,
+    /// Rewards, `[H][env]` (0 where masked).
+    pub rewards: Vec<Vec<f64>>,
+    /// Whether the episode ended at the step, `[H][env]`.
+    pub terminal: Vec<Vec<bool>>,
+    /// Whether the step's reward counted, `[H][env]`.
+    pub weight: Vec<Vec<f64>>,
+}
+
+/// `horizon` steps of every environment, the controls sampled from Gaussians
+/// around the policy's with standard deviations `exp(log_std)`; `value` rates
+/// the states.
+pub(crate) fn rollout(
+    envs: &mut Envs,
+    policy: &Policy,
+    log_std: &Var,
+    value: &Mlp,
+    horizon: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Rollout> {
+    let (b, k) = (envs.batch(), policy.controls.len());
+    let std: Vec<f64> = log_std.as_tensor().exp()?.to_vec1::<f64>()?;
+    let mut outputs = envs.sim.outputs();
+    let (mut raw, mut inputs, mut actions, mut logps, mut values) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut rewards, mut terminal, mut weight) = (vec![], vec![], vec![]);
+    for _ in 0..horizon {
+        let o = policy.observe(&outputs);
+        let x = policy.input(&o)?;
+        let mean = policy.forward(&x)?;
+        let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(rng)).collect();
+        let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
+        let a = (mean.clone() + eps.broadcast_mul(&Tensor::new(std.as_slice(), &Device::Cpu)?)?)?;
+        logps.push(log_prob(&mean, log_std.as_tensor(), &a)?);
+        values.push(value.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
+        policy.write_controls(&a, &mut envs.controls)?;
+        envs.apply_controls();
+        envs.sim.step();
+        let out = envs.after_step();
+        raw.push(o);
+        inputs.push(x);
+        actions.push(a);
+        rewards.push(out.reward);
+        terminal.push(out.terminal);
+        weight.push(out.weight);
+        outputs = out.outputs;
+    }
+    let last = policy.input(&policy.observe(&outputs))?;
+    values.push(value.forward(&last)?.flatten_all()?.to_vec1::<f64>()?);
+    Ok(Rollout {
+        observations: raw,
+        inputs,
+        actions,
+        log_probs: logps,
+        values,
+        rewards,
+        terminal,
+        weight,
+    })
+}
+
+/// What an [`update`] measured.
+pub(crate) struct Stats {
+    /// The clipped surrogate loss of the last minibatch.
+    pub loss: f64,
+    /// Global norm before clipping of the last policy gradient applied (0
+    /// when none was).
+    pub grad_norm: f64,
+    /// Policy updates skipped (non-finite gradients).
+    pub skipped: usize,
+}
+
+/// The update after a rollout: advantages by GAE (normalised over the steps
+/// whose reward counted), then the clipped objective plus half the value
+/// network's squared error over four epochs of four shuffled minibatches,
+/// each followed by a step of `adam` (the policy and `log_std`) and of the
+/// critic's optimiser.
+pub(crate) fn update(
+    rollout: &Rollout,
+    policy: &Policy,
+    log_std: &Var,
+    adam: &mut Adam,
+    critic: &mut Critic,
+    c: &Config,
+    rng: &mut ChaCha8Rng,
+) -> Result<Stats> {
+    let Rollout {
+        inputs,
+        actions,
+        log_probs,
+        values,
+        rewards,
+        terminal,
+        weight,
+        ..
+    } = rollout;
+    let b = values[0].len();
+    // Advantages per environment, then flattened step-major like the tensors.
+    let mut adv = vec![0.0; c.horizon * b];
+    let mut ret = vec![0.0; c.horizon * b];
+    for e in 0..b {
+        let term = column(terminal, e);
+        let (a, r) = value::gae(
+            &column(rewards, e),
+            &column(values, e),
+            &term,
+            c.gamma,
+            c.lambda,
+        );
+        for t in 0..c.horizon {
+            adv[t * b + e] = a[t];
+            ret[t * b + e] = r[t];
+        }
+    }
+    let valid: Vec<usize> = (0..c.horizon * b)
+        .filter(|&i| weight[i / b][i % b] > 0.0 && adv[i].is_finite())
+        .collect();
+    let n = valid.len().max(1) as f64;
+    let mean_a = valid.iter().map(|&i| adv[i]).sum::<f64>() / n;
+    let std_a = (valid
+        .iter()
+        .map(|&i| (adv[i] - mean_a).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt()
+        + 1e-8;
+    let x = Tensor::cat(inputs, 0)?;
+    let a = Tensor::cat(actions, 0)?;
+    let old = Tensor::cat(log_probs, 0)?;
+    let mut vars = policy.net.vars();
+    vars.push(log_std.clone());
+    let k_vars = critic.net.vars();
+    let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
+    let mut order = valid.clone();
+    for _ in 0..4 {
+        order.shuffle(rng);
+        for chunk in order.chunks(order.len().div_ceil(4).max(1)) {
+            let idx = Tensor::from_vec(
+                chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
+                chunk.len(),
+                &Device::Cpu,
+            )?;
+            let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
+            let rets: Vec<f64> = chunk.iter().map(|&i| ret[i]).collect();
+            let xb = x.index_select(&idx, 0)?;
+            let mean = policy.forward(&xb)?;
+            let new = log_prob(&mean, log_std.as_tensor(), &a.index_select(&idx, 0)?)?;
+            let policy_loss = clipped_loss(
+                &new,
+                &old.index_select(&idx, 0)?,
+                &Tensor::new(advs.as_slice(), &Device::Cpu)?,
+                0.2,
+            )?;
+            let v = critic.net.forward(&xb)?.flatten_all()?;
+            let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
+                .sqr()?
+                .mean_all()?;
+            let loss = (&policy_loss + (value_loss * 0.5)?)?;
+            loss_v = policy_loss.to_scalar::<f64>()?;
+            let store = loss.backward()?;
+            match adam.step(&vars, &grads_of(&store, &vars)?, Some(c.clip))? {
+                Update::Applied { norm: g } => norm = g,
+                Update::Skipped => skipped += 1,
+            }
+            critic
+                .adam
+                .step(&k_vars, &grads_of(&store, &k_vars)?, Some(c.clip))?;
+        }
+    }
+    Ok(Stats {
+        loss: loss_v,
+        grad_norm: norm,
+        skipped,
+    })
+}
 
 /// `-mean(min(r A, clamp(r, 1 - eps, 1 + eps) A))`, `r = exp(logp_new - logp_old)`.
 pub fn clipped_loss(
@@ -32,7 +235,6 @@ pub fn log_prob(mean: &Tensor, log_std: &Tensor, a: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     fn t(v: &[f64]) -> Tensor {
         Tensor::new(v, &Device::Cpu).unwrap()

@@ -2,18 +2,21 @@
 //! and its checkpoints: everything that decides the next iteration (weights,
 //! optimiser moments, normalisation, simulation state, episodes, the random
 //! generator) is saved, so a resumed run is bitwise the run it continues.
+//! APG and SHAC's window and value regression are here; PPO's rollout and
+//! update are in [`crate::ppo`]; each iteration's row of the learning curve
+//! is recorded by [`crate::curve`].
 
-use crate::adam::{grads_of, Adam, Update};
+use crate::adam::{Adam, Update};
+use crate::curve::{close_iteration, Measured, Point};
 use crate::envs::{name_error, Envs};
 use crate::net::Mlp;
 use crate::policy::{self, Policy};
+use crate::value::{column, Critic};
 use crate::{ppo, value, window};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use joule_runtime::Scene;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -81,104 +84,18 @@ impl Config {
     }
 }
 
-/// JSON has no NaN: not-a-number (no episode ended yet, a skipped update)
-/// is written as `null` and read back as NaN.
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_nan() {
-            s.serialize_none()
-        } else {
-            s.serialize_f64(*v)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-/// One iteration's numbers (a row of the learning curve).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Point {
-    /// Iterations done.
-    pub iteration: usize,
-    /// Environment steps simulated so far.
-    pub env_steps: u64,
-    /// Wall-clock seconds spent training so far.
-    #[serde(with = "nan_as_null")]
-    pub wall: f64,
-    /// Mean return of the episodes that ended in this iteration (the last
-    /// value carried when none ended).
-    #[serde(with = "nan_as_null")]
-    pub reward: f64,
-    /// Episodes that ended in this iteration.
-    pub episodes: usize,
+/// What an algorithm's half of an iteration (a window or a rollout, and
+/// the updates) hands back to [`Trainer::iterate`].
+struct Outcome {
+    /// The policy loss.
+    loss: f64,
     /// Global norm of the policy gradient before clipping (NaN: skipped).
-    #[serde(with = "nan_as_null")]
-    pub grad_norm: f64,
-    /// The iteration's policy loss.
-    #[serde(with = "nan_as_null")]
-    pub loss: f64,
-    /// Non-finite gradients dropped (per environment and step), and skipped updates.
-    pub dropped: usize,
-    /// Simulator events (divergence, non-convergence) in this iteration.
-    pub events: usize,
-}
-
-/// What an iteration measured itself (the environments add the rest).
-pub(crate) struct Measured {
-    /// When it began.
-    pub start: Instant,
-    /// Environment steps it simulated.
-    pub env_steps: u64,
-    /// The policy gradient's norm before clipping (NaN: skipped).
-    pub grad_norm: f64,
-    /// Its loss.
-    pub loss: f64,
+    grad_norm: f64,
     /// Non-finite gradients dropped and updates skipped.
-    pub dropped: usize,
-}
-
-/// Closes an iteration: environments whose episode ended record their
-/// return and start again, and the iteration's row joins the curve (the
-/// mean return of the episodes that ended; the last value when none did).
-pub(crate) fn close_iteration<'c>(
-    curve: &'c mut Vec<Point>,
-    envs: &mut Envs,
-    rng: &mut ChaCha8Rng,
-    m: Measured,
-) -> &'c Point {
-    envs.boundary(rng);
-    let finished: Vec<f64> = envs.finished.drain(..).collect();
-    let events = envs.sim.events.drain(..).count();
-    let prev = curve.last();
-    let reward = if finished.is_empty() {
-        prev.map_or(f64::NAN, |p| p.reward)
-    } else {
-        finished.iter().sum::<f64>() / finished.len() as f64
-    };
-    let point = Point {
-        iteration: prev.map_or(0, |p| p.iteration) + 1,
-        env_steps: prev.map_or(0, |p| p.env_steps) + m.env_steps,
-        wall: prev.map_or(0.0, |p| p.wall) + m.start.elapsed().as_secs_f64(),
-        reward,
-        episodes: finished.len(),
-        grad_norm: m.grad_norm,
-        loss: m.loss,
-        dropped: m.dropped,
-        events,
-    };
-    curve.push(point);
-    curve.last().expect("just pushed")
-}
-
-/// A value network, its optimiser and (SHAC) its slowly following target.
-struct Critic {
-    net: Mlp,
-    target: Option<Mlp>,
-    adam: Adam,
+    dropped: usize,
+    /// The raw observations the policy acted on, one row per step and
+    /// environment, which update its input normalisation.
+    observations: Vec<Vec<f64>>,
 }
 
 /// A training run in progress.
@@ -194,11 +111,6 @@ pub struct Trainer<'s> {
     rng: ChaCha8Rng,
     /// The learning curve so far.
     pub curve: Vec<Point>,
-}
-
-/// One environment's entries of a `[step][env]` table.
-fn column<T: Copy>(table: &[Vec<T>], env: usize) -> Vec<T> {
-    table.iter().map(|row| row[env]).collect()
 }
 
 /// Soft update `target <- alpha target + (1 - alpha) net`.
@@ -279,17 +191,17 @@ impl<'s> Trainer<'s> {
     /// One iteration: a window (or rollout), the updates, the resets.
     pub fn iterate(&mut self) -> Result<&Point> {
         let start = Instant::now();
-        let (loss, norm, dropped, obs) = match self.config.algo {
+        let outcome = match self.config.algo {
             Algo::Apg | Algo::Shac => self.differentiable()?,
             Algo::Ppo => self.ppo()?,
         };
-        self.policy.norm.update(&obs);
+        self.policy.norm.update(&outcome.observations);
         let measured = Measured {
             start,
             env_steps: (self.config.batch * self.config.horizon) as u64,
-            grad_norm: norm,
-            loss,
-            dropped,
+            grad_norm: outcome.grad_norm,
+            loss: outcome.loss,
+            dropped: outcome.dropped,
         };
         Ok(close_iteration(
             &mut self.curve,
@@ -301,7 +213,7 @@ impl<'s> Trainer<'s> {
 
     /// APG or SHAC: one differentiable window, the policy update and (SHAC)
     /// the value network's regression onto TD(lambda) targets.
-    fn differentiable(&mut self) -> Result<(f64, f64, usize, Vec<Vec<f64>>)> {
+    fn differentiable(&mut self) -> Result<Outcome> {
         let c = self.config.clone();
         let value = self.critic.as_ref().and_then(|k| k.target.as_ref());
         let w = window::run(&mut self.envs, &self.policy, c.horizon, c.gamma, value)?;
@@ -354,127 +266,46 @@ impl<'s> Trainer<'s> {
             )?;
             soft_update(target, net, 0.2)?;
         }
-        let obs = w.obs[..c.horizon].iter().flatten().cloned().collect();
-        Ok((w.loss, norm, w.dropped + skipped, obs))
+        Ok(Outcome {
+            loss: w.loss,
+            grad_norm: norm,
+            dropped: w.dropped + skipped,
+            observations: w.obs[..c.horizon].iter().flatten().cloned().collect(),
+        })
     }
 
-    /// PPO: a stochastic rollout, advantages by GAE, clipped-objective epochs.
-    fn ppo(&mut self) -> Result<(f64, f64, usize, Vec<Vec<f64>>)> {
-        let c = self.config.clone();
-        let (b, k) = (self.envs.batch(), self.policy.controls.len());
+    /// PPO: a stochastic rollout, advantages by GAE, clipped-objective epochs
+    /// (see [`ppo`]).
+    fn ppo(&mut self) -> Result<Outcome> {
         let log_std = self
             .log_std
             .clone()
             .expect("PPO has a log standard deviation");
         let mut critic = self.critic.take().expect("PPO has a value network");
-        let std: Vec<f64> = log_std.as_tensor().exp()?.to_vec1::<f64>()?;
-        let mut outputs = self.envs.sim.outputs();
-        let (mut raw, mut inputs, mut actions, mut logps, mut values) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        let (mut rewards, mut terminal, mut weight) = (vec![], vec![], vec![]);
-        for _ in 0..c.horizon {
-            let o = self.policy.observe(&outputs);
-            let x = self.policy.input(&o)?;
-            let mean = self.policy.forward(&x)?;
-            let eps: Vec<f64> = (0..b * k)
-                .map(|_| StandardNormal.sample(&mut self.rng))
-                .collect();
-            let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
-            let a =
-                (mean.clone() + eps.broadcast_mul(&Tensor::new(std.as_slice(), &Device::Cpu)?)?)?;
-            logps.push(ppo::log_prob(&mean, log_std.as_tensor(), &a)?);
-            values.push(critic.net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
-            self.policy.write_controls(&a, &mut self.envs.controls)?;
-            self.envs.apply_controls();
-            self.envs.sim.step();
-            let out = self.envs.after_step();
-            raw.push(o);
-            inputs.push(x);
-            actions.push(a);
-            rewards.push(out.reward);
-            terminal.push(out.terminal);
-            weight.push(out.weight);
-            outputs = out.outputs;
-        }
-        let last = self.policy.input(&self.policy.observe(&outputs))?;
-        values.push(critic.net.forward(&last)?.flatten_all()?.to_vec1::<f64>()?);
-        // Advantages per environment, then flattened step-major like the tensors.
-        let mut adv = vec![0.0; c.horizon * b];
-        let mut ret = vec![0.0; c.horizon * b];
-        for e in 0..b {
-            let term = column(&terminal, e);
-            let (a, r) = value::gae(
-                &column(&rewards, e),
-                &column(&values, e),
-                &term,
-                c.gamma,
-                c.lambda,
-            );
-            for t in 0..c.horizon {
-                adv[t * b + e] = a[t];
-                ret[t * b + e] = r[t];
-            }
-        }
-        let valid: Vec<usize> = (0..c.horizon * b)
-            .filter(|&i| weight[i / b][i % b] > 0.0 && adv[i].is_finite())
-            .collect();
-        let n = valid.len().max(1) as f64;
-        let mean_a = valid.iter().map(|&i| adv[i]).sum::<f64>() / n;
-        let std_a = (valid
-            .iter()
-            .map(|&i| (adv[i] - mean_a).powi(2))
-            .sum::<f64>()
-            / n)
-            .sqrt()
-            + 1e-8;
-        let x = Tensor::cat(&inputs, 0)?;
-        let a = Tensor::cat(&actions, 0)?;
-        let old = Tensor::cat(&logps, 0)?;
-        let mut vars = self.policy.net.vars();
-        vars.push(log_std.clone());
-        let k_vars = critic.net.vars();
-        let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
-        let mut order = valid.clone();
-        for _ in 0..4 {
-            order.shuffle(&mut self.rng);
-            for chunk in order.chunks(order.len().div_ceil(4).max(1)) {
-                let idx = Tensor::from_vec(
-                    chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
-                    chunk.len(),
-                    &Device::Cpu,
-                )?;
-                let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
-                let rets: Vec<f64> = chunk.iter().map(|&i| ret[i]).collect();
-                let xb = x.index_select(&idx, 0)?;
-                let mean = self.policy.forward(&xb)?;
-                let new = ppo::log_prob(&mean, log_std.as_tensor(), &a.index_select(&idx, 0)?)?;
-                let policy_loss = ppo::clipped_loss(
-                    &new,
-                    &old.index_select(&idx, 0)?,
-                    &Tensor::new(advs.as_slice(), &Device::Cpu)?,
-                    0.2,
-                )?;
-                let v = critic.net.forward(&xb)?.flatten_all()?;
-                let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
-                    .sqr()?
-                    .mean_all()?;
-                let loss = (&policy_loss + (value_loss * 0.5)?)?;
-                loss_v = policy_loss.to_scalar::<f64>()?;
-                let store = loss.backward()?;
-                match self
-                    .adam
-                    .step(&vars, &grads_of(&store, &vars)?, Some(c.clip))?
-                {
-                    Update::Applied { norm: g } => norm = g,
-                    Update::Skipped => skipped += 1,
-                }
-                critic
-                    .adam
-                    .step(&k_vars, &grads_of(&store, &k_vars)?, Some(c.clip))?;
-            }
-        }
+        let rollout = ppo::rollout(
+            &mut self.envs,
+            &self.policy,
+            &log_std,
+            &critic.net,
+            self.config.horizon,
+            &mut self.rng,
+        )?;
+        let stats = ppo::update(
+            &rollout,
+            &self.policy,
+            &log_std,
+            &mut self.adam,
+            &mut critic,
+            &self.config,
+            &mut self.rng,
+        )?;
         self.critic = Some(critic);
-        Ok((loss_v, norm, skipped, raw.into_iter().flatten().collect()))
+        Ok(Outcome {
+            loss: stats.loss,
+            grad_norm: stats.grad_norm,
+            dropped: stats.skipped,
+            observations: rollout.observations.into_iter().flatten().collect(),
+        })
     }
 }
 

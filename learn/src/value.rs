@@ -8,6 +8,21 @@ use candle_core::{Device, Result, Tensor};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+/// A value network, its optimiser and (SHAC) its slowly following target.
+pub(crate) struct Critic {
+    /// The value network.
+    pub net: Mlp,
+    /// SHAC's target network, which the windows' values come from.
+    pub target: Option<Mlp>,
+    /// The value network's optimiser.
+    pub adam: Adam,
+}
+
+/// One environment's entries of a `[step][env]` table.
+pub(crate) fn column<T: Copy>(table: &[Vec<T>], env: usize) -> Vec<T> {
+    table.iter().map(|row| row[env]).collect()
+}
+
 /// Lambda-returns of one environment's window, backwards:
 /// `G_t = r_t + gamma ((1 - lambda) V_{t+1} + lambda G_{t+1})`, with
 /// `G_t = r_t` where the episode ended at `t` and `G_H = V_H` closing the

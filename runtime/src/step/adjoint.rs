@@ -1,0 +1,112 @@
+//! The adjoint of a substep (explicit: the reversed fused kernel; implicit:
+//! the implicit function theorem, one solve with the surrogate Hessians),
+//! the VJP kernels it runs, the accumulation of parameter and control
+//! gradients, and the adjoint of the outputs.
+
+use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
+use crate::Scene;
+use joule_compiler::abi::Real;
+use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::Integrator;
+
+impl<T: Real> Part<T> {
+    /// Adjoint of one substep from `start` (the state before it) to `end`
+    /// (the state it computed). On entry `adj.x`, `adj.v` hold dL/dx', dL/dv'
+    /// of `end`; on exit dL/dx, dL/dv of `start`, with params and controls
+    /// accumulated. CG solves that stop short are reported as events of `step`.
+    pub fn substep_adjoint(
+        &mut self,
+        scene: &Scene,
+        start: &Snapshot,
+        end: &Snapshot,
+        adj: &mut Adjoint,
+        step: usize,
+    ) {
+        let h = scene.substep();
+        let (n, s) = (scene.dofs(), self.stride());
+        self.restore(start);
+        match scene.compiled.model.settings.integrator {
+            Integrator::SymplecticEuler => {
+                // w = M^-1 (v' bar + h x' bar), the adjoint of the velocity update.
+                self.begin_substep(n);
+                let (vbar, w) = (&mut self.scratch.rhs, &mut self.scratch.dx);
+                for i in 0..n * s {
+                    vbar[i] = adj.v[i] + h * adj.x[i];
+                }
+                scene.mass.solve(vbar, w, s);
+                set_seed(&mut self.b, w);
+                self.vjp(scene, KernelKind::Adjoint);
+                let vbar = &self.scratch.rhs;
+                for i in 0..n * s {
+                    let b = &self.b;
+                    adj.x[i] -= h * (b.d_x[i].to_f64() + b.d_prev_x[i].to_f64());
+                    adj.v[i] = vbar[i] - h * (b.d_v[i].to_f64() + b.d_prev_v[i].to_f64());
+                }
+                self.accumulate(adj, -h);
+            }
+            Integrator::ImplicitEuler { .. } => {
+                // The implicit function theorem at the solution `end`: x',
+                // v' = (x' - x_t)/h, prev = start (the implicit kernels read
+                // velocities as (x - prev_x)/h).
+                self.begin_substep(n);
+                self.restore(end);
+                let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
+                for i in 0..n * s {
+                    w.rhs[i] = adj.x[i] + adj.v[i] / h;
+                }
+                w.dx.fill(0.0);
+                for e in 0..s {
+                    w.active[e] = e < self.len;
+                }
+                self.stops.fill(None);
+                self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
+                self.report_stops(step, true);
+                set_seed(&mut self.b, &w.dx);
+                self.vjp(scene, KernelKind::Adjoint);
+                scene.mass.mul(&w.dx, &mut w.md, s);
+                for i in 0..n * s {
+                    let vbar_next = adj.v[i];
+                    adj.x[i] = w.md[i] / (h * h) - self.b.d_prev_x[i].to_f64() - vbar_next / h;
+                    adj.v[i] = w.md[i] / h - self.b.d_prev_v[i].to_f64();
+                }
+                self.accumulate(adj, -1.0);
+                self.scratch = w;
+            }
+        }
+    }
+
+    /// Runs a VJP kernel into cleared `d_*` buffers.
+    fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
+        for buf in [
+            &mut self.b.d_x,
+            &mut self.b.d_v,
+            &mut self.b.d_prev_x,
+            &mut self.b.d_prev_v,
+            &mut self.b.d_params,
+            &mut self.b.d_controls,
+        ] {
+            buf.fill(T::default());
+        }
+        self.run(scene, kind);
+    }
+
+    fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
+        for (a, d) in adj.params.iter_mut().zip(self.b.d_params.iter()) {
+            *a += scale * d.to_f64();
+        }
+        for (a, d) in adj.controls.iter_mut().zip(self.b.d_controls.iter()) {
+            *a += scale * d.to_f64();
+        }
+    }
+
+    /// Adds the gradient of `out_seed . outputs` at the current state.
+    pub fn outputs_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint) {
+        let (n, s) = (scene.dofs(), self.stride());
+        self.vjp(scene, KernelKind::OutputsVjp);
+        for i in 0..n * s {
+            adj.x[i] += self.b.d_x[i].to_f64();
+            adj.v[i] += self.b.d_v[i].to_f64();
+        }
+        self.accumulate(adj, 1.0);
+    }
+}

@@ -1,0 +1,364 @@
+//! Time steps of one partition of environments, and their adjoints.
+//!
+//! `symplectic_euler`: v += h M^-1 (f - dE/dx - dD/dv); x += h v.
+//! `implicit_euler`: x' = argmin 1/(2h^2) |x - x~|_M^2 + E(x) + h D((x - x_t)/h),
+//! x~ = x_t + h v_t + h^2 M^-1 f, by Newton's method with a sparse Cholesky
+//! solve planned at compile time (`sparse`, systems small and sparse enough)
+//! or matrix-free Jacobi-preconditioned CG on Hessian-vector kernels (larger
+//! ones), and a backtracking line search
+//! run on all lanes with per-lane acceptance. Every loop below runs over all
+//! environments of the partition; lanes that are done are masked, never waited on.
+//!
+//! This file holds the partition [`Part`] and everything it owns: the
+//! kernels' buffers, the integrator's reusable vectors (`Scratch`, `Cg`; all
+//! of a partition's memory is allocated in [`Part::new`], so stepping
+//! allocates nothing), saved states ([`Snapshot`]), adjoint accumulators
+//! ([`Adjoint`]), the f64 <-> kernel precision helpers, and the step driver.
+//! The phases of a step, in the order they run, each in its own module:
+//!
+//! 1. [`Part::step`] runs the scene's substeps ([`Part::substep`]), each one
+//!    of:
+//!    - `explicit`: a symplectic Euler substep (forces, then the mass
+//!      model's velocity and position update);
+//!    - `newton`: an implicit Euler substep: the inertial prediction,
+//!      Newton's starting point, Newton iterations (each a gradient of the
+//!      incremental potential, a linear solve and a line search) and the
+//!      convergence rule, which reports lanes that did not converge.
+//!      The incremental potential and its gradient are in `potential`;
+//!      the linear solves (direct sparse Cholesky or Jacobi-PCG, and the
+//!      report of CG solves that stopped short) in `solve`.
+//! 2. After the substeps, `check_finite` (here) reports environments whose
+//!    state stopped being finite.
+//!
+//! Backwards (driven by `crate::gradient`, one substep at a time from the
+//! last): `adjoint` holds the substep adjoint ([`Part::substep_adjoint`]),
+//! the VJP kernels and the accumulation of parameter and control gradients,
+//! and the adjoint of the outputs ([`Part::outputs_adjoint`]).
+
+mod adjoint;
+mod explicit;
+mod newton;
+mod potential;
+mod solve;
+
+pub use newton::RESOLUTION_ULPS;
+pub use solve::{ADJOINT_CG_TOLERANCE, CG_ITERATIONS, DIRECT_FLOP_LIMIT, NEWTON_CG_TOLERANCE};
+
+use crate::sparse::Workspace;
+use crate::{Event, Scene, SolveStop};
+use joule_compiler::abi::{Buffers, Real};
+use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::Integrator;
+
+/// Widens kernel values into f64 (`dst` and `src` equally long).
+pub(crate) fn load<T: Real>(dst: &mut [f64], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, x) in dst.iter_mut().zip(src) {
+        *d = x.to_f64();
+    }
+}
+
+/// Kernel values widened into a new f64 vector.
+pub(crate) fn widen<T: Real>(src: &[T]) -> Vec<f64> {
+    src.iter().map(|x| x.to_f64()).collect()
+}
+
+/// Rounds f64 values into kernel values (`dst` and `src` equally long).
+pub(crate) fn store<T: Real>(dst: &mut [T], src: &[f64]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, x) in dst.iter_mut().zip(src) {
+        *d = T::from_f64(*x);
+    }
+}
+
+/// Sets the seed (a tangent or adjoint vector) to `v` on the free rows and 0
+/// on the pinned ones.
+fn set_seed<T: Real>(b: &mut Buffers<T>, v: &[f64]) {
+    store(&mut b.seed[..v.len()], v);
+    b.seed[v.len()..].fill(T::default());
+}
+
+/// One partition: a contiguous range of environments with its own buffers.
+///
+/// The kernels run in the scene's precision `T` (`f64x2` or `f32x4` lanes)
+/// on buffers of `T`, which hold the state; the integrator's own vectors,
+/// reductions, linear solves and adjoint accumulators are f64 (mixed
+/// precision: an f32 scene keeps f32's memory traffic and SIMD width where the
+/// time goes, and loses no digits in the solves).
+pub struct Part<T: Real> {
+    /// First environment (global index).
+    pub first: usize,
+    /// Environments in this partition.
+    pub len: usize,
+    /// Kernel buffers (batch = `len`).
+    pub b: Buffers<T>,
+    /// Events (divergence, non-convergence) found by the last step.
+    pub events: Vec<Event>,
+    /// Environments already reported as diverged.
+    pub diverged: Vec<bool>,
+    /// Storage of the sparse Cholesky solves (scenes solved directly).
+    direct: Option<Workspace>,
+    /// Per lane, how the last CG solve of the current substep stopped short.
+    stops: Vec<Option<(SolveStop, f64)>>,
+    /// Vectors of the implicit step and the adjoint, reused across steps.
+    scratch: Scratch,
+    /// Vectors of the CG solves, reused across solves.
+    cg: Cg,
+}
+
+/// Vectors the implicit step (Newton, line search, potential) and the
+/// substep adjoint reuse, sized once per partition: stepping allocates nothing.
+/// `[row * stride + lane]` over the free rows, or one entry per lane.
+struct Scratch {
+    /// State at the start of the substep.
+    x_t: Vec<f64>,
+    /// The inertial prediction x~.
+    xt: Vec<f64>,
+    /// Gradient of the incremental potential.
+    g: Vec<f64>,
+    /// Newton step (the adjoint's multiplier).
+    dx: Vec<f64>,
+    /// Right-hand side of a solve.
+    rhs: Vec<f64>,
+    /// x - x~, and M (x - x~).
+    d: Vec<f64>,
+    md: Vec<f64>,
+    /// The line search's starting point.
+    x0: Vec<f64>,
+    /// Per lane: Newton's tolerance (see [`RESOLUTION_ULPS`]), potential,
+    /// potential at the line search's start, slope, step length, last
+    /// Newton step norm, estimate of the error left after it.
+    tol: Vec<f64>,
+    phi: Vec<f64>,
+    phi0: Vec<f64>,
+    slope: Vec<f64>,
+    alpha: Vec<f64>,
+    last_step: Vec<f64>,
+    error: Vec<f64>,
+    /// Per lane: Newton still iterating; line search done.
+    active: Vec<bool>,
+    done: Vec<bool>,
+}
+
+/// Vectors of the Jacobi-preconditioned CG solves.
+struct Cg {
+    diag: Vec<f64>,
+    r: Vec<f64>,
+    z: Vec<f64>,
+    p: Vec<f64>,
+    ap: Vec<f64>,
+    mp: Vec<f64>,
+    rz: Vec<f64>,
+    bnorm: Vec<f64>,
+    live: Vec<bool>,
+}
+
+impl Scratch {
+    fn new(rows: usize, s: usize) -> Self {
+        let v = || vec![0.0; rows * s];
+        let l = || vec![0.0; s];
+        Scratch {
+            x_t: v(),
+            xt: v(),
+            g: v(),
+            dx: v(),
+            rhs: v(),
+            d: v(),
+            md: v(),
+            x0: v(),
+            phi: l(),
+            phi0: l(),
+            slope: l(),
+            alpha: l(),
+            last_step: l(),
+            error: l(),
+            tol: l(),
+            active: vec![false; s],
+            done: vec![false; s],
+        }
+    }
+}
+
+impl Cg {
+    fn new(rows: usize, s: usize) -> Self {
+        let v = || vec![0.0; rows * s];
+        Cg {
+            diag: v(),
+            r: v(),
+            z: v(),
+            p: v(),
+            ap: v(),
+            mp: v(),
+            rz: vec![0.0; s],
+            bnorm: vec![0.0; s],
+            live: vec![false; s],
+        }
+    }
+}
+
+/// Saved state at the start of a substep (f64 at either precision: an f32
+/// state widens and rounds back exactly).
+#[derive(Clone)]
+pub struct Snapshot {
+    pub x: Vec<f64>,
+    pub v: Vec<f64>,
+}
+
+/// Adjoint accumulators of one partition (rows x stride like the buffers).
+pub struct Adjoint {
+    pub x: Vec<f64>,
+    pub v: Vec<f64>,
+    pub params: Vec<f64>,
+    pub controls: Vec<f64>,
+}
+
+impl<T: Real> Part<T> {
+    /// A partition of `len` environments starting at `first`, at the model's initial state.
+    pub fn new(scene: &Scene, first: usize, len: usize) -> Self {
+        let mut b = scene.compiled.buffers_of(len);
+        scene.initial_state(&mut b);
+        let b_stride = b.stride;
+        Part {
+            first,
+            len,
+            b,
+            events: vec![],
+            diverged: vec![false; len],
+            direct: scene.direct_solver().map(|d| d.workspace(b_stride)),
+            stops: vec![None; b_stride],
+            scratch: Scratch::new(scene.dofs(), b_stride),
+            // Scenes solved directly never run CG.
+            cg: Cg::new(
+                if scene.direct_solver().is_some() {
+                    0
+                } else {
+                    scene.dofs()
+                },
+                b_stride,
+            ),
+        }
+    }
+
+    fn stride(&self) -> usize {
+        self.b.stride
+    }
+
+    /// The free rows of x and v.
+    pub fn snapshot(&self, n: usize) -> Snapshot {
+        let k = n * self.stride();
+        Snapshot {
+            x: widen(&self.b.x[..k]),
+            v: widen(&self.b.v[..k]),
+        }
+    }
+
+    /// Restores free rows of x and v.
+    pub fn restore(&mut self, snap: &Snapshot) {
+        let k = snap.x.len();
+        store(&mut self.b.x[..k], &snap.x);
+        store(&mut self.b.v[..k], &snap.v);
+    }
+
+    fn run(&mut self, scene: &Scene, kind: KernelKind) {
+        scene
+            .compiled
+            .run(kind, &mut self.b, 0, self.len)
+            .expect("buffers are built from the scene's layout");
+    }
+
+    /// One step (all substeps) at the current controls. `step` numbers reports.
+    pub fn step(&mut self, scene: &Scene, step: usize) {
+        self.step_with(scene, step, None);
+    }
+
+    /// [`Part::step`], pushing the state before every substep onto `states`.
+    pub fn step_recorded(&mut self, scene: &Scene, step: usize, states: &mut Vec<Snapshot>) {
+        self.step_with(scene, step, Some(states));
+    }
+
+    fn step_with(&mut self, scene: &Scene, step: usize, mut states: Option<&mut Vec<Snapshot>>) {
+        self.events.clear();
+        let n = scene.dofs();
+        for _ in 0..scene.compiled.model.settings.substeps.max(1) {
+            if let Some(s) = states.as_deref_mut() {
+                s.push(self.snapshot(n));
+            }
+            self.substep(scene, step);
+        }
+        self.check_finite(scene, step);
+    }
+
+    /// One substep of the scene's integrator.
+    pub fn substep(&mut self, scene: &Scene, step: usize) {
+        let h = scene.substep();
+        match scene.compiled.model.settings.integrator {
+            Integrator::SymplecticEuler => self.explicit(scene, h),
+            Integrator::ImplicitEuler {
+                iterations,
+                tolerance,
+            } => self.implicit(scene, h, iterations, tolerance, step, None),
+        }
+    }
+
+    /// Reports environments whose state became non-finite (once each).
+    fn check_finite(&mut self, scene: &Scene, step: usize) {
+        let (n, s) = (scene.dofs(), self.stride());
+        // x * 0 is 0 for finite x and NaN otherwise: one branch-free pass
+        // (eight independent sums, so that it vectorises).
+        let probe = |b: &[T]| {
+            let mut acc = [0.0; 8];
+            let chunks = b[..n * s].chunks_exact(8);
+            let tail: f64 = chunks.remainder().iter().map(|x| x.to_f64() * 0.0).sum();
+            for c in chunks {
+                for k in 0..8 {
+                    acc[k] += c[k].to_f64() * 0.0;
+                }
+            }
+            acc.iter().sum::<f64>() + tail
+        };
+        if probe(&self.b.x) + probe(&self.b.v) == 0.0 {
+            return;
+        }
+        for e in 0..self.len {
+            if self.diverged[e] {
+                continue;
+            }
+            let finite = |b: &[T], r: usize| b[r * s + e].to_f64().is_finite();
+            let bad = (0..n).find(|&r| !(finite(&self.b.x, r) && finite(&self.b.v, r)));
+            if let Some(dof) = bad {
+                self.diverged[e] = true;
+                self.events.push(Event::Diverged {
+                    env: self.first + e,
+                    step,
+                    dof,
+                    name: scene.dof_name(dof),
+                });
+            }
+        }
+    }
+
+    /// Copies the free rows of x and v into prev_x and prev_v.
+    fn begin_substep(&mut self, n: usize) {
+        let k = n * self.stride();
+        self.b.prev_x[..k].copy_from_slice(&self.b.x[..k]);
+        self.b.prev_v[..k].copy_from_slice(&self.b.v[..k]);
+    }
+
+    /// `grad` = dE/dx + dD/dv at the current x, v.
+    fn forces(&mut self, scene: &Scene) {
+        self.b.grad.fill(T::default());
+        self.run(scene, KernelKind::Gradient);
+        self.run(scene, KernelKind::DissipationGradient);
+    }
+
+    /// Evaluates the potential energy into `energy` at the current state.
+    pub fn potential_energy(&mut self, scene: &Scene) {
+        self.b.energy.fill(T::default());
+        self.run(scene, KernelKind::Energy);
+    }
+
+    /// Evaluates the outputs at the current state.
+    pub fn outputs(&mut self, scene: &Scene) {
+        self.run(scene, KernelKind::Outputs);
+    }
+}

@@ -1,0 +1,219 @@
+//! The implicit Euler substep: Newton's tolerance per lane, the inertial
+//! prediction, Newton's starting point, the Newton iterations with their
+//! backtracking line search, and the convergence rule (lanes that do not
+//! converge are reported as events).
+
+use super::{load, store, Part, Scratch};
+use crate::{Event, Scene};
+use joule_compiler::abi::Real;
+
+/// Newton's tolerance is at least this many units of the kernels' precision
+/// (`T::EPSILON`) times a lane's largest |position|: below that, rounding
+/// the state and the forces to f32 leaves steps of that size however close
+/// the iterate is. In f64 the floor (7e-15 |x|) only raises the 1e-15
+/// tolerance of finite-difference checks, which f64 cannot resolve either.
+pub const RESOLUTION_ULPS: f64 = 32.0;
+
+impl<T: Real> Part<T> {
+    /// One implicit Euler substep; `trace` collects the gradient norm per Newton iteration.
+    pub fn implicit(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        iterations: u32,
+        tol: f64,
+        step: usize,
+        trace: Option<&mut Vec<Vec<f64>>>,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
+        self.begin_substep(n);
+        load(&mut w.x_t, &self.b.x[..n * s]);
+        let resolution = RESOLUTION_ULPS * T::EPSILON;
+        w.tol.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.tol[e] = w.tol[e].max(resolution * w.x_t[r * s + e].abs());
+            }
+        }
+        for t in &mut w.tol {
+            *t = t.max(tol);
+        }
+        let accel = scene.mass.gravity_acceleration();
+        for r in 0..n {
+            for e in 0..s {
+                let i = r * s + e;
+                // The drift x_t + h v, and the inertial prediction x~.
+                w.x0[i] = w.x_t[i] + h * self.b.v[i].to_f64();
+                w.xt[i] = w.x0[i] + h * h * accel[r];
+            }
+        }
+        self.start_newton(scene, &mut w, h, accel.iter().any(|a| *a != 0.0));
+        self.stops.fill(None);
+        self.newton(scene, &mut w, h, iterations, trace);
+        for e in 0..self.len {
+            let residual = w.error[e];
+            if residual > w.tol[e] {
+                self.events.push(Event::NotConverged {
+                    env: self.first + e,
+                    step,
+                    residual,
+                });
+            }
+        }
+        self.report_stops(step, false);
+        self.set_velocity(n, &w.x_t, h);
+        self.scratch = w;
+    }
+
+    /// Puts each lane at Newton's starting point, with its incremental
+    /// potential in `w.phi`: whichever of the inertial prediction x~ (`w.xt`,
+    /// exact in free flight) and the drift x_t + h v (`w.x0`; closer for a
+    /// body resting on contacts, which gravity's prediction pushes into them)
+    /// has the lower potential (the drift is tried only `with_drift`), and x_t
+    /// (always admissible: barriers are finite there) where neither is
+    /// finite. The line search then never leaves the admissible set.
+    fn start_newton(&mut self, scene: &Scene, w: &mut Scratch, h: f64, with_drift: bool) {
+        let (n, s) = (scene.dofs(), self.stride());
+        store(&mut self.b.x[..n * s], &w.xt);
+        self.potential(scene, w, h);
+        if with_drift {
+            w.phi0.copy_from_slice(&w.phi);
+            store(&mut self.b.x[..n * s], &w.x0);
+            self.potential(scene, w, h);
+        }
+        let mut to_x_t = false;
+        for e in 0..s {
+            let inertial = if with_drift { w.phi0[e] } else { w.phi[e] };
+            let drift = w.phi[e];
+            let from =
+                if with_drift && drift.is_finite() && (!inertial.is_finite() || drift < inertial) {
+                    continue;
+                } else if inertial.is_finite() {
+                    w.phi[e] = inertial;
+                    &w.xt
+                } else {
+                    to_x_t = true;
+                    &w.x_t
+                };
+            for r in 0..n {
+                self.b.x[r * s + e] = T::from_f64(from[r * s + e]);
+            }
+        }
+        if to_x_t {
+            self.potential(scene, w, h);
+        }
+    }
+
+    /// Newton iterations from the current x. Leaves in `w.error`, per lane,
+    /// the estimate of the error left after the last step (the lane converged
+    /// if it is at most its `w.tol`). `trace` collects the gradient norm per
+    /// iteration (for tests of quadratic convergence).
+    fn newton(
+        &mut self,
+        scene: &Scene,
+        w: &mut Scratch,
+        h: f64,
+        iterations: u32,
+        mut trace: Option<&mut Vec<Vec<f64>>>,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        w.last_step.fill(f64::INFINITY);
+        w.error.fill(f64::INFINITY);
+        for _ in 0..iterations {
+            if !w.active.iter().any(|a| *a) {
+                break;
+            }
+            self.potential_gradient(scene, w, h);
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(
+                    (0..self.len)
+                        .map(|e| (0..n).map(|r| w.g[r * s + e].abs()).fold(0.0, f64::max))
+                        .collect(),
+                );
+            }
+            w.dx.fill(0.0);
+            for (r, g) in w.rhs.iter_mut().zip(&w.g) {
+                *r = -g;
+            }
+            self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, false);
+            self.line_search(scene, w, h);
+            for e in 0..s {
+                if w.active[e] {
+                    let step = (0..n).map(|r| w.dx[r * s + e].abs()).fold(0.0, f64::max);
+                    // The step stands for the error left after it; a full step
+                    // that contracted by theta = step / previous step < 1/2
+                    // leaves at most theta / (1 - theta) times the step (the
+                    // bound of linear convergence, Hairer & Wanner, Solving
+                    // ODEs II, IV.8; Newton's quadratic convergence leaves
+                    // less), which saves the confirming iteration.
+                    let theta = step / w.last_step[e];
+                    w.error[e] = if w.last_step[e].is_finite() && w.alpha[e] == 1.0 && theta < 0.5 {
+                        theta / (1.0 - theta) * step
+                    } else {
+                        step
+                    };
+                    w.last_step[e] = step;
+                    if w.error[e] <= w.tol[e] || !step.is_finite() {
+                        w.active[e] = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backtracking (Armijo) along `w.dx` on every active lane at once, from
+    /// the current x with its potential in `w.phi`; x moves to the accepted
+    /// point, and `w.phi` holds its potential.
+    fn line_search(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
+        let (n, s) = (scene.dofs(), self.stride());
+        load(&mut w.x0, &self.b.x[..n * s]);
+        w.phi0.copy_from_slice(&w.phi);
+        w.slope.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.slope[e] += w.g[r * s + e] * w.dx[r * s + e];
+            }
+        }
+        w.alpha.fill(1.0);
+        for e in 0..s {
+            w.done[e] = !w.active[e];
+        }
+        for _ in 0..12 {
+            for r in 0..n {
+                for e in 0..s {
+                    let i = r * s + e;
+                    self.b.x[i] = T::from_f64(if w.active[e] {
+                        w.x0[i] + w.alpha[e] * w.dx[i]
+                    } else {
+                        w.x0[i]
+                    });
+                }
+            }
+            if w.done.iter().all(|d| *d) {
+                break;
+            }
+            self.potential(scene, w, h);
+            for e in 0..s {
+                if !w.done[e] {
+                    let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
+                    // Armijo; or a decrease too small for the kernels' precision to
+                    // resolve in the potential (near the solution), where the
+                    // Newton step is trusted.
+                    let unresolvable = (alpha * slope).abs() <= 8.0 * T::EPSILON * phi0.abs();
+                    if phi <= phi0 + 1e-4 * alpha * slope
+                        || (unresolvable && phi.is_finite())
+                        || !phi0.is_finite()
+                    {
+                        w.done[e] = true;
+                    } else {
+                        w.alpha[e] *= 0.5;
+                    }
+                }
+            }
+        }
+    }
+}
