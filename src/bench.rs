@@ -8,6 +8,9 @@
 //! `reward`) is timed against a plain rollout of the same steps from the same
 //! start. Compile time is the median of a few full compiles, by phase.
 
+use crate::args::PrecisionArg;
+use crate::load::{self, Loaded};
+use crate::threads::pool;
 use joule_compiler::model::{Integrator, Precision};
 use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Objective, Scene, Sim};
@@ -16,24 +19,35 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// What `joule bench` measures.
-pub struct Options {
+/// Measure a scene: env-steps/s, simulated s per s, ns per DOF-step, gradient cost, compile time, memory.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule bench scenes/ant.joule --batch 1,64 --threads 1,2\n  joule bench scenes/pendulum.joule --batch 1,1024 --steps 1000 --json\n\nEach figure is the median of --repeats timed runs after a warm-up, on a rayon pool of\nexactly --threads workers. Peak memory is VmHWM (Linux only)."
+)]
+pub struct BenchArgs {
     /// The scene file.
-    pub scene: PathBuf,
-    /// Batch sizes.
-    pub batches: Vec<usize>,
-    /// Thread counts (one fixed rayon pool each).
-    pub threads: Vec<usize>,
-    /// Steps per timed repeat; `None`: as many as take about `TARGET_REPEAT`.
-    pub steps: Option<usize>,
-    /// Timed repeats (the median is reported).
-    pub repeats: usize,
-    /// Kernel precision, if not the scene's own.
-    pub precision: Option<Precision>,
-    /// Steps of the differentiated rollout; 0 skips the gradient.
-    pub horizon: usize,
-    /// One JSON object instead of a table.
-    pub json: bool,
+    scene: PathBuf,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,1024,4096")]
+    batch: Vec<usize>,
+    /// Thread counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Steps per timed repeat (default: about 0.3 s worth).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Timed repeats; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Steps of the differentiated rollout (gradient / forward ratio); 0 skips it.
+    #[arg(long, default_value_t = 100)]
+    horizon: usize,
+    /// Kernel precision, overriding the scene's `precision` setting.
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Wall time one timed repeat aims at when `--steps` is not given.
@@ -44,25 +58,20 @@ const COMPILES: usize = 3;
 /// One compile's phases in order, with the whole compile's wall time last.
 type Phases = Vec<(&'static str, f64)>;
 
-/// Compiles the scene, returning it with its phase times in milliseconds.
-fn compile(path: &Path, precision: Option<Precision>) -> Result<(Scene, Phases)> {
-    let t = Instant::now();
-    let checked = crate::run::check_or_report(path)?;
-    let mut phases: Phases = checked
-        .timings
+/// Compiles the scene (its warnings unprinted), returning it with its phase
+/// times in milliseconds.
+fn compile(path: &Path, o: &load::Options) -> Result<(Scene, Phases)> {
+    let Loaded {
+        scene,
+        front_end,
+        ms,
+    } = load::compile(path, o)?;
+    let phases: Phases = front_end
         .iter()
+        .chain(&scene.compiled.timings)
         .map(|(p, d)| (*p, d.as_secs_f64() * 1e3))
+        .chain([("total", ms)])
         .collect();
-    let model = checked.model.expect("ok implies a model");
-    let scene = crate::run::build(model, joule_compiler::compiled::Backend::Jit, precision)?;
-    phases.extend(
-        scene
-            .compiled
-            .timings
-            .iter()
-            .map(|(p, d)| (*p, d.as_secs_f64() * 1e3)),
-    );
-    phases.push(("total", t.elapsed().as_secs_f64() * 1e3));
     Ok((scene, phases))
 }
 
@@ -120,13 +129,6 @@ struct GradRow {
     peak: Option<u64>,
 }
 
-fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| miette!("cannot start {threads} worker threads: {e}"))
-}
-
 /// Steps `sim` for `steps` steps and returns the wall time in seconds.
 fn timed(sim: &mut Sim, steps: usize) -> f64 {
     let t = Instant::now();
@@ -134,7 +136,7 @@ fn timed(sim: &mut Sim, steps: usize) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn measure(scene: &Scene, batch: usize, threads: usize, o: &Options) -> Result<Row> {
+fn measure(scene: &Scene, batch: usize, threads: usize, o: &BenchArgs) -> Result<Row> {
     let pool = pool(threads)?;
     let reset = reset_peak_rss();
     let row = pool.install(|| {
@@ -182,7 +184,7 @@ fn measure_gradient(
     scene: &Scene,
     batch: usize,
     threads: usize,
-    o: &Options,
+    o: &BenchArgs,
 ) -> Result<Option<GradRow>> {
     let Some((objective, label)) = first_objective(scene) else {
         return Ok(None);
@@ -228,8 +230,8 @@ fn mib(b: Option<u64>) -> String {
 }
 
 /// `joule bench`: measure and print a table (or one JSON object).
-pub fn bench(o: &Options) -> Result<()> {
-    if let Some(b) = o.batches.iter().find(|b| **b == 0) {
+pub fn bench(o: BenchArgs) -> Result<()> {
+    if let Some(b) = o.batch.iter().find(|b| **b == 0) {
         return Err(miette!(
             help = "use `--batch 1,64` or similar",
             "a batch of {b} environments"
@@ -247,12 +249,16 @@ pub fn bench(o: &Options) -> Result<()> {
             "`--steps` and `--repeats` must be positive"
         ));
     }
-    let (scene, first) = compile(&o.scene, o.precision)?;
+    let options = load::Options {
+        precision: o.precision.map(Into::into),
+        ..load::Options::default()
+    };
+    let (scene, first) = compile(&o.scene, &options)?;
     // Once, not for every timed compile.
-    crate::run::warn(&scene);
+    load::warn(&scene);
     let mut compiles = vec![first];
     for _ in 1..COMPILES {
-        compiles.push(compile(&o.scene, o.precision)?.1);
+        compiles.push(compile(&o.scene, &options)?.1);
     }
     let phases: Vec<(&str, f64)> = compiles[0]
         .iter()
@@ -282,13 +288,13 @@ pub fn bench(o: &Options) -> Result<()> {
     };
     let mut rows = vec![];
     for &t in &o.threads {
-        for &b in &o.batches {
-            rows.push(measure(&scene, b, t, o)?);
+        for &b in &o.batch {
+            rows.push(measure(&scene, b, t, &o)?);
         }
     }
-    let grad_batch = o.batches[0];
+    let grad_batch = o.batch[0];
     let grad = if o.horizon > 0 {
-        measure_gradient(&scene, grad_batch, o.threads[0], o)?
+        measure_gradient(&scene, grad_batch, o.threads[0], &o)?
     } else {
         None
     };

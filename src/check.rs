@@ -1,30 +1,73 @@
 //! `joule check`: parse and resolve scene files, report every diagnostic (as
 //! rendered reports or JSON), print an intermediate form or compile timings.
 
-use joule_compiler::compiled::{Backend, CompiledScene};
+use crate::args::{BackendArg, ColorArg};
+use clap::ValueEnum;
+use joule_compiler::compiled::CompiledScene;
 use joule_compiler::{check_path, Checked, Emit};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// What `joule check` prints besides diagnostics.
-pub struct Options {
-    /// An intermediate form to print.
-    pub emit: Option<Emit>,
-    /// Colour in rendered diagnostics.
-    pub color: bool,
-    /// Compile the kernels with this backend and print time per pass.
-    pub timings: Option<Backend>,
-    /// Diagnostics as JSON, one object per file.
-    pub json: bool,
-    /// No "ok" lines.
-    pub quiet: bool,
+/// Parse and resolve scene files; report every error, or print an intermediate form.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule check scenes/hanging_cloth.joule\n  joule check scenes/*.joule\n  joule check scenes/pendulum.joule --emit model"
+)]
+pub struct CheckArgs {
+    /// Scene files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print an intermediate form of each file to standard output.
+    #[arg(long, value_enum)]
+    emit: Option<EmitArg>,
+    /// Colour in diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+    /// Print compile time per pass to standard error (compiles kernels too).
+    #[arg(long)]
+    timings: bool,
+    /// Kernel backend used with `--timings`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+    backend: BackendArg,
+    /// One JSON object per file on standard output: `file`, `ok`, `diagnostics`
+    /// (severity, code, message, line, column, labels, help).
+    #[arg(long, conflicts_with = "emit")]
+    json: bool,
+    /// Print nothing but diagnostics.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--emit`: an intermediate form.
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitArg {
+    /// The parsed syntax tree.
+    Ast,
+    /// The resolved model: DOF layout, params, controls, templates and instances.
+    Model,
+    /// Scalar IR of the energy, dissipation and output kernels.
+    Ir,
+    /// Scalar IR of the derivative kernels (gradients, HVPs, Hessian blocks, VJPs).
+    GradIr,
+}
+
+impl From<EmitArg> for Emit {
+    fn from(e: EmitArg) -> Emit {
+        match e {
+            EmitArg::Ast => Emit::Ast,
+            EmitArg::Model => Emit::Model,
+            EmitArg::Ir => Emit::Ir,
+            EmitArg::GradIr => Emit::GradIr,
+        }
+    }
 }
 
 /// Checks each file; exit 1 if any has an error (or cannot be read).
-pub fn check(files: &[PathBuf], o: &Options) -> ExitCode {
+pub fn check(o: CheckArgs) -> ExitCode {
+    let color = o.color.enabled();
     let mut failed = false;
-    for file in files {
+    for file in &o.files {
         let checked = match check_path(file) {
             Ok(c) => c,
             Err(e) => {
@@ -48,7 +91,7 @@ pub fn check(files: &[PathBuf], o: &Options) -> ExitCode {
             continue;
         }
         if !checked.diagnostics.is_empty() {
-            eprint!("{}", checked.render_diagnostics(o.color, 100));
+            eprint!("{}", checked.render_diagnostics(color, 100));
         }
         if !checked.ok() {
             let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -56,7 +99,8 @@ pub fn check(files: &[PathBuf], o: &Options) -> ExitCode {
             eprintln!("{}: {errors} error{s}", file.display());
             continue;
         }
-        if let Some(backend) = o.timings {
+        if o.timings {
+            let backend = o.backend.into();
             let mut all = checked.timings.clone();
             let model = checked.model.clone().expect("ok implies a model");
             match CompiledScene::new(model, backend) {
@@ -72,7 +116,7 @@ pub fn check(files: &[PathBuf], o: &Options) -> ExitCode {
             }
             eprintln!("{:>10} {:>9.3} ms", "total", total * 1e3);
         }
-        match o.emit.and_then(|w| checked.emit(w)) {
+        match o.emit.and_then(|w| checked.emit(w.into())) {
             Some(text) => print!("{text}"),
             None if !o.quiet => eprintln!("{}: ok", file.display()),
             None => {}

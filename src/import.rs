@@ -1,13 +1,35 @@
 //! `joule import`: an MJCF model to a Joule scene file, checked by the
 //! compiler before anything is written.
 
+use crate::args::ColorArg;
+use crate::files::write_atomically;
 use joule_compiler::{check_source, mjcf};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Imports `model`, compiles the result, and prints it or writes it to `out`
-/// (atomically: a temporary file renamed into place).
-pub fn run(model: &Path, out: Option<&Path>, lenient: bool, color: bool) -> ExitCode {
+/// Convert a MuJoCo MJCF model (XML) into a Joule scene (printed, or written to -o).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule import ant.xml -o ant.joule\n  joule import humanoid.xml --lenient > humanoid.joule\n\nA scene can also load a model directly: use \"ant.xml\""
+)]
+pub struct ImportArgs {
+    /// The MJCF file.
+    model: PathBuf,
+    /// Write the scene here instead of standard output.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Skip unsupported elements and attributes with a warning instead of failing.
+    #[arg(long)]
+    lenient: bool,
+    /// Colour in diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+}
+
+/// Imports the model, compiles the result, and prints it or writes it to
+/// `--out` (atomically: a temporary file renamed into place).
+pub fn import(a: ImportArgs) -> ExitCode {
+    let (model, out, lenient, color) = (&a.model, a.out.as_deref(), a.lenient, a.color.enabled());
     let (sources, imported) = match mjcf::import_path(model, lenient) {
         Ok(r) => r,
         Err(e) => {
@@ -46,7 +68,7 @@ pub fn run(model: &Path, out: Option<&Path>, lenient: bool, color: bool) -> Exit
             ExitCode::SUCCESS
         }
         Some(path) => {
-            let written = crate::run::write_atomically(path, |w| {
+            let written = write_atomically(path, |w| {
                 use std::io::Write;
                 w.write_all(text.as_bytes())
             });

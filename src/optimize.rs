@@ -2,51 +2,108 @@
 //! model-predictive control through the simulator (see
 //! `joule_runtime::optimize`).
 
+use crate::files::write_atomically;
+use crate::load::{self, apply_params};
 use crate::progress::Progress;
-use crate::run::{apply_params, compile, write_atomically, Common};
-use joule_runtime::optimize::{evaluate, mpc, optimize, Method, Problem, Solution};
+use clap::ValueEnum;
+use joule_runtime::optimize::{evaluate, mpc, Method, Problem, Solution};
 use joule_runtime::{Objective, Scene};
-use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use miette::{miette, Result};
 use npyz::WriterBuilder;
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// What to optimise.
-pub struct Options {
-    /// `loss NAME`, `reward NAME`, or `match OUTPUT=FILE.npz`.
-    pub loss: Option<String>,
-    /// A reward to maximise.
-    pub reward: Option<String>,
-    /// `OUTPUT=FILE.npz`: match a recorded trajectory.
-    pub track: Option<String>,
-    /// Match by the Chamfer distance (imitation) instead of step by step.
-    pub chamfer: bool,
-    /// `controls` and/or parameter names, comma-separated.
-    pub wrt: String,
-    /// Iterations (MPC: per step).
-    pub iters: usize,
+/// Optimise controls (trajectory optimisation, MPC) or fit parameters through the simulator.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/pendulum.joule --loss miss --wrt length --curve curve.csv && joule plot curve.csv -o curve.png"
+)]
+pub struct OptimizeArgs {
+    /// The scene file.
+    scene: PathBuf,
+    /// Steps per rollout (default: 100, or the length of the `--match` recording).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override a parameter (repeatable); optimised ones start there.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// A `loss` to minimise (after the last step).
+    #[arg(long, conflicts_with_all = ["reward", "track"])]
+    loss: Option<String>,
+    /// A `reward` to maximise (summed over the steps).
+    #[arg(long, conflicts_with = "track")]
+    reward: Option<String>,
+    /// Minimise the squared distance of an output to a recorded trajectory (`joule run --out F.npz`).
+    #[arg(long = "match", value_name = "OUTPUT=FILE.npz")]
+    track: Option<String>,
+    /// With `--match`: the bidirectional Chamfer distance to the recording (imitation from one
+    /// demonstration, as in ILD) instead of step-by-step errors.
+    #[arg(long, requires = "track")]
+    chamfer: bool,
+    /// What to optimise: `controls` (one per step) and/or parameter names, comma-separated.
+    #[arg(long, required = true)]
+    wrt: String,
+    /// Iterations (with `--mpc`: per step).
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
     /// The optimiser.
-    pub method: Method,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    optimizer: OptimizerArg,
+    /// Adam's learning rate (in the unconstrained variables).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Model-predictive control: re-plan `--horizon` steps from every state, apply the first control.
+    #[arg(long)]
+    mpc: bool,
+    /// The MPC planning horizon, in steps.
+    #[arg(long, default_value_t = 20, requires = "mpc")]
+    horizon: usize,
+    /// Write the optimised controls, one row per step: `.csv` or `.npy`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write every evaluation (value, gradient norm, seconds) as CSV, for `joule plot`.
+    #[arg(long)]
+    curve: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    /// Adam (first order; `--lr`).
+    Adam,
+    /// L-BFGS with a Moré-Thuente line search.
+    Lbfgs,
+}
+
+impl OptimizeArgs {
+    /// The optimiser with its settings.
+    fn method(&self) -> Method {
+        match self.optimizer {
+            OptimizerArg::Adam => Method::Adam(self.lr),
+            OptimizerArg::Lbfgs => Method::Lbfgs,
+        }
+    }
+
     /// Receding horizon, when running as MPC.
-    pub mpc: Option<usize>,
-    /// The optimised controls, `[step][control]`, as `.csv` or `.npy`.
-    pub out: Option<std::path::PathBuf>,
-    /// Every evaluation (objective, gradient norm, time) as CSV.
-    pub curve: Option<std::path::PathBuf>,
-    /// One JSON object on standard output.
-    pub json: bool,
-    /// No table, no progress.
-    pub quiet: bool,
+    fn mpc(&self) -> Option<usize> {
+        self.mpc.then_some(self.horizon)
+    }
 }
 
 /// `joule optimize`.
-pub fn run(c: &Common, o: &Options, steps_given: bool) -> Result<()> {
-    let (scene, _) = compile(c, false)?;
-    let (objective, steps) = objective(&scene, o, c.steps, steps_given)?;
+pub fn optimize(o: OptimizeArgs) -> Result<()> {
+    let scene = load::scene(&o.scene, &load::Options::default())?.scene;
+    let (objective, steps) = objective(&scene, &o, o.steps.unwrap_or(100), o.steps.is_some())?;
     let mut problem = Problem::new(&scene, objective, steps);
     let mut probe = scene.batch_threads(1, 1);
-    apply_params(&mut probe, &c.params)?;
+    apply_params(&mut probe, &o.params)?;
     let m = scene.model();
     problem.params = m
         .params
@@ -74,7 +131,7 @@ pub fn run(c: &Common, o: &Options, steps_given: bool) -> Result<()> {
             problem.wrt_params.push(i);
         }
     }
-    if let Some(h) = o.mpc {
+    if let Some(h) = o.mpc() {
         if h == 0 || !problem.wrt_params.is_empty() || !problem.wrt_controls {
             return Err(miette!(
                 help = "MPC plans controls only: `--wrt controls --mpc --horizon 20`",
@@ -84,11 +141,12 @@ pub fn run(c: &Common, o: &Options, steps_given: bool) -> Result<()> {
     }
     let spinner = Progress::spinner("optimising", !o.quiet && !o.json);
     let start = std::time::Instant::now();
-    let solution = match o.mpc {
-        None => optimize(&scene, &problem, o.method, o.iters).map_err(|e| miette!("{e}"))?,
+    let solution = match o.mpc() {
+        None => joule_runtime::optimize::optimize(&scene, &problem, o.method(), o.iters)
+            .map_err(|e| miette!("{e}"))?,
         Some(h) => {
             let (applied, _) =
-                mpc(&scene, &problem, o.method, h, steps, o.iters).map_err(|e| miette!("{e}"))?;
+                mpc(&scene, &problem, o.method(), h, steps, o.iters).map_err(|e| miette!("{e}"))?;
             // The closed-loop result: the applied controls, evaluated over the whole run.
             let replay = Problem {
                 schedule: applied.clone(),
@@ -118,14 +176,14 @@ pub fn run(c: &Common, o: &Options, steps_given: bool) -> Result<()> {
             Ok(())
         })?;
     }
-    report(&scene, &problem, &solution, initial, seconds, o);
+    report(&scene, &problem, &solution, initial, seconds, &o);
     Ok(())
 }
 
 /// The objective and the number of steps it spans.
 fn objective(
     scene: &Scene,
-    o: &Options,
+    o: &OptimizeArgs,
     steps: usize,
     steps_given: bool,
 ) -> Result<(Objective, usize)> {
@@ -152,7 +210,7 @@ fn objective(
                     "no output named `{output}`"
                 )
             })?;
-            let (shape, data) = read_npz(Path::new(file), output)?;
+            let (shape, data) = crate::files::read_npz(Path::new(file), output)?;
             if shape.len() != 3 || shape[2] as usize != info.len || shape[0] < 2 {
                 return Err(miette!(
                     help = "record it with `joule run SCENE --out FILE.npz` (shape: steps + 1, environments, components)",
@@ -190,36 +248,6 @@ fn objective(
     }
 }
 
-/// One array of an `.npz` archive: its shape and values (f64, C order).
-pub(crate) fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
-    let file = std::fs::File::open(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("`{}` is not an .npz archive", path.display()))?;
-    let mut entry = zip
-        .by_name(&npyz::npz::file_name_from_array_name(name))
-        .map_err(|_| {
-            miette!(
-                help = "the archive holds one array per output of the recorded scene",
-                "`{}` has no array `{name}`",
-                path.display()
-            )
-        })?;
-    let mut bytes = vec![];
-    std::io::Read::read_to_end(&mut entry, &mut bytes).into_diagnostic()?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .into_diagnostic()
-        .wrap_err("not a .npy array")?;
-    let shape = npy.shape().to_vec();
-    let data = npy
-        .into_vec::<f64>()
-        .into_diagnostic()
-        .wrap_err("expected float64 data")?;
-    Ok((shape, data))
-}
-
 fn write_schedule(path: &Path, scene: &Scene, schedule: &[Vec<f64>]) -> Result<()> {
     let names: Vec<String> = scene
         .model()
@@ -255,7 +283,14 @@ fn write_schedule(path: &Path, scene: &Scene, schedule: &[Vec<f64>]) -> Result<(
     }
 }
 
-fn report(scene: &Scene, problem: &Problem, s: &Solution, initial: f64, seconds: f64, o: &Options) {
+fn report(
+    scene: &Scene,
+    problem: &Problem,
+    s: &Solution,
+    initial: f64,
+    seconds: f64,
+    o: &OptimizeArgs,
+) {
     let m = scene.model();
     let params: Map<String, Value> = problem
         .wrt_params

@@ -2,7 +2,7 @@
 //! learning curve) as a PNG line plot, drawn with plotters on a bitmap with an
 //! embedded DejaVu Sans font (no system fonts needed).
 
-use crate::run::write_atomically;
+use crate::files::write_atomically;
 use miette::{miette, LabeledSpan, NamedSource, Report, Result};
 use plotters::prelude::*;
 use std::io::Write;
@@ -16,21 +16,31 @@ const INDEX_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epo
 /// Preferred x columns, in order.
 const X_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epoch"];
 
-/// What `joule plot` draws.
-pub struct Plot {
-    /// The CSV file.
+/// Plot columns of a CSV file (a `run --out` trajectory, a learning curve) as a PNG.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule run scenes/pendulum.joule --steps 500 --out pendulum.csv\n  joule plot pendulum.csv -o pendulum.png --y angle\n  joule plot curve.csv -o curve.png --x iteration --y loss,reward"
+)]
+pub struct PlotArgs {
+    /// The CSV file: a header row of column names, then numeric rows.
     pub input: PathBuf,
-    /// The PNG written.
+    /// The PNG image to write.
+    #[arg(short, long, value_name = "OUT.png")]
     pub output: PathBuf,
-    /// The x column (default: a time or step column, else the first).
+    /// The x column (default: `t`, `time`, `step` or `iteration` if present, else the first).
+    #[arg(long, value_name = "COLUMN")]
     pub x: Option<String>,
-    /// Comma-separated y columns (default: all others, at most ten).
+    /// The y columns, comma-separated (default: all others but `env`, at most ten).
+    #[arg(long, value_name = "COL1,COL2")]
     pub y: Option<String>,
-    /// For files with an `env` column: the environment plotted.
+    /// With an `env` column (a batched trajectory): the environment plotted.
+    #[arg(long, value_name = "K", default_value_t = 0)]
     pub env: usize,
     /// Image width in pixels.
+    #[arg(long, default_value_t = 1000)]
     pub width: u32,
     /// Image height in pixels.
+    #[arg(long, default_value_t = 600)]
     pub height: u32,
 }
 
@@ -43,7 +53,7 @@ struct Table {
 }
 
 /// `joule plot`: reads the CSV, picks the columns, writes the PNG.
-pub fn plot(p: &Plot) -> Result<()> {
+pub fn plot(p: &PlotArgs) -> Result<()> {
     if p.width < 200 || p.height < 150 || p.width > 10_000 || p.height > 10_000 {
         return Err(miette!(
             help = "use a width of 200..=10000 and a height of 150..=10000 pixels",
@@ -246,7 +256,7 @@ fn unknown_column(t: &Table, wanted: &str, flag: &str) -> Report {
 
 /// Draws the series and returns the PNG bytes.
 fn draw(
-    p: &Plot,
+    p: &PlotArgs,
     title: &str,
     x_name: &str,
     xs: &[f64],

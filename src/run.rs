@@ -1,110 +1,85 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
+use crate::args::SimArgs;
+use crate::files::{read_file, write_trajectory, States};
+use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
+use crate::threads;
 use crate::viewer::{Html, Recorder};
-use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
-use joule_compiler::model::{Integrator, Model, Precision};
+use joule_compiler::model::{Integrator, Precision};
 use joule_grammar::ast::ObjectiveKind;
-use joule_runtime::{Event, Objective, Scene, Sim};
-use miette::{miette, IntoDiagnostic, Result, WrapErr};
-use npyz::WriterBuilder;
+use joule_runtime::{Event, Objective};
+use miette::{miette, Result};
 use serde_json::{json, Map, Value};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// Options shared by `run` and `grad`.
-pub struct Common {
-    /// The scene file.
-    pub scene: PathBuf,
-    /// Steps to simulate.
-    pub steps: usize,
-    /// `NAME=VALUE` parameter overrides.
-    pub params: Vec<String>,
-    /// Kernel backend.
-    pub backend: Backend,
-    /// Kernel precision, if not the scene's own.
-    pub precision: Option<Precision>,
+/// Simulate a batch of environments and report observations, losses and rewards.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser"
+)]
+pub struct RunArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Environments simulated at once.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also record every environment's free DOFs in the `.npz` (`state.x`, `state.v`:
+    /// [steps + 1][environment][DOF]); `joule imitate --window` starts its windows from them.
+    #[arg(long, requires = "out")]
+    state: bool,
+    /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
+    #[arg(long, value_name = "P.safetensors")]
+    policy: Option<PathBuf>,
+    /// Write a self-contained HTML page that plays the trajectory back in 3D.
+    #[arg(long, value_name = "F.html")]
+    html: Option<PathBuf>,
+    /// The environment the `--html` page shows.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "html")]
+    html_env: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing but warnings and errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
-/// Compiles a scene, timing it; `tight` solves implicit steps to round-off (for
-/// finite-difference checks, which cannot see through a loose solve).
-pub(crate) fn compile(c: &Common, tight: bool) -> Result<(Scene, f64)> {
-    let t = Instant::now();
-    let checked = check_or_report(&c.scene)?;
-    let mut model = checked.model.expect("ok implies a model");
-    if let (true, Integrator::ImplicitEuler { iterations, .. }) =
-        (tight, &model.settings.integrator)
-    {
-        model.settings.integrator = Integrator::ImplicitEuler {
-            iterations: (*iterations).max(60),
-            tolerance: 1e-15,
-        };
-    }
-    let scene = build(model, c.backend, c.precision)?;
-    warn(&scene);
-    Ok((scene, t.elapsed().as_secs_f64() * 1e3))
+/// Differentiate a loss after N steps with respect to parameters (adjoint through time).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
+)]
+pub struct GradArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// The `loss` item to differentiate (after the last step).
+    #[arg(long, required_unless_present = "reward", conflicts_with = "reward")]
+    loss: Option<String>,
+    /// Or a `reward` item, summed over the steps.
+    #[arg(long)]
+    reward: Option<String>,
+    /// Parameters to differentiate with respect to, comma-separated (default: all).
+    #[arg(long)]
+    wrt: Option<String>,
+    /// Also compute central finite differences and their relative error.
+    #[arg(long)]
+    check: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Compiles a resolved model at `precision` (if given, else the scene's own).
-pub(crate) fn build(
-    mut model: Model,
-    backend: Backend,
-    precision: Option<Precision>,
-) -> Result<Scene> {
-    if let Some(p) = precision {
-        model.settings.precision = p;
-    }
-    Scene::from_model(model, backend).map_err(|e| miette!("{e}"))
-}
-
-/// Prints the compiled scene's warnings on standard error.
-pub(crate) fn warn(scene: &Scene) {
-    for w in scene.warnings() {
-        eprintln!("warning: {w}");
-    }
-}
-
-/// Runs the front end on a file; its errors are printed (the compiler's own
-/// rendering, with colour on terminals) and summarised in the returned error.
-pub(crate) fn check_or_report(path: &Path) -> Result<joule_compiler::Checked> {
-    let checked = joule_compiler::check_path(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
-    if !checked.ok() {
-        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        eprint!("{}", checked.render_diagnostics(color, 100));
-        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        return Err(miette!(
-            "`{}` has {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        ));
-    }
-    Ok(checked)
-}
-
-pub(crate) fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
-    for p in params {
-        let (name, value) = p.split_once('=').ok_or_else(|| {
-            miette!(
-                help = "write `--param NAME=VALUE`, e.g. `--param stretch=2000`",
-                "`{p}` is not NAME=VALUE"
-            )
-        })?;
-        let v: f64 = value.trim().parse().map_err(|_| {
-            miette!(
-                help = "values are numbers such as `2000` or `1e-3`",
-                "`{value}` is not a number (in `--param {p}`)"
-            )
-        })?;
-        sim.set_param(name.trim(), v).map_err(|e| miette!("{e}"))?;
-    }
-    Ok(())
-}
-
+/// Prints the simulation's events (divergence, non-convergence) as warnings, the first ten.
 fn report_events(events: &[Event]) {
     const SHOWN: usize = 10;
     for e in events.iter().take(SHOWN) {
@@ -115,72 +90,32 @@ fn report_events(events: &[Event]) {
     }
 }
 
-/// Column names of an output: `name` for scalars, `name.x` ... for vectors.
-fn columns(o: &OutputInfo) -> Vec<String> {
-    match o.len {
-        1 => vec![o.name.clone()],
-        2..=4 => ["x", "y", "z", "w"][..o.len]
-            .iter()
-            .map(|c| format!("{}.{c}", o.name))
-            .collect(),
-        n => (0..n).map(|k| format!("{}[{k}]", o.name)).collect(),
-    }
-}
-
 /// `joule run`: simulate and report observations, losses and rewards; write
-/// the trajectory to `out` and a viewer page to `html`; `policy` (weights)
-/// sets the controls before every step.
-/// The bytes of a file, or a diagnostic naming it with `help`.
-pub(crate) fn read_file(path: &Path, help: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        miette!(
-            help = help.to_string(),
-            "cannot read `{}`: {e}",
-            path.display()
-        )
-    })
-}
-
-/// Where `joule run` writes its trajectory.
-pub struct Record<'a> {
-    /// The file (`.csv`, `.npy` or `.npz`).
-    pub path: &'a Path,
-    /// Whether the free DOFs are recorded too (`.npz` only).
-    pub state: bool,
-}
-
-/// Array names of the recorded free DOFs' positions and velocities in an `.npz` trajectory.
-pub const STATE_X: &str = "state.x";
-/// See [`STATE_X`].
-pub const STATE_V: &str = "state.v";
-
-/// Every environment's free DOFs at one step: positions and velocities, `[env][dof]`.
-type States = (Vec<Vec<f64>>, Vec<Vec<f64>>);
-
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    c: &Common,
-    batch: usize,
-    threads: Option<usize>,
-    out: Option<Record>,
-    html: Option<&Html>,
-    as_json: bool,
-    quiet: bool,
-    policy: Option<&Path>,
-) -> Result<()> {
+/// the trajectory to `--out` and a viewer page to `--html`; `--policy`
+/// (weights) sets the controls before every step.
+pub fn run(a: RunArgs) -> Result<()> {
+    let workers = threads::global(a.threads);
+    let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
+    let html = a.html.map(|path| Html {
+        path,
+        env: a.html_env,
+    });
     if batch == 0 {
         return Err(miette!(
             help = "use `--batch 1` or more",
             "a batch needs at least one environment"
         ));
     }
-    let (scene, compile_ms) = compile(c, false)?;
-    let mut sim = scene.batch_threads(
-        batch,
-        threads.unwrap_or_else(rayon::current_num_threads).max(1),
-    );
+    let Loaded {
+        scene,
+        ms: compile_ms,
+        ..
+    } = load::scene(&c.scene, &c.options(false))?;
+    let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &c.params)?;
-    let policy = policy
+    let policy = a
+        .policy
+        .as_deref()
         .map(|path| {
             let bytes = read_file(
                 path,
@@ -197,19 +132,20 @@ pub fn run(
         .transpose()?;
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
+        .as_ref()
         .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
         .transpose()?;
     let outputs = scene.compiled.layout().outputs.clone();
-    let record = out.is_some();
+    let record = a.out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
     let mut states: Vec<States> = vec![];
-    let record_state = out.as_ref().is_some_and(|o| o.state);
-    if let Some(o) = out.as_ref().filter(|o| o.state) {
-        if o.path.extension().and_then(|e| e.to_str()) != Some("npz") {
+    let record_state = a.out.is_some() && a.state;
+    if let Some(path) = a.out.as_ref().filter(|_| a.state) {
+        if path.extension().and_then(|e| e.to_str()) != Some("npz") {
             return Err(miette!(
                 help = "write `--out FILE.npz` to record the state",
                 "`--state` records into an .npz archive, not `{}`",
-                o.path.display()
+                path.display()
             ));
         }
     }
@@ -259,11 +195,11 @@ pub fn run(
     progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
-    if let Some(o) = out {
+    if let Some(path) = &a.out {
         let dt = scene.model().settings.dt;
-        write_trajectory(o.path, &outputs, &history, &states, dt, batch)?;
+        write_trajectory(path, &outputs, &history, &states, dt, batch)?;
     }
-    if let (Some(v), Some(h)) = (&viewer, html) {
+    if let (Some(v), Some(h)) = (&viewer, &html) {
         v.write(&h.path, scene.model(), &c.scene)?;
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);
@@ -331,150 +267,8 @@ pub fn run(
     Ok(())
 }
 
-/// Writes through a temporary file in the same folder, renamed into place.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        write(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        drop(w);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write `{}`", path.display()))
-}
-
-#[allow(clippy::needless_range_loop)] // rows are [output][env]; loops read env-major
-fn write_trajectory(
-    path: &Path,
-    outputs: &[OutputInfo],
-    history: &[Vec<Vec<f64>>],
-    states: &[States],
-    dt: f64,
-    batch: usize,
-) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    // Observations, then losses, then rewards (per step), each in declaration order.
-    let order: Vec<&OutputInfo> = [
-        ObjectiveKind::Observe,
-        ObjectiveKind::Loss,
-        ObjectiveKind::Reward,
-    ]
-    .iter()
-    .flat_map(|k| outputs.iter().filter(move |o| o.kind == *k))
-    .collect();
-    let cols: Vec<String> = order.iter().flat_map(|o| columns(o)).collect();
-    let row_ids: Vec<usize> = order
-        .iter()
-        .flat_map(|o| o.offset..o.offset + o.len)
-        .collect();
-    let rows = cols.len();
-    match ext {
-        "csv" => write_atomically(path, |w| {
-            writeln!(
-                w,
-                "step,t,env{}",
-                cols.iter().map(|c| format!(",{c}")).collect::<String>()
-            )?;
-            for (step, out) in history.iter().enumerate() {
-                for e in 0..batch {
-                    write!(w, "{step},{},{e}", step as f64 * dt)?;
-                    for r in &row_ids {
-                        write!(w, ",{}", out[*r][e])?;
-                    }
-                    writeln!(w)?;
-                }
-            }
-            Ok(())
-        }),
-        "npy" => write_atomically(path, |w| {
-            // (steps + 1, batch, columns), columns as in the CSV after step, t, env.
-            let shape = [history.len() as u64, batch as u64, rows as u64];
-            let mut npy = npyz::WriteOptions::<f64>::new()
-                .default_dtype()
-                .shape(&shape)
-                .writer(w)
-                .begin_nd()?;
-            for out in history {
-                for e in 0..batch {
-                    for r in &row_ids {
-                        npy.push(&out[*r][e])?;
-                    }
-                }
-            }
-            npy.finish()
-        }),
-        "npz" => write_atomically(path, |w| {
-            let mut zip = zip::ZipWriter::new(w);
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored);
-            let mut array = |name: &str,
-                             shape: &[u64],
-                             data: &mut dyn Iterator<Item = f64>|
-             -> std::io::Result<()> {
-                zip.start_file(npyz::npz::file_name_from_array_name(name), opts)
-                    .map_err(std::io::Error::other)?;
-                let mut npy = npyz::WriteOptions::<f64>::new()
-                    .default_dtype()
-                    .shape(shape)
-                    .writer(&mut zip)
-                    .begin_nd()?;
-                for v in data {
-                    npy.push(&v)?;
-                }
-                npy.finish()
-            };
-            let steps = history.len() as u64;
-            array(
-                "t",
-                &[steps],
-                &mut (0..history.len()).map(|s| s as f64 * dt),
-            )?;
-            for o in outputs {
-                let mut it = history.iter().flat_map(|out| {
-                    (0..batch).flat_map(move |e| (0..o.len).map(move |c| out[o.offset + c][e]))
-                });
-                array(&o.name, &[steps, batch as u64, o.len as u64], &mut it)?;
-            }
-            if let Some((x, _)) = states.first() {
-                let dofs = x.first().map_or(0, Vec::len) as u64;
-                let shape = [steps, batch as u64, dofs];
-                let mut xs = states.iter().flat_map(|(x, _)| x.iter().flatten().copied());
-                array(STATE_X, &shape, &mut xs)?;
-                let mut vs = states.iter().flat_map(|(_, v)| v.iter().flatten().copied());
-                array(STATE_V, &shape, &mut vs)?;
-            }
-            zip.finish().map_err(std::io::Error::other)?;
-            Ok(())
-        }),
-        other => Err(miette!(
-            help = "write `--out FILE.csv`, `FILE.npy` or `FILE.npz`",
-            "unknown output format `.{other}`"
-        )),
-    }
-}
-
-/// `joule grad`: the loss after `steps` steps and its gradient.
 /// What `joule grad` differentiates: a terminal loss or a reward summed over the steps.
-pub enum Target {
+enum Target {
     /// A `loss` item, after the last step.
     Loss(String),
     /// A `reward` item, summed over the states after each step.
@@ -482,18 +276,18 @@ pub enum Target {
 }
 
 /// `joule grad`: a loss after N steps (or a reward summed over them) and its gradient.
-pub fn grad(
-    c: &Common,
-    target: &Target,
-    wrt: Option<&str>,
-    check: bool,
-    as_json: bool,
-) -> Result<()> {
+pub fn grad(a: GradArgs) -> Result<()> {
+    let target = &match (a.loss, a.reward) {
+        (Some(l), _) => Target::Loss(l),
+        (None, Some(r)) => Target::Reward(r),
+        (None, None) => unreachable!("clap requires one of --loss and --reward"),
+    };
+    let (c, wrt, check, as_json) = (&a.sim, a.wrt.as_deref(), a.check, a.json);
     let (kind, name) = match target {
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
     };
-    let (scene, _) = compile(c, check)?;
+    let scene = load::scene(&c.scene, &c.options(check))?.scene;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),

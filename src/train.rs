@@ -2,18 +2,125 @@
 //! (joule-learn), with a progress bar, a learning curve (CSV and PNG),
 //! atomic checkpoints and `--resume`.
 
-use crate::plot::{plot, Plot};
+use crate::files::{read_file, read_npz, write_atomically, STATE_V, STATE_X};
+use crate::load;
+use crate::plot::{plot, PlotArgs};
 use crate::progress::Progress;
-use crate::run::{check_or_report, read_file, write_atomically};
-use joule_compiler::compiled::Backend;
+use crate::threads;
+use clap::ValueEnum;
 use joule_learn::imitate::{Demo, Imitation, Imitator};
-use joule_learn::{policy, Config, Point, Policy, Trainer};
+use joule_learn::{policy, Algo, Config, Point, Policy, Trainer};
 use joule_runtime::Scene;
 use miette::{miette, Result};
 use rand::SeedableRng;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Train the scene's `policy` to maximise a reward: analytic policy gradients through the
+/// simulator (apg), short-horizon actor-critic (shac), or model-free PPO (the baseline).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule train scenes/cartpole.joule --reward height --algo shac --iters 200 --curve curve.csv\n  joule train scenes/cartpole.joule --reward height --algo ppo --checkpoint ck.safetensors\n  joule train scenes/cartpole.joule --reward height --algo ppo --resume ck.safetensors --iters 400"
+)]
+pub struct TrainArgs {
+    /// The scene file (with a `policy` item).
+    scene: PathBuf,
+    /// The `reward` item maximised (summed over each episode).
+    #[arg(long)]
+    reward: String,
+    /// The algorithm.
+    #[arg(long, value_enum, default_value_t = AlgoArg::Shac)]
+    algo: AlgoArg,
+    /// The `policy` item trained (default: the scene's only one).
+    #[arg(long)]
+    policy: Option<String>,
+    /// Environments simulated at once.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Steps per differentiable window (apg, shac) or per rollout (ppo).
+    #[arg(long, default_value_t = 32)]
+    horizon: usize,
+    /// Iterations in all (a resumed run continues to this total).
+    #[arg(long, default_value_t = 100)]
+    iters: usize,
+    /// Episode length in steps (rounded up to whole windows).
+    #[arg(long, default_value_t = 256)]
+    episode: usize,
+    /// Seed of every random draw (initial weights, resets, PPO's actions).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learning rate (default: 1e-2 for apg/shac, 3e-4 for ppo).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Largest global gradient norm (default: 1 for apg/shac, 0.5 for ppo).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Standard deviation of the velocity jitter at every reset.
+    #[arg(long, default_value_t = 0.1)]
+    noise: f64,
+    /// Worker threads for the simulation (results do not depend on it).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop once the mean episode return reaches this value.
+    #[arg(long)]
+    target: Option<f64>,
+    /// Surrogate gradients of `backward =` clauses (`off`: exact gradients).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    surrogate: Switch,
+    /// Checkpoint file, written atomically every `--every` iterations and at the end.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Iterations between checkpoints.
+    #[arg(long, default_value_t = 10)]
+    every: usize,
+    /// Continue from a checkpoint (bitwise the run it continues).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: Outputs,
+}
+
+/// `--algo` of `joule train`.
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgoArg {
+    /// Analytic policy gradients through short windows of the batched rollout.
+    Apg,
+    /// Short-horizon actor-critic: APG with a learned value closing each window.
+    Shac,
+    /// Proximal policy optimisation (model-free; no gradient through the simulator).
+    Ppo,
+}
+
+/// `--surrogate on|off`. (The variants carry no doc comments: clap would
+/// show them in `--help`.)
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+impl TrainArgs {
+    /// The trainer's settings: the algorithm's defaults, overridden by the flags given.
+    fn config(&self) -> Config {
+        let algo = match self.algo {
+            AlgoArg::Apg => Algo::Apg,
+            AlgoArg::Shac => Algo::Shac,
+            AlgoArg::Ppo => Algo::Ppo,
+        };
+        let mut config = Config::new(algo, &self.reward);
+        config.policy = self.policy.clone();
+        config.batch = self.batch.max(1);
+        config.horizon = self.horizon.max(1);
+        config.episode = self.episode;
+        config.seed = self.seed;
+        config.noise = self.noise;
+        config.threads = threads::workers(self.threads);
+        config.lr = self.lr.unwrap_or(config.lr);
+        config.clip = self.clip.unwrap_or(config.clip);
+        config
+    }
+}
 
 /// Where results go and how they are shown (the options `train` and `imitate` share).
 #[derive(clap::Args)]
@@ -35,40 +142,32 @@ pub struct Outputs {
 
 /// Compiles a scene for learning; `surrogate` false drops the `backward =`
 /// clauses (exact gradients, to compare with the surrogates').
-pub fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
-    let checked = check_or_report(path)?;
-    let mut model = checked.model.expect("ok implies a model");
-    if !surrogate {
-        for t in &mut model.templates {
-            t.backward = None;
-        }
-    }
-    let scene = crate::run::build(model, Backend::Jit, None)?;
-    crate::run::warn(&scene);
-    Ok(scene)
+fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
+    let options = load::Options {
+        surrogates: surrogate,
+        ..load::Options::default()
+    };
+    Ok(load::scene(path, &options)?.scene)
 }
 
 fn learn_error(e: candle_core::Error) -> miette::Report {
     miette!("{e}")
 }
 
-/// `joule train`: `iters` iterations in all (a resumed run continues to that
-/// total), a checkpoint every `every` iterations and at the end, stopping
-/// early once the mean episode return reaches `target`.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    scene_path: &Path,
-    config: Config,
-    iters: usize,
-    surrogate: bool,
-    checkpoint: Option<&Path>,
-    every: usize,
-    resume: Option<&Path>,
-    target: Option<f64>,
-    o: &Outputs,
-) -> Result<()> {
-    let scene = compile(scene_path, surrogate)?;
-    let mut trainer = match resume {
+/// `joule train`: `--iters` iterations in all (a resumed run continues to
+/// that total), a checkpoint every `--every` iterations and at the end,
+/// stopping early once the mean episode return reaches `--target`.
+pub fn train(a: TrainArgs) -> Result<()> {
+    let config = a.config();
+    let (iters, checkpoint, every, target, o) = (
+        a.iters,
+        a.checkpoint.as_deref(),
+        a.every,
+        a.target,
+        &a.outputs,
+    );
+    let scene = compile(&a.scene, a.surrogate == Switch::On)?;
+    let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
             Trainer::resume(&scene, &bytes).map_err(|e| {
@@ -223,7 +322,7 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
             PathBuf::from(format!("{}-wall.png", stem.display())),
         ),
     ] {
-        plot(&Plot {
+        plot(&PlotArgs {
             input: path.to_path_buf(),
             output: png,
             x: Some(x.into()),
@@ -236,38 +335,73 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
     Ok(())
 }
 
-/// Settings of `joule imitate` besides the outputs.
+/// Imitate one demonstration (`joule run --out demo.npz`): train the scene's `policy` by the
+/// Chamfer distance between its trajectory and the expert's, through the simulator (ILD).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule run scenes/reacher.joule --steps 100 --policy expert.safetensors --out demo.npz\n  joule imitate scenes/reacher.joule --expert demo.npz --match fingertip --reward closeness"
+)]
 pub struct ImitateArgs {
-    /// The scene file.
-    pub scene: PathBuf,
-    /// The demonstration (`joule run --out demo.npz`).
-    pub expert: PathBuf,
-    /// The outputs matched.
-    pub outputs: Vec<String>,
-    /// The policy item (default: the only one).
-    pub policy: Option<String>,
-    /// A reward to report.
-    pub reward: Option<String>,
-    /// Steps per episode (default: the demonstration's).
-    pub steps: Option<usize>,
-    /// Steps differentiated at once (default: whole episodes).
-    pub window: Option<usize>,
+    /// The scene file (with a `policy` item).
+    scene: PathBuf,
+    /// The demonstration (`joule run --out demo.npz`; environment 0 is used).
+    #[arg(long)]
+    expert: PathBuf,
+    /// The outputs whose trajectories are matched, comma-separated (positions and velocities
+    /// together match the pace as well as the path).
+    #[arg(
+        long = "match",
+        value_name = "OUTPUT,...",
+        value_delimiter = ',',
+        required = true
+    )]
+    matched: Vec<String>,
+    /// The algorithm (ILD: Chamfer distance through the simulator).
+    #[arg(long, value_enum, default_value_t = ImitateAlgo::Ild)]
+    algo: ImitateAlgo,
+    /// The `policy` item trained (default: the scene's only one).
+    #[arg(long)]
+    policy: Option<String>,
+    /// A `reward` item to report next to the expert's.
+    #[arg(long)]
+    reward: Option<String>,
+    /// Steps per episode (default: the demonstration's length).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Differentiate windows of this many steps, each state matched to the expert's at the
+    /// same step of the episode (default: whole episodes, matched by the Chamfer distance)
+    #[arg(long)]
+    window: Option<usize>,
     /// Iterations.
-    pub iters: usize,
-    /// Environments.
-    pub batch: usize,
+    #[arg(long, default_value_t = 100)]
+    iters: usize,
+    /// Environments (differently jittered starts).
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
     /// Learning rate.
-    pub lr: f64,
-    /// Velocity jitter at reset.
-    pub noise: f64,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Standard deviation of the velocity jitter at every reset.
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
     /// Seed.
-    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    outputs: Outputs,
+}
+
+/// `--algo` of `joule imitate`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ImitateAlgo {
+    /// Imitation learning by differentiable physics: a Chamfer distance between trajectories.
+    Ild,
 }
 
 /// Environment 0's free DOFs at every step of a demonstration recorded with `joule run --state`.
 fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let read = |name: &str| {
-        crate::optimize::read_npz(path, name).map_err(|_| {
+        read_npz(path, name).map_err(|_| {
             miette!(
                 help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
                 "`--window` starts from the demonstration's states, and `{}` has no `{name}`",
@@ -275,12 +409,12 @@ fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
             )
         })
     };
-    let (shape, x) = read(crate::run::STATE_X)?;
-    let (shape_v, v) = read(crate::run::STATE_V)?;
+    let (shape, x) = read(STATE_X)?;
+    let (shape_v, v) = read(STATE_V)?;
     let [steps, envs, n] = shape[..] else {
         return Err(miette!(
             "`{}` is not a [steps][environments][DOFs] array",
-            crate::run::STATE_X
+            STATE_X
         ));
     };
     let (steps, envs, n) = (steps as usize, envs as usize, n as usize);
@@ -299,13 +433,15 @@ fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
 }
 
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
-pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
+pub fn imitate(a: ImitateArgs) -> Result<()> {
+    let ImitateAlgo::Ild = a.algo; // the only one
+    let o = &a.outputs;
     let scene = compile(&a.scene, true)?;
     // Environment 0's trajectory after each step (the file's first row is
     // the start), the outputs' components one after the other.
     let mut expert: Vec<Vec<f64>> = vec![];
-    for name in &a.outputs {
-        let (shape, data) = crate::optimize::read_npz(&a.expert, name)?;
+    for name in &a.matched {
+        let (shape, data) = read_npz(&a.expert, name)?;
         let [steps_rec, envs_rec, len] = shape[..] else {
             return Err(miette!(
                 help = "record the demonstration with `joule run SCENE --out demo.npz`",
@@ -327,13 +463,13 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let mut pol = Policy::new(&scene, spec, &mut rng).map_err(learn_error)?;
     let settings = Imitation {
-        outputs: a.outputs.clone(),
+        outputs: a.matched.clone(),
         reward: a.reward.clone(),
         steps: a.steps.unwrap_or(expert.len()),
         window: a.window,
         eval_every: 10,
-        batch: a.batch,
-        threads: rayon::current_num_threads(),
+        batch: a.batch.max(1),
+        threads: threads::workers(None),
         lr: a.lr,
         clip: 1.0,
         noise: a.noise,
@@ -369,13 +505,11 @@ pub fn imitate(a: &ImitateArgs, o: &Outputs) -> Result<()> {
     }
     let last = im.curve.last();
     let expert_return = a.reward.as_ref().and_then(|r| {
-        crate::optimize::read_npz(&a.expert, r)
-            .ok()
-            .map(|(shape, d)| {
-                (1..shape[0] as usize)
-                    .map(|s| d[s * shape[1] as usize * shape[2] as usize])
-                    .sum::<f64>()
-            })
+        read_npz(&a.expert, r).ok().map(|(shape, d)| {
+            (1..shape[0] as usize)
+                .map(|s| d[s * shape[1] as usize * shape[2] as usize])
+                .sum::<f64>()
+        })
     });
     if o.json {
         println!(

@@ -9,7 +9,7 @@
 //! `z = 0` is drawn when a barrier or penalty argument reads nothing but
 //! z-components of one handle.
 
-use crate::run::write_atomically;
+use crate::files::write_atomically;
 use joule_compiler::model::{
     ArgBinding, BodyShape, Builtin, DofAt, DofRef, Input, Model, Shape, Term, TermKind,
 };

@@ -10,11 +10,22 @@ use helper::{is_complete, ReplHelper};
 use rustyline::error::ReadlineError;
 use session::{Flow, Session};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// An interactive session: step, inspect, evaluate expressions, add items, differentiate.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  joule repl scenes/hanging_cloth.joule\n  joule repl scenes/pendulum.joule < session.txt   # a script: exit 1 if a command fails\n\nInside: `:help`, `:step 10`, `norm(cloth[0, 0].x - cloth[1, 0].x)`, `:grad sag 60`."
+)]
+pub struct ReplArgs {
+    /// The scene to start with (default: an empty scene).
+    scene: Option<PathBuf>,
+}
+
 /// Runs the REPL until `:quit` or end of input.
-pub fn repl(scene: Option<&Path>) -> ExitCode {
+pub fn repl(a: ReplArgs) -> ExitCode {
+    let scene = a.scene.as_deref();
     let interactive = std::io::stdin().is_terminal();
     let color = interactive && std::io::stdout().is_terminal();
     let mut session = match Session::new(scene, color) {

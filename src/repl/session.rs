@@ -5,9 +5,10 @@
 //! DOF name; an expression is compiled as a temporary `observe` item and
 //! evaluated at the current state.
 
+use crate::files::write_atomically;
+use crate::load;
 use joule::model::Model;
-use joule::{Backend, Emit, Objective, Scene, Sim};
-use joule_compiler::Checked;
+use joule::{Emit, Objective, Scene, Sim};
 use joule_grammar::ast::{ItemKind, ObjectiveKind};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ impl Session {
                 .map_err(|e| format!("error: cannot read `{}`: {e}\n", p.display()))?,
             None => String::new(),
         };
-        let scene = compile(path, &base, color)?;
+        let scene = load::text(path, &base, color)?;
         let mut s = Session {
             path: path.map(Path::to_path_buf),
             base,
@@ -436,7 +437,7 @@ impl Session {
         let mut text = self.text();
         text.push_str(input);
         text.push('\n');
-        let scene = compile(self.path.as_deref(), &text, self.color)?;
+        let scene = load::text(self.path.as_deref(), &text, self.color)?;
         self.adopt(scene);
         self.typed.push(input.to_string());
         Ok(format!(
@@ -485,7 +486,7 @@ impl Session {
         let base = self.text();
         let attempt = |kind: &str| {
             let text = format!("{base}{kind} {EXPR_OUTPUT} = {expr}\n");
-            compile(self.path.as_deref(), &text, self.color)
+            load::text(self.path.as_deref(), &text, self.color)
         };
         // A condition compiles as a `done` item, anything else as an observation.
         let scene = match attempt("observe") {
@@ -514,7 +515,7 @@ impl Session {
             "loaded {}: {} DOFs\n{}",
             path.display(),
             self.scene.dofs(),
-            warnings(&self.scene)
+            load::warnings(&self.scene)
         ))
     }
 
@@ -525,7 +526,7 @@ impl Session {
         let base = std::fs::read_to_string(&path)
             .map_err(|e| format!("error: cannot read `{}`: {e}\n", path.display()))?;
         let old = std::mem::replace(&mut self.base, base);
-        match compile(Some(&path), &self.text(), self.color) {
+        match load::text(Some(&path), &self.text(), self.color) {
             Ok(scene) => {
                 self.scene = scene;
                 self.reset();
@@ -533,7 +534,7 @@ impl Session {
                     "reloaded {}: {} DOFs, t = 0 s\n{}",
                     path.display(),
                     self.scene.dofs(),
-                    warnings(&self.scene)
+                    load::warnings(&self.scene)
                 ))
             }
             Err(e) => {
@@ -561,7 +562,7 @@ impl Session {
                 return Err(self.unknown(t, "an energy template"));
             }
         }
-        let checked = check(self.path.as_deref(), &self.text());
+        let checked = load::check_text(self.path.as_deref(), &self.text());
         checked
             .emit_template(what, template)
             .ok_or_else(|| "error: the scene does not compile\n".to_string())
@@ -570,38 +571,13 @@ impl Session {
     fn save(&self, path: &Path) -> Reply {
         let text = self.text();
         let formatted = joule::format_source(0, &text).unwrap_or(text);
-        crate::run::write_atomically(path, |w| {
+        write_atomically(path, |w| {
             use std::io::Write;
             w.write_all(formatted.as_bytes())
         })
         .map_err(|e| format!("{e:?}\n"))?;
         Ok(format!("wrote {}\n", path.display()))
     }
-}
-
-fn check(path: Option<&Path>, text: &str) -> Checked {
-    match path {
-        Some(p) => joule_compiler::check_source_at(p, text),
-        None => joule::check_source("<repl>", text),
-    }
-}
-
-/// The scene's warnings, one line each.
-fn warnings(scene: &Scene) -> String {
-    scene
-        .warnings()
-        .iter()
-        .map(|w| format!("warning: {w}\n"))
-        .collect()
-}
-
-/// Compiles scene text; errors come back rendered.
-fn compile(path: Option<&Path>, text: &str, color: bool) -> Result<Scene, String> {
-    let checked = check(path, text);
-    if !checked.ok() {
-        return Err(checked.render_diagnostics(color, 100));
-    }
-    Scene::from_checked(checked, Backend::Jit).map_err(|e| e.rendered)
 }
 
 fn count(s: &str) -> Result<usize, String> {

@@ -1,0 +1,162 @@
+//! Loading a scene for a command: the front end on a file (or, for the REPL,
+//! on text), the model adjusted to the command's options, the kernels
+//! compiled, the scene's warnings shown, and `--param` overrides applied to a
+//! batch. Every command that compiles a scene comes through here (run, grad,
+//! optimize, train, imitate, bench and the REPL), and this is the one place
+//! that reads `Scene::warnings` and `CompileError`.
+
+use joule_compiler::compiled::Backend;
+use joule_compiler::model::{Integrator, Model, Precision};
+use joule_compiler::Checked;
+use joule_runtime::{CompileError, Scene, Sim};
+use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How a command compiles its scene.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// Kernel backend.
+    pub backend: Backend,
+    /// Kernel precision, if not the scene's own.
+    pub precision: Option<Precision>,
+    /// Solve implicit steps to round-off (for finite-difference checks, which
+    /// cannot see through a loose solve).
+    pub tight: bool,
+    /// Keep the surrogate gradients of `backward =` clauses (false: exact
+    /// gradients, to compare with the surrogates').
+    pub surrogates: bool,
+}
+
+impl Default for Options {
+    /// The JIT, the scene's own precision and solver settings, surrogates kept.
+    fn default() -> Options {
+        Options {
+            backend: Backend::Jit,
+            precision: None,
+            tight: false,
+            surrogates: true,
+        }
+    }
+}
+
+/// A compiled scene and what compiling it cost.
+pub struct Loaded {
+    /// The scene.
+    pub scene: Scene,
+    /// The front end's passes and their times (the kernels' are in `scene.compiled.timings`).
+    pub front_end: Vec<(&'static str, Duration)>,
+    /// Wall time of the whole load, in milliseconds.
+    pub ms: f64,
+}
+
+/// Loads a scene file for a command and prints its warnings on standard error.
+pub fn scene(path: &Path, o: &Options) -> Result<Loaded> {
+    let loaded = compile(path, o)?;
+    warn(&loaded.scene);
+    Ok(loaded)
+}
+
+/// Loads a scene file without printing its warnings (for repeated, timed
+/// compiles, which [`warn`] once). Front-end errors are printed (the
+/// compiler's own rendering, with colour on terminals) and summarised in the
+/// returned error.
+pub fn compile(path: &Path, o: &Options) -> Result<Loaded> {
+    let t = Instant::now();
+    let checked = joule_compiler::check_path(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
+    if !checked.ok() {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        eprint!("{}", checked.render_diagnostics(color, 100));
+        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        return Err(miette!(
+            "`{}` has {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let front_end = checked.timings;
+    let model = checked.model.expect("ok implies a model");
+    let scene = build(model, o).map_err(|e| miette!("{e}"))?;
+    Ok(Loaded {
+        scene,
+        front_end,
+        ms: t.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Prints the scene's warnings on standard error.
+pub fn warn(scene: &Scene) {
+    eprint!("{}", warnings(scene));
+}
+
+/// The scene's warnings, one `warning: ...` line each.
+pub fn warnings(scene: &Scene) -> String {
+    scene
+        .warnings()
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect()
+}
+
+/// The front end on scene text: as if it were the file at `path` (its `use`
+/// paths resolve against that file's folder), or as `<repl>`.
+pub fn check_text(path: Option<&Path>, text: &str) -> Checked {
+    match path {
+        Some(p) => joule_compiler::check_source_at(p, text),
+        None => joule_compiler::check_source("<repl>", text),
+    }
+}
+
+/// Compiles scene text (the REPL's: a file and the items typed since) with
+/// the default [`Options`]; errors come back rendered, in colour if `color`.
+pub fn text(path: Option<&Path>, text: &str, color: bool) -> Result<Scene, String> {
+    let checked = check_text(path, text);
+    if !checked.ok() {
+        return Err(checked.render_diagnostics(color, 100));
+    }
+    let model = checked.model.expect("ok implies a model");
+    build(model, &Options::default()).map_err(|e| e.rendered)
+}
+
+/// Compiles a resolved model with the command's options.
+fn build(mut model: Model, o: &Options) -> Result<Scene, CompileError> {
+    if let (true, Integrator::ImplicitEuler { iterations, .. }) =
+        (o.tight, &model.settings.integrator)
+    {
+        model.settings.integrator = Integrator::ImplicitEuler {
+            iterations: (*iterations).max(60),
+            tolerance: 1e-15,
+        };
+    }
+    if !o.surrogates {
+        for t in &mut model.templates {
+            t.backward = None;
+        }
+    }
+    if let Some(p) = o.precision {
+        model.settings.precision = p;
+    }
+    Scene::from_model(model, o.backend)
+}
+
+/// Applies `--param NAME=VALUE` overrides to every environment of a batch.
+pub fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
+    for p in params {
+        let (name, value) = p.split_once('=').ok_or_else(|| {
+            miette!(
+                help = "write `--param NAME=VALUE`, e.g. `--param stretch=2000`",
+                "`{p}` is not NAME=VALUE"
+            )
+        })?;
+        let v: f64 = value.trim().parse().map_err(|_| {
+            miette!(
+                help = "values are numbers such as `2000` or `1e-3`",
+                "`{value}` is not a number (in `--param {p}`)"
+            )
+        })?;
+        sim.set_param(name.trim(), v).map_err(|e| miette!("{e}"))?;
+    }
+    Ok(())
+}
