@@ -8,8 +8,7 @@
 //! `reward`) is timed against a plain rollout of the same steps from the same
 //! start. Compile time is the median of a few full compiles, by phase.
 
-use joule_compiler::model::{Integrator, Precision};
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
 use joule_runtime::{Objective, Scene, Sim};
 use miette::{miette, Result};
 use serde_json::{json, Value};
@@ -341,7 +340,7 @@ pub fn bench(o: &Options) -> Result<()> {
             "title": title,
             "dofs": dofs,
             "dt": dt,
-            "substeps": settings.substeps.max(1),
+            "substeps": scene.substeps(),
             "integrator": integrator,
             "precision": precision,
             "linear_solver": solver,

@@ -1,7 +1,7 @@
 //! `joule check`: parse and resolve scene files, report every diagnostic (as
 //! rendered reports or JSON), print an intermediate form or compile timings.
 
-use joule_compiler::compiled::{Backend, CompiledScene};
+use joule_compiler::compiled::Backend;
 use joule_compiler::{check_path, Checked, Emit};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -57,15 +57,15 @@ pub fn check(files: &[PathBuf], o: &Options) -> ExitCode {
             continue;
         }
         if let Some(backend) = o.timings {
-            let mut all = checked.timings.clone();
             let model = checked.model.clone().expect("ok implies a model");
-            match CompiledScene::new(model, backend) {
-                Ok(c) => all.extend(c.timings.iter().copied()),
+            let all = match joule_compiler::compile(model, backend, checked.timings.clone()) {
+                Ok(c) => c.timings,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("{}", e.render_plain());
                     failed = true;
+                    checked.timings.clone()
                 }
-            }
+            };
             let total: f64 = all.iter().map(|(_, t)| t.as_secs_f64()).sum();
             for (pass, t) in &all {
                 eprintln!("{pass:>10} {:>9.3} ms", t.as_secs_f64() * 1e3);

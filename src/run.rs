@@ -5,8 +5,7 @@ use crate::progress::Progress;
 use crate::viewer::{Html, Recorder};
 use joule_compiler::compiled::Backend;
 use joule_compiler::kernels::OutputInfo;
-use joule_compiler::model::{Integrator, Model, Precision};
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::{Integrator, Model, ObjectiveKind, Precision};
 use joule_runtime::{Event, Objective, Scene, Sim};
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use npyz::WriterBuilder;
@@ -63,7 +62,7 @@ pub(crate) fn build(
 /// Prints the compiled scene's warnings on standard error.
 pub(crate) fn warn(scene: &Scene) {
     for w in scene.warnings() {
-        eprintln!("warning: {w}");
+        eprintln!("{}", w.render_plain());
     }
 }
 

@@ -7,8 +7,9 @@
 
 use joule::model::Model;
 use joule::{Backend, Emit, Objective, Scene, Sim};
+use joule_compiler::model::ObjectiveKind;
 use joule_compiler::Checked;
-use joule_grammar::ast::{ItemKind, ObjectiveKind};
+use joule_grammar::ast::ItemKind;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -591,7 +592,7 @@ fn warnings(scene: &Scene) -> String {
     scene
         .warnings()
         .iter()
-        .map(|w| format!("warning: {w}\n"))
+        .map(|w| format!("{}\n", w.render_plain()))
         .collect()
 }
 
