@@ -48,7 +48,7 @@ fn compile(name: &str, backend: Backend) -> CompiledScene {
     let checked = joule::check_path(Path::new(&scene_path(name))).expect("scene readable");
     assert!(checked.ok(), "{}", checked.render_diagnostics(false, 100));
     let model = checked.model.expect("a model when ok");
-    CompiledScene::new(model, backend).expect("codegen")
+    joule_compiler::compile(model, backend, vec![]).expect("codegen")
 }
 
 /// The Gradient kernel's loops.
@@ -299,7 +299,12 @@ fn cloth(n: usize) -> String {
 fn compile_cloth(text: &str) -> CompiledScene {
     let checked = joule::check_source("cloth.joule", text);
     assert!(checked.ok(), "{}", checked.render_diagnostics(false, 100));
-    CompiledScene::new(checked.model.expect("a model when ok"), Backend::Jit).expect("codegen")
+    joule_compiler::compile(
+        checked.model.expect("a model when ok"),
+        Backend::Jit,
+        vec![],
+    )
+    .expect("codegen")
 }
 
 fn compile_time(c: &mut Criterion) {
@@ -311,8 +316,8 @@ fn compile_time(c: &mut Criterion) {
         let t = Instant::now();
         let checked = joule::check_source("cloth.joule", &text);
         let front = t.elapsed();
-        let scene =
-            CompiledScene::new(checked.model.expect("a model"), Backend::Jit).expect("codegen");
+        let scene = joule_compiler::compile(checked.model.expect("a model"), Backend::Jit, vec![])
+            .expect("codegen");
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let phases: Vec<String> = scene
             .timings

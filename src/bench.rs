@@ -11,8 +11,7 @@
 use crate::args::PrecisionArg;
 use crate::load::{self, Loaded};
 use crate::threads::pool;
-use joule_compiler::model::{Integrator, Precision};
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
 use joule_runtime::{Objective, Scene, Sim};
 use miette::{miette, Result};
 use serde_json::{json, Value};
@@ -347,7 +346,7 @@ pub fn bench(o: BenchArgs) -> Result<()> {
             "title": title,
             "dofs": dofs,
             "dt": dt,
-            "substeps": settings.substeps.max(1),
+            "substeps": scene.substeps(),
             "integrator": integrator,
             "precision": precision,
             "linear_solver": solver,

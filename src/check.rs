@@ -3,7 +3,6 @@
 
 use crate::args::{BackendArg, ColorArg};
 use clap::ValueEnum;
-use joule_compiler::compiled::CompiledScene;
 use joule_compiler::{check_path, Checked, Emit};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -101,15 +100,15 @@ pub fn check(o: CheckArgs) -> ExitCode {
         }
         if o.timings {
             let backend = o.backend.into();
-            let mut all = checked.timings.clone();
             let model = checked.model.clone().expect("ok implies a model");
-            match CompiledScene::new(model, backend) {
-                Ok(c) => all.extend(c.timings.iter().copied()),
+            let all = match joule_compiler::compile(model, backend, checked.timings.clone()) {
+                Ok(c) => c.timings,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("{}", e.render_plain());
                     failed = true;
+                    checked.timings.clone()
                 }
-            }
+            };
             let total: f64 = all.iter().map(|(_, t)| t.as_secs_f64()).sum();
             for (pass, t) in &all {
                 eprintln!("{pass:>10} {:>9.3} ms", t.as_secs_f64() * 1e3);

@@ -4,7 +4,7 @@
 //! read back from an `.npz` archive.
 
 use joule_compiler::kernels::OutputInfo;
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::ObjectiveKind;
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use npyz::WriterBuilder;
 use std::io::Write;

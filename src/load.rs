@@ -91,12 +91,12 @@ pub fn warn(scene: &Scene) {
     eprint!("{}", warnings(scene));
 }
 
-/// The scene's warnings, one `warning: ...` line each.
+/// The scene's warnings, rendered (`warning: ...`, then its `help:`).
 pub fn warnings(scene: &Scene) -> String {
     scene
         .warnings()
         .iter()
-        .map(|w| format!("warning: {w}\n"))
+        .map(|w| format!("{}\n", w.render_plain()))
         .collect()
 }
 

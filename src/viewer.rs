@@ -10,10 +10,10 @@
 //! z-components of one handle.
 
 use crate::files::write_atomically;
+use joule_compiler::model::BinOp;
 use joule_compiler::model::{
     ArgBinding, BodyShape, Builtin, DofAt, DofRef, Input, Model, Shape, Term, TermKind,
 };
-use joule_grammar::ast::BinOp;
 use joule_runtime::Sim;
 use miette::{miette, Result};
 use serde_json::{json, Value};

@@ -33,7 +33,7 @@ fn model(path: &Path, surrogates: bool) -> Model {
 }
 
 fn objective(m: &Model) -> Objective {
-    use joule_grammar::ast::ObjectiveKind;
+    use joule_compiler::model::ObjectiveKind;
     let first = |k: ObjectiveKind| {
         m.objectives
             .iter()

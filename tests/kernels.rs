@@ -15,7 +15,7 @@ fn compile(path: &Path, backend: Backend) -> CompiledScene {
     let checked = joule::check_path(path).expect("readable");
     assert!(checked.ok(), "{}", checked.render_diagnostics(false, 100));
     let model = checked.model.expect("a model when ok");
-    CompiledScene::new(model, backend).expect("codegen")
+    joule_compiler::compile(model, backend, vec![]).expect("codegen")
 }
 
 /// Random but physically sane inputs: rest positions plus small noise, small
@@ -235,7 +235,8 @@ fn derivative_kernels_match_finite_differences_on_every_scene() {
                 t.body = b;
             }
         }
-        let surrogate = CompiledScene::new(surrogate_model, Backend::Interp).expect("compile");
+        let surrogate =
+            joule_compiler::compile(surrogate_model, Backend::Interp, vec![]).expect("compile");
         let l = scene.layout().clone();
         let mut rng = Rng(0x0123_4567_89AB_CDEF);
         let mut b = scene.buffers(1);
@@ -377,7 +378,7 @@ fn compile_f32(path: &Path, backend: Backend) -> CompiledScene {
     let checked = joule::check_path(path).expect("readable");
     let mut model = checked.model.expect("a model");
     model.settings.precision = joule::model::Precision::F32;
-    CompiledScene::new(model, backend).expect("codegen")
+    joule_compiler::compile(model, backend, vec![]).expect("codegen")
 }
 
 /// f32 buffers from f64 ones.

@@ -4,8 +4,8 @@
 //! central differences of the f64 rollout.
 
 use joule_compiler::compiled::Backend;
+use joule_compiler::model::ObjectiveKind;
 use joule_compiler::model::{Integrator, Precision};
-use joule_grammar::ast::ObjectiveKind;
 use joule_runtime::{Objective, Scene};
 use std::path::Path;
 
@@ -151,8 +151,9 @@ fn constants_f32_cannot_hold_are_reported() {
                e(p)\n";
     let scene = Scene::compile(src).expect("compiles");
     assert_eq!(scene.warnings().len(), 1, "{:?}", scene.warnings());
+    assert_eq!(scene.warnings()[0].code, "joule::f32_constant");
     assert!(
-        scene.warnings()[0].contains("1e-50"),
+        scene.warnings()[0].message.contains("1e-50"),
         "{:?}",
         scene.warnings()
     );

@@ -24,6 +24,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
+use joule_grammar::{Diagnostic, Severity};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -114,6 +115,15 @@ impl std::fmt::Display for CodegenError {
 }
 
 impl std::error::Error for CodegenError {}
+
+impl From<CodegenError> for Diagnostic {
+    /// Code generation failures are diagnostics like every other error, with
+    /// no span: no place in the scene is at fault.
+    fn from(e: CodegenError) -> Self {
+        Diagnostic::without_span(Severity::Error, "joule::codegen", e.to_string())
+            .with_help("this is a bug in Joule, not in the scene; please report it with the scene")
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> CodegenError {
     CodegenError(e.to_string())

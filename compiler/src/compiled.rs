@@ -1,12 +1,14 @@
 //! A compiled scene: the model, its kernel IR and layout, and (for the JIT
-//! backend) the machine code. This is what the runtime consumes.
+//! backend) the machine code. This is what the runtime consumes;
+//! [`crate::passes::compile`] builds it.
 
 use crate::abi::{Buffers, Real};
-use crate::codegen::{self, CodegenError, Jit};
+use crate::codegen::Jit;
 use crate::interp;
-use crate::kernels::{self, KernelKind, Kernels, Layout};
+use crate::kernels::{KernelKind, Kernels, Layout};
 use crate::model::Model;
-use std::time::{Duration, Instant};
+use crate::passes::Timings;
+use joule_grammar::Diagnostic;
 
 /// How kernels are executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,8 +28,11 @@ pub struct CompiledScene {
     pub kernels: Kernels,
     /// Machine code, for the JIT backend.
     jit: Option<Jit>,
-    /// Wall time of the IR, differentiation and code generation phases.
-    pub timings: Vec<(&'static str, Duration)>,
+    /// Wall time of every pass that ran, in order (see [`crate::passes`]).
+    pub timings: Timings,
+    /// Warnings about the compiled kernels (f32 constants that round to 0
+    /// or infinity), without spans.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Buffers do not fit the kernels' layout, or the environment range is invalid.
@@ -43,25 +48,21 @@ impl std::fmt::Display for RangeError {
 impl std::error::Error for RangeError {}
 
 impl CompiledScene {
-    /// Lowers, differentiates and (for [`Backend::Jit`]) compiles a model.
-    pub fn new(model: Model, backend: Backend) -> Result<Self, CodegenError> {
-        let kernels = kernels::build(&model);
-        let mut timings = vec![("ir", kernels.lower_time), ("diff", kernels.diff_time)];
-        let jit = match backend {
-            Backend::Interp => None,
-            Backend::Jit => {
-                let t = Instant::now();
-                let jit = codegen::compile(&kernels.kernels, model.settings.precision)?;
-                timings.push(("codegen", t.elapsed()));
-                Some(jit)
-            }
-        };
-        Ok(CompiledScene {
+    /// The passes' results (see [`crate::passes::compile`]).
+    pub(crate) fn from_passes(
+        model: Model,
+        kernels: Kernels,
+        jit: Option<Jit>,
+        timings: Timings,
+        warnings: Vec<Diagnostic>,
+    ) -> Self {
+        CompiledScene {
             model,
             kernels,
             jit,
             timings,
-        })
+            warnings,
+        }
     }
 
     /// The buffer layout.

@@ -2,7 +2,6 @@
 //! Long tables are elided in the middle (first and last rows shown with a count).
 
 use crate::model::*;
-use joule_grammar::ast::{BinOp, EnergyKind, UnOp};
 use std::sync::Arc;
 
 /// Rows shown in full before a table is elided.
@@ -315,7 +314,7 @@ impl Printer<'_> {
                 }
             }
             TermKind::Binary(op, a, b) => {
-                let p = op.precedence();
+                let p = precedence(*op);
                 let (lp, rp) = if *op == BinOp::Pow {
                     (p + 1, p)
                 } else {
@@ -415,5 +414,33 @@ impl Printer<'_> {
                 1,
             ),
         })
+    }
+}
+
+/// Binding strength of an infix operator, as the language's parser has it
+/// (higher binds tighter; prefix operators sit at 6, between `*` and `^`).
+fn precedence(op: BinOp) -> u8 {
+    match op {
+        BinOp::Or => 1,
+        BinOp::And => 2,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+        BinOp::Add | BinOp::Sub => 4,
+        BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
+        BinOp::Pow => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use joule_grammar::ast;
+
+    #[test]
+    fn precedence_is_the_parsers() {
+        use ast::BinOp::*;
+        for op in [
+            Add, Sub, Mul, Div, Rem, Pow, Eq, Ne, Lt, Le, Gt, Ge, And, Or,
+        ] {
+            assert_eq!(super::precedence(op.into()), op.precedence(), "{op:?}");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! end), then expression IR, symbolic differentiation and Cranelift kernels.
 //!
 //! The pass list lives in [`passes`]; each pass is a module of its own.
+//! Downstream crates name the grammar's diagnostics and spans through this
+//! crate ([`Diagnostic`], [`SourceMap`], [`Span`]), never the grammar itself.
 
 pub mod emit;
 pub mod mass;
@@ -12,8 +14,10 @@ pub mod names;
 pub mod passes;
 pub mod resolve;
 
+pub use joule_grammar::ast::Span;
+pub use joule_grammar::{Diagnostic, Severity, SourceMap};
 pub use model::Model;
-pub use passes::{check_path, check_source, check_source_at, Checked, Emit};
+pub use passes::{check_path, check_source, check_source_at, compile, Checked, Emit, Timings};
 
 /// Decodes a source file: UTF-8 text without NUL bytes. On failure, the byte
 /// offset and a reason.

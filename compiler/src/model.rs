@@ -3,8 +3,106 @@
 //! left is runtime arithmetic over DOFs, params, controls and per-instance
 //! constants, held as [`Term`] trees (lowered to scalar IR by the next pass).
 
-use joule_grammar::ast::{BinOp, EnergyKind, ObjectiveKind, Span, UnOp};
+use joule_grammar::ast::Span;
 use std::sync::Arc;
+
+/// A prefix operator of a runtime expression (resolve converts the AST's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    /// Negation, `-x`.
+    Neg,
+    /// Logical not, `!b`.
+    Not,
+}
+
+/// An infix operator of an expression (resolve converts the AST's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*` (also matrix products)
+    Mul,
+    /// `/`
+    Div,
+    /// `%` (compile-time integers only)
+    Rem,
+    /// `^`
+    Pow,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+}
+
+impl BinOp {
+    /// The operator's symbol, as messages and the model's text dump write it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Pow => "^",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+}
+
+/// Whether a template is a potential or a dissipation potential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnergyKind {
+    /// A potential in positions.
+    Energy,
+    /// A dissipation potential in velocities.
+    Dissipation,
+}
+
+/// What a per-environment output is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectiveKind {
+    /// An observation (`observe`).
+    Observe,
+    /// A reward to maximise (`reward`).
+    Reward,
+    /// A loss to minimise (`loss`).
+    Loss,
+    /// An episode's end condition (`done`).
+    Done,
+}
+
+impl ObjectiveKind {
+    /// The keyword that declares it.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ObjectiveKind::Observe => "observe",
+            ObjectiveKind::Reward => "reward",
+            ObjectiveKind::Loss => "loss",
+            ObjectiveKind::Done => "done",
+        }
+    }
+}
 
 /// The numeric shape of a value at run time (also used for compile-time numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -312,6 +410,18 @@ impl Default for Settings {
             integrator: Integrator::SymplecticEuler,
             precision: Precision::F64,
         }
+    }
+}
+
+impl Settings {
+    /// Substeps per step, at least 1 (a model built by hand may hold 0).
+    pub fn substep_count(&self) -> usize {
+        self.substeps.max(1) as usize
+    }
+
+    /// The substep length `dt / substeps`.
+    pub fn substep(&self) -> f64 {
+        self.dt / self.substep_count() as f64
     }
 }
 

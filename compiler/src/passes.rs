@@ -1,24 +1,48 @@
-//! The pass list. Each pass is a module; this file is the whole pipeline:
+//! The pass list. Each pass is a call into the module named for it; this
+//! file is the whole pipeline, from bytes to kernels, in order:
 //!
-//! 1. decode   bytes to UTF-8 text (binary input is a diagnostic)
-//! 2. parse    `joule_grammar::parse`: text to AST, all syntax errors
-//! 3. resolve  [`crate::resolve`]: AST to [`Model`], all semantic errors
-//!    (only when the file parsed: syntax errors are reported first)
-//! 4. ir       [`crate::ir`] via [`crate::kernels`]: terms lowered to scalar IR
-//! 5. diff     [`crate::diff`]: derivative kernels as IR
-//! 6. codegen  [`crate::codegen`]: Cranelift machine code (or the
-//!    [`crate::interp`] reference interpreter)
+//! | pass      | module                              | from -> to                        |
+//! |-----------|-------------------------------------|-----------------------------------|
+//! | `decode`  | [`crate::decode_source`]            | bytes -> UTF-8 text               |
+//! | `parse`   | [`joule_grammar::parse`]            | text -> AST, all syntax errors    |
+//! | `resolve` | [`crate::resolve`]                  | AST -> [`Model`], semantic errors |
+//! | `ir`      | [`crate::kernels::lower()`]         | model -> buffer layout, scalar IR |
+//! | `diff`    | [`crate::kernels::differentiate()`] | IR -> derivative kernels' IR      |
+//! | `codegen` | [`crate::codegen`]                  | kernel IR -> machine code         |
 //!
-//! Passes 4-6 run in [`crate::compiled::CompiledScene::new`]. Each pass's
-//! output has a text dump (`--emit ast|model|ir|grad-ir`) used by the
-//! snapshot tests.
+//! The front end (decode, parse, resolve: [`check_path`], [`check_source`],
+//! [`check_source_at`]) ends in a [`Checked`]; `resolve` runs only when the
+//! file parsed (syntax errors are reported first). Callers may edit the model
+//! (a precision override, tighter tolerances) before the back end ([`compile`]:
+//! ir, diff, codegen; the [`crate::interp`] reference interpreter instead of
+//! codegen for [`Backend::Interp`]) makes a [`CompiledScene`], with warnings
+//! about the kernels ([`crate::kernels::Kernels::precision_warnings`]).
+//!
+//! Every pass is timed into one [`Timings`] list, in this order, under the
+//! names in the table (`joule check --timings` and `joule bench` print them).
+//! Every error and warning is a [`Diagnostic`]. Each pass's output has a
+//! text dump (`--emit ast|model|ir|grad-ir`) used by the snapshot tests.
 
+use crate::codegen;
+use crate::compiled::{Backend, CompiledScene};
+use crate::kernels;
 use crate::model::Model;
 use crate::resolve;
 use joule_grammar::ast::{FileId, SceneFile, Span};
 use joule_grammar::{Diagnostic, SourceMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Wall time per pass, in the order the passes ran.
+pub type Timings = Vec<(&'static str, Duration)>;
+
+/// Runs one pass, appending its wall time to `timings` under `pass`.
+fn timed<R>(timings: &mut Timings, pass: &'static str, run: impl FnOnce() -> R) -> R {
+    let t = Instant::now();
+    let out = run();
+    timings.push((pass, t.elapsed()));
+    out
+}
 
 /// Intermediate forms that can be printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +69,8 @@ pub struct Checked {
     pub model: Option<Model>,
     /// Errors and warnings, in the order found.
     pub diagnostics: Vec<Diagnostic>,
-    /// Wall time per pass.
-    pub timings: Vec<(&'static str, Duration)>,
+    /// Wall time of the front end's passes.
+    pub timings: Timings,
 }
 
 impl Checked {
@@ -124,12 +148,11 @@ pub fn check_source_at(path: &Path, text: &str) -> Checked {
     )
 }
 
+/// Passes 1-3 (decode, parse, resolve) on a file's bytes.
 fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
     let mut sources = SourceMap::new();
     let mut timings = vec![];
-    let t = Instant::now();
-    let text = crate::decode_source(bytes);
-    timings.push(("decode", t.elapsed()));
+    let text = timed(&mut timings, "decode", || crate::decode_source(bytes));
     let text = match text {
         Ok(text) => text,
         Err((at, why)) => {
@@ -156,9 +179,7 @@ fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
         }
     };
     let main = sources.add(name, path, &text);
-    let t = Instant::now();
-    let (ast, mut diagnostics) = joule_grammar::parse(main, &text);
-    timings.push(("parse", t.elapsed()));
+    let (ast, mut diagnostics) = timed(&mut timings, "parse", || joule_grammar::parse(main, &text));
     if !diagnostics.is_empty() {
         // Items with syntax errors are missing from the AST; resolving the rest
         // would report every use of them as unknown. Syntax errors come first.
@@ -171,9 +192,9 @@ fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
             timings,
         };
     }
-    let t = Instant::now();
-    let (model, resolve_diags) = resolve::resolve(&mut sources, main, &ast);
-    timings.push(("resolve", t.elapsed()));
+    let (model, resolve_diags) = timed(&mut timings, "resolve", || {
+        resolve::resolve(&mut sources, main, &ast)
+    });
     diagnostics.extend(resolve_diags);
     let model = model.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     Checked {
@@ -184,4 +205,30 @@ fn check_bytes(name: &str, path: Option<&Path>, bytes: &[u8]) -> Checked {
         diagnostics,
         timings,
     }
+}
+
+/// Passes 4-6 (ir, diff, and codegen for [`Backend::Jit`]) on a resolved
+/// model. `timings` are those of the passes that made the model (a
+/// [`Checked`]'s, or empty), to which these passes' are appended. A code
+/// generation failure is an error [`Diagnostic`] without a span (a bug in
+/// Joule, not in the scene).
+pub fn compile(
+    model: Model,
+    backend: Backend,
+    mut timings: Timings,
+) -> Result<CompiledScene, Diagnostic> {
+    let lowered = timed(&mut timings, "ir", || kernels::lower(&model));
+    let kernels = timed(&mut timings, "diff", || {
+        kernels::differentiate(&model, lowered)
+    });
+    let jit = match backend {
+        Backend::Interp => None,
+        Backend::Jit => Some(timed(&mut timings, "codegen", || {
+            codegen::compile(&kernels.kernels, model.settings.precision)
+        })?),
+    };
+    let warnings = kernels.precision_warnings(model.settings.precision);
+    Ok(CompiledScene::from_passes(
+        model, kernels, jit, timings, warnings,
+    ))
 }

@@ -117,6 +117,24 @@ impl Diagnostic {
         }
     }
 
+    /// A diagnostic about no place in the sources (a code generation
+    /// failure, a constant of the compiled kernels): it has no labels, and
+    /// its message and help say everything. [`Diagnostic::render`] shows it
+    /// without a snippet; [`Diagnostic::render_plain`] needs no sources.
+    pub fn without_span(
+        severity: Severity,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity,
+            code,
+            message: message.into(),
+            labels: vec![],
+            help: None,
+        }
+    }
+
     /// The same diagnostic as a warning.
     pub fn warning(mut self) -> Self {
         self.severity = Severity::Warning;
@@ -138,7 +156,8 @@ impl Diagnostic {
         self
     }
 
-    /// The primary span.
+    /// The primary span (the default span when there is none, see
+    /// [`Diagnostic::without_span`]).
     pub fn span(&self) -> Span {
         self.labels.first().map(|l| l.span).unwrap_or_default()
     }
@@ -146,6 +165,21 @@ impl Diagnostic {
     /// Whether this is an error (not a warning).
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
+    }
+
+    /// Plain text without source snippets: `error: message` or `warning:
+    /// message`, and the help on a line of its own. For diagnostics without
+    /// a span where no [`SourceMap`] is at hand.
+    pub fn render_plain(&self) -> String {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = format!("{severity}: {}", self.message);
+        if let Some(help) = &self.help {
+            out.push_str(&format!("\n  help: {help}"));
+        }
+        out
     }
 
     /// Renders with miette's graphical handler (`color` for terminals, `width` columns).
@@ -173,7 +207,8 @@ struct MietteView {
     code: &'static str,
     message: String,
     help: Option<String>,
-    source: NamedSource<Arc<str>>,
+    /// The primary file (none for a diagnostic without labels).
+    source: Option<NamedSource<Arc<str>>>,
     labels: Vec<LabeledSpan>,
     related: Vec<MietteView>,
 }
@@ -181,7 +216,6 @@ struct MietteView {
 impl MietteView {
     fn new(d: &Diagnostic, sources: &SourceMap) -> Self {
         let primary = d.span().file;
-        let file = sources.get(primary);
         let to_labeled = |l: &Label, first: bool| {
             let span = SourceSpan::new((l.span.start as usize).into(), l.span.len());
             if first {
@@ -208,7 +242,7 @@ impl MietteView {
                     code: "joule::note",
                     message: format!("see {}", other.name),
                     help: None,
-                    source: NamedSource::new(other.name.clone(), other.text.clone()),
+                    source: Some(NamedSource::new(other.name.clone(), other.text.clone())),
                     labels: vec![to_labeled(l, true)],
                     related: vec![],
                 }
@@ -219,7 +253,10 @@ impl MietteView {
             code: d.code,
             message: d.message.clone(),
             help: d.help.clone(),
-            source: NamedSource::new(file.name.clone(), file.text.clone()),
+            source: d.labels.first().map(|_| {
+                let file = sources.get(primary);
+                NamedSource::new(file.name.clone(), file.text.clone())
+            }),
             labels,
             related,
         }
@@ -259,7 +296,7 @@ impl miette::Diagnostic for MietteView {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(&self.source)
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
@@ -284,4 +321,21 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, color: bool, width:
         .map(|d| d.render(sources, color, width))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diagnostic_without_a_span_renders_without_sources() {
+        let d = Diagnostic::without_span(Severity::Warning, "joule::test", "something")
+            .with_help("do this");
+        assert_eq!(d.render_plain(), "warning: something\n  help: do this");
+        let shown = d.render(&SourceMap::new(), false, 80);
+        assert!(
+            shown.contains("something") && shown.contains("do this"),
+            "{shown}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! passing no gradient (no branch in the batch); they are reset at the
 //! window boundary.
 
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::ObjectiveKind;
 use joule_runtime::{NameError, Scene, Sim};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

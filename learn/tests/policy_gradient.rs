@@ -35,7 +35,7 @@ fn loss(scene: &Scene, policy: &Policy, value: Option<&Mlp>, steps: usize) -> (f
         .layout()
         .outputs
         .iter()
-        .find(|o| o.kind == joule_grammar::ast::ObjectiveKind::Reward)
+        .find(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
         .map(|o| o.name.clone());
     let mut envs = Envs::new(scene, 3, 1, reward.as_deref(), 100, 0.3, &mut rng).expect("envs");
     let w = window::run(&mut envs, policy, steps, 0.9, value).expect("window");

@@ -10,7 +10,7 @@
 use crate::step::{widen, Adjoint, Part, Snapshot};
 use crate::{with_parts, Event, NameError, Parts, Scene, Sim};
 use joule_compiler::abi::Real;
-use joule_grammar::ast::ObjectiveKind;
+use joule_compiler::model::ObjectiveKind;
 use rayon::prelude::*;
 
 /// What to differentiate: a terminal `loss`, the sum of a `reward` over the
@@ -230,7 +230,7 @@ impl Sim<'_> {
                 )));
             }
         }
-        let subs = scene.model().settings.substeps.max(1) as usize;
+        let subs = scene.substeps();
         let bytes_per_env_step = 16 * n * subs;
         let keep_all = bytes_per_env_step * steps * batch <= self.gradient_memory;
         let k = if keep_all {
@@ -408,7 +408,7 @@ fn part_gradient<T: Real>(
     start: usize,
 ) -> PartGradient {
     let (n, s) = (scene.dofs(), p.b.stride);
-    let subs = scene.model().settings.substeps.max(1) as usize;
+    let subs = scene.substeps();
     let set_controls = |p: &mut Part<T>, t: usize| {
         if let Some(sch) = &o.schedule {
             crate::step::store(&mut p.b.controls, &sch[t]);

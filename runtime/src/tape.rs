@@ -210,7 +210,7 @@ impl Sim<'_> {
         let scene = self.scene;
         let t = tape.head - 1;
         let step = tape.first_step + t;
-        let subs = scene.model().settings.substeps.max(1) as usize;
+        let subs = scene.substeps();
         with_parts!(&mut self.parts, parts => parts
         .par_iter_mut()
         .zip(&tape.states)

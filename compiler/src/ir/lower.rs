@@ -1,8 +1,7 @@
 //! Lowering of typed [`Term`]s (vectors, matrices, quaternions) to scalar IR.
 
 use super::{Cmp, Graph, Id, Leaf, Op};
-use crate::model::{Builtin, Input, Shape, State, Term, TermKind};
-use joule_grammar::ast::{BinOp, UnOp};
+use crate::model::{BinOp, Builtin, Input, Shape, State, Term, TermKind, UnOp};
 use std::collections::HashMap;
 
 /// Lowers terms into one graph; `leaf` maps model inputs to kernel leaves.

@@ -6,6 +6,8 @@ use super::mesh::{self, MeshData};
 use super::value::{ShapeValue, Value};
 use super::{suggest, ArrayDecl, ArrayKind, Global, MeshDecl, Resolver, MAX_EXPANSION};
 use crate::model::*;
+// The model's kind, not the AST's (converted where the item is read).
+use crate::model::ObjectiveKind;
 use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
 use std::collections::HashMap;

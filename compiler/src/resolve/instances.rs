@@ -7,6 +7,8 @@ use super::eval::{describe_value, fits_type, input, pack, Ctx, TemplateCtx};
 use super::value::{HandleKind, Value};
 use super::{suggest, Global, Resolver};
 use crate::model::*;
+// The model's kind, not the AST's (converted where the template is built).
+use crate::model::EnergyKind;
 use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
 use std::sync::Arc;
@@ -419,7 +421,7 @@ impl Resolver<'_> {
         let lit0 = || Term::rc(Shape::Scalar, TermKind::Lit(Tensor::scalar(0.0)));
         self.model.templates.push(Template {
             name,
-            kind: def.kind,
+            kind: def.kind.into(),
             args,
             const_names: t.const_names,
             body: body.unwrap_or_else(lit0),
@@ -443,7 +445,7 @@ impl Resolver<'_> {
 
     /// An energy body must be a scalar.
     fn energy_term(&mut self, v: Value, e: &Expr, def: &EnergyDef) -> Option<Arc<Term>> {
-        let what = match def.kind {
+        let what = match EnergyKind::from(def.kind) {
             EnergyKind::Energy => "an energy",
             EnergyKind::Dissipation => "a dissipation potential",
         };

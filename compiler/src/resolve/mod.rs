@@ -13,6 +13,7 @@ mod decls;
 mod eval;
 mod instances;
 pub mod mesh;
+mod syntax;
 mod value;
 
 /// Re-exported for the runtime, the viewer and the tests, which read bodies'
@@ -478,7 +479,9 @@ impl Resolver<'_> {
                     args,
                     gens,
                 } => self.instances(template, args, gens.as_ref(), item.span),
-                ItemKind::Objective { kind, name, value } => self.objective(*kind, name, value),
+                ItemKind::Objective { kind, name, value } => {
+                    self.objective((*kind).into(), name, value)
+                }
                 ItemKind::Policy { name, value } => self.policy(name, value),
                 _ => {}
             }
@@ -490,7 +493,7 @@ impl Resolver<'_> {
         let Some(eid) = self.rigidity else { return };
         let def = self.energies[eid].clone();
         let s = &self.model.settings;
-        let h = s.dt / s.substeps.max(1) as f64;
+        let h = s.substep();
         let gamma = match s.integrator {
             Integrator::SymplecticEuler => RIGIDITY_EXPLICIT,
             Integrator::ImplicitEuler { .. } => RIGIDITY_IMPLICIT,

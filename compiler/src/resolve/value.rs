@@ -1,8 +1,7 @@
 //! Values of the resolver: compile-time data, handles, and runtime terms; the
 //! shape rules of operators and built-ins, and their compile-time folding.
 
-use crate::model::{Builtin, Shape, Tensor, Term};
-use joule_grammar::ast::{BinOp, UnOp};
+use crate::model::{BinOp, Builtin, Shape, Tensor, Term, UnOp};
 use std::sync::Arc;
 
 /// Kinds of handles to DOFs.

@@ -279,7 +279,7 @@ impl<T: Real> Part<T> {
     fn step_with(&mut self, scene: &Scene, step: usize, mut states: Option<&mut Vec<Snapshot>>) {
         self.events.clear();
         let n = scene.dofs();
-        for _ in 0..scene.compiled.model.settings.substeps.max(1) {
+        for _ in 0..scene.substeps() {
             if let Some(s) = states.as_deref_mut() {
                 s.push(self.snapshot(n));
             }

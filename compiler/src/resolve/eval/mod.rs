@@ -22,6 +22,8 @@ mod rest;
 use super::value::*;
 use super::{list, suggest, Global, Resolver};
 use crate::model::*;
+// The model's operators, not the AST's: `eval` converts them where they leave the syntax.
+use crate::model::{BinOp, UnOp};
 use crate::names::{COLLECTIONS, CONSTANTS};
 use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
@@ -158,12 +160,12 @@ impl Resolver<'_> {
             ExprKind::Name(n) => self.name(ctx, n, e.span),
             ExprKind::Unary(op, x) => {
                 let v = self.eval(ctx, x);
-                self.unary(*op, v, e.span)
+                self.unary((*op).into(), v, e.span)
             }
             ExprKind::Binary(op, a, b) => {
                 let va = self.eval(ctx, a);
                 let vb = self.eval(ctx, b);
-                self.binary(*op, va, vb, e.span, a.span, b.span)
+                self.binary((*op).into(), va, vb, e.span, a.span, b.span)
             }
             ExprKind::Call { func, args } => self.call(ctx, func, args, e.span),
             ExprKind::Method { recv, name, args } => {

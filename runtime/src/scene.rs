@@ -1,0 +1,298 @@
+//! [`Scene`]: a compiled scene ready to be batched: the compiler's kernels
+//! ([`joule_compiler::compile`]) with what the runtime plans for them (the
+//! mass model, the sparse Cholesky plan of implicit steps, DOF names), and
+//! [`CompileError`] for a scene that does not compile.
+
+use crate::mass::MassModel;
+use crate::sim::Sim;
+use crate::sparse::Direct;
+use crate::step;
+use joule_compiler::abi::{Buffers, Real};
+use joule_compiler::compiled::{Backend, CompiledScene};
+use joule_compiler::kernels::{KernelIr, KernelKind};
+use joule_compiler::model::{Integrator, Model, Precision, State};
+use joule_compiler::{Diagnostic, Severity};
+
+/// A scene that failed to compile: its rendered diagnostics.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    /// The diagnostics.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The diagnostics rendered without colour.
+    pub rendered: String,
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.rendered)
+    }
+}
+
+impl std::error::Error for CompileError {}
+impl miette::Diagnostic for CompileError {}
+
+impl From<Diagnostic> for CompileError {
+    /// One diagnostic without a span (code generation failed, the file
+    /// could not be read), rendered as plain text.
+    fn from(d: Diagnostic) -> Self {
+        CompileError {
+            rendered: d.render_plain(),
+            diagnostics: vec![d],
+        }
+    }
+}
+
+/// A compiled scene with its mass model, ready to be batched.
+pub struct Scene {
+    /// Kernels and layout.
+    pub compiled: CompiledScene,
+    /// Mass and external force per free DOF.
+    pub mass: MassModel,
+    /// The sparse Cholesky plan of implicit scenes whose systems are solved
+    /// directly (`None`: explicit, or large enough for CG).
+    direct: Option<Direct>,
+    dof_names: Vec<String>,
+    /// Whether an explicit step's kernels read `prev_x` / `prev_v` (else a
+    /// substep does not copy the state into them).
+    pub(crate) explicit_reads_prev: bool,
+}
+
+impl Scene {
+    /// Compiles scene text (`use` paths resolve against the working directory).
+    pub fn compile(src: &str) -> Result<Scene, miette::Report> {
+        Self::from_checked(
+            joule_compiler::check_source("scene.joule", src),
+            Backend::Jit,
+        )
+        .map_err(miette::Report::new)
+    }
+
+    /// Compiles a scene file.
+    pub fn from_path(path: &std::path::Path, backend: Backend) -> Result<Scene, CompileError> {
+        let checked = joule_compiler::check_path(path).map_err(|e| {
+            CompileError::from(Diagnostic::without_span(
+                Severity::Error,
+                "joule::io",
+                format!("cannot read `{}`: {e}", path.display()),
+            ))
+        })?;
+        Self::from_checked(checked, backend)
+    }
+
+    /// From the front end's result (its timings continue in
+    /// [`CompiledScene::timings`]).
+    pub fn from_checked(
+        checked: joule_compiler::Checked,
+        backend: Backend,
+    ) -> Result<Scene, CompileError> {
+        if !checked.ok() {
+            return Err(CompileError {
+                rendered: checked.render_diagnostics(false, 100),
+                diagnostics: checked.diagnostics,
+            });
+        }
+        let model = checked.model.expect("ok implies a model");
+        Self::compiled(joule_compiler::compile(model, backend, checked.timings)?)
+    }
+
+    /// From a resolved model.
+    pub fn from_model(model: Model, backend: Backend) -> Result<Scene, CompileError> {
+        Self::compiled(joule_compiler::compile(model, backend, vec![])?)
+    }
+
+    /// What the runtime plans for compiled kernels: the mass model, the
+    /// sparse Cholesky plan of implicit steps, the DOFs' names.
+    fn compiled(compiled: CompiledScene) -> Result<Scene, CompileError> {
+        let model = &compiled.model;
+        let mass = MassModel::new(model);
+        let mut dof_names = vec![String::new(); model.dof_count];
+        for p in &model.particles {
+            if let Some(d) = p.dof {
+                for (k, c) in ["x", "y", "z"].iter().enumerate() {
+                    dof_names[d as usize + k] = format!("{}.x.{c}", p.name);
+                }
+            }
+        }
+        for b in &model.bodies {
+            if let Some(d) = b.dof {
+                for k in 0..12 {
+                    dof_names[d as usize + k] = if k < 3 {
+                        format!("{}.x[{k}]", b.name)
+                    } else {
+                        format!("{}.R[{}, {}]", b.name, (k - 3) % 3, (k - 3) / 3)
+                    };
+                }
+            }
+        }
+        let direct = matches!(model.settings.integrator, Integrator::ImplicitEuler { .. })
+            .then(|| {
+                Direct::plan(
+                    compiled.layout().dofs,
+                    &mass,
+                    |k| compiled.kernels.get(k),
+                    step::DIRECT_FLOP_LIMIT,
+                )
+            })
+            .flatten();
+        let explicit_reads_prev = [
+            KernelKind::Gradient,
+            KernelKind::DissipationGradient,
+            KernelKind::Outputs,
+        ]
+        .iter()
+        .any(|k| {
+            let ir = compiled.kernels.get(*k);
+            ir.reads(State::PrevPos) || ir.reads(State::PrevVel)
+        });
+        Ok(Scene {
+            compiled,
+            mass,
+            direct,
+            dof_names,
+            explicit_reads_prev,
+        })
+    }
+
+    /// Warnings about the compiled scene (f32 constants that round to 0 or
+    /// infinity): diagnostics without spans (see
+    /// [`joule_compiler::kernels::Kernels::precision_warnings`]); the CLI prints them.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.compiled.warnings
+    }
+
+    /// The resolved model.
+    pub fn model(&self) -> &Model {
+        &self.compiled.model
+    }
+
+    /// The substep length `dt / substeps`.
+    pub fn substep(&self) -> f64 {
+        self.compiled.model.settings.substep()
+    }
+
+    /// Substeps per step (at least 1).
+    pub fn substeps(&self) -> usize {
+        self.compiled.model.settings.substep_count()
+    }
+
+    /// Free DOFs.
+    pub fn dofs(&self) -> usize {
+        self.compiled.layout().dofs
+    }
+
+    /// A readable name of a free DOF.
+    pub fn dof_name(&self, dof: usize) -> String {
+        self.dof_names.get(dof).cloned().unwrap_or_default()
+    }
+
+    /// The sparse Cholesky plan of the implicit step's linear systems, if they
+    /// are solved directly (small and sparse enough); otherwise CG solves them.
+    pub fn direct_solver(&self) -> Option<&Direct> {
+        self.direct.as_ref()
+    }
+
+    pub(crate) fn kernel_ir(&self, kind: KernelKind) -> &KernelIr {
+        self.compiled.kernels.get(kind)
+    }
+
+    /// The model's initial positions and velocities of the free DOFs, with
+    /// `jitter()` added to every particle velocity component and every body's
+    /// linear and angular velocity component (for randomised resets; `|| 0.0`
+    /// gives the model's own state).
+    pub fn initial_dofs(&self, mut jitter: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
+        let m = self.model();
+        let (mut x, mut v) = (vec![0.0; self.dofs()], vec![0.0; self.dofs()]);
+        for p in &m.particles {
+            if let Some(d) = p.dof {
+                for k in 0..3 {
+                    x[d as usize + k] = p.x[k];
+                    v[d as usize + k] = p.v[k] + jitter();
+                }
+            }
+        }
+        for body in &m.bodies {
+            if let Some(d) = body.dof {
+                let d = d as usize;
+                let r = joule_compiler::resolve::quat_to_mat(body.rotation);
+                for k in 0..3 {
+                    x[d + k] = body.x[k];
+                    v[d + k] = body.v[k] + jitter();
+                }
+                // Rdot = [w]x R, column by column.
+                let w = [
+                    body.w[0] + jitter(),
+                    body.w[1] + jitter(),
+                    body.w[2] + jitter(),
+                ];
+                for c in 0..3 {
+                    let col = [r[3 * c], r[3 * c + 1], r[3 * c + 2]];
+                    let wx = [
+                        w[1] * col[2] - w[2] * col[1],
+                        w[2] * col[0] - w[0] * col[2],
+                        w[0] * col[1] - w[1] * col[0],
+                    ];
+                    for k in 0..3 {
+                        x[d + 3 + 3 * c + k] = col[k];
+                        v[d + 3 + 3 * c + k] = wx[k];
+                    }
+                }
+            }
+        }
+        (x, v)
+    }
+
+    /// Every control at its starting value (0, or the end of its range
+    /// nearest 0) in `batch` environments: `[control][env]`.
+    pub fn default_controls(&self, batch: usize) -> Vec<Vec<f64>> {
+        self.model()
+            .controls
+            .iter()
+            .map(|c| vec![c.bounds.map_or(0.0, |(lo, hi)| 0.0f64.clamp(lo, hi)); batch])
+            .collect()
+    }
+
+    /// Writes the model's initial state and default params into buffers.
+    pub(crate) fn initial_state<T: Real>(&self, b: &mut Buffers<T>) {
+        let m = self.model();
+        let s = b.stride;
+        let set =
+            |buf: &mut [T], row: usize, v: f64| buf[row * s..(row + 1) * s].fill(T::from_f64(v));
+        let (x, v) = self.initial_dofs(|| 0.0);
+        for r in 0..self.dofs() {
+            set(&mut b.x, r, x[r]);
+            set(&mut b.v, r, v[r]);
+        }
+        for (i, p) in m.params.iter().enumerate() {
+            set(&mut b.params, i, p.value);
+        }
+        for (i, c) in self.default_controls(1).iter().enumerate() {
+            set(&mut b.controls, i, c[0]);
+        }
+    }
+
+    /// A batch of `batch` environments at the initial state, on all cores.
+    pub fn batch(&self, batch: usize) -> Sim<'_> {
+        self.batch_threads(batch, rayon::current_num_threads())
+    }
+
+    /// A batch split into `threads` partitions (fewer if it has fewer SIMD
+    /// vectors), or a multiple of that where a partition would leave the
+    /// cache (at most 4 MiB of storage each for implicit scenes; see
+    /// [`crate::sim`]); rayon runs them in parallel.
+    pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
+        Sim::new(self, batch, threads)
+    }
+
+    /// Bytes one environment occupies in a partition's storage: the kernel
+    /// buffers (in the scene's precision), the integrator's f64 vectors and
+    /// the sparse factor.
+    pub(crate) fn lane_bytes(&self) -> usize {
+        let l = self.compiled.layout();
+        let kernel = match self.model().settings.precision {
+            Precision::F64 => Buffers::<f64>::lane_bytes(l),
+            Precision::F32 => Buffers::<f32>::lane_bytes(l),
+        };
+        let solver = self.direct.as_ref().map_or(6 * self.dofs(), |d| d.nnz());
+        kernel + 8 * (8 * self.dofs() + solver)
+    }
+}

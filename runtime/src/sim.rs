@@ -1,0 +1,475 @@
+//! [`Sim`]: a batch of environments being simulated, split into partitions
+//! that rayon steps in parallel, and how the batch is split (`partition`,
+//! a pure function of the batch, the lane width, the thread count and the
+//! partition size `part_lanes` allows). Every environment's arithmetic is
+//! independent of the split, so results are bitwise identical for any.
+
+use crate::event::Event;
+use crate::gradient::GRADIENT_MEMORY;
+use crate::scene::Scene;
+use crate::step::{self, Part};
+use joule_compiler::abi::Real;
+use joule_compiler::model::{Integrator, Precision, State};
+use rayon::prelude::*;
+
+/// Storage a partition of an implicit scene aims to stay within (about the
+/// L2 cache of two cores).
+const PART_BYTES: usize = 4 << 20;
+/// Partitions hold multiples of this many lanes where the batch allows (the
+/// sparse factorisation's widest specialisation).
+const PART_LANE_MULTIPLE: usize = 8;
+
+/// Most environments in one partition, for environments of `lane_bytes`
+/// bytes of storage each: as many as keep a partition within [`PART_BYTES`],
+/// rounded down to a multiple of [`PART_LANE_MULTIPLE`], so that Newton's
+/// iterations over a partition stay in cache (the ant at B = 1024 on one
+/// thread: 4.6k env-steps/s as one partition, 10.4k in partitions of at most
+/// 24). Explicit scenes, and scenes of which not even `PART_LANE_MULTIPLE`
+/// lanes fit, are split by threads alone (`usize::MAX`).
+fn part_lanes(lane_bytes: usize, implicit: bool) -> usize {
+    let fit = PART_BYTES / lane_bytes.max(1) / PART_LANE_MULTIPLE * PART_LANE_MULTIPLE;
+    if implicit && fit > 0 {
+        fit
+    } else {
+        usize::MAX
+    }
+}
+
+/// How `batch` environments are split into partitions, `(first, len)` each,
+/// in order: `threads` partitions (fewer if the batch has fewer SIMD vectors
+/// of `lanes` lanes), or a multiple of `threads` where a partition would
+/// otherwise hold more than `part_lanes` environments. Partitions hold whole
+/// units of [`PART_LANE_MULTIPLE`] lanes where every partition gets two or
+/// more, else whole vectors, spread evenly (the first ones one larger).
+fn partition(batch: usize, lanes: usize, threads: usize, part_lanes: usize) -> Vec<(usize, usize)> {
+    let vectors = batch.div_ceil(lanes).max(1);
+    // A multiple of the thread count, so that the threads get equal shares.
+    let threads = threads.max(1);
+    let parts_n = ((vectors * lanes).div_ceil(part_lanes))
+        .div_ceil(threads)
+        .max(1)
+        * threads;
+    let parts_n = parts_n.min(vectors);
+    let mut ranges = vec![];
+    let mut first = 0;
+    // Whole units of PART_LANE_MULTIPLE lanes per partition where every
+    // partition gets two or more (the factorisation is specialised to 8
+    // lanes; fewer would leave the partitions unequal), else whole
+    // vectors, spread evenly.
+    let unit = PART_LANE_MULTIPLE / lanes;
+    let unit = if vectors >= 2 * parts_n * unit {
+        unit
+    } else {
+        1
+    };
+    let units = vectors.div_ceil(unit);
+    for p in 0..parts_n {
+        let u = units / parts_n + usize::from(p < units % parts_n);
+        let len = (u * unit * lanes).min(batch - first);
+        if len > 0 {
+            ranges.push((first, len));
+        }
+        first += len;
+    }
+    ranges
+}
+
+/// A batch's partitions, in the scene's precision.
+pub(crate) enum Parts {
+    F64(Vec<Part<f64>>),
+    F32(Vec<Part<f32>>),
+}
+
+/// Evaluates `$body` with `$p` bound to the partitions (`Vec<Part<T>>`) of
+/// either precision: the body is generic code, compiled for both.
+macro_rules! with_parts {
+    ($parts:expr, $p:ident => $body:expr) => {
+        match $parts {
+            Parts::F64($p) => $body,
+            Parts::F32($p) => $body,
+        }
+    };
+}
+pub(crate) use with_parts;
+
+/// A batch of environments being simulated.
+pub struct Sim<'s> {
+    /// The scene simulated.
+    pub(crate) scene: &'s Scene,
+    /// The partitions, in batch order.
+    pub(crate) parts: Parts,
+    /// Environments.
+    pub(crate) batch: usize,
+    /// Steps taken.
+    pub(crate) step: usize,
+    /// Most bytes of states a gradient records to skip recomputation.
+    pub(crate) gradient_memory: usize,
+    /// Everything reported so far (divergence, non-convergence).
+    pub events: Vec<Event>,
+}
+
+/// A name that does not exist in the scene.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameError(pub String);
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+impl<'s> Sim<'s> {
+    /// `batch` environments of `scene` at its initial state, in the
+    /// partitions [`partition`] plans for `threads` threads.
+    pub(crate) fn new(scene: &'s Scene, batch: usize, threads: usize) -> Sim<'s> {
+        let precision = scene.model().settings.precision;
+        let implicit = matches!(
+            scene.model().settings.integrator,
+            Integrator::ImplicitEuler { .. }
+        );
+        let ranges = partition(
+            batch,
+            joule_compiler::abi::lanes(precision),
+            threads,
+            part_lanes(scene.lane_bytes(), implicit),
+        );
+        fn build<T: Real>(scene: &Scene, ranges: &[(usize, usize)]) -> Vec<Part<T>> {
+            ranges
+                .iter()
+                .map(|&(first, len)| Part::new(scene, first, len))
+                .collect()
+        }
+        let parts = match precision {
+            Precision::F64 => Parts::F64(build(scene, &ranges)),
+            Precision::F32 => Parts::F32(build(scene, &ranges)),
+        };
+        Sim {
+            scene,
+            parts,
+            batch,
+            step: 0,
+            gradient_memory: GRADIENT_MEMORY,
+            events: vec![],
+        }
+    }
+
+    /// Environments.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Sets the most bytes of recorded states a [`Sim::gradient`] may keep
+    /// (default [`GRADIENT_MEMORY`]); a rollout whose states need
+    /// more keeps checkpoints every ~sqrt(steps) steps and recomputes between
+    /// them (one more forward pass, the same gradients bit for bit).
+    pub fn set_gradient_memory(&mut self, bytes: usize) {
+        self.gradient_memory = bytes;
+    }
+
+    /// Partitions the batch is split into (each stepped by one thread at a time).
+    pub fn partitions(&self) -> usize {
+        with_parts!(&self.parts, parts => parts.len())
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// Simulated time.
+    pub fn time(&self) -> f64 {
+        self.step as f64 * self.scene.model().settings.dt
+    }
+
+    /// Sets a parameter in every environment.
+    pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
+        let i = self.param_index(name)?;
+        with_parts!(&mut self.parts, parts => for p in parts {
+            let s = p.b.stride;
+            p.b.params[i * s..(i + 1) * s].fill(Real::from_f64(value));
+        });
+        Ok(())
+    }
+
+    /// Sets a parameter in one environment.
+    pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
+        let i = self.param_index(name)?;
+        let (p, e) = self.locate(env);
+        with_parts!(&mut self.parts, parts => {
+            let b = &mut parts[p].b;
+            b.params[i * b.stride + e] = Real::from_f64(value);
+        });
+        Ok(())
+    }
+
+    /// A parameter's value in one environment.
+    pub fn param(&self, name: &str, env: usize) -> Result<f64, NameError> {
+        let i = self.param_index(name)?;
+        let (p, e) = self.locate(env);
+        Ok(with_parts!(&self.parts, parts => {
+            let b = &parts[p].b;
+            b.params[i * b.stride + e].to_f64()
+        }))
+    }
+
+    fn param_index(&self, name: &str) -> Result<usize, NameError> {
+        self.scene
+            .model()
+            .params
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .scene
+                    .model()
+                    .params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                NameError(format!(
+                    "unknown parameter `{name}` (the scene's parameters: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// Sets control `index` (in declaration order) in one environment, clamped to its range.
+    pub fn set_control(&mut self, index: usize, env: usize, value: f64) {
+        let c = &self.scene.model().controls[index];
+        let v = c.bounds.map_or(value, |(lo, hi)| value.clamp(lo, hi));
+        let (p, e) = self.locate(env);
+        with_parts!(&mut self.parts, parts => {
+            let b = &mut parts[p].b;
+            b.controls[index * b.stride + e] = Real::from_f64(v);
+        });
+    }
+
+    /// The partition holding `env`, and the environment's index in it.
+    fn locate(&self, env: usize) -> (usize, usize) {
+        with_parts!(&self.parts, parts => {
+            let p = parts
+                .iter()
+                .position(|p| env >= p.first && env < p.first + p.len)
+                .expect("environment in range");
+            (p, env - parts[p].first)
+        })
+    }
+
+    /// Every partition's first environment, environments and stride.
+    pub(crate) fn ranges(&self) -> Vec<(usize, usize, usize)> {
+        with_parts!(&self.parts, parts => parts.iter().map(|p| (p.first, p.len, p.b.stride)).collect())
+    }
+
+    /// Appends the events of every partition's last operation.
+    pub(crate) fn collect_events(&mut self) {
+        with_parts!(&self.parts, parts => for p in parts {
+            self.events.extend(p.events.iter().cloned());
+        });
+    }
+
+    /// One step of every environment.
+    pub fn step(&mut self) {
+        let scene = self.scene;
+        let step = self.step;
+        with_parts!(&mut self.parts, parts => parts.par_iter_mut().for_each(|p| p.step(scene, step)));
+        self.step += 1;
+        self.collect_events();
+    }
+
+    /// Takes one implicit Euler substep from the current state, recording the
+    /// gradient norm of the incremental potential at every Newton iteration,
+    /// `[iteration][env]` (for convergence studies). Explicit scenes return nothing.
+    pub fn newton_trace(&mut self) -> Vec<Vec<f64>> {
+        let scene = self.scene;
+        let joule_compiler::model::Integrator::ImplicitEuler {
+            iterations,
+            tolerance,
+        } = scene.model().settings.integrator
+        else {
+            return vec![];
+        };
+        let h = scene.substep();
+        let mut traces = vec![];
+        with_parts!(&mut self.parts, parts => for p in parts {
+            let mut t = vec![];
+            p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
+            traces.push(t);
+        });
+        let iters = traces.iter().map(Vec::len).max().unwrap_or(0);
+        (0..iters)
+            .map(|i| {
+                traces
+                    .iter()
+                    .flat_map(|t| t.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `n` steps.
+    pub fn rollout(&mut self, n: usize) {
+        for _ in 0..n {
+            self.step();
+        }
+    }
+
+    /// Evaluates every output (observe, reward, loss, done) at the current state:
+    /// row-major `[output row][env]`.
+    pub fn outputs(&mut self) -> Vec<Vec<f64>> {
+        let rows = self.scene.compiled.layout().output_rows();
+        let scene = self.scene;
+        let mut out = vec![vec![0.0; self.batch]; rows];
+        with_parts!(&mut self.parts, parts => {
+            parts.par_iter_mut().for_each(|p| p.outputs(scene));
+            for p in parts.iter() {
+                let s = p.b.stride;
+                for (r, row) in out.iter_mut().enumerate() {
+                    step::load(&mut row[p.first..p.first + p.len], &p.b.outputs[r * s..r * s + p.len]);
+                }
+            }
+        });
+        out
+    }
+
+    /// The total potential energy of every environment (all `energy` items,
+    /// including the automatic rigidity), at the current positions.
+    pub fn potential_energy(&mut self) -> Vec<f64> {
+        let scene = self.scene;
+        let mut out = vec![0.0; self.batch];
+        with_parts!(&mut self.parts, parts => {
+            parts.par_iter_mut().for_each(|p| p.potential_energy(scene));
+            for p in parts.iter() {
+                step::load(&mut out[p.first..p.first + p.len], &p.b.energy[..p.len]);
+            }
+        });
+        out
+    }
+
+    /// The components of one named output per environment (`[component][env]`).
+    pub fn output(&mut self, name: &str) -> Vec<Vec<f64>> {
+        let Some(info) = self.scene.compiled.layout().output(name).cloned() else {
+            return vec![];
+        };
+        let all = self.outputs();
+        all[info.offset..info.offset + info.len].to_vec()
+    }
+
+    /// The free DOFs' positions of one environment.
+    pub fn positions(&self, env: usize) -> Vec<f64> {
+        self.column(env, State::Pos)
+    }
+
+    /// The free DOFs' velocities of one environment.
+    pub fn velocities(&self, env: usize) -> Vec<f64> {
+        self.column(env, State::Vel)
+    }
+
+    /// One environment's free rows of the positions or velocities.
+    fn column(&self, env: usize, which: State) -> Vec<f64> {
+        let (p, e) = self.locate(env);
+        let n = self.scene.dofs();
+        with_parts!(&self.parts, parts => {
+            let b = &parts[p].b;
+            let rows = match which {
+                State::Pos => &b.x,
+                State::Vel => &b.v,
+                State::PrevPos => &b.prev_x,
+                State::PrevVel => &b.prev_v,
+            };
+            (0..n).map(|r| rows[r * b.stride + e].to_f64()).collect()
+        })
+    }
+
+    /// Sets the free DOFs' positions and velocities of one environment (and
+    /// forgets that it diverged).
+    pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
+        let (p, e) = self.locate(env);
+        let n = self.scene.dofs();
+        with_parts!(&mut self.parts, parts => {
+            let part = &mut parts[p];
+            let s = part.b.stride;
+            for r in 0..n {
+                part.b.x[r * s + e] = Real::from_f64(x[r]);
+                part.b.v[r * s + e] = Real::from_f64(v[r]);
+            }
+            part.diverged[e] = false;
+        });
+    }
+
+    /// Puts one environment back at the scene's initial state, with
+    /// `jitter()` added to its velocities (see [`Scene::initial_dofs`]), and
+    /// forgets that it diverged.
+    pub fn reset_env(&mut self, env: usize, jitter: impl FnMut() -> f64) {
+        let (x, v) = self.scene.initial_dofs(jitter);
+        self.set_state(env, &x, &v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{part_lanes, partition, PART_BYTES};
+
+    /// Lengths of the partitions, checking that they tile the batch.
+    fn lens(batch: usize, lanes: usize, threads: usize, part_lanes: usize) -> Vec<usize> {
+        let ranges = partition(batch, lanes, threads, part_lanes);
+        let mut next = 0;
+        for &(first, len) in &ranges {
+            assert_eq!(first, next, "{ranges:?}");
+            assert!(len > 0, "{ranges:?}");
+            next += len;
+        }
+        assert_eq!(next, batch, "{ranges:?}");
+        ranges.iter().map(|r| r.1).collect()
+    }
+
+    #[test]
+    fn one_environment_is_one_partition() {
+        assert_eq!(lens(1, 2, 1, usize::MAX), [1]);
+        assert_eq!(lens(1, 2, 8, usize::MAX), [1]);
+        assert_eq!(lens(1, 4, 8, 8), [1]);
+    }
+
+    #[test]
+    fn explicit_batches_are_split_by_threads_in_units_of_eight_lanes() {
+        // f64x2: 64 environments are 32 vectors, 4 units of 8 lanes per thread.
+        assert_eq!(lens(64, 2, 2, usize::MAX), [32, 32]);
+        // 10 vectors on 3 threads: too few for two units each, so vectors.
+        assert_eq!(lens(20, 2, 3, usize::MAX), [8, 6, 6]);
+        // 13 f32 environments are 4 f32x4 vectors: never more partitions than vectors.
+        assert_eq!(lens(13, 4, 8, usize::MAX), [4, 4, 4, 1]);
+        // A ragged batch: the last partition holds the remainder.
+        assert_eq!(
+            lens(1023, 2, 8, usize::MAX),
+            [128; 7].into_iter().chain([127]).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn implicit_batches_are_split_into_multiples_of_the_thread_count() {
+        // The ant at B = 1024 on one thread: partitions of at most 24 lanes.
+        let ant = lens(1024, 2, 1, 24);
+        assert_eq!(ant.len(), 43);
+        assert!(ant.iter().all(|&l| l <= 24 && l % 8 == 0), "{ant:?}");
+        // On two threads: a multiple of two partitions.
+        let two = lens(1024, 2, 2, 24);
+        assert_eq!(two.len(), 44);
+        assert!(two.iter().all(|&l| l <= 24), "{two:?}");
+        // B = 64 on 2 threads fits in two partitions of 32.
+        assert_eq!(lens(64, 2, 2, 32), [32, 32]);
+        // A partition limit below the batch: 64 on 2 threads in eighths.
+        assert_eq!(lens(64, 2, 2, 8), [8; 8]);
+    }
+
+    #[test]
+    fn partitions_hold_what_fits_in_the_byte_budget() {
+        // Implicit: multiples of 8 lanes within PART_BYTES.
+        assert_eq!(part_lanes(PART_BYTES / 24, true), 24);
+        assert_eq!(part_lanes(PART_BYTES / 100, true), 96);
+        // Not even 8 lanes fit, or explicit: threads alone.
+        assert_eq!(part_lanes(PART_BYTES / 7, true), usize::MAX);
+        assert_eq!(part_lanes(PART_BYTES / 24, false), usize::MAX);
+        assert_eq!(part_lanes(0, false), usize::MAX);
+    }
+}
