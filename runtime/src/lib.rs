@@ -18,9 +18,11 @@
 #![allow(clippy::needless_range_loop)]
 
 mod gradient;
+#[doc(hidden)] // public for the tests (tests/sparse.rs's dense reference), not a user API
 pub mod mass;
 pub mod optimize;
 pub mod sparse;
+#[doc(hidden)] // public for the tests (tests/sparse.rs, tests/alloc.rs), not a user API
 pub mod step;
 mod tape;
 
@@ -129,6 +131,7 @@ pub struct Scene {
     /// Kernels and layout.
     pub compiled: CompiledScene,
     /// Mass and external force per free DOF.
+    #[doc(hidden)] // public for the tests, not a user API
     pub mass: MassModel,
     /// The sparse Cholesky plan of implicit scenes whose systems are solved
     /// directly (`None`: explicit, or large enough for CG).
@@ -625,6 +628,7 @@ impl Sim<'_> {
     /// Takes one implicit Euler substep from the current state, recording the
     /// gradient norm of the incremental potential at every Newton iteration,
     /// `[iteration][env]` (for convergence studies). Explicit scenes return nothing.
+    #[doc(hidden)] // public for the tests (tests/physics.rs), not a user API
     pub fn newton_trace(&mut self) -> Vec<Vec<f64>> {
         let scene = self.scene;
         let joule_compiler::model::Integrator::ImplicitEuler {
