@@ -141,7 +141,7 @@ fn bad_input_is_a_diagnostic_and_a_failure() {
         vec!["run", "scenes/pendulum.joule", "--param", "length"],
         vec!["run", "scenes/pendulum.joule", "--out", "x.txt"],
         vec!["grad", "scenes/pendulum.joule", "--loss", "nothing"],
-        vec!["run", "tests/invalid/07_unknown_name_typo.joule"],
+        vec!["run", "compiler/tests/invalid/07_unknown_name_typo.joule"],
         vec!["run", "no/such/scene.joule"],
     ] {
         let o = joule(&args);
@@ -226,7 +226,7 @@ fn check_json_locates_every_diagnostic() {
     let o = joule(&[
         "check",
         "--json",
-        "tests/invalid/07_unknown_name_typo.joule",
+        "compiler/tests/invalid/07_unknown_name_typo.joule",
         "scenes/pendulum.joule",
     ]);
     assert_eq!(o.status.code(), Some(1), "one file has an error");
@@ -240,7 +240,8 @@ fn check_json_locates_every_diagnostic() {
     assert_eq!(d["code"], "joule::unknown_name");
     assert_eq!(d["help"], "did you mean `stiffness`?");
     // The label points at the misspelt name in the file.
-    let src = std::fs::read_to_string("tests/invalid/07_unknown_name_typo.joule").expect("file");
+    let src =
+        std::fs::read_to_string("compiler/tests/invalid/07_unknown_name_typo.joule").expect("file");
     let line = d["labels"][0]["line"].as_u64().expect("line") as usize;
     let col = d["labels"][0]["column"].as_u64().expect("column") as usize;
     let len = d["labels"][0]["length"].as_u64().expect("length") as usize;

@@ -1,7 +1,9 @@
 //! The documentation stays true: every scene block in the README and `docs/`
 //! parses (whole scenes also compile), every keyword of the grammar is
-//! documented, and every subcommand of the CLI is in the README.
+//! documented, every subcommand of the CLI is in the README, and every path
+//! the "Layout" sections name exists.
 
+use std::path::Path;
 use std::process::Command;
 
 const PAGES: &[&str] = &[
@@ -90,4 +92,98 @@ fn every_subcommand_is_in_the_readme() {
             "README lacks `joule {c}`"
         );
     }
+}
+
+/// The lines of the first code block after the `## Layout` heading of a page.
+fn layout_block(page: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(page).expect("page");
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != "## Layout")
+        .skip_while(|l| !l.starts_with("```"));
+    assert!(
+        lines.next().is_some(),
+        "{page}: no code block under `## Layout`"
+    );
+    lines
+        .take_while(|l| !l.starts_with("```"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The words of a layout line that name files or folders: `name/`, or a name
+/// with one of the project's file extensions (`fmt.rs`, `joule.pest`).
+fn paths_in(text: &str) -> Vec<String> {
+    const EXTENSIONS: &[&str] = &[
+        "rs", "pest", "joule", "md", "toml", "py", "sh", "json", "xml", "html",
+    ];
+    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '`'))
+        .map(|w| w.trim_end_matches([':', '.']))
+        .filter(|w| {
+            let plain = w.chars().any(|c| c.is_ascii_alphanumeric())
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+            let file = w
+                .rsplit_once('.')
+                .is_some_and(|(stem, ext)| !stem.is_empty() && EXTENSIONS.contains(&ext));
+            plain && (w.ends_with('/') || file)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every path in the Layout sections exists. A line that starts in the first
+/// column names a path from the repository root (`compiler/`); an indented
+/// line that starts with a path names one inside the last such folder or its
+/// `src/` (`resolve/` under `compiler/`); any other path in a description is
+/// looked up from the root, in the entry's folder and in its `src/`.
+#[test]
+fn every_path_in_the_layout_sections_exists() {
+    let mut missing = vec![];
+    let mut checked = 0;
+    for page in ["README.md", "docs/ARCHITECTURE.md"] {
+        let mut folder = String::new();
+        for line in layout_block(page) {
+            let head = line.split_whitespace().next().unwrap_or("");
+            if !line.starts_with(' ') && !head.is_empty() {
+                assert!(
+                    Path::new(head).exists(),
+                    "{page}: the Layout entry `{head}` does not exist"
+                );
+                checked += 1;
+                folder = if head.ends_with('/') {
+                    head.to_string()
+                } else {
+                    String::new()
+                };
+            }
+            let rest = if line.starts_with(' ') {
+                &line[..]
+            } else {
+                &line[head.len()..]
+            };
+            for p in paths_in(rest) {
+                checked += 1;
+                let found = [
+                    p.clone(),
+                    format!("{folder}{p}"),
+                    format!("{folder}src/{p}"),
+                ]
+                .iter()
+                .any(|c| Path::new(c).exists());
+                if !found {
+                    missing.push(format!("{page}: `{p}` (under `{folder}`)"));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} paths found in the Layout sections"
+    );
+    assert!(
+        missing.is_empty(),
+        "paths in Layout sections that do not exist:\n  {}",
+        missing.join("\n  ")
+    );
 }

@@ -9,7 +9,10 @@ use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::scenes;
+use common::shipped;
+#[macro_use]
+#[path = "common/scene_list.rs"]
+mod scene_list;
 
 /// The scene with a tight Newton tolerance (finite differences of a loosely
 /// converged solve measure the solver, not the physics) and, unless
@@ -202,14 +205,22 @@ fn gradient_check(path: &Path, steps: usize) {
     }
 }
 
-#[test]
-fn adjoint_matches_finite_differences_on_every_scene() {
-    for path in scenes() {
-        for steps in [1, 4] {
-            gradient_check(&path, steps);
+macro_rules! per_scene {
+    ($($scene:ident)*) => {
+        /// [`gradient_check`] over 1 and 4 steps, on each shipped scene.
+        mod adjoint_matches_finite_differences {
+            $(
+                #[test]
+                fn $scene() {
+                    for steps in [1, 4] {
+                        super::gradient_check(&super::shipped(stringify!($scene)), steps);
+                    }
+                }
+            )*
         }
-    }
+    };
 }
+shipped_scenes!(per_scene);
 
 #[test]
 fn adjoint_over_a_long_explicit_horizon() {

@@ -9,7 +9,10 @@ use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{scenes, Rng};
+use common::{shipped, Rng};
+#[macro_use]
+#[path = "common/scene_list.rs"]
+mod scene_list;
 
 fn compile(path: &Path, backend: Backend) -> CompiledScene {
     let checked = joule::check_path(path).expect("readable");
@@ -100,43 +103,42 @@ fn ulps(a: f64, b: f64) -> u64 {
     key(a).abs_diff(key(b))
 }
 
-#[test]
-fn jit_matches_interpreter_on_every_scene_and_batch_size() {
-    for path in scenes() {
-        let jit = compile(&path, Backend::Jit);
-        let interp = compile(&path, Backend::Interp);
-        // Lane tails (1, 3, 17) everywhere; a full batch of 1024 where the buffers stay small.
-        let batches: &[usize] = if jit.layout().state_rows() <= 100 {
-            &[1, 3, 17, 1024]
-        } else {
-            &[1, 3, 17]
-        };
-        for &batch in batches {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ batch as u64);
-            let mut a = jit.buffers(batch);
-            randomize(&jit, &mut a, &mut rng);
-            let mut b = a.clone();
-            for kind in KernelKind::ALL {
-                a.clear_outputs();
-                b.clear_outputs();
-                jit.run(kind, &mut a, 0, batch).expect("run");
-                interp.run(kind, &mut b, 0, batch).expect("run");
-                for ((name, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
-                    let worst = x
-                        .iter()
-                        .zip(y)
-                        .map(|(p, q)| ulps(*p, *q))
-                        .max()
-                        .unwrap_or(0);
-                    assert!(
-                        // Bit-identical: the JIT calls the interpreter's own elementary
-                        // functions, never fuses, and accumulates in the same order.
-                        worst == 0,
-                        "{}: kernel {} buffer {name} differs by {worst} ulp at batch {batch}",
-                        path.display(),
-                        kind.name()
-                    );
-                }
+/// The JIT and the interpreter agree bit for bit on every kernel of a scene,
+/// at batch sizes with lane tails.
+fn jit_matches_interpreter(path: &Path) {
+    let jit = compile(path, Backend::Jit);
+    let interp = compile(path, Backend::Interp);
+    // Lane tails (1, 3, 17) everywhere; a full batch of 1024 where the buffers stay small.
+    let batches: &[usize] = if jit.layout().state_rows() <= 100 {
+        &[1, 3, 17, 1024]
+    } else {
+        &[1, 3, 17]
+    };
+    for &batch in batches {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ batch as u64);
+        let mut a = jit.buffers(batch);
+        randomize(&jit, &mut a, &mut rng);
+        let mut b = a.clone();
+        for kind in KernelKind::ALL {
+            a.clear_outputs();
+            b.clear_outputs();
+            jit.run(kind, &mut a, 0, batch).expect("run");
+            interp.run(kind, &mut b, 0, batch).expect("run");
+            for ((name, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
+                let worst = x
+                    .iter()
+                    .zip(y)
+                    .map(|(p, q)| ulps(*p, *q))
+                    .max()
+                    .unwrap_or(0);
+                assert!(
+                    // Bit-identical: the JIT calls the interpreter's own elementary
+                    // functions, never fuses, and accumulates in the same order.
+                    worst == 0,
+                    "{}: kernel {} buffer {name} differs by {worst} ulp at batch {batch}",
+                    path.display(),
+                    kind.name()
+                );
             }
         }
     }
@@ -218,144 +220,143 @@ fn check_fd(
     }
 }
 
-#[test]
-fn derivative_kernels_match_finite_differences_on_every_scene() {
-    for path in scenes() {
-        let name = path.display().to_string();
-        let scene = compile(&path, Backend::Interp);
-        let implicit = matches!(
-            scene.model.settings.integrator,
-            joule::model::Integrator::ImplicitEuler { .. }
-        );
-        // The adjoint differentiates `backward =` surrogates: finite differences of a
-        // model whose bodies are the surrogates are its reference.
-        let mut surrogate_model = scene.model.clone();
-        for t in &mut surrogate_model.templates {
-            if let Some(b) = t.backward.take() {
-                t.body = b;
-            }
+/// Every derivative kernel of a scene agrees with central finite differences
+/// of the kernel it differentiates.
+fn derivative_kernels_match_finite_differences(path: &Path) {
+    let name = path.display().to_string();
+    let scene = compile(path, Backend::Interp);
+    let implicit = matches!(
+        scene.model.settings.integrator,
+        joule::model::Integrator::ImplicitEuler { .. }
+    );
+    // The adjoint differentiates `backward =` surrogates: finite differences of a
+    // model whose bodies are the surrogates are its reference.
+    let mut surrogate_model = scene.model.clone();
+    for t in &mut surrogate_model.templates {
+        if let Some(b) = t.backward.take() {
+            t.body = b;
         }
-        let surrogate =
-            joule_compiler::compile(surrogate_model, Backend::Interp, vec![]).expect("compile");
-        let l = scene.layout().clone();
-        let mut rng = Rng(0x0123_4567_89AB_CDEF);
-        let mut b = scene.buffers(1);
-        randomize(&scene, &mut b, &mut rng);
-        let s = b.stride;
-        // Seeds only on free rows (pinned rows are not unknowns).
-        for row in l.dofs..l.state_rows() {
-            b.seed[row * s..(row + 1) * s].fill(0.0);
-        }
-        let rows = sample_rows(l.dofs, 8);
-        let scene = &scene;
-        let e = |k: KernelKind| move |c: &Buffers| run(scene, c, &[k]).energy[0];
-
-        // Gradients of the energy (w.r.t. x) and of the dissipation (w.r.t. v).
-        let g = run(scene, &b, &[KernelKind::Gradient]);
-        check_fd(&name, &b, Input::X, &rows, &e(KernelKind::Energy), &|r| {
-            g.grad[r * s]
-        });
-        let gd = run(scene, &b, &[KernelKind::DissipationGradient]);
-
-        // Implicit scenes differentiate h D((x - x_t)/h) in positions.
-        let dissipation_input = if implicit { Input::X } else { Input::V };
-        check_fd(
-            &name,
-            &b,
-            dissipation_input,
-            &rows,
-            &e(KernelKind::Dissipation),
-            &|r| gd.grad[r * s],
-        );
-
-        // Hessian-vector products and assembled Hessian blocks against differences of
-        // the gradient along the seed direction.
-        for (hvp, grad, hess, input) in [
-            (
-                KernelKind::GradHvp,
-                KernelKind::Gradient,
-                KernelKind::Hessian,
-                Input::X,
-            ),
-            (
-                KernelKind::DissipationGradHvp,
-                KernelKind::DissipationGradient,
-                KernelKind::DissipationHessian,
-                dissipation_input,
-            ),
-        ] {
-            let hv = run(scene, &b, &[hvp]);
-            let blocks = run(scene, &b, &[hess]);
-            let assembled = assemble(scene, hess, &blocks, &b);
-            let h = 1e-6;
-            let shifted = |sign: f64| {
-                let mut c = b.clone();
-                for r in 0..l.dofs {
-                    let w = b.seed[r * s];
-                    input_mut(&mut c, input)[r * s] += sign * h * w;
-                }
-                run(scene, &c, &[grad]).grad
-            };
-            let (gp, gm) = (shifted(1.0), shifted(-1.0));
-            let fd: Vec<f64> = (0..l.dofs)
-                .map(|r| (gp[r * s] - gm[r * s]) / (2.0 * h))
-                .collect();
-            let scale = fd.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1e-8);
-            for r in 0..l.dofs {
-                let (a, m) = (hv.hv[r * s], assembled[r]);
-                assert!(
-                    (a - fd[r]).abs() <= 1e-5 * scale,
-                    "{name}: {hvp:?} row {r}: {a:e} vs {:e}",
-                    fd[r]
-                );
-                assert!(
-                    (m - fd[r]).abs() <= 1e-5 * scale,
-                    "{name}: {hess:?} row {r}: {m:e} vs {:e}",
-                    fd[r]
-                );
-            }
-        }
-
-        // Adjoint VJPs: s = seed . (dE/dx + dD/dv) of the surrogate model.
-        let adj = run(scene, &b, &[KernelKind::Adjoint]);
-        let s_adj = |c: &Buffers| {
-            let gx = run(&surrogate, c, &[KernelKind::Gradient]).grad;
-            let gv = run(&surrogate, c, &[KernelKind::DissipationGradient]).grad;
-            (0..l.dofs)
-                .map(|r| c.seed[r * s] * (gx[r * s] + gv[r * s]))
-                .sum::<f64>()
-        };
-        let params: Vec<usize> = (0..l.params).collect();
-        let controls: Vec<usize> = (0..l.controls).collect();
-        check_fd(&name, &b, Input::X, &rows, &s_adj, &|r| adj.d_x[r * s]);
-        check_fd(&name, &b, Input::V, &rows, &s_adj, &|r| adj.d_v[r * s]);
-        check_fd(&name, &b, Input::PrevX, &rows, &s_adj, &|r| {
-            adj.d_prev_x[r * s]
-        });
-        check_fd(&name, &b, Input::PrevV, &rows, &s_adj, &|r| {
-            adj.d_prev_v[r * s]
-        });
-        check_fd(&name, &b, Input::Param, &params, &s_adj, &|r| {
-            adj.d_params[r * s]
-        });
-        check_fd(&name, &b, Input::Control, &controls, &s_adj, &|r| {
-            adj.d_controls[r * s]
-        });
-
-        // Output VJPs: s = out_seed . outputs.
-        let ov = run(scene, &b, &[KernelKind::OutputsVjp]);
-        let s_out = |c: &Buffers| {
-            let o = run(scene, c, &[KernelKind::Outputs]).outputs;
-            (0..l.output_rows())
-                .map(|k| c.out_seed[k * s] * o[k * s])
-                .sum::<f64>()
-        };
-        check_fd(&name, &b, Input::X, &rows, &s_out, &|r| ov.d_x[r * s]);
-        check_fd(&name, &b, Input::V, &rows, &s_out, &|r| ov.d_v[r * s]);
-        check_fd(&name, &b, Input::Param, &params, &s_out, &|r| {
-            ov.d_params[r * s]
-        });
     }
+    let surrogate =
+        joule_compiler::compile(surrogate_model, Backend::Interp, vec![]).expect("compile");
+    let l = scene.layout().clone();
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let mut b = scene.buffers(1);
+    randomize(&scene, &mut b, &mut rng);
+    let s = b.stride;
+    // Seeds only on free rows (pinned rows are not unknowns).
+    for row in l.dofs..l.state_rows() {
+        b.seed[row * s..(row + 1) * s].fill(0.0);
+    }
+    let rows = sample_rows(l.dofs, 8);
+    let scene = &scene;
+    let e = |k: KernelKind| move |c: &Buffers| run(scene, c, &[k]).energy[0];
+
+    // Gradients of the energy (w.r.t. x) and of the dissipation (w.r.t. v).
+    let g = run(scene, &b, &[KernelKind::Gradient]);
+    check_fd(&name, &b, Input::X, &rows, &e(KernelKind::Energy), &|r| {
+        g.grad[r * s]
+    });
+    let gd = run(scene, &b, &[KernelKind::DissipationGradient]);
+
+    // Implicit scenes differentiate h D((x - x_t)/h) in positions.
+    let dissipation_input = if implicit { Input::X } else { Input::V };
+    check_fd(
+        &name,
+        &b,
+        dissipation_input,
+        &rows,
+        &e(KernelKind::Dissipation),
+        &|r| gd.grad[r * s],
+    );
+
+    // Hessian-vector products and assembled Hessian blocks against differences of
+    // the gradient along the seed direction.
+    for (hvp, grad, hess, input) in [
+        (
+            KernelKind::GradHvp,
+            KernelKind::Gradient,
+            KernelKind::Hessian,
+            Input::X,
+        ),
+        (
+            KernelKind::DissipationGradHvp,
+            KernelKind::DissipationGradient,
+            KernelKind::DissipationHessian,
+            dissipation_input,
+        ),
+    ] {
+        let hv = run(scene, &b, &[hvp]);
+        let blocks = run(scene, &b, &[hess]);
+        let assembled = assemble(scene, hess, &blocks, &b);
+        let h = 1e-6;
+        let shifted = |sign: f64| {
+            let mut c = b.clone();
+            for r in 0..l.dofs {
+                let w = b.seed[r * s];
+                input_mut(&mut c, input)[r * s] += sign * h * w;
+            }
+            run(scene, &c, &[grad]).grad
+        };
+        let (gp, gm) = (shifted(1.0), shifted(-1.0));
+        let fd: Vec<f64> = (0..l.dofs)
+            .map(|r| (gp[r * s] - gm[r * s]) / (2.0 * h))
+            .collect();
+        let scale = fd.iter().map(|x| x.abs()).fold(0.0, f64::max).max(1e-8);
+        for r in 0..l.dofs {
+            let (a, m) = (hv.hv[r * s], assembled[r]);
+            assert!(
+                (a - fd[r]).abs() <= 1e-5 * scale,
+                "{name}: {hvp:?} row {r}: {a:e} vs {:e}",
+                fd[r]
+            );
+            assert!(
+                (m - fd[r]).abs() <= 1e-5 * scale,
+                "{name}: {hess:?} row {r}: {m:e} vs {:e}",
+                fd[r]
+            );
+        }
+    }
+
+    // Adjoint VJPs: s = seed . (dE/dx + dD/dv) of the surrogate model.
+    let adj = run(scene, &b, &[KernelKind::Adjoint]);
+    let s_adj = |c: &Buffers| {
+        let gx = run(&surrogate, c, &[KernelKind::Gradient]).grad;
+        let gv = run(&surrogate, c, &[KernelKind::DissipationGradient]).grad;
+        (0..l.dofs)
+            .map(|r| c.seed[r * s] * (gx[r * s] + gv[r * s]))
+            .sum::<f64>()
+    };
+    let params: Vec<usize> = (0..l.params).collect();
+    let controls: Vec<usize> = (0..l.controls).collect();
+    check_fd(&name, &b, Input::X, &rows, &s_adj, &|r| adj.d_x[r * s]);
+    check_fd(&name, &b, Input::V, &rows, &s_adj, &|r| adj.d_v[r * s]);
+    check_fd(&name, &b, Input::PrevX, &rows, &s_adj, &|r| {
+        adj.d_prev_x[r * s]
+    });
+    check_fd(&name, &b, Input::PrevV, &rows, &s_adj, &|r| {
+        adj.d_prev_v[r * s]
+    });
+    check_fd(&name, &b, Input::Param, &params, &s_adj, &|r| {
+        adj.d_params[r * s]
+    });
+    check_fd(&name, &b, Input::Control, &controls, &s_adj, &|r| {
+        adj.d_controls[r * s]
+    });
+
+    // Output VJPs: s = out_seed . outputs.
+    let ov = run(scene, &b, &[KernelKind::OutputsVjp]);
+    let s_out = |c: &Buffers| {
+        let o = run(scene, c, &[KernelKind::Outputs]).outputs;
+        (0..l.output_rows())
+            .map(|k| c.out_seed[k * s] * o[k * s])
+            .sum::<f64>()
+    };
+    check_fd(&name, &b, Input::X, &rows, &s_out, &|r| ov.d_x[r * s]);
+    check_fd(&name, &b, Input::V, &rows, &s_out, &|r| ov.d_v[r * s]);
+    check_fd(&name, &b, Input::Param, &params, &s_out, &|r| {
+        ov.d_params[r * s]
+    });
 }
 
 /// The Hessian blocks of a kernel applied to the seed, assembled into rows (environment 0).
@@ -403,54 +404,86 @@ fn narrow(b: &Buffers, layout_scene: &CompiledScene) -> Buffers<f32> {
     n
 }
 
-#[test]
-fn f32_kernels_match_the_interpreter_and_f64() {
-    for path in scenes() {
-        let name = path.display().to_string();
-        let jit = compile_f32(&path, Backend::Jit);
-        let interp = compile_f32(&path, Backend::Interp);
-        let wide = compile(&path, Backend::Jit);
-        for batch in [1usize, 5, 17] {
-            let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ batch as u64);
-            let mut b64 = wide.buffers(batch);
-            randomize(&wide, &mut b64, &mut rng);
-            let mut a = narrow(&b64, &jit);
-            let mut b = a.clone();
-            for kind in KernelKind::ALL {
-                a.clear_outputs();
-                b.clear_outputs();
-                jit.run(kind, &mut a, 0, batch).expect("run");
-                interp.run(kind, &mut b, 0, batch).expect("run");
-                let same = |x: &[f32], y: &[f32]| {
-                    x.iter()
-                        .zip(y)
-                        .all(|(p, q)| p == q || p.is_nan() && q.is_nan())
-                };
-                for ((buffer, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
-                    assert!(
-                        same(x, y),
-                        "{name}: f32 kernel {} buffer {buffer} differs between JIT and interpreter",
-                        kind.name()
-                    );
-                }
-            }
-            // f32 against f64: the gradient within 1e-3 of its largest component
-            // (f32 has 24 bits; spring forces lose a few to the length difference).
+/// Under `precision = f32`, the JIT equals the interpreter bit for bit, and the
+/// gradient follows the f64 one.
+fn f32_kernels_match_the_interpreter_and_f64(path: &Path) {
+    let name = path.display().to_string();
+    let jit = compile_f32(path, Backend::Jit);
+    let interp = compile_f32(path, Backend::Interp);
+    let wide = compile(path, Backend::Jit);
+    for batch in [1usize, 5, 17] {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ batch as u64);
+        let mut b64 = wide.buffers(batch);
+        randomize(&wide, &mut b64, &mut rng);
+        let mut a = narrow(&b64, &jit);
+        let mut b = a.clone();
+        for kind in KernelKind::ALL {
             a.clear_outputs();
-            jit.run(KernelKind::Gradient, &mut a, 0, batch)
-                .expect("run");
-            let g = run(&wide, &b64, &[KernelKind::Gradient]);
-            let dofs = wide.layout().dofs;
-            let scale = (0..dofs)
-                .map(|r| g.grad[r * b64.stride].abs())
-                .fold(0.0, f64::max);
-            for r in 0..dofs {
-                let (x64, x32) = (g.grad[r * b64.stride], a.grad[r * a.stride] as f64);
+            b.clear_outputs();
+            jit.run(kind, &mut a, 0, batch).expect("run");
+            interp.run(kind, &mut b, 0, batch).expect("run");
+            let same = |x: &[f32], y: &[f32]| {
+                x.iter()
+                    .zip(y)
+                    .all(|(p, q)| p == q || p.is_nan() && q.is_nan())
+            };
+            for ((buffer, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
                 assert!(
-                    (x64 - x32).abs() <= 1e-3 * scale + 1e-6,
-                    "{name}: f32 gradient row {r}: {x32} vs f64 {x64}"
+                    same(x, y),
+                    "{name}: f32 kernel {} buffer {buffer} differs between JIT and interpreter",
+                    kind.name()
                 );
             }
         }
+        // f32 against f64: the gradient within 1e-3 of its largest component
+        // (f32 has 24 bits; spring forces lose a few to the length difference).
+        a.clear_outputs();
+        jit.run(KernelKind::Gradient, &mut a, 0, batch)
+            .expect("run");
+        let g = run(&wide, &b64, &[KernelKind::Gradient]);
+        let dofs = wide.layout().dofs;
+        let scale = (0..dofs)
+            .map(|r| g.grad[r * b64.stride].abs())
+            .fold(0.0, f64::max);
+        for r in 0..dofs {
+            let (x64, x32) = (g.grad[r * b64.stride], a.grad[r * a.stride] as f64);
+            assert!(
+                (x64 - x32).abs() <= 1e-3 * scale + 1e-6,
+                "{name}: f32 gradient row {r}: {x32} vs f64 {x64}"
+            );
+        }
     }
 }
+
+macro_rules! per_scene {
+    ($($scene:ident)*) => {
+        /// [`jit_matches_interpreter`] on each shipped scene.
+        mod jit_matches_interpreter_on_every_batch_size {
+            $(
+                #[test]
+                fn $scene() {
+                    super::jit_matches_interpreter(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+        /// [`derivative_kernels_match_finite_differences`] on each shipped scene.
+        mod derivative_kernels_match_finite_differences {
+            $(
+                #[test]
+                fn $scene() {
+                    super::derivative_kernels_match_finite_differences(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+        /// [`f32_kernels_match_the_interpreter_and_f64`] on each shipped scene.
+        mod f32_kernels_match_the_interpreter_and_f64 {
+            $(
+                #[test]
+                fn $scene() {
+                    super::f32_kernels_match_the_interpreter_and_f64(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+    };
+}
+shipped_scenes!(per_scene);

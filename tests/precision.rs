@@ -11,7 +11,10 @@ use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::scenes;
+use common::shipped;
+#[macro_use]
+#[path = "common/scene_list.rs"]
+mod scene_list;
 
 /// A scene file compiled at `precision` (Newton's tolerance tightened to
 /// `tolerance`, if given).
@@ -99,23 +102,21 @@ fn rollout(scene: &Scene, batch: usize, threads: usize, steps: usize) -> Vec<Vec
     (0..batch).map(|e| sim.positions(e)).collect()
 }
 
-#[test]
-fn f32_rollouts_follow_f64_on_every_shipped_scene() {
-    for path in scenes() {
-        let name = path.display().to_string();
-        let wide = at(&name, Precision::F64, Backend::Jit, None);
-        let narrow = f32_scene(&name);
-        let (a, b) = (rollout(&wide, 3, 1, 25), rollout(&narrow, 3, 1, 25));
-        let mut worst = 0.0f64;
-        for (x64, x32) in a.iter().zip(&b) {
-            assert!(all_f32(x32), "{name}: the state is f32");
-            for (p, q) in x64.iter().zip(x32) {
-                worst = worst.max((p - q).abs() / (1.0 + p.abs()));
-            }
+/// An f32 rollout of a scene stays within 1e-3 (relative) of the f64 one over 25 steps.
+fn f32_rollouts_follow_f64(path: &Path) {
+    let name = path.display().to_string();
+    let wide = at(&name, Precision::F64, Backend::Jit, None);
+    let narrow = f32_scene(&name);
+    let (a, b) = (rollout(&wide, 3, 1, 25), rollout(&narrow, 3, 1, 25));
+    let mut worst = 0.0f64;
+    for (x64, x32) in a.iter().zip(&b) {
+        assert!(all_f32(x32), "{name}: the state is f32");
+        for (p, q) in x64.iter().zip(x32) {
+            worst = worst.max((p - q).abs() / (1.0 + p.abs()));
         }
-        println!("{name}: largest difference {worst:e}");
-        assert!(worst < 1e-3, "{name}: f32 departs from f64 by {worst:e}");
     }
+    println!("{name}: largest difference {worst:e}");
+    assert!(worst < 1e-3, "{name}: f32 departs from f64 by {worst:e}");
 }
 
 #[test]
@@ -157,13 +158,10 @@ fn constants_f32_cannot_hold_are_reported() {
         "{:?}",
         scene.warnings()
     );
-    // The same constants are fine in f64, and the shipped scenes' in f32.
+    // The same constants are fine in f64 (and the shipped scenes' in f32:
+    // `shipped_constants_fit_f32`).
     let wide = Scene::compile(&src.replace("f32", "f64")).expect("compiles");
     assert!(wide.warnings().is_empty());
-    for path in scenes() {
-        let name = path.display().to_string();
-        assert!(f32_scene(&name).warnings().is_empty(), "{name}");
-    }
     // The CLI prints them.
     let file = common::temp("tiny_constant.joule");
     std::fs::write(&file, src).expect("write");
@@ -173,32 +171,30 @@ fn constants_f32_cannot_hold_are_reported() {
     assert!(err.contains("warning:") && err.contains("1e-50"), "{err}");
 }
 
-#[test]
-fn f32_gradients_are_finite_on_every_shipped_scene() {
-    // A constant that underflows in f32 (a guard of 1e-300 in the prelude's
-    // quaternion extraction) turned the ant's gradients into NaN.
-    for path in scenes() {
-        let name = path.display().to_string();
-        let scene = f32_scene(&name);
-        let m = scene.model();
-        let first = |k: ObjectiveKind| {
-            m.objectives
-                .iter()
-                .find(|o| o.kind == k)
-                .map(|o| o.name.clone())
-        };
-        let obj = Objective {
-            loss: first(ObjectiveKind::Loss),
-            reward: first(ObjectiveKind::Reward),
-            track: None,
-        };
-        let mut sim = scene.batch_threads(2, 1);
-        let g = sim.gradient(&obj, 8).expect("gradient");
-        let finite = |rows: &[Vec<f64>]| rows.iter().flatten().all(|x| x.is_finite());
-        assert!(finite(&g.params), "{name}: {:?}", g.params);
-        assert!(finite(&g.x0) && finite(&g.v0), "{name}: initial state");
-        assert!(g.controls.iter().all(|c| finite(c)), "{name}: controls");
-    }
+/// The f32 gradients of a scene's first loss and reward are finite. (A constant
+/// that underflows in f32, a guard of 1e-300 in the prelude's quaternion
+/// extraction, turned the ant's gradients into NaN.)
+fn f32_gradients_are_finite(path: &Path) {
+    let name = path.display().to_string();
+    let scene = f32_scene(&name);
+    let m = scene.model();
+    let first = |k: ObjectiveKind| {
+        m.objectives
+            .iter()
+            .find(|o| o.kind == k)
+            .map(|o| o.name.clone())
+    };
+    let obj = Objective {
+        loss: first(ObjectiveKind::Loss),
+        reward: first(ObjectiveKind::Reward),
+        track: None,
+    };
+    let mut sim = scene.batch_threads(2, 1);
+    let g = sim.gradient(&obj, 8).expect("gradient");
+    let finite = |rows: &[Vec<f64>]| rows.iter().flatten().all(|x| x.is_finite());
+    assert!(finite(&g.params), "{name}: {:?}", g.params);
+    assert!(finite(&g.x0) && finite(&g.v0), "{name}: initial state");
+    assert!(g.controls.iter().all(|c| finite(c)), "{name}: controls");
 }
 
 #[test]
@@ -244,3 +240,42 @@ fn f32_gradients_match_central_differences_of_the_f64_rollout() {
         }
     }
 }
+
+/// A scene's constants survive rounding to f32 (no warning).
+fn shipped_constants_fit_f32(path: &Path) {
+    let name = path.display().to_string();
+    assert!(f32_scene(&name).warnings().is_empty(), "{name}");
+}
+
+macro_rules! per_scene {
+    ($($scene:ident)*) => {
+        /// [`f32_rollouts_follow_f64`] on each shipped scene.
+        mod f32_rollouts_follow_f64 {
+            $(
+                #[test]
+                fn $scene() {
+                    super::f32_rollouts_follow_f64(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+        /// [`shipped_constants_fit_f32`] on each shipped scene.
+        mod shipped_constants_fit_f32 {
+            $(
+                #[test]
+                fn $scene() {
+                    super::shipped_constants_fit_f32(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+        /// [`f32_gradients_are_finite`] on each shipped scene.
+        mod f32_gradients_are_finite {
+            $(
+                #[test]
+                fn $scene() {
+                    super::f32_gradients_are_finite(&super::shipped(stringify!($scene)));
+                }
+            )*
+        }
+    };
+}
+shipped_scenes!(per_scene);

@@ -1,5 +1,6 @@
 //! `joule run --html`: the page's embedded data matches the run, and (where a
-//! Chromium binary is installed) the page renders the scene in a headless browser.
+//! Chromium binary is installed; under CI it must be) the page renders the scene
+//! in a headless browser.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -171,7 +172,9 @@ fn an_environment_outside_the_batch_is_an_error_and_writes_nothing() {
     assert!(!page.exists());
 }
 
-/// The Chromium binary, if one is installed (otherwise the test says it skips).
+/// The Chromium binary, if one is installed. Without one the browser tests
+/// skip with a notice, except under CI (`CI` set, as `.ci/run` does), where a
+/// missing browser fails them instead of letting them pass untested.
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = ["chromium", "chromium-browser", "google-chrome"]
@@ -179,6 +182,12 @@ fn chromium() -> Option<PathBuf> {
         .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
         .find(|p| p.is_file());
     if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+        assert!(
+            !ci,
+            "no chromium binary on PATH and CI is set: the browser tests cannot run \
+             (Debian: apt-get install chromium)"
+        );
         println!("skipping: no chromium binary on PATH (Debian: apt-get install chromium)");
     }
     found

@@ -3,7 +3,8 @@
 Run through `benches/peers/run.sh` (it makes the venv). Each peer is measured
 in-process here; Joule through `joule bench --json` (release build). Prints one
 table of ratios, one line per target of issue 6, and writes every raw figure to
-`benches/peers/last_run.json`. A peer that is not installed, or fails, is
+`benches/peers/last_run.json`. Runs in a temporary working directory, so
+MuJoCo's log file (MUJOCO_LOG.TXT) never lands in the tree. A peer that is not installed, or fails, is
 reported as such and its lines read "n/a"; the rest still run.
 
 Figures are medians of REPEATS timed runs after a warm-up. Throughput is
@@ -426,4 +427,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # MuJoCo writes MUJOCO_LOG.TXT into the working directory: run in a
+    # temporary one outside the tree (every path above is absolute).
+    with tempfile.TemporaryDirectory(prefix="joule-peers-") as work:
+        os.chdir(work)
+        main()

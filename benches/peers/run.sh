@@ -26,4 +26,7 @@ for pkg in mujoco "jax[cpu] brax" warp-lang; do
 done
 (cd "$root" && cargo build --release --quiet) || { echo "error: cargo build --release failed" >&2; exit 1; }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+# peers.py runs the peers in a temporary working directory (MuJoCo writes
+# MUJOCO_LOG.TXT into the current one); start it outside the tree as well.
+cd "${TMPDIR:-/tmp}"
 exec "$venv/bin/python" "$here/peers.py" "$@"

@@ -14,6 +14,7 @@ pub fn write_file(f: &mut fmt::Formatter<'_>, file: &SceneFile) -> fmt::Result {
 
 /// The `--emit ast` form without item spans: equal exactly for trees that
 /// differ only in layout (what `joule fmt` must preserve).
+#[doc(hidden)] // used by `format` and the layout tests, not a user API
 pub fn without_spans(file: &SceneFile) -> String {
     let text = file.to_string();
     let mut out = String::with_capacity(text.len());

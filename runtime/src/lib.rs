@@ -25,11 +25,13 @@
 
 pub mod event;
 mod gradient;
+#[doc(hidden)] // public for the tests (tests/sparse.rs's dense reference), not a user API
 pub mod mass;
 pub mod optimize;
 pub mod scene;
 pub mod sim;
 pub mod sparse;
+#[doc(hidden)] // public for the tests (tests/sparse.rs, tests/alloc.rs), not a user API
 pub mod step;
 mod tape;
 

@@ -47,6 +47,7 @@ pub struct Scene {
     /// Kernels and layout.
     pub compiled: CompiledScene,
     /// Mass and external force per free DOF.
+    #[doc(hidden)] // public for the tests, not a user API
     pub mass: MassModel,
     /// The sparse Cholesky plan of implicit scenes whose systems are solved
     /// directly (`None`: explicit, or large enough for CG).

@@ -281,6 +281,7 @@ impl<'s> Sim<'s> {
     /// Takes one implicit Euler substep from the current state, recording the
     /// gradient norm of the incremental potential at every Newton iteration,
     /// `[iteration][env]` (for convergence studies). Explicit scenes return nothing.
+    #[doc(hidden)] // public for the tests (tests/physics.rs), not a user API
     pub fn newton_trace(&mut self) -> Vec<Vec<f64>> {
         let scene = self.scene;
         let joule_compiler::model::Integrator::ImplicitEuler {

@@ -18,15 +18,10 @@ pub fn temp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The shipped scenes, sorted.
-pub fn scenes() -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir("scenes")
-        .expect("scenes")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "joule"))
-        .collect();
-    v.sort();
-    v
+/// The path of a shipped scene from its file stem (`"ant"` is
+/// `scenes/ant.joule`); `scene_list.rs` lists them all.
+pub fn shipped(name: &str) -> PathBuf {
+    PathBuf::from(format!("scenes/{name}.joule"))
 }
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.

@@ -11,6 +11,7 @@ fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s.
 """
 import json
 import os
+import tempfile
 
 import mujoco
 import numpy as np
@@ -71,4 +72,8 @@ def main():
     print(json.dumps(ref, indent=1))
 
 
-main()
+# MuJoCo writes MUJOCO_LOG.TXT into the working directory: use a temporary one
+# (every path above is absolute).
+with tempfile.TemporaryDirectory(prefix="joule-mjcf-reference-") as work:
+    os.chdir(work)
+    main()

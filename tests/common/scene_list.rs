@@ -1,0 +1,27 @@
+//! The shipped scenes (`scenes/*.joule`) by file stem, for tests generated
+//! once per scene: a failure names its scene and the other scenes still run.
+//! `compiler/tests/scenes.rs` checks that this list is exactly the folder, so
+//! a new scene cannot be left out of the tests.
+
+/// Calls `$per_scene! { ant cartpole ... }` with the file stem of every
+/// shipped scene, in file-name order.
+macro_rules! shipped_scenes {
+    ($per_scene:ident) => {
+        $per_scene! {
+            ant
+            cartpole
+            cloth_drape
+            cloth_sheet
+            double_pendulum
+            half_cheetah
+            hanging_cloth
+            pendulum
+            quadruped_surrogate
+            reacher
+            rigid_drop
+            soft_block
+            soft_walker
+            spring_chain
+        }
+    };
+}
