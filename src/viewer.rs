@@ -362,7 +362,7 @@ impl Recorder {
                     "name": b.name,
                     "dof": b.dof.map_or(-1, |d| d as i64),
                     "x": b.x,
-                    "R": joule_compiler::resolve::quat_to_mat(b.rotation),
+                    "R": joule_compiler::math::quat_to_mat(b.rotation),
                     "shape": shape_json(&b.shape),
                 })
             })

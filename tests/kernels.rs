@@ -42,7 +42,7 @@ fn randomize(scene: &CompiledScene, b: &mut Buffers, rng: &mut Rng) {
     }
     for body in &m.bodies {
         if let Some(d) = body.dof {
-            let r = joule_compiler::resolve::quat_to_mat(body.rotation);
+            let r = joule_compiler::math::quat_to_mat(body.rotation);
             let init: Vec<f64> = body.x.iter().chain(r.iter()).copied().collect();
             for (k, x0) in init.iter().enumerate() {
                 let row = d as usize + k;

@@ -214,7 +214,7 @@ impl Scene {
         for body in &m.bodies {
             if let Some(d) = body.dof {
                 let d = d as usize;
-                let r = joule_compiler::resolve::quat_to_mat(body.rotation);
+                let r = joule_compiler::math::quat_to_mat(body.rotation);
                 for k in 0..3 {
                     x[d + k] = body.x[k];
                     v[d + k] = body.v[k] + jitter();

@@ -423,7 +423,7 @@ impl Session {
 
     /// The energy and dissipation templates defined in the scene text and the prelude.
     fn template_names(&self) -> Vec<String> {
-        [self.text().as_str(), joule_compiler::resolve::PRELUDE]
+        [self.text().as_str(), joule_compiler::names::PRELUDE]
             .iter()
             .flat_map(|text| joule_grammar::parse(0, text).0.items)
             .filter_map(|item| match item.kind {

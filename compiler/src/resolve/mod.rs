@@ -16,12 +16,8 @@ pub mod mesh;
 mod syntax;
 mod value;
 
-/// Re-exported for the runtime, the viewer and the tests, which read bodies'
-/// initial rotations.
-pub use crate::math::quat_to_mat;
 use crate::model::*;
-/// Re-exported for the REPL, which lists the prelude's templates.
-pub use crate::names::PRELUDE;
+use crate::names::PRELUDE;
 use joule_grammar::ast::*;
 use joule_grammar::{Diagnostic, SourceMap};
 use std::collections::HashMap;
