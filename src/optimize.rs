@@ -2,6 +2,7 @@
 //! model-predictive control through the simulator (see
 //! `joule_runtime::optimize`).
 
+use crate::args::{check_params, ThreadsArg};
 use crate::files::write_atomically;
 use crate::load::{self, apply_params};
 use crate::progress::Progress;
@@ -25,7 +26,8 @@ pub struct OptimizeArgs {
     /// Steps per rollout (default: 100, or the length of the `--match` recording).
     #[arg(long)]
     steps: Option<usize>,
-    /// Override a parameter (repeatable); optimised ones start there.
+    /// Override a parameter (repeatable): a finite value inside its declared range;
+    /// optimised ones start there.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// A `loss` to minimise (after the last step).
@@ -71,6 +73,8 @@ pub struct OptimizeArgs {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    threads: ThreadsArg,
 }
 
 /// `--optimizer`.
@@ -99,7 +103,9 @@ impl OptimizeArgs {
 
 /// `joule optimize`.
 pub fn optimize(o: OptimizeArgs) -> Result<()> {
+    o.threads.apply();
     let scene = load::scene(&o.scene, &load::Options::default())?.scene;
+    check_params(scene.model(), &o.params)?;
     let (objective, steps) = objective(&scene, &o, o.steps.unwrap_or(100), o.steps.is_some())?;
     let mut problem = Problem::new(&scene, objective, steps);
     let mut probe = scene.batch_threads(1, 1);
@@ -297,13 +303,21 @@ fn report(
         .iter()
         .map(|&i| (m.params[i].name.clone(), json!(s.params[i])))
         .collect();
+    // MPC re-plans from every state; the runtime keeps no evaluation count
+    // of those plans, so its effort is reported as plans, not evaluations.
+    let mpc = o.mpc().map(|horizon| {
+        json!({"plans": s.schedule.len(), "horizon": horizon, "iterations_per_plan": o.iters})
+    });
     if o.json {
         let mut obj = json!({
             "objective": {"start": initial, "end": s.value},
             "params": params,
-            "evaluations": s.history.len(),
             "seconds": seconds,
         });
+        match mpc {
+            Some(m) => obj["mpc"] = m,
+            None => obj["evaluations"] = json!(s.history.len()),
+        }
         if problem.wrt_controls {
             obj["controls"] = json!(s.schedule);
         }
@@ -318,10 +332,17 @@ fn report(
     } else {
         "minimised"
     };
+    let effort = match o.mpc() {
+        Some(horizon) => format!(
+            "MPC: {} plans over {horizon} steps, up to {} iterations each",
+            s.schedule.len(),
+            o.iters
+        ),
+        None => format!("{} evaluations", s.history.len()),
+    };
     println!(
-        "objective {what}: {initial:.9e} -> {:.9e} ({} evaluations, {seconds:.2} s)",
-        s.value,
-        s.history.len()
+        "objective {what}: {initial:.9e} -> {:.9e} ({effort}, {seconds:.2} s)",
+        s.value
     );
     for (name, v) in &params {
         println!("  {name:<20} {v}");

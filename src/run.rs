@@ -1,11 +1,10 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
-use crate::args::SimArgs;
+use crate::args::{check_params, SimArgs};
 use crate::files::{read_file, write_trajectory, States};
 use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
-use crate::threads;
 use crate::viewer::{Html, Recorder};
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
@@ -26,9 +25,6 @@ pub struct RunArgs {
     /// Environments simulated at once.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long)]
-    threads: Option<usize>,
     /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -93,7 +89,7 @@ fn report_events(events: &[Event]) {
 /// the trajectory to `--out` and a viewer page to `--html`; `--policy`
 /// (weights) sets the controls before every step.
 pub fn run(a: RunArgs) -> Result<()> {
-    let workers = threads::global(a.threads);
+    let workers = a.sim.threads.apply();
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
     let html = a.html.map(|path| Html {
         path,
@@ -110,6 +106,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         ms: compile_ms,
         ..
     } = load::scene(&c.scene, &c.options(false))?;
+    check_params(scene.model(), &c.params)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &c.params)?;
     let policy = a
@@ -282,11 +279,13 @@ pub fn grad(a: GradArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one of --loss and --reward"),
     };
     let (c, wrt, check, as_json) = (&a.sim, a.wrt.as_deref(), a.check, a.json);
+    c.threads.apply();
     let (kind, name) = match target {
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
     };
     let scene = load::scene(&c.scene, &c.options(check))?.scene;
+    check_params(scene.model(), &c.params)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),

@@ -236,3 +236,36 @@ fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
             < 1e-3 * v["objective"]["start"].as_f64().expect("start")
     );
 }
+
+#[test]
+fn cli_mpc_reports_its_plans_not_zero_evaluations() {
+    let args = [
+        "optimize",
+        "tests/optimize/point_mass.joule",
+        "--reward",
+        "closeness",
+        "--wrt",
+        "controls",
+        "--mpc",
+        "--horizon",
+        "2",
+        "--steps",
+        "3",
+        "--iters",
+        "2",
+    ];
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("MPC: 3 plans over 2 steps, up to 2 iterations each"),
+        "{text}"
+    );
+    assert!(!text.contains("0 evaluations"), "{text}");
+    let o = joule(&[&args[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["mpc"]["plans"], 3);
+    assert_eq!(v["mpc"]["horizon"], 2);
+    assert!(v.get("evaluations").is_none(), "{v}");
+}
