@@ -17,7 +17,7 @@ use std::time::Instant;
 /// Simulate a batch of environments and report observations, losses and rewards.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser"
+    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
     #[arg(long, value_name = "P.safetensors")]
     policy: Option<PathBuf>,
+    /// Drive the scene's controls by a plan, the same in every environment: one row
+    /// per step, as `joule optimize --out` writes it (`.csv` or `.npy`).
+    #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
+    controls: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html")]
     html: Option<PathBuf>,
@@ -87,7 +91,7 @@ fn report_events(events: &[Event]) {
 
 /// `joule run`: simulate and report observations, losses and rewards; write
 /// the trajectory to `--out` and a viewer page to `--html`; `--policy`
-/// (weights) sets the controls before every step.
+/// (weights) or `--controls` (a plan) sets the controls before every step.
 pub fn run(a: RunArgs) -> Result<()> {
     let workers = a.sim.threads.apply();
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
@@ -125,6 +129,11 @@ pub fn run(a: RunArgs) -> Result<()> {
                 )
             })
         })
+        .transpose()?;
+    let plan = a
+        .controls
+        .as_deref()
+        .map(|path| crate::optimize::read_plan(path, &scene, c.steps))
         .transpose()?;
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
@@ -166,6 +175,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     for step in 1..=c.steps {
         if let Some(p) = &policy {
             p.act(&current, &mut controls).map_err(|e| miette!("{e}"))?;
+            sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
+        }
+        if let Some(plan) = &plan {
+            for (k, u) in plan[step - 1].iter().enumerate() {
+                controls[k].fill(*u);
+            }
             sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
         }
         sim.step();
