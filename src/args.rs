@@ -1,14 +1,121 @@
 //! Command-line flags shared by several subcommands: the scene and
-//! simulation flags of `run` and `grad` (one flattened group), and the value
-//! types of `--backend`, `--precision` and `--color`. Each subcommand's own
-//! flags live in its module (`run::RunArgs`, `bench::BenchArgs`, ...).
+//! simulation flags of `run` and `grad` (one flattened group), `--threads`
+//! (one flattened flag), the value types of `--backend`, `--precision` and
+//! `--color`, the checks of `--param NAME=VALUE` (shared with the REPL's
+//! `:set`), and [`grammar`], what every subcommand's flags accept. Each
+//! subcommand's own flags live in its module (`run::RunArgs`,
+//! `bench::BenchArgs`, ...).
 
-use crate::load;
+use crate::{load, threads};
 use clap::ValueEnum;
 use joule_compiler::compiled::Backend;
-use joule_compiler::model::Precision;
+use joule_compiler::model::{Model, ParamDecl, Precision};
+use miette::{miette, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+
+/// The rules every subcommand's flags share: a value may be a negative
+/// number (`--target -100`, `--lr -1` reaches the flag's own check instead of
+/// reading as an unknown flag `-1`).
+pub fn grammar(cli: clap::Command) -> clap::Command {
+    cli.mut_subcommands(|sub| {
+        sub.mut_args(|a| {
+            if a.get_action().takes_values() {
+                a.allow_negative_numbers(true)
+            } else {
+                a
+            }
+        })
+    })
+}
+
+/// `--threads N`, for every command that simulates (`run`, `grad`,
+/// `optimize`, `train`, `imitate`, `repl`).
+#[derive(clap::Args, Clone, Copy)]
+pub struct ThreadsArg {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl ThreadsArg {
+    /// Sizes the global pool to `--threads` (see [`threads::global`]) and
+    /// returns the worker count a batch is split for.
+    pub fn apply(self) -> usize {
+        threads::global(self.threads)
+    }
+}
+
+/// Why a parameter value is refused: the message and its hint.
+#[derive(Debug)]
+pub struct Refused {
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+}
+
+/// A number typed for a parameter or control: finite.
+pub fn number(text: &str) -> Result<f64, Refused> {
+    let v: f64 = text.trim().parse().map_err(|_| Refused {
+        message: format!("`{}` is not a number", text.trim()),
+        help: "values are numbers such as `2000`, `-0.5` or `1e-3`".into(),
+    })?;
+    if !v.is_finite() {
+        return Err(Refused {
+            message: format!("`{}` is not a finite number", text.trim()),
+            help: "give a finite value such as `2000` or `1e-3`".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// A value typed for a declared parameter (`--param`, the REPL's `:set`):
+/// a finite number inside its declared range.
+pub fn param_value(decl: &ParamDecl, text: &str) -> Result<f64, Refused> {
+    let v = number(text)?;
+    if let Some((lo, hi)) = decl.bounds {
+        if !(lo..=hi).contains(&v) {
+            return Err(Refused {
+                message: format!("{} = {v} is outside its range {lo}..{hi}", decl.name),
+                help: format!(
+                    "the scene declares `param {} in {lo}..{hi}`; give a value from {lo} to {hi}",
+                    decl.name
+                ),
+            });
+        }
+    }
+    Ok(v)
+}
+
+/// Checks `--param NAME=VALUE` overrides against the scene's declarations
+/// (known name, finite value inside the declared range) before anything
+/// runs; `load::apply_params` then sets them.
+pub fn check_params(model: &Model, params: &[String]) -> Result<()> {
+    for p in params {
+        let (name, value) = p.split_once('=').ok_or_else(|| {
+            miette!(
+                help = "write `--param NAME=VALUE`, e.g. `--param stretch=2000`",
+                "`{p}` is not NAME=VALUE"
+            )
+        })?;
+        let Some(decl) = model.params.iter().find(|d| d.name == name.trim()) else {
+            let known: Vec<&str> = model.params.iter().map(|d| d.name.as_str()).collect();
+            return Err(miette!(
+                help = if known.is_empty() {
+                    "the scene declares no parameters".to_string()
+                } else {
+                    format!("the scene's parameters: {}", known.join(", "))
+                },
+                "unknown parameter `{}` in `--param {p}`",
+                name.trim()
+            ));
+        };
+        param_value(decl, value)
+            .map_err(|r| miette!(help = r.help, "{} (in `--param {p}`)", r.message))?;
+    }
+    Ok(())
+}
 
 /// Simulation options shared by `run` and `grad`.
 #[derive(clap::Args)]
@@ -18,7 +125,8 @@ pub struct SimArgs {
     /// Steps to simulate.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Override a parameter in every environment (repeatable).
+    /// Override a parameter in every environment (repeatable): a finite value
+    /// inside the parameter's declared range.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Kernel backend.
@@ -27,6 +135,8 @@ pub struct SimArgs {
     /// Kernel precision, overriding the scene's `precision` setting.
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
 }
 
 impl SimArgs {

@@ -22,7 +22,7 @@ mod threads;
 mod train;
 mod viewer;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Joule: a differentiable physics compiler.
@@ -62,8 +62,30 @@ enum Command {
 /// Stack for the compiler thread: deeply nested (but valid) input must not overflow.
 const COMPILER_STACK: usize = 256 << 20;
 
+/// The command line's grammar: the derived subcommands and flags, with the
+/// rules they all share (`args::grammar`).
+fn grammar() -> clap::Command {
+    args::grammar(Cli::command())
+}
+
+/// A closed standard output (`joule run --json | head`) ends the process
+/// quietly, as it ends other Unix filters: by SIGPIPE's default action (the
+/// shell reports exit status 141). Rust's runtime ignores SIGPIPE, which
+/// would turn the next write to the closed pipe into a panic (exit 101).
+#[cfg(unix)]
+fn quiet_on_broken_pipe() {
+    // SAFETY: called first in `main`, before any other thread exists;
+    // restoring a signal's default disposition touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    #[cfg(unix)]
+    quiet_on_broken_pipe();
+    let cli = Cli::from_arg_matches(&grammar().get_matches())
+        .unwrap_or_else(|e| e.format(&mut grammar()).exit());
     std::thread::Builder::new()
         .stack_size(COMPILER_STACK)
         .spawn(move || dispatch(cli.command))
@@ -78,8 +100,7 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Check(a) => check::check(a),
         Command::Import(a) => import::import(a),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "joule", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut grammar(), "joule", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
         Command::Fmt(a) => fmt::fmt(a),

@@ -1,8 +1,10 @@
 //! `joule optimize`: trajectory optimisation, parameter identification and
 //! model-predictive control through the simulator (see
-//! `joule_runtime::optimize`).
+//! `joule_runtime::optimize`), and the format of its control plans (written
+//! by `--out`, read back by `joule run --controls`).
 
-use crate::files::write_atomically;
+use crate::args::{check_params, ThreadsArg};
+use crate::files::{read_file, write_atomically};
 use crate::load::{self, apply_params};
 use crate::progress::Progress;
 use clap::ValueEnum;
@@ -25,7 +27,8 @@ pub struct OptimizeArgs {
     /// Steps per rollout (default: 100, or the length of the `--match` recording).
     #[arg(long)]
     steps: Option<usize>,
-    /// Override a parameter (repeatable); optimised ones start there.
+    /// Override a parameter (repeatable): a finite value inside its declared range;
+    /// optimised ones start there.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// A `loss` to minimise (after the last step).
@@ -71,6 +74,8 @@ pub struct OptimizeArgs {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    threads: ThreadsArg,
 }
 
 /// `--optimizer`.
@@ -99,7 +104,9 @@ impl OptimizeArgs {
 
 /// `joule optimize`.
 pub fn optimize(o: OptimizeArgs) -> Result<()> {
+    o.threads.apply();
     let scene = load::scene(&o.scene, &load::Options::default())?.scene;
+    check_params(scene.model(), &o.params)?;
     let (objective, steps) = objective(&scene, &o, o.steps.unwrap_or(100), o.steps.is_some())?;
     let mut problem = Problem::new(&scene, objective, steps);
     let mut probe = scene.batch_threads(1, 1);
@@ -248,6 +255,9 @@ fn objective(
     }
 }
 
+/// Writes a control plan, `[step][control]`: `.csv` (a `step` column, then one
+/// column per control, named as the scene names them) or `.npy` (steps x
+/// controls, f64). [`read_plan`] reads it back for `joule run --controls`.
 fn write_schedule(path: &Path, scene: &Scene, schedule: &[Vec<f64>]) -> Result<()> {
     let names: Vec<String> = scene
         .model()
@@ -283,6 +293,128 @@ fn write_schedule(path: &Path, scene: &Scene, schedule: &[Vec<f64>]) -> Result<(
     }
 }
 
+/// Reads a control plan as [`write_schedule`] writes it, for `steps` steps of
+/// `scene`: its shape (steps x controls, the CSV's columns named as the
+/// scene's controls), every value finite and inside its control's range.
+pub fn read_plan(path: &Path, scene: &Scene, steps: usize) -> Result<Vec<Vec<f64>>> {
+    let controls = &scene.model().controls;
+    let names: Vec<&str> = controls.iter().map(|c| c.name.as_str()).collect();
+    let file = path.display();
+    if controls.is_empty() {
+        return Err(miette!(
+            help = "a plan drives a scene's `control` items; this scene declares none",
+            "cannot replay `{file}`: the scene has no controls"
+        ));
+    }
+    let bytes = read_file(path, "give a plan written by `joule optimize --out`")?;
+    let plan = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "csv" => plan_csv(&bytes, &names, path)?,
+        "npy" => plan_npy(&bytes, names.len(), path)?,
+        other => {
+            return Err(miette!(
+                help = "give `--controls FILE.csv` or `FILE.npy`, as `joule optimize --out` writes",
+                "unknown plan format `.{other}`"
+            ))
+        }
+    };
+    if plan.len() != steps {
+        return Err(miette!(
+            help = format!(
+                "run as many steps as the plan has: `--steps {}`",
+                plan.len()
+            ),
+            "`{file}` plans {} steps, but the run has {steps}",
+            plan.len()
+        ));
+    }
+    for (t, row) in plan.iter().enumerate() {
+        for (v, c) in row.iter().zip(controls) {
+            if !v.is_finite() {
+                return Err(miette!(
+                    help = "every control of every step needs a finite value",
+                    "`{file}`: {} at step {t} is {v}",
+                    c.name
+                ));
+            }
+            if let Some((lo, hi)) = c.bounds.filter(|(lo, hi)| !(lo..=hi).contains(&v)) {
+                return Err(miette!(
+                    help = format!("the scene declares `{}` in {lo}..{hi}", c.name),
+                    "`{file}`: {} = {v} at step {t} is outside its range {lo}..{hi}",
+                    c.name
+                ));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// A CSV plan: the header `step,<controls>`, then one row per step.
+fn plan_csv(bytes: &[u8], names: &[&str], path: &Path) -> Result<Vec<Vec<f64>>> {
+    let file = path.display();
+    let expected = format!("step,{}", names.join(","));
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        miette!(
+            help = format!("a plan is CSV text with the header `{expected}`"),
+            "`{file}` is not UTF-8 text"
+        )
+    })?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("").trim();
+    if header != expected {
+        return Err(miette!(
+            help = format!(
+                "this scene's plan has {} controls, the header `{expected}` (as `joule optimize --out` writes for it)",
+                names.len()
+            ),
+            "`{file}` has the header `{header}`, not this scene's controls"
+        ));
+    }
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(t, line)| {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cells.len() != names.len() + 1 || cells[0] != t.to_string() {
+                return Err(miette!(
+                    help = format!("row {t} is `{t},` and {} values", names.len()),
+                    "`{file}`: the row of step {t} is `{line}`"
+                ));
+            }
+            cells[1..]
+                .iter()
+                .map(|c| {
+                    c.parse().map_err(|_| {
+                        miette!(
+                            help = "values are numbers such as `0.5` or `-1e-3`",
+                            "`{file}`: `{c}` at step {t} is not a number"
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// An `.npy` plan: f64, steps x controls.
+fn plan_npy(bytes: &[u8], controls: usize, path: &Path) -> Result<Vec<Vec<f64>>> {
+    let file = path.display();
+    let bad = |why: String| {
+        miette!(
+            help = format!("a plan is an f64 array of shape (steps, {controls}), as `joule optimize --out plan.npy` writes"),
+            "`{file}`: {why}"
+        )
+    };
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(format!("not an .npy array ({e})")))?;
+    let shape = npy.shape().to_vec();
+    if shape.len() != 2 || shape[1] as usize != controls {
+        return Err(bad(format!("the array has shape {shape:?}")));
+    }
+    let data: Vec<f64> = npy
+        .into_vec()
+        .map_err(|e| bad(format!("not f64 values ({e})")))?;
+    Ok(data.chunks(controls).map(<[f64]>::to_vec).collect())
+}
+
 fn report(
     scene: &Scene,
     problem: &Problem,
@@ -297,13 +429,21 @@ fn report(
         .iter()
         .map(|&i| (m.params[i].name.clone(), json!(s.params[i])))
         .collect();
+    // MPC re-plans from every state; the runtime keeps no evaluation count
+    // of those plans, so its effort is reported as plans, not evaluations.
+    let mpc = o.mpc().map(|horizon| {
+        json!({"plans": s.schedule.len(), "horizon": horizon, "iterations_per_plan": o.iters})
+    });
     if o.json {
         let mut obj = json!({
             "objective": {"start": initial, "end": s.value},
             "params": params,
-            "evaluations": s.history.len(),
             "seconds": seconds,
         });
+        match mpc {
+            Some(m) => obj["mpc"] = m,
+            None => obj["evaluations"] = json!(s.history.len()),
+        }
         if problem.wrt_controls {
             obj["controls"] = json!(s.schedule);
         }
@@ -318,10 +458,17 @@ fn report(
     } else {
         "minimised"
     };
+    let effort = match o.mpc() {
+        Some(horizon) => format!(
+            "MPC: {} plans over {horizon} steps, up to {} iterations each",
+            s.schedule.len(),
+            o.iters
+        ),
+        None => format!("{} evaluations", s.history.len()),
+    };
     println!(
-        "objective {what}: {initial:.9e} -> {:.9e} ({} evaluations, {seconds:.2} s)",
-        s.value,
-        s.history.len()
+        "objective {what}: {initial:.9e} -> {:.9e} ({effort}, {seconds:.2} s)",
+        s.value
     );
     for (name, v) in &params {
         println!("  {name:<20} {v}");

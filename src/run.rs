@@ -1,11 +1,10 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
-use crate::args::SimArgs;
+use crate::args::{check_params, SimArgs};
 use crate::files::{read_file, write_trajectory, States};
 use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
-use crate::threads;
 use crate::viewer::{Html, Recorder};
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
@@ -18,7 +17,7 @@ use std::time::Instant;
 /// Simulate a batch of environments and report observations, losses and rewards.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser"
+    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -26,9 +25,6 @@ pub struct RunArgs {
     /// Environments simulated at once.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long)]
-    threads: Option<usize>,
     /// Write the trajectory of every output: `.csv`, `.npy` or `.npz`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -39,6 +35,10 @@ pub struct RunArgs {
     /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
     #[arg(long, value_name = "P.safetensors")]
     policy: Option<PathBuf>,
+    /// Drive the scene's controls by a plan, the same in every environment: one row
+    /// per step, as `joule optimize --out` writes it (`.csv` or `.npy`).
+    #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
+    controls: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html")]
     html: Option<PathBuf>,
@@ -91,9 +91,9 @@ fn report_events(events: &[Event]) {
 
 /// `joule run`: simulate and report observations, losses and rewards; write
 /// the trajectory to `--out` and a viewer page to `--html`; `--policy`
-/// (weights) sets the controls before every step.
+/// (weights) or `--controls` (a plan) sets the controls before every step.
 pub fn run(a: RunArgs) -> Result<()> {
-    let workers = threads::global(a.threads);
+    let workers = a.sim.threads.apply();
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
     let html = a.html.map(|path| Html {
         path,
@@ -110,6 +110,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         ms: compile_ms,
         ..
     } = load::scene(&c.scene, &c.options(false))?;
+    check_params(scene.model(), &c.params)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &c.params)?;
     let policy = a
@@ -128,6 +129,11 @@ pub fn run(a: RunArgs) -> Result<()> {
                 )
             })
         })
+        .transpose()?;
+    let plan = a
+        .controls
+        .as_deref()
+        .map(|path| crate::optimize::read_plan(path, &scene, c.steps))
         .transpose()?;
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
@@ -169,6 +175,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     for step in 1..=c.steps {
         if let Some(p) = &policy {
             p.act(&current, &mut controls).map_err(|e| miette!("{e}"))?;
+            sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
+        }
+        if let Some(plan) = &plan {
+            for (k, u) in plan[step - 1].iter().enumerate() {
+                controls[k].fill(*u);
+            }
             sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
         }
         sim.step();
@@ -282,11 +294,13 @@ pub fn grad(a: GradArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one of --loss and --reward"),
     };
     let (c, wrt, check, as_json) = (&a.sim, a.wrt.as_deref(), a.check, a.json);
+    c.threads.apply();
     let (kind, name) = match target {
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
     };
     let scene = load::scene(&c.scene, &c.options(check))?.scene;
+    check_params(scene.model(), &c.params)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),

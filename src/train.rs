@@ -2,6 +2,7 @@
 //! (joule-learn), with a progress bar, a learning curve (CSV and PNG),
 //! atomic checkpoints and `--resume`.
 
+use crate::args::ThreadsArg;
 use crate::files::{read_file, read_npz, write_atomically, STATE_V, STATE_X};
 use crate::load;
 use crate::plot::{plot, PlotArgs};
@@ -59,9 +60,8 @@ pub struct TrainArgs {
     /// Standard deviation of the velocity jitter at every reset.
     #[arg(long, default_value_t = 0.1)]
     noise: f64,
-    /// Worker threads for the simulation (results do not depend on it).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
     #[arg(long)]
     target: Option<f64>,
@@ -115,7 +115,7 @@ impl TrainArgs {
         config.episode = self.episode;
         config.seed = self.seed;
         config.noise = self.noise;
-        config.threads = threads::workers(self.threads);
+        config.threads = threads::workers(self.threads.threads);
         config.lr = self.lr.unwrap_or(config.lr);
         config.clip = self.clip.unwrap_or(config.clip);
         config
@@ -158,6 +158,7 @@ fn learn_error(e: candle_core::Error) -> miette::Report {
 /// that total), a checkpoint every `--every` iterations and at the end,
 /// stopping early once the mean episode return reaches `--target`.
 pub fn train(a: TrainArgs) -> Result<()> {
+    a.threads.apply();
     let config = a.config();
     let (iters, checkpoint, every, target, o) = (
         a.iters,
@@ -388,6 +389,8 @@ pub struct ImitateArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[command(flatten)]
+    threads: ThreadsArg,
+    #[command(flatten)]
     outputs: Outputs,
 }
 
@@ -434,6 +437,7 @@ fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
 
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
 pub fn imitate(a: ImitateArgs) -> Result<()> {
+    let workers = a.threads.apply();
     let ImitateAlgo::Ild = a.algo; // the only one
     let o = &a.outputs;
     let scene = compile(&a.scene, true)?;
@@ -469,7 +473,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         window: a.window,
         eval_every: 10,
         batch: a.batch.max(1),
-        threads: threads::workers(None),
+        threads: workers,
         lr: a.lr,
         clip: 1.0,
         noise: a.noise,

@@ -296,11 +296,12 @@ impl Recorder {
     /// A recorder for `steps` steps of environment `env` of a batch of `batch`.
     pub fn new(model: &Model, html: &Html, steps: usize, batch: usize) -> Result<Recorder> {
         if html.env >= batch {
+            let which = match batch {
+                1 => "only environment 0 exists".to_string(),
+                _ => format!("environments are numbered 0 to {}", batch - 1),
+            };
             return Err(miette!(
-                help = format!(
-                    "environments are numbered 0..{}; pass `--html-env` below {batch} or a larger `--batch`",
-                    batch - 1
-                ),
+                help = format!("{which}; pass `--html-env` below {batch} or a larger `--batch`"),
                 "`--html-env {}` is not an environment of this batch of {batch}",
                 html.env
             ));

@@ -294,3 +294,229 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped (--lenient)"));
     assert!(bad.exists());
 }
+
+/// `joule grad SCENE --json` for the pendulum with extra flags.
+fn grad_json(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "grad",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--steps",
+        "20",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&stdout(&o)).expect("one JSON object")
+}
+
+#[test]
+fn threads_is_a_flag_of_every_simulating_command() {
+    // The same flag, the same meaning: results do not depend on it.
+    assert_eq!(
+        grad_json(&["--threads", "1"]),
+        grad_json(&["--threads", "2"])
+    );
+    let o = joule(&[
+        "optimize",
+        "tests/optimize/point_mass.joule",
+        "--loss",
+        "miss",
+        "--wrt",
+        "force",
+        "--steps",
+        "5",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for command in ["run", "grad", "optimize", "train", "imitate", "repl"] {
+        let o = joule(&[command, "--help"]);
+        assert!(
+            stdout(&o).contains("--threads <N>"),
+            "`joule {command}` has no --threads"
+        );
+    }
+}
+
+#[test]
+fn negative_numbers_are_values() {
+    // Rejected before as an unknown flag `-100` (with a wrong `-- -100` tip).
+    let policy = temp("negative.safetensors");
+    let o = joule(&[
+        "train",
+        "scenes/cartpole.joule",
+        "--reward",
+        "height",
+        "--target",
+        "-1e9",
+        "--iters",
+        "1",
+        "--batch",
+        "2",
+        "--horizon",
+        "4",
+        "--episode",
+        "4",
+        "--out",
+        policy.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["target"], -1e9);
+    // A negative count reaches the flag's own parser, which names the flag.
+    let o = joule(&["run", "scenes/pendulum.joule", "--steps", "-5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid value '-5' for '--steps"), "{err}");
+    // A parameter whose range is negative takes a negative value.
+    let o = joule(&[
+        "run",
+        "scenes/reacher.joule",
+        "--steps",
+        "1",
+        "--param",
+        "target_x=-0.1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn param_overrides_are_checked_like_the_repl_set() {
+    for (param, message, hint) in [
+        (
+            "length=-1",
+            "length = -1 is outside its range 0.25..2",
+            "param length in 0.25..2",
+        ),
+        ("length=nan", "`nan` is not a finite number", "finite value"),
+        ("length=inf", "`inf` is not a finite number", "finite value"),
+        ("length=long", "`long` is not a number", "numbers such as"),
+        (
+            "lenght=1",
+            "unknown parameter `lenght`",
+            "parameters: length, stiffness",
+        ),
+        ("length", "is not NAME=VALUE", "--param NAME=VALUE"),
+    ] {
+        for command in [
+            &["run", "scenes/pendulum.joule", "--steps", "1"][..],
+            &[
+                "grad",
+                "scenes/pendulum.joule",
+                "--loss",
+                "miss",
+                "--steps",
+                "1",
+            ],
+            &[
+                "optimize",
+                "scenes/pendulum.joule",
+                "--loss",
+                "miss",
+                "--wrt",
+                "length",
+                "--steps",
+                "1",
+            ],
+        ] {
+            let mut args = command.to_vec();
+            args.extend(["--param", param]);
+            let o = joule(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains(message) && err.contains(hint),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+/// Runs `joule` with its standard output a pipe whose reading end is closed
+/// before anything is written; returns the exit status and standard error.
+#[cfg(unix)]
+fn with_closed_stdout(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joule"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the joule binary runs");
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    (child.wait().expect("joule exits"), err)
+}
+
+#[test]
+#[cfg(unix)]
+fn a_closed_standard_output_ends_every_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let plan = temp("pipe-plan.csv");
+    for (args, stdin) in [
+        (
+            &["run", "scenes/pendulum.joule", "--steps", "20", "--json"][..],
+            "",
+        ),
+        (&["run", "scenes/pendulum.joule", "--steps", "20"][..], ""),
+        (
+            &[
+                "grad",
+                "scenes/pendulum.joule",
+                "--loss",
+                "miss",
+                "--steps",
+                "5",
+            ][..],
+            "",
+        ),
+        (
+            &[
+                "optimize",
+                "tests/optimize/point_mass.joule",
+                "--loss",
+                "miss",
+                "--wrt",
+                "controls",
+                "--steps",
+                "5",
+                "--iters",
+                "2",
+                "--out",
+                plan.to_str().unwrap(),
+                "--json",
+            ][..],
+            "",
+        ),
+        (&["check", "scenes/pendulum.joule", "--emit", "ir"][..], ""),
+        (&["fmt", "scenes/pendulum.joule", "--stdout"][..], ""),
+        (&["repl", "scenes/pendulum.joule"][..], ":info\n:run 3\n"),
+    ] {
+        let (status, err) = with_closed_stdout(args, stdin);
+        // The default action of SIGPIPE, as for any Unix filter (the shell says 141).
+        assert_eq!(status.signal(), Some(13), "{args:?}: {status:?}\n{err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Files were complete before the pipe mattered.
+    let text = std::fs::read_to_string(&plan).expect("plan written");
+    assert_eq!(text.lines().count(), 6);
+}

@@ -236,3 +236,162 @@ fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
             < 1e-3 * v["objective"]["start"].as_f64().expect("start")
     );
 }
+
+#[test]
+fn cli_mpc_reports_its_plans_not_zero_evaluations() {
+    let args = [
+        "optimize",
+        "tests/optimize/point_mass.joule",
+        "--reward",
+        "closeness",
+        "--wrt",
+        "controls",
+        "--mpc",
+        "--horizon",
+        "2",
+        "--steps",
+        "3",
+        "--iters",
+        "2",
+    ];
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("MPC: 3 plans over 2 steps, up to 2 iterations each"),
+        "{text}"
+    );
+    assert!(!text.contains("0 evaluations"), "{text}");
+    let o = joule(&[&args[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["mpc"]["plans"], 3);
+    assert_eq!(v["mpc"]["horizon"], 2);
+    assert!(v.get("evaluations").is_none(), "{v}");
+}
+
+/// `joule optimize` on the point mass over 20 steps with few iterations (a
+/// plan that does not reach the target, so the loss is far from zero);
+/// returns the final objective it reports.
+fn optimize_plan(plan: &Path) -> f64 {
+    let o = joule(&[
+        "optimize",
+        "tests/optimize/point_mass.joule",
+        "--loss",
+        "miss",
+        "--wrt",
+        "controls",
+        "--steps",
+        "20",
+        "--iters",
+        "2",
+        "--out",
+        path(plan),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    v["objective"]["end"].as_f64().expect("a number")
+}
+
+/// `joule run` of the point mass with extra flags; (exit code, stdout, stderr).
+fn run_point_mass(extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["run", "tests/optimize/point_mass.joule"];
+    args.extend_from_slice(extra);
+    let o = joule(&args);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_run_replays_the_plan_optimize_wrote() {
+    for name in ["replay.csv", "replay.npy"] {
+        let plan = temp(name);
+        let end = optimize_plan(&plan);
+        assert!(end > 1e-6, "a plan short of the target: {end}");
+        let page = temp(&format!("{name}.html"));
+        let (code, out, err) = run_point_mass(&[
+            "--steps",
+            "20",
+            "--batch",
+            "2",
+            "--controls",
+            path(&plan),
+            "--html",
+            path(&page),
+            "--json",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+        // The same rollout: bitwise the loss optimize reported, in every environment.
+        assert_eq!(v["loss"]["miss"][0].as_f64(), Some(end), "{name}");
+        assert_eq!(v["loss"]["miss"][1].as_f64(), Some(end), "{name}");
+        assert!(page.exists());
+    }
+}
+
+#[test]
+fn cli_run_rejects_plans_that_do_not_fit() {
+    let plan = temp("fit.csv");
+    optimize_plan(&plan);
+    let text = std::fs::read_to_string(&plan).expect("plan");
+    let edited = |name: &str, f: &dyn Fn(&str) -> String| {
+        let p = temp(name);
+        std::fs::write(&p, f(&text)).expect("write");
+        p
+    };
+    let nan = edited("nan.csv", &|t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        lines[3] = "2,NaN,0".into();
+        lines.join("\n")
+    });
+    let big = edited("big.csv", &|t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        lines[1] = "0,1.5,0".into();
+        lines.join("\n")
+    });
+    let header = edited("header.csv", &|t| {
+        t.replacen("step,u[0],u[1]", "step,u[0]", 1)
+    });
+    for (flags, message, hint) in [
+        (
+            vec!["--steps", "21", "--controls", path(&plan)],
+            "plans 20 steps, but the run has 21",
+            "`--steps 20`",
+        ),
+        (
+            vec!["--steps", "20", "--controls", path(&big)],
+            "u[0] = 1.5 at step 0 is outside its range -1..1",
+            "declares `u[0]` in -1..1",
+        ),
+        (
+            vec!["--steps", "20", "--controls", path(&nan)],
+            "u[0] at step 2 is NaN",
+            "finite value",
+        ),
+        (
+            vec!["--steps", "20", "--controls", path(&header)],
+            "has the header `step,u[0]`",
+            "the header `step,u[0],u[1]`",
+        ),
+    ] {
+        let (code, _, err) = run_point_mass(&flags);
+        // miette wraps long lines; read them whole.
+        let err = err.replace("\n  │ ", " ").replace("\n        ", " ");
+        assert_eq!(code, Some(1), "{flags:?}");
+        assert!(
+            err.contains(message) && err.contains(hint),
+            "{flags:?}: {err}"
+        );
+    }
+    // A plan for a scene without controls.
+    let o = joule(&["run", "scenes/pendulum.joule", "--controls", path(&plan)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the scene has no controls"));
+    // A plan or a policy, not both.
+    let (code, _, _) = run_point_mass(&["--controls", path(&plan), "--policy", "p.safetensors"]);
+    assert_eq!(code, Some(2));
+}

@@ -168,7 +168,23 @@ fn an_environment_outside_the_batch_is_an_error_and_writes_nothing() {
         err.contains("`--html-env 2` is not an environment"),
         "{err}"
     );
-    assert!(err.contains("numbered 0..1"), "{err}");
+    assert!(err.contains("environments are numbered 0 to 1"), "{err}");
+    assert!(!page.exists());
+    // A batch of one has one environment, and the hint says so.
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "5",
+        "--html",
+        page.to_str().unwrap(),
+        "--html-env",
+        "3",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("only environment 0 exists"), "{err}");
+    assert!(!err.contains("0..0"), "{err}");
     assert!(!page.exists());
 }
 

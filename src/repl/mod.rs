@@ -6,6 +6,7 @@
 mod helper;
 mod session;
 
+use crate::args::ThreadsArg;
 use helper::{is_complete, ReplHelper};
 use rustyline::error::ReadlineError;
 use session::{Flow, Session};
@@ -21,10 +22,13 @@ use std::process::ExitCode;
 pub struct ReplArgs {
     /// The scene to start with (default: an empty scene).
     scene: Option<PathBuf>,
+    #[command(flatten)]
+    threads: ThreadsArg,
 }
 
 /// Runs the REPL until `:quit` or end of input.
 pub fn repl(a: ReplArgs) -> ExitCode {
+    a.threads.apply();
     let scene = a.scene.as_deref();
     let interactive = std::io::stdin().is_terminal();
     let color = interactive && std::io::stdout().is_terminal();

@@ -5,6 +5,7 @@
 //! DOF name; an expression is compiled as a temporary `observe` item and
 //! evaluated at the current state.
 
+use crate::args;
 use crate::files::write_atomically;
 use crate::load;
 use joule::model::Model;
@@ -218,23 +219,18 @@ impl Session {
         Ok(s)
     }
 
+    /// `:set NAME VALUE`: a parameter takes a finite value inside its range
+    /// (the checks of `--param`), a control a finite value, clamped to its range.
     fn set(&mut self, name: &str, value: &str) -> Reply {
-        let v: f64 = value
-            .parse()
-            .map_err(|_| format!("error: `{value}` is not a number\n"))?;
+        let refused = |r: args::Refused| format!("error: {}\n  help: {}\n", r.message, r.help);
         let m = self.scene.model();
         if let Some(i) = m.params.iter().position(|p| p.name == name) {
-            if let Some((lo, hi)) = m.params[i].bounds {
-                if !(lo..=hi).contains(&v) {
-                    return Err(format!(
-                        "error: {name} = {v} is outside its range {lo}..{hi}\n"
-                    ));
-                }
-            }
+            let v = args::param_value(&m.params[i], value).map_err(refused)?;
             self.params[i] = v;
             return Ok(format!("{name} = {v}\n"));
         }
         if let Some(i) = m.controls.iter().position(|c| c.name == name) {
+            let v = args::number(value).map_err(refused)?;
             let clamped = m.controls[i].bounds.map_or(v, |(lo, hi)| v.clamp(lo, hi));
             self.controls[i] = clamped;
             return Ok(format!("{name} = {clamped}\n"));
@@ -486,8 +482,15 @@ impl Session {
     fn eval(&mut self, expr: &str) -> Reply {
         let base = self.text();
         let attempt = |kind: &str| {
-            let text = format!("{base}{kind} {EXPR_OUTPUT} = {expr}\n");
-            load::text(self.path.as_deref(), &text, self.color)
+            let prefix = format!("{base}{kind} {EXPR_OUTPUT} = ");
+            let text = format!("{prefix}{expr}\n");
+            load::text(self.path.as_deref(), &text, self.color).map_err(|rendered| {
+                let checked = load::check_text(self.path.as_deref(), &text);
+                match checked.ok() {
+                    true => rendered,
+                    false => as_typed(&checked, prefix.len(), expr, self.color),
+                }
+            })
         };
         // A condition compiles as a `done` item, anything else as an observation.
         let scene = match attempt("observe") {
@@ -579,6 +582,32 @@ impl Session {
         .map_err(|e| format!("{e:?}\n"))?;
         Ok(format!("wrote {}\n", path.display()))
     }
+}
+
+/// The front end's diagnostics on an expression, rendered against the
+/// expression as typed (`<input>`, its own lines and columns) rather than the
+/// temporary item it was compiled in, which starts at byte `offset` of the
+/// scene text; labels elsewhere (a definition in the scene) stay there.
+fn as_typed(checked: &joule_compiler::Checked, offset: usize, expr: &str, color: bool) -> String {
+    use joule_grammar::ast::Span;
+    let mut sources = checked.sources.clone();
+    let input = sources.add("<input>", None, expr);
+    let diagnostics: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            for l in &mut d.labels {
+                let (start, end) = (l.span.start as usize, l.span.end as usize);
+                if l.span.file == checked.main && start >= offset {
+                    let at = |b: usize| (b - offset).min(expr.len());
+                    l.span = Span::new(input, at(start), at(end.max(start)));
+                }
+            }
+            d
+        })
+        .collect();
+    joule_grammar::diag::render_all(&diagnostics, &sources, color, 100)
 }
 
 fn count(s: &str) -> Result<usize, String> {
