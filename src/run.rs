@@ -57,7 +57,7 @@ pub struct RunArgs {
 /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
+    after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt g --check"
 )]
 pub struct GradArgs {
     #[command(flatten)]

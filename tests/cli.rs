@@ -253,9 +253,18 @@ fn grad_warns_of_divergence_and_strict_fails() {
 fn bad_input_is_a_diagnostic_and_a_failure() {
     for args in [
         vec!["run", "scenes/pendulum.joule", "--param", "nope=1"],
-        vec!["run", "scenes/pendulum.joule", "--param", "length"],
+        vec!["run", "scenes/pendulum.joule", "--param", "g"],
         vec!["run", "scenes/pendulum.joule", "--out", "x.txt"],
         vec!["grad", "scenes/pendulum.joule", "--loss", "nothing"],
+        vec![
+            "grad",
+            "scenes/pendulum.joule",
+            "--loss",
+            "miss",
+            "--check",
+            "--fd-step",
+            "0",
+        ],
         vec!["run", "compiler/tests/invalid/07_unknown_name_typo.joule"],
         vec!["run", "no/such/scene.joule"],
     ] {
