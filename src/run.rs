@@ -334,7 +334,7 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
             .filter_map(|c| {
                 c.sweep
                     .chosen()
-                    .map(|d| format!("{} {:.0e}", c.name, d.step))
+                    .map(|d| format!("{} {:.1e}", c.name, d.step))
             })
             .collect();
         let what = if steps.len() == 1 { "step" } else { "steps" };
@@ -355,14 +355,14 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
                 .iter()
                 .map(|d| {
                     format!(
-                        "{:.0e}: {:.1e}",
+                        "{:.1e}: {:.1e}",
                         d.step,
                         fdcheck::relative_error(c.adjoint, d.value)
                     )
                 })
                 .collect();
             let at = match c.sweep.chosen() {
-                Some(d) => format!("rel. error {:.1e} at best step {:.0e}", c.error, d.step),
+                Some(d) => format!("rel. error {:.1e} at best step {:.1e}", c.error, d.step),
                 None => "has no finite difference (the objective was not finite)".to_string(),
             };
             let agreeing = c.sweep.differences.iter().any(|d| {
@@ -578,7 +578,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 .map_or(String::new(), |c| {
                     let d = c.sweep.chosen();
                     format!(
-                        " {:>22.12e} {:>10.2e} {:>8.0e} {:>10.1e} {:>10.1e}",
+                        " {:>22.12e} {:>10.2e} {:>8.1e} {:>10.1e} {:>10.1e}",
                         d.map_or(f64::NAN, |d| d.value),
                         c.error,
                         d.map_or(f64::NAN, |d| d.step),
