@@ -35,9 +35,13 @@
 //! - [`check_path`] / [`check_source`] run the front end alone and give the
 //!   resolved [`Model`] and its text forms ([`Emit`]); [`format_source`]
 //!   prints a scene in the canonical layout of `joule fmt`.
+//! - [`fdcheck`]: finite-difference checks of gradients over a sweep of
+//!   steps (`joule grad --check`).
 //!
 //! See `docs/` for the language and the architecture, `examples/` for
 //! complete programs.
+
+pub mod fdcheck;
 
 pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// Optimise controls (trajectory optimisation, MPC) or fit parameters through the simulator.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/pendulum.joule --loss miss --wrt length --curve curve.csv && joule plot curve.csv -o curve.png"
+    after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/pendulum.joule --loss miss --wrt g --curve curve.csv && joule plot curve.csv -o curve.png"
 )]
 pub struct OptimizeArgs {
     /// The scene file.

@@ -6,6 +6,7 @@ use crate::files::{read_file, write_trajectory, States};
 use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
 use crate::viewer::{Html, Recorder};
+use joule::fdcheck;
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
 use joule_runtime::{Event, Objective};
@@ -56,7 +57,7 @@ pub struct RunArgs {
 /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt length --check"
+    after_help = "Examples:\n  joule grad scenes/hanging_cloth.joule --loss sag --steps 60\n  joule grad scenes/pendulum.joule --loss miss --wrt g --check"
 )]
 pub struct GradArgs {
     #[command(flatten)]
@@ -70,9 +71,18 @@ pub struct GradArgs {
     /// Parameters to differentiate with respect to, comma-separated (default: all).
     #[arg(long)]
     wrt: Option<String>,
-    /// Also compute central finite differences and their relative error.
+    /// Also compute central finite differences over a sweep of steps (the
+    /// step whose difference agrees best with its neighbour's) and the
+    /// adjoint's relative error against it, with a verdict.
     #[arg(long)]
     check: bool,
+    /// With `--check`: one finite-difference step (in the parameter's units) instead of the sweep.
+    #[arg(long, value_name = "H", requires = "check")]
+    fd_step: Option<f64>,
+    /// Exit non-zero when the objective or a gradient is not finite, the
+    /// simulation diverged, or the `--check` fails.
+    #[arg(long)]
+    strict: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -286,7 +296,108 @@ enum Target {
     Reward(String),
 }
 
-/// `joule grad`: a loss after N steps (or a reward summed over them) and its gradient.
+/// The finite-difference check of one parameter's gradient.
+struct Check {
+    /// The parameter.
+    name: String,
+    /// The adjoint's derivative.
+    adjoint: f64,
+    /// The differences tried and the one chosen.
+    sweep: fdcheck::Sweep,
+    /// The adjoint's relative error against the chosen difference (NaN without one).
+    error: f64,
+}
+
+impl Check {
+    /// Whether the adjoint agrees with the chosen difference within `tolerance`.
+    fn agrees(&self, tolerance: f64) -> bool {
+        self.error <= tolerance
+    }
+
+    /// The check as JSON: the chosen difference, its step and error estimates, every step tried.
+    fn to_json(&self, tolerance: f64) -> Value {
+        let chosen = self.sweep.chosen();
+        let number = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
+        json!({
+            "finite_difference": number(chosen.map_or(f64::NAN, |d| d.value)),
+            "relative_error": number(self.error),
+            "step": number(chosen.map_or(f64::NAN, |d| d.step)),
+            "truncation": number(self.sweep.truncation),
+            "rounding": number(self.sweep.rounding),
+            "agrees": self.agrees(tolerance),
+            "sweep": self.sweep.differences.iter().map(|d| json!({
+                "step": d.step,
+                "finite_difference": number(d.value),
+                "relative_error": number(fdcheck::relative_error(self.adjoint, d.value)),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The verdict line of `--check`: whether every gradient agrees with its
+/// finite difference, to how much, at which steps; or which do not, with
+/// their errors at every step tried.
+fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
+    let bad: Vec<&Check> = checks.iter().filter(|c| !c.agrees(tolerance)).collect();
+    if bad.is_empty() {
+        let worst = checks.iter().map(|c| c.error).fold(0.0, f64::max);
+        let steps: Vec<String> = checks
+            .iter()
+            .filter_map(|c| {
+                c.sweep
+                    .chosen()
+                    .map(|d| format!("{} {:.1e}", c.name, d.step))
+            })
+            .collect();
+        let what = if steps.len() == 1 { "step" } else { "steps" };
+        return (
+            true,
+            format!(
+                "gradients agree to {worst:.1e} (best {what}: {})",
+                steps.join(", ")
+            ),
+        );
+    }
+    let parts: Vec<String> = bad
+        .iter()
+        .map(|c| {
+            let tried: Vec<String> = c
+                .sweep
+                .differences
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{:.1e}: {:.1e}",
+                        d.step,
+                        fdcheck::relative_error(c.adjoint, d.value)
+                    )
+                })
+                .collect();
+            let at = match c.sweep.chosen() {
+                Some(d) => format!("rel. error {:.1e} at best step {:.1e}", c.error, d.step),
+                None => "has no finite difference (the objective was not finite)".to_string(),
+            };
+            let agreeing = c.sweep.differences.iter().any(|d| {
+                fdcheck::relative_error(c.adjoint, d.value) <= tolerance
+            });
+            let hint = if c.sweep.best.is_none() {
+                ""
+            } else if agreeing {
+                " (a step agrees but not its neighbours: the differences are not converged; try --fd-step)"
+            } else if tried.len() > 1 {
+                " (at every step tried)"
+            } else {
+                ""
+            };
+            format!("param {} {at}{hint}; steps tried: {}", c.name, tried.join(", "))
+        })
+        .collect();
+    (false, format!("gradients disagree: {}", parts.join("; ")))
+}
+
+/// `joule grad`: a loss after N steps (or a reward summed over them) and its
+/// gradient; `--check` compares it with finite differences, `--strict` makes
+/// non-finite results, divergence and a failed check an error.
 pub fn grad(a: GradArgs) -> Result<()> {
     let target = &match (a.loss, a.reward) {
         (Some(l), _) => Target::Loss(l),
@@ -295,6 +406,12 @@ pub fn grad(a: GradArgs) -> Result<()> {
     };
     let (c, wrt, check, as_json) = (&a.sim, a.wrt.as_deref(), a.check, a.json);
     c.threads.apply();
+    if let Some(h) = a.fd_step.filter(|h| !(h.is_finite() && *h > 0.0)) {
+        return Err(miette!(
+            help = "give a positive step in the parameter's units, e.g. `--fd-step 1e-6`",
+            "`--fd-step {h}` is not a positive number"
+        ));
+    }
     let (kind, name) = match target {
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
@@ -340,7 +457,6 @@ pub fn grad(a: GradArgs) -> Result<()> {
         .gradient(&objective, c.steps)
         .map_err(|e| miette!("{e}"))?;
     let gradient_ms = t.elapsed().as_secs_f64() * 1e3;
-    report_events(&sim.events);
     let value = g.value[0];
     let index = |n: &str| {
         params
@@ -348,21 +464,53 @@ pub fn grad(a: GradArgs) -> Result<()> {
             .position(|p| p.name == n)
             .expect("checked above")
     };
-    let mut grads = Map::new();
-    let mut checks = Map::new();
+    // What went wrong in the forward and adjoint passes, and non-finite results.
+    let diverged = g
+        .events
+        .iter()
+        .find(|e| matches!(e, Event::Diverged { .. }));
+    let mut warnings: Vec<String> = g.events.iter().map(|e| e.to_string()).collect();
+    let mut not_finite: Vec<String> = vec![];
+    if !value.is_finite() {
+        not_finite.push(format!("{kind} {name} is {value}"));
+    }
     for n in &names {
-        let a = g.params[index(n)][0];
-        grads.insert(n.clone(), json!(a));
+        let d = g.params[index(n)][0];
+        if !d.is_finite() {
+            not_finite.push(format!("d {name} / d {n} is {d}"));
+        }
+    }
+    if !not_finite.is_empty() {
+        let cause = match diverged {
+            Some(e) => format!("{e}"),
+            None => format!(
+                "environment 0 stayed finite over the {} steps of the forward pass: the adjoint pass produced it",
+                c.steps
+            ),
+        };
+        warnings.push(format!("{} ({cause})", not_finite.join(", ")));
+    }
+    let precision = scene.model().settings.precision;
+    // Agreement asked of the adjoint; the sweep's steps relative to the
+    // parameter: an f32 rollout's objective moves in steps of ~1e-7 relative.
+    let (tolerance, eps, (first, last)) = match precision {
+        Precision::F64 => (1e-4, f64::EPSILON, (2, 8)),
+        Precision::F32 => (1e-2, f64::from(f32::EPSILON), (1, 5)),
+    };
+    let mut grads = Map::new();
+    let mut checks: Vec<Check> = vec![];
+    for n in &names {
+        let adjoint = g.params[index(n)][0];
+        grads.insert(
+            n.clone(),
+            if adjoint.is_finite() {
+                json!(adjoint)
+            } else {
+                Value::Null
+            },
+        );
         if check {
             let p0 = sim.param(n, 0).map_err(|e| miette!("{e}"))?;
-            // A step well above the solver's and the precision's rounding noise
-            // (an f32 rollout's objective moves in steps of ~1e-7 relative);
-            // central differences keep truncation O(h^2).
-            let relative = match scene.model().settings.precision {
-                Precision::F64 => 1e-4,
-                Precision::F32 => 1e-2,
-            };
-            let h = relative * p0.abs().max(1e-3);
             let f = |d: f64| -> Result<f64> {
                 let mut s = scene.batch_threads(1, 1);
                 apply_params(&mut s, &c.params)?;
@@ -379,24 +527,41 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 }
                 Ok(total)
             };
-            let fd = (f(h)? - f(-h)?) / (2.0 * h);
-            // Relative to the larger of the two, with an absolute floor so that two
-            // values that are both zero up to round-off do not read as 100% apart.
-            let rel = (a - fd).abs() / a.abs().max(fd.abs()).max(1e-12);
-            checks.insert(
-                n.clone(),
-                json!({"finite_difference": fd, "relative_error": rel}),
-            );
+            let steps = match a.fd_step {
+                Some(h) => vec![h],
+                None => fdcheck::log_steps(p0, first, last),
+            };
+            let sweep = fdcheck::sweep(f, &steps, eps)?;
+            let error = sweep
+                .chosen()
+                .map_or(f64::NAN, |d| fdcheck::relative_error(adjoint, d.value));
+            checks.push(Check {
+                name: n.clone(),
+                adjoint,
+                sweep,
+                error,
+            });
         }
     }
     progress.finish();
+    report_events(&g.events);
+    if !not_finite.is_empty() {
+        eprintln!("warning: {}", warnings.last().expect("pushed above"));
+    }
+    let (agree, message) = verdict(&checks, tolerance);
     if as_json {
         let mut obj = json!({
-            kind: value,
+            kind: if value.is_finite() { json!(value) } else { Value::Null },
             "gradients": grads,
+            "warnings": warnings,
         });
         if check {
-            obj["check"] = Value::Object(checks);
+            obj["check"] = checks
+                .iter()
+                .map(|c| (c.name.clone(), c.to_json(tolerance)))
+                .collect::<Map<_, _>>()
+                .into();
+            obj["verdict"] = json!({"agree": agree, "tolerance": tolerance, "message": message});
         }
         println!("{obj}");
     } else {
@@ -411,20 +576,30 @@ pub fn grad(a: GradArgs) -> Result<()> {
             format!("d {kind} / d"),
             "adjoint",
             if check {
-                format!(" {:>22} {:>12}", "finite difference", "rel. error")
+                format!(
+                    " {:>22} {:>10} {:>8} {:>10} {:>10}",
+                    "finite difference", "rel. error", "step", "truncation", "rounding"
+                )
             } else {
                 String::new()
             }
         );
         for n in &names {
-            let a = grads[n].as_f64().unwrap_or(f64::NAN);
-            let extra = checks.get(n).map_or(String::new(), |c| {
-                format!(
-                    " {:>22.12e} {:>12.2e}",
-                    c["finite_difference"].as_f64().unwrap_or(f64::NAN),
-                    c["relative_error"].as_f64().unwrap_or(f64::NAN)
-                )
-            });
+            let a = g.params[index(n)][0];
+            let extra = checks
+                .iter()
+                .find(|c| &c.name == n)
+                .map_or(String::new(), |c| {
+                    let d = c.sweep.chosen();
+                    format!(
+                        " {:>22.12e} {:>10.2e} {:>8.1e} {:>10.1e} {:>10.1e}",
+                        d.map_or(f64::NAN, |d| d.value),
+                        c.error,
+                        d.map_or(f64::NAN, |d| d.step),
+                        c.sweep.truncation,
+                        c.sweep.rounding
+                    )
+                });
             println!("  {:<20} {:>22.12e}{extra}", n, a);
         }
         println!(
@@ -443,10 +618,30 @@ pub fn grad(a: GradArgs) -> Result<()> {
         {
             println!("  (with --check, implicit steps are solved to round-off)");
         }
-        if check && scene.model().settings.precision == Precision::F32 {
+        if check && precision == Precision::F32 {
             println!(
-                "  (finite differences of an f32 rollout carry its rounding, about 1e-7 of the objective over a step of 1e-2 of the parameter; `--precision f64` checks the same adjoint code more tightly)"
+                "  (finite differences of an f32 rollout carry its rounding, about 1e-7 of the objective; `--precision f64` checks the same adjoint code more tightly)"
             );
+        }
+        if check {
+            println!("{message}");
+        }
+    }
+    if a.strict {
+        let mut failed = vec![];
+        if !not_finite.is_empty() || diverged.is_some() {
+            failed.push("the result is not finite or the simulation diverged (see the warnings)");
+        }
+        if check && !agree {
+            failed.push("the gradient check failed");
+        }
+        if !failed.is_empty() {
+            return Err(miette!(
+                help =
+                    "without `--strict` these are warnings; see the steps and environments above",
+                "--strict: {}",
+                failed.join("; ")
+            ));
         }
     }
     Ok(())

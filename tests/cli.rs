@@ -131,16 +131,140 @@ fn grad_json_and_check_agree_with_finite_differences() {
             .as_f64()
             .expect("a check per gradient");
         assert!(rel < 1e-5, "{name}: {g} relative error {rel}");
+        let sweep = v["check"][name]["sweep"]
+            .as_array()
+            .expect("the steps tried");
+        assert!(sweep.len() > 2, "{name}: a sweep of steps");
+        assert!(v["check"][name]["step"].as_f64().expect("the chosen step") > 0.0);
     }
+    assert_eq!(v["verdict"]["agree"], true);
+    assert!(v["warnings"].as_array().expect("warnings").is_empty());
+}
+
+/// `joule grad --check` of the pendulum's rod stiffness over 20 s: the rod's
+/// stretch mode (100 rad/s) makes the loss curve sharply in the stiffness.
+fn stiff_check(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "grad",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--wrt",
+        "stiffness",
+        "--steps",
+        "20000",
+        "--check",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    joule(&args)
+}
+
+#[test]
+fn grad_check_sweeps_the_step_where_a_fixed_step_fails() {
+    // The former fixed step, 1e-4 of the parameter (1 N/m), truncates at 5e-3:
+    // it disagrees, and `--strict` makes that an error.
+    let o = stiff_check(&["--fd-step", "1", "--strict"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let rel = v["check"]["stiffness"]["relative_error"]
+        .as_f64()
+        .expect("rel");
+    assert!(rel > 1e-3, "the fixed step agreed: {rel}");
+    assert_eq!(v["verdict"]["agree"], false);
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("gradients disagree: param stiffness rel. error"),
+        "{message}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the gradient check failed"));
+    // The sweep finds a smaller step at which the differences settle, and
+    // the adjoint agrees with it.
+    let o = stiff_check(&["--strict"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let c = &v["check"]["stiffness"];
+    let rel = c["relative_error"].as_f64().expect("rel");
+    assert!(rel < 1e-4, "relative error {rel} at the chosen step");
+    assert!(c["step"].as_f64().expect("step") < 1.0, "{c}");
+    let tried = c["sweep"].as_array().expect("sweep");
+    assert!(tried.iter().any(|d| d["step"].as_f64() == Some(100.0)));
+    assert!(c["truncation"].as_f64().expect("truncation") < 1e-12);
+    assert_eq!(v["verdict"]["agree"], true);
+    // The text form ends in the verdict.
+    let o = joule(&[
+        "grad",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--steps",
+        "30",
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let last = text.lines().last().expect("output");
+    assert!(last.starts_with("gradients agree to "), "{text}");
+    assert!(last.contains("(best steps: "), "{last}");
+}
+
+#[test]
+fn grad_warns_of_divergence_and_strict_fails() {
+    let args = [
+        "grad",
+        "tests/grad/unstable.joule",
+        "--loss",
+        "depth",
+        "--steps",
+        "200",
+    ];
+    // A warning with the step and environment, exit 0 without `--strict`.
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: environment 0 diverged at step 78"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "warning: loss depth is NaN, d depth / d k is NaN (environment 0 diverged at step 78"
+        ),
+        "{err}"
+    );
+    // The JSON has the warnings and null for the non-finite numbers.
+    let mut json = args.to_vec();
+    json.push("--json");
+    let o = joule(&json);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["loss"], serde_json::Value::Null);
+    assert_eq!(v["gradients"]["k"], serde_json::Value::Null);
+    assert_eq!(v["warnings"].as_array().expect("warnings").len(), 2);
+    // `--strict`: the same output, then a non-zero exit.
+    json.push("--strict");
+    let o = joule(&json);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(serde_json::from_str::<serde_json::Value>(&stdout(&o)).is_ok());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--strict: the result is not finite"));
 }
 
 #[test]
 fn bad_input_is_a_diagnostic_and_a_failure() {
     for args in [
         vec!["run", "scenes/pendulum.joule", "--param", "nope=1"],
-        vec!["run", "scenes/pendulum.joule", "--param", "length"],
+        vec!["run", "scenes/pendulum.joule", "--param", "g"],
         vec!["run", "scenes/pendulum.joule", "--out", "x.txt"],
         vec!["grad", "scenes/pendulum.joule", "--loss", "nothing"],
+        vec![
+            "grad",
+            "scenes/pendulum.joule",
+            "--loss",
+            "miss",
+            "--check",
+            "--fd-step",
+            "0",
+        ],
         vec!["run", "compiler/tests/invalid/07_unknown_name_typo.joule"],
         vec!["run", "no/such/scene.joule"],
     ] {

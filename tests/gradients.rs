@@ -517,3 +517,82 @@ fn a_tape_differentiates_each_step_where_it_ended() {
     }
     assert!(checked > 0, "the tip depends on the start");
 }
+
+/// The step chooser of `joule grad --check` on functions with known
+/// derivatives: a sharply curved one (large steps truncate), one with a kink
+/// near the point (steps that straddle it are wrong), and one with a noise
+/// floor (small steps round).
+mod step_chooser {
+    use joule::fdcheck::{log_steps, relative_error, sweep};
+    use std::convert::Infallible;
+
+    fn ok(f: impl Fn(f64) -> f64) -> impl FnMut(f64) -> Result<f64, Infallible> {
+        move |d| Ok(f(d))
+    }
+
+    #[test]
+    fn a_sharply_curved_function_gets_a_small_step() {
+        let x: f64 = 0.3;
+        let exact = 50.0 * (50.0 * x).cos();
+        let steps = log_steps(x, 1, 9);
+        let s = sweep(ok(|d| (50.0 * (x + d)).sin()), &steps, f64::EPSILON).unwrap();
+        let d = s.chosen().expect("a choice");
+        // The largest steps are far off; the chosen one is accurate and its
+        // error is within the estimates.
+        assert!(relative_error(s.differences[0].value, exact) > 0.1);
+        assert!(relative_error(d.value, exact) < 1e-8, "{s:?}");
+        assert!(
+            (d.value - exact).abs() < 10.0 * (s.truncation + s.rounding),
+            "{s:?}"
+        );
+        assert!(d.step < 1e-3 && d.step > 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_kink_near_the_point_is_stepped_over_only_by_small_steps() {
+        let (x, kink) = (0.3, 0.30001);
+        // f = |x - kink| + x^2: left of the kink, f' = -1 + 2x.
+        let exact = -1.0 + 2.0 * x;
+        let steps = log_steps(x, 1, 9);
+        let s = sweep(
+            ok(|d| ((x + d) - kink).abs() + (x + d) * (x + d)),
+            &steps,
+            f64::EPSILON,
+        )
+        .unwrap();
+        let d = s.chosen().expect("a choice");
+        assert!(d.step < 1e-5, "a step across the kink: {s:?}");
+        assert!(relative_error(d.value, exact) < 1e-8, "{s:?}");
+    }
+
+    #[test]
+    fn a_rounding_floor_keeps_the_step_from_the_smallest() {
+        let x: f64 = 1.0;
+        let exact = x.exp();
+        // Noise of 1e-9 relative, deterministic in the offset.
+        let noisy = |d: f64| {
+            let bits = (d.to_bits() ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let u = (bits >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            (x + d).exp() * (1.0 + 2e-9 * u)
+        };
+        let steps = log_steps(x, 0, 10);
+        let s = sweep(ok(noisy), &steps, 1e-9).unwrap();
+        let d = s.chosen().expect("a choice");
+        let smallest = s.differences.last().unwrap();
+        assert!(relative_error(smallest.value, exact) > 1e-2, "{s:?}");
+        assert!(relative_error(d.value, exact) < 1e-5, "{s:?}");
+        assert!(d.step >= 1e-6 && d.step <= 1e-2, "{s:?}");
+        assert!(s.rounding > 1e-10, "{s:?}");
+    }
+
+    #[test]
+    fn one_step_and_no_finite_value() {
+        let s = sweep(ok(|d| 2.0 * d), &[1e-3], f64::EPSILON).unwrap();
+        assert_eq!(s.best, Some(0));
+        assert!((s.chosen().unwrap().value - 2.0).abs() < 1e-12);
+        assert!(s.truncation.is_nan() && s.rounding.is_finite());
+        let s = sweep(ok(|_| f64::NAN), &log_steps(1.0, 1, 4), f64::EPSILON).unwrap();
+        assert_eq!(s.best, None);
+        assert!(s.differences.iter().all(|d| d.value.is_nan()));
+    }
+}

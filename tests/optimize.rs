@@ -111,7 +111,7 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// 300 steps of the pendulum at length 1.3, recorded by `joule run --out`.
+/// 300 steps of the pendulum under Mars's gravity, g = 3.71, recorded by `joule run --out`.
 fn record_swing(name: &str) -> PathBuf {
     let file = temp(name);
     let o = joule(&[
@@ -120,7 +120,7 @@ fn record_swing(name: &str) -> PathBuf {
         "--steps",
         "300",
         "--param",
-        "length=1.3",
+        "g=3.71",
         "--out",
         path(&file),
         "--quiet",
@@ -130,7 +130,7 @@ fn record_swing(name: &str) -> PathBuf {
 }
 
 #[test]
-fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
+fn cli_identifies_gravity_from_a_pendulums_recorded_swing() {
     let rec = record_swing("swing.npz");
     let curve = temp("curve.csv");
     let o = joule(&[
@@ -139,7 +139,7 @@ fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
         "--match",
         &format!("position={}", path(&rec)),
         "--wrt",
-        "length",
+        "g",
         "--iters",
         "30",
         "--curve",
@@ -148,8 +148,8 @@ fn cli_identifies_a_pendulum_length_from_its_recorded_swing() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let length = v["params"]["length"].as_f64().expect("length");
-    assert!((length - 1.3).abs() < 1e-6, "recovered {length}");
+    let g = v["params"]["g"].as_f64().expect("g");
+    assert!((g - 3.71).abs() < 1e-6, "recovered {g}");
     assert!(v["objective"]["end"].as_f64().expect("end") < 1e-10);
     assert!(v["objective"]["start"].as_f64().expect("start") > 1e-3);
     let rows = std::fs::read_to_string(&curve).expect("curve");
@@ -218,19 +218,21 @@ fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
         "optimize",
         "scenes/pendulum.joule",
         "--match",
-        &format!("position={}", path(&demo)),
+        &format!("velocity={}", path(&demo)),
         "--chamfer",
         "--wrt",
-        "length",
+        "g",
         "--iters",
         "30",
         "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let length = v["params"]["length"].as_f64().expect("length");
-    // The demonstration's states, in any order, pin the length down.
-    assert!((length - 1.3).abs() < 1e-4, "imitated length {length}");
+    let g = v["params"]["g"].as_f64().expect("g");
+    // The demonstration's velocities, in any order, pin g down (its
+    // positions would not: under any g the bob runs along the same arc,
+    // only faster or slower; the speeds grow as sqrt(g)).
+    assert!((g - 3.71).abs() < 1e-4, "imitated g {g}");
     assert!(
         v["objective"]["end"].as_f64().expect("end")
             < 1e-3 * v["objective"]["start"].as_f64().expect("start")

@@ -42,13 +42,13 @@ fn lines(out: &str) -> Vec<&str> {
 fn expressions_read_the_current_state() {
     let (ok, out) = repl(
         "scenes/pendulum.joule",
-        "norm(bob.x - pivot.x)\n:get length\n:step 200\nnorm(bob.x - pivot.x)\nbob.x.z < pivot.x.z\n:get position\nbob.x\n",
+        "norm(bob.x - pivot.x)\n:get g\n:step 200\nnorm(bob.x - pivot.x)\nbob.x.z < pivot.x.z\n:get position\nbob.x\n",
     );
     assert!(ok, "{out}");
     let l = lines(&out);
     // At rest the rod has its rest length.
     assert!((numbers(l[0])[0] - 1.0).abs() < 1e-12, "{out}");
-    assert_eq!(l[1], "1");
+    assert_eq!(l[1], "9.81");
     assert_eq!(l[2], "t = 0.2 s (200 steps)");
     // A stiff rod (k = 1e4 N/m, m = 1 kg) stretches by about m g / k under load.
     let stretched = numbers(l[3])[0];
@@ -77,27 +77,24 @@ fn typed_items_recompile_and_keep_the_state() {
 
 #[test]
 fn gradients_agree_with_finite_differences_through_the_repl() {
-    let (ok, out) = repl(
-        "scenes/pendulum.joule",
-        ":step 30\n:grad miss 40 wrt length\n",
-    );
+    let (ok, out) = repl("scenes/pendulum.joule", ":step 30\n:grad miss 40 wrt g\n");
     assert!(ok, "{out}");
     let l = lines(&out);
     let loss = numbers(l[1])[0];
     let grad = *numbers(l[2]).last().expect("a derivative");
     let h = 1e-5;
-    let at = |length: f64| {
-        // The same 30 steps at length 1, then 40 more at the perturbed length.
-        let script = format!(":step 30\n:set length {length}\n:step 40\n:get miss\n");
+    let at = |g: f64| {
+        // The same 30 steps at g = 9.81, then 40 more at the perturbed g.
+        let script = format!(":step 30\n:set g {g}\n:step 40\n:get miss\n");
         let (ok, out) = repl("scenes/pendulum.joule", &script);
         assert!(ok, "{out}");
         numbers(lines(&out)[3])[0]
     };
     assert!(
-        (at(1.0) - loss).abs() <= 1e-12 * loss.abs().max(1.0),
+        (at(9.81) - loss).abs() <= 1e-12 * loss.abs().max(1.0),
         "{out}"
     );
-    let fd = (at(1.0 + h) - at(1.0 - h)) / (2.0 * h);
+    let fd = (at(9.81 + h) - at(9.81 - h)) / (2.0 * h);
     assert!(
         (fd - grad).abs() <= 1e-6 * grad.abs().max(1.0),
         "adjoint {grad} vs central differences {fd}"
@@ -112,8 +109,8 @@ fn multi_line_items_and_save() {
     let (ok, out) = repl("scenes/pendulum.joule", &script);
     assert!(ok, "{out}");
     let l = lines(&out);
-    assert_eq!(l[0], "ok: 12 DOFs, 1 energies");
-    assert_eq!(l[2], "ok: 12 DOFs, 2 energies");
+    assert_eq!(l[0], "ok: 12 DOFs, 2 energies"); // the pendulum's weight and rod
+    assert_eq!(l[2], "ok: 12 DOFs, 3 energies");
     assert_eq!(l[3], "3");
     let text = std::fs::read_to_string(&saved).expect("saved scene");
     assert!(
