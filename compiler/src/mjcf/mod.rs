@@ -198,7 +198,7 @@ pub fn import_path(
     path: &std::path::Path,
     lenient: bool,
 ) -> std::io::Result<(SourceMap, Imported)> {
-    let bytes = std::fs::read(path)?;
+    let bytes = crate::read_input(path, crate::MAX_SOURCE_BYTES)?;
     let text = crate::decode_source(&bytes).map_err(|(at, why)| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
