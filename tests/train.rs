@@ -6,6 +6,7 @@
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
 use common::{joule, temp};
+use npyz::WriterBuilder;
 
 const SCENE: &str = "tests/learn/reach.joule";
 
@@ -302,4 +303,166 @@ fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
     // (the loss) and a different, smoothed gradient.
     assert_eq!(on.1, off.1);
     assert!((on.0 - off.0).abs() > 1e-3 * off.0, "{on:?} {off:?}");
+}
+
+/// Rewrites the `.npz` at `from` into `to`, array by array, through `edit`
+/// (name, shape, values) and in Fortran order when `fortran`.
+fn rewrite_npz(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    fortran: bool,
+    edit: &dyn Fn(&str, &mut Vec<f64>),
+) {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let shape = npy.shape().to_vec();
+        let mut data = npy.into_vec::<f64>().unwrap();
+        edit(name.trim_end_matches(".npy"), &mut data);
+        out.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let order = if fortran {
+            npyz::Order::Fortran
+        } else {
+            npyz::Order::C
+        };
+        let mut w = npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&shape)
+            .order(order)
+            .writer(&mut out)
+            .begin_nd()
+            .unwrap();
+        w.extend(data).unwrap();
+        w.finish().unwrap();
+    }
+    out.finish().unwrap();
+}
+
+#[test]
+fn damaged_expert_data_is_refused_before_training() {
+    let (demo, nan, fortran, student) = (
+        temp("plain-demo.npz"),
+        temp("nan-demo.npz"),
+        temp("fortran-demo.npz"),
+        temp("never.safetensors"),
+    );
+    ok(&[
+        "run",
+        SCENE,
+        "--steps",
+        "20",
+        "--out",
+        demo.to_str().unwrap(),
+        "--quiet",
+    ]);
+    rewrite_npz(&demo, &nan, false, &|name, d| {
+        if name == "speed" {
+            d[5] = f64::NAN;
+        }
+    });
+    rewrite_npz(&demo, &fortran, true, &|_, _| {});
+    for (expert, want) in [
+        (
+            &nan,
+            "array `speed` has a non-finite value (NaN) at flat index 5",
+        ),
+        (&fortran, "Fortran order"),
+    ] {
+        let out = joule(&[
+            "imitate",
+            SCENE,
+            "--expert",
+            expert.to_str().unwrap(),
+            "--match",
+            "miss,speed",
+            "--iters",
+            "2",
+            "--out",
+            student.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        // Words only: miette wraps lines and draws a margin.
+        let err = String::from_utf8_lossy(&out.stderr)
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(err.contains(want) && err.contains("help:"), "{err}");
+        assert!(!student.exists(), "no policy written");
+    }
+}
+
+/// A checkpoint's `joule.trainer` metadata with `from` replaced by `to`
+/// (the safetensors header: its length, then JSON).
+fn edit_checkpoint(path: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header.contains(from), "{header}");
+    let header = header.replace(from, to);
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    let edited = path.with_extension("edited.safetensors");
+    std::fs::write(&edited, out).unwrap();
+    edited
+}
+
+#[test]
+fn a_resume_checks_the_checkpoint_and_the_batch_before_allocating() {
+    let ck = temp("small-ck.safetensors");
+    let out = temp("small-out.safetensors");
+    train(
+        "apg",
+        "1",
+        &[
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let resume = |ck: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            SCENE,
+            "--reward",
+            "closeness",
+            "--iters",
+            "2",
+            "--resume",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        joule(&args)
+    };
+    // The checkpoint's batch wins; a different `--batch` is an error, the same one is fine.
+    let o = resume(&ck, &["--batch", "16"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("keeps its batch") && err.contains("help:"),
+        "{err}"
+    );
+    let o = resume(&ck, &["--batch", "8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Metadata that disagrees with the saved state: refused before allocating.
+    for (from, to, want) in [
+        (r#"\"batch\":8"#, r#"\"batch\":1000000"#, "not [1000000"),
+        (r#"\"horizon\":25"#, r#"\"horizon\":0"#, "horizon 0"),
+    ] {
+        let edited = edit_checkpoint(&ck, from, to);
+        let o = resume(&edited, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want) && err.contains("help:"), "{err}");
+    }
 }
