@@ -423,3 +423,44 @@ fn stale_temporaries_of_killed_writers_are_removed() {
         .collect();
     assert!(left.is_empty(), "no temporary of ours is left");
 }
+
+#[test]
+fn import_counts_elements_before_expanding_and_bounds_the_text() {
+    // Free bodies make text quadratic in their number (contact pairs), nested
+    // ones too (poses along the chain): 2,000 made 180 MB, then "importer bug".
+    let free = |n: usize| {
+        let bodies: String = (0..n)
+            .map(|i| format!("<body pos=\"{i} 0 1\"><freejoint/><geom size=\"0.1\"/></body>\n"))
+            .collect();
+        format!("<mujoco><worldbody>\n{bodies}</worldbody></mujoco>\n")
+    };
+    let nested = |n: usize| {
+        let open = "<body pos=\"0 0 0.1\"><joint/><geom size=\"0.01\"/>\n".repeat(n);
+        format!(
+            "<mujoco><worldbody>\n{open}{}</worldbody></mujoco>\n",
+            "</body>\n".repeat(n)
+        )
+    };
+    for (name, xml, want) in [
+        ("free2000.xml", free(2000), "more than 200 bodies"),
+        (
+            "nested3000.xml",
+            nested(3000),
+            "more than 100 nested bodies",
+        ),
+        ("free200.xml", free(200), "the imported scene would be"),
+    ] {
+        let path = temp(name);
+        std::fs::write(&path, xml).unwrap();
+        let out = temp(&format!("{name}.joule"));
+        let o = joule(&[
+            "import",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let err = fails_with_hint(&o, want);
+        assert!(!err.contains("importer bug"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+}

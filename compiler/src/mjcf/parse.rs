@@ -61,6 +61,9 @@ pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diag
             return (None, vec![d]);
         }
     };
+    if let Some(d) = too_large(&doc, file) {
+        return (None, vec![d]);
+    }
     let mut p = Parser {
         file,
         lenient,
@@ -74,6 +77,54 @@ pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diag
     };
     let model = p.model(doc.root_element());
     (model, p.diags)
+}
+
+/// The most bodies, geoms and joints an imported model may have, and the
+/// deepest nesting of bodies: the Joule text grows faster than the model
+/// (contacts between bodies, poses along chains), so the elements are
+/// counted before anything is expanded.
+const LIMITS: [(&str, usize); 4] = [
+    ("bodies", 200),
+    ("geoms", 1000),
+    ("joints", 1000),
+    ("nested bodies", 100),
+];
+
+/// A diagnostic at the first element past one of the [`LIMITS`], if any.
+fn too_large(doc: &Document, file: FileId) -> Option<Diagnostic> {
+    let mut counts = [0usize; 4];
+    for n in doc.descendants().filter(Node::is_element) {
+        let k = match n.tag_name().name() {
+            "body" => {
+                let depth = n.ancestors().filter(|a| a.has_tag_name("body")).count();
+                counts[3] = counts[3].max(depth);
+                0
+            }
+            "geom" => 1,
+            "joint" | "freejoint" => 2,
+            _ => continue,
+        };
+        counts[k] += 1;
+        let over = (0..4).find(|&i| counts[i] > LIMITS[i].1);
+        if let Some(i) = over {
+            let (what, limit) = LIMITS[i];
+            let start = n.range().start;
+            let tag = n.tag_name().name().len();
+            return Some(
+                Diagnostic::error(
+                    "mjcf::too_large",
+                    format!("the model has more than {limit} {what}"),
+                    Span::new(file, start, start + 1 + tag),
+                    format!("{what} past {limit} start here"),
+                )
+                .with_help(format!(
+                    "the importer takes models of at most {} bodies, {} geoms, {} joints and {} nested bodies; split the model or generate it in Joule (`for` generators)",
+                    LIMITS[0].1, LIMITS[1].1, LIMITS[2].1, LIMITS[3].1
+                )),
+            );
+        }
+    }
+    None
 }
 
 /// Byte offset of a 1-based row and column (in characters).
