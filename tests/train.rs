@@ -5,8 +5,7 @@
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, temp};
-use npyz::WriterBuilder;
+use common::{joule, rewrite_npz, temp};
 
 const SCENE: &str = "tests/learn/reach.joule";
 
@@ -303,45 +302,6 @@ fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
     // (the loss) and a different, smoothed gradient.
     assert_eq!(on.1, off.1);
     assert!((on.0 - off.0).abs() > 1e-3 * off.0, "{on:?} {off:?}");
-}
-
-/// Rewrites the `.npz` at `from` into `to`, array by array, through `edit`
-/// (name, shape, values) and in Fortran order when `fortran`.
-fn rewrite_npz(
-    from: &std::path::Path,
-    to: &std::path::Path,
-    fortran: bool,
-    edit: &dyn Fn(&str, &mut Vec<f64>),
-) {
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
-    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).unwrap();
-        let name = entry.name().to_string();
-        let mut bytes = vec![];
-        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-        let shape = npy.shape().to_vec();
-        let mut data = npy.into_vec::<f64>().unwrap();
-        edit(name.trim_end_matches(".npy"), &mut data);
-        out.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        let order = if fortran {
-            npyz::Order::Fortran
-        } else {
-            npyz::Order::C
-        };
-        let mut w = npyz::WriteOptions::<f64>::new()
-            .default_dtype()
-            .shape(&shape)
-            .order(order)
-            .writer(&mut out)
-            .begin_nd()
-            .unwrap();
-        w.extend(data).unwrap();
-        w.finish().unwrap();
-    }
-    out.finish().unwrap();
 }
 
 #[test]
