@@ -28,6 +28,22 @@ pub fn read_file(path: &Path, help: &str) -> Result<Vec<u8>> {
     joule_compiler::read_input(path, MAX_DATA_BYTES).map_err(|e| read_error(path, &e, help))
 }
 
+/// The text of an input file (a scene, a CSV): a regular file of at most
+/// [`joule_compiler::MAX_SOURCE_BYTES`], UTF-8; else a diagnostic naming it
+/// with a hint (`help` when the reader has none of its own).
+pub fn read_text(path: &Path, help: &str) -> Result<String> {
+    let bytes = joule_compiler::read_input(path, joule_compiler::MAX_SOURCE_BYTES)
+        .map_err(|e| read_error(path, &e, help))?;
+    String::from_utf8(bytes).map_err(|e| {
+        miette!(
+            help = "give a text file (UTF-8)",
+            "`{}` is not UTF-8 text: invalid byte at {}",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// "cannot read `path`: why", with the reader's hint when it refused the
 /// file (not a regular file, too large), else `help`.
 pub fn read_error(path: &Path, e: &std::io::Error, help: &str) -> miette::Report {

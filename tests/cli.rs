@@ -334,6 +334,11 @@ fn inputs_that_are_not_regular_files_are_refused_with_a_hint() {
         );
         let o = joule(&["import", input.to_str().unwrap()]);
         fails_with_hint(&o, "not a regular file");
+        let o = joule(&["fmt", input.to_str().unwrap()]);
+        fails_with_hint(&o, "not a regular file");
+        let png = temp("never.png");
+        let o = joule(&["plot", input.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+        fails_with_hint(&o, "not a regular file");
     }
 }
 
