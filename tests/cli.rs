@@ -454,6 +454,12 @@ fn import_counts_elements_before_expanding_and_bounds_the_text() {
             "more than 100 nested bodies",
         ),
         ("free200.xml", free(200), "the imported scene would be"),
+        // On one line (minified): located at the root, which can be drawn.
+        (
+            "oneline.xml",
+            free(2000).replace('\n', ""),
+            "more than 200 bodies",
+        ),
     ] {
         let path = temp(name);
         std::fs::write(&path, xml).unwrap();

@@ -108,14 +108,27 @@ fn too_large(doc: &Document, file: FileId) -> Option<Diagnostic> {
         let over = (0..4).find(|&i| counts[i] > LIMITS[i].1);
         if let Some(i) = over {
             let (what, limit) = LIMITS[i];
-            let start = n.range().start;
-            let tag = n.tag_name().name().len();
+            // The element, unless it is far into a long line (a minified
+            // model), where the renderer cannot draw it: then the root's tag.
+            let text = doc.input_text();
+            let column = |at: usize| at - text[..at].rfind('\n').map_or(0, |k| k + 1);
+            let at = if column(n.range().start) < 1000 {
+                n
+            } else {
+                doc.root_element()
+            };
+            let start = at.range().start;
+            let tag = at.tag_name().name().len();
             return Some(
                 Diagnostic::error(
                     "mjcf::too_large",
                     format!("the model has more than {limit} {what}"),
                     Span::new(file, start, start + 1 + tag),
-                    format!("{what} past {limit} start here"),
+                    if at == n {
+                        format!("{what} past {limit} start here")
+                    } else {
+                        "in this model".to_string()
+                    },
                 )
                 .with_help(format!(
                     "the importer takes models of at most {} bodies, {} geoms, {} joints and {} nested bodies; split the model or generate it in Joule (`for` generators)",
