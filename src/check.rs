@@ -75,7 +75,8 @@ pub fn check(o: CheckArgs) -> ExitCode {
                         json!({"severity": "error", "code": "joule::io", "message": e.to_string()});
                     println!("{}", json!({"file": file, "ok": false, "diagnostics": [d]}));
                 } else {
-                    eprintln!("error: cannot read `{}`: {e}", file.display());
+                    let help = "check the scene file's path (relative to here)";
+                    eprintln!("{:?}", crate::files::read_error(file, &e, help));
                 }
                 failed = true;
                 continue;

@@ -5,7 +5,7 @@
 
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::ObjectiveKind;
-use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use miette::{miette, Result};
 use npyz::WriterBuilder;
 use std::io::Write;
 use std::path::Path;
@@ -18,46 +18,139 @@ pub const STATE_V: &str = "state.v";
 /// Every environment's free DOFs at one step: positions and velocities, `[env][dof]`.
 pub type States = (Vec<Vec<f64>>, Vec<Vec<f64>>);
 
-/// The bytes of a file, or a diagnostic naming it with `help`.
+/// The most bytes a data file (weights, checkpoint, trajectory) may have: 4 GiB.
+pub const MAX_DATA_BYTES: u64 = 4 << 30;
+
+/// The bytes of a data file (a regular file of at most [`MAX_DATA_BYTES`],
+/// read by [`joule_compiler::read_input`]), or a diagnostic naming it with
+/// `help` (or the reader's own hint when it refused the file).
 pub fn read_file(path: &Path, help: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    joule_compiler::read_input(path, MAX_DATA_BYTES).map_err(|e| read_error(path, &e, help))
+}
+
+/// The text of an input file (a scene, a CSV): a regular file of at most
+/// [`joule_compiler::MAX_SOURCE_BYTES`], UTF-8; else a diagnostic naming it
+/// with a hint (`help` when the reader has none of its own).
+pub fn read_text(path: &Path, help: &str) -> Result<String> {
+    let bytes = joule_compiler::read_input(path, joule_compiler::MAX_SOURCE_BYTES)
+        .map_err(|e| read_error(path, &e, help))?;
+    String::from_utf8(bytes).map_err(|e| {
         miette!(
-            help = help.to_string(),
-            "cannot read `{}`: {e}",
-            path.display()
+            help = "give a text file (UTF-8)",
+            "`{}` is not UTF-8 text: invalid byte at {}",
+            path.display(),
+            e.utf8_error().valid_up_to()
         )
     })
 }
 
-/// Writes through a temporary file in the same folder, renamed into place.
+/// "cannot read `path`: why", with the reader's hint when it refused the
+/// file (not a regular file, too large), else `help`.
+pub fn read_error(path: &Path, e: &std::io::Error, help: &str) -> miette::Report {
+    miette!(
+        help = joule_compiler::read_help(e).unwrap_or_else(|| help.to_string()),
+        "cannot read `{}`: {e}",
+        path.display()
+    )
+}
+
+/// Writes through a temporary file `.NAME.tmp-PID` in the target's folder,
+/// renamed into place, so a reader never sees half a file and a failed write
+/// leaves the old one (the temporary is removed on failure).
+///
+/// The target must be a regular file or not exist yet: a folder, device,
+/// pipe or socket is refused with a hint (renaming would replace it with a
+/// regular file). A symbolic link is followed deliberately: the file it
+/// points to is replaced and the link stays (a dangling link is refused).
+/// Temporaries of the same target left by processes that are no longer
+/// alive (killed mid-write) are removed first.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = path
+    let cannot = |why: String, help: &str| {
+        miette!(
+            help = help.to_string(),
+            "cannot write `{}`: {why}",
+            path.display()
+        )
+    };
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            cannot(
+                format!("it is a symbolic link whose target cannot be resolved ({e})"),
+                "point the link at a file in an existing folder, or write elsewhere",
+            )
+        })?,
+        _ => path.to_path_buf(),
+    };
+    match std::fs::metadata(&target) {
+        Ok(m) if !m.is_file() => {
+            let kind = if m.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            return Err(cannot(
+                format!("it is {kind}"),
+                "write to a regular file (new or existing): folders, devices and pipes are never replaced",
+            ));
+        }
+        _ => {}
+    }
+    let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
+    let stem = format!(
+        ".{}.tmp-",
+        target.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+    );
+    remove_stale_temporaries(dir, &stem);
+    let tmp = dir.join(format!("{stem}{}", std::process::id()));
     let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
+        let _ = std::fs::remove_file(&tmp); // our own, from an earlier failed write
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         let mut w = std::io::BufWriter::new(file);
         write(&mut w)?;
         w.flush()?;
         w.get_ref().sync_all()?;
         drop(w);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write `{}`", path.display()))
+    result.map_err(|e| {
+        cannot(
+            e.to_string(),
+            "check that the folder exists and is writable and that the disk has space",
+        )
+    })
+}
+
+/// Removes `dir/{stem}PID` files whose process is gone (no `/proc/PID`),
+/// left by writers that were killed. Does nothing where `/proc` is absent.
+fn remove_stale_temporaries(dir: &Path, stem: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(stem)) else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Column names of an output: `name` for scalars, `name.x` ... for vectors.
@@ -187,14 +280,20 @@ pub fn write_trajectory(
     }
 }
 
-/// One array of an `.npz` archive: its shape and values (f64, C order).
+/// One array of an `.npz` archive: its shape and values (f64, C order), all
+/// finite. Arrays in Fortran order, of another type or with a NaN or an
+/// infinity are refused with an error naming the file, the array (and the
+/// first bad value's index).
 pub fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
-    let file = std::fs::File::open(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("`{}` is not an .npz archive", path.display()))?;
+    let bytes = read_file(path, "give an .npz file written by `joule run --out`")?;
+    let not_npz = |e: &dyn std::fmt::Display| {
+        miette!(
+            help = "give an .npz file written by `joule run --out FILE.npz`",
+            "`{}` is not an .npz archive: {e}",
+            path.display()
+        )
+    };
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| not_npz(&e))?;
     let mut entry = zip
         .by_name(&npyz::npz::file_name_from_array_name(name))
         .map_err(|_| {
@@ -204,15 +303,38 @@ pub fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
                 path.display()
             )
         })?;
+    if entry.size() > MAX_DATA_BYTES {
+        return Err(not_npz(&format!("array `{name}` is larger than 4 GiB")));
+    }
     let mut bytes = vec![];
-    std::io::Read::read_to_end(&mut entry, &mut bytes).into_diagnostic()?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut entry, MAX_DATA_BYTES),
+        &mut bytes,
+    )
+    .map_err(|e| not_npz(&e))?;
+    let bad_array = |why: String| {
+        miette!(
+            help = "give an .npz file written by `joule run --out FILE.npz`",
+            "`{}`: array `{name}` {why}",
+            path.display()
+        )
+    };
     let npy = npyz::NpyFile::new(&bytes[..])
-        .into_diagnostic()
-        .wrap_err("not a .npy array")?;
+        .map_err(|e| bad_array(format!("is not a .npy array: {e}")))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(bad_array(
+            "is in Fortran order (`fortran_order: True`); only C order is read".into(),
+        ));
+    }
     let shape = npy.shape().to_vec();
     let data = npy
         .into_vec::<f64>()
-        .into_diagnostic()
-        .wrap_err("expected float64 data")?;
+        .map_err(|e| bad_array(format!("is not float64 data: {e}")))?;
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        return Err(bad_array(format!(
+            "has a non-finite value ({}) at flat index {k}",
+            data[k]
+        )));
+    }
     Ok((shape, data))
 }

@@ -51,15 +51,10 @@ pub fn fmt(a: FmtArgs) -> ExitCode {
     let (color, quiet) = (a.color.enabled(), a.quiet);
     let mut failed = false;
     for path in &a.files {
-        let text = match std::fs::read(path).map(String::from_utf8) {
-            Ok(Ok(t)) => t,
-            Ok(Err(_)) => {
-                eprintln!("error: `{}` is not UTF-8 text", path.display());
-                failed = true;
-                continue;
-            }
+        let text = match crate::files::read_text(path, "check the scene file's path") {
+            Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", path.display());
+                eprintln!("{e:?}");
                 failed = true;
                 continue;
             }

@@ -33,7 +33,8 @@ pub fn import(a: ImportArgs) -> ExitCode {
     let (sources, imported) = match mjcf::import_path(model, lenient) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", model.display());
+            let help = "give a MuJoCo MJCF model: an XML text file";
+            eprintln!("{:?}", crate::files::read_error(model, &e, help));
             return ExitCode::FAILURE;
         }
     };

@@ -9,7 +9,7 @@ use joule_compiler::compiled::Backend;
 use joule_compiler::model::{Integrator, Model, Precision};
 use joule_compiler::Checked;
 use joule_runtime::{CompileError, Scene, Sim};
-use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use miette::{miette, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -63,9 +63,9 @@ pub fn scene(path: &Path, o: &Options) -> Result<Loaded> {
 /// returned error.
 pub fn compile(path: &Path, o: &Options) -> Result<Loaded> {
     let t = Instant::now();
-    let checked = joule_compiler::check_path(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read `{}`", path.display()))?;
+    let checked = joule_compiler::check_path(path).map_err(|e| {
+        crate::files::read_error(path, &e, "check the scene file's path (relative to here)")
+    })?;
     if !checked.ok() {
         let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
         eprint!("{}", checked.render_diagnostics(color, 100));

@@ -69,14 +69,10 @@ pub fn plot(p: &PlotArgs) -> Result<()> {
             p.output.display()
         ));
     }
-    let text = std::fs::read_to_string(&p.input).map_err(|e| {
-        miette!(
-            help =
-                "give a CSV file with a header row, e.g. one written by `joule run --out run.csv`",
-            "cannot read `{}`: {e}",
-            p.input.display()
-        )
-    })?;
+    let text = crate::files::read_text(
+        &p.input,
+        "give a CSV file with a header row, e.g. one written by `joule run --out run.csv`",
+    )?;
     let name = p.input.display().to_string();
     let located = |r: Report| r.with_source_code(NamedSource::new(&name, text.clone()));
     let table = parse(&text).map_err(located)?;

@@ -36,9 +36,10 @@ pub struct TrainArgs {
     /// The `policy` item trained (default: the scene's only one).
     #[arg(long)]
     policy: Option<String>,
-    /// Environments simulated at once.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    /// Environments simulated at once [default: 64]. A resumed run keeps
+    /// its checkpoint's batch: a different `--batch` with `--resume` is an error.
+    #[arg(long, value_name = "BATCH")]
+    batch: Option<usize>,
     /// Steps per differentiable window (apg, shac) or per rollout (ppo).
     #[arg(long, default_value_t = 32)]
     horizon: usize,
@@ -110,7 +111,7 @@ impl TrainArgs {
         };
         let mut config = Config::new(algo, &self.reward);
         config.policy = self.policy.clone();
-        config.batch = self.batch.max(1);
+        config.batch = self.batch.unwrap_or(64).max(1);
         config.horizon = self.horizon.max(1);
         config.episode = self.episode;
         config.seed = self.seed;
@@ -171,13 +172,24 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
-            Trainer::resume(&scene, &bytes).map_err(|e| {
+            let trainer = Trainer::resume(&scene, &bytes).map_err(|e| {
                 miette!(
                     help = "resume with the scene the checkpoint was trained on",
                     "cannot resume from `{}`: {e}",
                     path.display()
                 )
-            })?
+            })?;
+            match a.batch {
+                Some(b) if b.max(1) != trainer.config.batch => {
+                    return Err(miette!(
+                        help = "drop `--batch` to continue the run, or start a new run without `--resume`",
+                        "`--batch {b}` differs from the batch of `{}` ({}): a resumed run keeps its batch",
+                        path.display(),
+                        trainer.config.batch
+                    ));
+                }
+                _ => trainer,
+            }
         }
         None => Trainer::new(&scene, config).map_err(learn_error)?,
     };
@@ -404,7 +416,10 @@ enum ImitateAlgo {
 /// Environment 0's free DOFs at every step of a demonstration recorded with `joule run --state`.
 fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let read = |name: &str| {
-        read_npz(path, name).map_err(|_| {
+        read_npz(path, name).map_err(|e| {
+            if !e.to_string().contains("has no array") {
+                return e; // unreadable or damaged: its own error
+            }
             miette!(
                 help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
                 "`--window` starts from the demonstration's states, and `{}` has no `{name}`",

@@ -1,6 +1,7 @@
 //! The command line as users script it: `joule run` and `joule grad` output
 //! forms, trajectory files, and errors.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
@@ -468,6 +469,52 @@ fn threads_is_a_flag_of_every_simulating_command() {
     }
 }
 
+/// Stderr of a failed command (words only: miette's line wrapping and
+/// margins removed), which must name `what` and give a hint.
+fn fails_with_hint(o: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&o.stderr)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(!o.status.success(), "succeeded: {err}");
+    assert!(
+        err.contains(what) && err.contains("help:") && !err.contains("panicked"),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_with_a_hint() {
+    // A device (was read without bound), a folder, a FIFO (blocked forever),
+    // named on the command line or by `use`.
+    let fifo = temp("pipe.joule");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let dir = temp("folder");
+    std::fs::create_dir_all(&dir).unwrap();
+    for input in [Path::new("/dev/zero"), &dir, &fifo] {
+        let o = joule(&["check", input.to_str().unwrap(), "--color", "never"]);
+        fails_with_hint(&o, "not a regular file");
+        let scene = temp("uses.joule");
+        std::fs::write(&scene, format!("use {:?}\n", input.to_str().unwrap())).unwrap();
+        let o = joule(&["check", scene.to_str().unwrap(), "--color", "never"]);
+        let err = fails_with_hint(&o, "not a regular file");
+        assert!(
+            err.contains("uses.joule:1:5"),
+            "located at the `use`: {err}"
+        );
+        let o = joule(&["import", input.to_str().unwrap()]);
+        fails_with_hint(&o, "not a regular file");
+        let o = joule(&["fmt", input.to_str().unwrap()]);
+        fails_with_hint(&o, "not a regular file");
+        let png = temp("never.png");
+        let o = joule(&["plot", input.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+        fails_with_hint(&o, "not a regular file");
+    }
+}
+
 #[test]
 fn negative_numbers_are_values() {
     // Rejected before as an unknown flag `-100` (with a wrong `-- -100` tip).
@@ -643,4 +690,138 @@ fn a_closed_standard_output_ends_every_command_quietly() {
     // Files were complete before the pipe mattered.
     let text = std::fs::read_to_string(&plan).expect("plan written");
     assert_eq!(text.lines().count(), 6);
+}
+
+#[test]
+fn import_of_a_binary_file_names_it_with_a_hint() {
+    let xml = temp("binary.xml");
+    std::fs::write(&xml, b"<mujoco>\0\0</mujoco>").unwrap();
+    let o = joule(&["import", xml.to_str().unwrap()]);
+    fails_with_hint(&o, "NUL byte");
+}
+
+/// A valid trajectory written to `out` by `joule run`.
+fn run_to(out: &Path) -> Output {
+    joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
+#[test]
+fn writes_refuse_non_regular_targets_and_follow_symlinks() {
+    // A FIFO (or a device) is not replaced by a regular file.
+    let fifo = temp("fifo.csv");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fails_with_hint(&run_to(&fifo), "not a regular file");
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&kind),
+        "still a FIFO"
+    );
+    let folder = temp("folder.csv");
+    std::fs::create_dir_all(&folder).unwrap();
+    fails_with_hint(&run_to(&folder), "a folder");
+    assert!(folder.is_dir());
+    // A symbolic link is written through: the link stays, its target is replaced.
+    let real = temp("real.csv");
+    std::fs::write(&real, "old").unwrap();
+    let link = temp("link.csv");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let o = run_to(&link);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .starts_with("step,t,env"));
+    // A dangling link and a missing folder: named errors with a hint.
+    let dangling = temp("dangling.csv");
+    std::os::unix::fs::symlink(temp("no/such/file.csv"), &dangling).unwrap();
+    fails_with_hint(&run_to(&dangling), "symbolic link");
+    fails_with_hint(&run_to(&temp("no/such/out.csv")), "cannot write");
+}
+
+#[test]
+fn stale_temporaries_of_killed_writers_are_removed() {
+    let out = temp("stale.csv");
+    // PIDs above the kernel's maximum (2^22) are never alive.
+    let stale = temp(".stale.csv.tmp-999999999");
+    std::fs::write(&stale, "half a file").unwrap();
+    // Another target's temporary, and a name that is not a PID, stay.
+    let other = temp(".other.csv.tmp-999999999");
+    std::fs::write(&other, "x").unwrap();
+    let odd = temp(".stale.csv.tmp-notapid");
+    std::fs::write(&odd, "x").unwrap();
+    let o = run_to(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stale.exists(), "the dead writer's temporary is removed");
+    assert!(other.exists() && odd.exists());
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(".stale.csv.tmp-") && n != ".stale.csv.tmp-notapid"
+        })
+        .collect();
+    assert!(left.is_empty(), "no temporary of ours is left");
+}
+
+#[test]
+fn import_counts_elements_before_expanding_and_bounds_the_text() {
+    // Free bodies make text quadratic in their number (contact pairs), nested
+    // ones too (poses along the chain): 2,000 made 180 MB, then "importer bug".
+    let free = |n: usize| {
+        let bodies: String = (0..n)
+            .map(|i| format!("<body pos=\"{i} 0 1\"><freejoint/><geom size=\"0.1\"/></body>\n"))
+            .collect();
+        format!("<mujoco><worldbody>\n{bodies}</worldbody></mujoco>\n")
+    };
+    let nested = |n: usize| {
+        let open = "<body pos=\"0 0 0.1\"><joint/><geom size=\"0.01\"/>\n".repeat(n);
+        format!(
+            "<mujoco><worldbody>\n{open}{}</worldbody></mujoco>\n",
+            "</body>\n".repeat(n)
+        )
+    };
+    for (name, xml, want) in [
+        ("free2000.xml", free(2000), "more than 200 bodies"),
+        (
+            "nested3000.xml",
+            nested(3000),
+            "more than 100 nested bodies",
+        ),
+        ("free200.xml", free(200), "the imported scene would be"),
+        // On one line (minified): located at the root, which can be drawn.
+        (
+            "oneline.xml",
+            free(2000).replace('\n', ""),
+            "more than 200 bodies",
+        ),
+    ] {
+        let path = temp(name);
+        std::fs::write(&path, xml).unwrap();
+        let out = temp(&format!("{name}.joule"));
+        let o = joule(&[
+            "import",
+            path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let err = fails_with_hint(&o, want);
+        assert!(!err.contains("importer bug"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
 }

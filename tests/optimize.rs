@@ -397,3 +397,34 @@ fn cli_run_rejects_plans_that_do_not_fit() {
     let (code, _, _) = run_point_mass(&["--controls", path(&plan), "--policy", "p.safetensors"]);
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn cli_refuses_a_recording_with_a_nan() {
+    // Was "NaN -> NaN" at the end of the run.
+    let rec = record_swing("to-damage.npz");
+    let nan = temp("nan-swing.npz");
+    common::rewrite_npz(&rec, &nan, false, &|name, d| {
+        if name == "position" {
+            d[7] = f64::NAN;
+        }
+    });
+    let o = joule(&[
+        "optimize",
+        "scenes/pendulum.joule",
+        "--match",
+        &format!("position={}", path(&nan)),
+        "--wrt",
+        "g",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        err.contains("array `position` has a non-finite value (NaN) at flat index 7")
+            && err.contains("help:"),
+        "{err}"
+    );
+}

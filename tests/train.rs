@@ -5,7 +5,7 @@
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, temp};
+use common::{joule, rewrite_npz, temp};
 
 const SCENE: &str = "tests/learn/reach.joule";
 
@@ -302,4 +302,127 @@ fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
     // (the loss) and a different, smoothed gradient.
     assert_eq!(on.1, off.1);
     assert!((on.0 - off.0).abs() > 1e-3 * off.0, "{on:?} {off:?}");
+}
+
+#[test]
+fn damaged_expert_data_is_refused_before_training() {
+    let (demo, nan, fortran, student) = (
+        temp("plain-demo.npz"),
+        temp("nan-demo.npz"),
+        temp("fortran-demo.npz"),
+        temp("never.safetensors"),
+    );
+    ok(&[
+        "run",
+        SCENE,
+        "--steps",
+        "20",
+        "--out",
+        demo.to_str().unwrap(),
+        "--quiet",
+    ]);
+    rewrite_npz(&demo, &nan, false, &|name, d| {
+        if name == "speed" {
+            d[5] = f64::NAN;
+        }
+    });
+    rewrite_npz(&demo, &fortran, true, &|_, _| {});
+    for (expert, want) in [
+        (
+            &nan,
+            "array `speed` has a non-finite value (NaN) at flat index 5",
+        ),
+        (&fortran, "Fortran order"),
+    ] {
+        let out = joule(&[
+            "imitate",
+            SCENE,
+            "--expert",
+            expert.to_str().unwrap(),
+            "--match",
+            "miss,speed",
+            "--iters",
+            "2",
+            "--out",
+            student.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        // Words only: miette wraps lines and draws a margin.
+        let err = String::from_utf8_lossy(&out.stderr)
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(err.contains(want) && err.contains("help:"), "{err}");
+        assert!(!student.exists(), "no policy written");
+    }
+}
+
+/// A checkpoint's `joule.trainer` metadata with `from` replaced by `to`
+/// (the safetensors header: its length, then JSON).
+fn edit_checkpoint(path: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header.contains(from), "{header}");
+    let header = header.replace(from, to);
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    let edited = path.with_extension("edited.safetensors");
+    std::fs::write(&edited, out).unwrap();
+    edited
+}
+
+#[test]
+fn a_resume_checks_the_checkpoint_and_the_batch_before_allocating() {
+    let ck = temp("small-ck.safetensors");
+    let out = temp("small-out.safetensors");
+    train(
+        "apg",
+        "1",
+        &[
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let resume = |ck: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            SCENE,
+            "--reward",
+            "closeness",
+            "--iters",
+            "2",
+            "--resume",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        joule(&args)
+    };
+    // The checkpoint's batch wins; a different `--batch` is an error, the same one is fine.
+    let o = resume(&ck, &["--batch", "16"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("keeps its batch") && err.contains("help:"),
+        "{err}"
+    );
+    let o = resume(&ck, &["--batch", "8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Metadata that disagrees with the saved state: refused before allocating.
+    for (from, to, want) in [
+        (r#"\"batch\":8"#, r#"\"batch\":1000000"#, "not [1000000"),
+        (r#"\"horizon\":25"#, r#"\"horizon\":0"#, "horizon 0"),
+    ] {
+        let edited = edit_checkpoint(&ck, from, to);
+        let o = resume(&edited, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want) && err.contains("help:"), "{err}");
+    }
 }

@@ -400,6 +400,7 @@ impl<'s> Trainer<'s> {
                 .ok_or_else(|| msg(format!("the checkpoint has no tensor `{n}`")))?
                 .to_dtype(DType::F64)
         };
+        check_state(scene, &st, &|n| tensors.get(n).map(|t| t.dims().to_vec())).map_err(msg)?;
         let mut tr = Trainer::new(scene, st.config.clone())?;
         tr.policy.load(&tensors, &meta)?;
         let restore = |name: &str, a: &mut Adam, t: u64| -> Result<()> {
@@ -457,5 +458,56 @@ impl<'s> Trainer<'s> {
         tr.rng = st.rng;
         tr.curve = st.curve;
         Ok(tr)
+    }
+}
+
+/// Checks a checkpoint's settings and state shapes against the scene and
+/// each other before anything is allocated for them: the batch and the
+/// horizon positive and matching the saved environments (`sim.x`, `sim.v`:
+/// `[batch][dofs]`; `env.*`: `[batch]`), the rates and the noise finite.
+/// `dims` gives a saved tensor's shape.
+fn check_state(
+    scene: &Scene,
+    st: &State,
+    dims: &dyn Fn(&str) -> Option<Vec<usize>>,
+) -> std::result::Result<(), String> {
+    let c = &st.config;
+    let damaged = |why: String| Err(format!("a damaged checkpoint: {why}"));
+    if c.batch == 0 || c.horizon == 0 || c.episode < c.horizon || c.threads == 0 {
+        return damaged(format!(
+            "batch {}, horizon {}, episode {}, threads {} (each at least 1, the episode at least a horizon)",
+            c.batch, c.horizon, c.episode, c.threads
+        ));
+    }
+    if st.adam_t.is_empty() {
+        return damaged("no optimiser step count".into());
+    }
+    let rates = [c.lr, c.gamma, c.lambda, c.clip, c.noise];
+    if rates.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return damaged(format!("non-finite or negative settings {rates:?}"));
+    }
+    let (b, n) = (c.batch, scene.dofs());
+    for (name, want) in [
+        ("sim.x", vec![b, n]),
+        ("sim.v", vec![b, n]),
+        ("env.age", vec![b]),
+        ("env.ret", vec![b]),
+        ("env.alive", vec![b]),
+    ] {
+        match dims(name) {
+            None => return damaged(format!("no tensor `{name}`")),
+            Some(d) if d != want => {
+                return Err(format!(
+                    "tensor `{name}` is {d:?}, not {want:?} ([batch {b}] of {n} DOFs): a damaged checkpoint, or another scene"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    match dims("env.controls") {
+        Some(d) if d.len() == 2 && d[1] == b => Ok(()),
+        d => damaged(format!(
+            "tensor `env.controls` is {d:?}, not [controls, {b}]"
+        )),
     }
 }

@@ -53,8 +53,8 @@ impl Session {
     /// A session on a scene file, or on an empty scene.
     pub fn new(path: Option<&Path>, color: bool) -> Result<Session, String> {
         let base = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("error: cannot read `{}`: {e}\n", p.display()))?,
+            Some(p) => crate::files::read_text(p, "check the scene file's path")
+                .map_err(|e| format!("error: {e}\n"))?,
             None => String::new(),
         };
         let scene = load::text(path, &base, color)?;
@@ -527,8 +527,8 @@ impl Session {
         let Some(path) = self.path.clone() else {
             return Err("error: no file loaded (`:load FILE`)\n".into());
         };
-        let base = std::fs::read_to_string(&path)
-            .map_err(|e| format!("error: cannot read `{}`: {e}\n", path.display()))?;
+        let base = crate::files::read_text(&path, "check the scene file's path")
+            .map_err(|e| format!("error: {e}\n"))?;
         let old = std::mem::replace(&mut self.base, base);
         match load::text(Some(&path), &self.text(), self.color) {
             Ok(scene) => {
@@ -579,7 +579,7 @@ impl Session {
             use std::io::Write;
             w.write_all(formatted.as_bytes())
         })
-        .map_err(|e| format!("{e:?}\n"))?;
+        .map_err(|e| format!("error: {e}\n"))?;
         Ok(format!("wrote {}\n", path.display()))
     }
 }

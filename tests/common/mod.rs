@@ -37,3 +37,41 @@ impl Rng {
         (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 }
+
+/// Rewrites the `.npz` at `from` into `to`, array by array, through `edit`
+/// (name, shape, values) and in Fortran order when `fortran`.
+pub fn rewrite_npz(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    fortran: bool,
+    edit: &dyn Fn(&str, &mut Vec<f64>),
+) {
+    use npyz::WriterBuilder;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let shape = npy.shape().to_vec();
+        let mut data = npy.into_vec::<f64>().unwrap();
+        edit(name.trim_end_matches(".npy"), &mut data);
+        out.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let order = if fortran {
+            npyz::Order::Fortran
+        } else {
+            npyz::Order::C
+        };
+        let options = npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&shape)
+            .order(order);
+        let mut w = options.writer(&mut out).begin_nd().unwrap();
+        w.extend(data).unwrap();
+        w.finish().unwrap();
+    }
+    out.finish().unwrap();
+}

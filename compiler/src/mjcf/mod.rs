@@ -186,6 +186,10 @@ pub struct Imported {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// The most bytes of Joule text an import may produce: the parser's limit
+/// on a scene file (1 MiB).
+const MAX_TEXT_BYTES: usize = 1 << 20;
+
 /// Whether a path names an MJCF model (`.xml`), which `use` imports.
 pub fn is_mjcf_path(path: &std::path::Path) -> bool {
     path.extension()
@@ -198,7 +202,7 @@ pub fn import_path(
     path: &std::path::Path,
     lenient: bool,
 ) -> std::io::Result<(SourceMap, Imported)> {
-    let bytes = std::fs::read(path)?;
+    let bytes = crate::read_input(path, crate::MAX_SOURCE_BYTES)?;
     let text = crate::decode_source(&bytes).map_err(|(at, why)| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -219,6 +223,21 @@ pub fn import(sources: &SourceMap, file: FileId, lenient: bool) -> Imported {
     let text = match &model {
         Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
             match write::write(m, &source.name) {
+                Ok(text) if text.len() > MAX_TEXT_BYTES => {
+                    diagnostics.push(
+                        Diagnostic::without_span(
+                            crate::Severity::Error,
+                            "mjcf::too_large",
+                            format!(
+                                "the imported scene would be {} bytes, more than a scene file may have ({} bytes)",
+                                text.len(),
+                                MAX_TEXT_BYTES
+                            ),
+                        )
+                        .with_help("import a smaller model, or generate the repeated parts in Joule (`for` generators)"),
+                    );
+                    None
+                }
                 Ok(text) => Some(text),
                 Err(d) => {
                     diagnostics.extend(d);

@@ -61,6 +61,9 @@ pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diag
             return (None, vec![d]);
         }
     };
+    if let Some(d) = too_large(&doc, file) {
+        return (None, vec![d]);
+    }
     let mut p = Parser {
         file,
         lenient,
@@ -74,6 +77,67 @@ pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diag
     };
     let model = p.model(doc.root_element());
     (model, p.diags)
+}
+
+/// The most bodies, geoms and joints an imported model may have, and the
+/// deepest nesting of bodies: the Joule text grows faster than the model
+/// (contacts between bodies, poses along chains), so the elements are
+/// counted before anything is expanded.
+const LIMITS: [(&str, usize); 4] = [
+    ("bodies", 200),
+    ("geoms", 1000),
+    ("joints", 1000),
+    ("nested bodies", 100),
+];
+
+/// A diagnostic at the first element past one of the [`LIMITS`], if any.
+fn too_large(doc: &Document, file: FileId) -> Option<Diagnostic> {
+    let mut counts = [0usize; 4];
+    for n in doc.descendants().filter(Node::is_element) {
+        let k = match n.tag_name().name() {
+            "body" => {
+                let depth = n.ancestors().filter(|a| a.has_tag_name("body")).count();
+                counts[3] = counts[3].max(depth);
+                0
+            }
+            "geom" => 1,
+            "joint" | "freejoint" => 2,
+            _ => continue,
+        };
+        counts[k] += 1;
+        let over = (0..4).find(|&i| counts[i] > LIMITS[i].1);
+        if let Some(i) = over {
+            let (what, limit) = LIMITS[i];
+            // The element, unless it is far into a long line (a minified
+            // model), where the renderer cannot draw it: then the root's tag.
+            let text = doc.input_text();
+            let column = |at: usize| at - text[..at].rfind('\n').map_or(0, |k| k + 1);
+            let at = if column(n.range().start) < 1000 {
+                n
+            } else {
+                doc.root_element()
+            };
+            let start = at.range().start;
+            let tag = at.tag_name().name().len();
+            return Some(
+                Diagnostic::error(
+                    "mjcf::too_large",
+                    format!("the model has more than {limit} {what}"),
+                    Span::new(file, start, start + 1 + tag),
+                    if at == n {
+                        format!("{what} past {limit} start here")
+                    } else {
+                        "in this model".to_string()
+                    },
+                )
+                .with_help(format!(
+                    "the importer takes models of at most {} bodies, {} geoms, {} joints and {} nested bodies; split the model or generate it in Joule (`for` generators)",
+                    LIMITS[0].1, LIMITS[1].1, LIMITS[2].1, LIMITS[3].1
+                )),
+            );
+        }
+    }
+    None
 }
 
 /// Byte offset of a 1-based row and column (in characters).

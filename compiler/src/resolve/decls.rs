@@ -848,18 +848,24 @@ impl Resolver<'_> {
                     .and_then(|p| p.parent().map(|p| p.to_path_buf()))
                     .unwrap_or_default();
                 let full = base.join(path);
-                let text = match std::fs::read(&full).map(String::from_utf8) {
+                let read = crate::read_input(&full, crate::MAX_SOURCE_BYTES);
+                let text = match read.map(String::from_utf8) {
                     Ok(Ok(t)) => t,
                     Ok(Err(_)) => {
-                        self.err(
-                            "joule::invalid_utf8",
-                            format!("`{}` is not a text file", full.display()),
-                            span,
-                            "not UTF-8",
+                        self.error(
+                            Diagnostic::error(
+                                "joule::invalid_utf8",
+                                format!("`{}` is not a text file", full.display()),
+                                span,
+                                "not UTF-8",
+                            )
+                            .with_help("`load` reads Wavefront OBJ meshes (text)"),
                         );
                         return;
                     }
                     Err(e) => {
+                        let help = crate::read_help(&e)
+                            .unwrap_or_else(|| "paths are relative to the scene file".into());
                         self.error(
                             Diagnostic::error(
                                 "joule::use_not_found",
@@ -867,7 +873,7 @@ impl Resolver<'_> {
                                 span,
                                 "mesh file",
                             )
-                            .with_help("paths are relative to the scene file"),
+                            .with_help(help),
                         );
                         return;
                     }

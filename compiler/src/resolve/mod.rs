@@ -411,14 +411,20 @@ impl Resolver<'_> {
         if self.included.contains(&canonical) {
             return; // already included once: its names are defined
         }
-        let bytes = match std::fs::read(&canonical) {
+        let bytes = match crate::read_input(&canonical, crate::MAX_SOURCE_BYTES) {
             Ok(b) => b,
             Err(e) => {
-                self.err(
-                    "joule::use_not_found",
-                    format!("cannot read `{path}`: {e}"),
-                    span,
-                    "included here",
+                let help = crate::read_help(&e).unwrap_or_else(|| {
+                    "`use` reads Joule scene files (`.joule`) and MJCF models (`.xml`)".into()
+                });
+                self.error(
+                    Diagnostic::error(
+                        "joule::use_not_found",
+                        format!("cannot read `{path}`: {e}"),
+                        span,
+                        "included here",
+                    )
+                    .with_help(help),
                 );
                 return;
             }
@@ -453,6 +459,27 @@ impl Resolver<'_> {
         self.include_stack.push(canonical.clone());
         self.included.push(canonical);
         let (file, syntax) = parse_file(self.sources, id);
+        // A file that is not a scene (not named `.joule`, and not even its
+        // first token parses) gets one diagnostic at the `use`, not its text.
+        let first = text.len() - text.trim_start().len();
+        let scene_ext = full.extension().is_some_and(|e| e == "joule");
+        let unparsed = syntax
+            .first()
+            .and_then(|d| d.labels.first())
+            .is_some_and(|l| l.span.file == id && l.span.start as usize <= first);
+        if unparsed && !scene_ext && !crate::mjcf::is_mjcf_path(&full) {
+            self.error(
+                Diagnostic::error(
+                    "joule::use_not_a_scene",
+                    format!("`{path}` is not a Joule scene: it does not parse"),
+                    span,
+                    "included here",
+                )
+                .with_help("`use` includes Joule scene files (`.joule`) and MJCF models (`.xml`)"),
+            );
+            self.include_stack.pop();
+            return;
+        }
         self.diags.extend(syntax);
         self.declare_items(&file.items);
         self.include_stack.pop();
