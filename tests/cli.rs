@@ -563,19 +563,19 @@ fn negative_numbers_are_values() {
 fn param_overrides_are_checked_like_the_repl_set() {
     for (param, message, hint) in [
         (
-            "length=-1",
-            "length = -1 is outside its range 0.25..2",
-            "param length in 0.25..2",
+            "g=-1",
+            "g = -1 is outside its range 0.5..30",
+            "param g in 0.5..30",
         ),
-        ("length=nan", "`nan` is not a finite number", "finite value"),
-        ("length=inf", "`inf` is not a finite number", "finite value"),
-        ("length=long", "`long` is not a number", "numbers such as"),
+        ("g=nan", "`nan` is not a finite number", "finite value"),
+        ("g=inf", "`inf` is not a finite number", "finite value"),
+        ("g=long", "`long` is not a number", "numbers such as"),
         (
-            "lenght=1",
-            "unknown parameter `lenght`",
-            "parameters: length, stiffness",
+            "gee=1",
+            "unknown parameter `gee`",
+            "parameters: g, stiffness",
         ),
-        ("length", "is not NAME=VALUE", "--param NAME=VALUE"),
+        ("g", "is not NAME=VALUE", "--param NAME=VALUE"),
     ] {
         for command in [
             &["run", "scenes/pendulum.joule", "--steps", "1"][..],
@@ -593,7 +593,7 @@ fn param_overrides_are_checked_like_the_repl_set() {
                 "--loss",
                 "miss",
                 "--wrt",
-                "length",
+                "g",
                 "--steps",
                 "1",
             ],
