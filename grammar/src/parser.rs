@@ -694,16 +694,12 @@ impl Builder {
                     let gspan = self.span(&q);
                     let mut i = q.into_inner();
                     let var = self.ident(i.next().unwrap());
-                    let src = i.next().unwrap();
-                    let source = match src.as_rule() {
-                        Rule::range => {
-                            let mut r = src.into_inner();
-                            GenSource::Range(
-                                self.expr(r.next().unwrap()),
-                                self.expr(r.next().unwrap()),
-                            )
+                    let first = self.expr(i.next().unwrap());
+                    let source = match i.next() {
+                        Some(range) => {
+                            GenSource::Range(first, self.expr(range.into_inner().next().unwrap()))
                         }
-                        _ => GenSource::Collection(self.expr(src)),
+                        None => GenSource::Collection(first),
                     };
                     gens.push(Generator {
                         var,
@@ -816,8 +812,19 @@ impl Builder {
             Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
             Rule::string => ExprKind::Str(self.string(p)),
             Rule::name => ExprKind::Name(p.as_str().to_string()),
-            Rule::paren => return self.expr(p.into_inner().next().unwrap()),
-            Rule::tuple => ExprKind::Tuple(p.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::paren => {
+                let mut i = p.into_inner();
+                let first = self.expr(i.next().unwrap());
+                match i.next() {
+                    // `(a, b, ...)`: the rest of the elements follow the first.
+                    Some(rest) => ExprKind::Tuple(
+                        std::iter::once(first)
+                            .chain(rest.into_inner().map(|e| self.expr(e)))
+                            .collect(),
+                    ),
+                    None => return first,
+                }
+            }
             Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
             Rule::call => {
                 let mut i = p.into_inner();
