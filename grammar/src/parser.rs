@@ -835,9 +835,29 @@ impl Builder {
             }
             Rule::sum => {
                 let mut i = p.into_inner();
-                ExprKind::Sum {
-                    body: Box::new(self.expr(i.next().unwrap())),
-                    gens: self.generators(i.next().unwrap()),
+                let first = self.expr(i.next().unwrap());
+                let rest = i.next().unwrap();
+                match rest.as_rule() {
+                    Rule::generators => ExprKind::Sum {
+                        body: Box::new(first),
+                        gens: self.generators(rest),
+                    },
+                    // `sum(x, ..)` without `for`: a call of `sum`.
+                    _ => ExprKind::Call {
+                        func: Ident {
+                            name: "sum".into(),
+                            span: Span {
+                                end: span.start + 3,
+                                ..span
+                            },
+                        },
+                        args: std::iter::once(Arg {
+                            name: None,
+                            value: first,
+                        })
+                        .chain(self.call_args(rest))
+                        .collect(),
+                    },
                 }
             }
             Rule::block => return self.block(p),
@@ -878,6 +898,7 @@ mod tests {
             "(sum ([] x k) (for (k 0..3)))"
         );
         assert_eq!(e("f(a = 1, 2)"), "(f (a = 1) 2)");
+        assert_eq!(e("sum(1, 2)"), "(sum 1 2)"); // a call (an error later)
         assert_eq!(e("(1, 2, 3)"), "(tuple 1 2 3)");
         assert_eq!(e("a == b"), "(== a b)");
     }
