@@ -40,7 +40,7 @@ pub const MAX_TERM_SIZE: u64 = 1_000_000;
 pub const MAX_TERM_DEPTH: u32 = 2_000;
 /// Most expression evaluations one item may take (the compile-time work of
 /// its `fn` calls and `sum`s, known values included).
-pub const MAX_EVAL_STEPS: u64 = 100 * MAX_EXPANSION;
+pub const MAX_EVAL_STEPS: u64 = 10 * MAX_EXPANSION;
 
 /// What a global name refers to.
 #[derive(Debug, Clone)]
