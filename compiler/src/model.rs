@@ -224,6 +224,11 @@ pub struct Term {
     pub shape: Shape,
     /// What it computes.
     pub kind: TermKind,
+    /// Nodes of the term as a tree (a shared child counted at each use, as
+    /// lowering visits it), saturating.
+    size: u64,
+    /// Nodes on the longest path to a leaf.
+    depth: u32,
 }
 
 /// Built-in functions that survive to run time.
@@ -337,7 +342,41 @@ pub enum TermKind {
 impl Term {
     /// A shared term.
     pub fn rc(shape: Shape, kind: TermKind) -> Arc<Term> {
-        Arc::new(Term { shape, kind })
+        let (mut size, mut depth) = (1u64, 1u32);
+        let mut child = |c: &Arc<Term>| {
+            size = size.saturating_add(c.size);
+            depth = depth.max(c.depth.saturating_add(1));
+        };
+        match &kind {
+            TermKind::Lit(_) | TermKind::Input(_) | TermKind::Local(_) => {}
+            TermKind::Pack(v) | TermKind::Call(_, v) => v.iter().for_each(child),
+            TermKind::Get(t, _) | TermKind::Unary(_, t) => child(t),
+            TermKind::Binary(_, a, b) => {
+                child(a);
+                child(b);
+            }
+            TermKind::Let { value, body, .. } => {
+                child(value);
+                child(body);
+            }
+        }
+        Arc::new(Term {
+            shape,
+            kind,
+            size,
+            depth,
+        })
+    }
+
+    /// Nodes of the term as a tree: what lowering it visits.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Nodes on the longest path from the root to a leaf: how deep the
+    /// recursive passes over it (lowering, printing, dropping) go.
+    pub fn depth(&self) -> u32 {
+        self.depth
     }
 
     /// Visits every input leaf.

@@ -694,16 +694,12 @@ impl Builder {
                     let gspan = self.span(&q);
                     let mut i = q.into_inner();
                     let var = self.ident(i.next().unwrap());
-                    let src = i.next().unwrap();
-                    let source = match src.as_rule() {
-                        Rule::range => {
-                            let mut r = src.into_inner();
-                            GenSource::Range(
-                                self.expr(r.next().unwrap()),
-                                self.expr(r.next().unwrap()),
-                            )
+                    let first = self.expr(i.next().unwrap());
+                    let source = match i.next() {
+                        Some(range) => {
+                            GenSource::Range(first, self.expr(range.into_inner().next().unwrap()))
                         }
-                        _ => GenSource::Collection(self.expr(src)),
+                        None => GenSource::Collection(first),
                     };
                     gens.push(Generator {
                         var,
@@ -816,8 +812,19 @@ impl Builder {
             Rule::bool_lit => ExprKind::Bool(p.as_str() == "true"),
             Rule::string => ExprKind::Str(self.string(p)),
             Rule::name => ExprKind::Name(p.as_str().to_string()),
-            Rule::paren => return self.expr(p.into_inner().next().unwrap()),
-            Rule::tuple => ExprKind::Tuple(p.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::paren => {
+                let mut i = p.into_inner();
+                let first = self.expr(i.next().unwrap());
+                match i.next() {
+                    // `(a, b, ...)`: the rest of the elements follow the first.
+                    Some(rest) => ExprKind::Tuple(
+                        std::iter::once(first)
+                            .chain(rest.into_inner().map(|e| self.expr(e)))
+                            .collect(),
+                    ),
+                    None => return first,
+                }
+            }
             Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
             Rule::call => {
                 let mut i = p.into_inner();
@@ -828,9 +835,29 @@ impl Builder {
             }
             Rule::sum => {
                 let mut i = p.into_inner();
-                ExprKind::Sum {
-                    body: Box::new(self.expr(i.next().unwrap())),
-                    gens: self.generators(i.next().unwrap()),
+                let first = self.expr(i.next().unwrap());
+                let rest = i.next().unwrap();
+                match rest.as_rule() {
+                    Rule::generators => ExprKind::Sum {
+                        body: Box::new(first),
+                        gens: self.generators(rest),
+                    },
+                    // `sum(x, ..)` without `for`: a call of `sum`.
+                    _ => ExprKind::Call {
+                        func: Ident {
+                            name: "sum".into(),
+                            span: Span {
+                                end: span.start + 3,
+                                ..span
+                            },
+                        },
+                        args: std::iter::once(Arg {
+                            name: None,
+                            value: first,
+                        })
+                        .chain(self.call_args(rest))
+                        .collect(),
+                    },
                 }
             }
             Rule::block => return self.block(p),
@@ -871,6 +898,7 @@ mod tests {
             "(sum ([] x k) (for (k 0..3)))"
         );
         assert_eq!(e("f(a = 1, 2)"), "(f (a = 1) 2)");
+        assert_eq!(e("sum(1, 2)"), "(sum 1 2)"); // a call (an error later)
         assert_eq!(e("(1, 2, 3)"), "(tuple 1 2 3)");
         assert_eq!(e("a == b"), "(== a b)");
     }

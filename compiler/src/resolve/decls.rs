@@ -739,9 +739,11 @@ impl Resolver<'_> {
                 )
             }
         };
-        let total = ranges
-            .iter()
-            .fold(1u64, |acc, (l, h)| acc.saturating_mul((h - l) as u64));
+        let total = ranges.iter().fold(1u64, |acc, (l, h)| {
+            // In 128 bits: `h - l` may not fit 64.
+            let n = i128::from(*h) - i128::from(*l);
+            acc.saturating_mul(u64::try_from(n).unwrap_or(u64::MAX))
+        });
         if total > MAX_EXPANSION {
             self.error(
                 Diagnostic::error(
@@ -979,9 +981,22 @@ impl Resolver<'_> {
                         }
                     }
                     let verts = c.iter().fold(1u64, |acc, n| acc.saturating_mul(n + 1));
-                    if verts > MAX_EXPANSION {
+                    // The most numerous elements: 6 tets per cell of a
+                    // `tetgrid`, 3 edges per cell (about) of a `grid`.
+                    let n_cells = c.iter().fold(1u64, |acc, n| acc.saturating_mul(*n));
+                    let (what, n) = if dim == 3 {
+                        ("tetrahedra", n_cells.saturating_mul(6))
+                    } else {
+                        ("edges", n_cells.saturating_mul(3))
+                    };
+                    let (what, n) = if verts >= n {
+                        ("vertices", verts)
+                    } else {
+                        (what, n)
+                    };
+                    if n > MAX_EXPANSION {
                         self.error(
-                            Diagnostic::error("joule::too_large", format!("this mesh would have {verts} vertices, more than the limit of {MAX_EXPANSION}"), a.value.span, "too many cells")
+                            Diagnostic::error("joule::too_large", format!("this mesh would have {n} {what}, more than the limit of {MAX_EXPANSION}"), a.value.span, "too many cells")
                                 .with_help("coarsen the mesh"),
                         );
                         return None;

@@ -25,10 +25,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 pub use value::{HandleKind, Value};
 
-/// Most instances (or particles, or loop iterations) one generator may produce.
+/// Most instances (or particles, or loop iterations, or mesh elements) one
+/// generator may produce; nested generators (a `sum` inside a `sum` or inside
+/// an item's `for`) count the product of their sizes.
 pub const MAX_EXPANSION: u64 = 10_000_000;
 /// Deepest `fn` inlining (recursion is an error).
 pub const MAX_FN_DEPTH: usize = 64;
+/// Most nodes one runtime expression may have once `fn`s are inlined and
+/// `sum`s expanded (a `fn` called twice counts its body twice).
+pub const MAX_TERM_SIZE: u64 = 1_000_000;
+/// Deepest runtime expression (a `sum` of `n` runtime terms is `n` deep). The
+/// passes after resolution (lowering, printing, dropping) recurse over it, so
+/// this keeps them far inside a thread's stack (2 MiB for test threads).
+pub const MAX_TERM_DEPTH: u32 = 2_000;
+/// Most expression evaluations one item may take (the compile-time work of
+/// its `fn` calls and `sum`s, known values included).
+pub const MAX_EVAL_STEPS: u64 = 10 * MAX_EXPANSION;
 
 /// What a global name refers to.
 #[derive(Debug, Clone)]
@@ -128,6 +140,10 @@ pub struct Resolver<'s> {
     rigidity: Option<usize>,
     /// Body pairs that share an energy instance (joints): `may_touch` excludes them.
     connected: std::collections::HashSet<(u32, u32)>,
+    /// The current item's budget: evaluations so far ([`MAX_EVAL_STEPS`]),
+    /// the product of the enclosing generators' sizes ([`MAX_EXPANSION`]),
+    /// and whether a limit was hit (the rest of the item is then skipped).
+    budget: eval::Budget,
 }
 
 /// Stiffness of the automatic rigidity energy: `k = gamma * S / h^2` (h the
@@ -166,6 +182,7 @@ pub fn resolve(
         prelude: None,
         rigidity: None,
         connected: Default::default(),
+        budget: eval::Budget::default(),
     };
     let prelude = r.sources.add("<prelude>", None, PRELUDE);
     r.prelude = Some(prelude);
@@ -284,6 +301,7 @@ impl Resolver<'_> {
     /// First pass over items: declarations now, references deferred.
     fn declare_items(&mut self, items: &[Item]) {
         for item in items {
+            self.budget = eval::Budget::default();
             match &item.kind {
                 ItemKind::Scene(t) => self.model.title = Some(t.clone()),
                 ItemKind::Use { path, path_span } => self.include(path, *path_span),
@@ -489,13 +507,16 @@ impl Resolver<'_> {
     fn finish(&mut self) {
         let deferred = std::mem::take(&mut self.deferred);
         for item in &deferred {
+            self.budget = eval::Budget::default();
             if let ItemKind::Fix { targets, gens } = &item.kind {
                 self.fix(targets, gens.as_ref());
             }
         }
         self.number_dofs();
+        self.budget = eval::Budget::default();
         self.rigidity_instances();
         for item in &deferred {
+            self.budget = eval::Budget::default();
             match &item.kind {
                 ItemKind::Instance {
                     template,

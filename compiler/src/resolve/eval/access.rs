@@ -488,7 +488,8 @@ impl Resolver<'_> {
         what: impl FnOnce(&Self) -> String,
     ) -> Option<usize> {
         if i >= lo && i < hi {
-            return Some((i - lo) as usize);
+            // In 128 bits: `i - lo` may not fit 64 (it fits `hi - lo`, a length).
+            return Some((i128::from(i) - i128::from(lo)) as usize);
         }
         let what = what(self);
         self.error(
@@ -496,7 +497,10 @@ impl Resolver<'_> {
                 "joule::index_out_of_range",
                 format!("index {i} is out of range for {what}"),
                 span,
-                format!("valid indices are {lo}..{hi} (up to {})", hi - 1),
+                format!(
+                    "valid indices are {lo}..{hi} (up to {})",
+                    i128::from(hi) - 1
+                ),
             )
             .with_help("ranges are half-open: `0..N` stops at `N - 1`"),
         );

@@ -411,7 +411,7 @@ impl Resolver<'_> {
         };
         let known_args: Option<Vec<Tensor>> = vals.iter().map(Value::tensor).collect();
         if let Some(t) = known_args {
-            return known(fold_builtin(b, &t, shape));
+            return self.finite(fold_builtin(b, &t, shape), span);
         }
         if b == Builtin::Select {
             if let Value::Bool(c) = vals[0] {

@@ -2,7 +2,7 @@
 //! size limit checked before expansion, for items and declarations, and
 //! `sum(... for ...)` expressions.
 
-use super::super::{ArrayKind, MAX_EXPANSION};
+use super::super::ArrayKind;
 use super::*;
 
 impl Resolver<'_> {
@@ -13,8 +13,9 @@ impl Resolver<'_> {
         gens: &Generators,
         f: &mut dyn FnMut(&mut Self, &mut Ctx),
     ) {
-        // Size check before expansion, where the ranges do not depend on each other.
-        let before = self.diags.len();
+        // Size check before expansion, where the ranges do not depend on each
+        // other, of the product with the enclosing generators' sizes.
+        let (before, budget) = (self.diags.len(), self.budget);
         let mut estimate: u64 = 1;
         let mut exact = true;
         for g in &gens.gens {
@@ -23,18 +24,27 @@ impl Resolver<'_> {
                 None => exact = false,
             }
         }
+        // Errors here are reported (once) by the expansion itself.
         self.diags.truncate(before);
-        if exact && estimate > MAX_EXPANSION {
-            self.too_large(gens.span, estimate);
+        self.budget.spent = budget.spent;
+        let outer = self.budget.nesting;
+        let nested = outer.saturating_mul(estimate);
+        if exact && nested > MAX_EXPANSION {
+            self.too_large(gens.span, nested);
             return;
         }
         let mut count = 0u64;
         let depth = ctx.locals.len();
+        if exact {
+            self.budget.nesting = nested;
+        }
         self.expand_from(ctx, gens, 0, &mut count, f);
+        self.budget.nesting = outer;
         ctx.locals.truncate(depth);
     }
 
     fn too_large(&mut self, span: Span, n: u64) {
+        self.budget.spent = true;
         self.error(
             Diagnostic::error(
                 "joule::too_large",
@@ -71,7 +81,7 @@ impl Resolver<'_> {
                 Some(false) => {}
                 None => return false, // reported once; stop expanding
             }
-            return true;
+            return !self.budget.spent; // a limit hit inside stops the expansion
         }
         let g = &gens.gens[k];
         let Some(values) = self.gen_values(ctx, g) else {
@@ -95,8 +105,10 @@ impl Resolver<'_> {
                 let h = self.eval(ctx, hi);
                 let l = self.as_int(&l, lo.span, "a range bound")?;
                 let h = self.as_int(&h, hi.span, "a range bound")?;
-                if (h - l) as u64 > MAX_EXPANSION && h > l {
-                    self.too_large(g.span, (h - l) as u64);
+                // In 128 bits: `h - l` may not fit 64.
+                let n = (i128::from(h) - i128::from(l)).max(0);
+                if n > i128::from(MAX_EXPANSION) {
+                    self.too_large(g.span, u64::try_from(n).unwrap_or(u64::MAX));
                     return None;
                 }
                 Some((l..h).map(Value::Int).collect())
@@ -146,9 +158,14 @@ impl Resolver<'_> {
         let mut acc: Option<Value> = None;
         self.expand(ctx, gens, &mut |r, ctx| {
             let v = r.eval(ctx, body);
-            acc = Some(match acc.take() {
+            let sum = match acc.take() {
                 None => v,
                 Some(a) => r.binary(BinOp::Add, a, v, span, span, body.span),
+            };
+            // Checked as each term is added, so an over-long sum stops there.
+            acc = Some(match sum {
+                Value::Runtime(t) if r.term_too_large(&t, span) => Value::Poison,
+                v => v,
             });
         });
         acc.unwrap_or(Value::Int(0))

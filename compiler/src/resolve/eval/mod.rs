@@ -20,7 +20,9 @@ mod generators;
 mod rest;
 
 use super::value::*;
-use super::{list, suggest, Global, Resolver};
+use super::{
+    list, suggest, Global, Resolver, MAX_EVAL_STEPS, MAX_EXPANSION, MAX_TERM_DEPTH, MAX_TERM_SIZE,
+};
 use crate::model::*;
 // The model's operators, not the AST's: `eval` converts them where they leave the syntax.
 use crate::model::{BinOp, UnOp};
@@ -146,9 +148,83 @@ pub fn to_term(v: &Value) -> Option<Arc<Term>> {
     }
 }
 
+/// What one item has spent of its limits (see [`MAX_EVAL_STEPS`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    /// Expressions evaluated.
+    steps: u64,
+    /// Product of the sizes of the generators being expanded.
+    nesting: u64,
+    /// A limit was reported: the rest of the item evaluates to poison.
+    spent: bool,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            steps: 0,
+            nesting: 1,
+            spent: false,
+        }
+    }
+}
+
 impl Resolver<'_> {
     /// Evaluates an expression; errors are reported and yield [`Value::Poison`].
+    /// Checks the item's budget first, and the size of a runtime result.
     pub(super) fn eval(&mut self, ctx: &mut Ctx, e: &Expr) -> Value {
+        if self.budget.spent {
+            return Value::Poison;
+        }
+        self.budget.steps += 1;
+        if self.budget.steps > MAX_EVAL_STEPS {
+            self.budget.spent = true;
+            self.error(
+                Diagnostic::error(
+                    "joule::too_large",
+                    format!("this item takes more than {MAX_EVAL_STEPS} evaluation steps to expand"),
+                    e.span,
+                    "still expanding here",
+                )
+                .with_help("a `fn` that calls another more than once, or `sum`s inside `sum`s, multiply the work; bind shared values with `let` and check the ranges"),
+            );
+            return Value::Poison;
+        }
+        let v = self.eval_unchecked(ctx, e);
+        match v {
+            Value::Runtime(t) if self.term_too_large(&t, e.span) => Value::Poison,
+            v => v,
+        }
+    }
+
+    /// Whether a runtime term is over [`MAX_TERM_SIZE`] or [`MAX_TERM_DEPTH`];
+    /// if so reports it at `span` and spends the item's budget.
+    pub(super) fn term_too_large(&mut self, t: &Term, span: Span) -> bool {
+        let (what, n, limit) = if t.size() > MAX_TERM_SIZE {
+            ("terms", t.size(), MAX_TERM_SIZE)
+        } else if t.depth() > MAX_TERM_DEPTH {
+            (
+                "levels of nesting",
+                u64::from(t.depth()),
+                u64::from(MAX_TERM_DEPTH),
+            )
+        } else {
+            return false;
+        };
+        self.budget.spent = true;
+        self.error(
+            Diagnostic::error(
+                "joule::too_large",
+                format!("this expression has at least {n} {what} after inlining `fn`s and expanding `sum`s, more than the limit of {limit}"),
+                span,
+                "expands too far",
+            )
+            .with_help("a runtime `sum` of many terms, or a `fn` that calls another more than once, grows the expression; sum fewer terms (or use energy instances: `name(...) for i in ...`) and bind shared values with `let`"),
+        );
+        true
+    }
+
+    fn eval_unchecked(&mut self, ctx: &mut Ctx, e: &Expr) -> Value {
         match &e.kind {
             ExprKind::Num {
                 value,
@@ -205,8 +281,8 @@ impl Resolver<'_> {
                 );
                 Value::Poison
             }
-            None => Value::Num(Tensor::scalar(value)),
-            Some(u) if u.name == "deg" => Value::Num(Tensor::scalar(value.to_radians())),
+            None => self.finite(Tensor::scalar(value), span),
+            Some(u) if u.name == "deg" => self.finite(Tensor::scalar(value.to_radians()), span),
             Some(u) => {
                 self.error(
                     Diagnostic::error(
@@ -358,7 +434,10 @@ impl Resolver<'_> {
     fn unary(&mut self, op: UnOp, v: Value, span: Span) -> Value {
         match (&v, op) {
             (Value::Poison, _) => Value::Poison,
-            (Value::Int(i), UnOp::Neg) => Value::Int(-i),
+            (Value::Int(i), UnOp::Neg) => match i.checked_neg() {
+                Some(n) => Value::Int(n),
+                None => self.overflow(span),
+            },
             (Value::Bool(b), UnOp::Not) => Value::Bool(!b),
             _ => {
                 let Some(shape) = v.shape() else {
@@ -370,7 +449,7 @@ impl Resolver<'_> {
                         Value::Poison
                     }
                     Ok(s) => match v.tensor() {
-                        Some(t) => known(fold_unary(op, &t)),
+                        Some(t) => self.finite(fold_unary(op, &t), span),
                         None => Value::Runtime(Term::rc(
                             s,
                             TermKind::Unary(op, to_term(&v).expect("numeric")),
@@ -422,13 +501,13 @@ impl Resolver<'_> {
                     Rem if y == 0 => {
                         return self.division_by_zero("remainder by zero", bspan);
                     }
-                    Rem => Some(x.rem_euclid(y)),
+                    Rem => x.checked_rem_euclid(y),
                     Div if y == 0 => {
                         return self.division_by_zero("division by zero", bspan);
                     }
-                    Div => return known(Tensor::scalar(x as f64 / y as f64)),
+                    Div => return self.finite(Tensor::scalar(x as f64 / y as f64), span),
                     Pow if y >= 0 => u32::try_from(y).ok().and_then(|e| x.checked_pow(e)),
-                    Pow => return known(Tensor::scalar((x as f64).powf(y as f64))),
+                    Pow => return self.finite(Tensor::scalar((x as f64).powf(y as f64)), span),
                     Lt => return Value::Bool(x < y),
                     Le => return Value::Bool(x <= y),
                     Gt => return Value::Bool(x > y),
@@ -448,18 +527,7 @@ impl Resolver<'_> {
                         );
                         Value::Poison
                     }
-                    None => {
-                        self.error(
-                            Diagnostic::error(
-                                "joule::overflow",
-                                "integer overflow in a compile-time expression",
-                                span,
-                                "overflows 64 bits",
-                            )
-                            .with_help("integers are 64-bit; write a real number (`1e20`) for large values"),
-                        );
-                        Value::Poison
-                    }
+                    None => self.overflow(span),
                 };
             }
             (Value::Bool(x), Value::Bool(y)) if matches!(op, And | Or | Eq | Ne) => {
@@ -527,7 +595,7 @@ impl Resolver<'_> {
                 (Some(_), Some(y)) if op == Div && y.x() == 0.0 && !self.instance_eval => {
                     self.division_by_zero("division by zero", bspan)
                 }
-                (Some(x), Some(y)) => known(fold_binary(op, &x, &y, shape)),
+                (Some(x), Some(y)) => self.finite(fold_binary(op, &x, &y, shape), span),
                 _ => Value::Runtime(Term::rc(
                     shape,
                     TermKind::Binary(
@@ -538,6 +606,44 @@ impl Resolver<'_> {
                 )),
             },
         }
+    }
+
+    /// A value folded at compile time, or an error at `span` where it is not
+    /// finite (NaN or infinite). At an instance's rest configuration
+    /// (`instance_eval`) a non-finite value is checked where it is used.
+    pub(super) fn finite(&mut self, t: Tensor, span: Span) -> Value {
+        if self.instance_eval || t.comps().iter().all(|x| x.is_finite()) {
+            return known(t);
+        }
+        let (what, label) = if t.comps().iter().any(|x| x.is_nan()) {
+            ("NaN (not a number)", "evaluates to NaN")
+        } else {
+            ("infinite", "evaluates to an infinity")
+        };
+        self.error(
+            Diagnostic::error(
+                "joule::non_finite",
+                format!("this compile-time value is {what}"),
+                span,
+                label,
+            )
+            .with_help("compile-time values must be finite: `log` and `sqrt` need positive arguments, powers and `exp` must stay below about 1e308; check the constants it is built from"),
+        );
+        Value::Poison
+    }
+
+    /// An integer result outside 64 bits (`+ - * ^ %`, negation, `abs`).
+    pub(super) fn overflow(&mut self, span: Span) -> Value {
+        self.error(
+            Diagnostic::error(
+                "joule::overflow",
+                "integer overflow in a compile-time expression",
+                span,
+                "overflows 64 bits",
+            )
+            .with_help("integers are 64-bit; write a real number (`1e20`) for large values"),
+        );
+        Value::Poison
     }
 
     fn division_by_zero(&mut self, what: &str, divisor: Span) -> Value {
