@@ -182,8 +182,18 @@ impl Diagnostic {
         out
     }
 
-    /// Renders with miette's graphical handler (`color` for terminals, `width` columns).
+    /// Renders with miette's graphical handler (`color` for terminals, `width`
+    /// columns). A label on a source line longer than [`MAX_SNIPPET_LINE`]
+    /// characters (a generated or minified file) is shown as `file:line:col`
+    /// instead of a snippet: miette cannot lay such a line out.
     pub fn render(&self, sources: &SourceMap, color: bool, width: usize) -> String {
+        if self
+            .labels
+            .iter()
+            .any(|l| line_len(sources, l.span) > MAX_SNIPPET_LINE)
+        {
+            return self.render_located(sources);
+        }
         let report = MietteView::new(self, sources);
         let theme = if color {
             GraphicalTheme::unicode()
@@ -197,6 +207,40 @@ impl Diagnostic {
         handler
             .render_report(&mut out, &report)
             .expect("rendering into a String cannot fail");
+        out
+    }
+}
+
+/// The longest source line a rendered diagnostic shows as a snippet.
+pub const MAX_SNIPPET_LINE: usize = 1000;
+
+/// Characters on the source line where `span` starts.
+fn line_len(sources: &SourceMap, span: Span) -> usize {
+    let text = &sources.get(span.file).text;
+    let at = (span.start as usize).min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    text[start..end].chars().count()
+}
+
+impl Diagnostic {
+    /// The plain form with every label as `file:line:col: message` (for
+    /// labels on lines too long for a snippet).
+    fn render_located(&self, sources: &SourceMap) -> String {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = format!("{}\n  {severity}: {}", self.code, self.message);
+        for l in &self.labels {
+            let (line, col) = sources.line_col(l.span);
+            let name = &sources.get(l.span.file).name;
+            out.push_str(&format!("\n  at {name}:{line}:{col}: {}", l.message));
+        }
+        if let Some(help) = &self.help {
+            out.push_str(&format!("\n  help: {help}"));
+        }
+        out.push('\n');
         out
     }
 }
@@ -326,6 +370,29 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, color: bool, width:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_on_a_very_long_line_is_located_not_drawn() {
+        // miette panicked ("Formatting argument out of range") past ~65,535 columns.
+        let mut sources = SourceMap::new();
+        let text = format!("const a = {}nosuch\n", "1 + ".repeat(30_000));
+        let at = text.find("nosuch").expect("in the text");
+        let file = sources.add("long.joule", None, &text);
+        let d = Diagnostic::error(
+            "joule::unknown_name",
+            "unknown name `nosuch`",
+            Span::new(file, at, at + 6),
+            "not defined",
+        )
+        .with_help("declare it");
+        let shown = d.render(&sources, false, 100);
+        assert!(
+            shown.contains(&format!("long.joule:1:{}: not defined", at + 1))
+                && shown.contains("help: declare it")
+                && shown.len() < 300,
+            "{shown}"
+        );
+    }
 
     #[test]
     fn a_diagnostic_without_a_span_renders_without_sources() {
