@@ -133,6 +133,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             )?;
             joule_learn::Policy::from_bytes(&scene, &bytes).map_err(|e| {
                 miette!(
+                    help = "give weights that `joule train` or `joule imitate` wrote for this scene (its observations and controls decide the network's shape)",
                     "cannot drive `{}` with `{}`: {e}",
                     c.scene.display(),
                     path.display()

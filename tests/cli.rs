@@ -825,3 +825,18 @@ fn import_counts_elements_before_expanding_and_bounds_the_text() {
         assert!(!out.exists(), "nothing written");
     }
 }
+
+#[test]
+fn a_policy_that_does_not_load_is_named_with_a_hint() {
+    let weights = temp("not-weights.safetensors");
+    std::fs::write(&weights, "garbage").unwrap();
+    let o = joule(&[
+        "run",
+        "scenes/cartpole.joule",
+        "--policy",
+        weights.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    fails_with_hint(&o, "not a safetensors file");
+}
