@@ -54,6 +54,24 @@ pub struct RunArgs {
     quiet: bool,
 }
 
+/// Records, per output, the first `step` and environment at which any of its
+/// components in `values` (`[row][env]`) is NaN or infinite.
+fn note_non_finite(
+    first: &mut [Option<(usize, usize)>],
+    outputs: &[OutputInfo],
+    values: &[Vec<f64>],
+    step: usize,
+) {
+    for (o, seen) in outputs.iter().zip(first.iter_mut()) {
+        if seen.is_none() {
+            *seen = values[o.offset..o.offset + o.len]
+                .iter()
+                .find_map(|row| row.iter().position(|v| !v.is_finite()))
+                .map(|env| (step, env));
+        }
+    }
+}
+
 /// Differentiate a loss after N steps with respect to parameters (adjoint through time).
 #[derive(clap::Args)]
 #[command(
@@ -173,6 +191,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut reward_sum = vec![vec![0.0; batch]; outputs.len()];
     let start = Instant::now();
     let mut current = sim.outputs();
+    // The first step and environment at which each output was not finite.
+    let mut non_finite: Vec<Option<(usize, usize)>> = vec![None; outputs.len()];
+    note_non_finite(&mut non_finite, &outputs, &current, 0);
     if record {
         history.push(current.clone());
     }
@@ -197,6 +218,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         sim.step();
         progress.inc();
         current = sim.outputs();
+        note_non_finite(&mut non_finite, &outputs, &current, step);
         for (k, o) in outputs.iter().enumerate() {
             if o.kind == ObjectiveKind::Reward {
                 for (e, r) in reward_sum[k].iter_mut().enumerate() {
@@ -217,6 +239,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
+    for (o, first) in outputs.iter().zip(&non_finite) {
+        if let Some((step, env)) = first {
+            eprintln!(
+                "warning: {} `{}` is not finite from step {step} in environment {env} (JSON writes it as null)",
+                o.kind.keyword(),
+                o.name
+            );
+        }
+    }
     if let Some(path) = &a.out {
         let dt = scene.model().settings.dt;
         write_trajectory(path, &outputs, &history, &states, dt, batch)?;

@@ -840,3 +840,25 @@ fn a_policy_that_does_not_load_is_named_with_a_hint() {
     ]);
     fails_with_hint(&o, "not a safetensors file");
 }
+
+#[test]
+fn run_warns_of_outputs_that_are_not_finite() {
+    // Printed as `null` in JSON with exit 0 and no word before.
+    let scene = temp("nan_output.joule");
+    std::fs::write(
+        &scene,
+        "scene \"nan output\"\n\
+         particle p { x = vec3(0, 0, 1)  mass = 1 }\n\
+         observe height = p.x.z\n\
+         observe bad = sqrt(p.x.z - 2)\n",
+    )
+    .unwrap();
+    let o = joule(&["run", scene.to_str().unwrap(), "--steps", "2", "--json"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: observe `bad` is not finite from step 0 in environment 0"),
+        "{err}"
+    );
+    assert!(!err.contains("`height`"), "{err}");
+}
