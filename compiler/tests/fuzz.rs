@@ -149,7 +149,7 @@ enum Mutation {
     Swap(usize, usize, usize),
 }
 
-fn apply(src: &str, muts: &[Mutation]) -> String {
+fn apply(src: &str, muts: &[Mutation], tokens: &[&str]) -> String {
     let mut s = src.as_bytes().to_vec();
     for m in muts {
         let n = s.len().max(1);
@@ -161,7 +161,7 @@ fn apply(src: &str, muts: &[Mutation]) -> String {
             }
             Mutation::Insert(at, tok) => {
                 let a = (at % n).min(s.len());
-                let t = TOKENS[tok % TOKENS.len()].as_bytes();
+                let t = tokens[tok % tokens.len()].as_bytes();
                 s.splice(a..a, t.iter().copied());
             }
             Mutation::Swap(a, b, len) => {
@@ -176,6 +176,71 @@ fn apply(src: &str, muts: &[Mutation]) -> String {
     }
     // Mutations work on bytes; the compiler only sees valid UTF-8 (from files it decodes).
     String::from_utf8_lossy(&s).into_owned()
+}
+
+/// Pieces of MJCF (and some that are not) to insert into the shipped models.
+const MJCF_TOKENS: &[&str] = &[
+    "<body>",
+    "</body>",
+    "<body name=\"b\" pos=\"0 0 1\">",
+    "<joint type=\"hinge\" axis=\"0 0 1\"/>",
+    "<joint type=\"free\"/>",
+    "<geom type=\"capsule\" fromto=\"0 0 0 0 0 1\" size=\"0.1\"/>",
+    "<geom size=\"-1\"/>",
+    "<include file=\"x.xml\"/>",
+    "<default class=\"c\">",
+    "childclass=\"c\"",
+    "<motor joint=\"j\" gear=\"nan\"/>",
+    "range=\"1 -1\"",
+    "quat=\"0 0 0 0\"",
+    "axisangle=\"0 0 0 90\"",
+    "euler=\"1e400 0 0\"",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "&lt;",
+    "&#0;",
+    "\"",
+    "=",
+    "/>",
+    ">",
+    "<",
+];
+
+/// The MJCF models the import tests use.
+fn mjcf_models() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("../tests/mjcf")
+        .expect("tests/mjcf")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .map(|p| std::fs::read_to_string(p).expect("utf-8 model"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Imports MJCF text strictly and leniently; whatever it writes goes through
+/// the front end, and every diagnostic renders, without a panic.
+fn check_mjcf(xml: &str) {
+    let xml = xml.to_string();
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            for lenient in [false, true] {
+                let mut sources = joule_compiler::SourceMap::new();
+                let file = sources.add("fuzz.xml", None, &xml);
+                let imported = joule_compiler::mjcf::import(&sources, file, lenient);
+                for d in &imported.diagnostics {
+                    let _ = d.render(&sources, false, 80);
+                }
+                if let Some(text) = &imported.text {
+                    check(text);
+                }
+            }
+        })
+        .expect("thread")
+        .join()
+        .expect("the importer panicked");
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -201,10 +266,16 @@ proptest! {
     }
 
     #[test]
+    fn mutated_mjcf_models_never_panic(pick in any::<usize>(), muts in prop::collection::vec(mutation(), 1..6)) {
+        let models = mjcf_models();
+        check_mjcf(&apply(&models[pick % models.len()], &muts, MJCF_TOKENS));
+    }
+
+    #[test]
     fn mutated_scenes_never_panic(pick in any::<usize>(), muts in prop::collection::vec(mutation(), 1..6)) {
         let scenes = scenes();
         let src = &scenes[pick % scenes.len()];
-        check(&apply(src, &muts));
+        check(&apply(src, &muts, TOKENS));
     }
 }
 
