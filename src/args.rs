@@ -90,8 +90,9 @@ pub fn param_value(decl: &ParamDecl, text: &str) -> Result<f64, Refused> {
 
 /// Checks `--param NAME=VALUE` overrides against the scene's declarations
 /// (known name, finite value inside the declared range) before anything
-/// runs; `load::apply_params` then sets them.
-pub fn check_params(model: &Model, params: &[String]) -> Result<()> {
+/// runs, and returns them as (name, value); `load::apply_params` sets them.
+pub fn check_params(model: &Model, params: &[String]) -> Result<Vec<(String, f64)>> {
+    let mut checked = vec![];
     for p in params {
         let (name, value) = p.split_once('=').ok_or_else(|| {
             miette!(
@@ -111,10 +112,11 @@ pub fn check_params(model: &Model, params: &[String]) -> Result<()> {
                 name.trim()
             ));
         };
-        param_value(decl, value)
+        let v = param_value(decl, value)
             .map_err(|r| miette!(help = r.help, "{} (in `--param {p}`)", r.message))?;
+        checked.push((decl.name.clone(), v));
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// Simulation options shared by `run` and `grad`.

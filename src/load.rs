@@ -141,22 +141,11 @@ fn build(mut model: Model, o: &Options) -> Result<Scene, CompileError> {
     Scene::from_model(model, o.backend)
 }
 
-/// Applies `--param NAME=VALUE` overrides to every environment of a batch.
-pub fn apply_params(sim: &mut Sim, params: &[String]) -> Result<()> {
-    for p in params {
-        let (name, value) = p.split_once('=').ok_or_else(|| {
-            miette!(
-                help = "write `--param NAME=VALUE`, e.g. `--param stretch=2000`",
-                "`{p}` is not NAME=VALUE"
-            )
-        })?;
-        let v: f64 = value.trim().parse().map_err(|_| {
-            miette!(
-                help = "values are numbers such as `2000` or `1e-3`",
-                "`{value}` is not a number (in `--param {p}`)"
-            )
-        })?;
-        sim.set_param(name.trim(), v).map_err(|e| miette!("{e}"))?;
+/// Applies checked `--param` overrides ([`crate::args::check_params`]) to
+/// every environment of a batch.
+pub fn apply_params(sim: &mut Sim, params: &[(String, f64)]) -> Result<()> {
+    for (name, v) in params {
+        sim.set_param(name, *v).map_err(|e| miette!("{e}"))?;
     }
     Ok(())
 }

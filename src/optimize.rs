@@ -106,11 +106,11 @@ impl OptimizeArgs {
 pub fn optimize(o: OptimizeArgs) -> Result<()> {
     o.threads.apply();
     let scene = load::scene(&o.scene, &load::Options::default())?.scene;
-    check_params(scene.model(), &o.params)?;
+    let overrides = check_params(scene.model(), &o.params)?;
     let (objective, steps) = objective(&scene, &o, o.steps.unwrap_or(100), o.steps.is_some())?;
     let mut problem = Problem::new(&scene, objective, steps);
     let mut probe = scene.batch_threads(1, 1);
-    apply_params(&mut probe, &o.params)?;
+    apply_params(&mut probe, &overrides)?;
     let m = scene.model();
     problem.params = m
         .params

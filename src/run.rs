@@ -138,9 +138,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         ms: compile_ms,
         ..
     } = load::scene(&c.scene, &c.options(false))?;
-    check_params(scene.model(), &c.params)?;
+    let overrides = check_params(scene.model(), &c.params)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
-    apply_params(&mut sim, &c.params)?;
+    apply_params(&mut sim, &overrides)?;
     let policy = a
         .policy
         .as_deref()
@@ -449,7 +449,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
         Target::Reward(n) => ("reward", n.as_str()),
     };
     let scene = load::scene(&c.scene, &c.options(check))?.scene;
-    check_params(scene.model(), &c.params)?;
+    let overrides = check_params(scene.model(), &c.params)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),
@@ -478,12 +478,12 @@ pub fn grad(a: GradArgs) -> Result<()> {
     );
     // The cost of a gradient is reported against a plain rollout of the same steps.
     let mut plain = scene.batch_threads(1, 1);
-    apply_params(&mut plain, &c.params)?;
+    apply_params(&mut plain, &overrides)?;
     let t = Instant::now();
     plain.rollout(c.steps);
     let forward_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut sim = scene.batch_threads(1, 1);
-    apply_params(&mut sim, &c.params)?;
+    apply_params(&mut sim, &overrides)?;
     let t = Instant::now();
     let g = sim
         .gradient(&objective, c.steps)
@@ -545,7 +545,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
             let p0 = sim.param(n, 0).map_err(|e| miette!("{e}"))?;
             let f = |d: f64| -> Result<f64> {
                 let mut s = scene.batch_threads(1, 1);
-                apply_params(&mut s, &c.params)?;
+                apply_params(&mut s, &overrides)?;
                 s.set_param(n, p0 + d).map_err(|e| miette!("{e}"))?;
                 let mut total = 0.0;
                 for _ in 0..c.steps {
