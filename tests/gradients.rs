@@ -258,9 +258,10 @@ fn recorded_and_checkpointed_gradients_are_identical() {
             (steps as f64).sqrt().ceil() as usize,
             "{name}: checkpoints"
         );
+        // Three environments fill two partitions of two f64 lanes: four lanes recorded.
         assert_eq!(
             kept.bytes_per_env_step,
-            16 * scene.dofs() * subs as usize,
+            (16 * scene.dofs() * subs as usize * 4).div_ceil(3),
             "{name}"
         );
         assert_eq!(kept.value, recomputed.value, "{name}");
@@ -269,6 +270,31 @@ fn recorded_and_checkpointed_gradients_are_identical() {
         assert_eq!(kept.x0, recomputed.x0, "{name}");
         assert_eq!(kept.v0, recomputed.v0, "{name}");
     }
+}
+
+#[test]
+fn the_gradient_memory_budget_counts_what_is_recorded() {
+    // One environment still records a whole f64x2 vector of states: 32 n bytes
+    // per step, not the 16 n of its own lane (the budget let a rollout use
+    // twice what it allowed, and the documented figure was half the real one).
+    let m = model(Path::new("scenes/spring_chain.joule"), true);
+    let obj = objective(&m);
+    let scene = Scene::from_model(m, Backend::Jit).expect("compile");
+    let steps = 10;
+    let per_step = 32 * scene.dofs();
+    let run = |memory: usize| {
+        let mut sim = scene.batch_threads(1, 1);
+        sim.set_gradient_memory(memory);
+        sim.gradient(&obj, steps).expect("gradient")
+    };
+    let fits = run(per_step * steps);
+    assert_eq!(fits.bytes_per_env_step, per_step);
+    assert_eq!(fits.checkpoint_every, steps, "the budget holds every state");
+    let short = run(per_step * steps - 1);
+    assert!(
+        short.checkpoint_every < steps,
+        "one byte short: checkpoints"
+    );
 }
 
 #[test]

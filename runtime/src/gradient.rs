@@ -105,7 +105,9 @@ pub struct Gradient {
     pub x0: Vec<Vec<f64>>,
     /// d objective / d initial velocity of each free DOF, `[dof][env]`.
     pub v0: Vec<Vec<f64>>,
-    /// Bytes of recorded state per environment and step during the reverse pass.
+    /// Bytes of recorded state per environment and step (the states of
+    /// every SIMD lane of the batch, padding lanes included, over the
+    /// environments), during the reverse pass.
     pub bytes_per_env_step: usize,
     /// Checkpoint interval used: the number of steps when every state was
     /// kept from the forward pass (nothing recomputed).
@@ -231,8 +233,12 @@ impl Sim<'_> {
             }
         }
         let subs = scene.substeps();
-        let bytes_per_env_step = 16 * n * subs;
-        let keep_all = bytes_per_env_step * steps * batch <= self.gradient_memory;
+        // A snapshot holds every lane of a partition, padding included (a
+        // batch of 1 fills one of the two f64 lanes): count what is stored.
+        let lanes: usize = with_parts!(&self.parts, ps => ps.iter().map(|p| p.b.stride).sum());
+        let recorded = 16 * n * subs * lanes;
+        let bytes_per_env_step = recorded.div_ceil(batch);
+        let keep_all = recorded * steps <= self.gradient_memory;
         let k = if keep_all {
             steps.max(1)
         } else {
