@@ -86,8 +86,9 @@ fn bench_json_has_the_documented_keys_and_consistent_figures() {
     let ratio = positive(g, "ratio");
     let (f, gs) = (positive(g, "forward_s"), positive(g, "gradient_s"));
     assert!((ratio - gs / f).abs() <= 1e-12 * ratio);
-    // 16 bytes (x and v) per DOF and step.
-    assert_eq!(g["bytes_per_env_step"].as_f64().unwrap(), 16.0 * dofs);
+    // 16 bytes (x and v) per DOF, step and SIMD lane: one environment fills
+    // one of the two f64 lanes of the vector it records.
+    assert_eq!(g["bytes_per_env_step"].as_f64().unwrap(), 32.0 * dofs);
     assert!(v["gradient_note"].is_null());
 }
 
