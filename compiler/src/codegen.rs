@@ -132,7 +132,7 @@ fn err(e: impl std::fmt::Display) -> CodegenError {
 /// Compiles kernels for the host (with its vector extensions). The IR of
 /// every kernel is built first (declaring the imported symbols in the
 /// module), then the kernels are compiled to machine code in parallel (one
-/// Cranelift context per kernel, [`compile_all`]; each function's code does
+/// Cranelift context per kernel, `compile_all`; each function's code does
 /// not depend on the others, so the code is the same for any thread count),
 /// and defined in the module in kernel order. Everything is finalized
 /// before any kernel pointer is handed out.

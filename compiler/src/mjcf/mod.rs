@@ -1,6 +1,6 @@
 //! MJCF import: MuJoCo XML models to Joule scene text.
 //!
-//! [`parse`] reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
+//! `parse.rs` reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
 //! poses, geoms, joints, sites and mass properties computed as MuJoCo's
 //! compiler does, defaults and `childclass` applied, angles in radians.
 //! [`write`] turns that into readable Joule source that keeps the MJCF names;

@@ -5,11 +5,11 @@
 //! Everything structural is planned once, when the scene is compiled: the
 //! kernels' instance tables say which DOFs each Hessian block couples, the
 //! mass model adds its body blocks, and together they give the matrix's
-//! pattern ([`pattern`]), a fill-reducing elimination order ([`order`]), the
-//! factor's structure and update list ([`symbolic`]), and for every entry of
+//! pattern (`pattern.rs`), a fill-reducing elimination order (`order.rs`), the
+//! factor's structure and update list (`symbolic.rs`), and for every entry of
 //! every instance block the position in the factor's storage where it is
 //! added. A solve then assembles straight into that storage and factors all
-//! environments of a partition at once, lanes innermost ([`factor`]).
+//! environments of a partition at once, lanes innermost (`factor.rs`).
 
 mod factor;
 mod order;
