@@ -314,7 +314,7 @@ impl Printer<'_> {
                 }
             }
             TermKind::Binary(op, a, b) => {
-                let p = precedence(*op);
+                let p = op.precedence();
                 let (lp, rp) = if *op == BinOp::Pow {
                     (p + 1, p)
                 } else {
@@ -417,19 +417,6 @@ impl Printer<'_> {
     }
 }
 
-/// Binding strength of an infix operator, as the language's parser has it
-/// (higher binds tighter; prefix operators sit at 6, between `*` and `^`).
-fn precedence(op: BinOp) -> u8 {
-    match op {
-        BinOp::Or => 1,
-        BinOp::And => 2,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
-        BinOp::Add | BinOp::Sub => 4,
-        BinOp::Mul | BinOp::Div | BinOp::Rem => 5,
-        BinOp::Pow => 7,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use joule_grammar::ast;
@@ -440,7 +427,8 @@ mod tests {
         for op in [
             Add, Sub, Mul, Div, Rem, Pow, Eq, Ne, Lt, Le, Gt, Ge, And, Or,
         ] {
-            assert_eq!(super::precedence(op.into()), op.precedence(), "{op:?}");
+            let model: crate::model::BinOp = op.into();
+            assert_eq!(model.precedence(), op.precedence(), "{op:?}");
         }
     }
 }

@@ -49,24 +49,16 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    /// The operator's symbol, as messages and the model's text dump write it.
+    /// The operator's symbol, as messages and the model's text dump write it
+    /// (the language's own, from the grammar).
     pub fn symbol(self) -> &'static str {
-        match self {
-            BinOp::Add => "+",
-            BinOp::Sub => "-",
-            BinOp::Mul => "*",
-            BinOp::Div => "/",
-            BinOp::Rem => "%",
-            BinOp::Pow => "^",
-            BinOp::Eq => "==",
-            BinOp::Ne => "!=",
-            BinOp::Lt => "<",
-            BinOp::Le => "<=",
-            BinOp::Gt => ">",
-            BinOp::Ge => ">=",
-            BinOp::And => "&&",
-            BinOp::Or => "||",
-        }
+        joule_grammar::ast::BinOp::from(self).symbol()
+    }
+
+    /// Binding strength, as the language's parser has it (higher binds
+    /// tighter; prefix operators sit at 6, between `*` and `^`).
+    pub fn precedence(self) -> u8 {
+        joule_grammar::ast::BinOp::from(self).precedence()
     }
 }
 

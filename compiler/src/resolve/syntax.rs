@@ -35,6 +35,29 @@ impl From<ast::BinOp> for BinOp {
     }
 }
 
+/// Back to the syntax, where the model borrows the language's tables
+/// (symbols, precedence) instead of keeping copies.
+impl From<BinOp> for ast::BinOp {
+    fn from(op: BinOp) -> Self {
+        match op {
+            BinOp::Add => ast::BinOp::Add,
+            BinOp::Sub => ast::BinOp::Sub,
+            BinOp::Mul => ast::BinOp::Mul,
+            BinOp::Div => ast::BinOp::Div,
+            BinOp::Rem => ast::BinOp::Rem,
+            BinOp::Pow => ast::BinOp::Pow,
+            BinOp::Eq => ast::BinOp::Eq,
+            BinOp::Ne => ast::BinOp::Ne,
+            BinOp::Lt => ast::BinOp::Lt,
+            BinOp::Le => ast::BinOp::Le,
+            BinOp::Gt => ast::BinOp::Gt,
+            BinOp::Ge => ast::BinOp::Ge,
+            BinOp::And => ast::BinOp::And,
+            BinOp::Or => ast::BinOp::Or,
+        }
+    }
+}
+
 impl From<ast::EnergyKind> for EnergyKind {
     fn from(kind: ast::EnergyKind) -> Self {
         match kind {
@@ -66,6 +89,7 @@ mod tests {
             Add, Sub, Mul, Div, Rem, Pow, Eq, Ne, Lt, Le, Gt, Ge, And, Or,
         ] {
             assert_eq!(BinOp::from(op).symbol(), op.symbol());
+            assert_eq!(ast::BinOp::from(BinOp::from(op)), op, "a round trip");
         }
     }
 
