@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, temp};
+use common::{fails_with_hint, joule, temp};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8 output")
@@ -467,22 +467,6 @@ fn threads_is_a_flag_of_every_simulating_command() {
             "`joule {command}` has no --threads"
         );
     }
-}
-
-/// Stderr of a failed command (words only: miette's line wrapping and
-/// margins removed), which must name `what` and give a hint.
-fn fails_with_hint(o: &Output, what: &str) -> String {
-    let err = String::from_utf8_lossy(&o.stderr)
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(!o.status.success(), "succeeded: {err}");
-    assert!(
-        err.contains(what) && err.contains("help:") && !err.contains("panicked"),
-        "{err}"
-    );
-    err
 }
 
 #[test]

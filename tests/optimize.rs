@@ -417,14 +417,8 @@ fn cli_refuses_a_recording_with_a_nan() {
         "g",
     ]);
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr)
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert!(
-        err.contains("array `position` has a non-finite value (NaN) at flat index 7")
-            && err.contains("help:"),
-        "{err}"
+    common::fails_with_hint(
+        &o,
+        "array `position` has a non-finite value (NaN) at flat index 7",
     );
 }

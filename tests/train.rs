@@ -5,7 +5,7 @@
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, rewrite_npz, temp};
+use common::{fails_with_hint, joule, rewrite_npz, temp};
 
 const SCENE: &str = "tests/learn/reach.joule";
 
@@ -347,13 +347,7 @@ fn damaged_expert_data_is_refused_before_training() {
             student.to_str().unwrap(),
         ]);
         assert_eq!(out.status.code(), Some(1));
-        // Words only: miette wraps lines and draws a margin.
-        let err = String::from_utf8_lossy(&out.stderr)
-            .split_whitespace()
-            .filter(|w| *w != "│")
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert!(err.contains(want) && err.contains("help:"), "{err}");
+        fails_with_hint(&out, want);
         assert!(!student.exists(), "no policy written");
     }
 }

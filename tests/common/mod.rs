@@ -11,6 +11,28 @@ pub fn joule(args: &[&str]) -> Output {
         .expect("the joule binary runs")
 }
 
+/// A command's standard error as words only: miette wraps lines and draws
+/// a margin (`│`), which move with the terminal width.
+pub fn stderr_words(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The words of a failed command's standard error ([`stderr_words`]),
+/// which must name `what`, give a `help:` hint, and show no panic.
+pub fn fails_with_hint(o: &Output, what: &str) -> String {
+    let err = stderr_words(o);
+    assert!(!o.status.success(), "succeeded: {err}");
+    assert!(
+        err.contains(what) && err.contains("help:") && !err.contains("panicked"),
+        "{err}"
+    );
+    err
+}
+
 /// A path in this test process's own temporary folder.
 pub fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("joule-test-{}", std::process::id()));
