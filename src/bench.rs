@@ -60,14 +60,11 @@ type Phases = Vec<(&'static str, f64)>;
 /// Compiles the scene (its warnings unprinted), returning it with its phase
 /// times in milliseconds.
 fn compile(path: &Path, o: &load::Options) -> Result<(Scene, Phases)> {
-    let Loaded {
-        scene,
-        front_end,
-        ms,
-    } = load::compile(path, o)?;
-    let phases: Phases = front_end
+    let Loaded { scene, ms } = load::compile(path, o)?;
+    let phases: Phases = scene
+        .compiled
+        .timings
         .iter()
-        .chain(&scene.compiled.timings)
         .map(|(p, d)| (*p, d.as_secs_f64() * 1e3))
         .chain([("total", ms)])
         .collect();

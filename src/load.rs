@@ -11,7 +11,7 @@ use joule_compiler::Checked;
 use joule_runtime::{CompileError, Scene, Sim};
 use miette::{miette, Result};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How a command compiles its scene.
 #[derive(Clone, Copy)]
@@ -42,10 +42,8 @@ impl Default for Options {
 
 /// A compiled scene and what compiling it cost.
 pub struct Loaded {
-    /// The scene.
+    /// The scene; `scene.compiled.timings` holds every pass, front end included.
     pub scene: Scene,
-    /// The front end's passes and their times (the kernels' are in `scene.compiled.timings`).
-    pub front_end: Vec<(&'static str, Duration)>,
     /// Wall time of the whole load, in milliseconds.
     pub ms: f64,
 }
@@ -76,12 +74,9 @@ pub fn compile(path: &Path, o: &Options) -> Result<Loaded> {
             if n == 1 { "" } else { "s" }
         ));
     }
-    let front_end = checked.timings;
-    let model = checked.model.expect("ok implies a model");
-    let scene = build(model, o).map_err(|e| miette!("{e}"))?;
+    let scene = build(checked, o).map_err(|e| miette!("{e}"))?;
     Ok(Loaded {
         scene,
-        front_end,
         ms: t.elapsed().as_secs_f64() * 1e3,
     })
 }
@@ -116,12 +111,20 @@ pub fn text(path: Option<&Path>, text: &str, color: bool) -> Result<Scene, Strin
     if !checked.ok() {
         return Err(checked.render_diagnostics(color, 100));
     }
-    let model = checked.model.expect("ok implies a model");
-    build(model, &Options::default()).map_err(|e| e.rendered)
+    build(checked, &Options::default()).map_err(|e| e.rendered)
 }
 
-/// Compiles a resolved model with the command's options.
-fn build(mut model: Model, o: &Options) -> Result<Scene, CompileError> {
+/// Compiles the front end's result with the command's options (the front
+/// end's pass times carry on into the scene's).
+fn build(mut checked: Checked, o: &Options) -> Result<Scene, CompileError> {
+    if let Some(model) = checked.model.as_mut() {
+        adjust(model, o);
+    }
+    Scene::from_checked(checked, o.backend)
+}
+
+/// The model as the command's options want it compiled.
+fn adjust(model: &mut Model, o: &Options) {
     if let (true, Integrator::ImplicitEuler { iterations, .. }) =
         (o.tight, &model.settings.integrator)
     {
@@ -138,7 +141,6 @@ fn build(mut model: Model, o: &Options) -> Result<Scene, CompileError> {
     if let Some(p) = o.precision {
         model.settings.precision = p;
     }
-    Scene::from_model(model, o.backend)
 }
 
 /// Applies checked `--param` overrides ([`crate::args::check_params`]) to
