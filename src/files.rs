@@ -29,10 +29,10 @@ pub fn read_file(path: &Path, help: &str) -> Result<Vec<u8>> {
 }
 
 /// The text of an input file (a scene, a CSV): a regular file of at most
-/// [`joule_compiler::MAX_SOURCE_BYTES`], UTF-8; else a diagnostic naming it
+/// [`joule_compiler::MAX_INPUT_BYTES`], UTF-8; else a diagnostic naming it
 /// with a hint (`help` when the reader has none of its own).
 pub fn read_text(path: &Path, help: &str) -> Result<String> {
-    let bytes = joule_compiler::read_input(path, joule_compiler::MAX_SOURCE_BYTES)
+    let bytes = joule_compiler::read_input(path, joule_compiler::MAX_INPUT_BYTES)
         .map_err(|e| read_error(path, &e, help))?;
     String::from_utf8(bytes).map_err(|e| {
         miette!(

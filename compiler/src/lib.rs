@@ -21,7 +21,7 @@ pub use passes::{check_path, check_source, check_source_at, compile, Checked, Em
 
 /// The most bytes a scene, an included file, a mesh or an MJCF model may
 /// have (64 MiB): [`read_input`]'s limit for text inputs.
-pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
 
 /// Why [`read_input`] refused a file that exists (the payload of its
 /// `io::Error`; [`read_help`] gives the hint).

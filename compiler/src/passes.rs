@@ -122,10 +122,10 @@ impl Checked {
 
 /// Runs the front end on a file. I/O errors (missing file) are returned as
 /// such, and so are files that [`crate::read_input`] refuses (not a regular
-/// file, larger than [`crate::MAX_SOURCE_BYTES`]; [`crate::read_help`] has
+/// file, larger than [`crate::MAX_INPUT_BYTES`]; [`crate::read_help`] has
 /// the hint).
 pub fn check_path(path: &Path) -> std::io::Result<Checked> {
-    let bytes = crate::read_input(path, crate::MAX_SOURCE_BYTES)?;
+    let bytes = crate::read_input(path, crate::MAX_INPUT_BYTES)?;
     let canonical = std::fs::canonicalize(path)?;
     Ok(check_bytes(
         &path.display().to_string(),

@@ -10,4 +10,4 @@ pub mod print;
 pub mod trivia;
 
 pub use diag::{Diagnostic, Label, Severity, SourceFile, SourceMap};
-pub use parser::{parse, KEYWORDS};
+pub use parser::{parse, KEYWORDS, MAX_SOURCE_BYTES};

@@ -186,9 +186,9 @@ pub struct Imported {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// The most bytes of Joule text an import may produce: the parser's limit
-/// on a scene file (1 MiB).
-const MAX_TEXT_BYTES: usize = 1 << 20;
+// The most bytes of Joule text an import may produce: the parser's limit
+// on a scene file.
+use joule_grammar::MAX_SOURCE_BYTES as MAX_TEXT_BYTES;
 
 /// Whether a path names an MJCF model (`.xml`), which `use` imports.
 pub fn is_mjcf_path(path: &std::path::Path) -> bool {
@@ -202,7 +202,7 @@ pub fn import_path(
     path: &std::path::Path,
     lenient: bool,
 ) -> std::io::Result<(SourceMap, Imported)> {
-    let bytes = crate::read_input(path, crate::MAX_SOURCE_BYTES)?;
+    let bytes = crate::read_input(path, crate::MAX_INPUT_BYTES)?;
     let text = crate::decode_source(&bytes).map_err(|(at, why)| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,

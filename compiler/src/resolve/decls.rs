@@ -850,7 +850,7 @@ impl Resolver<'_> {
                     .and_then(|p| p.parent().map(|p| p.to_path_buf()))
                     .unwrap_or_default();
                 let full = base.join(path);
-                let read = crate::read_input(&full, crate::MAX_SOURCE_BYTES);
+                let read = crate::read_input(&full, crate::MAX_INPUT_BYTES);
                 let text = match read.map(String::from_utf8) {
                     Ok(Ok(t)) => t,
                     Ok(Err(_)) => {

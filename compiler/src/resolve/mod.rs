@@ -429,7 +429,7 @@ impl Resolver<'_> {
         if self.included.contains(&canonical) {
             return; // already included once: its names are defined
         }
-        let bytes = match crate::read_input(&canonical, crate::MAX_SOURCE_BYTES) {
+        let bytes = match crate::read_input(&canonical, crate::MAX_INPUT_BYTES) {
             Ok(b) => b,
             Err(e) => {
                 let help = crate::read_help(&e).unwrap_or_else(|| {
