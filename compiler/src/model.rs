@@ -551,8 +551,83 @@ pub struct Body {
     /// An explicit mass distribution (`com` and `inertia` fields); `None`
     /// derives it from the shape.
     pub inertia: Option<Inertia>,
-    /// First of its 12 free DOFs, or `None` when fixed.
+    /// First of its 12 free DOFs, or `None` when fixed. For a body in a
+    /// joint tree these rows hold its pose as forward kinematics computes it
+    /// (the `joint` field), not unknowns of the step.
     pub dof: Option<u32>,
+    /// How the body hangs in a joint-coordinate tree (`joint = ..`); `None`
+    /// for an affine body (12 DOFs, kept rigid by `rigidity`).
+    pub joint: Option<Attachment>,
+}
+
+/// A body's attachment to its parent in a joint-coordinate tree: the joints
+/// in sequence from the parent's frame to the body's. The body's pose is
+/// `parent pose * (joint motions, in order) * offset`, with every joint at
+/// coordinate 0 in the initial pose (the bodies' `x` and `rotation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// The parent body (an index into [`Model::bodies`]); `None` is the world.
+    pub parent: Option<u32>,
+    /// The joints, parent side first; empty for a weld.
+    pub joints: Vec<Joint>,
+    /// The `joint` field.
+    pub span: Span,
+}
+
+/// The kind of a joint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JointKind {
+    /// Translation and rotation: 6 coordinates (only to the world).
+    Free,
+    /// Rotation about `at`: 3 coordinates.
+    Ball,
+    /// Rotation about `axis` through `at`: 1 coordinate (radians).
+    Hinge,
+    /// Translation along `axis`: 1 coordinate (metres).
+    Slider,
+}
+
+impl JointKind {
+    /// Number of coordinates (and velocities).
+    pub fn dofs(self) -> usize {
+        match self {
+            JointKind::Free => 6,
+            JointKind::Ball => 3,
+            JointKind::Hinge | JointKind::Slider => 1,
+        }
+    }
+
+    /// The language's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            JointKind::Free => "free",
+            JointKind::Ball => "ball",
+            JointKind::Hinge => "hinge",
+            JointKind::Slider => "slider",
+        }
+    }
+}
+
+/// One joint of an [`Attachment`]. Anchor and axis are world coordinates in
+/// the initial pose; the compiler has checked them (unit axis, finite).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joint {
+    /// Its kind.
+    pub kind: JointKind,
+    /// The anchor (hinge, ball: the pivot; free: the body's origin).
+    pub at: [f64; 3],
+    /// Unit axis (hinge, slider; zero for the others).
+    pub axis: [f64; 3],
+    /// Range of a hinge or slider coordinate, `lo < hi`.
+    pub range: Option<(f64, f64)>,
+    /// Rotor inertia added to the coordinate's mass (kg m^2 or kg).
+    pub armature: f64,
+    /// Viscous damping on the coordinate's velocity (N m s or N s).
+    pub damping: f64,
+    /// Spring pulling the coordinate to 0 (its initial value).
+    pub stiffness: f64,
+    /// Where it is written.
+    pub span: Span,
 }
 
 /// A body's mass distribution given directly: its centre of mass and its

@@ -589,6 +589,7 @@ impl Resolver<'_> {
                 w,
                 inertia,
                 dof: None,
+                joint: None,
             });
             r.fixed_bodies.push(false);
             Some(id)
