@@ -570,6 +570,15 @@ pub struct Attachment {
     pub parent: Option<u32>,
     /// The joints, parent side first; empty for a weld.
     pub joints: Vec<Joint>,
+    /// The first of the rows that hold the joints' coordinates and their
+    /// velocities (one per coordinate, in joint order, after every body's
+    /// rows), set when DOFs are numbered. A hinge's or slider's row holds its
+    /// coordinate; a ball's three its rotation vector (relative to the
+    /// initial pose, parent frame) and angular velocity in the parent frame; a
+    /// free joint's six the body origin's displacement and the rotation
+    /// vector (world) from the initial pose, with the velocity and the angular
+    /// velocity (world).
+    pub coord: u32,
     /// The `joint` field.
     pub span: Span,
 }

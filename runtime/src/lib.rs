@@ -15,7 +15,8 @@
 //!
 //! The modules: [`scene`] (a compiled scene and what the runtime plans for
 //! it), [`sim`] (a batch being simulated, and how it is partitioned),
-//! [`event`] (what a simulation reports), `step` (integrators over one
+//! [`event`] (what a simulation reports), [`joints`] (the plan and the
+//! kinematics of robots in joint coordinates), `step` (integrators over one
 //! partition), [`mass`], [`sparse`] (the direct solver), `gradient` and
 //! `tape` (adjoints through time), [`optimize`].
 
@@ -25,6 +26,7 @@
 
 pub mod event;
 mod gradient;
+pub mod joints;
 #[doc(hidden)] // public for the tests (tests/sparse.rs's dense reference), not a user API
 pub mod mass;
 pub mod optimize;

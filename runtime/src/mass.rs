@@ -101,7 +101,12 @@ impl MassModel {
             accel: vec![],
             inv_mass: vec![],
         };
-        m.inv_mass = m.mass.iter().map(|m| 1.0 / m).collect();
+        // Rows without inertia (joint coordinates: their bodies' rows carry it).
+        m.inv_mass = m
+            .mass
+            .iter()
+            .map(|m| if *m == 0.0 { 0.0 } else { 1.0 / m })
+            .collect();
         let mut accel = vec![0.0; n];
         m.solve(&m.force, &mut accel, 1);
         m.accel = accel;
@@ -171,7 +176,7 @@ impl MassModel {
     pub fn solve(&self, v: &[f64], out: &mut [f64], s: usize) {
         for (r, m) in self.mass.iter().enumerate() {
             for e in 0..s {
-                out[r * s + e] = v[r * s + e] / m;
+                out[r * s + e] = if *m == 0.0 { 0.0 } else { v[r * s + e] / m };
             }
         }
         for (d, _, inv) in &self.blocks {

@@ -3,6 +3,7 @@
 //! mass model, the sparse Cholesky plan of implicit steps, DOF names), and
 //! [`CompileError`] for a scene that does not compile.
 
+use crate::joints::Tree;
 use crate::mass::MassModel;
 use crate::sim::Sim;
 use crate::sparse::Direct;
@@ -56,6 +57,8 @@ pub struct Scene {
     /// Whether an explicit step's kernels read `prev_x` / `prev_v` (else a
     /// substep does not copy the state into them).
     pub(crate) explicit_reads_prev: bool,
+    /// The plan of the joint trees (`None`: no body has a joint).
+    tree: Option<Tree>,
 }
 
 impl Scene {
@@ -125,16 +128,27 @@ impl Scene {
                 }
             }
         }
-        let direct = matches!(model.settings.integrator, Integrator::ImplicitEuler { .. })
-            .then(|| {
-                Direct::plan(
-                    compiled.layout().dofs,
-                    &mass,
-                    |k| compiled.kernels.get(k),
-                    step::DIRECT_FLOP_LIMIT,
-                )
-            })
-            .flatten();
+        let tree = Tree::new(model, &mass, |k| compiled.kernels.get(k))?;
+        if let (Some(_), Integrator::SymplecticEuler) = (&tree, &model.settings.integrator) {
+            return Err(Diagnostic::without_span(
+                Severity::Error,
+                "joule::joint",
+                "bodies with joints are stepped by implicit Euler only, for now (symplectic Euler in joint coordinates is not built yet)",
+            )
+            .with_help("set `integrator = implicit_euler` in `settings`")
+            .into());
+        }
+        let direct = (tree.is_none()
+            && matches!(model.settings.integrator, Integrator::ImplicitEuler { .. }))
+        .then(|| {
+            Direct::plan(
+                compiled.layout().dofs,
+                &mass,
+                |k| compiled.kernels.get(k),
+                step::DIRECT_FLOP_LIMIT,
+            )
+        })
+        .flatten();
         let explicit_reads_prev = [
             KernelKind::Gradient,
             KernelKind::DissipationGradient,
@@ -151,7 +165,13 @@ impl Scene {
             direct,
             dof_names,
             explicit_reads_prev,
+            tree,
         })
+    }
+
+    /// The plan of the scene's joint trees, if any body has a joint.
+    pub fn tree(&self) -> Option<&Tree> {
+        self.tree.as_ref()
     }
 
     /// Warnings about the compiled scene (f32 constants that round to 0 or
@@ -237,6 +257,25 @@ impl Scene {
                         v[d + 3 + 3 * c + k] = wx[k];
                     }
                 }
+            }
+        }
+        // Joint coordinates start at 0 (the initial pose); a free joint's
+        // velocities are its body's `v` and `w` (jittered like a body's).
+        for body in &m.bodies {
+            let Some(att) = &body.joint else { continue };
+            let mut row = att.coord as usize;
+            for j in &att.joints {
+                if j.kind == joule_compiler::model::JointKind::Free {
+                    for k in 0..3 {
+                        v[row + k] = body.v[k] + jitter();
+                        v[row + 3 + k] = body.w[k] + jitter();
+                    }
+                } else {
+                    for k in 0..j.kind.dofs() {
+                        v[row + k] = jitter();
+                    }
+                }
+                row += j.kind.dofs();
             }
         }
         (x, v)

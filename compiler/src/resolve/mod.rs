@@ -577,6 +577,12 @@ impl Resolver<'_> {
                 next += 12;
             }
         }
+        for b in &mut self.model.bodies {
+            if let Some(a) = &mut b.joint {
+                a.coord = next;
+                next += a.joints.iter().map(|j| j.kind.dofs() as u32).sum::<u32>();
+            }
+        }
         self.model.dof_count = next as usize;
     }
 

@@ -39,6 +39,7 @@ mod adjoint;
 mod explicit;
 mod newton;
 mod potential;
+mod reduced;
 mod solve;
 
 pub use newton::RESOLUTION_ULPS;
@@ -104,6 +105,8 @@ pub struct Part<T: Real> {
     scratch: Scratch,
     /// Vectors of the CG solves, reused across solves.
     cg: Cg,
+    /// Vectors of the steps in joint coordinates (scenes with joint trees).
+    reduced: Option<reduced::Reduced>,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -227,6 +230,9 @@ impl<T: Real> Part<T> {
             direct: scene.direct_solver().map(|d| d.workspace(b_stride)),
             stops: vec![None; b_stride],
             scratch: Scratch::new(scene.dofs(), b_stride),
+            reduced: scene
+                .tree()
+                .map(|t| reduced::Reduced::new(t, scene.dofs(), b_stride)),
             // Scenes solved directly never run CG.
             cg: Cg::new(
                 if scene.direct_solver().is_some() {
@@ -293,6 +299,12 @@ impl<T: Real> Part<T> {
         let h = scene.substep();
         match scene.compiled.model.settings.integrator {
             Integrator::SymplecticEuler => self.explicit(scene, h),
+            Integrator::ImplicitEuler {
+                iterations,
+                tolerance,
+            } if scene.tree().is_some() => {
+                self.implicit_reduced(scene, h, iterations, tolerance, step)
+            }
             Integrator::ImplicitEuler {
                 iterations,
                 tolerance,

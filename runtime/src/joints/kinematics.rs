@@ -1,0 +1,561 @@
+//! Per-lane kinematics of the joint trees: a lane's joint state, forward
+//! kinematics (link poses and each coordinate's world twist), the retraction
+//! that moves the state along a step, the Jacobian `J = dy/dz` per link, and
+//! the two reductions of maximal quantities onto the coordinates: the
+//! gradient `J^T g` and the curvature `sum_k g_k d2y_k/dz2`.
+//!
+//! Every coordinate `k` moves the links below it by a twist `(w_k, v_k)`:
+//! a point `x` of such a link moves at `w_k x x + v_k` and a direction `r`
+//! (a column of `R`) at `w_k x r` (a hinge: `w` its world axis, `v = c x w`
+//! for its anchor `c`; a slider: `w = 0`, `v` its axis). Ball and free
+//! rotations are incremental rotation vectors about the current orientation
+//! (`R <- exp([theta]) R`, `theta = 0` at the current state), so no chart
+//! comes near a singularity; their twists are the three axes of the frame
+//! they rotate in.
+//!
+//! Second derivatives follow from the twists alone: for coordinates `i`
+//! before `j` on a chain (or `i = j`), `d2y/dz_i dz_j = w_i x dy/dz_j`
+//! (the Jacobi identity makes the motion of `j`'s axis and of the point
+//! combine into one rotation); within one ball's or free joint's rotation
+//! the exponential map symmetrises it. So with, per link subtree, the sums
+//! `A = sum_d d g_d^T` and `F = sum g_x` over the rows' vectors `d` (origin
+//! and rotation columns) and their gradient parts `g_d`, the curvature is
+//! `w_i . S_j`, `S_j = (A - tr(A) I) w_j + v_j x F`, and the gradient
+//! `w_j . tau + v_j . F` with `tau = sum_d d x g_d`.
+
+use super::{Pose, Tree};
+use glam::{DMat3, DQuat, DVec3};
+use joule_compiler::model::JointKind;
+
+/// A coordinate's world twist: points of the links it moves go at `w x x + v`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Twist {
+    pub w: DVec3,
+    pub v: DVec3,
+}
+
+/// One joint's state: `q` (hinge, slider), `r` (ball: rotation relative to
+/// its frame; free: the body's rotation) and `p` (free: the body's origin).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct JointState {
+    pub q: f64,
+    pub r: DMat3,
+    pub p: DVec3,
+}
+
+impl Default for JointState {
+    fn default() -> Self {
+        JointState {
+            q: 0.0,
+            r: DMat3::IDENTITY,
+            p: DVec3::ZERO,
+        }
+    }
+}
+
+/// Per link subtree: `A`, `tau`, `F` (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Moments {
+    pub a: DMat3,
+    pub tau: DVec3,
+    pub f: DVec3,
+}
+
+/// The rotation `exp([theta])`.
+pub(crate) fn exp(theta: DVec3) -> DMat3 {
+    DMat3::from_quat(DQuat::from_scaled_axis(theta))
+}
+
+/// The rotation vector of a rotation (`exp`'s inverse, angle in [0, pi]).
+pub(crate) fn log(r: DMat3) -> DVec3 {
+    DQuat::from_mat3(&r).normalize().to_scaled_axis()
+}
+
+/// The rotation nearest a matrix that is a rotation up to rounding.
+pub(crate) fn orthonormalize(r: DMat3) -> DMat3 {
+    DMat3::from_quat(DQuat::from_mat3(&r).normalize())
+}
+
+/// A rotation about `c` (in the same frame).
+fn about(r: DMat3, c: DVec3) -> Pose {
+    Pose { r, p: c - r * c }
+}
+
+const AXES: [DVec3; 3] = [DVec3::X, DVec3::Y, DVec3::Z];
+
+impl Tree {
+    /// The state at zero coordinates (the initial pose).
+    pub(crate) fn initial_state(&self, state: &mut [JointState]) {
+        for (s, j) in state.iter_mut().zip(&self.joints) {
+            *s = JointState::default();
+            if j.kind == JointKind::Free {
+                s.r = j.initial.r;
+                s.p = j.initial.p;
+            }
+        }
+    }
+
+    /// Forward kinematics: every link's pose and every coordinate's twist.
+    pub(crate) fn forward(&self, state: &[JointState], poses: &mut [Pose], twists: &mut [Twist]) {
+        for (l, link) in self.links.iter().enumerate() {
+            let mut f = link.parent.map_or(link.base, |p| poses[p]);
+            for j in link.joints.clone() {
+                let (jt, s) = (&self.joints[j], &state[j]);
+                match jt.kind {
+                    JointKind::Hinge => {
+                        let (w, c) = (f.r * jt.axis, f.point(jt.at));
+                        twists[jt.z] = Twist { w, v: c.cross(w) };
+                        f = f.mul(about(DMat3::from_axis_angle(jt.axis, s.q), jt.at));
+                    }
+                    JointKind::Slider => {
+                        twists[jt.z] = Twist {
+                            w: DVec3::ZERO,
+                            v: f.r * jt.axis,
+                        };
+                        f = f.mul(Pose {
+                            r: DMat3::IDENTITY,
+                            p: jt.axis * s.q,
+                        });
+                    }
+                    JointKind::Ball => {
+                        let c = f.point(jt.at);
+                        for (k, e) in AXES.iter().enumerate() {
+                            let w = f.r * *e;
+                            twists[jt.z + k] = Twist { w, v: c.cross(w) };
+                        }
+                        f = f.mul(about(s.r, jt.at));
+                    }
+                    JointKind::Free => {
+                        for (k, e) in AXES.iter().enumerate() {
+                            twists[jt.z + k] = Twist {
+                                w: DVec3::ZERO,
+                                v: *e,
+                            };
+                            twists[jt.z + 3 + k] = Twist {
+                                w: *e,
+                                v: s.p.cross(*e),
+                            };
+                        }
+                        f = Pose { r: s.r, p: s.p };
+                    }
+                }
+            }
+            poses[l] = f.mul(link.offset);
+        }
+    }
+
+    /// The state `alpha dz` away from `base` (`dz` over the joint coordinates).
+    pub(crate) fn retract(
+        &self,
+        base: &[JointState],
+        dz: &[f64],
+        alpha: f64,
+        out: &mut [JointState],
+    ) {
+        let v3 = |k: usize| DVec3::new(dz[k], dz[k + 1], dz[k + 2]) * alpha;
+        for ((o, b), j) in out.iter_mut().zip(base).zip(&self.joints) {
+            *o = *b;
+            match j.kind {
+                JointKind::Hinge | JointKind::Slider => o.q = b.q + alpha * dz[j.z],
+                JointKind::Ball => o.r = exp(v3(j.z)) * b.r,
+                JointKind::Free => {
+                    o.p = b.p + v3(j.z);
+                    o.r = exp(v3(j.z + 3)) * b.r;
+                }
+            }
+        }
+    }
+
+    /// Reads a lane's joint state from link rows and coordinate rows (`row(r)`:
+    /// the value of maximal row `r`), rotations made exact, and the link poses
+    /// it implies (`poses`, used as scratch for the frames).
+    pub(crate) fn read_state(
+        &self,
+        row: impl Fn(usize) -> f64,
+        state: &mut [JointState],
+        poses: &mut [Pose],
+    ) {
+        let rows_pose = |r0: usize| {
+            let c = |k: usize| {
+                DVec3::new(
+                    row(r0 + 3 + 3 * k),
+                    row(r0 + 4 + 3 * k),
+                    row(r0 + 5 + 3 * k),
+                )
+            };
+            Pose {
+                r: orthonormalize(DMat3::from_cols(c(0), c(1), c(2))),
+                p: DVec3::new(row(r0), row(r0 + 1), row(r0 + 2)),
+            }
+        };
+        for (l, link) in self.links.iter().enumerate() {
+            let mut f = link.parent.map_or(link.base, |p| poses[p]);
+            for j in link.joints.clone() {
+                let jt = &self.joints[j];
+                let s = &mut state[j];
+                match jt.kind {
+                    JointKind::Hinge => {
+                        s.q = row(jt.row);
+                        f = f.mul(about(DMat3::from_axis_angle(jt.axis, s.q), jt.at));
+                    }
+                    JointKind::Slider => {
+                        s.q = row(jt.row);
+                        f = f.mul(Pose {
+                            r: DMat3::IDENTITY,
+                            p: jt.axis * s.q,
+                        });
+                    }
+                    JointKind::Ball => {
+                        // The link's rotation is f.r R_rel offset.r (a ball ends its sequence).
+                        let r = rows_pose(link.row).r;
+                        s.r = orthonormalize(f.r.transpose() * r * link.offset.r.transpose());
+                        f = f.mul(about(s.r, jt.at));
+                    }
+                    JointKind::Free => {
+                        let p = rows_pose(link.row);
+                        s.r = p.r;
+                        s.p = p.p;
+                        f = p;
+                    }
+                }
+            }
+            poses[l] = f.mul(link.offset);
+        }
+    }
+
+    /// Writes link poses into maximal rows (origin, then `R`'s columns).
+    pub(crate) fn write_rows(&self, poses: &[Pose], mut set: impl FnMut(usize, f64)) {
+        for (link, pose) in self.links.iter().zip(poses) {
+            for k in 0..3 {
+                set(link.row + k, pose.p[k]);
+                for c in 0..3 {
+                    set(link.row + 3 + 3 * c + k, pose.r.col(c)[k]);
+                }
+            }
+        }
+    }
+
+    /// Each link's spatial velocity `(w, v)` from the coordinates' velocities
+    /// `zdot` (the rate of the incremental rotations for ball and free joints).
+    pub(crate) fn link_velocities(&self, twists: &[Twist], zdot: &[f64], out: &mut [Twist]) {
+        for (l, link) in self.links.iter().enumerate() {
+            let mut t = link.parent.map_or(Twist::default(), |p| out[p]);
+            for j in link.joints.clone() {
+                let jt = &self.joints[j];
+                for k in jt.z..jt.z + jt.kind.dofs() {
+                    t.w += twists[k].w * zdot[k];
+                    t.v += twists[k].v * zdot[k];
+                }
+            }
+            out[l] = t;
+        }
+    }
+
+    /// Per link subtree, the moments of the maximal gradient `g(r)` (row
+    /// `r`'s entry) about the links' current poses.
+    pub(crate) fn moments(&self, poses: &[Pose], g: impl Fn(usize) -> f64, out: &mut [Moments]) {
+        for (l, link) in self.links.iter().enumerate() {
+            let v3 = |r: usize| DVec3::new(g(r), g(r + 1), g(r + 2));
+            let (gx, pose) = (v3(link.row), poses[l]);
+            let mut m = Moments {
+                a: outer(pose.p, gx),
+                tau: pose.p.cross(gx),
+                f: gx,
+            };
+            for c in 0..3 {
+                let (d, gd) = (pose.r.col(c), v3(link.row + 3 + 3 * c));
+                m.a += outer(d, gd);
+                m.tau += d.cross(gd);
+            }
+            out[l] = m;
+        }
+        for l in (0..self.links.len()).rev() {
+            if let Some(p) = self.links[l].parent {
+                let m = out[l];
+                out[p].a += m.a;
+                out[p].tau += m.tau;
+                out[p].f += m.f;
+            }
+        }
+    }
+
+    /// `J^T g` on the joint coordinates from the subtree moments.
+    pub(crate) fn reduce_gradient(&self, twists: &[Twist], moments: &[Moments], gz: &mut [f64]) {
+        for (l, link) in self.links.iter().enumerate() {
+            let m = &moments[l];
+            for j in link.joints.clone() {
+                let jt = &self.joints[j];
+                for k in jt.z..jt.z + jt.kind.dofs() {
+                    gz[k] = twists[k].w.dot(m.tau) + twists[k].v.dot(m.f);
+                }
+            }
+        }
+    }
+
+    /// Adds the curvature `sum_r g_r d2y_r / dz_i dz_j` to the dense
+    /// `n x n` matrix `hz` (row-major) over the joint coordinates.
+    pub(crate) fn add_curvature(&self, twists: &[Twist], moments: &[Moments], hz: &mut [f64]) {
+        let n = self.n;
+        for (l, link) in self.links.iter().enumerate() {
+            let m = &moments[l];
+            let trace = m.a.x_axis.x + m.a.y_axis.y + m.a.z_axis.z;
+            let s = |t: &Twist| m.a * t.w - t.w * trace + t.v.cross(m.f);
+            for j in link.joints.clone() {
+                let jt = &self.joints[j];
+                // The rotation block of a ball or free joint (symmetrised).
+                let block = match jt.kind {
+                    JointKind::Ball => jt.z..jt.z + 3,
+                    JointKind::Free => jt.z + 3..jt.z + 6,
+                    _ => 0..0,
+                };
+                for k in jt.z..jt.z + jt.kind.dofs() {
+                    let sk = s(&twists[k]);
+                    for &i in &link.chain {
+                        if i > k {
+                            break;
+                        }
+                        let c = if block.contains(&i) && block.contains(&k) && i != k {
+                            0.5 * (twists[i].w.dot(sk) + twists[k].w.dot(s(&twists[i])))
+                        } else {
+                            twists[i].w.dot(sk)
+                        };
+                        hz[i * n + k] += c;
+                        if i != k {
+                            hz[k * n + i] += c;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Jacobian of each link's 12 rows by its chain's coordinates into
+    /// `jac` (per link, 12 rows of `chain.len()` entries, row-major, at
+    /// [`Tree::jacobian_offset`]).
+    pub(crate) fn jacobian(&self, poses: &[Pose], twists: &[Twist], jac: &mut [f64]) {
+        for (l, link) in self.links.iter().enumerate() {
+            let (w, o) = (link.chain.len(), self.jac_offsets[l]);
+            let pose = poses[l];
+            for (c, &k) in link.chain.iter().enumerate() {
+                let t = twists[k];
+                let dx = t.w.cross(pose.p) + t.v;
+                for a in 0..3 {
+                    jac[o + a * w + c] = dx[a];
+                }
+                for col in 0..3 {
+                    let dr = t.w.cross(pose.r.col(col));
+                    for a in 0..3 {
+                        jac[o + (3 + 3 * col + a) * w + c] = dr[a];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outer product `a b^T`.
+fn outer(a: DVec3, b: DVec3) -> DMat3 {
+    DMat3::from_cols(a * b.x, a * b.y, a * b.z)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Forward kinematics' derivatives against central differences of the
+    //! kinematics itself, on a tree with every joint kind, a sequence of two
+    //! hinges, a weld, two roots and a fixed base.
+    use super::*;
+    use crate::joints::Tree;
+    use crate::mass::MassModel;
+    use joule_compiler::compiled::Backend;
+    use joule_compiler::model::{Attachment, Body, BodyShape, Joint, Model};
+
+    /// A small deterministic generator (xorshift) of numbers in [-1, 1).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+        fn v3(&mut self) -> [f64; 3] {
+            [self.next(), self.next(), self.next()]
+        }
+        fn unit(&mut self) -> [f64; 3] {
+            let v = DVec3::from_array(self.v3()).normalize();
+            v.to_array()
+        }
+    }
+
+    fn joint(kind: JointKind, rng: &mut Rng) -> Joint {
+        Joint {
+            kind,
+            at: rng.v3(),
+            axis: rng.unit(),
+            range: None,
+            armature: 0.0,
+            damping: 0.0,
+            stiffness: 0.0,
+            span: Default::default(),
+        }
+    }
+
+    /// The test tree: (parent, joints) per body; body 6 is fixed.
+    fn model(rng: &mut Rng) -> Model {
+        use JointKind::*;
+        let spec: Vec<(Option<u32>, Vec<JointKind>)> = vec![
+            (None, vec![Free]),
+            (Some(0), vec![Hinge, Hinge]),
+            (Some(1), vec![Ball]),
+            (Some(2), vec![Slider]),
+            (None, vec![Hinge]),
+            (Some(1), vec![]),
+            (None, vec![]),
+            (Some(6), vec![Hinge]),
+        ];
+        let mut m = Model::default();
+        let mut row = 0;
+        for (i, (parent, kinds)) in spec.iter().enumerate() {
+            let q = DQuat::from_scaled_axis(DVec3::from_array(rng.v3()));
+            let fixed = i == 6;
+            m.bodies.push(Body {
+                name: format!("b{i}"),
+                shape: BodyShape::Sphere { radius: 0.1 },
+                mass: 1.0,
+                x: rng.v3(),
+                rotation: [q.w, q.x, q.y, q.z],
+                v: [0.0; 3],
+                w: [0.0; 3],
+                inertia: None,
+                dof: (!fixed).then_some(row),
+                joint: (!fixed).then(|| Attachment {
+                    parent: *parent,
+                    joints: kinds.iter().map(|k| joint(*k, rng)).collect(),
+                    coord: 0,
+                    span: Default::default(),
+                }),
+            });
+            if !fixed {
+                row += 12;
+            }
+        }
+        for b in &mut m.bodies {
+            if let Some(a) = &mut b.joint {
+                a.coord = row;
+                row += a.joints.iter().map(|j| j.kind.dofs() as u32).sum::<u32>();
+            }
+        }
+        m.dof_count = row as usize;
+        m
+    }
+
+    fn tree(m: &Model) -> Tree {
+        let compiled =
+            joule_compiler::compile(m.clone(), Backend::Interp, vec![]).expect("compiles");
+        let mass = MassModel::new(m);
+        Tree::new(m, &mass, |k| compiled.kernels.get(k))
+            .expect("a valid tree")
+            .expect("joints")
+    }
+
+    /// The maximal rows at `state`.
+    fn rows(t: &Tree, state: &[JointState], n: usize) -> Vec<f64> {
+        let mut poses = vec![Pose::IDENTITY; t.links.len()];
+        let mut twists = vec![Twist::default(); t.joint_coords];
+        t.forward(state, &mut poses, &mut twists);
+        let mut y = vec![0.0; n];
+        t.write_rows(&poses, |r, v| y[r] = v);
+        y
+    }
+
+    /// `g . y` at `dz` from `base` (along the retraction).
+    fn phi(t: &Tree, base: &[JointState], dz: &[f64], g: &[f64]) -> f64 {
+        let mut s = base.to_vec();
+        t.retract(base, dz, 1.0, &mut s);
+        rows(t, &s, g.len()).iter().zip(g).map(|(a, b)| a * b).sum()
+    }
+
+    #[test]
+    fn jacobian_gradient_and_curvature_match_central_differences() {
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        for _ in 0..5 {
+            let m = model(&mut rng);
+            let t = tree(&m);
+            let (n, nz) = (m.dof_count, t.joint_coords);
+            assert_eq!(nz, 6 + 2 + 3 + 1 + 1 + 1);
+            // A random state away from the initial pose.
+            let mut base = vec![JointState::default(); t.joints.len()];
+            t.initial_state(&mut base);
+            let start = base.clone();
+            let dz0: Vec<f64> = (0..nz).map(|_| rng.next()).collect();
+            t.retract(&start, &dz0, 1.0, &mut base);
+            let g: Vec<f64> = (0..n).map(|_| rng.next()).collect();
+            let mut poses = vec![Pose::IDENTITY; t.links.len()];
+            let mut twists = vec![Twist::default(); nz];
+            t.forward(&base, &mut poses, &mut twists);
+            let mut jac = vec![0.0; t.jac_len];
+            t.jacobian(&poses, &twists, &mut jac);
+            let mut moments = vec![Moments::default(); t.links.len()];
+            t.moments(&poses, |r| g[r], &mut moments);
+            let mut gz = vec![0.0; nz];
+            t.reduce_gradient(&twists, &moments, &mut gz);
+            let mut hz = vec![0.0; t.n * t.n];
+            t.add_curvature(&twists, &moments, &mut hz);
+            let eps = 1e-5;
+            let e = |k: usize, s: f64| -> Vec<f64> {
+                (0..nz).map(|i| if i == k { s } else { 0.0 }).collect()
+            };
+            for k in 0..nz {
+                // J's column k, link by link.
+                let (yp, ym) = {
+                    let mut sp = base.clone();
+                    let mut sm = base.clone();
+                    t.retract(&base, &e(k, eps), 1.0, &mut sp);
+                    t.retract(&base, &e(k, -eps), 1.0, &mut sm);
+                    (rows(&t, &sp, n), rows(&t, &sm, n))
+                };
+                for (l, link) in t.links.iter().enumerate() {
+                    let w = link.chain.len();
+                    for a in 0..12 {
+                        let fd = (yp[link.row + a] - ym[link.row + a]) / (2.0 * eps);
+                        let exact = link
+                            .chain
+                            .iter()
+                            .position(|c| *c == k)
+                            .map_or(0.0, |c| jac[t.jac_offsets[l] + a * w + c]);
+                        assert!(
+                            (fd - exact).abs() < 1e-8,
+                            "J[{}][{k}]: {exact} vs {fd}",
+                            link.row + a
+                        );
+                    }
+                }
+                // J^T g.
+                let fd = (phi(&t, &base, &e(k, eps), &g) - phi(&t, &base, &e(k, -eps), &g))
+                    / (2.0 * eps);
+                assert!(
+                    (fd - gz[k]).abs() < 1e-7 * (1.0 + fd.abs()),
+                    "g[{k}]: {} vs {fd}",
+                    gz[k]
+                );
+                // The curvature's row k.
+                for i in 0..nz {
+                    let eps = 1e-4;
+                    let d = |a: f64, b: f64| {
+                        let mut v = vec![0.0; nz];
+                        v[k] += a;
+                        v[i] += b;
+                        phi(&t, &base, &v, &g)
+                    };
+                    let fd = (d(eps, eps) - d(eps, -eps) - d(-eps, eps) + d(-eps, -eps))
+                        / (4.0 * eps * eps);
+                    let exact = hz[k * t.n + i];
+                    assert!(
+                        (fd - exact).abs() < 1e-5 * (1.0 + fd.abs()),
+                        "C[{k}][{i}]: {exact} vs {fd}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Robots in joint coordinates (docs/joints.md): the static plan of a
+//! scene's joint trees, built once per scene from the model.
+//!
+//! A body with a `joint` is a *link*. Its 12 maximal rows (origin, rotation
+//! columns) are not unknowns of the step: forward kinematics
+//! ([`kinematics`]) computes them from the *reduced coordinates* `z`, the
+//! joints' coordinates, so every kernel (energies, contact, outputs) reads
+//! links exactly like affine bodies, with `R` an exact rotation. The step
+//! minimises the same incremental potential over `z` (`crate::step`'s
+//! `reduced` module), with gradient `J^T g_y` and Hessian
+//! `J^T H_y J + sum g_y d2y/dz2`; every free row outside the trees
+//! (particles, affine bodies) is a reduced coordinate of its own (`J` is the
+//! identity there), so robots, soft bodies and free objects share one solve.
+//!
+//! What is static is decided here: the links in an order where parents come
+//! first, each joint's anchor and axis in its parent's frame, each link's
+//! chain (the coordinates its pose depends on, root first), and the plan
+//! that assembles the maximal Hessian's entries (mass matrix, Hessian-block
+//! kernels) into dense blocks per pair of *groups* (a link's 12 rows, or one
+//! row that is a coordinate itself) for the reduction `J_g^T H_gh J_h`.
+
+pub(crate) mod kinematics;
+
+use crate::mass::MassModel;
+use glam::{DMat3, DQuat, DVec3};
+use joule_compiler::kernels::{KernelIr, KernelKind};
+use joule_compiler::model::{JointKind, Model};
+use joule_compiler::Diagnostic;
+use std::collections::HashMap;
+
+/// A rigid transform `x -> r x + p`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pose {
+    /// Rotation.
+    pub r: DMat3,
+    /// Translation.
+    pub p: DVec3,
+}
+
+impl Pose {
+    /// The identity.
+    pub const IDENTITY: Pose = Pose {
+        r: DMat3::IDENTITY,
+        p: DVec3::ZERO,
+    };
+
+    /// `self` after `o` (`o` expressed in `self`'s frame).
+    pub fn mul(self, o: Pose) -> Pose {
+        Pose {
+            r: self.r * o.r,
+            p: self.r * o.p + self.p,
+        }
+    }
+
+    /// The inverse transform.
+    pub fn inverse(self) -> Pose {
+        let rt = self.r.transpose();
+        Pose {
+            r: rt,
+            p: -(rt * self.p),
+        }
+    }
+
+    /// The image of a point.
+    pub fn point(self, x: DVec3) -> DVec3 {
+        self.r * x + self.p
+    }
+
+    /// A model body's initial pose.
+    fn initial(x: [f64; 3], q: [f64; 4]) -> Pose {
+        Pose {
+            r: DMat3::from_quat(DQuat::from_xyzw(q[1], q[2], q[3], q[0]).normalize()),
+            p: DVec3::from_array(x),
+        }
+    }
+}
+
+/// One joint of a link, with its constants in the parent's frame.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeJoint {
+    /// Its kind.
+    pub kind: JointKind,
+    /// Its first reduced coordinate.
+    pub z: usize,
+    /// Its first coordinate row (maximal layout).
+    pub row: usize,
+    /// Anchor in the parent's frame (free: unused).
+    pub at: DVec3,
+    /// Unit axis in the parent's frame (hinge, slider).
+    pub axis: DVec3,
+    /// Range of a hinge or slider.
+    pub range: Option<(f64, f64)>,
+    /// Armature, damping, stiffness on the coordinate (hinge, slider).
+    pub armature: f64,
+    pub damping: f64,
+    pub stiffness: f64,
+    /// Free joints: the body's initial pose (the coordinate rows hold the
+    /// displacement and rotation from it).
+    pub initial: Pose,
+}
+
+/// A body in a joint tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    /// First of its 12 maximal rows.
+    pub row: usize,
+    /// Its parent link (`None`: the world or a fixed body).
+    pub parent: Option<usize>,
+    /// The parent's pose when it is not a link (the world: the identity; a
+    /// fixed body: its pose).
+    pub base: Pose,
+    /// Its joints, parent side first (indices into [`Tree::joints`]).
+    pub joints: std::ops::Range<usize>,
+    /// Its pose in the frame after its joints, at zero coordinates (free
+    /// joints: the identity, their coordinates are the pose itself).
+    pub offset: Pose,
+    /// The reduced coordinates its pose depends on, root first.
+    pub chain: Vec<usize>,
+}
+
+/// What a group of maximal rows is in the reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// A link's 12 rows.
+    Link(usize),
+    /// One row that is reduced coordinate `z` itself.
+    Row(usize),
+}
+
+/// A dense block of the maximal Hessian between two groups, `rows x cols`
+/// entries from `offset` in the block storage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pair {
+    pub g: usize,
+    pub h: usize,
+    pub offset: usize,
+}
+
+/// The static plan of a scene's joint trees.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// Links, parents first.
+    pub(crate) links: Vec<Link>,
+    /// Joints of all links, in link order.
+    pub(crate) joints: Vec<TreeJoint>,
+    /// Number of joint coordinates (the first reduced coordinates).
+    pub(crate) joint_coords: usize,
+    /// Number of reduced coordinates.
+    pub(crate) n: usize,
+    /// Groups of maximal rows.
+    pub(crate) groups: Vec<Group>,
+    /// Dense blocks per pair of groups (both orders for distinct groups).
+    pub(crate) pairs: Vec<Pair>,
+    /// Entries of the block storage per lane.
+    pub(crate) block_len: usize,
+    /// The mass matrix's entries: (slot, value).
+    pub(crate) mass_entries: Vec<(usize, f64)>,
+    /// The Hessian-block kernels' entries: (kind, block row, slot, mirrored slot).
+    pub(crate) kernel_entries: Vec<(KernelKind, usize, usize, Option<usize>)>,
+    /// Per reduced coordinate, the maximal row it is (rows outside the trees) or
+    /// `None` (joint coordinates).
+    pub(crate) row_of: Vec<Option<usize>>,
+    /// Per maximal row: its group and index in the group.
+    row_group: Vec<Option<(usize, usize)>>,
+    /// Per link, where its Jacobian starts in the per-lane storage.
+    pub(crate) jac_offsets: Vec<usize>,
+    /// Entries of the per-lane Jacobian storage.
+    pub(crate) jac_len: usize,
+    /// Per group, the reduced coordinates its rows depend on.
+    group_cols: Vec<Vec<usize>>,
+    /// Per hinge or slider with a range: the barrier's stiffness (the
+    /// coordinate's effective inertia at the initial pose over h^2).
+    pub(crate) barrier_stiffness: Vec<f64>,
+}
+
+/// Rows of a group.
+pub(crate) fn group_rows(g: Group) -> usize {
+    match g {
+        Group::Link(_) => 12,
+        Group::Row(_) => 1,
+    }
+}
+
+impl Tree {
+    /// The plan of a model's joint trees, or `None` when no body has a joint;
+    /// an error for a link hanging on an affine body. `kernels` gives the
+    /// compiled Hessian-block kernels' IR.
+    pub fn new<'k>(
+        model: &Model,
+        mass: &MassModel,
+        kernels: impl Fn(KernelKind) -> &'k KernelIr,
+    ) -> Result<Option<Tree>, Diagnostic> {
+        if model.bodies.iter().all(|b| b.joint.is_none()) {
+            return Ok(None);
+        }
+        // Links in an order where parents come first (resolve has refused cycles).
+        let jointed: Vec<usize> = (0..model.bodies.len())
+            .filter(|b| model.bodies[*b].joint.is_some() && model.bodies[*b].dof.is_some())
+            .collect();
+        let mut order: Vec<usize> = vec![];
+        let mut link_of: HashMap<usize, usize> = HashMap::new();
+        while order.len() < jointed.len() {
+            let before = order.len();
+            for &b in &jointed {
+                if link_of.contains_key(&b) {
+                    continue;
+                }
+                let parent = model.bodies[b].joint.as_ref().expect("jointed").parent;
+                let ready = match parent {
+                    None => true,
+                    Some(p) => {
+                        link_of.contains_key(&(p as usize)) || !jointed.contains(&(p as usize))
+                    }
+                };
+                if ready {
+                    link_of.insert(b, order.len());
+                    order.push(b);
+                }
+            }
+            assert!(
+                order.len() > before,
+                "resolve refuses cycles in the joint tree"
+            );
+        }
+        let mut links: Vec<Link> = vec![];
+        let mut joints = vec![];
+        let mut z = 0;
+        for &b in &order {
+            let body = &model.bodies[b];
+            let att = body.joint.as_ref().expect("jointed");
+            let row = body.dof.expect("a link moves") as usize;
+            let parent0 = att.parent.map_or(Pose::IDENTITY, |p| {
+                let pb = &model.bodies[p as usize];
+                Pose::initial(pb.x, pb.rotation)
+            });
+            // The parent is a link, the world, or a fixed body (a constant
+            // base); an affine body would make the link's pose depend on
+            // rows outside the tree.
+            let parent = match att.parent {
+                None => None,
+                Some(p) => match link_of.get(&(p as usize)) {
+                    Some(l) => Some(*l),
+                    None if model.bodies[p as usize].dof.is_none() => None,
+                    None => {
+                        return Err(Diagnostic::error(
+                            "joule::joint",
+                            format!(
+                                "`{}` hangs on `{}`, an affine body",
+                                body.name, model.bodies[p as usize].name
+                            ),
+                            att.span,
+                            "parent is not in a joint tree",
+                        )
+                        .with_help(format!(
+                            "give `{}` a joint too (`joint = free` makes it a free rigid body), or fix it",
+                            model.bodies[p as usize].name
+                        )));
+                    }
+                },
+            };
+            let base = if parent.is_none() {
+                parent0
+            } else {
+                Pose::IDENTITY
+            };
+            let inv0 = parent0.inverse();
+            let body0 = Pose::initial(body.x, body.rotation);
+            let mut chain = parent.map_or(vec![], |p: usize| links[p].chain.clone());
+            let first = joints.len();
+            let mut coord_row = att.coord as usize;
+            let mut free = false;
+            for j in &att.joints {
+                let k = j.kind.dofs();
+                free |= j.kind == JointKind::Free;
+                joints.push(TreeJoint {
+                    kind: j.kind,
+                    z,
+                    row: coord_row,
+                    at: inv0.point(DVec3::from_array(j.at)),
+                    axis: inv0.r * DVec3::from_array(j.axis),
+                    range: j.range,
+                    armature: j.armature,
+                    damping: j.damping,
+                    stiffness: j.stiffness,
+                    initial: body0,
+                });
+                chain.extend(z..z + k);
+                z += k;
+                coord_row += k;
+            }
+            links.push(Link {
+                row,
+                parent,
+                base,
+                joints: first..joints.len(),
+                offset: if free {
+                    Pose::IDENTITY
+                } else {
+                    inv0.mul(body0)
+                },
+                chain,
+            });
+        }
+        let joint_coords = z;
+        // Groups: links, the joints' scalar coordinate rows (hinge, slider:
+        // the row is the coordinate), and every other free row outside the trees.
+        let dofs = model.dof_count;
+        let mut row_group: Vec<Option<(usize, usize)>> = vec![None; dofs];
+        let mut groups = vec![];
+        let mut in_tree = vec![false; dofs];
+        let mut row_of = vec![None; joint_coords];
+        for (l, link) in links.iter().enumerate() {
+            for k in 0..12 {
+                row_group[link.row + k] = Some((groups.len(), k));
+                in_tree[link.row + k] = true;
+            }
+            groups.push(Group::Link(l));
+        }
+        for j in &joints {
+            for k in 0..j.kind.dofs() {
+                in_tree[j.row + k] = true;
+            }
+            if matches!(j.kind, JointKind::Hinge | JointKind::Slider) {
+                row_group[j.row] = Some((groups.len(), 0));
+                groups.push(Group::Row(j.z));
+            }
+        }
+        for r in 0..dofs {
+            if !in_tree[r] {
+                row_group[r] = Some((groups.len(), 0));
+                groups.push(Group::Row(z));
+                row_of.push(Some(r));
+                z += 1;
+            }
+        }
+        let mut jac_offsets = vec![];
+        let mut jac_len = 0;
+        for link in &links {
+            jac_offsets.push(jac_len);
+            jac_len += 12 * link.chain.len();
+        }
+        let group_cols = groups
+            .iter()
+            .map(|g| match g {
+                Group::Link(l) => links[*l].chain.clone(),
+                Group::Row(z) => vec![*z],
+            })
+            .collect();
+        let mut tree = Tree {
+            jac_offsets,
+            jac_len,
+            group_cols,
+            barrier_stiffness: vec![],
+            links,
+            joints,
+            joint_coords,
+            n: z,
+            groups,
+            pairs: vec![],
+            block_len: 0,
+            mass_entries: vec![],
+            kernel_entries: vec![],
+            row_of,
+            row_group,
+        };
+        tree.plan_assembly(mass, kernels);
+        tree.barrier_stiffness = tree.effective_inertia(mass);
+        let h = model.settings.substep();
+        for k in &mut tree.barrier_stiffness {
+            *k /= h * h;
+        }
+        Ok(Some(tree))
+    }
+
+    /// The slot plan: every entry of the maximal Hessian lands in the dense
+    /// block of its pair of groups.
+    fn plan_assembly<'k>(
+        &mut self,
+        mass: &MassModel,
+        kernels: impl Fn(KernelKind) -> &'k KernelIr,
+    ) {
+        let mut pair_of: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut slot = |tree: &mut Tree, a: usize, c: usize| -> Option<usize> {
+            let (g, la) = tree.row_group[a]?;
+            let (h, lc) = tree.row_group[c]?;
+            let cols = group_rows(tree.groups[h]);
+            let p = *pair_of.entry((g, h)).or_insert_with(|| {
+                let offset = tree.block_len;
+                tree.block_len += group_rows(tree.groups[g]) * cols;
+                tree.pairs.push(Pair { g, h, offset });
+                tree.pairs.len() - 1
+            });
+            Some(tree.pairs[p].offset + la * cols + lc)
+        };
+        for (r, c, v) in mass.entries() {
+            if let Some(s) = slot(self, r, c) {
+                self.mass_entries.push((s, v));
+            }
+        }
+        for kind in [KernelKind::Hessian, KernelKind::DissipationHessian] {
+            for e in kernels(kind).block_entries() {
+                let Some(s) = slot(self, e.a, e.c) else {
+                    continue;
+                };
+                let mirror = if e.mirrored {
+                    slot(self, e.c, e.a)
+                } else {
+                    None
+                };
+                self.kernel_entries.push((kind, e.row, s, mirror));
+            }
+        }
+    }
+
+    /// Number of reduced coordinates (joint coordinates, then the free rows
+    /// outside the trees).
+    pub fn coordinates(&self) -> usize {
+        self.n
+    }
+
+    /// Per joint, the diagonal of `J^T M J` at the initial pose at its first
+    /// coordinate (plus its armature): the inertia it moves.
+    fn effective_inertia(&self, mass: &MassModel) -> Vec<f64> {
+        let nl = self.links.len();
+        let mut state = vec![kinematics::JointState::default(); self.joints.len()];
+        self.initial_state(&mut state);
+        let mut poses = vec![Pose::IDENTITY; nl];
+        let mut twists = vec![kinematics::Twist::default(); self.joint_coords];
+        self.forward(&state, &mut poses, &mut twists);
+        let mut jac = vec![0.0; self.jac_len];
+        self.jacobian(&poses, &twists, &mut jac);
+        let mut diag = vec![0.0; self.joint_coords];
+        for (r, c, m) in mass.entries() {
+            let (Some((g, a)), Some((h, b))) = (self.row_group[r], self.row_group[c]) else {
+                continue;
+            };
+            let (Group::Link(l), Group::Link(l2)) = (self.groups[g], self.groups[h]) else {
+                continue;
+            };
+            if l != l2 {
+                continue;
+            }
+            let (w, o) = (self.links[l].chain.len(), self.jac_offsets[l]);
+            for (i, &k) in self.links[l].chain.iter().enumerate() {
+                diag[k] += jac[o + a * w + i] * m * jac[o + b * w + i];
+            }
+        }
+        self.joints.iter().map(|j| diag[j.z] + j.armature).collect()
+    }
+
+    /// Adds `J_g^T B J_h` for every pair of groups' block `B` (`blocks`, at
+    /// the plan's offsets) to the dense `n x n` matrix `hz`; `tmp` holds at
+    /// least 12 times the longest chain.
+    pub(crate) fn reduce_hessian(
+        &self,
+        jac: &[f64],
+        blocks: &[f64],
+        hz: &mut [f64],
+        tmp: &mut [f64],
+    ) {
+        let n = self.n;
+        for pair in &self.pairs {
+            let (cg, ch) = (&self.group_cols[pair.g], &self.group_cols[pair.h]);
+            let (rg, rh) = (
+                group_rows(self.groups[pair.g]),
+                group_rows(self.groups[pair.h]),
+            );
+            let b = &blocks[pair.offset..pair.offset + rg * rh];
+            // tmp = B J_h (rg x |ch|).
+            let wh = ch.len();
+            match self.groups[pair.h] {
+                Group::Row(_) => tmp[..rg].copy_from_slice(b),
+                Group::Link(l) => {
+                    let jh = &jac[self.jac_offsets[l]..];
+                    for r in 0..rg {
+                        for c in 0..wh {
+                            tmp[r * wh + c] = (0..12).map(|k| b[r * 12 + k] * jh[k * wh + c]).sum();
+                        }
+                    }
+                }
+            }
+            // hz[cg, ch] += J_g^T tmp.
+            match self.groups[pair.g] {
+                Group::Row(_) => {
+                    for (c, &zc) in ch.iter().enumerate() {
+                        hz[cg[0] * n + zc] += tmp[c];
+                    }
+                }
+                Group::Link(l) => {
+                    let (jg, wg) = (&jac[self.jac_offsets[l]..], cg.len());
+                    for (a, &za) in cg.iter().enumerate() {
+                        for (c, &zc) in ch.iter().enumerate() {
+                            hz[za * n + zc] += (0..12)
+                                .map(|r| jg[r * wg + a] * tmp[r * wh + c])
+                                .sum::<f64>();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The maximal row holding joint coordinate `k`.
+    pub(crate) fn coordinate_row(&self, k: usize) -> usize {
+        let j = self
+            .joints
+            .iter()
+            .rfind(|j| j.z <= k)
+            .expect("a joint coordinate");
+        j.row + (k - j.z)
+    }
+
+    /// The longest chain.
+    pub(crate) fn max_chain(&self) -> usize {
+        self.links
+            .iter()
+            .map(|l| l.chain.len())
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+}

@@ -1,0 +1,577 @@
+//! The implicit Euler substep of scenes with joint trees: the incremental
+//! potential minimised over the reduced coordinates `z` (joint coordinates,
+//! then every free row outside the trees), with the maximal state `y = K(z)`
+//! from forward kinematics (`crate::joints`):
+//!
+//! `Phi(z) = |y - y~|_M^2 / (2 h^2) + E(y) + h D((y - y_t)/h) + joint terms`,
+//! `y~ = y_t + h J(z_t) zdot_t + h^2 M^-1 f`;
+//!
+//! the joint terms act on hinge and slider coordinates: armature
+//! `I (q - q_t - h qdot_t)^2 / (2 h^2)`, damping `d (q - q_t)^2 / (2 h)`,
+//! stiffness `k q^2 / 2`, and a range `lo..hi` as the barrier
+//! `-kappa (s - s^)^2 ln(s / s^)` on the distances `s` to its ends below
+//! `s^` (1% of the range), so a range is never left and stays smooth.
+//!
+//! Newton's method: gradient `J^T g_y`, Hessian `J^T H_y J` plus the
+//! kinematics' curvature, both exact; a dense Cholesky solve per lane
+//! (the reduced systems are small: 14 coordinates for an ant), shifted
+//! where the Hessian is not positive definite; the backtracking line
+//! search and the convergence rule of the maximal step. Ball and free
+//! rotations are re-based at every iterate (incremental rotation vectors).
+
+use super::{load, Part, Scratch};
+use crate::joints::kinematics::{log, JointState, Moments, Twist};
+use crate::joints::{Pose, Tree};
+use crate::{Event, Scene};
+use joule_compiler::abi::Real;
+use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::JointKind;
+
+/// One lane's vectors of the reduced step.
+#[derive(Clone)]
+struct Lane {
+    /// The current iterate, the line search's base, the start of the substep.
+    state: Vec<JointState>,
+    base: Vec<JointState>,
+    start: Vec<JointState>,
+    /// Velocities of the joint coordinates at the start of the substep.
+    zdot: Vec<f64>,
+    poses: Vec<Pose>,
+    twists: Vec<Twist>,
+    velocities: Vec<Twist>,
+    moments: Vec<Moments>,
+    jac: Vec<f64>,
+    blocks: Vec<f64>,
+    /// Reduced gradient, Hessian (n x n) and Newton step.
+    g: Vec<f64>,
+    h: Vec<f64>,
+    dz: Vec<f64>,
+    tmp: Vec<f64>,
+}
+
+/// The reduced step's vectors of a partition, allocated once.
+pub(crate) struct Reduced {
+    lanes: Vec<Lane>,
+    /// The Cholesky solve's copy of a Hessian.
+    work: Vec<f64>,
+    /// The free rows' values at the line search's base.
+    base_rows: Vec<f64>,
+}
+
+impl Reduced {
+    /// Vectors for `s` lanes of a scene's trees.
+    pub(crate) fn new(tree: &Tree, rows: usize, s: usize) -> Self {
+        let (nj, nl, n) = (tree.joints.len(), tree.links.len(), tree.n);
+        let lane = Lane {
+            state: vec![JointState::default(); nj],
+            base: vec![JointState::default(); nj],
+            start: vec![JointState::default(); nj],
+            zdot: vec![0.0; tree.joint_coords],
+            poses: vec![Pose::IDENTITY; nl],
+            twists: vec![Twist::default(); tree.joint_coords],
+            velocities: vec![Twist::default(); nl],
+            moments: vec![Moments::default(); nl],
+            jac: vec![0.0; tree.jac_len],
+            blocks: vec![0.0; tree.block_len],
+            g: vec![0.0; n],
+            h: vec![0.0; n * n],
+            dz: vec![0.0; n],
+            tmp: vec![0.0; 12 * tree.max_chain()],
+        };
+        Reduced {
+            lanes: vec![lane; s],
+            work: vec![0.0; n * n],
+            base_rows: vec![0.0; rows * s],
+        }
+    }
+}
+
+/// The distances below which a range's barrier acts: 1% of the range.
+const BARRIER_WIDTH: f64 = 0.01;
+
+/// The barrier `-(s - s^)^2 ln(s / s^)` for `s < s^` (0 above; infinite at
+/// or below 0) with its first and second derivatives.
+fn barrier(s: f64, width: f64) -> (f64, f64, f64) {
+    if s <= 0.0 {
+        return (f64::INFINITY, 0.0, 0.0);
+    }
+    if s >= width {
+        return (0.0, 0.0, 0.0);
+    }
+    let (d, l) = (s - width, (s / width).ln());
+    (
+        -d * d * l,
+        -2.0 * d * l - d * d / s,
+        -2.0 * l - 4.0 * d / s + d * d / (s * s),
+    )
+}
+
+impl Tree {
+    /// The joint terms of the incremental potential at `state` (value, and
+    /// with `grad` their gradient added to `g` and Hessian diagonal to `h`).
+    fn joint_terms(&self, lane: &Lane, h: f64, mut grad: Option<(&mut [f64], &mut [f64])>) -> f64 {
+        let mut phi = 0.0;
+        for (j, jt) in self.joints.iter().enumerate() {
+            if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                continue;
+            }
+            let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
+            let a = q - q0 - h * qd;
+            let mut v = 0.5 * jt.armature * a * a / (h * h)
+                + 0.5 * jt.damping * (q - q0) * (q - q0) / h
+                + 0.5 * jt.stiffness * q * q;
+            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + jt.stiffness * q;
+            let mut d2 = jt.armature / (h * h) + jt.damping / h + jt.stiffness;
+            if let Some((lo, hi)) = jt.range {
+                let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
+                let (b0, b1, b2) = barrier(q - lo, width);
+                let (c0, c1, c2) = barrier(hi - q, width);
+                v += k * (b0 + c0);
+                d1 += k * (b1 - c1);
+                d2 += k * (b2 + c2);
+            }
+            phi += v;
+            if let Some((g, hz)) = grad.as_mut() {
+                g[jt.z] += d1;
+                hz[jt.z * self.n + jt.z] += d2;
+            }
+        }
+        phi
+    }
+}
+
+/// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
+/// by Cholesky with a diagonal shift grown until it factors (a Newton step
+/// on a non-convex potential is then a descent direction). False when no
+/// shift up to 1e12 times the mean |diagonal| factors.
+fn shifted_cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64], work: &mut [f64]) -> bool {
+    let scale = (0..n).map(|i| a[i * n + i].abs()).sum::<f64>() / n as f64;
+    let scale = if scale > 0.0 { scale } else { 1.0 };
+    work[..n * n].copy_from_slice(&a[..n * n]);
+    let mut shift = 0.0;
+    loop {
+        if shift > 0.0 {
+            a[..n * n].copy_from_slice(&work[..n * n]);
+            for i in 0..n {
+                a[i * n + i] += shift;
+            }
+        }
+        if cholesky(a, n) {
+            break;
+        }
+        shift = if shift == 0.0 {
+            1e-8 * scale
+        } else {
+            shift * 10.0
+        };
+        if shift > 1e12 * scale {
+            return false;
+        }
+    }
+    // L y = b, L^T x = y.
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| a[i * n + k] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| a[k * n + i] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    true
+}
+
+/// In-place Cholesky factor (lower triangle) of a row-major matrix; false
+/// when it is not positive definite.
+fn cholesky(a: &mut [f64], n: usize) -> bool {
+    for j in 0..n {
+        let d = a[j * n + j] - (0..j).map(|k| a[j * n + k] * a[j * n + k]).sum::<f64>();
+        if d <= 0.0 || !d.is_finite() {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let s: f64 = (0..j).map(|k| a[i * n + k] * a[j * n + k]).sum();
+            a[i * n + j] = (a[i * n + j] - s) / d;
+        }
+    }
+    true
+}
+
+impl<T: Real> Part<T> {
+    /// One implicit Euler substep in reduced coordinates (see the module docs).
+    pub fn implicit_reduced(
+        &mut self,
+        scene: &Scene,
+        h: f64,
+        iterations: u32,
+        tol: f64,
+        step: usize,
+    ) {
+        let tree = scene.tree().expect("a scene with joint trees");
+        let (n, s) = (scene.dofs(), self.stride());
+        let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
+        let mut red = self.reduced.take().expect("a reduced workspace");
+        // The start: joint states read from the rows (rotations made exact),
+        // the link rows rewritten from them, and the links' velocities.
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let x = &self.b.x;
+            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start, &mut lane.poses);
+            for (k, z) in lane.zdot.iter_mut().enumerate() {
+                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
+            }
+            lane.state.copy_from_slice(&lane.start);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let xb = &mut self.b.x;
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+        }
+        self.begin_substep(n);
+        load(&mut w.x_t, &self.b.x[..n * s]);
+        let resolution = super::RESOLUTION_ULPS * T::EPSILON;
+        w.tol.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.tol[e] = w.tol[e].max(resolution * w.x_t[r * s + e].abs());
+            }
+        }
+        for t in &mut w.tol {
+            *t = t.max(tol);
+        }
+        // The inertial prediction y~ = y_t + h ydot_t + h^2 a.
+        let accel = scene.mass.gravity_acceleration();
+        for i in 0..n * s {
+            w.xt[i] = w.x_t[i] + h * self.b.v[i].to_f64();
+        }
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            tree.link_velocities(&lane.twists, &lane.zdot, &mut lane.velocities);
+            for (link, (vel, pose)) in tree
+                .links
+                .iter()
+                .zip(lane.velocities.iter().zip(&lane.poses))
+            {
+                let dx = vel.w.cross(pose.p) + vel.v;
+                for k in 0..3 {
+                    w.xt[(link.row + k) * s + e] = w.x_t[(link.row + k) * s + e] + h * dx[k];
+                    for c in 0..3 {
+                        let dr = vel.w.cross(pose.r.col(c));
+                        let i = (link.row + 3 + 3 * c + k) * s + e;
+                        w.xt[i] = w.x_t[i] + h * dr[k];
+                    }
+                }
+            }
+        }
+        for r in 0..n {
+            for e in 0..s {
+                w.xt[r * s + e] += h * h * accel[r];
+            }
+        }
+        // Newton's start: the drift z_t + h zdot_t where its potential is
+        // finite and lower than at z_t's.
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            for (k, d) in lane.dz.iter_mut().enumerate() {
+                *d = if k < tree.joint_coords {
+                    h * lane.zdot[k]
+                } else {
+                    0.0
+                };
+            }
+        }
+        self.reduced_try(scene, tree, &mut red, &mut w, h, 0.0);
+        w.phi0.copy_from_slice(&w.phi);
+        w.x0.copy_from_slice(&w.x_t);
+        // Free rows outside the trees drift by h v as in the maximal step.
+        for (z, row) in tree.row_of.iter().enumerate() {
+            if let Some(r) = row {
+                for e in 0..s {
+                    red.lanes[e].dz[z] = h * self.b.v[r * s + e].to_f64();
+                }
+            }
+        }
+        self.reduced_try(scene, tree, &mut red, &mut w, h, 1.0);
+        let mut back = false;
+        for e in 0..s {
+            let (drift, still) = (w.phi[e], w.phi0[e]);
+            if !(drift.is_finite() && (drift < still || !still.is_finite())) {
+                let lane = &mut red.lanes[e];
+                lane.state.copy_from_slice(&lane.start);
+                for row in tree.row_of.iter().flatten() {
+                    w.x0[row * s + e] = w.x_t[row * s + e];
+                }
+                w.phi[e] = still;
+                back = true;
+            } else {
+                for row in tree.row_of.iter().flatten() {
+                    w.x0[row * s + e] = self.b.x[row * s + e].to_f64();
+                }
+            }
+        }
+        if back {
+            self.reduced_place(tree, &mut red, &w.x0);
+            self.reduced_potential(scene, tree, &mut red, &mut w, h);
+        }
+        self.stops.fill(None);
+        self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations);
+        for e in 0..self.len {
+            let residual = w.error[e];
+            if residual > w.tol[e] {
+                self.events.push(Event::NotConverged {
+                    env: self.first + e,
+                    step,
+                    residual,
+                });
+            }
+        }
+        self.set_velocity(n, &w.x_t, h);
+        // The coordinate rows: values and velocities.
+        for e in 0..s {
+            let lane = &red.lanes[e];
+            for (j, jt) in tree.joints.iter().enumerate() {
+                let (now, was) = (&lane.state[j], &lane.start[j]);
+                let mut set = |k: usize, x: f64, v: f64| {
+                    let r = (jt.row + k) * s + e;
+                    self.b.x[r] = T::from_f64(x);
+                    self.b.v[r] = T::from_f64(v);
+                };
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => set(0, now.q, (now.q - was.q) / h),
+                    JointKind::Ball => {
+                        let (x, v) = (log(now.r), log(now.r * was.r.transpose()) / h);
+                        for k in 0..3 {
+                            set(k, x[k], v[k]);
+                        }
+                    }
+                    JointKind::Free => {
+                        let (dp, v) = (now.p - jt.initial.p, (now.p - was.p) / h);
+                        let (x, wv) = (
+                            log(now.r * jt.initial.r.transpose()),
+                            log(now.r * was.r.transpose()) / h,
+                        );
+                        for k in 0..3 {
+                            set(k, dp[k], v[k]);
+                            set(3 + k, x[k], wv[k]);
+                        }
+                    }
+                }
+            }
+        }
+        self.reduced = Some(red);
+        self.scratch = w;
+    }
+
+    /// Writes every lane's current state into the rows: link rows by forward
+    /// kinematics, free rows outside the trees from `rows`.
+    fn reduced_place(&mut self, tree: &Tree, red: &mut Reduced, rows: &[f64]) {
+        let s = self.stride();
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let xb = &mut self.b.x;
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            for (j, jt) in tree.joints.iter().enumerate() {
+                if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                    xb[jt.row * s + e] = T::from_f64(lane.state[j].q);
+                }
+            }
+            for row in tree.row_of.iter().flatten() {
+                xb[row * s + e] = T::from_f64(rows[row * s + e]);
+            }
+        }
+    }
+
+    /// The incremental potential (with the joint terms) per lane into `w.phi`.
+    fn reduced_potential(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+    ) {
+        self.potential(scene, w, h);
+        for e in 0..self.stride() {
+            w.phi[e] += tree.joint_terms(&red.lanes[e], h, None);
+        }
+    }
+
+    /// Moves every lane to `alpha` times its `dz` from the start of the
+    /// substep (free rows from `w.x_t`), with the potential into `w.phi`.
+    fn reduced_try(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+        alpha: f64,
+    ) {
+        let s = self.stride();
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            tree.retract(&lane.start, &lane.dz, alpha, &mut lane.state);
+            for (z, row) in tree.row_of.iter().enumerate() {
+                if let Some(r) = row {
+                    w.x0[r * s + e] = w.x_t[r * s + e] + alpha * lane.dz[z];
+                }
+            }
+        }
+        let rows = std::mem::take(&mut w.x0);
+        self.reduced_place(tree, red, &rows);
+        w.x0 = rows;
+        self.reduced_potential(scene, tree, red, w, h);
+    }
+
+    /// Newton iterations in reduced coordinates from the current state
+    /// (free rows outside the trees at `w.x0`), leaving the error estimate
+    /// per lane in `w.error` as the maximal step does.
+    fn reduced_newton(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+        iterations: u32,
+    ) {
+        let s = self.stride();
+        let nz = tree.n;
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        w.last_step.fill(f64::INFINITY);
+        w.error.fill(f64::INFINITY);
+        let mut work = std::mem::take(&mut red.work);
+        for _ in 0..iterations {
+            if !w.active.iter().any(|a| *a) {
+                break;
+            }
+            self.potential_gradient(scene, w, h);
+            self.b.blocks.fill(T::default());
+            self.run(scene, KernelKind::Hessian);
+            self.run(scene, KernelKind::DissipationHessian);
+            for e in 0..s {
+                if !w.active[e] {
+                    continue;
+                }
+                let lane = &mut red.lanes[e];
+                let g = |r: usize| w.g[r * s + e];
+                tree.moments(&lane.poses, g, &mut lane.moments);
+                lane.g.fill(0.0);
+                tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
+                for jt in &tree.joints {
+                    if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                        lane.g[jt.z] += w.g[jt.row * s + e];
+                    }
+                }
+                for (z, row) in tree.row_of.iter().enumerate() {
+                    if let Some(r) = row {
+                        lane.g[z] = w.g[r * s + e];
+                    }
+                }
+                // The Hessian: blocks, reduced, plus curvature and joint terms.
+                lane.blocks.fill(0.0);
+                for &(slot, m) in &tree.mass_entries {
+                    lane.blocks[slot] += m / (h * h);
+                }
+                for &(_, row, slot, mirror) in &tree.kernel_entries {
+                    let v = self.b.blocks[row * s + e].to_f64();
+                    lane.blocks[slot] += v;
+                    if let Some(m) = mirror {
+                        lane.blocks[m] += v;
+                    }
+                }
+                tree.jacobian(&lane.poses, &lane.twists, &mut lane.jac);
+                lane.h.fill(0.0);
+                tree.reduce_hessian(&lane.jac, &lane.blocks, &mut lane.h, &mut lane.tmp);
+                tree.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
+                let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
+                tree.joint_terms(lane, h, Some((&mut g, &mut hz)));
+                for (d, gz) in lane.dz.iter_mut().zip(&g) {
+                    *d = -gz;
+                }
+                if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut work) {
+                    lane.dz.fill(f64::NAN);
+                }
+                w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
+                lane.g = g;
+                lane.h = hz;
+            }
+            self.reduced_line_search(scene, tree, red, w, h);
+            for e in 0..s {
+                if w.active[e] {
+                    let step = red.lanes[e].dz.iter().map(|d| d.abs()).fold(0.0, f64::max);
+                    let theta = step / w.last_step[e];
+                    w.error[e] = if w.last_step[e].is_finite() && w.alpha[e] == 1.0 && theta < 0.5 {
+                        theta / (1.0 - theta) * step
+                    } else {
+                        step
+                    };
+                    w.last_step[e] = step;
+                    if w.error[e] <= w.tol[e] || !step.is_finite() {
+                        w.active[e] = false;
+                    }
+                }
+            }
+        }
+        red.work = work;
+    }
+
+    /// Backtracking (Armijo) along each active lane's `dz` from its current
+    /// state, whose potential is in `w.phi` (slopes in `w.slope`).
+    fn reduced_line_search(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+    ) {
+        let s = self.stride();
+        w.phi0.copy_from_slice(&w.phi);
+        let mut rows = std::mem::take(&mut w.x0);
+        let mut base_rows = std::mem::take(&mut red.base_rows);
+        base_rows.copy_from_slice(&rows);
+        for lane in &mut red.lanes {
+            lane.base.copy_from_slice(&lane.state);
+        }
+        w.alpha.fill(1.0);
+        for e in 0..s {
+            w.done[e] = !w.active[e];
+        }
+        for _ in 0..12 {
+            for e in 0..s {
+                let lane = &mut red.lanes[e];
+                let a = if w.active[e] { w.alpha[e] } else { 0.0 };
+                tree.retract(&lane.base, &lane.dz, a, &mut lane.state);
+                for (z, row) in tree.row_of.iter().enumerate() {
+                    if let Some(r) = row {
+                        rows[r * s + e] = base_rows[r * s + e] + a * lane.dz[z];
+                    }
+                }
+            }
+            self.reduced_place(tree, red, &rows);
+            if w.done.iter().all(|d| *d) {
+                break;
+            }
+            self.reduced_potential(scene, tree, red, w, h);
+            for e in 0..s {
+                if !w.done[e] {
+                    let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
+                    let unresolvable = (alpha * slope).abs() <= 8.0 * T::EPSILON * phi0.abs();
+                    if phi <= phi0 + 1e-4 * alpha * slope
+                        || (unresolvable && phi.is_finite())
+                        || !phi0.is_finite()
+                    {
+                        w.done[e] = true;
+                    } else {
+                        w.alpha[e] *= 0.5;
+                    }
+                }
+            }
+        }
+        w.x0 = rows;
+        red.base_rows = base_rows;
+    }
+}
