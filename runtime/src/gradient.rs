@@ -177,11 +177,6 @@ impl Sim<'_> {
         schedule: Option<&Schedule>,
     ) -> Result<Gradient, NameError> {
         let scene = self.scene;
-        if scene.tree().is_some() {
-            return Err(NameError(
-                "gradients through bodies with joints are not built yet (the adjoint in joint coordinates is the next step of docs/joints.md)".into(),
-            ));
-        }
         let layout = scene.compiled.layout();
         let row = |name: &Option<String>, kind: Option<ObjectiveKind>| {
             let Some(n) = name else { return Ok(None) };

@@ -71,9 +71,41 @@ pub(crate) fn log(r: DMat3) -> DVec3 {
     DQuat::from_mat3(&r).normalize().to_scaled_axis()
 }
 
-/// The rotation nearest a matrix that is a rotation up to rounding.
-pub(crate) fn orthonormalize(r: DMat3) -> DMat3 {
-    DMat3::from_quat(DQuat::from_mat3(&r).normalize())
+/// `[a]`, the cross-product matrix.
+fn hat(a: DVec3) -> DMat3 {
+    DMat3::from_cols(
+        DVec3::new(0.0, a.z, -a.y),
+        DVec3::new(-a.z, 0.0, a.x),
+        DVec3::new(a.y, -a.x, 0.0),
+    )
+}
+
+/// SO(3)'s left Jacobian: `exp(phi + d) = exp([J_l(phi) d]) exp(phi)` to
+/// first order in `d`.
+pub(crate) fn left_jacobian(phi: DVec3) -> DMat3 {
+    let (t2, k) = (phi.length_squared(), hat(phi));
+    let t = t2.sqrt();
+    // (1 - cos t) / t^2 and (t - sin t) / t^3, by their series near 0.
+    let (a, b) = if t < 1e-4 {
+        (0.5 - t2 / 24.0, 1.0 / 6.0 - t2 / 120.0)
+    } else {
+        ((1.0 - t.cos()) / t2, (t - t.sin()) / (t2 * t))
+    };
+    DMat3::IDENTITY + k * a + k * k * b
+}
+
+/// The inverse of [`left_jacobian`]: `log(exp([d]) exp(phi)) = phi +
+/// J_l^-1(phi) d` to first order (`|phi| < pi`).
+pub(crate) fn left_jacobian_inverse(phi: DVec3) -> DMat3 {
+    let (t2, k) = (phi.length_squared(), hat(phi));
+    let t = t2.sqrt();
+    // 1/t^2 - (1 + cos t) / (2 t sin t), by its series near 0.
+    let c = if t < 1e-4 {
+        1.0 / 12.0 + t2 / 720.0
+    } else {
+        1.0 / t2 - (1.0 + t.cos()) / (2.0 * t * t.sin())
+    };
+    DMat3::IDENTITY - k * 0.5 + k * k * c
 }
 
 /// A rotation about `c` (in the same frame).
@@ -166,60 +198,23 @@ impl Tree {
         }
     }
 
-    /// Reads a lane's joint state from link rows and coordinate rows (`row(r)`:
-    /// the value of maximal row `r`), rotations made exact, and the link poses
-    /// it implies (`poses`, used as scratch for the frames).
-    pub(crate) fn read_state(
-        &self,
-        row: impl Fn(usize) -> f64,
-        state: &mut [JointState],
-        poses: &mut [Pose],
-    ) {
-        let rows_pose = |r0: usize| {
-            let c = |k: usize| {
-                DVec3::new(
-                    row(r0 + 3 + 3 * k),
-                    row(r0 + 4 + 3 * k),
-                    row(r0 + 5 + 3 * k),
-                )
-            };
-            Pose {
-                r: orthonormalize(DMat3::from_cols(c(0), c(1), c(2))),
-                p: DVec3::new(row(r0), row(r0 + 1), row(r0 + 2)),
-            }
-        };
-        for (l, link) in self.links.iter().enumerate() {
-            let mut f = link.parent.map_or(link.base, |p| poses[p]);
-            for j in link.joints.clone() {
-                let jt = &self.joints[j];
-                let s = &mut state[j];
-                match jt.kind {
-                    JointKind::Hinge => {
-                        s.q = row(jt.row);
-                        f = f.mul(about(DMat3::from_axis_angle(jt.axis, s.q), jt.at));
-                    }
-                    JointKind::Slider => {
-                        s.q = row(jt.row);
-                        f = f.mul(Pose {
-                            r: DMat3::IDENTITY,
-                            p: jt.axis * s.q,
-                        });
-                    }
-                    JointKind::Ball => {
-                        // The link's rotation is f.r R_rel offset.r (a ball ends its sequence).
-                        let r = rows_pose(link.row).r;
-                        s.r = orthonormalize(f.r.transpose() * r * link.offset.r.transpose());
-                        f = f.mul(about(s.r, jt.at));
-                    }
-                    JointKind::Free => {
-                        let p = rows_pose(link.row);
-                        s.r = p.r;
-                        s.p = p.p;
-                        f = p;
-                    }
+    /// Reads a lane's joint state from the coordinate rows (`row(r)`: the
+    /// value of maximal row `r`): hinge and slider coordinates, a ball's
+    /// rotation vector (relative rotation `exp(phi)`), a free joint's
+    /// displacement and rotation vector from the initial pose. Link rows are
+    /// never read: forward kinematics writes them.
+    pub(crate) fn read_state(&self, row: impl Fn(usize) -> f64, state: &mut [JointState]) {
+        for (s, jt) in state.iter_mut().zip(&self.joints) {
+            let v3 =
+                |k: usize| DVec3::new(row(jt.row + k), row(jt.row + k + 1), row(jt.row + k + 2));
+            match jt.kind {
+                JointKind::Hinge | JointKind::Slider => s.q = row(jt.row),
+                JointKind::Ball => s.r = exp(v3(0)),
+                JointKind::Free => {
+                    s.p = jt.initial.p + v3(0);
+                    s.r = exp(v3(3)) * jt.initial.r;
                 }
             }
-            poses[l] = f.mul(link.offset);
         }
     }
 
@@ -231,6 +226,53 @@ impl Tree {
                 for c in 0..3 {
                     set(link.row + 3 + 3 * c + k, pose.r.col(c)[k]);
                 }
+            }
+        }
+    }
+
+    /// Adds to `out` (over the joint coordinates, in the state's chart) the
+    /// derivative of `sum_l ybar_l . ydot_l` where `ydot = J(z) zdot` are the
+    /// links' rows' velocities (`ybar(r)`: row `r`'s weight), with `zdot`
+    /// held: moving coordinate `i` turns the points and directions below it
+    /// and the twists of the coordinates after it on each chain (by the
+    /// adjoint action `(w_i x w, w_i x v + v_i x w)`); the twists of a ball's
+    /// or free joint's own rotation are fixed axes of its frame.
+    pub(crate) fn velocity_vjp(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        zdot: &[f64],
+        ybar: impl Fn(usize) -> f64,
+        out: &mut [f64],
+    ) {
+        for (l, link) in self.links.iter().enumerate() {
+            let v3 = |r: usize| DVec3::new(ybar(r), ybar(r + 1), ybar(r + 2));
+            let pose = poses[l];
+            let bx = v3(link.row);
+            let br = [v3(link.row + 3), v3(link.row + 6), v3(link.row + 9)];
+            // The link's velocity.
+            let mut total = Twist::default();
+            for &k in &link.chain {
+                total.w += twists[k].w * zdot[k];
+                total.v += twists[k].v * zdot[k];
+            }
+            for &i in &link.chain {
+                let ti = twists[i];
+                // The velocity of the coordinates whose twists i moves.
+                let mut u = Twist::default();
+                for &k in link.chain.iter().filter(|k| **k >= self.block_end[i]) {
+                    u.w += twists[k].w * zdot[k];
+                    u.v += twists[k].v * zdot[k];
+                }
+                let dw = ti.w.cross(u.w);
+                let dv = ti.w.cross(u.v) + ti.v.cross(u.w);
+                let dx = ti.w.cross(pose.p) + ti.v;
+                let mut d = bx.dot(dw.cross(pose.p) + dv + total.w.cross(dx));
+                for (col, b) in br.iter().enumerate() {
+                    let r = pose.r.col(col);
+                    d += b.dot(dw.cross(r) + total.w.cross(ti.w.cross(r)));
+                }
+                out[i] += d;
             }
         }
     }
@@ -555,6 +597,94 @@ mod tests {
                         "C[{k}][{i}]: {exact} vs {fd}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The link rows' velocities `J(z) zdot` at `dz` from `base`.
+    fn velocities(t: &Tree, base: &[JointState], dz: &[f64], zdot: &[f64], n: usize) -> Vec<f64> {
+        let mut s = base.to_vec();
+        t.retract(base, dz, 1.0, &mut s);
+        let mut poses = vec![Pose::IDENTITY; t.links.len()];
+        let mut twists = vec![Twist::default(); t.joint_coords];
+        t.forward(&s, &mut poses, &mut twists);
+        let mut vel = vec![Twist::default(); t.links.len()];
+        t.link_velocities(&twists, zdot, &mut vel);
+        let mut y = vec![0.0; n];
+        for ((link, v), pose) in t.links.iter().zip(&vel).zip(&poses) {
+            let dx = v.w.cross(pose.p) + v.v;
+            for k in 0..3 {
+                y[link.row + k] = dx[k];
+                for c in 0..3 {
+                    y[link.row + 3 + 3 * c + k] = v.w.cross(pose.r.col(c))[k];
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn velocity_vjp_matches_central_differences() {
+        let mut rng = Rng(0x2545f4914f6cdd1d);
+        for _ in 0..5 {
+            let m = model(&mut rng);
+            let t = tree(&m);
+            let (n, nz) = (m.dof_count, t.joint_coords);
+            let mut base = vec![JointState::default(); t.joints.len()];
+            t.initial_state(&mut base);
+            let start = base.clone();
+            let dz0: Vec<f64> = (0..nz).map(|_| rng.next()).collect();
+            t.retract(&start, &dz0, 1.0, &mut base);
+            let zdot: Vec<f64> = (0..nz).map(|_| rng.next()).collect();
+            let ybar: Vec<f64> = (0..n).map(|_| rng.next()).collect();
+            let mut poses = vec![Pose::IDENTITY; t.links.len()];
+            let mut twists = vec![Twist::default(); nz];
+            t.forward(&base, &mut poses, &mut twists);
+            let mut out = vec![0.0; nz];
+            t.velocity_vjp(&poses, &twists, &zdot, |r| ybar[r], &mut out);
+            let eps = 1e-6;
+            for i in 0..nz {
+                let f = |d: f64| -> f64 {
+                    let dz: Vec<f64> = (0..nz).map(|k| if k == i { d } else { 0.0 }).collect();
+                    velocities(&t, &base, &dz, &zdot, n)
+                        .iter()
+                        .zip(&ybar)
+                        .map(|(a, b)| a * b)
+                        .sum()
+                };
+                let fd = (f(eps) - f(-eps)) / (2.0 * eps);
+                assert!(
+                    (fd - out[i]).abs() < 1e-7 * (1.0 + fd.abs()),
+                    "d/dz[{i}]: {} vs {fd}",
+                    out[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn so3_jacobians_match_central_differences() {
+        let mut rng = Rng(0x853c49e6748fea9b);
+        for scale in [1e-6, 0.3, 1.0, 3.0] {
+            let phi = DVec3::from_array(rng.v3()).normalize() * scale;
+            let (jl, jli) = (left_jacobian(phi), left_jacobian_inverse(phi));
+            let eps = 1e-6;
+            for k in 0..3 {
+                let e = AXES[k] * eps;
+                // exp(phi + d) exp(phi)^T = exp([J_l d]).
+                let fd = (log(exp(phi + e) * exp(phi).transpose())
+                    - log(exp(phi - e) * exp(phi).transpose()))
+                    / (2.0 * eps);
+                assert!(
+                    (fd - jl.col(k)).length() < 1e-7,
+                    "J_l col {k} at |phi| = {scale}"
+                );
+                // log(exp([d]) exp(phi)) = phi + J_l^-1 d.
+                let fd = (log(exp(e) * exp(phi)) - log(exp(-e) * exp(phi))) / (2.0 * eps);
+                assert!(
+                    (fd - jli.col(k)).length() < 1e-7,
+                    "J_l^-1 col {k} at |phi| = {scale}"
+                );
             }
         }
     }

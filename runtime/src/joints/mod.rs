@@ -155,8 +155,10 @@ pub struct Tree {
     pub(crate) block_len: usize,
     /// The mass matrix's entries: (slot, value).
     pub(crate) mass_entries: Vec<(usize, f64)>,
-    /// The Hessian-block kernels' entries: (kind, block row, slot, mirrored slot).
-    pub(crate) kernel_entries: Vec<(KernelKind, usize, usize, Option<usize>)>,
+    /// The Hessian-block kernels' entries: (block row, slot, mirrored slot),
+    /// for the forward kernels and for the surrogate ones (adjoint solves).
+    pub(crate) kernel_entries: Vec<(usize, usize, Option<usize>)>,
+    pub(crate) surrogate_entries: Vec<(usize, usize, Option<usize>)>,
     /// Per reduced coordinate, the maximal row it is (rows outside the trees) or
     /// `None` (joint coordinates).
     pub(crate) row_of: Vec<Option<usize>>,
@@ -168,6 +170,9 @@ pub struct Tree {
     pub(crate) jac_len: usize,
     /// Per group, the reduced coordinates its rows depend on.
     group_cols: Vec<Vec<usize>>,
+    /// Per joint coordinate, the first coordinate after it whose twist it
+    /// moves: the end of a ball's or free joint's rotation, else the next.
+    pub(crate) block_end: Vec<usize>,
     /// Per hinge or slider with a range: the barrier's stiffness (the
     /// coordinate's effective inertia at the initial pose over h^2).
     pub(crate) barrier_stiffness: Vec<f64>,
@@ -351,6 +356,7 @@ impl Tree {
             jac_len,
             group_cols,
             barrier_stiffness: vec![],
+            block_end: (0..joint_coords).map(|k| k + 1).collect(),
             links,
             joints,
             joint_coords,
@@ -360,9 +366,20 @@ impl Tree {
             block_len: 0,
             mass_entries: vec![],
             kernel_entries: vec![],
+            surrogate_entries: vec![],
             row_of,
             row_group,
         };
+        for j in &tree.joints {
+            let rotation = match j.kind {
+                JointKind::Ball => j.z..j.z + 3,
+                JointKind::Free => j.z + 3..j.z + 6,
+                _ => 0..0,
+            };
+            for k in rotation.clone() {
+                tree.block_end[k] = rotation.end;
+            }
+        }
         tree.plan_assembly(mass, kernels);
         tree.barrier_stiffness = tree.effective_inertia(mass);
         let h = model.settings.substep();
@@ -397,17 +414,33 @@ impl Tree {
                 self.mass_entries.push((s, v));
             }
         }
-        for kind in [KernelKind::Hessian, KernelKind::DissipationHessian] {
-            for e in kernels(kind).block_entries() {
-                let Some(s) = slot(self, e.a, e.c) else {
-                    continue;
-                };
-                let mirror = if e.mirrored {
-                    slot(self, e.c, e.a)
-                } else {
-                    None
-                };
-                self.kernel_entries.push((kind, e.row, s, mirror));
+        for (surrogate, kinds) in [
+            (false, [KernelKind::Hessian, KernelKind::DissipationHessian]),
+            (
+                true,
+                [
+                    KernelKind::SurrogateHessian,
+                    KernelKind::SurrogateDissipationHessian,
+                ],
+            ),
+        ] {
+            for kind in kinds {
+                for e in kernels(kind).block_entries() {
+                    let Some(s) = slot(self, e.a, e.c) else {
+                        continue;
+                    };
+                    let mirror = if e.mirrored {
+                        slot(self, e.c, e.a)
+                    } else {
+                        None
+                    };
+                    let list = if surrogate {
+                        &mut self.surrogate_entries
+                    } else {
+                        &mut self.kernel_entries
+                    };
+                    list.push((e.row, s, mirror));
+                }
             }
         }
     }

@@ -44,6 +44,9 @@ impl<T: Real> Part<T> {
                 }
                 self.accumulate(adj, -h);
             }
+            Integrator::ImplicitEuler { .. } if scene.tree().is_some() => {
+                self.reduced_adjoint(scene, start, end, adj);
+            }
             Integrator::ImplicitEuler { .. } => {
                 // The implicit function theorem at the solution `end`: x',
                 // v' = (x' - x_t)/h, prev = start (the implicit kernels read
@@ -76,7 +79,7 @@ impl<T: Real> Part<T> {
     }
 
     /// Runs a VJP kernel into cleared `d_*` buffers.
-    fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
+    pub(super) fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
         for buf in [
             &mut self.b.d_x,
             &mut self.b.d_v,
@@ -90,7 +93,7 @@ impl<T: Real> Part<T> {
         self.run(scene, kind);
     }
 
-    fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
+    pub(super) fn accumulate(&self, adj: &mut Adjoint, scale: f64) {
         for (a, d) in adj.params.iter_mut().zip(self.b.d_params.iter()) {
             *a += scale * d.to_f64();
         }

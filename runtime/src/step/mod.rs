@@ -40,6 +40,7 @@ mod explicit;
 mod newton;
 mod potential;
 mod reduced;
+mod reduced_adjoint;
 mod solve;
 
 pub use newton::RESOLUTION_ULPS;

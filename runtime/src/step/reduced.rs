@@ -29,29 +29,36 @@ use joule_compiler::model::JointKind;
 
 /// One lane's vectors of the reduced step.
 #[derive(Clone)]
-struct Lane {
+pub(super) struct Lane {
     /// The current iterate, the line search's base, the start of the substep.
-    state: Vec<JointState>,
-    base: Vec<JointState>,
-    start: Vec<JointState>,
+    pub(super) state: Vec<JointState>,
+    pub(super) base: Vec<JointState>,
+    pub(super) start: Vec<JointState>,
     /// Velocities of the joint coordinates at the start of the substep.
-    zdot: Vec<f64>,
-    poses: Vec<Pose>,
-    twists: Vec<Twist>,
-    velocities: Vec<Twist>,
-    moments: Vec<Moments>,
-    jac: Vec<f64>,
-    blocks: Vec<f64>,
+    pub(super) zdot: Vec<f64>,
+    pub(super) poses: Vec<Pose>,
+    pub(super) twists: Vec<Twist>,
+    /// Poses and twists at the start of the substep.
+    pub(super) poses_t: Vec<Pose>,
+    pub(super) twists_t: Vec<Twist>,
+    pub(super) velocities: Vec<Twist>,
+    pub(super) moments: Vec<Moments>,
+    pub(super) jac: Vec<f64>,
+    pub(super) blocks: Vec<f64>,
     /// Reduced gradient, Hessian (n x n) and Newton step.
-    g: Vec<f64>,
-    h: Vec<f64>,
-    dz: Vec<f64>,
-    tmp: Vec<f64>,
+    pub(super) g: Vec<f64>,
+    pub(super) h: Vec<f64>,
+    pub(super) dz: Vec<f64>,
+    pub(super) tmp: Vec<f64>,
+    /// The adjoint's gradient by the start's joint coordinates.
+    pub(super) zbar: Vec<f64>,
+    /// The adjoint's copy of a Hessian for its Cholesky solve.
+    pub(super) tmp_h: Vec<f64>,
 }
 
 /// The reduced step's vectors of a partition, allocated once.
 pub(crate) struct Reduced {
-    lanes: Vec<Lane>,
+    pub(super) lanes: Vec<Lane>,
     /// The Cholesky solve's copy of a Hessian.
     work: Vec<f64>,
     /// The free rows' values at the line search's base.
@@ -69,6 +76,8 @@ impl Reduced {
             zdot: vec![0.0; tree.joint_coords],
             poses: vec![Pose::IDENTITY; nl],
             twists: vec![Twist::default(); tree.joint_coords],
+            poses_t: vec![Pose::IDENTITY; nl],
+            twists_t: vec![Twist::default(); tree.joint_coords],
             velocities: vec![Twist::default(); nl],
             moments: vec![Moments::default(); nl],
             jac: vec![0.0; tree.jac_len],
@@ -77,6 +86,8 @@ impl Reduced {
             h: vec![0.0; n * n],
             dz: vec![0.0; n],
             tmp: vec![0.0; 12 * tree.max_chain()],
+            zbar: vec![0.0; tree.joint_coords],
+            tmp_h: vec![0.0; n * n],
         };
         Reduced {
             lanes: vec![lane; s],
@@ -109,7 +120,12 @@ fn barrier(s: f64, width: f64) -> (f64, f64, f64) {
 impl Tree {
     /// The joint terms of the incremental potential at `state` (value, and
     /// with `grad` their gradient added to `g` and Hessian diagonal to `h`).
-    fn joint_terms(&self, lane: &Lane, h: f64, mut grad: Option<(&mut [f64], &mut [f64])>) -> f64 {
+    pub(super) fn joint_terms(
+        &self,
+        lane: &Lane,
+        h: f64,
+        mut grad: Option<(&mut [f64], &mut [f64])>,
+    ) -> f64 {
         let mut phi = 0.0;
         for (j, jt) in self.joints.iter().enumerate() {
             if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
@@ -140,11 +156,55 @@ impl Tree {
     }
 }
 
+impl Tree {
+    /// A lane's reduced Hessian `J^T H_y J` plus the kinematics' curvature
+    /// (from `lane.moments`, of the potential's gradient) into `hz`: the mass
+    /// matrix over h^2 and the Hessian-block kernels' `blocks` (the
+    /// surrogates' with `surrogate`) gathered into the group-pair blocks.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reduced_hessian<T: Real>(
+        &self,
+        lane: &mut Lane,
+        blocks: &[T],
+        e: usize,
+        s: usize,
+        h: f64,
+        surrogate: bool,
+        hz: &mut [f64],
+    ) {
+        lane.blocks.fill(0.0);
+        for &(slot, m) in &self.mass_entries {
+            lane.blocks[slot] += m / (h * h);
+        }
+        let entries = if surrogate {
+            &self.surrogate_entries
+        } else {
+            &self.kernel_entries
+        };
+        for &(row, slot, mirror) in entries {
+            let v = blocks[row * s + e].to_f64();
+            lane.blocks[slot] += v;
+            if let Some(m) = mirror {
+                lane.blocks[m] += v;
+            }
+        }
+        self.jacobian(&lane.poses, &lane.twists, &mut lane.jac);
+        hz.fill(0.0);
+        self.reduce_hessian(&lane.jac, &lane.blocks, hz, &mut lane.tmp);
+        self.add_curvature(&lane.twists, &lane.moments, hz);
+    }
+}
+
 /// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
 /// by Cholesky with a diagonal shift grown until it factors (a Newton step
 /// on a non-convex potential is then a descent direction). False when no
 /// shift up to 1e12 times the mean |diagonal| factors.
-fn shifted_cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64], work: &mut [f64]) -> bool {
+pub(super) fn shifted_cholesky_solve(
+    a: &mut [f64],
+    n: usize,
+    b: &mut [f64],
+    work: &mut [f64],
+) -> bool {
     let scale = (0..n).map(|i| a[i * n + i].abs()).sum::<f64>() / n as f64;
     let scale = if scale > 0.0 { scale } else { 1.0 };
     work[..n * n].copy_from_slice(&a[..n * n]);
@@ -212,22 +272,7 @@ impl<T: Real> Part<T> {
         let (n, s) = (scene.dofs(), self.stride());
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         let mut red = self.reduced.take().expect("a reduced workspace");
-        // The start: joint states read from the rows (rotations made exact),
-        // the link rows rewritten from them, and the links' velocities.
-        for e in 0..s {
-            let lane = &mut red.lanes[e];
-            let x = &self.b.x;
-            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start, &mut lane.poses);
-            for (k, z) in lane.zdot.iter_mut().enumerate() {
-                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
-            }
-            lane.state.copy_from_slice(&lane.start);
-            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
-            let xb = &mut self.b.x;
-            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
-        }
-        self.begin_substep(n);
-        load(&mut w.x_t, &self.b.x[..n * s]);
+        self.reduced_start(scene, tree, &mut red, &mut w, h);
         let resolution = super::RESOLUTION_ULPS * T::EPSILON;
         w.tol.fill(0.0);
         for r in 0..n {
@@ -237,35 +282,6 @@ impl<T: Real> Part<T> {
         }
         for t in &mut w.tol {
             *t = t.max(tol);
-        }
-        // The inertial prediction y~ = y_t + h ydot_t + h^2 a.
-        let accel = scene.mass.gravity_acceleration();
-        for i in 0..n * s {
-            w.xt[i] = w.x_t[i] + h * self.b.v[i].to_f64();
-        }
-        for e in 0..s {
-            let lane = &mut red.lanes[e];
-            tree.link_velocities(&lane.twists, &lane.zdot, &mut lane.velocities);
-            for (link, (vel, pose)) in tree
-                .links
-                .iter()
-                .zip(lane.velocities.iter().zip(&lane.poses))
-            {
-                let dx = vel.w.cross(pose.p) + vel.v;
-                for k in 0..3 {
-                    w.xt[(link.row + k) * s + e] = w.x_t[(link.row + k) * s + e] + h * dx[k];
-                    for c in 0..3 {
-                        let dr = vel.w.cross(pose.r.col(c));
-                        let i = (link.row + 3 + 3 * c + k) * s + e;
-                        w.xt[i] = w.x_t[i] + h * dr[k];
-                    }
-                }
-            }
-        }
-        for r in 0..n {
-            for e in 0..s {
-                w.xt[r * s + e] += h * h * accel[r];
-            }
         }
         // Newton's start: the drift z_t + h zdot_t where its potential is
         // finite and lower than at z_t's.
@@ -359,6 +375,65 @@ impl<T: Real> Part<T> {
         }
         self.reduced = Some(red);
         self.scratch = w;
+    }
+
+    /// The start of a reduced substep: every lane's joint state and
+    /// coordinate velocities read from the rows, the link rows rewritten by
+    /// forward kinematics, the state copied into `prev_*` and `w.x_t`, and
+    /// the inertial prediction `y~ = y_t + h J zdot_t + h^2 a` into `w.xt`.
+    pub(super) fn reduced_start(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let x = &self.b.x;
+            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
+            for (k, z) in lane.zdot.iter_mut().enumerate() {
+                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
+            }
+            lane.state.copy_from_slice(&lane.start);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            lane.poses_t.copy_from_slice(&lane.poses);
+            lane.twists_t.copy_from_slice(&lane.twists);
+            let xb = &mut self.b.x;
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+        }
+        self.begin_substep(n);
+        load(&mut w.x_t, &self.b.x[..n * s]);
+        let accel = scene.mass.gravity_acceleration();
+        for i in 0..n * s {
+            w.xt[i] = w.x_t[i] + h * self.b.v[i].to_f64();
+        }
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            tree.link_velocities(&lane.twists, &lane.zdot, &mut lane.velocities);
+            for (link, (vel, pose)) in tree
+                .links
+                .iter()
+                .zip(lane.velocities.iter().zip(&lane.poses))
+            {
+                let dx = vel.w.cross(pose.p) + vel.v;
+                for k in 0..3 {
+                    w.xt[(link.row + k) * s + e] = w.x_t[(link.row + k) * s + e] + h * dx[k];
+                    for c in 0..3 {
+                        let dr = vel.w.cross(pose.r.col(c));
+                        let i = (link.row + 3 + 3 * c + k) * s + e;
+                        w.xt[i] = w.x_t[i] + h * dr[k];
+                    }
+                }
+            }
+        }
+        for r in 0..n {
+            for e in 0..s {
+                w.xt[r * s + e] += h * h * accel[r];
+            }
+        }
     }
 
     /// Writes every lane's current state into the rows: link rows by forward
@@ -470,23 +545,8 @@ impl<T: Real> Part<T> {
                         lane.g[z] = w.g[r * s + e];
                     }
                 }
-                // The Hessian: blocks, reduced, plus curvature and joint terms.
-                lane.blocks.fill(0.0);
-                for &(slot, m) in &tree.mass_entries {
-                    lane.blocks[slot] += m / (h * h);
-                }
-                for &(_, row, slot, mirror) in &tree.kernel_entries {
-                    let v = self.b.blocks[row * s + e].to_f64();
-                    lane.blocks[slot] += v;
-                    if let Some(m) = mirror {
-                        lane.blocks[m] += v;
-                    }
-                }
-                tree.jacobian(&lane.poses, &lane.twists, &mut lane.jac);
-                lane.h.fill(0.0);
-                tree.reduce_hessian(&lane.jac, &lane.blocks, &mut lane.h, &mut lane.tmp);
-                tree.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
                 let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
+                tree.reduced_hessian(lane, &self.b.blocks, e, s, h, false, &mut hz);
                 tree.joint_terms(lane, h, Some((&mut g, &mut hz)));
                 for (d, gz) in lane.dz.iter_mut().zip(&g) {
                     *d = -gz;

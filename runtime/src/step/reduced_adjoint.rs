@@ -1,0 +1,268 @@
+//! The adjoint of a reduced substep (`reduced`): the implicit function
+//! theorem in joint coordinates.
+//!
+//! At the solution `z*` (in the chart centred there) the step's outputs are
+//! the link rows `y* = K(z*)` and their velocities `(y* - y_t)/h`, the
+//! hinge and slider rows `q*` and `(q* - q_t)/h`, the ball and free rows'
+//! rotation vectors and `log(R* R_t^T)/h`, and the free rows outside the
+//! trees. With `Lbar` the derivative of the loss by `z*` through all of them,
+//! `H_z lambda = Lbar` (the surrogates' Hessian) and the maximal seed
+//! `s = J lambda`, the VJP kernel gives the mixed partials of
+//! `s . grad E` by the start rows, params and controls, as in the maximal
+//! adjoint; the rest is the start's own kinematics: `y_t = K(z_t)` (through
+//! `J_t^T`), `ydot_t = J(z_t) zdot_t` in the inertial prediction (through
+//! `J_t^T` for `zdot_t` and [`crate::joints::Tree`]'s `velocity_vjp` for
+//! `z_t`), the joint terms' dependence on `q_t`, `qdot_t`, and the rotation
+//! vectors the ball and free rows store (through SO(3)'s left Jacobian).
+
+use super::reduced::shifted_cholesky_solve;
+use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
+use crate::joints::kinematics::{left_jacobian, left_jacobian_inverse, log};
+use crate::joints::Tree;
+use crate::Scene;
+use glam::DVec3;
+use joule_compiler::abi::Real;
+use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::JointKind;
+
+impl<T: Real> Part<T> {
+    /// Adjoint of one reduced substep from `start` to `end` (see
+    /// [`Part::substep_adjoint`], which calls it for scenes with joint trees).
+    pub(super) fn reduced_adjoint(
+        &mut self,
+        scene: &Scene,
+        start: &Snapshot,
+        end: &Snapshot,
+        adj: &mut Adjoint,
+    ) {
+        let tree = scene.tree().expect("a scene with joint trees");
+        let h = scene.substep();
+        let (n, s) = (scene.dofs(), self.stride());
+        let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
+        let mut red = self.reduced.take().expect("a reduced workspace");
+        self.restore(start);
+        self.reduced_start(scene, tree, &mut red, &mut w, h);
+        // The solution: its joint state, link rows and velocities as the
+        // kernels saw them.
+        let k = end.x.len();
+        super::store(&mut self.b.x[..k], &end.x);
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let x = &self.b.x;
+            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.state);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let xb = &mut self.b.x;
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+        }
+        self.potential_gradient(scene, &mut w, h);
+        self.b.blocks.fill(T::default());
+        self.run(scene, KernelKind::SurrogateHessian);
+        self.run(scene, KernelKind::SurrogateDissipationHessian);
+        // lambda = H_z^-1 Lbar, and the seed s = J lambda.
+        for i in 0..n * s {
+            w.rhs[i] = adj.x[i] + adj.v[i] / h;
+        }
+        w.dx.fill(0.0);
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            let g = &w.g;
+            tree.moments(&lane.poses, |r| g[r * s + e], &mut lane.moments);
+            let (mut lbar, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
+            tree.reduced_hessian(lane, &self.b.blocks, e, s, h, true, &mut hz);
+            lbar.fill(0.0); // the joint terms' gradient, not needed here
+            tree.joint_terms(lane, h, Some((&mut lbar, &mut hz)));
+            // Lbar: the link rows through J^T, the coordinate rows, free rows.
+            let rhs = &w.rhs;
+            tree.moments(&lane.poses, |r| rhs[r * s + e], &mut lane.moments);
+            lbar.fill(0.0);
+            tree.reduce_gradient(&lane.twists, &lane.moments, &mut lbar);
+            for (j, jt) in tree.joints.iter().enumerate() {
+                let row = |k: usize| (jt.row + k) * s + e;
+                let v3 = |b: &[f64], k: usize| DVec3::new(b[row(k)], b[row(k + 1)], b[row(k + 2)]);
+                let (now, was) = (&lane.state[j], &lane.start[j]);
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => lbar[jt.z] += w.rhs[row(0)],
+                    JointKind::Ball => {
+                        let d = left_jacobian_inverse(log(now.r)).transpose() * v3(&adj.x, 0)
+                            + left_jacobian_inverse(log(now.r * was.r.transpose())).transpose()
+                                * v3(&adj.v, 0)
+                                / h;
+                        add3(&mut lbar, jt.z, d);
+                    }
+                    JointKind::Free => {
+                        add3(&mut lbar, jt.z, v3(&adj.x, 0) + v3(&adj.v, 0) / h);
+                        let d = left_jacobian_inverse(log(now.r * jt.initial.r.transpose()))
+                            .transpose()
+                            * v3(&adj.x, 3)
+                            + left_jacobian_inverse(log(now.r * was.r.transpose())).transpose()
+                                * v3(&adj.v, 3)
+                                / h;
+                        add3(&mut lbar, jt.z + 3, d);
+                    }
+                }
+            }
+            for (z, row) in tree.row_of.iter().enumerate() {
+                if let Some(r) = row {
+                    lbar[z] = w.rhs[r * s + e];
+                }
+            }
+            lane.dz.copy_from_slice(&lbar);
+            let ok = shifted_cholesky_solve(&mut hz, tree.n, &mut lane.dz, &mut lane.tmp_h);
+            if !ok {
+                lane.dz.fill(f64::NAN);
+            }
+            lane.g = lbar;
+            lane.h = hz;
+            tree.seed(&lane.jac, &lane.dz, |r, v| w.dx[r * s + e] = v);
+        }
+        set_seed(&mut self.b, &w.dx);
+        self.vjp(scene, KernelKind::Adjoint);
+        scene.mass.mul(&w.dx, &mut w.md, s);
+        // ybar_t (w.d): the start rows' adjoint through the mass term, the
+        // kernels and the velocities' secants (not of the ball and free rows,
+        // whose velocities are rotation vectors).
+        for i in 0..n * s {
+            w.d[i] = w.md[i] / (h * h) - self.b.d_prev_x[i].to_f64() - adj.v[i] / h;
+        }
+        for jt in &tree.joints {
+            if matches!(jt.kind, JointKind::Ball | JointKind::Free) {
+                for k in 0..jt.kind.dofs() {
+                    for e in 0..s {
+                        let i = (jt.row + k) * s + e;
+                        w.d[i] += adj.v[i] / h;
+                    }
+                }
+            }
+        }
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let zbar = &mut lane.zbar;
+            zbar.fill(0.0);
+            if e < self.len {
+                // J_t^T ybar_t, and the prediction's J(z_t) zdot_t by z_t.
+                let d = &w.d;
+                tree.moments(&lane.poses_t, |r| d[r * s + e], &mut lane.moments);
+                tree.reduce_gradient(&lane.twists_t, &lane.moments, zbar);
+                let md = &w.md;
+                tree.velocity_vjp(
+                    &lane.poses_t,
+                    &lane.twists_t,
+                    &lane.zdot,
+                    |r| md[r * s + e] / h,
+                    zbar,
+                );
+                // zdot_t's adjoint: J_t^T (M s / h) into lane.g.
+                tree.moments(&lane.poses_t, |r| md[r * s + e] / h, &mut lane.moments);
+            }
+            let zdotbar = &mut lane.g;
+            zdotbar.fill(0.0);
+            if e < self.len {
+                tree.reduce_gradient(&lane.twists_t, &lane.moments, zdotbar);
+            }
+            for (j, jt) in tree.joints.iter().enumerate() {
+                let row = |k: usize| (jt.row + k) * s + e;
+                let lambda = lane.dz[jt.z];
+                let (now, was) = (&lane.state[j], &lane.start[j]);
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => {
+                        zbar[jt.z] +=
+                            w.d[row(0)] + lambda * (jt.armature / (h * h) + jt.damping / h);
+                        zdotbar[jt.z] += lambda * jt.armature / h;
+                    }
+                    JointKind::Ball => {
+                        let vbar = DVec3::new(adj.v[row(0)], adj.v[row(1)], adj.v[row(2)]);
+                        let d = -(left_jacobian_inverse(log(now.r * was.r.transpose())) * vbar) / h;
+                        add3(zbar, jt.z, d);
+                    }
+                    JointKind::Free => {
+                        let vt = DVec3::new(adj.v[row(0)], adj.v[row(1)], adj.v[row(2)]);
+                        add3(zbar, jt.z, -vt / h);
+                        let vr = DVec3::new(adj.v[row(3)], adj.v[row(4)], adj.v[row(5)]);
+                        let d = -(left_jacobian_inverse(log(now.r * was.r.transpose())) * vr) / h;
+                        add3(zbar, jt.z + 3, d);
+                    }
+                }
+            }
+        }
+        // The start rows' adjoints.
+        for i in 0..n * s {
+            adj.v[i] = -self.b.d_prev_v[i].to_f64();
+        }
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            for link in &tree.links {
+                for k in 0..12 {
+                    adj.x[(link.row + k) * s + e] = 0.0;
+                }
+            }
+            for r in tree.row_of.iter().flatten() {
+                let i = r * s + e;
+                adj.x[i] = w.d[i];
+                adj.v[i] += w.md[i] / h;
+            }
+            for jt in &tree.joints {
+                let row = |k: usize| (jt.row + k) * s + e;
+                for k in 0..jt.kind.dofs() {
+                    adj.v[row(k)] += lane.g[jt.z + k];
+                }
+                let v3 = |k: usize| DVec3::new(lane.zbar[k], lane.zbar[k + 1], lane.zbar[k + 2]);
+                let phi = |k: usize| {
+                    DVec3::new(start.x[row(k)], start.x[row(k + 1)], start.x[row(k + 2)])
+                };
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => adj.x[row(0)] = lane.zbar[jt.z],
+                    JointKind::Ball => {
+                        let d = left_jacobian(phi(0)).transpose() * v3(jt.z);
+                        for k in 0..3 {
+                            adj.x[row(k)] = d[k] - self.b.d_prev_x[row(k)].to_f64();
+                        }
+                    }
+                    JointKind::Free => {
+                        let d = left_jacobian(phi(3)).transpose() * v3(jt.z + 3);
+                        for k in 0..3 {
+                            adj.x[row(k)] = lane.zbar[jt.z + k] - self.b.d_prev_x[row(k)].to_f64();
+                            adj.x[row(3 + k)] = d[k] - self.b.d_prev_x[row(3 + k)].to_f64();
+                        }
+                    }
+                }
+            }
+        }
+        self.accumulate(adj, -1.0);
+        self.reduced = Some(red);
+        self.scratch = w;
+    }
+}
+
+/// Adds a 3-vector to `v[k..k + 3]`.
+fn add3(v: &mut [f64], k: usize, d: DVec3) {
+    for c in 0..3 {
+        v[k + c] += d[c];
+    }
+}
+
+impl Tree {
+    /// The maximal seed `J lambda`: link rows from each link's Jacobian,
+    /// hinge and slider rows and free rows outside the trees from their
+    /// coordinate, 0 on the ball and free rows.
+    pub(crate) fn seed(&self, jac: &[f64], lambda: &[f64], mut set: impl FnMut(usize, f64)) {
+        for (l, link) in self.links.iter().enumerate() {
+            let (w, o) = (link.chain.len(), self.jac_offsets[l]);
+            for a in 0..12 {
+                let v: f64 = (0..w)
+                    .map(|c| jac[o + a * w + c] * lambda[link.chain[c]])
+                    .sum();
+                set(link.row + a, v);
+            }
+        }
+        for jt in &self.joints {
+            if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                set(jt.row, lambda[jt.z]);
+            }
+        }
+        for (z, row) in self.row_of.iter().enumerate() {
+            if let Some(r) = row {
+                set(*r, lambda[z]);
+            }
+        }
+    }
+}
