@@ -243,7 +243,10 @@ pub struct FieldDef {
 impl FieldDef {
     /// The span from the name to the end of the value or its bounds.
     pub fn span(&self) -> Span {
-        let end = self.bounds.as_ref().map_or(self.value.span, |(_, hi)| hi.span);
+        let end = self
+            .bounds
+            .as_ref()
+            .map_or(self.value.span, |(_, hi)| hi.span);
         self.name.span.to(end)
     }
 }

@@ -665,7 +665,11 @@ impl Formatter<'_> {
 
     /// A field's value and its `in lo..hi`, if any.
     fn field_value(&self, f: &FieldDef) -> String {
-        let b = f.bounds.as_ref().map(|b| self.bounds(b)).unwrap_or_default();
+        let b = f
+            .bounds
+            .as_ref()
+            .map(|b| self.bounds(b))
+            .unwrap_or_default();
         self.expr(&f.value) + &b
     }
 

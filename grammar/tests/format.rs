@@ -121,7 +121,9 @@ fn a_field_keeps_its_bounds() {
     assert!(d.is_empty(), "{d:?}");
     let printed = ast.to_string();
     assert!(
-        printed.contains("(joint (hinge a (at = (vec3 0 0 0)) (axis = (vec3 0 0 1))) (in (neg 30deg) 30deg))"),
+        printed.contains(
+            "(joint (hinge a (at = (vec3 0 0 0)) (axis = (vec3 0 0 1))) (in (neg 30deg) 30deg))"
+        ),
         "{printed}"
     );
     let out = fmt(src);

@@ -500,7 +500,8 @@ impl Resolver<'_> {
                 "a body",
                 fields,
                 &[
-                    "shape", "density", "mass", "x", "rotation", "v", "w", "com", "inertia", "joint",
+                    "shape", "density", "mass", "x", "rotation", "v", "w", "com", "inertia",
+                    "joint",
                 ],
             )
             .map;

@@ -149,7 +149,13 @@ impl Resolver<'_> {
     }
 
     /// One joint constructor `e` (an element of a list when `in_list`).
-    fn one_joint(&mut self, ctx: &mut Ctx, e: &Expr, x: [f64; 3], in_list: bool) -> Option<Written> {
+    fn one_joint(
+        &mut self,
+        ctx: &mut Ctx,
+        e: &Expr,
+        x: [f64; 3],
+        in_list: bool,
+    ) -> Option<Written> {
         let (name, name_span, args): (&str, Span, &[Arg]) = match &e.kind {
             ExprKind::Name(n) => (n, e.span, &[]),
             ExprKind::Call { func, args } => (&func.name, func.span, args),
@@ -185,7 +191,8 @@ impl Resolver<'_> {
             "slider" => Some(JointKind::Slider),
             "weld" => None,
             _ => {
-                let help = suggest(name, CONSTRUCTORS.iter().copied()).unwrap_or_else(|| USAGE.into());
+                let help =
+                    suggest(name, CONSTRUCTORS.iter().copied()).unwrap_or_else(|| USAGE.into());
                 self.error(
                     Diagnostic::error(
                         "joule::joint",
@@ -281,7 +288,10 @@ impl Resolver<'_> {
                     let help = if ["range", "armature", "damping", "stiffness"]
                         .contains(&n.name.as_str())
                     {
-                        format!("only hinges and sliders take `{}`: it acts on their one coordinate", n.name)
+                        format!(
+                            "only hinges and sliders take `{}`: it acts on their one coordinate",
+                            n.name
+                        )
                     } else if allowed.is_empty() {
                         "a free joint always hangs from the world: write `joint = free`".into()
                     } else {
@@ -454,7 +464,11 @@ impl Resolver<'_> {
         let mut failed: HashSet<Span> = HashSet::new();
         for p in pending {
             let b = p.body as usize;
-            let span = self.model.bodies[b].joint.as_ref().expect("a jointed body").span;
+            let span = self.model.bodies[b]
+                .joint
+                .as_ref()
+                .expect("a jointed body")
+                .span;
             if failed.contains(&span) {
                 continue;
             }
@@ -580,8 +594,9 @@ impl Resolver<'_> {
                     };
                     body.then_some(k.as_str())
                 });
-                let help = suggest(n, bodies.chain([WORLD]))
-                    .unwrap_or_else(|| "a joint's parent is a body declared in the scene, or `world`".into());
+                let help = suggest(n, bodies.chain([WORLD])).unwrap_or_else(|| {
+                    "a joint's parent is a body declared in the scene, or `world`".into()
+                });
                 self.error(
                     Diagnostic::error(
                         "joule::unknown_name",
@@ -606,7 +621,10 @@ impl Resolver<'_> {
                 self.error(
                     Diagnostic::error(
                         "joule::joint",
-                        format!("a joint's parent must be a body, not {}", describe_value(&v)),
+                        format!(
+                            "a joint's parent must be a body, not {}",
+                            describe_value(&v)
+                        ),
                         e.span,
                         "not a body",
                     )
