@@ -91,8 +91,12 @@ pub fn model_text(m: &Model) -> String {
             ),
             None => String::new(),
         };
+        let joint = match &b.joint {
+            Some(a) => format!(" joint = {}", attachment(m, a)),
+            None => String::new(),
+        };
         format!(
-            "{} {at} shape = {:?} mass = {}{inertia} x = {} rotation = {} v = {} w = {}",
+            "{} {at} shape = {:?} mass = {}{inertia} x = {} rotation = {} v = {} w = {}{joint}",
             b.name,
             b.shape,
             b.mass,
@@ -145,6 +149,43 @@ pub fn model_text(m: &Model) -> String {
         }
     }
     o
+}
+
+/// A body's joints as the language writes them, with checked values (unit
+/// axes, ranges in radians or metres) and the parent by name.
+fn attachment(m: &Model, a: &Attachment) -> String {
+    let parent = a
+        .parent
+        .map_or("world", |p| m.bodies[p as usize].name.as_str());
+    let joint = |j: &Joint| {
+        let mut args = vec![parent.to_string()];
+        match j.kind {
+            JointKind::Free => return "free".to_string(),
+            JointKind::Ball => args.push(format!("at = {}", tuple(&j.at))),
+            JointKind::Hinge | JointKind::Slider => {
+                args.push(format!("at = {}", tuple(&j.at)));
+                args.push(format!("axis = {}", tuple(&j.axis)));
+            }
+        }
+        if let Some((lo, hi)) = j.range {
+            args.push(format!("range = [{lo}, {hi}]"));
+        }
+        for (name, v) in [
+            ("armature", j.armature),
+            ("damping", j.damping),
+            ("stiffness", j.stiffness),
+        ] {
+            if v != 0.0 {
+                args.push(format!("{name} = {v}"));
+            }
+        }
+        format!("{}({})", j.kind.name(), args.join(", "))
+    };
+    match a.joints.as_slice() {
+        [] => format!("weld({parent})"),
+        [j] => joint(j),
+        js => format!("[{}]", js.iter().map(joint).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 fn wl(w: &mut String, line: String) {

@@ -229,13 +229,26 @@ pub struct Param {
     pub ty: Option<Ident>,
 }
 
-/// `name = value` inside braces.
+/// `name = value [in lo..hi]` inside braces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDef {
     /// The field name.
     pub name: Ident,
     /// Its value.
     pub value: Expr,
+    /// `in lo..hi` after the value (a body's `joint` range; an error elsewhere).
+    pub bounds: Option<(Expr, Expr)>,
+}
+
+impl FieldDef {
+    /// The span from the name to the end of the value or its bounds.
+    pub fn span(&self) -> Span {
+        let end = self
+            .bounds
+            .as_ref()
+            .map_or(self.value.span, |(_, hi)| hi.span);
+        self.name.span.to(end)
+    }
 }
 
 /// Array dimensions of a declaration: `[i in 0..N, j in 0..M]` or `[8]`.

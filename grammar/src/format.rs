@@ -413,6 +413,11 @@ impl Formatter<'_> {
     /// `head value` on one line, or broken after `head` (ending in `=`) when too long.
     fn assign(&mut self, depth: usize, head: String, value: &Expr) {
         let v = self.expr(value);
+        self.assign_text(depth, head, v);
+    }
+
+    /// `head v` on one line, or `v` on the next line one level deeper when too long.
+    fn assign_text(&mut self, depth: usize, head: String, v: String) {
         if depth * INDENT.len() + head.len() + 1 + v.chars().count() <= WIDTH {
             self.push(depth, format!("{head} {v}"));
         } else {
@@ -421,18 +426,12 @@ impl Formatter<'_> {
         }
     }
 
-    /// A `let` or a field on its own line (`head` ends in `=`), with its comments.
-    fn binding(
-        &mut self,
-        depth: usize,
-        head: String,
-        name: &Ident,
-        value: &Expr,
-        first: &mut bool,
-    ) {
-        let (s, e) = (name.span.start as usize, value.span.end as usize);
+    /// A `let` or a field on its own line (`head` ends in `=`), with its
+    /// comments: `value` is its text, `span` from the name to the end.
+    fn binding(&mut self, depth: usize, head: String, span: Span, value: String, first: &mut bool) {
+        let (s, e) = (span.start as usize, span.end as usize);
         self.open_element(s, e, &[], depth, first);
-        self.assign(depth, head, value);
+        self.assign_text(depth, head, value);
         self.close_element(e);
     }
 
@@ -458,7 +457,9 @@ impl Formatter<'_> {
                 let mut first = true;
                 for l in lets {
                     let head = format!("let {} =", l.name.name);
-                    self.binding(depth + 1, head, &l.name, &l.value, &mut first);
+                    let span = l.name.span.to(l.value.span);
+                    let v = self.expr(&l.value);
+                    self.binding(depth + 1, head, span, v, &mut first);
                 }
                 let (s, e) = (result.span.start as usize, result.span.end as usize);
                 self.open_element(s, e, &[], depth + 1, &mut first);
@@ -523,7 +524,7 @@ impl Formatter<'_> {
     fn fields(&mut self, depth: usize, head: String, fields: &[FieldDef], end: usize, tall: bool) {
         let parts: Vec<String> = fields
             .iter()
-            .map(|f| format!("{} = {}", f.name.name, self.expr(&f.value)))
+            .map(|f| format!("{} = {}", f.name.name, self.field_value(f)))
             .collect();
         let one_line = format!("{head} {{ {} }}", parts.join(", "));
         let has_comment = self
@@ -539,7 +540,8 @@ impl Formatter<'_> {
         let mut first = true;
         for f in fields {
             let head = format!("{} =", f.name.name);
-            self.binding(depth + 1, head, &f.name, &f.value, &mut first);
+            let v = self.field_value(f);
+            self.binding(depth + 1, head, f.span(), v, &mut first);
         }
         self.comments_in(0..end, &[], depth + 1, &mut first);
         self.push(depth, "}".into());
@@ -659,6 +661,16 @@ impl Formatter<'_> {
             })
             .collect();
         p.join(", ")
+    }
+
+    /// A field's value and its `in lo..hi`, if any.
+    fn field_value(&self, f: &FieldDef) -> String {
+        let b = f
+            .bounds
+            .as_ref()
+            .map(|b| self.bounds(b))
+            .unwrap_or_default();
+        self.expr(&f.value) + &b
     }
 
     fn bounds(&self, (lo, hi): &(Expr, Expr)) -> String {

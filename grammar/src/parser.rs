@@ -662,6 +662,7 @@ impl Builder {
                 FieldDef {
                     name: self.ident(i.next().unwrap()),
                     value: self.expr(i.next().unwrap()),
+                    bounds: i.next().map(|b| self.bounds(b)),
                 }
             })
             .collect()

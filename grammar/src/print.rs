@@ -176,7 +176,14 @@ fn params_s(params: &[Param]) -> String {
 fn fields_s(fields: &[FieldDef]) -> String {
     fields
         .iter()
-        .map(|fd| format!(" ({} {})", fd.name.name, expr(&fd.value)))
+        .map(|fd| {
+            format!(
+                " ({} {}{})",
+                fd.name.name,
+                expr(&fd.value),
+                bounds_s(&fd.bounds)
+            )
+        })
         .collect()
 }
 

@@ -111,3 +111,32 @@ fn parentheses_are_exactly_the_necessary_ones() {
         assert_eq!(out, format!("const X = {want}\n"), "from {input}");
     }
 }
+
+#[test]
+fn a_field_keeps_its_bounds() {
+    // `in lo..hi` after a field's value (a joint's range) survives parsing,
+    // printing and formatting, on one line and broken over several.
+    let src = "body b { shape = sphere(1)  joint = hinge(a, at = vec3(0,0,0), axis = vec3(0,0,1)) in -30deg..(30deg) }\n";
+    let (ast, d) = parse(0, src);
+    assert!(d.is_empty(), "{d:?}");
+    let printed = ast.to_string();
+    assert!(
+        printed.contains(
+            "(joint (hinge a (at = (vec3 0 0 0)) (axis = (vec3 0 0 1))) (in (neg 30deg) 30deg))"
+        ),
+        "{printed}"
+    );
+    let out = fmt(src);
+    assert_eq!(
+        out,
+        "body b {\n    shape = sphere(1)\n    joint = hinge(a, at = vec3(0, 0, 0), axis = vec3(0, 0, 1)) in -30deg..30deg\n}\n"
+    );
+    assert_eq!(fmt(&out), out);
+    let short = "body b { joint = slider(world, axis = vec3(1, 0, 0)) in -1..1 }\n";
+    assert_eq!(fmt(short), short);
+    // A comment after the bounds stays on the field's line.
+    let commented = "body b {\n    shape = sphere(1)\n    joint = hinge(a, axis = vec3(0, 0, 1)) in -1..1  // knee\n}\n";
+    assert_eq!(fmt(commented), commented);
+    let tree = |s: &str| without_spans(&parse(0, s).0);
+    assert_eq!(tree(src), tree(&out));
+}

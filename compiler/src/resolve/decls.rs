@@ -2,6 +2,7 @@
 //! objectives and policies.
 
 use super::eval::{describe_value, to_term, Ctx};
+use super::joints::written_kind;
 use super::mesh::{self, MeshData};
 use super::value::{ShapeValue, Value};
 use super::{suggest, ArrayDecl, ArrayKind, Global, MeshDecl, Resolver, MAX_EXPANSION};
@@ -60,6 +61,16 @@ impl Resolver<'_> {
                     )
                     .with_help(help),
                 );
+            } else if let (Some((lo, hi)), false) = (&f.bounds, n == "joint") {
+                self.error(
+                    Diagnostic::error(
+                        "joule::misplaced_range",
+                        format!("`{n}` takes no range"),
+                        lo.span.to(hi.span),
+                        "`in lo..hi` here",
+                    )
+                    .with_help("`in lo..hi` after a field is the range of a body's hinge or slider `joint`; parameters and controls take theirs after the declaration (`param k = 1 in 0..10`)"),
+                );
             } else if let Some(old) = map.insert(n, f) {
                 self.error(
                     Diagnostic::error(
@@ -83,12 +94,26 @@ impl Resolver<'_> {
         shape: Shape,
         physical: bool,
     ) -> Option<Tensor> {
+        self.const_value(ctx, &f.name.name, &f.value, shape, physical)
+    }
+
+    /// Evaluates the value `e` of `name` (a field or named argument) to a
+    /// finite compile-time tensor of `shape`; `physical` values are not angles
+    /// (a `deg` literal outside a trigonometric call is an error).
+    pub(super) fn const_value(
+        &mut self,
+        ctx: &mut Ctx,
+        name: &str,
+        e: &Expr,
+        shape: Shape,
+        physical: bool,
+    ) -> Option<Tensor> {
         if physical {
-            if let Some(s) = stray_angle(&f.value) {
+            if let Some(s) = stray_angle(e) {
                 self.error(
                     Diagnostic::error(
                         "joule::wrong_unit",
-                        format!("`{}` is not an angle, but this is given in degrees", f.name.name),
+                        format!("`{name}` is not an angle, but this is given in degrees"),
                         s,
                         "an angle",
                     )
@@ -97,7 +122,7 @@ impl Resolver<'_> {
                 return None;
             }
         }
-        let v = self.eval(ctx, &f.value);
+        let v = self.eval(ctx, e);
         match (&v, v.tensor()) {
             (Value::Poison, _) => None,
             (_, Some(t)) if t.shape == shape => {
@@ -106,8 +131,8 @@ impl Resolver<'_> {
                 } else {
                     self.err(
                         "joule::invalid_value",
-                        format!("`{}` is not finite", f.name.name),
-                        f.value.span,
+                        format!("`{name}` is not finite"),
+                        e.span,
                         format!("evaluates to {:?}", t.comps()),
                     );
                     None
@@ -117,8 +142,8 @@ impl Resolver<'_> {
                 self.error(
                     Diagnostic::error(
                         "joule::runtime_in_const",
-                        format!("`{}` must be known at compile time", f.name.name),
-                        f.value.span,
+                        format!("`{name}` must be known at compile time"),
+                        e.span,
                         "depends on runtime values",
                     )
                     .with_help("initial state and settings are compile-time values; parameters act through energies, observations and objectives"),
@@ -129,12 +154,11 @@ impl Resolver<'_> {
                 self.err(
                     "joule::type_mismatch",
                     format!(
-                        "`{}` must be a {}, not {}",
-                        f.name.name,
+                        "`{name}` must be a {}, not {}",
                         shape.name(),
                         describe_value(&v)
                     ),
-                    f.value.span,
+                    e.span,
                     format!("expected {}", shape.name()),
                 );
                 None
@@ -477,6 +501,7 @@ impl Resolver<'_> {
                 fields,
                 &[
                     "shape", "density", "mass", "x", "rotation", "v", "w", "com", "inertia",
+                    "joint",
                 ],
             )
             .map;
@@ -516,6 +541,22 @@ impl Resolver<'_> {
                 .with_help("give `mass = ..` (kg) and `inertia = mat3(..)` (kg m^2, about the centre of mass, body axes), optionally `com = vec3(..)` (body frame)"),
             );
             return;
+        }
+        if let Some(j) = fs.get("joint") {
+            let moved = written_kind(&j.value).is_some_and(|k| k != "free");
+            if let Some(f) = ["v", "w"].iter().find_map(|k| fs.get(k)).filter(|_| moved) {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        format!("body `{}` has a joint and an initial `{}`", name.name, f.name.name),
+                        f.name.span,
+                        "initial velocity",
+                    )
+                    .with_label(j.value.span, "its joint")
+                    .with_help("velocities of jointed bodies come from their joints, whose initial velocities are 0; only a `free` body takes `v` and `w`"),
+                );
+                return;
+            }
         }
         self.declare_array(name, dims, ArrayKind::Body, &mut |r, ctx, label| {
             let f = fs["shape"];
@@ -579,6 +620,14 @@ impl Resolver<'_> {
                 }
             };
             let id = r.model.bodies.len() as u32;
+            let (joint, pending) = match fs.get("joint") {
+                Some(f) => {
+                    let (a, p) = r.joint_field(ctx, f, id, x)?;
+                    (Some(a), p)
+                }
+                None => (None, None),
+            };
+            r.pending_parents.extend(pending);
             r.model.bodies.push(Body {
                 name: label,
                 shape,
@@ -589,7 +638,7 @@ impl Resolver<'_> {
                 w,
                 inertia,
                 dof: None,
-                joint: None,
+                joint,
             });
             r.fixed_bodies.push(false);
             Some(id)
@@ -1094,7 +1143,11 @@ impl Resolver<'_> {
     fn fix_value(&mut self, v: &Value, span: Span) {
         match v {
             Value::Particle(p) => self.fixed_particles[*p as usize] = true,
-            Value::Body(b) => self.fixed_bodies[*b as usize] = true,
+            Value::Body(b) => {
+                if self.fixable(*b, span) {
+                    self.fixed_bodies[*b as usize] = true;
+                }
+            }
             Value::Element(k, vs) => {
                 for p in &vs[..k.vertices()] {
                     self.fixed_particles[*p as usize] = true;
@@ -1108,6 +1161,7 @@ impl Resolver<'_> {
                 for id in ids {
                     match kind {
                         ArrayKind::Particle => self.fixed_particles[id as usize] = true,
+                        ArrayKind::Body if !self.fixable(id, span) => return,
                         ArrayKind::Body => self.fixed_bodies[id as usize] = true,
                         ArrayKind::Control => {
                             self.err(
@@ -1144,6 +1198,24 @@ impl Resolver<'_> {
                 )
             }
         }
+    }
+
+    /// Whether body `b` may be fixed: not when a joint moves it (reported at `span`).
+    fn fixable(&mut self, b: u32, span: Span) -> bool {
+        let body = &self.model.bodies[b as usize];
+        let Some(joint) = &body.joint else {
+            return true;
+        };
+        let d = Diagnostic::error(
+            "joule::joint",
+            format!("`{}` has a joint and cannot be fixed", body.name),
+            span,
+            "fixed here",
+        )
+        .with_label(joint.span, "its joint")
+        .with_help("a jointed body moves with its joints; hold it in place with `joint = weld(world)`, or fix its parent");
+        self.error(d);
+        false
     }
 
     pub(super) fn objective(&mut self, kind: ObjectiveKind, name: &Ident, value: &Expr) {

@@ -6,12 +6,14 @@
 //!
 //! Two passes over the items, in source order: declarations first (constants,
 //! functions, settings, params, controls, particles, bodies, meshes, energy
-//! definitions), then, once DOFs are numbered, what refers to them (fixes are
+//! definitions), then, once DOFs are numbered, what refers to them (joint
+//! parents, which may name bodies declared later, are resolved and fixes
 //! applied before numbering; instances, objectives and policies after).
 
 mod decls;
 mod eval;
 mod instances;
+mod joints;
 pub mod mesh;
 mod syntax;
 mod value;
@@ -138,8 +140,11 @@ pub struct Resolver<'s> {
     prelude: Option<FileId>,
     /// The prelude's `rigidity` energy, instanced for every moving body.
     rigidity: Option<usize>,
-    /// Body pairs that share an energy instance (joints): `may_touch` excludes them.
+    /// Body pairs that share an energy instance (joints), or a body and its
+    /// parent in a joint tree: `may_touch` excludes them.
     connected: std::collections::HashSet<(u32, u32)>,
+    /// Jointed bodies whose parents are resolved once every body is declared.
+    pending_parents: Vec<joints::PendingParent>,
     /// The current item's budget: evaluations so far ([`MAX_EVAL_STEPS`]),
     /// the product of the enclosing generators' sizes ([`MAX_EXPANSION`]),
     /// and whether a limit was hit (the rest of the item is then skipped).
@@ -182,6 +187,7 @@ pub fn resolve(
         prelude: None,
         rigidity: None,
         connected: Default::default(),
+        pending_parents: vec![],
         budget: eval::Budget::default(),
     };
     let prelude = r.sources.add("<prelude>", None, PRELUDE);
@@ -503,8 +509,11 @@ impl Resolver<'_> {
         self.include_stack.pop();
     }
 
-    /// Second pass: fixes, DOF numbering, then instances, objectives, policies.
+    /// Second pass: joint parents, fixes, DOF numbering, then instances,
+    /// objectives, policies.
     fn finish(&mut self) {
+        self.budget = eval::Budget::default();
+        self.joint_parents();
         let deferred = std::mem::take(&mut self.deferred);
         for item in &deferred {
             self.budget = eval::Budget::default();
@@ -532,7 +541,9 @@ impl Resolver<'_> {
         }
     }
 
-    /// One `rigidity` instance per moving body (see [`RIGIDITY_EXPLICIT`]).
+    /// One `rigidity` instance per moving body without a joint (see
+    /// [`RIGIDITY_EXPLICIT`]); a jointed body's `R` is a rotation by
+    /// construction.
     fn rigidity_instances(&mut self) {
         let Some(eid) = self.rigidity else { return };
         let def = self.energies[eid].clone();
@@ -548,7 +559,7 @@ impl Resolver<'_> {
         };
         for b in 0..self.model.bodies.len() {
             let body = &self.model.bodies[b];
-            if body.dof.is_none() {
+            if body.dof.is_none() || body.joint.is_some() {
                 continue;
             }
             let w = body.mass_matrix();

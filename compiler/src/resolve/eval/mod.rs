@@ -94,7 +94,7 @@ impl Ctx {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<&Value> {
+    pub(super) fn lookup(&self, name: &str) -> Option<&Value> {
         self.locals
             .iter()
             .rev()

@@ -1,0 +1,650 @@
+//! A body's `joint` field: its place in a joint-coordinate tree
+//! (docs/joints.md). The joints are read with their body; their parents,
+//! which may be declared later in the scene, are resolved once every body is
+//! declared (before `fix` and DOF numbering), and the tree is then checked
+//! for cycles.
+
+use super::eval::{describe_value, Ctx};
+use super::value::Value;
+use super::{suggest, ArrayKind, Global, Resolver};
+use crate::model::*;
+use joule_grammar::ast::*;
+use joule_grammar::Diagnostic;
+use std::collections::HashSet;
+
+/// The joint constructors, as written.
+const CONSTRUCTORS: &[&str] = &["free", "ball", "hinge", "slider", "weld"];
+
+/// The reserved parent name for the world frame.
+const WORLD: &str = "world";
+
+/// How to write a joint.
+const USAGE: &str = "a joint is `free`, `ball(parent, at = ..)`, `hinge(parent, at = .., axis = ..)`, `slider(parent, at = .., axis = ..)`, `weld(parent)`, or a list `[hinge(..), ..]` of hinges, sliders and balls; `parent` is a body or `world`";
+
+/// A body's joints whose parent is still to be resolved.
+pub(super) struct PendingParent {
+    /// The body.
+    body: u32,
+    /// The parent as written, per joint (one for a single joint or a weld).
+    parents: Vec<Expr>,
+    /// The generator variables of the body's declaration (for parents such
+    /// as `leg[k]`).
+    locals: Vec<(String, Value)>,
+}
+
+/// The constructor a joint expression names, if it is one (`list` for a list).
+pub(super) fn written_kind(e: &Expr) -> Option<&str> {
+    match &e.kind {
+        ExprKind::Name(n) => CONSTRUCTORS.contains(&n.as_str()).then_some(n.as_str()),
+        ExprKind::Call { func, .. } => CONSTRUCTORS
+            .contains(&func.name.as_str())
+            .then_some(func.name.as_str()),
+        ExprKind::List(_) => Some("list"),
+        _ => None,
+    }
+}
+
+/// One joint as read, before its parent is resolved.
+struct Written {
+    /// The joint; `None` for a weld.
+    joint: Option<Joint>,
+    /// The parent expression; `None` for `free` (always the world).
+    parent: Option<Expr>,
+}
+
+impl Resolver<'_> {
+    /// Reads the `joint` field `f` of the body `body` (initial position `x`)
+    /// under `ctx`: the attachment (its parent still unset) and, unless the
+    /// joint is `free`, the parents left to resolve.
+    pub(super) fn joint_field(
+        &mut self,
+        ctx: &mut Ctx,
+        f: &FieldDef,
+        body: u32,
+        x: [f64; 3],
+    ) -> Option<(Attachment, Option<PendingParent>)> {
+        let mut joints = vec![];
+        let mut parents = vec![];
+        if let ExprKind::List(items) = &f.value.kind {
+            if let Some((lo, hi)) = &f.bounds {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        "`in lo..hi` gives the range of a single hinge or slider",
+                        lo.span.to(hi.span),
+                        "after a list of joints",
+                    )
+                    .with_help("give each joint of the list its own `range = [lo, hi]`"),
+                );
+                return None;
+            }
+            if items.is_empty() {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        "the joint list is empty",
+                        f.value.span,
+                        "no joints",
+                    )
+                    .with_help(USAGE),
+                );
+                return None;
+            }
+            for e in items {
+                let w = self.one_joint(ctx, e, x, true)?;
+                joints.extend(w.joint);
+                parents.extend(w.parent);
+            }
+        } else {
+            let w = self.one_joint(ctx, &f.value, x, false)?;
+            let mut joint = w.joint;
+            if let Some((lo, hi)) = &f.bounds {
+                let span = lo.span.to(hi.span);
+                match &mut joint {
+                    Some(j) if matches!(j.kind, JointKind::Hinge | JointKind::Slider) => {
+                        if j.range.is_some() {
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::joint",
+                                    "the joint's range is given twice",
+                                    span,
+                                    "second range",
+                                )
+                                .with_label(j.span, "this joint has `range = ..`")
+                                .with_help("keep `range = [lo, hi]` or `in lo..hi`, not both"),
+                            );
+                            return None;
+                        }
+                        j.range = Some(self.joint_range(ctx, lo, hi)?);
+                    }
+                    _ => {
+                        let what = joint.as_ref().map_or("weld", |j| j.kind.name());
+                        self.error(
+                            Diagnostic::error(
+                                "joule::joint",
+                                format!("a `{what}` joint has no range"),
+                                span,
+                                "range of a joint without one coordinate",
+                            )
+                            .with_help("`in lo..hi` bounds the one coordinate of a `hinge` (radians) or a `slider` (metres)"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            joints.extend(joint);
+            parents.extend(w.parent);
+        }
+        let attachment = Attachment {
+            parent: None,
+            joints,
+            span: f.span(),
+        };
+        let pending = (!parents.is_empty()).then(|| PendingParent {
+            body,
+            parents,
+            locals: ctx.locals.clone(),
+        });
+        Some((attachment, pending))
+    }
+
+    /// One joint constructor `e` (an element of a list when `in_list`).
+    fn one_joint(
+        &mut self,
+        ctx: &mut Ctx,
+        e: &Expr,
+        x: [f64; 3],
+        in_list: bool,
+    ) -> Option<Written> {
+        let (name, name_span, args): (&str, Span, &[Arg]) = match &e.kind {
+            ExprKind::Name(n) => (n, e.span, &[]),
+            ExprKind::Call { func, args } => (&func.name, func.span, args),
+            ExprKind::List(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        "joint lists do not nest",
+                        e.span,
+                        "a list inside the list",
+                    )
+                    .with_help("list the joints in sequence in one list, parent side first"),
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        "`joint` must be a joint constructor",
+                        e.span,
+                        "not a joint",
+                    )
+                    .with_help(USAGE),
+                );
+                return None;
+            }
+        };
+        let kind = match name {
+            "free" => Some(JointKind::Free),
+            "ball" => Some(JointKind::Ball),
+            "hinge" => Some(JointKind::Hinge),
+            "slider" => Some(JointKind::Slider),
+            "weld" => None,
+            _ => {
+                let help =
+                    suggest(name, CONSTRUCTORS.iter().copied()).unwrap_or_else(|| USAGE.into());
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        format!("unknown joint `{name}`"),
+                        name_span,
+                        "not a joint constructor",
+                    )
+                    .with_help(help),
+                );
+                return None;
+            }
+        };
+        if in_list && matches!(kind, None | Some(JointKind::Free)) {
+            let help = if kind.is_none() {
+                "a weld has no coordinates: write `joint = weld(parent)` on its own"
+            } else {
+                "a free body hangs from the world by its 6 coordinates alone: write `joint = free`, or build the motion from `ball` and `slider` joints"
+            };
+            self.error(
+                Diagnostic::error(
+                    "joule::joint",
+                    format!("`{name}` cannot be part of a joint list"),
+                    e.span,
+                    "inside a list",
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        if matches!(e.kind, ExprKind::Name(_)) && kind != Some(JointKind::Free) {
+            self.error(
+                Diagnostic::error(
+                    "joule::arity",
+                    format!("`{name}` needs its parent"),
+                    e.span,
+                    "no arguments",
+                )
+                .with_help(format!("write `{name}(parent, ..)`; {USAGE}")),
+            );
+            return None;
+        }
+        // The arguments each constructor takes; the first ones also by position.
+        let (allowed, positional): (&[&str], usize) = match kind {
+            Some(JointKind::Free) => (&[], 0),
+            None => (&["parent"], 1),
+            Some(JointKind::Ball) => (&["parent", "at"], 2),
+            Some(JointKind::Hinge | JointKind::Slider) => (
+                &[
+                    "parent",
+                    "at",
+                    "axis",
+                    "range",
+                    "armature",
+                    "damping",
+                    "stiffness",
+                ],
+                3,
+            ),
+        };
+        let mut given: Vec<(&str, &Expr)> = vec![];
+        for (i, a) in args.iter().enumerate() {
+            let key = match &a.name {
+                None if i < positional && given.len() == i => allowed[i],
+                None => {
+                    let help = if kind == Some(JointKind::Free) {
+                        "a free joint always hangs from the world: write `joint = free`".to_string()
+                    } else if i < positional {
+                        "positional arguments come before named ones".to_string()
+                    } else {
+                        format!(
+                            "`{name}` takes {} by position; name the others (`{} = ..`)",
+                            allowed[..positional]
+                                .iter()
+                                .map(|a| format!("`{a}`"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            allowed.get(positional).unwrap_or(&allowed[0])
+                        )
+                    };
+                    self.error(
+                        Diagnostic::error(
+                            "joule::arity",
+                            format!("too many arguments to `{name}`"),
+                            a.value.span,
+                            "unexpected argument",
+                        )
+                        .with_help(help),
+                    );
+                    return None;
+                }
+                Some(n) if allowed.contains(&n.name.as_str()) => n.name.as_str(),
+                Some(n) => {
+                    let help = if ["range", "armature", "damping", "stiffness"]
+                        .contains(&n.name.as_str())
+                    {
+                        format!(
+                            "only hinges and sliders take `{}`: it acts on their one coordinate",
+                            n.name
+                        )
+                    } else if allowed.is_empty() {
+                        "a free joint always hangs from the world: write `joint = free`".into()
+                    } else {
+                        suggest(&n.name, allowed.iter().copied()).unwrap_or_else(|| {
+                            format!(
+                                "`{name}` takes {}",
+                                allowed
+                                    .iter()
+                                    .map(|a| format!("`{a}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                    };
+                    self.error(
+                        Diagnostic::error(
+                            "joule::named_argument",
+                            format!("`{name}` has no argument `{}`", n.name),
+                            n.span,
+                            "unknown argument",
+                        )
+                        .with_help(help),
+                    );
+                    return None;
+                }
+            };
+            if let Some((_, old)) = given.iter().find(|(k, _)| *k == key) {
+                self.error(
+                    Diagnostic::error(
+                        "joule::duplicate_name",
+                        format!("`{key}` is given twice"),
+                        a.value.span,
+                        "second value",
+                    )
+                    .with_label(old.span, "first value"),
+                );
+                return None;
+            }
+            given.push((key, &a.value));
+        }
+        let get = |k: &str| given.iter().find(|(n, _)| *n == k).map(|(_, e)| *e);
+        let required: &[&str] = match kind {
+            Some(JointKind::Free) => &[],
+            None => &["parent"],
+            Some(JointKind::Ball) => &["parent", "at"],
+            Some(JointKind::Hinge) => &["parent", "at", "axis"],
+            Some(JointKind::Slider) => &["parent", "axis"],
+        };
+        if let Some(missing) = required.iter().find(|k| get(k).is_none()) {
+            self.error(
+                Diagnostic::error(
+                    "joule::arity",
+                    format!("`{name}` needs `{missing}`"),
+                    e.span,
+                    format!("no `{missing}`"),
+                )
+                .with_help(USAGE),
+            );
+            return None;
+        }
+        let parent = get("parent").cloned();
+        let Some(kind) = kind else {
+            return Some(Written {
+                joint: None,
+                parent,
+            });
+        };
+        let at = match get("at") {
+            Some(v) => vec3(&self.const_value(ctx, "at", v, Shape::Vec(3), true)?),
+            None => x,
+        };
+        let axis = match get("axis") {
+            Some(v) => {
+                let a = vec3(&self.const_value(ctx, "axis", v, Shape::Vec(3), true)?);
+                let n = a.iter().map(|c| c * c).sum::<f64>().sqrt();
+                if !(n > 0.0 && n.is_finite()) {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "the joint axis has length 0",
+                            v.span,
+                            "zero vector",
+                        )
+                        .with_help("give the axis direction in world coordinates of the initial pose, such as `axis = vec3(0, 0, 1)`; any nonzero length will do"),
+                    );
+                    return None;
+                }
+                a.map(|c| c / n)
+            }
+            None => [0.0; 3],
+        };
+        let range = match get("range") {
+            None => None,
+            Some(v) => match &v.kind {
+                ExprKind::List(b) if b.len() == 2 => Some(self.joint_range(ctx, &b[0], &b[1])?),
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::type_mismatch",
+                            "`range` is a list of two bounds",
+                            v.span,
+                            "not `[lo, hi]`",
+                        )
+                        .with_help("write `range = [lo, hi]` (radians for a hinge, such as `[-30deg, 30deg]`; metres for a slider), or `in lo..hi` after the joint"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut coef = |r: &mut Self, key: &str| -> Option<f64> {
+            let Some(v) = get(key) else { return Some(0.0) };
+            let c = r.const_value(ctx, key, v, Shape::Scalar, true)?.x();
+            if c < 0.0 {
+                r.error(
+                    Diagnostic::error(
+                        "joule::invalid_value",
+                        format!("`{key}` cannot be negative"),
+                        v.span,
+                        format!("this is {c}"),
+                    )
+                    .with_help("armature, damping and stiffness are numbers >= 0 in SI units (per radian for a hinge, per metre for a slider)"),
+                );
+                return None;
+            }
+            Some(c)
+        };
+        let armature = coef(self, "armature")?;
+        let damping = coef(self, "damping")?;
+        let stiffness = coef(self, "stiffness")?;
+        Some(Written {
+            joint: Some(Joint {
+                kind,
+                at,
+                axis,
+                range,
+                armature,
+                damping,
+                stiffness,
+                span: e.span,
+            }),
+            parent,
+        })
+    }
+
+    /// A joint's range `lo..hi`: finite compile-time numbers, `lo < hi`.
+    fn joint_range(&mut self, ctx: &mut Ctx, lo: &Expr, hi: &Expr) -> Option<(f64, f64)> {
+        let l = self.const_value(ctx, "the lower bound", lo, Shape::Scalar, false);
+        let h = self.const_value(ctx, "the upper bound", hi, Shape::Scalar, false);
+        let (l, h) = (l?.x(), h?.x());
+        if l < h {
+            return Some((l, h));
+        }
+        self.error(
+            Diagnostic::error(
+                "joule::invalid_value",
+                "the joint's range is empty",
+                lo.span.to(hi.span),
+                format!("{l} is not below {h}"),
+            )
+            .with_help("write the range as `lo..hi` (or `[lo, hi]`) with lo < hi; hinge angles in radians (`30deg` converts), slider offsets in metres"),
+        );
+        None
+    }
+
+    /// Resolves the parents of every jointed body, then checks the tree for
+    /// cycles; bodies and their parents do not get contact with each other.
+    pub(super) fn joint_parents(&mut self) {
+        let pending = std::mem::take(&mut self.pending_parents);
+        // A body array's joint field is reported once, not per element.
+        let mut failed: HashSet<Span> = HashSet::new();
+        for p in pending {
+            let b = p.body as usize;
+            let span = self.model.bodies[b]
+                .joint
+                .as_ref()
+                .expect("a jointed body")
+                .span;
+            if failed.contains(&span) {
+                continue;
+            }
+            let mut ctx = Ctx::declaration();
+            ctx.locals = p.locals;
+            let mut first: Option<(Option<u32>, Span)> = None;
+            for e in &p.parents {
+                let Some(parent) = self.joint_parent(&mut ctx, e) else {
+                    failed.insert(span);
+                    break;
+                };
+                if parent == Some(p.body) {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::joint",
+                            format!("`{}` is its own parent", self.model.bodies[b].name),
+                            e.span,
+                            "the body itself",
+                        )
+                        .with_help("a joint attaches its body to another body, or to `world`"),
+                    );
+                    failed.insert(span);
+                    break;
+                }
+                match first {
+                    None => first = Some((parent, e.span)),
+                    Some((q, qs)) if q != parent => {
+                        self.error(
+                            Diagnostic::error(
+                                "joule::joint",
+                                format!("the joints of `{}` name two parents", self.model.bodies[b].name),
+                                e.span,
+                                format!("parent {}", self.body_name(parent)),
+                            )
+                            .with_label(qs, format!("parent {}", self.body_name(q)))
+                            .with_help("a body hangs from one parent: the joints of a list act in sequence between that parent and the body"),
+                        );
+                        failed.insert(span);
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if failed.contains(&span) {
+                continue;
+            }
+            let parent = first.and_then(|(q, _)| q);
+            if let Some(q) = parent {
+                self.connected.insert((p.body.min(q), p.body.max(q)));
+            }
+            if let Some(a) = self.model.bodies[b].joint.as_mut() {
+                a.parent = parent;
+            }
+        }
+        self.joint_cycles();
+    }
+
+    /// Reports each cycle of the parent relation once, naming its bodies.
+    fn joint_cycles(&mut self) {
+        let n = self.model.bodies.len();
+        let parent = |r: &Self, b: usize| {
+            r.model.bodies[b]
+                .joint
+                .as_ref()
+                .and_then(|a| a.parent)
+                .map(|q| q as usize)
+        };
+        // 0: not seen, 1: on the current walk, 2: done.
+        let mut state = vec![0u8; n];
+        for start in 0..n {
+            let mut path = vec![];
+            let mut cur = Some(start);
+            while let Some(b) = cur {
+                if state[b] != 0 {
+                    break;
+                }
+                state[b] = 1;
+                path.push(b);
+                cur = parent(self, b);
+            }
+            if let Some(b) = cur.filter(|b| state[*b] == 1) {
+                let cycle = &path[path.iter().position(|x| *x == b).expect("on the walk")..];
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .chain([&b])
+                    .map(|c| self.model.bodies[*c].name.as_str())
+                    .collect();
+                let span_of = |c: usize| self.model.bodies[c].joint.as_ref().expect("jointed").span;
+                let mut d = Diagnostic::error(
+                    "joule::joint",
+                    format!("the joint parents form a cycle: {}", names.join(" -> ")),
+                    span_of(b),
+                    format!("`{}` hangs from `{}`", names[0], names[1]),
+                );
+                for &c in &cycle[1..] {
+                    let q = parent(self, c).expect("on a cycle");
+                    let label = format!(
+                        "`{}` hangs from `{}`",
+                        self.model.bodies[c].name, self.model.bodies[q].name
+                    );
+                    d = d.with_label(span_of(c), label);
+                }
+                self.error(d.with_help("following the parents from any body must reach `world` or a body without a joint; change one of these parents"));
+            }
+            for b in path {
+                state[b] = 2;
+            }
+        }
+    }
+
+    /// The parent a joint names: `Some(None)` for the world, `None` after an error.
+    fn joint_parent(&mut self, ctx: &mut Ctx, e: &Expr) -> Option<Option<u32>> {
+        if let ExprKind::Name(n) = &e.kind {
+            if n == WORLD {
+                return Some(None);
+            }
+            if ctx.lookup(n).is_none() && !self.globals.contains_key(n) {
+                let bodies = self.globals.iter().filter_map(|(k, (g, _))| {
+                    let body = match g {
+                        Global::Body(_) => true,
+                        Global::Array(a) => self.arrays[*a as usize].kind == ArrayKind::Body,
+                        _ => false,
+                    };
+                    body.then_some(k.as_str())
+                });
+                let help = suggest(n, bodies.chain([WORLD])).unwrap_or_else(|| {
+                    "a joint's parent is a body declared in the scene, or `world`".into()
+                });
+                self.error(
+                    Diagnostic::error(
+                        "joule::unknown_name",
+                        format!("unknown name `{n}`"),
+                        e.span,
+                        "not a body",
+                    )
+                    .with_help(help),
+                );
+                return None;
+            }
+        }
+        match self.eval(ctx, e) {
+            Value::Body(b) => Some(Some(b)),
+            Value::Poison => None,
+            v => {
+                let help = if matches!(v, Value::Array(_)) {
+                    "index the array to name one body: `name[i]`"
+                } else {
+                    "a joint's parent is a body or `world`"
+                };
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        format!(
+                            "a joint's parent must be a body, not {}",
+                            describe_value(&v)
+                        ),
+                        e.span,
+                        "not a body",
+                    )
+                    .with_help(help),
+                );
+                None
+            }
+        }
+    }
+
+    /// A parent for messages: `` `name` `` or `world`.
+    fn body_name(&self, b: Option<u32>) -> String {
+        match b {
+            Some(b) => format!("`{}`", self.model.bodies[b as usize].name),
+            None => format!("`{WORLD}`"),
+        }
+    }
+}
+
+/// The components of a vec3 tensor.
+fn vec3(t: &Tensor) -> [f64; 3] {
+    [t.data[0], t.data[1], t.data[2]]
+}
