@@ -138,6 +138,7 @@ impl Resolver<'_> {
         let attachment = Attachment {
             parent: None,
             joints,
+            coord: 0, // numbered with the DOFs
             span: f.span(),
         };
         let pending = (!parents.is_empty()).then(|| PendingParent {
@@ -436,13 +437,26 @@ impl Resolver<'_> {
         })
     }
 
-    /// A joint's range `lo..hi`: finite compile-time numbers, `lo < hi`.
+    /// A joint's range `lo..hi`: finite compile-time numbers, `lo < 0 < hi`
+    /// (the initial pose, coordinate 0, strictly inside).
     fn joint_range(&mut self, ctx: &mut Ctx, lo: &Expr, hi: &Expr) -> Option<(f64, f64)> {
         let l = self.const_value(ctx, "the lower bound", lo, Shape::Scalar, false);
         let h = self.const_value(ctx, "the upper bound", hi, Shape::Scalar, false);
         let (l, h) = (l?.x(), h?.x());
-        if l < h {
+        if l < 0.0 && 0.0 < h {
             return Some((l, h));
+        }
+        if l < h {
+            self.error(
+                Diagnostic::error(
+                    "joule::invalid_value",
+                    "the joint's range does not contain its initial coordinate, 0",
+                    lo.span.to(hi.span),
+                    format!("0 is not strictly inside {l}..{h}"),
+                )
+                .with_help("joint coordinates are 0 in the body's initial pose (its `x` and `rotation`), and a range is a barrier that is never crossed: pose the body inside its range and give the range relative to that pose"),
+            );
+            return None;
         }
         self.error(
             Diagnostic::error(

@@ -66,9 +66,20 @@ pub(crate) fn exp(theta: DVec3) -> DMat3 {
     DMat3::from_quat(DQuat::from_scaled_axis(theta))
 }
 
-/// The rotation vector of a rotation (`exp`'s inverse, angle in [0, pi]).
+/// The rotation vector of a rotation (`exp`'s inverse, angle in [0, pi]),
+/// accurate for tiny angles too (`2 atan2(|v|, w)` of the quaternion, not
+/// `acos(w)`, which loses an angle below 1e-8 to rounding).
 pub(crate) fn log(r: DMat3) -> DVec3 {
-    DQuat::from_mat3(&r).normalize().to_scaled_axis()
+    let q = DQuat::from_mat3(&r).normalize();
+    let (v, w) = (DVec3::new(q.x, q.y, q.z), q.w);
+    let (v, w) = if w < 0.0 { (-v, -w) } else { (v, w) };
+    let n = v.length();
+    if n < 1e-12 {
+        // angle / sin(angle / 2) -> 2 (1 + n^2 / 6) / w to below rounding.
+        v * (2.0 / w)
+    } else {
+        v * (2.0 * n.atan2(w) / n)
+    }
 }
 
 /// `[a]`, the cross-product matrix.
@@ -665,6 +676,9 @@ mod tests {
     #[test]
     fn so3_jacobians_match_central_differences() {
         let mut rng = Rng(0x853c49e6748fea9b);
+        // log is exact for tiny angles, where acos(w) would round them away.
+        let tiny = DVec3::new(3e-11, -2e-10, 1e-10);
+        assert!((log(exp(tiny)) - tiny).length() < 1e-24);
         for scale in [1e-6, 0.3, 1.0, 3.0] {
             let phi = DVec3::from_array(rng.v3()).normalize() * scale;
             let (jl, jli) = (left_jacobian(phi), left_jacobian_inverse(phi));

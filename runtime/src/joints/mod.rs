@@ -155,10 +155,10 @@ pub struct Tree {
     pub(crate) block_len: usize,
     /// The mass matrix's entries: (slot, value).
     pub(crate) mass_entries: Vec<(usize, f64)>,
-    /// The Hessian-block kernels' entries: (block row, slot, mirrored slot),
-    /// for the forward kernels and for the surrogate ones (adjoint solves).
-    pub(crate) kernel_entries: Vec<(usize, usize, Option<usize>)>,
-    pub(crate) surrogate_entries: Vec<(usize, usize, Option<usize>)>,
+    /// Per Hessian-block kernel (forward and surrogate), its entries: (block
+    /// row, slot, mirrored slot). Each kernel overwrites the block storage,
+    /// so its entries are gathered right after it runs.
+    kernel_entries: Vec<(KernelKind, Vec<(usize, usize, Option<usize>)>)>,
     /// Per reduced coordinate, the maximal row it is (rows outside the trees) or
     /// `None` (joint coordinates).
     pub(crate) row_of: Vec<Option<usize>>,
@@ -366,7 +366,6 @@ impl Tree {
             block_len: 0,
             mass_entries: vec![],
             kernel_entries: vec![],
-            surrogate_entries: vec![],
             row_of,
             row_group,
         };
@@ -414,35 +413,36 @@ impl Tree {
                 self.mass_entries.push((s, v));
             }
         }
-        for (surrogate, kinds) in [
-            (false, [KernelKind::Hessian, KernelKind::DissipationHessian]),
-            (
-                true,
-                [
-                    KernelKind::SurrogateHessian,
-                    KernelKind::SurrogateDissipationHessian,
-                ],
-            ),
+        for kind in [
+            KernelKind::Hessian,
+            KernelKind::DissipationHessian,
+            KernelKind::SurrogateHessian,
+            KernelKind::SurrogateDissipationHessian,
         ] {
-            for kind in kinds {
-                for e in kernels(kind).block_entries() {
-                    let Some(s) = slot(self, e.a, e.c) else {
-                        continue;
-                    };
-                    let mirror = if e.mirrored {
-                        slot(self, e.c, e.a)
-                    } else {
-                        None
-                    };
-                    let list = if surrogate {
-                        &mut self.surrogate_entries
-                    } else {
-                        &mut self.kernel_entries
-                    };
-                    list.push((e.row, s, mirror));
-                }
+            let mut list = vec![];
+            for e in kernels(kind).block_entries() {
+                let Some(s) = slot(self, e.a, e.c) else {
+                    continue;
+                };
+                let mirror = if e.mirrored {
+                    slot(self, e.c, e.a)
+                } else {
+                    None
+                };
+                list.push((e.row, s, mirror));
             }
+            self.kernel_entries.push((kind, list));
         }
+    }
+
+    /// The entries of a Hessian-block kernel: (block row, slot, mirrored slot).
+    pub(crate) fn entries(&self, kind: KernelKind) -> &[(usize, usize, Option<usize>)] {
+        &self
+            .kernel_entries
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("a Hessian-block kernel")
+            .1
     }
 
     /// Number of reduced coordinates (joint coordinates, then the free rows

@@ -158,36 +158,9 @@ impl Tree {
 
 impl Tree {
     /// A lane's reduced Hessian `J^T H_y J` plus the kinematics' curvature
-    /// (from `lane.moments`, of the potential's gradient) into `hz`: the mass
-    /// matrix over h^2 and the Hessian-block kernels' `blocks` (the
-    /// surrogates' with `surrogate`) gathered into the group-pair blocks.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn reduced_hessian<T: Real>(
-        &self,
-        lane: &mut Lane,
-        blocks: &[T],
-        e: usize,
-        s: usize,
-        h: f64,
-        surrogate: bool,
-        hz: &mut [f64],
-    ) {
-        lane.blocks.fill(0.0);
-        for &(slot, m) in &self.mass_entries {
-            lane.blocks[slot] += m / (h * h);
-        }
-        let entries = if surrogate {
-            &self.surrogate_entries
-        } else {
-            &self.kernel_entries
-        };
-        for &(row, slot, mirror) in entries {
-            let v = blocks[row * s + e].to_f64();
-            lane.blocks[slot] += v;
-            if let Some(m) = mirror {
-                lane.blocks[m] += v;
-            }
-        }
+    /// (from `lane.moments`, of the potential's gradient) into `hz`, from
+    /// the maximal Hessian gathered into `lane.blocks` ([`Part::reduced_blocks`]).
+    pub(super) fn reduced_hessian(&self, lane: &mut Lane, hz: &mut [f64]) {
         self.jacobian(&lane.poses, &lane.twists, &mut lane.jac);
         hz.fill(0.0);
         self.reduce_hessian(&lane.jac, &lane.blocks, hz, &mut lane.tmp);
@@ -498,6 +471,51 @@ impl<T: Real> Part<T> {
         self.reduced_potential(scene, tree, red, w, h);
     }
 
+    /// Gathers every active lane's maximal Hessian at the current state into
+    /// its group-pair blocks: the mass matrix over h^2, then each
+    /// Hessian-block kernel (the surrogates' with `surrogate`) right after it
+    /// runs (each kernel overwrites the block storage).
+    pub(super) fn reduced_blocks(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        active: &[bool],
+        h: f64,
+        surrogate: bool,
+    ) {
+        let s = self.stride();
+        for (lane, _) in red.lanes.iter_mut().zip(active).filter(|(_, a)| **a) {
+            lane.blocks.fill(0.0);
+            for &(slot, m) in &tree.mass_entries {
+                lane.blocks[slot] += m / (h * h);
+            }
+        }
+        let kinds = if surrogate {
+            [
+                KernelKind::SurrogateHessian,
+                KernelKind::SurrogateDissipationHessian,
+            ]
+        } else {
+            [KernelKind::Hessian, KernelKind::DissipationHessian]
+        };
+        for kind in kinds {
+            self.run(scene, kind);
+            for (e, lane) in red.lanes.iter_mut().enumerate() {
+                if !active[e] {
+                    continue;
+                }
+                for &(row, slot, mirror) in tree.entries(kind) {
+                    let v = self.b.blocks[row * s + e].to_f64();
+                    lane.blocks[slot] += v;
+                    if let Some(m) = mirror {
+                        lane.blocks[m] += v;
+                    }
+                }
+            }
+        }
+    }
+
     /// Newton iterations in reduced coordinates from the current state
     /// (free rows outside the trees at `w.x0`), leaving the error estimate
     /// per lane in `w.error` as the maximal step does.
@@ -523,9 +541,7 @@ impl<T: Real> Part<T> {
                 break;
             }
             self.potential_gradient(scene, w, h);
-            self.b.blocks.fill(T::default());
-            self.run(scene, KernelKind::Hessian);
-            self.run(scene, KernelKind::DissipationHessian);
+            self.reduced_blocks(scene, tree, red, &w.active, h, false);
             for e in 0..s {
                 if !w.active[e] {
                     continue;
@@ -546,7 +562,7 @@ impl<T: Real> Part<T> {
                     }
                 }
                 let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
-                tree.reduced_hessian(lane, &self.b.blocks, e, s, h, false, &mut hz);
+                tree.reduced_hessian(lane, &mut hz);
                 tree.joint_terms(lane, h, Some((&mut g, &mut hz)));
                 for (d, gz) in lane.dz.iter_mut().zip(&g) {
                     *d = -gz;

@@ -55,9 +55,12 @@ impl<T: Real> Part<T> {
             tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
         }
         self.potential_gradient(scene, &mut w, h);
-        self.b.blocks.fill(T::default());
-        self.run(scene, KernelKind::SurrogateHessian);
-        self.run(scene, KernelKind::SurrogateDissipationHessian);
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        let active = std::mem::take(&mut w.active);
+        self.reduced_blocks(scene, tree, &mut red, &active, h, true);
+        w.active = active;
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {
             w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -68,7 +71,7 @@ impl<T: Real> Part<T> {
             let g = &w.g;
             tree.moments(&lane.poses, |r| g[r * s + e], &mut lane.moments);
             let (mut lbar, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
-            tree.reduced_hessian(lane, &self.b.blocks, e, s, h, true, &mut hz);
+            tree.reduced_hessian(lane, &mut hz);
             lbar.fill(0.0); // the joint terms' gradient, not needed here
             tree.joint_terms(lane, h, Some((&mut lbar, &mut hz)));
             // Lbar: the link rows through J^T, the coordinate rows, free rows.
