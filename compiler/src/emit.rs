@@ -152,7 +152,8 @@ pub fn model_text(m: &Model) -> String {
 }
 
 /// A body's joints as the language writes them, with checked values (unit
-/// axes, ranges in radians or metres) and the parent by name.
+/// axes, ranges in radians or metres) and the parent by name, then the rows
+/// of their coordinates.
 fn attachment(m: &Model, a: &Attachment) -> String {
     let parent = a
         .parent
@@ -181,11 +182,18 @@ fn attachment(m: &Model, a: &Attachment) -> String {
         }
         format!("{}({})", j.kind.name(), args.join(", "))
     };
-    match a.joints.as_slice() {
+    let n: u32 = a.joints.iter().map(|j| j.kind.dofs() as u32).sum();
+    let coords = if n == 0 {
+        String::new()
+    } else {
+        format!(" coords {}..{}", a.coord, a.coord + n)
+    };
+    let joints = match a.joints.as_slice() {
         [] => format!("weld({parent})"),
         [j] => joint(j),
         js => format!("[{}]", js.iter().map(joint).collect::<Vec<_>>().join(", ")),
-    }
+    };
+    joints + &coords
 }
 
 fn wl(w: &mut String, line: String) {

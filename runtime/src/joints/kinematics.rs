@@ -241,69 +241,6 @@ impl Tree {
         }
     }
 
-    /// Adds to `out` (over the joint coordinates, in the state's chart) the
-    /// derivative of `sum_l ybar_l . ydot_l` where `ydot = J(z) zdot` are the
-    /// links' rows' velocities (`ybar(r)`: row `r`'s weight), with `zdot`
-    /// held: moving coordinate `i` turns the points and directions below it
-    /// and the twists of the coordinates after it on each chain (by the
-    /// adjoint action `(w_i x w, w_i x v + v_i x w)`); the twists of a ball's
-    /// or free joint's own rotation are fixed axes of its frame.
-    pub(crate) fn velocity_vjp(
-        &self,
-        poses: &[Pose],
-        twists: &[Twist],
-        zdot: &[f64],
-        ybar: impl Fn(usize) -> f64,
-        out: &mut [f64],
-    ) {
-        for (l, link) in self.links.iter().enumerate() {
-            let v3 = |r: usize| DVec3::new(ybar(r), ybar(r + 1), ybar(r + 2));
-            let pose = poses[l];
-            let bx = v3(link.row);
-            let br = [v3(link.row + 3), v3(link.row + 6), v3(link.row + 9)];
-            // The link's velocity.
-            let mut total = Twist::default();
-            for &k in &link.chain {
-                total.w += twists[k].w * zdot[k];
-                total.v += twists[k].v * zdot[k];
-            }
-            for &i in &link.chain {
-                let ti = twists[i];
-                // The velocity of the coordinates whose twists i moves.
-                let mut u = Twist::default();
-                for &k in link.chain.iter().filter(|k| **k >= self.block_end[i]) {
-                    u.w += twists[k].w * zdot[k];
-                    u.v += twists[k].v * zdot[k];
-                }
-                let dw = ti.w.cross(u.w);
-                let dv = ti.w.cross(u.v) + ti.v.cross(u.w);
-                let dx = ti.w.cross(pose.p) + ti.v;
-                let mut d = bx.dot(dw.cross(pose.p) + dv + total.w.cross(dx));
-                for (col, b) in br.iter().enumerate() {
-                    let r = pose.r.col(col);
-                    d += b.dot(dw.cross(r) + total.w.cross(ti.w.cross(r)));
-                }
-                out[i] += d;
-            }
-        }
-    }
-
-    /// Each link's spatial velocity `(w, v)` from the coordinates' velocities
-    /// `zdot` (the rate of the incremental rotations for ball and free joints).
-    pub(crate) fn link_velocities(&self, twists: &[Twist], zdot: &[f64], out: &mut [Twist]) {
-        for (l, link) in self.links.iter().enumerate() {
-            let mut t = link.parent.map_or(Twist::default(), |p| out[p]);
-            for j in link.joints.clone() {
-                let jt = &self.joints[j];
-                for k in jt.z..jt.z + jt.kind.dofs() {
-                    t.w += twists[k].w * zdot[k];
-                    t.v += twists[k].v * zdot[k];
-                }
-            }
-            out[l] = t;
-        }
-    }
-
     /// Per link subtree, the moments of the maximal gradient `g(r)` (row
     /// `r`'s entry) about the links' current poses.
     pub(crate) fn moments(&self, poses: &[Pose], g: impl Fn(usize) -> f64, out: &mut [Moments]) {
@@ -608,67 +545,6 @@ mod tests {
                         "C[{k}][{i}]: {exact} vs {fd}"
                     );
                 }
-            }
-        }
-    }
-
-    /// The link rows' velocities `J(z) zdot` at `dz` from `base`.
-    fn velocities(t: &Tree, base: &[JointState], dz: &[f64], zdot: &[f64], n: usize) -> Vec<f64> {
-        let mut s = base.to_vec();
-        t.retract(base, dz, 1.0, &mut s);
-        let mut poses = vec![Pose::IDENTITY; t.links.len()];
-        let mut twists = vec![Twist::default(); t.joint_coords];
-        t.forward(&s, &mut poses, &mut twists);
-        let mut vel = vec![Twist::default(); t.links.len()];
-        t.link_velocities(&twists, zdot, &mut vel);
-        let mut y = vec![0.0; n];
-        for ((link, v), pose) in t.links.iter().zip(&vel).zip(&poses) {
-            let dx = v.w.cross(pose.p) + v.v;
-            for k in 0..3 {
-                y[link.row + k] = dx[k];
-                for c in 0..3 {
-                    y[link.row + 3 + 3 * c + k] = v.w.cross(pose.r.col(c))[k];
-                }
-            }
-        }
-        y
-    }
-
-    #[test]
-    fn velocity_vjp_matches_central_differences() {
-        let mut rng = Rng(0x2545f4914f6cdd1d);
-        for _ in 0..5 {
-            let m = model(&mut rng);
-            let t = tree(&m);
-            let (n, nz) = (m.dof_count, t.joint_coords);
-            let mut base = vec![JointState::default(); t.joints.len()];
-            t.initial_state(&mut base);
-            let start = base.clone();
-            let dz0: Vec<f64> = (0..nz).map(|_| rng.next()).collect();
-            t.retract(&start, &dz0, 1.0, &mut base);
-            let zdot: Vec<f64> = (0..nz).map(|_| rng.next()).collect();
-            let ybar: Vec<f64> = (0..n).map(|_| rng.next()).collect();
-            let mut poses = vec![Pose::IDENTITY; t.links.len()];
-            let mut twists = vec![Twist::default(); nz];
-            t.forward(&base, &mut poses, &mut twists);
-            let mut out = vec![0.0; nz];
-            t.velocity_vjp(&poses, &twists, &zdot, |r| ybar[r], &mut out);
-            let eps = 1e-6;
-            for i in 0..nz {
-                let f = |d: f64| -> f64 {
-                    let dz: Vec<f64> = (0..nz).map(|k| if k == i { d } else { 0.0 }).collect();
-                    velocities(&t, &base, &dz, &zdot, n)
-                        .iter()
-                        .zip(&ybar)
-                        .map(|(a, b)| a * b)
-                        .sum()
-                };
-                let fd = (f(eps) - f(-eps)) / (2.0 * eps);
-                assert!(
-                    (fd - out[i]).abs() < 1e-7 * (1.0 + fd.abs()),
-                    "d/dz[{i}]: {} vs {fd}",
-                    out[i]
-                );
             }
         }
     }

@@ -127,6 +127,10 @@ pub(crate) enum Group {
     Row(usize),
 }
 
+/// Where a Hessian-block kernel's entry goes: (block row, slot, the slot of
+/// its mirror for an off-diagonal entry).
+pub(crate) type Entry = (usize, usize, Option<usize>);
+
 /// A dense block of the maximal Hessian between two groups, `rows x cols`
 /// entries from `offset` in the block storage.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +162,7 @@ pub struct Tree {
     /// Per Hessian-block kernel (forward and surrogate), its entries: (block
     /// row, slot, mirrored slot). Each kernel overwrites the block storage,
     /// so its entries are gathered right after it runs.
-    kernel_entries: Vec<(KernelKind, Vec<(usize, usize, Option<usize>)>)>,
+    kernel_entries: Vec<(KernelKind, Vec<Entry>)>,
     /// Per reduced coordinate, the maximal row it is (rows outside the trees) or
     /// `None` (joint coordinates).
     pub(crate) row_of: Vec<Option<usize>>,
@@ -170,9 +174,6 @@ pub struct Tree {
     pub(crate) jac_len: usize,
     /// Per group, the reduced coordinates its rows depend on.
     group_cols: Vec<Vec<usize>>,
-    /// Per joint coordinate, the first coordinate after it whose twist it
-    /// moves: the end of a ball's or free joint's rotation, else the next.
-    pub(crate) block_end: Vec<usize>,
     /// Per hinge or slider with a range: the barrier's stiffness (the
     /// coordinate's effective inertia at the initial pose over h^2).
     pub(crate) barrier_stiffness: Vec<f64>,
@@ -356,7 +357,6 @@ impl Tree {
             jac_len,
             group_cols,
             barrier_stiffness: vec![],
-            block_end: (0..joint_coords).map(|k| k + 1).collect(),
             links,
             joints,
             joint_coords,
@@ -369,16 +369,6 @@ impl Tree {
             row_of,
             row_group,
         };
-        for j in &tree.joints {
-            let rotation = match j.kind {
-                JointKind::Ball => j.z..j.z + 3,
-                JointKind::Free => j.z + 3..j.z + 6,
-                _ => 0..0,
-            };
-            for k in rotation.clone() {
-                tree.block_end[k] = rotation.end;
-            }
-        }
         tree.plan_assembly(mass, kernels);
         tree.barrier_stiffness = tree.effective_inertia(mass);
         let h = model.settings.substep();
@@ -436,7 +426,7 @@ impl Tree {
     }
 
     /// The entries of a Hessian-block kernel: (block row, slot, mirrored slot).
-    pub(crate) fn entries(&self, kind: KernelKind) -> &[(usize, usize, Option<usize>)] {
+    pub(crate) fn entries(&self, kind: KernelKind) -> &[Entry] {
         &self
             .kernel_entries
             .iter()

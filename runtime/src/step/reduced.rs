@@ -4,7 +4,9 @@
 //! from forward kinematics (`crate::joints`):
 //!
 //! `Phi(z) = |y - y~|_M^2 / (2 h^2) + E(y) + h D((y - y_t)/h) + joint terms`,
-//! `y~ = y_t + h J(z_t) zdot_t + h^2 M^-1 f`;
+//! `y~ = y_t + h v_t + h^2 M^-1 f` with `v_t` the rows' velocities (for
+//! links, the secant `(y_t - y_{t-1})/h` of the last step: constrained
+//! implicit Euler, which keeps linear momentum exactly);
 //!
 //! the joint terms act on hinge and slider coordinates: armature
 //! `I (q - q_t - h qdot_t)^2 / (2 h^2)`, damping `d (q - q_t)^2 / (2 h)`,
@@ -41,7 +43,6 @@ pub(super) struct Lane {
     /// Poses and twists at the start of the substep.
     pub(super) poses_t: Vec<Pose>,
     pub(super) twists_t: Vec<Twist>,
-    pub(super) velocities: Vec<Twist>,
     pub(super) moments: Vec<Moments>,
     pub(super) jac: Vec<f64>,
     pub(super) blocks: Vec<f64>,
@@ -78,7 +79,6 @@ impl Reduced {
             twists: vec![Twist::default(); tree.joint_coords],
             poses_t: vec![Pose::IDENTITY; nl],
             twists_t: vec![Twist::default(); tree.joint_coords],
-            velocities: vec![Twist::default(); nl],
             moments: vec![Moments::default(); nl],
             jac: vec![0.0; tree.jac_len],
             blocks: vec![0.0; tree.block_len],
@@ -353,7 +353,10 @@ impl<T: Real> Part<T> {
     /// The start of a reduced substep: every lane's joint state and
     /// coordinate velocities read from the rows, the link rows rewritten by
     /// forward kinematics, the state copied into `prev_*` and `w.x_t`, and
-    /// the inertial prediction `y~ = y_t + h J zdot_t + h^2 a` into `w.xt`.
+    /// the inertial prediction `y~ = y_t + h v_t + h^2 a` into `w.xt` (`v_t`:
+    /// the rows' velocities, for links the secant of the last step, as
+    /// constrained implicit Euler has it: linear momentum is then conserved
+    /// exactly).
     pub(super) fn reduced_start(
         &mut self,
         scene: &Scene,
@@ -382,25 +385,6 @@ impl<T: Real> Part<T> {
         let accel = scene.mass.gravity_acceleration();
         for i in 0..n * s {
             w.xt[i] = w.x_t[i] + h * self.b.v[i].to_f64();
-        }
-        for e in 0..s {
-            let lane = &mut red.lanes[e];
-            tree.link_velocities(&lane.twists, &lane.zdot, &mut lane.velocities);
-            for (link, (vel, pose)) in tree
-                .links
-                .iter()
-                .zip(lane.velocities.iter().zip(&lane.poses))
-            {
-                let dx = vel.w.cross(pose.p) + vel.v;
-                for k in 0..3 {
-                    w.xt[(link.row + k) * s + e] = w.x_t[(link.row + k) * s + e] + h * dx[k];
-                    for c in 0..3 {
-                        let dr = vel.w.cross(pose.r.col(c));
-                        let i = (link.row + 3 + 3 * c + k) * s + e;
-                        w.xt[i] = w.x_t[i] + h * dr[k];
-                    }
-                }
-            }
         }
         for r in 0..n {
             for e in 0..s {

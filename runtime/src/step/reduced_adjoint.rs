@@ -9,11 +9,11 @@
 //! `H_z lambda = Lbar` (the surrogates' Hessian) and the maximal seed
 //! `s = J lambda`, the VJP kernel gives the mixed partials of
 //! `s . grad E` by the start rows, params and controls, as in the maximal
-//! adjoint; the rest is the start's own kinematics: `y_t = K(z_t)` (through
-//! `J_t^T`), `ydot_t = J(z_t) zdot_t` in the inertial prediction (through
-//! `J_t^T` for `zdot_t` and [`crate::joints::Tree`]'s `velocity_vjp` for
-//! `z_t`), the joint terms' dependence on `q_t`, `qdot_t`, and the rotation
-//! vectors the ball and free rows store (through SO(3)'s left Jacobian).
+//! adjoint (the prediction reads the rows' velocities: their adjoint is
+//! `M s / h - d_prev_v`); the rest is the start's own kinematics:
+//! `y_t = K(z_t)` (through `J_t^T`), the joint terms' dependence on `q_t`,
+//! `qdot_t`, and the rotation vectors the ball and free rows store (through
+//! SO(3)'s left Jacobian).
 
 use super::reduced::shifted_cholesky_solve;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
@@ -142,26 +142,15 @@ impl<T: Real> Part<T> {
             let zbar = &mut lane.zbar;
             zbar.fill(0.0);
             if e < self.len {
-                // J_t^T ybar_t, and the prediction's J(z_t) zdot_t by z_t.
+                // J_t^T ybar_t.
                 let d = &w.d;
                 tree.moments(&lane.poses_t, |r| d[r * s + e], &mut lane.moments);
                 tree.reduce_gradient(&lane.twists_t, &lane.moments, zbar);
-                let md = &w.md;
-                tree.velocity_vjp(
-                    &lane.poses_t,
-                    &lane.twists_t,
-                    &lane.zdot,
-                    |r| md[r * s + e] / h,
-                    zbar,
-                );
-                // zdot_t's adjoint: J_t^T (M s / h) into lane.g.
-                tree.moments(&lane.poses_t, |r| md[r * s + e] / h, &mut lane.moments);
             }
+            // zdot_t's adjoint: the armature's (the prediction reads the
+            // rows' velocities, whose adjoint is M s / h below).
             let zdotbar = &mut lane.g;
             zdotbar.fill(0.0);
-            if e < self.len {
-                tree.reduce_gradient(&lane.twists_t, &lane.moments, zdotbar);
-            }
             for (j, jt) in tree.joints.iter().enumerate() {
                 let row = |k: usize| (jt.row + k) * s + e;
                 let lambda = lane.dz[jt.z];
@@ -195,7 +184,9 @@ impl<T: Real> Part<T> {
             let lane = &mut red.lanes[e];
             for link in &tree.links {
                 for k in 0..12 {
-                    adj.x[(link.row + k) * s + e] = 0.0;
+                    let i = (link.row + k) * s + e;
+                    adj.x[i] = 0.0;
+                    adj.v[i] += w.md[i] / h;
                 }
             }
             for r in tree.row_of.iter().flatten() {

@@ -1,0 +1,164 @@
+//! Robots in joint coordinates against independent references: a hinge
+//! pendulum's period against the closed form, the same double pendulum in
+//! joint coordinates and as affine bodies held by stiff penalty hinges, and
+//! momentum conservation of a free-floating astronaut under random internal
+//! torques. Gradients through joints are checked against central differences
+//! on the shipped `scenes/ant_joints.joule` (tests/gradients.rs), the
+//! kinematics' derivatives in the runtime's unit tests.
+
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+
+use common::Rng;
+use joule_runtime::Scene;
+use std::path::Path;
+
+fn scene(name: &str) -> Scene {
+    Scene::from_path(&Path::new("tests/joints").join(name), Default::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn hinge_pendulum_period_matches_the_closed_form() {
+    let s = scene("pendulum_period.joule");
+    let mut sim = s.batch(1);
+    let (dt, theta0, r, l, g): (f64, f64, f64, f64, f64) = (5e-4, 0.1, 0.05, 1.0, 9.81);
+    let inertia = 0.4 * r * r + l * l;
+    let period =
+        2.0 * std::f64::consts::PI * (inertia / (g * l)).sqrt() * (1.0 + theta0 * theta0 / 16.0);
+    // Times of the downward zero crossings of x, linearly interpolated.
+    let mut crossings = vec![];
+    let mut last = theta0.sin();
+    for k in 1..=(3.5 * period / dt) as usize {
+        sim.step();
+        let x = sim.output("swing")[0][0];
+        if last > 0.0 && x <= 0.0 {
+            crossings.push((k as f64 - x / (x - last)) * dt);
+        }
+        last = x;
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert!(crossings.len() >= 3, "{crossings:?}");
+    let measured = (crossings[crossings.len() - 1] - crossings[0]) / (crossings.len() - 1) as f64;
+    let err = (measured - period).abs() / period;
+    println!("period {measured} s, closed form {period} s, relative error {err:e}");
+    assert!(err < 1e-3, "period {measured} vs {period}");
+}
+
+#[test]
+fn joint_and_affine_double_pendulums_agree() {
+    let (joints, affine) = (
+        scene("double_pendulum_joints.joule"),
+        scene("double_pendulum_affine.joule"),
+    );
+    let (mut a, mut b) = (joints.batch(1), affine.batch(1));
+    let mut worst: f64 = 0.0;
+    for _ in 0..500 {
+        a.step();
+        b.step();
+        let (ta, tb) = (a.output("tip"), b.output("tip"));
+        let d = (0..3)
+            .map(|k| (ta[k][0] - tb[k][0]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        worst = worst.max(d);
+    }
+    assert!(a.events.is_empty() && b.events.is_empty());
+    println!("largest tip distance over 0.5 s: {worst:e} m");
+    assert!(worst < 1e-4, "tips {worst} m apart");
+}
+
+/// Linear and angular momentum of a state's bodies about the origin, from
+/// their rows: for an affine body `sum_a W[a][a] u_a x udot_a` over the
+/// origin and the rotation's columns (the shapes here are symmetric: `W` is
+/// diagonal), with the velocities the step's secants; and the largest
+/// angular momentum of one body (the scale of what the parts exchange).
+fn momenta(s: &Scene, x: &[f64], v: &[f64]) -> ([f64; 3], [f64; 3], f64) {
+    let mass = &s.mass.mass;
+    let (mut p, mut l, mut part) = ([0.0; 3], [0.0; 3], 0.0f64);
+    for b in &s.model().bodies {
+        let d = b.dof.expect("moving") as usize;
+        let mut lb = [0.0; 3];
+        for a in 0..4 {
+            let r = d + 3 * a;
+            let (u, du, m) = (&x[r..r + 3], &v[r..r + 3], mass[r]);
+            if a == 0 {
+                for k in 0..3 {
+                    p[k] += m * du[k];
+                }
+            }
+            lb[0] += m * (u[1] * du[2] - u[2] * du[1]);
+            lb[1] += m * (u[2] * du[0] - u[0] * du[2]);
+            lb[2] += m * (u[0] * du[1] - u[1] * du[0]);
+        }
+        for k in 0..3 {
+            l[k] += lb[k];
+        }
+        part = part.max(norm(lb));
+    }
+    (p, l, part)
+}
+
+fn norm(a: [f64; 3]) -> f64 {
+    a.iter().map(|c| c * c).sum::<f64>().sqrt()
+}
+
+fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
+    norm([a[0] - b[0], a[1] - b[1], a[2] - b[2]])
+}
+
+/// The largest drift over `seeds` random-torque runs of 1 s of the
+/// astronaut at `substeps` per step: linear momentum relative to its
+/// start, angular momentum relative to the largest one body carried.
+fn astronaut_drift(substeps: u32, seeds: u64) -> (f64, f64) {
+    let mut m = joule::check_path(Path::new("tests/joints/astronaut.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    m.settings.substeps = substeps;
+    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let mut worst = (0.0f64, 0.0f64);
+    for seed in 0..seeds {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (seed + 1).wrapping_mul(0x1000_0001));
+        let mut sim = s.batch(1);
+        sim.step();
+        let (p0, l0, _) = momenta(&s, &sim.positions(0), &sim.velocities(0));
+        let mut scale: f64 = 0.0;
+        for _ in 0..100 {
+            for c in 0..2 {
+                sim.set_control(c, 0, rng.next());
+            }
+            sim.step();
+            scale = scale.max(momenta(&s, &sim.positions(0), &sim.velocities(0)).2);
+        }
+        assert!(sim.events.is_empty(), "seed {seed}: {:?}", sim.events);
+        let (p, l, _) = momenta(&s, &sim.positions(0), &sim.velocities(0));
+        worst.0 = worst.0.max(dist(p, p0) / norm(p0));
+        worst.1 = worst.1.max(dist(l, l0) / scale);
+    }
+    worst
+}
+
+/// Constrained implicit Euler keeps linear momentum exactly (the potential
+/// is translation invariant and the free joint's translations are among
+/// the coordinates) and angular momentum to first order in the step (what
+/// it loses shrinks with h).
+#[test]
+fn astronaut_keeps_its_momentum_under_random_internal_torques() {
+    let (linear, angular) = astronaut_drift(1, 128);
+    let ((_, coarse), (_, finer)) = (astronaut_drift(1, 16), astronaut_drift(4, 16));
+    println!(
+        "largest drift over 1 s: linear {linear:e}, angular {angular:e} (h = 10 ms, 128 seeds); \
+         angular over 16 seeds {coarse:e} (h = 10 ms), {finer:e} (h = 2.5 ms)"
+    );
+    assert!(linear < 1e-10, "linear momentum drifted by {linear:e}");
+    // Random torques of 5 N m switched every 10 ms whip 1.5 kg arms around.
+    assert!(
+        angular < 0.25,
+        "angular momentum drifted by {angular:e} of the largest part's"
+    );
+    assert!(
+        finer < coarse / 3.0,
+        "angular drift {finer:e} at h/4 vs {coarse:e} at h: not first order"
+    );
+}
