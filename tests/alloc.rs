@@ -107,3 +107,16 @@ fn implicit_steps_with_cg_allocate_nothing() {
     assert!(scene.direct_solver().is_none(), "large enough for CG");
     assert_eq!(allocations(&scene, 2, 2), 0);
 }
+
+#[test]
+fn implicit_steps_in_joint_coordinates_allocate_nothing() {
+    for (batch, precision) in [(1, Precision::F64), (70, Precision::F64), (70, Precision::F32)] {
+        let scene = shipped_at("ant_joints", precision);
+        assert!(scene.tree().is_some(), "ant_joints is a joint tree");
+        assert_eq!(
+            allocations(&scene, batch, 3),
+            0,
+            "ant_joints, batch {batch}, {precision:?}"
+        );
+    }
+}
