@@ -110,7 +110,11 @@ fn implicit_steps_with_cg_allocate_nothing() {
 
 #[test]
 fn implicit_steps_in_joint_coordinates_allocate_nothing() {
-    for (batch, precision) in [(1, Precision::F64), (70, Precision::F64), (70, Precision::F32)] {
+    for (batch, precision) in [
+        (1, Precision::F64),
+        (70, Precision::F64),
+        (70, Precision::F32),
+    ] {
         let scene = shipped_at("ant_joints", precision);
         assert!(scene.tree().is_some(), "ant_joints is a joint tree");
         assert_eq!(

@@ -188,14 +188,25 @@ impl KernelIr {
     pub fn block_entries(&self) -> impl Iterator<Item = BlockEntry> + '_ {
         self.loops.iter().flat_map(|lp| {
             let w = lp.dof_width;
+            // Entries whose derivative simplified to the constant 0.
+            let mut zero = vec![true; w * w];
+            for (id, dest) in &lp.outputs {
+                if let Dest::Block(k) = dest {
+                    zero[*k as usize] = lp.graph.value(*id) == Some(0.0);
+                }
+            }
+            let zero = std::rc::Rc::new(zero);
             (0..lp.count).flat_map(move |i| {
                 let dofs = &lp.dofs[i * w..(i + 1) * w];
+                let zero = zero.clone();
                 (0..w).flat_map(move |a| {
+                    let zero = zero.clone();
                     (0..=a).map(move |c| BlockEntry {
                         row: lp.block_base + i * w * w + a * w + c,
                         a: dofs[a] as usize,
                         c: dofs[c] as usize,
                         mirrored: a != c,
+                        zero: zero[a * w + c],
                     })
                 })
             })
@@ -214,6 +225,9 @@ pub struct BlockEntry {
     pub c: usize,
     /// Off the block's diagonal: the entry is both `H[a, c]` and `H[c, a]`.
     pub mirrored: bool,
+    /// The kernel's expression for it is the constant 0 (the energy does not
+    /// couple these two state entries at all).
+    pub zero: bool,
 }
 
 /// One named output (observation, reward, loss, done) in the `outputs` rows.

@@ -282,8 +282,8 @@ impl Tree {
         }
     }
 
-    /// Adds the curvature `sum_r g_r d2y_r / dz_i dz_j` to the dense
-    /// `n x n` matrix `hz` (row-major) over the joint coordinates.
+    /// Adds the curvature `sum_r g_r d2y_r / dz_i dz_j` to the dense `n x n`
+    /// matrix `hz` (row-major) over the joint coordinates.
     pub(crate) fn add_curvature(&self, twists: &[Twist], moments: &[Moments], hz: &mut [f64]) {
         let n = self.n;
         for (l, link) in self.links.iter().enumerate() {
@@ -319,10 +319,15 @@ impl Tree {
         }
     }
 
-    /// The Jacobian of each link's 12 rows by its chain's coordinates into
-    /// `jac` (per link, 12 rows of `chain.len()` entries, row-major, at
-    /// [`Tree::jacobian_offset`]).
-    pub(crate) fn jacobian(&self, poses: &[Pose], twists: &[Twist], jac: &mut [f64]) {
+    /// The Jacobian of each link's 12 rows by its chain's coordinates,
+    /// entry by entry into `set(k, value)` (per link, 12 rows of
+    /// `chain.len()` entries, row-major, from its `jac_offsets`).
+    pub(crate) fn jacobian(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        mut set: impl FnMut(usize, f64),
+    ) {
         for (l, link) in self.links.iter().enumerate() {
             let (w, o) = (link.chain.len(), self.jac_offsets[l]);
             let pose = poses[l];
@@ -330,12 +335,12 @@ impl Tree {
                 let t = twists[k];
                 let dx = t.w.cross(pose.p) + t.v;
                 for a in 0..3 {
-                    jac[o + a * w + c] = dx[a];
+                    set(o + a * w + c, dx[a]);
                 }
                 for col in 0..3 {
                     let dr = t.w.cross(pose.r.col(col));
                     for a in 0..3 {
-                        jac[o + (3 + 3 * col + a) * w + c] = dr[a];
+                        set(o + (3 + 3 * col + a) * w + c, dr[a]);
                     }
                 }
             }
@@ -484,7 +489,7 @@ mod tests {
             let mut twists = vec![Twist::default(); nz];
             t.forward(&base, &mut poses, &mut twists);
             let mut jac = vec![0.0; t.jac_len];
-            t.jacobian(&poses, &twists, &mut jac);
+            t.jacobian(&poses, &twists, |k, v| jac[k] = v);
             let mut moments = vec![Moments::default(); t.links.len()];
             t.moments(&poses, |r| g[r], &mut moments);
             let mut gz = vec![0.0; nz];

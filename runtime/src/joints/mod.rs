@@ -132,12 +132,16 @@ pub(crate) enum Group {
 pub(crate) type Entry = (usize, usize, Option<usize>);
 
 /// A dense block of the maximal Hessian between two groups, `rows x cols`
-/// entries from `offset` in the block storage.
-#[derive(Debug, Clone, Copy)]
+/// entries from `offset` in the block storage, with the positions some
+/// entry lands on (the others stay 0: an energy rarely couples all 12 rows
+/// of two bodies), by row.
+#[derive(Debug, Clone)]
 pub(crate) struct Pair {
     pub g: usize,
     pub h: usize,
     pub offset: usize,
+    /// Per row of the block that has entries: the row and its columns.
+    pub rows: Vec<(usize, Vec<usize>)>,
 }
 
 /// The static plan of a scene's joint trees.
@@ -393,12 +397,17 @@ impl Tree {
             let p = *pair_of.entry((g, h)).or_insert_with(|| {
                 let offset = tree.block_len;
                 tree.block_len += group_rows(tree.groups[g]) * cols;
-                tree.pairs.push(Pair { g, h, offset });
+                tree.pairs.push(Pair {
+                    g,
+                    h,
+                    offset,
+                    rows: vec![],
+                });
                 tree.pairs.len() - 1
             });
             Some(tree.pairs[p].offset + la * cols + lc)
         };
-        for (r, c, v) in mass.entries() {
+        for (r, c, v) in mass.entries().into_iter().filter(|e| e.2 != 0.0) {
             if let Some(s) = slot(self, r, c) {
                 self.mass_entries.push((s, v));
             }
@@ -410,7 +419,7 @@ impl Tree {
             KernelKind::SurrogateDissipationHessian,
         ] {
             let mut list = vec![];
-            for e in kernels(kind).block_entries() {
+            for e in kernels(kind).block_entries().filter(|e| !e.zero) {
                 let Some(s) = slot(self, e.a, e.c) else {
                     continue;
                 };
@@ -422,6 +431,29 @@ impl Tree {
                 list.push((e.row, s, mirror));
             }
             self.kernel_entries.push((kind, list));
+        }
+        // Each pair's pattern: the slots something is added to.
+        let mut used = vec![false; self.block_len];
+        for &(s, _) in &self.mass_entries {
+            used[s] = true;
+        }
+        for (_, list) in &self.kernel_entries {
+            for &(_, s, m) in list {
+                used[s] = true;
+                if let Some(m) = m {
+                    used[m] = true;
+                }
+            }
+        }
+        for pair in &mut self.pairs {
+            let cols = group_rows(self.groups[pair.h]);
+            for r in 0..group_rows(self.groups[pair.g]) {
+                let at = pair.offset + r * cols;
+                let c: Vec<usize> = (0..cols).filter(|c| used[at + c]).collect();
+                if !c.is_empty() {
+                    pair.rows.push((r, c));
+                }
+            }
         }
     }
 
@@ -451,7 +483,7 @@ impl Tree {
         let mut twists = vec![kinematics::Twist::default(); self.joint_coords];
         self.forward(&state, &mut poses, &mut twists);
         let mut jac = vec![0.0; self.jac_len];
-        self.jacobian(&poses, &twists, &mut jac);
+        self.jacobian(&poses, &twists, |k, v| jac[k] = v);
         let mut diag = vec![0.0; self.joint_coords];
         for (r, c, m) in mass.entries() {
             let (Some((g, a)), Some((h, b))) = (self.row_group[r], self.row_group[c]) else {
@@ -472,14 +504,16 @@ impl Tree {
     }
 
     /// Adds `J_g^T B J_h` for every pair of groups' block `B` (`blocks`, at
-    /// the plan's offsets) to the dense `n x n` matrix `hz`; `tmp` holds at
-    /// least 12 times the longest chain.
-    pub(crate) fn reduce_hessian(
+    /// the plan's offsets) to the dense `n x n` matrix `hz`, for a chunk of
+    /// `W` lanes at once (every entry an array over the chunk's lanes, so
+    /// the multiply-adds vectorise); `tmp` holds at least 12 times the
+    /// longest chain.
+    pub(crate) fn reduce_hessian<const W: usize>(
         &self,
-        jac: &[f64],
-        blocks: &[f64],
-        hz: &mut [f64],
-        tmp: &mut [f64],
+        jac: &[[f64; W]],
+        blocks: &[[f64; W]],
+        hz: &mut [[f64; W]],
+        tmp: &mut [[f64; W]],
     ) {
         let n = self.n;
         for pair in &self.pairs {
@@ -489,15 +523,27 @@ impl Tree {
                 group_rows(self.groups[pair.h]),
             );
             let b = &blocks[pair.offset..pair.offset + rg * rh];
-            // tmp = B J_h (rg x |ch|).
+            // tmp = B J_h (rg x |ch|), on the rows with entries.
             let wh = ch.len();
             match self.groups[pair.h] {
-                Group::Row(_) => tmp[..rg].copy_from_slice(b),
+                Group::Row(_) => {
+                    for (r, _) in &pair.rows {
+                        tmp[*r] = b[*r];
+                    }
+                }
                 Group::Link(l) => {
-                    let jh = &jac[self.jac_offsets[l]..];
-                    for r in 0..rg {
+                    let jh = &jac[self.jac_offsets[l]..][..12 * wh];
+                    for (r, cols) in &pair.rows {
+                        let br = &b[r * 12..][..12];
                         for c in 0..wh {
-                            tmp[r * wh + c] = (0..12).map(|k| b[r * 12 + k] * jh[k * wh + c]).sum();
+                            let mut t = [0.0; W];
+                            for &k in cols {
+                                let (bk, jk) = (br[k], jh[k * wh + c]);
+                                for e in 0..W {
+                                    t[e] += bk[e] * jk[e];
+                                }
+                            }
+                            tmp[r * wh + c] = t;
                         }
                     }
                 }
@@ -506,16 +552,28 @@ impl Tree {
             match self.groups[pair.g] {
                 Group::Row(_) => {
                     for (c, &zc) in ch.iter().enumerate() {
-                        hz[cg[0] * n + zc] += tmp[c];
+                        let hv = &mut hz[cg[0] * n + zc];
+                        for e in 0..W {
+                            hv[e] += tmp[c][e];
+                        }
                     }
                 }
                 Group::Link(l) => {
-                    let (jg, wg) = (&jac[self.jac_offsets[l]..], cg.len());
+                    let (wg, jg) = (cg.len(), &jac[self.jac_offsets[l]..]);
+                    let jg = &jg[..12 * wg];
                     for (a, &za) in cg.iter().enumerate() {
                         for (c, &zc) in ch.iter().enumerate() {
-                            hz[za * n + zc] += (0..12)
-                                .map(|r| jg[r * wg + a] * tmp[r * wh + c])
-                                .sum::<f64>();
+                            let mut acc = [0.0; W];
+                            for (r, _) in &pair.rows {
+                                let (jr, t) = (jg[r * wg + a], tmp[r * wh + c]);
+                                for e in 0..W {
+                                    acc[e] += jr[e] * t[e];
+                                }
+                            }
+                            let hv = &mut hz[za * n + zc];
+                            for e in 0..W {
+                                hv[e] += acc[e];
+                            }
                         }
                     }
                 }

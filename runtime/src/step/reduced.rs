@@ -44,24 +44,29 @@ pub(super) struct Lane {
     pub(super) poses_t: Vec<Pose>,
     pub(super) twists_t: Vec<Twist>,
     pub(super) moments: Vec<Moments>,
-    pub(super) jac: Vec<f64>,
-    pub(super) blocks: Vec<f64>,
-    /// Reduced gradient, Hessian (n x n) and Newton step.
+    /// Reduced gradient, Hessian (n x n, row-major) and Newton step.
     pub(super) g: Vec<f64>,
     pub(super) h: Vec<f64>,
     pub(super) dz: Vec<f64>,
-    pub(super) tmp: Vec<f64>,
     /// The adjoint's gradient by the start's joint coordinates.
     pub(super) zbar: Vec<f64>,
-    /// The adjoint's copy of a Hessian for its Cholesky solve.
-    pub(super) tmp_h: Vec<f64>,
 }
 
 /// The reduced step's vectors of a partition, allocated once.
 pub(crate) struct Reduced {
     pub(super) lanes: Vec<Lane>,
+    /// The lanes' maximal Hessians in group-pair blocks, their Jacobians and
+    /// their reduced Hessians, by chunks of `width` lanes (entry `k` of lane
+    /// `w` of chunk `c`, of `len` entries each, at `(c * len + k) * width +
+    /// w`: the reduction's multiply-adds run over a chunk's lanes at once),
+    /// and the reduction's scratch.
+    width: usize,
+    blocks: Vec<f64>,
+    jac: Vec<f64>,
+    hz: Vec<f64>,
+    tmp: Vec<f64>,
     /// The Cholesky solve's copy of a Hessian.
-    work: Vec<f64>,
+    pub(super) work: Vec<f64>,
     /// The free rows' values at the line search's base.
     base_rows: Vec<f64>,
 }
@@ -80,22 +85,29 @@ impl Reduced {
             poses_t: vec![Pose::IDENTITY; nl],
             twists_t: vec![Twist::default(); tree.joint_coords],
             moments: vec![Moments::default(); nl],
-            jac: vec![0.0; tree.jac_len],
-            blocks: vec![0.0; tree.block_len],
             g: vec![0.0; n],
             h: vec![0.0; n * n],
             dz: vec![0.0; n],
-            tmp: vec![0.0; 12 * tree.max_chain()],
             zbar: vec![0.0; tree.joint_coords],
-            tmp_h: vec![0.0; n * n],
         };
         Reduced {
             lanes: vec![lane; s],
+            width: if s.is_multiple_of(WIDE) { WIDE } else { NARROW },
+            blocks: vec![0.0; tree.block_len * s],
+            jac: vec![0.0; tree.jac_len * s],
+            hz: vec![0.0; n * n * s],
+            tmp: vec![0.0; 12 * tree.max_chain() * WIDE],
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
         }
     }
 }
+
+/// Lanes the reduced Hessian's assembly handles at once: `WIDE` when the
+/// partition's lanes are a multiple of it, else `NARROW` (every stride is a
+/// multiple of the f64 SIMD width, 2).
+const WIDE: usize = 8;
+const NARROW: usize = 2;
 
 /// The distances below which a range's barrier acts: 1% of the range.
 const BARRIER_WIDTH: f64 = 0.01;
@@ -157,14 +169,56 @@ impl Tree {
 }
 
 impl Tree {
-    /// A lane's reduced Hessian `J^T H_y J` plus the kinematics' curvature
-    /// (from `lane.moments`, of the potential's gradient) into `hz`, from
-    /// the maximal Hessian gathered into `lane.blocks` ([`Part::reduced_blocks`]).
-    pub(super) fn reduced_hessian(&self, lane: &mut Lane, hz: &mut [f64]) {
-        self.jacobian(&lane.poses, &lane.twists, &mut lane.jac);
-        hz.fill(0.0);
-        self.reduce_hessian(&lane.jac, &lane.blocks, hz, &mut lane.tmp);
-        self.add_curvature(&lane.twists, &lane.moments, hz);
+    /// Every active lane's reduced Hessian `J^T H_y J` plus the kinematics'
+    /// curvature (from the lane's `moments`, of the potential's gradient)
+    /// into its `h`, from the maximal Hessian gathered into `red.blocks`
+    /// ([`Part::reduced_blocks`]).
+    pub(super) fn reduced_hessians(&self, red: &mut Reduced, active: &[bool]) {
+        let (jl, nn, w) = (self.jac_len, self.n * self.n, red.width);
+        for (e, lane) in red.lanes.iter().enumerate() {
+            if active[e] {
+                let (c, l) = (e / w, e % w);
+                let jac = &mut red.jac[c * jl * w..(c + 1) * jl * w];
+                self.jacobian(&lane.poses, &lane.twists, |k, v| jac[k * w + l] = v);
+            }
+        }
+        for c in 0..red.lanes.len() / w {
+            if active[c * w..(c + 1) * w].iter().any(|a| *a) {
+                match w {
+                    WIDE => self.reduce_chunk::<WIDE>(red, c),
+                    _ => self.reduce_chunk::<NARROW>(red, c),
+                }
+            }
+        }
+        for (e, lane) in red.lanes.iter_mut().enumerate() {
+            if active[e] {
+                let (c, l) = (e / w, e % w);
+                let hz = &red.hz[c * nn * w..(c + 1) * nn * w];
+                for (k, h) in lane.h.iter_mut().enumerate() {
+                    *h = hz[k * w + l];
+                }
+                self.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
+            }
+        }
+    }
+
+    /// [`Tree::reduce_hessian`] on chunk `c` of `W` lanes.
+    fn reduce_chunk<const W: usize>(&self, red: &mut Reduced, c: usize) {
+        let (jl, bl, nn) = (self.jac_len, self.block_len, self.n * self.n);
+        let jac = red.jac[c * jl * W..(c + 1) * jl * W].as_chunks::<W>().0;
+        let blocks = red.blocks[c * bl * W..(c + 1) * bl * W].as_chunks::<W>().0;
+        let hz = red.hz[c * nn * W..(c + 1) * nn * W].as_chunks_mut::<W>().0;
+        hz.fill([0.0; W]);
+        let tmp = red.tmp.as_chunks_mut::<W>().0;
+        self.reduce_hessian(jac, blocks, hz, tmp);
+    }
+
+    /// Lane `e`'s maximal seed `J lambda` (see [`Tree::seed`]).
+    pub(super) fn lane_seed(&self, red: &Reduced, e: usize, set: impl FnMut(usize, f64)) {
+        let (w, jl) = (red.width, self.jac_len);
+        let (c, l) = (e / w, e % w);
+        let jac = &red.jac[c * jl * w..(c + 1) * jl * w];
+        self.seed(|k| jac[k * w + l], &red.lanes[e].dz, set);
     }
 }
 
@@ -455,24 +509,26 @@ impl<T: Real> Part<T> {
         self.reduced_potential(scene, tree, red, w, h);
     }
 
-    /// Gathers every active lane's maximal Hessian at the current state into
-    /// its group-pair blocks: the mass matrix over h^2, then each
-    /// Hessian-block kernel (the surrogates' with `surrogate`) right after it
-    /// runs (each kernel overwrites the block storage).
+    /// Gathers every lane's maximal Hessian at the current state into its
+    /// group-pair blocks: the mass matrix over h^2, then each Hessian-block
+    /// kernel (the surrogates' with `surrogate`) right after it runs (each
+    /// kernel overwrites the block storage).
     pub(super) fn reduced_blocks(
         &mut self,
         scene: &Scene,
         tree: &Tree,
         red: &mut Reduced,
-        active: &[bool],
         h: f64,
         surrogate: bool,
     ) {
-        let s = self.stride();
-        for (lane, _) in red.lanes.iter_mut().zip(active).filter(|(_, a)| **a) {
-            lane.blocks.fill(0.0);
+        let (s, bl, w) = (self.stride(), tree.block_len, red.width);
+        red.blocks.fill(0.0);
+        for c in 0..s / w {
+            let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
             for &(slot, m) in &tree.mass_entries {
-                lane.blocks[slot] += m / (h * h);
+                for v in &mut blocks[slot * w..(slot + 1) * w] {
+                    *v += m / (h * h);
+                }
             }
         }
         let kinds = if surrogate {
@@ -485,15 +541,17 @@ impl<T: Real> Part<T> {
         };
         for kind in kinds {
             self.run(scene, kind);
-            for (e, lane) in red.lanes.iter_mut().enumerate() {
-                if !active[e] {
-                    continue;
-                }
+            for c in 0..s / w {
+                let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
                 for &(row, slot, mirror) in tree.entries(kind) {
-                    let v = self.b.blocks[row * s + e].to_f64();
-                    lane.blocks[slot] += v;
+                    let src = &self.b.blocks[row * s + c * w..][..w];
+                    for (d, v) in blocks[slot * w..(slot + 1) * w].iter_mut().zip(src) {
+                        *d += v.to_f64();
+                    }
                     if let Some(m) = mirror {
-                        lane.blocks[m] += v;
+                        for (d, v) in blocks[m * w..(m + 1) * w].iter_mut().zip(src) {
+                            *d += v.to_f64();
+                        }
                     }
                 }
             }
@@ -519,13 +577,11 @@ impl<T: Real> Part<T> {
         }
         w.last_step.fill(f64::INFINITY);
         w.error.fill(f64::INFINITY);
-        let mut work = std::mem::take(&mut red.work);
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
             self.potential_gradient(scene, w, h);
-            self.reduced_blocks(scene, tree, red, &w.active, h, false);
             for e in 0..s {
                 if !w.active[e] {
                     continue;
@@ -545,13 +601,20 @@ impl<T: Real> Part<T> {
                         lane.g[z] = w.g[r * s + e];
                     }
                 }
+            }
+            self.reduced_blocks(scene, tree, red, h, false);
+            tree.reduced_hessians(red, &w.active);
+            for e in 0..s {
+                if !w.active[e] {
+                    continue;
+                }
+                let lane = &mut red.lanes[e];
                 let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
-                tree.reduced_hessian(lane, &mut hz);
                 tree.joint_terms(lane, h, Some((&mut g, &mut hz)));
                 for (d, gz) in lane.dz.iter_mut().zip(&g) {
                     *d = -gz;
                 }
-                if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut work) {
+                if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut red.work) {
                     lane.dz.fill(f64::NAN);
                 }
                 w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
@@ -575,7 +638,6 @@ impl<T: Real> Part<T> {
                 }
             }
         }
-        red.work = work;
     }
 
     /// Backtracking (Armijo) along each active lane's `dz` from its current

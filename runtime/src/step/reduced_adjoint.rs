@@ -57,10 +57,14 @@ impl<T: Real> Part<T> {
         self.potential_gradient(scene, &mut w, h);
         for e in 0..s {
             w.active[e] = e < self.len;
+            if w.active[e] {
+                let lane = &mut red.lanes[e];
+                let g = &w.g;
+                tree.moments(&lane.poses, |r| g[r * s + e], &mut lane.moments);
+            }
         }
-        let active = std::mem::take(&mut w.active);
-        self.reduced_blocks(scene, tree, &mut red, &active, h, true);
-        w.active = active;
+        self.reduced_blocks(scene, tree, &mut red, h, true);
+        tree.reduced_hessians(&mut red, &w.active);
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {
             w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -68,10 +72,7 @@ impl<T: Real> Part<T> {
         w.dx.fill(0.0);
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
-            let g = &w.g;
-            tree.moments(&lane.poses, |r| g[r * s + e], &mut lane.moments);
             let (mut lbar, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
-            tree.reduced_hessian(lane, &mut hz);
             lbar.fill(0.0); // the joint terms' gradient, not needed here
             tree.joint_terms(lane, h, Some((&mut lbar, &mut hz)));
             // Lbar: the link rows through J^T, the coordinate rows, free rows.
@@ -110,13 +111,12 @@ impl<T: Real> Part<T> {
                 }
             }
             lane.dz.copy_from_slice(&lbar);
-            let ok = shifted_cholesky_solve(&mut hz, tree.n, &mut lane.dz, &mut lane.tmp_h);
-            if !ok {
+            if !shifted_cholesky_solve(&mut hz, tree.n, &mut lane.dz, &mut red.work) {
                 lane.dz.fill(f64::NAN);
             }
             lane.g = lbar;
             lane.h = hz;
-            tree.seed(&lane.jac, &lane.dz, |r, v| w.dx[r * s + e] = v);
+            tree.lane_seed(&red, e, |r, v| w.dx[r * s + e] = v);
         }
         set_seed(&mut self.b, &w.dx);
         self.vjp(scene, KernelKind::Adjoint);
@@ -235,15 +235,20 @@ fn add3(v: &mut [f64], k: usize, d: DVec3) {
 }
 
 impl Tree {
-    /// The maximal seed `J lambda`: link rows from each link's Jacobian,
-    /// hinge and slider rows and free rows outside the trees from their
-    /// coordinate, 0 on the ball and free rows.
-    pub(crate) fn seed(&self, jac: &[f64], lambda: &[f64], mut set: impl FnMut(usize, f64)) {
+    /// The maximal seed `J lambda`: link rows from the Jacobian (`jac(k)`:
+    /// its entry `k`), hinge and slider rows and free rows outside the trees
+    /// from their coordinate, 0 on the ball and free rows.
+    pub(crate) fn seed(
+        &self,
+        jac: impl Fn(usize) -> f64,
+        lambda: &[f64],
+        mut set: impl FnMut(usize, f64),
+    ) {
         for (l, link) in self.links.iter().enumerate() {
             let (w, o) = (link.chain.len(), self.jac_offsets[l]);
             for a in 0..12 {
                 let v: f64 = (0..w)
-                    .map(|c| jac[o + a * w + c] * lambda[link.chain[c]])
+                    .map(|c| jac(o + a * w + c) * lambda[link.chain[c]])
                     .sum();
                 set(link.row + a, v);
             }
