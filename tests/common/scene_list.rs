@@ -15,6 +15,7 @@ macro_rules! shipped_scenes {
             cloth_sheet
             double_pendulum
             half_cheetah
+            half_cheetah_joints
             hanging_cloth
             pendulum
             quadruped_surrogate

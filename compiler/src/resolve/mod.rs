@@ -262,6 +262,19 @@ impl Resolver<'_> {
         self.diags.push(Diagnostic::error(code, msg, span, label));
     }
 
+    /// An error with a hint.
+    fn err_help(
+        &mut self,
+        code: &'static str,
+        msg: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::error(code, msg, span, label).with_help(help));
+    }
+
     /// Registers a global name; a duplicate is an error pointing at both.
     fn define(&mut self, name: &Ident, g: Global) -> bool {
         let shadows_prelude = self.globals.get(&name.name).is_some_and(|(_, s)| {

@@ -139,7 +139,7 @@ impl Resolver<'_> {
         };
         let fields: &[&str] = match kind {
             HandleKind::Particle => &["x", "v", "mass"],
-            HandleKind::Body => &["x", "R", "v", "w", "mass"],
+            HandleKind::Body => &["x", "R", "v", "w", "mass", "q", "qdot"],
             _ => &[],
         };
         if !fields.contains(&f) {
@@ -171,6 +171,16 @@ impl Resolver<'_> {
                 })
                 .collect()
         };
+        if (f == "q" || f == "qdot") && arg_at.is_some() {
+            self.err_help(
+                "joule::joint",
+                format!("`.{f}` of a body parameter inside an energy or function is not supported yet"),
+                name.span,
+                "a joint coordinate of a template argument",
+                "read the angle with `hinge_angle(A, B, axis)` (exact on jointed bodies), or read `.q` in `observe`, `reward`, `loss` and `done` items",
+            );
+            return Value::Poison;
+        }
         if let Some((arg, kind, offset)) = arg_at {
             let base = DofAt::Arg { arg, offset };
             return match (kind, f) {
@@ -224,6 +234,10 @@ impl Resolver<'_> {
                     }
                     return known(Tensor::scalar(m));
                 }
+                if f == "q" || f == "qdot" {
+                    let state = if f == "q" { pos } else { vel };
+                    return self.joint_coordinates(ctx, b, f, state, name.span);
+                }
                 let r0 = quat_to_mat(body.rotation);
                 match (ctx.initial, body.dof) {
                     (false, Some(d)) => match f {
@@ -254,6 +268,60 @@ impl Resolver<'_> {
                 }
             }
             _ => unreachable!("handles are particles or bodies"),
+        }
+    }
+
+    /// `A.q` / `A.qdot` of a concrete body: its joints' coordinates (or
+    /// their velocities) as a scalar (one coordinate) or a vector (2 to 4).
+    fn joint_coordinates(&mut self, ctx: &Ctx, b: u32, f: &str, state: State, span: Span) -> Value {
+        let body = &self.model.bodies[b as usize];
+        let name = body.name.clone();
+        let Some(att) = &body.joint else {
+            self.err_help(
+                "joule::joint",
+                format!("`{name}` has no joint, so no `.{f}`"),
+                span,
+                "not a jointed body",
+                "`.q` and `.qdot` are the coordinates of a body's `joint = ..` (hinge angle, slider offset, ball rotation vector)",
+            );
+            return Value::Poison;
+        };
+        let n: usize = att.joints.iter().map(|j| j.kind.dofs()).sum();
+        let free = att.joints.iter().any(|j| j.kind == JointKind::Free);
+        if n == 0 || n > 4 || free {
+            self.err_help(
+                "joule::joint",
+                format!("`{name}`'s joint has {n} coordinates; `.{f}` reads 1 to 4 of a hinge, slider or ball"),
+                span,
+                "no coordinate vector",
+                if free {
+                    "a free body's coordinates are its pose: read `A.x`, `orientation(A)`, `A.v` and `A.w`"
+                } else {
+                    "a weld has no coordinates"
+                },
+            );
+            return Value::Poison;
+        }
+        let shape = if n == 1 {
+            Shape::Scalar
+        } else {
+            Shape::Vec(n as u8)
+        };
+        if ctx.initial {
+            return known(Tensor::new(shape, &[0.0; 4][..n]));
+        }
+        let comps: Vec<Arc<Term>> = (0..n as u32)
+            .map(|k| {
+                input(Input::Dof {
+                    at: DofAt::Global(att.coord + k),
+                    state,
+                })
+            })
+            .collect();
+        if n == 1 {
+            term_value(comps[0].clone())
+        } else {
+            term_value(pack(shape, comps))
         }
     }
 
