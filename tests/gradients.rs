@@ -622,3 +622,13 @@ mod step_chooser {
         assert!(s.differences.iter().all(|d| d.value.is_nan()));
     }
 }
+
+/// A jointed arm with a ball-jointed hand, a particle and an affine block in
+/// one scene and one solve (`tests/joints/mixed.joule`): [`gradient_check`]
+/// through the couplings of link rows with particle and affine rows.
+#[test]
+fn joint_trees_share_one_solve_with_particles_and_affine_bodies() {
+    for steps in [1, 4] {
+        gradient_check(Path::new("tests/joints/mixed.joule"), steps);
+    }
+}
