@@ -524,6 +524,7 @@ impl<T: Real> Part<T> {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
+            self.count_iteration(&w.active);
             self.potential_gradient(scene, w, h);
             self.reduced_blocks(scene, tree, red, &w.active, h, false);
             for e in 0..s {
