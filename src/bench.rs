@@ -3,10 +3,17 @@
 //! For every (batch, threads) pair the scene is stepped on a rayon pool of
 //! exactly `threads` workers after a warm-up; the figure is the median of a few
 //! timed repeats, each of `steps` steps continuing the same trajectory from the
-//! scene's initial state (zero controls, default parameters). The gradient
+//! scene's initial state (default parameters), driven by `--controls`: the
+//! scene's default controls (`zero`), fresh uniform draws every step and
+//! environment (`random`, seeded), fixed sines (`sine`) or a plan replayed
+//! in a loop. Controls other than `zero` are generated before the timer
+//! starts, in chunks of at most [`CHUNK_VALUES`] values (the timer stops while
+//! the next chunk is generated); setting them before each step
+//! ([`Sim::set_controls`]) is timed, as a policy's would be. The gradient
 //! (forward + adjoint over `horizon` steps, the scene's first `loss` or
 //! `reward`) is timed against a plain rollout of the same steps from the same
-//! start. Compile time is the median of a few full compiles, by phase.
+//! start, both with the same controls. Compile time is the median of a few
+//! full compiles, by phase.
 
 use crate::args::PrecisionArg;
 use crate::load::{self, Loaded};
@@ -14,14 +21,17 @@ use crate::threads::pool;
 use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
 use joule_runtime::{Objective, Scene, Sim};
 use miette::{miette, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Measure a scene: env-steps/s, simulated s per s, ns per DOF-step, gradient cost, compile time, memory.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule bench scenes/ant.joule --batch 1,64 --threads 1,2\n  joule bench scenes/pendulum.joule --batch 1,1024 --steps 1000 --json\n\nEach figure is the median of --repeats timed runs after a warm-up, on a rayon pool of\nexactly --threads workers. Peak memory is VmHWM (Linux only)."
+    after_help = "Examples:\n  joule bench scenes/ant.joule --batch 1,64 --threads 1,2\n  joule bench scenes/ant_joints.joule --batch 1,64 --controls random --seed 1\n  joule bench scenes/pendulum.joule --batch 1,1024 --steps 1000 --json\n  joule bench scenes/reacher.joule --controls plan.csv   # as `joule optimize --out` writes\n\nEach figure is the median of --repeats timed runs after a warm-up, on a rayon pool of\nexactly --threads workers. Peak memory is VmHWM (Linux only).\n\n--controls: `zero` steps with the scene's default controls (0, clamped into each range);\n`random` draws every control uniformly in its range ([-1, 1] where it has none), afresh\nevery step and environment, from a ChaCha8 generator seeded by --seed; `sine` sets control\nk at step t to mid + half-range * sin(2 pi f_k t dt + k pi/4), f_k = 0.5, 1, 1.5, 2 Hz for\nk mod 4 = 0..3, the same in every environment; a plan file sets every environment alike,\nrow t mod its length at step t. The values are generated before the timer starts."
 )]
 pub struct BenchArgs {
     /// The scene file.
@@ -44,6 +54,13 @@ pub struct BenchArgs {
     /// Kernel precision, overriding the scene's `precision` setting.
     #[arg(long, value_enum)]
     precision: Option<PrecisionArg>,
+    /// The controls stepped with: `zero`, `random`, `sine`, or a plan
+    /// (`.csv` or `.npy`, as `joule optimize --out` writes) replayed in a loop.
+    #[arg(long, value_name = "zero|random|sine|PLAN.csv", default_value = "zero")]
+    controls: String,
+    /// Seed of `--controls random`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -53,6 +70,162 @@ pub struct BenchArgs {
 const TARGET_REPEAT: Duration = Duration::from_millis(300);
 /// Full compiles timed (the median is reported).
 const COMPILES: usize = 3;
+/// Most control values generated at once, untimed, ahead of the steps that
+/// use them (bounds a schedule's values at 128 kB, or one step's worth).
+const CHUNK_VALUES: usize = 1 << 14;
+/// `--controls sine`: control k's frequency is `SINE_HZ[k % 4]`.
+const SINE_HZ: [f64; 4] = [0.5, 1.0, 1.5, 2.0];
+
+/// The controls a bench steps with (`--controls`).
+enum Controls {
+    /// The scene's default controls throughout.
+    Zero,
+    /// Uniform in each control's range, fresh every step and environment.
+    Random {
+        /// `--seed`.
+        seed: u64,
+    },
+    /// Fixed sines, the same in every environment.
+    Sine,
+    /// A plan's rows `[step][control]`, replayed in a loop, the same in every environment.
+    Plan {
+        /// The plan file.
+        path: PathBuf,
+        /// Its rows.
+        rows: Vec<Vec<f64>>,
+    },
+}
+
+impl Controls {
+    /// Reads `--controls` for `scene` (loading a plan), refusing unknown
+    /// modes and a scene without controls to drive.
+    fn parse(text: &str, seed: u64, scene: &Scene) -> Result<Controls> {
+        let ext = Path::new(text).extension().and_then(|e| e.to_str());
+        let controls = match (text, ext) {
+            ("zero", _) => return Ok(Controls::Zero),
+            ("random", _) => Controls::Random { seed },
+            ("sine", _) => Controls::Sine,
+            (_, Some("csv" | "npy")) => {
+                let path = PathBuf::from(text);
+                let rows = crate::optimize::load_plan(&path, scene)?;
+                if rows.is_empty() {
+                    return Err(miette!(
+                        help = "a plan needs one row per step, as `joule optimize --out` writes",
+                        "`{text}` plans no steps"
+                    ));
+                }
+                Controls::Plan { path, rows }
+            }
+            _ => {
+                return Err(miette!(
+                    help = "use `--controls zero`, `random`, `sine`, or a plan file `PLAN.csv` / `PLAN.npy` (as `joule optimize --out` writes)",
+                    "unknown `--controls` mode `{text}`"
+                ))
+            }
+        };
+        if scene.model().controls.is_empty() {
+            return Err(miette!(
+                help = "drop `--controls` (or use `--controls zero`): there is nothing to drive",
+                "`--controls {text}`: the scene declares no controls"
+            ));
+        }
+        Ok(controls)
+    }
+
+    /// Describes the controls for the JSON output.
+    fn to_json(&self) -> Value {
+        match self {
+            Controls::Zero => json!({ "mode": "zero" }),
+            Controls::Random { seed } => json!({ "mode": "random", "seed": seed }),
+            Controls::Sine => json!({ "mode": "sine", "frequencies_hz": SINE_HZ }),
+            Controls::Plan { path, rows } => json!({
+                "mode": "plan",
+                "plan": path.display().to_string(),
+                "plan_steps": rows.len(),
+            }),
+        }
+    }
+
+    /// Describes the controls for the text output.
+    fn describe(&self) -> String {
+        match self {
+            Controls::Zero => "zero (the scene's defaults)".into(),
+            Controls::Random { seed } => format!(
+                "random (uniform in each control's range, fresh every step and environment; seed {seed})"
+            ),
+            Controls::Sine => "sine (0.5-2 Hz, the same in every environment)".into(),
+            Controls::Plan { path, rows } => format!(
+                "plan `{}` ({} steps, replayed in a loop)",
+                path.display(),
+                rows.len()
+            ),
+        }
+    }
+}
+
+/// Generates the controls of one run, step after step, for `batch` environments.
+struct Drive<'c> {
+    controls: &'c Controls,
+    /// Each control's range (`[-1, 1]` where it has none).
+    ranges: Vec<(f64, f64)>,
+    rng: ChaCha8Rng,
+    dt: f64,
+}
+
+impl<'c> Drive<'c> {
+    /// A fresh generator (seeded again): every run with the same controls
+    /// sees the same values.
+    fn new(controls: &'c Controls, scene: &Scene) -> Drive<'c> {
+        let seed = match controls {
+            Controls::Random { seed } => *seed,
+            _ => 0,
+        };
+        Drive {
+            controls,
+            ranges: scene
+                .model()
+                .controls
+                .iter()
+                .map(|c| c.bounds.unwrap_or((-1.0, 1.0)))
+                .collect(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            dt: scene.model().settings.dt,
+        }
+    }
+
+    /// Writes the controls of step `t`, `[control][env]`, into `out`.
+    /// Random draws continue one sequence (step, then control, then
+    /// environment), so steps are generated in order.
+    fn fill(&mut self, t: usize, out: &mut [Vec<f64>]) {
+        for (k, (row, &(lo, hi))) in out.iter_mut().zip(&self.ranges).enumerate() {
+            match self.controls {
+                Controls::Zero => {}
+                Controls::Random { .. } => {
+                    for u in row.iter_mut() {
+                        *u = lo + (hi - lo) * self.rng.random::<f64>();
+                    }
+                }
+                Controls::Sine => {
+                    let phase = 2.0 * PI * SINE_HZ[k % SINE_HZ.len()] * t as f64 * self.dt
+                        + k as f64 * PI / 4.0;
+                    row.fill(0.5 * (lo + hi) + 0.5 * (hi - lo) * phase.sin());
+                }
+                Controls::Plan { rows, .. } => row.fill(rows[t % rows.len()][k]),
+            }
+        }
+    }
+
+    /// The controls of `steps` steps from step `t`: `[step][control][env]`.
+    fn schedule(&mut self, t: usize, steps: usize, batch: usize) -> Vec<Vec<Vec<f64>>> {
+        (t..t + steps)
+            .map(|t| {
+                let mut u = vec![vec![0.0; batch]; self.ranges.len()];
+                self.fill(t, &mut u);
+                u
+            })
+            .collect()
+    }
+}
 
 /// One compile's phases in order, with the whole compile's wall time last.
 type Phases = Vec<(&'static str, f64)>;
@@ -106,6 +279,10 @@ struct Row {
     seconds: f64,
     /// Environments that diverged or whose Newton solve did not converge.
     events: usize,
+    /// Mean Newton iterations per env-step over the timed repeats (implicit scenes).
+    newton: Option<f64>,
+    /// The sum of every environment's positions after the last repeat.
+    fingerprint: f64,
     peak: Option<u64>,
 }
 
@@ -125,34 +302,91 @@ struct GradRow {
     peak: Option<u64>,
 }
 
-/// Steps `sim` for `steps` steps and returns the wall time in seconds.
-fn timed(sim: &mut Sim, steps: usize) -> f64 {
-    let t = Instant::now();
-    sim.rollout(steps);
-    t.elapsed().as_secs_f64()
+/// Steps `sim` for `steps` steps driven by `drive` and returns the wall time
+/// in seconds: with the default controls a plain rollout; otherwise the
+/// controls are generated untimed into `chunk` (`[step][control][env]`, some
+/// steps at a time) and set before each timed step.
+fn timed(
+    sim: &mut Sim,
+    steps: usize,
+    drive: &mut Drive,
+    chunk: &mut [Vec<Vec<f64>>],
+) -> Result<f64> {
+    if matches!(drive.controls, Controls::Zero) {
+        let t = Instant::now();
+        sim.rollout(steps);
+        return Ok(t.elapsed().as_secs_f64());
+    }
+    let mut seconds = 0.0;
+    let mut done = 0;
+    while done < steps {
+        let n = chunk.len().min(steps - done);
+        let first = sim.steps();
+        for (i, u) in chunk[..n].iter_mut().enumerate() {
+            drive.fill(first + i, u);
+        }
+        let t = Instant::now();
+        for u in &chunk[..n] {
+            sim.set_controls(u).map_err(|e| miette!("{e}"))?;
+            sim.step();
+        }
+        seconds += t.elapsed().as_secs_f64();
+        done += n;
+    }
+    Ok(seconds)
 }
 
-fn measure(scene: &Scene, batch: usize, threads: usize, o: &BenchArgs) -> Result<Row> {
+/// The sum of every environment's positions (equal for equal runs).
+fn fingerprint(sim: &Sim) -> f64 {
+    (0..sim.batch())
+        .map(|e| sim.positions(e).iter().sum::<f64>())
+        .sum()
+}
+
+fn measure(
+    scene: &Scene,
+    controls: &Controls,
+    batch: usize,
+    threads: usize,
+    o: &BenchArgs,
+) -> Result<Row> {
     let pool = pool(threads)?;
     let reset = reset_peak_rss();
-    let row = pool.install(|| {
+    let implicit = matches!(
+        scene.model().settings.integrator,
+        Integrator::ImplicitEuler { .. }
+    );
+    let row = pool.install(|| -> Result<Row> {
         let mut sim = scene.batch_threads(batch, threads);
+        let mut drive = Drive::new(controls, scene);
+        let per_step = (drive.ranges.len() * batch).max(1);
+        let chunk_steps = match controls {
+            Controls::Zero => 0,
+            _ => (CHUNK_VALUES / per_step).max(1),
+        };
+        let mut chunk = vec![vec![vec![0.0; batch]; drive.ranges.len()]; chunk_steps];
         // Warm-up: caches, page faults, the pool's threads; it also sizes the repeats.
-        let one = timed(&mut sim, 2) / 2.0;
+        let one = timed(&mut sim, 2, &mut drive, &mut chunk)? / 2.0;
         let steps = o.steps.unwrap_or_else(|| {
             (TARGET_REPEAT.as_secs_f64() / one.max(1e-9)).clamp(2.0, 1e6) as usize
         });
-        let times: Vec<f64> = (0..o.repeats).map(|_| timed(&mut sim, steps)).collect();
-        Row {
+        let iterations = sim.newton_iterations();
+        let times = (0..o.repeats)
+            .map(|_| timed(&mut sim, steps, &mut drive, &mut chunk))
+            .collect::<Result<Vec<f64>>>()?;
+        let env_steps = (batch * steps * o.repeats) as f64;
+        Ok(Row {
             batch,
             threads,
             partitions: sim.partitions(),
             steps,
             seconds: median(times),
             events: sim.events.len(),
+            newton: implicit.then(|| (sim.newton_iterations() - iterations) as f64 / env_steps),
+            fingerprint: fingerprint(&sim),
             peak: None,
-        }
-    });
+        })
+    })?;
     Ok(Row {
         peak: peak_rss().filter(|_| reset),
         ..row
@@ -178,6 +412,7 @@ fn first_objective(scene: &Scene) -> Option<(Objective, String)> {
 
 fn measure_gradient(
     scene: &Scene,
+    controls: &Controls,
     batch: usize,
     threads: usize,
     o: &BenchArgs,
@@ -186,6 +421,8 @@ fn measure_gradient(
         return Ok(None);
     };
     let pool = pool(threads)?;
+    // The controls of every step, generated before anything is timed.
+    let schedule = Drive::new(controls, scene).schedule(0, o.horizon, batch);
     let reset = reset_peak_rss();
     let (forward, gradient, bytes) = pool.install(|| -> Result<_> {
         let mut forward = vec![];
@@ -194,11 +431,16 @@ fn measure_gradient(
         // One untimed round first (warm-up), then `repeats` timed ones.
         for round in 0..=o.repeats {
             let mut sim = scene.batch_threads(batch, threads);
-            let f = timed(&mut sim, o.horizon);
+            let t = Instant::now();
+            for u in &schedule {
+                sim.set_controls(u).map_err(|e| miette!("{e}"))?;
+                sim.step();
+            }
+            let f = t.elapsed().as_secs_f64();
             let mut sim = scene.batch_threads(batch, threads);
             let t = Instant::now();
             let g = sim
-                .gradient(&objective, o.horizon)
+                .gradient_schedule(&objective, &schedule)
                 .map_err(|e| miette!("{e}"))?;
             let gt = t.elapsed().as_secs_f64();
             bytes = g.bytes_per_env_step;
@@ -252,6 +494,7 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     let (scene, first) = compile(&o.scene, &options)?;
     // Once, not for every timed compile.
     load::warn(&scene);
+    let controls = Controls::parse(&o.controls, o.seed, &scene)?;
     let mut compiles = vec![first];
     for _ in 1..COMPILES {
         compiles.push(compile(&o.scene, &options)?.1);
@@ -274,6 +517,10 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     };
     let solver = match (&settings.integrator, scene.direct_solver()) {
         (Integrator::SymplecticEuler, _) => Value::Null,
+        _ if scene.tree().is_some() => json!({
+            "kind": "dense_cholesky_joint_coordinates",
+            "coordinates": scene.tree().map(|t| t.coordinates()),
+        }),
         (_, Some(d)) => json!({
             "kind": "sparse_cholesky",
             "lower_nnz": d.lower_nnz(),
@@ -285,12 +532,12 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     let mut rows = vec![];
     for &t in &o.threads {
         for &b in &o.batch {
-            rows.push(measure(&scene, b, t, &o)?);
+            rows.push(measure(&scene, &controls, b, t, &o)?);
         }
     }
     let grad_batch = o.batch[0];
     let grad = if o.horizon > 0 {
-        measure_gradient(&scene, grad_batch, o.threads[0], &o)?
+        measure_gradient(&scene, &controls, grad_batch, o.threads[0], &o)?
     } else {
         None
     };
@@ -317,6 +564,8 @@ pub fn bench(o: BenchArgs) -> Result<()> {
             "sim_s_per_s": eps * dt,
             "ns_per_dof_step": 1e9 / (eps * dofs as f64),
             "events": r.events,
+            "newton_iterations_per_step": r.newton,
+            "state_fingerprint": r.fingerprint,
             "peak_rss_bytes": r.peak,
         })
     };
@@ -347,6 +596,7 @@ pub fn bench(o: BenchArgs) -> Result<()> {
             "integrator": integrator,
             "precision": precision,
             "linear_solver": solver,
+            "controls": controls.to_json(),
             "compile_ms": compile,
             "runs": rows.iter().map(row_json).collect::<Vec<_>>(),
             "gradient": gradient,
@@ -357,7 +607,12 @@ pub fn bench(o: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("{title}: {dofs} DOFs, dt = {dt} s, {integrator}, {precision}");
-    if let Some(d) = scene.direct_solver() {
+    if let Some(t) = scene.tree().filter(|_| !solver.is_null()) {
+        println!(
+            "  linear solver: dense Cholesky per environment in joint coordinates ({} coordinates)",
+            t.coordinates()
+        );
+    } else if let Some(d) = scene.direct_solver() {
         println!(
             "  linear solver: sparse Cholesky, {} nonzeros in L ({} in the lower triangle of the matrix), {} multiply-adds per factorisation",
             d.nnz(),
@@ -367,6 +622,7 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     } else if !solver.is_null() {
         println!("  linear solver: Jacobi-preconditioned CG");
     }
+    println!("  controls: {}", controls.describe());
     let phase_text: Vec<String> = phases
         .iter()
         .map(|(p, ms)| format!("{p} {ms:.2}"))
@@ -376,24 +632,36 @@ pub fn bench(o: BenchArgs) -> Result<()> {
         phase_text.join(", ")
     );
     println!(
-        "  {:>6} {:>7} {:>7} {:>14} {:>12} {:>14} {:>9} {:>6}",
-        "batch", "threads", "steps", "env-steps/s", "sim-s/s", "ns/DOF-step", "peak MiB", "events"
+        "  {:>6} {:>7} {:>7} {:>14} {:>12} {:>14} {:>12} {:>9} {:>6}",
+        "batch",
+        "threads",
+        "steps",
+        "env-steps/s",
+        "sim-s/s",
+        "ns/DOF-step",
+        "Newton/step",
+        "peak MiB",
+        "events"
     );
     for r in &rows {
         let eps = r.env_steps_per_s();
         println!(
-            "  {:>6} {:>7} {:>7} {:>14.0} {:>12.2} {:>14.2} {:>9} {:>6}",
+            "  {:>6} {:>7} {:>7} {:>14.0} {:>12.2} {:>14.2} {:>12} {:>9} {:>6}",
             r.batch,
             r.threads,
             r.steps,
             eps,
             eps * dt,
             1e9 / (eps * dofs as f64),
+            r.newton.map_or("-".into(), |n| format!("{n:.2}")),
             mib(r.peak),
             r.events
         );
     }
-    println!("  (median of {} repeats after a warm-up)", o.repeats);
+    println!(
+        "  (median of {} repeats after a warm-up; Newton/step: Newton iterations per env-step)",
+        o.repeats
+    );
     match (&grad, grad_note) {
         (Some(g), _) => println!(
             "  gradient of {} over {} steps, batch {}, {} thread(s): forward {:.2} ms, forward + backward {:.2} ms = {:.2}x; {} B recorded per env-step, peak {} MiB",

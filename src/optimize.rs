@@ -294,9 +294,27 @@ fn write_schedule(path: &Path, scene: &Scene, schedule: &[Vec<f64>]) -> Result<(
 }
 
 /// Reads a control plan as [`write_schedule`] writes it, for `steps` steps of
-/// `scene`: its shape (steps x controls, the CSV's columns named as the
-/// scene's controls), every value finite and inside its control's range.
+/// `scene`: [`load_plan`], and exactly `steps` rows.
 pub fn read_plan(path: &Path, scene: &Scene, steps: usize) -> Result<Vec<Vec<f64>>> {
+    let plan = load_plan(path, scene)?;
+    if plan.len() != steps {
+        return Err(miette!(
+            help = format!(
+                "run as many steps as the plan has: `--steps {}`",
+                plan.len()
+            ),
+            "`{}` plans {} steps, but the run has {steps}",
+            path.display(),
+            plan.len()
+        ));
+    }
+    Ok(plan)
+}
+
+/// Reads a control plan as [`write_schedule`] writes it for `scene`, of any
+/// number of steps: its shape (steps x controls, the CSV's columns named as
+/// the scene's controls), every value finite and inside its control's range.
+pub fn load_plan(path: &Path, scene: &Scene) -> Result<Vec<Vec<f64>>> {
     let controls = &scene.model().controls;
     let names: Vec<&str> = controls.iter().map(|c| c.name.as_str()).collect();
     let file = path.display();
@@ -317,16 +335,6 @@ pub fn read_plan(path: &Path, scene: &Scene, steps: usize) -> Result<Vec<Vec<f64
             ))
         }
     };
-    if plan.len() != steps {
-        return Err(miette!(
-            help = format!(
-                "run as many steps as the plan has: `--steps {}`",
-                plan.len()
-            ),
-            "`{file}` plans {} steps, but the run has {steps}",
-            plan.len()
-        ));
-    }
     for (t, row) in plan.iter().enumerate() {
         for (v, c) in row.iter().zip(controls) {
             if !v.is_finite() {

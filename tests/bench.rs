@@ -148,3 +148,140 @@ fn bench_rejects_bad_input_with_a_diagnostic() {
     let o = joule(&["bench", "scenes/pendulum.joule", "--batch", "1,x"]);
     assert_eq!(o.status.code(), Some(2), "bad usage is exit 2");
 }
+
+/// `joule bench scenes/reacher.joule` with `extra`, 6 steps of 3
+/// environments on one thread, as JSON.
+fn reacher(extra: &[&str]) -> Value {
+    let args = [
+        "bench",
+        "scenes/reacher.joule",
+        "--batch",
+        "3",
+        "--threads",
+        "1",
+        "--steps",
+        "6",
+        "--repeats",
+        "2",
+        "--horizon",
+        "4",
+        "--json",
+    ];
+    json(&joule(&[&args[..], extra].concat()))
+}
+
+/// The final state's fingerprint of the only run.
+fn fingerprint(v: &Value) -> f64 {
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    runs[0]["state_fingerprint"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("a finite fingerprint in {v}"))
+}
+
+#[test]
+fn bench_controls_are_reproducible_for_a_seed_and_differ_between_seeds() {
+    let zero = reacher(&[]);
+    assert_eq!(zero["controls"]["mode"], "zero");
+    let a = reacher(&["--controls", "random", "--seed", "7"]);
+    let b = reacher(&["--controls", "random", "--seed", "7"]);
+    let c = reacher(&["--controls", "random", "--seed", "8"]);
+    assert_eq!(a["controls"]["mode"], "random");
+    assert_eq!(a["controls"]["seed"], 7);
+    assert_eq!(
+        fingerprint(&a),
+        fingerprint(&b),
+        "the same seed, the same run"
+    );
+    assert_ne!(
+        fingerprint(&a),
+        fingerprint(&c),
+        "another seed, other controls"
+    );
+    assert_ne!(fingerprint(&a), fingerprint(&zero), "random is not at rest");
+    // The default seed is 0; the thread count does not change the run
+    // (`--threads 2` adds a second run to reacher's `--threads 1`).
+    let d = reacher(&["--controls", "random"]);
+    let e = reacher(&["--controls", "random", "--seed", "0", "--threads", "2"]);
+    assert_eq!(d["controls"]["seed"], 0);
+    let runs = e["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["state_fingerprint"].as_f64(), Some(fingerprint(&d)));
+    }
+    for v in [&zero, &a, &c, &d] {
+        let run = &v["runs"][0];
+        let newton = run["newton_iterations_per_step"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("an implicit scene counts Newton iterations: {run}"));
+        assert!((1.0..=20.0).contains(&newton), "{run}");
+        assert!(v["gradient"]["ratio"].as_f64().is_some(), "{v}");
+    }
+}
+
+#[test]
+fn bench_steps_with_sines_and_plans() {
+    let sine = reacher(&["--controls", "sine"]);
+    assert_eq!(sine["controls"]["mode"], "sine");
+    assert_eq!(sine["runs"][0]["events"], 0, "{sine}");
+    assert_ne!(fingerprint(&sine), fingerprint(&reacher(&[])));
+    // A plan of 3 steps is replayed in a loop over the 2 + 2 x 6 steps; a
+    // plan of zeros is the default controls.
+    let dir = std::env::temp_dir().join(format!("joule-bench-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.csv");
+    std::fs::write(&plan, "step,u[0],u[1]\n0,0,0\n1,0,0\n2,0,0\n").unwrap();
+    let p = reacher(&["--controls", plan.to_str().unwrap()]);
+    assert_eq!(p["controls"]["mode"], "plan");
+    assert_eq!(p["controls"]["plan_steps"], 3);
+    assert_eq!(fingerprint(&p), fingerprint(&reacher(&[])));
+    std::fs::write(&plan, "step,u[0],u[1]\n0,1,-0.5\n1,0.25,0\n").unwrap();
+    let q = reacher(&["--controls", plan.to_str().unwrap()]);
+    assert_ne!(fingerprint(&q), fingerprint(&p));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_refuses_bad_controls_with_a_hint() {
+    // (scene, --controls, what the error says, what its hint says)
+    let cases = [
+        (
+            "scenes/reacher.joule",
+            "randm",
+            "unknown `--controls` mode `randm`",
+            "`random`",
+        ),
+        (
+            "scenes/reacher.joule",
+            "no/such/plan.csv",
+            "cannot read `no/such/plan.csv`",
+            "joule optimize --out",
+        ),
+        (
+            "scenes/reacher.joule",
+            "tests/bench.rs",
+            "unknown `--controls` mode",
+            "PLAN.csv",
+        ),
+        (
+            "scenes/pendulum.joule",
+            "random",
+            "the scene declares no controls",
+            "drop `--controls`",
+        ),
+    ];
+    for (scene, controls, error, hint) in cases {
+        let o = joule(&["bench", scene, "--controls", controls, "--steps", "2"]);
+        assert_eq!(o.status.code(), Some(1), "{controls}: a diagnostic, exit 1");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(error), "{controls}: `{error}` in {err}");
+        let help = err
+            .split("help:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("a hint in {err}"));
+        // miette wraps long hints: compare without line breaks.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(hint), "{controls}: `{hint}` in {help}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -11,9 +11,17 @@ Figures are medians of REPEATS timed runs after a warm-up. Throughput is
 physics steps per second (one environment advanced by one physics step) and
 simulated seconds per wall second (that times the physics dt); both are summed
 over the batch.
+
+The ant runs at rest (zero controls) and in motion (`random`: every control
+uniform in its range, fresh every step and environment, seeded by --seed,
+generated before the timer starts), in MuJoCo (Brax's ant.xml) and in Joule
+(scenes/ant.joule, penalty hinges; scenes/ant_joints.joule, a joint tree).
+With --rounds N the engines take turns N times (MuJoCo, Brax, Warp, Joule,
+then again) and the table shows the median of each figure over the rounds.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -41,15 +49,17 @@ def median_time(fn, repeats=REPEATS):
 
 
 def ant_xml():
-    import brax
-
-    return os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "ant.xml")
+    """Brax's ant.xml, found without importing brax (so without JAX)."""
+    spec = importlib.util.find_spec("brax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("brax (its envs/assets/ant.xml is the ant MuJoCo steps)")
+    return os.path.join(spec.submodule_search_locations[0], "envs", "assets", "ant.xml")
 
 
 # --------------------------------------------------------------------------- MuJoCo
 
 
-def mujoco_figures(batches, threads):
+def mujoco_figures(batches, threads, seed):
     import mujoco
     import numpy as np
     from mujoco import rollout
@@ -62,19 +72,29 @@ def mujoco_figures(batches, threads):
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
     state0 = np.empty(mujoco.mj_stateSize(m, spec))
     mujoco.mj_getState(m, d, state0, spec)
-    for t in threads:
-        datas = [mujoco.MjData(m) for _ in range(t)]
-        for b in batches:
-            nstep = max(50, int(20000 / b))
-            init = np.tile(state0, (b, 1))
-            ctrl = np.zeros((b, nstep, m.nu))
-            with rollout.Rollout(nthread=t) as r:
-                sec = median_time(lambda: r.rollout([m] * b, datas, init, ctrl, nstep=nstep))
-            steps = b * nstep / sec
-            out["rollout"].append(
-                {"batch": b, "threads": t, "steps_per_s": steps, "sim_s_per_s": steps * dt}
-            )
-            print(f"  mujoco rollout B={b} T={t}: {steps:,.0f} steps/s", flush=True)
+    # Each actuator's control range ([-1, 1] where it has none), as `joule bench --controls random`.
+    limited = m.actuator_ctrllimited.astype(bool)
+    lo = np.where(limited, m.actuator_ctrlrange[:, 0], -1.0)
+    hi = np.where(limited, m.actuator_ctrlrange[:, 1], 1.0)
+    for controls in ["zero", "random"]:
+        for t in threads:
+            datas = [mujoco.MjData(m) for _ in range(t)]
+            for b in batches:
+                nstep = max(50, int(20000 / b))
+                init = np.tile(state0, (b, 1))
+                if controls == "zero":
+                    ctrl = np.zeros((b, nstep, m.nu))
+                else:
+                    # Drawn before the timer starts, like Joule's.
+                    ctrl = np.random.default_rng(seed).uniform(lo, hi, size=(b, nstep, m.nu))
+                with rollout.Rollout(nthread=t) as r:
+                    sec = median_time(lambda: r.rollout([m] * b, datas, init, ctrl, nstep=nstep))
+                steps = b * nstep / sec
+                out["rollout"].append(
+                    {"controls": controls, "batch": b, "threads": t, "steps": nstep,
+                     "steps_per_s": steps, "sim_s_per_s": steps * dt}
+                )
+                print(f"  mujoco rollout {controls} B={b} T={t}: {steps:,.0f} steps/s", flush=True)
     # One env, mj_step from Python (includes the binding's call overhead).
     mujoco.mj_resetData(m, d)
     n = 2000
@@ -91,6 +111,7 @@ def mujoco_figures(batches, threads):
     step = 1.0 / out["mj_step_steps_per_s"]
     out["fd_forward_over_step"] = fwd / step
     out["fd_centred_over_step"] = cen / step
+    out["fd_centred_s"] = cen
     print(f"  mujoco FD derivatives: {fwd / step:.1f}x / {cen / step:.1f}x a step", flush=True)
     return out
 
@@ -298,22 +319,54 @@ def joule_bench(scene, batches, threads, horizon, extra=()):
     return json.loads(res.stdout)
 
 
-def joule_figures(quick):
+# Steps per timed repeat of Joule's ant rows, from the scene's start (the
+# default, 0.3 s worth, would time 2-10 steps of the landing at B = 64 in motion).
+ANT_STEPS = 100
+
+
+def joule_figures(quick, seed):
     out = {}
     ant_batches = [1, 64] if quick else [1, 64, 1024]
-    out["ant"] = joule_bench("scenes/ant.joule", ant_batches, [1, 2], 100)
+    for name, scene in [("ant", "scenes/ant.joule"), ("ant_joints", "scenes/ant_joints.joule")]:
+        for controls in ["zero", "random"]:
+            key = name if controls == "zero" else f"{name}_random"
+            out[key] = joule_bench(scene, ant_batches, [1, 2], 100,
+                                   ["--steps", str(ANT_STEPS), "--controls", controls, "--seed", str(seed)])
+    if quick:
+        return joule_report(out)
     out["cloth64"] = joule_bench("benches/scenes/cloth64.joule", [1], [1], 100)
     # In f32 like Warp's kernels: one cloth, and four (one per f32x4 lane).
     out["cloth64_f32"] = joule_bench("benches/scenes/cloth64.joule", [1, 4], [1], 0, ["--precision", "f32"])
     out["cloth64_implicit"] = joule_bench("benches/scenes/cloth64_implicit.joule", [1], [1], 0, ["--steps", "2", "--repeats", "2"])
+    return joule_report(out)
+
+
+def joule_report(out):
     for name, r in out.items():
         for run in r["runs"]:
+            newton = run.get("newton_iterations_per_step")
+            newton = "" if newton is None else f", Newton {newton:.2f}/step"
             print(f"  joule {name} B={run['batch']} T={run['threads']}: {run['env_steps_per_s']:,.0f} steps/s, "
-                  f"{run['sim_s_per_s']:.3g} sim-s/s, events {run['events']}", flush=True)
+                  f"{run['sim_s_per_s']:.3g} sim-s/s, events {run['events']}{newton}", flush=True)
     return out
 
 
 # --------------------------------------------------------------------------- table
+
+
+def median_tree(trees):
+    """The median of every number over trees of the same shape (dicts, lists); other values from the first."""
+    first = trees[0]
+    if all(t == first for t in trees):
+        return first
+    if isinstance(first, dict):
+        return {k: median_tree([t[k] for t in trees if isinstance(t, dict) and k in t]) for k in first}
+    if isinstance(first, list) and all(isinstance(t, list) and len(t) == len(first) for t in trees):
+        return [median_tree([t[i] for t in trees]) for i in range(len(first))]
+    if isinstance(first, (int, float)) and not isinstance(first, bool) and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in trees):
+        return statistics.median(trees)
+    return first
 
 
 def find(runs, **kw):
@@ -333,14 +386,19 @@ def table(res):
         ratio = (p / j) if invert else (j / p)
         rows.append((target, fmt.format(j), fmt.format(p), f"{ratio:.3g}", goal))
 
-    ja = res.get("joule", {}).get("ant", {})
+    jo = res.get("joule", {})
+    ja = jo.get("ant", {})
     jruns = ja.get("runs")
     mj = res.get("mujoco", {})
-    for b, t in [(1, 1), (1, 2), (64, 1), (64, 2)]:
-        j = find(jruns, batch=b, threads=t)
-        m = find(mj.get("rollout"), batch=b, threads=t)
-        line(f"ant sim-s/s, B={b}, {t} thread(s): Joule / MuJoCo rollout",
-             j and j["sim_s_per_s"], m and m["sim_s_per_s"], ">= 1", "{:.3g}")
+    scenes = [("ant", "penalty"), ("ant_joints", "joints")]
+    for controls, label in [("zero", "at rest"), ("random", "random controls")]:
+        for name, kind in scenes:
+            key = name if controls == "zero" else f"{name}_random"
+            for b, t in [(1, 1), (1, 2), (64, 1), (64, 2)]:
+                j = find(jo.get(key, {}).get("runs"), batch=b, threads=t)
+                m = find(mj.get("rollout"), controls=controls, batch=b, threads=t)
+                line(f"ant {label} sim-s/s, B={b}, {t} thread(s): Joule {kind} / MuJoCo rollout",
+                     j and j["sim_s_per_s"], m and m["sim_s_per_s"], ">= 1", "{:.3g}")
     br = res.get("brax", {})
     for pipe in ["generalized", "spring"]:
         for b in [64, 1024]:
@@ -352,8 +410,14 @@ def table(res):
     bg = br.get("gradient")
     line("ant gradient / forward (100 steps): Brax ratio / Joule ratio",
          jg and jg["ratio"], bg and bg["ratio"], "Joule <= 3x", "{:.2f}", invert=True)
-    line("ant gradient per step: MuJoCo centred FD cost / Joule gradient cost (in steps)",
-         jg and jg["ratio"], mj.get("fd_centred_over_step"), "> 1", "{:.2f}", invert=True)
+    for name, kind in scenes:
+        for key, label in [(name, "at rest"), (f"{name}_random", "random controls")]:
+            g = jo.get(key, {}).get("gradient")
+            # Joule's forward + backward per env-step against one centred
+            # finite-difference Jacobian of a MuJoCo step, both in seconds.
+            per_step = g and g["gradient_s"] / (g["horizon"] * g["batch"])
+            line(f"ant {label} gradient s/step: MuJoCo centred FD / Joule {kind} fwd+bwd",
+                 per_step, mj.get("fd_centred_s"), "> 1", "{:.3g}", invert=True)
     jc = ja.get("compile_ms", {}).get("total")
     bc = find(br.get("runs"), pipeline="generalized", batch=64)
     line("ant compile (ms): Brax jit compile / Joule compile",
@@ -374,6 +438,16 @@ def table(res):
     ji = find(res.get("joule", {}).get("cloth64_implicit", {}).get("runs"), batch=1, threads=1)
     line("cloth sim-s/s: Joule implicit (dt 1/60) / Joule explicit (dt 1e-4)",
          ji and ji["sim_s_per_s"], j1 and j1["sim_s_per_s"], "> 1", "{:.3g}")
+    # Newton iterations per env-step, Joule's ant rows.
+    newton = []
+    for name, kind in scenes:
+        for key, label in [(name, "at rest"), (f"{name}_random", "random controls")]:
+            for r in jo.get(key, {}).get("runs") or []:
+                n = r.get("newton_iterations_per_step")
+                newton.append(f"{kind} {label} B={r['batch']} T={r['threads']}: "
+                              f"{'n/a' if n is None else f'{n:.2f}'} (events {r['events']})")
+    if newton:
+        print("Joule Newton iterations per env-step: " + "; ".join(newton))
     w = [max(len(r[i]) for r in rows + [("target", "Joule", "peer", "ratio", "goal")]) for i in range(5)]
     head = ("target", "Joule", "peer", "ratio", "goal")
     print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(head)) + " |")
@@ -389,6 +463,9 @@ def main():
     ap.add_argument("--brax-pipelines", default="generalized,spring")
     ap.add_argument("--brax-grad-steps", type=int, default=20,
                     help="env steps of the differentiated Brax rollout (5 physics steps each for generalized)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random controls (MuJoCo and Joule)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of all engines in turn; the table shows each figure's median over them")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     res = {
@@ -400,29 +477,39 @@ def main():
         }
     }
     jobs = [
-        ("mujoco", lambda: mujoco_figures([1, 64], [1, 2])),
+        ("mujoco", lambda: mujoco_figures([1, 64], [1, 2], args.seed)),
         ("brax", lambda: brax_figures(args.brax_pipelines.split(","), [64, 1024], 64, args.brax_grad_steps)),
         ("warp", warp_figures),
-        ("joule", lambda: joule_figures(args.quick)),
+        ("joule", lambda: joule_figures(args.quick, args.seed)),
     ]
-    for name, job in jobs:
-        if name in skip:
-            print(f"{name}: skipped", flush=True)
-            continue
-        print(f"{name}:", flush=True)
-        try:
-            res[name] = job()
-        except ImportError as e:
-            print(f"  {name} is not installed ({e}); its lines read n/a", flush=True)
-        except Exception:
-            traceback.print_exc()
-            print(f"  {name} failed; its lines read n/a", flush=True)
+    rounds = []
+    for k in range(max(1, args.rounds)):
+        one = {}
+        for name, job in jobs:
+            if name in skip:
+                print(f"{name}: skipped", flush=True)
+                continue
+            print(f"{name} (round {k + 1} of {args.rounds}):", flush=True)
+            try:
+                one[name] = job()
+            except ImportError as e:
+                print(f"  {name} is not installed ({e}); its lines read n/a", flush=True)
+            except Exception:
+                traceback.print_exc()
+                print(f"  {name} failed; its lines read n/a", flush=True)
+        rounds.append(one)
+    for name, _ in jobs:
+        got = [r[name] for r in rounds if name in r]
+        if got:
+            res[name] = median_tree(got)
+    res["rounds"] = rounds
     res["machine"]["load_after"] = os.getloadavg()
     with open(os.path.join(HERE, "last_run.json"), "w") as f:
         json.dump(res, f, indent=1)
     print()
     print(f"machine: {res['machine']['nproc']} cores, {res['machine']['cpu']}, load average before "
-          f"{res['machine']['load_before'][0]:.2f}, after {res['machine']['load_after'][0]:.2f}")
+          f"{res['machine']['load_before'][0]:.2f}, after {res['machine']['load_after'][0]:.2f}; "
+          f"medians over {len(rounds)} round(s), random controls seed {args.seed}")
     table(res)
 
 

@@ -4,7 +4,8 @@
 # package that fails to install is reported and its lines read "n/a". Builds
 # joule in release mode. Arguments go to peers.py (--quick, --skip brax, ...).
 #   benches/peers/run.sh            # everything; prints one table of ratios
-#   benches/peers/run.sh --quick    # Joule's ant at B=1 and 64 only
+#   benches/peers/run.sh --quick    # the ant rows only (B=1 and 64), at rest and in motion
+#   benches/peers/run.sh --quick --skip brax,warp --rounds 2   # engines in turn, medians of 2 rounds
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -173,6 +173,15 @@ impl<'s> Sim<'s> {
         with_parts!(&self.parts, parts => parts.len())
     }
 
+    /// Newton iterations of the implicit steps taken so far (every substep,
+    /// [`Sim::gradient`]'s forward pass included), summed over the
+    /// environments: an iteration counts each environment still iterating in
+    /// it. Divided by environments and steps, the mean iterations per step;
+    /// 0 for explicit scenes.
+    pub fn newton_iterations(&self) -> u64 {
+        with_parts!(&self.parts, parts => parts.iter().map(|p| p.newton_iterations).sum())
+    }
+
     /// Steps taken.
     pub fn steps(&self) -> usize {
         self.step

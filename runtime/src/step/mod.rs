@@ -108,6 +108,9 @@ pub struct Part<T: Real> {
     cg: Cg,
     /// Vectors of the steps in joint coordinates (scenes with joint trees).
     reduced: Option<reduced::Reduced>,
+    /// Newton iterations taken so far, summed over the lanes: each iteration
+    /// counts the environments still iterating in it.
+    pub newton_iterations: u64,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -234,6 +237,7 @@ impl<T: Real> Part<T> {
             reduced: scene
                 .tree()
                 .map(|t| reduced::Reduced::new(t, scene.dofs(), b_stride)),
+            newton_iterations: 0,
             // Scenes solved directly never run CG.
             cg: Cg::new(
                 if scene.direct_solver().is_some() {
@@ -248,6 +252,12 @@ impl<T: Real> Part<T> {
 
     fn stride(&self) -> usize {
         self.b.stride
+    }
+
+    /// Counts one Newton iteration of every lane still `active` (padding
+    /// lanes are never active).
+    fn count_iteration(&mut self, active: &[bool]) {
+        self.newton_iterations += active[..self.len].iter().filter(|a| **a).count() as u64;
     }
 
     /// The free rows of x and v.

@@ -127,6 +127,7 @@ impl<T: Real> Part<T> {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
+            self.count_iteration(&w.active);
             self.potential_gradient(scene, w, h);
             if let Some(t) = trace.as_deref_mut() {
                 t.push(

@@ -581,6 +581,7 @@ impl<T: Real> Part<T> {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
+            self.count_iteration(&w.active);
             self.potential_gradient(scene, w, h);
             for e in 0..s {
                 if !w.active[e] {
