@@ -304,7 +304,11 @@ impl<'s> Sim<'s> {
         let mut traces = vec![];
         with_parts!(&mut self.parts, parts => for p in parts {
             let mut t = vec![];
-            p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
+            if scene.tree().is_some() {
+                p.implicit_reduced(scene, h, iterations, tolerance, self.step, Some(&mut t));
+            } else {
+                p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
+            }
             traces.push(t);
         });
         let iters = traces.iter().map(Vec::len).max().unwrap_or(0);

@@ -236,7 +236,7 @@ impl<T: Real> Part<T> {
             scratch: Scratch::new(scene.dofs(), b_stride),
             reduced: scene
                 .tree()
-                .map(|t| reduced::Reduced::new(t, scene.dofs(), b_stride)),
+                .map(|t| reduced::Reduced::new(t, scene.dofs(), b_stride, len)),
             newton_iterations: 0,
             // Scenes solved directly never run CG.
             cg: Cg::new(
@@ -314,7 +314,7 @@ impl<T: Real> Part<T> {
                 iterations,
                 tolerance,
             } if scene.tree().is_some() => {
-                self.implicit_reduced(scene, h, iterations, tolerance, step)
+                self.implicit_reduced(scene, h, iterations, tolerance, step, None)
             }
             Integrator::ImplicitEuler {
                 iterations,

@@ -72,8 +72,8 @@ pub(crate) struct Reduced {
 }
 
 impl Reduced {
-    /// Vectors for `s` lanes of a scene's trees.
-    pub(crate) fn new(tree: &Tree, rows: usize, s: usize) -> Self {
+    /// Vectors for `s` lanes (`len` of them environments) of a scene's trees.
+    pub(crate) fn new(tree: &Tree, rows: usize, s: usize, len: usize) -> Self {
         let (nj, nl, n) = (tree.joints.len(), tree.links.len(), tree.n);
         let lane = Lane {
             state: vec![JointState::default(); nj],
@@ -92,7 +92,13 @@ impl Reduced {
         };
         Reduced {
             lanes: vec![lane; s],
-            width: if s.is_multiple_of(WIDE) { WIDE } else { NARROW },
+            width: if len == 1 {
+                1
+            } else if s.is_multiple_of(WIDE) {
+                WIDE
+            } else {
+                NARROW
+            },
             blocks: vec![0.0; tree.block_len * s],
             jac: vec![0.0; tree.jac_len * s],
             hz: vec![0.0; n * n * s],
@@ -105,7 +111,8 @@ impl Reduced {
 
 /// Lanes the reduced Hessian's assembly handles at once: `WIDE` when the
 /// partition's lanes are a multiple of it, else `NARROW` (every stride is a
-/// multiple of the f64 SIMD width, 2).
+/// multiple of the f64 SIMD width, 2), and 1 for a partition of one
+/// environment (its padding lane is not reduced).
 const WIDE: usize = 8;
 const NARROW: usize = 2;
 
@@ -186,7 +193,8 @@ impl Tree {
             if active[c * w..(c + 1) * w].iter().any(|a| *a) {
                 match w {
                     WIDE => self.reduce_chunk::<WIDE>(red, c),
-                    _ => self.reduce_chunk::<NARROW>(red, c),
+                    NARROW => self.reduce_chunk::<NARROW>(red, c),
+                    _ => self.reduce_chunk::<1>(red, c),
                 }
             }
         }
@@ -287,6 +295,7 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
 
 impl<T: Real> Part<T> {
     /// One implicit Euler substep in reduced coordinates (see the module docs).
+    /// `trace` collects the reduced gradient's norm per Newton iteration.
     pub fn implicit_reduced(
         &mut self,
         scene: &Scene,
@@ -294,6 +303,7 @@ impl<T: Real> Part<T> {
         iterations: u32,
         tol: f64,
         step: usize,
+        trace: Option<&mut Vec<Vec<f64>>>,
     ) {
         let tree = scene.tree().expect("a scene with joint trees");
         let (n, s) = (scene.dofs(), self.stride());
@@ -356,7 +366,7 @@ impl<T: Real> Part<T> {
             self.reduced_potential(scene, tree, &mut red, &mut w, h);
         }
         self.stops.fill(None);
-        self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations);
+        self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
         for e in 0..self.len {
             let residual = w.error[e];
             if residual > w.tol[e] {
@@ -523,7 +533,7 @@ impl<T: Real> Part<T> {
     ) {
         let (s, bl, w) = (self.stride(), tree.block_len, red.width);
         red.blocks.fill(0.0);
-        for c in 0..s / w {
+        for c in 0..self.len.div_ceil(w) {
             let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
             for &(slot, m) in &tree.mass_entries {
                 for v in &mut blocks[slot * w..(slot + 1) * w] {
@@ -541,7 +551,7 @@ impl<T: Real> Part<T> {
         };
         for kind in kinds {
             self.run(scene, kind);
-            for c in 0..s / w {
+            for c in 0..self.len.div_ceil(w) {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
                 for &(row, slot, mirror) in tree.entries(kind) {
                     let src = &self.b.blocks[row * s + c * w..][..w];
@@ -569,6 +579,7 @@ impl<T: Real> Part<T> {
         w: &mut Scratch,
         h: f64,
         iterations: u32,
+        mut trace: Option<&mut Vec<Vec<f64>>>,
     ) {
         let s = self.stride();
         let nz = tree.n;
@@ -602,6 +613,13 @@ impl<T: Real> Part<T> {
                         lane.g[z] = w.g[r * s + e];
                     }
                 }
+            }
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(
+                    (0..self.len)
+                        .map(|e| red.lanes[e].g.iter().map(|g| g.abs()).fold(0.0, f64::max))
+                        .collect(),
+                );
             }
             self.reduced_blocks(scene, tree, red, h, false);
             tree.reduced_hessians(red, &w.active);
