@@ -571,6 +571,7 @@ impl<T: Real> Part<T> {
     /// Newton iterations in reduced coordinates from the current state
     /// (free rows outside the trees at `w.x0`), leaving the error estimate
     /// per lane in `w.error` as the maximal step does.
+    #[allow(clippy::too_many_arguments)]
     fn reduced_newton(
         &mut self,
         scene: &Scene,
