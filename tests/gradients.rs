@@ -632,3 +632,12 @@ fn joint_trees_share_one_solve_with_particles_and_affine_bodies() {
         gradient_check(Path::new("tests/joints/mixed.joule"), steps);
     }
 }
+
+/// A motor and a position servo on joint coordinates
+/// (`tests/joints/actuators.joule`): [`gradient_check`], the controls included.
+#[test]
+fn joint_actuators_differentiate() {
+    for steps in [1, 4] {
+        gradient_check(Path::new("tests/joints/actuators.joule"), steps);
+    }
+}

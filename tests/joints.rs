@@ -162,3 +162,32 @@ fn astronaut_keeps_its_momentum_under_random_internal_torques() {
         "angular drift {finer:e} at h/4 vs {coarse:e} at h: not first order"
     );
 }
+
+/// A motor on a hinge drives the coordinate with torque `gear * u`: a disc
+/// spun up from rest for 50 ms reaches the rate `gear t / I` and the angle
+/// `gear t^2 / (2 I)` (implicit Euler's angle leads by `gear t h / (2 I)`;
+/// its drag on a fast rotation, `(w h)^2 / 2` of the rate per step, is
+/// below 1e-4 here: docs/joints.md).
+#[test]
+fn hinge_motor_spins_a_wheel_by_the_closed_form() {
+    let s = scene("motor_spin.joule");
+    let mut sim = s.batch(1);
+    let (gear, m, r, h) = (2.0, 2.0, 0.2, 1e-3);
+    let inertia = 0.5 * m * r * r;
+    sim.set_control(0, 0, 1.0);
+    let steps = 50;
+    sim.rollout(steps);
+    let t = steps as f64 * h;
+    let angle = sim.output("angle")[0][0];
+    let rate = sim.output("rate")[0][0];
+    let (want, want_rate) = (gear * t * t / (2.0 * inertia), gear * t / inertia);
+    println!("angle {angle} vs {want}, rate {rate} vs {want_rate}");
+    assert!(
+        (angle - want).abs() < gear * t * h / inertia,
+        "angle {angle} vs {want}"
+    );
+    assert!(
+        (rate - want_rate).abs() < 1e-4 * want_rate,
+        "rate {rate} vs {want_rate}"
+    );
+}

@@ -180,6 +180,14 @@ fn attachment(m: &Model, a: &Attachment) -> String {
                 args.push(format!("{name} = {v}"));
             }
         }
+        for (what, coef, act) in [("motor", "gear", j.motor), ("servo", "kp", j.servo)] {
+            if let Some((c, k)) = act {
+                args.push(format!(
+                    "{what} = {}, {coef} = {k}",
+                    m.controls[c as usize].name
+                ));
+            }
+        }
         format!("{}({})", j.kind.name(), args.join(", "))
     };
     let n: u32 = a.joints.iter().map(|j| j.kind.dofs() as u32).sum();

@@ -635,6 +635,12 @@ pub struct Joint {
     pub damping: f64,
     /// Spring pulling the coordinate to 0 (its initial value).
     pub stiffness: f64,
+    /// A motor on the coordinate: (control index, gear); its generalised
+    /// force is `gear * u` (the energy `-gear u q`).
+    pub motor: Option<(u32, f64)>,
+    /// A position servo on the coordinate: (control index, kp); the energy
+    /// `kp (q - u)^2 / 2` pulls the coordinate toward the control.
+    pub servo: Option<(u32, f64)>,
     /// Where it is written.
     pub span: Span,
 }

@@ -249,6 +249,10 @@ impl Resolver<'_> {
                     "armature",
                     "damping",
                     "stiffness",
+                    "motor",
+                    "gear",
+                    "servo",
+                    "kp",
                 ],
                 3,
             ),
@@ -286,8 +290,17 @@ impl Resolver<'_> {
                 }
                 Some(n) if allowed.contains(&n.name.as_str()) => n.name.as_str(),
                 Some(n) => {
-                    let help = if ["range", "armature", "damping", "stiffness"]
-                        .contains(&n.name.as_str())
+                    let help = if [
+                        "range",
+                        "armature",
+                        "damping",
+                        "stiffness",
+                        "motor",
+                        "gear",
+                        "servo",
+                        "kp",
+                    ]
+                    .contains(&n.name.as_str())
                     {
                         format!(
                             "only hinges and sliders take `{}`: it acts on their one coordinate",
@@ -422,6 +435,8 @@ impl Resolver<'_> {
         let armature = coef(self, "armature")?;
         let damping = coef(self, "damping")?;
         let stiffness = coef(self, "stiffness")?;
+        let motor = self.joint_actuator(ctx, get("motor"), get("gear"), "motor", "gear", 1.0)?;
+        let servo = self.joint_actuator(ctx, get("servo"), get("kp"), "servo", "kp", f64::NAN)?;
         Some(Written {
             joint: Some(Joint {
                 kind,
@@ -431,10 +446,82 @@ impl Resolver<'_> {
                 armature,
                 damping,
                 stiffness,
+                motor,
+                servo,
                 span: e.span,
             }),
             parent,
         })
+    }
+
+    /// A joint's `motor = u[k], gear = g` (gear 1 by default) or `servo =
+    /// u[k], kp = k` (kp required: `default` NaN): `Some(Some((control,
+    /// coefficient)))`, `Some(None)` when no control is given, `None` after
+    /// reporting an error (the coefficient alone, a value that is not a
+    /// control, a servo without a positive `kp`).
+    fn joint_actuator(
+        &mut self,
+        ctx: &mut Ctx,
+        control: Option<&Expr>,
+        coef: Option<&Expr>,
+        what: &str,
+        coef_name: &str,
+        default: f64,
+    ) -> Option<Option<(u32, f64)>> {
+        let Some(c) = control else {
+            if let Some(k) = coef {
+                self.err_help(
+                    "joule::joint",
+                    format!("`{coef_name}` without `{what}`"),
+                    k.span,
+                    format!("no `{what}` to scale"),
+                    format!("give the control it scales: `{what} = u[k], {coef_name} = ..`"),
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let index = match self.eval(ctx, c) {
+            Value::Control(i) => i,
+            Value::Poison => return None,
+            v => {
+                self.err_help(
+                    "joule::type_mismatch",
+                    format!("`{what}` is a control, not {}", describe_value(&v)),
+                    c.span,
+                    "not a control",
+                    "declare `control u[k in 0..n] in lo..hi` and write `u[k]`",
+                );
+                return None;
+            }
+        };
+        let k = match coef {
+            Some(k) => self
+                .const_value(ctx, coef_name, k, Shape::Scalar, true)?
+                .x(),
+            None if default.is_nan() => {
+                self.err_help(
+                    "joule::missing_field",
+                    format!("a `{what}` needs `{coef_name}`"),
+                    c.span,
+                    format!("no `{coef_name}`"),
+                    format!("give its stiffness: `{what} = u[k], {coef_name} = 50` (N m per radian, or N per metre)"),
+                );
+                return None;
+            }
+            None => default,
+        };
+        if what == "servo" && k <= 0.0 {
+            self.err_help(
+                "joule::invalid_value",
+                format!("`{coef_name}` must be positive"),
+                coef.map_or(c.span, |e| e.span),
+                format!("this is {k}"),
+                "a servo's stiffness is a number > 0",
+            );
+            return None;
+        }
+        Some(Some((index, k)))
     }
 
     /// A joint's range `lo..hi`: finite compile-time numbers, `lo < 0 < hi`

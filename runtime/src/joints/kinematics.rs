@@ -391,6 +391,8 @@ mod tests {
             armature: 0.0,
             damping: 0.0,
             stiffness: 0.0,
+            motor: None,
+            servo: None,
             span: Default::default(),
         }
     }

@@ -94,6 +94,9 @@ pub(crate) struct TreeJoint {
     pub armature: f64,
     pub damping: f64,
     pub stiffness: f64,
+    /// A motor (control, gear) and a position servo (control, kp) on it.
+    pub motor: Option<(u32, f64)>,
+    pub servo: Option<(u32, f64)>,
     /// Free joints: the body's initial pose (the coordinate rows hold the
     /// displacement and rotation from it).
     pub initial: Pose,
@@ -292,6 +295,8 @@ impl Tree {
                     armature: j.armature,
                     damping: j.damping,
                     stiffness: j.stiffness,
+                    motor: j.motor,
+                    servo: j.servo,
                     initial: body0,
                 });
                 chain.extend(z..z + k);

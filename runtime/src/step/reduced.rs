@@ -10,7 +10,8 @@
 //!
 //! the joint terms act on hinge and slider coordinates: armature
 //! `I (q - q_t - h qdot_t)^2 / (2 h^2)`, damping `d (q - q_t)^2 / (2 h)`,
-//! stiffness `k q^2 / 2`, and a range `lo..hi` as the barrier
+//! stiffness `k q^2 / 2`, a motor `-gear u q`, a position servo
+//! `kp (q - u)^2 / 2`, and a range `lo..hi` as the barrier
 //! `-kappa (s - s^)^2 ln(s / s^)` on the distances `s` to its ends below
 //! `s^` (1% of the range), so a range is never left and stays smooth.
 //!
@@ -138,11 +139,13 @@ fn barrier(s: f64, width: f64) -> (f64, f64, f64) {
 
 impl Tree {
     /// The joint terms of the incremental potential at `state` (value, and
-    /// with `grad` their gradient added to `g` and Hessian diagonal to `h`).
+    /// with `grad` their gradient added to `g` and Hessian diagonal to `h`);
+    /// `u(c)` is control `c`'s value in the lane.
     pub(super) fn joint_terms(
         &self,
         lane: &Lane,
         h: f64,
+        u: impl Fn(u32) -> f64,
         mut grad: Option<(&mut [f64], &mut [f64])>,
     ) -> f64 {
         let mut phi = 0.0;
@@ -157,6 +160,16 @@ impl Tree {
                 + 0.5 * jt.stiffness * q * q;
             let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + jt.stiffness * q;
             let mut d2 = jt.armature / (h * h) + jt.damping / h + jt.stiffness;
+            if let Some((c, gear)) = jt.motor {
+                v -= gear * u(c) * q;
+                d1 -= gear * u(c);
+            }
+            if let Some((c, kp)) = jt.servo {
+                let e = q - u(c);
+                v += 0.5 * kp * e * e;
+                d1 += kp * e;
+                d2 += kp;
+            }
             if let Some((lo, hi)) = jt.range {
                 let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
                 let (b0, b1, b2) = barrier(q - lo, width);
@@ -487,8 +500,11 @@ impl<T: Real> Part<T> {
         h: f64,
     ) {
         self.potential(scene, w, h);
-        for e in 0..self.stride() {
-            w.phi[e] += tree.joint_terms(&red.lanes[e], h, None);
+        let s = self.stride();
+        for e in 0..s {
+            let controls = &self.b.controls;
+            let u = |c: u32| controls[c as usize * s + e].to_f64();
+            w.phi[e] += tree.joint_terms(&red.lanes[e], h, u, None);
         }
     }
 
@@ -630,7 +646,9 @@ impl<T: Real> Part<T> {
                 }
                 let lane = &mut red.lanes[e];
                 let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
-                tree.joint_terms(lane, h, Some((&mut g, &mut hz)));
+                let controls = &self.b.controls;
+                let u = |c: u32| controls[c as usize * s + e].to_f64();
+                tree.joint_terms(lane, h, u, Some((&mut g, &mut hz)));
                 for (d, gz) in lane.dz.iter_mut().zip(&g) {
                     *d = -gz;
                 }

@@ -74,7 +74,9 @@ impl<T: Real> Part<T> {
             let lane = &mut red.lanes[e];
             let (mut lbar, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
             lbar.fill(0.0); // the joint terms' gradient, not needed here
-            tree.joint_terms(lane, h, Some((&mut lbar, &mut hz)));
+            let controls = &self.b.controls;
+            let u = |c: u32| controls[c as usize * s + e].to_f64();
+            tree.joint_terms(lane, h, u, Some((&mut lbar, &mut hz)));
             // Lbar: the link rows through J^T, the coordinate rows, free rows.
             let rhs = &w.rhs;
             tree.moments(&lane.poses, |r| rhs[r * s + e], &mut lane.moments);
@@ -160,6 +162,12 @@ impl<T: Real> Part<T> {
                         zbar[jt.z] +=
                             w.d[row(0)] + lambda * (jt.armature / (h * h) + jt.damping / h);
                         zdotbar[jt.z] += lambda * jt.armature / h;
+                        // The actuators' forces -gear u and -kp u: dL/du = -lambda dG/du.
+                        if e < self.len {
+                            for (c, k) in jt.motor.into_iter().chain(jt.servo) {
+                                adj.controls[c as usize * s + e] += lambda * k;
+                            }
+                        }
                     }
                     JointKind::Ball => {
                         let vbar = DVec3::new(adj.v[row(0)], adj.v[row(1)], adj.v[row(2)]);
