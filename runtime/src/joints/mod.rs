@@ -519,6 +519,7 @@ impl Tree {
         blocks: &[[f64; W]],
         hz: &mut [[f64; W]],
         tmp: &mut [[f64; W]],
+        acc: &mut [[f64; W]],
     ) {
         let n = self.n;
         for pair in &self.pairs {
@@ -536,7 +537,24 @@ impl Tree {
                         tmp[*r] = b[*r];
                     }
                 }
+                Group::Link(l) if W == 1 => {
+                    // One lane: run along J_h's rows (contiguous).
+                    let jh = &jac[self.jac_offsets[l]..][..12 * wh];
+                    for (r, cols) in &pair.rows {
+                        let (br, t) = (&b[r * 12..][..12], &mut tmp[r * wh..(r + 1) * wh]);
+                        t.fill([0.0; W]);
+                        for &k in cols {
+                            let bk = br[k];
+                            for (tc, jc) in t.iter_mut().zip(&jh[k * wh..(k + 1) * wh]) {
+                                for e in 0..W {
+                                    tc[e] += bk[e] * jc[e];
+                                }
+                            }
+                        }
+                    }
+                }
                 Group::Link(l) => {
+                    // Several lanes: accumulate each entry in registers.
                     let jh = &jac[self.jac_offsets[l]..][..12 * wh];
                     for (r, cols) in &pair.rows {
                         let br = &b[r * 12..][..12];
@@ -563,7 +581,37 @@ impl Tree {
                         }
                     }
                 }
+                Group::Link(l) if W == 1 => {
+                    // One lane: accumulate J_g^T tmp row by row (contiguous),
+                    // then add it to hz.
+                    let wg = cg.len();
+                    let jg = &jac[self.jac_offsets[l]..][..12 * wg];
+                    let acc = &mut acc[..wg * wh];
+                    acc.fill([0.0; W]);
+                    for (r, _) in &pair.rows {
+                        let t = &tmp[r * wh..(r + 1) * wh];
+                        for (ja, row) in jg[r * wg..(r + 1) * wg]
+                            .iter()
+                            .zip(acc.chunks_exact_mut(wh))
+                        {
+                            for (x, tc) in row.iter_mut().zip(t) {
+                                for e in 0..W {
+                                    x[e] += ja[e] * tc[e];
+                                }
+                            }
+                        }
+                    }
+                    for (row, &za) in acc.chunks_exact(wh).zip(cg) {
+                        for (x, &zc) in row.iter().zip(ch) {
+                            let hv = &mut hz[za * n + zc];
+                            for e in 0..W {
+                                hv[e] += x[e];
+                            }
+                        }
+                    }
+                }
                 Group::Link(l) => {
+                    // Several lanes: accumulate each entry in registers.
                     let (wg, jg) = (cg.len(), &jac[self.jac_offsets[l]..]);
                     let jg = &jg[..12 * wg];
                     for (a, &za) in cg.iter().enumerate() {

@@ -24,7 +24,7 @@
 
 use super::{load, Part, Scratch};
 use crate::joints::kinematics::{log, JointState, Moments, Twist};
-use crate::joints::{Pose, Tree};
+use crate::joints::{Entry, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
@@ -66,6 +66,7 @@ pub(crate) struct Reduced {
     jac: Vec<f64>,
     hz: Vec<f64>,
     tmp: Vec<f64>,
+    acc: Vec<f64>,
     /// The Cholesky solve's copy of a Hessian.
     pub(super) work: Vec<f64>,
     /// The free rows' values at the line search's base.
@@ -104,6 +105,7 @@ impl Reduced {
             jac: vec![0.0; tree.jac_len * s],
             hz: vec![0.0; n * n * s],
             tmp: vec![0.0; 12 * tree.max_chain() * WIDE],
+            acc: vec![0.0; tree.max_chain() * tree.max_chain() * WIDE],
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
         }
@@ -231,7 +233,8 @@ impl Tree {
         let hz = red.hz[c * nn * W..(c + 1) * nn * W].as_chunks_mut::<W>().0;
         hz.fill([0.0; W]);
         let tmp = red.tmp.as_chunks_mut::<W>().0;
-        self.reduce_hessian(jac, blocks, hz, tmp);
+        let acc = red.acc.as_chunks_mut::<W>().0;
+        self.reduce_hessian(jac, blocks, hz, tmp, acc);
     }
 
     /// Lane `e`'s maximal seed `J lambda` (see [`Tree::seed`]).
@@ -240,6 +243,29 @@ impl Tree {
         let (c, l) = (e / w, e % w);
         let jac = &red.jac[c * jl * w..(c + 1) * jl * w];
         self.seed(|k| jac[k * w + l], &red.lanes[e].dz, set);
+    }
+}
+
+/// Adds a Hessian-block kernel's entries (`src`: the kernel's blocks from
+/// the chunk's first lane, rows `stride` apart) into a chunk of `W` lanes'
+/// group-pair blocks, each entry at its slot and mirrored slot.
+fn gather<T: Real, const W: usize>(
+    entries: &[Entry],
+    src: &[T],
+    stride: usize,
+    blocks: &mut [f64],
+) {
+    let blocks = blocks.as_chunks_mut::<W>().0;
+    for &(row, slot, mirror) in entries {
+        let v: [f64; W] = std::array::from_fn(|e| src[row * stride + e].to_f64());
+        for e in 0..W {
+            blocks[slot][e] += v[e];
+        }
+        if let Some(m) = mirror {
+            for e in 0..W {
+                blocks[m][e] += v[e];
+            }
+        }
     }
 }
 
@@ -569,16 +595,12 @@ impl<T: Real> Part<T> {
             self.run(scene, kind);
             for c in 0..self.len.div_ceil(w) {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
-                for &(row, slot, mirror) in tree.entries(kind) {
-                    let src = &self.b.blocks[row * s + c * w..][..w];
-                    for (d, v) in blocks[slot * w..(slot + 1) * w].iter_mut().zip(src) {
-                        *d += v.to_f64();
-                    }
-                    if let Some(m) = mirror {
-                        for (d, v) in blocks[m * w..(m + 1) * w].iter_mut().zip(src) {
-                            *d += v.to_f64();
-                        }
-                    }
+                let entries = tree.entries(kind);
+                let src = &self.b.blocks[c * w..];
+                match w {
+                    WIDE => gather::<T, WIDE>(entries, src, s, blocks),
+                    NARROW => gather::<T, NARROW>(entries, src, s, blocks),
+                    _ => gather::<T, 1>(entries, src, s, blocks),
                 }
             }
         }
