@@ -191,3 +191,32 @@ fn hinge_motor_spins_a_wheel_by_the_closed_form() {
         "rate {rate} vs {want_rate}"
     );
 }
+
+/// An energy between a fixed body and a jointed one (the MJCF importer's
+/// `motor(world, ..)` when a body hangs from the world): the fixed body's
+/// rows are constants of the reduced step, so the trajectory is the one
+/// with the same body welded to the world instead (it panicked before).
+#[test]
+fn energies_on_fixed_bodies_act_on_jointed_bodies() {
+    let run = |fixed: bool| {
+        let (weld, fix) = if fixed {
+            ("", "fix w")
+        } else {
+            (", joint = weld(world)", "")
+        };
+        let text = format!(
+            "settings {{ dt = 0.01, integrator = implicit_euler }}\n\
+             body w {{ shape = sphere(1), mass = 1{weld} }}\n{fix}\n\
+             body a {{ shape = sphere(0.1), mass = 1, x = vec3(1, 0, 0), \
+             joint = hinge(world, at = vec3(0, 0, 0), axis = vec3(0, 0, 1)) }}\n\
+             pd(w, a, vec3(0, 0, 1), 0.5, 2)\nobserve q = a.q\n"
+        );
+        let s = Scene::compile(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut sim = s.batch(1);
+        sim.rollout(30);
+        sim.output("q")[0][0]
+    };
+    let (fixed, welded) = (run(true), run(false));
+    assert!(fixed > 0.01, "the spring turned the hinge: {fixed}");
+    assert!((fixed - welded).abs() < 1e-12, "{fixed} vs {welded}");
+}

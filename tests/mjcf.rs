@@ -60,6 +60,7 @@ const MODELS: &[&str] = &[
     "pendulum",
     "falling",
     "cartpole",
+    "chain",
 ];
 
 #[test]
@@ -171,32 +172,19 @@ fn mass_properties_equal_mujoco() {
 }
 
 /// Runs `steps` steps of an imported model under alternating constant
-/// controls: every coordinate stays finite and bounded, and every hinge and
-/// ball anchor stays together within 1 cm (the penalty joints hold). The
-/// anchors are observed through the prelude's own `point`/`rest`.
+/// controls: every moving body is in joint coordinates (one `joint` field
+/// per Joule body, so the joints hold exactly), and every coordinate stays
+/// finite and bounded.
 fn simulate_stably(name: &str, steps: usize, controls: f64) {
-    let (m, mut text) = import(name);
-    let mut gaps = 0;
-    for line in text.clone().lines() {
-        let Some(args) = line
-            .strip_prefix("hinge(")
-            .or_else(|| line.strip_prefix("ball("))
-        else {
-            continue;
-        };
-        let mut parts = args.splitn(3, ", ");
-        let (a, b, rest) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let at = &rest[..rest.find(')').unwrap() + 1];
-        text += &format!(
-            "\nobserve gap{gaps} = norm({a}.point(rest(transpose({a}.R) * ({at} - {a}.x))) - {b}.point(rest(transpose({b}.R) * ({at} - {b}.x))))"
-        );
-        gaps += 1;
-    }
-    assert!(gaps > 0, "{name}: no joints found");
+    let (m, text) = import(name);
+    let bodies = text.lines().filter(|l| l.starts_with("body ")).count();
+    let joints = text
+        .lines()
+        .filter(|l| l.starts_with("    joint ="))
+        .count();
+    let world = usize::from(text.contains("body world {"));
+    assert!(joints > 0, "{name}: no joints found");
+    assert_eq!(joints + world, bodies, "{name}: a body without a joint");
     let scene = Scene::compile(&text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     let mut sim = scene.batch(1);
     for k in 0..m.actuators.len() {
@@ -208,10 +196,6 @@ fn simulate_stably(name: &str, steps: usize, controls: f64) {
         x.iter().all(|v| v.is_finite() && v.abs() < 100.0),
         "{name}: state blew up"
     );
-    for k in 0..gaps {
-        let gap = sim.output(&format!("gap{k}"))[0][0];
-        assert!(gap < 1e-2, "{name}: joint {k} opened by {gap} m");
-    }
 }
 
 #[test]
@@ -220,6 +204,12 @@ fn brax_models_simulate_stably() {
     simulate_stably("half_cheetah", 50, 0.5);
     simulate_stably("reacher", 50, 0.5);
     simulate_stably("humanoid", 50, 0.2);
+    // The knees' ranges (-160..-2 degrees) start outside: penalty limits, said so.
+    let (_, text) = import("humanoid");
+    assert!(
+        text.contains("hinge_limit(right_thigh, right_shin, vec3(0, -1, 0), -2.792526803190927, -0.03490658503988659, k_limit)    // right_knee: range without the initial angle 0"),
+        "{text}"
+    );
 }
 
 /// Simulates a scene for 1 s and returns `observe` outputs at every 0.1 s.
@@ -263,31 +253,33 @@ fn site_error(model: &str, scene: &Scene, observe: &str, site: usize) -> f64 {
 
 /// A hinged pendulum (loaded with `use "pendulum.xml"`) swings +-60 degrees
 /// like MuJoCo's over 1 s. Joule integrates with implicit Euler at MuJoCo's
-/// 2 ms step (MuJoCo: semi-implicit Euler): the two first-order methods drift
-/// apart by O(dt) (g dt t = 2 cm after 1 s, measured 1.9 cm), implicit Euler
-/// also damps slightly, and the hinge is a stiff spring (k = 100 m / dt^2)
-/// rather than an exact constraint: the 0.8 m tip stays within 3 cm of
-/// MuJoCo's (a 120-degree swing moves it 1.4 m).
+/// 2 ms step (MuJoCo: semi-implicit Euler) in joint coordinates (an exact
+/// hinge): the two first-order methods drift apart by O(dt) (g dt t = 2 cm
+/// after 1 s; measured 1.909 cm, as the hand-written joint pendulum below),
+/// and implicit Euler also damps slightly: the 0.8 m tip stays within 2 cm of
+/// MuJoCo's (a 120-degree swing moves it 1.4 m). (The penalty-joint import,
+/// k = 100 m / dt^2, measured 1.909 cm too: the integrators dominate.)
 #[test]
 fn hinged_pendulum_follows_mujoco() {
     let scene = Scene::from_path(Path::new("tests/mjcf/pendulum.joule"), joule::Backend::Jit)
         .expect("compiles");
     let err = site_error("pendulum", &scene, "tip", 0);
     eprintln!("pendulum tip error {err}");
-    assert!(err < 0.03, "tip {err} m from MuJoCo's");
-    // With rotor inertia (armature 0.05) and joint damping, the same holds.
+    assert!(err < 0.02, "tip {err} m from MuJoCo's");
+    // With rotor inertia (armature 0.05) and joint damping, the same holds
+    // (measured 1.624 cm; 1.627 cm with the penalty import's armature energy).
     let (_, text) = import("pendulum_armature");
     let scene = Scene::compile(&text).expect("compiles");
     let err = site_error("pendulum_armature", &scene, "tip", 0);
     eprintln!("pendulum_armature tip error {err}");
-    assert!(err < 0.03, "armature: tip {err} m from MuJoCo's");
+    assert!(err < 0.0175, "armature: tip {err} m from MuJoCo's");
 }
 
-/// Two free bodies (a tilted offset box, and a rod with an explicit
-/// `<inertial>`) fall like MuJoCo's: a parabola, exact up to implicit
-/// Euler's O(dt) lag (g dt t = 2 cm after 1 s at dt = 2 ms, against a
-/// 4.9 m drop), so within 3 cm, and the box's corner site (which also
-/// tests its orientation) too.
+/// Two free bodies (`joint = free`: a tilted offset box, and a rod with an
+/// explicit `<inertial>`) fall like MuJoCo's: a parabola, exact up to
+/// implicit Euler's O(dt) lag (g dt t = 2 cm after 1 s at dt = 2 ms, against
+/// a 4.9 m drop; measured 1.962 cm), so within 2 cm, and the box's corner
+/// site (which also tests its orientation) too.
 #[test]
 fn free_fall_follows_mujoco() {
     let (_, mut text) = import("falling");
@@ -295,20 +287,23 @@ fn free_fall_follows_mujoco() {
     let scene = Scene::compile(&text).expect("compiles");
     let err = site_error("falling", &scene, "corner", 0);
     eprintln!("falling corner error {err}");
-    assert!(err < 0.03, "corner {err} m from MuJoCo's");
+    assert!(err < 0.02, "corner {err} m from MuJoCo's");
     let r = reference();
     let traj = r["models"]["falling"]["trajectory"]
         .as_array()
         .unwrap()
         .clone();
+    let mut worst: f64 = 0.0;
     for (g, w) in samples(&scene, &["rod_at"]).iter().zip(&traj) {
         let want = floats(&w["xpos"][2]);
         let d = (0..3)
             .map(|i| (g[0][i] - want[i]).powi(2))
             .sum::<f64>()
             .sqrt();
-        assert!(d < 0.03, "rod {d} m from MuJoCo's");
+        worst = worst.max(d);
     }
+    eprintln!("falling rod error {worst}");
+    assert!(worst < 0.02, "rod {worst} m from MuJoCo's");
 }
 
 #[test]
@@ -400,5 +395,33 @@ fn joint_coordinate_pendulum_follows_mujoco() {
     assert!(
         err_fine < err / 5.0,
         "a tenth of the step: {err_fine} m vs {err} m"
+    );
+}
+
+/// A chain of joints (`tests/mjcf/chain.xml`): a body on a slide, a hinge
+/// and a hinge through another point (a list of three joints, MJCF order),
+/// a ball joint, springs (one toward a nonzero `springref`, an energy
+/// beside the joint), damping, armature and a range that is not reached.
+/// The hand's tip (travelling 0.8 m) follows MuJoCo's to O(dt) at its 2 ms
+/// step (measured 3.52 cm; MuJoCo's own error at 2 ms is 1.36 cm), and to
+/// 1.0 cm at a tenth of the step, which is MuJoCo's 2 ms error (at 0.2 ms
+/// against MuJoCo at 0.02 ms, checked by hand: 4 mm): the joint sequence is
+/// MuJoCo's. The penalty-joint import refused this model (hinges of one
+/// body at different points).
+#[test]
+fn joint_chain_follows_mujoco() {
+    let (_, text) = import("chain");
+    assert!(text.contains("joint = [slider(world"), "{text}");
+    let scene = Scene::compile(&text).expect("compiles");
+    let err = site_error("chain", &scene, "tip", 0);
+    let mut m = scene.model().clone();
+    m.settings.dt /= 10.0;
+    let fine = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
+    let err_fine = site_error("chain", &fine, "tip", 0);
+    eprintln!("chain tip error {err} (dt 2 ms), {err_fine} (dt 0.2 ms)");
+    assert!(err < 0.037, "tip {err} m from MuJoCo's");
+    assert!(
+        err_fine < 0.011,
+        "a tenth of the step: tip {err_fine} m from MuJoCo's"
     );
 }

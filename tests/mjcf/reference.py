@@ -1,6 +1,6 @@
 """MuJoCo's own values for the MJCF import tests (tests/mjcf.rs).
 
-Run with the `mujoco` Python package (tested with mujoco 4.0.0):
+Run with the `mujoco` Python package (tested with mujoco 4.0.0 and 4.0.1):
 
     python3 tests/mjcf/reference.py > tests/mjcf/reference.json
 
@@ -18,7 +18,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
-          "pendulum_armature", "falling", "cartpole"]
+          "pendulum_armature", "falling", "cartpole", "chain"]
 
 
 def quat_mat(q):
@@ -66,7 +66,7 @@ def main():
         d = mujoco.MjData(m)
         mujoco.mj_forward(m, d)
         entry = {"total_mass": float(m.body_mass.sum()), "bodies": bodies(m, d)}
-        if name in ("pendulum", "pendulum_armature", "falling"):
+        if name in ("pendulum", "pendulum_armature", "falling", "chain"):
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))

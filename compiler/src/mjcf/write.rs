@@ -1,7 +1,8 @@
 //! [`Mjcf`] to Joule source text: one Joule body per MJCF body that has
 //! joints (jointless bodies are welded to their parent in MJCF, so their
-//! geoms, sites and mass are merged into it exactly), joints as the
-//! prelude's stiff joint energies, actuators as the controls `u[k]`.
+//! geoms, sites and mass are merged into it exactly), in joint coordinates
+//! (its `joint` field is its MJCF joints in order), actuators as the
+//! controls `u[k]`.
 
 use super::*;
 use crate::math::*;
@@ -63,7 +64,7 @@ fn reserved() -> HashSet<String> {
     joule_grammar::KEYWORDS
         .iter()
         .chain(names::TYPE_NAMES)
-        .chain(&["u", "world", "k_joint", "k_limit", "dhat", "kappa"])
+        .chain(&["u", "world", "k_limit", "dhat", "kappa"])
         .chain(names::COLLECTIONS)
         .copied()
         .chain(names::prelude_items())
@@ -146,6 +147,201 @@ fn collides(a: &Geom, b: &Geom) -> bool {
     a.contype & b.conaffinity != 0 || b.contype & a.conaffinity != 0
 }
 
+/// The motions of a body's joints at the initial pose, as twists (angular
+/// velocity, velocity of the world origin) per coordinate.
+fn twists(b: &Body) -> Vec<[f64; 6]> {
+    let mut out = vec![];
+    for j in &b.joints {
+        let at = add(b.xpos, rotate(b.xquat, j.pos));
+        let axis = rotate(b.xquat, j.axis);
+        let turn = |n: V3| {
+            let v = cross(at, n);
+            [n[0], n[1], n[2], v[0], v[1], v[2]]
+        };
+        match j.kind {
+            JointKind::Hinge => out.push(turn(axis)),
+            JointKind::Slide => out.push([0.0, 0.0, 0.0, axis[0], axis[1], axis[2]]),
+            JointKind::Ball => {
+                out.extend([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].map(turn))
+            }
+            JointKind::Free => {}
+        }
+    }
+    out
+}
+
+/// Whether twists are linearly independent (Gram-Schmidt, relative to each
+/// one's size).
+fn independent(twists: &[[f64; 6]]) -> bool {
+    let mut basis: Vec<[f64; 6]> = vec![];
+    for t in twists {
+        let size = t.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let mut r = *t;
+        for e in &basis {
+            let d: f64 = r.iter().zip(e).map(|(a, b)| a * b).sum();
+            for (x, y) in r.iter_mut().zip(e) {
+                *x -= d * y;
+            }
+        }
+        let left = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if left <= 1e-6 * size {
+            return false;
+        }
+        basis.push(r.map(|x| x / left));
+    }
+    true
+}
+
+/// The `joint` field of the Joule body `pc.1` for MJCF body `b` under the
+/// Joule body `pc.0`: its joints in MJCF order (parent side first). What the
+/// joint language does not carry is appended to `energies` as the prelude's
+/// penalty energies: a range without the initial coordinate 0 inside it
+/// (a barrier range must start inside; MuJoCo's soft limits may start
+/// outside) and a spring toward a nonzero `springref`.
+fn joint_field(
+    b: &Body,
+    (p, c): (&str, &str),
+    energies: &mut String,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    if let Some(j) = b.joints.iter().find(|j| j.kind == JointKind::Free) {
+        if b.joints.len() > 1 {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!("body `{}` combines a free joint with other joints", b.name),
+                    b.joints[1].span,
+                    "second joint",
+                )
+                .with_help("a free joint already gives the body all six degrees of freedom"),
+            );
+            return None;
+        }
+        if p != "world" {
+            diags.push(
+                Diagnostic::error(
+                    "mjcf::unsupported",
+                    format!("free joint of body `{}` inside a moving body", b.name),
+                    j.span,
+                    "free joint",
+                )
+                .with_help("free joints belong to bodies of the worldbody"),
+            );
+            return None;
+        }
+    }
+    if let Some(j) = b.joints.iter().find(|j| {
+        matches!(j.kind, JointKind::Ball | JointKind::Free)
+            && (j.damping > 0.0 || j.stiffness > 0.0 || j.armature > 0.0)
+    }) {
+        diags.push(
+            Diagnostic::error(
+                "mjcf::unsupported",
+                format!(
+                    "damping, stiffness or armature on the ball or free joint `{}`",
+                    j.name
+                ),
+                j.span,
+                "ball or free joint",
+            )
+            .with_help("the importer carries them on hinges and slides only; remove them"),
+        );
+        return None;
+    }
+    if !independent(&twists(b)) {
+        diags.push(
+            Diagnostic::error(
+                "mjcf::unsupported",
+                format!("the joints of body `{}` repeat a motion", b.name),
+                b.joints[0].span,
+                "joints",
+            )
+            .with_help("give the body's joints independent motions (no two parallel hinges through one point, no parallel slides, at most six degrees of freedom)"),
+        );
+        return None;
+    }
+    let mut parts = vec![];
+    let mut extra = String::new();
+    for j in &b.joints {
+        let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
+        let ax = v3(rotate(b.xquat, j.axis));
+        let hinge = j.kind == JointKind::Hinge;
+        let mut opts = String::new();
+        for (name, x) in [("armature", j.armature), ("damping", j.damping)] {
+            if x > 0.0 {
+                write!(opts, ", {name} = {}", num(x)).ok();
+            }
+        }
+        if j.stiffness > 0.0 {
+            if j.springref == 0.0 {
+                write!(opts, ", stiffness = {}", num(j.stiffness)).ok();
+            } else if hinge {
+                writeln!(
+                    extra,
+                    "pd({p}, {c}, {ax}, {}, {})    // {}: stiffness toward springref",
+                    num(j.springref),
+                    num(j.stiffness),
+                    j.name
+                )
+                .ok();
+            } else {
+                writeln!(
+                    extra,
+                    "slider_spring({p}, {c}, {at}, {ax}, {}, {})    // {}: stiffness toward springref",
+                    num(j.springref),
+                    num(j.stiffness),
+                    j.name
+                )
+                .ok();
+            }
+        }
+        match j.range {
+            Some((lo, hi)) if lo < 0.0 && 0.0 < hi => {
+                write!(opts, ", range = [{}, {}]", num(lo), num(hi)).ok();
+            }
+            Some((lo, hi)) if hinge => {
+                writeln!(
+                    extra,
+                    "hinge_limit({p}, {c}, {ax}, {}, {}, k_limit)    // {}: range without the initial angle 0",
+                    num(lo),
+                    num(hi),
+                    j.name
+                )
+                .ok();
+            }
+            Some((lo, hi)) => {
+                writeln!(
+                    extra,
+                    "slider_limit({p}, {c}, {at}, {ax}, {}, {}, k_limit)    // {}: range without the initial offset 0",
+                    num(lo),
+                    num(hi),
+                    j.name
+                )
+                .ok();
+            }
+            None => {}
+        }
+        parts.push(match j.kind {
+            JointKind::Hinge => format!("hinge({p}, at = {at}, axis = {ax}{opts})"),
+            JointKind::Slide => format!("slider({p}, axis = {ax}{opts})"),
+            JointKind::Ball => format!("ball({p}, at = {at})"),
+            JointKind::Free => "free".to_string(),
+        });
+    }
+    if !extra.is_empty() {
+        writeln!(
+            energies,
+            "\n// {p} -> {c}: penalty energies beside the joint"
+        )
+        .ok();
+        energies.push_str(&extra);
+    }
+    Some(match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", parts.join(", ")),
+    })
+}
+
 /// Writes the Joule scene for a model read from `file` (named in the header).
 pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     let mut diags = vec![];
@@ -217,6 +413,8 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     // Joints and actuators first (into `body_text`), so we know whether the world is referenced.
     let mut body_text = String::new();
     let bt = &mut body_text;
+    // Penalty energies for what the joints themselves do not carry.
+    let mut joint_text = String::new();
     for g in groups.iter().filter(|g| g.root != 0) {
         let b = &m.bodies[g.root];
         if g.mass.mass <= 0.0 {
@@ -298,236 +496,15 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
             num(q[3])
         )
         .ok();
-        writeln!(bt, "}}").ok();
-    }
-
-    let mut joint_text = String::new();
-    let jt = &mut joint_text;
-    for g in groups.iter().filter(|g| g.root != 0) {
-        let b = &m.bodies[g.root];
         let parent = &groups[index[&group_of[b.parent]]];
-        if b.joints.iter().any(|j| j.kind == JointKind::Free) {
-            if b.joints.len() > 1 {
-                diags.push(
-                    Diagnostic::error(
-                        "mjcf::unsupported",
-                        format!("body `{}` combines a free joint with other joints", b.name),
-                        b.joints[1].span,
-                        "second joint",
-                    )
-                    .with_help("a free joint already gives the body all six degrees of freedom"),
-                );
-            }
-            continue;
+        let written = joint_text.len();
+        let joint = joint_field(b, (&parent.name, &g.name), &mut joint_text, &mut diags);
+        if let Some(joint) = joint {
+            writeln!(bt, "    joint = {joint}").ok();
         }
-        world_used |= parent.root == 0;
-        let (p, c) = (&parent.name, &g.name);
-        let at_of = |j: &Joint| add(b.xpos, rotate(b.xquat, j.pos));
-        let axis_of = |j: &Joint| rotate(b.xquat, j.axis);
-        let hinges: Vec<&Joint> = b
-            .joints
-            .iter()
-            .filter(|j| j.kind == JointKind::Hinge)
-            .collect();
-        let slides: Vec<&Joint> = b
-            .joints
-            .iter()
-            .filter(|j| j.kind == JointKind::Slide)
-            .collect();
-        let balls: Vec<&Joint> = b
-            .joints
-            .iter()
-            .filter(|j| j.kind == JointKind::Ball)
-            .collect();
-        if !balls.is_empty() && b.joints.len() > 1 {
-            diags.push(
-                Diagnostic::error(
-                    "mjcf::unsupported",
-                    format!("body `{}` combines a ball joint with other joints", b.name),
-                    b.joints[1].span,
-                    "second joint",
-                )
-                .with_help("use a ball joint alone, or three hinges"),
-            );
-            continue;
-        }
-        let anchor = hinges
-            .first()
-            .or(balls.first())
-            .map_or(b.xpos, |j| at_of(j));
-        if let Some(j) = hinges.iter().find(|j| norm(sub(at_of(j), anchor)) > 1e-9) {
-            diags.push(
-                Diagnostic::error(
-                    "mjcf::unsupported",
-                    format!("hinges of body `{}` at different points", b.name),
-                    j.span,
-                    "another anchor",
-                )
-                .with_help(
-                    "the importer supports several hinges of one body only when they share `pos`",
-                ),
-            );
-            continue;
-        }
-        let independent = |axes: &[V3]| match axes {
-            [a, b] => norm(cross(*a, *b)) > 1e-6,
-            [a, b, c] => dot(*a, cross(*b, *c)).abs() > 1e-6,
-            _ => true,
-        };
-        let haxes: Vec<V3> = hinges.iter().map(|j| axis_of(j)).collect();
-        let saxes: Vec<V3> = slides.iter().map(|j| axis_of(j)).collect();
-        if !independent(&haxes) || !independent(&saxes) || hinges.len() > 3 || slides.len() > 3 {
-            diags.push(
-                Diagnostic::error(
-                    "mjcf::unsupported",
-                    format!(
-                        "the joints of body `{}` have parallel or too many axes",
-                        b.name
-                    ),
-                    b.joints[0].span,
-                    "joints",
-                )
-                .with_help(
-                    "give each body at most three hinges and three slides with independent axes",
-                ),
-            );
-            continue;
-        }
-        let at = v3(anchor);
-        writeln!(
-            jt,
-            "\n// {} -> {}: {}",
-            parent.name,
-            g.name,
-            b.joints
-                .iter()
-                .map(|j| j.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .ok();
-        match (hinges.len(), slides.len(), balls.len()) {
-            (0, 0, 1) | (3, 0, 0) => {
-                writeln!(jt, "ball({p}, {c}, {at}, k_joint)").ok();
-            }
-            (1, 0, 0) => {
-                writeln!(jt, "hinge({p}, {c}, {at}, {}, k_joint)", v3(haxes[0])).ok();
-            }
-            (0, 1, 0) => {
-                writeln!(jt, "slider({p}, {c}, {at}, {}, k_joint)", v3(saxes[0])).ok();
-            }
-            (nh, ns, _) => {
-                match ns {
-                    0 => writeln!(jt, "ball({p}, {c}, {at}, k_joint)"),
-                    1 => writeln!(jt, "joint_line({p}, {c}, {at}, {}, k_joint)", v3(saxes[0])),
-                    2 => writeln!(
-                        jt,
-                        "joint_plane({p}, {c}, {at}, {}, k_joint)",
-                        v3(cross(saxes[0], saxes[1]))
-                    ),
-                    _ => Ok(()),
-                }
-                .ok();
-                match nh {
-                    0 => writeln!(jt, "joint_lock({p}, {c}, k_joint)"),
-                    1 => writeln!(jt, "joint_axis({p}, {c}, {}, k_joint)", v3(haxes[0])),
-                    2 => writeln!(
-                        jt,
-                        "joint_cross({p}, {c}, {}, {}, k_joint)",
-                        v3(haxes[0]),
-                        v3(haxes[1])
-                    ),
-                    _ => Ok(()),
-                }
-                .ok();
-            }
-        }
-        for j in &b.joints {
-            let ax = v3(axis_of(j));
-            let hinge = j.kind == JointKind::Hinge;
-            if let Some((lo, hi)) = j.range {
-                if hinge {
-                    writeln!(
-                        jt,
-                        "hinge_limit({p}, {c}, {ax}, {}, {}, k_limit)    // {} range",
-                        num(lo),
-                        num(hi),
-                        j.name
-                    )
-                    .ok();
-                } else {
-                    writeln!(
-                        jt,
-                        "slider_limit({p}, {c}, {at}, {ax}, {}, {}, k_limit)    // {} range",
-                        num(lo),
-                        num(hi),
-                        j.name
-                    )
-                    .ok();
-                }
-            }
-            if j.stiffness > 0.0 {
-                if hinge {
-                    writeln!(
-                        jt,
-                        "pd({p}, {c}, {ax}, {}, {})    // {} stiffness",
-                        num(j.springref),
-                        num(j.stiffness),
-                        j.name
-                    )
-                    .ok();
-                } else {
-                    writeln!(
-                        jt,
-                        "slider_spring({p}, {c}, {at}, {ax}, {}, {})    // {} stiffness",
-                        num(j.springref),
-                        num(j.stiffness),
-                        j.name
-                    )
-                    .ok();
-                }
-            }
-            if j.damping > 0.0 {
-                if hinge {
-                    writeln!(
-                        jt,
-                        "pd_damping({p}, {c}, {ax}, {})    // {} damping",
-                        num(j.damping),
-                        j.name
-                    )
-                    .ok();
-                } else {
-                    writeln!(
-                        jt,
-                        "slider_damping({p}, {c}, {ax}, {})    // {} damping",
-                        num(j.damping),
-                        j.name
-                    )
-                    .ok();
-                }
-            }
-            if j.armature > 0.0 {
-                if hinge {
-                    writeln!(
-                        jt,
-                        "joint_armature({p}, {c}, {ax}, {}, {})    // {} armature",
-                        num(j.armature),
-                        num(m.timestep),
-                        j.name
-                    )
-                    .ok();
-                } else {
-                    writeln!(
-                        jt,
-                        "slider_armature({p}, {c}, {at}, {ax}, {}, {})    // {} armature",
-                        num(j.armature),
-                        num(m.timestep),
-                        j.name
-                    )
-                    .ok();
-                }
-            }
-        }
+        writeln!(bt, "}}").ok();
+        // The energies name the world body: it is written then.
+        world_used |= parent.root == 0 && joint_text.len() > written;
     }
 
     // Actuators: the controls u[k] in MJCF order.
@@ -558,7 +535,9 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         let b = &m.bodies[a.joint.0];
         let j = &b.joints[a.joint.1];
         let g = &groups[index[&group_of[a.joint.0]]];
-        let p = &groups[index[&group_of[b.parent]]].name;
+        let parent = &groups[index[&group_of[b.parent]]];
+        world_used |= parent.root == 0;
+        let p = &parent.name;
         let c = &g.name;
         let ax = v3(rotate(b.xquat, j.axis));
         let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
@@ -722,40 +701,27 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         m.model
     )
     .ok();
-    writeln!(
-        o,
-        "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;"
-    )
-    .ok();
-    writeln!(
-        o,
-        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>)."
-    )
-    .ok();
-    writeln!(
-        o,
-        "// Joints are stiff penalty energies (k_joint); joint ranges are hinge/slider limits"
-    )
-    .ok();
-    writeln!(
-        o,
-        "// (k_limit). Actuators are the controls u[k] in MJCF actuator order. Contact is the"
-    )
-    .ok();
-    writeln!(
-        o,
-        "// IPC barrier (dhat, kappa) on the geoms' contact points, with lagged friction."
-    )
-    .ok();
+    for line in [
+        "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;",
+        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>).",
+        "// Bodies are in joint coordinates: each body's `joint` is its MJCF joints in order",
+        "// (parent side first) with their armature, damping, stiffness and range. A range",
+        "// without the initial coordinate 0 inside it is a penalty limit (k_limit) instead.",
+        "// Actuators are the controls u[k] in MJCF actuator order. Contact is the IPC",
+        "// barrier (dhat, kappa) on the geoms' contact points, with lagged friction.",
+    ] {
+        writeln!(o, "{line}").ok();
+    }
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
     writeln!(o).ok();
-    writeln!(
-        o,
-        "const k_joint = {}    // N/m: 100 total mass / dt^2",
-        num(round3(100.0 * total_mass / m.timestep.powi(2)))
-    )
-    .ok();
-    writeln!(o, "const k_limit = k_joint").ok();
+    if joint_text.contains("k_limit") {
+        writeln!(
+            o,
+            "const k_limit = {}    // 100 total mass / dt^2",
+            num(round3(100.0 * total_mass / m.timestep.powi(2)))
+        )
+        .ok();
+    }
     writeln!(o, "const dhat = {}    // m", num(DHAT)).ok();
     writeln!(
         o,
@@ -781,7 +747,7 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     if world_used {
         writeln!(
             o,
-            "\n// The world: a fixed body at the origin for joints and static geoms."
+            "\n// The world: a fixed body at the origin for the energies and contact that name it."
         )
         .ok();
         writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}").ok();

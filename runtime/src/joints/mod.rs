@@ -396,8 +396,9 @@ impl Tree {
     ) {
         let mut pair_of: HashMap<(usize, usize), usize> = HashMap::new();
         let mut slot = |tree: &mut Tree, a: usize, c: usize| -> Option<usize> {
-            let (g, la) = tree.row_group[a]?;
-            let (h, lc) = tree.row_group[c]?;
+            // Rows past the DOFs are fixed bodies' (constants): no entry.
+            let (g, la) = (*tree.row_group.get(a)?)?;
+            let (h, lc) = (*tree.row_group.get(c)?)?;
             let cols = group_rows(tree.groups[h]);
             let p = *pair_of.entry((g, h)).or_insert_with(|| {
                 let offset = tree.block_len;
