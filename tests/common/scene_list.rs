@@ -17,6 +17,7 @@ macro_rules! shipped_scenes {
             half_cheetah
             half_cheetah_joints
             hanging_cloth
+            humanoid
             pendulum
             quadruped_surrogate
             reacher

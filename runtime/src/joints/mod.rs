@@ -525,6 +525,9 @@ impl Tree {
         let n = self.n;
         for pair in &self.pairs {
             let (cg, ch) = (&self.group_cols[pair.g], &self.group_cols[pair.h]);
+            if cg.is_empty() || ch.is_empty() {
+                continue; // a link welded to the world moves with no coordinate
+            }
             let (rg, rh) = (
                 group_rows(self.groups[pair.g]),
                 group_rows(self.groups[pair.h]),
