@@ -3,7 +3,7 @@
 //!
 //! A body with a `joint` is a *link*. Its 12 maximal rows (origin, rotation
 //! columns) are not unknowns of the step: forward kinematics
-//! ([`kinematics`]) computes them from the *reduced coordinates* `z`, the
+//! (`kinematics`) computes them from the *reduced coordinates* `z`, the
 //! joints' coordinates, so every kernel (energies, contact, outputs) reads
 //! links exactly like affine bodies, with `R` an exact rotation. The step
 //! minimises the same incremental potential over `z` (`crate::step`'s
