@@ -12,6 +12,22 @@ use joule_grammar::ast::*;
 use joule_grammar::Diagnostic;
 use std::collections::HashSet;
 
+/// A hinge's or slider's arguments: `parent`, `at`, `axis` (also by
+/// position), then the options on its one coordinate.
+const HINGE_ARGS: &[&str] = &[
+    "parent",
+    "at",
+    "axis",
+    "range",
+    "armature",
+    "damping",
+    "stiffness",
+    "motor",
+    "gear",
+    "servo",
+    "kp",
+];
+
 /// The joint constructors, as written.
 const CONSTRUCTORS: &[&str] = &["free", "ball", "hinge", "slider", "weld"];
 
@@ -240,22 +256,7 @@ impl Resolver<'_> {
             Some(JointKind::Free) => (&[], 0),
             None => (&["parent"], 1),
             Some(JointKind::Ball) => (&["parent", "at"], 2),
-            Some(JointKind::Hinge | JointKind::Slider) => (
-                &[
-                    "parent",
-                    "at",
-                    "axis",
-                    "range",
-                    "armature",
-                    "damping",
-                    "stiffness",
-                    "motor",
-                    "gear",
-                    "servo",
-                    "kp",
-                ],
-                3,
-            ),
+            Some(JointKind::Hinge | JointKind::Slider) => (HINGE_ARGS, 3),
         };
         let mut given: Vec<(&str, &Expr)> = vec![];
         for (i, a) in args.iter().enumerate() {
@@ -290,18 +291,7 @@ impl Resolver<'_> {
                 }
                 Some(n) if allowed.contains(&n.name.as_str()) => n.name.as_str(),
                 Some(n) => {
-                    let help = if [
-                        "range",
-                        "armature",
-                        "damping",
-                        "stiffness",
-                        "motor",
-                        "gear",
-                        "servo",
-                        "kp",
-                    ]
-                    .contains(&n.name.as_str())
-                    {
+                    let help = if HINGE_ARGS[3..].contains(&n.name.as_str()) {
                         format!(
                             "only hinges and sliders take `{}`: it acts on their one coordinate",
                             n.name

@@ -118,11 +118,7 @@ impl<T: Real> Part<T> {
         mut trace: Option<&mut Vec<Vec<f64>>>,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
-        for e in 0..s {
-            w.active[e] = e < self.len;
-        }
-        w.last_step.fill(f64::INFINITY);
-        w.error.fill(f64::INFINITY);
+        w.begin_newton(self.len);
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
@@ -145,22 +141,7 @@ impl<T: Real> Part<T> {
             for e in 0..s {
                 if w.active[e] {
                     let step = (0..n).map(|r| w.dx[r * s + e].abs()).fold(0.0, f64::max);
-                    // The step stands for the error left after it; a full step
-                    // that contracted by theta = step / previous step < 1/2
-                    // leaves at most theta / (1 - theta) times the step (the
-                    // bound of linear convergence, Hairer & Wanner, Solving
-                    // ODEs II, IV.8; Newton's quadratic convergence leaves
-                    // less), which saves the confirming iteration.
-                    let theta = step / w.last_step[e];
-                    w.error[e] = if w.last_step[e].is_finite() && w.alpha[e] == 1.0 && theta < 0.5 {
-                        theta / (1.0 - theta) * step
-                    } else {
-                        step
-                    };
-                    w.last_step[e] = step;
-                    if w.error[e] <= w.tol[e] || !step.is_finite() {
-                        w.active[e] = false;
-                    }
+                    w.after_step(e, step);
                 }
             }
         }
@@ -215,6 +196,38 @@ impl<T: Real> Part<T> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Scratch {
+    /// Newton's per-lane state before its first iteration: the first `len`
+    /// lanes iterate, no step taken yet.
+    pub(super) fn begin_newton(&mut self, len: usize) {
+        for (e, a) in self.active.iter_mut().enumerate() {
+            *a = e < len;
+        }
+        self.last_step.fill(f64::INFINITY);
+        self.error.fill(f64::INFINITY);
+    }
+
+    /// Lane `e`'s convergence rule after a Newton step of max-norm `step`:
+    /// the step stands for the error left after it; a full step that
+    /// contracted by theta = step / previous step < 1/2 leaves at most
+    /// theta / (1 - theta) times the step (the bound of linear convergence,
+    /// Hairer & Wanner, Solving ODEs II, IV.8; Newton's quadratic
+    /// convergence leaves less), which saves the confirming iteration. The
+    /// lane stops when that is within its tolerance, or the step is not finite.
+    pub(super) fn after_step(&mut self, e: usize, step: f64) {
+        let theta = step / self.last_step[e];
+        self.error[e] = if self.last_step[e].is_finite() && self.alpha[e] == 1.0 && theta < 0.5 {
+            theta / (1.0 - theta) * step
+        } else {
+            step
+        };
+        self.last_step[e] = step;
+        if self.error[e] <= self.tol[e] || !step.is_finite() {
+            self.active[e] = false;
         }
     }
 }

@@ -27,7 +27,6 @@ use crate::joints::kinematics::{log, JointState, Moments, Twist};
 use crate::joints::{Entry, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
-use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::JointKind;
 
 /// One lane's vectors of the reduced step.
@@ -583,15 +582,8 @@ impl<T: Real> Part<T> {
                 }
             }
         }
-        let kinds = if surrogate {
-            [
-                KernelKind::SurrogateHessian,
-                KernelKind::SurrogateDissipationHessian,
-            ]
-        } else {
-            [KernelKind::Hessian, KernelKind::DissipationHessian]
-        };
-        for kind in kinds {
+        let [energy, dissipation, _, _] = Self::hessian_kinds(surrogate);
+        for kind in [energy, dissipation] {
             self.run(scene, kind);
             for c in 0..self.len.div_ceil(w) {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
@@ -622,11 +614,7 @@ impl<T: Real> Part<T> {
     ) {
         let s = self.stride();
         let nz = tree.n;
-        for e in 0..s {
-            w.active[e] = e < self.len;
-        }
-        w.last_step.fill(f64::INFINITY);
-        w.error.fill(f64::INFINITY);
+        w.begin_newton(self.len);
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
@@ -685,16 +673,7 @@ impl<T: Real> Part<T> {
             for e in 0..s {
                 if w.active[e] {
                     let step = red.lanes[e].dz.iter().map(|d| d.abs()).fold(0.0, f64::max);
-                    let theta = step / w.last_step[e];
-                    w.error[e] = if w.last_step[e].is_finite() && w.alpha[e] == 1.0 && theta < 0.5 {
-                        theta / (1.0 - theta) * step
-                    } else {
-                        step
-                    };
-                    w.last_step[e] = step;
-                    if w.error[e] <= w.tol[e] || !step.is_finite() {
-                        w.active[e] = false;
-                    }
+                    w.after_step(e, step);
                 }
             }
         }

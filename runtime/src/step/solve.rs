@@ -58,7 +58,7 @@ impl<T: Real> Part<T> {
     }
 
     /// The Hessian-block and Hessian-vector kernels (energies, dissipations).
-    fn hessian_kinds(surrogate: bool) -> [KernelKind; 4] {
+    pub(super) fn hessian_kinds(surrogate: bool) -> [KernelKind; 4] {
         if surrogate {
             [
                 KernelKind::SurrogateHessian,
