@@ -124,3 +124,16 @@ fn implicit_steps_in_joint_coordinates_allocate_nothing() {
         );
     }
 }
+
+#[test]
+fn symplectic_steps_in_joint_coordinates_allocate_nothing() {
+    let mut m = joule::check_path(Path::new("tests/joints/pendulum_mujoco.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    let scene = Scene::from_model(m, Default::default()).expect("compiles");
+    for batch in [1, 70] {
+        assert_eq!(allocations(&scene, batch, 3), 0, "batch {batch}");
+    }
+}

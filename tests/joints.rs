@@ -220,3 +220,31 @@ fn energies_on_fixed_bodies_act_on_jointed_bodies() {
     assert!(fixed > 0.01, "the spring turned the hinge: {fixed}");
     assert!((fixed - welded).abs() < 1e-12, "{fixed} vs {welded}");
 }
+
+/// Symplectic Euler in joint coordinates steps (tests/mjcf.rs compares it
+/// with MuJoCo's) but has no adjoint yet: a gradient through it is refused
+/// with the reason, never computed wrong.
+#[test]
+fn gradients_through_symplectic_joint_steps_are_refused() {
+    let mut m = joule::check_path(Path::new("tests/joints/pendulum_mujoco.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let mut sim = s.batch(1);
+    sim.rollout(10);
+    let tip = sim.output("tip")[2][0];
+    assert!(
+        tip.is_finite() && tip < 2.0,
+        "the pendulum swings: tip z {tip}"
+    );
+    let err = sim
+        .gradient(&joule_runtime::Objective::loss("anything"), 5)
+        .expect_err("refused");
+    assert!(
+        err.0.contains("symplectic Euler in joint coordinates"),
+        "{}",
+        err.0
+    );
+}

@@ -254,11 +254,11 @@ fn site_error(model: &str, scene: &Scene, observe: &str, site: usize) -> f64 {
 /// A hinged pendulum (loaded with `use "pendulum.xml"`) swings +-60 degrees
 /// like MuJoCo's over 1 s. Joule integrates with implicit Euler at MuJoCo's
 /// 2 ms step (MuJoCo: semi-implicit Euler) in joint coordinates (an exact
-/// hinge): the two first-order methods drift apart by O(dt) (g dt t = 2 cm
-/// after 1 s; measured 1.909 cm, as the hand-written joint pendulum below),
-/// and implicit Euler also damps slightly: the 0.8 m tip stays within 2 cm of
-/// MuJoCo's (a 120-degree swing moves it 1.4 m). (The penalty-joint import,
-/// k = 100 m / dt^2, measured 1.909 cm too: the integrators dominate.)
+/// hinge): the two first-order methods drift apart by O(dt) (measured
+/// 1.78 cm after 1 s, as the hand-written joint pendulum below; with
+/// symplectic Euler the two agree to rounding), and implicit Euler also
+/// damps slightly: the 0.8 m tip stays within 2 cm of MuJoCo's (a
+/// 120-degree swing moves it 1.4 m).
 #[test]
 fn hinged_pendulum_follows_mujoco() {
     let scene = Scene::from_path(Path::new("tests/mjcf/pendulum.joule"), joule::Backend::Jit)
@@ -267,7 +267,7 @@ fn hinged_pendulum_follows_mujoco() {
     eprintln!("pendulum tip error {err}");
     assert!(err < 0.02, "tip {err} m from MuJoCo's");
     // With rotor inertia (armature 0.05) and joint damping, the same holds
-    // (measured 1.624 cm; 1.627 cm with the penalty import's armature energy).
+    // (measured 1.52 cm).
     let (_, text) = import("pendulum_armature");
     let scene = Scene::compile(&text).expect("compiles");
     let err = site_error("pendulum_armature", &scene, "tip", 0);
@@ -276,10 +276,11 @@ fn hinged_pendulum_follows_mujoco() {
 }
 
 /// Two free bodies (`joint = free`: a tilted offset box, and a rod with an
-/// explicit `<inertial>`) fall like MuJoCo's: a parabola, exact up to
-/// implicit Euler's O(dt) lag (g dt t = 2 cm after 1 s at dt = 2 ms, against
-/// a 4.9 m drop; measured 1.962 cm), so within 2 cm, and the box's corner
-/// site (which also tests its orientation) too.
+/// explicit `<inertial>`) fall like MuJoCo's: in free flight the implicit
+/// step's minimiser is its inertial prediction, which is semi-implicit
+/// Euler's update, MuJoCo's own, so the two trajectories agree to rounding
+/// (measured 3.8e-11 m over a 4.9 m drop), the box's corner site (which also
+/// tests its orientation) too.
 #[test]
 fn free_fall_follows_mujoco() {
     let (_, mut text) = import("falling");
@@ -287,7 +288,7 @@ fn free_fall_follows_mujoco() {
     let scene = Scene::compile(&text).expect("compiles");
     let err = site_error("falling", &scene, "corner", 0);
     eprintln!("falling corner error {err}");
-    assert!(err < 0.02, "corner {err} m from MuJoCo's");
+    assert!(err < 1e-9, "corner {err} m from MuJoCo's");
     let r = reference();
     let traj = r["models"]["falling"]["trajectory"]
         .as_array()
@@ -303,7 +304,7 @@ fn free_fall_follows_mujoco() {
         worst = worst.max(d);
     }
     eprintln!("falling rod error {worst}");
-    assert!(worst < 0.02, "rod {worst} m from MuJoCo's");
+    assert!(worst < 1e-9, "rod {worst} m from MuJoCo's");
 }
 
 #[test]
@@ -376,8 +377,8 @@ fn body_inertia_field() {
 /// The same pendulum in joint coordinates (`tests/joints/pendulum_mujoco.joule`):
 /// an exact hinge, so what is left of the difference to MuJoCo is the two
 /// integrators' (implicit Euler here, semi-implicit Euler there, both at
-/// 2 ms: O(dt), as in the penalty version above, 1.9 cm); at a tenth of the
-/// step Joule's part of it shrinks and MuJoCo's own O(dt) error remains.
+/// 2 ms: O(dt), measured 1.78 cm); at a tenth of the step Joule's part of
+/// it shrinks (3.2 mm) and MuJoCo's own O(dt) error remains.
 #[test]
 fn joint_coordinate_pendulum_follows_mujoco() {
     let scene = Scene::from_path(
@@ -402,12 +403,12 @@ fn joint_coordinate_pendulum_follows_mujoco() {
 /// and a hinge through another point (a list of three joints, MJCF order),
 /// a ball joint, springs (one toward a nonzero `springref`, an energy
 /// beside the joint), damping, armature and a range that is not reached.
-/// The hand's tip (travelling 0.8 m) follows MuJoCo's to O(dt) at its 2 ms
-/// step (measured 3.52 cm; MuJoCo's own error at 2 ms is 1.36 cm), and to
-/// 1.0 cm at a tenth of the step, which is MuJoCo's 2 ms error (at 0.2 ms
-/// against MuJoCo at 0.02 ms, checked by hand: 4 mm): the joint sequence is
-/// MuJoCo's. The penalty-joint import refused this model (hinges of one
-/// body at different points).
+/// The hand's tip (travelling 0.8 m) follows MuJoCo's to O(dt) with implicit
+/// Euler at MuJoCo's 2 ms step (measured 3.89 cm) and at a tenth of it
+/// (1.35 cm, MuJoCo's own O(dt) left), and to 2.3 mm with symplectic Euler,
+/// MuJoCo's integrator, at its step (MuJoCo's Euler takes the joints'
+/// damping implicitly): the joint sequence is MuJoCo's. The penalty-joint
+/// import refused this model (hinges of one body at different points).
 #[test]
 fn joint_chain_follows_mujoco() {
     let (_, text) = import("chain");
@@ -418,10 +419,36 @@ fn joint_chain_follows_mujoco() {
     m.settings.dt /= 10.0;
     let fine = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
     let err_fine = site_error("chain", &fine, "tip", 0);
-    eprintln!("chain tip error {err} (dt 2 ms), {err_fine} (dt 0.2 ms)");
-    assert!(err < 0.037, "tip {err} m from MuJoCo's");
+    let mut m = scene.model().clone();
+    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    let explicit = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
+    let err_explicit = site_error("chain", &explicit, "tip", 0);
+    eprintln!("chain tip error {err} (dt 2 ms), {err_fine} (dt 0.2 ms), {err_explicit} (symplectic Euler, 2 ms)");
+    assert!(err < 0.041, "tip {err} m from MuJoCo's");
     assert!(
-        err_fine < 0.011,
+        err_fine < 0.0145,
         "a tenth of the step: tip {err_fine} m from MuJoCo's"
     );
+    assert!(
+        err_explicit < 0.0025,
+        "symplectic Euler: tip {err_explicit} m from MuJoCo's"
+    );
+}
+
+/// The same joint-coordinate pendulum stepped by symplectic Euler, MuJoCo's
+/// own integrator, at MuJoCo's step: the two follow one trajectory (the
+/// issue's bar is 1 mm over 1 s; measured 2.5e-16 m).
+#[test]
+fn joint_coordinate_pendulum_with_symplectic_euler_matches_mujoco() {
+    let scene = Scene::from_path(
+        Path::new("tests/joints/pendulum_mujoco.joule"),
+        joule::Backend::Jit,
+    )
+    .expect("compiles");
+    let mut m = scene.model().clone();
+    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    let scene = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
+    let err = site_error("pendulum", &scene, "tip", 0);
+    eprintln!("joint pendulum, symplectic Euler: tip error {err}");
+    assert!(err < 1e-9, "tip {err} m from MuJoCo's");
 }

@@ -177,6 +177,9 @@ impl Sim<'_> {
         schedule: Option<&Schedule>,
     ) -> Result<Gradient, NameError> {
         let scene = self.scene;
+        if let Some(why) = scene.gradients_unavailable() {
+            return Err(NameError(why.into()));
+        }
         let layout = scene.compiled.layout();
         let row = |name: &Option<String>, kind: Option<ObjectiveKind>| {
             let Some(n) = name else { return Ok(None) };

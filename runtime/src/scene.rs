@@ -129,15 +129,6 @@ impl Scene {
             }
         }
         let tree = Tree::new(model, &mass, |k| compiled.kernels.get(k))?;
-        if let (Some(_), Integrator::SymplecticEuler) = (&tree, &model.settings.integrator) {
-            return Err(Diagnostic::without_span(
-                Severity::Error,
-                "joule::joint",
-                "bodies with joints are stepped by implicit Euler only, for now (symplectic Euler in joint coordinates is not built yet)",
-            )
-            .with_help("set `integrator = implicit_euler` in `settings`")
-            .into());
-        }
         let direct = (tree.is_none()
             && matches!(model.settings.integrator, Integrator::ImplicitEuler { .. }))
         .then(|| {
@@ -167,6 +158,16 @@ impl Scene {
             explicit_reads_prev,
             tree,
         })
+    }
+
+    /// Why gradients through this scene are not available, if they are not:
+    /// symplectic Euler in joint coordinates has no adjoint yet.
+    pub fn gradients_unavailable(&self) -> Option<&'static str> {
+        (self.tree.is_some()
+            && matches!(self.model().settings.integrator, Integrator::SymplecticEuler))
+        .then_some(
+            "gradients through symplectic Euler in joint coordinates are not built yet: set `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
+        )
     }
 
     /// The plan of the scene's joint trees, if any body has a joint.

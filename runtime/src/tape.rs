@@ -163,6 +163,9 @@ impl Sim<'_> {
     /// the parameter gradient; controls they read are those of the step that
     /// led to the head position.
     pub fn seed_outputs(&mut self, tape: &mut Tape, seed: &[Vec<f64>]) -> Result<(), NameError> {
+        if let Some(why) = self.scene.gradients_unavailable() {
+            return Err(NameError(why.into()));
+        }
         let rows = self.scene.compiled.layout().output_rows();
         if seed.len() != rows || seed.iter().any(|r| r.len() != self.batch) {
             return Err(NameError(format!(

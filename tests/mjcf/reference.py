@@ -7,7 +7,8 @@ Run with the `mujoco` Python package (tested with mujoco 4.0.0 and 4.0.1):
 For every fixture: each body's mass, centre of mass (body frame) and full
 inertia tensor about it (body frame: R(iquat) diag(inertia) R(iquat)^T), and
 the world pose in the reference configuration. For the passive-dynamics
-fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s.
+fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s (positions
+recomputed at each sampled state: after mj_step they are the step's start's).
 """
 import json
 import os
@@ -47,6 +48,9 @@ def trajectory(m, d):
     samples = []
     steps = int(round(0.1 / m.opt.timestep))
     for k in range(11):
+        # mj_step leaves positions (xpos, site_xpos) computed at the start of
+        # its step: recompute them at the state it reached.
+        mujoco.mj_kinematics(m, d)
         samples.append({
             "t": float(d.time),
             "qpos": d.qpos.tolist(),

@@ -54,11 +54,22 @@ impl Default for JointState {
 }
 
 /// Per link subtree: `A`, `tau`, `F` (see the module docs).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Moments {
     pub a: DMat3,
     pub tau: DVec3,
     pub f: DVec3,
+}
+
+impl Default for Moments {
+    /// All zero (glam's default matrix is the identity).
+    fn default() -> Self {
+        Moments {
+            a: DMat3::ZERO,
+            tau: DVec3::ZERO,
+            f: DVec3::ZERO,
+        }
+    }
 }
 
 /// The rotation `exp([theta])`.

@@ -41,6 +41,7 @@ mod newton;
 mod potential;
 mod reduced;
 mod reduced_adjoint;
+mod reduced_explicit;
 mod solve;
 
 pub use newton::RESOLUTION_ULPS;
@@ -309,6 +310,9 @@ impl<T: Real> Part<T> {
     pub fn substep(&mut self, scene: &Scene, step: usize) {
         let h = scene.substep();
         match scene.compiled.model.settings.integrator {
+            Integrator::SymplecticEuler if scene.tree().is_some() => {
+                self.explicit_reduced(scene, h)
+            }
             Integrator::SymplecticEuler => self.explicit(scene, h),
             Integrator::ImplicitEuler {
                 iterations,

@@ -61,8 +61,8 @@ pub(crate) struct Reduced {
     /// w`: the reduction's multiply-adds run over a chunk's lanes at once),
     /// and the reduction's scratch.
     width: usize,
-    blocks: Vec<f64>,
-    jac: Vec<f64>,
+    pub(super) blocks: Vec<f64>,
+    pub(super) jac: Vec<f64>,
     hz: Vec<f64>,
     tmp: Vec<f64>,
     acc: Vec<f64>,
@@ -593,6 +593,21 @@ impl<T: Real> Part<T> {
                     WIDE => gather::<T, WIDE>(entries, src, s, blocks),
                     NARROW => gather::<T, NARROW>(entries, src, s, blocks),
                     _ => gather::<T, 1>(entries, src, s, blocks),
+                }
+            }
+        }
+    }
+
+    /// Every lane's mass matrix alone gathered into its group-pair blocks
+    /// (the explicit step's `J^T M J`).
+    pub(super) fn reduced_mass_blocks(&self, tree: &Tree, red: &mut Reduced) {
+        let (bl, w) = (tree.block_len, red.width);
+        red.blocks.fill(0.0);
+        for c in 0..self.len.div_ceil(w) {
+            let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
+            for &(slot, m) in &tree.mass_entries {
+                for v in &mut blocks[slot * w..(slot + 1) * w] {
+                    *v += m;
                 }
             }
         }

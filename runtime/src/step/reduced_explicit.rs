@@ -1,0 +1,236 @@
+//! The symplectic (semi-implicit) Euler substep of scenes with joint trees,
+//! MuJoCo's `Euler` on the same coordinates: Lagrange's equations reduced
+//! through the kinematics,
+//!
+//! `M_z zddot = -J^T (grad E + grad D - f + M Jdot zdot) + joint forces`,
+//! `zdot' = zdot + h zddot`, `z' = z (+) h zdot'`,
+//!
+//! with `M_z = J^T M J` (plus armature) assembled like the implicit step's
+//! reduced Hessian from the mass matrix alone, `Jdot zdot` the links' rows'
+//! velocity-product accelerations (`sum_ij zdot_i zdot_j d2y/dz_i dz_j`, from
+//! the twists as the curvature is), and the joint forces of the coordinates'
+//! stiffness, damping, motors, servos and range barriers. Free rows outside
+//! the trees take the maximal symplectic update. Link rows' velocities are
+//! the tangent `J zdot`. Gradients through it are not built (refused).
+
+use super::reduced::shifted_cholesky_solve;
+use super::{Part, Scratch};
+use crate::joints::kinematics::{log, Twist};
+use crate::joints::{Pose, Tree};
+use crate::Scene;
+use glam::DVec3;
+use joule_compiler::abi::Real;
+use joule_compiler::model::JointKind;
+
+impl Tree {
+    /// Lane `e`'s link rows' velocities `J zdot` (`set(row, value)`).
+    fn tangent_velocities(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        zdot: &[f64],
+        mut set: impl FnMut(usize, f64),
+    ) {
+        for (link, pose) in self.links.iter().zip(poses) {
+            let (mut w, mut v) = (DVec3::ZERO, DVec3::ZERO);
+            for &k in &link.chain {
+                w += twists[k].w * zdot[k];
+                v += twists[k].v * zdot[k];
+            }
+            let dx = w.cross(pose.p) + v;
+            for a in 0..3 {
+                set(link.row + a, dx[a]);
+                for c in 0..3 {
+                    set(link.row + 3 + 3 * c + a, w.cross(pose.r.col(c))[a]);
+                }
+            }
+        }
+    }
+
+    /// The links' rows' velocity-product accelerations `Jdot zdot` (`set(row,
+    /// value)`): `sum_ij zdot_i zdot_j w_i x dy/dz_j` over coordinates `i`
+    /// before `j` on the chain (both orders of a pair, once each, and `i =
+    /// j`), symmetrised within a ball's or free joint's rotation.
+    fn bias_accelerations(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        zdot: &[f64],
+        mut set: impl FnMut(usize, f64),
+    ) {
+        for (link, pose) in self.links.iter().zip(poses) {
+            let vectors = [pose.p, pose.r.col(0), pose.r.col(1), pose.r.col(2)];
+            for (slot, d) in vectors.iter().enumerate() {
+                let point = slot == 0;
+                let jv = |k: usize| {
+                    let t = twists[k];
+                    t.w.cross(*d) + if point { t.v } else { DVec3::ZERO }
+                };
+                let mut a = DVec3::ZERO;
+                for (ci, &i) in link.chain.iter().enumerate() {
+                    for &j in &link.chain[ci..] {
+                        let zz = zdot[i] * zdot[j];
+                        if zz == 0.0 {
+                            continue;
+                        }
+                        let same_block = i != j
+                            && self.rotation_block(i) == self.rotation_block(j)
+                            && self.rotation_block(i).is_some();
+                        let h = if same_block {
+                            0.5 * (twists[i].w.cross(jv(j)) + twists[j].w.cross(jv(i)))
+                        } else {
+                            twists[i].w.cross(jv(j))
+                        };
+                        a += h * if i == j { zz } else { 2.0 * zz };
+                    }
+                }
+                for c in 0..3 {
+                    set(link.row + 3 * slot + c, a[c]);
+                }
+            }
+        }
+    }
+
+    /// The ball or free joint whose rotation coordinate `k` is, if any.
+    fn rotation_block(&self, k: usize) -> Option<usize> {
+        self.joints.iter().position(|j| match j.kind {
+            JointKind::Ball => (j.z..j.z + 3).contains(&k),
+            JointKind::Free => (j.z + 3..j.z + 6).contains(&k),
+            _ => false,
+        })
+    }
+}
+
+impl<T: Real> Part<T> {
+    /// One symplectic Euler substep in joint coordinates (see the module docs).
+    pub(super) fn explicit_reduced(&mut self, scene: &Scene, h: f64) {
+        let tree = scene.tree().expect("a scene with joint trees");
+        let (n, s) = (scene.dofs(), self.stride());
+        let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
+        let mut red = self.reduced.take().expect("a reduced workspace");
+        // The state: joint coordinates and rates, link rows and their tangent velocities.
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let x = &self.b.x;
+            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
+            for (k, z) in lane.zdot.iter_mut().enumerate() {
+                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
+            }
+            lane.state.copy_from_slice(&lane.start);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let (xb, vb) = (&mut self.b.x, &mut self.b.v);
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            tree.tangent_velocities(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
+                vb[r * s + e] = T::from_f64(v)
+            });
+        }
+        if scene.explicit_reads_prev {
+            self.begin_substep(n);
+        }
+        self.forces(scene);
+        // M Jdot zdot on the link rows.
+        w.d.fill(0.0);
+        for e in 0..s {
+            let lane = &red.lanes[e];
+            let d = &mut w.d;
+            tree.bias_accelerations(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
+                d[r * s + e] = v
+            });
+        }
+        scene.mass.mul(&w.d, &mut w.md, s);
+        // M_z = J^T M J (no curvature: zero moments).
+        self.reduced_mass_blocks(tree, &mut red);
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        for lane in &mut red.lanes {
+            lane.moments.fill(Default::default());
+        }
+        tree.reduced_hessians(&mut red, &w.active);
+        let force = &scene.mass.force;
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            let (grad, md) = (&self.b.grad, &w.md);
+            let g = |r: usize| grad[r * s + e].to_f64() - force[r] + md[r * s + e];
+            tree.moments(&lane.poses, g, &mut lane.moments);
+            lane.g.fill(0.0);
+            tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
+            for (j, jt) in tree.joints.iter().enumerate() {
+                if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                    continue;
+                }
+                let z = jt.z;
+                let (q, qd) = (lane.state[j].q, lane.zdot[z]);
+                let u = |c: u32| self.b.controls[c as usize * s + e].to_f64();
+                let mut f = -g(jt.row) - jt.stiffness * q - jt.damping * qd;
+                if let Some((c, gear)) = jt.motor {
+                    f += gear * u(c);
+                }
+                if let Some((c, kp)) = jt.servo {
+                    f -= kp * (q - u(c));
+                }
+                lane.g[z] -= f;
+                lane.h[z * tree.n + z] += jt.armature;
+            }
+            // zddot = M_z^-1 Q, with Q = -lane.g.
+            for (d, gz) in lane.dz.iter_mut().zip(&lane.g) {
+                *d = -gz;
+            }
+            if !shifted_cholesky_solve(&mut lane.h, tree.n, &mut lane.dz, &mut red.work) {
+                lane.dz.fill(f64::NAN);
+            }
+            for k in 0..tree.joint_coords {
+                lane.zdot[k] += h * lane.dz[k];
+                lane.dz[k] = h * lane.zdot[k];
+            }
+            tree.retract(&lane.start, &lane.dz, 1.0, &mut lane.state);
+        }
+        // Free rows outside the trees: the maximal update (link and
+        // coordinate rows are overwritten below).
+        let b = &mut self.b;
+        scene.mass.explicit_update(
+            &b.grad[..n * s],
+            &mut w.rhs,
+            &mut w.dx,
+            &mut b.v[..n * s],
+            &mut b.x[..n * s],
+            h,
+            s,
+        );
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let (xb, vb) = (&mut self.b.x, &mut self.b.v);
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            tree.tangent_velocities(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
+                vb[r * s + e] = T::from_f64(v)
+            });
+            for (j, jt) in tree.joints.iter().enumerate() {
+                let now = &lane.state[j];
+                let mut set = |k: usize, x: f64| {
+                    let r = (jt.row + k) * s + e;
+                    xb[r] = T::from_f64(x);
+                    vb[r] = T::from_f64(lane.zdot[jt.z + k]);
+                };
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => set(0, now.q),
+                    JointKind::Ball => {
+                        let x = log(now.r);
+                        for k in 0..3 {
+                            set(k, x[k]);
+                        }
+                    }
+                    JointKind::Free => {
+                        let (dp, x) = (now.p - jt.initial.p, log(now.r * jt.initial.r.transpose()));
+                        for k in 0..3 {
+                            set(k, dp[k]);
+                            set(3 + k, x[k]);
+                        }
+                    }
+                }
+            }
+        }
+        self.reduced = Some(red);
+        self.scratch = w;
+    }
+}
