@@ -2,14 +2,16 @@
 //! MuJoCo's `Euler` on the same coordinates: Lagrange's equations reduced
 //! through the kinematics,
 //!
-//! `M_z zddot = -J^T (grad E + grad D - f + M Jdot zdot) + joint forces`,
+//! `(M_z + h D_z) zddot = -J^T (grad E + grad D - f + M Jdot zdot) + joint forces`,
 //! `zdot' = zdot + h zddot`, `z' = z (+) h zdot'`,
 //!
 //! with `M_z = J^T M J` (plus armature) assembled like the implicit step's
 //! reduced Hessian from the mass matrix alone, `Jdot zdot` the links' rows'
 //! velocity-product accelerations (`sum_ij zdot_i zdot_j d2y/dz_i dz_j`, from
 //! the twists as the curvature is), and the joint forces of the coordinates'
-//! stiffness, damping, motors, servos and range barriers. Free rows outside
+//! stiffness, damping, motors, servos and range barriers; the coordinates'
+//! damping `D_z` is also taken implicitly, as MuJoCo's Euler does (its
+//! trajectories are matched to rounding: tests/mjcf.rs). Free rows outside
 //! the trees take the maximal symplectic update. Link rows' velocities are
 //! the tangent `J zdot`. Gradients through it are not built (refused).
 
@@ -170,7 +172,8 @@ impl<T: Real> Part<T> {
                     f -= kp * (q - u(c));
                 }
                 lane.g[z] -= f;
-                lane.h[z * tree.n + z] += jt.armature;
+                // Damping taken implicitly, as MuJoCo's Euler does: (M + h D) zddot.
+                lane.h[z * tree.n + z] += jt.armature + h * jt.damping;
             }
             // zddot = M_z^-1 Q, with Q = -lane.g.
             for (d, gz) in lane.dz.iter_mut().zip(&lane.g) {
