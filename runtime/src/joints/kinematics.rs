@@ -240,6 +240,48 @@ impl Tree {
         }
     }
 
+    /// Joint `j`'s coordinate rows' values at its state `now` (the first
+    /// `dofs()` entries): a hinge's or slider's coordinate, a ball's rotation
+    /// vector, a free joint's displacement and rotation vector from the
+    /// initial pose.
+    pub(crate) fn coordinate_values(&self, j: usize, now: &JointState) -> [f64; 6] {
+        let jt = &self.joints[j];
+        let mut out = [0.0; 6];
+        match jt.kind {
+            JointKind::Hinge | JointKind::Slider => out[0] = now.q,
+            JointKind::Ball => out[..3].copy_from_slice(&log(now.r).to_array()),
+            JointKind::Free => {
+                out[..3].copy_from_slice(&(now.p - jt.initial.p).to_array());
+                out[3..].copy_from_slice(&log(now.r * jt.initial.r.transpose()).to_array());
+            }
+        }
+        out
+    }
+
+    /// Joint `j`'s rates that take its state `was` to `now` in time `h`
+    /// (the retraction's inverse over `h`: the incremental rotation's vector
+    /// for ball and free joints).
+    pub(crate) fn coordinate_rates(
+        &self,
+        j: usize,
+        now: &JointState,
+        was: &JointState,
+        h: f64,
+    ) -> [f64; 6] {
+        let mut out = [0.0; 6];
+        match self.joints[j].kind {
+            JointKind::Hinge | JointKind::Slider => out[0] = (now.q - was.q) / h,
+            JointKind::Ball => {
+                out[..3].copy_from_slice(&(log(now.r * was.r.transpose()) / h).to_array())
+            }
+            JointKind::Free => {
+                out[..3].copy_from_slice(&((now.p - was.p) / h).to_array());
+                out[3..].copy_from_slice(&(log(now.r * was.r.transpose()) / h).to_array());
+            }
+        }
+        out
+    }
+
     /// Writes link poses into maximal rows (origin, then `R`'s columns).
     pub(crate) fn write_rows(&self, poses: &[Pose], mut set: impl FnMut(usize, f64)) {
         for (link, pose) in self.links.iter().zip(poses) {
@@ -303,19 +345,14 @@ impl Tree {
             let s = |t: &Twist| m.a * t.w - t.w * trace + t.v.cross(m.f);
             for j in link.joints.clone() {
                 let jt = &self.joints[j];
-                // The rotation block of a ball or free joint (symmetrised).
-                let block = match jt.kind {
-                    JointKind::Ball => jt.z..jt.z + 3,
-                    JointKind::Free => jt.z + 3..jt.z + 6,
-                    _ => 0..0,
-                };
                 for k in jt.z..jt.z + jt.kind.dofs() {
                     let sk = s(&twists[k]);
                     for &i in &link.chain {
                         if i > k {
                             break;
                         }
-                        let c = if block.contains(&i) && block.contains(&k) && i != k {
+                        // Symmetrised within a ball's or free joint's rotation.
+                        let c = if self.same_rotation(i, k) {
                             0.5 * (twists[i].w.dot(sk) + twists[k].w.dot(s(&twists[i])))
                         } else {
                             twists[i].w.dot(sk)

@@ -102,6 +102,31 @@ pub(crate) struct TreeJoint {
     pub initial: Pose,
 }
 
+impl TreeJoint {
+    /// The potential of a hinge's or slider's spring and actuators at its
+    /// coordinate `q` (`u(c)`: control `c`'s value), with its first and
+    /// second derivatives in `q`: stiffness `k q^2 / 2`, motor `-gear u q`,
+    /// servo `kp (q - u)^2 / 2`.
+    pub(crate) fn springs(&self, q: f64, u: impl Fn(u32) -> f64) -> (f64, f64, f64) {
+        let (mut v, mut d1, mut d2) = (
+            0.5 * self.stiffness * q * q,
+            self.stiffness * q,
+            self.stiffness,
+        );
+        if let Some((c, gear)) = self.motor {
+            v -= gear * u(c) * q;
+            d1 -= gear * u(c);
+        }
+        if let Some((c, kp)) = self.servo {
+            let e = q - u(c);
+            v += 0.5 * kp * e * e;
+            d1 += kp * e;
+            d2 += kp;
+        }
+        (v, d1, d2)
+    }
+}
+
 /// A body in a joint tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
@@ -181,6 +206,9 @@ pub struct Tree {
     pub(crate) jac_len: usize,
     /// Per group, the reduced coordinates its rows depend on.
     group_cols: Vec<Vec<usize>>,
+    /// Per joint coordinate, the ball or free joint whose incremental
+    /// rotation it is part of (its second derivatives are symmetrised).
+    pub(crate) rotation_of: Vec<Option<usize>>,
     /// Per hinge or slider with a range: the barrier's stiffness (the
     /// coordinate's effective inertia at the initial pose over h^2).
     pub(crate) barrier_stiffness: Vec<f64>,
@@ -366,6 +394,7 @@ impl Tree {
             jac_len,
             group_cols,
             barrier_stiffness: vec![],
+            rotation_of: vec![None; joint_coords],
             links,
             joints,
             joint_coords,
@@ -378,6 +407,16 @@ impl Tree {
             row_of,
             row_group,
         };
+        for (j, jt) in tree.joints.iter().enumerate() {
+            let rotation = match jt.kind {
+                JointKind::Ball => jt.z..jt.z + 3,
+                JointKind::Free => jt.z + 3..jt.z + 6,
+                _ => 0..0,
+            };
+            for k in rotation {
+                tree.rotation_of[k] = Some(j);
+            }
+        }
         tree.plan_assembly(mass, kernels);
         tree.barrier_stiffness = tree.effective_inertia(mass);
         let h = model.settings.substep();
@@ -636,6 +675,12 @@ impl Tree {
                 }
             }
         }
+    }
+
+    /// Whether coordinates `i` and `k` differ and are parts of one ball's or
+    /// free joint's rotation.
+    pub(crate) fn same_rotation(&self, i: usize, k: usize) -> bool {
+        i != k && self.rotation_of[i].is_some() && self.rotation_of[i] == self.rotation_of[k]
     }
 
     /// The maximal row holding joint coordinate `k`.

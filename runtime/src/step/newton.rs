@@ -160,11 +160,8 @@ impl<T: Real> Part<T> {
                 w.slope[e] += w.g[r * s + e] * w.dx[r * s + e];
             }
         }
-        w.alpha.fill(1.0);
-        for e in 0..s {
-            w.done[e] = !w.active[e];
-        }
-        for _ in 0..12 {
+        w.begin_line_search();
+        for _ in 0..LINE_SEARCH_HALVINGS {
             for r in 0..n {
                 for e in 0..s {
                     let i = r * s + e;
@@ -179,28 +176,45 @@ impl<T: Real> Part<T> {
                 break;
             }
             self.potential(scene, w, h);
-            for e in 0..s {
-                if !w.done[e] {
-                    let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
-                    // Armijo; or a decrease too small for the kernels' precision to
-                    // resolve in the potential (near the solution), where the
-                    // Newton step is trusted.
-                    let unresolvable = (alpha * slope).abs() <= 8.0 * T::EPSILON * phi0.abs();
-                    if phi <= phi0 + 1e-4 * alpha * slope
-                        || (unresolvable && phi.is_finite())
-                        || !phi0.is_finite()
-                    {
-                        w.done[e] = true;
-                    } else {
-                        w.alpha[e] *= 0.5;
-                    }
-                }
-            }
+            w.armijo(T::EPSILON);
         }
     }
 }
 
+/// Most times a line search halves its step.
+pub(super) const LINE_SEARCH_HALVINGS: usize = 12;
+
 impl Scratch {
+    /// A line search's start: every active lane tries the full step.
+    pub(super) fn begin_line_search(&mut self) {
+        self.alpha.fill(1.0);
+        for (d, a) in self.done.iter_mut().zip(&self.active) {
+            *d = !a;
+        }
+    }
+
+    /// With the potential at every lane's trial point in `phi`, each lane
+    /// still searching accepts it (Armijo; or a decrease too small for the
+    /// kernels' precision `eps` to resolve in the potential, near the
+    /// solution, where the Newton step is trusted) or halves its step.
+    pub(super) fn armijo(&mut self, eps: f64) {
+        for e in 0..self.done.len() {
+            if !self.done[e] {
+                let (phi, phi0, slope, alpha) =
+                    (self.phi[e], self.phi0[e], self.slope[e], self.alpha[e]);
+                let unresolvable = (alpha * slope).abs() <= 8.0 * eps * phi0.abs();
+                if phi <= phi0 + 1e-4 * alpha * slope
+                    || (unresolvable && phi.is_finite())
+                    || !phi0.is_finite()
+                {
+                    self.done[e] = true;
+                } else {
+                    self.alpha[e] *= 0.5;
+                }
+            }
+        }
+    }
+
     /// Newton's per-lane state before its first iteration: the first `len`
     /// lanes iterate, no step taken yet.
     pub(super) fn begin_newton(&mut self, len: usize) {

@@ -23,7 +23,7 @@
 //! rotations are re-based at every iterate (incremental rotation vectors).
 
 use super::{load, Part, Scratch};
-use crate::joints::kinematics::{log, JointState, Moments, Twist};
+use crate::joints::kinematics::{JointState, Moments, Twist};
 use crate::joints::{Entry, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
@@ -156,21 +156,12 @@ impl Tree {
             }
             let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
             let a = q - q0 - h * qd;
+            let (sv, sd1, sd2) = jt.springs(q, &u);
             let mut v = 0.5 * jt.armature * a * a / (h * h)
                 + 0.5 * jt.damping * (q - q0) * (q - q0) / h
-                + 0.5 * jt.stiffness * q * q;
-            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + jt.stiffness * q;
-            let mut d2 = jt.armature / (h * h) + jt.damping / h + jt.stiffness;
-            if let Some((c, gear)) = jt.motor {
-                v -= gear * u(c) * q;
-                d1 -= gear * u(c);
-            }
-            if let Some((c, kp)) = jt.servo {
-                let e = q - u(c);
-                v += 0.5 * kp * e * e;
-                d1 += kp * e;
-                d2 += kp;
-            }
+                + sv;
+            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + sd1;
+            let mut d2 = jt.armature / (h * h) + jt.damping / h + sd2;
             if let Some((lo, hi)) = jt.range {
                 let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
                 let (b0, b1, b2) = barrier(q - lo, width);
@@ -421,35 +412,36 @@ impl<T: Real> Part<T> {
             let lane = &red.lanes[e];
             for (j, jt) in tree.joints.iter().enumerate() {
                 let (now, was) = (&lane.state[j], &lane.start[j]);
-                let mut set = |k: usize, x: f64, v: f64| {
+                let x = tree.coordinate_values(j, now);
+                let v = tree.coordinate_rates(j, now, was, h);
+                for k in 0..jt.kind.dofs() {
                     let r = (jt.row + k) * s + e;
-                    self.b.x[r] = T::from_f64(x);
-                    self.b.v[r] = T::from_f64(v);
-                };
-                match jt.kind {
-                    JointKind::Hinge | JointKind::Slider => set(0, now.q, (now.q - was.q) / h),
-                    JointKind::Ball => {
-                        let (x, v) = (log(now.r), log(now.r * was.r.transpose()) / h);
-                        for k in 0..3 {
-                            set(k, x[k], v[k]);
-                        }
-                    }
-                    JointKind::Free => {
-                        let (dp, v) = (now.p - jt.initial.p, (now.p - was.p) / h);
-                        let (x, wv) = (
-                            log(now.r * jt.initial.r.transpose()),
-                            log(now.r * was.r.transpose()) / h,
-                        );
-                        for k in 0..3 {
-                            set(k, dp[k], v[k]);
-                            set(3 + k, x[k], wv[k]);
-                        }
-                    }
+                    self.b.x[r] = T::from_f64(x[k]);
+                    self.b.v[r] = T::from_f64(v[k]);
                 }
             }
         }
         self.reduced = Some(red);
         self.scratch = w;
+    }
+
+    /// Every lane's joint state (`start`, and `state` equal to it) and
+    /// coordinate velocities read from the rows, its forward kinematics, and
+    /// the link rows rewritten from it.
+    pub(super) fn reduced_load(&mut self, tree: &Tree, red: &mut Reduced) {
+        let s = self.stride();
+        for e in 0..s {
+            let lane = &mut red.lanes[e];
+            let x = &self.b.x;
+            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
+            for (k, z) in lane.zdot.iter_mut().enumerate() {
+                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
+            }
+            lane.state.copy_from_slice(&lane.start);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let xb = &mut self.b.x;
+            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+        }
     }
 
     /// The start of a reduced substep: every lane's joint state and
@@ -468,19 +460,10 @@ impl<T: Real> Part<T> {
         h: f64,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
-        for e in 0..s {
-            let lane = &mut red.lanes[e];
-            let x = &self.b.x;
-            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
-            for (k, z) in lane.zdot.iter_mut().enumerate() {
-                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
-            }
-            lane.state.copy_from_slice(&lane.start);
-            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+        self.reduced_load(tree, red);
+        for lane in &mut red.lanes {
             lane.poses_t.copy_from_slice(&lane.poses);
             lane.twists_t.copy_from_slice(&lane.twists);
-            let xb = &mut self.b.x;
-            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
         }
         self.begin_substep(n);
         load(&mut w.x_t, &self.b.x[..n * s]);
@@ -712,11 +695,8 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.base.copy_from_slice(&lane.state);
         }
-        w.alpha.fill(1.0);
-        for e in 0..s {
-            w.done[e] = !w.active[e];
-        }
-        for _ in 0..12 {
+        w.begin_line_search();
+        for _ in 0..super::newton::LINE_SEARCH_HALVINGS {
             for e in 0..s {
                 let lane = &mut red.lanes[e];
                 let a = if w.active[e] { w.alpha[e] } else { 0.0 };
@@ -732,20 +712,7 @@ impl<T: Real> Part<T> {
                 break;
             }
             self.reduced_potential(scene, tree, red, w, h);
-            for e in 0..s {
-                if !w.done[e] {
-                    let (phi, phi0, slope, alpha) = (w.phi[e], w.phi0[e], w.slope[e], w.alpha[e]);
-                    let unresolvable = (alpha * slope).abs() <= 8.0 * T::EPSILON * phi0.abs();
-                    if phi <= phi0 + 1e-4 * alpha * slope
-                        || (unresolvable && phi.is_finite())
-                        || !phi0.is_finite()
-                    {
-                        w.done[e] = true;
-                    } else {
-                        w.alpha[e] *= 0.5;
-                    }
-                }
-            }
+            w.armijo(T::EPSILON);
         }
         w.x0 = rows;
         red.base_rows = base_rows;

@@ -9,7 +9,8 @@
 //! reduced Hessian from the mass matrix alone, `Jdot zdot` the links' rows'
 //! velocity-product accelerations (`sum_ij zdot_i zdot_j d2y/dz_i dz_j`, from
 //! the twists as the curvature is), and the joint forces of the coordinates'
-//! stiffness, damping, motors, servos and range barriers; the coordinates'
+//! stiffness, damping, motors and servos (ranges are not enforced here: a
+//! barrier is far too stiff for an explicit step); the coordinates'
 //! damping `D_z` is also taken implicitly, as MuJoCo's Euler does (its
 //! trajectories are matched to rounding: tests/mjcf.rs). Free rows outside
 //! the trees take the maximal symplectic update. Link rows' velocities are
@@ -17,7 +18,7 @@
 
 use super::reduced::shifted_cholesky_solve;
 use super::{Part, Scratch};
-use crate::joints::kinematics::{log, Twist};
+use crate::joints::kinematics::Twist;
 use crate::joints::{Pose, Tree};
 use crate::Scene;
 use glam::DVec3;
@@ -75,10 +76,7 @@ impl Tree {
                         if zz == 0.0 {
                             continue;
                         }
-                        let same_block = i != j
-                            && self.rotation_block(i) == self.rotation_block(j)
-                            && self.rotation_block(i).is_some();
-                        let h = if same_block {
+                        let h = if self.same_rotation(i, j) {
                             0.5 * (twists[i].w.cross(jv(j)) + twists[j].w.cross(jv(i)))
                         } else {
                             twists[i].w.cross(jv(j))
@@ -92,15 +90,6 @@ impl Tree {
             }
         }
     }
-
-    /// The ball or free joint whose rotation coordinate `k` is, if any.
-    fn rotation_block(&self, k: usize) -> Option<usize> {
-        self.joints.iter().position(|j| match j.kind {
-            JointKind::Ball => (j.z..j.z + 3).contains(&k),
-            JointKind::Free => (j.z + 3..j.z + 6).contains(&k),
-            _ => false,
-        })
-    }
 }
 
 impl<T: Real> Part<T> {
@@ -111,17 +100,10 @@ impl<T: Real> Part<T> {
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         let mut red = self.reduced.take().expect("a reduced workspace");
         // The state: joint coordinates and rates, link rows and their tangent velocities.
+        self.reduced_load(tree, &mut red);
         for e in 0..s {
-            let lane = &mut red.lanes[e];
-            let x = &self.b.x;
-            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
-            for (k, z) in lane.zdot.iter_mut().enumerate() {
-                *z = self.b.v[tree.coordinate_row(k) * s + e].to_f64();
-            }
-            lane.state.copy_from_slice(&lane.start);
-            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
-            let (xb, vb) = (&mut self.b.x, &mut self.b.v);
-            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            let lane = &red.lanes[e];
+            let vb = &mut self.b.v;
             tree.tangent_velocities(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
                 vb[r * s + e] = T::from_f64(v)
             });
@@ -164,13 +146,7 @@ impl<T: Real> Part<T> {
                 let z = jt.z;
                 let (q, qd) = (lane.state[j].q, lane.zdot[z]);
                 let u = |c: u32| self.b.controls[c as usize * s + e].to_f64();
-                let mut f = -g(jt.row) - jt.stiffness * q - jt.damping * qd;
-                if let Some((c, gear)) = jt.motor {
-                    f += gear * u(c);
-                }
-                if let Some((c, kp)) = jt.servo {
-                    f -= kp * (q - u(c));
-                }
+                let f = -g(jt.row) - jt.springs(q, u).1 - jt.damping * qd;
                 lane.g[z] -= f;
                 // Damping taken implicitly, as MuJoCo's Euler does: (M + h D) zddot.
                 lane.h[z * tree.n + z] += jt.armature + h * jt.damping;
@@ -209,27 +185,11 @@ impl<T: Real> Part<T> {
                 vb[r * s + e] = T::from_f64(v)
             });
             for (j, jt) in tree.joints.iter().enumerate() {
-                let now = &lane.state[j];
-                let mut set = |k: usize, x: f64| {
+                let x = tree.coordinate_values(j, &lane.state[j]);
+                for k in 0..jt.kind.dofs() {
                     let r = (jt.row + k) * s + e;
-                    xb[r] = T::from_f64(x);
+                    xb[r] = T::from_f64(x[k]);
                     vb[r] = T::from_f64(lane.zdot[jt.z + k]);
-                };
-                match jt.kind {
-                    JointKind::Hinge | JointKind::Slider => set(0, now.q),
-                    JointKind::Ball => {
-                        let x = log(now.r);
-                        for k in 0..3 {
-                            set(k, x[k]);
-                        }
-                    }
-                    JointKind::Free => {
-                        let (dp, x) = (now.p - jt.initial.p, log(now.r * jt.initial.r.transpose()));
-                        for k in 0..3 {
-                            set(k, dp[k]);
-                            set(3 + k, x[k]);
-                        }
-                    }
                 }
             }
         }
