@@ -641,3 +641,14 @@ fn joint_actuators_differentiate() {
         gradient_check(Path::new("tests/joints/actuators.joule"), steps);
     }
 }
+
+/// Soft ranges (MuJoCo's limits: a spring-damper that pushes only, active
+/// while the step starts outside), one starting violated
+/// (`tests/joints/soft_range_start.joule`): [`gradient_check`] through the
+/// spring, its dependence on the step's start, and the clamp.
+#[test]
+fn soft_joint_ranges_differentiate() {
+    for steps in [1, 4, 12] {
+        gradient_check(Path::new("tests/joints/soft_range_start.joule"), steps);
+    }
+}

@@ -248,3 +248,101 @@ fn gradients_through_symplectic_joint_steps_are_refused() {
         err.0
     );
 }
+
+/// Angle and rate of `tests/joints/soft_range_impact.joule` per step, over
+/// `steps` steps, with the scene's implicit step or symplectic Euler.
+fn soft_impact(symplectic: bool, steps: usize) -> Vec<(f64, f64)> {
+    let mut m = joule::check_path(Path::new("tests/joints/soft_range_impact.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    if symplectic {
+        m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    }
+    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let mut sim = s.batch(1);
+    let mut out = vec![];
+    for _ in 0..steps {
+        sim.step();
+        out.push((sim.output("angle")[0][0], sim.output("rate")[0][0]));
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    out
+}
+
+/// A soft range is MuJoCo's limit: a critically damped spring that only
+/// pushes. An arm falling onto it is stopped without a bounce (it does not
+/// come back inside the range; the overshoot past the limit is a few
+/// hundredths of a radian) and rests on it where the spring holds the arm's
+/// weight, k (q - hi) = m g l / 2 cos(q) with k = I / (0.95 * 0.02 s)^2; the
+/// symplectic step enforces it too.
+#[test]
+fn soft_ranges_absorb_impacts_and_hold_the_weight() {
+    for symplectic in [false, true] {
+        let run = soft_impact(symplectic, 1500);
+        let hi = 0.5;
+        let hit = run
+            .iter()
+            .position(|(q, _)| *q > hi)
+            .expect("reaches its limit");
+        let impact = run[hit].1;
+        let back = run[hit..].iter().map(|(q, _)| *q).fold(f64::MAX, f64::min);
+        let over = run.iter().map(|(q, _)| q - hi).fold(f64::MIN, f64::max);
+        let (q_end, v_end) = *run.last().unwrap();
+        // The rest angle from the spring's stiffness (I: a capsule of 1 kg,
+        // r 0.02, l 0.5 about its end).
+        let (m, r, l, g) = (1.0, 0.02, 0.5, 9.81);
+        let inertia = m * (r * r / 4.0 + l * l / 12.0) + m * (l / 2.0_f64).powi(2);
+        let t = 0.95 * 0.02;
+        let k = inertia / (t * t);
+        let rest = hi + m * g * l / 2.0 * hi.cos() / k;
+        println!(
+            "symplectic {symplectic}: impact {impact} rad/s, lowest angle after it {back}, overshoot {over} rad, rest {q_end} (spring balance {rest})"
+        );
+        assert!(impact > 2.0, "falls onto the limit: {impact}");
+        assert!(back > hi - 1e-3, "bounces back into the range: {back}");
+        assert!(over < 0.05, "{over} rad past the limit");
+        assert!(v_end.abs() < 1e-3, "still moving: {v_end}");
+        assert!(
+            (q_end - rest).abs() < 0.05 * (rest - hi),
+            "rests at {q_end}, balance {rest}"
+        );
+    }
+}
+
+/// A soft range may exclude the initial coordinate (MJCF's ankles start
+/// outside theirs): the arm is pushed inside within a few time constants
+/// and stays in its range after that.
+#[test]
+fn soft_ranges_push_a_coordinate_that_starts_outside_back_in() {
+    let s = scene("soft_range_start.joule");
+    let mut sim = s.batch(1);
+    let mut angles = vec![];
+    for _ in 0..300 {
+        sim.step();
+        angles.push(sim.output("angle")[0][0]);
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let entered = angles
+        .iter()
+        .position(|q| *q >= 0.2)
+        .expect("enters its range");
+    println!(
+        "inside after {} steps; angles from there in {:?}",
+        entered + 1,
+        {
+            let inside = &angles[entered..];
+            (
+                inside.iter().cloned().fold(f64::MAX, f64::min),
+                inside.iter().cloned().fold(f64::MIN, f64::max),
+            )
+        }
+    );
+    assert!(entered < 10, "inside only after {} steps", entered + 1);
+    assert!(
+        angles[entered..]
+            .iter()
+            .all(|q| (0.2 - 1e-3..=1.2 + 0.05).contains(q)),
+        "leaves its range again: {angles:?}"
+    );
+}

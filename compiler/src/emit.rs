@@ -171,6 +171,9 @@ fn attachment(m: &Model, a: &Attachment) -> String {
         if let Some((lo, hi)) = j.range {
             args.push(format!("range = [{lo}, {hi}]"));
         }
+        if let Some(t) = j.soft {
+            args.push(format!("soft = {t}"));
+        }
         for (name, v) in [
             ("armature", j.armature),
             ("damping", j.damping),

@@ -629,6 +629,11 @@ pub struct Joint {
     pub axis: [f64; 3],
     /// Range of a hinge or slider coordinate, `lo < hi`.
     pub range: Option<(f64, f64)>,
+    /// A soft range: its time constant in seconds. The range is then a
+    /// one-sided spring of stiffness `I_eff / soft^2` (`I_eff`: the
+    /// coordinate's effective inertia in the initial pose) instead of a
+    /// barrier, and need not contain the initial coordinate 0.
+    pub soft: Option<f64>,
     /// Rotor inertia added to the coordinate's mass (kg m^2 or kg).
     pub armature: f64,
     /// Viscous damping on the coordinate's velocity (N m s or N s).

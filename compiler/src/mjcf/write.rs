@@ -64,7 +64,7 @@ fn reserved() -> HashSet<String> {
     joule_grammar::KEYWORDS
         .iter()
         .chain(names::TYPE_NAMES)
-        .chain(&["u", "world", "k_limit", "dhat", "kappa"])
+        .chain(&["u", "world", "dhat", "kappa"])
         .chain(names::COLLECTIONS)
         .copied()
         .chain(names::prelude_items())
@@ -192,15 +192,50 @@ fn independent(twists: &[[f64; 6]]) -> bool {
     true
 }
 
-/// The `joint` field of the Joule body `pc.1` for MJCF body `b` under the
-/// Joule body `pc.0`: its joints in MJCF order (parent side first). What the
-/// joint language does not carry is appended to `energies` as the prelude's
-/// penalty energies: a range without the initial coordinate 0 inside it
-/// (a barrier range must start inside; MuJoCo's soft limits may start
-/// outside) and a spring toward a nonzero `springref`.
+/// MuJoCo's default time constant of a soft joint limit (`solreflimit`), s.
+const LIMIT_TIME: f64 = 0.02;
+
+/// The actuators a joint carries as its own options: a motor (control,
+/// gear) and a position servo (control, kp, kv).
+#[derive(Default, Clone, Copy)]
+struct JointActuators {
+    motor: Option<(usize, f64)>,
+    servo: Option<(usize, f64, f64)>,
+}
+
+/// Per joint (MJCF body, index among its joints), the first motor and the
+/// first position servo on it: these become the joint's `motor` and `servo`
+/// options; further actuators on one joint stay penalty energies.
+fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
+    let mut out: HashMap<(usize, usize), JointActuators> = HashMap::new();
+    for (k, a) in m.actuators.iter().enumerate() {
+        let j = &m.bodies[a.joint.0].joints[a.joint.1];
+        if !matches!(j.kind, JointKind::Hinge | JointKind::Slide) {
+            continue;
+        }
+        let acts = out.entry(a.joint).or_default();
+        match a.kind {
+            ActuatorKind::Motor { gear } if acts.motor.is_none() => acts.motor = Some((k, gear)),
+            ActuatorKind::Position { kp, kv } if acts.servo.is_none() => {
+                acts.servo = Some((k, kp, kv))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `joint` field of the Joule body `pc.1` for MJCF body `b` (index
+/// `bi`) under the Joule body `pc.0`: its joints in MJCF order (parent side
+/// first), with their actuators from `acts`. A range without the initial
+/// coordinate 0 inside it is a soft range (MuJoCo's limits are soft and may
+/// start violated; a barrier range must start inside). What the joint
+/// language does not carry is appended to `energies` as the prelude's
+/// penalty energies: a spring toward a nonzero `springref`.
 fn joint_field(
-    b: &Body,
+    (bi, b): (usize, &Body),
     (p, c): (&str, &str),
+    acts: &HashMap<(usize, usize), JointActuators>,
     energies: &mut String,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<String> {
@@ -262,12 +297,15 @@ fn joint_field(
     }
     let mut parts = vec![];
     let mut extra = String::new();
-    for j in &b.joints {
+    for (ji, j) in b.joints.iter().enumerate() {
         let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
         let ax = v3(rotate(b.xquat, j.axis));
         let hinge = j.kind == JointKind::Hinge;
+        let act = acts.get(&(bi, ji)).copied().unwrap_or_default();
+        // A position servo's velocity gain kv is damping on the coordinate.
+        let kv = act.servo.map_or(0.0, |s| s.2);
         let mut opts = String::new();
-        for (name, x) in [("armature", j.armature), ("damping", j.damping)] {
+        for (name, x) in [("armature", j.armature), ("damping", j.damping + kv)] {
             if x > 0.0 {
                 write!(opts, ", {name} = {}", num(x)).ok();
             }
@@ -299,27 +337,23 @@ fn joint_field(
             Some((lo, hi)) if lo < 0.0 && 0.0 < hi => {
                 write!(opts, ", range = [{}, {}]", num(lo), num(hi)).ok();
             }
-            Some((lo, hi)) if hinge => {
-                writeln!(
-                    extra,
-                    "hinge_limit({p}, {c}, {ax}, {}, {}, k_limit)    // {}: range without the initial angle 0",
-                    num(lo),
-                    num(hi),
-                    j.name
-                )
-                .ok();
-            }
             Some((lo, hi)) => {
-                writeln!(
-                    extra,
-                    "slider_limit({p}, {c}, {at}, {ax}, {}, {}, k_limit)    // {}: range without the initial offset 0",
+                write!(
+                    opts,
+                    ", range = [{}, {}], soft = {}",
                     num(lo),
                     num(hi),
-                    j.name
+                    num(LIMIT_TIME)
                 )
                 .ok();
             }
             None => {}
+        }
+        if let Some((k, gear)) = act.motor {
+            write!(opts, ", motor = u[{k}], gear = {}", num(gear)).ok();
+        }
+        if let Some((k, kp, _)) = act.servo {
+            write!(opts, ", servo = u[{k}], kp = {}", num(kp)).ok();
         }
         parts.push(match j.kind {
             JointKind::Hinge => format!("hinge({p}, at = {at}, axis = {ax}{opts})"),
@@ -415,6 +449,7 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     let bt = &mut body_text;
     // Penalty energies for what the joints themselves do not carry.
     let mut joint_text = String::new();
+    let acts = joint_actuators(m);
     for g in groups.iter().filter(|g| g.root != 0) {
         let b = &m.bodies[g.root];
         if g.mass.mass <= 0.0 {
@@ -498,7 +533,13 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         .ok();
         let parent = &groups[index[&group_of[b.parent]]];
         let written = joint_text.len();
-        let joint = joint_field(b, (&parent.name, &g.name), &mut joint_text, &mut diags);
+        let joint = joint_field(
+            (g.root, b),
+            (&parent.name, &g.name),
+            &acts,
+            &mut joint_text,
+            &mut diags,
+        );
         if let Some(joint) = joint {
             writeln!(bt, "    joint = {joint}").ok();
         }
@@ -536,7 +577,6 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         let j = &b.joints[a.joint.1];
         let g = &groups[index[&group_of[a.joint.0]]];
         let parent = &groups[index[&group_of[b.parent]]];
-        world_used |= parent.root == 0;
         let p = &parent.name;
         let c = &g.name;
         let ax = v3(rotate(b.xquat, j.axis));
@@ -546,6 +586,14 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
             |n| format!("{n} (joint {})", j.name),
         );
         let hinge = j.kind == JointKind::Hinge;
+        let on_joint = acts.get(&a.joint).is_some_and(|x| {
+            x.motor.is_some_and(|m| m.0 == k) || x.servo.is_some_and(|s| s.0 == k)
+        });
+        if on_joint {
+            writeln!(at_, "// u[{k}]: {label}, on the joint").ok();
+            continue;
+        }
+        world_used |= parent.root == 0;
         match a.kind {
             ActuatorKind::Motor { gear } if hinge => writeln!(
                 at_,
@@ -706,22 +754,15 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>).",
         "// Bodies are in joint coordinates: each body's `joint` is its MJCF joints in order",
         "// (parent side first) with their armature, damping, stiffness and range. A range",
-        "// without the initial coordinate 0 inside it is a penalty limit (k_limit) instead.",
-        "// Actuators are the controls u[k] in MJCF actuator order. Contact is the IPC",
-        "// barrier (dhat, kappa) on the geoms' contact points, with lagged friction.",
+        "// without the initial coordinate 0 inside it is soft, as MuJoCo's limits are.",
+        "// Actuators are the controls u[k] in MJCF actuator order, on their joints.",
+        "// Contact is the IPC barrier (dhat, kappa) on the geoms' contact points, with",
+        "// lagged friction.",
     ] {
         writeln!(o, "{line}").ok();
     }
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
     writeln!(o).ok();
-    if joint_text.contains("k_limit") {
-        writeln!(
-            o,
-            "const k_limit = {}    // 100 total mass / dt^2",
-            num(round3(100.0 * total_mass / m.timestep.powi(2)))
-        )
-        .ok();
-    }
     writeln!(o, "const dhat = {}    // m", num(DHAT)).ok();
     writeln!(
         o,

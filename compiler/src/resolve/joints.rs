@@ -19,6 +19,7 @@ const HINGE_ARGS: &[&str] = &[
     "at",
     "axis",
     "range",
+    "soft",
     "armature",
     "damping",
     "stiffness",
@@ -131,7 +132,7 @@ impl Resolver<'_> {
                             );
                             return None;
                         }
-                        j.range = Some(self.joint_range(ctx, lo, hi)?);
+                        j.range = Some(self.joint_range(ctx, lo, hi, j.soft.is_some())?);
                     }
                     _ => {
                         let what = joint.as_ref().map_or("weld", |j| j.kind.name());
@@ -150,6 +151,21 @@ impl Resolver<'_> {
             }
             joints.extend(joint);
             parents.extend(w.parent);
+        }
+        if let Some(j) = joints
+            .iter()
+            .find(|j| j.soft.is_some() && j.range.is_none())
+        {
+            self.error(
+                Diagnostic::error(
+                    "joule::joint",
+                    "`soft` without a range",
+                    j.span,
+                    "no range to soften",
+                )
+                .with_help("`soft = t` makes the joint's range a spring: give the range too, `range = [lo, hi]` or `in lo..hi` after the joint"),
+            );
+            return None;
         }
         let attachment = Attachment {
             parent: None,
@@ -387,10 +403,29 @@ impl Resolver<'_> {
             }
             None => [0.0; 3],
         };
+        let soft = match get("soft") {
+            None => None,
+            Some(v) => {
+                let t = self.const_value(ctx, "soft", v, Shape::Scalar, true)?.x();
+                if !(t > 0.0 && t.is_finite()) {
+                    self.err_help(
+                        "joule::invalid_value",
+                        "`soft` must be a positive time",
+                        v.span,
+                        format!("this is {t}"),
+                        "`soft = 0.02` makes the range a spring that pushes the coordinate back within about 0.02 s",
+                    );
+                    return None;
+                }
+                Some(t)
+            }
+        };
         let range = match get("range") {
             None => None,
             Some(v) => match &v.kind {
-                ExprKind::List(b) if b.len() == 2 => Some(self.joint_range(ctx, &b[0], &b[1])?),
+                ExprKind::List(b) if b.len() == 2 => {
+                    Some(self.joint_range(ctx, &b[0], &b[1], soft.is_some())?)
+                }
                 _ => {
                     self.error(
                         Diagnostic::error(
@@ -433,6 +468,7 @@ impl Resolver<'_> {
                 at,
                 axis,
                 range,
+                soft,
                 armature,
                 damping,
                 stiffness,
@@ -515,12 +551,19 @@ impl Resolver<'_> {
     }
 
     /// A joint's range `lo..hi`: finite compile-time numbers, `lo < 0 < hi`
-    /// (the initial pose, coordinate 0, strictly inside).
-    fn joint_range(&mut self, ctx: &mut Ctx, lo: &Expr, hi: &Expr) -> Option<(f64, f64)> {
+    /// (the initial pose, coordinate 0, strictly inside), or only `lo < hi`
+    /// for a `soft` range (a spring, which the initial pose may violate).
+    fn joint_range(
+        &mut self,
+        ctx: &mut Ctx,
+        lo: &Expr,
+        hi: &Expr,
+        soft: bool,
+    ) -> Option<(f64, f64)> {
         let l = self.const_value(ctx, "the lower bound", lo, Shape::Scalar, false);
         let h = self.const_value(ctx, "the upper bound", hi, Shape::Scalar, false);
         let (l, h) = (l?.x(), h?.x());
-        if l < 0.0 && 0.0 < h {
+        if (l < 0.0 && 0.0 < h) || (soft && l < h) {
             return Some((l, h));
         }
         if l < h {
@@ -531,7 +574,7 @@ impl Resolver<'_> {
                     lo.span.to(hi.span),
                     format!("0 is not strictly inside {l}..{h}"),
                 )
-                .with_help("joint coordinates are 0 in the body's initial pose (its `x` and `rotation`), and a range is a barrier that is never crossed: pose the body inside its range and give the range relative to that pose"),
+                .with_help("joint coordinates are 0 in the body's initial pose (its `x` and `rotation`), and a range is a barrier that is never crossed: pose the body inside its range and give the range relative to that pose, or make the range a spring with `soft = 0.02` (seconds to push the coordinate back)"),
             );
             return None;
         }

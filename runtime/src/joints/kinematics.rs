@@ -436,6 +436,7 @@ mod tests {
             at: rng.v3(),
             axis: rng.unit(),
             range: None,
+            soft: None,
             armature: 0.0,
             damping: 0.0,
             stiffness: 0.0,

@@ -90,6 +90,11 @@ pub(crate) struct TreeJoint {
     pub axis: DVec3,
     /// Range of a hinge or slider.
     pub range: Option<(f64, f64)>,
+    /// A soft range's stiffness and damping, MuJoCo's for its time constant
+    /// `t` (critical damping, impedance 0.95: `k = I / (0.95 t)^2`, `b = 2 I
+    /// / (0.95 t)` with `I` the coordinate's effective inertia): see
+    /// [`TreeJoint::soft_limit`]; `None`: the range is a barrier.
+    pub soft: Option<(f64, f64)>,
     /// Armature, damping, stiffness on the coordinate (hinge, slider).
     pub armature: f64,
     pub damping: f64,
@@ -125,7 +130,56 @@ impl TreeJoint {
         }
         (v, d1, d2)
     }
+
+    /// A soft range's generalised force at `q` moving at `qdot`: the
+    /// spring-damper force of [`TreeJoint::soft_limit`] taken at the state
+    /// (the symplectic step's), clamped to push only; 0 inside the range.
+    pub(crate) fn soft_force(&self, q: f64, qdot: f64) -> f64 {
+        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
+            return 0.0;
+        };
+        if q < lo {
+            (k * (lo - q) - b * qdot).max(0.0)
+        } else if q > hi {
+            (k * (hi - q) - b * qdot).min(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// A soft range's term in a step of length `h` from `q_t`: zero unless
+    /// `q_t` is outside the range (a MuJoCo limit is active when the step
+    /// starts violating it); then the spring-damper force `k (lo - q) - b (q -
+    /// q_t) / h` below the range (mirrored above), clamped to push only,
+    /// which is the one-sided spring `K max(0, q* - q)^2 / 2` with `K = k +
+    /// b / h` toward `q* = (k lo + b q_t / h) / K`. Returns its value, first
+    /// and second derivatives in `q`, and the first derivative's derivative
+    /// in `q_t` (for the adjoint).
+    pub(crate) fn soft_limit(&self, q: f64, q_t: f64, h: f64) -> [f64; 4] {
+        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
+            return [0.0; 4];
+        };
+        let big = k + b / h;
+        let (target, sign) = if q_t < lo {
+            (lo, 1.0)
+        } else if q_t > hi {
+            (hi, -1.0)
+        } else {
+            return [0.0; 4];
+        };
+        let star = (k * target + b * q_t / h) / big;
+        // The violation past q*, positive while the force pushes.
+        let over = sign * (star - q);
+        if over <= 0.0 {
+            return [0.0; 4];
+        }
+        [0.5 * big * over * over, -sign * big * over, big, -b / h]
+    }
 }
+
+/// MuJoCo's default impedance of a violated soft limit (`solimp`'s `dmax`),
+/// which scales its time constant.
+const LIMIT_IMPEDANCE: f64 = 0.95;
 
 /// A body in a joint tree.
 #[derive(Debug, Clone)]
@@ -320,6 +374,7 @@ impl Tree {
                     at: inv0.point(DVec3::from_array(j.at)),
                     axis: inv0.r * DVec3::from_array(j.axis),
                     range: j.range,
+                    soft: j.soft.map(|t| (t, 0.0)),
                     armature: j.armature,
                     damping: j.damping,
                     stiffness: j.stiffness,
@@ -419,6 +474,14 @@ impl Tree {
         }
         tree.plan_assembly(mass, kernels);
         tree.barrier_stiffness = tree.effective_inertia(mass);
+        // A soft range's stiffness and damping from the effective inertia
+        // (`soft` holds the time constant until here).
+        for (jt, i) in tree.joints.iter_mut().zip(&tree.barrier_stiffness) {
+            if let Some((k, b)) = jt.soft.as_mut() {
+                let t = LIMIT_IMPEDANCE * *k;
+                (*k, *b) = (i / (t * t), 2.0 * i / t);
+            }
+        }
         let h = model.settings.substep();
         for k in &mut tree.barrier_stiffness {
             *k /= h * h;

@@ -157,12 +157,14 @@ impl Tree {
             let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
             let a = q - q0 - h * qd;
             let (sv, sd1, sd2) = jt.springs(q, &u);
+            let [lv, ld1, ld2, _] = jt.soft_limit(q, q0, h);
             let mut v = 0.5 * jt.armature * a * a / (h * h)
                 + 0.5 * jt.damping * (q - q0) * (q - q0) / h
-                + sv;
-            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + sd1;
-            let mut d2 = jt.armature / (h * h) + jt.damping / h + sd2;
-            if let Some((lo, hi)) = jt.range {
+                + sv
+                + lv;
+            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + sd1 + ld1;
+            let mut d2 = jt.armature / (h * h) + jt.damping / h + sd2 + ld2;
+            if let (Some((lo, hi)), None) = (jt.range, jt.soft) {
                 let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
                 let (b0, b1, b2) = barrier(q - lo, width);
                 let (c0, c1, c2) = barrier(hi - q, width);

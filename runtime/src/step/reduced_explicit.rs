@@ -9,7 +9,7 @@
 //! reduced Hessian from the mass matrix alone, `Jdot zdot` the links' rows'
 //! velocity-product accelerations (`sum_ij zdot_i zdot_j d2y/dz_i dz_j`, from
 //! the twists as the curvature is), and the joint forces of the coordinates'
-//! stiffness, damping, motors and servos (ranges are not enforced here: a
+//! stiffness, damping, motors, servos and soft ranges (barrier ranges are not enforced here: a
 //! barrier is far too stiff for an explicit step); the coordinates'
 //! damping `D_z` is also taken implicitly, as MuJoCo's Euler does (its
 //! trajectories are matched to rounding: tests/mjcf.rs). Free rows outside
@@ -146,7 +146,10 @@ impl<T: Real> Part<T> {
                 let z = jt.z;
                 let (q, qd) = (lane.state[j].q, lane.zdot[z]);
                 let u = |c: u32| self.b.controls[c as usize * s + e].to_f64();
-                let f = -g(jt.row) - jt.springs(q, u).1 - jt.damping * qd;
+                // A soft range pushes with its spring-damper force at the
+                // step's start (clamped to push only).
+                let limit = jt.soft_force(q, qd);
+                let f = -g(jt.row) - jt.springs(q, u).1 + limit - jt.damping * qd;
                 lane.g[z] -= f;
                 // Damping taken implicitly, as MuJoCo's Euler does: (M + h D) zddot.
                 lane.h[z * tree.n + z] += jt.armature + h * jt.damping;
