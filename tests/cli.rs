@@ -601,14 +601,17 @@ fn param_overrides_are_checked_like_the_repl_set() {
 fn with_closed_stdout(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
     use std::io::{Read, Write};
     use std::process::Stdio;
+    // The read end is closed before the child starts: a child that writes
+    // early (its output fits the pipe's buffer) must still meet the closed pipe.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
     let mut child = Command::new(env!("CARGO_BIN_EXE_joule"))
         .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .expect("the joule binary runs");
-    drop(child.stdout.take());
     let mut input = child.stdin.take().expect("stdin");
     input.write_all(stdin.as_bytes()).expect("write stdin");
     drop(input);

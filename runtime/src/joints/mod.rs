@@ -239,7 +239,8 @@ pub struct Tree {
     pub(crate) n: usize,
     /// Groups of maximal rows.
     pub(crate) groups: Vec<Group>,
-    /// Dense blocks per pair of groups (both orders for distinct groups).
+    /// Dense blocks per pair of groups `g <= h` (the Hessian is symmetric:
+    /// the block of `h, g` is this one's transpose).
     pub(crate) pairs: Vec<Pair>,
     /// Entries of the block storage per lane.
     pub(crate) block_len: usize,
@@ -501,6 +502,9 @@ impl Tree {
             // Rows past the DOFs are fixed bodies' (constants): no entry.
             let (g, la) = (*tree.row_group.get(a)?)?;
             let (h, lc) = (*tree.row_group.get(c)?)?;
+            if g > h {
+                return None; // the Hessian is symmetric: its mirror is kept
+            }
             let cols = group_rows(tree.groups[h]);
             let p = *pair_of.entry((g, h)).or_insert_with(|| {
                 let offset = tree.block_len;
@@ -528,15 +532,18 @@ impl Tree {
         ] {
             let mut list = vec![];
             for e in kernels(kind).block_entries().filter(|e| !e.zero) {
-                let Some(s) = slot(self, e.a, e.c) else {
-                    continue;
-                };
                 let mirror = if e.mirrored {
                     slot(self, e.c, e.a)
                 } else {
                     None
                 };
-                list.push((e.row, s, mirror));
+                // An entry below the diagonal of group pairs lands on its
+                // mirror alone.
+                match (slot(self, e.a, e.c), mirror) {
+                    (Some(s), m) => list.push((e.row, s, m)),
+                    (None, Some(m)) => list.push((e.row, m, None)),
+                    (None, None) => {}
+                }
             }
             self.kernel_entries.push((kind, list));
         }
@@ -612,7 +619,9 @@ impl Tree {
     }
 
     /// Adds `J_g^T B J_h` for every pair of groups' block `B` (`blocks`, at
-    /// the plan's offsets) to the dense `n x n` matrix `hz`, for a chunk of
+    /// the plan's offsets) to the dense `n x n` matrix `hz` (each pair of
+    /// distinct groups once with its transpose, a group's own block on one
+    /// triangle: the maximal Hessian is symmetric), for a chunk of
     /// `W` lanes at once (every entry an array over the chunk's lanes, so
     /// the multiply-adds vectorise); `tmp` holds at least 12 times the
     /// longest chain.
@@ -625,7 +634,21 @@ impl Tree {
         acc: &mut [[f64; W]],
     ) {
         let n = self.n;
+        // The maximal Hessian is symmetric: a pair of distinct groups is
+        // reduced once (its block and the transposed contribution), a
+        // group's own block on one triangle.
+        let add = |hz: &mut [[f64; W]], za: usize, zc: usize, v: [f64; W], diag: bool| {
+            for e in 0..W {
+                hz[za * n + zc][e] += v[e];
+            }
+            if !(diag && za == zc) {
+                for e in 0..W {
+                    hz[zc * n + za][e] += v[e];
+                }
+            }
+        };
         for pair in &self.pairs {
+            let diag = pair.g == pair.h;
             let (cg, ch) = (&self.group_cols[pair.g], &self.group_cols[pair.h]);
             if cg.is_empty() || ch.is_empty() {
                 continue; // a link welded to the world moves with no coordinate
@@ -681,10 +704,7 @@ impl Tree {
             match self.groups[pair.g] {
                 Group::Row(_) => {
                     for (c, &zc) in ch.iter().enumerate() {
-                        let hv = &mut hz[cg[0] * n + zc];
-                        for e in 0..W {
-                            hv[e] += tmp[c][e];
-                        }
+                        add(hz, cg[0], zc, tmp[c], diag);
                     }
                 }
                 Group::Link(l) if W == 1 => {
@@ -696,23 +716,24 @@ impl Tree {
                     acc.fill([0.0; W]);
                     for (r, _) in &pair.rows {
                         let t = &tmp[r * wh..(r + 1) * wh];
-                        for (ja, row) in jg[r * wg..(r + 1) * wg]
+                        for (a, (ja, row)) in jg[r * wg..(r + 1) * wg]
                             .iter()
                             .zip(acc.chunks_exact_mut(wh))
+                            .enumerate()
                         {
-                            for (x, tc) in row.iter_mut().zip(t) {
+                            // A group's own block: the upper triangle.
+                            let from = if diag { a } else { 0 };
+                            for (x, tc) in row[from..].iter_mut().zip(&t[from..]) {
                                 for e in 0..W {
                                     x[e] += ja[e] * tc[e];
                                 }
                             }
                         }
                     }
-                    for (row, &za) in acc.chunks_exact(wh).zip(cg) {
-                        for (x, &zc) in row.iter().zip(ch) {
-                            let hv = &mut hz[za * n + zc];
-                            for e in 0..W {
-                                hv[e] += x[e];
-                            }
+                    for (a, (row, &za)) in acc.chunks_exact(wh).zip(cg).enumerate() {
+                        let from = if diag { a } else { 0 };
+                        for (x, &zc) in row[from..].iter().zip(&ch[from..]) {
+                            add(hz, za, zc, *x, diag);
                         }
                     }
                 }
@@ -721,7 +742,8 @@ impl Tree {
                     let (wg, jg) = (cg.len(), &jac[self.jac_offsets[l]..]);
                     let jg = &jg[..12 * wg];
                     for (a, &za) in cg.iter().enumerate() {
-                        for (c, &zc) in ch.iter().enumerate() {
+                        let from = if diag { a } else { 0 };
+                        for (c, &zc) in ch.iter().enumerate().skip(from) {
                             let mut acc = [0.0; W];
                             for (r, _) in &pair.rows {
                                 let (jr, t) = (jg[r * wg + a], tmp[r * wh + c]);
@@ -729,10 +751,7 @@ impl Tree {
                                     acc[e] += jr[e] * t[e];
                                 }
                             }
-                            let hv = &mut hz[za * n + zc];
-                            for e in 0..W {
-                                hv[e] += acc[e];
-                            }
+                            add(hz, za, zc, acc, diag);
                         }
                     }
                 }
