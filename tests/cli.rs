@@ -557,7 +557,7 @@ fn param_overrides_are_checked_like_the_repl_set() {
         (
             "gee=1",
             "unknown parameter `gee`",
-            "parameters: g, stiffness",
+            "parameters: length, g, stiffness",
         ),
         ("g", "is not NAME=VALUE", "--param NAME=VALUE"),
     ] {

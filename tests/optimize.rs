@@ -111,8 +111,9 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// 300 steps of the pendulum under Mars's gravity, g = 3.71, recorded by `joule run --out`.
-fn record_swing(name: &str) -> PathBuf {
+/// 300 steps of the pendulum with one parameter changed (`NAME=VALUE`),
+/// recorded by `joule run --out`.
+fn record_swing(name: &str, param: &str) -> PathBuf {
     let file = temp(name);
     let o = joule(&[
         "run",
@@ -120,7 +121,7 @@ fn record_swing(name: &str) -> PathBuf {
         "--steps",
         "300",
         "--param",
-        "g=3.71",
+        param,
         "--out",
         path(&file),
         "--quiet",
@@ -130,16 +131,18 @@ fn record_swing(name: &str) -> PathBuf {
 }
 
 #[test]
-fn cli_identifies_gravity_from_a_pendulums_recorded_swing() {
-    let rec = record_swing("swing.npz");
+fn cli_identifies_a_pendulums_length_from_its_recorded_swing() {
+    // The README's parameter fit: a 1.3 m rod's swing angle, fitted from the
+    // scene's default 1 m.
+    let rec = record_swing("swing.npz", "length=1.3");
     let curve = temp("curve.csv");
     let o = joule(&[
         "optimize",
         "scenes/pendulum.joule",
         "--match",
-        &format!("position={}", path(&rec)),
+        &format!("angle={}", path(&rec)),
         "--wrt",
-        "g",
+        "length",
         "--iters",
         "30",
         "--curve",
@@ -148,8 +151,8 @@ fn cli_identifies_gravity_from_a_pendulums_recorded_swing() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let g = v["params"]["g"].as_f64().expect("g");
-    assert!((g - 3.71).abs() < 1e-6, "recovered {g}");
+    let length = v["params"]["length"].as_f64().expect("length");
+    assert!((length - 1.3).abs() < 1e-6, "recovered {length}");
     assert!(v["objective"]["end"].as_f64().expect("end") < 1e-10);
     assert!(v["objective"]["start"].as_f64().expect("start") > 1e-3);
     let rows = std::fs::read_to_string(&curve).expect("curve");
@@ -213,7 +216,7 @@ fn cli_writes_the_plan_and_rejects_bad_requests() {
 
 #[test]
 fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
-    let demo = record_swing("demo.npz");
+    let demo = record_swing("demo.npz", "g=3.71");
     let o = joule(&[
         "optimize",
         "scenes/pendulum.joule",
@@ -401,7 +404,7 @@ fn cli_run_rejects_plans_that_do_not_fit() {
 #[test]
 fn cli_refuses_a_recording_with_a_nan() {
     // Was "NaN -> NaN" at the end of the run.
-    let rec = record_swing("to-damage.npz");
+    let rec = record_swing("to-damage.npz", "g=3.71");
     let nan = temp("nan-swing.npz");
     common::rewrite_npz(&rec, &nan, false, &|name, d| {
         if name == "position" {

@@ -42,7 +42,7 @@ fn lines(out: &str) -> Vec<&str> {
 fn expressions_read_the_current_state() {
     let (ok, out) = repl(
         "scenes/pendulum.joule",
-        "norm(bob.x - pivot.x)\n:get g\n:step 200\nnorm(bob.x - pivot.x)\nbob.x.z < pivot.x.z\n:get position\nbob.x\n",
+        "norm(bob.x - pivot(length))\n:get g\n:step 200\nnorm(bob.x - pivot(length))\nbob.x.z < pivot(length).z\n:get position\nbob.x\n",
     );
     assert!(ok, "{out}");
     let l = lines(&out);
