@@ -91,7 +91,9 @@ pub struct GradArgs {
     wrt: Option<String>,
     /// Also compute central finite differences over a sweep of steps (the
     /// step whose difference agrees best with its neighbour's) and the
-    /// adjoint's relative error against it, with a verdict.
+    /// adjoint's relative error against it, with a verdict: agree, disagree,
+    /// a kink (one-sided differences that differ at every step: no
+    /// derivative at this point), or unresolved (a derivative at round-off).
     #[arg(long)]
     check: bool,
     /// With `--check`: one finite-difference step (in the parameter's units) instead of the sweep.
@@ -328,6 +330,33 @@ enum Target {
     Reward(String),
 }
 
+/// The outcome of one parameter's finite-difference check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// The adjoint agrees with the chosen difference within the tolerance.
+    Agrees,
+    /// They differ by more than the tolerance but by no more than three
+    /// times the difference's own error estimate: finite differences cannot
+    /// tell (a derivative at the objective's round-off, an unconverged sweep).
+    Unresolved,
+    /// The objective has a kink at the point: no derivative to check.
+    Kink,
+    /// They differ beyond the tolerance and the difference's error.
+    Disagrees,
+}
+
+impl Status {
+    /// The status as JSON writes it.
+    fn name(self) -> &'static str {
+        match self {
+            Status::Agrees => "agrees",
+            Status::Unresolved => "unresolved",
+            Status::Kink => "kink",
+            Status::Disagrees => "disagrees",
+        }
+    }
+}
+
 /// The finite-difference check of one parameter's gradient.
 struct Check {
     /// The parameter.
@@ -341,9 +370,31 @@ struct Check {
 }
 
 impl Check {
-    /// Whether the adjoint agrees with the chosen difference within `tolerance`.
-    fn agrees(&self, tolerance: f64) -> bool {
-        self.error <= tolerance
+    /// How the adjoint compares with the finite differences.
+    fn status(&self, tolerance: f64) -> Status {
+        let within_error = self.sweep.chosen().is_some_and(|d| {
+            let error = self.sweep.rounding + self.sweep.truncation.max(0.0);
+            (self.adjoint - d.value).abs() <= 3.0 * error
+        });
+        if self.sweep.kink.is_some() {
+            Status::Kink
+        } else if self.error <= tolerance {
+            Status::Agrees
+        } else if within_error {
+            Status::Unresolved
+        } else {
+            Status::Disagrees
+        }
+    }
+
+    /// The adjoint's distance from the chosen difference over that
+    /// difference's estimated error (truncation plus rounding).
+    fn resolution(&self) -> (f64, f64) {
+        let d = self.sweep.chosen().map_or(f64::NAN, |d| d.value);
+        (
+            (self.adjoint - d).abs(),
+            self.sweep.rounding + self.sweep.truncation.max(0.0),
+        )
     }
 
     /// The check as JSON: the chosen difference, its step and error estimates, every step tried.
@@ -356,11 +407,20 @@ impl Check {
             "step": number(chosen.map_or(f64::NAN, |d| d.step)),
             "truncation": number(self.sweep.truncation),
             "rounding": number(self.sweep.rounding),
-            "agrees": self.agrees(tolerance),
+            "agrees": self.status(tolerance) == Status::Agrees,
+            "status": self.status(tolerance).name(),
+            "differentiable": self.sweep.kink.is_none(),
+            "kink": self.sweep.kink.map_or(Value::Null, |k| json!({
+                "above": k.above,
+                "below": k.below,
+                "steps": [k.steps.0, k.steps.1],
+            })),
             "sweep": self.sweep.differences.iter().map(|d| json!({
                 "step": d.step,
                 "finite_difference": number(d.value),
                 "relative_error": number(fdcheck::relative_error(self.adjoint, d.value)),
+                "above": number(d.above),
+                "below": number(d.below),
             })).collect::<Vec<_>>(),
         })
     }
@@ -368,12 +428,57 @@ impl Check {
 
 /// The verdict line of `--check`: whether every gradient agrees with its
 /// finite difference, to how much, at which steps; or which do not, with
-/// their errors at every step tried.
+/// their errors at every step tried; or where the objective has no
+/// derivative (a kink: the one-sided differences differ at every step).
 fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
-    let bad: Vec<&Check> = checks.iter().filter(|c| !c.agrees(tolerance)).collect();
+    let with = |status: Status| -> Vec<&Check> {
+        checks
+            .iter()
+            .filter(|c| c.status(tolerance) == status)
+            .collect()
+    };
+    let unresolved: Vec<String> = with(Status::Unresolved)
+        .iter()
+        .map(|c| {
+            let (distance, error) = c.resolution();
+            format!(
+                "param {} (adjoint {:.4e}, difference {:.4e}: {distance:.1e} apart, within the difference's error {error:.1e})",
+                c.name,
+                c.adjoint,
+                c.sweep.chosen().map_or(f64::NAN, |d| d.value)
+            )
+        })
+        .collect();
+    let unresolved = if unresolved.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "finite differences cannot resolve {}",
+            unresolved.join(", ")
+        )
+    };
+    let bad: Vec<&Check> = checks
+        .iter()
+        .filter(|c| matches!(c.status(tolerance), Status::Kink | Status::Disagrees))
+        .collect();
+    if checks.is_empty() {
+        return (true, "no parameters to check".to_string());
+    }
     if bad.is_empty() {
-        let worst = checks.iter().map(|c| c.error).fold(0.0, f64::max);
-        let steps: Vec<String> = checks
+        let agreeing = with(Status::Agrees);
+        if agreeing.is_empty() {
+            return (
+                true,
+                format!("gradients unresolved, none disagrees: {unresolved}"),
+            );
+        }
+        let unresolved = if unresolved.is_empty() {
+            unresolved
+        } else {
+            format!("; {unresolved}")
+        };
+        let worst = agreeing.iter().map(|c| c.error).fold(0.0, f64::max);
+        let steps: Vec<String> = agreeing
             .iter()
             .filter_map(|c| {
                 c.sweep
@@ -385,13 +490,35 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
         return (
             true,
             format!(
-                "gradients agree to {worst:.1e} (best {what}: {})",
+                "gradients agree to {worst:.1e} (best {what}: {}){unresolved}",
                 steps.join(", ")
             ),
         );
     }
+    let kinks: Vec<String> = bad
+        .iter()
+        .filter_map(|c| {
+            let fdcheck::Kink {
+                above,
+                below,
+                steps: (largest, smallest),
+            } = c.sweep.kink?;
+            let side = if fdcheck::relative_error(c.adjoint, above) <= tolerance {
+                "the one from above"
+            } else if fdcheck::relative_error(c.adjoint, below) <= tolerance {
+                "the one from below"
+            } else {
+                "neither"
+            };
+            Some(format!(
+                "param {} has a kink here: one-sided differences {above:.4e} from above and {below:.4e} from below at every step from {largest:.1e} to {smallest:.1e}; the adjoint's {:.4e} is {side}",
+                c.name, c.adjoint,
+            ))
+        })
+        .collect();
     let parts: Vec<String> = bad
         .iter()
+        .filter(|c| c.sweep.kink.is_none())
         .map(|c| {
             let tried: Vec<String> = c
                 .sweep
@@ -424,7 +551,20 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
             format!("param {} {at}{hint}; steps tried: {}", c.name, tried.join(", "))
         })
         .collect();
-    (false, format!("gradients disagree: {}", parts.join("; ")))
+    let mut message = vec![];
+    if !parts.is_empty() {
+        message.push(format!("gradients disagree: {}", parts.join("; ")));
+    }
+    if !kinks.is_empty() {
+        message.push(format!(
+            "not differentiable at this point: {} (no single number is the derivative; move the point or smooth the objective)",
+            kinks.join("; ")
+        ));
+    }
+    if !unresolved.is_empty() {
+        message.push(unresolved);
+    }
+    (false, message.join("; "))
 }
 
 /// `joule grad`: a loss after N steps (or a reward summed over them) and its
@@ -563,7 +703,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 Some(h) => vec![h],
                 None => fdcheck::log_steps(p0, first, last),
             };
-            let sweep = fdcheck::sweep(f, &steps, eps)?;
+            let sweep = fdcheck::sweep(f, &steps, eps, tolerance)?;
             let error = sweep
                 .chosen()
                 .map_or(f64::NAN, |d| fdcheck::relative_error(adjoint, d.value));
