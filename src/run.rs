@@ -723,6 +723,8 @@ pub fn grad(a: GradArgs) -> Result<()> {
     let (agree, message) = verdict(&checks, tolerance);
     if as_json {
         let mut obj = json!({
+            "scene": c.scene.display().to_string(),
+            "steps": c.steps,
             kind: if value.is_finite() { json!(value) } else { Value::Null },
             "gradients": grads,
             "warnings": warnings,

@@ -125,6 +125,8 @@ fn grad_json_and_check_agree_with_finite_differences() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["scene"], "scenes/pendulum.joule");
+    assert_eq!(v["steps"], 30);
     assert!(v["loss"].as_f64().is_some());
     let grads = v["gradients"].as_object().expect("gradients");
     assert!(!grads.is_empty());
@@ -229,6 +231,62 @@ fn loss_after(scene: &str, name: &str, steps: &str, param: &str, value: f64) -> 
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
     v["loss"][name][0].as_f64().expect("a finite loss")
+}
+
+#[test]
+fn every_command_that_prints_results_prints_one_json_object_naming_its_scene() {
+    // `train` and `imitate` are checked the same way in tests/train.rs, `check`
+    // (one object per file, `file`) above.
+    let pendulum = "scenes/pendulum.joule";
+    let point_mass = "tests/optimize/point_mass.joule";
+    for (args, scene, steps) in [
+        (vec!["run", pendulum, "--steps", "7"], pendulum, Some(7)),
+        (
+            vec!["grad", pendulum, "--loss", "miss", "--steps", "7"],
+            pendulum,
+            Some(7),
+        ),
+        (
+            vec![
+                "optimize", point_mass, "--loss", "miss", "--wrt", "controls", "--steps", "7",
+                "--iters", "2",
+            ],
+            point_mass,
+            Some(7),
+        ),
+        (
+            vec![
+                "bench",
+                pendulum,
+                "--batch",
+                "1",
+                "--threads",
+                "1",
+                "--steps",
+                "7",
+                "--horizon",
+                "5",
+            ],
+            pendulum,
+            None,
+        ),
+    ] {
+        let mut args = args.clone();
+        args.push("--json");
+        let o = joule(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = stdout(&o);
+        assert_eq!(text.lines().count(), 1, "{args:?}: one line\n{text}");
+        let v: Value = serde_json::from_str(&text).expect("one JSON object");
+        assert_eq!(v["scene"], scene, "{args:?}: {v}");
+        if let Some(n) = steps {
+            assert_eq!(v["steps"], n, "{args:?}: {v}");
+        }
+    }
 }
 
 #[test]

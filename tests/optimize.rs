@@ -94,9 +94,16 @@ fn mpc_reaches_the_target_closed_loop() {
     let mut problem = Problem::new(&scene, Objective::reward("closeness"), steps);
     problem.wrt_controls = true;
     assert!(problem.maximise);
-    let (applied, plans) = mpc(&scene, &problem, Method::Lbfgs, 20, steps, 10).expect("mpc");
+    let run = mpc(&scene, &problem, Method::Lbfgs, 20, steps, 10).expect("mpc");
+    let applied = run.applied;
     assert_eq!(applied.len(), steps);
-    assert_eq!(plans.len(), steps);
+    assert_eq!(run.values.len(), steps);
+    // Every plan evaluates at least its start, at most an L-BFGS run's worth.
+    assert!(
+        run.evaluations >= steps && run.evaluations <= steps * 10 * 25,
+        "{} evaluations",
+        run.evaluations
+    );
     // The applied controls, replayed: where is the puck at the end?
     let replay = Problem {
         objective: Objective::loss("miss"),
@@ -243,7 +250,7 @@ fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
 }
 
 #[test]
-fn cli_mpc_reports_its_plans_not_zero_evaluations() {
+fn cli_mpc_reports_its_plans_and_their_evaluations() {
     let args = [
         "optimize",
         "tests/optimize/point_mass.joule",
@@ -259,20 +266,31 @@ fn cli_mpc_reports_its_plans_not_zero_evaluations() {
         "--iters",
         "2",
     ];
+    // The same MPC through the library counts the rollouts of its plans.
+    let scene = point_mass();
+    let mut problem = Problem::new(&scene, Objective::reward("closeness"), 3);
+    problem.wrt_controls = true;
+    let evaluations = mpc(&scene, &problem, Method::Lbfgs, 2, 3, 2)
+        .expect("mpc")
+        .evaluations;
+    assert!(evaluations >= 3, "at least one per plan: {evaluations}");
     let o = joule(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("MPC: 3 plans over 2 steps, up to 2 iterations each"),
+        text.contains(&format!(
+            "MPC: 3 plans over 2 steps, up to 2 iterations each, {evaluations} evaluations"
+        )),
         "{text}"
     );
-    assert!(!text.contains("0 evaluations"), "{text}");
     let o = joule(&[&args[..], &["--json"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert_eq!(v["mpc"]["plans"], 3);
     assert_eq!(v["mpc"]["horizon"], 2);
-    assert!(v.get("evaluations").is_none(), "{v}");
+    assert_eq!(v["evaluations"], evaluations);
+    assert_eq!(v["scene"], "tests/optimize/point_mass.joule");
+    assert_eq!(v["steps"], 3);
 }
 
 /// `joule optimize` on the point mass over 20 steps with few iterations (a
