@@ -46,7 +46,9 @@ pub struct Sweep {
     pub truncation: f64,
     /// Estimate of the chosen difference's rounding error, `e / h` with `e`
     /// the rounding of one evaluation: `eps max|f|`, or the second
-    /// difference at the sweep's smallest step where that is larger.
+    /// difference at the sweep's smallest step where that is larger and
+    /// rounding shows there (the one-sided differences part as the step
+    /// shrinks).
     pub rounding: f64,
     /// A kink at the point, where the one-sided differences differ by the
     /// same amount at three consecutive steps around the chosen one (see
@@ -118,11 +120,15 @@ pub fn sweep<E>(
     }
     // The rounding of one evaluation: `eps |f|`, or what the smallest step
     // shows if more (an objective computed from quantities much larger than
-    // itself, an iterative solve): there the second difference
-    // `f(x + h) - 2 f(x) + f(x - h)` is rounding, the curvature's share
-    // `f'' h^2` being negligible. One step alone shows nothing of the kind.
-    let measured = match differences.last() {
-        Some(d) if steps.len() > 2 => ((d.above - d.below) * d.step).abs(),
+    // itself, an iterative solve). The one-sided gap `|above - below|` is
+    // `|f''| h` from curvature, shrinking with the step, the jump in slope
+    // at a kink, constant, and about `4 e / h` from a rounding `e`, growing
+    // as the step shrinks: where it grows from the next-smallest step to the
+    // smallest, the smallest step's second difference
+    // `f(x + h) - 2 f(x) + f(x - h)` measures the rounding.
+    let gap = |d: &Difference| (d.above - d.below).abs();
+    let measured = match differences.as_slice() {
+        [.., a, b] if gap(b) > 3.0 * gap(a) => gap(b) * b.step,
         _ => 0.0,
     };
     let noise = (eps * magnitude).max(if measured.is_finite() { measured } else { 0.0 });

@@ -377,6 +377,28 @@ fn grad_check_reports_a_kink_as_no_derivative() {
 }
 
 #[test]
+fn grad_check_text_of_a_kink() {
+    // The table and the verdict as a user reads them (the timing line,
+    // which varies from run to run, left out).
+    let o = joule(&[
+        "grad",
+        "tests/grad/kink.joule",
+        "--loss",
+        "higher",
+        "--steps",
+        "100",
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("forward "))
+        .map(String::from)
+        .collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
+
+#[test]
 fn grad_check_does_not_call_round_off_a_wrong_gradient() {
     // The loss is zero up to round-off of coordinates near 1000 and 3000
     // (~6e-13), its derivative zero: every difference is noise, which the

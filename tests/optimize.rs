@@ -352,7 +352,28 @@ fn cli_run_replays_the_plan_optimize_wrote() {
         // The same rollout: bitwise the loss optimize reported, in every environment.
         assert_eq!(v["loss"]["miss"][0].as_f64(), Some(end), "{name}");
         assert_eq!(v["loss"]["miss"][1].as_f64(), Some(end), "{name}");
-        assert!(page.exists());
+        // The viewer plays the replayed run: its last frame puts the puck
+        // where the run ends (f32-rounded), away from where it starts.
+        let html = std::fs::read_to_string(&page).expect("page written");
+        let open = r#"<script id="joule-data" type="application/json">"#;
+        let start = html.find(open).expect("the data element") + open.len();
+        let len = html[start..].find("</script>").expect("closed");
+        let data: serde_json::Value =
+            serde_json::from_str(&html[start..start + len]).expect("JSON data");
+        let frames = data["frames"].as_array().expect("frames");
+        assert_eq!(frames.len(), 21, "steps 0..=20");
+        let last: Vec<f64> = frames[20]
+            .as_array()
+            .expect("a frame")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect();
+        let position = &v["observe"]["position"][0];
+        for (k, shown) in last.iter().enumerate() {
+            let want = position[k].as_f64().expect("a coordinate");
+            assert!((shown - want).abs() <= 1e-6, "{name}: {shown} vs {want}");
+        }
+        assert!(last[0] > 0.1, "{name}: the plan moved the puck: {last:?}");
     }
 }
 
