@@ -15,9 +15,9 @@
 //! one-sided differences `(f(x + h) - f(x)) / h` and `(f(x) - f(x - h)) / h`
 //! do: for a smooth `f` they differ by `|f''| h`, which shrinks with the
 //! step, but across a kink by the jump in slope, whatever the step. A sweep
-//! whose one-sided differences differ by the same amount at three
-//! consecutive steps around the chosen one, by more than the agreement
-//! asked of a gradient, is a kink ([`Sweep::kink`]).
+//! whose one-sided differences keep their values at three consecutive
+//! steps around the chosen one and differ by more than the agreement asked
+//! of a gradient is a kink ([`Sweep::kink`]).
 
 /// One central difference of a sweep.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,14 +44,18 @@ pub struct Sweep {
     /// Richardson estimate of the chosen difference's truncation error (NaN
     /// without a finite neighbour, as with one step).
     pub truncation: f64,
+    /// How far the chosen difference is from its neighbour in the pair that
+    /// agrees best (NaN without one): the finite differences settle no
+    /// closer than this.
+    pub spread: f64,
     /// Estimate of the chosen difference's rounding error, `e / h` with `e`
-    /// the rounding of one evaluation: `eps max|f|`, or the second
-    /// difference at the sweep's smallest step where that is larger and
-    /// rounding shows there (the one-sided differences part as the step
-    /// shrinks).
+    /// the rounding of one evaluation: `eps max|f|`, or the largest second
+    /// difference among the smallest steps where rounding shows (the
+    /// one-sided differences part as the step shrinks), where that is
+    /// larger.
     pub rounding: f64,
-    /// A kink at the point, where the one-sided differences differ by the
-    /// same amount at three consecutive steps around the chosen one (see
+    /// A kink at the point, where the one-sided differences keep their
+    /// values, apart, at three consecutive steps around the chosen one (see
     /// [`sweep`]'s `tolerance`); `None` where `f` is smooth as far as the
     /// sweep can tell.
     pub kink: Option<Kink>,
@@ -65,8 +69,8 @@ pub struct Kink {
     /// The one-sided difference from below at the chosen step.
     pub below: f64,
     /// The largest and the smallest step of the consecutive steps (the
-    /// chosen one among them) at which the one-sided differences differ by
-    /// the chosen step's gap within a factor of two.
+    /// chosen one among them) at which the one-sided differences keep the
+    /// chosen step's values, within a quarter of their gap.
     pub steps: (f64, f64),
 }
 
@@ -123,45 +127,52 @@ pub fn sweep<E>(
     // itself, an iterative solve). The one-sided gap `|above - below|` is
     // `|f''| h` from curvature, shrinking with the step, the jump in slope
     // at a kink, constant, and about `4 e / h` from a rounding `e`, growing
-    // as the step shrinks: where it grows from the next-smallest step to the
-    // smallest, the smallest step's second difference
-    // `f(x + h) - 2 f(x) + f(x - h)` measures the rounding.
+    // as the step shrinks: where it grows from each step to the next smaller
+    // one down to the smallest, the second differences
+    // `f(x + h) - 2 f(x) + f(x - h)` there measure the rounding (the
+    // largest of them). Growth between larger steps only is the objective's
+    // nonlinearity (a step across a bounce), not rounding.
     let gap = |d: &Difference| (d.above - d.below).abs();
-    let measured = match differences.as_slice() {
-        [.., a, b] if gap(b) > 3.0 * gap(a) => gap(b) * b.step,
-        _ => 0.0,
-    };
+    let measured = differences
+        .windows(2)
+        .rev()
+        .take_while(|w| gap(&w[1]) > 3.0 * gap(&w[0]))
+        .map(|w| gap(&w[1]) * w[1].step)
+        .fold(0.0, f64::max);
     let noise = (eps * magnitude).max(if measured.is_finite() { measured } else { 0.0 });
     let mut sweep = choose(differences, noise);
-    sweep.kink = kink(&sweep, eps * magnitude, tolerance);
+    sweep.kink = kink(&sweep, noise, tolerance);
     Ok(sweep)
 }
 
 /// The kink the one-sided differences reveal, if any: at the chosen step
-/// and its two neighbours in the sweep (three consecutive steps), they
-/// differ by more than `tolerance` of the slope and by more than ten times
-/// the rounding `noise`, and by the same amount within a factor of two (a smooth
-/// function's gap shrinks in proportion to the step).
+/// and its two neighbours in the sweep (three consecutive steps or more),
+/// they differ by more than `tolerance` of the slope and by more than ten
+/// times the rounding `noise`, and each keeps its value within a quarter of
+/// that gap (a smooth function's gap shrinks in proportion to the step; a
+/// rough one, such as an f32 rollout through stiff contact, changes its
+/// one-sided slopes from step to step).
 fn kink(sweep: &Sweep, noise: f64, tolerance: f64) -> Option<Kink> {
     let k = sweep.best?;
     let d = &sweep.differences;
     let gap = |x: &Difference| (x.above - x.below).abs();
-    let chosen = gap(&d[k]);
+    let chosen = d[k];
     let alike = |x: &Difference| {
         let slope = x.above.abs().max(x.below.abs());
         let g = gap(x);
+        let near = |a: f64, b: f64| (a - b).abs() <= 0.25 * gap(&chosen);
         g.is_finite()
             && g > tolerance * slope
             && g > 10.0 * 4.0 * noise / x.step
-            && g < 2.0 * chosen
-            && g > 0.5 * chosen
+            && near(x.above, chosen.above)
+            && near(x.below, chosen.below)
     };
     // The run of alike steps around the chosen one.
     let first = (0..=k).rev().take_while(|&i| alike(&d[i])).last()?;
     let last = (k..d.len()).take_while(|&i| alike(&d[i])).last()?;
     (last - first >= 2).then_some(Kink {
-        above: d[k].above,
-        below: d[k].below,
+        above: chosen.above,
+        below: chosen.below,
         steps: (d[first].step, d[last].step),
     })
 }
@@ -192,9 +203,14 @@ fn choose(differences: Vec<Difference>, noise: f64) -> Sweep {
         ),
     };
     let rounding = best.map_or(f64::NAN, |k| rounding(&differences[k]));
+    let spread = match best {
+        Some(k) if k > 0 => (differences[k - 1].value - differences[k].value).abs(),
+        _ => f64::NAN,
+    };
     Sweep {
         differences,
         best,
+        spread,
         truncation,
         rounding,
         kink: None,

@@ -335,9 +335,11 @@ enum Target {
 enum Status {
     /// The adjoint agrees with the chosen difference within the tolerance.
     Agrees,
-    /// They differ by more than the tolerance but by no more than three
-    /// times the difference's own error estimate: finite differences cannot
-    /// tell (a derivative at the objective's round-off, an unconverged sweep).
+    /// They differ by more than the tolerance but by no more than the
+    /// difference's own error (three times its truncation and rounding
+    /// estimates, or its distance from its neighbour in the sweep): finite
+    /// differences cannot tell (a derivative at the objective's round-off,
+    /// an f32 rollout, an unconverged sweep).
     Unresolved,
     /// The objective has a kink at the point: no derivative to check.
     Kink,
@@ -373,8 +375,9 @@ impl Check {
     /// How the adjoint compares with the finite differences.
     fn status(&self, tolerance: f64) -> Status {
         let within_error = self.sweep.chosen().is_some_and(|d| {
-            let error = self.sweep.rounding + self.sweep.truncation.max(0.0);
-            (self.adjoint - d.value).abs() <= 3.0 * error
+            let (distance, error) = self.resolution();
+            distance <= error.max(3.0 * (self.sweep.rounding + self.sweep.truncation.max(0.0)))
+                && d.value.is_finite()
         });
         if self.sweep.kink.is_some() {
             Status::Kink
@@ -387,14 +390,19 @@ impl Check {
         }
     }
 
-    /// The adjoint's distance from the chosen difference over that
-    /// difference's estimated error (truncation plus rounding).
+    /// The adjoint's distance from the chosen difference, and that
+    /// difference's error: its truncation plus rounding estimates, or how
+    /// far it is from its neighbour in the sweep where that is more (the
+    /// differences did not settle closer).
     fn resolution(&self) -> (f64, f64) {
         let d = self.sweep.chosen().map_or(f64::NAN, |d| d.value);
-        (
-            (self.adjoint - d).abs(),
-            self.sweep.rounding + self.sweep.truncation.max(0.0),
-        )
+        let estimates = self.sweep.rounding + self.sweep.truncation.max(0.0);
+        let spread = if self.sweep.spread.is_finite() {
+            self.sweep.spread
+        } else {
+            0.0
+        };
+        ((self.adjoint - d).abs(), estimates.max(spread))
     }
 
     /// The check as JSON: the chosen difference, its step and error estimates, every step tried.

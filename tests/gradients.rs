@@ -601,6 +601,29 @@ mod step_chooser {
     }
 
     #[test]
+    fn a_rough_function_is_not_a_kink() {
+        // Roughness at every scale (as an f32 rollout through contact): an
+        // offset d adds 0.05 |d| u(d) with u a fixed pseudo-random value in
+        // [-1, 1), so the one-sided slopes differ by about 0.05 at every
+        // step but change from step to step; a kink keeps them.
+        let x: f64 = 0.7;
+        let rough = |d: f64| {
+            let bits = (d.to_bits() ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let u = 2.0 * ((bits >> 11) as f64 / (1u64 << 53) as f64) - 1.0;
+            (x + d) * (x + d) + 0.05 * d.abs() * u
+        };
+        let steps = log_steps(x, 1, 9);
+        let s = sweep(ok(rough), &steps, f64::EPSILON, 1e-4).unwrap();
+        let gaps = s
+            .differences
+            .iter()
+            .filter(|d| (d.above - d.below).abs() > 1e-3)
+            .count();
+        assert!(gaps >= 5, "the slopes part at most steps: {s:?}");
+        assert_eq!(s.kink, None, "{s:?}");
+    }
+
+    #[test]
     fn a_kink_near_the_point_is_stepped_over_only_by_small_steps() {
         let (x, kink) = (0.3, 0.30001);
         // f = |x - kink| + x^2: left of the kink, f' = -1 + 2x.
