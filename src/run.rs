@@ -729,6 +729,24 @@ pub fn grad(a: GradArgs) -> Result<()> {
         eprintln!("warning: {}", warnings.last().expect("pushed above"));
     }
     let (agree, message) = verdict(&checks, tolerance);
+    // Energies whose adjoint is a `backward =` surrogate: there the adjoint
+    // differs from the simulation's derivative by design.
+    let mut surrogates: Vec<String> = scene
+        .model()
+        .templates
+        .iter()
+        .filter(|t| t.backward.is_some())
+        .map(|t| t.name.split('#').next().unwrap_or(&t.name).to_string())
+        .collect();
+    surrogates.dedup();
+    let message = if check && !agree && !surrogates.is_empty() {
+        format!(
+            "{message} (expected where the surrogates act: the adjoint differentiates `backward =` of {}, not the simulation)",
+            surrogates.join(", ")
+        )
+    } else {
+        message
+    };
     if as_json {
         let mut obj = json!({
             "scene": c.scene.display().to_string(),
@@ -744,6 +762,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 .collect::<Map<_, _>>()
                 .into();
             obj["verdict"] = json!({"agree": agree, "tolerance": tolerance, "message": message});
+            obj["surrogates"] = json!(surrogates);
         }
         println!("{obj}");
     } else {

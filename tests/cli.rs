@@ -399,6 +399,27 @@ fn grad_check_text_of_a_kink() {
 }
 
 #[test]
+fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
+    // Penalty contact forward, a softplus surrogate backward: the adjoint is
+    // deliberately not the simulation's derivative, and the verdict says so.
+    let (code, v) = grad_check("tests/grad/surrogate.joule", "height", "300", &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"]["agree"], false, "{v}");
+    assert_eq!(v["check"]["g"]["status"], "disagrees", "{v}");
+    assert_eq!(v["surrogates"], serde_json::json!(["floor"]));
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.ends_with(
+            "(expected where the surrogates act: the adjoint differentiates `backward =` of floor, not the simulation)"
+        ),
+        "{message}"
+    );
+    // A scene without surrogates names none.
+    let (_, v) = grad_check("tests/grad/bouncing_ball.joule", "height", "20", &[]);
+    assert_eq!(v["surrogates"], serde_json::json!([]));
+}
+
+#[test]
 fn grad_check_does_not_call_round_off_a_wrong_gradient() {
     // The loss is zero up to round-off of coordinates near 1000 and 3000
     // (~6e-13), its derivative zero: every difference is noise, which the
