@@ -148,24 +148,29 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
     }
     let spinner = Progress::spinner("optimising", !o.quiet && !o.json);
     let start = std::time::Instant::now();
-    let solution = match o.mpc() {
-        None => joule_runtime::optimize::optimize(&scene, &problem, o.method(), o.iters)
-            .map_err(|e| miette!("{e}"))?,
+    let (solution, evaluations) = match o.mpc() {
+        None => {
+            let s = joule_runtime::optimize::optimize(&scene, &problem, o.method(), o.iters)
+                .map_err(|e| miette!("{e}"))?;
+            let n = s.history.len();
+            (s, n)
+        }
         Some(h) => {
-            let (applied, _) =
+            let run =
                 mpc(&scene, &problem, o.method(), h, steps, o.iters).map_err(|e| miette!("{e}"))?;
             // The closed-loop result: the applied controls, evaluated over the whole run.
             let replay = Problem {
-                schedule: applied.clone(),
+                schedule: run.applied.clone(),
                 ..problem.clone()
             };
             let value = evaluate(&scene, &replay).map_err(|e| miette!("{e}"))?;
-            Solution {
+            let solution = Solution {
                 params: problem.params.clone(),
-                schedule: applied,
+                schedule: run.applied,
                 value,
                 history: vec![],
-            }
+            };
+            (solution, run.evaluations)
         }
     };
     spinner.finish();
@@ -183,7 +188,15 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
             Ok(())
         })?;
     }
-    report(&scene, &problem, &solution, initial, seconds, &o);
+    report(
+        &scene,
+        &problem,
+        &solution,
+        evaluations,
+        initial,
+        seconds,
+        &o,
+    );
     Ok(())
 }
 
@@ -423,10 +436,13 @@ fn plan_npy(bytes: &[u8], controls: usize, path: &Path) -> Result<Vec<Vec<f64>>>
     Ok(data.chunks(controls).map(<[f64]>::to_vec).collect())
 }
 
+/// Prints the result (text or `--json`); `evaluations` counts rollouts with
+/// their adjoint (over every plan with `--mpc`).
 fn report(
     scene: &Scene,
     problem: &Problem,
     s: &Solution,
+    evaluations: usize,
     initial: f64,
     seconds: f64,
     o: &OptimizeArgs,
@@ -437,20 +453,21 @@ fn report(
         .iter()
         .map(|&i| (m.params[i].name.clone(), json!(s.params[i])))
         .collect();
-    // MPC re-plans from every state; the runtime keeps no evaluation count
-    // of those plans, so its effort is reported as plans, not evaluations.
+    // MPC re-plans from every state: its plans, and the evaluations of all.
     let mpc = o.mpc().map(|horizon| {
         json!({"plans": s.schedule.len(), "horizon": horizon, "iterations_per_plan": o.iters})
     });
     if o.json {
         let mut obj = json!({
+            "scene": o.scene.display().to_string(),
+            "steps": problem.steps,
             "objective": {"start": initial, "end": s.value},
             "params": params,
+            "evaluations": evaluations,
             "seconds": seconds,
         });
-        match mpc {
-            Some(m) => obj["mpc"] = m,
-            None => obj["evaluations"] = json!(s.history.len()),
+        if let Some(m) = mpc {
+            obj["mpc"] = m;
         }
         if problem.wrt_controls {
             obj["controls"] = json!(s.schedule);
@@ -468,11 +485,11 @@ fn report(
     };
     let effort = match o.mpc() {
         Some(horizon) => format!(
-            "MPC: {} plans over {horizon} steps, up to {} iterations each",
+            "MPC: {} plans over {horizon} steps, up to {} iterations each, {evaluations} evaluations",
             s.schedule.len(),
             o.iters
         ),
-        None => format!("{} evaluations", s.history.len()),
+        None => format!("{evaluations} evaluations"),
     };
     println!(
         "objective {what}: {initial:.9e} -> {:.9e} ({effort}, {seconds:.2} s)",

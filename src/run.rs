@@ -91,7 +91,9 @@ pub struct GradArgs {
     wrt: Option<String>,
     /// Also compute central finite differences over a sweep of steps (the
     /// step whose difference agrees best with its neighbour's) and the
-    /// adjoint's relative error against it, with a verdict.
+    /// adjoint's relative error against it, with a verdict: agree, disagree,
+    /// a kink (one-sided differences that differ at every step: no
+    /// derivative at this point), or unresolved (a derivative at round-off).
     #[arg(long)]
     check: bool,
     /// With `--check`: one finite-difference step (in the parameter's units) instead of the sweep.
@@ -328,6 +330,35 @@ enum Target {
     Reward(String),
 }
 
+/// The outcome of one parameter's finite-difference check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// The adjoint agrees with the chosen difference within the tolerance.
+    Agrees,
+    /// They differ by more than the tolerance but by no more than the
+    /// difference's own error (three times its truncation and rounding
+    /// estimates, or its distance from its neighbour in the sweep): finite
+    /// differences cannot tell (a derivative at the objective's round-off,
+    /// an f32 rollout, an unconverged sweep).
+    Unresolved,
+    /// The objective has a kink at the point: no derivative to check.
+    Kink,
+    /// They differ beyond the tolerance and the difference's error.
+    Disagrees,
+}
+
+impl Status {
+    /// The status as JSON writes it.
+    fn name(self) -> &'static str {
+        match self {
+            Status::Agrees => "agrees",
+            Status::Unresolved => "unresolved",
+            Status::Kink => "kink",
+            Status::Disagrees => "disagrees",
+        }
+    }
+}
+
 /// The finite-difference check of one parameter's gradient.
 struct Check {
     /// The parameter.
@@ -341,9 +372,37 @@ struct Check {
 }
 
 impl Check {
-    /// Whether the adjoint agrees with the chosen difference within `tolerance`.
-    fn agrees(&self, tolerance: f64) -> bool {
-        self.error <= tolerance
+    /// How the adjoint compares with the finite differences.
+    fn status(&self, tolerance: f64) -> Status {
+        let within_error = self.sweep.chosen().is_some_and(|d| {
+            let (distance, error) = self.resolution();
+            distance <= error.max(3.0 * (self.sweep.rounding + self.sweep.truncation.max(0.0)))
+                && d.value.is_finite()
+        });
+        if self.sweep.kink.is_some() {
+            Status::Kink
+        } else if self.error <= tolerance {
+            Status::Agrees
+        } else if within_error {
+            Status::Unresolved
+        } else {
+            Status::Disagrees
+        }
+    }
+
+    /// The adjoint's distance from the chosen difference, and that
+    /// difference's error: its truncation plus rounding estimates, or how
+    /// far it is from its neighbour in the sweep where that is more (the
+    /// differences did not settle closer).
+    fn resolution(&self) -> (f64, f64) {
+        let d = self.sweep.chosen().map_or(f64::NAN, |d| d.value);
+        let estimates = self.sweep.rounding + self.sweep.truncation.max(0.0);
+        let spread = if self.sweep.spread.is_finite() {
+            self.sweep.spread
+        } else {
+            0.0
+        };
+        ((self.adjoint - d).abs(), estimates.max(spread))
     }
 
     /// The check as JSON: the chosen difference, its step and error estimates, every step tried.
@@ -356,11 +415,20 @@ impl Check {
             "step": number(chosen.map_or(f64::NAN, |d| d.step)),
             "truncation": number(self.sweep.truncation),
             "rounding": number(self.sweep.rounding),
-            "agrees": self.agrees(tolerance),
+            "agrees": self.status(tolerance) == Status::Agrees,
+            "status": self.status(tolerance).name(),
+            "differentiable": self.sweep.kink.is_none(),
+            "kink": self.sweep.kink.map_or(Value::Null, |k| json!({
+                "above": k.above,
+                "below": k.below,
+                "steps": [k.steps.0, k.steps.1],
+            })),
             "sweep": self.sweep.differences.iter().map(|d| json!({
                 "step": d.step,
                 "finite_difference": number(d.value),
                 "relative_error": number(fdcheck::relative_error(self.adjoint, d.value)),
+                "above": number(d.above),
+                "below": number(d.below),
             })).collect::<Vec<_>>(),
         })
     }
@@ -368,12 +436,57 @@ impl Check {
 
 /// The verdict line of `--check`: whether every gradient agrees with its
 /// finite difference, to how much, at which steps; or which do not, with
-/// their errors at every step tried.
+/// their errors at every step tried; or where the objective has no
+/// derivative (a kink: the one-sided differences differ at every step).
 fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
-    let bad: Vec<&Check> = checks.iter().filter(|c| !c.agrees(tolerance)).collect();
+    let with = |status: Status| -> Vec<&Check> {
+        checks
+            .iter()
+            .filter(|c| c.status(tolerance) == status)
+            .collect()
+    };
+    let unresolved: Vec<String> = with(Status::Unresolved)
+        .iter()
+        .map(|c| {
+            let (distance, error) = c.resolution();
+            format!(
+                "param {} (adjoint {:.4e}, difference {:.4e}: {distance:.1e} apart, within the difference's error {error:.1e})",
+                c.name,
+                c.adjoint,
+                c.sweep.chosen().map_or(f64::NAN, |d| d.value)
+            )
+        })
+        .collect();
+    let unresolved = if unresolved.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "finite differences cannot resolve {}",
+            unresolved.join(", ")
+        )
+    };
+    let bad: Vec<&Check> = checks
+        .iter()
+        .filter(|c| matches!(c.status(tolerance), Status::Kink | Status::Disagrees))
+        .collect();
+    if checks.is_empty() {
+        return (true, "no parameters to check".to_string());
+    }
     if bad.is_empty() {
-        let worst = checks.iter().map(|c| c.error).fold(0.0, f64::max);
-        let steps: Vec<String> = checks
+        let agreeing = with(Status::Agrees);
+        if agreeing.is_empty() {
+            return (
+                true,
+                format!("gradients unresolved, none disagrees: {unresolved}"),
+            );
+        }
+        let unresolved = if unresolved.is_empty() {
+            unresolved
+        } else {
+            format!("; {unresolved}")
+        };
+        let worst = agreeing.iter().map(|c| c.error).fold(0.0, f64::max);
+        let steps: Vec<String> = agreeing
             .iter()
             .filter_map(|c| {
                 c.sweep
@@ -385,13 +498,35 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
         return (
             true,
             format!(
-                "gradients agree to {worst:.1e} (best {what}: {})",
+                "gradients agree to {worst:.1e} (best {what}: {}){unresolved}",
                 steps.join(", ")
             ),
         );
     }
+    let kinks: Vec<String> = bad
+        .iter()
+        .filter_map(|c| {
+            let fdcheck::Kink {
+                above,
+                below,
+                steps: (largest, smallest),
+            } = c.sweep.kink?;
+            let side = if fdcheck::relative_error(c.adjoint, above) <= tolerance {
+                "the one from above"
+            } else if fdcheck::relative_error(c.adjoint, below) <= tolerance {
+                "the one from below"
+            } else {
+                "neither"
+            };
+            Some(format!(
+                "param {} has a kink here: one-sided differences {above:.4e} from above and {below:.4e} from below at every step from {largest:.1e} to {smallest:.1e}; the adjoint's {:.4e} is {side}",
+                c.name, c.adjoint,
+            ))
+        })
+        .collect();
     let parts: Vec<String> = bad
         .iter()
+        .filter(|c| c.sweep.kink.is_none())
         .map(|c| {
             let tried: Vec<String> = c
                 .sweep
@@ -424,7 +559,20 @@ fn verdict(checks: &[Check], tolerance: f64) -> (bool, String) {
             format!("param {} {at}{hint}; steps tried: {}", c.name, tried.join(", "))
         })
         .collect();
-    (false, format!("gradients disagree: {}", parts.join("; ")))
+    let mut message = vec![];
+    if !parts.is_empty() {
+        message.push(format!("gradients disagree: {}", parts.join("; ")));
+    }
+    if !kinks.is_empty() {
+        message.push(format!(
+            "not differentiable at this point: {} (no single number is the derivative; move the point or smooth the objective)",
+            kinks.join("; ")
+        ));
+    }
+    if !unresolved.is_empty() {
+        message.push(unresolved);
+    }
+    (false, message.join("; "))
 }
 
 /// `joule grad`: a loss after N steps (or a reward summed over them) and its
@@ -563,7 +711,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 Some(h) => vec![h],
                 None => fdcheck::log_steps(p0, first, last),
             };
-            let sweep = fdcheck::sweep(f, &steps, eps)?;
+            let sweep = fdcheck::sweep(f, &steps, eps, tolerance)?;
             let error = sweep
                 .chosen()
                 .map_or(f64::NAN, |d| fdcheck::relative_error(adjoint, d.value));
@@ -581,8 +729,28 @@ pub fn grad(a: GradArgs) -> Result<()> {
         eprintln!("warning: {}", warnings.last().expect("pushed above"));
     }
     let (agree, message) = verdict(&checks, tolerance);
+    // Energies whose adjoint is a `backward =` surrogate: there the adjoint
+    // differs from the simulation's derivative by design.
+    let mut surrogates: Vec<String> = scene
+        .model()
+        .templates
+        .iter()
+        .filter(|t| t.backward.is_some())
+        .map(|t| t.name.split('#').next().unwrap_or(&t.name).to_string())
+        .collect();
+    surrogates.dedup();
+    let message = if check && !agree && !surrogates.is_empty() {
+        format!(
+            "{message} (expected where the surrogates act: the adjoint differentiates `backward =` of {}, not the simulation)",
+            surrogates.join(", ")
+        )
+    } else {
+        message
+    };
     if as_json {
         let mut obj = json!({
+            "scene": c.scene.display().to_string(),
+            "steps": c.steps,
             kind: if value.is_finite() { json!(value) } else { Value::Null },
             "gradients": grads,
             "warnings": warnings,
@@ -594,6 +762,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 .collect::<Map<_, _>>()
                 .into();
             obj["verdict"] = json!({"agree": agree, "tolerance": tolerance, "message": message});
+            obj["surrogates"] = json!(surrogates);
         }
         println!("{obj}");
     } else {

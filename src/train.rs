@@ -228,11 +228,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     save(&trainer)?;
     let bytes = trainer.policy.to_bytes().map_err(learn_error)?;
     write_atomically(&o.out, |w| w.write_all(&bytes))?;
-    finish(&trainer.curve, o, reached, target, &trainer.config)
+    finish(
+        &a.scene,
+        &trainer.curve,
+        o,
+        reached,
+        target,
+        &trainer.config,
+    )
 }
 
-/// Writes the curve, prints the summary.
+/// Writes the curve, prints the summary of training `scene`.
 fn finish(
+    scene: &std::path::Path,
     curve: &[Point],
     o: &Outputs,
     reached: Option<Point>,
@@ -254,6 +262,7 @@ fn finish(
         println!(
             "{}",
             json!({
+                "scene": scene.display().to_string(),
                 "algo": config.algo,
                 "iterations": last.map_or(0, |p| p.iteration),
                 "env_steps": last.map_or(0, |p| p.env_steps),
@@ -534,6 +543,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         println!(
             "{}",
             json!({
+                "scene": a.scene.display().to_string(),
                 "iterations": a.iters,
                 distance: last.map(|p| p.loss),
                 "return": last.map(|p| p.reward),

@@ -1,6 +1,7 @@
 //! The command line as users script it: `joule run` and `joule grad` output
 //! forms, trajectory files, and errors.
 
+use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -124,6 +125,8 @@ fn grad_json_and_check_agree_with_finite_differences() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["scene"], "scenes/pendulum.joule");
+    assert_eq!(v["steps"], 30);
     assert!(v["loss"].as_f64().is_some());
     let grads = v["gradients"].as_object().expect("gradients");
     assert!(!grads.is_empty());
@@ -207,6 +210,235 @@ fn grad_check_sweeps_the_step_where_a_fixed_step_fails() {
     let last = text.lines().last().expect("output");
     assert!(last.starts_with("gradients agree to "), "{text}");
     assert!(last.contains("(best steps: "), "{last}");
+}
+
+/// `joule grad --check --json` of a scene in `tests/grad/` and its exit status.
+fn grad_check(scene: &str, loss: &str, steps: &str, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec![
+        "grad", scene, "--loss", loss, "--steps", steps, "--check", "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = joule(&args);
+    let v = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code(), v)
+}
+
+/// The loss `name` of `scene` after `steps` steps with one parameter set, by `joule run`.
+fn loss_after(scene: &str, name: &str, steps: &str, param: &str, value: f64) -> f64 {
+    let set = format!("{param}={value:e}");
+    let o = joule(&["run", scene, "--steps", steps, "--param", &set, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    v["loss"][name][0].as_f64().expect("a finite loss")
+}
+
+#[test]
+fn every_command_that_prints_results_prints_one_json_object_naming_its_scene() {
+    // `train` and `imitate` are checked the same way in tests/train.rs, `check`
+    // (one object per file, `file`) above.
+    let pendulum = "scenes/pendulum.joule";
+    let point_mass = "tests/optimize/point_mass.joule";
+    for (args, scene, steps) in [
+        (vec!["run", pendulum, "--steps", "7"], pendulum, Some(7)),
+        (
+            vec!["grad", pendulum, "--loss", "miss", "--steps", "7"],
+            pendulum,
+            Some(7),
+        ),
+        (
+            vec![
+                "optimize", point_mass, "--loss", "miss", "--wrt", "controls", "--steps", "7",
+                "--iters", "2",
+            ],
+            point_mass,
+            Some(7),
+        ),
+        (
+            vec![
+                "bench",
+                pendulum,
+                "--batch",
+                "1",
+                "--threads",
+                "1",
+                "--steps",
+                "7",
+                "--horizon",
+                "5",
+            ],
+            pendulum,
+            None,
+        ),
+    ] {
+        let mut args = args.clone();
+        args.push("--json");
+        let o = joule(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = stdout(&o);
+        assert_eq!(text.lines().count(), 1, "{args:?}: one line\n{text}");
+        let v: Value = serde_json::from_str(&text).expect("one JSON object");
+        assert_eq!(v["scene"], scene, "{args:?}: {v}");
+        if let Some(n) = steps {
+            assert_eq!(v["steps"], n, "{args:?}: {v}");
+        }
+    }
+}
+
+#[test]
+fn grad_check_raises_no_false_alarm_on_a_bouncing_ball() {
+    // The ball has bounced by step 320 and is rising at 450: through the
+    // barrier contact the height curves sharply in g, so that a step of 1e-3
+    // of g (the kind a fixed step takes) is 18% off; the sweep finds steps
+    // at which the differences settle, and the adjoint agrees there.
+    let scene = "tests/grad/bouncing_ball.joule";
+    let (code, v) = grad_check(scene, "height", "450", &["--strict"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"]["agree"], true, "{v}");
+    for name in ["g", "kappa"] {
+        let c = &v["check"][name];
+        assert_eq!(c["status"], "agrees", "{name}: {c}");
+        assert!(
+            c["relative_error"].as_f64().expect("rel") < 1e-4,
+            "{name}: {c}"
+        );
+    }
+    let coarse = v["check"]["g"]["sweep"]
+        .as_array()
+        .expect("sweep")
+        .iter()
+        .find(|d| (d["step"].as_f64().expect("step") - 9.81e-3).abs() < 1e-9)
+        .expect("the sweep tries 1e-3 of g")["relative_error"]
+        .as_f64()
+        .expect("rel");
+    assert!(coarse > 0.1, "the coarse step agreed: {coarse}");
+    // The adjoint against a derivative computed here from `joule run`'s
+    // losses: central differences at h and h / 2, Richardson-extrapolated.
+    let at = |g: f64| loss_after(scene, "height", "450", "g", g);
+    let central = |h: f64| (at(9.81 + h) - at(9.81 - h)) / (2.0 * h);
+    let h = 1e-4;
+    let richardson = (4.0 * central(h / 2.0) - central(h)) / 3.0;
+    let adjoint = v["gradients"]["g"].as_f64().expect("d height / d g");
+    assert!(
+        (adjoint - richardson).abs() < 1e-5 * richardson.abs(),
+        "adjoint {adjoint}, Richardson {richardson}"
+    );
+}
+
+#[test]
+fn grad_check_reports_a_kink_as_no_derivative() {
+    // max(a.z, b.z) where both balls fall alike: after n steps of symplectic
+    // Euler at dt, z = z0 - g dt^2 n (n + 1) / 2, so the loss's slope in ga
+    // is -dt^2 n (n + 1) / 2 = -0.505 below the default (a is the higher
+    // ball) and 0 above it (b is). Central differences give -0.2525 at every
+    // step, converged; the check must not take that for a derivative.
+    let scene = "tests/grad/kink.joule";
+    let (code, v) = grad_check(scene, "higher", "100", &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "without --strict a failed check is reported, not an error"
+    );
+    assert_eq!(v["verdict"]["agree"], false, "{v}");
+    let slope = -1e-4 * 100.0 * 101.0 / 2.0;
+    for name in ["ga", "gb"] {
+        let c = &v["check"][name];
+        assert_eq!(c["status"], "kink", "{name}: {c}");
+        assert_eq!(c["differentiable"], false);
+        let above = c["kink"]["above"].as_f64().expect("above");
+        let below = c["kink"]["below"].as_f64().expect("below");
+        assert!(above.abs() < 1e-9, "{name}: from above {above}");
+        assert!((below - slope).abs() < 1e-6, "{name}: from below {below}");
+        assert!(
+            (c["finite_difference"].as_f64().expect("central") - slope / 2.0).abs() < 1e-6,
+            "{c}"
+        );
+    }
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("not differentiable at this point: param ga has a kink here"),
+        "{message}"
+    );
+    // The adjoint takes one side of the maximum: b's when the two are equal.
+    assert!(
+        message.contains("the adjoint's 0.0000e0 is the one from above"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the adjoint's -5.0500e-1 is the one from below"),
+        "{message}"
+    );
+    let (code, _) = grad_check(scene, "higher", "100", &["--strict"]);
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn grad_check_text_of_a_kink() {
+    // The table and the verdict as a user reads them (the timing line,
+    // which varies from run to run, left out).
+    let o = joule(&[
+        "grad",
+        "tests/grad/kink.joule",
+        "--loss",
+        "higher",
+        "--steps",
+        "100",
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("forward "))
+        .map(String::from)
+        .collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
+
+#[test]
+fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
+    // Penalty contact forward, a softplus surrogate backward: the adjoint is
+    // deliberately not the simulation's derivative, and the verdict says so.
+    let (code, v) = grad_check("tests/grad/surrogate.joule", "height", "300", &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"]["agree"], false, "{v}");
+    assert_eq!(v["check"]["g"]["status"], "disagrees", "{v}");
+    assert_eq!(v["surrogates"], serde_json::json!(["floor"]));
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.ends_with(
+            "(expected where the surrogates act: the adjoint differentiates `backward =` of floor, not the simulation)"
+        ),
+        "{message}"
+    );
+    // A scene without surrogates names none.
+    let (_, v) = grad_check("tests/grad/bouncing_ball.joule", "height", "20", &[]);
+    assert_eq!(v["surrogates"], serde_json::json!([]));
+}
+
+#[test]
+fn grad_check_does_not_call_round_off_a_wrong_gradient() {
+    // The loss is zero up to round-off of coordinates near 1000 and 3000
+    // (~6e-13), its derivative zero: every difference is noise, which the
+    // check reports as unresolved, not as a disagreement, and `--strict`
+    // accepts.
+    let (code, v) = grad_check("tests/grad/round_off.joule", "apart", "50", &["--strict"]);
+    assert_eq!(code, Some(0), "{v}");
+    let c = &v["check"]["k"];
+    assert_eq!(c["status"], "unresolved", "{c}");
+    assert!(c["relative_error"].as_f64().expect("rel") > 1e-4, "{c}");
+    assert!(v["gradients"]["k"].as_f64().expect("adjoint").abs() < 1e-12);
+    assert_eq!(v["verdict"]["agree"], true);
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(
+            "gradients unresolved, none disagrees: finite differences cannot resolve param k"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
@@ -557,7 +789,7 @@ fn param_overrides_are_checked_like_the_repl_set() {
         (
             "gee=1",
             "unknown parameter `gee`",
-            "parameters: g, stiffness",
+            "parameters: length, g, stiffness",
         ),
         ("g", "is not NAME=VALUE", "--param NAME=VALUE"),
     ] {

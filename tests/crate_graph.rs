@@ -1,6 +1,7 @@
 //! The crate rules of docs/ARCHITECTURE.md ("Rules"), checked on the
 //! workspace's Cargo.toml files: which crate may depend on which, and which
-//! outside crates stay out of which rooms.
+//! outside crates stay out of which rooms; and the library, without the
+//! `cli` feature, compiles none of the command line's dependencies.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -122,4 +123,68 @@ fn the_reader_sees_every_form_of_dependency() {
     let names: Vec<&str> = deps.keys().map(String::as_str).collect();
     assert_eq!(names, ["insta", "joule-grammar", "pest", "plotters"]);
     assert_eq!(deps["insta"], "dev-dependencies");
+}
+
+/// The crates in the normal dependency tree of the `joule` package, by
+/// `cargo tree` on the lock file (nothing is built or downloaded), with
+/// `extra` flags.
+fn tree(extra: &[&str]) -> Vec<String> {
+    let o = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "joule",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--locked",
+            "--offline",
+        ])
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        o.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn the_library_compiles_none_of_the_command_lines_dependencies() {
+    // The command line's own: plots and their font, the line editor,
+    // progress bars, shell completions, argument parsing.
+    let cli_only = [
+        "plotters",
+        "dejavu",
+        "rustyline",
+        "indicatif",
+        "clap_complete",
+        "clap",
+    ];
+    let with_cli = tree(&[]);
+    let library = tree(&["--no-default-features"]);
+    for name in cli_only {
+        assert!(
+            with_cli.iter().any(|n| n == name),
+            "the CLI does not use {name}: {with_cli:?}"
+        );
+        assert!(
+            !library.iter().any(|n| n == name),
+            "`joule` with default-features = false still depends on {name}"
+        );
+    }
+    // The library still has its engine.
+    for name in ["joule-compiler", "joule-runtime", "cranelift-jit"] {
+        assert!(library.iter().any(|n| n == name), "{name}: {library:?}");
+    }
 }

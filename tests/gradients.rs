@@ -561,7 +561,7 @@ mod step_chooser {
         let x: f64 = 0.3;
         let exact = 50.0 * (50.0 * x).cos();
         let steps = log_steps(x, 1, 9);
-        let s = sweep(ok(|d| (50.0 * (x + d)).sin()), &steps, f64::EPSILON).unwrap();
+        let s = sweep(ok(|d| (50.0 * (x + d)).sin()), &steps, f64::EPSILON, 1e-4).unwrap();
         let d = s.chosen().expect("a choice");
         // The largest steps are far off; the chosen one is accurate and its
         // error is within the estimates.
@@ -572,6 +572,55 @@ mod step_chooser {
             "{s:?}"
         );
         assert!(d.step < 1e-3 && d.step > 1e-9, "{s:?}");
+        assert_eq!(s.kink, None, "a smooth function: {s:?}");
+    }
+
+    #[test]
+    fn a_kink_at_the_point_is_reported_with_its_one_sided_slopes() {
+        let x = 0.3;
+        // f = |x - 0.3| + x^2 at x = 0.3: slopes 1 + 2x from above and
+        // -1 + 2x from below. Every central difference is 2x, perfectly
+        // converged, and no derivative exists.
+        let f = |jump: f64| move |d: f64| jump * ((x + d) - 0.3).abs() + (x + d) * (x + d);
+        let steps = log_steps(x, 1, 9);
+        let s = sweep(ok(f(1.0)), &steps, f64::EPSILON, 1e-4).unwrap();
+        let d = s.chosen().expect("a choice");
+        assert!(relative_error(d.value, 2.0 * x) < 1e-9, "{s:?}");
+        let kink = s.kink.expect("a kink");
+        assert!((kink.above - (1.0 + 2.0 * x)).abs() < 2.0 * d.step, "{s:?}");
+        assert!(
+            (kink.below - (-1.0 + 2.0 * x)).abs() < 2.0 * d.step,
+            "{s:?}"
+        );
+        // At every step of the sweep.
+        assert_eq!(kink.steps, (steps[0], steps[steps.len() - 1]), "{s:?}");
+        // A jump in slope below the tolerance (3e-6 of the slope) is no
+        // kink to a check that asks for 1e-4.
+        let s = sweep(ok(f(1e-6)), &steps, f64::EPSILON, 1e-4).unwrap();
+        assert_eq!(s.kink, None, "{s:?}");
+    }
+
+    #[test]
+    fn a_rough_function_is_not_a_kink() {
+        // Roughness at every scale (as an f32 rollout through contact): an
+        // offset d adds 0.05 |d| u(d) with u a fixed pseudo-random value in
+        // [-1, 1), so the one-sided slopes differ by about 0.05 at every
+        // step but change from step to step; a kink keeps them.
+        let x: f64 = 0.7;
+        let rough = |d: f64| {
+            let bits = (d.to_bits() ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let u = 2.0 * ((bits >> 11) as f64 / (1u64 << 53) as f64) - 1.0;
+            (x + d) * (x + d) + 0.05 * d.abs() * u
+        };
+        let steps = log_steps(x, 1, 9);
+        let s = sweep(ok(rough), &steps, f64::EPSILON, 1e-4).unwrap();
+        let gaps = s
+            .differences
+            .iter()
+            .filter(|d| (d.above - d.below).abs() > 1e-3)
+            .count();
+        assert!(gaps >= 5, "the slopes part at most steps: {s:?}");
+        assert_eq!(s.kink, None, "{s:?}");
     }
 
     #[test]
@@ -584,10 +633,12 @@ mod step_chooser {
             ok(|d| ((x + d) - kink).abs() + (x + d) * (x + d)),
             &steps,
             f64::EPSILON,
+            1e-4,
         )
         .unwrap();
         let d = s.chosen().expect("a choice");
         assert!(d.step < 1e-5, "a step across the kink: {s:?}");
+        assert_eq!(s.kink, None, "the kink is not at the point: {s:?}");
         assert!(relative_error(d.value, exact) < 1e-8, "{s:?}");
     }
 
@@ -602,22 +653,29 @@ mod step_chooser {
             (x + d).exp() * (1.0 + 2e-9 * u)
         };
         let steps = log_steps(x, 0, 10);
-        let s = sweep(ok(noisy), &steps, 1e-9).unwrap();
+        let s = sweep(ok(noisy), &steps, 1e-9, 1e-4).unwrap();
         let d = s.chosen().expect("a choice");
         let smallest = s.differences.last().unwrap();
         assert!(relative_error(smallest.value, exact) > 1e-2, "{s:?}");
         assert!(relative_error(d.value, exact) < 1e-5, "{s:?}");
         assert!(d.step >= 1e-6 && d.step <= 1e-2, "{s:?}");
         assert!(s.rounding > 1e-10, "{s:?}");
+        assert_eq!(s.kink, None, "noise is no kink: {s:?}");
+        // Told only of f64's rounding, the sweep measures the noise at its
+        // smallest step and chooses as well.
+        let s = sweep(ok(noisy), &steps, f64::EPSILON, 1e-4).unwrap();
+        let d = s.chosen().expect("a choice");
+        assert!(relative_error(d.value, exact) < 1e-5, "{s:?}");
+        assert!(s.rounding > 1e-10, "the measured rounding: {s:?}");
     }
 
     #[test]
     fn one_step_and_no_finite_value() {
-        let s = sweep(ok(|d| 2.0 * d), &[1e-3], f64::EPSILON).unwrap();
+        let s = sweep(ok(|d| 2.0 * d), &[1e-3], f64::EPSILON, 1e-4).unwrap();
         assert_eq!(s.best, Some(0));
         assert!((s.chosen().unwrap().value - 2.0).abs() < 1e-12);
         assert!(s.truncation.is_nan() && s.rounding.is_finite());
-        let s = sweep(ok(|_| f64::NAN), &log_steps(1.0, 1, 4), f64::EPSILON).unwrap();
+        let s = sweep(ok(|_| f64::NAN), &log_steps(1.0, 1, 4), f64::EPSILON, 1e-4).unwrap();
         assert_eq!(s.best, None);
         assert!(s.differences.iter().all(|d| d.value.is_nan()));
     }

@@ -94,9 +94,16 @@ fn mpc_reaches_the_target_closed_loop() {
     let mut problem = Problem::new(&scene, Objective::reward("closeness"), steps);
     problem.wrt_controls = true;
     assert!(problem.maximise);
-    let (applied, plans) = mpc(&scene, &problem, Method::Lbfgs, 20, steps, 10).expect("mpc");
+    let run = mpc(&scene, &problem, Method::Lbfgs, 20, steps, 10).expect("mpc");
+    let applied = run.applied;
     assert_eq!(applied.len(), steps);
-    assert_eq!(plans.len(), steps);
+    assert_eq!(run.values.len(), steps);
+    // Every plan evaluates at least its start, at most an L-BFGS run's worth.
+    assert!(
+        run.evaluations >= steps && run.evaluations <= steps * 10 * 25,
+        "{} evaluations",
+        run.evaluations
+    );
     // The applied controls, replayed: where is the puck at the end?
     let replay = Problem {
         objective: Objective::loss("miss"),
@@ -111,8 +118,9 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// 300 steps of the pendulum under Mars's gravity, g = 3.71, recorded by `joule run --out`.
-fn record_swing(name: &str) -> PathBuf {
+/// 300 steps of the pendulum with one parameter changed (`NAME=VALUE`),
+/// recorded by `joule run --out`.
+fn record_swing(name: &str, param: &str) -> PathBuf {
     let file = temp(name);
     let o = joule(&[
         "run",
@@ -120,7 +128,7 @@ fn record_swing(name: &str) -> PathBuf {
         "--steps",
         "300",
         "--param",
-        "g=3.71",
+        param,
         "--out",
         path(&file),
         "--quiet",
@@ -130,16 +138,18 @@ fn record_swing(name: &str) -> PathBuf {
 }
 
 #[test]
-fn cli_identifies_gravity_from_a_pendulums_recorded_swing() {
-    let rec = record_swing("swing.npz");
+fn cli_identifies_a_pendulums_length_from_its_recorded_swing() {
+    // The README's parameter fit: a 1.3 m rod's swing angle, fitted from the
+    // scene's default 1 m.
+    let rec = record_swing("swing.npz", "length=1.3");
     let curve = temp("curve.csv");
     let o = joule(&[
         "optimize",
         "scenes/pendulum.joule",
         "--match",
-        &format!("position={}", path(&rec)),
+        &format!("angle={}", path(&rec)),
         "--wrt",
-        "g",
+        "length",
         "--iters",
         "30",
         "--curve",
@@ -148,8 +158,8 @@ fn cli_identifies_gravity_from_a_pendulums_recorded_swing() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let g = v["params"]["g"].as_f64().expect("g");
-    assert!((g - 3.71).abs() < 1e-6, "recovered {g}");
+    let length = v["params"]["length"].as_f64().expect("length");
+    assert!((length - 1.3).abs() < 1e-6, "recovered {length}");
     assert!(v["objective"]["end"].as_f64().expect("end") < 1e-10);
     assert!(v["objective"]["start"].as_f64().expect("start") > 1e-3);
     let rows = std::fs::read_to_string(&curve).expect("curve");
@@ -213,7 +223,7 @@ fn cli_writes_the_plan_and_rejects_bad_requests() {
 
 #[test]
 fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
-    let demo = record_swing("demo.npz");
+    let demo = record_swing("demo.npz", "g=3.71");
     let o = joule(&[
         "optimize",
         "scenes/pendulum.joule",
@@ -240,7 +250,7 @@ fn cli_imitates_a_demonstration_by_its_chamfer_distance() {
 }
 
 #[test]
-fn cli_mpc_reports_its_plans_not_zero_evaluations() {
+fn cli_mpc_reports_its_plans_and_their_evaluations() {
     let args = [
         "optimize",
         "tests/optimize/point_mass.joule",
@@ -256,20 +266,31 @@ fn cli_mpc_reports_its_plans_not_zero_evaluations() {
         "--iters",
         "2",
     ];
+    // The same MPC through the library counts the rollouts of its plans.
+    let scene = point_mass();
+    let mut problem = Problem::new(&scene, Objective::reward("closeness"), 3);
+    problem.wrt_controls = true;
+    let evaluations = mpc(&scene, &problem, Method::Lbfgs, 2, 3, 2)
+        .expect("mpc")
+        .evaluations;
+    assert!(evaluations >= 3, "at least one per plan: {evaluations}");
     let o = joule(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("MPC: 3 plans over 2 steps, up to 2 iterations each"),
+        text.contains(&format!(
+            "MPC: 3 plans over 2 steps, up to 2 iterations each, {evaluations} evaluations"
+        )),
         "{text}"
     );
-    assert!(!text.contains("0 evaluations"), "{text}");
     let o = joule(&[&args[..], &["--json"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert_eq!(v["mpc"]["plans"], 3);
     assert_eq!(v["mpc"]["horizon"], 2);
-    assert!(v.get("evaluations").is_none(), "{v}");
+    assert_eq!(v["evaluations"], evaluations);
+    assert_eq!(v["scene"], "tests/optimize/point_mass.joule");
+    assert_eq!(v["steps"], 3);
 }
 
 /// `joule optimize` on the point mass over 20 steps with few iterations (a
@@ -331,7 +352,28 @@ fn cli_run_replays_the_plan_optimize_wrote() {
         // The same rollout: bitwise the loss optimize reported, in every environment.
         assert_eq!(v["loss"]["miss"][0].as_f64(), Some(end), "{name}");
         assert_eq!(v["loss"]["miss"][1].as_f64(), Some(end), "{name}");
-        assert!(page.exists());
+        // The viewer plays the replayed run: its last frame puts the puck
+        // where the run ends (f32-rounded), away from where it starts.
+        let html = std::fs::read_to_string(&page).expect("page written");
+        let open = r#"<script id="joule-data" type="application/json">"#;
+        let start = html.find(open).expect("the data element") + open.len();
+        let len = html[start..].find("</script>").expect("closed");
+        let data: serde_json::Value =
+            serde_json::from_str(&html[start..start + len]).expect("JSON data");
+        let frames = data["frames"].as_array().expect("frames");
+        assert_eq!(frames.len(), 21, "steps 0..=20");
+        let last: Vec<f64> = frames[20]
+            .as_array()
+            .expect("a frame")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect();
+        let position = &v["observe"]["position"][0];
+        for (k, shown) in last.iter().enumerate() {
+            let want = position[k].as_f64().expect("a coordinate");
+            assert!((shown - want).abs() <= 1e-6, "{name}: {shown} vs {want}");
+        }
+        assert!(last[0] > 0.1, "{name}: the plan moved the puck: {last:?}");
     }
 }
 
@@ -401,7 +443,7 @@ fn cli_run_rejects_plans_that_do_not_fit() {
 #[test]
 fn cli_refuses_a_recording_with_a_nan() {
     // Was "NaN -> NaN" at the end of the run.
-    let rec = record_swing("to-damage.npz");
+    let rec = record_swing("to-damage.npz", "g=3.71");
     let nan = temp("nan-swing.npz");
     common::rewrite_npz(&rec, &nan, false, &|name, d| {
         if name == "position" {

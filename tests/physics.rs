@@ -992,15 +992,26 @@ fn a_compound_body_keeps_its_momenta_and_its_centre_moves_straight() {
 
 #[test]
 fn the_pendulum_scenes_swing() {
-    // pendulum: released at 30 deg, it swings to about -30 deg and back with the
-    // period of a 1 m pendulum, 2 pi sqrt(L / g) plus the amplitude correction,
-    // under the Earth's gravity and (the parameter g) under Mars's.
+    // pendulum: released at 30 deg, it swings to -30 deg and back with the
+    // period of the pendulum's law, 4 sqrt(L / g) K(sin(theta0 / 2)) (K by the
+    // series K(k) = pi / 2 (1 + k^2 / 4 + 9 k^4 / 64 + 25 k^6 / 256 + ...)),
+    // for the default rod under the Earth's gravity, and for the parameters
+    // length and g changed: a 1.3 m rod under Mars's gravity, a 0.4 m one
+    // under the Earth's.
     let s = scene("scenes/pendulum.joule");
-    for g in [9.81, 3.71] {
+    let k2 = (15f64.to_radians().sin()).powi(2);
+    let elliptic_k = std::f64::consts::PI / 2.0
+        * (1.0
+            + k2 / 4.0
+            + 9.0 * k2 * k2 / 64.0
+            + 25.0 * k2.powi(3) / 256.0
+            + 1225.0 * k2.powi(4) / 16384.0);
+    for (length, g) in [(1.0, 9.81), (1.3, 3.71), (0.4, 9.81)] {
         let mut sim = s.batch(1);
+        sim.set_param("length", length).expect("length");
         sim.set_param("g", g).expect("g");
         let mut angles = vec![];
-        for _ in 0..7000 {
+        for _ in 0..9000 {
             sim.step();
             angles.push(sim.output("angle")[0][0]);
         }
@@ -1008,15 +1019,27 @@ fn the_pendulum_scenes_swing() {
         let (lo, hi) = angles
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-        assert!(lo < -0.45 && hi > 0.45, "g {g}: swing {lo}..{hi}");
-        let period = mean_period(&crossings(&angles, 1e-3));
-        let want = 2.0
-            * std::f64::consts::PI
-            * (1.0f64 / g).sqrt()
-            * (1.0 + (30f64.to_radians()).powi(2) / 16.0);
+        // The amplitude stays 30 degrees (symplectic Euler's energy error is
+        // bounded) and the rod stays within 2% of its length.
         assert!(
-            (period - want).abs() < 0.01 * want,
-            "g {g}: period {period} vs {want}"
+            (lo + 30f64.to_radians()).abs() < 2e-3 && (hi - 30f64.to_radians()).abs() < 2e-3,
+            "length {length}, g {g}: swing {lo}..{hi}"
+        );
+        let rod = sim.output("position")[0..3]
+            .iter()
+            .zip([-length * 0.5, 0.0, 1.0 + length * 3f64.sqrt() / 2.0])
+            .map(|(x, pivot)| (x[0] - pivot).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((rod - length).abs() < 0.02 * length, "rod {rod} m");
+        // The rod is a spring of k = 1e4 N/m: under the 1 kg bob's weight it
+        // is m g / k longer (1 mm on the Earth), which lengthens the period
+        // of a short rod measurably (1.2e-3 at 0.4 m).
+        let period = mean_period(&crossings(&angles, 1e-3));
+        let want = 4.0 * ((length + g / 1e4) / g).sqrt() * elliptic_k;
+        assert!(
+            (period - want).abs() < 1e-3 * want,
+            "length {length}, g {g}: period {period} vs {want}"
         );
     }
 

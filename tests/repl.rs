@@ -42,7 +42,7 @@ fn lines(out: &str) -> Vec<&str> {
 fn expressions_read_the_current_state() {
     let (ok, out) = repl(
         "scenes/pendulum.joule",
-        "norm(bob.x - pivot.x)\n:get g\n:step 200\nnorm(bob.x - pivot.x)\nbob.x.z < pivot.x.z\n:get position\nbob.x\n",
+        "norm(bob.x - pivot(length))\n:get g\n:step 200\nnorm(bob.x - pivot(length))\nbob.x.z < pivot(length).z\n:get position\nbob.x\n",
     );
     assert!(ok, "{out}");
     let l = lines(&out);
@@ -132,6 +132,25 @@ fn errors_are_reported_and_the_session_goes_on() {
     assert!(!ok, "a failed command makes the exit status 1");
     // The last commands after all the errors still ran.
     assert!(out.contains(":quit"), "{out}");
+    // Typed items are shown as typed (`<input>`, `<input 1>` for the first
+    // item typed earlier), never as lines the scene file does not have.
+    let file_lines = std::fs::read_to_string("scenes/pendulum.joule")
+        .expect("scene")
+        .lines()
+        .count();
+    for (at, _) in out.match_indices("[scenes/pendulum.joule:") {
+        let line: usize = out[at + 23..]
+            .split(':')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a line number");
+        assert!(
+            line <= file_lines,
+            "line {line} of a {file_lines}-line file:\n{out}"
+        );
+    }
+    assert!(out.contains("[<input>:1:1]"), "{out}");
+    assert!(out.contains("[<input 1>:1:7]"), "{out}");
     insta::assert_snapshot!(out);
 }
 

@@ -87,6 +87,7 @@ fn analytic_policy_gradients_learn_to_reach_and_drive_joule_run() {
     let (first, out) = (temp("apg0.safetensors"), temp("apg.safetensors"));
     train("apg", "1", &["--out", first.to_str().unwrap()]);
     let v = train("apg", "40", &["--out", out.to_str().unwrap()]);
+    assert_eq!(v["scene"], SCENE, "every command's JSON names its scene");
     assert_eq!(v["env_steps"], 40 * 8 * 25);
     assert_eq!(v["dropped_gradients"], 0);
     let (before, after) = (
@@ -209,6 +210,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
     ] {
         let args = imitate(&demo, mode);
         let v = json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(v["scene"], SCENE);
         let (got, want) = (
             v["return"].as_f64().unwrap(),
             v["expert_return"].as_f64().unwrap(),

@@ -403,11 +403,21 @@ fn lbfgs(layout: &Layout, z0: Vec<f64>, iters: usize) -> Result<Vec<f64>, NameEr
     }
 }
 
+/// What [`mpc`] did: the controls it applied and the effort of its plans.
+#[derive(Debug, Clone)]
+pub struct Mpc {
+    /// The controls applied, `[step][control]`.
+    pub applied: Vec<Vec<f64>>,
+    /// The objective of each step's plan over its horizon.
+    pub values: Vec<f64>,
+    /// Rollouts with their adjoint, over all plans.
+    pub evaluations: usize,
+}
+
 /// Model-predictive control: at every one of `steps` steps, optimise the
 /// controls of the next `horizon` steps from the current state (`iters`
 /// iterations, warm-started from the previous plan shifted by one step),
-/// apply the first, and step. Returns the controls applied, `[step][control]`,
-/// and the objective of each plan.
+/// apply the first, and step.
 pub fn mpc(
     scene: &Scene,
     problem: &Problem,
@@ -415,14 +425,18 @@ pub fn mpc(
     horizon: usize,
     steps: usize,
     iters: usize,
-) -> Result<(Vec<Vec<f64>>, Vec<f64>), NameError> {
+) -> Result<Mpc, NameError> {
     let nc = scene.model().controls.len();
     let mut real = scene.batch_threads(1, 1);
     for (decl, v) in scene.model().params.iter().zip(&problem.params) {
         real.set_param(&decl.name, *v)?;
     }
     let mut plan = vec![vec![0.0; nc]; horizon];
-    let (mut applied, mut values) = (vec![], vec![]);
+    let mut run = Mpc {
+        applied: vec![],
+        values: vec![],
+        evaluations: 0,
+    };
     for _ in 0..steps {
         let window = Problem {
             steps: horizon,
@@ -437,11 +451,12 @@ pub fn mpc(
             real.set_control(c, 0, *u);
         }
         real.step();
-        applied.push(s.schedule[0].clone());
-        values.push(s.value);
+        run.applied.push(s.schedule[0].clone());
+        run.values.push(s.value);
+        run.evaluations += s.history.len();
         // Warm start: the rest of the plan, its last control repeated.
         plan = s.schedule[1..].to_vec();
         plan.push(s.schedule[horizon - 1].clone());
     }
-    Ok((applied, values))
+    Ok(run)
 }

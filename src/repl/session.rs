@@ -372,15 +372,27 @@ impl Session {
 
     /// The whole scene text: the file and the items typed since.
     fn text(&self) -> String {
+        self.pieces().0
+    }
+
+    /// The whole scene text and where each typed item starts in it, with
+    /// the item (for diagnostics: see [`as_typed`]).
+    fn pieces(&self) -> (String, Vec<Piece>) {
         let mut t = self.base.clone();
-        for item in &self.typed {
+        let mut pieces = vec![];
+        for (k, item) in self.typed.iter().enumerate() {
             if !t.is_empty() && !t.ends_with('\n') {
                 t.push('\n');
             }
+            pieces.push(Piece {
+                name: format!("<input {}>", k + 1),
+                offset: t.len(),
+                text: item.clone(),
+            });
             t.push_str(item);
             t.push('\n');
         }
-        t
+        (t, pieces)
     }
 
     /// Whether `input` is items to add rather than an expression: it starts
@@ -431,10 +443,21 @@ impl Session {
 
     /// Adds items; the scene recompiles and the state carries over by DOF name.
     fn add_items(&mut self, input: &str) -> Reply {
-        let mut text = self.text();
+        let (mut text, mut pieces) = self.pieces();
+        pieces.push(Piece {
+            name: "<input>".to_string(),
+            offset: text.len(),
+            text: input.to_string(),
+        });
         text.push_str(input);
         text.push('\n');
-        let scene = load::text(self.path.as_deref(), &text, self.color)?;
+        let scene = load::text(self.path.as_deref(), &text, self.color).map_err(|rendered| {
+            let checked = load::check_text(self.path.as_deref(), &text);
+            match checked.ok() {
+                true => rendered,
+                false => as_typed(&checked, &pieces, self.color),
+            }
+        })?;
         self.adopt(scene);
         self.typed.push(input.to_string());
         Ok(format!(
@@ -480,15 +503,21 @@ impl Session {
 
     /// Evaluates an expression at the current state (compiled as a temporary output).
     fn eval(&mut self, expr: &str) -> Reply {
-        let base = self.text();
+        let (base, pieces) = self.pieces();
         let attempt = |kind: &str| {
             let prefix = format!("{base}{kind} {EXPR_OUTPUT} = ");
             let text = format!("{prefix}{expr}\n");
             load::text(self.path.as_deref(), &text, self.color).map_err(|rendered| {
                 let checked = load::check_text(self.path.as_deref(), &text);
+                let mut pieces = pieces.clone();
+                pieces.push(Piece {
+                    name: "<input>".to_string(),
+                    offset: prefix.len(),
+                    text: expr.to_string(),
+                });
                 match checked.ok() {
                     true => rendered,
-                    false => as_typed(&checked, prefix.len(), expr, self.color),
+                    false => as_typed(&checked, &pieces, self.color),
                 }
             })
         };
@@ -584,14 +613,30 @@ impl Session {
     }
 }
 
-/// The front end's diagnostics on an expression, rendered against the
-/// expression as typed (`<input>`, its own lines and columns) rather than the
-/// temporary item it was compiled in, which starts at byte `offset` of the
-/// scene text; labels elsewhere (a definition in the scene) stay there.
-fn as_typed(checked: &joule_compiler::Checked, offset: usize, expr: &str, color: bool) -> String {
+/// A piece of the scene text the user typed: an item or an expression.
+#[derive(Debug, Clone)]
+struct Piece {
+    /// The name diagnostics give it: `<input>` for the latest input,
+    /// `<input K>` for the K-th item typed earlier in the session.
+    name: String,
+    /// Where it starts in the scene text.
+    offset: usize,
+    /// The text as typed.
+    text: String,
+}
+
+/// The front end's diagnostics, rendered against what was typed (each
+/// piece under its own name, with its own lines and columns) rather than
+/// the scene text it was compiled in, where it would show as lines the file
+/// does not have (or, for an expression, inside a temporary item); labels
+/// in the file (a definition in the scene) stay there.
+fn as_typed(checked: &joule_compiler::Checked, pieces: &[Piece], color: bool) -> String {
     use joule_grammar::ast::Span;
     let mut sources = checked.sources.clone();
-    let input = sources.add("<input>", None, expr);
+    let ids: Vec<_> = pieces
+        .iter()
+        .map(|p| sources.add(p.name.clone(), None, &p.text))
+        .collect();
     let diagnostics: Vec<_> = checked
         .diagnostics
         .iter()
@@ -599,9 +644,14 @@ fn as_typed(checked: &joule_compiler::Checked, offset: usize, expr: &str, color:
             let mut d = d.clone();
             for l in &mut d.labels {
                 let (start, end) = (l.span.start as usize, l.span.end as usize);
-                if l.span.file == checked.main && start >= offset {
-                    let at = |b: usize| (b - offset).min(expr.len());
-                    l.span = Span::new(input, at(start), at(end.max(start)));
+                let piece = pieces
+                    .iter()
+                    .zip(&ids)
+                    .rev()
+                    .find(|(p, _)| l.span.file == checked.main && start >= p.offset);
+                if let Some((p, &id)) = piece {
+                    let at = |b: usize| (b - p.offset).min(p.text.len());
+                    l.span = Span::new(id, at(start), at(end.max(start)));
                 }
             }
             d
