@@ -9,6 +9,7 @@ macro_rules! shipped_scenes {
     ($per_scene:ident) => {
         $per_scene! {
             ant
+            ant_brax
             ant_joints
             cartpole
             cloth_drape
