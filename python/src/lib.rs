@@ -472,6 +472,9 @@ struct Gradient {
     checkpoint_every: usize,
 }
 
+/// An environment-major table of float64 (one row per environment).
+type Table<'py> = Bound<'py, PyArray2<f64>>;
+
 /// `[row][env]` to an array of shape `(batch, rows)`.
 fn env_major<'py>(py: Python<'py>, rows: &[Vec<f64>], batch: usize) -> Bound<'py, PyArray2<f64>> {
     let n = rows.len();
@@ -568,7 +571,7 @@ impl Sim {
         values: Vec<f64>,
         cols: usize,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        Ok(PyArray1::from_vec(py, values).reshape([self.batch_size(), cols])?)
+        PyArray1::from_vec(py, values).reshape([self.batch_size(), cols])
     }
 }
 
@@ -676,10 +679,7 @@ impl Sim {
 
     /// Positions and velocities of the free DOFs: two new arrays of shape
     /// `(batch, dofs)` (column names: `Scene.dof_names`).
-    fn state<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>)> {
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<(Table<'py>, Table<'py>)> {
         let n = self.batch_size() * self.n_dofs();
         let (mut x, mut v) = (vec![0.0; n], vec![0.0; n]);
         self.sim().read_state(&mut x, &mut v);
@@ -914,12 +914,7 @@ impl Sim {
         controls: Option<&Bound<'_, PyAny>>,
         track: Option<(String, Bound<'_, PyAny>)>,
     ) -> PyResult<Gradient> {
-        let (b, nc, np, nd) = (
-            self.batch_size(),
-            self.n_controls(),
-            self.n_params(),
-            self.n_dofs(),
-        );
+        let (b, nc) = (self.batch_size(), self.n_controls());
         if loss.is_none() && reward.is_none() && track.is_none() {
             return Err(PyValueError::new_err(
                 "gradient needs an objective: `loss=`, `reward=` or `track=`",
@@ -1010,8 +1005,6 @@ impl Sim {
                 }
             }
         }
-        let _ = np;
-        let _ = nd;
         Ok(Gradient {
             value: PyArray1::from_vec(py, result.value).unbind(),
             params: env_major(py, &result.params, b).unbind(),
