@@ -27,6 +27,10 @@ import optax
 import joule
 from joule.gym import VectorEnv
 
+# Joule computes in float64; so does the policy (and the results do not
+# depend on whether another module enabled it first).
+jax.config.update("jax_enable_x64", True)
+
 SCENE = pathlib.Path(__file__).resolve().parents[2] / "scenes" / "cartpole.joule"
 
 

@@ -13,6 +13,26 @@ Submodules (imported on demand): ``joule.gym`` (a Gymnasium vector env),
 ``joule.jax`` (a differentiable rollout for JAX).
 """
 
-from ._joule import CompileError, Event, Gradient, Output, Scene, Sim, __version__
+from ._joule import (
+    CompileError,
+    Event,
+    Gradient,
+    Output,
+    Scene,
+    Sim,
+    Tape,
+    TapeGradient,
+    __version__,
+)
 
-__all__ = ["CompileError", "Event", "Gradient", "Output", "Scene", "Sim", "__version__"]
+__all__ = [
+    "CompileError",
+    "Event",
+    "Gradient",
+    "Output",
+    "Scene",
+    "Sim",
+    "Tape",
+    "TapeGradient",
+    "__version__",
+]

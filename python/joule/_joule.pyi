@@ -79,6 +79,24 @@ class Gradient:
     @property
     def checkpoint_every(self) -> int: ...
 
+class Tape:
+    """Recorded steps of a closed-loop rollout (``Sim.tape()``)."""
+
+    def __len__(self) -> int: ...
+
+class TapeGradient:
+    """Gradients from a fully reversed tape."""
+
+    @property
+    def params(self) -> F64:
+        """Shape ``(batch, params)``."""
+    @property
+    def x0(self) -> F64:
+        """Shape ``(batch, dofs)``."""
+    @property
+    def v0(self) -> F64:
+        """Shape ``(batch, dofs)``."""
+
 class Scene:
     """A compiled scene."""
 
@@ -180,6 +198,15 @@ class Sim:
         controls: Optional[ArrayLike] = None,
         track: Optional[tuple[str, ArrayLike]] = None,
     ) -> Gradient: ...
+    def tape(self) -> Tape:
+        """An empty tape starting at the current state."""
+    def step_taped(self, tape: Tape) -> None:
+        """One step at the control buffer's values, recorded on ``tape``."""
+    def seed_outputs(self, tape: Tape, seed: ArrayLike) -> None:
+        """Adds ``seed . outputs`` (``(batch, output_size)``) at the tape's head."""
+    def reverse_step(self, tape: Tape) -> F64:
+        """Reverses one step; dL/d(its controls), ``(batch, controls)``."""
+    def tape_gradient(self, tape: Tape) -> TapeGradient: ...
     def set_gradient_memory(self, bytes: int) -> None: ...
     @property
     def events(self) -> list[Event]: ...

@@ -135,13 +135,11 @@ class _Episodes:
 
     def _apply(self, actions) -> None:
         a = np.asarray(actions, dtype=np.float64)
-        n = self.sim.batch
-        if a.shape != (n, len(self.io.act_cols)):
-            a = a.reshape(n, len(self.io.act_cols)) if a.size == n * len(self.io.act_cols) else a
-        if a.shape != (n, len(self.io.act_cols)):
-            raise ValueError(
-                f"actions must have shape (num_envs={n}, actions={len(self.io.act_cols)}), got {np.shape(actions)}"
-            )
+        n, k = self.sim.batch, len(self.io.act_cols)
+        if a.shape == (n,) and k == 1:
+            a = a.reshape(n, 1)
+        if a.shape != (n, k):
+            raise ValueError(f"actions must have shape (num_envs={n}, actions={k}), got {np.shape(actions)}")
         self.sim.controls[:, self.io.act_cols] = a
 
     def _read(self):

@@ -424,7 +424,9 @@ impl Scene {
         let mut controls = vec![0.0; size * nc];
         cell.borrow_dependent().read_controls(&mut controls);
         let controls = PyArray1::from_vec(py, controls).reshape([size, nc])?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Sim {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cell,
             scene: slf.unbind(),
             controls: controls.unbind(),
@@ -472,6 +474,39 @@ struct Gradient {
     checkpoint_every: usize,
 }
 
+/// The recorded steps of a closed-loop rollout, for reverse mode one step at
+/// a time (a policy outside the simulator): from `Sim.tape()`, filled by
+/// `Sim.step_taped`, walked back by `Sim.seed_outputs` and
+/// `Sim.reverse_step`, closed by `Sim.tape_gradient`.
+#[pyclass(module = "joule")]
+struct Tape {
+    inner: joule::Tape,
+    /// The id of the batch it records (a tape belongs to one batch).
+    owner: u64,
+    /// Whether a step has been reversed (it records no more).
+    reversed: bool,
+}
+
+#[pymethods]
+impl Tape {
+    /// Recorded steps not yet reversed.
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// What a fully reversed tape gives per environment: gradients with
+/// respect to the parameters and the state the tape started from.
+#[pyclass(module = "joule", frozen, get_all)]
+struct TapeGradient {
+    /// d L / d parameter, shape `(batch, params)`.
+    params: Py<PyArray2<f64>>,
+    /// d L / d initial positions, shape `(batch, dofs)`.
+    x0: Py<PyArray2<f64>>,
+    /// d L / d initial velocities, shape `(batch, dofs)`.
+    v0: Py<PyArray2<f64>>,
+}
+
 /// An environment-major table of float64 (one row per environment).
 type Table<'py> = Bound<'py, PyArray2<f64>>;
 
@@ -497,6 +532,8 @@ fn env_major<'py>(py: Python<'py>, rows: &[Vec<f64>], batch: usize) -> Bound<'py
 /// apply it, each value clamped to its control's range.
 #[pyclass(module = "joule")]
 struct Sim {
+    /// A number no other batch of this process has (tapes name their batch by it).
+    id: u64,
     cell: Cell,
     scene: Py<Scene>,
     controls: Py<PyArray2<f64>>,
@@ -543,6 +580,15 @@ impl Sim {
             .map_err(|_| PyRuntimeError::new_err("the control buffer is not contiguous"))?;
         self.cell
             .with_dependent_mut(|_, sim| sim.write_controls(values));
+        Ok(())
+    }
+
+    fn check_tape(&self, tape: &Tape) -> PyResult<()> {
+        if tape.owner != self.id {
+            return Err(PyValueError::new_err(
+                "this tape records another batch: start one with this batch's `tape()`",
+            ));
+        }
         Ok(())
     }
 
@@ -1019,6 +1065,93 @@ impl Sim {
         })
     }
 
+    /// An empty tape starting at the current state (see `Tape`).
+    fn tape(&self) -> Tape {
+        Tape {
+            inner: self.sim().tape(),
+            owner: self.id,
+            reversed: false,
+        }
+    }
+
+    /// One step of every environment at the control buffer's values,
+    /// recorded on `tape` (GIL released).
+    fn step_taped(&mut self, py: Python<'_>, tape: &mut Tape) -> PyResult<()> {
+        self.check_tape(tape)?;
+        if tape.reversed {
+            return Err(PyValueError::new_err(
+                "a tape records only before it is reversed: start a new tape",
+            ));
+        }
+        self.apply_controls(py)?;
+        let cell = &mut self.cell;
+        let inner = &mut tape.inner;
+        detached(py, move || {
+            cell.with_dependent_mut(|_, sim| sim.step_taped(inner))
+        })
+    }
+
+    /// Adds `seed . outputs` at the tape's head position (the last recorded
+    /// state not yet reversed) to the objective being carried back: `seed`
+    /// has the shape of the output table, `(batch, output_size)`.
+    fn seed_outputs(
+        &mut self,
+        py: Python<'_>,
+        tape: &mut Tape,
+        seed: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.check_tape(tape)?;
+        let (b, rows) = (self.batch_size(), self.n_rows());
+        let a = f64_array(seed, "seed", &[(b, "batch"), (rows, "outputs")])?;
+        let t = slice(&a);
+        let by_row: Vec<Vec<f64>> = (0..rows)
+            .map(|r| (0..b).map(|e| t[e * rows + r]).collect())
+            .collect();
+        let cell = &mut self.cell;
+        let inner = &mut tape.inner;
+        detached(py, move || {
+            cell.with_dependent_mut(|_, sim| sim.seed_outputs(inner, &by_row))
+        })?
+        .map_err(|e| PyValueError::new_err(e.0))
+    }
+
+    /// Reverses the last recorded step not yet reversed and returns
+    /// dL/d(its controls), shape `(batch, controls)`.
+    fn reverse_step<'py>(&mut self, py: Python<'py>, tape: &mut Tape) -> PyResult<Table<'py>> {
+        self.check_tape(tape)?;
+        if tape.inner.is_empty() {
+            return Err(PyValueError::new_err("nothing left to reverse on the tape"));
+        }
+        tape.reversed = true;
+        let cell = &mut self.cell;
+        let inner = &mut tape.inner;
+        let du = detached(py, move || {
+            cell.with_dependent_mut(|_, sim| sim.reverse_step(inner))
+        })?;
+        Ok(env_major(py, &du, self.batch_size()))
+    }
+
+    /// The gradients with respect to the parameters and the tape's start
+    /// state, once every step has been reversed.
+    fn tape_gradient(&mut self, py: Python<'_>, tape: &Tape) -> PyResult<TapeGradient> {
+        self.check_tape(tape)?;
+        if !tape.inner.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "{} recorded steps are not reversed yet",
+                tape.inner.len()
+            )));
+        }
+        let b = self.batch_size();
+        let g = self
+            .cell
+            .with_dependent_mut(|_, sim| sim.tape_gradient(&tape.inner));
+        Ok(TapeGradient {
+            params: env_major(py, &g.params, b).unbind(),
+            x0: env_major(py, &g.x0, b).unbind(),
+            v0: env_major(py, &g.v0, b).unbind(),
+        })
+    }
+
     /// Sets the most bytes of recorded states a gradient may keep (beyond
     /// it, checkpoints and recomputation: the same gradients, one more
     /// forward pass).
@@ -1056,6 +1189,8 @@ fn _joule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Gradient>()?;
     m.add_class::<Output>()?;
     m.add_class::<Event>()?;
+    m.add_class::<Tape>()?;
+    m.add_class::<TapeGradient>()?;
     m.add("CompileError", m.py().get_type::<CompileError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
