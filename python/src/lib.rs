@@ -49,6 +49,16 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T
         })
 }
 
+/// [`detached`], on a batch's rayon pool: the stepping thread is one of its
+/// workers, so a step's parallel loop does not wait for a thread to wake.
+fn detached_in<T: Send>(
+    py: Python<'_>,
+    pool: &rayon::ThreadPool,
+    f: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    detached(py, || pool.install(f))
+}
+
 /// The diagnostics of a scene that failed, as a `CompileError`.
 fn compile_error(
     py: Python<'_>,
@@ -413,12 +423,16 @@ impl Scene {
         }
         let py = slf.py();
         let scene = slf.get();
+        let threads = threads.unwrap_or_else(rayon::current_num_threads);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot start {threads} worker threads: {e}"))
+            })?;
         let inner = scene.inner.clone();
         let cell = detached(py, move || {
-            Cell::new(inner, |s| match threads {
-                Some(t) => s.batch_threads(size, t),
-                None => s.batch(size),
-            })
+            Cell::new(inner, |s| s.batch_threads(size, threads))
         })?;
         let nc = scene.inner.model().controls.len();
         let mut controls = vec![0.0; size * nc];
@@ -428,6 +442,7 @@ impl Scene {
         Ok(Sim {
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cell,
+            pool: Arc::new(pool),
             scene: slf.unbind(),
             controls: controls.unbind(),
         })
@@ -535,6 +550,8 @@ struct Sim {
     /// A number no other batch of this process has (tapes name their batch by it).
     id: u64,
     cell: Cell,
+    /// The threads that step it.
+    pool: Arc<rayon::ThreadPool>,
     scene: Py<Scene>,
     controls: Py<PyArray2<f64>>,
 }
@@ -790,8 +807,10 @@ impl Sim {
     #[pyo3(signature = (n = 1))]
     fn step(&mut self, py: Python<'_>, n: usize) -> PyResult<()> {
         self.apply_controls(py)?;
-        let cell = &mut self.cell;
-        detached(py, move || cell.with_dependent_mut(|_, sim| sim.rollout(n)))
+        let (cell, pool) = (&mut self.cell, &*self.pool);
+        detached_in(py, pool, move || {
+            cell.with_dependent_mut(|_, sim| sim.rollout(n))
+        })
     }
 
     /// `steps` steps (or one per entry of `controls`, shape
@@ -844,8 +863,8 @@ impl Sim {
             self.apply_controls(py)?;
         }
         let plan = schedule.as_ref().map(slice);
-        let cell = &mut self.cell;
-        let recorded = detached(py, move || {
+        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let recorded = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| {
                 let mut out = vec![0.0; if record { steps * b * rows } else { 0 }];
                 for t in 0..steps {
@@ -899,16 +918,16 @@ impl Sim {
                         PyValueError::new_err(format!("`out` cannot be written: {e}"))
                     })?;
                     let dst = rw.as_slice_mut().expect("checked to be contiguous");
-                    let cell = &mut self.cell;
-                    detached(py, move || {
+                    let (cell, pool) = (&mut self.cell, &*self.pool);
+                    detached_in(py, pool, move || {
                         cell.with_dependent_mut(|_, sim| sim.read_outputs(dst))
                     })?;
                 }
                 Ok(o)
             }
             None => {
-                let cell = &mut self.cell;
-                let table = detached(py, move || {
+                let (cell, pool) = (&mut self.cell, &*self.pool);
+                let table = detached_in(py, pool, move || {
                     cell.with_dependent_mut(|_, sim| {
                         let mut t = vec![0.0; b * rows];
                         sim.read_outputs(&mut t);
@@ -1035,8 +1054,8 @@ impl Sim {
                 None
             }
         };
-        let cell = &mut self.cell;
-        let result = detached(py, move || {
+        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let result = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| match &schedule {
                 Some(s) => sim.gradient_schedule(&objective, s),
                 None => sim.gradient(&objective, steps),
@@ -1084,9 +1103,9 @@ impl Sim {
             ));
         }
         self.apply_controls(py)?;
-        let cell = &mut self.cell;
+        let (cell, pool) = (&mut self.cell, &*self.pool);
         let inner = &mut tape.inner;
-        detached(py, move || {
+        detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.step_taped(inner))
         })
     }
@@ -1107,9 +1126,9 @@ impl Sim {
         let by_row: Vec<Vec<f64>> = (0..rows)
             .map(|r| (0..b).map(|e| t[e * rows + r]).collect())
             .collect();
-        let cell = &mut self.cell;
+        let (cell, pool) = (&mut self.cell, &*self.pool);
         let inner = &mut tape.inner;
-        detached(py, move || {
+        detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.seed_outputs(inner, &by_row))
         })?
         .map_err(|e| PyValueError::new_err(e.0))
@@ -1123,9 +1142,9 @@ impl Sim {
             return Err(PyValueError::new_err("nothing left to reverse on the tape"));
         }
         tape.reversed = true;
-        let cell = &mut self.cell;
+        let (cell, pool) = (&mut self.cell, &*self.pool);
         let inner = &mut tape.inner;
-        let du = detached(py, move || {
+        let du = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.reverse_step(inner))
         })?;
         Ok(env_major(py, &du, self.batch_size()))
