@@ -14,8 +14,10 @@ Build both sides in release first (``cargo build --release`` and
 
     python python/examples/overhead.py --joule target/release/joule
 
-It prints a Markdown table (medians of 3 timed repeats of about 0.3 s each,
-after a warm-up), on all cores (``--threads``).
+It prints a Markdown table. Both sides follow `joule bench`'s protocol on
+the same trajectory: from the initial state, 2 warm-up steps, then the
+median of 3 timed runs of the number of steps `joule bench` chose (about
+0.3 s of Rust), on ``--threads`` threads.
 """
 
 from __future__ import annotations
@@ -34,17 +36,10 @@ import joule
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def rate(run, batch: int, budget: float = 0.3, repeats: int = 3) -> float:
-    """Median env-steps/s of ``run(steps)`` over timed repeats of ~``budget`` s."""
-    steps = 4
-    while True:  # warm-up and calibration
-        t = time.perf_counter()
-        run(steps)
-        dt = time.perf_counter() - t
-        if dt > budget / 4 or steps > 1 << 22:
-            break
-        steps *= 4
-    steps = max(1, int(steps * budget / max(dt, 1e-9)))
+def rate(run, batch: int, steps: int, repeats: int = 3) -> float:
+    """`joule bench`'s protocol: 2 warm-up steps, then ``repeats`` timed runs
+    of ``steps`` steps each, one after the other; the median env-steps/s."""
+    run(2)
     rates = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -53,9 +48,9 @@ def rate(run, batch: int, budget: float = 0.3, repeats: int = 3) -> float:
     return statistics.median(rates)
 
 
-def python_rates(scene: joule.Scene, batch: int, threads: int) -> dict[str, float]:
+def python_rates(scene: joule.Scene, batch: int, threads: int, steps: int) -> dict[str, float]:
+    out = {"step(n)": rate(scene.batch(batch, threads=threads).step, batch, steps)}
     sim = scene.batch(batch, threads=threads)
-    out = {"step(n)": rate(sim.step, batch)}
     table = np.empty((batch, scene.output_size))
     u = np.zeros((batch, len(scene.controls)))
 
@@ -65,7 +60,7 @@ def python_rates(scene: joule.Scene, batch: int, threads: int) -> dict[str, floa
             sim.step()
             sim.outputs(out=table)
 
-    out["loop"] = rate(loop, batch)
+    out["loop"] = rate(loop, batch, steps)
     if scene.rewards:
         from joule.gym import VectorEnv
 
@@ -77,7 +72,7 @@ def python_rates(scene: joule.Scene, batch: int, threads: int) -> dict[str, floa
             for _ in range(steps):
                 env.step(actions)
 
-        out["gym"] = rate(gym, batch)
+        out["gym"] = rate(gym, batch, steps)
     return out
 
 
@@ -87,7 +82,7 @@ def rust_rates(cli: str, path: pathlib.Path, batches, threads: int) -> dict[int,
          "--horizon", "0", "--json"],
         capture_output=True, text=True, check=True,
     )
-    return {r["batch"]: r["env_steps_per_s"] for r in json.loads(result.stdout)["runs"]}
+    return {r["batch"]: (r["env_steps_per_s"], r["steps"]) for r in json.loads(result.stdout)["runs"]}
 
 
 def main():
@@ -105,15 +100,16 @@ def main():
         rust = rust_rates(args.joule, path, batches, args.threads)
         scene = joule.Scene.from_path(path)
         for b in batches:
-            py = python_rates(scene, b, args.threads)
+            rust_rate, steps = rust[b]
+            py = python_rates(scene, b, args.threads, steps)
 
             def cell(k):
                 if k not in py:
                     return "n/a (no reward)"
-                return f"{py[k]:,.0f} ({py[k] / rust[b]:.2f}x)"
+                return f"{py[k]:,.0f} ({py[k] / rust_rate:.2f}x)"
 
             print(
-                f"| {name} | {b} | {rust[b]:,.0f} | {cell('step(n)')} | {cell('loop')} | {cell('gym')} |",
+                f"| {name} | {b} | {rust_rate:,.0f} | {cell('step(n)')} | {cell('loop')} | {cell('gym')} |",
                 flush=True,
             )
 

@@ -49,14 +49,19 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T
         })
 }
 
-/// [`detached`], on a batch's rayon pool: the stepping thread is one of its
-/// workers, so a step's parallel loop does not wait for a thread to wake.
+/// [`detached`], on a batch's rayon pool when it has one (more than one
+/// partition): the stepping thread is then one of its workers, so a step's
+/// parallel loop does not wait for a thread to wake; one partition runs on
+/// the calling thread (handing it to a worker would cost a wake-up per call).
 fn detached_in<T: Send>(
     py: Python<'_>,
-    pool: &rayon::ThreadPool,
+    pool: Option<&rayon::ThreadPool>,
     f: impl FnOnce() -> T + Send,
 ) -> PyResult<T> {
-    detached(py, || pool.install(f))
+    match pool {
+        Some(pool) => detached(py, || pool.install(f)),
+        None => detached(py, f),
+    }
 }
 
 /// The diagnostics of a scene that failed, as a `CompileError`.
@@ -434,6 +439,7 @@ impl Scene {
         let cell = detached(py, move || {
             Cell::new(inner, |s| s.batch_threads(size, threads))
         })?;
+        let cell_partitions = cell.borrow_dependent().partitions();
         let nc = scene.inner.model().controls.len();
         let mut controls = vec![0.0; size * nc];
         cell.borrow_dependent().read_controls(&mut controls);
@@ -442,7 +448,7 @@ impl Scene {
         Ok(Sim {
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cell,
-            pool: Arc::new(pool),
+            pool: (cell_partitions > 1).then(|| Arc::new(pool)),
             scene: slf.unbind(),
             controls: controls.unbind(),
         })
@@ -550,8 +556,8 @@ struct Sim {
     /// A number no other batch of this process has (tapes name their batch by it).
     id: u64,
     cell: Cell,
-    /// The threads that step it.
-    pool: Arc<rayon::ThreadPool>,
+    /// The threads that step it, when it has more than one partition.
+    pool: Option<Arc<rayon::ThreadPool>>,
     scene: Py<Scene>,
     controls: Py<PyArray2<f64>>,
 }
@@ -807,7 +813,7 @@ impl Sim {
     #[pyo3(signature = (n = 1))]
     fn step(&mut self, py: Python<'_>, n: usize) -> PyResult<()> {
         self.apply_controls(py)?;
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.rollout(n))
         })
@@ -863,7 +869,7 @@ impl Sim {
             self.apply_controls(py)?;
         }
         let plan = schedule.as_ref().map(slice);
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         let recorded = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| {
                 let mut out = vec![0.0; if record { steps * b * rows } else { 0 }];
@@ -918,7 +924,7 @@ impl Sim {
                         PyValueError::new_err(format!("`out` cannot be written: {e}"))
                     })?;
                     let dst = rw.as_slice_mut().expect("checked to be contiguous");
-                    let (cell, pool) = (&mut self.cell, &*self.pool);
+                    let (cell, pool) = (&mut self.cell, self.pool.as_deref());
                     detached_in(py, pool, move || {
                         cell.with_dependent_mut(|_, sim| sim.read_outputs(dst))
                     })?;
@@ -926,7 +932,7 @@ impl Sim {
                 Ok(o)
             }
             None => {
-                let (cell, pool) = (&mut self.cell, &*self.pool);
+                let (cell, pool) = (&mut self.cell, self.pool.as_deref());
                 let table = detached_in(py, pool, move || {
                     cell.with_dependent_mut(|_, sim| {
                         let mut t = vec![0.0; b * rows];
@@ -1054,7 +1060,7 @@ impl Sim {
                 None
             }
         };
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         let result = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| match &schedule {
                 Some(s) => sim.gradient_schedule(&objective, s),
@@ -1103,7 +1109,7 @@ impl Sim {
             ));
         }
         self.apply_controls(py)?;
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         let inner = &mut tape.inner;
         detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.step_taped(inner))
@@ -1126,7 +1132,7 @@ impl Sim {
         let by_row: Vec<Vec<f64>> = (0..rows)
             .map(|r| (0..b).map(|e| t[e * rows + r]).collect())
             .collect();
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         let inner = &mut tape.inner;
         detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.seed_outputs(inner, &by_row))
@@ -1142,7 +1148,7 @@ impl Sim {
             return Err(PyValueError::new_err("nothing left to reverse on the tape"));
         }
         tape.reversed = true;
-        let (cell, pool) = (&mut self.cell, &*self.pool);
+        let (cell, pool) = (&mut self.cell, self.pool.as_deref());
         let inner = &mut tape.inner;
         let du = detached_in(py, pool, move || {
             cell.with_dependent_mut(|_, sim| sim.reverse_step(inner))
