@@ -1,9 +1,9 @@
 //! Joule from Python: the native module `joule._joule` of the `joule` Python
 //! package (PyO3 and rust-numpy over the `joule` library).
 //!
-//! [`Scene`] compiles scene text or a file (a compile error is the Python
+//! `Scene` compiles scene text or a file (a compile error is the Python
 //! exception `joule.CompileError`, with the rendered report, line and
-//! column); [`Sim`] is a batch of environments with parameters, controls,
+//! column); `Sim` is a batch of environments with parameters, controls,
 //! state and outputs as numpy arrays (environment-major: one row per
 //! environment), `step`, `rollout` and `gradient` run with the GIL
 //! released. Arrays handed in are checked (shape, dtype) and read in place
