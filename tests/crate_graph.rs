@@ -43,6 +43,8 @@ const RULES: &[(&str, &str, &[&str], &[&str])] = &[
         &["joule-compiler", "joule-runtime"],
         &["pest", "pest_derive"],
     ),
+    // Python sees what a Rust program sees: the facade.
+    ("joule-python", "python", &["joule"], &[]),
     // The front doors may use everything.
     (
         "joule",

@@ -412,12 +412,144 @@ impl<'s> Sim<'s> {
         });
     }
 
+    /// Every environment's parameters, environment-major:
+    /// `out[env * params + i]` is parameter `i` (in declaration order) of `env`.
+    ///
+    /// # Panics
+    /// If `out` does not hold `batch * params` values.
+    pub fn read_params(&self, out: &mut [f64]) {
+        let rows = self.scene.model().params.len();
+        with_parts!(&self.parts, parts => for p in parts {
+            gather(out, &p.b.params, rows, p.first, p.len, p.b.stride);
+        });
+    }
+
+    /// Sets every environment's parameters from an environment-major table
+    /// (the layout of [`Sim::read_params`]).
+    ///
+    /// # Panics
+    /// If `values` does not hold `batch * params` values.
+    pub fn write_params(&mut self, values: &[f64]) {
+        let rows = self.scene.model().params.len();
+        with_parts!(&mut self.parts, parts => for p in parts {
+            scatter(&mut p.b.params, values, rows, p.first, p.len, p.b.stride, |_, v| v);
+        });
+    }
+
+    /// Every environment's controls as last applied, environment-major:
+    /// `out[env * controls + c]`.
+    ///
+    /// # Panics
+    /// If `out` does not hold `batch * controls` values.
+    pub fn read_controls(&self, out: &mut [f64]) {
+        let rows = self.scene.model().controls.len();
+        with_parts!(&self.parts, parts => for p in parts {
+            gather(out, &p.b.controls, rows, p.first, p.len, p.b.stride);
+        });
+    }
+
+    /// Sets every environment's controls from an environment-major table
+    /// (`values[env * controls + c]`), each clamped to its range.
+    ///
+    /// # Panics
+    /// If `values` does not hold `batch * controls` values.
+    pub fn write_controls(&mut self, values: &[f64]) {
+        let controls = &self.scene.model().controls;
+        let clamp = |c: usize, v: f64| controls[c].bounds.map_or(v, |(lo, hi)| v.clamp(lo, hi));
+        with_parts!(&mut self.parts, parts => for p in parts {
+            scatter(&mut p.b.controls, values, controls.len(), p.first, p.len, p.b.stride, clamp);
+        });
+    }
+
+    /// Evaluates every output at the current state into an
+    /// environment-major table: `out[env * rows + row]` (the rows of
+    /// [`Sim::outputs`]).
+    ///
+    /// # Panics
+    /// If `out` does not hold `batch * rows` values.
+    pub fn read_outputs(&mut self, out: &mut [f64]) {
+        let rows = self.scene.compiled.layout().output_rows();
+        let scene = self.scene;
+        with_parts!(&mut self.parts, parts => {
+            parts.par_iter_mut().for_each(|p| p.outputs(scene));
+            for p in parts.iter() {
+                gather(out, &p.b.outputs, rows, p.first, p.len, p.b.stride);
+            }
+        });
+    }
+
+    /// Every environment's free DOFs' positions and velocities,
+    /// environment-major: `x[env * dofs + d]`, `v[env * dofs + d]`.
+    ///
+    /// # Panics
+    /// If `x` or `v` does not hold `batch * dofs` values.
+    pub fn read_state(&self, x: &mut [f64], v: &mut [f64]) {
+        let rows = self.scene.dofs();
+        with_parts!(&self.parts, parts => for p in parts {
+            gather(x, &p.b.x, rows, p.first, p.len, p.b.stride);
+            gather(v, &p.b.v, rows, p.first, p.len, p.b.stride);
+        });
+    }
+
+    /// Sets every environment's free DOFs' positions and velocities from
+    /// environment-major tables (the layout of [`Sim::read_state`]) and
+    /// forgets which environments diverged.
+    ///
+    /// # Panics
+    /// If `x` or `v` does not hold `batch * dofs` values.
+    pub fn write_state(&mut self, x: &[f64], v: &[f64]) {
+        let rows = self.scene.dofs();
+        with_parts!(&mut self.parts, parts => for p in parts {
+            let s = p.b.stride;
+            scatter(&mut p.b.x, x, rows, p.first, p.len, s, |_, v| v);
+            scatter(&mut p.b.v, v, rows, p.first, p.len, s, |_, v| v);
+            p.diverged.iter_mut().for_each(|d| *d = false);
+        });
+    }
+
     /// Puts one environment back at the scene's initial state, with
     /// `jitter()` added to its velocities (see [`Scene::initial_dofs`]), and
     /// forgets that it diverged.
     pub fn reset_env(&mut self, env: usize, jitter: impl FnMut() -> f64) {
         let (x, v) = self.scene.initial_dofs(jitter);
         self.set_state(env, &x, &v);
+    }
+}
+
+/// Copies rows `0..rows` of a partition's buffer (`[row * stride + lane]`,
+/// environments `first..first + len`) into an environment-major table
+/// (`[env * rows + row]`).
+fn gather<T: Real>(
+    out: &mut [f64],
+    buf: &[T],
+    rows: usize,
+    first: usize,
+    len: usize,
+    stride: usize,
+) {
+    for e in 0..len {
+        let dst = &mut out[(first + e) * rows..(first + e + 1) * rows];
+        for (r, d) in dst.iter_mut().enumerate() {
+            *d = buf[r * stride + e].to_f64();
+        }
+    }
+}
+
+/// The inverse of [`gather`], through `map(row, value)`.
+fn scatter<T: Real>(
+    buf: &mut [T],
+    values: &[f64],
+    rows: usize,
+    first: usize,
+    len: usize,
+    stride: usize,
+    map: impl Fn(usize, f64) -> f64,
+) {
+    for e in 0..len {
+        let src = &values[(first + e) * rows..(first + e + 1) * rows];
+        for (r, &v) in src.iter().enumerate() {
+            buf[r * stride + e] = T::from_f64(map(r, v));
+        }
     }
 }
 
