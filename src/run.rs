@@ -43,9 +43,18 @@ pub struct RunArgs {
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html")]
     html: Option<PathBuf>,
-    /// The environment the `--html` page shows.
-    #[arg(long, value_name = "K", default_value_t = 0, requires = "html")]
-    html_env: usize,
+    /// Show only environment K on the `--html` page.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "html",
+        conflicts_with = "html_envs"
+    )]
+    html_env: Option<usize>,
+    /// Show the first N environments side by side on the `--html` page (at most
+    /// 16; default: the whole batch up to 4).
+    #[arg(long, value_name = "N", requires = "html")]
+    html_envs: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -125,16 +134,16 @@ fn report_events(events: &[Event]) {
 pub fn run(a: RunArgs) -> Result<()> {
     let workers = a.sim.threads.apply();
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
-    let html = a.html.map(|path| Html {
-        path,
-        env: a.html_env,
-    });
     if batch == 0 {
         return Err(miette!(
             help = "use `--batch 1` or more",
             "a batch needs at least one environment"
         ));
     }
+    let html = a
+        .html
+        .map(|path| Html::new(path, a.html_env, a.html_envs, batch))
+        .transpose()?;
     let Loaded {
         scene,
         ms: compile_ms,
@@ -169,8 +178,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
         .as_ref()
-        .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
-        .transpose()?;
+        .map(|h| Recorder::new(scene.model(), h, c.steps));
     let outputs = scene.compiled.layout().outputs.clone();
     let record = a.out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];

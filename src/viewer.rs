@@ -1,13 +1,23 @@
-//! `joule run --html`: a self-contained HTML page that plays back one
-//! environment's trajectory (points, springs and element edges, rigid-body
-//! shapes, the ground), drawn by inline JavaScript on a 2D canvas.
+//! `joule run --html`: a self-contained HTML page that plays back the
+//! trajectories of one or several environments (a grid, side by side) as solid
+//! shaded 3-D shapes, drawn by three.js (vendored in `src/vendor/`, inlined
+//! once into every page).
 //!
-//! The geometry comes from the resolved model: every particle is a point;
-//! instances of an energy or dissipation that couple exactly two particles (or
-//! an `edge`), and the edges of `tri` and `tet` elements, are lines; bodies are
-//! drawn as their shapes, moved by the affine state `x + R r`; the ground plane
-//! `z = 0` is drawn when a barrier or penalty argument reads nothing but
-//! z-components of one handle.
+//! The geometry comes from the resolved model: every particle is a point
+//! (drawn as a small sphere unless it lies on a mesh surface); the triangles of
+//! meshes (sheets, the boundary of solids) are shaded surfaces; instances of an
+//! energy or dissipation that couple exactly two particles (or an `edge`), and
+//! the edges of `tri` and `tet` elements, are lines unless they lie on a
+//! surface; bodies are their shapes (spheres, boxes, capsules, cylinders,
+//! compounds), one colour each, moved by the affine state `x + R r`; the
+//! ground plane `z = 0` is drawn when a barrier or penalty argument reads
+//! nothing but z-components of one handle.
+//!
+//! Frames are quantised to 16 bits per DOF between that DOF's smallest and
+//! largest value over the page (error at most `(hi - lo) / 131068`), written as
+//! base64; runs longer than [`MAX_FRAMES`] frames, or over [`MAX_VALUES`]
+//! values in all, keep every k-th step, so the frames take at most
+//! `4 / 3 * 2 * MAX_VALUES` bytes (about 2.7 MB) of the page.
 
 use crate::files::write_atomically;
 use joule_compiler::model::BinOp;
@@ -21,20 +31,76 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The page: markup, style and script; `__JOULE_DATA__` is replaced by the JSON.
+/// The page: markup, style and script; `__JOULE_DATA__` is replaced by the
+/// JSON, `__THREE__` by three.js.
 const PAGE: &str = include_str!("viewer.html");
+/// three.js r159, the build that defines the global `THREE` (see `src/vendor/README.md`).
+const THREE: &str = include_str!("vendor/three.min.js");
 
 /// Most frames a page holds; longer runs keep every k-th step.
-const MAX_FRAMES: usize = 600;
-/// Most numbers a page holds over all frames (about 10 bytes each).
-const MAX_NUMBERS: usize = 3_000_000;
+pub const MAX_FRAMES: usize = 600;
+/// Most quantised values (16 bits each) a page holds over all frames,
+/// environments and DOFs; more keep every k-th step.
+pub const MAX_VALUES: usize = 1_000_000;
+/// Most environments shown side by side.
+pub const MAX_ENVS: usize = 16;
+/// Environments shown when neither `--html-env` nor `--html-envs` is given:
+/// the batch, up to this many.
+const DEFAULT_ENVS: usize = 4;
+/// The quantised value that stands for a NaN or infinite coordinate.
+const NOT_FINITE: u16 = u16::MAX;
+/// Steps between the smallest and the largest finite value of a DOF.
+const LEVELS: f64 = (u16::MAX - 1) as f64;
 
-/// Where `--html` writes, and which environment it shows.
+/// Where `--html` writes, and which environments it shows.
 pub struct Html {
     /// The page to write.
     pub path: PathBuf,
-    /// The environment shown.
-    pub env: usize,
+    /// The environments shown, in grid order.
+    pub envs: Vec<usize>,
+}
+
+impl Html {
+    /// The page at `path` for a batch of `batch`: environment `env` alone, the
+    /// first `count`, or by default the batch up to four.
+    pub fn new(
+        path: PathBuf,
+        env: Option<usize>,
+        count: Option<usize>,
+        batch: usize,
+    ) -> Result<Html> {
+        let range = match batch {
+            1 => "only environment 0 exists".to_string(),
+            _ => format!("environments are numbered 0 to {}", batch - 1),
+        };
+        let envs = match (env, count) {
+            (Some(k), _) if k >= batch => {
+                return Err(miette!(
+                    help =
+                        format!("{range}; pass `--html-env` below {batch} or a larger `--batch`"),
+                    "`--html-env {k}` is not an environment of this batch of {batch}"
+                ))
+            }
+            (Some(k), _) => vec![k],
+            (None, Some(n)) if n == 0 || n > batch.min(MAX_ENVS) => {
+                let most = batch.min(MAX_ENVS);
+                let why = if n > MAX_ENVS {
+                    format!("a page shows at most {MAX_ENVS} environments side by side")
+                } else if n > batch {
+                    format!("this batch has {batch} (`--batch`); {range}")
+                } else {
+                    "a page shows at least one environment".to_string()
+                };
+                return Err(miette!(
+                    help = format!("{why}; pass `--html-envs` from 1 to {most}"),
+                    "`--html-envs {n}` cannot be shown from this batch of {batch}"
+                ));
+            }
+            (None, Some(n)) => (0..n).collect(),
+            (None, None) => (0..batch.min(DEFAULT_ENVS)).collect(),
+        };
+        Ok(Html { path, envs })
+    }
 }
 
 /// One coordinate of a point: a free DOF, or a fixed value.
@@ -57,8 +123,10 @@ impl Slot {
 struct Geometry {
     /// Each point's three coordinates.
     points: Vec<[Slot; 3]>,
-    /// Pairs of point indices.
+    /// Pairs of point indices not on a surface triangle.
     edges: Vec<[u32; 2]>,
+    /// Mesh surface triangles, as point indices.
+    tris: Vec<[u32; 3]>,
     /// Whether the scene touches the ground plane `z = 0`.
     ground: bool,
 }
@@ -73,13 +141,28 @@ impl Geometry {
                 points.len() as u32 - 1
             })
         };
-        for p in &model.particles {
-            let slots = match p.dof {
-                Some(d) => [Slot::Dof(d), Slot::Dof(d + 1), Slot::Dof(d + 2)],
-                None => p.x.map(|v| Slot::Fixed(v.to_bits())),
-            };
-            point(slots, &mut points);
-        }
+        let particle_point: Vec<u32> = model
+            .particles
+            .iter()
+            .map(|p| {
+                let slots = match p.dof {
+                    Some(d) => [Slot::Dof(d), Slot::Dof(d + 1), Slot::Dof(d + 2)],
+                    None => p.x.map(|v| Slot::Fixed(v.to_bits())),
+                };
+                point(slots, &mut points)
+            })
+            .collect();
+        let tris: Vec<[u32; 3]> = model
+            .surfaces
+            .iter()
+            .map(|t| t.map(|p| particle_point[p as usize]))
+            .filter(|[a, b, c]| a != b && b != c && a != c)
+            .collect();
+        let on_surface: HashSet<[u32; 2]> = tris
+            .iter()
+            .flat_map(|&[a, b, c]| [[a, b], [b, c], [c, a]])
+            .map(|[a, b]| [a.min(b), a.max(b)])
+            .collect();
         let mut edges = HashSet::new();
         let mut ground = false;
         for t in &model.templates {
@@ -140,11 +223,12 @@ impl Geometry {
             }
             ground |= t.count > 0 && touches_ground(&t.body);
         }
-        let mut edges: Vec<[u32; 2]> = edges.into_iter().collect();
+        let mut edges: Vec<[u32; 2]> = edges.difference(&on_surface).copied().collect();
         edges.sort_unstable();
         Geometry {
             points,
             edges,
+            tris,
             ground,
         }
     }
@@ -284,40 +368,106 @@ fn shape_json(s: &BodyShape) -> Value {
     }
 }
 
-/// Frames of one environment's free DOFs, recorded while `joule run` steps.
+/// A body's colour: hues a golden angle apart, so neighbours differ.
+fn body_colour(k: usize) -> String {
+    let h = (0.08 + 0.618_034 * k as f64).fract() * 6.0;
+    let (s, l) = (0.65, 0.55);
+    let c = (1.0 - (2.0 * l - 1.0_f64).abs()) * s;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = l - c / 2.0;
+    let byte = |v: f64| ((v + m) * 255.0).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", byte(r), byte(g), byte(b))
+}
+
+/// Standard base64 with padding, as the page's `atob` reads it.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for k in 0..4 {
+            out.push(if k <= chunk.len() {
+                ABC[(n >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// Frames quantised to 16 bits per value: each DOF's finite range `lo..hi`
+/// over every frame and environment, and the values (frame-major, then
+/// environment, then DOF) as `round((v - lo) / (hi - lo) * 65534)`, 65535 for
+/// a value that is not finite.
+fn quantise(frames: &[f32], dofs: usize) -> (Vec<f32>, Vec<f32>, Vec<u8>) {
+    let mut lo = vec![f32::INFINITY; dofs];
+    let mut hi = vec![f32::NEG_INFINITY; dofs];
+    for row in frames.chunks(dofs.max(1)) {
+        for (d, &v) in row.iter().enumerate() {
+            if v.is_finite() {
+                lo[d] = lo[d].min(v);
+                hi[d] = hi[d].max(v);
+            }
+        }
+    }
+    for d in 0..dofs {
+        if lo[d] > hi[d] {
+            (lo[d], hi[d]) = (0.0, 0.0);
+        }
+    }
+    let mut bytes = Vec::with_capacity(2 * frames.len());
+    for row in frames.chunks(dofs.max(1)) {
+        for (d, &v) in row.iter().enumerate() {
+            let span = (hi[d] - lo[d]) as f64;
+            let q = if !v.is_finite() {
+                NOT_FINITE
+            } else if span > 0.0 {
+                ((v - lo[d]) as f64 / span * LEVELS).round() as u16
+            } else {
+                0
+            };
+            bytes.extend_from_slice(&q.to_le_bytes());
+        }
+    }
+    (lo, hi, bytes)
+}
+
+/// Frames of the shown environments' free DOFs, recorded while `joule run` steps.
 pub struct Recorder {
-    env: usize,
+    envs: Vec<usize>,
     steps: usize,
     stride: usize,
-    frames: Vec<Vec<f32>>,
+    /// Kept frames, each the shown environments' DOFs in turn.
+    frames: Vec<f32>,
 }
 
 impl Recorder {
-    /// A recorder for `steps` steps of environment `env` of a batch of `batch`.
-    pub fn new(model: &Model, html: &Html, steps: usize, batch: usize) -> Result<Recorder> {
-        if html.env >= batch {
-            let which = match batch {
-                1 => "only environment 0 exists".to_string(),
-                _ => format!("environments are numbered 0 to {}", batch - 1),
-            };
-            return Err(miette!(
-                help = format!("{which}; pass `--html-env` below {batch} or a larger `--batch`"),
-                "`--html-env {}` is not an environment of this batch of {batch}",
-                html.env
-            ));
-        }
+    /// A recorder for `steps` steps of the environments `html` shows.
+    pub fn new(model: &Model, html: &Html, steps: usize) -> Recorder {
         let frames = steps + 1;
-        let per_frame = model.dof_count.max(1);
+        let per_frame = (model.dof_count * html.envs.len()).max(1);
         let stride = frames
             .div_ceil(MAX_FRAMES)
-            .max((frames * per_frame).div_ceil(MAX_NUMBERS))
+            .max((frames * per_frame).div_ceil(MAX_VALUES))
             .max(1);
-        Ok(Recorder {
-            env: html.env,
+        Recorder {
+            envs: html.envs.clone(),
             steps,
             stride,
             frames: vec![],
-        })
+        }
     }
 
     /// Whether the page holds the state after `step` steps: every `stride`-th, and the last.
@@ -328,8 +478,10 @@ impl Recorder {
     /// Records the state after `step` steps (every `stride`-th, and the last).
     pub fn record(&mut self, step: usize, sim: &Sim) {
         if self.keeps(step) {
-            self.frames
-                .push(sim.positions(self.env).iter().map(|&v| v as f32).collect());
+            for &e in &self.envs {
+                self.frames
+                    .extend(sim.positions(e).iter().map(|&v| v as f32));
+            }
         }
     }
 
@@ -358,33 +510,41 @@ impl Recorder {
         let bodies: Vec<Value> = model
             .bodies
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(k, b)| {
                 json!({
                     "name": b.name,
                     "dof": b.dof.map_or(-1, |d| d as i64),
                     "x": b.x,
                     "R": joule_compiler::math::quat_to_mat(b.rotation),
                     "shape": shape_json(&b.shape),
+                    "colour": body_colour(k),
                 })
             })
             .collect();
         let frame_steps: Vec<usize> = (0..=self.steps).filter(|&s| self.keeps(s)).collect();
+        let (lo, hi, bytes) = quantise(&self.frames, model.dof_count);
         let data = json!({
             "title": model.title.clone().unwrap_or_else(|| scene.display().to_string()),
             "scene": scene.display().to_string(),
-            "env": self.env,
+            "envs": self.envs,
             "dt": model.settings.dt,
             "steps": frame_steps,
             "dofs": model.dof_count,
             "points": {"dof": dofs, "x": xs},
             "edges": g.edges,
+            "tris": g.tris,
             "bodies": bodies,
             "ground": g.ground,
-            "frames": self.frames,
+            "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
         });
         // `</` cannot end the script element early: JSON allows `<\/`.
         let text = data.to_string().replace("</", "<\\/");
-        let page = PAGE.replacen("__JOULE_DATA__", &text, 1);
+        // The template holds `__THREE__` before `__JOULE_DATA__`, once each; the
+        // library's text holds no `</script`.
+        let (head, rest) = PAGE.split_once("__THREE__").expect("the library's place");
+        let (middle, tail) = rest.split_once("__JOULE_DATA__").expect("the data's place");
+        let page = [head, THREE, middle, &text, tail].concat();
         write_atomically(path, |w| w.write_all(page.as_bytes()))
     }
 }
