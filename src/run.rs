@@ -17,6 +17,7 @@ use std::time::Instant;
 
 /// Simulate a batch of environments and report observations, losses and rewards.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("view").multiple(true)))]
 #[command(
     after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
 )]
@@ -41,19 +42,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
     controls: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
-    #[arg(long, value_name = "F.html")]
+    #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
-    /// Show only environment K on the `--html` page.
+    /// Write an animated GIF of the run: the page's shapes and default view,
+    /// drawn without a browser (at most 150 frames, 640 x 400).
+    #[arg(long, value_name = "F.gif", group = "view")]
+    gif: Option<PathBuf>,
+    /// Show only environment K on the `--html` page and in the `--gif`.
     #[arg(
         long,
         value_name = "K",
-        requires = "html",
+        requires = "view",
         conflicts_with = "html_envs"
     )]
     html_env: Option<usize>,
-    /// Show the first N environments side by side on the `--html` page (at most
-    /// 16; default: the whole batch up to 4).
-    #[arg(long, value_name = "N", requires = "html")]
+    /// Show the first N environments side by side on the `--html` page and in
+    /// the `--gif` (at most 16; default: the whole batch up to 4).
+    #[arg(long, value_name = "N", requires = "view")]
     html_envs: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -140,9 +145,16 @@ pub fn run(a: RunArgs) -> Result<()> {
             "a batch needs at least one environment"
         ));
     }
-    let html = a
-        .html
-        .map(|path| Html::new(path, a.html_env, a.html_envs, batch))
+    let html = (a.html.is_some() || a.gif.is_some())
+        .then(|| {
+            Html::new(
+                a.html.clone(),
+                a.gif.clone(),
+                a.html_env,
+                a.html_envs,
+                batch,
+            )
+        })
         .transpose()?;
     let Loaded {
         scene,
@@ -263,7 +275,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         write_trajectory(path, &outputs, &history, &states, dt, batch)?;
     }
     if let (Some(v), Some(h)) = (&viewer, &html) {
-        v.write(&h.path, scene.model(), &c.scene)?;
+        if let Some(page) = &h.path {
+            v.write(page, scene.model(), &c.scene)?;
+        }
+        if let Some(gif) = &h.gif {
+            v.write_gif(gif, scene.model())?;
+        }
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);
     let per_env = |o: &OutputInfo, k: usize| -> Value {

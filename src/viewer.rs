@@ -1,4 +1,4 @@
-//! `joule run --html`: a self-contained HTML page that plays back the
+//! `joule run --html` and `--gif`: a self-contained HTML page that plays back the
 //! trajectories of one or several environments (a grid, side by side) as solid
 //! shaded 3-D shapes, drawn by three.js (vendored in `src/vendor/`, inlined
 //! once into every page).
@@ -11,7 +11,9 @@
 //! surface; bodies are their shapes (spheres, boxes, capsules, cylinders,
 //! compounds), one colour each, moved by the affine state `x + R r`; the
 //! ground plane `z = 0` is drawn when a barrier or penalty argument reads
-//! nothing but z-components of one handle.
+//! nothing but z-components of one handle. `--gif` draws the same shapes,
+//! from the page's default view, with the software rasteriser of
+//! `render.rs` into an animated GIF (at most [`MAX_GIF_FRAMES`] frames).
 //!
 //! Frames are quantised to 16 bits per DOF between that DOF's smallest and
 //! largest value over the page (error at most `(hi - lo) / 131068`), written as
@@ -20,6 +22,7 @@
 //! `4 / 3 * 2 * MAX_VALUES` bytes (about 2.7 MB) of the page.
 
 use crate::files::write_atomically;
+use crate::render::{self, Camera, Canvas, Paint, V3};
 use joule_compiler::model::BinOp;
 use joule_compiler::model::{
     ArgBinding, BodyShape, Builtin, DofAt, DofRef, Input, Model, Shape, Term, TermKind,
@@ -52,10 +55,17 @@ const NOT_FINITE: u16 = u16::MAX;
 /// Steps between the smallest and the largest finite value of a DOF.
 const LEVELS: f64 = (u16::MAX - 1) as f64;
 
-/// Where `--html` writes, and which environments it shows.
+/// Most frames a GIF holds; longer runs keep every k-th frame of the page's.
+pub const MAX_GIF_FRAMES: usize = 150;
+/// A GIF frame's width and height in pixels.
+const GIF_SIZE: [usize; 2] = [640, 400];
+
+/// Where `--html` and `--gif` write, and which environments they show.
 pub struct Html {
     /// The page to write.
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
+    /// The animated GIF to write.
+    pub gif: Option<PathBuf>,
     /// The environments shown, in grid order.
     pub envs: Vec<usize>,
 }
@@ -64,7 +74,8 @@ impl Html {
     /// The page at `path` for a batch of `batch`: environment `env` alone, the
     /// first `count`, or by default the batch up to four.
     pub fn new(
-        path: PathBuf,
+        path: Option<PathBuf>,
+        gif: Option<PathBuf>,
         env: Option<usize>,
         count: Option<usize>,
         batch: usize,
@@ -99,7 +110,7 @@ impl Html {
             (None, Some(n)) => (0..n).collect(),
             (None, None) => (0..batch.min(DEFAULT_ENVS)).collect(),
         };
-        Ok(Html { path, envs })
+        Ok(Html { path, gif, envs })
     }
 }
 
@@ -368,8 +379,14 @@ fn shape_json(s: &BodyShape) -> Value {
     }
 }
 
-/// A body's colour: hues a golden angle apart, so neighbours differ.
+/// A body's colour as `#rrggbb`.
 fn body_colour(k: usize) -> String {
+    let [r, g, b] = body_rgb(k);
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// A body's colour: hues a golden angle apart, so neighbours differ.
+fn body_rgb(k: usize) -> [u8; 3] {
     let h = (0.08 + 0.618_034 * k as f64).fract() * 6.0;
     let (s, l) = (0.65, 0.55);
     let c = (1.0 - (2.0 * l - 1.0_f64).abs()) * s;
@@ -383,8 +400,7 @@ fn body_colour(k: usize) -> String {
         _ => (c, 0.0, x),
     };
     let m = l - c / 2.0;
-    let byte = |v: f64| ((v + m) * 255.0).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", byte(r), byte(g), byte(b))
+    [r, g, b].map(|v| ((v + m) * 255.0).round() as u8)
 }
 
 /// Standard base64 with padding, as the page's `atob` reads it.
@@ -483,6 +499,150 @@ impl Recorder {
                     .extend(sim.positions(e).iter().map(|&v| v as f32));
             }
         }
+    }
+
+    /// Frame `f`'s DOFs of the `e`-th shown environment.
+    fn frame(&self, f: usize, e: usize, dofs: usize) -> &[f32] {
+        &self.frames[(f * self.envs.len() + e) * dofs..][..dofs]
+    }
+
+    /// Writes the animated GIF (atomically): the page's default view of each
+    /// shown environment in a grid, every k-th kept frame up to
+    /// [`MAX_GIF_FRAMES`], in simulated time.
+    pub fn write_gif(&self, path: &Path, model: &Model) -> Result<()> {
+        let g = Geometry::of(model);
+        let dofs = model.dof_count;
+        let at = |v: &[f32], p: &[Slot; 3]| -> V3 {
+            p.map(|s| match s {
+                Slot::Dof(d) => v[d as usize] as f64,
+                Slot::Fixed(bits) => f64::from_bits(bits),
+            })
+        };
+        let pose = |v: &[f32], b: &joule_compiler::model::Body| -> (V3, [f64; 9]) {
+            match b.dof.map(|d| d as usize) {
+                Some(d) => (
+                    std::array::from_fn(|k| v[d + k] as f64),
+                    std::array::from_fn(|k| v[d + 3 + k] as f64),
+                ),
+                None => (b.x, joule_compiler::math::quat_to_mat(b.rotation)),
+            }
+        };
+        let kept = self.frames.len() / (dofs * self.envs.len()).max(1);
+        // Bounds over every frame and environment, as the page fits its camera.
+        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        let mut grow = |p: V3, r: f64| {
+            for k in 0..3 {
+                if p[k].is_finite() {
+                    lo[k] = lo[k].min(p[k] - r);
+                    hi[k] = hi[k].max(p[k] + r);
+                }
+            }
+        };
+        for f in 0..kept {
+            for e in 0..self.envs.len() {
+                let v = self.frame(f, e, dofs);
+                g.points.iter().for_each(|p| grow(at(v, p), 0.0));
+                for b in &model.bodies {
+                    grow(pose(v, b).0, b.shape.bounding_radius());
+                }
+            }
+        }
+        if g.ground {
+            (lo[2], hi[2]) = (lo[2].min(0.0), hi[2].max(0.0));
+        }
+        for k in 0..3 {
+            if lo[k] > hi[k] {
+                (lo[k], hi[k]) = (-1.0, 1.0);
+            }
+        }
+        let centre: V3 = std::array::from_fn(|k| (lo[k] + hi[k]) / 2.0);
+        let extent = (0.5 * (0..3).map(|k| (hi[k] - lo[k]).powi(2)).sum::<f64>().sqrt()).max(1e-3);
+        // Materials: the surface, particles, fixed points, then the bodies' colours.
+        let mut materials = vec![[0x60, 0xa5, 0xfa], [0xff, 0x8c, 0x1a], [0xf4, 0x3f, 0x5e]];
+        let body_slots = render::MATERIALS - materials.len();
+        materials.extend((0..model.bodies.len().min(body_slots)).map(body_rgb));
+        let shapes: Vec<Vec<[V3; 3]>> = model
+            .bodies
+            .iter()
+            .map(|b| render::shape_triangles(&b.shape))
+            .collect();
+        let on_surface: HashSet<u32> = g.tris.iter().flatten().copied().collect();
+        let fixed = |p: &[Slot; 3]| p.iter().all(|s| matches!(s, Slot::Fixed(_)));
+        let dot = extent * if g.points.len() > 200 { 0.007 } else { 0.012 };
+        let [w, h] = GIF_SIZE;
+        let cols = (1..).find(|c| c * c >= self.envs.len()).unwrap_or(1);
+        let rows = self.envs.len().div_ceil(cols);
+        let (cw, ch) = (w / cols, h / rows);
+        let every = kept.div_ceil(MAX_GIF_FRAMES).max(1);
+        let delay = (model.settings.dt * (self.stride * every) as f64 * 100.0)
+            .round()
+            .clamp(2.0, 65535.0) as u16;
+        let palette = render::palette(&materials);
+        let frames: Vec<usize> = (0..kept)
+            .filter(|f| f % every == 0 || *f + 1 == kept)
+            .collect();
+        write_atomically(path, |out| {
+            let mut enc = gif::Encoder::new(out, w as u16, h as u16, &palette)
+                .map_err(std::io::Error::other)?;
+            enc.set_repeat(gif::Repeat::Infinite)
+                .map_err(std::io::Error::other)?;
+            for &f in &frames {
+                let mut c = Canvas::new(w, h);
+                for e in 0..self.envs.len() {
+                    let v = self.frame(f, e, dofs);
+                    let cam = Camera::orbit(centre, extent, [e % cols * cw, e / cols * ch, cw, ch]);
+                    if g.ground {
+                        let half = 1.3 * (hi[0] - lo[0]).max(hi[1] - lo[1]).max(extent) / 2.0;
+                        let [x0, x1, y0, y1] = [
+                            centre[0] - 2.0 * half,
+                            centre[0] + 2.0 * half,
+                            centre[1] - 2.0 * half,
+                            centre[1] + 2.0 * half,
+                        ];
+                        let ground = Paint::Flat(render::GROUND);
+                        c.triangle(&cam, [[x0, y0, 0.0], [x1, y0, 0.0], [x1, y1, 0.0]], ground);
+                        c.triangle(&cam, [[x0, y0, 0.0], [x1, y1, 0.0], [x0, y1, 0.0]], ground);
+                        for k in 0..=20 {
+                            let s = k as f64 / 20.0;
+                            let (x, y) = (x0 + s * (x1 - x0), y0 + s * (y1 - y0));
+                            c.line(&cam, [x, y0, 0.0], [x, y1, 0.0], render::GRID);
+                            c.line(&cam, [x0, y, 0.0], [x1, y, 0.0], render::GRID);
+                        }
+                    }
+                    for (k, b) in model.bodies.iter().enumerate() {
+                        let (x, r) = pose(v, b);
+                        let place = |p: V3| -> V3 {
+                            std::array::from_fn(|i| {
+                                x[i] + r[i] * p[0] + r[3 + i] * p[1] + r[6 + i] * p[2]
+                            })
+                        };
+                        let material = 3 + k % body_slots.max(1);
+                        for t in &shapes[k] {
+                            c.triangle(&cam, t.map(place), Paint::Lit(material));
+                        }
+                    }
+                    let pts: Vec<V3> = g.points.iter().map(|p| at(v, p)).collect();
+                    for t in &g.tris {
+                        c.triangle(&cam, t.map(|i| pts[i as usize]), Paint::Lit(0));
+                    }
+                    for [a, b] in &g.edges {
+                        c.line(&cam, pts[*a as usize], pts[*b as usize], render::LINE);
+                    }
+                    for (i, p) in g.points.iter().enumerate() {
+                        if fixed(p) || !on_surface.contains(&(i as u32)) {
+                            let (r, m) = if fixed(p) { (1.8 * dot, 2) } else { (dot, 1) };
+                            for t in render::sphere(pts[i], r, 4) {
+                                c.triangle(&cam, t, Paint::Lit(m));
+                            }
+                        }
+                    }
+                }
+                let mut frame = gif::Frame::from_indexed_pixels(w as u16, h as u16, c.pixels, None);
+                frame.delay = delay;
+                enc.write_frame(&frame).map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes the page (atomically).
