@@ -527,7 +527,7 @@ impl Recorder {
                 None => (b.x, joule_compiler::math::quat_to_mat(b.rotation)),
             }
         };
-        let kept = self.frames.len() / (dofs * self.envs.len()).max(1);
+        let kept = (0..=self.steps).filter(|&s| self.keeps(s)).count();
         // Bounds over every frame and environment, as the page fits its camera.
         let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
         let mut grow = |p: V3, r: f64| {

@@ -548,3 +548,134 @@ fn headless_chromium_orbits_zooms_scrubs_follows_and_plays() {
         "orbit:true zoom:true scrub:true:t = 0.0125 s  (step 3) follow:true play:Pause"
     );
 }
+
+/// The frames of a GIF as RGB pixels (row by row), with their delays in
+/// hundredths of a second, and the image's width and height.
+fn gif_frames(path: &Path) -> (Vec<(Vec<[u8; 3]>, u16)>, [usize; 2]) {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut d = options
+        .read_info(std::fs::File::open(path).expect("GIF written"))
+        .expect("a GIF");
+    let palette = d.global_palette().expect("a global palette").to_vec();
+    let size = [d.width() as usize, d.height() as usize];
+    let mut out = vec![];
+    while let Some(f) = d.read_next_frame().expect("a frame decodes") {
+        assert_eq!([f.width as usize, f.height as usize], size, "whole frames");
+        let rgb = f
+            .buffer
+            .iter()
+            .map(|&i| {
+                let i = 3 * i as usize;
+                [palette[i], palette[i + 1], palette[i + 2]]
+            })
+            .collect();
+        out.push((rgb, f.delay));
+    }
+    (out, size)
+}
+
+#[test]
+fn gif_draws_a_box_in_its_colour_at_the_centre_in_simulated_time() {
+    let scene = temp("gif_box.joule");
+    std::fs::write(
+        &scene,
+        "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n",
+    )
+    .unwrap();
+    let (gif, page) = (temp("box.gif"), temp("box_gif.html"));
+    // The page gives the box's colour; the GIF is written beside it.
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "4", "--gif", gif.to_str().unwrap(), "--quiet"],
+    );
+    let colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let (frames, [w, h]) = gif_frames(&gif);
+    assert_eq!((w, h), (640, 400));
+    assert_eq!(frames.len(), 5, "steps 0..=4");
+    // dt = 0.01 s per frame: 1 hundredth, shown as 2 (the shortest browsers keep).
+    assert!(frames.iter().all(|f| f.1 == 2), "delays");
+    let (last, _) = frames.last().unwrap();
+    let at = |x: usize, y: usize| last[y * w + x];
+    for (x, y) in [(320, 200), (300, 180), (340, 220)] {
+        assert!(
+            shade_of(at(x, y), &colour),
+            "{:?} at ({x}, {y}) is not {colour}",
+            at(x, y)
+        );
+    }
+    assert_eq!(at(5, 395), [0x0f, 0x17, 0x2a], "background in the corner");
+    let faces: std::collections::HashSet<[u8; 3]> = last
+        .iter()
+        .copied()
+        .filter(|p| shade_of(*p, &colour))
+        .collect();
+    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+}
+
+#[test]
+fn gif_alone_draws_each_environment_in_its_cell_and_keeps_at_most_150_frames() {
+    let gif = temp("ant.gif");
+    let o = joule(&[
+        "run",
+        "scenes/ant.joule",
+        "--steps",
+        "400",
+        "--batch",
+        "4",
+        "--gif",
+        gif.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (frames, [w, h]) = gif_frames(&gif);
+    // 401 frames: every third, and the last: 135; 3 steps of 0.01 s apart.
+    assert!(frames.len() <= 150, "{}", frames.len());
+    assert_eq!(frames.len(), 401usize.div_ceil(3) + 1);
+    assert_eq!(frames[0].1, 3);
+    // The torso (body 0; colour as the page gives it) in each of the 2 x 2 cells.
+    let (d, _) = page_data(
+        "scenes/ant.joule",
+        &temp("ant_colours.html"),
+        &["--steps", "1", "--quiet"],
+    );
+    let torso = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let (last, _) = frames.last().unwrap();
+    let (cw, ch) = (w / 2, h / 2);
+    for (cx, cy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let n = (cy * ch..(cy + 1) * ch)
+            .flat_map(|y| (cx * cw..(cx + 1) * cw).map(move |x| (x, y)))
+            .filter(|&(x, y)| shade_of(last[y * w + x], &torso))
+            .count();
+        assert!(n > 100, "cell ({cx}, {cy}): {n} torso pixels");
+    }
+}
+
+#[test]
+fn a_gif_that_cannot_be_written_is_an_error_with_a_hint() {
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "3",
+        "--gif",
+        "/nonexistent-folder/run.gif",
+    ]);
+    let err = fails_with_hint(&o, "cannot write `/nonexistent-folder/run.gif`");
+    assert!(!err.contains("panicked"), "{err}");
+    // Without `--html` or `--gif` there is nothing to choose environments for.
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "3",
+        "--html-envs",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--html"),
+        "names the flags"
+    );
+}
