@@ -374,6 +374,8 @@ fn screenshot(browser: &Path, page: &Path, hash: &str) -> Vec<[u8; 3]> {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // WebGL on the CPU, where newer releases no longer fall back to it unasked.
+            "--enable-unsafe-swiftshader",
             "--hide-scrollbars",
             &format!("--screenshot={}", shot.display()),
             "--window-size=640,480",
@@ -534,6 +536,8 @@ fn headless_chromium_orbits_zooms_scrubs_follows_and_plays() {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // WebGL on the CPU, where newer releases no longer fall back to it unasked.
+            "--enable-unsafe-swiftshader",
             "--dump-dom",
             &url,
         ])
