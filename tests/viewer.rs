@@ -553,9 +553,12 @@ fn headless_chromium_orbits_zooms_scrubs_follows_and_plays() {
     );
 }
 
+/// A GIF frame: RGB pixels row by row, and its delay in hundredths of a second.
+type GifFrame = (Vec<[u8; 3]>, u16);
+
 /// The frames of a GIF as RGB pixels (row by row), with their delays in
 /// hundredths of a second, and the image's width and height.
-fn gif_frames(path: &Path) -> (Vec<(Vec<[u8; 3]>, u16)>, [usize; 2]) {
+fn gif_frames(path: &Path) -> (Vec<GifFrame>, [usize; 2]) {
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::Indexed);
     let mut d = options
