@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// drawn without a browser (at most 150 frames, 640 x 400).
     #[arg(long, value_name = "F.gif", group = "view")]
     gif: Option<PathBuf>,
+    /// Write every kept frame (up to 600) as a PNG, `frame_0000.png`, ..., into
+    /// a new folder: the `--gif` pictures, losslessly.
+    #[arg(long, value_name = "DIR", group = "view")]
+    frames: Option<PathBuf>,
     /// Show only environment K on the `--html` page and in the `--gif`.
     #[arg(
         long,
@@ -145,11 +149,12 @@ pub fn run(a: RunArgs) -> Result<()> {
             "a batch needs at least one environment"
         ));
     }
-    let html = (a.html.is_some() || a.gif.is_some())
+    let html = (a.html.is_some() || a.gif.is_some() || a.frames.is_some())
         .then(|| {
             Html::new(
                 a.html.clone(),
                 a.gif.clone(),
+                a.frames.clone(),
                 a.html_env,
                 a.html_envs,
                 batch,
@@ -280,6 +285,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
         if let Some(gif) = &h.gif {
             v.write_gif(gif, scene.model())?;
+        }
+        if let Some(dir) = &h.pngs {
+            v.write_pngs(dir, scene.model())?;
         }
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);

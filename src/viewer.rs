@@ -1,4 +1,4 @@
-//! `joule run --html` and `--gif`: a self-contained HTML page that plays back the
+//! `joule run --html`, `--gif` and `--frames`: a self-contained HTML page that plays back the
 //! trajectories of one or several environments (a grid, side by side) as solid
 //! shaded 3-D shapes, drawn by three.js (vendored in `src/vendor/`, inlined
 //! once into every page).
@@ -13,7 +13,8 @@
 //! ground plane `z = 0` is drawn when a barrier or penalty argument reads
 //! nothing but z-components of one handle. `--gif` draws the same shapes,
 //! from the page's default view, with the software rasteriser of
-//! `render.rs` into an animated GIF (at most [`MAX_GIF_FRAMES`] frames).
+//! `render.rs` into an animated GIF (at most [`MAX_GIF_FRAMES`] frames), and
+//! `--frames` into a folder of PNGs (every kept frame).
 //!
 //! Frames are quantised to 16 bits per DOF between that DOF's smallest and
 //! largest value over the page (error at most `(hi - lo) / 131068`), written as
@@ -60,22 +61,36 @@ pub const MAX_GIF_FRAMES: usize = 150;
 /// A GIF frame's width and height in pixels.
 const GIF_SIZE: [usize; 2] = [640, 400];
 
-/// Where `--html` and `--gif` write, and which environments they show.
+/// What [`Recorder::film`] draws: a palette, the delay between pictures
+/// (hundredths of a second), the kept frames drawn, their size, and the painter.
+struct Film<P: Fn(usize) -> Vec<u8>> {
+    palette: Vec<u8>,
+    delay: u16,
+    frames: Vec<usize>,
+    size: [usize; 2],
+    paint: P,
+}
+
+/// Where `--html`, `--gif` and `--frames` write, and which environments they show.
 pub struct Html {
     /// The page to write.
     pub path: Option<PathBuf>,
     /// The animated GIF to write.
     pub gif: Option<PathBuf>,
+    /// The new folder for a PNG per frame.
+    pub pngs: Option<PathBuf>,
     /// The environments shown, in grid order.
     pub envs: Vec<usize>,
 }
 
 impl Html {
-    /// The page at `path` for a batch of `batch`: environment `env` alone, the
-    /// first `count`, or by default the batch up to four.
+    /// The outputs (a page at `path`, a `gif`, a new folder `pngs`) for a batch
+    /// of `batch`, showing environment `env` alone, the first `count`, or by
+    /// default the batch up to four; a `pngs` folder that exists is refused.
     pub fn new(
         path: Option<PathBuf>,
         gif: Option<PathBuf>,
+        pngs: Option<PathBuf>,
         env: Option<usize>,
         count: Option<usize>,
         batch: usize,
@@ -110,7 +125,27 @@ impl Html {
             (None, Some(n)) => (0..n).collect(),
             (None, None) => (0..batch.min(DEFAULT_ENVS)).collect(),
         };
-        Ok(Html { path, gif, envs })
+        let html = Html {
+            path,
+            gif,
+            pngs,
+            envs,
+        };
+        html.check_pngs()?;
+        Ok(html)
+    }
+
+    /// Refuses a `pngs` folder that exists already, before the run.
+    pub fn check_pngs(&self) -> Result<()> {
+        match &self.pngs {
+            Some(dir) if dir.exists() => Err(miette!(
+                help =
+                    "give a folder that does not exist yet: the frames get a folder of their own",
+                "`{}` already exists",
+                dir.display()
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -506,11 +541,13 @@ impl Recorder {
         &self.frames[(f * self.envs.len() + e) * dofs..][..dofs]
     }
 
-    /// Writes the animated GIF (atomically): the page's default view of each
-    /// shown environment in a grid, every k-th kept frame up to
-    /// [`MAX_GIF_FRAMES`], in simulated time.
-    pub fn write_gif(&self, path: &Path, model: &Model) -> Result<()> {
+    /// The pictures of a GIF or PNG sequence: the page's default view of each
+    /// shown environment in a grid, every k-th kept frame up to `most`. Gives
+    /// the palette, the delay between pictures in hundredths of a second, the
+    /// kept frames drawn, and the painter of one of them (palette indices).
+    fn film<'a>(&'a self, model: &'a Model, most: usize) -> Film<impl Fn(usize) -> Vec<u8> + 'a> {
         let g = Geometry::of(model);
+        let envs = self.envs.len();
         let dofs = model.dof_count;
         let at = |v: &[f32], p: &[Slot; 3]| -> V3 {
             p.map(|s| match s {
@@ -573,7 +610,7 @@ impl Recorder {
         let cols = (1..).find(|c| c * c >= self.envs.len()).unwrap_or(1);
         let rows = self.envs.len().div_ceil(cols);
         let (cw, ch) = (w / cols, h / rows);
-        let every = kept.div_ceil(MAX_GIF_FRAMES).max(1);
+        let every = kept.div_ceil(most).max(1);
         let delay = (model.settings.dt * (self.stride * every) as f64 * 100.0)
             .round()
             .clamp(2.0, 65535.0) as u16;
@@ -581,68 +618,135 @@ impl Recorder {
         let frames: Vec<usize> = (0..kept)
             .filter(|f| f % every == 0 || *f + 1 == kept)
             .collect();
-        write_atomically(path, |out| {
-            let mut enc = gif::Encoder::new(out, w as u16, h as u16, &palette)
-                .map_err(std::io::Error::other)?;
-            enc.set_repeat(gif::Repeat::Infinite)
-                .map_err(std::io::Error::other)?;
-            for &f in &frames {
-                let mut c = Canvas::new(w, h);
-                for e in 0..self.envs.len() {
-                    let v = self.frame(f, e, dofs);
-                    let cam = Camera::orbit(centre, extent, [e % cols * cw, e / cols * ch, cw, ch]);
-                    if g.ground {
-                        let half = 1.3 * (hi[0] - lo[0]).max(hi[1] - lo[1]).max(extent) / 2.0;
-                        let [x0, x1, y0, y1] = [
-                            centre[0] - 2.0 * half,
-                            centre[0] + 2.0 * half,
-                            centre[1] - 2.0 * half,
-                            centre[1] + 2.0 * half,
-                        ];
-                        let ground = Paint::Flat(render::GROUND);
-                        c.triangle(&cam, [[x0, y0, 0.0], [x1, y0, 0.0], [x1, y1, 0.0]], ground);
-                        c.triangle(&cam, [[x0, y0, 0.0], [x1, y1, 0.0], [x0, y1, 0.0]], ground);
-                        for k in 0..=20 {
-                            let s = k as f64 / 20.0;
-                            let (x, y) = (x0 + s * (x1 - x0), y0 + s * (y1 - y0));
-                            c.line(&cam, [x, y0, 0.0], [x, y1, 0.0], render::GRID);
-                            c.line(&cam, [x0, y, 0.0], [x1, y, 0.0], render::GRID);
-                        }
+        let paint = move |f: usize| -> Vec<u8> {
+            let mut c = Canvas::new(w, h);
+            for e in 0..envs {
+                let v = self.frame(f, e, dofs);
+                let cam = Camera::orbit(centre, extent, [e % cols * cw, e / cols * ch, cw, ch]);
+                if g.ground {
+                    let half = 1.3 * (hi[0] - lo[0]).max(hi[1] - lo[1]).max(extent) / 2.0;
+                    let [x0, x1, y0, y1] = [
+                        centre[0] - 2.0 * half,
+                        centre[0] + 2.0 * half,
+                        centre[1] - 2.0 * half,
+                        centre[1] + 2.0 * half,
+                    ];
+                    let ground = Paint::Flat(render::GROUND);
+                    c.triangle(&cam, [[x0, y0, 0.0], [x1, y0, 0.0], [x1, y1, 0.0]], ground);
+                    c.triangle(&cam, [[x0, y0, 0.0], [x1, y1, 0.0], [x0, y1, 0.0]], ground);
+                    for k in 0..=20 {
+                        let s = k as f64 / 20.0;
+                        let (x, y) = (x0 + s * (x1 - x0), y0 + s * (y1 - y0));
+                        c.line(&cam, [x, y0, 0.0], [x, y1, 0.0], render::GRID);
+                        c.line(&cam, [x0, y, 0.0], [x1, y, 0.0], render::GRID);
                     }
-                    for (k, b) in model.bodies.iter().enumerate() {
-                        let (x, r) = pose(v, b);
-                        let place = |p: V3| -> V3 {
-                            std::array::from_fn(|i| {
-                                x[i] + r[i] * p[0] + r[3 + i] * p[1] + r[6 + i] * p[2]
-                            })
-                        };
-                        let material = 3 + k % body_slots.max(1);
-                        for t in &shapes[k] {
-                            c.triangle(&cam, t.map(place), Paint::Lit(material));
-                        }
+                }
+                for (k, b) in model.bodies.iter().enumerate() {
+                    let (x, r) = pose(v, b);
+                    let place = |p: V3| -> V3 {
+                        std::array::from_fn(|i| {
+                            x[i] + r[i] * p[0] + r[3 + i] * p[1] + r[6 + i] * p[2]
+                        })
+                    };
+                    let material = 3 + k % body_slots.max(1);
+                    for t in &shapes[k] {
+                        c.triangle(&cam, t.map(place), Paint::Lit(material));
                     }
-                    let pts: Vec<V3> = g.points.iter().map(|p| at(v, p)).collect();
-                    for t in &g.tris {
-                        c.triangle(&cam, t.map(|i| pts[i as usize]), Paint::Lit(0));
-                    }
-                    for [a, b] in &g.edges {
-                        c.line(&cam, pts[*a as usize], pts[*b as usize], render::LINE);
-                    }
-                    for (i, p) in g.points.iter().enumerate() {
-                        if fixed(p) || !on_surface.contains(&(i as u32)) {
-                            let (r, m) = if fixed(p) { (1.8 * dot, 2) } else { (dot, 1) };
-                            for t in render::sphere(pts[i], r, 4) {
-                                c.triangle(&cam, t, Paint::Lit(m));
-                            }
+                }
+                let pts: Vec<V3> = g.points.iter().map(|p| at(v, p)).collect();
+                for t in &g.tris {
+                    c.triangle(&cam, t.map(|i| pts[i as usize]), Paint::Lit(0));
+                }
+                for [a, b] in &g.edges {
+                    c.line(&cam, pts[*a as usize], pts[*b as usize], render::LINE);
+                }
+                for (i, p) in g.points.iter().enumerate() {
+                    if fixed(p) || !on_surface.contains(&(i as u32)) {
+                        let (r, m) = if fixed(p) { (1.8 * dot, 2) } else { (dot, 1) };
+                        for t in render::sphere(pts[i], r, 4) {
+                            c.triangle(&cam, t, Paint::Lit(m));
                         }
                     }
                 }
-                let mut frame = gif::Frame::from_indexed_pixels(w as u16, h as u16, c.pixels, None);
-                frame.delay = delay;
+            }
+            c.pixels
+        };
+        Film {
+            palette,
+            delay,
+            frames,
+            size: GIF_SIZE,
+            paint,
+        }
+    }
+
+    /// Writes the animated GIF (atomically): [`Recorder::film`] with at most
+    /// [`MAX_GIF_FRAMES`] pictures, in simulated time, repeating.
+    pub fn write_gif(&self, path: &Path, model: &Model) -> Result<()> {
+        let film = self.film(model, MAX_GIF_FRAMES);
+        let [w, h] = film.size.map(|v| v as u16);
+        write_atomically(path, |out| {
+            let mut enc =
+                gif::Encoder::new(out, w, h, &film.palette).map_err(std::io::Error::other)?;
+            enc.set_repeat(gif::Repeat::Infinite)
+                .map_err(std::io::Error::other)?;
+            for &f in &film.frames {
+                let mut frame = gif::Frame::from_indexed_pixels(w, h, (film.paint)(f), None);
+                frame.delay = film.delay;
                 enc.write_frame(&frame).map_err(std::io::Error::other)?;
             }
             Ok(())
         })
+    }
+
+    /// Writes every kept frame (up to [`MAX_FRAMES`]) as `frame_0000.png`, ...
+    /// into the new folder `dir`: drawn into a temporary folder beside it,
+    /// renamed to `dir` when complete, so a failed run leaves no folder.
+    pub fn write_pngs(&self, dir: &Path, model: &Model) -> Result<()> {
+        if dir.exists() {
+            return Html {
+                path: None,
+                gif: None,
+                pngs: Some(dir.to_path_buf()),
+                envs: vec![],
+            }
+            .check_pngs();
+        }
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name.filter(|n| n != "..") else {
+            return Err(miette!(
+                help = "give a folder path such as `frames/`",
+                "`{}` does not name a new folder",
+                dir.display()
+            ));
+        };
+        let temp = dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let cannot = |e: std::io::Error| {
+            let _ = std::fs::remove_dir_all(&temp);
+            miette!(
+                help = "check that the parent folder exists and is writable",
+                "cannot write the frames into `{}`: {e}",
+                dir.display()
+            )
+        };
+        std::fs::create_dir(&temp).map_err(cannot)?;
+        let film = self.film(model, MAX_FRAMES);
+        let [w, h] = film.size.map(|v| v as u32);
+        for (k, &f) in film.frames.iter().enumerate() {
+            let write = || -> std::io::Result<()> {
+                let file = std::fs::File::create(temp.join(format!("frame_{k:04}.png")))?;
+                let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+                enc.set_color(png::ColorType::Indexed);
+                enc.set_depth(png::BitDepth::Eight);
+                enc.set_palette(film.palette.clone());
+                let mut out = enc.write_header().map_err(std::io::Error::other)?;
+                out.write_image_data(&(film.paint)(f))
+                    .map_err(std::io::Error::other)?;
+                out.finish().map_err(std::io::Error::other)
+            };
+            write().map_err(cannot)?;
+        }
+        std::fs::rename(&temp, dir).map_err(cannot)
     }
 
     /// Writes the page (atomically).

@@ -686,3 +686,55 @@ fn a_gif_that_cannot_be_written_is_an_error_with_a_hint() {
         "names the flags"
     );
 }
+
+#[test]
+fn frames_are_a_folder_of_pngs_of_the_gif_pictures_written_whole_or_not_at_all() {
+    let (dir, gif) = (temp("drop_frames"), temp("drop.gif"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = |dir: &Path| {
+        joule(&[
+            "run",
+            "scenes/rigid_drop.joule",
+            "--steps",
+            "20",
+            "--gif",
+            gif.to_str().unwrap(),
+            "--frames",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let o = args(&dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (0..=20).map(|k| format!("frame_{k:04}.png")).collect();
+    assert_eq!(names, expected, "a PNG per step");
+    // The last PNG is the GIF's last picture, pixel for pixel.
+    let (gif_frames, [w, h]) = gif_frames(&gif);
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("frame_0020.png")).unwrap(),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let palette = reader.info().palette.as_ref().expect("indexed").to_vec();
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("decodes");
+    assert_eq!((info.width as usize, info.height as usize), (w, h));
+    let rgb: Vec<[u8; 3]> = buf[..w * h]
+        .iter()
+        .map(|&i| {
+            let i = 3 * i as usize;
+            [palette[i], palette[i + 1], palette[i + 2]]
+        })
+        .collect();
+    assert!(rgb == gif_frames.last().unwrap().0, "the same picture");
+    // An existing folder is refused before the run; a missing parent leaves nothing.
+    fails_with_hint(&args(&dir), "already exists");
+    let missing = temp("no_such_parent").join("frames");
+    let err = fails_with_hint(&args(&missing), "cannot write the frames");
+    assert!(err.contains("parent folder"), "{err}");
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
+}
