@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("view").multiple(true)))]
 #[command(
-    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
+    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule run scenes/ant.joule --steps 200 --batch 4 --gif ant.gif   # four ants side by side\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
 )]
 pub struct RunArgs {
     #[command(flatten)]

@@ -19,8 +19,9 @@
 //! Frames are quantised to 16 bits per DOF between that DOF's smallest and
 //! largest value over the page (error at most `(hi - lo) / 131068`), written as
 //! base64; runs longer than [`MAX_FRAMES`] frames, or over [`MAX_VALUES`]
-//! values in all, keep every k-th step, so the frames take at most
-//! `4 / 3 * 2 * MAX_VALUES` bytes (about 2.7 MB) of the page.
+//! values in all, keep every k-th step and the last (the smallest k within
+//! both), so the frames take at most `4 / 3 * 2 * MAX_VALUES` bytes (about
+//! 2.7 MB) of the page, unless the first and last frames alone exceed it.
 
 use crate::files::write_atomically;
 use crate::render::{self, Camera, Canvas, Paint, V3};
@@ -507,12 +508,15 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder for `steps` steps of the environments `html` shows.
     pub fn new(model: &Model, html: &Html, steps: usize) -> Recorder {
-        let frames = steps + 1;
         let per_frame = (model.dof_count * html.envs.len()).max(1);
-        let stride = frames
-            .div_ceil(MAX_FRAMES)
-            .max((frames * per_frame).div_ceil(MAX_VALUES))
-            .max(1);
+        // Frames kept with stride `k`: every k-th step, and the last.
+        let kept = |k: usize| steps / k + 1 + usize::from(!steps.is_multiple_of(k));
+        let mut stride = 1;
+        while stride < steps.max(1)
+            && (kept(stride) > MAX_FRAMES || kept(stride) * per_frame > MAX_VALUES)
+        {
+            stride += 1;
+        }
         Recorder {
             envs: html.envs.clone(),
             steps,

@@ -268,7 +268,7 @@ fn a_grid_of_environments_holds_each_environment_within_the_value_budget() {
     assert_eq!(*steps.last().unwrap(), 601.0);
     let n = frames(&d).len();
     assert_eq!(n, steps.len() * 8 * dofs);
-    assert!(n <= MAX_VALUES + 8 * dofs, "{n} values");
+    assert!(n <= MAX_VALUES, "{n} values");
     // By default the page shows the batch up to four environments.
     let (d, _) = page_data(
         "scenes/pendulum.joule",
