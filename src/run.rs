@@ -52,7 +52,7 @@ pub struct RunArgs {
     /// a new folder: the `--gif` pictures, losslessly.
     #[arg(long, value_name = "DIR", group = "view")]
     frames: Option<PathBuf>,
-    /// Show only environment K on the `--html` page and in the `--gif`.
+    /// Show only environment K on the `--html` page, in the `--gif` and the `--frames`.
     #[arg(
         long,
         value_name = "K",
@@ -60,8 +60,8 @@ pub struct RunArgs {
         conflicts_with = "html_envs"
     )]
     html_env: Option<usize>,
-    /// Show the first N environments side by side on the `--html` page and in
-    /// the `--gif` (at most 16; default: the whole batch up to 4).
+    /// Show the first N environments side by side on the `--html` page, in the
+    /// `--gif` and the `--frames` (at most 16; default: the whole batch up to 4).
     #[arg(long, value_name = "N", requires = "view")]
     html_envs: Option<usize>,
     /// Print one JSON object instead of a table.
