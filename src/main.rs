@@ -16,6 +16,7 @@ mod new;
 mod optimize;
 mod plot;
 mod progress;
+mod render;
 mod repl;
 mod run;
 mod threads;

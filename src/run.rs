@@ -17,8 +17,9 @@ use std::time::Instant;
 
 /// Simulate a batch of environments and report observations, losses and rewards.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("view").multiple(true)))]
 #[command(
-    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
+    after_help = "Examples:\n  joule run scenes/hanging_cloth.joule --steps 120\n  joule run scenes/soft_block.joule --batch 64 --param youngs=3e5 --json\n  joule run scenes/pendulum.joule --steps 1000 --out pendulum.csv\n  joule run scenes/cloth_drape.joule --steps 150 --html drape.html   # open in a browser\n  joule run scenes/ant.joule --steps 200 --batch 4 --gif ant.gif   # four ants side by side\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --out plan.csv\n  joule run scenes/reacher.joule --steps 60 --controls plan.csv --html plan.html"
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -41,11 +42,28 @@ pub struct RunArgs {
     #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
     controls: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
-    #[arg(long, value_name = "F.html")]
+    #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
-    /// The environment the `--html` page shows.
-    #[arg(long, value_name = "K", default_value_t = 0, requires = "html")]
-    html_env: usize,
+    /// Write an animated GIF of the run: the page's shapes and default view,
+    /// drawn without a browser (at most 150 frames, 640 x 400).
+    #[arg(long, value_name = "F.gif", group = "view")]
+    gif: Option<PathBuf>,
+    /// Write every kept frame (up to 600) as a PNG, `frame_0000.png`, ..., into
+    /// a new folder: the `--gif` pictures, losslessly.
+    #[arg(long, value_name = "DIR", group = "view")]
+    frames: Option<PathBuf>,
+    /// Show only environment K on the `--html` page, in the `--gif` and the `--frames`.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "view",
+        conflicts_with = "html_envs"
+    )]
+    html_env: Option<usize>,
+    /// Show the first N environments side by side on the `--html` page, in the
+    /// `--gif` and the `--frames` (at most 16; default: the whole batch up to 4).
+    #[arg(long, value_name = "N", requires = "view")]
+    html_envs: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -125,16 +143,24 @@ fn report_events(events: &[Event]) {
 pub fn run(a: RunArgs) -> Result<()> {
     let workers = a.sim.threads.apply();
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
-    let html = a.html.map(|path| Html {
-        path,
-        env: a.html_env,
-    });
     if batch == 0 {
         return Err(miette!(
             help = "use `--batch 1` or more",
             "a batch needs at least one environment"
         ));
     }
+    let html = (a.html.is_some() || a.gif.is_some() || a.frames.is_some())
+        .then(|| {
+            Html::new(
+                a.html.clone(),
+                a.gif.clone(),
+                a.frames.clone(),
+                a.html_env,
+                a.html_envs,
+                batch,
+            )
+        })
+        .transpose()?;
     let Loaded {
         scene,
         ms: compile_ms,
@@ -169,8 +195,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
         .as_ref()
-        .map(|h| Recorder::new(scene.model(), h, c.steps, batch))
-        .transpose()?;
+        .map(|h| Recorder::new(scene.model(), h, c.steps));
     let outputs = scene.compiled.layout().outputs.clone();
     let record = a.out.is_some();
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
@@ -255,7 +280,15 @@ pub fn run(a: RunArgs) -> Result<()> {
         write_trajectory(path, &outputs, &history, &states, dt, batch)?;
     }
     if let (Some(v), Some(h)) = (&viewer, &html) {
-        v.write(&h.path, scene.model(), &c.scene)?;
+        if let Some(page) = &h.path {
+            v.write(page, scene.model(), &c.scene)?;
+        }
+        if let Some(gif) = &h.gif {
+            v.write_gif(gif, scene.model())?;
+        }
+        if let Some(dir) = &h.pngs {
+            v.write_pngs(dir, scene.model())?;
+        }
     }
     let env_steps = (batch * c.steps) as f64 / (run_ms / 1e3).max(1e-12);
     let per_env = |o: &OutputInfo, k: usize| -> Value {

@@ -1,15 +1,30 @@
-//! `joule run --html`: a self-contained HTML page that plays back one
-//! environment's trajectory (points, springs and element edges, rigid-body
-//! shapes, the ground), drawn by inline JavaScript on a 2D canvas.
+//! `joule run --html`, `--gif` and `--frames`: a self-contained HTML page that plays back the
+//! trajectories of one or several environments (a grid, side by side) as solid
+//! shaded 3-D shapes, drawn by three.js (vendored in `src/vendor/`, inlined
+//! once into every page).
 //!
-//! The geometry comes from the resolved model: every particle is a point;
-//! instances of an energy or dissipation that couple exactly two particles (or
-//! an `edge`), and the edges of `tri` and `tet` elements, are lines; bodies are
-//! drawn as their shapes, moved by the affine state `x + R r`; the ground plane
-//! `z = 0` is drawn when a barrier or penalty argument reads nothing but
-//! z-components of one handle.
+//! The geometry comes from the resolved model: every particle is a point
+//! (drawn as a small sphere unless it lies on a mesh surface); the triangles of
+//! meshes (sheets, the boundary of solids) are shaded surfaces; instances of an
+//! energy or dissipation that couple exactly two particles (or an `edge`), and
+//! the edges of `tri` and `tet` elements, are lines unless they lie on a
+//! surface; bodies are their shapes (spheres, boxes, capsules, cylinders,
+//! compounds), one colour each, moved by the affine state `x + R r`; the
+//! ground plane `z = 0` is drawn when a barrier or penalty argument reads
+//! nothing but z-components of one handle. `--gif` draws the same shapes,
+//! from the page's default view, with the software rasteriser of
+//! `render.rs` into an animated GIF (at most [`MAX_GIF_FRAMES`] frames), and
+//! `--frames` into a folder of PNGs (every kept frame).
+//!
+//! Frames are quantised to 16 bits per DOF between that DOF's smallest and
+//! largest value over the page (error at most `(hi - lo) / 131068`), written as
+//! base64; runs longer than [`MAX_FRAMES`] frames, or over [`MAX_VALUES`]
+//! values in all, keep every k-th step and the last (the smallest k within
+//! both), so the frames take at most `4 / 3 * 2 * MAX_VALUES` bytes (about
+//! 2.7 MB) of the page, unless the first and last frames alone exceed it.
 
 use crate::files::write_atomically;
+use crate::render::{self, Camera, Canvas, Paint, V3};
 use joule_compiler::model::BinOp;
 use joule_compiler::model::{
     ArgBinding, BodyShape, Builtin, DofAt, DofRef, Input, Model, Shape, Term, TermKind,
@@ -21,20 +36,118 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The page: markup, style and script; `__JOULE_DATA__` is replaced by the JSON.
+/// The page: markup, style and script; `__JOULE_DATA__` is replaced by the
+/// JSON, `__THREE__` by three.js.
 const PAGE: &str = include_str!("viewer.html");
+/// three.js r159, the build that defines the global `THREE` (see `src/vendor/README.md`).
+const THREE: &str = include_str!("vendor/three.min.js");
 
 /// Most frames a page holds; longer runs keep every k-th step.
-const MAX_FRAMES: usize = 600;
-/// Most numbers a page holds over all frames (about 10 bytes each).
-const MAX_NUMBERS: usize = 3_000_000;
+pub const MAX_FRAMES: usize = 600;
+/// Most quantised values (16 bits each) a page holds over all frames,
+/// environments and DOFs; more keep every k-th step.
+pub const MAX_VALUES: usize = 1_000_000;
+/// Most environments shown side by side.
+pub const MAX_ENVS: usize = 16;
+/// Environments shown when neither `--html-env` nor `--html-envs` is given:
+/// the batch, up to this many.
+const DEFAULT_ENVS: usize = 4;
+/// The quantised value that stands for a NaN or infinite coordinate.
+const NOT_FINITE: u16 = u16::MAX;
+/// Steps between the smallest and the largest finite value of a DOF.
+const LEVELS: f64 = (u16::MAX - 1) as f64;
 
-/// Where `--html` writes, and which environment it shows.
+/// Most frames a GIF holds; longer runs keep every k-th frame of the page's.
+pub const MAX_GIF_FRAMES: usize = 150;
+/// A GIF frame's width and height in pixels.
+const GIF_SIZE: [usize; 2] = [640, 400];
+
+/// What [`Recorder::film`] draws: a palette, the delay between pictures
+/// (hundredths of a second), the kept frames drawn, their size, and the painter.
+struct Film<P: Fn(usize) -> Vec<u8>> {
+    palette: Vec<u8>,
+    delay: u16,
+    frames: Vec<usize>,
+    size: [usize; 2],
+    paint: P,
+}
+
+/// Where `--html`, `--gif` and `--frames` write, and which environments they show.
 pub struct Html {
     /// The page to write.
-    pub path: PathBuf,
-    /// The environment shown.
-    pub env: usize,
+    pub path: Option<PathBuf>,
+    /// The animated GIF to write.
+    pub gif: Option<PathBuf>,
+    /// The new folder for a PNG per frame.
+    pub pngs: Option<PathBuf>,
+    /// The environments shown, in grid order.
+    pub envs: Vec<usize>,
+}
+
+impl Html {
+    /// The outputs (a page at `path`, a `gif`, a new folder `pngs`) for a batch
+    /// of `batch`, showing environment `env` alone, the first `count`, or by
+    /// default the batch up to four; a `pngs` folder that exists is refused.
+    pub fn new(
+        path: Option<PathBuf>,
+        gif: Option<PathBuf>,
+        pngs: Option<PathBuf>,
+        env: Option<usize>,
+        count: Option<usize>,
+        batch: usize,
+    ) -> Result<Html> {
+        let range = match batch {
+            1 => "only environment 0 exists".to_string(),
+            _ => format!("environments are numbered 0 to {}", batch - 1),
+        };
+        let envs = match (env, count) {
+            (Some(k), _) if k >= batch => {
+                return Err(miette!(
+                    help =
+                        format!("{range}; pass `--html-env` below {batch} or a larger `--batch`"),
+                    "`--html-env {k}` is not an environment of this batch of {batch}"
+                ))
+            }
+            (Some(k), _) => vec![k],
+            (None, Some(n)) if n == 0 || n > batch.min(MAX_ENVS) => {
+                let most = batch.min(MAX_ENVS);
+                let why = if n > MAX_ENVS {
+                    format!("a page shows at most {MAX_ENVS} environments side by side")
+                } else if n > batch {
+                    format!("this batch has {batch} (`--batch`); {range}")
+                } else {
+                    "a page shows at least one environment".to_string()
+                };
+                return Err(miette!(
+                    help = format!("{why}; pass `--html-envs` from 1 to {most}"),
+                    "`--html-envs {n}` cannot be shown from this batch of {batch}"
+                ));
+            }
+            (None, Some(n)) => (0..n).collect(),
+            (None, None) => (0..batch.min(DEFAULT_ENVS)).collect(),
+        };
+        let html = Html {
+            path,
+            gif,
+            pngs,
+            envs,
+        };
+        html.check_pngs()?;
+        Ok(html)
+    }
+
+    /// Refuses a `pngs` folder that exists already, before the run.
+    pub fn check_pngs(&self) -> Result<()> {
+        match &self.pngs {
+            Some(dir) if dir.exists() => Err(miette!(
+                help =
+                    "give a folder that does not exist yet: the frames get a folder of their own",
+                "`{}` already exists",
+                dir.display()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One coordinate of a point: a free DOF, or a fixed value.
@@ -57,8 +170,10 @@ impl Slot {
 struct Geometry {
     /// Each point's three coordinates.
     points: Vec<[Slot; 3]>,
-    /// Pairs of point indices.
+    /// Pairs of point indices not on a surface triangle.
     edges: Vec<[u32; 2]>,
+    /// Mesh surface triangles, as point indices.
+    tris: Vec<[u32; 3]>,
     /// Whether the scene touches the ground plane `z = 0`.
     ground: bool,
 }
@@ -73,13 +188,28 @@ impl Geometry {
                 points.len() as u32 - 1
             })
         };
-        for p in &model.particles {
-            let slots = match p.dof {
-                Some(d) => [Slot::Dof(d), Slot::Dof(d + 1), Slot::Dof(d + 2)],
-                None => p.x.map(|v| Slot::Fixed(v.to_bits())),
-            };
-            point(slots, &mut points);
-        }
+        let particle_point: Vec<u32> = model
+            .particles
+            .iter()
+            .map(|p| {
+                let slots = match p.dof {
+                    Some(d) => [Slot::Dof(d), Slot::Dof(d + 1), Slot::Dof(d + 2)],
+                    None => p.x.map(|v| Slot::Fixed(v.to_bits())),
+                };
+                point(slots, &mut points)
+            })
+            .collect();
+        let tris: Vec<[u32; 3]> = model
+            .surfaces
+            .iter()
+            .map(|t| t.map(|p| particle_point[p as usize]))
+            .filter(|[a, b, c]| a != b && b != c && a != c)
+            .collect();
+        let on_surface: HashSet<[u32; 2]> = tris
+            .iter()
+            .flat_map(|&[a, b, c]| [[a, b], [b, c], [c, a]])
+            .map(|[a, b]| [a.min(b), a.max(b)])
+            .collect();
         let mut edges = HashSet::new();
         let mut ground = false;
         for t in &model.templates {
@@ -140,11 +270,12 @@ impl Geometry {
             }
             ground |= t.count > 0 && touches_ground(&t.body);
         }
-        let mut edges: Vec<[u32; 2]> = edges.into_iter().collect();
+        let mut edges: Vec<[u32; 2]> = edges.difference(&on_surface).copied().collect();
         edges.sort_unstable();
         Geometry {
             points,
             edges,
+            tris,
             ground,
         }
     }
@@ -284,40 +415,114 @@ fn shape_json(s: &BodyShape) -> Value {
     }
 }
 
-/// Frames of one environment's free DOFs, recorded while `joule run` steps.
+/// A body's colour as `#rrggbb`.
+fn body_colour(k: usize) -> String {
+    let [r, g, b] = body_rgb(k);
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// A body's colour: hues a golden angle apart, so neighbours differ.
+fn body_rgb(k: usize) -> [u8; 3] {
+    let h = (0.08 + 0.618_034 * k as f64).fract() * 6.0;
+    let (s, l) = (0.65, 0.55);
+    let c = (1.0 - (2.0 * l - 1.0_f64).abs()) * s;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = l - c / 2.0;
+    [r, g, b].map(|v| ((v + m) * 255.0).round() as u8)
+}
+
+/// Standard base64 with padding, as the page's `atob` reads it.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for k in 0..4 {
+            out.push(if k <= chunk.len() {
+                ABC[(n >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// Frames quantised to 16 bits per value: each DOF's finite range `lo..hi`
+/// over every frame and environment, and the values (frame-major, then
+/// environment, then DOF) as `round((v - lo) / (hi - lo) * 65534)`, 65535 for
+/// a value that is not finite.
+fn quantise(frames: &[f32], dofs: usize) -> (Vec<f32>, Vec<f32>, Vec<u8>) {
+    let mut lo = vec![f32::INFINITY; dofs];
+    let mut hi = vec![f32::NEG_INFINITY; dofs];
+    for row in frames.chunks(dofs.max(1)) {
+        for (d, &v) in row.iter().enumerate() {
+            if v.is_finite() {
+                lo[d] = lo[d].min(v);
+                hi[d] = hi[d].max(v);
+            }
+        }
+    }
+    for d in 0..dofs {
+        if lo[d] > hi[d] {
+            (lo[d], hi[d]) = (0.0, 0.0);
+        }
+    }
+    let mut bytes = Vec::with_capacity(2 * frames.len());
+    for row in frames.chunks(dofs.max(1)) {
+        for (d, &v) in row.iter().enumerate() {
+            let span = (hi[d] - lo[d]) as f64;
+            let q = if !v.is_finite() {
+                NOT_FINITE
+            } else if span > 0.0 {
+                ((v - lo[d]) as f64 / span * LEVELS).round() as u16
+            } else {
+                0
+            };
+            bytes.extend_from_slice(&q.to_le_bytes());
+        }
+    }
+    (lo, hi, bytes)
+}
+
+/// Frames of the shown environments' free DOFs, recorded while `joule run` steps.
 pub struct Recorder {
-    env: usize,
+    envs: Vec<usize>,
     steps: usize,
     stride: usize,
-    frames: Vec<Vec<f32>>,
+    /// Kept frames, each the shown environments' DOFs in turn.
+    frames: Vec<f32>,
 }
 
 impl Recorder {
-    /// A recorder for `steps` steps of environment `env` of a batch of `batch`.
-    pub fn new(model: &Model, html: &Html, steps: usize, batch: usize) -> Result<Recorder> {
-        if html.env >= batch {
-            let which = match batch {
-                1 => "only environment 0 exists".to_string(),
-                _ => format!("environments are numbered 0 to {}", batch - 1),
-            };
-            return Err(miette!(
-                help = format!("{which}; pass `--html-env` below {batch} or a larger `--batch`"),
-                "`--html-env {}` is not an environment of this batch of {batch}",
-                html.env
-            ));
+    /// A recorder for `steps` steps of the environments `html` shows.
+    pub fn new(model: &Model, html: &Html, steps: usize) -> Recorder {
+        let per_frame = (model.dof_count * html.envs.len()).max(1);
+        // Frames kept with stride `k`: every k-th step, and the last.
+        let kept = |k: usize| steps / k + 1 + usize::from(!steps.is_multiple_of(k));
+        let mut stride = 1;
+        while stride < steps.max(1)
+            && (kept(stride) > MAX_FRAMES || kept(stride) * per_frame > MAX_VALUES)
+        {
+            stride += 1;
         }
-        let frames = steps + 1;
-        let per_frame = model.dof_count.max(1);
-        let stride = frames
-            .div_ceil(MAX_FRAMES)
-            .max((frames * per_frame).div_ceil(MAX_NUMBERS))
-            .max(1);
-        Ok(Recorder {
-            env: html.env,
+        Recorder {
+            envs: html.envs.clone(),
             steps,
             stride,
             frames: vec![],
-        })
+        }
     }
 
     /// Whether the page holds the state after `step` steps: every `stride`-th, and the last.
@@ -328,9 +533,224 @@ impl Recorder {
     /// Records the state after `step` steps (every `stride`-th, and the last).
     pub fn record(&mut self, step: usize, sim: &Sim) {
         if self.keeps(step) {
-            self.frames
-                .push(sim.positions(self.env).iter().map(|&v| v as f32).collect());
+            for &e in &self.envs {
+                self.frames
+                    .extend(sim.positions(e).iter().map(|&v| v as f32));
+            }
         }
+    }
+
+    /// Frame `f`'s DOFs of the `e`-th shown environment.
+    fn frame(&self, f: usize, e: usize, dofs: usize) -> &[f32] {
+        &self.frames[(f * self.envs.len() + e) * dofs..][..dofs]
+    }
+
+    /// The pictures of a GIF or PNG sequence: the page's default view of each
+    /// shown environment in a grid, every k-th kept frame up to `most`. Gives
+    /// the palette, the delay between pictures in hundredths of a second, the
+    /// kept frames drawn, and the painter of one of them (palette indices).
+    fn film<'a>(&'a self, model: &'a Model, most: usize) -> Film<impl Fn(usize) -> Vec<u8> + 'a> {
+        let g = Geometry::of(model);
+        let envs = self.envs.len();
+        let dofs = model.dof_count;
+        let at = |v: &[f32], p: &[Slot; 3]| -> V3 {
+            p.map(|s| match s {
+                Slot::Dof(d) => v[d as usize] as f64,
+                Slot::Fixed(bits) => f64::from_bits(bits),
+            })
+        };
+        let pose = |v: &[f32], b: &joule_compiler::model::Body| -> (V3, [f64; 9]) {
+            match b.dof.map(|d| d as usize) {
+                Some(d) => (
+                    std::array::from_fn(|k| v[d + k] as f64),
+                    std::array::from_fn(|k| v[d + 3 + k] as f64),
+                ),
+                None => (b.x, joule_compiler::math::quat_to_mat(b.rotation)),
+            }
+        };
+        let kept = (0..=self.steps).filter(|&s| self.keeps(s)).count();
+        // Bounds over every frame and environment, as the page fits its camera.
+        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        let mut grow = |p: V3, r: f64| {
+            for k in 0..3 {
+                if p[k].is_finite() {
+                    lo[k] = lo[k].min(p[k] - r);
+                    hi[k] = hi[k].max(p[k] + r);
+                }
+            }
+        };
+        for f in 0..kept {
+            for e in 0..self.envs.len() {
+                let v = self.frame(f, e, dofs);
+                g.points.iter().for_each(|p| grow(at(v, p), 0.0));
+                for b in &model.bodies {
+                    grow(pose(v, b).0, b.shape.bounding_radius());
+                }
+            }
+        }
+        if g.ground {
+            (lo[2], hi[2]) = (lo[2].min(0.0), hi[2].max(0.0));
+        }
+        for k in 0..3 {
+            if lo[k] > hi[k] {
+                (lo[k], hi[k]) = (-1.0, 1.0);
+            }
+        }
+        let centre: V3 = std::array::from_fn(|k| (lo[k] + hi[k]) / 2.0);
+        let extent = (0.5 * (0..3).map(|k| (hi[k] - lo[k]).powi(2)).sum::<f64>().sqrt()).max(1e-3);
+        // Materials: the surface, particles, fixed points, then the bodies' colours.
+        let mut materials = vec![[0x60, 0xa5, 0xfa], [0xff, 0x8c, 0x1a], [0xf4, 0x3f, 0x5e]];
+        let body_slots = render::MATERIALS - materials.len();
+        materials.extend((0..model.bodies.len().min(body_slots)).map(body_rgb));
+        let shapes: Vec<Vec<[V3; 3]>> = model
+            .bodies
+            .iter()
+            .map(|b| render::shape_triangles(&b.shape))
+            .collect();
+        let on_surface: HashSet<u32> = g.tris.iter().flatten().copied().collect();
+        let fixed = |p: &[Slot; 3]| p.iter().all(|s| matches!(s, Slot::Fixed(_)));
+        let dot = extent * if g.points.len() > 200 { 0.007 } else { 0.012 };
+        let [w, h] = GIF_SIZE;
+        let cols = (1..).find(|c| c * c >= self.envs.len()).unwrap_or(1);
+        let rows = self.envs.len().div_ceil(cols);
+        let (cw, ch) = (w / cols, h / rows);
+        let every = kept.div_ceil(most).max(1);
+        let delay = (model.settings.dt * (self.stride * every) as f64 * 100.0)
+            .round()
+            .clamp(2.0, 65535.0) as u16;
+        let palette = render::palette(&materials);
+        let frames: Vec<usize> = (0..kept)
+            .filter(|f| f % every == 0 || *f + 1 == kept)
+            .collect();
+        let paint = move |f: usize| -> Vec<u8> {
+            let mut c = Canvas::new(w, h);
+            for e in 0..envs {
+                let v = self.frame(f, e, dofs);
+                let cam = Camera::orbit(centre, extent, [e % cols * cw, e / cols * ch, cw, ch]);
+                if g.ground {
+                    let half = 1.3 * (hi[0] - lo[0]).max(hi[1] - lo[1]).max(extent) / 2.0;
+                    let [x0, x1, y0, y1] = [
+                        centre[0] - 2.0 * half,
+                        centre[0] + 2.0 * half,
+                        centre[1] - 2.0 * half,
+                        centre[1] + 2.0 * half,
+                    ];
+                    let ground = Paint::Flat(render::GROUND);
+                    c.triangle(&cam, [[x0, y0, 0.0], [x1, y0, 0.0], [x1, y1, 0.0]], ground);
+                    c.triangle(&cam, [[x0, y0, 0.0], [x1, y1, 0.0], [x0, y1, 0.0]], ground);
+                    for k in 0..=20 {
+                        let s = k as f64 / 20.0;
+                        let (x, y) = (x0 + s * (x1 - x0), y0 + s * (y1 - y0));
+                        c.line(&cam, [x, y0, 0.0], [x, y1, 0.0], render::GRID);
+                        c.line(&cam, [x0, y, 0.0], [x1, y, 0.0], render::GRID);
+                    }
+                }
+                for (k, b) in model.bodies.iter().enumerate() {
+                    let (x, r) = pose(v, b);
+                    let place = |p: V3| -> V3 {
+                        std::array::from_fn(|i| {
+                            x[i] + r[i] * p[0] + r[3 + i] * p[1] + r[6 + i] * p[2]
+                        })
+                    };
+                    let material = 3 + k % body_slots.max(1);
+                    for t in &shapes[k] {
+                        c.triangle(&cam, t.map(place), Paint::Lit(material));
+                    }
+                }
+                let pts: Vec<V3> = g.points.iter().map(|p| at(v, p)).collect();
+                for t in &g.tris {
+                    c.triangle(&cam, t.map(|i| pts[i as usize]), Paint::Lit(0));
+                }
+                for [a, b] in &g.edges {
+                    c.line(&cam, pts[*a as usize], pts[*b as usize], render::LINE);
+                }
+                for (i, p) in g.points.iter().enumerate() {
+                    if fixed(p) || !on_surface.contains(&(i as u32)) {
+                        let (r, m) = if fixed(p) { (1.8 * dot, 2) } else { (dot, 1) };
+                        for t in render::sphere(pts[i], r, 4) {
+                            c.triangle(&cam, t, Paint::Lit(m));
+                        }
+                    }
+                }
+            }
+            c.pixels
+        };
+        Film {
+            palette,
+            delay,
+            frames,
+            size: GIF_SIZE,
+            paint,
+        }
+    }
+
+    /// Writes the animated GIF (atomically): [`Recorder::film`] with at most
+    /// [`MAX_GIF_FRAMES`] pictures, in simulated time, repeating.
+    pub fn write_gif(&self, path: &Path, model: &Model) -> Result<()> {
+        let film = self.film(model, MAX_GIF_FRAMES);
+        let [w, h] = film.size.map(|v| v as u16);
+        write_atomically(path, |out| {
+            let mut enc =
+                gif::Encoder::new(out, w, h, &film.palette).map_err(std::io::Error::other)?;
+            enc.set_repeat(gif::Repeat::Infinite)
+                .map_err(std::io::Error::other)?;
+            for &f in &film.frames {
+                let mut frame = gif::Frame::from_indexed_pixels(w, h, (film.paint)(f), None);
+                frame.delay = film.delay;
+                enc.write_frame(&frame).map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes every kept frame (up to [`MAX_FRAMES`]) as `frame_0000.png`, ...
+    /// into the new folder `dir`: drawn into a temporary folder beside it,
+    /// renamed to `dir` when complete, so a failed run leaves no folder.
+    pub fn write_pngs(&self, dir: &Path, model: &Model) -> Result<()> {
+        if dir.exists() {
+            return Html {
+                path: None,
+                gif: None,
+                pngs: Some(dir.to_path_buf()),
+                envs: vec![],
+            }
+            .check_pngs();
+        }
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name.filter(|n| n != "..") else {
+            return Err(miette!(
+                help = "give a folder path such as `frames/`",
+                "`{}` does not name a new folder",
+                dir.display()
+            ));
+        };
+        let temp = dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let cannot = |e: std::io::Error| {
+            let _ = std::fs::remove_dir_all(&temp);
+            miette!(
+                help = "check that the parent folder exists and is writable",
+                "cannot write the frames into `{}`: {e}",
+                dir.display()
+            )
+        };
+        std::fs::create_dir(&temp).map_err(cannot)?;
+        let film = self.film(model, MAX_FRAMES);
+        let [w, h] = film.size.map(|v| v as u32);
+        for (k, &f) in film.frames.iter().enumerate() {
+            let write = || -> std::io::Result<()> {
+                let file = std::fs::File::create(temp.join(format!("frame_{k:04}.png")))?;
+                let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+                enc.set_color(png::ColorType::Indexed);
+                enc.set_depth(png::BitDepth::Eight);
+                enc.set_palette(film.palette.clone());
+                let mut out = enc.write_header().map_err(std::io::Error::other)?;
+                out.write_image_data(&(film.paint)(f))
+                    .map_err(std::io::Error::other)?;
+                out.finish().map_err(std::io::Error::other)
+            };
+            write().map_err(cannot)?;
+        }
+        std::fs::rename(&temp, dir).map_err(cannot)
     }
 
     /// Writes the page (atomically).
@@ -358,33 +778,41 @@ impl Recorder {
         let bodies: Vec<Value> = model
             .bodies
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(k, b)| {
                 json!({
                     "name": b.name,
                     "dof": b.dof.map_or(-1, |d| d as i64),
                     "x": b.x,
                     "R": joule_compiler::math::quat_to_mat(b.rotation),
                     "shape": shape_json(&b.shape),
+                    "colour": body_colour(k),
                 })
             })
             .collect();
         let frame_steps: Vec<usize> = (0..=self.steps).filter(|&s| self.keeps(s)).collect();
+        let (lo, hi, bytes) = quantise(&self.frames, model.dof_count);
         let data = json!({
             "title": model.title.clone().unwrap_or_else(|| scene.display().to_string()),
             "scene": scene.display().to_string(),
-            "env": self.env,
+            "envs": self.envs,
             "dt": model.settings.dt,
             "steps": frame_steps,
             "dofs": model.dof_count,
             "points": {"dof": dofs, "x": xs},
             "edges": g.edges,
+            "tris": g.tris,
             "bodies": bodies,
             "ground": g.ground,
-            "frames": self.frames,
+            "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
         });
         // `</` cannot end the script element early: JSON allows `<\/`.
         let text = data.to_string().replace("</", "<\\/");
-        let page = PAGE.replacen("__JOULE_DATA__", &text, 1);
+        // The template holds `__THREE__` before `__JOULE_DATA__`, once each; the
+        // library's text holds no `</script`.
+        let (head, rest) = PAGE.split_once("__THREE__").expect("the library's place");
+        let (middle, tail) = rest.split_once("__JOULE_DATA__").expect("the data's place");
+        let page = [head, THREE, middle, &text, tail].concat();
         write_atomically(path, |w| w.write_all(page.as_bytes()))
     }
 }

@@ -360,20 +360,21 @@ fn cli_run_replays_the_plan_optimize_wrote() {
         let len = html[start..].find("</script>").expect("closed");
         let data: serde_json::Value =
             serde_json::from_str(&html[start..start + len]).expect("JSON data");
-        let frames = data["frames"].as_array().expect("frames");
-        assert_eq!(frames.len(), 21, "steps 0..=20");
-        let last: Vec<f64> = frames[20]
-            .as_array()
-            .expect("a frame")
-            .iter()
-            .map(|x| x.as_f64().expect("a number"))
-            .collect();
+        // Both environments side by side: frames of [environment][DOF].
+        assert_eq!(data["envs"], serde_json::json!([0, 1]));
+        let dofs = data["dofs"].as_u64().expect("dofs") as usize;
+        let frames = common::html_frames(&data);
+        assert_eq!(frames.len(), 21 * 2 * dofs, "steps 0..=20");
+        let last = &frames[20 * 2 * dofs..21 * 2 * dofs];
         let position = &v["observe"]["position"][0];
-        for (k, shown) in last.iter().enumerate() {
-            let want = position[k].as_f64().expect("a coordinate");
-            assert!((shown - want).abs() <= 1e-6, "{name}: {shown} vs {want}");
+        for (k, (shown, error)) in last.iter().enumerate() {
+            let want = position[k % dofs].as_f64().expect("a coordinate");
+            assert!(
+                (shown - want).abs() <= error + 1e-6,
+                "{name}: {shown} vs {want}"
+            );
         }
-        assert!(last[0] > 0.1, "{name}: the plan moved the puck: {last:?}");
+        assert!(last[0].0 > 0.1, "{name}: the plan moved the puck: {last:?}");
     }
 }
 

@@ -1,6 +1,8 @@
-//! `joule run --html`: the page's embedded data matches the run, and (where a
-//! Chromium binary is installed; under CI it must be) the page renders the scene
-//! in a headless browser.
+//! `joule run --html`: the page is self-contained with three.js inlined once,
+//! its quantised frames decode to the run within the stated error, its size
+//! stays under the stated bound, and (where a Chromium binary is installed;
+//! under CI it must be) headless Chromium draws the shapes in their colours,
+//! one cell per environment.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,17 @@ use std::process::{Command, Output};
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, temp};
+use common::{fails_with_hint, html_frames as frames, joule, temp};
 
-/// Runs `joule run SCENE --html PAGE ARGS...` and returns the page's embedded data.
-fn page_data(scene: &str, page: &Path, args: &[&str]) -> (Value, Output) {
+/// three.js as vendored, inlined once into every page.
+const THREE: &str = include_str!("../src/vendor/three.min.js");
+/// The page's stated bound: at most this many 16-bit values over all frames,
+/// environments and DOFs (`MAX_VALUES` in src/viewer.rs, README).
+const MAX_VALUES: usize = 1_000_000;
+
+/// Runs `joule run SCENE --html PAGE ARGS...` and returns the page's text and
+/// embedded data, checking that the page is self-contained.
+fn page_text(scene: &str, page: &Path, args: &[&str]) -> (String, Value, Output) {
     let mut all = vec!["run", scene, "--html", page.to_str().unwrap()];
     all.extend_from_slice(args);
     let o = joule(&all);
@@ -21,10 +30,23 @@ fn page_data(scene: &str, page: &Path, args: &[&str]) -> (Value, Output) {
     let start = html.find(open).expect("the data element") + open.len();
     let len = html[start..].find("</script>").expect("closed");
     let data = serde_json::from_str(&html[start..start + len]).expect("JSON data");
-    assert!(
-        !html.contains("src=\"http") && !html.contains("href=\"http"),
-        "self-contained"
-    );
+    // The library once, verbatim; outside it no address of any kind and
+    // nothing that loads a file: the page needs no network.
+    assert_eq!(html.matches(THREE).count(), 1, "three.js inlined once");
+    let rest = html.replacen(THREE, "", 1);
+    for loads in [
+        "http:", "https:", "//cdn", "src=", "<link", "import(", "fetch(",
+    ] {
+        assert!(!rest.contains(loads), "the page holds `{loads}`");
+    }
+    assert_eq!(rest.matches("<script").count(), 3, "library, data, viewer");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    (html, data, o)
+}
+
+/// [`page_text`] without the text.
+fn page_data(scene: &str, page: &Path, args: &[&str]) -> (Value, Output) {
+    let (_, data, o) = page_text(scene, page, args);
     (data, o)
 }
 
@@ -36,6 +58,12 @@ fn numbers(v: &Value) -> Vec<f64> {
         .collect()
 }
 
+/// Whether `shown` (decoded, with its error bound) is the simulated `exact`
+/// within the quantisation error and f32 rounding.
+fn close(shown: (f64, f64), exact: f64) -> bool {
+    (shown.0 - exact).abs() <= shown.1 + 1e-6 * exact.abs().max(1.0)
+}
+
 #[test]
 fn page_embeds_every_frame_point_and_spring_of_the_run() {
     let page = temp("chain.html");
@@ -45,50 +73,47 @@ fn page_embeds_every_frame_point_and_spring_of_the_run() {
         &["--steps", "40", "--batch", "2", "--html-env", "1", "--json"],
     );
     assert_eq!(d["title"], "spring chain");
-    assert_eq!(d["env"], 1);
+    assert_eq!(d["envs"], serde_json::json!([1]));
     // Steps 0..=40, each frame all free DOFs (19 free particles; chain[0] is fixed).
-    let frames = d["frames"].as_array().expect("frames");
-    assert_eq!(frames.len(), 41);
     assert_eq!(
         numbers(&d["steps"]),
         (0..=40).map(f64::from).collect::<Vec<_>>()
     );
     assert_eq!(d["dofs"], 57);
-    assert!(frames.iter().all(|f| f.as_array().unwrap().len() == 57));
+    let values = frames(&d);
+    assert_eq!(values.len(), 41 * 57);
     // 20 points; 19 neighbour springs (their dampers coincide) and 18 second-neighbour springs.
     let points = d["points"]["dof"].as_array().expect("points");
     assert_eq!(points.len(), 20);
     assert_eq!(numbers(&points[0]), [-1.0; 3], "chain[0] is fixed");
     assert_eq!(d["points"]["x"][0][2], 2.5);
     assert_eq!(d["edges"].as_array().unwrap().len(), 37);
+    assert_eq!(d["tris"].as_array().unwrap().len(), 0);
     assert_eq!(d["ground"], false);
-    // The tip's position in the last frame is what the run reports (f32-rounded).
+    // The tip's position in the last frame is what the run reports for environment 1.
     let run: Value = serde_json::from_slice(&o.stdout).expect("run JSON");
     let tip = numbers(&run["observe"]["tip"][1]);
-    let last = numbers(&frames[40]);
+    let last = &values[40 * 57..];
     for (k, dof) in numbers(&points[19]).iter().enumerate() {
         let shown = last[*dof as usize];
-        assert!(
-            (shown - tip[k]).abs() <= 1e-6 * tip[k].abs().max(1.0),
-            "{shown} vs {}",
-            tip[k]
-        );
+        assert!(close(shown, tip[k]), "{shown:?} vs {}", tip[k]);
     }
+    // The quantisation is fine: a 2.5 m chain to well under a millimetre.
+    assert!(values.iter().all(|v| v.1 < 1e-4), "levels of 16 bits");
     // The chain moved: the last frame differs from the first.
-    assert_ne!(frames[0], frames[40]);
+    assert_ne!(values[..57], values[40 * 57..]);
 }
 
 #[test]
-fn page_draws_bodies_as_their_shapes_and_the_ground_when_touched() {
+fn page_draws_bodies_as_their_shapes_meshes_as_surfaces_and_the_ground_when_touched() {
     let page = temp("drop.html");
     let (d, _) = page_data(
         "scenes/rigid_drop.joule",
         &page,
         &["--steps", "2", "--quiet"],
     );
-    let kinds: Vec<&str> = d["bodies"]
-        .as_array()
-        .expect("bodies")
+    let bodies = d["bodies"].as_array().expect("bodies");
+    let kinds: Vec<&str> = bodies
         .iter()
         .map(|b| b["shape"]["kind"].as_str().expect("a shape"))
         .collect();
@@ -97,6 +122,11 @@ fn page_draws_bodies_as_their_shapes_and_the_ground_when_touched() {
         d["bodies"][0]["shape"]["size"],
         serde_json::json!([0.3, 0.2, 0.1])
     );
+    let colours: std::collections::HashSet<&str> = bodies
+        .iter()
+        .map(|b| b["colour"].as_str().unwrap())
+        .collect();
+    assert_eq!(colours.len(), 3, "a colour per body: {colours:?}");
     assert_eq!(d["ground"], true, "floor penalties on z");
     let (soft, _) = page_data(
         "scenes/soft_block.joule",
@@ -104,15 +134,39 @@ fn page_draws_bodies_as_their_shapes_and_the_ground_when_touched() {
         &["--steps", "1", "--quiet"],
     );
     assert_eq!(soft["ground"], true, "IPC barrier on z");
-    // 5^3 vertices; the tets' edges are lines.
+    // 5^3 vertices; the block's boundary is 6 faces of 4 x 4 squares, two
+    // triangles each; the tets' edges inside are lines.
     assert_eq!(soft["points"]["dof"].as_array().unwrap().len(), 125);
-    assert!(soft["edges"].as_array().unwrap().len() > 300);
+    assert_eq!(soft["tris"].as_array().unwrap().len(), 6 * 16 * 2);
+    let on_surface: std::collections::HashSet<[u64; 2]> = soft["tris"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            let t: Vec<u64> = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            [[t[0], t[1]], [t[1], t[2]], [t[2], t[0]]].map(|[a, b]| [a.min(b), a.max(b)])
+        })
+        .collect();
+    let edges = soft["edges"].as_array().unwrap();
+    assert!(!edges.is_empty());
+    for e in edges {
+        let e = [e[0].as_u64().unwrap(), e[1].as_u64().unwrap()];
+        assert!(!on_surface.contains(&e), "{e:?} is drawn by the surface");
+    }
     let (cloth, _) = page_data(
         "scenes/cloth_drape.joule",
         &temp("drape.html"),
         &["--steps", "1", "--quiet"],
     );
     assert_eq!(cloth["ground"], false, "contact with a ball only");
+    // A 10 x 10 sheet: 200 triangles; only the bending springs are lines.
+    assert_eq!(cloth["tris"].as_array().unwrap().len(), 200);
+    assert_eq!(cloth["edges"].as_array().unwrap().len(), 2 * 9 * 11);
 }
 
 #[test]
@@ -125,10 +179,109 @@ fn long_runs_keep_at_most_600_frames_including_the_last() {
     );
     let steps = numbers(&d["steps"]);
     assert!(steps.len() <= 600, "{}", steps.len());
-    assert_eq!(steps.len(), d["frames"].as_array().unwrap().len());
+    let dofs = d["dofs"].as_u64().unwrap() as usize;
+    assert_eq!(steps.len() * dofs, frames(&d).len());
     assert_eq!(steps[0], 0.0);
     assert_eq!(*steps.last().unwrap(), 1300.0);
     assert_eq!(steps[1], 3.0, "every third step");
+}
+
+#[test]
+fn six_hundred_cloth_frames_stay_under_the_bound_and_decode_to_the_run() {
+    let page = temp("cloth600.html");
+    let (html, d, o) = page_text(
+        "scenes/cloth_drape.joule",
+        &page,
+        &["--steps", "599", "--json"],
+    );
+    let steps = numbers(&d["steps"]);
+    assert_eq!(steps.len(), 600, "under both budgets: every step kept");
+    let values = frames(&d);
+    let dofs = d["dofs"].as_u64().unwrap() as usize;
+    assert_eq!(values.len(), 600 * dofs);
+    // The corner's last position (the run's own observation) within the quantisation error.
+    let run: Value = serde_json::from_slice(&o.stdout).expect("run JSON");
+    let corner = numbers(&run["observe"]["corner"][0]);
+    let point = &d["points"]["dof"][0];
+    for (k, exact) in corner.iter().enumerate() {
+        let shown = values[599 * dofs + point[k].as_u64().unwrap() as usize];
+        assert!(close(shown, *exact), "{shown:?} vs {exact}");
+    }
+    // The frames take two bytes a value, in base64; the page is the library,
+    // the frames and a little geometry: under 1.5 MB (it was 7.4 MB as JSON).
+    let data = d["frames"]["data"].as_str().unwrap().len();
+    assert_eq!(data, (2 * values.len()).div_ceil(3) * 4);
+    assert!(html.len() < THREE.len() + data + 100_000, "{}", html.len());
+    assert!(html.len() < 1_500_000, "{} bytes", html.len());
+}
+
+#[test]
+fn a_grid_of_environments_holds_each_environment_within_the_value_budget() {
+    // 8 cloths of 363 DOFs for 301 frames are 874k values: every step kept.
+    let page = temp("grid.html");
+    let (d, o) = page_data(
+        "scenes/cloth_drape.joule",
+        &page,
+        &[
+            "--steps",
+            "300",
+            "--batch",
+            "8",
+            "--html-envs",
+            "8",
+            "--json",
+        ],
+    );
+    assert_eq!(d["envs"], serde_json::json!([0, 1, 2, 3, 4, 5, 6, 7]));
+    let dofs = d["dofs"].as_u64().unwrap() as usize;
+    let values = frames(&d);
+    assert_eq!(values.len(), 301 * 8 * dofs);
+    let run: Value = serde_json::from_slice(&o.stdout).expect("run JSON");
+    let point = &d["points"]["dof"][0];
+    for e in 0..8 {
+        let corner = numbers(&run["observe"]["corner"][e]);
+        for (k, exact) in corner.iter().enumerate() {
+            let at = (300 * 8 + e) * dofs + point[k].as_u64().unwrap() as usize;
+            assert!(
+                close(values[at], *exact),
+                "environment {e}: {:?} vs {exact}",
+                values[at]
+            );
+        }
+    }
+    // Twice the steps are over the budget: every other step, and the last.
+    let (d, _) = page_data(
+        "scenes/cloth_drape.joule",
+        &temp("grid2.html"),
+        &[
+            "--steps",
+            "601",
+            "--batch",
+            "8",
+            "--html-envs",
+            "8",
+            "--quiet",
+        ],
+    );
+    let steps = numbers(&d["steps"]);
+    assert_eq!(steps[1], 2.0);
+    assert_eq!(*steps.last().unwrap(), 601.0);
+    let n = frames(&d).len();
+    assert_eq!(n, steps.len() * 8 * dofs);
+    assert!(n <= MAX_VALUES, "{n} values");
+    // By default the page shows the batch up to four environments.
+    let (d, _) = page_data(
+        "scenes/pendulum.joule",
+        &temp("three.html"),
+        &["--steps", "2", "--batch", "3", "--quiet"],
+    );
+    assert_eq!(d["envs"], serde_json::json!([0, 1, 2]));
+    let (d, _) = page_data(
+        "scenes/pendulum.joule",
+        &temp("many.html"),
+        &["--steps", "2", "--batch", "20", "--quiet"],
+    );
+    assert_eq!(d["envs"], serde_json::json!([0, 1, 2, 3]));
 }
 
 #[test]
@@ -150,41 +303,44 @@ fn a_title_cannot_close_the_data_element() {
 #[test]
 fn an_environment_outside_the_batch_is_an_error_and_writes_nothing() {
     let page = temp("none.html");
-    let o = joule(&[
-        "run",
-        "scenes/pendulum.joule",
-        "--steps",
-        "5",
-        "--batch",
-        "2",
-        "--html",
-        page.to_str().unwrap(),
-        "--html-env",
-        "2",
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("`--html-env 2` is not an environment"),
-        "{err}"
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "scenes/pendulum.joule", "--steps", "5"];
+        all.extend_from_slice(&["--html", page.to_str().unwrap()]);
+        all.extend_from_slice(args);
+        joule(&all)
+    };
+    let err = fails_with_hint(
+        &run(&["--batch", "2", "--html-env", "2"]),
+        "`--html-env 2` is not an environment of this batch of 2",
     );
     assert!(err.contains("environments are numbered 0 to 1"), "{err}");
     assert!(!page.exists());
     // A batch of one has one environment, and the hint says so.
-    let o = joule(&[
-        "run",
-        "scenes/pendulum.joule",
-        "--steps",
-        "5",
-        "--html",
-        page.to_str().unwrap(),
-        "--html-env",
-        "3",
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = fails_with_hint(&run(&["--html-env", "3"]), "`--html-env 3`");
     assert!(err.contains("only environment 0 exists"), "{err}");
     assert!(!err.contains("0..0"), "{err}");
+    assert!(!page.exists());
+    // A grid larger than the batch, empty, or over the limit.
+    let err = fails_with_hint(
+        &run(&["--batch", "3", "--html-envs", "5"]),
+        "`--html-envs 5` cannot be shown from this batch of 3",
+    );
+    assert!(err.contains("environments are numbered 0 to 2"), "{err}");
+    assert!(err.contains("from 1 to 3"), "{err}");
+    let err = fails_with_hint(&run(&["--html-envs", "0"]), "`--html-envs 0`");
+    assert!(err.contains("at least one"), "{err}");
+    let err = fails_with_hint(
+        &run(&["--batch", "40", "--html-envs", "17"]),
+        "`--html-envs 17`",
+    );
+    assert!(
+        err.contains("at most 16") && err.contains("from 1 to 16"),
+        "{err}"
+    );
+    // One environment alone, or a grid: not both.
+    let o = run(&["--batch", "4", "--html-env", "1", "--html-envs", "2"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
     assert!(!page.exists());
 }
 
@@ -209,24 +365,17 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
-#[test]
-fn headless_chromium_renders_the_scene() {
-    let Some(browser) = chromium() else {
-        return;
-    };
-    let page = temp("render.html");
-    page_data(
-        "scenes/cloth_drape.joule",
-        &page,
-        &["--steps", "20", "--quiet"],
-    );
-    let shot = temp("render.png");
-    let url = format!("file://{}#frame=last", page.display());
-    let o = Command::new(&browser)
+/// A screenshot of `page` (with `hash`) at 640 x 480: the pixels, RGB, row by row.
+fn screenshot(browser: &Path, page: &Path, hash: &str) -> Vec<[u8; 3]> {
+    let shot = page.with_extension("png");
+    let url = format!("file://{}#{hash}", page.display());
+    let o = Command::new(browser)
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // WebGL on the CPU, where newer releases no longer fall back to it unasked.
+            "--enable-unsafe-swiftshader",
             "--hide-scrollbars",
             &format!("--screenshot={}", shot.display()),
             "--window-size=640,480",
@@ -243,21 +392,96 @@ fn headless_chromium_renders_the_scene() {
     let info = reader.next_frame(&mut buf).expect("decodes");
     assert_eq!((info.width, info.height), (640, 480));
     let channels = info.color_type.samples();
-    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
-    let count = |rgb: [u8; 3]| pixels.iter().filter(|p| p[..3] == rgb).count();
-    // The cloth's 121 vertices are drawn in the particle colour, the ball in the body colour.
-    let particle = count([0xff, 0x8c, 0x1a]);
-    let body = pixels
+    buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect()
+}
+
+/// Hue in turns (0..1) and saturation of a colour.
+fn hue(c: [u8; 3]) -> (f64, f64) {
+    let [r, g, b] = c.map(|v| v as f64 / 255.0);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let d = max - min;
+    if d == 0.0 {
+        return (0.0, 0.0);
+    }
+    let h = if max == r {
+        ((g - b) / d).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / d + 2.0
+    } else {
+        (r - g) / d + 4.0
+    };
+    (h / 6.0, d / max)
+}
+
+/// Whether a pixel is a shade of `colour` (`#rrggbb`): its hue within 0.04
+/// turns, clearly saturated.
+fn shade_of(p: [u8; 3], colour: &str) -> bool {
+    let c = u32::from_str_radix(&colour[1..], 16).unwrap();
+    let (want, _) = hue([(c >> 16) as u8, (c >> 8) as u8, c as u8]);
+    let (h, s) = hue(p);
+    let gap = (h - want).abs();
+    s > 0.3 && gap.min(1.0 - gap) < 0.04
+}
+
+#[test]
+fn headless_chromium_shades_a_box_in_its_colour_at_the_centre() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    // A fixed box alone: the camera looks at its centre.
+    let scene = temp("one_box.joule");
+    std::fs::write(
+        &scene,
+        "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n",
+    )
+    .unwrap();
+    let page = temp("one_box.html");
+    let (d, _) = page_data(scene.to_str().unwrap(), &page, &["--steps", "2", "--quiet"]);
+    let colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let pixels = screenshot(&browser, &page, "frame=last");
+    // The canvas is the window less the 40-pixel bar: its centre is (320, 220).
+    let at = |x: usize, y: usize| pixels[y * 640 + x];
+    for (x, y) in [(320, 220), (300, 200), (340, 240)] {
+        assert!(
+            shade_of(at(x, y), &colour),
+            "{:?} at ({x}, {y}) is not {colour}",
+            at(x, y)
+        );
+    }
+    // The corners are background, and the box is lit: its faces differ in brightness.
+    assert_eq!(at(5, 470 - 40), [0x0f, 0x17, 0x2a]);
+    let faces: std::collections::HashSet<[u8; 3]> = pixels
         .iter()
-        .filter(|p| p[1] > 150 && p[0] < 120 && p[2] < 160)
-        .count();
-    let background = count([0x0f, 0x17, 0x2a]);
-    assert!(particle > 121, "particle-coloured pixels: {particle}");
-    assert!(body > 50, "body-coloured pixels: {body}");
-    assert!(
-        background > pixels.len() / 3,
-        "mostly background: {background}"
+        .copied()
+        .filter(|p| shade_of(*p, &colour))
+        .collect();
+    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+}
+
+#[test]
+fn headless_chromium_draws_each_environment_in_its_own_cell() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let page = temp("grid_ant.html");
+    let (d, _) = page_data(
+        "scenes/ant.joule",
+        &page,
+        &["--steps", "3", "--batch", "4", "--quiet"],
     );
+    let torso = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let pixels = screenshot(&browser, &page, "frame=last");
+    // Four cells of 320 x 220 over the 440-pixel-high canvas: the torso in each.
+    for (cx, cy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let n = (cy * 220..(cy + 1) * 220)
+            .flat_map(|y| (cx * 320..(cx + 1) * 320).map(move |x| (x, y)))
+            .filter(|&(x, y)| shade_of(pixels[y * 640 + x], &torso))
+            .count();
+        assert!(n > 100, "cell ({cx}, {cy}): {n} torso pixels");
+    }
 }
 
 /// Script injected into a page: drags, wheels, scrubs and presses play, and
@@ -277,7 +501,11 @@ window.addEventListener("load", () => {
     out.push("zoom:" + (zoomed !== orbited));
     const s = document.getElementById("scrub");
     s.value = "3"; s.dispatchEvent(new Event("input"));
-    out.push("scrub:" + (snap() !== zoomed) + ":" + document.getElementById("time").textContent);
+    const scrubbed = snap();
+    out.push("scrub:" + (scrubbed !== zoomed) + ":" + document.getElementById("time").textContent);
+    const f = document.getElementById("follow");
+    f.checked = true; f.dispatchEvent(new Event("change"));
+    out.push("follow:" + (snap() !== scrubbed));
     document.getElementById("play").click();
     out.push("play:" + document.getElementById("play").textContent);
   } catch (e) { out.push("error:" + e); }
@@ -287,7 +515,7 @@ window.addEventListener("load", () => {
 </body>"#;
 
 #[test]
-fn headless_chromium_orbits_zooms_scrubs_and_plays() {
+fn headless_chromium_orbits_zooms_scrubs_follows_and_plays() {
     let Some(browser) = chromium() else {
         return;
     };
@@ -308,6 +536,8 @@ fn headless_chromium_orbits_zooms_scrubs_and_plays() {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // WebGL on the CPU, where newer releases no longer fall back to it unasked.
+            "--enable-unsafe-swiftshader",
             "--dump-dom",
             &url,
         ])
@@ -319,6 +549,192 @@ fn headless_chromium_orbits_zooms_scrubs_and_plays() {
     let probe = &dom[start..start + dom[start..].find('"').unwrap()];
     assert_eq!(
         probe,
-        "orbit:true zoom:true scrub:true:t = 0.0125 s  (step 3) play:Pause"
+        "orbit:true zoom:true scrub:true:t = 0.0125 s  (step 3) follow:true play:Pause"
     );
+}
+
+/// A GIF frame: RGB pixels row by row, and its delay in hundredths of a second.
+type GifFrame = (Vec<[u8; 3]>, u16);
+
+/// The frames of a GIF as RGB pixels (row by row), with their delays in
+/// hundredths of a second, and the image's width and height.
+fn gif_frames(path: &Path) -> (Vec<GifFrame>, [usize; 2]) {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut d = options
+        .read_info(std::fs::File::open(path).expect("GIF written"))
+        .expect("a GIF");
+    let palette = d.global_palette().expect("a global palette").to_vec();
+    let size = [d.width() as usize, d.height() as usize];
+    let mut out = vec![];
+    while let Some(f) = d.read_next_frame().expect("a frame decodes") {
+        assert_eq!([f.width as usize, f.height as usize], size, "whole frames");
+        let rgb = f
+            .buffer
+            .iter()
+            .map(|&i| {
+                let i = 3 * i as usize;
+                [palette[i], palette[i + 1], palette[i + 2]]
+            })
+            .collect();
+        out.push((rgb, f.delay));
+    }
+    (out, size)
+}
+
+#[test]
+fn gif_draws_a_box_in_its_colour_at_the_centre_in_simulated_time() {
+    let scene = temp("gif_box.joule");
+    std::fs::write(
+        &scene,
+        "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n",
+    )
+    .unwrap();
+    let (gif, page) = (temp("box.gif"), temp("box_gif.html"));
+    // The page gives the box's colour; the GIF is written beside it.
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "4", "--gif", gif.to_str().unwrap(), "--quiet"],
+    );
+    let colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let (frames, [w, h]) = gif_frames(&gif);
+    assert_eq!((w, h), (640, 400));
+    assert_eq!(frames.len(), 5, "steps 0..=4");
+    // dt = 0.01 s per frame: 1 hundredth, shown as 2 (the shortest browsers keep).
+    assert!(frames.iter().all(|f| f.1 == 2), "delays");
+    let (last, _) = frames.last().unwrap();
+    let at = |x: usize, y: usize| last[y * w + x];
+    for (x, y) in [(320, 200), (300, 180), (340, 220)] {
+        assert!(
+            shade_of(at(x, y), &colour),
+            "{:?} at ({x}, {y}) is not {colour}",
+            at(x, y)
+        );
+    }
+    assert_eq!(at(5, 395), [0x0f, 0x17, 0x2a], "background in the corner");
+    let faces: std::collections::HashSet<[u8; 3]> = last
+        .iter()
+        .copied()
+        .filter(|p| shade_of(*p, &colour))
+        .collect();
+    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+}
+
+#[test]
+fn gif_alone_draws_each_environment_in_its_cell_and_keeps_at_most_150_frames() {
+    let gif = temp("ant.gif");
+    let o = joule(&[
+        "run",
+        "scenes/ant.joule",
+        "--steps",
+        "400",
+        "--batch",
+        "4",
+        "--gif",
+        gif.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (frames, [w, h]) = gif_frames(&gif);
+    // 401 frames: every third, and the last: 135; 3 steps of 0.01 s apart.
+    assert!(frames.len() <= 150, "{}", frames.len());
+    assert_eq!(frames.len(), 401usize.div_ceil(3) + 1);
+    assert_eq!(frames[0].1, 3);
+    // The torso (body 0; colour as the page gives it) in each of the 2 x 2 cells.
+    let (d, _) = page_data(
+        "scenes/ant.joule",
+        &temp("ant_colours.html"),
+        &["--steps", "1", "--quiet"],
+    );
+    let torso = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let (last, _) = frames.last().unwrap();
+    let (cw, ch) = (w / 2, h / 2);
+    for (cx, cy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let n = (cy * ch..(cy + 1) * ch)
+            .flat_map(|y| (cx * cw..(cx + 1) * cw).map(move |x| (x, y)))
+            .filter(|&(x, y)| shade_of(last[y * w + x], &torso))
+            .count();
+        assert!(n > 100, "cell ({cx}, {cy}): {n} torso pixels");
+    }
+}
+
+#[test]
+fn a_gif_that_cannot_be_written_is_an_error_with_a_hint() {
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "3",
+        "--gif",
+        "/nonexistent-folder/run.gif",
+    ]);
+    let err = fails_with_hint(&o, "cannot write `/nonexistent-folder/run.gif`");
+    assert!(!err.contains("panicked"), "{err}");
+    // Without `--html` or `--gif` there is nothing to choose environments for.
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--steps",
+        "3",
+        "--html-envs",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--html"),
+        "names the flags"
+    );
+}
+
+#[test]
+fn frames_are_a_folder_of_pngs_of_the_gif_pictures_written_whole_or_not_at_all() {
+    let (dir, gif) = (temp("drop_frames"), temp("drop.gif"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = |dir: &Path| {
+        joule(&[
+            "run",
+            "scenes/rigid_drop.joule",
+            "--steps",
+            "20",
+            "--gif",
+            gif.to_str().unwrap(),
+            "--frames",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let o = args(&dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (0..=20).map(|k| format!("frame_{k:04}.png")).collect();
+    assert_eq!(names, expected, "a PNG per step");
+    // The last PNG is the GIF's last picture, pixel for pixel.
+    let (gif_frames, [w, h]) = gif_frames(&gif);
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("frame_0020.png")).unwrap(),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let palette = reader.info().palette.as_ref().expect("indexed").to_vec();
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("decodes");
+    assert_eq!((info.width as usize, info.height as usize), (w, h));
+    let rgb: Vec<[u8; 3]> = buf[..w * h]
+        .iter()
+        .map(|&i| {
+            let i = 3 * i as usize;
+            [palette[i], palette[i + 1], palette[i + 2]]
+        })
+        .collect();
+    assert!(rgb == gif_frames.last().unwrap().0, "the same picture");
+    // An existing folder is refused before the run; a missing parent leaves nothing.
+    fails_with_hint(&args(&dir), "already exists");
+    let missing = temp("no_such_parent").join("frames");
+    let err = fails_with_hint(&args(&missing), "cannot write the frames");
+    assert!(err.contains("parent folder"), "{err}");
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
 }

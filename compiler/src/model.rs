@@ -776,4 +776,7 @@ pub struct Model {
     pub objectives: Vec<Objective>,
     /// Policies.
     pub policies: Vec<Policy>,
+    /// The triangles of every mesh as particle ids: all faces of a sheet, the
+    /// outward-wound boundary of a solid. Drawn by viewers; no energy of its own.
+    pub surfaces: Vec<[u32; 3]>,
 }

@@ -97,3 +97,61 @@ pub fn rewrite_npz(
     }
     out.finish().unwrap();
 }
+
+/// Standard base64 (with padding) to bytes.
+pub fn unbase64(text: &str) -> Vec<u8> {
+    let digit = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a') as u32 + 26,
+            b'0'..=b'9' => (c - b'0') as u32 + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    assert_eq!(text.len() % 4, 0, "padded");
+    let mut out = vec![];
+    for quad in text.as_bytes().chunks(4) {
+        let n = quad
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != b'=')
+            .fold(0u32, |n, (i, &c)| n | digit(c) << (18 - 6 * i));
+        let bytes = quad.iter().filter(|c| **c != b'=').count() - 1;
+        out.extend((0..bytes).map(|k| (n >> (16 - 8 * k)) as u8));
+    }
+    out
+}
+
+/// A `joule run --html` page's frames (its embedded data `d`) decoded as its script decodes them: per value, the
+/// coordinate and the quantisation error bound of its DOF (half a level).
+/// Frame-major, then environment, then DOF.
+pub fn html_frames(d: &serde_json::Value) -> Vec<(f64, f64)> {
+    let f = &d["frames"];
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect()
+    };
+    let (lo, hi) = (numbers(&f["lo"]), numbers(&f["hi"]));
+    let levels = f["levels"].as_f64().expect("levels");
+    let dofs = d["dofs"].as_u64().unwrap() as usize;
+    unbase64(f["data"].as_str().expect("base64"))
+        .chunks(2)
+        .enumerate()
+        .map(|(i, b)| {
+            let q = u16::from_le_bytes([b[0], b[1]]);
+            let k = i % dofs;
+            let step = (hi[k] - lo[k]) / levels;
+            let v = if q == u16::MAX {
+                f64::NAN
+            } else {
+                lo[k] + q as f64 * step
+            };
+            (v, step / 2.0)
+        })
+        .collect()
+}

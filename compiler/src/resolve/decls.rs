@@ -948,7 +948,7 @@ impl Resolver<'_> {
                 return;
             }
         };
-        let particles = (0..data.vertices.len())
+        let particles: Vec<u32> = (0..data.vertices.len())
             .map(|k| {
                 self.add_particle(
                     format!("{}[{k}]", name.name),
@@ -959,6 +959,9 @@ impl Resolver<'_> {
             })
             .collect();
         let id = self.meshes.len() as u32;
+        self.model
+            .surfaces
+            .extend(data.tris.iter().map(|t| t.map(|i| particles[i as usize])));
         self.meshes.push(MeshDecl { particles, data });
         self.define(name, Global::Mesh(id));
     }
