@@ -36,8 +36,9 @@ def test_sharded_rollouts_equal_the_single_process_ones(local_ray, cartpole):
 
 def test_bad_plans_are_value_errors(local_ray):
     sharded = jr.ShardedRollouts(SCENES / "pendulum.joule", 4, shards=2)
-    with pytest.raises(ValueError, match=r"\(num_envs=4, params=2\)"):
-        sharded.rollout(steps=3, params=np.zeros((3, 2)))
+    n = len(joule.Scene.from_path(SCENES / "pendulum.joule").params)
+    with pytest.raises(ValueError, match=rf"\(num_envs=4, params={n}\)"):
+        sharded.rollout(steps=3, params=np.zeros((3, n)))
     with pytest.raises(ValueError, match="shards must be between"):
         jr.ShardedRollouts(SCENES / "pendulum.joule", 4, shards=5)
     sharded.close()
