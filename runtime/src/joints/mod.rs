@@ -147,33 +147,39 @@ impl TreeJoint {
         }
     }
 
-    /// A soft range's term in a step of length `h` from `q_t`: zero unless
-    /// `q_t` is outside the range (a MuJoCo limit is active when the step
-    /// starts violating it); then the spring-damper force `k (lo - q) - b (q -
-    /// q_t) / h` below the range (mirrored above), clamped to push only,
-    /// which is the one-sided spring `K max(0, q* - q)^2 / 2` with `K = k +
-    /// b / h` toward `q* = (k lo + b q_t / h) / K`. Returns its value, first
-    /// and second derivatives in `q`, and the first derivative's derivative
-    /// in `q_t` (for the adjoint).
+    /// A soft range's term in a step of length `h` from `q_t`: below the
+    /// range, the spring-damper force `k (lo - q) - b (q - q_t) / h` clamped
+    /// to push only (mirrored above) — the one-sided spring `K max(0, q* -
+    /// q)^2 / 2` with `K = k + b / h` toward `q* = (k lo + b q_t / h) / K` —
+    /// while the step starts outside the range (MuJoCo's limit); a step
+    /// that starts inside meets the same spring from the range's end, `q* =
+    /// lo` (`q*` is the nearer of the two to the range), so the potential
+    /// is continuous in `q_t` and a coordinate starting on its limit is
+    /// differentiable. Returns its value, first and second derivatives in
+    /// `q`, and the first derivative's derivative in `q_t` (for the adjoint).
     pub(crate) fn soft_limit(&self, q: f64, q_t: f64, h: f64) -> [f64; 4] {
         let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
             return [0.0; 4];
         };
         let big = k + b / h;
-        let (target, sign) = if q_t < lo {
-            (lo, 1.0)
-        } else if q_t > hi {
-            (hi, -1.0)
+        let reference = |end: f64| (k * end + b * q_t / h) / big;
+        // (q*, the side's sign, whether q* moves with q_t)
+        let (star, sign, moving) = if q < lo {
+            let r = reference(lo);
+            (r.min(lo), 1.0, r < lo)
+        } else if q > hi {
+            let r = reference(hi);
+            (r.max(hi), -1.0, r > hi)
         } else {
             return [0.0; 4];
         };
-        let star = (k * target + b * q_t / h) / big;
         // The violation past q*, positive while the force pushes.
         let over = sign * (star - q);
         if over <= 0.0 {
             return [0.0; 4];
         }
-        [0.5 * big * over * over, -sign * big * over, big, -b / h]
+        let cross = if moving { -b / h } else { 0.0 };
+        [0.5 * big * over * over, -sign * big * over, big, cross]
     }
 }
 
