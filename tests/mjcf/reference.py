@@ -70,7 +70,7 @@ def main():
         d = mujoco.MjData(m)
         mujoco.mj_forward(m, d)
         entry = {"total_mass": float(m.body_mass.sum()), "bodies": bodies(m, d)}
-        if name in ("pendulum", "pendulum_armature", "falling", "chain"):
+        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant"):
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))
