@@ -426,39 +426,55 @@ fn shade_of(p: [u8; 3], colour: &str) -> bool {
     s > 0.3 && gap.min(1.0 - gap) < 0.04
 }
 
+/// A fixed box alone: the camera looks at its centre.
+const ONE_BOX: &str =
+    "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n";
+
+/// The box of [`ONE_BOX`] drawn in a picture `width` pixels wide: shades of
+/// `colour` at `centre` and 20 pixels either way diagonally, background at
+/// `corner`, and lit (at least three shades: its faces differ in brightness).
+fn assert_lit_box(
+    pixels: &[[u8; 3]],
+    width: usize,
+    centre: (usize, usize),
+    corner: (usize, usize),
+    colour: &str,
+) {
+    let at = |x: usize, y: usize| pixels[y * width + x];
+    let (cx, cy) = centre;
+    for (x, y) in [(cx, cy), (cx - 20, cy - 20), (cx + 20, cy + 20)] {
+        assert!(
+            shade_of(at(x, y), colour),
+            "{:?} at ({x}, {y}) is not {colour}",
+            at(x, y)
+        );
+    }
+    assert_eq!(
+        at(corner.0, corner.1),
+        [0x0f, 0x17, 0x2a],
+        "background in the corner"
+    );
+    let faces: std::collections::HashSet<[u8; 3]> = pixels
+        .iter()
+        .copied()
+        .filter(|p| shade_of(*p, colour))
+        .collect();
+    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+}
+
 #[test]
 fn headless_chromium_shades_a_box_in_its_colour_at_the_centre() {
     let Some(browser) = chromium() else {
         return;
     };
-    // A fixed box alone: the camera looks at its centre.
     let scene = temp("one_box.joule");
-    std::fs::write(
-        &scene,
-        "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n",
-    )
-    .unwrap();
+    std::fs::write(&scene, ONE_BOX).unwrap();
     let page = temp("one_box.html");
     let (d, _) = page_data(scene.to_str().unwrap(), &page, &["--steps", "2", "--quiet"]);
     let colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
     let pixels = screenshot(&browser, &page, "frame=last");
     // The canvas is the window less the 40-pixel bar: its centre is (320, 220).
-    let at = |x: usize, y: usize| pixels[y * 640 + x];
-    for (x, y) in [(320, 220), (300, 200), (340, 240)] {
-        assert!(
-            shade_of(at(x, y), &colour),
-            "{:?} at ({x}, {y}) is not {colour}",
-            at(x, y)
-        );
-    }
-    // The corners are background, and the box is lit: its faces differ in brightness.
-    assert_eq!(at(5, 470 - 40), [0x0f, 0x17, 0x2a]);
-    let faces: std::collections::HashSet<[u8; 3]> = pixels
-        .iter()
-        .copied()
-        .filter(|p| shade_of(*p, &colour))
-        .collect();
-    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+    assert_lit_box(&pixels, 640, (320, 220), (5, 470 - 40), &colour);
 }
 
 #[test]
@@ -585,11 +601,7 @@ fn gif_frames(path: &Path) -> (Vec<GifFrame>, [usize; 2]) {
 #[test]
 fn gif_draws_a_box_in_its_colour_at_the_centre_in_simulated_time() {
     let scene = temp("gif_box.joule");
-    std::fs::write(
-        &scene,
-        "scene \"one box\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1) }\nfix b\n",
-    )
-    .unwrap();
+    std::fs::write(&scene, ONE_BOX).unwrap();
     let (gif, page) = (temp("box.gif"), temp("box_gif.html"));
     // The page gives the box's colour; the GIF is written beside it.
     let (d, _) = page_data(
@@ -604,21 +616,7 @@ fn gif_draws_a_box_in_its_colour_at_the_centre_in_simulated_time() {
     // dt = 0.01 s per frame: 1 hundredth, shown as 2 (the shortest browsers keep).
     assert!(frames.iter().all(|f| f.1 == 2), "delays");
     let (last, _) = frames.last().unwrap();
-    let at = |x: usize, y: usize| last[y * w + x];
-    for (x, y) in [(320, 200), (300, 180), (340, 220)] {
-        assert!(
-            shade_of(at(x, y), &colour),
-            "{:?} at ({x}, {y}) is not {colour}",
-            at(x, y)
-        );
-    }
-    assert_eq!(at(5, 395), [0x0f, 0x17, 0x2a], "background in the corner");
-    let faces: std::collections::HashSet<[u8; 3]> = last
-        .iter()
-        .copied()
-        .filter(|p| shade_of(*p, &colour))
-        .collect();
-    assert!(faces.len() >= 3, "shaded faces: {faces:?}");
+    assert_lit_box(last, w, (320, 200), (5, 395), &colour);
 }
 
 #[test]
