@@ -18,6 +18,19 @@ fn scene(name: &str) -> Scene {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// A scene of tests/joints stepped by symplectic Euler (`symplectic`) or
+/// its own integrator.
+fn scene_stepped(name: &str, symplectic: bool) -> Scene {
+    let mut m = joule::check_path(&Path::new("tests/joints").join(name))
+        .expect("readable")
+        .model
+        .expect("a model");
+    if symplectic {
+        m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    }
+    Scene::from_model(m, Default::default()).expect("compiles")
+}
+
 #[test]
 fn hinge_pendulum_period_matches_the_closed_form() {
     let s = scene("pendulum_period.joule");
@@ -226,12 +239,7 @@ fn energies_on_fixed_bodies_act_on_jointed_bodies() {
 /// with the reason, never computed wrong.
 #[test]
 fn gradients_through_symplectic_joint_steps_are_refused() {
-    let mut m = joule::check_path(Path::new("tests/joints/pendulum_mujoco.joule"))
-        .expect("readable")
-        .model
-        .expect("a model");
-    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
-    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let s = scene_stepped("pendulum_mujoco.joule", true);
     let mut sim = s.batch(1);
     sim.rollout(10);
     let tip = sim.output("tip")[2][0];
@@ -252,14 +260,7 @@ fn gradients_through_symplectic_joint_steps_are_refused() {
 /// Angle and rate of `tests/joints/soft_range_impact.joule` per step, over
 /// `steps` steps, with the scene's implicit step or symplectic Euler.
 fn soft_impact(symplectic: bool, steps: usize) -> Vec<(f64, f64)> {
-    let mut m = joule::check_path(Path::new("tests/joints/soft_range_impact.joule"))
-        .expect("readable")
-        .model
-        .expect("a model");
-    if symplectic {
-        m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
-    }
-    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let s = scene_stepped("soft_range_impact.joule", symplectic);
     let mut sim = s.batch(1);
     let mut out = vec![];
     for _ in 0..steps {

@@ -232,13 +232,17 @@ fn samples(scene: &Scene, names: &[&str]) -> Vec<Vec<Vec<f64>>> {
     out
 }
 
-/// Largest distance (m) between Joule's and MuJoCo's site over the samples.
-fn site_error(model: &str, scene: &Scene, observe: &str, site: usize) -> f64 {
-    let r = reference();
-    let traj = r["models"][model]["trajectory"]
+/// MuJoCo's trajectory of a reference model: its samples every 0.1 s.
+fn trajectory(model: &str) -> Vec<Value> {
+    reference()["models"][model]["trajectory"]
         .as_array()
         .expect("trajectory")
-        .clone();
+        .clone()
+}
+
+/// Largest distance (m) between Joule's and MuJoCo's site over the samples.
+fn site_error(model: &str, scene: &Scene, observe: &str, site: usize) -> f64 {
+    let traj = trajectory(model);
     let got = samples(scene, &[observe]);
     got.iter()
         .zip(&traj)
@@ -290,11 +294,7 @@ fn free_fall_follows_mujoco() {
     let err = site_error("falling", &scene, "corner", 0);
     eprintln!("falling corner error {err}");
     assert!(err < 1e-9, "corner {err} m from MuJoCo's");
-    let r = reference();
-    let traj = r["models"]["falling"]["trajectory"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let traj = trajectory("falling");
     let mut worst: f64 = 0.0;
     for (g, w) in samples(&scene, &["rod_at"]).iter().zip(&traj) {
         let want = floats(&w["xpos"][2]);
@@ -469,11 +469,7 @@ fn imported_ant_stands_like_mujocos() {
     let (_, text) = import("ant");
     let text = format!("{text}\nobserve tz = torso.x.z\nobserve ankle = body4.q\n");
     let scene = Scene::compile(&text).expect("compiles");
-    let r = reference();
-    let traj = r["models"]["ant"]["trajectory"]
-        .as_array()
-        .expect("trajectory")
-        .clone();
+    let traj = trajectory("ant");
     let got = samples(&scene, &["tz", "ankle"]);
     let (mut dz, mut da) = (0.0f64, 0.0f64);
     for (k, (g, w)) in got.iter().zip(&traj).enumerate() {

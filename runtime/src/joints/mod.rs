@@ -326,6 +326,9 @@ impl Tree {
         }
         let mut links: Vec<Link> = vec![];
         let mut joints = vec![];
+        // Per joint, a soft range's time constant (its stiffness and damping
+        // need the effective inertia, known once the tree is planned).
+        let mut soft_times = vec![];
         let mut z = 0;
         for &b in &order {
             let body = &model.bodies[b];
@@ -381,7 +384,7 @@ impl Tree {
                     at: inv0.point(DVec3::from_array(j.at)),
                     axis: inv0.r * DVec3::from_array(j.axis),
                     range: j.range,
-                    soft: j.soft.map(|t| (t, 0.0)),
+                    soft: None,
                     armature: j.armature,
                     damping: j.damping,
                     stiffness: j.stiffness,
@@ -389,6 +392,7 @@ impl Tree {
                     servo: j.servo,
                     initial: body0,
                 });
+                soft_times.push(j.soft);
                 chain.extend(z..z + k);
                 z += k;
                 coord_row += k;
@@ -480,19 +484,15 @@ impl Tree {
             }
         }
         tree.plan_assembly(mass, kernels);
-        tree.barrier_stiffness = tree.effective_inertia(mass);
-        // A soft range's stiffness and damping from the effective inertia
-        // (`soft` holds the time constant until here).
-        for (jt, i) in tree.joints.iter_mut().zip(&tree.barrier_stiffness) {
-            if let Some((k, b)) = jt.soft.as_mut() {
-                let t = LIMIT_IMPEDANCE * *k;
-                (*k, *b) = (i / (t * t), 2.0 * i / t);
-            }
+        let inertia = tree.effective_inertia(mass);
+        for ((jt, i), t) in tree.joints.iter_mut().zip(&inertia).zip(soft_times) {
+            jt.soft = t.map(|t| {
+                let t = LIMIT_IMPEDANCE * t;
+                (i / (t * t), 2.0 * i / t)
+            });
         }
         let h = model.settings.substep();
-        for k in &mut tree.barrier_stiffness {
-            *k /= h * h;
-        }
+        tree.barrier_stiffness = inertia.iter().map(|i| i / (h * h)).collect();
         Ok(Some(tree))
     }
 
