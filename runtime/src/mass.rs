@@ -16,7 +16,8 @@ pub struct MassModel {
     pub mass: Vec<f64>,
     /// Constant external (generalised gravity) force per free DOF.
     pub force: Vec<f64>,
-    /// Bodies whose `W` is not diagonal: first DOF, `W`, `W^-1`.
+    /// Bodies whose `W` is not diagonal: first DOF, `W`'s off-diagonal
+    /// part (its diagonal is in `mass`), `W^-1`.
     blocks: Vec<(usize, Block, Block)>,
     /// `M^-1 force` per free DOF (gravity's acceleration).
     accel: Vec<f64>,
@@ -90,7 +91,11 @@ impl MassModel {
                     }
                 }
                 if !is_diagonal(&w) {
-                    blocks.push((d, w, inverse(&w)));
+                    let mut off = w;
+                    for (a, row) in off.iter_mut().enumerate() {
+                        row[a] = 0.0;
+                    }
+                    blocks.push((d, off, inverse(&w)));
                 }
             }
         }
@@ -162,9 +167,13 @@ impl MassModel {
 
     /// `out = M v` on the free rows of a structure-of-arrays buffer (stride `s`).
     pub fn mul(&self, v: &[f64], out: &mut [f64], s: usize) {
-        for (r, m) in self.mass.iter().enumerate() {
-            for e in 0..s {
-                out[r * s + e] = m * v[r * s + e];
+        for ((o, x), m) in out
+            .chunks_exact_mut(s)
+            .zip(v.chunks_exact(s))
+            .zip(&self.mass)
+        {
+            for (o, x) in o.iter_mut().zip(x) {
+                *o = m * x;
             }
         }
         for (d, w, _) in &self.blocks {
@@ -184,30 +193,17 @@ impl MassModel {
         }
     }
 
-    /// Applies a 4x4 block to a body's rows: all entries, or (with
-    /// `off_diagonal_only`) adding just the off-diagonal ones.
-    fn apply_block(
-        w: &[[f64; 4]; 4],
-        d: usize,
-        v: &[f64],
-        out: &mut [f64],
-        s: usize,
-        off_diagonal_only: bool,
-    ) {
+    /// Applies a 4x4 block to a body's rows: sets them to `w q`, or (with
+    /// `add`) adds `w q` to them.
+    fn apply_block(w: &Block, d: usize, v: &[f64], out: &mut [f64], s: usize, add: bool) {
         for c in 0..3 {
+            let rows: [usize; 4] = std::array::from_fn(|a| (d + 3 * a + c) * s);
             for e in 0..s {
-                let q: [f64; 4] = std::array::from_fn(|a| v[(d + 3 * a + c) * s + e]);
+                let q: [f64; 4] = std::array::from_fn(|b| v[rows[b] + e]);
                 for a in 0..4 {
-                    let row = (d + 3 * a + c) * s + e;
-                    let sum: f64 = (0..4)
-                        .filter(|b| !off_diagonal_only || *b != a)
-                        .map(|b| w[a][b] * q[b])
-                        .sum();
-                    if off_diagonal_only {
-                        out[row] += sum;
-                    } else {
-                        out[row] = sum;
-                    }
+                    let sum = w[a][0] * q[0] + w[a][1] * q[1] + w[a][2] * q[2] + w[a][3] * q[3];
+                    let o = &mut out[rows[a] + e];
+                    *o = if add { *o + sum } else { sum };
                 }
             }
         }

@@ -367,33 +367,134 @@ impl Tree {
         }
     }
 
-    /// The Jacobian of each link's 12 rows by its chain's coordinates,
-    /// entry by entry into `set(k, value)` (per link, 12 rows of
-    /// `chain.len()` entries, row-major, from its `jac_offsets`).
-    pub(crate) fn jacobian(
+    /// The link rows' velocities `J zdot` (`set(row, value)`) for rates
+    /// `zdot` of the joint coordinates: each link moves by the sum of its
+    /// chain's twists, its origin at `w x p + v`, its columns at `w x r`.
+    pub(crate) fn tangent_velocities(
         &self,
         poses: &[Pose],
         twists: &[Twist],
+        zdot: &[f64],
         mut set: impl FnMut(usize, f64),
     ) {
-        for (l, link) in self.links.iter().enumerate() {
-            let (w, o) = (link.chain.len(), self.jac_offsets[l]);
-            let pose = poses[l];
-            for (c, &k) in link.chain.iter().enumerate() {
-                let t = twists[k];
-                let dx = t.w.cross(pose.p) + t.v;
-                for a in 0..3 {
-                    set(o + a * w + c, dx[a]);
-                }
-                for col in 0..3 {
-                    let dr = t.w.cross(pose.r.col(col));
-                    for a in 0..3 {
-                        set(o + (3 + 3 * col + a) * w + c, dr[a]);
-                    }
+        for (link, pose) in self.links.iter().zip(poses) {
+            let (mut w, mut v) = (DVec3::ZERO, DVec3::ZERO);
+            for &k in &link.chain {
+                w += twists[k].w * zdot[k];
+                v += twists[k].v * zdot[k];
+            }
+            let dx = w.cross(pose.p) + v;
+            for a in 0..3 {
+                set(link.row + a, dx[a]);
+                for c in 0..3 {
+                    set(link.row + 3 + 3 * c + a, w.cross(pose.r.col(c))[a]);
                 }
             }
         }
     }
+}
+
+/// A 6x6 matrix on twists `(w, v)` (row-major, `w` first): the pull-back
+/// `A_g^T B A_h` of a 12x12 block of the maximal Hessian between two links,
+/// where `A` maps a twist to a link's row velocities (origin `w x p + v`,
+/// columns `w x r`), so that `J_g^T B J_h = S_g^T (A_g^T B A_h) S_h` with
+/// `S` the chains' twists.
+pub(crate) type Spatial = [[f64; 6]; 6];
+
+/// A twist as the 6-vector `(w, v)`.
+fn six(t: &Twist) -> [f64; 6] {
+    [t.w.x, t.w.y, t.w.z, t.v.x, t.v.y, t.v.z]
+}
+
+/// `K t`.
+pub(crate) fn apply(k: &Spatial, t: &Twist) -> [f64; 6] {
+    let t = six(t);
+    std::array::from_fn(|r| (0..6).map(|c| k[r][c] * t[c]).sum())
+}
+
+/// `t . f`.
+pub(crate) fn dot(t: &Twist, f: &[f64; 6]) -> f64 {
+    t.w.x * f[0] + t.w.y * f[1] + t.w.z * f[2] + t.v.x * f[3] + t.v.y * f[4] + t.v.z * f[5]
+}
+
+/// A link's row vectors: origin, then `R`'s columns.
+fn vectors(pose: &Pose) -> [DVec3; 4] {
+    [pose.p, pose.r.col(0), pose.r.col(1), pose.r.col(2)]
+}
+
+/// `scale` times the rigid inertia of a link with affine mass matrix `W`
+/// (over origin and columns, `compiler::mass`) at `pose`, on twists about
+/// the world origin: `t^T K t = sum_ab W_ab d_a' . d_b'` with `d_a'` the
+/// rows' velocities, i.e. `m I` on `v`, `[m c]` between `w` and `v` (`m c =
+/// sum_a W_a0 d_a`) and `tr(G) I - G` on `w` (`G = sum_ab W_ab d_a d_b^T`).
+pub(crate) fn rigid_inertia(w: &[[f64; 4]; 4], pose: &Pose, scale: f64) -> Spatial {
+    let d = vectors(pose);
+    let mut mc = DVec3::ZERO;
+    let mut g = DMat3::ZERO;
+    for a in 0..4 {
+        mc += d[a] * w[a][0];
+        let mut row = DVec3::ZERO;
+        for b in 0..4 {
+            row += d[b] * w[a][b];
+        }
+        g += outer(d[a], row);
+    }
+    let trace = g.x_axis.x + g.y_axis.y + g.z_axis.z;
+    let mut k = [[0.0; 6]; 6];
+    for r in 0..3 {
+        for c in 0..3 {
+            k[r][c] = scale * ((if r == c { trace } else { 0.0 }) - g.col(c)[r]);
+        }
+        k[3 + r][3 + r] = scale * w[0][0];
+    }
+    let cx = hat(mc * scale);
+    for r in 0..3 {
+        for c in 0..3 {
+            k[r][3 + c] = cx.col(c)[r];
+            k[3 + c][r] = cx.col(c)[r];
+        }
+    }
+    k
+}
+
+/// `A_g^T B A_h` for the 12x12 block `b(r, c)` between links at poses `pg`
+/// and `ph` (see [`Spatial`]).
+pub(crate) fn pull_block(pg: &Pose, ph: &Pose, b: impl Fn(usize, usize) -> f64) -> Spatial {
+    let (dg, dh) = (vectors(pg), vectors(ph));
+    // X = B A_h, row by row: a row x of B gives (sum_b d_b x x_b, x_0).
+    let mut x = [[0.0; 6]; 12];
+    for (r, xr) in x.iter_mut().enumerate() {
+        let part = |k: usize| DVec3::new(b(r, 3 * k), b(r, 3 * k + 1), b(r, 3 * k + 2));
+        let mut w = DVec3::ZERO;
+        for (k, d) in dh.iter().enumerate() {
+            w += d.cross(part(k));
+        }
+        let v = part(0);
+        *xr = [w.x, w.y, w.z, v.x, v.y, v.z];
+    }
+    // A_g^T X, column by column: (sum_a d_a x y_a, y_0).
+    let mut k = [[0.0; 6]; 6];
+    for c in 0..6 {
+        let part = |a: usize| DVec3::new(x[3 * a][c], x[3 * a + 1][c], x[3 * a + 2][c]);
+        let mut w = DVec3::ZERO;
+        for (a, d) in dg.iter().enumerate() {
+            w += d.cross(part(a));
+        }
+        let v = part(0);
+        for (r, value) in [w.x, w.y, w.z, v.x, v.y, v.z].into_iter().enumerate() {
+            k[r][c] = value;
+        }
+    }
+    k
+}
+
+/// `A^T b` for the 12 rows `b(r)` of a link at `pose`: `(sum_a d_a x b_a, b_0)`.
+pub(crate) fn pull_rows(pose: &Pose, b: impl Fn(usize) -> f64) -> [f64; 6] {
+    let mut w = DVec3::ZERO;
+    for (a, d) in vectors(pose).iter().enumerate() {
+        w += d.cross(DVec3::new(b(3 * a), b(3 * a + 1), b(3 * a + 2)));
+    }
+    [w.x, w.y, w.z, b(0), b(1), b(2)]
 }
 
 /// The outer product `a b^T`.
@@ -407,7 +508,7 @@ mod tests {
     //! kinematics itself, on a tree with every joint kind, a sequence of two
     //! hinges, a weld, two roots and a fixed base.
     use super::*;
-    use crate::joints::Tree;
+    use crate::joints::{Group, Pair, Tree};
     use crate::mass::MassModel;
     use joule_compiler::compiled::Backend;
     use joule_compiler::model::{Attachment, Body, BodyShape, Joint, Model};
@@ -539,8 +640,7 @@ mod tests {
             let mut poses = vec![Pose::IDENTITY; t.links.len()];
             let mut twists = vec![Twist::default(); nz];
             t.forward(&base, &mut poses, &mut twists);
-            let mut jac = vec![0.0; t.jac_len];
-            t.jacobian(&poses, &twists, |k, v| jac[k] = v);
+            let jac = jacobian(&t, &poses, &twists, n);
             let mut moments = vec![Moments::default(); t.links.len()];
             t.moments(&poses, |r| g[r], &mut moments);
             let mut gz = vec![0.0; nz];
@@ -560,15 +660,10 @@ mod tests {
                     t.retract(&base, &e(k, -eps), 1.0, &mut sm);
                     (rows(&t, &sp, n), rows(&t, &sm, n))
                 };
-                for (l, link) in t.links.iter().enumerate() {
-                    let w = link.chain.len();
+                for link in &t.links {
                     for a in 0..12 {
                         let fd = (yp[link.row + a] - ym[link.row + a]) / (2.0 * eps);
-                        let exact = link
-                            .chain
-                            .iter()
-                            .position(|c| *c == k)
-                            .map_or(0.0, |c| jac[t.jac_offsets[l] + a * w + c]);
+                        let exact = jac[k][link.row + a];
                         assert!(
                             (fd - exact).abs() < 1e-8,
                             "J[{}][{k}]: {exact} vs {fd}",
@@ -601,6 +696,140 @@ mod tests {
                         "C[{k}][{i}]: {exact} vs {fd}"
                     );
                 }
+            }
+        }
+    }
+
+    /// `J`'s columns over the maximal rows (link rows only), from the rows'
+    /// velocities at unit rates.
+    fn jacobian(t: &Tree, poses: &[Pose], twists: &[Twist], n: usize) -> Vec<Vec<f64>> {
+        (0..t.joint_coords)
+            .map(|k| {
+                let zdot: Vec<f64> = (0..t.joint_coords).map(|i| (i == k) as u8 as f64).collect();
+                let mut col = vec![0.0; n];
+                t.tangent_velocities(poses, twists, &zdot, |r, v| col[r] = v);
+                col
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reduced_hessian_is_the_jacobians_product() {
+        // Random symmetric blocks on every group pair of the plan, and the
+        // mass matrix: the twist-space reduction (rigid inertias, composite
+        // blocks) against J^T H J with J's columns formed explicitly.
+        let mut rng = Rng(0x2545f4914f6cdd1d);
+        let m = model(&mut rng);
+        let mut t = tree(&m);
+        let (n, nz, nl) = (m.dof_count, t.n, t.links.len());
+        // Couple every pair of links, and each link with the first coordinate row.
+        let link_rows: Vec<usize> = t.links.iter().map(|l| l.row).collect();
+        let first_row = t
+            .joints
+            .iter()
+            .find(|j| j.kind == JointKind::Hinge)
+            .map(|j| j.row);
+        t.pairs.clear();
+        t.block_len = 0;
+        let groups = t.groups.clone();
+        for g in 0..groups.len() {
+            for h in g..groups.len() {
+                let rows = |x: Group| match x {
+                    Group::Link(l) => (0..12).map(|k| link_rows[l] + k).collect::<Vec<_>>(),
+                    Group::Row(z) => vec![t
+                        .joints
+                        .iter()
+                        .find(|j| j.z == z)
+                        .map_or(usize::MAX, |j| j.row)],
+                };
+                let (rg, rh) = (rows(groups[g]), rows(groups[h]));
+                if rg[0] == usize::MAX || rh[0] == usize::MAX {
+                    continue;
+                }
+                if let Group::Row(_) = groups[h] {
+                    if Some(rh[0]) != first_row {
+                        continue;
+                    }
+                }
+                t.pairs.push(Pair {
+                    g,
+                    h,
+                    offset: t.block_len,
+                    rows: vec![],
+                });
+                t.block_len += rg.len() * rh.len();
+            }
+        }
+        // The maximal Hessian: random blocks, symmetric, plus the mass matrix.
+        let mut hy = vec![vec![0.0; n]; n];
+        let mut blocks = vec![0.0; t.block_len];
+        for pair in &t.pairs {
+            let rows = |x: Group| match x {
+                Group::Link(l) => (0..12).map(|k| link_rows[l] + k).collect::<Vec<_>>(),
+                Group::Row(z) => vec![t.joints.iter().find(|j| j.z == z).expect("a hinge").row],
+            };
+            let (rg, rh) = (rows(t.groups[pair.g]), rows(t.groups[pair.h]));
+            for (a, &ra) in rg.iter().enumerate() {
+                for (c, &rc) in rh.iter().enumerate() {
+                    let k = pair.offset + a * rh.len() + c;
+                    if pair.g == pair.h && c < a {
+                        blocks[k] = blocks[pair.offset + c * rh.len() + a];
+                        continue;
+                    }
+                    blocks[k] = rng.next();
+                    hy[ra][rc] += blocks[k];
+                    if ra != rc {
+                        hy[rc][ra] += blocks[k];
+                    }
+                }
+            }
+        }
+        let mass = MassModel::new(&m);
+        let scale = 0.7;
+        for (r, c, v) in mass.entries() {
+            if link_rows.iter().any(|l| (*l..l + 12).contains(&r)) {
+                hy[r][c] += scale * v;
+            }
+        }
+        let mut base = vec![JointState::default(); t.joints.len()];
+        t.initial_state(&mut base);
+        let dz0: Vec<f64> = (0..t.joint_coords).map(|_| rng.next()).collect();
+        let start = base.clone();
+        t.retract(&start, &dz0, 1.0, &mut base);
+        let mut poses = vec![Pose::IDENTITY; nl];
+        let mut twists = vec![Twist::default(); t.joint_coords];
+        t.forward(&base, &mut poses, &mut twists);
+        let mut composite = vec![[[0.0; 6]; 6]; nl];
+        let mut hz = vec![0.0; nz * nz];
+        t.reduce_hessian(
+            &poses,
+            &twists,
+            |k| blocks[k],
+            scale,
+            &mut composite,
+            &mut hz,
+        );
+        // J: link rows by the tangent velocities, a hinge's row by itself.
+        let mut jac = jacobian(&t, &poses, &twists, n);
+        for j in &t.joints {
+            if j.kind == JointKind::Hinge || j.kind == JointKind::Slider {
+                jac[j.z][j.row] = 1.0;
+            }
+        }
+        for i in 0..t.joint_coords {
+            for k in 0..t.joint_coords {
+                let exact: f64 = (0..n)
+                    .map(|r| {
+                        (0..n)
+                            .map(|c| jac[i][r] * hy[r][c] * jac[k][c])
+                            .sum::<f64>()
+                    })
+                    .sum();
+                let got = hz[i * nz + k];
+                assert!(
+                    (got - exact).abs() < 1e-9 * (1.0 + exact.abs()),
+                    "H[{i}][{k}]: {got} vs {exact}"
+                );
             }
         }
     }

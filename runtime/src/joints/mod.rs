@@ -26,6 +26,7 @@ use glam::{DMat3, DQuat, DVec3};
 use joule_compiler::kernels::{KernelIr, KernelKind};
 use joule_compiler::model::{JointKind, Model};
 use joule_compiler::Diagnostic;
+use kinematics::{Spatial, Twist};
 use std::collections::HashMap;
 
 /// A rigid transform `x -> r x + p`.
@@ -250,7 +251,7 @@ pub struct Tree {
     pub(crate) pairs: Vec<Pair>,
     /// Entries of the block storage per lane.
     pub(crate) block_len: usize,
-    /// The mass matrix's entries: (slot, value).
+    /// The mass matrix's entries outside the links: (slot, value).
     pub(crate) mass_entries: Vec<(usize, f64)>,
     /// Per Hessian-block kernel (forward and surrogate), its entries: (block
     /// row, slot, mirrored slot). Each kernel overwrites the block storage,
@@ -261,12 +262,9 @@ pub struct Tree {
     pub(crate) row_of: Vec<Option<usize>>,
     /// Per maximal row: its group and index in the group.
     row_group: Vec<Option<(usize, usize)>>,
-    /// Per link, where its Jacobian starts in the per-lane storage.
-    pub(crate) jac_offsets: Vec<usize>,
-    /// Entries of the per-lane Jacobian storage.
-    pub(crate) jac_len: usize,
-    /// Per group, the reduced coordinates its rows depend on.
-    group_cols: Vec<Vec<usize>>,
+    /// Per link, its body's affine mass matrix `W` (over origin and
+    /// columns): the links' mass enters the reduction as rigid inertias.
+    link_mass: Vec<[[f64; 4]; 4]>,
     /// Per joint coordinate, the ball or free joint whose incremental
     /// rotation it is part of (its second derivatives are symmetrised).
     pub(crate) rotation_of: Vec<Option<usize>>,
@@ -442,23 +440,12 @@ impl Tree {
                 z += 1;
             }
         }
-        let mut jac_offsets = vec![];
-        let mut jac_len = 0;
-        for link in &links {
-            jac_offsets.push(jac_len);
-            jac_len += 12 * link.chain.len();
-        }
-        let group_cols = groups
+        let link_mass = order
             .iter()
-            .map(|g| match g {
-                Group::Link(l) => links[*l].chain.clone(),
-                Group::Row(z) => vec![*z],
-            })
+            .map(|b| model.bodies[*b].mass_matrix())
             .collect();
         let mut tree = Tree {
-            jac_offsets,
-            jac_len,
-            group_cols,
+            link_mass,
             barrier_stiffness: vec![],
             rotation_of: vec![None; joint_coords],
             links,
@@ -484,7 +471,7 @@ impl Tree {
             }
         }
         tree.plan_assembly(mass, kernels);
-        let inertia = tree.effective_inertia(mass);
+        let inertia = tree.effective_inertia();
         for ((jt, i), t) in tree.joints.iter_mut().zip(&inertia).zip(soft_times) {
             jt.soft = t.map(|t| {
                 let t = LIMIT_IMPEDANCE * t;
@@ -525,7 +512,12 @@ impl Tree {
             });
             Some(tree.pairs[p].offset + la * cols + lc)
         };
+        // The links' mass is their rigid inertia in the reduction.
+        let on_link = |tree: &Tree, r: usize| matches!(tree.row_group.get(r), Some(Some((g, _))) if matches!(tree.groups[*g], Group::Link(_)));
         for (r, c, v) in mass.entries().into_iter().filter(|e| e.2 != 0.0) {
+            if on_link(self, r) || on_link(self, c) {
+                continue;
+            }
             if let Some(s) = slot(self, r, c) {
                 self.mass_entries.push((s, v));
             }
@@ -596,168 +588,112 @@ impl Tree {
 
     /// Per joint, the diagonal of `J^T M J` at the initial pose at its first
     /// coordinate (plus its armature): the inertia it moves.
-    fn effective_inertia(&self, mass: &MassModel) -> Vec<f64> {
+    fn effective_inertia(&self) -> Vec<f64> {
         let nl = self.links.len();
         let mut state = vec![kinematics::JointState::default(); self.joints.len()];
         self.initial_state(&mut state);
         let mut poses = vec![Pose::IDENTITY; nl];
-        let mut twists = vec![kinematics::Twist::default(); self.joint_coords];
+        let mut twists = vec![Twist::default(); self.joint_coords];
         self.forward(&state, &mut poses, &mut twists);
-        let mut jac = vec![0.0; self.jac_len];
-        self.jacobian(&poses, &twists, |k, v| jac[k] = v);
-        let mut diag = vec![0.0; self.joint_coords];
-        for (r, c, m) in mass.entries() {
-            let (Some((g, a)), Some((h, b))) = (self.row_group[r], self.row_group[c]) else {
-                continue;
-            };
-            let (Group::Link(l), Group::Link(l2)) = (self.groups[g], self.groups[h]) else {
-                continue;
-            };
-            if l != l2 {
-                continue;
-            }
-            let (w, o) = (self.links[l].chain.len(), self.jac_offsets[l]);
-            for (i, &k) in self.links[l].chain.iter().enumerate() {
-                diag[k] += jac[o + a * w + i] * m * jac[o + b * w + i];
-            }
-        }
-        self.joints.iter().map(|j| diag[j.z] + j.armature).collect()
+        let mut composite = vec![[[0.0; 6]; 6]; nl];
+        let mut hz = vec![0.0; self.n * self.n];
+        self.reduce_hessian(&poses, &twists, |_| 0.0, 1.0, &mut composite, &mut hz);
+        self.joints
+            .iter()
+            .map(|j| hz[j.z * self.n + j.z] + j.armature)
+            .collect()
     }
 
-    /// Adds `J_g^T B J_h` for every pair of groups' block `B` (`blocks`, at
-    /// the plan's offsets) to the dense `n x n` matrix `hz` (each pair of
-    /// distinct groups once with its transpose, a group's own block on one
-    /// triangle: the maximal Hessian is symmetric), for a chunk of
-    /// `W` lanes at once (every entry an array over the chunk's lanes, so
-    /// the multiply-adds vectorise); `tmp` holds at least 12 times the
-    /// longest chain.
-    pub(crate) fn reduce_hessian<const W: usize>(
+    /// Sets `hz` (dense `n x n`, row-major) to `J^T H J` for the maximal
+    /// Hessian `H`: `mass_scale` times the mass matrix on the links (their
+    /// rigid inertias, [`kinematics::rigid_inertia`]) plus the group-pair
+    /// blocks of the plan (`block(k)`: entry `k` of the block storage).
+    /// Every link block is pulled back onto twists (6x6, see
+    /// [`kinematics::Spatial`]); a link's own blocks are summed over its
+    /// subtree (`composite`, one per link) and met by its joints' twists as
+    /// in the composite-rigid-body algorithm: coordinates `i <= k` with `k`
+    /// on link `l` and `i` on its chain couple through `S_i^T K_l^c S_k`.
+    /// Blocks between two links, or with a coordinate row, add `S_g^T K
+    /// S_h` and its transpose.
+    pub(crate) fn reduce_hessian(
         &self,
-        jac: &[[f64; W]],
-        blocks: &[[f64; W]],
-        hz: &mut [[f64; W]],
-        tmp: &mut [[f64; W]],
-        acc: &mut [[f64; W]],
+        poses: &[Pose],
+        twists: &[Twist],
+        block: impl Fn(usize) -> f64,
+        mass_scale: f64,
+        composite: &mut [Spatial],
+        hz: &mut [f64],
     ) {
         let n = self.n;
-        // The maximal Hessian is symmetric: a pair of distinct groups is
-        // reduced once (its block and the transposed contribution), a
-        // group's own block on one triangle.
-        let add = |hz: &mut [[f64; W]], za: usize, zc: usize, v: [f64; W], diag: bool| {
-            for e in 0..W {
-                hz[za * n + zc][e] += v[e];
-            }
-            if !(diag && za == zc) {
-                for e in 0..W {
-                    hz[zc * n + za][e] += v[e];
-                }
-            }
+        hz.fill(0.0);
+        for (l, k) in composite.iter_mut().enumerate() {
+            *k = if mass_scale == 0.0 {
+                [[0.0; 6]; 6]
+            } else {
+                kinematics::rigid_inertia(&self.link_mass[l], &poses[l], mass_scale)
+            };
+        }
+        // Each pair once: its block and its transpose (a group's own block is whole).
+        let add = |hz: &mut [f64], i: usize, k: usize, v: f64| {
+            hz[i * n + k] += v;
+            hz[k * n + i] += v;
         };
         for pair in &self.pairs {
-            let diag = pair.g == pair.h;
-            let (cg, ch) = (&self.group_cols[pair.g], &self.group_cols[pair.h]);
-            if cg.is_empty() || ch.is_empty() {
-                continue; // a link welded to the world moves with no coordinate
-            }
-            let (rg, rh) = (
-                group_rows(self.groups[pair.g]),
-                group_rows(self.groups[pair.h]),
-            );
-            let b = &blocks[pair.offset..pair.offset + rg * rh];
-            // tmp = B J_h (rg x |ch|), on the rows with entries.
-            let wh = ch.len();
-            match self.groups[pair.h] {
-                Group::Row(_) => {
-                    for (r, _) in &pair.rows {
-                        tmp[*r] = b[*r];
+            let (rh, o) = (group_rows(self.groups[pair.h]), pair.offset);
+            let b = |r: usize, c: usize| block(o + r * rh + c);
+            match (self.groups[pair.g], self.groups[pair.h]) {
+                (Group::Link(a), Group::Link(c)) if a == c => {
+                    let k = kinematics::pull_block(&poses[a], &poses[a], b);
+                    for (x, y) in composite[a].iter_mut().flatten().zip(k.iter().flatten()) {
+                        *x += y;
                     }
                 }
-                Group::Link(l) if W == 1 => {
-                    // One lane: run along J_h's rows (contiguous).
-                    let jh = &jac[self.jac_offsets[l]..][..12 * wh];
-                    for (r, cols) in &pair.rows {
-                        let (br, t) = (&b[r * 12..][..12], &mut tmp[r * wh..(r + 1) * wh]);
-                        t.fill([0.0; W]);
-                        for &k in cols {
-                            let bk = br[k];
-                            for (tc, jc) in t.iter_mut().zip(&jh[k * wh..(k + 1) * wh]) {
-                                for e in 0..W {
-                                    tc[e] += bk[e] * jc[e];
-                                }
-                            }
+                (Group::Link(a), Group::Link(c)) => {
+                    let k = kinematics::pull_block(&poses[a], &poses[c], b);
+                    for &zc in &self.links[c].chain {
+                        let f = kinematics::apply(&k, &twists[zc]);
+                        for &za in &self.links[a].chain {
+                            add(hz, za, zc, kinematics::dot(&twists[za], &f));
                         }
                     }
                 }
-                Group::Link(l) => {
-                    // Several lanes: accumulate each entry in registers.
-                    let jh = &jac[self.jac_offsets[l]..][..12 * wh];
-                    for (r, cols) in &pair.rows {
-                        let br = &b[r * 12..][..12];
-                        for c in 0..wh {
-                            let mut t = [0.0; W];
-                            for &k in cols {
-                                let (bk, jk) = (br[k], jh[k * wh + c]);
-                                for e in 0..W {
-                                    t[e] += bk[e] * jk[e];
-                                }
-                            }
-                            tmp[r * wh + c] = t;
-                        }
+                (Group::Link(a), Group::Row(z)) => {
+                    let f = kinematics::pull_rows(&poses[a], |r| b(r, 0));
+                    for &za in &self.links[a].chain {
+                        add(hz, za, z, kinematics::dot(&twists[za], &f));
                     }
+                }
+                (Group::Row(z), Group::Row(y)) if z == y => hz[z * n + z] += b(0, 0),
+                (Group::Row(z), Group::Row(y)) => add(hz, z, y, b(0, 0)),
+                (Group::Row(_), Group::Link(_)) => {
+                    unreachable!(
+                        "links are the first groups: a pair (g <= h) never has a row before a link"
+                    )
                 }
             }
-            // hz[cg, ch] += J_g^T tmp.
-            match self.groups[pair.g] {
-                Group::Row(_) => {
-                    for (c, &zc) in ch.iter().enumerate() {
-                        add(hz, cg[0], zc, tmp[c], diag);
-                    }
+        }
+        // Composite blocks, children into parents (parents come first).
+        for l in (0..self.links.len()).rev() {
+            if let Some(p) = self.links[l].parent {
+                let k = composite[l];
+                for (x, y) in composite[p].iter_mut().flatten().zip(k.iter().flatten()) {
+                    *x += y;
                 }
-                Group::Link(l) if W == 1 => {
-                    // One lane: accumulate J_g^T tmp row by row (contiguous),
-                    // then add it to hz.
-                    let wg = cg.len();
-                    let jg = &jac[self.jac_offsets[l]..][..12 * wg];
-                    let acc = &mut acc[..wg * wh];
-                    acc.fill([0.0; W]);
-                    for (r, _) in &pair.rows {
-                        let t = &tmp[r * wh..(r + 1) * wh];
-                        for (a, (ja, row)) in jg[r * wg..(r + 1) * wg]
-                            .iter()
-                            .zip(acc.chunks_exact_mut(wh))
-                            .enumerate()
-                        {
-                            // A group's own block: the upper triangle.
-                            let from = if diag { a } else { 0 };
-                            for (x, tc) in row[from..].iter_mut().zip(&t[from..]) {
-                                for e in 0..W {
-                                    x[e] += ja[e] * tc[e];
-                                }
-                            }
+            }
+        }
+        for (l, link) in self.links.iter().enumerate() {
+            for j in link.joints.clone() {
+                let jt = &self.joints[j];
+                for k in jt.z..jt.z + jt.kind.dofs() {
+                    let f = kinematics::apply(&composite[l], &twists[k]);
+                    for &i in &link.chain {
+                        if i > k {
+                            break;
                         }
-                    }
-                    for (a, (row, &za)) in acc.chunks_exact(wh).zip(cg).enumerate() {
-                        let from = if diag { a } else { 0 };
-                        for (x, &zc) in row[from..].iter().zip(&ch[from..]) {
-                            add(hz, za, zc, *x, diag);
-                        }
-                    }
-                }
-                Group::Link(l) => {
-                    // Several lanes: accumulate each entry in registers.
-                    let (wg, jg) = (cg.len(), &jac[self.jac_offsets[l]..]);
-                    let jg = &jg[..12 * wg];
-                    for (a, &za) in cg.iter().enumerate() {
-                        let from = if diag { a } else { 0 };
-                        for (c, &zc) in ch.iter().enumerate().skip(from) {
-                            let mut acc = [0.0; W];
-                            for (r, _) in &pair.rows {
-                                let (jr, t) = (jg[r * wg + a], tmp[r * wh + c]);
-                                for e in 0..W {
-                                    acc[e] += jr[e] * t[e];
-                                }
-                            }
-                            add(hz, za, zc, acc, diag);
+                        let v = kinematics::dot(&twists[i], &f);
+                        hz[i * n + k] += v;
+                        if i != k {
+                            hz[k * n + i] += v;
                         }
                     }
                 }
@@ -779,15 +715,5 @@ impl Tree {
             .rfind(|j| j.z <= k)
             .expect("a joint coordinate");
         j.row + (k - j.z)
-    }
-
-    /// The longest chain.
-    pub(crate) fn max_chain(&self) -> usize {
-        self.links
-            .iter()
-            .map(|l| l.chain.len())
-            .max()
-            .unwrap_or(0)
-            .max(1)
     }
 }

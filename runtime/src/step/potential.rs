@@ -21,22 +21,24 @@ impl<T: Real> Part<T> {
         for e in 0..s {
             w.phi[e] += self.b.energy[e].to_f64(); // the kernel holds h D((x - x_t)/h)
         }
-        for i in 0..n * s {
-            w.d[i] = self.b.x[i].to_f64() - w.xt[i];
+        let k = n * s;
+        for ((d, x), xt) in w.d[..k].iter_mut().zip(&self.b.x[..k]).zip(&w.xt[..k]) {
+            *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.md, s);
-        for r in 0..n {
-            for e in 0..s {
-                let i = r * s + e;
-                w.phi[e] += w.d[i] * w.md[i] / (2.0 * h * h);
+        let scale = 1.0 / (2.0 * h * h);
+        for (d, md) in w.d[..k].chunks_exact(s).zip(w.md[..k].chunks_exact(s)) {
+            for ((phi, d), md) in w.phi.iter_mut().zip(d).zip(md) {
+                *phi += d * md * scale;
             }
         }
     }
 
     pub(super) fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
-        let s = self.stride();
-        for i in 0..n * s {
-            self.b.v[i] = T::from_f64((self.b.x[i].to_f64() - x_t[i]) / h);
+        let k = n * self.stride();
+        let rate = 1.0 / h;
+        for ((v, x), xt) in self.b.v[..k].iter_mut().zip(&self.b.x[..k]).zip(&x_t[..k]) {
+            *v = T::from_f64((x.to_f64() - xt) * rate);
         }
     }
 
@@ -45,12 +47,14 @@ impl<T: Real> Part<T> {
         let (n, s) = (scene.dofs(), self.stride());
         self.set_velocity(n, &w.x_t, h);
         self.forces(scene);
-        for i in 0..n * s {
-            w.d[i] = self.b.x[i].to_f64() - w.xt[i];
+        let k = n * s;
+        for ((d, x), xt) in w.d[..k].iter_mut().zip(&self.b.x[..k]).zip(&w.xt[..k]) {
+            *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.g, s);
-        for i in 0..n * s {
-            w.g[i] = w.g[i] / (h * h) + self.b.grad[i].to_f64();
+        let scale = 1.0 / (h * h);
+        for (g, grad) in w.g[..k].iter_mut().zip(&self.b.grad[..k]) {
+            *g = *g * scale + grad.to_f64();
         }
     }
 }

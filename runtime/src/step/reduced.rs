@@ -23,7 +23,7 @@
 //! rotations are re-based at every iterate (incremental rotation vectors).
 
 use super::{load, Part, Scratch};
-use crate::joints::kinematics::{JointState, Moments, Twist};
+use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
 use crate::joints::{Entry, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
@@ -55,17 +55,14 @@ pub(super) struct Lane {
 /// The reduced step's vectors of a partition, allocated once.
 pub(crate) struct Reduced {
     pub(super) lanes: Vec<Lane>,
-    /// The lanes' maximal Hessians in group-pair blocks, their Jacobians and
-    /// their reduced Hessians, by chunks of `width` lanes (entry `k` of lane
-    /// `w` of chunk `c`, of `len` entries each, at `(c * len + k) * width +
-    /// w`: the reduction's multiply-adds run over a chunk's lanes at once),
-    /// and the reduction's scratch.
+    /// The lanes' maximal Hessians in group-pair blocks, by chunks of
+    /// `width` lanes (entry `k` of lane `w` of chunk `c`, of `len` entries
+    /// each, at `(c * len + k) * width + w`: the gathers run over a chunk's
+    /// lanes at once).
     width: usize,
     pub(super) blocks: Vec<f64>,
-    pub(super) jac: Vec<f64>,
-    hz: Vec<f64>,
-    tmp: Vec<f64>,
-    acc: Vec<f64>,
+    /// The reduction's composite link blocks (one lane at a time).
+    composite: Vec<Spatial>,
     /// The Cholesky solve's copy of a Hessian.
     pub(super) work: Vec<f64>,
     /// The free rows' values at the line search's base.
@@ -101,17 +98,14 @@ impl Reduced {
                 NARROW
             },
             blocks: vec![0.0; tree.block_len * s],
-            jac: vec![0.0; tree.jac_len * s],
-            hz: vec![0.0; n * n * s],
-            tmp: vec![0.0; 12 * tree.max_chain() * WIDE],
-            acc: vec![0.0; tree.max_chain() * tree.max_chain() * WIDE],
+            composite: vec![[[0.0; 6]; 6]; nl],
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
         }
     }
 }
 
-/// Lanes the reduced Hessian's assembly handles at once: `WIDE` when the
+/// Lanes the Hessian blocks' gathers handle at once: `WIDE` when the
 /// partition's lanes are a multiple of it, else `NARROW` (every stride is a
 /// multiple of the f64 SIMD width, 2), and 1 for a partition of one
 /// environment (its padding lane is not reduced).
@@ -183,58 +177,29 @@ impl Tree {
 }
 
 impl Tree {
-    /// Every active lane's reduced Hessian `J^T H_y J` plus the kinematics'
-    /// curvature (from the lane's `moments`, of the potential's gradient)
-    /// into its `h`, from the maximal Hessian gathered into `red.blocks`
-    /// ([`Part::reduced_blocks`]).
-    pub(super) fn reduced_hessians(&self, red: &mut Reduced, active: &[bool]) {
-        let (jl, nn, w) = (self.jac_len, self.n * self.n, red.width);
-        for (e, lane) in red.lanes.iter().enumerate() {
-            if active[e] {
-                let (c, l) = (e / w, e % w);
-                let jac = &mut red.jac[c * jl * w..(c + 1) * jl * w];
-                self.jacobian(&lane.poses, &lane.twists, |k, v| jac[k * w + l] = v);
-            }
-        }
-        for c in 0..red.lanes.len() / w {
-            if active[c * w..(c + 1) * w].iter().any(|a| *a) {
-                match w {
-                    WIDE => self.reduce_chunk::<WIDE>(red, c),
-                    NARROW => self.reduce_chunk::<NARROW>(red, c),
-                    _ => self.reduce_chunk::<1>(red, c),
-                }
-            }
-        }
+    /// Every active lane's reduced Hessian `J^T H_y J` ([`Tree::reduce_hessian`]
+    /// of the maximal Hessian gathered into `red.blocks`, the links' mass
+    /// times `mass_scale`) plus the kinematics' curvature (from the lane's
+    /// `moments`, of the potential's gradient) into its `h`.
+    pub(super) fn reduced_hessians(&self, red: &mut Reduced, active: &[bool], mass_scale: f64) {
+        let (bl, w) = (self.block_len, red.width);
         for (e, lane) in red.lanes.iter_mut().enumerate() {
             if active[e] {
                 let (c, l) = (e / w, e % w);
-                let hz = &red.hz[c * nn * w..(c + 1) * nn * w];
-                for (k, h) in lane.h.iter_mut().enumerate() {
-                    *h = hz[k * w + l];
-                }
+                let blocks = &red.blocks[c * bl * w..(c + 1) * bl * w];
+                let block = |k: usize| blocks[k * w + l];
+                let (poses, twists) = (&lane.poses, &lane.twists);
+                self.reduce_hessian(
+                    poses,
+                    twists,
+                    block,
+                    mass_scale,
+                    &mut red.composite,
+                    &mut lane.h,
+                );
                 self.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
             }
         }
-    }
-
-    /// [`Tree::reduce_hessian`] on chunk `c` of `W` lanes.
-    fn reduce_chunk<const W: usize>(&self, red: &mut Reduced, c: usize) {
-        let (jl, bl, nn) = (self.jac_len, self.block_len, self.n * self.n);
-        let jac = red.jac[c * jl * W..(c + 1) * jl * W].as_chunks::<W>().0;
-        let blocks = red.blocks[c * bl * W..(c + 1) * bl * W].as_chunks::<W>().0;
-        let hz = red.hz[c * nn * W..(c + 1) * nn * W].as_chunks_mut::<W>().0;
-        hz.fill([0.0; W]);
-        let tmp = red.tmp.as_chunks_mut::<W>().0;
-        let acc = red.acc.as_chunks_mut::<W>().0;
-        self.reduce_hessian(jac, blocks, hz, tmp, acc);
-    }
-
-    /// Lane `e`'s maximal seed `J lambda` (see [`Tree::seed`]).
-    pub(super) fn lane_seed(&self, red: &Reduced, e: usize, set: impl FnMut(usize, f64)) {
-        let (w, jl) = (red.width, self.jac_len);
-        let (c, l) = (e / w, e % w);
-        let jac = &red.jac[c * jl * w..(c + 1) * jl * w];
-        self.seed(|k| jac[k * w + l], &red.lanes[e].dz, set);
     }
 }
 
@@ -410,7 +375,7 @@ impl<T: Real> Part<T> {
         }
         self.set_velocity(n, &w.x_t, h);
         // The coordinate rows: values and velocities.
-        for e in 0..s {
+        for e in 0..self.len {
             let lane = &red.lanes[e];
             for (j, jt) in tree.joints.iter().enumerate() {
                 let (now, was) = (&lane.state[j], &lane.start[j]);
@@ -432,7 +397,8 @@ impl<T: Real> Part<T> {
     /// the link rows rewritten from it.
     pub(super) fn reduced_load(&mut self, tree: &Tree, red: &mut Reduced) {
         let s = self.stride();
-        for e in 0..s {
+        // Padding lanes keep their rows (the initial state) untouched.
+        for e in 0..self.len {
             let lane = &mut red.lanes[e];
             let x = &self.b.x;
             tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.start);
@@ -484,7 +450,7 @@ impl<T: Real> Part<T> {
     /// kinematics, free rows outside the trees from `rows`.
     fn reduced_place(&mut self, tree: &Tree, red: &mut Reduced, rows: &[f64]) {
         let s = self.stride();
-        for e in 0..s {
+        for e in 0..self.len {
             let lane = &mut red.lanes[e];
             tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
             let xb = &mut self.b.x;
@@ -530,7 +496,7 @@ impl<T: Real> Part<T> {
         alpha: f64,
     ) {
         let s = self.stride();
-        for e in 0..s {
+        for e in 0..self.len {
             let lane = &mut red.lanes[e];
             tree.retract(&lane.start, &lane.dz, alpha, &mut lane.state);
             for (z, row) in tree.row_of.iter().enumerate() {
@@ -546,7 +512,7 @@ impl<T: Real> Part<T> {
     }
 
     /// Gathers every lane's maximal Hessian at the current state into its
-    /// group-pair blocks: the mass matrix over h^2, then each Hessian-block
+    /// group-pair blocks: the mass matrix over h^2 (outside the links), then each Hessian-block
     /// kernel (the surrogates' with `surrogate`) right after it runs (each
     /// kernel overwrites the block storage).
     pub(super) fn reduced_blocks(
@@ -641,15 +607,8 @@ impl<T: Real> Part<T> {
                     }
                 }
             }
-            if let Some(t) = trace.as_deref_mut() {
-                t.push(
-                    (0..self.len)
-                        .map(|e| red.lanes[e].g.iter().map(|g| g.abs()).fold(0.0, f64::max))
-                        .collect(),
-                );
-            }
             self.reduced_blocks(scene, tree, red, h, false);
-            tree.reduced_hessians(red, &w.active);
+            tree.reduced_hessians(red, &w.active, 1.0 / (h * h));
             for e in 0..s {
                 if !w.active[e] {
                     continue;
@@ -668,6 +627,14 @@ impl<T: Real> Part<T> {
                 w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
                 lane.g = g;
                 lane.h = hz;
+            }
+            // The whole reduced gradient, joint terms included.
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(
+                    (0..self.len)
+                        .map(|e| red.lanes[e].g.iter().map(|g| g.abs()).fold(0.0, f64::max))
+                        .collect(),
+                );
             }
             self.reduced_line_search(scene, tree, red, w, h);
             for e in 0..s {
@@ -699,7 +666,7 @@ impl<T: Real> Part<T> {
         }
         w.begin_line_search();
         for _ in 0..super::newton::LINE_SEARCH_HALVINGS {
-            for e in 0..s {
+            for e in 0..self.len {
                 let lane = &mut red.lanes[e];
                 let a = if w.active[e] { w.alpha[e] } else { 0.0 };
                 tree.retract(&lane.base, &lane.dz, a, &mut lane.state);

@@ -17,8 +17,8 @@
 
 use super::reduced::shifted_cholesky_solve;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
-use crate::joints::kinematics::{left_jacobian, left_jacobian_inverse, log};
-use crate::joints::Tree;
+use crate::joints::kinematics::{left_jacobian, left_jacobian_inverse, log, Twist};
+use crate::joints::{Pose, Tree};
 use crate::Scene;
 use glam::DVec3;
 use joule_compiler::abi::Real;
@@ -64,7 +64,7 @@ impl<T: Real> Part<T> {
             }
         }
         self.reduced_blocks(scene, tree, &mut red, h, true);
-        tree.reduced_hessians(&mut red, &w.active);
+        tree.reduced_hessians(&mut red, &w.active, 1.0 / (h * h));
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {
             w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -118,7 +118,10 @@ impl<T: Real> Part<T> {
             }
             lane.g = lbar;
             lane.h = hz;
-            tree.lane_seed(&red, e, |r, v| w.dx[r * s + e] = v);
+            let (lane, dx) = (&red.lanes[e], &mut w.dx);
+            tree.seed(&lane.poses, &lane.twists, &lane.dz, |r, v| {
+                dx[r * s + e] = v
+            });
         }
         set_seed(&mut self.b, &w.dx);
         self.vjp(scene, KernelKind::Adjoint);
@@ -245,24 +248,17 @@ fn add3(v: &mut [f64], k: usize, d: DVec3) {
 }
 
 impl Tree {
-    /// The maximal seed `J lambda`: link rows from the Jacobian (`jac(k)`:
-    /// its entry `k`), hinge and slider rows and free rows outside the trees
-    /// from their coordinate, 0 on the ball and free rows.
+    /// The maximal seed `J lambda`: link rows from the chains' twists at
+    /// `poses`, hinge and slider rows and free rows outside the trees from
+    /// their coordinate, 0 on the ball and free rows.
     pub(crate) fn seed(
         &self,
-        jac: impl Fn(usize) -> f64,
+        poses: &[Pose],
+        twists: &[Twist],
         lambda: &[f64],
         mut set: impl FnMut(usize, f64),
     ) {
-        for (l, link) in self.links.iter().enumerate() {
-            let (w, o) = (link.chain.len(), self.jac_offsets[l]);
-            for a in 0..12 {
-                let v: f64 = (0..w)
-                    .map(|c| jac(o + a * w + c) * lambda[link.chain[c]])
-                    .sum();
-                set(link.row + a, v);
-            }
-        }
+        self.tangent_velocities(poses, twists, lambda, &mut set);
         for jt in &self.joints {
             if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
                 set(jt.row, lambda[jt.z]);

@@ -26,30 +26,6 @@ use joule_compiler::abi::Real;
 use joule_compiler::model::JointKind;
 
 impl Tree {
-    /// Lane `e`'s link rows' velocities `J zdot` (`set(row, value)`).
-    fn tangent_velocities(
-        &self,
-        poses: &[Pose],
-        twists: &[Twist],
-        zdot: &[f64],
-        mut set: impl FnMut(usize, f64),
-    ) {
-        for (link, pose) in self.links.iter().zip(poses) {
-            let (mut w, mut v) = (DVec3::ZERO, DVec3::ZERO);
-            for &k in &link.chain {
-                w += twists[k].w * zdot[k];
-                v += twists[k].v * zdot[k];
-            }
-            let dx = w.cross(pose.p) + v;
-            for a in 0..3 {
-                set(link.row + a, dx[a]);
-                for c in 0..3 {
-                    set(link.row + 3 + 3 * c + a, w.cross(pose.r.col(c))[a]);
-                }
-            }
-        }
-    }
-
     /// The links' rows' velocity-product accelerations `Jdot zdot` (`set(row,
     /// value)`): `sum_ij zdot_i zdot_j w_i x dy/dz_j` over coordinates `i`
     /// before `j` on the chain (both orders of a pair, once each, and `i =
@@ -130,7 +106,7 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.moments.fill(Default::default());
         }
-        tree.reduced_hessians(&mut red, &w.active);
+        tree.reduced_hessians(&mut red, &w.active, 1.0);
         let force = &scene.mass.force;
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
