@@ -710,3 +710,14 @@ fn soft_joint_ranges_differentiate() {
         gradient_check(Path::new("tests/joints/soft_range_start.joule"), steps);
     }
 }
+
+/// MuJoCo's soft ground contact as `joule import` writes it (`ground_soft`,
+/// whose damper reads the step's start through `prev`, and lagged friction),
+/// active from the first step (`tests/joints/soft_contact.joule`):
+/// [`gradient_check`] through the contact's spring-damper and the friction.
+#[test]
+fn soft_ground_contact_differentiates() {
+    for steps in [1, 4, 12] {
+        gradient_check(Path::new("tests/joints/soft_contact.joule"), steps);
+    }
+}

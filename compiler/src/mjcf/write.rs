@@ -64,7 +64,7 @@ fn reserved() -> HashSet<String> {
     joule_grammar::KEYWORDS
         .iter()
         .chain(names::TYPE_NAMES)
-        .chain(&["u", "world", "dhat", "kappa"])
+        .chain(&["u", "world", "dhat", "kappa", "k_contact", "b_contact", "h"])
         .chain(names::COLLECTIONS)
         .copied()
         .chain(names::prelude_items())
@@ -194,6 +194,10 @@ fn independent(twists: &[[f64; 6]]) -> bool {
 
 /// MuJoCo's default time constant of a soft joint limit (`solreflimit`), s.
 const LIMIT_TIME: f64 = 0.02;
+/// MuJoCo's default time constant of a contact (`solref`), s, and its
+/// impedance at depth (`solimp`'s `dmax`).
+const CONTACT_TIME: f64 = 0.02;
+const CONTACT_IMPEDANCE: f64 = 0.95;
 
 /// The actuators a joint carries as its own options: a motor (control,
 /// gear) and a position servo (control, kp, kv).
@@ -227,9 +231,9 @@ fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
 
 /// The `joint` field of the Joule body `pc.1` for MJCF body `b` (index
 /// `bi`) under the Joule body `pc.0`: its joints in MJCF order (parent side
-/// first), with their actuators from `acts`. A range without the initial
-/// coordinate 0 inside it is a soft range (MuJoCo's limits are soft and may
-/// start violated; a barrier range must start inside). What the joint
+/// first), with their actuators from `acts`. A range is a soft range, as
+/// MuJoCo's limits are (they may start violated, and they act as a
+/// spring-damper rather than a barrier). What the joint
 /// language does not carry is appended to `energies` as the prelude's
 /// penalty energies: a spring toward a nonzero `springref`.
 fn joint_field(
@@ -333,21 +337,15 @@ fn joint_field(
                 .ok();
             }
         }
-        match j.range {
-            Some((lo, hi)) if lo < 0.0 && 0.0 < hi => {
-                write!(opts, ", range = [{}, {}]", num(lo), num(hi)).ok();
-            }
-            Some((lo, hi)) => {
-                write!(
-                    opts,
-                    ", range = [{}, {}], soft = {}",
-                    num(lo),
-                    num(hi),
-                    num(LIMIT_TIME)
-                )
-                .ok();
-            }
-            None => {}
+        if let Some((lo, hi)) = j.range {
+            write!(
+                opts,
+                ", range = [{}, {}], soft = {}",
+                num(lo),
+                num(hi),
+                num(LIMIT_TIME)
+            )
+            .ok();
         }
         if let Some((k, gear)) = act.motor {
             write!(opts, ", motor = u[{k}], gear = {}", num(gear)).ok();
@@ -634,6 +632,7 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     // Contact: geoms against the world's planes (ground), and body pairs.
     let mut contact_text = String::new();
     let ct = &mut contact_text;
+    let mut ground_points = 0usize;
     let world = &groups[0];
     let planes: Vec<&Geom> = world
         .geoms
@@ -668,9 +667,10 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                 )
                 .ok();
                 for (r, rad) in contact_points(geom) {
+                    ground_points += 1;
                     writeln!(
                         ct,
-                        "ground_point({}, {}, {}, dhat, kappa)",
+                        "ground_soft({}, {}, {}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h))",
                         g.name,
                         v3(r),
                         num(rad)
@@ -678,7 +678,7 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                     .ok();
                     writeln!(
                         ct,
-                        "friction_point({}, {}, {}, {}, dhat, kappa, {})",
+                        "friction_penalty_point({}, {}, {}, {}, k_contact, {})",
                         g.name,
                         v3(r),
                         num(rad),
@@ -753,11 +753,12 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;",
         "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>).",
         "// Bodies are in joint coordinates: each body's `joint` is its MJCF joints in order",
-        "// (parent side first) with their armature, damping, stiffness and range. A range",
-        "// without the initial coordinate 0 inside it is soft, as MuJoCo's limits are.",
+        "// (parent side first) with their armature, damping, stiffness and range; a range",
+        "// is soft, as MuJoCo's limits are.",
         "// Actuators are the controls u[k] in MJCF actuator order, on their joints.",
-        "// Contact is the IPC barrier (dhat, kappa) on the geoms' contact points, with",
-        "// lagged friction.",
+        "// Contact with the ground is MuJoCo's soft contact: a one-sided spring of stiffness",
+        "// k_contact on the geoms' contact points (with lagged friction); between bodies it is",
+        "// the IPC barrier (dhat, kappa).",
     ] {
         writeln!(o, "{line}").ok();
     }
@@ -770,6 +771,30 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         num(round3(weight.max(1e-6) / DHAT))
     )
     .ok();
+    if ground_points > 0 {
+        // MuJoCo's soft contact pushes back to cancel gravity at a penetration
+        // of g (dmax t)^2 (solref's time constant t, solimp's dmax): the
+        // spring whose static penetration that is when the contact points
+        // share the weight evenly.
+        // Its damper is critical (solref's damping ratio 1): 2 m / (dmax t).
+        let (t, share) = (
+            CONTACT_IMPEDANCE * CONTACT_TIME,
+            total_mass / ground_points as f64,
+        );
+        writeln!(
+            o,
+            "const k_contact = {}    // N/m: the weight per ground contact point / (g (0.95 * 0.02 s)^2)",
+            num(round3(share / (t * t)))
+        )
+        .ok();
+        writeln!(
+            o,
+            "const b_contact = {}    // N s/m: critical damping, 2 (mass per point) / (0.95 * 0.02 s)",
+            num(round3(2.0 * share / t))
+        )
+        .ok();
+        writeln!(o, "const h = {}    // s: the step", num(m.timestep)).ok();
+    }
     writeln!(o, "\nsettings {{").ok();
     writeln!(o, "    dt = {}", num(m.timestep)).ok();
     writeln!(o, "    gravity = {}", v3(m.gravity)).ok();

@@ -409,7 +409,16 @@ fn six(t: &Twist) -> [f64; 6] {
 /// `K t`.
 pub(crate) fn apply(k: &Spatial, t: &Twist) -> [f64; 6] {
     let t = six(t);
-    std::array::from_fn(|r| (0..6).map(|c| k[r][c] * t[c]).sum())
+    let mut out = [0.0; 6];
+    for (o, row) in out.iter_mut().zip(k) {
+        *o = row[0] * t[0]
+            + row[1] * t[1]
+            + row[2] * t[2]
+            + row[3] * t[3]
+            + row[4] * t[4]
+            + row[5] * t[5];
+    }
+    out
 }
 
 /// `t . f`.

@@ -261,7 +261,7 @@ pub(super) fn shifted_cholesky_solve(
     }
     // L y = b, L^T x = y.
     for i in 0..n {
-        let s: f64 = (0..i).map(|k| a[i * n + k] * b[k]).sum();
+        let s = dot(&a[i * n..i * n + i], &b[..i]);
         b[i] = (b[i] - s) / a[i * n + i];
     }
     for i in (0..n).rev() {
@@ -271,19 +271,26 @@ pub(super) fn shifted_cholesky_solve(
     true
 }
 
+/// `x . y` over the shorter of the two.
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    x.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
 /// In-place Cholesky factor (lower triangle) of a row-major matrix; false
 /// when it is not positive definite.
 fn cholesky(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
-        let d = a[j * n + j] - (0..j).map(|k| a[j * n + k] * a[j * n + k]).sum::<f64>();
+        let (done, rest) = a.split_at_mut((j + 1) * n);
+        let row_j = &mut done[j * n..(j + 1) * n];
+        let d = row_j[j] - dot(&row_j[..j], &row_j[..j]);
         if d <= 0.0 || !d.is_finite() {
             return false;
         }
         let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let s: f64 = (0..j).map(|k| a[i * n + k] * a[j * n + k]).sum();
-            a[i * n + j] = (a[i * n + j] - s) / d;
+        row_j[j] = d;
+        let row_j = &row_j[..j];
+        for row_i in rest.chunks_exact_mut(n) {
+            row_i[j] = (row_i[j] - dot(&row_i[..j], row_j)) / d;
         }
     }
     true

@@ -62,6 +62,28 @@ pub struct Ctx {
     /// `fn`s being inlined (outermost first), to reject recursion.
     fn_stack: Vec<usize>,
     next_local: u32,
+    /// `let` locals whose value reads the current state (`prev` of such a
+    /// local would silently read the current state: refused).
+    current_lets: Vec<u32>,
+}
+
+/// Whether a term reads the current (not the previous) state, directly or
+/// through one of the `lets` (ids of locals that do).
+fn reads_current(t: &Term, lets: &[u32]) -> bool {
+    match &t.kind {
+        TermKind::Lit(_) => false,
+        TermKind::Input(Input::Dof { state, .. }) => matches!(state, State::Pos | State::Vel),
+        TermKind::Input(_) => false,
+        TermKind::Local(id) => lets.contains(id),
+        TermKind::Pack(parts) | TermKind::Call(_, parts) => {
+            parts.iter().any(|p| reads_current(p, lets))
+        }
+        TermKind::Get(x, _) | TermKind::Unary(_, x) => reads_current(x, lets),
+        TermKind::Binary(_, a, b) => reads_current(a, lets) || reads_current(b, lets),
+        TermKind::Let { value, body, .. } => {
+            reads_current(value, lets) || reads_current(body, lets)
+        }
+    }
 }
 
 impl Ctx {
@@ -74,6 +96,7 @@ impl Ctx {
             template: None,
             fn_stack: vec![],
             next_local: 0,
+            current_lets: vec![],
         }
     }
 
@@ -300,6 +323,22 @@ impl Resolver<'_> {
 
     fn name(&mut self, ctx: &Ctx, n: &str, span: Span) -> Value {
         if let Some(v) = ctx.lookup(n) {
+            if let (true, Value::Runtime(t)) = (ctx.prev, v) {
+                if reads_current(t, &ctx.current_lets) {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::prev_of_local",
+                            format!("`prev` of `{n}`, which holds the current state"),
+                            span,
+                            "evaluated before `prev`: this reads the current state",
+                        )
+                        .with_help(format!(
+                            "`prev(...)` reads the start of the step where it wraps the state reads themselves: write `prev(...)` around the expression `{n}` is bound to (e.g. `let {n}_t = prev(A.point(r).z)`)"
+                        )),
+                    );
+                    return Value::Poison;
+                }
+            }
             return v.clone();
         }
         if let Some((_, c)) = CONSTANTS.iter().find(|(c, _)| *c == n) {
@@ -663,6 +702,9 @@ impl Resolver<'_> {
                 Value::Runtime(t) if !matches!(t.kind, TermKind::Input(_) | TermKind::Local(_)) => {
                     let id = ctx.next_local;
                     ctx.next_local += 1;
+                    if reads_current(&t, &ctx.current_lets) {
+                        ctx.current_lets.push(id);
+                    }
                     bound.push((id, l.name.name.clone(), t.clone()));
                     Value::Runtime(Term::rc(t.shape, TermKind::Local(id)))
                 }
