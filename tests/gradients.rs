@@ -85,6 +85,19 @@ fn check(what: &str, analytic: f64, plus: f64, minus: f64, h: f64, scale: f64) {
     );
 }
 
+/// Steps a scene runs before its gradient is checked: 0, except for MuJoCo's
+/// hopper and walker2d, which start with thighs and legs exactly on the end
+/// of their (soft) ranges, where each limit's damper switches on. There the
+/// objective has a kink in several coordinates at once (as in MuJoCo), so
+/// neither central nor one-sided differences are a derivative to compare
+/// with; 100 steps (0.2 s) later the limits are off the corner.
+fn warmup(path: &Path) -> usize {
+    match path.file_stem().and_then(|s| s.to_str()) {
+        Some("hopper" | "walker2d") => 100,
+        _ => 0,
+    }
+}
+
 fn gradient_check(path: &Path, steps: usize) {
     let name = path.display().to_string();
     let m = model(path, false);
@@ -94,10 +107,16 @@ fn gradient_check(path: &Path, steps: usize) {
         "{name} has an objective"
     );
     let scene = Scene::from_model(m, Backend::Jit).expect("compile");
+    // The state the check starts from (the initial state, or `warmup` steps on).
+    let mut warm = scene.batch_threads(1, 1);
+    warm.rollout(warmup(path));
+    let (x0, v0) = (warm.positions(0), warm.velocities(0));
+    let start = |s: &mut Sim| s.set_state(0, &x0, &v0);
     let mut sim = scene.batch_threads(1, 1);
+    start(&mut sim);
     let g: Gradient = sim.gradient(&obj, steps).expect("gradient");
     assert!(sim.events.is_empty(), "{name}: {:?}", sim.events);
-    let base = rollout_value(&scene, &obj, steps, &|_| {}, &|_, _| {});
+    let base = rollout_value(&scene, &obj, steps, &start, &|_, _| {});
     assert!(
         (g.value[0] - base).abs() <= 1e-12 * base.abs().max(1.0),
         "{name}: value {} vs rollout {base}",
@@ -115,7 +134,10 @@ fn gradient_check(path: &Path, steps: usize) {
                 &scene,
                 &obj,
                 steps,
-                &|s| s.set_param(&p.name, p.value + d).expect("param"),
+                &|s| {
+                    start(s);
+                    s.set_param(&p.name, p.value + d).expect("param")
+                },
                 &|_, _| {},
             )
         };
@@ -136,7 +158,7 @@ fn gradient_check(path: &Path, steps: usize) {
         for c in 0..nc.min(3) {
             let h = 1e-6;
             let f = |d: f64| {
-                rollout_value(&scene, &obj, steps, &|_| {}, &|s, step| {
+                rollout_value(&scene, &obj, steps, &start, &|s, step| {
                     s.set_control(c, 0, if step == t { d } else { 0.0 })
                 })
             };
@@ -154,8 +176,6 @@ fn gradient_check(path: &Path, steps: usize) {
     // Initial state: a few positions and velocities.
     let n = scene.dofs();
     let rows: Vec<usize> = (0..4).map(|k| k * (n - 1) / 3).collect();
-    let x0 = scene.batch(1).positions(0);
-    let v0 = scene.batch(1).velocities(0);
     let sx = g.x0.iter().map(|r| r[0].abs()).fold(0.0, f64::max);
     let sv = g.v0.iter().map(|r| r[0].abs()).fold(0.0, f64::max);
     for &r in &rows {

@@ -18,6 +18,7 @@ macro_rules! shipped_scenes {
             half_cheetah
             half_cheetah_joints
             hanging_cloth
+            hopper
             humanoid
             pendulum
             quadruped_surrogate
@@ -26,6 +27,7 @@ macro_rules! shipped_scenes {
             soft_block
             soft_walker
             spring_chain
+            walker2d
         }
     };
 }
