@@ -365,7 +365,7 @@ impl<T: Real> Part<T> {
             }
         }
         if back {
-            self.reduced_place(tree, &mut red, &w.x0);
+            self.reduced_place(tree, &mut red, &w.x0, None);
             self.reduced_potential(scene, tree, &mut red, &mut w, h);
         }
         self.stops.fill(None);
@@ -453,11 +453,21 @@ impl<T: Real> Part<T> {
         }
     }
 
-    /// Writes every lane's current state into the rows: link rows by forward
-    /// kinematics, free rows outside the trees from `rows`.
-    fn reduced_place(&mut self, tree: &Tree, red: &mut Reduced, rows: &[f64]) {
+    /// Writes every lane's current state into the rows (but the lanes
+    /// `skip` marks): link rows by forward kinematics, free rows outside the
+    /// trees from `rows`.
+    fn reduced_place(
+        &mut self,
+        tree: &Tree,
+        red: &mut Reduced,
+        rows: &[f64],
+        skip: Option<&[bool]>,
+    ) {
         let s = self.stride();
         for e in 0..self.len {
+            if skip.is_some_and(|k| k[e]) {
+                continue;
+            }
             let lane = &mut red.lanes[e];
             tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
             let xb = &mut self.b.x;
@@ -513,7 +523,7 @@ impl<T: Real> Part<T> {
             }
         }
         let rows = std::mem::take(&mut w.x0);
-        self.reduced_place(tree, red, &rows);
+        self.reduced_place(tree, red, &rows, None);
         w.x0 = rows;
         self.reduced_potential(scene, tree, red, w, h);
     }
@@ -673,7 +683,14 @@ impl<T: Real> Part<T> {
         }
         w.begin_line_search();
         for _ in 0..super::newton::LINE_SEARCH_HALVINGS {
+            // Lanes that accepted their step keep it, placed.
+            if w.done.iter().all(|d| *d) {
+                break;
+            }
             for e in 0..self.len {
+                if w.done[e] {
+                    continue;
+                }
                 let lane = &mut red.lanes[e];
                 let a = if w.active[e] { w.alpha[e] } else { 0.0 };
                 tree.retract(&lane.base, &lane.dz, a, &mut lane.state);
@@ -683,10 +700,7 @@ impl<T: Real> Part<T> {
                     }
                 }
             }
-            self.reduced_place(tree, red, &rows);
-            if w.done.iter().all(|d| *d) {
-                break;
-            }
+            self.reduced_place(tree, red, &rows, Some(&w.done));
             self.reduced_potential(scene, tree, red, w, h);
             w.armijo(T::EPSILON);
         }
