@@ -314,6 +314,16 @@ fn generated_scene_snapshot() {
     insta::assert_snapshot!("cartpole_scene", text);
 }
 
+/// `<include>` (tests/mjcf/include.xml: cartpole.xml split into four
+/// included files, one of them included by another from its own folder)
+/// imports to the same scene as the single file.
+#[test]
+fn included_files_import_as_one_model() {
+    let (_, whole) = import("cartpole");
+    let (_, split) = import("include");
+    assert_eq!(split.replace("include.xml", "cartpole.xml"), whole);
+}
+
 fn diagnostics(path: &Path, lenient: bool) -> String {
     // Relative paths, so the snapshots do not depend on the checkout's location.
     let cwd = std::env::current_dir().expect("cwd");
