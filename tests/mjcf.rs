@@ -61,6 +61,9 @@ const MODELS: &[&str] = &[
     "falling",
     "cartpole",
     "chain",
+    "pusher",
+    "inverted_double_pendulum",
+    "planes",
 ];
 
 #[test]
@@ -204,6 +207,10 @@ fn brax_models_simulate_stably() {
     simulate_stably("half_cheetah", 50, 0.5);
     simulate_stably("reacher", 50, 0.5);
     simulate_stably("humanoid", 50, 0.2);
+    // Brax's pusher: its table is a plane at z = -0.325 (the wrist's
+    // capsules collide with it); the double pendulum's floor is at z = -3.
+    simulate_stably("pusher", 50, 0.5);
+    simulate_stably("inverted_double_pendulum", 50, 0.5);
     // The knees' ranges (-160..-2 degrees) start outside: soft ranges, as
     // MuJoCo's limits; the motors are on their joints.
     let (_, text) = import("humanoid");
@@ -322,6 +329,54 @@ fn included_files_import_as_one_model() {
     let (_, whole) = import("cartpole");
     let (_, split) = import("include");
     assert_eq!(split.replace("include.xml", "cartpole.xml"), whole);
+}
+
+/// Planes other than the ground z = 0 (tests/mjcf/planes.xml: a floor
+/// through (0, 0, -0.5) tilted 10 degrees, a wall at x = 0.6 in a body
+/// welded to the world) are contact against `dot(n, x) = c`
+/// (`ground_plane_point`, `friction_plane_point`). The box slides down into
+/// the corner and rests there: after 2.5 s no corner is through either
+/// plane, a corner is within the barrier's `dhat` of each, and the box has
+/// stopped.
+#[test]
+fn a_box_slides_into_the_corner_of_a_tilted_floor_and_a_wall() {
+    let (_, text) = import("planes");
+    assert!(
+        text.contains("ground_plane_point(box_1, vec3(-0.1, -0.1, -0.1), 0, vec3(-1, 0, 0), -0.6, dhat, kappa)"),
+        "{text}"
+    );
+    let scene = Scene::compile(&text).expect("compiles");
+    let dhat = 2e-3;
+    let mut sim = scene.batch(1);
+    sim.rollout((2.5 / scene.substep()).round() as usize);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let th = 10f64.to_radians();
+    let floor = |p: &[f64]| th.sin() * p[0] + th.cos() * (p[2] + 0.5);
+    let wall = |p: &[f64]| 0.6 - p[0];
+    let corners: Vec<Vec<f64>> = (0..8)
+        .map(|k| {
+            sim.output(&format!("corner{k}"))
+                .iter()
+                .map(|r| r[0])
+                .collect()
+        })
+        .collect();
+    for (name, d) in [("floor", &floor as &dyn Fn(&[f64]) -> f64), ("wall", &wall)] {
+        let nearest = corners.iter().map(|p| d(p)).fold(f64::INFINITY, f64::min);
+        assert!(
+            nearest > 0.0 && nearest < dhat,
+            "the nearest corner is {nearest} m from the {name}"
+        );
+    }
+    let v = sim.output("box_1_x");
+    let before: Vec<f64> = v.iter().map(|r| r[0]).collect();
+    sim.rollout(20);
+    let after = sim.output("box_1_x");
+    let moved = (0..3)
+        .map(|i| (after[i][0] - before[i]).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(moved < 1e-4, "the box still moves ({moved} m in 0.1 s)");
 }
 
 fn diagnostics(path: &Path, lenient: bool) -> String {

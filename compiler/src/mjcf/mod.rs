@@ -29,7 +29,8 @@ pub enum GeomKind {
     Cylinder { radius: f64, half: f64 },
     /// `box`: half sizes.
     Box { half: [f64; 3] },
-    /// `plane` (worldbody only): normal along z.
+    /// `plane`: the half-space below the geom's x-y plane (the world's
+    /// bodies only: a plane in a moving body is refused when written).
     Plane,
 }
 
@@ -76,6 +77,8 @@ pub struct Geom {
     pub conaffinity: u32,
     /// Sliding friction coefficient (first of `friction`).
     pub friction: f64,
+    /// Where it is declared.
+    pub span: Span,
 }
 
 /// A joint's type.

@@ -665,7 +665,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             let cls = c.attribute("class").unwrap_or(class);
             match c.tag_name().name() {
                 "geom" => {
-                    if let Some(g) = self.geom(c, cls, id) {
+                    if let Some(g) = self.geom(c, cls) {
                         self.bodies[id].geoms.push(g);
                     }
                 }
@@ -700,6 +700,29 @@ impl<'a, 'i> Parser<'a, 'i> {
                 t if IGNORED_IN_BODY.contains(&t) => {}
                 _ => self.unsupported_element(c),
             }
+        }
+        // Planes are static: in the world or in bodies welded to it.
+        let mut moving = false;
+        let mut b = id;
+        while b != 0 {
+            moving |= !self.bodies[b].joints.is_empty();
+            b = self.bodies[b].parent;
+        }
+        if moving {
+            let planes: Vec<Span> = self.bodies[id]
+                .geoms
+                .iter()
+                .filter(|g| g.kind == GeomKind::Plane)
+                .map(|g| g.span)
+                .collect();
+            for span in planes {
+                self.unsupported(
+                    span,
+                    "a plane geom inside a moving body".into(),
+                    "planes belong to the worldbody or bodies without joints",
+                );
+            }
+            self.bodies[id].geoms.retain(|g| g.kind != GeomKind::Plane);
         }
         let b = &self.bodies[id];
         let (xpos, xquat) = (b.xpos, b.xquat);
@@ -800,7 +823,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
     }
 
-    fn geom(&mut self, n: Node<'a, 'i>, class: &str, body: usize) -> Option<Geom> {
+    fn geom(&mut self, n: Node<'a, 'i>, class: &str) -> Option<Geom> {
         self.check_attrs(
             n,
             &[
@@ -841,14 +864,6 @@ impl<'a, 'i> Parser<'a, 'i> {
                 return None;
             }
         };
-        if kind == "plane" && body != 0 {
-            self.unsupported(
-                kspan,
-                "a plane geom inside a moving body".into(),
-                "planes belong to the worldbody",
-            );
-            return None;
-        }
         let fromto = match self.get(n, class, "fromto") {
             Some((v, s)) if matches!(kind, "capsule" | "cylinder") => {
                 Some(self.numbers(v, s, "fromto", 6, false)?)
@@ -933,6 +948,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             contype: self.int(n, class, "contype", 1),
             conaffinity: self.int(n, class, "conaffinity", 1),
             friction,
+            span: self.tag_span(n),
         })
     }
 

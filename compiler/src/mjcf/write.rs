@@ -641,22 +641,12 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         .filter(|g| g.kind == GeomKind::Plane)
         .collect();
     for plane in &planes {
-        let up = rotate(plane.quat, [0.0, 0.0, 1.0]);
-        if plane.pos[2].abs() > 1e-12 || norm(sub(up, [0.0, 0.0, 1.0])) > 1e-9 {
-            diags.push(
-                Diagnostic::error(
-                    "mjcf::unsupported",
-                    format!(
-                        "plane `{}` is not the ground z = 0",
-                        plane.name.as_deref().unwrap_or("")
-                    ),
-                    m.bodies[0].span,
-                    "in this worldbody",
-                )
-                .with_help("the importer supports ground planes at z = 0 facing up"),
-            );
-            continue;
-        }
+        // The plane dot(n, x) = c: MuJoCo's planes are half-spaces below the
+        // geom's z axis, infinite whatever their size. The ground z = 0
+        // keeps the prelude's z-only form.
+        let n = denoise(rotate(plane.quat, [0.0, 0.0, 1.0]), 1.0);
+        let c = dot(n, plane.pos);
+        let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
             for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
                 let mu = geom.friction.max(plane.friction);
@@ -668,24 +658,32 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                 )
                 .ok();
                 for (r, rad) in contact_points(geom) {
-                    writeln!(
-                        ct,
-                        "ground_point({}, {}, {}, dhat, kappa)",
-                        g.name,
-                        v3(r),
-                        num(rad)
-                    )
-                    .ok();
-                    writeln!(
-                        ct,
-                        "friction_point({}, {}, {}, {}, dhat, kappa, {})",
-                        g.name,
-                        v3(r),
-                        num(rad),
-                        num(mu),
-                        num(FRICTION_EPS)
-                    )
-                    .ok();
+                    let (r, rad) = (v3(r), num(rad));
+                    let name = &g.name;
+                    if ground {
+                        writeln!(ct, "ground_point({name}, {r}, {rad}, dhat, kappa)").ok();
+                        writeln!(
+                            ct,
+                            "friction_point({name}, {r}, {rad}, {}, dhat, kappa, {})",
+                            num(mu),
+                            num(FRICTION_EPS)
+                        )
+                        .ok();
+                    } else {
+                        let (n, c) = (v3(n), num(c));
+                        writeln!(
+                            ct,
+                            "ground_plane_point({name}, {r}, {rad}, {n}, {c}, dhat, kappa)"
+                        )
+                        .ok();
+                        writeln!(
+                            ct,
+                            "friction_plane_point({name}, {r}, {rad}, {n}, {c}, {}, dhat, kappa, {})",
+                            num(mu),
+                            num(FRICTION_EPS)
+                        )
+                        .ok();
+                    }
                 }
             }
         }
