@@ -379,6 +379,65 @@ fn a_box_slides_into_the_corner_of_a_tilted_floor_and_a_wall() {
     assert!(moved < 1e-4, "the box still moves ({moved} m in 0.1 s)");
 }
 
+/// Every geom but planes is kept as a part of its Joule body's `shape`, as
+/// placed in the body frame, so the viewer draws the robot as MuJoCo does:
+/// in Brax's ant and humanoid every capsule (MJCF `fromto`) is a capsule of
+/// the same radius and length along the same axis, at the same centre.
+#[test]
+fn imported_bodies_are_drawn_as_their_geoms() {
+    use joule_compiler::math::{add, norm, rotate, scale, sub};
+    use joule_compiler::model::BodyShape;
+    for name in ["ant", "humanoid"] {
+        let (m, text) = import(name);
+        let model = check_source(&format!("{name}.joule"), &text)
+            .model
+            .expect("model");
+        let mut capsules = 0;
+        for body in model.bodies.iter().filter(|b| b.dof.is_some()) {
+            let mjcf = m
+                .bodies
+                .iter()
+                .find(|b| b.name == body.name)
+                .expect("an MJCF body");
+            let parts: Vec<(BodyShape, [f64; 3], [f64; 4])> = match &body.shape {
+                BodyShape::Compound { parts } => parts.clone(),
+                one => vec![(one.clone(), [0.0; 3], [1.0, 0.0, 0.0, 0.0])],
+            };
+            // The Joule body's frame is the MJCF body's: its own geoms come
+            // first, in MJCF order (welded children's after them).
+            for (g, (shape, at, q)) in mjcf.geoms.iter().zip(&parts) {
+                let what = format!("{name}/{}/{:?}", body.name, g.name);
+                assert!(
+                    norm(sub(*at, g.pos)) < 1e-12,
+                    "{what}: at {at:?} vs {:?}",
+                    g.pos
+                );
+                match (g.kind, shape) {
+                    (
+                        mjcf::GeomKind::Capsule { radius, half },
+                        BodyShape::Capsule { radius: r, length },
+                    ) => {
+                        capsules += 1;
+                        assert_eq!((*r, *length), (radius, 2.0 * half), "{what}");
+                        let (axis, want) =
+                            (rotate(*q, [0.0, 0.0, 1.0]), rotate(g.quat, [0.0, 0.0, 1.0]));
+                        let end = |a| add(*at, scale(a, half));
+                        assert!(
+                            norm(sub(end(axis), end(want))) < 1e-12,
+                            "{what}: axis {axis:?} vs {want:?}"
+                        );
+                    }
+                    (mjcf::GeomKind::Sphere { radius }, BodyShape::Sphere { radius: r }) => {
+                        assert_eq!(*r, radius, "{what}")
+                    }
+                    (kind, shape) => panic!("{what}: {kind:?} drawn as {shape:?}"),
+                }
+            }
+        }
+        assert!(capsules >= 8, "{name}: {capsules} capsules");
+    }
+}
+
 fn diagnostics(path: &Path, lenient: bool) -> String {
     // Relative paths, so the snapshots do not depend on the checkout's location.
     let cwd = std::env::current_dir().expect("cwd");

@@ -179,9 +179,7 @@ impl Loader<'_> {
         }
         tried.push((dir.join(rel), shown_dir.join(rel)));
         let found = tried.iter().find(|(p, _)| std::fs::metadata(p).is_ok());
-        let Some((path, shown)) = found.or(tried.last()).cloned() else {
-            return None;
-        };
+        let (path, shown) = found.or(tried.last()).cloned()?;
         let bytes = match crate::read_input(&path, crate::MAX_INPUT_BYTES) {
             Ok(b) => b,
             Err(e) => {

@@ -131,6 +131,62 @@ fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
         .collect()
 }
 
+/// A geom as a Joule shape (MJCF sizes are radii and half lengths, Joule's
+/// are full lengths); planes are not shapes.
+fn joule_shape(g: &Geom) -> Option<String> {
+    Some(match g.kind {
+        GeomKind::Sphere { radius } => format!("sphere({})", num(radius)),
+        GeomKind::Capsule { radius, half } => {
+            format!("capsule({}, {})", num(radius), num(2.0 * half))
+        }
+        GeomKind::Cylinder { radius, half } => {
+            format!("cylinder({}, {})", num(radius), num(2.0 * half))
+        }
+        GeomKind::Box { half } => format!("box({})", v3(half.map(|h| 2.0 * h))),
+        GeomKind::Plane => return None,
+    })
+}
+
+/// A body's `shape`: its geoms as placed in the body frame (what the viewer
+/// draws; contact uses the geoms' points, mass the MJCF values), or `None`
+/// when it has no geom but planes.
+fn body_shape(geoms: &[Geom]) -> Option<String> {
+    let parts: Vec<(String, V3, Option<Q>)> = geoms
+        .iter()
+        .filter_map(|g| {
+            let q = denoise(g.quat, 1.0);
+            let turned = norm(sub([q[1], q[2], q[3]], [0.0; 3])) > 0.0;
+            Some((
+                joule_shape(g)?,
+                denoise(g.pos, reach(g)),
+                turned.then_some(q),
+            ))
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => None,
+        [(one, [0.0, 0.0, 0.0], None)] => Some(one.clone()),
+        _ => {
+            let lines: Vec<String> = parts
+                .iter()
+                .map(|(shape, at, q)| {
+                    let turn = q.map_or(String::new(), |q| {
+                        format!(
+                            ", quat({}, {}, {}, {})",
+                            num(q[0]),
+                            num(q[1]),
+                            num(q[2]),
+                            num(q[3])
+                        )
+                    });
+                    format!("\n        {shape}, {}{turn}", v3(*at))
+                })
+                .collect();
+            Some(format!("compound({}\n    )", lines.join(",")))
+        }
+    }
+}
+
 /// Radius about the body origin that contains a geom.
 fn reach(g: &Geom) -> f64 {
     let extent = match g.kind {
@@ -504,11 +560,14 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         let i = g.mass.inertia.map(|row| denoise(row, big));
         let com = denoise(g.mass.com, radius);
         writeln!(bt, "body {} {{", g.name).ok();
-        writeln!(
-            bt,
-            "    shape = sphere({})    // bounds its geoms; contact uses the geoms' points below",
-            num(radius)
-        )
+        match body_shape(&g.geoms) {
+            Some(shape) => writeln!(
+                bt,
+                "    // Its geoms, as drawn; contact uses their points below."
+            )
+            .and_then(|()| writeln!(bt, "    shape = {shape}")),
+            None => writeln!(bt, "    shape = sphere({})    // no geoms", num(radius)),
+        }
         .ok();
         writeln!(bt, "    mass = {}", num(g.mass.mass)).ok();
         writeln!(bt, "    com = {}", v3(com)).ok();
@@ -749,7 +808,8 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     .ok();
     for line in [
         "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;",
-        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>).",
+        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>);",
+        "// its shape is its geoms, as the viewer draws them.",
         "// Bodies are in joint coordinates: each body's `joint` is its MJCF joints in order",
         "// (parent side first) with their armature, damping, stiffness and range. A range",
         "// without the initial coordinate 0 inside it is soft, as MuJoCo's limits are.",
@@ -789,7 +849,14 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
             "\n// The world: a fixed body at the origin for the energies and contact that name it."
         )
         .ok();
-        writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}").ok();
+        match body_shape(&groups[0].geoms) {
+            Some(shape) => writeln!(
+                o,
+                "// Its geoms, as drawn.\nbody world {{\n    shape = {shape}\n    mass = 1\n}}"
+            ),
+            None => writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}"),
+        }
+        .ok();
         writeln!(o, "fix world").ok();
     }
     o.push_str(&body_text);
