@@ -293,10 +293,11 @@ pub fn shape_triangles(s: &BodyShape) -> Vec<[V3; 3]> {
         }
         BodyShape::Compound { parts } => parts
             .iter()
-            .flat_map(|(p, at)| {
-                shape_triangles(p)
-                    .into_iter()
-                    .map(|t| t.map(|v| [v[0] + at[0], v[1] + at[1], v[2] + at[2]]))
+            .flat_map(|(p, at, q)| {
+                let r = joule_compiler::math::qmat(*q);
+                shape_triangles(p).into_iter().map(move |t| {
+                    t.map(|v| joule_compiler::math::add(*at, joule_compiler::math::mul_mv(&r, v)))
+                })
             })
             .collect(),
     }
@@ -341,6 +342,34 @@ mod tests {
             (covered as f64 - expected).abs() <= 2.0,
             "{covered} vs {expected}"
         );
+    }
+
+    #[test]
+    fn a_compound_part_is_drawn_turned_and_placed() {
+        // A capsule (radius 0.1, length 0.6) turned a quarter about y lies
+        // along x, centred at (1, 0, 0): it spans x in 0.6..1.4 and z in -0.1..0.1.
+        let q = joule_compiler::math::axis_angle([0.0, 1.0, 0.0], std::f64::consts::FRAC_PI_2);
+        let shape = BodyShape::Compound {
+            parts: vec![(
+                BodyShape::Capsule {
+                    radius: 0.1,
+                    length: 0.6,
+                },
+                [1.0, 0.0, 0.0],
+                q,
+            )],
+        };
+        let vertices: Vec<V3> = shape_triangles(&shape).into_iter().flatten().collect();
+        let span = |k: usize| {
+            vertices.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| {
+                (lo.min(v[k]), hi.max(v[k]))
+            })
+        };
+        let close = |(lo, hi): (f64, f64), want: (f64, f64)| {
+            (lo - want.0).abs() < 1e-9 && (hi - want.1).abs() < 1e-9
+        };
+        assert!(close(span(0), (0.6, 1.4)), "x {:?}", span(0));
+        assert!(close(span(2), (-0.1, 0.1)), "z {:?}", span(2));
     }
 
     #[test]

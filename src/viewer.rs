@@ -410,7 +410,7 @@ fn shape_json(s: &BodyShape) -> Value {
         }
         BodyShape::Compound { parts } => json!({
             "kind": "compound",
-            "parts": parts.iter().map(|(p, at)| json!({"shape": shape_json(p), "at": at})).collect::<Vec<_>>(),
+            "parts": parts.iter().map(|(p, at, q)| json!({"shape": shape_json(p), "at": at, "rotation": q})).collect::<Vec<_>>(),
         }),
     }
 }

@@ -741,3 +741,14 @@ fn soft_ground_contact_differentiates() {
         gradient_check(Path::new("tests/joints/soft_contact.joule"), steps);
     }
 }
+
+/// Contact with a plane other than the ground (`tests/grad/box_plane.joule`:
+/// a box sliding and rocking on a tilted plane, `ground_plane_point` and
+/// `friction_plane_point`): [`gradient_check`] through the barrier, the
+/// lagged friction, the friction coefficient and the barrier's stiffness.
+#[test]
+fn plane_contact_differentiates() {
+    for steps in [1, 4] {
+        gradient_check(Path::new("tests/grad/box_plane.joule"), steps);
+    }
+}

@@ -61,6 +61,9 @@ const MODELS: &[&str] = &[
     "falling",
     "cartpole",
     "chain",
+    "pusher",
+    "inverted_double_pendulum",
+    "planes",
 ];
 
 #[test]
@@ -204,6 +207,10 @@ fn brax_models_simulate_stably() {
     simulate_stably("half_cheetah", 50, 0.5);
     simulate_stably("reacher", 50, 0.5);
     simulate_stably("humanoid", 50, 0.2);
+    // Brax's pusher: its table is a plane at z = -0.325 (the wrist's
+    // capsules collide with it); the double pendulum's floor is at z = -3.
+    simulate_stably("pusher", 50, 0.5);
+    simulate_stably("inverted_double_pendulum", 50, 0.5);
     // The knees' ranges (-160..-2 degrees) start outside: soft ranges, as
     // MuJoCo's limits; the motors are on their joints.
     let (_, text) = import("humanoid");
@@ -312,6 +319,123 @@ fn free_fall_follows_mujoco() {
 fn generated_scene_snapshot() {
     let (_, text) = import("cartpole");
     insta::assert_snapshot!("cartpole_scene", text);
+}
+
+/// `<include>` (tests/mjcf/include.xml: cartpole.xml split into four
+/// included files, one of them included by another from its own folder)
+/// imports to the same scene as the single file.
+#[test]
+fn included_files_import_as_one_model() {
+    let (_, whole) = import("cartpole");
+    let (_, split) = import("include");
+    assert_eq!(split.replace("include.xml", "cartpole.xml"), whole);
+}
+
+/// Planes other than the ground z = 0 (tests/mjcf/planes.xml: a floor
+/// through (0, 0, -0.5) tilted 10 degrees, a wall at x = 0.6 in a body
+/// welded to the world) are contact against `dot(n, x) = c`
+/// (`ground_plane_point`, `friction_plane_point`). The box slides down into
+/// the corner and rests there: after 2.5 s no corner is through either
+/// plane, a corner is within the barrier's `dhat` of each, and the box has
+/// stopped.
+#[test]
+fn a_box_slides_into_the_corner_of_a_tilted_floor_and_a_wall() {
+    let (_, text) = import("planes");
+    assert!(
+        text.contains("ground_plane_point(box_1, vec3(-0.1, -0.1, -0.1), 0, vec3(-1, 0, 0), -0.6, dhat, kappa)"),
+        "{text}"
+    );
+    let scene = Scene::compile(&text).expect("compiles");
+    let dhat = 2e-3;
+    let mut sim = scene.batch(1);
+    sim.rollout((2.5 / scene.substep()).round() as usize);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let th = 10f64.to_radians();
+    let floor = |p: &[f64]| th.sin() * p[0] + th.cos() * (p[2] + 0.5);
+    let wall = |p: &[f64]| 0.6 - p[0];
+    let corners: Vec<Vec<f64>> = (0..8)
+        .map(|k| {
+            sim.output(&format!("corner{k}"))
+                .iter()
+                .map(|r| r[0])
+                .collect()
+        })
+        .collect();
+    for (name, d) in [("floor", &floor as &dyn Fn(&[f64]) -> f64), ("wall", &wall)] {
+        let nearest = corners.iter().map(|p| d(p)).fold(f64::INFINITY, f64::min);
+        assert!(
+            nearest > 0.0 && nearest < dhat,
+            "the nearest corner is {nearest} m from the {name}"
+        );
+    }
+    let v = sim.output("box_1_x");
+    let before: Vec<f64> = v.iter().map(|r| r[0]).collect();
+    sim.rollout(20);
+    let after = sim.output("box_1_x");
+    let moved = (0..3)
+        .map(|i| (after[i][0] - before[i]).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(moved < 1e-4, "the box still moves ({moved} m in 0.1 s)");
+}
+
+/// Every geom but planes is kept as a part of its Joule body's `shape`, as
+/// placed in the body frame, so the viewer draws the robot as MuJoCo does:
+/// in Brax's ant and humanoid every capsule (MJCF `fromto`) is a capsule of
+/// the same radius and length along the same axis, at the same centre.
+#[test]
+fn imported_bodies_are_drawn_as_their_geoms() {
+    use joule_compiler::math::{add, norm, rotate, scale, sub};
+    use joule_compiler::model::BodyShape;
+    for name in ["ant", "humanoid"] {
+        let (m, text) = import(name);
+        let model = check_source(&format!("{name}.joule"), &text)
+            .model
+            .expect("model");
+        let mut capsules = 0;
+        for body in model.bodies.iter().filter(|b| b.dof.is_some()) {
+            let mjcf = m
+                .bodies
+                .iter()
+                .find(|b| b.name == body.name)
+                .expect("an MJCF body");
+            let parts: Vec<(BodyShape, [f64; 3], [f64; 4])> = match &body.shape {
+                BodyShape::Compound { parts } => parts.clone(),
+                one => vec![(one.clone(), [0.0; 3], [1.0, 0.0, 0.0, 0.0])],
+            };
+            // The Joule body's frame is the MJCF body's: its own geoms come
+            // first, in MJCF order (welded children's after them).
+            for (g, (shape, at, q)) in mjcf.geoms.iter().zip(&parts) {
+                let what = format!("{name}/{}/{:?}", body.name, g.name);
+                assert!(
+                    norm(sub(*at, g.pos)) < 1e-12,
+                    "{what}: at {at:?} vs {:?}",
+                    g.pos
+                );
+                match (g.kind, shape) {
+                    (
+                        mjcf::GeomKind::Capsule { radius, half },
+                        BodyShape::Capsule { radius: r, length },
+                    ) => {
+                        capsules += 1;
+                        assert_eq!((*r, *length), (radius, 2.0 * half), "{what}");
+                        let (axis, want) =
+                            (rotate(*q, [0.0, 0.0, 1.0]), rotate(g.quat, [0.0, 0.0, 1.0]));
+                        let end = |a| add(*at, scale(a, half));
+                        assert!(
+                            norm(sub(end(axis), end(want))) < 1e-12,
+                            "{what}: axis {axis:?} vs {want:?}"
+                        );
+                    }
+                    (mjcf::GeomKind::Sphere { radius }, BodyShape::Sphere { radius: r }) => {
+                        assert_eq!(*r, radius, "{what}")
+                    }
+                    (kind, shape) => panic!("{what}: {kind:?} drawn as {shape:?}"),
+                }
+            }
+        }
+        assert!(capsules >= 8, "{name}: {capsules} capsules");
+    }
 }
 
 fn diagnostics(path: &Path, lenient: bool) -> String {

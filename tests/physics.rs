@@ -907,6 +907,41 @@ fn a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
     }
 }
 
+/// The box of [`a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle`]
+/// on a real tilted plane that does not pass through the origin
+/// (`tests/physics/box_plane.joule`: `ground_plane_point` and
+/// `friction_plane_point`, gravity vertical): it sticks below the friction
+/// angle and slides at `g (sin - mu cos)` above it, resting on the plane
+/// (within the barrier's `dhat`, not through it).
+#[test]
+fn a_box_on_a_tilted_plane_moves_as_on_the_slope() {
+    let src = std::fs::read_to_string("tests/physics/box_plane.joule").expect("scene");
+    let (mu, g, dhat) = (0.5f64, 9.81f64, 1e-3);
+    for theta_deg in [20.0f64, 35.0] {
+        let theta = theta_deg.to_radians();
+        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
+            .expect("scene");
+        let mut sim = s.batch(1);
+        sim.rollout(500);
+        assert!(sim.events.is_empty(), "{:?}", sim.events);
+        let v = sim.output("velocity")[0][0];
+        let height = sim.output("height")[0][0];
+        assert!(
+            height > 0.05 && height < 0.05 + dhat,
+            "{theta_deg} deg: the box's centre is {height} m above the plane"
+        );
+        if theta.tan() < mu {
+            assert!(v.abs() < 1e-3, "{theta_deg} deg: the box creeps at {v} m/s");
+        } else {
+            let want = g * (theta.sin() - mu * theta.cos());
+            assert!(
+                (v - want).abs() < 0.02 * want,
+                "{theta_deg} deg: slides at {v}, expected {want}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_cartpole_track_ends_stop_the_cart() {
     let s = scene("scenes/cartpole.joule");

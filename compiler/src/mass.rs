@@ -32,7 +32,7 @@ impl BodyShape {
     /// Volume of the shape.
     pub fn volume(&self) -> f64 {
         match *self {
-            BodyShape::Compound { ref parts } => parts.iter().map(|(p, _)| p.volume()).sum(),
+            BodyShape::Compound { ref parts } => parts.iter().map(|(p, ..)| p.volume()).sum(),
             BodyShape::Sphere { radius } => sphere_volume(radius),
             BodyShape::Box { size } => size[0] * size[1] * size[2],
             BodyShape::Capsule { radius, length } => {
@@ -73,22 +73,22 @@ impl BodyShape {
     /// `W[0][0] = m`, `W[0][j+1] = integral of rho r_j` (first moments),
     /// `W[j+1][k+1] = integral of rho r_j r_k` (second moments). The kinetic
     /// energy is `1/2 sum W[a][b] qdot_a . qdot_b`. Diagonal for every shape
-    /// symmetric about its origin; a compound adds offsets (parallel axes).
+    /// symmetric about its origin; a compound adds offsets (parallel axes)
+    /// and turns each part's second moments by its rotation (`R S R^T`).
     pub fn mass_matrix(&self, m: f64) -> [[f64; 4]; 4] {
         let mut w = [[0.0; 4]; 4];
         match self {
             BodyShape::Compound { parts } => {
                 let volume = self.volume();
-                for (part, c) in parts {
+                for (part, c, q) in parts {
                     let mi = m * part.volume() / volume;
-                    let s = part.second_moments(mi);
+                    let s = rotate_tensor(&qmat(*q), &diag(part.second_moments(mi)));
                     w[0][0] += mi;
                     for j in 0..3 {
                         w[0][j + 1] += mi * c[j];
                         w[j + 1][0] += mi * c[j];
-                        w[j + 1][j + 1] += s[j];
                         for k in 0..3 {
-                            w[j + 1][k + 1] += mi * c[j] * c[k];
+                            w[j + 1][k + 1] += s[j][k] + mi * c[j] * c[k];
                         }
                     }
                 }

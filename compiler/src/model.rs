@@ -504,9 +504,12 @@ pub enum BodyShape {
     Capsule { radius: f64, length: f64 },
     /// `cylinder(radius, length)` along the local z axis.
     Cylinder { radius: f64, length: f64 },
-    /// `compound(shape, offset, shape, offset, ...)`: parts of one density at
-    /// body-frame offsets (assumed not to overlap).
-    Compound { parts: Vec<(BodyShape, [f64; 3])> },
+    /// `compound(shape, offset[, rotation], ...)`: parts of one density
+    /// placed in the body frame, each at its offset and turned by its unit
+    /// quaternion `(w, x, y, z)` (assumed not to overlap).
+    Compound {
+        parts: Vec<(BodyShape, [f64; 3], [f64; 4])>,
+    },
 }
 
 impl BodyShape {
@@ -515,7 +518,7 @@ impl BodyShape {
         match *self {
             BodyShape::Compound { ref parts } => parts
                 .iter()
-                .map(|(p, c)| {
+                .map(|(p, c, _)| {
                     (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt() + p.bounding_radius()
                 })
                 .fold(0.0, f64::max),

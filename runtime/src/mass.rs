@@ -315,33 +315,39 @@ mod tests {
 
 #[cfg(test)]
 mod compound_tests {
+    use joule_compiler::math::{axis_angle, normalize, rotate, IDENTITY};
     use joule_compiler::model::BodyShape;
 
     #[test]
     fn compound_mass_matrix_matches_numerical_integration() {
-        // A ball of radius 0.1 at (0.3, 0, 0.1) and a box 0.2 x 0.1 x 0.1 at (-0.1, 0.05, 0):
-        // first moments and products of inertia are not zero.
+        // A ball of radius 0.1 at (0.3, 0, 0.1) and a box 0.2 x 0.1 x 0.1 at
+        // (-0.1, 0.05, 0), turned 40 degrees about (1, 2, 3): first moments and
+        // products of inertia are not zero, and the box's own are turned.
+        let q = axis_angle(normalize([1.0, 2.0, 3.0]).unwrap(), 40f64.to_radians());
         let shape = BodyShape::Compound {
             parts: vec![
-                (BodyShape::Sphere { radius: 0.1 }, [0.3, 0.0, 0.1]),
+                (BodyShape::Sphere { radius: 0.1 }, [0.3, 0.0, 0.1], IDENTITY),
                 (
                     BodyShape::Box {
                         size: [0.2, 0.1, 0.1],
                     },
                     [-0.1, 0.05, 0.0],
+                    q,
                 ),
             ],
         };
         let m = 3.0;
         let w = shape.mass_matrix(m);
         // Uniform density: integrate over a grid covering both parts.
+        let inverse = [q[0], -q[1], -q[2], -q[3]];
         let inside = |x: f64, y: f64, z: f64| {
             let ball = (x - 0.3).powi(2) + y * y + (z - 0.1).powi(2) <= 0.01;
-            let cube = (x + 0.1).abs() <= 0.1 && (y - 0.05).abs() <= 0.05 && z.abs() <= 0.05;
+            let d = rotate(inverse, [x + 0.1, y - 0.05, z]);
+            let cube = d[0].abs() <= 0.1 && d[1].abs() <= 0.05 && d[2].abs() <= 0.05;
             ball || cube
         };
         let n = 200;
-        let (lo, hi) = ([-0.25, -0.1, -0.1], [0.45, 0.15, 0.25]);
+        let (lo, hi) = ([-0.25, -0.1, -0.13], [0.45, 0.18, 0.25]);
         let mut count = 0.0;
         let mut first = [0.0; 3];
         let mut second = [[0.0; 3]; 3];

@@ -19,7 +19,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
-          "pendulum_armature", "falling", "cartpole", "chain"]
+          "pendulum_armature", "falling", "cartpole", "chain", "pusher",
+          "inverted_double_pendulum", "planes"]
 
 
 def quat_mat(q):

@@ -1,6 +1,6 @@
 //! MJCF import: MuJoCo XML models to Joule scene text.
 //!
-//! `parse.rs` reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
+//! `include.rs` reads the model's files (`<include>`), `parse.rs` reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
 //! poses, geoms, joints, sites and mass properties computed as MuJoCo's
 //! compiler does, defaults and `childclass` applied, angles in radians.
 //! [`write`] turns that into readable Joule source that keeps the MJCF names;
@@ -10,6 +10,7 @@
 //!
 //! Used by `joule import` and by `use "model.xml"` in scenes.
 
+mod include;
 mod parse;
 mod write;
 
@@ -28,7 +29,8 @@ pub enum GeomKind {
     Cylinder { radius: f64, half: f64 },
     /// `box`: half sizes.
     Box { half: [f64; 3] },
-    /// `plane` (worldbody only): normal along z.
+    /// `plane`: the half-space below the geom's x-y plane (the world's
+    /// bodies only: a plane in a moving body is refused when written).
     Plane,
 }
 
@@ -75,6 +77,8 @@ pub struct Geom {
     pub conaffinity: u32,
     /// Sliding friction coefficient (first of `friction`).
     pub friction: f64,
+    /// Where it is declared.
+    pub span: Span,
 }
 
 /// A joint's type.
@@ -211,15 +215,26 @@ pub fn import_path(
     })?;
     let mut sources = SourceMap::new();
     let file = sources.add(path.display().to_string(), Some(path), &text);
-    let imported = import(&sources, file, lenient);
+    let imported = import(&mut sources, file, lenient);
     Ok((sources, imported))
 }
 
-/// Imports the MJCF file `file` of `sources`. With `lenient`, unsupported
-/// elements and attributes are skipped with a warning instead of an error.
-pub fn import(sources: &SourceMap, file: FileId, lenient: bool) -> Imported {
+/// Imports the MJCF file `file` of `sources`; the files it includes are
+/// added to `sources`. With `lenient`, unsupported elements and attributes
+/// are skipped with a warning instead of an error.
+pub fn import(sources: &mut SourceMap, file: FileId, lenient: bool) -> Imported {
+    let files = match include::load(sources, file) {
+        Ok(f) => f,
+        Err(diagnostics) => {
+            return Imported {
+                model: None,
+                text: None,
+                diagnostics,
+            }
+        }
+    };
     let source = sources.get(file);
-    let (model, mut diagnostics) = parse::parse(&source.text, file, lenient);
+    let (model, mut diagnostics) = parse::parse(sources, &files, lenient);
     let text = match &model {
         Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
             match write::write(m, &source.name) {

@@ -31,7 +31,9 @@ struct Class<'a, 'i> {
 }
 
 struct Parser<'a, 'i> {
-    file: FileId,
+    /// The model's files, main file first, and what each `<include>` brings in.
+    docs: &'a [(FileId, Document<'i>)],
+    includes: &'a HashMap<(FileId, usize), FileId>,
     lenient: bool,
     diags: Vec<Diagnostic>,
     classes: HashMap<String, Class<'a, 'i>>,
@@ -43,29 +45,24 @@ struct Parser<'a, 'i> {
     joint_count: usize,
 }
 
-/// Parses MJCF text; the model is `None` when the XML could not be read at all.
-pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diagnostic>) {
-    let doc = match Document::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            let pos = e.pos();
-            let at = offset_of(text, pos.row as usize, pos.col as usize);
-            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
-            let d = Diagnostic::error(
-                "mjcf::xml",
-                format!("this is not well-formed XML: {e}"),
-                Span::new(file, at, end),
-                "here",
-            )
-            .with_help("MJCF files are XML; check the tag and quoting near this point");
-            return (None, vec![d]);
+/// Parses the MJCF files `files` (read by [`include::load`], their XML
+/// known to parse); the model is `None` when it could not be read at all.
+pub fn parse(
+    sources: &SourceMap,
+    files: &include::Files,
+    lenient: bool,
+) -> (Option<Mjcf>, Vec<Diagnostic>) {
+    let mut docs = vec![];
+    for &id in &files.ids {
+        let text = &sources.get(id).text;
+        match Document::parse(text) {
+            Ok(d) => docs.push((id, d)),
+            Err(e) => return (None, vec![include::xml_error(text, id, &e)]),
         }
-    };
-    if let Some(d) = too_large(&doc, file) {
-        return (None, vec![d]);
     }
     let mut p = Parser {
-        file,
+        docs: &docs,
+        includes: &files.includes,
         lenient,
         diags: vec![],
         classes: HashMap::new(),
@@ -75,7 +72,11 @@ pub fn parse(text: &str, file: FileId, lenient: bool) -> (Option<Mjcf>, Vec<Diag
         inertials: vec![],
         joint_count: 0,
     };
-    let model = p.model(doc.root_element());
+    let root = docs[0].1.root_element();
+    if let Some(d) = p.too_large(root) {
+        return (None, vec![d]);
+    }
+    let model = p.model(root);
     (model, p.diags)
 }
 
@@ -90,85 +91,106 @@ const LIMITS: [(&str, usize); 4] = [
     ("nested bodies", 100),
 ];
 
-/// A diagnostic at the first element past one of the [`LIMITS`], if any.
-fn too_large(doc: &Document, file: FileId) -> Option<Diagnostic> {
-    let mut counts = [0usize; 4];
-    for n in doc.descendants().filter(Node::is_element) {
-        let k = match n.tag_name().name() {
-            "body" => {
-                let depth = n.ancestors().filter(|a| a.has_tag_name("body")).count();
-                counts[3] = counts[3].max(depth);
-                0
-            }
-            "geom" => 1,
-            "joint" | "freejoint" => 2,
-            _ => continue,
-        };
-        counts[k] += 1;
-        let over = (0..4).find(|&i| counts[i] > LIMITS[i].1);
-        if let Some(i) = over {
-            let (what, limit) = LIMITS[i];
-            // The element, unless it is far into a long line (a minified
-            // model), where the renderer cannot draw it: then the root's tag.
-            let text = doc.input_text();
-            let column = |at: usize| at - text[..at].rfind('\n').map_or(0, |k| k + 1);
-            let at = if column(n.range().start) < 1000 {
-                n
-            } else {
-                doc.root_element()
-            };
-            let start = at.range().start;
-            let tag = at.tag_name().name().len();
-            return Some(
-                Diagnostic::error(
-                    "mjcf::too_large",
-                    format!("the model has more than {limit} {what}"),
-                    Span::new(file, start, start + 1 + tag),
-                    if at == n {
-                        format!("{what} past {limit} start here")
-                    } else {
-                        "in this model".to_string()
-                    },
-                )
-                .with_help(format!(
-                    "the importer takes models of at most {} bodies, {} geoms, {} joints and {} nested bodies; split the model or generate it in Joule (`for` generators)",
-                    LIMITS[0].1, LIMITS[1].1, LIMITS[2].1, LIMITS[3].1
-                )),
-            );
-        }
-    }
-    None
-}
-
-/// Byte offset of a 1-based row and column (in characters).
-fn offset_of(text: &str, row: usize, col: usize) -> usize {
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(row.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    let line = &text[line_start.min(text.len())..];
-    line_start
-        + line
-            .char_indices()
-            .nth(col.saturating_sub(1))
-            .map_or(line.len(), |(i, _)| i)
-}
-
 impl<'a, 'i> Parser<'a, 'i> {
-    fn span(&self, r: std::ops::Range<usize>) -> Span {
-        Span::new(self.file, r.start, r.end)
+    /// The file of a node's document.
+    fn file_of(&self, n: Node) -> FileId {
+        self.docs
+            .iter()
+            .find(|(_, d)| std::ptr::eq(n.document(), d))
+            .map_or(self.docs[0].0, |(id, _)| *id)
+    }
+
+    /// A byte range of the file that holds `n`.
+    fn span(&self, n: Node, r: std::ops::Range<usize>) -> Span {
+        Span::new(self.file_of(n), r.start, r.end)
+    }
+
+    /// The child elements of `n`, with each `<include>` replaced by the
+    /// children of the included file's `<mujoco>`.
+    fn elements(&self, n: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
+        let mut out = vec![];
+        for c in n.children().filter(Node::is_element) {
+            if !c.has_tag_name("include") {
+                out.push(c);
+                continue;
+            }
+            let included = self
+                .includes
+                .get(&(self.file_of(c), c.range().start))
+                .and_then(|id| self.docs.iter().find(|(f, _)| f == id));
+            if let Some((_, doc)) = included {
+                out.extend(self.elements(doc.root_element()));
+            }
+        }
+        out
+    }
+
+    /// A diagnostic at the first element past one of the [`LIMITS`], if any:
+    /// the elements are counted in the model with its includes, before
+    /// anything is built.
+    fn too_large(&self, root: Node<'a, 'i>) -> Option<Diagnostic> {
+        let mut counts = [0usize; 4];
+        let mut stack: Vec<(Node, usize)> = self
+            .elements(root)
+            .into_iter()
+            .rev()
+            .map(|c| (c, 0))
+            .collect();
+        while let Some((n, depth)) = stack.pop() {
+            let depth = depth + usize::from(n.has_tag_name("body"));
+            stack.extend(self.elements(n).into_iter().rev().map(|c| (c, depth)));
+            let k = match n.tag_name().name() {
+                "body" => {
+                    counts[3] = counts[3].max(depth);
+                    0
+                }
+                "geom" => 1,
+                "joint" | "freejoint" => 2,
+                _ => continue,
+            };
+            counts[k] += 1;
+            let over = (0..4).find(|&i| counts[i] > LIMITS[i].1);
+            if let Some(i) = over {
+                let (what, limit) = LIMITS[i];
+                // The element, unless it is far into a long line (a minified
+                // model), where the renderer cannot draw it: then the root's tag.
+                let text = n.document().input_text();
+                let column = |at: usize| at - text[..at].rfind('\n').map_or(0, |k| k + 1);
+                let at = if column(n.range().start) < 1000 {
+                    n
+                } else {
+                    root
+                };
+                return Some(
+                    Diagnostic::error(
+                        "mjcf::too_large",
+                        format!("the model has more than {limit} {what}"),
+                        self.tag_span(at),
+                        if at == n {
+                            format!("{what} past {limit} start here")
+                        } else {
+                            "in this model".to_string()
+                        },
+                    )
+                    .with_help(format!(
+                        "the importer takes models of at most {} bodies, {} geoms, {} joints and {} nested bodies; split the model or generate it in Joule (`for` generators)",
+                        LIMITS[0].1, LIMITS[1].1, LIMITS[2].1, LIMITS[3].1
+                    )),
+                );
+            }
+        }
+        None
     }
 
     /// The `<tag` of an element.
     fn tag_span(&self, n: Node) -> Span {
         let start = n.range().start;
-        self.span(start..start + 1 + n.tag_name().name().len())
+        self.span(n, start..start + 1 + n.tag_name().name().len())
     }
 
     fn attr_span(&self, n: Node, name: &str) -> Span {
         match n.attribute_node(name) {
-            Some(a) => self.span(a.range_value()),
+            Some(a) => self.span(n, a.range_value()),
             None => self.tag_span(n),
         }
     }
@@ -208,7 +230,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         for a in n.attributes() {
             let name = a.name();
             if !supported.contains(&name) && !ignored.contains(&name) && !VISUAL.contains(&name) {
-                let span = self.span(a.range_qname());
+                let span = self.span(n, a.range_qname());
                 self.unsupported(
                     span,
                     format!("attribute `{name}` of `<{}>`", n.tag_name().name()),
@@ -427,7 +449,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             return None;
         }
         self.check_attrs(root, &["model"], &[]);
-        let children: Vec<Node> = root.children().filter(Node::is_element).collect();
+        let children = self.elements(root);
         // The compiler settings apply to the whole file, wherever they appear.
         for c in children.iter().filter(|c| c.has_tag_name("compiler")) {
             self.compiler(*c);
@@ -478,16 +500,17 @@ impl<'a, 'i> Parser<'a, 'i> {
                         timestep = 0.002;
                     }
                     gravity = self.vec3(*c, "main", "gravity", gravity);
-                    for f in c
-                        .children()
-                        .filter(|f| f.is_element() && !f.has_tag_name("flag"))
+                    for f in self
+                        .elements(*c)
+                        .into_iter()
+                        .filter(|f| !f.has_tag_name("flag"))
                     {
                         self.unsupported_element(f);
                     }
                 }
                 "worldbody" => self.world(*c),
-                "actuator" => actuator_nodes.extend(c.children().filter(Node::is_element)),
-                "contact" => exclude_nodes.extend(c.children().filter(Node::is_element)),
+                "actuator" => actuator_nodes.extend(self.elements(*c)),
+                "contact" => exclude_nodes.extend(self.elements(*c)),
                 t if IGNORED_TOP.contains(&t) => {}
                 _ => self.unsupported_element(*c),
             }
@@ -607,7 +630,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         };
         let mut items = HashMap::new();
-        for c in n.children().filter(Node::is_element) {
+        for c in self.elements(n) {
             match c.tag_name().name() {
                 "default" => self.defaults(c, Some(name.clone())),
                 tag => {
@@ -638,11 +661,11 @@ impl<'a, 'i> Parser<'a, 'i> {
     /// The geoms, joints, sites, inertial and child bodies of body `id`.
     fn body_contents(&mut self, n: Node<'a, 'i>, id: usize, class: &str) {
         let mut children = vec![];
-        for c in n.children().filter(Node::is_element) {
+        for c in self.elements(n) {
             let cls = c.attribute("class").unwrap_or(class);
             match c.tag_name().name() {
                 "geom" => {
-                    if let Some(g) = self.geom(c, cls, id) {
+                    if let Some(g) = self.geom(c, cls) {
                         self.bodies[id].geoms.push(g);
                     }
                 }
@@ -677,6 +700,29 @@ impl<'a, 'i> Parser<'a, 'i> {
                 t if IGNORED_IN_BODY.contains(&t) => {}
                 _ => self.unsupported_element(c),
             }
+        }
+        // Planes are static: in the world or in bodies welded to it.
+        let mut moving = false;
+        let mut b = id;
+        while b != 0 {
+            moving |= !self.bodies[b].joints.is_empty();
+            b = self.bodies[b].parent;
+        }
+        if moving {
+            let planes: Vec<Span> = self.bodies[id]
+                .geoms
+                .iter()
+                .filter(|g| g.kind == GeomKind::Plane)
+                .map(|g| g.span)
+                .collect();
+            for span in planes {
+                self.unsupported(
+                    span,
+                    "a plane geom inside a moving body".into(),
+                    "planes belong to the worldbody or bodies without joints",
+                );
+            }
+            self.bodies[id].geoms.retain(|g| g.kind != GeomKind::Plane);
         }
         let b = &self.bodies[id];
         let (xpos, xquat) = (b.xpos, b.xquat);
@@ -777,7 +823,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
     }
 
-    fn geom(&mut self, n: Node<'a, 'i>, class: &str, body: usize) -> Option<Geom> {
+    fn geom(&mut self, n: Node<'a, 'i>, class: &str) -> Option<Geom> {
         self.check_attrs(
             n,
             &[
@@ -818,14 +864,6 @@ impl<'a, 'i> Parser<'a, 'i> {
                 return None;
             }
         };
-        if kind == "plane" && body != 0 {
-            self.unsupported(
-                kspan,
-                "a plane geom inside a moving body".into(),
-                "planes belong to the worldbody",
-            );
-            return None;
-        }
         let fromto = match self.get(n, class, "fromto") {
             Some((v, s)) if matches!(kind, "capsule" | "cylinder") => {
                 Some(self.numbers(v, s, "fromto", 6, false)?)
@@ -910,6 +948,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             contype: self.int(n, class, "contype", 1),
             conaffinity: self.int(n, class, "conaffinity", 1),
             friction,
+            span: self.tag_span(n),
         })
     }
 
@@ -1210,7 +1249,11 @@ impl<'a, 'i> Parser<'a, 'i> {
 
     /// `compiler settotalmass`: scales every body's mass and inertia.
     fn settotalmass(&mut self, root: Node<'a, 'i>) {
-        let Some(c) = root.children().find(|c| c.has_tag_name("compiler")) else {
+        let Some(c) = self
+            .elements(root)
+            .into_iter()
+            .find(|c| c.has_tag_name("compiler"))
+        else {
             return;
         };
         let target = self.real(c, "main", "settotalmass", -1.0);

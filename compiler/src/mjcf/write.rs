@@ -131,6 +131,62 @@ fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
         .collect()
 }
 
+/// A geom as a Joule shape (MJCF sizes are radii and half lengths, Joule's
+/// are full lengths); planes are not shapes.
+fn joule_shape(g: &Geom) -> Option<String> {
+    Some(match g.kind {
+        GeomKind::Sphere { radius } => format!("sphere({})", num(radius)),
+        GeomKind::Capsule { radius, half } => {
+            format!("capsule({}, {})", num(radius), num(2.0 * half))
+        }
+        GeomKind::Cylinder { radius, half } => {
+            format!("cylinder({}, {})", num(radius), num(2.0 * half))
+        }
+        GeomKind::Box { half } => format!("box({})", v3(half.map(|h| 2.0 * h))),
+        GeomKind::Plane => return None,
+    })
+}
+
+/// A body's `shape`: its geoms as placed in the body frame (what the viewer
+/// draws; contact uses the geoms' points, mass the MJCF values), or `None`
+/// when it has no geom but planes.
+fn body_shape(geoms: &[Geom]) -> Option<String> {
+    let parts: Vec<(String, V3, Option<Q>)> = geoms
+        .iter()
+        .filter_map(|g| {
+            let q = denoise(g.quat, 1.0);
+            let turned = norm(sub([q[1], q[2], q[3]], [0.0; 3])) > 0.0;
+            Some((
+                joule_shape(g)?,
+                denoise(g.pos, reach(g)),
+                turned.then_some(q),
+            ))
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => None,
+        [(one, [0.0, 0.0, 0.0], None)] => Some(one.clone()),
+        _ => {
+            let lines: Vec<String> = parts
+                .iter()
+                .map(|(shape, at, q)| {
+                    let turn = q.map_or(String::new(), |q| {
+                        format!(
+                            ", quat({}, {}, {}, {})",
+                            num(q[0]),
+                            num(q[1]),
+                            num(q[2]),
+                            num(q[3])
+                        )
+                    });
+                    format!("\n        {shape}, {}{turn}", v3(*at))
+                })
+                .collect();
+            Some(format!("compound({}\n    )", lines.join(",")))
+        }
+    }
+}
+
 /// Radius about the body origin that contains a geom.
 fn reach(g: &Geom) -> f64 {
     let extent = match g.kind {
@@ -502,11 +558,14 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         let i = g.mass.inertia.map(|row| denoise(row, big));
         let com = denoise(g.mass.com, radius);
         writeln!(bt, "body {} {{", g.name).ok();
-        writeln!(
-            bt,
-            "    shape = sphere({})    // bounds its geoms; contact uses the geoms' points below",
-            num(radius)
-        )
+        match body_shape(&g.geoms) {
+            Some(shape) => writeln!(
+                bt,
+                "    // Its geoms, as drawn; contact uses their points below."
+            )
+            .and_then(|()| writeln!(bt, "    shape = {shape}")),
+            None => writeln!(bt, "    shape = sphere({})    // no geoms", num(radius)),
+        }
         .ok();
         writeln!(bt, "    mass = {}", num(g.mass.mass)).ok();
         writeln!(bt, "    com = {}", v3(com)).ok();
@@ -640,22 +699,12 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         .filter(|g| g.kind == GeomKind::Plane)
         .collect();
     for plane in &planes {
-        let up = rotate(plane.quat, [0.0, 0.0, 1.0]);
-        if plane.pos[2].abs() > 1e-12 || norm(sub(up, [0.0, 0.0, 1.0])) > 1e-9 {
-            diags.push(
-                Diagnostic::error(
-                    "mjcf::unsupported",
-                    format!(
-                        "plane `{}` is not the ground z = 0",
-                        plane.name.as_deref().unwrap_or("")
-                    ),
-                    m.bodies[0].span,
-                    "in this worldbody",
-                )
-                .with_help("the importer supports ground planes at z = 0 facing up"),
-            );
-            continue;
-        }
+        // The plane dot(n, x) = c: MuJoCo's planes are half-spaces below the
+        // geom's z axis, infinite whatever their size. The ground z = 0
+        // keeps the prelude's z-only form.
+        let n = denoise(rotate(plane.quat, [0.0, 0.0, 1.0]), 1.0);
+        let c = dot(n, plane.pos);
+        let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
             for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
                 let mu = geom.friction.max(plane.friction);
@@ -667,25 +716,37 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                 )
                 .ok();
                 for (r, rad) in contact_points(geom) {
-                    ground_points += 1;
-                    writeln!(
-                        ct,
-                        "ground_soft({}, {}, {}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h))",
-                        g.name,
-                        v3(r),
-                        num(rad)
-                    )
-                    .ok();
-                    writeln!(
-                        ct,
-                        "friction_penalty_point({}, {}, {}, {}, k_contact, {})",
-                        g.name,
-                        v3(r),
-                        num(rad),
-                        num(mu),
-                        num(FRICTION_EPS)
-                    )
-                    .ok();
+                    let (r, rad) = (v3(r), num(rad));
+                    let name = &g.name;
+                    if ground {
+                        ground_points += 1;
+                        writeln!(
+                            ct,
+                            "ground_soft({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h))"
+                        )
+                        .ok();
+                        writeln!(
+                            ct,
+                            "friction_penalty_point({name}, {r}, {rad}, {}, k_contact, {})",
+                            num(mu),
+                            num(FRICTION_EPS)
+                        )
+                        .ok();
+                    } else {
+                        let (n, c) = (v3(n), num(c));
+                        writeln!(
+                            ct,
+                            "ground_plane_point({name}, {r}, {rad}, {n}, {c}, dhat, kappa)"
+                        )
+                        .ok();
+                        writeln!(
+                            ct,
+                            "friction_plane_point({name}, {r}, {rad}, {n}, {c}, {}, dhat, kappa, {})",
+                            num(mu),
+                            num(FRICTION_EPS)
+                        )
+                        .ok();
+                    }
                 }
             }
         }
@@ -751,7 +812,8 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     .ok();
     for line in [
         "// Each Joule body is an MJCF body with joints, its origin at the MJCF body frame;",
-        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>).",
+        "// mass, centre of mass and inertia are the MJCF ones (from geoms or <inertial>);",
+        "// its shape is its geoms, as the viewer draws them.",
         "// Bodies are in joint coordinates: each body's `joint` is its MJCF joints in order",
         "// (parent side first) with their armature, damping, stiffness and range; a range",
         "// is soft, as MuJoCo's limits are.",
@@ -816,7 +878,14 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
             "\n// The world: a fixed body at the origin for the energies and contact that name it."
         )
         .ok();
-        writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}").ok();
+        match body_shape(&groups[0].geoms) {
+            Some(shape) => writeln!(
+                o,
+                "// Its geoms, as drawn.\nbody world {{\n    shape = {shape}\n    mass = 1\n}}"
+            ),
+            None => writeln!(o, "body world {{ shape = sphere(1) mass = 1 }}"),
+        }
+        .ok();
         writeln!(o, "fix world").ok();
     }
     o.push_str(&body_text);

@@ -688,8 +688,8 @@ impl Resolver<'_> {
         let pos = |t: &Tensor| t.shape == Shape::Scalar && t.x() > 0.0 && t.x().is_finite();
         if s.kind == "compound" {
             let mut parts = vec![];
-            for (part, offset) in &s.parts {
-                parts.push((self.body_shape(part, span)?, *offset));
+            for (part, offset, rotation) in &s.parts {
+                parts.push((self.body_shape(part, span)?, *offset, *rotation));
             }
             return Some(BodyShape::Compound { parts });
         }

@@ -60,8 +60,8 @@ pub struct ShapeValue {
     pub kind: &'static str,
     /// Its numeric arguments.
     pub args: Vec<Tensor>,
-    /// For `compound`: the parts and their body-frame offsets.
-    pub parts: Vec<(Arc<ShapeValue>, [f64; 3])>,
+    /// For `compound`: the parts, their body-frame offsets and unit rotations.
+    pub parts: Vec<(Arc<ShapeValue>, [f64; 3], [f64; 4])>,
 }
 
 /// What an expression evaluates to in the resolver.

@@ -223,38 +223,63 @@ impl Resolver<'_> {
                 }))
             }
             "compound" => {
-                let usage = "write `compound(shape, offset, shape, offset, ...)`, e.g. `compound(sphere(0.1), vec3(0, 0, 0.2), box(vec3(0.2, 0.2, 0.1)), vec3(0, 0, 0))`";
-                if vals.is_empty() || !vals.len().is_multiple_of(2) {
+                let usage = "write `compound(shape, offset, shape, offset, rotation, ...)`: each part a shape, its offset and optionally its rotation, e.g. `compound(sphere(0.1), vec3(0, 0, 0.2), capsule(0.05, 0.4), vec3(0, 0, 0), axis_angle(vec3(1, 0, 0), 90deg))`";
+                if vals.is_empty() {
                     self.error(
                         Diagnostic::error(
                             "joule::arity",
-                            "`compound` takes pairs of a shape and its offset",
+                            "`compound` takes its parts: a shape, its offset and optionally its rotation each",
                             span,
-                            "not shape-offset pairs",
+                            "no parts",
                         )
                         .with_help(usage),
                     );
                     return Value::Poison;
                 }
                 let mut parts = vec![];
-                for pair in vals.chunks(2).zip(spans.chunks(2)) {
-                    match (&pair.0[0], pair.0[1].tensor()) {
+                let mut i = 0;
+                while i < vals.len() {
+                    let offset = vals.get(i + 1).and_then(Value::tensor);
+                    let (shape, at) = match (&vals[i], offset) {
                         (Value::Shape(s), Some(t)) if t.shape == Shape::Vec(3) => {
-                            parts.push((s.clone(), [t.data[0], t.data[1], t.data[2]]))
+                            (s.clone(), [t.data[0], t.data[1], t.data[2]])
                         }
                         _ => {
+                            let end = spans.get(i + 1).copied().unwrap_or(spans[i]);
                             self.error(
                                 Diagnostic::error(
                                     "joule::type_mismatch",
                                     "expected a shape and a compile-time vec3 offset",
-                                    pair.1[0].to(pair.1[1]),
+                                    spans[i].to(end),
                                     "not a shape and an offset",
                                 )
                                 .with_help(usage),
                             );
                             return Value::Poison;
                         }
+                    };
+                    i += 2;
+                    let mut rotation = crate::math::IDENTITY;
+                    if let Some(q) = vals.get(i).and_then(Value::tensor) {
+                        if q.shape == Shape::Quat {
+                            let q = [q.data[0], q.data[1], q.data[2], q.data[3]];
+                            let Some(q) = crate::math::qnormalize(q) else {
+                                self.error(
+                                    Diagnostic::error(
+                                        "joule::invalid_value",
+                                        "the part's rotation quaternion is zero",
+                                        spans[i],
+                                        "zero quaternion",
+                                    )
+                                    .with_help("turn the part by a nonzero quaternion (w, x, y, z), e.g. `axis_angle(vec3(0, 1, 0), 90deg)`, or leave the rotation out"),
+                                );
+                                return Value::Poison;
+                            };
+                            rotation = q;
+                            i += 1;
+                        }
                     }
+                    parts.push((shape, at, rotation));
                 }
                 Value::Shape(Arc::new(ShapeValue {
                     kind: "compound",
@@ -588,10 +613,12 @@ fn contact_point_list(shape: &BodyShape) -> Vec<([f64; 3], f64)> {
             .collect(),
         BodyShape::Compound { ref parts } => parts
             .iter()
-            .flat_map(|(part, c)| {
+            .flat_map(|(part, c, q)| {
                 contact_point_list(part)
                     .into_iter()
-                    .map(move |(r, radius)| ([r[0] + c[0], r[1] + c[1], r[2] + c[2]], radius))
+                    .map(move |(r, radius)| {
+                        (crate::math::add(*c, crate::math::rotate(*q, r)), radius)
+                    })
             })
             .collect(),
     }
