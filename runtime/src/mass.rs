@@ -16,9 +16,11 @@ pub struct MassModel {
     pub mass: Vec<f64>,
     /// Constant external (generalised gravity) force per free DOF.
     pub force: Vec<f64>,
-    /// Bodies whose `W` is not diagonal: first DOF, `W`'s off-diagonal
-    /// part (its diagonal is in `mass`), `W^-1`.
-    blocks: Vec<(usize, Block, Block)>,
+    /// Bodies whose `W` is not diagonal: first DOF and `W^-1`.
+    blocks: Vec<(usize, Block)>,
+    /// The off-diagonal nonzeros of those bodies' `W` (their diagonal is in
+    /// `mass`) as (row, column, value), both triangles.
+    couplings: Vec<(usize, usize, f64)>,
     /// `M^-1 force` per free DOF (gravity's acceleration).
     accel: Vec<f64>,
     /// `1 / mass` per free DOF.
@@ -70,6 +72,7 @@ impl MassModel {
         let mut mass = vec![0.0; n];
         let mut force = vec![0.0; n];
         let mut blocks = vec![];
+        let mut couplings = vec![];
         let g = model.settings.gravity;
         for p in &model.particles {
             if let Some(d) = p.dof {
@@ -91,11 +94,16 @@ impl MassModel {
                     }
                 }
                 if !is_diagonal(&w) {
-                    let mut off = w;
-                    for (a, row) in off.iter_mut().enumerate() {
-                        row[a] = 0.0;
+                    blocks.push((d, inverse(&w)));
+                    for c in 0..3 {
+                        for a in 0..4 {
+                            for b in 0..4 {
+                                if a != b && w[a][b] != 0.0 {
+                                    couplings.push((d + 3 * a + c, d + 3 * b + c, w[a][b]));
+                                }
+                            }
+                        }
                     }
-                    blocks.push((d, off, inverse(&w)));
                 }
             }
         }
@@ -103,6 +111,7 @@ impl MassModel {
             mass,
             force,
             blocks,
+            couplings,
             accel: vec![],
             inv_mass: vec![],
         };
@@ -167,17 +176,43 @@ impl MassModel {
 
     /// `out = M v` on the free rows of a structure-of-arrays buffer (stride `s`).
     pub fn mul(&self, v: &[f64], out: &mut [f64], s: usize) {
-        for ((o, x), m) in out
-            .chunks_exact_mut(s)
-            .zip(v.chunks_exact(s))
-            .zip(&self.mass)
-        {
-            for (o, x) in o.iter_mut().zip(x) {
-                *o = m * x;
+        match s {
+            2 => self.mul_lanes::<2>(v, out),
+            4 => self.mul_lanes::<4>(v, out),
+            8 => self.mul_lanes::<8>(v, out),
+            _ => {
+                for ((o, x), m) in out
+                    .chunks_exact_mut(s)
+                    .zip(v.chunks_exact(s))
+                    .zip(&self.mass)
+                {
+                    for (o, x) in o.iter_mut().zip(x) {
+                        *o = m * x;
+                    }
+                }
+                for &(r, c, w) in &self.couplings {
+                    let x = &v[c * s..(c + 1) * s];
+                    for (o, x) in out[r * s..(r + 1) * s].iter_mut().zip(x) {
+                        *o += w * x;
+                    }
+                }
             }
         }
-        for (d, w, _) in &self.blocks {
-            Self::apply_block(w, *d, v, out, s, true);
+    }
+
+    /// [`MassModel::mul`] for a stride of `W` lanes, a row at a time.
+    fn mul_lanes<const W: usize>(&self, v: &[f64], out: &mut [f64]) {
+        let (o, x) = (out.as_chunks_mut::<W>().0, v.as_chunks::<W>().0);
+        for ((o, x), m) in o.iter_mut().zip(x).zip(&self.mass) {
+            for e in 0..W {
+                o[e] = m * x[e];
+            }
+        }
+        for &(r, c, w) in &self.couplings {
+            let xc = x[c];
+            for e in 0..W {
+                o[r][e] += w * xc[e];
+            }
         }
     }
 
@@ -188,22 +223,19 @@ impl MassModel {
                 out[r * s + e] = if *m == 0.0 { 0.0 } else { v[r * s + e] / m };
             }
         }
-        for (d, _, inv) in &self.blocks {
-            Self::apply_block(inv, *d, v, out, s, false);
+        for (d, inv) in &self.blocks {
+            Self::apply_block(inv, *d, v, out, s);
         }
     }
 
-    /// Applies a 4x4 block to a body's rows: sets them to `w q`, or (with
-    /// `add`) adds `w q` to them.
-    fn apply_block(w: &Block, d: usize, v: &[f64], out: &mut [f64], s: usize, add: bool) {
+    /// Sets a body's rows to a 4x4 block times them.
+    fn apply_block(w: &Block, d: usize, v: &[f64], out: &mut [f64], s: usize) {
         for c in 0..3 {
-            let rows: [usize; 4] = std::array::from_fn(|a| (d + 3 * a + c) * s);
             for e in 0..s {
-                let q: [f64; 4] = std::array::from_fn(|b| v[rows[b] + e]);
+                let q: [f64; 4] = std::array::from_fn(|a| v[(d + 3 * a + c) * s + e]);
                 for a in 0..4 {
-                    let sum = w[a][0] * q[0] + w[a][1] * q[1] + w[a][2] * q[2] + w[a][3] * q[3];
-                    let o = &mut out[rows[a] + e];
-                    *o = if add { *o + sum } else { sum };
+                    let row = (d + 3 * a + c) * s + e;
+                    out[row] = (0..4).map(|b| w[a][b] * q[b]).sum();
                 }
             }
         }
@@ -218,17 +250,7 @@ impl MassModel {
             .enumerate()
             .map(|(r, m)| (r, r, *m))
             .collect();
-        for (d, w, _) in &self.blocks {
-            for comp in 0..3 {
-                for a in 0..4 {
-                    for b in 0..4 {
-                        if a != b && w[a][b] != 0.0 {
-                            out.push((d + 3 * a + comp, d + 3 * b + comp, w[a][b]));
-                        }
-                    }
-                }
-            }
-        }
+        out.extend_from_slice(&self.couplings);
         out
     }
 }

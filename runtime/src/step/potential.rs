@@ -27,9 +27,16 @@ impl<T: Real> Part<T> {
         }
         scene.mass.mul(&w.d, &mut w.md, s);
         let scale = 1.0 / (2.0 * h * h);
-        for (d, md) in w.d[..k].chunks_exact(s).zip(w.md[..k].chunks_exact(s)) {
-            for ((phi, d), md) in w.phi.iter_mut().zip(d).zip(md) {
-                *phi += d * md * scale;
+        match s {
+            2 => add_lane_dots::<2>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
+            4 => add_lane_dots::<4>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
+            8 => add_lane_dots::<8>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
+            _ => {
+                // The same order as `add_lane_dots`: a lane's sum, then scaled.
+                for (e, phi) in w.phi[..s].iter_mut().enumerate() {
+                    let dot = (0..n).fold(0.0, |acc, r| acc + w.d[r * s + e] * w.md[r * s + e]);
+                    *phi += dot * scale;
+                }
             }
         }
     }
@@ -56,5 +63,19 @@ impl<T: Real> Part<T> {
         for (g, grad) in w.g[..k].iter_mut().zip(&self.b.grad[..k]) {
             *g = *g * scale + grad.to_f64();
         }
+    }
+}
+
+/// Adds `scale` times each lane's dot product of `a` and `b` (rows of `W`
+/// lanes) to `out`.
+fn add_lane_dots<const W: usize>(a: &[f64], b: &[f64], scale: f64, out: &mut [f64]) {
+    let mut acc = [0.0; W];
+    for (a, b) in a.as_chunks::<W>().0.iter().zip(b.as_chunks::<W>().0) {
+        for e in 0..W {
+            acc[e] += a[e] * b[e];
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o += a * scale;
     }
 }
