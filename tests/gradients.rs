@@ -752,3 +752,15 @@ fn plane_contact_differentiates() {
         gradient_check(Path::new("tests/grad/box_plane.joule"), steps);
     }
 }
+
+/// Outputs that read the start of a step through `prev` in a scene of 3
+/// substeps per step (`tests/grad/step_displacement.joule`): the reward and
+/// the loss see the state before the step's first substep, and their
+/// gradient reaches it once the step's substeps are reversed:
+/// [`gradient_check`].
+#[test]
+fn outputs_reading_the_start_of_the_step_differentiate() {
+    for steps in [1, 4] {
+        gradient_check(Path::new("tests/grad/step_displacement.joule"), steps);
+    }
+}

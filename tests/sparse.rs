@@ -265,12 +265,8 @@ fn cg_stopping_on_negative_curvature_is_an_event_of_the_step_and_the_adjoint() {
     };
     assert!(stopped(&p.events, false), "events {:?}", p.events);
     p.events.clear();
-    let mut adj = Adjoint {
-        x: vec![1.0; n * s],
-        v: vec![0.0; n * s],
-        params: vec![0.0; p.b.params.len()],
-        controls: vec![0.0; p.b.controls.len()],
-    };
+    let mut adj = Adjoint::new(n, s, p.b.params.len(), p.b.controls.len());
+    adj.x.fill(1.0);
     p.substep_adjoint(&scene, &start, &end, &mut adj, 7);
     assert!(stopped(&p.events, true), "events {:?}", p.events);
     assert!(

@@ -14,6 +14,7 @@ fn shipped() -> Vec<PathBuf> {
     let mut v = vec![root.join("compiler/src/prelude.joule")];
     for dir in [
         "scenes",
+        "scenes/envs",
         "compiler/tests/frontend",
         "compiler/tests/frontend/lib",
         "compiler/tests/resolve",

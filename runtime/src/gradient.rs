@@ -451,12 +451,7 @@ fn part_gradient<T: Real>(
         _ => vec![],
     };
     let end_state = p.snapshot(n);
-    let mut adj = Adjoint {
-        x: vec![0.0; n * s],
-        v: vec![0.0; n * s],
-        params: vec![0.0; p.b.params.len()],
-        controls: vec![0.0; p.b.controls.len()],
-    };
+    let mut adj = Adjoint::new(n, s, p.b.params.len(), p.b.controls.len());
     if let Some(l) = o.loss {
         p.outputs(scene);
         for (e, v) in value.iter_mut().enumerate() {
@@ -500,6 +495,7 @@ fn part_gradient<T: Real>(
             set_controls(p, t);
             if o.reward.is_some() || o.track.is_some() {
                 p.restore(&states[(t + 1 - t0) * subs]);
+                p.restore_prev(&states[(t - t0) * subs]);
                 step_terms(p, scene, o, t, &mut scratch, true, &chamfer_seeds);
                 p.outputs_adjoint(scene, &mut adj);
             }
@@ -508,10 +504,13 @@ fn part_gradient<T: Real>(
                 p.substep_adjoint(scene, &states[i], &states[i + 1], &mut adj, start + t);
                 events.append(&mut p.events);
             }
+            adj.close_step();
             controls[t].copy_from_slice(&adj.controls);
             adj.controls.fill(0.0);
         }
     }
+    // With no step, what the loss read through `prev(..)` is the start.
+    adj.close_step();
     p.restore(&end_state);
     PartGradient {
         value,

@@ -57,6 +57,9 @@ pub struct Scene {
     /// Whether an explicit step's kernels read `prev_x` / `prev_v` (else a
     /// substep does not copy the state into them).
     pub(crate) explicit_reads_prev: bool,
+    /// Whether outputs read `prev(..)`: the state at the start of the step
+    /// (before its first substep), which a step of several substeps keeps.
+    pub(crate) outputs_read_prev: bool,
     /// The plan of the joint trees (`None`: no body has a joint).
     tree: Option<Tree>,
 }
@@ -150,12 +153,17 @@ impl Scene {
             let ir = compiled.kernels.get(*k);
             ir.reads(State::PrevPos) || ir.reads(State::PrevVel)
         });
+        let outputs_read_prev = {
+            let ir = compiled.kernels.get(KernelKind::Outputs);
+            ir.reads(State::PrevPos) || ir.reads(State::PrevVel)
+        };
         Ok(Scene {
             compiled,
             mass,
             direct,
             dof_names,
             explicit_reads_prev,
+            outputs_read_prev,
             tree,
         })
     }

@@ -397,7 +397,8 @@ impl<'s> Sim<'s> {
     }
 
     /// Sets the free DOFs' positions and velocities of one environment (and
-    /// forgets that it diverged).
+    /// forgets that it diverged); `prev(..)` in outputs reads them too until
+    /// the next step.
     pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
         let (p, e) = self.locate(env);
         let n = self.scene.dofs();
@@ -407,6 +408,8 @@ impl<'s> Sim<'s> {
             for r in 0..n {
                 part.b.x[r * s + e] = Real::from_f64(x[r]);
                 part.b.v[r * s + e] = Real::from_f64(v[r]);
+                part.b.prev_x[r * s + e] = Real::from_f64(x[r]);
+                part.b.prev_v[r * s + e] = Real::from_f64(v[r]);
             }
             part.diverged[e] = false;
         });
@@ -493,7 +496,8 @@ impl<'s> Sim<'s> {
 
     /// Sets every environment's free DOFs' positions and velocities from
     /// environment-major tables (the layout of [`Sim::read_state`]) and
-    /// forgets which environments diverged.
+    /// forgets which environments diverged; `prev(..)` in outputs reads them
+    /// too until the next step.
     ///
     /// # Panics
     /// If `x` or `v` does not hold `batch * dofs` values.
@@ -503,6 +507,8 @@ impl<'s> Sim<'s> {
             let s = p.b.stride;
             scatter(&mut p.b.x, x, rows, p.first, p.len, s, |_, v| v);
             scatter(&mut p.b.v, v, rows, p.first, p.len, s, |_, v| v);
+            scatter(&mut p.b.prev_x, x, rows, p.first, p.len, s, |_, v| v);
+            scatter(&mut p.b.prev_v, v, rows, p.first, p.len, s, |_, v| v);
             p.diverged.iter_mut().for_each(|d| *d = false);
         });
     }

@@ -88,12 +88,7 @@ impl Sim<'_> {
             parts.iter().map(|p| p.snapshot(n)).collect::<Vec<_>>(),
             parts
                 .iter()
-                .map(|p| Adjoint {
-                    x: vec![0.0; n * p.b.stride],
-                    v: vec![0.0; n * p.b.stride],
-                    params: vec![0.0; p.b.params.len()],
-                    controls: vec![0.0; p.b.controls.len()],
-                })
+                .map(|p| Adjoint::new(n, p.b.stride, p.b.params.len(), p.b.controls.len()))
                 .collect(),
         ));
         Tape {
@@ -175,6 +170,7 @@ impl Sim<'_> {
         }
         let scene = self.scene;
         let head = tape.head;
+        let subs = scene.substeps();
         with_parts!(&mut self.parts, parts => parts
         .par_iter_mut()
         .zip(&tape.states)
@@ -185,6 +181,11 @@ impl Sim<'_> {
         .for_each(|(((((p, states), after), controls), start), adj)| {
             let s = p.b.stride;
             p.restore(position(states, after, start, head));
+            // `prev(..)` reads the start of the step that led here.
+            p.restore_prev(match head {
+                0 => position(states, after, start, 0),
+                _ => &states[(head - 1) * subs],
+            });
             if head > 0 {
                 store(&mut p.b.controls, &controls[head - 1]);
             }
@@ -198,6 +199,9 @@ impl Sim<'_> {
             // What the outputs read of the controls joins that step's
             // control gradient, handed back by the next `reverse_step`.
             p.outputs_adjoint(scene, adj);
+            if head == 0 {
+                adj.close_step();
+            }
         }));
         self.restore_end(tape);
         Ok(())
@@ -232,6 +236,7 @@ impl Sim<'_> {
                 };
                 p.substep_adjoint(scene, &states[i], end, adj, step);
             }
+            adj.close_step();
         }));
         // Adjoint solves that stopped short.
         self.collect_events();
@@ -254,12 +259,11 @@ impl Sim<'_> {
     fn restore_end(&mut self, tape: &Tape) {
         with_parts!(&mut self.parts, parts => for (k, p) in parts.iter_mut().enumerate() {
             let controls = &tape.controls[k];
-            p.restore(position(
-                &tape.states[k],
-                &tape.after[k],
-                &tape.start[k],
-                controls.len(),
-            ));
+            let t = controls.len();
+            p.restore(position(&tape.states[k], &tape.after[k], &tape.start[k], t));
+            if t > 0 {
+                p.restore_prev(&tape.states[k][(t - 1) * self.scene.substeps()]);
+            }
             if let Some(c) = controls.last() {
                 store(&mut p.b.controls, c);
             }

@@ -185,8 +185,20 @@ impl Resolver<'_> {
         }
     }
 
+    /// A `settings` block: one per file. The scene's own is applied last
+    /// (its fields override those of a `use`d file, such as an imported
+    /// MJCF model's time step); among the `use`d files there may be one.
     pub(super) fn settings(&mut self, span: Span, fields: &[FieldDef]) {
-        if let Some(old) = self.settings_span.replace(span) {
+        let old = if span.file == self.main {
+            let old = self.main_settings.as_ref().map(|(s, _)| *s);
+            if old.is_none() {
+                self.main_settings = Some((span, fields.to_vec()));
+            }
+            old
+        } else {
+            self.settings_span.replace(span)
+        };
+        if let Some(old) = old {
             self.error(
                 Diagnostic::error(
                     "joule::duplicate_name",
@@ -199,6 +211,13 @@ impl Resolver<'_> {
             );
             return;
         }
+        if span.file != self.main {
+            self.apply_settings(fields);
+        }
+    }
+
+    /// Sets the settings' fields that `fields` gives.
+    pub(super) fn apply_settings(&mut self, fields: &[FieldDef]) {
         let allowed = ["dt", "substeps", "gravity", "integrator", "precision"];
         let fs = self.fields("settings", fields, &allowed);
         let mut ctx = Ctx::declaration();

@@ -128,7 +128,13 @@ pub struct Resolver<'s> {
     /// Files currently being included (cycle detection) and all included ones.
     include_stack: Vec<PathBuf>,
     included: Vec<PathBuf>,
+    /// The `settings` of the `use`d files (at most one among them) and of
+    /// the scene's own file, whose fields override theirs: applied once
+    /// every item is declared.
     settings_span: Option<Span>,
+    main_settings: Option<(Span, Vec<FieldDef>)>,
+    /// The scene's own file.
+    main: FileId,
     /// Per template of `model.templates`: its key and recorded constant sites.
     tinfo: Vec<instances::TemplateInfo>,
     /// Functions already reported as recursive.
@@ -181,6 +187,8 @@ pub fn resolve(
         include_stack: vec![],
         included: vec![],
         settings_span: None,
+        main_settings: None,
+        main,
         tinfo: vec![],
         reported_recursion: Default::default(),
         instance_eval: false,
@@ -204,6 +212,9 @@ pub fn resolve(
         r.included.push(p);
     }
     r.declare_items(&file.items);
+    if let Some((_, fields)) = r.main_settings.take() {
+        r.apply_settings(&fields);
+    }
     r.finish();
     r.diags.sort_by_key(|d| (d.span().file, d.span().start));
     let failed = r.diags.iter().any(Diagnostic::is_error);

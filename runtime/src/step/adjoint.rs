@@ -102,13 +102,16 @@ impl<T: Real> Part<T> {
         }
     }
 
-    /// Adds the gradient of `out_seed . outputs` at the current state.
+    /// Adds the gradient of `out_seed . outputs` at the current state (what
+    /// `prev(..)` reads to `adj.prev`, for the start of the step).
     pub fn outputs_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint) {
         let (n, s) = (scene.dofs(), self.stride());
         self.vjp(scene, KernelKind::OutputsVjp);
         for i in 0..n * s {
             adj.x[i] += self.b.d_x[i].to_f64();
             adj.v[i] += self.b.d_v[i].to_f64();
+            adj.prev[i] += self.b.d_prev_x[i].to_f64();
+            adj.prev[n * s + i] += self.b.d_prev_v[i].to_f64();
         }
         self.accumulate(adj, 1.0);
     }

@@ -112,6 +112,11 @@ pub struct Part<T: Real> {
     /// Newton iterations taken so far, summed over the lanes: each iteration
     /// counts the environments still iterating in it.
     pub newton_iterations: u64,
+    /// The free rows of x, then of v, at the start of the step, which
+    /// `prev(..)` in outputs reads ([`Scene::outputs_read_prev`]); empty
+    /// when no output reads them or a step is one substep (whose own start
+    /// `prev_x`/`prev_v` already hold).
+    step_start: Vec<T>,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -218,6 +223,37 @@ pub struct Adjoint {
     pub v: Vec<f64>,
     pub params: Vec<f64>,
     pub controls: Vec<f64>,
+    /// What outputs' `prev(..)` reads add to the adjoint of the state at the
+    /// start of the step (x, then v): added to `x`, `v` once the step's
+    /// substeps are reversed ([`Adjoint::close_step`]).
+    pub prev: Vec<f64>,
+}
+
+impl Adjoint {
+    /// Zero accumulators for `n` free rows of stride `s`, `params` and
+    /// `controls` entries.
+    pub fn new(n: usize, s: usize, params: usize, controls: usize) -> Self {
+        Adjoint {
+            x: vec![0.0; n * s],
+            v: vec![0.0; n * s],
+            params: vec![0.0; params],
+            controls: vec![0.0; controls],
+            prev: vec![0.0; 2 * n * s],
+        }
+    }
+
+    /// Adds what outputs read of the state at a step's start (now that the
+    /// adjoint has been carried back to it) and clears it.
+    pub fn close_step(&mut self) {
+        let k = self.x.len();
+        let (px, pv) = self.prev.split_at_mut(k);
+        for (a, p) in self.x.iter_mut().zip(px.iter_mut()) {
+            *a += std::mem::take(p);
+        }
+        for (a, p) in self.v.iter_mut().zip(pv.iter_mut()) {
+            *a += std::mem::take(p);
+        }
+    }
 }
 
 impl<T: Real> Part<T> {
@@ -248,6 +284,11 @@ impl<T: Real> Part<T> {
                 },
                 b_stride,
             ),
+            step_start: if scene.outputs_read_prev && scene.substeps() > 1 {
+                vec![T::default(); 2 * scene.dofs() * b_stride]
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -297,13 +338,32 @@ impl<T: Real> Part<T> {
     fn step_with(&mut self, scene: &Scene, step: usize, mut states: Option<&mut Vec<Snapshot>>) {
         self.events.clear();
         let n = scene.dofs();
+        let k = n * self.stride();
+        if !self.step_start.is_empty() {
+            let (x, v) = self.step_start.split_at_mut(k);
+            x.copy_from_slice(&self.b.x[..k]);
+            v.copy_from_slice(&self.b.v[..k]);
+        }
         for _ in 0..scene.substeps() {
             if let Some(s) = states.as_deref_mut() {
                 s.push(self.snapshot(n));
             }
             self.substep(scene, step);
         }
+        if !self.step_start.is_empty() {
+            let (x, v) = self.step_start.split_at(k);
+            self.b.prev_x[..k].copy_from_slice(x);
+            self.b.prev_v[..k].copy_from_slice(v);
+        }
         self.check_finite(scene, step);
+    }
+
+    /// Sets the state that `prev(..)` in outputs reads: the state at the
+    /// start of the step that led to the current one.
+    pub fn restore_prev(&mut self, snap: &Snapshot) {
+        let k = snap.x.len();
+        store(&mut self.b.prev_x[..k], &snap.x);
+        store(&mut self.b.prev_v[..k], &snap.v);
     }
 
     /// One substep of the scene's integrator.

@@ -1,0 +1,461 @@
+//! Brax's environments (`scenes/envs/*.joule`) against Brax's definitions
+//! (brax 0.14.2, `brax/envs/*.py`, default arguments) written out here
+//! independently of the scenes: each env is stepped under a seeded random
+//! control sequence, and after every step the scene's observation (its
+//! policy's inputs, in order), reward and termination must equal Brax's
+//! formulas evaluated on the recorded state: MuJoCo's `qpos`/`qvel` built
+//! from the joint coordinate rows (free joints: the displacement and
+//! rotation vector from the initial pose, world velocities) and world
+//! positions from the bodies' rows. The control period (Brax's `dt`) and the
+//! physics step (the XML's `timestep`) are checked too.
+
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+
+use common::Rng;
+use joule_compiler::model::{JointKind, Model, ObjectiveKind};
+use joule_runtime::Scene;
+use std::path::Path;
+
+/// What Brax's formulas read after a step.
+struct State<'a> {
+    model: &'a Model,
+    /// Free rows' positions after the step, and before it.
+    x: Vec<f64>,
+    x_before: Vec<f64>,
+    /// MuJoCo's qpos and qvel.
+    qpos: Vec<f64>,
+    qvel: Vec<f64>,
+    /// The controls applied during the step.
+    u: Vec<f64>,
+}
+
+impl State<'_> {
+    fn body(&self, name: &str) -> usize {
+        let b = self.model.bodies.iter().find(|b| b.name == name);
+        b.unwrap_or_else(|| panic!("no body {name}"))
+            .dof
+            .expect("moving") as usize
+    }
+
+    /// A body's origin, from its rows, after (or before) the step.
+    fn origin(&self, name: &str, before: bool) -> [f64; 3] {
+        let d = self.body(name);
+        let x = if before { &self.x_before } else { &self.x };
+        [x[d], x[d + 1], x[d + 2]]
+    }
+
+    /// The point `r` (body frame) of every body weighted by its mass, over
+    /// the total mass: the centre of mass, before or after the step.
+    fn com(&self, before: bool) -> [f64; 3] {
+        let x = if before { &self.x_before } else { &self.x };
+        let (mut c, mut m) = ([0.0; 3], 0.0);
+        for b in &self.model.bodies {
+            let d = b.dof.expect("moving") as usize;
+            let r = b.inertia.as_ref().map_or([0.0; 3], |i| i.com);
+            for k in 0..3 {
+                let p = x[d + k] + (0..3).map(|j| x[d + 3 + 3 * j + k] * r[j]).sum::<f64>();
+                c[k] += b.mass * p;
+            }
+            m += b.mass;
+        }
+        c.map(|c| c / m)
+    }
+
+    fn ctrl_cost(&self) -> f64 {
+        self.u.iter().map(|u| u * u).sum()
+    }
+}
+
+/// MuJoCo's qpos and qvel from the joint coordinate rows, joints in the
+/// model's body order (the MJCF's, depth first).
+fn generalised(m: &Model, x: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (mut qpos, mut qvel) = (vec![], vec![]);
+    for b in &m.bodies {
+        let Some(a) = &b.joint else { continue };
+        let mut row = a.coord as usize;
+        for j in &a.joints {
+            if j.kind == JointKind::Free {
+                let phi = [x[row + 3], x[row + 4], x[row + 5]];
+                let th = (phi[0] * phi[0] + phi[1] * phi[1] + phi[2] * phi[2]).sqrt();
+                let s = if th > 0.0 { (th / 2.0).sin() / th } else { 0.5 };
+                let dq = [(th / 2.0).cos(), s * phi[0], s * phi[1], s * phi[2]];
+                let q = quat_mul(dq, b.rotation);
+                let r = quat_mat(q);
+                let w = [v[row + 3], v[row + 4], v[row + 5]];
+                for k in 0..3 {
+                    qpos.push(b.x[k] + x[row + k]);
+                }
+                qpos.extend(q);
+                qvel.extend([v[row], v[row + 1], v[row + 2]]);
+                // MuJoCo's free joint: angular velocity in the body frame, R^T w.
+                qvel.extend((0..3).map(|c| (0..3).map(|k| r[k][c] * w[k]).sum::<f64>()));
+                row += 6;
+            } else {
+                assert!(matches!(j.kind, JointKind::Hinge | JointKind::Slider));
+                qpos.push(x[row]);
+                qvel.push(v[row]);
+                row += 1;
+            }
+        }
+    }
+    (qpos, qvel)
+}
+
+fn quat_mul(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    [
+        a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3],
+        a[0] * b[1] + a[1] * b[0] + a[2] * b[3] - a[3] * b[2],
+        a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1],
+        a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0],
+    ]
+}
+
+/// The rotation matrix of a unit quaternion, `r[row][col]`.
+fn quat_mat(q: [f64; 4]) -> [[f64; 3]; 3] {
+    let [w, x, y, z] = q;
+    [
+        [
+            1.0 - 2.0 * (y * y + z * z),
+            2.0 * (x * y - w * z),
+            2.0 * (x * z + w * y),
+        ],
+        [
+            2.0 * (x * y + w * z),
+            1.0 - 2.0 * (x * x + z * z),
+            2.0 * (y * z - w * x),
+        ],
+        [
+            2.0 * (x * z - w * y),
+            2.0 * (y * z + w * x),
+            1.0 - 2.0 * (x * x + y * y),
+        ],
+    ]
+}
+
+/// Brax's (observation, reward, done) of one step.
+type Reference = fn(&State, f64) -> (Vec<f64>, f64, bool);
+
+/// One env: its scene, Brax's `dt` (the control period), the XML's
+/// timestep, the observation and action sizes, and Brax's formulas.
+struct Env {
+    name: &'static str,
+    dt: f64,
+    timestep: f64,
+    obs: usize,
+    actions: usize,
+    reference: Reference,
+    /// Observation entries the scene can only read from the link rows'
+    /// velocities, which are the secant of the last physics step (a free
+    /// body's angular velocity, a hinged body's origin velocity), where
+    /// Brax's are the instantaneous joint velocities: equal to O(h), not
+    /// to rounding (docs/learning.md).
+    secant: &'static [usize],
+}
+
+/// Brax's forward velocity: the torso's x displacement over the step / dt.
+fn forward(s: &State, dt: f64) -> f64 {
+    (s.origin("torso", false)[0] - s.origin("torso", true)[0]) / dt
+}
+
+/// Hopper's and walker2d's observation: qpos[1:] with qpos[1] the torso's
+/// height, then qvel clipped to [-10, 10].
+fn planar_obs(s: &State) -> Vec<f64> {
+    let mut o = vec![s.origin("torso", false)[2]];
+    o.extend(&s.qpos[2..]);
+    o.extend(s.qvel.iter().map(|v| v.clamp(-10.0, 10.0)));
+    o
+}
+
+fn ant(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    let obs = [&s.qpos[2..], &s.qvel[..]].concat();
+    let z = s.origin("torso", false)[2];
+    let reward = forward(s, dt) + 1.0 - 0.5 * s.ctrl_cost();
+    (obs, reward, !(0.2..=1.0).contains(&z))
+}
+
+fn hopper(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    let z = s.origin("torso", false)[2];
+    let angle = s.qpos[2];
+    let state = s.qpos[2..].iter().chain(&s.qvel);
+    let healthy = state.into_iter().all(|x| -100.0 < *x && *x < 100.0)
+        && 0.7 < z
+        && -0.2 < angle
+        && angle < 0.2;
+    let reward = forward(s, dt) + 1.0 - 0.001 * s.ctrl_cost();
+    (planar_obs(s), reward, !healthy)
+}
+
+fn walker2d(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    let z = s.origin("torso", false)[2];
+    let angle = s.qpos[2];
+    let healthy = 0.8 < z && z < 2.0 && -1.0 < angle && angle < 1.0;
+    let reward = forward(s, dt) + 1.0 - 0.001 * s.ctrl_cost();
+    (planar_obs(s), reward, !healthy)
+}
+
+fn half_cheetah(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    let obs = [&s.qpos[1..], &s.qvel[..]].concat();
+    (obs, forward(s, dt) - 0.1 * s.ctrl_cost(), false)
+}
+
+fn humanoid(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    // qfrc_actuator: gear * u on each actuated hinge (the XML's actuators).
+    let gears = [
+        ("abdomen_y", 100.0),
+        ("abdomen_z", 100.0),
+        ("abdomen_x", 100.0),
+        ("right_hip_x", 100.0),
+        ("right_hip_z", 100.0),
+        ("right_hip_y", 300.0),
+        ("right_knee", 200.0),
+        ("left_hip_x", 100.0),
+        ("left_hip_z", 100.0),
+        ("left_hip_y", 300.0),
+        ("left_knee", 200.0),
+        ("right_shoulder1", 25.0),
+        ("right_shoulder2", 25.0),
+        ("right_elbow", 25.0),
+        ("left_shoulder1", 25.0),
+        ("left_shoulder2", 25.0),
+        ("left_elbow", 25.0),
+    ];
+    // qvel order of the hinges (MJCF order, depth first).
+    let order = [
+        "abdomen_z",
+        "abdomen_y",
+        "abdomen_x",
+        "right_hip_x",
+        "right_hip_z",
+        "right_hip_y",
+        "right_knee",
+        "left_hip_x",
+        "left_hip_z",
+        "left_hip_y",
+        "left_knee",
+        "right_shoulder1",
+        "right_shoulder2",
+        "right_elbow",
+        "left_shoulder1",
+        "left_shoulder2",
+        "left_elbow",
+    ];
+    let mut qfrc = vec![0.0; 6];
+    for joint in order {
+        let k = gears
+            .iter()
+            .position(|(n, _)| *n == joint)
+            .expect("actuated");
+        qfrc.push(gears[k].1 * s.u[k]);
+    }
+    let obs = [&s.qpos[2..], &s.qvel[..], &qfrc[..]].concat();
+    let velocity = (s.com(false)[0] - s.com(true)[0]) / dt;
+    let z = s.origin("torso", false)[2];
+    let reward = 1.25 * velocity + 5.0 - 0.1 * s.ctrl_cost();
+    (obs, reward, !(1.0..=2.0).contains(&z))
+}
+
+fn reacher(s: &State, _dt: f64) -> (Vec<f64>, f64, bool) {
+    let (th, thd) = (&s.qpos[..2], &s.qvel[..2]);
+    let d1 = s.body("body1");
+    // The point 0.11 m along body1's x axis (the fingertip), and body1's
+    // origin velocity plus w x (0.11, 0, 0) in world axes, as Brax has it.
+
+    let r0 = [s.x[d1 + 3], s.x[d1 + 4], s.x[d1 + 5]];
+    let o1 = s.origin("body1", false);
+    let tip = [
+        o1[0] + 0.11 * r0[0],
+        o1[1] + 0.11 * r0[1],
+        o1[2] + 0.11 * r0[2],
+    ];
+    // Brax's xd[1]: body1's origin moves with joint0's rate about z.
+    let w = thd[0] + thd[1];
+    let v1 = [-0.1 * thd[0] * th[0].sin(), 0.1 * thd[0] * th[0].cos()];
+    let tip_vel = [v1[0], v1[1] + 0.11 * w];
+    let target = s.origin("target", false);
+    let to_target: Vec<f64> = (0..3).map(|k| tip[k] - target[k]).collect();
+    let mut obs = vec![th[0].cos(), th[1].cos(), th[0].sin(), th[1].sin()];
+    obs.extend(&s.qpos[2..]);
+    obs.extend(tip_vel);
+    obs.extend(&to_target);
+    let dist = to_target.iter().map(|d| d * d).sum::<f64>().sqrt();
+    (obs, -dist - s.ctrl_cost(), false)
+}
+
+fn inverted_pendulum(s: &State, _dt: f64) -> (Vec<f64>, f64, bool) {
+    let obs = [&s.qpos[..], &s.qvel[..]].concat();
+    let done = obs[1].abs() > 0.2;
+    (obs, 1.0, done)
+}
+
+const ENVS: &[Env] = &[
+    Env {
+        name: "ant",
+        dt: 0.05,
+        timestep: 0.01,
+        obs: 27,
+        actions: 8,
+        reference: ant,
+        secant: &[16, 17, 18],
+    },
+    Env {
+        name: "hopper",
+        dt: 0.008,
+        timestep: 0.002,
+        obs: 11,
+        actions: 3,
+        reference: hopper,
+        secant: &[],
+    },
+    Env {
+        name: "walker2d",
+        dt: 0.008,
+        timestep: 0.002,
+        obs: 17,
+        actions: 6,
+        reference: walker2d,
+        secant: &[],
+    },
+    Env {
+        name: "half_cheetah",
+        dt: 0.05,
+        timestep: 0.01,
+        obs: 17,
+        actions: 6,
+        reference: half_cheetah,
+        secant: &[],
+    },
+    Env {
+        name: "humanoid",
+        dt: 0.015,
+        timestep: 0.003,
+        obs: 68,
+        actions: 17,
+        reference: humanoid,
+        secant: &[25, 26, 27],
+    },
+    Env {
+        name: "reacher",
+        dt: 0.02,
+        timestep: 0.01,
+        obs: 11,
+        actions: 2,
+        reference: reacher,
+        secant: &[],
+    },
+    Env {
+        name: "inverted_pendulum",
+        dt: 0.04,
+        timestep: 0.02,
+        obs: 4,
+        actions: 1,
+        reference: inverted_pendulum,
+        secant: &[],
+    },
+];
+
+/// Steps of each env under random controls.
+const STEPS: usize = 40;
+
+fn check_env(env: &Env) {
+    let path = Path::new("scenes/envs").join(format!("{}.joule", env.name));
+    let scene = Scene::from_path(&path, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let m = scene.model();
+    let name = env.name;
+    assert!(
+        (m.settings.dt - env.dt).abs() < 1e-15,
+        "{name}: dt {}",
+        m.settings.dt
+    );
+    assert!(
+        (scene.substep() - env.timestep).abs() < 1e-15,
+        "{name}: physics step"
+    );
+    assert_eq!(m.controls.len(), env.actions, "{name}: actions");
+    let policy = &m.policies[0];
+    let inputs: Vec<&str> = policy
+        .inputs
+        .iter()
+        .map(|&i| m.objectives[i].name.as_str())
+        .collect();
+    let one = |k: ObjectiveKind| {
+        let mut it = m.objectives.iter().filter(|o| o.kind == k);
+        let o = it.next().map(|o| o.name.clone());
+        assert!(it.next().is_none(), "{name}: one {k:?} item");
+        o
+    };
+    let (reward, done) = (
+        one(ObjectiveKind::Reward).expect("a reward"),
+        one(ObjectiveKind::Done),
+    );
+    let mut sim = scene.batch_threads(1, 1);
+    let mut rng = Rng(0x5eed ^ name.len() as u64);
+    let mut dones = 0;
+    for step in 0..STEPS {
+        let x_before = sim.positions(0);
+        let u: Vec<f64> = m
+            .controls
+            .iter()
+            .map(|c| {
+                let (lo, hi) = c.bounds.expect("bounded controls");
+                lo + (hi - lo) * (rng.next() + 1.0) / 2.0
+            })
+            .collect();
+        for (c, u) in u.iter().enumerate() {
+            sim.set_control(c, 0, *u);
+        }
+        let t = sim.time();
+        sim.step();
+        assert!(
+            (sim.time() - t - env.dt).abs() < 1e-12,
+            "{name}: control period"
+        );
+        let (x, v) = (sim.positions(0), sim.velocities(0));
+        let (qpos, qvel) = generalised(m, &x, &v);
+        let s = State {
+            model: m,
+            x,
+            x_before,
+            qpos,
+            qvel,
+            u,
+        };
+        let (obs, r, d) = (env.reference)(&s, env.dt);
+        let got: Vec<f64> = inputs.iter().flat_map(|i| sim.output(i).concat()).collect();
+        assert_eq!(got.len(), env.obs, "{name}: observation size");
+        assert_eq!(obs.len(), env.obs, "{name}: reference observation size");
+        for (k, (g, w)) in got.iter().zip(&obs).enumerate() {
+            let tol = if env.secant.contains(&k) { 1e-2 } else { 1e-9 };
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{name} step {step}: obs[{k}] {g} vs Brax's {w}"
+            );
+        }
+        let got_r = sim.output(&reward)[0][0];
+        assert!(
+            (got_r - r).abs() <= 1e-9 * (1.0 + r.abs()),
+            "{name} step {step}: reward {got_r} vs Brax's {r}"
+        );
+        let got_d = done.as_ref().is_some_and(|d| sim.output(d)[0][0] > 0.5);
+        assert_eq!(got_d, d, "{name} step {step}: done");
+        dones += d as usize;
+    }
+    assert!(sim.events.is_empty(), "{name}: {:?}", sim.events);
+    eprintln!("{name}: {STEPS} steps, done after {dones} of them");
+}
+
+macro_rules! env_tests {
+    ($($name:ident)*) => {$(
+        #[test]
+        fn $name() {
+            let env = ENVS.iter().find(|e| e.name == stringify!($name)).expect("listed");
+            check_env(env);
+        }
+    )*};
+}
+
+/// One test per env, named after it.
+mod env {
+    use super::{check_env, ENVS};
+    env_tests! { ant hopper walker2d half_cheetah humanoid reacher inverted_pendulum }
+}
