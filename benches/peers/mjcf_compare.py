@@ -63,6 +63,9 @@ def mujoco_run(m, u):
         d.ctrl[:] = u[k]
         mujoco.mj_step(m, d)
         if k + 1 in marks:
+            # After mj_step, xpos still holds the kinematics of the step's
+            # start: recompute it for the new qpos.
+            mujoco.mj_kinematics(m, d)
             out[marks[k + 1]] = d.xpos.copy()
     return out, time.perf_counter() - start
 
