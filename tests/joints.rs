@@ -347,3 +347,36 @@ fn soft_ranges_push_a_coordinate_that_starts_outside_back_in() {
         "leaves its range again: {angles:?}"
     );
 }
+
+/// Joint coordinate rows are named as observations read them (`A.q`,
+/// `A.q[k]` for several coordinates, `A.free[k]` for a free joint's pose),
+/// so a diverged coordinate's event names it (Brax's hopper and ant).
+#[test]
+fn coordinate_rows_are_named_for_their_joints() {
+    let hopper =
+        Scene::from_path(Path::new("scenes/hopper.joule"), Default::default()).expect("compiles");
+    let names: Vec<String> = (48..54).map(|r| hopper.dof_name(r)).collect();
+    assert_eq!(
+        names,
+        [
+            "torso.q[0]",
+            "torso.q[1]",
+            "torso.q[2]",
+            "thigh.q",
+            "leg.q",
+            "foot.q"
+        ]
+    );
+    let ant =
+        Scene::from_path(Path::new("scenes/ant_brax.joule"), Default::default()).expect("compiles");
+    let n = ant.dofs();
+    let names: Vec<String> = (n - 14..n).map(|r| ant.dof_name(r)).collect();
+    assert_eq!(names[0], "torso.free[0]");
+    assert_eq!(names[5], "torso.free[5]");
+    assert_eq!(names[6], "aux_1.q");
+    assert_eq!(names[13], "body13.q");
+    assert!(
+        (0..n).all(|r| !ant.dof_name(r).is_empty()),
+        "every row named"
+    );
+}

@@ -11,7 +11,7 @@ use crate::step;
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Integrator, Model, Precision, State};
+use joule_compiler::model::{Integrator, JointKind, Model, Precision, State};
 use joule_compiler::{Diagnostic, Severity};
 
 /// A scene that failed to compile: its rendered diagnostics.
@@ -128,6 +128,25 @@ impl Scene {
                     } else {
                         format!("{}.R[{}, {}]", b.name, (k - 3) % 3, (k - 3) / 3)
                     };
+                }
+            }
+        }
+        // Joint coordinate rows: `A.q` (one coordinate) or `A.q[k]`, as
+        // observations read them; a free joint's displacement and rotation
+        // vector from the initial pose, `A.free[0..6]`.
+        for b in &model.bodies {
+            let Some(att) = &b.joint else { continue };
+            let coords: usize = att.joints.iter().map(|j| j.kind.dofs()).sum();
+            for k in 0..coords {
+                let name = if att.joints.iter().any(|j| j.kind == JointKind::Free) {
+                    format!("{}.free[{k}]", b.name)
+                } else if coords == 1 {
+                    format!("{}.q", b.name)
+                } else {
+                    format!("{}.q[{k}]", b.name)
+                };
+                if let Some(slot) = dof_names.get_mut(att.coord as usize + k) {
+                    *slot = name;
                 }
             }
         }
