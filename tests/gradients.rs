@@ -764,3 +764,15 @@ fn outputs_reading_the_start_of_the_step_differentiate() {
         gradient_check(Path::new("tests/grad/step_displacement.joule"), steps);
     }
 }
+
+/// The same through a free joint (`tests/grad/free_step_displacement.joule`):
+/// the reads of the initial links' rows pull back onto the joint's
+/// displacement and rotation vector (a state set from outside places the
+/// links by their coordinates), checked among the initial state's rows:
+/// [`gradient_check`].
+#[test]
+fn outputs_reading_the_start_through_a_free_joint_differentiate() {
+    for steps in [1, 3] {
+        gradient_check(Path::new("tests/grad/free_step_displacement.joule"), steps);
+    }
+}

@@ -430,6 +430,7 @@ fn part_gradient<T: Real>(
     // Forward, keeping checkpoints (or every substep's state).
     let mut checkpoints: Vec<Snapshot> = vec![];
     let mut recorded: Vec<Snapshot> = vec![];
+    let initial = p.snapshot(n);
     for t in 0..steps {
         if t % k == 0 {
             checkpoints.push(p.snapshot(n));
@@ -511,6 +512,10 @@ fn part_gradient<T: Real>(
     }
     // With no step, what the loss read through `prev(..)` is the start.
     adj.close_step();
+    // The initial links' rows follow from the coordinates.
+    if let Some(tree) = scene.tree() {
+        p.pull_initial_links(tree, &initial, &mut adj.x);
+    }
     p.restore(&end_state);
     PartGradient {
         value,

@@ -398,7 +398,9 @@ impl<'s> Sim<'s> {
 
     /// Sets the free DOFs' positions and velocities of one environment (and
     /// forgets that it diverged); `prev(..)` in outputs reads them too until
-    /// the next step.
+    /// the next step. In a scene with joint trees the links' position rows
+    /// follow from the joint coordinates (forward kinematics), whatever `x`
+    /// holds for them.
     pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
         let (p, e) = self.locate(env);
         let n = self.scene.dofs();
@@ -412,6 +414,9 @@ impl<'s> Sim<'s> {
                 part.b.prev_v[r * s + e] = Real::from_f64(v[r]);
             }
             part.diverged[e] = false;
+            if let Some(tree) = self.scene.tree() {
+                part.sync_links(tree, e);
+            }
         });
     }
 
@@ -497,7 +502,8 @@ impl<'s> Sim<'s> {
     /// Sets every environment's free DOFs' positions and velocities from
     /// environment-major tables (the layout of [`Sim::read_state`]) and
     /// forgets which environments diverged; `prev(..)` in outputs reads them
-    /// too until the next step.
+    /// too until the next step. Links' position rows follow from the joint
+    /// coordinates, as in [`Sim::set_state`].
     ///
     /// # Panics
     /// If `x` or `v` does not hold `batch * dofs` values.
@@ -510,6 +516,11 @@ impl<'s> Sim<'s> {
             scatter(&mut p.b.prev_x, x, rows, p.first, p.len, s, |_, v| v);
             scatter(&mut p.b.prev_v, v, rows, p.first, p.len, s, |_, v| v);
             p.diverged.iter_mut().for_each(|d| *d = false);
+            if let Some(tree) = self.scene.tree() {
+                for e in 0..p.len {
+                    p.sync_links(tree, e);
+                }
+            }
         });
     }
 

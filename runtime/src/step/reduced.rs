@@ -419,6 +419,27 @@ impl<T: Real> Part<T> {
         }
     }
 
+    /// Rewrites lane `e`'s link position rows (and their `prev_x` copies)
+    /// from its coordinate rows by forward kinematics, as the next step's
+    /// start would, so that outputs read before that step see the state
+    /// that was set (`Sim::set_state`). The link rows' velocities are left
+    /// as set: the step's prediction reads them (after a step they are the
+    /// secants of the last step, not the coordinates' tangent velocities).
+    pub(crate) fn sync_links(&mut self, tree: &Tree, e: usize) {
+        let s = self.stride();
+        let mut red = self.reduced.take().expect("a reduced workspace");
+        let lane = &mut red.lanes[e];
+        let x = &self.b.x;
+        tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.state);
+        tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+        let b = &mut self.b;
+        tree.write_rows(&lane.poses, |r, v| {
+            b.x[r * s + e] = T::from_f64(v);
+            b.prev_x[r * s + e] = T::from_f64(v);
+        });
+        self.reduced = Some(red);
+    }
+
     /// The start of a reduced substep: every lane's joint state and
     /// coordinate velocities read from the rows, the link rows rewritten by
     /// forward kinematics, the state copied into `prev_*` and `w.x_t`, and

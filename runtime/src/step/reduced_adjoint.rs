@@ -240,6 +240,62 @@ impl<T: Real> Part<T> {
     }
 }
 
+impl<T: Real> Part<T> {
+    /// Pulls what the objective read directly of the links' rows at the
+    /// initial state `initial` (outputs' `prev(..)` at the first step: the
+    /// entries of `xbar` on link rows) back onto the joint coordinates
+    /// through forward kinematics, and clears them: a state set from
+    /// outside places the links by their coordinates (`Sim::set_state`), so
+    /// the links' rows are not independent of them.
+    pub(crate) fn pull_initial_links(&mut self, tree: &Tree, initial: &Snapshot, xbar: &mut [f64]) {
+        let s = self.stride();
+        let mut red = self.reduced.take().expect("a reduced workspace");
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            tree.read_state(|r| initial.x[r * s + e], &mut lane.state);
+            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            tree.moments(&lane.poses, |r| xbar[r * s + e], &mut lane.moments);
+            lane.zbar.fill(0.0);
+            tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.zbar);
+            for link in &tree.links {
+                for k in 0..12 {
+                    xbar[(link.row + k) * s + e] = 0.0;
+                }
+            }
+            for jt in &tree.joints {
+                let row = |k: usize| (jt.row + k) * s + e;
+                let v3 = |k: usize| DVec3::new(lane.zbar[k], lane.zbar[k + 1], lane.zbar[k + 2]);
+                let phi = |k: usize| {
+                    DVec3::new(
+                        initial.x[row(k)],
+                        initial.x[row(k + 1)],
+                        initial.x[row(k + 2)],
+                    )
+                };
+                // Per joint row: what the coordinates' tangent directions
+                // carry (a rotation vector's through the left Jacobian).
+                let d: [f64; 6] = match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => {
+                        [lane.zbar[jt.z], 0.0, 0.0, 0.0, 0.0, 0.0]
+                    }
+                    JointKind::Ball => {
+                        let d = left_jacobian(phi(0)).transpose() * v3(jt.z);
+                        [d.x, d.y, d.z, 0.0, 0.0, 0.0]
+                    }
+                    JointKind::Free => {
+                        let (t, d) = (v3(jt.z), left_jacobian(phi(3)).transpose() * v3(jt.z + 3));
+                        [t.x, t.y, t.z, d.x, d.y, d.z]
+                    }
+                };
+                for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
+                    xbar[row(k)] += d;
+                }
+            }
+        }
+        self.reduced = Some(red);
+    }
+}
+
 /// Adds a 3-vector to `v[k..k + 3]`.
 fn add3(v: &mut [f64], k: usize, d: DVec3) {
     for c in 0..3 {
