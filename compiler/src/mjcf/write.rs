@@ -254,6 +254,9 @@ const LIMIT_TIME: f64 = 0.02;
 /// impedance at depth (`solimp`'s `dmax`).
 const CONTACT_TIME: f64 = 0.02;
 const CONTACT_IMPEDANCE: f64 = 0.95;
+/// Ground contact points this close (m) to the lowest one in the reference
+/// pose are the ones taken to carry the model's weight (its feet).
+const SUPPORT_BAND: f64 = 0.05;
 
 /// The actuators a joint carries as its own options: a motor (control,
 /// gear) and a position servo (control, kp, kv).
@@ -691,7 +694,8 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
     // Contact: geoms against the world's planes (ground), and body pairs.
     let mut contact_text = String::new();
     let ct = &mut contact_text;
-    let mut ground_points = 0usize;
+    // The ground contact points' heights above the ground in the reference pose.
+    let mut ground_heights: Vec<f64> = vec![];
     let world = &groups[0];
     let planes: Vec<&Geom> = world
         .geoms
@@ -715,11 +719,13 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                     plane.name.as_deref().unwrap_or("plane")
                 )
                 .ok();
-                for (r, rad) in contact_points(geom) {
-                    let (r, rad) = (v3(r), num(rad));
+                for (point, radius) in &contact_points(geom) {
+                    let (r, rad) = (v3(*point), num(*radius));
                     let name = &g.name;
                     if ground {
-                        ground_points += 1;
+                        let pose = &m.bodies[g.root];
+                        let z = add(pose.xpos, rotate(pose.xquat, *point))[2] - radius;
+                        ground_heights.push(z);
                         writeln!(
                             ct,
                             "ground_soft({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h))"
@@ -833,11 +839,19 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         num(round3(weight.max(1e-6) / DHAT))
     )
     .ok();
+    // The points that carry the weight standing: those within SUPPORT_BAND
+    // of the lowest (a robot's feet, not its thighs and head).
+    let lowest = ground_heights.iter().copied().fold(f64::INFINITY, f64::min);
+    let ground_points = ground_heights
+        .iter()
+        .filter(|z| **z <= lowest + SUPPORT_BAND)
+        .count();
     if ground_points > 0 {
         // MuJoCo's soft contact pushes back to cancel gravity at a penetration
         // of g (dmax t)^2 (solref's time constant t, solimp's dmax): the
-        // spring whose static penetration that is when the contact points
-        // share the weight evenly.
+        // spring whose static penetration that is when the supporting
+        // contact points (the lowest, within SUPPORT_BAND) share the weight
+        // evenly.
         // Its damper is critical (solref's damping ratio 1): 2 m / (dmax t).
         let (t, share) = (
             CONTACT_IMPEDANCE * CONTACT_TIME,
@@ -845,7 +859,7 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         );
         writeln!(
             o,
-            "const k_contact = {}    // N/m: the weight per ground contact point / (g (0.95 * 0.02 s)^2)",
+            "const k_contact = {}    // N/m: the weight per supporting contact point / (g (0.95 * 0.02 s)^2)",
             num(round3(share / (t * t)))
         )
         .ok();
