@@ -13,6 +13,7 @@
 mod common;
 
 use common::Rng;
+use joule_compiler::math::{qmat, qmul};
 use joule_compiler::model::{JointKind, Model, ObjectiveKind};
 use joule_runtime::Scene;
 use std::path::Path;
@@ -80,8 +81,8 @@ fn generalised(m: &Model, x: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>) {
                 let th = (phi[0] * phi[0] + phi[1] * phi[1] + phi[2] * phi[2]).sqrt();
                 let s = if th > 0.0 { (th / 2.0).sin() / th } else { 0.5 };
                 let dq = [(th / 2.0).cos(), s * phi[0], s * phi[1], s * phi[2]];
-                let q = quat_mul(dq, b.rotation);
-                let r = quat_mat(q);
+                let q = qmul(dq, b.rotation);
+                let r = qmat(q);
                 let w = [v[row + 3], v[row + 4], v[row + 5]];
                 for k in 0..3 {
                     qpos.push(b.x[k] + x[row + k]);
@@ -100,37 +101,6 @@ fn generalised(m: &Model, x: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (qpos, qvel)
-}
-
-fn quat_mul(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
-    [
-        a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3],
-        a[0] * b[1] + a[1] * b[0] + a[2] * b[3] - a[3] * b[2],
-        a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1],
-        a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0],
-    ]
-}
-
-/// The rotation matrix of a unit quaternion, `r[row][col]`.
-fn quat_mat(q: [f64; 4]) -> [[f64; 3]; 3] {
-    let [w, x, y, z] = q;
-    [
-        [
-            1.0 - 2.0 * (y * y + z * z),
-            2.0 * (x * y - w * z),
-            2.0 * (x * z + w * y),
-        ],
-        [
-            2.0 * (x * y + w * z),
-            1.0 - 2.0 * (x * x + z * z),
-            2.0 * (y * z - w * x),
-        ],
-        [
-            2.0 * (x * z - w * y),
-            2.0 * (y * z + w * x),
-            1.0 - 2.0 * (x * x + y * y),
-        ],
-    ]
 }
 
 /// Brax's (observation, reward, done) of one step.
