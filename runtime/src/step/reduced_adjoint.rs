@@ -18,7 +18,7 @@
 use super::reduced::shifted_cholesky_solve;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{left_jacobian, left_jacobian_inverse, log, Twist};
-use crate::joints::{Pose, Tree};
+use crate::joints::{Pose, Tree, TreeJoint};
 use crate::Scene;
 use glam::DVec3;
 use joule_compiler::abi::Real;
@@ -212,25 +212,17 @@ impl<T: Real> Part<T> {
                 for k in 0..jt.kind.dofs() {
                     adj.v[row(k)] += lane.g[jt.z + k];
                 }
-                let v3 = |k: usize| DVec3::new(lane.zbar[k], lane.zbar[k + 1], lane.zbar[k + 2]);
-                let phi = |k: usize| {
-                    DVec3::new(start.x[row(k)], start.x[row(k + 1)], start.x[row(k + 2)])
-                };
-                match jt.kind {
-                    JointKind::Hinge | JointKind::Slider => adj.x[row(0)] = lane.zbar[jt.z],
-                    JointKind::Ball => {
-                        let d = left_jacobian(phi(0)).transpose() * v3(jt.z);
-                        for k in 0..3 {
-                            adj.x[row(k)] = d[k] - self.b.d_prev_x[row(k)].to_f64();
-                        }
-                    }
-                    JointKind::Free => {
-                        let d = left_jacobian(phi(3)).transpose() * v3(jt.z + 3);
-                        for k in 0..3 {
-                            adj.x[row(k)] = lane.zbar[jt.z + k] - self.b.d_prev_x[row(k)].to_f64();
-                            adj.x[row(3 + k)] = d[k] - self.b.d_prev_x[row(3 + k)].to_f64();
-                        }
-                    }
+                let d = tree.coordinate_rows_adjoint(jt, &lane.zbar, |k| start.x[row(k)]);
+                // A hinge's or slider's own reads at the start are in `zbar`
+                // already (through `w.d`); a rotation vector's are not.
+                let direct = !matches!(jt.kind, JointKind::Hinge | JointKind::Slider);
+                for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
+                    let read = if direct {
+                        self.b.d_prev_x[row(k)].to_f64()
+                    } else {
+                        0.0
+                    };
+                    adj.x[row(k)] = d - read;
                 }
             }
         }
@@ -264,29 +256,7 @@ impl<T: Real> Part<T> {
             }
             for jt in &tree.joints {
                 let row = |k: usize| (jt.row + k) * s + e;
-                let v3 = |k: usize| DVec3::new(lane.zbar[k], lane.zbar[k + 1], lane.zbar[k + 2]);
-                let phi = |k: usize| {
-                    DVec3::new(
-                        initial.x[row(k)],
-                        initial.x[row(k + 1)],
-                        initial.x[row(k + 2)],
-                    )
-                };
-                // Per joint row: what the coordinates' tangent directions
-                // carry (a rotation vector's through the left Jacobian).
-                let d: [f64; 6] = match jt.kind {
-                    JointKind::Hinge | JointKind::Slider => {
-                        [lane.zbar[jt.z], 0.0, 0.0, 0.0, 0.0, 0.0]
-                    }
-                    JointKind::Ball => {
-                        let d = left_jacobian(phi(0)).transpose() * v3(jt.z);
-                        [d.x, d.y, d.z, 0.0, 0.0, 0.0]
-                    }
-                    JointKind::Free => {
-                        let (t, d) = (v3(jt.z), left_jacobian(phi(3)).transpose() * v3(jt.z + 3));
-                        [t.x, t.y, t.z, d.x, d.y, d.z]
-                    }
-                };
+                let d = tree.coordinate_rows_adjoint(jt, &lane.zbar, |k| initial.x[row(k)]);
                 for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
                     xbar[row(k)] += d;
                 }
@@ -304,6 +274,32 @@ fn add3(v: &mut [f64], k: usize, d: DVec3) {
 }
 
 impl Tree {
+    /// The adjoint of joint `jt`'s coordinate rows (the first `dofs()`
+    /// entries) from `zbar`, the adjoint of the reduced coordinates: a
+    /// hinge's, slider's or free joint's displacement as it is, a rotation
+    /// vector `phi` (rows' values `row(k)`) through SO(3)'s left Jacobian
+    /// (`theta = J_l(phi) dphi`, so `phibar = J_l(phi)^T thetabar`).
+    pub(crate) fn coordinate_rows_adjoint(
+        &self,
+        jt: &TreeJoint,
+        zbar: &[f64],
+        row: impl Fn(usize) -> f64,
+    ) -> [f64; 6] {
+        let v3 = |k: usize| DVec3::new(zbar[k], zbar[k + 1], zbar[k + 2]);
+        let phi = |k: usize| DVec3::new(row(k), row(k + 1), row(k + 2));
+        match jt.kind {
+            JointKind::Hinge | JointKind::Slider => [zbar[jt.z], 0.0, 0.0, 0.0, 0.0, 0.0],
+            JointKind::Ball => {
+                let d = left_jacobian(phi(0)).transpose() * v3(jt.z);
+                [d.x, d.y, d.z, 0.0, 0.0, 0.0]
+            }
+            JointKind::Free => {
+                let (t, d) = (v3(jt.z), left_jacobian(phi(3)).transpose() * v3(jt.z + 3));
+                [t.x, t.y, t.z, d.x, d.y, d.z]
+            }
+        }
+    }
+
     /// The maximal seed `J lambda`: link rows from the chains' twists at
     /// `poses`, hinge and slider rows and free rows outside the trees from
     /// their coordinate, 0 on the ball and free rows.
