@@ -731,10 +731,11 @@ fn soft_joint_ranges_differentiate() {
     }
 }
 
-/// MuJoCo's soft ground contact as `joule import` writes it (`ground_soft`,
-/// whose damper reads the step's start through `prev`, and lagged friction),
-/// active from the first step (`tests/joints/soft_contact.joule`):
-/// [`gradient_check`] through the contact's spring-damper and the friction.
+/// MuJoCo's soft ground contact as `joule import` writes it (`contact_soft`:
+/// the damper and the slip read the step's start through `prev`, friction in
+/// one cone with the normal force), active from the first step
+/// (`tests/joints/soft_contact.joule`): [`gradient_check`] through the
+/// contact's spring-damper and the friction cone.
 #[test]
 fn soft_ground_contact_differentiates() {
     for steps in [1, 4, 12] {

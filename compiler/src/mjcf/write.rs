@@ -64,7 +64,16 @@ fn reserved() -> HashSet<String> {
     joule_grammar::KEYWORDS
         .iter()
         .chain(names::TYPE_NAMES)
-        .chain(&["u", "world", "dhat", "kappa", "k_contact", "b_contact", "h"])
+        .chain(&[
+            "u",
+            "world",
+            "dhat",
+            "kappa",
+            "k_contact",
+            "b_contact",
+            "kt_contact",
+            "h",
+        ])
         .chain(names::COLLECTIONS)
         .copied()
         .chain(names::prelude_items())
@@ -728,14 +737,8 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                         ground_heights.push(z);
                         writeln!(
                             ct,
-                            "ground_soft({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h))"
-                        )
-                        .ok();
-                        writeln!(
-                            ct,
-                            "friction_penalty_point({name}, {r}, {rad}, {}, k_contact, {})",
-                            num(mu),
-                            num(FRICTION_EPS)
+                            "contact_soft({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
+                            num(mu)
                         )
                         .ok();
                     } else {
@@ -824,9 +827,10 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         "// (parent side first) with their armature, damping, stiffness and range; a range",
         "// is soft, as MuJoCo's limits are.",
         "// Actuators are the controls u[k] in MJCF actuator order, on their joints.",
-        "// Contact with the ground is MuJoCo's soft contact: a one-sided spring of stiffness",
-        "// k_contact on the geoms' contact points (with lagged friction); between bodies it is",
-        "// the IPC barrier (dhat, kappa).",
+        "// Contact with the ground is MuJoCo's soft contact: on the geoms' contact points a",
+        "// spring k_contact and damper b_contact pushing only, and Coulomb friction in one",
+        "// cone with it (contact_soft: stiff tangential damper kt_contact h below the cone);",
+        "// with other planes and between bodies it is the IPC barrier (dhat, kappa).",
     ] {
         writeln!(o, "{line}").ok();
     }
@@ -870,6 +874,15 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         )
         .ok();
         writeln!(o, "const h = {}    // s: the step", num(m.timestep)).ok();
+        // Below the cone MuJoCo's friction is a damper on the slip velocity
+        // of dmax / (1 - dmax) times the contact's damping: over a step of
+        // h, a spring on the slip.
+        writeln!(
+            o,
+            "const kt_contact = {} * b_contact / h    // N/m: friction below the cone, the damper dmax / (1 - dmax) b_contact over the step",
+            num(round3(CONTACT_IMPEDANCE / (1.0 - CONTACT_IMPEDANCE)))
+        )
+        .ok();
     }
     writeln!(o, "\nsettings {{").ok();
     writeln!(o, "    dt = {}", num(m.timestep)).ok();

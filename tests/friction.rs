@@ -1,0 +1,236 @@
+//! Friction that cannot be exploited: under bang-bang actuation that
+//! switches every step, the impulse the ground transmits in a step stays in
+//! the friction cone of that same step's normal impulse, and friction never
+//! does positive work. The impulses are measured independently of the
+//! contact model, from the momentum each scene's bodies gain in a step
+//! minus gravity's and the drive's (`tests/friction/*.joule`). The lagged
+//! model the cone replaced breaks the bound on the same inputs, so the
+//! check has teeth.
+
+use joule_compiler::compiled::Backend;
+use joule_runtime::{Scene, Sim};
+use std::path::Path;
+
+const H: f64 = 0.01;
+const G: f64 = 9.81;
+
+/// A body's mass and the output holding its centre of mass.
+struct Part {
+    output: &'static str,
+    mass: f64,
+}
+
+/// One step's contact impulse, whole and split: horizontal magnitude, the
+/// normal (vertical) component, and the horizontal displacement of the
+/// scene's centre of mass over the step.
+struct Step {
+    tangential: [f64; 2],
+    normal: f64,
+    slip: [f64; 2],
+}
+
+/// Runs `steps` steps of the scene at `path`, setting the controls of step
+/// n to `controls(n)` and an external force `drive(n)` (N, on the centre of
+/// mass, as the scene's drive energy applies it), and returns each step's
+/// contact impulse from the change of total momentum.
+fn impulses(
+    path: &str,
+    parts: &[Part],
+    steps: usize,
+    controls: impl Fn(usize) -> Vec<f64>,
+    drive: impl Fn(&[f64]) -> [f64; 3],
+) -> Vec<Step> {
+    let scene = Scene::from_path(Path::new(path), Backend::Jit).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim: Sim = scene.batch(1);
+    let total: f64 = parts.iter().map(|p| p.mass).sum();
+    let com = |sim: &mut Sim| {
+        let mut c = [0.0; 3];
+        for p in parts {
+            let x = sim.output(p.output);
+            for k in 0..3 {
+                c[k] += p.mass * x[k][0] / total;
+            }
+        }
+        c
+    };
+    let mut xs = vec![com(&mut sim)];
+    let mut forces = vec![];
+    for n in 0..steps {
+        let u = controls(n);
+        for (k, v) in u.iter().enumerate() {
+            sim.set_control(k, 0, *v);
+        }
+        forces.push(drive(&u));
+        sim.step();
+        assert!(sim.events.is_empty(), "{path}: step {n}: {:?}", sim.events);
+        xs.push(com(&mut sim));
+    }
+    // v_n = (x_n - x_{n-1}) / h is implicit Euler's velocity; the impulse
+    // of step n + 1 is M (v_{n+1} - v_n) - h (F + M g).
+    (1..steps)
+        .map(|n| {
+            let f = forces[n];
+            let dv: Vec<f64> = (0..3)
+                .map(|k| (xs[n + 1][k] - 2.0 * xs[n][k] + xs[n - 1][k]) / H)
+                .collect();
+            let j: Vec<f64> = (0..3)
+                .map(|k| total * dv[k] - H * f[k] + if k == 2 { H * total * G } else { 0.0 })
+                .collect();
+            Step {
+                tangential: [j[0], j[1]],
+                normal: j[2],
+                slip: [xs[n + 1][0] - xs[n][0], xs[n + 1][1] - xs[n][1]],
+            }
+        })
+        .collect()
+}
+
+/// The largest excess of the horizontal impulse over mu times the normal
+/// one, over the steps (N s; negative: inside the cone throughout).
+fn cone_excess(steps: &[Step], mu: f64) -> f64 {
+    steps
+        .iter()
+        .map(|s| s.tangential[0].hypot(s.tangential[1]) - mu * s.normal.max(0.0))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Bang-bang for the particles: 30 N sideways, switching every step, with
+/// the vertical drive pushing down hard (30 N) and then nearly lifting the
+/// particle (9 N up) on alternate steps.
+fn particle_controls(n: usize) -> Vec<f64> {
+    let s = if n % 2 == 0 { 1.0 } else { -1.0 };
+    vec![s, if n % 2 == 0 { -1.0 } else { 0.3 }]
+}
+
+fn particle_drive(u: &[f64]) -> [f64; 3] {
+    [30.0 * u[0], 0.0, 30.0 * u[1]]
+}
+
+/// Signs from a fixed linear congruential sequence: bang-bang without a
+/// period.
+fn sign(n: usize, salt: u64) -> f64 {
+    let x = (n as u64 + 1)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(salt.wrapping_mul(1442695040888963407));
+    if (x >> 33) & 1 == 0 { 1.0 } else { -1.0 }
+}
+
+#[test]
+fn a_particle_driven_bang_bang_stays_in_the_cone() {
+    let particle = [Part { output: "x", mass: 1.0 }];
+    let steps = impulses(
+        "tests/friction/particle_cone.joule",
+        &particle,
+        300,
+        particle_controls,
+        particle_drive,
+    );
+    let excess = cone_excess(&steps, 1.0);
+    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
+    // It slides (the drive is three times the friction), so the bound is
+    // met with friction at work, not by sticking.
+    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+    assert!(moved > 0.05, "slid only {moved} m");
+    // Friction never does positive work: its impulse opposes the slip.
+    for (n, s) in steps.iter().enumerate() {
+        let work = s.tangential[0] * s.slip[0] + s.tangential[1] * s.slip[1];
+        assert!(work <= 1e-9, "step {n}: friction did {work} J of work");
+    }
+}
+
+#[test]
+fn the_lagged_friction_it_replaced_leaves_the_cone() {
+    let particle = [Part { output: "x", mass: 1.0 }];
+    let steps = impulses(
+        "tests/friction/particle_lagged.joule",
+        &particle,
+        300,
+        particle_controls,
+        particle_drive,
+    );
+    let excess = cone_excess(&steps, 1.0);
+    assert!(
+        excess > 0.05,
+        "the lagged model stayed within {excess} N s of the cone: the drive no longer tests the bound"
+    );
+}
+
+#[test]
+fn a_box_pushed_and_twisted_bang_bang_stays_in_the_cone() {
+    let bx = [Part { output: "x", mass: 1.0 }];
+    let controls = |n: usize| vec![sign(n, 1), sign(n, 2)];
+    let steps = impulses(
+        "tests/friction/box_cone.joule",
+        &bx,
+        300,
+        controls,
+        |u| [20.0 * u[0], 0.0, 0.0],
+    );
+    let excess = cone_excess(&steps, 0.8);
+    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
+    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+    assert!(moved > 0.05, "slid only {moved} m");
+}
+
+#[test]
+fn a_robot_kicking_bang_bang_stays_in_the_cone() {
+    let robot = [
+        Part { output: "torso_x", mass: 2.0 },
+        Part { output: "shin_x", mass: 0.5 },
+    ];
+    let controls = |n: usize| vec![sign(n, 3)];
+    let steps = impulses("tests/friction/leg_cone.joule", &robot, 300, controls, |_| [0.0; 3]);
+    let excess = cone_excess(&steps, 0.9);
+    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
+    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+    assert!(moved > 0.01, "moved only {moved} m");
+}
+
+/// The box's position along x after each of `steps` steps under a constant
+/// push (N).
+fn pushed(push: f64, steps: usize) -> Vec<f64> {
+    let scene = Scene::from_path(Path::new("tests/friction/box_push.joule"), Backend::Jit)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = scene.batch(1);
+    sim.set_param("push", push).unwrap();
+    (0..steps)
+        .map(|_| {
+            sim.step();
+            assert!(sim.events.is_empty(), "{:?}", sim.events);
+            sim.output("x")[0][0]
+        })
+        .collect()
+}
+
+/// Static friction holds: pushed at half of mu m g, the box only creeps,
+/// at the speed the four bottom corners' tangential dampers allow,
+/// push / (4 kt h) with kt = 19 b / h (box_push.joule's constants).
+#[test]
+fn a_box_pushed_below_the_cone_creeps_at_the_dampers_speed() {
+    let (m, mu) = (1.0, 0.8);
+    let push = 0.5 * mu * m * G;
+    let kt = 19.0 * (2.0 * (m / 4.0) / (0.95 * 0.02)) / H;
+    let x = pushed(push, 100);
+    let speed = (x[99] - x[49]) / (50.0 * H);
+    let want = push / (4.0 * kt * H);
+    assert!(
+        (speed - want).abs() <= 0.02 * want,
+        "creep {speed} m/s, closed form {want} m/s"
+    );
+}
+
+/// Past the cone it slides with Coulomb's acceleration (push - mu m g) / m,
+/// measured from the second difference of its position once the push has
+/// set it sliding.
+#[test]
+fn a_box_pushed_past_the_cone_slides_with_coulombs_acceleration() {
+    let (m, mu) = (1.0, 0.8);
+    let push = 1.5 * mu * m * G;
+    let x = pushed(push, 100);
+    let accel = (x[99] - 2.0 * x[74] + x[49]) / (25.0 * H).powi(2);
+    let want = (push - mu * m * G) / m;
+    assert!(
+        (accel - want).abs() <= 0.01 * want,
+        "acceleration {accel} m/s^2, Coulomb's {want} m/s^2"
+    );
+}
