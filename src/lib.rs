@@ -37,11 +37,14 @@
 //!   prints a scene in the canonical layout of `joule fmt`.
 //! - [`fdcheck`]: finite-difference checks of gradients over a sweep of
 //!   steps (`joule grad --check`).
+//! - [`gait`]: gait quality of a legged run (duty factor, clearance, slip,
+//!   control spectrum; `joule run --gait`).
 //!
 //! See `docs/` for the language and the architecture, `examples/` for
 //! complete programs.
 
 pub mod fdcheck;
+pub mod gait;
 
 pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;

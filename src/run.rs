@@ -7,6 +7,7 @@ use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
 use crate::viewer::{Html, Recorder};
 use joule::fdcheck;
+use joule::gait;
 use joule_compiler::kernels::OutputInfo;
 use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
 use joule_runtime::{Event, Objective};
@@ -64,12 +65,36 @@ pub struct RunArgs {
     /// `--gif` and the `--frames` (at most 16; default: the whole batch up to 4).
     #[arg(long, value_name = "N", requires = "view")]
     html_envs: Option<usize>,
+    /// Report the gait of each environment (with `--json`) or of
+    /// environment 0: each foot's duty factor, touchdowns per second,
+    /// clearance and slip, the root's travel and heading, and the controls'
+    /// strongest frequency (docs/learning.md, "Gait quality").
+    #[arg(long)]
+    gait: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
     /// Print nothing but warnings and errors.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A gait report as JSON.
+fn gait_json(g: &gait::Gait) -> Value {
+    json!({
+        "seconds": g.seconds,
+        "root": g.root.as_ref().map(|r| json!({
+            "name": r.name, "forward": r.forward, "lateral": r.lateral, "heading_deg": r.heading,
+        })),
+        "slip_ratio": g.slip_ratio(),
+        "controls": g.controls.as_ref().map(|c| json!({
+            "dominant_hz": c.dominant, "high_share": c.high,
+        })),
+        "feet": g.feet.iter().map(|f| json!({
+            "name": f.name, "duty": f.duty, "touchdowns_per_s": f.touchdowns,
+            "clearance": f.clearance, "slip": f.slip, "slip_speed": f.slip_speed,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Records, per output, the first `step` and environment at which any of its
@@ -227,6 +252,25 @@ pub fn run(a: RunArgs) -> Result<()> {
     if record_state {
         states.push(snapshot(&sim));
     }
+    let layout = gait::Layout::of(scene.model());
+    if a.gait && layout.is_empty() {
+        return Err(miette!(
+            help = "`--gait` reads the bodies with ground contact points (`contact_soft`, `ground_soft`, `ground_point`, `ground_penalty`) and the first free or moving body",
+            "`{}` has no moving body to report a gait of",
+            c.scene.display()
+        ));
+    }
+    let mut gaits: Vec<gait::Recorder> = if a.gait {
+        (0..batch)
+            .map(|e| {
+                let mut r = gait::Recorder::new(layout.clone());
+                r.record(&sim.positions(e), None);
+                r
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     if let Some(v) = &mut viewer {
         v.record(0, &sim);
@@ -262,7 +306,17 @@ pub fn run(a: RunArgs) -> Result<()> {
         if let Some(v) = &mut viewer {
             v.record(step, &sim);
         }
+        if !gaits.is_empty() {
+            let rows = scene.model().controls.len();
+            let mut applied = vec![0.0; batch * rows];
+            sim.read_controls(&mut applied);
+            for (e, g) in gaits.iter_mut().enumerate() {
+                g.record(&sim.positions(e), Some(&applied[e * rows..(e + 1) * rows]));
+            }
+        }
     }
+    let dt = scene.model().settings.dt;
+    let gaits: Vec<gait::Gait> = gaits.iter().map(|g| g.gait(dt)).collect();
     progress.finish();
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     report_events(&sim.events);
@@ -320,6 +374,10 @@ pub fn run(a: RunArgs) -> Result<()> {
             "reward": group(ObjectiveKind::Reward),
             "timing": {"compile_ms": compile_ms, "run_ms": run_ms, "env_steps_per_sec": env_steps},
         });
+        let mut obj = obj;
+        if a.gait {
+            obj["gait"] = gaits.iter().map(gait_json).collect();
+        }
         println!("{obj}");
     } else if !quiet {
         let title = scene
@@ -349,6 +407,10 @@ pub fn run(a: RunArgs) -> Result<()> {
                 o.name,
                 v.join(" ")
             );
+        }
+        if let Some(g) = gaits.first() {
+            println!("gait of environment 0 over {:.2} s:", g.seconds);
+            print!("{}", g.table());
         }
         println!("  compile {compile_ms:.1} ms, run {run_ms:.1} ms, {env_steps:.0} env-steps/s");
     }

@@ -98,8 +98,8 @@ fn cone_excess(steps: &[Step], mu: f64) -> f64 {
 /// the vertical drive pushing down hard (30 N) and then nearly lifting the
 /// particle (9 N up) on alternate steps.
 fn particle_controls(n: usize) -> Vec<f64> {
-    let s = if n % 2 == 0 { 1.0 } else { -1.0 };
-    vec![s, if n % 2 == 0 { -1.0 } else { 0.3 }]
+    let s = if n.is_multiple_of(2) { 1.0 } else { -1.0 };
+    vec![s, if n.is_multiple_of(2) { -1.0 } else { 0.3 }]
 }
 
 fn particle_drive(u: &[f64]) -> [f64; 3] {
@@ -112,12 +112,19 @@ fn sign(n: usize, salt: u64) -> f64 {
     let x = (n as u64 + 1)
         .wrapping_mul(6364136223846793005)
         .wrapping_add(salt.wrapping_mul(1442695040888963407));
-    if (x >> 33) & 1 == 0 { 1.0 } else { -1.0 }
+    if (x >> 33) & 1 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
 }
 
 #[test]
 fn a_particle_driven_bang_bang_stays_in_the_cone() {
-    let particle = [Part { output: "x", mass: 1.0 }];
+    let particle = [Part {
+        output: "x",
+        mass: 1.0,
+    }];
     let steps = impulses(
         "tests/friction/particle_cone.joule",
         &particle,
@@ -140,7 +147,10 @@ fn a_particle_driven_bang_bang_stays_in_the_cone() {
 
 #[test]
 fn the_lagged_friction_it_replaced_leaves_the_cone() {
-    let particle = [Part { output: "x", mass: 1.0 }];
+    let particle = [Part {
+        output: "x",
+        mass: 1.0,
+    }];
     let steps = impulses(
         "tests/friction/particle_lagged.joule",
         &particle,
@@ -157,15 +167,14 @@ fn the_lagged_friction_it_replaced_leaves_the_cone() {
 
 #[test]
 fn a_box_pushed_and_twisted_bang_bang_stays_in_the_cone() {
-    let bx = [Part { output: "x", mass: 1.0 }];
+    let bx = [Part {
+        output: "x",
+        mass: 1.0,
+    }];
     let controls = |n: usize| vec![sign(n, 1), sign(n, 2)];
-    let steps = impulses(
-        "tests/friction/box_cone.joule",
-        &bx,
-        300,
-        controls,
-        |u| [20.0 * u[0], 0.0, 0.0],
-    );
+    let steps = impulses("tests/friction/box_cone.joule", &bx, 300, controls, |u| {
+        [20.0 * u[0], 0.0, 0.0]
+    });
     let excess = cone_excess(&steps, 0.8);
     assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
     let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
@@ -175,11 +184,23 @@ fn a_box_pushed_and_twisted_bang_bang_stays_in_the_cone() {
 #[test]
 fn a_robot_kicking_bang_bang_stays_in_the_cone() {
     let robot = [
-        Part { output: "torso_x", mass: 2.0 },
-        Part { output: "shin_x", mass: 0.5 },
+        Part {
+            output: "torso_x",
+            mass: 2.0,
+        },
+        Part {
+            output: "shin_x",
+            mass: 0.5,
+        },
     ];
     let controls = |n: usize| vec![sign(n, 3)];
-    let steps = impulses("tests/friction/leg_cone.joule", &robot, 300, controls, |_| [0.0; 3]);
+    let steps = impulses(
+        "tests/friction/leg_cone.joule",
+        &robot,
+        300,
+        controls,
+        |_| [0.0; 3],
+    );
     let excess = cone_excess(&steps, 0.9);
     assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
     let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
