@@ -268,7 +268,12 @@ impl Geometry {
                     }
                 }
             }
-            ground |= t.count > 0 && touches_ground(&t.body);
+            // The prelude's friction cone on the ground hides its height in
+            // `cone_contact`'s branches: known by name.
+            let base = t.name.split('#').next().unwrap_or("");
+            ground |= t.count > 0
+                && (touches_ground(&t.body)
+                    || matches!(base, "contact_soft" | "contact_soft_particle"));
         }
         let mut edges: Vec<[u32; 2]> = edges.difference(&on_surface).copied().collect();
         edges.sort_unstable();

@@ -134,6 +134,12 @@ fn page_draws_bodies_as_their_shapes_meshes_as_surfaces_and_the_ground_when_touc
         &["--steps", "1", "--quiet"],
     );
     assert_eq!(soft["ground"], true, "IPC barrier on z");
+    let (ant, _) = page_data(
+        "scenes/ant.joule",
+        &temp("ant_ground.html"),
+        &["--steps", "1", "--quiet"],
+    );
+    assert_eq!(ant["ground"], true, "the soft contact's friction cone");
     // 5^3 vertices; the block's boundary is 6 faces of 4 x 4 squares, two
     // triangles each; the tets' edges inside are lines.
     assert_eq!(soft["points"]["dof"].as_array().unwrap().len(), 125);
