@@ -271,6 +271,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     } else {
         vec![]
     };
+    // The controls each step applied, environment-major, for the gait.
+    let rows = scene.model().controls.len();
+    let mut applied = vec![0.0; if a.gait { batch * rows } else { 0 }];
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     if let Some(v) = &mut viewer {
         v.record(0, &sim);
@@ -307,8 +310,6 @@ pub fn run(a: RunArgs) -> Result<()> {
             v.record(step, &sim);
         }
         if !gaits.is_empty() {
-            let rows = scene.model().controls.len();
-            let mut applied = vec![0.0; batch * rows];
             sim.read_controls(&mut applied);
             for (e, g) in gaits.iter_mut().enumerate() {
                 g.record(&sim.positions(e), Some(&applied[e * rows..(e + 1) * rows]));

@@ -106,6 +106,15 @@ fn particle_drive(u: &[f64]) -> [f64; 3] {
     [30.0 * u[0], 0.0, 30.0 * u[1]]
 }
 
+/// The impulses of 300 bang-bang steps of the 1 kg particle scene at `path`.
+fn driven_particle(path: &str) -> Vec<Step> {
+    let particle = [Part {
+        output: "x",
+        mass: 1.0,
+    }];
+    impulses(path, &particle, 300, particle_controls, particle_drive)
+}
+
 /// Signs from a fixed linear congruential sequence: bang-bang without a
 /// period.
 fn sign(n: usize, salt: u64) -> f64 {
@@ -121,17 +130,7 @@ fn sign(n: usize, salt: u64) -> f64 {
 
 #[test]
 fn a_particle_driven_bang_bang_stays_in_the_cone() {
-    let particle = [Part {
-        output: "x",
-        mass: 1.0,
-    }];
-    let steps = impulses(
-        "tests/friction/particle_cone.joule",
-        &particle,
-        300,
-        particle_controls,
-        particle_drive,
-    );
+    let steps = driven_particle("tests/friction/particle_cone.joule");
     let excess = cone_excess(&steps, 1.0);
     assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
     // It slides (the drive is three times the friction), so the bound is
@@ -147,17 +146,7 @@ fn a_particle_driven_bang_bang_stays_in_the_cone() {
 
 #[test]
 fn the_lagged_friction_it_replaced_leaves_the_cone() {
-    let particle = [Part {
-        output: "x",
-        mass: 1.0,
-    }];
-    let steps = impulses(
-        "tests/friction/particle_lagged.joule",
-        &particle,
-        300,
-        particle_controls,
-        particle_drive,
-    );
+    let steps = driven_particle("tests/friction/particle_lagged.joule");
     let excess = cone_excess(&steps, 1.0);
     assert!(
         excess > 0.05,

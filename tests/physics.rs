@@ -443,14 +443,19 @@ fn hinge_keeps_its_anchor_and_axis_under_load() {
     assert!(worst.1 < 1e-4, "axis misalignment {} rad", worst.1);
 }
 
+/// A slope scene (`const THETA = 20deg` in the file) compiled at `theta_deg`.
+fn tilted(path: &str, theta_deg: f64) -> Scene {
+    let src = std::fs::read_to_string(path).expect("scene");
+    Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
+        .expect("scene")
+}
+
 #[test]
 fn block_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
-    let src = std::fs::read_to_string("tests/physics/slope.joule").expect("scene");
     let (mu, g, eps) = (0.5f64, 9.81f64, 1e-4f64);
     for theta_deg in [20.0f64, 35.0] {
         let theta = theta_deg.to_radians();
-        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
-            .expect("scene");
+        let s = tilted("tests/physics/slope.joule", theta_deg);
         let mut sim = s.batch(1);
         sim.rollout(1000);
         assert!(sim.events.is_empty(), "{:?}", sim.events);
@@ -882,12 +887,10 @@ fn half_cheetah_lands_upright_and_moves_under_a_gait() {
 
 #[test]
 fn a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
-    let src = std::fs::read_to_string("tests/physics/box_slope.joule").expect("scene");
     let (mu, g) = (0.5f64, 9.81f64);
     for theta_deg in [20.0f64, 35.0] {
         let theta = theta_deg.to_radians();
-        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
-            .expect("scene");
+        let s = tilted("tests/physics/box_slope.joule", theta_deg);
         let mut sim = s.batch(1);
         sim.rollout(500);
         assert!(sim.events.is_empty(), "{:?}", sim.events);
@@ -915,12 +918,10 @@ fn a_box_on_a_slope_sticks_below_and_slides_above_the_friction_angle() {
 /// (within the barrier's `dhat`, not through it).
 #[test]
 fn a_box_on_a_tilted_plane_moves_as_on_the_slope() {
-    let src = std::fs::read_to_string("tests/physics/box_plane.joule").expect("scene");
     let (mu, g, dhat) = (0.5f64, 9.81f64, 1e-3);
     for theta_deg in [20.0f64, 35.0] {
         let theta = theta_deg.to_radians();
-        let s = Scene::compile(&src.replace("THETA = 20deg", &format!("THETA = {theta_deg}deg")))
-            .expect("scene");
+        let s = tilted("tests/physics/box_plane.joule", theta_deg);
         let mut sim = s.batch(1);
         sim.rollout(500);
         assert!(sim.events.is_empty(), "{:?}", sim.events);
