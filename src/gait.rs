@@ -14,6 +14,7 @@
 //! scene step (`dt`), after it: motion inside a step's substeps is not seen.
 
 use joule_compiler::model::{DofRef, JointKind, Model};
+use rustfft::{num_complex::Complex, FftPlanner};
 
 /// A foot stands when its lowest point is at most this high (m): above the
 /// soft contacts' few millimetres of penetration and the barriers' `dhat`.
@@ -276,20 +277,16 @@ fn foot(t: &Track, dt: f64, seconds: f64) -> Foot {
 /// control's discrete Fourier transform (its mean removed).
 fn spectrum(controls: &[Vec<f64>], dt: f64) -> Controls {
     let (mut dominant, mut high, mut total) = (vec![], 0.0, 0.0);
+    let mut planner = FftPlanner::<f64>::new();
     for u in controls {
         let n = u.len();
+        if n < 2 {
+            continue;
+        }
         let mean = u.iter().sum::<f64>() / n as f64;
-        let power: Vec<f64> = (1..=n / 2)
-            .map(|k| {
-                let (mut re, mut im) = (0.0, 0.0);
-                for (j, v) in u.iter().enumerate() {
-                    let a = -2.0 * std::f64::consts::PI * (k * j) as f64 / n as f64;
-                    re += (v - mean) * a.cos();
-                    im += (v - mean) * a.sin();
-                }
-                re * re + im * im
-            })
-            .collect();
+        let mut x: Vec<Complex<f64>> = u.iter().map(|v| Complex::new(v - mean, 0.0)).collect();
+        planner.plan_fft_forward(n).process(&mut x);
+        let power: Vec<f64> = x[1..=n / 2].iter().map(|c| c.norm_sqr()).collect();
         let best = (0..power.len()).max_by(|a, b| power[*a].total_cmp(&power[*b]));
         if let Some(k) = best.filter(|k| power[*k] > 0.0) {
             dominant.push((k + 1) as f64 / (n as f64 * dt));
