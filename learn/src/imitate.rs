@@ -340,7 +340,13 @@ impl<'s> Imitator<'s> {
         }
         let loss = kept.iter().map(|&e| value[e]).sum::<f64>() / kept.len().max(1) as f64;
         let shape = (self.envs.rows, b);
-        let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, kept.len().max(1) as f64);
+        let seeds = Self::seeds(
+            &self.rows,
+            &self.scale,
+            shape,
+            &grad,
+            kept.len().max(1) as f64,
+        );
         let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
     }

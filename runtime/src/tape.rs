@@ -16,7 +16,8 @@
 //! environment): the tape keeps the state after every step as well as the
 //! one before, so seeds and step adjoints are taken where each step really
 //! ended. What the adjoint carried across such a change means is the
-//! caller's to decide (a reset environment's is usually dropped).
+//! caller's to decide (a reset environment's is usually dropped:
+//! [`Sim::drop_adjoint`]).
 
 use crate::step::{store, widen, Adjoint, Snapshot};
 use crate::{with_parts, NameError, Parts, Sim};
