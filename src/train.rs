@@ -258,6 +258,7 @@ fn finish(
         .fold(f64::NEG_INFINITY, f64::max);
     let dropped: usize = curve.iter().map(|p| p.dropped).sum();
     let events: usize = curve.iter().map(|p| p.events).sum();
+    let resets: usize = curve.iter().map(|p| p.resets).sum();
     if o.json {
         println!(
             "{}",
@@ -273,6 +274,7 @@ fn finish(
                 "reached": reached.as_ref().map(|p| json!({"iteration": p.iteration, "env_steps": p.env_steps, "seconds": p.wall})),
                 "dropped_gradients": dropped,
                 "events": events,
+                "resets": resets,
                 "policy": o.out,
             })
         );
@@ -304,6 +306,9 @@ fn finish(
                 "note: the simulator reported {events} events (divergence or non-convergence)"
             );
         }
+        if resets > 0 {
+            println!("note: {resets} environments diverged and were masked and reset");
+        }
         println!("wrote {}", o.out.display());
     }
     Ok(())
@@ -314,12 +319,12 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
     write_atomically(path, |w| {
         writeln!(
             w,
-            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events"
+            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events,resets"
         )?;
         for p in curve {
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 p.iteration,
                 p.env_steps,
                 p.wall,
@@ -328,7 +333,8 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
                 p.grad_norm,
                 p.loss,
                 p.dropped,
-                p.events
+                p.events,
+                p.resets
             )?;
         }
         Ok(())

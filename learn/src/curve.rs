@@ -1,6 +1,7 @@
 //! The learning curve: one [`Point`] per iteration (mean return of the
 //! episodes that ended, environment steps and wall-clock seconds so far,
-//! gradient norm, loss, dropped gradients, simulator events), recorded by
+//! gradient norm, loss, dropped gradients, simulator events, environments
+//! reset for diverging), recorded by
 //! `close_iteration` at the end of every iteration of every algorithm
 //! (the trainer's and imitation's). Points serialise to JSON with NaN as
 //! `null`; the CLI writes them as CSV.
@@ -54,6 +55,11 @@ pub struct Point {
     pub dropped: usize,
     /// Simulator events (divergence, non-convergence) in this iteration.
     pub events: usize,
+    /// Environments masked and reset in this iteration because an output
+    /// stopped being finite or the simulator reported them diverged (the
+    /// divergence guard, [`crate::envs`]). Absent from older checkpoints: 0.
+    #[serde(default)]
+    pub resets: usize,
 }
 
 /// What an iteration measured itself (the environments add the rest).
@@ -82,6 +88,7 @@ pub(crate) fn close_iteration<'c>(
     envs.boundary(rng);
     let finished: Vec<f64> = envs.finished.drain(..).collect();
     let events = envs.sim.events.drain(..).count();
+    let resets = std::mem::take(&mut envs.resets);
     let prev = curve.last();
     let reward = if finished.is_empty() {
         prev.map_or(f64::NAN, |p| p.reward)
@@ -98,6 +105,7 @@ pub(crate) fn close_iteration<'c>(
         loss: m.loss,
         dropped: m.dropped,
         events,
+        resets,
     };
     curve.push(point);
     curve.last().expect("just pushed")

@@ -8,7 +8,7 @@
 
 use crate::adam::{Adam, Update};
 use crate::curve::{close_iteration, Measured, Point};
-use crate::envs::{name_error, Envs};
+use crate::envs::{name_error, Envs, Fault};
 use crate::policy::Policy;
 use crate::window;
 use candle_core::Result;
@@ -165,6 +165,12 @@ impl<'s> Imitator<'s> {
         })
     }
 
+    /// Plants a fault in one environment (a test hook of the divergence
+    /// guard, see [`crate::envs::Fault`]).
+    pub fn plant(&mut self, fault: Fault) {
+        self.envs.fault = Some(fault);
+    }
+
     /// One policy update. Whole episodes (no `window`): one episode per
     /// environment and the Chamfer distance between its trajectory and the
     /// expert's. With a window of `H` steps (multiple shooting): every
@@ -248,6 +254,10 @@ impl<'s> Imitator<'s> {
         for (t, g) in grad.iter_mut().enumerate() {
             for (e, &t0) in t0.iter().enumerate() {
                 let w = norm * r.weight[t][e];
+                if w == 0.0 {
+                    // Ended or diverged: its state may not be finite.
+                    continue;
+                }
                 let target = &self.expert[t0 + t];
                 for c in 0..len {
                     let d = agent[t][c * b + e] - target[c * b + e];
@@ -318,10 +328,25 @@ impl<'s> Imitator<'s> {
         let agent = self.matched(&r.outputs);
         let mut value = vec![0.0; b];
         let len = self.rows.len();
-        let grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
-        let loss = value.iter().sum::<f64>() / b as f64;
+        let mut grad = joule_runtime::chamfer(&agent, &self.expert, len, b, b, &mut value);
+        // A diverged environment's trajectory is left out of the distance.
+        let kept: Vec<usize> = (0..b).filter(|&e| !self.envs.diverged[e]).collect();
+        for g in &mut grad {
+            for (i, x) in g.iter_mut().enumerate() {
+                if self.envs.diverged[i % b] {
+                    *x = 0.0;
+                }
+            }
+        }
+        let loss = kept.iter().map(|&e| value[e]).sum::<f64>() / kept.len().max(1) as f64;
         let shape = (self.envs.rows, b);
-        let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, b as f64);
+        let seeds = Self::seeds(
+            &self.rows,
+            &self.scale,
+            shape,
+            &grad,
+            kept.len().max(1) as f64,
+        );
         let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None)?;
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
     }
@@ -331,21 +356,21 @@ impl<'s> Imitator<'s> {
     fn update(
         &mut self,
         policy: &mut Policy,
-        mut r: window::Rollout,
+        r: window::Rollout,
         grads: Vec<candle_core::Tensor>,
         dropped: usize,
         start: Instant,
         loss: f64,
         env_steps: u64,
     ) -> Result<&Point> {
-        let h = r.obs.len() - 1;
         let vars = policy.net.vars();
         let norm = match self.adam.step(&vars, &grads, Some(self.settings.clip))? {
             Update::Applied { norm } => norm,
             Update::Skipped => f64::NAN,
         };
-        r.obs.truncate(h);
-        policy.norm.update(&r.obs.concat());
+        policy
+            .norm
+            .update(&crate::envs::healthy_observations(&r.obs, &r.diverged));
         let measured = Measured {
             start,
             env_steps,

@@ -11,7 +11,7 @@
 //! optimisers). The losses are [`clipped_loss`] and [`log_prob`].
 
 use crate::adam::{grads_of, Adam, Update};
-use crate::envs::Envs;
+use crate::envs::{healthy_steps, Envs};
 use crate::net::Mlp;
 use crate::policy::Policy;
 use crate::trainer::Config;
@@ -23,7 +23,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 /// A stochastic rollout of every environment, step-major.
 pub(crate) struct Rollout {
-    /// Raw observations at the start of every step, `[H][env][input]`.
+    /// Raw observations at the start of every step, `[H][env][input]`
+    /// (zeros where the environment was masked).
     pub observations: Vec<Vec<Vec<f64>>>,
     /// The policy's inputs at every step, `[H]` tensors of `[env, input]`.
     pub inputs: Vec<Tensor>,
@@ -40,6 +41,8 @@ pub(crate) struct Rollout {
     pub terminal: Vec<Vec<bool>>,
     /// Whether the step's reward counted, `[H][env]`.
     pub weight: Vec<Vec<f64>>,
+    /// Whether the environment was masked at the step (it diverged), `[H][env]`.
+    pub diverged: Vec<Vec<bool>>,
 }
 
 /// `horizon` steps of every environment, the controls sampled from Gaussians
@@ -58,9 +61,10 @@ pub(crate) fn rollout(
     let mut outputs = envs.sim.outputs();
     let (mut raw, mut inputs, mut actions, mut logps, mut values) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let (mut rewards, mut terminal, mut weight) = (vec![], vec![], vec![]);
+    let (mut rewards, mut terminal, mut weight, mut diverged) = (vec![], vec![], vec![], vec![]);
     for _ in 0..horizon {
-        let o = policy.observe(&outputs);
+        let mut o = policy.observe(&outputs);
+        envs.mask(&mut o);
         let x = policy.input(&o)?;
         let mean = policy.forward(&x)?;
         let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(rng)).collect();
@@ -78,9 +82,12 @@ pub(crate) fn rollout(
         rewards.push(out.reward);
         terminal.push(out.terminal);
         weight.push(out.weight);
+        diverged.push(out.diverged);
         outputs = out.outputs;
     }
-    let last = policy.input(&policy.observe(&outputs))?;
+    let mut o = policy.observe(&outputs);
+    envs.mask(&mut o);
+    let last = policy.input(&o)?;
     values.push(value.forward(&last)?.flatten_all()?.to_vec1::<f64>()?);
     Ok(Rollout {
         observations: raw,
@@ -91,6 +98,7 @@ pub(crate) fn rollout(
         rewards,
         terminal,
         weight,
+        diverged,
     })
 }
 
@@ -106,7 +114,7 @@ pub(crate) struct Stats {
 }
 
 /// The update after a rollout: advantages by GAE (normalised over the steps
-/// whose reward counted), then the clipped objective plus half the value
+/// whose reward counted: never a diverged environment's), then the clipped objective plus half the value
 /// network's squared error over four epochs of four shuffled minibatches,
 /// each followed by a step of `adam` (the policy and `log_std`) and of the
 /// critic's optimiser.
@@ -127,22 +135,26 @@ pub(crate) fn update(
         rewards,
         terminal,
         weight,
+        diverged,
         ..
     } = rollout;
     let b = values[0].len();
-    // Advantages per environment, then flattened step-major like the tensors.
+    // Advantages per environment, then flattened step-major like the tensors;
+    // a diverged environment's rollout ends where it diverged (bootstrapped
+    // from the value of its last finite state), its later steps stay 0 and
+    // out of the statistics.
     let mut adv = vec![0.0; c.horizon * b];
     let mut ret = vec![0.0; c.horizon * b];
     for e in 0..b {
-        let term = column(terminal, e);
+        let n = healthy_steps(diverged, e);
         let (a, r) = value::gae(
-            &column(rewards, e),
-            &column(values, e),
-            &term,
+            &column(&rewards[..n], e),
+            &column(&values[..=n], e),
+            &column(&terminal[..n], e),
             c.gamma,
             c.lambda,
         );
-        for t in 0..c.horizon {
+        for t in 0..n {
             adv[t * b + e] = a[t];
             ret[t * b + e] = r[t];
         }

@@ -8,7 +8,7 @@
 
 use crate::adam::{Adam, Update};
 use crate::curve::{close_iteration, Measured, Point};
-use crate::envs::{name_error, Envs};
+use crate::envs::{healthy_observations, healthy_steps, name_error, Envs, Fault};
 use crate::net::Mlp;
 use crate::policy::{self, Policy};
 use crate::value::{column, Critic};
@@ -183,6 +183,12 @@ impl<'s> Trainer<'s> {
         })
     }
 
+    /// Plants a fault in one environment (a test hook of the divergence
+    /// guard, see [`crate::envs::Fault`]).
+    pub fn plant(&mut self, fault: Fault) {
+        self.envs.fault = Some(fault);
+    }
+
     /// Environment steps simulated so far.
     pub fn env_steps(&self) -> u64 {
         self.curve.last().map_or(0, |p| p.env_steps)
@@ -238,11 +244,15 @@ impl<'s> Trainer<'s> {
             }
             let (mut inputs, mut targets) = (vec![], vec![]);
             for e in 0..b {
-                let term = column(&w.terminal, e);
+                // A diverged environment's window ends where it diverged.
+                let n = healthy_steps(&w.diverged, e);
+                if n == 0 {
+                    continue;
+                }
                 let g = value::lambda_returns(
-                    &column(&w.reward, e),
-                    &column(&values, e),
-                    &term,
+                    &column(&w.reward[..n], e),
+                    &column(&values[..n], e),
+                    &column(&w.terminal[..n], e),
                     c.gamma,
                     c.lambda,
                 );
@@ -270,7 +280,7 @@ impl<'s> Trainer<'s> {
             loss: w.loss,
             grad_norm: norm,
             dropped: w.dropped + skipped,
-            observations: w.obs[..c.horizon].iter().flatten().cloned().collect(),
+            observations: healthy_observations(&w.obs, &w.diverged),
         })
     }
 
@@ -304,7 +314,7 @@ impl<'s> Trainer<'s> {
             loss: stats.loss,
             grad_norm: stats.grad_norm,
             dropped: stats.skipped,
-            observations: rollout.observations.into_iter().flatten().collect(),
+            observations: healthy_observations(&rollout.observations, &rollout.diverged),
         })
     }
 }

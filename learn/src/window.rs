@@ -6,11 +6,16 @@
 //! at the state they were read from.
 //!
 //! The loss is `-(1/(B H)) sum_e [sum_t gamma^t w_te r_te + gamma^H a_e V(o_He)]`
-//! (`w` masks steps after an episode ended, `a` whether it is still running,
-//! `V` an optional value network closing the window, as in SHAC).
+//! (`w` masks steps after an episode ended or from the step an environment
+//! diverged, `a` whether it is still running, `V` an optional value network
+//! closing the window, as in SHAC). A diverged environment passes no
+//! gradient from the step it diverged on: the simulator's adjoint of its
+//! state is dropped there, and its control adjoints from there on are
+//! masked (not counted as dropped), so the gradient of its earlier rewards
+//! is exact and nothing of the non-finite state reaches the weights.
 
 use crate::adam::{add_grads, grads_of};
-use crate::envs::{name_error, Envs};
+use crate::envs::{healthy_steps, name_error, Envs};
 use crate::net::Mlp;
 use crate::policy::Policy;
 use candle_core::{Device, Result, Tensor, Var};
@@ -30,6 +35,8 @@ pub struct Window {
     pub weight: Vec<Vec<f64>>,
     /// Whether the episode ended at the step, `[H][env]`.
     pub terminal: Vec<Vec<bool>>,
+    /// Whether the environment was masked at the step (it diverged), `[H][env]`.
+    pub diverged: Vec<Vec<bool>>,
     /// Control adjoints that were not finite and were dropped (per step and
     /// environment): the NaN guard against gradients exploding through contact.
     pub dropped: usize,
@@ -40,7 +47,8 @@ pub struct Rollout {
     tape: Tape,
     /// The policy's input variable and its controls at every step.
     steps: Vec<(Var, Tensor)>,
-    /// Raw observations at the start of every step and after the last, `[H + 1][env][input]`.
+    /// Raw observations at the start of every step and after the last,
+    /// `[H + 1][env][input]` (zeros where the environment was masked).
     pub obs: Vec<Vec<Vec<f64>>>,
     /// Rewards, `[H][env]` (0 where masked).
     pub reward: Vec<Vec<f64>>,
@@ -48,6 +56,8 @@ pub struct Rollout {
     pub weight: Vec<Vec<f64>>,
     /// Whether the episode ended at the step, `[H][env]`.
     pub terminal: Vec<Vec<bool>>,
+    /// Whether the environment was masked at the step (it diverged), `[H][env]`.
+    pub diverged: Vec<Vec<bool>>,
     /// All outputs after every step, `[H][row][env]`.
     pub outputs: Vec<Vec<Vec<f64>>>,
 }
@@ -61,11 +71,13 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         reward: vec![],
         weight: vec![],
         terminal: vec![],
+        diverged: vec![],
         outputs: vec![],
     };
     let start = envs.sim.outputs();
     for _ in 0..h {
-        let o = policy.observe(r.outputs.last().unwrap_or(&start));
+        let mut o = policy.observe(r.outputs.last().unwrap_or(&start));
+        envs.mask(&mut o);
         let input = Var::from_tensor(&policy.input(&o)?)?;
         let u = policy.forward(input.as_tensor())?;
         policy.write_controls(&u, &mut envs.controls)?;
@@ -77,17 +89,22 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         r.reward.push(out.reward);
         r.weight.push(out.weight);
         r.terminal.push(out.terminal);
+        r.diverged.push(out.diverged);
         r.outputs.push(out.outputs);
     }
-    r.obs
-        .push(policy.observe(r.outputs.last().unwrap_or(&start)));
+    let mut o = policy.observe(r.outputs.last().unwrap_or(&start));
+    envs.mask(&mut o);
+    r.obs.push(o);
     Ok(r)
 }
 
 /// The reverse pass of a rollout. `seeds(t)` are the objective's output
 /// seeds `[row][env]` at the state after step `t` (`end` is added to the last
 /// one: a terminal value's seeds). Returns d objective / d (policy variables)
-/// and the number of control adjoints dropped for not being finite.
+/// and the number of control adjoints dropped for not being finite. An
+/// environment that diverged at step `t` passes nothing back from the state
+/// after it: its adjoint is dropped there and its control adjoints of steps
+/// `t..` are masked.
 pub fn backward(
     envs: &mut Envs,
     policy: &Policy,
@@ -97,6 +114,7 @@ pub fn backward(
 ) -> Result<(Vec<Tensor>, usize)> {
     let h = r.steps.len();
     let (b, rows) = (envs.batch(), envs.rows);
+    let healthy: Vec<usize> = (0..b).map(|e| healthy_steps(&r.diverged, e)).collect();
     let mut last = seeds(h - 1);
     if let Some(end) = end {
         add(&mut last, &end);
@@ -109,13 +127,18 @@ pub fn backward(
     let mut grads: Vec<Tensor> = vars.iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
     for t in (0..h).rev() {
         let ubar = envs.sim.reverse_step(&mut r.tape);
+        for e in (0..b).filter(|&e| healthy[e] == t) {
+            envs.sim.drop_adjoint(&mut r.tape, e);
+        }
         let (input, u) = &r.steps[t];
         let mut cols: Vec<f64> = (0..b)
             .flat_map(|e| policy.controls.iter().map(move |&c| (c, e)))
             .map(|(c, e)| ubar[c][e])
             .collect();
-        for row in cols.chunks_mut(policy.controls.len()) {
-            if row.iter().any(|x| !x.is_finite()) {
+        for (row, &n) in cols.chunks_mut(policy.controls.len()).zip(&healthy) {
+            if t >= n {
+                row.fill(0.0);
+            } else if row.iter().any(|x| !x.is_finite()) {
                 row.fill(0.0);
                 dropped += 1;
             }
@@ -177,6 +200,7 @@ pub fn run(
         reward: r.reward,
         weight,
         terminal: r.terminal,
+        diverged: r.diverged,
         dropped,
     })
 }

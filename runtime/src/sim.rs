@@ -256,7 +256,7 @@ impl<'s> Sim<'s> {
     }
 
     /// The partition holding `env`, and the environment's index in it.
-    fn locate(&self, env: usize) -> (usize, usize) {
+    pub(crate) fn locate(&self, env: usize) -> (usize, usize) {
         with_parts!(&self.parts, parts => {
             let p = parts
                 .iter()

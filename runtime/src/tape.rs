@@ -16,7 +16,8 @@
 //! environment): the tape keeps the state after every step as well as the
 //! one before, so seeds and step adjoints are taken where each step really
 //! ended. What the adjoint carried across such a change means is the
-//! caller's to decide (a reset environment's is usually dropped).
+//! caller's to decide (a reset environment's is usually dropped:
+//! [`Sim::drop_adjoint`]).
 
 use crate::step::{store, widen, Adjoint, Snapshot};
 use crate::{with_parts, NameError, Parts, Sim};
@@ -252,6 +253,26 @@ impl Sim<'_> {
         }
         self.restore_end(tape);
         out
+    }
+
+    /// Forgets everything carried back for environment `env` so far (its
+    /// adjoint at the tape's head position and its parameter gradient): the
+    /// reverse pass goes on as if nothing after the head had depended on its
+    /// state. For an environment whose state stopped being finite after the
+    /// head, whose adjoint would otherwise carry NaN into every earlier step.
+    pub fn drop_adjoint(&mut self, tape: &mut Tape, env: usize) {
+        let (p, lane) = self.locate(env);
+        let s = with_parts!(&self.parts, parts => parts[p].b.stride);
+        let adj = &mut tape.adj[p];
+        for buf in [
+            &mut adj.x,
+            &mut adj.v,
+            &mut adj.params,
+            &mut adj.controls,
+            &mut adj.prev,
+        ] {
+            buf.iter_mut().skip(lane).step_by(s).for_each(|a| *a = 0.0);
+        }
     }
 
     /// Puts every partition back at the tape's last recorded state (where the
