@@ -61,6 +61,11 @@ pub struct TrainArgs {
     /// Standard deviation of the velocity jitter at every reset.
     #[arg(long, default_value_t = 0.1)]
     noise: f64,
+    /// Weight of a penalty on the squared pre-`tanh` outputs of bounded
+    /// controls (apg, shac): keeps a policy from saturating where it has no
+    /// gradient left.
+    #[arg(long, default_value_t = 0.0)]
+    squash_penalty: f64,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -116,6 +121,7 @@ impl TrainArgs {
         config.episode = self.episode;
         config.seed = self.seed;
         config.noise = self.noise;
+        config.squash_penalty = self.squash_penalty;
         config.threads = threads::workers(self.threads.threads);
         config.lr = self.lr.unwrap_or(config.lr);
         config.clip = self.clip.unwrap_or(config.clip);

@@ -116,6 +116,12 @@ impl Policy {
     /// The controls `[env, control]` for normalised inputs (differentiable):
     /// `mid + half * tanh(y)` in bounded columns, `y` in the others.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_squashed(input)?.0)
+    }
+
+    /// The controls as [`Policy::forward`] and the network's outputs `y`
+    /// before the squash, with a mask `[1, control]` of the bounded columns.
+    pub fn forward_squashed(&self, input: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let y = self.net.forward(input)?;
         let n = self.bounds.len();
         let row = |f: &dyn Fn(Option<(f64, f64)>) -> f64| {
@@ -129,7 +135,8 @@ impl Policy {
         let mid = row(&|b| b.map_or(0.0, |(l, h)| (l + h) / 2.0))?;
         let half = row(&|b| b.map_or(0.0, |(l, h)| (h - l) / 2.0))?;
         let squashed = y.tanh()?.broadcast_mul(&half)?.broadcast_add(&mid)?;
-        squashed.broadcast_mul(&mask)? + y.broadcast_mul(&mask.affine(-1.0, 1.0)?)?
+        let u = (squashed.broadcast_mul(&mask)? + y.broadcast_mul(&mask.affine(-1.0, 1.0)?)?)?;
+        Ok((u, y, mask))
     }
 
     /// Writes `u` (`[env, control]`) into a `[control][env]` table of all the scene's controls.

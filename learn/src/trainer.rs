@@ -61,6 +61,11 @@ pub struct Config {
     pub clip: f64,
     /// Standard deviation of the velocity jitter at every reset.
     pub noise: f64,
+    /// Weight of the penalty on the squared pre-squash outputs of bounded
+    /// controls (APG, SHAC): it keeps the policy off `tanh`'s flat tails,
+    /// where a saturated policy has no gradient left to recover with.
+    #[serde(default)]
+    pub squash_penalty: f64,
 }
 
 impl Config {
@@ -80,6 +85,7 @@ impl Config {
             lambda: 0.95,
             clip: if algo == Algo::Ppo { 0.5 } else { 1.0 },
             noise: 0.1,
+            squash_penalty: 0.0,
         }
     }
 }
@@ -222,7 +228,14 @@ impl<'s> Trainer<'s> {
     fn differentiable(&mut self) -> Result<Outcome> {
         let c = self.config.clone();
         let value = self.critic.as_ref().and_then(|k| k.target.as_ref());
-        let w = window::run(&mut self.envs, &self.policy, c.horizon, c.gamma, value)?;
+        let w = window::run(
+            &mut self.envs,
+            &self.policy,
+            c.horizon,
+            c.gamma,
+            value,
+            c.squash_penalty,
+        )?;
         let vars = self.policy.net.vars();
         let update = self.adam.step(&vars, &w.grads, Some(c.clip))?;
         let (norm, skipped) = match update {

@@ -45,8 +45,9 @@ pub struct Window {
 /// A closed-loop rollout recorded on a tape.
 pub struct Rollout {
     tape: Tape,
-    /// The policy's input variable and its controls at every step.
-    steps: Vec<(Var, Tensor)>,
+    /// The policy's input variable, its controls and each environment's
+    /// squared pre-squash outputs of bounded controls (`[env]`) at every step.
+    steps: Vec<(Var, Tensor, Tensor)>,
     /// Raw observations at the start of every step and after the last,
     /// `[H + 1][env][input]` (zeros where the environment was masked).
     pub obs: Vec<Vec<Vec<f64>>>,
@@ -79,13 +80,14 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         let mut o = policy.observe(r.outputs.last().unwrap_or(&start));
         envs.mask(&mut o);
         let input = Var::from_tensor(&policy.input(&o)?)?;
-        let u = policy.forward(input.as_tensor())?;
+        let (u, y, bounded) = policy.forward_squashed(input.as_tensor())?;
+        let squash = y.sqr()?.broadcast_mul(&bounded)?.sum(1)?;
         policy.write_controls(&u, &mut envs.controls)?;
         envs.apply_controls();
         envs.sim.step_taped(&mut r.tape);
         let out = envs.after_step();
         r.obs.push(o);
-        r.steps.push((input, u));
+        r.steps.push((input, u, squash));
         r.reward.push(out.reward);
         r.weight.push(out.weight);
         r.terminal.push(out.terminal);
@@ -104,13 +106,14 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
 /// and the number of control adjoints dropped for not being finite. An
 /// environment that diverged at step `t` passes nothing back from the state
 /// after it: its adjoint is dropped there and its control adjoints of steps
-/// `t..` are masked.
+/// `t..` are masked. `squash_penalty` adds [`squash_loss`]'s term.
 pub fn backward(
     envs: &mut Envs,
     policy: &Policy,
     r: &mut Rollout,
     seeds: impl Fn(usize) -> Vec<Vec<f64>>,
     end: Option<Vec<Vec<f64>>>,
+    squash_penalty: f64,
 ) -> Result<(Vec<Tensor>, usize)> {
     let h = r.steps.len();
     let (b, rows) = (envs.batch(), envs.rows);
@@ -130,7 +133,7 @@ pub fn backward(
         for e in (0..b).filter(|&e| healthy[e] == t) {
             envs.sim.drop_adjoint(&mut r.tape, e);
         }
-        let (input, u) = &r.steps[t];
+        let (input, u, squash) = &r.steps[t];
         let mut cols: Vec<f64> = (0..b)
             .flat_map(|e| policy.controls.iter().map(move |&c| (c, e)))
             .map(|(c, e)| ubar[c][e])
@@ -144,7 +147,17 @@ pub fn backward(
             }
         }
         let ubar = Tensor::from_vec(cols, (b, policy.controls.len()), &Device::Cpu)?;
-        let store = u.mul(&ubar)?.sum_all()?.backward()?;
+        let mut objective = u.mul(&ubar)?.sum_all()?;
+        if squash_penalty > 0.0 {
+            let live: Vec<f64> = healthy
+                .iter()
+                .map(|&n| f64::from(u8::from(t < n)))
+                .collect();
+            let live = Tensor::from_vec(live, b, &Device::Cpu)?;
+            let coef = squash_penalty / (b * h) as f64;
+            objective = (objective + squash.mul(&live)?.sum_all()?.affine(coef, 0.0)?)?;
+        }
+        let store = objective.backward()?;
         add_grads(&mut grads, &grads_of(&store, &vars)?)?;
         if t > 0 {
             let d_input = store
@@ -158,13 +171,36 @@ pub fn backward(
     Ok((grads, dropped))
 }
 
-/// Runs one window of `h` steps and differentiates its loss.
+/// The squash penalty of a rollout: `penalty / (B H)` times the sum over
+/// its steps and healthy environments of the squared pre-squash outputs of
+/// bounded controls.
+pub fn squash_loss(r: &Rollout, penalty: f64) -> Result<f64> {
+    let (h, mut sum) = (r.steps.len(), 0.0);
+    let mut b = 0;
+    for (t, (_, _, squash)) in r.steps.iter().enumerate() {
+        let s = squash.to_vec1::<f64>()?;
+        b = s.len();
+        sum += (0..b)
+            .filter(|&e| t < healthy_steps(&r.diverged, e))
+            .map(|e| s[e])
+            .sum::<f64>();
+    }
+    Ok(if b == 0 {
+        0.0
+    } else {
+        penalty * sum / (b * h) as f64
+    })
+}
+
+/// Runs one window of `h` steps and differentiates its loss (with the
+/// squash penalty `squash_penalty`, see [`squash_loss`]).
 pub fn run(
     envs: &mut Envs,
     policy: &Policy,
     h: usize,
     gamma: f64,
     value: Option<&Mlp>,
+    squash_penalty: f64,
 ) -> Result<Window> {
     let (b, rows) = (envs.batch(), envs.rows);
     let row = envs
@@ -192,7 +228,10 @@ pub fn run(
     };
     let weight = std::mem::take(&mut r.weight);
     let seeds = |t: usize| reward_seeds(rows, row, &weight[t], -norm * gamma.powi(t as i32));
-    let (grads, dropped) = backward(envs, policy, &mut r, seeds, end)?;
+    if squash_penalty > 0.0 {
+        loss += squash_loss(&r, squash_penalty)?;
+    }
+    let (grads, dropped) = backward(envs, policy, &mut r, seeds, end, squash_penalty)?;
     Ok(Window {
         loss,
         grads,

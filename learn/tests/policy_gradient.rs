@@ -3,7 +3,8 @@
 //! controls set by the network from observations every step (so the gradient
 //! flows through the dynamics, the controls and the observations), on an
 //! implicit rigid-body scene and an explicit particle scene, with and
-//! without a value network closing the window.
+//! without a value network closing the window, and with the squash penalty
+//! on the network's pre-`tanh` outputs.
 
 use candle_core::Tensor;
 use joule_compiler::model::{Activation, Integrator};
@@ -27,8 +28,15 @@ fn tight(src: &str) -> Scene {
     Scene::from_model(model, joule_compiler::compiled::Backend::Jit).expect("kernels compile")
 }
 
-/// The window loss from a fresh, identically jittered batch.
-fn loss(scene: &Scene, policy: &Policy, value: Option<&Mlp>, steps: usize) -> (f64, Vec<Tensor>) {
+/// The window loss (with the squash penalty `penalty`) from a fresh,
+/// identically jittered batch.
+fn loss(
+    scene: &Scene,
+    policy: &Policy,
+    value: Option<&Mlp>,
+    steps: usize,
+    penalty: f64,
+) -> (f64, Vec<Tensor>) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let reward = scene
         .compiled
@@ -38,12 +46,12 @@ fn loss(scene: &Scene, policy: &Policy, value: Option<&Mlp>, steps: usize) -> (f
         .find(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
         .map(|o| o.name.clone());
     let mut envs = Envs::new(scene, 3, 1, reward.as_deref(), 100, 0.3, &mut rng).expect("envs");
-    let w = window::run(&mut envs, policy, steps, 0.9, value).expect("window");
+    let w = window::run(&mut envs, policy, steps, 0.9, value, penalty).expect("window");
     assert_eq!(w.dropped, 0);
     (w.loss, w.grads)
 }
 
-fn check(scene: &Scene, steps: usize, with_value: bool) {
+fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let spec = policy::spec(scene, None).expect("one policy");
     let mut policy = Policy::new(scene, spec, &mut rng).expect("policy");
@@ -63,7 +71,28 @@ fn check(scene: &Scene, steps: usize, with_value: bool) {
     let value = with_value.then(|| {
         Mlp::new(&[policy.inputs(), 8, 1], Activation::Tanh, 1.0, &mut rng).expect("value")
     });
-    let (_, grads) = loss(scene, &policy, value.as_ref(), steps);
+    let (_, grads) = loss(scene, &policy, value.as_ref(), steps, penalty);
+    if penalty > 0.0 {
+        let (_, plain) = loss(scene, &policy, value.as_ref(), steps, 0.0);
+        let apart = grads
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            apart > 1e-3,
+            "the penalty moved the gradient by only {apart}"
+        );
+    }
     let mut checked = 0;
     for (v, g) in policy.net.vars().iter().zip(&grads) {
         let flat = v
@@ -79,7 +108,7 @@ fn check(scene: &Scene, steps: usize, with_value: bool) {
                 p[i] = x;
                 let t = Tensor::from_vec(p, v.as_tensor().shape(), v.as_tensor().device()).unwrap();
                 v.set(&t).unwrap();
-                let l = loss(scene, &policy, value.as_ref(), steps).0;
+                let l = loss(scene, &policy, value.as_ref(), steps, penalty).0;
                 v.set(
                     &Tensor::from_vec(flat.clone(), v.as_tensor().shape(), v.as_tensor().device())
                         .unwrap(),
@@ -105,13 +134,19 @@ fn check(scene: &Scene, steps: usize, with_value: bool) {
 #[test]
 fn policy_gradient_through_implicit_rigid_bodies_matches_finite_differences() {
     let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
-    check(&tight(&src), 6, false);
+    check(&tight(&src), 6, false, 0.0);
+}
+
+#[test]
+fn policy_gradient_with_the_squash_penalty_matches_finite_differences() {
+    let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
+    check(&tight(&src), 6, false, 0.05);
 }
 
 #[test]
 fn policy_gradient_with_a_closing_value_matches_finite_differences() {
     let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
-    check(&tight(&src), 4, true);
+    check(&tight(&src), 4, true, 0.0);
 }
 
 #[test]
@@ -131,5 +166,5 @@ observe vel = b.v
 reward up = b.x.z - 0.1 * f[0]^2
 policy actor = mlp(inputs = [pos, vel], outputs = f, hidden = [6], activation = elu)
 "#;
-    check(&tight(src), 8, false);
+    check(&tight(src), 8, false, 0.0);
 }
