@@ -5,13 +5,17 @@
 //! The feet are the bodies that carry ground contact points, the body
 //! points of the prelude's ground contacts (`contact_soft`, `ground_soft`,
 //! `ground_point`, `ground_penalty`): each instance's point `r` and
-//! `radius`. A foot's height is its lowest contact sphere's lowest point
-//! above `z = 0`; it stands when that is at most [`STANCE_HEIGHT`]. Its
-//! slip is the horizontal motion, over a step in which it stands at both
-//! ends, of the material point that touched the ground at the step's start
-//! (so a foot that rolls does not slip). The root is the first body with a
-//! `free` joint (else the first moving body). Everything is sampled once per
-//! scene step (`dt`), after it: motion inside a step's substeps is not seen.
+//! `radius`; and the particles with ground contact (`contact_soft_particle`,
+//! `ground`) that touch it at least once (a soft body's feet). A foot's
+//! height is its lowest contact sphere's lowest point above `z = 0`; it
+//! stands when that is at most [`STANCE_HEIGHT`]. Its slip is the
+//! horizontal motion, over a step in which it stands at both ends, of the
+//! material point that touched the ground at the step's start (so a foot
+//! that rolls does not slip). The root is the first body with a `free`
+//! joint (else the first moving body; else the free particles' centre of
+//! mass, whose heading is the particles' best-fit turn about z). Everything
+//! is sampled once per scene step (`dt`), after it: motion inside a step's
+//! substeps is not seen.
 
 use joule_compiler::model::{DofRef, JointKind, Model};
 use rustfft::{num_complex::Complex, FftPlanner};
@@ -30,6 +34,9 @@ const GROUND_CONTACTS: [&str; 4] = [
     "ground_point",
     "ground_penalty",
 ];
+
+/// The prelude's ground contacts of a particle: `(p, ..)`.
+const PARTICLE_GROUND_CONTACTS: [&str; 2] = ["contact_soft_particle", "ground"];
 
 /// A body's pose: origin and rotation matrix (rows).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -310,24 +317,53 @@ fn spectrum(controls: &[Vec<f64>], dt: f64) -> Controls {
 /// A contact sphere on a body: its body-frame centre and radius.
 pub type Sphere = ([f64; 3], f64);
 
-/// A foot in the state: its name, first DOF and contact spheres.
-type FootRows = (String, u32, Vec<Sphere>);
+/// A foot in the state: its name, first DOF, contact spheres and whether
+/// it is a particle (3 DOFs, no rotation) rather than a body.
+type FootRows = (String, u32, Vec<Sphere>, bool);
+
+/// What a run's root is in the state.
+#[derive(Clone, Debug)]
+enum RootRows {
+    /// A body: its name and first DOF.
+    Body(String, u32),
+    /// With no moving body, the free particles' centre of mass: each
+    /// particle's first DOF and mass.
+    Particles(Vec<(u32, f64)>),
+}
 
 /// Where a scene's feet and root are in the state, for recording a run.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    /// Per foot: its name, first DOF and contact spheres.
+    /// Per foot: its name, first DOF, contact spheres and kind.
     feet: Vec<FootRows>,
-    /// The root's name and first DOF.
-    root: Option<(String, u32)>,
+    /// The root.
+    root: Option<RootRows>,
 }
 
 impl Layout {
-    /// The feet (bodies with ground contact points) and root of `model`.
+    /// The feet (bodies with ground contact points, particles with ground
+    /// contact) and root of `model`.
     pub fn of(model: &Model) -> Layout {
         let mut feet: Vec<FootRows> = vec![];
         for t in &model.templates {
             let base = t.name.split('#').next().unwrap_or("");
+            if PARTICLE_GROUND_CONTACTS.contains(&base) && t.dof_width == 3 {
+                for i in 0..t.count {
+                    let DofRef::Free(dof) = t.dofs[i * 3] else {
+                        continue;
+                    };
+                    if feet.iter().any(|f| f.1 == dof) {
+                        continue;
+                    }
+                    let name = model
+                        .particles
+                        .iter()
+                        .find(|p| p.dof == Some(dof))
+                        .map_or_else(|| format!("dof {dof}"), |p| p.name.clone());
+                    feet.push((name, dof, vec![([0.0; 3], 0.0)], true));
+                }
+                continue;
+            }
             if !GROUND_CONTACTS.contains(&base) || t.dof_width != 12 {
                 continue;
             }
@@ -350,7 +386,7 @@ impl Layout {
                             .iter()
                             .find(|b| b.dof == Some(dof))
                             .map_or_else(|| format!("dof {dof}"), |b| b.name.clone());
-                        feet.push((name, dof, vec![point]));
+                        feet.push((name, dof, vec![point], false));
                     }
                 }
             }
@@ -360,9 +396,15 @@ impl Layout {
                 .as_ref()
                 .is_some_and(|j| j.joints.iter().any(|k| k.kind == JointKind::Free))
         });
-        let root = free
+        let body = free
             .or_else(|| model.bodies.iter().find(|b| b.dof.is_some()))
-            .and_then(|b| Some((b.name.clone(), b.dof?)));
+            .and_then(|b| Some(RootRows::Body(b.name.clone(), b.dof?)));
+        let particles: Vec<(u32, f64)> = model
+            .particles
+            .iter()
+            .filter_map(|p| Some((p.dof?, p.mass)))
+            .collect();
+        let root = body.or((!particles.is_empty()).then_some(RootRows::Particles(particles)));
         Layout { feet, root }
     }
 
@@ -372,14 +414,44 @@ impl Layout {
     }
 
     /// A body's pose from a state vector (origin, then the rotation's
-    /// columns).
-    fn pose(x: &[f64], dof: u32) -> Pose {
+    /// columns), or a particle's (its position, no rotation).
+    fn pose(x: &[f64], dof: u32, particle: bool) -> Pose {
         let d = dof as usize;
         Pose {
             x: [x[d], x[d + 1], x[d + 2]],
-            r: std::array::from_fn(|i| std::array::from_fn(|j| x[d + 3 + 3 * j + i])),
+            r: std::array::from_fn(|i| {
+                std::array::from_fn(|j| match particle {
+                    true => f64::from(u8::from(i == j)),
+                    false => x[d + 3 + 3 * j + i],
+                })
+            }),
         }
     }
+
+    /// The particles' centre of mass and their offsets from it.
+    fn centre(x: &[f64], particles: &[(u32, f64)]) -> ([f64; 3], Vec<[f64; 3]>) {
+        let total: f64 = particles.iter().map(|p| p.1).sum();
+        let at = |d: u32| -> [f64; 3] { std::array::from_fn(|k| x[d as usize + k]) };
+        let c: [f64; 3] = std::array::from_fn(|k| {
+            particles.iter().map(|&(d, m)| m * at(d)[k]).sum::<f64>() / total
+        });
+        let offsets = particles
+            .iter()
+            .map(|&(d, _)| std::array::from_fn(|k| at(d)[k] - c[k]))
+            .collect();
+        (c, offsets)
+    }
+}
+
+/// The yaw (about z) that best turns the horizontal offsets `from` onto
+/// `to`, mass-weighted (2-D Procrustes: the heading of a deformable body).
+fn best_yaw(from: &[[f64; 3]], to: &[[f64; 3]], particles: &[(u32, f64)]) -> f64 {
+    let (mut cross, mut dot) = (0.0, 0.0);
+    for ((a, b), (_, m)) in from.iter().zip(to).zip(particles) {
+        cross += m * (a[0] * b[1] - a[1] * b[0]);
+        dot += m * (a[0] * b[0] + a[1] * b[1]);
+    }
+    cross.atan2(dot)
 }
 
 /// Records one environment's feet, root and controls over a run.
@@ -387,6 +459,8 @@ pub struct Recorder {
     layout: Layout,
     feet: Vec<Vec<Pose>>,
     root: Vec<Pose>,
+    /// A particle root's offsets from its centre in the first frame.
+    start: Vec<[f64; 3]>,
     controls: Vec<Vec<f64>>,
 }
 
@@ -398,6 +472,7 @@ impl Recorder {
             layout,
             feet,
             root: vec![],
+            start: vec![],
             controls: vec![],
         }
     }
@@ -405,11 +480,23 @@ impl Recorder {
     /// Records a frame: the environment's positions and the controls it
     /// was given for the step that led to it (`None` for the first frame).
     pub fn record(&mut self, positions: &[f64], controls: Option<&[f64]>) {
-        for (track, (_, dof, _)) in self.feet.iter_mut().zip(&self.layout.feet) {
-            track.push(Layout::pose(positions, *dof));
+        for (track, (_, dof, _, particle)) in self.feet.iter_mut().zip(&self.layout.feet) {
+            track.push(Layout::pose(positions, *dof, *particle));
         }
-        if let Some((_, dof)) = &self.layout.root {
-            self.root.push(Layout::pose(positions, *dof));
+        match &self.layout.root {
+            Some(RootRows::Body(_, dof)) => self.root.push(Layout::pose(positions, *dof, false)),
+            Some(RootRows::Particles(particles)) => {
+                let (c, offsets) = Layout::centre(positions, particles);
+                if self.start.is_empty() {
+                    self.start = offsets.clone();
+                }
+                let (s, co) = best_yaw(&self.start, &offsets, particles).sin_cos();
+                self.root.push(Pose {
+                    x: c,
+                    r: [[co, -s, 0.0], [s, co, 0.0], [0.0, 0.0, 1.0]],
+                });
+            }
+            None => {}
         }
         if let Some(u) = controls {
             self.controls.resize(u.len(), vec![]);
@@ -426,17 +513,26 @@ impl Recorder {
             .feet
             .iter()
             .zip(&self.feet)
-            .map(|((name, _, points), poses)| Track {
+            .map(|((name, _, points, _), poses)| Track {
                 name: name.clone(),
                 points: points.clone(),
                 poses: poses.clone(),
             })
             .collect();
-        let root = self
-            .layout
-            .root
-            .as_ref()
-            .map(|(name, _)| (name.as_str(), self.root.as_slice()));
-        analyse(&tracks, root, &self.controls, dt)
+        let root = self.layout.root.as_ref().map(|r| match r {
+            RootRows::Body(name, _) => (name.as_str(), self.root.as_slice()),
+            RootRows::Particles(_) => ("centre of mass", self.root.as_slice()),
+        });
+        let mut gait = analyse(&tracks, root, &self.controls, dt);
+        // A soft body's surface particles that never touch the ground are
+        // not feet.
+        let particle = self.layout.feet.iter().map(|f| f.3);
+        gait.feet = std::mem::take(&mut gait.feet)
+            .into_iter()
+            .zip(particle)
+            .filter(|(f, particle)| !particle || f.duty > 0.0)
+            .map(|(f, _)| f)
+            .collect();
+        gait
     }
 }

@@ -208,6 +208,102 @@ fn run_reports_the_gait() {
 
 #[test]
 fn gait_needs_a_moving_body() {
-    let out = common::joule(&["run", "scenes/spring_chain.joule", "--steps", "2", "--gait"]);
-    common::fails_with_hint(&out, "has no moving body to report a gait of");
+    let out = common::joule(&[
+        "run",
+        "tests/gait/nothing_moves.joule",
+        "--steps",
+        "2",
+        "--gait",
+    ]);
+    common::fails_with_hint(&out, "has no moving body or particle to report a gait of");
+}
+
+/// With no moving body the root is the free particles' centre of mass, and
+/// its heading is their best-fit turn about z: on four particles spinning
+/// as a square, the turn of each particle about the centre, read from the
+/// run's own outputs.
+#[test]
+fn a_particle_scenes_root_turns_with_its_particles() {
+    let out = common::joule(&[
+        "run",
+        "tests/gait/spinning_particles.joule",
+        "--steps",
+        "100",
+        "--gait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = &v["gait"][0]["root"];
+    assert_eq!(root["name"], "centre of mass");
+    let at = |name: &str| -> Vec<f64> {
+        (0..2)
+            .map(|k| v["observe"][name][0][k].as_f64().unwrap())
+            .collect()
+    };
+    let (a, c) = (at("pa"), at("pc"));
+    // a started at +x from the centre; the centre is midway between a and c.
+    let turn = (a[1] - c[1]).atan2(a[0] - c[0]).to_degrees();
+    let heading = root["heading_deg"].as_f64().unwrap();
+    assert!(turn > 50.0, "the square turned only {turn} degrees");
+    assert!(
+        (heading - turn).abs() < 1e-6,
+        "heading {heading}, turn {turn}"
+    );
+    assert!(v["gait"][0]["feet"].as_array().unwrap().is_empty());
+}
+
+/// A soft body's feet are its particles that touched the ground: the soft
+/// walker, driven by a travelling muscle wave, reports its 14 bottom
+/// vertices (the top ones never touch) and its centre of mass's travel, the
+/// scene's own `centre` output's.
+#[test]
+fn a_soft_bodys_feet_are_its_particles_that_touch() {
+    let plan = common::temp("soft_walker_wave.csv");
+    let mut csv = String::from("step,u[0],u[1],u[2],u[3],u[4],u[5]\n");
+    for step in 0..150 {
+        let t = step as f64 * 0.01;
+        let u: Vec<String> = (0..6)
+            .map(|k| {
+                let phase = 2.0 * std::f64::consts::PI * (2.0 * t + k as f64 / 6.0);
+                format!("{}", phase.sin())
+            })
+            .collect();
+        csv += &format!("{step},{}\n", u.join(","));
+    }
+    std::fs::write(&plan, csv).unwrap();
+    let out = common::joule(&[
+        "run",
+        "scenes/soft_walker.joule",
+        "--steps",
+        "150",
+        "--controls",
+        plan.to_str().unwrap(),
+        "--gait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &v["gait"][0];
+    let feet = g["feet"].as_array().unwrap();
+    assert_eq!(feet.len(), 14, "{g}");
+    assert!(feet
+        .iter()
+        .all(|f| f["name"].as_str().unwrap().starts_with("slab[")));
+    assert!(feet.iter().all(|f| f["duty"].as_f64().unwrap() > 0.0));
+    let moved = v["observe"]["centre"][0][0].as_f64().unwrap() - 0.3;
+    let forward = g["root"]["forward"].as_f64().unwrap();
+    assert!(moved.abs() > 1e-3, "the wave moved the walker {moved} m");
+    assert!(
+        (forward - moved).abs() < 1e-9,
+        "root {forward} m, centre {moved} m"
+    );
 }
