@@ -187,3 +187,43 @@ fn every_path_in_the_layout_sections_exists() {
         missing.join("\n  ")
     );
 }
+
+/// The `<!-- reproduce: COMMAND => KEY VALUE, .. -->` marks that
+/// `docs/check_numbers.py` re-runs stay well formed: a `joule` subcommand
+/// on a scene that exists, and numeric documented values.
+#[test]
+fn reproduce_marks_name_existing_scenes_and_numbers() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("docs").expect("docs") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("page");
+        for (start, _) in text.match_indices("<!-- reproduce") {
+            let end = start + text[start..].find("-->").expect("a closed mark");
+            let mark = &text[start..end];
+            let line = text[..start].lines().count() + 1;
+            let body = mark.split_once(':').expect("`reproduce:`").1;
+            let (command, values) = body.split_once("=>").expect("`=>`");
+            let words: Vec<&str> = command.split_whitespace().collect();
+            assert!(
+                matches!(words.first(), Some(&("train" | "run" | "bench" | "imitate"))),
+                "{}:{line}: {command}",
+                path.display()
+            );
+            let scene = words.get(1).expect("a scene");
+            assert!(Path::new(scene).is_file(), "{}:{line}: no {scene}", path.display());
+            for pair in values.split(',') {
+                let kv: Vec<&str> = pair.split_whitespace().collect();
+                assert!(
+                    kv.len() == 2 && kv[1].parse::<f64>().is_ok(),
+                    "{}:{line}: `{pair}` is not KEY NUMBER",
+                    path.display()
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "found {seen} marks");
+}
