@@ -208,12 +208,19 @@ fn reproduce_marks_name_existing_scenes_and_numbers() {
             let (command, values) = body.split_once("=>").expect("`=>`");
             let words: Vec<&str> = command.split_whitespace().collect();
             assert!(
-                matches!(words.first(), Some(&("train" | "run" | "bench" | "imitate"))),
+                matches!(
+                    words.first(),
+                    Some(&("train" | "run" | "bench" | "imitate"))
+                ),
                 "{}:{line}: {command}",
                 path.display()
             );
             let scene = words.get(1).expect("a scene");
-            assert!(Path::new(scene).is_file(), "{}:{line}: no {scene}", path.display());
+            assert!(
+                Path::new(scene).is_file(),
+                "{}:{line}: no {scene}",
+                path.display()
+            );
             for pair in values.split(',') {
                 let kv: Vec<&str> = pair.split_whitespace().collect();
                 assert!(
