@@ -66,6 +66,10 @@ pub struct TrainArgs {
     /// gradient left.
     #[arg(long, default_value_t = 0.0)]
     squash_penalty: f64,
+    /// Let the learning rates fall linearly to zero over `--iters` (SHAC's
+    /// schedule).
+    #[arg(long)]
+    lr_decay: bool,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -122,6 +126,7 @@ impl TrainArgs {
         config.seed = self.seed;
         config.noise = self.noise;
         config.squash_penalty = self.squash_penalty;
+        config.lr_decay = if self.lr_decay { self.iters } else { 0 };
         config.threads = threads::workers(self.threads.threads);
         config.lr = self.lr.unwrap_or(config.lr);
         config.clip = self.clip.unwrap_or(config.clip);

@@ -66,6 +66,10 @@ pub struct Config {
     /// where a saturated policy has no gradient left to recover with.
     #[serde(default)]
     pub squash_penalty: f64,
+    /// Iterations over which the learning rates fall linearly from `lr` to
+    /// zero (SHAC's schedule, for every algorithm); 0 keeps them constant.
+    #[serde(default)]
+    pub lr_decay: usize,
 }
 
 impl Config {
@@ -86,6 +90,15 @@ impl Config {
             clip: if algo == Algo::Ppo { 0.5 } else { 1.0 },
             noise: 0.1,
             squash_penalty: 0.0,
+            lr_decay: 0,
+        }
+    }
+
+    /// The learning rate of the iteration after `done` iterations.
+    pub fn lr_at(&self, done: usize) -> f64 {
+        match self.lr_decay {
+            0 => self.lr,
+            n => self.lr * (1.0 - done as f64 / n as f64).max(0.0),
         }
     }
 }
@@ -203,6 +216,11 @@ impl<'s> Trainer<'s> {
     /// One iteration: a window (or rollout), the updates, the resets.
     pub fn iterate(&mut self) -> Result<&Point> {
         let start = Instant::now();
+        let lr = self.config.lr_at(self.curve.len());
+        self.adam.lr = lr;
+        if let Some(k) = &mut self.critic {
+            k.adam.lr = lr;
+        }
         let outcome = match self.config.algo {
             Algo::Apg | Algo::Shac => self.differentiable()?,
             Algo::Ppo => self.ppo()?,
