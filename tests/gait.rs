@@ -165,12 +165,24 @@ fn the_root_travel_and_heading() {
     assert!((r.heading - 30.0).abs() < 1e-12, "heading {}", r.heading);
 }
 
+/// `joule ARGS --json`, which must succeed, as JSON.
+fn json_run(args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let out = common::joule(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// From the command line, on a two-link robot whose motor flips every step
 /// (`tests/gait/flip.csv`): the feet are the bodies with contact points,
 /// the buzz shows in the controls' spectrum and in the shin's hops.
 #[test]
 fn run_reports_the_gait() {
-    let out = common::joule(&[
+    let v = json_run(&[
         "run",
         "tests/friction/leg_cone.joule",
         "--steps",
@@ -178,14 +190,7 @@ fn run_reports_the_gait() {
         "--controls",
         "tests/gait/flip.csv",
         "--gait",
-        "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let g = &v["gait"][0];
     let feet: Vec<&str> = g["feet"]
         .as_array()
@@ -224,20 +229,13 @@ fn gait_needs_a_moving_body() {
 /// run's own outputs.
 #[test]
 fn a_particle_scenes_root_turns_with_its_particles() {
-    let out = common::joule(&[
+    let v = json_run(&[
         "run",
         "tests/gait/spinning_particles.joule",
         "--steps",
         "100",
         "--gait",
-        "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let root = &v["gait"][0]["root"];
     assert_eq!(root["name"], "centre of mass");
     let at = |name: &str| -> Vec<f64> {
@@ -276,7 +274,7 @@ fn a_soft_bodys_feet_are_its_particles_that_touch() {
         csv += &format!("{step},{}\n", u.join(","));
     }
     std::fs::write(&plan, csv).unwrap();
-    let out = common::joule(&[
+    let v = json_run(&[
         "run",
         "scenes/soft_walker.joule",
         "--steps",
@@ -284,14 +282,7 @@ fn a_soft_bodys_feet_are_its_particles_that_touch() {
         "--controls",
         plan.to_str().unwrap(),
         "--gait",
-        "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let g = &v["gait"][0];
     let feet = g["feet"].as_array().unwrap();
     assert_eq!(feet.len(), 14, "{g}");

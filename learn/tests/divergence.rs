@@ -135,39 +135,51 @@ fn a_nan_state_is_masked_and_reset_on_an_implicit_soft_scene() {
 
 /// The NaN run against the masked run and the run without a fault.
 fn check_training(scene: &Scene, reward: &str, algo: Algo) {
-    let (nan, initial, nan_curve) = train(scene, reward, algo, Some(FaultKind::Nan));
-    let (masked, _, masked_curve) = train(scene, reward, algo, Some(FaultKind::Mask));
-    let (clean, _, clean_curve) = train(scene, reward, algo, None);
-    assert!(all_finite(&nan), "{algo:?}: non-finite tensors");
+    // The masked environment's observations after step 3 of its window
+    // (6 of the 10) are left out of the normalisation.
+    compare(
+        &format!("{algo:?}"),
+        train(scene, reward, algo, Some(FaultKind::Nan)),
+        train(scene, reward, algo, Some(FaultKind::Mask)),
+        train(scene, reward, algo, None),
+        6.0,
+    );
+}
+
+/// The run with a NaN planted against the run masking the same environment
+/// at the same step and the run without a fault (`what` names the case):
+/// `missing` observations fewer in the masked run's normalisation.
+fn compare(what: &str, nan: Run, masked: Run, clean: Run, missing: f64) {
+    let ((nan, initial, nan_curve), (masked, _, masked_curve)) = (nan, masked);
+    let (clean, _, clean_curve) = clean;
+    assert!(all_finite(&nan), "{what}: non-finite tensors");
     assert_eq!(
         nan_curve.iter().map(|p| p.resets).collect::<Vec<_>>(),
         [0, 1, 0],
-        "{algo:?}: one reset, in the second iteration"
+        "{what}: one reset, in the second iteration"
     );
-    assert_eq!(sum(&clean_curve, |p| p.resets), 0, "{algo:?}");
+    assert_eq!(sum(&clean_curve, |p| p.resets), 0, "{what}");
     // The simulator saw the NaN state (its divergence event).
     assert_eq!(
         sum(&nan_curve, |p| p.events),
         sum(&masked_curve, |p| p.events) + 1,
-        "{algo:?}"
+        "{what}"
     );
     // The dropped adjoint and the masked controls are not NaN guard drops.
-    assert_eq!(sum(&nan_curve, |p| p.dropped), 0, "{algo:?}");
+    assert_eq!(sum(&nan_curve, |p| p.dropped), 0, "{what}");
     // Bitwise the masked run: weights, critics, Adam's moments, the
     // normalisation, every environment's state; the same curve.
-    assert_eq!(nan, masked, "{algo:?}: differs from the masked run");
-    assert_eq!(numbers(&nan_curve), numbers(&masked_curve), "{algo:?}");
+    assert_eq!(nan, masked, "{what}: differs from the masked run");
+    assert_eq!(numbers(&nan_curve), numbers(&masked_curve), "{what}");
     // Not trivially: the weights moved, and masking the environment
     // changed them.
-    assert_ne!(weights(&masked), weights(&initial), "{algo:?}: no update");
+    assert_ne!(weights(&masked), weights(&initial), "{what}: no update");
     assert_ne!(
         weights(&masked),
         weights(&clean),
-        "{algo:?}: masking changed nothing"
+        "{what}: masking changed nothing"
     );
-    // The masked environment's observations after step 3 of its window
-    // (6 of the 10) are left out of the normalisation.
-    assert_eq!(counted(&masked), counted(&clean) - 6.0, "{algo:?}");
+    assert_eq!(counted(&masked), counted(&clean) - missing, "{what}");
 }
 
 /// A demonstration of `miss` and `speed` (with states) by constant thrust,
@@ -236,28 +248,14 @@ fn imitate(scene: &Scene, window: Option<usize>, kind: Option<FaultKind>) -> Run
 fn a_nan_state_is_masked_and_reset_in_imitation() {
     let scene = scene();
     for window in [None, Some(10)] {
-        let (nan, initial, nan_curve) = imitate(&scene, window, Some(FaultKind::Nan));
-        let (masked, _, masked_curve) = imitate(&scene, window, Some(FaultKind::Mask));
-        let (clean, _, _) = imitate(&scene, window, None);
-        assert!(all_finite(&nan), "{window:?}: non-finite tensors");
-        assert_eq!(
-            nan_curve.iter().map(|p| p.resets).collect::<Vec<_>>(),
-            [0, 1, 0],
-            "{window:?}"
-        );
-        assert_eq!(
-            sum(&nan_curve, |p| p.events),
-            sum(&masked_curve, |p| p.events) + 1,
-            "{window:?}"
-        );
-        assert_eq!(sum(&nan_curve, |p| p.dropped), 0, "{window:?}");
-        assert_eq!(nan, masked, "{window:?}: differs from the masked run");
-        assert_eq!(numbers(&nan_curve), numbers(&masked_curve), "{window:?}");
-        assert_ne!(weights(&masked), weights(&initial), "{window:?}");
-        assert_ne!(weights(&masked), weights(&clean), "{window:?}");
         // 6 of a window's 10 observations, 16 of an episode's 20.
-        let missing = if window.is_some() { 6.0 } else { 16.0 };
-        assert_eq!(counted(&masked), counted(&clean) - missing, "{window:?}");
+        compare(
+            &format!("{window:?}"),
+            imitate(&scene, window, Some(FaultKind::Nan)),
+            imitate(&scene, window, Some(FaultKind::Mask)),
+            imitate(&scene, window, None),
+            if window.is_some() { 6.0 } else { 16.0 },
+        );
     }
 }
 
