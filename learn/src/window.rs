@@ -45,9 +45,10 @@ pub struct Window {
 /// A closed-loop rollout recorded on a tape.
 pub struct Rollout {
     tape: Tape,
-    /// The policy's input variable, its controls and each environment's
-    /// squared pre-squash outputs of bounded controls (`[env]`) at every step.
-    steps: Vec<(Var, Tensor, Tensor)>,
+    /// The policy's input variable, its controls, its pre-squash outputs and
+    /// the mask of the bounded controls (see [`Policy::forward_squashed`]) at
+    /// every step.
+    steps: Vec<(Var, Tensor, Tensor, Tensor)>,
     /// Raw observations at the start of every step and after the last,
     /// `[H + 1][env][input]` (zeros where the environment was masked).
     pub obs: Vec<Vec<Vec<f64>>>,
@@ -81,13 +82,12 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         envs.mask(&mut o);
         let input = Var::from_tensor(&policy.input(&o)?)?;
         let (u, y, bounded) = policy.forward_squashed(input.as_tensor())?;
-        let squash = y.sqr()?.broadcast_mul(&bounded)?.sum(1)?;
         policy.write_controls(&u, &mut envs.controls)?;
         envs.apply_controls();
         envs.sim.step_taped(&mut r.tape);
         let out = envs.after_step();
         r.obs.push(o);
-        r.steps.push((input, u, squash));
+        r.steps.push((input, u, y, bounded));
         r.reward.push(out.reward);
         r.weight.push(out.weight);
         r.terminal.push(out.terminal);
@@ -133,7 +133,7 @@ pub fn backward(
         for e in (0..b).filter(|&e| healthy[e] == t) {
             envs.sim.drop_adjoint(&mut r.tape, e);
         }
-        let (input, u, squash) = &r.steps[t];
+        let (input, u, y, bounded) = &r.steps[t];
         let mut cols: Vec<f64> = (0..b)
             .flat_map(|e| policy.controls.iter().map(move |&c| (c, e)))
             .map(|(c, e)| ubar[c][e])
@@ -155,6 +155,7 @@ pub fn backward(
                 .collect();
             let live = Tensor::from_vec(live, b, &Device::Cpu)?;
             let coef = squash_penalty / (b * h) as f64;
+            let squash = squared(y, bounded)?;
             objective = (objective + squash.mul(&live)?.sum_all()?.affine(coef, 0.0)?)?;
         }
         let store = objective.backward()?;
@@ -171,14 +172,20 @@ pub fn backward(
     Ok((grads, dropped))
 }
 
+/// Each environment's squared pre-squash outputs `y` of the bounded
+/// controls, summed (`[env]`).
+fn squared(y: &Tensor, bounded: &Tensor) -> Result<Tensor> {
+    y.sqr()?.broadcast_mul(bounded)?.sum(1)
+}
+
 /// The squash penalty of a rollout: `penalty / (B H)` times the sum over
 /// its steps and healthy environments of the squared pre-squash outputs of
 /// bounded controls.
 pub fn squash_loss(r: &Rollout, penalty: f64) -> Result<f64> {
     let (h, mut sum) = (r.steps.len(), 0.0);
     let mut b = 0;
-    for (t, (_, _, squash)) in r.steps.iter().enumerate() {
-        let s = squash.to_vec1::<f64>()?;
+    for (t, (_, _, y, bounded)) in r.steps.iter().enumerate() {
+        let s = squared(y, bounded)?.to_vec1::<f64>()?;
         b = s.len();
         sum += (0..b)
             .filter(|&e| t < healthy_steps(&r.diverged, e))
