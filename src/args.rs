@@ -9,7 +9,7 @@
 use crate::{load, threads};
 use clap::ValueEnum;
 use joule_compiler::compiled::Backend;
-use joule_compiler::model::{Model, ParamDecl, Precision};
+use joule_compiler::model::{Model, ParamDecl, Precision, SurrogateMode};
 use miette::{miette, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -149,7 +149,29 @@ impl SimArgs {
             backend: self.backend.into(),
             precision: self.precision.map(Into::into),
             tight,
-            surrogates: true,
+            surrogates: load::Surrogates::Scene,
+        }
+    }
+}
+
+/// `--surrogate`: what gradients make of `backward =` surrogates, overriding
+/// the scene's `surrogate` setting. (The variants carry no doc comments:
+/// clap would show them in `--help`.)
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SurrogateArg {
+    Energy,
+    Model,
+    Off,
+}
+
+impl SurrogateArg {
+    /// The load option for `--surrogate` given or not.
+    pub fn option(arg: Option<SurrogateArg>) -> load::Surrogates {
+        match arg {
+            None => load::Surrogates::Scene,
+            Some(SurrogateArg::Off) => load::Surrogates::Off,
+            Some(SurrogateArg::Energy) => load::Surrogates::Mode(SurrogateMode::Energy),
+            Some(SurrogateArg::Model) => load::Surrogates::Mode(SurrogateMode::Model),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! that reads `Scene::warnings` and `CompileError`.
 
 use joule_compiler::compiled::Backend;
-use joule_compiler::model::{Integrator, Model, Precision};
+use joule_compiler::model::{Integrator, Model, Precision, SurrogateMode};
 use joule_compiler::Checked;
 use joule_runtime::{CompileError, Scene, Sim};
 use miette::{miette, Result};
@@ -23,19 +23,30 @@ pub struct Options {
     /// Solve implicit steps to round-off (for finite-difference checks, which
     /// cannot see through a loose solve).
     pub tight: bool,
-    /// Keep the surrogate gradients of `backward =` clauses (false: exact
-    /// gradients, to compare with the surrogates').
-    pub surrogates: bool,
+    /// What gradients make of `backward =` surrogates.
+    pub surrogates: Surrogates,
+}
+
+/// What gradients make of the `backward =` surrogates of a scene's energies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Surrogates {
+    /// What the scene's `settings` say (`surrogate = energy` unless set).
+    Scene,
+    /// Exact gradients: the `backward =` clauses dropped (to compare with
+    /// the surrogates').
+    Off,
+    /// This mode, whatever the scene says.
+    Mode(SurrogateMode),
 }
 
 impl Default for Options {
-    /// The JIT, the scene's own precision and solver settings, surrogates kept.
+    /// The JIT, the scene's own precision, solver and surrogate settings.
     fn default() -> Options {
         Options {
             backend: Backend::Jit,
             precision: None,
             tight: false,
-            surrogates: true,
+            surrogates: Surrogates::Scene,
         }
     }
 }
@@ -133,10 +144,14 @@ fn adjust(model: &mut Model, o: &Options) {
             tolerance: 1e-15,
         };
     }
-    if !o.surrogates {
-        for t in &mut model.templates {
-            t.backward = None;
+    match o.surrogates {
+        Surrogates::Scene => {}
+        Surrogates::Off => {
+            for t in &mut model.templates {
+                t.backward = None;
+            }
         }
+        Surrogates::Mode(m) => model.settings.surrogate = m,
     }
     if let Some(p) = o.precision {
         model.settings.precision = p;

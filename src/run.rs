@@ -1,7 +1,7 @@
 //! `joule run` and `joule grad`: simulate a scene, write trajectories, and
 //! differentiate objectives.
 
-use crate::args::{check_params, SimArgs};
+use crate::args::{check_params, SimArgs, SurrogateArg};
 use crate::files::{read_file, write_trajectory, States};
 use crate::load::{self, apply_params, Loaded};
 use crate::progress::Progress;
@@ -146,6 +146,13 @@ pub struct GradArgs {
     /// simulation diverged, or the `--check` fails.
     #[arg(long)]
     strict: bool,
+    /// What the gradient makes of `backward =` surrogates: differentiate
+    /// each surrogate energy at the simulated states (`energy`), a step of
+    /// the surrogate model from each simulated state (`model`), or nothing
+    /// (`off`: the simulation's exact derivative). Default: the scene's
+    /// `surrogate` setting.
+    #[arg(long, value_enum)]
+    surrogate: Option<SurrogateArg>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -692,7 +699,11 @@ pub fn grad(a: GradArgs) -> Result<()> {
         Target::Loss(n) => ("loss", n.as_str()),
         Target::Reward(n) => ("reward", n.as_str()),
     };
-    let scene = load::scene(&c.scene, &c.options(check))?.scene;
+    let options = load::Options {
+        surrogates: SurrogateArg::option(a.surrogate),
+        ..c.options(check)
+    };
+    let scene = load::scene(&c.scene, &options)?.scene;
     let overrides = check_params(scene.model(), &c.params)?;
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
@@ -837,7 +848,12 @@ pub fn grad(a: GradArgs) -> Result<()> {
     surrogates.dedup();
     let message = if check && !agree && !surrogates.is_empty() {
         format!(
-            "{message} (expected where the surrogates act: the adjoint differentiates `backward =` of {}, not the simulation)",
+            "{message} (expected where the surrogates act: the adjoint differentiates {} `backward =` of {}, not the simulation)",
+            if scene.surrogate_model().is_some() {
+                "steps of the surrogate model, with the"
+            } else {
+                "the"
+            },
             surrogates.join(", ")
         )
     } else {

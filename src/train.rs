@@ -2,7 +2,7 @@
 //! (joule-learn), with a progress bar, a learning curve (CSV and PNG),
 //! atomic checkpoints and `--resume`.
 
-use crate::args::ThreadsArg;
+use crate::args::{SurrogateArg, ThreadsArg};
 use crate::files::{read_file, read_npz, write_atomically, STATE_V, STATE_X};
 use crate::load;
 use crate::plot::{plot, PlotArgs};
@@ -75,9 +75,12 @@ pub struct TrainArgs {
     /// Stop once the mean episode return reaches this value.
     #[arg(long)]
     target: Option<f64>,
-    /// Surrogate gradients of `backward =` clauses (`off`: exact gradients).
-    #[arg(long, value_enum, default_value_t = Switch::On)]
-    surrogate: Switch,
+    /// What gradients make of `backward =` surrogates: differentiate each
+    /// surrogate energy at the simulated states (`energy`), a step of the
+    /// surrogate model from each simulated state (`model`), or nothing
+    /// (`off`: exact gradients). Default: the scene's `surrogate` setting.
+    #[arg(long, value_enum)]
+    surrogate: Option<SurrogateArg>,
     /// Checkpoint file, written atomically every `--every` iterations and at the end.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -100,14 +103,6 @@ enum AlgoArg {
     Shac,
     /// Proximal policy optimisation (model-free; no gradient through the simulator).
     Ppo,
-}
-
-/// `--surrogate on|off`. (The variants carry no doc comments: clap would
-/// show them in `--help`.)
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Switch {
-    On,
-    Off,
 }
 
 impl TrainArgs {
@@ -152,11 +147,10 @@ pub struct Outputs {
     pub quiet: bool,
 }
 
-/// Compiles a scene for learning; `surrogate` false drops the `backward =`
-/// clauses (exact gradients, to compare with the surrogates').
-fn compile(path: &Path, surrogate: bool) -> Result<Scene> {
+/// Compiles a scene for learning, its surrogates used as `surrogates` says.
+fn compile(path: &Path, surrogates: load::Surrogates) -> Result<Scene> {
     let options = load::Options {
-        surrogates: surrogate,
+        surrogates,
         ..load::Options::default()
     };
     Ok(load::scene(path, &options)?.scene)
@@ -179,7 +173,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.target,
         &a.outputs,
     );
-    let scene = compile(&a.scene, a.surrogate == Switch::On)?;
+    let scene = compile(&a.scene, SurrogateArg::option(a.surrogate))?;
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
@@ -481,7 +475,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     let workers = a.threads.apply();
     let ImitateAlgo::Ild = a.algo; // the only one
     let o = &a.outputs;
-    let scene = compile(&a.scene, true)?;
+    let scene = compile(&a.scene, load::Surrogates::Scene)?;
     // Environment 0's trajectory after each step (the file's first row is
     // the start), the outputs' components one after the other.
     let mut expert: Vec<Vec<f64>> = vec![];

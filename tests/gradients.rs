@@ -777,3 +777,161 @@ fn outputs_reading_the_start_through_a_free_joint_differentiate() {
         gradient_check(Path::new("tests/grad/free_step_displacement.joule"), steps);
     }
 }
+
+/// The state of one environment after one step of `scene` from `(x, v)`
+/// with the parameters `params` set.
+fn step_from(scene: &Scene, x: &[f64], v: &[f64], params: &[(&str, f64)]) -> Vec<f64> {
+    let mut sim = scene.batch_threads(1, 1);
+    for (name, value) in params {
+        sim.set_param(name, *value)
+            .expect("a parameter of the scene");
+    }
+    sim.set_state(0, x, v);
+    sim.step();
+    [sim.positions(0), sim.velocities(0)].concat()
+}
+
+/// `surrogate = model` (`tests/grad/surrogate_model.joule`: stiff penalty
+/// contact simulated, a softplus contact in `backward =`): the gradient
+/// chains the surrogate model's own step, re-aligned with the simulation at
+/// every step. Checked against forward-mode central differences of that
+/// chain built from the surrogate model simulated outright
+/// (`surrogate_model_smooth.joule`): the tangent `d_t` of the state is
+/// carried by `d_{t+1} = (f(x_t + h d_t; p + h) - f(x_t - h d_t; p - h)) / 2h`,
+/// `f` the smooth scene's step and `x_t` the penalty scene's simulated
+/// states, over horizons before, into and through the contact.
+#[test]
+fn a_surrogate_model_is_differentiated_at_every_simulated_state() {
+    let aligned = Scene::from_model(
+        model(Path::new("tests/grad/surrogate_model.joule"), true),
+        Backend::Jit,
+    )
+    .expect("compile");
+    assert!(aligned.surrogate_model().is_some(), "surrogate = model");
+    let smooth = Scene::from_model(
+        model(Path::new("tests/grad/surrogate_model_smooth.joule"), true),
+        Backend::Jit,
+    )
+    .expect("compile");
+    let n = aligned.dofs();
+    let names = ["push", "k"];
+    for steps in [1, 3, 8] {
+        let mut sim = aligned.batch_threads(1, 1);
+        let mut states = vec![[sim.positions(0), sim.velocities(0)].concat()];
+        for _ in 0..steps {
+            sim.step();
+            states.push([sim.positions(0), sim.velocities(0)].concat());
+        }
+        let mut sim = aligned.batch_threads(1, 1);
+        let g = sim
+            .gradient(&Objective::loss("reach"), steps)
+            .expect("gradient");
+        assert!(g.events.is_empty(), "{:?}", g.events);
+        for (i, name) in names.iter().enumerate() {
+            let p = sim.param(name, 0).expect("a parameter");
+            let h = 1e-6 * p.abs().max(1.0);
+            let mut tangent = vec![0.0; 2 * n];
+            for s in &states[..steps] {
+                let shifted = |sign: f64| -> Vec<f64> {
+                    let y: Vec<f64> = s
+                        .iter()
+                        .zip(&tangent)
+                        .map(|(a, d)| a + sign * h * d)
+                        .collect();
+                    step_from(&smooth, &y[..n], &y[n..], &[(name, p + sign * h)])
+                };
+                let (plus, minus) = (shifted(1.0), shifted(-1.0));
+                tangent = plus
+                    .iter()
+                    .zip(&minus)
+                    .map(|(a, b)| (a - b) / (2.0 * h))
+                    .collect();
+            }
+            // reach = x + 3 z, linear in the state.
+            let fd = tangent[0] + 3.0 * tangent[2];
+            let adjoint = g.params[i][0];
+            assert!(
+                (adjoint - fd).abs() <= 1e-6 * fd.abs().max(1e-6),
+                "{steps} steps, {name}: adjoint {adjoint:e}, chained differences {fd:e}"
+            );
+        }
+    }
+}
+
+/// Where no surrogate acts (the particle of `tests/grad/surrogate_model.joule`
+/// a metre above the ground, far beyond the softplus' reach), the surrogate
+/// model steps as the simulation does and its gradient is the exact one.
+#[test]
+fn a_surrogate_model_away_from_its_surrogates_gives_the_exact_gradient() {
+    let path = Path::new("tests/grad/surrogate_model.joule");
+    let grads: Vec<Gradient> = [true, false]
+        .iter()
+        .map(|&s| {
+            let scene = Scene::from_model(model(path, s), Backend::Jit).expect("compile");
+            assert_eq!(scene.surrogate_model().is_some(), s);
+            let mut sim = scene.batch_threads(1, 1);
+            sim.set_state(0, &[0.0, 0.0, 1.0], &[0.5, 0.0, -1.0]);
+            sim.gradient(&Objective::loss("reach"), 10)
+                .expect("gradient")
+        })
+        .collect();
+    assert_eq!(grads[0].value, grads[1].value);
+    for (a, b) in grads[0].params.iter().zip(&grads[1].params) {
+        assert!(
+            (a[0] - b[0]).abs() <= 1e-12 * b[0].abs().max(1e-9),
+            "{a:?} vs {b:?}"
+        );
+    }
+    for (a, b) in grads[0].x0.iter().zip(&grads[1].x0) {
+        assert!(
+            (a[0] - b[0]).abs() <= 1e-12 * b[0].abs().max(1e-9),
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
+/// The closed-loop tape (what training reverses) differentiates the
+/// surrogate model as the whole-rollout gradient does: the same parameter
+/// and initial-state gradients of `tests/grad/surrogate_model.joule` over
+/// 8 steps, to round-off.
+#[test]
+fn a_tape_differentiates_the_surrogate_model_like_a_rollout() {
+    let scene = Scene::from_model(
+        model(Path::new("tests/grad/surrogate_model.joule"), true),
+        Backend::Jit,
+    )
+    .expect("compile");
+    let steps = 8;
+    let whole = scene
+        .batch_threads(1, 1)
+        .gradient(&Objective::loss("reach"), steps)
+        .expect("gradient");
+    let layout = scene.compiled.layout();
+    let reach = layout.output("reach").expect("the loss").offset;
+    let rows = layout.output_rows();
+    let mut sim = scene.batch_threads(1, 1);
+    let mut tape = sim.tape();
+    for _ in 0..steps {
+        sim.step_taped(&mut tape);
+    }
+    let mut seed = vec![vec![0.0]; rows];
+    seed[reach][0] = 1.0;
+    sim.seed_outputs(&mut tape, &seed).unwrap();
+    for _ in 0..steps {
+        sim.reverse_step(&mut tape);
+        sim.seed_outputs(&mut tape, &vec![vec![0.0]; rows]).unwrap();
+    }
+    let taped = sim.tape_gradient(&tape);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-10 * b.abs().max(1e-9);
+    for (a, b) in taped.params.iter().zip(&whole.params) {
+        assert!(close(a[0], b[0]), "params: tape {a:?}, rollout {b:?}");
+    }
+    for (a, b) in taped
+        .x0
+        .iter()
+        .chain(&taped.v0)
+        .zip(whole.x0.iter().chain(&whole.v0))
+    {
+        assert!(close(a[0], b[0]), "state: tape {a:?}, rollout {b:?}");
+    }
+}

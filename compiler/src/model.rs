@@ -417,6 +417,21 @@ pub enum Precision {
     F32,
 }
 
+/// How the adjoint uses the `backward =` surrogates of a scene's energies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SurrogateMode {
+    /// The adjoint differentiates each surrogate energy at the simulated
+    /// states (the step's implicit function theorem with the surrogates'
+    /// Hessian at the simulated end of the step).
+    #[default]
+    Energy,
+    /// The adjoint differentiates a step of the surrogate model (every
+    /// `backward =` energy in place of its forward energy) taken from each
+    /// simulated state: the surrogate is re-aligned with the simulation every
+    /// step and its own step map is differentiated exactly.
+    Model,
+}
+
 /// Simulation settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -430,6 +445,8 @@ pub struct Settings {
     pub integrator: Integrator,
     /// Kernel precision.
     pub precision: Precision,
+    /// How gradients use the `backward =` surrogates.
+    pub surrogate: SurrogateMode,
 }
 
 impl Default for Settings {
@@ -440,6 +457,7 @@ impl Default for Settings {
             gravity: [0.0, 0.0, -9.81],
             integrator: Integrator::SymplecticEuler,
             precision: Precision::F64,
+            surrogate: SurrogateMode::Energy,
         }
     }
 }
@@ -782,4 +800,24 @@ pub struct Model {
     /// The triangles of every mesh as particle ids: all faces of a sheet, the
     /// outward-wound boundary of a solid. Drawn by viewers; no energy of its own.
     pub surfaces: Vec<[u32; 3]>,
+}
+
+impl Model {
+    /// The surrogate model: this model with every `backward =` surrogate in
+    /// place of its forward energy (and no surrogates left), whose steps
+    /// [`SurrogateMode::Model`] differentiates. `None` when no energy has a
+    /// surrogate.
+    pub fn surrogate_model(&self) -> Option<Model> {
+        if self.templates.iter().all(|t| t.backward.is_none()) {
+            return None;
+        }
+        let mut m = self.clone();
+        m.settings.surrogate = SurrogateMode::Energy;
+        for t in &mut m.templates {
+            if let Some(b) = t.backward.take() {
+                t.body = b;
+            }
+        }
+        Some(m)
+    }
 }

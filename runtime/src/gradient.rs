@@ -502,7 +502,7 @@ fn part_gradient<T: Real>(
             }
             for sub in (0..subs).rev() {
                 let i = (t - t0) * subs + sub;
-                p.substep_adjoint(scene, &states[i], &states[i + 1], &mut adj, start + t);
+                p.step_adjoint(scene, &states[i], &states[i + 1], &mut adj, start + t);
                 events.append(&mut p.events);
             }
             adj.close_step();

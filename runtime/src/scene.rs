@@ -11,7 +11,7 @@ use crate::step;
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Integrator, JointKind, Model, Precision, State};
+use joule_compiler::model::{Integrator, JointKind, Model, Precision, State, SurrogateMode};
 use joule_compiler::{Diagnostic, Severity};
 
 /// A scene that failed to compile: its rendered diagnostics.
@@ -62,6 +62,8 @@ pub struct Scene {
     pub(crate) outputs_read_prev: bool,
     /// The plan of the joint trees (`None`: no body has a joint).
     tree: Option<Tree>,
+    /// The compiled surrogate model, in [`SurrogateMode::Model`].
+    surrogate: Option<Box<Scene>>,
 }
 
 impl Scene {
@@ -99,12 +101,53 @@ impl Scene {
             });
         }
         let model = checked.model.expect("ok implies a model");
-        Self::compiled(joule_compiler::compile(model, backend, checked.timings)?)
+        let surrogate = Self::surrogate_of(&model);
+        Self::compiled(joule_compiler::compile(model, backend, checked.timings)?)?
+            .with_surrogate(surrogate, backend)
     }
 
     /// From a resolved model.
     pub fn from_model(model: Model, backend: Backend) -> Result<Scene, CompileError> {
-        Self::compiled(joule_compiler::compile(model, backend, vec![])?)
+        let surrogate = Self::surrogate_of(&model);
+        Self::compiled(joule_compiler::compile(model, backend, vec![])?)?
+            .with_surrogate(surrogate, backend)
+    }
+
+    /// The surrogate model ([`Model::surrogate_model`]) of a scene whose
+    /// gradients differentiate it (`surrogate = model`), if any energy has a
+    /// surrogate.
+    fn surrogate_of(model: &Model) -> Option<Model> {
+        (model.settings.surrogate == SurrogateMode::Model)
+            .then(|| model.surrogate_model())
+            .flatten()
+    }
+
+    /// This scene with its surrogate model compiled, if it has one.
+    fn with_surrogate(
+        mut self,
+        model: Option<Model>,
+        backend: Backend,
+    ) -> Result<Scene, CompileError> {
+        let Some(m) = model else { return Ok(self) };
+        let surrogate = Self::compiled(joule_compiler::compile(m, backend, vec![])?)?;
+        // Only energies' bodies differ: the layouts agree by construction.
+        if surrogate.compiled.layout() != self.compiled.layout() {
+            return Err(CompileError::from(Diagnostic::without_span(
+                Severity::Error,
+                "joule::internal",
+                "the surrogate model's buffer layout differs from the scene's (a compiler bug)",
+            )));
+        }
+        self.surrogate = Some(Box::new(surrogate));
+        Ok(self)
+    }
+
+    /// The surrogate model whose steps the adjoint differentiates
+    /// (`surrogate = model` in a scene with `backward =` surrogates): it has
+    /// the scene's buffer layout, so a partition's state, parameters and
+    /// controls carry over to it unchanged.
+    pub fn surrogate_model(&self) -> Option<&Scene> {
+        self.surrogate.as_deref()
     }
 
     /// What the runtime plans for compiled kernels: the mass model, the
@@ -184,6 +227,7 @@ impl Scene {
             explicit_reads_prev,
             outputs_read_prev,
             tree,
+            surrogate: None,
         })
     }
 

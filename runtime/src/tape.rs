@@ -235,7 +235,7 @@ impl Sim<'_> {
                 } else {
                     &after[t]
                 };
-                p.substep_adjoint(scene, &states[i], end, adj, step);
+                p.step_adjoint(scene, &states[i], end, adj, step);
             }
             adj.close_step();
         }));

@@ -218,7 +218,14 @@ impl Resolver<'_> {
 
     /// Sets the settings' fields that `fields` gives.
     pub(super) fn apply_settings(&mut self, fields: &[FieldDef]) {
-        let allowed = ["dt", "substeps", "gravity", "integrator", "precision"];
+        let allowed = [
+            "dt",
+            "substeps",
+            "gravity",
+            "integrator",
+            "precision",
+            "surrogate",
+        ];
         let fs = self.fields("settings", fields, &allowed);
         let mut ctx = Ctx::declaration();
         if let Some(f) = fs.map.get("dt") {
@@ -263,6 +270,27 @@ impl Resolver<'_> {
                         "not a precision",
                     )
                     .with_help("write `precision = f64` (default) or `precision = f32`"),
+                ),
+            }
+        }
+        if let Some(f) = fs.map.get("surrogate") {
+            match &f.value.kind {
+                ExprKind::Name(n) if n == "energy" => {
+                    self.model.settings.surrogate = SurrogateMode::Energy
+                }
+                ExprKind::Name(n) if n == "model" => {
+                    self.model.settings.surrogate = SurrogateMode::Model
+                }
+                _ => self.error(
+                    Diagnostic::error(
+                        "joule::invalid_value",
+                        "unknown surrogate mode",
+                        f.value.span,
+                        "not a surrogate mode",
+                    )
+                    .with_help(
+                        "write `surrogate = energy` (default: the adjoint differentiates each `backward =` energy at the simulated states) or `surrogate = model` (it differentiates a step of the surrogate model taken from each simulated state)",
+                    ),
                 ),
             }
         }

@@ -10,6 +10,35 @@ use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
 
 impl<T: Real> Part<T> {
+    /// The adjoint of one substep as the scene's gradients define it: of
+    /// the simulated substep from `start` to `end` ([`Part::substep_adjoint`]),
+    /// or, in `surrogate = model`, of the surrogate model's own substep from
+    /// `start` (taken here, so that the surrogate is re-aligned with the
+    /// simulation at every substep and its step map is differentiated at its
+    /// own solution). The surrogate's solver reports join this partition's.
+    pub fn step_adjoint(
+        &mut self,
+        scene: &Scene,
+        start: &Snapshot,
+        end: &Snapshot,
+        adj: &mut Adjoint,
+        step: usize,
+    ) {
+        let (Some(model), Some(mut sur)) = (scene.surrogate_model(), self.surrogate.take()) else {
+            self.substep_adjoint(scene, start, end, adj, step);
+            return;
+        };
+        sur.b.params.copy_from_slice(&self.b.params);
+        sur.b.controls.copy_from_slice(&self.b.controls);
+        sur.restore(start);
+        sur.events.clear();
+        sur.substep(model, step);
+        let sur_end = sur.snapshot(model.dofs());
+        sur.substep_adjoint(model, start, &sur_end, adj, step);
+        self.events.append(&mut sur.events);
+        self.surrogate = Some(sur);
+    }
+
     /// Adjoint of one substep from `start` (the state before it) to `end`
     /// (the state it computed). On entry `adj.x`, `adj.v` hold dL/dx', dL/dv'
     /// of `end`; on exit dL/dx, dL/dv of `start`, with params and controls

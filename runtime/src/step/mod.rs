@@ -117,6 +117,10 @@ pub struct Part<T: Real> {
     /// when no output reads them or a step is one substep (whose own start
     /// `prev_x`/`prev_v` already hold).
     step_start: Vec<T>,
+    /// The surrogate model's partition (same environments), whose steps
+    /// from this partition's states the adjoint differentiates in
+    /// `surrogate = model` ([`Scene::surrogate_model`]).
+    surrogate: Option<Box<Part<T>>>,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -289,6 +293,9 @@ impl<T: Real> Part<T> {
             } else {
                 vec![]
             },
+            surrogate: scene
+                .surrogate_model()
+                .map(|m| Box::new(Part::new(m, first, len))),
         }
     }
 
