@@ -39,12 +39,16 @@
 //!   steps (`joule grad --check`).
 //! - [`gait`]: gait quality of a legged run (duty factor, clearance, slip,
 //!   control spectrum; `joule run --gait`).
+//! - [`smoothing`]: how good a gradient is, against the simulation's own
+//!   differences of the objective smoothed over control noise (`joule grad
+//!   --smooth`).
 //!
 //! See `docs/` for the language and the architecture, `examples/` for
 //! complete programs.
 
 pub mod fdcheck;
 pub mod gait;
+pub mod smoothing;
 
 pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;

@@ -499,6 +499,32 @@ fn bad_input_is_a_diagnostic_and_a_failure() {
             "0",
         ],
         vec!["run", "compiler/tests/invalid/07_unknown_name_typo.joule"],
+        vec![
+            "grad",
+            "scenes/cartpole.joule",
+            "--loss",
+            "final_height",
+            "--smooth",
+            "-1",
+        ],
+        vec![
+            "grad",
+            "scenes/cartpole.joule",
+            "--loss",
+            "final_height",
+            "--smooth",
+            "0.1",
+            "--samples",
+            "4",
+        ],
+        vec![
+            "grad",
+            "scenes/pendulum.joule",
+            "--loss",
+            "miss",
+            "--smooth",
+            "0.1",
+        ],
         vec!["run", "no/such/scene.joule"],
     ] {
         let o = joule(&args);
@@ -513,6 +539,34 @@ fn bad_input_is_a_diagnostic_and_a_failure() {
         !std::path::Path::new("x.txt").exists(),
         "nothing half-written"
     );
+}
+
+/// `joule grad --smooth` on the cart-pole (smooth dynamics, no contact): the
+/// exact adjoint's smoothed gradient agrees with the simulation's own
+/// antithetic differences as far as the differences resolve it (their
+/// ceiling), and has no spread of its own to speak of next to theirs.
+#[test]
+fn grad_smooth_finds_the_exact_gradient_unbiased() {
+    let o = joule(&[
+        "grad",
+        "scenes/cartpole.joule",
+        "--loss",
+        "final_height",
+        "--steps",
+        "40",
+        "--smooth",
+        "0.1",
+        "--samples",
+        "512",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(v["gradient"], "exact");
+    assert!(f("ceiling") > 0.8, "a resolved reference: {v}");
+    assert!((f("cosine") - f("ceiling")).abs() < 0.1, "{v}");
+    assert!(f("first_spread") < 0.5 * f("zeroth_spread"), "{v}");
 }
 
 #[test]
