@@ -61,7 +61,7 @@ impl Resolver<'_> {
                     self.energies.iter().map(|e| e.name.name.as_str()).collect();
                 let help = match what {
                     Some(w) => format!(
-                        "`{}` is a {w}; only energies and dissipations have instances",
+                        "`{}` is {w}; only energies and dissipations have instances",
                         template.name
                     ),
                     None => {

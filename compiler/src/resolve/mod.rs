@@ -61,19 +61,20 @@ enum Global {
 }
 
 impl Global {
+    /// What it is, with its article ("an energy"), for diagnostics.
     fn describe(&self) -> &'static str {
         match self {
-            Global::Const(_) => "constant",
-            Global::Fn(_) => "function",
-            Global::Param(_) => "parameter",
-            Global::Control(_) => "control",
-            Global::Array(_) => "array",
-            Global::Particle(_) => "particle",
-            Global::Body(_) => "body",
-            Global::Mesh(_) => "mesh",
-            Global::Energy(_) => "energy",
-            Global::Objective => "objective",
-            Global::Policy => "policy",
+            Global::Const(_) => "a constant",
+            Global::Fn(_) => "a function",
+            Global::Param(_) => "a parameter",
+            Global::Control(_) => "a control",
+            Global::Array(_) => "an array",
+            Global::Particle(_) => "a particle",
+            Global::Body(_) => "a body",
+            Global::Mesh(_) => "a mesh",
+            Global::Energy(_) => "an energy",
+            Global::Objective => "an objective",
+            Global::Policy => "a policy",
         }
     }
 }
@@ -304,7 +305,7 @@ impl Resolver<'_> {
             )
             .with_label(
                 *old_span,
-                format!("first defined here as a {}", old.describe()),
+                format!("first defined here as {}", old.describe()),
             )
             .with_help(
                 "rename one of them; names share one scope across the scene and its `use`d files",

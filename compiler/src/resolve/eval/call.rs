@@ -365,7 +365,7 @@ impl Resolver<'_> {
                     );
                     let help = match self.globals.get(name) {
                         Some((Global::Energy(_), _)) => Some(format!("`{name}` is an energy; its instances are items of their own, not expressions")),
-                        Some((g, _)) => Some(format!("`{name}` is a {}, not a function", g.describe())),
+                        Some((g, _)) => Some(format!("`{name}` is {}, not a function", g.describe())),
                         None => suggest(name, cands.into_iter()),
                     };
                     d = d.with_help(

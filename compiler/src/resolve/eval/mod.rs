@@ -363,7 +363,7 @@ impl Resolver<'_> {
                 self.error(
                     Diagnostic::error(
                         "joule::wrong_kind",
-                        format!("`{n}` is a {}, not a value", g.describe()),
+                        format!("`{n}` is {}, not a value", g.describe()),
                         span,
                         "used as a value here",
                     )
