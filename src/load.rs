@@ -158,6 +158,24 @@ fn adjust(model: &mut Model, o: &Options) {
     }
 }
 
+/// The scene with `--param NAME=VALUE` overrides (checked against its
+/// declarations first) as its parameters' values: every batch made from it
+/// starts with them (what a command that builds its batches elsewhere,
+/// `train` and `imitate`, needs). Recompiles only when there are overrides.
+pub fn with_params(scene: Scene, params: &[String]) -> Result<Scene> {
+    let checked = crate::args::check_params(scene.model(), params)?;
+    if checked.is_empty() {
+        return Ok(scene);
+    }
+    let mut model = scene.model().clone();
+    for (name, v) in checked {
+        if let Some(p) = model.params.iter_mut().find(|p| p.name == name) {
+            p.value = v;
+        }
+    }
+    Scene::from_model(model, scene.compiled.backend()).map_err(|e| miette!("{e}"))
+}
+
 /// Applies checked `--param` overrides ([`crate::args::check_params`]) to
 /// every environment of a batch.
 pub fn apply_params(sim: &mut Sim, params: &[(String, f64)]) -> Result<()> {

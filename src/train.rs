@@ -27,6 +27,11 @@ use std::path::{Path, PathBuf};
 pub struct TrainArgs {
     /// The scene file (with a `policy` item).
     scene: PathBuf,
+    /// Set a parameter's value in every environment (repeatable): a finite
+    /// value inside the parameter's declared range. A resumed run needs the
+    /// same values.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// The `reward` item maximised (summed over each episode).
     #[arg(long)]
     reward: String,
@@ -147,13 +152,14 @@ pub struct Outputs {
     pub quiet: bool,
 }
 
-/// Compiles a scene for learning, its surrogates used as `surrogates` says.
-fn compile(path: &Path, surrogates: load::Surrogates) -> Result<Scene> {
+/// Compiles a scene for learning, its surrogates used as `surrogates` says
+/// and its parameters set by `--param` overrides (checked first).
+fn compile(path: &Path, surrogates: load::Surrogates, params: &[String]) -> Result<Scene> {
     let options = load::Options {
         surrogates,
         ..load::Options::default()
     };
-    Ok(load::scene(path, &options)?.scene)
+    load::with_params(load::scene(path, &options)?.scene, params)
 }
 
 fn learn_error(e: candle_core::Error) -> miette::Report {
@@ -173,7 +179,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.target,
         &a.outputs,
     );
-    let scene = compile(&a.scene, SurrogateArg::option(a.surrogate))?;
+    let scene = compile(&a.scene, SurrogateArg::option(a.surrogate), &a.params)?;
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
@@ -377,6 +383,9 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
 pub struct ImitateArgs {
     /// The scene file (with a `policy` item).
     scene: PathBuf,
+    /// Set a parameter's value in every environment (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// The demonstration (`joule run --out demo.npz`; environment 0 is used).
     #[arg(long)]
     expert: PathBuf,
@@ -475,7 +484,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     let workers = a.threads.apply();
     let ImitateAlgo::Ild = a.algo; // the only one
     let o = &a.outputs;
-    let scene = compile(&a.scene, load::Surrogates::Scene)?;
+    let scene = compile(&a.scene, load::Surrogates::Scene, &a.params)?;
     // Environment 0's trajectory after each step (the file's first row is
     // the start), the outputs' components one after the other.
     let mut expert: Vec<Vec<f64>> = vec![];

@@ -232,10 +232,14 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--param", "nope=1"],
+            "unknown parameter `nope`",
         ),
         (
             &["train", "scenes/pendulum.joule", "--reward", "x"],
@@ -264,9 +268,11 @@ fn bad_training_input_is_a_diagnostic() {
 
 #[test]
 fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
-    let run = |surrogate: &str| {
-        let curve = temp(&format!("surrogate-{surrogate}.csv"));
-        ok(&[
+    let run = |surrogate: &str, params: &[&str]| {
+        let tag = format!("{surrogate}{}", params.join("-"));
+        let curve = temp(&format!("surrogate-{tag}.csv"));
+        let out = temp(&format!("surrogate-{tag}.safetensors"));
+        let mut args = vec![
             "train",
             "scenes/quadruped_surrogate.joule",
             "--reward",
@@ -282,13 +288,15 @@ fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
             "--surrogate",
             surrogate,
             "--out",
-            temp(&format!("surrogate-{surrogate}.safetensors"))
-                .to_str()
-                .unwrap(),
+            out.to_str().unwrap(),
             "--curve",
             curve.to_str().unwrap(),
             "--quiet",
-        ]);
+        ];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        ok(&args);
         let text = std::fs::read_to_string(curve).unwrap();
         let row: Vec<f64> = text
             .lines()
@@ -299,11 +307,27 @@ fn surrogate_gradients_change_the_gradient_and_not_the_physics() {
             .collect();
         (row[5], row[6]) // gradient norm, loss
     };
-    let (on, off) = (run("energy"), run("off"));
+    let off = run("off", &[]);
     // The feet touch the ground within 40 steps: the same forward rollout
-    // (the loss) and a different, smoothed gradient.
-    assert_eq!(on.1, off.1);
-    assert!((on.0 - off.0).abs() > 1e-3 * off.0, "{on:?} {off:?}");
+    // (the loss) and a different gradient for each surrogate scheme and
+    // each width of the surrogate (`--param` reaches the scene).
+    let others = [
+        run("energy", &[]),
+        run("model", &[]),
+        run("energy", &["smoothing=1e-3"]),
+    ];
+    for (i, g) in others.iter().enumerate() {
+        assert_eq!(g.1, off.1, "{i}: the same simulation");
+        assert!((g.0 - off.0).abs() > 1e-3 * off.0, "{i}: {g:?} {off:?}");
+    }
+    assert!(
+        (others[0].0 - others[2].0).abs() > 1e-3 * others[0].0,
+        "{others:?}"
+    );
+    assert!(
+        (others[0].0 - others[1].0).abs() > 1e-3 * others[0].0,
+        "{others:?}"
+    );
 }
 
 #[test]
