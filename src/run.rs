@@ -871,11 +871,11 @@ pub fn grad(a: GradArgs) -> Result<()> {
     surrogates.dedup();
     let message = if check && !agree && !surrogates.is_empty() {
         format!(
-            "{message} (expected where the surrogates act: the adjoint differentiates {} `backward =` of {}, not the simulation)",
+            "{message} (expected where the surrogates act: the adjoint differentiates {}`backward =` of {}, not the simulation)",
             if scene.surrogate_model().is_some() {
-                "steps of the surrogate model, with the"
+                "steps of the surrogate model, its "
             } else {
-                "the"
+                ""
             },
             surrogates.join(", ")
         )

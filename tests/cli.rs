@@ -414,6 +414,21 @@ fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
         ),
         "{message}"
     );
+    // Differentiating the surrogate model instead, the verdict says that.
+    let (_, v) = grad_check(
+        "tests/grad/surrogate.joule",
+        "height",
+        "300",
+        &["--surrogate", "model"],
+    );
+    assert_eq!(v["verdict"]["agree"], false, "{v}");
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.ends_with(
+            "(expected where the surrogates act: the adjoint differentiates steps of the surrogate model, its `backward =` of floor, not the simulation)"
+        ),
+        "{message}"
+    );
     // A scene without surrogates names none.
     let (_, v) = grad_check("tests/grad/bouncing_ball.joule", "height", "20", &[]);
     assert_eq!(v["surrogates"], serde_json::json!([]));

@@ -25,6 +25,7 @@ macro_rules! shipped_scenes {
             reacher
             rigid_drop
             soft_block
+            soft_quadruped
             soft_walker
             spring_chain
             walker2d
