@@ -725,7 +725,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
             Target::Reward(n) => Objective::reward(n),
         };
         return smoothed(
-            &scene, &objective, c.steps, sigma, a.samples, a.seed, &overrides, as_json,
+            &c.scene, &scene, &objective, c.steps, sigma, a.samples, a.seed, &overrides, as_json,
         );
     }
     let params = &scene.model().params;
@@ -987,6 +987,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
 /// respect to the control schedule ([`joule::smoothing`]), printed.
 #[allow(clippy::too_many_arguments)]
 fn smoothed(
+    path: &std::path::Path,
     scene: &joule_runtime::Scene,
     objective: &Objective,
     steps: usize,
@@ -1061,6 +1062,7 @@ fn smoothed(
         println!(
             "{}",
             json!({
+                "scene": path.display().to_string(),
                 "steps": steps,
                 "sigma": sigma,
                 "pairs": s.pairs,

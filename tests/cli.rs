@@ -248,6 +248,22 @@ fn every_command_that_prints_results_prints_one_json_object_naming_its_scene() {
         ),
         (
             vec![
+                "grad",
+                "scenes/cartpole.joule",
+                "--loss",
+                "final_height",
+                "--steps",
+                "7",
+                "--smooth",
+                "0.1",
+                "--samples",
+                "16",
+            ],
+            "scenes/cartpole.joule",
+            Some(7),
+        ),
+        (
+            vec![
                 "optimize", point_mass, "--loss", "miss", "--wrt", "controls", "--steps", "7",
                 "--iters", "2",
             ],
