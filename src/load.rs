@@ -61,7 +61,15 @@ pub struct Loaded {
 
 /// Loads a scene file for a command and prints its warnings on standard error.
 pub fn scene(path: &Path, o: &Options) -> Result<Loaded> {
-    let loaded = compile(path, o)?;
+    scene_with_params(path, o, &[])
+}
+
+/// [`scene`], with `--param NAME=VALUE` overrides (checked against the
+/// declarations first) compiled in as the parameters' values: every batch
+/// made from the scene starts with them (what a command that builds its
+/// batches elsewhere, `train` and `imitate`, needs).
+pub fn scene_with_params(path: &Path, o: &Options, params: &[String]) -> Result<Loaded> {
+    let loaded = compile_with_params(path, o, params)?;
     warn(&loaded.scene);
     Ok(loaded)
 }
@@ -71,8 +79,13 @@ pub fn scene(path: &Path, o: &Options) -> Result<Loaded> {
 /// compiler's own rendering, with colour on terminals) and summarised in the
 /// returned error.
 pub fn compile(path: &Path, o: &Options) -> Result<Loaded> {
+    compile_with_params(path, o, &[])
+}
+
+/// [`compile`] with checked parameter overrides as the parameters' values.
+fn compile_with_params(path: &Path, o: &Options, params: &[String]) -> Result<Loaded> {
     let t = Instant::now();
-    let checked = joule_compiler::check_path(path).map_err(|e| {
+    let mut checked = joule_compiler::check_path(path).map_err(|e| {
         crate::files::read_error(path, &e, "check the scene file's path (relative to here)")
     })?;
     if !checked.ok() {
@@ -84,6 +97,13 @@ pub fn compile(path: &Path, o: &Options) -> Result<Loaded> {
             path.display(),
             if n == 1 { "" } else { "s" }
         ));
+    }
+    if let Some(model) = checked.model.as_mut() {
+        for (name, v) in crate::args::check_params(model, params)? {
+            if let Some(p) = model.params.iter_mut().find(|p| p.name == name) {
+                p.value = v;
+            }
+        }
     }
     let scene = build(checked, o).map_err(|e| miette!("{e}"))?;
     Ok(Loaded {
@@ -156,24 +176,6 @@ fn adjust(model: &mut Model, o: &Options) {
     if let Some(p) = o.precision {
         model.settings.precision = p;
     }
-}
-
-/// The scene with `--param NAME=VALUE` overrides (checked against its
-/// declarations first) as its parameters' values: every batch made from it
-/// starts with them (what a command that builds its batches elsewhere,
-/// `train` and `imitate`, needs). Recompiles only when there are overrides.
-pub fn with_params(scene: Scene, params: &[String]) -> Result<Scene> {
-    let checked = crate::args::check_params(scene.model(), params)?;
-    if checked.is_empty() {
-        return Ok(scene);
-    }
-    let mut model = scene.model().clone();
-    for (name, v) in checked {
-        if let Some(p) = model.params.iter_mut().find(|p| p.name == name) {
-            p.value = v;
-        }
-    }
-    Scene::from_model(model, scene.compiled.backend()).map_err(|e| miette!("{e}"))
 }
 
 /// Applies checked `--param` overrides ([`crate::args::check_params`]) to

@@ -719,11 +719,11 @@ pub fn grad(a: GradArgs) -> Result<()> {
     };
     let scene = load::scene(&c.scene, &options)?.scene;
     let overrides = check_params(scene.model(), &c.params)?;
+    let objective = match target {
+        Target::Loss(n) => Objective::loss(n),
+        Target::Reward(n) => Objective::reward(n),
+    };
     if let Some(sigma) = a.smooth {
-        let objective = match target {
-            Target::Loss(n) => Objective::loss(n),
-            Target::Reward(n) => Objective::reward(n),
-        };
         return smoothed(
             &c.scene, &scene, &objective, c.steps, sigma, a.samples, a.seed, &overrides, as_json,
         );
@@ -746,10 +746,6 @@ pub fn grad(a: GradArgs) -> Result<()> {
             ));
         }
     }
-    let objective = match target {
-        Target::Loss(n) => Objective::loss(n),
-        Target::Reward(n) => Objective::reward(n),
-    };
     let progress = Progress::spinner(
         &format!("forward and adjoint over {} steps", c.steps),
         !as_json,

@@ -159,7 +159,7 @@ fn compile(path: &Path, surrogates: load::Surrogates, params: &[String]) -> Resu
         surrogates,
         ..load::Options::default()
     };
-    load::with_params(load::scene(path, &options)?.scene, params)
+    Ok(load::scene_with_params(path, &options, params)?.scene)
 }
 
 fn learn_error(e: candle_core::Error) -> miette::Report {
