@@ -76,7 +76,12 @@ fn joint_and_affine_double_pendulums_agree() {
             .sqrt();
         worst = worst.max(d);
     }
-    assert!(a.events.is_empty() && b.events.is_empty());
+    assert!(
+        a.events.is_empty() && b.events.is_empty(),
+        "{:?} {:?}",
+        a.events,
+        b.events
+    );
     println!("largest tip distance over 0.5 s: {worst:e} m");
     assert!(worst < 1e-4, "tips {worst} m apart");
 }
@@ -405,4 +410,50 @@ fn set_state_moves_the_links_with_their_coordinates() {
     sim.step();
     let stepped = sim.output("height")[0][0];
     assert!((stepped - after).abs() < 1e-3, "{after} -> {stepped}");
+}
+
+/// The prelude's `motor` energy on a joint that turns many times follows
+/// the joint's own `motor =` drive (the same torque on the same joint
+/// coordinate, at the same step): its potential stays continuous where the
+/// relative angle passes +-pi, so every step converges in two or three
+/// Newton iterations. (The angle it used to jump 2 pi there, a wall each
+/// step that crossed it ran into: 9-11 iterations of halving line searches
+/// and a lagging wheel.)
+#[test]
+fn motor_energy_turns_a_wheel_like_the_joint_motor() {
+    let energy = scene("motor_energy_spin.joule");
+    let mut m = joule::check_path(Path::new("tests/joints/motor_spin.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    m.settings.dt = 0.01;
+    let joint = Scene::from_model(m, Default::default()).expect("compiles");
+    let (mut a, mut b) = (energy.batch(1), joint.batch(1));
+    a.set_control(0, 0, 1.0);
+    b.set_control(0, 0, 1.0);
+    let mut worst = 0.0f64;
+    for n in 1..=100 {
+        let before = a.newton_iterations();
+        a.step();
+        b.step();
+        let iterations = a.newton_iterations() - before;
+        assert!(iterations <= 3, "step {n}: {iterations} Newton iterations");
+        let (qa, qb) = (a.output("angle")[0][0], b.output("angle")[0][0]);
+        worst = worst.max((qa - qb).abs() / qb);
+    }
+    println!("largest relative angle difference: {worst:e}");
+    assert!(
+        worst < 1e-6,
+        "the motor energy's wheel is {worst} off the joint motor's"
+    );
+    assert!(
+        a.output("angle")[0][0] > 4.0 * std::f64::consts::PI,
+        "two turns"
+    );
+    assert!(
+        a.events.is_empty() && b.events.is_empty(),
+        "{:?} {:?}",
+        a.events,
+        b.events
+    );
 }

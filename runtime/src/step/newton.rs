@@ -53,7 +53,7 @@ impl<T: Real> Part<T> {
         self.newton(scene, &mut w, h, iterations, trace);
         for e in 0..self.len {
             let residual = w.error[e];
-            if residual > w.tol[e] {
+            if residual.is_nan() || residual > w.tol[e] {
                 self.events.push(Event::NotConverged {
                     env: self.first + e,
                     step,
@@ -161,11 +161,11 @@ impl<T: Real> Part<T> {
             }
         }
         w.begin_line_search();
-        for _ in 0..LINE_SEARCH_HALVINGS {
+        for _ in 0..LINE_SEARCH_TRIALS {
             for r in 0..n {
                 for e in 0..s {
                     let i = r * s + e;
-                    self.b.x[i] = T::from_f64(if w.active[e] {
+                    self.b.x[i] = T::from_f64(if w.active[e] && w.alpha[e] != 0.0 {
                         w.x0[i] + w.alpha[e] * w.dx[i]
                     } else {
                         w.x0[i]
@@ -181,13 +181,26 @@ impl<T: Real> Part<T> {
     }
 }
 
-/// Most times a line search halves its step.
-pub(super) const LINE_SEARCH_HALVINGS: usize = 12;
+/// Halvings after which a line search takes its step wherever the potential
+/// is finite, decrease or not (as it starts to, near the solution, where
+/// rounding hides the decrease).
+pub(super) const LINE_SEARCH_HALVINGS: u32 = 12;
+/// Most times it halves a step whose trial points leave the potential's
+/// domain (a non-finite potential: an inverted element, a crossed barrier):
+/// a step can be that many orders too long where the Hessian is nearly
+/// singular. Past it the lane gives up (see [`Scratch::armijo`]).
+pub(super) const LINE_SEARCH_MAX_HALVINGS: u32 = 40;
+/// Trial points a line search evaluates at most: the full step, its
+/// halvings, and the start itself for a lane that gave up.
+pub(super) const LINE_SEARCH_TRIALS: u32 = LINE_SEARCH_MAX_HALVINGS + 3;
 
 impl Scratch {
-    /// A line search's start: every active lane tries the full step.
+    /// A line search's start: every active lane tries the full step, but a
+    /// lane whose step is not finite (its solve gave up) gives up at once.
     pub(super) fn begin_line_search(&mut self) {
-        self.alpha.fill(1.0);
+        for (a, slope) in self.alpha.iter_mut().zip(&self.slope) {
+            *a = if slope.is_finite() { 1.0 } else { 0.0 };
+        }
         for (d, a) in self.done.iter_mut().zip(&self.active) {
             *d = !a;
         }
@@ -196,21 +209,31 @@ impl Scratch {
     /// With the potential at every lane's trial point in `phi`, each lane
     /// still searching accepts it (Armijo; or a decrease too small for the
     /// kernels' precision `eps` to resolve in the potential, near the
-    /// solution, where the Newton step is trusted) or halves its step.
+    /// solution, where the Newton step is trusted; or any finite potential
+    /// after [`LINE_SEARCH_HALVINGS`] halvings) or halves its step. A lane
+    /// whose trial points are still not finite after
+    /// [`LINE_SEARCH_MAX_HALVINGS`] halvings gives up (`alpha = 0`: its next
+    /// trial point is the search's start, which it then accepts): a step
+    /// never ends at a point whose potential is not finite.
     pub(super) fn armijo(&mut self, eps: f64) {
         for e in 0..self.done.len() {
-            if !self.done[e] {
-                let (phi, phi0, slope, alpha) =
-                    (self.phi[e], self.phi0[e], self.slope[e], self.alpha[e]);
-                let unresolvable = (alpha * slope).abs() <= 8.0 * eps * phi0.abs();
-                if phi <= phi0 + 1e-4 * alpha * slope
-                    || (unresolvable && phi.is_finite())
-                    || !phi0.is_finite()
-                {
-                    self.done[e] = true;
-                } else {
-                    self.alpha[e] *= 0.5;
-                }
+            if self.done[e] {
+                continue;
+            }
+            let (phi, phi0, slope, alpha) =
+                (self.phi[e], self.phi0[e], self.slope[e], self.alpha[e]);
+            let unresolvable = (alpha * slope).abs() <= 8.0 * eps * phi0.abs();
+            let short = alpha <= 0.5f64.powi(LINE_SEARCH_HALVINGS as i32);
+            if alpha == 0.0
+                || phi <= phi0 + 1e-4 * alpha * slope
+                || ((unresolvable || short) && phi.is_finite())
+                || !phi0.is_finite()
+            {
+                self.done[e] = true;
+            } else if alpha <= 0.5f64.powi(LINE_SEARCH_MAX_HALVINGS as i32) {
+                self.alpha[e] = 0.0;
+            } else {
+                self.alpha[e] *= 0.5;
             }
         }
     }
@@ -233,6 +256,17 @@ impl Scratch {
     /// convergence leaves less), which saves the confirming iteration. The
     /// lane stops when that is within its tolerance, or the step is not finite.
     pub(super) fn after_step(&mut self, e: usize, step: f64) {
+        if self.alpha[e] == 0.0 {
+            // The line search gave up: the lane stays where it was, not
+            // converged (a Newton step of that length is left).
+            self.error[e] = if step.is_finite() {
+                step
+            } else {
+                f64::INFINITY
+            };
+            self.active[e] = false;
+            return;
+        }
         let theta = step / self.last_step[e];
         self.error[e] = if self.last_step[e].is_finite() && self.alpha[e] == 1.0 && theta < 0.5 {
             theta / (1.0 - theta) * step
@@ -243,5 +277,103 @@ impl Scratch {
         if self.error[e] <= self.tol[e] || !step.is_finite() {
             self.active[e] = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One lane searching from a potential of 1 along a slope of -1.
+    fn searching() -> Scratch {
+        let mut w = Scratch::new(1, 1);
+        w.active[0] = true;
+        w.phi0[0] = 1.0;
+        w.slope[0] = -1.0;
+        w.begin_line_search();
+        w
+    }
+
+    /// Runs the search with the potential `phi(alpha)` at every trial point;
+    /// returns the trial points' step lengths.
+    fn search(w: &mut Scratch, phi: impl Fn(f64) -> f64) -> Vec<f64> {
+        let mut trials = Vec::new();
+        for _ in 0..LINE_SEARCH_TRIALS {
+            if w.done[0] {
+                break;
+            }
+            trials.push(w.alpha[0]);
+            w.phi[0] = if w.alpha[0] == 0.0 {
+                w.phi0[0]
+            } else {
+                phi(w.alpha[0])
+            };
+            w.armijo(f64::EPSILON);
+        }
+        assert!(w.done[0], "the search ends within its trials");
+        trials
+    }
+
+    #[test]
+    fn a_decrease_is_accepted_at_the_first_length_that_gives_it() {
+        let mut w = searching();
+        let trials = search(&mut w, |a| if a > 0.1 { 2.0 } else { 1.0 - a });
+        assert_eq!(trials, [1.0, 0.5, 0.25, 0.125, 0.0625]);
+        assert_eq!(w.alpha[0], 0.0625);
+    }
+
+    #[test]
+    fn a_step_out_of_the_domain_is_halved_past_the_finite_limit() {
+        // Finite only within 1e-6 of the start (a step 1e6 times too long,
+        // as where the Hessian is nearly singular): 20 halvings.
+        let mut w = searching();
+        let trials = search(&mut w, |a| if a > 1e-6 { f64::NAN } else { 1.0 - a });
+        assert_eq!(trials.len(), 21);
+        assert_eq!(w.alpha[0], 0.5f64.powi(20));
+        w.after_step(0, 1e6);
+        assert!(w.active[0], "an accepted short step goes on iterating");
+    }
+
+    #[test]
+    fn a_search_that_finds_no_decrease_takes_a_short_step() {
+        // As near the solution, where rounding hides the decrease.
+        let mut w = searching();
+        let trials = search(&mut w, |_| 1.0 + 1e-15);
+        assert_eq!(trials.len() as u32, LINE_SEARCH_HALVINGS + 1);
+        assert_eq!(w.alpha[0], 0.5f64.powi(LINE_SEARCH_HALVINGS as i32));
+        w.after_step(0, 1.0);
+        assert!(w.active[0], "and goes on iterating");
+    }
+
+    #[test]
+    fn a_search_that_finds_no_finite_point_gives_up_at_its_start() {
+        for phi in [|_| f64::INFINITY, |_| f64::NAN] {
+            let mut w = searching();
+            let trials = search(&mut w, phi);
+            // The halvings, then the start itself.
+            assert_eq!(trials.last(), Some(&0.0));
+            assert_eq!(trials.len() as u32, LINE_SEARCH_MAX_HALVINGS + 2);
+            assert_eq!(w.phi[0], w.phi0[0]);
+            // The lane stops, not converged.
+            w.tol[0] = 1e-9;
+            w.after_step(0, 3.0);
+            assert!(!w.active[0]);
+            assert_eq!(w.error[0], 3.0);
+        }
+    }
+
+    #[test]
+    fn a_step_that_is_not_finite_is_not_tried_and_is_not_convergence() {
+        let mut w = searching();
+        w.slope[0] = f64::NAN;
+        w.begin_line_search();
+        assert_eq!(search(&mut w, |_| panic!("no trial off the start")), [0.0]);
+        w.tol[0] = 1e-9;
+        w.after_step(0, f64::NAN);
+        assert!(!w.active[0]);
+        assert!(
+            w.error[0].is_nan() || w.error[0] > w.tol[0],
+            "reported as not converged"
+        );
     }
 }

@@ -67,6 +67,8 @@ pub(crate) struct Reduced {
     pub(super) work: Vec<f64>,
     /// The free rows' values at the line search's base.
     base_rows: Vec<f64>,
+    /// A step of zeros: the one a lane whose line search gave up retracts by.
+    zero_step: Vec<f64>,
 }
 
 impl Reduced {
@@ -101,6 +103,7 @@ impl Reduced {
             composite: vec![[[0.0; 6]; 6]; nl],
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
+            zero_step: vec![0.0; n],
         }
     }
 }
@@ -372,7 +375,7 @@ impl<T: Real> Part<T> {
         self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
         for e in 0..self.len {
             let residual = w.error[e];
-            if residual > w.tol[e] {
+            if residual.is_nan() || residual > w.tol[e] {
                 self.events.push(Event::NotConverged {
                     env: self.first + e,
                     step,
@@ -703,7 +706,7 @@ impl<T: Real> Part<T> {
             lane.base.copy_from_slice(&lane.state);
         }
         w.begin_line_search();
-        for _ in 0..super::newton::LINE_SEARCH_HALVINGS {
+        for _ in 0..super::newton::LINE_SEARCH_TRIALS {
             // Lanes that accepted their step keep it, placed.
             if w.done.iter().all(|d| *d) {
                 break;
@@ -714,10 +717,12 @@ impl<T: Real> Part<T> {
                 }
                 let lane = &mut red.lanes[e];
                 let a = if w.active[e] { w.alpha[e] } else { 0.0 };
-                tree.retract(&lane.base, &lane.dz, a, &mut lane.state);
+                // At a = 0 exactly the base, whatever the step holds.
+                let dz: &[f64] = if a == 0.0 { &red.zero_step } else { &lane.dz };
+                tree.retract(&lane.base, dz, a, &mut lane.state);
                 for (z, row) in tree.row_of.iter().enumerate() {
                     if let Some(r) = row {
-                        rows[r * s + e] = base_rows[r * s + e] + a * lane.dz[z];
+                        rows[r * s + e] = base_rows[r * s + e] + a * dz[z];
                     }
                 }
             }
