@@ -271,6 +271,9 @@ pub struct Tree {
     /// Per hinge or slider with a range: the barrier's stiffness (the
     /// coordinate's effective inertia at the initial pose over h^2).
     pub(crate) barrier_stiffness: Vec<f64>,
+    /// The trees hanging from a free joint: their links and total mass (the
+    /// prediction keeps their linear momentum exactly).
+    pub(crate) floating: Vec<(Vec<usize>, f64)>,
 }
 
 /// Rows of a group.
@@ -440,11 +443,28 @@ impl Tree {
                 z += 1;
             }
         }
-        let link_mass = order
+        let link_mass: Vec<[[f64; 4]; 4]> = order
             .iter()
             .map(|b| model.bodies[*b].mass_matrix())
             .collect();
+        let mut floating: Vec<(Vec<usize>, f64)> = vec![];
+        let mut tree_of: Vec<Option<usize>> = vec![None; links.len()];
+        for (l, link) in links.iter().enumerate() {
+            tree_of[l] = match link.parent {
+                Some(p) => tree_of[p],
+                None if joints[link.joints.start].kind == JointKind::Free => {
+                    floating.push((vec![], 0.0));
+                    Some(floating.len() - 1)
+                }
+                None => None,
+            };
+            if let Some(t) = tree_of[l] {
+                floating[t].0.push(l);
+                floating[t].1 += link_mass[l][0][0];
+            }
+        }
         let mut tree = Tree {
+            floating,
             link_mass,
             barrier_stiffness: vec![],
             rotation_of: vec![None; joint_coords],

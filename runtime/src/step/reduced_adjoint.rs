@@ -9,15 +9,19 @@
 //! `H_z lambda = Lbar` (the surrogates' Hessian) and the maximal seed
 //! `s = J lambda`, the VJP kernel gives the mixed partials of
 //! `s . grad E` by the start rows, params and controls, as in the maximal
-//! adjoint (the prediction reads the rows' velocities: their adjoint is
-//! `M s / h - d_prev_v`); the rest is the start's own kinematics:
-//! `y_t = K(z_t)` (through `J_t^T`), the joint terms' dependence on `q_t`,
+//! adjoint (rows outside the trees: the prediction `x_t + h v_t` reads
+//! their velocities, whose adjoint is `M s / h - d_prev_v`); the rest is
+//! the start's own kinematics: `y_t = K(z_t)` (through `J_t^T`), the links'
+//! prediction `3 K(z_1) - K(z_2) - y_t` (through `J_1^T`, `J_2^T` and the
+//! retraction `z_k = retract(z_t, k h zdot_t)`: for a rotation,
+//! `exp(k h w)^T` to the start's and `k h J_l(k h w)^T` to the rate), a
+//! floating tree's momentum shift, the joint terms' dependence on `q_t`,
 //! `qdot_t`, and the rotation vectors the ball and free rows store (through
 //! SO(3)'s left Jacobian).
 
 use super::reduced::shifted_cholesky_solve;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
-use crate::joints::kinematics::{left_jacobian, left_jacobian_inverse, log, Twist};
+use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
 use crate::joints::{Pose, Tree, TreeJoint};
 use crate::Scene;
 use glam::DVec3;
@@ -132,6 +136,32 @@ impl<T: Real> Part<T> {
         for i in 0..n * s {
             w.d[i] = w.md[i] / (h * h) - self.b.d_prev_x[i].to_f64() - adj.v[i] / h;
         }
+        // The floating trees' shift: `rbar = M T (T^T P) / m` (into `w.dx`)
+        // for the prediction's adjoint `P = M s / h^2` on their links' rows.
+        w.rhs.fill(0.0);
+        for (links, mass) in &tree.floating {
+            for e in 0..self.len {
+                for k in 0..3 {
+                    let row = |l: &usize| (tree.links[*l].row + k) * s + e;
+                    let c: f64 = links.iter().map(|l| w.md[row(l)]).sum::<f64>() / (h * h);
+                    for l in links {
+                        w.rhs[row(l)] = c / mass;
+                    }
+                }
+            }
+        }
+        scene.mass.mul(&w.rhs, &mut w.dx, s);
+        // The links' prediction reads their start rows with weight -1 (not
+        // +1 and their velocities, as the other rows' `x_t + h v_t` does),
+        // and through the shift with weight 2.
+        for link in &tree.links {
+            for k in 0..12 {
+                for e in 0..s {
+                    let i = (link.row + k) * s + e;
+                    w.d[i] += 2.0 * (w.dx[i] - w.md[i] / (h * h));
+                }
+            }
+        }
         for jt in &tree.joints {
             if matches!(jt.kind, JointKind::Ball | JointKind::Free) {
                 for k in 0..jt.kind.dofs() {
@@ -152,8 +182,8 @@ impl<T: Real> Part<T> {
                 tree.moments(&lane.poses_t, |r| d[r * s + e], &mut lane.moments);
                 tree.reduce_gradient(&lane.twists_t, &lane.moments, zbar);
             }
-            // zdot_t's adjoint: the armature's (the prediction reads the
-            // rows' velocities, whose adjoint is M s / h below).
+            // zdot_t's adjoint: the armature's (the links' prediction's is
+            // added below).
             let zdotbar = &mut lane.g;
             zdotbar.fill(0.0);
             for (j, jt) in tree.joints.iter().enumerate() {
@@ -189,6 +219,44 @@ impl<T: Real> Part<T> {
                 }
             }
         }
+        // The links' prediction `3 K(z_t + h zdot_t) - K(z_t + 2 h zdot_t)`:
+        // through each drift point's kinematics and its retraction.
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            for (weight, tau) in [(3.0, h), (-1.0, 2.0 * h)] {
+                let (poses, twists) = if tau == h {
+                    (&lane.poses_p, &lane.twists_p)
+                } else {
+                    (&lane.poses_2, &lane.twists_2)
+                };
+                let (md, shift) = (&w.md, &w.dx);
+                let p = |r: usize| weight * (md[r * s + e] / (h * h) - shift[r * s + e]);
+                tree.moments(poses, p, &mut lane.moments);
+                lane.drift_bar.fill(0.0);
+                tree.reduce_gradient(twists, &lane.moments, &mut lane.drift_bar);
+                let (gz, zbar, zdotbar) = (&lane.drift_bar, &mut lane.zbar, &mut lane.g);
+                let v3 = |b: &[f64], k: usize| DVec3::new(b[k], b[k + 1], b[k + 2]);
+                for jt in &tree.joints {
+                    let rotation = |k: usize, zbar: &mut [f64], zdotbar: &mut [f64]| {
+                        let phi = v3(&lane.zdot, k) * tau;
+                        add3(zbar, k, exp(phi).transpose() * v3(gz, k));
+                        add3(zdotbar, k, left_jacobian(phi).transpose() * v3(gz, k) * tau);
+                    };
+                    match jt.kind {
+                        JointKind::Hinge | JointKind::Slider => {
+                            zbar[jt.z] += gz[jt.z];
+                            zdotbar[jt.z] += tau * gz[jt.z];
+                        }
+                        JointKind::Ball => rotation(jt.z, zbar, zdotbar),
+                        JointKind::Free => {
+                            add3(zbar, jt.z, v3(gz, jt.z));
+                            add3(zdotbar, jt.z, v3(gz, jt.z) * tau);
+                            rotation(jt.z + 3, zbar, zdotbar);
+                        }
+                    }
+                }
+            }
+        }
         // The start rows' adjoints.
         for i in 0..n * s {
             adj.v[i] = -self.b.d_prev_v[i].to_f64();
@@ -199,7 +267,7 @@ impl<T: Real> Part<T> {
                 for k in 0..12 {
                     let i = (link.row + k) * s + e;
                     adj.x[i] = 0.0;
-                    adj.v[i] += w.md[i] / h;
+                    adj.v[i] += h * w.dx[i];
                 }
             }
             for r in tree.row_of.iter().flatten() {
