@@ -535,3 +535,38 @@ fn motor_energy_turns_a_wheel_like_the_joint_motor() {
         b.events
     );
 }
+
+/// The step reads a state's coordinate rows alone: the links' velocity rows
+/// (after a step, the last step's secants) may hold anything when a state
+/// is set from outside, and the floating astronaut (initial torso velocity
+/// and spin in its free joint's rates) moves the same.
+#[test]
+fn the_step_reads_the_coordinates_not_the_links_velocities() {
+    let s = scene("astronaut.joule");
+    let (mut a, mut b) = (s.batch(1), s.batch(1));
+    let (x, v) = (a.positions(0), a.velocities(0));
+    let mut scrambled = v.clone();
+    for (r, value) in scrambled.iter_mut().enumerate().take(4 * 12) {
+        *value = (r as f64 * 0.7).sin();
+    }
+    b.set_state(0, &x, &scrambled);
+    for _ in 0..50 {
+        a.step();
+        b.step();
+    }
+    let (pa, pb) = (a.positions(0), b.positions(0));
+    let worst = pa
+        .iter()
+        .zip(&pb)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-12,
+        "the links' velocity rows moved the state by {worst}"
+    );
+    assert!(
+        pa[0] > 0.04,
+        "the torso keeps its initial velocity: x = {}",
+        pa[0]
+    );
+}

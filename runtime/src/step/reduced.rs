@@ -15,9 +15,10 @@
 //! straight line `y_t + h v_t` through the last step's secant is: a wheel
 //! under a constant torque at h = 10 ms stalls near 17 rad/s, a third of
 //! its speed after 1 s). A tree hanging from a free joint has its prediction
-//! shifted so its centre of mass moves by its momentum, `sum M (y_t + h
-//! v_t)` with the links' secant velocities: linear momentum is kept
-//! exactly;
+//! shifted so its centre of mass moves by its momentum, `sum M (2 y_t -
+//! K(z_-1))` with `z_-1 = retract(z_t, -h zdot_t)` the last step's start:
+//! linear momentum is kept exactly, and the step reads the coordinate rows
+//! alone (not the links' velocity rows);
 //!
 //! the joint terms act on hinge and slider coordinates: armature
 //! `I (q - q_t - h qdot_t)^2 / (2 h^2)`, damping `d (q - q_t)^2 / (2 h)`,
@@ -54,15 +55,9 @@ pub(super) struct Lane {
     /// Poses and twists at the start of the substep.
     pub(super) poses_t: Vec<Pose>,
     pub(super) twists_t: Vec<Twist>,
-    /// The drift points `retract(z_t, h zdot_t)` and `retract(z_t, 2 h
-    /// zdot_t)` the inertial prediction is made of, their link poses and
-    /// twists.
-    pub(super) drift: Vec<JointState>,
-    pub(super) poses_p: Vec<Pose>,
-    pub(super) twists_p: Vec<Twist>,
-    pub(super) drift2: Vec<JointState>,
-    pub(super) poses_2: Vec<Pose>,
-    pub(super) twists_2: Vec<Twist>,
+    /// The drift points `retract(z_t, k h zdot_t)`, `k` in [`DRIFTS`], the
+    /// links' inertial prediction is made of.
+    pub(super) drifts: [Drift; 3],
     /// The adjoint's gradient by a drift point's joint coordinates.
     pub(super) drift_bar: Vec<f64>,
     pub(super) moments: Vec<Moments>,
@@ -73,6 +68,19 @@ pub(super) struct Lane {
     /// The adjoint's gradient by the start's joint coordinates.
     pub(super) zbar: Vec<f64>,
 }
+
+/// A drift point of the prediction: its joint state, link poses and twists.
+#[derive(Clone)]
+pub(super) struct Drift {
+    pub(super) state: Vec<JointState>,
+    pub(super) poses: Vec<Pose>,
+    pub(super) twists: Vec<Twist>,
+}
+
+/// The drift points' multiples `k` of the step `h zdot_t`: the prediction
+/// `3 K(z_1) - K(z_2) - y_t`, and `z_-1`, the last step's start (a floating
+/// tree's momentum is `sum M (y_t - K(z_-1)) / h`).
+pub(super) const DRIFTS: [f64; 3] = [1.0, 2.0, -1.0];
 
 /// The reduced step's vectors of a partition, allocated once.
 pub(crate) struct Reduced {
@@ -106,12 +114,11 @@ impl Reduced {
             twists: vec![Twist::default(); tree.joint_coords],
             poses_t: vec![Pose::IDENTITY; nl],
             twists_t: vec![Twist::default(); tree.joint_coords],
-            drift: vec![JointState::default(); nj],
-            poses_p: vec![Pose::IDENTITY; nl],
-            twists_p: vec![Twist::default(); tree.joint_coords],
-            drift2: vec![JointState::default(); nj],
-            poses_2: vec![Pose::IDENTITY; nl],
-            twists_2: vec![Twist::default(); tree.joint_coords],
+            drifts: std::array::from_fn(|_| Drift {
+                state: vec![JointState::default(); nj],
+                poses: vec![Pose::IDENTITY; nl],
+                twists: vec![Twist::default(); tree.joint_coords],
+            }),
             drift_bar: vec![0.0; tree.joint_coords],
             moments: vec![Moments::default(); nl],
             g: vec![0.0; n],
@@ -455,8 +462,8 @@ impl<T: Real> Part<T> {
     /// from its coordinate rows by forward kinematics, as the next step's
     /// start would, so that outputs read before that step see the state
     /// that was set (`Sim::set_state`). The link rows' velocities are left
-    /// as set: a floating tree's momentum is read from them (after a step
-    /// they are the secants of the last step).
+    /// as set: the step does not read them (after a step they are the
+    /// secants of the last step).
     pub(crate) fn sync_links(&mut self, tree: &Tree, e: usize) {
         let s = self.stride();
         let mut red = self.reduced.take().expect("a reduced workspace");
@@ -503,29 +510,37 @@ impl<T: Real> Part<T> {
                 w.xt[r * s + e] += h * h * accel[r];
             }
         }
-        // The links' prediction from three points on the manifold.
+        // The links' prediction from three points on the manifold (and the
+        // last step's start, for floating trees).
+        let floating = !tree.floating.is_empty();
         for (e, lane) in red.lanes.iter_mut().enumerate().take(self.len) {
-            tree.retract(&lane.start, &lane.zdot, h, &mut lane.drift);
-            tree.forward(&lane.drift, &mut lane.poses_p, &mut lane.twists_p);
-            tree.retract(&lane.start, &lane.zdot, 2.0 * h, &mut lane.drift2);
-            tree.forward(&lane.drift2, &mut lane.poses_2, &mut lane.twists_2);
-            let x_t = &w.x_t;
-            let xt = &mut w.xt;
-            tree.write_rows(&lane.poses_p, |r, v| {
+            for (d, k) in lane
+                .drifts
+                .iter_mut()
+                .zip(DRIFTS)
+                .take(2 + floating as usize)
+            {
+                tree.retract(&lane.start, &lane.zdot, k * h, &mut d.state);
+                tree.forward(&d.state, &mut d.poses, &mut d.twists);
+            }
+            let (x_t, xt) = (&w.x_t, &mut w.xt);
+            tree.write_rows(&lane.drifts[0].poses, |r, v| {
                 xt[r * s + e] = 3.0 * v - x_t[r * s + e] + h * h * accel[r]
             });
-            tree.write_rows(&lane.poses_2, |r, v| xt[r * s + e] -= v);
+            tree.write_rows(&lane.drifts[1].poses, |r, v| xt[r * s + e] -= v);
         }
         // A floating tree's prediction, shifted so that its centre of mass
-        // moves by its momentum (`x_t + h v_t`'s): linear momentum is kept
-        // exactly.
-        if !tree.floating.is_empty() {
-            for i in 0..n * s {
-                let (r, e) = (i / s, i % s);
-                w.d[i] = w.x_t[i] + h * self.b.v[i].to_f64() - (w.xt[i] - h * h * accel[r]);
-                if e >= self.len {
-                    w.d[i] = 0.0;
-                }
+        // moves by its momentum (`2 y_t - K(z_-1)`'s, the last step's
+        // secant): linear momentum is kept exactly, read from the
+        // coordinates alone.
+        if floating {
+            w.d.fill(0.0);
+            for (e, lane) in red.lanes.iter().enumerate().take(self.len) {
+                let (x_t, xt, d) = (&w.x_t, &w.xt, &mut w.d);
+                tree.write_rows(&lane.drifts[2].poses, |r, v| {
+                    let i = r * s + e;
+                    d[i] = 2.0 * x_t[i] - v - (xt[i] - h * h * accel[r]);
+                });
             }
             scene.mass.mul(&w.d, &mut w.md, s);
             for (links, mass) in &tree.floating {

@@ -19,7 +19,7 @@
 //! `qdot_t`, and the rotation vectors the ball and free rows store (through
 //! SO(3)'s left Jacobian).
 
-use super::reduced::shifted_cholesky_solve;
+use super::reduced::{shifted_cholesky_solve, DRIFTS};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
 use crate::joints::{Pose, Tree, TreeJoint};
@@ -153,12 +153,12 @@ impl<T: Real> Part<T> {
         scene.mass.mul(&w.rhs, &mut w.dx, s);
         // The links' prediction reads their start rows with weight -1 (not
         // +1 and their velocities, as the other rows' `x_t + h v_t` does),
-        // and through the shift with weight 2.
+        // and through the shift's `2 y_t - K(z_-1) - y~` with weight 3.
         for link in &tree.links {
             for k in 0..12 {
                 for e in 0..s {
                     let i = (link.row + k) * s + e;
-                    w.d[i] += 2.0 * (w.dx[i] - w.md[i] / (h * h));
+                    w.d[i] += 3.0 * w.dx[i] - 2.0 * w.md[i] / (h * h);
                 }
             }
         }
@@ -219,21 +219,20 @@ impl<T: Real> Part<T> {
                 }
             }
         }
-        // The links' prediction `3 K(z_t + h zdot_t) - K(z_t + 2 h zdot_t)`:
-        // through each drift point's kinematics and its retraction.
+        // The links' prediction `3 K(z_1) - K(z_2)` and the shift's
+        // `-K(z_-1)`: through each drift point's kinematics and its
+        // retraction `z_k = retract(z_t, k h zdot_t)`. Weights of `P` (`M s /
+        // h^2`) and of the shift's `rbar` per drift point.
+        let used = 2 + !tree.floating.is_empty() as usize;
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
-            for (weight, tau) in [(3.0, h), (-1.0, 2.0 * h)] {
-                let (poses, twists) = if tau == h {
-                    (&lane.poses_p, &lane.twists_p)
-                } else {
-                    (&lane.poses_2, &lane.twists_2)
-                };
+            for ((d, k), (wp, wr)) in lane.drifts.iter().zip(DRIFTS).zip(DRIFT_WEIGHTS).take(used) {
+                let tau = k * h;
                 let (md, shift) = (&w.md, &w.dx);
-                let p = |r: usize| weight * (md[r * s + e] / (h * h) - shift[r * s + e]);
-                tree.moments(poses, p, &mut lane.moments);
+                let p = |r: usize| wp * md[r * s + e] / (h * h) - wr * shift[r * s + e];
+                tree.moments(&d.poses, p, &mut lane.moments);
                 lane.drift_bar.fill(0.0);
-                tree.reduce_gradient(twists, &lane.moments, &mut lane.drift_bar);
+                tree.reduce_gradient(&d.twists, &lane.moments, &mut lane.drift_bar);
                 let (gz, zbar, zdotbar) = (&lane.drift_bar, &mut lane.zbar, &mut lane.g);
                 let v3 = |b: &[f64], k: usize| DVec3::new(b[k], b[k + 1], b[k + 2]);
                 for jt in &tree.joints {
@@ -265,9 +264,7 @@ impl<T: Real> Part<T> {
             let lane = &mut red.lanes[e];
             for link in &tree.links {
                 for k in 0..12 {
-                    let i = (link.row + k) * s + e;
-                    adj.x[i] = 0.0;
-                    adj.v[i] += h * w.dx[i];
+                    adj.x[(link.row + k) * s + e] = 0.0;
                 }
             }
             for r in tree.row_of.iter().flatten() {
@@ -333,6 +330,11 @@ impl<T: Real> Part<T> {
         self.reduced = Some(red);
     }
 }
+
+/// Per drift point of [`DRIFTS`], the weights of the prediction's adjoint
+/// `P` and of the floating trees' shift `rbar` in its kinematics' adjoint:
+/// `3 K(z_1)` and `-K(z_2)` carry `P - rbar`, `-K(z_-1)` carries `-rbar`.
+const DRIFT_WEIGHTS: [(f64, f64); 3] = [(3.0, 3.0), (-1.0, -1.0), (0.0, 1.0)];
 
 /// Adds a 3-vector to `v[k..k + 3]`.
 fn add3(v: &mut [f64], k: usize, d: DVec3) {
