@@ -10,6 +10,7 @@
 mod common;
 
 use common::Rng;
+use joule_compiler::model::Settings;
 use joule_runtime::Scene;
 use std::path::Path;
 
@@ -18,17 +19,25 @@ fn scene(name: &str) -> Scene {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// A scene of tests/joints stepped by symplectic Euler (`symplectic`) or
-/// its own integrator.
-fn scene_stepped(name: &str, symplectic: bool) -> Scene {
+/// A scene of tests/joints with its settings changed by `change` (a step,
+/// substeps, the integrator) before it compiles.
+fn scene_with(name: &str, change: impl FnOnce(&mut Settings)) -> Scene {
     let mut m = joule::check_path(&Path::new("tests/joints").join(name))
         .expect("readable")
         .model
         .expect("a model");
-    if symplectic {
-        m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
-    }
+    change(&mut m.settings);
     Scene::from_model(m, Default::default()).expect("compiles")
+}
+
+/// A scene of tests/joints stepped by symplectic Euler (`symplectic`) or
+/// its own integrator.
+fn scene_stepped(name: &str, symplectic: bool) -> Scene {
+    scene_with(name, |settings| {
+        if symplectic {
+            settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+        }
+    })
 }
 
 #[test]
@@ -114,12 +123,7 @@ fn double_pendulum_reference(dt: f64, steps: usize, every: usize) -> Vec<[f64; 2
 /// The largest distance over 0.5 s between the tip of `name`'s double
 /// pendulum (stepped at 1 ms / `substeps`) and the reference.
 fn double_pendulum_error(name: &str, substeps: u32, reference: &[[f64; 2]]) -> f64 {
-    let mut m = joule::check_path(&Path::new("tests/joints").join(name))
-        .expect("readable")
-        .model
-        .expect("a model");
-    m.settings.substeps = substeps;
-    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let s = scene_with(name, |settings| settings.substeps = substeps);
     let mut sim = s.batch(1);
     let mut worst: f64 = 0.0;
     for want in reference {
@@ -142,13 +146,13 @@ fn double_pendulum_converges_to_its_equations_of_motion() {
     let fine = double_pendulum_error("double_pendulum_joints.joule", 4, &reference);
     let affine = double_pendulum_error("double_pendulum_affine.joule", 1, &reference);
     println!("largest tip error over 0.5 s: joints {coarse:e} m at 1 ms, {fine:e} m at 0.25 ms; affine {affine:e} m at 1 ms");
-    assert!(coarse < 0.02, "{coarse} m off at 1 ms");
+    assert!(coarse < 5e-3, "{coarse} m off at 1 ms");
     assert!(
         fine < coarse / 3.0,
         "{fine} m at h/4 vs {coarse} m at h: not first order"
     );
     assert!(
-        coarse < affine,
+        coarse < affine / 2.0,
         "joints {coarse} m off, affine bodies {affine} m"
     );
 }
@@ -196,12 +200,7 @@ fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
 /// astronaut at `substeps` per step: linear momentum relative to its
 /// start, angular momentum relative to the largest one body carried.
 fn astronaut_drift(substeps: u32, seeds: u64) -> (f64, f64) {
-    let mut m = joule::check_path(Path::new("tests/joints/astronaut.joule"))
-        .expect("readable")
-        .model
-        .expect("a model");
-    m.settings.substeps = substeps;
-    let s = Scene::from_model(m, Default::default()).expect("compiles");
+    let s = scene_with("astronaut.joule", |settings| settings.substeps = substeps);
     let mut worst = (0.0f64, 0.0f64);
     for seed in 0..seeds {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (seed + 1).wrapping_mul(0x1000_0001));
@@ -489,12 +488,7 @@ fn set_state_moves_the_links_with_their_coordinates() {
 #[test]
 fn motor_energy_turns_a_wheel_like_the_joint_motor() {
     let energy = scene("motor_energy_spin.joule");
-    let mut m = joule::check_path(Path::new("tests/joints/motor_spin.joule"))
-        .expect("readable")
-        .model
-        .expect("a model");
-    m.settings.dt = 0.01;
-    let joint = Scene::from_model(m, Default::default()).expect("compiles");
+    let joint = scene_with("motor_spin.joule", |settings| settings.dt = 0.01);
     let (mut a, mut b) = (energy.batch(1), joint.batch(1));
     a.set_control(0, 0, 1.0);
     b.set_control(0, 0, 1.0);
