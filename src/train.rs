@@ -75,6 +75,12 @@ pub struct TrainArgs {
     /// schedule).
     #[arg(long)]
     lr_decay: bool,
+    /// Act in the training windows with a Gaussian of this initial standard
+    /// deviation around the policy's pre-`tanh` outputs (apg, shac; SHAC's
+    /// stochastic actor, its log standard deviation learned with the
+    /// weights). The saved policy acts with the mean.
+    #[arg(long, default_value_t = 0.0)]
+    explore: f64,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -127,6 +133,7 @@ impl TrainArgs {
         config.noise = self.noise;
         config.squash_penalty = self.squash_penalty;
         config.lr_decay = if self.lr_decay { self.iters } else { 0 };
+        config.explore = self.explore;
         config.threads = threads::workers(self.threads.threads);
         config.lr = self.lr.unwrap_or(config.lr);
         config.clip = self.clip.unwrap_or(config.clip);
@@ -172,6 +179,19 @@ fn learn_error(e: candle_core::Error) -> miette::Report {
 pub fn train(a: TrainArgs) -> Result<()> {
     a.threads.apply();
     let config = a.config();
+    if !(config.explore.is_finite() && config.explore >= 0.0) {
+        return Err(miette!(
+            help = "give a standard deviation: 0 (no exploration) or more, e.g. `--explore 0.3`",
+            "`--explore {}` is not a standard deviation",
+            config.explore
+        ));
+    }
+    if config.explore > 0.0 && config.algo == Algo::Ppo {
+        return Err(miette!(
+            help = "leave `--explore` out: ppo explores with its own learned Gaussian",
+            "`--explore` is for apg and shac"
+        ));
+    }
     let (iters, checkpoint, every, target, o) = (
         a.iters,
         a.checkpoint.as_deref(),

@@ -166,20 +166,28 @@ fn a_soft_creature_learns_to_crawl_within_a_small_budget() {
 
 #[test]
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
-    for algo in ["shac", "ppo"] {
+    // SHAC acting deterministically and exploring (its learned noise level
+    // and random stream are in the checkpoint), and PPO.
+    for (name, algo, explore) in [
+        ("shac", "shac", "0"),
+        ("shac-explore", "shac", "0.5"),
+        ("ppo", "ppo", "0"),
+    ] {
         let (a, b) = (
-            temp(&format!("{algo}-a.safetensors")),
-            temp(&format!("{algo}-b.safetensors")),
+            temp(&format!("{name}-a.safetensors")),
+            temp(&format!("{name}-b.safetensors")),
         );
         let (ca, cb) = (
-            temp(&format!("{algo}-a.csv")),
-            temp(&format!("{algo}-b.csv")),
+            temp(&format!("{name}-a.csv")),
+            temp(&format!("{name}-b.csv")),
         );
-        let ck = temp(&format!("{algo}-ck.safetensors"));
+        let ck = temp(&format!("{name}-ck.safetensors"));
         train(
             algo,
             "6",
             &[
+                "--explore",
+                explore,
                 "--out",
                 a.to_str().unwrap(),
                 "--curve",
@@ -190,6 +198,8 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             algo,
             "3",
             &[
+                "--explore",
+                explore,
                 "--out",
                 b.to_str().unwrap(),
                 "--checkpoint",
@@ -208,8 +218,8 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
                 cb.to_str().unwrap(),
             ],
         );
-        assert_eq!(weights(&a), weights(&b), "{algo}: weights differ");
-        assert_eq!(curve(&ca), curve(&cb), "{algo}: learning curves differ");
+        assert_eq!(weights(&a), weights(&b), "{name}: weights differ");
+        assert_eq!(curve(&ca), curve(&cb), "{name}: learning curves differ");
         assert_eq!(curve(&ca).len(), 7);
         assert!(ca.with_extension("png").exists());
     }
@@ -294,7 +304,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -319,6 +329,23 @@ fn bad_training_input_is_a_diagnostic() {
             "cannot resume",
         ),
         (&["run", SCENE, "--policy", "Cargo.toml"], "cannot drive"),
+        (
+            &["train", SCENE, "--reward", "closeness", "--explore=-1"],
+            "is not a standard deviation",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--algo",
+                "ppo",
+                "--explore",
+                "0.3",
+            ],
+            "is for apg and shac",
+        ),
     ];
     for (args, want) in cases {
         let out = joule(args);

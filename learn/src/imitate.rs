@@ -245,7 +245,7 @@ impl<'s> Imitator<'s> {
             let (x, v) = &self.states[t];
             self.envs.start_at(e, x, v, t);
         }
-        let mut r = window::forward(&mut self.envs, policy, h)?;
+        let mut r = window::forward(&mut self.envs, policy, h, None)?;
         let agent = self.matched(&r.outputs);
         // (1/(b h)) sum_e sum_t w_te |a_te - x*_(t0_e + t)|^2 and its gradient.
         let norm = 1.0 / (b * h) as f64;
@@ -268,7 +268,15 @@ impl<'s> Imitator<'s> {
         }
         let shape = (self.envs.rows, b);
         let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, 1.0);
-        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None, 0.0)?;
+        let (grads, dropped) = window::backward(
+            &mut self.envs,
+            policy,
+            &policy.net.vars(),
+            &mut r,
+            seeds,
+            None,
+            0.0,
+        )?;
         // The windows are not episodes: nothing to close at the boundary.
         for e in 0..b {
             self.envs
@@ -324,7 +332,7 @@ impl<'s> Imitator<'s> {
     fn episode(&mut self, policy: &mut Policy) -> Result<&Point> {
         let start = Instant::now();
         let (b, h) = (self.envs.batch(), self.settings.steps);
-        let mut r = window::forward(&mut self.envs, policy, h)?;
+        let mut r = window::forward(&mut self.envs, policy, h, None)?;
         let agent = self.matched(&r.outputs);
         let mut value = vec![0.0; b];
         let len = self.rows.len();
@@ -347,7 +355,15 @@ impl<'s> Imitator<'s> {
             &grad,
             kept.len().max(1) as f64,
         );
-        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None, 0.0)?;
+        let (grads, dropped) = window::backward(
+            &mut self.envs,
+            policy,
+            &policy.net.vars(),
+            &mut r,
+            seeds,
+            None,
+            0.0,
+        )?;
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
     }
 

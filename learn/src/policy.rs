@@ -113,16 +113,16 @@ impl Policy {
         Tensor::from_vec(flat, (obs.len(), self.inputs()), &Device::Cpu)
     }
 
-    /// The controls `[env, control]` for normalised inputs (differentiable):
-    /// `mid + half * tanh(y)` in bounded columns, `y` in the others.
+    /// The controls `[env, control]` for normalised inputs (differentiable),
+    /// see [`Policy::squash`].
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_squashed(input)?.0)
+        Ok(self.squash(&self.net.forward(input)?)?.0)
     }
 
-    /// The controls as [`Policy::forward`] and the network's outputs `y`
-    /// before the squash, with a mask `[1, control]` of the bounded columns.
-    pub fn forward_squashed(&self, input: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let y = self.net.forward(input)?;
+    /// The controls for pre-squash outputs `y` (`[env, control]`):
+    /// `mid + half * tanh(y)` in bounded columns, `y` in the others; and the
+    /// mask `[1, control]` of the bounded columns.
+    pub fn squash(&self, y: &Tensor) -> Result<(Tensor, Tensor)> {
         let n = self.bounds.len();
         let row = |f: &dyn Fn(Option<(f64, f64)>) -> f64| {
             Tensor::from_vec(
@@ -136,7 +136,7 @@ impl Policy {
         let half = row(&|b| b.map_or(0.0, |(l, h)| (h - l) / 2.0))?;
         let squashed = y.tanh()?.broadcast_mul(&half)?.broadcast_add(&mid)?;
         let u = (squashed.broadcast_mul(&mask)? + y.broadcast_mul(&mask.affine(-1.0, 1.0)?)?)?;
-        Ok((u, y, mask))
+        Ok((u, mask))
     }
 
     /// Writes `u` (`[env, control]`) into a `[control][env]` table of all the scene's controls.

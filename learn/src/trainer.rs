@@ -12,7 +12,8 @@ use crate::envs::{healthy_observations, healthy_steps, name_error, Envs, Fault};
 use crate::net::Mlp;
 use crate::policy::{self, Policy};
 use crate::value::{column, Critic};
-use crate::{ppo, value, window};
+use crate::window::{self, Explore};
+use crate::{ppo, value};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use joule_runtime::Scene;
 use rand::SeedableRng;
@@ -70,6 +71,13 @@ pub struct Config {
     /// zero (SHAC's schedule, for every algorithm); 0 keeps them constant.
     #[serde(default)]
     pub lr_decay: usize,
+    /// APG and SHAC: the initial standard deviation of a Gaussian around the
+    /// policy's pre-squash outputs that the windows act with (SHAC's
+    /// stochastic actor; reparameterised, its log standard deviation learned
+    /// with the weights); 0 acts with the policy's outputs. The trained
+    /// policy acts with its mean.
+    #[serde(default)]
+    pub explore: f64,
 }
 
 impl Config {
@@ -91,6 +99,7 @@ impl Config {
             noise: 0.1,
             squash_penalty: 0.0,
             lr_decay: 0,
+            explore: 0.0,
         }
     }
 
@@ -180,13 +189,15 @@ impl<'s> Trainer<'s> {
             }
         };
         let log_std = match config.algo {
-            Algo::Ppo => Some(Var::from_vec(
-                vec![-0.5; policy.controls.len()],
-                policy.controls.len(),
-                &Device::Cpu,
-            )?),
-            _ => None,
-        };
+            Algo::Ppo => Some(-0.5),
+            Algo::Apg | Algo::Shac if config.explore > 0.0 => Some(config.explore.ln()),
+            Algo::Apg | Algo::Shac => None,
+        }
+        .map(|l| {
+            let n = policy.controls.len();
+            Var::from_vec(vec![l; n], n, &Device::Cpu)
+        })
+        .transpose()?;
         let mut vars = policy.net.vars();
         vars.extend(log_std.iter().cloned());
         let adam = Adam::new(&vars, config.lr)?;
@@ -246,6 +257,10 @@ impl<'s> Trainer<'s> {
     fn differentiable(&mut self) -> Result<Outcome> {
         let c = self.config.clone();
         let value = self.critic.as_ref().and_then(|k| k.target.as_ref());
+        let explore = self.log_std.as_ref().map(|log_std| Explore {
+            log_std,
+            rng: &mut self.rng,
+        });
         let w = window::run(
             &mut self.envs,
             &self.policy,
@@ -253,8 +268,10 @@ impl<'s> Trainer<'s> {
             c.gamma,
             value,
             c.squash_penalty,
+            explore,
         )?;
-        let vars = self.policy.net.vars();
+        let mut vars = self.policy.net.vars();
+        vars.extend(self.log_std.iter().cloned());
         let update = self.adam.step(&vars, &w.grads, Some(c.clip))?;
         let (norm, skipped) = match update {
             Update::Applied { norm } => (norm, 0),
@@ -505,7 +522,8 @@ impl<'s> Trainer<'s> {
 /// Checks a checkpoint's settings and state shapes against the scene and
 /// each other before anything is allocated for them: the batch and the
 /// horizon positive and matching the saved environments (`sim.x`, `sim.v`:
-/// `[batch][dofs]`; `env.*`: `[batch]`), the rates and the noise finite.
+/// `[batch][dofs]`; `env.*`: `[batch]`), the rates, the noise and the
+/// exploration finite.
 /// `dims` gives a saved tensor's shape.
 fn check_state(
     scene: &Scene,
@@ -523,7 +541,7 @@ fn check_state(
     if st.adam_t.is_empty() {
         return damaged("no optimiser step count".into());
     }
-    let rates = [c.lr, c.gamma, c.lambda, c.clip, c.noise];
+    let rates = [c.lr, c.gamma, c.lambda, c.clip, c.noise, c.explore];
     if rates.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return damaged(format!("non-finite or negative settings {rates:?}"));
     }

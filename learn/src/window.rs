@@ -13,6 +13,11 @@
 //! state is dropped there, and its control adjoints from there on are
 //! masked (not counted as dropped), so the gradient of its earlier rewards
 //! is exact and nothing of the non-finite state reaches the weights.
+//!
+//! With [`Explore`] the window acts with a Gaussian around the policy's
+//! pre-squash outputs, `y + exp(log_std) eps` (SHAC's stochastic actor): the
+//! sample is reparameterised, so the gradient is the pathwise one through
+//! the sample, and `log_std` learns with the weights.
 
 use crate::adam::{add_grads, grads_of};
 use crate::envs::{healthy_steps, name_error, Envs};
@@ -20,12 +25,25 @@ use crate::net::Mlp;
 use crate::policy::Policy;
 use candle_core::{Device, Result, Tensor, Var};
 use joule_runtime::Tape;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Exploration in a window: the learned log standard deviations (one per
+/// control) of a Gaussian on the policy's pre-squash outputs, and the
+/// random stream its samples are drawn from.
+pub struct Explore<'a> {
+    /// `[control]`, learned with the policy's weights.
+    pub log_std: &'a Var,
+    /// The trainer's random stream.
+    pub rng: &'a mut ChaCha8Rng,
+}
 
 /// What a window recorded, for the value network's targets and statistics.
 pub struct Window {
     /// The loss (negative, normalised return).
     pub loss: f64,
-    /// d loss / d (policy variables), in [`Mlp::vars`] order.
+    /// d loss / d (policy variables), in [`Mlp::vars`] order, then
+    /// d loss / d `log_std` when the window explored.
     pub grads: Vec<Tensor>,
     /// Raw observations at the start of every step and after the last, `[H + 1][env][input]`.
     pub obs: Vec<Vec<Vec<f64>>>,
@@ -45,9 +63,9 @@ pub struct Window {
 /// A closed-loop rollout recorded on a tape.
 pub struct Rollout {
     tape: Tape,
-    /// The policy's input variable, its controls, its pre-squash outputs and
-    /// the mask of the bounded controls (see [`Policy::forward_squashed`]) at
-    /// every step.
+    /// The policy's input variable, its controls, its pre-squash outputs
+    /// (the mean, before any exploration) and the mask of the bounded
+    /// controls (see [`Policy::squash`]) at every step.
     steps: Vec<(Var, Tensor, Tensor, Tensor)>,
     /// Raw observations at the start of every step and after the last,
     /// `[H + 1][env][input]` (zeros where the environment was masked).
@@ -64,8 +82,14 @@ pub struct Rollout {
     pub outputs: Vec<Vec<Vec<f64>>>,
 }
 
-/// `h` steps of every environment with `policy` setting the controls, recorded.
-pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
+/// `h` steps of every environment with `policy` setting the controls (around
+/// its outputs where `explore` is given), recorded.
+pub fn forward(
+    envs: &mut Envs,
+    policy: &Policy,
+    h: usize,
+    mut explore: Option<Explore>,
+) -> Result<Rollout> {
     let mut r = Rollout {
         tape: envs.sim.tape(),
         steps: vec![],
@@ -81,7 +105,17 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
         let mut o = policy.observe(r.outputs.last().unwrap_or(&start));
         envs.mask(&mut o);
         let input = Var::from_tensor(&policy.input(&o)?)?;
-        let (u, y, bounded) = policy.forward_squashed(input.as_tensor())?;
+        let y = policy.net.forward(input.as_tensor())?;
+        let acted = match &mut explore {
+            Some(x) => {
+                let (b, k) = y.dims2()?;
+                let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(x.rng)).collect();
+                let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
+                (&y + eps.broadcast_mul(&x.log_std.as_tensor().exp()?)?)?
+            }
+            None => y.clone(),
+        };
+        let (u, bounded) = policy.squash(&acted)?;
         policy.write_controls(&u, &mut envs.controls)?;
         envs.apply_controls();
         envs.sim.step_taped(&mut r.tape);
@@ -106,10 +140,13 @@ pub fn forward(envs: &mut Envs, policy: &Policy, h: usize) -> Result<Rollout> {
 /// and the number of control adjoints dropped for not being finite. An
 /// environment that diverged at step `t` passes nothing back from the state
 /// after it: its adjoint is dropped there and its control adjoints of steps
-/// `t..` are masked. `squash_penalty` adds [`squash_loss`]'s term.
+/// `t..` are masked. `squash_penalty` adds [`squash_loss`]'s term. `vars`
+/// are the variables differentiated: the policy's, and the exploration's
+/// `log_std` where the rollout explored.
 pub fn backward(
     envs: &mut Envs,
     policy: &Policy,
+    vars: &[Var],
     r: &mut Rollout,
     seeds: impl Fn(usize) -> Vec<Vec<f64>>,
     end: Option<Vec<Vec<f64>>>,
@@ -125,7 +162,6 @@ pub fn backward(
     envs.sim
         .seed_outputs(&mut r.tape, &last)
         .map_err(name_error)?;
-    let vars = policy.net.vars();
     let mut dropped = 0;
     let mut grads: Vec<Tensor> = vars.iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
     for t in (0..h).rev() {
@@ -159,7 +195,7 @@ pub fn backward(
             objective = (objective + squash.mul(&live)?.sum_all()?.affine(coef, 0.0)?)?;
         }
         let store = objective.backward()?;
-        add_grads(&mut grads, &grads_of(&store, &vars)?)?;
+        add_grads(&mut grads, &grads_of(&store, vars)?)?;
         if t > 0 {
             let d_input = store
                 .get(input.as_tensor())
@@ -199,8 +235,9 @@ pub fn squash_loss(r: &Rollout, penalty: f64) -> Result<f64> {
     })
 }
 
-/// Runs one window of `h` steps and differentiates its loss (with the
-/// squash penalty `squash_penalty`, see [`squash_loss`]).
+/// Runs one window of `h` steps (exploring where `explore` is given) and
+/// differentiates its loss (with the squash penalty `squash_penalty`, see
+/// [`squash_loss`]).
 pub fn run(
     envs: &mut Envs,
     policy: &Policy,
@@ -208,13 +245,16 @@ pub fn run(
     gamma: f64,
     value: Option<&Mlp>,
     squash_penalty: f64,
+    explore: Option<Explore>,
 ) -> Result<Window> {
     let (b, rows) = (envs.batch(), envs.rows);
     let row = envs
         .reward_row
         .ok_or_else(|| candle_core::Error::Msg("training needs a reward".into()))?;
     let norm = 1.0 / (b * h) as f64;
-    let mut r = forward(envs, policy, h)?;
+    let mut vars = policy.net.vars();
+    vars.extend(explore.as_ref().map(|x| x.log_std.clone()));
+    let mut r = forward(envs, policy, h, explore)?;
     let mut loss = 0.0;
     for (t, rew) in r.reward.iter().enumerate() {
         loss -= norm * gamma.powi(t as i32) * rew.iter().sum::<f64>();
@@ -238,7 +278,7 @@ pub fn run(
     if squash_penalty > 0.0 {
         loss += squash_loss(&r, squash_penalty)?;
     }
-    let (grads, dropped) = backward(envs, policy, &mut r, seeds, end, squash_penalty)?;
+    let (grads, dropped) = backward(envs, policy, &vars, &mut r, seeds, end, squash_penalty)?;
     Ok(Window {
         loss,
         grads,

@@ -279,7 +279,7 @@ fn raw_observations_of_a_nan_state_would_poison_the_normaliser() {
         step: 3,
         kind: FaultKind::Nan,
     });
-    let mut r = window::forward(&mut envs, &policy, 10).expect("window");
+    let mut r = window::forward(&mut envs, &policy, 10, None).expect("window");
     assert_eq!(envs.resets, 1);
     assert!(envs.diverged[ENV] && !envs.alive[ENV]);
     assert_eq!(r.diverged.iter().filter(|d| d[ENV]).count(), 1);
@@ -308,7 +308,16 @@ fn raw_observations_of_a_nan_state_would_poison_the_normaliser() {
         s[row].clone_from(&weight[t]);
         s
     };
-    let (grads, dropped) = window::backward(&mut envs, &policy, &mut r, seeds, None, 0.0).unwrap();
+    let (grads, dropped) = window::backward(
+        &mut envs,
+        &policy,
+        &policy.net.vars(),
+        &mut r,
+        seeds,
+        None,
+        0.0,
+    )
+    .unwrap();
     assert_eq!(dropped, 0);
     let g: Vec<f64> = grads
         .iter()

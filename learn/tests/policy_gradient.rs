@@ -3,10 +3,12 @@
 //! controls set by the network from observations every step (so the gradient
 //! flows through the dynamics, the controls and the observations), on an
 //! implicit rigid-body scene and an explicit particle scene, with and
-//! without a value network closing the window, and with the squash penalty
-//! on the network's pre-`tanh` outputs.
+//! without a value network closing the window, with the squash penalty
+//! on the network's pre-`tanh` outputs, and acting with exploration noise
+//! (the reparameterised sample: the gradient of its log standard deviation
+//! too, the noise held fixed).
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor, Var};
 use joule_compiler::model::{Activation, Integrator};
 use joule_learn::envs::Envs;
 use joule_learn::net::Mlp;
@@ -28,14 +30,16 @@ fn tight(src: &str) -> Scene {
     Scene::from_model(model, joule_compiler::compiled::Backend::Jit).expect("kernels compile")
 }
 
-/// The window loss (with the squash penalty `penalty`) from a fresh,
-/// identically jittered batch.
+/// The window loss (with the squash penalty `penalty`, exploring with
+/// `log_std` and the same noise every call) from a fresh, identically
+/// jittered batch.
 fn loss(
     scene: &Scene,
     policy: &Policy,
     value: Option<&Mlp>,
     steps: usize,
     penalty: f64,
+    log_std: Option<&Var>,
 ) -> (f64, Vec<Tensor>) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let reward = scene
@@ -46,12 +50,17 @@ fn loss(
         .find(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
         .map(|o| o.name.clone());
     let mut envs = Envs::new(scene, 3, 1, reward.as_deref(), 100, 0.3, &mut rng).expect("envs");
-    let w = window::run(&mut envs, policy, steps, 0.9, value, penalty).expect("window");
+    let mut noise = ChaCha8Rng::seed_from_u64(11);
+    let explore = log_std.map(|log_std| window::Explore {
+        log_std,
+        rng: &mut noise,
+    });
+    let w = window::run(&mut envs, policy, steps, 0.9, value, penalty, explore).expect("window");
     assert_eq!(w.dropped, 0);
     (w.loss, w.grads)
 }
 
-fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
+fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64, explore: Option<f64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let spec = policy::spec(scene, None).expect("one policy");
     let mut policy = Policy::new(scene, spec, &mut rng).expect("policy");
@@ -71,9 +80,18 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
     let value = with_value.then(|| {
         Mlp::new(&[policy.inputs(), 8, 1], Activation::Tanh, 1.0, &mut rng).expect("value")
     });
-    let (_, grads) = loss(scene, &policy, value.as_ref(), steps, penalty);
-    if penalty > 0.0 {
-        let (_, plain) = loss(scene, &policy, value.as_ref(), steps, 0.0);
+    let k = policy.controls.len();
+    let log_std = explore.map(|s| Var::from_vec(vec![s.ln(); k], k, &Device::Cpu).unwrap());
+    let (_, grads) = loss(
+        scene,
+        &policy,
+        value.as_ref(),
+        steps,
+        penalty,
+        log_std.as_ref(),
+    );
+    if penalty > 0.0 || log_std.is_some() {
+        let (_, plain) = loss(scene, &policy, value.as_ref(), steps, 0.0, None);
         let apart = grads
             .iter()
             .zip(&plain)
@@ -88,13 +106,27 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
                     .unwrap()
             })
             .fold(0.0, f64::max);
+        let largest = grads
+            .iter()
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            })
+            .fold(0.0, f64::max);
         assert!(
-            apart > 1e-3,
-            "the penalty moved the gradient by only {apart}"
+            apart > 0.01 * largest,
+            "the penalty or the noise moved the gradient by only {apart} (its largest entry: {largest})"
         );
     }
+    let mut vars = policy.net.vars();
+    vars.extend(log_std.iter().cloned());
+    assert_eq!(vars.len(), grads.len());
     let mut checked = 0;
-    for (v, g) in policy.net.vars().iter().zip(&grads) {
+    for (v, g) in vars.iter().zip(&grads) {
         let flat = v
             .as_tensor()
             .flatten_all()
@@ -108,7 +140,15 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
                 p[i] = x;
                 let t = Tensor::from_vec(p, v.as_tensor().shape(), v.as_tensor().device()).unwrap();
                 v.set(&t).unwrap();
-                let l = loss(scene, &policy, value.as_ref(), steps, penalty).0;
+                let l = loss(
+                    scene,
+                    &policy,
+                    value.as_ref(),
+                    steps,
+                    penalty,
+                    log_std.as_ref(),
+                )
+                .0;
                 v.set(
                     &Tensor::from_vec(flat.clone(), v.as_tensor().shape(), v.as_tensor().device())
                         .unwrap(),
@@ -128,25 +168,31 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64) {
             checked += 1;
         }
     }
-    assert!(checked >= 9);
+    assert!(checked >= 9 + 3 * usize::from(explore.is_some()));
 }
 
 #[test]
 fn policy_gradient_through_implicit_rigid_bodies_matches_finite_differences() {
     let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
-    check(&tight(&src), 6, false, 0.0);
+    check(&tight(&src), 6, false, 0.0, None);
 }
 
 #[test]
 fn policy_gradient_with_the_squash_penalty_matches_finite_differences() {
     let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
-    check(&tight(&src), 6, false, 0.05);
+    check(&tight(&src), 6, false, 0.05, None);
+}
+
+#[test]
+fn policy_gradient_through_exploration_noise_matches_finite_differences() {
+    let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
+    check(&tight(&src), 6, true, 0.0, Some(0.5));
 }
 
 #[test]
 fn policy_gradient_with_a_closing_value_matches_finite_differences() {
     let src = std::fs::read_to_string("../scenes/cartpole.joule").expect("cartpole");
-    check(&tight(&src), 4, true, 0.0);
+    check(&tight(&src), 4, true, 0.0, None);
 }
 
 #[test]
@@ -166,5 +212,5 @@ observe vel = b.v
 reward up = b.x.z - 0.1 * f[0]^2
 policy actor = mlp(inputs = [pos, vel], outputs = f, hidden = [6], activation = elu)
 "#;
-    check(&tight(src), 8, false, 0.0);
+    check(&tight(src), 8, false, 0.0, None);
 }
