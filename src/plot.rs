@@ -1,6 +1,8 @@
-//! `joule plot`: a CSV of numeric columns (a `joule run --out` trajectory, a
-//! learning curve) as a PNG line plot, drawn with plotters on a bitmap with an
-//! embedded DejaVu Sans font (no system fonts needed).
+//! `joule plot`: CSVs of numeric columns (`joule run --out` trajectories,
+//! learning curves) as a PNG line plot, drawn with plotters on a bitmap with
+//! an embedded DejaVu Sans font (no system fonts needed). Several files draw
+//! into one plot (seeds, algorithms side by side), each series labelled by
+//! its file.
 
 use crate::files::write_atomically;
 use miette::{miette, LabeledSpan, NamedSource, Report, Result};
@@ -9,8 +11,10 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::PathBuf;
 
-/// Most series drawn when `--y` is not given.
+/// Most series drawn from one file when `--y` is not given.
 const MAX_SERIES: usize = 10;
+/// Most files drawn into one plot.
+const MAX_FILES: usize = 64;
 /// Columns never plotted by default: the x candidates and the environment index.
 const INDEX_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epoch", "env"];
 /// Preferred x columns, in order.
@@ -19,11 +23,13 @@ const X_COLUMNS: &[&str] = &["t", "time", "step", "steps", "iteration", "epoch"]
 /// Plot columns of a CSV file (a `run --out` trajectory, a learning curve) as a PNG.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule run scenes/pendulum.joule --steps 500 --out pendulum.csv\n  joule plot pendulum.csv -o pendulum.png --y angle\n  joule plot curve.csv -o curve.png --x iteration --y loss,reward"
+    after_help = "Examples:\n  joule run scenes/pendulum.joule --steps 500 --out pendulum.csv\n  joule plot pendulum.csv -o pendulum.png --y angle\n  joule plot curve.csv -o curve.png --x iteration --y loss,reward\n  joule plot shac0.csv shac1.csv ppo0.csv -o curves.png --x env_steps --y reward"
 )]
 pub struct PlotArgs {
-    /// The CSV file: a header row of column names, then numeric rows.
-    pub input: PathBuf,
+    /// The CSV files: a header row of column names, then numeric rows.
+    /// Several draw into one plot, each series labelled by its file.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
     /// The PNG image to write.
     #[arg(short, long, value_name = "OUT.png")]
     pub output: PathBuf,
@@ -69,11 +75,73 @@ pub fn plot(p: &PlotArgs) -> Result<()> {
             p.output.display()
         ));
     }
+    if p.inputs.len() > MAX_FILES {
+        return Err(miette!(
+            help = "plot at most {MAX_FILES} files at once",
+            "{} files are too many for one plot",
+            p.inputs.len()
+        ));
+    }
+    let many = p.inputs.len() > 1;
+    let mut curves = vec![];
+    let mut x_name = String::new();
+    for input in &p.inputs {
+        let (x, mut from) = read_curves(p, input)?;
+        if many {
+            let stem = input.file_stem().map_or(input.display().to_string(), |s| {
+                s.to_string_lossy().into_owned()
+            });
+            let columns = from.len();
+            for c in &mut from {
+                c.label = match columns {
+                    1 => stem.clone(),
+                    _ => format!("{stem}: {}", c.label),
+                };
+            }
+        }
+        if !x_name.is_empty() && x != x_name {
+            return Err(miette!(
+                help = "choose the x column of every file with `--x COLUMN`",
+                "`{}` plots against `{x}` where the files before it plot against `{x_name}`",
+                input.display()
+            ));
+        }
+        x_name = x;
+        curves.extend(from);
+    }
+    let names: Vec<String> = p
+        .inputs
+        .iter()
+        .map(|i| {
+            i.file_name().map_or(i.display().to_string(), |f| {
+                f.to_string_lossy().into_owned()
+            })
+        })
+        .collect();
+    let title = match names.as_slice() {
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+        [] => String::new(),
+    };
+    let png = draw(p, &title, &x_name, &curves)?;
+    write_atomically(&p.output, |w| w.write_all(&png))
+}
+
+/// One line of the plot: its label and its points.
+struct Curve {
+    label: String,
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+}
+
+/// Reads one CSV and picks its columns: the x column's name and a curve per
+/// y column (labelled by the column).
+fn read_curves(p: &PlotArgs, input: &std::path::Path) -> Result<(String, Vec<Curve>)> {
     let text = crate::files::read_text(
-        &p.input,
+        input,
         "give a CSV file with a header row, e.g. one written by `joule run --out run.csv`",
     )?;
-    let name = p.input.display().to_string();
+    let name = input.display().to_string();
     let located = |r: Report| r.with_source_code(NamedSource::new(&name, text.clone()));
     let table = parse(&text).map_err(located)?;
     let column = |wanted: &str, flag: &str| -> Result<usize> {
@@ -104,7 +172,7 @@ pub fn plot(p: &PlotArgs) -> Result<()> {
                 .collect();
             if all.len() > MAX_SERIES {
                 eprintln!(
-                    "note: plotting the first {MAX_SERIES} of {} columns; choose others with `--y a,b,...`",
+                    "note: plotting the first {MAX_SERIES} of {} columns of `{name}`; choose others with `--y a,b,...`",
                     all.len()
                 );
             }
@@ -146,13 +214,16 @@ pub fn plot(p: &PlotArgs) -> Result<()> {
             ),
         });
     }
-    let labels: Vec<&str> = ys.iter().map(|&y| table.names[y].as_str()).collect();
-    let title = p
-        .input
-        .file_name()
-        .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
-    let png = draw(p, &title, &table.names[x], &xs, &labels, &series)?;
-    write_atomically(&p.output, |w| w.write_all(&png))
+    let curves = ys
+        .iter()
+        .zip(series)
+        .map(|(&y, ys)| Curve {
+            label: table.names[y].clone(),
+            xs: xs.clone(),
+            ys,
+        })
+        .collect();
+    Ok((table.names[x].clone(), curves))
 }
 
 /// Parses the CSV, keeping byte ranges for diagnostics.
@@ -251,14 +322,7 @@ fn unknown_column(t: &Table, wanted: &str, flag: &str) -> Report {
 }
 
 /// Draws the series and returns the PNG bytes.
-fn draw(
-    p: &PlotArgs,
-    title: &str,
-    x_name: &str,
-    xs: &[f64],
-    labels: &[&str],
-    series: &[Vec<f64>],
-) -> Result<Vec<u8>> {
+fn draw(p: &PlotArgs, title: &str, x_name: &str, curves: &[Curve]) -> Result<Vec<u8>> {
     // An embedded font: text renders without fontconfig or system fonts.
     plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
         .map_err(|_| miette!("the embedded font does not load"))?;
@@ -279,18 +343,21 @@ fn draw(
             lo - pad..hi + pad
         }
     };
-    let x_range = finite(xs);
-    let y_range = finite(&series.concat());
+    let all = |f: fn(&Curve) -> &[f64]| -> Vec<f64> {
+        curves.iter().flat_map(|c| f(c).to_vec()).collect()
+    };
+    let x_range = finite(&all(|c| &c.xs));
+    let y_range = finite(&all(|c| &c.ys));
     let (w, h) = (p.width, p.height);
     let mut rgb = vec![0u8; (w * h * 3) as usize];
     let failed = |e: &dyn std::fmt::Display| miette!("cannot draw the plot: {e}");
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let y_desc = if labels.len() == 1 {
-            labels[0]
-        } else {
-            "value"
+        let y_desc = match (curves, p.inputs.len(), &p.y) {
+            ([one], 1, _) => one.label.as_str(),
+            (_, _, Some(y)) if !y.contains(',') => y.trim(),
+            _ => "value",
         };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
@@ -307,11 +374,11 @@ fn draw(
             .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(|e| failed(&e))?;
-        for (k, (label, ys)) in labels.iter().zip(series).enumerate() {
+        for (k, curve) in curves.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             // Non-finite values break the line.
             let mut segments: Vec<Vec<(f64, f64)>> = vec![vec![]];
-            for (&x, &y) in xs.iter().zip(ys) {
+            for (&x, &y) in curve.xs.iter().zip(&curve.ys) {
                 if x.is_finite() && y.is_finite() {
                     segments.last_mut().expect("one segment").push((x, y));
                 } else if !segments.last().expect("one segment").is_empty() {
@@ -323,13 +390,13 @@ fn draw(
                     .draw_series(LineSeries::new(seg, color.stroke_width(2)))
                     .map_err(|e| failed(&e))?;
                 if i == 0 {
-                    drawn.label(*label).legend(move |(x, y)| {
+                    drawn.label(curve.label.as_str()).legend(move |(x, y)| {
                         PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                     });
                 }
             }
         }
-        if labels.len() > 1 {
+        if curves.len() > 1 {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))

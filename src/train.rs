@@ -382,7 +382,7 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
         ),
     ] {
         plot(&PlotArgs {
-            input: path.to_path_buf(),
+            inputs: vec![path.to_path_buf()],
             output: png,
             x: Some(x.into()),
             y: Some("reward".into()),

@@ -5,7 +5,7 @@ use std::process::Output;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
-use common::{joule, temp};
+use common::{fails_with_hint, joule, temp};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -132,6 +132,55 @@ fn a_learning_curve_plots_the_chosen_columns_only() {
     let img = Image::read(&one);
     assert!(img.count(FIRST) > 100, "loss drawn");
     assert_eq!(img.count(SECOND), 0, "reward not drawn");
+}
+
+#[test]
+fn several_files_draw_into_one_plot() {
+    let (a, b) = (temp("seed0.csv"), temp("seed1.csv"));
+    let curve = |scale: f64| -> String {
+        (0..40)
+            .map(|i| format!("{},{},{}\n", 512 * i, scale * i as f64, 1.0))
+            .collect()
+    };
+    std::fs::write(&a, format!("env_steps,reward,loss\n{}", curve(1.0))).unwrap();
+    std::fs::write(&b, format!("env_steps,reward,loss\n{}", curve(2.0))).unwrap();
+    let png = temp("seeds.png");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let o = joule(&[
+        "plot",
+        a,
+        b,
+        "-o",
+        png.to_str().unwrap(),
+        "--x",
+        "env_steps",
+        "--y",
+        "reward",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = Image::read(&png);
+    assert!(
+        img.count(FIRST) > 100 && img.count(SECOND) > 100,
+        "one line per file: {} and {} pixels",
+        img.count(FIRST),
+        img.count(SECOND)
+    );
+    // Files whose default x columns differ are refused, nothing written.
+    let c = temp("by_iteration.csv");
+    std::fs::write(&c, "iteration,reward\n0,1\n1,2\n").unwrap();
+    let other = temp("mixed.png");
+    let o = joule(&[
+        "plot",
+        a,
+        c.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    fails_with_hint(
+        &o,
+        "plots against `iteration` where the files before it plot against `env_steps`",
+    );
+    assert!(!other.exists(), "nothing written");
 }
 
 #[test]
