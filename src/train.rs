@@ -306,6 +306,7 @@ fn finish(
                 "dropped_gradients": dropped,
                 "events": events,
                 "resets": resets,
+                "action_std": last.map(|p| p.action_std),
                 "policy": o.out,
             })
         );
@@ -350,12 +351,12 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
     write_atomically(path, |w| {
         writeln!(
             w,
-            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events,resets"
+            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events,resets,action_std"
         )?;
         for p in curve {
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{}",
                 p.iteration,
                 p.env_steps,
                 p.wall,
@@ -365,7 +366,8 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
                 p.loss,
                 p.dropped,
                 p.events,
-                p.resets
+                p.resets,
+                p.action_std
             )?;
         }
         Ok(())

@@ -221,6 +221,16 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
         assert_eq!(weights(&a), weights(&b), "{name}: weights differ");
         assert_eq!(curve(&ca), curve(&cb), "{name}: learning curves differ");
         assert_eq!(curve(&ca).len(), 7);
+        // The acting Gaussian's standard deviation, the curve's last column:
+        // none for deterministic SHAC, learned (moved off its start) otherwise.
+        let rows = curve(&ca);
+        assert!(rows[0].ends_with(",action_std"), "{}", rows[0]);
+        let std: f64 = rows[6].rsplit(',').next().unwrap().parse().unwrap();
+        match name {
+            "shac" => assert_eq!(std, 0.0),
+            "shac-explore" => assert!(std > 0.0 && (std - 0.5).abs() > 1e-6, "{std}"),
+            _ => assert!(std > 0.0 && (std - (-0.5f64).exp()).abs() > 1e-6, "{std}"),
+        }
         assert!(ca.with_extension("png").exists());
     }
 }

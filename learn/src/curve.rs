@@ -60,6 +60,12 @@ pub struct Point {
     /// divergence guard, [`crate::envs`]). Absent from older checkpoints: 0.
     #[serde(default)]
     pub resets: usize,
+    /// Mean standard deviation of the Gaussian the policy acts with in
+    /// training (PPO's, or APG's and SHAC's exploration) after the
+    /// iteration's update; 0 where it acts with its outputs. Absent from
+    /// older checkpoints: 0.
+    #[serde(default)]
+    pub action_std: f64,
 }
 
 /// What an iteration measured itself (the environments add the rest).
@@ -74,6 +80,8 @@ pub(crate) struct Measured {
     pub loss: f64,
     /// Non-finite gradients dropped and updates skipped.
     pub dropped: usize,
+    /// The acting Gaussian's mean standard deviation (0: none).
+    pub action_std: f64,
 }
 
 /// Closes an iteration: environments whose episode ended record their
@@ -106,6 +114,7 @@ pub(crate) fn close_iteration<'c>(
         dropped: m.dropped,
         events,
         resets,
+        action_std: m.action_std,
     };
     curve.push(point);
     curve.last().expect("just pushed")

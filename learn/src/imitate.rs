@@ -393,6 +393,7 @@ impl<'s> Imitator<'s> {
             grad_norm: norm,
             loss,
             dropped,
+            action_std: 0.0,
         };
         Ok(close_iteration(
             &mut self.curve,

@@ -237,12 +237,17 @@ impl<'s> Trainer<'s> {
             Algo::Ppo => self.ppo()?,
         };
         self.policy.norm.update(&outcome.observations);
+        let action_std = match &self.log_std {
+            Some(l) => l.as_tensor().exp()?.mean_all()?.to_scalar::<f64>()?,
+            None => 0.0,
+        };
         let measured = Measured {
             start,
             env_steps: (self.config.batch * self.config.horizon) as u64,
             grad_norm: outcome.grad_norm,
             loss: outcome.loss,
             dropped: outcome.dropped,
+            action_std,
         };
         Ok(close_iteration(
             &mut self.curve,
