@@ -321,6 +321,27 @@ fn unknown_column(t: &Table, wanted: &str, flag: &str) -> Report {
     )
 }
 
+/// A tick label: at most four significant digits, trailing zeros dropped,
+/// `k` / `M` for thousands and millions from ten thousand on (`983040` is
+/// `983k`, `0.25` is `0.25`).
+fn tick(v: f64) -> String {
+    let (scaled, suffix) = match v.abs() {
+        a if a >= 1e7 => (v / 1e6, "M"),
+        a if a >= 1e4 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = if scaled == 0.0 {
+        0
+    } else {
+        (3 - scaled.abs().log10().floor() as i32).clamp(0, 6) as usize
+    };
+    let mut text = format!("{scaled:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{suffix}")
+}
+
 /// Draws the series and returns the PNG bytes.
 fn draw(p: &PlotArgs, title: &str, x_name: &str, curves: &[Curve]) -> Result<Vec<u8>> {
     // An embedded font: text renders without fontconfig or system fonts.
@@ -370,6 +391,8 @@ fn draw(p: &PlotArgs, title: &str, x_name: &str, curves: &[Curve]) -> Result<Vec
             .configure_mesh()
             .x_desc(x_name)
             .y_desc(y_desc)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 16))
             .draw()
@@ -418,4 +441,27 @@ fn draw(p: &PlotArgs, title: &str, x_name: &str, curves: &[Curve]) -> Result<Vec
         writer.finish().map_err(|e| failed(&e))?;
     }
     Ok(png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn tick_labels_are_short() {
+        let cases = [
+            (0.0, "0"),
+            (0.25, "0.25"),
+            (-1.5, "-1.5"),
+            (120.0, "120"),
+            (2000.0, "2000"),
+            (100000.0, "100k"),
+            (983040.0, "983k"),
+            (2.5e7, "25M"),
+            (1e-3, "0.001"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(tick(v), want, "{v}");
+        }
+    }
 }
