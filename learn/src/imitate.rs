@@ -268,15 +268,7 @@ impl<'s> Imitator<'s> {
         }
         let shape = (self.envs.rows, b);
         let seeds = Self::seeds(&self.rows, &self.scale, shape, &grad, 1.0);
-        let (grads, dropped) = window::backward(
-            &mut self.envs,
-            policy,
-            &policy.net.vars(),
-            &mut r,
-            seeds,
-            None,
-            0.0,
-        )?;
+        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None, 0.0)?;
         // The windows are not episodes: nothing to close at the boundary.
         for e in 0..b {
             self.envs
@@ -355,15 +347,7 @@ impl<'s> Imitator<'s> {
             &grad,
             kept.len().max(1) as f64,
         );
-        let (grads, dropped) = window::backward(
-            &mut self.envs,
-            policy,
-            &policy.net.vars(),
-            &mut r,
-            seeds,
-            None,
-            0.0,
-        )?;
+        let (grads, dropped) = window::backward(&mut self.envs, policy, &mut r, seeds, None, 0.0)?;
         self.update(policy, r, grads, dropped, start, loss, (b * h) as u64)
     }
 

@@ -67,6 +67,9 @@ pub struct Rollout {
     /// (the mean, before any exploration) and the mask of the bounded
     /// controls (see [`Policy::squash`]) at every step.
     steps: Vec<(Var, Tensor, Tensor, Tensor)>,
+    /// The exploration's log standard deviation, where the rollout explored
+    /// (differentiated with the policy's weights).
+    log_std: Option<Var>,
     /// Raw observations at the start of every step and after the last,
     /// `[H + 1][env][input]` (zeros where the environment was masked).
     pub obs: Vec<Vec<Vec<f64>>>,
@@ -93,6 +96,7 @@ pub fn forward(
     let mut r = Rollout {
         tape: envs.sim.tape(),
         steps: vec![],
+        log_std: explore.as_ref().map(|x| x.log_std.clone()),
         obs: vec![],
         reward: vec![],
         weight: vec![],
@@ -140,13 +144,12 @@ pub fn forward(
 /// and the number of control adjoints dropped for not being finite. An
 /// environment that diverged at step `t` passes nothing back from the state
 /// after it: its adjoint is dropped there and its control adjoints of steps
-/// `t..` are masked. `squash_penalty` adds [`squash_loss`]'s term. `vars`
-/// are the variables differentiated: the policy's, and the exploration's
+/// `t..` are masked. `squash_penalty` adds [`squash_loss`]'s term. The
+/// variables differentiated are the policy's, then the exploration's
 /// `log_std` where the rollout explored.
 pub fn backward(
     envs: &mut Envs,
     policy: &Policy,
-    vars: &[Var],
     r: &mut Rollout,
     seeds: impl Fn(usize) -> Vec<Vec<f64>>,
     end: Option<Vec<Vec<f64>>>,
@@ -162,6 +165,8 @@ pub fn backward(
     envs.sim
         .seed_outputs(&mut r.tape, &last)
         .map_err(name_error)?;
+    let mut vars = policy.net.vars();
+    vars.extend(r.log_std.iter().cloned());
     let mut dropped = 0;
     let mut grads: Vec<Tensor> = vars.iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
     for t in (0..h).rev() {
@@ -195,7 +200,7 @@ pub fn backward(
             objective = (objective + squash.mul(&live)?.sum_all()?.affine(coef, 0.0)?)?;
         }
         let store = objective.backward()?;
-        add_grads(&mut grads, &grads_of(&store, vars)?)?;
+        add_grads(&mut grads, &grads_of(&store, &vars)?)?;
         if t > 0 {
             let d_input = store
                 .get(input.as_tensor())
@@ -252,8 +257,6 @@ pub fn run(
         .reward_row
         .ok_or_else(|| candle_core::Error::Msg("training needs a reward".into()))?;
     let norm = 1.0 / (b * h) as f64;
-    let mut vars = policy.net.vars();
-    vars.extend(explore.as_ref().map(|x| x.log_std.clone()));
     let mut r = forward(envs, policy, h, explore)?;
     let mut loss = 0.0;
     for (t, rew) in r.reward.iter().enumerate() {
@@ -278,7 +281,7 @@ pub fn run(
     if squash_penalty > 0.0 {
         loss += squash_loss(&r, squash_penalty)?;
     }
-    let (grads, dropped) = backward(envs, policy, &vars, &mut r, seeds, end, squash_penalty)?;
+    let (grads, dropped) = backward(envs, policy, &mut r, seeds, end, squash_penalty)?;
     Ok(Window {
         loss,
         grads,

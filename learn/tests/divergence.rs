@@ -308,16 +308,7 @@ fn raw_observations_of_a_nan_state_would_poison_the_normaliser() {
         s[row].clone_from(&weight[t]);
         s
     };
-    let (grads, dropped) = window::backward(
-        &mut envs,
-        &policy,
-        &policy.net.vars(),
-        &mut r,
-        seeds,
-        None,
-        0.0,
-    )
-    .unwrap();
+    let (grads, dropped) = window::backward(&mut envs, &policy, &mut r, seeds, None, 0.0).unwrap();
     assert_eq!(dropped, 0);
     let g: Vec<f64> = grads
         .iter()

@@ -60,6 +60,16 @@ fn loss(
     (w.loss, w.grads)
 }
 
+/// The largest absolute entry of a tensor.
+fn largest_entry(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
 fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64, explore: Option<f64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let spec = policy::spec(scene, None).expect("one policy");
@@ -95,28 +105,9 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64, explore: O
         let apart = grads
             .iter()
             .zip(&plain)
-            .map(|(a, b)| {
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            })
+            .map(|(a, b)| largest_entry(&(a - b).unwrap()))
             .fold(0.0, f64::max);
-        let largest = grads
-            .iter()
-            .map(|g| {
-                g.abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            })
-            .fold(0.0, f64::max);
+        let largest = grads.iter().map(largest_entry).fold(0.0, f64::max);
         assert!(
             apart > 0.01 * largest,
             "the penalty or the noise moved the gradient by only {apart} (its largest entry: {largest})"
