@@ -294,6 +294,32 @@ impl Tree {
         }
     }
 
+    /// For every tree hanging from a free joint, lane `e < len` and axis `k`:
+    /// adds `sum_l v[l] / div / m` (the sum over the tree's links of `v` on
+    /// their origin row `row + k`, `m` the tree's mass) to `out` on each of
+    /// those rows (`v`, `out`: rows of stride `s`). The prediction's shift
+    /// of a floating tree's centre of mass, and its adjoint.
+    pub(crate) fn add_floating_mean(
+        &self,
+        v: &[f64],
+        div: f64,
+        out: &mut [f64],
+        s: usize,
+        len: usize,
+    ) {
+        for (links, mass) in &self.floating {
+            for e in 0..len {
+                for k in 0..3 {
+                    let row = |l: &usize| (self.links[*l].row + k) * s + e;
+                    let c = links.iter().map(|l| v[row(l)]).sum::<f64>() / div / mass;
+                    for l in links {
+                        out[row(l)] += c;
+                    }
+                }
+            }
+        }
+    }
+
     /// Per link subtree, the moments of the maximal gradient `g(r)` (row
     /// `r`'s entry) about the links' current poses.
     pub(crate) fn moments(&self, poses: &[Pose], g: impl Fn(usize) -> f64, out: &mut [Moments]) {

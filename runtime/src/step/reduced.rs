@@ -543,20 +543,7 @@ impl<T: Real> Part<T> {
                 });
             }
             scene.mass.mul(&w.d, &mut w.md, s);
-            for (links, mass) in &tree.floating {
-                for e in 0..self.len {
-                    for k in 0..3 {
-                        let c: f64 = links
-                            .iter()
-                            .map(|l| w.md[(tree.links[*l].row + k) * s + e])
-                            .sum::<f64>()
-                            / mass;
-                        for l in links {
-                            w.xt[(tree.links[*l].row + k) * s + e] += c;
-                        }
-                    }
-                }
-            }
+            tree.add_floating_mean(&w.md, 1.0, &mut w.xt, s, self.len);
         }
     }
 

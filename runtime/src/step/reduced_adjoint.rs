@@ -139,17 +139,7 @@ impl<T: Real> Part<T> {
         // The floating trees' shift: `rbar = M T (T^T P) / m` (into `w.dx`)
         // for the prediction's adjoint `P = M s / h^2` on their links' rows.
         w.rhs.fill(0.0);
-        for (links, mass) in &tree.floating {
-            for e in 0..self.len {
-                for k in 0..3 {
-                    let row = |l: &usize| (tree.links[*l].row + k) * s + e;
-                    let c: f64 = links.iter().map(|l| w.md[row(l)]).sum::<f64>() / (h * h);
-                    for l in links {
-                        w.rhs[row(l)] = c / mass;
-                    }
-                }
-            }
-        }
+        tree.add_floating_mean(&w.md, h * h, &mut w.rhs, s, self.len);
         scene.mass.mul(&w.rhs, &mut w.dx, s);
         // The links' prediction reads their start rows with weight -1 (not
         // +1 and their velocities, as the other rows' `x_t + h v_t` does),
