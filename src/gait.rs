@@ -3,10 +3,11 @@
 //! on its feet can earn a return; these numbers tell it from a gait.
 //!
 //! The feet are the bodies that carry ground contact points, the body
-//! points of the prelude's ground contacts (`contact_soft`, `ground_soft`,
-//! `ground_point`, `ground_penalty`): each instance's point `r` and
+//! points of the prelude's ground contacts (`contact_soft`, `contact_coulomb`,
+//! `ground_soft`, `ground_point`, `ground_penalty`): each instance's point `r` and
 //! `radius`; and the particles with ground contact (`contact_soft_particle`,
-//! `ground`) that touch it at least once (a soft body's feet). A foot's
+//! `contact_coulomb_particle`, `ground`) that touch it at least once (a soft
+//! body's feet). A foot's
 //! height is its lowest contact sphere's lowest point above `z = 0`; it
 //! stands when that is at most [`STANCE_HEIGHT`]. Its slip is the
 //! horizontal motion, over a step in which it stands at both ends, of the
@@ -28,15 +29,17 @@ pub const STANCE_HEIGHT: f64 = 2e-3;
 pub const MIN_TRAVEL: f64 = 0.01;
 
 /// The prelude's ground contacts on a body point: `(A, r, radius, ..)`.
-const GROUND_CONTACTS: [&str; 4] = [
+const GROUND_CONTACTS: [&str; 5] = [
     "contact_soft",
+    "contact_coulomb",
     "ground_soft",
     "ground_point",
     "ground_penalty",
 ];
 
 /// The prelude's ground contacts of a particle: `(p, ..)`.
-const PARTICLE_GROUND_CONTACTS: [&str; 2] = ["contact_soft_particle", "ground"];
+const PARTICLE_GROUND_CONTACTS: [&str; 3] =
+    ["contact_soft_particle", "contact_coulomb_particle", "ground"];
 
 /// A body's pose: origin and rotation matrix (rows).
 #[derive(Clone, Copy, Debug, PartialEq)]

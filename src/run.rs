@@ -276,7 +276,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let layout = gait::Layout::of(scene.model());
     if a.gait && layout.is_empty() {
         return Err(miette!(
-            help = "`--gait` reads the bodies with ground contact points (`contact_soft`, `ground_soft`, `ground_point`, `ground_penalty`) and the particles with ground contact (`contact_soft_particle`, `ground`), and the first free or moving body (else the free particles' centre of mass)",
+            help = "`--gait` reads the bodies with ground contact points (`contact_soft`, `contact_coulomb`, `ground_soft`, `ground_point`, `ground_penalty`) and the particles with ground contact (`contact_soft_particle`, `contact_coulomb_particle`, `ground`), and the first free or moving body (else the free particles' centre of mass)",
             "`{}` has no moving body or particle to report a gait of",
             c.scene.display()
         ));

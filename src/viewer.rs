@@ -268,12 +268,18 @@ impl Geometry {
                     }
                 }
             }
-            // The prelude's friction cone on the ground hides its height in
-            // `cone_contact`'s branches: known by name.
+            // The prelude's friction contacts on the ground hide their
+            // height in their branches: known by name.
             let base = t.name.split('#').next().unwrap_or("");
             ground |= t.count > 0
                 && (touches_ground(&t.body)
-                    || matches!(base, "contact_soft" | "contact_soft_particle"));
+                    || matches!(
+                        base,
+                        "contact_soft"
+                            | "contact_soft_particle"
+                            | "contact_coulomb"
+                            | "contact_coulomb_particle"
+                    ));
         }
         let mut edges: Vec<[u32; 2]> = edges.difference(&on_surface).copied().collect();
         edges.sort_unstable();

@@ -5,7 +5,9 @@
 //! contact model, from the momentum each scene's bodies gain in a step
 //! minus gravity's and the drive's (`tests/friction/*.joule`). The lagged
 //! model the cone replaced breaks the bound on the same inputs, so the
-//! check has teeth.
+//! check has teeth. Two models pass: MuJoCo's cone (`contact_soft`), whose
+//! sliding contacts push out (dilatant), and Coulomb's bound held at the
+//! step's solution (`contact_coulomb`), whose do not.
 
 use joule_compiler::compiled::Backend;
 use joule_runtime::{Scene, Sim};
@@ -28,6 +30,10 @@ struct Step {
     normal: f64,
     slip: [f64; 2],
 }
+
+/// The contact models under test (`tests/friction/*_{model}.joule`):
+/// MuJoCo's cone and Coulomb's bound held at the step's solution.
+const MODELS: [&str; 2] = ["cone", "coulomb"];
 
 /// The scene at `path`, compiled.
 fn scene(path: &str) -> Scene {
@@ -139,17 +145,25 @@ fn sign(n: usize, salt: u64) -> f64 {
 
 #[test]
 fn a_particle_driven_bang_bang_stays_in_the_cone() {
-    let steps = driven_particle("tests/friction/particle_cone.joule");
-    let excess = cone_excess(&steps, 1.0);
-    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
-    // It slides (the drive is three times the friction), so the bound is
-    // met with friction at work, not by sticking.
-    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-    assert!(moved > 0.05, "slid only {moved} m");
-    // Friction never does positive work: its impulse opposes the slip.
-    for (n, s) in steps.iter().enumerate() {
-        let work = s.tangential[0] * s.slip[0] + s.tangential[1] * s.slip[1];
-        assert!(work <= 1e-9, "step {n}: friction did {work} J of work");
+    for model in MODELS {
+        let steps = driven_particle(&format!("tests/friction/particle_{model}.joule"));
+        let excess = cone_excess(&steps, 1.0);
+        assert!(
+            excess <= 1e-7,
+            "{model}: impulse outside the cone by {excess} N s"
+        );
+        // It slides (the drive is three times the friction), so the bound is
+        // met with friction at work, not by sticking.
+        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+        assert!(moved > 0.05, "{model}: slid only {moved} m");
+        // Friction never does positive work: its impulse opposes the slip.
+        for (n, s) in steps.iter().enumerate() {
+            let work = s.tangential[0] * s.slip[0] + s.tangential[1] * s.slip[1];
+            assert!(
+                work <= 1e-9,
+                "{model}, step {n}: friction did {work} J of work"
+            );
+        }
     }
 }
 
@@ -170,17 +184,22 @@ fn a_box_pushed_and_twisted_bang_bang_stays_in_the_cone() {
         mass: 1.0,
     }];
     let controls = |n: usize| vec![sign(n, 1), sign(n, 2)];
-    let steps = impulses(
-        scene("tests/friction/box_cone.joule").batch(1),
-        &bx,
-        300,
-        controls,
-        |u| [20.0 * u[0], 0.0, 0.0],
-    );
-    let excess = cone_excess(&steps, 0.8);
-    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
-    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-    assert!(moved > 0.05, "slid only {moved} m");
+    for model in MODELS {
+        let steps = impulses(
+            scene(&format!("tests/friction/box_{model}.joule")).batch(1),
+            &bx,
+            300,
+            controls,
+            |u| [20.0 * u[0], 0.0, 0.0],
+        );
+        let excess = cone_excess(&steps, 0.8);
+        assert!(
+            excess <= 1e-7,
+            "{model}: impulse outside the cone by {excess} N s"
+        );
+        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+        assert!(moved > 0.05, "{model}: slid only {moved} m");
+    }
 }
 
 #[test]
@@ -196,23 +215,28 @@ fn a_robot_kicking_bang_bang_stays_in_the_cone() {
         },
     ];
     let controls = |n: usize| vec![sign(n, 3)];
-    let steps = impulses(
-        scene("tests/friction/leg_cone.joule").batch(1),
-        &robot,
-        300,
-        controls,
-        |_| [0.0; 3],
-    );
-    let excess = cone_excess(&steps, 0.9);
-    assert!(excess <= 1e-7, "impulse outside the cone by {excess} N s");
-    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-    assert!(moved > 0.01, "moved only {moved} m");
+    for model in MODELS {
+        let steps = impulses(
+            scene(&format!("tests/friction/leg_{model}.joule")).batch(1),
+            &robot,
+            300,
+            controls,
+            |_| [0.0; 3],
+        );
+        let excess = cone_excess(&steps, 0.9);
+        assert!(
+            excess <= 1e-7,
+            "{model}: impulse outside the cone by {excess} N s"
+        );
+        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+        assert!(moved > 0.01, "{model}: moved only {moved} m");
+    }
 }
 
 /// The box's position along x after each of `steps` steps under a constant
-/// push (N).
-fn pushed(push: f64, steps: usize) -> Vec<f64> {
-    let box_push = scene("tests/friction/box_push.joule");
+/// push (N), with the contact `model`.
+fn pushed(model: &str, push: f64, steps: usize) -> Vec<f64> {
+    let box_push = scene(&format!("tests/friction/box_push_{model}.joule"));
     let mut sim = box_push.batch(1);
     sim.set_param("push", push).unwrap();
     (0..steps)
@@ -226,19 +250,21 @@ fn pushed(push: f64, steps: usize) -> Vec<f64> {
 
 /// Static friction holds: pushed at half of mu m g, the box only creeps,
 /// at the speed the four bottom corners' tangential dampers allow,
-/// push / (4 kt h) with kt = 19 b / h (box_push.joule's constants).
+/// push / (4 kt h) with kt = 19 b / h (box_push_*.joule's constants).
 #[test]
 fn a_box_pushed_below_the_cone_creeps_at_the_dampers_speed() {
     let (m, mu) = (1.0, 0.8);
     let push = 0.5 * mu * m * G;
     let kt = 19.0 * (2.0 * (m / 4.0) / (0.95 * 0.02)) / H;
-    let x = pushed(push, 100);
-    let speed = (x[99] - x[49]) / (50.0 * H);
-    let want = push / (4.0 * kt * H);
-    assert!(
-        (speed - want).abs() <= 0.02 * want,
-        "creep {speed} m/s, closed form {want} m/s"
-    );
+    for model in MODELS {
+        let x = pushed(model, push, 100);
+        let speed = (x[99] - x[49]) / (50.0 * H);
+        let want = push / (4.0 * kt * H);
+        assert!(
+            (speed - want).abs() <= 0.02 * want,
+            "{model}: creep {speed} m/s, closed form {want} m/s"
+        );
+    }
 }
 
 /// Past the cone it slides on it: pushed sideways at 1.2 times mu m g,
@@ -308,4 +334,103 @@ fn a_particle_sliding_above_the_ground_flies_freely() {
     }
     let z = sim.output("x")[2][0];
     assert!((-0.01..0.0).contains(&z), "after landing at z = {z} m");
+}
+
+/// The box kicked at 3 m/s (`box_kicked_*.joule`): the position (x, z) of
+/// its centre after each of 80 steps.
+fn kicked(model: &str) -> Vec<[f64; 2]> {
+    let kicked = scene(&format!("tests/friction/box_kicked_{model}.joule"));
+    let mut sim = kicked.batch(1);
+    (0..80)
+        .map(|_| {
+            sim.step();
+            assert!(sim.events.is_empty(), "{model}: {:?}", sim.events);
+            let x = sim.output("x");
+            [x[0][0], x[2][0]]
+        })
+        .collect()
+}
+
+/// Coulomb's bound held at the step's solution does not push a sliding
+/// box out of the ground: kicked at 3 m/s it slides flat (its centre stays
+/// within 0.1 mm of its resting height) and stops within 5 % of Coulomb's
+/// v^2 / (2 mu g), never speeding up; MuJoCo's cone, on the same kick,
+/// hops over a centimetre and slides further (the check has teeth).
+#[test]
+fn a_box_kicked_with_held_coulomb_friction_slides_flat_and_stops_where_coulomb_says() {
+    let (v, mu, z0) = (3.0, 0.8, 0.0965);
+    let coulomb = v * v / (2.0 * mu * G);
+    let path = kicked("coulomb");
+    let rise = path.iter().map(|p| p[1] - z0).fold(f64::MIN, f64::max);
+    assert!(rise <= 1e-4, "coulomb: the centre rose {rise} m");
+    let stop = path[79][0];
+    assert!(
+        (stop - coulomb).abs() <= 0.05 * coulomb,
+        "coulomb: stopped at {stop} m, Coulomb's {coulomb} m"
+    );
+    // While it slides, friction only ever slows it (then the box rocks
+    // back onto its rear corners as it stops, a few cm/s).
+    let speeds: Vec<f64> = path.windows(2).map(|w| (w[1][0] - w[0][0]) / H).collect();
+    for (n, w) in speeds
+        .windows(2)
+        .enumerate()
+        .take_while(|(_, w)| w[0] > 0.1)
+    {
+        assert!(
+            w[1] <= w[0] + 1e-9,
+            "coulomb, step {n}: sped up from {} to {} m/s",
+            w[0],
+            w[1]
+        );
+    }
+    let cone = kicked("cone");
+    let hop = cone.iter().map(|p| p[1] - z0).fold(f64::MIN, f64::max);
+    assert!(hop > 0.01, "cone: rose only {hop} m");
+    assert!(
+        cone[79][0] > 1.2 * coulomb,
+        "cone: stopped at {} m",
+        cone[79][0]
+    );
+}
+
+/// Past the bound a particle slides at Coulomb's acceleration (push - mu m
+/// g) / m with Coulomb's bound held at the step's solution: pushed at 1.2
+/// mu m g, friction is exactly mu times the normal impulse in every step,
+/// and the particle stays on the ground (the cone's particle hops instead,
+/// see `a_particle_pushed_past_the_cone_slides_on_it`).
+#[test]
+fn a_particle_pushed_past_held_coulomb_friction_accelerates_as_coulomb_says() {
+    let particle = [Part {
+        output: "x",
+        mass: 1.0,
+    }];
+    let push = 0.4;
+    let steps = impulses(
+        scene("tests/friction/particle_coulomb.joule").batch(1),
+        &particle,
+        100,
+        |_| vec![push, 0.0],
+        particle_drive,
+    );
+    // Once the particle has settled onto its spring-damper (0.3 s).
+    for (n, s) in steps.iter().enumerate().skip(30) {
+        assert!(
+            (s.tangential[0] + s.normal).abs() <= 1e-7 && s.tangential[1].abs() <= 1e-9,
+            "step {n}: friction {:?} N s for a normal impulse {} N s",
+            s.tangential,
+            s.normal
+        );
+        assert!(
+            (s.normal - G * H).abs() <= 1e-6,
+            "step {n}: normal impulse {} N s",
+            s.normal
+        );
+    }
+    let (first, last) = (&steps[10], &steps[90]);
+    let accel = (last.slip[0] - first.slip[0]) / (80.0 * H * H);
+    let want = 30.0 * push - G;
+    assert!(
+        (accel - want).abs() <= 1e-3 * want,
+        "accelerates at {accel} m/s^2, Coulomb's {want}"
+    );
 }

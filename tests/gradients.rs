@@ -935,3 +935,17 @@ fn a_tape_differentiates_the_surrogate_model_like_a_rollout() {
         assert!(close(a[0], b[0]), "state: tape {a:?}, rollout {b:?}");
     }
 }
+
+/// Coulomb friction bounded by the step's own normal force, held at the
+/// step's solution (`held(..)`; `tests/grad/coulomb_*.joule`: a box in
+/// joint coordinates, the same box as an affine body, particles): the
+/// adjoint solves the step's non-symmetric Jacobian by the transpose of the
+/// forward's fixed-point iteration. Over 1 step, 4, and 15 of sliding.
+#[test]
+fn adjoint_through_held_coulomb_friction() {
+    for name in ["coulomb_box", "coulomb_affine_box", "coulomb_particle"] {
+        for steps in [1, 4, 15] {
+            gradient_check(Path::new(&format!("tests/grad/{name}.joule")), steps);
+        }
+    }
+}

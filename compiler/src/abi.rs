@@ -100,10 +100,14 @@ pub struct KernelArgs<T: Real> {
     pub d_controls: *mut T,
     /// Outputs (output rows).
     pub outputs: *mut T,
+    /// Positions at the step's solution, held fixed in its potential (state rows).
+    pub held_x: *const T,
+    /// VJP into the held positions (state rows).
+    pub d_held_x: *mut T,
 }
 
 /// Number of pointer fields after `stride`.
-pub const POINTER_FIELDS: usize = 19;
+pub const POINTER_FIELDS: usize = 21;
 
 /// A cache line: the unit of [`AlignedVec`] storage.
 #[repr(C, align(64))]
@@ -187,6 +191,8 @@ pub struct Buffers<T: Real = f64> {
     pub d_params: AlignedVec<T>,
     pub d_controls: AlignedVec<T>,
     pub outputs: AlignedVec<T>,
+    pub held_x: AlignedVec<T>,
+    pub d_held_x: AlignedVec<T>,
 }
 
 impl<T: Real> Buffers<T> {
@@ -217,10 +223,12 @@ impl<T: Real> Buffers<T> {
             d_params: z(layout.params),
             d_controls: z(layout.controls),
             outputs: z(layout.output_rows()),
+            held_x: z(layout.state_rows()),
+            d_held_x: AlignedVec::zeros(state),
         };
         for (k, value) in layout.pinned.iter().enumerate() {
             let row = layout.dofs + k;
-            for buf in [&mut b.x, &mut b.prev_x] {
+            for buf in [&mut b.x, &mut b.prev_x, &mut b.held_x] {
                 buf[row * stride..(row + 1) * stride].fill(T::from_f64(*value));
             }
         }
@@ -231,8 +239,8 @@ impl<T: Real> Buffers<T> {
     /// allocates for `layout`.
     pub fn lane_bytes(layout: &Layout) -> usize {
         let state = layout.state_rows();
-        // x, v, prev_x, prev_v, seed, grad, hv and the four VJPs into state.
-        let rows = 11 * state
+        // x, v, prev_x, prev_v, held_x, seed, grad, hv and the five VJPs into state.
+        let rows = 13 * state
             + 2 * (layout.params + layout.controls)
             + 2 * layout.output_rows()
             + 1
@@ -254,6 +262,7 @@ impl<T: Real> Buffers<T> {
             &mut self.d_params,
             &mut self.d_controls,
             &mut self.outputs,
+            &mut self.d_held_x,
         ] {
             buf.fill(T::default());
         }
@@ -283,6 +292,8 @@ impl<T: Real> Buffers<T> {
             d_params: self.d_params.as_mut_ptr(),
             d_controls: self.d_controls.as_mut_ptr(),
             outputs: self.outputs.as_mut_ptr(),
+            held_x: self.held_x.as_ptr(),
+            d_held_x: self.d_held_x.as_mut_ptr(),
         }
     }
 }
@@ -337,6 +348,8 @@ mod tests {
             &f.d_params,
             &f.d_controls,
             &f.outputs,
+            &f.held_x,
+            &f.d_held_x,
         ]
         .iter()
         .map(|b| b.len())

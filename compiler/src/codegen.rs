@@ -334,11 +334,15 @@ fn state_field(s: State) -> usize {
         State::Vel => 1,
         State::PrevPos => 2,
         State::PrevVel => 3,
+        State::Held => HELD_X,
     }
 }
 
 fn d_state_field(s: State) -> usize {
-    12 + state_field(s)
+    match s {
+        State::Held => D_HELD_X,
+        s => 12 + state_field(s),
+    }
 }
 
 /// Field indices (see [`KernelArgs`]).
@@ -353,6 +357,8 @@ const BLOCKS: usize = 11;
 const D_PARAMS: usize = 16;
 const D_CONTROLS: usize = 17;
 const OUTPUTS: usize = 18;
+const HELD_X: usize = 19;
+const D_HELD_X: usize = 20;
 
 impl Gen {
     fn function(

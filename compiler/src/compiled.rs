@@ -160,6 +160,8 @@ impl CompiledScene {
             ("d_params", b.d_params.len(), l.params * s),
             ("d_controls", b.d_controls.len(), l.controls * s),
             ("outputs", b.outputs.len(), l.output_rows() * s),
+            ("held_x", b.held_x.len(), state),
+            ("d_held_x", b.d_held_x.len(), state),
         ];
         for (name, have, need) in sizes {
             if have < need {

@@ -312,12 +312,7 @@ impl Printer<'_> {
     fn input(&self, i: Input) -> String {
         match i {
             Input::Dof { at, state } => {
-                let s = match state {
-                    State::Pos => "x",
-                    State::Vel => "v",
-                    State::PrevPos => "prev_x",
-                    State::PrevVel => "prev_v",
-                };
+                let s = state.name();
                 match at {
                     DofAt::Global(g) => format!("{s}[{g}]"),
                     DofAt::Arg { arg, offset } => {

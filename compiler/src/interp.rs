@@ -88,6 +88,7 @@ unsafe fn run_loop<T: Real>(lp: &LoopIr, a: &KernelArgs<T>, begin: usize, end: u
                                 State::Vel => a.v,
                                 State::PrevPos => a.prev_x,
                                 State::PrevVel => a.prev_v,
+                                State::Held => a.held_x,
                             };
                             (*buf.add(row(at) * stride + env)).to_f64()
                         }
@@ -116,6 +117,7 @@ unsafe fn run_loop<T: Real>(lp: &LoopIr, a: &KernelArgs<T>, begin: usize, end: u
                             State::Vel => a.d_v,
                             State::PrevPos => a.d_prev_x,
                             State::PrevVel => a.d_prev_v,
+                            State::Held => a.d_held_x,
                         };
                         (buf.add(row(at) * stride + env), true)
                     }

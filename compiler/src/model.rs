@@ -183,6 +183,23 @@ pub enum State {
     PrevPos,
     /// Velocity at the start of the step.
     PrevVel,
+    /// Position at the step's solution, held fixed in the step's potential
+    /// (`held(...)`): the solver alternates minimising with it held and
+    /// updating it, to the fixed point.
+    Held,
+}
+
+impl State {
+    /// The state buffer's name (IR dumps, the model's text form).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pos => "x",
+            State::Vel => "v",
+            State::PrevPos => "prev_x",
+            State::PrevVel => "prev_v",
+            State::Held => "held_x",
+        }
+    }
 }
 
 /// Where a DOF read points.

@@ -18,6 +18,7 @@ pub const SPECIAL_CALLS: &[&str] = &[
     "axis_angle",
     "rest",
     "prev",
+    "held",
     "sphere",
     "box",
     "capsule",

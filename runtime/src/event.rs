@@ -19,10 +19,11 @@ pub enum Event {
         step: usize,
         residual: f64,
     },
-    /// An iterative (Jacobi-preconditioned CG) linear solve stopped before its
-    /// tolerance; `residual` is its relative residual. In the forward pass
-    /// Newton may still converge (the last stop of the substep is reported);
-    /// in an `adjoint` solve the gradient is inexact.
+    /// An iterative linear solve (Jacobi-preconditioned CG, or the adjoint's
+    /// iteration through `held(..)` values) stopped before its tolerance;
+    /// `residual` is its relative residual. In the forward pass Newton may
+    /// still converge (the last stop of the substep is reported); in an
+    /// `adjoint` solve the gradient is inexact.
     SolveStopped {
         env: usize,
         step: usize,
@@ -39,6 +40,10 @@ pub enum SolveStop {
     IterationCap,
     /// A search direction had non-positive curvature: the matrix is not positive definite.
     NegativeCurvature,
+    /// The adjoint's fixed-point iteration through the `held(..)` values (the
+    /// transpose of the forward's) reached its cap: the held values' coupling
+    /// contracts too slowly.
+    HeldIterationCap,
 }
 
 impl std::fmt::Display for Event {
@@ -53,11 +58,12 @@ impl std::fmt::Display for Event {
             ),
             Event::SolveStopped { env, step, reason, residual, adjoint } => write!(
                 f,
-                "environment {env}, step {step}: the {} CG solve stopped {} at relative residual {residual:e}",
+                "environment {env}, step {step}: the {} solve stopped {} at relative residual {residual:e}",
                 if *adjoint { "adjoint" } else { "Newton" },
                 match reason {
                     SolveStop::IterationCap => "at its iteration cap",
                     SolveStop::NegativeCurvature => "on negative curvature (indefinite Hessian)",
+                    SolveStop::HeldIterationCap => "at the cap of its iteration through the held values",
                 }
             ),
         }

@@ -60,6 +60,9 @@ pub struct Scene {
     /// Whether outputs read `prev(..)`: the state at the start of the step
     /// (before its first substep), which a step of several substeps keeps.
     pub(crate) outputs_read_prev: bool,
+    /// Whether an energy reads `held(..)`: the step's solution held fixed in
+    /// its potential, which the solver updates to a fixed point.
+    pub(crate) holds: bool,
     /// The plan of the joint trees (`None`: no body has a joint).
     tree: Option<Tree>,
     /// The compiled surrogate model, in [`SurrogateMode::Model`].
@@ -219,6 +222,9 @@ impl Scene {
             let ir = compiled.kernels.get(KernelKind::Outputs);
             ir.reads(State::PrevPos) || ir.reads(State::PrevVel)
         };
+        let holds = KernelKind::ALL
+            .iter()
+            .any(|k| compiled.kernels.get(*k).reads(State::Held));
         Ok(Scene {
             compiled,
             mass,
@@ -226,6 +232,7 @@ impl Scene {
             dof_names,
             explicit_reads_prev,
             outputs_read_prev,
+            holds,
             tree,
             surrogate: None,
         })

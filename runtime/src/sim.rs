@@ -391,6 +391,7 @@ impl<'s> Sim<'s> {
                 State::Vel => &b.v,
                 State::PrevPos => &b.prev_x,
                 State::PrevVel => &b.prev_v,
+                State::Held => &b.held_x,
             };
             (0..n).map(|r| rows[r * b.stride + e].to_f64()).collect()
         })

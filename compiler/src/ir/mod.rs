@@ -456,15 +456,7 @@ fn leaf_text(l: &Leaf) -> String {
         At::Row(r) => format!("row{r}"),
     };
     match l {
-        Leaf::State(s, a) => {
-            let s = match s {
-                State::Pos => "x",
-                State::Vel => "v",
-                State::PrevPos => "prev_x",
-                State::PrevVel => "prev_v",
-            };
-            format!("{s}[{}]", at(a))
-        }
+        Leaf::State(s, a) => format!("{}[{}]", s.name(), at(a)),
         Leaf::Param(p) => format!("param[{p}]"),
         Leaf::Control(a) => format!("control[{}]", at(a)),
         Leaf::Const(c) => format!("const[{c}]"),

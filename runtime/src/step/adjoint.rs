@@ -4,10 +4,16 @@
 //! gradients, and the adjoint of the outputs.
 
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
-use crate::Scene;
+use crate::{Scene, SolveStop};
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
+
+/// Most iterations of the adjoint through `held(..)` values.
+pub(super) const HELD_ITERATIONS: usize = 100;
+/// Relative change of the adjoint (max-norm per lane) at which its
+/// iteration through the held values stops.
+pub(super) const HELD_TOLERANCE: f64 = 1e-12;
 
 impl<T: Real> Part<T> {
     /// The adjoint of one substep as the scene's gradients define it: of
@@ -58,6 +64,7 @@ impl<T: Real> Part<T> {
             Integrator::SymplecticEuler => {
                 // w = M^-1 (v' bar + h x' bar), the adjoint of the velocity update.
                 self.begin_substep(n);
+                self.hold(scene);
                 let (vbar, w) = (&mut self.scratch.rhs, &mut self.scratch.dx);
                 for i in 0..n * s {
                     vbar[i] = adj.v[i] + h * adj.x[i];
@@ -68,7 +75,9 @@ impl<T: Real> Part<T> {
                 let vbar = &self.scratch.rhs;
                 for i in 0..n * s {
                     let b = &self.b;
-                    adj.x[i] -= h * (b.d_x[i].to_f64() + b.d_prev_x[i].to_f64());
+                    // The forces' held values are the step's start too.
+                    let held = b.d_held_x[i].to_f64();
+                    adj.x[i] -= h * (b.d_x[i].to_f64() + b.d_prev_x[i].to_f64() + held);
                     adj.v[i] = vbar[i] - h * (b.d_v[i].to_f64() + b.d_prev_v[i].to_f64());
                 }
                 self.accumulate(adj, -h);
@@ -82,6 +91,7 @@ impl<T: Real> Part<T> {
                 // velocities as (x - prev_x)/h).
                 self.begin_substep(n);
                 self.restore(end);
+                self.hold(scene);
                 let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
                 for i in 0..n * s {
                     w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -92,6 +102,9 @@ impl<T: Real> Part<T> {
                 }
                 self.stops.fill(None);
                 self.solve(scene, h, &w.rhs, &mut w.dx, &w.active, true);
+                if scene.holds {
+                    self.held_adjoint(scene, h, &mut w);
+                }
                 self.report_stops(step, true);
                 set_seed(&mut self.b, &w.dx);
                 self.vjp(scene, KernelKind::Adjoint);
@@ -107,9 +120,55 @@ impl<T: Real> Part<T> {
         }
     }
 
+    /// The adjoint through the held values: with `G(x, x_h)` the gradient of
+    /// the step's potential and the held values `x_h = x` at the solution,
+    /// the step's Jacobian is `H + dG/dx_h` (not symmetric: held values make
+    /// forces that are not a potential's), and its transposed system
+    /// `(H + dG/dx_h)^T a = w.rhs` is solved by the transpose of the forward's
+    /// fixed-point iteration, `a <- H^-1 (w.rhs - (dG/dx_h)^T a)` from `a =
+    /// H^-1 w.rhs` in `w.dx` (the VJP kernel's `d_held_x` is `(dG/dx_h)^T a`).
+    /// It contracts as fast as the forward's iteration did; lanes that
+    /// reach [`HELD_ITERATIONS`] are reported.
+    fn held_adjoint(&mut self, scene: &Scene, h: f64, w: &mut Scratch) {
+        let (n, s) = (scene.dofs(), self.stride());
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        for _ in 0..HELD_ITERATIONS {
+            if !w.active.iter().any(|a| *a) {
+                return;
+            }
+            set_seed(&mut self.b, &w.dx);
+            self.vjp(scene, KernelKind::Adjoint);
+            for i in 0..n * s {
+                w.md[i] = w.rhs[i] - self.b.d_held_x[i].to_f64();
+            }
+            w.d[..n * s].copy_from_slice(&w.dx[..n * s]);
+            self.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
+            for e in 0..self.len {
+                if !w.active[e] {
+                    continue;
+                }
+                let lane = |v: &[f64]| (0..n).map(|r| v[r * s + e].abs()).fold(0.0, f64::max);
+                let change = (0..n)
+                    .map(|r| (w.dx[r * s + e] - w.d[r * s + e]).abs())
+                    .fold(0.0, f64::max);
+                if change <= HELD_TOLERANCE * lane(&w.dx) || !change.is_finite() {
+                    w.active[e] = false;
+                }
+            }
+        }
+        for e in 0..self.len {
+            if w.active[e] {
+                self.stops[e] = Some((SolveStop::HeldIterationCap, f64::NAN));
+            }
+        }
+    }
+
     /// Runs a VJP kernel into cleared `d_*` buffers.
     pub(super) fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
         for buf in [
+            &mut self.b.d_held_x,
             &mut self.b.d_x,
             &mut self.b.d_v,
             &mut self.b.d_prev_x,

@@ -12,6 +12,8 @@ impl<T: Real> Part<T> {
         if scene.explicit_reads_prev {
             self.begin_substep(n);
         }
+        // Forces at the step's start: what `held(..)` reads too.
+        self.hold(scene);
         self.forces(scene);
         let b = &mut self.b;
         scene.mass.explicit_update(

@@ -26,17 +26,21 @@
 //!      convergence rule, which reports lanes that did not converge.
 //!      The incremental potential and its gradient are in `potential`;
 //!      the linear solves (direct sparse Cholesky or Jacobi-PCG, and the
-//!      report of CG solves that stopped short) in `solve`.
+//!      report of CG solves that stopped short) in `solve`; in scenes
+//!      whose energies read `held(..)`, the held values' fixed-point
+//!      iteration between Newton iterations in `held`.
 //! 2. After the substeps, `check_finite` (here) reports environments whose
 //!    state stopped being finite.
 //!
 //! Backwards (driven by `crate::gradient`, one substep at a time from the
 //! last): `adjoint` holds the substep adjoint ([`Part::substep_adjoint`]),
 //! the VJP kernels and the accumulation of parameter and control gradients,
+//! the adjoint through held values (the transposed fixed-point iteration),
 //! and the adjoint of the outputs ([`Part::outputs_adjoint`]).
 
 mod adjoint;
 mod explicit;
+mod held;
 mod newton;
 mod potential;
 mod reduced;
@@ -109,6 +113,8 @@ pub struct Part<T: Real> {
     cg: Cg,
     /// Vectors of the steps in joint coordinates (scenes with joint trees).
     reduced: Option<reduced::Reduced>,
+    /// The held values' fixed-point iteration (scenes that read `held(..)`).
+    held: Option<held::Held>,
     /// Newton iterations taken so far, summed over the lanes: each iteration
     /// counts the environments still iterating in it.
     pub newton_iterations: u64,
@@ -278,6 +284,7 @@ impl<T: Real> Part<T> {
             reduced: scene
                 .tree()
                 .map(|t| reduced::Reduced::new(t, scene.dofs(), b_stride, len)),
+            held: scene.holds.then(|| held::Held::new(scene.dofs(), b_stride)),
             newton_iterations: 0,
             // Scenes solved directly never run CG.
             cg: Cg::new(

@@ -28,6 +28,7 @@ impl<T: Real> Part<T> {
         let (n, s) = (scene.dofs(), self.stride());
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         self.begin_substep(n);
+        self.hold(scene);
         load(&mut w.x_t, &self.b.x[..n * s]);
         let resolution = RESOLUTION_ULPS * T::EPSILON;
         w.tol.fill(0.0);
@@ -119,11 +120,22 @@ impl<T: Real> Part<T> {
     ) {
         let (n, s) = (scene.dofs(), self.stride());
         w.begin_newton(self.len);
+        if let Some(held) = &mut self.held {
+            held.begin();
+        }
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
             self.count_iteration(&w.active);
+            if self
+                .held
+                .as_mut()
+                .is_some_and(|h| std::mem::take(&mut h.moved))
+            {
+                // The potential the line search descends moved with them.
+                self.potential(scene, w, h);
+            }
             self.potential_gradient(scene, w, h);
             if let Some(t) = trace.as_deref_mut() {
                 t.push(
@@ -144,6 +156,7 @@ impl<T: Real> Part<T> {
                     w.after_step(e, step);
                 }
             }
+            self.update_held(scene, w);
         }
     }
 

@@ -267,8 +267,9 @@ fn gather<T: Real, const W: usize>(
 
 /// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
 /// by Cholesky with a diagonal shift grown until it factors (a Newton step
-/// on a non-convex potential is then a descent direction). False when no
-/// shift up to 1e12 times the mean |diagonal| factors.
+/// on a non-convex potential is then a descent direction), leaving the
+/// factor in `a`. False when no shift up to 1e12 times the mean |diagonal|
+/// factors.
 pub(super) fn shifted_cholesky_solve(
     a: &mut [f64],
     n: usize,
@@ -298,16 +299,22 @@ pub(super) fn shifted_cholesky_solve(
             return false;
         }
     }
+    cholesky_solve(a, n, b);
+    true
+}
+
+/// Solves `L L^T x = b` in place with the Cholesky factor `l` (lower
+/// triangle, row-major) that [`shifted_cholesky_solve`] leaves in its matrix.
+pub(super) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
     // L y = b, L^T x = y.
     for i in 0..n {
-        let s = dot(&a[i * n..i * n + i], &b[..i]);
-        b[i] = (b[i] - s) / a[i * n + i];
+        let s = dot(&l[i * n..i * n + i], &b[..i]);
+        b[i] = (b[i] - s) / l[i * n + i];
     }
     for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| a[k * n + i] * b[k]).sum();
-        b[i] = (b[i] - s) / a[i * n + i];
+        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * b[k]).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
     }
-    true
 }
 
 /// `x . y` over the shorter of the two.
@@ -500,6 +507,7 @@ impl<T: Real> Part<T> {
             lane.twists_t.copy_from_slice(&lane.twists);
         }
         self.begin_substep(n);
+        self.hold(scene);
         load(&mut w.x_t, &self.b.x[..n * s]);
         let accel = scene.mass.gravity_acceleration();
         for i in 0..n * s {
@@ -692,11 +700,22 @@ impl<T: Real> Part<T> {
         let s = self.stride();
         let nz = tree.n;
         w.begin_newton(self.len);
+        if let Some(held) = &mut self.held {
+            held.begin();
+        }
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
             self.count_iteration(&w.active);
+            if self
+                .held
+                .as_mut()
+                .is_some_and(|h| std::mem::take(&mut h.moved))
+            {
+                // The potential the line search descends moved with them.
+                self.reduced_potential(scene, tree, red, w, h);
+            }
             self.potential_gradient(scene, w, h);
             for e in 0..s {
                 if !w.active[e] {
@@ -754,6 +773,7 @@ impl<T: Real> Part<T> {
                     w.after_step(e, step);
                 }
             }
+            self.update_held(scene, w);
         }
     }
 

@@ -19,7 +19,7 @@
 //! `qdot_t`, and the rotation vectors the ball and free rows store (through
 //! SO(3)'s left Jacobian).
 
-use super::reduced::{shifted_cholesky_solve, DRIFTS};
+use super::reduced::{cholesky_solve, shifted_cholesky_solve, DRIFTS};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
 use crate::joints::{Pose, Tree, TreeJoint};
@@ -58,6 +58,7 @@ impl<T: Real> Part<T> {
             let xb = &mut self.b.x;
             tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
         }
+        self.hold(scene);
         self.potential_gradient(scene, &mut w, h);
         for e in 0..s {
             w.active[e] = e < self.len;
@@ -126,6 +127,9 @@ impl<T: Real> Part<T> {
             tree.seed(&lane.poses, &lane.twists, &lane.dz, |r, v| {
                 dx[r * s + e] = v
             });
+        }
+        if scene.holds {
+            self.reduced_held_adjoint(scene, tree, &mut red, &mut w);
         }
         set_seed(&mut self.b, &w.dx);
         self.vjp(scene, KernelKind::Adjoint);
@@ -294,6 +298,64 @@ impl<T: Real> Part<T> {
     /// through forward kinematics, and clears them: a state set from
     /// outside places the links by their coordinates (`Sim::set_state`), so
     /// the links' rows are not independent of them.
+    /// The adjoint through the held values in joint coordinates (see
+    /// `Part::held_adjoint`, its maximal form): `lambda <- H_z^-1 (Lbar - J^T
+    /// (dG/dx_h)^T J lambda)` from `lambda = H_z^-1 Lbar` (in the lanes' `dz`,
+    /// with `Lbar` in `g` and `H_z`'s factor in `h`), the seed `J lambda`
+    /// kept in `w.dx`.
+    fn reduced_held_adjoint(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut super::reduced::Reduced,
+        w: &mut Scratch,
+    ) {
+        let s = self.stride();
+        for e in 0..s {
+            w.active[e] = e < self.len && red.lanes[e].dz.iter().all(|d| d.is_finite());
+        }
+        for _ in 0..super::adjoint::HELD_ITERATIONS {
+            if !w.active.iter().any(|a| *a) {
+                return;
+            }
+            set_seed(&mut self.b, &w.dx);
+            self.vjp(scene, KernelKind::Adjoint);
+            for e in 0..self.len {
+                if !w.active[e] {
+                    continue;
+                }
+                let lane = &mut red.lanes[e];
+                let d = &self.b.d_held_x;
+                let mut c = std::mem::take(&mut lane.zbar);
+                pull_positions(tree, lane, |r| d[r * s + e].to_f64(), &mut c);
+                for (c, l) in c.iter_mut().zip(&lane.g) {
+                    *c = l - *c;
+                }
+                cholesky_solve(&lane.h, tree.n, &mut c);
+                let change = c
+                    .iter()
+                    .zip(&lane.dz)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                let size = c.iter().map(|a| a.abs()).fold(0.0, f64::max);
+                lane.dz.copy_from_slice(&c);
+                lane.zbar = c;
+                if change <= super::adjoint::HELD_TOLERANCE * size || !change.is_finite() {
+                    w.active[e] = false;
+                }
+                let (lane, dx) = (&red.lanes[e], &mut w.dx);
+                tree.seed(&lane.poses, &lane.twists, &lane.dz, |r, v| {
+                    dx[r * s + e] = v
+                });
+            }
+        }
+        for e in 0..self.len {
+            if w.active[e] {
+                self.stops[e] = Some((crate::SolveStop::HeldIterationCap, f64::NAN));
+            }
+        }
+    }
+
     pub(crate) fn pull_initial_links(&mut self, tree: &Tree, initial: &Snapshot, xbar: &mut [f64]) {
         let s = self.stride();
         let mut red = self.reduced.take().expect("a reduced workspace");
@@ -327,6 +389,48 @@ impl<T: Real> Part<T> {
 const DRIFT_WEIGHTS: [(f64, f64); 3] = [(3.0, 3.0), (-1.0, -1.0), (0.0, 1.0)];
 
 /// Adds a 3-vector to `v[k..k + 3]`.
+/// `J^T d` for a covector `d` of the maximal position rows at the lane's
+/// state (its links' rows through the chain, the coordinate rows through
+/// their own charts, free rows outside the trees as they are) into `out`.
+fn pull_positions(
+    tree: &Tree,
+    lane: &mut super::reduced::Lane,
+    d: impl Fn(usize) -> f64,
+    out: &mut [f64],
+) {
+    tree.moments(&lane.poses, &d, &mut lane.moments);
+    out.fill(0.0);
+    tree.reduce_gradient(&lane.twists, &lane.moments, out);
+    let v3 = |r: usize| DVec3::new(d(r), d(r + 1), d(r + 2));
+    for (j, jt) in tree.joints.iter().enumerate() {
+        let now = &lane.state[j];
+        match jt.kind {
+            JointKind::Hinge | JointKind::Slider => out[jt.z] += d(jt.row),
+            JointKind::Ball => {
+                add3(
+                    out,
+                    jt.z,
+                    left_jacobian_inverse(log(now.r)).transpose() * v3(jt.row),
+                );
+            }
+            JointKind::Free => {
+                add3(out, jt.z, v3(jt.row));
+                let r = now.r * jt.initial.r.transpose();
+                add3(
+                    out,
+                    jt.z + 3,
+                    left_jacobian_inverse(log(r)).transpose() * v3(jt.row + 3),
+                );
+            }
+        }
+    }
+    for (z, row) in tree.row_of.iter().enumerate() {
+        if let Some(r) = row {
+            out[z] = d(*r);
+        }
+    }
+}
+
 fn add3(v: &mut [f64], k: usize, d: DVec3) {
     for c in 0..3 {
         v[k + c] += d[c];

@@ -87,6 +87,7 @@ impl<T: Real> Part<T> {
         if scene.explicit_reads_prev {
             self.begin_substep(n);
         }
+        self.hold(scene);
         self.forces(scene);
         // M Jdot zdot on the link rows.
         w.d.fill(0.0);

@@ -110,6 +110,18 @@ impl Resolver<'_> {
         let f = name.name.as_str();
         let (pos, vel) = if ctx.prev {
             (State::PrevPos, State::PrevVel)
+        } else if ctx.held {
+            if matches!(f, "v" | "w" | "qdot") {
+                self.err_help(
+                    "joule::held_velocity",
+                    format!("`held(...)` of a velocity (`.{f}`)"),
+                    name.span,
+                    "held values are positions",
+                    "`held(...)` holds positions at the step's solution; write the velocity from positions, e.g. `(held(p.x) - prev(p.x)) / dt`",
+                );
+                return Value::Poison;
+            }
+            (State::Held, State::Vel)
         } else {
             (State::Pos, State::Vel)
         };

@@ -60,7 +60,7 @@ impl Resolver<'_> {
             }
         }
         match name {
-            "rest" | "prev" => return self.rest_or_prev(ctx, name, args, span),
+            "rest" | "prev" | "held" => return self.rest_or_prev(ctx, name, args, span),
             "grid" | "tetgrid" | "load" => {
                 self.error(
                     Diagnostic::error(

@@ -57,6 +57,8 @@ pub struct Ctx {
     pub initial: bool,
     /// Inside `prev(...)`.
     pub prev: bool,
+    /// Inside `held(...)` (and not inside a `prev(...)` within it).
+    pub held: bool,
     /// Set while evaluating an energy template.
     pub template: Option<TemplateCtx>,
     /// `fn`s being inlined (outermost first), to reject recursion.
@@ -93,6 +95,7 @@ impl Ctx {
             locals: vec![],
             initial: true,
             prev: false,
+            held: false,
             template: None,
             fn_stack: vec![],
             next_local: 0,
@@ -323,17 +326,22 @@ impl Resolver<'_> {
 
     fn name(&mut self, ctx: &Ctx, n: &str, span: Span) -> Value {
         if let Some(v) = ctx.lookup(n) {
-            if let (true, Value::Runtime(t)) = (ctx.prev, v) {
+            if let (true, Value::Runtime(t)) = (ctx.prev || ctx.held, v) {
                 if reads_current(t, &ctx.current_lets) {
+                    let (f, reads) = if ctx.prev {
+                        ("prev", "the start of the step")
+                    } else {
+                        ("held", "the step's solution")
+                    };
                     self.error(
                         Diagnostic::error(
                             "joule::prev_of_local",
-                            format!("`prev` of `{n}`, which holds the current state"),
+                            format!("`{f}` of `{n}`, which holds the current state"),
                             span,
-                            "evaluated before `prev`: this reads the current state",
+                            format!("evaluated before `{f}`: this reads the current state"),
                         )
                         .with_help(format!(
-                            "`prev(...)` reads the start of the step where it wraps the state reads themselves: write `prev(...)` around the expression `{n}` is bound to (e.g. `let {n}_t = prev(A.point(r).z)`)"
+                            "`{f}(...)` reads {reads} where it wraps the state reads themselves: write `{f}(...)` around the expression `{n}` is bound to (e.g. `let {n}_t = {f}(A.point(r).z)`)"
                         )),
                     );
                     return Value::Poison;

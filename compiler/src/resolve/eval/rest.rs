@@ -1,6 +1,7 @@
-//! `rest(...)` and `prev(...)`: values at the rest configuration (constant
-//! slots of a template, allocated in the symbolic pass and filled per
-//! instance) and reads of the previous state.
+//! `rest(...)`, `prev(...)` and `held(...)`: values at the rest
+//! configuration (constant slots of a template, allocated in the symbolic
+//! pass and filled per instance), reads of the previous state, and reads of
+//! the held state (the step's solution, held fixed in its potential).
 
 use super::*;
 
@@ -26,6 +27,23 @@ impl Resolver<'_> {
             ctx.prev = true;
             let v = self.eval(ctx, arg);
             ctx.prev = was;
+            return v;
+        }
+        if name == "held" {
+            if ctx.template.is_none() {
+                self.err_help(
+                    "joule::held_outside_energy",
+                    "`held(...)` outside an energy",
+                    span,
+                    "only an energy's potential holds a value fixed",
+                    "`held(e)` is `e` at the step's solution, held fixed while the step's potential is minimised (a force that is not a potential's, such as friction bounded by the step's own normal force); elsewhere write `e` itself",
+                );
+                return Value::Poison;
+            }
+            let was = ctx.held;
+            ctx.held = true;
+            let v = self.eval(ctx, arg);
+            ctx.held = was;
             return v;
         }
         let Some(t) = ctx.template.as_ref() else {
