@@ -38,8 +38,11 @@ const GROUND_CONTACTS: [&str; 5] = [
 ];
 
 /// The prelude's ground contacts of a particle: `(p, ..)`.
-const PARTICLE_GROUND_CONTACTS: [&str; 3] =
-    ["contact_soft_particle", "contact_coulomb_particle", "ground"];
+const PARTICLE_GROUND_CONTACTS: [&str; 3] = [
+    "contact_soft_particle",
+    "contact_coulomb_particle",
+    "ground",
+];
 
 /// A body's pose: origin and rotation matrix (rows).
 #[derive(Clone, Copy, Debug, PartialEq)]

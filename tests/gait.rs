@@ -210,7 +210,10 @@ fn run_reports_the_gait() {
         // with Coulomb's friction, which lets it bounce), and the shin
         // flails: short stances between high swings.
         let shin = &g["feet"][0];
-        assert!(shin["touchdowns_per_s"].as_f64().unwrap() >= 2.0, "{model}: {g}");
+        assert!(
+            shin["touchdowns_per_s"].as_f64().unwrap() >= 2.0,
+            "{model}: {g}"
+        );
         assert!(shin["duty"].as_f64().unwrap() < 0.5, "{model}: {g}");
         assert!(shin["clearance"].as_f64().unwrap() > 0.02, "{model}: {g}");
         assert!(g["feet"][1]["duty"].as_f64().unwrap() > 0.5, "{model}: {g}");

@@ -10,6 +10,7 @@ macro_rules! shipped_scenes {
         $per_scene! {
             ant
             ant_brax
+            ant_coulomb
             ant_joints
             cartpole
             cloth_drape

@@ -126,17 +126,23 @@ impl<T: Real> Part<T> {
     /// forces that are not a potential's), and its transposed system
     /// `(H + dG/dx_h)^T a = w.rhs` is solved by the transpose of the forward's
     /// fixed-point iteration, `a <- H^-1 (w.rhs - (dG/dx_h)^T a)` from `a =
-    /// H^-1 w.rhs` in `w.dx` (the VJP kernel's `d_held_x` is `(dG/dx_h)^T a`).
-    /// It contracts as fast as the forward's iteration did; lanes that
-    /// reach [`HELD_ITERATIONS`] are reported.
+    /// H^-1 w.rhs` in `w.dx` (the VJP kernel's `d_held_x` is `(dG/dx_h)^T a`),
+    /// with Anderson's mixing (on a linear map, a Krylov method: a few
+    /// dominant modes converge in a few iterations). Lanes that reach
+    /// [`HELD_ITERATIONS`] are reported.
     fn held_adjoint(&mut self, scene: &Scene, h: f64, w: &mut Scratch) {
         let (n, s) = (scene.dofs(), self.stride());
+        let mut held = self
+            .held
+            .take()
+            .expect("scenes that hold have the iteration's vectors");
+        held.mixing.clear();
         for e in 0..s {
             w.active[e] = e < self.len;
         }
         for _ in 0..HELD_ITERATIONS {
             if !w.active.iter().any(|a| *a) {
-                return;
+                break;
             }
             set_seed(&mut self.b, &w.dx);
             self.vjp(scene, KernelKind::Adjoint);
@@ -145,6 +151,8 @@ impl<T: Real> Part<T> {
             }
             w.d[..n * s].copy_from_slice(&w.dx[..n * s]);
             self.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
+            // The images, for Anderson's mixing of the next iterates into `w.dx`.
+            w.x0[..n * s].copy_from_slice(&w.dx[..n * s]);
             for e in 0..self.len {
                 if !w.active[e] {
                     continue;
@@ -155,7 +163,17 @@ impl<T: Real> Part<T> {
                     .fold(0.0, f64::max);
                 if change <= HELD_TOLERANCE * lane(&w.dx) || !change.is_finite() {
                     w.active[e] = false;
+                    continue;
                 }
+                let (u, t, next) = (&w.d, &w.x0, &mut w.dx);
+                held.mixing.update(
+                    e,
+                    n,
+                    |r| u[r * s + e],
+                    |r| t[r * s + e],
+                    1.0,
+                    |r, v| next[r * s + e] = v,
+                );
             }
         }
         for e in 0..self.len {
@@ -163,6 +181,7 @@ impl<T: Real> Part<T> {
                 self.stops[e] = Some((SolveStop::HeldIterationCap, f64::NAN));
             }
         }
+        self.held = Some(held);
     }
 
     /// Runs a VJP kernel into cleared `d_*` buffers.

@@ -29,17 +29,14 @@ const HISTORY: usize = 4;
 /// controls, Newton iterations per step: 0.3 -> 20.4, 1 -> 17.9).
 const INNER: f64 = 1.0;
 
-/// The iteration's state per lane, and its history per row.
+/// The iteration's state per lane, and Anderson's history.
 pub(super) struct Held {
-    /// Per lane: the gap `|f|` at the last update, the relaxed update's
-    /// rate, the past updates held in the history, the next slot.
+    /// Per lane: the gap `|f|` at the last update, the relaxed update's rate.
     gap: Vec<f64>,
     rate: Vec<f64>,
-    count: Vec<usize>,
-    next: Vec<usize>,
-    /// Per slot, per row: a past update's residual `f` and image `T`.
-    f: Vec<Vec<f64>>,
-    image: Vec<Vec<f64>>,
+    /// Anderson's mixing of the updates (and, in the adjoint, of its
+    /// transposed iteration's).
+    pub mixing: Anderson,
     /// Whether some lane's held values moved since its potential was taken.
     pub moved: bool,
 }
@@ -50,10 +47,7 @@ impl Held {
         Held {
             gap: vec![0.0; s],
             rate: vec![0.0; s],
-            count: vec![0; s],
-            next: vec![0; s],
-            f: vec![vec![0.0; rows * s]; HISTORY],
-            image: vec![vec![0.0; rows * s]; HISTORY],
+            mixing: Anderson::new(rows, s),
             moved: false,
         }
     }
@@ -62,9 +56,133 @@ impl Held {
     pub fn begin(&mut self) {
         self.gap.fill(f64::INFINITY);
         self.rate.fill(1.0);
+        self.mixing.clear();
+        self.moved = false;
+    }
+}
+
+/// Anderson's mixing for a fixed-point iteration `u <- T(u)` per lane on
+/// rows of `s` lanes (row `r` of lane `e` at `r * s + e`): the next iterate
+/// combines the images `T(u_j)` of the last [`HISTORY`] iterates with the
+/// weights that best cancel their residuals `T(u_j) - u_j`.
+pub(super) struct Anderson {
+    /// Per lane: past iterates in the history, the next slot.
+    count: Vec<usize>,
+    next: Vec<usize>,
+    /// Per slot, per row: a past iterate's residual and image.
+    f: Vec<Vec<f64>>,
+    image: Vec<Vec<f64>>,
+    /// Lanes per row.
+    s: usize,
+}
+
+impl Anderson {
+    /// The history's vectors for `rows` rows of `s` lanes.
+    pub fn new(rows: usize, s: usize) -> Self {
+        Anderson {
+            count: vec![0; s],
+            next: vec![0; s],
+            f: vec![vec![0.0; rows * s]; HISTORY],
+            image: vec![vec![0.0; rows * s]; HISTORY],
+            s,
+        }
+    }
+
+    /// Forgets every lane's history.
+    pub fn clear(&mut self) {
         self.count.fill(0);
         self.next.fill(0);
-        self.moved = false;
+    }
+
+    /// Lane `e`'s next iterate from its iterate `u` and image `t` (per row,
+    /// `n` rows): Anderson's combination where the lane has a history, else
+    /// `u + rate (t - u)`; each row's value goes to `set`, and the pair joins
+    /// the history.
+    pub fn update(
+        &mut self,
+        e: usize,
+        n: usize,
+        u: impl Fn(usize) -> f64,
+        t: impl Fn(usize) -> f64,
+        rate: f64,
+        mut set: impl FnMut(usize, f64),
+    ) {
+        let s = self.s;
+        let f = |r: usize| t(r) - u(r);
+        let weights = self.weights(e, n, &f);
+        let slot = self.next[e];
+        for r in 0..n {
+            let i = r * s + e;
+            let (ui, ti) = (u(r), t(r));
+            let next = match &weights {
+                Some((k, gamma)) => {
+                    let mut v = ti;
+                    for (j, g) in gamma[..*k].iter().enumerate() {
+                        v -= g * (ti - self.image[j][i]);
+                    }
+                    v
+                }
+                None => ui + rate * (ti - ui),
+            };
+            self.f[slot][i] = ti - ui;
+            self.image[slot][i] = ti;
+            set(r, next);
+        }
+        self.next[e] = (slot + 1) % HISTORY;
+        self.count[e] = (self.count[e] + 1).min(HISTORY);
+    }
+
+    /// Forgets lane `e`'s history.
+    pub fn forget(&mut self, e: usize) {
+        self.count[e] = 0;
+    }
+
+    /// Anderson's weights for lane `e` with the current residual `f` (per
+    /// row): `gamma` minimising `|f - sum_j gamma_j (f - f_j)|` over the `k`
+    /// past residuals `f_j` in the history's slots `0..k`; None without a
+    /// history (or where its least-squares system is singular).
+    fn weights(
+        &self,
+        e: usize,
+        n: usize,
+        f: &impl Fn(usize) -> f64,
+    ) -> Option<(usize, [f64; HISTORY])> {
+        let (k, s) = (self.count[e], self.s);
+        if k == 0 {
+            return None;
+        }
+        // Normal equations (D^T D) gamma = D^T f, D's columns f - f_j.
+        let mut a = [[0.0; HISTORY]; HISTORY];
+        let mut b = [0.0; HISTORY];
+        for r in 0..n {
+            let i = r * s + e;
+            let fr = f(r);
+            let mut d = [0.0; HISTORY];
+            for j in 0..k {
+                d[j] = fr - self.f[j][i];
+            }
+            for j in 0..k {
+                b[j] += d[j] * fr;
+                for l in 0..=j {
+                    a[j][l] += d[j] * d[l];
+                }
+            }
+        }
+        for j in 0..k {
+            for l in 0..j {
+                a[l][j] = a[j][l];
+            }
+        }
+        // A tiny ridge keeps nearly parallel residuals from blowing the weights up.
+        let trace: f64 = (0..k).map(|j| a[j][j]).sum();
+        for (j, row) in a.iter_mut().enumerate().take(k) {
+            row[j] += 1e-12 * trace;
+        }
+        let gamma = solve_small(a, b, k)?;
+        gamma[..k]
+            .iter()
+            .all(|g| g.is_finite())
+            .then_some((k, gamma))
     }
 }
 
@@ -95,37 +213,29 @@ impl<T: Real> Part<T> {
                 continue;
             }
             let (x, hx) = (&self.b.x, &self.b.held_x);
-            let f = |r: usize| x[r * s + e].to_f64() - hx[r * s + e].to_f64();
-            let gap = (0..n).map(|r| f(r).abs()).fold(0.0, f64::max);
+            let gap = (0..n)
+                .map(|r| (x[r * s + e].to_f64() - hx[r * s + e].to_f64()).abs())
+                .fold(0.0, f64::max);
             if gap <= w.tol[e] {
                 continue;
             }
             if gap >= held.gap[e] {
                 held.rate[e] *= 0.5;
-                held.count[e] = 0;
+                held.mixing.forget(e);
             }
-            let weights = anderson(&held, e, n, s, &f);
-            let rate = held.rate[e];
-            let slot = held.next[e];
+            let mut next = std::mem::take(&mut w.d);
+            held.mixing.update(
+                e,
+                n,
+                |r| hx[r * s + e].to_f64(),
+                |r| x[r * s + e].to_f64(),
+                held.rate[e],
+                |r, v| next[r * s + e] = v,
+            );
             for r in 0..n {
-                let i = r * s + e;
-                let (xi, hi) = (self.b.x[i].to_f64(), self.b.held_x[i].to_f64());
-                let next = match &weights {
-                    Some((k, gamma)) => {
-                        let mut v = xi;
-                        for (j, g) in gamma[..*k].iter().enumerate() {
-                            v -= g * (xi - held.image[j][i]);
-                        }
-                        v
-                    }
-                    None => hi + rate * (xi - hi),
-                };
-                held.f[slot][i] = xi - hi;
-                held.image[slot][i] = xi;
-                self.b.held_x[i] = T::from_f64(next);
+                self.b.held_x[r * s + e] = T::from_f64(next[r * s + e]);
             }
-            held.next[e] = (slot + 1) % HISTORY;
-            held.count[e] = (held.count[e] + 1).min(HISTORY);
+            w.d = next;
             held.gap[e] = gap;
             held.moved = true;
             w.active[e] = true;
@@ -134,55 +244,6 @@ impl<T: Real> Part<T> {
         }
         self.held = Some(held);
     }
-}
-
-/// Anderson's weights for lane `e` with the current residual `f` (per row):
-/// `gamma` minimising `|f - sum_j gamma_j (f - f_j)|` over the `k` past
-/// residuals `f_j` in the history's slots `0..k`; None without a history
-/// (or where its least-squares system is singular).
-fn anderson(
-    held: &Held,
-    e: usize,
-    n: usize,
-    s: usize,
-    f: &impl Fn(usize) -> f64,
-) -> Option<(usize, [f64; HISTORY])> {
-    let k = held.count[e];
-    if k == 0 {
-        return None;
-    }
-    // Normal equations (D^T D) gamma = D^T f, D's columns f - f_j.
-    let mut a = [[0.0; HISTORY]; HISTORY];
-    let mut b = [0.0; HISTORY];
-    for r in 0..n {
-        let i = r * s + e;
-        let fr = f(r);
-        let mut d = [0.0; HISTORY];
-        for j in 0..k {
-            d[j] = fr - held.f[j][i];
-        }
-        for j in 0..k {
-            b[j] += d[j] * fr;
-            for l in 0..=j {
-                a[j][l] += d[j] * d[l];
-            }
-        }
-    }
-    for j in 0..k {
-        for l in 0..j {
-            a[l][j] = a[j][l];
-        }
-    }
-    // A tiny ridge keeps nearly parallel residuals from blowing the weights up.
-    let trace: f64 = (0..k).map(|j| a[j][j]).sum();
-    for (j, row) in a.iter_mut().enumerate().take(k) {
-        row[j] += 1e-12 * trace;
-    }
-    let gamma = solve_small(a, b, k)?;
-    gamma[..k]
-        .iter()
-        .all(|g| g.is_finite())
-        .then_some((k, gamma))
 }
 
 /// Solves the `k x k` system `a x = b` by Gaussian elimination with
@@ -236,41 +297,24 @@ mod tests {
 
     #[test]
     fn anderson_takes_a_linear_map_to_its_fixed_point_in_as_many_updates_as_it_has_modes() {
-        // T(h) = M h + c with two modes (0.9 and -0.8: slow, and
+        // T(u) = M u + c with two modes (0.9 and -0.8: slow, and
         // overshooting): the plain iteration needs ~200 updates for 1e-10;
         // Anderson's with its history, three.
         let (n, s) = (2, 1);
-        let t = |h: [f64; 2]| [0.9 * h[0] + 1.0, -0.8 * h[1] + 0.5];
+        let t = |u: [f64; 2]| [0.9 * u[0] + 1.0, -0.8 * u[1] + 0.5];
         let fixed: [f64; 2] = [10.0, 0.5 / 1.8];
-        let mut held = Held::new(n, s);
-        held.begin();
-        let mut h: [f64; 2] = [0.0, 0.0];
+        let mut mixing = Anderson::new(n, s);
+        let mut u: [f64; 2] = [0.0, 0.0];
         let mut updates = 0;
-        while (h[0] - fixed[0]).abs().max((h[1] - fixed[1]).abs()) > 1e-10 {
-            let x = t(h);
-            let f = |r: usize| x[r] - h[r];
-            let weights = anderson(&held, 0, n, s, &f);
-            let slot = held.next[0];
+        while (u[0] - fixed[0]).abs().max((u[1] - fixed[1]).abs()) > 1e-10 {
+            let image = t(u);
             let mut next = [0.0; 2];
-            for r in 0..n {
-                next[r] = match &weights {
-                    Some((k, g)) => {
-                        x[r] - (0..*k)
-                            .map(|j| g[j] * (x[r] - held.image[j][r]))
-                            .sum::<f64>()
-                    }
-                    None => x[r],
-                };
-                held.f[slot][r] = x[r] - h[r];
-                held.image[slot][r] = x[r];
-            }
-            held.next[0] = (slot + 1) % HISTORY;
-            held.count[0] = (held.count[0] + 1).min(HISTORY);
-            h = next;
+            mixing.update(0, n, |r| u[r], |r| image[r], 1.0, |r, v| next[r] = v);
+            u = next;
             updates += 1;
             assert!(
                 updates <= 4,
-                "not at the fixed point after {updates} updates: {h:?}"
+                "not at the fixed point after {updates} updates: {u:?}"
             );
         }
     }

@@ -311,12 +311,17 @@ impl<T: Real> Part<T> {
         w: &mut Scratch,
     ) {
         let s = self.stride();
+        let mut held = self
+            .held
+            .take()
+            .expect("scenes that hold have the iteration's vectors");
+        held.mixing.clear();
         for e in 0..s {
             w.active[e] = e < self.len && red.lanes[e].dz.iter().all(|d| d.is_finite());
         }
         for _ in 0..super::adjoint::HELD_ITERATIONS {
             if !w.active.iter().any(|a| *a) {
-                return;
+                break;
             }
             set_seed(&mut self.b, &w.dx);
             self.vjp(scene, KernelKind::Adjoint);
@@ -338,11 +343,24 @@ impl<T: Real> Part<T> {
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
                 let size = c.iter().map(|a| a.abs()).fold(0.0, f64::max);
-                lane.dz.copy_from_slice(&c);
-                lane.zbar = c;
                 if change <= super::adjoint::HELD_TOLERANCE * size || !change.is_finite() {
                     w.active[e] = false;
+                    lane.dz.copy_from_slice(&c);
+                } else {
+                    let (u, next) = (&lane.dz, &mut w.d);
+                    held.mixing.update(
+                        e,
+                        tree.n,
+                        |r| u[r],
+                        |r| c[r],
+                        1.0,
+                        |r, v| next[r * s + e] = v,
+                    );
+                    for (r, dz) in lane.dz.iter_mut().enumerate() {
+                        *dz = w.d[r * s + e];
+                    }
                 }
+                lane.zbar = c;
                 let (lane, dx) = (&red.lanes[e], &mut w.dx);
                 tree.seed(&lane.poses, &lane.twists, &lane.dz, |r, v| {
                     dx[r * s + e] = v
@@ -354,6 +372,7 @@ impl<T: Real> Part<T> {
                 self.stops[e] = Some((crate::SolveStop::HeldIterationCap, f64::NAN));
             }
         }
+        self.held = Some(held);
     }
 
     pub(crate) fn pull_initial_links(&mut self, tree: &Tree, initial: &Snapshot, xbar: &mut [f64]) {
