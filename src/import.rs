@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Convert a MuJoCo MJCF model (XML) into a Joule scene (printed, or written to -o).
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule import ant.xml -o ant.joule\n  joule import humanoid.xml --lenient > humanoid.joule\n\nA scene can also load a model directly: use \"ant.xml\""
+    after_help = "Examples:\n  joule import ant.xml -o ant.joule\n  joule import humanoid.xml --lenient > humanoid.joule\n  joule import ant.xml --friction coulomb -o ant_coulomb.joule\n\nA scene can also load a model directly: use \"ant.xml\""
 )]
 pub struct ImportArgs {
     /// The MJCF file.
@@ -21,16 +21,36 @@ pub struct ImportArgs {
     /// Skip unsupported elements and attributes with a warning instead of failing.
     #[arg(long)]
     lenient: bool,
+    /// The ground contact's friction: MuJoCo's cone (`contact_soft`, whose
+    /// sliding contacts push out of the ground), or Coulomb's bound by the
+    /// same step's normal force (`contact_coulomb`: not dilatant, about three
+    /// times the Newton iterations).
+    #[arg(long, value_enum, default_value_t = FrictionArg::Cone)]
+    friction: FrictionArg,
     /// Colour in diagnostics.
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     color: ColorArg,
 }
 
+/// `--friction`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FrictionArg {
+    Cone,
+    Coulomb,
+}
+
 /// Imports the model, compiles the result, and prints it or writes it to
 /// `--out` (atomically: a temporary file renamed into place).
 pub fn import(a: ImportArgs) -> ExitCode {
-    let (model, out, lenient, color) = (&a.model, a.out.as_deref(), a.lenient, a.color.enabled());
-    let (sources, imported) = match mjcf::import_path(model, lenient) {
+    let (model, out, color) = (&a.model, a.out.as_deref(), a.color.enabled());
+    let options = mjcf::Options {
+        lenient: a.lenient,
+        friction: match a.friction {
+            FrictionArg::Cone => mjcf::Friction::Cone,
+            FrictionArg::Coulomb => mjcf::Friction::Coulomb,
+        },
+    };
+    let (sources, imported) = match mjcf::import_path(model, options) {
         Ok(r) => r,
         Err(e) => {
             let help = "give a MuJoCo MJCF model: an XML text file";

@@ -737,6 +737,54 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
     assert!(bad.exists());
 }
 
+/// `joule import --friction coulomb` writes the ground contact as
+/// `contact_coulomb` (Coulomb's bound by the step's own normal force) where
+/// the default writes MuJoCo's cone; the imported ant stands on either, its
+/// torso after 100 steps within 2 mm of the cone's (0.5941 and 0.5928 m;
+/// MuJoCo's 0.597).
+#[test]
+fn import_writes_coulomb_friction_on_request() {
+    let torso_height = |friction: Option<&str>| {
+        let out = temp(&format!("ant_{}.joule", friction.unwrap_or("default")));
+        let mut args = vec!["import", "tests/mjcf/ant.xml", "-o", out.to_str().unwrap()];
+        if let Some(f) = friction {
+            args.extend(["--friction", f]);
+        }
+        let o = joule(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).expect("written");
+        let (soft, coulomb) = (
+            text.matches("contact_soft(").count(),
+            text.matches("contact_coulomb(").count(),
+        );
+        if friction == Some("coulomb") {
+            assert!(
+                soft == 0 && coulomb > 0,
+                "{soft} cone and {coulomb} Coulomb contacts"
+            );
+        } else {
+            assert!(
+                soft > 0 && coulomb == 0,
+                "{soft} cone and {coulomb} Coulomb contacts"
+            );
+        }
+        let o = joule(&["run", out.to_str().unwrap(), "--steps", "100", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["observe"]["torso_x"][0][2].as_f64().unwrap()
+    };
+    let (cone, coulomb) = (torso_height(None), torso_height(Some("coulomb")));
+    assert_eq!(cone, torso_height(Some("cone")), "the cone is the default");
+    assert!(
+        (0.58..0.61).contains(&cone),
+        "the cone's ant stands at {cone} m"
+    );
+    assert!(
+        (coulomb - cone).abs() < 2e-3,
+        "Coulomb's ant at {coulomb} m, the cone's at {cone} m"
+    );
+}
+
 /// `joule grad SCENE --json` for the pendulum with extra flags.
 fn grad_json(extra: &[&str]) -> serde_json::Value {
     let mut args = vec![

@@ -22,7 +22,8 @@ fn reference() -> Value {
 
 fn import(name: &str) -> (Mjcf, String) {
     let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) = mjcf::import_path(Path::new(&path), false).expect("readable");
+    let (_, imported) =
+        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
     assert!(
         imported.diagnostics.is_empty(),
         "{name}: {:?}",
@@ -442,7 +443,14 @@ fn diagnostics(path: &Path, lenient: bool) -> String {
     // Relative paths, so the snapshots do not depend on the checkout's location.
     let cwd = std::env::current_dir().expect("cwd");
     let path = path.strip_prefix(&cwd).unwrap_or(path);
-    let (sources, imported) = mjcf::import_path(path, lenient).expect("readable");
+    let (sources, imported) = mjcf::import_path(
+        path,
+        mjcf::Options {
+            lenient,
+            ..Default::default()
+        },
+    )
+    .expect("readable");
     joule_grammar::diag::render_all(&imported.diagnostics, &sources, false, 100)
 }
 
@@ -452,7 +460,7 @@ fn diagnostics(path: &Path, lenient: bool) -> String {
 #[test]
 fn unsupported_and_invalid_diagnostics() {
     insta::glob!("mjcf/invalid/*.xml", |path| {
-        let (_, imported) = mjcf::import_path(path, false).expect("readable");
+        let (_, imported) = mjcf::import_path(path, mjcf::Options::default()).expect("readable");
         assert!(
             imported.text.is_none(),
             "{}: imported anyway",
@@ -461,7 +469,14 @@ fn unsupported_and_invalid_diagnostics() {
         insta::assert_snapshot!(diagnostics(path, false));
     });
     let path = Path::new("tests/mjcf/invalid/unsupported_elements.xml");
-    let (_, imported) = mjcf::import_path(path, true).expect("readable");
+    let (_, imported) = mjcf::import_path(
+        path,
+        mjcf::Options {
+            lenient: true,
+            ..Default::default()
+        },
+    )
+    .expect("readable");
     assert!(imported.diagnostics.iter().all(|d| !d.is_error()));
     assert_eq!(imported.diagnostics.len(), 6);
     let text = imported.text.expect("lenient import");

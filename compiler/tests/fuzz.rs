@@ -229,7 +229,14 @@ fn check_mjcf(xml: &str) {
             for lenient in [false, true] {
                 let mut sources = joule_compiler::SourceMap::new();
                 let file = sources.add("fuzz.xml", None, &xml);
-                let imported = joule_compiler::mjcf::import(&mut sources, file, lenient);
+                let imported = joule_compiler::mjcf::import(
+                    &mut sources,
+                    file,
+                    joule_compiler::mjcf::Options {
+                        lenient,
+                        ..Default::default()
+                    },
+                );
                 for d in &imported.diagnostics {
                     let _ = d.render(&sources, false, 80);
                 }

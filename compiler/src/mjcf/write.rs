@@ -442,8 +442,9 @@ fn joint_field(
     })
 }
 
-/// Writes the Joule scene for a model read from `file` (named in the header).
-pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
+/// Writes the Joule scene for a model read from `file` (named in the header),
+/// its ground contact with `friction`.
+pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Diagnostic>> {
     let mut diags = vec![];
     let n = m.bodies.len();
     // The Joule body of each MJCF body: the nearest ancestor-or-self with joints, or the world.
@@ -737,7 +738,11 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
                         ground_heights.push(z);
                         writeln!(
                             ct,
-                            "contact_soft({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
+                            "{}({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
+                            match friction {
+                                Friction::Cone => "contact_soft",
+                                Friction::Coulomb => "contact_coulomb",
+                            },
                             num(mu)
                         )
                         .ok();
@@ -828,10 +833,23 @@ pub fn write(m: &Mjcf, file: &str) -> Result<String, Vec<Diagnostic>> {
         "// is soft, as MuJoCo's limits are.",
         "// Actuators are the controls u[k] in MJCF actuator order, on their joints.",
         "// Contact with the ground is MuJoCo's soft contact: on the geoms' contact points a",
-        "// spring k_contact and damper b_contact pushing only, and Coulomb friction in one",
-        "// cone with it (contact_soft: stiff tangential damper kt_contact h below the cone);",
-        "// with other planes and between bodies it is the IPC barrier (dhat, kappa).",
     ] {
+        writeln!(o, "{line}").ok();
+    }
+    let ground = match friction {
+        Friction::Cone => [
+            "// spring k_contact and damper b_contact pushing only, and Coulomb friction in one",
+            "// cone with it (contact_soft: stiff tangential damper kt_contact h below the cone);",
+        ],
+        Friction::Coulomb => [
+            "// spring k_contact and damper b_contact pushing only, and Coulomb friction bounded by",
+            "// its force at the step's solution (contact_coulomb: damper kt_contact h below it);",
+        ],
+    };
+    for line in ground
+        .into_iter()
+        .chain(["// with other planes and between bodies it is the IPC barrier (dhat, kappa)."])
+    {
         writeln!(o, "{line}").ok();
     }
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();

@@ -498,7 +498,7 @@ impl Resolver<'_> {
             .add(full.display().to_string(), Some(&canonical), &text);
         if crate::mjcf::is_mjcf_path(&canonical) {
             // An MJCF model: import it to Joule text, then include that.
-            let imported = crate::mjcf::import(self.sources, id, false);
+            let imported = crate::mjcf::import(self.sources, id, crate::mjcf::Options::default());
             self.diags.extend(imported.diagnostics);
             let Some(joule) = imported.text else { return };
             id = self
