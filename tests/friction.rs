@@ -10,7 +10,7 @@
 //! step's solution (`contact_coulomb`), whose do not.
 
 use joule_compiler::compiled::Backend;
-use joule_runtime::{Scene, Sim};
+use joule_runtime::{Event, Scene, Sim};
 use std::path::Path;
 
 const H: f64 = 0.01;
@@ -433,4 +433,52 @@ fn a_particle_pushed_past_held_coulomb_friction_accelerates_as_coulomb_says() {
         (accel - want).abs() <= 1e-3 * want,
         "accelerates at {accel} m/s^2, Coulomb's {want}"
     );
+}
+
+/// The held values' iteration is per environment: seven robots kicking to
+/// different bang-bang sequences (`leg_coulomb.joule`) end bit for bit
+/// where they end run one at a time, for any number of threads (lanes
+/// that converge early are not moved by the others' updates), and every
+/// step converges (within the scene's 100 iterations; the hardest take ~70).
+#[test]
+fn held_friction_is_independent_of_the_batch_and_the_threads() {
+    let leg = scene("tests/friction/leg_coulomb.joule");
+    let run = |batch: usize, threads: usize, first: usize| {
+        let mut sim = leg.batch_threads(batch, threads);
+        let mut reports = vec![];
+        for n in 0..60 {
+            for e in 0..batch {
+                sim.set_control(0, e, sign(n, 10 + (first + e) as u64));
+            }
+            sim.step();
+            for ev in &sim.events {
+                if let Event::NotConverged { env, step, .. } = ev {
+                    reports.push((first + env, *step));
+                } else {
+                    panic!("{ev}");
+                }
+            }
+        }
+        reports.sort();
+        let positions: Vec<Vec<f64>> = (0..batch).map(|e| sim.positions(e)).collect();
+        (positions, reports)
+    };
+    let (mut alone, mut reports) = (vec![], vec![]);
+    for e in 0..7 {
+        let (mut x, r) = run(1, 1, e);
+        alone.push(x.remove(0));
+        reports.extend(r);
+    }
+    reports.sort();
+    assert!(
+        reports.is_empty(),
+        "steps that did not converge: {reports:?}"
+    );
+    for threads in [1, 2, 3] {
+        assert_eq!(
+            run(7, threads, 0),
+            (alone.clone(), reports.clone()),
+            "{threads} threads"
+        );
+    }
 }
