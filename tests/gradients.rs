@@ -949,3 +949,51 @@ fn adjoint_through_held_coulomb_friction() {
         }
     }
 }
+
+/// docs/performance.md's "Recorded memory per environment step" table: for
+/// every shipped scene, its DOFs and the bytes the gradient records per
+/// environment step (8 environments, f64 or f32 as the scene says), as a
+/// one-step gradient reports them.
+#[test]
+fn the_documented_recorded_bytes_per_env_step_are_true() {
+    let text = std::fs::read_to_string("docs/performance.md").expect("docs");
+    let rows: Vec<(String, usize, usize)> = text
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells
+                .get(1)?
+                .strip_prefix("`scenes/")?
+                .strip_suffix(".joule`")?;
+            Some((
+                name.to_string(),
+                cells.get(2)?.parse().ok()?,
+                cells.get(3)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let mut names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    names.sort();
+    let mut stems: Vec<String> = std::fs::read_dir("scenes")
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "joule")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    stems.sort();
+    assert_eq!(names, stems, "one row per shipped scene");
+    for (name, dofs, bytes) in &rows {
+        let m = model(&shipped(name), true);
+        let obj = objective(&m);
+        let scene = Scene::from_model(m, Backend::Jit).expect("compile");
+        let mut sim = scene.batch_threads(8, 1);
+        let g = sim.gradient(&obj, 1).expect("gradient");
+        assert_eq!(
+            (scene.dofs(), g.bytes_per_env_step),
+            (*dofs, *bytes),
+            "{name}: DOFs and recorded bytes per env-step"
+        );
+    }
+}
