@@ -150,7 +150,10 @@ impl<T: Real> Part<T> {
                 w.md[i] = w.rhs[i] - self.b.d_held_x[i].to_f64();
             }
             w.d[..n * s].copy_from_slice(&w.dx[..n * s]);
-            self.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
+            // The Hessian is the same at every iteration: its factor, kept.
+            if !self.solve_again(scene, &w.md, &mut w.dx, &w.active) {
+                self.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
+            }
             // The images, for Anderson's mixing of the next iterates into `w.dx`.
             w.x0[..n * s].copy_from_slice(&w.dx[..n * s]);
             for e in 0..self.len {

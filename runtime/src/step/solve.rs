@@ -120,6 +120,30 @@ impl<T: Real> Part<T> {
         self.direct = Some(w);
     }
 
+    /// Solves again with the factor the last direct solve left, where that
+    /// factor is every lane's (the partition is one block of lanes, as it
+    /// is up to [`crate::sparse::LANE_BLOCK`] lanes): `dx = A^-1 rhs` on the
+    /// `active` lanes. False, doing nothing, where it is not (several blocks,
+    /// or a scene solved by CG): then call [`Part::solve`].
+    pub(super) fn solve_again(
+        &mut self,
+        scene: &Scene,
+        rhs: &[f64],
+        dx: &mut [f64],
+        active: &[bool],
+    ) -> bool {
+        let (Some(direct), Some(mut w)) = (scene.direct_solver(), self.direct.take()) else {
+            return false;
+        };
+        let stride = self.stride();
+        let whole = w.lanes() >= stride;
+        if whole {
+            direct.solve(&mut w, rhs, dx, &active[..stride], stride, 0);
+        }
+        self.direct = Some(w);
+        whole
+    }
+
     /// `c.ap` = (M/h^2 + H_E + H_hD) `c.p`, through the Hessian-vector kernels.
     fn apply(&mut self, scene: &Scene, h: f64, c: &mut Cg, kinds: [KernelKind; 2]) {
         let (n, s) = (scene.dofs(), self.stride());
