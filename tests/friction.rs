@@ -103,6 +103,19 @@ fn cone_excess(steps: &[Step], mu: f64) -> f64 {
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// Asserts that `model`'s steps stay in the friction cone `mu` (to 1e-7 N s)
+/// and that the bound was met while things moved (the scene's centre of
+/// mass travelled more than `least` metres along x), not by sticking.
+fn assert_in_the_cone_while_moving(model: &str, steps: &[Step], mu: f64, least: f64) {
+    let excess = cone_excess(steps, mu);
+    assert!(
+        excess <= 1e-7,
+        "{model}: impulse outside the cone by {excess} N s"
+    );
+    let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
+    assert!(moved > least, "{model}: moved only {moved} m");
+}
+
 /// Bang-bang for the particles: 30 N sideways, switching every step, with
 /// the vertical drive pushing down hard (30 N) and then nearly lifting the
 /// particle (9 N up) on alternate steps.
@@ -147,15 +160,9 @@ fn sign(n: usize, salt: u64) -> f64 {
 fn a_particle_driven_bang_bang_stays_in_the_cone() {
     for model in MODELS {
         let steps = driven_particle(&format!("tests/friction/particle_{model}.joule"));
-        let excess = cone_excess(&steps, 1.0);
-        assert!(
-            excess <= 1e-7,
-            "{model}: impulse outside the cone by {excess} N s"
-        );
         // It slides (the drive is three times the friction), so the bound is
         // met with friction at work, not by sticking.
-        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-        assert!(moved > 0.05, "{model}: slid only {moved} m");
+        assert_in_the_cone_while_moving(model, &steps, 1.0, 0.05);
         // Friction never does positive work: its impulse opposes the slip.
         for (n, s) in steps.iter().enumerate() {
             let work = s.tangential[0] * s.slip[0] + s.tangential[1] * s.slip[1];
@@ -192,13 +199,7 @@ fn a_box_pushed_and_twisted_bang_bang_stays_in_the_cone() {
             controls,
             |u| [20.0 * u[0], 0.0, 0.0],
         );
-        let excess = cone_excess(&steps, 0.8);
-        assert!(
-            excess <= 1e-7,
-            "{model}: impulse outside the cone by {excess} N s"
-        );
-        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-        assert!(moved > 0.05, "{model}: slid only {moved} m");
+        assert_in_the_cone_while_moving(model, &steps, 0.8, 0.05);
     }
 }
 
@@ -223,13 +224,7 @@ fn a_robot_kicking_bang_bang_stays_in_the_cone() {
             controls,
             |_| [0.0; 3],
         );
-        let excess = cone_excess(&steps, 0.9);
-        assert!(
-            excess <= 1e-7,
-            "{model}: impulse outside the cone by {excess} N s"
-        );
-        let moved: f64 = steps.iter().map(|s| s.slip[0].abs()).sum();
-        assert!(moved > 0.01, "{model}: moved only {moved} m");
+        assert_in_the_cone_while_moving(model, &steps, 0.9, 0.01);
     }
 }
 

@@ -3,17 +3,12 @@
 //! the VJP kernels it runs, the accumulation of parameter and control
 //! gradients, and the adjoint of the outputs.
 
+use super::held::held_adjoint_settled;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
-use crate::{Scene, SolveStop};
+use crate::Scene;
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
 use joule_compiler::model::Integrator;
-
-/// Most iterations of the adjoint through `held(..)` values.
-pub(super) const HELD_ITERATIONS: usize = 100;
-/// Relative change of the adjoint (max-norm per lane) at which its
-/// iteration through the held values stops.
-pub(super) const HELD_TOLERANCE: f64 = 1e-12;
 
 impl<T: Real> Part<T> {
     /// The adjoint of one substep as the scene's gradients define it: of
@@ -128,35 +123,25 @@ impl<T: Real> Part<T> {
     /// fixed-point iteration, `a <- H^-1 (w.rhs - (dG/dx_h)^T a)` from `a =
     /// H^-1 w.rhs` in `w.dx` (the VJP kernel's `d_held_x` is `(dG/dx_h)^T a`),
     /// with Anderson's mixing (on a linear map, a Krylov method: a few
-    /// dominant modes converge in a few iterations). Lanes that reach
-    /// [`HELD_ITERATIONS`] are reported.
+    /// dominant modes converge in a few iterations), in the frame of
+    /// [`Part::held_adjoint_iterations`].
     fn held_adjoint(&mut self, scene: &Scene, h: f64, w: &mut Scratch) {
         let (n, s) = (scene.dofs(), self.stride());
-        let mut held = self
-            .held
-            .take()
-            .expect("scenes that hold have the iteration's vectors");
-        held.mixing.clear();
         for e in 0..s {
             w.active[e] = e < self.len;
         }
-        for _ in 0..HELD_ITERATIONS {
-            if !w.active.iter().any(|a| *a) {
-                break;
-            }
-            set_seed(&mut self.b, &w.dx);
-            self.vjp(scene, KernelKind::Adjoint);
+        self.held_adjoint_iterations(scene, w, |part, mixing, w| {
             for i in 0..n * s {
-                w.md[i] = w.rhs[i] - self.b.d_held_x[i].to_f64();
+                w.md[i] = w.rhs[i] - part.b.d_held_x[i].to_f64();
             }
             w.d[..n * s].copy_from_slice(&w.dx[..n * s]);
             // The Hessian is the same at every iteration: its factor, kept.
-            if !self.solve_again(scene, &w.md, &mut w.dx, &w.active) {
-                self.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
+            if !part.solve_again(scene, &w.md, &mut w.dx, &w.active) {
+                part.solve(scene, h, &w.md, &mut w.dx, &w.active, true);
             }
             // The images, for Anderson's mixing of the next iterates into `w.dx`.
             w.x0[..n * s].copy_from_slice(&w.dx[..n * s]);
-            for e in 0..self.len {
+            for e in 0..part.len {
                 if !w.active[e] {
                     continue;
                 }
@@ -164,12 +149,12 @@ impl<T: Real> Part<T> {
                 let change = (0..n)
                     .map(|r| (w.dx[r * s + e] - w.d[r * s + e]).abs())
                     .fold(0.0, f64::max);
-                if change <= HELD_TOLERANCE * lane(&w.dx) || !change.is_finite() {
+                if held_adjoint_settled(change, lane(&w.dx)) {
                     w.active[e] = false;
                     continue;
                 }
                 let (u, t, next) = (&w.d, &w.x0, &mut w.dx);
-                held.mixing.update(
+                mixing.update(
                     e,
                     n,
                     |r| u[r * s + e],
@@ -178,19 +163,17 @@ impl<T: Real> Part<T> {
                     |r, v| next[r * s + e] = v,
                 );
             }
-        }
-        for e in 0..self.len {
-            if w.active[e] {
-                self.stops[e] = Some((SolveStop::HeldIterationCap, f64::NAN));
-            }
-        }
-        self.held = Some(held);
+        });
     }
 
     /// Runs a VJP kernel into cleared `d_*` buffers.
     pub(super) fn vjp(&mut self, scene: &Scene, kind: KernelKind) {
+        // Only kernels of scenes that hold write `d_held_x`: elsewhere it
+        // stays zero from its allocation.
+        if scene.holds {
+            self.b.d_held_x.fill(T::default());
+        }
         for buf in [
-            &mut self.b.d_held_x,
             &mut self.b.d_x,
             &mut self.b.d_v,
             &mut self.b.d_prev_x,

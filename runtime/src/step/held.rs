@@ -18,9 +18,10 @@
 //! gap it closes ([`INNER`]; a tighter inner solve measured more Newton
 //! iterations in all, on the ants under random controls).
 
-use super::{Part, Scratch};
-use crate::Scene;
+use super::{set_seed, Part, Scratch};
+use crate::{Scene, SolveStop};
 use joule_compiler::abi::Real;
+use joule_compiler::kernels::KernelKind;
 
 /// Residuals of past updates Anderson's update combines.
 const HISTORY: usize = 4;
@@ -29,6 +30,18 @@ const HISTORY: usize = 4;
 /// controls, Newton iterations per step: 0.3 -> 20.4, 1 -> 17.9).
 const INNER: f64 = 1.0;
 
+/// Most iterations of the adjoint through held values.
+const ADJOINT_ITERATIONS: usize = 100;
+/// Relative change of the adjoint (max-norm per lane) at which its
+/// iteration through the held values stops.
+const ADJOINT_TOLERANCE: f64 = 1e-12;
+
+/// Whether a lane's adjoint iterate that moved by `change` (max-norm) is
+/// done at its `size`: converged, or past hope (not finite).
+pub(super) fn held_adjoint_settled(change: f64, size: f64) -> bool {
+    change <= ADJOINT_TOLERANCE * size || !change.is_finite()
+}
+
 /// The iteration's state per lane, and Anderson's history.
 pub(super) struct Held {
     /// Per lane: the gap `|f|` at the last update, the relaxed update's rate.
@@ -36,9 +49,9 @@ pub(super) struct Held {
     rate: Vec<f64>,
     /// Anderson's mixing of the updates (and, in the adjoint, of its
     /// transposed iteration's).
-    pub mixing: Anderson,
+    mixing: Anderson,
     /// Whether some lane's held values moved since its potential was taken.
-    pub moved: bool,
+    moved: bool,
 }
 
 impl Held {
@@ -53,7 +66,7 @@ impl Held {
     }
 
     /// Before a step's Newton iterations (the held values are the step's start).
-    pub fn begin(&mut self) {
+    fn begin(&mut self) {
         self.gap.fill(f64::INFINITY);
         self.rate.fill(1.0);
         self.mixing.clear();
@@ -193,6 +206,57 @@ impl<T: Real> Part<T> {
             let k = scene.dofs() * self.stride();
             self.b.held_x[..k].copy_from_slice(&self.b.x[..k]);
         }
+    }
+
+    /// Before a step's Newton iterations: the held values' iteration starts
+    /// afresh (scenes that hold).
+    pub(super) fn begin_held(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.begin();
+        }
+    }
+
+    /// Whether some lane's held values moved since the last call: its
+    /// potential, taken with the old ones, is stale.
+    pub(super) fn held_moved(&mut self) -> bool {
+        self.held
+            .as_mut()
+            .is_some_and(|h| std::mem::take(&mut h.moved))
+    }
+
+    /// The frame of the adjoint's iteration through the held values
+    /// (maximal: `Part::held_adjoint`; joint coordinates:
+    /// `Part::reduced_held_adjoint`): from the seed in `w.dx` and the lanes
+    /// in `w.active`, each iteration runs the VJP kernel at the seed and
+    /// hands it to `iterate`, which writes each active lane's next seed
+    /// into `w.dx` (mixed by Anderson's update) and retires the lanes that
+    /// settled ([`held_adjoint_settled`]); lanes still active after
+    /// [`ADJOINT_ITERATIONS`] are reported.
+    pub(super) fn held_adjoint_iterations(
+        &mut self,
+        scene: &Scene,
+        w: &mut Scratch,
+        mut iterate: impl FnMut(&mut Self, &mut Anderson, &mut Scratch),
+    ) {
+        let mut held = self
+            .held
+            .take()
+            .expect("scenes that hold have the iteration's vectors");
+        held.mixing.clear();
+        for _ in 0..ADJOINT_ITERATIONS {
+            if !w.active.iter().any(|a| *a) {
+                break;
+            }
+            set_seed(&mut self.b, &w.dx);
+            self.vjp(scene, KernelKind::Adjoint);
+            iterate(self, &mut held.mixing, w);
+        }
+        for e in 0..self.len {
+            if w.active[e] {
+                self.stops[e] = Some((SolveStop::HeldIterationCap, f64::NAN));
+            }
+        }
+        self.held = Some(held);
     }
 
     /// After a Newton iteration: moves the held values of every lane that

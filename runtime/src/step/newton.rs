@@ -120,19 +120,13 @@ impl<T: Real> Part<T> {
     ) {
         let (n, s) = (scene.dofs(), self.stride());
         w.begin_newton(self.len);
-        if let Some(held) = &mut self.held {
-            held.begin();
-        }
+        self.begin_held();
         for _ in 0..iterations {
             if !w.active.iter().any(|a| *a) {
                 break;
             }
             self.count_iteration(&w.active);
-            if self
-                .held
-                .as_mut()
-                .is_some_and(|h| std::mem::take(&mut h.moved))
-            {
+            if self.held_moved() {
                 // The potential the line search descends moved with them.
                 self.potential(scene, w, h);
             }

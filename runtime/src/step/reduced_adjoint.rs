@@ -19,6 +19,7 @@
 //! `qdot_t`, and the rotation vectors the ball and free rows store (through
 //! SO(3)'s left Jacobian).
 
+use super::held::held_adjoint_settled;
 use super::reduced::{cholesky_solve, shifted_cholesky_solve, DRIFTS};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
@@ -311,26 +312,16 @@ impl<T: Real> Part<T> {
         w: &mut Scratch,
     ) {
         let s = self.stride();
-        let mut held = self
-            .held
-            .take()
-            .expect("scenes that hold have the iteration's vectors");
-        held.mixing.clear();
         for e in 0..s {
             w.active[e] = e < self.len && red.lanes[e].dz.iter().all(|d| d.is_finite());
         }
-        for _ in 0..super::adjoint::HELD_ITERATIONS {
-            if !w.active.iter().any(|a| *a) {
-                break;
-            }
-            set_seed(&mut self.b, &w.dx);
-            self.vjp(scene, KernelKind::Adjoint);
-            for e in 0..self.len {
+        self.held_adjoint_iterations(scene, w, |part, mixing, w| {
+            for e in 0..part.len {
                 if !w.active[e] {
                     continue;
                 }
                 let lane = &mut red.lanes[e];
-                let d = &self.b.d_held_x;
+                let d = &part.b.d_held_x;
                 let mut c = std::mem::take(&mut lane.zbar);
                 pull_positions(tree, lane, |r| d[r * s + e].to_f64(), &mut c);
                 for (c, l) in c.iter_mut().zip(&lane.g) {
@@ -343,12 +334,12 @@ impl<T: Real> Part<T> {
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
                 let size = c.iter().map(|a| a.abs()).fold(0.0, f64::max);
-                if change <= super::adjoint::HELD_TOLERANCE * size || !change.is_finite() {
+                if held_adjoint_settled(change, size) {
                     w.active[e] = false;
                     lane.dz.copy_from_slice(&c);
                 } else {
                     let (u, next) = (&lane.dz, &mut w.d);
-                    held.mixing.update(
+                    mixing.update(
                         e,
                         tree.n,
                         |r| u[r],
@@ -366,13 +357,7 @@ impl<T: Real> Part<T> {
                     dx[r * s + e] = v
                 });
             }
-        }
-        for e in 0..self.len {
-            if w.active[e] {
-                self.stops[e] = Some((crate::SolveStop::HeldIterationCap, f64::NAN));
-            }
-        }
-        self.held = Some(held);
+        });
     }
 
     pub(crate) fn pull_initial_links(&mut self, tree: &Tree, initial: &Snapshot, xbar: &mut [f64]) {
