@@ -81,6 +81,34 @@ pub struct TrainArgs {
     /// weights). The saved policy acts with the mean.
     #[arg(long, default_value_t = 0.0)]
     explore: f64,
+    /// Discount of the value targets (shac: TD(lambda), ppo: GAE) and of the
+    /// windows' rewards (apg, shac) [default: 0.99].
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Lambda of TD(lambda) (shac) and GAE (ppo) [default: 0.95].
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// PPO: passes over each rollout (Brax's `num_updates_per_batch`).
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// PPO: minibatches per pass, one optimiser step each (a minibatch is
+    /// `batch x horizon / minibatches` steps).
+    #[arg(long, default_value_t = 4)]
+    minibatches: usize,
+    /// PPO: clipping range of the probability ratio (Brax's `clipping_epsilon`).
+    #[arg(long, default_value_t = 0.2)]
+    ratio_clip: f64,
+    /// PPO: weight of the policy's entropy in the objective (Brax's `entropy_cost`).
+    #[arg(long, default_value_t = 0.0)]
+    entropy: f64,
+    /// PPO: factor on the rewards in the advantages and value targets
+    /// (Brax's `reward_scaling`); returns are reported unscaled.
+    #[arg(long, default_value_t = 1.0)]
+    reward_scale: f64,
+    /// Hidden layer widths of the value network (shac, ppo), e.g.
+    /// `256,256,256,256,256` [default: the policy's].
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    value_hidden: Option<Vec<usize>>,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -137,6 +165,14 @@ impl TrainArgs {
         config.threads = threads::workers(self.threads.threads);
         config.lr = self.lr.unwrap_or(config.lr);
         config.clip = self.clip.unwrap_or(config.clip);
+        config.gamma = self.gamma.unwrap_or(config.gamma);
+        config.lambda = self.lambda.unwrap_or(config.lambda);
+        config.epochs = self.epochs;
+        config.minibatches = self.minibatches;
+        config.ratio_clip = self.ratio_clip;
+        config.entropy = self.entropy;
+        config.reward_scale = self.reward_scale;
+        config.value_hidden = self.value_hidden.clone();
         config
     }
 }
@@ -186,6 +222,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             config.explore
         ));
     }
+    check_settings(&config)?;
     if config.explore > 0.0 && config.algo == Algo::Ppo {
         return Err(miette!(
             help = "leave `--explore` out: ppo explores with its own learned Gaussian",
@@ -267,6 +304,65 @@ pub fn train(a: TrainArgs) -> Result<()> {
         target,
         &trainer.config,
     )
+}
+
+/// The learning settings' limits, checked before anything is compiled: a
+/// located error with the flag's name and a hint for each.
+fn check_settings(c: &Config) -> Result<()> {
+    let unit = |name: &str, v: f64, hint: &str| -> Result<()> {
+        if v.is_finite() && (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(miette!(
+                help = hint.to_string(),
+                "`--{name} {v}` is not in 0..1"
+            ))
+        }
+    };
+    unit(
+        "gamma",
+        c.gamma,
+        "a discount such as 0.99 (Brax's ant: 0.97)",
+    )?;
+    unit("lambda", c.lambda, "a lambda such as 0.95")?;
+    let nonneg = |name: &str, v: f64, hint: &str| -> Result<()> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(miette!(
+                help = hint.to_string(),
+                "`--{name} {v}` must be finite and not negative"
+            ))
+        }
+    };
+    nonneg("entropy", c.entropy, "an entropy weight such as 0.01, or 0")?;
+    nonneg(
+        "ratio-clip",
+        c.ratio_clip,
+        "a clipping range such as 0.2 or 0.3",
+    )?;
+    if !(c.reward_scale.is_finite() && c.reward_scale > 0.0) {
+        return Err(miette!(
+            help = "a positive factor such as 1 or 10",
+            "`--reward-scale {}` must be finite and positive",
+            c.reward_scale
+        ));
+    }
+    if c.epochs == 0 || c.minibatches == 0 {
+        return Err(miette!(
+            help = "at least one pass of one minibatch, e.g. `--epochs 4 --minibatches 4`",
+            "`--epochs {}` / `--minibatches {}` must each be at least 1",
+            c.epochs,
+            c.minibatches
+        ));
+    }
+    if c.value_hidden.as_ref().is_some_and(|h| h.contains(&0)) {
+        return Err(miette!(
+            help = "give widths of at least 1, e.g. `--value-hidden 256,256`",
+            "a value network layer of width 0"
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the curve, prints the summary of training `scene`.

@@ -167,11 +167,29 @@ fn a_soft_creature_learns_to_crawl_within_a_small_budget() {
 #[test]
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     // SHAC acting deterministically and exploring (its learned noise level
-    // and random stream are in the checkpoint), and PPO.
-    for (name, algo, explore) in [
-        ("shac", "shac", "0"),
-        ("shac-explore", "shac", "0.5"),
-        ("ppo", "ppo", "0"),
+    // and random stream are in the checkpoint), PPO, and PPO with Brax's
+    // kind of settings (kept in the checkpoint: the resumed run is given none).
+    let brax: &[&str] = &[
+        "--gamma",
+        "0.97",
+        "--reward-scale",
+        "10",
+        "--entropy",
+        "0.01",
+        "--epochs",
+        "2",
+        "--minibatches",
+        "3",
+        "--ratio-clip",
+        "0.3",
+        "--value-hidden",
+        "12,12",
+    ];
+    for (name, algo, settings) in [
+        ("shac", "shac", &["--explore", "0"][..]),
+        ("shac-explore", "shac", &["--explore", "0.5"][..]),
+        ("ppo", "ppo", &[][..]),
+        ("ppo-brax", "ppo", brax),
     ] {
         let (a, b) = (
             temp(&format!("{name}-a.safetensors")),
@@ -182,29 +200,34 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             temp(&format!("{name}-b.csv")),
         );
         let ck = temp(&format!("{name}-ck.safetensors"));
+        fn with<'a>(settings: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+            [settings, more].concat()
+        }
         train(
             algo,
             "6",
-            &[
-                "--explore",
-                explore,
-                "--out",
-                a.to_str().unwrap(),
-                "--curve",
-                ca.to_str().unwrap(),
-            ],
+            &with(
+                settings,
+                &[
+                    "--out",
+                    a.to_str().unwrap(),
+                    "--curve",
+                    ca.to_str().unwrap(),
+                ],
+            ),
         );
         train(
             algo,
             "3",
-            &[
-                "--explore",
-                explore,
-                "--out",
-                b.to_str().unwrap(),
-                "--checkpoint",
-                ck.to_str().unwrap(),
-            ],
+            &with(
+                settings,
+                &[
+                    "--out",
+                    b.to_str().unwrap(),
+                    "--checkpoint",
+                    ck.to_str().unwrap(),
+                ],
+            ),
         );
         train(
             algo,
@@ -314,7 +337,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -355,6 +378,47 @@ fn bad_training_input_is_a_diagnostic() {
                 "0.3",
             ],
             "is for apg and shac",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--gamma", "1.5"],
+            "`--gamma 1.5` is not in 0..1",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--reward-scale",
+                "0",
+            ],
+            "must be finite and positive",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--minibatches",
+                "0",
+            ],
+            "must each be at least 1",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--entropy=-1"],
+            "`--entropy -1` must be finite and not negative",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--value-hidden",
+                "8,0",
+            ],
+            "a value network layer of width 0",
         ),
     ];
     for (args, want) in cases {

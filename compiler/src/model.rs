@@ -773,6 +773,8 @@ pub enum Activation {
     Relu,
     Elu,
     Sigmoid,
+    /// `x sigmoid(x)` (SiLU; Brax's default).
+    Swish,
     Identity,
 }
 

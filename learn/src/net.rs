@@ -56,6 +56,7 @@ impl Mlp {
                     Activation::Relu => h.relu()?,
                     Activation::Elu => h.elu(1.0)?,
                     Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
+                    Activation::Swish => (&h * candle_nn::ops::sigmoid(&h)?)?,
                     Activation::Identity => h,
                 };
             }

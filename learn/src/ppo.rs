@@ -6,9 +6,12 @@
 //!
 //! An iteration is a `rollout` (actions sampled around the policy's, with
 //! their log-densities and the value network's values), then an `update`
-//! (advantages by GAE, normalised, and four epochs of four shuffled
-//! minibatches, each one step of the policy's and the value network's
-//! optimisers). The losses are [`clipped_loss`] and [`log_prob`].
+//! (advantages by GAE on the rewards times `reward_scale`, normalised, and
+//! `epochs` passes over the rollout in `minibatches` shuffled minibatches,
+//! each one step of the policy's and the value network's optimisers). The
+//! losses are [`clipped_loss`], [`log_prob`] and the entropy bonus
+//! [`gaussian_entropy`]; the settings are [`Config`]'s, Brax's PPO's by
+//! another name (docs/learning.md maps them).
 
 use crate::adam::{grads_of, Adam, Update};
 use crate::envs::{healthy_steps, Envs};
@@ -115,9 +118,11 @@ pub(crate) struct Stats {
 
 /// The update after a rollout: advantages by GAE (normalised over the steps
 /// whose reward counted: never a diverged environment's), then the clipped objective plus half the value
-/// network's squared error over four epochs of four shuffled minibatches,
-/// each followed by a step of `adam` (the policy and `log_std`) and of the
-/// critic's optimiser.
+/// network's squared error, minus `entropy` times the Gaussian's entropy,
+/// over `epochs` passes of `minibatches` shuffled minibatches, each
+/// followed by a step of `adam` (the policy and `log_std`) and of the
+/// critic's optimiser. Advantages and value targets are in units of the
+/// rewards times `reward_scale`.
 pub(crate) fn update(
     rollout: &Rollout,
     policy: &Policy,
@@ -147,8 +152,12 @@ pub(crate) fn update(
     let mut ret = vec![0.0; c.horizon * b];
     for e in 0..b {
         let n = healthy_steps(diverged, e);
+        let scaled: Vec<f64> = column(&rewards[..n], e)
+            .iter()
+            .map(|r| r * c.reward_scale)
+            .collect();
         let (a, r) = value::gae(
-            &column(&rewards[..n], e),
+            &scaled,
             &column(&values[..=n], e),
             &column(&terminal[..n], e),
             c.gamma,
@@ -179,9 +188,10 @@ pub(crate) fn update(
     let k_vars = critic.net.vars();
     let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
     let mut order = valid.clone();
-    for _ in 0..4 {
+    let k = log_std.as_tensor().dims1()? as f64;
+    for _ in 0..c.epochs {
         order.shuffle(rng);
-        for chunk in order.chunks(order.len().div_ceil(4).max(1)) {
+        for chunk in order.chunks(order.len().div_ceil(c.minibatches).max(1)) {
             let idx = Tensor::from_vec(
                 chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
                 chunk.len(),
@@ -196,13 +206,14 @@ pub(crate) fn update(
                 &new,
                 &old.index_select(&idx, 0)?,
                 &Tensor::new(advs.as_slice(), &Device::Cpu)?,
-                0.2,
+                c.ratio_clip,
             )?;
             let v = critic.net.forward(&xb)?.flatten_all()?;
             let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
                 .sqr()?
                 .mean_all()?;
-            let loss = (&policy_loss + (value_loss * 0.5)?)?;
+            let entropy = gaussian_entropy(log_std.as_tensor(), k)?;
+            let loss = ((&policy_loss + (value_loss * 0.5)?)? - (entropy * c.entropy)?)?;
             loss_v = policy_loss.to_scalar::<f64>()?;
             let store = loss.backward()?;
             match adam.step(&vars, &grads_of(&store, &vars)?, Some(c.clip))? {
@@ -232,6 +243,13 @@ pub fn clipped_loss(
     let unclipped = (&ratio * adv)?;
     let clipped = (ratio.clamp(1.0 - eps, 1.0 + eps)? * adv)?;
     unclipped.minimum(&clipped)?.mean_all()?.neg()
+}
+
+/// Entropy of independent Gaussians with log standard deviations
+/// `log_std` (`[k]`): `sum(log_std) + k/2 ln(2 pi e)`, the same for every
+/// state (the standard deviation does not depend on it).
+pub fn gaussian_entropy(log_std: &Tensor, k: f64) -> Result<Tensor> {
+    log_std.sum_all()? + 0.5 * k * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()
 }
 
 /// Log-density of actions `a` (`[rows, k]`) under independent Gaussians with

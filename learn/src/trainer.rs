@@ -78,6 +78,39 @@ pub struct Config {
     /// policy acts with its mean.
     #[serde(default)]
     pub explore: f64,
+    /// PPO: passes over each rollout (Brax's `num_updates_per_batch`).
+    #[serde(default = "four")]
+    pub epochs: usize,
+    /// PPO: minibatches each pass is split into, one optimiser step each.
+    #[serde(default = "four")]
+    pub minibatches: usize,
+    /// PPO: the surrogate's clipping range, `r` kept in `1 -+ ratio_clip`
+    /// (Brax's `clipping_epsilon`).
+    #[serde(default = "ratio_clip")]
+    pub ratio_clip: f64,
+    /// PPO: weight of the Gaussian's entropy, a bonus in the objective
+    /// (Brax's `entropy_cost`).
+    #[serde(default)]
+    pub entropy: f64,
+    /// PPO: factor on the rewards in the advantages and value targets
+    /// (Brax's `reward_scaling`); returns are reported unscaled.
+    #[serde(default = "one")]
+    pub reward_scale: f64,
+    /// Hidden layers of the value network (SHAC, PPO); `None`: the policy's.
+    #[serde(default)]
+    pub value_hidden: Option<Vec<usize>>,
+}
+
+fn four() -> usize {
+    4
+}
+
+fn ratio_clip() -> f64 {
+    0.2
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Config {
@@ -100,6 +133,12 @@ impl Config {
             squash_penalty: 0.0,
             lr_decay: 0,
             explore: 0.0,
+            epochs: four(),
+            minibatches: four(),
+            ratio_clip: ratio_clip(),
+            entropy: 0.0,
+            reward_scale: one(),
+            value_hidden: None,
         }
     }
 
@@ -173,7 +212,7 @@ impl<'s> Trainer<'s> {
             Algo::Apg => None,
             Algo::Shac | Algo::Ppo => {
                 let mut sizes = vec![policy.inputs()];
-                sizes.extend(&spec.hidden);
+                sizes.extend(config.value_hidden.as_ref().unwrap_or(&spec.hidden));
                 sizes.push(1);
                 let net = Mlp::new(&sizes, spec.activation, 1.0, &mut rng)?;
                 let target = match config.algo {
@@ -546,9 +585,25 @@ fn check_state(
     if st.adam_t.is_empty() {
         return damaged("no optimiser step count".into());
     }
-    let rates = [c.lr, c.gamma, c.lambda, c.clip, c.noise, c.explore];
+    let rates = [
+        c.lr,
+        c.gamma,
+        c.lambda,
+        c.clip,
+        c.noise,
+        c.explore,
+        c.ratio_clip,
+        c.entropy,
+        c.reward_scale,
+    ];
     if rates.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return damaged(format!("non-finite or negative settings {rates:?}"));
+    }
+    if c.epochs == 0 || c.minibatches == 0 {
+        return damaged(format!(
+            "{} epochs of {} minibatches (each at least 1)",
+            c.epochs, c.minibatches
+        ));
     }
     let (b, n) = (c.batch, scene.dofs());
     for (name, want) in [

@@ -1467,14 +1467,15 @@ impl Resolver<'_> {
                         "relu" => Activation::Relu,
                         "elu" => Activation::Elu,
                         "sigmoid" => Activation::Sigmoid,
+                        "swish" => Activation::Swish,
                         "identity" => Activation::Identity,
                         other => {
                             let help = suggest(
                                 other,
-                                ["tanh", "relu", "elu", "sigmoid", "identity"].into_iter(),
+                                ["tanh", "relu", "elu", "sigmoid", "swish", "identity"].into_iter(),
                             )
                             .unwrap_or_else(|| {
-                                "activations are tanh, relu, elu, sigmoid, identity".into()
+                                "activations are tanh, relu, elu, sigmoid, swish, identity".into()
                             });
                             self.error(
                                 Diagnostic::error(

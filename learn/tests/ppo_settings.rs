@@ -1,0 +1,102 @@
+//! PPO's settings beyond the defaults (`Config::{epochs, minibatches,
+//! entropy, reward_scale, value_hidden}`, Brax's `num_updates_per_batch`,
+//! `num_minibatches`, `entropy_cost`, `reward_scaling` and value network),
+//! on the reach scene of the CLI tests: each does what it says, measured on
+//! the trained tensors.
+
+use candle_core::Tensor;
+use joule_learn::policy::read_safetensors;
+use joule_learn::{Algo, Config, Trainer};
+use joule_runtime::Scene;
+use std::collections::BTreeMap;
+
+fn scene() -> Scene {
+    let path = format!("{}/../tests/learn/reach.joule", env!("CARGO_MANIFEST_DIR"));
+    Scene::from_path(path.as_ref(), Default::default()).expect("the scene compiles")
+}
+
+fn config() -> Config {
+    let mut c = Config::new(Algo::Ppo, "closeness");
+    (c.batch, c.horizon, c.episode, c.seed) = (4, 10, 20, 3);
+    c
+}
+
+/// The checkpoint's tensors after `iters` iterations of `c`.
+fn tensors(scene: &Scene, c: Config, iters: usize) -> BTreeMap<String, Tensor> {
+    let mut tr = Trainer::new(scene, c).expect("trainer");
+    for _ in 0..iters {
+        tr.iterate().expect("iteration");
+    }
+    let (t, _) = read_safetensors(&tr.checkpoint().unwrap()).expect("safetensors");
+    t.into_iter().collect()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// With an entropy weight far above the (normalised) surrogate's scale the
+/// gradient of every log standard deviation is the weight's, so each of
+/// Adam's steps raises it by the learning rate: after one iteration of 3
+/// passes of 5 minibatches, by 15 steps' worth. Without the bonus it does
+/// not move that way.
+#[test]
+fn the_entropy_bonus_widens_the_gaussian_by_one_step_per_minibatch() {
+    let scene = scene();
+    let mut c = config();
+    (c.epochs, c.minibatches, c.entropy, c.lr, c.clip) = (3, 5, 1e4, 1e-3, 1e12);
+    let start = -0.5; // PPO's initial log standard deviation
+    let after = values(&tensors(&scene, c.clone(), 1)["log_std"]);
+    for l in &after {
+        let steps = (l - start) / c.lr;
+        assert!((steps - 15.0).abs() < 0.05, "rose by {steps} steps, not 15");
+    }
+    c.entropy = 0.0;
+    let plain = values(&tensors(&scene, c.clone(), 1)["log_std"]);
+    assert!(
+        plain.iter().all(|l| (l - start) / c.lr < 14.0),
+        "without the bonus: {plain:?}"
+    );
+}
+
+/// The reward's scale changes the update (through the value targets the
+/// critic learns) but not the reported returns: the first iteration, whose
+/// rollout precedes every update, reports the same mean return.
+#[test]
+fn the_reward_scale_acts_on_the_update_and_not_on_the_reported_return() {
+    let scene = scene();
+    let run = |scale: f64| {
+        let mut c = config();
+        (c.reward_scale, c.episode) = (scale, c.horizon);
+        let mut tr = Trainer::new(&scene, c).expect("trainer");
+        let first = tr.iterate().expect("iteration").reward;
+        tr.iterate().expect("iteration");
+        let (t, _) = read_safetensors(&tr.checkpoint().unwrap()).expect("safetensors");
+        let critic: Vec<f64> = t
+            .iter()
+            .filter(|(n, _)| n.starts_with("critic."))
+            .flat_map(|(_, t)| values(t))
+            .collect();
+        (first, critic)
+    };
+    let (r1, k1) = run(1.0);
+    let (r10, k10) = run(10.0);
+    assert!(r1.is_finite(), "an episode ended in the first iteration");
+    assert_eq!(r1, r10, "returns are reported unscaled");
+    assert_ne!(k1, k10, "the value network learns the scaled returns");
+}
+
+/// `value_hidden` sizes the value network, not the policy.
+#[test]
+fn the_value_network_takes_its_own_widths() {
+    let scene = scene();
+    let mut c = config();
+    c.value_hidden = Some(vec![7, 5]);
+    let t = tensors(&scene, c, 1);
+    let dims = |n: &str| t[n].dims().to_vec();
+    // reach observes 6 numbers (miss, speed); its policy has one layer of 16.
+    assert_eq!(dims("critic.0.weight"), [7, 6]);
+    assert_eq!(dims("critic.1.weight"), [5, 7]);
+    assert_eq!(dims("critic.2.weight"), [1, 5]);
+    assert_eq!(dims("policy.0.weight"), [16, 6]);
+}
