@@ -168,7 +168,8 @@ fn a_soft_creature_learns_to_crawl_within_a_small_budget() {
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     // SHAC acting deterministically and exploring (its learned noise level
     // and random stream are in the checkpoint), PPO, and PPO with Brax's
-    // kind of settings (kept in the checkpoint: the resumed run is given none).
+    // kind of settings and an f32 value network (kept in the checkpoint, its
+    // optimiser's moments in f32: the resumed run is given no settings).
     let brax: &[&str] = &[
         "--gamma",
         "0.97",
@@ -184,6 +185,7 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
         "0.3",
         "--value-hidden",
         "12,12",
+        "--value-f32",
     ];
     for (name, algo, settings) in [
         ("shac", "shac", &["--explore", "0"][..]),
@@ -337,7 +339,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -419,6 +421,10 @@ fn bad_training_input_is_a_diagnostic() {
                 "8,0",
             ],
             "a value network layer of width 0",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--value-f32"],
+            "`--value-f32` is for ppo",
         ),
     ];
     for (args, want) in cases {

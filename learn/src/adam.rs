@@ -4,7 +4,7 @@
 //! the step count to resume bit for bit, and candle keeps those private.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 
 /// Adam's state for a list of variables.
 pub struct Adam {
@@ -51,7 +51,7 @@ impl Adam {
     pub fn step(&mut self, vars: &[Var], grads: &[Tensor], clip: Option<f64>) -> Result<Update> {
         let norm = grads
             .iter()
-            .map(|g| g.sqr()?.sum_all()?.to_scalar::<f64>())
+            .map(|g| g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>())
             .sum::<Result<f64>>()?
             .sqrt();
         if !norm.is_finite() {

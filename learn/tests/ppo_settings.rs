@@ -100,3 +100,35 @@ fn the_value_network_takes_its_own_widths() {
     assert_eq!(dims("critic.2.weight"), [1, 5]);
     assert_eq!(dims("policy.0.weight"), [16, 6]);
 }
+
+/// An f32 value network (`value_f32`) computes the f64 network's values to
+/// f32's rounding, from the same initial weights, and its gradients flow.
+#[test]
+fn an_f32_network_computes_the_f64_networks_values_to_f32_rounding() {
+    use candle_core::Device;
+    use joule_compiler::model::Activation;
+    use joule_learn::net::Mlp;
+    use rand::SeedableRng;
+    let make = || {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        Mlp::new(&[5, 64, 64, 1], Activation::Swish, 1.0, &mut rng).unwrap()
+    };
+    let (wide, narrow) = (make(), make().in_f32().unwrap());
+    let x: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+    let x = Tensor::from_vec(x, (8, 5), &Device::Cpu).unwrap();
+    let (a, b) = (
+        values(&wide.forward(&x).unwrap()),
+        values(&narrow.forward(&x).unwrap()),
+    );
+    let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() <= 1e-5 * scale.max(1.0), "{a} vs {b}");
+        assert_ne!(a, b, "the f32 network rounds");
+    }
+    let loss = narrow.forward(&x).unwrap().sqr().unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    for v in narrow.vars() {
+        let g = grads.get(v.as_tensor()).expect("a gradient for every weight");
+        assert_eq!(g.dtype(), candle_core::DType::F32);
+    }
+}
