@@ -16,7 +16,9 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Simulate a batch of environments and report observations, losses and rewards.
+/// Simulate a batch of environments and report observations, losses and rewards (each
+/// reward summed over the steps up to the episode's end, the first step a `done` item fires,
+/// as training counts returns; `episode_end` in `--json`).
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("view").multiple(true)))]
 #[command(
@@ -262,6 +264,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             .unzip()
     };
     let mut reward_sum = vec![vec![0.0; batch]; outputs.len()];
+    // The step at which each environment's episode ended (a `done` item
+    // fired): its rewards count up to and including that step, as in training.
+    let mut ended: Vec<Option<usize>> = vec![None; batch];
     let start = Instant::now();
     let mut current = sim.outputs();
     // The first step and environment at which each output was not finite.
@@ -317,8 +322,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         for (k, o) in outputs.iter().enumerate() {
             if o.kind == ObjectiveKind::Reward {
                 for (e, r) in reward_sum[k].iter_mut().enumerate() {
-                    *r += current[o.offset][e];
+                    if ended[e].is_none() {
+                        *r += current[o.offset][e];
+                    }
                 }
+            }
+        }
+        for (e, end) in ended.iter_mut().enumerate() {
+            let done = outputs
+                .iter()
+                .any(|o| o.kind == ObjectiveKind::Done && current[o.offset][e] > 0.5);
+            if end.is_none() && done {
+                *end = Some(step);
             }
         }
         if record {
@@ -394,6 +409,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             "observe": group(ObjectiveKind::Observe),
             "loss": group(ObjectiveKind::Loss),
             "reward": group(ObjectiveKind::Reward),
+            "episode_end": ended,
             "timing": {"compile_ms": compile_ms, "run_ms": run_ms, "env_steps_per_sec": env_steps},
         });
         let mut obj = obj;
@@ -418,7 +434,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         );
         for (k, o) in outputs.iter().enumerate() {
             let v: Vec<String> = match o.kind {
-                ObjectiveKind::Reward => vec![format!("{:.6e} (sum)", reward_sum[k][0])],
+                ObjectiveKind::Reward => vec![match ended[0] {
+                    None => format!("{:.6e} (sum)", reward_sum[k][0]),
+                    Some(n) => format!(
+                        "{:.6e} (sum to the episode's end at step {n})",
+                        reward_sum[k][0]
+                    ),
+                }],
                 _ => (0..o.len)
                     .map(|c| format!("{:.6e}", current[o.offset + c][0]))
                     .collect(),

@@ -1214,3 +1214,71 @@ fn run_warns_of_outputs_that_are_not_finite() {
     );
     assert!(!err.contains("`height`"), "{err}");
 }
+
+/// `joule run` sums a reward up to the episode's end, as training counts a
+/// return: Brax's ant under a random plan falls (its torso leaves the
+/// healthy band) and the summed reward is the recorded rewards' sum up to
+/// and including that step.
+#[test]
+fn run_sums_rewards_to_the_episodes_end() {
+    let plan = temp("random-ant-plan.csv");
+    let mut text = String::from("step");
+    for k in 0..8 {
+        text += &format!(",u[{k}]");
+    }
+    let mut x = 0.5f64;
+    for s in 0..200 {
+        text += &format!("\n{s}");
+        for _ in 0..8 {
+            x = (x * 3.99 * (1.0 - x)).clamp(1e-6, 1.0 - 1e-6); // logistic map: chaotic, deterministic
+            text += &format!(",{}", 2.0 * x - 1.0);
+        }
+    }
+    std::fs::write(&plan, text).unwrap();
+    let traj = temp("random-ant.csv");
+    let o = joule(&[
+        "run",
+        "scenes/envs/ant.joule",
+        "--steps",
+        "200",
+        "--controls",
+        plan.to_str().unwrap(),
+        "--out",
+        traj.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let end = v["episode_end"][0]
+        .as_u64()
+        .expect("the ant falls within 200 steps") as usize;
+    let rows = std::fs::read_to_string(&traj).unwrap();
+    let mut lines = rows.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (z, total, step) = (col("z"), col("total"), col("step"));
+    let (mut sum, mut first_out) = (0.0, None);
+    for line in lines {
+        let f: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        let s = f[step] as usize;
+        if s == 0 {
+            continue;
+        }
+        if s <= end {
+            sum += f[total];
+        }
+        if first_out.is_none() && !(0.2..=1.0).contains(&f[z]) {
+            first_out = Some(s);
+        }
+    }
+    assert_eq!(
+        first_out,
+        Some(end),
+        "the episode ends where the torso leaves [0.2, 1]"
+    );
+    let got = v["reward"]["total"][0].as_f64().unwrap();
+    assert!(
+        (got - sum).abs() < 1e-9 * sum.abs().max(1.0),
+        "{got} vs {sum}"
+    );
+}

@@ -1,7 +1,9 @@
-//! Proximal policy optimisation, the model-free baseline: a Gaussian around
-//! the same policy network's controls (a learned, state-independent standard
-//! deviation), generalised advantage estimation, and the clipped surrogate
-//! objective optimised over minibatch epochs. No gradient passes through the
+//! Proximal policy optimisation, the model-free baseline: the same policy
+//! network's pre-squash outputs as the means of Gaussians (a learned,
+//! state-independent standard deviation), sampled and then squashed into the
+//! controls' ranges (Brax's tanh-normal: every action is inside its range),
+//! generalised advantage estimation, and the clipped surrogate objective
+//! optimised over minibatch epochs. No gradient passes through the
 //! simulator.
 //!
 //! An iteration is a `rollout` (actions sampled around the policy's, with
@@ -9,8 +11,9 @@
 //! (advantages by GAE on the rewards times `reward_scale`, normalised, and
 //! `epochs` passes over the rollout in `minibatches` shuffled minibatches,
 //! each one step of the policy's and the value network's optimisers). The
-//! losses are [`clipped_loss`], [`log_prob`] and the entropy bonus
-//! [`gaussian_entropy`]; the settings are [`Config`]'s, Brax's PPO's by
+//! losses are [`clipped_loss`], [`log_prob`] (of the pre-squash sample: the
+//! squash's Jacobian cancels in the ratio) and the entropy bonus
+//! [`squashed_entropy`]; the settings are [`Config`]'s, Brax's PPO's by
 //! another name (docs/learning.md maps them).
 
 use crate::adam::{grads_of, Adam, Update};
@@ -31,7 +34,8 @@ pub(crate) struct Rollout {
     pub observations: Vec<Vec<Vec<f64>>>,
     /// The policy's inputs at every step, `[H]` tensors of `[env, input]`.
     pub inputs: Vec<Tensor>,
-    /// The sampled actions, `[H]` tensors of `[env, control]`.
+    /// The sampled actions before the squash into the controls' ranges, `[H]`
+    /// tensors of `[env, control]`.
     pub actions: Vec<Tensor>,
     /// Their log-densities under the policy that sampled them, `[H]` tensors of `[env]`.
     pub log_probs: Vec<Tensor>,
@@ -48,9 +52,10 @@ pub(crate) struct Rollout {
     pub diverged: Vec<Vec<bool>>,
 }
 
-/// `horizon` steps of every environment, the controls sampled from Gaussians
-/// around the policy's with standard deviations `exp(log_std)`; `value` rates
-/// the states.
+/// `horizon` steps of every environment acting with the policy's Gaussians:
+/// pre-squash outputs sampled around the network's with standard deviations
+/// `exp(log_std)`, then squashed into the controls' ranges (Brax's
+/// tanh-normal); `value` rates the states.
 pub(crate) fn rollout(
     envs: &mut Envs,
     policy: &Policy,
@@ -69,13 +74,13 @@ pub(crate) fn rollout(
         let mut o = policy.observe(&outputs);
         envs.mask(&mut o);
         let x = policy.input(&o)?;
-        let mean = policy.forward(&x)?;
+        let mean = policy.net.forward(&x)?;
         let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(rng)).collect();
         let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
         let a = (mean.clone() + eps.broadcast_mul(&Tensor::new(std.as_slice(), &Device::Cpu)?)?)?;
         logps.push(log_prob(&mean, log_std.as_tensor(), &a)?);
         values.push(value.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
-        policy.write_controls(&a, &mut envs.controls)?;
+        policy.write_controls(&policy.squash(&a)?.0, &mut envs.controls)?;
         envs.apply_controls();
         envs.sim.step();
         let out = envs.after_step();
@@ -118,7 +123,8 @@ pub(crate) struct Stats {
 
 /// The update after a rollout: advantages by GAE (normalised over the steps
 /// whose reward counted: never a diverged environment's), then the clipped objective plus half the value
-/// network's squared error, minus `entropy` times the Gaussian's entropy,
+/// network's squared error, minus `entropy` times the squashed Gaussian's
+/// entropy,
 /// over `epochs` passes of `minibatches` shuffled minibatches, each
 /// followed by a step of `adam` (the policy and `log_std`) and of the
 /// critic's optimiser. Advantages and value targets are in units of the
@@ -188,7 +194,6 @@ pub(crate) fn update(
     let k_vars = critic.net.vars();
     let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
     let mut order = valid.clone();
-    let k = log_std.as_tensor().dims1()? as f64;
     for _ in 0..c.epochs {
         order.shuffle(rng);
         for chunk in order.chunks(order.len().div_ceil(c.minibatches).max(1)) {
@@ -200,7 +205,7 @@ pub(crate) fn update(
             let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
             let rets: Vec<f64> = chunk.iter().map(|&i| ret[i]).collect();
             let xb = x.index_select(&idx, 0)?;
-            let mean = policy.forward(&xb)?;
+            let mean = policy.net.forward(&xb)?;
             let new = log_prob(&mean, log_std.as_tensor(), &a.index_select(&idx, 0)?)?;
             let policy_loss = clipped_loss(
                 &new,
@@ -212,7 +217,10 @@ pub(crate) fn update(
             let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
                 .sqr()?
                 .mean_all()?;
-            let entropy = gaussian_entropy(log_std.as_tensor(), k)?;
+            let entropy = match c.entropy > 0.0 {
+                true => squashed_entropy(policy, &mean, log_std, rng)?,
+                false => Tensor::new(0.0, &Device::Cpu)?,
+            };
             let loss = ((&policy_loss + (value_loss * 0.5)?)? - (entropy * c.entropy)?)?;
             loss_v = policy_loss.to_scalar::<f64>()?;
             let store = loss.backward()?;
@@ -243,6 +251,27 @@ pub fn clipped_loss(
     let unclipped = (&ratio * adv)?;
     let clipped = (ratio.clamp(1.0 - eps, 1.0 + eps)? * adv)?;
     unclipped.minimum(&clipped)?.mean_all()?.neg()
+}
+
+/// The entropy of the squashed Gaussians (Brax's tanh-normal), averaged
+/// over the rows of pre-squash means `mean` (`[rows, k]`): the Gaussians'
+/// entropy plus `ln |du/dy|` of the squash at one reparameterised sample per
+/// row (`y = mean + exp(log_std) eps`, so the estimate is differentiable in
+/// both). Unlike the Gaussian's alone it does not grow without bound with
+/// the standard deviation: past the controls' range, wider noise only
+/// saturates the squash.
+pub fn squashed_entropy(
+    policy: &Policy,
+    mean: &Tensor,
+    log_std: &Var,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
+    let (rows, k) = mean.dims2()?;
+    let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
+    let eps = Tensor::from_vec(eps, (rows, k), &Device::Cpu)?;
+    let y = (mean + eps.broadcast_mul(&log_std.as_tensor().exp()?)?)?;
+    let jacobian = policy.log_squash_jacobian(&y)?.mean_all()?;
+    gaussian_entropy(log_std.as_tensor(), k as f64)? + jacobian
 }
 
 /// Entropy of independent Gaussians with log standard deviations
