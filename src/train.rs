@@ -405,6 +405,7 @@ fn finish(
                 "iterations": last.map_or(0, |p| p.iteration),
                 "env_steps": last.map_or(0, |p| p.env_steps),
                 "seconds": last.map_or(0.0, |p| p.wall),
+                "simulator_seconds": last.map_or(0.0, |p| p.sim),
                 "return": last.map(|p| p.reward),
                 "best_return": best,
                 "target": target,
@@ -457,15 +458,16 @@ fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
     write_atomically(path, |w| {
         writeln!(
             w,
-            "iteration,env_steps,wall_s,reward,episodes,grad_norm,loss,dropped,events,resets,action_std"
+            "iteration,env_steps,wall_s,sim_s,reward,episodes,grad_norm,loss,dropped,events,resets,action_std"
         )?;
         for p in curve {
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 p.iteration,
                 p.env_steps,
                 p.wall,
+                p.sim,
                 p.reward,
                 p.episodes,
                 p.grad_norm,
@@ -698,6 +700,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
                 "expert_return": expert_return,
                 "env_steps": last.map_or(0, |p| p.env_steps),
                 "seconds": last.map_or(0.0, |p| p.wall),
+                "simulator_seconds": last.map_or(0.0, |p| p.sim),
                 "policy": o.out,
             })
         );

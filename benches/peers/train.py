@@ -24,12 +24,14 @@ How the settings map (Brax -> Joule):
   `--num-envs N` scales num_envs down for this machine and batch_size with
   it (keeping num_envs / batch_size and num_minibatches).
 
-Returns: Brax's are its evaluator's (32 environments, the stochastic
-policy, whole episodes; the time spent evaluating is left out of its
-clock); Joule's are its training episodes' (the stochastic policy, whole
-episodes), as its curve reports them. Clocks start before anything is
-imported or compiled: Brax's includes importing JAX and its JIT, Joule's the
-whole process.
+Returns are the deterministic policy's (the Gaussian's mean, squashed) over
+whole episodes: Brax's evaluator's (32 environments from its reset
+distribution, `deterministic_eval=True`), and for Joule `joule run --policy`
+from the scene's start after each leg of training (the run resumed from its
+checkpoint, bitwise one run). Training returns would be the noisy policy's
+and are not comparable with a deterministic SHAC policy's. Time spent
+evaluating is left out of both clocks; the clocks include Brax's import of
+JAX and its JIT, and Joule's whole processes.
 
   benches/peers/train.sh --env ant --steps 2000000 --num-envs 256 --seeds 0
 """
@@ -119,6 +121,7 @@ def brax_run(env_name, c, steps, seed, evals):
         ),
         seed=seed,
         num_eval_envs=EVAL_ENVS,
+        deterministic_eval=True,
         progress_fn=progress,
     )
     return rows
@@ -150,24 +153,47 @@ def joule_command(joule, c, steps, seed, algo, out_dir, tag):
     ]
 
 
-def joule_run(joule, c, steps, seed, algo, out_dir, tag):
-    """`joule train`; returns curve rows (wall from the process's start)."""
-    cmd = joule_command(joule, c, steps, seed, algo, out_dir, tag)
-    print("  " + " ".join(cmd), flush=True)
-    start = time.time()
+def joule_eval(joule, c, policy):
+    """The deterministic policy's return over one episode from the scene's start (`joule run`
+    sums the reward to the episode's end)."""
+    cmd = [joule, "run", os.path.join(ROOT, c["scene"]), "--policy", policy,
+           "--steps", str(c["episode_length"]), "--json", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    total = time.time() - start
     if done.returncode != 0:
-        sys.exit(f"error: joule train failed:\n{done.stderr}")
-    summary = json.loads(done.stdout)
-    with open(os.path.join(out_dir, f"{tag}-joule.csv")) as f:
-        curve = list(csv.DictReader(f))
-    # The curve's clock starts after the scene compiled; the offset moves it to the process's start.
-    offset = total - summary["seconds"]
-    rows = [(int(r["iteration"]), int(r["env_steps"]), float(r["wall_s"]) + offset, float(r["reward"]))
-            for r in curve]
-    print(f"  joule {algo} seed {seed}: {summary['env_steps']:,} steps {total:.1f} s "
-          f"return {summary['return']} (best {summary['best_return']})", flush=True)
+        sys.exit(f"error: joule run failed:\n{done.stderr}")
+    return float(json.loads(done.stdout)["reward"][c["reward"]][0])
+
+
+def joule_run(joule, c, steps, seed, algo, out_dir, tag, evals):
+    """`joule train` in `evals - 1` legs (each resuming the last one's checkpoint: bitwise one
+    run), the deterministic policy evaluated after each; returns curve rows (wall: the training
+    processes' time, evaluations left out, as Brax's)."""
+    cmd = joule_command(joule, c, steps, seed, algo, out_dir, tag)
+    iters = int(cmd[cmd.index("--iters") + 1])
+    ck = os.path.join(out_dir, f"{tag}-ck.safetensors")
+    policy = os.path.join(out_dir, f"{tag}.safetensors")
+    print("  " + " ".join(cmd), flush=True)
+    rows, wall = [], 0.0
+    legs = max(evals - 1, 1)
+    for leg in range(1, legs + 1):
+        upto = max(1, round(iters * leg / legs))
+        run = list(cmd)
+        run[run.index("--iters") + 1] = str(upto)
+        run += ["--checkpoint", ck, "--every", str(iters)]
+        if leg > 1:
+            run += ["--resume", ck]
+        start = time.time()
+        done = subprocess.run(run, capture_output=True, text=True)
+        wall += time.time() - start
+        if done.returncode != 0:
+            sys.exit(f"error: joule train failed:\n{done.stderr}")
+        summary = json.loads(done.stdout)
+        ret = joule_eval(joule, c, policy)
+        rows.append((leg, summary["env_steps"], wall, ret))
+        print(f"  joule {algo} seed {seed}: {summary['env_steps']:>9,} steps {wall:7.1f} s "
+              f"return {ret:9.2f} (training episodes: {summary['return']}; "
+              f"{summary['simulator_seconds']:.1f} of the last leg's {summary['seconds']:.1f} s "
+              f"in the simulator)", flush=True)
     return rows
 
 
@@ -202,10 +228,10 @@ def main():
         if "brax" in engines:
             runs.append(("brax-ppo", lambda: brax_run(args.env, c, args.steps, seed, args.evals)))
         if "joule" in engines:
-            runs.append(("joule-ppo", lambda: joule_run(args.joule, c, args.steps, seed, "ppo", out, f"ppo-{seed}")))
+            runs.append(("joule-ppo", lambda: joule_run(args.joule, c, args.steps, seed, "ppo", out, f"ppo-{seed}", args.evals)))
             if args.shac:
                 runs.append(("joule-shac",
-                             lambda: joule_run(args.joule, c, args.steps, seed, "shac", out, f"shac-{seed}")))
+                             lambda: joule_run(args.joule, c, args.steps, seed, "shac", out, f"shac-{seed}", args.evals)))
         for name, run in runs:
             rows = run()
             write(os.path.join(out, f"{args.env}-{name}-{seed}.csv"), rows)

@@ -39,6 +39,11 @@ pub struct Point {
     /// Wall-clock seconds spent training so far.
     #[serde(with = "nan_as_null")]
     pub wall: f64,
+    /// Of those, the seconds spent in the simulator (steps and adjoint
+    /// steps); the rest is the learner's (networks, updates, bookkeeping).
+    /// Absent from older checkpoints: 0.
+    #[serde(default)]
+    pub sim: f64,
     /// Mean return of the episodes that ended in this iteration (the last
     /// value carried when none ended).
     #[serde(with = "nan_as_null")]
@@ -97,6 +102,7 @@ pub(crate) fn close_iteration<'c>(
     let finished: Vec<f64> = envs.finished.drain(..).collect();
     let events = envs.sim.events.drain(..).count();
     let resets = std::mem::take(&mut envs.resets);
+    let sim = std::mem::take(&mut envs.sim_seconds);
     let prev = curve.last();
     let reward = if finished.is_empty() {
         prev.map_or(f64::NAN, |p| p.reward)
@@ -107,6 +113,7 @@ pub(crate) fn close_iteration<'c>(
         iteration: prev.map_or(0, |p| p.iteration) + 1,
         env_steps: prev.map_or(0, |p| p.env_steps) + m.env_steps,
         wall: prev.map_or(0.0, |p| p.wall) + m.start.elapsed().as_secs_f64(),
+        sim: prev.map_or(0.0, |p| p.sim) + sim,
         reward,
         episodes: finished.len(),
         grad_norm: m.grad_norm,

@@ -38,6 +38,9 @@ pub struct Envs<'s> {
     pub ret: Vec<f64>,
     /// Whether each environment's episode is still running.
     pub alive: Vec<bool>,
+    /// Seconds spent in the simulator since the curve last took them
+    /// ([`Envs::timed`]).
+    pub sim_seconds: f64,
     /// Returns of the episodes that ended since last drained.
     pub finished: Vec<f64>,
     /// Every control of every environment, `[control][env]`.
@@ -138,6 +141,7 @@ impl<'s> Envs<'s> {
             age: vec![0; batch],
             ret: vec![0.0; batch],
             alive: vec![true; batch],
+            sim_seconds: 0.0,
             finished: vec![],
             controls,
             diverged: vec![false; batch],
@@ -190,6 +194,15 @@ impl<'s> Envs<'s> {
                 row.fill(0.0);
             }
         }
+    }
+
+    /// Runs `f` on the simulation, its time counted as the simulator's (the
+    /// learning curve's `sim_s`).
+    pub fn timed<R>(&mut self, f: impl FnOnce(&mut Sim) -> R) -> R {
+        let start = std::time::Instant::now();
+        let r = f(&mut self.sim);
+        self.sim_seconds += start.elapsed().as_secs_f64();
+        r
     }
 
     /// Puts the control table into the simulation (before a step).

@@ -82,7 +82,7 @@ pub(crate) fn rollout(
         values.push(value.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
         policy.write_controls(&policy.squash(&a)?.0, &mut envs.controls)?;
         envs.apply_controls();
-        envs.sim.step();
+        envs.timed(|sim| sim.step());
         let out = envs.after_step();
         raw.push(o);
         inputs.push(x);

@@ -122,7 +122,7 @@ pub fn forward(
         let (u, bounded) = policy.squash(&acted)?;
         policy.write_controls(&u, &mut envs.controls)?;
         envs.apply_controls();
-        envs.sim.step_taped(&mut r.tape);
+        envs.timed(|sim| sim.step_taped(&mut r.tape));
         let out = envs.after_step();
         r.obs.push(o);
         r.steps.push((input, u, y, bounded));
@@ -170,7 +170,7 @@ pub fn backward(
     let mut dropped = 0;
     let mut grads: Vec<Tensor> = vars.iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
     for t in (0..h).rev() {
-        let ubar = envs.sim.reverse_step(&mut r.tape);
+        let ubar = envs.timed(|sim| sim.reverse_step(&mut r.tape));
         for e in (0..b).filter(|&e| healthy[e] == t) {
             envs.sim.drop_adjoint(&mut r.tape, e);
         }
