@@ -33,7 +33,7 @@ and are not comparable with a deterministic SHAC policy's. Time spent
 evaluating is left out of both clocks; the clocks include Brax's import of
 JAX and its JIT, and Joule's whole processes.
 
-  benches/peers/train.sh --env ant --steps 2000000 --num-envs 256 --seeds 0
+  benches/peers/train.sh --env ant --steps 1310720 --num-envs 256 --seeds 0 --shac
 """
 
 import argparse
