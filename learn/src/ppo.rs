@@ -217,11 +217,11 @@ pub(crate) fn update(
             let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
                 .sqr()?
                 .mean_all()?;
-            let entropy = match c.entropy > 0.0 {
-                true => squashed_entropy(policy, &mean, log_std, rng)?,
-                false => Tensor::new(0.0, &Device::Cpu)?,
-            };
-            let loss = ((&policy_loss + (value_loss * 0.5)?)? - (entropy * c.entropy)?)?;
+            let mut loss = (&policy_loss + (value_loss * 0.5)?)?;
+            if c.entropy > 0.0 {
+                let entropy = squashed_entropy(policy, &mean, log_std, rng)?;
+                loss = (loss - (entropy * c.entropy)?)?;
+            }
             loss_v = policy_loss.to_scalar::<f64>()?;
             let store = loss.backward()?;
             match adam.step(&vars, &grads_of(&store, &vars)?, Some(c.clip))? {
