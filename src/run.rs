@@ -73,6 +73,14 @@ pub struct RunArgs {
     /// strongest frequency (docs/learning.md, "Gait quality").
     #[arg(long)]
     gait: bool,
+    /// Start every environment with its velocities jittered by N(0, SIGMA)
+    /// per component (the reset distribution of `joule train --noise`):
+    /// an evaluation over a batch of starts.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.0)]
+    noise: f64,
+    /// Seed of the `--noise` jitter.
+    #[arg(long, default_value_t = 0, requires = "noise")]
+    seed: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -197,6 +205,13 @@ pub fn run(a: RunArgs) -> Result<()> {
             "a batch needs at least one environment"
         ));
     }
+    if !(a.noise.is_finite() && a.noise >= 0.0) {
+        return Err(miette!(
+            help = "give the jitter's standard deviation in the scene's velocity units, e.g. `--noise 0.1` (0: no jitter)",
+            "`--noise {}` is not a standard deviation",
+            a.noise
+        ));
+    }
     let html = (a.html.is_some() || a.gif.is_some() || a.frames.is_some())
         .then(|| {
             Html::new(
@@ -217,6 +232,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     let overrides = check_params(scene.model(), &c.params)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &overrides)?;
+    if a.noise > 0.0 {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+        let normal = Normal::new(0.0, a.noise).expect("checked: finite and positive");
+        for e in 0..batch {
+            sim.reset_env(e, || normal.sample(&mut rng));
+        }
+    }
     let policy = a
         .policy
         .as_deref()

@@ -165,6 +165,62 @@ fn a_soft_creature_learns_to_crawl_within_a_small_budget() {
     );
 }
 
+/// PPO balances Brax's inverted pendulum (`scenes/envs/`, reward 1 per
+/// step until the pole passes 0.2 rad, 1000-step episodes) within a
+/// CI-sized budget: with Brax's discount, reward scale and entropy cost, a
+/// mean training-episode return of 200 (a random policy's episodes last
+/// a few dozen steps) within 200 iterations of 64 environments x 16 steps
+/// (205k steps; seeds 0-3 reach it at 98k-124k). The step it is reached is
+/// reported (`--target`).
+#[test]
+fn ppo_balances_braxs_inverted_pendulum_within_a_small_budget() {
+    let out = temp("pendulum-ppo.safetensors");
+    let v = json(&[
+        "train",
+        "scenes/envs/inverted_pendulum.joule",
+        "--reward",
+        "alive",
+        "--algo",
+        "ppo",
+        "--batch",
+        "64",
+        "--horizon",
+        "16",
+        "--episode",
+        "1000",
+        "--iters",
+        "200",
+        "--seed",
+        "2",
+        "--threads",
+        "1",
+        "--gamma",
+        "0.97",
+        "--reward-scale",
+        "10",
+        "--entropy",
+        "0.01",
+        "--epochs",
+        "4",
+        "--minibatches",
+        "4",
+        "--target",
+        "200",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    let reached = &v["reached"];
+    assert!(
+        reached["env_steps"].as_u64().is_some(),
+        "never reached a mean return of 200 (best {}, final {})",
+        v["best_return"],
+        v["return"]
+    );
+    assert!(v["return"].as_f64().expect("a return") >= 200.0, "{v}");
+}
+
 #[test]
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     // SHAC acting deterministically and exploring (its learned noise level

@@ -25,9 +25,9 @@ How the settings map (Brax -> Joule):
   it (keeping num_envs / batch_size and num_minibatches).
 
 Returns are the deterministic policy's (the Gaussian's mean, squashed) over
-whole episodes: Brax's evaluator's (32 environments from its reset
-distribution, `deterministic_eval=True`), and for Joule `joule run --policy`
-from the scene's start after each leg of training (the run resumed from its
+whole episodes, the mean of 32 environments from the env's reset
+distribution: Brax's evaluator's (`deterministic_eval=True`), and for Joule
+`joule run --policy --batch 32 --noise 0.1` after each leg of training (the run resumed from its
 checkpoint, bitwise one run). Training returns would be the noisy policy's
 and are not comparable with a deterministic SHAC policy's. Time spent
 evaluating is left out of both clocks; the clocks include Brax's import of
@@ -154,14 +154,17 @@ def joule_command(joule, c, steps, seed, algo, out_dir, tag):
 
 
 def joule_eval(joule, c, policy):
-    """The deterministic policy's return over one episode from the scene's start (`joule run`
-    sums the reward to the episode's end)."""
+    """The deterministic policy's mean return over EVAL_ENVS episodes from the reset distribution
+    training uses (`joule run --noise 0.1`, as `joule train`'s default; `joule run` sums each
+    environment's reward to its episode's end), as Brax's evaluator."""
     cmd = [joule, "run", os.path.join(ROOT, c["scene"]), "--policy", policy,
-           "--steps", str(c["episode_length"]), "--json", "--quiet"]
+           "--steps", str(c["episode_length"]), "--batch", str(EVAL_ENVS), "--noise", "0.1",
+           "--seed", "1", "--threads", str(os.cpu_count()), "--json", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"error: joule run failed:\n{done.stderr}")
-    return float(json.loads(done.stdout)["reward"][c["reward"]][0])
+    returns = json.loads(done.stdout)["reward"][c["reward"]]
+    return sum(returns) / len(returns)
 
 
 def joule_run(joule, c, steps, seed, algo, out_dir, tag, evals):

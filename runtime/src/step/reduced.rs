@@ -655,9 +655,14 @@ impl<T: Real> Part<T> {
         let [energy, dissipation, _, _] = Self::hessian_kinds(surrogate);
         for kind in [energy, dissipation] {
             self.run(scene, kind);
+            let entries = tree.entries(kind);
+            if entries.is_empty() {
+                // No Hessian entries of this kind (e.g. no dissipation): no
+                // buffer rows to gather, for any chunk of lanes.
+                continue;
+            }
             for c in 0..self.len.div_ceil(w) {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
-                let entries = tree.entries(kind);
                 let src = &self.b.blocks[c * w..];
                 match w {
                     WIDE => gather::<T, WIDE>(entries, src, s, blocks),
