@@ -138,12 +138,13 @@ pub fn model_text(m: &Model) -> String {
             wl(
                 w,
                 format!(
-                    "  {} mlp inputs = [{}] outputs = {} controls hidden = {:?} activation = {:?}",
+                    "  {} mlp inputs = [{}] outputs = {} controls hidden = {:?} activation = {:?} init = {:?}",
                     p.name,
                     inputs.join(", "),
                     p.outputs.len(),
                     p.hidden,
-                    p.activation
+                    p.activation,
+                    p.init
                 ),
             );
         }

@@ -778,6 +778,19 @@ pub enum Activation {
     Identity,
 }
 
+/// How a policy's network (and its value network) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Weights uniform in `+-1/sqrt(fan_in)`, the policy's last layer
+    /// scaled by 0.01: every control starts near the middle of its range
+    /// (a differentiable method's start).
+    Small,
+    /// LeCun's uniform, `+-sqrt(3/fan_in)` (unit variance gain) in every
+    /// layer, the last included: Brax's (and Flax's) networks, whose first
+    /// actions are already varied (PPO's start on Brax's envs).
+    Lecun,
+}
+
 /// A neural policy driving controls from observations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -791,6 +804,8 @@ pub struct Policy {
     pub hidden: Vec<usize>,
     /// Activation.
     pub activation: Activation,
+    /// Initial weights.
+    pub init: Init,
 }
 
 /// A fully resolved scene.

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{Linear, Module};
-use joule_compiler::model::Activation;
+use joule_compiler::model::{Activation, Init};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -20,20 +20,27 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Uniform(-1/sqrt(in), 1/sqrt(in)) weights, zero biases; the last
-    /// layer's weights are scaled by `last_scale` (small for policies, so
-    /// they start near the middle of the controls' ranges).
+    /// Uniform(-gain/sqrt(in), gain/sqrt(in)) weights (`gain` from
+    /// `init`: 1 for [`Init::Small`], sqrt(3) for LeCun's), zero biases; the
+    /// last layer's weights are scaled by `last_scale` (small for a
+    /// [`Init::Small`] policy, so it starts near the middle of the
+    /// controls' ranges).
     pub fn new(
         sizes: &[usize],
         activation: Activation,
+        init: Init,
         last_scale: f64,
         rng: &mut ChaCha8Rng,
     ) -> Result<Mlp> {
+        let gain = match init {
+            Init::Small => 1.0,
+            Init::Lecun => 3f64.sqrt(),
+        };
         let layers = sizes.len() - 1;
         let params = (0..layers)
             .map(|l| {
                 let (fan_in, fan_out) = (sizes[l], sizes[l + 1]);
-                let bound = 1.0 / (fan_in as f64).sqrt();
+                let bound = gain / (fan_in as f64).sqrt();
                 let scale = if l + 1 == layers { last_scale } else { 1.0 };
                 let w: Vec<f64> = (0..fan_in * fan_out)
                     .map(|_| scale * rng.random_range(-bound..bound))

@@ -6,7 +6,7 @@
 use crate::net::Mlp;
 use crate::norm::Normalizer;
 use candle_core::{DType, Device, Result, Tensor};
-use joule_compiler::model::{Activation, Policy as PolicySpec};
+use joule_compiler::model::{Activation, Init, Policy as PolicySpec};
 use joule_runtime::Scene;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -65,6 +65,15 @@ pub fn spec<'m>(
     }
 }
 
+/// The policy's last layer's scale for `init`: a [`Init::Small`] policy's
+/// outputs start near 0 (the controls mid-range), LeCun's are not scaled.
+fn last_scale(init: Init) -> f64 {
+    match init {
+        Init::Small => 0.01,
+        Init::Lecun => 1.0,
+    }
+}
+
 impl Policy {
     /// A freshly initialised network for `spec`.
     pub fn new(scene: &Scene, spec: &PolicySpec, rng: &mut ChaCha8Rng) -> Result<Policy> {
@@ -84,7 +93,13 @@ impl Policy {
         sizes.push(controls.len());
         Ok(Policy {
             name: spec.name.clone(),
-            net: Mlp::new(&sizes, spec.activation, 0.01, rng)?,
+            net: Mlp::new(
+                &sizes,
+                spec.activation,
+                spec.init,
+                last_scale(spec.init),
+                rng,
+            )?,
             norm: Normalizer::new(rows.len()),
             rows,
             controls,

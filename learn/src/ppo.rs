@@ -330,7 +330,7 @@ mod tests {
     /// old and the new log-density cancelled: zero everywhere).
     #[test]
     fn the_surrogates_gradient_holds_the_rollouts_samples_fixed() -> Result<()> {
-        use joule_compiler::model::Activation;
+        use joule_compiler::model::{Activation, Init};
         use rand::SeedableRng;
         let path = format!("{}/../tests/learn/reach.joule", env!("CARGO_MANIFEST_DIR"));
         let scene = joule_runtime::Scene::from_path(path.as_ref(), Default::default())
@@ -341,7 +341,13 @@ mod tests {
         let mut envs =
             Envs::new(&scene, 6, 1, Some("closeness"), 20, 0.1, &mut rng).expect("the reward");
         let log_std = Var::from_vec(vec![-0.5, -0.2], 2, &Device::Cpu)?;
-        let value = Mlp::new(&[policy.inputs(), 4, 1], Activation::Tanh, 1.0, &mut rng)?;
+        let value = Mlp::new(
+            &[policy.inputs(), 4, 1],
+            Activation::Tanh,
+            Init::Small,
+            1.0,
+            &mut rng,
+        )?;
         let r = rollout(&mut envs, &policy, &log_std, &value, 3, &mut rng)?;
         let x = Tensor::cat(&r.inputs, 0)?;
         let (a, old) = (Tensor::cat(&r.actions, 0)?, Tensor::cat(&r.log_probs, 0)?);

@@ -219,14 +219,14 @@ impl<'s> Trainer<'s> {
                 let mut sizes = vec![policy.inputs()];
                 sizes.extend(config.value_hidden.as_ref().unwrap_or(&spec.hidden));
                 sizes.push(1);
-                let net = Mlp::new(&sizes, spec.activation, 1.0, &mut rng)?;
+                let net = Mlp::new(&sizes, spec.activation, spec.init, 1.0, &mut rng)?;
                 let net = match config.algo {
                     Algo::Ppo if config.value_f32 => net.in_f32()?,
                     _ => net,
                 };
                 let target = match config.algo {
                     Algo::Shac => {
-                        let target = Mlp::new(&sizes, spec.activation, 1.0, &mut rng)?;
+                        let target = Mlp::new(&sizes, spec.activation, spec.init, 1.0, &mut rng)?;
                         soft_update(&target, &net, 0.0)?;
                         Some(target)
                     }
@@ -553,7 +553,7 @@ impl<'s> Trainer<'s> {
             )));
         }
         for e in 0..b {
-            tr.envs.sim.set_state(e, &x[e], &v[e]);
+            tr.envs.sim.restore_state(e, &x[e], &v[e]);
         }
         tr.envs.age = get("env.age")?
             .to_vec1::<f64>()?

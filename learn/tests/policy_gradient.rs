@@ -9,7 +9,7 @@
 //! too, the noise held fixed).
 
 use candle_core::{Device, Tensor, Var};
-use joule_compiler::model::{Activation, Integrator};
+use joule_compiler::model::{Activation, Init, Integrator};
 use joule_learn::envs::Envs;
 use joule_learn::net::Mlp;
 use joule_learn::{policy, window, Policy};
@@ -88,7 +88,14 @@ fn check(scene: &Scene, steps: usize, with_value: bool, penalty: f64, explore: O
         .collect();
     policy.norm.update(&obs);
     let value = with_value.then(|| {
-        Mlp::new(&[policy.inputs(), 8, 1], Activation::Tanh, 1.0, &mut rng).expect("value")
+        Mlp::new(
+            &[policy.inputs(), 8, 1],
+            Activation::Tanh,
+            Init::Small,
+            1.0,
+            &mut rng,
+        )
+        .expect("value")
     });
     let k = policy.controls.len();
     let log_std = explore.map(|s| Var::from_vec(vec![s.ln(); k], k, &Device::Cpu).unwrap());

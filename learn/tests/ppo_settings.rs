@@ -112,12 +112,19 @@ fn the_value_network_takes_its_own_widths() {
 #[test]
 fn an_f32_network_computes_the_f64_networks_values_to_f32_rounding() {
     use candle_core::Device;
-    use joule_compiler::model::Activation;
+    use joule_compiler::model::{Activation, Init};
     use joule_learn::net::Mlp;
     use rand::SeedableRng;
     let make = || {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        Mlp::new(&[5, 64, 64, 1], Activation::Swish, 1.0, &mut rng).unwrap()
+        Mlp::new(
+            &[5, 64, 64, 1],
+            Activation::Swish,
+            Init::Small,
+            1.0,
+            &mut rng,
+        )
+        .unwrap()
     };
     let (wide, narrow) = (make(), make().in_f32().unwrap());
     let x: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();

@@ -403,6 +403,20 @@ impl<'s> Sim<'s> {
     /// follow from the joint coordinates (forward kinematics), whatever `x`
     /// holds for them.
     pub fn set_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
+        self.put_state(env, x, v, true);
+    }
+
+    /// Puts back a state read by [`Sim::positions`] and [`Sim::velocities`]
+    /// exactly, row for row (a checkpoint's): unlike [`Sim::set_state`], the
+    /// rows of links in joint-coordinate trees are kept as given, not
+    /// recomputed by forward kinematics (which rounds differently from the
+    /// step that wrote them), so the observations read before the next step
+    /// are bitwise the uninterrupted run's.
+    pub fn restore_state(&mut self, env: usize, x: &[f64], v: &[f64]) {
+        self.put_state(env, x, v, false);
+    }
+
+    fn put_state(&mut self, env: usize, x: &[f64], v: &[f64], sync_links: bool) {
         let (p, e) = self.locate(env);
         let n = self.scene.dofs();
         with_parts!(&mut self.parts, parts => {
@@ -415,7 +429,7 @@ impl<'s> Sim<'s> {
                 part.b.prev_v[r * s + e] = Real::from_f64(v[r]);
             }
             part.diverged[e] = false;
-            if let Some(tree) = self.scene.tree() {
+            if let Some(tree) = self.scene.tree().filter(|_| sync_links) {
                 part.sync_links(tree, e);
             }
         });

@@ -1357,6 +1357,7 @@ impl Resolver<'_> {
             outputs: vec![],
             hidden: vec![64, 64],
             activation: Activation::Tanh,
+            init: Init::Small,
         };
         let (mut has_in, mut has_out) = (false, false);
         for a in args {
@@ -1490,8 +1491,30 @@ impl Resolver<'_> {
                         }
                     }
                 }
+                ("init", ExprKind::Name(init)) => {
+                    policy.init = match init.as_str() {
+                        "small" => Init::Small,
+                        "lecun" => Init::Lecun,
+                        other => {
+                            let help = suggest(other, ["small", "lecun"].into_iter())
+                                .unwrap_or_else(|| {
+                                    "initialisations are small (controls start mid-range) and lecun (Brax's)".into()
+                                });
+                            self.error(
+                                Diagnostic::error(
+                                    "joule::unknown_name",
+                                    format!("unknown initialisation `{other}`"),
+                                    a.value.span,
+                                    "not an initialisation",
+                                )
+                                .with_help(help),
+                            );
+                            return;
+                        }
+                    }
+                }
                 (other, _) => {
-                    let known = ["inputs", "outputs", "hidden", "activation"];
+                    let known = ["inputs", "outputs", "hidden", "activation", "init"];
                     let help = if known.contains(&other) {
                         usage.to_string()
                     } else {
