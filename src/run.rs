@@ -234,11 +234,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     apply_params(&mut sim, &overrides)?;
     if a.noise > 0.0 {
         use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
-        let normal = Normal::new(0.0, a.noise).expect("checked: finite and positive");
         for e in 0..batch {
-            sim.reset_env(e, || normal.sample(&mut rng));
+            joule_learn::envs::reset_jittered(&mut sim, e, a.noise, &mut rng);
         }
     }
     let policy = a

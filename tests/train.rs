@@ -317,8 +317,6 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     }
 }
 
-/// Both ways of imitating: whole episodes by the Chamfer distance, and
-/// windows started from the demonstration's recorded states.
 /// The same for a robot in joint coordinates (Brax's ant, PPO): the
 /// checkpoint's link rows are put back as they were, not recomputed by
 /// forward kinematics, whose rounding differs from the step's (before, the
@@ -326,8 +324,8 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
 /// drifted from the uninterrupted one).
 #[test]
 fn a_resumed_joint_coordinate_run_is_bitwise_the_uninterrupted_run() {
-    let args = |iters: &str| -> Vec<String> {
-        [
+    let run = |iters: &str, extra: &[&str]| {
+        let mut args = vec![
             "train",
             "scenes/envs/ant.joule",
             "--reward",
@@ -349,32 +347,26 @@ fn a_resumed_joint_coordinate_run_is_bitwise_the_uninterrupted_run() {
             "--iters",
             iters,
             "--quiet",
-        ]
-        .map(String::from)
-        .to_vec()
+        ];
+        args.extend(extra);
+        ok(&args);
     };
-    let run = |iters: &str, more: &[&std::path::Path], flags: &[&str]| {
-        let mut a = args(iters);
-        for (flag, path) in flags.iter().zip(more) {
-            a.push(flag.to_string());
-            a.push(path.to_str().unwrap().to_string());
-        }
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        ok(&a);
-    };
+    let path = |name: &str| temp(name).to_str().unwrap().to_string();
     let (a, b, ck) = (
-        temp("joints-a.safetensors"),
-        temp("joints-b.safetensors"),
-        temp("joints-ck.safetensors"),
+        path("joints-a.safetensors"),
+        path("joints-b.safetensors"),
+        path("joints-ck.safetensors"),
     );
-    let (ca, cb) = (temp("joints-a.csv"), temp("joints-b.csv"));
-    run("6", &[&a, &ca], &["--out", "--curve"]);
-    run("3", &[&b, &ck], &["--out", "--checkpoint"]);
-    run("6", &[&ck, &b, &cb], &["--resume", "--out", "--curve"]);
-    assert_eq!(curve(&ca), curve(&cb));
-    assert_eq!(weights(&a), weights(&b));
+    let (ca, cb) = (path("joints-a.csv"), path("joints-b.csv"));
+    run("6", &["--out", &a, "--curve", &ca]);
+    run("3", &["--out", &b, "--checkpoint", &ck]);
+    run("6", &["--resume", &ck, "--out", &b, "--curve", &cb]);
+    assert_eq!(curve(ca.as_ref()), curve(cb.as_ref()));
+    assert_eq!(weights(a.as_ref()), weights(b.as_ref()));
 }
 
+/// Both ways of imitating: whole episodes by the Chamfer distance, and
+/// windows started from the demonstration's recorded states.
 #[test]
 fn imitation_from_one_demonstration_approaches_the_expert() {
     let (expert, demo, bare, student) = (

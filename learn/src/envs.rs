@@ -160,8 +160,7 @@ impl<'s> Envs<'s> {
     }
 
     fn reset(&mut self, env: usize, rng: &mut ChaCha8Rng) {
-        let normal = Normal::new(0.0, self.noise.max(0.0)).expect("a finite standard deviation");
-        self.sim.reset_env(env, || normal.sample(rng));
+        reset_jittered(&mut self.sim, env, self.noise, rng);
         self.age[env] = 0;
         self.ret[env] = 0.0;
         self.alive[env] = true;
@@ -294,6 +293,14 @@ impl<'s> Envs<'s> {
             }
         }
     }
+}
+
+/// Puts environment `env` of `sim` back at the scene's initial state with
+/// its velocities jittered by N(0, `noise`) per component: the reset
+/// distribution of training's episodes (and of `joule run --noise`).
+pub fn reset_jittered(sim: &mut Sim, env: usize, noise: f64, rng: &mut ChaCha8Rng) {
+    let normal = Normal::new(0.0, noise.max(0.0)).expect("a finite standard deviation");
+    sim.reset_env(env, || normal.sample(rng));
 }
 
 /// Steps of a window (`diverged`: `[step][env]`, as
