@@ -30,9 +30,10 @@ pub enum Update {
     Skipped,
 }
 
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
+/// Adam's decay rates of the moments and the denominator's guard.
+pub(crate) const BETA1: f64 = 0.9;
+pub(crate) const BETA2: f64 = 0.999;
+pub(crate) const EPS: f64 = 1e-8;
 
 impl Adam {
     /// Zero moments for `vars`.
@@ -54,12 +55,8 @@ impl Adam {
             .map(|g| g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>())
             .sum::<Result<f64>>()?
             .sqrt();
-        if !norm.is_finite() {
+        let Some(scale) = clip_scale(norm, clip) else {
             return Ok(Update::Skipped);
-        }
-        let scale = match clip {
-            Some(c) if norm > c => c / norm,
-            _ => 1.0,
         };
         self.t += 1;
         let t = self.t as i32;
@@ -75,6 +72,19 @@ impl Adam {
         }
         Ok(Update::Applied { norm })
     }
+}
+
+/// The factor on a gradient of global norm `norm` clipped to `clip`
+/// (`clip / norm` past it, else 1); `None` where the norm is not finite
+/// (the step is skipped).
+pub fn clip_scale(norm: f64, clip: Option<f64>) -> Option<f64> {
+    if !norm.is_finite() {
+        return None;
+    }
+    Some(match clip {
+        Some(c) if norm > c => c / norm,
+        _ => 1.0,
+    })
 }
 
 /// The gradients of `vars` in `store`, zeros where a variable had none.

@@ -19,6 +19,7 @@
 pub mod adam;
 pub mod curve;
 pub mod envs;
+pub mod fused;
 pub mod imitate;
 pub mod net;
 pub mod norm;

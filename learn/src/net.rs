@@ -101,6 +101,19 @@ impl Mlp {
         h.to_dtype(DType::F64)
     }
 
+    /// Widths of the layers, inputs first.
+    pub fn sizes(&self) -> Vec<usize> {
+        let dims = |l: usize| self.params[l].0.as_tensor().dims().to_vec();
+        let mut sizes: Vec<usize> = (0..self.params.len()).map(|l| dims(l)[1]).collect();
+        sizes.extend(self.params.last().map(|(w, _)| w.as_tensor().dims()[0]));
+        sizes
+    }
+
+    /// The activation between layers.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
     /// The trainable variables, weights then bias per layer.
     pub fn vars(&self) -> Vec<Var> {
         self.params

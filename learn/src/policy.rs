@@ -124,8 +124,16 @@ impl Policy {
 
     /// Normalised observations as a `[env, input]` tensor.
     pub fn input(&self, obs: &[Vec<f64>]) -> Result<Tensor> {
-        let flat: Vec<f64> = self.norm.apply(obs).into_iter().flatten().collect();
-        Tensor::from_vec(flat, (obs.len(), self.inputs()), &Device::Cpu)
+        Tensor::from_vec(
+            self.normalized(obs),
+            (obs.len(), self.inputs()),
+            &Device::Cpu,
+        )
+    }
+
+    /// Normalised observations, flat `[env][input]`.
+    pub fn normalized(&self, obs: &[Vec<f64>]) -> Vec<f64> {
+        self.norm.apply(obs).into_iter().flatten().collect()
     }
 
     /// The controls `[env, control]` for normalised inputs (differentiable),
@@ -154,30 +162,9 @@ impl Policy {
         Ok((u, mask))
     }
 
-    /// `ln |du/dy|` of [`Policy::squash`] summed over the bounded columns,
-    /// per row of pre-squash outputs `y` (`[rows, control]` -> `[rows]`):
-    /// `ln half + ln(1 - tanh(y)^2)`, written `ln half + 2 (ln 2 - y -
-    /// softplus(-2 y))` so that it stays finite far in `tanh`'s tails.
-    pub fn log_squash_jacobian(&self, y: &Tensor) -> Result<Tensor> {
-        let (mask, log_half): (Vec<f64>, Vec<f64>) = self
-            .bounds
-            .iter()
-            .map(|b| match b {
-                Some((l, h)) => (1.0, ((h - l) / 2.0).ln()),
-                None => (0.0, 0.0),
-            })
-            .unzip();
-        let n = mask.len();
-        let mask = Tensor::from_vec(mask, (1, n), &Device::Cpu)?;
-        let log_half = Tensor::from_vec(log_half, (1, n), &Device::Cpu)?;
-        let z = y.affine(-2.0, 0.0)?;
-        // softplus(z) = max(z, 0) + ln(1 + exp(-|z|))
-        let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-        let log_dtanh = ((y.neg()? - softplus)? + std::f64::consts::LN_2)?.affine(2.0, 0.0)?;
-        log_dtanh
-            .broadcast_add(&log_half)?
-            .broadcast_mul(&mask)?
-            .sum(1)
+    /// The controls' ranges (`None`: unbounded), in the network's output order.
+    pub fn bounds(&self) -> &[Option<(f64, f64)>] {
+        &self.bounds
     }
 
     /// Writes `u` (`[env, control]`) into a `[control][env]` table of all the scene's controls.

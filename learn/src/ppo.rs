@@ -16,29 +16,30 @@
 //! [`squashed_entropy`]; the settings are [`Config`]'s, Brax's PPO's by
 //! another name (docs/learning.md maps them).
 
-use crate::adam::{grads_of, Adam, Update};
+use crate::adam::{clip_scale, Adam};
 use crate::envs::{healthy_steps, Envs};
-use crate::net::Mlp;
+use crate::fused::{adam_step, Net, Real};
 use crate::policy::Policy;
 use crate::trainer::Config;
-use crate::value::{self, column, Critic};
-use candle_core::{Device, Result, Tensor, Var};
+use crate::value::{self, column};
+use candle_core::{Device, Result, Tensor};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-/// A stochastic rollout of every environment, step-major.
+/// A stochastic rollout of every environment, step-major: row `t * envs + e`
+/// is environment `e`'s step `t`.
 pub(crate) struct Rollout {
     /// Raw observations at the start of every step, `[H][env][input]`
     /// (zeros where the environment was masked).
     pub observations: Vec<Vec<Vec<f64>>>,
-    /// The policy's inputs at every step, `[H]` tensors of `[env, input]`.
-    pub inputs: Vec<Tensor>,
-    /// The sampled actions before the squash into the controls' ranges, `[H]`
-    /// tensors of `[env, control]`.
-    pub actions: Vec<Tensor>,
-    /// Their log-densities under the policy that sampled them, `[H]` tensors of `[env]`.
-    pub log_probs: Vec<Tensor>,
+    /// The policy's (normalised) inputs, `[H * env][input]`.
+    pub inputs: Vec<f64>,
+    /// The sampled actions before the squash into the controls' ranges,
+    /// `[H * env][control]`.
+    pub actions: Vec<f64>,
+    /// Their log-densities under the policy that sampled them, `[H * env]`.
+    pub log_probs: Vec<f64>,
     /// The value network's values at the start of every step and after the
     /// last, `[H + 1][env]`.
     pub values: Vec<Vec<f64>>,
@@ -52,65 +53,80 @@ pub(crate) struct Rollout {
     pub diverged: Vec<Vec<bool>>,
 }
 
+/// The networks an iteration works on: the policy's and the value
+/// network's (in `V`) borrowed from their candle homes, and the log
+/// standard deviations with their Adam moments.
+pub(crate) struct Nets<V> {
+    /// The policy's network (pre-squash outputs).
+    pub policy: Net<f64>,
+    /// The value network.
+    pub value: Net<V>,
+    /// Log standard deviations of the Gaussians, one per control.
+    pub log_std: Vec<f64>,
+    /// Their Adam moments.
+    pub log_std_moments: (Vec<f64>, Vec<f64>),
+}
+
 /// `horizon` steps of every environment acting with the policy's Gaussians:
 /// pre-squash outputs sampled around the network's with standard deviations
 /// `exp(log_std)`, then squashed into the controls' ranges (Brax's
-/// tanh-normal); `value` rates the states.
-pub(crate) fn rollout(
+/// tanh-normal); the value network rates the states.
+pub(crate) fn rollout<V: Real>(
     envs: &mut Envs,
     policy: &Policy,
-    log_std: &Var,
-    value: &Mlp,
+    nets: &mut Nets<V>,
     horizon: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Rollout> {
     let (b, k) = (envs.batch(), policy.controls.len());
-    let std: Vec<f64> = log_std.as_tensor().exp()?.to_vec1::<f64>()?;
+    let std: Vec<f64> = nets.log_std.iter().map(|l| l.exp()).collect();
     let mut outputs = envs.sim.outputs();
-    let (mut raw, mut inputs, mut actions, mut logps, mut values) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut rewards, mut terminal, mut weight, mut diverged) = (vec![], vec![], vec![], vec![]);
+    let mut r = Rollout {
+        observations: vec![],
+        inputs: vec![],
+        actions: vec![],
+        log_probs: vec![],
+        values: vec![],
+        rewards: vec![],
+        terminal: vec![],
+        weight: vec![],
+        diverged: vec![],
+    };
     for _ in 0..horizon {
         let mut o = policy.observe(&outputs);
         envs.mask(&mut o);
-        let x = policy.input(&o)?;
-        // Constants of the update: the behaviour policy's actions and
-        // log-densities carry no graph back to the variables (through them
-        // the surrogate's gradient would cancel its own at the old policy).
-        let mean = policy.net.forward(&x)?.detach();
+        let x = policy.normalized(&o);
+        let mean = nets.policy.forward(&x, b);
         let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(rng)).collect();
-        let eps = Tensor::from_vec(eps, (b, k), &Device::Cpu)?;
-        let a = (mean.clone() + eps.broadcast_mul(&Tensor::new(std.as_slice(), &Device::Cpu)?)?)?;
-        logps.push(log_prob(&mean, &log_std.as_tensor().detach(), &a)?);
-        values.push(value.forward(&x)?.flatten_all()?.to_vec1::<f64>()?);
-        policy.write_controls(&policy.squash(&a)?.0, &mut envs.controls)?;
+        let a: Vec<f64> = (0..b * k).map(|i| mean[i] + std[i % k] * eps[i]).collect();
+        for (m, a) in mean.chunks(k).zip(a.chunks(k)) {
+            r.log_probs.push(log_prob(m, &nets.log_std, a));
+        }
+        r.values.push(value_of(&mut nets.value, &x, b));
+        let at = Tensor::from_vec(a.clone(), (b, k), &Device::Cpu)?;
+        policy.write_controls(&policy.squash(&at)?.0, &mut envs.controls)?;
         envs.apply_controls();
         envs.timed(|sim| sim.step());
         let out = envs.after_step();
-        raw.push(o);
-        inputs.push(x);
-        actions.push(a);
-        rewards.push(out.reward);
-        terminal.push(out.terminal);
-        weight.push(out.weight);
-        diverged.push(out.diverged);
+        r.observations.push(o);
+        r.inputs.extend(x);
+        r.actions.extend(a);
+        r.rewards.push(out.reward);
+        r.terminal.push(out.terminal);
+        r.weight.push(out.weight);
+        r.diverged.push(out.diverged);
         outputs = out.outputs;
     }
     let mut o = policy.observe(&outputs);
     envs.mask(&mut o);
-    let last = policy.input(&o)?;
-    values.push(value.forward(&last)?.flatten_all()?.to_vec1::<f64>()?);
-    Ok(Rollout {
-        observations: raw,
-        inputs,
-        actions,
-        log_probs: logps,
-        values,
-        rewards,
-        terminal,
-        weight,
-        diverged,
-    })
+    r.values
+        .push(value_of(&mut nets.value, &policy.normalized(&o), b));
+    Ok(r)
+}
+
+/// The value network's values of `rows` inputs.
+fn value_of<V: Real>(value: &mut Net<V>, x: &[f64], rows: usize) -> Vec<f64> {
+    value.forward(x, rows).iter().map(|v| v.f64()).collect()
 }
 
 /// What an [`update`] measured.
@@ -125,19 +141,20 @@ pub(crate) struct Stats {
 }
 
 /// The update after a rollout: advantages by GAE (normalised over the steps
-/// whose reward counted: never a diverged environment's), then the clipped objective plus half the value
-/// network's squared error, minus `entropy` times the squashed Gaussian's
-/// entropy,
-/// over `epochs` passes of `minibatches` shuffled minibatches, each
-/// followed by a step of `adam` (the policy and `log_std`) and of the
-/// critic's optimiser. Advantages and value targets are in units of the
-/// rewards times `reward_scale`.
-pub(crate) fn update(
+/// whose reward counted: never a diverged environment's), then the clipped
+/// objective plus half the value network's squared error, minus `entropy`
+/// times the squashed Gaussian's entropy, over `epochs` passes of
+/// `minibatches` shuffled minibatches, each followed by a step of `adam`
+/// (the policy and the log standard deviations) and of `critic` (the value
+/// network's optimiser), whose step counts advance here. Advantages and
+/// value targets are in units of the rewards times `reward_scale`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update<V: Real>(
     rollout: &Rollout,
     policy: &Policy,
-    log_std: &Var,
+    nets: &mut Nets<V>,
     adam: &mut Adam,
-    critic: &mut Critic,
+    critic: &mut Adam,
     c: &Config,
     rng: &mut ChaCha8Rng,
 ) -> Result<Stats> {
@@ -153,7 +170,7 @@ pub(crate) fn update(
         ..
     } = rollout;
     let b = values[0].len();
-    // Advantages per environment, then flattened step-major like the tensors;
+    // Advantages per environment, then flattened step-major like the rows;
     // a diverged environment's rollout ends where it diverged (bootstrapped
     // from the value of its last finite state), its later steps stay 0 and
     // out of the statistics.
@@ -189,51 +206,55 @@ pub(crate) fn update(
         / n)
         .sqrt()
         + 1e-8;
-    let x = Tensor::cat(inputs, 0)?;
-    let a = Tensor::cat(actions, 0)?;
-    let old = Tensor::cat(log_probs, 0)?;
-    let mut vars = policy.net.vars();
-    vars.push(log_std.clone());
-    let k_vars = critic.net.vars();
+    let (k, width) = (policy.controls.len(), policy.inputs());
     let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
-    let mut order = valid.clone();
+    let mut order = valid;
+    let (mut xb, mut ab) = (vec![], vec![]);
     for _ in 0..c.epochs {
         order.shuffle(rng);
         for chunk in order.chunks(order.len().div_ceil(c.minibatches).max(1)) {
-            let idx = Tensor::from_vec(
-                chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
-                chunk.len(),
-                &Device::Cpu,
-            )?;
+            let rows = chunk.len();
+            xb.clear();
+            ab.clear();
+            for &i in chunk {
+                xb.extend_from_slice(&inputs[i * width..(i + 1) * width]);
+                ab.extend_from_slice(&actions[i * k..(i + 1) * k]);
+            }
+            let old: Vec<f64> = chunk.iter().map(|&i| log_probs[i]).collect();
             let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
-            let rets: Vec<f64> = chunk.iter().map(|&i| ret[i]).collect();
-            let xb = x.index_select(&idx, 0)?;
-            let mean = policy.net.forward(&xb)?;
-            let new = log_prob(&mean, log_std.as_tensor(), &a.index_select(&idx, 0)?)?;
-            let policy_loss = clipped_loss(
-                &new,
-                &old.index_select(&idx, 0)?,
-                &Tensor::new(advs.as_slice(), &Device::Cpu)?,
-                c.ratio_clip,
-            )?;
-            let v = critic.net.forward(&xb)?.flatten_all()?;
-            let value_loss = (v - Tensor::new(rets.as_slice(), &Device::Cpu)?)?
-                .sqr()?
-                .mean_all()?;
-            let mut loss = (&policy_loss + (value_loss * 0.5)?)?;
+            let mean = nets.policy.forward(&xb, rows).to_vec();
+            let mut g = clipped_surrogate(&mean, &nets.log_std, &ab, &old, &advs, c.ratio_clip);
+            loss_v = g.value;
             if c.entropy > 0.0 {
-                let entropy = squashed_entropy(policy, &mean, log_std, rng)?;
-                loss = (loss - (entropy * c.entropy)?)?;
+                let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
+                let h = squashed_entropy(policy.bounds(), &mean, &nets.log_std, &eps);
+                g.add(&h, -c.entropy);
             }
-            loss_v = policy_loss.to_scalar::<f64>()?;
-            let store = loss.backward()?;
-            match adam.step(&vars, &grads_of(&store, &vars)?, Some(c.clip))? {
-                Update::Applied { norm: g } => norm = g,
-                Update::Skipped => skipped += 1,
+            nets.policy.backward(&g.d_mean);
+            let d_std = &g.d_log_std;
+            let norm2 = nets.policy.grad_norm2() + d_std.iter().map(|d| d * d).sum::<f64>();
+            match clip_scale(norm2.sqrt(), Some(c.clip)) {
+                Some(scale) => {
+                    adam.t += 1;
+                    nets.policy.adam(adam.lr, adam.t, scale);
+                    let (m, v) = &mut nets.log_std_moments;
+                    adam_step(&mut nets.log_std, d_std, (m, v), adam.lr, adam.t, scale);
+                    norm = norm2.sqrt();
+                }
+                None => skipped += 1,
             }
-            critic
-                .adam
-                .step(&k_vars, &grads_of(&store, &k_vars)?, Some(c.clip))?;
+            // Half the mean squared error of the values: d/dv = (v - target) / rows.
+            let v = nets.value.forward(&xb, rows);
+            let dv: Vec<V> = v
+                .iter()
+                .zip(chunk)
+                .map(|(v, &i)| V::of((v.f64() - ret[i]) / rows as f64))
+                .collect();
+            nets.value.backward(&dv);
+            if let Some(scale) = clip_scale(nets.value.grad_norm2().sqrt(), Some(c.clip)) {
+                critic.t += 1;
+                nets.value.adam(critic.lr, critic.t, scale);
+            }
         }
     }
     Ok(Stats {
@@ -243,169 +264,246 @@ pub(crate) fn update(
     })
 }
 
-/// `-mean(min(r A, clamp(r, 1 - eps, 1 + eps) A))`, `r = exp(logp_new - logp_old)`.
-pub fn clipped_loss(
-    logp_new: &Tensor,
-    logp_old: &Tensor,
-    adv: &Tensor,
-    eps: f64,
-) -> Result<Tensor> {
-    let ratio = (logp_new - logp_old)?.exp()?;
-    let unclipped = (&ratio * adv)?;
-    let clipped = (ratio.clamp(1.0 - eps, 1.0 + eps)? * adv)?;
-    unclipped.minimum(&clipped)?.mean_all()?.neg()
+/// A loss term over a minibatch and its gradient with respect to the
+/// policy's pre-squash means (`[rows][control]`) and log standard
+/// deviations.
+pub struct Term {
+    /// The term's value.
+    pub value: f64,
+    /// Its gradient with respect to the means.
+    pub d_mean: Vec<f64>,
+    /// Its gradient with respect to the log standard deviations.
+    pub d_log_std: Vec<f64>,
 }
 
-/// The entropy of the squashed Gaussians (Brax's tanh-normal), averaged
-/// over the rows of pre-squash means `mean` (`[rows, k]`): the Gaussians'
-/// entropy plus `ln |du/dy|` of the squash at one reparameterised sample per
-/// row (`y = mean + exp(log_std) eps`, so the estimate is differentiable in
-/// both). Unlike the Gaussian's alone it does not grow without bound with
-/// the standard deviation: past the controls' range, wider noise only
+impl Term {
+    /// `self += factor * other`.
+    pub fn add(&mut self, other: &Term, factor: f64) {
+        self.value += factor * other.value;
+        for (a, b) in self.d_mean.iter_mut().zip(&other.d_mean) {
+            *a += factor * b;
+        }
+        for (a, b) in self.d_log_std.iter_mut().zip(&other.d_log_std) {
+            *a += factor * b;
+        }
+    }
+}
+
+/// PPO's clipped surrogate `-mean(min(r A, clamp(r, 1 - eps, 1 + eps) A))`,
+/// `r = exp(logp - logp_old)`, of actions `a` (`[rows][control]`) with
+/// log-densities `old` under the behaviour policy and advantages `adv`,
+/// now under Gaussians of means `mean` and log standard deviations
+/// `log_std`; the gradient flows through `r A` where it is the smaller
+/// (inside the trust region, or outside it on the side that lowers the
+/// objective) and not where the clamp holds it.
+pub fn clipped_surrogate(
+    mean: &[f64],
+    log_std: &[f64],
+    a: &[f64],
+    old: &[f64],
+    adv: &[f64],
+    eps: f64,
+) -> Term {
+    let (rows, k) = (old.len(), log_std.len());
+    let inv_std: Vec<f64> = log_std.iter().map(|l| (-l).exp()).collect();
+    let mut t = Term {
+        value: 0.0,
+        d_mean: vec![0.0; rows * k],
+        d_log_std: vec![0.0; k],
+    };
+    let per_row = 1.0 / rows.max(1) as f64;
+    for i in 0..rows {
+        let (m, x) = (&mean[i * k..(i + 1) * k], &a[i * k..(i + 1) * k]);
+        let r = (log_prob(m, log_std, x) - old[i]).exp();
+        let (unclipped, clipped) = (r * adv[i], r.clamp(1.0 - eps, 1.0 + eps) * adv[i]);
+        t.value -= per_row * unclipped.min(clipped);
+        if unclipped <= clipped {
+            // d(-r A / rows)/d logp, then d logp / d mean = z / std,
+            // d logp / d log_std = z^2 - 1.
+            let g = -per_row * unclipped;
+            for j in 0..k {
+                let z = (x[j] - m[j]) * inv_std[j];
+                t.d_mean[i * k + j] = g * z * inv_std[j];
+                t.d_log_std[j] += g * (z * z - 1.0);
+            }
+        }
+    }
+    t
+}
+
+/// The entropy of the squashed Gaussians (Brax's tanh-normal) of
+/// pre-squash means `mean` (`[rows][control]`), averaged over the rows: the
+/// Gaussians' entropy `sum(log_std) + k/2 ln(2 pi e)` plus `ln |du/dy|` of
+/// the squash into `bounds` at one reparameterised sample per row (`y =
+/// mean + exp(log_std) eps`, so the estimate is differentiable in both).
+/// Unlike the Gaussian's alone it does not grow without bound with the
+/// standard deviation: past the controls' range, wider noise only
 /// saturates the squash.
 pub fn squashed_entropy(
-    policy: &Policy,
-    mean: &Tensor,
-    log_std: &Var,
-    rng: &mut ChaCha8Rng,
-) -> Result<Tensor> {
-    let (rows, k) = mean.dims2()?;
-    let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
-    let eps = Tensor::from_vec(eps, (rows, k), &Device::Cpu)?;
-    let y = (mean + eps.broadcast_mul(&log_std.as_tensor().exp()?)?)?;
-    let jacobian = policy.log_squash_jacobian(&y)?.mean_all()?;
-    gaussian_entropy(log_std.as_tensor(), k as f64)? + jacobian
+    bounds: &[Option<(f64, f64)>],
+    mean: &[f64],
+    log_std: &[f64],
+    eps: &[f64],
+) -> Term {
+    let k = log_std.len();
+    let rows = mean.len() / k.max(1);
+    let per_row = 1.0 / rows.max(1) as f64;
+    let tau = 2.0 * std::f64::consts::PI * std::f64::consts::E;
+    let mut t = Term {
+        value: log_std.iter().sum::<f64>() + 0.5 * k as f64 * tau.ln(),
+        d_mean: vec![0.0; rows * k],
+        d_log_std: vec![1.0; k],
+    };
+    for (j, b) in bounds.iter().enumerate() {
+        let Some((lo, hi)) = b else { continue };
+        let (std, log_half) = (log_std[j].exp(), ((hi - lo) / 2.0).ln());
+        for i in 0..rows {
+            let y = mean[i * k + j] + std * eps[i * k + j];
+            // ln(1 - tanh(y)^2) = 2 (ln 2 - y - softplus(-2 y)), finite far in
+            // tanh's tails; its derivative is -2 tanh(y).
+            let z = -2.0 * y;
+            let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
+            t.value += per_row * (log_half + 2.0 * (std::f64::consts::LN_2 - y - softplus));
+            let dy = -2.0 * y.tanh() * per_row;
+            t.d_mean[i * k + j] = dy;
+            t.d_log_std[j] += dy * std * eps[i * k + j];
+        }
+    }
+    t
 }
 
-/// Entropy of independent Gaussians with log standard deviations
-/// `log_std` (`[k]`): `sum(log_std) + k/2 ln(2 pi e)`, the same for every
-/// state (the standard deviation does not depend on it).
-pub fn gaussian_entropy(log_std: &Tensor, k: f64) -> Result<Tensor> {
-    log_std.sum_all()? + 0.5 * k * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()
-}
-
-/// Log-density of actions `a` (`[rows, k]`) under independent Gaussians with
-/// means `mean` (`[rows, k]`) and log standard deviations `log_std` (`[k]`),
-/// summed over the `k` components: `[rows]`.
-pub fn log_prob(mean: &Tensor, log_std: &Tensor, a: &Tensor) -> Result<Tensor> {
-    let k = log_std.dims1()? as f64;
-    let z = (a - mean)?.broadcast_div(&log_std.exp()?)?;
-    let quad = (z.sqr()?.sum(1)? * -0.5)?;
-    quad.broadcast_sub(&log_std.sum_all()?)? - 0.5 * k * (2.0 * std::f64::consts::PI).ln()
+/// Log-density of actions `a` under independent Gaussians with means `mean`
+/// and log standard deviations `log_std`, summed over the components.
+pub fn log_prob(mean: &[f64], log_std: &[f64], a: &[f64]) -> f64 {
+    let quad: f64 = mean
+        .iter()
+        .zip(log_std)
+        .zip(a)
+        .map(|((m, l), a)| ((a - m) * (-l).exp()).powi(2))
+        .sum();
+    -0.5 * quad
+        - log_std.iter().sum::<f64>()
+        - 0.5 * log_std.len() as f64 * (2.0 * std::f64::consts::PI).ln()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn t(v: &[f64]) -> Tensor {
-        Tensor::new(v, &Device::Cpu).unwrap()
-    }
-
     #[test]
-    fn clipped_loss_matches_numbers_computed_by_hand() -> Result<()> {
-        // Ratios e^0.5 = 1.6487 (clipped to 1.2 for A = 2 > 0), e^-0.5 = 0.6065
-        // (clipped to 0.8 for A = -1 < 0: min(-0.6065, -0.8) = -0.8), and 1 (A = 3).
-        let loss = clipped_loss(
-            &t(&[0.5, -0.5, 0.0]),
-            &t(&[0.0; 3]),
-            &t(&[2.0, -1.0, 3.0]),
-            0.2,
-        )?;
+    fn clipped_loss_matches_numbers_computed_by_hand() {
+        // One control, mean 0, std 1: logp - old = -a^2/2 - ln sqrt(2 pi) - old,
+        // so `old` sets the ratios. Ratios e^0.5 = 1.6487 (clipped to 1.2 for
+        // A = 2 > 0), e^-0.5 = 0.6065 (clipped to 0.8 for A = -1 < 0:
+        // min(-0.6065, -0.8) = -0.8), and 1 (A = 3).
+        let base = log_prob(&[0.0], &[0.0], &[0.0]);
+        let old = [base - 0.5, base + 0.5, base];
+        let t = clipped_surrogate(&[0.0; 3], &[0.0], &[0.0; 3], &old, &[2.0, -1.0, 3.0], 0.2);
         let want = -(1.2 * 2.0 + -0.8 + 3.0) / 3.0;
-        assert!((loss.to_scalar::<f64>()? - want).abs() < 1e-12);
-        // Inside the trust region the objective is the plain ratio times A:
-        // r = e^0.1 for A = 1, r = e^-0.1 for A = -2.
-        let loss = clipped_loss(&t(&[0.1, -0.1]), &t(&[0.0; 2]), &t(&[1.0, -2.0]), 0.2)?;
+        assert!((t.value - want).abs() < 1e-12, "{} vs {want}", t.value);
+        // Inside the trust region the objective is the plain ratio times A.
+        let old = [base - 0.1, base + 0.1];
+        let t = clipped_surrogate(&[0.0; 2], &[0.0], &[0.0; 2], &old, &[1.0, -2.0], 0.2);
         let want = -(0.1f64.exp() - 2.0 * (-0.1f64).exp()) / 2.0;
-        assert!((loss.to_scalar::<f64>()? - want).abs() < 1e-12);
-        Ok(())
+        assert!((t.value - want).abs() < 1e-12, "{} vs {want}", t.value);
     }
 
-    /// The clipped surrogate's gradient at the behaviour policy, as the
-    /// update backpropagates it from the rollout's own tensors, matches
-    /// central differences of the surrogate in every variable with the
-    /// rollout's actions and log-densities held as numbers (when the
-    /// rollout's tensors kept their graph, the two gradients through the
-    /// old and the new log-density cancelled: zero everywhere).
-    #[test]
-    fn the_surrogates_gradient_holds_the_rollouts_samples_fixed() -> Result<()> {
-        use joule_compiler::model::{Activation, Init};
-        use rand::SeedableRng;
-        let path = format!("{}/../tests/learn/reach.joule", env!("CARGO_MANIFEST_DIR"));
-        let scene = joule_runtime::Scene::from_path(path.as_ref(), Default::default())
-            .expect("the scene compiles");
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let spec = crate::policy::spec(&scene, None).expect("one policy");
-        let policy = Policy::new(&scene, spec, &mut rng)?;
-        let mut envs =
-            Envs::new(&scene, 6, 1, Some("closeness"), 20, 0.1, &mut rng).expect("the reward");
-        let log_std = Var::from_vec(vec![-0.5, -0.2], 2, &Device::Cpu)?;
-        let value = Mlp::new(
-            &[policy.inputs(), 4, 1],
-            Activation::Tanh,
-            Init::Small,
-            1.0,
-            &mut rng,
-        )?;
-        let r = rollout(&mut envs, &policy, &log_std, &value, 3, &mut rng)?;
-        let x = Tensor::cat(&r.inputs, 0)?;
-        let (a, old) = (Tensor::cat(&r.actions, 0)?, Tensor::cat(&r.log_probs, 0)?);
-        let adv: Vec<f64> = (0..18).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
-        let adv = Tensor::new(adv.as_slice(), &Device::Cpu)?;
-        let loss = |a: &Tensor, old: &Tensor| -> Result<Tensor> {
-            let new = log_prob(&policy.net.forward(&x)?, log_std.as_tensor(), a)?;
-            clipped_loss(&new, old, &adv, 0.3)
-        };
-        let numbers = |t: &Tensor| -> Result<Tensor> {
-            Tensor::from_vec(t.flatten_all()?.to_vec1::<f64>()?, t.dims(), &Device::Cpu)
-        };
-        let (a_fixed, old_fixed) = (numbers(&a)?, numbers(&old)?);
-        let grads = loss(&a, &old)?.backward()?;
-        let mut vars = policy.net.vars();
-        vars.push(log_std.clone());
+    /// Central differences of a term's value in every mean and log standard
+    /// deviation against its closed-form gradient.
+    fn check_gradient(term: &dyn Fn(&[f64], &[f64]) -> Term, mean: &[f64], log_std: &[f64]) {
+        let t = term(mean, log_std);
+        let h = 1e-6;
+        let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
         let mut largest: f64 = 0.0;
-        for var in &vars {
-            let g = grads_of(&grads, std::slice::from_ref(var))?[0]
-                .flatten_all()?
-                .to_vec1::<f64>()?;
-            let v0 = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
-            let set = |i: usize, x: f64| -> Result<()> {
-                let mut v = v0.clone();
-                v[i] = x;
-                var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu)?)
-            };
-            for i in [0, v0.len() / 2, v0.len() - 1] {
-                let h = 1e-6;
-                set(i, v0[i] + h)?;
-                let up = loss(&a_fixed, &old_fixed)?.to_scalar::<f64>()?;
-                set(i, v0[i] - h)?;
-                let down = loss(&a_fixed, &old_fixed)?.to_scalar::<f64>()?;
-                set(i, v0[i])?;
-                let fd = (up - down) / (2.0 * h);
-                largest = largest.max(fd.abs());
-                assert!(
-                    (g[i] - fd).abs() <= 1e-6 * fd.abs().max(1e-3),
-                    "entry {i}: backpropagated {} vs central differences {fd}",
-                    g[i]
-                );
-            }
+        for i in 0..mean.len() {
+            let d = fd(&|e| {
+                let mut m = mean.to_vec();
+                m[i] += e;
+                term(&m, log_std).value
+            });
+            largest = largest.max(d.abs());
+            assert!(
+                (t.d_mean[i] - d).abs() < 1e-7,
+                "mean {i}: {} vs {d}",
+                t.d_mean[i]
+            );
         }
-        assert!(largest > 1e-2, "a surrogate with no gradient: {largest}");
-        Ok(())
+        for j in 0..log_std.len() {
+            let d = fd(&|e| {
+                let mut l = log_std.to_vec();
+                l[j] += e;
+                term(mean, &l).value
+            });
+            largest = largest.max(d.abs());
+            assert!(
+                (t.d_log_std[j] - d).abs() < 1e-7,
+                "log std {j}: {} vs {d}",
+                t.d_log_std[j]
+            );
+        }
+        assert!(largest > 1e-2, "a term with no gradient: {largest}");
+    }
+
+    /// The surrogate's gradient, with the rollout's actions and
+    /// log-densities held as numbers, is its central differences' at and
+    /// away from the behaviour policy (ratios inside and outside the trust
+    /// region on both sides of the advantages' sign).
+    #[test]
+    fn the_surrogates_gradient_is_its_central_differences() {
+        let (rows, k) = (6, 2);
+        let behaviour: Vec<f64> = (0..rows * k)
+            .map(|i| ((i * 5 % 7) as f64 - 3.0) / 4.0)
+            .collect();
+        let log_std = [-0.5, -0.2];
+        let a: Vec<f64> = (0..rows * k)
+            .map(|i| behaviour[i] + ((i * 3 % 5) as f64 - 2.0) / 3.0)
+            .collect();
+        let old: Vec<f64> = (0..rows)
+            .map(|i| {
+                log_prob(
+                    &behaviour[i * k..(i + 1) * k],
+                    &log_std,
+                    &a[i * k..(i + 1) * k],
+                )
+            })
+            .collect();
+        let adv: Vec<f64> = (0..rows)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
+            .collect();
+        let term = |m: &[f64], l: &[f64]| clipped_surrogate(m, l, &a, &old, &adv, 0.3);
+        check_gradient(&term, &behaviour, &log_std);
+        let moved: Vec<f64> = behaviour
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m + 0.3 * (i % 3) as f64 - 0.2)
+            .collect();
+        let t = term(&moved, &[-0.3, -0.4]);
+        assert!(
+            t.d_mean.chunks(k).any(|r| r.iter().all(|&d| d == 0.0)),
+            "some ratio is held by the clamp"
+        );
+        check_gradient(&term, &moved, &[-0.3, -0.4]);
+    }
+
+    /// The squashed entropy's gradient is its central differences' with the
+    /// same noise, bounded and unbounded controls mixed.
+    #[test]
+    fn the_squashed_entropys_gradient_is_its_central_differences() {
+        let bounds = [Some((-1.0, 1.0)), None, Some((0.0, 3.0))];
+        let mean = [0.3, -0.8, 1.5, 0.1, -0.2, 0.6];
+        let eps = [0.4, -1.1, 0.2, 0.9, 0.0, -0.5];
+        let term = |m: &[f64], l: &[f64]| squashed_entropy(&bounds, m, l, &eps);
+        check_gradient(&term, &mean[..6], &[-0.4, 0.2, 0.1]);
+        check_gradient(&term, &mean, &[0.5, -1.0, -0.3]);
     }
 
     #[test]
-    fn log_prob_is_the_gaussian_density() -> Result<()> {
-        let mean = Tensor::new(&[[0.0, 1.0]], &Device::Cpu)?;
-        let a = Tensor::new(&[[0.5, 0.0]], &Device::Cpu)?;
-        let log_std = t(&[0.0, 2f64.ln()]);
-        let got = log_prob(&mean, &log_std, &a)?.to_vec1::<f64>()?[0];
+    fn log_prob_is_the_gaussian_density() {
+        let got = log_prob(&[0.0, 1.0], &[0.0, 2f64.ln()], &[0.5, 0.0]);
         let density = |x: f64, m: f64, s: f64| {
             (-(x - m).powi(2) / (2.0 * s * s)).exp() / (s * (2.0 * std::f64::consts::PI).sqrt())
         };
         let want = (density(0.5, 0.0, 1.0) * density(0.0, 1.0, 2.0)).ln();
         assert!((got - want).abs() < 1e-12, "{got} {want}");
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 use crate::adam::{Adam, Update};
 use crate::curve::{close_iteration, Measured, Point};
 use crate::envs::{healthy_observations, healthy_steps, name_error, Envs, Fault};
+use crate::fused::{Net, Real};
 use crate::net::Mlp;
 use crate::policy::{self, Policy};
 use crate::value::{column, Critic};
@@ -386,31 +387,56 @@ impl<'s> Trainer<'s> {
     }
 
     /// PPO: a stochastic rollout, advantages by GAE, clipped-objective epochs
-    /// (see [`ppo`]).
+    /// (see [`ppo`]), on the networks borrowed into [`fused`] buffers for
+    /// the iteration (the value network in f32 with `value_f32`).
     fn ppo(&mut self) -> Result<Outcome> {
+        if self.config.value_f32 {
+            self.ppo_in::<f32>()
+        } else {
+            self.ppo_in::<f64>()
+        }
+    }
+
+    fn ppo_in<V: Real>(&mut self) -> Result<Outcome> {
         let log_std = self
             .log_std
             .clone()
             .expect("PPO has a log standard deviation");
-        let mut critic = self.critic.take().expect("PPO has a value network");
+        let critic = self.critic.as_mut().expect("PPO has a value network");
+        let last = self.adam.m.len() - 1;
+        let mut nets = ppo::Nets {
+            policy: Net::of(&self.policy.net, &self.adam)?,
+            value: Net::<V>::of(&critic.net, &critic.adam)?,
+            log_std: log_std.as_tensor().to_vec1::<f64>()?,
+            log_std_moments: (
+                self.adam.m[last].to_vec1::<f64>()?,
+                self.adam.v[last].to_vec1::<f64>()?,
+            ),
+        };
         let rollout = ppo::rollout(
             &mut self.envs,
             &self.policy,
-            &log_std,
-            &critic.net,
+            &mut nets,
             self.config.horizon,
             &mut self.rng,
         )?;
         let stats = ppo::update(
             &rollout,
             &self.policy,
-            &log_std,
+            &mut nets,
             &mut self.adam,
-            &mut critic,
+            &mut critic.adam,
             &self.config,
             &mut self.rng,
         )?;
-        self.critic = Some(critic);
+        nets.policy.store(&self.policy.net, &mut self.adam)?;
+        nets.value.store(&critic.net, &mut critic.adam)?;
+        let dev = &candle_core::Device::Cpu;
+        let n = nets.log_std.len();
+        log_std.set(&Tensor::from_vec(nets.log_std, n, dev)?)?;
+        let (m, v) = nets.log_std_moments;
+        self.adam.m[last] = Tensor::from_vec(m, n, dev)?;
+        self.adam.v[last] = Tensor::from_vec(v, n, dev)?;
         Ok(Outcome {
             loss: stats.loss,
             grad_norm: stats.grad_norm,
