@@ -10,6 +10,7 @@ use crate::progress::Progress;
 use crate::threads;
 use clap::ValueEnum;
 use joule_learn::imitate::{Demo, Imitation, Imitator};
+use joule_learn::policy::Std;
 use joule_learn::{policy, Algo, Config, Point, Policy, Trainer};
 use joule_runtime::Scene;
 use miette::{miette, Result};
@@ -112,6 +113,11 @@ pub struct TrainArgs {
     /// PPO: the value network computes in f32 (about twice as fast as f64).
     #[arg(long)]
     value_f32: bool,
+    /// PPO: the Gaussians' standard deviations, one learned per control
+    /// (`shared`) or a function of the state (`state`: the policy network's
+    /// second output per control through `softplus + 0.001`, Brax's).
+    #[arg(long, value_enum, default_value_t = StdArg::Shared)]
+    std: StdArg,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -147,6 +153,15 @@ enum AlgoArg {
     Ppo,
 }
 
+/// `--std`: where PPO's standard deviations come from.
+#[derive(Clone, Copy, ValueEnum)]
+enum StdArg {
+    /// One learned per control.
+    Shared,
+    /// A function of the state (Brax's).
+    State,
+}
+
 impl TrainArgs {
     /// The trainer's settings: the algorithm's defaults, overridden by the flags given.
     fn config(&self) -> Config {
@@ -177,6 +192,10 @@ impl TrainArgs {
         config.reward_scale = self.reward_scale;
         config.value_hidden = self.value_hidden.clone();
         config.value_f32 = self.value_f32;
+        config.std = match self.std {
+            StdArg::Shared => Std::Shared,
+            StdArg::State => Std::State,
+        };
         config
     }
 }
@@ -231,6 +250,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         return Err(miette!(
             help = "leave `--value-f32` out: shac's value network is differentiated through the simulator, in f64",
             "`--value-f32` is for ppo"
+        ));
+    }
+    if config.std == Std::State && config.algo != Algo::Ppo {
+        return Err(miette!(
+            help = "leave `--std` out, or explore with `--explore S` (a learned Gaussian)",
+            "`--std state` is for ppo"
         ));
     }
     if config.explore > 0.0 && config.algo == Algo::Ppo {

@@ -224,9 +224,11 @@ fn ppo_balances_braxs_inverted_pendulum_within_a_small_budget() {
 #[test]
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     // SHAC acting deterministically and exploring (its learned noise level
-    // and random stream are in the checkpoint), PPO, and PPO with Brax's
-    // kind of settings and an f32 value network (kept in the checkpoint, its
-    // optimiser's moments in f32: the resumed run is given no settings).
+    // and random stream are in the checkpoint), PPO, PPO with Brax's kind
+    // of settings and an f32 value network (kept in the checkpoint, its
+    // optimiser's moments in f32: the resumed run is given no settings),
+    // and with Brax's state-dependent standard deviations (the policy file
+    // then drives `joule run` by its means).
     let brax: &[&str] = &[
         "--gamma",
         "0.97",
@@ -249,6 +251,11 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
         ("shac-explore", "shac", &["--explore", "0.5"][..]),
         ("ppo", "ppo", &[][..]),
         ("ppo-brax", "ppo", brax),
+        (
+            "ppo-state-std",
+            "ppo",
+            &[brax, &["--std", "state"]].concat(),
+        ),
     ] {
         let (a, b) = (
             temp(&format!("{name}-a.safetensors")),
@@ -314,6 +321,7 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             _ => assert!(std > 0.0 && (std - (-0.5f64).exp()).abs() > 1e-6, "{std}"),
         }
         assert!(ca.with_extension("png").exists());
+        assert!(episode_return(a.to_str().unwrap()).is_finite());
     }
 }
 
@@ -444,7 +452,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 14] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -530,6 +538,10 @@ fn bad_training_input_is_a_diagnostic() {
         (
             &["train", SCENE, "--reward", "closeness", "--value-f32"],
             "`--value-f32` is for ppo",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--std", "state"],
+            "`--std state` is for ppo",
         ),
     ];
     for (args, want) in cases {

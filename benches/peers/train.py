@@ -14,7 +14,9 @@ How the settings map (Brax -> Joule):
   reward_scaling -> --reward-scale; clipping_epsilon -> --ratio-clip;
   num_updates_per_batch -> --epochs; the value network's 5 x 256 ->
   --value-hidden (in f32 as Brax's, --value-f32); max_grad_norm None ->
-  --clip 1e9 (no clipping).
+  --clip 1e9 (no clipping); the tanh-normal's state-dependent scale
+  (the policy network's second output per control, softplus + 0.001) ->
+  --std state.
   Brax collects batch_size x num_minibatches trajectories of unroll_length
   steps per update and splits them into num_minibatches minibatches of
   batch_size trajectories; Joule's rollout is num_envs trajectories, so
@@ -145,6 +147,7 @@ def joule_command(joule, c, steps, seed, algo, out_dir, tag):
             "--ratio-clip", str(CLIPPING_EPSILON), "--epochs", str(c["num_updates_per_batch"]),
             "--minibatches", str(c["num_envs"] // c["batch_size"]),
             "--value-hidden", ",".join(map(str, VALUE_HIDDEN)), "--value-f32", "--clip", "1e9",
+            "--std", "state",
         ]
     # SHAC: the recipe of docs/learning.md (windows of 32, lr 1e-3 decaying).
     return common + [

@@ -9,7 +9,25 @@ use candle_core::{DType, Device, Result, Tensor};
 use joule_compiler::model::{Activation, Init, Policy as PolicySpec};
 use joule_runtime::Scene;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// Where a PPO policy's standard deviations come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Std {
+    /// One learned log standard deviation per control, the same in every
+    /// state (the trainer holds it, the network does not).
+    #[default]
+    Shared,
+    /// A function of the state, as Brax's tanh-normal: the network has a
+    /// second output per control, the raw scale `s`, and the standard
+    /// deviation is `softplus(s) + 0.001`.
+    State,
+}
+
+/// The smallest standard deviation of a [`Std::State`] policy.
+pub const MIN_STD: f64 = 1e-3;
 
 /// A policy network bound to a compiled scene.
 pub struct Policy {
@@ -21,8 +39,11 @@ pub struct Policy {
     pub controls: Vec<usize>,
     /// Ranges of those controls.
     bounds: Vec<Option<(f64, f64)>>,
-    /// The network: inputs -> hidden -> one output per control.
+    /// The network: inputs -> hidden -> one output per control (the
+    /// pre-squash means), then with [`Std::State`] one raw scale per control.
     pub net: Mlp,
+    /// Where the standard deviations of its stochastic actions come from.
+    pub std: Std,
     /// Running observation statistics.
     pub norm: Normalizer,
     /// Layer widths and activation, for checking saved weights.
@@ -75,8 +96,19 @@ fn last_scale(init: Init) -> f64 {
 }
 
 impl Policy {
-    /// A freshly initialised network for `spec`.
+    /// A freshly initialised network for `spec` (standard deviations
+    /// [`Std::Shared`], held by the trainer when it needs them).
     pub fn new(scene: &Scene, spec: &PolicySpec, rng: &mut ChaCha8Rng) -> Result<Policy> {
+        Policy::with_std(scene, spec, Std::Shared, rng)
+    }
+
+    /// A freshly initialised network for `spec` whose standard deviations come from `std`.
+    pub fn with_std(
+        scene: &Scene,
+        spec: &PolicySpec,
+        std: Std,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Policy> {
         let model = scene.model();
         let layout = scene.compiled.layout();
         let mut rows = vec![];
@@ -90,7 +122,10 @@ impl Policy {
         let bounds = controls.iter().map(|&c| model.controls[c].bounds).collect();
         let mut sizes = vec![rows.len()];
         sizes.extend(&spec.hidden);
-        sizes.push(controls.len());
+        sizes.push(match std {
+            Std::Shared => controls.len(),
+            Std::State => 2 * controls.len(),
+        });
         Ok(Policy {
             name: spec.name.clone(),
             net: Mlp::new(
@@ -100,6 +135,7 @@ impl Policy {
                 last_scale(spec.init),
                 rng,
             )?,
+            std,
             norm: Normalizer::new(rows.len()),
             rows,
             controls,
@@ -139,7 +175,18 @@ impl Policy {
     /// The controls `[env, control]` for normalised inputs (differentiable),
     /// see [`Policy::squash`].
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(self.squash(&self.net.forward(input)?)?.0)
+        Ok(self.squash(&self.means(input)?)?.0)
+    }
+
+    /// The pre-squash means `[env, control]` for normalised inputs
+    /// (differentiable): the network's outputs, without the raw scales of
+    /// a [`Std::State`] network.
+    pub fn means(&self, input: &Tensor) -> Result<Tensor> {
+        let y = self.net.forward(input)?;
+        match self.std {
+            Std::Shared => Ok(y),
+            Std::State => y.narrow(1, 0, self.controls.len()),
+        }
     }
 
     /// The controls for pre-squash outputs `y` (`[env, control]`):
@@ -215,11 +262,15 @@ impl Policy {
 
     /// Metadata describing the network's shape, checked on load.
     pub fn metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut meta = HashMap::from([
             ("joule.policy".into(), self.name.clone()),
             ("joule.sizes".into(), format!("{:?}", self.sizes)),
             ("joule.activation".into(), format!("{:?}", self.activation)),
-        ])
+        ]);
+        if self.std == Std::State {
+            meta.insert("joule.std".into(), "state".into());
+        }
+        meta
     }
 
     /// The policy a file written by [`Policy::to_bytes`] holds, bound to the
@@ -229,7 +280,11 @@ impl Policy {
         let name = meta.get("joule.policy").map(String::as_str);
         let spec = spec(scene, name).map_err(candle_core::Error::Msg)?;
         let mut rng = rand::SeedableRng::seed_from_u64(0);
-        let mut policy = Policy::new(scene, spec, &mut rng)?;
+        let std = match meta.get("joule.std").map(String::as_str) {
+            Some("state") => Std::State,
+            _ => Std::Shared,
+        };
+        let mut policy = Policy::with_std(scene, spec, std, &mut rng)?;
         policy.load(&tensors, &meta)?;
         Ok(policy)
     }

@@ -19,7 +19,7 @@
 use crate::adam::{clip_scale, Adam};
 use crate::envs::{healthy_steps, Envs};
 use crate::fused::{adam_step, Net, Real};
-use crate::policy::Policy;
+use crate::policy::{Policy, Std, MIN_STD};
 use crate::trainer::Config;
 use crate::value::{self, column};
 use candle_core::{Device, Result, Tensor};
@@ -54,32 +54,98 @@ pub(crate) struct Rollout {
 }
 
 /// The networks an iteration works on: the policy's and the value
-/// network's (in `V`) borrowed from their candle homes, and the log
-/// standard deviations with their Adam moments.
+/// network's (in `V`) borrowed from their candle homes, and the shared log
+/// standard deviations with their Adam moments (empty for a
+/// [`Std::State`] policy, whose network gives them).
 pub(crate) struct Nets<V> {
-    /// The policy's network (pre-squash outputs).
+    /// The policy's network (pre-squash means, and raw scales with [`Std::State`]).
     pub policy: Net<f64>,
     /// The value network.
     pub value: Net<V>,
-    /// Log standard deviations of the Gaussians, one per control.
+    /// Shared log standard deviations, one per control ([`Std::Shared`]).
     pub log_std: Vec<f64>,
     /// Their Adam moments.
     pub log_std_moments: (Vec<f64>, Vec<f64>),
 }
 
+/// The Gaussians of a minibatch: pre-squash means and log standard
+/// deviations, `[rows][control]` each, from the policy network's outputs.
+struct Gaussians {
+    /// Controls.
+    k: usize,
+    mean: Vec<f64>,
+    log_std: Vec<f64>,
+    /// `d log_std / d s` for a [`Std::State`] network's raw scales `s`.
+    d_scale: Vec<f64>,
+}
+
+impl Gaussians {
+    /// The Gaussians of `k` controls from network outputs `out` (with
+    /// `shared` log standard deviations for a [`Std::Shared`] policy).
+    fn of(std: Std, k: usize, out: &[f64], shared: &[f64]) -> Gaussians {
+        match std {
+            Std::Shared => Gaussians {
+                k,
+                mean: out.to_vec(),
+                log_std: out.chunks(k).flat_map(|_| shared.iter().copied()).collect(),
+                d_scale: vec![],
+            },
+            Std::State => {
+                let n = out.len() / 2;
+                let mut g = Gaussians {
+                    k,
+                    mean: Vec::with_capacity(n),
+                    log_std: Vec::with_capacity(n),
+                    d_scale: Vec::with_capacity(n),
+                };
+                for row in out.chunks(2 * k) {
+                    g.mean.extend_from_slice(&row[..k]);
+                    for &s in &row[k..] {
+                        // softplus(s) = max(s, 0) + ln(1 + exp(-|s|)); its derivative sigmoid(s).
+                        let std = s.max(0.0) + (-s.abs()).exp().ln_1p() + MIN_STD;
+                        g.log_std.push(std.ln());
+                        g.d_scale.push(1.0 / (1.0 + (-s).exp()) / std);
+                    }
+                }
+                g
+            }
+        }
+    }
+
+    /// A term's gradient `t` carried to the network's outputs, and to the
+    /// shared log standard deviations (summed over the rows; empty for
+    /// [`Std::State`]).
+    fn backward(&self, t: &Term) -> (Vec<f64>, Vec<f64>) {
+        let k = self.k;
+        if self.d_scale.is_empty() {
+            let shared = (0..k)
+                .map(|j| t.d_log_std.iter().skip(j).step_by(k).sum())
+                .collect();
+            return (t.d_mean.clone(), shared);
+        }
+        let mut d_out = Vec::with_capacity(2 * t.d_mean.len());
+        for i in 0..t.d_mean.len() / k {
+            let row = i * k..(i + 1) * k;
+            d_out.extend_from_slice(&t.d_mean[row.clone()]);
+            d_out.extend(row.map(|c| t.d_log_std[c] * self.d_scale[c]));
+        }
+        (d_out, vec![])
+    }
+}
+
 /// `horizon` steps of every environment acting with the policy's Gaussians:
-/// pre-squash outputs sampled around the network's with standard deviations
-/// `exp(log_std)`, then squashed into the controls' ranges (Brax's
-/// tanh-normal); the value network rates the states.
+/// pre-squash outputs sampled around the network's means, then squashed
+/// into the controls' ranges (Brax's tanh-normal); the value network rates
+/// the states. Also returns the mean standard deviation the actions were
+/// sampled with.
 pub(crate) fn rollout<V: Real>(
     envs: &mut Envs,
     policy: &Policy,
     nets: &mut Nets<V>,
     horizon: usize,
     rng: &mut ChaCha8Rng,
-) -> Result<Rollout> {
+) -> Result<(Rollout, f64)> {
     let (b, k) = (envs.batch(), policy.controls.len());
-    let std: Vec<f64> = nets.log_std.iter().map(|l| l.exp()).collect();
     let mut outputs = envs.sim.outputs();
     let mut r = Rollout {
         observations: vec![],
@@ -92,15 +158,21 @@ pub(crate) fn rollout<V: Real>(
         weight: vec![],
         diverged: vec![],
     };
+    let mut std_sum = 0.0;
     for _ in 0..horizon {
         let mut o = policy.observe(&outputs);
         envs.mask(&mut o);
         let x = policy.normalized(&o);
-        let mean = nets.policy.forward(&x, b);
-        let eps: Vec<f64> = (0..b * k).map(|_| StandardNormal.sample(rng)).collect();
-        let a: Vec<f64> = (0..b * k).map(|i| mean[i] + std[i % k] * eps[i]).collect();
-        for (m, a) in mean.chunks(k).zip(a.chunks(k)) {
-            r.log_probs.push(log_prob(m, &nets.log_std, a));
+        let g = Gaussians::of(policy.std, k, nets.policy.forward(&x, b), &nets.log_std);
+        let a: Vec<f64> = (0..b * k)
+            .map(|i| {
+                let eps: f64 = StandardNormal.sample(rng);
+                g.mean[i] + g.log_std[i].exp() * eps
+            })
+            .collect();
+        std_sum += g.log_std.iter().map(|l| l.exp()).sum::<f64>();
+        for ((m, l), a) in g.mean.chunks(k).zip(g.log_std.chunks(k)).zip(a.chunks(k)) {
+            r.log_probs.push(log_prob(m, l, a));
         }
         r.values.push(value_of(&mut nets.value, &x, b));
         let at = Tensor::from_vec(a.clone(), (b, k), &Device::Cpu)?;
@@ -121,7 +193,7 @@ pub(crate) fn rollout<V: Real>(
     envs.mask(&mut o);
     r.values
         .push(value_of(&mut nets.value, &policy.normalized(&o), b));
-    Ok(r)
+    Ok((r, std_sum / (horizon * b * k).max(1) as f64))
 }
 
 /// The value network's values of `rows` inputs.
@@ -222,23 +294,23 @@ pub(crate) fn update<V: Real>(
             }
             let old: Vec<f64> = chunk.iter().map(|&i| log_probs[i]).collect();
             let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
-            let mean = nets.policy.forward(&xb, rows).to_vec();
-            let mut g = clipped_surrogate(&mean, &nets.log_std, &ab, &old, &advs, c.ratio_clip);
-            loss_v = g.value;
+            let g = Gaussians::of(policy.std, k, nets.policy.forward(&xb, rows), &nets.log_std);
+            let mut t = clipped_surrogate(&g.mean, &g.log_std, &ab, &old, &advs, c.ratio_clip);
+            loss_v = t.value;
             if c.entropy > 0.0 {
                 let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
-                let h = squashed_entropy(policy.bounds(), &mean, &nets.log_std, &eps);
-                g.add(&h, -c.entropy);
+                let h = squashed_entropy(policy.bounds(), &g.mean, &g.log_std, &eps);
+                t.add(&h, -c.entropy);
             }
-            nets.policy.backward(&g.d_mean);
-            let d_std = &g.d_log_std;
-            let norm2 = nets.policy.grad_norm2() + d_std.iter().map(|d| d * d).sum::<f64>();
+            let (d_out, d_shared) = g.backward(&t);
+            nets.policy.backward(&d_out);
+            let norm2 = nets.policy.grad_norm2() + d_shared.iter().map(|d| d * d).sum::<f64>();
             match clip_scale(norm2.sqrt(), Some(c.clip)) {
                 Some(scale) => {
                     adam.t += 1;
                     nets.policy.adam(adam.lr, adam.t, scale);
                     let (m, v) = &mut nets.log_std_moments;
-                    adam_step(&mut nets.log_std, d_std, (m, v), adam.lr, adam.t, scale);
+                    adam_step(&mut nets.log_std, &d_shared, (m, v), adam.lr, adam.t, scale);
                     norm = norm2.sqrt();
                 }
                 None => skipped += 1,
@@ -290,12 +362,12 @@ impl Term {
 }
 
 /// PPO's clipped surrogate `-mean(min(r A, clamp(r, 1 - eps, 1 + eps) A))`,
-/// `r = exp(logp - logp_old)`, of actions `a` (`[rows][control]`) with
-/// log-densities `old` under the behaviour policy and advantages `adv`,
-/// now under Gaussians of means `mean` and log standard deviations
-/// `log_std`; the gradient flows through `r A` where it is the smaller
-/// (inside the trust region, or outside it on the side that lowers the
-/// objective) and not where the clamp holds it.
+/// `r = exp(logp - logp_old)`, of actions `a` with log-densities `old`
+/// under the behaviour policy and advantages `adv`, now under Gaussians of
+/// means `mean` and log standard deviations `log_std` (all `[rows][control]`);
+/// the gradient flows through `r A` where it is the smaller (inside the
+/// trust region, or outside it on the side that lowers the objective) and
+/// not where the clamp holds it.
 pub fn clipped_surrogate(
     mean: &[f64],
     log_std: &[f64],
@@ -304,27 +376,29 @@ pub fn clipped_surrogate(
     adv: &[f64],
     eps: f64,
 ) -> Term {
-    let (rows, k) = (old.len(), log_std.len());
-    let inv_std: Vec<f64> = log_std.iter().map(|l| (-l).exp()).collect();
+    let rows = old.len();
+    let k = mean.len() / rows.max(1);
     let mut t = Term {
         value: 0.0,
         d_mean: vec![0.0; rows * k],
-        d_log_std: vec![0.0; k],
+        d_log_std: vec![0.0; rows * k],
     };
     let per_row = 1.0 / rows.max(1) as f64;
     for i in 0..rows {
-        let (m, x) = (&mean[i * k..(i + 1) * k], &a[i * k..(i + 1) * k]);
-        let r = (log_prob(m, log_std, x) - old[i]).exp();
+        let row = i * k..(i + 1) * k;
+        let (m, l, x) = (&mean[row.clone()], &log_std[row.clone()], &a[row.clone()]);
+        let r = (log_prob(m, l, x) - old[i]).exp();
         let (unclipped, clipped) = (r * adv[i], r.clamp(1.0 - eps, 1.0 + eps) * adv[i]);
         t.value -= per_row * unclipped.min(clipped);
         if unclipped <= clipped {
             // d(-r A / rows)/d logp, then d logp / d mean = z / std,
             // d logp / d log_std = z^2 - 1.
             let g = -per_row * unclipped;
-            for j in 0..k {
-                let z = (x[j] - m[j]) * inv_std[j];
-                t.d_mean[i * k + j] = g * z * inv_std[j];
-                t.d_log_std[j] += g * (z * z - 1.0);
+            for (j, c) in row.enumerate() {
+                let inv_std = (-l[j]).exp();
+                let z = (x[j] - m[j]) * inv_std;
+                t.d_mean[c] = g * z * inv_std;
+                t.d_log_std[c] = g * (z * z - 1.0);
             }
         }
     }
@@ -332,41 +406,43 @@ pub fn clipped_surrogate(
 }
 
 /// The entropy of the squashed Gaussians (Brax's tanh-normal) of
-/// pre-squash means `mean` (`[rows][control]`), averaged over the rows: the
-/// Gaussians' entropy `sum(log_std) + k/2 ln(2 pi e)` plus `ln |du/dy|` of
-/// the squash into `bounds` at one reparameterised sample per row (`y =
-/// mean + exp(log_std) eps`, so the estimate is differentiable in both).
-/// Unlike the Gaussian's alone it does not grow without bound with the
-/// standard deviation: past the controls' range, wider noise only
-/// saturates the squash.
+/// pre-squash means `mean` and log standard deviations `log_std` (both
+/// `[rows][control]`), averaged over the rows: the Gaussians' entropy
+/// `sum(log_std) + k/2 ln(2 pi e)` plus `ln |du/dy|` of the squash into
+/// `bounds` at one reparameterised sample per row (`y = mean + exp(log_std)
+/// eps`, so the estimate is differentiable in both). Unlike the Gaussian's
+/// alone it does not grow without bound with the standard deviation: past
+/// the controls' range, wider noise only saturates the squash.
 pub fn squashed_entropy(
     bounds: &[Option<(f64, f64)>],
     mean: &[f64],
     log_std: &[f64],
     eps: &[f64],
 ) -> Term {
-    let k = log_std.len();
+    let k = bounds.len();
     let rows = mean.len() / k.max(1);
     let per_row = 1.0 / rows.max(1) as f64;
     let tau = 2.0 * std::f64::consts::PI * std::f64::consts::E;
     let mut t = Term {
-        value: log_std.iter().sum::<f64>() + 0.5 * k as f64 * tau.ln(),
+        value: per_row * log_std.iter().sum::<f64>() + 0.5 * k as f64 * tau.ln(),
         d_mean: vec![0.0; rows * k],
-        d_log_std: vec![1.0; k],
+        d_log_std: vec![per_row; rows * k],
     };
     for (j, b) in bounds.iter().enumerate() {
         let Some((lo, hi)) = b else { continue };
-        let (std, log_half) = (log_std[j].exp(), ((hi - lo) / 2.0).ln());
+        let log_half = ((hi - lo) / 2.0).ln();
         for i in 0..rows {
-            let y = mean[i * k + j] + std * eps[i * k + j];
+            let c = i * k + j;
+            let std = log_std[c].exp();
+            let y = mean[c] + std * eps[c];
             // ln(1 - tanh(y)^2) = 2 (ln 2 - y - softplus(-2 y)), finite far in
             // tanh's tails; its derivative is -2 tanh(y).
             let z = -2.0 * y;
             let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
             t.value += per_row * (log_half + 2.0 * (std::f64::consts::LN_2 - y - softplus));
             let dy = -2.0 * y.tanh() * per_row;
-            t.d_mean[i * k + j] = dy;
-            t.d_log_std[j] += dy * std * eps[i * k + j];
+            t.d_mean[c] = dy;
+            t.d_log_std[c] += dy * std * eps[c];
         }
     }
     t
@@ -398,50 +474,69 @@ mod tests {
         // min(-0.6065, -0.8) = -0.8), and 1 (A = 3).
         let base = log_prob(&[0.0], &[0.0], &[0.0]);
         let old = [base - 0.5, base + 0.5, base];
-        let t = clipped_surrogate(&[0.0; 3], &[0.0], &[0.0; 3], &old, &[2.0, -1.0, 3.0], 0.2);
+        let t = clipped_surrogate(
+            &[0.0; 3],
+            &[0.0; 3],
+            &[0.0; 3],
+            &old,
+            &[2.0, -1.0, 3.0],
+            0.2,
+        );
         let want = -(1.2 * 2.0 + -0.8 + 3.0) / 3.0;
         assert!((t.value - want).abs() < 1e-12, "{} vs {want}", t.value);
         // Inside the trust region the objective is the plain ratio times A.
         let old = [base - 0.1, base + 0.1];
-        let t = clipped_surrogate(&[0.0; 2], &[0.0], &[0.0; 2], &old, &[1.0, -2.0], 0.2);
+        let t = clipped_surrogate(&[0.0; 2], &[0.0; 2], &[0.0; 2], &old, &[1.0, -2.0], 0.2);
         let want = -(0.1f64.exp() - 2.0 * (-0.1f64).exp()) / 2.0;
         assert!((t.value - want).abs() < 1e-12, "{} vs {want}", t.value);
     }
 
-    /// Central differences of a term's value in every mean and log standard
-    /// deviation against its closed-form gradient.
+    /// Central differences of `f`'s value in every entry of `at` against
+    /// the gradient `grad`; returns the largest difference quotient.
+    fn check(f: &dyn Fn(&[f64]) -> f64, at: &[f64], grad: &[f64], what: &str) -> f64 {
+        let h = 1e-6;
+        let mut largest: f64 = 0.0;
+        for i in 0..at.len() {
+            let (mut up, mut down) = (at.to_vec(), at.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            let d = (f(&up) - f(&down)) / (2.0 * h);
+            largest = largest.max(d.abs());
+            assert!((grad[i] - d).abs() < 1e-7, "{what} {i}: {} vs {d}", grad[i]);
+        }
+        largest
+    }
+
+    /// A term's closed-form gradient in every mean and log standard
+    /// deviation against central differences of its value.
     fn check_gradient(term: &dyn Fn(&[f64], &[f64]) -> Term, mean: &[f64], log_std: &[f64]) {
         let t = term(mean, log_std);
-        let h = 1e-6;
-        let fd = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
-        let mut largest: f64 = 0.0;
-        for i in 0..mean.len() {
-            let d = fd(&|e| {
-                let mut m = mean.to_vec();
-                m[i] += e;
-                term(&m, log_std).value
-            });
-            largest = largest.max(d.abs());
-            assert!(
-                (t.d_mean[i] - d).abs() < 1e-7,
-                "mean {i}: {} vs {d}",
-                t.d_mean[i]
-            );
-        }
-        for j in 0..log_std.len() {
-            let d = fd(&|e| {
-                let mut l = log_std.to_vec();
-                l[j] += e;
-                term(mean, &l).value
-            });
-            largest = largest.max(d.abs());
-            assert!(
-                (t.d_log_std[j] - d).abs() < 1e-7,
-                "log std {j}: {} vs {d}",
-                t.d_log_std[j]
-            );
-        }
-        assert!(largest > 1e-2, "a term with no gradient: {largest}");
+        let a = check(&|m| term(m, log_std).value, mean, &t.d_mean, "mean");
+        let b = check(&|l| term(mean, l).value, log_std, &t.d_log_std, "log std");
+        assert!(a.max(b) > 1e-2, "a term with no gradient");
+    }
+
+    /// Six rows of two controls: means, per-row log standard deviations,
+    /// actions sampled around them and their log-densities, advantages.
+    fn batch() -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (rows, k) = (6, 2);
+        let mean: Vec<f64> = (0..rows * k)
+            .map(|i| ((i * 5 % 7) as f64 - 3.0) / 4.0)
+            .collect();
+        let log_std: Vec<f64> = (0..rows * k).map(|i| -0.5 + 0.1 * (i % 5) as f64).collect();
+        let a: Vec<f64> = (0..rows * k)
+            .map(|i| mean[i] + ((i * 3 % 5) as f64 - 2.0) / 3.0)
+            .collect();
+        let old = (0..rows)
+            .map(|i| {
+                let r = i * k..(i + 1) * k;
+                log_prob(&mean[r.clone()], &log_std[r.clone()], &a[r])
+            })
+            .collect();
+        let adv = (0..rows)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
+            .collect();
+        (mean, log_std, a, old, adv)
     }
 
     /// The surrogate's gradient, with the rollout's actions and
@@ -450,39 +545,21 @@ mod tests {
     /// region on both sides of the advantages' sign).
     #[test]
     fn the_surrogates_gradient_is_its_central_differences() {
-        let (rows, k) = (6, 2);
-        let behaviour: Vec<f64> = (0..rows * k)
-            .map(|i| ((i * 5 % 7) as f64 - 3.0) / 4.0)
-            .collect();
-        let log_std = [-0.5, -0.2];
-        let a: Vec<f64> = (0..rows * k)
-            .map(|i| behaviour[i] + ((i * 3 % 5) as f64 - 2.0) / 3.0)
-            .collect();
-        let old: Vec<f64> = (0..rows)
-            .map(|i| {
-                log_prob(
-                    &behaviour[i * k..(i + 1) * k],
-                    &log_std,
-                    &a[i * k..(i + 1) * k],
-                )
-            })
-            .collect();
-        let adv: Vec<f64> = (0..rows)
-            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
-            .collect();
+        let (mean, log_std, a, old, adv) = batch();
         let term = |m: &[f64], l: &[f64]| clipped_surrogate(m, l, &a, &old, &adv, 0.3);
-        check_gradient(&term, &behaviour, &log_std);
-        let moved: Vec<f64> = behaviour
+        check_gradient(&term, &mean, &log_std);
+        let moved: Vec<f64> = mean
             .iter()
             .enumerate()
             .map(|(i, m)| m + 0.3 * (i % 3) as f64 - 0.2)
             .collect();
-        let t = term(&moved, &[-0.3, -0.4]);
+        let moved_std: Vec<f64> = log_std.iter().map(|l| l + 0.1).collect();
+        let t = term(&moved, &moved_std);
         assert!(
-            t.d_mean.chunks(k).any(|r| r.iter().all(|&d| d == 0.0)),
+            t.d_mean.chunks(2).any(|r| r.iter().all(|&d| d == 0.0)),
             "some ratio is held by the clamp"
         );
-        check_gradient(&term, &moved, &[-0.3, -0.4]);
+        check_gradient(&term, &moved, &moved_std);
     }
 
     /// The squashed entropy's gradient is its central differences' with the
@@ -493,8 +570,47 @@ mod tests {
         let mean = [0.3, -0.8, 1.5, 0.1, -0.2, 0.6];
         let eps = [0.4, -1.1, 0.2, 0.9, 0.0, -0.5];
         let term = |m: &[f64], l: &[f64]| squashed_entropy(&bounds, m, l, &eps);
-        check_gradient(&term, &mean[..6], &[-0.4, 0.2, 0.1]);
-        check_gradient(&term, &mean, &[0.5, -1.0, -0.3]);
+        check_gradient(&term, &mean, &[-0.4, 0.2, 0.1, -0.4, 0.2, 0.1]);
+        check_gradient(&term, &mean, &[0.5, -1.0, -0.3, 0.0, 0.7, -0.2]);
+    }
+
+    /// The loss's gradient with respect to the network's outputs: for a
+    /// shared standard deviation the rows' gradients summed, for a
+    /// state-dependent one carried through `softplus + 0.001` to the raw
+    /// scales; both against central differences of the whole loss
+    /// (surrogate minus an entropy bonus).
+    #[test]
+    fn the_gradient_reaches_the_networks_outputs() {
+        let (mean, _, a, old, adv) = batch();
+        let bounds = [Some((-1.0, 1.0)), None];
+        let eps: Vec<f64> = (0..12).map(|i| ((i * 4 % 9) as f64 - 4.0) / 3.0).collect();
+        let loss = |g: &Gaussians| {
+            let mut t = clipped_surrogate(&g.mean, &g.log_std, &a, &old, &adv, 0.3);
+            t.add(&squashed_entropy(&bounds, &g.mean, &g.log_std, &eps), -0.05);
+            t
+        };
+        let shared = [-0.3, 0.2];
+        let g = Gaussians::of(Std::Shared, 2, &mean, &shared);
+        let (d_out, d_shared) = g.backward(&loss(&g));
+        let at = |out: &[f64], s: &[f64]| loss(&Gaussians::of(Std::Shared, 2, out, s)).value;
+        check(&|o| at(o, &shared), &mean, &d_out, "output");
+        check(&|s| at(&mean, s), &shared, &d_shared, "shared log std");
+        // Raw scales beside the means: [mean0, mean1, s0, s1] per row.
+        let out: Vec<f64> = mean
+            .chunks(2)
+            .enumerate()
+            .flat_map(|(i, m)| [m[0], m[1], 0.4 * i as f64 - 1.0, 0.3 - 0.2 * i as f64])
+            .collect();
+        let g = Gaussians::of(Std::State, 2, &out, &[]);
+        let (d_out, d_shared) = g.backward(&loss(&g));
+        assert!(d_shared.is_empty());
+        let largest = check(
+            &|o| loss(&Gaussians::of(Std::State, 2, o, &[])).value,
+            &out,
+            &d_out,
+            "output",
+        );
+        assert!(largest > 1e-2, "a loss with no gradient: {largest}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::curve::{close_iteration, Measured, Point};
 use crate::envs::{healthy_observations, healthy_steps, name_error, Envs, Fault};
 use crate::fused::{Net, Real};
 use crate::net::Mlp;
-use crate::policy::{self, Policy};
+use crate::policy::{self, Policy, Std};
 use crate::value::{column, Critic};
 use crate::window::{self, Explore};
 use crate::{ppo, value};
@@ -104,6 +104,9 @@ pub struct Config {
     /// per second; PPO never differentiates it through the simulator).
     #[serde(default)]
     pub value_f32: bool,
+    /// PPO: where the Gaussians' standard deviations come from.
+    #[serde(default)]
+    pub std: Std,
 }
 
 fn four() -> usize {
@@ -145,6 +148,7 @@ impl Config {
             reward_scale: one(),
             value_hidden: None,
             value_f32: false,
+            std: Std::Shared,
         }
     }
 
@@ -169,6 +173,9 @@ struct Outcome {
     /// The raw observations the policy acted on, one row per step and
     /// environment, which update its input normalisation.
     observations: Vec<Vec<f64>>,
+    /// The mean standard deviation the actions were sampled with, where
+    /// the trainer does not hold it (a [`Std::State`] policy's).
+    action_std: Option<f64>,
 }
 
 /// A training run in progress.
@@ -203,7 +210,7 @@ impl<'s> Trainer<'s> {
         config.episode = config.episode.div_ceil(config.horizon).max(1) * config.horizon;
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let spec = policy::spec(scene, config.policy.as_deref()).map_err(msg)?;
-        let policy = Policy::new(scene, spec, &mut rng)?;
+        let policy = Policy::with_std(scene, spec, config.std, &mut rng)?;
         let envs = Envs::new(
             scene,
             config.batch,
@@ -238,7 +245,8 @@ impl<'s> Trainer<'s> {
             }
         };
         let log_std = match config.algo {
-            Algo::Ppo => Some(-0.5),
+            Algo::Ppo if config.std == Std::Shared => Some(-0.5),
+            Algo::Ppo => None,
             Algo::Apg | Algo::Shac if config.explore > 0.0 => Some(config.explore.ln()),
             Algo::Apg | Algo::Shac => None,
         }
@@ -286,9 +294,10 @@ impl<'s> Trainer<'s> {
             Algo::Ppo => self.ppo()?,
         };
         self.policy.norm.update(&outcome.observations);
-        let action_std = match &self.log_std {
-            Some(l) => l.as_tensor().exp()?.mean_all()?.to_scalar::<f64>()?,
-            None => 0.0,
+        let action_std = match (&self.log_std, outcome.action_std) {
+            (Some(l), _) => l.as_tensor().exp()?.mean_all()?.to_scalar::<f64>()?,
+            (None, Some(s)) => s,
+            (None, None) => 0.0,
         };
         let measured = Measured {
             start,
@@ -383,6 +392,7 @@ impl<'s> Trainer<'s> {
             grad_norm: norm,
             dropped: w.dropped + skipped,
             observations: healthy_observations(&w.obs, &w.diverged),
+            action_std: None,
         })
     }
 
@@ -398,22 +408,27 @@ impl<'s> Trainer<'s> {
     }
 
     fn ppo_in<V: Real>(&mut self) -> Result<Outcome> {
-        let log_std = self
-            .log_std
-            .clone()
-            .expect("PPO has a log standard deviation");
         let critic = self.critic.as_mut().expect("PPO has a value network");
+        // The shared log standard deviations are the optimiser's last variable.
+        let shared = self.log_std.clone();
         let last = self.adam.m.len() - 1;
+        let (log_std, log_std_moments) = match &shared {
+            Some(l) => (
+                l.as_tensor().to_vec1::<f64>()?,
+                (
+                    self.adam.m[last].to_vec1::<f64>()?,
+                    self.adam.v[last].to_vec1::<f64>()?,
+                ),
+            ),
+            None => (vec![], (vec![], vec![])),
+        };
         let mut nets = ppo::Nets {
             policy: Net::of(&self.policy.net, &self.adam)?,
             value: Net::<V>::of(&critic.net, &critic.adam)?,
-            log_std: log_std.as_tensor().to_vec1::<f64>()?,
-            log_std_moments: (
-                self.adam.m[last].to_vec1::<f64>()?,
-                self.adam.v[last].to_vec1::<f64>()?,
-            ),
+            log_std,
+            log_std_moments,
         };
-        let rollout = ppo::rollout(
+        let (rollout, action_std) = ppo::rollout(
             &mut self.envs,
             &self.policy,
             &mut nets,
@@ -431,17 +446,20 @@ impl<'s> Trainer<'s> {
         )?;
         nets.policy.store(&self.policy.net, &mut self.adam)?;
         nets.value.store(&critic.net, &mut critic.adam)?;
-        let dev = &candle_core::Device::Cpu;
-        let n = nets.log_std.len();
-        log_std.set(&Tensor::from_vec(nets.log_std, n, dev)?)?;
-        let (m, v) = nets.log_std_moments;
-        self.adam.m[last] = Tensor::from_vec(m, n, dev)?;
-        self.adam.v[last] = Tensor::from_vec(v, n, dev)?;
+        if let Some(l) = shared {
+            let dev = &candle_core::Device::Cpu;
+            let n = nets.log_std.len();
+            l.set(&Tensor::from_vec(nets.log_std, n, dev)?)?;
+            let (m, v) = nets.log_std_moments;
+            self.adam.m[last] = Tensor::from_vec(m, n, dev)?;
+            self.adam.v[last] = Tensor::from_vec(v, n, dev)?;
+        }
         Ok(Outcome {
             loss: stats.loss,
             grad_norm: stats.grad_norm,
             dropped: stats.skipped,
             observations: healthy_observations(&rollout.observations, &rollout.diverged),
+            action_std: Some(action_std),
         })
     }
 }

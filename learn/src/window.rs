@@ -109,7 +109,7 @@ pub fn forward(
         let mut o = policy.observe(r.outputs.last().unwrap_or(&start));
         envs.mask(&mut o);
         let input = Var::from_tensor(&policy.input(&o)?)?;
-        let y = policy.net.forward(input.as_tensor())?;
+        let y = policy.means(input.as_tensor())?;
         let acted = match &mut explore {
             Some(x) => {
                 let (b, k) = y.dims2()?;

@@ -182,8 +182,9 @@ fn the_squashed_entropy_is_the_tanh_normals() {
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();
     let zeros = vec![0.0; rows * 2];
-    let entropy =
-        |log_std: f64| squashed_entropy(policy.bounds(), &zeros, &[log_std; 2], &eps).value;
+    let entropy = |log_std: f64| {
+        squashed_entropy(policy.bounds(), &zeros, &vec![log_std; rows * 2], &eps).value
+    };
     let s = 0.05f64;
     let per_control = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * s * s).ln() - s * s
         + s.powi(4) / 2.0;
