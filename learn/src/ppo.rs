@@ -516,9 +516,12 @@ mod tests {
         assert!(a.max(b) > 1e-2, "a term with no gradient");
     }
 
-    /// Six rows of two controls: means, per-row log standard deviations,
-    /// actions sampled around them and their log-densities, advantages.
-    fn batch() -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// Means, per-row log standard deviations, actions sampled around
+    /// them and their log-densities, advantages.
+    type Batch = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+    /// Six rows of two controls.
+    fn batch() -> Batch {
         let (rows, k) = (6, 2);
         let mean: Vec<f64> = (0..rows * k)
             .map(|i| ((i * 5 % 7) as f64 - 3.0) / 4.0)
