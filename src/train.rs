@@ -118,6 +118,11 @@ pub struct TrainArgs {
     /// second output per control through `softplus + 0.001`, Brax's).
     #[arg(long, value_enum, default_value_t = StdArg::Shared)]
     std: StdArg,
+    /// PPO: rollouts of `--horizon` steps collected with the same policy
+    /// before each update, whose minibatches are drawn from all of them
+    /// (Brax's `batch_size x num_minibatches / num_envs`).
+    #[arg(long, default_value_t = 1)]
+    unrolls: usize,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -192,6 +197,7 @@ impl TrainArgs {
         config.reward_scale = self.reward_scale;
         config.value_hidden = self.value_hidden.clone();
         config.value_f32 = self.value_f32;
+        config.unrolls = self.unrolls;
         config.std = match self.std {
             StdArg::Shared => Std::Shared,
             StdArg::State => Std::State,
@@ -383,12 +389,19 @@ fn check_settings(c: &Config) -> Result<()> {
             c.reward_scale
         ));
     }
-    if c.epochs == 0 || c.minibatches == 0 {
+    if c.epochs == 0 || c.minibatches == 0 || c.unrolls == 0 {
         return Err(miette!(
-            help = "at least one pass of one minibatch, e.g. `--epochs 4 --minibatches 4`",
-            "`--epochs {}` / `--minibatches {}` must each be at least 1",
+            help = "at least one pass of one minibatch of one rollout, e.g. `--epochs 4 --minibatches 4 --unrolls 1`",
+            "`--epochs {}` / `--minibatches {}` / `--unrolls {}` must each be at least 1",
             c.epochs,
-            c.minibatches
+            c.minibatches,
+            c.unrolls
+        ));
+    }
+    if c.unrolls > 1 && c.algo != Algo::Ppo {
+        return Err(miette!(
+            help = "leave `--unrolls` out: apg and shac update after every window",
+            "`--unrolls` is for ppo"
         ));
     }
     if c.value_hidden.as_ref().is_some_and(|h| h.contains(&0)) {

@@ -256,6 +256,7 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             "ppo",
             &[brax, &["--std", "state"]].concat(),
         ),
+        ("ppo-unrolls", "ppo", &["--unrolls", "3"][..]),
     ] {
         let (a, b) = (
             temp(&format!("{name}-a.safetensors")),
@@ -322,6 +323,11 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
         }
         assert!(ca.with_extension("png").exists());
         assert!(episode_return(a.to_str().unwrap()).is_finite());
+        // Environment steps: 6 iterations of 8 environments x 25 steps, times
+        // the rollouts per update.
+        let steps: u64 = rows[6].split(',').nth(1).unwrap().parse().unwrap();
+        let unrolls = if name == "ppo-unrolls" { 3 } else { 1 };
+        assert_eq!(steps, 6 * 8 * 25 * unrolls, "{name}");
     }
 }
 
@@ -452,7 +458,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 16] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -542,6 +548,23 @@ fn bad_training_input_is_a_diagnostic() {
         (
             &["train", SCENE, "--reward", "closeness", "--std", "state"],
             "`--std state` is for ppo",
+        ),
+        (
+            &["train", SCENE, "--reward", "closeness", "--unrolls", "2"],
+            "`--unrolls` is for ppo",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--algo",
+                "ppo",
+                "--unrolls",
+                "0",
+            ],
+            "`--unrolls 0` must each be at least 1",
         ),
     ];
     for (args, want) in cases {

@@ -18,11 +18,14 @@ How the settings map (Brax -> Joule):
   (the policy network's second output per control, softplus + 0.001) ->
   --std state.
   Brax collects batch_size x num_minibatches trajectories of unroll_length
-  steps per update and splits them into num_minibatches minibatches of
-  batch_size trajectories; Joule's rollout is num_envs trajectories, so
-  --minibatches num_envs / batch_size gives the same minibatch (batch_size x
-  unroll_length steps), the same passes over each sample, and the same
-  number of optimiser steps per environment step.
+  steps per update (batch_size x num_minibatches / num_envs rollouts of
+  all its envs with the same policy) and splits them into num_minibatches
+  minibatches of batch_size trajectories: --unrolls batch_size x
+  num_minibatches / num_envs --minibatches num_minibatches is the same
+  update (`--batching rollout` instead updates after every rollout, with
+  --minibatches num_envs / batch_size: the same minibatch, passes over each
+  sample and optimiser steps per environment step, 16 times as many
+  updates for the ant).
   `--num-envs N` scales num_envs down for this machine and batch_size with
   it (keeping num_envs / batch_size and num_minibatches).
 
@@ -35,7 +38,7 @@ and are not comparable with a deterministic SHAC policy's. Time spent
 evaluating is left out of both clocks; the clocks include Brax's import of
 JAX and its JIT, and Joule's whole processes.
 
-  benches/peers/train.sh --env ant --steps 1310720 --num-envs 256 --seeds 0 --shac
+  benches/peers/train.sh --env ant --steps 1310720 --num-envs 256 --seeds 0,1,2
 """
 
 import argparse
@@ -59,7 +62,7 @@ CONFIGS = {
         entropy_cost=1e-2, reward_scaling=10.0,
     ),
     "half_cheetah": dict(
-        scene="scenes/envs/half_cheetah.joule", reward="total", episode_length=1000,
+        brax_env="halfcheetah", scene="scenes/envs/half_cheetah.joule", reward="total", episode_length=1000,
         num_envs=2048, batch_size=512, unroll_length=20, num_minibatches=32,
         num_updates_per_batch=8, discounting=0.95, learning_rate=3e-4,
         entropy_cost=1e-3, reward_scaling=1.0,
@@ -91,7 +94,7 @@ def brax_run(env_name, c, steps, seed, evals):
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
 
-    env = envs.get_environment(env_name)
+    env = envs.get_environment(c.get("brax_env", env_name))
     rows, eval_s = [], [0.0]
 
     def progress(step, metrics):
@@ -130,7 +133,12 @@ def brax_run(env_name, c, steps, seed, evals):
 
 
 def joule_command(joule, c, steps, seed, algo, out_dir, tag):
-    per_iter = c["num_envs"] * c["unroll_length"]
+    if c["batching"] == "brax":
+        unrolls = c["batch_size"] * c["num_minibatches"] // c["num_envs"]
+        minibatches = c["num_minibatches"]
+    else:
+        unrolls, minibatches = 1, c["num_envs"] // c["batch_size"]
+    per_iter = c["num_envs"] * c["unroll_length"] * unrolls
     common = [
         joule, "train", os.path.join(ROOT, c["scene"]), "--reward", c["reward"],
         "--batch", str(c["num_envs"]), "--episode", str(c["episode_length"]),
@@ -145,7 +153,7 @@ def joule_command(joule, c, steps, seed, algo, out_dir, tag):
             "--lambda", str(GAE_LAMBDA), "--lr", str(c["learning_rate"]),
             "--entropy", str(c["entropy_cost"]), "--reward-scale", str(c["reward_scaling"]),
             "--ratio-clip", str(CLIPPING_EPSILON), "--epochs", str(c["num_updates_per_batch"]),
-            "--minibatches", str(c["num_envs"] // c["batch_size"]),
+            "--minibatches", str(minibatches), "--unrolls", str(unrolls),
             "--value-hidden", ",".join(map(str, VALUE_HIDDEN)), "--value-f32", "--clip", "1e9",
             "--std", "state",
         ]
@@ -220,10 +228,14 @@ def main():
     ap.add_argument("--evals", type=int, default=11, help="Brax's evaluations (its curve's points)")
     ap.add_argument("--engines", default="brax,joule", help="comma-separated: brax, joule")
     ap.add_argument("--shac", action="store_true", help="also train Joule's SHAC")
+    ap.add_argument("--batching", choices=["brax", "rollout"], default="brax",
+                    help="Joule's PPO updates as Brax's (after batch_size x num_minibatches / num_envs "
+                         "rollouts) or after every rollout")
     ap.add_argument("--joule", default=os.path.join(ROOT, "target", "release", "joule"))
     ap.add_argument("--out", default=None, help="directory of the curves (default: a new temporary one)")
     args = ap.parse_args()
     c = scaled(CONFIGS[args.env], args.num_envs)
+    c["batching"] = args.batching
     out = args.out or tempfile.mkdtemp(prefix=f"train-{args.env}-")
     os.makedirs(out, exist_ok=True)
     engines = args.engines.split(",")

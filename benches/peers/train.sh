@@ -4,7 +4,7 @@
 # JAX it was written for (brax 0.14.2 calls jax.device_put_replicated, which
 # JAX 0.10 removed), builds joule in release mode, and passes its arguments
 # to train.py:
-#   benches/peers/train.sh --env ant --steps 1310720 --num-envs 256 --seeds 0 --shac
+#   benches/peers/train.sh --env ant --steps 1310720 --num-envs 256 --seeds 0,1,2
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -222,7 +222,7 @@ pub(crate) struct Stats {
 /// value targets are in units of the rewards times `reward_scale`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn update<V: Real>(
-    rollout: &Rollout,
+    rollouts: &[Rollout],
     policy: &Policy,
     nets: &mut Nets<V>,
     adam: &mut Adam,
@@ -230,44 +230,40 @@ pub(crate) fn update<V: Real>(
     c: &Config,
     rng: &mut ChaCha8Rng,
 ) -> Result<Stats> {
-    let Rollout {
-        inputs,
-        actions,
-        log_probs,
-        values,
-        rewards,
-        terminal,
-        weight,
-        diverged,
-        ..
-    } = rollout;
-    let b = values[0].len();
-    // Advantages per environment, then flattened step-major like the rows;
-    // a diverged environment's rollout ends where it diverged (bootstrapped
-    // from the value of its last finite state), its later steps stay 0 and
-    // out of the statistics.
-    let mut adv = vec![0.0; c.horizon * b];
-    let mut ret = vec![0.0; c.horizon * b];
-    for e in 0..b {
-        let n = healthy_steps(diverged, e);
-        let scaled: Vec<f64> = column(&rewards[..n], e)
-            .iter()
-            .map(|r| r * c.reward_scale)
-            .collect();
-        let (a, r) = value::gae(
-            &scaled,
-            &column(&values[..=n], e),
-            &column(&terminal[..n], e),
-            c.gamma,
-            c.lambda,
-        );
-        for t in 0..n {
-            adv[t * b + e] = a[t];
-            ret[t * b + e] = r[t];
+    // Advantages per rollout and environment, flattened like the rows
+    // (rollout-major, then step-major); a diverged environment's rollout
+    // ends where it diverged (bootstrapped from the value of its last
+    // finite state), its later steps stay 0 and out of the statistics.
+    let mut adv = vec![];
+    let mut ret = vec![];
+    let mut counted = vec![];
+    for r in rollouts {
+        let b = r.values[0].len();
+        let (mut a_r, mut r_r) = (vec![0.0; c.horizon * b], vec![0.0; c.horizon * b]);
+        for e in 0..b {
+            let n = healthy_steps(&r.diverged, e);
+            let scaled: Vec<f64> = column(&r.rewards[..n], e)
+                .iter()
+                .map(|x| x * c.reward_scale)
+                .collect();
+            let (a, g) = value::gae(
+                &scaled,
+                &column(&r.values[..=n], e),
+                &column(&r.terminal[..n], e),
+                c.gamma,
+                c.lambda,
+            );
+            for t in 0..n {
+                a_r[t * b + e] = a[t];
+                r_r[t * b + e] = g[t];
+            }
         }
+        counted.extend((0..c.horizon * b).map(|i| r.weight[i / b][i % b] > 0.0));
+        adv.extend(a_r);
+        ret.extend(r_r);
     }
-    let valid: Vec<usize> = (0..c.horizon * b)
-        .filter(|&i| weight[i / b][i % b] > 0.0 && adv[i].is_finite())
+    let valid: Vec<usize> = (0..adv.len())
+        .filter(|&i| counted[i] && adv[i].is_finite())
         .collect();
     let n = valid.len().max(1) as f64;
     let mean_a = valid.iter().map(|&i| adv[i]).sum::<f64>() / n;
@@ -278,6 +274,18 @@ pub(crate) fn update<V: Real>(
         / n)
         .sqrt()
         + 1e-8;
+    let inputs: Vec<f64> = rollouts
+        .iter()
+        .flat_map(|r| r.inputs.iter().copied())
+        .collect();
+    let actions: Vec<f64> = rollouts
+        .iter()
+        .flat_map(|r| r.actions.iter().copied())
+        .collect();
+    let log_probs: Vec<f64> = rollouts
+        .iter()
+        .flat_map(|r| r.log_probs.iter().copied())
+        .collect();
     let (k, width) = (policy.controls.len(), policy.inputs());
     let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
     let mut order = valid;

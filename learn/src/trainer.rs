@@ -107,6 +107,15 @@ pub struct Config {
     /// PPO: where the Gaussians' standard deviations come from.
     #[serde(default)]
     pub std: Std,
+    /// PPO: rollouts of `horizon` steps collected with the same policy
+    /// before each update (Brax's `batch_size x num_minibatches /
+    /// num_envs`); the update's minibatches are drawn from all of them.
+    #[serde(default = "one_unroll")]
+    pub unrolls: usize,
+}
+
+fn one_unroll() -> usize {
+    1
 }
 
 fn four() -> usize {
@@ -149,6 +158,7 @@ impl Config {
             value_hidden: None,
             value_f32: false,
             std: Std::Shared,
+            unrolls: one_unroll(),
         }
     }
 
@@ -276,6 +286,14 @@ impl<'s> Trainer<'s> {
         self.envs.fault = Some(fault);
     }
 
+    /// Rollouts per iteration: PPO's `unrolls`, one window otherwise.
+    fn unrolls(&self) -> usize {
+        match self.config.algo {
+            Algo::Ppo => self.config.unrolls.max(1),
+            Algo::Apg | Algo::Shac => 1,
+        }
+    }
+
     /// Environment steps simulated so far.
     pub fn env_steps(&self) -> u64 {
         self.curve.last().map_or(0, |p| p.env_steps)
@@ -301,7 +319,7 @@ impl<'s> Trainer<'s> {
         };
         let measured = Measured {
             start,
-            env_steps: (self.config.batch * self.config.horizon) as u64,
+            env_steps: (self.config.batch * self.config.horizon * self.unrolls()) as u64,
             grad_norm: outcome.grad_norm,
             loss: outcome.loss,
             dropped: outcome.dropped,
@@ -408,6 +426,7 @@ impl<'s> Trainer<'s> {
     }
 
     fn ppo_in<V: Real>(&mut self) -> Result<Outcome> {
+        let unrolls = self.unrolls();
         let critic = self.critic.as_mut().expect("PPO has a value network");
         // The shared log standard deviations are the optimiser's last variable.
         let shared = self.log_std.clone();
@@ -428,15 +447,24 @@ impl<'s> Trainer<'s> {
             log_std,
             log_std_moments,
         };
-        let (rollout, action_std) = ppo::rollout(
-            &mut self.envs,
-            &self.policy,
-            &mut nets,
-            self.config.horizon,
-            &mut self.rng,
-        )?;
+        let (mut rollouts, mut std_sum) = (vec![], 0.0);
+        for u in 0..unrolls {
+            if u > 0 {
+                // Between rollouts, as after the iteration: ended episodes start again.
+                self.envs.boundary(&mut self.rng);
+            }
+            let (rollout, std) = ppo::rollout(
+                &mut self.envs,
+                &self.policy,
+                &mut nets,
+                self.config.horizon,
+                &mut self.rng,
+            )?;
+            rollouts.push(rollout);
+            std_sum += std;
+        }
         let stats = ppo::update(
-            &rollout,
+            &rollouts,
             &self.policy,
             &mut nets,
             &mut self.adam,
@@ -458,8 +486,11 @@ impl<'s> Trainer<'s> {
             loss: stats.loss,
             grad_norm: stats.grad_norm,
             dropped: stats.skipped,
-            observations: healthy_observations(&rollout.observations, &rollout.diverged),
-            action_std: Some(action_std),
+            observations: rollouts
+                .iter()
+                .flat_map(|r| healthy_observations(&r.observations, &r.diverged))
+                .collect(),
+            action_std: Some(std_sum / rollouts.len() as f64),
         })
     }
 }
@@ -654,10 +685,10 @@ fn check_state(
     if rates.iter().any(|v| !v.is_finite() || *v < 0.0) {
         return damaged(format!("non-finite or negative settings {rates:?}"));
     }
-    if c.epochs == 0 || c.minibatches == 0 {
+    if c.epochs == 0 || c.minibatches == 0 || c.unrolls == 0 {
         return damaged(format!(
-            "{} epochs of {} minibatches (each at least 1)",
-            c.epochs, c.minibatches
+            "{} epochs of {} minibatches of {} rollouts (each at least 1)",
+            c.epochs, c.minibatches, c.unrolls
         ));
     }
     let (b, n) = (c.batch, scene.dofs());
