@@ -299,7 +299,7 @@ impl<T: Real> Net<T> {
 
     /// The gradients of a loss with respect to every weight, from its
     /// gradient `d_out` with respect to the last forward pass's outputs
-    /// (`[rows][outputs]`); read them with [`Net::grads`].
+    /// (`[rows][outputs]`), kept for [`Net::grad_norm2`] and [`Net::adam`].
     pub fn backward(&mut self, d_out: &[T]) {
         let layers = self.sizes.len() - 1;
         let rows = self.rows;

@@ -1,20 +1,22 @@
 //! Proximal policy optimisation, the model-free baseline: the same policy
-//! network's pre-squash outputs as the means of Gaussians (a learned,
-//! state-independent standard deviation), sampled and then squashed into the
-//! controls' ranges (Brax's tanh-normal: every action is inside its range),
-//! generalised advantage estimation, and the clipped surrogate objective
-//! optimised over minibatch epochs. No gradient passes through the
-//! simulator.
+//! network's pre-squash outputs as the means of Gaussians (a learned
+//! standard deviation per control, or Brax's state-dependent one, see
+//! [`Std`]), sampled and then squashed into the controls' ranges (Brax's
+//! tanh-normal: every action is inside its range), generalised advantage
+//! estimation, and the clipped surrogate objective optimised over
+//! minibatch epochs. No gradient passes through the simulator.
 //!
-//! An iteration is a `rollout` (actions sampled around the policy's, with
-//! their log-densities and the value network's values), then an `update`
-//! (advantages by GAE on the rewards times `reward_scale`, normalised, and
-//! `epochs` passes over the rollout in `minibatches` shuffled minibatches,
-//! each one step of the policy's and the value network's optimisers). The
-//! losses are [`clipped_loss`], [`log_prob`] (of the pre-squash sample: the
-//! squash's Jacobian cancels in the ratio) and the entropy bonus
-//! [`squashed_entropy`]; the settings are [`Config`]'s, Brax's PPO's by
-//! another name (docs/learning.md maps them).
+//! An iteration is `unrolls` rollouts (actions sampled around the
+//! policy's, with their log-densities and the value network's values),
+//! then an `update` (advantages by GAE on the rewards times
+//! `reward_scale`, normalised, and `epochs` passes over the rollouts in
+//! `minibatches` shuffled minibatches, each one step of the policy's and
+//! the value network's optimisers), on the graph-free networks of
+//! [`crate::fused`]. The losses are [`clipped_surrogate`], [`log_prob`]
+//! (of the pre-squash sample: the squash's Jacobian cancels in the ratio)
+//! and the entropy bonus [`squashed_entropy`], each with its gradient in
+//! closed form; the settings are [`Config`]'s, Brax's PPO's by another
+//! name (docs/learning.md maps them).
 
 use crate::adam::{clip_scale, Adam};
 use crate::envs::{healthy_steps, Envs};
