@@ -14,49 +14,32 @@
 
 use crate::adam::{Adam, BETA1, BETA2, EPS};
 use crate::net::Mlp;
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, WithDType};
 use joule_compiler::model::Activation;
 use num_traits::Float;
 use rayon::prelude::*;
 
 /// The number types a [`Net`] computes in: f64, or f32 where its
-/// precision is not needed (a PPO value network).
-pub trait Real: Float + Send + Sync + std::iter::Sum + 'static {
+/// precision is not needed (a PPO value network). The conversions are
+/// candle's (`WithDType`), named here apart from `num_traits`' fallible ones.
+pub trait Real: Float + WithDType + std::iter::Sum {
     /// `x` rounded to this type.
-    fn of(x: f64) -> Self;
+    fn of(x: f64) -> Self {
+        <Self as WithDType>::from_f64(x)
+    }
     /// The value as f64.
-    fn f64(self) -> f64;
+    fn f64(self) -> f64 {
+        <Self as WithDType>::to_f64(self)
+    }
     /// The values of a candle tensor (any float type), flattened.
-    fn read(t: &Tensor) -> Result<Vec<Self>>;
-}
-
-impl Real for f32 {
-    fn of(x: f64) -> f32 {
-        x as f32
-    }
-    fn f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn read(t: &Tensor) -> Result<Vec<f32>> {
-        t.flatten_all()?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1()
+    fn read(t: &Tensor) -> Result<Vec<Self>> {
+        t.flatten_all()?.to_dtype(Self::DTYPE)?.to_vec1()
     }
 }
 
-impl Real for f64 {
-    fn of(x: f64) -> f64 {
-        x
-    }
-    fn f64(self) -> f64 {
-        self
-    }
-    fn read(t: &Tensor) -> Result<Vec<f64>> {
-        t.flatten_all()?
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec1()
-    }
-}
+impl Real for f32 {}
+
+impl Real for f64 {}
 
 /// A matrix in a flat buffer: element `(i, j)` at `i * rs + j * cs`.
 struct View<'a, T> {
@@ -65,23 +48,15 @@ struct View<'a, T> {
     cs: usize,
 }
 
-/// `dst (m x n, row-major) = lhs (m x k) * rhs (k x n)`, or `+=` with `add`.
-fn matmul<T: Real>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
-    add: bool,
-    lhs: View<T>,
-    rhs: View<T>,
-) {
+/// `dst (m x n, row-major) = lhs (m x k) * rhs (k x n)`.
+fn matmul<T: Real>((m, n, k): (usize, usize, usize), dst: &mut [T], lhs: View<T>, rhs: View<T>) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |rows: usize, cols: usize, v: &View<T>| (rows - 1) * v.rs + (cols - 1) * v.cs;
     assert!(dst.len() >= m * n, "matmul: the destination is too short");
     if k == 0 {
-        if !add {
-            dst[..m * n].fill(T::zero());
-        }
+        dst[..m * n].fill(T::zero());
         return;
     }
     assert!(
@@ -99,7 +74,7 @@ fn matmul<T: Real>(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            add,
+            false,
             lhs.data.as_ptr(),
             lhs.cs as isize,
             lhs.rs as isize,
@@ -124,7 +99,7 @@ fn act<T: Real>(a: Activation, z: T) -> T {
     let one = T::one();
     match a {
         Activation::Tanh => z.tanh(),
-        Activation::Relu => z.max(T::zero()),
+        Activation::Relu => Float::max(z, T::zero()),
         Activation::Elu => {
             if z > T::zero() {
                 z
@@ -198,12 +173,10 @@ impl<T: Real> Net<T> {
     pub fn of(mlp: &Mlp, adam: &Adam) -> Result<Net<T>> {
         let vars = mlp.vars();
         let read = |ts: &[Tensor]| -> Result<Vec<Vec<T>>> { ts.iter().map(T::read).collect() };
-        let params = read(
-            &vars
-                .iter()
-                .map(|v| v.as_tensor().clone())
-                .collect::<Vec<_>>(),
-        )?;
+        let params = vars
+            .iter()
+            .map(|v| T::read(v.as_tensor()))
+            .collect::<Result<Vec<_>>>()?;
         let grads = params.iter().map(|p| vec![T::zero(); p.len()]).collect();
         let sizes = mlp.sizes();
         Ok(Net {
@@ -268,7 +241,6 @@ impl<T: Real> Net<T> {
             matmul(
                 (rows, fan_out, fan_in),
                 z,
-                false,
                 View {
                     data: &self.h[l],
                     rs: fan_in,
@@ -288,7 +260,7 @@ impl<T: Real> Net<T> {
                 .for_each(|(z, h)| {
                     for (zr, hr) in z.chunks_mut(fan_out).zip(h.chunks_mut(fan_out)) {
                         for ((zv, hv), &bv) in zr.iter_mut().zip(hr.iter_mut()).zip(b) {
-                            *zv = *zv + bv;
+                            *zv += bv;
                             *hv = if hidden { act(activation, *zv) } else { *zv };
                         }
                     }
@@ -316,7 +288,6 @@ impl<T: Real> Net<T> {
             matmul(
                 (fan_out, fan_in, rows),
                 &mut self.grads[2 * l],
-                false,
                 View {
                     data: &self.delta,
                     rs: 1,
@@ -332,7 +303,7 @@ impl<T: Real> Net<T> {
             gb.fill(T::zero());
             for row in self.delta.chunks(fan_out) {
                 for (g, &d) in gb.iter_mut().zip(row) {
-                    *g = *g + d;
+                    *g += d;
                 }
             }
             if l == 0 {
@@ -343,7 +314,6 @@ impl<T: Real> Net<T> {
             matmul(
                 (rows, fan_in, fan_out),
                 &mut self.next,
-                false,
                 View {
                     data: &self.delta,
                     rs: fan_out,
@@ -362,7 +332,7 @@ impl<T: Real> Net<T> {
                 .zip(h.par_chunks(SWEEP_ROWS * fan_in))
                 .for_each(|((d, z), h)| {
                     for ((d, &z), &h) in d.iter_mut().zip(z).zip(h) {
-                        *d = *d * act_grad(a, z, h);
+                        *d *= act_grad(a, z, h);
                     }
                 });
             std::mem::swap(&mut self.delta, &mut self.next);
@@ -412,7 +382,7 @@ pub fn adam_step<T: Real>(
         let g = g * scale;
         *m = b1 * *m + (one - b1) * g;
         *v = b2 * *v + (one - b2) * g * g;
-        *p = *p - lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+        *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
     }
 }
 
