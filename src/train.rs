@@ -11,6 +11,7 @@ use crate::threads;
 use clap::ValueEnum;
 use joule_learn::imitate::{Demo, Imitation, Imitator};
 use joule_learn::policy::Std;
+use joule_learn::ppo::Advantages;
 use joule_learn::{policy, Algo, Config, Point, Policy, Trainer};
 use joule_runtime::Scene;
 use miette::{miette, Result};
@@ -123,6 +124,12 @@ pub struct TrainArgs {
     /// (Brax's `batch_size x num_minibatches / num_envs`).
     #[arg(long, default_value_t = 1)]
     unrolls: usize,
+    /// PPO: advantages once per iteration from the rollouts' values
+    /// (`rollout`), or per minibatch of whole trajectories with the value
+    /// network as it is then and the observation statistics updated first
+    /// (`minibatch`: Brax's).
+    #[arg(long, value_enum, default_value_t = AdvantagesArg::Rollout)]
+    advantages: AdvantagesArg,
     #[command(flatten)]
     threads: ThreadsArg,
     /// Stop once the mean episode return reaches this value.
@@ -167,6 +174,15 @@ enum StdArg {
     State,
 }
 
+/// `--advantages`: where PPO's advantages come from.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AdvantagesArg {
+    /// Once per iteration, from the rollouts' values.
+    Rollout,
+    /// Per minibatch of trajectories, with the current value network (Brax's).
+    Minibatch,
+}
+
 impl TrainArgs {
     /// The trainer's settings: the algorithm's defaults, overridden by the flags given.
     fn config(&self) -> Config {
@@ -198,6 +214,10 @@ impl TrainArgs {
         config.value_hidden = self.value_hidden.clone();
         config.value_f32 = self.value_f32;
         config.unrolls = self.unrolls;
+        config.advantages = match self.advantages {
+            AdvantagesArg::Rollout => Advantages::Rollout,
+            AdvantagesArg::Minibatch => Advantages::Minibatch,
+        };
         config.std = match self.std {
             StdArg::Shared => Std::Shared,
             StdArg::State => Std::State,
@@ -402,6 +422,12 @@ fn check_settings(c: &Config) -> Result<()> {
         return Err(miette!(
             help = "leave `--unrolls` out: apg and shac update after every window",
             "`--unrolls` is for ppo"
+        ));
+    }
+    if c.advantages != Advantages::Rollout && c.algo != Algo::Ppo {
+        return Err(miette!(
+            help = "leave `--advantages` out: shac's value targets are TD(lambda) over its windows",
+            "`--advantages` is for ppo"
         ));
     }
     if c.value_hidden.as_ref().is_some_and(|h| h.contains(&0)) {

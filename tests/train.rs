@@ -228,7 +228,8 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     // of settings and an f32 value network (kept in the checkpoint, its
     // optimiser's moments in f32: the resumed run is given no settings),
     // and with Brax's state-dependent standard deviations (the policy file
-    // then drives `joule run` by its means).
+    // then drives `joule run` by its means), and with Brax's advantages
+    // (per minibatch of trajectories, the statistics updated first).
     let brax: &[&str] = &[
         "--gamma",
         "0.97",
@@ -257,6 +258,11 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             &[brax, &["--std", "state"]].concat(),
         ),
         ("ppo-unrolls", "ppo", &["--unrolls", "3"][..]),
+        (
+            "ppo-minibatch-advantages",
+            "ppo",
+            &[brax, &["--std", "state", "--advantages", "minibatch"]].concat(),
+        ),
     ] {
         let (a, b) = (
             temp(&format!("{name}-a.safetensors")),
@@ -458,7 +464,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 17] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -552,6 +558,17 @@ fn bad_training_input_is_a_diagnostic() {
         (
             &["train", SCENE, "--reward", "closeness", "--unrolls", "2"],
             "`--unrolls` is for ppo",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--advantages",
+                "minibatch",
+            ],
+            "`--advantages` is for ppo",
         ),
         (
             &[

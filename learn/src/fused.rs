@@ -214,6 +214,12 @@ impl<T: Real> Net<T> {
         Ok(())
     }
 
+    /// The weights, `[w0, b0, w1, b1, ...]`.
+    #[cfg(test)]
+    pub(crate) fn params(&self) -> &[Vec<T>] {
+        &self.params
+    }
+
     /// Outputs of the network.
     pub fn outputs(&self) -> usize {
         self.sizes[self.sizes.len() - 1]

@@ -28,6 +28,25 @@ use candle_core::{Device, Result, Tensor};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// Where PPO's advantages come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Advantages {
+    /// Once per iteration, from the values the value network gave during
+    /// the rollouts, normalised over the whole iteration; the minibatches
+    /// are shuffled steps.
+    #[default]
+    Rollout,
+    /// Brax's: the minibatches are shuffled whole trajectories (one
+    /// environment's rollout), and each minibatch computes its advantages
+    /// and value targets with the value network as it is at that
+    /// minibatch, normalised over the minibatch; the observation
+    /// statistics are updated with the iteration's observations before
+    /// the update, which reads every input through them.
+    Minibatch,
+}
 
 /// A stochastic rollout of every environment, step-major: row `t * envs + e`
 /// is environment `e`'s step `t`.
@@ -53,6 +72,9 @@ pub(crate) struct Rollout {
     pub weight: Vec<Vec<f64>>,
     /// Whether the environment was masked at the step (it diverged), `[H][env]`.
     pub diverged: Vec<Vec<bool>>,
+    /// Raw observations after the last step, `[env][input]` (zeros where
+    /// masked): what the values that close the trajectories rate.
+    pub last: Vec<Vec<f64>>,
 }
 
 /// The networks an iteration works on: the policy's and the value
@@ -159,6 +181,7 @@ pub(crate) fn rollout<V: Real>(
         terminal: vec![],
         weight: vec![],
         diverged: vec![],
+        last: vec![],
     };
     let mut std_sum = 0.0;
     for _ in 0..horizon {
@@ -195,6 +218,7 @@ pub(crate) fn rollout<V: Real>(
     envs.mask(&mut o);
     r.values
         .push(value_of(&mut nets.value, &policy.normalized(&o), b));
+    r.last = o;
     Ok((r, std_sum / (horizon * b * k).max(1) as f64))
 }
 
@@ -214,14 +238,15 @@ pub(crate) struct Stats {
     pub skipped: usize,
 }
 
-/// The update after a rollout: advantages by GAE (normalised over the steps
-/// whose reward counted: never a diverged environment's), then the clipped
-/// objective plus half the value network's squared error, minus `entropy`
-/// times the squashed Gaussian's entropy, over `epochs` passes of
-/// `minibatches` shuffled minibatches, each followed by a step of `adam`
-/// (the policy and the log standard deviations) and of `critic` (the value
-/// network's optimiser), whose step counts advance here. Advantages and
-/// value targets are in units of the rewards times `reward_scale`.
+/// The update after an iteration's rollouts: the clipped objective plus
+/// half the value network's squared error, minus `entropy` times the
+/// squashed Gaussian's entropy, over `epochs` passes of `minibatches`
+/// shuffled minibatches, each followed by a step of `adam` (the policy and
+/// the log standard deviations) and of `critic` (the value network's
+/// optimiser), whose step counts advance here. The advantages (GAE) are
+/// [`Config::advantages`]'s; they and the value targets are in units of the
+/// rewards times `reward_scale`, and never count a diverged environment's
+/// steps.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn update<V: Real>(
     rollouts: &[Rollout],
@@ -232,10 +257,64 @@ pub(crate) fn update<V: Real>(
     c: &Config,
     rng: &mut ChaCha8Rng,
 ) -> Result<Stats> {
+    let mut opt = Optimisers {
+        policy,
+        adam,
+        critic,
+        c,
+        stats: Stats {
+            loss: 0.0,
+            grad_norm: 0.0,
+            skipped: 0,
+        },
+    };
+    match c.advantages {
+        Advantages::Rollout => update_steps(rollouts, nets, &mut opt, rng),
+        Advantages::Minibatch => update_trajectories(rollouts, nets, &mut opt, rng),
+    }
+    Ok(opt.stats)
+}
+
+/// One environment's advantages and value targets over a rollout: GAE on
+/// its rewards times `reward_scale` with `values` (`[H + 1]`, the last
+/// closing the rollout); a diverged environment's rollout ends where it
+/// diverged, bootstrapped from the value of its last finite state, and its
+/// later steps get none.
+fn trajectory_gae(r: &Rollout, env: usize, values: &[f64], c: &Config) -> (Vec<f64>, Vec<f64>) {
+    let n = healthy_steps(&r.diverged, env);
+    let scaled: Vec<f64> = column(&r.rewards[..n], env)
+        .iter()
+        .map(|x| x * c.reward_scale)
+        .collect();
+    value::gae(
+        &scaled,
+        &values[..=n],
+        &column(&r.terminal[..n], env),
+        c.gamma,
+        c.lambda,
+    )
+}
+
+/// `(x - mean) / std` over `x`'s entries (standard deviation + 1e-8).
+fn normalise(x: &mut [f64]) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let std = (x.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n).sqrt() + 1e-8;
+    x.iter_mut().for_each(|a| *a = (*a - mean) / std);
+}
+
+/// [`Advantages::Rollout`]: advantages once, from the rollouts' values,
+/// normalised over the steps whose reward counted; minibatches of shuffled
+/// steps.
+fn update_steps<V: Real>(
+    rollouts: &[Rollout],
+    nets: &mut Nets<V>,
+    opt: &mut Optimisers,
+    rng: &mut ChaCha8Rng,
+) {
+    let c = opt.c;
     // Advantages per rollout and environment, flattened like the rows
-    // (rollout-major, then step-major); a diverged environment's rollout
-    // ends where it diverged (bootstrapped from the value of its last
-    // finite state), its later steps stay 0 and out of the statistics.
+    // (rollout-major, then step-major).
     let mut adv = vec![];
     let mut ret = vec![];
     let mut counted = vec![];
@@ -243,19 +322,8 @@ pub(crate) fn update<V: Real>(
         let b = r.values[0].len();
         let (mut a_r, mut r_r) = (vec![0.0; c.horizon * b], vec![0.0; c.horizon * b]);
         for e in 0..b {
-            let n = healthy_steps(&r.diverged, e);
-            let scaled: Vec<f64> = column(&r.rewards[..n], e)
-                .iter()
-                .map(|x| x * c.reward_scale)
-                .collect();
-            let (a, g) = value::gae(
-                &scaled,
-                &column(&r.values[..=n], e),
-                &column(&r.terminal[..n], e),
-                c.gamma,
-                c.lambda,
-            );
-            for t in 0..n {
+            let (a, g) = trajectory_gae(r, e, &column(&r.values, e), c);
+            for t in 0..a.len() {
                 a_r[t * b + e] = a[t];
                 r_r[t * b + e] = g[t];
             }
@@ -264,18 +332,14 @@ pub(crate) fn update<V: Real>(
         adv.extend(a_r);
         ret.extend(r_r);
     }
-    let valid: Vec<usize> = (0..adv.len())
+    let mut order: Vec<usize> = (0..adv.len())
         .filter(|&i| counted[i] && adv[i].is_finite())
         .collect();
-    let n = valid.len().max(1) as f64;
-    let mean_a = valid.iter().map(|&i| adv[i]).sum::<f64>() / n;
-    let std_a = (valid
-        .iter()
-        .map(|&i| (adv[i] - mean_a).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt()
-        + 1e-8;
+    let mut normalised: Vec<f64> = order.iter().map(|&i| adv[i]).collect();
+    normalise(&mut normalised);
+    for (&i, a) in order.iter().zip(normalised) {
+        adv[i] = a;
+    }
     let inputs: Vec<f64> = rollouts
         .iter()
         .flat_map(|r| r.inputs.iter().copied())
@@ -288,9 +352,7 @@ pub(crate) fn update<V: Real>(
         .iter()
         .flat_map(|r| r.log_probs.iter().copied())
         .collect();
-    let (k, width) = (policy.controls.len(), policy.inputs());
-    let (mut loss_v, mut norm, mut skipped) = (0.0, 0.0, 0);
-    let mut order = valid;
+    let (k, width) = (opt.policy.controls.len(), opt.policy.inputs());
     let (mut xb, mut ab) = (vec![], vec![]);
     for _ in 0..c.epochs {
         order.shuffle(rng);
@@ -303,28 +365,8 @@ pub(crate) fn update<V: Real>(
                 ab.extend_from_slice(&actions[i * k..(i + 1) * k]);
             }
             let old: Vec<f64> = chunk.iter().map(|&i| log_probs[i]).collect();
-            let advs: Vec<f64> = chunk.iter().map(|&i| (adv[i] - mean_a) / std_a).collect();
-            let g = Gaussians::of(policy.std, k, nets.policy.forward(&xb, rows), &nets.log_std);
-            let mut t = clipped_surrogate(&g.mean, &g.log_std, &ab, &old, &advs, c.ratio_clip);
-            loss_v = t.value;
-            if c.entropy > 0.0 {
-                let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
-                let h = squashed_entropy(policy.bounds(), &g.mean, &g.log_std, &eps);
-                t.add(&h, -c.entropy);
-            }
-            let (d_out, d_shared) = g.backward(&t);
-            nets.policy.backward(&d_out);
-            let norm2 = nets.policy.grad_norm2() + d_shared.iter().map(|d| d * d).sum::<f64>();
-            match clip_scale(norm2.sqrt(), Some(c.clip)) {
-                Some(scale) => {
-                    adam.t += 1;
-                    nets.policy.adam(adam.lr, adam.t, scale);
-                    let (m, v) = &mut nets.log_std_moments;
-                    adam_step(&mut nets.log_std, &d_shared, (m, v), adam.lr, adam.t, scale);
-                    norm = norm2.sqrt();
-                }
-                None => skipped += 1,
-            }
+            let advs: Vec<f64> = chunk.iter().map(|&i| adv[i]).collect();
+            opt.policy_step(nets, rng, &xb, &ab, &old, &advs);
             // Half the mean squared error of the values: d/dv = (v - target) / rows.
             let v = nets.value.forward(&xb, rows);
             let dv: Vec<V> = v
@@ -332,18 +374,151 @@ pub(crate) fn update<V: Real>(
                 .zip(chunk)
                 .map(|(v, &i)| V::of((v.f64() - ret[i]) / rows as f64))
                 .collect();
-            nets.value.backward(&dv);
-            if let Some(scale) = clip_scale(nets.value.grad_norm2().sqrt(), Some(c.clip)) {
-                critic.t += 1;
-                nets.value.adam(critic.lr, critic.t, scale);
-            }
+            opt.value_step(&mut nets.value, &dv);
         }
     }
-    Ok(Stats {
-        loss: loss_v,
-        grad_norm: norm,
-        skipped,
-    })
+}
+
+/// [`Advantages::Minibatch`]: minibatches of shuffled trajectories (one
+/// environment's rollout each), every one computing its advantages and
+/// value targets with the value network as it is then, from inputs read
+/// through the current observation statistics, and normalising its own
+/// advantages.
+fn update_trajectories<V: Real>(
+    rollouts: &[Rollout],
+    nets: &mut Nets<V>,
+    opt: &mut Optimisers,
+    rng: &mut ChaCha8Rng,
+) {
+    let (c, policy) = (opt.c, opt.policy);
+    let (h, k, width) = (c.horizon, policy.controls.len(), policy.inputs());
+    let b = rollouts.first().map_or(0, |r| r.last.len());
+    // Every trajectory's inputs, its H steps' and the state after them: `[H + 1][input]`.
+    let inputs: Vec<Vec<f64>> = rollouts
+        .iter()
+        .flat_map(|r| {
+            (0..b).map(move |e| {
+                let rows: Vec<Vec<f64>> = (r.observations.iter().map(|o| o[e].clone()))
+                    .chain([r.last[e].clone()])
+                    .collect();
+                policy.normalized(&rows)
+            })
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    let (mut xb, mut ab, mut old, mut adv) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..c.epochs {
+        order.shuffle(rng);
+        for chunk in order.chunks(order.len().div_ceil(c.minibatches).max(1)) {
+            let all: Vec<f64> = chunk
+                .iter()
+                .flat_map(|&j| inputs[j].iter().copied())
+                .collect();
+            let v: Vec<f64> = value_of(&mut nets.value, &all, chunk.len() * (h + 1));
+            // The rows that count: (row of `all`, value target).
+            let mut rows = vec![];
+            xb.clear();
+            ab.clear();
+            old.clear();
+            adv.clear();
+            for (m, &j) in chunk.iter().enumerate() {
+                let (r, e) = (&rollouts[j / b], j % b);
+                let values = &v[m * (h + 1)..(m + 1) * (h + 1)];
+                let (a, g) = trajectory_gae(r, e, values, c);
+                for t in (0..a.len()).filter(|&t| r.weight[t][e] > 0.0 && a[t].is_finite()) {
+                    let row = m * (h + 1) + t;
+                    rows.push((row, g[t]));
+                    xb.extend_from_slice(&all[row * width..(row + 1) * width]);
+                    let i = t * b + e;
+                    ab.extend_from_slice(&r.actions[i * k..(i + 1) * k]);
+                    old.push(r.log_probs[i]);
+                    adv.push(a[t]);
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            normalise(&mut adv);
+            opt.policy_step(nets, rng, &xb, &ab, &old, &adv);
+            // Half the mean squared error of the counted values, through the
+            // value network's last forward (this minibatch's, every row).
+            let mut dv = vec![V::zero(); v.len()];
+            let n = rows.len() as f64;
+            for &(row, target) in &rows {
+                dv[row] = V::of((v[row] - target) / n);
+            }
+            opt.value_step(&mut nets.value, &dv);
+        }
+    }
+}
+
+/// What every minibatch step of an [`update`] uses and measures.
+struct Optimisers<'a> {
+    policy: &'a Policy,
+    adam: &'a mut Adam,
+    critic: &'a mut Adam,
+    c: &'a Config,
+    stats: Stats,
+}
+
+impl Optimisers<'_> {
+    /// The policy's step on one minibatch: the clipped surrogate of the
+    /// pre-squash actions `a` (log-densities `old` under the behaviour
+    /// policy) at inputs `x` with normalised advantages `adv`, minus the
+    /// entropy bonus; its gradient through the network and the shared log
+    /// standard deviations, clipped, and a step of `adam` (skipped, and
+    /// counted, where it is not finite).
+    fn policy_step<V: Real>(
+        &mut self,
+        nets: &mut Nets<V>,
+        rng: &mut ChaCha8Rng,
+        x: &[f64],
+        a: &[f64],
+        old: &[f64],
+        adv: &[f64],
+    ) {
+        let (c, k, rows) = (self.c, self.policy.controls.len(), old.len());
+        let out = nets.policy.forward(x, rows);
+        let g = Gaussians::of(self.policy.std, k, out, &nets.log_std);
+        let mut t = clipped_surrogate(&g.mean, &g.log_std, a, old, adv, c.ratio_clip);
+        self.stats.loss = t.value;
+        if c.entropy > 0.0 {
+            let eps: Vec<f64> = (0..rows * k).map(|_| StandardNormal.sample(rng)).collect();
+            let h = squashed_entropy(self.policy.bounds(), &g.mean, &g.log_std, &eps);
+            t.add(&h, -c.entropy);
+        }
+        let (d_out, d_shared) = g.backward(&t);
+        nets.policy.backward(&d_out);
+        let norm2 = nets.policy.grad_norm2() + d_shared.iter().map(|d| d * d).sum::<f64>();
+        match clip_scale(norm2.sqrt(), Some(c.clip)) {
+            Some(scale) => {
+                self.adam.t += 1;
+                nets.policy.adam(self.adam.lr, self.adam.t, scale);
+                let (m, v) = &mut nets.log_std_moments;
+                adam_step(
+                    &mut nets.log_std,
+                    &d_shared,
+                    (m, v),
+                    self.adam.lr,
+                    self.adam.t,
+                    scale,
+                );
+                self.stats.grad_norm = norm2.sqrt();
+            }
+            None => self.stats.skipped += 1,
+        }
+    }
+
+    /// The value network's step: the gradient `dv` of its loss with
+    /// respect to the outputs of its last forward, back through it,
+    /// clipped, and a step of `critic` where finite.
+    fn value_step<V: Real>(&mut self, value: &mut Net<V>, dv: &[V]) {
+        value.backward(dv);
+        if let Some(scale) = clip_scale(value.grad_norm2().sqrt(), Some(self.c.clip)) {
+            self.critic.t += 1;
+            value.adam(self.critic.lr, self.critic.t, scale);
+        }
+    }
 }
 
 /// A loss term over a minibatch and its gradient with respect to the
@@ -634,5 +809,85 @@ mod tests {
         };
         let want = (density(0.5, 0.0, 1.0) * density(0.0, 1.0, 2.0)).ln();
         assert!((got - want).abs() < 1e-12, "{got} {want}");
+    }
+
+    /// With one pass of one minibatch, per-minibatch advantages are the
+    /// once-per-iteration ones (the value network has not moved yet, the
+    /// observation statistics are the rollouts'), so both updates take the
+    /// same step, rows in another order: the trajectories' bookkeeping
+    /// (inputs, actions, behaviour log-densities, GAE per environment, a
+    /// diverged environment's cut) against the steps'.
+    #[test]
+    fn one_minibatch_of_trajectories_is_the_update_of_steps() {
+        use crate::envs::{Fault, FaultKind};
+        use crate::net::Mlp;
+        use crate::policy;
+        use rand::SeedableRng;
+        // The CLI tests' reach scene, whose episodes also end near the target.
+        let path = format!("{}/../tests/learn/reach.joule", env!("CARGO_MANIFEST_DIR"));
+        let src = std::fs::read_to_string(path).unwrap()
+            + "done near = norm(puck.x - vec3(1, 0.5, 0)) < 1.116\n";
+        let scene = joule_runtime::Scene::compile(&src).unwrap();
+        let mut c = Config::new(crate::Algo::Ppo, "closeness");
+        (c.batch, c.horizon, c.epochs, c.minibatches, c.reward_scale) = (6, 7, 1, 1, 3.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let spec = policy::spec(&scene, None).unwrap();
+        let pol = Policy::with_std(&scene, spec, Std::State, &mut rng).unwrap();
+        let mut envs = Envs::new(&scene, c.batch, 1, Some("closeness"), 10, 0.1, &mut rng).unwrap();
+        let sizes = [pol.inputs(), 16, 1];
+        let value = Mlp::new(&sizes, spec.activation, spec.init, 1.0, &mut rng).unwrap();
+        let fresh = || {
+            let adam = Adam::new(&pol.net.vars(), 1e-3).unwrap();
+            let critic = Adam::new(&value.vars(), 1e-3).unwrap();
+            let nets = Nets::<f64> {
+                policy: Net::of(&pol.net, &adam).unwrap(),
+                value: Net::of(&value, &critic).unwrap(),
+                log_std: vec![],
+                log_std_moments: (vec![], vec![]),
+            };
+            (nets, adam, critic)
+        };
+        let mut n = fresh().0;
+        envs.fault = Some(Fault {
+            env: 2,
+            step: 3,
+            kind: FaultKind::Nan,
+        });
+        let mut rollouts = vec![
+            rollout(&mut envs, &pol, &mut n, c.horizon, &mut rng)
+                .unwrap()
+                .0,
+        ];
+        envs.boundary(&mut rng);
+        rollouts.push(
+            rollout(&mut envs, &pol, &mut n, c.horizon, &mut rng)
+                .unwrap()
+                .0,
+        );
+        assert!(rollouts[0].diverged[3][2], "the fault masks environment 2");
+        assert!(
+            rollouts[0].terminal.iter().flatten().any(|&t| t),
+            "an episode ends"
+        );
+        let mut params = vec![];
+        for advantages in [Advantages::Rollout, Advantages::Minibatch] {
+            c.advantages = advantages;
+            let (mut n, mut a, mut k) = fresh();
+            update(&rollouts, &pol, &mut n, &mut a, &mut k, &c, &mut rng).unwrap();
+            assert_eq!((a.t, k.t), (1, 1), "one step of each optimiser");
+            params.push([n.policy.params(), n.value.params()].concat().concat());
+        }
+        let moved = params[1]
+            .iter()
+            .zip(&params[0])
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            moved > 0,
+            "the steps differ in rounding, so they are not one code path"
+        );
+        for (i, (a, b)) in params[1].iter().zip(&params[0]).enumerate() {
+            assert!((a - b).abs() < 1e-12, "parameter {i}: {a} vs {b}");
+        }
     }
 }

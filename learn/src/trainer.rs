@@ -12,9 +12,10 @@ use crate::envs::{healthy_observations, healthy_steps, name_error, Envs, Fault};
 use crate::fused::{Net, Real};
 use crate::net::Mlp;
 use crate::policy::{self, Policy, Std};
+use crate::ppo::{self, Advantages};
+use crate::value;
 use crate::value::{column, Critic};
 use crate::window::{self, Explore};
-use crate::{ppo, value};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use joule_runtime::Scene;
 use rand::SeedableRng;
@@ -112,6 +113,10 @@ pub struct Config {
     /// num_envs`); the update's minibatches are drawn from all of them.
     #[serde(default = "one_unroll")]
     pub unrolls: usize,
+    /// PPO: where the advantages come from (once per iteration, or per
+    /// minibatch of trajectories as Brax's).
+    #[serde(default)]
+    pub advantages: Advantages,
 }
 
 fn one_unroll() -> usize {
@@ -159,6 +164,7 @@ impl Config {
             value_f32: false,
             std: Std::Shared,
             unrolls: one_unroll(),
+            advantages: Advantages::Rollout,
         }
     }
 
@@ -463,6 +469,14 @@ impl<'s> Trainer<'s> {
             rollouts.push(rollout);
             std_sum += std;
         }
+        let mut observations: Vec<Vec<f64>> = rollouts
+            .iter()
+            .flat_map(|r| healthy_observations(&r.observations, &r.diverged))
+            .collect();
+        if self.config.advantages == Advantages::Minibatch {
+            // Brax's order: the statistics first, then the update reads through them.
+            self.policy.norm.update(&std::mem::take(&mut observations));
+        }
         let stats = ppo::update(
             &rollouts,
             &self.policy,
@@ -486,10 +500,7 @@ impl<'s> Trainer<'s> {
             loss: stats.loss,
             grad_norm: stats.grad_norm,
             dropped: stats.skipped,
-            observations: rollouts
-                .iter()
-                .flat_map(|r| healthy_observations(&r.observations, &r.diverged))
-                .collect(),
+            observations,
             action_std: Some(std_sum / rollouts.len() as f64),
         })
     }
