@@ -396,8 +396,8 @@ impl Scene {
 
     /// A batch split into `threads` partitions (fewer if it has fewer SIMD
     /// vectors), or a multiple of that where a partition would leave the
-    /// cache (at most 4 MiB of storage each for implicit scenes; see
-    /// [`crate::sim`]); rayon runs them in parallel.
+    /// cache (at most 256 KiB of storage each for implicit scenes, and
+    /// at least 8 lanes; see [`crate::sim`]); rayon runs them in parallel.
     pub fn batch_threads(&self, batch: usize, threads: usize) -> Sim<'_> {
         Sim::new(self, batch, threads)
     }

@@ -26,19 +26,7 @@ impl<T: Real> Part<T> {
             *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.md, s);
-        let scale = 1.0 / (2.0 * h * h);
-        match s {
-            2 => add_lane_dots::<2>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
-            4 => add_lane_dots::<4>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
-            8 => add_lane_dots::<8>(&w.d[..k], &w.md[..k], scale, &mut w.phi),
-            _ => {
-                // The same order as `add_lane_dots`: a lane's sum, then scaled.
-                for (e, phi) in w.phi[..s].iter_mut().enumerate() {
-                    let dot = (0..n).fold(0.0, |acc, r| acc + w.d[r * s + e] * w.md[r * s + e]);
-                    *phi += dot * scale;
-                }
-            }
-        }
+        add_lane_dots(&w.d[..k], &w.md[..k], s, 1.0 / (2.0 * h * h), &mut w.phi);
     }
 
     pub(super) fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
@@ -66,16 +54,35 @@ impl<T: Real> Part<T> {
     }
 }
 
-/// Adds `scale` times each lane's dot product of `a` and `b` (rows of `W`
-/// lanes) to `out`.
-fn add_lane_dots<const W: usize>(a: &[f64], b: &[f64], scale: f64, out: &mut [f64]) {
-    let mut acc = [0.0; W];
-    for (a, b) in a.as_chunks::<W>().0.iter().zip(b.as_chunks::<W>().0) {
-        for e in 0..W {
-            acc[e] += a[e] * b[e];
+/// Adds `scale` times each lane's dot product of `a` and `b` (rows of
+/// `stride` lanes) to `out`: each lane's sum in row order, then scaled,
+/// eight lanes at a time across the rows (contiguous loads that
+/// vectorise; a lane at a time down its column would be a strided chain
+/// of dependent additions).
+fn add_lane_dots(a: &[f64], b: &[f64], stride: usize, scale: f64, out: &mut [f64]) {
+    const W: usize = 8;
+    let rows = a.len() / stride.max(1);
+    for c in (0..stride).step_by(W) {
+        let w = W.min(stride - c);
+        let mut acc = [0.0; W];
+        for r in 0..rows {
+            let at = r * stride + c;
+            if w == W {
+                let (a, b): (&[f64; W], &[f64; W]) = (
+                    a[at..at + W].try_into().expect("eight lanes"),
+                    b[at..at + W].try_into().expect("eight lanes"),
+                );
+                for e in 0..W {
+                    acc[e] += a[e] * b[e];
+                }
+            } else {
+                for ((acc, a), b) in acc[..w].iter_mut().zip(&a[at..at + w]).zip(&b[at..at + w]) {
+                    *acc += a * b;
+                }
+            }
         }
-    }
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o += a * scale;
+        for (o, acc) in out[c..c + w].iter_mut().zip(acc) {
+            *o += acc * scale;
+        }
     }
 }
