@@ -151,13 +151,7 @@ fn activate<T: Real>(a: Activation, b: &[T], z: &mut [T], h: &mut [T]) {
             let h = z.tanh();
             (h, one - h * h)
         }),
-        Activation::Relu => each(b, z, h, |z| {
-            if z > zero {
-                (z, one)
-            } else {
-                (zero, zero)
-            }
-        }),
+        Activation::Relu => each(b, z, h, |z| if z > zero { (z, one) } else { (zero, zero) }),
         Activation::Elu => each(b, z, h, |z| {
             if z > zero {
                 (z, one)
