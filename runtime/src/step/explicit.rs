@@ -14,7 +14,7 @@ impl<T: Real> Part<T> {
         }
         // Forces at the step's start: what `held(..)` reads too.
         self.hold(scene);
-        self.forces(scene);
+        self.forces(scene, |_| true);
         let b = &mut self.b;
         scene.mass.explicit_update(
             &b.grad[..n * s],

@@ -6,8 +6,10 @@
 //! solve planned at compile time (`sparse`, systems small and sparse enough)
 //! or matrix-free Jacobi-preconditioned CG on Hessian-vector kernels (larger
 //! ones), and a backtracking line search
-//! run on all lanes with per-lane acceptance. Every loop below runs over all
-//! environments of the partition; lanes that are done are masked, never waited on.
+//! run on all lanes with per-lane acceptance. Lanes that are done are
+//! masked, never waited on: the compiled kernels of Newton's iterations and
+//! line searches run only on the vectors of lanes still iterating
+//! ([`Part::run_where`]), the per-lane work only on those lanes.
 //!
 //! This file holds the partition [`Part`] and everything it owns: the
 //! kernels' buffers, the integrator's reusable vectors (`Scratch`, `Cg`; all
@@ -154,6 +156,9 @@ struct Scratch {
     tol: Vec<f64>,
     phi: Vec<f64>,
     phi0: Vec<f64>,
+    /// Per lane: a potential sweep's values, before the lanes it was for
+    /// keep theirs in `phi`.
+    sweep: Vec<f64>,
     slope: Vec<f64>,
     alpha: Vec<f64>,
     last_step: Vec<f64>,
@@ -191,6 +196,7 @@ impl Scratch {
             x0: v(),
             phi: l(),
             phi0: l(),
+            sweep: l(),
             slope: l(),
             alpha: l(),
             last_step: l(),
@@ -339,6 +345,32 @@ impl<T: Real> Part<T> {
             .expect("buffers are built from the scene's layout");
     }
 
+    /// Runs kernel `kind` on the lanes `want` selects: on each run of whole
+    /// vector chunks (`T::LANES` lanes, the kernels' unit) that holds a
+    /// selected lane. A lane that converged costs nothing once its chunk
+    /// has, so a partition does not iterate at the pace of its slowest lane
+    /// (the other lanes' outputs keep their last values).
+    fn run_where(&mut self, scene: &Scene, kind: KernelKind, want: impl Fn(usize) -> bool) {
+        let (l, len) = (T::LANES, self.len);
+        let wanted = |c: usize| (c * l..((c + 1) * l).min(len)).any(&want);
+        let chunks = len.div_ceil(l);
+        let mut c = 0;
+        while c < chunks {
+            if !wanted(c) {
+                c += 1;
+                continue;
+            }
+            let begin = c * l;
+            while c < chunks && wanted(c) {
+                c += 1;
+            }
+            scene
+                .compiled
+                .run(kind, &mut self.b, begin, (c * l).min(len))
+                .expect("buffers are built from the scene's layout");
+        }
+    }
+
     /// One step (all substeps) at the current controls. `step` numbers reports.
     pub fn step(&mut self, scene: &Scene, step: usize) {
         self.step_with(scene, step, None);
@@ -445,11 +477,12 @@ impl<T: Real> Part<T> {
         self.b.prev_v[..k].copy_from_slice(&self.b.v[..k]);
     }
 
-    /// `grad` = dE/dx + dD/dv at the current x, v.
-    fn forces(&mut self, scene: &Scene) {
+    /// `grad` = dE/dx + dD/dv at the current x, v, on the lanes `want`
+    /// selects (see [`Part::run_where`]; zero on the others).
+    fn forces(&mut self, scene: &Scene, want: impl Fn(usize) -> bool + Copy) {
         self.b.grad.fill(T::default());
-        self.run(scene, KernelKind::Gradient);
-        self.run(scene, KernelKind::DissipationGradient);
+        self.run_where(scene, KernelKind::Gradient, want);
+        self.run_where(scene, KernelKind::DissipationGradient, want);
     }
 
     /// Evaluates the potential energy into `energy` at the current state.
@@ -461,5 +494,46 @@ impl<T: Real> Part<T> {
     /// Evaluates the outputs at the current state.
     pub fn outputs(&mut self, scene: &Scene) {
         self.run(scene, KernelKind::Outputs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Part;
+    use crate::Scene;
+    use joule_compiler::abi::Real;
+    use joule_compiler::kernels::KernelKind;
+
+    /// The energy kernel, run where `want` says on nine lanes (f64: vectors
+    /// of two), computes exactly the lanes of the vectors holding a wanted
+    /// lane, the value a whole-partition run gives them.
+    #[test]
+    fn kernels_run_on_the_vectors_of_the_wanted_lanes_only() {
+        let scene = Scene::compile(
+            "settings { integrator = implicit_euler }\n\
+             particle p { x = vec3(0, 0, 1), mass = 2 }\n\
+             energy weight(q: particle) = q.mass * 9.81 * q.x.z\n\
+             weight(p)",
+        )
+        .expect("the scene compiles");
+        let mut part = Part::<f64>::new(&scene, 0, 9);
+        part.run(&scene, KernelKind::Energy);
+        let whole = part.b.energy[..9].to_vec();
+        assert!(
+            whole.iter().all(|e| *e != 0.0),
+            "the weight's energy: {whole:?}"
+        );
+        // The kernel adds to the buffer: lanes it does not run on keep 0.
+        part.b.energy.fill(0.0);
+        part.run_where(&scene, KernelKind::Energy, |e| e == 3 || e == 8);
+        let lanes = f64::LANES;
+        for (e, v) in part.b.energy[..9].iter().enumerate() {
+            let vector = e / lanes;
+            if vector == 3 / lanes || vector == 8 / lanes {
+                assert_eq!(*v, whole[e], "lane {e}");
+            } else {
+                assert_eq!(*v, 0.0, "lane {e}");
+            }
+        }
     }
 }

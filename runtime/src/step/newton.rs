@@ -3,6 +3,7 @@
 //! backtracking line search, and the convergence rule (lanes that do not
 //! converge are reported as events).
 
+use super::potential::Lanes;
 use super::{load, store, Part, Scratch};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
@@ -77,11 +78,11 @@ impl<T: Real> Part<T> {
     fn start_newton(&mut self, scene: &Scene, w: &mut Scratch, h: f64, with_drift: bool) {
         let (n, s) = (scene.dofs(), self.stride());
         store(&mut self.b.x[..n * s], &w.xt);
-        self.potential(scene, w, h);
+        self.potential(scene, w, h, Lanes::All);
         if with_drift {
             w.phi0.copy_from_slice(&w.phi);
             store(&mut self.b.x[..n * s], &w.x0);
-            self.potential(scene, w, h);
+            self.potential(scene, w, h, Lanes::All);
         }
         let mut to_x_t = false;
         for e in 0..s {
@@ -102,7 +103,7 @@ impl<T: Real> Part<T> {
             }
         }
         if to_x_t {
-            self.potential(scene, w, h);
+            self.potential(scene, w, h, Lanes::All);
         }
     }
 
@@ -128,9 +129,9 @@ impl<T: Real> Part<T> {
             self.count_iteration(&w.active);
             if self.held_moved() {
                 // The potential the line search descends moved with them.
-                self.potential(scene, w, h);
+                self.potential(scene, w, h, Lanes::Active);
             }
-            self.potential_gradient(scene, w, h);
+            self.potential_gradient(scene, w, h, Lanes::Active);
             if let Some(t) = trace.as_deref_mut() {
                 t.push(
                     (0..self.len)
@@ -182,7 +183,7 @@ impl<T: Real> Part<T> {
             if w.done.iter().all(|d| *d) {
                 break;
             }
-            self.potential(scene, w, h);
+            self.potential(scene, w, h, Lanes::Searching);
             w.armijo(T::EPSILON);
         }
     }

@@ -7,26 +7,54 @@ use crate::Scene;
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
 
+/// The lanes whose potential or gradient a sweep must compute: the
+/// kernels run on the vector chunks holding one ([`Part::run_where`]); the
+/// other lanes' values are stale, and read by no one.
+#[derive(Clone, Copy)]
+pub(super) enum Lanes {
+    /// Every lane (Newton's start).
+    All,
+    /// The lanes Newton still iterates (`w.active`).
+    Active,
+    /// The lanes whose line search has not accepted a point (`!w.done`).
+    Searching,
+}
+
+impl Lanes {
+    pub(super) fn wants(self, w: &Scratch, e: usize) -> bool {
+        match self {
+            Lanes::All => true,
+            Lanes::Active => w.active[e],
+            Lanes::Searching => !w.done[e],
+        }
+    }
+}
+
 impl<T: Real> Part<T> {
     /// Incremental potential per environment at the current x (v set from x)
-    /// into `w.phi`.
-    pub(super) fn potential(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
+    /// into `w.phi`, on the `lanes` asked for.
+    pub(super) fn potential(&mut self, scene: &Scene, w: &mut Scratch, h: f64, lanes: Lanes) {
         let (n, s) = (scene.dofs(), self.stride());
         self.set_velocity(n, &w.x_t, h);
         self.b.energy.fill(T::default());
-        self.run(scene, KernelKind::Energy);
-        load(&mut w.phi, &self.b.energy[..s]);
+        self.run_where(scene, KernelKind::Energy, |e| lanes.wants(w, e));
+        load(&mut w.sweep, &self.b.energy[..s]);
         self.b.energy.fill(T::default());
-        self.run(scene, KernelKind::Dissipation);
+        self.run_where(scene, KernelKind::Dissipation, |e| lanes.wants(w, e));
         for e in 0..s {
-            w.phi[e] += self.b.energy[e].to_f64(); // the kernel holds h D((x - x_t)/h)
+            w.sweep[e] += self.b.energy[e].to_f64(); // the kernel holds h D((x - x_t)/h)
         }
         let k = n * s;
         for ((d, x), xt) in w.d[..k].iter_mut().zip(&self.b.x[..k]).zip(&w.xt[..k]) {
             *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.md, s);
-        add_lane_dots(&w.d[..k], &w.md[..k], s, 1.0 / (2.0 * h * h), &mut w.phi);
+        add_lane_dots(&w.d[..k], &w.md[..k], s, 1.0 / (2.0 * h * h), &mut w.sweep);
+        for e in 0..s {
+            if lanes.wants(w, e) {
+                w.phi[e] = w.sweep[e];
+            }
+        }
     }
 
     pub(super) fn set_velocity(&mut self, n: usize, x_t: &[f64], h: f64) {
@@ -37,11 +65,18 @@ impl<T: Real> Part<T> {
         }
     }
 
-    /// Gradient of the incremental potential into `w.g`.
-    pub(super) fn potential_gradient(&mut self, scene: &Scene, w: &mut Scratch, h: f64) {
+    /// Gradient of the incremental potential into `w.g`, on the `lanes`
+    /// asked for.
+    pub(super) fn potential_gradient(
+        &mut self,
+        scene: &Scene,
+        w: &mut Scratch,
+        h: f64,
+        lanes: Lanes,
+    ) {
         let (n, s) = (scene.dofs(), self.stride());
         self.set_velocity(n, &w.x_t, h);
-        self.forces(scene);
+        self.forces(scene, |e| lanes.wants(w, e));
         let k = n * s;
         for ((d, x), xt) in w.d[..k].iter_mut().zip(&self.b.x[..k]).zip(&w.xt[..k]) {
             *d = x.to_f64() - xt;

@@ -34,6 +34,7 @@
 //! search and the convergence rule of the maximal step. Ball and free
 //! rotations are re-based at every iterate (incremental rotation vectors).
 
+use super::potential::Lanes;
 use super::{load, Part, Scratch};
 use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
 use crate::joints::{Entry, Pose, Tree};
@@ -412,7 +413,7 @@ impl<T: Real> Part<T> {
         }
         if back {
             self.reduced_place(tree, &mut red, &w.x0, None);
-            self.reduced_potential(scene, tree, &mut red, &mut w, h);
+            self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
         }
         self.stops.fill(None);
         self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
@@ -593,13 +594,16 @@ impl<T: Real> Part<T> {
         red: &mut Reduced,
         w: &mut Scratch,
         h: f64,
+        lanes: Lanes,
     ) {
-        self.potential(scene, w, h);
+        self.potential(scene, w, h, lanes);
         let s = self.stride();
         for e in 0..s {
-            let controls = &self.b.controls;
-            let u = |c: u32| controls[c as usize * s + e].to_f64();
-            w.phi[e] += tree.joint_terms(&red.lanes[e], h, u, None);
+            if lanes.wants(w, e) {
+                let controls = &self.b.controls;
+                let u = |c: u32| controls[c as usize * s + e].to_f64();
+                w.phi[e] += tree.joint_terms(&red.lanes[e], h, u, None);
+            }
         }
     }
 
@@ -627,11 +631,12 @@ impl<T: Real> Part<T> {
         let rows = std::mem::take(&mut w.x0);
         self.reduced_place(tree, red, &rows, None);
         w.x0 = rows;
-        self.reduced_potential(scene, tree, red, w, h);
+        self.reduced_potential(scene, tree, red, w, h, Lanes::All);
     }
 
-    /// Gathers every lane's maximal Hessian at the current state into its
-    /// group-pair blocks: the mass matrix over h^2 (outside the links), then each Hessian-block
+    /// Gathers the maximal Hessian at the current state of every lane `want`
+    /// selects (with the others of their chunks) into its group-pair blocks:
+    /// the mass matrix over h^2 (outside the links), then each Hessian-block
     /// kernel (the surrogates' with `surrogate`) right after it runs (each
     /// kernel overwrites the block storage).
     pub(super) fn reduced_blocks(
@@ -641,6 +646,7 @@ impl<T: Real> Part<T> {
         red: &mut Reduced,
         h: f64,
         surrogate: bool,
+        want: impl Fn(usize) -> bool + Copy,
     ) {
         let (s, bl, w) = (self.stride(), tree.block_len, red.width);
         red.blocks.fill(0.0);
@@ -653,15 +659,17 @@ impl<T: Real> Part<T> {
             }
         }
         let [energy, dissipation, _, _] = Self::hessian_kinds(surrogate);
+        let len = self.len;
+        let wanted = |c: usize| (c * w..((c + 1) * w).min(len)).any(want);
         for kind in [energy, dissipation] {
-            self.run(scene, kind);
+            self.run_where(scene, kind, want);
             let entries = tree.entries(kind);
             if entries.is_empty() {
                 // No Hessian entries of this kind (e.g. no dissipation): no
                 // buffer rows to gather, for any chunk of lanes.
                 continue;
             }
-            for c in 0..self.len.div_ceil(w) {
+            for c in (0..len.div_ceil(w)).filter(|&c| wanted(c)) {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
                 let src = &self.b.blocks[c * w..];
                 match w {
@@ -713,9 +721,9 @@ impl<T: Real> Part<T> {
             self.count_iteration(&w.active);
             if self.held_moved() {
                 // The potential the line search descends moved with them.
-                self.reduced_potential(scene, tree, red, w, h);
+                self.reduced_potential(scene, tree, red, w, h, Lanes::Active);
             }
-            self.potential_gradient(scene, w, h);
+            self.potential_gradient(scene, w, h, Lanes::Active);
             for e in 0..s {
                 if !w.active[e] {
                     continue;
@@ -736,7 +744,7 @@ impl<T: Real> Part<T> {
                     }
                 }
             }
-            self.reduced_blocks(scene, tree, red, h, false);
+            self.reduced_blocks(scene, tree, red, h, false, |e| w.active[e]);
             tree.reduced_hessians(red, &w.active, 1.0 / (h * h));
             for e in 0..s {
                 if !w.active[e] {
@@ -816,7 +824,7 @@ impl<T: Real> Part<T> {
                 }
             }
             self.reduced_place(tree, red, &rows, Some(&w.done));
-            self.reduced_potential(scene, tree, red, w, h);
+            self.reduced_potential(scene, tree, red, w, h, Lanes::Searching);
             w.armijo(T::EPSILON);
         }
         w.x0 = rows;

@@ -20,6 +20,7 @@
 //! SO(3)'s left Jacobian).
 
 use super::held::held_adjoint_settled;
+use super::potential::Lanes;
 use super::reduced::{cholesky_solve, shifted_cholesky_solve, DRIFTS};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
@@ -60,7 +61,7 @@ impl<T: Real> Part<T> {
             tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
         }
         self.hold(scene);
-        self.potential_gradient(scene, &mut w, h);
+        self.potential_gradient(scene, &mut w, h, Lanes::All);
         for e in 0..s {
             w.active[e] = e < self.len;
             if w.active[e] {
@@ -69,7 +70,7 @@ impl<T: Real> Part<T> {
                 tree.moments(&lane.poses, |r| g[r * s + e], &mut lane.moments);
             }
         }
-        self.reduced_blocks(scene, tree, &mut red, h, true);
+        self.reduced_blocks(scene, tree, &mut red, h, true, |_| true);
         tree.reduced_hessians(&mut red, &w.active, 1.0 / (h * h));
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {

@@ -88,7 +88,7 @@ impl<T: Real> Part<T> {
             self.begin_substep(n);
         }
         self.hold(scene);
-        self.forces(scene);
+        self.forces(scene, |_| true);
         // M Jdot zdot on the link rows.
         w.d.fill(0.0);
         for e in 0..s {
