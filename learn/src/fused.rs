@@ -42,7 +42,7 @@ pub trait Real: Float + WithDType + std::iter::Sum {
     }
 }
 
-/// f32's activations take `e^x` from [`exp_f32`], which the compiler
+/// f32's activations take `e^x` from `exp_f32`, which the compiler
 /// vectorises (the library's `expf` is a call per element).
 impl Real for f32 {
     fn exp_v(x: f32) -> f32 {

@@ -9,7 +9,7 @@
 //! run on all lanes with per-lane acceptance. Lanes that are done are
 //! masked, never waited on: the compiled kernels of Newton's iterations and
 //! line searches run only on the vectors of lanes still iterating
-//! ([`Part::run_where`]), the per-lane work only on those lanes.
+//! (`Part::run_where`), the per-lane work only on those lanes.
 //!
 //! This file holds the partition [`Part`] and everything it owns: the
 //! kernels' buffers, the integrator's reusable vectors (`Scratch`, `Cg`; all
