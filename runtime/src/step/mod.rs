@@ -352,7 +352,7 @@ impl<T: Real> Part<T> {
     /// (the other lanes' outputs keep their last values).
     fn run_where(&mut self, scene: &Scene, kind: KernelKind, want: impl Fn(usize) -> bool) {
         let (l, len) = (T::LANES, self.len);
-        let wanted = |c: usize| (c * l..((c + 1) * l).min(len)).any(&want);
+        let wanted = |c: usize| chunk_wanted(c, l, len, &want);
         let chunks = len.div_ceil(l);
         let mut c = 0;
         while c < chunks {
@@ -495,6 +495,12 @@ impl<T: Real> Part<T> {
     pub fn outputs(&mut self, scene: &Scene) {
         self.run(scene, KernelKind::Outputs);
     }
+}
+
+/// Whether chunk `c` of `width` lanes (of a partition's `len`) holds a lane
+/// `want` selects.
+fn chunk_wanted(c: usize, width: usize, len: usize, want: impl Fn(usize) -> bool) -> bool {
+    (c * width..((c + 1) * width).min(len)).any(want)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@
 //! rotations are re-based at every iterate (incremental rotation vectors).
 
 use super::potential::Lanes;
-use super::{load, Part, Scratch};
+use super::{chunk_wanted, load, Part, Scratch};
 use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
 use crate::joints::{Entry, Pose, Tree};
 use crate::{Event, Scene};
@@ -660,7 +660,7 @@ impl<T: Real> Part<T> {
         }
         let [energy, dissipation, _, _] = Self::hessian_kinds(surrogate);
         let len = self.len;
-        let wanted = |c: usize| (c * w..((c + 1) * w).min(len)).any(want);
+        let wanted = |c: usize| chunk_wanted(c, w, len, want);
         for kind in [energy, dissipation] {
             self.run_where(scene, kind, want);
             let entries = tree.entries(kind);
