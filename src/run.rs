@@ -74,12 +74,13 @@ pub struct RunArgs {
     #[arg(long)]
     gait: bool,
     /// Start every environment with its velocities jittered by N(0, SIGMA)
-    /// per component (the reset distribution of `joule train --noise`):
-    /// an evaluation over a batch of starts.
+    /// per component (as `joule train --noise`), before the scene's `reset`
+    /// items are drawn: an evaluation over a batch of starts.
     #[arg(long, value_name = "SIGMA", default_value_t = 0.0)]
     noise: f64,
-    /// Seed of the `--noise` jitter.
-    #[arg(long, default_value_t = 0, requires = "noise")]
+    /// Seed of the starts: the `--noise` jitter and the scene's `reset`
+    /// draws (a scene with `reset` items starts every environment from them).
+    #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -232,7 +233,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let overrides = check_params(scene.model(), &c.params)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &overrides)?;
-    if a.noise > 0.0 {
+    if a.noise > 0.0 || !scene.model().reset.steps.is_empty() {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
         for e in 0..batch {

@@ -65,9 +65,11 @@ pub struct TrainArgs {
     /// Largest global gradient norm (default: 1 for apg/shac, 0.5 for ppo).
     #[arg(long)]
     clip: Option<f64>,
-    /// Standard deviation of the velocity jitter at every reset.
-    #[arg(long, default_value_t = 0.1)]
-    noise: f64,
+    /// Standard deviation of the velocity jitter at every reset, before the
+    /// scene's `reset` items are drawn [default: 0.1, or 0 for a scene with
+    /// `reset` items: their distribution is the episodes' start].
+    #[arg(long, value_name = "SIGMA")]
+    noise: Option<f64>,
     /// Weight of a penalty on the squared pre-`tanh` outputs of bounded
     /// controls (apg, shac): keeps a policy from saturating where it has no
     /// gradient left.
@@ -197,7 +199,7 @@ impl TrainArgs {
         config.horizon = self.horizon.max(1);
         config.episode = self.episode;
         config.seed = self.seed;
-        config.noise = self.noise;
+        config.noise = self.noise.unwrap_or(0.1);
         config.squash_penalty = self.squash_penalty;
         config.lr_decay = if self.lr_decay { self.iters } else { 0 };
         config.explore = self.explore;
@@ -263,7 +265,7 @@ fn learn_error(e: candle_core::Error) -> miette::Report {
 /// stopping early once the mean episode return reaches `--target`.
 pub fn train(a: TrainArgs) -> Result<()> {
     a.threads.apply();
-    let config = a.config();
+    let mut config = a.config();
     if !(config.explore.is_finite() && config.explore >= 0.0) {
         return Err(miette!(
             help = "give a standard deviation: 0 (no exploration) or more, e.g. `--explore 0.3`",
@@ -298,6 +300,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         &a.outputs,
     );
     let scene = compile(&a.scene, SurrogateArg::option(a.surrogate), &a.params)?;
+    if a.noise.is_none() && !scene.model().reset.steps.is_empty() {
+        config.noise = 0.0;
+    }
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;

@@ -470,3 +470,138 @@ fn every_env_steps_alike_in_any_batch() {
         }
     }
 }
+
+/// A distribution of Brax's `reset` (brax/envs/*.py, default
+/// `reset_noise_scale`).
+#[derive(Clone, Copy, Debug)]
+enum Noise {
+    /// `init + uniform(-a, a)`, or `uniform(-a, a)` for velocities.
+    Uniform(f64),
+    /// `sigma * normal()`.
+    Normal(f64),
+}
+
+/// Checks `samples` against `noise` (centred on 0): bounds, mean and
+/// variance within five standard errors.
+fn check_noise(what: &str, samples: &[f64], noise: Noise) {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let (want_var, fourth) = match noise {
+        Noise::Uniform(a) => {
+            for s in samples {
+                assert!(s.abs() <= a * (1.0 + 1e-9), "{what}: {s} outside +-{a}");
+            }
+            (a * a / 3.0, a.powi(4) / 5.0)
+        }
+        Noise::Normal(sigma) => (sigma * sigma, 3.0 * sigma.powi(4)),
+    };
+    assert!(
+        mean.abs() <= 5.0 * (want_var / n).sqrt(),
+        "{what}: mean {mean} (variance {want_var})"
+    );
+    // The sample variance's standard error: sqrt((mu4 - sigma^4) / n).
+    let se = ((fourth - want_var * want_var) / n).sqrt();
+    assert!(
+        (var - want_var).abs() <= 5.0 * se,
+        "{what}: variance {var}, Brax's {want_var} ({noise:?})"
+    );
+}
+
+/// Every env's `reset` items against Brax's `reset`: each joint coordinate
+/// moved by (and each rate drawn from) Brax's distribution, independently
+/// per coordinate (the correlation of neighbouring coordinates is ~0), and
+/// the reacher's target in a disc of radius 0.2 with its distance uniform
+/// on [0, 0.2] and its direction uniform. A free joint's rotation is a
+/// rotation vector with Brax's noise per component (Brax perturbs the
+/// quaternion's four components instead; docs/learning.md).
+#[test]
+fn resets_draw_braxs_distributions() {
+    use rand::SeedableRng;
+    const DRAWS: usize = 4000;
+    let envs: &[(&str, Noise, Noise)] = &[
+        ("ant", Noise::Uniform(0.1), Noise::Normal(0.1)),
+        ("half_cheetah", Noise::Uniform(0.1), Noise::Normal(0.1)),
+        ("hopper", Noise::Uniform(5e-3), Noise::Uniform(5e-3)),
+        ("walker2d", Noise::Uniform(5e-3), Noise::Uniform(5e-3)),
+        ("humanoid", Noise::Uniform(1e-2), Noise::Uniform(1e-2)),
+        (
+            "inverted_pendulum",
+            Noise::Uniform(0.01),
+            Noise::Uniform(0.01),
+        ),
+        ("reacher", Noise::Uniform(0.1), Noise::Uniform(0.005)),
+    ];
+    for &(name, qpos, qvel) in envs {
+        let path = Path::new("scenes/envs").join(format!("{name}.joule"));
+        let scene = Scene::from_path(&path, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        let m = scene.model();
+        let mut sim = scene.batch_threads(1, 1);
+        let (x0, v0) = (sim.positions(0), sim.velocities(0));
+        // Joint coordinate rows, the reacher's target apart.
+        let mut rows = vec![];
+        let mut target = vec![];
+        for b in &m.bodies {
+            let Some(a) = &b.joint else { continue };
+            let n: usize = a.joints.iter().map(|j| j.kind.dofs()).sum();
+            let r = a.coord as usize..a.coord as usize + n;
+            if b.name == "target" {
+                target.extend(r);
+            } else {
+                rows.extend(r);
+            }
+        }
+        assert!(!rows.is_empty(), "{name}: joint coordinates");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (mut dx, mut dv) = (vec![vec![]; rows.len()], vec![vec![]; rows.len()]);
+        let mut targets = vec![];
+        for _ in 0..DRAWS {
+            sim.reset_env(0, 0.0, &mut rng);
+            let (x, v) = (sim.positions(0), sim.velocities(0));
+            for (k, &r) in rows.iter().enumerate() {
+                dx[k].push(x[r] - x0[r]);
+                dv[k].push(v[r] - v0[r]);
+            }
+            if !target.is_empty() {
+                targets.push([x[target[0]], x[target[1]]]);
+                assert_eq!(
+                    [v[target[0]], v[target[1]]],
+                    [0.0, 0.0],
+                    "{name}: target at rest"
+                );
+            }
+        }
+        for (k, &r) in rows.iter().enumerate() {
+            check_noise(&format!("{name} qpos row {r}"), &dx[k], qpos);
+            check_noise(&format!("{name} qvel row {r}"), &dv[k], qvel);
+        }
+        // Neighbouring coordinates are drawn independently.
+        for w in dx.windows(2).chain(dv.windows(2)) {
+            let n = DRAWS as f64;
+            let (ma, mb) = (w[0].iter().sum::<f64>() / n, w[1].iter().sum::<f64>() / n);
+            let cov: f64 = w[0]
+                .iter()
+                .zip(&w[1])
+                .map(|(a, b)| (a - ma) * (b - mb))
+                .sum::<f64>()
+                / n;
+            let sa = (w[0].iter().map(|a| (a - ma).powi(2)).sum::<f64>() / n).sqrt();
+            let sb = (w[1].iter().map(|b| (b - mb).powi(2)).sum::<f64>() / n).sqrt();
+            let corr = cov / (sa * sb);
+            assert!(corr.abs() < 5.0 / n.sqrt(), "{name}: correlation {corr}");
+        }
+        if name == "reacher" {
+            let dist: Vec<f64> = targets.iter().map(|t| t[0].hypot(t[1]) - 0.1).collect();
+            check_noise("reacher target distance - 0.1", &dist, Noise::Uniform(0.1));
+            let cos: Vec<f64> = targets.iter().map(|t| t[0] / t[0].hypot(t[1])).collect();
+            // cos of a uniform angle: mean 0, variance 1/2.
+            check_noise(
+                "reacher target direction",
+                &cos,
+                Noise::Normal(0.5f64.sqrt()),
+            );
+        } else {
+            assert!(target.is_empty(), "{name}: only the reacher has a target");
+        }
+    }
+}

@@ -169,8 +169,9 @@ fn a_soft_creature_learns_to_crawl_within_a_small_budget() {
 /// step until the pole passes 0.2 rad, 1000-step episodes) within a
 /// CI-sized budget: with Brax's discount, reward scale and entropy cost, a
 /// mean training-episode return of 200 (a random policy's episodes last
-/// a few dozen steps) within 200 iterations of 64 environments x 16 steps
-/// (205k steps; seeds 0-3 reach it at 98k-124k). The step it is reached is
+/// a few dozen steps) within 300 iterations of 64 environments x 16 steps
+/// (307k steps; from Brax's reset distribution, seeds 0-5 reach it at
+/// 135k-224k). The step it is reached is
 /// reported (`--target`).
 #[test]
 fn ppo_balances_braxs_inverted_pendulum_within_a_small_budget() {
@@ -189,9 +190,9 @@ fn ppo_balances_braxs_inverted_pendulum_within_a_small_budget() {
         "--episode",
         "1000",
         "--iters",
-        "200",
+        "300",
         "--seed",
-        "2",
+        "0",
         "--threads",
         "1",
         "--gamma",

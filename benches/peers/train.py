@@ -35,7 +35,7 @@ How the settings map (Brax -> Joule):
 Returns are the deterministic policy's (the Gaussian's mean, squashed) over
 whole episodes, the mean of 32 environments from the env's reset
 distribution: Brax's evaluator's (`deterministic_eval=True`), and for Joule
-`joule run --policy --batch 32 --noise 0.1` after each leg of training (the run resumed from its
+`joule run --policy --batch 32` (the scene's `reset` items: Brax's reset distribution) after each leg of training (the run resumed from its
 checkpoint, bitwise one run). Training returns would be the noisy policy's
 and are not comparable with a deterministic SHAC policy's. Time spent
 evaluating is left out of both clocks; the clocks include Brax's import of
@@ -179,10 +179,10 @@ def joule_command(joule, c, steps, seed, algo, out_dir, tag):
 
 def joule_eval(joule, c, policy):
     """The deterministic policy's mean return over EVAL_ENVS episodes from the reset distribution
-    training uses (`joule run --noise 0.1`, as `joule train`'s default; `joule run` sums each
-    environment's reward to its episode's end), as Brax's evaluator."""
+    training uses (the scene's `reset` items, Brax's; `joule run` sums each environment's reward
+    to its episode's end), as Brax's evaluator."""
     cmd = [joule, "run", os.path.join(ROOT, c["scene"]), "--policy", policy,
-           "--steps", str(c["episode_length"]), "--batch", str(EVAL_ENVS), "--noise", "0.1",
+           "--steps", str(c["episode_length"]), "--batch", str(EVAL_ENVS),
            "--seed", "1", "--threads", str(os.cpu_count()), "--json", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:

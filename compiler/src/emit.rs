@@ -149,6 +149,46 @@ pub fn model_text(m: &Model) -> String {
             );
         }
     }
+    if !m.reset.steps.is_empty() {
+        let slots: Vec<String> = m
+            .reset
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(k, s)| format!("c{k} {s:?}"))
+            .collect();
+        wl(
+            w,
+            format!(
+                "reset ({}): slots {}",
+                m.reset.steps.len(),
+                slots.join(", ")
+            ),
+        );
+        let p = Printer {
+            model: m,
+            template: None,
+        };
+        let rows = |r: &[u32]| r.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+        for s in &m.reset.steps {
+            let target = match &s.target {
+                ResetTarget::Let(r) => format!("c{}..c{}", r.start, r.end),
+                ResetTarget::Pos(r) => format!("x[{}]", rows(r)),
+                ResetTarget::Vel(r) => format!("v[{}]", rows(r)),
+                ResetTarget::Param(i) => m.params[*i as usize].name.clone(),
+            };
+            let op = if s.add { "+=" } else { "=" };
+            wl(
+                w,
+                format!(
+                    "  {target} {op} {} (draws c{}..c{})",
+                    p.term(&s.value, 0),
+                    s.draws.start,
+                    s.draws.end
+                ),
+            );
+        }
+    }
     o
 }
 

@@ -12,6 +12,7 @@ pub mod mjcf;
 pub mod model;
 pub mod names;
 pub mod passes;
+pub mod reset;
 pub mod resolve;
 
 pub use joule_grammar::ast::Span;

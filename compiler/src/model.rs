@@ -222,7 +222,9 @@ pub enum Input {
     Control(u32),
     /// The control bound to template argument `arg` (looked up per instance).
     ArgControl(u16),
-    /// A per-instance constant slot of a template.
+    /// A constant slot: per instance of a template (from its constant
+    /// table), or a `reset` item's draw or `let` value (per episode, see
+    /// [`Reset`]).
     Const(u32),
 }
 
@@ -808,6 +810,57 @@ pub struct Policy {
     pub init: Init,
 }
 
+/// What a slot of a [`Reset`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A standard uniform variate on `[0, 1)`.
+    Uniform,
+    /// A standard normal variate.
+    Normal,
+    /// A component of a `let`'s value.
+    Let,
+}
+
+/// What a step of a [`Reset`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResetTarget {
+    /// The slots of a `let` (one per component of its value).
+    Let(std::ops::Range<u32>),
+    /// State rows of the positions (joint coordinates).
+    Pos(Vec<u32>),
+    /// State rows of the velocities (joint rates).
+    Vel(Vec<u32>),
+    /// A parameter.
+    Param(u32),
+}
+
+/// One entry of a `reset` item, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetStep {
+    /// What it writes.
+    pub target: ResetTarget,
+    /// Added to the initial value (`+=`) rather than replacing it.
+    pub add: bool,
+    /// The slots of the variates it draws: drawn anew for each component of
+    /// the target when `value` is a scalar, once when it has the target's
+    /// shape.
+    pub draws: std::ops::Range<u32>,
+    /// The value, reading slots as [`Input::Const`].
+    pub value: Arc<Term>,
+    /// The entry's source.
+    pub span: Span,
+}
+
+/// How an episode's start is drawn: the `reset` items' entries in source
+/// order, applied to the initial state and parameters at each reset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reset {
+    /// The slots the values read.
+    pub slots: Vec<Slot>,
+    /// The entries, in source order.
+    pub steps: Vec<ResetStep>,
+}
+
 /// A fully resolved scene.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
@@ -831,6 +884,8 @@ pub struct Model {
     pub objectives: Vec<Objective>,
     /// Policies.
     pub policies: Vec<Policy>,
+    /// How an episode's start is drawn (no steps: the initial state).
+    pub reset: Reset,
     /// The triangles of every mesh as particle ids: all faces of a sheet, the
     /// outward-wound boundary of a solid. Drawn by viewers; no energy of its own.
     pub surfaces: Vec<[u32; 3]>,

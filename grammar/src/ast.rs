@@ -189,6 +189,32 @@ pub struct Let {
     pub value: Expr,
 }
 
+/// An entry of a `reset` item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResetEntry {
+    /// `let name = value`: drawn once per episode.
+    Let(Let),
+    /// `target = value` or `target += value` (`add`).
+    Set {
+        /// What is set: joint coordinates, rates or a param.
+        target: Expr,
+        /// `+=` (added to the initial value) rather than `=`.
+        add: bool,
+        /// The value, drawn anew per component of the target.
+        value: Expr,
+    },
+}
+
+impl ResetEntry {
+    /// From the entry's first token to its last.
+    pub fn span(&self) -> Span {
+        match self {
+            ResetEntry::Let(l) => l.name.span.to(l.value.span),
+            ResetEntry::Set { target, value, .. } => target.span.to(value.span),
+        }
+    }
+}
+
 /// One generator: `i in lo..hi` or `t in collection`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generator {
@@ -386,6 +412,8 @@ pub enum ItemKind {
     },
     /// `policy NAME = mlp(...)`.
     Policy { name: Ident, value: Expr },
+    /// `reset { ... }`: how an episode's start is drawn.
+    Reset(Vec<ResetEntry>),
     /// `TEMPLATE(args) for gens`.
     Instance {
         template: Ident,

@@ -261,7 +261,7 @@ impl Formatter<'_> {
     fn containers(&self, item: &Item) -> Vec<(usize, usize)> {
         let end = item.span.end as usize;
         match &item.kind {
-            ItemKind::Settings(_) => vec![(
+            ItemKind::Settings(_) | ItemKind::Reset(_) => vec![(
                 self.next_token_char(item.span.start as usize, b'{'),
                 end - 1,
             )],
@@ -399,6 +399,7 @@ impl Formatter<'_> {
             ItemKind::Policy { name, value } => {
                 self.assign(depth, format!("policy {} =", name.name), value)
             }
+            ItemKind::Reset(entries) => self.reset(depth, entries, item.span.end as usize),
             ItemKind::Instance {
                 template,
                 args,
@@ -542,6 +543,39 @@ impl Formatter<'_> {
             let head = format!("{} =", f.name.name);
             let v = self.field_value(f);
             self.binding(depth + 1, head, f.span(), v, &mut first);
+        }
+        self.comments_in(0..end, &[], depth + 1, &mut first);
+        self.push(depth, "}".into());
+    }
+
+    /// `reset { entries }`: on one line when it is one short entry without
+    /// comments, else an entry per line.
+    fn reset(&mut self, depth: usize, entries: &[ResetEntry], end: usize) {
+        let entry = |f: &Self, e: &ResetEntry| match e {
+            ResetEntry::Let(l) => (format!("let {} =", l.name.name), f.expr(&l.value)),
+            ResetEntry::Set { target, add, value } => (
+                format!("{} {}", f.expr(target), if *add { "+=" } else { "=" }),
+                f.expr(value),
+            ),
+        };
+        let has_comment = self
+            .comments
+            .iter()
+            .enumerate()
+            .any(|(k, c)| !self.emitted[k] && c.start > self.last_end && c.start < end);
+        if let [e] = entries {
+            let (head, v) = entry(self, e);
+            let one_line = format!("reset {{ {head} {v} }}");
+            if !has_comment && depth * INDENT.len() + one_line.chars().count() <= WIDTH {
+                self.push(depth, one_line);
+                return;
+            }
+        }
+        self.push(depth, "reset {".into());
+        let mut first = true;
+        for e in entries {
+            let (head, v) = entry(self, e);
+            self.binding(depth + 1, head, e.span(), v, &mut first);
         }
         self.comments_in(0..end, &[], depth + 1, &mut first);
         self.push(depth, "}".into());

@@ -38,6 +38,7 @@ pub const KEYWORDS: &[&str] = &[
     "loss",
     "done",
     "policy",
+    "reset",
     "for",
     "in",
     "let",
@@ -252,6 +253,7 @@ fn rule_name(r: Rule) -> Option<&'static str> {
         | Rule::loss_item
         | Rule::done_item
         | Rule::policy_item
+        | Rule::reset_item
         | Rule::instance_item => "an item (`const`, `particle`, `energy`, ...)",
         _ => return None,
     })
@@ -573,6 +575,25 @@ impl Builder {
                 name: self.ident(it.next().unwrap()),
                 value: self.expr(it.next().unwrap()),
             },
+            Rule::reset_item => ItemKind::Reset(
+                it.map(|q| match q.as_rule() {
+                    Rule::let_stmt => {
+                        let mut i = q.into_inner();
+                        ResetEntry::Let(Let {
+                            name: self.ident(i.next().unwrap()),
+                            value: self.expr(i.next().unwrap()),
+                        })
+                    }
+                    _ => {
+                        let mut i = q.into_inner();
+                        let target = self.expr(i.next().unwrap());
+                        let add = i.next().unwrap().as_rule() == Rule::reset_add;
+                        let value = self.expr(i.next().unwrap());
+                        ResetEntry::Set { target, add, value }
+                    }
+                })
+                .collect(),
+            ),
             Rule::instance_item => {
                 let template = self.ident(it.next().unwrap());
                 let mut args = vec![];

@@ -146,6 +146,21 @@ fn item_sexp(item: &Item, depth: usize) -> String {
         ItemKind::Policy { name, value } => {
             write!(s, "(policy {} {} {at})", name.name, expr(value))
         }
+        ItemKind::Reset(entries) => {
+            let e: Vec<String> = entries
+                .iter()
+                .map(|e| match e {
+                    ResetEntry::Let(l) => format!("(let {} {})", l.name.name, expr(&l.value)),
+                    ResetEntry::Set { target, add, value } => format!(
+                        "({} {} {})",
+                        if *add { "+=" } else { "=" },
+                        expr(target),
+                        expr(value)
+                    ),
+                })
+                .collect();
+            write!(s, "(reset {} {at})", e.join(" "))
+        }
         ItemKind::Instance {
             template,
             args,

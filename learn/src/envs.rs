@@ -16,7 +16,6 @@
 use joule_compiler::model::ObjectiveKind;
 use joule_runtime::{Event, NameError, Scene, Sim};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 
 /// Environments, their episodes and the control table the policy writes.
 pub struct Envs<'s> {
@@ -295,12 +294,12 @@ impl<'s> Envs<'s> {
     }
 }
 
-/// Puts environment `env` of `sim` back at the scene's initial state with
-/// its velocities jittered by N(0, `noise`) per component: the reset
-/// distribution of training's episodes (and of `joule run --noise`).
+/// Starts a new episode in environment `env` of `sim`: the scene's initial
+/// state with its velocities jittered by N(0, `noise`) per component, then
+/// the scene's `reset` items drawn ([`Sim::reset_env`]): the start of
+/// training's episodes (and of `joule run`'s).
 pub fn reset_jittered(sim: &mut Sim, env: usize, noise: f64, rng: &mut ChaCha8Rng) {
-    let normal = Normal::new(0.0, noise.max(0.0)).expect("a finite standard deviation");
-    sim.reset_env(env, || normal.sample(rng));
+    sim.reset_env(env, noise, rng);
 }
 
 /// Steps of a window (`diverged`: `[step][env]`, as

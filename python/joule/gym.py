@@ -16,9 +16,10 @@ A scene with ``observe`` items, ``control`` declarations and a ``reward``
 (a Gymnasium ``VectorEnv``, next-step autoreset by default, as Gymnasium's
 own vector envs); :class:`Env` is one environment (a ``gymnasium.Env``).
 Resets put an environment at the scene's initial state with Gaussian noise
-of standard deviation ``reset_noise`` on every velocity component, drawn
-from the environment's seeded generator (``reset(seed=...)``), so that a
-seed gives the same episodes.
+of standard deviation ``reset_noise`` on every velocity component, then draw
+the scene's ``reset`` items (joint coordinates, rates, params), all from the
+environment's seeded generator (``reset(seed=...)``), so that a seed gives
+the same episodes.
 """
 
 from __future__ import annotations

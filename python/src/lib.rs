@@ -20,7 +20,6 @@ use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rand_chacha::rand_core::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -773,10 +772,11 @@ impl Sim {
         Ok(())
     }
 
-    /// Puts environments back at the scene's initial state (all of them, or
-    /// the indices in `envs`), with Gaussian noise of standard deviation
-    /// `noise` added to every velocity component, drawn from a generator
-    /// seeded by `seed` (the same seed gives the same state).
+    /// Starts new episodes (in all environments, or the indices in `envs`):
+    /// the scene's initial state with Gaussian noise of standard deviation
+    /// `noise` added to every velocity component, then the scene's `reset`
+    /// items drawn, from a generator seeded by `seed` (the same seed gives
+    /// the same state).
     #[pyo3(signature = (envs = None, noise = 0.0, seed = 0))]
     fn reset(&mut self, envs: Option<Vec<i64>>, noise: f64, seed: u64) -> PyResult<()> {
         let b = self.batch_size();
@@ -798,11 +798,10 @@ impl Sim {
                 })
                 .collect::<PyResult<_>>()?,
         };
-        let normal = Normal::new(0.0, noise).expect("checked above");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         self.cell.with_dependent_mut(|_, sim| {
             for e in envs {
-                sim.reset_env(e, || normal.sample(&mut rng));
+                sim.reset_env(e, noise, &mut rng);
             }
         });
         Ok(())

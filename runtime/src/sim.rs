@@ -9,7 +9,9 @@ use crate::gradient::GRADIENT_MEMORY;
 use crate::scene::Scene;
 use crate::step::{self, Part};
 use joule_compiler::abi::Real;
-use joule_compiler::model::{Integrator, Precision, State};
+use joule_compiler::model::{Integrator, Precision, Slot, State};
+use rand::Rng;
+use rand_distr::{Distribution, Normal, StandardNormal};
 use rayon::prelude::*;
 
 /// Storage a partition of an implicit scene aims to stay within: a share
@@ -544,11 +546,29 @@ impl<'s> Sim<'s> {
         });
     }
 
-    /// Puts one environment back at the scene's initial state, with
-    /// `jitter()` added to its velocities (see [`Scene::initial_dofs`]), and
-    /// forgets that it diverged.
-    pub fn reset_env(&mut self, env: usize, jitter: impl FnMut() -> f64) {
-        let (x, v) = self.scene.initial_dofs(jitter);
+    /// Starts a new episode in one environment: the scene's initial state
+    /// with N(0, `noise`) added to every velocity component (see
+    /// [`Scene::initial_dofs`]), then the scene's `reset` items drawn (joint
+    /// coordinates, rates and params; a drawn param is clamped to its
+    /// range), all from `rng`; forgets that the environment diverged.
+    pub fn reset_env<R: Rng + ?Sized>(&mut self, env: usize, noise: f64, rng: &mut R) {
+        let normal = Normal::new(0.0, noise.max(0.0)).expect("a finite standard deviation");
+        let (mut x, mut v) = self.scene.initial_dofs(|| normal.sample(rng));
+        let m = self.scene.model();
+        let defaults: Vec<f64> = m.params.iter().map(|p| p.value).collect();
+        let params = m.reset.draw(&mut x, &mut v, &defaults, |slot| match slot {
+            Slot::Uniform => rng.random::<f64>(),
+            Slot::Normal => StandardNormal.sample(rng),
+            Slot::Let => 0.0,
+        });
+        let (p, e) = self.locate(env);
+        with_parts!(&mut self.parts, parts => {
+            let b = &mut parts[p].b;
+            for &(i, value) in &params {
+                let value = m.params[i].bounds.map_or(value, |(lo, hi)| value.clamp(lo, hi));
+                b.params[i * b.stride + e] = Real::from_f64(value);
+            }
+        });
         self.set_state(env, &x, &v);
     }
 }
@@ -655,5 +675,46 @@ mod tests {
         // Explicit: threads alone.
         assert_eq!(part_lanes(PART_BYTES / 24, false), usize::MAX);
         assert_eq!(part_lanes(0, false), usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use crate::Scene;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Every environment's starts (params, velocities) after resets from a
+    /// generator seeded with `seed`.
+    fn starts(scene: &Scene, seed: u64) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let mut sim = scene.batch_threads(8, 2);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for e in 0..8 {
+            sim.reset_env(e, 0.0, &mut rng);
+        }
+        let k = (0..8).map(|e| sim.param("k", e).expect("k")).collect();
+        (k, (0..8).map(|e| sim.velocities(e)).collect())
+    }
+
+    /// `reset_env` draws the scene's `reset` per environment: a drawn param
+    /// clamped into its range, each environment its own start, and the same
+    /// seed the same starts.
+    #[test]
+    fn resets_draw_per_environment_and_clamp_params() {
+        let scene = Scene::compile(
+            "param k = 1 in 0.5..1.5
+             body torso { shape = sphere(0.2), mass = 1, x = vec3(0, 0, 1), joint = free }
+             reset { k = normal(1, 10)  torso.qdot = uniform(-1, 1) }",
+        )
+        .expect("compiles");
+        let (k, v) = starts(&scene, 3);
+        assert!(k.iter().all(|k| (0.5..=1.5).contains(k)), "{k:?}");
+        assert!(k.iter().any(|&k| k == 0.5 || k == 1.5), "clamped: {k:?}");
+        assert!(v.windows(2).all(|w| w[0] != w[1]), "each its own start");
+        let rates = scene.dofs() - 6..scene.dofs();
+        assert!(v
+            .iter()
+            .all(|v| v[rates.clone()].iter().all(|r| r.abs() < 1.0 && *r != 0.0)));
+        assert_eq!(starts(&scene, 3), (k, v), "the same seed, the same starts");
     }
 }

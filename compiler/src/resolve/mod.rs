@@ -15,8 +15,9 @@ mod eval;
 mod instances;
 mod joints;
 pub mod mesh;
+mod reset;
 mod syntax;
-mod value;
+pub(crate) mod value;
 
 use crate::model::*;
 use crate::names::PRELUDE;
@@ -403,6 +404,7 @@ impl Resolver<'_> {
                 ItemKind::Fix { .. }
                 | ItemKind::Objective { .. }
                 | ItemKind::Policy { .. }
+                | ItemKind::Reset(_)
                 | ItemKind::Instance { .. } => self.deferred.push(item.clone()),
             }
         }
@@ -535,7 +537,7 @@ impl Resolver<'_> {
     }
 
     /// Second pass: joint parents, fixes, DOF numbering, then instances,
-    /// objectives, policies.
+    /// objectives, policies, resets.
     fn finish(&mut self) {
         self.budget = eval::Budget::default();
         self.joint_parents();
@@ -561,6 +563,7 @@ impl Resolver<'_> {
                     self.objective((*kind).into(), name, value)
                 }
                 ItemKind::Policy { name, value } => self.policy(name, value),
+                ItemKind::Reset(entries) => self.reset(entries),
                 _ => {}
             }
         }

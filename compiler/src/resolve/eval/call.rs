@@ -85,6 +85,7 @@ impl Resolver<'_> {
         }
         let spans: Vec<Span> = args.iter().map(|a| a.value.span).collect();
         match name {
+            "uniform" | "normal" => self.draw(ctx, func, &vals, &spans, span),
             "vec2" | "vec3" | "vec4" | "quat" => {
                 let n = if name == "quat" {
                     4
@@ -356,6 +357,7 @@ impl Resolver<'_> {
                     let cands: Vec<&str> = fns
                         .chain(Builtin::ALL.iter().map(|(n, _)| *n))
                         .chain(SPECIAL_CALLS.iter().copied())
+                        .chain(["uniform", "normal"])
                         .collect();
                     let mut d = Diagnostic::error(
                         "joule::unknown_name",
@@ -378,7 +380,13 @@ impl Resolver<'_> {
         }
     }
 
-    pub(super) fn arity(&mut self, func: &Ident, want: usize, got: usize, span: Span) -> bool {
+    pub(in crate::resolve) fn arity(
+        &mut self,
+        func: &Ident,
+        want: usize,
+        got: usize,
+        span: Span,
+    ) -> bool {
         if want == got {
             return true;
         }

@@ -61,6 +61,8 @@ pub struct Ctx {
     pub held: bool,
     /// Set while evaluating an energy template.
     pub template: Option<TemplateCtx>,
+    /// In a `reset` item: `uniform(..)` and `normal(..)` draw.
+    pub draws: bool,
     /// `fn`s being inlined (outermost first), to reject recursion.
     fn_stack: Vec<usize>,
     next_local: u32,
@@ -97,6 +99,7 @@ impl Ctx {
             prev: false,
             held: false,
             template: None,
+            draws: false,
             fn_stack: vec![],
             next_local: 0,
             current_lets: vec![],
