@@ -24,6 +24,7 @@ macro_rules! shipped_scenes {
             pendulum
             quadruped_surrogate
             reacher
+            reacher_targets
             rigid_drop
             soft_block
             soft_quadruped
