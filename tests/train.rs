@@ -465,7 +465,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
 
 #[test]
 fn bad_training_input_is_a_diagnostic() {
-    let cases: [(&[&str], &str); 17] = [
+    let cases: [(&[&str], &str); 19] = [
         (
             &["train", SCENE, "--reward", "nope"],
             "no reward named `nope`",
@@ -583,6 +583,36 @@ fn bad_training_input_is_a_diagnostic() {
                 "0",
             ],
             "`--unrolls 0` must each be at least 1",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--algo",
+                "ppo",
+                "--epochs",
+                "5000",
+            ],
+            "5000 epochs: at most 1000 passes",
+        ),
+        (
+            &[
+                "train",
+                SCENE,
+                "--reward",
+                "closeness",
+                "--algo",
+                "ppo",
+                "--batch",
+                "100000",
+                "--horizon",
+                "100000",
+                "--episode",
+                "100000",
+            ],
+            "more than 32 GiB: fewer environments",
         ),
     ];
     for (args, want) in cases {

@@ -217,10 +217,72 @@ fn soft_update(target: &Mlp, net: &Mlp, alpha: f64) -> Result<()> {
     Ok(())
 }
 
+/// Most passes over one iteration's rollouts (`epochs`).
+pub const MAX_EPOCHS: usize = 1000;
+/// Most steps in an episode.
+pub const MAX_EPISODE: usize = 1_000_000_000;
+/// Most bytes one iteration's rollouts may take (observations, inputs,
+/// actions, values, rewards and flags per environment step).
+pub const MAX_ROLLOUT_BYTES: u64 = 32 << 30;
+/// Widest hidden layer of the value network, and most layers.
+pub const MAX_WIDTH: usize = 1 << 16;
+const MAX_LAYERS: usize = 64;
+
+impl Config {
+    /// The bounds on one iteration's work and memory, checked before a run
+    /// starts or resumes (`outputs`: the scene's output rows, `controls`
+    /// its controls): at most [`MAX_EPOCHS`] passes, episodes of at most
+    /// [`MAX_EPISODE`] steps, rollouts of at most [`MAX_ROLLOUT_BYTES`], a
+    /// value network of at most 64 layers of [`MAX_WIDTH`].
+    pub fn check_bounds(&self, outputs: usize, controls: usize) -> std::result::Result<(), String> {
+        if self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "{} epochs: at most {MAX_EPOCHS} passes over a rollout (Brax uses 4 to 8)",
+                self.epochs
+            ));
+        }
+        if self.episode > MAX_EPISODE {
+            return Err(format!(
+                "an episode of {} steps: at most {MAX_EPISODE}",
+                self.episode
+            ));
+        }
+        let per_step = (2 * outputs + controls + 8) as u64 * 8;
+        let bytes = [self.unrolls, self.horizon, self.batch]
+            .iter()
+            .fold(per_step, |b, &n| b.saturating_mul(n as u64));
+        if bytes > MAX_ROLLOUT_BYTES {
+            return Err(format!(
+                "one iteration's rollouts ({} rollouts of {} steps of {} environments) would take {:.1} GiB, more than {} GiB: fewer environments, a shorter horizon or fewer rollouts",
+                self.unrolls,
+                self.horizon,
+                self.batch,
+                bytes as f64 / f64::from(1u32 << 30),
+                MAX_ROLLOUT_BYTES >> 30
+            ));
+        }
+        if let Some(widths) = &self.value_hidden {
+            if widths.len() > MAX_LAYERS || widths.iter().any(|&w| w == 0 || w > MAX_WIDTH) {
+                return Err(format!(
+                    "value network widths {widths:?}: 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<'s> Trainer<'s> {
-    /// A new run: fresh networks and environments from `config.seed`.
+    /// A new run: fresh networks and environments from `config.seed`; an
+    /// error for settings outside [`Config::check_bounds`].
     pub fn new(scene: &'s Scene, config: Config) -> Result<Trainer<'s>> {
         let msg = |e: String| candle_core::Error::Msg(e);
+        config
+            .check_bounds(
+                scene.compiled.layout().output_rows(),
+                scene.model().controls.len(),
+            )
+            .map_err(msg)?;
         let mut config = config;
         config.horizon = config.horizon.max(1);
         config.episode = config.episode.div_ceil(config.horizon).max(1) * config.horizon;

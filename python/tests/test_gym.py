@@ -133,3 +133,21 @@ def test_same_step_autoreset_and_truncation(fall):
     assert obs[:, 0] == pytest.approx([1.0, 1.0])  # already restarted
     obs, reward, terminated, truncated, info = env.step(np.zeros((2, 1)))
     assert not truncated.any() and reward[0] == pytest.approx(obs[0, 0])
+
+
+def test_resets_draw_the_scenes_reset_items():
+    """A scene's `reset` item (here the reacher's target, drawn every
+    episode) makes each environment's episode start its own, the same for
+    the same seed, and the params follow the draw."""
+    scene = joule.Scene.from_path(SCENES / "reacher_targets.joule")
+    env = VectorEnv(scene, 8, max_episode_steps=20, reset_noise=0.0)
+    obs, _ = env.reset(seed=4)
+    targets = env.sim.params[:, :2]
+    distance = np.hypot(targets[:, 0], targets[:, 1])
+    assert np.all((distance >= 0.05 - 1e-12) & (distance <= 0.2 + 1e-12))
+    assert len(np.unique(targets[:, 0])) == 8
+    again, _ = env.reset(seed=4)
+    np.testing.assert_array_equal(obs, again)
+    np.testing.assert_array_equal(env.sim.params[:, :2], targets)
+    other, _ = env.reset(seed=5)
+    assert not np.allclose(obs, other)
