@@ -9,6 +9,10 @@
 mod common;
 
 use common::{joule, temp};
+#[path = "common/damage.rs"]
+mod damage;
+
+use damage::{apply, damage};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -81,47 +85,6 @@ fn seeds() -> &'static Seeds {
             policy: read("policy.st"),
         }
     })
-}
-
-/// A damage to a file: cut it at a fraction of its length, overwrite bytes
-/// at fractions of it, insert bytes at a fraction of it.
-#[derive(Debug, Clone)]
-enum Damage {
-    Truncate(f64),
-    Flip(Vec<(f64, u8)>),
-    Insert(f64, Vec<u8>),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        (0.0..1.0f64).prop_map(Damage::Truncate),
-        prop::collection::vec((0.0..1.0f64, any::<u8>()), 1..8).prop_map(Damage::Flip),
-        (0.0..1.0f64, prop::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(at, b)| Damage::Insert(at, b)),
-    ]
-}
-
-fn apply(bytes: &[u8], d: &Damage) -> Vec<u8> {
-    let at = |f: f64| ((f * bytes.len() as f64) as usize).min(bytes.len());
-    match d {
-        Damage::Truncate(f) => bytes[..at(*f)].to_vec(),
-        Damage::Flip(flips) => {
-            let mut b = bytes.to_vec();
-            for (f, v) in flips {
-                let i = at(*f).min(b.len().saturating_sub(1));
-                if let Some(x) = b.get_mut(i) {
-                    *x = *v;
-                }
-            }
-            b
-        }
-        Damage::Insert(f, extra) => {
-            let mut b = bytes.to_vec();
-            let i = at(*f);
-            b.splice(i..i, extra.iter().copied());
-            b
-        }
-    }
 }
 
 /// Writes the damaged file as `name` and runs `args` (with `{}` standing for

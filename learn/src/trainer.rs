@@ -744,6 +744,34 @@ fn check_state(
     if st.adam_t.is_empty() {
         return damaged("no optimiser step count".into());
     }
+    if st.adam_t.iter().any(|&t| t > i32::MAX as u64) {
+        return damaged(format!(
+            "optimiser step counts {:?} (at most {})",
+            st.adam_t,
+            i32::MAX
+        ));
+    }
+    // The curve's rows count iterations from 1 and at most one iteration's
+    // environment steps each (the next row adds to the last).
+    let per_iteration = [c.batch, c.horizon, c.unrolls]
+        .iter()
+        .fold(1u64, |p, &n| p.saturating_mul(n as u64));
+    for (k, p) in st.curve.iter().enumerate() {
+        let most = (k as u64 + 1).saturating_mul(per_iteration);
+        let times = [p.wall, p.sim];
+        if p.iteration != k + 1
+            || p.env_steps > most
+            || times.iter().any(|t| !(t.is_finite() && *t >= 0.0))
+        {
+            return damaged(format!(
+                "row {} of the learning curve says iteration {}, {} environment steps (at most {most}), {} s",
+                k + 1,
+                p.iteration,
+                p.env_steps,
+                p.wall
+            ));
+        }
+    }
     let rates = [
         c.lr,
         c.gamma,
