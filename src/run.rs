@@ -237,7 +237,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
         for e in 0..batch {
-            joule_learn::envs::reset_jittered(&mut sim, e, a.noise, &mut rng);
+            sim.reset_env(e, a.noise, &mut rng);
         }
     }
     let policy = a

@@ -543,8 +543,7 @@ fn resets_draw_braxs_distributions() {
         let mut target = vec![];
         for b in &m.bodies {
             let Some(a) = &b.joint else { continue };
-            let n: usize = a.joints.iter().map(|j| j.kind.dofs()).sum();
-            let r = a.coord as usize..a.coord as usize + n;
+            let r = a.rows().map(|r| r as usize);
             if b.name == "target" {
                 target.extend(r);
             } else {

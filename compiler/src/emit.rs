@@ -234,7 +234,7 @@ fn attachment(m: &Model, a: &Attachment) -> String {
         }
         format!("{}({})", j.kind.name(), args.join(", "))
     };
-    let n: u32 = a.joints.iter().map(|j| j.kind.dofs() as u32).sum();
+    let n = a.coordinates();
     let coords = if n == 0 {
         String::new()
     } else {

@@ -623,6 +623,19 @@ pub struct Attachment {
     pub span: Span,
 }
 
+impl Attachment {
+    /// How many coordinates its joints have (a free joint 6, a ball 3, a
+    /// hinge or slider 1, a weld none).
+    pub fn coordinates(&self) -> u32 {
+        self.joints.iter().map(|j| j.kind.dofs() as u32).sum()
+    }
+
+    /// The state rows of its coordinates (and of their velocities).
+    pub fn rows(&self) -> std::ops::Range<u32> {
+        self.coord..self.coord + self.coordinates()
+    }
+}
+
 /// The kind of a joint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JointKind {
@@ -847,8 +860,6 @@ pub struct ResetStep {
     pub draws: std::ops::Range<u32>,
     /// The value, reading slots as [`Input::Const`].
     pub value: Arc<Term>,
-    /// The entry's source.
-    pub span: Span,
 }
 
 /// How an episode's start is drawn: the `reset` items' entries in source

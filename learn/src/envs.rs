@@ -159,7 +159,7 @@ impl<'s> Envs<'s> {
     }
 
     fn reset(&mut self, env: usize, rng: &mut ChaCha8Rng) {
-        reset_jittered(&mut self.sim, env, self.noise, rng);
+        self.sim.reset_env(env, self.noise, rng);
         self.age[env] = 0;
         self.ret[env] = 0.0;
         self.alive[env] = true;
@@ -292,14 +292,6 @@ impl<'s> Envs<'s> {
             }
         }
     }
-}
-
-/// Starts a new episode in environment `env` of `sim`: the scene's initial
-/// state with its velocities jittered by N(0, `noise`) per component, then
-/// the scene's `reset` items drawn ([`Sim::reset_env`]): the start of
-/// training's episodes (and of `joule run`'s).
-pub fn reset_jittered(sim: &mut Sim, env: usize, noise: f64, rng: &mut ChaCha8Rng) {
-    sim.reset_env(env, noise, rng);
 }
 
 /// Steps of a window (`diverged`: `[step][env]`, as

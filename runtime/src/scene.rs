@@ -182,7 +182,7 @@ impl Scene {
         // vector from the initial pose, `A.free[0..6]`.
         for b in &model.bodies {
             let Some(att) = &b.joint else { continue };
-            let coords: usize = att.joints.iter().map(|j| j.kind.dofs()).sum();
+            let coords = att.coordinates() as usize;
             for k in 0..coords {
                 let name = if att.joints.iter().any(|j| j.kind == JointKind::Free) {
                     format!("{}.free[{k}]", b.name)

@@ -619,7 +619,7 @@ impl Resolver<'_> {
         for b in &mut self.model.bodies {
             if let Some(a) = &mut b.joint {
                 a.coord = next;
-                next += a.joints.iter().map(|j| j.kind.dofs() as u32).sum::<u32>();
+                next += a.coordinates();
             }
         }
         self.model.dof_count = next as usize;

@@ -50,7 +50,6 @@ impl Resolver<'_> {
                         add: false,
                         draws,
                         value,
-                        span: entry.span(),
                     });
                 }
                 ResetEntry::Set { target, add, value } => {
@@ -86,7 +85,6 @@ impl Resolver<'_> {
                         add: *add,
                         draws: first..self.model.reset.slots.len() as u32,
                         value: term,
-                        span: entry.span(),
                     });
                 }
             }
@@ -152,10 +150,7 @@ impl Resolver<'_> {
                         .bodies
                         .iter()
                         .filter_map(|b| b.joint.as_ref())
-                        .flat_map(|a| {
-                            let n: u32 = a.joints.iter().map(|j| j.kind.dofs() as u32).sum();
-                            a.coord..a.coord + n
-                        })
+                        .flat_map(Attachment::rows)
                         .collect();
                     if rows.is_empty() {
                         self.err_help(
@@ -198,11 +193,8 @@ impl Resolver<'_> {
     /// The state rows of body `b`'s joint coordinates (`q`) or rates.
     fn joint_rows(&mut self, b: u32, f: &str, span: Span) -> Option<ResetTarget> {
         let body = &self.model.bodies[b as usize];
-        let n: u32 = body
-            .joint
-            .as_ref()
-            .map_or(0, |a| a.joints.iter().map(|j| j.kind.dofs() as u32).sum());
-        let (Some(att), true) = (&body.joint, n > 0) else {
+        let rows = body.joint.as_ref().map_or(0..0, Attachment::rows);
+        if rows.is_empty() {
             let name = body.name.clone();
             self.err_help(
                 "joule::joint",
@@ -212,8 +204,8 @@ impl Resolver<'_> {
                 TARGETS,
             );
             return None;
-        };
-        let rows = (att.coord..att.coord + n).collect();
+        }
+        let rows = rows.collect();
         Some(if f == "q" {
             ResetTarget::Pos(rows)
         } else {

@@ -624,7 +624,7 @@ mod tests {
         for b in &mut m.bodies {
             if let Some(a) = &mut b.joint {
                 a.coord = row;
-                row += a.joints.iter().map(|j| j.kind.dofs() as u32).sum::<u32>();
+                row += a.coordinates();
             }
         }
         m.dof_count = row as usize;

@@ -298,7 +298,7 @@ impl Resolver<'_> {
             );
             return Value::Poison;
         };
-        let n: usize = att.joints.iter().map(|j| j.kind.dofs()).sum();
+        let n = att.coordinates() as usize;
         let free = att.joints.iter().any(|j| j.kind == JointKind::Free);
         if n == 0 || n > 4 || free {
             self.err_help(
