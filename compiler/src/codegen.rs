@@ -82,7 +82,9 @@ unsafe impl Sync for ModuleOwner {}
 /// kernel pointers must not be used after that.
 pub struct Jit {
     module: Option<ModuleOwner>,
-    kernels: HashMap<KernelKind, SharedKernel>,
+    /// By [`KernelKind::index`] (an array: the step looks kernels up on
+    /// every sweep).
+    kernels: [Option<SharedKernel>; KernelKind::ALL.len()],
     /// Instance tables referenced by address from the code.
     _tables: Vec<Box<[u32]>>,
     _consts: Vec<Box<[f64]>>,
@@ -100,7 +102,7 @@ impl Drop for Jit {
 impl Jit {
     /// The compiled kernel of a kind.
     pub fn kernel(&self, kind: KernelKind) -> SharedKernel {
-        self.kernels[&kind]
+        self.kernels[kind.index()].expect("every kind of kernel is compiled")
     }
 }
 
@@ -195,17 +197,14 @@ pub fn compile(kernels: &[KernelIr], precision: Precision) -> Result<Jit, Codege
             .map_err(|e| CodegenError(format!("{e:?}")))?;
     }
     module.finalize_definitions().map_err(err)?;
-    let kernels = ids
-        .into_iter()
-        .map(|(kind, id)| {
-            let p = module.get_finalized_function(id);
-            // SAFETY: the function was defined with the KernelFn signature.
-            (
-                kind,
-                SharedKernel(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }),
-            )
-        })
-        .collect();
+    let mut kernels = [None; KernelKind::ALL.len()];
+    for (kind, id) in ids {
+        let p = module.get_finalized_function(id);
+        // SAFETY: the function was defined with the KernelFn signature.
+        kernels[kind.index()] = Some(SharedKernel(unsafe {
+            std::mem::transmute::<*const u8, KernelFn>(p)
+        }));
+    }
     Ok(Jit {
         module: Some(ModuleOwner(module)),
         kernels,

@@ -18,6 +18,8 @@ pub struct MassModel {
     pub force: Vec<f64>,
     /// Bodies whose `W` is not diagonal: first DOF and `W^-1`.
     blocks: Vec<(usize, Block)>,
+    /// The same bodies' first DOF and `W` (their rows of `M v`).
+    weights: Vec<(usize, Block)>,
     /// The off-diagonal nonzeros of those bodies' `W` (their diagonal is in
     /// `mass`) as (row, column, value), both triangles.
     couplings: Vec<(usize, usize, f64)>,
@@ -72,6 +74,7 @@ impl MassModel {
         let mut mass = vec![0.0; n];
         let mut force = vec![0.0; n];
         let mut blocks = vec![];
+        let mut weights = vec![];
         let mut couplings = vec![];
         let g = model.settings.gravity;
         for p in &model.particles {
@@ -95,6 +98,7 @@ impl MassModel {
                 }
                 if !is_diagonal(&w) {
                     blocks.push((d, inverse(&w)));
+                    weights.push((d, w));
                     for c in 0..3 {
                         for a in 0..4 {
                             for b in 0..4 {
@@ -111,6 +115,7 @@ impl MassModel {
             mass,
             force,
             blocks,
+            weights,
             couplings,
             accel: vec![],
             inv_mass: vec![],
@@ -177,6 +182,7 @@ impl MassModel {
     /// `out = M v` on the free rows of a structure-of-arrays buffer (stride `s`).
     pub fn mul(&self, v: &[f64], out: &mut [f64], s: usize) {
         match s {
+            1 => self.mul_lanes::<1>(v, out),
             2 => self.mul_lanes::<2>(v, out),
             4 => self.mul_lanes::<4>(v, out),
             8 => self.mul_lanes::<8>(v, out),
@@ -200,7 +206,9 @@ impl MassModel {
         }
     }
 
-    /// [`MassModel::mul`] for a stride of `W` lanes, a row at a time.
+    /// [`MassModel::mul`] for a stride of `W` lanes: the diagonal, then each
+    /// body with a full `W` its twelve rows at once (each row a sum in
+    /// registers, not a chain of stores into it).
     fn mul_lanes<const W: usize>(&self, v: &[f64], out: &mut [f64]) {
         let (o, x) = (out.as_chunks_mut::<W>().0, v.as_chunks::<W>().0);
         for ((o, x), m) in o.iter_mut().zip(x).zip(&self.mass) {
@@ -208,10 +216,18 @@ impl MassModel {
                 o[e] = m * x[e];
             }
         }
-        for &(r, c, w) in &self.couplings {
-            let xc = x[c];
-            for e in 0..W {
-                o[r][e] += w * xc[e];
+        for (d, w) in &self.weights {
+            let (x, o) = (&x[*d..*d + 12], &mut o[*d..*d + 12]);
+            for c in 0..3 {
+                for a in 0..4 {
+                    let mut acc = [0.0; W];
+                    for b in 0..4 {
+                        for e in 0..W {
+                            acc[e] += w[a][b] * x[3 * b + c][e];
+                        }
+                    }
+                    o[3 * a + c] = acc;
+                }
             }
         }
     }

@@ -57,6 +57,11 @@ pub enum KernelKind {
 }
 
 impl KernelKind {
+    /// The kind's position in [`KernelKind::ALL`] (its declaration order).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Every kernel, in the order they are compiled.
     pub const ALL: [KernelKind; 15] = [
         KernelKind::Energy,
@@ -400,4 +405,16 @@ pub fn dump(kernels: &Kernels, which: &[KernelKind], template: Option<&str>) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KernelKind;
+
+    #[test]
+    fn every_kind_sits_at_its_index_in_all() {
+        for (k, kind) in KernelKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), k, "{kind:?}");
+        }
+    }
 }

@@ -840,6 +840,7 @@ mod tests {
             &poses,
             &twists,
             |k| blocks[k],
+            |_| true,
             scale,
             &mut composite,
             &mut hz,

@@ -600,6 +600,12 @@ impl Tree {
             .1
     }
 
+    /// Entries of a pair's block (rows of its first group times rows of
+    /// its second).
+    pub(crate) fn pair_len(&self, pair: &Pair) -> usize {
+        group_rows(self.groups[pair.g]) * group_rows(self.groups[pair.h])
+    }
+
     /// Number of reduced coordinates (joint coordinates, then the free rows
     /// outside the trees).
     pub fn coordinates(&self) -> usize {
@@ -617,7 +623,15 @@ impl Tree {
         self.forward(&state, &mut poses, &mut twists);
         let mut composite = vec![[[0.0; 6]; 6]; nl];
         let mut hz = vec![0.0; self.n * self.n];
-        self.reduce_hessian(&poses, &twists, |_| 0.0, 1.0, &mut composite, &mut hz);
+        self.reduce_hessian(
+            &poses,
+            &twists,
+            |_| 0.0,
+            |_| false,
+            1.0,
+            &mut composite,
+            &mut hz,
+        );
         self.joints
             .iter()
             .map(|j| hz[j.z * self.n + j.z] + j.armature)
@@ -634,12 +648,15 @@ impl Tree {
     /// in the composite-rigid-body algorithm: coordinates `i <= k` with `k`
     /// on link `l` and `i` on its chain couple through `S_i^T K_l^c S_k`.
     /// Blocks between two links, or with a coordinate row, add `S_g^T K
-    /// S_h` and its transpose.
+    /// S_h` and its transpose. Pairs `p` with `live(p)` false hold zeros
+    /// (a contact not touching): their pull-back is skipped.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn reduce_hessian(
         &self,
         poses: &[Pose],
         twists: &[Twist],
         block: impl Fn(usize) -> f64,
+        live: impl Fn(usize) -> bool,
         mass_scale: f64,
         composite: &mut [Spatial],
         hz: &mut [f64],
@@ -658,8 +675,11 @@ impl Tree {
             hz[i * n + k] += v;
             hz[k * n + i] += v;
         };
-        for pair in &self.pairs {
+        for (p, pair) in self.pairs.iter().enumerate() {
             let (rh, o) = (group_rows(self.groups[pair.h]), pair.offset);
+            if !live(p) {
+                continue;
+            }
             let b = |r: usize, c: usize| block(o + r * rh + c);
             match (self.groups[pair.g], self.groups[pair.h]) {
                 (Group::Link(a), Group::Link(c)) if a == c => {

@@ -91,33 +91,44 @@ impl<T: Real> Part<T> {
 
 /// Adds `scale` times each lane's dot product of `a` and `b` (rows of
 /// `stride` lanes) to `out`: each lane's sum in row order, then scaled,
-/// eight lanes at a time across the rows (contiguous loads that
-/// vectorise; a lane at a time down its column would be a strided chain
-/// of dependent additions).
+/// up to eight lanes at a time across the rows (contiguous loads that
+/// vectorise, the sums in registers; a lane at a time down its column
+/// would be a strided chain of dependent additions).
 fn add_lane_dots(a: &[f64], b: &[f64], stride: usize, scale: f64, out: &mut [f64]) {
-    const W: usize = 8;
-    let rows = a.len() / stride.max(1);
-    for c in (0..stride).step_by(W) {
-        let w = W.min(stride - c);
-        let mut acc = [0.0; W];
-        for r in 0..rows {
-            let at = r * stride + c;
-            if w == W {
-                let (a, b): (&[f64; W], &[f64; W]) = (
-                    a[at..at + W].try_into().expect("eight lanes"),
-                    b[at..at + W].try_into().expect("eight lanes"),
-                );
-                for e in 0..W {
-                    acc[e] += a[e] * b[e];
-                }
-            } else {
-                for ((acc, a), b) in acc[..w].iter_mut().zip(&a[at..at + w]).zip(&b[at..at + w]) {
-                    *acc += a * b;
-                }
-            }
-        }
-        for (o, acc) in out[c..c + w].iter_mut().zip(acc) {
-            *o += acc * scale;
+    let mut c = 0;
+    while c < stride {
+        c += match stride - c {
+            8.. => lane_dots::<8>(a, b, stride, c, scale, out),
+            4.. => lane_dots::<4>(a, b, stride, c, scale, out),
+            2.. => lane_dots::<2>(a, b, stride, c, scale, out),
+            _ => lane_dots::<1>(a, b, stride, c, scale, out),
+        };
+    }
+}
+
+/// [`add_lane_dots`] of the `W` lanes from `c`; returns `W`.
+fn lane_dots<const W: usize>(
+    a: &[f64],
+    b: &[f64],
+    stride: usize,
+    c: usize,
+    scale: f64,
+    out: &mut [f64],
+) -> usize {
+    let rows = a.len() / stride;
+    let mut acc = [0.0; W];
+    for r in 0..rows {
+        let at = r * stride + c;
+        let (a, b): (&[f64; W], &[f64; W]) = (
+            a[at..at + W].try_into().expect("W lanes"),
+            b[at..at + W].try_into().expect("W lanes"),
+        );
+        for e in 0..W {
+            acc[e] += a[e] * b[e];
         }
     }
+    for (o, acc) in out[c..c + W].iter_mut().zip(acc) {
+        *o += acc * scale;
+    }
+    W
 }

@@ -228,11 +228,17 @@ impl Tree {
                 let (c, l) = (e / w, e % w);
                 let blocks = &red.blocks[c * bl * w..(c + 1) * bl * w];
                 let block = |k: usize| blocks[k * w + l];
-                let (poses, twists) = (&lane.poses, &lane.twists);
+                // A block of zeros (a contact not touching) adds nothing; an
+                // active block's first entry is nearly always nonzero.
+                let live = |p: usize| {
+                    let pair = &self.pairs[p];
+                    (pair.offset..pair.offset + self.pair_len(pair)).any(|k| block(k) != 0.0)
+                };
                 self.reduce_hessian(
-                    poses,
-                    twists,
+                    &lane.poses,
+                    &lane.twists,
                     block,
+                    live,
                     mass_scale,
                     &mut red.composite,
                     &mut lane.h,
@@ -307,14 +313,19 @@ pub(super) fn shifted_cholesky_solve(
 /// Solves `L L^T x = b` in place with the Cholesky factor `l` (lower
 /// triangle, row-major) that [`shifted_cholesky_solve`] leaves in its matrix.
 pub(super) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    // L y = b, L^T x = y.
+    // L y = b, L^T x = y; the second by rows of L too: once x_i is known,
+    // its multiples leave the entries above it (no chain down a column).
     for i in 0..n {
         let s = dot(&l[i * n..i * n + i], &b[..i]);
         b[i] = (b[i] - s) / l[i * n + i];
     }
     for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * b[k]).sum();
-        b[i] = (b[i] - s) / l[i * n + i];
+        let row = &l[i * n..i * n + i];
+        b[i] /= l[i * n + i];
+        let x = b[i];
+        for (bk, lik) in b[..i].iter_mut().zip(row) {
+            *bk -= lik * x;
+        }
     }
 }
 
