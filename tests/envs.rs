@@ -21,9 +21,11 @@ use std::path::Path;
 /// What Brax's formulas read after a step.
 struct State<'a> {
     model: &'a Model,
-    /// Free rows' positions after the step, and before it.
+    /// Free rows' positions after the step, and before it, and velocities
+    /// after it (a link's are the secant of the last physics step).
     x: Vec<f64>,
     x_before: Vec<f64>,
+    v: Vec<f64>,
     /// MuJoCo's qpos and qvel.
     qpos: Vec<f64>,
     qvel: Vec<f64>,
@@ -66,6 +68,153 @@ impl State<'_> {
     fn ctrl_cost(&self) -> f64 {
         self.u.iter().map(|u| u * u).sum()
     }
+}
+
+/// How far (relative to 1 + |value|) a humanoid link's secant velocity may
+/// be from its instantaneous one under the test's random controls (the
+/// largest seen is 0.13, on a thigh's angular velocity).
+const SECANT_LINKS: f64 = 0.25;
+
+type V3 = [f64; 3];
+type M3 = [[f64; 3]; 3];
+
+fn cross(a: V3, b: V3) -> V3 {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn add(a: V3, b: V3) -> V3 {
+    std::array::from_fn(|k| a[k] + b[k])
+}
+
+fn sub(a: V3, b: V3) -> V3 {
+    std::array::from_fn(|k| a[k] - b[k])
+}
+
+fn scale(a: V3, c: f64) -> V3 {
+    a.map(|x| x * c)
+}
+
+fn mv(m: &M3, v: V3) -> V3 {
+    std::array::from_fn(|r| (0..3).map(|c| m[r][c] * v[c]).sum())
+}
+
+fn mm(a: &M3, b: &M3) -> M3 {
+    std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
+}
+
+fn transpose(a: &M3) -> M3 {
+    std::array::from_fn(|r| std::array::from_fn(|c| a[c][r]))
+}
+
+/// The rotation by `angle` about the unit `axis` (Rodrigues).
+fn rotation(axis: V3, angle: f64) -> M3 {
+    let (s, c) = angle.sin_cos();
+    std::array::from_fn(|r| {
+        std::array::from_fn(|k| {
+            let skew = match (r, k) {
+                (0, 1) => -axis[2],
+                (0, 2) => axis[1],
+                (1, 0) => axis[2],
+                (1, 2) => -axis[0],
+                (2, 0) => -axis[1],
+                (2, 1) => axis[0],
+                _ => 0.0,
+            };
+            (if r == k { c } else { 0.0 }) + s * skew + (1.0 - c) * axis[r] * axis[k]
+        })
+    })
+}
+
+/// Every body's rotation (from its rows) after the step.
+fn body_rotation(s: &State, d: usize) -> M3 {
+    std::array::from_fn(|r| std::array::from_fn(|c| s.x[d + 3 + 3 * c + r]))
+}
+
+/// Brax's link velocities (`xd`: the instantaneous angular velocity and the
+/// origin's velocity, world axes) of every body in model order, from MuJoCo's
+/// `qvel` through the joint tree: a hinge's axis and anchor (given in world
+/// coordinates in the initial pose) carried by the rotations of its parent
+/// and of the hinges before it in its body, `w = w_parent + sum qd a` and
+/// `v(y) = v_parent(y) + sum qd a x (y - anchor)`. Also checks that the
+/// tree's poses, so composed, are the bodies' rows.
+fn link_velocities(s: &State) -> Vec<(V3, V3)> {
+    let m = s.model;
+    let mut out: Vec<(V3, V3)> = vec![];
+    let mut qv = 0;
+    for b in &m.bodies {
+        let d = b.dof.expect("moving") as usize;
+        let (x_b, r_b) = (s.origin(&b.name, false), body_rotation(s, d));
+        let a = b.joint.as_ref().expect("a jointed body");
+        let (mut w, v_at, mut racc, mut origin, mut origin0) = match a.parent {
+            None => {
+                assert_eq!(a.joints[0].kind, JointKind::Free);
+                let v: V3 = std::array::from_fn(|k| s.qvel[qv + k]);
+                let w_body: V3 = std::array::from_fn(|k| s.qvel[qv + 3 + k]);
+                qv += 6;
+                out.push((mv(&r_b, w_body), v));
+                continue;
+            }
+            Some(p) => {
+                let pb = &m.bodies[p as usize];
+                let pd = pb.dof.expect("moving") as usize;
+                let r_p = body_rotation(s, pd);
+                let r_p0 = qmat(pb.rotation);
+                let (w_p, v_p) = out[p as usize];
+                let x_p = s.origin(&pb.name, false);
+                (w_p, (v_p, x_p), mm(&r_p, &transpose(&r_p0)), x_p, pb.x)
+            }
+        };
+        // The transform so far maps an initial-pose point y0 to
+        // origin + racc (y0 - origin0).
+        let mut hinges: Vec<(f64, V3, V3)> = vec![];
+        for j in &a.joints {
+            assert_eq!(
+                j.kind,
+                JointKind::Hinge,
+                "{}: hinges below the root",
+                b.name
+            );
+            // qpos has the free joint's 7 where qvel has 6.
+            let (q, qd) = (s.qpos[qv + 1], s.qvel[qv]);
+            let axis = mv(&racc, j.axis);
+            let anchor = add(origin, mv(&racc, sub(j.at, origin0)));
+            w = add(w, scale(axis, qd));
+            hinges.push((qd, axis, anchor));
+            // Then the hinge's own rotation about its anchor.
+            let turn = rotation(j.axis, q);
+            origin = anchor;
+            origin0 = j.at;
+            racc = mm(&racc, &turn);
+            qv += 1;
+        }
+        let map = |y0: V3| add(origin, mv(&racc, sub(y0, origin0)));
+        let x_check = map(b.x);
+        let r_check = mm(&racc, &qmat(b.rotation));
+        for k in 0..3 {
+            assert!((x_check[k] - x_b[k]).abs() < 1e-9, "{}: origin", b.name);
+            for c in 0..3 {
+                assert!(
+                    (r_check[k][c] - r_b[k][c]).abs() < 1e-9,
+                    "{}: rotation",
+                    b.name
+                );
+            }
+        }
+        let (v_p, x_p) = v_at;
+        let mut v = add(
+            v_p,
+            cross(out[a.parent.expect("parent") as usize].0, sub(x_b, x_p)),
+        );
+        for (qd, axis, anchor) in hinges {
+            v = add(v, scale(cross(axis, sub(x_b, anchor)), qd));
+        }
+        out.push((w, v));
+    }
+    out
 }
 
 /// MuJoCo's qpos and qvel from the joint coordinate rows, joints in the
@@ -218,7 +367,58 @@ fn humanoid(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
             .expect("actuated");
         qfrc.push(gears[k].1 * s.u[k]);
     }
-    let obs = [&s.qpos[2..], &s.qvel[..], &qfrc[..]].concat();
+    // com_inertia: every link's inertia about the whole's centre of mass in
+    // world axes (R I R^T + m (|p|^2 Id - p p^T)), then its mass;
+    // com_velocity: its centre of mass's velocity times its share of the
+    // mass, then its angular velocity.
+    let (com, total) = (
+        s.com(false),
+        s.model.bodies.iter().map(|b| b.mass).sum::<f64>(),
+    );
+    let exact = link_velocities(s);
+    let (mut cinert, mut cvel) = (vec![], vec![]);
+    for (b, (w_exact, v_exact)) in s.model.bodies.iter().zip(exact) {
+        let d = b.dof.expect("moving") as usize;
+        // The link's velocity as the scene reads it: its rows' (the secant
+        // of the last physics step), the angular velocity from R' R^T.
+        let v: V3 = std::array::from_fn(|k| s.v[d + k]);
+        let rdot: M3 = std::array::from_fn(|r| std::array::from_fn(|c| s.v[d + 3 + 3 * c + r]));
+        let spin = mm(&rdot, &transpose(&body_rotation(s, d)));
+        let w = [
+            (spin[2][1] - spin[1][2]) / 2.0,
+            (spin[0][2] - spin[2][0]) / 2.0,
+            (spin[1][0] - spin[0][1]) / 2.0,
+        ];
+        // Brax's are the instantaneous velocities: the secants agree to
+        // O(h) (docs/learning.md).
+        for (got, want) in [(w, w_exact), (v, v_exact)] {
+            for k in 0..3 {
+                assert!(
+                    (got[k] - want[k]).abs() <= SECANT_LINKS * (1.0 + want[k].abs()),
+                    "{}: secant {got:?} vs instantaneous {want:?}",
+                    b.name
+                );
+            }
+        }
+        let (r, i) = (
+            body_rotation(s, d),
+            b.inertia.as_ref().expect("imported inertia"),
+        );
+        let arm = mv(&r, i.com);
+        let p = sub(add(s.origin(&b.name, false), arm), com);
+        let turned = mm(&mm(&r, &i.tensor), &transpose(&r));
+        let pp: f64 = p.iter().map(|x| x * x).sum();
+        for j in 0..3 {
+            for k in 0..3 {
+                let shift = if j == k { pp } else { 0.0 } - p[j] * p[k];
+                cinert.push(turned[j][k] + b.mass * shift);
+            }
+        }
+        cinert.push(b.mass);
+        cvel.extend(scale(add(v, cross(w, arm)), b.mass / total));
+        cvel.extend(w);
+    }
+    let obs = [&s.qpos[2..], &s.qvel[..], &cinert[..], &cvel[..], &qfrc[..]].concat();
     let velocity = (s.com(false)[0] - s.com(true)[0]) / dt;
     let z = s.origin("torso", false)[2];
     let reward = 1.25 * velocity + 5.0 - 0.1 * s.ctrl_cost();
@@ -299,7 +499,7 @@ const ENVS: &[Env] = &[
         name: "humanoid",
         dt: 0.015,
         timestep: 0.003,
-        obs: 68,
+        obs: 244,
         actions: 17,
         reference: humanoid,
         secant: &[25, 26, 27],
@@ -384,6 +584,7 @@ fn check_env(env: &Env) {
         let (qpos, qvel) = generalised(m, &x, &v);
         let s = State {
             model: m,
+            v: v.clone(),
             x,
             x_before,
             qpos,

@@ -138,6 +138,33 @@ impl Body {
         }
         w
     }
+
+    /// Its mass, centre of mass and inertia tensor about the centre of mass,
+    /// in the body frame: its `inertia` when given, else from the shape's
+    /// [`BodyShape::mass_matrix`] (`c = W_0j / m`, second moments about `c`
+    /// `S = W_jk - m c c^T`, `I = tr(S) Id - S`).
+    pub fn mass_props(&self) -> MassProps {
+        if let Some(i) = &self.inertia {
+            return MassProps {
+                mass: self.mass,
+                com: i.com,
+                inertia: i.tensor,
+            };
+        }
+        let w = self.shape.mass_matrix(self.mass);
+        let m = w[0][0];
+        let com: V3 = std::array::from_fn(|j| if m > 0.0 { w[0][j + 1] / m } else { 0.0 });
+        let s: M3 =
+            std::array::from_fn(|j| std::array::from_fn(|k| w[j + 1][k + 1] - m * com[j] * com[k]));
+        let trace = s[0][0] + s[1][1] + s[2][2];
+        MassProps {
+            mass: m,
+            com,
+            inertia: std::array::from_fn(|j| {
+                std::array::from_fn(|k| if j == k { trace } else { 0.0 } - s[j][k])
+            }),
+        }
+    }
 }
 
 /// Mass, centre of mass and inertia tensor about the centre of mass, in some frame.

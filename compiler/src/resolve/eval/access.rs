@@ -151,21 +151,24 @@ impl Resolver<'_> {
         };
         let fields: &[&str] = match kind {
             HandleKind::Particle => &["x", "v", "mass"],
-            HandleKind::Body => &["x", "R", "v", "w", "mass", "q", "qdot"],
+            HandleKind::Body => &["x", "R", "v", "w", "mass", "com", "inertia", "q", "qdot"],
             _ => &[],
         };
         if !fields.contains(&f) {
             return self.unknown_field(h, name, fields);
         }
-        if f == "mass" && is_arg {
-            // A per-instance constant: a slot in symbolic mode, a value per instance.
+        // The mass distribution: per-instance constants (a slot in symbolic
+        // mode, a value per instance).
+        let shape = match f {
+            "mass" => Some(Shape::Scalar),
+            "com" => Some(Shape::Vec(3)),
+            "inertia" => Some(Shape::Mat(3)),
+            _ => None,
+        };
+        if let (Some(shape), true) = (shape, is_arg) {
             if let Some(t) = &ctx.template {
                 if t.symbolic {
-                    return self.const_site(
-                        ctx,
-                        Shape::Scalar,
-                        &format!("{}.mass", self.snippet(rspan)),
-                    );
+                    return self.const_site(ctx, shape, &format!("{}.{f}", self.snippet(rspan)));
                 }
             }
         }
@@ -237,14 +240,19 @@ impl Resolver<'_> {
             }
             Value::Body(b) => {
                 let body = &self.model.bodies[b as usize];
-                if f == "mass" {
-                    let m = body.mass;
+                if let Some(shape) = shape {
+                    let props = body.mass_props();
+                    let value = match f {
+                        "mass" => Tensor::scalar(body.mass),
+                        "com" => Tensor::new(shape, &props.com),
+                        _ => Tensor::new(shape, props.inertia.as_flattened()),
+                    };
                     if is_arg {
                         let t = ctx.template.as_mut().expect("instance mode");
                         t.cursor += 1;
-                        t.values.push(m);
+                        t.values.extend_from_slice(value.comps());
                     }
-                    return known(Tensor::scalar(m));
+                    return known(value);
                 }
                 if f == "q" || f == "qdot" {
                     let state = if f == "q" { pos } else { vel };
