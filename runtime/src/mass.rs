@@ -18,8 +18,8 @@ pub struct MassModel {
     pub force: Vec<f64>,
     /// Bodies whose `W` is not diagonal: first DOF and `W^-1`.
     blocks: Vec<(usize, Block)>,
-    /// The same bodies' first DOF and `W` (their rows of `M v`).
-    weights: Vec<(usize, Block)>,
+    /// The same bodies' couplings for `M v`, a row of their `W` at a time.
+    weights: Vec<Couplings>,
     /// The off-diagonal nonzeros of those bodies' `W` (their diagonal is in
     /// `mass`) as (row, column, value), both triangles.
     couplings: Vec<(usize, usize, f64)>,
@@ -31,6 +31,32 @@ pub struct MassModel {
 
 /// A 4x4 mass block over (origin, column 0, column 1, column 2).
 type Block = [[f64; 4]; 4];
+
+/// A body's off-diagonal nonzeros of `W`, row by row: its first DOF, and
+/// per row `a` the count and the `(b, W[a][b])` in ascending `b`.
+#[derive(Debug, Clone, PartialEq)]
+struct Couplings {
+    dof: usize,
+    count: [usize; 4],
+    terms: [[(usize, f64); 3]; 4],
+}
+
+impl Couplings {
+    fn new(dof: usize, w: &Block) -> Couplings {
+        let mut c = Couplings {
+            dof,
+            count: [0; 4],
+            terms: [[(0, 0.0); 3]; 4],
+        };
+        for a in 0..4 {
+            for b in (0..4).filter(|&b| b != a && w[a][b] != 0.0) {
+                c.terms[a][c.count[a]] = (b, w[a][b]);
+                c.count[a] += 1;
+            }
+        }
+        c
+    }
+}
 
 fn is_diagonal(w: &[[f64; 4]; 4]) -> bool {
     (0..4).all(|a| (0..4).all(|b| a == b || w[a][b] == 0.0))
@@ -98,7 +124,7 @@ impl MassModel {
                 }
                 if !is_diagonal(&w) {
                     blocks.push((d, inverse(&w)));
-                    weights.push((d, w));
+                    weights.push(Couplings::new(d, &w));
                     for c in 0..3 {
                         for a in 0..4 {
                             for b in 0..4 {
@@ -207,8 +233,9 @@ impl MassModel {
     }
 
     /// [`MassModel::mul`] for a stride of `W` lanes: the diagonal, then each
-    /// body with a full `W` its twelve rows at once (each row a sum in
-    /// registers, not a chain of stores into it).
+    /// body with a full `W` its twelve rows at once, each row's sum in
+    /// registers (not a chain of stores into it) and in the order of the
+    /// general stride's: its diagonal term, then the couplings by column.
     fn mul_lanes<const W: usize>(&self, v: &[f64], out: &mut [f64]) {
         let (o, x) = (out.as_chunks_mut::<W>().0, v.as_chunks::<W>().0);
         for ((o, x), m) in o.iter_mut().zip(x).zip(&self.mass) {
@@ -216,14 +243,15 @@ impl MassModel {
                 o[e] = m * x[e];
             }
         }
-        for (d, w) in &self.weights {
-            let (x, o) = (&x[*d..*d + 12], &mut o[*d..*d + 12]);
+        for body in &self.weights {
+            let d = body.dof;
+            let (x, o) = (&x[d..d + 12], &mut o[d..d + 12]);
             for c in 0..3 {
                 for a in 0..4 {
-                    let mut acc = [0.0; W];
-                    for b in 0..4 {
+                    let mut acc = o[3 * a + c];
+                    for &(b, w) in &body.terms[a][..body.count[a]] {
                         for e in 0..W {
-                            acc[e] += w[a][b] * x[3 * b + c][e];
+                            acc[e] += w * x[3 * b + c][e];
                         }
                     }
                     o[3 * a + c] = acc;

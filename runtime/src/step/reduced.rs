@@ -275,8 +275,8 @@ fn gather<T: Real, const W: usize>(
 /// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
 /// by Cholesky with a diagonal shift grown until it factors (a Newton step
 /// on a non-convex potential is then a descent direction), leaving the
-/// factor in `a`. False when no shift up to 1e12 times the mean |diagonal|
-/// factors.
+/// factor in `a` (`L` in the lower triangle, `L^T` in the upper). False
+/// when no shift up to 1e12 times the mean |diagonal| factors.
 pub(super) fn shifted_cholesky_solve(
     a: &mut [f64],
     n: usize,
@@ -295,6 +295,13 @@ pub(super) fn shifted_cholesky_solve(
             }
         }
         if cholesky(a, n) {
+            // L's columns into the upper triangle (rows there), for the
+            // back substitution's contiguous reads.
+            for i in 0..n {
+                for k in i + 1..n {
+                    a[i * n + k] = a[k * n + i];
+                }
+            }
             break;
         }
         shift = if shift == 0.0 {
@@ -310,22 +317,18 @@ pub(super) fn shifted_cholesky_solve(
     true
 }
 
-/// Solves `L L^T x = b` in place with the Cholesky factor `l` (lower
-/// triangle, row-major) that [`shifted_cholesky_solve`] leaves in its matrix.
+/// Solves `L L^T x = b` in place with the Cholesky factor that
+/// [`shifted_cholesky_solve`] leaves in its matrix (`L` in the lower
+/// triangle, row-major, and `L^T` in the upper).
 pub(super) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    // L y = b, L^T x = y; the second by rows of L too: once x_i is known,
-    // its multiples leave the entries above it (no chain down a column).
+    // L y = b, L^T x = y.
     for i in 0..n {
         let s = dot(&l[i * n..i * n + i], &b[..i]);
         b[i] = (b[i] - s) / l[i * n + i];
     }
     for i in (0..n).rev() {
-        let row = &l[i * n..i * n + i];
-        b[i] /= l[i * n + i];
-        let x = b[i];
-        for (bk, lik) in b[..i].iter_mut().zip(row) {
-            *bk -= lik * x;
-        }
+        let s: f64 = (i + 1..n).map(|k| l[i * n + k] * b[k]).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
     }
 }
 
