@@ -385,48 +385,49 @@ impl<T: Real> Part<T> {
             *t = t.max(tol);
         }
         // Newton's start: the drift z_t + h zdot_t where its potential is
-        // finite and lower than at z_t's.
-        for e in 0..s {
-            let lane = &mut red.lanes[e];
-            for (k, d) in lane.dz.iter_mut().enumerate() {
-                *d = if k < tree.joint_coords {
-                    h * lane.zdot[k]
-                } else {
-                    0.0
-                };
-            }
-        }
-        self.reduced_try(scene, tree, &mut red, &mut w, h, 0.0);
+        // finite and lower than at z_t's. The rows hold z_t's (written by
+        // `reduced_start`), and the drift is the prediction's drift point
+        // z_1, whose kinematics are known.
+        self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
         w.phi0.copy_from_slice(&w.phi);
         w.x0.copy_from_slice(&w.x_t);
         // Free rows outside the trees drift by h v as in the maximal step.
-        for (z, row) in tree.row_of.iter().enumerate() {
-            if let Some(r) = row {
-                for e in 0..s {
-                    red.lanes[e].dz[z] = h * self.b.v[r * s + e].to_f64();
-                }
+        for row in tree.row_of.iter().flatten() {
+            for e in 0..self.len {
+                let i = row * s + e;
+                w.x0[i] = w.x_t[i] + h * self.b.v[i].to_f64();
             }
         }
-        self.reduced_try(scene, tree, &mut red, &mut w, h, 1.0);
+        for lane in red.lanes.iter_mut().take(self.len) {
+            let d = &lane.drifts[0];
+            lane.state.copy_from_slice(&d.state);
+            lane.poses.copy_from_slice(&d.poses);
+            lane.twists.copy_from_slice(&d.twists);
+        }
+        self.reduced_write(tree, &red, &w.x0, None);
+        self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
+        // Lanes whose drift is no better go back to z_t (`w.done` marks the
+        // others, which keep their rows).
         let mut back = false;
         for e in 0..s {
             let (drift, still) = (w.phi[e], w.phi0[e]);
-            if !(drift.is_finite() && (drift < still || !still.is_finite())) {
+            w.done[e] = drift.is_finite() && (drift < still || !still.is_finite());
+            if !w.done[e] {
                 let lane = &mut red.lanes[e];
                 lane.state.copy_from_slice(&lane.start);
+                lane.poses.copy_from_slice(&lane.poses_t);
+                lane.twists.copy_from_slice(&lane.twists_t);
                 for row in tree.row_of.iter().flatten() {
                     w.x0[row * s + e] = w.x_t[row * s + e];
                 }
                 w.phi[e] = still;
                 back = true;
-            } else {
-                for row in tree.row_of.iter().flatten() {
-                    w.x0[row * s + e] = self.b.x[row * s + e].to_f64();
-                }
             }
         }
         if back {
-            self.reduced_place(tree, &mut red, &w.x0, None);
+            let done = std::mem::take(&mut w.done);
+            self.reduced_write(tree, &red, &w.x0, Some(&done));
+            w.done = done;
             self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
         }
         self.stops.fill(None);
@@ -580,13 +581,24 @@ impl<T: Real> Part<T> {
         rows: &[f64],
         skip: Option<&[bool]>,
     ) {
+        for e in 0..self.len {
+            if !skip.is_some_and(|k| k[e]) {
+                let lane = &mut red.lanes[e];
+                tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            }
+        }
+        self.reduced_write(tree, red, rows, skip);
+    }
+
+    /// [`Part::reduced_place`] with every lane's kinematics already in its
+    /// `poses`.
+    fn reduced_write(&mut self, tree: &Tree, red: &Reduced, rows: &[f64], skip: Option<&[bool]>) {
         let s = self.stride();
         for e in 0..self.len {
             if skip.is_some_and(|k| k[e]) {
                 continue;
             }
-            let lane = &mut red.lanes[e];
-            tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+            let lane = &red.lanes[e];
             let xb = &mut self.b.x;
             tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
             for (j, jt) in tree.joints.iter().enumerate() {
@@ -619,33 +631,6 @@ impl<T: Real> Part<T> {
                 w.phi[e] += tree.joint_terms(&red.lanes[e], h, u, None);
             }
         }
-    }
-
-    /// Moves every lane to `alpha` times its `dz` from the start of the
-    /// substep (free rows from `w.x_t`), with the potential into `w.phi`.
-    fn reduced_try(
-        &mut self,
-        scene: &Scene,
-        tree: &Tree,
-        red: &mut Reduced,
-        w: &mut Scratch,
-        h: f64,
-        alpha: f64,
-    ) {
-        let s = self.stride();
-        for e in 0..self.len {
-            let lane = &mut red.lanes[e];
-            tree.retract(&lane.start, &lane.dz, alpha, &mut lane.state);
-            for (z, row) in tree.row_of.iter().enumerate() {
-                if let Some(r) = row {
-                    w.x0[r * s + e] = w.x_t[r * s + e] + alpha * lane.dz[z];
-                }
-            }
-        }
-        let rows = std::mem::take(&mut w.x0);
-        self.reduced_place(tree, red, &rows, None);
-        w.x0 = rows;
-        self.reduced_potential(scene, tree, red, w, h, Lanes::All);
     }
 
     /// Gathers the maximal Hessian at the current state of every lane `want`
