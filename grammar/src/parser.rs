@@ -310,6 +310,14 @@ fn syntax_error(
     );
     let line_start = src[..at].rfind('\n').map_or(0, |n| n + 1);
     let first_on_line = line_start > 0 && src[line_start..at].trim().is_empty();
+    // A `}` after a complete expression, where an expression was expected:
+    // a block that ends with a `let` (not `dt = }`, an operand missing).
+    let after_operand = src[..at]
+        .trim_end()
+        .ends_with(|c: char| c.is_alphanumeric() || matches!(c, ')' | ']' | '_'));
+    if found.as_deref() == Some("}") && expected.contains(&"an expression") && after_operand {
+        return (at, block_without_value(file, src, at));
+    }
     if let Some((open, close)) = unclosed_bracket(src, at) {
         let label = format!("this `{}` is never closed", &src[open..open + 1]);
         let d = Diagnostic::error(
@@ -380,6 +388,37 @@ fn unclosed_bracket(src: &str, at: usize) -> Option<(usize, char)> {
         Some((open, close))
     } else {
         None
+    }
+}
+
+/// A block `{ .. }` closed (at `at`) where its value was expected: it ends
+/// with a `let`. When its last line begins with `-` or `+`, that line
+/// continued the `let` above it (a newline does not end an expression).
+fn block_without_value(file: FileId, src: &str, at: usize) -> Diagnostic {
+    let d = Diagnostic::error(
+        "joule::syntax",
+        "this block has no value",
+        Span::new(file, at, at + 1),
+        "the block's value, an expression after its `let`s, belongs before this `}`",
+    );
+    let mut lines = src[..at]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let last = lines.next().unwrap_or_default();
+    match (last.chars().next(), lines.next()) {
+        (Some(sign @ ('-' | '+')), Some(above)) if above.starts_with("let ") => {
+            d.with_help(format!(
+                "the line `{last}` continued the `let` above it (a line that begins with \
+                 `{sign}` continues the expression before it); end the `let` with `;` \
+                 (`{};`) to make `{last}` the block's value",
+                above.trim_end_matches(';')
+            ))
+        }
+        _ => d.with_help(
+            "end the block with the value it computes, e.g. `{ let d = a.x.z; 0.5 * d^2 }`",
+        ),
     }
 }
 
