@@ -422,6 +422,12 @@ impl<T: Real> Part<T> {
                 }
                 w.phi[e] = still;
                 back = true;
+            } else {
+                // The line search's base: the rows as the kernels hold them
+                // (rounded to f32 in single precision).
+                for row in tree.row_of.iter().flatten() {
+                    w.x0[row * s + e] = self.b.x[row * s + e].to_f64();
+                }
             }
         }
         if back {
