@@ -13,7 +13,10 @@
 mod common;
 
 use common::Rng;
-use joule_compiler::math::{qmat, qmul};
+use joule_compiler::math::{
+    add, axis_angle, cross, mul_mm, mul_mv, qmat, qmul, rotate_tensor, scale, sub, transpose, M3,
+    V3,
+};
 use joule_compiler::model::{JointKind, Model, ObjectiveKind};
 use joule_runtime::Scene;
 use std::path::Path;
@@ -75,60 +78,6 @@ impl State<'_> {
 /// largest seen is 0.13, on a thigh's angular velocity).
 const SECANT_LINKS: f64 = 0.25;
 
-type V3 = [f64; 3];
-type M3 = [[f64; 3]; 3];
-
-fn cross(a: V3, b: V3) -> V3 {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-fn add(a: V3, b: V3) -> V3 {
-    std::array::from_fn(|k| a[k] + b[k])
-}
-
-fn sub(a: V3, b: V3) -> V3 {
-    std::array::from_fn(|k| a[k] - b[k])
-}
-
-fn scale(a: V3, c: f64) -> V3 {
-    a.map(|x| x * c)
-}
-
-fn mv(m: &M3, v: V3) -> V3 {
-    std::array::from_fn(|r| (0..3).map(|c| m[r][c] * v[c]).sum())
-}
-
-fn mm(a: &M3, b: &M3) -> M3 {
-    std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
-}
-
-fn transpose(a: &M3) -> M3 {
-    std::array::from_fn(|r| std::array::from_fn(|c| a[c][r]))
-}
-
-/// The rotation by `angle` about the unit `axis` (Rodrigues).
-fn rotation(axis: V3, angle: f64) -> M3 {
-    let (s, c) = angle.sin_cos();
-    std::array::from_fn(|r| {
-        std::array::from_fn(|k| {
-            let skew = match (r, k) {
-                (0, 1) => -axis[2],
-                (0, 2) => axis[1],
-                (1, 0) => axis[2],
-                (1, 2) => -axis[0],
-                (2, 0) => -axis[1],
-                (2, 1) => axis[0],
-                _ => 0.0,
-            };
-            (if r == k { c } else { 0.0 }) + s * skew + (1.0 - c) * axis[r] * axis[k]
-        })
-    })
-}
-
 /// Every body's rotation (from its rows) after the step.
 fn body_rotation(s: &State, d: usize) -> M3 {
     std::array::from_fn(|r| std::array::from_fn(|c| s.x[d + 3 + 3 * c + r]))
@@ -155,7 +104,7 @@ fn link_velocities(s: &State) -> Vec<(V3, V3)> {
                 let v: V3 = std::array::from_fn(|k| s.qvel[qv + k]);
                 let w_body: V3 = std::array::from_fn(|k| s.qvel[qv + 3 + k]);
                 qv += 6;
-                out.push((mv(&r_b, w_body), v));
+                out.push((mul_mv(&r_b, w_body), v));
                 continue;
             }
             Some(p) => {
@@ -165,7 +114,7 @@ fn link_velocities(s: &State) -> Vec<(V3, V3)> {
                 let r_p0 = qmat(pb.rotation);
                 let (w_p, v_p) = out[p as usize];
                 let x_p = s.origin(&pb.name, false);
-                (w_p, (v_p, x_p), mm(&r_p, &transpose(&r_p0)), x_p, pb.x)
+                (w_p, (v_p, x_p), mul_mm(&r_p, &transpose(&r_p0)), x_p, pb.x)
             }
         };
         // The transform so far maps an initial-pose point y0 to
@@ -180,20 +129,20 @@ fn link_velocities(s: &State) -> Vec<(V3, V3)> {
             );
             // qpos has the free joint's 7 where qvel has 6.
             let (q, qd) = (s.qpos[qv + 1], s.qvel[qv]);
-            let axis = mv(&racc, j.axis);
-            let anchor = add(origin, mv(&racc, sub(j.at, origin0)));
+            let axis = mul_mv(&racc, j.axis);
+            let anchor = add(origin, mul_mv(&racc, sub(j.at, origin0)));
             w = add(w, scale(axis, qd));
             hinges.push((qd, axis, anchor));
             // Then the hinge's own rotation about its anchor.
-            let turn = rotation(j.axis, q);
+            let turn = qmat(axis_angle(j.axis, q));
             origin = anchor;
             origin0 = j.at;
-            racc = mm(&racc, &turn);
+            racc = mul_mm(&racc, &turn);
             qv += 1;
         }
-        let map = |y0: V3| add(origin, mv(&racc, sub(y0, origin0)));
+        let map = |y0: V3| add(origin, mul_mv(&racc, sub(y0, origin0)));
         let x_check = map(b.x);
-        let r_check = mm(&racc, &qmat(b.rotation));
+        let r_check = mul_mm(&racc, &qmat(b.rotation));
         for k in 0..3 {
             assert!((x_check[k] - x_b[k]).abs() < 1e-9, "{}: origin", b.name);
             for c in 0..3 {
@@ -383,7 +332,7 @@ fn humanoid(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
         // of the last physics step), the angular velocity from R' R^T.
         let v: V3 = std::array::from_fn(|k| s.v[d + k]);
         let rdot: M3 = std::array::from_fn(|r| std::array::from_fn(|c| s.v[d + 3 + 3 * c + r]));
-        let spin = mm(&rdot, &transpose(&body_rotation(s, d)));
+        let spin = mul_mm(&rdot, &transpose(&body_rotation(s, d)));
         let w = [
             (spin[2][1] - spin[1][2]) / 2.0,
             (spin[0][2] - spin[2][0]) / 2.0,
@@ -404,9 +353,9 @@ fn humanoid(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
             body_rotation(s, d),
             b.inertia.as_ref().expect("imported inertia"),
         );
-        let arm = mv(&r, i.com);
+        let arm = mul_mv(&r, i.com);
         let p = sub(add(s.origin(&b.name, false), arm), com);
-        let turned = mm(&mm(&r, &i.tensor), &transpose(&r));
+        let turned = rotate_tensor(&r, &i.tensor);
         let pp: f64 = p.iter().map(|x| x * x).sum();
         for j in 0..3 {
             for k in 0..3 {

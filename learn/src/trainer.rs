@@ -248,9 +248,7 @@ impl Config {
             ));
         }
         let per_step = (2 * outputs + controls + 8) as u64 * 8;
-        let bytes = [self.unrolls, self.horizon, self.batch]
-            .iter()
-            .fold(per_step, |b, &n| b.saturating_mul(n as u64));
+        let bytes = per_step.saturating_mul(self.rollout_steps());
         if bytes > MAX_ROLLOUT_BYTES {
             return Err(format!(
                 "one iteration's rollouts ({} rollouts of {} steps of {} environments) would take {:.1} GiB, more than {} GiB: fewer environments, a shorter horizon or fewer rollouts",
@@ -269,6 +267,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Environment steps of `unrolls` rollouts of `horizon` steps of `batch`
+    /// environments, saturating: at most one iteration's.
+    fn rollout_steps(&self) -> u64 {
+        [self.batch, self.horizon, self.unrolls]
+            .iter()
+            .fold(1u64, |p, &n| p.saturating_mul(n as u64))
     }
 }
 
@@ -753,9 +759,7 @@ fn check_state(
     }
     // The curve's rows count iterations from 1 and at most one iteration's
     // environment steps each (the next row adds to the last).
-    let per_iteration = [c.batch, c.horizon, c.unrolls]
-        .iter()
-        .fold(1u64, |p, &n| p.saturating_mul(n as u64));
+    let per_iteration = c.rollout_steps();
     for (k, p) in st.curve.iter().enumerate() {
         let most = (k as u64 + 1).saturating_mul(per_iteration);
         let times = [p.wall, p.sim];

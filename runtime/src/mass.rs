@@ -18,11 +18,9 @@ pub struct MassModel {
     pub force: Vec<f64>,
     /// Bodies whose `W` is not diagonal: first DOF and `W^-1`.
     blocks: Vec<(usize, Block)>,
-    /// The same bodies' couplings for `M v`, a row of their `W` at a time.
+    /// The same bodies' off-diagonal nonzeros of `W` (their diagonal is in
+    /// `mass`), a row of their `W` at a time.
     weights: Vec<Couplings>,
-    /// The off-diagonal nonzeros of those bodies' `W` (their diagonal is in
-    /// `mass`) as (row, column, value), both triangles.
-    couplings: Vec<(usize, usize, f64)>,
     /// `M^-1 force` per free DOF (gravity's acceleration).
     accel: Vec<f64>,
     /// `1 / mass` per free DOF.
@@ -101,7 +99,6 @@ impl MassModel {
         let mut force = vec![0.0; n];
         let mut blocks = vec![];
         let mut weights = vec![];
-        let mut couplings = vec![];
         let g = model.settings.gravity;
         for p in &model.particles {
             if let Some(d) = p.dof {
@@ -125,15 +122,6 @@ impl MassModel {
                 if !is_diagonal(&w) {
                     blocks.push((d, inverse(&w)));
                     weights.push(Couplings::new(d, &w));
-                    for c in 0..3 {
-                        for a in 0..4 {
-                            for b in 0..4 {
-                                if a != b && w[a][b] != 0.0 {
-                                    couplings.push((d + 3 * a + c, d + 3 * b + c, w[a][b]));
-                                }
-                            }
-                        }
-                    }
                 }
             }
         }
@@ -142,7 +130,6 @@ impl MassModel {
             force,
             blocks,
             weights,
-            couplings,
             accel: vec![],
             inv_mass: vec![],
         };
@@ -222,7 +209,7 @@ impl MassModel {
                         *o = m * x;
                     }
                 }
-                for &(r, c, w) in &self.couplings {
+                for (r, c, w) in self.couplings() {
                     let x = &v[c * s..(c + 1) * s];
                     for (o, x) in out[r * s..(r + 1) * s].iter_mut().zip(x) {
                         *o += w * x;
@@ -294,8 +281,22 @@ impl MassModel {
             .enumerate()
             .map(|(r, m)| (r, r, *m))
             .collect();
-        out.extend_from_slice(&self.couplings);
+        out.extend(self.couplings());
         out
+    }
+
+    /// The off-diagonal nonzeros of the bodies' `W` as (row, column,
+    /// value), both triangles: by body, then component, row and column.
+    fn couplings(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+        self.weights.iter().flat_map(|body| {
+            (0..3).flat_map(move |c| {
+                (0..4).flat_map(move |a| {
+                    body.terms[a][..body.count[a]]
+                        .iter()
+                        .map(move |&(b, w)| (body.dof + 3 * a + c, body.dof + 3 * b + c, w))
+                })
+            })
+        })
     }
 }
 

@@ -241,11 +241,10 @@ impl Resolver<'_> {
             Value::Body(b) => {
                 let body = &self.model.bodies[b as usize];
                 if let Some(shape) = shape {
-                    let props = body.mass_props();
                     let value = match f {
                         "mass" => Tensor::scalar(body.mass),
-                        "com" => Tensor::new(shape, &props.com),
-                        _ => Tensor::new(shape, props.inertia.as_flattened()),
+                        "com" => Tensor::new(shape, &body.mass_props().com),
+                        _ => Tensor::new(shape, body.mass_props().inertia.as_flattened()),
                     };
                     if is_arg {
                         let t = ctx.template.as_mut().expect("instance mode");
