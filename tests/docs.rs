@@ -210,7 +210,7 @@ fn reproduce_marks_name_existing_scenes_and_numbers() {
             assert!(
                 matches!(
                     words.first(),
-                    Some(&("train" | "run" | "grad" | "bench" | "imitate"))
+                    Some(&("train" | "run" | "grad" | "bench" | "imitate" | "optimize"))
                 ),
                 "{}:{line}: {command}",
                 path.display()

@@ -14,6 +14,7 @@ pub mod names;
 pub mod passes;
 pub mod reset;
 pub mod resolve;
+pub mod start;
 
 pub use joule_grammar::ast::Span;
 pub use joule_grammar::{Diagnostic, Severity, SourceMap};

@@ -872,6 +872,48 @@ pub struct Reset {
     pub steps: Vec<ResetStep>,
 }
 
+/// Which initial-state field of a particle or body a [`StartField`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartKey {
+    /// Position (a body's origin).
+    X,
+    /// Linear velocity.
+    V,
+    /// A body's orientation (a quaternion, normalised).
+    Rotation,
+    /// A body's angular velocity (world frame).
+    W,
+}
+
+impl StartKey {
+    /// The field's name in the source.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartKey::X => "x",
+            StartKey::V => "v",
+            StartKey::Rotation => "rotation",
+            StartKey::W => "w",
+        }
+    }
+}
+
+/// An initial-state field that reads parameters: evaluated from each
+/// environment's parameters when the environment starts, and differentiated
+/// (the gradient of a parameter includes its effect through the start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartField {
+    /// The body ([`Model::bodies`]) or, with `particle`, the particle.
+    pub owner: u32,
+    /// Whether `owner` is a particle.
+    pub particle: bool,
+    /// Which field.
+    pub key: StartKey,
+    /// Its value, reading parameters only.
+    pub value: Arc<Term>,
+    /// The field's value in the source.
+    pub span: Span,
+}
+
 /// A fully resolved scene.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
@@ -897,6 +939,10 @@ pub struct Model {
     pub policies: Vec<Policy>,
     /// How an episode's start is drawn (no steps: the initial state).
     pub reset: Reset,
+    /// The initial-state fields that read parameters, in declaration order
+    /// (their values at the declared parameters are in the particles and
+    /// bodies); see [`crate::start`].
+    pub start: Vec<StartField>,
     /// The triangles of every mesh as particle ids: all faces of a sheet, the
     /// outward-wound boundary of a solid. Drawn by viewers; no energy of its own.
     pub surfaces: Vec<[u32; 3]>,

@@ -26,7 +26,16 @@ impl Reset {
                     let k = k as usize;
                     slots[k] = variate(self.slots[k]);
                 }
-                evaluate(&step.value, slots, &mut vec![])
+                let slots = &*slots;
+                evaluate(
+                    &step.value,
+                    &|i| match i {
+                        Input::Const(k) => slots[k as usize],
+                        // The resolver refuses every other read in a reset value.
+                        _ => f64::NAN,
+                    },
+                    &mut vec![],
+                )
             };
             let (rows, buf) = match &step.target {
                 ResetTarget::Let(range) => {
@@ -60,37 +69,39 @@ impl Reset {
     }
 }
 
-/// The value of a reset term with its slots filled (`Input::Const(k)` reads
-/// `slots[k]`); `locals` holds the `let`s in scope.
-fn evaluate(t: &Term, slots: &[f64], locals: &mut Vec<(u32, Tensor)>) -> Tensor {
+/// The value of a term whose inputs `input` gives (a reset value's slots, a
+/// start field's parameters); `locals` holds the `let`s in scope.
+pub(crate) fn evaluate(
+    t: &Term,
+    input: &impl Fn(Input) -> f64,
+    locals: &mut Vec<(u32, Tensor)>,
+) -> Tensor {
     match &t.kind {
         TermKind::Lit(v) => *v,
-        TermKind::Input(Input::Const(k)) => Tensor::scalar(slots[*k as usize]),
-        // The resolver refuses every other read in a reset value.
-        TermKind::Input(_) => Tensor::scalar(f64::NAN),
+        TermKind::Input(i) => Tensor::scalar(input(*i)),
         TermKind::Pack(parts) => {
             let c: Vec<f64> = parts
                 .iter()
-                .map(|p| evaluate(p, slots, locals).x())
+                .map(|p| evaluate(p, input, locals).x())
                 .collect();
             Tensor::new(t.shape, &c)
         }
-        TermKind::Get(x, i) => Tensor::scalar(evaluate(x, slots, locals).data[*i as usize]),
-        TermKind::Unary(op, x) => fold_unary(*op, &evaluate(x, slots, locals)),
+        TermKind::Get(x, i) => Tensor::scalar(evaluate(x, input, locals).data[*i as usize]),
+        TermKind::Unary(op, x) => fold_unary(*op, &evaluate(x, input, locals)),
         TermKind::Binary(op, a, b) => {
-            let (a, b) = (evaluate(a, slots, locals), evaluate(b, slots, locals));
+            let (a, b) = (evaluate(a, input, locals), evaluate(b, input, locals));
             fold_binary(*op, &a, &b, t.shape)
         }
         TermKind::Call(f, args) => {
-            let a: Vec<Tensor> = args.iter().map(|x| evaluate(x, slots, locals)).collect();
+            let a: Vec<Tensor> = args.iter().map(|x| evaluate(x, input, locals)).collect();
             fold_builtin(*f, &a, t.shape)
         }
         TermKind::Let {
             local, value, body, ..
         } => {
-            let v = evaluate(value, slots, locals);
+            let v = evaluate(value, input, locals);
             locals.push((*local, v));
-            let r = evaluate(body, slots, locals);
+            let r = evaluate(body, input, locals);
             locals.pop();
             r
         }

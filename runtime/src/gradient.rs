@@ -97,7 +97,8 @@ pub type Schedule = Vec<Vec<Vec<f64>>>;
 pub struct Gradient {
     /// The objective per environment.
     pub value: Vec<f64>,
-    /// d objective / d param, `[param][env]`.
+    /// d objective / d param, `[param][env]` (through the initial state too,
+    /// for environments at their start: see [`Sim::set_param`]).
     pub params: Vec<Vec<f64>>,
     /// d objective / d control at each step, `[step][control][env]`.
     pub controls: Vec<Vec<Vec<f64>>>,
@@ -262,6 +263,7 @@ impl Sim<'_> {
                 .collect()
         };
         let schedule = schedule.map(clamp);
+        let started = std::mem::replace(&mut self.at_start, vec![false; batch]);
         let parts: Vec<(usize, usize, PartGradient)> = with_parts!(&mut self.parts, ps => ps
             .par_iter_mut()
             .map(|p| {
@@ -308,6 +310,7 @@ impl Sim<'_> {
                 }
             }
         }
+        self.chain_start(&started, &mut g.params, &g.x0, &g.v0);
         Ok(g)
     }
 }

@@ -12,6 +12,7 @@ use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
 use joule_compiler::model::{Integrator, JointKind, Model, Precision, State, SurrogateMode};
+use joule_compiler::start::Start;
 use joule_compiler::{Diagnostic, Severity};
 
 /// A scene that failed to compile: its rendered diagnostics.
@@ -67,6 +68,8 @@ pub struct Scene {
     tree: Option<Tree>,
     /// The compiled surrogate model, in [`SurrogateMode::Model`].
     surrogate: Option<Box<Scene>>,
+    /// The initial state's fields that read parameters.
+    start: Start,
 }
 
 impl Scene {
@@ -225,6 +228,7 @@ impl Scene {
         let holds = KernelKind::ALL
             .iter()
             .any(|k| compiled.kernels.get(*k).reads(State::Held));
+        let start = Start::new(model);
         Ok(Scene {
             compiled,
             mass,
@@ -235,6 +239,7 @@ impl Scene {
             holds,
             tree,
             surrogate: None,
+            start,
         })
     }
 
@@ -296,68 +301,24 @@ impl Scene {
     }
 
     /// The model's initial positions and velocities of the free DOFs, with
-    /// `jitter()` added to every particle velocity component and every body's
-    /// linear and angular velocity component (for randomised resets; `|| 0.0`
-    /// gives the model's own state).
-    pub fn initial_dofs(&self, mut jitter: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
-        let m = self.model();
-        let (mut x, mut v) = (vec![0.0; self.dofs()], vec![0.0; self.dofs()]);
-        for p in &m.particles {
-            if let Some(d) = p.dof {
-                for k in 0..3 {
-                    x[d as usize + k] = p.x[k];
-                    v[d as usize + k] = p.v[k] + jitter();
-                }
-            }
-        }
-        for body in &m.bodies {
-            if let Some(d) = body.dof {
-                let d = d as usize;
-                let r = joule_compiler::math::quat_to_mat(body.rotation);
-                for k in 0..3 {
-                    x[d + k] = body.x[k];
-                    v[d + k] = body.v[k] + jitter();
-                }
-                // Rdot = [w]x R, column by column.
-                let w = [
-                    body.w[0] + jitter(),
-                    body.w[1] + jitter(),
-                    body.w[2] + jitter(),
-                ];
-                for c in 0..3 {
-                    let col = [r[3 * c], r[3 * c + 1], r[3 * c + 2]];
-                    let wx = [
-                        w[1] * col[2] - w[2] * col[1],
-                        w[2] * col[0] - w[0] * col[2],
-                        w[0] * col[1] - w[1] * col[0],
-                    ];
-                    for k in 0..3 {
-                        x[d + 3 + 3 * c + k] = col[k];
-                        v[d + 3 + 3 * c + k] = wx[k];
-                    }
-                }
-            }
-        }
-        // Joint coordinates start at 0 (the initial pose); a free joint's
-        // velocities are its body's `v` and `w` (jittered like a body's).
-        for body in &m.bodies {
-            let Some(att) = &body.joint else { continue };
-            let mut row = att.coord as usize;
-            for j in &att.joints {
-                if j.kind == joule_compiler::model::JointKind::Free {
-                    for k in 0..3 {
-                        v[row + k] = body.v[k] + jitter();
-                        v[row + 3 + k] = body.w[k] + jitter();
-                    }
-                } else {
-                    for k in 0..j.kind.dofs() {
-                        v[row + k] = jitter();
-                    }
-                }
-                row += j.kind.dofs();
-            }
-        }
-        (x, v)
+    /// `jitter()` added to every particle velocity component, every body's
+    /// linear and angular velocity component and every joint rate (for
+    /// randomised resets; `|| 0.0` gives the model's own state). Fields that
+    /// read parameters take their values at the declared parameters.
+    pub fn initial_dofs(&self, jitter: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
+        self.start.dofs(self.model(), None, jitter)
+    }
+
+    /// The initial state with these parameters (one per declared parameter):
+    /// [`Scene::initial_dofs`] with the fields that read parameters
+    /// evaluated from `params`.
+    pub fn start_dofs(&self, params: &[f64], jitter: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
+        self.start.dofs(self.model(), Some(params), jitter)
+    }
+
+    /// The initial state as a function of the parameters.
+    pub(crate) fn start(&self) -> &Start {
+        &self.start
     }
 
     /// Every control at its starting value (0, or the end of its range

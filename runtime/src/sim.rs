@@ -113,6 +113,11 @@ pub struct Sim<'s> {
     pub(crate) gradient_memory: usize,
     /// Everything reported so far (divergence, non-convergence).
     pub events: Vec<Event>,
+    /// The environments at their start (not stepped since the batch was
+    /// made, nor given a state): setting a parameter there moves the initial
+    /// state that reads it, and a gradient carries the initial state's
+    /// derivative back to the parameters.
+    pub(crate) at_start: Vec<bool>,
 }
 
 /// A name that does not exist in the scene.
@@ -159,6 +164,7 @@ impl<'s> Sim<'s> {
             step: 0,
             gradient_memory: GRADIENT_MEMORY,
             events: vec![],
+            at_start: vec![true; batch],
         }
     }
 
@@ -199,17 +205,22 @@ impl<'s> Sim<'s> {
         self.step as f64 * self.scene.model().settings.dt
     }
 
-    /// Sets a parameter in every environment.
+    /// Sets a parameter in every environment. Environments at their start
+    /// (not stepped since the batch was made, nor given a state) move to the
+    /// start the parameter gives where the initial state reads it, and a
+    /// gradient from there includes the parameter's effect through it.
     pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
         with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
             p.b.params[i * s..(i + 1) * s].fill(Real::from_f64(value));
         });
+        self.restart((0..self.batch).collect());
         Ok(())
     }
 
-    /// Sets a parameter in one environment.
+    /// Sets a parameter in one environment (moving its start as
+    /// [`Sim::set_param`] does).
     pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
         let (p, e) = self.locate(env);
@@ -217,6 +228,7 @@ impl<'s> Sim<'s> {
             let b = &mut parts[p].b;
             b.params[i * b.stride + e] = Real::from_f64(value);
         });
+        self.restart(vec![env]);
         Ok(())
     }
 
@@ -291,6 +303,7 @@ impl<'s> Sim<'s> {
         let step = self.step;
         with_parts!(&mut self.parts, parts => parts.par_iter_mut().for_each(|p| p.step(scene, step)));
         self.step += 1;
+        self.at_start.fill(false);
         self.collect_events();
     }
 
@@ -300,6 +313,7 @@ impl<'s> Sim<'s> {
     #[doc(hidden)] // public for the tests (tests/physics.rs), not a user API
     pub fn newton_trace(&mut self) -> Vec<Vec<f64>> {
         let scene = self.scene;
+        self.at_start.fill(false);
         let joule_compiler::model::Integrator::ImplicitEuler {
             iterations,
             tolerance,
@@ -425,6 +439,7 @@ impl<'s> Sim<'s> {
 
     fn put_state(&mut self, env: usize, x: &[f64], v: &[f64], sync_links: bool) {
         let (p, e) = self.locate(env);
+        self.at_start[env] = false;
         let n = self.scene.dofs();
         with_parts!(&mut self.parts, parts => {
             let part = &mut parts[p];
@@ -464,6 +479,59 @@ impl<'s> Sim<'s> {
         with_parts!(&mut self.parts, parts => for p in parts {
             scatter(&mut p.b.params, values, rows, p.first, p.len, p.b.stride, |_, v| v);
         });
+        self.restart((0..self.batch).collect());
+    }
+
+    /// One environment's parameters, in declaration order.
+    pub(crate) fn env_params(&self, env: usize) -> Vec<f64> {
+        let (p, e) = self.locate(env);
+        let n = self.scene.model().params.len();
+        with_parts!(&self.parts, parts => {
+            let b = &parts[p].b;
+            (0..n).map(|i| b.params[i * b.stride + e].to_f64()).collect()
+        })
+    }
+
+    /// Adds to the parameters' gradients `params[param][env]` their part
+    /// through the initial state, for the environments `started` (at their
+    /// start when the differentiated rollout began), from the gradients with
+    /// respect to the initial positions and velocities `[dof][env]`.
+    pub(crate) fn chain_start(
+        &self,
+        started: &[bool],
+        params: &mut [Vec<f64>],
+        x0: &[Vec<f64>],
+        v0: &[Vec<f64>],
+    ) {
+        let start = self.scene.start();
+        if start.is_empty() {
+            return;
+        }
+        for env in (0..self.batch).filter(|&e| started[e]) {
+            let dx: Vec<f64> = x0.iter().map(|r| r[env]).collect();
+            let dv: Vec<f64> = v0.iter().map(|r| r[env]).collect();
+            let mut d = vec![0.0; params.len()];
+            start.vjp(&self.env_params(env), &dx, &dv, &mut d);
+            for (g, d) in params.iter_mut().zip(d) {
+                g[env] += d;
+            }
+        }
+    }
+
+    /// Puts those of `envs` that are at their start at the start their
+    /// parameters give (when the initial state reads parameters).
+    fn restart(&mut self, envs: Vec<usize>) {
+        if self.scene.start().is_empty() {
+            return;
+        }
+        for env in envs {
+            if !self.at_start[env] {
+                continue;
+            }
+            let (x, v) = self.scene.start_dofs(&self.env_params(env), || 0.0);
+            self.put_state(env, &x, &v, true);
+            self.at_start[env] = true;
+        }
     }
 
     /// Every environment's controls as last applied, environment-major:
@@ -531,6 +599,7 @@ impl<'s> Sim<'s> {
     /// If `x` or `v` does not hold `batch * dofs` values.
     pub fn write_state(&mut self, x: &[f64], v: &[f64]) {
         let rows = self.scene.dofs();
+        self.at_start.fill(false);
         with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
             scatter(&mut p.b.x, x, rows, p.first, p.len, s, |_, v| v);
@@ -553,20 +622,49 @@ impl<'s> Sim<'s> {
     /// range), all from `rng`; forgets that the environment diverged.
     pub fn reset_env<R: Rng + ?Sized>(&mut self, env: usize, noise: f64, rng: &mut R) {
         let normal = Normal::new(0.0, noise.max(0.0)).expect("a finite standard deviation");
-        let (mut x, mut v) = self.scene.initial_dofs(|| normal.sample(rng));
         let m = self.scene.model();
         let defaults: Vec<f64> = m.params.iter().map(|p| p.value).collect();
-        let params = m.reset.draw(&mut x, &mut v, &defaults, |slot| match slot {
-            Slot::Uniform => rng.random::<f64>(),
-            Slot::Normal => StandardNormal.sample(rng),
-            Slot::Let => 0.0,
+        // Every variate is drawn in the same order whether or not the
+        // initial state reads parameters (the jitter, then the reset's).
+        let (mut jitter, mut variates) = (vec![], vec![]);
+        let (mut x, mut v) = self.scene.initial_dofs(|| {
+            let j = normal.sample(rng);
+            jitter.push(j);
+            j
         });
+        let mut params = m.reset.draw(&mut x, &mut v, &defaults, |slot| {
+            let u = match slot {
+                Slot::Uniform => rng.random::<f64>(),
+                Slot::Normal => StandardNormal.sample(rng),
+                Slot::Let => 0.0,
+            };
+            variates.push(u);
+            u
+        });
+        let clamp = |i: usize, value: f64| {
+            m.params[i]
+                .bounds
+                .map_or(value, |(lo, hi)| value.clamp(lo, hi))
+        };
+        if !self.scene.start().is_empty() {
+            // Start from the parameters the reset draws (the others as the
+            // environment has them), then draw the reset again on that start.
+            let mut p = self.env_params(env);
+            for &(i, value) in &params {
+                p[i] = clamp(i, value);
+            }
+            let mut jitter = jitter.into_iter();
+            (x, v) = self.scene.start_dofs(&p, || jitter.next().unwrap_or(0.0));
+            let mut variates = variates.into_iter();
+            params = m.reset.draw(&mut x, &mut v, &defaults, |_| {
+                variates.next().unwrap_or(0.0)
+            });
+        }
         let (p, e) = self.locate(env);
         with_parts!(&mut self.parts, parts => {
             let b = &mut parts[p].b;
             for &(i, value) in &params {
-                let value = m.params[i].bounds.map_or(value, |(lo, hi)| value.clamp(lo, hi));
-                b.params[i * b.stride + e] = Real::from_f64(value);
+                b.params[i * b.stride + e] = Real::from_f64(clamp(i, value));
             }
         });
         self.set_state(env, &x, &v);

@@ -41,6 +41,8 @@ pub struct Tape {
     head: usize,
     /// The simulation's step count when the tape started (numbers events).
     first_step: usize,
+    /// The environments at their start when the tape started.
+    at_start: Vec<bool>,
 }
 
 impl Tape {
@@ -100,6 +102,7 @@ impl Sim<'_> {
             adj,
             head: 0,
             first_step: self.step,
+            at_start: self.at_start.clone(),
         }
     }
 
@@ -149,6 +152,7 @@ impl Sim<'_> {
             after.push(p.snapshot(n));
         }));
         self.step += 1;
+        self.at_start.fill(false);
         tape.head += 1;
         self.collect_events();
     }
@@ -313,6 +317,7 @@ impl Sim<'_> {
                 }
             }
         }
+        self.chain_start(&tape.at_start, &mut g.params, &g.x0, &g.v0);
         self.restore_end(tape);
         g
     }

@@ -1,9 +1,10 @@
 //! Declarations: settings, params, controls, particles, bodies, meshes, fixes,
 //! objectives and policies.
 
-use super::eval::{describe_value, to_term, Ctx};
+use super::eval::{describe_value, lit, to_term, Ctx};
 use super::joints::written_kind;
 use super::mesh::{self, MeshData};
+use super::start::ParamMass;
 use super::value::{ShapeValue, Value};
 use super::{suggest, ArrayDecl, ArrayKind, Global, MeshDecl, Resolver, MAX_EXPANSION};
 use crate::model::*;
@@ -108,36 +109,83 @@ impl Resolver<'_> {
         shape: Shape,
         physical: bool,
     ) -> Option<Tensor> {
-        if physical {
-            if let Some(s) = stray_angle(e) {
-                self.error(
-                    Diagnostic::error(
-                        "joule::wrong_unit",
-                        format!("`{name}` is not an angle, but this is given in degrees"),
-                        s,
-                        "an angle",
-                    )
-                    .with_help("`deg` converts angles to radians; use it for rotations and inside `sin`/`cos`/`axis_angle`"),
-                );
-                return None;
-            }
+        if physical && !self.no_stray_angle(name, e) {
+            return None;
         }
         let v = self.eval(ctx, e);
-        match (&v, v.tensor()) {
+        self.const_of(name, e, &v, shape)
+    }
+
+    /// A particle's or body's field `f` that may read parameters (its initial
+    /// state and mass): a compile-time value, or one that reads parameters
+    /// (and nothing else of the runtime), returned with its term; the value
+    /// is then the term's at the declared parameters.
+    fn param_field(
+        &mut self,
+        ctx: &mut Ctx,
+        f: &FieldDef,
+        shape: Shape,
+        physical: bool,
+    ) -> Option<(Tensor, Option<std::sync::Arc<Term>>)> {
+        let name = f.name.name.as_str();
+        if physical && !self.no_stray_angle(name, &f.value) {
+            return None;
+        }
+        let v = self.eval(ctx, &f.value);
+        let Value::Runtime(t) = &v else {
+            return self.const_of(name, &f.value, &v, shape).map(|t| (t, None));
+        };
+        let mut other = false;
+        t.for_each_input(&mut |i| other |= !matches!(i, Input::Param(_)));
+        if other || t.shape != shape {
+            return self.const_of(name, &f.value, &v, shape).map(|t| (t, None));
+        }
+        let params: Vec<f64> = self.model.params.iter().map(|p| p.value).collect();
+        let input = |i: Input| match i {
+            Input::Param(p) => params[p as usize],
+            _ => f64::NAN,
+        };
+        let value = crate::reset::evaluate(t, &input, &mut vec![]);
+        let value = self.finite_field(name, &f.value, value)?;
+        Some((value, Some(t.clone())))
+    }
+
+    /// Rejects a `deg` literal in a value that is not an angle.
+    fn no_stray_angle(&mut self, name: &str, e: &Expr) -> bool {
+        let Some(s) = stray_angle(e) else { return true };
+        self.error(
+            Diagnostic::error(
+                "joule::wrong_unit",
+                format!("`{name}` is not an angle, but this is given in degrees"),
+                s,
+                "an angle",
+            )
+            .with_help(
+                "`deg` converts angles to radians; use it for rotations and inside `sin`/`cos`/`axis_angle`",
+            ),
+        );
+        false
+    }
+
+    /// `t` if every component is finite.
+    fn finite_field(&mut self, name: &str, e: &Expr, t: Tensor) -> Option<Tensor> {
+        if t.comps().iter().all(|x| x.is_finite()) {
+            return Some(t);
+        }
+        self.err(
+            "joule::invalid_value",
+            format!("`{name}` is not finite"),
+            e.span,
+            format!("evaluates to {:?}", t.comps()),
+        );
+        None
+    }
+
+    /// The compile-time tensor of shape `shape` that `v` (the value of `e`) is.
+    fn const_of(&mut self, name: &str, e: &Expr, v: &Value, shape: Shape) -> Option<Tensor> {
+        match (v, v.tensor()) {
             (Value::Poison, _) => None,
-            (_, Some(t)) if t.shape == shape => {
-                if t.comps().iter().all(|x| x.is_finite()) {
-                    Some(t)
-                } else {
-                    self.err(
-                        "joule::invalid_value",
-                        format!("`{name}` is not finite"),
-                        e.span,
-                        format!("evaluates to {:?}", t.comps()),
-                    );
-                    None
-                }
-            }
+            (_, Some(t)) if t.shape == shape => self.finite_field(name, e, t),
             (Value::Runtime(_) | Value::Control(_), _) => {
                 self.error(
                     Diagnostic::error(
@@ -146,7 +194,7 @@ impl Resolver<'_> {
                         e.span,
                         "depends on runtime values",
                     )
-                    .with_help("initial state and settings are compile-time values; parameters act through energies, observations and objectives"),
+                    .with_help("settings, shapes, mass distributions (`com`, `inertia`) and joints are compile-time values; parameters act through energies, observations, objectives, masses and the initial state (a particle's or body's `mass`, `density`, `x`, `v`, `rotation`, `w` may read them)"),
                 );
                 None
             }
@@ -156,7 +204,7 @@ impl Resolver<'_> {
                     format!(
                         "`{name}` must be a {}, not {}",
                         shape.name(),
-                        describe_value(&v)
+                        describe_value(v)
                     ),
                     e.span,
                     format!("expected {}", shape.name()),
@@ -512,19 +560,42 @@ impl Resolver<'_> {
         }
         let fs = fs.map;
         self.declare_array(name, dims, ArrayKind::Particle, &mut |r, ctx, label| {
-            let x = r.field_value(ctx, fs["x"], Shape::Vec(3), true)?;
-            let v = match fs.get("v") {
-                Some(f) => r.field_value(ctx, f, Shape::Vec(3), true)?,
-                None => Tensor::new(Shape::Vec(3), &[0.0; 3]),
+            let mut start = vec![];
+            let mut field = |r: &mut Resolver, ctx: &mut Ctx, key: StartKey| {
+                let Some(f) = fs.get(key.name()) else {
+                    return Some(Tensor::new(Shape::Vec(3), &[0.0; 3]));
+                };
+                let (t, term) = r.param_field(ctx, f, Shape::Vec(3), true)?;
+                start.extend(term.map(|t| (key, t, f.value.span)));
+                Some(t)
             };
-            let m = r.field_value(ctx, fs["mass"], Shape::Scalar, true)?;
+            let x = field(r, ctx, StartKey::X)?;
+            let v = field(r, ctx, StartKey::V)?;
+            let (m, mass_term) = r.param_field(ctx, fs["mass"], Shape::Scalar, true)?;
             let mass = r.positive(fs["mass"], m.x())?;
-            Some(r.add_particle(
+            let id = r.add_particle(
                 label,
                 [x.data[0], x.data[1], x.data[2]],
                 [v.data[0], v.data[1], v.data[2]],
                 mass,
-            ))
+            );
+            r.model
+                .start
+                .extend(start.into_iter().map(|(key, value, span)| StartField {
+                    owner: id,
+                    particle: true,
+                    key,
+                    value,
+                    span,
+                }));
+            r.param_masses.extend(mass_term.map(|mass| ParamMass {
+                particle: true,
+                owner: id,
+                mass,
+                declared: m.x(),
+                span: fs["mass"].value.span,
+            }));
+            Some(id)
         });
     }
 
@@ -628,24 +699,46 @@ impl Resolver<'_> {
                     None => Some([0.0; 3]),
                 }
             };
-            let mass = match (fs.get("mass"), fs.get("density")) {
-                (Some(f), _) => r
-                    .field_value(ctx, f, Shape::Scalar, true)
-                    .and_then(|t| r.positive(f, t.x()))?,
-                (_, Some(f)) => {
-                    r.field_value(ctx, f, Shape::Scalar, true)
-                        .and_then(|t| r.positive(f, t.x()))?
-                        * shape.volume()
-                }
-                _ => unreachable!("checked above"),
+            let mut start = vec![];
+            let mut field = |r: &mut Resolver, ctx: &mut Ctx, key: StartKey, shape: Shape| {
+                let f = fs.get(key.name())?;
+                let physical = matches!(key, StartKey::X | StartKey::V);
+                let Some((t, term)) = r.param_field(ctx, f, shape, physical) else {
+                    return Some(None);
+                };
+                start.extend(term.map(|t| (key, t, f.value.span)));
+                Some(Some(t))
             };
-            let x = vec3(r, ctx, "x")?;
-            let v = vec3(r, ctx, "v")?;
-            let w = vec3(r, ctx, "w")?;
+            let mut vector = |r: &mut Resolver, ctx: &mut Ctx, key: StartKey| match field(
+                r,
+                ctx,
+                key,
+                Shape::Vec(3),
+            ) {
+                None => Some([0.0; 3]),
+                Some(t) => t.map(|t| [t.data[0], t.data[1], t.data[2]]),
+            };
+            let f = fs.get("mass").or(fs.get("density")).expect("checked above");
+            let (m, mass_term) = r.param_field(ctx, f, Shape::Scalar, true)?;
+            let m = r.positive(f, m.x())?;
+            // A density is per cubic metre of the shape.
+            let (mass, mass_term) = if fs.contains_key("mass") {
+                (m, mass_term)
+            } else {
+                let volume = lit(Tensor::scalar(shape.volume()));
+                let times = |t| TermKind::Binary(crate::model::BinOp::Mul, t, volume);
+                (
+                    m * shape.volume(),
+                    mass_term.map(|t| Term::rc(Shape::Scalar, times(t))),
+                )
+            };
+            let x = vector(r, ctx, StartKey::X)?;
+            let v = vector(r, ctx, StartKey::V)?;
+            let w = vector(r, ctx, StartKey::W)?;
             let rotation = match fs.get("rotation") {
                 None => [1.0, 0.0, 0.0, 0.0],
                 Some(f) => {
-                    let q = r.field_value(ctx, f, Shape::Quat, false)?;
+                    let q = field(r, ctx, StartKey::Rotation, Shape::Quat)??;
                     let n = q.comps().iter().map(|c| c * c).sum::<f64>().sqrt();
                     if n == 0.0 {
                         r.err(
@@ -675,6 +768,22 @@ impl Resolver<'_> {
                 None => (None, None),
             };
             r.pending_parents.extend(pending);
+            r.model
+                .start
+                .extend(start.into_iter().map(|(key, value, span)| StartField {
+                    owner: id,
+                    particle: false,
+                    key,
+                    value,
+                    span,
+                }));
+            r.param_masses.extend(mass_term.map(|t| ParamMass {
+                particle: false,
+                owner: id,
+                mass: t,
+                declared: mass,
+                span: f.value.span,
+            }));
             r.model.bodies.push(Body {
                 name: label,
                 shape,

@@ -16,6 +16,7 @@ mod instances;
 mod joints;
 pub mod mesh;
 mod reset;
+mod start;
 mod syntax;
 pub(crate) mod value;
 
@@ -148,6 +149,11 @@ pub struct Resolver<'s> {
     prelude: Option<FileId>,
     /// The prelude's `rigidity` energy, instanced for every moving body.
     rigidity: Option<usize>,
+    /// The prelude's `added_mass` and `added_body_mass` energies, instanced
+    /// for particles and bodies whose masses read params.
+    added_mass: [Option<usize>; 2],
+    /// Particles' and bodies' masses that read params (see `resolve/start.rs`).
+    param_masses: Vec<start::ParamMass>,
     /// Body pairs that share an energy instance (joints), or a body and its
     /// parent in a joint tree: `may_touch` excludes them.
     connected: std::collections::HashSet<(u32, u32)>,
@@ -196,6 +202,8 @@ pub fn resolve(
         instance_eval: false,
         prelude: None,
         rigidity: None,
+        added_mass: [None; 2],
+        param_masses: vec![],
         connected: Default::default(),
         pending_parents: vec![],
         budget: eval::Budget::default(),
@@ -205,10 +213,12 @@ pub fn resolve(
     let (prelude_ast, prelude_errors) = parse_file(r.sources, prelude);
     r.diags.extend(prelude_errors);
     r.declare_items(&prelude_ast.items);
-    r.rigidity = match r.globals.get("rigidity") {
+    let energy = |r: &Resolver, name: &str| match r.globals.get(name) {
         Some((Global::Energy(e), _)) => Some(*e),
         _ => None,
     };
+    r.rigidity = energy(&r, "rigidity");
+    r.added_mass = [energy(&r, "added_mass"), energy(&r, "added_body_mass")];
     if let Some(p) = r.sources.get(main).path.clone() {
         r.include_stack.push(p.clone());
         r.included.push(p);
@@ -549,8 +559,11 @@ impl Resolver<'_> {
             }
         }
         self.number_dofs();
+        self.check_start();
         self.budget = eval::Budget::default();
         self.rigidity_instances();
+        self.budget = eval::Budget::default();
+        self.added_mass_instances();
         for item in &deferred {
             self.budget = eval::Budget::default();
             match &item.kind {
@@ -597,7 +610,23 @@ impl Resolver<'_> {
                 Integrator::ImplicitEuler { .. } => moments.into_iter().fold(0.0, f64::max),
             };
             let k = gamma * s / (h * h);
-            let vals = [Value::Body(b as u32), Value::Num(Tensor::scalar(k))];
+            // A mass that reads params scales the moments, and the stiffness.
+            let k = match self
+                .param_masses
+                .iter()
+                .find(|m| !m.particle && m.owner == b as u32)
+            {
+                Some(pm) => Value::Runtime(Term::rc(
+                    Shape::Scalar,
+                    TermKind::Binary(
+                        crate::model::BinOp::Mul,
+                        eval::lit(Tensor::scalar(k / pm.declared)),
+                        pm.mass.clone(),
+                    ),
+                )),
+                None => Value::Num(Tensor::scalar(k)),
+            };
+            let vals = [Value::Body(b as u32), k];
             self.instance(eid, &def, &vals, &[&dummy, &dummy]);
         }
     }

@@ -151,7 +151,9 @@ impl Resolver<'_> {
         };
         let fields: &[&str] = match kind {
             HandleKind::Particle => &["x", "v", "mass"],
-            HandleKind::Body => &["x", "R", "v", "w", "mass", "com", "inertia", "q", "qdot"],
+            HandleKind::Body => &[
+                "x", "R", "v", "w", "Rdot", "mass", "com", "inertia", "q", "qdot",
+            ],
             _ => &[],
         };
         if !fields.contains(&f) {
@@ -202,6 +204,9 @@ impl Resolver<'_> {
                 (_, "x") => term_value(pack(Shape::Vec(3), dofs(base, 0, 3, pos))),
                 (_, "v") => term_value(pack(Shape::Vec(3), dofs(base, 0, 3, vel))),
                 (HandleKind::Body, "R") => term_value(pack(Shape::Mat(3), dofs(base, 3, 9, pos))),
+                (HandleKind::Body, "Rdot") => {
+                    term_value(pack(Shape::Mat(3), dofs(base, 3, 9, vel)))
+                }
                 (HandleKind::Body, "w") => body_omega(
                     pack(Shape::Mat(3), dofs(base, 3, 9, pos)),
                     pack(Shape::Mat(3), dofs(base, 3, 9, vel)),
@@ -216,6 +221,9 @@ impl Resolver<'_> {
                 let value = match f {
                     "mass" => {
                         let m = part.mass;
+                        if let Some(v) = self.param_mass(true, p, is_arg, f, name.span) {
+                            return v;
+                        }
                         if is_arg {
                             let t = ctx.template.as_mut().expect("instance mode");
                             t.cursor += 1;
@@ -239,6 +247,11 @@ impl Resolver<'_> {
                 }
             }
             Value::Body(b) => {
+                if shape.is_some() {
+                    if let Some(v) = self.param_mass(false, b, is_arg, f, name.span) {
+                        return v;
+                    }
+                }
                 let body = &self.model.bodies[b as usize];
                 if let Some(shape) = shape {
                     let value = match f {
@@ -263,6 +276,9 @@ impl Resolver<'_> {
                         "x" => term_value(pack(Shape::Vec(3), dofs(DofAt::Global(d), 0, 3, pos))),
                         "v" => term_value(pack(Shape::Vec(3), dofs(DofAt::Global(d), 0, 3, vel))),
                         "R" => term_value(pack(Shape::Mat(3), dofs(DofAt::Global(d), 3, 9, pos))),
+                        "Rdot" => {
+                            term_value(pack(Shape::Mat(3), dofs(DofAt::Global(d), 3, 9, vel)))
+                        }
                         _ => body_omega(
                             pack(Shape::Mat(3), dofs(DofAt::Global(d), 3, 9, pos)),
                             pack(Shape::Mat(3), dofs(DofAt::Global(d), 3, 9, vel)),
@@ -274,6 +290,18 @@ impl Resolver<'_> {
                         match f {
                             "x" => known(Tensor::new(Shape::Vec(3), &body.x)),
                             "R" => known(Tensor::new(Shape::Mat(3), &r0)),
+                            "Rdot" => {
+                                // [w]x R, column by column.
+                                let w = if moving { body.w } else { zero };
+                                known(Tensor::new(
+                                    Shape::Mat(3),
+                                    &std::array::from_fn::<f64, 9, _>(|k| {
+                                        let (c, i) = (k / 3, k % 3);
+                                        let (a, b) = ((i + 1) % 3, (i + 2) % 3);
+                                        w[a] * r0[3 * c + b] - w[b] * r0[3 * c + a]
+                                    }),
+                                ))
+                            }
                             "v" => known(Tensor::new(
                                 Shape::Vec(3),
                                 if moving { &body.v } else { &zero },

@@ -151,10 +151,15 @@ impl Resolver<'_> {
                 if !self.arity(func, 2, vals.len(), span) {
                     return Value::Poison;
                 }
-                match (vals[0].tensor(), vals[1].tensor()) {
-                    (Some(ax), Some(an))
-                        if ax.shape == Shape::Vec(3) && an.shape == Shape::Scalar =>
-                    {
+                let angle = match &vals[1] {
+                    Value::Runtime(t) if t.shape == Shape::Scalar => Some(None),
+                    v => v
+                        .tensor()
+                        .filter(|t| t.shape == Shape::Scalar)
+                        .map(|t| Some(t.x())),
+                };
+                match (vals[0].tensor(), angle) {
+                    (Some(ax), Some(an)) if ax.shape == Shape::Vec(3) => {
                         let n = ax.comps().iter().map(|x| x * x).sum::<f64>().sqrt();
                         if n == 0.0 {
                             self.err(
@@ -165,7 +170,33 @@ impl Resolver<'_> {
                             );
                             return Value::Poison;
                         }
-                        let (s, c) = (an.x() / 2.0).sin_cos();
+                        let axis = [ax.data[0] / n, ax.data[1] / n, ax.data[2] / n];
+                        let Some(an) = an else {
+                            // A runtime angle (a parameter's): cos and sin
+                            // of its half at run time.
+                            let half = Term::rc(
+                                Shape::Scalar,
+                                TermKind::Binary(
+                                    BinOp::Mul,
+                                    to_term(&vals[1]).expect("a runtime scalar"),
+                                    lit(Tensor::scalar(0.5)),
+                                ),
+                            );
+                            let f =
+                                |b| Term::rc(Shape::Scalar, TermKind::Call(b, vec![half.clone()]));
+                            let (c, s) = (f(Builtin::Cos), f(Builtin::Sin));
+                            let scaled = |k: f64| {
+                                Term::rc(
+                                    Shape::Scalar,
+                                    TermKind::Binary(BinOp::Mul, lit(Tensor::scalar(k)), s.clone()),
+                                )
+                            };
+                            return term_value(pack(
+                                Shape::Quat,
+                                vec![c, scaled(axis[0]), scaled(axis[1]), scaled(axis[2])],
+                            ));
+                        };
+                        let (s, c) = (an / 2.0).sin_cos();
                         known(Tensor::new(
                             Shape::Quat,
                             &[
@@ -179,7 +210,7 @@ impl Resolver<'_> {
                     _ => {
                         self.err(
                             "joule::type_mismatch",
-                            "`axis_angle(axis, angle)` takes a compile-time vec3 and angle",
+                            "`axis_angle(axis, angle)` takes a compile-time vec3 and an angle",
                             span,
                             "expected (vec3, scalar)",
                         );

@@ -1,0 +1,245 @@
+//! Particles' and bodies' fields that read parameters. Initial-state fields
+//! are checked once the DOFs are numbered (a fixed particle or body has no
+//! state rows to start; a jointed body starts at its joints' coordinates, so
+//! only a free joint's origin and velocities can follow a parameter). A mass
+//! that reads parameters keeps its value at the declared parameters in the
+//! mass matrix, and the difference is an energy: the prelude's `added_mass`
+//! or `added_body_mass`, whose inertia term makes the implicit step's exactly
+//! the true mass's (and is differentiated like any energy).
+
+use super::eval::{known, lit, term_value};
+use super::value::Value;
+use super::Resolver;
+use crate::model::{BinOp, Integrator, JointKind, Shape, StartKey, Tensor, Term, TermKind};
+use joule_grammar::ast::{Expr, ExprKind, Span};
+use joule_grammar::Diagnostic;
+use std::sync::Arc;
+
+/// A particle's or body's mass that reads parameters.
+#[derive(Debug, Clone)]
+pub(super) struct ParamMass {
+    /// Whether the owner is a particle (else a body).
+    pub(super) particle: bool,
+    /// The particle or body.
+    pub(super) owner: u32,
+    /// The mass.
+    pub(super) mass: Arc<Term>,
+    /// Its value at the declared parameters (the mass matrix's).
+    pub(super) declared: f64,
+    /// The `mass` or `density` field's value.
+    pub(super) span: Span,
+}
+
+/// `a op b` of two runtime terms.
+fn binary(op: BinOp, shape: Shape, a: Arc<Term>, b: Arc<Term>) -> Arc<Term> {
+    Term::rc(shape, TermKind::Binary(op, a, b))
+}
+
+impl Resolver<'_> {
+    /// Refuses the start fields the state cannot follow.
+    pub(super) fn check_start(&mut self) {
+        for k in 0..self.model.start.len() {
+            let f = &self.model.start[k];
+            let (key, span) = (f.key, f.span);
+            let why = if f.particle {
+                let p = &self.model.particles[f.owner as usize];
+                p.dof.is_none().then(|| {
+                    (
+                        format!("particle `{}` is fixed", p.name),
+                        "a fixed particle stays where it is declared; fix it at a compile-time position, or leave it free and hold it with an energy whose anchor reads the parameter",
+                    )
+                })
+            } else {
+                let b = &self.model.bodies[f.owner as usize];
+                let free = b
+                    .joint
+                    .as_ref()
+                    .is_none_or(|a| matches!(a.joints[..], [ref j] if j.kind == JointKind::Free));
+                if b.dof.is_none() {
+                    Some((
+                        format!("body `{}` is fixed", b.name),
+                        "a fixed body stays where it is declared; give it a compile-time pose",
+                    ))
+                } else if !free || (b.joint.is_some() && key == StartKey::Rotation) {
+                    Some((
+                        format!("body `{}` hangs in a joint tree", b.name),
+                        "a jointed body's initial pose defines its joints' frames and is known at compile time; only a `free` joint's `x`, `v` and `w` may read parameters",
+                    ))
+                } else {
+                    None
+                }
+            };
+            if let Some((what, help)) = why {
+                self.error(
+                    Diagnostic::error(
+                        "joule::runtime_in_const",
+                        format!("`{}` cannot read a parameter here: {what}", key.name()),
+                        span,
+                        "reads a parameter",
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+}
+
+impl Resolver<'_> {
+    /// `.mass`, `.com` or `.inertia` of a particle or body whose mass reads
+    /// parameters (`None` when it does not): the runtime values read
+    /// directly, an error through an energy's argument (whose per-instance
+    /// constants are numbers).
+    pub(super) fn param_mass(
+        &mut self,
+        particle: bool,
+        owner: u32,
+        is_arg: bool,
+        field: &str,
+        span: Span,
+    ) -> Option<Value> {
+        let pm = self
+            .param_masses
+            .iter()
+            .find(|m| m.particle == particle && m.owner == owner)?
+            .clone();
+        if is_arg {
+            let name = if particle {
+                &self.model.particles[owner as usize].name
+            } else {
+                &self.model.bodies[owner as usize].name
+            };
+            self.error(
+                Diagnostic::error(
+                    "joule::runtime_in_const",
+                    format!("`.{field}` of `{name}` reads a parameter, which an energy's argument cannot carry"),
+                    span,
+                    "its mass reads a parameter",
+                )
+                .with_label(pm.span, "the mass")
+                .with_help("pass the value to the energy as an argument instead (`weight(ball, m)` with the `param m` the mass reads)"),
+            );
+            return Some(Value::Poison);
+        }
+        let body = (!particle).then(|| self.model.bodies[owner as usize].mass_props());
+        Some(match (field, body) {
+            ("mass", _) => term_value(pm.mass.clone()),
+            ("com", Some(p)) => known(Tensor::new(Shape::Vec(3), &p.com)),
+            // The distribution scales with the mass.
+            (_, Some(p)) => {
+                let scale = binary(
+                    BinOp::Div,
+                    Shape::Scalar,
+                    pm.mass.clone(),
+                    lit(Tensor::scalar(pm.declared)),
+                );
+                let i0 = lit(Tensor::new(Shape::Mat(3), p.inertia.as_flattened()));
+                term_value(binary(BinOp::Mul, Shape::Mat(3), scale, i0))
+            }
+            _ => unreachable!("a particle has a mass only"),
+        })
+    }
+
+    /// One `added_mass` (`added_body_mass`) instance per moving particle
+    /// (body) whose mass reads parameters.
+    pub(super) fn added_mass_instances(&mut self) {
+        let s = &self.model.settings;
+        let (h, g) = (s.substep(), s.gravity);
+        let implicit = matches!(s.integrator, Integrator::ImplicitEuler { .. });
+        for pm in self.param_masses.clone() {
+            let (name, dof, jointed) = if pm.particle {
+                let p = &self.model.particles[pm.owner as usize];
+                (p.name.clone(), p.dof, false)
+            } else {
+                let b = &self.model.bodies[pm.owner as usize];
+                (b.name.clone(), b.dof, b.joint.is_some())
+            };
+            let why = if jointed {
+                Some(("it hangs in a joint tree", "the joint-coordinate step builds its links' inertia from compile-time masses; a particle's or an affine body's (without `joint`) mass can read parameters"))
+            } else if !implicit && dof.is_some() {
+                Some(("the step is symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: a mass's inertia is an energy of the implicit step, and differentiated as one; symplectic Euler's division by the mass is not built yet"))
+            } else {
+                None
+            };
+            if let Some((what, help)) = why {
+                self.error(
+                    Diagnostic::error(
+                        "joule::runtime_in_const",
+                        format!("the mass of `{name}` cannot read a parameter: {what}"),
+                        pm.span,
+                        "reads a parameter",
+                    )
+                    .with_help(help),
+                );
+                continue;
+            }
+            // A fixed particle's or body's mass acts on nothing.
+            if dof.is_none() {
+                continue;
+            }
+            let dm = binary(
+                BinOp::Sub,
+                Shape::Scalar,
+                pm.mass.clone(),
+                lit(Tensor::scalar(pm.declared)),
+            );
+            let runtime = |t: Arc<Term>| Value::Runtime(t);
+            let num = |t: Tensor| Value::Num(t);
+            let (k, vals) = if pm.particle {
+                (
+                    0,
+                    vec![
+                        Value::Particle(pm.owner),
+                        runtime(dm),
+                        num(Tensor::scalar(h)),
+                        num(Tensor::new(Shape::Vec(3), &g)),
+                    ],
+                )
+            } else {
+                // The mass matrix's blocks scale with the mass: m, m c and the
+                // second moments about the origin, m c c^T + S_c (S_c those
+                // about the centre of mass, tr(I)/2 - I).
+                let p = self.model.bodies[pm.owner as usize].mass_props();
+                let (c, i) = (p.com, p.inertia);
+                let half_trace = (i[0][0] + i[1][1] + i[2][2]) / 2.0;
+                let per_kg: [f64; 9] = std::array::from_fn(|k| {
+                    let (col, row) = (k / 3, k % 3);
+                    let s_c = if row == col { half_trace } else { 0.0 } - i[row][col];
+                    c[row] * c[col] + s_c / pm.declared
+                });
+                let dmc = binary(
+                    BinOp::Mul,
+                    Shape::Vec(3),
+                    dm.clone(),
+                    lit(Tensor::new(Shape::Vec(3), &c)),
+                );
+                let ds = binary(
+                    BinOp::Mul,
+                    Shape::Mat(3),
+                    dm.clone(),
+                    lit(Tensor::new(Shape::Mat(3), &per_kg)),
+                );
+                (
+                    1,
+                    vec![
+                        Value::Body(pm.owner),
+                        runtime(dm),
+                        runtime(dmc),
+                        runtime(ds),
+                        num(Tensor::scalar(h)),
+                        num(Tensor::new(Shape::Vec(3), &g)),
+                    ],
+                )
+            };
+            let Some(eid) = self.added_mass[k] else {
+                continue;
+            };
+            let def = self.energies[eid].clone();
+            let at = Expr {
+                kind: ExprKind::Bool(true),
+                span: pm.span,
+            };
+            let exprs: Vec<&Expr> = vals.iter().map(|_| &at).collect();
+            self.instance(eid, &def, &vals, &exprs);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! An environment's initial state: the model's, with the fields that read
+//! parameters ([`Model::start`]: a particle's `x` and `v`, a body's `x`,
+//! `rotation`, `v` and `w`, a free joint's origin and velocities) evaluated
+//! from the environment's parameters; and the vector-Jacobian product that
+//! carries a gradient with respect to the initial state back to those
+//! parameters. The fields' rows are one IR graph (the same lowering and
+//! reverse mode as the kernels), evaluated in f64 when an environment starts.
+
+use crate::diff;
+use crate::interp::eval_op;
+use crate::ir::{Graph, Id, Leaf, Op};
+use crate::math::quat_to_mat;
+use crate::model::{Input, JointKind, Model, StartKey};
+
+/// The initial state as a function of the parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    graph: Graph,
+    /// The rows the fields write: `(velocity, row, value)`.
+    rows: Vec<(bool, usize, Id)>,
+    /// `d (sum_k seed_k row_k) / d param`, for the parameters the rows read.
+    params: Vec<(usize, Id)>,
+    /// Jitter draws of a whole start.
+    draws: usize,
+}
+
+/// The first velocity jitter draw of each particle, body and joint-tree body
+/// (in the order [`Start::dofs`] draws them), `None` where it draws none.
+struct JitterBase {
+    particles: Vec<Option<usize>>,
+    bodies: Vec<Option<usize>>,
+    joints: Vec<Option<usize>>,
+    /// Draws in all.
+    draws: usize,
+}
+
+impl JitterBase {
+    fn new(m: &Model) -> JitterBase {
+        let mut next = 0;
+        let mut take = |n: usize| {
+            next += n;
+            Some(next - n)
+        };
+        let particles = m
+            .particles
+            .iter()
+            .map(|p| p.dof.and_then(|_| take(3)))
+            .collect();
+        let bodies = m
+            .bodies
+            .iter()
+            .map(|b| b.dof.and_then(|_| take(6)))
+            .collect();
+        let joints = m
+            .bodies
+            .iter()
+            .map(|b| {
+                let a = b.joint.as_ref()?;
+                take(a.joints.iter().map(|j| j.kind.dofs()).sum())
+            })
+            .collect();
+        JitterBase {
+            particles,
+            bodies,
+            joints,
+            draws: next,
+        }
+    }
+}
+
+impl Start {
+    /// The start of `model`'s state (empty when no field reads a parameter).
+    pub fn new(m: &Model) -> Start {
+        let mut g = Graph::new();
+        let jitter = JitterBase::new(m);
+        let mut rows = vec![];
+        let leaf = |i: Input| match i {
+            Input::Param(p) => Leaf::Param(p),
+            other => unreachable!("start fields read parameters only, not {other:?}"),
+        };
+        // Each field's components, lowered once.
+        let field = |g: &mut Graph, particle: bool, owner: usize, key: StartKey| {
+            m.start
+                .iter()
+                .find(|f| f.particle == particle && f.owner as usize == owner && f.key == key)
+                .map(|f| crate::ir::lower::Lowerer::new(g, leaf).lower(&f.value))
+        };
+        let jit = |g: &mut Graph, base: Option<usize>, k: usize| {
+            g.leaf(Leaf::Const(
+                (base.expect("a free owner draws jitter") + k) as u32,
+            ))
+        };
+        for (i, p) in m.particles.iter().enumerate() {
+            let Some(d) = p.dof.map(|d| d as usize) else {
+                continue;
+            };
+            if let Some(x) = field(&mut g, true, i, StartKey::X) {
+                rows.extend((0..3).map(|k| (false, d + k, x[k])));
+            }
+            if let Some(v) = field(&mut g, true, i, StartKey::V) {
+                for (k, &vk) in v.iter().enumerate() {
+                    let j = jit(&mut g, jitter.particles[i], k);
+                    rows.push((true, d + k, g.add(vk, j)));
+                }
+            }
+        }
+        for (i, b) in m.bodies.iter().enumerate() {
+            let [x, v, q, w] = [StartKey::X, StartKey::V, StartKey::Rotation, StartKey::W]
+                .map(|key| field(&mut g, false, i, key));
+            if [&x, &v, &q, &w].iter().all(|f| f.is_none()) {
+                continue;
+            }
+            if let Some(a) = &b.joint {
+                // A free joint: the origin's displacement from the initial
+                // pose, then velocity and angular velocity interleaved in the
+                // jitter draws.
+                let c = a.coord as usize;
+                debug_assert!(a.joints.len() == 1 && a.joints[0].kind == JointKind::Free);
+                if let Some(x) = x {
+                    for (k, &xk) in x.iter().enumerate() {
+                        let x0 = g.constant(b.x[k]);
+                        rows.push((false, c + k, g.sub(xk, x0)));
+                    }
+                }
+                for (at, f) in [(0, v), (1, w)] {
+                    for (k, &fk) in f.iter().flatten().enumerate() {
+                        let j = jit(&mut g, jitter.joints[i], 2 * k + at);
+                        rows.push((true, c + 3 * at + k, g.add(fk, j)));
+                    }
+                }
+                continue;
+            }
+            let Some(d) = b.dof.map(|d| d as usize) else {
+                continue;
+            };
+            if let Some(x) = x {
+                rows.extend((0..3).map(|k| (false, d + k, x[k])));
+            }
+            if let Some(v) = v {
+                for (k, &vk) in v.iter().enumerate() {
+                    let j = jit(&mut g, jitter.bodies[i], k);
+                    rows.push((true, d + k, g.add(vk, j)));
+                }
+            }
+            if q.is_none() && w.is_none() {
+                continue;
+            }
+            // The matrix rows (column-major) and Rdot = [w]x R.
+            let r: Vec<Id> = match &q {
+                Some(q) => {
+                    let n2 = q.iter().fold(g.constant(0.0), |s, &c| {
+                        let cc = g.mul(c, c);
+                        g.add(s, cc)
+                    });
+                    let n = g.unary(Op::Sqrt, n2);
+                    let [qw, qx, qy, qz] = [0, 1, 2, 3].map(|k| g.div(q[k], n));
+                    rotation_matrix(&mut g, [qw, qx, qy, qz])
+                }
+                None => quat_to_mat(b.rotation).map(|c| g.constant(c)).to_vec(),
+            };
+            if q.is_some() {
+                rows.extend((0..9).map(|k| (false, d + 3 + k, r[k])));
+            }
+            let w: Vec<Id> = (0..3)
+                .map(|k| {
+                    let wk = w.as_ref().map_or_else(|| g.constant(b.w[k]), |w| w[k]);
+                    let j = jit(&mut g, jitter.bodies[i], 3 + k);
+                    g.add(wk, j)
+                })
+                .collect();
+            for c in 0..3 {
+                let col = &r[3 * c..3 * c + 3];
+                for k in 0..3 {
+                    let (a, b) = ((k + 1) % 3, (k + 2) % 3);
+                    let p = g.mul(w[a], col[b]);
+                    let m = g.mul(w[b], col[a]);
+                    rows.push((true, d + 3 + 3 * c + k, g.sub(p, m)));
+                }
+            }
+        }
+        // The VJP: d (sum_k seed_k row_k) / d param.
+        let mut s = g.constant(0.0);
+        for (k, &(_, _, value)) in rows.iter().enumerate() {
+            let seed = g.leaf(Leaf::OutSeed(k as u32));
+            let p = g.mul(seed, value);
+            s = g.add(s, p);
+        }
+        let read: Vec<usize> = (0..m.params.len())
+            .filter(|&p| g.nodes().contains(&Op::Leaf(Leaf::Param(p as u32))))
+            .collect();
+        let wrt: Vec<Leaf> = read.iter().map(|&p| Leaf::Param(p as u32)).collect();
+        let ds = diff::gradient(&mut g, s, &wrt);
+        Start {
+            graph: g,
+            rows,
+            params: read.into_iter().zip(ds).collect(),
+            draws: jitter.draws,
+        }
+    }
+
+    /// Whether no field reads a parameter (the start is the model's state).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Every node's value with these parameters, jitter draws and seeds.
+    fn eval(&self, params: &[f64], jitter: &[f64], seeds: &[f64]) -> Vec<f64> {
+        let mut v: Vec<f64> = Vec::with_capacity(self.graph.len());
+        for &op in self.graph.nodes() {
+            let x = match op {
+                Op::Leaf(Leaf::Param(p)) => params[p as usize],
+                Op::Leaf(Leaf::Const(k)) => jitter[k as usize],
+                Op::Leaf(Leaf::OutSeed(k)) => seeds[k as usize],
+                op => eval_op(op, &v),
+            };
+            v.push(x);
+        }
+        v
+    }
+
+    /// The initial positions and velocities of `model`'s free DOFs with
+    /// these parameters (`None`: the fields' values at the declared
+    /// parameters, as the resolver evaluated them), with `jitter()` added to every particle velocity
+    /// component, every body's linear and angular velocity component and
+    /// every joint rate (for randomised resets; `|| 0.0` gives the model's
+    /// own state).
+    pub fn dofs(
+        &self,
+        m: &Model,
+        params: Option<&[f64]>,
+        mut jitter: impl FnMut() -> f64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut drawn = vec![];
+        let mut jitter = || {
+            let j = jitter();
+            drawn.push(j);
+            j
+        };
+        let (mut x, mut v) = (vec![0.0; m.dof_count], vec![0.0; m.dof_count]);
+        for p in &m.particles {
+            if let Some(d) = p.dof {
+                for k in 0..3 {
+                    x[d as usize + k] = p.x[k];
+                    v[d as usize + k] = p.v[k] + jitter();
+                }
+            }
+        }
+        for body in &m.bodies {
+            if let Some(d) = body.dof {
+                let d = d as usize;
+                let r = quat_to_mat(body.rotation);
+                for k in 0..3 {
+                    x[d + k] = body.x[k];
+                    v[d + k] = body.v[k] + jitter();
+                }
+                // Rdot = [w]x R, column by column.
+                let w = [
+                    body.w[0] + jitter(),
+                    body.w[1] + jitter(),
+                    body.w[2] + jitter(),
+                ];
+                for c in 0..3 {
+                    let col = [r[3 * c], r[3 * c + 1], r[3 * c + 2]];
+                    let wx = [
+                        w[1] * col[2] - w[2] * col[1],
+                        w[2] * col[0] - w[0] * col[2],
+                        w[0] * col[1] - w[1] * col[0],
+                    ];
+                    for k in 0..3 {
+                        x[d + 3 + 3 * c + k] = col[k];
+                        v[d + 3 + 3 * c + k] = wx[k];
+                    }
+                }
+            }
+        }
+        // Joint coordinates start at 0 (the initial pose); a free joint's
+        // velocities are its body's `v` and `w` (jittered like a body's).
+        for body in &m.bodies {
+            let Some(att) = &body.joint else { continue };
+            let mut row = att.coord as usize;
+            for j in &att.joints {
+                if j.kind == JointKind::Free {
+                    for k in 0..3 {
+                        v[row + k] = body.v[k] + jitter();
+                        v[row + 3 + k] = body.w[k] + jitter();
+                    }
+                } else {
+                    for k in 0..j.kind.dofs() {
+                        v[row + k] = jitter();
+                    }
+                }
+                row += j.kind.dofs();
+            }
+        }
+        if let Some(params) = params.filter(|_| !self.is_empty()) {
+            let values = self.eval(params, &drawn, &vec![0.0; self.rows.len()]);
+            for &(velocity, row, id) in &self.rows {
+                let buf = if velocity { &mut v } else { &mut x };
+                buf[row] = values[id as usize];
+            }
+        }
+        (x, v)
+    }
+
+    /// Adds to `out[param]` the derivative of an objective through the start,
+    /// given its gradient with respect to the initial positions `dx` and
+    /// velocities `dv` (per free DOF), for a start without jitter.
+    pub fn vjp(&self, params: &[f64], dx: &[f64], dv: &[f64], out: &mut [f64]) {
+        if self.is_empty() {
+            return;
+        }
+        let seeds: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|&(velocity, row, _)| if velocity { dv[row] } else { dx[row] })
+            .collect();
+        let jitter = vec![0.0; self.draws];
+        let values = self.eval(params, &jitter, &seeds);
+        for &(p, id) in &self.params {
+            out[p] += values[id as usize];
+        }
+    }
+}
+
+/// The rotation matrix of a unit quaternion `(w, x, y, z)`, column-major
+/// (as [`quat_to_mat`]).
+fn rotation_matrix(g: &mut Graph, [w, x, y, z]: [Id; 4]) -> Vec<Id> {
+    let two = |g: &mut Graph, a: Id, b: Id, c: Id, d: Id, sign: f64| {
+        // 2 (a b + sign c d)
+        let ab = g.mul(a, b);
+        let cd = g.mul(c, d);
+        let s = if sign > 0.0 {
+            g.add(ab, cd)
+        } else {
+            g.sub(ab, cd)
+        };
+        let k = g.constant(2.0);
+        g.mul(k, s)
+    };
+    let diag = |g: &mut Graph, a: Id, b: Id| {
+        // 1 - 2 (a^2 + b^2)
+        let aa = g.mul(a, a);
+        let bb = g.mul(b, b);
+        let s = g.add(aa, bb);
+        let k = g.constant(2.0);
+        let t = g.mul(k, s);
+        let one = g.constant(1.0);
+        g.sub(one, t)
+    };
+    let m00 = diag(g, y, z);
+    let m01 = two(g, x, y, w, z, -1.0);
+    let m02 = two(g, x, z, w, y, 1.0);
+    let m10 = two(g, x, y, w, z, 1.0);
+    let m11 = diag(g, x, z);
+    let m12 = two(g, y, z, w, x, -1.0);
+    let m20 = two(g, x, z, w, y, -1.0);
+    let m21 = two(g, y, z, w, x, 1.0);
+    let m22 = diag(g, x, y);
+    // Column-major: column c holds rows 0..3 of column c.
+    vec![m00, m10, m20, m01, m11, m21, m02, m12, m22]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Start;
+    use crate::check_source;
+
+    /// At the declared parameters the start's rows are the declared state,
+    /// jitter included (each draw landing on the row it jitters), for every
+    /// kind of field: particle, affine body, free joint.
+    #[test]
+    fn the_start_at_the_declared_parameters_is_the_declared_state() {
+        let text = "param a = 0.7
+            param s = -1.3
+            particle p { x = vec3(a, 0, 1), v = vec3(0, s, 2), mass = 1 }
+            particle q { x = vec3(0, 0, 2), mass = 1 }
+            body slab { shape = box(vec3(0.3, 0.2, 0.1)), mass = 1, x = vec3(0, a, 1),
+                rotation = axis_angle(vec3(1, 2, 0), a), v = vec3(s, 0, 0), w = vec3(1, s, 0.5) }
+            body torso { shape = sphere(0.2), mass = 2, x = vec3(1, 0, a), v = vec3(0, s, 0),
+                w = vec3(s, 0, 2), joint = free }
+            body arm { shape = sphere(0.1), mass = 1, x = vec3(1.3, 0, 0.7),
+                joint = hinge(torso, at = vec3(1.15, 0, 0.7), axis = vec3(0, 1, 0)) }";
+        let checked = check_source("start.joule", text);
+        assert!(checked.ok(), "{}", checked.render_diagnostics(false, 10));
+        let m = checked.model.expect("a model");
+        let start = Start::new(&m);
+        assert!(!start.is_empty());
+        let counting = || {
+            let mut k = 0.0;
+            move || {
+                k += 1.0;
+                k
+            }
+        };
+        let (x0, v0) = start.dofs(&m, None, counting());
+        let (x1, v1) = start.dofs(&m, Some(&[0.7, -1.3]), counting());
+        for (a, b) in x0.iter().zip(&x1).chain(v0.iter().zip(&v1)) {
+            assert!((a - b).abs() < 1e-12, "{x0:?} {v0:?}\n{x1:?} {v1:?}");
+        }
+        // Other parameters move the rows that read them.
+        let (x2, v2) = start.dofs(&m, Some(&[0.2, 4.0]), || 0.0);
+        assert_eq!((x2[0], v2[1]), (0.2, 4.0));
+    }
+}
