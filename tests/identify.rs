@@ -1,36 +1,46 @@
 //! System identification: parameters in the initial state (a particle's `x`
 //! and `v`, an affine body's origin, rotation, velocity and spin, a free
 //! joint's origin and rates) and in masses (particles' and affine bodies',
-//! in implicit steps). Their gradients against central finite differences
+//! in implicit steps) and gravity. Their gradients against central finite differences
 //! (f64, and f32 within its bound), a param mass moving exactly as the same
 //! mass declared, the start following its parameters until the first step,
 //! resets drawing from it, and `joule optimize --match` recovering a launch,
-//! a box's mass and friction, and a double pendulum's mass and damping from
-//! recordings.
+//! a box's mass and friction, a double pendulum's mass and damping, and
+//! gravity from recordings.
 
 use joule_compiler::compiled::Backend;
-use joule_compiler::model::{Integrator, Model, Precision};
+use joule_compiler::model::{Model, Precision};
 use joule_runtime::{Objective, Scene};
-use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
 use common::{joule, temp};
 
 /// A case's model with this integrator (implicit: solved to round-off, so
-/// finite differences measure the physics) and precision.
+/// finite differences measure the physics) and precision. The integrator is
+/// set in the source, as the compiler picks what depends on it (the
+/// stiffness of `rigidity`, the step's velocities in energies).
 fn model(case: &str, implicit: bool, precision: Precision) -> Model {
-    let path = format!("tests/identify/{case}.joule");
-    let checked = joule::check_path(Path::new(&path)).expect("readable");
-    let mut m = checked.model.expect("a model");
-    m.settings.integrator = if implicit {
-        Integrator::ImplicitEuler {
-            iterations: 60,
-            tolerance: 1e-15,
-        }
+    let text = std::fs::read_to_string(format!("tests/identify/{case}.joule")).expect("case");
+    let integrator = if implicit {
+        "implicit_euler(iterations = 60, tolerance = 1e-15)"
     } else {
-        Integrator::SymplecticEuler
+        "symplectic_euler"
     };
+    let text = match text.find("integrator = ") {
+        Some(at) => {
+            let end = at + text[at..].find('\n').expect("a line");
+            format!("{}integrator = {integrator}{}", &text[..at], &text[end..])
+        }
+        None => text.replacen(
+            "settings {",
+            &format!("settings {{\n    integrator = {integrator}"),
+            1,
+        ),
+    };
+    let checked = joule::check_source(&format!("{case}.joule"), &text);
+    assert!(checked.ok(), "{}", checked.render_diagnostics(false, 10));
+    let mut m = checked.model.expect("a model");
     m.settings.precision = precision;
     m
 }
@@ -120,6 +130,45 @@ fn gradient(case: &str, implicit: bool, precision: Precision, steps: usize) -> V
         .gradient(&Objective::loss(&l), steps)
         .expect("gradient");
     g.params.iter().map(|p| p[0]).collect()
+}
+
+#[test]
+fn gravity_is_differentiated_through_the_weight_it_adds() {
+    check_case("gravity", true, Precision::F64, 300, 1e-5, 1e-6);
+    check_case("gravity", false, Precision::F64, 300, 1e-5, 1e-6);
+}
+
+#[test]
+fn a_gravity_that_reads_a_param_moves_as_that_gravity_declared() {
+    let text = std::fs::read_to_string("tests/identify/gravity.joule").expect("case");
+    let explicit = text.replace(
+        "integrator = implicit_euler(iterations = 30, tolerance = 1e-14)",
+        "integrator = symplectic_euler",
+    );
+    assert_ne!(explicit, text);
+    // Symplectic Euler adds the weight's force as it adds gravity's: the
+    // same numbers. Implicit steps agree to their tolerance.
+    for (text, tol) in [(text, 1e-9), (explicit, 0.0)] {
+        let param = positions_after(&text, Some(("g", 3.71)), 300);
+        let declared = positions_after(
+            &text.replace("vec3(0, 0, -g)", "vec3(0, 0, -3.71)"),
+            None,
+            300,
+        );
+        let unchanged = positions_after(&text, None, 300);
+        let gap = param
+            .iter()
+            .zip(&declared)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let moved = param
+            .iter()
+            .zip(&unchanged)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(gap <= tol, "{gap:e} from the declared gravity");
+        assert!(moved > 1e-2, "gravity matters ({moved:e})");
+    }
 }
 
 #[test]
@@ -338,6 +387,13 @@ fn cli_identifies_a_double_pendulums_mass_and_damping_from_its_swing() {
         &[("m2", 0.8), ("damping", 0.2)],
         1e-9,
     );
+}
+
+#[test]
+fn cli_identifies_gravity_from_a_pendulums_swing() {
+    // Half a second of the swing (the phase of a longer one makes the error
+    // non-convex in g); from g = 9.81.
+    identify("gravity", "bob_x", 100, &[("g", 3.71)], 1e-9);
 }
 
 #[test]

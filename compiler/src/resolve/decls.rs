@@ -299,8 +299,9 @@ impl Resolver<'_> {
             }
         }
         if let Some(f) = fs.map.get("gravity") {
-            if let Some(t) = self.field_value(&mut ctx, f, Shape::Vec(3), true) {
+            if let Some((t, term)) = self.param_field(&mut ctx, f, Shape::Vec(3), true) {
                 self.model.settings.gravity = [t.data[0], t.data[1], t.data[2]];
+                self.param_gravity = term.map(|t| (t, f.value.span));
             }
         }
         if let Some(f) = fs.map.get("integrator") {

@@ -150,8 +150,13 @@ pub struct Resolver<'s> {
     /// The prelude's `rigidity` energy, instanced for every moving body.
     rigidity: Option<usize>,
     /// The prelude's `added_mass` and `added_body_mass` energies, instanced
-    /// for particles and bodies whose masses read params.
+    /// for particles and bodies whose masses read params, and
+    /// `added_weight` and `added_body_weight`, for every moving particle and
+    /// body when gravity reads params.
     added_mass: [Option<usize>; 2],
+    added_weight: [Option<usize>; 2],
+    /// Gravity, where it reads params.
+    param_gravity: Option<(Arc<Term>, Span)>,
     /// Particles' and bodies' masses that read params (see `resolve/start.rs`).
     param_masses: Vec<start::ParamMass>,
     /// Body pairs that share an energy instance (joints), or a body and its
@@ -203,6 +208,8 @@ pub fn resolve(
         prelude: None,
         rigidity: None,
         added_mass: [None; 2],
+        added_weight: [None; 2],
+        param_gravity: None,
         param_masses: vec![],
         connected: Default::default(),
         pending_parents: vec![],
@@ -219,6 +226,7 @@ pub fn resolve(
     };
     r.rigidity = energy(&r, "rigidity");
     r.added_mass = [energy(&r, "added_mass"), energy(&r, "added_body_mass")];
+    r.added_weight = [energy(&r, "added_weight"), energy(&r, "added_body_weight")];
     if let Some(p) = r.sources.get(main).path.clone() {
         r.include_stack.push(p.clone());
         r.included.push(p);
@@ -564,6 +572,8 @@ impl Resolver<'_> {
         self.rigidity_instances();
         self.budget = eval::Budget::default();
         self.added_mass_instances();
+        self.budget = eval::Budget::default();
+        self.added_weight_instances();
         for item in &deferred {
             self.budget = eval::Budget::default();
             match &item.kind {

@@ -7,7 +7,7 @@
 //! or `added_body_mass`, whose inertia term makes the implicit step's exactly
 //! the true mass's (and is differentiated like any energy).
 
-use super::eval::{known, lit, term_value};
+use super::eval::{lit, term_value};
 use super::value::Value;
 use super::Resolver;
 use crate::model::{BinOp, Integrator, JointKind, Shape, StartKey, Tensor, Term, TermKind};
@@ -85,10 +85,10 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
-    /// `.mass`, `.com` or `.inertia` of a particle or body whose mass reads
-    /// parameters (`None` when it does not): the runtime values read
-    /// directly, an error through an energy's argument (whose per-instance
-    /// constants are numbers).
+    /// `.mass` or `.inertia` of a particle or body whose mass reads
+    /// parameters (`None` when it does not, and for `.com`, which does not
+    /// change with it): the runtime values read directly, an error through
+    /// an energy's argument (whose per-instance constants are numbers).
     pub(super) fn param_mass(
         &mut self,
         particle: bool,
@@ -97,6 +97,10 @@ impl Resolver<'_> {
         field: &str,
         span: Span,
     ) -> Option<Value> {
+        // The centre of mass does not move with the mass.
+        if field == "com" {
+            return None;
+        }
         let pm = self
             .param_masses
             .iter()
@@ -123,7 +127,6 @@ impl Resolver<'_> {
         let body = (!particle).then(|| self.model.bodies[owner as usize].mass_props());
         Some(match (field, body) {
             ("mass", _) => term_value(pm.mass.clone()),
-            ("com", Some(p)) => known(Tensor::new(Shape::Vec(3), &p.com)),
             // The distribution scales with the mass.
             (_, Some(p)) => {
                 let scale = binary(
@@ -240,6 +243,63 @@ impl Resolver<'_> {
             };
             let exprs: Vec<&Expr> = vals.iter().map(|_| &at).collect();
             self.instance(eid, &def, &vals, &exprs);
+        }
+    }
+}
+
+impl Resolver<'_> {
+    /// One `added_weight` (`added_body_weight`) instance per moving particle
+    /// (body) when gravity reads parameters: the weight of the difference
+    /// from its declared value, with each mass (its runtime value where it
+    /// reads parameters too).
+    pub(super) fn added_weight_instances(&mut self) {
+        let Some((gravity, span)) = self.param_gravity.clone() else {
+            return;
+        };
+        let g0 = self.model.settings.gravity;
+        let dg = binary(
+            BinOp::Sub,
+            Shape::Vec(3),
+            gravity,
+            lit(Tensor::new(Shape::Vec(3), &g0)),
+        );
+        let at = Expr {
+            kind: ExprKind::Bool(true),
+            span,
+        };
+        let owners: Vec<(bool, u32, f64)> = (self.model.particles.iter().enumerate())
+            .filter(|(_, p)| p.dof.is_some())
+            .map(|(i, p)| (true, i as u32, p.mass))
+            .chain(
+                (self.model.bodies.iter().enumerate())
+                    .filter(|(_, b)| b.dof.is_some())
+                    .map(|(i, b)| (false, i as u32, b.mass)),
+            )
+            .collect();
+        for (particle, owner, mass) in owners {
+            let m = match self
+                .param_masses
+                .iter()
+                .find(|m| m.particle == particle && m.owner == owner)
+            {
+                Some(pm) => Value::Runtime(pm.mass.clone()),
+                None => Value::Num(Tensor::scalar(mass)),
+            };
+            let handle = if particle {
+                Value::Particle(owner)
+            } else {
+                Value::Body(owner)
+            };
+            let Some(eid) = self.added_weight[usize::from(!particle)] else {
+                continue;
+            };
+            let def = self.energies[eid].clone();
+            self.instance(
+                eid,
+                &def,
+                &[handle, m, Value::Runtime(dg.clone())],
+                &[&at, &at, &at],
+            );
         }
     }
 }
