@@ -1,6 +1,6 @@
 //! System identification: parameters in the initial state (a particle's `x`
 //! and `v`, an affine body's origin, rotation, velocity and spin, a free
-//! joint's origin and rates) and in masses (particles' and affine bodies',
+//! joint's origin and rates, joints' coordinates and rates) and in masses (particles' and affine bodies',
 //! in implicit steps) and gravity. Their gradients against central finite differences
 //! (f64, and f32 within its bound), a param mass moving exactly as the same
 //! mass declared, the start following its parameters until the first step,
@@ -130,6 +130,58 @@ fn gradient(case: &str, implicit: bool, precision: Precision, steps: usize) -> V
         .gradient(&Objective::loss(&l), steps)
         .expect("gradient");
     g.params.iter().map(|p| p[0]).collect()
+}
+
+#[test]
+fn contact_geometry_is_differentiated_through_the_contacts_arguments() {
+    check_case("contact_geometry", true, Precision::F64, 200, 1e-6, 1e-6);
+}
+
+#[test]
+fn joints_are_differentiated_through_their_initial_coordinates_and_rates() {
+    check_case("hinged_arm", true, Precision::F64, 300, 1e-5, 1e-6);
+}
+
+#[test]
+fn a_joint_started_at_q_moves_as_that_pose_declared() {
+    // A capsule on a hinge at the origin about y, 0.5 rad from the
+    // horizontal through `q`, against the same capsule declared there.
+    let pendulum = |x: &str, angle: &str, q: &str| {
+        format!(
+            "settings {{ dt = 1e-3  integrator = implicit_euler(iterations = 40, tolerance = 1e-12) }}
+             body arm {{ shape = capsule(0.03, 0.4), mass = 1, x = {x},
+                 rotation = axis_angle(vec3(0, 1, 0), {angle}),
+                 joint = hinge(world, at = vec3(0, 0, 0), axis = vec3(0, 1, 0)) {q} }}
+             observe tip = arm.point(vec3(0, 0, 0.2))"
+        )
+    };
+    let tip = |text: &str| {
+        let scene = Scene::compile(text).expect("compiles");
+        let mut sim = scene.batch_threads(1, 1);
+        let mut path = vec![];
+        for _ in 0..500 {
+            sim.step();
+            path.extend(sim.output("tip").into_iter().map(|c| c[0]));
+        }
+        path
+    };
+    let started = tip(&pendulum("vec3(0.2, 0, 0)", "90deg", "q = 0.5"));
+    let declared = tip(&pendulum(
+        &format!("vec3({}, 0, {})", 0.2 * 0.5f64.cos(), -0.2 * 0.5f64.sin()),
+        "90deg + 0.5",
+        "",
+    ));
+    let gap = started
+        .iter()
+        .zip(&declared)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-9, "{gap:e}");
+    assert!(
+        started[2].abs() > 0.05,
+        "it starts turned: {:?}",
+        &started[..3]
+    );
 }
 
 #[test]
@@ -394,6 +446,18 @@ fn cli_identifies_gravity_from_a_pendulums_swing() {
     // Half a second of the swing (the phase of a longer one makes the error
     // non-convex in g); from g = 9.81.
     identify("gravity", "bob_x", 100, &[("g", 3.71)], 1e-9);
+}
+
+#[test]
+fn cli_identifies_a_hinged_arms_start_from_its_swing() {
+    // 0.3 s; from theta = 0.3, spin = 1.
+    identify(
+        "hinged_arm",
+        "tip",
+        300,
+        &[("theta", -0.4), ("spin", 2.5)],
+        1e-9,
+    );
 }
 
 #[test]

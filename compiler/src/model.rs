@@ -883,6 +883,10 @@ pub enum StartKey {
     Rotation,
     /// A body's angular velocity (world frame).
     W,
+    /// A jointed body's joint coordinates (0: the declared pose).
+    Q,
+    /// A jointed body's joint rates.
+    Qdot,
 }
 
 impl StartKey {
@@ -893,13 +897,16 @@ impl StartKey {
             StartKey::V => "v",
             StartKey::Rotation => "rotation",
             StartKey::W => "w",
+            StartKey::Q => "q",
+            StartKey::Qdot => "qdot",
         }
     }
 }
 
-/// An initial-state field that reads parameters: evaluated from each
-/// environment's parameters when the environment starts, and differentiated
-/// (the gradient of a parameter includes its effect through the start).
+/// An initial-state field that reads parameters (or, for joint coordinates
+/// and rates, any initial value): evaluated from each environment's
+/// parameters when the environment starts, and differentiated (the gradient
+/// of a parameter includes its effect through the start).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartField {
     /// The body ([`Model::bodies`]) or, with `particle`, the particle.
@@ -908,7 +915,7 @@ pub struct StartField {
     pub particle: bool,
     /// Which field.
     pub key: StartKey,
-    /// Its value, reading parameters only.
+    /// Its value, reading parameters only (or a literal).
     pub value: Arc<Term>,
     /// The field's value in the source.
     pub span: Span,

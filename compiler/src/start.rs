@@ -22,6 +22,8 @@ pub struct Start {
     params: Vec<(usize, Id)>,
     /// Jitter draws of a whole start.
     draws: usize,
+    /// The parameters' declared values.
+    declared: Vec<f64>,
 }
 
 /// The first velocity jitter draw of each particle, body and joint-tree body
@@ -105,16 +107,31 @@ impl Start {
             }
         }
         for (i, b) in m.bodies.iter().enumerate() {
-            let [x, v, q, w] = [StartKey::X, StartKey::V, StartKey::Rotation, StartKey::W]
-                .map(|key| field(&mut g, false, i, key));
-            if [&x, &v, &q, &w].iter().all(|f| f.is_none()) {
-                continue;
-            }
+            let [x, v, q, w, coords, rates] = [
+                StartKey::X,
+                StartKey::V,
+                StartKey::Rotation,
+                StartKey::W,
+                StartKey::Q,
+                StartKey::Qdot,
+            ]
+            .map(|key| field(&mut g, false, i, key));
             if let Some(a) = &b.joint {
+                // Joint coordinates and rates, in the jitter draws' order.
+                let c = a.coord as usize;
+                if let Some(coords) = coords {
+                    rows.extend(coords.iter().enumerate().map(|(k, &qk)| (false, c + k, qk)));
+                }
+                for (k, &rk) in rates.iter().flatten().enumerate() {
+                    let j = jit(&mut g, jitter.joints[i], k);
+                    rows.push((true, c + k, g.add(rk, j)));
+                }
+                if [&x, &v, &w].iter().all(|f| f.is_none()) {
+                    continue;
+                }
                 // A free joint: the origin's displacement from the initial
                 // pose, then velocity and angular velocity interleaved in the
                 // jitter draws.
-                let c = a.coord as usize;
                 debug_assert!(a.joints.len() == 1 && a.joints[0].kind == JointKind::Free);
                 if let Some(x) = x {
                     for (k, &xk) in x.iter().enumerate() {
@@ -133,6 +150,9 @@ impl Start {
             let Some(d) = b.dof.map(|d| d as usize) else {
                 continue;
             };
+            if [&x, &v, &q, &w].iter().all(|f| f.is_none()) {
+                continue;
+            }
             if let Some(x) = x {
                 rows.extend((0..3).map(|k| (false, d + k, x[k])));
             }
@@ -195,10 +215,12 @@ impl Start {
             rows,
             params: read.into_iter().zip(ds).collect(),
             draws: jitter.draws,
+            declared: m.params.iter().map(|p| p.value).collect(),
         }
     }
 
-    /// Whether no field reads a parameter (the start is the model's state).
+    /// Whether no field reads a parameter nor starts a joint away from the
+    /// declared pose (the start is the model's declared state).
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -219,8 +241,7 @@ impl Start {
     }
 
     /// The initial positions and velocities of `model`'s free DOFs with
-    /// these parameters (`None`: the fields' values at the declared
-    /// parameters, as the resolver evaluated them), with `jitter()` added to every particle velocity
+    /// these parameters (`None`: the declared ones), with `jitter()` added to every particle velocity
     /// component, every body's linear and angular velocity component and
     /// every joint rate (for randomised resets; `|| 0.0` gives the model's
     /// own state).
@@ -292,7 +313,8 @@ impl Start {
                 row += j.kind.dofs();
             }
         }
-        if let Some(params) = params.filter(|_| !self.is_empty()) {
+        if !self.is_empty() {
+            let params = params.unwrap_or(&self.declared);
             let values = self.eval(params, &drawn, &vec![0.0; self.rows.len()]);
             for &(velocity, row, id) in &self.rows {
                 let buf = if velocity { &mut v } else { &mut x };
@@ -392,8 +414,9 @@ mod tests {
                 k
             }
         };
-        let (x0, v0) = start.dofs(&m, None, counting());
-        let (x1, v1) = start.dofs(&m, Some(&[0.7, -1.3]), counting());
+        // The declared state as the resolver evaluated the fields.
+        let (x0, v0) = Start::default().dofs(&m, None, counting());
+        let (x1, v1) = start.dofs(&m, None, counting());
         for (a, b) in x0.iter().zip(&x1).chain(v0.iter().zip(&v1)) {
             assert!((a - b).abs() < 1e-12, "{x0:?} {v0:?}\n{x1:?} {v1:?}");
         }

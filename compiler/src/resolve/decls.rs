@@ -150,6 +150,73 @@ impl Resolver<'_> {
         Some((value, Some(t.clone())))
     }
 
+    /// A jointed body's initial joint coordinates or rates `f` (one per
+    /// coordinate: a scalar or a vector), as a term: a literal, or one that
+    /// reads parameters. A free joint starts from `x`, `v` and `w`; a
+    /// coordinate must start strictly inside its joint's range.
+    fn joint_start(
+        &mut self,
+        ctx: &mut Ctx,
+        f: &FieldDef,
+        joint: Option<&Attachment>,
+    ) -> Option<(std::sync::Arc<Term>, Span)> {
+        let name = f.name.name.as_str();
+        let n = joint.map_or(0, |a| a.coordinates() as usize);
+        let free = joint.is_some_and(|a| a.joints.iter().any(|j| j.kind == JointKind::Free));
+        if n == 0 || free || n > 4 {
+            let why = match joint {
+                None => "the body has no joint",
+                Some(_) if free => "a free joint starts from the body's `x`, `v` and `w`",
+                Some(_) if n == 0 => "a weld has no coordinates",
+                Some(_) => "its joints have more than 4 coordinates",
+            };
+            self.error(
+                Diagnostic::error(
+                    "joule::joint",
+                    format!("`{name}` gives initial joint coordinates, but {why}"),
+                    f.name.span,
+                    "no coordinates to start",
+                )
+                .with_help("`q` and `qdot` start a hinge's, slider's or ball's coordinates (a scalar for one, a vector for 2 to 4) away from the declared pose, which is `q = 0`"),
+            );
+            return None;
+        }
+        let shape = if n == 1 {
+            Shape::Scalar
+        } else {
+            Shape::Vec(n as u8)
+        };
+        let (value, term) = self.param_field(ctx, f, shape, name == "qdot")?;
+        if name == "q" {
+            let joint = joint.expect("coordinates");
+            let ranged = joint.joints.iter().scan(0, |k, j| {
+                let at = *k;
+                *k += j.kind.dofs();
+                Some((at, j))
+            });
+            for (k, j) in ranged {
+                let Some((lo, hi)) = j.range.filter(|_| j.soft.is_none()) else {
+                    continue;
+                };
+                let q = value.comps()[k];
+                if !(lo < q && q < hi) {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "the initial coordinate is outside its joint's range",
+                            f.value.span,
+                            format!("{q} is not strictly inside {lo}..{hi}"),
+                        )
+                        .with_label(j.span, "the joint")
+                        .with_help("a range is a barrier that is never crossed: start the coordinate inside it (at the params' declared values too), or make the range a spring with `soft = 0.02`"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((term.unwrap_or_else(|| lit(value)), f.value.span))
+    }
+
     /// Rejects a `deg` literal in a value that is not an angle.
     fn no_stray_angle(&mut self, name: &str, e: &Expr) -> bool {
         let Some(s) = stray_angle(e) else { return true };
@@ -620,7 +687,7 @@ impl Resolver<'_> {
                 fields,
                 &[
                     "shape", "density", "mass", "x", "rotation", "v", "w", "com", "inertia",
-                    "joint",
+                    "joint", "q", "qdot",
                 ],
             )
             .map;
@@ -768,6 +835,13 @@ impl Resolver<'_> {
                 }
                 None => (None, None),
             };
+            for key in [StartKey::Q, StartKey::Qdot] {
+                if let Some(f) = fs.get(key.name()) {
+                    let (value, span) = r.joint_start(ctx, f, joint.as_ref())?;
+                    start.push((key, value, span));
+                }
+            }
+            // Only a body that is declared waits for its parent.
             r.pending_parents.extend(pending);
             r.model
                 .start

@@ -60,6 +60,9 @@ impl Resolver<'_> {
                         format!("body `{}` is fixed", b.name),
                         "a fixed body stays where it is declared; give it a compile-time pose",
                     ))
+                } else if matches!(key, StartKey::Q | StartKey::Qdot) {
+                    // Checked where they are declared.
+                    None
                 } else if !free || (b.joint.is_some() && key == StartKey::Rotation) {
                     Some((
                         format!("body `{}` hangs in a joint tree", b.name),

@@ -278,7 +278,7 @@ impl<T: Real> Part<T> {
         let mut b = scene.compiled.buffers_of(len);
         scene.initial_state(&mut b);
         let b_stride = b.stride;
-        Part {
+        let mut part = Part {
             first,
             len,
             b,
@@ -309,7 +309,15 @@ impl<T: Real> Part<T> {
             surrogate: scene
                 .surrogate_model()
                 .map(|m| Box::new(Part::new(m, first, len))),
+        };
+        // Joints that start away from the declared pose: their links' rows
+        // by forward kinematics.
+        if let Some(tree) = scene.tree().filter(|_| !scene.start().is_empty()) {
+            for e in 0..len {
+                part.sync_links(tree, e);
+            }
         }
+        part
     }
 
     fn stride(&self) -> usize {
