@@ -1,9 +1,9 @@
 //! System identification: parameters in the initial state (a particle's `x`
 //! and `v`, an affine body's origin, rotation, velocity and spin, a free
-//! joint's origin and rates, joints' coordinates and rates) and in masses (particles' and affine bodies',
-//! in implicit steps) and gravity. Their gradients against central finite differences
-//! (f64, and f32 within its bound), a param mass moving exactly as the same
-//! mass declared, the start following its parameters until the first step,
+//! joint's origin and rates, joints' coordinates and rates), in masses
+//! (particles' and affine bodies', both integrators) and gravity. Their
+//! gradients against central finite differences (f64, and f32 within its
+//! bound), a param mass or gravity moving exactly as the same one declared, the start following its parameters until the first step,
 //! resets drawing from it, and `joule optimize --match` recovering a launch,
 //! a box's mass and friction, a double pendulum's mass and damping, and
 //! gravity from recordings.
@@ -112,6 +112,12 @@ fn a_free_joint_is_differentiated_through_its_coordinates_and_rates() {
 fn masses_and_friction_are_differentiated_through_the_inertia_they_add() {
     check_case("tethered_box", true, Precision::F64, 300, 1e-6, 1e-6);
     check_case("double_pendulum", true, Precision::F64, 300, 1e-5, 1e-6);
+}
+
+#[test]
+fn explicit_masses_are_differentiated_through_the_accelerations_they_scale() {
+    check_case("springs", false, Precision::F64, 500, 1e-6, 1e-6);
+    check_case("springs", true, Precision::F64, 500, 1e-6, 1e-6);
 }
 
 /// A case's adjoint gradient with respect to every parameter.
@@ -233,6 +239,7 @@ fn single_precision_gradients_agree_with_double_within_their_rounding() {
         ("affine_box", false, 40, 1e-3),
         ("tethered_box", true, 100, 5e-2),
         ("double_pendulum", true, 100, 1e-2),
+        ("springs", false, 200, 1e-3),
     ] {
         let wide = gradient(case, implicit, Precision::F64, steps);
         let narrow = gradient(case, implicit, Precision::F32, steps);
@@ -260,29 +267,37 @@ fn positions_after(text: &str, param: Option<(&str, f64)>, steps: usize) -> Vec<
 #[test]
 fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
     // The particle's and the body's (with contact, friction and its
-    // rigidity, whose stiffness follows the mass) within round-off.
-    for (case, field, value) in [
-        ("double_pendulum", "mass = m2", 0.8),
-        ("tethered_box", "mass = m", 3.1),
+    // rigidity, whose stiffness follows the mass) within round-off, in
+    // symplectic Euler (springs) too.
+    for (case, masses) in [
+        ("double_pendulum", &[("m2", 0.8)][..]),
+        ("tethered_box", &[("m", 3.1)]),
+        ("springs", &[("m_ball", 0.8), ("m_box", 1.7)]),
     ] {
         let text = std::fs::read_to_string(format!("tests/identify/{case}.joule")).expect("case");
-        let name = field.trim_start_matches("mass = ");
-        let param = positions_after(&text, Some((name, value)), 300);
-        let declared = positions_after(&text.replace(field, &format!("mass = {value}")), None, 300);
-        let unchanged = positions_after(&text, None, 300);
-        let gap = param
-            .iter()
-            .zip(&declared)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        let moved = param
-            .iter()
-            .zip(&unchanged)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let mut declared = text.clone();
+        let scene = Scene::compile(&text).expect("compiles");
+        let mut sim = scene.batch_threads(1, 1);
+        for (name, value) in masses {
+            declared = declared.replace(&format!("mass = {name}"), &format!("mass = {value}"));
+            sim.set_param(name, *value).expect("param");
+        }
+        assert_ne!(declared, text);
+        sim.rollout(300);
+        let param = sim.positions(0);
+        let gap = max_gap(&param, &positions_after(&declared, None, 300));
+        let moved = max_gap(&param, &positions_after(&text, None, 300));
         assert!(gap < 1e-9, "{case}: {gap:e} from the declared mass");
         assert!(moved > 1e-3, "{case}: the mass matters ({moved:e})");
     }
+}
+
+/// The largest difference of two vectors' components.
+fn max_gap(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -346,6 +361,37 @@ fn a_tape_begun_at_the_start_carries_its_derivative_too() {
             (a[0] - b[0]).abs() <= 1e-10 * b[0].abs(),
             "tape {a:?}, rollout {b:?}"
         );
+    }
+}
+
+#[test]
+fn checkpointed_gradients_are_the_recorded_ones() {
+    // With no memory to record every state the reverse pass recomputes
+    // segments from checkpoints: the same gradients, bit for bit.
+    for (case, implicit) in [
+        ("particle_launch", true),
+        ("springs", false),
+        ("hinged_arm", true),
+    ] {
+        let scene = Scene::from_model(model(case, implicit, Precision::F64), Backend::Jit)
+            .expect("compiles");
+        let l = scene
+            .model()
+            .objectives
+            .last()
+            .expect("a loss")
+            .name
+            .clone();
+        let gradient = |memory: usize| {
+            let mut sim = scene.batch_threads(1, 1);
+            sim.set_gradient_memory(memory);
+            let g = sim.gradient(&Objective::loss(&l), 100).expect("gradient");
+            (g.params, g.checkpoint_every)
+        };
+        let (kept, every) = gradient(usize::MAX);
+        let (recomputed, k) = gradient(0);
+        assert_eq!((every, k), (100, 10), "{case}");
+        assert_eq!(kept, recomputed, "{case}");
     }
 }
 
@@ -446,6 +492,14 @@ fn cli_identifies_gravity_from_a_pendulums_swing() {
     // Half a second of the swing (the phase of a longer one makes the error
     // non-convex in g); from g = 9.81.
     identify("gravity", "bob_x", 100, &[("g", 3.71)], 1e-9);
+}
+
+#[test]
+fn cli_identifies_masses_in_a_symplectic_euler_scene() {
+    // From 0.5 and 1 kg: the ball's 1 s, the box's first half second (the
+    // phase of its second makes the error non-convex in its mass).
+    identify("springs", "ball_x", 500, &[("m_ball", 0.8)], 1e-9);
+    identify("springs", "corner", 250, &[("m_box", 1.7)], 1e-9);
 }
 
 #[test]

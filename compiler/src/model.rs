@@ -921,6 +921,19 @@ pub struct StartField {
     pub span: Span,
 }
 
+/// A particle's or affine body's mass that reads parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MassField {
+    /// The body ([`Model::bodies`]) or, with `particle`, the particle.
+    pub owner: u32,
+    /// Whether `owner` is a particle.
+    pub particle: bool,
+    /// The mass, reading parameters only.
+    pub value: Arc<Term>,
+    /// Its value at the declared parameters (the mass matrix's).
+    pub declared: f64,
+}
+
 /// A fully resolved scene.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
@@ -950,6 +963,10 @@ pub struct Model {
     /// (their values at the declared parameters are in the particles and
     /// bodies); see [`crate::start`].
     pub start: Vec<StartField>,
+    /// The masses that read parameters in an explicit step, which scales
+    /// their forces' accelerations (an implicit step adds their inertia as
+    /// energies instead); see [`crate::start::MassScales`].
+    pub masses: Vec<MassField>,
     /// The triangles of every mesh as particle ids: all faces of a sheet, the
     /// outward-wound boundary of a solid. Drawn by viewers; no energy of its own.
     pub surfaces: Vec<[u32; 3]>,

@@ -198,22 +198,12 @@ impl Start {
                 }
             }
         }
-        // The VJP: d (sum_k seed_k row_k) / d param.
-        let mut s = g.constant(0.0);
-        for (k, &(_, _, value)) in rows.iter().enumerate() {
-            let seed = g.leaf(Leaf::OutSeed(k as u32));
-            let p = g.mul(seed, value);
-            s = g.add(s, p);
-        }
-        let read: Vec<usize> = (0..m.params.len())
-            .filter(|&p| g.nodes().contains(&Op::Leaf(Leaf::Param(p as u32))))
-            .collect();
-        let wrt: Vec<Leaf> = read.iter().map(|&p| Leaf::Param(p as u32)).collect();
-        let ds = diff::gradient(&mut g, s, &wrt);
+        let values: Vec<Id> = rows.iter().map(|r| r.2).collect();
+        let params = params_vjp(&mut g, &values, m.params.len());
         Start {
             graph: g,
             rows,
-            params: read.into_iter().zip(ds).collect(),
+            params,
             draws: jitter.draws,
             declared: m.params.iter().map(|p| p.value).collect(),
         }
@@ -227,17 +217,7 @@ impl Start {
 
     /// Every node's value with these parameters, jitter draws and seeds.
     fn eval(&self, params: &[f64], jitter: &[f64], seeds: &[f64]) -> Vec<f64> {
-        let mut v: Vec<f64> = Vec::with_capacity(self.graph.len());
-        for &op in self.graph.nodes() {
-            let x = match op {
-                Op::Leaf(Leaf::Param(p)) => params[p as usize],
-                Op::Leaf(Leaf::Const(k)) => jitter[k as usize],
-                Op::Leaf(Leaf::OutSeed(k)) => seeds[k as usize],
-                op => eval_op(op, &v),
-            };
-            v.push(x);
-        }
-        v
+        eval(&self.graph, params, jitter, seeds)
     }
 
     /// The initial positions and velocities of `model`'s free DOFs with
@@ -340,6 +320,108 @@ impl Start {
         let values = self.eval(params, &jitter, &seeds);
         for &(p, id) in &self.params {
             out[p] += values[id as usize];
+        }
+    }
+}
+
+/// Every node's value of `graph` with these parameters, constants (`Const`
+/// leaves) and seeds (`OutSeed` leaves).
+fn eval(graph: &Graph, params: &[f64], consts: &[f64], seeds: &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = Vec::with_capacity(graph.len());
+    for &op in graph.nodes() {
+        let x = match op {
+            Op::Leaf(Leaf::Param(p)) => params[p as usize],
+            Op::Leaf(Leaf::Const(k)) => consts[k as usize],
+            Op::Leaf(Leaf::OutSeed(k)) => seeds[k as usize],
+            op => eval_op(op, &v),
+        };
+        v.push(x);
+    }
+    v
+}
+
+/// The VJP of `sum_k seed_k value_k` with respect to the parameters the
+/// values read, appended to `g`: `(param, derivative)`.
+fn params_vjp(g: &mut Graph, values: &[Id], params: usize) -> Vec<(usize, Id)> {
+    let mut s = g.constant(0.0);
+    for (k, &value) in values.iter().enumerate() {
+        let seed = g.leaf(Leaf::OutSeed(k as u32));
+        let p = g.mul(seed, value);
+        s = g.add(s, p);
+    }
+    let read: Vec<usize> = (0..params)
+        .filter(|&p| g.nodes().contains(&Op::Leaf(Leaf::Param(p as u32))))
+        .collect();
+    let wrt: Vec<Leaf> = read.iter().map(|&p| Leaf::Param(p as u32)).collect();
+    let ds = diff::gradient(g, s, &wrt);
+    read.into_iter().zip(ds).collect()
+}
+
+/// The scales `m(p) / m0` of the masses that read parameters in an explicit
+/// step ([`Model::masses`]), per owner, with the free rows they scale: the
+/// step divides the owner's forces by its scale (its mass matrix holds `m0`,
+/// the weight is gravity's acceleration whatever the mass), and the adjoint
+/// carries `dL/dscale` back to the parameters.
+#[derive(Debug, Clone, Default)]
+pub struct MassScales {
+    graph: Graph,
+    /// Per owner: its free rows and its scale.
+    owners: Vec<(std::ops::Range<usize>, Id)>,
+    /// `d (sum_k seed_k scale_k) / d param`.
+    params: Vec<(usize, Id)>,
+}
+
+impl MassScales {
+    /// The scales of `model`'s masses that read parameters.
+    pub fn new(m: &Model) -> MassScales {
+        let mut g = Graph::new();
+        let leaf = |i: Input| match i {
+            Input::Param(p) => Leaf::Param(p),
+            other => unreachable!("masses read parameters only, not {other:?}"),
+        };
+        let mut owners = vec![];
+        for f in &m.masses {
+            let (dof, width) = if f.particle {
+                (m.particles[f.owner as usize].dof, 3)
+            } else {
+                (m.bodies[f.owner as usize].dof, 12)
+            };
+            let Some(d) = dof.map(|d| d as usize) else {
+                continue;
+            };
+            let mass = crate::ir::lower::Lowerer::new(&mut g, leaf).lower(&f.value)[0];
+            let m0 = g.constant(f.declared);
+            owners.push((d..d + width, g.div(mass, m0)));
+        }
+        let values: Vec<Id> = owners.iter().map(|o| o.1).collect();
+        let params = params_vjp(&mut g, &values, m.params.len());
+        MassScales {
+            graph: g,
+            owners,
+            params,
+        }
+    }
+
+    /// Whether no mass reads a parameter (in an explicit step).
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// Each owner's free rows and scale with these parameters.
+    pub fn scales(&self, params: &[f64]) -> Vec<(std::ops::Range<usize>, f64)> {
+        let v = eval(&self.graph, params, &[], &vec![0.0; self.owners.len()]);
+        self.owners
+            .iter()
+            .map(|(rows, id)| (rows.clone(), v[*id as usize]))
+            .collect()
+    }
+
+    /// Adds to `out[param]` the derivative through the scales, given the
+    /// objective's derivative with respect to each owner's scale.
+    pub fn vjp(&self, params: &[f64], seeds: &[f64], out: &mut [f64]) {
+        let v = eval(&self.graph, params, &[], seeds);
+        for &(p, id) in &self.params {
+            out[p] += v[id as usize];
         }
     }
 }

@@ -12,7 +12,7 @@ use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
 use joule_compiler::model::{Integrator, JointKind, Model, Precision, State, SurrogateMode};
-use joule_compiler::start::Start;
+use joule_compiler::start::{MassScales, Start};
 use joule_compiler::{Diagnostic, Severity};
 
 /// A scene that failed to compile: its rendered diagnostics.
@@ -70,6 +70,8 @@ pub struct Scene {
     surrogate: Option<Box<Scene>>,
     /// The initial state's fields that read parameters.
     start: Start,
+    /// The masses that read parameters in an explicit step.
+    mass_scales: MassScales,
 }
 
 impl Scene {
@@ -229,6 +231,7 @@ impl Scene {
             .iter()
             .any(|k| compiled.kernels.get(*k).reads(State::Held));
         let start = Start::new(model);
+        let mass_scales = MassScales::new(model);
         Ok(Scene {
             compiled,
             mass,
@@ -240,6 +243,7 @@ impl Scene {
             tree,
             surrogate: None,
             start,
+            mass_scales,
         })
     }
 
@@ -319,6 +323,11 @@ impl Scene {
     /// The initial state as a function of the parameters.
     pub(crate) fn start(&self) -> &Start {
         &self.start
+    }
+
+    /// The scales of the masses that read parameters in an explicit step.
+    pub(crate) fn mass_scales(&self) -> &MassScales {
+        &self.mass_scales
     }
 
     /// Every control at its starting value (0, or the end of its range

@@ -3,14 +3,19 @@
 //! state rows to start; a jointed body starts at its joints' coordinates, so
 //! only a free joint's origin and velocities can follow a parameter). A mass
 //! that reads parameters keeps its value at the declared parameters in the
-//! mass matrix, and the difference is an energy: the prelude's `added_mass`
-//! or `added_body_mass`, whose inertia term makes the implicit step's exactly
-//! the true mass's (and is differentiated like any energy).
+//! mass matrix; in an implicit step the difference is an energy, the
+//! prelude's `added_mass` or `added_body_mass`, whose inertia term makes the
+//! step's exactly the true mass's (and is differentiated like any energy);
+//! an explicit step scales the owner's accelerations at run time
+//! (`Model::masses`). A gravity that reads parameters adds the weight of its
+//! difference from the declared gravity (`added_weight`).
 
 use super::eval::{lit, term_value};
 use super::value::Value;
 use super::Resolver;
-use crate::model::{BinOp, Integrator, JointKind, Shape, StartKey, Tensor, Term, TermKind};
+use crate::model::{
+    BinOp, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term, TermKind,
+};
 use joule_grammar::ast::{Expr, ExprKind, Span};
 use joule_grammar::Diagnostic;
 use std::sync::Arc;
@@ -146,7 +151,8 @@ impl Resolver<'_> {
     }
 
     /// One `added_mass` (`added_body_mass`) instance per moving particle
-    /// (body) whose mass reads parameters.
+    /// (body) whose mass reads parameters in an implicit step; in an
+    /// explicit one, the mass for the runtime to scale accelerations by.
     pub(super) fn added_mass_instances(&mut self) {
         let s = &self.model.settings;
         let (h, g) = (s.substep(), s.gravity);
@@ -159,27 +165,30 @@ impl Resolver<'_> {
                 let b = &self.model.bodies[pm.owner as usize];
                 (b.name.clone(), b.dof, b.joint.is_some())
             };
-            let why = if jointed {
-                Some(("it hangs in a joint tree", "the joint-coordinate step builds its links' inertia from compile-time masses; a particle's or an affine body's (without `joint`) mass can read parameters"))
-            } else if !implicit && dof.is_some() {
-                Some(("the step is symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: a mass's inertia is an energy of the implicit step, and differentiated as one; symplectic Euler's division by the mass is not built yet"))
-            } else {
-                None
-            };
-            if let Some((what, help)) = why {
+            if jointed {
                 self.error(
                     Diagnostic::error(
                         "joule::runtime_in_const",
-                        format!("the mass of `{name}` cannot read a parameter: {what}"),
+                        format!("the mass of `{name}` cannot read a parameter: it hangs in a joint tree"),
                         pm.span,
                         "reads a parameter",
                     )
-                    .with_help(help),
+                    .with_help("the joint-coordinate step builds its links' inertia from compile-time masses; a particle's or an affine body's (without `joint`) mass can read parameters"),
                 );
                 continue;
             }
             // A fixed particle's or body's mass acts on nothing.
             if dof.is_none() {
+                continue;
+            }
+            // An explicit step scales the owner's accelerations at run time.
+            if !implicit {
+                self.model.masses.push(MassField {
+                    owner: pm.owner,
+                    particle: pm.particle,
+                    value: pm.mass.clone(),
+                    declared: pm.declared,
+                });
                 continue;
             }
             let dm = binary(

@@ -65,6 +65,8 @@ impl<T: Real> Part<T> {
                     vbar[i] = adj.v[i] + h * adj.x[i];
                 }
                 scene.mass.solve(vbar, w, s);
+                self.mass_scales_adjoint(scene, adj, h);
+                let w = &self.scratch.dx;
                 set_seed(&mut self.b, w);
                 self.vjp(scene, KernelKind::Adjoint);
                 let vbar = &self.scratch.rhs;
@@ -184,6 +186,38 @@ impl<T: Real> Part<T> {
             buf.fill(T::default());
         }
         self.run(scene, kind);
+    }
+
+    /// In an explicit substep with masses that read parameters: divides
+    /// the owners' rows of `w = M0^-1 (v' bar + h x' bar)` by their scales
+    /// (`M^-1` of the scaled mass), and adds the scales' derivative,
+    /// `dL/dscale = (h / scale) w . dE/dx` on the owner's rows at the
+    /// substep's start, carried to the parameters.
+    fn mass_scales_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint, h: f64) {
+        if scene.mass_scales().is_empty() {
+            return;
+        }
+        let s = self.stride();
+        let np = scene.model().params.len();
+        self.forces(scene, |_| true);
+        for (e, owners) in self.mass_scales(scene).into_iter().enumerate() {
+            let mut seeds = Vec::with_capacity(owners.len());
+            for (rows, scale) in owners {
+                let mut d = 0.0;
+                for r in rows {
+                    let w = &mut self.scratch.dx[r * s + e];
+                    *w /= scale;
+                    d += *w * self.b.grad[r * s + e].to_f64();
+                }
+                seeds.push(h / scale * d);
+            }
+            let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
+            let mut dp = vec![0.0; np];
+            scene.mass_scales().vjp(&p, &seeds, &mut dp);
+            for (i, d) in dp.into_iter().enumerate() {
+                adj.params[i * s + e] += d;
+            }
+        }
     }
 
     pub(super) fn accumulate(&self, adj: &mut Adjoint, scale: f64) {

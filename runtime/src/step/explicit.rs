@@ -1,9 +1,13 @@
 //! The explicit substep: symplectic Euler, v += h M^-1 (f - dE/dx - dD/dv);
 //! x += h v (the update itself is the mass model's, `MassModel::explicit_update`).
+//! A mass that reads parameters is its declared mass times a scale per
+//! environment: its owner's forces are divided by the scale first (the
+//! weight's acceleration does not change with the mass).
 
 use super::Part;
 use crate::Scene;
 use joule_compiler::abi::Real;
+use std::ops::Range;
 
 impl<T: Real> Part<T> {
     /// One symplectic Euler substep of length `h`.
@@ -15,6 +19,7 @@ impl<T: Real> Part<T> {
         // Forces at the step's start: what `held(..)` reads too.
         self.hold(scene);
         self.forces(scene, |_| true);
+        self.scale_forces(scene);
         let b = &mut self.b;
         scene.mass.explicit_update(
             &b.grad[..n * s],
@@ -25,5 +30,34 @@ impl<T: Real> Part<T> {
             h,
             s,
         );
+    }
+
+    /// Each lane's scales of the masses that read parameters (`[lane][owner]`:
+    /// the owner's free rows and `m(p) / m0`).
+    pub(super) fn mass_scales(&self, scene: &Scene) -> Vec<Vec<(Range<usize>, f64)>> {
+        let (np, s) = (scene.model().params.len(), self.stride());
+        (0..self.len)
+            .map(|e| {
+                let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
+                scene.mass_scales().scales(&p)
+            })
+            .collect()
+    }
+
+    /// Divides the forces of the owners of masses that read parameters by
+    /// their scales.
+    fn scale_forces(&mut self, scene: &Scene) {
+        if scene.mass_scales().is_empty() {
+            return;
+        }
+        let s = self.stride();
+        for (e, owners) in self.mass_scales(scene).into_iter().enumerate() {
+            for (rows, scale) in owners {
+                for r in rows {
+                    let g = &mut self.b.grad[r * s + e];
+                    *g = T::from_f64(g.to_f64() / scale);
+                }
+            }
+        }
     }
 }
