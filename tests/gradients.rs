@@ -906,22 +906,7 @@ fn a_tape_differentiates_the_surrogate_model_like_a_rollout() {
         .batch_threads(1, 1)
         .gradient(&Objective::loss("reach"), steps)
         .expect("gradient");
-    let layout = scene.compiled.layout();
-    let reach = layout.output("reach").expect("the loss").offset;
-    let rows = layout.output_rows();
-    let mut sim = scene.batch_threads(1, 1);
-    let mut tape = sim.tape();
-    for _ in 0..steps {
-        sim.step_taped(&mut tape);
-    }
-    let mut seed = vec![vec![0.0]; rows];
-    seed[reach][0] = 1.0;
-    sim.seed_outputs(&mut tape, &seed).unwrap();
-    for _ in 0..steps {
-        sim.reverse_step(&mut tape);
-        sim.seed_outputs(&mut tape, &vec![vec![0.0]; rows]).unwrap();
-    }
-    let taped = sim.tape_gradient(&tape);
+    let taped = common::taped_loss_gradient(&scene, "reach", steps);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-10 * b.abs().max(1e-9);
     for (a, b) in taped.params.iter().zip(&whole.params) {
         assert!(close(a[0], b[0]), "params: tape {a:?}, rollout {b:?}");

@@ -1,7 +1,8 @@
 //! System identification: parameters in the initial state (a particle's `x`
 //! and `v`, an affine body's origin, rotation, velocity and spin, a free
 //! joint's origin and rates, joints' coordinates and rates), in masses
-//! (particles' and affine bodies', both integrators) and gravity. Their
+//! (particles' and affine bodies', both integrators; links' of fixed joint
+//! trees) and gravity. Their
 //! gradients against central finite differences (f64, and f32 within its
 //! bound), a param mass or gravity moving exactly as the same one declared, the start following its parameters until the first step,
 //! resets drawing from it, and `joule optimize --match` recovering a launch,
@@ -89,35 +90,40 @@ fn check_case(case: &str, implicit: bool, precision: Precision, steps: usize, st
     }
 }
 
-#[test]
-fn a_launched_particle_is_differentiated_through_its_start() {
+/// The central-difference cases: case, implicit, steps, relative finite
+/// difference step, tolerance (of the gradient's scale).
+const CENTRAL_DIFFERENCES: &[(&str, bool, usize, f64, f64)] = &[
     // 1 s: the ball flies, lands on the floor and bounces (implicit: the
     // floor is too stiff for an explicit step). The landing makes the loss
     // curve sharply: small steps, and truncation of 1e-6 of the scale.
-    check_case("particle_launch", true, Precision::F64, 500, 1e-6, 1e-5);
-}
+    ("particle_launch", true, 500, 1e-6, 1e-5),
+    // An affine body's pose and rates, both integrators.
+    ("affine_box", false, 60, 1e-5, 1e-6),
+    ("affine_box", true, 60, 1e-5, 1e-6),
+    // A free joint's coordinates and rates.
+    ("free_joint_tree", true, 60, 1e-5, 1e-6),
+    // Joints' initial coordinates and rates.
+    ("hinged_arm", true, 300, 1e-5, 1e-6),
+    // Masses (the inertia they add) and friction.
+    ("tethered_box", true, 300, 1e-6, 1e-6),
+    ("double_pendulum", true, 300, 1e-5, 1e-6),
+    // A link's mass in joint coordinates (its solver's tolerance 1e-10).
+    ("link_masses", true, 300, 1e-5, 1e-5),
+    // Masses scaling symplectic Euler's accelerations, and implicitly.
+    ("springs", false, 500, 1e-6, 1e-6),
+    ("springs", true, 500, 1e-6, 1e-6),
+    // Gravity's added weight, both integrators.
+    ("gravity", true, 300, 1e-5, 1e-6),
+    ("gravity", false, 300, 1e-5, 1e-6),
+    // Contact geometry: the contact energies' arguments.
+    ("contact_geometry", true, 200, 1e-6, 1e-6),
+];
 
 #[test]
-fn an_affine_body_is_differentiated_through_its_pose_and_rates() {
-    check_case("affine_box", false, Precision::F64, 60, 1e-5, 1e-6);
-    check_case("affine_box", true, Precision::F64, 60, 1e-5, 1e-6);
-}
-
-#[test]
-fn a_free_joint_is_differentiated_through_its_coordinates_and_rates() {
-    check_case("free_joint_tree", true, Precision::F64, 60, 1e-5, 1e-6);
-}
-
-#[test]
-fn masses_and_friction_are_differentiated_through_the_inertia_they_add() {
-    check_case("tethered_box", true, Precision::F64, 300, 1e-6, 1e-6);
-    check_case("double_pendulum", true, Precision::F64, 300, 1e-5, 1e-6);
-}
-
-#[test]
-fn explicit_masses_are_differentiated_through_the_accelerations_they_scale() {
-    check_case("springs", false, Precision::F64, 500, 1e-6, 1e-6);
-    check_case("springs", true, Precision::F64, 500, 1e-6, 1e-6);
+fn every_kind_of_param_matches_central_differences() {
+    for &(case, implicit, steps, step, tol) in CENTRAL_DIFFERENCES {
+        check_case(case, implicit, Precision::F64, steps, step, tol);
+    }
 }
 
 /// A case's adjoint gradient with respect to every parameter.
@@ -136,16 +142,6 @@ fn gradient(case: &str, implicit: bool, precision: Precision, steps: usize) -> V
         .gradient(&Objective::loss(&l), steps)
         .expect("gradient");
     g.params.iter().map(|p| p[0]).collect()
-}
-
-#[test]
-fn contact_geometry_is_differentiated_through_the_contacts_arguments() {
-    check_case("contact_geometry", true, Precision::F64, 200, 1e-6, 1e-6);
-}
-
-#[test]
-fn joints_are_differentiated_through_their_initial_coordinates_and_rates() {
-    check_case("hinged_arm", true, Precision::F64, 300, 1e-5, 1e-6);
 }
 
 #[test]
@@ -188,12 +184,6 @@ fn a_joint_started_at_q_moves_as_that_pose_declared() {
         "it starts turned: {:?}",
         &started[..3]
     );
-}
-
-#[test]
-fn gravity_is_differentiated_through_the_weight_it_adds() {
-    check_case("gravity", true, Precision::F64, 300, 1e-5, 1e-6);
-    check_case("gravity", false, Precision::F64, 300, 1e-5, 1e-6);
 }
 
 #[test]
@@ -240,6 +230,7 @@ fn single_precision_gradients_agree_with_double_within_their_rounding() {
         ("tethered_box", true, 100, 5e-2),
         ("double_pendulum", true, 100, 1e-2),
         ("springs", false, 200, 1e-3),
+        ("link_masses", true, 100, 1e-2),
     ] {
         let wide = gradient(case, implicit, Precision::F64, steps);
         let narrow = gradient(case, implicit, Precision::F32, steps);
@@ -269,10 +260,12 @@ fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
     // The particle's and the body's (with contact, friction and its
     // rigidity, whose stiffness follows the mass) within round-off, in
     // symplectic Euler (springs) too.
-    for (case, masses) in [
-        ("double_pendulum", &[("m2", 0.8)][..]),
-        ("tethered_box", &[("m", 3.1)]),
-        ("springs", &[("m_ball", 0.8), ("m_box", 1.7)]),
+    // A link's in joint coordinates to its solver's tolerance.
+    for (case, masses, tol) in [
+        ("double_pendulum", &[("m2", 0.8)][..], 1e-9),
+        ("tethered_box", &[("m", 3.1)], 1e-9),
+        ("springs", &[("m_ball", 0.8), ("m_box", 1.7)], 1e-9),
+        ("link_masses", &[("m_lower", 1.6)], 1e-7),
     ] {
         let text = std::fs::read_to_string(format!("tests/identify/{case}.joule")).expect("case");
         let mut declared = text.clone();
@@ -287,7 +280,7 @@ fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
         let param = sim.positions(0);
         let gap = max_gap(&param, &positions_after(&declared, None, 300));
         let moved = max_gap(&param, &positions_after(&text, None, 300));
-        assert!(gap < 1e-9, "{case}: {gap:e} from the declared mass");
+        assert!(gap < tol, "{case}: {gap:e} from the declared mass");
         assert!(moved > 1e-3, "{case}: the mass matters ({moved:e})");
     }
 }
@@ -340,22 +333,7 @@ fn a_tape_begun_at_the_start_carries_its_derivative_too() {
         .batch_threads(1, 1)
         .gradient(&Objective::loss("corner"), steps)
         .expect("gradient");
-    let layout = scene.compiled.layout();
-    let rows = layout.output_rows();
-    let mut sim = scene.batch_threads(1, 1);
-    let mut tape = sim.tape();
-    for _ in 0..steps {
-        sim.step_taped(&mut tape);
-    }
-    let mut seed = vec![vec![0.0]; rows];
-    seed[layout.output("corner").expect("the loss").offset][0] = 1.0;
-    sim.seed_outputs(&mut tape, &seed).expect("seeds");
-    for _ in 0..steps {
-        sim.reverse_step(&mut tape);
-        sim.seed_outputs(&mut tape, &vec![vec![0.0]; rows])
-            .expect("seeds");
-    }
-    let taped = sim.tape_gradient(&tape);
+    let taped = common::taped_loss_gradient(&scene, "corner", steps);
     for (a, b) in taped.params.iter().zip(&whole.params) {
         assert!(
             (a[0] - b[0]).abs() <= 1e-10 * b[0].abs(),
@@ -372,6 +350,7 @@ fn checkpointed_gradients_are_the_recorded_ones() {
         ("particle_launch", true),
         ("springs", false),
         ("hinged_arm", true),
+        ("link_masses", true),
     ] {
         let scene = Scene::from_model(model(case, implicit, Precision::F64), Backend::Jit)
             .expect("compiles");
@@ -500,6 +479,12 @@ fn cli_identifies_masses_in_a_symplectic_euler_scene() {
     // phase of its second makes the error non-convex in its mass).
     identify("springs", "ball_x", 500, &[("m_ball", 0.8)], 1e-9);
     identify("springs", "corner", 250, &[("m_box", 1.7)], 1e-9);
+}
+
+#[test]
+fn cli_identifies_a_links_mass_in_joint_coordinates() {
+    // 0.3 s from 1 kg, to the solver's tolerance.
+    identify("link_masses", "tip", 300, &[("m_lower", 1.6)], 1e-6);
 }
 
 #[test]

@@ -357,11 +357,13 @@ fn params_vjp(g: &mut Graph, values: &[Id], params: usize) -> Vec<(usize, Id)> {
     read.into_iter().zip(ds).collect()
 }
 
-/// The scales `m(p) / m0` of the masses that read parameters in an explicit
-/// step ([`Model::masses`]), per owner, with the free rows they scale: the
-/// step divides the owner's forces by its scale (its mass matrix holds `m0`,
-/// the weight is gravity's acceleration whatever the mass), and the adjoint
-/// carries `dL/dscale` back to the parameters.
+/// The scales `m(p) / m0` of the masses that read parameters
+/// ([`Model::masses`]: in an explicit step, and of joint trees' links), per
+/// owner, with the free rows they scale: an explicit step divides the
+/// owner's forces by its scale (its mass matrix holds `m0`, the weight is
+/// gravity's acceleration whatever the mass), a step in joint coordinates
+/// multiplies the link's inertia by it, and the adjoints carry `dL/dscale`
+/// back to the parameters.
 #[derive(Debug, Clone, Default)]
 pub struct MassScales {
     graph: Graph,
@@ -402,9 +404,15 @@ impl MassScales {
         }
     }
 
-    /// Whether no mass reads a parameter (in an explicit step).
+    /// Whether no mass reads a parameter (in an explicit step, or of a
+    /// joint tree's link).
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
+    }
+
+    /// The free rows of each owner, in the order of [`MassScales::scales`].
+    pub fn owner_rows(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.owners.iter().map(|o| o.0.clone())
     }
 
     /// Each owner's free rows and scale with these parameters.

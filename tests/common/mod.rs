@@ -155,3 +155,25 @@ pub fn html_frames(d: &serde_json::Value) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// The gradient of the `loss` after `steps` steps of a fresh batch of one
+/// through a closed-loop tape (zero controls): the steps taped, the loss
+/// seeded at the end, every step reversed.
+pub fn taped_loss_gradient(scene: &joule::Scene, loss: &str, steps: usize) -> joule::TapeGradient {
+    let layout = scene.compiled.layout();
+    let rows = layout.output_rows();
+    let mut sim = scene.batch_threads(1, 1);
+    let mut tape = sim.tape();
+    for _ in 0..steps {
+        sim.step_taped(&mut tape);
+    }
+    let mut seed = vec![vec![0.0]; rows];
+    seed[layout.output(loss).expect("the loss").offset][0] = 1.0;
+    sim.seed_outputs(&mut tape, &seed).expect("seeds");
+    for _ in 0..steps {
+        sim.reverse_step(&mut tape);
+        sim.seed_outputs(&mut tape, &vec![vec![0.0]; rows])
+            .expect("seeds");
+    }
+    sim.tape_gradient(&tape)
+}

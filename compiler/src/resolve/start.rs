@@ -6,8 +6,8 @@
 //! mass matrix; in an implicit step the difference is an energy, the
 //! prelude's `added_mass` or `added_body_mass`, whose inertia term makes the
 //! step's exactly the true mass's (and is differentiated like any energy);
-//! an explicit step scales the owner's accelerations at run time
-//! (`Model::masses`). A gravity that reads parameters adds the weight of its
+//! an explicit step scales the owner's accelerations at run time, and a
+//! step in joint coordinates a link's inertia (`Model::masses`). A gravity that reads parameters adds the weight of its
 //! difference from the declared gravity (`added_weight`).
 
 use super::eval::{lit, term_value};
@@ -150,6 +150,21 @@ impl Resolver<'_> {
         })
     }
 
+    /// Whether body `b` hangs in a joint tree whose root has a free joint.
+    fn floating(&self, mut b: u32) -> bool {
+        // The parent relation has no cycle (checked before).
+        for _ in 0..self.model.bodies.len() {
+            match &self.model.bodies[b as usize].joint {
+                Some(a) => match a.parent {
+                    Some(p) if self.model.bodies[p as usize].joint.is_some() => b = p,
+                    _ => return a.joints.iter().any(|j| j.kind == JointKind::Free),
+                },
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// One `added_mass` (`added_body_mass`) instance per moving particle
     /// (body) whose mass reads parameters in an implicit step; in an
     /// explicit one, the mass for the runtime to scale accelerations by.
@@ -165,15 +180,20 @@ impl Resolver<'_> {
                 let b = &self.model.bodies[pm.owner as usize];
                 (b.name.clone(), b.dof, b.joint.is_some())
             };
-            if jointed {
+            let why = match (jointed, implicit) {
+                (true, false) => Some(("its joint tree steps in symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step in joint coordinates scales a link's inertia by its mass")),
+                (true, true) if self.floating(pm.owner) => Some(("its joint tree hangs from a free joint", "a floating tree's prediction moves its centre of mass by the links' compile-time masses; a link of a tree fixed to the world or to a body, a particle or an affine body can identify its mass")),
+                _ => None,
+            };
+            if let Some((what, help)) = why {
                 self.error(
                     Diagnostic::error(
                         "joule::runtime_in_const",
-                        format!("the mass of `{name}` cannot read a parameter: it hangs in a joint tree"),
+                        format!("the mass of `{name}` cannot read a parameter: {what}"),
                         pm.span,
                         "reads a parameter",
                     )
-                    .with_help("the joint-coordinate step builds its links' inertia from compile-time masses; a particle's or an affine body's (without `joint`) mass can read parameters"),
+                    .with_help(help),
                 );
                 continue;
             }
@@ -181,8 +201,9 @@ impl Resolver<'_> {
             if dof.is_none() {
                 continue;
             }
-            // An explicit step scales the owner's accelerations at run time.
-            if !implicit {
+            // An explicit step scales the owner's accelerations at run time,
+            // a step in joint coordinates its link's inertia.
+            if !implicit || jointed {
                 self.model.masses.push(MassField {
                     owner: pm.owner,
                     particle: pm.particle,

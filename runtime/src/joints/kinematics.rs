@@ -841,7 +841,7 @@ mod tests {
             &twists,
             |k| blocks[k],
             |_| true,
-            scale,
+            |_| scale,
             &mut composite,
             &mut hz,
         );

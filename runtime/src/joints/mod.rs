@@ -628,7 +628,7 @@ impl Tree {
             &twists,
             |_| 0.0,
             |_| false,
-            1.0,
+            |_| 1.0,
             &mut composite,
             &mut hz,
         );
@@ -639,7 +639,7 @@ impl Tree {
     }
 
     /// Sets `hz` (dense `n x n`, row-major) to `J^T H J` for the maximal
-    /// Hessian `H`: `mass_scale` times the mass matrix on the links (their
+    /// Hessian `H`: `mass_scale(link)` times the mass matrix on the links (their
     /// rigid inertias, [`kinematics::rigid_inertia`]) plus the group-pair
     /// blocks of the plan (`block(k)`: entry `k` of the block storage).
     /// Every link block is pulled back onto twists (6x6, see
@@ -657,17 +657,18 @@ impl Tree {
         twists: &[Twist],
         block: impl Fn(usize) -> f64,
         live: impl Fn(usize) -> bool,
-        mass_scale: f64,
+        mass_scale: impl Fn(usize) -> f64,
         composite: &mut [Spatial],
         hz: &mut [f64],
     ) {
         let n = self.n;
         hz.fill(0.0);
         for (l, k) in composite.iter_mut().enumerate() {
-            *k = if mass_scale == 0.0 {
+            let scale = mass_scale(l);
+            *k = if scale == 0.0 {
                 [[0.0; 6]; 6]
             } else {
-                kinematics::rigid_inertia(&self.link_mass[l], &poses[l], mass_scale)
+                kinematics::rigid_inertia(&self.link_mass[l], &poses[l], scale)
             };
         }
         // Each pair once: its block and its transpose (a group's own block is whole).

@@ -198,26 +198,22 @@ impl<T: Real> Part<T> {
             return;
         }
         let s = self.stride();
-        let np = scene.model().params.len();
+        self.load_mass_scales(scene);
         self.forces(scene, |_| true);
-        for (e, owners) in self.mass_scales(scene).into_iter().enumerate() {
-            let mut seeds = Vec::with_capacity(owners.len());
-            for (rows, scale) in owners {
-                let mut d = 0.0;
-                for r in rows {
-                    let w = &mut self.scratch.dx[r * s + e];
-                    *w /= scale;
-                    d += *w * self.b.grad[r * s + e].to_f64();
-                }
-                seeds.push(h / scale * d);
-            }
-            let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
-            let mut dp = vec![0.0; np];
-            scene.mass_scales().vjp(&p, &seeds, &mut dp);
-            for (i, d) in dp.into_iter().enumerate() {
-                adj.params[i * s + e] += d;
+        let mut w = std::mem::take(&mut self.scratch.dx);
+        self.scale_mass_rows(scene, &mut w, true);
+        let mut dscale = vec![0.0; self.mass_scale.len()];
+        for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
+            for e in 0..self.len {
+                let d: f64 = rows
+                    .clone()
+                    .map(|r| w[r * s + e] * self.b.grad[r * s + e].to_f64())
+                    .sum();
+                dscale[o * s + e] = h / self.mass_scale[o * s + e] * d;
             }
         }
+        self.scratch.dx = w;
+        self.mass_scales_to_params(scene, &dscale, &mut adj.params);
     }
 
     pub(super) fn accumulate(&self, adj: &mut Adjoint, scale: f64) {

@@ -7,7 +7,6 @@
 use super::Part;
 use crate::Scene;
 use joule_compiler::abi::Real;
-use std::ops::Range;
 
 impl<T: Real> Part<T> {
     /// One symplectic Euler substep of length `h`.
@@ -32,32 +31,18 @@ impl<T: Real> Part<T> {
         );
     }
 
-    /// Each lane's scales of the masses that read parameters (`[lane][owner]`:
-    /// the owner's free rows and `m(p) / m0`).
-    pub(super) fn mass_scales(&self, scene: &Scene) -> Vec<Vec<(Range<usize>, f64)>> {
-        let (np, s) = (scene.model().params.len(), self.stride());
-        (0..self.len)
-            .map(|e| {
-                let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
-                scene.mass_scales().scales(&p)
-            })
-            .collect()
-    }
-
     /// Divides the forces of the owners of masses that read parameters by
     /// their scales.
     fn scale_forces(&mut self, scene: &Scene) {
         if scene.mass_scales().is_empty() {
             return;
         }
-        let s = self.stride();
-        for (e, owners) in self.mass_scales(scene).into_iter().enumerate() {
-            for (rows, scale) in owners {
-                for r in rows {
-                    let g = &mut self.b.grad[r * s + e];
-                    *g = T::from_f64(g.to_f64() / scale);
-                }
-            }
+        self.load_mass_scales(scene);
+        let k = scene.dofs() * self.stride();
+        let mut grad: Vec<f64> = self.b.grad[..k].iter().map(|g| g.to_f64()).collect();
+        self.scale_mass_rows(scene, &mut grad, true);
+        for (g, v) in self.b.grad[..k].iter_mut().zip(grad) {
+            *g = T::from_f64(v);
         }
     }
 }

@@ -43,6 +43,7 @@
 mod adjoint;
 mod explicit;
 mod held;
+mod mass_scale;
 mod newton;
 mod potential;
 mod reduced;
@@ -129,6 +130,9 @@ pub struct Part<T: Real> {
     /// from this partition's states the adjoint differentiates in
     /// `surrogate = model` ([`Scene::surrogate_model`]).
     surrogate: Option<Box<Part<T>>>,
+    /// Each lane's scales of the masses that read params, `[owner * stride
+    /// + lane]` (`mass_scale.rs`).
+    mass_scale: Vec<f64>,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -309,6 +313,7 @@ impl<T: Real> Part<T> {
             surrogate: scene
                 .surrogate_model()
                 .map(|m| Box::new(Part::new(m, first, len))),
+            mass_scale: vec![],
         };
         // Joints that start away from the declared pose: their links' rows
         // by forward kinematics.

@@ -1,6 +1,7 @@
 //! The incremental potential the implicit substep minimises,
 //! 1/(2h^2) |x - x~|_M^2 + E(x) + h D((x - x_t)/h), per environment, and its
-//! gradient; the velocity the kernels read is set from x first.
+//! gradient; the velocity the kernels read is set from x first. Links whose
+//! masses read params scale their rows of `M (x - x~)` (`mass_scale.rs`).
 
 use super::{load, Part, Scratch};
 use crate::Scene;
@@ -49,6 +50,9 @@ impl<T: Real> Part<T> {
             *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.md, s);
+        if !scene.mass_scales().is_empty() {
+            self.scale_mass_rows(scene, &mut w.md, false);
+        }
         add_lane_dots(&w.d[..k], &w.md[..k], s, 1.0 / (2.0 * h * h), &mut w.sweep);
         for e in 0..s {
             if lanes.wants(w, e) {
@@ -82,6 +86,9 @@ impl<T: Real> Part<T> {
             *d = x.to_f64() - xt;
         }
         scene.mass.mul(&w.d, &mut w.g, s);
+        if !scene.mass_scales().is_empty() {
+            self.scale_mass_rows(scene, &mut w.g, false);
+        }
         let scale = 1.0 / (h * h);
         for (g, grad) in w.g[..k].iter_mut().zip(&self.b.grad[..k]) {
             *g = *g * scale + grad.to_f64();

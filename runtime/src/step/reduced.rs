@@ -219,9 +219,14 @@ impl Tree {
 impl Tree {
     /// Every active lane's reduced Hessian `J^T H_y J` ([`Tree::reduce_hessian`]
     /// of the maximal Hessian gathered into `red.blocks`, the links' mass
-    /// times `mass_scale`) plus the kinematics' curvature (from the lane's
-    /// `moments`, of the potential's gradient) into its `h`.
-    pub(super) fn reduced_hessians(&self, red: &mut Reduced, active: &[bool], mass_scale: f64) {
+    /// times `mass_scale(lane, link)`) plus the kinematics' curvature (from
+    /// the lane's `moments`, of the potential's gradient) into its `h`.
+    pub(super) fn reduced_hessians(
+        &self,
+        red: &mut Reduced,
+        active: &[bool],
+        mass_scale: impl Fn(usize, usize) -> f64,
+    ) {
         let (bl, w) = (self.block_len, red.width);
         for (e, lane) in red.lanes.iter_mut().enumerate() {
             if active[e] {
@@ -239,7 +244,7 @@ impl Tree {
                     &lane.twists,
                     block,
                     live,
-                    mass_scale,
+                    |l| mass_scale(e, l),
                     &mut red.composite,
                     &mut lane.h,
                 );
@@ -523,6 +528,7 @@ impl<T: Real> Part<T> {
         h: f64,
     ) {
         let (n, s) = (scene.dofs(), self.stride());
+        self.load_mass_scales(scene);
         self.reduced_load(tree, red);
         for lane in &mut red.lanes {
             lane.poses_t.copy_from_slice(&lane.poses);
@@ -750,7 +756,9 @@ impl<T: Real> Part<T> {
                 }
             }
             self.reduced_blocks(scene, tree, red, h, false, |e| w.active[e]);
-            tree.reduced_hessians(red, &w.active, 1.0 / (h * h));
+            tree.reduced_hessians(red, &w.active, |e, l| {
+                self.link_mass_scale(scene, tree.links[l].row, e) / (h * h)
+            });
             for e in 0..s {
                 if !w.active[e] {
                     continue;

@@ -71,7 +71,9 @@ impl<T: Real> Part<T> {
             }
         }
         self.reduced_blocks(scene, tree, &mut red, h, true, |_| true);
-        tree.reduced_hessians(&mut red, &w.active, 1.0 / (h * h));
+        tree.reduced_hessians(&mut red, &w.active, |e, l| {
+            self.link_mass_scale(scene, tree.links[l].row, e) / (h * h)
+        });
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {
             w.rhs[i] = adj.x[i] + adj.v[i] / h;
@@ -136,6 +138,25 @@ impl<T: Real> Part<T> {
         set_seed(&mut self.b, &w.dx);
         self.vjp(scene, KernelKind::Adjoint);
         scene.mass.mul(&w.dx, &mut w.md, s);
+        if !scene.mass_scales().is_empty() {
+            // A link's scaled inertia term: its residual's derivative by
+            // the scale is its M (y - y~) / h^2, met by the seed (M s . d).
+            let mut dscale = vec![0.0; self.mass_scale.len()];
+            for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
+                for e in 0..self.len {
+                    let d: f64 = rows
+                        .clone()
+                        .map(|r| {
+                            let i = r * s + e;
+                            w.md[i] * (self.b.x[i].to_f64() - w.xt[i])
+                        })
+                        .sum();
+                    dscale[o * s + e] = -d / (h * h);
+                }
+            }
+            self.mass_scales_to_params(scene, &dscale, &mut adj.params);
+            self.scale_mass_rows(scene, &mut w.md, false);
+        }
         // ybar_t (w.d): the start rows' adjoint through the mass term, the
         // kernels and the velocities' secants (not of the ball and free rows,
         // whose velocities are rotation vectors).

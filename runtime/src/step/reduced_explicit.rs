@@ -107,7 +107,7 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.moments.fill(Default::default());
         }
-        tree.reduced_hessians(&mut red, &w.active, 1.0);
+        tree.reduced_hessians(&mut red, &w.active, |_, _| 1.0);
         let force = &scene.mass.force;
         for e in 0..self.len {
             let lane = &mut red.lanes[e];

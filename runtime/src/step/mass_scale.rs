@@ -1,0 +1,70 @@
+//! Masses that read parameters, per lane ([`joule_compiler::start::MassScales`]):
+//! each owner's scale `m(p) / m0` from the lane's params, applied to its
+//! rows. Symplectic Euler divides the owner's forces by it; a step in joint
+//! coordinates multiplies its link's inertia (`M (y - y~)`, its Hessian block)
+//! by it, and both adjoints carry `dL/dscale` to the params.
+
+use super::Part;
+use crate::Scene;
+use joule_compiler::abi::Real;
+
+impl<T: Real> Part<T> {
+    /// Every lane's owner scales, `[owner * stride + lane]`, from its params
+    /// (1 in padding lanes); nothing without masses that read params.
+    pub(super) fn load_mass_scales(&mut self, scene: &Scene) {
+        let scales = scene.mass_scales();
+        if scales.is_empty() {
+            return;
+        }
+        let (np, s) = (scene.model().params.len(), self.stride());
+        let owners = scales.owner_rows().count();
+        self.mass_scale.resize(owners * s, 1.0);
+        for e in 0..self.len {
+            let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
+            for (o, (_, scale)) in scales.scales(&p).into_iter().enumerate() {
+                self.mass_scale[o * s + e] = scale;
+            }
+        }
+    }
+
+    /// Multiplies each owner's rows of `buf` (`[row * stride + lane]`) by its
+    /// lane's scale, or divides them.
+    pub(super) fn scale_mass_rows(&self, scene: &Scene, buf: &mut [f64], divide: bool) {
+        let s = self.stride();
+        for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
+            for e in 0..s {
+                let k = self.mass_scale[o * s + e];
+                let k = if divide { 1.0 / k } else { k };
+                for r in rows.clone() {
+                    buf[r * s + e] *= k;
+                }
+            }
+        }
+    }
+
+    /// The scale of the mass of the link whose rows start at `row` in lane
+    /// `e` (1 where its mass does not read params).
+    pub(super) fn link_mass_scale(&self, scene: &Scene, row: usize, e: usize) -> f64 {
+        let s = self.stride();
+        scene
+            .mass_scales()
+            .owner_rows()
+            .position(|r| r.start == row)
+            .map_or(1.0, |o| self.mass_scale[o * s + e])
+    }
+
+    /// Adds `dL/dparams` for lane scales' derivatives `dscale[owner * stride + lane]`.
+    pub(super) fn mass_scales_to_params(&self, scene: &Scene, dscale: &[f64], params: &mut [f64]) {
+        let (np, s) = (scene.model().params.len(), self.stride());
+        let owners = scene.mass_scales().owner_rows().count();
+        for e in 0..self.len {
+            let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
+            let seeds: Vec<f64> = (0..owners).map(|o| dscale[o * s + e]).collect();
+            let mut dp = vec![0.0; np];
+            scene.mass_scales().vjp(&p, &seeds, &mut dp);
+            for (i, d) in dp.into_iter().enumerate() {
+                params[i * s + e] += d;
+            }
+        }
+    }
+}
