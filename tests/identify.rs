@@ -117,6 +117,8 @@ const CENTRAL_DIFFERENCES: &[(&str, bool, usize, f64, f64)] = &[
     ("gravity", false, 300, 1e-5, 1e-6),
     // Contact geometry: the contact energies' arguments.
     ("contact_geometry", true, 200, 1e-6, 1e-6),
+    // A body's centre of mass and inertia.
+    ("inertia", true, 200, 1e-6, 1e-6),
 ];
 
 #[test]
@@ -259,31 +261,76 @@ fn positions_after(text: &str, param: Option<(&str, f64)>, steps: usize) -> Vec<
 fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
     // The particle's and the body's (with contact, friction and its
     // rigidity, whose stiffness follows the mass) within round-off, in
-    // symplectic Euler (springs) too.
-    // A link's in joint coordinates to its solver's tolerance.
-    for (case, masses, tol) in [
-        ("double_pendulum", &[("m2", 0.8)][..], 1e-9),
-        ("tethered_box", &[("m", 3.1)], 1e-9),
-        ("springs", &[("m_ball", 0.8), ("m_box", 1.7)], 1e-9),
-        ("link_masses", &[("m_lower", 1.6)], 1e-7),
-    ] {
+    // symplectic Euler (springs) too; a link's in joint coordinates to its
+    // solver's tolerance; a centre of mass and inertia. Each row: the
+    // params set, and the text that declares the same values.
+    let rows: &[Declared] = &[
+        (
+            "double_pendulum",
+            &[("m2", 0.8)],
+            &[("mass = m2", "mass = 0.8")],
+            1e-9,
+        ),
+        (
+            "tethered_box",
+            &[("m", 3.1)],
+            &[("mass = m", "mass = 3.1")],
+            1e-9,
+        ),
+        (
+            "springs",
+            &[("m_ball", 0.8), ("m_box", 1.7)],
+            &[
+                ("mass = m_ball", "mass = 0.8"),
+                ("mass = m_box", "mass = 1.7"),
+            ],
+            1e-9,
+        ),
+        (
+            "link_masses",
+            &[("m_lower", 1.6)],
+            &[("mass = m_lower", "mass = 1.6")],
+            1e-7,
+        ),
+        (
+            "inertia",
+            &[("iz", 0.03), ("cx", -0.01)],
+            &[
+                ("vec3(0, 0, iz)", "vec3(0, 0, 0.03)"),
+                ("vec3(cx, 0, 0)", "vec3(-0.01, 0, 0)"),
+            ],
+            1e-9,
+        ),
+    ];
+    for &(case, params, declare, tol) in rows {
         let text = std::fs::read_to_string(format!("tests/identify/{case}.joule")).expect("case");
         let mut declared = text.clone();
+        for (from, to) in declare {
+            declared = declared.replace(from, to);
+        }
+        assert_eq!(declared.matches(declare[0].1).count(), 1, "{case}");
         let scene = Scene::compile(&text).expect("compiles");
         let mut sim = scene.batch_threads(1, 1);
-        for (name, value) in masses {
-            declared = declared.replace(&format!("mass = {name}"), &format!("mass = {value}"));
+        for (name, value) in params {
             sim.set_param(name, *value).expect("param");
         }
-        assert_ne!(declared, text);
         sim.rollout(300);
         let param = sim.positions(0);
         let gap = max_gap(&param, &positions_after(&declared, None, 300));
         let moved = max_gap(&param, &positions_after(&text, None, 300));
-        assert!(gap < tol, "{case}: {gap:e} from the declared mass");
-        assert!(moved > 1e-3, "{case}: the mass matters ({moved:e})");
+        assert!(gap < tol, "{case}: {gap:e} from the declared values");
+        assert!(moved > 1e-3, "{case}: the values matter ({moved:e})");
     }
 }
+
+/// A case's params set, the text replacements that declare the same
+/// values, and the largest difference allowed between the two runs.
+type Declared = (
+    &'static str,
+    &'static [(&'static str, f64)],
+    &'static [(&'static str, &'static str)],
+    f64,
+);
 
 /// The largest difference of two vectors' components.
 fn max_gap(a: &[f64], b: &[f64]) -> f64 {
@@ -479,6 +526,18 @@ fn cli_identifies_masses_in_a_symplectic_euler_scene() {
     // phase of its second makes the error non-convex in its mass).
     identify("springs", "ball_x", 500, &[("m_ball", 0.8)], 1e-9);
     identify("springs", "corner", 250, &[("m_box", 1.7)], 1e-9);
+}
+
+#[test]
+fn cli_identifies_a_bodys_centre_of_mass_and_inertia() {
+    // 0.5 s from cx = 0.02 m, iz = 0.04 kg m^2.
+    identify(
+        "inertia",
+        "corner",
+        100,
+        &[("iz", 0.03), ("cx", -0.01)],
+        1e-9,
+    );
 }
 
 #[test]

@@ -261,7 +261,7 @@ impl Resolver<'_> {
                         e.span,
                         "depends on runtime values",
                     )
-                    .with_help("settings, shapes, mass distributions (`com`, `inertia`) and joints are compile-time values; parameters act through energies, observations, objectives, masses and the initial state (a particle's or body's `mass`, `density`, `x`, `v`, `rotation`, `w` may read them)"),
+                    .with_help("settings, shapes and joints are compile-time values; parameters act through energies, observations, objectives, masses and the initial state (a particle's or body's `mass`, `density`, `com`, `inertia`, `x`, `v`, `rotation`, `w`, `q`, `qdot` may read them)"),
                 );
                 None
             }
@@ -662,6 +662,7 @@ impl Resolver<'_> {
                 mass,
                 declared: m.x(),
                 span: fs["mass"].value.span,
+                distribution: None,
             }));
             Some(id)
         });
@@ -759,14 +760,6 @@ impl Resolver<'_> {
                     return None;
                 }
             };
-            let vec3 = |r: &mut Resolver, ctx: &mut Ctx, key: &str| -> Option<[f64; 3]> {
-                match fs.get(key) {
-                    Some(f) => r
-                        .field_value(ctx, f, Shape::Vec(3), key != "w")
-                        .map(|t| [t.data[0], t.data[1], t.data[2]]),
-                    None => Some([0.0; 3]),
-                }
-            };
             let mut start = vec![];
             let mut field = |r: &mut Resolver, ctx: &mut Ctx, key: StartKey, shape: Shape| {
                 let f = fs.get(key.name())?;
@@ -820,11 +813,26 @@ impl Resolver<'_> {
                     [q.data[0] / n, q.data[1] / n, q.data[2] / n, q.data[3] / n]
                 }
             };
-            let inertia = match fs.get("inertia") {
-                None => None,
+            // An explicit mass distribution, and its terms where it reads params.
+            let (inertia, distribution) = match fs.get("inertia") {
+                None => (None, None),
                 Some(f) => {
-                    let com = vec3(r, ctx, "com")?;
-                    Some(r.inertia(ctx, f, com)?)
+                    let (com, com_term) = match fs.get("com") {
+                        Some(c) => r.param_field(ctx, c, Shape::Vec(3), true)?,
+                        None => (Tensor::new(Shape::Vec(3), &[0.0; 3]), None),
+                    };
+                    let (tensor, tensor_term) = r.param_field(ctx, f, Shape::Mat(3), true)?;
+                    let com_v = [com.data[0], com.data[1], com.data[2]];
+                    let inertia = r.inertia(f, &tensor, com_v)?;
+                    let span = f.value.span;
+                    let terms = (com_term.is_some() || tensor_term.is_some()).then(|| {
+                        (
+                            com_term.unwrap_or_else(|| lit(com)),
+                            tensor_term.unwrap_or_else(|| lit(tensor)),
+                            span,
+                        )
+                    });
+                    (Some(inertia), terms)
                 }
             };
             let id = r.model.bodies.len() as u32;
@@ -852,13 +860,22 @@ impl Resolver<'_> {
                     value,
                     span,
                 }));
-            r.param_masses.extend(mass_term.map(|t| ParamMass {
-                particle: false,
-                owner: id,
-                mass: t,
-                declared: mass,
-                span: f.value.span,
-            }));
+            // A distribution that reads params makes the mass one too.
+            if mass_term.is_some() || distribution.is_some() {
+                // Where a diagnostic points: the mass, else the distribution.
+                let span = match (&mass_term, &distribution) {
+                    (None, Some((.., span))) => *span,
+                    _ => f.value.span,
+                };
+                r.param_masses.push(ParamMass {
+                    particle: false,
+                    owner: id,
+                    mass: mass_term.unwrap_or_else(|| lit(Tensor::scalar(mass))),
+                    declared: mass,
+                    span,
+                    distribution: distribution.map(|(com, tensor, _)| (com, tensor)),
+                });
+            }
             r.model.bodies.push(Body {
                 name: label,
                 shape,
@@ -876,10 +893,10 @@ impl Resolver<'_> {
         });
     }
 
-    /// A body's `inertia` field: a symmetric mat3 whose second-moment matrix
-    /// `tr(I)/2 - I` is positive definite (the triangle inequality, strictly).
-    fn inertia(&mut self, ctx: &mut Ctx, f: &FieldDef, com: [f64; 3]) -> Option<Inertia> {
-        let t = self.field_value(ctx, f, Shape::Mat(3), true)?;
+    /// A body's `inertia` field `f` of value `t`: a symmetric mat3 whose
+    /// second-moment matrix `tr(I)/2 - I` is positive definite (the triangle
+    /// inequality, strictly).
+    fn inertia(&mut self, f: &FieldDef, t: &Tensor, com: [f64; 3]) -> Option<Inertia> {
         // Column-major storage: M[j, k] is data[3 k + j].
         let tensor: [[f64; 3]; 3] =
             std::array::from_fn(|j| std::array::from_fn(|k| t.data[3 * k + j]));

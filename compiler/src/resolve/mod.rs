@@ -608,6 +608,7 @@ impl Resolver<'_> {
             kind: ExprKind::Bool(true),
             span: def.name.span,
         };
+        let implicit = matches!(s.integrator, Integrator::ImplicitEuler { .. });
         for b in 0..self.model.bodies.len() {
             let body = &self.model.bodies[b];
             if body.dof.is_none() || body.joint.is_some() {
@@ -620,20 +621,14 @@ impl Resolver<'_> {
                 Integrator::ImplicitEuler { .. } => moments.into_iter().fold(0.0, f64::max),
             };
             let k = gamma * s / (h * h);
-            // A mass that reads params scales the moments, and the stiffness.
-            let k = match self
+            // A mass or distribution that reads params moves the moments,
+            // and the stiffness with them.
+            let pm = self
                 .param_masses
                 .iter()
-                .find(|m| !m.particle && m.owner == b as u32)
-            {
-                Some(pm) => Value::Runtime(Term::rc(
-                    Shape::Scalar,
-                    TermKind::Binary(
-                        crate::model::BinOp::Mul,
-                        eval::lit(Tensor::scalar(k / pm.declared)),
-                        pm.mass.clone(),
-                    ),
-                )),
+                .find(|m| !m.particle && m.owner == b as u32);
+            let k = match pm {
+                Some(pm) => Value::Runtime(pm.rigidity(k, gamma / (h * h), implicit)),
                 None => Value::Num(Tensor::scalar(k)),
             };
             let vals = [Value::Body(b as u32), k];

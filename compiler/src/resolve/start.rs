@@ -14,7 +14,7 @@ use super::eval::{lit, term_value};
 use super::value::Value;
 use super::Resolver;
 use crate::model::{
-    BinOp, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term, TermKind,
+    BinOp, Builtin, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term, TermKind,
 };
 use joule_grammar::ast::{Expr, ExprKind, Span};
 use joule_grammar::Diagnostic;
@@ -33,6 +33,55 @@ pub(super) struct ParamMass {
     pub(super) declared: f64,
     /// The `mass` or `density` field's value.
     pub(super) span: Span,
+    /// A body's centre of mass and inertia tensor (about it, body axes,
+    /// column-major) where they read params; `None`: the distribution
+    /// scales with the mass.
+    pub(super) distribution: Option<(Arc<Term>, Arc<Term>)>,
+}
+
+impl ParamMass {
+    /// The stiffness of its body's `rigidity`, `gamma / h^2` times its
+    /// largest second moment (`implicit`; else the smallest), which the
+    /// declared distribution gives as `declared_k`: scaled with the mass, or
+    /// from the `com` and `inertia` that read params
+    /// (`m c_j^2 + tr(I)/2 - I_jj`).
+    pub(super) fn rigidity(
+        &self,
+        declared_k: f64,
+        gamma_over_h2: f64,
+        implicit: bool,
+    ) -> Arc<Term> {
+        let Some((com, tensor)) = &self.distribution else {
+            return binary(
+                BinOp::Mul,
+                Shape::Scalar,
+                lit(Tensor::scalar(declared_k / self.declared)),
+                self.mass.clone(),
+            );
+        };
+        let get = |t: &Arc<Term>, k: u8| Term::rc(Shape::Scalar, TermKind::Get(t.clone(), k));
+        let trace = Term::rc(
+            Shape::Scalar,
+            TermKind::Call(Builtin::Trace, vec![tensor.clone()]),
+        );
+        let half = binary(BinOp::Mul, Shape::Scalar, lit(Tensor::scalar(0.5)), trace);
+        let moment = |j: u8| {
+            let c = get(com, j);
+            let cc = binary(BinOp::Mul, Shape::Scalar, c.clone(), c);
+            let mcc = binary(BinOp::Mul, Shape::Scalar, self.mass.clone(), cc);
+            let s_c = binary(BinOp::Sub, Shape::Scalar, half.clone(), get(tensor, 4 * j));
+            binary(BinOp::Add, Shape::Scalar, mcc, s_c)
+        };
+        let pick = if implicit { Builtin::Max } else { Builtin::Min };
+        let two = |a, b| Term::rc(Shape::Scalar, TermKind::Call(pick, vec![a, b]));
+        let extreme = two(moment(0), two(moment(1), moment(2)));
+        binary(
+            BinOp::Mul,
+            Shape::Scalar,
+            lit(Tensor::scalar(gamma_over_h2)),
+            extreme,
+        )
+    }
 }
 
 /// `a op b` of two runtime terms.
@@ -93,10 +142,11 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
-    /// `.mass` or `.inertia` of a particle or body whose mass reads
-    /// parameters (`None` when it does not, and for `.com`, which does not
-    /// change with it): the runtime values read directly, an error through
-    /// an energy's argument (whose per-instance constants are numbers).
+    /// `.mass`, `.com` or `.inertia` of a particle or body whose mass or mass
+    /// distribution reads parameters (`None` when it does not, and for
+    /// `.com` when only the mass does): the runtime values read directly, an
+    /// error through an energy's argument (whose per-instance constants are
+    /// numbers).
     pub(super) fn param_mass(
         &mut self,
         particle: bool,
@@ -105,15 +155,15 @@ impl Resolver<'_> {
         field: &str,
         span: Span,
     ) -> Option<Value> {
-        // The centre of mass does not move with the mass.
-        if field == "com" {
-            return None;
-        }
         let pm = self
             .param_masses
             .iter()
             .find(|m| m.particle == particle && m.owner == owner)?
             .clone();
+        // The centre of mass does not move with the mass alone.
+        if field == "com" && pm.distribution.is_none() {
+            return None;
+        }
         if is_arg {
             let name = if particle {
                 &self.model.particles[owner as usize].name
@@ -133,10 +183,12 @@ impl Resolver<'_> {
             return Some(Value::Poison);
         }
         let body = (!particle).then(|| self.model.bodies[owner as usize].mass_props());
-        Some(match (field, body) {
-            ("mass", _) => term_value(pm.mass.clone()),
+        Some(match (field, body, &pm.distribution) {
+            ("mass", ..) => term_value(pm.mass.clone()),
+            ("com", _, Some((com, _))) => term_value(com.clone()),
+            (_, _, Some((_, tensor))) => term_value(tensor.clone()),
             // The distribution scales with the mass.
-            (_, Some(p)) => {
+            (_, Some(p), None) => {
                 let scale = binary(
                     BinOp::Div,
                     Shape::Scalar,
@@ -180,7 +232,10 @@ impl Resolver<'_> {
                 let b = &self.model.bodies[pm.owner as usize];
                 (b.name.clone(), b.dof, b.joint.is_some())
             };
+            let distributed = pm.distribution.is_some();
             let why = match (jointed, implicit) {
+                (false, false) if distributed => Some(("the step is symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step adds a mass distribution's change as an energy; symplectic Euler scales a mass's accelerations only")),
+                (true, _) if distributed => Some(("it hangs in a joint tree", "a link's inertia in joint coordinates scales with its mass only; give `com` and `inertia` numbers")),
                 (true, false) => Some(("its joint tree steps in symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step in joint coordinates scales a link's inertia by its mass")),
                 (true, true) if self.floating(pm.owner) => Some(("its joint tree hangs from a free joint", "a floating tree's prediction moves its centre of mass by the links' compile-time masses; a link of a tree fixed to the world or to a body, a particle or an affine body can identify its mass")),
                 _ => None,
@@ -189,7 +244,14 @@ impl Resolver<'_> {
                 self.error(
                     Diagnostic::error(
                         "joule::runtime_in_const",
-                        format!("the mass of `{name}` cannot read a parameter: {what}"),
+                        format!(
+                            "the {} of `{name}` cannot read a parameter: {what}",
+                            if distributed {
+                                "mass distribution"
+                            } else {
+                                "mass"
+                            }
+                        ),
                         pm.span,
                         "reads a parameter",
                     )
@@ -231,9 +293,10 @@ impl Resolver<'_> {
                     ],
                 )
             } else {
-                // The mass matrix's blocks scale with the mass: m, m c and the
-                // second moments about the origin, m c c^T + S_c (S_c those
-                // about the centre of mass, tr(I)/2 - I).
+                // The mass matrix's blocks: m, m c and the second moments
+                // about the origin, m c c^T + S_c (S_c those about the
+                // centre of mass, tr(I)/2 - I); they scale with the mass,
+                // or follow the `com` and `inertia` that read params.
                 let p = self.model.bodies[pm.owner as usize].mass_props();
                 let (c, i) = (p.com, p.inertia);
                 let half_trace = (i[0][0] + i[1][1] + i[2][2]) / 2.0;
@@ -242,18 +305,40 @@ impl Resolver<'_> {
                     let s_c = if row == col { half_trace } else { 0.0 } - i[row][col];
                     c[row] * c[col] + s_c / pm.declared
                 });
-                let dmc = binary(
-                    BinOp::Mul,
-                    Shape::Vec(3),
-                    dm.clone(),
-                    lit(Tensor::new(Shape::Vec(3), &c)),
-                );
-                let ds = binary(
-                    BinOp::Mul,
-                    Shape::Mat(3),
-                    dm.clone(),
-                    lit(Tensor::new(Shape::Mat(3), &per_kg)),
-                );
+                let (m3, v3) = (Shape::Mat(3), Shape::Vec(3));
+                let (dmc, ds) = match &pm.distribution {
+                    None => (
+                        binary(BinOp::Mul, v3, dm.clone(), lit(Tensor::new(v3, &c))),
+                        binary(BinOp::Mul, m3, dm.clone(), lit(Tensor::new(m3, &per_kg))),
+                    ),
+                    Some((com, tensor)) => {
+                        let m0 = pm.declared;
+                        let mc0: Vec<f64> = c.iter().map(|x| m0 * x).collect();
+                        let s0: Vec<f64> = per_kg.iter().map(|x| m0 * x).collect();
+                        let mc = binary(BinOp::Mul, v3, pm.mass.clone(), com.clone());
+                        let outer = Term::rc(
+                            m3,
+                            TermKind::Call(Builtin::Outer, vec![com.clone(), com.clone()]),
+                        );
+                        let trace = Term::rc(
+                            Shape::Scalar,
+                            TermKind::Call(Builtin::Trace, vec![tensor.clone()]),
+                        );
+                        let half =
+                            binary(BinOp::Mul, Shape::Scalar, lit(Tensor::scalar(0.5)), trace);
+                        let identity: [f64; 9] =
+                            std::array::from_fn(|k| if k % 4 == 0 { 1.0 } else { 0.0 });
+                        let scaled_identity =
+                            binary(BinOp::Mul, m3, half, lit(Tensor::new(m3, &identity)));
+                        let s_c = binary(BinOp::Sub, m3, scaled_identity, tensor.clone());
+                        let mcc = binary(BinOp::Mul, m3, pm.mass.clone(), outer);
+                        let s = binary(BinOp::Add, m3, mcc, s_c);
+                        (
+                            binary(BinOp::Sub, v3, mc, lit(Tensor::new(v3, &mc0))),
+                            binary(BinOp::Sub, m3, s, lit(Tensor::new(m3, &s0))),
+                        )
+                    }
+                };
                 (
                     1,
                     vec![
@@ -310,29 +395,38 @@ impl Resolver<'_> {
             )
             .collect();
         for (particle, owner, mass) in owners {
-            let m = match self
+            let pm = self
                 .param_masses
                 .iter()
-                .find(|m| m.particle == particle && m.owner == owner)
-            {
-                Some(pm) => Value::Runtime(pm.mass.clone()),
-                None => Value::Num(Tensor::scalar(mass)),
-            };
-            let handle = if particle {
-                Value::Particle(owner)
-            } else {
-                Value::Body(owner)
-            };
+                .find(|m| m.particle == particle && m.owner == owner);
+            let m = pm.map_or(Value::Num(Tensor::scalar(mass)), |pm| {
+                Value::Runtime(pm.mass.clone())
+            });
+            let mut vals = vec![
+                if particle {
+                    Value::Particle(owner)
+                } else {
+                    Value::Body(owner)
+                },
+                m,
+            ];
+            if !particle {
+                // A body's weight acts at its centre of mass.
+                vals.push(match pm.and_then(|pm| pm.distribution.as_ref()) {
+                    Some((com, _)) => Value::Runtime(com.clone()),
+                    None => Value::Num(Tensor::new(
+                        Shape::Vec(3),
+                        &self.model.bodies[owner as usize].mass_props().com,
+                    )),
+                });
+            }
+            vals.push(Value::Runtime(dg.clone()));
             let Some(eid) = self.added_weight[usize::from(!particle)] else {
                 continue;
             };
             let def = self.energies[eid].clone();
-            self.instance(
-                eid,
-                &def,
-                &[handle, m, Value::Runtime(dg.clone())],
-                &[&at, &at, &at],
-            );
+            let exprs: Vec<&Expr> = vals.iter().map(|_| &at).collect();
+            self.instance(eid, &def, &vals, &exprs);
         }
     }
 }
