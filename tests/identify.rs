@@ -541,9 +541,15 @@ fn cli_identifies_a_bodys_centre_of_mass_and_inertia() {
 }
 
 #[test]
-fn cli_identifies_a_links_mass_in_joint_coordinates() {
-    // 0.3 s from 1 kg, to the solver's tolerance.
-    identify("link_masses", "tip", 300, &[("m_lower", 1.6)], 1e-6);
+fn cli_identifies_a_links_mass_and_hinge_damping_in_joint_coordinates() {
+    // 0.3 s from 1 kg and 0.05, to the solver's tolerance.
+    identify(
+        "link_masses",
+        "tip",
+        300,
+        &[("m_lower", 1.6), ("damping", 0.2)],
+        1e-6,
+    );
 }
 
 #[test]

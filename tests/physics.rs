@@ -1166,3 +1166,30 @@ fn bulk_reads_and_writes_agree_with_the_per_environment_accessors() {
         assert_eq!(v1, v2);
     }
 }
+
+/// An energy that names a particle, a body or a joint coordinate directly
+/// (not through an argument) exerts its force like the same energy given
+/// it as an argument, or like the joint's own options: its DOFs are the
+/// last of its DOF table, differentiated by the gradient and Hessian
+/// kernels (they were read as constants there, so such an energy moved
+/// nothing in symplectic Euler and stalled Newton in implicit steps).
+#[test]
+fn energies_by_name_act_like_arguments_and_joint_options() {
+    let s = scene("tests/physics/energy_by_name.joule");
+    let mut sim = s.batch_threads(1, 1);
+    sim.rollout(500);
+    let (named, argument) = (sim.output("named"), sim.output("argument"));
+    assert_eq!(named, argument);
+    assert!((named[0][0] - 1.0).abs() > 0.1, "pulled: {named:?}");
+
+    let s = scene("tests/physics/joint_energy_by_name.joule");
+    let mut sim = s.batch_threads(1, 1);
+    for _ in 0..500 {
+        sim.step();
+        let (own, named) = (sim.output("own_q")[0][0], sim.output("named_q")[0][0]);
+        assert!((own - named).abs() < 1e-10, "{own} vs {named}");
+    }
+    assert!(sim.output("own_q")[0][0].abs() > 0.1, "it swings");
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert_eq!(sim.newton_iterations(), 2 * 500, "Newton converges in 2");
+}

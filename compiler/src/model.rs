@@ -754,8 +754,13 @@ pub struct Template {
     pub backward: Option<Arc<Term>>,
     /// DOF table, row-major: `dof_width` entries per instance.
     pub dofs: Vec<DofRef>,
-    /// DOF entries per instance.
+    /// DOF entries per instance: the handle arguments', then `globals`.
     pub dof_width: usize,
+    /// The free rows the body reads by name (a particle's or body's DOFs,
+    /// a joint's coordinates, not through an argument), sorted: the last
+    /// entries of every instance's DOF table, so that the gradient and
+    /// Hessian kernels differentiate them like the arguments' DOFs.
+    pub globals: Vec<u32>,
     /// Control table, row-major: `control_width` entries per instance.
     pub controls: Vec<u32>,
     /// Control entries per instance.

@@ -177,10 +177,14 @@ fn template_loop(
             at: DofAt::Arg { arg, offset },
             state,
         } => Leaf::State(state, At::Slot(dof_base[arg as usize] + offset)),
+        // Rows read by name: the last slots of the instance's DOF table.
         Input::Dof {
             at: DofAt::Global(g),
             state,
-        } => Leaf::State(state, At::Row(g)),
+        } => match t.globals.binary_search(&g) {
+            Ok(k) => Leaf::State(state, At::Slot(d + k as u16)),
+            Err(_) => Leaf::State(state, At::Row(g)),
+        },
         Input::Param(p) => Leaf::Param(p),
         Input::Control(c) => Leaf::Control(At::Row(c)),
         Input::ArgControl(a) => Leaf::Control(At::Slot(ctl_slot[a as usize])),

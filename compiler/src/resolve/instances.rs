@@ -398,6 +398,21 @@ impl Resolver<'_> {
                 a
             })
             .collect::<Vec<_>>();
+        // Free rows read by name: after the arguments' in the DOF table.
+        let mut globals = vec![];
+        for t in body.iter().chain(backward.iter().flatten()) {
+            t.for_each_input(&mut |i| {
+                if let Input::Dof {
+                    at: DofAt::Global(r),
+                    ..
+                } = i
+                {
+                    globals.push(r);
+                }
+            });
+        }
+        globals.sort_unstable();
+        globals.dedup();
         let dof_width = args
             .iter()
             .map(|a| {
@@ -407,7 +422,8 @@ impl Resolver<'_> {
                     0
                 }
             })
-            .sum();
+            .sum::<usize>()
+            + globals.len();
         let control_width = args
             .iter()
             .filter(|a| a.binding == ArgBinding::Control)
@@ -428,6 +444,7 @@ impl Resolver<'_> {
             backward: backward.map(|b| b.unwrap_or_else(lit0)),
             dofs: vec![],
             dof_width,
+            globals,
             controls: vec![],
             control_width,
             consts: vec![],
@@ -501,6 +518,8 @@ impl Resolver<'_> {
                 _ => {}
             }
         }
+        let globals = &self.model.templates[tid].globals;
+        dofs.extend(globals.iter().map(|&r| DofRef::Free(r)));
         let sites = &self.tinfo[tid].sites;
         if sites.iter().any(Option::is_some) {
             let (locals, _) = self.bindings(def, vals, false);
