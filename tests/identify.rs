@@ -52,41 +52,31 @@ fn loss(scene: &Scene, steps: usize, i: usize, value: f64) -> f64 {
     let mut sim = scene.batch_threads(1, 1);
     sim.set_param(name, value).expect("param");
     sim.rollout(steps);
-    let l = &scene.model().objectives.last().expect("a loss").name;
-    sim.output(l)[0][0]
+    sim.output(&loss_name(scene))[0][0]
 }
 
 /// Every parameter's adjoint gradient against central differences of the
 /// rollout (steps `step` relative to the parameter, at least `step`), within
 /// `tol` relative to the gradient's scale.
 fn check_case(case: &str, implicit: bool, precision: Precision, steps: usize, step: f64, tol: f64) {
-    let m = model(case, implicit, precision);
-    let scene = Scene::from_model(m, Backend::Jit).expect("compiles");
-    let l = scene
-        .model()
-        .objectives
-        .last()
-        .expect("a loss")
-        .name
-        .clone();
-    let g = scene
-        .batch_threads(1, 1)
-        .gradient(&Objective::loss(&l), steps)
-        .expect("gradient");
-    let scale = g.params.iter().map(|p| p[0].abs()).fold(1e-3, f64::max);
+    let scene =
+        Scene::from_model(model(case, implicit, precision), Backend::Jit).expect("compiles");
+    let l = loss_name(&scene);
+    let g = gradient(case, implicit, precision, steps);
+    let scale = g.iter().map(|p| p.abs()).fold(1e-3, f64::max);
     for (i, p) in scene.model().params.iter().enumerate() {
         let h = step * p.value.abs().max(1.0);
         let fd =
             (loss(&scene, steps, i, p.value + h) - loss(&scene, steps, i, p.value - h)) / (2.0 * h);
-        let err = (g.params[i][0] - fd).abs() / scale;
+        let err = (g[i] - fd).abs() / scale;
         assert!(
             err < tol,
             "{case} (implicit {implicit}, {precision:?}): d{}/d{} = {} vs central difference {fd} (error {err:.1e} of {scale:.2e})",
             l,
             p.name,
-            g.params[i][0]
+            g[i]
         );
-        assert!(g.params[i][0] != 0.0, "{case}: {} has an effect", p.name);
+        assert!(g[i] != 0.0, "{case}: {} has an effect", p.name);
     }
 }
 
@@ -132,18 +122,17 @@ fn every_kind_of_param_matches_central_differences() {
 fn gradient(case: &str, implicit: bool, precision: Precision, steps: usize) -> Vec<f64> {
     let scene =
         Scene::from_model(model(case, implicit, precision), Backend::Jit).expect("compiles");
-    let l = scene
-        .model()
-        .objectives
-        .last()
-        .expect("a loss")
-        .name
-        .clone();
     let g = scene
         .batch_threads(1, 1)
-        .gradient(&Objective::loss(&l), steps)
+        .gradient(&Objective::loss(&loss_name(&scene)), steps)
         .expect("gradient");
     g.params.iter().map(|p| p[0]).collect()
+}
+
+/// A case's loss: its last objective.
+fn loss_name(scene: &Scene) -> String {
+    let last = scene.model().objectives.last().expect("a loss");
+    last.name.clone()
 }
 
 #[test]
