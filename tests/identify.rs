@@ -1,8 +1,8 @@
 //! System identification: parameters in the initial state (a particle's `x`
 //! and `v`, an affine body's origin, rotation, velocity and spin, a free
 //! joint's origin and rates, joints' coordinates and rates), in masses
-//! (particles' and affine bodies', both integrators; links' of fixed joint
-//! trees) and gravity. Their
+//! (particles' and affine bodies', both integrators; joint trees' links)
+//! and gravity. Their
 //! gradients against central finite differences (f64, and f32 within its
 //! bound), a param mass or gravity moving exactly as the same one declared, the start following its parameters until the first step,
 //! resets drawing from it, and `joule optimize --match` recovering a launch,
@@ -99,6 +99,9 @@ const CENTRAL_DIFFERENCES: &[(&str, bool, usize, f64, f64)] = &[
     ("double_pendulum", true, 300, 1e-5, 1e-6),
     // A link's mass in joint coordinates (its solver's tolerance 1e-10).
     ("link_masses", true, 300, 1e-5, 1e-5),
+    // A leg's mass in a tree hanging from a free joint (its prediction's
+    // momentum shift weighs the scaled masses).
+    ("floating_masses", true, 200, 1e-4, 1e-5),
     // Masses scaling symplectic Euler's accelerations, and implicitly.
     ("springs", false, 500, 1e-6, 1e-6),
     ("springs", true, 500, 1e-6, 1e-6),
@@ -280,6 +283,12 @@ fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
             &[("m_lower", 1.6)],
             &[("mass = m_lower", "mass = 1.6")],
             1e-7,
+        ),
+        (
+            "floating_masses",
+            &[("m_leg", 0.9)],
+            &[("mass = m_leg", "mass = 0.9")],
+            1e-9,
         ),
         (
             "inertia",
@@ -539,6 +548,13 @@ fn cli_identifies_a_links_mass_and_hinge_damping_in_joint_coordinates() {
         &[("m_lower", 1.6), ("damping", 0.2)],
         1e-6,
     );
+}
+
+#[test]
+fn cli_identifies_a_legs_mass_on_a_floating_body() {
+    // 0.3 s of a thrown, spinning body from 0.5 kg: the momentum the leg
+    // takes from the torso (2 kg) gives its mass.
+    identify("floating_masses", "tip", 150, &[("m_leg", 0.9)], 1e-8);
 }
 
 #[test]

@@ -202,21 +202,6 @@ impl Resolver<'_> {
         })
     }
 
-    /// Whether body `b` hangs in a joint tree whose root has a free joint.
-    fn floating(&self, mut b: u32) -> bool {
-        // The parent relation has no cycle (checked before).
-        for _ in 0..self.model.bodies.len() {
-            match &self.model.bodies[b as usize].joint {
-                Some(a) => match a.parent {
-                    Some(p) if self.model.bodies[p as usize].joint.is_some() => b = p,
-                    _ => return a.joints.iter().any(|j| j.kind == JointKind::Free),
-                },
-                None => return false,
-            }
-        }
-        false
-    }
-
     /// One `added_mass` (`added_body_mass`) instance per moving particle
     /// (body) whose mass reads parameters in an implicit step; in an
     /// explicit one, the mass for the runtime to scale accelerations by.
@@ -237,7 +222,6 @@ impl Resolver<'_> {
                 (false, false) if distributed => Some(("the step is symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step adds a mass distribution's change as an energy; symplectic Euler scales a mass's accelerations only")),
                 (true, _) if distributed => Some(("it hangs in a joint tree", "a link's inertia in joint coordinates scales with its mass only; give `com` and `inertia` numbers")),
                 (true, false) => Some(("its joint tree steps in symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step in joint coordinates scales a link's inertia by its mass")),
-                (true, true) if self.floating(pm.owner) => Some(("its joint tree hangs from a free joint", "a floating tree's prediction moves its centre of mass by the links' compile-time masses; a link of a tree fixed to the world or to a body, a particle or an affine body can identify its mass")),
                 _ => None,
             };
             if let Some((what, help)) = why {

@@ -296,9 +296,10 @@ impl Tree {
 
     /// For every tree hanging from a free joint, lane `e < len` and axis `k`:
     /// adds `sum_l v[l] / div / m` (the sum over the tree's links of `v` on
-    /// their origin row `row + k`, `m` the tree's mass) to `out` on each of
-    /// those rows (`v`, `out`: rows of stride `s`). The prediction's shift
-    /// of a floating tree's centre of mass, and its adjoint.
+    /// their origin row `row + k`, `m` the tree's mass, each link's mass
+    /// times `scale(link, lane)`) to `out` on each of those rows (`v`,
+    /// `out`: rows of stride `s`). The prediction's shift of a floating
+    /// tree's centre of mass, and its adjoint.
     pub(crate) fn add_floating_mean(
         &self,
         v: &[f64],
@@ -306,9 +307,11 @@ impl Tree {
         out: &mut [f64],
         s: usize,
         len: usize,
+        scale: impl Fn(usize, usize) -> f64,
     ) {
-        for (links, mass) in &self.floating {
+        for (links, _) in &self.floating {
             for e in 0..len {
+                let mass = self.floating_mass(links, |l| scale(l, e));
                 for k in 0..3 {
                     let row = |l: &usize| (self.links[*l].row + k) * s + e;
                     let c = links.iter().map(|l| v[row(l)]).sum::<f64>() / div / mass;
@@ -318,6 +321,14 @@ impl Tree {
                 }
             }
         }
+    }
+
+    /// The mass of a floating tree's `links`, each link's times `scale(link)`
+    /// (the sum in link order, as the plan's total).
+    pub(crate) fn floating_mass(&self, links: &[usize], scale: impl Fn(usize) -> f64) -> f64 {
+        links
+            .iter()
+            .fold(0.0, |m, &l| m + scale(l) * self.link_mass[l][0][0])
     }
 
     /// Per link subtree, the moments of the maximal gradient `g(r)` (row

@@ -5,6 +5,7 @@
 //! by it, and both adjoints carry `dL/dscale` to the params.
 
 use super::Part;
+use crate::joints::Tree;
 use crate::Scene;
 use joule_compiler::abi::Real;
 
@@ -64,6 +65,76 @@ impl<T: Real> Part<T> {
             scene.mass_scales().vjp(&p, &seeds, &mut dp);
             for (i, d) in dp.into_iter().enumerate() {
                 params[i * s + e] += d;
+            }
+        }
+    }
+
+    /// A floating tree's prediction shift with scaled link masses: scales
+    /// `md` (`M d`, the shift's numerator rows) and records, per lane, each
+    /// tree's shift `c = T^T M_s d / m(s)` and each link's unscaled
+    /// `T^T M_l d`, which the adjoint's `dL/dscale` reads.
+    pub(super) fn record_floating_shift(&mut self, scene: &Scene, tree: &Tree, md: &mut [f64]) {
+        let s = self.stride();
+        let (nt, nl) = (tree.floating.len(), tree.links.len());
+        self.floating_terms.resize(3 * s * (nt + nl), 0.0);
+        for (l, link) in tree.links.iter().enumerate() {
+            for e in 0..s {
+                for k in 0..3 {
+                    self.floating_terms[3 * (s * (nt + l) + e) + k] = md[(link.row + k) * s + e];
+                }
+            }
+        }
+        self.scale_mass_rows(scene, md, false);
+        for (t, (links, _)) in tree.floating.iter().enumerate() {
+            for e in 0..self.len {
+                let m = tree
+                    .floating_mass(links, |l| self.link_mass_scale(scene, tree.links[l].row, e));
+                for k in 0..3 {
+                    let sum: f64 = links
+                        .iter()
+                        .map(|l| md[(tree.links[*l].row + k) * s + e])
+                        .sum();
+                    self.floating_terms[3 * (s * t + e) + k] = sum / m;
+                }
+            }
+        }
+    }
+
+    /// The floating trees' shift's part of `dL/dscale` (added to `dscale`,
+    /// `[owner * stride + lane]`): with `P = T^T M_s s` (`md`: the unscaled
+    /// `M s`), `(P . (T^T M_l d - c m_l)) / (m h^2)` for link `l`.
+    pub(super) fn floating_shift_adjoint(
+        &self,
+        scene: &Scene,
+        tree: &Tree,
+        md: &[f64],
+        h: f64,
+        dscale: &mut [f64],
+    ) {
+        let s = self.stride();
+        let nt = tree.floating.len();
+        let owners: Vec<usize> = scene.mass_scales().owner_rows().map(|r| r.start).collect();
+        for (t, (links, _)) in tree.floating.iter().enumerate() {
+            for e in 0..self.len {
+                let scale = |l: usize| self.link_mass_scale(scene, tree.links[l].row, e);
+                let m = tree.floating_mass(links, scale);
+                let p: [f64; 3] = std::array::from_fn(|k| {
+                    links
+                        .iter()
+                        .map(|&l| scale(l) * md[(tree.links[l].row + k) * s + e])
+                        .sum()
+                });
+                let c = &self.floating_terms[3 * (s * t + e)..3 * (s * t + e) + 3];
+                for &l in links {
+                    let Some(o) = owners.iter().position(|&r| r == tree.links[l].row) else {
+                        continue;
+                    };
+                    let md_l =
+                        &self.floating_terms[3 * (s * (nt + l) + e)..3 * (s * (nt + l) + e) + 3];
+                    let m_l = tree.floating_mass(&[l], |_| 1.0);
+                    let d: f64 = (0..3).map(|k| p[k] * (md_l[k] - c[k] * m_l)).sum();
+                    dscale[o * s + e] += d / (m * h * h);
+                }
             }
         }
     }

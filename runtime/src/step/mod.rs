@@ -133,6 +133,9 @@ pub struct Part<T: Real> {
     /// Each lane's scales of the masses that read params, `[owner * stride
     /// + lane]` (`mass_scale.rs`).
     mass_scale: Vec<f64>,
+    /// With such masses on a floating tree: each tree's prediction shift
+    /// and each link's share of its numerator, per lane (`mass_scale.rs`).
+    floating_terms: Vec<f64>,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -314,6 +317,7 @@ impl<T: Real> Part<T> {
                 .surrogate_model()
                 .map(|m| Box::new(Part::new(m, first, len))),
             mass_scale: vec![],
+            floating_terms: vec![],
         };
         // Joints that start away from the declared pose: their links' rows
         // by forward kinematics.

@@ -579,7 +579,12 @@ impl<T: Real> Part<T> {
                 });
             }
             scene.mass.mul(&w.d, &mut w.md, s);
-            tree.add_floating_mean(&w.md, 1.0, &mut w.xt, s, self.len);
+            if !scene.mass_scales().is_empty() {
+                self.record_floating_shift(scene, tree, &mut w.md);
+            }
+            tree.add_floating_mean(&w.md, 1.0, &mut w.xt, s, self.len, |l, e| {
+                self.link_mass_scale(scene, tree.links[l].row, e)
+            });
         }
     }
 

@@ -154,6 +154,7 @@ impl<T: Real> Part<T> {
                     dscale[o * s + e] = -d / (h * h);
                 }
             }
+            self.floating_shift_adjoint(scene, tree, &w.md, h, &mut dscale);
             self.mass_scales_to_params(scene, &dscale, &mut adj.params);
             self.scale_mass_rows(scene, &mut w.md, false);
         }
@@ -166,8 +167,13 @@ impl<T: Real> Part<T> {
         // The floating trees' shift: `rbar = M T (T^T P) / m` (into `w.dx`)
         // for the prediction's adjoint `P = M s / h^2` on their links' rows.
         w.rhs.fill(0.0);
-        tree.add_floating_mean(&w.md, h * h, &mut w.rhs, s, self.len);
+        tree.add_floating_mean(&w.md, h * h, &mut w.rhs, s, self.len, |l, e| {
+            self.link_mass_scale(scene, tree.links[l].row, e)
+        });
         scene.mass.mul(&w.rhs, &mut w.dx, s);
+        if !scene.mass_scales().is_empty() {
+            self.scale_mass_rows(scene, &mut w.dx, false);
+        }
         // The links' prediction reads their start rows with weight -1 (not
         // +1 and their velocities, as the other rows' `x_t + h v_t` does),
         // and through the shift's `2 y_t - K(z_-1) - y~` with weight 3.
