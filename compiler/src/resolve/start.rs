@@ -14,7 +14,8 @@ use super::eval::{lit, term_value};
 use super::value::Value;
 use super::Resolver;
 use crate::model::{
-    BinOp, Builtin, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term, TermKind,
+    BinOp, Builtin, Input, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term,
+    TermKind,
 };
 use joule_grammar::ast::{Expr, ExprKind, Span};
 use joule_grammar::Diagnostic;
@@ -202,6 +203,55 @@ impl Resolver<'_> {
         })
     }
 
+    /// Whether a mass that reads params is positive at every corner of the
+    /// ranges of the params it reads (all ranged, at most 10 of them; a mass
+    /// is monotone in them in every usual form: `m`, `rho * volume`,
+    /// `m0 * scale`); else an error at the mass.
+    fn positive_over_ranges(&mut self, pm: &ParamMass, name: &str) -> bool {
+        let mut read = vec![];
+        pm.mass.for_each_input(&mut |i| {
+            if let Input::Param(p) = i {
+                read.push(p as usize);
+            }
+        });
+        read.sort_unstable();
+        read.dedup();
+        let ranges: Option<Vec<(f64, f64)>> =
+            read.iter().map(|&p| self.model.params[p].bounds).collect();
+        let Some(ranges) = ranges.filter(|r| r.len() <= 10) else {
+            return true;
+        };
+        let defaults: Vec<f64> = self.model.params.iter().map(|p| p.value).collect();
+        for corner in 0..1usize << read.len() {
+            let mut values = defaults.clone();
+            for (k, (&p, &(lo, hi))) in read.iter().zip(&ranges).enumerate() {
+                values[p] = if corner >> k & 1 == 0 { lo } else { hi };
+            }
+            let input = |i: Input| match i {
+                Input::Param(p) => values[p as usize],
+                _ => f64::NAN,
+            };
+            let m = crate::reset::evaluate(&pm.mass, &input, &mut vec![]).x();
+            if !(m > 0.0 && m.is_finite()) {
+                let at: Vec<String> = read
+                    .iter()
+                    .map(|&p| format!("{} = {}", self.model.params[p].name, values[p]))
+                    .collect();
+                self.error(
+                    Diagnostic::error(
+                        "joule::invalid_value",
+                        format!("the mass of `{name}` is {m} at {}", at.join(", ")),
+                        pm.span,
+                        "not positive over its params' ranges",
+                    )
+                    .with_help("a mass must be positive for every value its params may take: narrow their ranges (`param m = 1 in 0.1..5`)"),
+                );
+                return false;
+            }
+        }
+        true
+    }
+
     /// One `added_mass` (`added_body_mass`) instance per moving particle
     /// (body) whose mass reads parameters in an implicit step; in an
     /// explicit one, the mass for the runtime to scale accelerations by.
@@ -241,6 +291,9 @@ impl Resolver<'_> {
                     )
                     .with_help(help),
                 );
+                continue;
+            }
+            if !self.positive_over_ranges(&pm, &name) {
                 continue;
             }
             // A fixed particle's or body's mass acts on nothing.
