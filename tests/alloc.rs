@@ -137,3 +137,16 @@ fn symplectic_steps_in_joint_coordinates_allocate_nothing() {
         assert_eq!(allocations(&scene, batch, 3), 0, "batch {batch}");
     }
 }
+
+#[test]
+fn steps_with_masses_that_read_params_allocate_nothing() {
+    // Symplectic Euler scaling a ball's and a box's forces; joint trees
+    // scaling a link's inertia, fixed and floating.
+    for case in ["springs", "link_masses", "floating_masses"] {
+        let path = format!("tests/identify/{case}.joule");
+        let scene = Scene::from_path(Path::new(&path), Backend::Jit).expect("compiles");
+        for batch in [1, 5] {
+            assert_eq!(allocations(&scene, batch, 3), 0, "{case}, batch {batch}");
+        }
+    }
+}

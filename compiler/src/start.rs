@@ -327,17 +327,31 @@ impl Start {
 /// Every node's value of `graph` with these parameters, constants (`Const`
 /// leaves) and seeds (`OutSeed` leaves).
 fn eval(graph: &Graph, params: &[f64], consts: &[f64], seeds: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = Vec::with_capacity(graph.len());
-    for &op in graph.nodes() {
+    let mut v = Vec::with_capacity(graph.len());
+    eval_into(graph, graph.len(), params, consts, seeds, &mut v);
+    v
+}
+
+/// [`eval`] of the first `n` nodes into `v` (cleared first; no allocation
+/// once it has held them).
+fn eval_into(
+    graph: &Graph,
+    n: usize,
+    params: &[f64],
+    consts: &[f64],
+    seeds: &[f64],
+    v: &mut Vec<f64>,
+) {
+    v.clear();
+    for &op in &graph.nodes()[..n] {
         let x = match op {
             Op::Leaf(Leaf::Param(p)) => params[p as usize],
             Op::Leaf(Leaf::Const(k)) => consts[k as usize],
             Op::Leaf(Leaf::OutSeed(k)) => seeds[k as usize],
-            op => eval_op(op, &v),
+            op => eval_op(op, v),
         };
         v.push(x);
     }
-    v
 }
 
 /// The VJP of `sum_k seed_k value_k` with respect to the parameters the
@@ -371,6 +385,8 @@ pub struct MassScales {
     owners: Vec<(std::ops::Range<usize>, Id)>,
     /// `d (sum_k seed_k scale_k) / d param`.
     params: Vec<(usize, Id)>,
+    /// The graph's nodes up to the scales (the VJP's follow).
+    scale_nodes: usize,
 }
 
 impl MassScales {
@@ -396,11 +412,13 @@ impl MassScales {
             owners.push((d..d + width, g.div(mass, m0)));
         }
         let values: Vec<Id> = owners.iter().map(|o| o.1).collect();
+        let scale_nodes = g.len();
         let params = params_vjp(&mut g, &values, m.params.len());
         MassScales {
             graph: g,
             owners,
             params,
+            scale_nodes,
         }
     }
 
@@ -415,13 +433,15 @@ impl MassScales {
         self.owners.iter().map(|o| o.0.clone())
     }
 
-    /// Each owner's free rows and scale with these parameters.
-    pub fn scales(&self, params: &[f64]) -> Vec<(std::ops::Range<usize>, f64)> {
-        let v = eval(&self.graph, params, &[], &vec![0.0; self.owners.len()]);
-        self.owners
-            .iter()
-            .map(|(rows, id)| (rows.clone(), v[*id as usize]))
-            .collect()
+    /// Each owner's scale with these parameters into `out` (in the order of
+    /// [`MassScales::owner_rows`]), `nodes` the graph's values (reused: no
+    /// allocation once it has held them).
+    pub fn scales_into(&self, params: &[f64], nodes: &mut Vec<f64>, out: &mut [f64]) {
+        // The scales' nodes precede the VJP's, which read the seeds.
+        eval_into(&self.graph, self.scale_nodes, params, &[], &[], nodes);
+        for (o, (_, id)) in out.iter_mut().zip(&self.owners) {
+            *o = nodes[*id as usize];
+        }
     }
 
     /// Adds to `out[param]` the derivative through the scales, given the

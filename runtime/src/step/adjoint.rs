@@ -202,14 +202,14 @@ impl<T: Real> Part<T> {
         self.forces(scene, |_| true);
         let mut w = std::mem::take(&mut self.scratch.dx);
         self.scale_mass_rows(scene, &mut w, true);
-        let mut dscale = vec![0.0; self.mass_scale.len()];
+        let mut dscale = vec![0.0; self.mass.scale.len()];
         for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
             for e in 0..self.len {
                 let d: f64 = rows
                     .clone()
                     .map(|r| w[r * s + e] * self.b.grad[r * s + e].to_f64())
                     .sum();
-                dscale[o * s + e] = h / self.mass_scale[o * s + e] * d;
+                dscale[o * s + e] = h / self.mass.scale[o * s + e] * d;
             }
         }
         self.scratch.dx = w;

@@ -38,11 +38,7 @@ impl<T: Real> Part<T> {
             return;
         }
         self.load_mass_scales(scene);
-        let k = scene.dofs() * self.stride();
-        let mut grad: Vec<f64> = self.b.grad[..k].iter().map(|g| g.to_f64()).collect();
-        self.scale_mass_rows(scene, &mut grad, true);
-        for (g, v) in self.b.grad[..k].iter_mut().zip(grad) {
-            *g = T::from_f64(v);
-        }
+        let s = self.stride();
+        super::mass_scale::scale_rows(scene, &self.mass.scale, s, &mut self.b.grad, true);
     }
 }

@@ -11,7 +11,8 @@ use joule_compiler::abi::Real;
 
 impl<T: Real> Part<T> {
     /// Every lane's owner scales, `[owner * stride + lane]`, from its params
-    /// (1 in padding lanes); nothing without masses that read params.
+    /// (1 in padding lanes); nothing without masses that read params. No
+    /// allocation after the first substep.
     pub(super) fn load_mass_scales(&mut self, scene: &Scene) {
         let scales = scene.mass_scales();
         if scales.is_empty() {
@@ -19,28 +20,25 @@ impl<T: Real> Part<T> {
         }
         let (np, s) = (scene.model().params.len(), self.stride());
         let owners = scales.owner_rows().count();
-        self.mass_scale.resize(owners * s, 1.0);
+        let w = &mut self.mass;
+        w.scale.resize(owners * s, 1.0);
+        w.params.resize(np, 0.0);
+        w.lane.resize(owners, 1.0);
         for e in 0..self.len {
-            let p: Vec<f64> = (0..np).map(|i| self.b.params[i * s + e].to_f64()).collect();
-            for (o, (_, scale)) in scales.scales(&p).into_iter().enumerate() {
-                self.mass_scale[o * s + e] = scale;
+            for (i, p) in w.params.iter_mut().enumerate() {
+                *p = self.b.params[i * s + e].to_f64();
+            }
+            scales.scales_into(&w.params, &mut w.nodes, &mut w.lane);
+            for (o, &k) in w.lane.iter().enumerate() {
+                w.scale[o * s + e] = k;
             }
         }
     }
 
     /// Multiplies each owner's rows of `buf` (`[row * stride + lane]`) by its
     /// lane's scale, or divides them.
-    pub(super) fn scale_mass_rows(&self, scene: &Scene, buf: &mut [f64], divide: bool) {
-        let s = self.stride();
-        for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
-            for e in 0..s {
-                let k = self.mass_scale[o * s + e];
-                let k = if divide { 1.0 / k } else { k };
-                for r in rows.clone() {
-                    buf[r * s + e] *= k;
-                }
-            }
-        }
+    pub(super) fn scale_mass_rows<R: Real>(&self, scene: &Scene, buf: &mut [R], divide: bool) {
+        scale_rows(scene, &self.mass.scale, self.stride(), buf, divide);
     }
 
     /// The scale of the mass of the link whose rows start at `row` in lane
@@ -51,7 +49,7 @@ impl<T: Real> Part<T> {
             .mass_scales()
             .owner_rows()
             .position(|r| r.start == row)
-            .map_or(1.0, |o| self.mass_scale[o * s + e])
+            .map_or(1.0, |o| self.mass.scale[o * s + e])
     }
 
     /// Adds `dL/dparams` for lane scales' derivatives `dscale[owner * stride + lane]`.
@@ -76,11 +74,11 @@ impl<T: Real> Part<T> {
     pub(super) fn record_floating_shift(&mut self, scene: &Scene, tree: &Tree, md: &mut [f64]) {
         let s = self.stride();
         let (nt, nl) = (tree.floating.len(), tree.links.len());
-        self.floating_terms.resize(3 * s * (nt + nl), 0.0);
+        self.mass.floating.resize(3 * s * (nt + nl), 0.0);
         for (l, link) in tree.links.iter().enumerate() {
             for e in 0..s {
                 for k in 0..3 {
-                    self.floating_terms[3 * (s * (nt + l) + e) + k] = md[(link.row + k) * s + e];
+                    self.mass.floating[3 * (s * (nt + l) + e) + k] = md[(link.row + k) * s + e];
                 }
             }
         }
@@ -94,7 +92,7 @@ impl<T: Real> Part<T> {
                         .iter()
                         .map(|l| md[(tree.links[*l].row + k) * s + e])
                         .sum();
-                    self.floating_terms[3 * (s * t + e) + k] = sum / m;
+                    self.mass.floating[3 * (s * t + e) + k] = sum / m;
                 }
             }
         }
@@ -124,17 +122,53 @@ impl<T: Real> Part<T> {
                         .map(|&l| scale(l) * md[(tree.links[l].row + k) * s + e])
                         .sum()
                 });
-                let c = &self.floating_terms[3 * (s * t + e)..3 * (s * t + e) + 3];
+                let c = &self.mass.floating[3 * (s * t + e)..3 * (s * t + e) + 3];
                 for &l in links {
                     let Some(o) = owners.iter().position(|&r| r == tree.links[l].row) else {
                         continue;
                     };
                     let md_l =
-                        &self.floating_terms[3 * (s * (nt + l) + e)..3 * (s * (nt + l) + e) + 3];
+                        &self.mass.floating[3 * (s * (nt + l) + e)..3 * (s * (nt + l) + e) + 3];
                     let m_l = tree.floating_mass(&[l], |_| 1.0);
                     let d: f64 = (0..3).map(|k| p[k] * (md_l[k] - c[k] * m_l)).sum();
                     dscale[o * s + e] += d / (m * h * h);
                 }
+            }
+        }
+    }
+}
+
+/// A partition's vectors for masses that read params, reused across steps.
+#[derive(Default)]
+pub(super) struct MassWork {
+    /// Each lane's owner scales, `[owner * stride + lane]`.
+    pub(super) scale: Vec<f64>,
+    /// With such masses on a floating tree: each tree's prediction shift
+    /// and each link's share of its numerator, per lane.
+    pub(super) floating: Vec<f64>,
+    /// One lane's params, its graph's values and its owners' scales.
+    params: Vec<f64>,
+    nodes: Vec<f64>,
+    lane: Vec<f64>,
+}
+
+/// Multiplies each owner's rows of `buf` (`[row * stride + lane]`, stride
+/// `s`) by its lane's scale in `scale` (`[owner * stride + lane]`), or
+/// divides them.
+pub(super) fn scale_rows<R: Real>(
+    scene: &Scene,
+    scale: &[f64],
+    s: usize,
+    buf: &mut [R],
+    divide: bool,
+) {
+    for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
+        for e in 0..s {
+            let k = scale[o * s + e];
+            let k = if divide { 1.0 / k } else { k };
+            for r in rows.clone() {
+                let x = &mut buf[r * s + e];
+                *x = R::from_f64(x.to_f64() * k);
             }
         }
     }

@@ -130,12 +130,8 @@ pub struct Part<T: Real> {
     /// from this partition's states the adjoint differentiates in
     /// `surrogate = model` ([`Scene::surrogate_model`]).
     surrogate: Option<Box<Part<T>>>,
-    /// Each lane's scales of the masses that read params, `[owner * stride
-    /// + lane]` (`mass_scale.rs`).
-    mass_scale: Vec<f64>,
-    /// With such masses on a floating tree: each tree's prediction shift
-    /// and each link's share of its numerator, per lane (`mass_scale.rs`).
-    floating_terms: Vec<f64>,
+    /// The vectors of masses that read params (`mass_scale.rs`).
+    mass: mass_scale::MassWork,
 }
 
 /// Vectors the implicit step (Newton, line search, potential) and the
@@ -316,8 +312,7 @@ impl<T: Real> Part<T> {
             surrogate: scene
                 .surrogate_model()
                 .map(|m| Box::new(Part::new(m, first, len))),
-            mass_scale: vec![],
-            floating_terms: vec![],
+            mass: Default::default(),
         };
         // Joints that start away from the declared pose: their links' rows
         // by forward kinematics.

@@ -141,7 +141,7 @@ impl<T: Real> Part<T> {
         if !scene.mass_scales().is_empty() {
             // A link's scaled inertia term: its residual's derivative by
             // the scale is its M (y - y~) / h^2, met by the seed (M s . d).
-            let mut dscale = vec![0.0; self.mass_scale.len()];
+            let mut dscale = vec![0.0; self.mass.scale.len()];
             for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
                 for e in 0..self.len {
                     let d: f64 = rows
