@@ -428,7 +428,7 @@ impl MassScales {
         self.owners.is_empty()
     }
 
-    /// The free rows of each owner, in the order of [`MassScales::scales`].
+    /// The free rows of each owner, in the order of [`MassScales::scales_into`].
     pub fn owner_rows(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         self.owners.iter().map(|o| o.0.clone())
     }
