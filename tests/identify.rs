@@ -420,6 +420,39 @@ fn checkpointed_gradients_are_the_recorded_ones() {
 }
 
 #[test]
+fn a_start_that_params_would_break_is_refused() {
+    // A non-finite start, a joint started outside its barrier range: an
+    // error naming the row, and nothing written.
+    let scene = Scene::compile(
+        "param p = 1
+         particle ball { x = vec3(0, 0, 1), v = vec3(1 / p, 0, 0), mass = 1 }",
+    )
+    .expect("compiles");
+    let mut sim = scene.batch_threads(2, 1);
+    let err = sim.set_param("p", 0.0).expect_err("infinite velocity").0;
+    assert!(err.contains("ball.x.x") && err.contains("inf"), "{err}");
+    assert_eq!(
+        (sim.param("p", 0).expect("p"), sim.velocities(1)[0]),
+        (1.0, 1.0)
+    );
+    let err = sim.write_params(&[2.0, 0.0]).expect_err("environment 1").0;
+    assert!(err.contains("environment 1"), "{err}");
+    assert_eq!(sim.param("p", 0).expect("p"), 1.0, "nothing written");
+    let scene = Scene::compile(
+        "settings { integrator = implicit_euler(iterations = 20, tolerance = 1e-8) }
+         param theta = 0.1
+         body arm { shape = capsule(0.03, 0.4), mass = 1, x = vec3(0.2, 0, 0),
+             joint = hinge(world, at = vec3(0, 0, 0), axis = vec3(0, 1, 0)) in -0.5..0.5, q = theta }",
+    )
+    .expect("compiles");
+    let mut sim = scene.batch_threads(1, 1);
+    let err = sim.set_param_env("theta", 0, 0.9).expect_err("outside").0;
+    assert!(err.contains("arm.q") && err.contains("-0.5..0.5"), "{err}");
+    sim.set_param_env("theta", 0, 0.4).expect("inside");
+    assert_eq!(sim.positions(0)[12], 0.4);
+}
+
+#[test]
 fn a_reset_starts_from_the_parameters_it_draws() {
     let text = std::fs::read_to_string("tests/identify/particle_launch.joule").expect("case")
         + "\nreset { vx = uniform(-3, 3)  h = uniform(1, 1.5) }\n";

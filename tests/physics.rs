@@ -1128,7 +1128,7 @@ fn bulk_reads_and_writes_agree_with_the_per_environment_accessors() {
             assert_eq!(back[e], want[e], "control of env {e}");
         }
         let p: Vec<f64> = (0..batch * np).map(|i| 5.0 + i as f64).collect();
-        sim.write_params(&p);
+        sim.write_params(&p).expect("params");
         for e in 0..batch {
             assert_eq!(sim.param("force_gain", e).unwrap(), p[e * np]);
         }
@@ -1153,7 +1153,7 @@ fn bulk_reads_and_writes_agree_with_the_per_environment_accessors() {
         }
         // Writing the state back reproduces the same next step.
         let mut other = s.batch_threads(batch, 2);
-        other.write_params(&p);
+        other.write_params(&p).expect("params");
         other.write_controls(&u);
         other.write_state(&x, &v);
         sim.step();

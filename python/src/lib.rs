@@ -689,8 +689,9 @@ impl Sim {
         let shape = [self.dim_batch(), (self.n_params(), "params")];
         let a = f64_array(values, "params", &shape)?;
         let v = slice(&a);
-        self.cell.with_dependent_mut(|_, sim| sim.write_params(v));
-        Ok(())
+        self.cell
+            .with_dependent_mut(|_, sim| sim.write_params(v))
+            .map_err(|e| PyValueError::new_err(e.0))
     }
 
     /// One parameter in every environment, shape `(batch,)`.
@@ -721,8 +722,8 @@ impl Sim {
             }
         }
         self.cell
-            .with_dependent_mut(|_, sim| sim.write_params(&all));
-        Ok(())
+            .with_dependent_mut(|_, sim| sim.write_params(&all))
+            .map_err(|e| PyValueError::new_err(e.0))
     }
 
     /// The control buffer, shape `(batch, controls)`: the same array every

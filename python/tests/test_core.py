@@ -290,6 +290,18 @@ def test_params_in_the_start_and_the_mass_are_differentiated():
         assert np.all(g.params[:, i] != 0)
 
 
+def test_params_that_would_break_the_start_are_a_value_error():
+    scene = joule.Scene.compile(
+        "param p = 1\nparticle ball { x = vec3(0, 0, 1), v = vec3(1 / p, 0, 0), mass = 1 }"
+    )
+    sim = scene.batch(1)
+    with pytest.raises(ValueError, match="non-finite"):
+        sim.params = np.zeros((1, 1))
+    with pytest.raises(ValueError, match="ball.x.x"):
+        sim.set_param("p", 0.0)
+    assert sim.params[0, 0] == 1.0
+
+
 def test_gradient_matches_the_cli(pendulum, joule_cli):
     steps = 300
     out = subprocess.run(

@@ -211,6 +211,7 @@ impl<'s> Sim<'s> {
     /// gradient from there includes the parameter's effect through it.
     pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
+        self.check_starts(|_, p| p[i] = value)?;
         with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
             p.b.params[i * s..(i + 1) * s].fill(Real::from_f64(value));
@@ -223,6 +224,11 @@ impl<'s> Sim<'s> {
     /// [`Sim::set_param`] does).
     pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
+        self.check_starts(|e, p| {
+            if e == env {
+                p[i] = value;
+            }
+        })?;
         let (p, e) = self.locate(env);
         with_parts!(&mut self.parts, parts => {
             let b = &mut parts[p].b;
@@ -470,16 +476,20 @@ impl<'s> Sim<'s> {
     }
 
     /// Sets every environment's parameters from an environment-major table
-    /// (the layout of [`Sim::read_params`]).
+    /// (the layout of [`Sim::read_params`]); an error, with nothing written,
+    /// where an environment at its start would start at a non-finite state
+    /// or outside a joint's range.
     ///
     /// # Panics
     /// If `values` does not hold `batch * params` values.
-    pub fn write_params(&mut self, values: &[f64]) {
+    pub fn write_params(&mut self, values: &[f64]) -> Result<(), NameError> {
         let rows = self.scene.model().params.len();
+        self.check_starts(|e, p| p.copy_from_slice(&values[e * rows..(e + 1) * rows]))?;
         with_parts!(&mut self.parts, parts => for p in parts {
             scatter(&mut p.b.params, values, rows, p.first, p.len, p.b.stride, |_, v| v);
         });
         self.restart((0..self.batch).collect());
+        Ok(())
     }
 
     /// One environment's parameters, in declaration order.
@@ -516,6 +526,44 @@ impl<'s> Sim<'s> {
                 g[env] += d;
             }
         }
+    }
+
+    /// Checks the starts the environments at their start would take with
+    /// their params changed by `change(env, params)`: finite, and every
+    /// joint coordinate inside its barrier range (a start outside one would
+    /// never move back in). Nothing is written.
+    fn check_starts(&self, change: impl Fn(usize, &mut [f64])) -> Result<(), NameError> {
+        let scene = self.scene;
+        if scene.start().is_empty() {
+            return Ok(());
+        }
+        for env in (0..self.batch).filter(|&e| self.at_start[e]) {
+            let mut params = self.env_params(env);
+            change(env, &mut params);
+            let (x, v) = scene.start_dofs(&params, || 0.0);
+            if let Some(r) = (0..x.len()).find(|&r| !x[r].is_finite() || !v[r].is_finite()) {
+                return Err(NameError(format!(
+                    "environment {env} would start at a non-finite state with these params ({} = {}, rate {}); give params for which the initial state is finite",
+                    scene.dof_name(r),
+                    x[r],
+                    v[r]
+                )));
+            }
+            let Some(tree) = scene.tree() else { continue };
+            for j in &tree.joints {
+                let (Some((lo, hi)), None) = (j.range, j.soft) else {
+                    continue;
+                };
+                let q = x[j.row];
+                if !(lo < q && q < hi) {
+                    return Err(NameError(format!(
+                        "environment {env} would start `{}` at {q}, outside its range {lo}..{hi} (a barrier never crossed); give params that start it inside",
+                        scene.dof_name(j.row)
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Puts those of `envs` that are at their start at the start their
