@@ -73,6 +73,9 @@ impl JitterBase {
 impl Start {
     /// The start of `model`'s state (empty when no field reads a parameter).
     pub fn new(m: &Model) -> Start {
+        if m.start.is_empty() {
+            return Start::default();
+        }
         let mut g = Graph::new();
         let jitter = JitterBase::new(m);
         let mut rows = vec![];

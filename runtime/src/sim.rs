@@ -120,6 +120,9 @@ pub struct Sim<'s> {
     pub(crate) at_start: Vec<bool>,
 }
 
+/// An environment's start: its index, positions and velocities.
+type Start = (usize, Vec<f64>, Vec<f64>);
+
 /// A name that does not exist in the scene.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NameError(pub String);
@@ -211,12 +214,12 @@ impl<'s> Sim<'s> {
     /// gradient from there includes the parameter's effect through it.
     pub fn set_param(&mut self, name: &str, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
-        self.check_starts(|_, p| p[i] = value)?;
+        let starts = self.starts(|_, p| p[i] = value)?;
         with_parts!(&mut self.parts, parts => for p in parts {
             let s = p.b.stride;
             p.b.params[i * s..(i + 1) * s].fill(Real::from_f64(value));
         });
-        self.restart((0..self.batch).collect());
+        self.restart(starts);
         Ok(())
     }
 
@@ -224,17 +227,18 @@ impl<'s> Sim<'s> {
     /// [`Sim::set_param`] does).
     pub fn set_param_env(&mut self, name: &str, env: usize, value: f64) -> Result<(), NameError> {
         let i = self.param_index(name)?;
-        self.check_starts(|e, p| {
+        let mut starts = self.starts(|e, p| {
             if e == env {
                 p[i] = value;
             }
         })?;
+        starts.retain(|s| s.0 == env);
         let (p, e) = self.locate(env);
         with_parts!(&mut self.parts, parts => {
             let b = &mut parts[p].b;
             b.params[i * b.stride + e] = Real::from_f64(value);
         });
-        self.restart(vec![env]);
+        self.restart(starts);
         Ok(())
     }
 
@@ -484,11 +488,11 @@ impl<'s> Sim<'s> {
     /// If `values` does not hold `batch * params` values.
     pub fn write_params(&mut self, values: &[f64]) -> Result<(), NameError> {
         let rows = self.scene.model().params.len();
-        self.check_starts(|e, p| p.copy_from_slice(&values[e * rows..(e + 1) * rows]))?;
+        let starts = self.starts(|e, p| p.copy_from_slice(&values[e * rows..(e + 1) * rows]))?;
         with_parts!(&mut self.parts, parts => for p in parts {
             scatter(&mut p.b.params, values, rows, p.first, p.len, p.b.stride, |_, v| v);
         });
-        self.restart((0..self.batch).collect());
+        self.restart(starts);
         Ok(())
     }
 
@@ -528,14 +532,16 @@ impl<'s> Sim<'s> {
         }
     }
 
-    /// Checks the starts the environments at their start would take with
-    /// their params changed by `change(env, params)`: finite, and every
-    /// joint coordinate inside its barrier range (a start outside one would
-    /// never move back in). Nothing is written.
-    fn check_starts(&self, change: impl Fn(usize, &mut [f64])) -> Result<(), NameError> {
+    /// The starts `(env, x, v)` the environments at their start would take
+    /// with their params changed by `change(env, params)` (none when the
+    /// initial state reads no params), checked: finite, and every joint
+    /// coordinate inside its barrier range (a start outside one would never
+    /// move back in). Nothing is written.
+    fn starts(&self, change: impl Fn(usize, &mut [f64])) -> Result<Vec<Start>, NameError> {
         let scene = self.scene;
+        let mut starts = vec![];
         if scene.start().is_empty() {
-            return Ok(());
+            return Ok(starts);
         }
         for env in (0..self.batch).filter(|&e| self.at_start[e]) {
             let mut params = self.env_params(env);
@@ -549,8 +555,8 @@ impl<'s> Sim<'s> {
                     v[r]
                 )));
             }
-            let Some(tree) = scene.tree() else { continue };
-            for j in &tree.joints {
+            let joints = scene.tree().map_or(&[][..], |t| &t.joints[..]);
+            for j in joints {
                 let (Some((lo, hi)), None) = (j.range, j.soft) else {
                     continue;
                 };
@@ -562,21 +568,15 @@ impl<'s> Sim<'s> {
                     )));
                 }
             }
+            starts.push((env, x, v));
         }
-        Ok(())
+        Ok(starts)
     }
 
-    /// Puts those of `envs` that are at their start at the start their
-    /// parameters give (when the initial state reads parameters).
-    fn restart(&mut self, envs: Vec<usize>) {
-        if self.scene.start().is_empty() {
-            return;
-        }
-        for env in envs {
-            if !self.at_start[env] {
-                continue;
-            }
-            let (x, v) = self.scene.start_dofs(&self.env_params(env), || 0.0);
+    /// Puts environments at the starts [`Sim::starts`] gave (they stay at
+    /// their start).
+    fn restart(&mut self, starts: Vec<Start>) {
+        for (env, x, v) in starts {
             self.put_state(env, &x, &v, true);
             self.at_start[env] = true;
         }

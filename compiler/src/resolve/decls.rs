@@ -1,7 +1,7 @@
 //! Declarations: settings, params, controls, particles, bodies, meshes, fixes,
 //! objectives and policies.
 
-use super::eval::{describe_value, lit, to_term, Ctx};
+use super::eval::{binary, describe_value, lit, to_term, Ctx};
 use super::joints::written_kind;
 use super::mesh::{self, MeshData};
 use super::start::ParamMass;
@@ -787,11 +787,8 @@ impl Resolver<'_> {
                 (m, mass_term)
             } else {
                 let volume = lit(Tensor::scalar(shape.volume()));
-                let times = |t| TermKind::Binary(crate::model::BinOp::Mul, t, volume);
-                (
-                    m * shape.volume(),
-                    mass_term.map(|t| Term::rc(Shape::Scalar, times(t))),
-                )
+                let times = |t| binary(crate::model::BinOp::Mul, Shape::Scalar, t, volume);
+                (m * shape.volume(), mass_term.map(times))
             };
             let x = vector(r, ctx, StartKey::X)?;
             let v = vector(r, ctx, StartKey::V)?;

@@ -10,7 +10,7 @@
 //! step in joint coordinates a link's inertia (`Model::masses`). A gravity that reads parameters adds the weight of its
 //! difference from the declared gravity (`added_weight`).
 
-use super::eval::{lit, term_value};
+use super::eval::{binary, lit, term_value};
 use super::value::Value;
 use super::Resolver;
 use crate::model::{
@@ -83,11 +83,6 @@ impl ParamMass {
             extreme,
         )
     }
-}
-
-/// `a op b` of two runtime terms.
-fn binary(op: BinOp, shape: Shape, a: Arc<Term>, b: Arc<Term>) -> Arc<Term> {
-    Term::rc(shape, TermKind::Binary(op, a, b))
 }
 
 impl Resolver<'_> {

@@ -197,20 +197,13 @@ impl<T: Real> Part<T> {
         if scene.mass_scales().is_empty() {
             return;
         }
-        let s = self.stride();
         self.load_mass_scales(scene);
         self.forces(scene, |_| true);
         let mut w = std::mem::take(&mut self.scratch.dx);
         self.scale_mass_rows(scene, &mut w, true);
-        let mut dscale = vec![0.0; self.mass.scale.len()];
-        for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
-            for e in 0..self.len {
-                let d: f64 = rows
-                    .clone()
-                    .map(|r| w[r * s + e] * self.b.grad[r * s + e].to_f64())
-                    .sum();
-                dscale[o * s + e] = h / self.mass.scale[o * s + e] * d;
-            }
+        let mut dscale = self.owner_sums(scene, |i| w[i] * self.b.grad[i].to_f64());
+        for (d, k) in dscale.iter_mut().zip(&self.mass.scale) {
+            *d *= h / k;
         }
         self.scratch.dx = w;
         self.mass_scales_to_params(scene, &dscale, &mut adj.params);

@@ -52,6 +52,19 @@ impl<T: Real> Part<T> {
             .map_or(1.0, |o| self.mass.scale[o * s + e])
     }
 
+    /// Per owner and lane, `[owner * stride + lane]`, the sum of `f(i)` over
+    /// the owner's rows in that lane (`i = row * stride + lane`).
+    pub(super) fn owner_sums(&self, scene: &Scene, f: impl Fn(usize) -> f64) -> Vec<f64> {
+        let s = self.stride();
+        let mut sums = vec![0.0; self.mass.scale.len()];
+        for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
+            for e in 0..self.len {
+                sums[o * s + e] = rows.clone().map(|r| f(r * s + e)).sum();
+            }
+        }
+        sums
+    }
+
     /// Adds `dL/dparams` for lane scales' derivatives `dscale[owner * stride + lane]`.
     pub(super) fn mass_scales_to_params(&self, scene: &Scene, dscale: &[f64], params: &mut [f64]) {
         let (np, s) = (scene.model().params.len(), self.stride());

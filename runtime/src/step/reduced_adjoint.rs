@@ -141,18 +141,9 @@ impl<T: Real> Part<T> {
         if !scene.mass_scales().is_empty() {
             // A link's scaled inertia term: its residual's derivative by
             // the scale is its M (y - y~) / h^2, met by the seed (M s . d).
-            let mut dscale = vec![0.0; self.mass.scale.len()];
-            for (o, rows) in scene.mass_scales().owner_rows().enumerate() {
-                for e in 0..self.len {
-                    let d: f64 = rows
-                        .clone()
-                        .map(|r| {
-                            let i = r * s + e;
-                            w.md[i] * (self.b.x[i].to_f64() - w.xt[i])
-                        })
-                        .sum();
-                    dscale[o * s + e] = -d / (h * h);
-                }
+            let mut dscale = self.owner_sums(scene, |i| w.md[i] * (self.b.x[i].to_f64() - w.xt[i]));
+            for d in &mut dscale {
+                *d = -*d / (h * h);
             }
             self.floating_shift_adjoint(scene, tree, &w.md, h, &mut dscale);
             self.mass_scales_to_params(scene, &dscale, &mut adj.params);

@@ -174,22 +174,14 @@ impl Resolver<'_> {
                         let Some(an) = an else {
                             // A runtime angle (a parameter's): cos and sin
                             // of its half at run time.
-                            let half = Term::rc(
-                                Shape::Scalar,
-                                TermKind::Binary(
-                                    BinOp::Mul,
-                                    to_term(&vals[1]).expect("a runtime scalar"),
-                                    lit(Tensor::scalar(0.5)),
-                                ),
-                            );
+                            let angle = to_term(&vals[1]).expect("a runtime scalar");
+                            let half =
+                                binary(BinOp::Mul, Shape::Scalar, angle, lit(Tensor::scalar(0.5)));
                             let f =
                                 |b| Term::rc(Shape::Scalar, TermKind::Call(b, vec![half.clone()]));
                             let (c, s) = (f(Builtin::Cos), f(Builtin::Sin));
                             let scaled = |k: f64| {
-                                Term::rc(
-                                    Shape::Scalar,
-                                    TermKind::Binary(BinOp::Mul, lit(Tensor::scalar(k)), s.clone()),
-                                )
+                                binary(BinOp::Mul, Shape::Scalar, lit(Tensor::scalar(k)), s.clone())
                             };
                             return term_value(pack(
                                 Shape::Quat,

@@ -137,6 +137,11 @@ pub fn lit(t: Tensor) -> Arc<Term> {
     Term::rc(t.shape, TermKind::Lit(t))
 }
 
+/// `a op b` of two terms, of shape `shape` (checked by the caller).
+pub fn binary(op: BinOp, shape: Shape, a: Arc<Term>, b: Arc<Term>) -> Arc<Term> {
+    Term::rc(shape, TermKind::Binary(op, a, b))
+}
+
 /// A scalar input leaf.
 pub fn input(i: Input) -> Arc<Term> {
     Term::rc(Shape::Scalar, TermKind::Input(i))
