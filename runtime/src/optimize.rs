@@ -225,11 +225,15 @@ impl<'a, 's> Layout<'a, 's> {
     fn simulate(&self, z: &[f64]) -> Result<(f64, Vec<f64>), NameError> {
         let p = self.problem;
         let (params, schedule, dv) = self.decode(z);
-        let (value, g) = rollout_gradient(self.scene, p, &params, &schedule)?;
+        let rollout = rollout_gradient(self.scene, p, &params, &schedule)?;
         let sign = if p.maximise { -1.0 } else { 1.0 };
         let nc = self.scene.model().controls.len();
+        let value = rollout.as_ref().map_or(f64::NAN, |r| r.0);
         let grad: Vec<f64> = (0..z.len())
             .map(|k| {
+                let Some((_, g)) = &rollout else {
+                    return f64::NAN;
+                };
                 let d = match p.wrt_params.get(k) {
                     Some(&i) => g.params[i][0],
                     None => {
@@ -266,16 +270,21 @@ impl Problem {
 }
 
 /// One rollout of `problem` with these parameters and controls: the objective
-/// and its gradient (`NaN` if the simulation diverged).
+/// and its gradient (`NaN` if the simulation diverged); `None` where the
+/// parameters give no valid start (a non-finite state, a joint outside its
+/// range), a point as bad as a diverged one.
 fn rollout_gradient(
     scene: &Scene,
     problem: &Problem,
     params: &[f64],
     schedule: &[Vec<f64>],
-) -> Result<(f64, crate::Gradient), NameError> {
+) -> Result<Option<(f64, crate::Gradient)>, NameError> {
     let mut sim: Sim = scene.batch_threads(1, 1);
     for (decl, v) in scene.model().params.iter().zip(params) {
-        sim.set_param(&decl.name, *v)?;
+        // The names are the model's: an error is a refused start.
+        if sim.set_param(&decl.name, *v).is_err() {
+            return Ok(None);
+        }
     }
     if let Some((x, v)) = &problem.state {
         sim.set_state(0, x, v);
@@ -290,14 +299,14 @@ fn rollout_gradient(
         .iter()
         .any(|e| matches!(e, crate::Event::Diverged { .. }));
     let value = if diverged { f64::NAN } else { g.value[0] };
-    Ok((value, g))
+    Ok(Some((value, g)))
 }
 
 /// The objective at the problem's starting point (one rollout).
 pub fn evaluate(scene: &Scene, problem: &Problem) -> Result<f64, NameError> {
     let layout = Layout::new(scene, problem);
     let (params, schedule, _) = layout.decode(&layout.start_point());
-    Ok(rollout_gradient(scene, problem, &params, &schedule)?.0)
+    Ok(rollout_gradient(scene, problem, &params, &schedule)?.map_or(f64::NAN, |r| r.0))
 }
 
 /// Minimises (or maximises) the problem's objective from its start with `iters` iterations.
@@ -314,7 +323,7 @@ pub fn optimize(
         Method::Lbfgs => lbfgs(&layout, z0, iters)?,
     };
     let (params, schedule, _) = layout.decode(&best);
-    let (value, _) = rollout_gradient(scene, problem, &params, &schedule)?;
+    let value = rollout_gradient(scene, problem, &params, &schedule)?.map_or(f64::NAN, |r| r.0);
     Ok(Solution {
         params,
         schedule,
