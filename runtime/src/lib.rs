@@ -18,7 +18,8 @@
 //! [`event`] (what a simulation reports), [`joints`] (the plan and the
 //! kinematics of robots in joint coordinates), `step` (integrators over one
 //! partition), [`mass`], [`sparse`] (the direct solver), `gradient` and
-//! `tape` (adjoints through time), [`optimize`].
+//! `tape` (adjoints through time), [`optimize`], [`plan`] (trajectory
+//! optimisation as a differentiable policy).
 
 // Structure-of-arrays loops index several parallel buffers by row and lane;
 // index loops say that more plainly than zipped iterators.
@@ -30,6 +31,7 @@ pub mod joints;
 #[doc(hidden)] // public for the tests (tests/sparse.rs's dense reference), not a user API
 pub mod mass;
 pub mod optimize;
+pub mod plan;
 pub mod scene;
 pub mod sim;
 pub mod sparse;

@@ -91,13 +91,13 @@ pub struct Solution {
 
 /// A scalar variable's map from the unconstrained `z`.
 #[derive(Debug, Clone, Copy)]
-enum Map {
+pub(crate) enum Map {
     Bounded(f64, f64),
     Free(f64, f64),
 }
 
 impl Map {
-    fn new(bounds: Option<(f64, f64)>, start: f64) -> Map {
+    pub(crate) fn new(bounds: Option<(f64, f64)>, start: f64) -> Map {
         match bounds {
             Some((lo, hi)) if hi > lo => Map::Bounded(lo, hi),
             _ => Map::Free(start, start.abs().max(1.0)),
@@ -105,7 +105,7 @@ impl Map {
     }
 
     /// The value and its derivative in `z`.
-    fn value(self, z: f64) -> (f64, f64) {
+    pub(crate) fn value(self, z: f64) -> (f64, f64) {
         match self {
             Map::Bounded(lo, hi) => {
                 let s = 1.0 / (1.0 + (-z).exp());
@@ -116,7 +116,7 @@ impl Map {
     }
 
     /// The `z` of a value (kept strictly inside a range).
-    fn inverse(self, v: f64) -> f64 {
+    pub(crate) fn inverse(self, v: f64) -> f64 {
         match self {
             Map::Bounded(lo, hi) => {
                 let s = ((v - lo) / (hi - lo)).clamp(1e-6, 1.0 - 1e-6);

@@ -1,0 +1,557 @@
+//! Trajectory optimisation as a differentiable policy (DiffTOP's planner).
+//!
+//! From an environment's state, a [`Planner`] finds the controls of the next
+//! `H` steps that minimise a cost (a `loss` and/or `reward` of its model
+//! scene, whose params may be learned) with a damped Newton method, warm
+//! started from its previous plan shifted by one step, and returns the
+//! plan with its derivatives with respect to the learned params and the
+//! start state: the policy applies the plan's first control, and a learner
+//! differentiates the task through the optimiser.
+//!
+//! Variables are the unconstrained `z` of [`crate::optimize`] (a bounded
+//! control is `lo + (hi - lo) sigmoid(z)`). Each Newton iteration runs one
+//! batch of `2n + 1` rollouts with their adjoints (`n = H x controls`): the
+//! plan, and the plan moved by `+-eps` along every variable. Their exact
+//! adjoint gradients give the cost's gradient `g`, its Hessian
+//! `H = d g / d z` and the mixed second derivatives `M = d g / d theta` (and
+//! `d g / d x0`, `d g / d v0`) by central differences of exact gradients:
+//! exact for costs quadratic in the controls, `O(eps^2)` otherwise (no
+//! second-order adjoint of the simulator is needed).
+//!
+//! The step solves `(H + lambda I) d = -g` (Levenberg-Marquardt: `lambda`
+//! grows until `H + lambda I` is positive definite and the step lowers the
+//! cost, shrinks after a success). The derivative of the plan is the
+//! implicit function theorem's at the point of the last Hessian:
+//! `dz/dtheta = -(H + lambda I)^-1 M`. Where the plan converged
+//! (`|g|_inf <= tol max(1, |cost|)`) and `H` is positive definite this is
+//! the exact derivative of the optimum (`lambda = 0`). Where the iterations
+//! ran out it is the derivative of the last Newton step with the Hessian
+//! held and the earlier iterations truncated (one step of truncated
+//! unrolling); [`Plan::converged`] says which.
+
+use crate::gradient::{Objective, Schedule};
+use crate::optimize::Map;
+use crate::{Event, NameError, Scene, Sim};
+use nalgebra::{Cholesky, DMatrix, Dyn};
+
+/// How a [`Planner`] plans.
+#[derive(Debug, Clone)]
+pub struct PlannerConfig {
+    /// The cost: a `loss` of the last state and/or a `reward` summed over the steps.
+    pub objective: Objective,
+    /// Maximise the objective (a reward) instead of minimising it.
+    pub maximise: bool,
+    /// Steps planned.
+    pub horizon: usize,
+    /// Newton iterations (Hessian evaluations) per plan, at most.
+    pub iters: usize,
+    /// Indices of the model's params whose derivatives the plan reports (the learned ones).
+    pub learn: Vec<usize>,
+    /// Convergence: `|g|_inf <= tol max(1, |cost|)` in the unconstrained variables.
+    pub tol: f64,
+    /// The central differences' step in the unconstrained variables.
+    pub eps: f64,
+    /// Threads for the planning batches.
+    pub threads: usize,
+}
+
+impl PlannerConfig {
+    /// A planner minimising `objective` (maximising a reward-only one) over
+    /// `horizon` steps with `iters` Newton iterations, differentiating nothing.
+    pub fn new(objective: Objective, horizon: usize, iters: usize) -> PlannerConfig {
+        PlannerConfig {
+            maximise: objective.reward.is_some() && objective.loss.is_none(),
+            objective,
+            horizon,
+            iters,
+            learn: vec![],
+            tol: 1e-9,
+            eps: 1e-4,
+            threads: 1,
+        }
+    }
+}
+
+/// One environment's plan and its derivatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The controls of every planned step, `[step][control]`.
+    pub schedule: Vec<Vec<f64>>,
+    /// The cost there (the objective, negated when maximised); `NaN` when
+    /// the model diverged from this state.
+    pub cost: f64,
+    /// `|g|_inf` of the cost in the unconstrained variables where the last
+    /// Hessian was taken.
+    pub grad_norm: f64,
+    /// Newton iterations taken (Hessian evaluations).
+    pub iterations: usize,
+    /// The plan met the tolerance: the derivatives are the implicit function
+    /// theorem's at the optimum; otherwise the last step's (truncated unrolling).
+    pub converged: bool,
+    /// The damping `lambda` in the derivative's `(H + lambda I)` (0 where the
+    /// Hessian is positive definite at a converged plan).
+    pub damping: f64,
+    /// d schedule / d learned param, `[step * controls + control][learned]`.
+    pub d_params: Vec<Vec<f64>>,
+    /// d schedule / d start position, `[step * controls + control][dof]`.
+    pub d_x0: Vec<Vec<f64>>,
+    /// d schedule / d start velocity, `[step * controls + control][dof]`.
+    pub d_v0: Vec<Vec<f64>>,
+}
+
+impl Plan {
+    /// The first planned control (what the policy applies).
+    pub fn first(&self) -> &[f64] {
+        &self.schedule[0]
+    }
+}
+
+/// A start state: free DOFs' positions and velocities.
+pub type State = (Vec<f64>, Vec<f64>);
+
+/// What one batch of rollouts found for one environment's plan.
+struct Local {
+    cost: f64,
+    g: Vec<f64>,
+    h: DMatrix<f64>,
+    /// d g / d (learned params, x0, v0), one column each.
+    m: DMatrix<f64>,
+}
+
+/// Trajectory optimisation on a model scene, one plan per environment, warm started.
+pub struct Planner<'s> {
+    scene: &'s Scene,
+    config: PlannerConfig,
+    /// Every param of the model (the learned ones among them).
+    params: Vec<f64>,
+    /// Each control's map from its unconstrained variable.
+    maps: Vec<Map>,
+    /// Per environment: the warm start in the unconstrained variables.
+    warm: Vec<Vec<f64>>,
+}
+
+impl<'s> Planner<'s> {
+    /// A planner on `scene` (its declared params) for `envs` environments.
+    pub fn new(
+        scene: &'s Scene,
+        config: PlannerConfig,
+        envs: usize,
+    ) -> Result<Planner<'s>, NameError> {
+        let m = scene.model();
+        if config.horizon == 0 || config.iters == 0 {
+            return Err(NameError(
+                "a plan needs a horizon and iterations of at least 1".into(),
+            ));
+        }
+        if m.controls.is_empty() {
+            return Err(NameError("the model has no controls to plan".into()));
+        }
+        if let Some(&i) = config.learn.iter().find(|&&i| i >= m.params.len()) {
+            return Err(NameError(format!("no param number {i} in the model")));
+        }
+        if !(config.eps > 0.0 && config.tol >= 0.0) {
+            return Err(NameError(
+                "the planner's eps must be positive and tol not negative".into(),
+            ));
+        }
+        let maps = m.controls.iter().map(|c| Map::new(c.bounds, 0.0)).collect();
+        let mut planner = Planner {
+            scene,
+            params: m.params.iter().map(|p| p.value).collect(),
+            config,
+            maps,
+            warm: vec![],
+        };
+        planner.warm = vec![planner.cold(); envs];
+        Ok(planner)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlannerConfig {
+        &self.config
+    }
+
+    /// Every param of the model.
+    pub fn params(&self) -> &[f64] {
+        &self.params
+    }
+
+    /// The learned params' values, in [`PlannerConfig::learn`]'s order.
+    pub fn learned(&self) -> Vec<f64> {
+        self.config.learn.iter().map(|&i| self.params[i]).collect()
+    }
+
+    /// Sets the learned params (in [`PlannerConfig::learn`]'s order).
+    pub fn set_learned(&mut self, values: &[f64]) {
+        for (&i, &v) in self.config.learn.iter().zip(values) {
+            self.params[i] = v;
+        }
+    }
+
+    /// Sets a param of the model by index (learned or not).
+    pub fn set_param(&mut self, index: usize, value: f64) {
+        self.params[index] = value;
+    }
+
+    /// Forgets environment `env`'s warm start (a new episode): zero controls.
+    pub fn reset(&mut self, env: usize) {
+        self.warm[env] = self.cold();
+    }
+
+    /// Zero controls in the unconstrained variables.
+    fn cold(&self) -> Vec<f64> {
+        let z: Vec<f64> = self.maps.iter().map(|m| m.inverse(0.0)).collect();
+        z.repeat(self.config.horizon)
+    }
+
+    /// Plans from each environment's state (`states[env]`), leaving each
+    /// warm start at its plan shifted by one step (its last control repeated).
+    pub fn plan(&mut self, states: &[State]) -> Result<Vec<Plan>, NameError> {
+        if states.len() != self.warm.len() {
+            return Err(NameError(format!(
+                "the planner has {} environments, given {} states",
+                self.warm.len(),
+                states.len()
+            )));
+        }
+        let dofs = self.scene.dofs();
+        if states
+            .iter()
+            .any(|(x, v)| x.len() != dofs || v.len() != dofs)
+        {
+            return Err(NameError(format!(
+                "a state must give {dofs} positions and velocities"
+            )));
+        }
+        let envs = states.len();
+        let mut z = self.warm.clone();
+        let mut lambda = vec![0.0; envs];
+        let mut used = vec![0.0; envs];
+        let mut last: Vec<Option<Local>> = (0..envs).map(|_| None).collect();
+        let mut iterations = vec![0; envs];
+        let mut converged = vec![false; envs];
+        let mut cost = vec![f64::NAN; envs];
+        let mut active: Vec<usize> = (0..envs).collect();
+        for _ in 0..self.config.iters {
+            if active.is_empty() {
+                break;
+            }
+            let locals = self.locals(states, &active, &z)?;
+            let mut next = vec![];
+            for (&e, local) in active.iter().zip(locals) {
+                iterations[e] += 1;
+                cost[e] = local.cost;
+                let scale = local.cost.abs().max(1.0);
+                let finite = local.cost.is_finite()
+                    && local.g.iter().all(|x| x.is_finite())
+                    && local.h.iter().all(|x| x.is_finite());
+                if !finite {
+                    // The model diverged here: keep the last good Hessian's derivative.
+                    continue;
+                }
+                let done = inf_norm(&local.g) <= self.config.tol * scale;
+                last[e] = Some(local);
+                if done {
+                    converged[e] = true;
+                } else {
+                    next.push(e);
+                }
+            }
+            // Levenberg-Marquardt steps for the environments not converged.
+            let moved = self.steps(
+                states,
+                &next,
+                &mut z,
+                (&mut lambda, &mut used),
+                &last,
+                &mut cost,
+            )?;
+            active = moved;
+        }
+        let nc = self.maps.len();
+        let plans = (0..envs)
+            .map(|e| {
+                let (d, grad_norm, damping) = match &last[e] {
+                    Some(local) => {
+                        let lam = if converged[e] { 0.0 } else { used[e] };
+                        let (d, lam) = derivative(local, lam);
+                        (d, inf_norm(&local.g), lam)
+                    }
+                    None => (
+                        DMatrix::zeros(z[e].len(), self.jacobian_columns()),
+                        f64::NAN,
+                        0.0,
+                    ),
+                };
+                self.plan_of(
+                    &z[e],
+                    d,
+                    cost[e],
+                    grad_norm,
+                    iterations[e],
+                    converged[e],
+                    damping,
+                    nc,
+                )
+            })
+            .collect();
+        for (w, ze) in self.warm.iter_mut().zip(&z) {
+            let mut shifted = ze[nc..].to_vec();
+            shifted.extend_from_slice(&ze[ze.len() - nc..]);
+            *w = shifted;
+        }
+        Ok(plans)
+    }
+
+    /// Columns of the plan's Jacobian: learned params, then x0 and v0.
+    fn jacobian_columns(&self) -> usize {
+        self.config.learn.len() + 2 * self.scene.dofs()
+    }
+
+    /// A [`Plan`] from the variables and the derivative `dz/d(theta, x0, v0)`.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_of(
+        &self,
+        z: &[f64],
+        dz: DMatrix<f64>,
+        cost: f64,
+        grad_norm: f64,
+        iterations: usize,
+        converged: bool,
+        damping: f64,
+        nc: usize,
+    ) -> Plan {
+        let (p, dofs) = (self.config.learn.len(), self.scene.dofs());
+        let mut schedule = vec![vec![0.0; nc]; self.config.horizon];
+        let (mut d_params, mut d_x0, mut d_v0) = (vec![], vec![], vec![]);
+        for (k, &zk) in z.iter().enumerate() {
+            let (u, du) = self.maps[k % nc].value(zk);
+            schedule[k / nc][k % nc] = u;
+            let row = |range: std::ops::Range<usize>| range.map(|j| du * dz[(k, j)]).collect();
+            d_params.push(row(0..p));
+            d_x0.push(row(p..p + dofs));
+            d_v0.push(row(p + dofs..p + 2 * dofs));
+        }
+        Plan {
+            schedule,
+            cost,
+            grad_norm,
+            iterations,
+            converged,
+            damping,
+            d_params,
+            d_x0,
+            d_v0,
+        }
+    }
+
+    /// The controls `[step][control]` at the unconstrained `z`.
+    fn controls(&self, z: &[f64]) -> Vec<Vec<f64>> {
+        let nc = self.maps.len();
+        z.chunks(nc)
+            .map(|s| {
+                s.iter()
+                    .zip(&self.maps)
+                    .map(|(&zk, m)| m.value(zk).0)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A batch of the model: one lane per point, each from its environment's
+    /// state, with the planner's params; the rollouts' gradients.
+    fn rollouts(
+        &self,
+        states: &[State],
+        lanes: &[(usize, Vec<f64>)],
+    ) -> Result<(crate::Gradient, Vec<bool>), NameError> {
+        let m = self.scene.model();
+        let mut sim: Sim = self.scene.batch_threads(lanes.len(), self.config.threads);
+        for (decl, &v) in m.params.iter().zip(&self.params) {
+            sim.set_param(&decl.name, v)?;
+        }
+        let nc = self.maps.len();
+        let mut schedule: Schedule = vec![vec![vec![0.0; lanes.len()]; nc]; self.config.horizon];
+        for (l, (e, z)) in lanes.iter().enumerate() {
+            sim.set_state(l, &states[*e].0, &states[*e].1);
+            for (t, u) in self.controls(z).iter().enumerate() {
+                for c in 0..nc {
+                    schedule[t][c][l] = u[c];
+                }
+            }
+        }
+        let g = sim.gradient_schedule(&self.config.objective, &schedule)?;
+        let mut ok = vec![true; lanes.len()];
+        for ev in &sim.events {
+            if let Event::Diverged { env, .. } = ev {
+                ok[*env] = false;
+            }
+        }
+        Ok((g, ok))
+    }
+
+    /// The cost's gradient, Hessian and mixed derivatives at each active
+    /// environment's `z` (one batch of `2n + 1` lanes per environment).
+    fn locals(
+        &self,
+        states: &[State],
+        active: &[usize],
+        z: &[Vec<f64>],
+    ) -> Result<Vec<Local>, NameError> {
+        let eps = self.config.eps;
+        let mut lanes = vec![];
+        for &e in active {
+            lanes.push((e, z[e].clone()));
+            for i in 0..z[e].len() {
+                for s in [1.0, -1.0] {
+                    let mut zi = z[e].clone();
+                    zi[i] += s * eps;
+                    lanes.push((e, zi));
+                }
+            }
+        }
+        let (g, ok) = self.rollouts(states, &lanes)?;
+        let sign = if self.config.maximise { -1.0 } else { 1.0 };
+        let nc = self.maps.len();
+        let dofs = self.scene.dofs();
+        // The gradient in z and d/d(theta, x0, v0) at a lane.
+        let at = |l: usize| -> (f64, Vec<f64>, Vec<f64>) {
+            let zl = &lanes[l].1;
+            let gz = zl
+                .iter()
+                .enumerate()
+                .map(|(k, &zk)| {
+                    sign * g.controls[k / nc][k % nc][l] * self.maps[k % nc].value(zk).1
+                })
+                .collect();
+            let mut other: Vec<f64> = self
+                .config
+                .learn
+                .iter()
+                .map(|&i| sign * g.params[i][l])
+                .collect();
+            other.extend((0..dofs).map(|d| sign * g.x0[d][l]));
+            other.extend((0..dofs).map(|d| sign * g.v0[d][l]));
+            let cost = if ok[l] { sign * g.value[l] } else { f64::NAN };
+            (cost, gz, other)
+        };
+        let mut out = vec![];
+        let mut l = 0;
+        for &e in active {
+            let n = z[e].len();
+            let (cost, gz, _) = at(l);
+            let mut h = DMatrix::zeros(n, n);
+            let mut m = DMatrix::zeros(n, self.jacobian_columns());
+            for i in 0..n {
+                let (cp, gp, op) = at(l + 1 + 2 * i);
+                let (cm, gm, om) = at(l + 2 + 2 * i);
+                let bad = if cp.is_finite() && cm.is_finite() {
+                    1.0
+                } else {
+                    f64::NAN
+                };
+                for j in 0..n {
+                    h[(j, i)] = bad * (gp[j] - gm[j]) / (2.0 * eps);
+                }
+                for j in 0..op.len() {
+                    // d/dz_i of dC/d(other_j) = d/d(other_j) of dC/dz_i.
+                    m[(i, j)] = bad * (op[j] - om[j]) / (2.0 * eps);
+                }
+            }
+            // Symmetrise: the differences' rounding is not.
+            let h = (&h + h.transpose()) * 0.5;
+            out.push(Local { cost, g: gz, h, m });
+            l += 2 * n + 1;
+        }
+        Ok(out)
+    }
+
+    /// Levenberg-Marquardt steps from each of `envs`' last Hessian: returns
+    /// the environments that moved (the others cannot lower their cost).
+    fn steps(
+        &self,
+        states: &[State],
+        envs: &[usize],
+        z: &mut [Vec<f64>],
+        (lambda, used): (&mut [f64], &mut [f64]),
+        last: &[Option<Local>],
+        cost: &mut [f64],
+    ) -> Result<Vec<usize>, NameError> {
+        let mut pending: Vec<usize> = envs.to_vec();
+        let mut moved = vec![];
+        for _ in 0..MAX_REJECTS {
+            if pending.is_empty() {
+                break;
+            }
+            let mut trials = vec![];
+            for &e in &pending {
+                let local = last[e].as_ref().expect("a pending plan has a Hessian");
+                let (factor, lam) = damped(&local.h, lambda[e]);
+                lambda[e] = lam;
+                used[e] = lam;
+                let step = factor.solve(&nalgebra::DVector::from_column_slice(&local.g));
+                let trial: Vec<f64> = z[e].iter().zip(step.iter()).map(|(a, d)| a - d).collect();
+                trials.push((e, trial));
+            }
+            let (g, ok) = self.rollouts(states, &trials)?;
+            let sign = if self.config.maximise { -1.0 } else { 1.0 };
+            let mut again = vec![];
+            for (l, (e, trial)) in trials.into_iter().enumerate() {
+                let c = sign * g.value[l];
+                if ok[l] && c.is_finite() && c <= cost[e] {
+                    z[e] = trial;
+                    cost[e] = c;
+                    lambda[e] /= 3.0;
+                    moved.push(e);
+                } else {
+                    let scale = last[e].as_ref().map_or(1.0, |x| max_diag(&x.h));
+                    lambda[e] = (lambda[e] * 4.0).max(1e-6 * scale);
+                    again.push(e);
+                }
+            }
+            pending = again;
+        }
+        moved.sort_unstable();
+        Ok(moved)
+    }
+}
+
+/// Trial steps an environment may have refused in one iteration before it stops moving.
+const MAX_REJECTS: usize = 12;
+
+fn inf_norm(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn max_diag(h: &DMatrix<f64>) -> f64 {
+    (0..h.nrows()).fold(1e-12_f64, |m, i| m.max(h[(i, i)].abs()))
+}
+
+/// The Cholesky factor of `H + lambda I` with the smallest `lambda >= lambda0`
+/// tried (growing geometrically from `1e-10 max|H_ii|`) that is positive
+/// definite; at most Gershgorin's bound (twice the largest absolute row
+/// sum), where `H + lambda I` is diagonally dominant. `H` is finite.
+fn damped(h: &DMatrix<f64>, lambda0: f64) -> (Cholesky<f64, Dyn>, f64) {
+    let n = h.nrows();
+    let floor = 1e-10 * max_diag(h);
+    let bound = 2.0 * h.row_iter().map(|r| r.abs().sum()).fold(floor, f64::max);
+    let mut lam = lambda0.min(bound);
+    loop {
+        let a = h + DMatrix::identity(n, n) * lam;
+        if let Some(c) = a.cholesky() {
+            return (c, lam);
+        }
+        if lam >= bound {
+            // Rounding at the bound: a scaled identity is the step's last resort.
+            let c = (DMatrix::identity(n, n) * (2.0 * bound)).cholesky();
+            return (c.expect("a positive multiple of the identity"), 2.0 * bound);
+        }
+        lam = (lam * 4.0).max(floor).min(bound);
+    }
+}
+
+/// `dz/d(theta, x0, v0) = -(H + lambda I)^-1 M` and the damping used.
+fn derivative(local: &Local, lambda: f64) -> (DMatrix<f64>, f64) {
+    let (factor, lam) = damped(&local.h, lambda);
+    (-factor.solve(&local.m), lam)
+}

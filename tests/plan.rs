@@ -1,0 +1,348 @@
+//! Trajectory optimisation as a differentiable policy
+//! (`joule_runtime::plan`): the plan and its derivatives with respect to
+//! the cost's and the model's params and the start state, against the
+//! closed form of a linear-quadratic problem and against central
+//! differences of whole plans on a nonlinear one; the truncated derivative
+//! reported where the iterations run out; cost params recovered from an
+//! expert's plans through the planner's derivative.
+
+use joule_runtime::plan::{Plan, Planner, PlannerConfig, State};
+use joule_runtime::{Objective, Scene};
+
+fn scene(case: &str) -> Scene {
+    let text = std::fs::read_to_string(format!("tests/plan/{case}.joule")).expect("case");
+    Scene::compile(&text).expect("the case compiles")
+}
+
+fn param(scene: &Scene, name: &str) -> usize {
+    scene
+        .model()
+        .params
+        .iter()
+        .position(|p| p.name == name)
+        .expect("a param")
+}
+
+/// The particle's DOFs (x, y, z) at `x` with velocity `v` along x.
+fn particle(x: f64, v: f64) -> State {
+    (vec![x, 0.0, 0.0], vec![v, 0.0, 0.0])
+}
+
+/// Solves the small dense system `a x = b` by LU with partial pivoting:
+/// the closed form's own solver, not the planner's Cholesky.
+fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    let m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[i][j]);
+    let x = m.lu().solve(&nalgebra::DVector::from_vec(b)).expect("a regular system");
+    x.iter().copied().collect()
+}
+
+/// The linear-quadratic case in closed form. Symplectic Euler with a unit
+/// mass gives `x_{t+1} = x0 + (t + 1) h v0 + h^2 sum_{s<=t} (t + 1 - s) u_s`,
+/// so `x = a + B u` and the cost `|a + B u - target|^2 + w |u|^2` is least
+/// at `(B^T B + w I) u = B^T (target - a)`. Returns the plan and its
+/// derivatives in `w`, `target`, `x0` and `v0`.
+fn lqr_closed_form(h: f64, n: usize, w: f64, target: f64, x0: f64, v0: f64) -> [Vec<f64>; 5] {
+    let b = |t: usize, s: usize| {
+        if s <= t {
+            h * h * (t + 1 - s) as f64
+        } else {
+            0.0
+        }
+    };
+    let a: Vec<f64> = (0..n).map(|t| x0 + (t + 1) as f64 * h * v0).collect();
+    let normal: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    (0..n).map(|t| b(t, i) * b(t, j)).sum::<f64>() + if i == j { w } else { 0.0 }
+                })
+                .collect()
+        })
+        .collect();
+    // B^T y for a vector y over the steps.
+    let bt = |y: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..n)
+            .map(|i| (0..n).map(|t| b(t, i) * y(t)).sum())
+            .collect()
+    };
+    let u = solve(normal.clone(), bt(&|t| target - a[t]));
+    // d/dw: (B^T B + w I) du = -u; d/dtarget: B^T 1; d/dx0: -B^T 1; d/dv0: -B^T ((t + 1) h).
+    let dw = solve(normal.clone(), u.iter().map(|x| -x).collect());
+    let dtarget = solve(normal.clone(), bt(&|_| 1.0));
+    let dx0 = solve(normal.clone(), bt(&|_| -1.0));
+    let dv0 = solve(normal, bt(&|t| -((t + 1) as f64) * h));
+    [u, dw, dtarget, dx0, dv0]
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+#[test]
+fn linear_quadratic_plan_and_derivatives_match_the_closed_form() {
+    let scene = scene("lqr");
+    let (iw, it) = (param(&scene, "w_u"), param(&scene, "target"));
+    let horizon = 12;
+    let mut config = PlannerConfig::new(Objective::reward("cost"), horizon, 4);
+    config.learn = vec![iw, it];
+    let mut planner = Planner::new(&scene, config, 2).expect("a planner");
+    let starts = [particle(0.0, 0.0), particle(-0.4, 0.7)];
+    let plans = planner.plan(&starts).expect("plans");
+    for (plan, (x, v)) in plans.iter().zip(&starts) {
+        let [u, dw, dtarget, dx0, dv0] = lqr_closed_form(0.1, horizon, 0.5, 1.0, x[0], v[0]);
+        // A quadratic: one Newton step, then the check at the optimum.
+        assert!(plan.converged, "{plan:?}");
+        assert_eq!(plan.iterations, 2);
+        assert_eq!(plan.damping, 0.0);
+        for t in 0..horizon {
+            let tol = 1e-7;
+            assert!(
+                close(plan.schedule[t][0], u[t], tol),
+                "u[{t}]: {} vs {}",
+                plan.schedule[t][0],
+                u[t]
+            );
+            assert!(
+                close(plan.d_params[t][0], dw[t], tol),
+                "du/dw[{t}]: {} vs {}",
+                plan.d_params[t][0],
+                dw[t]
+            );
+            assert!(
+                close(plan.d_params[t][1], dtarget[t], tol),
+                "du/dtarget[{t}]"
+            );
+            assert!(
+                close(plan.d_x0[t][0], dx0[t], tol),
+                "du/dx0[{t}]: {} vs {}",
+                plan.d_x0[t][0],
+                dx0[t]
+            );
+            assert!(
+                close(plan.d_v0[t][0], dv0[t], tol),
+                "du/dv0[{t}]: {} vs {}",
+                plan.d_v0[t][0],
+                dv0[t]
+            );
+            // The particle's y and z move nothing the cost sees.
+            assert!(plan.d_x0[t][1].abs() < 1e-9 && plan.d_v0[t][2].abs() < 1e-9);
+        }
+    }
+}
+
+/// Plans on the swing scene from `state` with the learned params at
+/// `values`, from the same cold start, converged tightly.
+fn swing_plan(scene: &Scene, learn: &[usize], values: &[f64], state: &State, iters: usize) -> Plan {
+    let mut config = PlannerConfig::new(Objective::reward("lift"), 8, iters);
+    config.learn = learn.to_vec();
+    config.tol = 1e-10;
+    let mut planner = Planner::new(scene, config, 1).expect("a planner");
+    planner.set_learned(values);
+    planner
+        .plan(std::slice::from_ref(state))
+        .expect("a plan")
+        .remove(0)
+}
+
+#[test]
+fn nonlinear_plan_derivatives_match_central_differences_of_whole_plans() {
+    let scene = scene("swing");
+    let learn = [
+        param(&scene, "m_arm"),
+        param(&scene, "w_u"),
+        param(&scene, "height"),
+    ];
+    let values = [1.0, 0.05, 0.2];
+    let dofs = scene.dofs();
+    let q = (0..dofs)
+        .position(|d| scene.dof_name(d) == "arm.q")
+        .expect("the hinge's coordinate");
+    let mut x0 = vec![0.0; dofs];
+    let mut v0 = vec![0.0; dofs];
+    x0[q] = -0.3;
+    v0[q] = 0.5;
+    let state = (x0, v0);
+    let plan = swing_plan(&scene, &learn, &values, &state, 30);
+    assert!(
+        plan.converged,
+        "{} iterations, |g| {}",
+        plan.iterations, plan.grad_norm
+    );
+    assert!(
+        plan.schedule.iter().flatten().any(|u| u.abs() > 0.1),
+        "the plan does something"
+    );
+    let delta = 1e-5;
+    let fd = |f: &dyn Fn(f64) -> Plan| -> Vec<f64> {
+        let (p, m) = (f(delta), f(-delta));
+        assert!(p.converged && m.converged);
+        p.schedule
+            .iter()
+            .flatten()
+            .zip(m.schedule.iter().flatten())
+            .map(|(a, b)| (a - b) / (2.0 * delta))
+            .collect()
+    };
+    let check = |what: &str, analytic: Vec<f64>, numeric: Vec<f64>| {
+        let scale = numeric.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+        assert!(scale > 1e-3, "{what}: the plan depends on it");
+        for (k, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
+            assert!(
+                (a - n).abs() <= 1e-5 * scale,
+                "{what}[{k}]: {a} vs {n} (scale {scale})"
+            );
+        }
+    };
+    for (j, name) in ["m_arm", "w_u", "height"].iter().enumerate() {
+        let numeric = fd(&|d| {
+            let mut v = values;
+            v[j] += d;
+            swing_plan(&scene, &learn, &v, &state, 30)
+        });
+        check(name, plan.d_params.iter().map(|r| r[j]).collect(), numeric);
+    }
+    for (what, velocity) in [("q0", false), ("qdot0", true)] {
+        let numeric = fd(&|d| {
+            let mut s = state.clone();
+            if velocity {
+                s.1[q] += d;
+            } else {
+                s.0[q] += d;
+            }
+            swing_plan(&scene, &learn, &values, &s, 30)
+        });
+        let rows = if velocity { &plan.d_v0 } else { &plan.d_x0 };
+        check(what, rows.iter().map(|r| r[q]).collect(), numeric);
+    }
+}
+
+#[test]
+fn a_plan_out_of_iterations_says_its_derivative_is_truncated() {
+    let scene = scene("swing");
+    let learn = [param(&scene, "w_u")];
+    let dofs = scene.dofs();
+    let state = (vec![0.0; dofs], vec![0.0; dofs]);
+    let one = swing_plan(&scene, &learn, &[0.05], &state, 1);
+    assert!(!one.converged);
+    assert_eq!(one.iterations, 1);
+    assert!(one.d_params.iter().flatten().all(|x| x.is_finite()));
+    let full = swing_plan(&scene, &learn, &[0.05], &state, 30);
+    assert!(full.converged);
+    assert!(full.cost < one.cost, "more iterations lower the cost");
+}
+
+#[test]
+fn warm_starts_follow_the_receding_horizon() {
+    let scene = scene("lqr");
+    let config = PlannerConfig::new(Objective::reward("cost"), 10, 6);
+    let mut planner = Planner::new(&scene, config, 1).expect("a planner");
+    let mut sim = scene.batch(1);
+    let first = planner
+        .plan(&[particle(0.0, 0.0)])
+        .expect("a plan")
+        .remove(0);
+    sim.set_control(0, 0, first.first()[0]);
+    sim.step();
+    let again = planner
+        .plan(&[(sim.positions(0), sim.velocities(0))])
+        .expect("a plan")
+        .remove(0);
+    assert!(again.converged);
+    // The shifted plan is close to the next optimum: one step lands there.
+    assert_eq!(again.iterations, 2);
+    // Planning again from the first state with a fresh start gives the first plan.
+    planner.reset(0);
+    let fresh = planner
+        .plan(&[particle(0.0, 0.0)])
+        .expect("a plan")
+        .remove(0);
+    for (a, b) in fresh
+        .schedule
+        .iter()
+        .flatten()
+        .zip(first.schedule.iter().flatten())
+    {
+        assert!((a - b).abs() < 1e-9);
+    }
+}
+
+/// Learning the cost from an expert's plans (the task loss through the
+/// optimiser): an expert plans with `w_u = 0.5, target = 1`; a learner
+/// starting from `w_u = 2, target = 0.2` matches the expert's first
+/// controls from several states by Gauss-Newton on its params, with the
+/// plans' derivatives as the Jacobian, and recovers the expert's params.
+#[test]
+fn cost_params_are_recovered_from_an_experts_plans() {
+    let scene = scene("lqr");
+    let learn = vec![param(&scene, "w_u"), param(&scene, "target")];
+    let starts: Vec<State> = [(0.0, 0.0), (0.5, -0.3), (-0.8, 0.4), (1.5, 0.0)]
+        .iter()
+        .map(|&(x, v)| particle(x, v))
+        .collect();
+    let config = |learn: &[usize]| {
+        let mut c = PlannerConfig::new(Objective::reward("cost"), 10, 6);
+        c.learn = learn.to_vec();
+        c
+    };
+    let mut expert = Planner::new(&scene, config(&learn), starts.len()).expect("a planner");
+    expert.set_learned(&[0.5, 1.0]);
+    let shown: Vec<f64> = expert
+        .plan(&starts)
+        .expect("plans")
+        .iter()
+        .map(|p| p.first()[0])
+        .collect();
+    let mut learner = Planner::new(&scene, config(&learn), starts.len()).expect("a planner");
+    // Residuals `u0_e - shown_e` and their Jacobian in (ln w_u, target):
+    // the weight in logarithms keeps it positive.
+    let mut fit = |theta: &[f64]| -> (Vec<f64>, Vec<[f64; 2]>) {
+        learner.set_learned(&[theta[0].exp(), theta[1]]);
+        for e in 0..starts.len() {
+            learner.reset(e);
+        }
+        let plans = learner.plan(&starts).expect("plans");
+        let r = plans
+            .iter()
+            .zip(&shown)
+            .map(|(p, s)| p.first()[0] - s)
+            .collect();
+        let j = plans
+            .iter()
+            .map(|p| [p.d_params[0][0] * theta[0].exp(), p.d_params[0][1]])
+            .collect();
+        (r, j)
+    };
+    let sq = |r: &[f64]| r.iter().map(|x| x * x).sum::<f64>();
+    let mut theta = vec![2.0_f64.ln(), 0.2];
+    let (mut r, mut j) = fit(&theta);
+    for _ in 0..30 {
+        let jtj: Vec<Vec<f64>> = (0..2)
+            .map(|a| {
+                (0..2)
+                    .map(|b| j.iter().map(|row| row[a] * row[b]).sum())
+                    .collect()
+            })
+            .collect();
+        let jtr: Vec<f64> = (0..2)
+            .map(|a| -j.iter().zip(&r).map(|(row, ri)| row[a] * ri).sum::<f64>())
+            .collect();
+        let step = solve(jtj, jtr);
+        // Gauss-Newton with backtracking on the squared residual.
+        let mut t = 1.0;
+        loop {
+            let trial: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a + t * s).collect();
+            let (rt, jt) = fit(&trial);
+            if sq(&rt) <= sq(&r) || t < 1e-6 {
+                (theta, r, j) = (trial, rt, jt);
+                break;
+            }
+            t *= 0.5;
+        }
+    }
+    let theta = [theta[0].exp(), theta[1]];
+    assert!(
+        (theta[0] - 0.5).abs() < 1e-6 && (theta[1] - 1.0).abs() < 1e-6,
+        "{theta:?}"
+    );
+}
