@@ -44,6 +44,20 @@ pub struct RunArgs {
     /// per step, as `joule optimize --out` writes it (`.csv` or `.npy`).
     #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
     controls: Option<PathBuf>,
+    /// Drive the scene's controls by its `trajopt` policy NAME: every step,
+    /// each environment plans the policy's horizon from its state (on the
+    /// scene with the declared params: `--param` changes the world, not the
+    /// planner's model) and applies the plan's first controls.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["policy", "controls"])]
+    planner: Option<String>,
+    /// A param of the planner's model, NAME=VALUE (repeatable): the model it
+    /// plans on differs from the world there (`--param` sets the world's).
+    #[arg(
+        long = "planner-param",
+        value_name = "NAME=VALUE",
+        requires = "planner"
+    )]
+    planner_params: Vec<String>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
@@ -263,6 +277,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         .as_deref()
         .map(|path| crate::optimize::read_plan(path, &scene, c.steps))
         .transpose()?;
+    let mut planner = a
+        .planner
+        .as_deref()
+        .map(|name| planner(&scene, name, &a.planner_params, batch, workers.max(1)))
+        .transpose()?;
+    // Plans made, Newton iterations over them, plans that ran out of iterations.
+    let mut planned = (0usize, 0usize, 0usize);
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
         .as_ref()
@@ -335,6 +356,21 @@ pub fn run(a: RunArgs) -> Result<()> {
         if let Some(plan) = &plan {
             for (k, u) in plan[step - 1].iter().enumerate() {
                 controls[k].fill(*u);
+            }
+            sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
+        }
+        if let Some(p) = &mut planner {
+            let states: Vec<_> = (0..batch)
+                .map(|e| (sim.positions(e), sim.velocities(e)))
+                .collect();
+            let plans = p.plan(&states).map_err(|e| miette!("{e}"))?;
+            for (e, pl) in plans.iter().enumerate() {
+                for (k, u) in pl.first().iter().enumerate() {
+                    controls[k][e] = *u;
+                }
+                planned.0 += 1;
+                planned.1 += pl.iterations;
+                planned.2 += usize::from(!pl.converged);
             }
             sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
         }
@@ -439,6 +475,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         if a.gait {
             obj["gait"] = gaits.iter().map(gait_json).collect();
         }
+        if a.planner.is_some() {
+            obj["planner"] = json!({
+                "plans": planned.0, "iterations": planned.1, "not_converged": planned.2,
+            });
+        }
         println!("{obj}");
     } else if !quiet {
         let title = scene
@@ -479,9 +520,51 @@ pub fn run(a: RunArgs) -> Result<()> {
             println!("gait of environment 0 over {:.2} s:", g.seconds);
             print!("{}", g.table());
         }
+        if a.planner.is_some() {
+            println!(
+                "  planner: {} plans, {:.2} Newton iterations per plan, {} out of iterations",
+                planned.0,
+                planned.1 as f64 / planned.0.max(1) as f64,
+                planned.2
+            );
+        }
         println!("  compile {compile_ms:.1} ms, run {run_ms:.1} ms, {env_steps:.0} env-steps/s");
     }
     Ok(())
+}
+
+/// The scene's `trajopt` policy `name`, planning for `batch` environments
+/// on the scene with the declared params but for `params` (NAME=VALUE).
+fn planner<'s>(
+    scene: &'s joule_runtime::Scene,
+    name: &str,
+    params: &[String],
+    batch: usize,
+    threads: usize,
+) -> Result<joule_runtime::plan::Planner<'s>> {
+    let all = &scene.model().planners;
+    let Some(p) = all.iter().find(|p| p.name == name) else {
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        return Err(miette!(
+            help = if names.is_empty() {
+                "declare one, e.g. `policy plan = trajopt(horizon = 30, iters = 5, cost = REWARD)`"
+                    .to_string()
+            } else {
+                format!("the scene's trajopt policies: {}", names.join(", "))
+            },
+            "no `trajopt` policy named `{name}`"
+        ));
+    };
+    let mut config = joule_runtime::plan::PlannerConfig::declared(p);
+    config.threads = threads;
+    let overrides = check_params(scene.model(), params)?;
+    let mut planner =
+        joule_runtime::plan::Planner::new(scene, config, batch).map_err(|e| miette!("{e}"))?;
+    for (n, v) in overrides {
+        let i = scene.model().params.iter().position(|d| d.name == n);
+        planner.set_param(i.expect("a checked param"), v);
+    }
+    Ok(planner)
 }
 
 /// What `joule grad` differentiates: a terminal loss or a reward summed over the steps.

@@ -33,7 +33,10 @@ fn particle(x: f64, v: f64) -> State {
 fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
     let m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[i][j]);
-    let x = m.lu().solve(&nalgebra::DVector::from_vec(b)).expect("a regular system");
+    let x = m
+        .lu()
+        .solve(&nalgebra::DVector::from_vec(b))
+        .expect("a regular system");
     x.iter().copied().collect()
 }
 
@@ -345,4 +348,71 @@ fn cost_params_are_recovered_from_an_experts_plans() {
         (theta[0] - 0.5).abs() < 1e-6 && (theta[1] - 1.0).abs() < 1e-6,
         "{theta:?}"
     );
+}
+
+#[allow(dead_code)] // each test crate uses a different part of the shared helpers
+mod common;
+
+/// `joule run --planner` drives every environment by the scene's `trajopt`
+/// policy: its first step is the library's plan's first control, it lifts
+/// the arm's tip higher than no push at all, and it reports its plans.
+#[test]
+fn joule_run_drives_controls_by_the_planner() {
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["run", "tests/plan/swing.joule", "--json"];
+        args.extend_from_slice(extra);
+        let o = common::joule(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let lift = |v: &serde_json::Value| v["reward"]["lift"][0].as_f64().expect("a reward");
+    let planned = run(&["--planner", "plan", "--steps", "25", "--batch", "2"]);
+    let idle = run(&["--steps", "25"]);
+    assert!(
+        lift(&planned) > lift(&idle) + 0.1,
+        "{} vs {}",
+        lift(&planned),
+        lift(&idle)
+    );
+    assert_eq!(planned["planner"]["plans"], 50);
+    assert!(planned["planner"]["iterations"].as_u64().expect("a count") >= 50);
+    // Step 1: the library's plan from the start, applied by hand.
+    let one = run(&["--planner", "plan", "--steps", "1"]);
+    let scene = scene("swing");
+    let config = PlannerConfig::declared(&scene.model().planners[0]);
+    let mut planner = Planner::new(&scene, config, 1).expect("a planner");
+    let mut sim = scene.batch(1);
+    let plan = planner
+        .plan(&[(sim.positions(0), sim.velocities(0))])
+        .expect("a plan");
+    sim.set_control(0, 0, plan[0].first()[0]);
+    sim.step();
+    let tip = sim.output("tip_z")[0][0];
+    assert_eq!(one["observe"]["tip_z"][0].as_f64(), Some(tip));
+    // The model's params differ from the world's with --planner-param.
+    let wrong = run(&[
+        "--planner",
+        "plan",
+        "--steps",
+        "25",
+        "--planner-param",
+        "m_arm=3",
+    ]);
+    assert_ne!(lift(&wrong), lift(&planned));
+}
+
+#[test]
+fn joule_run_refuses_an_unknown_planner_or_model_param() {
+    let o = common::joule(&["run", "tests/plan/swing.joule", "--planner", "nope"]);
+    let err = common::fails_with_hint(&o, "no `trajopt` policy named `nope`");
+    assert!(err.contains("plan"), "{err}");
+    let o = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--planner",
+        "plan",
+        "--planner-param",
+        "m_arm=100",
+    ]);
+    common::fails_with_hint(&o, "m_arm");
 }

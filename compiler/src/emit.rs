@@ -127,6 +127,29 @@ pub fn model_text(m: &Model) -> String {
             ),
         );
     }
+    if !m.planners.is_empty() {
+        wl(w, format!("planners ({})", m.planners.len()));
+        for p in &m.planners {
+            let cost: Vec<String> = p
+                .reward
+                .iter()
+                .map(|r| format!("reward {r}"))
+                .chain(p.loss.iter().map(|l| format!("loss {l}")))
+                .collect();
+            let learn: Vec<&str> = p.learn.iter().map(|&i| m.params[i].name.as_str()).collect();
+            wl(
+                w,
+                format!(
+                    "  {} trajopt horizon = {} iters = {} cost = [{}] learn = [{}]",
+                    p.name,
+                    p.horizon,
+                    p.iters,
+                    cost.join(", "),
+                    learn.join(", ")
+                ),
+            );
+        }
+    }
     if !m.policies.is_empty() {
         wl(w, format!("policies ({})", m.policies.len()));
         for p in &m.policies {

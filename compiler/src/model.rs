@@ -828,6 +828,30 @@ pub struct Policy {
     pub init: Init,
 }
 
+/// A trajectory-optimisation policy (`policy NAME = trajopt(..)`): from
+/// each environment's state it plans every control of the next `horizon`
+/// steps by minimising its cost on its own copy of the scene (the model),
+/// warm started from its previous plan, and applies the first step's
+/// (`joule_runtime::plan`). Its learned params are the model's copies,
+/// which training changes and the simulated world does not see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planner {
+    /// Its name.
+    pub name: String,
+    /// Steps planned.
+    pub horizon: usize,
+    /// Newton iterations per plan, at most.
+    pub iters: usize,
+    /// The cost when it is a `loss` item (minimised after the last planned step).
+    pub loss: Option<String>,
+    /// The cost when it is a `reward` item (maximised, summed over the planned steps).
+    pub reward: Option<String>,
+    /// Indices of the learned params.
+    pub learn: Vec<usize>,
+    /// Declaration site.
+    pub span: Span,
+}
+
 /// What a slot of a [`Reset`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -962,6 +986,8 @@ pub struct Model {
     pub objectives: Vec<Objective>,
     /// Policies.
     pub policies: Vec<Policy>,
+    /// Trajectory-optimisation policies.
+    pub planners: Vec<Planner>,
     /// How an episode's start is drawn (no steps: the initial state).
     pub reset: Reset,
     /// The initial-state fields that read parameters, in declaration order

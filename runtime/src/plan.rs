@@ -56,6 +56,18 @@ pub struct PlannerConfig {
 }
 
 impl PlannerConfig {
+    /// The configuration a scene's `trajopt` policy declares.
+    pub fn declared(p: &joule_compiler::model::Planner) -> PlannerConfig {
+        let objective = Objective {
+            loss: p.loss.clone(),
+            reward: p.reward.clone(),
+            track: None,
+        };
+        let mut config = PlannerConfig::new(objective, p.horizon, p.iters);
+        config.learn = p.learn.clone();
+        config
+    }
+
     /// A planner minimising `objective` (maximising a reward-only one) over
     /// `horizon` steps with `iters` Newton iterations, differentiating nothing.
     pub fn new(objective: Objective, horizon: usize, iters: usize) -> PlannerConfig {

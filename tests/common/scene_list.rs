@@ -13,6 +13,7 @@ macro_rules! shipped_scenes {
             ant_coulomb
             ant_joints
             cartpole
+            cartpole_planner
             cloth_drape
             cloth_sheet
             double_pendulum

@@ -1524,19 +1524,23 @@ impl Resolver<'_> {
     }
 
     pub(super) fn policy(&mut self, name: &Ident, value: &Expr) {
-        let usage = "write `policy NAME = mlp(inputs = [obs, ...], outputs = CONTROL, hidden = [64, 64], activation = tanh)`";
+        let usage = "write `policy NAME = mlp(inputs = [obs, ...], outputs = CONTROL, hidden = [64, 64], activation = tanh)` or `policy NAME = trajopt(horizon = 30, cost = REWARD)`";
         let ExprKind::Call { func, args } = &value.kind else {
             self.error(
                 Diagnostic::error(
                     "joule::type_mismatch",
-                    "a policy is an `mlp(...)`",
+                    "a policy is an `mlp(...)` or a `trajopt(...)`",
                     value.span,
-                    "not an mlp",
+                    "not a policy",
                 )
                 .with_help(usage),
             );
             return;
         };
+        if func.name == "trajopt" {
+            self.planner(name, value, args);
+            return;
+        }
         if func.name != "mlp" {
             self.error(
                 Diagnostic::error(

@@ -15,6 +15,7 @@ mod eval;
 mod instances;
 mod joints;
 pub mod mesh;
+mod planner;
 mod reset;
 mod start;
 mod syntax;

@@ -1,0 +1,222 @@
+//! `policy NAME = trajopt(horizon = H, iters = K, cost = .., learn = [..])`:
+//! a trajectory-optimisation policy ([`Planner`]). Its cost names a
+//! `reward` or a `loss` item declared before it that reads the state or a
+//! control; its learned params are declared params.
+
+use super::eval::Ctx;
+use super::*;
+use crate::model::{Input, ObjectiveKind};
+
+/// How a `trajopt` policy is written, for hints.
+const USAGE: &str = "write `policy NAME = trajopt(horizon = 30, iters = 5, cost = REWARD_OR_LOSS, learn = [PARAM, ...])`";
+
+/// Most steps a plan may look ahead.
+pub(crate) const MAX_HORIZON: i64 = 1000;
+/// Most Newton iterations a plan may take.
+pub(crate) const MAX_ITERS: i64 = 100;
+
+impl Resolver<'_> {
+    /// Resolves a `trajopt(..)` policy into [`Model::planners`].
+    pub(super) fn planner(&mut self, name: &Ident, value: &Expr, args: &[Arg]) {
+        let mut planner = Planner {
+            name: name.name.clone(),
+            horizon: 0,
+            iters: 5,
+            loss: None,
+            reward: None,
+            learn: vec![],
+            span: value.span,
+        };
+        let (mut has_horizon, mut has_cost) = (false, false);
+        for a in args {
+            let Some(n) = &a.name else {
+                self.err_help(
+                    "joule::named_argument",
+                    "`trajopt` options are named",
+                    a.value.span,
+                    "unnamed",
+                    USAGE,
+                );
+                return;
+            };
+            let ok = match n.name.as_str() {
+                "horizon" => {
+                    has_horizon = true;
+                    self.count(&a.value, "the horizon", MAX_HORIZON, "steps planned ahead")
+                        .map(|h| planner.horizon = h)
+                }
+                "iters" => self
+                    .count(
+                        &a.value,
+                        "the iterations",
+                        MAX_ITERS,
+                        "Newton iterations per plan",
+                    )
+                    .map(|k| planner.iters = k),
+                "cost" => {
+                    has_cost = true;
+                    self.cost(&a.value, &mut planner)
+                }
+                "learn" => self.learned(&a.value, &mut planner),
+                other => {
+                    let known = ["horizon", "iters", "cost", "learn"];
+                    let help = suggest(other, known.into_iter()).unwrap_or_else(|| USAGE.into());
+                    self.err_help(
+                        "joule::invalid_value",
+                        format!("invalid `trajopt` option `{other}`"),
+                        n.span,
+                        "not valid here",
+                        help,
+                    );
+                    None
+                }
+            };
+            if ok.is_none() {
+                return;
+            }
+        }
+        if !(has_horizon && has_cost) {
+            self.err_help(
+                "joule::missing_field",
+                "a `trajopt` policy needs a `horizon` and a `cost`",
+                value.span,
+                "missing options",
+                USAGE,
+            );
+            return;
+        }
+        if self.model.controls.is_empty() {
+            self.err_help(
+                "joule::invalid_value",
+                "a `trajopt` policy plans controls, and the scene has none",
+                value.span,
+                "nothing to plan",
+                "declare the controls it sets, e.g. `control u in -1..1`, before the policy",
+            );
+            return;
+        }
+        if self.define(name, Global::Policy) {
+            self.model.planners.push(planner);
+        }
+    }
+
+    /// A count in `1..=max` (the horizon, the iterations), `unit` for the hint.
+    fn count(&mut self, e: &Expr, what: &str, max: i64, unit: &str) -> Option<usize> {
+        let mut ctx = Ctx::declaration();
+        let v = self.eval(&mut ctx, e);
+        if v == Value::Poison {
+            return None;
+        }
+        let n = self.as_int(&v, e.span, what)?;
+        if !(1..=max).contains(&n) {
+            self.err_help(
+                "joule::invalid_value",
+                format!("{what} of a plan must be between 1 and {max}"),
+                e.span,
+                format!("this is {n}"),
+                format!("{what} counts {unit}: from 1 to {max}"),
+            );
+            return None;
+        }
+        Some(n as usize)
+    }
+
+    /// `cost = NAME`: a `reward` (maximised, summed over the planned steps)
+    /// or a `loss` (minimised after the last) declared before, reading the
+    /// state or a control.
+    fn cost(&mut self, e: &Expr, planner: &mut Planner) -> Option<()> {
+        let found = match &e.kind {
+            ExprKind::Name(n) => self.model.objectives.iter().find(|o| {
+                &o.name == n && matches!(o.kind, ObjectiveKind::Reward | ObjectiveKind::Loss)
+            }),
+            _ => None,
+        };
+        let Some(o) = found else {
+            let names: Vec<&str> = self
+                .model
+                .objectives
+                .iter()
+                .filter(|o| matches!(o.kind, ObjectiveKind::Reward | ObjectiveKind::Loss))
+                .map(|o| o.name.as_str())
+                .collect();
+            let help = suggest(&self.snippet(e.span), names.iter().copied()).unwrap_or_else(|| {
+                "a plan's cost is one `reward` item (maximised) or one `loss` item (minimised) declared before the policy; sum several terms in one item".into()
+            });
+            self.err_help(
+                "joule::unknown_name",
+                format!("`{}` is not a reward or a loss", self.snippet(e.span)),
+                e.span,
+                "not a `reward` or `loss` item",
+                help,
+            );
+            return None;
+        };
+        let mut moves = false;
+        o.value.for_each_input(&mut |i| {
+            moves |= matches!(i, Input::Dof { .. } | Input::Control(_));
+        });
+        let (kind, name, span) = (o.kind, o.name.clone(), o.span);
+        if !moves {
+            self.error(
+                Diagnostic::error(
+                    "joule::invalid_value",
+                    format!("the plan's cost `{name}` does not depend on the controls"),
+                    e.span,
+                    "reads neither the state nor a control",
+                )
+                .with_label(span, "declared here")
+                .with_help("a plan minimises its cost over the controls: the cost must read the state they move or the controls themselves"),
+            );
+            return None;
+        }
+        match kind {
+            ObjectiveKind::Reward => planner.reward = Some(name),
+            _ => planner.loss = Some(name),
+        }
+        Some(())
+    }
+
+    /// `learn = [PARAM, ...]`: declared params, each once.
+    fn learned(&mut self, e: &Expr, planner: &mut Planner) -> Option<()> {
+        let ExprKind::List(items) = &e.kind else {
+            self.err_help(
+                "joule::type_mismatch",
+                "`learn` is a list of params",
+                e.span,
+                "not a list",
+                "write `learn = [w_effort, mass]`",
+            );
+            return None;
+        };
+        for it in items {
+            let found = match &it.kind {
+                ExprKind::Name(n) => self.model.params.iter().position(|p| &p.name == n),
+                _ => None,
+            };
+            let Some(i) = found else {
+                let names: Vec<&str> = self.model.params.iter().map(|p| p.name.as_str()).collect();
+                let help = suggest(&self.snippet(it.span), names.iter().copied())
+                    .unwrap_or_else(|| "a plan learns `param`s declared before the policy (its cost's weights and targets, its model's masses and lengths)".into());
+                self.err_help(
+                    "joule::unknown_name",
+                    format!("`{}` is not a param", self.snippet(it.span)),
+                    it.span,
+                    "not a `param`",
+                    help,
+                );
+                return None;
+            };
+            if planner.learn.contains(&i) {
+                self.err(
+                    "joule::invalid_value",
+                    format!("`{}` is learned twice", self.snippet(it.span)),
+                    it.span,
+                    "named again",
+                );
+                return None;
+            }
+            planner.learn.push(i);
+        }
+        Some(())
+    }
+}
