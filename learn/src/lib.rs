@@ -11,6 +11,8 @@
 //! - [`imitate`]: a policy trained to reproduce one expert trajectory by the
 //!   Chamfer distance between state trajectories, differentiated through the
 //!   simulator (ILD).
+//! - [`planning`]: a `trajopt` policy (trajectory optimisation as the
+//!   policy) trained through its optimiser into its cost's and model's params.
 //!
 //! Why candle: a maintained pure-Rust tensor library with reverse-mode
 //! autodiff and f64 on the CPU (finite-difference checks need f64), no
@@ -23,6 +25,7 @@ pub mod fused;
 pub mod imitate;
 pub mod net;
 pub mod norm;
+pub mod planning;
 pub mod policy;
 pub mod ppo;
 pub mod trainer;

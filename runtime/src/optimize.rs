@@ -89,15 +89,19 @@ pub struct Solution {
     pub history: Vec<Evaluation>,
 }
 
-/// A scalar variable's map from the unconstrained `z`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Map {
+/// A scalar variable's map from the unconstrained `z`: `lo + (hi - lo)
+/// sigmoid(z)` in a range, `v0 + scale z` without one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Map {
+    /// In the range `(lo, hi)`.
     Bounded(f64, f64),
+    /// About `v0` with `scale = max(|v0|, 1)`.
     Free(f64, f64),
 }
 
 impl Map {
-    pub(crate) fn new(bounds: Option<(f64, f64)>, start: f64) -> Map {
+    /// The map of a variable with these bounds starting at `start`.
+    pub fn new(bounds: Option<(f64, f64)>, start: f64) -> Map {
         match bounds {
             Some((lo, hi)) if hi > lo => Map::Bounded(lo, hi),
             _ => Map::Free(start, start.abs().max(1.0)),
@@ -105,7 +109,7 @@ impl Map {
     }
 
     /// The value and its derivative in `z`.
-    pub(crate) fn value(self, z: f64) -> (f64, f64) {
+    pub fn value(self, z: f64) -> (f64, f64) {
         match self {
             Map::Bounded(lo, hi) => {
                 let s = 1.0 / (1.0 + (-z).exp());
@@ -116,7 +120,7 @@ impl Map {
     }
 
     /// The `z` of a value (kept strictly inside a range).
-    pub(crate) fn inverse(self, v: f64) -> f64 {
+    pub fn inverse(self, v: f64) -> f64 {
         match self {
             Map::Bounded(lo, hi) => {
                 let s = ((v - lo) / (hi - lo)).clamp(1e-6, 1.0 - 1e-6);

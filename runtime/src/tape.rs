@@ -212,6 +212,30 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// Adds `dx`, `dv` (`[dof][env]`, the rows of [`Sim::positions`] and
+    /// [`Sim::velocities`]) to the adjoint of the state at the tape's head
+    /// position: what a policy that reads the state directly (a planner)
+    /// carries back through its controls' dependence on the state.
+    pub fn seed_state(&mut self, tape: &mut Tape, dx: &[Vec<f64>], dv: &[Vec<f64>]) -> Result<(), NameError> {
+        let n = self.scene.dofs();
+        let shaped = |d: &[Vec<f64>]| d.len() == n && d.iter().all(|r| r.len() == self.batch);
+        if !(shaped(dx) && shaped(dv)) {
+            return Err(NameError(format!(
+                "state seeds must be [{n} DOFs][{} environments]",
+                self.batch
+            )));
+        }
+        for ((first, len, s), adj) in self.ranges().into_iter().zip(&mut tape.adj) {
+            for r in 0..n {
+                for e in 0..len {
+                    adj.x[r * s + e] += dx[r][first + e];
+                    adj.v[r * s + e] += dv[r][first + e];
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reverses the last recorded step not yet reversed: carries the adjoint
     /// back over it and returns dL/d(its controls), `[control][env]`.
     ///

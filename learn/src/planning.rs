@@ -1,0 +1,406 @@
+//! Training a trajectory-optimisation policy through its optimiser
+//! (DiffTOP): the task's return in the simulated world, differentiated
+//! through every plan into the planner's learned params (its cost's weights
+//! and targets, its model's params).
+//!
+//! An iteration is one episode of every environment from its reset. Each
+//! step, the [`Planner`] plans from each environment's state and the world
+//! steps with the plans' first controls, on a closed-loop tape. The reverse
+//! pass walks back a step at a time: the task reward's seed, the step's
+//! adjoint (`dR/du_t`), then the plan's derivatives carry `dR/du_t` into the
+//! learned params (`du_t/dtheta`) and into the state the plan started from
+//! (`du_t/d(x_t, v_t)`, seeded on the tape, so earlier plans see how their
+//! controls moved later ones). Adam ascends the mean return in the learned
+//! params' unconstrained variables (`joule_runtime::optimize::Map`: each
+//! stays inside its declared range).
+//!
+//! The world keeps the scene's params; the planner's model has its own
+//! copies, which are what is learned. An episode runs its full length
+//! (`done` items are not used); an environment whose world diverges is left
+//! out of that iteration's gradient.
+
+use crate::curve::Point;
+use crate::fused::adam_step;
+use joule_runtime::optimize::Map;
+use joule_runtime::plan::{Planner, PlannerConfig};
+use joule_runtime::{Event, Scene, Sim};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Settings of a planner's training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanConfig {
+    /// The task: a `reward` item of the world, summed over the episode.
+    pub reward: String,
+    /// The `trajopt` policy trained (`None`: the scene's only one).
+    pub policy: Option<String>,
+    /// Environments (episodes per iteration).
+    pub batch: usize,
+    /// Threads (the world's steps and the plans' batches).
+    pub threads: usize,
+    /// Steps per episode.
+    pub episode: usize,
+    /// Seed of the resets.
+    pub seed: u64,
+    /// Adam's learning rate in the unconstrained variables.
+    pub lr: f64,
+    /// Standard deviation of the velocity jitter at every reset.
+    pub noise: f64,
+    /// Largest gradient norm (larger ones are scaled down).
+    pub clip: f64,
+    /// The model's params that differ from the world's at the start, by name.
+    #[serde(default)]
+    pub model: Vec<(String, f64)>,
+}
+
+impl PlanConfig {
+    /// Defaults for training the scene's planner on `reward`.
+    pub fn new(reward: &str) -> PlanConfig {
+        PlanConfig {
+            reward: reward.into(),
+            policy: None,
+            batch: 4,
+            threads: 1,
+            episode: 50,
+            seed: 0,
+            lr: 0.05,
+            noise: 0.0,
+            clip: 1e3,
+            model: vec![],
+        }
+    }
+}
+
+/// How the plans of an iteration went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlanStats {
+    /// Plans made.
+    pub plans: usize,
+    /// Newton iterations over them.
+    pub iterations: usize,
+    /// Plans that ran out of iterations (their derivatives truncated).
+    pub not_converged: usize,
+}
+
+/// One iteration's episodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    /// Each environment's return (`NaN` where its world diverged).
+    pub returns: Vec<f64>,
+    /// `dR/dtheta` of the learned params, summed over the environments
+    /// whose returns are finite.
+    pub grad: Vec<f64>,
+    /// How the plans went.
+    pub stats: PlanStats,
+    /// Simulator events (divergence, non-convergence) in the world.
+    pub events: usize,
+}
+
+/// A run's whole state, for checkpoints that resume bitwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    config: PlanConfig,
+    /// The learned params' unconstrained variables and Adam's moments.
+    z: Vec<f64>,
+    m: Vec<f64>,
+    v: Vec<f64>,
+    t: u64,
+    rng: ChaCha8Rng,
+    curve: Vec<Point>,
+    stats: Vec<PlanStats>,
+}
+
+/// A training run of a `trajopt` policy.
+pub struct PlanTrainer<'s> {
+    scene: &'s Scene,
+    planner: Planner<'s>,
+    sim: Sim<'s>,
+    maps: Vec<Map>,
+    names: Vec<String>,
+    reward_row: usize,
+    state: State,
+}
+
+/// The scene's `trajopt` policy `name` (or its only one).
+pub fn planner_spec<'m>(
+    scene: &'m Scene,
+    name: Option<&str>,
+) -> Result<&'m joule_compiler::model::Planner, String> {
+    let all = &scene.model().planners;
+    match name {
+        Some(n) => all.iter().find(|p| p.name == n).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+            format!("no `trajopt` policy named `{n}` (the scene has: {})", names.join(", "))
+        }),
+        None => match all.as_slice() {
+            [one] => Ok(one),
+            [] => Err("the scene has no `trajopt` policy".into()),
+            _ => Err(format!("the scene has {} trajopt policies; choose one by name", all.len())),
+        },
+    }
+}
+
+impl<'s> PlanTrainer<'s> {
+    /// A run on `scene` with these settings, the learned params at the
+    /// declared values (or `config.model`'s).
+    pub fn new(scene: &'s Scene, config: PlanConfig) -> Result<PlanTrainer<'s>, String> {
+        let spec = planner_spec(scene, config.policy.as_deref())?;
+        if spec.learn.is_empty() {
+            return Err(format!(
+                "the `trajopt` policy `{}` learns nothing: list the params it may learn, e.g. `learn = [w_effort, m_pole]`",
+                spec.name
+            ));
+        }
+        if config.batch == 0 || config.episode == 0 || config.threads == 0 {
+            return Err("a run needs at least one environment, step and thread".into());
+        }
+        let layout = scene.compiled.layout();
+        let reward_row = layout
+            .output(&config.reward)
+            .filter(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
+            .map(|o| o.offset)
+            .ok_or_else(|| format!("no reward named `{}`", config.reward))?;
+        let mut pc = PlannerConfig::declared(spec);
+        pc.threads = config.threads;
+        let mut planner = Planner::new(scene, pc, config.batch).map_err(|e| e.0)?;
+        let m = scene.model();
+        for (name, value) in &config.model {
+            let i = m
+                .params
+                .iter()
+                .position(|p| &p.name == name)
+                .ok_or_else(|| format!("no param named `{name}`"))?;
+            planner.set_param(i, *value);
+        }
+        let maps: Vec<Map> = spec
+            .learn
+            .iter()
+            .map(|&i| Map::new(m.params[i].bounds, planner.params()[i]))
+            .collect();
+        let z: Vec<f64> = spec
+            .learn
+            .iter()
+            .zip(&maps)
+            .map(|(&i, map)| map.inverse(planner.params()[i]))
+            .collect();
+        let n = z.len();
+        let sim = scene.batch_threads(config.batch, config.threads);
+        Ok(PlanTrainer {
+            scene,
+            planner,
+            sim,
+            names: spec.learn.iter().map(|&i| m.params[i].name.clone()).collect(),
+            maps,
+            reward_row,
+            state: State {
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                config,
+                z,
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                t: 0,
+                curve: vec![],
+                stats: vec![],
+            },
+        })
+    }
+
+    /// The learned params by name, at their current values.
+    pub fn learned(&self) -> Vec<(String, f64)> {
+        self.names
+            .iter()
+            .zip(&self.state.z)
+            .zip(&self.maps)
+            .map(|((n, &z), m)| (n.clone(), m.value(z).0))
+            .collect()
+    }
+
+    /// The learning curve so far, with each iteration's plan statistics.
+    pub fn curve(&self) -> (&[Point], &[PlanStats]) {
+        (&self.state.curve, &self.state.stats)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlanConfig {
+        &self.state.config
+    }
+
+    /// Sets the learned params (in the policy's `learn` order), each kept
+    /// inside its range.
+    pub fn set_learned(&mut self, values: &[f64]) {
+        for ((z, m), &v) in self.state.z.iter_mut().zip(&self.maps).zip(values) {
+            *z = m.inverse(v);
+        }
+    }
+
+    /// One episode of every environment from its reset with the current
+    /// learned params: the episodes' returns (`NaN` where the world
+    /// diverged), `dR/dtheta` summed over the environments that did not,
+    /// and how the plans went.
+    pub fn episode(&mut self) -> Result<Episode, String> {
+        let (batch, steps) = (self.state.config.batch, self.state.config.episode);
+        let values: Vec<f64> = self.learned().iter().map(|l| l.1).collect();
+        self.planner.set_learned(&values);
+        for e in 0..batch {
+            self.sim.reset_env(e, self.state.config.noise, &mut self.state.rng);
+            self.planner.reset(e);
+        }
+        let nc = self.scene.model().controls.len();
+        let dofs = self.scene.dofs();
+        let p = values.len();
+        let mut tape = self.sim.tape();
+        let mut plans = Vec::with_capacity(steps);
+        let mut stats = PlanStats::default();
+        let mut returns = vec![0.0; batch];
+        let events_before = self.sim.events.len();
+        for _ in 0..steps {
+            let states: Vec<_> = (0..batch)
+                .map(|e| (self.sim.positions(e), self.sim.velocities(e)))
+                .collect();
+            let made = self.planner.plan(&states).map_err(|e| e.0)?;
+            let mut controls = vec![vec![0.0; batch]; nc];
+            for (e, plan) in made.iter().enumerate() {
+                for c in 0..nc {
+                    controls[c][e] = plan.first()[c];
+                }
+                stats.plans += 1;
+                stats.iterations += plan.iterations;
+                stats.not_converged += usize::from(!plan.converged);
+            }
+            self.sim.set_controls(&controls).map_err(|e| e.0)?;
+            self.sim.step_taped(&mut tape);
+            let out = self.sim.outputs();
+            for (r, o) in returns.iter_mut().zip(&out[self.reward_row]) {
+                *r += o;
+            }
+            // Only the first step's rows of each plan's derivatives are applied.
+            plans.push(
+                made.into_iter()
+                    .map(|pl| (pl.d_params[..nc].to_vec(), pl.d_x0[..nc].to_vec(), pl.d_v0[..nc].to_vec()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let events = self.sim.events.len() - events_before;
+        for ev in &self.sim.events[events_before..] {
+            if let Event::Diverged { env, .. } = ev {
+                returns[*env] = f64::NAN;
+            }
+        }
+        let alive: Vec<bool> = returns.iter().map(|r| r.is_finite()).collect();
+        let rows = self.scene.compiled.layout().output_rows();
+        let mut seed = vec![vec![0.0; batch]; rows];
+        for (e, s) in seed[self.reward_row].iter_mut().enumerate() {
+            *s = if alive[e] { 1.0 } else { 0.0 };
+        }
+        let mut grad = vec![0.0; p];
+        for t in (0..steps).rev() {
+            self.sim.seed_outputs(&mut tape, &seed).map_err(|e| e.0)?;
+            let du = self.sim.reverse_step(&mut tape);
+            let mut dx = vec![vec![0.0; batch]; dofs];
+            let mut dv = vec![vec![0.0; batch]; dofs];
+            for e in 0..batch {
+                if !alive[e] {
+                    self.sim.drop_adjoint(&mut tape, e);
+                    continue;
+                }
+                let (d_params, d_x0, d_v0) = &plans[t][e];
+                for c in 0..nc {
+                    let a = du[c][e];
+                    for j in 0..p {
+                        grad[j] += a * d_params[c][j];
+                    }
+                    for d in 0..dofs {
+                        dx[d][e] += a * d_x0[c][d];
+                        dv[d][e] += a * d_v0[c][d];
+                    }
+                }
+            }
+            self.sim.seed_state(&mut tape, &dx, &dv).map_err(|e| e.0)?;
+        }
+        Ok(Episode {
+            returns,
+            grad,
+            stats,
+            events,
+        })
+    }
+
+    /// One episode of every environment and one Adam step on its mean return.
+    pub fn iterate(&mut self) -> Result<(&Point, PlanStats), String> {
+        let start = Instant::now();
+        let batch = self.state.config.batch;
+        let ep = self.episode()?;
+        let live = ep.returns.iter().filter(|r| r.is_finite()).count();
+        let mean = |v: f64| v / live.max(1) as f64;
+        // Ascent on the mean return: Adam minimises its negative, in z.
+        let gz: Vec<f64> = ep
+            .grad
+            .iter()
+            .zip(&self.state.z)
+            .zip(&self.maps)
+            .map(|((g, &z), m)| -mean(*g) * m.value(z).1)
+            .collect();
+        let norm = gz.iter().map(|g| g * g).sum::<f64>().sqrt();
+        let mut dropped = batch - live;
+        if norm.is_finite() && live > 0 {
+            let scale = if norm > self.state.config.clip {
+                self.state.config.clip / norm
+            } else {
+                1.0
+            };
+            self.state.t += 1;
+            let s = &mut self.state;
+            adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), s.config.lr, s.t, scale);
+        } else {
+            dropped += 1;
+        }
+        let reward = mean(ep.returns.iter().filter(|r| r.is_finite()).sum());
+        let last = self.state.curve.last();
+        let seconds = start.elapsed().as_secs_f64();
+        let point = Point {
+            iteration: self.state.curve.len() + 1,
+            env_steps: last.map_or(0, |l| l.env_steps)
+                + (batch * self.state.config.episode) as u64,
+            wall: last.map_or(0.0, |l| l.wall) + seconds,
+            sim: last.map_or(0.0, |l| l.sim) + seconds,
+            reward,
+            episodes: live,
+            grad_norm: norm,
+            loss: -reward,
+            dropped,
+            events: ep.events,
+            resets: batch,
+            action_std: 0.0,
+        };
+        self.state.curve.push(point);
+        self.state.stats.push(ep.stats);
+        Ok((self.state.curve.last().expect("a point"), ep.stats))
+    }
+
+    /// The run's state as JSON bytes (settings, learned params, Adam's
+    /// moments, the random stream, the curve): [`PlanTrainer::resume`]
+    /// continues it bitwise.
+    pub fn checkpoint(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.state).expect("the state serialises")
+    }
+
+    /// Continues a run from [`PlanTrainer::checkpoint`]'s bytes.
+    pub fn resume(scene: &'s Scene, bytes: &[u8]) -> Result<PlanTrainer<'s>, String> {
+        let state: State =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a planner checkpoint: {e}"))?;
+        let mut tr = PlanTrainer::new(scene, state.config.clone())?;
+        let n = tr.state.z.len();
+        if [state.z.len(), state.m.len(), state.v.len()] != [n; 3]
+            || state.stats.len() != state.curve.len()
+            || !state.z.iter().chain(&state.m).chain(&state.v).all(|x| x.is_finite())
+        {
+            return Err(format!(
+                "a damaged planner checkpoint: {n} learned params expected, finite, and one plan statistic per curve row"
+            ));
+        }
+        tr.state = state;
+        Ok(tr)
+    }
+}
