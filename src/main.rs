@@ -14,6 +14,7 @@ mod import;
 mod load;
 mod new;
 mod optimize;
+mod planner;
 mod plot;
 mod progress;
 mod render;

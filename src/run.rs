@@ -58,6 +58,10 @@ pub struct RunArgs {
         requires = "planner"
     )]
     planner_params: Vec<String>,
+    /// The planner's params as `joule train` learned them (the JSON it wrote
+    /// with `--out`); `--planner-param` still overrides them.
+    #[arg(long, value_name = "FILE.json", requires = "planner")]
+    planner_learned: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
@@ -280,7 +284,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut planner = a
         .planner
         .as_deref()
-        .map(|name| planner(&scene, name, &a.planner_params, batch, workers.max(1)))
+        .map(|name| {
+            crate::planner::planner(
+                &scene,
+                name,
+                a.planner_learned.as_deref(),
+                &a.planner_params,
+                batch,
+                workers.max(1),
+            )
+        })
         .transpose()?;
     // Plans made, Newton iterations over them, plans that ran out of iterations.
     let mut planned = (0usize, 0usize, 0usize);
@@ -531,40 +544,6 @@ pub fn run(a: RunArgs) -> Result<()> {
         println!("  compile {compile_ms:.1} ms, run {run_ms:.1} ms, {env_steps:.0} env-steps/s");
     }
     Ok(())
-}
-
-/// The scene's `trajopt` policy `name`, planning for `batch` environments
-/// on the scene with the declared params but for `params` (NAME=VALUE).
-fn planner<'s>(
-    scene: &'s joule_runtime::Scene,
-    name: &str,
-    params: &[String],
-    batch: usize,
-    threads: usize,
-) -> Result<joule_runtime::plan::Planner<'s>> {
-    let all = &scene.model().planners;
-    let Some(p) = all.iter().find(|p| p.name == name) else {
-        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-        return Err(miette!(
-            help = if names.is_empty() {
-                "declare one, e.g. `policy plan = trajopt(horizon = 30, iters = 5, cost = REWARD)`"
-                    .to_string()
-            } else {
-                format!("the scene's trajopt policies: {}", names.join(", "))
-            },
-            "no `trajopt` policy named `{name}`"
-        ));
-    };
-    let mut config = joule_runtime::plan::PlannerConfig::declared(p);
-    config.threads = threads;
-    let overrides = check_params(scene.model(), params)?;
-    let mut planner =
-        joule_runtime::plan::Planner::new(scene, config, batch).map_err(|e| miette!("{e}"))?;
-    for (n, v) in overrides {
-        let i = scene.model().params.iter().position(|d| d.name == n);
-        planner.set_param(i.expect("a checked param"), v);
-    }
-    Ok(planner)
 }
 
 /// What `joule grad` differentiates: a terminal loss or a reward summed over the steps.

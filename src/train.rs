@@ -152,6 +152,10 @@ pub struct TrainArgs {
     /// Continue from a checkpoint (bitwise the run it continues).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// A `trajopt` policy's model param, NAME=VALUE (repeatable): where the
+    /// planner's model starts apart from the world (`--param` sets the world's).
+    #[arg(long = "planner-param", value_name = "NAME=VALUE")]
+    planner_params: Vec<String>,
     #[command(flatten)]
     outputs: Outputs,
 }
@@ -303,6 +307,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.noise.is_none() && !scene.model().reset.steps.is_empty() {
         config.noise = 0.0;
     }
+    if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
+        return train_planner(&a, &scene, name, &config);
+    }
+    if !a.planner_params.is_empty() {
+        return Err(miette!(
+            help = "leave `--planner-param` out, or train a `trajopt` policy with `--policy NAME`",
+            "`--planner-param` sets a `trajopt` policy's model, and this run trains an `mlp` policy"
+        ));
+    }
     let mut trainer = match &a.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
@@ -369,6 +382,63 @@ pub fn train(a: TrainArgs) -> Result<()> {
         reached,
         target,
         &trainer.config,
+    )
+}
+
+/// The `trajopt` policy a run trains: the one `--policy` names, or the
+/// scene's only policy when that is a planner.
+fn planner_policy<'m>(scene: &'m Scene, policy: Option<&str>) -> Option<&'m str> {
+    let m = scene.model();
+    match policy {
+        Some(n) => m
+            .planners
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| p.name.as_str()),
+        None if m.policies.is_empty() && m.planners.len() == 1 => Some(&m.planners[0].name),
+        None => None,
+    }
+}
+
+/// `joule train` of a `trajopt` policy: apg through its optimiser.
+fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> Result<()> {
+    if config.algo != Algo::Apg {
+        return Err(miette!(
+            help = "train it with `--algo apg`: the return's gradient flows through each plan into the planner's params",
+            "the `trajopt` policy `{name}` trains with apg only"
+        ));
+    }
+    let mut pc = joule_learn::planning::PlanConfig::new(&config.reward);
+    pc.policy = Some(name.to_string());
+    pc.batch = a.batch.unwrap_or(4).max(1);
+    pc.threads = config.threads.max(1);
+    pc.episode = config.episode;
+    pc.seed = config.seed;
+    pc.lr = a.lr.unwrap_or(pc.lr);
+    pc.noise = config.noise;
+    pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
+    // A planner's params are a JSON file, not weights.
+    let default_out = a.outputs.out == Path::new("policy.safetensors");
+    let out = if default_out {
+        PathBuf::from("planner.json")
+    } else {
+        a.outputs.out.clone()
+    };
+    crate::planner::train(
+        scene,
+        crate::planner::TrainPlan {
+            scene: &a.scene,
+            policy: name,
+            config: pc,
+            iters: a.iters,
+            checkpoint: a.checkpoint.as_deref(),
+            every: a.every,
+            resume: a.resume.as_deref(),
+            out: &out,
+            curve: a.outputs.curve.as_deref(),
+            json: a.outputs.json,
+            quiet: a.outputs.quiet,
+        },
     )
 }
 
@@ -523,7 +593,7 @@ fn finish(
 }
 
 /// The learning curve as CSV and two PNG plots (against environment steps and wall-clock).
-fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
+pub(crate) fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
     write_atomically(path, |w| {
         writeln!(
             w,

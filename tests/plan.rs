@@ -488,3 +488,78 @@ fn training_through_the_planner_raises_the_return_and_resumes_bitwise() {
     assert_eq!(rewards(&t), rewards(&resumed));
     assert!(PlanTrainer::resume(&scene, b"{}").is_err());
 }
+
+/// `joule train` of a `trajopt` policy: apg through the optimiser from a
+/// model set apart from the world (`--planner-param`), the learned params
+/// written as JSON that `joule run --planner-learned` reads, a resumed run
+/// bitwise the straight one; shac is refused with a hint.
+#[test]
+fn joule_train_learns_a_planners_params() {
+    let out = |name: &str| common::temp(name).display().to_string();
+    let train = |iters: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "train",
+            "tests/plan/swing.joule",
+            "--reward",
+            "lift",
+            "--algo",
+            "apg",
+            "--iters",
+            iters,
+            "--batch",
+            "2",
+            "--episode",
+            "10",
+            "--planner-param",
+            "m_arm=3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::joule(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let (straight, ck, resumed) = (out("straight.json"), out("ck.json"), out("resumed.json"));
+    let s = train("3", &["--out", &straight]);
+    assert_eq!(s["iterations"], 3);
+    let learned = &s["learned"];
+    assert_ne!(learned["m_arm"].as_f64(), Some(3.0), "{s}");
+    train("2", &["--out", &out("first.json"), "--checkpoint", &ck]);
+    train("3", &["--out", &resumed, "--resume", &ck]);
+    let read = |p: &str| std::fs::read_to_string(p).expect("written");
+    assert_eq!(
+        read(&straight),
+        read(&resumed),
+        "a resumed run is the straight one"
+    );
+    // The learned params drive a run.
+    let o = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--planner",
+        "plan",
+        "--planner-learned",
+        &straight,
+        "--steps",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--planner",
+        "plan",
+        "--planner-learned",
+        "tests/plan/lqr.joule",
+    ]);
+    common::fails_with_hint(&o, "is not a planner's params");
+    let o = common::joule(&[
+        "train",
+        "tests/plan/swing.joule",
+        "--reward",
+        "lift",
+        "--algo",
+        "shac",
+    ]);
+    common::fails_with_hint(&o, "trains with apg only");
+}

@@ -132,12 +132,18 @@ pub fn planner_spec<'m>(
     match name {
         Some(n) => all.iter().find(|p| p.name == n).ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-            format!("no `trajopt` policy named `{n}` (the scene has: {})", names.join(", "))
+            format!(
+                "no `trajopt` policy named `{n}` (the scene has: {})",
+                names.join(", ")
+            )
         }),
         None => match all.as_slice() {
             [one] => Ok(one),
             [] => Err("the scene has no `trajopt` policy".into()),
-            _ => Err(format!("the scene has {} trajopt policies; choose one by name", all.len())),
+            _ => Err(format!(
+                "the scene has {} trajopt policies; choose one by name",
+                all.len()
+            )),
         },
     }
 }
@@ -191,7 +197,11 @@ impl<'s> PlanTrainer<'s> {
             scene,
             planner,
             sim,
-            names: spec.learn.iter().map(|&i| m.params[i].name.clone()).collect(),
+            names: spec
+                .learn
+                .iter()
+                .map(|&i| m.params[i].name.clone())
+                .collect(),
             maps,
             reward_row,
             state: State {
@@ -244,7 +254,8 @@ impl<'s> PlanTrainer<'s> {
         let values: Vec<f64> = self.learned().iter().map(|l| l.1).collect();
         self.planner.set_learned(&values);
         for e in 0..batch {
-            self.sim.reset_env(e, self.state.config.noise, &mut self.state.rng);
+            self.sim
+                .reset_env(e, self.state.config.noise, &mut self.state.rng);
             self.planner.reset(e);
         }
         let nc = self.scene.model().controls.len();
@@ -262,8 +273,8 @@ impl<'s> PlanTrainer<'s> {
             let made = self.planner.plan(&states).map_err(|e| e.0)?;
             let mut controls = vec![vec![0.0; batch]; nc];
             for (e, plan) in made.iter().enumerate() {
-                for c in 0..nc {
-                    controls[c][e] = plan.first()[c];
+                for (row, &u) in controls.iter_mut().zip(plan.first()) {
+                    row[e] = u;
                 }
                 stats.plans += 1;
                 stats.iterations += plan.iterations;
@@ -278,7 +289,13 @@ impl<'s> PlanTrainer<'s> {
             // Only the first step's rows of each plan's derivatives are applied.
             plans.push(
                 made.into_iter()
-                    .map(|pl| (pl.d_params[..nc].to_vec(), pl.d_x0[..nc].to_vec(), pl.d_v0[..nc].to_vec()))
+                    .map(|pl| {
+                        (
+                            pl.d_params[..nc].to_vec(),
+                            pl.d_x0[..nc].to_vec(),
+                            pl.d_v0[..nc].to_vec(),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             );
         }
@@ -361,8 +378,7 @@ impl<'s> PlanTrainer<'s> {
         let seconds = start.elapsed().as_secs_f64();
         let point = Point {
             iteration: self.state.curve.len() + 1,
-            env_steps: last.map_or(0, |l| l.env_steps)
-                + (batch * self.state.config.episode) as u64,
+            env_steps: last.map_or(0, |l| l.env_steps) + (batch * self.state.config.episode) as u64,
             wall: last.map_or(0.0, |l| l.wall) + seconds,
             sim: last.map_or(0.0, |l| l.sim) + seconds,
             reward,
@@ -394,7 +410,12 @@ impl<'s> PlanTrainer<'s> {
         let n = tr.state.z.len();
         if [state.z.len(), state.m.len(), state.v.len()] != [n; 3]
             || state.stats.len() != state.curve.len()
-            || !state.z.iter().chain(&state.m).chain(&state.v).all(|x| x.is_finite())
+            || !state
+                .z
+                .iter()
+                .chain(&state.m)
+                .chain(&state.v)
+                .all(|x| x.is_finite())
         {
             return Err(format!(
                 "a damaged planner checkpoint: {n} learned params expected, finite, and one plan statistic per curve row"

@@ -216,7 +216,12 @@ impl Sim<'_> {
     /// [`Sim::velocities`]) to the adjoint of the state at the tape's head
     /// position: what a policy that reads the state directly (a planner)
     /// carries back through its controls' dependence on the state.
-    pub fn seed_state(&mut self, tape: &mut Tape, dx: &[Vec<f64>], dv: &[Vec<f64>]) -> Result<(), NameError> {
+    pub fn seed_state(
+        &mut self,
+        tape: &mut Tape,
+        dx: &[Vec<f64>],
+        dv: &[Vec<f64>],
+    ) -> Result<(), NameError> {
         let n = self.scene.dofs();
         let shaped = |d: &[Vec<f64>]| d.len() == n && d.iter().all(|r| r.len() == self.batch);
         if !(shaped(dx) && shaped(dv)) {
