@@ -164,6 +164,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     }
     let file = json!({"policy": t.policy, "params": params});
     write_atomically(t.out, |w| w.write_all(file.to_string().as_bytes()))?;
+    let imitation = trainer.config().imitate.is_some();
     let (curve, stats) = trainer.curve();
     if let Some(path) = t.curve {
         crate::train::write_curve(path, curve)?;
@@ -178,6 +179,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             json!({
                 "scene": t.scene.display().to_string(),
                 "algo": "apg",
+                "objective": if imitation { "imitation".to_string() } else { trainer.config().reward.clone() },
                 "policy": t.policy,
                 "iterations": last.map_or(0, |p| p.iteration),
                 "env_steps": last.map_or(0, |p| p.env_steps),
@@ -193,13 +195,14 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
         );
     } else if !t.quiet {
         if let Some(p) = last {
+            let what = if imitation {
+                "minus the squared distance to the demonstration"
+            } else {
+                "mean episode return"
+            };
             println!(
-                "{} iterations, {} environment steps, {:.1} s: mean episode return {:.4} (first {:.4})",
-                p.iteration,
-                p.env_steps,
-                p.wall,
-                p.reward,
-                curve[0].reward
+                "{} iterations, {} environment steps, {:.1} s: {what} {:.4} (first {:.4})",
+                p.iteration, p.env_steps, p.wall, p.reward, curve[0].reward
             );
         }
         for (n, v) in &learned {

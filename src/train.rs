@@ -442,6 +442,59 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
     )
 }
 
+/// `joule imitate` with a `trajopt` policy: its params learned through the
+/// optimiser so that its closed loop matches the demonstration step by step.
+fn imitate_planner(
+    a: &ImitateArgs,
+    scene: &Scene,
+    name: &str,
+    expert: Vec<Vec<f64>>,
+    workers: usize,
+) -> Result<()> {
+    if a.window.is_some() {
+        return Err(miette!(
+            help = "leave `--window` out: a planner's episodes are matched step by step from the start",
+            "`--window` is for `mlp` policies"
+        ));
+    }
+    let mut pc = joule_learn::planning::PlanConfig::new(a.reward.as_deref().unwrap_or(""));
+    pc.imitate = Some(joule_learn::planning::Imitate {
+        outputs: a.matched.clone(),
+        expert,
+    });
+    pc.policy = Some(name.to_string());
+    pc.batch = a.batch.max(1);
+    pc.threads = workers.max(1);
+    pc.episode = a
+        .steps
+        .unwrap_or(pc.imitate.as_ref().map_or(0, |i| i.expert.len()));
+    pc.seed = a.seed;
+    pc.lr = a.lr.unwrap_or(pc.lr);
+    pc.noise = a.noise;
+    pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
+    let out = if a.outputs.out == Path::new("policy.safetensors") {
+        PathBuf::from("planner.json")
+    } else {
+        a.outputs.out.clone()
+    };
+    crate::planner::train(
+        scene,
+        crate::planner::TrainPlan {
+            scene: &a.scene,
+            policy: name,
+            config: pc,
+            iters: a.iters,
+            checkpoint: None,
+            every: 0,
+            resume: None,
+            out: &out,
+            curve: a.outputs.curve.as_deref(),
+            json: a.outputs.json,
+            quiet: a.outputs.quiet,
+        },
+    )
+}
+
 /// The learning settings' limits, checked before anything is compiled: a
 /// located error with the flag's name and a hint for each.
 fn check_settings(c: &Config) -> Result<()> {
@@ -689,12 +742,17 @@ pub struct ImitateArgs {
     /// Environments (differently jittered starts).
     #[arg(long, default_value_t = 4)]
     batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f64,
+    /// Learning rate [default: 3e-3; a `trajopt` policy's, in its params'
+    /// unconstrained variables: 0.05].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Standard deviation of the velocity jitter at every reset.
     #[arg(long, default_value_t = 0.0)]
     noise: f64,
+    /// A `trajopt` policy's model param, NAME=VALUE (repeatable): where the
+    /// planner's model starts apart from the world.
+    #[arg(long = "planner-param", value_name = "NAME=VALUE")]
+    planner_params: Vec<String>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -776,6 +834,15 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         None => vec![],
         Some(_) => read_states(&a.expert, scene.dofs())?,
     };
+    if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
+        return imitate_planner(&a, &scene, name, expert, workers);
+    }
+    if !a.planner_params.is_empty() {
+        return Err(miette!(
+            help = "leave `--planner-param` out, or imitate with a `trajopt` policy (`--policy NAME`)",
+            "`--planner-param` sets a `trajopt` policy's model, and this run trains an `mlp` policy"
+        ));
+    }
     let spec = policy::spec(&scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let mut pol = Policy::new(&scene, spec, &mut rng).map_err(learn_error)?;
@@ -787,7 +854,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         eval_every: 10,
         batch: a.batch.max(1),
         threads: workers,
-        lr: a.lr,
+        lr: a.lr.unwrap_or(3e-3),
         clip: 1.0,
         noise: a.noise,
         seed: a.seed,

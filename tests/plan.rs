@@ -563,3 +563,53 @@ fn joule_train_learns_a_planners_params() {
     ]);
     common::fails_with_hint(&o, "trains with apg only");
 }
+
+/// Learning a planner's cost from one demonstration: an expert planner
+/// (the declared `w_u = 0.5, target = 1`) is recorded; `joule imitate`
+/// starts the learner's cost at `w_u = 2, target = 0.2` and recovers the
+/// expert's weights by matching its trajectory through the optimiser.
+#[test]
+fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
+    let demo = common::temp("lqr-demo.npz").display().to_string();
+    let learned = common::temp("lqr-learned.json").display().to_string();
+    let o = common::joule(&[
+        "run",
+        "tests/plan/lqr.joule",
+        "--planner",
+        "plan",
+        "--steps",
+        "20",
+        "--out",
+        &demo,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::joule(&[
+        "imitate",
+        "tests/plan/lqr.joule",
+        "--expert",
+        &demo,
+        "--match",
+        "x",
+        "--planner-param",
+        "w_u=2",
+        "--planner-param",
+        "target=0.2",
+        "--iters",
+        "1000",
+        "--batch",
+        "1",
+        "--out",
+        &learned,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["objective"], "imitation");
+    let (w, target) = (
+        v["learned"]["w_u"].as_f64().unwrap(),
+        v["learned"]["target"].as_f64().unwrap(),
+    );
+    assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
+    assert!(v["return"].as_f64().unwrap() > -1e-10, "{v}");
+}

@@ -14,6 +14,10 @@
 //! params' unconstrained variables (`joule_runtime::optimize::Map`: each
 //! stays inside its declared range).
 //!
+//! Imitation ([`Imitate`], DiffTOP's cost learned from one demonstration)
+//! replaces the reward by minus the squared distance of the matched
+//! outputs to the demonstration's, step by step, differentiated the same way.
+//!
 //! The world keeps the scene's params; the planner's model has its own
 //! copies, which are what is learned. An episode runs its full length
 //! (`done` items are not used); an environment whose world diverges is left
@@ -32,8 +36,12 @@ use std::time::Instant;
 /// Settings of a planner's training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanConfig {
-    /// The task: a `reward` item of the world, summed over the episode.
+    /// The task: a `reward` item of the world, summed over the episode
+    /// (unless the run imitates a demonstration).
     pub reward: String,
+    /// Imitation instead: the outputs matched step by step to a demonstration.
+    #[serde(default)]
+    pub imitate: Option<Imitate>,
     /// The `trajopt` policy trained (`None`: the scene's only one).
     pub policy: Option<String>,
     /// Environments (episodes per iteration).
@@ -60,6 +68,7 @@ impl PlanConfig {
     pub fn new(reward: &str) -> PlanConfig {
         PlanConfig {
             reward: reward.into(),
+            imitate: None,
             policy: None,
             batch: 4,
             threads: 1,
@@ -71,6 +80,19 @@ impl PlanConfig {
             model: vec![],
         }
     }
+}
+
+/// A demonstration a planner imitates (DiffTOP's learned cost from one
+/// demonstration): the episode's return is `-sum_t |o_t - e_t|^2` over the
+/// matched outputs `o_t` after step `t` and the demonstration's `e_t`, the
+/// same for every environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Imitate {
+    /// The outputs matched (any `observe`, `loss`, ... items).
+    pub outputs: Vec<String>,
+    /// `[step][component]`: the matched outputs' components, one after the
+    /// other, after each step of the demonstration.
+    pub expert: Vec<Vec<f64>>,
 }
 
 /// How the plans of an iteration went.
@@ -119,7 +141,8 @@ pub struct PlanTrainer<'s> {
     sim: Sim<'s>,
     maps: Vec<Map>,
     names: Vec<String>,
-    reward_row: usize,
+    /// The rows the return reads: the reward's, or the matched outputs'.
+    rows: Vec<usize>,
     state: State,
 }
 
@@ -163,11 +186,36 @@ impl<'s> PlanTrainer<'s> {
             return Err("a run needs at least one environment, step and thread".into());
         }
         let layout = scene.compiled.layout();
-        let reward_row = layout
-            .output(&config.reward)
-            .filter(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
-            .map(|o| o.offset)
-            .ok_or_else(|| format!("no reward named `{}`", config.reward))?;
+        let rows: Vec<usize> = match &config.imitate {
+            None => vec![layout
+                .output(&config.reward)
+                .filter(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
+                .map(|o| o.offset)
+                .ok_or_else(|| format!("no reward named `{}`", config.reward))?],
+            Some(im) => {
+                let mut rows = vec![];
+                for name in &im.outputs {
+                    let o = layout
+                        .output(name)
+                        .ok_or_else(|| format!("no output named `{name}`"))?;
+                    rows.extend(o.offset..o.offset + o.len);
+                }
+                if im.expert.len() < config.episode
+                    || im.expert.iter().any(|e| e.len() != rows.len())
+                {
+                    return Err(format!(
+                        "the demonstration must give {} components for each of the episode's {} steps (it has {} steps)",
+                        rows.len(),
+                        config.episode,
+                        im.expert.len()
+                    ));
+                }
+                if !im.expert.iter().flatten().all(|x| x.is_finite()) {
+                    return Err("the demonstration has a value that is not finite".into());
+                }
+                rows
+            }
+        };
         let mut pc = PlannerConfig::declared(spec);
         pc.threads = config.threads;
         let mut planner = Planner::new(scene, pc, config.batch).map_err(|e| e.0)?;
@@ -203,7 +251,7 @@ impl<'s> PlanTrainer<'s> {
                 .map(|&i| m.params[i].name.clone())
                 .collect(),
             maps,
-            reward_row,
+            rows,
             state: State {
                 rng: ChaCha8Rng::seed_from_u64(config.seed),
                 config,
@@ -265,6 +313,8 @@ impl<'s> PlanTrainer<'s> {
         let mut plans = Vec::with_capacity(steps);
         let mut stats = PlanStats::default();
         let mut returns = vec![0.0; batch];
+        // The rows the return reads after each step, `[step][row][env]`.
+        let mut outputs: Vec<Vec<Vec<f64>>> = Vec::with_capacity(steps);
         let events_before = self.sim.events.len();
         for _ in 0..steps {
             let states: Vec<_> = (0..batch)
@@ -283,9 +333,23 @@ impl<'s> PlanTrainer<'s> {
             self.sim.set_controls(&controls).map_err(|e| e.0)?;
             self.sim.step_taped(&mut tape);
             let out = self.sim.outputs();
-            for (r, o) in returns.iter_mut().zip(&out[self.reward_row]) {
-                *r += o;
+            let t = outputs.len();
+            let read: Vec<Vec<f64>> = self.rows.iter().map(|&r| out[r].clone()).collect();
+            match &self.state.config.imitate {
+                None => {
+                    for (r, o) in returns.iter_mut().zip(&read[0]) {
+                        *r += o;
+                    }
+                }
+                Some(im) => {
+                    for (k, row) in read.iter().enumerate() {
+                        for (r, o) in returns.iter_mut().zip(row) {
+                            *r -= (o - im.expert[t][k]).powi(2);
+                        }
+                    }
+                }
             }
+            outputs.push(read);
             // Only the first step's rows of each plan's derivatives are applied.
             plans.push(
                 made.into_iter()
@@ -306,13 +370,19 @@ impl<'s> PlanTrainer<'s> {
             }
         }
         let alive: Vec<bool> = returns.iter().map(|r| r.is_finite()).collect();
-        let rows = self.scene.compiled.layout().output_rows();
-        let mut seed = vec![vec![0.0; batch]; rows];
-        for (e, s) in seed[self.reward_row].iter_mut().enumerate() {
-            *s = if alive[e] { 1.0 } else { 0.0 };
-        }
+        let all_rows = self.scene.compiled.layout().output_rows();
         let mut grad = vec![0.0; p];
         for t in (0..steps).rev() {
+            // d return / d (the rows after step t).
+            let mut seed = vec![vec![0.0; batch]; all_rows];
+            for (k, &r) in self.rows.iter().enumerate() {
+                for e in (0..batch).filter(|&e| alive[e]) {
+                    seed[r][e] = match &self.state.config.imitate {
+                        None => 1.0,
+                        Some(im) => -2.0 * (outputs[t][k][e] - im.expert[t][k]),
+                    };
+                }
+            }
             self.sim.seed_outputs(&mut tape, &seed).map_err(|e| e.0)?;
             let du = self.sim.reverse_step(&mut tape);
             let mut dx = vec![vec![0.0; batch]; dofs];
