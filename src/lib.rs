@@ -27,6 +27,10 @@
 //!   the adjoint), `events` (divergence, non-convergence).
 //! - [`optimize`]: trajectory optimisation, parameter identification and
 //!   model-predictive control with Adam or L-BFGS on exact gradients.
+//! - [`plan`]: trajectory optimisation as a differentiable policy (a
+//!   scene's `trajopt` policy): plans with their derivatives in the learned
+//!   params and the start state; [`learn::planning`] trains it through the
+//!   optimiser from a reward or one demonstration.
 //! - [`learn`]: policies (candle MLPs, safetensors weights) trained through
 //!   the simulator — [`learn::Trainer`] with analytic policy gradients,
 //!   SHAC or PPO, checkpoints that resume bitwise, and one-demonstration
@@ -57,6 +61,7 @@ pub use joule_grammar::format::format_source;
 pub use joule_grammar::{Diagnostic, SourceMap};
 pub use joule_learn as learn;
 pub use joule_runtime::optimize;
+pub use joule_runtime::plan;
 pub use joule_runtime::{
     CompileError, Event, Gradient, NameError, Objective, Scene, Schedule, Sim, Tape, TapeGradient,
     Track,

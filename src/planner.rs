@@ -5,13 +5,14 @@
 use crate::args::check_params;
 use crate::files::{read_file, write_atomically};
 use crate::progress::Progress;
+use crate::train::Outputs;
 use joule_learn::planning::{planner_spec, PlanConfig, PlanTrainer};
 use joule_runtime::plan::{Planner, PlannerConfig};
 use joule_runtime::Scene;
 use miette::{miette, Result};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The scene's `trajopt` policy `name`, planning for `batch` environments
 /// on the scene with the declared params, then a trained planner's
@@ -86,16 +87,20 @@ pub struct TrainPlan<'a> {
     pub checkpoint: Option<&'a Path>,
     pub every: usize,
     pub resume: Option<&'a Path>,
-    pub out: &'a Path,
-    pub curve: Option<&'a Path>,
-    pub json: bool,
-    pub quiet: bool,
+    pub outputs: &'a Outputs,
 }
 
-/// `joule train` of a `trajopt` policy: `iters` iterations in all (a
-/// resumed run continues to that total), checkpoints, the learned params
-/// written to `out`.
+/// `joule train` (and `imitate`) of a `trajopt` policy: `iters` iterations
+/// in all (a resumed run continues to that total), checkpoints, the learned
+/// params written to `--out` (`planner.json` by default).
 pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
+    // A planner's params are a JSON file, not weights.
+    let o = t.outputs;
+    let out = if o.out == Path::new("policy.safetensors") {
+        PathBuf::from("planner.json")
+    } else {
+        o.out.clone()
+    };
     let mut trainer = match t.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
@@ -118,7 +123,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     let mut bar = Progress::iterations(
         t.iters.saturating_sub(done) as u64,
         "train",
-        !t.quiet && !t.json,
+        !o.quiet && !o.json,
     );
     let save = |tr: &PlanTrainer| -> Result<()> {
         if let Some(path) = t.checkpoint {
@@ -163,17 +168,17 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
         params.insert(d.name.clone(), json!(v));
     }
     let file = json!({"policy": t.policy, "params": params});
-    write_atomically(t.out, |w| w.write_all(file.to_string().as_bytes()))?;
+    write_atomically(&out, |w| w.write_all(file.to_string().as_bytes()))?;
     let imitation = trainer.config().imitate.is_some();
     let (curve, stats) = trainer.curve();
-    if let Some(path) = t.curve {
+    if let Some(path) = &o.curve {
         crate::train::write_curve(path, curve)?;
     }
     let plans: usize = stats.iter().map(|s| s.plans).sum();
     let truncated: usize = stats.iter().map(|s| s.not_converged).sum();
     let newton: usize = stats.iter().map(|s| s.iterations).sum();
     let last = curve.last();
-    if t.json {
+    if o.json {
         println!(
             "{}",
             json!({
@@ -190,10 +195,10 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
                 "plans": plans,
                 "newton_per_plan": newton as f64 / plans.max(1) as f64,
                 "plans_truncated": truncated,
-                "out": t.out,
+                "out": out,
             })
         );
-    } else if !t.quiet {
+    } else if !o.quiet {
         if let Some(p) = last {
             let what = if imitation {
                 "minus the squared distance to the demonstration"
@@ -212,7 +217,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             "  {plans} plans, {:.2} Newton iterations per plan, {truncated} out of iterations (their derivatives truncated)",
             newton as f64 / plans.max(1) as f64
         );
-        println!("wrote {}", t.out.display());
+        println!("wrote {}", out.display());
     }
     Ok(())
 }

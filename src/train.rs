@@ -417,13 +417,6 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = config.noise;
     pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
-    // A planner's params are a JSON file, not weights.
-    let default_out = a.outputs.out == Path::new("policy.safetensors");
-    let out = if default_out {
-        PathBuf::from("planner.json")
-    } else {
-        a.outputs.out.clone()
-    };
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
@@ -434,10 +427,7 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
             checkpoint: a.checkpoint.as_deref(),
             every: a.every,
             resume: a.resume.as_deref(),
-            out: &out,
-            curve: a.outputs.curve.as_deref(),
-            json: a.outputs.json,
-            quiet: a.outputs.quiet,
+            outputs: &a.outputs,
         },
     )
 }
@@ -472,11 +462,6 @@ fn imitate_planner(
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = a.noise;
     pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
-    let out = if a.outputs.out == Path::new("policy.safetensors") {
-        PathBuf::from("planner.json")
-    } else {
-        a.outputs.out.clone()
-    };
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
@@ -487,10 +472,7 @@ fn imitate_planner(
             checkpoint: None,
             every: 0,
             resume: None,
-            out: &out,
-            curve: a.outputs.curve.as_deref(),
-            json: a.outputs.json,
-            quiet: a.outputs.quiet,
+            outputs: &a.outputs,
         },
     )
 }

@@ -100,35 +100,16 @@ fn linear_quadratic_plan_and_derivatives_match_the_closed_form() {
         assert_eq!(plan.iterations, 2);
         assert_eq!(plan.damping, 0.0);
         for t in 0..horizon {
-            let tol = 1e-7;
-            assert!(
-                close(plan.schedule[t][0], u[t], tol),
-                "u[{t}]: {} vs {}",
-                plan.schedule[t][0],
-                u[t]
-            );
-            assert!(
-                close(plan.d_params[t][0], dw[t], tol),
-                "du/dw[{t}]: {} vs {}",
-                plan.d_params[t][0],
-                dw[t]
-            );
-            assert!(
-                close(plan.d_params[t][1], dtarget[t], tol),
-                "du/dtarget[{t}]"
-            );
-            assert!(
-                close(plan.d_x0[t][0], dx0[t], tol),
-                "du/dx0[{t}]: {} vs {}",
-                plan.d_x0[t][0],
-                dx0[t]
-            );
-            assert!(
-                close(plan.d_v0[t][0], dv0[t], tol),
-                "du/dv0[{t}]: {} vs {}",
-                plan.d_v0[t][0],
-                dv0[t]
-            );
+            let pairs = [
+                ("u", plan.schedule[t][0], u[t]),
+                ("du/dw", plan.d_params[t][0], dw[t]),
+                ("du/dtarget", plan.d_params[t][1], dtarget[t]),
+                ("du/dx0", plan.d_x0[t][0], dx0[t]),
+                ("du/dv0", plan.d_v0[t][0], dv0[t]),
+            ];
+            for (what, got, want) in pairs {
+                assert!(close(got, want, 1e-7), "{what}[{t}]: {got} vs {want}");
+            }
             // The particle's y and z move nothing the cost sees.
             assert!(plan.d_x0[t][1].abs() < 1e-9 && plan.d_v0[t][2].abs() < 1e-9);
         }
