@@ -43,40 +43,57 @@ fn solve(a: Vec<Vec<f64>>, b: Vec<f64>) -> Vec<f64> {
 
 /// The linear-quadratic case in closed form. Symplectic Euler with a unit
 /// mass gives `x_{t+1} = x0 + (t + 1) h v0 + h^2 sum_{s<=t} (t + 1 - s) u_s`,
-/// so `x = a + B u` and the cost `|a + B u - target|^2 + w |u|^2` is least
-/// at `(B^T B + w I) u = B^T (target - a)`. Returns the plan and its
-/// derivatives in `w`, `target`, `x0` and `v0`.
-fn lqr_closed_form(h: f64, n: usize, w: f64, target: f64, x0: f64, v0: f64) -> [Vec<f64>; 5] {
-    let b = |t: usize, s: usize| {
-        if s <= t {
-            h * h * (t + 1 - s) as f64
-        } else {
-            0.0
-        }
+/// so `x = a + B u`; with each control held for `hold` steps, `u = E c`
+/// (`E` repeats block `j` over its steps), and the cost
+/// `|a + B E c - target|^2 + w |E c|^2` is least at
+/// `(E^T B^T B E + w E^T E) c = E^T B^T (target - a)`. Returns the plan and
+/// its derivatives in `w`, `target`, `x0` and `v0`, per step.
+fn lqr_closed_form(
+    h: f64,
+    n: usize,
+    hold: usize,
+    w: f64,
+    target: f64,
+    x0: f64,
+    v0: f64,
+) -> [Vec<f64>; 5] {
+    let m = n.div_ceil(hold);
+    // (B E)[t][j]: step t's position per unit of held control j.
+    let be = |t: usize, j: usize| -> f64 {
+        (j * hold..((j + 1) * hold).min(n))
+            .filter(|&s| s <= t)
+            .map(|s| h * h * (t + 1 - s) as f64)
+            .sum()
     };
+    let size = |j: usize| (((j + 1) * hold).min(n) - j * hold) as f64;
     let a: Vec<f64> = (0..n).map(|t| x0 + (t + 1) as f64 * h * v0).collect();
-    let normal: Vec<Vec<f64>> = (0..n)
+    let normal: Vec<Vec<f64>> = (0..m)
         .map(|i| {
-            (0..n)
+            (0..m)
                 .map(|j| {
-                    (0..n).map(|t| b(t, i) * b(t, j)).sum::<f64>() + if i == j { w } else { 0.0 }
+                    (0..n).map(|t| be(t, i) * be(t, j)).sum::<f64>()
+                        + if i == j { w * size(i) } else { 0.0 }
                 })
                 .collect()
         })
         .collect();
-    // B^T y for a vector y over the steps.
+    // (B E)^T y for a vector y over the steps.
     let bt = |y: &dyn Fn(usize) -> f64| -> Vec<f64> {
-        (0..n)
-            .map(|i| (0..n).map(|t| b(t, i) * y(t)).sum())
+        (0..m)
+            .map(|i| (0..n).map(|t| be(t, i) * y(t)).sum())
             .collect()
     };
-    let u = solve(normal.clone(), bt(&|t| target - a[t]));
-    // d/dw: (B^T B + w I) du = -u; d/dtarget: B^T 1; d/dx0: -B^T 1; d/dv0: -B^T ((t + 1) h).
-    let dw = solve(normal.clone(), u.iter().map(|x| -x).collect());
+    let c = solve(normal.clone(), bt(&|t| target - a[t]));
+    // d/dw: N dc = -E^T E c; d/dtarget: (B E)^T 1; d/dx0: -(B E)^T 1; d/dv0: -(B E)^T ((t + 1) h).
+    let dw = solve(
+        normal.clone(),
+        c.iter().enumerate().map(|(j, x)| -x * size(j)).collect(),
+    );
     let dtarget = solve(normal.clone(), bt(&|_| 1.0));
     let dx0 = solve(normal.clone(), bt(&|_| -1.0));
     let dv0 = solve(normal, bt(&|t| -((t + 1) as f64) * h));
-    [u, dw, dtarget, dx0, dv0]
+    let steps = |v: Vec<f64>| (0..n).map(|t| v[t / hold]).collect();
+    [steps(c), steps(dw), steps(dtarget), steps(dx0), steps(dv0)]
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -87,31 +104,36 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 fn linear_quadratic_plan_and_derivatives_match_the_closed_form() {
     let scene = scene("lqr");
     let (iw, it) = (param(&scene, "w_u"), param(&scene, "target"));
-    let horizon = 12;
-    let mut config = PlannerConfig::new(Objective::reward("cost"), horizon, 4);
-    config.learn = vec![iw, it];
-    let mut planner = Planner::new(&scene, config, 2).expect("a planner");
-    let starts = [particle(0.0, 0.0), particle(-0.4, 0.7)];
-    let plans = planner.plan(&starts).expect("plans");
-    for (plan, (x, v)) in plans.iter().zip(&starts) {
-        let [u, dw, dtarget, dx0, dv0] = lqr_closed_form(0.1, horizon, 0.5, 1.0, x[0], v[0]);
-        // A quadratic: one Newton step, then the check at the optimum.
-        assert!(plan.converged, "{plan:?}");
-        assert_eq!(plan.iterations, 2);
-        assert_eq!(plan.damping, 0.0);
-        for t in 0..horizon {
-            let pairs = [
-                ("u", plan.schedule[t][0], u[t]),
-                ("du/dw", plan.d_params[t][0], dw[t]),
-                ("du/dtarget", plan.d_params[t][1], dtarget[t]),
-                ("du/dx0", plan.d_x0[t][0], dx0[t]),
-                ("du/dv0", plan.d_v0[t][0], dv0[t]),
-            ];
-            for (what, got, want) in pairs {
-                assert!(close(got, want, 1e-7), "{what}[{t}]: {got} vs {want}");
+    let horizon = 13;
+    // Every control planned, and each held for three steps (the last for one).
+    for hold in [1, 3] {
+        let mut config = PlannerConfig::new(Objective::reward("cost"), horizon, 4);
+        config.learn = vec![iw, it];
+        config.hold = hold;
+        let mut planner = Planner::new(&scene, config, 2).expect("a planner");
+        let starts = [particle(0.0, 0.0), particle(-0.4, 0.7)];
+        let plans = planner.plan(&starts).expect("plans");
+        for (plan, (x, v)) in plans.iter().zip(&starts) {
+            let [u, dw, dtarget, dx0, dv0] =
+                lqr_closed_form(0.1, horizon, hold, 0.5, 1.0, x[0], v[0]);
+            // A quadratic: one Newton step, then the check at the optimum.
+            assert!(plan.converged, "{plan:?}");
+            assert_eq!(plan.iterations, 2);
+            assert_eq!(plan.damping, 0.0);
+            for t in 0..horizon {
+                let pairs = [
+                    ("u", plan.schedule[t][0], u[t]),
+                    ("du/dw", plan.d_params[t][0], dw[t]),
+                    ("du/dtarget", plan.d_params[t][1], dtarget[t]),
+                    ("du/dx0", plan.d_x0[t][0], dx0[t]),
+                    ("du/dv0", plan.d_v0[t][0], dv0[t]),
+                ];
+                for (what, got, want) in pairs {
+                    assert!(close(got, want, 1e-7), "{what}[{t}]: {got} vs {want}");
+                }
+                // The particle's y and z move nothing the cost sees.
+                assert!(plan.d_x0[t][1].abs() < 1e-9 && plan.d_v0[t][2].abs() < 1e-9);
             }
-            // The particle's y and z move nothing the cost sees.
-            assert!(plan.d_x0[t][1].abs() < 1e-9 && plan.d_v0[t][2].abs() < 1e-9);
         }
     }
 }

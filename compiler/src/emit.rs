@@ -140,10 +140,15 @@ pub fn model_text(m: &Model) -> String {
             wl(
                 w,
                 format!(
-                    "  {} trajopt horizon = {} iters = {} cost = [{}] learn = [{}]",
+                    "  {} trajopt horizon = {} iters = {}{} cost = [{}] learn = [{}]",
                     p.name,
                     p.horizon,
                     p.iters,
+                    if p.hold > 1 {
+                        format!(" hold = {}", p.hold)
+                    } else {
+                        String::new()
+                    },
                     cost.join(", "),
                     learn.join(", ")
                 ),

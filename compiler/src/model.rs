@@ -842,6 +842,8 @@ pub struct Planner {
     pub horizon: usize,
     /// Newton iterations per plan, at most.
     pub iters: usize,
+    /// Steps each planned control is held for (move blocking).
+    pub hold: usize,
     /// The cost when it is a `loss` item (minimised after the last planned step).
     pub loss: Option<String>,
     /// The cost when it is a `reward` item (maximised, summed over the planned steps).

@@ -43,6 +43,10 @@ pub struct PlannerConfig {
     pub maximise: bool,
     /// Steps planned.
     pub horizon: usize,
+    /// Steps each planned control is held for (move blocking): the plan has
+    /// `ceil(horizon / hold)` controls of each kind, fewer variables and
+    /// fewer rollouts per Newton iteration.
+    pub hold: usize,
     /// Newton iterations (Hessian evaluations) per plan, at most.
     pub iters: usize,
     /// Indices of the model's params whose derivatives the plan reports (the learned ones).
@@ -65,6 +69,7 @@ impl PlannerConfig {
         };
         let mut config = PlannerConfig::new(objective, p.horizon, p.iters);
         config.learn = p.learn.clone();
+        config.hold = p.hold;
         config
     }
 
@@ -75,6 +80,7 @@ impl PlannerConfig {
             maximise: objective.reward.is_some() && objective.loss.is_none(),
             objective,
             horizon,
+            hold: 1,
             iters,
             learn: vec![],
             tol: 1e-9,
@@ -150,9 +156,9 @@ impl<'s> Planner<'s> {
         envs: usize,
     ) -> Result<Planner<'s>, NameError> {
         let m = scene.model();
-        if config.horizon == 0 || config.iters == 0 {
+        if config.horizon == 0 || config.iters == 0 || config.hold == 0 {
             return Err(NameError(
-                "a plan needs a horizon and iterations of at least 1".into(),
+                "a plan needs a horizon, iterations and a hold of at least 1".into(),
             ));
         }
         if m.controls.is_empty() {
@@ -213,7 +219,7 @@ impl<'s> Planner<'s> {
     /// Zero controls in the unconstrained variables.
     fn cold(&self) -> Vec<f64> {
         let z: Vec<f64> = self.maps.iter().map(|m| m.inverse(0.0)).collect();
-        z.repeat(self.config.horizon)
+        z.repeat(self.blocks())
     }
 
     /// Plans from each environment's state (`states[env]`), leaving each
@@ -307,10 +313,16 @@ impl<'s> Planner<'s> {
                 )
             })
             .collect();
+        // Each held control starts from the plan's control one step later
+        // (the last repeated).
+        let (hold, blocks) = (self.config.hold, self.blocks());
         for (w, ze) in self.warm.iter_mut().zip(&z) {
-            let mut shifted = ze[nc..].to_vec();
-            shifted.extend_from_slice(&ze[ze.len() - nc..]);
-            *w = shifted;
+            *w = (0..blocks)
+                .flat_map(|b| {
+                    let from = ((b * hold + 1) / hold).min(blocks - 1);
+                    ze[from * nc..(from + 1) * nc].to_vec()
+                })
+                .collect();
         }
         Ok(plans)
     }
@@ -336,13 +348,16 @@ impl<'s> Planner<'s> {
         let (p, dofs) = (self.config.learn.len(), self.scene.dofs());
         let mut schedule = vec![vec![0.0; nc]; self.config.horizon];
         let (mut d_params, mut d_x0, mut d_v0) = (vec![], vec![], vec![]);
-        for (k, &zk) in z.iter().enumerate() {
-            let (u, du) = self.maps[k % nc].value(zk);
-            schedule[k / nc][k % nc] = u;
-            let row = |range: std::ops::Range<usize>| range.map(|j| du * dz[(k, j)]).collect();
-            d_params.push(row(0..p));
-            d_x0.push(row(p..p + dofs));
-            d_v0.push(row(p + dofs..p + 2 * dofs));
+        for t in 0..self.config.horizon {
+            for c in 0..nc {
+                let k = (t / self.config.hold) * nc + c;
+                let (u, du) = self.maps[c].value(z[k]);
+                schedule[t][c] = u;
+                let row = |range: std::ops::Range<usize>| range.map(|j| du * dz[(k, j)]).collect();
+                d_params.push(row(0..p));
+                d_x0.push(row(p..p + dofs));
+                d_v0.push(row(p + dofs..p + 2 * dofs));
+            }
         }
         Plan {
             schedule,
@@ -360,14 +375,21 @@ impl<'s> Planner<'s> {
     /// The controls `[step][control]` at the unconstrained `z`.
     fn controls(&self, z: &[f64]) -> Vec<Vec<f64>> {
         let nc = self.maps.len();
-        z.chunks(nc)
-            .map(|s| {
-                s.iter()
+        (0..self.config.horizon)
+            .map(|t| {
+                let b = t / self.config.hold;
+                z[b * nc..(b + 1) * nc]
+                    .iter()
                     .zip(&self.maps)
                     .map(|(&zk, m)| m.value(zk).0)
                     .collect()
             })
             .collect()
+    }
+
+    /// Planned controls of each kind: `ceil(horizon / hold)`.
+    fn blocks(&self) -> usize {
+        self.config.horizon.div_ceil(self.config.hold)
     }
 
     /// A batch of the model: one lane per point, each from its environment's
@@ -429,11 +451,16 @@ impl<'s> Planner<'s> {
         // The gradient in z and d/d(theta, x0, v0) at a lane.
         let at = |l: usize| -> (f64, Vec<f64>, Vec<f64>) {
             let zl = &lanes[l].1;
+            // A held control's gradient sums its steps'.
+            let hold = self.config.hold;
             let gz = zl
                 .iter()
                 .enumerate()
                 .map(|(k, &zk)| {
-                    sign * g.controls[k / nc][k % nc][l] * self.maps[k % nc].value(zk).1
+                    let (b, c) = (k / nc, k % nc);
+                    let steps = b * hold..((b + 1) * hold).min(self.config.horizon);
+                    let du: f64 = steps.map(|t| g.controls[t][c][l]).sum();
+                    sign * du * self.maps[c].value(zk).1
                 })
                 .collect();
             let mut other: Vec<f64> = self

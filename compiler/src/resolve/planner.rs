@@ -1,4 +1,4 @@
-//! `policy NAME = trajopt(horizon = H, iters = K, cost = .., learn = [..])`:
+//! `policy NAME = trajopt(horizon = H, iters = K, hold = S, cost = .., learn = [..])`:
 //! a trajectory-optimisation policy ([`Planner`]). Its cost names a
 //! `reward` or a `loss` item declared before it that reads the state or a
 //! control; its learned params are declared params.
@@ -22,6 +22,7 @@ impl Resolver<'_> {
             name: name.name.clone(),
             horizon: 0,
             iters: 5,
+            hold: 1,
             loss: None,
             reward: None,
             learn: vec![],
@@ -53,13 +54,21 @@ impl Resolver<'_> {
                         "Newton iterations per plan",
                     )
                     .map(|k| planner.iters = k),
+                "hold" => self
+                    .count(
+                        &a.value,
+                        "the hold",
+                        MAX_HORIZON,
+                        "steps each planned control is held for",
+                    )
+                    .map(|k| planner.hold = k),
                 "cost" => {
                     has_cost = true;
                     self.cost(&a.value, &mut planner)
                 }
                 "learn" => self.learned(&a.value, &mut planner),
                 other => {
-                    let known = ["horizon", "iters", "cost", "learn"];
+                    let known = ["horizon", "iters", "hold", "cost", "learn"];
                     let help = suggest(other, known.into_iter()).unwrap_or_else(|| USAGE.into());
                     self.err_help(
                         "joule::invalid_value",
@@ -82,6 +91,19 @@ impl Resolver<'_> {
                 value.span,
                 "missing options",
                 USAGE,
+            );
+            return;
+        }
+        if planner.hold > planner.horizon {
+            self.err_help(
+                "joule::invalid_value",
+                format!(
+                    "a plan's hold ({}) is longer than its horizon ({})",
+                    planner.hold, planner.horizon
+                ),
+                value.span,
+                "holds past the horizon",
+                "hold each control for at most the horizon's steps, e.g. `horizon = 40, hold = 2`",
             );
             return;
         }
