@@ -616,3 +616,28 @@ fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
     assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
     assert!(v["return"].as_f64().unwrap() > -1e-10, "{v}");
 }
+
+/// A planner built from the library checks its settings before any work:
+/// no horizon, iteration or hold of 0, at most 2000 variables, learned
+/// params that exist.
+#[test]
+fn planner_settings_are_checked_before_planning() {
+    let scene = scene("lqr");
+    let make = |horizon: usize, iters: usize, hold: usize, learn: Vec<usize>| {
+        let mut c = PlannerConfig::new(Objective::reward("cost"), horizon, iters);
+        c.hold = hold;
+        c.learn = learn;
+        Planner::new(&scene, c, 1).err().map(|e| e.0)
+    };
+    assert!(make(0, 4, 1, vec![]).is_some());
+    assert!(make(10, 0, 1, vec![]).is_some());
+    assert!(make(10, 4, 0, vec![]).is_some());
+    assert!(make(3000, 4, 1, vec![])
+        .expect("refused")
+        .contains("3000 variables"));
+    assert!(
+        make(3000, 4, 2, vec![]).is_none(),
+        "1500 held controls plan"
+    );
+    assert!(make(10, 4, 1, vec![99]).expect("refused").contains("99"));
+}

@@ -828,6 +828,11 @@ pub struct Policy {
     pub init: Init,
 }
 
+/// Most variables of a plan (held controls x controls): each Newton
+/// iteration runs twice as many rollouts and factors a dense matrix of
+/// their square.
+pub const MAX_PLAN_VARIABLES: usize = 2000;
+
 /// A trajectory-optimisation policy (`policy NAME = trajopt(..)`): from
 /// each environment's state it plans every control of the next `horizon`
 /// steps by minimising its cost on its own copy of the scene (the model),

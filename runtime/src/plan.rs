@@ -164,6 +164,13 @@ impl<'s> Planner<'s> {
         if m.controls.is_empty() {
             return Err(NameError("the model has no controls to plan".into()));
         }
+        let variables = config.horizon.div_ceil(config.hold) * m.controls.len();
+        if variables > joule_compiler::model::MAX_PLAN_VARIABLES {
+            return Err(NameError(format!(
+                "a plan of {variables} variables (at most {}): shorten the horizon or hold each control longer",
+                joule_compiler::model::MAX_PLAN_VARIABLES
+            )));
+        }
         if let Some(&i) = config.learn.iter().find(|&&i| i >= m.params.len()) {
             return Err(NameError(format!("no param number {i} in the model")));
         }

@@ -5,7 +5,7 @@
 
 use super::eval::Ctx;
 use super::*;
-use crate::model::{Input, ObjectiveKind};
+use crate::model::{Input, ObjectiveKind, MAX_PLAN_VARIABLES as MAX_VARIABLES};
 
 /// How a `trajopt` policy is written, for hints.
 const USAGE: &str = "write `policy NAME = trajopt(horizon = 30, iters = 5, cost = REWARD_OR_LOSS, learn = [PARAM, ...])`";
@@ -114,6 +114,19 @@ impl Resolver<'_> {
                 value.span,
                 "nothing to plan",
                 "declare the controls it sets, e.g. `control u in -1..1`, before the policy",
+            );
+            return;
+        }
+        let variables = planner.horizon.div_ceil(planner.hold) * self.model.controls.len();
+        if variables > MAX_VARIABLES {
+            self.err_help(
+                "joule::too_large",
+                format!("a plan of {variables} variables (at most {MAX_VARIABLES})"),
+                value.span,
+                "too many planned controls",
+                format!(
+                    "each Newton iteration runs 2 x {variables} + 1 rollouts and factors a {variables} x {variables} matrix: shorten the horizon or hold each control longer (`hold = S`)"
+                ),
             );
             return;
         }
