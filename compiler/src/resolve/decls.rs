@@ -1589,25 +1589,19 @@ impl Resolver<'_> {
                         match found {
                             Some(i) => policy.inputs.push(i),
                             None => {
-                                let names: Vec<&str> = self
+                                let names: Vec<String> = self
                                     .model
                                     .objectives
                                     .iter()
                                     .filter(|o| o.kind == ObjectiveKind::Observe)
-                                    .map(|o| o.name.as_str())
+                                    .map(|o| o.name.clone())
                                     .collect();
-                                let help = suggest(&self.snippet(it.span), names.iter().copied()).unwrap_or_else(|| "policy inputs are names of `observe` items declared before the policy".into());
-                                self.error(
-                                    Diagnostic::error(
-                                        "joule::unknown_name",
-                                        format!(
-                                            "`{}` is not an observation",
-                                            self.snippet(it.span)
-                                        ),
-                                        it.span,
-                                        "not an `observe` item",
-                                    )
-                                    .with_help(help),
+                                self.not_one_of(
+                                    it.span,
+                                    "an observation",
+                                    "not an `observe` item",
+                                    &names,
+                                    "policy inputs are names of `observe` items declared before the policy",
                                 );
                                 return;
                             }

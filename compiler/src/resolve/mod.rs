@@ -307,6 +307,29 @@ impl Resolver<'_> {
             .push(Diagnostic::error(code, msg, span, label).with_help(help));
     }
 
+    /// `joule::unknown_name` at `span`, whose text is not one of `names`:
+    /// "`TEXT` is not WHAT", labelled `label`, the closest of `names` as the
+    /// hint (else `fallback`).
+    fn not_one_of(
+        &mut self,
+        span: Span,
+        what: &str,
+        label: &str,
+        names: &[String],
+        fallback: &str,
+    ) {
+        let text = self.snippet(span);
+        let help =
+            suggest(&text, names.iter().map(String::as_str)).unwrap_or_else(|| fallback.into());
+        self.err_help(
+            "joule::unknown_name",
+            format!("`{text}` is not {what}"),
+            span,
+            label,
+            help,
+        );
+    }
+
     /// Registers a global name; a duplicate is an error pointing at both.
     fn define(&mut self, name: &Ident, g: Global) -> bool {
         let shadows_prelude = self.globals.get(&name.name).is_some_and(|(_, s)| {

@@ -167,22 +167,19 @@ impl Resolver<'_> {
             _ => None,
         };
         let Some(o) = found else {
-            let names: Vec<&str> = self
+            let names: Vec<String> = self
                 .model
                 .objectives
                 .iter()
                 .filter(|o| matches!(o.kind, ObjectiveKind::Reward | ObjectiveKind::Loss))
-                .map(|o| o.name.as_str())
+                .map(|o| o.name.clone())
                 .collect();
-            let help = suggest(&self.snippet(e.span), names.iter().copied()).unwrap_or_else(|| {
-                "a plan's cost is one `reward` item (maximised) or one `loss` item (minimised) declared before the policy; sum several terms in one item".into()
-            });
-            self.err_help(
-                "joule::unknown_name",
-                format!("`{}` is not a reward or a loss", self.snippet(e.span)),
+            self.not_one_of(
                 e.span,
+                "a reward or a loss",
                 "not a `reward` or `loss` item",
-                help,
+                &names,
+                "a plan's cost is one `reward` item (maximised) or one `loss` item (minimised) declared before the policy; sum several terms in one item",
             );
             return None;
         };
@@ -229,15 +226,13 @@ impl Resolver<'_> {
                 _ => None,
             };
             let Some(i) = found else {
-                let names: Vec<&str> = self.model.params.iter().map(|p| p.name.as_str()).collect();
-                let help = suggest(&self.snippet(it.span), names.iter().copied())
-                    .unwrap_or_else(|| "a plan learns `param`s declared before the policy (its cost's weights and targets, its model's masses and lengths)".into());
-                self.err_help(
-                    "joule::unknown_name",
-                    format!("`{}` is not a param", self.snippet(it.span)),
+                let names: Vec<String> = self.model.params.iter().map(|p| p.name.clone()).collect();
+                self.not_one_of(
                     it.span,
+                    "a param",
                     "not a `param`",
-                    help,
+                    &names,
+                    "a plan learns `param`s declared before the policy (its cost's weights and targets, its model's masses and lengths)",
                 );
                 return None;
             };
