@@ -151,24 +151,14 @@ pub fn planner_spec<'m>(
     scene: &'m Scene,
     name: Option<&str>,
 ) -> Result<&'m joule_compiler::model::Planner, String> {
-    let all = &scene.model().planners;
-    match name {
-        Some(n) => all.iter().find(|p| p.name == n).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-            format!(
-                "no `trajopt` policy named `{n}` (the scene has: {})",
-                names.join(", ")
-            )
-        }),
-        None => match all.as_slice() {
-            [one] => Ok(one),
-            [] => Err("the scene has no `trajopt` policy".into()),
-            _ => Err(format!(
-                "the scene has {} trajopt policies; choose one by name",
-                all.len()
-            )),
-        },
-    }
+    crate::policy::by_name(
+        &scene.model().planners,
+        name,
+        |p| &p.name,
+        "`trajopt` policy",
+        "the scene has no `trajopt` policy",
+        "trajopt policies; choose one by name",
+    )
 }
 
 impl<'s> PlanTrainer<'s> {

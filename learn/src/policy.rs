@@ -69,19 +69,39 @@ pub fn spec<'m>(
     scene: &'m Scene,
     name: Option<&str>,
 ) -> std::result::Result<&'m PolicySpec, String> {
-    let all = &scene.model().policies;
+    by_name(
+        &scene.model().policies,
+        name,
+        |p| &p.name,
+        "policy",
+        "the scene has no `policy` item; add one, e.g. `policy actor = mlp(inputs = [obs], outputs = u, hidden = [64, 64], activation = tanh)`",
+        "policies; choose one with --policy NAME",
+    )
+}
+
+/// The item of `all` called `name` (`name_of`), or the only one when `name`
+/// is `None`: `what` names the kind in "no WHAT named ..", `none` is the
+/// error for an empty list, `many` follows the count when there are several.
+pub(crate) fn by_name<'m, T>(
+    all: &'m [T],
+    name: Option<&str>,
+    name_of: impl Fn(&T) -> &str,
+    what: &str,
+    none: &str,
+    many: &str,
+) -> std::result::Result<&'m T, String> {
     match name {
-        Some(n) => all.iter().find(|p| p.name == n).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-            format!("no policy named `{n}` (the scene has: {})", names.join(", "))
+        Some(n) => all.iter().find(|p| name_of(p) == n).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(&name_of).collect();
+            format!(
+                "no {what} named `{n}` (the scene has: {})",
+                names.join(", ")
+            )
         }),
-        None => match all.as_slice() {
+        None => match all {
             [one] => Ok(one),
-            [] => Err("the scene has no `policy` item; add one, e.g. `policy actor = mlp(inputs = [obs], outputs = u, hidden = [64, 64], activation = tanh)`".into()),
-            _ => Err(format!(
-                "the scene has {} policies; choose one with --policy NAME",
-                all.len()
-            )),
+            [] => Err(none.into()),
+            _ => Err(format!("the scene has {} {many}", all.len())),
         },
     }
 }
