@@ -295,8 +295,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             )
         })
         .transpose()?;
-    // Plans made, Newton iterations over them, plans that ran out of iterations.
-    let mut planned = (0usize, 0usize, 0usize);
+    let mut planned = joule_learn::planning::PlanStats::default();
     let mut controls = scene.default_controls(batch);
     let mut viewer = html
         .as_ref()
@@ -373,19 +372,8 @@ pub fn run(a: RunArgs) -> Result<()> {
             sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
         }
         if let Some(p) = &mut planner {
-            let states: Vec<_> = (0..batch)
-                .map(|e| (sim.positions(e), sim.velocities(e)))
-                .collect();
-            let plans = p.plan(&states).map_err(|e| miette!("{e}"))?;
-            for (e, pl) in plans.iter().enumerate() {
-                for (k, u) in pl.first().iter().enumerate() {
-                    controls[k][e] = *u;
-                }
-                planned.0 += 1;
-                planned.1 += pl.iterations;
-                planned.2 += usize::from(!pl.converged);
-            }
-            sim.set_controls(&controls).map_err(|e| miette!("{e}"))?;
+            let plans = p.act(&mut sim).map_err(|e| miette!("{e}"))?;
+            plans.iter().for_each(|pl| planned.add(pl));
         }
         sim.step();
         progress.inc();
@@ -490,7 +478,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
         if a.planner.is_some() {
             obj["planner"] = json!({
-                "plans": planned.0, "iterations": planned.1, "not_converged": planned.2,
+                "plans": planned.plans, "iterations": planned.iterations, "not_converged": planned.not_converged,
             });
         }
         println!("{obj}");
@@ -536,9 +524,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         if a.planner.is_some() {
             println!(
                 "  planner: {} plans, {:.2} Newton iterations per plan, {} out of iterations",
-                planned.0,
-                planned.1 as f64 / planned.0.max(1) as f64,
-                planned.2
+                planned.plans,
+                planned.iterations as f64 / planned.plans.max(1) as f64,
+                planned.not_converged
             );
         }
         println!("  compile {compile_ms:.1} ms, run {run_ms:.1} ms, {env_steps:.0} env-steps/s");

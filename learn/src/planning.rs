@@ -26,7 +26,7 @@
 use crate::curve::Point;
 use crate::fused::adam_step;
 use joule_runtime::optimize::Map;
-use joule_runtime::plan::{Planner, PlannerConfig};
+use joule_runtime::plan::{Plan, Planner, PlannerConfig};
 use joule_runtime::{Event, Scene, Sim};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -104,6 +104,15 @@ pub struct PlanStats {
     pub iterations: usize,
     /// Plans that ran out of iterations (their derivatives truncated).
     pub not_converged: usize,
+}
+
+impl PlanStats {
+    /// Counts one plan.
+    pub fn add(&mut self, plan: &Plan) {
+        self.plans += 1;
+        self.iterations += plan.iterations;
+        self.not_converged += usize::from(!plan.converged);
+    }
 }
 
 /// One iteration's episodes.
@@ -307,20 +316,8 @@ impl<'s> PlanTrainer<'s> {
         let mut outputs: Vec<Vec<Vec<f64>>> = Vec::with_capacity(steps);
         let events_before = self.sim.events.len();
         for _ in 0..steps {
-            let states: Vec<_> = (0..batch)
-                .map(|e| (self.sim.positions(e), self.sim.velocities(e)))
-                .collect();
-            let made = self.planner.plan(&states).map_err(|e| e.0)?;
-            let mut controls = vec![vec![0.0; batch]; nc];
-            for (e, plan) in made.iter().enumerate() {
-                for (row, &u) in controls.iter_mut().zip(plan.first()) {
-                    row[e] = u;
-                }
-                stats.plans += 1;
-                stats.iterations += plan.iterations;
-                stats.not_converged += usize::from(!plan.converged);
-            }
-            self.sim.set_controls(&controls).map_err(|e| e.0)?;
+            let made = self.planner.act(&mut self.sim).map_err(|e| e.0)?;
+            made.iter().for_each(|plan| stats.add(plan));
             self.sim.step_taped(&mut tape);
             let out = self.sim.outputs();
             let t = outputs.len();

@@ -229,6 +229,23 @@ impl<'s> Planner<'s> {
         z.repeat(self.blocks())
     }
 
+    /// Plans from the state of each of `sim`'s environments and sets the
+    /// plans' first controls there (what the policy does before a step).
+    pub fn act(&mut self, sim: &mut Sim) -> Result<Vec<Plan>, NameError> {
+        let states: Vec<State> = (0..sim.batch())
+            .map(|e| (sim.positions(e), sim.velocities(e)))
+            .collect();
+        let plans = self.plan(&states)?;
+        let mut controls = vec![vec![0.0; states.len()]; self.maps.len()];
+        for (e, plan) in plans.iter().enumerate() {
+            for (row, &u) in controls.iter_mut().zip(plan.first()) {
+                row[e] = u;
+            }
+        }
+        sim.set_controls(&controls)?;
+        Ok(plans)
+    }
+
     /// Plans from each environment's state (`states[env]`), leaving each
     /// warm start at its plan shifted by one step (its last control repeated).
     pub fn plan(&mut self, states: &[State]) -> Result<Vec<Plan>, NameError> {
