@@ -87,6 +87,8 @@ pub struct TrainPlan<'a> {
     pub checkpoint: Option<&'a Path>,
     pub every: usize,
     pub resume: Option<&'a Path>,
+    /// `--batch` as given (a resumed run must not change it).
+    pub batch: Option<usize>,
     pub outputs: &'a Outputs,
 }
 
@@ -104,13 +106,15 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     let mut trainer = match t.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
-            PlanTrainer::resume(scene, &bytes).map_err(|e| {
+            let trainer = PlanTrainer::resume(scene, &bytes).map_err(|e| {
                 miette!(
                     help = "resume with the scene the checkpoint was trained on",
                     "cannot resume from `{}`: {e}",
                     path.display()
                 )
-            })?
+            })?;
+            crate::train::resumed_batch(t.batch, path, trainer.config().batch)?;
+            trainer
         }
         None => PlanTrainer::new(scene, t.config).map_err(|e| {
             miette!(

@@ -326,17 +326,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
                     path.display()
                 )
             })?;
-            match a.batch {
-                Some(b) if b.max(1) != trainer.config.batch => {
-                    return Err(miette!(
-                        help = "drop `--batch` to continue the run, or start a new run without `--resume`",
-                        "`--batch {b}` differs from the batch of `{}` ({}): a resumed run keeps its batch",
-                        path.display(),
-                        trainer.config.batch
-                    ));
-                }
-                _ => trainer,
-            }
+            resumed_batch(a.batch, path, trainer.config.batch)?;
+            trainer
         }
         None => Trainer::new(&scene, config).map_err(learn_error)?,
     };
@@ -385,6 +376,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     )
 }
 
+/// A resumed run keeps its checkpoint's batch (`kept`): a `--batch` flag
+/// other than it is an error.
+pub(crate) fn resumed_batch(flag: Option<usize>, path: &Path, kept: usize) -> Result<()> {
+    match flag {
+        Some(b) if b.max(1) != kept => Err(miette!(
+            help = "drop `--batch` to continue the run, or start a new run without `--resume`",
+            "`--batch {b}` differs from the batch of `{}` ({kept}): a resumed run keeps its batch",
+            path.display(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `trajopt` policy a run trains: the one `--policy` names, or the
 /// scene's only policy when that is a planner.
 fn planner_policy<'m>(scene: &'m Scene, policy: Option<&str>) -> Option<&'m str> {
@@ -427,6 +431,7 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
             checkpoint: a.checkpoint.as_deref(),
             every: a.every,
             resume: a.resume.as_deref(),
+            batch: a.batch,
             outputs: &a.outputs,
         },
     )
@@ -472,6 +477,7 @@ fn imitate_planner(
             checkpoint: None,
             every: 0,
             resume: None,
+            batch: None,
             outputs: &a.outputs,
         },
     )

@@ -535,6 +535,22 @@ fn joule_train_learns_a_planners_params() {
         read(&resumed),
         "a resumed run is the straight one"
     );
+    // A resumed run keeps its batch.
+    let o = common::joule(&[
+        "train",
+        "tests/plan/swing.joule",
+        "--reward",
+        "lift",
+        "--algo",
+        "apg",
+        "--iters",
+        "3",
+        "--batch",
+        "3",
+        "--resume",
+        &ck,
+    ]);
+    common::fails_with_hint(&o, "a resumed run keeps its batch");
     // The learned params drive a run.
     let o = common::joule(&[
         "run",
