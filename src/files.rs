@@ -15,6 +15,10 @@ pub const STATE_X: &str = "state.x";
 /// See [`STATE_X`].
 pub const STATE_V: &str = "state.v";
 
+/// Array name of the controls each step applied in an `.npz` trajectory:
+/// shape (steps, environments, controls), the scene's controls in order.
+pub const CONTROLS: &str = "control.applied";
+
 /// Every environment's free DOFs at one step: positions and velocities, `[env][dof]`.
 pub type States = (Vec<Vec<f64>>, Vec<Vec<f64>>);
 
@@ -167,7 +171,8 @@ fn columns(o: &OutputInfo) -> Vec<String> {
 
 /// Writes a trajectory, in the format its extension names: `history` holds
 /// the outputs at every step (`[step][row][env]`, rows as in `outputs`),
-/// `states` the free DOFs at every step (`.npz` only; empty: not recorded).
+/// `states` the free DOFs at every step and `applied` the controls of every
+/// step, environment-major (`.npz` only; empty: not recorded).
 /// CSV and `.npy` have one column per output component, observations first,
 /// then losses, then rewards; an `.npz` has one array per output.
 #[allow(clippy::needless_range_loop)] // rows are [output][env]; loops read env-major
@@ -176,6 +181,7 @@ pub fn write_trajectory(
     outputs: &[OutputInfo],
     history: &[Vec<Vec<f64>>],
     states: &[States],
+    applied: &[Vec<f64>],
     dt: f64,
     batch: usize,
 ) -> Result<()> {
@@ -270,6 +276,14 @@ pub fn write_trajectory(
                 let mut vs = states.iter().flat_map(|(_, v)| v.iter().flatten().copied());
                 array(STATE_V, &shape, &mut vs)?;
             }
+            if let Some(first) = applied.first().filter(|u| !u.is_empty()) {
+                let shape = [
+                    applied.len() as u64,
+                    batch as u64,
+                    (first.len() / batch) as u64,
+                ];
+                array(CONTROLS, &shape, &mut applied.iter().flatten().copied())?;
+            }
             zip.finish().map_err(std::io::Error::other)?;
             Ok(())
         }),
@@ -337,4 +351,42 @@ pub fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
         )));
     }
     Ok((shape, data))
+}
+
+/// Environment 0's free DOFs at every step of a recording (a demonstration)
+/// made with `joule run --out FILE.npz --state`.
+pub fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let read = |name: &str| {
+        read_npz(path, name).map_err(|e| {
+            if !e.to_string().contains("has no array") {
+                return e; // unreadable or damaged: its own error
+            }
+            miette!(
+                help = "record it with `joule run SCENE --out rec.npz --state`",
+                "`--window` starts from the recording's states, and `{}` has no `{name}`",
+                path.display()
+            )
+        })
+    };
+    let (shape, x) = read(STATE_X)?;
+    let (shape_v, v) = read(STATE_V)?;
+    let [steps, envs, n] = shape[..] else {
+        return Err(miette!(
+            "`{}` is not a [steps][environments][DOFs] array",
+            STATE_X
+        ));
+    };
+    let (steps, envs, n) = (steps as usize, envs as usize, n as usize);
+    if n != dofs || shape_v != shape || envs == 0 {
+        return Err(miette!(
+            help = "record it from this scene",
+            "the recorded states have {n} DOFs in {envs} environments; the scene has {dofs}"
+        ));
+    }
+    Ok((0..steps)
+        .map(|s| {
+            let at = s * envs * n;
+            (x[at..at + n].to_vec(), v[at..at + n].to_vec())
+        })
+        .collect())
 }

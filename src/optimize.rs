@@ -4,11 +4,11 @@
 //! by `--out`, read back by `joule run --controls`).
 
 use crate::args::{check_params, ThreadsArg};
-use crate::files::{read_file, write_atomically};
+use crate::files::{read_file, write_atomically, CONTROLS};
 use crate::load::{self, apply_params};
 use crate::progress::Progress;
 use clap::ValueEnum;
-use joule_runtime::optimize::{evaluate, mpc, Method, Problem, Solution};
+use joule_runtime::optimize::{evaluate, mpc, Method, Problem, Solution, Window};
 use joule_runtime::{Objective, Scene};
 use miette::{miette, Result};
 use npyz::WriterBuilder;
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// Optimise controls (trajectory optimisation, MPC) or fit parameters through the simulator.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/pendulum.joule --loss miss --wrt g --curve curve.csv && joule plot curve.csv -o curve.png"
+    after_help = "Examples:\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --steps 60 --optimizer lbfgs\n  joule optimize scenes/reacher.joule --loss distance --wrt controls --mpc --horizon 20 --steps 60\n  joule run scenes/spring_chain.joule --steps 100 --param EA=3000 --out rec.npz\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --wrt EA        # identify EA\n  joule optimize scenes/spring_chain.joule --match tip=rec.npz --chamfer --wrt EA   # imitate (ILD)\n  joule optimize scenes/cartpole_planner.joule --match tip=rec.npz --controls rec.npz --wrt m_pole   # replay its controls\n  joule optimize scenes/pendulum.joule --loss miss --wrt g --curve curve.csv && joule plot curve.csv -o curve.png"
 )]
 pub struct OptimizeArgs {
     /// The scene file.
@@ -47,6 +47,20 @@ pub struct OptimizeArgs {
     /// What to optimise: `controls` (one per step) and/or parameter names, comma-separated.
     #[arg(long, required = true)]
     wrt: String,
+    /// The controls of every step: a plan (`joule optimize --out`, `.csv` or
+    /// `.npy`) or the controls a recording applied (`joule run --out
+    /// FILE.npz`, environment 0), replayed while parameters are fitted (the
+    /// start with `--wrt controls`).
+    #[arg(long, value_name = "PLAN", conflicts_with = "mpc")]
+    controls: Option<PathBuf>,
+    /// With `--match`: multiple shooting. Cut the recording into windows of
+    /// H steps, each started from its recorded state (`joule run --out
+    /// FILE.npz --state`) and driven by its recorded controls (`--controls`),
+    /// and fit the parameters to all of them at once: what identifies a
+    /// model from a long recording whose simulation from the first state
+    /// alone drifts away (chaos, contact).
+    #[arg(long, value_name = "H", requires = "track", conflicts_with_all = ["chamfer", "mpc"])]
+    window: Option<usize>,
     /// Iterations (with `--mpc`: per step).
     #[arg(long, default_value_t = 50)]
     iters: usize,
@@ -137,6 +151,11 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
             })?;
             problem.wrt_params.push(i);
         }
+    }
+    match (o.window, &o.controls) {
+        (Some(h), controls) => problem.windows = windows(&scene, &o, h, controls.as_deref())?,
+        (None, Some(path)) => problem.schedule = read_plan(path, &scene, steps)?,
+        (None, None) => {}
     }
     if let Some(h) = o.mpc() {
         if h == 0 || !problem.wrt_params.is_empty() || !problem.wrt_controls {
@@ -239,8 +258,30 @@ fn objective(
                 ));
             }
             let recorded = shape[0] as usize - 1;
-            let steps = if steps_given { steps } else { recorded };
             let (batch, len) = (shape[1] as usize, info.len);
+            if let Some(h) = o.window {
+                if h == 0 || h > recorded || steps_given {
+                    return Err(miette!(
+                        help = format!("give `--window H` with 1 <= H <= {recorded} (the recording's steps), and no `--steps`"),
+                        "cannot cut `{file}` ({recorded} steps) into windows of {h} steps"
+                    ));
+                }
+                // Window k covers steps k h + 1 ..= (k + 1) h of environment 0.
+                let windows = recorded / h;
+                let targets = (0..h)
+                    .map(|t| {
+                        (0..len)
+                            .map(|c| {
+                                (0..windows)
+                                    .map(|k| data[((k * h + t + 1) * batch) * len + c])
+                                    .collect()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                return Ok((Objective::track(output, targets), h));
+            }
+            let steps = if steps_given { steps } else { recorded };
             // Environment 0 of the recording; row t + 1 is the state after step t + 1.
             let row = |t: usize| -> Vec<Vec<f64>> {
                 (0..len)
@@ -266,6 +307,52 @@ fn objective(
         }
         _ => Err(miette!("give one of `--loss`, `--reward` and `--match`")),
     }
+}
+
+/// `--window H`: the recording (`--match`'s file) cut into windows of `h`
+/// steps, each from its recorded state, with its stretch of the controls
+/// (`controls`; zeros without).
+fn windows(
+    scene: &Scene,
+    o: &OptimizeArgs,
+    h: usize,
+    controls: Option<&Path>,
+) -> Result<Vec<Window>> {
+    let file = o
+        .track
+        .as_deref()
+        .and_then(|t| t.split_once('='))
+        .map(|t| t.1);
+    let file = Path::new(file.expect("--window requires a checked --match"));
+    let states = crate::files::read_states(file, scene.dofs())?;
+    let recorded = states.len().saturating_sub(1);
+    if recorded < h {
+        return Err(miette!(
+            help = "record it with `joule run SCENE --out rec.npz --state`",
+            "`{}` records the states of {recorded} steps, fewer than a window's {h}",
+            file.display()
+        ));
+    }
+    let nc = scene.model().controls.len();
+    let schedule = match controls {
+        Some(path) => read_plan(path, scene, recorded)?,
+        None if nc == 0 => vec![vec![]; recorded],
+        None => {
+            return Err(miette!(
+                help = format!(
+                    "replay the recording's controls: `--controls {}`",
+                    file.display()
+                ),
+                "the windows would run with zero controls, and the scene has {nc}"
+            ))
+        }
+    };
+    Ok((0..recorded / h)
+        .map(|k| Window {
+            state: states[k * h].clone(),
+            schedule: schedule[k * h..(k + 1) * h].to_vec(),
+        })
+        .collect())
 }
 
 /// Writes a control plan, `[step][control]`: `.csv` (a `step` column, then one
@@ -337,13 +424,14 @@ pub fn load_plan(path: &Path, scene: &Scene) -> Result<Vec<Vec<f64>>> {
             "cannot replay `{file}`: the scene has no controls"
         ));
     }
-    let bytes = read_file(path, "give a plan written by `joule optimize --out`")?;
+    let read = || read_file(path, "give a plan written by `joule optimize --out`");
     let plan = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "csv" => plan_csv(&bytes, &names, path)?,
-        "npy" => plan_npy(&bytes, names.len(), path)?,
+        "csv" => plan_csv(&read()?, &names, path)?,
+        "npy" => plan_npy(&read()?, names.len(), path)?,
+        "npz" => plan_npz(path, names.len())?,
         other => {
             return Err(miette!(
-                help = "give `--controls FILE.csv` or `FILE.npy`, as `joule optimize --out` writes",
+                help = "give `--controls FILE.csv` or `FILE.npy`, as `joule optimize --out` writes, or a recording `joule run --out FILE.npz` wrote",
                 "unknown plan format `.{other}`"
             ))
         }
@@ -434,6 +522,24 @@ fn plan_npy(bytes: &[u8], controls: usize, path: &Path) -> Result<Vec<Vec<f64>>>
         .into_vec()
         .map_err(|e| bad(format!("not f64 values ({e})")))?;
     Ok(data.chunks(controls).map(<[f64]>::to_vec).collect())
+}
+
+/// The controls a recording applied (`joule run --out FILE.npz`), in its
+/// environment 0: the environment `--match` compares with.
+fn plan_npz(path: &Path, controls: usize) -> Result<Vec<Vec<f64>>> {
+    let (shape, data) = crate::files::read_npz(path, CONTROLS)?;
+    if shape.len() != 3 || shape[2] as usize != controls || shape[1] == 0 {
+        return Err(miette!(
+            help = format!("`joule run --out FILE.npz` records `{CONTROLS}` as (steps, environments, controls), here {controls} controls"),
+            "`{}`: `{CONTROLS}` has shape {shape:?}",
+            path.display()
+        ));
+    }
+    let batch = shape[1] as usize;
+    Ok(data
+        .chunks(batch * controls)
+        .map(|step| step[..controls].to_vec())
+        .collect())
 }
 
 /// Prints the result (text or `--json`); `evaluations` counts rollouts with

@@ -15,11 +15,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The scene's `trajopt` policy `name`, planning for `batch` environments
-/// on the scene with the declared params, then a trained planner's
-/// (`learned`: a file `joule train` wrote), then `params` (NAME=VALUE).
+/// on a model with the world's params (`world`: the run's `--param`
+/// overrides, checked), then a trained planner's (`learned`: a file `joule
+/// train` wrote), then `params` (NAME=VALUE): as `joule train` starts it.
 pub fn planner<'s>(
     scene: &'s Scene,
     name: &str,
+    world: &[(String, f64)],
     learned: Option<&Path>,
     params: &[String],
     batch: usize,
@@ -40,6 +42,7 @@ pub fn planner<'s>(
             planner.set_param(i.expect("a checked param"), v);
         }
     };
+    set(world.to_vec());
     if let Some(path) = learned {
         set(read_learned(scene, name, path)?);
     }

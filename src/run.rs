@@ -41,17 +41,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "P.safetensors")]
     policy: Option<PathBuf>,
     /// Drive the scene's controls by a plan, the same in every environment: one row
-    /// per step, as `joule optimize --out` writes it (`.csv` or `.npy`).
+    /// per step, as `joule optimize --out` writes it (`.csv` or `.npy`), or
+    /// the controls a recording's environment 0 applied (`--out FILE.npz`).
     #[arg(long, value_name = "PLAN.csv", conflicts_with = "policy")]
     controls: Option<PathBuf>,
     /// Drive the scene's controls by its `trajopt` policy NAME: every step,
-    /// each environment plans the policy's horizon from its state (on the
-    /// scene with the declared params: `--param` changes the world, not the
-    /// planner's model) and applies the plan's first controls.
+    /// each environment plans the policy's horizon from its state (on a
+    /// model of the world: the scene with the run's `--param`s) and applies
+    /// the plan's first controls.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["policy", "controls"])]
     planner: Option<String>,
     /// A param of the planner's model, NAME=VALUE (repeatable): the model it
-    /// plans on differs from the world there (`--param` sets the world's).
+    /// plans on differs from the world there (`--param` sets both).
     #[arg(
         long = "planner-param",
         value_name = "NAME=VALUE",
@@ -288,6 +289,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             crate::planner::planner(
                 &scene,
                 name,
+                &overrides,
                 a.planner_learned.as_deref(),
                 &a.planner_params,
                 batch,
@@ -353,9 +355,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     } else {
         vec![]
     };
-    // The controls each step applied, environment-major, for the gait.
+    // The controls each step applied, environment-major, for the gait and
+    // an `.npz` recording (`control.applied`).
     let rows = scene.model().controls.len();
-    let mut applied = vec![0.0; if a.gait { batch * rows } else { 0 }];
+    let npz = a
+        .out
+        .as_ref()
+        .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
+    let mut applied = vec![0.0; if a.gait || npz { batch * rows } else { 0 }];
+    let mut applied_history: Vec<Vec<f64>> = vec![];
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     if let Some(v) = &mut viewer {
         v.record(0, &sim);
@@ -405,8 +413,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         if let Some(v) = &mut viewer {
             v.record(step, &sim);
         }
-        if !gaits.is_empty() {
+        if !applied.is_empty() {
             sim.read_controls(&mut applied);
+        }
+        if npz && rows > 0 {
+            applied_history.push(applied.clone());
+        }
+        if !gaits.is_empty() {
             for (e, g) in gaits.iter_mut().enumerate() {
                 g.record(&sim.positions(e), Some(&applied[e * rows..(e + 1) * rows]));
             }
@@ -428,7 +441,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     if let Some(path) = &a.out {
         let dt = scene.model().settings.dt;
-        write_trajectory(path, &outputs, &history, &states, dt, batch)?;
+        write_trajectory(
+            path,
+            &outputs,
+            &history,
+            &states,
+            &applied_history,
+            dt,
+            batch,
+        )?;
     }
     if let (Some(v), Some(h)) = (&viewer, &html) {
         if let Some(page) = &h.path {

@@ -3,7 +3,7 @@
 //! atomic checkpoints and `--resume`.
 
 use crate::args::{SurrogateArg, ThreadsArg};
-use crate::files::{read_file, read_npz, write_atomically, STATE_V, STATE_X};
+use crate::files::{read_file, read_npz, write_atomically};
 use crate::load;
 use crate::plot::{plot, PlotArgs};
 use crate::progress::Progress;
@@ -757,43 +757,6 @@ enum ImitateAlgo {
     Ild,
 }
 
-/// Environment 0's free DOFs at every step of a demonstration recorded with `joule run --state`.
-fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
-    let read = |name: &str| {
-        read_npz(path, name).map_err(|e| {
-            if !e.to_string().contains("has no array") {
-                return e; // unreadable or damaged: its own error
-            }
-            miette!(
-                help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
-                "`--window` starts from the demonstration's states, and `{}` has no `{name}`",
-                path.display()
-            )
-        })
-    };
-    let (shape, x) = read(STATE_X)?;
-    let (shape_v, v) = read(STATE_V)?;
-    let [steps, envs, n] = shape[..] else {
-        return Err(miette!(
-            "`{}` is not a [steps][environments][DOFs] array",
-            STATE_X
-        ));
-    };
-    let (steps, envs, n) = (steps as usize, envs as usize, n as usize);
-    if n != dofs || shape_v != shape || envs == 0 {
-        return Err(miette!(
-            help = "record the demonstration from this scene",
-            "the demonstration's states have {n} DOFs in {envs} environments; the scene has {dofs}"
-        ));
-    }
-    Ok((0..steps)
-        .map(|s| {
-            let at = s * envs * n;
-            (x[at..at + n].to_vec(), v[at..at + n].to_vec())
-        })
-        .collect())
-}
-
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
 pub fn imitate(a: ImitateArgs) -> Result<()> {
     let workers = a.threads.apply();
@@ -820,7 +783,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     }
     let states = match a.window {
         None => vec![],
-        Some(_) => read_states(&a.expert, scene.dofs())?,
+        Some(_) => crate::files::read_states(&a.expert, scene.dofs())?,
     };
     if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
         return imitate_planner(&a, &scene, name, expert, workers);

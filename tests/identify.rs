@@ -646,3 +646,83 @@ fn cli_identifies_a_launch_from_its_recorded_flight() {
     }
     assert!(v["objective"]["end"].as_f64().expect("end") < 1e-10);
 }
+
+/// `joule optimize` on `scene` with these arguments after `--wrt`: its JSON.
+fn optimize_json(args: &[&str]) -> serde_json::Value {
+    let o = joule(&[&["optimize"], args, &["--json"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
+#[test]
+fn cli_identifies_a_driven_cart_pole_by_multiple_shooting() {
+    // 3 s of the cart-pole with a mass halfway up its pole (0.3 kg at the
+    // tip, 0.1 kg at the middle), pushed by a plan: the pole goes round, and
+    // windows of 10 steps from the recorded states, replaying the recorded
+    // pushes, give both masses back from 0.1 and 0.001 kg.
+    let scene = "scenes/cartpole_rod.joule";
+    let plan = temp("push.csv");
+    let rows: String = (0..150)
+        .map(|t| {
+            let t = t as f64;
+            format!("{t},{}\n", 0.7 * (0.15 * t).sin() + 0.3 * (0.71 * t).sin())
+        })
+        .collect();
+    std::fs::write(&plan, format!("step,u\n{rows}")).expect("plan");
+    let rec = temp("driven.npz");
+    let (plan, rec) = (plan.to_str().expect("utf-8"), rec.to_str().expect("utf-8"));
+    let run = |args: &[&str]| -> serde_json::Value {
+        let o = joule(&[&["run", scene, "--steps", "150", "--json"], args].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let recorded = run(&["--controls", plan, "--out", rec, "--state"]);
+    // The recording's applied controls replay it exactly.
+    let replayed = run(&["--controls", rec]);
+    assert_eq!(replayed["observe"]["tip"], recorded["observe"]["tip"]);
+    let track = format!("tip={rec}");
+    let v = optimize_json(&[
+        scene,
+        "--match",
+        &track,
+        "--controls",
+        rec,
+        "--window",
+        "10",
+        "--wrt",
+        "m_pole,m_rod",
+        "--param",
+        "m_pole=0.1",
+        "--param",
+        "m_rod=0.001",
+        "--iters",
+        "80",
+    ]);
+    for (name, truth) in [("m_pole", 0.3), ("m_rod", 0.1)] {
+        let got = v["params"][name].as_f64().expect("a value");
+        assert!(
+            (got - truth).abs() < 1e-8,
+            "{name} recovered {got}, recorded {truth}"
+        );
+    }
+    assert!(v["objective"]["end"].as_f64().expect("end") < 1e-12, "{v}");
+    assert_eq!(v["steps"], 10);
+    // Windows need the recorded states, a length that fits, and the controls.
+    let bare = temp("bare.npz");
+    let bare = bare.to_str().expect("utf-8");
+    run(&["--controls", plan, "--out", bare]);
+    let fit = |file: &str, window: &str, controls: bool| {
+        let track = format!("tip={file}");
+        let mut args = vec![
+            "optimize", scene, "--match", &track, "--window", window, "--wrt", "m_pole",
+        ];
+        if controls {
+            args.extend(["--controls", file]);
+        }
+        joule(&args)
+    };
+    common::fails_with_hint(&fit(bare, "10", true), "has no `state.x`");
+    common::fails_with_hint(&fit(rec, "0", true), "cannot cut");
+    common::fails_with_hint(&fit(rec, "151", true), "cannot cut");
+    common::fails_with_hint(&fit(rec, "10", false), "zero controls");
+}

@@ -3,7 +3,7 @@
 //! from a recorded trajectory, model-predictive control, and the CLI's files
 //! and errors.
 
-use joule::optimize::{evaluate, mpc, optimize, Method, Problem};
+use joule::optimize::{evaluate, mpc, optimize, Method, Problem, Window};
 use joule::{Backend, Objective, Scene};
 use std::path::{Path, PathBuf};
 
@@ -464,4 +464,90 @@ fn cli_refuses_a_recording_with_a_nan() {
         &o,
         "array `position` has a non-finite value (NaN) at flat index 7",
     );
+}
+
+#[test]
+fn windows_sum_the_objectives_of_their_separate_rollouts() {
+    // Multiple shooting: three windows, each from its own state with its own
+    // controls, run as one batch; the objective is the sum of the three
+    // single rollouts, and its gradient in the shared param the sum of theirs.
+    let scene = point_mass();
+    let starts = [
+        (vec![0.1, 0.0, 0.0], vec![0.0, 0.2, 0.0]),
+        (vec![-0.2, 0.3, 0.0], vec![0.1, 0.0, 0.0]),
+        (vec![0.4, -0.1, 0.0], vec![-0.3, 0.1, 0.0]),
+    ];
+    let steps = 12;
+    let schedule = |k: usize| -> Vec<Vec<f64>> {
+        (0..steps)
+            .map(|t| {
+                vec![
+                    ((t + k) as f64 * 0.7).sin(),
+                    ((t * k) as f64 * 0.3).cos() * 0.5,
+                ]
+            })
+            .collect()
+    };
+    let mut batched = Problem::new(&scene, Objective::loss("miss"), steps);
+    batched.params[0] = 1.7;
+    batched.windows = (0..3)
+        .map(|k| Window {
+            state: starts[k].clone(),
+            schedule: schedule(k),
+        })
+        .collect();
+    let single = |k: usize, force: f64| -> f64 {
+        let mut p = Problem::new(&scene, Objective::loss("miss"), steps);
+        p.params[0] = force;
+        p.state = Some(starts[k].clone());
+        p.schedule = schedule(k);
+        evaluate(&scene, &p).expect("rollout")
+    };
+    let sum: f64 = (0..3).map(|k| single(k, 1.7)).sum();
+    let value = evaluate(&scene, &batched).expect("windows");
+    assert!(
+        (value - sum).abs() < 1e-14 * sum.abs().max(1.0),
+        "{value} vs {sum}"
+    );
+    // Identification: every window's positions recorded at force 2.3 (one
+    // simulation each), the force fitted to all of them from 1.7.
+    let recorded: Vec<Vec<Vec<f64>>> = (0..3)
+        .map(|k| {
+            let mut sim = scene.batch(1);
+            sim.set_param("force", 2.3).expect("a param");
+            sim.set_state(0, &starts[k].0, &starts[k].1);
+            (0..steps)
+                .map(|t| {
+                    for (c, u) in schedule(k)[t].iter().enumerate() {
+                        sim.set_control(c, 0, *u);
+                    }
+                    sim.step();
+                    sim.output("position").iter().map(|row| row[0]).collect()
+                })
+                .collect()
+        })
+        .collect();
+    let targets = (0..steps)
+        .map(|t| {
+            (0..3)
+                .map(|c| (0..3).map(|k| recorded[k][t][c]).collect())
+                .collect()
+        })
+        .collect();
+    let mut fit = batched.clone();
+    fit.objective = Objective::track("position", targets);
+    fit.maximise = false;
+    fit.wrt_params = vec![0];
+    let s = optimize(&scene, &fit, Method::Lbfgs, 60).expect("fit");
+    assert!((s.params[0] - 2.3).abs() < 1e-9, "force {}", s.params[0]);
+    assert!(s.value < 1e-20, "{}", s.value);
+    // Windows replay recorded controls: they cannot be optimised.
+    let mut both = batched.clone();
+    both.wrt_controls = true;
+    let err = optimize(&scene, &both, Method::Lbfgs, 1).expect_err("refused");
+    assert!(err.to_string().contains("cannot be optimised"), "{err}");
+    let mut short = batched.clone();
+    short.windows[1].schedule.truncate(5);
+    let err = evaluate(&scene, &short).expect_err("refused");
+    assert!(err.to_string().contains("window 1 holds 5 steps"), "{err}");
 }

@@ -403,6 +403,14 @@ fn joule_run_drives_controls_by_the_planner() {
         "m_arm=3",
     ]);
     assert_ne!(lift(&wrong), lift(&planned));
+    // `--param` sets the world and the model alike (as `joule train` does);
+    // `--planner-param` sets the model apart from the world.
+    let heavy = ["--planner", "plan", "--steps", "25", "--param", "m_arm=3"];
+    let known = run(&heavy);
+    let said = run(&[&heavy[..], &["--planner-param", "m_arm=3"]].concat());
+    assert_eq!(known["reward"], said["reward"]);
+    let unknown = run(&[&heavy[..], &["--planner-param", "m_arm=1"]].concat());
+    assert_ne!(lift(&unknown), lift(&known));
 }
 
 #[test]

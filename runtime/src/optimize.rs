@@ -47,6 +47,22 @@ pub struct Problem {
     pub schedule: Vec<Vec<f64>>,
     /// Initial positions and velocities (default: the scene's).
     pub state: Option<(Vec<f64>, Vec<f64>)>,
+    /// Multiple shooting: when not empty, every evaluation runs these
+    /// windows as one batch (environment `k` is window `k`) with the same
+    /// parameters, and the objective is the sum over them (its targets hold
+    /// one value per window). `state` and `schedule` are then unused, and
+    /// controls cannot be optimised.
+    pub windows: Vec<Window>,
+}
+
+/// One window of multiple shooting: a stretch of a recording, started from
+/// its recorded state and driven by its recorded controls.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Free DOFs' positions and velocities at the window's first step.
+    pub state: (Vec<f64>, Vec<f64>),
+    /// Controls per step, `[step][control]`, at least `steps` of them.
+    pub schedule: Vec<Vec<f64>>,
 }
 
 impl Problem {
@@ -61,6 +77,7 @@ impl Problem {
             wrt_controls: false,
             schedule: vec![],
             state: None,
+            windows: vec![],
         }
     }
 }
@@ -239,7 +256,7 @@ impl<'a, 's> Layout<'a, 's> {
                     return f64::NAN;
                 };
                 let d = match p.wrt_params.get(k) {
-                    Some(&i) => g.params[i][0],
+                    Some(&i) => g.params[i].iter().sum(),
                     None => {
                         let j = k - p.wrt_params.len();
                         g.controls[j / nc][j % nc][0]
@@ -283,7 +300,8 @@ fn rollout_gradient(
     params: &[f64],
     schedule: &[Vec<f64>],
 ) -> Result<Option<(f64, crate::Gradient)>, NameError> {
-    let mut sim: Sim = scene.batch_threads(1, 1);
+    let windows = &problem.windows;
+    let mut sim: Sim = scene.batch_threads(windows.len().max(1), 1);
     for (decl, v) in scene.model().params.iter().zip(params) {
         // The names are the model's: an error is a refused start.
         if sim.set_param(&decl.name, *v).is_err() {
@@ -293,21 +311,72 @@ fn rollout_gradient(
     if let Some((x, v)) = &problem.state {
         sim.set_state(0, x, v);
     }
-    let sch: Schedule = schedule
-        .iter()
-        .map(|s| s.iter().map(|c| vec![*c]).collect())
-        .collect();
+    for (e, w) in windows.iter().enumerate() {
+        sim.set_state(e, &w.state.0, &w.state.1);
+    }
+    let sch: Schedule = if windows.is_empty() {
+        schedule
+            .iter()
+            .map(|s| s.iter().map(|c| vec![*c]).collect())
+            .collect()
+    } else {
+        let nc = scene.model().controls.len();
+        (0..problem.steps)
+            .map(|t| {
+                (0..nc)
+                    .map(|c| windows.iter().map(|w| w.schedule[t][c]).collect())
+                    .collect()
+            })
+            .collect()
+    };
     let g = sim.gradient_schedule(&problem.objective, &sch)?;
     let diverged = sim
         .events
         .iter()
         .any(|e| matches!(e, crate::Event::Diverged { .. }));
-    let value = if diverged { f64::NAN } else { g.value[0] };
+    let value = if diverged {
+        f64::NAN
+    } else {
+        g.value.iter().sum()
+    };
     Ok(Some((value, g)))
+}
+
+/// Refuses windows that cannot be run: with optimised controls, too few
+/// controls for the steps, or states of another length than the scene's.
+fn check_windows(scene: &Scene, problem: &Problem) -> Result<(), NameError> {
+    if problem.windows.is_empty() {
+        return Ok(());
+    }
+    if problem.wrt_controls {
+        return Err(NameError(
+            "windows (multiple shooting) replay recorded controls: they cannot be optimised".into(),
+        ));
+    }
+    let dofs = scene.batch_threads(1, 1).positions(0).len();
+    let nc = scene.model().controls.len();
+    for (k, w) in problem.windows.iter().enumerate() {
+        if w.state.0.len() != dofs || w.state.1.len() != dofs {
+            return Err(NameError(format!(
+                "window {k} starts from {} positions and {} velocities; the scene has {dofs} DOFs",
+                w.state.0.len(),
+                w.state.1.len()
+            )));
+        }
+        if w.schedule.len() < problem.steps || w.schedule.iter().any(|u| u.len() != nc) {
+            return Err(NameError(format!(
+                "window {k} holds {} steps of controls; {} steps of {nc} controls are needed",
+                w.schedule.len(),
+                problem.steps
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The objective at the problem's starting point (one rollout).
 pub fn evaluate(scene: &Scene, problem: &Problem) -> Result<f64, NameError> {
+    check_windows(scene, problem)?;
     let layout = Layout::new(scene, problem);
     let (params, schedule, _) = layout.decode(&layout.start_point());
     Ok(rollout_gradient(scene, problem, &params, &schedule)?.map_or(f64::NAN, |r| r.0))
@@ -320,6 +389,7 @@ pub fn optimize(
     method: Method,
     iters: usize,
 ) -> Result<Solution, NameError> {
+    check_windows(scene, problem)?;
     let layout = Layout::new(scene, problem);
     let z0 = layout.start_point();
     let best = match method {

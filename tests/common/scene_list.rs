@@ -14,6 +14,7 @@ macro_rules! shipped_scenes {
             ant_joints
             cartpole
             cartpole_planner
+            cartpole_rod
             cloth_drape
             cloth_sheet
             double_pendulum
