@@ -575,6 +575,9 @@ fn report(
         if let Some(m) = mpc {
             obj["mpc"] = m;
         }
+        if !problem.windows.is_empty() {
+            obj["windows"] = json!(problem.windows.len());
+        }
         if problem.wrt_controls {
             obj["controls"] = json!(s.schedule);
         }
@@ -594,6 +597,11 @@ fn report(
             "MPC: {} plans over {horizon} steps, up to {} iterations each, {evaluations} evaluations",
             s.schedule.len(),
             o.iters
+        ),
+        None if !problem.windows.is_empty() => format!(
+            "{evaluations} evaluations of {} windows of {} steps",
+            problem.windows.len(),
+            problem.steps
         ),
         None => format!("{evaluations} evaluations"),
     };

@@ -707,6 +707,7 @@ fn cli_identifies_a_driven_cart_pole_by_multiple_shooting() {
     }
     assert!(v["objective"]["end"].as_f64().expect("end") < 1e-12, "{v}");
     assert_eq!(v["steps"], 10);
+    assert_eq!(v["windows"], 15);
     // Windows need the recorded states, a length that fits, and the controls.
     let bare = temp("bare.npz");
     let bare = bare.to_str().expect("utf-8");
