@@ -259,6 +259,8 @@ fn objective(
             }
             let recorded = shape[0] as usize - 1;
             let (batch, len) = (shape[1] as usize, info.len);
+            // Component c of environment 0 after step t + 1 (row t + 1).
+            let at = |t: usize, c: usize| data[((t + 1) * batch) * len + c];
             if let Some(h) = o.window {
                 if h == 0 || h > recorded || steps_given {
                     return Err(miette!(
@@ -271,23 +273,14 @@ fn objective(
                 let targets = (0..h)
                     .map(|t| {
                         (0..len)
-                            .map(|c| {
-                                (0..windows)
-                                    .map(|k| data[((k * h + t + 1) * batch) * len + c])
-                                    .collect()
-                            })
+                            .map(|c| (0..windows).map(|k| at(k * h + t, c)).collect())
                             .collect()
                     })
                     .collect();
                 return Ok((Objective::track(output, targets), h));
             }
             let steps = if steps_given { steps } else { recorded };
-            // Environment 0 of the recording; row t + 1 is the state after step t + 1.
-            let row = |t: usize| -> Vec<Vec<f64>> {
-                (0..len)
-                    .map(|c| vec![data[((t + 1) * batch) * len + c]])
-                    .collect()
-            };
+            let row = |t: usize| -> Vec<Vec<f64>> { (0..len).map(|c| vec![at(t, c)]).collect() };
             if o.chamfer {
                 // Imitation: the whole demonstration, whatever the horizon.
                 return Ok((
@@ -311,7 +304,7 @@ fn objective(
 
 /// `--window H`: the recording (`--match`'s file) cut into windows of `h`
 /// steps, each from its recorded state, with its stretch of the controls
-/// (`controls`; zeros without).
+/// (`controls`, required when the scene declares any).
 fn windows(
     scene: &Scene,
     o: &OptimizeArgs,

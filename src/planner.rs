@@ -36,17 +36,17 @@ pub fn planner<'s>(
     let mut config = PlannerConfig::declared(spec);
     config.threads = threads;
     let mut planner = Planner::new(scene, config, batch).map_err(|e| miette!("{e}"))?;
-    let mut set = |pairs: Vec<(String, f64)>| {
+    let mut set = |pairs: &[(String, f64)]| {
         for (n, v) in pairs {
-            let i = scene.model().params.iter().position(|d| d.name == n);
-            planner.set_param(i.expect("a checked param"), v);
+            let i = scene.model().params.iter().position(|d| &d.name == n);
+            planner.set_param(i.expect("a checked param"), *v);
         }
     };
-    set(world.to_vec());
+    set(world);
     if let Some(path) = learned {
-        set(read_learned(scene, name, path)?);
+        set(&read_learned(scene, name, path)?);
     }
-    set(check_params(scene.model(), params)?);
+    set(&check_params(scene.model(), params)?);
     Ok(planner)
 }
 

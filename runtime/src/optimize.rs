@@ -353,7 +353,7 @@ fn check_windows(scene: &Scene, problem: &Problem) -> Result<(), NameError> {
             "windows (multiple shooting) replay recorded controls: they cannot be optimised".into(),
         ));
     }
-    let dofs = scene.batch_threads(1, 1).positions(0).len();
+    let dofs = scene.dofs();
     let nc = scene.model().controls.len();
     for (k, w) in problem.windows.iter().enumerate() {
         if w.state.0.len() != dofs || w.state.1.len() != dofs {
