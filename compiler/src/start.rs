@@ -10,7 +10,8 @@ use crate::diff;
 use crate::interp::eval_op;
 use crate::ir::{Graph, Id, Leaf, Op};
 use crate::math::quat_to_mat;
-use crate::model::{Input, JointKind, Model, StartKey};
+use crate::model::{Input, JointKind, Model, StartKey, Term};
+use std::sync::Arc;
 
 /// The initial state as a function of the parameters.
 #[derive(Debug, Clone, Default)]
@@ -374,33 +375,81 @@ fn params_vjp(g: &mut Graph, values: &[Id], params: usize) -> Vec<(usize, Id)> {
     read.into_iter().zip(ds).collect()
 }
 
-/// The scales `m(p) / m0` of the masses that read parameters
-/// ([`Model::masses`]: in an explicit step, and of joint trees' links), per
-/// owner, with the free rows they scale: an explicit step divides the
-/// owner's forces by its scale (its mass matrix holds `m0`, the weight is
-/// gravity's acceleration whatever the mass), a step in joint coordinates
-/// multiplies the link's inertia by it, and the adjoints carry `dL/dscale`
-/// back to the parameters.
+/// The masses that read parameters ([`Model::masses`]: in an explicit
+/// step, and of joint trees' links), per owner, with the free rows they act
+/// on. Most have one value, the scale `m(p) / m0`: an explicit step
+/// divides a particle's or affine body's forces by it (its mass matrix
+/// holds `m0`, the weight is gravity's acceleration whatever the mass), a
+/// step in joint coordinates multiplies a link's inertia by it. A link
+/// whose `com` or `inertia` reads params has ten, its affine mass matrix
+/// `W(p)` ([`LINK_WEIGHTS`]), which the step in joint coordinates uses
+/// instead. The adjoints carry the values' derivatives back to the
+/// parameters.
 #[derive(Debug, Clone, Default)]
 pub struct MassScales {
     graph: Graph,
-    /// Per owner: its free rows and its scale.
-    owners: Vec<(std::ops::Range<usize>, Id)>,
-    /// `d (sum_k seed_k scale_k) / d param`.
+    /// Per owner: its free rows and its values.
+    owners: Vec<MassOwner>,
+    /// Every owner's values, in order.
+    values: Vec<Id>,
+    /// `d (sum_k seed_k value_k) / d param`.
     params: Vec<(usize, Id)>,
-    /// The graph's nodes up to the scales (the VJP's follow).
-    scale_nodes: usize,
+    /// The graph's nodes up to the values (the VJP's follow).
+    value_nodes: usize,
+}
+
+/// One owner of [`MassScales`]: its free rows and the range of its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MassOwner {
+    /// The free rows its mass acts on.
+    pub rows: std::ops::Range<usize>,
+    /// Its values in [`MassScales::values_into`]'s output: one scale, or a
+    /// link's ten weights ([`LINK_WEIGHTS`]).
+    pub values: std::ops::Range<usize>,
+}
+
+impl MassOwner {
+    /// Whether its values are a link's weights (else a scale).
+    pub fn has_weights(&self) -> bool {
+        self.values.len() == LINK_WEIGHTS.len()
+    }
+}
+
+/// The entries `(a, b)`, `a <= b`, of a link's symmetric 4x4 affine mass
+/// matrix `W` ([`crate::model::Body::mass_matrix`]) in the order of its
+/// values.
+pub const LINK_WEIGHTS: [(usize, usize); 10] = [
+    (0, 0),
+    (0, 1),
+    (0, 2),
+    (0, 3),
+    (1, 1),
+    (1, 2),
+    (1, 3),
+    (2, 2),
+    (2, 3),
+    (3, 3),
+];
+
+/// A link's affine mass matrix from its ten values ([`LINK_WEIGHTS`]).
+pub fn link_weights(values: &[f64]) -> [[f64; 4]; 4] {
+    let mut w = [[0.0; 4]; 4];
+    for (&(a, b), &v) in LINK_WEIGHTS.iter().zip(values) {
+        w[a][b] = v;
+        w[b][a] = v;
+    }
+    w
 }
 
 impl MassScales {
-    /// The scales of `model`'s masses that read parameters.
+    /// The values of `model`'s masses that read parameters.
     pub fn new(m: &Model) -> MassScales {
         let mut g = Graph::new();
         let leaf = |i: Input| match i {
             Input::Param(p) => Leaf::Param(p),
             other => unreachable!("masses read parameters only, not {other:?}"),
         };
-        let mut owners = vec![];
+        let (mut owners, mut values) = (vec![], vec![]);
         for f in &m.masses {
             let (dof, width) = if f.particle {
                 (m.particles[f.owner as usize].dof, 3)
@@ -411,17 +460,29 @@ impl MassScales {
                 continue;
             };
             let mass = crate::ir::lower::Lowerer::new(&mut g, leaf).lower(&f.value)[0];
-            let m0 = g.constant(f.declared);
-            owners.push((d..d + width, g.div(mass, m0)));
+            let first = values.len();
+            match &f.distribution {
+                Some((com, tensor)) => {
+                    values.extend(link_weights_of(&mut g, mass, com, tensor, leaf))
+                }
+                None => {
+                    let m0 = g.constant(f.declared);
+                    values.push(g.div(mass, m0));
+                }
+            }
+            owners.push(MassOwner {
+                rows: d..d + width,
+                values: first..values.len(),
+            });
         }
-        let values: Vec<Id> = owners.iter().map(|o| o.1).collect();
-        let scale_nodes = g.len();
+        let value_nodes = g.len();
         let params = params_vjp(&mut g, &values, m.params.len());
         MassScales {
             graph: g,
             owners,
+            values,
             params,
-            scale_nodes,
+            value_nodes,
         }
     }
 
@@ -431,30 +492,73 @@ impl MassScales {
         self.owners.is_empty()
     }
 
-    /// The free rows of each owner, in the order of [`MassScales::scales_into`].
-    pub fn owner_rows(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        self.owners.iter().map(|o| o.0.clone())
+    /// The owners, in the order of their values.
+    pub fn owners(&self) -> &[MassOwner] {
+        &self.owners
     }
 
-    /// Each owner's scale with these parameters into `out` (in the order of
-    /// [`MassScales::owner_rows`]), `nodes` the graph's values (reused: no
+    /// The number of values ([`MassScales::values_into`]).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Every owner's values with these parameters into `out` (in the order
+    /// of [`MassScales::owners`]), `nodes` the graph's values (reused: no
     /// allocation once it has held them).
-    pub fn scales_into(&self, params: &[f64], nodes: &mut Vec<f64>, out: &mut [f64]) {
-        // The scales' nodes precede the VJP's, which read the seeds.
-        eval_into(&self.graph, self.scale_nodes, params, &[], &[], nodes);
-        for (o, (_, id)) in out.iter_mut().zip(&self.owners) {
+    pub fn values_into(&self, params: &[f64], nodes: &mut Vec<f64>, out: &mut [f64]) {
+        // The values' nodes precede the VJP's, which read the seeds.
+        eval_into(&self.graph, self.value_nodes, params, &[], &[], nodes);
+        for (o, id) in out.iter_mut().zip(&self.values) {
             *o = nodes[*id as usize];
         }
     }
 
-    /// Adds to `out[param]` the derivative through the scales, given the
-    /// objective's derivative with respect to each owner's scale.
+    /// Adds to `out[param]` the derivative through the values, given the
+    /// objective's derivative with respect to each value.
     pub fn vjp(&self, params: &[f64], seeds: &[f64], out: &mut [f64]) {
         let v = eval(&self.graph, params, &[], seeds);
         for &(p, id) in &self.params {
             out[p] += v[id as usize];
         }
     }
+}
+
+/// A link's ten weights ([`LINK_WEIGHTS`]) in `g` from its `mass`, its
+/// centre of mass `c` and inertia tensor `I` (about `c`, column-major):
+/// `m`, `m c` and `m c c^T + tr(I)/2 Id - I`.
+fn link_weights_of(
+    g: &mut Graph,
+    mass: Id,
+    com: &Arc<Term>,
+    tensor: &Arc<Term>,
+    leaf: impl Fn(Input) -> Leaf + Copy,
+) -> Vec<Id> {
+    let c = crate::ir::lower::Lowerer::new(g, leaf).lower(com);
+    // Column-major: entry (j, k) at 3 k + j.
+    let i = crate::ir::lower::Lowerer::new(g, leaf).lower(tensor);
+    let mc: Vec<Id> = c.iter().map(|&cj| g.mul(mass, cj)).collect();
+    let trace = g.add(i[0], i[4]);
+    let trace = g.add(trace, i[8]);
+    let half = g.constant(0.5);
+    let half_trace = g.mul(half, trace);
+    LINK_WEIGHTS
+        .iter()
+        .map(|&(a, b)| match (a, b) {
+            (0, 0) => mass,
+            (0, k) => mc[k - 1],
+            (j, k) => {
+                let (j, k) = (j - 1, k - 1);
+                let mcc = g.mul(mc[j], c[k]);
+                let s = if j == k {
+                    g.sub(half_trace, i[3 * k + j])
+                } else {
+                    let zero = g.constant(0.0);
+                    g.sub(zero, i[3 * k + j])
+                };
+                g.add(mcc, s)
+            }
+        })
+        .collect()
 }
 
 /// The rotation matrix of a unit quaternion `(w, x, y, z)`, column-major

@@ -262,29 +262,18 @@ impl Resolver<'_> {
                 let b = &self.model.bodies[pm.owner as usize];
                 (b.name.clone(), b.dof, b.joint.is_some())
             };
-            let distributed = pm.distribution.is_some();
-            let why = match (jointed, implicit) {
-                (false, false) if distributed => Some(("the step is symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step adds a mass distribution's change as an energy; symplectic Euler scales a mass's accelerations only")),
-                (true, _) if distributed => Some(("it hangs in a joint tree", "a link's inertia in joint coordinates scales with its mass only; give `com` and `inertia` numbers")),
-                (true, false) => Some(("its joint tree steps in symplectic Euler", "set `integrator = implicit_euler(..)` in `settings`: the implicit step in joint coordinates scales a link's inertia by its mass")),
-                _ => None,
-            };
-            if let Some((what, help)) = why {
+            // An affine body's distribution in symplectic Euler: its
+            // accelerations are its forces through the inverse of a mass
+            // matrix the runtime holds at the declared values.
+            if pm.distribution.is_some() && !jointed && !implicit {
                 self.error(
                     Diagnostic::error(
                         "joule::runtime_in_const",
-                        format!(
-                            "the {} of `{name}` cannot read a parameter: {what}",
-                            if distributed {
-                                "mass distribution"
-                            } else {
-                                "mass"
-                            }
-                        ),
+                        format!("the mass distribution of `{name}` cannot read a parameter: the step is symplectic Euler"),
                         pm.span,
                         "reads a parameter",
                     )
-                    .with_help(help),
+                    .with_help("set `integrator = implicit_euler(..)` in `settings`: the implicit step adds a mass distribution's change as an energy; symplectic Euler scales a mass's accelerations only"),
                 );
                 continue;
             }
@@ -303,6 +292,7 @@ impl Resolver<'_> {
                     particle: pm.particle,
                     value: pm.mass.clone(),
                     declared: pm.declared,
+                    distribution: pm.distribution.clone(),
                 });
                 continue;
             }

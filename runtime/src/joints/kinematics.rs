@@ -296,8 +296,8 @@ impl Tree {
 
     /// For every tree hanging from a free joint, lane `e < len` and axis `k`:
     /// adds `sum_l v[l] / div / m` (the sum over the tree's links of `v` on
-    /// their origin row `row + k`, `m` the tree's mass, each link's mass
-    /// times `scale(link, lane)`) to `out` on each of those rows (`v`,
+    /// their origin row `row + k`, `m` the tree's mass, each link's
+    /// `mass(link, lane)`) to `out` on each of those rows (`v`,
     /// `out`: rows of stride `s`). The prediction's shift of a floating
     /// tree's centre of mass, and its adjoint.
     pub(crate) fn add_floating_mean(
@@ -307,11 +307,11 @@ impl Tree {
         out: &mut [f64],
         s: usize,
         len: usize,
-        scale: impl Fn(usize, usize) -> f64,
+        mass: impl Fn(usize, usize) -> f64,
     ) {
         for (links, _) in &self.floating {
             for e in 0..len {
-                let mass = self.floating_mass(links, |l| scale(l, e));
+                let mass = self.floating_mass(links, |l| mass(l, e));
                 for k in 0..3 {
                     let row = |l: &usize| (self.links[*l].row + k) * s + e;
                     let c = links.iter().map(|l| v[row(l)]).sum::<f64>() / div / mass;
@@ -323,12 +323,15 @@ impl Tree {
         }
     }
 
-    /// The mass of a floating tree's `links`, each link's times `scale(link)`
-    /// (the sum in link order, as the plan's total).
-    pub(crate) fn floating_mass(&self, links: &[usize], scale: impl Fn(usize) -> f64) -> f64 {
-        links
-            .iter()
-            .fold(0.0, |m, &l| m + scale(l) * self.link_mass[l][0][0])
+    /// The mass of a floating tree's `links`, each link's `mass(link)` (the
+    /// sum in link order, as the plan's total).
+    pub(crate) fn floating_mass(&self, links: &[usize], mass: impl Fn(usize) -> f64) -> f64 {
+        links.iter().fold(0.0, |m, &l| m + mass(l))
+    }
+
+    /// Link `l`'s declared mass.
+    pub(crate) fn declared_mass(&self, l: usize) -> f64 {
+        self.link_mass[l][0][0]
     }
 
     /// Per link subtree, the moments of the maximal gradient `g(r)` (row
@@ -852,7 +855,7 @@ mod tests {
             &twists,
             |k| blocks[k],
             |_| true,
-            |_| scale,
+            |_| (None, scale),
             &mut composite,
             &mut hz,
         );

@@ -628,7 +628,7 @@ impl Tree {
             &twists,
             |_| 0.0,
             |_| false,
-            |_| 1.0,
+            |_| (None, 1.0),
             &mut composite,
             &mut hz,
         );
@@ -639,8 +639,10 @@ impl Tree {
     }
 
     /// Sets `hz` (dense `n x n`, row-major) to `J^T H J` for the maximal
-    /// Hessian `H`: `mass_scale(link)` times the mass matrix on the links (their
-    /// rigid inertias, [`kinematics::rigid_inertia`]) plus the group-pair
+    /// Hessian `H`: the mass matrix on the links (their rigid inertias,
+    /// [`kinematics::rigid_inertia`]; `mass(link)`: the affine mass matrix
+    /// where params set it, else the declared, and the factor it is
+    /// multiplied by, 0 for none) plus the group-pair
     /// blocks of the plan (`block(k)`: entry `k` of the block storage).
     /// Every link block is pulled back onto twists (6x6, see
     /// [`kinematics::Spatial`]); a link's own blocks are summed over its
@@ -657,18 +659,22 @@ impl Tree {
         twists: &[Twist],
         block: impl Fn(usize) -> f64,
         live: impl Fn(usize) -> bool,
-        mass_scale: impl Fn(usize) -> f64,
+        mass: impl Fn(usize) -> (Option<[[f64; 4]; 4]>, f64),
         composite: &mut [Spatial],
         hz: &mut [f64],
     ) {
         let n = self.n;
         hz.fill(0.0);
         for (l, k) in composite.iter_mut().enumerate() {
-            let scale = mass_scale(l);
+            let (w, scale) = mass(l);
             *k = if scale == 0.0 {
                 [[0.0; 6]; 6]
             } else {
-                kinematics::rigid_inertia(&self.link_mass[l], &poses[l], scale)
+                kinematics::rigid_inertia(
+                    w.as_ref().unwrap_or(&self.link_mass[l]),
+                    &poses[l],
+                    scale,
+                )
             };
         }
         // Each pair once: its block and its transpose (a group's own block is whole).

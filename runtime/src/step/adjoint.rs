@@ -200,9 +200,9 @@ impl<T: Real> Part<T> {
         self.load_mass_scales(scene);
         self.forces(scene, |_| true);
         let mut w = std::mem::take(&mut self.scratch.dx);
-        self.scale_mass_rows(scene, &mut w, true);
-        let mut dscale = self.owner_sums(scene, |i| w[i] * self.b.grad[i].to_f64());
-        for (d, k) in dscale.iter_mut().zip(&self.mass.scale) {
+        self.divide_mass_rows(scene, &mut w);
+        let mut dscale = self.scale_sums(scene, |i| w[i] * self.b.grad[i].to_f64());
+        for (d, k) in dscale.iter_mut().zip(&self.mass.values) {
             *d *= h / k;
         }
         self.scratch.dx = w;

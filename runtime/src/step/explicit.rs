@@ -32,13 +32,14 @@ impl<T: Real> Part<T> {
     }
 
     /// Divides the forces of the owners of masses that read parameters by
-    /// their scales.
-    fn scale_forces(&mut self, scene: &Scene) {
+    /// their scales (particles and affine bodies; links' masses act in the
+    /// reduced step).
+    pub(super) fn scale_forces(&mut self, scene: &Scene) {
         if scene.mass_scales().is_empty() {
             return;
         }
         self.load_mass_scales(scene);
         let s = self.stride();
-        super::mass_scale::scale_rows(scene, &self.mass.scale, s, &mut self.b.grad, true);
+        super::mass_scale::divide_rows(scene, &self.mass.values, s, &mut self.b.grad);
     }
 }

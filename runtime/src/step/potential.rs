@@ -1,7 +1,7 @@
 //! The incremental potential the implicit substep minimises,
 //! 1/(2h^2) |x - x~|_M^2 + E(x) + h D((x - x_t)/h), per environment, and its
 //! gradient; the velocity the kernels read is set from x first. Links whose
-//! masses read params scale their rows of `M (x - x~)` (`mass_scale.rs`).
+//! masses read params set their rows of `M (x - x~)` (`mass_scale.rs`).
 
 use super::{load, Part, Scratch};
 use crate::Scene;
@@ -51,7 +51,7 @@ impl<T: Real> Part<T> {
         }
         scene.mass.mul(&w.d, &mut w.md, s);
         if !scene.mass_scales().is_empty() {
-            self.scale_mass_rows(scene, &mut w.md, false);
+            self.param_mass_rows(scene, &w.d, &mut w.md);
         }
         add_lane_dots(&w.d[..k], &w.md[..k], s, 1.0 / (2.0 * h * h), &mut w.sweep);
         for e in 0..s {
@@ -87,7 +87,7 @@ impl<T: Real> Part<T> {
         }
         scene.mass.mul(&w.d, &mut w.g, s);
         if !scene.mass_scales().is_empty() {
-            self.scale_mass_rows(scene, &mut w.g, false);
+            self.param_mass_rows(scene, &w.d, &mut w.g);
         }
         let scale = 1.0 / (h * h);
         for (g, grad) in w.g[..k].iter_mut().zip(&self.b.grad[..k]) {

@@ -219,13 +219,14 @@ impl Tree {
 impl Tree {
     /// Every active lane's reduced Hessian `J^T H_y J` ([`Tree::reduce_hessian`]
     /// of the maximal Hessian gathered into `red.blocks`, the links' mass
-    /// times `mass_scale(lane, link)`) plus the kinematics' curvature (from
-    /// the lane's `moments`, of the potential's gradient) into its `h`.
+    /// matrices `mass(lane, link)`: their weights where params set them, and
+    /// a factor) plus the kinematics' curvature (from the lane's `moments`,
+    /// of the potential's gradient) into its `h`.
     pub(super) fn reduced_hessians(
         &self,
         red: &mut Reduced,
         active: &[bool],
-        mass_scale: impl Fn(usize, usize) -> f64,
+        mass: impl Fn(usize, usize) -> (Option<[[f64; 4]; 4]>, f64),
     ) {
         let (bl, w) = (self.block_len, red.width);
         for (e, lane) in red.lanes.iter_mut().enumerate() {
@@ -244,7 +245,7 @@ impl Tree {
                     &lane.twists,
                     block,
                     live,
-                    |l| mass_scale(e, l),
+                    |l| mass(e, l),
                     &mut red.composite,
                     &mut lane.h,
                 );
@@ -580,10 +581,10 @@ impl<T: Real> Part<T> {
             }
             scene.mass.mul(&w.d, &mut w.md, s);
             if !scene.mass_scales().is_empty() {
-                self.record_floating_shift(scene, tree, &mut w.md);
+                self.record_floating_shift(scene, tree, &w.d, &mut w.md);
             }
             tree.add_floating_mean(&w.md, 1.0, &mut w.xt, s, self.len, |l, e| {
-                self.link_mass_scale(scene, tree.links[l].row, e)
+                self.link_mass(scene, tree, l, e)
             });
         }
     }
@@ -762,7 +763,7 @@ impl<T: Real> Part<T> {
             }
             self.reduced_blocks(scene, tree, red, h, false, |e| w.active[e]);
             tree.reduced_hessians(red, &w.active, |e, l| {
-                self.link_mass_scale(scene, tree.links[l].row, e) / (h * h)
+                self.link_hessian_mass(scene, tree, l, e, h * h)
             });
             for e in 0..s {
                 if !w.active[e] {

@@ -72,7 +72,7 @@ impl<T: Real> Part<T> {
         }
         self.reduced_blocks(scene, tree, &mut red, h, true, |_| true);
         tree.reduced_hessians(&mut red, &w.active, |e, l| {
-            self.link_mass_scale(scene, tree.links[l].row, e) / (h * h)
+            self.link_hessian_mass(scene, tree, l, e, h * h)
         });
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
         for i in 0..n * s {
@@ -139,15 +139,13 @@ impl<T: Real> Part<T> {
         self.vjp(scene, KernelKind::Adjoint);
         scene.mass.mul(&w.dx, &mut w.md, s);
         if !scene.mass_scales().is_empty() {
-            // A link's scaled inertia term: its residual's derivative by
-            // the scale is its M (y - y~) / h^2, met by the seed (M s . d).
-            let mut dscale = self.owner_sums(scene, |i| w.md[i] * (self.b.x[i].to_f64() - w.xt[i]));
-            for d in &mut dscale {
-                *d = -*d / (h * h);
-            }
-            self.floating_shift_adjoint(scene, tree, &w.md, h, &mut dscale);
-            self.mass_scales_to_params(scene, &dscale, &mut adj.params);
-            self.scale_mass_rows(scene, &mut w.md, false);
+            // A link's inertia term `W(p) (y - y~) / h^2`, met by the seed.
+            let (x, xt) = (&self.b.x, &w.xt);
+            let mut dvalues =
+                self.inertia_value_seeds(scene, &w.dx, &w.md, |i| x[i].to_f64() - xt[i], h);
+            self.param_mass_rows(scene, &w.dx, &mut w.md);
+            self.floating_shift_adjoint(scene, tree, &w.md, h, &mut dvalues);
+            self.mass_scales_to_params(scene, &dvalues, &mut adj.params);
         }
         // ybar_t (w.d): the start rows' adjoint through the mass term, the
         // kernels and the velocities' secants (not of the ball and free rows,
@@ -159,11 +157,11 @@ impl<T: Real> Part<T> {
         // for the prediction's adjoint `P = M s / h^2` on their links' rows.
         w.rhs.fill(0.0);
         tree.add_floating_mean(&w.md, h * h, &mut w.rhs, s, self.len, |l, e| {
-            self.link_mass_scale(scene, tree.links[l].row, e)
+            self.link_mass(scene, tree, l, e)
         });
         scene.mass.mul(&w.rhs, &mut w.dx, s);
         if !scene.mass_scales().is_empty() {
-            self.scale_mass_rows(scene, &mut w.dx, false);
+            self.param_mass_rows(scene, &w.rhs, &mut w.dx);
         }
         // The links' prediction reads their start rows with weight -1 (not
         // +1 and their velocities, as the other rows' `x_t + h v_t` does),

@@ -89,6 +89,8 @@ impl<T: Real> Part<T> {
         }
         self.hold(scene);
         self.forces(scene, |_| true);
+        self.load_mass_scales(scene);
+        self.scale_forces(scene);
         // M Jdot zdot on the link rows.
         w.d.fill(0.0);
         for e in 0..s {
@@ -99,6 +101,20 @@ impl<T: Real> Part<T> {
             });
         }
         scene.mass.mul(&w.d, &mut w.md, s);
+        // The weight `M a_g` (into `w.xt`; links' masses that read params
+        // set their rows of it as of `M Jdot zdot`).
+        let force = &scene.mass.force;
+        for (r, f) in force.iter().enumerate() {
+            w.xt[r * s..(r + 1) * s].fill(*f);
+        }
+        if !scene.mass_scales().is_empty() {
+            self.param_mass_rows(scene, &w.d, &mut w.md);
+            let accel = scene.mass.gravity_acceleration();
+            for (r, a) in accel.iter().enumerate() {
+                w.x_t[r * s..(r + 1) * s].fill(*a);
+            }
+            self.param_mass_rows(scene, &w.x_t, &mut w.xt);
+        }
         // M_z = J^T M J (no curvature: zero moments).
         self.reduced_mass_blocks(tree, &mut red);
         for e in 0..s {
@@ -107,12 +123,13 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.moments.fill(Default::default());
         }
-        tree.reduced_hessians(&mut red, &w.active, |_, _| 1.0);
-        let force = &scene.mass.force;
+        tree.reduced_hessians(&mut red, &w.active, |e, l| {
+            self.link_hessian_mass(scene, tree, l, e, 1.0)
+        });
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
-            let (grad, md) = (&self.b.grad, &w.md);
-            let g = |r: usize| grad[r * s + e].to_f64() - force[r] + md[r * s + e];
+            let (grad, md, force) = (&self.b.grad, &w.md, &w.xt);
+            let g = |r: usize| grad[r * s + e].to_f64() - force[r * s + e] + md[r * s + e];
             tree.moments(&lane.poses, g, &mut lane.moments);
             lane.g.fill(0.0);
             tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
