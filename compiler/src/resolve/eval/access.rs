@@ -12,6 +12,9 @@ impl Resolver<'_> {
         let f = name.name.as_str();
         match &recv {
             Value::Poison => Value::Poison,
+            Value::ArgHandle { kind, .. } if ctx.rest_sites && state_field(*kind, f).is_some() => {
+                self.rest_state_site(ctx, &recv, name, rspan)
+            }
             Value::Particle(_) | Value::Body(_) | Value::ArgHandle { .. } => {
                 self.handle_field(ctx, &recv, name, rspan)
             }
@@ -316,6 +319,32 @@ impl Resolver<'_> {
             }
             _ => unreachable!("handles are particles or bodies"),
         }
+    }
+
+    /// A template argument's state read inside a `rest(...)` that reads
+    /// params: a constant slot in symbolic mode, the instance's initial
+    /// value (recorded for that slot) in instance mode.
+    fn rest_state_site(&mut self, ctx: &mut Ctx, h: &Value, name: &Ident, rspan: Span) -> Value {
+        let Value::ArgHandle { kind, .. } = h else {
+            unreachable!("an argument's field")
+        };
+        let shape = state_field(*kind, &name.name).expect("a state field");
+        let symbolic = ctx.template.as_ref().is_some_and(|t| t.symbolic);
+        if symbolic {
+            let label = format!("rest({}.{})", self.snippet(rspan), name.name);
+            return self.const_site(ctx, shape, &label);
+        }
+        ctx.rest_sites = false;
+        let v = self.handle_field(ctx, h, name, rspan);
+        ctx.rest_sites = true;
+        let t = ctx.template.as_mut().expect("instance mode");
+        t.cursor += 1;
+        match v.tensor() {
+            Some(value) => t.values.extend_from_slice(value.comps()),
+            // Its diagnostic is reported; the slot keeps its place.
+            None => t.values.extend(std::iter::repeat_n(0.0, shape.size())),
+        }
+        v
     }
 
     /// `A.q` / `A.qdot` of a concrete body: its joints' coordinates (or
@@ -642,4 +671,15 @@ fn body_omega(r: Arc<Term>, rdot: Arc<Term>) -> Value {
             axial(e(1, 0), e(0, 1)),
         ],
     ))
+}
+
+/// The shape of a particle's or body's state field `f` (`None`: not a
+/// state field of that kind).
+fn state_field(kind: HandleKind, f: &str) -> Option<Shape> {
+    match (kind, f) {
+        (HandleKind::Particle | HandleKind::Body, "x" | "v") => Some(Shape::Vec(3)),
+        (HandleKind::Body, "w") => Some(Shape::Vec(3)),
+        (HandleKind::Body, "R" | "Rdot") => Some(Shape::Mat(3)),
+        _ => None,
+    }
 }

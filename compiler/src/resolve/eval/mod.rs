@@ -61,6 +61,10 @@ pub struct Ctx {
     pub held: bool,
     /// Set while evaluating an energy template.
     pub template: Option<TemplateCtx>,
+    /// Inside a template's `rest(...)` whose value reads params: its
+    /// arguments' state reads are per-instance constants (their initial
+    /// values), the params stay inputs.
+    pub rest_sites: bool,
     /// In a `reset` item: `uniform(..)` and `normal(..)` draw.
     pub draws: bool,
     /// `fn`s being inlined (outermost first), to reject recursion.
@@ -99,6 +103,7 @@ impl Ctx {
             prev: false,
             held: false,
             template: None,
+            rest_sites: false,
             draws: false,
             fn_stack: vec![],
             next_local: 0,

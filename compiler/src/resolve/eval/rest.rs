@@ -55,8 +55,16 @@ impl Resolver<'_> {
             return self.check_rest_value(v, arg.span);
         };
         if t.symbolic {
+            let mark = (t.sites.len(), t.const_names.len());
             let v = self.eval(ctx, arg);
             let v = self.check_rest_value(v, arg.span);
+            if reads_param(&v) {
+                // Again, its arguments' state reads as constant slots.
+                let t = ctx.template.as_mut().expect("template");
+                t.sites.truncate(mark.0);
+                t.const_names.truncate(mark.1);
+                return self.eval_rest_sites(ctx, arg);
+            }
             match v {
                 Value::Runtime(term) => {
                     let label = format!("rest({})", self.snippet(arg.span));
@@ -68,7 +76,14 @@ impl Resolver<'_> {
                 }
             }
         } else {
+            let mark = (t.cursor, t.values.len());
             let v = self.eval(ctx, arg);
+            if reads_param(&v) {
+                let t = ctx.template.as_mut().expect("template");
+                t.cursor = mark.0;
+                t.values.truncate(mark.1);
+                return self.eval_rest_sites(ctx, arg);
+            }
             let t = ctx.template.as_mut().expect("template");
             let site = t.sites.get(t.cursor).copied().flatten();
             t.cursor += 1;
@@ -91,38 +106,36 @@ impl Resolver<'_> {
         }
     }
 
-    /// A value inside `rest(...)` may not depend on params or controls.
+    /// A template's `rest(arg)` whose value reads params: `arg` with its
+    /// arguments' state reads as per-instance constants (their initial
+    /// values, `rest_state_site`) and the params as inputs, so the rest
+    /// value follows the params at run time.
+    fn eval_rest_sites(&mut self, ctx: &mut Ctx, arg: &Expr) -> Value {
+        let was = (ctx.rest_sites, ctx.initial);
+        // Handles that are not arguments read their initial values.
+        (ctx.rest_sites, ctx.initial) = (true, true);
+        let v = self.eval(ctx, arg);
+        (ctx.rest_sites, ctx.initial) = was;
+        v
+    }
+
+    /// A value inside `rest(...)` may not depend on controls (params are
+    /// read at run time: the rest value follows them).
     fn check_rest_value(&mut self, v: Value, span: Span) -> Value {
-        let mut runtime_input = None;
+        let mut control = matches!(v, Value::Control(_) | Value::ArgControl(_));
         if let Value::Runtime(t) = &v {
             t.for_each_input(&mut |i| {
-                if matches!(
-                    i,
-                    Input::Param(_) | Input::Control(_) | Input::ArgControl(_)
-                ) {
-                    runtime_input = Some(i);
-                }
+                control |= matches!(i, Input::Control(_) | Input::ArgControl(_));
             });
         }
-        if matches!(v, Value::Control(_) | Value::ArgControl(_)) {
-            runtime_input = Some(Input::ArgControl(0));
+        if !control {
+            return v;
         }
-        match runtime_input {
-            Some(i) => {
-                let what = match i {
-                    Input::Param(p) => {
-                        format!("the parameter `{}`", self.model.params[p as usize].name)
-                    }
-                    _ => "a control".to_string(),
-                };
-                self.error(
-                    Diagnostic::error("joule::rest_runtime", format!("`rest(...)` depends on {what}"), span, "changes at run time")
-                        .with_help("`rest(...)` is computed once, by the compiler, from the initial configuration; move the runtime part outside: `k * rest(norm(a.x - b.x))`"),
-                );
-                Value::Poison
-            }
-            None => v,
-        }
+        self.error(
+            Diagnostic::error("joule::rest_runtime", "`rest(...)` depends on a control", span, "changes every step")
+                .with_help("`rest(...)` is computed from the initial configuration (and the params); move the control outside: `(1 - u) * rest(norm(a.x - b.x))`"),
+        );
+        Value::Poison
     }
 
     /// Symbolic mode: allocates constant slots of `shape` and returns their term.
@@ -147,4 +160,13 @@ impl Resolver<'_> {
             pack(shape, comps)
         })
     }
+}
+
+/// Whether a value reads a param.
+fn reads_param(v: &Value) -> bool {
+    let mut param = false;
+    if let Value::Runtime(t) = v {
+        t.for_each_input(&mut |i| param |= matches!(i, Input::Param(_)));
+    }
+    param
 }
