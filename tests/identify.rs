@@ -90,8 +90,9 @@ const CENTRAL_DIFFERENCES: &[(&str, bool, usize, f64, f64)] = &[
     // An affine body's pose and rates, both integrators.
     ("affine_box", false, 60, 1e-5, 1e-6),
     ("affine_box", true, 60, 1e-5, 1e-6),
-    // A free joint's coordinates and rates.
+    // A free joint's coordinates (its rotation's too) and rates.
     ("free_joint_tree", true, 60, 1e-5, 1e-6),
+    ("free_rotation", true, 60, 1e-5, 1e-6),
     // Joints' initial coordinates and rates.
     ("hinged_arm", true, 300, 1e-5, 1e-6),
     // Masses (the inertia they add) and friction.
@@ -686,6 +687,37 @@ fn a_rest_value_that_reads_a_param_is_that_param_times_the_rest_value() {
     );
     assert_eq!(a, b);
     assert!(max_gap(&a, &positions_after(&text, None, 300)) > 1e-3);
+}
+
+#[test]
+fn a_free_joints_rotation_moves_as_that_rotation_declared() {
+    // The capsule's tip over 1.5 s (its coordinates differ: the declared
+    // rotation is the coordinates' origin, the param's a turn from it).
+    let text = std::fs::read_to_string("tests/identify/free_rotation.joule").expect("case");
+    let declared = text.replace("vec3(0.3, 1, 0), tilt)", "vec3(0.3, 1, 0), 1.1)");
+    assert_ne!(declared, text);
+    let tip = |text: &str, param: Option<f64>| -> Vec<f64> {
+        let scene = Scene::compile(text).expect("compiles");
+        let mut sim = scene.batch_threads(1, 1);
+        if let Some(p) = param {
+            sim.set_param("tilt", p).expect("param");
+        }
+        sim.rollout(300);
+        sim.output("tip")[0].clone()
+    };
+    let param = tip(&text, Some(1.1));
+    let gap = max_gap(&param, &tip(&declared, None));
+    assert!(gap < 1e-12, "{gap:e} from the declared rotation");
+    assert!(
+        max_gap(&param, &tip(&text, None)) > 1e-2,
+        "the rotation matters"
+    );
+}
+
+#[test]
+fn cli_identifies_a_free_joints_initial_rotation() {
+    // 0.5 s of a thrown, spinning capsule from a tilt of 0.4 rad.
+    identify("free_rotation", "tip", 100, &[("tilt", 1.1)], 1e-9);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use crate::diff;
 use crate::interp::eval_op;
-use crate::ir::{Graph, Id, Leaf, Op};
+use crate::ir::{Cmp, Graph, Id, Leaf, Op};
 use crate::math::quat_to_mat;
 use crate::model::{Input, JointKind, Model, StartKey, Term};
 use std::sync::Arc;
@@ -130,18 +130,23 @@ impl Start {
                     let j = jit(&mut g, jitter.joints[i], k);
                     rows.push((true, c + k, g.add(rk, j)));
                 }
-                if [&x, &v, &w].iter().all(|f| f.is_none()) {
+                if [&x, &v, &q, &w].iter().all(|f| f.is_none()) {
                     continue;
                 }
                 // A free joint: the origin's displacement from the initial
-                // pose, then velocity and angular velocity interleaved in the
-                // jitter draws.
+                // pose and the rotation vector of its turn from it, then
+                // velocity and angular velocity interleaved in the jitter
+                // draws.
                 debug_assert!(a.joints.len() == 1 && a.joints[0].kind == JointKind::Free);
                 if let Some(x) = x {
                     for (k, &xk) in x.iter().enumerate() {
                         let x0 = g.constant(b.x[k]);
                         rows.push((false, c + k, g.sub(xk, x0)));
                     }
+                }
+                if let Some(q) = q {
+                    let turn = turn_from(&mut g, &q, b.rotation);
+                    rows.extend(turn.iter().enumerate().map(|(k, &r)| (false, c + 3 + k, r)));
                 }
                 for (at, f) in [(0, v), (1, w)] {
                     for (k, &fk) in f.iter().flatten().enumerate() {
@@ -559,6 +564,71 @@ fn link_weights_of(
             }
         })
         .collect()
+}
+
+/// The rotation vector of the turn from the unit quaternion `q0` to the
+/// quaternion `q` (not normalised; `(w, x, y, z)`): `log(R(q) R(q0)^T)`, a
+/// free joint's rotation coordinates. With `r = q / |q| * conj(q0)` taken
+/// with `r_w >= 0`, `2 atan2(|r_v|, r_w) r_v / |r_v|`; below `|r_v| = 1e-6`
+/// the series `(2 / r_w) (1 - t^2 / 3 + t^4 / 5) r_v`, `t = |r_v| / r_w`,
+/// so the turn and its derivatives are finite at no turn (the declared
+/// rotation).
+fn turn_from(g: &mut Graph, q: &[Id], q0: [f64; 4]) -> [Id; 3] {
+    let n2 = q.iter().fold(g.constant(0.0), |s, &c| {
+        let cc = g.mul(c, c);
+        g.add(s, cc)
+    });
+    let n = g.unary(Op::Sqrt, n2);
+    let [w, x, y, z] = [0, 1, 2, 3].map(|k| g.div(q[k], n));
+    // r = q conj(q0), conj(q0) = (a, -b, -c, -d).
+    let [a, b, c, d] = q0.map(|k| g.constant(k));
+    let sum = |g: &mut Graph, terms: [(f64, Id, Id); 4]| {
+        terms.iter().fold(g.constant(0.0), |s, &(sign, u, v)| {
+            let p = g.mul(u, v);
+            if sign > 0.0 {
+                g.add(s, p)
+            } else {
+                g.sub(s, p)
+            }
+        })
+    };
+    let rw = sum(g, [(1.0, w, a), (1.0, x, b), (1.0, y, c), (1.0, z, d)]);
+    let rx = sum(g, [(-1.0, w, b), (1.0, x, a), (-1.0, y, d), (1.0, z, c)]);
+    let ry = sum(g, [(-1.0, w, c), (1.0, x, d), (1.0, y, a), (-1.0, z, b)]);
+    let rz = sum(g, [(-1.0, w, d), (-1.0, x, c), (1.0, y, b), (1.0, z, a)]);
+    // The same turn with r_w >= 0.
+    let zero = g.constant(0.0);
+    let negative = g.cmp(Cmp::Lt, rw, zero);
+    let (one, minus) = (g.constant(1.0), g.constant(-1.0));
+    let sign = g.select(negative, minus, one);
+    let [rw, rx, ry, rz] = [rw, rx, ry, rz].map(|r| g.mul(sign, r));
+    let s2 = [rx, ry, rz].iter().fold(zero, |s, &r| {
+        let rr = g.mul(r, r);
+        g.add(s, rr)
+    });
+    // Exact: 2 atan2(s, r_w) / s, its square root kept away from 0.
+    let tiny = g.constant(1e-300);
+    let guarded = g.max(s2, tiny);
+    let s = g.unary(Op::Sqrt, guarded);
+    let angle = g.atan2(s, rw);
+    let two = g.constant(2.0);
+    let twice = g.mul(two, angle);
+    let exact = g.div(twice, s);
+    // Series: (2 / r_w) (1 - t^2 / 3 + t^4 / 5), t^2 = s^2 / r_w^2.
+    let rw2 = g.mul(rw, rw);
+    let t2 = g.div(s2, rw2);
+    let t4 = g.mul(t2, t2);
+    let (third, fifth) = (g.constant(1.0 / 3.0), g.constant(0.2));
+    let a2 = g.mul(third, t2);
+    let a4 = g.mul(fifth, t4);
+    let poly = g.sub(one, a2);
+    let poly = g.add(poly, a4);
+    let over = g.div(two, rw);
+    let series = g.mul(over, poly);
+    let threshold = g.constant(1e-12);
+    let small = g.cmp(Cmp::Lt, s2, threshold);
+    let f = g.select(small, series, exact);
+    [rx, ry, rz].map(|r| g.mul(f, r))
 }
 
 /// The rotation matrix of a unit quaternion `(w, x, y, z)`, column-major

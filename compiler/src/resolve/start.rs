@@ -113,10 +113,10 @@ impl Resolver<'_> {
                 } else if matches!(key, StartKey::Q | StartKey::Qdot) {
                     // Checked where they are declared.
                     None
-                } else if !free || (b.joint.is_some() && key == StartKey::Rotation) {
+                } else if !free {
                     Some((
                         format!("body `{}` hangs in a joint tree", b.name),
-                        "a jointed body's initial pose defines its joints' frames and is known at compile time; only a `free` joint's `x`, `v` and `w` may read parameters",
+                        "a jointed body's initial pose defines its joints' frames and is known at compile time; only a `free` joint's `x`, `rotation`, `v` and `w` may read parameters (other joints start away from it by `q` and `qdot`)",
                     ))
                 } else {
                     None
