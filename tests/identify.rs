@@ -114,8 +114,9 @@ const CENTRAL_DIFFERENCES: &[(&str, bool, usize, f64, f64)] = &[
     ("gravity", false, 300, 1e-5, 1e-6),
     // Contact geometry: the contact energies' arguments.
     ("contact_geometry", true, 200, 1e-6, 1e-6),
-    // A body's centre of mass and inertia.
+    // A body's centre of mass and inertia, both integrators.
     ("inertia", true, 200, 1e-6, 1e-6),
+    ("inertia", false, 200, 1e-6, 1e-6),
     // A rest length that reads a param, both integrators.
     ("rest_length", true, 300, 1e-6, 1e-6),
     ("rest_length", false, 300, 1e-6, 1e-6),
@@ -327,16 +328,26 @@ fn a_mass_that_reads_a_param_moves_as_that_mass_declared() {
 }
 
 #[test]
-fn a_links_mass_and_inertia_move_as_declared_in_symplectic_euler() {
+fn masses_and_inertias_move_as_declared_in_symplectic_euler() {
     // The reduced symplectic step's mass matrix, velocity-product and weight
     // terms take the link's affine mass matrix from its params (floating
     // trees; the params' other links' and the torso's masses declared); a
-    // particle outside the tree has its force divided by its scale.
+    // particle outside the tree has its force divided by its scale; an
+    // affine body's forces are turned by `W0 W(p)^-1`.
     let rows: &[Declared] = &[
         (
             "tree_and_ball",
             &[("m", 2.5)],
             &[("mass = m", "mass = 2.5")],
+            1e-12,
+        ),
+        (
+            "inertia",
+            &[("iz", 0.03), ("cx", -0.01)],
+            &[
+                ("vec3(0, 0, iz)", "vec3(0, 0, 0.03)"),
+                ("vec3(cx, 0, 0)", "vec3(-0.01, 0, 0)"),
+            ],
             1e-12,
         ),
         (

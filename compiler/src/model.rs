@@ -968,10 +968,9 @@ pub struct MassField {
     pub value: Arc<Term>,
     /// Its value at the declared parameters (the mass matrix's).
     pub declared: f64,
-    /// A joint tree link's centre of mass (vec3) and inertia tensor about it
-    /// (mat3, body axes) where they read params; `None`: its distribution
-    /// scales with the mass (and for particles and affine bodies, whose
-    /// distributions that read params act through an energy).
+    /// A body's centre of mass (vec3) and inertia tensor about it (mat3,
+    /// body axes) where they read params; `None`: its distribution scales
+    /// with the mass (and for particles).
     pub distribution: Option<(Arc<Term>, Arc<Term>)>,
 }
 

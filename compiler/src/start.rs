@@ -385,10 +385,11 @@ fn params_vjp(g: &mut Graph, values: &[Id], params: usize) -> Vec<(usize, Id)> {
 /// on. Most have one value, the scale `m(p) / m0`: an explicit step
 /// divides a particle's or affine body's forces by it (its mass matrix
 /// holds `m0`, the weight is gravity's acceleration whatever the mass), a
-/// step in joint coordinates multiplies a link's inertia by it. A link
+/// step in joint coordinates multiplies a link's inertia by it. A body
 /// whose `com` or `inertia` reads params has ten, its affine mass matrix
-/// `W(p)` ([`LINK_WEIGHTS`]), which the step in joint coordinates uses
-/// instead. The adjoints carry the values' derivatives back to the
+/// `W(p)` ([`LINK_WEIGHTS`]): the step in joint coordinates uses it for a
+/// link's inertia, an explicit step turns an affine body's forces by
+/// `W0 W(p)^-1`. The adjoints carry the values' derivatives back to the
 /// parameters.
 #[derive(Debug, Clone, Default)]
 pub struct MassScales {
@@ -409,12 +410,17 @@ pub struct MassOwner {
     /// The free rows its mass acts on.
     pub rows: std::ops::Range<usize>,
     /// Its values in [`MassScales::values_into`]'s output: one scale, or a
-    /// link's ten weights ([`LINK_WEIGHTS`]).
+    /// body's ten weights ([`LINK_WEIGHTS`]).
     pub values: std::ops::Range<usize>,
+    /// Whether it is a joint tree's link (its mass acts in the reduced
+    /// step, not through its rows' forces).
+    pub link: bool,
+    /// With weights: the declared affine mass matrix (the mass matrix's).
+    pub declared: [[f64; 4]; 4],
 }
 
 impl MassOwner {
-    /// Whether its values are a link's weights (else a scale).
+    /// Whether its values are a body's weights (else a scale).
     pub fn has_weights(&self) -> bool {
         self.values.len() == LINK_WEIGHTS.len()
     }
@@ -466,6 +472,7 @@ impl MassScales {
             };
             let mass = crate::ir::lower::Lowerer::new(&mut g, leaf).lower(&f.value)[0];
             let first = values.len();
+            let body = (!f.particle).then(|| &m.bodies[f.owner as usize]);
             match &f.distribution {
                 Some((com, tensor)) => {
                     values.extend(link_weights_of(&mut g, mass, com, tensor, leaf))
@@ -478,6 +485,8 @@ impl MassScales {
             owners.push(MassOwner {
                 rows: d..d + width,
                 values: first..values.len(),
+                link: body.is_some_and(|b| b.joint.is_some()),
+                declared: body.map_or([[0.0; 4]; 4], |b| b.mass_matrix()),
             });
         }
         let value_nodes = g.len();

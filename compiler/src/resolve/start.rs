@@ -262,21 +262,6 @@ impl Resolver<'_> {
                 let b = &self.model.bodies[pm.owner as usize];
                 (b.name.clone(), b.dof, b.joint.is_some())
             };
-            // An affine body's distribution in symplectic Euler: its
-            // accelerations are its forces through the inverse of a mass
-            // matrix the runtime holds at the declared values.
-            if pm.distribution.is_some() && !jointed && !implicit {
-                self.error(
-                    Diagnostic::error(
-                        "joule::runtime_in_const",
-                        format!("the mass distribution of `{name}` cannot read a parameter: the step is symplectic Euler"),
-                        pm.span,
-                        "reads a parameter",
-                    )
-                    .with_help("set `integrator = implicit_euler(..)` in `settings`: the implicit step adds a mass distribution's change as an energy; symplectic Euler scales a mass's accelerations only"),
-                );
-                continue;
-            }
             if !self.positive_over_ranges(&pm, &name) {
                 continue;
             }

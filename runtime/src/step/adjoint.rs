@@ -188,11 +188,10 @@ impl<T: Real> Part<T> {
         self.run(scene, kind);
     }
 
-    /// In an explicit substep with masses that read parameters: divides
-    /// the owners' rows of `w = M0^-1 (v' bar + h x' bar)` by their scales
-    /// (`M^-1` of the scaled mass), and adds the scales' derivative,
-    /// `dL/dscale = (h / scale) w . dE/dx` on the owner's rows at the
-    /// substep's start, carried to the parameters.
+    /// In an explicit substep with masses that read parameters: turns the
+    /// owners' rows of `w = M0^-1 (v' bar + h x' bar)` into `M(p)^-1`'s, and
+    /// adds the values' derivatives ([`Part::explicit_mass_adjoint`]),
+    /// carried to the parameters.
     fn mass_scales_adjoint(&mut self, scene: &Scene, adj: &mut Adjoint, h: f64) {
         if scene.mass_scales().is_empty() {
             return;
@@ -200,13 +199,10 @@ impl<T: Real> Part<T> {
         self.load_mass_scales(scene);
         self.forces(scene, |_| true);
         let mut w = std::mem::take(&mut self.scratch.dx);
-        self.divide_mass_rows(scene, &mut w);
-        let mut dscale = self.scale_sums(scene, |i| w[i] * self.b.grad[i].to_f64());
-        for (d, k) in dscale.iter_mut().zip(&self.mass.values) {
-            *d *= h / k;
-        }
+        let grad = &self.b.grad;
+        let dvalues = self.explicit_mass_adjoint(scene, &mut w, |i| grad[i].to_f64(), h);
         self.scratch.dx = w;
-        self.mass_scales_to_params(scene, &dscale, &mut adj.params);
+        self.mass_scales_to_params(scene, &dvalues, &mut adj.params);
     }
 
     pub(super) fn accumulate(&self, adj: &mut Adjoint, scale: f64) {

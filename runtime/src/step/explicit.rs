@@ -2,7 +2,8 @@
 //! x += h v (the update itself is the mass model's, `MassModel::explicit_update`).
 //! A mass that reads parameters is its declared mass times a scale per
 //! environment: its owner's forces are divided by the scale first (the
-//! weight's acceleration does not change with the mass).
+//! weight's acceleration does not change with the mass); a body whose
+//! distribution reads them has its forces turned by `W0 W(p)^-1`.
 
 use super::Part;
 use crate::Scene;
@@ -31,15 +32,15 @@ impl<T: Real> Part<T> {
         );
     }
 
-    /// Divides the forces of the owners of masses that read parameters by
-    /// their scales (particles and affine bodies; links' masses act in the
-    /// reduced step).
+    /// Turns the forces of the particles and affine bodies whose masses read
+    /// parameters ([`super::mass_scale::explicit_forces`]; links' masses act
+    /// in the reduced step).
     pub(super) fn scale_forces(&mut self, scene: &Scene) {
         if scene.mass_scales().is_empty() {
             return;
         }
         self.load_mass_scales(scene);
         let s = self.stride();
-        super::mass_scale::divide_rows(scene, &self.mass.values, s, &mut self.b.grad);
+        super::mass_scale::explicit_forces(scene, &self.mass.values, s, &mut self.b.grad);
     }
 }

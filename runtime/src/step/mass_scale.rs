@@ -10,6 +10,7 @@
 use super::Part;
 use crate::joints::Tree;
 use crate::Scene;
+use glam::DMat4;
 use joule_compiler::abi::Real;
 use joule_compiler::start::{link_weights, LINK_WEIGHTS};
 
@@ -43,12 +44,6 @@ impl<T: Real> Part<T> {
                 }
             }
         }
-    }
-
-    /// Divides each scale owner's rows of `buf` (`[row * stride + lane]`) by
-    /// its lane's scale (particles and affine bodies in an explicit step).
-    pub(super) fn divide_mass_rows<R: Real>(&self, scene: &Scene, buf: &mut [R]) {
-        divide_rows(scene, &self.mass.values, self.stride(), buf);
     }
 
     /// `md` on the owners' rows from the displacement `d` (`md` holding
@@ -136,19 +131,56 @@ impl<T: Real> Part<T> {
         }
     }
 
-    /// Per scale and lane, `[value * stride + lane]`, the sum of `f(i)` over
-    /// the owner's rows in that lane (`i = row * stride + lane`); an
-    /// explicit step's owners are scales only.
-    pub(super) fn scale_sums(&self, scene: &Scene, f: impl Fn(usize) -> f64) -> Vec<f64> {
+    /// The explicit step's adjoint through the masses of particles and
+    /// affine bodies that read params: turns `w = M0^-1 vbar` into `M(p)^-1
+    /// vbar` on their rows (divided by a scale, multiplied by `W(p)^-1 W0`
+    /// for weights) and returns the values' derivatives (`[value * stride +
+    /// lane]`) with `g` the forces' rows (`grad`, `dE/dx` at the substep's
+    /// start): `(h / scale) w . g` for a scale, `h (w_a . a_b + w_b . a_a)`
+    /// (once on the diagonal) for a weight `W[a][b]`, `a = W(p)^-1 g`.
+    pub(super) fn explicit_mass_adjoint(
+        &self,
+        scene: &Scene,
+        w: &mut [f64],
+        g: impl Fn(usize) -> f64,
+        h: f64,
+    ) -> Vec<f64> {
         let s = self.stride();
-        let mut sums = vec![0.0; self.mass.values.len()];
-        for o in scene.mass_scales().owners() {
-            debug_assert!(!o.has_weights(), "an explicit step's masses are scales");
+        let mut out = vec![0.0; self.mass.values.len()];
+        for o in scene.mass_scales().owners().iter().filter(|o| !o.link) {
             for e in 0..self.len {
-                sums[o.values.start * s + e] = o.rows.clone().map(|r| f(r * s + e)).sum();
+                let i = |r: usize| (o.rows.start + r) * s + e;
+                if !o.has_weights() {
+                    let k = self.mass.values[o.values.start * s + e];
+                    let inv = 1.0 / k;
+                    for r in 0..o.rows.len() {
+                        w[i(r)] *= inv;
+                    }
+                    let sum: f64 = (0..o.rows.len()).map(|r| w[i(r)] * g(i(r))).sum();
+                    out[o.values.start * s + e] = sum * (h / k);
+                    continue;
+                }
+                let inverse = mat4(self.mass.weights(o.values.start, s, e)).inverse();
+                turn_rows(&(inverse * mat4(o.declared)), o.rows.start, s, e, w);
+                let gb: [f64; 12] = std::array::from_fn(|r| g(i(r)));
+                let a: [f64; 12] = std::array::from_fn(|r| {
+                    let (blk, k) = (r / 3, r % 3);
+                    (0..4).map(|b| inverse.col(b)[blk] * gb[3 * b + k]).sum()
+                });
+                let dot = |x: usize, y: usize| -> f64 {
+                    (0..3).map(|k| w[i(3 * x + k)] * a[3 * y + k]).sum()
+                };
+                for (v, &(x, y)) in LINK_WEIGHTS.iter().enumerate() {
+                    let d = if x == y {
+                        dot(x, x)
+                    } else {
+                        dot(x, y) + dot(y, x)
+                    };
+                    out[(o.values.start + v) * s + e] = h * d;
+                }
             }
         }
-        sums
+        out
     }
 
     /// The inertia term's part of the values' derivatives
@@ -344,21 +376,43 @@ impl MassWork {
     }
 }
 
-/// Divides each scale owner's rows of `buf` (`[row * stride + lane]`,
-/// stride `s`) by its lane's scale in `values` (`[value * stride + lane]`).
-pub(super) fn divide_rows<R: Real>(scene: &Scene, values: &[f64], s: usize, buf: &mut [R]) {
-    for o in scene
-        .mass_scales()
-        .owners()
-        .iter()
-        .filter(|o| !o.has_weights())
-    {
+/// The forces of the particles and affine bodies whose masses read params
+/// (`buf`, `[row * stride + lane]`, stride `s`), turned so that the declared
+/// mass matrix's inverse gives their accelerations: divided by a scale,
+/// multiplied by `W0 W(p)^-1` for weights (`values`: `[value * stride +
+/// lane]`). Links' act in the reduced step.
+pub(super) fn explicit_forces<R: Real>(scene: &Scene, values: &[f64], s: usize, buf: &mut [R]) {
+    for o in scene.mass_scales().owners().iter().filter(|o| !o.link) {
         for e in 0..s {
-            let k = 1.0 / values[o.values.start * s + e];
-            for r in o.rows.clone() {
-                let x = &mut buf[r * s + e];
-                *x = R::from_f64(x.to_f64() * k);
+            if !o.has_weights() {
+                let k = 1.0 / values[o.values.start * s + e];
+                for r in o.rows.clone() {
+                    let x = &mut buf[r * s + e];
+                    *x = R::from_f64(x.to_f64() * k);
+                }
+                continue;
             }
+            let v: [f64; 10] = std::array::from_fn(|k| values[(o.values.start + k) * s + e]);
+            let turn = mat4(o.declared) * mat4(link_weights(&v)).inverse();
+            turn_rows(&turn, o.rows.start, s, e, buf);
+        }
+    }
+}
+
+/// `M` as a glam matrix (symmetric: rows or columns alike).
+fn mat4(m: [[f64; 4]; 4]) -> DMat4 {
+    DMat4::from_cols_array_2d(&m)
+}
+
+/// A body's twelve rows from `first` in lane `e` (stride `s`), three-row
+/// blocks `a` (origin, the rotation's columns), replaced by `sum_b T[a][b]
+/// block_b` (`T` column-major as glam's: `T[a][b]` is `col(b)[a]`).
+fn turn_rows<R: Real>(t: &DMat4, first: usize, s: usize, e: usize, buf: &mut [R]) {
+    let old: [f64; 12] = std::array::from_fn(|r| buf[(first + r) * s + e].to_f64());
+    for a in 0..4 {
+        for k in 0..3 {
+            let sum: f64 = (0..4).map(|b| t.col(b)[a] * old[3 * b + k]).sum();
+            buf[(first + 3 * a + k) * s + e] = R::from_f64(sum);
         }
     }
 }
