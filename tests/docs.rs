@@ -1,5 +1,6 @@
 //! The documentation stays true: every scene block in the README and `docs/`
-//! parses (whole scenes also compile), every keyword of the grammar is
+//! parses (whole scenes also compile), a block that names its file is that
+//! file, every keyword of the grammar is
 //! documented, every subcommand of the CLI is in the README, and every path
 //! the "Layout" sections name exists.
 
@@ -11,6 +12,7 @@ const PAGES: &[&str] = &[
     "docs/LANGUAGE.md",
     "docs/ARCHITECTURE.md",
     "docs/GRADIENTS.md",
+    "docs/guide.md",
 ];
 
 /// The ```joule blocks of a Markdown page, with their line numbers.
@@ -55,6 +57,27 @@ fn scene_blocks_in_the_docs_parse_and_whole_scenes_compile() {
         }
     }
     assert!(seen >= 3, "found {seen} blocks");
+}
+
+#[test]
+fn scene_blocks_that_name_a_file_are_that_file() {
+    // A block whose first line is `// file: PATH` shows a shipped file whole.
+    let mut seen = 0;
+    for page in PAGES {
+        for (line, block) in joule_blocks(page) {
+            let Some(path) = block
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("// file: "))
+            else {
+                continue;
+            };
+            let file = std::fs::read_to_string(path.trim()).expect("the named file");
+            assert_eq!(block, file, "{page}:{line}: the block differs from {path}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "found {seen} blocks naming files");
 }
 
 #[test]
