@@ -165,6 +165,17 @@ impl Canvas {
 
     /// Fills a triangle (skipped where a corner is behind the camera).
     pub fn triangle(&mut self, cam: &Camera, t: [V3; 3], paint: Paint) {
+        self.fill(cam, t, paint, 0.0);
+    }
+
+    /// Fills a triangle in front of everything drawn (a marker seen through
+    /// the bodies), nearer ones of these still in front.
+    pub fn triangle_over(&mut self, cam: &Camera, t: [V3; 3], paint: Paint) {
+        self.fill(cam, t, paint, -1e9);
+    }
+
+    /// Fills a triangle, its depth shifted by `shift`.
+    fn fill(&mut self, cam: &Camera, t: [V3; 3], paint: Paint, shift: f64) {
         let index = match paint {
             Paint::Flat(i) => i,
             Paint::Lit(m) => {
@@ -195,7 +206,7 @@ impl Canvas {
                 let w1 = ((c[0] - px) * (a[1] - py) - (c[1] - py) * (a[0] - px)) / area;
                 let w2 = 1.0 - w0 - w1;
                 if w0 >= 0.0 && w1 >= 0.0 && w2 >= 0.0 {
-                    self.plot(cam, x, y, w0 * a[2] + w1 * b[2] + w2 * c[2], index);
+                    self.plot(cam, x, y, shift + w0 * a[2] + w1 * b[2] + w2 * c[2], index);
                 }
             }
         }

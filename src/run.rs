@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// `--gif` and the `--frames` (at most 16; default: the whole batch up to 4).
     #[arg(long, value_name = "N", requires = "view")]
     html_envs: Option<usize>,
+    /// Draw these three-component outputs (an `observe` of a point: a
+    /// target, a fingertip) as markers, a colour each, on the `--html` page,
+    /// in the `--gif` and the `--frames`.
+    #[arg(long, value_name = "OUTPUT", value_delimiter = ',', requires = "view")]
+    mark: Vec<String>,
     /// Report the gait of each environment (with `--json`) or of
     /// environment 0: each foot's duty factor, touchdowns per second,
     /// clearance and slip, the root's travel and heading, and the controls'
@@ -232,7 +237,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             a.noise
         ));
     }
-    let html = (a.html.is_some() || a.gif.is_some() || a.frames.is_some())
+    let mut html = (a.html.is_some() || a.gif.is_some() || a.frames.is_some())
         .then(|| {
             Html::new(
                 a.html.clone(),
@@ -250,6 +255,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         ..
     } = load::scene(&c.scene, &c.options(false))?;
     let overrides = check_params(scene.model(), &c.params)?;
+    if let Some(h) = html.as_mut() {
+        h.mark(scene.compiled.layout(), &a.mark)?;
+    }
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &overrides)?;
     if a.noise > 0.0 || !scene.model().reset.steps.is_empty() {
@@ -366,7 +374,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut applied_history: Vec<Vec<f64>> = vec![];
     let mut progress = Progress::steps(c.steps as u64, "simulating", !quiet && !as_json);
     if let Some(v) = &mut viewer {
-        v.record(0, &sim);
+        v.record(0, &mut sim);
     }
     for step in 1..=c.steps {
         if let Some(p) = &policy {
@@ -411,7 +419,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             states.push(snapshot(&sim));
         }
         if let Some(v) = &mut viewer {
-            v.record(step, &sim);
+            v.record(step, &mut sim);
         }
         if !applied.is_empty() {
             sim.read_controls(&mut applied);

@@ -82,6 +82,8 @@ pub struct Html {
     pub pngs: Option<PathBuf>,
     /// The environments shown, in grid order.
     pub envs: Vec<usize>,
+    /// The three-component outputs drawn as markers (name, first output row).
+    pub marks: Vec<(String, usize)>,
 }
 
 impl Html {
@@ -131,9 +133,48 @@ impl Html {
             gif,
             pngs,
             envs,
+            marks: vec![],
         };
         html.check_pngs()?;
         Ok(html)
+    }
+
+    /// Draws the outputs `names` as markers: each must be a scene output of
+    /// three components (a point: a target, a fingertip).
+    pub fn mark(
+        &mut self,
+        layout: &joule_compiler::kernels::Layout,
+        names: &[String],
+    ) -> Result<()> {
+        let points: Vec<&str> = layout
+            .outputs
+            .iter()
+            .filter(|o| o.len == 3)
+            .map(|o| o.name.as_str())
+            .collect();
+        for name in names {
+            match layout.output(name) {
+                Some(o) if o.len == 3 => self.marks.push((name.clone(), o.offset)),
+                found => {
+                    let what = match found {
+                        Some(o) if o.len == 1 => format!("`{name}` is a number, not a point"),
+                        Some(o) => format!("`{name}` has {} components, not a point's 3", o.len),
+                        None => format!("the scene has no output `{name}`"),
+                    };
+                    let help = if points.is_empty() {
+                        "add an `observe NAME = <vec3 expression>` to the scene and mark it"
+                            .to_string()
+                    } else {
+                        format!(
+                            "the scene's three-component outputs are: {}",
+                            points.join(", ")
+                        )
+                    };
+                    return Err(miette!(help = help, "cannot mark `{name}`: {what}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a `pngs` folder that exists already, before the run.
@@ -433,6 +474,18 @@ fn body_colour(k: usize) -> String {
 }
 
 /// A body's colour: hues a golden angle apart, so neighbours differ.
+/// A mark's radius, of the scene's extent.
+const MARK_RADIUS: f64 = 0.025;
+
+/// The marks' colours, in order (`--mark`): strong hues apart from the
+/// bodies' palette.
+const MARK_COLOURS: [&str; 4] = ["#ff2d95", "#22d3ee", "#facc15", "#a3e635"];
+
+/// A `#rrggbb` colour's bytes.
+fn rgb_of(c: &str) -> [u8; 3] {
+    std::array::from_fn(|k| u8::from_str_radix(&c[1 + 2 * k..3 + 2 * k], 16).unwrap_or(0))
+}
+
 fn body_rgb(k: usize) -> [u8; 3] {
     let h = (0.08 + 0.618_034 * k as f64).fract() * 6.0;
     let (s, l) = (0.65, 0.55);
@@ -514,6 +567,10 @@ pub struct Recorder {
     stride: usize,
     /// Kept frames, each the shown environments' DOFs in turn.
     frames: Vec<f32>,
+    /// The marked outputs (name, first output row).
+    marks: Vec<(String, usize)>,
+    /// Kept frames of the marks: each shown environment's marks in turn.
+    mark_frames: Vec<f32>,
 }
 
 impl Recorder {
@@ -533,6 +590,8 @@ impl Recorder {
             steps,
             stride,
             frames: vec![],
+            marks: html.marks.clone(),
+            mark_frames: vec![],
         }
     }
 
@@ -541,12 +600,22 @@ impl Recorder {
         step.is_multiple_of(self.stride) || step == self.steps
     }
 
-    /// Records the state after `step` steps (every `stride`-th, and the last).
-    pub fn record(&mut self, step: usize, sim: &Sim) {
+    /// Records the state after `step` steps (every `stride`-th, and the
+    /// last), and the marked outputs there.
+    pub fn record(&mut self, step: usize, sim: &mut Sim) {
         if self.keeps(step) {
             for &e in &self.envs {
                 self.frames
                     .extend(sim.positions(e).iter().map(|&v| v as f32));
+            }
+            if !self.marks.is_empty() {
+                let rows = sim.outputs();
+                for &e in &self.envs {
+                    for (_, first) in &self.marks {
+                        self.mark_frames
+                            .extend((0..3).map(|k| rows[first + k][e] as f32));
+                    }
+                }
             }
         }
     }
@@ -554,6 +623,15 @@ impl Recorder {
     /// Frame `f`'s DOFs of the `e`-th shown environment.
     fn frame(&self, f: usize, e: usize, dofs: usize) -> &[f32] {
         &self.frames[(f * self.envs.len() + e) * dofs..][..dofs]
+    }
+
+    /// Frame `f`'s marks of the `e`-th shown environment, as points.
+    fn marks_at(&self, f: usize, e: usize) -> Vec<V3> {
+        let n = 3 * self.marks.len();
+        self.mark_frames[(f * self.envs.len() + e) * n..][..n]
+            .chunks_exact(3)
+            .map(|p| std::array::from_fn(|k| p[k] as f64))
+            .collect()
     }
 
     /// The pictures of a GIF or PNG sequence: the page's default view of each
@@ -597,6 +675,7 @@ impl Recorder {
                 for b in &model.bodies {
                     grow(pose(v, b).0, b.shape.bounding_radius());
                 }
+                self.marks_at(f, e).into_iter().for_each(|p| grow(p, 0.0));
             }
         }
         if g.ground {
@@ -609,8 +688,12 @@ impl Recorder {
         }
         let centre: V3 = std::array::from_fn(|k| (lo[k] + hi[k]) / 2.0);
         let extent = (0.5 * (0..3).map(|k| (hi[k] - lo[k]).powi(2)).sum::<f64>().sqrt()).max(1e-3);
-        // Materials: the surface, particles, fixed points, then the bodies' colours.
+        // Materials: the surface, particles, fixed points, the marks' colours,
+        // then the bodies'.
         let mut materials = vec![[0x60, 0xa5, 0xfa], [0xff, 0x8c, 0x1a], [0xf4, 0x3f, 0x5e]];
+        let marks = self.marks.len().min(MARK_COLOURS.len());
+        materials.extend(MARK_COLOURS[..marks].iter().map(|c| rgb_of(c)));
+        let first_body = materials.len();
         let body_slots = render::MATERIALS - materials.len();
         materials.extend((0..model.bodies.len().min(body_slots)).map(body_rgb));
         let shapes: Vec<Vec<[V3; 3]>> = model
@@ -663,7 +746,7 @@ impl Recorder {
                             x[i] + r[i] * p[0] + r[3 + i] * p[1] + r[6 + i] * p[2]
                         })
                     };
-                    let material = 3 + k % body_slots.max(1);
+                    let material = first_body + k % body_slots.max(1);
                     for t in &shapes[k] {
                         c.triangle(&cam, t.map(place), Paint::Lit(material));
                     }
@@ -681,6 +764,12 @@ impl Recorder {
                         for t in render::sphere(pts[i], r, 4) {
                             c.triangle(&cam, t, Paint::Lit(m));
                         }
+                    }
+                }
+                // Marks are seen through the bodies (a fingertip inside its link).
+                for (k, p) in self.marks_at(f, e).into_iter().enumerate() {
+                    for t in render::sphere(p, MARK_RADIUS * extent, 4) {
+                        c.triangle_over(&cam, t, Paint::Lit(3 + k % marks.max(1)));
                     }
                 }
             }
@@ -724,6 +813,7 @@ impl Recorder {
                 gif: None,
                 pngs: Some(dir.to_path_buf()),
                 envs: vec![],
+                marks: vec![],
             }
             .check_pngs();
         }
@@ -803,7 +893,16 @@ impl Recorder {
             .collect();
         let frame_steps: Vec<usize> = (0..=self.steps).filter(|&s| self.keeps(s)).collect();
         let (lo, hi, bytes) = quantise(&self.frames, model.dof_count);
+        let marks = {
+            let (lo, hi, bytes) = quantise(&self.mark_frames, 3 * self.marks.len());
+            json!({
+                "names": self.marks.iter().map(|m| &m.0).collect::<Vec<_>>(),
+                "colours": (0..self.marks.len()).map(|k| MARK_COLOURS[k % MARK_COLOURS.len()]).collect::<Vec<_>>(),
+                "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
+            })
+        };
         let data = json!({
+            "mark_radius": MARK_RADIUS,
             "title": model.title.clone().unwrap_or_else(|| scene.display().to_string()),
             "scene": scene.display().to_string(),
             "envs": self.envs,
@@ -816,6 +915,7 @@ impl Recorder {
             "bodies": bodies,
             "ground": g.ground,
             "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
+            "marks": marks,
         });
         // `</` cannot end the script element early: JSON allows `<\/`.
         let text = data.to_string().replace("</", "<\\/");

@@ -742,3 +742,91 @@ fn frames_are_a_folder_of_pngs_of_the_gif_pictures_written_whole_or_not_at_all()
     assert!(err.contains("parent folder"), "{err}");
     assert!(!missing.exists() && !missing.parent().unwrap().exists());
 }
+
+#[test]
+fn marked_outputs_are_drawn_where_the_run_puts_them_seen_through_bodies() {
+    // The guide's thrown ball, its `position` marked: the page's mark frames
+    // decode to the output (the last to the run's final observation), and
+    // the GIF shows the mark's colour.
+    let (page, gif) = (temp("marked.html"), temp("marked.gif"));
+    let (d, o) = page_data(
+        "docs/guide/ball.joule",
+        &page,
+        &[
+            "--steps",
+            "120",
+            "--mark",
+            "position",
+            "--gif",
+            gif.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let run: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let last = numbers(&run["observe"]["position"][0]);
+    assert_eq!(d["marks"]["names"], serde_json::json!(["position"]));
+    let colour = d["marks"]["colours"][0].as_str().unwrap().to_string();
+    let marks = frames(&serde_json::json!({"frames": d["marks"]["frames"], "dofs": 3}));
+    let kept = d["steps"].as_array().unwrap().len();
+    assert_eq!(marks.len(), 3 * kept, "a point per kept frame");
+    for k in 0..3 {
+        let shown = marks[3 * (kept - 1) + k];
+        assert!(close(shown, last[k]), "{k}: {shown:?} vs {}", last[k]);
+    }
+    assert!(marks[2].0 > 0.4 && marks[3 * (kept - 1)].0 > 0.3, "it flew");
+    let (pictures, _) = gif_frames(&gif);
+    let (pixels, _) = pictures.last().unwrap();
+    let marked = pixels.iter().filter(|p| shade_of(**p, &colour)).count();
+    assert!(marked >= 4, "{marked} pixels of the mark's colour");
+}
+
+#[test]
+fn a_mark_that_is_not_a_point_is_an_error_and_writes_nothing() {
+    let page = temp("not_marked.html");
+    let _ = std::fs::remove_file(&page);
+    for (mark, says) in [("far", "is a number"), ("nothing", "no output `nothing`")] {
+        let o = joule(&[
+            "run",
+            "docs/guide/ball.joule",
+            "--steps",
+            "5",
+            "--html",
+            page.to_str().unwrap(),
+            "--mark",
+            mark,
+        ]);
+        let err = fails_with_hint(&o, says);
+        assert!(
+            err.contains("three-component outputs are: position"),
+            "{err}"
+        );
+        assert!(!page.exists(), "nothing written");
+    }
+}
+
+#[test]
+fn headless_chromium_draws_a_mark_inside_a_box_over_it() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    // A mark at the box's centre, inside it: drawn through the box.
+    let scene = temp("marked_box.joule");
+    std::fs::write(&scene, format!("{ONE_BOX}observe centre = b.x\n")).unwrap();
+    let page = temp("marked_box.html");
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "2", "--mark", "centre", "--quiet"],
+    );
+    let mark = d["marks"]["colours"][0].as_str().unwrap().to_string();
+    let pixels = screenshot(&browser, &page, "frame=last");
+    // The canvas's centre (320, 220) shows the mark; the box 40 pixels off it.
+    let at = |x: usize, y: usize| pixels[y * 640 + x];
+    assert!(shade_of(at(320, 220), &mark), "centre {:?}", at(320, 220));
+    let box_colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    assert!(
+        shade_of(at(360, 260), &box_colour),
+        "box {:?}",
+        at(360, 260)
+    );
+}
