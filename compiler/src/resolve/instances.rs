@@ -208,7 +208,11 @@ impl Resolver<'_> {
             .with_label(
                 def.name.span,
                 format!("defined as `{}({sig})`", def.name.name),
-            ),
+            )
+            .with_help(format!(
+                "give one value per parameter, in order: `{}({sig})`",
+                def.name.name
+            )),
         );
     }
 
@@ -238,9 +242,18 @@ impl Resolver<'_> {
                     format!("expected {ty}"),
                 )
                 .with_label(p.name.span, "declared here");
-                if ty == "particle" && matches!(v.shape(), Some(Shape::Vec(3))) {
-                    d = d.with_help("pass the particle itself, not its position: `p`, not `p.x`");
-                }
+                d = d.with_help(
+                    if ty == "particle" && matches!(v.shape(), Some(Shape::Vec(3))) {
+                        "pass the particle itself, not its position: `p`, not `p.x`".to_string()
+                    } else {
+                        format!(
+                            "pass {} here, as `{}` declares its argument `{}`",
+                            article(ty),
+                            def.name.name,
+                            p.name.name
+                        )
+                    },
+                );
                 self.error(d);
                 return false;
             }
@@ -572,7 +585,7 @@ impl Resolver<'_> {
     }
 }
 
-fn article(ty: &str) -> String {
+pub(super) fn article(ty: &str) -> String {
     if ty.starts_with(['a', 'e', 'i', 'o', 'u']) {
         format!("an {ty}")
     } else {

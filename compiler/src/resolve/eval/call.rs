@@ -456,11 +456,15 @@ impl Resolver<'_> {
                 for (s, sh) in spans.iter().zip(&shapes) {
                     d = d.with_label(*s, sh.name());
                 }
-                if b == Builtin::Select {
-                    d = d.with_help(
-                        "`select(a < b, x, y)` picks `x` where the comparison holds, `y` elsewhere",
-                    );
-                }
+                let elementwise = shapes.iter().any(|s| *s != Shape::Scalar)
+                    && builtin_shape(b, &vec![Shape::Scalar; shapes.len()]).is_ok();
+                d = d.with_help(if b == Builtin::Select {
+                    "`select(a < b, x, y)` picks `x` where the comparison holds, `y` elsewhere".to_string()
+                } else if elementwise {
+                    format!("`{}` acts on numbers: apply it to components (`{}(v.x)`), or build the vector from them (`vec3({0}(v.x), {0}(v.y), {0}(v.z))`)", b.name(), b.name())
+                } else {
+                    "the labels give each argument's shape; a vector's components are `v.x`, `v.y`, `v.z`, a number makes a vector with `vec3(a, b, c)`; docs/LANGUAGE.md lists every built-in's arguments".to_string()
+                });
                 self.error(d);
                 return Value::Poison;
             }
@@ -510,7 +514,13 @@ impl Resolver<'_> {
                             a.value.span,
                             format!("expected {}", ty.name),
                         )
-                        .with_label(ty.span, "declared here"),
+                        .with_label(ty.span, "declared here")
+                        .with_help(format!(
+                            "pass {} here, as `{}` declares its argument `{}`",
+                            crate::resolve::instances::article(&ty.name),
+                            decl.name,
+                            p.name.name
+                        )),
                     );
                     return Value::Poison;
                 }

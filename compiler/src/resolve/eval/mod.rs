@@ -480,11 +480,14 @@ impl Resolver<'_> {
                 None
             }
             v => {
-                self.err(
-                    "joule::type_mismatch",
-                    format!("{what} must be an integer, not {}", describe_value(v)),
-                    span,
-                    "not an integer",
+                self.error(
+                    Diagnostic::error(
+                        "joule::type_mismatch",
+                        format!("{what} must be an integer, not {}", describe_value(v)),
+                        span,
+                        "not an integer",
+                    )
+                    .with_help("indices and range bounds count: write a whole number (`0..3`, `a[2]`); `/` gives a fraction, so halve an integer as `(N - N % 2) / 2`"),
                 );
                 None
             }
