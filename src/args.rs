@@ -33,17 +33,60 @@ pub fn grammar(cli: clap::Command) -> clap::Command {
 /// `optimize`, `train`, `imitate`, `repl`).
 #[derive(clap::Args, Clone, Copy)]
 pub struct ThreadsArg {
-    /// Worker threads (default: all cores). Results do not depend on it.
+    /// Worker threads, 1 to 1024 (default: all cores). Results do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
 
 impl ThreadsArg {
-    /// Sizes the global pool to `--threads` (see [`threads::global`]) and
-    /// returns the worker count a batch is split for.
-    pub fn apply(self) -> usize {
+    /// Checks `--threads` and sizes the global pool to it (see
+    /// [`threads::global`]); returns the worker count a batch is split for.
+    pub fn apply(self) -> Result<usize> {
         threads::global(self.threads)
     }
+}
+
+/// Checks a batch of `batch` environments of `scene`, given as `given`
+/// (the flag and its value, e.g. `--batch 64`), against
+/// [`joule_runtime::Scene::max_batch`], before anything is allocated for it.
+pub fn check_batch(scene: &joule_runtime::Scene, given: &str, batch: usize) -> Result<()> {
+    let most = scene.max_batch();
+    if batch <= most {
+        return Ok(());
+    }
+    let each = scene.lane_bytes();
+    Err(miette!(
+        help = format!(
+            "simulate at most {most} environments of this scene at once; a larger study runs as several batches"
+        ),
+        "`{given}`: {batch} environments would take {:.1} GiB of simulator storage ({each} bytes each), more than {} GiB",
+        batch as f64 * each as f64 / f64::from(1u32 << 30),
+        joule_runtime::scene::MAX_BATCH_BYTES >> 30
+    ))
+}
+
+/// Checks a number flag's value (`flag`: its name with the dashes): finite
+/// and positive, else an error naming the flag with `hint`.
+pub fn positive(flag: &str, v: f64, hint: &str) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        return Ok(());
+    }
+    Err(miette!(
+        help = hint.to_string(),
+        "`{flag} {v}` must be finite and positive"
+    ))
+}
+
+/// Checks a number flag's value (`flag`: its name with the dashes): finite
+/// and not negative, else an error naming the flag with `hint`.
+pub fn not_negative(flag: &str, v: f64, hint: &str) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        return Ok(());
+    }
+    Err(miette!(
+        help = hint.to_string(),
+        "`{flag} {v}` must be finite and not negative"
+    ))
 }
 
 /// Why a parameter value is refused: the message and its hint.

@@ -39,7 +39,7 @@ pub struct BenchArgs {
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64,1024,4096")]
     batch: Vec<usize>,
-    /// Thread counts, comma-separated.
+    /// Thread counts, comma-separated (each 1 to 1024).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
     /// Steps per timed repeat (default: about 0.3 s worth).
@@ -475,11 +475,8 @@ pub fn bench(o: BenchArgs) -> Result<()> {
             "a batch of {b} environments"
         ));
     }
-    if o.threads.contains(&0) {
-        return Err(miette!(
-            help = "use `--threads 1,2` or similar",
-            "0 threads"
-        ));
+    for &t in &o.threads {
+        crate::threads::check("--threads", t)?;
     }
     if o.steps == Some(0) || o.repeats == 0 {
         return Err(miette!(
@@ -494,6 +491,9 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     let (scene, first) = compile(&o.scene, &options)?;
     // Once, not for every timed compile.
     load::warn(&scene);
+    for &b in &o.batch {
+        crate::args::check_batch(&scene, &format!("--batch {b}"), b)?;
+    }
     let controls = Controls::parse(&o.controls, o.seed, &scene)?;
     let mut compiles = vec![first];
     for _ in 1..COMPILES {

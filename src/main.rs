@@ -107,7 +107,7 @@ fn dispatch(command: Command) -> ExitCode {
         }
         Command::Fmt(a) => fmt::fmt(a),
         Command::Repl(a) => repl::repl(a),
-        Command::New(a) => new::new(a),
+        Command::New(a) => finish(new::new(a)),
         Command::Run(a) => finish(run::run(a)),
         Command::Plot(a) => finish(plot::plot(&a)),
         Command::Optimize(a) => finish(optimize::optimize(a)),

@@ -1,9 +1,9 @@
 //! `joule new NAME`: a new scene file, `NAME.joule`, from a small, complete
 //! and commented template (never overwriting an existing file).
 
+use miette::{miette, Result};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// Create a new scene file from a commented template.
 #[derive(clap::Args)]
@@ -41,39 +41,50 @@ observe tip = bead[4].x
 loss height = bead[4].x.z
 "#;
 
-/// Writes `NAME.joule`; exit 1 if the name is not a plain file name or the file exists.
-pub fn new(a: NewArgs) -> ExitCode {
+/// Writes `NAME.joule`; an error with a hint if the name is not a plain
+/// file name, the file exists or it cannot be written.
+pub fn new(a: NewArgs) -> Result<()> {
     let name = a.name;
     let valid = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
-        eprintln!("error: `{name}` is not a plain file name (letters, digits, `_`, `-`)");
-        return ExitCode::FAILURE;
+        return Err(miette!(
+            help = "give a name such as `my_robot`: `joule new` writes NAME.joule in the current folder",
+            "`{name}` is not a plain file name (letters, digits, `_`, `-`)"
+        ));
     }
     let path = PathBuf::from(format!("{name}.joule"));
     // create_new: never overwrite a user's file.
-    match std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
-    {
-        Ok(mut f) => {
-            if let Err(e) = f.write_all(TEMPLATE.replace("NAME", &name).as_bytes()) {
-                eprintln!("error: cannot write `{}`: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-            println!(
-                "wrote {} — next: joule run {} --steps 200",
-                path.display(),
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: cannot create `{}`: {e}", path.display());
-            ExitCode::FAILURE
-        }
+        .map_err(|e| {
+            let help = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                "`joule new` never overwrites a file: choose another name, or edit the existing scene"
+            } else {
+                "write in a folder you can write to"
+            };
+            miette!(help = help, "cannot create `{}`: {e}", path.display())
+        })?;
+    let written = f
+        .write_all(TEMPLATE.replace("NAME", &name).as_bytes())
+        .and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        return Err(miette!(
+            help = "free space on the disk, or write in another folder",
+            "cannot write `{}`: {e}",
+            path.display()
+        ));
     }
+    println!(
+        "wrote {} — next: joule run {} --steps 200",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }

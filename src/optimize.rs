@@ -118,7 +118,12 @@ impl OptimizeArgs {
 
 /// `joule optimize`.
 pub fn optimize(o: OptimizeArgs) -> Result<()> {
-    o.threads.apply();
+    o.threads.apply()?;
+    crate::args::positive(
+        "--lr",
+        o.lr,
+        "Adam's step size in the unconstrained variables, e.g. `--lr 0.05`",
+    )?;
     let scene = load::scene(&o.scene, &load::Options::default())?.scene;
     let overrides = check_params(scene.model(), &o.params)?;
     let (objective, steps) = objective(&scene, &o, o.steps.unwrap_or(100), o.steps.is_some())?;
@@ -165,6 +170,13 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
             ));
         }
     }
+    let initial = evaluate(&scene, &problem).map_err(|e| miette!("{e}"))?;
+    if !initial.is_finite() {
+        return Err(miette!(
+            help = non_finite_help(&o),
+            "the objective is {initial} at the start: there is nothing to minimise"
+        ));
+    }
     let spinner = Progress::spinner("optimising", !o.quiet && !o.json);
     let start = std::time::Instant::now();
     let (solution, evaluations) = match o.mpc() {
@@ -194,7 +206,13 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
     };
     spinner.finish();
     let seconds = start.elapsed().as_secs_f64();
-    let initial = evaluate(&scene, &problem).map_err(|e| miette!("{e}"))?;
+    if !solution.value.is_finite() {
+        return Err(miette!(
+            help = format!("{}; nothing was written", non_finite_help(&o)),
+            "the optimisation ended at an objective of {} (from {initial})",
+            solution.value
+        ));
+    }
     if let Some(path) = &o.out {
         write_schedule(path, &scene, &solution.schedule)?;
     }
@@ -217,6 +235,19 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
         &o,
     );
     Ok(())
+}
+
+/// What to do about an objective that is not finite, for `joule optimize`'s
+/// settings `o`.
+fn non_finite_help(o: &OptimizeArgs) -> String {
+    let causes = "the simulation diverges (try a smaller `dt` or other `--param` values)";
+    match &o.track {
+        Some(t) => format!(
+            "{causes}, or the recording `{}` holds values so large that their squared differences overflow (record it again with `joule run SCENE --out FILE.npz`)",
+            t.split_once('=').map_or(t.as_str(), |p| p.1)
+        ),
+        None => format!("{causes}, or the objective item overflows; a smaller `--lr` or fewer `--steps` may help"),
+    }
 }
 
 /// The objective and the number of steps it spans.

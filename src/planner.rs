@@ -172,6 +172,15 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
                     .map(|m| m.1)
             })
             .unwrap_or(d.value);
+        if !v.is_finite() {
+            return Err(miette!(
+                help =
+                    "the training diverged: nothing was written; train again with a smaller `--lr`",
+                "cannot write `{}`: the learned param `{}` is {v}",
+                out.display(),
+                d.name
+            ));
+        }
         params.insert(d.name.clone(), json!(v));
     }
     let file = json!({"policy": t.policy, "params": params});

@@ -222,7 +222,7 @@ fn report_events(events: &[Event]) {
 /// the trajectory to `--out` and a viewer page to `--html`; `--policy`
 /// (weights) or `--controls` (a plan) sets the controls before every step.
 pub fn run(a: RunArgs) -> Result<()> {
-    let workers = a.sim.threads.apply();
+    let workers = a.sim.threads.apply()?;
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
     if batch == 0 {
         return Err(miette!(
@@ -258,6 +258,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Some(h) = html.as_mut() {
         h.mark(scene.compiled.layout(), &a.mark)?;
     }
+    crate::args::check_batch(&scene, &format!("--batch {batch}"), batch)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));
     apply_params(&mut sim, &overrides)?;
     if a.noise > 0.0 || !scene.model().reset.steps.is_empty() {
@@ -826,7 +827,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one of --loss and --reward"),
     };
     let (c, wrt, check, as_json) = (&a.sim, a.wrt.as_deref(), a.check, a.json);
-    c.threads.apply();
+    c.threads.apply()?;
     if let Some(h) = a.fd_step.filter(|h| !(h.is_finite() && *h > 0.0)) {
         return Err(miette!(
             help = "give a positive step in the parameter's units, e.g. `--fd-step 1e-6`",
@@ -1132,6 +1133,11 @@ fn smoothed(
             "`--samples {pairs}` is too few to measure the estimates' spread over {GROUPS} groups"
         ));
     }
+    crate::args::check_batch(
+        scene,
+        &format!("--samples {pairs}"),
+        pairs.saturating_mul(2),
+    )?;
     let nc = scene.model().controls.len();
     if nc == 0 {
         return Err(miette!(

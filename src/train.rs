@@ -2,7 +2,7 @@
 //! (joule-learn), with a progress bar, a learning curve (CSV and PNG),
 //! atomic checkpoints and `--resume`.
 
-use crate::args::{SurrogateArg, ThreadsArg};
+use crate::args::{not_negative, positive, SurrogateArg, ThreadsArg};
 use crate::files::{read_file, read_npz, write_atomically};
 use crate::load;
 use crate::plot::{plot, PlotArgs};
@@ -264,11 +264,24 @@ fn learn_error(e: candle_core::Error) -> miette::Report {
     miette!("{e}")
 }
 
+/// The bytes of a policy or checkpoint to write to `path`, or an error with
+/// a hint when they cannot be made (weights that are not finite): nothing
+/// is written then.
+fn to_save(bytes: candle_core::Result<Vec<u8>>, path: &Path) -> Result<Vec<u8>> {
+    bytes.map_err(|e| {
+        miette!(
+            help = "the training diverged: nothing was written; train again with a smaller `--lr` or `--clip`, or resume from an earlier checkpoint",
+            "cannot write `{}`: {e}",
+            path.display()
+        )
+    })
+}
+
 /// `joule train`: `--iters` iterations in all (a resumed run continues to
 /// that total), a checkpoint every `--every` iterations and at the end,
 /// stopping early once the mean episode return reaches `--target`.
 pub fn train(a: TrainArgs) -> Result<()> {
-    a.threads.apply();
+    a.threads.apply()?;
     let mut config = a.config();
     if !(config.explore.is_finite() && config.explore >= 0.0) {
         return Err(miette!(
@@ -278,6 +291,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         ));
     }
     check_settings(&config)?;
+    if let Some(t) = a.target.filter(|t| !t.is_finite()) {
+        return Err(miette!(
+            help = "give the mean episode return to stop at, e.g. `--target 100` (leave it out to run every iteration)",
+            "`--target {t}` is not a finite return"
+        ));
+    }
     if config.value_f32 && config.algo != Algo::Ppo {
         return Err(miette!(
             help = "leave `--value-f32` out: shac's value network is differentiated through the simulator, in f64",
@@ -310,6 +329,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
         return train_planner(&a, &scene, name, &config);
     }
+    crate::args::check_batch(&scene, &format!("--batch {}", config.batch), config.batch)?;
     if !a.planner_params.is_empty() {
         return Err(miette!(
             help = "leave `--planner-param` out, or train a `trajopt` policy with `--policy NAME`",
@@ -339,7 +359,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     );
     let save = |t: &Trainer| -> Result<()> {
         if let Some(path) = checkpoint {
-            let bytes = t.checkpoint().map_err(learn_error)?;
+            let bytes = to_save(t.checkpoint(), path)?;
             write_atomically(path, |w| w.write_all(&bytes))?;
         }
         Ok(())
@@ -364,7 +384,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     bar.finish();
     save(&trainer)?;
-    let bytes = trainer.policy.to_bytes().map_err(learn_error)?;
+    let bytes = to_save(trainer.policy.to_bytes(), &o.out)?;
     write_atomically(&o.out, |w| w.write_all(&bytes))?;
     finish(
         &a.scene,
@@ -415,6 +435,7 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
     let mut pc = joule_learn::planning::PlanConfig::new(&config.reward);
     pc.policy = Some(name.to_string());
     pc.batch = a.batch.unwrap_or(4).max(1);
+    crate::args::check_batch(scene, &format!("--batch {}", pc.batch), pc.batch)?;
     pc.threads = config.threads.max(1);
     pc.episode = config.episode;
     pc.seed = config.seed;
@@ -502,29 +523,41 @@ fn check_settings(c: &Config) -> Result<()> {
         "a discount such as 0.99 (Brax's ant: 0.97)",
     )?;
     unit("lambda", c.lambda, "a lambda such as 0.95")?;
-    let nonneg = |name: &str, v: f64, hint: &str| -> Result<()> {
-        if v.is_finite() && v >= 0.0 {
-            Ok(())
-        } else {
-            Err(miette!(
-                help = hint.to_string(),
-                "`--{name} {v}` must be finite and not negative"
-            ))
-        }
-    };
-    nonneg("entropy", c.entropy, "an entropy weight such as 0.01, or 0")?;
-    nonneg(
-        "ratio-clip",
+    not_negative(
+        "--entropy",
+        c.entropy,
+        "an entropy weight such as 0.01, or 0",
+    )?;
+    not_negative(
+        "--ratio-clip",
         c.ratio_clip,
         "a clipping range such as 0.2 or 0.3",
     )?;
-    if !(c.reward_scale.is_finite() && c.reward_scale > 0.0) {
-        return Err(miette!(
-            help = "a positive factor such as 1 or 10",
-            "`--reward-scale {}` must be finite and positive",
-            c.reward_scale
-        ));
-    }
+    positive(
+        "--reward-scale",
+        c.reward_scale,
+        "a positive factor such as 1 or 10",
+    )?;
+    positive(
+        "--lr",
+        c.lr,
+        "a learning rate such as 1e-2 (apg, shac) or 3e-4 (ppo); leave `--lr` out for the algorithm's default",
+    )?;
+    positive(
+        "--clip",
+        c.clip,
+        "the largest gradient norm, such as 1 (apg, shac) or 0.5 (ppo); leave `--clip` out for the algorithm's default",
+    )?;
+    not_negative(
+        "--noise",
+        c.noise,
+        "the reset jitter's standard deviation in the scene's velocity units, e.g. `--noise 0.1` (0: none)",
+    )?;
+    not_negative(
+        "--squash-penalty",
+        c.squash_penalty,
+        "a penalty weight such as 1e-3, or 0 (none)",
+    )?;
     if c.epochs == 0 || c.minibatches == 0 || c.unrolls == 0 {
         return Err(miette!(
             help = "at least one pass of one minibatch of one rollout, e.g. `--epochs 4 --minibatches 4 --unrolls 1`",
@@ -759,10 +792,23 @@ enum ImitateAlgo {
 
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
 pub fn imitate(a: ImitateArgs) -> Result<()> {
-    let workers = a.threads.apply();
+    let workers = a.threads.apply()?;
     let ImitateAlgo::Ild = a.algo; // the only one
+    if let Some(lr) = a.lr {
+        positive(
+            "--lr",
+            lr,
+            "a learning rate such as 3e-3 (0.05 for a `trajopt` policy); leave `--lr` out for the default",
+        )?;
+    }
+    not_negative(
+        "--noise",
+        a.noise,
+        "the reset jitter's standard deviation in the scene's velocity units, e.g. `--noise 0.1` (0: none)",
+    )?;
     let o = &a.outputs;
     let scene = compile(&a.scene, load::Surrogates::Scene, &a.params)?;
+    crate::args::check_batch(&scene, &format!("--batch {}", a.batch), a.batch)?;
     // Environment 0's trajectory after each step (the file's first row is
     // the start), the outputs' components one after the other.
     let mut expert: Vec<Vec<f64>> = vec![];
@@ -833,7 +879,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     }
     bar.finish();
     im.evaluate_last(&pol).map_err(learn_error)?;
-    let bytes = pol.to_bytes().map_err(learn_error)?;
+    let bytes = to_save(pol.to_bytes(), &o.out)?;
     write_atomically(&o.out, |w| w.write_all(&bytes))?;
     if let Some(path) = &o.curve {
         write_curve(path, &im.curve)?;

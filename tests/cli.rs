@@ -656,6 +656,106 @@ fn new_scaffolds_a_scene_that_runs_and_never_overwrites() {
 }
 
 #[test]
+fn new_errors_have_a_hint() {
+    for (name, want) in [
+        ("/dev/full", "is not a plain file name"),
+        ("../escape", "is not a plain file name"),
+        ("", "is not a plain file name"),
+    ] {
+        let o = joule(&["new", name]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        fails_with_hint(&o, want);
+    }
+}
+
+#[test]
+fn batches_and_threads_are_bounded_before_allocating() {
+    // `--batch 1000000000` aborted on a failed allocation (exit 134);
+    // `--threads 10000` started ten thousand threads (30 s).
+    let huge = "1000000000";
+    for (args, want) in [
+        (
+            &["run", "scenes/pendulum.joule", "--batch", huge][..],
+            "`--batch 1000000000`: 1000000000 environments would take",
+        ),
+        (
+            &[
+                "bench",
+                "scenes/pendulum.joule",
+                "--batch",
+                &format!("1,{huge}"),
+            ],
+            "`--batch 1000000000`: 1000000000 environments would take",
+        ),
+        (
+            &[
+                "grad",
+                "scenes/cartpole.joule",
+                "--loss",
+                "final_height",
+                "--smooth",
+                "0.1",
+                "--samples",
+                huge,
+            ],
+            "`--samples 1000000000`: 2000000000 environments would take",
+        ),
+        (
+            &["run", "scenes/pendulum.joule", "--threads", "10000"],
+            "`--threads 10000` is not a thread count from 1 to 1024",
+        ),
+        (
+            &["run", "scenes/pendulum.joule", "--threads", "0"],
+            "`--threads 0` is not a thread count",
+        ),
+        (
+            &["bench", "scenes/pendulum.joule", "--threads", "1,10000"],
+            "`--threads 10000` is not a thread count",
+        ),
+        (
+            &[
+                "optimize",
+                "scenes/pendulum.joule",
+                "--loss",
+                "miss",
+                "--wrt",
+                "g",
+                "--threads",
+                "2000",
+            ],
+            "`--threads 2000` is not a thread count",
+        ),
+    ] {
+        let start = std::time::Instant::now();
+        let o = joule(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = fails_with_hint(&o, want);
+        assert!(
+            err.contains("more than 32 GiB") || err.contains("1 to 1024"),
+            "{err}"
+        );
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+    }
+    // Within the bounds, the same commands run.
+    let o = joule(&[
+        "run",
+        "scenes/pendulum.joule",
+        "--batch",
+        "4096",
+        "--steps",
+        "1",
+        "--threads",
+        "1024",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
 fn completions_are_generated() {
     let o = joule(&["completions", "bash"]);
     assert!(o.status.success());

@@ -467,6 +467,33 @@ fn cli_refuses_a_recording_with_a_nan() {
 }
 
 #[test]
+fn cli_refuses_an_objective_that_overflows() {
+    // Was "objective minimised: inf -> inf", exit 0 and the files written.
+    let rec = record_swing("to-overflow.npz", "g=3.71");
+    let huge = temp("huge-swing.npz");
+    common::rewrite_npz(&rec, &huge, false, &|name, d| {
+        if name == "position" {
+            d[7] = 1e200;
+        }
+    });
+    let curve = temp("overflow-curve.csv");
+    let o = joule(&[
+        "optimize",
+        "scenes/pendulum.joule",
+        "--match",
+        &format!("position={}", path(&huge)),
+        "--wrt",
+        "g",
+        "--curve",
+        path(&curve),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::fails_with_hint(&o, "the objective is inf at the start");
+    assert!(err.contains("squared differences overflow"), "{err}");
+    assert!(!curve.exists(), "nothing written");
+}
+
+#[test]
 fn windows_sum_the_objectives_of_their_separate_rollouts() {
     // Multiple shooting: three windows, each from its own state with its own
     // controls, run as one batch; the objective is the sum of the three

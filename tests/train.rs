@@ -737,6 +737,199 @@ fn damaged_expert_data_is_refused_before_training() {
     }
 }
 
+#[test]
+fn number_flags_are_checked_before_any_work() {
+    // Each was accepted: `--lr nan` trained a policy of NaN weights (exit 0).
+    let out = temp("never-flags.safetensors");
+    let out = out.to_str().unwrap();
+    let train = ["train", SCENE, "--reward", "closeness", "--iters", "1"];
+    let imitate = [
+        "imitate",
+        SCENE,
+        "--expert",
+        "no-such.npz",
+        "--match",
+        "miss",
+    ];
+    let optimize = [
+        "optimize",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--wrt",
+        "g",
+        "--optimizer",
+        "adam",
+    ];
+    let cases: Vec<(&[&str], [&str; 2], &str)> = vec![
+        (
+            &train,
+            ["--lr", "nan"],
+            "`--lr NaN` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--lr", "-1"],
+            "`--lr -1` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--lr", "inf"],
+            "`--lr inf` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--lr", "0"],
+            "`--lr 0` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--clip", "-1"],
+            "`--clip -1` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--clip", "nan"],
+            "`--clip NaN` must be finite and positive",
+        ),
+        (
+            &train,
+            ["--squash-penalty", "-1"],
+            "`--squash-penalty -1` must be finite and not negative",
+        ),
+        (
+            &train,
+            ["--noise", "nan"],
+            "`--noise NaN` must be finite and not negative",
+        ),
+        (
+            &train,
+            ["--target", "nan"],
+            "`--target NaN` is not a finite return",
+        ),
+        (
+            &train,
+            ["--target", "inf"],
+            "`--target inf` is not a finite return",
+        ),
+        (
+            &train,
+            ["--threads", "5000"],
+            "`--threads 5000` is not a thread count",
+        ),
+        (
+            &imitate,
+            ["--lr", "nan"],
+            "`--lr NaN` must be finite and positive",
+        ),
+        (
+            &imitate,
+            ["--lr", "-1"],
+            "`--lr -1` must be finite and positive",
+        ),
+        (
+            &imitate,
+            ["--noise", "nan"],
+            "`--noise NaN` must be finite and not negative",
+        ),
+        (
+            &imitate,
+            ["--noise", "-1"],
+            "`--noise -1` must be finite and not negative",
+        ),
+        (
+            &optimize,
+            ["--lr", "-1"],
+            "`--lr -1` must be finite and positive",
+        ),
+        (
+            &optimize,
+            ["--lr", "nan"],
+            "`--lr NaN` must be finite and positive",
+        ),
+    ];
+    for (command, flag, want) in cases {
+        let mut args = command.to_vec();
+        args.extend(flag);
+        args.extend(["--out", out]);
+        let o = joule(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        fails_with_hint(&o, want);
+        assert!(
+            !std::path::Path::new(out).exists(),
+            "{args:?} wrote a policy"
+        );
+    }
+}
+
+/// `path`'s safetensors file with the first value of tensor `name` set to NaN.
+fn with_a_nan(path: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let at = 8
+        + n
+        + header[name]["data_offsets"][0]
+            .as_u64()
+            .expect("the tensor") as usize;
+    bytes[at..at + 8].copy_from_slice(&f64::NAN.to_le_bytes());
+    let damaged = path.with_extension("nan.safetensors");
+    std::fs::write(&damaged, bytes).unwrap();
+    damaged
+}
+
+#[test]
+fn weights_that_are_not_finite_are_refused() {
+    let (policy, ck) = (
+        temp("finite-policy.safetensors"),
+        temp("finite-ck.safetensors"),
+    );
+    train(
+        "apg",
+        "1",
+        &[
+            "--out",
+            policy.to_str().unwrap(),
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ],
+    );
+    for name in ["policy.0.weight", "norm.mean"] {
+        let nan = with_a_nan(&policy, name);
+        let o = joule(&[
+            "run",
+            SCENE,
+            "--steps",
+            "2",
+            "--policy",
+            nan.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = fails_with_hint(&o, "cannot drive");
+        assert!(err.contains("non-finite"), "{err}");
+    }
+    let nan = with_a_nan(&ck, "policy.1.bias");
+    let o = joule(&[
+        "train",
+        SCENE,
+        "--reward",
+        "closeness",
+        "--iters",
+        "2",
+        "--resume",
+        nan.to_str().unwrap(),
+        "--out",
+        temp("never-resumed.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = fails_with_hint(&o, "cannot resume");
+    assert!(
+        err.contains("`policy.1.bias` holds a non-finite value"),
+        "{err}"
+    );
+    assert!(!temp("never-resumed.safetensors").exists());
+}
+
 /// A checkpoint's `joule.trainer` metadata with `from` replaced by `to`
 /// (the safetensors header: its length, then JSON).
 fn edit_checkpoint(path: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {

@@ -9,6 +9,21 @@ use joule_compiler::model::{Activation, Init};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+/// An error naming the first of the `named` tensors that holds a NaN or an
+/// infinity: weights that are never saved or loaded.
+pub fn check_finite(named: &[(String, Tensor)]) -> Result<()> {
+    for (name, t) in named {
+        let values = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(candle_core::Error::Msg(format!(
+                "tensor `{name}` holds a non-finite value ({}) at index {k}",
+                values[k]
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A fully connected network: `sizes[0]` inputs, `sizes[last]` outputs,
 /// `activation` between layers and none after the last. Its weights and
 /// arithmetic are f64 unless [`Mlp::in_f32`] made them f32; it reads and
@@ -136,7 +151,8 @@ impl Mlp {
             .collect()
     }
 
-    /// Loads the tensors [`Mlp::named`] wrote; every shape must match.
+    /// Loads the tensors [`Mlp::named`] wrote; every shape must match and
+    /// every value be finite.
     pub fn load(&self, prefix: &str, get: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
         for (name, t) in self.named(prefix) {
             let v = get(&name)
@@ -148,6 +164,7 @@ impl Mlp {
                     t.dims()
                 )));
             }
+            check_finite(&[(name.clone(), v.clone())])?;
             let var = self
                 .vars()
                 .into_iter()

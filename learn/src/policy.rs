@@ -309,9 +309,12 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The weights and statistics as a safetensors file.
+    /// The weights and statistics as a safetensors file; an error if any
+    /// of them is not finite (a diverged run's policy is never saved).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        safetensors::serialize(self.named()?, Some(self.metadata()))
+        let named = self.named()?;
+        crate::net::check_finite(&named)?;
+        safetensors::serialize(named, Some(self.metadata()))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
@@ -322,7 +325,8 @@ impl Policy {
         self.write_controls(&u, all)
     }
 
-    /// Loads weights and statistics written by [`Policy::named`] with [`Policy::metadata`].
+    /// Loads weights and statistics written by [`Policy::named`] with
+    /// [`Policy::metadata`]; every value must be finite.
     pub fn load(
         &mut self,
         tensors: &HashMap<String, Tensor>,
@@ -347,6 +351,11 @@ impl Policy {
         if mean.len() != self.inputs() || m2.len() != self.inputs() || count.len() != 1 {
             return Err(candle_core::Error::Msg(
                 "normalisation statistics of the wrong size".into(),
+            ));
+        }
+        if !mean.iter().chain(&m2).chain(&count).all(|v| v.is_finite()) {
+            return Err(candle_core::Error::Msg(
+                "non-finite normalisation statistics (NaN or infinity)".into(),
             ));
         }
         self.norm = Normalizer {

@@ -585,10 +585,12 @@ struct State {
 }
 
 impl<'s> Trainer<'s> {
-    /// The run's complete state as a safetensors file (JSON state in its metadata).
+    /// The run's complete state as a safetensors file (JSON state in its
+    /// metadata); an error if the policy's weights are not finite.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let dev = &Device::Cpu;
         let mut t: Vec<(String, Tensor)> = self.policy.named()?;
+        crate::net::check_finite(&t)?;
         let mut adam_t = vec![self.adam.t];
         let moments = |t: &mut Vec<(String, Tensor)>, name: &str, a: &Adam| {
             for (i, (m, v)) in a.m.iter().zip(&a.v).enumerate() {

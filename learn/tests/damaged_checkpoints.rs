@@ -137,3 +137,42 @@ proptest! {
         }
     }
 }
+
+/// The policy's first weight set to NaN.
+fn poison(policy: &Policy) {
+    let w = &policy.net.vars()[0];
+    let mut values = w
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    values[0] = f64::NAN;
+    let t = candle_core::Tensor::from_vec(values, w.as_tensor().dims(), &candle_core::Device::Cpu)
+        .unwrap();
+    w.set(&t).unwrap();
+}
+
+#[test]
+fn weights_that_are_not_finite_are_neither_written_nor_read() {
+    let policy = Policy::from_bytes(scene(), &seeds()[2]).expect("the policy");
+    poison(&policy);
+    let e = policy.to_bytes().expect_err("NaN weights written");
+    assert!(
+        e.to_string()
+            .contains("`policy.0.weight` holds a non-finite value (NaN) at index 0"),
+        "{e}"
+    );
+    // Written around the check, they are refused on reading.
+    let bytes = safetensors::serialize(policy.named().unwrap(), Some(policy.metadata())).unwrap();
+    match Policy::from_bytes(scene(), &bytes) {
+        Ok(_) => panic!("NaN weights read"),
+        Err(e) => assert!(e.to_string().contains("non-finite"), "{e}"),
+    }
+    // A checkpoint of a policy gone NaN is not written either.
+    let mut c = Config::new(Algo::Apg, "closeness");
+    (c.batch, c.horizon, c.episode, c.seed, c.threads) = (2, 5, 10, 1, 1);
+    let tr = Trainer::new(scene(), c).expect("trainer");
+    poison(&tr.policy);
+    assert!(tr.checkpoint().is_err());
+}

@@ -44,6 +44,10 @@ impl From<Diagnostic> for CompileError {
     }
 }
 
+/// Most bytes of simulator storage one batch may take ([`Scene::max_batch`]):
+/// the same bound as one training iteration's rollouts.
+pub const MAX_BATCH_BYTES: u64 = 32 << 30;
+
 /// A compiled scene with its mass model, ready to be batched.
 pub struct Scene {
     /// Kernels and layout.
@@ -372,10 +376,17 @@ impl Scene {
         Sim::new(self, batch, threads)
     }
 
+    /// The most environments one batch of this scene may hold: as many as
+    /// [`MAX_BATCH_BYTES`] of simulator storage take (at least one). A
+    /// command checks its batch against it before allocating.
+    pub fn max_batch(&self) -> usize {
+        (MAX_BATCH_BYTES / self.lane_bytes().max(1) as u64).clamp(1, usize::MAX as u64) as usize
+    }
+
     /// Bytes one environment occupies in a partition's storage: the kernel
     /// buffers (in the scene's precision), the integrator's f64 vectors and
     /// the sparse factor.
-    pub(crate) fn lane_bytes(&self) -> usize {
+    pub fn lane_bytes(&self) -> usize {
         let l = self.compiled.layout();
         let kernel = match self.model().settings.precision {
             Precision::F64 => Buffers::<f64>::lane_bytes(l),

@@ -28,7 +28,10 @@ pub struct ReplArgs {
 
 /// Runs the REPL until `:quit` or end of input.
 pub fn repl(a: ReplArgs) -> ExitCode {
-    a.threads.apply();
+    if let Err(e) = a.threads.apply() {
+        eprintln!("{e:?}");
+        return ExitCode::FAILURE;
+    }
     let scene = a.scene.as_deref();
     let interactive = std::io::stdin().is_terminal();
     let color = interactive && std::io::stdout().is_terminal();

@@ -1178,11 +1178,12 @@ impl Resolver<'_> {
                 match mesh::parse_obj(&text, density) {
                     Ok(d) => d,
                     Err(e) => {
-                        self.err(
+                        self.err_help(
                             "joule::invalid_value",
-                            format!("cannot load `{path}`: {e}"),
+                            format!("cannot load `{path}`: {}", e.message),
                             span,
                             "invalid OBJ file",
+                            e.help,
                         );
                         return;
                     }

@@ -214,15 +214,76 @@ fn strip_face_attributes(line: &str) -> String {
         .join(" ")
 }
 
+/// Why an OBJ file is refused: what is wrong (located by line where it can
+/// be) and what to do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjError {
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+}
+
+impl ObjError {
+    fn new(message: impl Into<String>, help: impl Into<String>) -> ObjError {
+        ObjError {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+}
+
+/// The hint for faces whose indices name no vertex.
+const FACE_INDEX_HELP: &str = "an `f` line numbers the `v` lines from 1 (or back from -1, the latest): every index must name a vertex of the file";
+
+/// The 1-based line of every `v` line whose coordinates (read as `f32`, as
+/// the OBJ reader does) are not all finite, with its text.
+fn non_finite_vertex(lines: &[String]) -> Option<(usize, &str)> {
+    lines.iter().enumerate().find_map(|(n, line)| {
+        let mut words = line.split_whitespace();
+        let bad = words.next() == Some("v")
+            && words
+                .take(3)
+                .any(|w| w.parse::<f32>().is_ok_and(|x| !x.is_finite()));
+        bad.then_some((n + 1, line.trim()))
+    })
+}
+
+/// The 1-based line of the `f` line each triangle comes from (a polygon of
+/// `n` corners makes `n - 2` triangles, in the file's order).
+fn face_lines(lines: &[String]) -> Vec<usize> {
+    lines
+        .iter()
+        .enumerate()
+        .flat_map(|(n, line)| {
+            let mut words = line.split_whitespace();
+            let corners = if words.next() == Some("f") {
+                words.count()
+            } else {
+                0
+            };
+            std::iter::repeat_n(n + 1, corners.saturating_sub(2))
+        })
+        .collect()
+}
+
 /// Parse a Wavefront OBJ cloth mesh (vertices and faces; polygons are fan-triangulated).
 ///
 /// `density` is areal (kg/m^2): each triangle's mass is split over its 3 vertices.
 /// Vertices are numbered in order of first use by a face; unreferenced vertices
 /// are dropped, and vertices of separate `o`/`g` groups at identical positions
 /// are merged. `tris` are the faces, `surface` every vertex used by a face.
-/// Returns `Err` for unparseable input, out-of-range face indices, or no faces.
-pub fn parse_obj(text: &str, density: f64) -> Result<MeshData, String> {
+/// Returns `Err` for unparseable input, a vertex with a non-finite
+/// coordinate, out-of-range face indices, a face of zero area (no mass, no
+/// rest shape), or no faces.
+pub fn parse_obj(text: &str, density: f64) -> Result<MeshData, ObjError> {
     let cleaned: Vec<String> = text.lines().map(strip_face_attributes).collect();
+    if let Some((line, v)) = non_finite_vertex(&cleaned) {
+        return Err(ObjError::new(
+            format!("line {line}: the vertex `{v}` has a coordinate that is not a finite number"),
+            "give every `v x y z` line finite coordinates (read as 32-bit floats: at most about 3.4e38 in size)",
+        ));
+    }
     // `..Default::default()` covers the fields of tobj's optional `merging`/`reordering` features.
     #[allow(clippy::needless_update)]
     let options = tobj::LoadOptions {
@@ -236,7 +297,15 @@ pub fn parse_obj(text: &str, density: f64) -> Result<MeshData, String> {
         tobj::load_obj_buf(&mut cleaned.join("\n").as_bytes(), &options, |_| {
             Err(tobj::LoadError::OpenFileFailed)
         })
-        .map_err(|e| format!("invalid OBJ: {e}"))?;
+        .map_err(|e| {
+            let help = match e {
+            tobj::LoadError::FaceVertexOutOfBounds => FACE_INDEX_HELP,
+            _ => {
+                "`load` reads a Wavefront OBJ sheet: `v x y z` vertex lines and `f i j k ...` faces"
+            }
+        };
+            ObjError::new(format!("invalid OBJ: {e}"), help)
+        })?;
 
     let mut vertices: Vec<[f64; 3]> = Vec::new();
     let mut tris = Vec::new();
@@ -267,12 +336,51 @@ pub fn parse_obj(text: &str, density: f64) -> Result<MeshData, String> {
             let corner = |n: usize| local.get(f[n] as usize).copied();
             match (corner(0), corner(1), corner(2)) {
                 (Some(a), Some(b), Some(c)) => tris.push([a, b, c]),
-                _ => return Err("invalid OBJ: face index out of range".to_owned()),
+                _ => {
+                    return Err(ObjError::new(
+                        "invalid OBJ: face index out of range",
+                        FACE_INDEX_HELP,
+                    ))
+                }
             }
         }
     }
     if vertices.is_empty() || tris.is_empty() {
-        return Err("invalid OBJ: no vertices referenced by faces".to_owned());
+        return Err(ObjError::new(
+            "invalid OBJ: no vertices referenced by faces",
+            "a cloth needs at least one face: add `f i j k` lines naming its `v` lines",
+        ));
+    }
+    // A face without area would carry no mass and have no rest shape: slivers
+    // are kept, corners that are repeated or on one line are not.
+    if let Some(k) = tris.iter().position(|&t| {
+        let longest = (0..3)
+            .map(|i| {
+                let d = sub(vertices[t[(i + 1) % 3] as usize], vertices[t[i] as usize]);
+                dot(d, d)
+            })
+            .fold(0.0, f64::max);
+        tri_area(&vertices, t) <= 1e-10 * longest // finite: the coordinates are
+    }) {
+        let lines = face_lines(&cleaned);
+        let at = match lines.get(k) {
+            Some(n) if lines.len() == tris.len() => format!("line {n}"),
+            _ => format!("triangle {}", k + 1),
+        };
+        let corners: Vec<String> = tris[k]
+            .iter()
+            .map(|&i| {
+                let [x, y, z] = vertices[i as usize];
+                format!("({x}, {y}, {z})")
+            })
+            .collect();
+        return Err(ObjError::new(
+            format!(
+                "{at}: a face of zero area, corners {}",
+                corners.join(", ")
+            ),
+            "remove the face or move its corners apart: a face whose corners repeat or lie on one line carries no mass and has no rest shape",
+        ));
     }
     let surface = tri_vertices(&tris);
     Ok(sheet(vertices, tris, surface, density))
@@ -414,6 +522,39 @@ mod tests {
         let m = parse_obj(&format!("{SQUARE}g a\nf 1 2 3\ng b\nf 1 3 4\n"), 1.0).unwrap();
         assert_eq!((m.vertices.len(), m.edges.len()), (4, 5));
         assert!(close(m.masses.iter().sum(), 1.0));
+    }
+
+    #[test]
+    fn obj_non_finite_and_degenerate_are_located_errors() {
+        for (text, line) in [
+            (format!("{SQUARE}v nan 0 1\nf 1 2 3\n"), "line 5"),
+            (format!("v 0 0 0\nv 1e200 0 0\n{SQUARE}f 3 4 5\n"), "line 2"),
+            ("v 0 0 0\nv inf 1 0\nf 1 2 1\n".to_owned(), "line 2"),
+        ] {
+            let e = parse_obj(&text, 1.0).unwrap_err();
+            assert!(
+                e.message.starts_with(line) && e.message.contains("not a finite number"),
+                "{e:?}"
+            );
+            assert!(e.help.contains("finite coordinates"), "{e:?}");
+        }
+        // Collinear corners, a repeated corner: no area, no mass.
+        for (text, line) in [
+            ("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n".to_owned(), "line 4"),
+            (format!("{SQUARE}f 1 2 3\nf 1 3 3\n"), "line 6"),
+            (format!("{SQUARE}f 1 2 3\nv 2 2 0\nf 1 2 3 5\n"), "line 7"),
+        ] {
+            let e = parse_obj(&text, 1.0).unwrap_err();
+            assert!(
+                e.message.starts_with(line) && e.message.contains("zero area"),
+                "{text}: {e:?}"
+            );
+        }
+        // A sliver keeps its (small) area and mass.
+        let m = parse_obj("v 0 0 0\nv 1 0 0\nv 0.5 1e-6 0\nf 1 2 3\n", 1.0).unwrap();
+        assert!(m.masses.iter().all(|&x| x > 0.0));
+        let e = parse_obj(&format!("{SQUARE}f 1 2 9\n"), 1.0).unwrap_err();
+        assert!(e.help.contains("numbers the `v` lines"), "{e:?}");
     }
 
     #[test]
