@@ -29,6 +29,33 @@ pub fn grammar(cli: clap::Command) -> clap::Command {
     })
 }
 
+/// The command line with a negative number in exponent form that follows a
+/// long flag joined to it (`--lr -1e-3` as `--lr=-1e-3`): clap reads a
+/// negative number as a value only without an exponent, and would take
+/// `-1e-3` for the short flag `-1`.
+pub fn negative_exponents(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = vec![];
+    for arg in args {
+        let joins = arg.to_str().is_some_and(|v| {
+            v.starts_with('-') && v.contains(['e', 'E']) && v.parse::<f64>().is_ok()
+        });
+        let after_flag = out
+            .last()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.starts_with("--") && f.len() > 2 && !f.contains('='));
+        match out.last_mut() {
+            Some(flag) if joins && after_flag => {
+                flag.push("=");
+                flag.push(&arg);
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// `--threads N`, for every command that simulates (`run`, `grad`,
 /// `optimize`, `train`, `imitate`, `repl`).
 #[derive(clap::Args, Clone, Copy)]

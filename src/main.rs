@@ -86,7 +86,8 @@ fn quiet_on_broken_pipe() {
 fn main() -> ExitCode {
     #[cfg(unix)]
     quiet_on_broken_pipe();
-    let cli = Cli::from_arg_matches(&grammar().get_matches())
+    let argv = args::negative_exponents(std::env::args_os());
+    let cli = Cli::from_arg_matches(&grammar().get_matches_from(argv))
         .unwrap_or_else(|e| e.format(&mut grammar()).exit());
     std::thread::Builder::new()
         .stack_size(COMPILER_STACK)

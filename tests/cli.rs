@@ -990,6 +990,18 @@ fn negative_numbers_are_values() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
     assert_eq!(v["target"], -1e9);
+    // So does a negative exponent (`-1e-3`, which clap alone reads as a flag
+    // `-1`): the flag's own check refuses it.
+    let o = joule(&[
+        "train",
+        "scenes/cartpole.joule",
+        "--reward",
+        "height",
+        "--lr",
+        "-1e-3",
+    ]);
+    let err = fails_with_hint(&o, "`--lr -0.001` must be finite and positive");
+    assert!(!err.contains("unexpected argument"), "{err}");
     // A negative count reaches the flag's own parser, which names the flag.
     let o = joule(&["run", "scenes/pendulum.joule", "--steps", "-5"]);
     assert_eq!(o.status.code(), Some(2));
