@@ -73,7 +73,10 @@ pub fn check(o: CheckArgs) -> ExitCode {
                 if o.json {
                     let d =
                         json!({"severity": "error", "code": "joule::io", "message": e.to_string()});
-                    println!("{}", json!({"file": file, "ok": false, "diagnostics": [d]}));
+                    println!(
+                        "{}",
+                        json!({"scene": file, "ok": false, "diagnostics": [d]})
+                    );
                 } else {
                     let help = "check the scene file's path (relative to here)";
                     eprintln!("{:?}", crate::files::read_error(file, &e, help));
@@ -86,7 +89,7 @@ pub fn check(o: CheckArgs) -> ExitCode {
         if o.json {
             println!(
                 "{}",
-                json!({"file": file, "ok": checked.ok(), "diagnostics": diagnostics_json(&checked)})
+                json!({"scene": file, "ok": checked.ok(), "diagnostics": diagnostics_json(&checked)})
             );
             continue;
         }

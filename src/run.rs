@@ -914,6 +914,11 @@ pub fn grad(a: GradArgs) -> Result<()> {
     if !not_finite.is_empty() {
         let cause = match diverged {
             Some(e) => format!("{e}"),
+            // The state stayed finite, so the objective's own expression made it.
+            None if !value.is_finite() => format!(
+                "environment 0's state stayed finite over the {} steps: the {kind}'s expression is not finite there (a division by zero, a log or square root of a negative number?)",
+                c.steps
+            ),
             None => format!(
                 "environment 0 stayed finite over the {} steps of the forward pass: the adjoint pass produced it",
                 c.steps

@@ -120,8 +120,13 @@ impl Html {
                 } else {
                     "a page shows at least one environment".to_string()
                 };
+                let pass = if most == 1 {
+                    "leave `--html-envs` out (or pass 1)".to_string()
+                } else {
+                    format!("pass `--html-envs` from 1 to {most}")
+                };
                 return Err(miette!(
-                    help = format!("{why}; pass `--html-envs` from 1 to {most}"),
+                    help = format!("{why}; {pass}"),
                     "`--html-envs {n}` cannot be shown from this batch of {batch}"
                 ));
             }

@@ -514,6 +514,25 @@ fn grad_warns_of_divergence_and_strict_fails() {
 }
 
 #[test]
+fn grad_blames_a_not_finite_objective_on_its_expression_not_the_adjoint() {
+    let o = joule(&[
+        "grad",
+        "tests/grad/nan_loss.joule",
+        "--loss",
+        "bad",
+        "--steps",
+        "3",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: loss bad is NaN")
+            && err.contains("the loss's expression is not finite there")
+            && !err.contains("the adjoint pass produced it"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_input_is_a_diagnostic_and_a_failure() {
     for args in [
         vec!["run", "scenes/pendulum.joule", "--param", "nope=1"],
@@ -791,7 +810,7 @@ fn check_json_locates_every_diagnostic() {
     assert_eq!(&text[col - 1..col - 1 + len], "stifness");
     assert_eq!(
         lines[1],
-        serde_json::json!({"file": "scenes/pendulum.joule", "ok": true, "diagnostics": []})
+        serde_json::json!({"scene": "scenes/pendulum.joule", "ok": true, "diagnostics": []})
     );
 }
 
