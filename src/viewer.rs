@@ -222,6 +222,9 @@ struct Geometry {
     tris: Vec<[u32; 3]>,
     /// Whether the scene touches the ground plane `z = 0`.
     ground: bool,
+    /// Other planes its points touch, `dot(n, x) = c` as `[n, c]` (walls,
+    /// tilted or raised floors: the prelude's `ground_plane*` contacts).
+    planes: Vec<[f64; 4]>,
 }
 
 impl Geometry {
@@ -258,6 +261,7 @@ impl Geometry {
             .collect();
         let mut edges = HashSet::new();
         let mut ground = false;
+        let mut planes: Vec<[f64; 4]> = vec![];
         for t in &model.templates {
             // The particle-like corners each instance's handles contribute, and how
             // its handles' corners connect.
@@ -326,6 +330,14 @@ impl Geometry {
                             | "contact_coulomb"
                             | "contact_coulomb_particle"
                     ));
+            if base.starts_with("ground_plane") {
+                for plane in plane_consts(t) {
+                    let known = |p: &[f64; 4]| (0..4).all(|k| (p[k] - plane[k]).abs() < 1e-9);
+                    if plane != [0.0, 0.0, 1.0, 0.0] && !planes.iter().any(known) {
+                        planes.push(plane);
+                    }
+                }
+            }
         }
         let mut edges: Vec<[u32; 2]> = edges.difference(&on_surface).copied().collect();
         edges.sort_unstable();
@@ -334,8 +346,60 @@ impl Geometry {
             edges,
             tris,
             ground,
+            planes,
         }
     }
+}
+
+/// Two triangles of the plane `[n, c]`: a square of half-width `half`
+/// about the foot of `centre` on it.
+fn plane_quad(plane: &[f64; 4], centre: V3, half: f64) -> [[V3; 3]; 2] {
+    let n = [plane[0], plane[1], plane[2]];
+    let off = n.iter().zip(&centre).map(|(a, b)| a * b).sum::<f64>() - plane[3];
+    let foot: V3 = std::array::from_fn(|k| centre[k] - off * n[k]);
+    // A unit vector across `n`, then the third by the cross product.
+    let a = if n[2].abs() < 0.9 {
+        [0.0, 0.0, 1.0]
+    } else {
+        [1.0, 0.0, 0.0]
+    };
+    let cross = |p: V3, q: V3| -> V3 {
+        [
+            p[1] * q[2] - p[2] * q[1],
+            p[2] * q[0] - p[0] * q[2],
+            p[0] * q[1] - p[1] * q[0],
+        ]
+    };
+    let unit = |p: V3| -> V3 {
+        let l = p.iter().map(|x| x * x).sum::<f64>().sqrt();
+        p.map(|x| x / l)
+    };
+    let u = unit(cross(n, a));
+    let w = cross(n, u);
+    let corner = |su: f64, sw: f64| -> V3 {
+        std::array::from_fn(|k| foot[k] + half * (su * u[k] + sw * w[k]))
+    };
+    let (p, q, r, s) = (
+        corner(-1.0, -1.0),
+        corner(1.0, -1.0),
+        corner(1.0, 1.0),
+        corner(-1.0, 1.0),
+    );
+    [[p, q, r], [p, r, s]]
+}
+
+/// The planes `[n, c]` of a plane contact's instances: their constants
+/// named `n[0]`, `n[1]`, `n[2]` and `c` (the prelude's `ground_plane*`).
+fn plane_consts(t: &joule_compiler::model::Template) -> Vec<[f64; 4]> {
+    let at = |name: &str| t.const_names.iter().position(|n| n == name);
+    let (Some(x), Some(y), Some(z), Some(c)) = (at("n[0]"), at("n[1]"), at("n[2]"), at("c")) else {
+        return vec![];
+    };
+    let width = t.const_names.len();
+    t.consts
+        .chunks_exact(width.max(1))
+        .map(|k| [k[x], k[y], k[z], k[c]])
+        .collect()
 }
 
 /// Whether a term holds a barrier or penalty whose distance argument reads
@@ -744,6 +808,11 @@ impl Recorder {
                         c.line(&cam, [x0, y, 0.0], [x1, y, 0.0], render::GRID);
                     }
                 }
+                for plane in &g.planes {
+                    for t in plane_quad(plane, centre, 2.0 * extent) {
+                        c.triangle(&cam, t, Paint::Flat(render::GROUND));
+                    }
+                }
                 for (k, b) in model.bodies.iter().enumerate() {
                     let (x, r) = pose(v, b);
                     let place = |p: V3| -> V3 {
@@ -919,6 +988,7 @@ impl Recorder {
             "tris": g.tris,
             "bodies": bodies,
             "ground": g.ground,
+            "planes": g.planes,
             "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
             "marks": marks,
         });

@@ -830,3 +830,40 @@ fn headless_chromium_draws_a_mark_inside_a_box_over_it() {
         at(360, 260)
     );
 }
+
+#[test]
+fn planes_other_than_the_ground_are_drawn_where_the_contacts_put_them() {
+    // A box over a floor tilted by 15 degrees and raised to 0.2 m (MJCF's
+    // `<geom type="plane" euler=..>` imports as `ground_plane_point`): the
+    // page holds that plane and not the ground z = 0; the GIF paints it.
+    let (s, c) = (15f64.to_radians().sin(), 15f64.to_radians().cos());
+    let scene = temp("tilted.joule");
+    std::fs::write(
+        &scene,
+        format!(
+            "scene \"tilted floor\"\nbody b {{ shape = box(vec3(0.2, 0.2, 0.2)), mass = 1, x = vec3(0, 0, 1) }}\n\
+             ground_plane_point(b, vec3(0, 0, -0.1), 0, vec3(0, {}, {c}), 0.2, 1e-3, 1e4)\n",
+            -s
+        ),
+    )
+    .unwrap();
+    let (page, gif) = (temp("tilted.html"), temp("tilted.gif"));
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "3", "--gif", gif.to_str().unwrap(), "--quiet"],
+    );
+    assert_eq!(d["ground"], false);
+    let planes = d["planes"].as_array().expect("planes");
+    assert_eq!(planes.len(), 1);
+    let p = numbers(&planes[0]);
+    for (got, want) in p.iter().zip([0.0, -s, c, 0.2]) {
+        assert!((got - want).abs() < 1e-12, "{p:?}");
+    }
+    // The plane fills the picture's lower half (the ground's colour).
+    let (pictures, [w, h]) = gif_frames(&gif);
+    let (pixels, _) = pictures.last().unwrap();
+    let slate = [0x33, 0x41, 0x55];
+    let floor = pixels[h / 2 * w..].iter().filter(|p| **p == slate).count();
+    assert!(floor > w * h / 8, "{floor} pixels of the plane");
+}
