@@ -75,20 +75,53 @@ impl ThreadsArg {
 
 /// Checks a batch of `batch` environments of `scene`, given as `given`
 /// (the flag and its value, e.g. `--batch 64`), against
-/// [`joule_runtime::Scene::max_batch`], before anything is allocated for it.
+/// [`joule_runtime::Scene::max_batch`] and this machine's memory
+/// ([`memory_budget`]), before anything is allocated for it.
 pub fn check_batch(scene: &joule_runtime::Scene, given: &str, batch: usize) -> Result<()> {
-    let most = scene.max_batch();
+    let each = scene.lane_bytes();
+    let budget = memory_budget();
+    let most = scene
+        .max_batch()
+        .min((budget / each.max(1) as u64).max(1) as usize);
     if batch <= most {
         return Ok(());
     }
-    let each = scene.lane_bytes();
     Err(miette!(
         help = format!(
             "simulate at most {most} environments of this scene at once; a larger study runs as several batches"
         ),
-        "`{given}`: {batch} environments would take {:.1} GiB of simulator storage ({each} bytes each), more than {} GiB",
+        "`{given}`: {batch} environments would take {:.1} GiB of simulator storage ({each} bytes each), more than {:.1} GiB",
         batch as f64 * each as f64 / f64::from(1u32 << 30),
-        joule_runtime::scene::MAX_BATCH_BYTES >> 30
+        budget as f64 / f64::from(1u32 << 30)
+    ))
+}
+
+/// The most bytes a command may plan to hold: the simulator's bound
+/// ([`joule_runtime::scene::MAX_BATCH_BYTES`]), or less where this machine
+/// has less memory (its `MemTotal`, Linux).
+pub fn memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    let most = joule_runtime::scene::MAX_BATCH_BYTES;
+    total.map_or(most, |t| t.min(most))
+}
+
+/// Checks that what a command would keep in memory, `bytes` for `what`
+/// (e.g. "`--out` over 1000 steps"), fits [`memory_budget`], before it starts.
+pub fn check_memory(what: &str, bytes: u64, hint: &str) -> Result<()> {
+    let budget = memory_budget();
+    if bytes <= budget {
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    Err(miette!(
+        help = hint.to_string(),
+        "{what} would hold {:.1} GiB in memory, more than this machine's {:.1} GiB",
+        gib(bytes),
+        gib(budget)
     ))
 }
 

@@ -313,6 +313,24 @@ pub fn run(a: RunArgs) -> Result<()> {
         .map(|h| Recorder::new(scene.model(), h, c.steps));
     let outputs = scene.compiled.layout().outputs.clone();
     let record = a.out.is_some();
+    if record {
+        // Every step's outputs and controls, and with `--state` positions
+        // and velocities, per environment, until the file is written.
+        let per_step = scene.compiled.layout().output_rows()
+            + scene.model().controls.len()
+            + if a.state { 2 * scene.dofs() } else { 0 };
+        let bytes = (c.steps as u64 + 1)
+            .saturating_mul(batch as u64)
+            .saturating_mul(8 * per_step as u64);
+        crate::args::check_memory(
+            &format!(
+                "recording {} steps of {batch} environments (`--out`)",
+                c.steps
+            ),
+            bytes,
+            "record fewer steps or environments, or run several shorter recordings",
+        )?;
+    }
     let mut history: Vec<Vec<Vec<f64>>> = vec![];
     let mut states: Vec<States> = vec![];
     let record_state = a.out.is_some() && a.state;
