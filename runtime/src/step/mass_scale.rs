@@ -48,7 +48,7 @@ impl<T: Real> Part<T> {
 
     /// `md` on the owners' rows from the displacement `d` (`md` holding
     /// `M0 d`, the declared mass matrix's product): a scale's rows
-    /// multiplied by it, the rows of a link with weights `W(p) d`.
+    /// multiplied by it, the rows of an owner with weights `W(p) d`.
     pub(super) fn param_mass_rows(&self, scene: &Scene, d: &[f64], md: &mut [f64]) {
         let s = self.stride();
         for o in scene.mass_scales().owners() {
@@ -61,11 +61,11 @@ impl<T: Real> Part<T> {
                 }
             }
         }
-        self.weighted_link_rows(scene, d, md);
+        self.weighted_rows(scene, d, md);
     }
 
-    /// `md` on the rows of links with weights: `W(p) d`.
-    fn weighted_link_rows(&self, scene: &Scene, d: &[f64], md: &mut [f64]) {
+    /// `md` on the rows of owners with weights (links, affine bodies): `W(p) d`.
+    fn weighted_rows(&self, scene: &Scene, d: &[f64], md: &mut [f64]) {
         let s = self.stride();
         for o in scene
             .mass_scales()
