@@ -1168,6 +1168,15 @@ fn smoothed(
             "the scene declares no controls"
         ));
     }
+    // The noise, the two schedules it makes and the per-sample gradients:
+    // about four numbers per pair, step and control.
+    crate::args::check_memory(
+        &format!("`--samples {pairs}` over {steps} steps"),
+        (4 * 8 * nc as u64)
+            .saturating_mul(pairs as u64)
+            .saturating_mul(steps as u64),
+        "use fewer `--samples` or `--steps`",
+    )?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let noise: Vec<Vec<f64>> = (0..pairs)
         .map(|_| {

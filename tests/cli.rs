@@ -721,6 +721,21 @@ fn batches_and_threads_are_bounded_before_allocating() {
         ),
         (
             &[
+                "grad",
+                "scenes/cartpole.joule",
+                "--loss",
+                "final_height",
+                "--smooth",
+                "0.1",
+                "--samples",
+                "100000",
+                "--steps",
+                "100000000",
+            ],
+            "`--samples 100000` over 100000000 steps would hold",
+        ),
+        (
+            &[
                 "run",
                 "scenes/pendulum.joule",
                 "--batch",

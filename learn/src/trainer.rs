@@ -235,6 +235,18 @@ impl Config {
     /// [`MAX_EPISODE`] steps, rollouts of at most [`MAX_ROLLOUT_BYTES`], a
     /// value network of at most 64 layers of [`MAX_WIDTH`].
     pub fn check_bounds(&self, outputs: usize, controls: usize) -> std::result::Result<(), String> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!(
+                "a learning rate of {}: it must be finite and positive",
+                self.lr
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(format!(
+                "a gradient clip of {}: it must be finite and positive",
+                self.clip
+            ));
+        }
         if self.epochs > MAX_EPOCHS {
             return Err(format!(
                 "{} epochs: at most {MAX_EPOCHS} passes over a rollout (Brax uses 4 to 8)",

@@ -176,3 +176,24 @@ fn weights_that_are_not_finite_are_neither_written_nor_read() {
     poison(&tr.policy);
     assert!(tr.checkpoint().is_err());
 }
+
+#[test]
+fn a_learning_rate_or_clip_that_is_not_finite_and_positive_is_refused() {
+    // The library's own check (the CLI checks its flags before): a trainer
+    // is not made with such settings, whatever called it.
+    for (lr, clip) in [
+        (f64::NAN, 1.0),
+        (-1e-3, 1.0),
+        (0.0, 1.0),
+        (1e-3, f64::INFINITY),
+        (1e-3, -1.0),
+    ] {
+        let mut c = Config::new(Algo::Apg, "closeness");
+        (c.batch, c.horizon, c.episode, c.seed, c.threads) = (2, 5, 10, 1, 1);
+        (c.lr, c.clip) = (lr, clip);
+        match Trainer::new(scene(), c) {
+            Ok(_) => panic!("lr {lr}, clip {clip} accepted"),
+            Err(e) => assert!(e.to_string().contains("must be finite and positive"), "{e}"),
+        }
+    }
+}
