@@ -30,8 +30,9 @@ pub struct PlotArgs {
     /// Several draw into one plot, each series labelled by its file.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
-    /// The PNG image to write.
-    #[arg(short, long, value_name = "OUT.png")]
+    /// The PNG image to write (`--out`, as every command writes; `-o` and
+    /// `--output` too).
+    #[arg(short, long = "out", visible_alias = "output", value_name = "OUT.png")]
     pub output: PathBuf,
     /// The x column (default: `t`, `time`, `step` or `iteration` if present, else the first).
     #[arg(long, value_name = "COLUMN")]

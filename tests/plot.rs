@@ -199,7 +199,12 @@ fn many_columns_are_capped_with_a_note() {
     )
     .unwrap();
     let png = temp("wide.png");
-    let o = joule(&["plot", csv.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    let o = joule(&[
+        "plot",
+        csv.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("plotting the first 10 of 12 columns"),
