@@ -91,6 +91,11 @@ pub struct RunArgs {
     /// in the `--gif` and the `--frames`.
     #[arg(long, value_name = "OUTPUT", value_delimiter = ',', requires = "view")]
     mark: Vec<String>,
+    /// Draw the points the bodies' contacts act at (the contact energies'
+    /// body points, with their radii) on the `--html` page, in the `--gif`
+    /// and the `--frames`.
+    #[arg(long, requires = "view")]
+    contacts: bool,
     /// Report the gait of each environment (with `--json`) or of
     /// environment 0: each foot's duty factor, touchdowns per second,
     /// clearance and slip, the root's travel and heading, and the controls'
@@ -257,6 +262,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let overrides = check_params(scene.model(), &c.params)?;
     if let Some(h) = html.as_mut() {
         h.mark(scene.compiled.layout(), &a.mark)?;
+        h.contacts = a.contacts;
     }
     crate::args::check_batch(&scene, &format!("--batch {batch}"), batch)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));

@@ -84,6 +84,8 @@ pub struct Html {
     pub envs: Vec<usize>,
     /// The three-component outputs drawn as markers (name, first output row).
     pub marks: Vec<(String, usize)>,
+    /// Whether the bodies' contact points are drawn.
+    pub contacts: bool,
 }
 
 impl Html {
@@ -139,6 +141,7 @@ impl Html {
             pngs,
             envs,
             marks: vec![],
+            contacts: false,
         };
         html.check_pngs()?;
         Ok(html)
@@ -225,6 +228,10 @@ struct Geometry {
     /// Other planes its points touch, `dot(n, x) = c` as `[n, c]` (walls,
     /// tilted or raised floors: the prelude's `ground_plane*` contacts).
     planes: Vec<[f64; 4]>,
+    /// Per body, the points its contacts act at: `[r, radius]` in its frame
+    /// (instances whose first argument is the body and whose constants name
+    /// `r` and `radius`, as every body contact of the prelude).
+    contacts: Vec<Vec<[f64; 4]>>,
 }
 
 impl Geometry {
@@ -262,6 +269,7 @@ impl Geometry {
         let mut edges = HashSet::new();
         let mut ground = false;
         let mut planes: Vec<[f64; 4]> = vec![];
+        let mut contacts: Vec<Vec<[f64; 4]>> = vec![vec![]; model.bodies.len()];
         for t in &model.templates {
             // The particle-like corners each instance's handles contribute, and how
             // its handles' corners connect.
@@ -330,6 +338,12 @@ impl Geometry {
                             | "contact_coulomb"
                             | "contact_coulomb_particle"
                     ));
+            for (b, point) in contact_consts(model, t) {
+                let known = |p: &[f64; 4]| (0..4).all(|k| (p[k] - point[k]).abs() < 1e-12);
+                if !contacts[b].iter().any(known) {
+                    contacts[b].push(point);
+                }
+            }
             if base.starts_with("ground_plane") {
                 for plane in plane_consts(t) {
                     let known = |p: &[f64; 4]| (0..4).all(|k| (p[k] - plane[k]).abs() < 1e-9);
@@ -347,6 +361,7 @@ impl Geometry {
             tris,
             ground,
             planes,
+            contacts,
         }
     }
 }
@@ -386,6 +401,34 @@ fn plane_quad(plane: &[f64; 4], centre: V3, half: f64) -> [[V3; 3]; 2] {
         corner(-1.0, 1.0),
     );
     [[p, q, r], [p, r, s]]
+}
+
+/// The body and body-frame contact point `[r, radius]` of each instance of
+/// a template whose first argument is a moving body and whose constants
+/// name `r[0]`, `r[1]`, `r[2]` (and `radius`, else 0).
+fn contact_consts(model: &Model, t: &joule_compiler::model::Template) -> Vec<(usize, [f64; 4])> {
+    let body_first = matches!(
+        t.args.first().map(|a| &a.binding),
+        Some(ArgBinding::Handle { kind: "body", .. })
+    );
+    let at = |name: &str| t.const_names.iter().position(|n| n == name);
+    let (Some(x), Some(y), Some(z)) = (at("r[0]"), at("r[1]"), at("r[2]")) else {
+        return vec![];
+    };
+    if !body_first || t.dof_width == 0 {
+        return vec![];
+    }
+    let radius = at("radius");
+    let width = t.const_names.len().max(1);
+    t.dofs
+        .chunks(t.dof_width)
+        .zip(t.consts.chunks_exact(width))
+        .filter_map(|(row, k)| {
+            let DofRef::Free(d) = row[0] else { return None };
+            let b = model.bodies.iter().position(|b| b.dof == Some(d))?;
+            Some((b, [k[x], k[y], k[z], radius.map_or(0.0, |r| k[r])]))
+        })
+        .collect()
 }
 
 /// The planes `[n, c]` of a plane contact's instances: their constants
@@ -640,6 +683,8 @@ pub struct Recorder {
     marks: Vec<(String, usize)>,
     /// Kept frames of the marks: each shown environment's marks in turn.
     mark_frames: Vec<f32>,
+    /// Whether the page draws the bodies' contact points.
+    contacts: bool,
 }
 
 impl Recorder {
@@ -661,6 +706,7 @@ impl Recorder {
             frames: vec![],
             marks: html.marks.clone(),
             mark_frames: vec![],
+            contacts: html.contacts,
         }
     }
 
@@ -824,6 +870,14 @@ impl Recorder {
                     for t in &shapes[k] {
                         c.triangle(&cam, t.map(place), Paint::Lit(material));
                     }
+                    if self.contacts {
+                        for p in &g.contacts[k] {
+                            let r = p[3].max(dot);
+                            for t in render::sphere(place([p[0], p[1], p[2]]), r, 3) {
+                                c.triangle_over(&cam, t, Paint::Lit(2));
+                            }
+                        }
+                    }
                 }
                 let pts: Vec<V3> = g.points.iter().map(|p| at(v, p)).collect();
                 for t in &g.tris {
@@ -888,6 +942,7 @@ impl Recorder {
                 pngs: Some(dir.to_path_buf()),
                 envs: vec![],
                 marks: vec![],
+                contacts: false,
             }
             .check_pngs();
         }
@@ -956,6 +1011,7 @@ impl Recorder {
             .enumerate()
             .map(|(k, b)| {
                 json!({
+                    "contacts": if self.contacts { g.contacts[k].clone() } else { vec![] },
                     "name": b.name,
                     "dof": b.dof.map_or(-1, |d| d as i64),
                     "x": b.x,

@@ -867,3 +867,34 @@ fn planes_other_than_the_ground_are_drawn_where_the_contacts_put_them() {
     let floor = pixels[h / 2 * w..].iter().filter(|p| **p == slate).count();
     assert!(floor > w * h / 8, "{floor} pixels of the plane");
 }
+
+#[test]
+fn contact_points_are_drawn_on_request() {
+    // A box with a contact at each corner: `--contacts` puts the eight body
+    // points (and radii) on the page, none without it.
+    let scene = temp("cornered.joule");
+    std::fs::write(
+        &scene,
+        "scene \"cornered\"\nbody b { shape = box(vec3(0.2, 0.4, 0.6)), mass = 1, x = vec3(0, 0, 1) }\n\
+         ground_point(b, c[0], c[1], 1e-3, 1e4) for c in contact_points(b)\n",
+    )
+    .unwrap();
+    let page = temp("cornered.html");
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "2", "--contacts", "--quiet"],
+    );
+    let points = d["bodies"][0]["contacts"].as_array().expect("contacts");
+    assert_eq!(points.len(), 8, "{points:?}");
+    for p in points {
+        let p = numbers(p);
+        let half = [0.1, 0.2, 0.3];
+        assert!(
+            (0..3).all(|k| (p[k].abs() - half[k]).abs() < 1e-12),
+            "{p:?}"
+        );
+    }
+    let (d, _) = page_data(scene.to_str().unwrap(), &page, &["--steps", "2", "--quiet"]);
+    assert_eq!(d["bodies"][0]["contacts"], serde_json::json!([]));
+}
