@@ -1077,12 +1077,18 @@ pub fn grad(a: GradArgs) -> Result<()> {
                 .find(|c| &c.name == n)
                 .map_or(String::new(), |c| {
                     let d = c.sweep.chosen();
+                    // One step given (`--fd-step`) has no neighbour to
+                    // estimate its truncation from: a dash, not NaN.
+                    let truncation = match c.sweep.truncation {
+                        t if t.is_finite() => format!("{t:.1e}"),
+                        _ => "-".to_string(),
+                    };
                     format!(
-                        " {:>22.12e} {:>10.2e} {:>8.1e} {:>10.1e} {:>10.1e}",
+                        " {:>22.12e} {:>10.2e} {:>8.1e} {:>10} {:>10.1e}",
                         d.map_or(f64::NAN, |d| d.value),
                         c.error,
                         d.map_or(f64::NAN, |d| d.step),
-                        c.sweep.truncation,
+                        truncation,
                         c.sweep.rounding
                     )
                 });

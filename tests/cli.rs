@@ -165,6 +165,35 @@ fn stiff_check(extra: &[&str]) -> Output {
 }
 
 #[test]
+fn a_fixed_difference_step_shows_no_truncation_estimate() {
+    // One step has no neighbour to estimate its truncation from: a dash in
+    // the table (it printed NaN), null in the JSON.
+    let args = [
+        "grad",
+        "scenes/pendulum.joule",
+        "--loss",
+        "miss",
+        "--steps",
+        "50",
+        "--check",
+        "--fd-step",
+        "1e-6",
+    ];
+    let o = joule(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("length"))
+        .expect("a row");
+    assert!(!row.contains("NaN") && row.contains(" - "), "{row}");
+    let mut json = args.to_vec();
+    json.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&joule(&json))).expect("JSON");
+    assert_eq!(v["check"]["length"]["truncation"], serde_json::Value::Null);
+}
+
+#[test]
 fn grad_check_sweeps_the_step_where_a_fixed_step_fails() {
     // The former fixed step, 1e-4 of the parameter (1 N/m), truncates at 5e-3:
     // it disagrees, and `--strict` makes that an error.
