@@ -411,22 +411,20 @@ fn contact_consts(model: &Model, t: &joule_compiler::model::Template) -> Vec<(us
         t.args.first().map(|a| &a.binding),
         Some(ArgBinding::Handle { kind: "body", .. })
     );
-    let at = |name: &str| t.const_names.iter().position(|n| n == name);
-    let (Some(x), Some(y), Some(z)) = (at("r[0]"), at("r[1]"), at("r[2]")) else {
+    let Some([x, y, z]) = const_columns(t, ["r[0]", "r[1]", "r[2]"]) else {
         return vec![];
     };
     if !body_first || t.dof_width == 0 {
         return vec![];
     }
-    let radius = at("radius");
-    let width = t.const_names.len().max(1);
+    let radius = const_columns(t, ["radius"]);
     t.dofs
         .chunks(t.dof_width)
-        .zip(t.consts.chunks_exact(width))
+        .zip(instance_consts(t))
         .filter_map(|(row, k)| {
             let DofRef::Free(d) = row[0] else { return None };
             let b = model.bodies.iter().position(|b| b.dof == Some(d))?;
-            Some((b, [k[x], k[y], k[z], radius.map_or(0.0, |r| k[r])]))
+            Some((b, [k[x], k[y], k[z], radius.map_or(0.0, |[r]| k[r])]))
         })
         .collect()
 }
@@ -434,15 +432,29 @@ fn contact_consts(model: &Model, t: &joule_compiler::model::Template) -> Vec<(us
 /// The planes `[n, c]` of a plane contact's instances: their constants
 /// named `n[0]`, `n[1]`, `n[2]` and `c` (the prelude's `ground_plane*`).
 fn plane_consts(t: &joule_compiler::model::Template) -> Vec<[f64; 4]> {
-    let at = |name: &str| t.const_names.iter().position(|n| n == name);
-    let (Some(x), Some(y), Some(z), Some(c)) = (at("n[0]"), at("n[1]"), at("n[2]"), at("c")) else {
+    let Some([x, y, z, c]) = const_columns(t, ["n[0]", "n[1]", "n[2]", "c"]) else {
         return vec![];
     };
-    let width = t.const_names.len();
-    t.consts
-        .chunks_exact(width.max(1))
+    instance_consts(t)
         .map(|k| [k[x], k[y], k[z], k[c]])
         .collect()
+}
+
+/// Where the constants `names` stand among a template's per-instance
+/// constants (`None` unless it has them all).
+fn const_columns<const N: usize>(
+    t: &joule_compiler::model::Template,
+    names: [&str; N],
+) -> Option<[usize; N]> {
+    let at = names.map(|name| t.const_names.iter().position(|n| n == name));
+    at.iter()
+        .all(Option::is_some)
+        .then(|| at.map(|c| c.unwrap_or_default()))
+}
+
+/// Each instance's constants of a template.
+fn instance_consts(t: &joule_compiler::model::Template) -> std::slice::ChunksExact<'_, f64> {
+    t.consts.chunks_exact(t.const_names.len().max(1))
 }
 
 /// Whether a term holds a barrier or penalty whose distance argument reads
@@ -581,23 +593,27 @@ fn shape_json(s: &BodyShape) -> Value {
 
 /// A body's colour as `#rrggbb`.
 fn body_colour(k: usize) -> String {
-    let [r, g, b] = body_rgb(k);
+    hex(body_rgb(k))
+}
+
+/// A colour as `#rrggbb`.
+fn hex([r, g, b]: [u8; 3]) -> String {
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 
-/// A body's colour: hues a golden angle apart, so neighbours differ.
 /// A mark's radius, of the scene's extent.
 const MARK_RADIUS: f64 = 0.025;
 
 /// The marks' colours, in order (`--mark`): strong hues apart from the
 /// bodies' palette.
-const MARK_COLOURS: [&str; 4] = ["#ff2d95", "#22d3ee", "#facc15", "#a3e635"];
+const MARK_COLOURS: [[u8; 3]; 4] = [
+    [0xff, 0x2d, 0x95],
+    [0x22, 0xd3, 0xee],
+    [0xfa, 0xcc, 0x15],
+    [0xa3, 0xe6, 0x35],
+];
 
-/// A `#rrggbb` colour's bytes.
-fn rgb_of(c: &str) -> [u8; 3] {
-    std::array::from_fn(|k| u8::from_str_radix(&c[1 + 2 * k..3 + 2 * k], 16).unwrap_or(0))
-}
-
+/// A body's colour: hues a golden angle apart, so neighbours differ.
 fn body_rgb(k: usize) -> [u8; 3] {
     let h = (0.08 + 0.618_034 * k as f64).fract() * 6.0;
     let (s, l) = (0.65, 0.55);
@@ -807,7 +823,7 @@ impl Recorder {
         // then the bodies'.
         let mut materials = vec![[0x60, 0xa5, 0xfa], [0xff, 0x8c, 0x1a], [0xf4, 0x3f, 0x5e]];
         let marks = self.marks.len().min(MARK_COLOURS.len());
-        materials.extend(MARK_COLOURS[..marks].iter().map(|c| rgb_of(c)));
+        materials.extend_from_slice(&MARK_COLOURS[..marks]);
         let first_body = materials.len();
         let body_slots = render::MATERIALS - materials.len();
         materials.extend((0..model.bodies.len().min(body_slots)).map(body_rgb));
@@ -1027,7 +1043,7 @@ impl Recorder {
             let (lo, hi, bytes) = quantise(&self.mark_frames, 3 * self.marks.len());
             json!({
                 "names": self.marks.iter().map(|m| &m.0).collect::<Vec<_>>(),
-                "colours": (0..self.marks.len()).map(|k| MARK_COLOURS[k % MARK_COLOURS.len()]).collect::<Vec<_>>(),
+                "colours": (0..self.marks.len()).map(|k| hex(MARK_COLOURS[k % MARK_COLOURS.len()])).collect::<Vec<_>>(),
                 "frames": {"lo": lo, "hi": hi, "levels": LEVELS, "data": base64(&bytes)},
             })
         };

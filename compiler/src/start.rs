@@ -177,13 +177,8 @@ impl Start {
             // The matrix rows (column-major) and Rdot = [w]x R.
             let r: Vec<Id> = match &q {
                 Some(q) => {
-                    let n2 = q.iter().fold(g.constant(0.0), |s, &c| {
-                        let cc = g.mul(c, c);
-                        g.add(s, cc)
-                    });
-                    let n = g.unary(Op::Sqrt, n2);
-                    let [qw, qx, qy, qz] = [0, 1, 2, 3].map(|k| g.div(q[k], n));
-                    rotation_matrix(&mut g, [qw, qx, qy, qz])
+                    let q = normalised(&mut g, q);
+                    rotation_matrix(&mut g, q)
                 }
                 None => quat_to_mat(b.rotation).map(|c| g.constant(c)).to_vec(),
             };
@@ -387,7 +382,7 @@ fn params_vjp(g: &mut Graph, values: &[Id], params: usize) -> Vec<(usize, Id)> {
 /// holds `m0`, the weight is gravity's acceleration whatever the mass), a
 /// step in joint coordinates multiplies a link's inertia by it. A body
 /// whose `com` or `inertia` reads params has ten, its affine mass matrix
-/// `W(p)` ([`LINK_WEIGHTS`]): the step in joint coordinates uses it for a
+/// `W(p)` ([`AFFINE_WEIGHTS`]): the step in joint coordinates uses it for a
 /// link's inertia, an explicit step turns an affine body's forces by
 /// `W0 W(p)^-1`. The adjoints carry the values' derivatives back to the
 /// parameters.
@@ -410,7 +405,7 @@ pub struct MassOwner {
     /// The free rows its mass acts on.
     pub rows: std::ops::Range<usize>,
     /// Its values in [`MassScales::values_into`]'s output: one scale, or a
-    /// body's ten weights ([`LINK_WEIGHTS`]).
+    /// body's ten weights ([`AFFINE_WEIGHTS`]).
     pub values: std::ops::Range<usize>,
     /// Whether it is a joint tree's link (its mass acts in the reduced
     /// step, not through its rows' forces).
@@ -422,14 +417,14 @@ pub struct MassOwner {
 impl MassOwner {
     /// Whether its values are a body's weights (else a scale).
     pub fn has_weights(&self) -> bool {
-        self.values.len() == LINK_WEIGHTS.len()
+        self.values.len() == AFFINE_WEIGHTS.len()
     }
 }
 
-/// The entries `(a, b)`, `a <= b`, of a link's symmetric 4x4 affine mass
+/// The entries `(a, b)`, `a <= b`, of a body's symmetric 4x4 affine mass
 /// matrix `W` ([`crate::model::Body::mass_matrix`]) in the order of its
 /// values.
-pub const LINK_WEIGHTS: [(usize, usize); 10] = [
+pub const AFFINE_WEIGHTS: [(usize, usize); 10] = [
     (0, 0),
     (0, 1),
     (0, 2),
@@ -442,10 +437,10 @@ pub const LINK_WEIGHTS: [(usize, usize); 10] = [
     (3, 3),
 ];
 
-/// A link's affine mass matrix from its ten values ([`LINK_WEIGHTS`]).
-pub fn link_weights(values: &[f64]) -> [[f64; 4]; 4] {
+/// A body's affine mass matrix from its ten values ([`AFFINE_WEIGHTS`]).
+pub fn affine_weights(values: &[f64]) -> [[f64; 4]; 4] {
     let mut w = [[0.0; 4]; 4];
-    for (&(a, b), &v) in LINK_WEIGHTS.iter().zip(values) {
+    for (&(a, b), &v) in AFFINE_WEIGHTS.iter().zip(values) {
         w[a][b] = v;
         w[b][a] = v;
     }
@@ -475,7 +470,7 @@ impl MassScales {
             let body = (!f.particle).then(|| &m.bodies[f.owner as usize]);
             match &f.distribution {
                 Some((com, tensor)) => {
-                    values.extend(link_weights_of(&mut g, mass, com, tensor, leaf))
+                    values.extend(affine_weights_of(&mut g, mass, com, tensor, leaf))
                 }
                 None => {
                     let m0 = g.constant(f.declared);
@@ -537,10 +532,10 @@ impl MassScales {
     }
 }
 
-/// A link's ten weights ([`LINK_WEIGHTS`]) in `g` from its `mass`, its
+/// A body's ten weights ([`AFFINE_WEIGHTS`]) in `g` from its `mass`, its
 /// centre of mass `c` and inertia tensor `I` (about `c`, column-major):
 /// `m`, `m c` and `m c c^T + tr(I)/2 Id - I`.
-fn link_weights_of(
+fn affine_weights_of(
     g: &mut Graph,
     mass: Id,
     com: &Arc<Term>,
@@ -555,7 +550,7 @@ fn link_weights_of(
     let trace = g.add(trace, i[8]);
     let half = g.constant(0.5);
     let half_trace = g.mul(half, trace);
-    LINK_WEIGHTS
+    AFFINE_WEIGHTS
         .iter()
         .map(|&(a, b)| match (a, b) {
             (0, 0) => mass,
@@ -566,13 +561,22 @@ fn link_weights_of(
                 let s = if j == k {
                     g.sub(half_trace, i[3 * k + j])
                 } else {
-                    let zero = g.constant(0.0);
-                    g.sub(zero, i[3 * k + j])
+                    g.neg(i[3 * k + j])
                 };
                 g.add(mcc, s)
             }
         })
         .collect()
+}
+
+/// The quaternion `q` (`(w, x, y, z)`) divided by its norm.
+fn normalised(g: &mut Graph, q: &[Id]) -> [Id; 4] {
+    let n2 = q.iter().fold(g.constant(0.0), |s, &c| {
+        let cc = g.mul(c, c);
+        g.add(s, cc)
+    });
+    let n = g.unary(Op::Sqrt, n2);
+    [0, 1, 2, 3].map(|k| g.div(q[k], n))
 }
 
 /// The rotation vector of the turn from the unit quaternion `q0` to the
@@ -583,12 +587,7 @@ fn link_weights_of(
 /// so the turn and its derivatives are finite at no turn (the declared
 /// rotation).
 fn turn_from(g: &mut Graph, q: &[Id], q0: [f64; 4]) -> [Id; 3] {
-    let n2 = q.iter().fold(g.constant(0.0), |s, &c| {
-        let cc = g.mul(c, c);
-        g.add(s, cc)
-    });
-    let n = g.unary(Op::Sqrt, n2);
-    let [w, x, y, z] = [0, 1, 2, 3].map(|k| g.div(q[k], n));
+    let [w, x, y, z] = normalised(g, q);
     // r = q conj(q0), conj(q0) = (a, -b, -c, -d).
     let [a, b, c, d] = q0.map(|k| g.constant(k));
     let sum = |g: &mut Graph, terms: [(f64, Id, Id); 4]| {

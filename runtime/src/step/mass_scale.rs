@@ -12,7 +12,7 @@ use crate::joints::Tree;
 use crate::Scene;
 use glam::DMat4;
 use joule_compiler::abi::Real;
-use joule_compiler::start::{link_weights, LINK_WEIGHTS};
+use joule_compiler::start::{affine_weights, AFFINE_WEIGHTS};
 
 impl<T: Real> Part<T> {
     /// Every lane's owner values, `[value * stride + lane]`, from its params
@@ -170,7 +170,7 @@ impl<T: Real> Part<T> {
                 let dot = |x: usize, y: usize| -> f64 {
                     (0..3).map(|k| w[i(3 * x + k)] * a[3 * y + k]).sum()
                 };
-                for (v, &(x, y)) in LINK_WEIGHTS.iter().enumerate() {
+                for (v, &(x, y)) in AFFINE_WEIGHTS.iter().enumerate() {
                     let d = if x == y {
                         dot(x, x)
                     } else {
@@ -213,7 +213,7 @@ impl<T: Real> Part<T> {
                         .map(|k| seed[i(3 * a + k)] * delta(i(3 * b + k)))
                         .sum()
                 };
-                for (v, &(a, b)) in LINK_WEIGHTS.iter().enumerate() {
+                for (v, &(a, b)) in AFFINE_WEIGHTS.iter().enumerate() {
                     let d = if a == b {
                         dot(a, a)
                     } else {
@@ -368,12 +368,18 @@ pub(super) struct MassWork {
 }
 
 impl MassWork {
-    /// Lane `e`'s affine mass matrix of the link whose ten values begin at
+    /// Lane `e`'s affine mass matrix of the owner whose ten values begin at
     /// `first` (stride `s`).
     fn weights(&self, first: usize, s: usize, e: usize) -> [[f64; 4]; 4] {
-        let v: [f64; 10] = std::array::from_fn(|k| self.values[(first + k) * s + e]);
-        link_weights(&v)
+        weights_at(&self.values, first, s, e)
     }
+}
+
+/// Lane `e`'s affine mass matrix from `values` (`[value * stride + lane]`,
+/// stride `s`), its ten values beginning at `first`.
+fn weights_at(values: &[f64], first: usize, s: usize, e: usize) -> [[f64; 4]; 4] {
+    let v: [f64; 10] = std::array::from_fn(|k| values[(first + k) * s + e]);
+    affine_weights(&v)
 }
 
 /// The forces of the particles and affine bodies whose masses read params
@@ -392,8 +398,8 @@ pub(super) fn explicit_forces<R: Real>(scene: &Scene, values: &[f64], s: usize, 
                 }
                 continue;
             }
-            let v: [f64; 10] = std::array::from_fn(|k| values[(o.values.start + k) * s + e]);
-            let turn = mat4(o.declared) * mat4(link_weights(&v)).inverse();
+            let w = weights_at(values, o.values.start, s, e);
+            let turn = mat4(o.declared) * mat4(w).inverse();
             turn_rows(&turn, o.rows.start, s, e, buf);
         }
     }

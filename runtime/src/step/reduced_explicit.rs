@@ -89,7 +89,7 @@ impl<T: Real> Part<T> {
         }
         self.hold(scene);
         self.forces(scene, |_| true);
-        self.load_mass_scales(scene);
+        // Loads the masses' values too (`param_mass_rows` below reads them).
         self.scale_forces(scene);
         // M Jdot zdot on the link rows.
         w.d.fill(0.0);
