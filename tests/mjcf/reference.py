@@ -9,6 +9,8 @@ inertia tensor about it (body frame: R(iquat) diag(inertia) R(iquat)^T), and
 the world pose in the reference configuration. For the passive-dynamics
 fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s (positions
 recomputed at each sampled state: after mj_step they are the step's start's).
+For the driven fixtures (constant controls `CONTROLS`): the same, with every
+sensor's reading at each sample, by name.
 """
 import json
 import os
@@ -20,7 +22,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors"]
+# Driven fixtures: their constant controls.
+CONTROLS = {"ref_tendon_sensors": [0.3, -0.5]}
 
 
 def quat_mat(q):
@@ -49,15 +53,22 @@ def trajectory(m, d):
     samples = []
     steps = int(round(0.1 / m.opt.timestep))
     for k in range(11):
-        # mj_step leaves positions (xpos, site_xpos) computed at the start of
-        # its step: recompute them at the state it reached.
-        mujoco.mj_kinematics(m, d)
-        samples.append({
+        # mj_step leaves positions (xpos, site_xpos) and sensors computed at
+        # the start of its step: recompute them at the state it reached.
+        mujoco.mj_forward(m, d)
+        sample = {
             "t": float(d.time),
             "qpos": d.qpos.tolist(),
             "xpos": d.xpos.tolist(),
             "site_xpos": d.site_xpos.tolist(),
-        })
+        }
+        if m.nsensor:
+            sample["sensors"] = {
+                mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SENSOR, i):
+                    d.sensordata[m.sensor_adr[i]:m.sensor_adr[i] + m.sensor_dim[i]].tolist()
+                for i in range(m.nsensor)
+            }
+        samples.append(sample)
         if k < 10:
             for _ in range(steps):
                 mujoco.mj_step(m, d)
@@ -71,7 +82,10 @@ def main():
         d = mujoco.MjData(m)
         mujoco.mj_forward(m, d)
         entry = {"total_mass": float(m.body_mass.sum()), "bodies": bodies(m, d)}
-        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant"):
+        if name in CONTROLS:
+            d.ctrl[:] = CONTROLS[name]
+            entry["controls"] = CONTROLS[name]
+        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant") or name in CONTROLS:
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))

@@ -3,7 +3,8 @@
 //! `include.rs` reads the model's files (`<include>`), `parse.rs` reads the XML (roxmltree) into an [`Mjcf`]: bodies with world
 //! poses, geoms, joints, sites and mass properties computed as MuJoCo's
 //! compiler does, defaults and `childclass` applied, angles in radians.
-//! [`write`] turns that into readable Joule source that keeps the MJCF names;
+//! [`write`] turns that into readable Joule source that keeps the MJCF names
+//! (`sensors.rs` writes the sensors it can compute as outputs);
 //! it then goes through the normal compiler. Problems are [`Diagnostic`]s
 //! located in the XML; what the importer does not support is an error naming
 //! the element or attribute, or (lenient) a warning, and it is skipped.
@@ -12,6 +13,7 @@
 
 mod include;
 mod parse;
+mod sensors;
 mod write;
 
 use crate::mass::{mujoco, MassProps};
@@ -105,16 +107,20 @@ pub struct Joint {
     pub stiffness: f64,
     pub springref: f64,
     pub armature: f64,
+    /// MuJoCo's `ref` (hinges and slides): the coordinate's value in the
+    /// reference pose, where Joule's coordinate is 0.
+    pub reference: f64,
     /// Where it is declared.
     pub span: Span,
 }
 
-/// A named point of a body.
+/// A named frame of a body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     pub name: String,
-    /// Position in the body frame.
+    /// Position and orientation in the body frame.
     pub pos: [f64; 3],
+    pub quat: [f64; 4],
 }
 
 /// An MJCF body with its pose and contents.
@@ -145,17 +151,83 @@ pub enum ActuatorKind {
     Position { kp: f64, kv: f64 },
 }
 
-/// An actuator on a joint.
+/// What an actuator drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmission {
+    /// A joint: its body index and index among the body's joints.
+    Joint(usize, usize),
+    /// A fixed tendon (index into [`Mjcf::tendons`]): the force `gear u`
+    /// along the tendon is `coef gear u` on each of its joints.
+    Tendon(usize),
+}
+
+/// An actuator on a joint or a fixed tendon.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Actuator {
     /// MJCF name, or `None`.
     pub name: Option<String>,
     pub kind: ActuatorKind,
-    /// The joint's body index and index among its joints.
-    pub joint: (usize, usize),
+    /// What it drives.
+    pub target: Transmission,
     /// Control range when limited.
     pub ctrlrange: Option<(f64, f64)>,
     pub span: Span,
+}
+
+/// A fixed tendon that exerts no passive force (no stiffness, damping,
+/// limit or friction): its length `sum coef q` (MuJoCo's `qpos`) is a
+/// readout, and actuators may drive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tendon {
+    /// MJCF name, or `tendon{k}` by tendon index.
+    pub name: String,
+    /// Its joints (body index, index among the body's joints: hinges and
+    /// slides) with their coefficients.
+    pub joints: Vec<((usize, usize), f64)>,
+    pub span: Span,
+}
+
+/// A body's frame, its inertial frame, or a site's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A body's frame (MJCF `xbody`; index).
+    Body(usize),
+    /// A body's inertial frame, at its centre of mass (MJCF `body`).
+    Inertial(usize),
+    /// A site: its body's index and its index among the body's sites.
+    Site(usize, usize),
+}
+
+/// What a sensor reads, in MuJoCo's units and frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SensorKind {
+    /// `jointpos`, `jointvel` of a hinge or slide (body, joint index).
+    JointPos(usize, usize),
+    JointVel(usize, usize),
+    /// `tendonpos`, `tendonvel` of a fixed tendon.
+    TendonPos(usize),
+    TendonVel(usize),
+    /// `framepos`, `framelinvel`, `frameangvel`: the frame's origin, its
+    /// velocity and angular velocity, in the world frame.
+    FramePos(Frame),
+    FrameLinVel(Frame),
+    FrameAngVel(Frame),
+    /// `subtreecom`, `subtreelinvel`: the centre of mass of a body and its
+    /// descendants, and its velocity.
+    SubtreeCom(usize),
+    SubtreeLinVel(usize),
+    /// `velocimeter`, `gyro`: a site's velocity and angular velocity in the
+    /// site's frame.
+    Velocimeter(usize, usize),
+    Gyro(usize, usize),
+}
+
+/// A sensor the importer writes as an `observe` item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    /// MJCF name, or `sensor{k}` by sensor index.
+    pub name: String,
+    pub kind: SensorKind,
 }
 
 /// A parsed MJCF model.
@@ -168,6 +240,11 @@ pub struct Mjcf {
     /// Bodies in MuJoCo's order (depth-first, body 0 is the world).
     pub bodies: Vec<Body>,
     pub actuators: Vec<Actuator>,
+    /// Fixed tendons without passive forces.
+    pub tendons: Vec<Tendon>,
+    /// Sensors the importer can write as outputs (the others are skipped
+    /// with a warning: they do not change the motion).
+    pub sensors: Vec<Sensor>,
     /// Body pairs excluded from contact (`<contact><exclude>`).
     pub excludes: Vec<(usize, usize)>,
 }

@@ -460,6 +460,8 @@ impl<'a, 'i> Parser<'a, 'i> {
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
         let mut actuator_nodes = vec![];
         let mut exclude_nodes = vec![];
+        let mut tendon_nodes = vec![];
+        let mut sensor_nodes = vec![];
         for c in &children {
             match c.tag_name().name() {
                 "compiler" | "default" => {}
@@ -510,6 +512,8 @@ impl<'a, 'i> Parser<'a, 'i> {
                 }
                 "worldbody" => self.world(*c),
                 "actuator" => actuator_nodes.extend(self.elements(*c)),
+                "tendon" => tendon_nodes.extend(self.elements(*c)),
+                "sensor" => sensor_nodes.extend(self.elements(*c)),
                 "contact" => exclude_nodes.extend(self.elements(*c)),
                 t if IGNORED_TOP.contains(&t) => {}
                 _ => self.unsupported_element(*c),
@@ -526,9 +530,28 @@ impl<'a, 'i> Parser<'a, 'i> {
             return None;
         }
         self.settotalmass(root);
+        // Every tendon's name, the refused ones too (their actuators and
+        // sensors are skipped, not reported as unknown names).
+        let mut tendons = vec![];
+        let mut tendon_names = vec![];
+        for n in tendon_nodes {
+            let k = tendon_names.len();
+            tendon_names.push(
+                n.attribute("name")
+                    .map_or_else(|| format!("tendon{k}"), str::to_string),
+            );
+            if let Some(t) = self.tendon(n, &tendon_names[k]) {
+                tendons.push(t);
+            }
+        }
         let actuators = actuator_nodes
             .into_iter()
-            .filter_map(|n| self.actuator(n))
+            .filter_map(|n| self.actuator(n, &tendons, &tendon_names))
+            .collect();
+        let sensors = sensor_nodes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, n)| self.sensor(n, k, &tendons))
             .collect();
         let excludes = exclude_nodes
             .into_iter()
@@ -543,6 +566,8 @@ impl<'a, 'i> Parser<'a, 'i> {
             gravity,
             bodies: std::mem::take(&mut self.bodies),
             actuators,
+            tendons,
+            sensors,
             excludes,
         })
     }
@@ -686,13 +711,14 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "site" => {
                     self.check_attrs(
                         c,
-                        &["pos"],
-                        &[&["type", "size"][..], ORIENTATION, &["fromto"]].concat(),
+                        &[&["pos"][..], ORIENTATION].concat(),
+                        &["type", "size", "fromto"],
                     );
                     let name = c.attribute("name").map(str::to_string);
                     let pos = self.vec3(c, cls, "pos", [0.0; 3]);
+                    let quat = self.orientation(c);
                     if let Some(name) = name {
-                        self.bodies[id].sites.push(Site { name, pos });
+                        self.bodies[id].sites.push(Site { name, pos, quat });
                     }
                 }
                 "inertial" if id > 0 => self.inertial(c, id),
@@ -971,6 +997,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 stiffness: 0.0,
                 springref: 0.0,
                 armature: 0.0,
+                reference: 0.0,
                 span,
             });
         }
@@ -1014,7 +1041,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 return None;
             }
         };
-        for attr in ["ref", "frictionloss", "actuatorfrcrange"] {
+        for attr in ["frictionloss", "actuatorfrcrange"] {
             if let Some((_, s)) = self.get(n, class, attr) {
                 if self.real(n, class, attr, 0.0) != 0.0 {
                     self.unsupported(
@@ -1075,6 +1102,15 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         };
         let springref = self.real(n, class, "springref", 0.0);
+        // MuJoCo reads `ref` on hinges and slides only.
+        let reference = match kind {
+            JointKind::Hinge => {
+                let r = self.real(n, class, "ref", 0.0);
+                self.angle(r)
+            }
+            JointKind::Slide => self.real(n, class, "ref", 0.0),
+            JointKind::Ball | JointKind::Free => 0.0,
+        };
         Some(Joint {
             name,
             kind,
@@ -1089,11 +1125,235 @@ impl<'a, 'i> Parser<'a, 'i> {
                 springref
             },
             armature: self.amount(n, class, "armature", 0.0),
+            reference,
             span,
         })
     }
 
-    fn actuator(&mut self, n: Node<'a, 'i>) -> Option<Actuator> {
+    /// The joint named `name`: its body and index among the body's joints.
+    fn find_joint(&self, name: &str) -> Option<(usize, usize)> {
+        self.bodies.iter().enumerate().find_map(|(b, body)| {
+            body.joints
+                .iter()
+                .position(|j| j.name == name)
+                .map(|j| (b, j))
+        })
+    }
+
+    /// The hinge or slide named by attribute `attr` of `n`, or a
+    /// diagnostic: an unknown name is an error, a ball or free joint
+    /// unsupported (`what` names the element that refers to it).
+    fn scalar_joint(&mut self, n: Node<'a, 'i>, attr: &str, what: &str) -> Option<(usize, usize)> {
+        let (name, span) = (n.attribute(attr)?, self.attr_span(n, attr));
+        let Some(joint) = self.find_joint(name) else {
+            self.invalid(
+                span,
+                format!("no joint named `{name}`"),
+                "unknown joint",
+                "name a joint declared in the worldbody",
+            );
+            return None;
+        };
+        if matches!(
+            self.bodies[joint.0].joints[joint.1].kind,
+            JointKind::Ball | JointKind::Free
+        ) {
+            self.unsupported(
+                span,
+                format!("{what} on a ball or free joint"),
+                "multi-DOF joint",
+            );
+            return None;
+        }
+        Some(joint)
+    }
+
+    /// A `<fixed>` tendon that exerts no passive force; anything else is
+    /// unsupported (a spatial tendon, or a fixed one with stiffness,
+    /// damping, a limit or friction: they change the motion).
+    fn tendon(&mut self, n: Node<'a, 'i>, name: &str) -> Option<Tendon> {
+        if !n.has_tag_name("fixed") {
+            self.unsupported_element(n);
+            return None;
+        }
+        let class = n.attribute("class").unwrap_or("main");
+        self.check_attrs(
+            n,
+            &[
+                "limited",
+                "range",
+                "stiffness",
+                "damping",
+                "frictionloss",
+                "springlength",
+                "armature",
+            ],
+            &[
+                "width",
+                "margin",
+                "solreflimit",
+                "solimplimit",
+                "solreffriction",
+                "solimpfriction",
+            ],
+        );
+        let limited = match self.flag(n, class, "limited") {
+            Some(l) => l,
+            None => self.get(n, class, "range").is_some(),
+        };
+        let forces = ["stiffness", "damping", "frictionloss", "armature"]
+            .into_iter()
+            .find(|a| self.real(n, class, a, 0.0) != 0.0);
+        if let Some(what) = forces.or(limited.then_some("range")) {
+            let span = self.get(n, class, what).map_or(self.tag_span(n), |g| g.1);
+            self.unsupported(
+                span,
+                format!("a fixed tendon's `{what}`"),
+                "a passive tendon force",
+            );
+            return None;
+        }
+        let mut joints = vec![];
+        for c in self.elements(n) {
+            if !c.has_tag_name("joint") {
+                self.unsupported_element(c);
+                return None;
+            }
+            self.check_attrs(c, &["joint", "coef"], &[]);
+            if c.attribute("joint").is_none() {
+                let span = self.tag_span(c);
+                self.invalid(
+                    span,
+                    "a tendon's `<joint>` needs `joint`".into(),
+                    "no joint",
+                    "name the joint: `<joint joint=\"hip\" coef=\"1\"/>`",
+                );
+                return None;
+            }
+            let joint = self.scalar_joint(c, "joint", "a tendon")?;
+            joints.push((joint, self.real(c, class, "coef", 1.0)));
+        }
+        if joints.is_empty() {
+            let span = self.tag_span(n);
+            self.invalid(
+                span,
+                format!("the fixed tendon `{name}` has no joints"),
+                "empty tendon",
+                "list its joints: `<joint joint=\"hip\" coef=\"1\"/>`",
+            );
+            return None;
+        }
+        Some(Tendon {
+            name: name.to_string(),
+            joints,
+            span: self.tag_span(n),
+        })
+    }
+
+    /// A sensor the importer writes as an output, or `None` with a warning
+    /// (strict or not: a sensor reads the motion and does not change it).
+    fn sensor(&mut self, n: Node<'a, 'i>, k: usize, tendons: &[Tendon]) -> Option<Sensor> {
+        let tag = n.tag_name().name();
+        let span = self.tag_span(n);
+        let skip = |p: &mut Self, why: &str| {
+            p.diags.push(
+                Diagnostic::error(
+                    "mjcf::sensor_skipped",
+                    format!("sensor `<{tag}>` is not imported: {why}"),
+                    span,
+                    "not imported",
+                )
+                .warning()
+                .with_help("sensors do not change the motion, so the model is imported without it; Joule writes jointpos, jointvel, tendonpos, tendonvel, framepos, framelinvel, frameangvel (bodies and sites), subtreecom, subtreelinvel, velocimeter and gyro as `observe` items"),
+            );
+            None
+        };
+        let known = [
+            "name", "joint", "tendon", "site", "body", "objtype", "objname", "noise", "user",
+            "class",
+        ];
+        if let Some(a) = n.attributes().find(|a| !known.contains(&a.name())) {
+            return skip(self, &format!("its attribute `{}`", a.name()));
+        }
+        let name = n
+            .attribute("name")
+            .map_or_else(|| format!("sensor{k}"), str::to_string);
+        let site = |p: &Self, s: &str| {
+            p.bodies
+                .iter()
+                .enumerate()
+                .find_map(|(b, body)| body.sites.iter().position(|x| x.name == s).map(|i| (b, i)))
+        };
+        let body = |p: &Self, s: &str| p.bodies.iter().position(|b| b.name == s);
+        let kind = match tag {
+            "jointpos" | "jointvel" => {
+                let (b, j) = self.scalar_joint(n, "joint", "a sensor")?;
+                if tag == "jointpos" {
+                    SensorKind::JointPos(b, j)
+                } else {
+                    SensorKind::JointVel(b, j)
+                }
+            }
+            "tendonpos" | "tendonvel" => {
+                let Some(t) = n
+                    .attribute("tendon")
+                    .and_then(|t| tendons.iter().position(|x| x.name == t))
+                else {
+                    return skip(self, "it reads no imported fixed tendon");
+                };
+                if tag == "tendonpos" {
+                    SensorKind::TendonPos(t)
+                } else {
+                    SensorKind::TendonVel(t)
+                }
+            }
+            "framepos" | "framelinvel" | "frameangvel" => {
+                let frame = match (n.attribute("objtype"), n.attribute("objname")) {
+                    (Some("xbody"), Some(o)) => body(self, o).map(Frame::Body),
+                    (Some("body"), Some(o)) => body(self, o).map(Frame::Inertial),
+                    (Some("site"), Some(o)) => site(self, o).map(|(b, i)| Frame::Site(b, i)),
+                    _ => None,
+                };
+                let Some(frame) = frame else {
+                    return skip(self, "it reads no body or site of the model");
+                };
+                match tag {
+                    "framepos" => SensorKind::FramePos(frame),
+                    "framelinvel" => SensorKind::FrameLinVel(frame),
+                    _ => SensorKind::FrameAngVel(frame),
+                }
+            }
+            "subtreecom" | "subtreelinvel" => {
+                let Some(b) = n.attribute("body").and_then(|o| body(self, o)) else {
+                    return skip(self, "it reads no body of the model");
+                };
+                if tag == "subtreecom" {
+                    SensorKind::SubtreeCom(b)
+                } else {
+                    SensorKind::SubtreeLinVel(b)
+                }
+            }
+            "velocimeter" | "gyro" => {
+                let Some((b, i)) = n.attribute("site").and_then(|o| site(self, o)) else {
+                    return skip(self, "it reads no site of the model");
+                };
+                if tag == "velocimeter" {
+                    SensorKind::Velocimeter(b, i)
+                } else {
+                    SensorKind::Gyro(b, i)
+                }
+            }
+            _ => return skip(self, "Joule has no output of this kind"),
+        };
+        Some(Sensor { name, kind })
+    }
+
+    fn actuator(
+        &mut self,
+        n: Node<'a, 'i>,
+        tendons: &[Tendon],
+        tendon_names: &[String],
+    ) -> Option<Actuator> {
         let tag = n.tag_name().name();
         if !matches!(tag, "motor" | "position") {
             self.unsupported_element(n);
@@ -1104,6 +1364,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             n,
             &[
                 "joint",
+                "tendon",
                 "gear",
                 "ctrlrange",
                 "ctrllimited",
@@ -1115,40 +1376,64 @@ impl<'a, 'i> Parser<'a, 'i> {
             &[],
         );
         let span = self.tag_span(n);
-        let Some((jname, jspan)) = self.get(n, class, "joint") else {
+        let target = if let Some((jname, jspan)) = self.get(n, class, "joint") {
+            let Some(joint) = self.find_joint(jname) else {
+                self.invalid(
+                    jspan,
+                    format!("no joint named `{jname}`"),
+                    "unknown joint",
+                    "name a joint declared in the worldbody",
+                );
+                return None;
+            };
+            if matches!(
+                self.bodies[joint.0].joints[joint.1].kind,
+                JointKind::Ball | JointKind::Free
+            ) {
+                self.unsupported(
+                    jspan,
+                    "an actuator on a ball or free joint".into(),
+                    "multi-DOF joint",
+                );
+                return None;
+            }
+            Transmission::Joint(joint.0, joint.1)
+        } else if let Some((tname, tspan)) = self.get(n, class, "tendon") {
+            if let Some(t) = tendons.iter().position(|t| t.name == tname) {
+                if tag != "motor" {
+                    self.unsupported(
+                        span,
+                        format!("a `<{tag}>` on a tendon (motors only)"),
+                        "tendon servo",
+                    );
+                    return None;
+                }
+                Transmission::Tendon(t)
+            } else if tendon_names.iter().any(|t| t == tname) {
+                // The tendon was refused above; this actuator goes with it.
+                self.unsupported(
+                    tspan,
+                    "an actuator on a tendon that is not imported".into(),
+                    "skipped tendon",
+                );
+                return None;
+            } else {
+                self.invalid(
+                    tspan,
+                    format!("no tendon named `{tname}`"),
+                    "unknown tendon",
+                    "name a tendon declared in `<tendon>`",
+                );
+                return None;
+            }
+        } else {
             self.unsupported(
                 span,
-                format!("a `<{tag}>` without `joint` (tendon, site or body transmission)"),
+                format!("a `<{tag}>` without `joint` or `tendon` (site or body transmission)"),
                 "no joint",
             );
             return None;
         };
-        let found = self.bodies.iter().enumerate().find_map(|(b, body)| {
-            body.joints
-                .iter()
-                .position(|j| j.name == jname)
-                .map(|j| (b, j))
-        });
-        let Some(joint) = found else {
-            self.invalid(
-                jspan,
-                format!("no joint named `{jname}`"),
-                "unknown joint",
-                "name a joint declared in the worldbody",
-            );
-            return None;
-        };
-        if matches!(
-            self.bodies[joint.0].joints[joint.1].kind,
-            JointKind::Ball | JointKind::Free
-        ) {
-            self.unsupported(
-                jspan,
-                "an actuator on a ball or free joint".into(),
-                "multi-DOF joint",
-            );
-            return None;
-        }
         let forcelimited = self.flag(n, class, "forcelimited");
         if let (Some(true) | None, Some((_, s))) = (forcelimited, self.get(n, class, "forcerange"))
         {
@@ -1206,7 +1491,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         Some(Actuator {
             name: n.attribute("name").map(str::to_string),
             kind,
-            joint,
+            target,
             ctrlrange,
             span,
         })

@@ -16,7 +16,7 @@ const DHAT: f64 = 2e-3;
 const FRICTION_EPS: f64 = 1e-2;
 
 /// A number as Joule source: the shortest text that reads back to the same value.
-fn num(x: f64) -> String {
+pub(super) fn num(x: f64) -> String {
     if x == 0.0 {
         "0".into()
     } else if (1e-4..1e9).contains(&x.abs()) {
@@ -38,7 +38,7 @@ fn denoise<const N: usize>(v: [f64; N], scale: f64) -> [f64; N] {
     v.map(|x| if x.abs() < 1e-12 * scale { 0.0 } else { x })
 }
 
-fn v3(v: V3) -> String {
+pub(super) fn v3(v: V3) -> String {
     format!("vec3({}, {}, {})", num(v[0]), num(v[1]), num(v[2]))
 }
 
@@ -277,24 +277,40 @@ struct JointActuators {
 
 /// Per joint (MJCF body, index among its joints), the first motor and the
 /// first position servo on it: these become the joint's `motor` and `servo`
-/// options; further actuators on one joint stay penalty energies.
+/// options; further actuators on one joint stay penalty energies, and so
+/// does a servo on a joint with a `ref` (its target is `u - ref` in Joule's
+/// coordinate) and every actuator on a tendon.
 fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
     let mut out: HashMap<(usize, usize), JointActuators> = HashMap::new();
     for (k, a) in m.actuators.iter().enumerate() {
-        let j = &m.bodies[a.joint.0].joints[a.joint.1];
+        let Transmission::Joint(b, ji) = a.target else {
+            continue;
+        };
+        let j = &m.bodies[b].joints[ji];
         if !matches!(j.kind, JointKind::Hinge | JointKind::Slide) {
             continue;
         }
-        let acts = out.entry(a.joint).or_default();
+        let acts = out.entry((b, ji)).or_default();
         match a.kind {
             ActuatorKind::Motor { gear } if acts.motor.is_none() => acts.motor = Some((k, gear)),
-            ActuatorKind::Position { kp, kv } if acts.servo.is_none() => {
+            ActuatorKind::Position { kp, kv } if acts.servo.is_none() && j.reference == 0.0 => {
                 acts.servo = Some((k, kp, kv))
             }
             _ => {}
         }
     }
     out
+}
+
+/// `u[k]` less a joint's `ref`: a servo's target in Joule's coordinate.
+fn servo_target(k: usize, reference: f64) -> String {
+    if reference == 0.0 {
+        format!("u[{k}]")
+    } else if reference > 0.0 {
+        format!("u[{k}] - {}", num(reference))
+    } else {
+        format!("u[{k}] + {}", num(-reference))
+    }
 }
 
 /// The `joint` field of the Joule body `pc.1` for MJCF body `b` (index
@@ -369,6 +385,8 @@ fn joint_field(
     }
     let mut parts = vec![];
     let mut extra = String::new();
+    // MuJoCo's coordinate is Joule's plus `ref`: ranges, a spring's rest
+    // and servo targets move by it.
     for (ji, j) in b.joints.iter().enumerate() {
         let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
         let ax = v3(rotate(b.xquat, j.axis));
@@ -382,14 +400,15 @@ fn joint_field(
                 write!(opts, ", {name} = {}", num(x)).ok();
             }
         }
+        let springref = j.springref - j.reference;
         if j.stiffness > 0.0 {
-            if j.springref == 0.0 {
+            if springref == 0.0 {
                 write!(opts, ", stiffness = {}", num(j.stiffness)).ok();
             } else if hinge {
                 writeln!(
                     extra,
                     "pd({p}, {c}, {ax}, {}, {})    // {}: stiffness toward springref",
-                    num(j.springref),
+                    num(springref),
                     num(j.stiffness),
                     j.name
                 )
@@ -398,7 +417,7 @@ fn joint_field(
                 writeln!(
                     extra,
                     "slider_spring({p}, {c}, {at}, {ax}, {}, {})    // {}: stiffness toward springref",
-                    num(j.springref),
+                    num(springref),
                     num(j.stiffness),
                     j.name
                 )
@@ -409,8 +428,8 @@ fn joint_field(
             write!(
                 opts,
                 ", range = [{}, {}], soft = {}",
-                num(lo),
-                num(hi),
+                num(lo - j.reference),
+                num(hi - j.reference),
                 num(LIMIT_TIME)
             )
             .ok();
@@ -460,6 +479,8 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
     let mut names = Names { taken: reserved() };
     let mut groups: Vec<Group> = vec![];
     let mut index: HashMap<usize, usize> = HashMap::new();
+    // Per MJCF body: its group and its pose in the group root's frame.
+    let mut frames: Vec<(usize, V3, Q)> = Vec::with_capacity(n);
     for (b, &root) in group_of.iter().enumerate() {
         let g = match index.get(&root) {
             Some(&g) => g,
@@ -501,8 +522,10 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             grp.sites.push(Site {
                 name: s.name.clone(),
                 pos: add(pos, rotate(q, s.pos)),
+                quat: qmul(q, s.quat),
             });
         }
+        frames.push((g, pos, q));
         grp.mass = MassProps::combine(&[grp.mass, rb.mass.moved(pos, q)]);
     }
     let total_mass = m.total_mass();
@@ -643,62 +666,91 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         .ok();
     }
     for (k, a) in m.actuators.iter().enumerate() {
-        let b = &m.bodies[a.joint.0];
-        let j = &b.joints[a.joint.1];
-        let g = &groups[index[&group_of[a.joint.0]]];
-        let parent = &groups[index[&group_of[b.parent]]];
-        let p = &parent.name;
-        let c = &g.name;
-        let ax = v3(rotate(b.xquat, j.axis));
-        let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
-        let label = a.name.as_deref().map_or_else(
-            || format!("on joint {}", j.name),
-            |n| format!("{n} (joint {})", j.name),
-        );
-        let hinge = j.kind == JointKind::Hinge;
-        let on_joint = acts.get(&a.joint).is_some_and(|x| {
-            x.motor.is_some_and(|m| m.0 == k) || x.servo.is_some_and(|s| s.0 == k)
-        });
+        // The joints it drives, with the share of its force each takes.
+        let (label, joints) = match a.target {
+            Transmission::Joint(b, ji) => {
+                let jn = &m.bodies[b].joints[ji].name;
+                let label = a
+                    .name
+                    .as_deref()
+                    .map_or_else(|| format!("on joint {jn}"), |n| format!("{n} (joint {jn})"));
+                (label, vec![((b, ji), 1.0)])
+            }
+            Transmission::Tendon(t) => {
+                let t = &m.tendons[t];
+                let label = a.name.as_deref().map_or_else(
+                    || format!("on tendon {}", t.name),
+                    |n| format!("{n} (tendon {})", t.name),
+                );
+                (label, t.joints.clone())
+            }
+        };
+        let on_joint = match a.target {
+            Transmission::Joint(b, ji) => acts.get(&(b, ji)).is_some_and(|x| {
+                x.motor.is_some_and(|m| m.0 == k) || x.servo.is_some_and(|s| s.0 == k)
+            }),
+            Transmission::Tendon(_) => false,
+        };
         if on_joint {
             writeln!(at_, "// u[{k}]: {label}, on the joint").ok();
             continue;
         }
-        world_used |= parent.root == 0;
-        match a.kind {
-            ActuatorKind::Motor { gear } if hinge => writeln!(
-                at_,
-                "motor({p}, {c}, {ax}, u[{k}], {})    // u[{k}]: {label}",
-                num(gear)
-            ),
-            ActuatorKind::Motor { gear } => writeln!(
-                at_,
-                "slider_motor({p}, {c}, {at}, {ax}, u[{k}], {})    // u[{k}]: {label}",
-                num(gear)
-            ),
-            ActuatorKind::Position { kp, kv } => {
-                let servo = if hinge {
-                    format!("servo({p}, {c}, {ax}, u[{k}], {})", num(kp))
-                } else {
-                    format!("slider_servo({p}, {c}, {at}, {ax}, u[{k}], {})", num(kp))
-                };
-                writeln!(at_, "{servo}    // u[{k}]: {label}, position servo").ok();
-                if kv > 0.0 {
-                    let damp = if hinge {
-                        "pd_damping"
-                    } else {
-                        "slider_damping"
-                    };
-                    writeln!(
-                        at_,
-                        "{damp}({p}, {c}, {ax}, {})    // its velocity gain kv",
-                        num(kv)
-                    )
-                    .ok();
-                }
-                Ok(())
+        for ((bi, ji), coef) in joints {
+            if coef == 0.0 {
+                continue;
             }
+            let b = &m.bodies[bi];
+            let j = &b.joints[ji];
+            let g = &groups[index[&group_of[bi]]];
+            let parent = &groups[index[&group_of[b.parent]]];
+            let p = &parent.name;
+            let c = &g.name;
+            let ax = v3(rotate(b.xquat, j.axis));
+            let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
+            let hinge = j.kind == JointKind::Hinge;
+            world_used |= parent.root == 0;
+            match a.kind {
+                ActuatorKind::Motor { gear } if hinge => writeln!(
+                    at_,
+                    "motor({p}, {c}, {ax}, u[{k}], {})    // u[{k}]: {label}",
+                    num(gear * coef)
+                ),
+                ActuatorKind::Motor { gear } => writeln!(
+                    at_,
+                    "slider_motor({p}, {c}, {at}, {ax}, u[{k}], {})    // u[{k}]: {label}",
+                    num(gear * coef)
+                ),
+                ActuatorKind::Position { kp, kv } => {
+                    let (kp_, target) = (num(kp), servo_target(k, j.reference));
+                    let servo = match (hinge, j.reference == 0.0) {
+                        (true, true) => format!("servo({p}, {c}, {ax}, {target}, {kp_})"),
+                        (false, true) => {
+                            format!("slider_servo({p}, {c}, {at}, {ax}, {target}, {kp_})")
+                        }
+                        (true, false) => format!("pd({p}, {c}, {ax}, {target}, {kp_})"),
+                        (false, false) => {
+                            format!("slider_spring({p}, {c}, {at}, {ax}, {target}, {kp_})")
+                        }
+                    };
+                    writeln!(at_, "{servo}    // u[{k}]: {label}, position servo").ok();
+                    if kv > 0.0 {
+                        let damp = if hinge {
+                            "pd_damping"
+                        } else {
+                            "slider_damping"
+                        };
+                        writeln!(
+                            at_,
+                            "{damp}({p}, {c}, {ax}, {})    // its velocity gain kv",
+                            num(kv)
+                        )
+                        .ok();
+                    }
+                    Ok(())
+                }
+            }
+            .ok();
         }
-        .ok();
     }
 
     // Contact: geoms against the world's planes (ground), and body pairs.
@@ -983,5 +1035,15 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             writeln!(o, "observe {name} = {}.point({})", g.name, v3(s.pos)).ok();
         }
     }
+    let places: Vec<sensors::Place> = frames
+        .iter()
+        .map(|&(g, pos, quat)| sensors::Place {
+            body: &groups[g].name,
+            world: groups[g].root == 0,
+            pos,
+            quat,
+        })
+        .collect();
+    sensors::write_sensors(m, &places, &mut |s| names.ident(s), o);
     Ok(out)
 }
