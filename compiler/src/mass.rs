@@ -256,6 +256,21 @@ pub mod mujoco {
         8.0 * half[0] * half[1] * half[2]
     }
 
+    /// Volume of an ellipsoid with radii `r`.
+    pub fn ellipsoid_volume(r: [f64; 3]) -> f64 {
+        4.0 / 3.0 * PI * r[0] * r[1] * r[2]
+    }
+
+    /// Principal moments of a solid ellipsoid of mass `m` and radii `r`.
+    pub fn ellipsoid_inertia(m: f64, r: [f64; 3]) -> [f64; 3] {
+        let s = r.map(|x| x * x);
+        [
+            m * (s[1] + s[2]) / 5.0,
+            m * (s[0] + s[2]) / 5.0,
+            m * (s[0] + s[1]) / 5.0,
+        ]
+    }
+
     /// Principal moments of a solid sphere.
     pub fn sphere_inertia(m: f64, radius: f64) -> [f64; 3] {
         [0.4 * m * radius * radius; 3]

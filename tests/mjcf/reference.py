@@ -22,9 +22,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid"]
 # Driven fixtures: their constant controls.
-CONTROLS = {"ref_tendon_sensors": [0.3, -0.5]}
+CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6]}
 
 
 def quat_mat(q):

@@ -4,13 +4,15 @@
 //! poses, geoms, joints, sites and mass properties computed as MuJoCo's
 //! compiler does, defaults and `childclass` applied, angles in radians.
 //! [`write`] turns that into readable Joule source that keeps the MJCF names
-//! (`sensors.rs` writes the sensors it can compute as outputs);
+//! (`sensors.rs` writes the sensors it can compute as outputs, `fluid.rs`
+//! MuJoCo's fluid drag);
 //! it then goes through the normal compiler. Problems are [`Diagnostic`]s
 //! located in the XML; what the importer does not support is an error naming
 //! the element or attribute, or (lenient) a warning, and it is skipped.
 //!
 //! Used by `joule import` and by `use "model.xml"` in scenes.
 
+mod fluid;
 mod include;
 mod parse;
 mod sensors;
@@ -31,6 +33,9 @@ pub enum GeomKind {
     Cylinder { radius: f64, half: f64 },
     /// `box`: half sizes.
     Box { half: [f64; 3] },
+    /// `ellipsoid`: radii along its axes (mass and drawing only: one that
+    /// may collide is refused when written).
+    Ellipsoid { radii: [f64; 3] },
     /// `plane`: the half-space below the geom's x-y plane (the world's
     /// bodies only: a plane in a moving body is refused when written).
     Plane,
@@ -44,6 +49,7 @@ impl GeomKind {
             GeomKind::Capsule { radius, half } => mujoco::capsule_volume(radius, half),
             GeomKind::Cylinder { radius, half } => mujoco::cylinder_volume(radius, half),
             GeomKind::Box { half } => mujoco::box_volume(half),
+            GeomKind::Ellipsoid { radii } => mujoco::ellipsoid_volume(radii),
             GeomKind::Plane => 0.0,
         }
     }
@@ -56,6 +62,7 @@ impl GeomKind {
             GeomKind::Capsule { radius, half } => mujoco::capsule_inertia(m, radius, half),
             GeomKind::Cylinder { radius, half } => mujoco::cylinder_inertia(m, radius, half),
             GeomKind::Box { half } => mujoco::box_inertia(m, half),
+            GeomKind::Ellipsoid { radii } => mujoco::ellipsoid_inertia(m, radii),
             GeomKind::Plane => [0.0; 3],
         };
         MassProps::principal(m, d)
@@ -230,6 +237,15 @@ pub struct Sensor {
     pub kind: SensorKind,
 }
 
+/// MuJoCo's fluid (`option density/viscosity/wind`), acting on every
+/// moving body through its inertia-equivalent box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fluid {
+    pub density: f64,
+    pub viscosity: f64,
+    pub wind: [f64; 3],
+}
+
 /// A parsed MJCF model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mjcf {
@@ -237,6 +253,8 @@ pub struct Mjcf {
     pub model: String,
     pub timestep: f64,
     pub gravity: [f64; 3],
+    /// The fluid, when `density` or `viscosity` is positive.
+    pub fluid: Option<Fluid>,
     /// Bodies in MuJoCo's order (depth-first, body 0 is the world).
     pub bodies: Vec<Body>,
     pub actuators: Vec<Actuator>,

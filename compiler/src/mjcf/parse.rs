@@ -458,6 +458,8 @@ impl<'a, 'i> Parser<'a, 'i> {
             self.defaults(*c, None);
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
+        let mut fluid = None;
+        let mut contact = true;
         let mut actuator_nodes = vec![];
         let mut exclude_nodes = vec![];
         let mut tendon_nodes = vec![];
@@ -468,7 +470,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "option" => {
                     self.check_attrs(
                         *c,
-                        &["timestep", "gravity"],
+                        &["timestep", "gravity", "density", "viscosity", "wind"],
                         &[
                             "iterations",
                             "ls_iterations",
@@ -502,12 +504,26 @@ impl<'a, 'i> Parser<'a, 'i> {
                         timestep = 0.002;
                     }
                     gravity = self.vec3(*c, "main", "gravity", gravity);
-                    for f in self
-                        .elements(*c)
-                        .into_iter()
-                        .filter(|f| !f.has_tag_name("flag"))
-                    {
-                        self.unsupported_element(f);
+                    let density = self.amount(*c, "main", "density", 0.0);
+                    let viscosity = self.amount(*c, "main", "viscosity", 0.0);
+                    let wind = self.vec3(*c, "main", "wind", [0.0; 3]);
+                    if density > 0.0 || viscosity > 0.0 {
+                        fluid = Some(Fluid {
+                            density,
+                            viscosity,
+                            wind,
+                        });
+                    }
+                    for f in self.elements(*c) {
+                        if f.has_tag_name("flag") {
+                            let (c, g) = self.flags(f);
+                            contact &= c;
+                            if !g {
+                                gravity = [0.0; 3];
+                            }
+                        } else {
+                            self.unsupported_element(f);
+                        }
                     }
                 }
                 "worldbody" => self.world(*c),
@@ -530,6 +546,11 @@ impl<'a, 'i> Parser<'a, 'i> {
             return None;
         }
         self.settotalmass(root);
+        if !contact {
+            for g in self.bodies.iter_mut().flat_map(|b| &mut b.geoms) {
+                (g.contype, g.conaffinity) = (0, 0);
+            }
+        }
         // Every tendon's name, the refused ones too (their actuators and
         // sensors are skipped, not reported as unknown names).
         let mut tendons = vec![];
@@ -564,12 +585,98 @@ impl<'a, 'i> Parser<'a, 'i> {
                 .to_string(),
             timestep,
             gravity,
+            fluid,
             bodies: std::mem::take(&mut self.bodies),
             actuators,
             tendons,
             sensors,
             excludes,
         })
+    }
+
+    /// An `<option><flag>`: whether contact and gravity stay enabled. The
+    /// flags that change nothing the importer models are ignored; any other
+    /// flag away from MuJoCo's default is unsupported.
+    fn flags(&mut self, f: Node<'a, 'i>) -> (bool, bool) {
+        // Flags whose default is `enable`, and those whose default is `disable`.
+        const ON: &[&str] = &[
+            "constraint",
+            "equality",
+            "frictionloss",
+            "limit",
+            "contact",
+            "spring",
+            "damper",
+            "gravity",
+            "clampctrl",
+            "warmstart",
+            "filterparent",
+            "actuation",
+            "refsafe",
+            "sensor",
+            "midphase",
+            "nativeccd",
+            "eulerdamp",
+            "autoreset",
+            "passive",
+        ];
+        const OFF: &[&str] = &[
+            "override",
+            "energy",
+            "fwdinv",
+            "invdiscrete",
+            "multiccd",
+            "island",
+        ];
+        // What disabling or enabling them changes is not in what is imported.
+        const NEUTRAL: &[&str] = &[
+            "warmstart",
+            "refsafe",
+            "sensor",
+            "midphase",
+            "nativeccd",
+            "autoreset",
+            "island",
+            "energy",
+            "fwdinv",
+            "invdiscrete",
+            "multiccd",
+        ];
+        let (mut contact, mut gravity) = (true, true);
+        for a in f.attributes() {
+            let (name, value) = (a.name(), a.value());
+            let span = self.span(f, a.range_qname());
+            let default = if ON.contains(&name) {
+                "enable"
+            } else if OFF.contains(&name) {
+                "disable"
+            } else {
+                self.unsupported(span, format!("the flag `{name}`"), "unknown flag");
+                continue;
+            };
+            if !matches!(value, "enable" | "disable") {
+                let vspan = self.span(f, a.range_value());
+                self.invalid(
+                    vspan,
+                    format!("flag `{name}` must be `enable` or `disable`"),
+                    "not a flag value",
+                    "e.g. `contact=\"disable\"`",
+                );
+                continue;
+            }
+            match (name, value == default) {
+                (_, true) => {}
+                ("contact", false) => contact = false,
+                ("gravity", false) => gravity = false,
+                (n, false) if NEUTRAL.contains(&n) => {}
+                (n, false) => self.unsupported(
+                    span,
+                    format!("`{n}=\"{value}\"`"),
+                    "a flag away from MuJoCo's default",
+                ),
+            }
+        }
+        (contact, gravity)
     }
 
     fn compiler(&mut self, c: Node<'a, 'i>) {
@@ -855,7 +962,14 @@ impl<'a, 'i> Parser<'a, 'i> {
             &[
                 &["type", "size", "fromto", "pos"][..],
                 ORIENTATION,
-                &["density", "mass", "contype", "conaffinity", "friction"],
+                &[
+                    "density",
+                    "mass",
+                    "contype",
+                    "conaffinity",
+                    "friction",
+                    "fluidshape",
+                ],
             ]
             .concat(),
             &[
@@ -866,20 +980,26 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "margin",
                 "gap",
                 "priority",
-                "fluidshape",
                 "fluidcoef",
                 // Only meaningful with their geom types, which are reported.
                 "mesh",
                 "hfield",
             ],
         );
+        if let Some(("ellipsoid", s)) = self.get(n, class, "fluidshape") {
+            self.unsupported(
+                s,
+                "the ellipsoid fluid model (`fluidshape`)".into(),
+                "fluid model",
+            );
+        }
         let (kind, kspan) = self
             .get(n, class, "type")
             .unwrap_or(("sphere", self.tag_span(n)));
         let need = match kind {
             "sphere" => 1,
             "capsule" | "cylinder" => 2,
-            "box" => 3,
+            "box" | "ellipsoid" => 3,
             "plane" => 0,
             other => {
                 self.unsupported(
@@ -952,6 +1072,9 @@ impl<'a, 'i> Parser<'a, 'i> {
             },
             "box" => GeomKind::Box {
                 half: [size[0], size[1], size[2]],
+            },
+            "ellipsoid" => GeomKind::Ellipsoid {
+                radii: [size[0], size[1], size[2]],
             },
             _ => GeomKind::Plane,
         };

@@ -132,7 +132,8 @@ fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
                 ([s(2, half[0]), s(1, half[1]), s(0, half[2])], 0.0)
             })
             .collect(),
-        GeomKind::Plane => vec![],
+        // Refused where they may collide (`contact_refused`).
+        GeomKind::Ellipsoid { .. } | GeomKind::Plane => vec![],
     };
     local
         .into_iter()
@@ -152,6 +153,10 @@ fn joule_shape(g: &Geom) -> Option<String> {
             format!("cylinder({}, {})", num(radius), num(2.0 * half))
         }
         GeomKind::Box { half } => format!("box({})", v3(half.map(|h| 2.0 * h))),
+        // Joule has no ellipsoid shape: drawn as its bounding sphere.
+        GeomKind::Ellipsoid { radii } => {
+            format!("sphere({})", num(radii[0].max(radii[1]).max(radii[2])))
+        }
         GeomKind::Plane => return None,
     })
 }
@@ -203,6 +208,7 @@ fn reach(g: &Geom) -> f64 {
         GeomKind::Capsule { radius, half } => radius + half,
         GeomKind::Cylinder { radius, half } => (radius * radius + half * half).sqrt(),
         GeomKind::Box { half } => norm(half),
+        GeomKind::Ellipsoid { radii } => radii[0].max(radii[1]).max(radii[2]),
         GeomKind::Plane => 0.0,
     };
     norm(g.pos) + extent
@@ -210,6 +216,29 @@ fn reach(g: &Geom) -> f64 {
 
 fn collides(a: &Geom, b: &Geom) -> bool {
     a.contype & b.conaffinity != 0 || b.contype & a.conaffinity != 0
+}
+
+/// Whether a geom that collides has no contact points in Joule (an
+/// ellipsoid): then an error is added to `diags`.
+fn contact_refused(g: &Geom, diags: &mut Vec<Diagnostic>) -> bool {
+    if !matches!(g.kind, GeomKind::Ellipsoid { .. }) {
+        return false;
+    }
+    if !diags
+        .iter()
+        .any(|d| d.labels.first().map(|l| l.span) == Some(g.span))
+    {
+        diags.push(
+            Diagnostic::error(
+                "mjcf::unsupported",
+                "contact of an ellipsoid geom is not supported by the MJCF importer",
+                g.span,
+                "may collide",
+            )
+            .with_help("give it `contype=\"0\" conaffinity=\"0\"` (it keeps its mass and is drawn), or make it a sphere, capsule or box"),
+        );
+    }
+    true
 }
 
 /// The motions of a body's joints at the initial pose, as twists (angular
@@ -528,6 +557,15 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         frames.push((g, pos, q));
         grp.mass = MassProps::combine(&[grp.mass, rb.mass.moved(pos, q)]);
     }
+    let places: Vec<sensors::Place> = frames
+        .iter()
+        .map(|&(g, pos, quat)| sensors::Place {
+            body: &groups[g].name,
+            world: groups[g].root == 0,
+            pos,
+            quat,
+        })
+        .collect();
     let total_mass = m.total_mass();
     let weight = total_mass * norm(m.gravity);
     let mut out = String::new();
@@ -772,7 +810,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         let c = dot(n, plane.pos);
         let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
-            for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
+            for geom in g
+                .geoms
+                .iter()
+                .filter(|x| collides(x, plane) && !contact_refused(x, &mut diags))
+            {
                 let mu = geom.friction.max(plane.friction);
                 writeln!(
                     ct,
@@ -835,6 +877,9 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     .iter()
                     .filter(|y| y.kind != GeomKind::Plane && collides(x, y))
                 {
+                    if contact_refused(x, &mut diags) | contact_refused(y, &mut diags) {
+                        continue;
+                    }
                     world_used |= ra == 0;
                     writeln!(
                         ct,
@@ -988,6 +1033,9 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
     o.push_str(&body_text);
     o.push_str(&joint_text);
     o.push_str(&act_text);
+    if let Some(fluid) = &m.fluid {
+        fluid::write_fluid(m, fluid, &places, o);
+    }
     if !contact_text.is_empty() {
         writeln!(o, "\n// Contact").ok();
         o.push_str(&contact_text);
@@ -1035,15 +1083,6 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             writeln!(o, "observe {name} = {}.point({})", g.name, v3(s.pos)).ok();
         }
     }
-    let places: Vec<sensors::Place> = frames
-        .iter()
-        .map(|&(g, pos, quat)| sensors::Place {
-            body: &groups[g].name,
-            world: groups[g].root == 0,
-            pos,
-            quat,
-        })
-        .collect();
     sensors::write_sensors(m, &places, &mut |s| names.ident(s), o);
     Ok(out)
 }
