@@ -16,6 +16,12 @@ const ORIENTATION: &[&str] = &["quat", "euler", "axisangle", "xyaxes", "zaxis"];
 /// Attributes that only concern rendering, bookkeeping or MuJoCo's solver.
 const VISUAL: &[&str] = &["class", "group", "user", "rgba", "material", "name"];
 
+/// The `<option><flag>`s turned off that the importer honours.
+#[derive(Default)]
+struct Flags {
+    off: Vec<&'static str>,
+}
+
 /// How body mass properties are found (`compiler inertiafromgeom`).
 #[derive(Clone, Copy, PartialEq)]
 enum FromGeom {
@@ -459,7 +465,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
         let mut fluid = None;
-        let mut contact = true;
+        let mut flags = Flags::default();
         let mut actuator_nodes = vec![];
         let mut exclude_nodes = vec![];
         let mut tendon_nodes = vec![];
@@ -516,11 +522,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                     }
                     for f in self.elements(*c) {
                         if f.has_tag_name("flag") {
-                            let (c, g) = self.flags(f);
-                            contact &= c;
-                            if !g {
-                                gravity = [0.0; 3];
-                            }
+                            self.flags(f, &mut flags);
                         } else {
                             self.unsupported_element(f);
                         }
@@ -546,9 +548,28 @@ impl<'a, 'i> Parser<'a, 'i> {
             return None;
         }
         self.settotalmass(root);
-        if !contact {
+        if flags.off.contains(&"gravity") {
+            gravity = [0.0; 3];
+        }
+        let constraint = flags.off.contains(&"constraint");
+        if constraint || flags.off.contains(&"contact") {
             for g in self.bodies.iter_mut().flat_map(|b| &mut b.geoms) {
                 (g.contype, g.conaffinity) = (0, 0);
+            }
+        }
+        if constraint || flags.off.contains(&"limit") {
+            for j in self.bodies.iter_mut().flat_map(|b| &mut b.joints) {
+                j.range = None;
+            }
+        }
+        if flags.off.contains(&"spring") {
+            for j in self.bodies.iter_mut().flat_map(|b| &mut b.joints) {
+                j.stiffness = 0.0;
+            }
+        }
+        if flags.off.contains(&"damper") {
+            for j in self.bodies.iter_mut().flat_map(|b| &mut b.joints) {
+                j.damping = 0.0;
             }
         }
         // Every tendon's name, the refused ones too (their actuators and
@@ -594,10 +615,12 @@ impl<'a, 'i> Parser<'a, 'i> {
         })
     }
 
-    /// An `<option><flag>`: whether contact and gravity stay enabled. The
-    /// flags that change nothing the importer models are ignored; any other
-    /// flag away from MuJoCo's default is unsupported.
-    fn flags(&mut self, f: Node<'a, 'i>) -> (bool, bool) {
+    /// An `<option><flag>`: the flags turned off that the importer honours
+    /// are added to `flags` (`constraint`: contact and limits; `contact`,
+    /// `limit`, `gravity`, `spring`, `damper`); the flags that change
+    /// nothing the importer models are ignored; any other flag away from
+    /// MuJoCo's default is unsupported.
+    fn flags(&mut self, f: Node<'a, 'i>, flags: &mut Flags) {
         // Flags whose default is `enable`, and those whose default is `disable`.
         const ON: &[&str] = &[
             "constraint",
@@ -628,7 +651,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             "multiccd",
             "island",
         ];
-        // What disabling or enabling them changes is not in what is imported.
+        // Turned off, what they act on is not imported, or refused anyway.
         const NEUTRAL: &[&str] = &[
             "warmstart",
             "refsafe",
@@ -641,8 +664,17 @@ impl<'a, 'i> Parser<'a, 'i> {
             "fwdinv",
             "invdiscrete",
             "multiccd",
+            "equality",
+            "frictionloss",
         ];
-        let (mut contact, mut gravity) = (true, true);
+        const HONOURED: &[&str] = &[
+            "constraint",
+            "contact",
+            "limit",
+            "gravity",
+            "spring",
+            "damper",
+        ];
         for a in f.attributes() {
             let (name, value) = (a.name(), a.value());
             let span = self.span(f, a.range_qname());
@@ -664,19 +696,18 @@ impl<'a, 'i> Parser<'a, 'i> {
                 );
                 continue;
             }
-            match (name, value == default) {
-                (_, true) => {}
-                ("contact", false) => contact = false,
-                ("gravity", false) => gravity = false,
-                (n, false) if NEUTRAL.contains(&n) => {}
-                (n, false) => self.unsupported(
+            if value == default || NEUTRAL.contains(&name) {
+                continue;
+            }
+            match HONOURED.iter().find(|h| **h == name) {
+                Some(h) => flags.off.push(h),
+                None => self.unsupported(
                     span,
-                    format!("`{n}=\"{value}\"`"),
+                    format!("`{name}=\"{value}\"`"),
                     "a flag away from MuJoCo's default",
                 ),
             }
         }
-        (contact, gravity)
     }
 
     fn compiler(&mut self, c: Node<'a, 'i>) {
