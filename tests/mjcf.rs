@@ -328,7 +328,8 @@ fn free_fall_follows_mujoco() {
 /// Joint `ref`, fixed tendons and sensors (tests/mjcf/ref_tendon_sensors.xml):
 /// a slide and two hinges whose MuJoCo coordinates are not 0 in the pose
 /// drawn, springs toward springrefs, a position servo on a hinge with a
-/// `ref` and a motor on a fixed tendon, under constant controls. Stepped by
+/// `ref` and a motor on a fixed tendon (each with its own control range),
+/// under constant controls. Stepped by
 /// symplectic Euler, MuJoCo's integrator, the imported scene's every
 /// sensor output (joint and tendon coordinates and rates in MuJoCo's units,
 /// frame positions and velocities of bodies, centres of mass and sites,
@@ -354,6 +355,11 @@ fn joint_refs_tendons_and_sensors_follow_mujoco() {
     let shift = 30f64.to_radians();
     let (lo, hi) = ((-150f64).to_radians() - shift, 170f64.to_radians() - shift);
     assert!(text.contains(&format!("range = [{lo}, {hi}]")), "{text}");
+    // The actuators' own control ranges.
+    assert!(
+        text.contains("const ctrl_lo = [-1, -2]") && text.contains("in ctrl_lo[k]..ctrl_hi[k]"),
+        "{text}"
+    );
     let scene = Scene::compile(&text).expect("compiles");
     let mut m = scene.model().clone();
     m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;

@@ -73,6 +73,8 @@ fn reserved() -> HashSet<String> {
             "b_contact",
             "kt_contact",
             "h",
+            "ctrl_lo",
+            "ctrl_hi",
         ])
         .chain(names::COLLECTIONS)
         .copied()
@@ -683,16 +685,24 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
     let mut act_text = String::new();
     let at_ = &mut act_text;
     let ranges: Vec<Option<(f64, f64)>> = m.actuators.iter().map(|a| a.ctrlrange).collect();
-    if let Some(a) = m.actuators.iter().find(|a| a.ctrlrange != ranges[0]) {
+    if let Some(a) = m
+        .actuators
+        .iter()
+        .find(|a| a.ctrlrange.is_some() != ranges[0].is_some())
+    {
         diags.push(
             Diagnostic::error(
                 "mjcf::unsupported",
-                "actuators with different control ranges",
+                "some actuators with a control range and others without",
                 a.span,
-                "another `ctrlrange`",
+                if a.ctrlrange.is_some() {
+                    "limited"
+                } else {
+                    "not limited"
+                },
             )
             .with_help(
-                "the controls u[k] share one range; give all actuators the same `ctrlrange`",
+                "give every actuator a `ctrlrange` (controls u[k] are all bounded or all free)",
             ),
         );
     }
@@ -1009,10 +1019,30 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
     .ok();
     writeln!(o, "}}").ok();
     if !m.actuators.is_empty() {
-        let bounds = ranges[0].map_or(String::new(), |(lo, hi)| {
-            format!(" in {}..{}", num(lo), num(hi))
-        });
-        writeln!(o, "\ncontrol u[k in 0..{}]{bounds}", m.actuators.len()).ok();
+        let bounds: Vec<(f64, f64)> = ranges.iter().flatten().copied().collect();
+        let n = m.actuators.len();
+        if bounds.is_empty() {
+            writeln!(o, "\ncontrol u[k in 0..{n}]").ok();
+        } else if bounds.iter().all(|b| *b == bounds[0]) {
+            let (lo, hi) = bounds[0];
+            writeln!(o, "\ncontrol u[k in 0..{n}] in {}..{}", num(lo), num(hi)).ok();
+        } else {
+            // Each actuator's own `ctrlrange`.
+            let list = |f: fn(&(f64, f64)) -> f64| {
+                bounds
+                    .iter()
+                    .map(|b| num(f(b)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(
+                o,
+                "\n// Each actuator's control range.\nconst ctrl_lo = [{}]\nconst ctrl_hi = [{}]\ncontrol u[k in 0..{n}] in ctrl_lo[k]..ctrl_hi[k]",
+                list(|b| b.0),
+                list(|b| b.1)
+            )
+            .ok();
+        }
     }
     if world_used {
         writeln!(

@@ -598,9 +598,10 @@ impl Resolver<'_> {
         dims: Option<&Dims>,
         bounds: Option<&(Expr, Expr)>,
     ) {
-        let mut ctx = Ctx::declaration();
-        let b = self.bounds(&mut ctx, bounds);
-        self.declare_array(name, dims, ArrayKind::Control, &mut |r, _ctx, label| {
+        // The range is evaluated per element, so it may read the array's
+        // index variables (`control u[k in 0..2] in lo[k]..hi[k]`).
+        self.declare_array(name, dims, ArrayKind::Control, &mut |r, ctx, label| {
+            let b = r.bounds(ctx, bounds);
             let id = r.model.controls.len() as u32;
             r.model.controls.push(ControlDecl {
                 name: label,
