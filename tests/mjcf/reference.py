@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss"]
 # Driven fixtures: their constant controls.
 CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6]}
 
@@ -85,7 +85,7 @@ def main():
         if name in CONTROLS:
             d.ctrl[:] = CONTROLS[name]
             entry["controls"] = CONTROLS[name]
-        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant") or name in CONTROLS:
+        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant", "frictionloss") or name in CONTROLS:
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))

@@ -114,6 +114,8 @@ pub struct Joint {
     pub stiffness: f64,
     pub springref: f64,
     pub armature: f64,
+    /// Dry friction (MJCF `frictionloss`): the most force or torque it holds.
+    pub frictionloss: f64,
     /// MuJoCo's `ref` (hinges and slides): the coordinate's value in the
     /// reference pose, where Joule's coordinate is 0.
     pub reference: f64,

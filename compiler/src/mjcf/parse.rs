@@ -1151,6 +1151,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 stiffness: 0.0,
                 springref: 0.0,
                 armature: 0.0,
+                frictionloss: 0.0,
                 reference: 0.0,
                 span,
             });
@@ -1195,7 +1196,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 return None;
             }
         };
-        for attr in ["frictionloss", "actuatorfrcrange"] {
+        for attr in ["actuatorfrcrange"] {
             if let Some((_, s)) = self.get(n, class, attr) {
                 if self.real(n, class, attr, 0.0) != 0.0 {
                     self.unsupported(
@@ -1279,6 +1280,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 springref
             },
             armature: self.amount(n, class, "armature", 0.0),
+            frictionloss: self.amount(n, class, "frictionloss", 0.0),
             reference,
             span,
         })

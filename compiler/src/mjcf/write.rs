@@ -14,6 +14,8 @@ use std::fmt::Write;
 const DHAT: f64 = 2e-3;
 /// Smoothing speed of lagged friction (m/s).
 const FRICTION_EPS: f64 = 1e-2;
+/// Smoothing rate of a joint's dry friction (`frictionloss`; rad/s or m/s).
+const JOINT_FRICTION_EPS: f64 = 1e-3;
 
 /// A number as Joule source: the shortest text that reads back to the same value.
 pub(super) fn num(x: f64) -> String {
@@ -386,13 +388,13 @@ fn joint_field(
     }
     if let Some(j) = b.joints.iter().find(|j| {
         matches!(j.kind, JointKind::Ball | JointKind::Free)
-            && (j.damping > 0.0 || j.stiffness > 0.0 || j.armature > 0.0)
+            && (j.damping > 0.0 || j.stiffness > 0.0 || j.armature > 0.0 || j.frictionloss > 0.0)
     }) {
         diags.push(
             Diagnostic::error(
                 "mjcf::unsupported",
                 format!(
-                    "damping, stiffness or armature on the ball or free joint `{}`",
+                    "damping, stiffness, armature or frictionloss on the ball or free joint `{}`",
                     j.name
                 ),
                 j.span,
@@ -454,6 +456,21 @@ fn joint_field(
                 )
                 .ok();
             }
+        }
+        if j.frictionloss > 0.0 {
+            let what = if hinge {
+                "hinge_friction"
+            } else {
+                "slider_friction"
+            };
+            writeln!(
+                extra,
+                "{what}({p}, {c}, {ax}, {}, {})    // {}: frictionloss",
+                num(j.frictionloss),
+                num(JOINT_FRICTION_EPS),
+                j.name
+            )
+            .ok();
         }
         if let Some((lo, hi)) = j.range {
             write!(
