@@ -123,6 +123,9 @@ def main():
             bname = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
             if bname and f"{bname}.x[0]" in names:
                 rows[b] = names.index(f"{bname}.x[0]")
+        if not rows:
+            print(f"| {name} | yes | no moving body origin to compare | | |")
+            continue
         steps = round(max(TIMES) / m.opt.timestep)
         cells = []
         speed = []
