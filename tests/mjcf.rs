@@ -488,6 +488,26 @@ fn joint_friction_follows_mujoco() {
     );
 }
 
+/// A model file is a scene: `Scene::from_path` (every CLI command, Python's
+/// `Scene.from_path`) compiles `model.xml` as the scene that `use`s it, the
+/// same bodies stepping bitwise as the imported text.
+#[test]
+fn a_model_file_is_a_scene() {
+    let (_, text) = import("pendulum_armature");
+    let imported = Scene::compile(&text).expect("compiles");
+    let direct = Scene::from_path(
+        Path::new("tests/mjcf/pendulum_armature.xml"),
+        joule::Backend::Jit,
+    )
+    .expect("compiles");
+    assert_eq!(imported.dofs(), direct.dofs());
+    let (mut a, mut b) = (imported.batch(1), direct.batch(1));
+    a.rollout(50);
+    b.rollout(50);
+    let (xa, xb) = (a.output("tip"), b.output("tip"));
+    assert_eq!(xa, xb);
+}
+
 #[test]
 fn generated_scene_snapshot() {
     let (_, text) = import("cartpole");

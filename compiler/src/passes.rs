@@ -120,11 +120,29 @@ impl Checked {
     }
 }
 
-/// Runs the front end on a file. I/O errors (missing file) are returned as
+/// Runs the front end on a file (an MJCF model, `.xml`, as the scene that
+/// `use`s it). I/O errors (missing file) are returned as
 /// such, and so are files that [`crate::read_input`] refuses (not a regular
 /// file, larger than [`crate::MAX_INPUT_BYTES`]; [`crate::read_help`] has
 /// the hint).
 pub fn check_path(path: &Path) -> std::io::Result<Checked> {
+    if crate::mjcf::is_mjcf_path(path) {
+        // An MJCF model is the scene that `use`s it from its own folder.
+        std::fs::metadata(path)?;
+        let file = path
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        if file.contains(['"', '\n']) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an MJCF file name with a quote or a line break cannot be `use`d: rename the file",
+            ));
+        }
+        // The scene's own name beside the model (not the model's: a file
+        // that `use`s itself would be a cycle).
+        let scene = path.with_file_name(format!("{file}.joule"));
+        return Ok(check_source_at(&scene, &format!("use \"{file}\"\n")));
+    }
     let bytes = crate::read_input(path, crate::MAX_INPUT_BYTES)?;
     let canonical = std::fs::canonicalize(path)?;
     Ok(check_bytes(
