@@ -267,6 +267,11 @@ fn half_cheetah(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
     (obs, forward(s, dt) - 0.1 * s.ctrl_cost(), false)
 }
 
+fn swimmer(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
+    let obs = [&s.qpos[2..], &s.qvel[..]].concat();
+    (obs, forward(s, dt) - 1e-4 * s.ctrl_cost(), false)
+}
+
 fn humanoid(s: &State, dt: f64) -> (Vec<f64>, f64, bool) {
     // qfrc_actuator: gear * u on each actuated hinge (the XML's actuators).
     let gears = [
@@ -445,6 +450,15 @@ const ENVS: &[Env] = &[
         secant: &[],
     },
     Env {
+        name: "swimmer",
+        dt: 0.04,
+        timestep: 0.01,
+        obs: 8,
+        actions: 2,
+        reference: swimmer,
+        secant: &[],
+    },
+    Env {
         name: "humanoid",
         dt: 0.015,
         timestep: 0.003,
@@ -577,7 +591,7 @@ macro_rules! env_tests {
 /// One test per env, named after it.
 mod env {
     use super::{check_env, ENVS};
-    env_tests! { ant hopper walker2d half_cheetah humanoid reacher inverted_pendulum }
+    env_tests! { ant hopper walker2d half_cheetah swimmer humanoid reacher inverted_pendulum }
 }
 
 /// Every env steps in batches that split into chunks of every lane width
@@ -672,6 +686,7 @@ fn resets_draw_braxs_distributions() {
     let envs: &[(&str, Noise, Noise)] = &[
         ("ant", Noise::Uniform(0.1), Noise::Normal(0.1)),
         ("half_cheetah", Noise::Uniform(0.1), Noise::Normal(0.1)),
+        ("swimmer", Noise::Uniform(0.1), Noise::Uniform(0.1)),
         ("hopper", Noise::Uniform(5e-3), Noise::Uniform(5e-3)),
         ("walker2d", Noise::Uniform(5e-3), Noise::Uniform(5e-3)),
         ("humanoid", Noise::Uniform(1e-2), Noise::Uniform(1e-2)),
