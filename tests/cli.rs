@@ -899,8 +899,8 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("`<tendon>` is not supported")
-            && err.contains("unsupported_elements.xml:11:3"),
+        err.contains("`<spatial>` is not supported")
+            && err.contains("unsupported_elements.xml:12:5"),
         "{err}"
     );
     assert!(!bad.exists(), "nothing written on error");
