@@ -1296,11 +1296,10 @@ impl<'a, 'i> Parser<'a, 'i> {
         })
     }
 
-    /// The hinge or slide named by attribute `attr` of `n`, or a
-    /// diagnostic: an unknown name is an error, a ball or free joint
-    /// unsupported (`what` names the element that refers to it).
-    fn scalar_joint(&mut self, n: Node<'a, 'i>, attr: &str, what: &str) -> Option<(usize, usize)> {
-        let (name, span) = (n.attribute(attr)?, self.attr_span(n, attr));
+    /// The hinge or slide `name` (written at `span`), or a diagnostic: an
+    /// unknown name is an error, a ball or free joint unsupported (`what`
+    /// names the element that refers to it).
+    fn scalar_joint(&mut self, name: &str, span: Span, what: &str) -> Option<(usize, usize)> {
         let Some(joint) = self.find_joint(name) else {
             self.invalid(
                 span,
@@ -1386,7 +1385,8 @@ impl<'a, 'i> Parser<'a, 'i> {
                 );
                 return None;
             }
-            let joint = self.scalar_joint(c, "joint", "a tendon")?;
+            let span = self.attr_span(c, "joint");
+            let joint = self.scalar_joint(c.attribute("joint")?, span, "a tendon")?;
             joints.push((joint, self.real(c, class, "coef", 1.0)));
         }
         if joints.is_empty() {
@@ -1443,7 +1443,11 @@ impl<'a, 'i> Parser<'a, 'i> {
         let body = |p: &Self, s: &str| p.bodies.iter().position(|b| b.name == s);
         let kind = match tag {
             "jointpos" | "jointvel" => {
-                let (b, j) = self.scalar_joint(n, "joint", "a sensor")?;
+                let Some(name) = n.attribute("joint") else {
+                    return skip(self, "it names no joint");
+                };
+                let span = self.attr_span(n, "joint");
+                let (b, j) = self.scalar_joint(name, span, "a sensor")?;
                 if tag == "jointpos" {
                     SensorKind::JointPos(b, j)
                 } else {
@@ -1533,27 +1537,8 @@ impl<'a, 'i> Parser<'a, 'i> {
         );
         let span = self.tag_span(n);
         let target = if let Some((jname, jspan)) = self.get(n, class, "joint") {
-            let Some(joint) = self.find_joint(jname) else {
-                self.invalid(
-                    jspan,
-                    format!("no joint named `{jname}`"),
-                    "unknown joint",
-                    "name a joint declared in the worldbody",
-                );
-                return None;
-            };
-            if matches!(
-                self.bodies[joint.0].joints[joint.1].kind,
-                JointKind::Ball | JointKind::Free
-            ) {
-                self.unsupported(
-                    jspan,
-                    "an actuator on a ball or free joint".into(),
-                    "multi-DOF joint",
-                );
-                return None;
-            }
-            Transmission::Joint(joint.0, joint.1)
+            let (b, j) = self.scalar_joint(jname, jspan, "an actuator")?;
+            Transmission::Joint(b, j)
         } else if let Some((tname, tspan)) = self.get(n, class, "tendon") {
             if let Some(t) = tendons.iter().position(|t| t.name == tname) {
                 if tag != "motor" {
