@@ -399,8 +399,8 @@ fn joint_refs_tendons_and_sensors_follow_mujoco() {
 }
 
 /// MuJoCo's fluid (tests/mjcf/fluid.xml: density, viscosity and wind on a
-/// three-link swimmer driven by constant torques, contact, gravity and
-/// limits off by flags, an ellipsoid that cannot collide): each body's drag on its
+/// three-link swimmer driven by constant torques, contact, gravity, limits
+/// and joint friction off by flags, an ellipsoid that cannot collide): each body's drag on its
 /// inertia box, stepped by symplectic Euler as MuJoCo's Euler steps it
 /// (fluid forces explicit, joint damping implicit), follows MuJoCo's body
 /// origins to rounding over 1 s (measured 8e-16 m; the head swims 9 cm
@@ -414,6 +414,10 @@ fn a_swimmer_in_a_fluid_follows_mujoco() {
     );
     assert!(text.contains("gravity = vec3(0, 0, 0)"), "{text}");
     assert!(!text.contains("range ="), "limits are disabled: {text}");
+    assert!(
+        !text.contains("hinge_friction("),
+        "joint friction is disabled: {text}"
+    );
     text += "\nobserve head_at = head.x\nobserve mid_at = mid.x\nobserve tail_at = tail.x\n";
     let scene = Scene::compile(&text).expect("compiles");
     let mut m = scene.model().clone();

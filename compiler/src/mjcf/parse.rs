@@ -562,6 +562,11 @@ impl<'a, 'i> Parser<'a, 'i> {
                 j.range = None;
             }
         }
+        if constraint || flags.off.contains(&"frictionloss") {
+            for j in self.bodies.iter_mut().flat_map(|b| &mut b.joints) {
+                j.frictionloss = 0.0;
+            }
+        }
         if flags.off.contains(&"spring") {
             for j in self.bodies.iter_mut().flat_map(|b| &mut b.joints) {
                 j.stiffness = 0.0;
@@ -616,8 +621,9 @@ impl<'a, 'i> Parser<'a, 'i> {
     }
 
     /// An `<option><flag>`: the flags turned off that the importer honours
-    /// are added to `flags` (`constraint`: contact and limits; `contact`,
-    /// `limit`, `gravity`, `spring`, `damper`); the flags that change
+    /// are added to `flags` (`constraint`: contact, limits and joint
+    /// friction; `contact`, `limit`, `frictionloss`, `gravity`, `spring`,
+    /// `damper`); the flags that change
     /// nothing the importer models are ignored; any other flag away from
     /// MuJoCo's default is unsupported.
     fn flags(&mut self, f: Node<'a, 'i>, flags: &mut Flags) {
@@ -665,12 +671,12 @@ impl<'a, 'i> Parser<'a, 'i> {
             "invdiscrete",
             "multiccd",
             "equality",
-            "frictionloss",
         ];
         const HONOURED: &[&str] = &[
             "constraint",
             "contact",
             "limit",
+            "frictionloss",
             "gravity",
             "spring",
             "damper",
