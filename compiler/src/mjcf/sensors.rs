@@ -4,7 +4,7 @@
 //! velocimeters and gyros), in MuJoCo's units and frames, and the lengths
 //! of the fixed tendons.
 
-use super::write::{num, v3};
+use super::write::{num, plus, v3};
 use super::*;
 use crate::math::*;
 use std::fmt::Write;
@@ -80,13 +80,8 @@ fn joint_value(m: &Mjcf, places: &[Place], (b, j): (usize, usize), rate: bool) -
     } else {
         format!("{}.{field}[{at}]", places[b].body)
     };
-    let reference = joints[j].reference;
-    if !rate && reference != 0.0 {
-        s = if reference > 0.0 {
-            format!("{s} + {}", num(reference))
-        } else {
-            format!("{s} - {}", num(-reference))
-        };
+    if !rate {
+        s += &plus(joints[j].reference);
     }
     s
 }

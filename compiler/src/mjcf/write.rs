@@ -335,14 +335,15 @@ fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
     out
 }
 
-/// `u[k]` less a joint's `ref`: a servo's target in Joule's coordinate.
-fn servo_target(k: usize, reference: f64) -> String {
-    if reference == 0.0 {
-        format!("u[{k}]")
-    } else if reference > 0.0 {
-        format!("u[{k}] - {}", num(reference))
+/// ` + x` or ` - |x|` as Joule source, nothing for 0: a term added to an
+/// expression.
+pub(super) fn plus(x: f64) -> String {
+    if x == 0.0 {
+        String::new()
+    } else if x > 0.0 {
+        format!(" + {}", num(x))
     } else {
-        format!("u[{k}] + {}", num(-reference))
+        format!(" - {}", num(-x))
     }
 }
 
@@ -786,7 +787,8 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     num(gear * coef)
                 ),
                 ActuatorKind::Position { kp, kv } => {
-                    let (kp_, target) = (num(kp), servo_target(k, j.reference));
+                    // The target in Joule's coordinate: `u[k]` less the joint's `ref`.
+                    let (kp_, target) = (num(kp), format!("u[{k}]{}", plus(-j.reference)));
                     let servo = match (hinge, j.reference == 0.0) {
                         (true, true) => format!("servo({p}, {c}, {ax}, {target}, {kp_})"),
                         (false, true) => {
