@@ -25,8 +25,7 @@ fn principal(body: &Body) -> (V3, [V3; 3]) {
         let local = mul_mm(&transpose(&r), &mul_mm(&t, &r));
         let off = [local[0][1], local[0][2], local[1][2]];
         if off.iter().all(|x| x.abs() <= 1e-12 * scale) {
-            let axes = [0, 1, 2].map(|i| [r[0][i], r[1][i], r[2][i]]);
-            return ([local[0][0], local[1][1], local[2][2]], axes);
+            return ([local[0][0], local[1][1], local[2][2]], transpose(&r));
         }
     }
     let e = SymmetricEigen::new(Matrix3::from_fn(|i, j| t[i][j]));
@@ -58,7 +57,7 @@ pub(super) fn write_fluid(m: &Mjcf, fluid: &Fluid, places: &[Place], out: &mut S
             // MuJoCo's floor (mjMINVAL) for a flat body's side.
             ((moments[j] + moments[k] - moments[i]).max(1e-15) / mass * 6.0).sqrt()
         });
-        let com = add(p.pos, rotate(p.quat, body.mass.com));
+        let com = p.at(body.mass.com);
         let axes = axes.map(|a| v3(rotate(p.quat, a)));
         writeln!(
             out,

@@ -19,9 +19,14 @@ pub(super) struct Place<'a> {
 }
 
 impl Place<'_> {
+    /// The point `r` of this place's frame in its Joule body's frame.
+    pub fn at(&self, r: V3) -> V3 {
+        add(self.pos, rotate(self.quat, r))
+    }
+
     /// The world position of the point `r` (this place's frame) as Joule source.
     fn point(&self, r: V3) -> String {
-        let r = add(self.pos, rotate(self.quat, r));
+        let r = self.at(r);
         match (self.world, r == [0.0; 3]) {
             (true, _) => v3(r),
             (false, true) => format!("{}.x", self.body),
@@ -31,7 +36,7 @@ impl Place<'_> {
 
     /// The world velocity of the point `r` (this place's frame).
     fn velocity(&self, r: V3) -> String {
-        let r = add(self.pos, rotate(self.quat, r));
+        let r = self.at(r);
         match (self.world, r == [0.0; 3]) {
             (true, _) => v3([0.0; 3]),
             (false, true) => format!("{}.v", self.body),
@@ -126,7 +131,7 @@ fn subtree(m: &Mjcf, places: &[Place], root: usize, velocity: bool) -> Option<St
         if mass <= 0.0 {
             continue;
         }
-        let moment = scale(add(p.pos, rotate(p.quat, body.mass.com)), mass);
+        let moment = scale(p.at(body.mass.com), mass);
         match parts.iter_mut().find(|x| x.0.body == p.body) {
             Some(x) => {
                 x.1 += mass;
