@@ -62,7 +62,9 @@ pub(crate) struct Rollout {
     /// Their log-densities under the policy that sampled them, `[H * env]`.
     pub log_probs: Vec<f64>,
     /// The value network's values at the start of every step and after the
-    /// last, `[H + 1][env]`.
+    /// last, `[H + 1][env]`, where the rollout was asked for them (empty
+    /// otherwise: [`Advantages::Minibatch`] rates its trajectories with the
+    /// value network as it is at each minibatch).
     pub values: Vec<Vec<f64>>,
     /// Rewards, `[H][env]` (0 where masked).
     pub rewards: Vec<Vec<f64>>,
@@ -159,14 +161,15 @@ impl Gaussians {
 
 /// `horizon` steps of every environment acting with the policy's Gaussians:
 /// pre-squash outputs sampled around the network's means, then squashed
-/// into the controls' ranges (Brax's tanh-normal); the value network rates
-/// the states. Also returns the mean standard deviation the actions were
+/// into the controls' ranges (Brax's tanh-normal); with `values`, the value
+/// network rates the states. Also returns the mean standard deviation the actions were
 /// sampled with.
 pub(crate) fn rollout<V: Real>(
     envs: &mut Envs,
     policy: &Policy,
     nets: &mut Nets<V>,
     horizon: usize,
+    values: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Rollout, f64)> {
     let (b, k) = (envs.batch(), policy.controls.len());
@@ -199,7 +202,9 @@ pub(crate) fn rollout<V: Real>(
         for ((m, l), a) in g.mean.chunks(k).zip(g.log_std.chunks(k)).zip(a.chunks(k)) {
             r.log_probs.push(log_prob(m, l, a));
         }
-        r.values.push(value_of(&mut nets.value, &x, b));
+        if values {
+            r.values.push(value_of(&mut nets.value, &x, b));
+        }
         let at = Tensor::from_vec(a.clone(), (b, k), &Device::Cpu)?;
         policy.write_controls(&policy.squash(&at)?.0, &mut envs.controls)?;
         envs.apply_controls();
@@ -216,8 +221,10 @@ pub(crate) fn rollout<V: Real>(
     }
     let mut o = policy.observe(&outputs);
     envs.mask(&mut o);
-    r.values
-        .push(value_of(&mut nets.value, &policy.normalized(&o), b));
+    if values {
+        r.values
+            .push(value_of(&mut nets.value, &policy.normalized(&o), b));
+    }
     r.last = o;
     Ok((r, std_sum / (horizon * b * k).max(1) as f64))
 }
@@ -854,13 +861,13 @@ mod tests {
             kind: FaultKind::Nan,
         });
         let mut rollouts = vec![
-            rollout(&mut envs, &pol, &mut n, c.horizon, &mut rng)
+            rollout(&mut envs, &pol, &mut n, c.horizon, true, &mut rng)
                 .unwrap()
                 .0,
         ];
         envs.boundary(&mut rng);
         rollouts.push(
-            rollout(&mut envs, &pol, &mut n, c.horizon, &mut rng)
+            rollout(&mut envs, &pol, &mut n, c.horizon, true, &mut rng)
                 .unwrap()
                 .0,
         );

@@ -544,6 +544,7 @@ impl<'s> Trainer<'s> {
                 &self.policy,
                 &mut nets,
                 self.config.horizon,
+                self.config.advantages == Advantages::Rollout,
                 &mut self.rng,
             )?;
             rollouts.push(rollout);
