@@ -12,6 +12,7 @@
 //!
 //! Used by `joule import` and by `use "model.xml"` in scenes.
 
+mod equality;
 mod fluid;
 mod include;
 mod parse;
@@ -165,8 +166,9 @@ pub enum ActuatorKind {
 pub enum Transmission {
     /// A joint: its body index and index among the body's joints.
     Joint(usize, usize),
-    /// A fixed tendon (index into [`Mjcf::tendons`]): the force `gear u`
-    /// along the tendon is `coef gear u` on each of its joints.
+    /// A fixed tendon (index into [`Mjcf::tendons`]): a motor's force `gear
+    /// u` along the tendon is `coef gear u` on each of its joints; a
+    /// position servo's acts on the tendon's length.
     Tendon(usize),
 }
 
@@ -183,9 +185,9 @@ pub struct Actuator {
     pub span: Span,
 }
 
-/// A fixed tendon that exerts no passive force (no stiffness, damping,
-/// limit or friction): its length `sum coef q` (MuJoCo's `qpos`) is a
-/// readout, and actuators may drive it.
+/// A fixed tendon: its length `sum coef q` (MuJoCo's `qpos`) is a
+/// readout, actuators may drive it, and it may carry MuJoCo's passive
+/// spring and damper on its length (no limit, friction or armature).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tendon {
     /// MJCF name, or `tendon{k}` by tendon index.
@@ -193,6 +195,32 @@ pub struct Tendon {
     /// Its joints (body index, index among the body's joints: hinges and
     /// slides) with their coefficients.
     pub joints: Vec<((usize, usize), f64)>,
+    /// The spring `stiffness (L - springlength)` on its length.
+    pub stiffness: f64,
+    /// The spring's rest length: MJCF `springlength`, or (MuJoCo's default)
+    /// the length at the joints' `springref`.
+    pub springlength: f64,
+    /// The damper `damping dL/dt` on its length.
+    pub damping: f64,
+    pub span: Span,
+}
+
+/// MuJoCo's default `solref` and `solimp` (`d0`, `dmax`) of equalities.
+pub(crate) const EQUALITY_SOLREF: [f64; 2] = [0.02, 1.0];
+pub(crate) const EQUALITY_SOLIMP: [f64; 5] = [0.9, 0.95, 0.001, 0.5, 2.0];
+
+/// A tendon equality: MuJoCo's soft constraint that holds a fixed tendon's
+/// length at its length in the reference pose plus `offset`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Equality {
+    /// The tendon (index into [`Mjcf::tendons`]).
+    pub tendon: usize,
+    /// `polycoef[0]`: the length it holds, less the reference pose's.
+    pub offset: f64,
+    /// `solref`: time constant (s) and damping ratio.
+    pub solref: (f64, f64),
+    /// `solimp`'s impedance at no violation and its largest (`d0`, `dmax`).
+    pub solimp: (f64, f64),
     pub span: Span,
 }
 
@@ -260,8 +288,10 @@ pub struct Mjcf {
     /// Bodies in MuJoCo's order (depth-first, body 0 is the world).
     pub bodies: Vec<Body>,
     pub actuators: Vec<Actuator>,
-    /// Fixed tendons without passive forces.
+    /// Fixed tendons.
     pub tendons: Vec<Tendon>,
+    /// Tendon equalities.
+    pub equalities: Vec<Equality>,
     /// Sensors the importer can write as outputs (the others are skipped
     /// with a warning: they do not change the motion).
     pub sensors: Vec<Sensor>,

@@ -248,10 +248,21 @@ impl<'a, 'i> Parser<'a, 'i> {
 
     /// An attribute of `n`, or of its default class chain (starting at `class`).
     fn get(&self, n: Node<'a, 'i>, class: &str, name: &str) -> Option<(&'a str, Span)> {
+        self.get_as(n, n.tag_name().name(), class, name)
+    }
+
+    /// [`Self::get`] with the defaults of the element `tag` (an
+    /// `<equality>`'s children take `<default><equality>`'s).
+    fn get_as(
+        &self,
+        n: Node<'a, 'i>,
+        tag: &str,
+        class: &str,
+        name: &str,
+    ) -> Option<(&'a str, Span)> {
         if let Some(v) = n.attribute(name) {
             return Some((v, self.attr_span(n, name)));
         }
-        let tag = n.tag_name().name();
         let mut c = Some(class.to_string());
         while let Some(cls) = c {
             let class = self.classes.get(&cls)?;
@@ -469,6 +480,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         let mut actuator_nodes = vec![];
         let mut exclude_nodes = vec![];
         let mut tendon_nodes = vec![];
+        let mut equality_nodes = vec![];
         let mut sensor_nodes = vec![];
         for c in &children {
             match c.tag_name().name() {
@@ -533,6 +545,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "tendon" => tendon_nodes.extend(self.elements(*c)),
                 "sensor" => sensor_nodes.extend(self.elements(*c)),
                 "contact" => exclude_nodes.extend(self.elements(*c)),
+                "equality" => equality_nodes.extend(self.elements(*c)),
                 t if IGNORED_TOP.contains(&t) => {}
                 _ => self.unsupported_element(*c),
             }
@@ -587,7 +600,14 @@ impl<'a, 'i> Parser<'a, 'i> {
                 n.attribute("name")
                     .map_or_else(|| format!("tendon{k}"), str::to_string),
             );
-            if let Some(t) = self.tendon(n, &tendon_names[k]) {
+            if let Some(mut t) = self.tendon(n, &tendon_names[k]) {
+                // The `spring` and `damper` flags turn off tendons' too.
+                if flags.off.contains(&"spring") {
+                    t.stiffness = 0.0;
+                }
+                if flags.off.contains(&"damper") {
+                    t.damping = 0.0;
+                }
                 tendons.push(t);
             }
         }
@@ -604,6 +624,11 @@ impl<'a, 'i> Parser<'a, 'i> {
             .into_iter()
             .filter_map(|n| self.exclude(n))
             .collect();
+        let equalities = equality_nodes
+            .into_iter()
+            .filter_map(|n| self.equality(n, &tendons, &tendon_names))
+            .filter(|_| !constraint && !flags.off.contains(&"equality"))
+            .collect();
         Some(Mjcf {
             model: root
                 .attribute("model")
@@ -617,6 +642,104 @@ impl<'a, 'i> Parser<'a, 'i> {
             tendons,
             sensors,
             excludes,
+            equalities,
+        })
+    }
+
+    /// An `<equality><tendon>` on one imported fixed tendon: MuJoCo's soft
+    /// constraint holding its length at the reference pose's plus
+    /// `polycoef[0]`; `None` where it is inactive (`active="false"`) or
+    /// not supported (two tendons, other equalities, a negative `solref`:
+    /// stiffness and damping given directly), with a diagnostic for those.
+    fn equality(
+        &mut self,
+        n: Node<'a, 'i>,
+        tendons: &[Tendon],
+        tendon_names: &[String],
+    ) -> Option<Equality> {
+        if !n.has_tag_name("tendon") {
+            self.unsupported(
+                self.tag_span(n),
+                format!("an `<equality><{}>`", n.tag_name().name()),
+                "unsupported equality (tendon equalities are)",
+            );
+            return None;
+        }
+        let class = n.attribute("class").unwrap_or("main");
+        self.check_attrs(
+            n,
+            &[
+                "tendon1", "tendon2", "polycoef", "solref", "solimp", "active",
+            ],
+            &["name"],
+        );
+        if let Some((_, s)) = self.get_as(n, "equality", class, "tendon2") {
+            self.unsupported(s, "an equality of two tendons".into(), "second tendon");
+            return None;
+        }
+        if self
+            .get_as(n, "equality", class, "active")
+            .is_some_and(|(v, _)| v == "false")
+        {
+            return None;
+        }
+        let span = self.tag_span(n);
+        let Some((tname, tspan)) = self.get_as(n, "equality", class, "tendon1") else {
+            self.invalid(
+                span,
+                "a tendon equality needs `tendon1`".into(),
+                "no tendon",
+                "name the tendon it holds: `<tendon tendon1=\"coupling\"/>`",
+            );
+            return None;
+        };
+        let Some(tendon) = tendons.iter().position(|t| t.name == tname) else {
+            if tendon_names.iter().any(|t| t == tname) {
+                self.unsupported(
+                    tspan,
+                    "an equality on a tendon that is not imported".into(),
+                    "skipped tendon",
+                );
+            } else {
+                self.invalid(
+                    tspan,
+                    format!("no tendon named `{tname}`"),
+                    "unknown tendon",
+                    "name a tendon declared in `<tendon>`",
+                );
+            }
+            return None;
+        };
+        let mut numbers = |attr: &str, default: &[f64], most: usize| -> Option<Vec<f64>> {
+            match self.get_as(n, "equality", class, attr) {
+                Some((v, s)) => {
+                    let mut x = self.numbers(v, s, attr, most, true)?;
+                    x.extend_from_slice(&default[x.len().min(default.len())..]);
+                    Some(x)
+                }
+                None => Some(default.to_vec()),
+            }
+        };
+        let polycoef = numbers("polycoef", &[0.0, 1.0, 0.0, 0.0, 0.0], 5)?;
+        let solref = numbers("solref", &EQUALITY_SOLREF, 2)?;
+        let solimp = numbers("solimp", &EQUALITY_SOLIMP, 5)?;
+        if solref[0] <= 0.0 || solref[1] <= 0.0 {
+            let s = self
+                .get_as(n, "equality", class, "solref")
+                .map_or(span, |g| g.1);
+            self.unsupported(
+                s,
+                "a `solref` of stiffness and damping (negative values)".into(),
+                "direct stiffness",
+            );
+            return None;
+        }
+        Some(Equality {
+            tendon,
+            offset: polycoef[0],
+            solref: (solref[0], solref[1]),
+            solimp: (solimp[0], solimp[1]),
+            span,
         })
     }
 
@@ -1329,9 +1452,10 @@ impl<'a, 'i> Parser<'a, 'i> {
         Some(joint)
     }
 
-    /// A `<fixed>` tendon that exerts no passive force; anything else is
-    /// unsupported (a spatial tendon, or a fixed one with stiffness,
-    /// damping, a limit or friction: they change the motion).
+    /// A `<fixed>` tendon, with its passive spring and damper; anything
+    /// else is unsupported (a spatial tendon, or a fixed one with a limit,
+    /// friction, armature or a spring with a dead band: they change the
+    /// motion).
     fn tendon(&mut self, n: Node<'a, 'i>, name: &str) -> Option<Tendon> {
         if !n.has_tag_name("fixed") {
             self.unsupported_element(n);
@@ -1362,7 +1486,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             Some(l) => l,
             None => self.get(n, class, "range").is_some(),
         };
-        let forces = ["stiffness", "damping", "frictionloss", "armature"]
+        let forces = ["frictionloss", "armature"]
             .into_iter()
             .find(|a| self.real(n, class, a, 0.0) != 0.0);
         if let Some(what) = forces.or(limited.then_some("range")) {
@@ -1405,9 +1529,30 @@ impl<'a, 'i> Parser<'a, 'i> {
             );
             return None;
         }
+        // MuJoCo's `springlength`: one length, or a dead band `lo hi`; both
+        // negative (the default) is the length at the joints' springref.
+        let springlength = match self.get(n, class, "springlength") {
+            Some((v, s)) => {
+                let l = self.numbers(v, s, "springlength", 2, true)?;
+                let (lo, hi) = (l[0], *l.get(1).unwrap_or(&l[0]));
+                if lo != hi && (lo >= 0.0 || hi >= 0.0) {
+                    self.unsupported(s, "a tendon spring with a dead band".into(), "dead band");
+                    return None;
+                }
+                (lo >= 0.0).then_some(lo)
+            }
+            None => None,
+        };
+        let springlength = springlength.unwrap_or_else(|| {
+            let springref = |(b, j): (usize, usize)| self.bodies[b].joints[j].springref;
+            joints.iter().map(|&(j, c)| c * springref(j)).sum()
+        });
         Some(Tendon {
             name: name.to_string(),
             joints,
+            stiffness: self.real(n, class, "stiffness", 0.0),
+            springlength,
+            damping: self.real(n, class, "damping", 0.0),
             span: self.tag_span(n),
         })
     }
@@ -1547,14 +1692,6 @@ impl<'a, 'i> Parser<'a, 'i> {
             Transmission::Joint(b, j)
         } else if let Some((tname, tspan)) = self.get(n, class, "tendon") {
             if let Some(t) = tendons.iter().position(|t| t.name == tname) {
-                if tag != "motor" {
-                    self.unsupported(
-                        span,
-                        format!("a `<{tag}>` on a tendon (motors only)"),
-                        "tendon servo",
-                    );
-                    return None;
-                }
                 Transmission::Tendon(t)
             } else if tendon_names.iter().any(|t| t == tname) {
                 // The tendon was refused above; this actuator goes with it.

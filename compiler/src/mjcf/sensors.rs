@@ -92,7 +92,7 @@ fn joint_value(m: &Mjcf, places: &[Place], (b, j): (usize, usize), rate: bool) -
 }
 
 /// A fixed tendon's length (`sum coef qpos`) or rate.
-fn tendon_value(m: &Mjcf, places: &[Place], t: &Tendon, rate: bool) -> String {
+pub(super) fn tendon_value(m: &Mjcf, places: &[Place], t: &Tendon, rate: bool) -> String {
     let terms: Vec<String> = t
         .joints
         .iter()
@@ -107,6 +107,74 @@ fn tendon_value(m: &Mjcf, places: &[Place], t: &Tendon, rate: bool) -> String {
         "0".into()
     } else {
         terms.join(" + ")
+    }
+}
+
+/// A fixed tendon's passive spring and damper (MuJoCo's `stiffness`
+/// toward `springlength`, and `damping`) as an energy and a dissipation of
+/// its length, appended to `out`; nothing for a tendon without them.
+pub(super) fn write_tendon_forces(
+    m: &Mjcf,
+    places: &[Place],
+    t: &Tendon,
+    ident: &mut dyn FnMut(&str) -> String,
+    out: &mut String,
+) {
+    if t.stiffness != 0.0 {
+        let name = ident(&format!("{}_spring", t.name));
+        let length = tendon_value(m, places, t, false);
+        writeln!(
+            out,
+            "energy {name}() = 0.5 * {} * ({length}{})^2    // tendon {}: stiffness\n{name}()",
+            num(t.stiffness),
+            plus(-t.springlength),
+            t.name
+        )
+        .ok();
+    }
+    if t.damping != 0.0 {
+        let name = ident(&format!("{}_damper", t.name));
+        let rate = tendon_value(m, places, t, true);
+        writeln!(
+            out,
+            "dissipation {name}() = 0.5 * {} * ({rate})^2    // tendon {}: damping\n{name}()",
+            num(t.damping),
+            t.name
+        )
+        .ok();
+    }
+}
+
+/// A position servo on a fixed tendon (actuator `k`, MJCF name or
+/// `label`): the spring `kp (u[k] - L)` on the tendon's length `L`, and
+/// its velocity gain `kv` as a damper, appended to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_tendon_servo(
+    m: &Mjcf,
+    places: &[Place],
+    t: &Tendon,
+    (k, kp, kv): (usize, f64, f64),
+    label: &str,
+    ident: &mut dyn FnMut(&str) -> String,
+    out: &mut String,
+) {
+    let name = ident(&format!("{}_servo", t.name));
+    let length = tendon_value(m, places, t, false);
+    writeln!(
+        out,
+        "energy {name}(u: control) = 0.5 * {} * ({length} - u)^2    // u[{k}]: {label}, position servo\n{name}(u[{k}])",
+        num(kp)
+    )
+    .ok();
+    if kv > 0.0 {
+        let name = ident(&format!("{}_servo_damper", t.name));
+        let rate = tendon_value(m, places, t, true);
+        writeln!(
+            out,
+            "dissipation {name}() = 0.5 * {} * ({rate})^2    // its velocity gain kv\n{name}()",
+            num(kv)
+        )
+        .ok();
     }
 }
 
@@ -175,11 +243,7 @@ pub(super) fn write_sensors(
     out: &mut String,
 ) {
     if !m.tendons.is_empty() {
-        writeln!(
-            out,
-            "\n// Fixed tendons (no passive force): their lengths, sum coef qpos."
-        )
-        .ok();
+        writeln!(out, "\n// Fixed tendons: their lengths, sum coef qpos.").ok();
     }
     for t in &m.tendons {
         let name = ident(&t.name);

@@ -761,6 +761,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             writeln!(at_, "// u[{k}]: {label}, on the joint").ok();
             continue;
         }
+        if let (Transmission::Tendon(t), ActuatorKind::Position { kp, kv }) = (a.target, a.kind) {
+            let ident = &mut |s: &str| names.ident(s);
+            sensors::write_tendon_servo(m, &places, &m.tendons[t], (k, kp, kv), &label, ident, at_);
+            continue;
+        }
         for ((bi, ji), coef) in joints {
             if coef == 0.0 {
                 continue;
@@ -819,6 +824,17 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             .ok();
         }
     }
+
+    // Fixed tendons' springs and dampers, and the tendon equalities.
+    for t in m.tendons.iter() {
+        sensors::write_tendon_forces(m, &places, t, &mut |s| names.ident(s), at_);
+    }
+    diags.extend(equality::write_equalities(
+        m,
+        &places,
+        &mut |s| names.ident(s),
+        at_,
+    ));
 
     // Contact: geoms against the world's planes (ground), and body pairs.
     let mut contact_text = String::new();
