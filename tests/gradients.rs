@@ -94,6 +94,8 @@ fn check(what: &str, analytic: f64, plus: f64, minus: f64, h: f64, scale: f64) {
 fn warmup(path: &Path) -> usize {
     match path.file_stem().and_then(|s| s.to_str()) {
         Some("hopper" | "walker2d") => 100,
+        // The ball falls 40 steps before its string is taut.
+        Some("spatial_tendon") => 40,
         _ => 0,
     }
 }
@@ -728,6 +730,18 @@ fn joint_actuators_differentiate() {
 fn soft_joint_ranges_differentiate() {
     for steps in [1, 4, 12] {
         gradient_check(Path::new("tests/joints/soft_range_start.joule"), steps);
+    }
+}
+
+/// Tendon equalities, limits, springs, dampers and motors as `joule
+/// import` writes them (tests/grad/tendon_equality.joule,
+/// tests/grad/spatial_tendon.joule): [`gradient_check`] through the soft
+/// constraints' impedance, inertia and lagged limit.
+#[test]
+fn tendon_constraints_differentiate() {
+    for steps in [1, 4, 12] {
+        gradient_check(Path::new("tests/grad/tendon_equality.joule"), steps);
+        gradient_check(Path::new("tests/grad/spatial_tendon.joule"), steps);
     }
 }
 

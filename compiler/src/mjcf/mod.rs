@@ -12,7 +12,7 @@
 //!
 //! Used by `joule import` and by `use "model.xml"` in scenes.
 
-mod equality;
+mod constraint;
 mod fluid;
 mod include;
 mod parse;
@@ -166,9 +166,9 @@ pub enum ActuatorKind {
 pub enum Transmission {
     /// A joint: its body index and index among the body's joints.
     Joint(usize, usize),
-    /// A fixed tendon (index into [`Mjcf::tendons`]): a motor's force `gear
-    /// u` along the tendon is `coef gear u` on each of its joints; a
-    /// position servo's acts on the tendon's length.
+    /// A tendon (index into [`Mjcf::tendons`]): a motor's force `gear u`
+    /// along the tendon (on a fixed tendon: `coef gear u` on each of its
+    /// joints); a position servo's acts on the tendon's length.
     Tendon(usize),
 }
 
@@ -185,29 +185,77 @@ pub struct Actuator {
     pub span: Span,
 }
 
-/// A fixed tendon: its length `sum coef q` (MuJoCo's `qpos`) is a
+/// What a tendon's length is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Path {
+    /// A fixed tendon's joints (body index, index among the body's joints:
+    /// hinges and slides) with their coefficients: the length is `sum coef
+    /// qpos`.
+    Fixed(Vec<((usize, usize), f64)>),
+    /// A spatial tendon's sites in order (body index, index among the
+    /// body's sites): the length is the sum of the straight segments
+    /// between consecutive sites.
+    Spatial(Vec<(usize, usize)>),
+}
+
+/// A site's world position in the reference pose (body index, index among
+/// the body's sites).
+fn site_position(bodies: &[Body], (b, i): (usize, usize)) -> [f64; 3] {
+    let body = &bodies[b];
+    crate::math::add(
+        body.xpos,
+        crate::math::rotate(body.xquat, body.sites[i].pos),
+    )
+}
+
+/// A spatial tendon's length in the reference pose.
+fn spatial_length(bodies: &[Body], sites: &[(usize, usize)]) -> f64 {
+    sites
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (site_position(bodies, w[0]), site_position(bodies, w[1]));
+            crate::math::norm(crate::math::sub(b, a))
+        })
+        .sum()
+}
+
+/// A tendon's range: MuJoCo's soft limit on its length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    pub lo: f64,
+    pub hi: f64,
+    /// `solreflimit`: time constant (s) and damping ratio.
+    pub solref: (f64, f64),
+    /// `solimplimit`: the impedance at no violation, its largest, the
+    /// violation where it reaches it, and the curve's midpoint and power.
+    pub solimp: [f64; 5],
+}
+
+/// A fixed tendon, or a spatial one through sites: its length is a
 /// readout, actuators may drive it, and it may carry MuJoCo's passive
-/// spring and damper on its length (no limit, friction or armature).
+/// spring and damper and a soft limit on its length (no friction or
+/// armature).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tendon {
     /// MJCF name, or `tendon{k}` by tendon index.
     pub name: String,
-    /// Its joints (body index, index among the body's joints: hinges and
-    /// slides) with their coefficients.
-    pub joints: Vec<((usize, usize), f64)>,
+    pub path: Path,
+    /// The soft limit of a limited tendon.
+    pub limit: Option<Limit>,
     /// The spring `stiffness (L - springlength)` on its length.
     pub stiffness: f64,
     /// The spring's rest length: MJCF `springlength`, or (MuJoCo's default)
-    /// the length at the joints' `springref`.
+    /// the length at the joints' `springref` (a spatial tendon's: the
+    /// reference pose's, where every `springref` is the joint's `ref`).
     pub springlength: f64,
     /// The damper `damping dL/dt` on its length.
     pub damping: f64,
     pub span: Span,
 }
 
-/// MuJoCo's default `solref` and `solimp` (`d0`, `dmax`) of equalities.
-pub(crate) const EQUALITY_SOLREF: [f64; 2] = [0.02, 1.0];
-pub(crate) const EQUALITY_SOLIMP: [f64; 5] = [0.9, 0.95, 0.001, 0.5, 2.0];
+/// MuJoCo's default `solref` and `solimp` of equalities and limits.
+pub(crate) const DEFAULT_SOLREF: [f64; 2] = [0.02, 1.0];
+pub(crate) const DEFAULT_SOLIMP: [f64; 5] = [0.9, 0.95, 0.001, 0.5, 2.0];
 
 /// A tendon equality: MuJoCo's soft constraint that holds a fixed tendon's
 /// length at its length in the reference pose plus `offset`.
@@ -219,8 +267,9 @@ pub struct Equality {
     pub offset: f64,
     /// `solref`: time constant (s) and damping ratio.
     pub solref: (f64, f64),
-    /// `solimp`'s impedance at no violation and its largest (`d0`, `dmax`).
-    pub solimp: (f64, f64),
+    /// `solimp`: the impedance at no violation, its largest, the
+    /// violation where it reaches it, and the curve's midpoint and power.
+    pub solimp: [f64; 5],
     pub span: Span,
 }
 
@@ -241,7 +290,7 @@ pub enum SensorKind {
     /// `jointpos`, `jointvel` of a hinge or slide (body, joint index).
     JointPos(usize, usize),
     JointVel(usize, usize),
-    /// `tendonpos`, `tendonvel` of a fixed tendon.
+    /// `tendonpos`, `tendonvel` of a tendon.
     TendonPos(usize),
     TendonVel(usize),
     /// `framepos`, `framelinvel`, `frameangvel`: the frame's origin, its
@@ -288,7 +337,7 @@ pub struct Mjcf {
     /// Bodies in MuJoCo's order (depth-first, body 0 is the world).
     pub bodies: Vec<Body>,
     pub actuators: Vec<Actuator>,
-    /// Fixed tendons.
+    /// Fixed and spatial tendons.
     pub tendons: Vec<Tendon>,
     /// Tendon equalities.
     pub equalities: Vec<Equality>,

@@ -608,6 +608,9 @@ impl<'a, 'i> Parser<'a, 'i> {
                 if flags.off.contains(&"damper") {
                     t.damping = 0.0;
                 }
+                if constraint || flags.off.contains(&"limit") {
+                    t.limit = None;
+                }
                 tendons.push(t);
             }
         }
@@ -721,8 +724,8 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         };
         let polycoef = numbers("polycoef", &[0.0, 1.0, 0.0, 0.0, 0.0], 5)?;
-        let solref = numbers("solref", &EQUALITY_SOLREF, 2)?;
-        let solimp = numbers("solimp", &EQUALITY_SOLIMP, 5)?;
+        let solref = numbers("solref", &DEFAULT_SOLREF, 2)?;
+        let solimp = numbers("solimp", &DEFAULT_SOLIMP, 5)?;
         if solref[0] <= 0.0 || solref[1] <= 0.0 {
             let s = self
                 .get_as(n, "equality", class, "solref")
@@ -738,7 +741,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             tendon,
             offset: polycoef[0],
             solref: (solref[0], solref[1]),
-            solimp: (solimp[0], solimp[1]),
+            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
             span,
         })
     }
@@ -1452,12 +1455,13 @@ impl<'a, 'i> Parser<'a, 'i> {
         Some(joint)
     }
 
-    /// A `<fixed>` tendon, with its passive spring and damper; anything
-    /// else is unsupported (a spatial tendon, or a fixed one with a limit,
-    /// friction, armature or a spring with a dead band: they change the
-    /// motion).
+    /// A `<fixed>` tendon, or a `<spatial>` one through sites only, with
+    /// its passive spring and damper and its soft limit; anything else is
+    /// unsupported (wrapping geoms and pulleys, friction, armature, a spring
+    /// with a dead band: they change the motion).
     fn tendon(&mut self, n: Node<'a, 'i>, name: &str) -> Option<Tendon> {
-        if !n.has_tag_name("fixed") {
+        let spatial = n.has_tag_name("spatial");
+        if !spatial && !n.has_tag_name("fixed") {
             self.unsupported_element(n);
             return None;
         }
@@ -1472,32 +1476,145 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "frictionloss",
                 "springlength",
                 "armature",
-            ],
-            &[
-                "width",
-                "margin",
                 "solreflimit",
                 "solimplimit",
-                "solreffriction",
-                "solimpfriction",
             ],
+            &["width", "margin", "solreffriction", "solimpfriction"],
         );
-        let limited = match self.flag(n, class, "limited") {
-            Some(l) => l,
-            None => self.get(n, class, "range").is_some(),
-        };
         let forces = ["frictionloss", "armature"]
             .into_iter()
             .find(|a| self.real(n, class, a, 0.0) != 0.0);
-        if let Some(what) = forces.or(limited.then_some("range")) {
+        if let Some(what) = forces {
             let span = self.get(n, class, what).map_or(self.tag_span(n), |g| g.1);
             self.unsupported(
                 span,
-                format!("a fixed tendon's `{what}`"),
+                format!("a tendon's `{what}`"),
                 "a passive tendon force",
             );
             return None;
         }
+        let limited = match self.flag(n, class, "limited") {
+            Some(l) => l,
+            None => self.get(n, class, "range").is_some(),
+        };
+        let limit = if limited {
+            Some(self.tendon_limit(n, class, name)?)
+        } else {
+            None
+        };
+        let path = if spatial {
+            Path::Spatial(self.tendon_sites(n, name)?)
+        } else {
+            Path::Fixed(self.tendon_joints(n, class, name)?)
+        };
+        // MuJoCo's `springlength`: one length, or a dead band `lo hi`; both
+        // negative (the default) is the length at the joints' springref.
+        let springlength = match self.get(n, class, "springlength") {
+            Some((v, s)) => {
+                let l = self.numbers(v, s, "springlength", 2, true)?;
+                let (lo, hi) = (l[0], *l.get(1).unwrap_or(&l[0]));
+                if lo != hi && (lo >= 0.0 || hi >= 0.0) {
+                    self.unsupported(s, "a tendon spring with a dead band".into(), "dead band");
+                    return None;
+                }
+                (lo >= 0.0).then_some(lo)
+            }
+            None => None,
+        };
+        let stiffness = self.real(n, class, "stiffness", 0.0);
+        let springlength = match (springlength, &path) {
+            (Some(l), _) => l,
+            (None, Path::Fixed(joints)) => {
+                let springref = |(b, j): (usize, usize)| self.bodies[b].joints[j].springref;
+                joints.iter().map(|&(j, c)| c * springref(j)).sum()
+            }
+            (None, Path::Spatial(sites)) => {
+                let moved = (self.bodies.iter().flat_map(|b| &b.joints))
+                    .any(|j| j.springref != j.reference);
+                if moved && stiffness != 0.0 {
+                    let span = self
+                        .get(n, class, "stiffness")
+                        .map_or(self.tag_span(n), |g| g.1);
+                    self.unsupported(
+                        span,
+                        "a spatial tendon's spring at the joints' springref (give `springlength`)"
+                            .into(),
+                        "rest length",
+                    );
+                    return None;
+                }
+                spatial_length(&self.bodies, sites)
+            }
+        };
+        Some(Tendon {
+            name: name.to_string(),
+            path,
+            limit,
+            stiffness,
+            springlength,
+            damping: self.real(n, class, "damping", 0.0),
+            span: self.tag_span(n),
+        })
+    }
+
+    /// A limited tendon's `range` with its `solreflimit` and `solimplimit`.
+    fn tendon_limit(&mut self, n: Node<'a, 'i>, class: &str, name: &str) -> Option<Limit> {
+        let Some((v, s)) = self.get(n, class, "range") else {
+            let span = self.tag_span(n);
+            self.invalid(
+                span,
+                format!("the limited tendon `{name}` has no `range`"),
+                "no range",
+                "give its range: `range=\"0 0.3\"`",
+            );
+            return None;
+        };
+        let r = self.numbers(v, s, "range", 2, false)?;
+        if r[0] >= r[1] {
+            self.invalid(
+                s,
+                format!("the tendon `{name}`'s range is empty"),
+                "lo >= hi",
+                "give `range=\"lo hi\"` with lo < hi",
+            );
+            return None;
+        }
+        let mut numbers = |attr: &str, default: &[f64], most: usize| -> Option<Vec<f64>> {
+            match self.get(n, class, attr) {
+                Some((v, s)) => {
+                    let mut x = self.numbers(v, s, attr, most, true)?;
+                    x.extend_from_slice(&default[x.len().min(default.len())..]);
+                    Some(x)
+                }
+                None => Some(default.to_vec()),
+            }
+        };
+        let solref = numbers("solreflimit", &DEFAULT_SOLREF, 2)?;
+        let solimp = numbers("solimplimit", &DEFAULT_SOLIMP, 5)?;
+        if solref[0] <= 0.0 || solref[1] <= 0.0 {
+            let s = self.get(n, class, "solreflimit").map_or(s, |g| g.1);
+            self.unsupported(
+                s,
+                "a `solreflimit` of stiffness and damping (negative values)".into(),
+                "direct stiffness",
+            );
+            return None;
+        }
+        Some(Limit {
+            lo: r[0],
+            hi: r[1],
+            solref: (solref[0], solref[1]),
+            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
+        })
+    }
+
+    /// A fixed tendon's joints with their coefficients.
+    fn tendon_joints(
+        &mut self,
+        n: Node<'a, 'i>,
+        class: &str,
+        name: &str,
+    ) -> Option<Vec<((usize, usize), f64)>> {
         let mut joints = vec![];
         for c in self.elements(n) {
             if !c.has_tag_name("joint") {
@@ -1529,32 +1646,58 @@ impl<'a, 'i> Parser<'a, 'i> {
             );
             return None;
         }
-        // MuJoCo's `springlength`: one length, or a dead band `lo hi`; both
-        // negative (the default) is the length at the joints' springref.
-        let springlength = match self.get(n, class, "springlength") {
-            Some((v, s)) => {
-                let l = self.numbers(v, s, "springlength", 2, true)?;
-                let (lo, hi) = (l[0], *l.get(1).unwrap_or(&l[0]));
-                if lo != hi && (lo >= 0.0 || hi >= 0.0) {
-                    self.unsupported(s, "a tendon spring with a dead band".into(), "dead band");
-                    return None;
-                }
-                (lo >= 0.0).then_some(lo)
+        Some(joints)
+    }
+
+    /// A spatial tendon's sites (at least two; wrapping geoms and pulleys
+    /// are unsupported).
+    fn tendon_sites(&mut self, n: Node<'a, 'i>, name: &str) -> Option<Vec<(usize, usize)>> {
+        let mut sites = vec![];
+        for c in self.elements(n) {
+            if !c.has_tag_name("site") {
+                self.unsupported(
+                    self.tag_span(c),
+                    format!("a spatial tendon's `<{}>`", c.tag_name().name()),
+                    "sites only",
+                );
+                return None;
             }
-            None => None,
-        };
-        let springlength = springlength.unwrap_or_else(|| {
-            let springref = |(b, j): (usize, usize)| self.bodies[b].joints[j].springref;
-            joints.iter().map(|&(j, c)| c * springref(j)).sum()
-        });
-        Some(Tendon {
-            name: name.to_string(),
-            joints,
-            stiffness: self.real(n, class, "stiffness", 0.0),
-            springlength,
-            damping: self.real(n, class, "damping", 0.0),
-            span: self.tag_span(n),
-        })
+            self.check_attrs(c, &["site"], &[]);
+            let Some(s) = c.attribute("site") else {
+                let span = self.tag_span(c);
+                self.invalid(
+                    span,
+                    "a tendon's `<site>` needs `site`".into(),
+                    "no site",
+                    "name the site: `<site site=\"anchor\"/>`",
+                );
+                return None;
+            };
+            let found = (self.bodies.iter().enumerate())
+                .find_map(|(b, body)| body.sites.iter().position(|x| x.name == s).map(|i| (b, i)));
+            let Some(site) = found else {
+                let span = self.attr_span(c, "site");
+                self.invalid(
+                    span,
+                    format!("no site named `{s}`"),
+                    "unknown site",
+                    "name a site declared in a body",
+                );
+                return None;
+            };
+            sites.push(site);
+        }
+        if sites.len() < 2 {
+            let span = self.tag_span(n);
+            self.invalid(
+                span,
+                format!("the spatial tendon `{name}` has fewer than two sites"),
+                "no path",
+                "list the sites it passes through: `<site site=\"a\"/><site site=\"b\"/>`",
+            );
+            return None;
+        }
+        Some(sites)
     }
 
     /// A sensor the importer writes as an output, or `None` with a warning

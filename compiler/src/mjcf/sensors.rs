@@ -91,18 +91,34 @@ fn joint_value(m: &Mjcf, places: &[Place], (b, j): (usize, usize), rate: bool) -
     s
 }
 
-/// A fixed tendon's length (`sum coef qpos`) or rate.
+/// A tendon's length or its rate: a fixed tendon's `sum coef qpos`, a
+/// spatial one's sum of the distances between consecutive sites.
 pub(super) fn tendon_value(m: &Mjcf, places: &[Place], t: &Tendon, rate: bool) -> String {
-    let terms: Vec<String> = t
-        .joints
-        .iter()
-        .filter(|(_, c)| *c != 0.0)
-        .map(|&(j, c)| match c {
-            1.0 => joint_value(m, places, j, rate),
-            -1.0 => format!("-({})", joint_value(m, places, j, rate)),
-            _ => format!("{} * ({})", num(c), joint_value(m, places, j, rate)),
-        })
-        .collect();
+    let terms: Vec<String> = match &t.path {
+        Path::Fixed(joints) => joints
+            .iter()
+            .filter(|(_, c)| *c != 0.0)
+            .map(|&(j, c)| match c {
+                1.0 => joint_value(m, places, j, rate),
+                -1.0 => format!("-({})", joint_value(m, places, j, rate)),
+                _ => format!("{} * ({})", num(c), joint_value(m, places, j, rate)),
+            })
+            .collect(),
+        Path::Spatial(sites) => sites
+            .windows(2)
+            .map(|w| {
+                let at = |(b, i): (usize, usize)| (&places[b], m.bodies[b].sites[i].pos);
+                let ((pa, ra), (pb, rb)) = (at(w[0]), at(w[1]));
+                let d = format!("{} - {}", pb.point(rb), pa.point(ra));
+                if rate {
+                    let v = format!("{} - {}", pb.velocity(rb), pa.velocity(ra));
+                    format!("dot({d}, {v}) / norm({d})")
+                } else {
+                    format!("norm({d})")
+                }
+            })
+            .collect(),
+    };
     if terms.is_empty() {
         "0".into()
     } else {
@@ -110,7 +126,7 @@ pub(super) fn tendon_value(m: &Mjcf, places: &[Place], t: &Tendon, rate: bool) -
     }
 }
 
-/// A fixed tendon's passive spring and damper (MuJoCo's `stiffness`
+/// A tendon's passive spring and damper (MuJoCo's `stiffness`
 /// toward `springlength`, and `damping`) as an energy and a dissipation of
 /// its length, appended to `out`; nothing for a tendon without them.
 pub(super) fn write_tendon_forces(
@@ -145,7 +161,7 @@ pub(super) fn write_tendon_forces(
     }
 }
 
-/// A position servo on a fixed tendon (actuator `k`, MJCF name or
+/// A position servo on a tendon (actuator `k`, MJCF name or
 /// `label`): the spring `kp (u[k] - L)` on the tendon's length `L`, and
 /// its velocity gain `kv` as a damper, appended to `out`.
 #[allow(clippy::too_many_arguments)]
@@ -176,6 +192,27 @@ pub(super) fn write_tendon_servo(
         )
         .ok();
     }
+}
+
+/// A motor on a spatial tendon (actuator `k`): the force `gear u[k]`
+/// along the tendon, the energy `-gear u[k] L` of its length `L`.
+pub(super) fn write_tendon_motor(
+    m: &Mjcf,
+    places: &[Place],
+    t: &Tendon,
+    (k, gear): (usize, f64),
+    label: &str,
+    ident: &mut dyn FnMut(&str) -> String,
+    out: &mut String,
+) {
+    let name = ident(&format!("{}_motor", t.name));
+    writeln!(
+        out,
+        "energy {name}(u: control) = -{} * u * ({})    // u[{k}]: {label}\n{name}(u[{k}])",
+        num(gear),
+        tendon_value(m, places, t, false)
+    )
+    .ok();
 }
 
 /// The centre of mass of body `root` and its descendants (`sum m_i c_i /
@@ -243,7 +280,11 @@ pub(super) fn write_sensors(
     out: &mut String,
 ) {
     if !m.tendons.is_empty() {
-        writeln!(out, "\n// Fixed tendons: their lengths, sum coef qpos.").ok();
+        writeln!(
+            out,
+            "\n// Tendons: their lengths (fixed: sum coef qpos; spatial: through their sites)."
+        )
+        .ok();
     }
     for t in &m.tendons {
         let name = ident(&t.name);

@@ -748,7 +748,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     || format!("on tendon {}", t.name),
                     |n| format!("{n} (tendon {})", t.name),
                 );
-                (label, t.joints.clone())
+                let joints = match &t.path {
+                    Path::Fixed(joints) => joints.clone(),
+                    Path::Spatial(_) => vec![],
+                };
+                (label, joints)
             }
         };
         let on_joint = match a.target {
@@ -761,10 +765,19 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             writeln!(at_, "// u[{k}]: {label}, on the joint").ok();
             continue;
         }
-        if let (Transmission::Tendon(t), ActuatorKind::Position { kp, kv }) = (a.target, a.kind) {
-            let ident = &mut |s: &str| names.ident(s);
-            sensors::write_tendon_servo(m, &places, &m.tendons[t], (k, kp, kv), &label, ident, at_);
-            continue;
+        if let Transmission::Tendon(t) = a.target {
+            let (t, ident) = (&m.tendons[t], &mut |s: &str| names.ident(s));
+            match (a.kind, &t.path) {
+                (ActuatorKind::Position { kp, kv }, _) => {
+                    sensors::write_tendon_servo(m, &places, t, (k, kp, kv), &label, ident, at_);
+                    continue;
+                }
+                (ActuatorKind::Motor { gear }, Path::Spatial(_)) => {
+                    sensors::write_tendon_motor(m, &places, t, (k, gear), &label, ident, at_);
+                    continue;
+                }
+                (ActuatorKind::Motor { .. }, Path::Fixed(_)) => {}
+            }
         }
         for ((bi, ji), coef) in joints {
             if coef == 0.0 {
@@ -829,7 +842,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
     for t in m.tendons.iter() {
         sensors::write_tendon_forces(m, &places, t, &mut |s| names.ident(s), at_);
     }
-    diags.extend(equality::write_equalities(
+    diags.extend(constraint::write_constraints(
         m,
         &places,
         &mut |s| names.ident(s),
