@@ -96,6 +96,8 @@ fn warmup(path: &Path) -> usize {
         Some("hopper" | "walker2d") => 100,
         // The ball falls 40 steps before its string is taut.
         Some("spatial_tendon") => 40,
+        // The block lands on the table by step 150.
+        Some("box_on_box") => 150,
         _ => 0,
     }
 }
@@ -742,6 +744,16 @@ fn tendon_constraints_differentiate() {
     for steps in [1, 4, 12] {
         gradient_check(Path::new("tests/grad/tendon_equality.joule"), steps);
         gradient_check(Path::new("tests/grad/spatial_tendon.joule"), steps);
+    }
+}
+
+/// Box-on-box contact as `joule import` writes it
+/// (tests/grad/box_on_box.joule: `touch_box` and `friction_touch_box`, a
+/// block resting on a table and pushed): [`gradient_check`].
+#[test]
+fn box_contact_differentiates() {
+    for steps in [1, 4, 12] {
+        gradient_check(Path::new("tests/grad/box_on_box.joule"), steps);
     }
 }
 

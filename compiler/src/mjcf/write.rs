@@ -946,6 +946,42 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         y.name.as_deref().unwrap_or("geom")
                     )
                     .ok();
+                    // Points against a box's faces (both ways for two boxes),
+                    // else points against points.
+                    let boxes = [(x, y, &a.name, &b.name), (y, x, &b.name, &a.name)];
+                    let mut faces = false;
+                    for (p, q, pn, qn) in boxes {
+                        if let GeomKind::Box { half } = q.kind {
+                            faces = true;
+                            let r = qmat(q.quat);
+                            let axes = format!(
+                                "mat3({}, {}, {})",
+                                v3([r[0][0], r[1][0], r[2][0]]),
+                                v3([r[0][1], r[1][1], r[2][1]]),
+                                v3([r[0][2], r[1][2], r[2][2]])
+                            );
+                            let mu = num(p.friction.max(q.friction));
+                            for (pa, rada) in contact_points(p) {
+                                let args = format!(
+                                    "{pn}, {qn}, {}, {}, {}, {axes}, {}",
+                                    v3(pa),
+                                    num(rada),
+                                    v3(q.pos),
+                                    v3(half)
+                                );
+                                writeln!(ct, "touch_box({args}, dhat, kappa)").ok();
+                                writeln!(
+                                    ct,
+                                    "friction_touch_box({args}, {mu}, dhat, kappa, {})",
+                                    num(FRICTION_EPS)
+                                )
+                                .ok();
+                            }
+                        }
+                    }
+                    if faces {
+                        continue;
+                    }
                     for (pa, rada) in contact_points(x) {
                         for (pb, radb) in contact_points(y) {
                             writeln!(
