@@ -257,6 +257,39 @@ fn trajectory(model: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The Joule text of the fixture `tests/mjcf/NAME.xml`, imported strictly
+/// with no diagnostic.
+fn import_fixture(name: &str) -> String {
+    let path = format!("tests/mjcf/{name}.xml");
+    let (_, imported) =
+        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
+    assert!(
+        imported.diagnostics.is_empty(),
+        "{:?}",
+        imported.diagnostics
+    );
+    imported.text.expect("text")
+}
+
+/// The largest difference between Joule's samples `got` (of `sensors`,
+/// as [`driven_samples`]) and MuJoCo's readings in `traj`, over the
+/// sensors `which`; a non-finite sample is an infinite difference.
+fn sensor_error(got: &[Vec<Vec<f64>>], traj: &[Value], sensors: &[&str], which: &[usize]) -> f64 {
+    assert_eq!(got.len(), traj.len(), "samples");
+    let mut worst: f64 = 0.0;
+    for (g, w) in got.iter().zip(traj) {
+        for &i in which {
+            let want = floats(&w["sensors"][sensors[i]]);
+            assert_eq!(g[i].len(), want.len(), "{}", sensors[i]);
+            for (x, y) in g[i].iter().zip(&want) {
+                let d = (x - y).abs();
+                worst = worst.max(if d.is_nan() { f64::INFINITY } else { d });
+            }
+        }
+    }
+    worst
+}
+
 /// Largest distance (m) between Joule's and MuJoCo's site over the samples.
 fn site_error(model: &str, scene: &Scene, observe: &str, site: usize) -> f64 {
     let traj = trajectory(model);
@@ -837,22 +870,11 @@ fn imported_ant_stands_like_mujocos() {
 #[test]
 fn tendon_springs_dampers_and_servos_follow_mujoco() {
     let name = "tendon_forces";
-    let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) =
-        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
-    assert!(
-        imported.diagnostics.is_empty(),
-        "{:?}",
-        imported.diagnostics
-    );
-    let text = imported.text.expect("text");
-    let scene = Scene::compile(&text).expect("compiles");
+    let scene = Scene::compile(&import_fixture(name)).expect("compiles");
     let mut m = scene.model().clone();
     m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
     let scene = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
-    let model = &reference()["models"][name];
-    let controls = floats(&model["controls"]);
-    let traj = trajectory(name);
+    let controls = floats(&reference()["models"][name]["controls"]);
     let sensors = [
         "shoulder_pos",
         "elbow_pos",
@@ -862,17 +884,7 @@ fn tendon_springs_dampers_and_servos_follow_mujoco() {
         "tip_pos",
     ];
     let got = driven_samples(&scene, &sensors, &controls);
-    let mut worst: f64 = 0.0;
-    for (g, w) in got.iter().zip(&traj) {
-        for (value, s) in g.iter().zip(&sensors) {
-            let want = floats(&w["sensors"][s]);
-            let err = value
-                .iter()
-                .zip(&want)
-                .fold(0.0, |a: f64, (x, y)| a.max((x - y).abs()));
-            worst = worst.max(err);
-        }
-    }
+    let worst = sensor_error(&got, &trajectory(name), &sensors, &[0, 1, 2, 3, 4, 5]);
     eprintln!("{name}: largest sensor difference {worst}");
     assert!(worst < 1e-9, "largest sensor difference {worst}");
 }
@@ -885,42 +897,19 @@ fn tendon_springs_dampers_and_servos_follow_mujoco() {
 #[test]
 fn a_tendon_equality_holds_its_joints_as_mujoco_does() {
     let name = "tendon_equality";
-    let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) =
-        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
-    assert!(
-        imported.diagnostics.is_empty(),
-        "{:?}",
-        imported.diagnostics
-    );
-    let text = imported.text.expect("text");
+    let text = import_fixture(name);
     let controls = floats(&reference()["models"][name]["controls"]);
     let traj = trajectory(name);
     let sensors = ["thumb_pos", "finger_pos", "coupling_len", "tip_pos"];
-    let worst = |got: &[Vec<Vec<f64>>], which: &[usize]| {
-        let mut worst: f64 = 0.0;
-        for (g, w) in got.iter().zip(&traj) {
-            for &i in which {
-                let want = floats(&w["sensors"][sensors[i]]);
-                for (x, y) in g[i].iter().zip(&want) {
-                    // A NaN fails.
-                    worst = worst.max((x - y).abs()).max(if x.is_finite() {
-                        0.0
-                    } else {
-                        f64::INFINITY
-                    });
-                }
-            }
-        }
-        worst
-    };
     let got = driven_samples(
         &Scene::compile(&text).expect("compiles"),
         &sensors,
         &controls,
     );
-    assert_eq!(got.len(), traj.len());
-    let (joints, coupling) = (worst(&got, &[0, 1, 3]), worst(&got, &[2]));
+    let (joints, coupling) = (
+        sensor_error(&got, &traj, &sensors, &[0, 1, 3]),
+        sensor_error(&got, &traj, &sensors, &[2]),
+    );
     eprintln!("{name}: joints and tip within {joints}, the coupling within {coupling}");
     // The joints turn by 0.1 rad over the second.
     assert!(joints < 1e-4 && coupling < 1e-4, "{joints} {coupling}");
@@ -936,7 +925,7 @@ fn a_tendon_equality_holds_its_joints_as_mujoco_does() {
         &sensors,
         &controls,
     );
-    let apart = worst(&got, &[2]);
+    let apart = sensor_error(&got, &traj, &sensors, &[2]);
     assert!(apart > 100.0 * coupling, "without the equality: {apart}");
 }
 
@@ -947,31 +936,14 @@ fn a_tendon_equality_holds_its_joints_as_mujoco_does() {
 #[test]
 fn spatial_tendons_and_their_limits_follow_mujoco() {
     let name = "spatial_tendon";
-    let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) =
-        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
-    assert!(
-        imported.diagnostics.is_empty(),
-        "{:?}",
-        imported.diagnostics
-    );
-    let scene = Scene::compile(&imported.text.expect("text")).expect("compiles");
+    let scene = Scene::compile(&import_fixture(name)).expect("compiles");
     let controls = floats(&reference()["models"][name]["controls"]);
     let traj = trajectory(name);
     let sensors = ["ball_pos", "cup_pos", "string_len", "elastic_vel"];
     let got = driven_samples(&scene, &sensors, &controls);
-    assert_eq!(got.len(), traj.len());
-    let mut worst = [0.0f64; 4];
-    for (g, w) in got.iter().zip(&traj) {
-        for (i, s) in sensors.iter().enumerate() {
-            let want = floats(&w["sensors"][s]);
-            assert_eq!(g[i].len(), want.len(), "{s}");
-            for (x, y) in g[i].iter().zip(&want) {
-                assert!(x.is_finite(), "{s} is {x}");
-                worst[i] = worst[i].max((x - y).abs());
-            }
-        }
-    }
+    let worst: Vec<f64> = (0..4)
+        .map(|i| sensor_error(&got, &traj, &sensors, &[i]))
+        .collect();
     eprintln!("{name}: ball, cup (m), string length (m), elastic rate (m/s) within {worst:?}");
     // The string is taut (MuJoCo's reaches 0.3011 at 0.1 s and holds it)
     // and the ball swings 14 cm across.
@@ -990,30 +962,15 @@ fn spatial_tendons_and_their_limits_follow_mujoco() {
 #[test]
 fn a_box_rests_on_a_box_as_in_mujoco() {
     let name = "box_on_box";
-    let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) =
-        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
-    assert!(
-        imported.diagnostics.is_empty(),
-        "{:?}",
-        imported.diagnostics
-    );
-    let text = imported.text.expect("text");
+    let text = import_fixture(name);
     assert!(text.contains("touch_box(") && text.contains("friction_touch_box("));
     let scene = Scene::compile(&text).expect("compiles");
     let controls = floats(&reference()["models"][name]["controls"]);
-    let traj = trajectory(name);
-    let got = driven_samples(&scene, &["block_pos", "tilt_pos"], &controls);
-    let mut worst: f64 = 0.0;
-    for (g, w) in got.iter().zip(&traj) {
-        let want = floats(&w["sensors"]["block_pos"]);
-        for (x, y) in g[0].iter().zip(&want) {
-            assert!(x.is_finite());
-            worst = worst.max((x - y).abs());
-        }
-        assert!(g[1][0].abs() < 0.01, "the block tips: {}", g[1][0]);
-    }
+    let sensors = ["block_pos", "tilt_pos"];
+    let got = driven_samples(&scene, &sensors, &controls);
+    let worst = sensor_error(&got, &trajectory(name), &sensors, &[0]);
     eprintln!("{name}: the block within {worst} m of MuJoCo's");
+    assert!(got.iter().all(|g| g[1][0].abs() < 0.01), "the block tips");
     // Resting on the table's top (z = 0.25), not through it; MuJoCo's
     // soft contact sinks 0.07 mm, the barrier keeps up to dhat = 2 mm.
     let rest = got.last().expect("samples")[0][2];

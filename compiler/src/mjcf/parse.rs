@@ -649,7 +649,37 @@ impl<'a, 'i> Parser<'a, 'i> {
         })
     }
 
-    /// An `<equality><tendon>` on one imported fixed tendon: MuJoCo's soft
+    /// The index of the imported tendon `name` that `what` (an actuator,
+    /// an equality) names; `None` with a diagnostic where the tendon was
+    /// refused (`what` goes with it) or does not exist.
+    fn tendon_named(
+        &mut self,
+        (name, span): (&str, Span),
+        tendons: &[Tendon],
+        tendon_names: &[String],
+        what: &str,
+    ) -> Option<usize> {
+        if let Some(t) = tendons.iter().position(|t| t.name == name) {
+            return Some(t);
+        }
+        if tendon_names.iter().any(|t| t == name) {
+            self.unsupported(
+                span,
+                format!("{what} on a tendon that is not imported"),
+                "skipped tendon",
+            );
+        } else {
+            self.invalid(
+                span,
+                format!("no tendon named `{name}`"),
+                "unknown tendon",
+                "name a tendon declared in `<tendon>`",
+            );
+        }
+        None
+    }
+
+    /// An `<equality><tendon>` on one imported tendon: MuJoCo's soft
     /// constraint holding its length at the reference pose's plus
     /// `polycoef[0]`; `None` where it is inactive (`active="false"`) or
     /// not supported (two tendons, other equalities, a negative `solref`:
@@ -696,23 +726,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             );
             return None;
         };
-        let Some(tendon) = tendons.iter().position(|t| t.name == tname) else {
-            if tendon_names.iter().any(|t| t == tname) {
-                self.unsupported(
-                    tspan,
-                    "an equality on a tendon that is not imported".into(),
-                    "skipped tendon",
-                );
-            } else {
-                self.invalid(
-                    tspan,
-                    format!("no tendon named `{tname}`"),
-                    "unknown tendon",
-                    "name a tendon declared in `<tendon>`",
-                );
-            }
-            return None;
-        };
+        let tendon = self.tendon_named((tname, tspan), tendons, tendon_names, "an equality")?;
         let mut numbers = |attr: &str, default: &[f64], most: usize| -> Option<Vec<f64>> {
             match self.get_as(n, "equality", class, attr) {
                 Some((v, s)) => {
@@ -1833,26 +1847,8 @@ impl<'a, 'i> Parser<'a, 'i> {
         let target = if let Some((jname, jspan)) = self.get(n, class, "joint") {
             let (b, j) = self.scalar_joint(jname, jspan, "an actuator")?;
             Transmission::Joint(b, j)
-        } else if let Some((tname, tspan)) = self.get(n, class, "tendon") {
-            if let Some(t) = tendons.iter().position(|t| t.name == tname) {
-                Transmission::Tendon(t)
-            } else if tendon_names.iter().any(|t| t == tname) {
-                // The tendon was refused above; this actuator goes with it.
-                self.unsupported(
-                    tspan,
-                    "an actuator on a tendon that is not imported".into(),
-                    "skipped tendon",
-                );
-                return None;
-            } else {
-                self.invalid(
-                    tspan,
-                    format!("no tendon named `{tname}`"),
-                    "unknown tendon",
-                    "name a tendon declared in `<tendon>`",
-                );
-                return None;
-            }
+        } else if let Some(named) = self.get(n, class, "tendon") {
+            Transmission::Tendon(self.tendon_named(named, tendons, tendon_names, "an actuator")?)
         } else {
             self.unsupported(
                 span,
