@@ -96,8 +96,8 @@ fn warmup(path: &Path) -> usize {
         Some("hopper" | "walker2d") => 100,
         // The ball falls 40 steps before its string is taut.
         Some("spatial_tendon") => 40,
-        // The block lands on the table by step 150.
-        Some("box_on_box") => 150,
+        // The block lands on the table, the rod and ball on the bar, by step 150.
+        Some("box_on_box" | "capsule_cross") => 150,
         _ => 0,
     }
 }
@@ -747,13 +747,15 @@ fn tendon_constraints_differentiate() {
     }
 }
 
-/// Box-on-box contact as `joule import` writes it
+/// Box and capsule contact as `joule import` writes it
 /// (tests/grad/box_on_box.joule: `touch_box` and `friction_touch_box`, a
-/// block resting on a table and pushed): [`gradient_check`].
+/// block resting on a table; tests/grad/capsule_cross.joule:
+/// `touch_capsules` and `touch_capsule`): [`gradient_check`].
 #[test]
 fn box_contact_differentiates() {
     for steps in [1, 4, 12] {
         gradient_check(Path::new("tests/grad/box_on_box.joule"), steps);
+        gradient_check(Path::new("tests/grad/capsule_cross.joule"), steps);
     }
 }
 

@@ -982,6 +982,40 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     if faces {
                         continue;
                     }
+                    // Capsules along their whole segment: each other's, or a
+                    // point's against one.
+                    let segment = |g: &Geom| match g.kind {
+                        GeomKind::Capsule { radius, half } => Some((
+                            v3(add(g.pos, rotate(g.quat, [0.0, 0.0, -half]))),
+                            v3(add(g.pos, rotate(g.quat, [0.0, 0.0, half]))),
+                            num(radius),
+                        )),
+                        _ => None,
+                    };
+                    let (sx, sy) = (segment(x), segment(y));
+                    if let (Some((a0, a1, ra)), Some((b0, b1, rb))) = (&sx, &sy) {
+                        let (an, bn) = (&a.name, &b.name);
+                        writeln!(
+                            ct,
+                            "touch_capsules({an}, {bn}, {a0}, {a1}, {ra}, {b0}, {b1}, {rb}, dhat, kappa)"
+                        )
+                        .ok();
+                        continue;
+                    }
+                    let capsule = (sx.map(|s| (y, s, &b.name, &a.name)))
+                        .or(sy.map(|s| (x, s, &a.name, &b.name)));
+                    if let Some((p, (c0, c1, rc), pn, cn)) = capsule {
+                        for (pa, rada) in contact_points(p) {
+                            writeln!(
+                                ct,
+                                "touch_capsule({pn}, {cn}, {}, {}, {c0}, {c1}, {rc}, dhat, kappa)",
+                                v3(pa),
+                                num(rada)
+                            )
+                            .ok();
+                        }
+                        continue;
+                    }
                     for (pa, rada) in contact_points(x) {
                         for (pb, radb) in contact_points(y) {
                             writeln!(
