@@ -899,8 +899,8 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("`<spatial>` is not supported")
-            && err.contains("unsupported_elements.xml:12:5"),
+        err.contains("a spatial tendon's `<geom>` is not supported")
+            && err.contains("unsupported_elements.xml:16:7"),
         "{err}"
     );
     assert!(!bad.exists(), "nothing written on error");
