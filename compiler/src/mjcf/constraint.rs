@@ -22,7 +22,7 @@ use super::sensors::{tendon_value, Place};
 use super::write::{num, plus};
 use super::*;
 use crate::math::*;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -87,77 +87,85 @@ fn dofs(m: &Mjcf) -> (Vec<Coordinate>, HashMap<(usize, usize), usize>) {
     (out, index)
 }
 
-/// `J M^-1 J^T` of a tendon in the reference pose (MuJoCo's
-/// `tendon_invweight0`): `M` the joint-space mass matrix with armature,
-/// `J` the tendon length's derivative (a fixed tendon's coefficients; a
-/// spatial tendon's segments' directions on its sites' velocities);
-/// `None` where `M` is singular.
-fn invweight(m: &Mjcf, t: &Tendon) -> Option<f64> {
-    let (dofs, index) = dofs(m);
-    let n = dofs.len();
-    // Whether the coordinate of `dof_body` moves body `b` (an ancestor or `b`).
-    let moves = |dof_body: usize, mut b: usize| loop {
-        if b == dof_body {
-            return true;
-        }
-        if b == 0 {
-            return false;
-        }
-        b = m.bodies[b].parent;
-    };
-    let mut mass = DMatrix::<f64>::zeros(n, n);
-    for (b, body) in m.bodies.iter().enumerate().skip(1) {
-        let mp = &body.mass;
-        if mp.mass <= 0.0 {
-            continue;
-        }
-        let r = qmat(body.xquat);
-        let com = add(body.xpos, mul_mv(&r, mp.com));
-        let inertia = rotate_tensor(&r, &mp.inertia);
-        let on: Vec<(usize, (V3, V3))> = (dofs.iter().enumerate())
-            .filter(|(_, d)| moves(d.body, b))
-            .map(|(i, d)| (i, d.dof.motion(com)))
-            .collect();
-        for &(i, (vi, wi)) in &on {
-            for &(j, (vj, wj)) in &on {
-                mass[(i, j)] += mp.mass * dot(vi, vj) + dot(wi, mul_mv(&inertia, wj));
+/// The model's joint-space mass matrix in the reference pose (with
+/// armature), factored once for all the tendons' effective masses.
+struct JointSpace<'m> {
+    m: &'m Mjcf,
+    dofs: Vec<Coordinate>,
+    index: HashMap<(usize, usize), usize>,
+    /// `None` where the matrix is singular.
+    factor: Option<Cholesky<f64, Dyn>>,
+}
+
+impl<'m> JointSpace<'m> {
+    fn new(m: &'m Mjcf) -> JointSpace<'m> {
+        let (dofs, index) = dofs(m);
+        let n = dofs.len();
+        let mut mass = DMatrix::<f64>::zeros(n, n);
+        for (b, body) in m.bodies.iter().enumerate().skip(1) {
+            let mp = &body.mass;
+            if mp.mass <= 0.0 {
+                continue;
             }
-        }
-    }
-    for (i, d) in dofs.iter().enumerate() {
-        mass[(i, i)] += d.armature;
-    }
-    let mut j = DVector::<f64>::zeros(n);
-    match &t.path {
-        Path::Fixed(joints) => {
-            for &(joint, c) in joints {
-                j[index[&joint]] += c;
-            }
-        }
-        Path::Spatial(sites) => {
-            for w in sites.windows(2) {
-                let (a, b) = (
-                    site_position(&m.bodies, w[0]),
-                    site_position(&m.bodies, w[1]),
-                );
-                let Some(u) = normalize(sub(b, a)) else {
-                    continue;
-                };
-                for (i, d) in dofs.iter().enumerate() {
-                    let v = |(site_body, _): (usize, usize), p: V3| {
-                        if moves(d.body, site_body) {
-                            d.dof.motion(p).0
-                        } else {
-                            [0.0; 3]
-                        }
-                    };
-                    j[i] += dot(u, sub(v(w[1], b), v(w[0], a)));
+            let r = qmat(body.xquat);
+            let com = add(body.xpos, mul_mv(&r, mp.com));
+            let inertia = rotate_tensor(&r, &mp.inertia);
+            let on: Vec<(usize, (V3, V3))> = (dofs.iter().enumerate())
+                .filter(|(_, d)| in_subtree(&m.bodies, d.body, b))
+                .map(|(i, d)| (i, d.dof.motion(com)))
+                .collect();
+            for &(i, (vi, wi)) in &on {
+                for &(j, (vj, wj)) in &on {
+                    mass[(i, j)] += mp.mass * dot(vi, vj) + dot(wi, mul_mv(&inertia, wj));
                 }
             }
         }
+        for (i, d) in dofs.iter().enumerate() {
+            mass[(i, i)] += d.armature;
+        }
+        JointSpace {
+            m,
+            dofs,
+            index,
+            factor: mass.cholesky(),
+        }
     }
-    let x = mass.cholesky()?.solve(&j);
-    Some(j.dot(&x))
+
+    /// `J M^-1 J^T` of a tendon (MuJoCo's `tendon_invweight0`): `J` the
+    /// tendon length's derivative (a fixed tendon's coefficients; a spatial
+    /// tendon's segments' directions on its sites' velocities); `None`
+    /// where `M` is singular.
+    fn invweight(&self, t: &Tendon) -> Option<f64> {
+        let bodies = &self.m.bodies;
+        let mut j = DVector::<f64>::zeros(self.dofs.len());
+        match &t.path {
+            Path::Fixed(joints) => {
+                for &(joint, c) in joints {
+                    j[self.index[&joint]] += c;
+                }
+            }
+            Path::Spatial(sites) => {
+                for w in sites.windows(2) {
+                    let (a, b) = (site_position(bodies, w[0]), site_position(bodies, w[1]));
+                    let Some(u) = normalize(sub(b, a)) else {
+                        continue;
+                    };
+                    for (i, d) in self.dofs.iter().enumerate() {
+                        let v = |(site_body, _): (usize, usize), p: V3| {
+                            if in_subtree(bodies, d.body, site_body) {
+                                d.dof.motion(p).0
+                            } else {
+                                [0.0; 3]
+                            }
+                        };
+                        j[i] += dot(u, sub(v(w[1], b), v(w[0], a)));
+                    }
+                }
+            }
+        }
+        let x = self.factor.as_ref()?.solve(&j);
+        Some(j.dot(&x))
+    }
 }
 
 /// A tendon's length in the reference pose (the joints at their `ref`).
@@ -240,7 +248,11 @@ pub(super) fn write_constraints(
     out: &mut String,
 ) -> Vec<Diagnostic> {
     let mut diags = vec![];
-    let mut weight = |t: &Tendon, span: Span, what: &str| match invweight(m, t) {
+    if m.equalities.is_empty() && m.tendons.iter().all(|t| t.limit.is_none()) {
+        return diags;
+    }
+    let space = JointSpace::new(m);
+    let mut weight = |t: &Tendon, span: Span, what: &str| match space.invweight(t) {
         Some(w) if w > 0.0 && w.is_finite() => Some(w),
         _ => {
             diags.push(
@@ -260,7 +272,7 @@ pub(super) fn write_constraints(
     if !m.equalities.is_empty() {
         writeln!(
             out,
-            "\n// Tendon equalities: MuJoCo's soft constraint as a spring m d^2 k and a damper m d b\n// on the tendon's length (m its effective mass in the reference pose)."
+            "\n// Tendon equalities: MuJoCo's soft constraint on the tendon's length, with s = m / (1 - d)\n// (m its effective mass in the reference pose, d the impedance at the step's start): the\n// spring s d^2 k, the damper s d b and the inertia s d added to the length's."
         )
         .ok();
     }
@@ -301,7 +313,7 @@ pub(super) fn write_constraints(
     if !limited.is_empty() {
         writeln!(
             out,
-            "\n// Tendon limits: MuJoCo's soft limit, the spring ks = m d^2 k and damper b = m d b pushing\n// only, over the step as one spring k = ks + b / h toward a lagged gap (lag = (b / h) / k)."
+            "\n// Tendon limits: MuJoCo's soft limit where violated at the step's start, pushing only: the\n// spring s d^2 k and damper s d b over the step as one spring k toward a lagged gap, and the\n// inertia s d (s = m / (1 - d) as for equalities)."
         )
         .ok();
     }

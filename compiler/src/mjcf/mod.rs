@@ -198,6 +198,20 @@ pub enum Path {
     Spatial(Vec<(usize, usize)>),
 }
 
+/// Whether body `b` is `root` or one of its descendants (every body is in
+/// the world's subtree, body 0).
+fn in_subtree(bodies: &[Body], root: usize, mut b: usize) -> bool {
+    loop {
+        if b == root {
+            return true;
+        }
+        if b == 0 {
+            return false;
+        }
+        b = bodies[b].parent;
+    }
+}
+
 /// A site's world position in the reference pose (body index, index among
 /// the body's sites).
 fn site_position(bodies: &[Body], (b, i): (usize, usize)) -> [f64; 3] {

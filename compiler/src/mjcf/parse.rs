@@ -246,23 +246,19 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
     }
 
-    /// An attribute of `n`, or of its default class chain (starting at `class`).
+    /// An attribute of `n`, or of its default class chain (starting at
+    /// `class`): the defaults of the element's own tag, but for the
+    /// children of `<tendon>` (`fixed`, `spatial`) and of `<equality>`,
+    /// whose defaults MuJoCo keeps under `<default><tendon>` and
+    /// `<default><equality>`.
     fn get(&self, n: Node<'a, 'i>, class: &str, name: &str) -> Option<(&'a str, Span)> {
-        self.get_as(n, n.tag_name().name(), class, name)
-    }
-
-    /// [`Self::get`] with the defaults of the element `tag` (an
-    /// `<equality>`'s children take `<default><equality>`'s).
-    fn get_as(
-        &self,
-        n: Node<'a, 'i>,
-        tag: &str,
-        class: &str,
-        name: &str,
-    ) -> Option<(&'a str, Span)> {
         if let Some(v) = n.attribute(name) {
             return Some((v, self.attr_span(n, name)));
         }
+        let tag = match n.parent_element().map(|p| p.tag_name().name()) {
+            Some(group @ ("tendon" | "equality")) => group,
+            _ => n.tag_name().name(),
+        };
         let mut c = Some(class.to_string());
         while let Some(cls) = c {
             let class = self.classes.get(&cls)?;
@@ -706,18 +702,18 @@ impl<'a, 'i> Parser<'a, 'i> {
             ],
             &["name"],
         );
-        if let Some((_, s)) = self.get_as(n, "equality", class, "tendon2") {
+        if let Some((_, s)) = self.get(n, class, "tendon2") {
             self.unsupported(s, "an equality of two tendons".into(), "second tendon");
             return None;
         }
         if self
-            .get_as(n, "equality", class, "active")
+            .get(n, class, "active")
             .is_some_and(|(v, _)| v == "false")
         {
             return None;
         }
         let span = self.tag_span(n);
-        let Some((tname, tspan)) = self.get_as(n, "equality", class, "tendon1") else {
+        let Some((tname, tspan)) = self.get(n, class, "tendon1") else {
             self.invalid(
                 span,
                 "a tendon equality needs `tendon1`".into(),
@@ -727,37 +723,63 @@ impl<'a, 'i> Parser<'a, 'i> {
             return None;
         };
         let tendon = self.tendon_named((tname, tspan), tendons, tendon_names, "an equality")?;
-        let mut numbers = |attr: &str, default: &[f64], most: usize| -> Option<Vec<f64>> {
-            match self.get_as(n, "equality", class, attr) {
-                Some((v, s)) => {
-                    let mut x = self.numbers(v, s, attr, most, true)?;
-                    x.extend_from_slice(&default[x.len().min(default.len())..]);
-                    Some(x)
-                }
-                None => Some(default.to_vec()),
+        let polycoef = self.padded(n, class, "polycoef", &[0.0, 1.0, 0.0, 0.0, 0.0])?;
+        let (solref, solimp) = self.soft(n, class, ("solref", "solimp"), span)?;
+        Some(Equality {
+            tendon,
+            offset: polycoef[0],
+            solref,
+            solimp,
+            span,
+        })
+    }
+
+    /// The numbers of the attribute `attr` (from the defaults too), at
+    /// most as many as `default` holds, the missing ones `default`'s.
+    fn padded(
+        &mut self,
+        n: Node<'a, 'i>,
+        class: &str,
+        attr: &str,
+        default: &[f64],
+    ) -> Option<Vec<f64>> {
+        match self.get(n, class, attr) {
+            Some((v, s)) => {
+                let mut x = self.numbers(v, s, attr, default.len(), true)?;
+                x.extend_from_slice(&default[x.len()..]);
+                Some(x)
             }
-        };
-        let polycoef = numbers("polycoef", &[0.0, 1.0, 0.0, 0.0, 0.0], 5)?;
-        let solref = numbers("solref", &DEFAULT_SOLREF, 2)?;
-        let solimp = numbers("solimp", &DEFAULT_SOLIMP, 5)?;
+            None => Some(default.to_vec()),
+        }
+    }
+
+    /// A soft constraint's `solref` (time constant, damping ratio) and
+    /// `solimp` under the attribute names `names` (`solref`/`solimp`,
+    /// `solreflimit`/`solimplimit`), MuJoCo's defaults where absent; a
+    /// negative `solref` (stiffness and damping given directly) is
+    /// unsupported (reported at the attribute, else at `span`).
+    fn soft(
+        &mut self,
+        n: Node<'a, 'i>,
+        class: &str,
+        (solref_attr, solimp_attr): (&str, &str),
+        span: Span,
+    ) -> Option<((f64, f64), [f64; 5])> {
+        let solref = self.padded(n, class, solref_attr, &DEFAULT_SOLREF)?;
+        let solimp = self.padded(n, class, solimp_attr, &DEFAULT_SOLIMP)?;
         if solref[0] <= 0.0 || solref[1] <= 0.0 {
-            let s = self
-                .get_as(n, "equality", class, "solref")
-                .map_or(span, |g| g.1);
+            let s = self.get(n, class, solref_attr).map_or(span, |g| g.1);
             self.unsupported(
                 s,
-                "a `solref` of stiffness and damping (negative values)".into(),
+                format!("a `{solref_attr}` of stiffness and damping (negative values)"),
                 "direct stiffness",
             );
             return None;
         }
-        Some(Equality {
-            tendon,
-            offset: polycoef[0],
-            solref: (solref[0], solref[1]),
-            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
-            span,
-        })
+        Some((
+            (solref[0], solref[1]),
+            [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
+        ))
     }
 
     /// An `<option><flag>`: the flags turned off that the importer honours
@@ -1593,32 +1615,12 @@ impl<'a, 'i> Parser<'a, 'i> {
             );
             return None;
         }
-        let mut numbers = |attr: &str, default: &[f64], most: usize| -> Option<Vec<f64>> {
-            match self.get(n, class, attr) {
-                Some((v, s)) => {
-                    let mut x = self.numbers(v, s, attr, most, true)?;
-                    x.extend_from_slice(&default[x.len().min(default.len())..]);
-                    Some(x)
-                }
-                None => Some(default.to_vec()),
-            }
-        };
-        let solref = numbers("solreflimit", &DEFAULT_SOLREF, 2)?;
-        let solimp = numbers("solimplimit", &DEFAULT_SOLIMP, 5)?;
-        if solref[0] <= 0.0 || solref[1] <= 0.0 {
-            let s = self.get(n, class, "solreflimit").map_or(s, |g| g.1);
-            self.unsupported(
-                s,
-                "a `solreflimit` of stiffness and damping (negative values)".into(),
-                "direct stiffness",
-            );
-            return None;
-        }
+        let (solref, solimp) = self.soft(n, class, ("solreflimit", "solimplimit"), s)?;
         Some(Limit {
             lo: r[0],
             hi: r[1],
-            solref: (solref[0], solref[1]),
-            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
+            solref,
+            solimp,
         })
     }
 

@@ -219,19 +219,15 @@ pub(super) fn write_tendon_motor(
 /// sum m_i` over their bodies), or its velocity, as Joule source; `None`
 /// when the subtree has no mass.
 fn subtree(m: &Mjcf, places: &[Place], root: usize, velocity: bool) -> Option<String> {
-    let inside = |mut b: usize| loop {
-        if b == root {
-            return true;
-        }
-        if b == 0 {
-            return false;
-        }
-        b = m.bodies[b].parent;
-    };
     // Per Joule body: the subtree's mass merged into it and its first
     // moment in that body's frame.
     let mut parts: Vec<(&Place, f64, V3)> = vec![];
-    for (b, body) in m.bodies.iter().enumerate().filter(|(b, _)| inside(*b)) {
+    for (b, body) in m
+        .bodies
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| in_subtree(&m.bodies, root, *b))
+    {
         let (mass, p) = (body.mass.mass, &places[b]);
         if mass <= 0.0 {
             continue;

@@ -838,7 +838,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         }
     }
 
-    // Fixed tendons' springs and dampers, and the tendon equalities.
+    // Tendons' springs and dampers, and their limits and equalities.
     for t in m.tendons.iter() {
         sensors::write_tendon_forces(m, &places, t, &mut |s| names.ident(s), at_);
     }
@@ -984,12 +984,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     }
                     // Capsules along their whole segment: each other's, or a
                     // point's against one.
-                    let segment = |g: &Geom| match g.kind {
-                        GeomKind::Capsule { radius, half } => Some((
-                            v3(add(g.pos, rotate(g.quat, [0.0, 0.0, -half]))),
-                            v3(add(g.pos, rotate(g.quat, [0.0, 0.0, half]))),
-                            num(radius),
-                        )),
+                    // (A capsule's contact points are its segment's ends.)
+                    let segment = |g: &Geom| match (g.kind, contact_points(g).as_slice()) {
+                        (GeomKind::Capsule { radius, .. }, [(p0, _), (p1, _)]) => {
+                            Some((v3(*p0), v3(*p1), num(radius)))
+                        }
                         _ => None,
                     };
                     let (sx, sy) = (segment(x), segment(y));
