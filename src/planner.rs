@@ -14,12 +14,22 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The scene's `trajopt` policy `name`, planning for `batch` environments
-/// on a model with the world's params (`world`: the run's `--param`
-/// overrides, checked), then a trained planner's (`learned`: a file `joule
-/// train` wrote), then `params` (NAME=VALUE): as `joule train` starts it.
+/// The planner's model when `--planner-model FILE` names a scene of its own.
+pub fn model_scene(path: Option<&Path>) -> Result<Option<Scene>> {
+    path.map(|p| {
+        crate::load::scene(p, &crate::load::Options::default()).map(|l| l.scene)
+    })
+    .transpose()
+}
+
+/// The `trajopt` policy `name` of the planner's model (`model`, a scene of
+/// its own, or else the world scene itself), planning for `batch`
+/// environments of the world: on a model with the world's params (`world`:
+/// the run's `--param` overrides, checked; not for a model of its own),
+/// then a trained planner's (`learned`: a file `joule train` wrote), then
+/// `params` (NAME=VALUE): as `joule train` starts it.
 pub fn planner<'s>(
-    scene: &'s Scene,
+    (scene, model): (&'s Scene, Option<&'s Scene>),
     name: &str,
     world: &[(String, f64)],
     learned: Option<&Path>,
@@ -27,27 +37,77 @@ pub fn planner<'s>(
     batch: usize,
     threads: usize,
 ) -> Result<Planner<'s>> {
-    let spec = planner_spec(scene, Some(name)).map_err(|e| {
+    let own = model.unwrap_or(scene);
+    let spec = planner_spec(own, Some(name)).map_err(|e| {
         miette!(
-            help = "declare one, e.g. `policy plan = trajopt(horizon = 30, iters = 5, cost = REWARD)`, or name one the scene has",
+            help = if model.is_some() {
+                "declare the planner in the model's scene, e.g. `policy plan = trajopt(horizon = 30, iters = 5, cost = REWARD)`: its cost and learned params are the model's"
+            } else {
+                "declare one, e.g. `policy plan = trajopt(horizon = 30, iters = 5, cost = REWARD)`, or name one the scene has"
+            },
             "{e}"
         )
     })?;
     let mut config = PlannerConfig::declared(spec);
     config.threads = threads;
-    let mut planner = Planner::new(scene, config, batch).map_err(|e| miette!("{e}"))?;
+    let mut planner = Planner::new(own, config, batch).map_err(|e| miette!("{e}"))?;
+    if model.is_some() {
+        planner = planner.for_world(scene).map_err(model_mismatch)?;
+    }
     let mut set = |pairs: &[(String, f64)]| {
         for (n, v) in pairs {
-            let i = scene.model().params.iter().position(|d| &d.name == n);
+            let i = own.model().params.iter().position(|d| &d.name == n);
             planner.set_param(i.expect("a checked param"), *v);
         }
     };
-    set(world);
-    if let Some(path) = learned {
-        set(&read_learned(scene, name, path)?);
+    if model.is_none() {
+        set(world);
     }
-    set(&check_params(scene.model(), params)?);
+    if let Some(path) = learned {
+        set(&read_learned(own, name, path)?);
+    }
+    set(&check_params(own.model(), params)?);
     Ok(planner)
+}
+
+/// A resumed planner's run must plan on the model its checkpoint planned
+/// on: `--planner-model` as the checkpoint has it (or none where it has
+/// none). Checked before anything is compiled.
+pub fn check_resumed_model(resume: Option<&Path>, given: Option<&Path>) -> Result<()> {
+    let Some(path) = resume else {
+        return Ok(());
+    };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(()); // the resume itself reports it
+    };
+    let Ok(config) = PlanTrainer::checkpoint_config(&bytes) else {
+        return Ok(()); // not a planner's checkpoint
+    };
+    let given = given.map(|p| p.display().to_string());
+    if config.model_scene == given {
+        return Ok(());
+    }
+    let help = "resume with the model the checkpoint planned on";
+    Err(match config.model_scene {
+        Some(m) => miette!(
+            help = help,
+            "`{}` planned on the model `{m}`: give `--planner-model {m}`",
+            path.display()
+        ),
+        None => miette!(
+            help = help,
+            "`{}` planned on the world scene itself: leave `--planner-model` out",
+            path.display()
+        ),
+    })
+}
+
+/// The error of a `--planner-model` that does not fit the world.
+pub fn model_mismatch(e: joule_runtime::NameError) -> miette::Report {
+    miette!(
+        help = "a planner's model may leave out the world's bodies, particles and joints, but what it has must bear the world's names, and it must plan the world's controls",
+        "`--planner-model` does not fit the world: {e}"
+    )
 }
 
 /// The model's params in a file `joule train` wrote for the planner `name`,
@@ -84,6 +144,8 @@ fn read_learned(scene: &Scene, name: &str, path: &Path) -> Result<Vec<(String, f
 /// What `joule train` asks of a planner's run.
 pub struct TrainPlan<'a> {
     pub scene: &'a Path,
+    /// The planner's model when it is a scene of its own, and its file.
+    pub model: Option<(&'a Scene, &'a Path)>,
     pub policy: &'a str,
     pub config: PlanConfig,
     pub iters: usize,
@@ -106,10 +168,15 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     } else {
         o.out.clone()
     };
+    let own = t.model.map_or(scene, |m| m.0);
     let mut trainer = match t.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
-            let trainer = PlanTrainer::resume(scene, &bytes).map_err(|e| {
+            let resumed = match t.model {
+                Some((model, _)) => PlanTrainer::resume_with_model(scene, model, &bytes),
+                None => PlanTrainer::resume(scene, &bytes),
+            };
+            let trainer = resumed.map_err(|e| {
                 miette!(
                     help = "resume with the scene the checkpoint was trained on",
                     "cannot resume from `{}`: {e}",
@@ -119,7 +186,11 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             crate::train::resumed_batch(t.batch, path, trainer.config().batch)?;
             trainer
         }
-        None => PlanTrainer::new(scene, t.config).map_err(|e| {
+        None => match t.model {
+            Some((model, _)) => PlanTrainer::with_model(scene, model, t.config),
+            None => PlanTrainer::new(scene, t.config),
+        }
+        .map_err(|e| {
             miette!(
                 help = "a planner learns the params its `learn = [..]` lists, from a `reward` of the scene",
                 "{e}"
@@ -155,7 +226,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     bar.finish();
     save(&trainer)?;
     let learned = trainer.learned();
-    let model = scene.model();
+    let model = own.model();
     let mut params = serde_json::Map::new();
     // Every param of the model: the learned ones and those set apart from the world's.
     for d in &model.params {

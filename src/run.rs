@@ -63,6 +63,12 @@ pub struct RunArgs {
     /// with `--out`); `--planner-param` still overrides them.
     #[arg(long, value_name = "FILE.json", requires = "planner")]
     planner_learned: Option<PathBuf>,
+    /// The planner's model as a scene of its own (it declares the `trajopt`
+    /// policy, its cost and params; its state is read out of the world's by
+    /// name, and it plans the world's controls; `--param` then sets the
+    /// world alone).
+    #[arg(long, value_name = "MODEL.joule", requires = "planner")]
+    planner_model: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
@@ -297,12 +303,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         .as_deref()
         .map(|path| crate::optimize::read_plan(path, &scene, c.steps))
         .transpose()?;
+    let model = crate::planner::model_scene(a.planner_model.as_deref())?;
     let mut planner = a
         .planner
         .as_deref()
         .map(|name| {
             crate::planner::planner(
-                &scene,
+                (&scene, model.as_ref()),
                 name,
                 &overrides,
                 a.planner_learned.as_deref(),

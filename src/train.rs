@@ -156,6 +156,11 @@ pub struct TrainArgs {
     /// planner's model starts apart from the world (`--param` sets the world's).
     #[arg(long = "planner-param", value_name = "NAME=VALUE")]
     planner_params: Vec<String>,
+    /// A `trajopt` policy's model as a scene of its own: the policy, its
+    /// cost and learned params are declared there; its state is read out of
+    /// the world's by name.
+    #[arg(long, value_name = "MODEL.joule")]
+    planner_model: Option<PathBuf>,
     #[command(flatten)]
     outputs: Outputs,
 }
@@ -322,12 +327,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.target,
         &a.outputs,
     );
+    crate::planner::check_resumed_model(a.resume.as_deref(), a.planner_model.as_deref())?;
     let scene = compile(&a.scene, SurrogateArg::option(a.surrogate), &a.params)?;
     if a.noise.is_none() && !scene.model().reset.steps.is_empty() {
         config.noise = 0.0;
     }
-    if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
-        return train_planner(&a, &scene, name, &config);
+    let model = crate::planner::model_scene(a.planner_model.as_deref())?;
+    if let Some(name) = planned_policy(&scene, model.as_ref(), a.policy.as_deref())? {
+        let model = model.as_ref().zip(a.planner_model.as_deref());
+        return train_planner(&a, (&scene, model), name, &config);
     }
     crate::args::check_batch(&scene, &format!("--batch {}", config.batch), config.batch)?;
     if !a.planner_params.is_empty() {
@@ -424,8 +432,35 @@ fn planner_policy<'m>(scene: &'m Scene, policy: Option<&str>) -> Option<&'m str>
     }
 }
 
+/// The `trajopt` policy a run trains ([`planner_policy`]): with a model of
+/// its own (`--planner-model`), the model's, which must have one that fits
+/// the world.
+fn planned_policy<'m>(
+    scene: &'m Scene,
+    model: Option<&'m Scene>,
+    policy: Option<&str>,
+) -> Result<Option<&'m str>> {
+    let Some(model) = model else {
+        return Ok(planner_policy(scene, policy));
+    };
+    let name = planner_policy(model, policy).ok_or_else(|| {
+        miette!(
+            help = "declare the planner in the model's scene (`policy plan = trajopt(..)`), and name it with `--policy` if the model has other policies",
+            "the planner's model has no `trajopt` policy{}",
+            policy.map(|p| format!(" `{p}`")).unwrap_or_default()
+        )
+    })?;
+    joule_runtime::plan::WorldMap::by_names(scene, model)
+        .map_err(crate::planner::model_mismatch)?;
+    Ok(Some(name))
+}
+
+/// The world scene and the planner's model when it is a scene of its own
+/// (with its file).
+type Scenes<'a> = (&'a Scene, Option<(&'a Scene, &'a Path)>);
+
 /// `joule train` of a `trajopt` policy: apg through its optimiser.
-fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> Result<()> {
+fn train_planner(a: &TrainArgs, (scene, model): Scenes, name: &str, config: &Config) -> Result<()> {
     if config.algo != Algo::Apg {
         return Err(miette!(
             help = "train it with `--algo apg`: the return's gradient flows through each plan into the planner's params",
@@ -441,11 +476,13 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
     pc.seed = config.seed;
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = config.noise;
-    pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
+    pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
+    pc.model_scene = model.map(|m| m.1.display().to_string());
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
             scene: &a.scene,
+            model,
             policy: name,
             config: pc,
             iters: a.iters,
@@ -462,7 +499,7 @@ fn train_planner(a: &TrainArgs, scene: &Scene, name: &str, config: &Config) -> R
 /// optimiser so that its closed loop matches the demonstration step by step.
 fn imitate_planner(
     a: &ImitateArgs,
-    scene: &Scene,
+    (scene, model): Scenes,
     name: &str,
     expert: Vec<Vec<f64>>,
     workers: usize,
@@ -487,11 +524,13 @@ fn imitate_planner(
     pc.seed = a.seed;
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = a.noise;
-    pc.model = crate::args::check_params(scene.model(), &a.planner_params)?;
+    pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
+    pc.model_scene = model.map(|m| m.1.display().to_string());
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
             scene: &a.scene,
+            model,
             policy: name,
             config: pc,
             iters: a.iters,
@@ -774,6 +813,9 @@ pub struct ImitateArgs {
     /// planner's model starts apart from the world.
     #[arg(long = "planner-param", value_name = "NAME=VALUE")]
     planner_params: Vec<String>,
+    /// A `trajopt` policy's model as a scene of its own (see `joule train`).
+    #[arg(long, value_name = "MODEL.joule")]
+    planner_model: Option<PathBuf>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -831,8 +873,10 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         None => vec![],
         Some(_) => crate::files::read_states(&a.expert, scene.dofs())?,
     };
-    if let Some(name) = planner_policy(&scene, a.policy.as_deref()) {
-        return imitate_planner(&a, &scene, name, expert, workers);
+    let model = crate::planner::model_scene(a.planner_model.as_deref())?;
+    if let Some(name) = planned_policy(&scene, model.as_ref(), a.policy.as_deref())? {
+        let model = model.as_ref().zip(a.planner_model.as_deref());
+        return imitate_planner(&a, (&scene, model), name, expert, workers);
     }
     if !a.planner_params.is_empty() {
         return Err(miette!(

@@ -4,10 +4,11 @@
 //! closed form of a linear-quadratic problem and against central
 //! differences of whole plans on a nonlinear one; the truncated derivative
 //! reported where the iterations run out; cost params recovered from an
-//! expert's plans through the planner's derivative.
+//! expert's plans through the planner's derivative; a model that is a
+//! scene of its own, simpler than its world (`--planner-model`).
 
 use joule_learn::planning::{PlanConfig, PlanTrainer};
-use joule_runtime::plan::{Plan, Planner, PlannerConfig, State};
+use joule_runtime::plan::{Plan, Planner, PlannerConfig, State, WorldMap};
 use joule_runtime::{Objective, Scene};
 
 fn scene(case: &str) -> Scene {
@@ -472,6 +473,115 @@ fn closed_loop_gradient_through_the_planner_matches_central_differences() {
     }
 }
 
+/// A planner whose model is a scene of its own: the swing arm alone plans
+/// for `swing_world.joule`, a world with a weight welded to the arm and a
+/// pendulum declared first (the model's DOFs are a few of the world's, in
+/// another order). The task's return differentiated through every plan
+/// (the plans' derivatives by the model's start state placed on the
+/// world's DOFs) against central differences of whole closed-loop
+/// episodes, and a checkpoint that resumes bitwise.
+#[test]
+fn a_planner_on_a_model_of_its_own_differentiates_through_its_world() {
+    let (world, model) = (scene("swing_world"), scene("swing"));
+    let trainer = || {
+        let mut config = PlanConfig::new("lift");
+        config.batch = 2;
+        config.episode = 12;
+        config.noise = 0.5;
+        PlanTrainer::with_model(&world, &model, config).expect("a trainer")
+    };
+    let values = [1.3, 0.02, 0.1];
+    let episode = |v: &[f64]| {
+        let mut t = trainer();
+        t.set_learned(v);
+        t.episode().expect("an episode")
+    };
+    let base = episode(&values);
+    assert_eq!(base.stats.not_converged, 0, "{:?}", base.stats);
+    let delta = 1e-5;
+    for j in 0..3 {
+        let total = |d: f64| {
+            let mut v = values;
+            v[j] += d;
+            episode(&v).returns.iter().sum::<f64>()
+        };
+        let numeric = (total(delta) - total(-delta)) / (2.0 * delta);
+        assert!(numeric.abs() > 1e-3, "param {j}: the return depends on it");
+        assert!(
+            (base.grad[j] - numeric).abs() <= 1e-4 * numeric.abs(),
+            "param {j}: {} vs {numeric}",
+            base.grad[j]
+        );
+    }
+    let mut t = trainer();
+    t.iterate().expect("an iteration");
+    let bytes = t.checkpoint();
+    let mut resumed = PlanTrainer::resume_with_model(&world, &model, &bytes).expect("resumes");
+    t.iterate().expect("an iteration");
+    resumed.iterate().expect("an iteration");
+    assert_eq!(t.learned(), resumed.learned());
+}
+
+/// A model that is the world itself, given as a scene of its own, plans
+/// exactly as the world's own planner; a model must fit its world: its
+/// DOFs among the world's by name, the same controls.
+#[test]
+fn a_model_of_its_own_is_mapped_onto_its_world_by_name() {
+    let (world, model) = (scene("swing_world"), scene("swing"));
+    let act = |planner: &mut Planner, scene: &Scene| {
+        let mut sim = scene.batch(2);
+        let mut plans = vec![];
+        for _ in 0..3 {
+            plans.push(planner.act(&mut sim).expect("plans"));
+            sim.step();
+        }
+        (plans, sim.positions(1))
+    };
+    let config = || PlannerConfig::declared(&model.model().planners[0]);
+    let mut own = Planner::new(&model, config(), 2).expect("a planner");
+    let mut mapped = Planner::new(&model, config(), 2)
+        .expect("a planner")
+        .for_world(&model)
+        .expect("a model fits itself");
+    assert_eq!(act(&mut own, &model), act(&mut mapped, &model), "bitwise");
+    // In the world, each plan is stated by the world's DOFs: the arm's
+    // coordinate carries the model's derivative, the pendulum's nothing.
+    let mut planner = Planner::new(&model, config(), 2)
+        .expect("a planner")
+        .for_world(&world)
+        .expect("the arm is the world's");
+    let (plans, _) = act(&mut planner, &world);
+    let dof = |s: &Scene, name: &str| (0..s.dofs()).position(|d| s.dof_name(d) == name);
+    let (arm, flag) = (
+        dof(&world, "arm.q").expect("the arm's coordinate"),
+        dof(&world, "flag.q").expect("the pendulum's"),
+    );
+    assert_ne!(arm, dof(&model, "arm.q").expect("in the model too"));
+    let first = &plans[2][0];
+    assert_eq!(first.d_x0[0].len(), world.dofs());
+    assert!(first.d_x0[0][arm] != 0.0 && first.d_v0[0][arm] != 0.0);
+    assert_eq!((first.d_x0[0][flag], first.d_v0[0][flag]), (0.0, 0.0));
+    // The same plan from the model's own state, read out of the world's.
+    let mut sim = world.batch(1);
+    let map = WorldMap::by_names(&world, &model).expect("fits");
+    let state = map.state(&(sim.positions(0), sim.velocities(0)));
+    let mut alone = Planner::new(&model, config(), 1).expect("a planner");
+    let direct = alone.plan(&[state]).expect("a plan");
+    let mut planner = Planner::new(&model, config(), 1)
+        .expect("a planner")
+        .for_world(&world)
+        .expect("fits");
+    let via = planner.act(&mut sim).expect("a plan");
+    assert_eq!(direct[0].schedule, via[0].schedule);
+    assert_eq!(direct[0].d_x0[0][dof(&model, "arm.q").unwrap()], via[0].d_x0[0][arm]);
+    let refused = |w: &Scene, m: &Scene| WorldMap::by_names(w, m).expect_err("refused").0;
+    let e = refused(&model, &world);
+    assert!(e.contains("`flag.x[0]`") && e.contains("the world has not"), "{e}");
+    let e = refused(&world, &scene("swing_torque"));
+    assert!(e.contains("the model's `torque` not the world's"), "{e}");
+    assert!(e.contains("the world's `u` not the model's"), "{e}");
+}
+
 /// Training through the optimiser: a planner whose model's arm is three
 /// times too heavy and whose cost is mis-weighted lifts the arm better
 /// after a few steps of Adam on its params, and a checkpoint resumes the
@@ -589,6 +699,92 @@ fn joule_train_learns_a_planners_params() {
         "shac",
     ]);
     common::fails_with_hint(&o, "trains with apg only");
+}
+
+/// `--planner-model`: `joule train` of a planner whose model is a scene of
+/// its own (the world has no planner), resumed only on the same model; the
+/// learned params drive `joule run` in that world; models that do not fit
+/// are refused before any work, with hints.
+#[test]
+fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
+    let out = |name: &str| common::temp(name).display().to_string();
+    let train = |iters: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "tests/plan/swing_world.joule",
+            "--reward",
+            "lift",
+            "--algo",
+            "apg",
+            "--iters",
+            iters,
+            "--batch",
+            "2",
+            "--episode",
+            "10",
+            "--planner-param",
+            "m_arm=3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        common::joule(&args)
+    };
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let model = ["--planner-model", "tests/plan/swing.joule"];
+    let (straight, ck, resumed) = (
+        out("own-straight.json"),
+        out("own-ck.json"),
+        out("own-resumed.json"),
+    );
+    let s = json(&train("3", &[&model[..], &["--out", &straight]].concat()));
+    assert_eq!(s["policy"], "plan");
+    assert_ne!(s["learned"]["m_arm"].as_f64(), Some(3.0), "{s}");
+    json(&train(
+        "2",
+        &[&model[..], &["--out", &out("own-first.json"), "--checkpoint", &ck]].concat(),
+    ));
+    json(&train("3", &[&model[..], &["--out", &resumed, "--resume", &ck]].concat()));
+    let read = |p: &str| std::fs::read_to_string(p).expect("written");
+    assert_eq!(read(&straight), read(&resumed), "a resumed run is the straight one");
+    common::fails_with_hint(
+        &train("3", &["--out", &resumed, "--resume", &ck]),
+        "resume with the model the checkpoint planned on",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "tests/plan/swing_world.joule",
+            "--planner",
+            "plan",
+            "--steps",
+            "3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        common::joule(&args)
+    };
+    let r = json(&run(&[&model[..], &["--planner-learned", &straight]].concat()));
+    assert_eq!(r["planner"]["plans"], 3);
+    common::fails_with_hint(
+        &run(&["--planner-model", "tests/plan/swing_torque.joule"]),
+        "it must plan the world's controls",
+    );
+    common::fails_with_hint(
+        &train("1", &["--planner-model", "tests/plan/swing_torque.joule"]),
+        "it must plan the world's controls",
+    );
+    let o = common::joule(&[
+        "train",
+        "tests/plan/swing.joule",
+        "--reward",
+        "lift",
+        "--planner-model",
+        "tests/plan/swing_world.joule",
+    ]);
+    common::fails_with_hint(&o, "declare the planner in the model's scene");
 }
 
 /// Learning a planner's cost from one demonstration: an expert planner

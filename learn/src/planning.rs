@@ -19,7 +19,11 @@
 //! outputs to the demonstration's, step by step, differentiated the same way.
 //!
 //! The world keeps the scene's params; the planner's model has its own
-//! copies, which are what is learned. An episode runs its full length
+//! copies, which are what is learned. The model may also be a scene of its
+//! own, simpler than the world ([`PlanTrainer::with_model`]; its state read
+//! out of the world's by name, `joule_runtime::plan::WorldMap`): the plans'
+//! derivatives by the start state then reach the world's DOFs that the
+//! model has, and no other. An episode runs its full length
 //! (`done` items are not used); an environment whose world diverges is left
 //! out of that iteration's gradient.
 
@@ -61,6 +65,11 @@ pub struct PlanConfig {
     /// The model's params that differ from the world's at the start, by name.
     #[serde(default)]
     pub model: Vec<(String, f64)>,
+    /// The file of the planner's model when it is a scene of its own (the
+    /// command line's `--planner-model`; kept so a resumed run plans on the
+    /// same model).
+    #[serde(default)]
+    pub model_scene: Option<String>,
 }
 
 impl PlanConfig {
@@ -78,6 +87,7 @@ impl PlanConfig {
             noise: 0.0,
             clip: 1e3,
             model: vec![],
+            model_scene: None,
         }
     }
 }
@@ -174,7 +184,28 @@ impl<'s> PlanTrainer<'s> {
     /// A run on `scene` with these settings, the learned params at the
     /// declared values (or `config.model`'s).
     pub fn new(scene: &'s Scene, config: PlanConfig) -> Result<PlanTrainer<'s>, String> {
-        let spec = planner_spec(scene, config.policy.as_deref())?;
+        PlanTrainer::build(scene, None, config)
+    }
+
+    /// A run in the world `scene` whose planner plans on `model`, a scene of
+    /// its own: the `trajopt` policy, its cost, its learned params and
+    /// `config.model` are the model's; the task's reward and the episodes
+    /// are the world's.
+    pub fn with_model(
+        scene: &'s Scene,
+        model: &'s Scene,
+        config: PlanConfig,
+    ) -> Result<PlanTrainer<'s>, String> {
+        PlanTrainer::build(scene, Some(model), config)
+    }
+
+    fn build(
+        scene: &'s Scene,
+        model: Option<&'s Scene>,
+        config: PlanConfig,
+    ) -> Result<PlanTrainer<'s>, String> {
+        let own = model.unwrap_or(scene);
+        let spec = planner_spec(own, config.policy.as_deref())?;
         if spec.learn.is_empty() {
             return Err(format!(
                 "the `trajopt` policy `{}` learns nothing: list the params it may learn, e.g. `learn = [w_effort, m_pole]`",
@@ -217,8 +248,11 @@ impl<'s> PlanTrainer<'s> {
         };
         let mut pc = PlannerConfig::declared(spec);
         pc.threads = config.threads;
-        let mut planner = Planner::new(scene, pc, config.batch).map_err(|e| e.0)?;
-        let m = scene.model();
+        let mut planner = Planner::new(own, pc, config.batch).map_err(|e| e.0)?;
+        if model.is_some() {
+            planner = planner.for_world(scene).map_err(|e| e.0)?;
+        }
+        let m = own.model();
         for (name, value) in &config.model {
             let i = m
                 .params
@@ -461,9 +495,34 @@ impl<'s> PlanTrainer<'s> {
 
     /// Continues a run from [`PlanTrainer::checkpoint`]'s bytes.
     pub fn resume(scene: &'s Scene, bytes: &[u8]) -> Result<PlanTrainer<'s>, String> {
+        PlanTrainer::resume_with(scene, None, bytes)
+    }
+
+    /// [`PlanTrainer::resume`] of a run whose planner plans on `model`
+    /// ([`PlanTrainer::with_model`]).
+    pub fn resume_with_model(
+        scene: &'s Scene,
+        model: &'s Scene,
+        bytes: &[u8],
+    ) -> Result<PlanTrainer<'s>, String> {
+        PlanTrainer::resume_with(scene, Some(model), bytes)
+    }
+
+    /// The configuration a checkpoint holds (which model it planned on).
+    pub fn checkpoint_config(bytes: &[u8]) -> Result<PlanConfig, String> {
         let state: State =
             serde_json::from_slice(bytes).map_err(|e| format!("not a planner checkpoint: {e}"))?;
-        let mut tr = PlanTrainer::new(scene, state.config.clone())?;
+        Ok(state.config)
+    }
+
+    fn resume_with(
+        scene: &'s Scene,
+        model: Option<&'s Scene>,
+        bytes: &[u8],
+    ) -> Result<PlanTrainer<'s>, String> {
+        let state: State =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a planner checkpoint: {e}"))?;
+        let mut tr = PlanTrainer::build(scene, model, state.config.clone())?;
         let n = tr.state.z.len();
         if [state.z.len(), state.m.len(), state.v.len()] != [n; 3]
             || state.stats.len() != state.curve.len()

@@ -28,6 +28,14 @@
 //! ran out it is the derivative of the last Newton step with the Hessian
 //! held and the earlier iterations truncated (one step of truncated
 //! unrolling); [`Plan::converged`] says which.
+//!
+//! The model may be a scene of its own, simpler than the world it plans
+//! for ([`Planner::for_world`]): a [`WorldMap`] reads the model's state out
+//! of the world's by DOF name (bodies, particles and joint coordinates
+//! of the same names; the world may have more), and the model's controls
+//! are the world's (the same names, any order). Plans made from a world's
+//! state ([`Planner::act`]) are then stated in the world's terms: controls
+//! in its order, derivatives by its DOFs (zero for DOFs the model lacks).
 
 use crate::gradient::{Objective, Schedule};
 use crate::optimize::Map;
@@ -136,9 +144,122 @@ struct Local {
     m: DMatrix<f64>,
 }
 
+/// How a model scene's state and controls sit in the world's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldMap {
+    /// The world's DOF of each of the model's DOFs.
+    dofs: Vec<usize>,
+    /// The world's control of each of the model's controls.
+    controls: Vec<usize>,
+    /// The world's DOFs.
+    world_dofs: usize,
+}
+
+impl WorldMap {
+    /// The map of `model`'s DOFs and controls onto `world`'s by name: every
+    /// DOF of the model must be one of the world's, and the two must have
+    /// the same controls.
+    pub fn by_names(world: &Scene, model: &Scene) -> Result<WorldMap, NameError> {
+        let names = |s: &Scene| (0..s.dofs()).map(|d| s.dof_name(d)).collect::<Vec<_>>();
+        let world_names = names(world);
+        let mut dofs = vec![];
+        let mut missing = vec![];
+        for name in names(model) {
+            match world_names.iter().position(|w| *w == name) {
+                Some(d) => dofs.push(d),
+                None => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(NameError(format!(
+                "the planner's model has {} the world has not: {}; a model's bodies, particles and joints must be the world's, by name",
+                plural(missing.len(), "DOF"),
+                listed(&missing)
+            )));
+        }
+        let controls_of = |s: &Scene| -> Vec<String> {
+            s.model().controls.iter().map(|c| c.name.clone()).collect()
+        };
+        let (wc, mc) = (controls_of(world), controls_of(model));
+        let unplanned: Vec<String> = wc.iter().filter(|c| !mc.contains(c)).cloned().collect();
+        let unknown: Vec<String> = mc.iter().filter(|c| !wc.contains(c)).cloned().collect();
+        if !unplanned.is_empty() || !unknown.is_empty() {
+            let mut parts = vec![];
+            if !unknown.is_empty() {
+                parts.push(format!("the model's {} not the world's", listed(&unknown)));
+            }
+            if !unplanned.is_empty() {
+                parts.push(format!("the world's {} not the model's", listed(&unplanned)));
+            }
+            return Err(NameError(format!(
+                "the planner's model and the world must have the same controls: {}",
+                parts.join("; ")
+            )));
+        }
+        let controls = mc
+            .iter()
+            .map(|c| wc.iter().position(|w| w == c).expect("checked above"))
+            .collect();
+        Ok(WorldMap {
+            dofs,
+            controls,
+            world_dofs: world.dofs(),
+        })
+    }
+
+    /// The model's state read out of a world's.
+    pub fn state(&self, (x, v): &State) -> State {
+        let pick = |w: &[f64]| self.dofs.iter().map(|&d| w[d]).collect();
+        (pick(x), pick(v))
+    }
+
+    /// A plan of the model stated in the world's terms: its controls in the
+    /// world's order, its derivatives by the world's DOFs.
+    pub fn plan(&self, plan: Plan) -> Plan {
+        let nc = self.controls.len();
+        let mut world = Plan {
+            schedule: vec![vec![0.0; nc]; plan.schedule.len()],
+            d_params: vec![vec![]; plan.d_params.len()],
+            d_x0: vec![vec![0.0; self.world_dofs]; plan.d_x0.len()],
+            d_v0: vec![vec![0.0; self.world_dofs]; plan.d_v0.len()],
+            ..plan
+        };
+        for (t, u) in plan.schedule.iter().enumerate() {
+            for (c, &wc) in self.controls.iter().enumerate() {
+                world.schedule[t][wc] = u[c];
+                let (from, to) = (t * nc + c, t * nc + wc);
+                world.d_params[to] = plan.d_params[from].clone();
+                for (d, &wd) in self.dofs.iter().enumerate() {
+                    world.d_x0[to][wd] = plan.d_x0[from][d];
+                    world.d_v0[to][wd] = plan.d_v0[from][d];
+                }
+            }
+        }
+        world
+    }
+}
+
+/// `n things`, `1 thing`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Names in backquotes, the first few.
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut s: Vec<String> = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
+    if names.len() > SHOWN {
+        s.push(format!("and {} more", names.len() - SHOWN));
+    }
+    s.join(", ")
+}
+
 /// Trajectory optimisation on a model scene, one plan per environment, warm started.
 pub struct Planner<'s> {
     scene: &'s Scene,
+    /// Where the model's state and controls sit in the world's, when the
+    /// model is a scene of its own.
+    world: Option<WorldMap>,
     config: PlannerConfig,
     /// Every param of the model (the learned ones among them).
     params: Vec<f64>,
@@ -182,6 +303,7 @@ impl<'s> Planner<'s> {
         let maps = m.controls.iter().map(|c| Map::new(c.bounds, 0.0)).collect();
         let mut planner = Planner {
             scene,
+            world: None,
             params: m.params.iter().map(|p| p.value).collect(),
             config,
             maps,
@@ -189,6 +311,19 @@ impl<'s> Planner<'s> {
         };
         planner.warm = vec![planner.cold(); envs];
         Ok(planner)
+    }
+
+    /// The planner for a `world` other than its model scene: [`Planner::act`]
+    /// reads the model's state out of the world's and sets the world's
+    /// controls ([`WorldMap::by_names`]).
+    pub fn for_world(mut self, world: &Scene) -> Result<Planner<'s>, NameError> {
+        self.world = Some(WorldMap::by_names(world, self.scene)?);
+        Ok(self)
+    }
+
+    /// The model scene the planner plans on.
+    pub fn model(&self) -> &'s Scene {
+        self.scene
     }
 
     /// The configuration.
@@ -231,11 +366,19 @@ impl<'s> Planner<'s> {
 
     /// Plans from the state of each of `sim`'s environments and sets the
     /// plans' first controls there (what the policy does before a step).
+    /// With a model of its own ([`Planner::for_world`]) the plans are stated
+    /// in the world's terms ([`WorldMap::plan`]).
     pub fn act(&mut self, sim: &mut Sim) -> Result<Vec<Plan>, NameError> {
-        let states: Vec<State> = (0..sim.batch())
+        let mut states: Vec<State> = (0..sim.batch())
             .map(|e| (sim.positions(e), sim.velocities(e)))
             .collect();
-        let plans = self.plan(&states)?;
+        if let Some(map) = &self.world {
+            states = states.iter().map(|s| map.state(s)).collect();
+        }
+        let mut plans = self.plan(&states)?;
+        if let Some(map) = &self.world {
+            plans = plans.into_iter().map(|p| map.plan(p)).collect();
+        }
         let mut controls = vec![vec![0.0; states.len()]; self.maps.len()];
         for (e, plan) in plans.iter().enumerate() {
             for (row, &u) in controls.iter_mut().zip(plan.first()) {
