@@ -204,13 +204,8 @@ pub fn check_params(model: &Model, params: &[String]) -> Result<Vec<(String, f64
             )
         })?;
         let Some(decl) = model.params.iter().find(|d| d.name == name.trim()) else {
-            let known: Vec<&str> = model.params.iter().map(|d| d.name.as_str()).collect();
             return Err(miette!(
-                help = if known.is_empty() {
-                    "the scene declares no parameters".to_string()
-                } else {
-                    format!("the scene's parameters: {}", known.join(", "))
-                },
+                help = known_params(model),
                 "unknown parameter `{}` in `--param {p}`",
                 name.trim()
             ));
@@ -220,6 +215,79 @@ pub fn check_params(model: &Model, params: &[String]) -> Result<Vec<(String, f64
         checked.push((decl.name.clone(), v));
     }
     Ok(checked)
+}
+
+/// The hint naming a scene's params (an array's elements as `w[..]`).
+pub fn known_params(model: &Model) -> String {
+    let mut known: Vec<&str> = vec![];
+    for d in &model.params {
+        let name = d.name.split_once('[').map_or(d.name.as_str(), |(n, _)| n);
+        if !known.contains(&name) {
+            known.push(name);
+        }
+    }
+    if known.is_empty() {
+        return "the scene declares no parameters".into();
+    }
+    let arrays: Vec<String> = known
+        .iter()
+        .map(|n| {
+            if model
+                .params
+                .iter()
+                .any(|d| d.name.starts_with(&format!("{n}[")))
+            {
+                format!("{n}[..]")
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    format!("the scene's parameters: {}", arrays.join(", "))
+}
+
+/// The params a `--wrt A,B,...` list names, in its order: a param's name
+/// (`w[1, 2]` for an element: commas inside brackets do not separate), or
+/// a param array's name for all its elements; `other` takes names that are
+/// not params (`controls`) and says whether it used them (`also`: what the
+/// hint adds for them).
+pub fn wrt_params(
+    model: &Model,
+    list: &str,
+    also: &str,
+    mut other: impl FnMut(&str) -> Result<bool>,
+) -> Result<Vec<usize>> {
+    let mut names = vec![];
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in list.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    names.push(&list[start..]);
+    let mut out = vec![];
+    for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+        let found: Vec<usize> = match model.params.iter().position(|p| p.name == name) {
+            Some(i) => vec![i],
+            None => (0..model.params.len())
+                .filter(|&i| model.params[i].name.starts_with(&format!("{name}[")))
+                .collect(),
+        };
+        if found.is_empty() && !other(name)? {
+            return Err(miette!(
+                help = format!("{}{also}", known_params(model)),
+                "unknown parameter `{name}` in `--wrt`"
+            ));
+        }
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// Simulation options shared by `run` and `grad`.

@@ -137,26 +137,21 @@ pub fn optimize(o: OptimizeArgs) -> Result<()> {
         .map(|p| probe.param(&p.name, 0))
         .collect::<Result<_, _>>()
         .map_err(|e| miette!("{e}"))?;
-    for w in o.wrt.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        if w == "controls" {
-            if m.controls.is_empty() {
-                return Err(miette!(
-                    help = "declare `control u[k in 0..n] in -1..1`",
-                    "the scene has no controls"
-                ));
-            }
-            problem.wrt_controls = true;
-        } else {
-            let i = m.params.iter().position(|p| p.name == w).ok_or_else(|| {
-                let known: Vec<&str> = m.params.iter().map(|p| p.name.as_str()).collect();
-                miette!(
-                    help = format!("`--wrt controls` or parameters: {}", known.join(", ")),
-                    "unknown parameter `{w}`"
-                )
-            })?;
-            problem.wrt_params.push(i);
+    let mut controls = false;
+    problem.wrt_params = crate::args::wrt_params(m, &o.wrt, "; or `--wrt controls`", |w| {
+        if w != "controls" {
+            return Ok(false);
         }
-    }
+        if m.controls.is_empty() {
+            return Err(miette!(
+                help = "declare `control u[k in 0..n] in -1..1`",
+                "the scene has no controls"
+            ));
+        }
+        controls = true;
+        Ok(true)
+    })?;
+    problem.wrt_controls = controls;
     match (o.window, &o.controls) {
         (Some(h), controls) => problem.windows = windows(&scene, &o, h, controls.as_deref())?,
         (None, Some(path)) => problem.schedule = read_plan(path, &scene, steps)?,

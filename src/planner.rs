@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// The planner's model when `--planner-model FILE` names a scene of its own.
 pub fn model_scene(path: Option<&Path>) -> Result<Option<Scene>> {
-    path.map(|p| {
-        crate::load::scene(p, &crate::load::Options::default()).map(|l| l.scene)
-    })
-    .transpose()
+    path.map(|p| crate::load::scene(p, &crate::load::Options::default()).map(|l| l.scene))
+        .transpose()
 }
 
 /// The `trajopt` policy `name` of the planner's model (`model`, a scene of

@@ -887,21 +887,11 @@ pub fn grad(a: GradArgs) -> Result<()> {
     let params = &scene.model().params;
     let names: Vec<String> = match wrt {
         None => params.iter().map(|p| p.name.clone()).collect(),
-        Some(list) => list
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+        Some(list) => crate::args::wrt_params(scene.model(), list, "", |_| Ok(false))?
+            .into_iter()
+            .map(|i| params[i].name.clone())
             .collect(),
     };
-    for n in &names {
-        if !params.iter().any(|p| &p.name == n) {
-            let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-            return Err(miette!(
-                help = format!("the scene's parameters: {}", known.join(", ")),
-                "unknown parameter `{n}` in `--wrt`"
-            ));
-        }
-    }
     let progress = Progress::spinner(
         &format!("forward and adjoint over {} steps", c.steps),
         !as_json,

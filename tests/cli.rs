@@ -253,6 +253,27 @@ fn grad_check(scene: &str, loss: &str, steps: &str, extra: &[&str]) -> (Option<i
     (o.status.code(), v)
 }
 
+/// A param array in `joule grad`: `--wrt k` names every element, an
+/// element is set by `--param 'k[1]=50'`, and each element's gradient agrees
+/// with central differences; an unknown name lists the array as `k[..]`.
+#[test]
+fn grad_of_a_param_array_by_its_name() {
+    let scene = "tests/grad/param_array.joule";
+    let (code, v) = grad_check(scene, "low", "50", &["--wrt", "k", "--param", "k[1]=50"]);
+    assert_eq!(code, Some(0), "{v}");
+    let names: Vec<&String> = v["check"].as_object().expect("checks").keys().collect();
+    assert_eq!(names, ["k[0]", "k[1]", "k[2]"]);
+    for n in names {
+        assert_eq!(v["check"][n]["status"], "agrees", "{n}: {v}");
+    }
+    let stiff = loss_after(scene, "low", "50", "k[1]", 50.0);
+    let soft = loss_after(scene, "low", "50", "k[1]", 20.0);
+    assert_ne!(stiff, soft, "`--param 'k[1]=..'` sets the element");
+    let o = joule(&["grad", scene, "--loss", "low", "--wrt", "kk"]);
+    let err = fails_with_hint(&o, "unknown parameter `kk`");
+    assert!(err.contains("k[..], m"), "{err}");
+}
+
 /// The loss `name` of `scene` after `steps` steps with one parameter set, by `joule run`.
 fn loss_after(scene: &str, name: &str, steps: &str, param: &str, value: f64) -> f64 {
     let set = format!("{param}={value:e}");

@@ -225,6 +225,69 @@ fn nonlinear_plan_derivatives_match_central_differences_of_whole_plans() {
     }
 }
 
+/// A small network in the cost (`tests/plan/swing_net.joule`: param arrays
+/// `w1[j, i]`, `b1[j]`, `w2[j]`, all learned through `learn = [.., w1, b1,
+/// w2]`): the plan's derivative with respect to every weight against
+/// central differences of whole converged plans.
+#[test]
+fn a_network_in_the_cost_is_differentiated_through_the_plan() {
+    let scene = scene("swing_net");
+    let spec = &scene.model().planners[0];
+    let names: Vec<&str> = spec
+        .learn
+        .iter()
+        .map(|&i| scene.model().params[i].name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2 + 9 + 3 + 3, "{names:?}");
+    assert!(names.contains(&"w1[2, 1]") && names.contains(&"w2[0]"));
+    let q = (0..scene.dofs())
+        .position(|d| scene.dof_name(d) == "arm.q")
+        .expect("the hinge's coordinate");
+    let mut state = (vec![0.0; scene.dofs()], vec![0.0; scene.dofs()]);
+    (state.0[q], state.1[q]) = (-0.3, 0.5);
+    let values: Vec<f64> = spec
+        .learn
+        .iter()
+        .map(|&i| scene.model().params[i].value)
+        .collect();
+    let plan_at = |v: &[f64]| {
+        let mut config = PlannerConfig::declared(spec);
+        config.tol = 1e-10;
+        let mut planner = Planner::new(&scene, config, 1).expect("a planner");
+        planner.set_learned(v);
+        let plan = planner
+            .plan(std::slice::from_ref(&state))
+            .expect("a plan")
+            .remove(0);
+        assert!(plan.converged, "{} iterations", plan.iterations);
+        plan
+    };
+    let plan = plan_at(&values);
+    let delta = 1e-5;
+    for (j, name) in names.iter().enumerate() {
+        let moved = |d: f64| {
+            let mut v = values.clone();
+            v[j] += d;
+            plan_at(&v).schedule.concat()
+        };
+        let (p, m) = (moved(delta), moved(-delta));
+        let numeric: Vec<f64> = p
+            .iter()
+            .zip(&m)
+            .map(|(a, b)| (a - b) / (2.0 * delta))
+            .collect();
+        let scale = numeric.iter().fold(0.0_f64, |m, x| m.max(x.abs()));
+        assert!(scale > 1e-4, "{name}: the plan depends on it ({scale})");
+        for (k, (row, n)) in plan.d_params.iter().zip(&numeric).enumerate() {
+            assert!(
+                (row[j] - n).abs() <= 1e-5 * scale,
+                "{name}[{k}]: {} vs {n} (scale {scale})",
+                row[j]
+            );
+        }
+    }
+}
+
 #[test]
 fn a_plan_out_of_iterations_says_its_derivative_is_truncated() {
     let scene = scene("swing");
@@ -573,10 +636,16 @@ fn a_model_of_its_own_is_mapped_onto_its_world_by_name() {
         .expect("fits");
     let via = planner.act(&mut sim).expect("a plan");
     assert_eq!(direct[0].schedule, via[0].schedule);
-    assert_eq!(direct[0].d_x0[0][dof(&model, "arm.q").unwrap()], via[0].d_x0[0][arm]);
+    assert_eq!(
+        direct[0].d_x0[0][dof(&model, "arm.q").unwrap()],
+        via[0].d_x0[0][arm]
+    );
     let refused = |w: &Scene, m: &Scene| WorldMap::by_names(w, m).expect_err("refused").0;
     let e = refused(&model, &world);
-    assert!(e.contains("`flag.x[0]`") && e.contains("the world has not"), "{e}");
+    assert!(
+        e.contains("`flag.x[0]`") && e.contains("the world has not"),
+        "{e}"
+    );
     let e = refused(&world, &scene("swing_torque"));
     assert!(e.contains("the model's `torque` not the world's"), "{e}");
     assert!(e.contains("the world's `u` not the model's"), "{e}");
@@ -744,11 +813,22 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
     assert_ne!(s["learned"]["m_arm"].as_f64(), Some(3.0), "{s}");
     json(&train(
         "2",
-        &[&model[..], &["--out", &out("own-first.json"), "--checkpoint", &ck]].concat(),
+        &[
+            &model[..],
+            &["--out", &out("own-first.json"), "--checkpoint", &ck],
+        ]
+        .concat(),
     ));
-    json(&train("3", &[&model[..], &["--out", &resumed, "--resume", &ck]].concat()));
+    json(&train(
+        "3",
+        &[&model[..], &["--out", &resumed, "--resume", &ck]].concat(),
+    ));
     let read = |p: &str| std::fs::read_to_string(p).expect("written");
-    assert_eq!(read(&straight), read(&resumed), "a resumed run is the straight one");
+    assert_eq!(
+        read(&straight),
+        read(&resumed),
+        "a resumed run is the straight one"
+    );
     common::fails_with_hint(
         &train("3", &["--out", &resumed, "--resume", &ck]),
         "resume with the model the checkpoint planned on",
@@ -766,7 +846,9 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
         args.extend_from_slice(extra);
         common::joule(&args)
     };
-    let r = json(&run(&[&model[..], &["--planner-learned", &straight]].concat()));
+    let r = json(&run(
+        &[&model[..], &["--planner-learned", &straight]].concat()
+    ));
     assert_eq!(r["planner"]["plans"], 3);
     common::fails_with_hint(
         &run(&["--planner-model", "tests/plan/swing_torque.joule"]),

@@ -361,9 +361,10 @@ pub enum ItemKind {
     },
     /// `settings { ... }`.
     Settings(Vec<FieldDef>),
-    /// `param NAME = expr [in lo..hi]`.
+    /// `param NAME[dims] = expr [in lo..hi]`.
     Param {
         name: Ident,
+        dims: Option<Dims>,
         value: Expr,
         bounds: Option<(Expr, Expr)>,
     },

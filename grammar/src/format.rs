@@ -350,13 +350,19 @@ impl Formatter<'_> {
             ),
             ItemKind::Param {
                 name,
+                dims,
                 value,
                 bounds,
             } => {
                 let b = bounds.as_ref().map(|b| self.bounds(b)).unwrap_or_default();
                 self.push(
                     depth,
-                    format!("param {} = {}{b}", name.name, self.expr(value)),
+                    format!(
+                        "param {}{} = {}{b}",
+                        name.name,
+                        self.dims(dims),
+                        self.expr(value)
+                    ),
                 );
             }
             ItemKind::Control { name, dims, bounds } => {

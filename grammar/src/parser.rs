@@ -515,11 +515,23 @@ impl Builder {
                 ItemKind::Fn { name, params, body }
             }
             Rule::settings_item => ItemKind::Settings(self.fields(it.next().unwrap())),
-            Rule::param_item => ItemKind::Param {
-                name: self.ident(it.next().unwrap()),
-                value: self.expr(it.next().unwrap()),
-                bounds: it.next().map(|b| self.bounds(b)),
-            },
+            Rule::param_item => {
+                let name = self.ident(it.next().unwrap());
+                let mut next = it.next().unwrap();
+                let dims = if next.as_rule() == Rule::dims {
+                    let d = self.dims(next);
+                    next = it.next().unwrap();
+                    Some(d)
+                } else {
+                    None
+                };
+                ItemKind::Param {
+                    name,
+                    dims,
+                    value: self.expr(next),
+                    bounds: it.next().map(|b| self.bounds(b)),
+                }
+            }
             Rule::control_item => {
                 let name = self.ident(it.next().unwrap());
                 let mut dims = None;

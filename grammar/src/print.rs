@@ -59,12 +59,14 @@ fn item_sexp(item: &Item, depth: usize) -> String {
         ItemKind::Settings(fields) => write!(s, "(settings{} {at})", fields_s(fields)),
         ItemKind::Param {
             name,
+            dims,
             value,
             bounds,
         } => write!(
             s,
-            "(param {} {}{} {at})",
+            "(param {}{} {}{} {at})",
             name.name,
+            dims_s(dims),
             expr(value),
             bounds_s(bounds)
         ),

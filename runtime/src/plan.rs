@@ -189,7 +189,10 @@ impl WorldMap {
                 parts.push(format!("the model's {} not the world's", listed(&unknown)));
             }
             if !unplanned.is_empty() {
-                parts.push(format!("the world's {} not the model's", listed(&unplanned)));
+                parts.push(format!(
+                    "the world's {} not the model's",
+                    listed(&unplanned)
+                ));
             }
             return Err(NameError(format!(
                 "the planner's model and the world must have the same controls: {}",

@@ -550,46 +550,54 @@ impl Resolver<'_> {
         }
     }
 
-    pub(super) fn param(&mut self, name: &Ident, value: &Expr, bounds: Option<&(Expr, Expr)>) {
-        let mut ctx = Ctx::declaration();
-        let v = self.eval(&mut ctx, value);
-        let x = match v.tensor() {
-            Some(t) if t.shape == Shape::Scalar => t.x(),
-            _ => {
-                if !matches!(v, Value::Poison) {
-                    self.error(
-                        Diagnostic::error("joule::type_mismatch", format!("parameter `{}` needs a compile-time scalar default, not {}", name.name, describe_value(&v)), value.span, "not a scalar")
-                            .with_help("a parameter holds one number per environment; its default must be a constant"),
-                    );
+    /// `param NAME[dims] = value [in lo..hi]`: one param, or one per
+    /// element of an array (`w[3]`), whose default and range are evaluated
+    /// per element (they may read the index variables:
+    /// `param w[k in 0..4] = 0.1 * k in -1..1`).
+    pub(super) fn param(
+        &mut self,
+        name: &Ident,
+        dims: Option<&Dims>,
+        value: &Expr,
+        bounds: Option<&(Expr, Expr)>,
+    ) {
+        self.declare_array(name, dims, ArrayKind::Param, &mut |r, ctx, label| {
+            let v = r.eval(ctx, value);
+            let x = match v.tensor() {
+                Some(t) if t.shape == Shape::Scalar => t.x(),
+                _ => {
+                    if !matches!(v, Value::Poison) {
+                        r.error(
+                            Diagnostic::error("joule::type_mismatch", format!("parameter `{label}` needs a compile-time scalar default, not {}", describe_value(&v)), value.span, "not a scalar")
+                                .with_help("a parameter holds one number per environment; its default must be a constant"),
+                        );
+                    }
+                    return None;
                 }
-                return;
+            };
+            let b = r.bounds(ctx, bounds);
+            if let (Some((lo, hi)), Some((_, _))) = (b, bounds) {
+                if !(lo..=hi).contains(&x) {
+                    r.err(
+                        "joule::invalid_value",
+                        format!("the default {x} of `{label}` lies outside its range {lo}..{hi}"),
+                        value.span,
+                        "outside the range",
+                    );
+                    r.diags.last_mut().expect("just pushed").help =
+                        Some("move the default into the range, or widen the range".into());
+                    return None;
+                }
             }
-        };
-        let b = self.bounds(&mut ctx, bounds);
-        if let (Some((lo, hi)), Some((_, _))) = (b, bounds) {
-            if !(lo..=hi).contains(&x) {
-                self.err(
-                    "joule::invalid_value",
-                    format!(
-                        "the default {x} of `{}` lies outside its range {lo}..{hi}",
-                        name.name
-                    ),
-                    value.span,
-                    "outside the range",
-                );
-                self.diags.last_mut().expect("just pushed").help =
-                    Some("move the default into the range, or widen the range".into());
-                return;
-            }
-        }
-        let id = self.model.params.len() as u32;
-        self.model.params.push(ParamDecl {
-            name: name.name.clone(),
-            value: x,
-            bounds: b,
-            span: name.span,
+            let id = r.model.params.len() as u32;
+            r.model.params.push(ParamDecl {
+                name: label,
+                value: x,
+                bounds: b,
+                span: name.span,
+            });
+            Some(id)
         });
-        self.define(name, Global::Param(id));
     }
 
     pub(super) fn control(
@@ -979,6 +987,7 @@ impl Resolver<'_> {
                     ArrayKind::Particle => Global::Particle(id),
                     ArrayKind::Body => Global::Body(id),
                     ArrayKind::Control => Global::Control(id),
+                    ArrayKind::Param => Global::Param(id),
                 };
                 self.define(name, g);
             }
@@ -1413,12 +1422,21 @@ impl Resolver<'_> {
                         ArrayKind::Particle => self.fixed_particles[id as usize] = true,
                         ArrayKind::Body if !self.fixable(id, span) => return,
                         ArrayKind::Body => self.fixed_bodies[id as usize] = true,
-                        ArrayKind::Control => {
-                            self.err(
+                        ArrayKind::Control | ArrayKind::Param => {
+                            let (what, help) = if kind == ArrayKind::Control {
+                                (
+                                    "control",
+                                    "a control is set by a policy, a plan or `--controls`",
+                                )
+                            } else {
+                                ("param", "a param is set by its declaration, `--param NAME=VALUE` or a `reset`")
+                            };
+                            self.err_help(
                                 "joule::type_mismatch",
-                                "controls cannot be fixed",
+                                format!("{what}s cannot be fixed"),
                                 span,
-                                "a control",
+                                format!("a {what}"),
+                                format!("`fix` holds particles and bodies in place; {help}"),
                             );
                             return;
                         }

@@ -98,6 +98,7 @@ enum ArrayKind {
     Particle,
     Body,
     Control,
+    Param,
 }
 
 #[derive(Debug, Clone)]
@@ -411,9 +412,10 @@ impl Resolver<'_> {
                 ItemKind::Settings(fields) => self.settings(item.span, fields),
                 ItemKind::Param {
                     name,
+                    dims,
                     value,
                     bounds,
-                } => self.param(name, value, bounds.as_ref()),
+                } => self.param(name, dims.as_ref(), value, bounds.as_ref()),
                 ItemKind::Control { name, dims, bounds } => {
                     self.control(name, dims.as_ref(), bounds.as_ref())
                 }

@@ -221,11 +221,23 @@ impl Resolver<'_> {
             return None;
         };
         for it in items {
-            let found = match &it.kind {
-                ExprKind::Name(n) => self.model.params.iter().position(|p| &p.name == n),
-                _ => None,
+            // A param, or every element of a param array.
+            let found: Vec<u32> = match &it.kind {
+                ExprKind::Name(n) => match self.globals.get(n.as_str()).map(|(g, _)| g.clone()) {
+                    Some(Global::Param(p)) => vec![p],
+                    Some(Global::Array(a)) if self.arrays[a as usize].kind == ArrayKind::Param => {
+                        self.arrays[a as usize]
+                            .slots
+                            .iter()
+                            .flatten()
+                            .copied()
+                            .collect()
+                    }
+                    _ => vec![],
+                },
+                _ => vec![],
             };
-            let Some(i) = found else {
+            if found.is_empty() {
                 let names: Vec<String> = self.model.params.iter().map(|p| p.name.clone()).collect();
                 self.not_one_of(
                     it.span,
@@ -235,8 +247,8 @@ impl Resolver<'_> {
                     "a plan learns `param`s declared before the policy (its cost's weights and targets, its model's masses and lengths)",
                 );
                 return None;
-            };
-            if planner.learn.contains(&i) {
+            }
+            if found.iter().any(|&i| planner.learn.contains(&(i as usize))) {
                 self.err(
                     "joule::invalid_value",
                     format!("`{}` is learned twice", self.snippet(it.span)),
@@ -245,7 +257,7 @@ impl Resolver<'_> {
                 );
                 return None;
             }
-            planner.learn.push(i);
+            planner.learn.extend(found.iter().map(|&i| i as usize));
         }
         Some(())
     }

@@ -178,6 +178,16 @@ impl Resolver<'_> {
                     _ => {}
                 }
             }
+            // An element of a param array, `w[k]`.
+            ExprKind::Index { .. } => match self.eval(ctx, target) {
+                Value::Runtime(t) => {
+                    if let TermKind::Input(Input::Param(p)) = t.kind {
+                        return Some(ResetTarget::Param(p));
+                    }
+                }
+                Value::Poison => return None,
+                _ => {}
+            },
             _ => {}
         }
         self.err_help(

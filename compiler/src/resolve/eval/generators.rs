@@ -145,6 +145,7 @@ impl Resolver<'_> {
             ArrayKind::Particle => Value::Particle(id),
             ArrayKind::Body => Value::Body(id),
             ArrayKind::Control => Value::Control(id),
+            ArrayKind::Param => Value::Runtime(super::input(Input::Param(id))),
         }
     }
 
