@@ -51,8 +51,11 @@
 //! complete programs.
 
 pub mod fdcheck;
+pub mod files;
 pub mod gait;
+pub mod render;
 pub mod smoothing;
+pub mod viewer;
 
 pub use joule_compiler::compiled::Backend;
 pub use joule_compiler::model;

@@ -8,7 +8,6 @@
 mod args;
 mod bench;
 mod check;
-mod files;
 mod fmt;
 mod import;
 mod load;
@@ -17,14 +16,13 @@ mod optimize;
 mod planner;
 mod plot;
 mod progress;
-mod render;
 mod repl;
 mod run;
 mod threads;
 mod train;
-mod viewer;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use joule::{files, viewer};
 use std::process::ExitCode;
 
 /// Joule: a differentiable physics compiler.

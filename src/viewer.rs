@@ -72,6 +72,33 @@ struct Film<P: Fn(usize) -> Vec<u8>> {
     paint: P,
 }
 
+/// A picture of environments `envs` of `sim` as they are now, drawn as
+/// `joule run --gif` draws a frame (a cell of a grid per environment, the
+/// default view fitted to them): `[height, width]` and its RGB bytes, row
+/// by row (what Gymnasium's `render()` returns as an array).
+pub fn picture(model: &Model, sim: &mut Sim, envs: &[usize]) -> ([usize; 2], Vec<u8>) {
+    let html = Html {
+        path: None,
+        gif: None,
+        pngs: None,
+        envs: envs.to_vec(),
+        marks: vec![],
+        contacts: false,
+    };
+    let mut rec = Recorder::new(model, &html, 0);
+    rec.record(0, sim);
+    let film = rec.film(model, 1);
+    let [w, h] = film.size;
+    let rgb = (film.paint)(0)
+        .iter()
+        .flat_map(|&i| {
+            let k = 3 * i as usize;
+            [film.palette[k], film.palette[k + 1], film.palette[k + 2]]
+        })
+        .collect();
+    ([h, w], rgb)
+}
+
 /// Where `--html`, `--gif` and `--frames` write, and which environments they show.
 pub struct Html {
     /// The page to write.

@@ -179,6 +179,9 @@ class Sim:
         self, envs: Optional[Sequence[int]] = None, noise: float = 0.0, seed: int = 0
     ) -> None: ...
     def step(self, n: int = 1) -> None: ...
+    def render(self, envs: Optional[Sequence[int]] = None) -> npt.NDArray[np.uint8]:
+        """A picture of environments ``envs`` (default: the first) as they are
+        now, as ``joule run --gif`` draws a frame: RGB, ``(400, 640, 3)``."""
     def rollout(
         self,
         steps: Optional[int] = None,

@@ -156,6 +156,10 @@ class _Episodes:
         reward[diverged] = 0.0
         return obs.astype(self.dtype), reward, terminated, diverged
 
+    def _fps(self) -> int:
+        """Steps per second of simulated time (the rate of rendered frames)."""
+        return max(1, round(1.0 / self.scene.dt))
+
     def _truncated(self, terminated: np.ndarray) -> np.ndarray:
         if self.max_episode_steps is None:
             return np.zeros_like(terminated)
@@ -197,6 +201,7 @@ class VectorEnv(_Episodes, gymnasium.vector.VectorEnv):
         autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
         threads: Optional[int] = None,
         dtype=np.float32,
+        render_mode: Optional[str] = None,
     ):
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError("autoreset_mode must be AutoresetMode.NEXT_STEP or SAME_STEP")
@@ -204,7 +209,12 @@ class VectorEnv(_Episodes, gymnasium.vector.VectorEnv):
             scene, num_envs, observations, actions, reward, max_episode_steps, reset_noise, threads, dtype
         )
         self.num_envs = num_envs
-        self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": []}
+        self.render_mode = _render_mode(render_mode)
+        self.metadata = {
+            "autoreset_mode": autoreset_mode,
+            "render_modes": ["rgb_array"],
+            "render_fps": self._fps(),
+        }
         self.single_observation_space = self._obs_space
         self.single_action_space = self._act_space
         self.observation_space = gymnasium.vector.utils.batch_space(self._obs_space, num_envs)
@@ -249,12 +259,20 @@ class VectorEnv(_Episodes, gymnasium.vector.VectorEnv):
                 obs[ended] = fresh[ended]
         return obs, reward, terminated, truncated, info
 
+    def render(self):
+        """With ``render_mode="rgb_array"``, a picture of each environment as
+        it is now (a tuple of ``(400, 640, 3)`` uint8 arrays, as ``joule run
+        --gif`` draws a frame); None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(self.sim.render([e]) for e in range(self.num_envs))
+
 
 class Env(_Episodes, gymnasium.Env):
     """One environment of a scene (a ``gymnasium.Env``); arguments as
     :class:`VectorEnv`'s, without autoreset."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(
         self,
@@ -267,8 +285,11 @@ class Env(_Episodes, gymnasium.Env):
         reset_noise: float = 0.1,
         threads: Optional[int] = 1,
         dtype=np.float32,
+        render_mode: Optional[str] = None,
     ):
         self._setup(scene, 1, observations, actions, reward, max_episode_steps, reset_noise, threads, dtype)
+        self.render_mode = _render_mode(render_mode)
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": self._fps()}
         self.observation_space = self._obs_space
         self.action_space = self._act_space
 
@@ -288,3 +309,18 @@ class Env(_Episodes, gymnasium.Env):
         truncated = self._truncated(terminated)
         info = {"diverged": True} if diverged[0] else {}
         return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self):
+        """With ``render_mode="rgb_array"``, a picture of the environment as it
+        is now (``(400, 640, 3)`` uint8, as ``joule run --gif`` draws a
+        frame); None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        return self.sim.render([0])
+
+
+def _render_mode(mode: Optional[str]) -> Optional[str]:
+    """A render mode these environments draw (``rgb_array``), or None."""
+    if mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode {mode!r}: these environments draw 'rgb_array' (or None)")
+    return mode

@@ -15,7 +15,7 @@ mod arrays;
 use arrays::{describe, f64_array, slice, Dim};
 use joule::model::ObjectiveKind;
 use joule::{Backend, Event as RsEvent, Objective, Scene as RsScene, Sim as RsSim};
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -806,6 +806,29 @@ impl Sim {
             }
         });
         Ok(())
+    }
+
+    /// A picture of environments `envs` (default: the first) as they are
+    /// now, drawn as `joule run --gif` draws a frame (a cell of a grid per
+    /// environment, the default view fitted to them): an RGB array of shape
+    /// `(400, 640, 3)`, `uint8`.
+    #[pyo3(signature = (envs = None))]
+    fn render<'py>(
+        &mut self,
+        py: Python<'py>,
+        envs: Option<Vec<usize>>,
+    ) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        let envs = envs.unwrap_or_else(|| vec![0]);
+        let batch = self.batch_size();
+        if envs.is_empty() || envs.iter().any(|&e| e >= batch) {
+            return Err(PyValueError::new_err(format!(
+                "render draws environments of this batch of {batch}: give indices 0..{batch}, at least one"
+            )));
+        }
+        let ([h, w], rgb) = self
+            .cell
+            .with_dependent_mut(|scene, sim| joule::viewer::picture(scene.model(), sim, &envs));
+        PyArray1::from_vec(py, rgb).reshape([h, w, 3])
     }
 
     /// `n` steps of every environment at the control buffer's values, with

@@ -151,3 +151,34 @@ def test_resets_draw_the_scenes_reset_items():
     np.testing.assert_array_equal(env.sim.params[:, :2], targets)
     other, _ = env.reset(seed=5)
     assert not np.allclose(obs, other)
+
+
+def test_rgb_array_render_draws_each_environment(cartpole):
+    env = VectorEnv(cartpole, 2, render_mode="rgb_array", max_episode_steps=50)
+    assert "rgb_array" in env.metadata["render_modes"]
+    assert env.metadata["render_fps"] == round(1 / cartpole.dt)
+    env.reset(seed=0)
+    first = env.render()
+    assert len(first) == 2
+    for picture in first:
+        assert picture.shape == (400, 640, 3) and picture.dtype == np.uint8
+        # The background's colour, and something drawn over it.
+        assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 3
+    for _ in range(30):
+        env.step(np.ones(env.action_space.shape, dtype=np.float32))
+    later = env.render()
+    assert not np.array_equal(first[0], later[0]), "the picture follows the state"
+    assert VectorEnv(cartpole, 2).render() is None
+    with pytest.raises(ValueError, match="rgb_array"):
+        VectorEnv(cartpole, 2, render_mode="human")
+
+
+def test_the_single_env_renders_as_the_checker_expects(cartpole):
+    env = Env(cartpole, max_episode_steps=50, render_mode="rgb_array")
+    env_checker.check_env(env)
+    env.reset(seed=0)
+    picture = env.render()
+    assert picture.shape == (400, 640, 3)
+    np.testing.assert_array_equal(picture, env.sim.render([0]))
+    with pytest.raises(ValueError, match="give indices"):
+        env.sim.render([1])
