@@ -41,6 +41,9 @@
 //!   prints a scene in the canonical layout of `joule fmt`.
 //! - [`fdcheck`]: finite-difference checks of gradients over a sweep of
 //!   steps (`joule grad --check`).
+//! - `files`, `render`, `viewer` (feature `cli`): trajectory files, the
+//!   software rasteriser and the replay page; `viewer::picture` draws a
+//!   batch's environments as an RGB picture (the Python package's `render()`).
 //! - [`gait`]: gait quality of a legged run (duty factor, clearance, slip,
 //!   control spectrum; `joule run --gait`).
 //! - [`smoothing`]: how good a gradient is, against the simulation's own
@@ -51,10 +54,13 @@
 //! complete programs.
 
 pub mod fdcheck;
+#[cfg(feature = "cli")]
 pub mod files;
 pub mod gait;
+#[cfg(feature = "cli")]
 pub mod render;
 pub mod smoothing;
+#[cfg(feature = "cli")]
 pub mod viewer;
 
 pub use joule_compiler::compiled::Backend;
