@@ -835,6 +835,8 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
         &run(&["--planner-model", "tests/plan/swing_torque.joule"]),
         "it must plan the world's controls",
     );
+    // Without its model, the world has no planner.
+    common::fails_with_hint(&run(&[]), "the scene has no `trajopt` policy");
     common::fails_with_hint(
         &train("1", &["--planner-model", "tests/plan/swing_torque.joule"]),
         "it must plan the world's controls",

@@ -93,10 +93,14 @@ pub(crate) fn by_name<'m, T>(
     match name {
         Some(n) => all.iter().find(|p| name_of(p) == n).ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(&name_of).collect();
-            format!(
-                "no {what} named `{n}` (the scene has: {})",
-                names.join(", ")
-            )
+            if names.is_empty() {
+                format!("no {what} named `{n}`: {none}")
+            } else {
+                format!(
+                    "no {what} named `{n}` (the scene has: {})",
+                    names.join(", ")
+                )
+            }
         }),
         None => match all {
             [one] => Ok(one),
