@@ -955,7 +955,7 @@ impl Recorder {
         }
     }
 
-    /// Writes the animated GIF (atomically): [`Recorder::film`] with at most
+    /// Writes the animated GIF (atomically): `Recorder::film` with at most
     /// [`MAX_GIF_FRAMES`] pictures, in simulated time, repeating.
     pub fn write_gif(&self, path: &Path, model: &Model) -> Result<()> {
         let film = self.film(model, MAX_GIF_FRAMES);
