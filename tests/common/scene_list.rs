@@ -13,6 +13,7 @@ macro_rules! shipped_scenes {
             ant_coulomb
             ant_joints
             cartpole
+            cartpole_costnet
             cartpole_planner
             cartpole_rod
             cloth_drape
