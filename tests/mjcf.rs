@@ -20,6 +20,8 @@ fn reference() -> Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// The model and Joule text of the fixture `tests/mjcf/NAME.xml`, imported
+/// strictly with no diagnostic.
 fn import(name: &str) -> (Mjcf, String) {
     let path = format!("tests/mjcf/{name}.xml");
     let (_, imported) =
@@ -255,20 +257,6 @@ fn trajectory(model: &str) -> Vec<Value> {
         .as_array()
         .expect("trajectory")
         .clone()
-}
-
-/// The Joule text of the fixture `tests/mjcf/NAME.xml`, imported strictly
-/// with no diagnostic.
-fn import_fixture(name: &str) -> String {
-    let path = format!("tests/mjcf/{name}.xml");
-    let (_, imported) =
-        mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
-    assert!(
-        imported.diagnostics.is_empty(),
-        "{:?}",
-        imported.diagnostics
-    );
-    imported.text.expect("text")
 }
 
 /// The largest difference between Joule's samples `got` (of `sensors`,
@@ -870,7 +858,7 @@ fn imported_ant_stands_like_mujocos() {
 #[test]
 fn tendon_springs_dampers_and_servos_follow_mujoco() {
     let name = "tendon_forces";
-    let scene = Scene::compile(&import_fixture(name)).expect("compiles");
+    let scene = Scene::compile(&import(name).1).expect("compiles");
     let mut m = scene.model().clone();
     m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
     let scene = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
@@ -897,7 +885,7 @@ fn tendon_springs_dampers_and_servos_follow_mujoco() {
 #[test]
 fn a_tendon_equality_holds_its_joints_as_mujoco_does() {
     let name = "tendon_equality";
-    let text = import_fixture(name);
+    let text = import(name).1;
     let controls = floats(&reference()["models"][name]["controls"]);
     let traj = trajectory(name);
     let sensors = ["thumb_pos", "finger_pos", "coupling_len", "tip_pos"];
@@ -936,7 +924,7 @@ fn a_tendon_equality_holds_its_joints_as_mujoco_does() {
 #[test]
 fn spatial_tendons_and_their_limits_follow_mujoco() {
     let name = "spatial_tendon";
-    let scene = Scene::compile(&import_fixture(name)).expect("compiles");
+    let scene = Scene::compile(&import(name).1).expect("compiles");
     let controls = floats(&reference()["models"][name]["controls"]);
     let traj = trajectory(name);
     let sensors = ["ball_pos", "cup_pos", "string_len", "elastic_vel"];
@@ -962,7 +950,7 @@ fn spatial_tendons_and_their_limits_follow_mujoco() {
 #[test]
 fn a_box_rests_on_a_box_as_in_mujoco() {
     let name = "box_on_box";
-    let text = import_fixture(name);
+    let text = import(name).1;
     assert!(text.contains("touch_box(") && text.contains("friction_touch_box("));
     let scene = Scene::compile(&text).expect("compiles");
     let controls = floats(&reference()["models"][name]["controls"]);
@@ -985,7 +973,7 @@ fn a_box_rests_on_a_box_as_in_mujoco() {
 #[test]
 fn capsules_touch_along_their_segments_as_in_mujoco() {
     let name = "capsule_cross";
-    let text = import_fixture(name);
+    let text = import(name).1;
     assert!(text.contains("touch_capsules(") && text.contains("touch_capsule("));
     let scene = Scene::compile(&text).expect("compiles");
     let sensors = ["rod_pos", "ball_pos"];
