@@ -167,6 +167,10 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
         o.out.clone()
     };
     let own = t.model.map_or(scene, |m| m.0);
+    // The checkpoint records the model's file, so a resumed run is checked
+    // against it (`check_resumed_model`).
+    let mut config = t.config;
+    config.model_scene = t.model.map(|m| m.1.display().to_string());
     let mut trainer = match t.resume {
         Some(path) => {
             let bytes = read_file(path, "give a file written by `joule train --checkpoint`")?;
@@ -185,8 +189,8 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             trainer
         }
         None => match t.model {
-            Some((model, _)) => PlanTrainer::with_model(scene, model, t.config),
-            None => PlanTrainer::new(scene, t.config),
+            Some((model, _)) => PlanTrainer::with_model(scene, model, config),
+            None => PlanTrainer::new(scene, config),
         }
         .map_err(|e| {
             miette!(

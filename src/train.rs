@@ -477,7 +477,6 @@ fn train_planner(a: &TrainArgs, (scene, model): Scenes, name: &str, config: &Con
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = config.noise;
     pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
-    pc.model_scene = model.map(|m| m.1.display().to_string());
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
@@ -525,7 +524,6 @@ fn imitate_planner(
     pc.lr = a.lr.unwrap_or(pc.lr);
     pc.noise = a.noise;
     pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
-    pc.model_scene = model.map(|m| m.1.display().to_string());
     crate::planner::train(
         scene,
         crate::planner::TrainPlan {
