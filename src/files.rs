@@ -294,6 +294,24 @@ pub fn write_trajectory(
     }
 }
 
+/// The controls a recording applied (`joule run --out FILE.npz`), in its
+/// environment 0: the environment `--match` compares with.
+pub fn read_applied(path: &Path, controls: usize) -> Result<Vec<Vec<f64>>> {
+    let (shape, data) = read_npz(path, CONTROLS)?;
+    if shape.len() != 3 || shape[2] as usize != controls || shape[1] == 0 {
+        return Err(miette!(
+            help = format!("`joule run --out FILE.npz` records `{CONTROLS}` as (steps, environments, controls), here {controls} controls"),
+            "`{}`: `{CONTROLS}` has shape {shape:?}",
+            path.display()
+        ));
+    }
+    let batch = shape[1] as usize;
+    Ok(data
+        .chunks(batch * controls)
+        .map(|step| step[..controls].to_vec())
+        .collect())
+}
+
 /// One array of an `.npz` archive: its shape and values (f64, C order), all
 /// finite. Arrays in Fortran order, of another type or with a NaN or an
 /// infinity are refused with an error naming the file, the array (and the

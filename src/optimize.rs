@@ -4,7 +4,7 @@
 //! by `--out`, read back by `joule run --controls`).
 
 use crate::args::{check_params, ThreadsArg};
-use crate::files::{read_file, write_atomically, CONTROLS};
+use crate::files::{read_file, write_atomically};
 use crate::load::{self, apply_params};
 use crate::progress::Progress;
 use clap::ValueEnum;
@@ -447,7 +447,7 @@ pub fn load_plan(path: &Path, scene: &Scene) -> Result<Vec<Vec<f64>>> {
     let plan = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "csv" => plan_csv(&read()?, &names, path)?,
         "npy" => plan_npy(&read()?, names.len(), path)?,
-        "npz" => plan_npz(path, names.len())?,
+        "npz" => crate::files::read_applied(path, names.len())?,
         other => {
             return Err(miette!(
                 help = "give `--controls FILE.csv` or `FILE.npy`, as `joule optimize --out` writes, or a recording `joule run --out FILE.npz` wrote",
@@ -541,24 +541,6 @@ fn plan_npy(bytes: &[u8], controls: usize, path: &Path) -> Result<Vec<Vec<f64>>>
         .into_vec()
         .map_err(|e| bad(format!("not f64 values ({e})")))?;
     Ok(data.chunks(controls).map(<[f64]>::to_vec).collect())
-}
-
-/// The controls a recording applied (`joule run --out FILE.npz`), in its
-/// environment 0: the environment `--match` compares with.
-fn plan_npz(path: &Path, controls: usize) -> Result<Vec<Vec<f64>>> {
-    let (shape, data) = crate::files::read_npz(path, CONTROLS)?;
-    if shape.len() != 3 || shape[2] as usize != controls || shape[1] == 0 {
-        return Err(miette!(
-            help = format!("`joule run --out FILE.npz` records `{CONTROLS}` as (steps, environments, controls), here {controls} controls"),
-            "`{}`: `{CONTROLS}` has shape {shape:?}",
-            path.display()
-        ));
-    }
-    let batch = shape[1] as usize;
-    Ok(data
-        .chunks(batch * controls)
-        .map(|step| step[..controls].to_vec())
-        .collect())
 }
 
 /// Prints the result (text or `--json`); `evaluations` counts rollouts with

@@ -755,10 +755,11 @@ pub(crate) fn write_curve(path: &Path, curve: &[Point]) -> Result<()> {
 }
 
 /// Imitate one demonstration (`joule run --out demo.npz`): train the scene's `policy` by the
-/// Chamfer distance between its trajectory and the expert's, through the simulator (ILD).
+/// Chamfer distance between its trajectory and the expert's, through the simulator (ILD), or
+/// clone the expert's controls at its states (`--algo bc`).
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  joule run scenes/reacher.joule --steps 100 --policy expert.safetensors --out demo.npz\n  joule imitate scenes/reacher.joule --expert demo.npz --match fingertip --reward closeness"
+    after_help = "Examples:\n  joule run scenes/reacher.joule --steps 100 --policy expert.safetensors --out demo.npz --state\n  joule imitate scenes/reacher.joule --expert demo.npz --match fingertip --reward closeness\n  joule imitate scenes/reacher.joule --expert demo.npz --algo bc --iters 2000 --reward closeness"
 )]
 pub struct ImitateArgs {
     /// The scene file (with a `policy` item).
@@ -771,14 +772,10 @@ pub struct ImitateArgs {
     expert: PathBuf,
     /// The outputs whose trajectories are matched, comma-separated (positions and velocities
     /// together match the pace as well as the path).
-    #[arg(
-        long = "match",
-        value_name = "OUTPUT,...",
-        value_delimiter = ',',
-        required = true
-    )]
+    /// Required but with `--algo bc`, which regresses the controls instead.
+    #[arg(long = "match", value_name = "OUTPUT,...", value_delimiter = ',')]
     matched: Vec<String>,
-    /// The algorithm (ILD: Chamfer distance through the simulator).
+    /// The algorithm: ILD (through the simulator) or behaviour cloning.
     #[arg(long, value_enum, default_value_t = ImitateAlgo::Ild)]
     algo: ImitateAlgo,
     /// The `policy` item trained (default: the scene's only one).
@@ -828,12 +825,14 @@ pub struct ImitateArgs {
 enum ImitateAlgo {
     /// Imitation learning by differentiable physics: a Chamfer distance between trajectories.
     Ild,
+    /// Behaviour cloning: the policy regressed onto the controls the expert applied at the
+    /// states it recorded (`joule run --out demo.npz --state`), no simulation in the loop.
+    Bc,
 }
 
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
 pub fn imitate(a: ImitateArgs) -> Result<()> {
     let workers = a.threads.apply()?;
-    let ImitateAlgo::Ild = a.algo; // the only one
     if let Some(lr) = a.lr {
         positive(
             "--lr",
@@ -849,6 +848,15 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     let o = &a.outputs;
     let scene = compile(&a.scene, load::Surrogates::Scene, &a.params)?;
     crate::args::check_batch(&scene, &format!("--batch {}", a.batch), a.batch)?;
+    if let ImitateAlgo::Bc = a.algo {
+        return clone_behaviour(&a, &scene);
+    }
+    if a.matched.is_empty() {
+        return Err(miette!(
+            help = "name the outputs to match, e.g. `--match tip,rates` (positions and velocities together), or clone the controls with `--algo bc`",
+            "imitation through the simulator matches outputs: `--match` is missing"
+        ));
+    }
     // Environment 0's trajectory after each step (the file's first row is
     // the start), the outputs' components one after the other.
     let mut expert: Vec<Vec<f64>> = vec![];
@@ -969,6 +977,106 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
                     expert_return.map_or("not recorded".into(), |r| format!("{r:.4}"))
                 );
             }
+        }
+        println!("wrote {}", o.out.display());
+    }
+    Ok(())
+}
+
+/// `joule imitate --algo bc`: the scene's `mlp` policy regressed onto the
+/// controls a recording's environment 0 applied, at its recorded states.
+fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
+    let refuse = |flag: &str, help: &str| -> Result<()> {
+        Err(miette!(
+            help = help.to_string(),
+            "`{flag}` has no meaning for behaviour cloning (`--algo bc` regresses the expert's controls at its states, no simulation in the loop)"
+        ))
+    };
+    if a.window.is_some() {
+        refuse(
+            "--window",
+            "leave `--window` out, or imitate through the simulator with `--algo ild`",
+        )?;
+    }
+    if !a.matched.is_empty() {
+        refuse(
+            "--match",
+            "leave `--match` out: cloning fits the controls, not outputs",
+        )?;
+    }
+    if !a.planner_params.is_empty() || a.planner_model.is_some() {
+        refuse(
+            if a.planner_model.is_some() { "--planner-model" } else { "--planner-param" },
+            "clone an `mlp` policy; a `trajopt` policy imitates through its optimiser with `--algo ild`",
+        )?;
+    }
+    if a.noise != 0.0 {
+        refuse(
+            "--noise",
+            "leave `--noise` out: cloning never resets an environment",
+        )?;
+    }
+    let o = &a.outputs;
+    let nc = scene.model().controls.len();
+    let controls = crate::files::read_applied(&a.expert, nc)?;
+    let states = crate::files::read_states(&a.expert, scene.dofs())?;
+    if states.len() <= controls.len() {
+        return Err(miette!(
+            help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
+            "`{}` has {} recorded states for {} steps: cloning needs the state before every step",
+            a.expert.display(),
+            states.len(),
+            controls.len()
+        ));
+    }
+    let spec = policy::spec(scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+    let mut pol = Policy::new(scene, spec, &mut rng).map_err(learn_error)?;
+    let settings = joule_learn::clone::Cloning {
+        reward: a.reward.clone(),
+        steps: a.steps.unwrap_or(controls.len()),
+        eval_every: 100,
+        lr: a.lr.unwrap_or(3e-3),
+    };
+    let mut cl = joule_learn::clone::Cloner::new(scene, &mut pol, &states, &controls, settings)
+        .map_err(learn_error)?;
+    let mut bar = Progress::iterations(a.iters as u64, "clone", !o.quiet && !o.json);
+    for _ in 0..a.iters {
+        let p = cl.iterate(&mut pol).map_err(learn_error)?;
+        bar.message(&format!("error {:.3e} | return {:.3}", p.loss, p.reward));
+        bar.inc();
+    }
+    bar.finish();
+    cl.evaluate_last(&pol).map_err(learn_error)?;
+    let bytes = to_save(pol.to_bytes(), &o.out)?;
+    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    if let Some(path) = &o.curve {
+        write_curve(path, &cl.curve)?;
+    }
+    let last = cl.curve.last();
+    let error = cl.error(&pol).map_err(learn_error)?;
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "scene": a.scene.display().to_string(),
+                "algo": "bc",
+                "iterations": a.iters,
+                "samples": controls.len(),
+                "error": error,
+                "return": last.map(|p| p.reward).filter(|_| a.reward.is_some()),
+                "seconds": last.map_or(0.0, |p| p.wall),
+                "policy": o.out,
+            })
+        );
+    } else if !o.quiet {
+        println!(
+            "{} iterations on {} samples: control error {error:.4e} (squared, in half ranges)",
+            a.iters,
+            controls.len()
+        );
+        if let (Some(p), Some(_)) = (last, &a.reward) {
+            println!("return {:.4}", p.reward);
         }
         println!("wrote {}", o.out.display());
     }

@@ -1,7 +1,8 @@
 //! `joule train`, `joule imitate` and `joule run --policy` end to end on the
 //! small reach scene: learning improves the return over the untrained
 //! policy, a resumed run is bitwise the uninterrupted one, imitation of one
-//! demonstration approaches the expert, and bad input is a diagnostic.
+//! demonstration (through the simulator, and by cloning its controls)
+//! approaches the expert, and bad input is a diagnostic.
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
 mod common;
@@ -461,6 +462,52 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--state"), "{err}");
+    // Behaviour cloning: the expert's controls regressed at its states. The
+    // expert is a network of the same shape, so the fit can be close.
+    let clone = |demo: &std::path::Path, iters: &str| {
+        joule(&[
+            "imitate",
+            SCENE,
+            "--expert",
+            demo.to_str().unwrap(),
+            "--algo",
+            "bc",
+            "--reward",
+            "closeness",
+            "--iters",
+            iters,
+            "--lr",
+            "0.01",
+            "--out",
+            student.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&clone(&demo, "1").stdout).expect("one JSON object");
+    let first = v["error"].as_f64().unwrap();
+    let out = clone(&demo, "1500");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let (error, samples) = (v["error"].as_f64().unwrap(), v["samples"].as_u64().unwrap());
+    assert_eq!(samples, 100);
+    assert!(error < 1e-3 * first, "control error {error} from {first}");
+    let got = v["return"].as_f64().unwrap();
+    let want = episode_return(expert.to_str().unwrap());
+    assert!(
+        (got - want).abs() < 0.1 * want.abs(),
+        "cloned {got} vs expert {want}"
+    );
+    assert_eq!(got, episode_return(student.to_str().unwrap()));
+    // Cloning reads the expert's states.
+    let out = clone(&bare, "10");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--state"), "{err}");
 }
 
 #[test]
@@ -734,6 +781,31 @@ fn damaged_expert_data_is_refused_before_training() {
         assert_eq!(out.status.code(), Some(1));
         fails_with_hint(&out, want);
         assert!(!student.exists(), "no policy written");
+    }
+}
+
+#[test]
+fn imitation_flags_that_do_not_fit_the_algorithm_are_refused() {
+    let base = ["imitate", SCENE, "--expert", "no-such.npz"];
+    for (more, want) in [
+        (&[][..], "`--match` is missing"),
+        (
+            &["--algo", "bc", "--match", "miss"][..],
+            "`--match` has no meaning",
+        ),
+        (
+            &["--algo", "bc", "--window", "5"][..],
+            "`--window` has no meaning",
+        ),
+        (
+            &["--algo", "bc", "--noise", "0.1"][..],
+            "`--noise` has no meaning",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().chain(more).copied().collect();
+        let out = joule(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        fails_with_hint(&out, want);
     }
 }
 

@@ -228,7 +228,7 @@ impl<'s> Imitator<'s> {
     /// Puts the return of the policy over one whole episode from the scene's
     /// start into the curve's last point.
     fn record_return(&mut self, policy: &Policy) -> Result<()> {
-        let ret = self.evaluate(policy)?;
+        let ret = episode_return(self.scene, &self.envs, policy, self.settings.steps)?;
         let p = self.curve.last_mut().expect("an iteration closed");
         p.reward = ret;
         p.episodes = 1;
@@ -294,30 +294,6 @@ impl<'s> Imitator<'s> {
             return Ok(());
         }
         self.record_return(policy)
-    }
-
-    /// The policy's return over one episode from the scene's start.
-    fn evaluate(&self, policy: &Policy) -> Result<f64> {
-        let mut sim = self.scene.batch_threads(1, 1);
-        let mut controls = self.scene.default_controls(1);
-        let row = self.envs.reward_row.expect("checked in new");
-        let mut out = sim.outputs();
-        let mut ret = 0.0;
-        for _ in 0..self.settings.steps {
-            policy.act(&out, &mut controls)?;
-            sim.set_controls(&controls).map_err(name_error)?;
-            sim.step();
-            out = sim.outputs();
-            let r = out[row][0];
-            if !r.is_finite() {
-                break;
-            }
-            ret += r;
-            if self.envs.done(&out, 0) {
-                break;
-            }
-        }
-        Ok(ret)
     }
 
     /// One episode per environment and the Chamfer distance.
@@ -386,4 +362,35 @@ impl<'s> Imitator<'s> {
             measured,
         ))
     }
+}
+
+/// `policy`'s return over one episode of `steps` from the scene's start (no
+/// jitter), with `envs`'s reward and `done` items (its reward must be set);
+/// it ends early where an episode ends or the reward stops being finite.
+pub(crate) fn episode_return(
+    scene: &Scene,
+    envs: &Envs,
+    policy: &Policy,
+    steps: usize,
+) -> Result<f64> {
+    let mut sim = scene.batch_threads(1, 1);
+    let mut controls = scene.default_controls(1);
+    let row = envs.reward_row.expect("an evaluation names its reward");
+    let mut out = sim.outputs();
+    let mut ret = 0.0;
+    for _ in 0..steps {
+        policy.act(&out, &mut controls)?;
+        sim.set_controls(&controls).map_err(name_error)?;
+        sim.step();
+        out = sim.outputs();
+        let r = out[row][0];
+        if !r.is_finite() {
+            break;
+        }
+        ret += r;
+        if envs.done(&out, 0) {
+            break;
+        }
+    }
+    Ok(ret)
 }

@@ -11,6 +11,9 @@
 //! - [`imitate`]: a policy trained to reproduce one expert trajectory by the
 //!   Chamfer distance between state trajectories, differentiated through the
 //!   simulator (ILD).
+//! - [`clone`]: behaviour cloning, the policy regressed onto one
+//!   demonstration's controls at its states (the baseline of the two
+//!   imitations through the simulator).
 //! - [`planning`]: a `trajopt` policy (trajectory optimisation as the
 //!   policy) trained through its optimiser into its cost's and model's params.
 //!
@@ -19,6 +22,7 @@
 //! Python or libtorch to install, and safetensors as its native format.
 
 pub mod adam;
+pub mod clone;
 pub mod curve;
 pub mod envs;
 pub mod fused;
