@@ -230,21 +230,22 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     let learned = trainer.learned();
     let model = own.model();
     let mut params = serde_json::Map::new();
-    // Every param of the model: the learned ones and those set apart from the world's.
+    // The learned params and those set apart from the world's: the others
+    // follow the world a run plans in (its `--param`), as they did in
+    // training.
     for d in &model.params {
-        let v = learned
+        let set_apart = || {
+            let m = &trainer.config().model;
+            m.iter().find(|m| m.0 == d.name).map(|m| m.1)
+        };
+        let Some(v) = learned
             .iter()
             .find(|l| l.0 == d.name)
             .map(|l| l.1)
-            .or_else(|| {
-                trainer
-                    .config()
-                    .model
-                    .iter()
-                    .find(|m| m.0 == d.name)
-                    .map(|m| m.1)
-            })
-            .unwrap_or(d.value);
+            .or_else(set_apart)
+        else {
+            continue;
+        };
         if !v.is_finite() {
             return Err(miette!(
                 help =
@@ -259,6 +260,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     let file = json!({"policy": t.policy, "params": params});
     write_atomically(&out, |w| w.write_all(file.to_string().as_bytes()))?;
     let imitation = trainer.config().imitate.is_some();
+    let cloning = trainer.config().clone.is_some();
     let (curve, stats) = trainer.curve();
     if let Some(path) = &o.curve {
         crate::train::write_curve(path, curve)?;
@@ -272,8 +274,8 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             "{}",
             json!({
                 "scene": t.scene.display().to_string(),
-                "algo": "apg",
-                "objective": if imitation { "imitation".to_string() } else { trainer.config().reward.clone() },
+                "algo": if cloning { "bc" } else { "apg" },
+                "objective": if cloning { "cloning".to_string() } else if imitation { "imitation".to_string() } else { trainer.config().reward.clone() },
                 "policy": t.policy,
                 "iterations": last.map_or(0, |p| p.iteration),
                 "env_steps": last.map_or(0, |p| p.env_steps),
@@ -289,7 +291,9 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
         );
     } else if !o.quiet {
         if let Some(p) = last {
-            let what = if imitation {
+            let what = if cloning {
+                "minus the squared control error (in half ranges)"
+            } else if imitation {
                 "minus the squared distance to the demonstration"
             } else {
                 "mean episode return"

@@ -849,6 +849,11 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     let scene = compile(&a.scene, load::Surrogates::Scene, &a.params)?;
     crate::args::check_batch(&scene, &format!("--batch {}", a.batch), a.batch)?;
     if let ImitateAlgo::Bc = a.algo {
+        let model = crate::planner::model_scene(a.planner_model.as_deref())?;
+        if let Some(name) = planned_policy(&scene, model.as_ref(), a.policy.as_deref())? {
+            let model = model.as_ref().zip(a.planner_model.as_deref());
+            return clone_planner(&a, (&scene, model), name, workers);
+        }
         return clone_behaviour(&a, &scene);
     }
     if a.matched.is_empty() {
@@ -986,49 +991,14 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
 /// `joule imitate --algo bc`: the scene's `mlp` policy regressed onto the
 /// controls a recording's environment 0 applied, at its recorded states.
 fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
-    let refuse = |flag: &str, help: &str| -> Result<()> {
-        Err(miette!(
-            help = help.to_string(),
-            "`{flag}` has no meaning for behaviour cloning (`--algo bc` regresses the expert's controls at its states, no simulation in the loop)"
-        ))
-    };
-    if a.window.is_some() {
-        refuse(
-            "--window",
-            "leave `--window` out, or imitate through the simulator with `--algo ild`",
-        )?;
-    }
-    if !a.matched.is_empty() {
-        refuse(
-            "--match",
-            "leave `--match` out: cloning fits the controls, not outputs",
-        )?;
-    }
-    if !a.planner_params.is_empty() || a.planner_model.is_some() {
-        refuse(
-            if a.planner_model.is_some() { "--planner-model" } else { "--planner-param" },
-            "clone an `mlp` policy; a `trajopt` policy imitates through its optimiser with `--algo ild`",
-        )?;
-    }
-    if a.noise != 0.0 {
-        refuse(
-            "--noise",
-            "leave `--noise` out: cloning never resets an environment",
-        )?;
-    }
-    let o = &a.outputs;
-    let nc = scene.model().controls.len();
-    let controls = crate::files::read_applied(&a.expert, nc)?;
-    let states = crate::files::read_states(&a.expert, scene.dofs())?;
-    if states.len() <= controls.len() {
+    if !a.planner_params.is_empty() {
         return Err(miette!(
-            help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
-            "`{}` has {} recorded states for {} steps: cloning needs the state before every step",
-            a.expert.display(),
-            states.len(),
-            controls.len()
+            help = "leave `--planner-param` out, or clone a `trajopt` policy (`--policy NAME`)",
+            "`--planner-param` sets a `trajopt` policy's model, and this run clones an `mlp` policy"
         ));
     }
+    let o = &a.outputs;
+    let (states, controls) = demonstration(a, scene)?;
     let spec = policy::spec(scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let mut pol = Policy::new(scene, spec, &mut rng).map_err(learn_error)?;
@@ -1081,4 +1051,88 @@ fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
         println!("wrote {}", o.out.display());
     }
     Ok(())
+}
+
+/// The demonstration a cloning run fits (what cloning cannot use refused
+/// first): the states before each step (`--state`) and the controls
+/// applied there.
+#[allow(clippy::type_complexity)]
+fn demonstration(
+    a: &ImitateArgs,
+    scene: &Scene,
+) -> Result<(Vec<(Vec<f64>, Vec<f64>)>, Vec<Vec<f64>>)> {
+    let refuse = |flag: &str, help: &str| -> Result<()> {
+        Err(miette!(
+            help = help.to_string(),
+            "`{flag}` has no meaning for behaviour cloning (`--algo bc` fits the expert's controls at its states, no simulation in the loop)"
+        ))
+    };
+    if a.window.is_some() {
+        refuse(
+            "--window",
+            "leave `--window` out, or imitate through the simulator with `--algo ild`",
+        )?;
+    }
+    if !a.matched.is_empty() {
+        refuse(
+            "--match",
+            "leave `--match` out: cloning fits the controls, not outputs",
+        )?;
+    }
+    if a.noise != 0.0 {
+        refuse(
+            "--noise",
+            "leave `--noise` out: cloning never resets an environment",
+        )?;
+    }
+    let nc = scene.model().controls.len();
+    let controls = crate::files::read_applied(&a.expert, nc)?;
+    let mut states = crate::files::read_states(&a.expert, scene.dofs())?;
+    if states.len() <= controls.len() {
+        return Err(miette!(
+            help = "record the demonstration with `joule run SCENE --out demo.npz --state`",
+            "`{}` has {} recorded states for {} steps: cloning needs the state before every step",
+            a.expert.display(),
+            states.len(),
+            controls.len()
+        ));
+    }
+    states.truncate(controls.len());
+    Ok((states, controls))
+}
+
+/// `joule imitate --algo bc` of a `trajopt` policy (DiffTOP's imitation
+/// objective): its learned params fitted so that its plans from the
+/// demonstration's states start with the controls the expert applied.
+fn clone_planner(
+    a: &ImitateArgs,
+    (scene, model): Scenes,
+    name: &str,
+    workers: usize,
+) -> Result<()> {
+    let (states, controls) = demonstration(a, scene)?;
+    let mut pc = joule_learn::planning::PlanConfig::new(a.reward.as_deref().unwrap_or(""));
+    pc.episode = controls.len();
+    pc.clone = Some(joule_learn::planning::CloneDemo { states, controls });
+    pc.policy = Some(name.to_string());
+    pc.batch = a.batch.max(1);
+    pc.threads = workers.max(1);
+    pc.seed = a.seed;
+    pc.lr = a.lr.unwrap_or(pc.lr);
+    pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
+    crate::planner::train(
+        scene,
+        crate::planner::TrainPlan {
+            scene: &a.scene,
+            model,
+            policy: name,
+            config: pc,
+            iters: a.iters,
+            checkpoint: None,
+            every: 0,
+            resume: None,
+            batch: None,
+            outputs: &a.outputs,
+        },
+    )
 }

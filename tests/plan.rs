@@ -855,7 +855,9 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
 /// Learning a planner's cost from one demonstration: an expert planner
 /// (the declared `w_u = 0.5, target = 1`) is recorded; `joule imitate`
 /// starts the learner's cost at `w_u = 2, target = 0.2` and recovers the
-/// expert's weights by matching its trajectory through the optimiser.
+/// expert's weights by matching its trajectory through the optimiser, and
+/// `--algo bc` (DiffTOP's objective: the plans from the demonstration's
+/// states against the controls it applied) recovers them too.
 #[test]
 fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
     let demo = common::temp("lqr-demo.npz").display().to_string();
@@ -869,6 +871,7 @@ fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
         "20",
         "--out",
         &demo,
+        "--state",
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -900,6 +903,45 @@ fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
     );
     assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
     assert!(v["return"].as_f64().unwrap() > -1e-10, "{v}");
+    let o = common::joule(&[
+        "imitate",
+        "tests/plan/lqr.joule",
+        "--expert",
+        &demo,
+        "--algo",
+        "bc",
+        "--planner-param",
+        "w_u=2",
+        "--planner-param",
+        "target=0.2",
+        "--iters",
+        "1000",
+        "--batch",
+        "2",
+        "--out",
+        &learned,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        (&v["algo"], &v["objective"]),
+        (&"bc".into(), &"cloning".into())
+    );
+    assert_eq!(
+        (v["plans"].as_u64(), v["env_steps"].as_u64()),
+        (Some(20_000), Some(0))
+    );
+    let first = v["first_return"].as_f64().unwrap();
+    let (w, target) = (
+        v["learned"]["w_u"].as_f64().unwrap(),
+        v["learned"]["target"].as_f64().unwrap(),
+    );
+    assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
+    assert!(
+        first < -1e-2 && v["return"].as_f64().unwrap() > -1e-10,
+        "{v}"
+    );
 }
 
 /// A planner built from the library checks its settings before any work:

@@ -53,8 +53,8 @@ pub struct Cloner<'s> {
 
 impl<'s> Cloner<'s> {
     /// The data set of `policy` from a demonstration: `states[t]` the state
-    /// before step `t` (`joule run --state`, at least one more than the
-    /// steps), `controls[t]` every control of the scene it applied then.
+    /// before step `t` (`joule run --state`; one for each step at least),
+    /// `controls[t]` every control of the scene it applied then.
     /// The policy's observation statistics are set from the expert's
     /// observations.
     pub fn new(
@@ -71,7 +71,7 @@ impl<'s> Cloner<'s> {
                 "the demonstration's controls must be [steps][{n} controls] with at least one step"
             )));
         }
-        if states.len() <= controls.len() {
+        if states.len() < controls.len() {
             return Err(msg(format!(
                 "cloning reads the policy's observations at the demonstration's states: \
                  {} states for {} steps (record it with `joule run --out demo.npz --state`)",

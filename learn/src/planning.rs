@@ -14,9 +14,12 @@
 //! params' unconstrained variables (`joule_runtime::optimize::Map`: each
 //! stays inside its declared range).
 //!
-//! Imitation ([`Imitate`], DiffTOP's cost learned from one demonstration)
-//! replaces the reward by minus the squared distance of the matched
-//! outputs to the demonstration's, step by step, differentiated the same way.
+//! Imitation ([`Imitate`], a cost learned from one demonstration) replaces
+//! the reward by minus the squared distance of the matched outputs to the
+//! demonstration's, step by step, differentiated the same way. Cloning
+//! ([`CloneDemo`], DiffTOP's imitation objective) simulates nothing: the
+//! planner plans from each of the demonstration's states, and its first
+//! controls are matched to the ones the expert applied there.
 //!
 //! The world keeps the scene's params; the planner's model has its own
 //! copies, which are what is learned. The model may also be a scene of its
@@ -46,6 +49,10 @@ pub struct PlanConfig {
     /// Imitation instead: the outputs matched step by step to a demonstration.
     #[serde(default)]
     pub imitate: Option<Imitate>,
+    /// Cloning instead (DiffTOP's imitation objective): the plans made from
+    /// a demonstration's states matched to the controls it applied there.
+    #[serde(default)]
+    pub clone: Option<CloneDemo>,
     /// The `trajopt` policy trained (`None`: the scene's only one).
     pub policy: Option<String>,
     /// Environments (episodes per iteration).
@@ -78,6 +85,7 @@ impl PlanConfig {
         PlanConfig {
             reward: reward.into(),
             imitate: None,
+            clone: None,
             policy: None,
             batch: 4,
             threads: 1,
@@ -103,6 +111,21 @@ pub struct Imitate {
     /// `[step][component]`: the matched outputs' components, one after the
     /// other, after each step of the demonstration.
     pub expert: Vec<Vec<f64>>,
+}
+
+/// A demonstration whose controls a planner clones (DiffTOP's imitation
+/// objective): each iteration plans from every recorded state, and the loss
+/// is the mean over steps of `sum_c ((u_c - u*_c) / half_c)^2`, the first
+/// planned control `u` against the one the expert applied `u*`, in units of
+/// each control's half range (1 where unbounded), differentiated through
+/// each plan into the learned params. Nothing is simulated: the plans see
+/// only the expert's states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneDemo {
+    /// The world's free DOFs (positions, velocities) before each step.
+    pub states: Vec<(Vec<f64>, Vec<f64>)>,
+    /// The controls applied at each step, `[step][control]` (all of the world's).
+    pub controls: Vec<Vec<f64>>,
 }
 
 /// How the plans of an iteration went.
@@ -216,7 +239,11 @@ impl<'s> PlanTrainer<'s> {
             return Err("a run needs at least one environment, step and thread".into());
         }
         let layout = scene.compiled.layout();
+        if let Some(cl) = &config.clone {
+            check_clone(scene, cl)?;
+        }
         let rows: Vec<usize> = match &config.imitate {
+            None if config.clone.is_some() => vec![],
             None => vec![layout
                 .output(&config.reward)
                 .filter(|o| o.kind == joule_compiler::model::ObjectiveKind::Reward)
@@ -331,6 +358,11 @@ impl<'s> PlanTrainer<'s> {
     /// diverged), `dR/dtheta` summed over the environments that did not,
     /// and how the plans went.
     pub fn episode(&mut self) -> Result<Episode, String> {
+        if let Some(cl) = self.state.config.clone.take() {
+            let ep = self.cloned(&cl);
+            self.state.config.clone = Some(cl);
+            return ep;
+        }
         let (batch, steps) = (self.state.config.batch, self.state.config.episode);
         let values: Vec<f64> = self.learned().iter().map(|l| l.1).collect();
         self.planner.set_learned(&values);
@@ -435,6 +467,64 @@ impl<'s> PlanTrainer<'s> {
         })
     }
 
+    /// Cloning's iteration ([`CloneDemo`]): every environment plans from a
+    /// contiguous part of the demonstration's states in order (warm started
+    /// from the plan of the state before, as in closed loop), its "return"
+    /// minus its share of the loss, so that the mean over environments is
+    /// minus the loss.
+    fn cloned(&mut self, cl: &CloneDemo) -> Result<Episode, String> {
+        let batch = self.state.config.batch;
+        let values: Vec<f64> = self.learned().iter().map(|l| l.1).collect();
+        self.planner.set_learned(&values);
+        let steps = cl.controls.len();
+        let part = steps.div_ceil(batch);
+        let units: Vec<f64> = self
+            .scene
+            .model()
+            .controls
+            .iter()
+            .map(|c| c.bounds.map_or(1.0, |(lo, hi)| (hi - lo) / 2.0))
+            .collect();
+        for e in 0..batch {
+            self.planner.reset(e);
+        }
+        let p = values.len();
+        let share = batch as f64 / steps as f64;
+        let mut returns = vec![0.0; batch];
+        let mut grad = vec![0.0; p];
+        let mut stats = PlanStats::default();
+        for k in 0..part {
+            // Environments past the demonstration's end plan from its last
+            // state; their plans are not counted.
+            let step = |e: usize| (e * part + k).min(steps - 1);
+            for e in 0..batch {
+                let (x, v) = &cl.states[step(e)];
+                self.sim.set_state(e, x, v);
+            }
+            let made = self.planner.act(&mut self.sim).map_err(|e| e.0)?;
+            for (e, plan) in made.iter().enumerate() {
+                if e * part + k >= steps {
+                    continue;
+                }
+                stats.add(plan);
+                let want = &cl.controls[step(e)];
+                for (c, (&u, &w)) in plan.first().iter().zip(want).enumerate() {
+                    let r = (u - w) / units[c];
+                    returns[e] -= share * r * r;
+                    for (g, d) in grad.iter_mut().zip(&plan.d_params[c]) {
+                        *g -= share * 2.0 * r / units[c] * d;
+                    }
+                }
+            }
+        }
+        Ok(Episode {
+            returns,
+            grad,
+            stats,
+            events: 0,
+        })
+    }
+
     /// One episode of every environment and one Adam step on its mean return.
     pub fn iterate(&mut self) -> Result<(&Point, PlanStats), String> {
         let start = Instant::now();
@@ -469,7 +559,12 @@ impl<'s> PlanTrainer<'s> {
         let seconds = start.elapsed().as_secs_f64();
         let point = Point {
             iteration: self.state.curve.len() + 1,
-            env_steps: last.map_or(0, |l| l.env_steps) + (batch * self.state.config.episode) as u64,
+            env_steps: last.map_or(0, |l| l.env_steps)
+                + if self.state.config.clone.is_some() {
+                    0 // cloning simulates nothing
+                } else {
+                    (batch * self.state.config.episode) as u64
+                },
             wall: last.map_or(0.0, |l| l.wall) + seconds,
             sim: last.map_or(0.0, |l| l.sim) + seconds,
             reward,
@@ -540,4 +635,33 @@ impl<'s> PlanTrainer<'s> {
         tr.state = state;
         Ok(tr)
     }
+}
+
+/// A demonstration to clone fits the world: a state before every step, of
+/// the world's DOFs, a value for every control, all finite.
+fn check_clone(scene: &Scene, cl: &CloneDemo) -> Result<(), String> {
+    let (dofs, nc) = (scene.dofs(), scene.model().controls.len());
+    if cl.controls.is_empty() || cl.states.len() < cl.controls.len() {
+        return Err(format!(
+            "cloning plans from the demonstration's state before each step: {} states for {} steps",
+            cl.states.len(),
+            cl.controls.len()
+        ));
+    }
+    if cl.controls.iter().any(|c| c.len() != nc)
+        || cl
+            .states
+            .iter()
+            .any(|(x, v)| x.len() != dofs || v.len() != dofs)
+    {
+        return Err(format!(
+            "the demonstration must give {nc} controls and {dofs} positions and velocities per step"
+        ));
+    }
+    let values = cl.controls.iter().flatten();
+    let states = cl.states.iter().flat_map(|(x, v)| x.iter().chain(v));
+    if !values.chain(states).all(|x| x.is_finite()) {
+        return Err("the demonstration has a value that is not finite".into());
+    }
+    Ok(())
 }
