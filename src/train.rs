@@ -514,15 +514,27 @@ fn imitate_planner(
         outputs: a.matched.clone(),
         expert,
     });
-    pc.policy = Some(name.to_string());
-    pc.batch = a.batch.max(1);
-    pc.threads = workers.max(1);
     pc.episode = a
         .steps
         .unwrap_or(pc.imitate.as_ref().map_or(0, |i| i.expert.len()));
+    pc.noise = a.noise;
+    train_imitating_planner(a, (scene, model), name, workers, pc)
+}
+
+/// A planner's imitation run (`pc` says of what) with `joule imitate`'s
+/// common settings.
+fn train_imitating_planner(
+    a: &ImitateArgs,
+    (scene, model): Scenes,
+    name: &str,
+    workers: usize,
+    mut pc: joule_learn::planning::PlanConfig,
+) -> Result<()> {
+    pc.policy = Some(name.to_string());
+    pc.batch = a.batch.max(1);
+    pc.threads = workers.max(1);
     pc.seed = a.seed;
     pc.lr = a.lr.unwrap_or(pc.lr);
-    pc.noise = a.noise;
     pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
     crate::planner::train(
         scene,
@@ -1114,25 +1126,5 @@ fn clone_planner(
     let mut pc = joule_learn::planning::PlanConfig::new(a.reward.as_deref().unwrap_or(""));
     pc.episode = controls.len();
     pc.clone = Some(joule_learn::planning::CloneDemo { states, controls });
-    pc.policy = Some(name.to_string());
-    pc.batch = a.batch.max(1);
-    pc.threads = workers.max(1);
-    pc.seed = a.seed;
-    pc.lr = a.lr.unwrap_or(pc.lr);
-    pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
-    crate::planner::train(
-        scene,
-        crate::planner::TrainPlan {
-            scene: &a.scene,
-            model,
-            policy: name,
-            config: pc,
-            iters: a.iters,
-            checkpoint: None,
-            every: 0,
-            resume: None,
-            batch: None,
-            outputs: &a.outputs,
-        },
-    )
+    train_imitating_planner(a, (scene, model), name, workers, pc)
 }

@@ -852,6 +852,24 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
     common::fails_with_hint(&o, "declare the planner in the model's scene");
 }
 
+/// Records 20 steps of `scene`'s planner `plan` with their states, the
+/// demonstration the imitation tests learn from.
+fn record_demonstration(scene: &str, demo: &str) {
+    let o = common::joule(&[
+        "run",
+        scene,
+        "--planner",
+        "plan",
+        "--steps",
+        "20",
+        "--out",
+        demo,
+        "--state",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Learning a planner's cost from one demonstration: an expert planner
 /// (the declared `w_u = 0.5, target = 1`) is recorded; `joule imitate`
 /// starts the learner's cost at `w_u = 2, target = 0.2` and recovers the
@@ -862,68 +880,40 @@ fn joule_train_and_run_a_planner_on_a_model_of_its_own() {
 fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
     let demo = common::temp("lqr-demo.npz").display().to_string();
     let learned = common::temp("lqr-learned.json").display().to_string();
-    let o = common::joule(&[
-        "run",
-        "tests/plan/lqr.joule",
-        "--planner",
-        "plan",
-        "--steps",
-        "20",
-        "--out",
-        &demo,
-        "--state",
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = common::joule(&[
-        "imitate",
-        "tests/plan/lqr.joule",
-        "--expert",
-        &demo,
-        "--match",
-        "x",
-        "--planner-param",
-        "w_u=2",
-        "--planner-param",
-        "target=0.2",
-        "--iters",
-        "1000",
-        "--batch",
-        "1",
-        "--out",
-        &learned,
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    record_demonstration("tests/plan/lqr.joule", &demo);
+    // Each way from the same wrong cost: the closed loop matched step by
+    // step, and the plans from the demonstration's states cloned.
+    let imitate = |how: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "imitate",
+            "tests/plan/lqr.joule",
+            "--expert",
+            &demo,
+            "--planner-param",
+            "w_u=2",
+            "--planner-param",
+            "target=0.2",
+            "--iters",
+            "1000",
+            "--out",
+            &learned,
+            "--json",
+        ];
+        args.extend_from_slice(how);
+        let o = common::joule(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let (w, target) = (
+            v["learned"]["w_u"].as_f64().unwrap(),
+            v["learned"]["target"].as_f64().unwrap(),
+        );
+        assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
+        assert!(v["return"].as_f64().unwrap() > -1e-10, "{v}");
+        v
+    };
+    let v = imitate(&["--match", "x", "--batch", "1"]);
     assert_eq!(v["objective"], "imitation");
-    let (w, target) = (
-        v["learned"]["w_u"].as_f64().unwrap(),
-        v["learned"]["target"].as_f64().unwrap(),
-    );
-    assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
-    assert!(v["return"].as_f64().unwrap() > -1e-10, "{v}");
-    let o = common::joule(&[
-        "imitate",
-        "tests/plan/lqr.joule",
-        "--expert",
-        &demo,
-        "--algo",
-        "bc",
-        "--planner-param",
-        "w_u=2",
-        "--planner-param",
-        "target=0.2",
-        "--iters",
-        "1000",
-        "--batch",
-        "2",
-        "--out",
-        &learned,
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let v = imitate(&["--algo", "bc", "--batch", "2"]);
     assert_eq!(
         (&v["algo"], &v["objective"]),
         (&"bc".into(), &"cloning".into())
@@ -932,16 +922,7 @@ fn joule_imitate_recovers_a_planners_cost_from_one_demonstration() {
         (v["plans"].as_u64(), v["env_steps"].as_u64()),
         (Some(20_000), Some(0))
     );
-    let first = v["first_return"].as_f64().unwrap();
-    let (w, target) = (
-        v["learned"]["w_u"].as_f64().unwrap(),
-        v["learned"]["target"].as_f64().unwrap(),
-    );
-    assert!((w - 0.5).abs() < 1e-4 && (target - 1.0).abs() < 1e-4, "{v}");
-    assert!(
-        first < -1e-2 && v["return"].as_f64().unwrap() > -1e-10,
-        "{v}"
-    );
+    assert!(v["first_return"].as_f64().unwrap() < -1e-2, "{v}");
 }
 
 /// A planner built from the library checks its settings before any work:
@@ -981,19 +962,7 @@ fn a_planners_cost_cloned_from_one_demonstration_follows_a_moved_target() {
         common::temp("reacher-demo.npz").display().to_string(),
         common::temp("reacher-cloned.json").display().to_string(),
     );
-    let o = common::joule(&[
-        "run",
-        scene,
-        "--planner",
-        "plan",
-        "--steps",
-        "20",
-        "--out",
-        &demo,
-        "--state",
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    record_demonstration(scene, &demo);
     let o = common::joule(&[
         "imitate",
         scene,
