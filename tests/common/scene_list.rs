@@ -27,6 +27,7 @@ macro_rules! shipped_scenes {
             pendulum
             quadruped_surrogate
             reacher
+            reacher_payload
             reacher_planner
             reacher_targets
             rigid_drop
