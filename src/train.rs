@@ -282,6 +282,12 @@ fn to_save(bytes: candle_core::Result<Vec<u8>>, path: &Path) -> Result<Vec<u8>> 
     })
 }
 
+/// Writes a trained policy's weights to `path` (nothing where they are not finite).
+fn write_weights(policy: &Policy, path: &Path) -> Result<()> {
+    let bytes = to_save(policy.to_bytes(), path)?;
+    write_atomically(path, |w| w.write_all(&bytes))
+}
+
 /// `joule train`: `--iters` iterations in all (a resumed run continues to
 /// that total), a checkpoint every `--every` iterations and at the end,
 /// stopping early once the mean episode return reaches `--target`.
@@ -392,8 +398,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     bar.finish();
     save(&trainer)?;
-    let bytes = to_save(trainer.policy.to_bytes(), &o.out)?;
-    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    write_weights(&trainer.policy, &o.out)?;
     finish(
         &a.scene,
         &trainer.curve,
@@ -860,13 +865,22 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     let o = &a.outputs;
     let scene = compile(&a.scene, load::Surrogates::Scene, &a.params)?;
     crate::args::check_batch(&scene, &format!("--batch {}", a.batch), a.batch)?;
+    // A `trajopt` policy imitates through its optimiser; an `mlp` policy
+    // has no model to set apart.
+    let model = crate::planner::model_scene(a.planner_model.as_deref())?;
+    let planner = planned_policy(&scene, model.as_ref(), a.policy.as_deref())?;
+    let model = model.as_ref().zip(a.planner_model.as_deref());
+    if planner.is_none() && !a.planner_params.is_empty() {
+        return Err(miette!(
+            help = "leave `--planner-param` out, or imitate with a `trajopt` policy (`--policy NAME`)",
+            "`--planner-param` sets a `trajopt` policy's model, and this run trains an `mlp` policy"
+        ));
+    }
     if let ImitateAlgo::Bc = a.algo {
-        let model = crate::planner::model_scene(a.planner_model.as_deref())?;
-        if let Some(name) = planned_policy(&scene, model.as_ref(), a.policy.as_deref())? {
-            let model = model.as_ref().zip(a.planner_model.as_deref());
-            return clone_planner(&a, (&scene, model), name, workers);
-        }
-        return clone_behaviour(&a, &scene);
+        return match planner {
+            Some(name) => clone_planner(&a, (&scene, model), name, workers),
+            None => clone_behaviour(&a, &scene),
+        };
     }
     if a.matched.is_empty() {
         return Err(miette!(
@@ -896,16 +910,8 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         None => vec![],
         Some(_) => crate::files::read_states(&a.expert, scene.dofs())?,
     };
-    let model = crate::planner::model_scene(a.planner_model.as_deref())?;
-    if let Some(name) = planned_policy(&scene, model.as_ref(), a.policy.as_deref())? {
-        let model = model.as_ref().zip(a.planner_model.as_deref());
+    if let Some(name) = planner {
         return imitate_planner(&a, (&scene, model), name, expert, workers);
-    }
-    if !a.planner_params.is_empty() {
-        return Err(miette!(
-            help = "leave `--planner-param` out, or imitate with a `trajopt` policy (`--policy NAME`)",
-            "`--planner-param` sets a `trajopt` policy's model, and this run trains an `mlp` policy"
-        ));
     }
     let spec = policy::spec(&scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -946,8 +952,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     }
     bar.finish();
     im.evaluate_last(&pol).map_err(learn_error)?;
-    let bytes = to_save(pol.to_bytes(), &o.out)?;
-    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    write_weights(&pol, &o.out)?;
     if let Some(path) = &o.curve {
         write_curve(path, &im.curve)?;
     }
@@ -1003,12 +1008,6 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
 /// `joule imitate --algo bc`: the scene's `mlp` policy regressed onto the
 /// controls a recording's environment 0 applied, at its recorded states.
 fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
-    if !a.planner_params.is_empty() {
-        return Err(miette!(
-            help = "leave `--planner-param` out, or clone a `trajopt` policy (`--policy NAME`)",
-            "`--planner-param` sets a `trajopt` policy's model, and this run clones an `mlp` policy"
-        ));
-    }
     let o = &a.outputs;
     let (states, controls) = demonstration(a, scene)?;
     let spec = policy::spec(scene, a.policy.as_deref()).map_err(|e| miette!("{e}"))?;
@@ -1030,8 +1029,7 @@ fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
     }
     bar.finish();
     cl.evaluate_last(&pol).map_err(learn_error)?;
-    let bytes = to_save(pol.to_bytes(), &o.out)?;
-    write_atomically(&o.out, |w| w.write_all(&bytes))?;
+    write_weights(&pol, &o.out)?;
     if let Some(path) = &o.curve {
         write_curve(path, &cl.curve)?;
     }

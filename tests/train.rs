@@ -801,6 +801,10 @@ fn imitation_flags_that_do_not_fit_the_algorithm_are_refused() {
             &["--algo", "bc", "--noise", "0.1"][..],
             "`--noise` has no meaning",
         ),
+        (
+            &["--algo", "bc", "--planner-param", "w=1"][..],
+            "sets a `trajopt` policy's model",
+        ),
     ] {
         let args: Vec<&str> = base.iter().chain(more).copied().collect();
         let out = joule(&args);

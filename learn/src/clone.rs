@@ -11,7 +11,7 @@
 
 use crate::adam::{grads_of, Adam, Update};
 use crate::envs::{name_error, Envs};
-use crate::policy::Policy;
+use crate::policy::{control_unit, Policy};
 use crate::{curve::Point, imitate};
 use candle_core::{Device, Result, Tensor};
 use joule_runtime::Scene;
@@ -98,11 +98,7 @@ impl<'s> Cloner<'s> {
             .flat_map(|c| policy.controls.iter().map(move |&i| c[i]))
             .collect();
         let targets = Tensor::from_vec(flat, (controls.len(), k), dev)?;
-        let units: Vec<f64> = policy
-            .bounds()
-            .iter()
-            .map(|b| b.map_or(1.0, |(lo, hi)| (hi - lo) / 2.0))
-            .collect();
+        let units: Vec<f64> = policy.bounds().iter().map(|&b| control_unit(b)).collect();
         let units = Tensor::from_vec(units, (1, k), dev)?;
         let envs = match &settings.reward {
             None => None,

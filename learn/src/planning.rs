@@ -483,7 +483,7 @@ impl<'s> PlanTrainer<'s> {
             .model()
             .controls
             .iter()
-            .map(|c| c.bounds.map_or(1.0, |(lo, hi)| (hi - lo) / 2.0))
+            .map(|c| crate::policy::control_unit(c.bounds))
             .collect();
         for e in 0..batch {
             self.planner.reset(e);

@@ -29,6 +29,13 @@ pub enum Std {
 /// The smallest standard deviation of a [`Std::State`] policy.
 pub const MIN_STD: f64 = 1e-3;
 
+/// A control's unit in an imitation loss: half its range (`bounds`), 1
+/// where it is unbounded. Behaviour cloning of a network and of a planner
+/// measure their control errors in it alike.
+pub fn control_unit(bounds: Option<(f64, f64)>) -> f64 {
+    bounds.map_or(1.0, |(lo, hi)| (hi - lo) / 2.0)
+}
+
 /// A policy network bound to a compiled scene.
 pub struct Policy {
     /// The item's name.
