@@ -207,7 +207,7 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
     );
     let save = |tr: &PlanTrainer| -> Result<()> {
         if let Some(path) = t.checkpoint {
-            let bytes = tr.checkpoint();
+            let bytes = tr.checkpoint().map_err(|e| miette!("{e}"))?;
             write_atomically(path, |w| w.write_all(&bytes))?;
         }
         Ok(())
@@ -274,13 +274,13 @@ pub fn train(scene: &Scene, t: TrainPlan) -> Result<()> {
             "{}",
             json!({
                 "scene": t.scene.display().to_string(),
-                "algo": if cloning { "bc" } else { "apg" },
+                "algo": if cloning { json!("bc") } else { json!(trainer.config().algo) },
                 "objective": if cloning { "cloning".to_string() } else if imitation { "imitation".to_string() } else { trainer.config().reward.clone() },
                 "policy": t.policy,
                 "iterations": last.map_or(0, |p| p.iteration),
                 "env_steps": last.map_or(0, |p| p.env_steps),
                 "seconds": last.map_or(0.0, |p| p.wall),
-                "first_return": curve.first().map(|p| p.reward),
+                "first_return": curve.iter().map(|p| p.reward).find(|r| r.is_finite()),
                 "return": last.map(|p| p.reward),
                 "learned": learned.iter().map(|l| (l.0.clone(), json!(l.1))).collect::<serde_json::Map<_, _>>(),
                 "plans": plans,

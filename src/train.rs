@@ -464,15 +464,40 @@ fn planned_policy<'m>(
 /// (with its file).
 type Scenes<'a> = (&'a Scene, Option<(&'a Scene, &'a Path)>);
 
-/// `joule train` of a `trajopt` policy: apg through its optimiser.
+/// `joule train` of a `trajopt` policy through its optimiser: apg (whole
+/// episodes), SHAC or PPO (windows with a critic on the world's state).
 fn train_planner(a: &TrainArgs, (scene, model): Scenes, name: &str, config: &Config) -> Result<()> {
-    if config.algo != Algo::Apg {
+    let unused = [
+        (config.squash_penalty != 0.0, "--squash-penalty"),
+        (config.lr_decay > 0, "--lr-decay"),
+        (config.explore > 0.0, "--explore"),
+        (config.reward_scale != 1.0, "--reward-scale"),
+        (config.value_f32, "--value-f32"),
+        (config.std != Std::Shared, "--std"),
+        (config.unrolls > 1, "--unrolls"),
+        (config.advantages != Advantages::Rollout, "--advantages"),
+    ];
+    if let Some((_, flag)) = unused.iter().find(|u| u.0) {
         return Err(miette!(
-            help = "train it with `--algo apg`: the return's gradient flows through each plan into the planner's params",
-            "the `trajopt` policy `{name}` trains with apg only"
+            help = "leave `{flag}` out: it sets a network policy's training",
+            "`{flag}` does not apply to the `trajopt` policy `{name}`"
         ));
     }
     let mut pc = joule_learn::planning::PlanConfig::new(&config.reward);
+    pc.algo = config.algo;
+    if config.algo != Algo::Apg {
+        let ac = &mut pc.ac;
+        ac.horizon = config.horizon;
+        ac.gamma = config.gamma;
+        ac.lambda = config.lambda;
+        ac.epochs = config.epochs;
+        ac.minibatches = config.minibatches;
+        ac.ratio_clip = config.ratio_clip;
+        ac.entropy = config.entropy;
+        if let Some(hidden) = &config.value_hidden {
+            ac.value_hidden.clone_from(hidden);
+        }
+    }
     pc.policy = Some(name.to_string());
     pc.batch = a.batch.unwrap_or(4).max(1);
     crate::args::check_batch(scene, &format!("--batch {}", pc.batch), pc.batch)?;

@@ -572,7 +572,7 @@ fn a_planner_on_a_model_of_its_own_differentiates_through_its_world() {
     episode_gradient_matches_central_differences(episode, values);
     let mut t = trainer();
     t.iterate().expect("an iteration");
-    let bytes = t.checkpoint();
+    let bytes = t.checkpoint().expect("a checkpoint");
     let mut resumed = PlanTrainer::resume_with_model(&world, &model, &bytes).expect("resumes");
     t.iterate().expect("an iteration");
     resumed.iterate().expect("an iteration");
@@ -661,7 +661,7 @@ fn training_through_the_planner_raises_the_return_and_resumes_bitwise() {
     let last = curve.last().expect("a point").reward;
     assert!(last > first + 0.05, "{first} -> {last}");
     assert_eq!(stats.len(), 12);
-    let bytes = t.checkpoint();
+    let bytes = t.checkpoint().expect("a checkpoint");
     let mut resumed = PlanTrainer::resume(&scene, &bytes).expect("resumes");
     for _ in 0..2 {
         t.iterate().expect("an iteration");
@@ -671,6 +671,76 @@ fn training_through_the_planner_raises_the_return_and_resumes_bitwise() {
     let rewards = |t: &PlanTrainer| t.curve().0.iter().map(|p| p.reward).collect::<Vec<_>>();
     assert_eq!(rewards(&t), rewards(&resumed));
     assert!(PlanTrainer::resume(&scene, b"{}").is_err());
+}
+
+/// SHAC through the planner: a window's objective (its discounted rewards
+/// and the critic's discounted value of the state it ends in) differentiated
+/// through every plan and the critic, against central differences of
+/// windows from the same checkpoint (after two iterations: a critic that
+/// has learned, state statistics that are not the identity); and both SHAC
+/// and PPO runs resume bitwise.
+#[test]
+fn shac_windows_through_the_planner_differentiate_and_resume_bitwise() {
+    let scene = scene("swing");
+    let values = [1.4, 0.02, 0.1];
+    let mut t = trainer(&scene, 2, 12, 1.0);
+    let mut config = t.config().clone();
+    config.algo = joule_learn::Algo::Shac;
+    config.ac.horizon = 6;
+    t = PlanTrainer::new(&scene, config).expect("a SHAC trainer");
+    t.set_learned(&values);
+    for _ in 0..2 {
+        t.iterate().expect("an iteration");
+    }
+    t.set_learned(&values);
+    let bytes = t.checkpoint().expect("a checkpoint");
+    let window = |v: &[f64]| {
+        let mut t = PlanTrainer::resume(&scene, &bytes).expect("resumes");
+        t.set_learned(v);
+        t.window().expect("a window")
+    };
+    let (objective, grad) = window(&values);
+    assert!(objective.is_finite());
+    let delta = 1e-5;
+    for j in 0..3 {
+        let at = |d: f64| {
+            let mut v = values;
+            v[j] += d;
+            window(&v).0
+        };
+        let numeric = (at(delta) - at(-delta)) / (2.0 * delta);
+        assert!(numeric.abs() > 1e-4, "param {j}: the window depends on it");
+        assert!(
+            (grad[j] - numeric).abs() <= 1e-4 * numeric.abs(),
+            "param {j}: {} vs {numeric}",
+            grad[j]
+        );
+    }
+    for algo in [joule_learn::Algo::Shac, joule_learn::Algo::Ppo] {
+        let mut config = t.config().clone();
+        config.algo = algo;
+        config.ac.horizon = 4;
+        let mut a = PlanTrainer::new(&scene, config).expect("a trainer");
+        for _ in 0..3 {
+            a.iterate().expect("an iteration");
+        }
+        let bytes = a.checkpoint().expect("a checkpoint");
+        let mut b = PlanTrainer::resume(&scene, &bytes).expect("resumes");
+        for _ in 0..3 {
+            a.iterate().expect("an iteration");
+            b.iterate().expect("an iteration");
+        }
+        assert_eq!(a.learned(), b.learned(), "{algo:?}");
+        let rows = |t: &PlanTrainer| {
+            t.curve()
+                .0
+                .iter()
+                .map(|p| [p.reward, p.loss, p.action_std].map(f64::to_bits))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&a), rows(&b), "{algo:?}");
+        assert!(a.curve().0.iter().any(|p| p.episodes > 0), "{algo:?}");
+    }
 }
 
 /// `joule train SCENE --reward lift --algo apg` for `iters` iterations of
@@ -759,6 +829,62 @@ fn joule_train_learns_a_planners_params() {
         "tests/plan/lqr.joule",
     ]);
     common::fails_with_hint(&o, "is not a planner's params");
+}
+
+/// `joule train --algo shac|ppo` of a `trajopt` policy: windows of 5 steps
+/// continuing episodes of 10, a critic on the world's state, the JSON names
+/// the algorithm, a resumed run is bitwise the straight one (PPO's
+/// Gaussian and the critic included); a network policy's settings are
+/// refused with a hint.
+#[test]
+fn joule_train_a_planner_with_shac_and_ppo() {
+    let out = |name: &str| common::temp(name).display().to_string();
+    for algo in ["shac", "ppo"] {
+        let train = |iters: &str, extra: &[&str]| -> serde_json::Value {
+            let mut args = vec![
+                "train",
+                "tests/plan/swing.joule",
+                "--reward",
+                "lift",
+                "--algo",
+                algo,
+                "--iters",
+                iters,
+                "--batch",
+                "2",
+                "--horizon",
+                "5",
+                "--episode",
+                "10",
+                "--epochs",
+                "2",
+                "--minibatches",
+                "2",
+                "--planner-param",
+                "m_arm=3",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            let o = common::joule(&args);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            serde_json::from_slice(&o.stdout).expect("json")
+        };
+        let (straight, ck, resumed) = (
+            out(&format!("{algo}-straight.json")),
+            out(&format!("{algo}-ck.json")),
+            out(&format!("{algo}-resumed.json")),
+        );
+        let s = train("4", &["--out", &straight]);
+        assert_eq!(s["algo"], algo);
+        assert_eq!(s["env_steps"], 40);
+        assert!(s["return"].as_f64().is_some_and(f64::is_finite), "{s}");
+        assert_ne!(s["learned"]["m_arm"].as_f64(), Some(3.0), "{s}");
+        train("2", &["--out", &out("first.json"), "--checkpoint", &ck]);
+        let r = train("4", &["--out", &resumed, "--resume", &ck]);
+        assert_eq!(r["return"], s["return"]);
+        let read = |p: &str| std::fs::read_to_string(p).expect("written");
+        assert_eq!(read(&straight), read(&resumed), "{algo}: resumed bitwise");
+    }
     let o = common::joule(&[
         "train",
         "tests/plan/swing.joule",
@@ -766,8 +892,13 @@ fn joule_train_learns_a_planners_params() {
         "lift",
         "--algo",
         "shac",
+        "--explore",
+        "0.3",
     ]);
-    common::fails_with_hint(&o, "trains with apg only");
+    common::fails_with_hint(
+        &o,
+        "`--explore` does not apply to the `trajopt` policy `plan`",
+    );
 }
 
 /// `--planner-model`: `joule train` of a planner whose model is a scene of

@@ -29,6 +29,7 @@ pub mod fused;
 pub mod imitate;
 pub mod net;
 pub mod norm;
+pub mod plan_ac;
 pub mod planning;
 pub mod policy;
 pub mod ppo;

@@ -32,6 +32,8 @@
 
 use crate::curve::Point;
 use crate::fused::adam_step;
+use crate::plan_ac::{Ac, AcConfig, AcSaved};
+use crate::trainer::Algo;
 use joule_runtime::optimize::Map;
 use joule_runtime::plan::{Plan, Planner, PlannerConfig};
 use joule_runtime::{Event, Scene, Sim};
@@ -77,6 +79,17 @@ pub struct PlanConfig {
     /// same model).
     #[serde(default)]
     pub model_scene: Option<String>,
+    /// The algorithm: apg (whole episodes, the default), or SHAC and PPO
+    /// ([`crate::plan_ac`]; the reward's task only, not imitation or cloning).
+    #[serde(default = "apg")]
+    pub algo: Algo,
+    /// SHAC's and PPO's settings.
+    #[serde(default)]
+    pub ac: AcConfig,
+}
+
+fn apg() -> Algo {
+    Algo::Apg
 }
 
 impl PlanConfig {
@@ -96,6 +109,8 @@ impl PlanConfig {
             clip: 1e3,
             model: vec![],
             model_scene: None,
+            algo: Algo::Apg,
+            ac: AcConfig::default(),
         }
     }
 }
@@ -164,28 +179,35 @@ pub struct Episode {
 
 /// A run's whole state, for checkpoints that resume bitwise.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    config: PlanConfig,
-    /// The learned params' unconstrained variables and Adam's moments.
-    z: Vec<f64>,
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: u64,
-    rng: ChaCha8Rng,
-    curve: Vec<Point>,
-    stats: Vec<PlanStats>,
+pub(crate) struct State {
+    pub(crate) config: PlanConfig,
+    /// The learned params' unconstrained variables (then PPO's log standard
+    /// deviations) and Adam's moments.
+    pub(crate) z: Vec<f64>,
+    pub(crate) m: Vec<f64>,
+    pub(crate) v: Vec<f64>,
+    pub(crate) t: u64,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) curve: Vec<Point>,
+    pub(crate) stats: Vec<PlanStats>,
+    /// SHAC's and PPO's critic and episodes (filled in checkpoints only).
+    #[serde(default)]
+    ac: Option<AcSaved>,
 }
 
 /// A training run of a `trajopt` policy.
 pub struct PlanTrainer<'s> {
-    scene: &'s Scene,
-    planner: Planner<'s>,
-    sim: Sim<'s>,
-    maps: Vec<Map>,
+    pub(crate) scene: &'s Scene,
+    pub(crate) planner: Planner<'s>,
+    pub(crate) sim: Sim<'s>,
+    /// The learned params' maps from their unconstrained variables.
+    pub(crate) maps: Vec<Map>,
     names: Vec<String>,
     /// The rows the return reads: the reward's, or the matched outputs'.
-    rows: Vec<usize>,
-    state: State,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) state: State,
+    /// SHAC's and PPO's critic and episodes.
+    pub(crate) ac: Option<Ac>,
 }
 
 /// The scene's `trajopt` policy `name` (or its only one).
@@ -227,6 +249,7 @@ impl<'s> PlanTrainer<'s> {
         model: Option<&'s Scene>,
         config: PlanConfig,
     ) -> Result<PlanTrainer<'s>, String> {
+        let mut config = config;
         let own = model.unwrap_or(scene);
         let spec = planner_spec(own, config.policy.as_deref())?;
         if spec.learn.is_empty() {
@@ -237,6 +260,12 @@ impl<'s> PlanTrainer<'s> {
         }
         if config.batch == 0 || config.episode == 0 || config.threads == 0 {
             return Err("a run needs at least one environment, step and thread".into());
+        }
+        if config.algo != Algo::Apg {
+            check_ac(&config)?;
+            // Episodes of whole windows, as the networks' SHAC and PPO.
+            let h = config.ac.horizon;
+            config.episode = config.episode.div_ceil(h) * h;
         }
         let layout = scene.compiled.layout();
         if let Some(cl) = &config.clone {
@@ -299,8 +328,30 @@ impl<'s> PlanTrainer<'s> {
             .zip(&maps)
             .map(|(&i, map)| map.inverse(planner.params()[i]))
             .collect();
+        let mut z = z;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut sim = scene.batch_threads(config.batch, config.threads);
+        let ac = match config.algo {
+            Algo::Apg => None,
+            Algo::Shac | Algo::Ppo => {
+                let controls: Vec<Map> = scene
+                    .model()
+                    .controls
+                    .iter()
+                    .map(|c| Map::new(c.bounds, 0.0))
+                    .collect();
+                if config.algo == Algo::Ppo {
+                    z.extend(vec![config.ac.std.ln(); controls.len()]);
+                }
+                let inputs = 2 * scene.dofs();
+                let ac = Ac::new(inputs, config.batch, &config.ac, controls, &mut rng)?;
+                for e in 0..config.batch {
+                    sim.reset_env(e, config.noise, &mut rng);
+                }
+                Some(ac)
+            }
+        };
         let n = z.len();
-        let sim = scene.batch_threads(config.batch, config.threads);
         Ok(PlanTrainer {
             scene,
             planner,
@@ -313,7 +364,7 @@ impl<'s> PlanTrainer<'s> {
             maps,
             rows,
             state: State {
-                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                rng,
                 config,
                 z,
                 m: vec![0.0; n],
@@ -321,7 +372,9 @@ impl<'s> PlanTrainer<'s> {
                 t: 0,
                 curve: vec![],
                 stats: vec![],
+                ac: None,
             },
+            ac,
         })
     }
 
@@ -527,6 +580,11 @@ impl<'s> PlanTrainer<'s> {
 
     /// One episode of every environment and one Adam step on its mean return.
     pub fn iterate(&mut self) -> Result<(&Point, PlanStats), String> {
+        if self.state.config.algo != Algo::Apg {
+            self.iterate_ac()?;
+            let stats = *self.state.stats.last().expect("a row per iteration");
+            return Ok((self.state.curve.last().expect("a point"), stats));
+        }
         let start = Instant::now();
         let batch = self.state.config.batch;
         let ep = self.episode()?;
@@ -584,8 +642,17 @@ impl<'s> PlanTrainer<'s> {
     /// The run's state as JSON bytes (settings, learned params, Adam's
     /// moments, the random stream, the curve): [`PlanTrainer::resume`]
     /// continues it bitwise.
-    pub fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.state).expect("the state serialises")
+    pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
+        let mut state = self.state.clone();
+        if let Some(ac) = &self.ac {
+            let b = self.state.config.batch;
+            state.ac = Some(ac.save(
+                (0..b).map(|e| self.sim.positions(e)).collect(),
+                (0..b).map(|e| self.sim.velocities(e)).collect(),
+                self.planner.warm_starts().to_vec(),
+            )?);
+        }
+        serde_json::to_vec(&state).map_err(|e| e.to_string())
     }
 
     /// Continues a run from [`PlanTrainer::checkpoint`]'s bytes.
@@ -632,10 +699,79 @@ impl<'s> PlanTrainer<'s> {
                 "a damaged planner checkpoint: {n} learned params expected, finite, and one plan statistic per curve row"
             ));
         }
+        if let Some(ac) = &mut tr.ac {
+            let saved = state
+                .ac
+                .as_ref()
+                .ok_or("a damaged planner checkpoint: SHAC's or PPO's critic is missing")?;
+            ac.restore(saved)?;
+            let (b, dofs) = (state.config.batch, scene.dofs());
+            let fits = |rows: &[Vec<f64>]| {
+                rows.len() == b
+                    && rows
+                        .iter()
+                        .all(|r| r.len() == dofs && r.iter().all(|x| x.is_finite()))
+            };
+            if !fits(&saved.x) || !fits(&saved.v) {
+                return Err(format!(
+                    "a damaged planner checkpoint: the states are not [{b} environments][{dofs} DOFs]"
+                ));
+            }
+            for e in 0..b {
+                tr.sim.restore_state(e, &saved.x[e], &saved.v[e]);
+            }
+            tr.planner
+                .set_warm_starts(saved.warm.clone())
+                .map_err(|e| format!("a damaged planner checkpoint: {}", e.0))?;
+        }
         tr.state = state;
+        tr.state.ac = None;
         Ok(tr)
     }
 }
+
+/// SHAC's and PPO's settings are usable and bounded: the reward's task (not
+/// imitation or cloning), windows of 1 to [`MAX_HORIZON`] steps, a discount
+/// in (0, 1], lambda in [0, 1], 1 to [`MAX_PASSES`] epochs and minibatches,
+/// a positive finite standard deviation and learning rate, a value network
+/// of at most 8 layers of at most 4096 units.
+fn check_ac(c: &PlanConfig) -> Result<(), String> {
+    let a = &c.ac;
+    if c.imitate.is_some() || c.clone.is_some() {
+        return Err(
+            "a planner imitates or clones with apg's episodes, not SHAC's or PPO's windows".into(),
+        );
+    }
+    if a.horizon == 0 || a.horizon > MAX_HORIZON {
+        return Err(format!(
+            "a window of 1 to {MAX_HORIZON} steps, not {}",
+            a.horizon
+        ));
+    }
+    if !(a.gamma > 0.0 && a.gamma <= 1.0 && (0.0..=1.0).contains(&a.lambda)) {
+        return Err("gamma in (0, 1] and lambda in [0, 1]".into());
+    }
+    if !(1..=MAX_PASSES).contains(&a.epochs) || !(1..=MAX_PASSES).contains(&a.minibatches) {
+        return Err(format!("epochs and minibatches from 1 to {MAX_PASSES}"));
+    }
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    if !positive(a.std)
+        || !positive(a.value_lr)
+        || !positive(a.ratio_clip)
+        || !a.entropy.is_finite()
+    {
+        return Err("a positive finite standard deviation, value learning rate and ratio clip, and a finite entropy weight".into());
+    }
+    if a.value_hidden.len() > 8 || a.value_hidden.iter().any(|&w| w == 0 || w > 4096) {
+        return Err("a value network of at most 8 hidden layers of 1 to 4096 units".into());
+    }
+    Ok(())
+}
+
+/// Most steps in a SHAC window or a PPO rollout of a planner.
+pub const MAX_HORIZON: usize = 100_000;
+/// Most PPO epochs or minibatches of a planner.
+pub const MAX_PASSES: usize = 1000;
 
 /// A demonstration to clone fits the world: a state before every step, of
 /// the world's DOFs, a value for every control, all finite.

@@ -14,7 +14,7 @@ use crate::net::Mlp;
 use crate::policy::{self, Policy, Std};
 use crate::ppo::{self, Advantages};
 use crate::value;
-use crate::value::{column, Critic};
+use crate::value::{column, soft_update, Critic};
 use crate::window::{self, Explore};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use joule_runtime::Scene;
@@ -207,14 +207,6 @@ pub struct Trainer<'s> {
     rng: ChaCha8Rng,
     /// The learning curve so far.
     pub curve: Vec<Point>,
-}
-
-/// Soft update `target <- alpha target + (1 - alpha) net`.
-fn soft_update(target: &Mlp, net: &Mlp, alpha: f64) -> Result<()> {
-    for (t, n) in target.vars().iter().zip(net.vars()) {
-        t.set(&((t.as_tensor() * alpha)? + (n.as_tensor() * (1.0 - alpha))?)?)?;
-    }
-    Ok(())
 }
 
 /// Most passes over one iteration's rollouts (`epochs`).

@@ -18,6 +18,14 @@ pub(crate) struct Critic {
     pub adam: Adam,
 }
 
+/// Soft update `target <- alpha target + (1 - alpha) net`.
+pub(crate) fn soft_update(target: &Mlp, net: &Mlp, alpha: f64) -> Result<()> {
+    for (t, n) in target.vars().iter().zip(net.vars()) {
+        t.set(&((t.as_tensor() * alpha)? + (n.as_tensor() * (1.0 - alpha))?)?)?;
+    }
+    Ok(())
+}
+
 /// One environment's entries of a `[step][env]` table.
 pub(crate) fn column<T: Copy>(table: &[Vec<T>], env: usize) -> Vec<T> {
     table.iter().map(|row| row[env]).collect()

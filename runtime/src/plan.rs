@@ -372,16 +372,10 @@ impl<'s> Planner<'s> {
     /// With a model of its own ([`Planner::for_world`]) the plans are stated
     /// in the world's terms ([`WorldMap::plan`]).
     pub fn act(&mut self, sim: &mut Sim) -> Result<Vec<Plan>, NameError> {
-        let mut states: Vec<State> = (0..sim.batch())
+        let states: Vec<State> = (0..sim.batch())
             .map(|e| (sim.positions(e), sim.velocities(e)))
             .collect();
-        if let Some(map) = &self.world {
-            states = states.iter().map(|s| map.state(s)).collect();
-        }
-        let mut plans = self.plan(&states)?;
-        if let Some(map) = &self.world {
-            plans = plans.into_iter().map(|p| map.plan(p)).collect();
-        }
+        let plans = self.plan_world(&states)?;
         let mut controls = vec![vec![0.0; states.len()]; self.maps.len()];
         for (e, plan) in plans.iter().enumerate() {
             for (row, &u) in controls.iter_mut().zip(plan.first()) {
@@ -390,6 +384,43 @@ impl<'s> Planner<'s> {
         }
         sim.set_controls(&controls)?;
         Ok(plans)
+    }
+
+    /// [`Planner::plan`] from states of the world (the model's own states
+    /// unless [`Planner::for_world`] gave it another world), the plans stated
+    /// in the world's terms.
+    pub fn plan_world(&mut self, states: &[State]) -> Result<Vec<Plan>, NameError> {
+        let Some(map) = &self.world else {
+            return self.plan(states);
+        };
+        let states: Vec<State> = states.iter().map(|s| map.state(s)).collect();
+        let plans = self.plan(&states)?;
+        let map = self.world.as_ref().expect("checked above");
+        Ok(plans.into_iter().map(|p| map.plan(p)).collect())
+    }
+
+    /// Every environment's warm start (in the controls' unconstrained
+    /// variables): what the next plan of each starts from.
+    pub fn warm_starts(&self) -> &[Vec<f64>] {
+        &self.warm
+    }
+
+    /// Replaces the warm starts, one per environment: as many environments
+    /// as given from now on (e.g. re-planning recorded states from the warm
+    /// starts they were first planned from). Each must be one that
+    /// [`Planner::warm_starts`] returned for this planner.
+    pub fn set_warm_starts(&mut self, warm: Vec<Vec<f64>>) -> Result<(), NameError> {
+        let n = self.cold().len();
+        if warm
+            .iter()
+            .any(|w| w.len() != n || !w.iter().all(|x| x.is_finite()))
+        {
+            return Err(NameError(format!(
+                "a warm start is {n} finite unconstrained controls"
+            )));
+        }
+        self.warm = warm;
+        Ok(())
     }
 
     /// Plans from each environment's state (`states[env]`), leaving each
