@@ -469,7 +469,6 @@ type Scenes<'a> = (&'a Scene, Option<(&'a Scene, &'a Path)>);
 fn train_planner(a: &TrainArgs, (scene, model): Scenes, name: &str, config: &Config) -> Result<()> {
     let unused = [
         (config.squash_penalty != 0.0, "--squash-penalty"),
-        (config.lr_decay > 0, "--lr-decay"),
         (config.explore > 0.0, "--explore"),
         (config.reward_scale != 1.0, "--reward-scale"),
         (config.value_f32, "--value-f32"),
@@ -485,6 +484,7 @@ fn train_planner(a: &TrainArgs, (scene, model): Scenes, name: &str, config: &Con
     }
     let mut pc = joule_learn::planning::PlanConfig::new(&config.reward);
     pc.algo = config.algo;
+    pc.lr_decay = config.lr_decay;
     if config.algo != Algo::Apg {
         let ac = &mut pc.ac;
         ac.horizon = config.horizon;

@@ -740,6 +740,21 @@ fn shac_windows_through_the_planner_differentiate_and_resume_bitwise() {
         };
         assert_eq!(rows(&a), rows(&b), "{algo:?}");
         assert!(a.curve().0.iter().any(|p| p.episodes > 0), "{algo:?}");
+        // A learning rate decaying to 0 over two iterations stops the params after them.
+        let mut config = a.config().clone();
+        config.lr_decay = 2;
+        let mut d = PlanTrainer::new(&scene, config).expect("a trainer");
+        let start = d.learned();
+        d.iterate().expect("an iteration");
+        d.iterate().expect("an iteration");
+        let moved = d.learned();
+        assert_ne!(start, moved, "{algo:?}");
+        d.iterate().expect("an iteration");
+        assert_eq!(
+            moved,
+            d.learned(),
+            "{algo:?}: the rate is 0 from the third iteration"
+        );
     }
 }
 

@@ -651,7 +651,8 @@ impl<'s> PlanTrainer<'s> {
         };
         self.state.t += 1;
         let s = &mut self.state;
-        adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), s.config.lr, s.t, scale);
+        let lr = s.config.lr_at(s.curve.len());
+        adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), lr, s.t, scale);
         (norm, false)
     }
 

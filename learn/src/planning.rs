@@ -86,6 +86,10 @@ pub struct PlanConfig {
     /// SHAC's and PPO's settings.
     #[serde(default)]
     pub ac: AcConfig,
+    /// Iterations over which the learning rate falls linearly from `lr` to
+    /// zero; 0 keeps it constant.
+    #[serde(default)]
+    pub lr_decay: usize,
 }
 
 fn apg() -> Algo {
@@ -111,6 +115,15 @@ impl PlanConfig {
             model_scene: None,
             algo: Algo::Apg,
             ac: AcConfig::default(),
+            lr_decay: 0,
+        }
+    }
+
+    /// The learning rate after `done` iterations.
+    pub fn lr_at(&self, done: usize) -> f64 {
+        match self.lr_decay {
+            0 => self.lr,
+            n => self.lr * (1.0 - done as f64 / n as f64).max(0.0),
         }
     }
 }
@@ -608,7 +621,8 @@ impl<'s> PlanTrainer<'s> {
             };
             self.state.t += 1;
             let s = &mut self.state;
-            adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), s.config.lr, s.t, scale);
+            let lr = s.config.lr_at(s.curve.len());
+            adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), lr, s.t, scale);
         } else {
             dropped += 1;
         }
