@@ -881,6 +881,7 @@ impl<'s> PlanTrainer<'s> {
         };
         self.state.curve.push(point);
         self.state.stats.push(o.stats);
+        self.sim.events.clear(); // counted above
         Ok(())
     }
 }

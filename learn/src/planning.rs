@@ -650,6 +650,7 @@ impl<'s> PlanTrainer<'s> {
         };
         self.state.curve.push(point);
         self.state.stats.push(ep.stats);
+        self.sim.events.clear(); // counted in the episode
         Ok((self.state.curve.last().expect("a point"), ep.stats))
     }
 
