@@ -565,6 +565,7 @@ fn train_imitating_planner(
     pc.threads = workers.max(1);
     pc.seed = a.seed;
     pc.lr = a.lr.unwrap_or(pc.lr);
+    pc.lr_decay = if a.lr_decay { a.iters } else { 0 };
     pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
     crate::planner::train(
         scene,
@@ -846,6 +847,9 @@ pub struct ImitateArgs {
     /// Standard deviation of the velocity jitter at every reset.
     #[arg(long, default_value_t = 0.0)]
     noise: f64,
+    /// Lower the learning rate linearly to 0 over the run's iterations.
+    #[arg(long)]
+    lr_decay: bool,
     /// A `trajopt` policy's model param, NAME=VALUE (repeatable): where the
     /// planner's model starts apart from the world.
     #[arg(long = "planner-param", value_name = "NAME=VALUE")]
@@ -950,6 +954,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         batch: a.batch.max(1),
         threads: workers,
         lr: a.lr.unwrap_or(3e-3),
+        lr_decay: if a.lr_decay { a.iters } else { 0 },
         clip: 1.0,
         noise: a.noise,
         seed: a.seed,
@@ -1043,6 +1048,7 @@ fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
         steps: a.steps.unwrap_or(controls.len()),
         eval_every: 100,
         lr: a.lr.unwrap_or(3e-3),
+        lr_decay: if a.lr_decay { a.iters } else { 0 },
     };
     let mut cl = joule_learn::clone::Cloner::new(scene, &mut pol, &states, &controls, settings)
         .map_err(learn_error)?;

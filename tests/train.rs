@@ -486,6 +486,34 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
     let v: serde_json::Value =
         serde_json::from_slice(&clone(&demo, "1").stdout).expect("one JSON object");
     let first = v["error"].as_f64().unwrap();
+    // `--lr-decay` lowers the rate over the run: the third iteration's error
+    // follows a smaller second step.
+    let third = |extra: &[&str]| {
+        let mut args = vec![
+            "imitate",
+            SCENE,
+            "--expert",
+            demo.to_str().unwrap(),
+            "--algo",
+            "bc",
+            "--iters",
+            "3",
+            "--lr",
+            "0.01",
+            "--json",
+            "--out",
+            student.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value =
+            serde_json::from_slice(&joule(&args).stdout).expect("one JSON object");
+        v["error"].as_f64().unwrap()
+    };
+    let (constant, decayed) = (third(&[]), third(&["--lr-decay"]));
+    assert!(
+        constant.is_finite() && decayed.is_finite() && constant != decayed,
+        "{constant} {decayed}"
+    );
     let out = clone(&demo, "1500");
     assert!(
         out.status.success(),

@@ -74,6 +74,15 @@ impl Adam {
     }
 }
 
+/// A learning rate `lr` falling linearly to zero over `decay` iterations,
+/// after `done` of them (`decay` 0: constant).
+pub fn decayed(lr: f64, decay: usize, done: usize) -> f64 {
+    match decay {
+        0 => lr,
+        n => lr * (1.0 - done as f64 / n as f64).max(0.0),
+    }
+}
+
 /// The factor on a gradient of global norm `norm` clipped to `clip`
 /// (`clip / norm` past it, else 1); `None` where the norm is not finite
 /// (the step is skipped).
@@ -109,6 +118,15 @@ pub fn add_grads(acc: &mut [Tensor], more: &[Tensor]) -> Result<()> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn a_decayed_rate_falls_linearly_to_zero() {
+        assert_eq!(decayed(0.1, 0, 7), 0.1);
+        assert_eq!(decayed(0.1, 4, 0), 0.1);
+        assert!((decayed(0.1, 4, 1) - 0.075).abs() < 1e-15);
+        assert_eq!(decayed(0.1, 4, 4), 0.0);
+        assert_eq!(decayed(0.1, 4, 9), 0.0);
+    }
 
     #[test]
     fn adam_minimises_a_quadratic_and_skips_non_finite_gradients() -> Result<()> {

@@ -30,6 +30,9 @@ pub struct Cloning {
     pub eval_every: usize,
     /// Learning rate (Adam).
     pub lr: f64,
+    /// Iterations over which the learning rate falls linearly to zero (0:
+    /// constant).
+    pub lr_decay: usize,
 }
 
 /// A behaviour-cloning run: the demonstration as a data set, and the
@@ -140,6 +143,8 @@ impl<'s> Cloner<'s> {
         let loss = self.loss(policy)?;
         let vars = policy.net.vars();
         let grads = grads_of(&loss.backward()?, &vars)?;
+        let s = &self.settings;
+        self.adam.lr = crate::adam::decayed(s.lr, s.lr_decay, self.curve.len());
         let norm = match self.adam.step(&vars, &grads, None)? {
             Update::Applied { norm } => norm,
             Update::Skipped => f64::NAN,

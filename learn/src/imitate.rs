@@ -40,6 +40,9 @@ pub struct Imitation {
     pub threads: usize,
     /// Learning rate.
     pub lr: f64,
+    /// Iterations over which the learning rate falls linearly to zero (0:
+    /// constant).
+    pub lr_decay: usize,
     /// Largest gradient norm.
     pub clip: f64,
     /// Velocity jitter at reset.
@@ -340,6 +343,8 @@ impl<'s> Imitator<'s> {
         env_steps: u64,
     ) -> Result<&Point> {
         let vars = policy.net.vars();
+        let s = &self.settings;
+        self.adam.lr = crate::adam::decayed(s.lr, s.lr_decay, self.curve.len());
         let norm = match self.adam.step(&vars, &grads, Some(self.settings.clip))? {
             Update::Applied { norm } => norm,
             Update::Skipped => f64::NAN,

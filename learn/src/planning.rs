@@ -121,10 +121,7 @@ impl PlanConfig {
 
     /// The learning rate after `done` iterations.
     pub fn lr_at(&self, done: usize) -> f64 {
-        match self.lr_decay {
-            0 => self.lr,
-            n => self.lr * (1.0 - done as f64 / n as f64).max(0.0),
-        }
+        crate::adam::decayed(self.lr, self.lr_decay, done)
     }
 }
 

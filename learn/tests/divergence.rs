@@ -224,6 +224,7 @@ fn imitate(scene: &Scene, window: Option<usize>, kind: Option<FaultKind>) -> Run
         batch: 4,
         threads: 1,
         lr: 0.03,
+        lr_decay: 0,
         clip: 1.0,
         noise: 0.1,
         seed: 1,
