@@ -464,8 +464,8 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
     assert!(err.contains("--state"), "{err}");
     // Behaviour cloning: the expert's controls regressed at its states. The
     // expert is a network of the same shape, so the fit can be close.
-    let clone = |demo: &std::path::Path, iters: &str| {
-        joule(&[
+    let clone = |demo: &std::path::Path, iters: &str, extra: &[&str]| {
+        let mut args = vec![
             "imitate",
             SCENE,
             "--expert",
@@ -481,40 +481,24 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
             "--out",
             student.to_str().unwrap(),
             "--json",
-        ])
-    };
-    let v: serde_json::Value =
-        serde_json::from_slice(&clone(&demo, "1").stdout).expect("one JSON object");
-    let first = v["error"].as_f64().unwrap();
-    // `--lr-decay` lowers the rate over the run: the third iteration's error
-    // follows a smaller second step.
-    let third = |extra: &[&str]| {
-        let mut args = vec![
-            "imitate",
-            SCENE,
-            "--expert",
-            demo.to_str().unwrap(),
-            "--algo",
-            "bc",
-            "--iters",
-            "3",
-            "--lr",
-            "0.01",
-            "--json",
-            "--out",
-            student.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let v: serde_json::Value =
-            serde_json::from_slice(&joule(&args).stdout).expect("one JSON object");
+        joule(&args)
+    };
+    let error = |o: std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
         v["error"].as_f64().unwrap()
     };
+    let first = error(clone(&demo, "1", &[]));
+    // `--lr-decay` lowers the rate over the run: the third iteration's error
+    // follows a smaller second step.
+    let third = |extra: &[&str]| error(clone(&demo, "3", extra));
     let (constant, decayed) = (third(&[]), third(&["--lr-decay"]));
     assert!(
         constant.is_finite() && decayed.is_finite() && constant != decayed,
         "{constant} {decayed}"
     );
-    let out = clone(&demo, "1500");
+    let out = clone(&demo, "1500", &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -532,7 +516,7 @@ fn imitation_from_one_demonstration_approaches_the_expert() {
     );
     assert_eq!(got, episode_return(student.to_str().unwrap()));
     // Cloning reads the expert's states.
-    let out = clone(&bare, "10");
+    let out = clone(&bare, "10", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--state"), "{err}");

@@ -30,10 +30,9 @@
 
 use crate::adam::Adam;
 use crate::curve::Point;
-use crate::fused::adam_step;
 use crate::net::Mlp;
 use crate::norm::Normalizer;
-use crate::planning::{PlanStats, PlanTrainer};
+use crate::planning::{first_rows, reverse_through_plans, PlanStats, PlanTrainer};
 use crate::trainer::Algo;
 use crate::value::{self, column, Critic};
 use candle_core::{Device, Tensor, Var};
@@ -485,13 +484,7 @@ impl<'s> PlanTrainer<'s> {
             rewards.push(self.sim.outputs()[row].clone());
             plans.push(
                 made.into_iter()
-                    .map(|pl| {
-                        (
-                            pl.d_params[..nc].to_vec(),
-                            pl.d_x0[..nc].to_vec(),
-                            pl.d_v0[..nc].to_vec(),
-                        )
-                    })
+                    .map(|pl| first_rows(pl, nc))
                     .collect::<Vec<_>>(),
             );
         }
@@ -543,27 +536,7 @@ impl<'s> PlanTrainer<'s> {
                 seed[row][e] = gamma.powi(t as i32);
             }
             self.sim.seed_outputs(&mut tape, &seed).map_err(|e| e.0)?;
-            let du = self.sim.reverse_step(&mut tape);
-            let mut dx = vec![vec![0.0; batch]; dofs];
-            let mut dv = vec![vec![0.0; batch]; dofs];
-            for e in 0..batch {
-                if dead[e] {
-                    self.sim.drop_adjoint(&mut tape, e);
-                    continue;
-                }
-                let (d_params, d_x0, d_v0) = &plans[t][e];
-                for c in 0..nc {
-                    let a = du[c][e];
-                    for j in 0..p {
-                        grad[j] += a * d_params[c][j];
-                    }
-                    for d in 0..dofs {
-                        dx[d][e] += a * d_x0[c][d];
-                        dv[d][e] += a * d_v0[c][d];
-                    }
-                }
-            }
-            self.sim.seed_state(&mut tape, &dx, &dv).map_err(|e| e.0)?;
+            reverse_through_plans(&mut self.sim, &mut tape, &plans[t], &dead, &mut grad)?;
         }
         let scale = 1.0 / (live.len().max(1) * h) as f64;
         Ok(Window {
@@ -621,39 +594,6 @@ impl<'s> PlanTrainer<'s> {
             finished,
             action_std: 0.0,
         })
-    }
-
-    /// Adam's ascent step on the learned params along `grad` (`dJ/dtheta`,
-    /// the policy's params first, then PPO's log standard deviations):
-    /// returns the gradient's norm in the unconstrained variables and
-    /// whether the step was skipped (not finite).
-    fn ascend(&mut self, grad: &[f64]) -> (f64, bool) {
-        let p = self.maps.len();
-        let gz: Vec<f64> = grad
-            .iter()
-            .enumerate()
-            .map(|(j, g)| {
-                if j < p {
-                    -g * self.maps[j].value(self.state.z[j]).1
-                } else {
-                    -g
-                }
-            })
-            .collect();
-        let norm = gz.iter().map(|g| g * g).sum::<f64>().sqrt();
-        if !norm.is_finite() {
-            return (norm, true);
-        }
-        let scale = if norm > self.state.config.clip {
-            self.state.config.clip / norm
-        } else {
-            1.0
-        };
-        self.state.t += 1;
-        let s = &mut self.state;
-        let lr = s.config.lr_at(s.curve.len());
-        adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), lr, s.t, scale);
-        (norm, false)
     }
 
     /// PPO's Gaussian standard deviations (one per control).

@@ -435,7 +435,6 @@ impl<'s> PlanTrainer<'s> {
             self.planner.reset(e);
         }
         let nc = self.scene.model().controls.len();
-        let dofs = self.scene.dofs();
         let p = values.len();
         let mut tape = self.sim.tape();
         let mut plans = Vec::with_capacity(steps);
@@ -466,16 +465,9 @@ impl<'s> PlanTrainer<'s> {
                 }
             }
             outputs.push(read);
-            // Only the first step's rows of each plan's derivatives are applied.
             plans.push(
                 made.into_iter()
-                    .map(|pl| {
-                        (
-                            pl.d_params[..nc].to_vec(),
-                            pl.d_x0[..nc].to_vec(),
-                            pl.d_v0[..nc].to_vec(),
-                        )
-                    })
+                    .map(|pl| first_rows(pl, nc))
                     .collect::<Vec<_>>(),
             );
         }
@@ -500,27 +492,8 @@ impl<'s> PlanTrainer<'s> {
                 }
             }
             self.sim.seed_outputs(&mut tape, &seed).map_err(|e| e.0)?;
-            let du = self.sim.reverse_step(&mut tape);
-            let mut dx = vec![vec![0.0; batch]; dofs];
-            let mut dv = vec![vec![0.0; batch]; dofs];
-            for e in 0..batch {
-                if !alive[e] {
-                    self.sim.drop_adjoint(&mut tape, e);
-                    continue;
-                }
-                let (d_params, d_x0, d_v0) = &plans[t][e];
-                for c in 0..nc {
-                    let a = du[c][e];
-                    for j in 0..p {
-                        grad[j] += a * d_params[c][j];
-                    }
-                    for d in 0..dofs {
-                        dx[d][e] += a * d_x0[c][d];
-                        dv[d][e] += a * d_v0[c][d];
-                    }
-                }
-            }
-            self.sim.seed_state(&mut tape, &dx, &dv).map_err(|e| e.0)?;
+            let dead: Vec<bool> = alive.iter().map(|a| !a).collect();
+            reverse_through_plans(&mut self.sim, &mut tape, &plans[t], &dead, &mut grad)?;
         }
         Ok(Episode {
             returns,
@@ -588,6 +561,39 @@ impl<'s> PlanTrainer<'s> {
         })
     }
 
+    /// Adam's ascent step on the learned params along `grad` (`dJ/dtheta`,
+    /// the policy's params first, then PPO's log standard deviations):
+    /// returns the gradient's norm in the unconstrained variables and
+    /// whether the step was skipped (not finite).
+    pub(crate) fn ascend(&mut self, grad: &[f64]) -> (f64, bool) {
+        let p = self.maps.len();
+        let gz: Vec<f64> = grad
+            .iter()
+            .enumerate()
+            .map(|(j, g)| {
+                if j < p {
+                    -g * self.maps[j].value(self.state.z[j]).1
+                } else {
+                    -g
+                }
+            })
+            .collect();
+        let norm = gz.iter().map(|g| g * g).sum::<f64>().sqrt();
+        if !norm.is_finite() {
+            return (norm, true);
+        }
+        let scale = if norm > self.state.config.clip {
+            self.state.config.clip / norm
+        } else {
+            1.0
+        };
+        self.state.t += 1;
+        let s = &mut self.state;
+        let lr = s.config.lr_at(s.curve.len());
+        adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), lr, s.t, scale);
+        (norm, false)
+    }
+
     /// One episode of every environment and one Adam step on its mean return.
     pub fn iterate(&mut self) -> Result<(&Point, PlanStats), String> {
         if self.state.config.algo != Algo::Apg {
@@ -600,26 +606,12 @@ impl<'s> PlanTrainer<'s> {
         let ep = self.episode()?;
         let live = ep.returns.iter().filter(|r| r.is_finite()).count();
         let mean = |v: f64| v / live.max(1) as f64;
-        // Ascent on the mean return: Adam minimises its negative, in z.
-        let gz: Vec<f64> = ep
-            .grad
-            .iter()
-            .zip(&self.state.z)
-            .zip(&self.maps)
-            .map(|((g, &z), m)| -mean(*g) * m.value(z).1)
-            .collect();
-        let norm = gz.iter().map(|g| g * g).sum::<f64>().sqrt();
         let mut dropped = batch - live;
-        if norm.is_finite() && live > 0 {
-            let scale = if norm > self.state.config.clip {
-                self.state.config.clip / norm
-            } else {
-                1.0
-            };
-            self.state.t += 1;
-            let s = &mut self.state;
-            let lr = s.config.lr_at(s.curve.len());
-            adam_step(&mut s.z, &gz, (&mut s.m, &mut s.v), lr, s.t, scale);
+        let mut norm = f64::NAN;
+        if live > 0 {
+            let (n, skipped) = self.ascend(&ep.grad.iter().map(|g| mean(*g)).collect::<Vec<_>>());
+            norm = n;
+            dropped += usize::from(skipped);
         } else {
             dropped += 1;
         }
@@ -740,6 +732,60 @@ impl<'s> PlanTrainer<'s> {
         tr.state.ac = None;
         Ok(tr)
     }
+}
+
+/// The rows of a plan's derivatives that its first controls have (the
+/// controls applied): by the learned params, the start positions and the
+/// start velocities, `[control][..]`.
+pub(crate) type FirstRows = (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>);
+
+/// A plan's [`FirstRows`] (`nc` controls).
+pub(crate) fn first_rows(plan: Plan, nc: usize) -> FirstRows {
+    (
+        plan.d_params[..nc].to_vec(),
+        plan.d_x0[..nc].to_vec(),
+        plan.d_v0[..nc].to_vec(),
+    )
+}
+
+/// Carries a closed loop's reverse pass back over its last step not yet
+/// reversed (its outputs seeded): the step's adjoint gives `dL/du` of every
+/// environment's controls, which each live environment's plan carries into
+/// the learned params (added to `grad`) and into the state it planned from
+/// (seeded on the tape, for the plans before it). An environment marked
+/// `dead` drops its adjoint.
+pub(crate) fn reverse_through_plans(
+    sim: &mut Sim,
+    tape: &mut joule_runtime::Tape,
+    plans: &[FirstRows],
+    dead: &[bool],
+    grad: &mut [f64],
+) -> Result<(), String> {
+    let (batch, dofs) = (
+        dead.len(),
+        plans.first().map_or(0, |p| p.1.first().map_or(0, Vec::len)),
+    );
+    let du = sim.reverse_step(tape);
+    let mut dx = vec![vec![0.0; batch]; dofs];
+    let mut dv = vec![vec![0.0; batch]; dofs];
+    for e in 0..batch {
+        if dead[e] {
+            sim.drop_adjoint(tape, e);
+            continue;
+        }
+        let (d_params, d_x0, d_v0) = &plans[e];
+        for (c, row) in du.iter().enumerate() {
+            let a = row[e];
+            for (g, d) in grad.iter_mut().zip(&d_params[c]) {
+                *g += a * d;
+            }
+            for d in 0..dofs {
+                dx[d][e] += a * d_x0[c][d];
+                dv[d][e] += a * d_v0[c][d];
+            }
+        }
+    }
+    sim.seed_state(tape, &dx, &dv).map_err(|e| e.0)
 }
 
 /// SHAC's and PPO's settings are usable and bounded: the reward's task (not
