@@ -108,6 +108,20 @@ pub fn model_mismatch(e: joule_runtime::NameError) -> miette::Report {
     )
 }
 
+/// The `trajopt` policy whose learned params the file at `path` holds (the
+/// JSON `joule train` writes for a planner: `{"policy": NAME, "params":
+/// {..}}`), or `None` for any other file (network weights, or none there:
+/// their readers say what is wrong).
+pub fn learned_policy(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v["params"].is_object().then_some(())?;
+    v["policy"].as_str().map(str::to_string)
+}
+
 /// The model's params in a file `joule train` wrote for the planner `name`,
 /// checked against the scene's declarations.
 fn read_learned(scene: &Scene, name: &str, path: &Path) -> Result<Vec<(String, f64)>> {

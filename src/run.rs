@@ -37,7 +37,9 @@ pub struct RunArgs {
     /// [steps + 1][environment][DOF]); `joule imitate --window` starts its windows from them.
     #[arg(long, requires = "out")]
     state: bool,
-    /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate` weights).
+    /// Drive the scene's controls by a trained policy (`joule train` / `joule imitate`
+    /// weights), or by a `trajopt` policy with the params `joule train` learned for it
+    /// (its JSON: the same as `--planner NAME --planner-learned FILE`).
     #[arg(long, value_name = "P.safetensors")]
     policy: Option<PathBuf>,
     /// Drive the scene's controls by a plan, the same in every environment: one row
@@ -53,21 +55,17 @@ pub struct RunArgs {
     planner: Option<String>,
     /// A param of the planner's model, NAME=VALUE (repeatable): the model it
     /// plans on differs from the world there (`--param` sets both).
-    #[arg(
-        long = "planner-param",
-        value_name = "NAME=VALUE",
-        requires = "planner"
-    )]
+    #[arg(long = "planner-param", value_name = "NAME=VALUE")]
     planner_params: Vec<String>,
     /// The planner's params as `joule train` learned them (the JSON it wrote
     /// with `--out`); `--planner-param` still overrides them.
-    #[arg(long, value_name = "FILE.json", requires = "planner")]
+    #[arg(long, value_name = "FILE.json")]
     planner_learned: Option<PathBuf>,
     /// The planner's model as a scene of its own (it declares the `trajopt`
     /// policy, its cost and params; its state is read out of the world's by
     /// name, and it plans the world's controls; `--param` then sets the
     /// world alone).
-    #[arg(long, value_name = "MODEL.joule", requires = "planner")]
+    #[arg(long, value_name = "MODEL.joule")]
     planner_model: Option<PathBuf>,
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html", group = "view")]
@@ -229,10 +227,41 @@ fn report_events(events: &[Event]) {
     }
 }
 
+/// `--policy` given a planner's learned params (the JSON `joule train` wrote
+/// for a `trajopt` policy) is `--planner NAME --planner-learned FILE`; the
+/// planner's other flags need a planner.
+fn replay_planner(mut a: RunArgs) -> Result<RunArgs> {
+    if let Some(name) = a.policy.as_deref().and_then(crate::planner::learned_policy) {
+        if a.planner_learned.is_some() {
+            return Err(miette!(
+                help = "give the learned params once: `--policy FILE` or `--planner-learned FILE`",
+                "`--policy` already gives the planner `{name}` its learned params"
+            ));
+        }
+        a.planner_learned = a.policy.take();
+        a.planner = Some(name);
+    }
+    if a.planner.is_none() {
+        let flags = [
+            (!a.planner_params.is_empty(), "--planner-param"),
+            (a.planner_learned.is_some(), "--planner-learned"),
+            (a.planner_model.is_some(), "--planner-model"),
+        ];
+        if let Some((_, flag)) = flags.iter().find(|f| f.0) {
+            return Err(miette!(
+                help = "drive the run by a planner: `--planner NAME`, or `--policy FILE` with the params `joule train` learned for it",
+                "`{flag}` sets a planner, and this run has none"
+            ));
+        }
+    }
+    Ok(a)
+}
+
 /// `joule run`: simulate and report observations, losses and rewards; write
 /// the trajectory to `--out` and a viewer page to `--html`; `--policy`
 /// (weights) or `--controls` (a plan) sets the controls before every step.
 pub fn run(a: RunArgs) -> Result<()> {
+    let a = replay_planner(a)?;
     let workers = a.sim.threads.apply()?;
     let (c, batch, as_json, quiet) = (&a.sim, a.batch, a.json, a.quiet);
     if batch == 0 {

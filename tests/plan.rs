@@ -823,7 +823,7 @@ fn joule_train_learns_a_planners_params() {
         &ck,
     ]);
     common::fails_with_hint(&o, "a resumed run keeps its batch");
-    // The learned params drive a run.
+    // The learned params drive a run, named by `--planner` or replayed by `--policy`.
     let o = common::joule(&[
         "run",
         "tests/plan/swing.joule",
@@ -833,8 +833,48 @@ fn joule_train_learns_a_planners_params() {
         &straight,
         "--steps",
         "3",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let replay = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--policy",
+        &straight,
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let observed = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["observe"]["tip_z"].clone()
+    };
+    assert_eq!(observed(&o), observed(&replay));
+    assert!(observed(&o).is_array());
+    let o = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--policy",
+        &straight,
+        "--planner-learned",
+        &straight,
+    ]);
+    common::fails_with_hint(&o, "already gives the planner `plan` its learned params");
+    let o = common::joule(&[
+        "run",
+        "tests/plan/swing.joule",
+        "--planner-param",
+        "w_u=0.1",
+    ]);
+    common::fails_with_hint(
+        &o,
+        "`--planner-param` sets a planner, and this run has none",
+    );
     let o = common::joule(&[
         "run",
         "tests/plan/swing.joule",
