@@ -994,9 +994,13 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     let (sx, sy) = (segment(x), segment(y));
                     if let (Some((a0, a1, ra)), Some((b0, b1, rb))) = (&sx, &sy) {
                         let (an, bn) = (&a.name, &b.name);
+                        let args = format!("{an}, {bn}, {a0}, {a1}, {ra}, {b0}, {b1}, {rb}");
+                        writeln!(ct, "touch_capsules({args}, dhat, kappa)").ok();
                         writeln!(
                             ct,
-                            "touch_capsules({an}, {bn}, {a0}, {a1}, {ra}, {b0}, {b1}, {rb}, dhat, kappa)"
+                            "friction_touch_capsules({args}, {}, dhat, kappa, {})",
+                            num(x.friction.max(y.friction)),
+                            num(FRICTION_EPS)
                         )
                         .ok();
                         continue;
@@ -1004,12 +1008,15 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     let capsule = (sx.map(|s| (y, s, &b.name, &a.name)))
                         .or(sy.map(|s| (x, s, &a.name, &b.name)));
                     if let Some((p, (c0, c1, rc), pn, cn)) = capsule {
+                        let mu = num(x.friction.max(y.friction));
                         for (pa, rada) in contact_points(p) {
+                            let args =
+                                format!("{pn}, {cn}, {}, {}, {c0}, {c1}, {rc}", v3(pa), num(rada));
+                            writeln!(ct, "touch_capsule({args}, dhat, kappa)").ok();
                             writeln!(
                                 ct,
-                                "touch_capsule({pn}, {cn}, {}, {}, {c0}, {c1}, {rc}, dhat, kappa)",
-                                v3(pa),
-                                num(rada)
+                                "friction_touch_capsule({args}, {mu}, dhat, kappa, {})",
+                                num(FRICTION_EPS)
                             )
                             .ok();
                         }
