@@ -988,21 +988,31 @@ fn capsules_hold_and_slide_by_their_friction_as_in_mujoco() {
     // (6 - 4.905) t^2 / 2 after the 5 mm drop.
     assert!(last[0][0].abs() < 1e-2, "held rod at {}", last[0][0]);
     assert!(last[2][0].abs() < 1e-2, "held ball at {}", last[2][0]);
-    assert!((0.5..0.6).contains(&last[1][0]), "sliding rod at {}", last[1][0]);
+    assert!(
+        (0.5..0.6).contains(&last[1][0]),
+        "sliding rod at {}",
+        last[1][0]
+    );
     // Sliding, it decelerates by friction as MuJoCo's does: the same
     // acceleration from 0.2 to 1 s, (x(1) - 2 x(0.6) + x(0.2)) / 0.4^2.
     let traj = trajectory(name);
     let accel = |x: &dyn Fn(usize) -> f64| (x(10) - 2.0 * x(6) + x(2)) / 0.16;
     let ours = accel(&|k| got[k][1][0]);
     let theirs = accel(&|k| floats(&traj[k]["sensors"]["sliding_pos"])[0]);
-    assert!((ours - theirs).abs() < 0.02 * theirs, "{ours} vs {theirs} m/s^2");
+    assert!(
+        (ours - theirs).abs() < 0.02 * theirs,
+        "{ours} vs {theirs} m/s^2"
+    );
     // The held bodies within 5 mm of MuJoCo's (whose soft friction creeps
     // too, 6-7 mm), the sliding rod within 1.5 cm at 0.5 s and 3 cm at 1 s:
     // it slides 2.3 cm further (of 55), an offset set while it lands (the
     // lagged friction takes the barrier's force of the step before).
     let held = sensor_error(&got, &traj, &sensors, &[0, 2]);
     let half = sensor_error(&got[..6], &traj[..6], &sensors, &[1]);
-    assert!(held < 5e-3 && half < 1.5e-2 && worst < 3e-2, "{held} {half} {worst}");
+    assert!(
+        held < 5e-3 && half < 1.5e-2 && worst < 3e-2,
+        "{held} {half} {worst}"
+    );
 }
 
 /// A capsule dropped across the middle of a fixed capsule, and a ball onto
