@@ -15,7 +15,9 @@
 //!   demonstration's controls at its states (the baseline of the two
 //!   imitations through the simulator).
 //! - [`planning`]: a `trajopt` policy (trajectory optimisation as the
-//!   policy) trained through its optimiser into its cost's and model's params.
+//!   policy) trained through its optimiser into its cost's and model's params
+//!   (apg and imitation; [`plan_ac`]: SHAC and PPO with a critic on the
+//!   world's state).
 //!
 //! Why candle: a maintained pure-Rust tensor library with reverse-mode
 //! autodiff and f64 on the CPU (finite-difference checks need f64), no
