@@ -113,11 +113,16 @@ pub fn model_mismatch(e: joule_runtime::NameError) -> miette::Report {
 /// {..}}`), or `None` for any other file (network weights, or none there:
 /// their readers say what is wrong).
 pub fn learned_policy(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    // Network weights (safetensors) open with their header's length, never
+    // `{`: look at the start before reading a file of weights whole.
+    let file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let first = std::io::Read::bytes(file)
+        .map_while(Result::ok)
+        .find(|b| !b.is_ascii_whitespace());
+    if first != Some(b'{') {
         return None;
     }
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     v["params"].is_object().then_some(())?;
     v["policy"].as_str().map(str::to_string)
 }

@@ -565,7 +565,7 @@ fn train_imitating_planner(
     pc.threads = workers.max(1);
     pc.seed = a.seed;
     pc.lr = a.lr.unwrap_or(pc.lr);
-    pc.lr_decay = if a.lr_decay { a.iters } else { 0 };
+    pc.lr_decay = a.lr_decay_iters();
     pc.model = crate::args::check_params(model.map_or(scene, |m| m.0).model(), &a.planner_params)?;
     crate::planner::train(
         scene,
@@ -876,6 +876,17 @@ enum ImitateAlgo {
     Bc,
 }
 
+impl ImitateArgs {
+    /// The iterations over which `--lr-decay` lowers the learning rate (0: constant).
+    fn lr_decay_iters(&self) -> usize {
+        if self.lr_decay {
+            self.iters
+        } else {
+            0
+        }
+    }
+}
+
 /// `joule imitate`: one demonstration, a policy trained by the Chamfer distance (ILD).
 pub fn imitate(a: ImitateArgs) -> Result<()> {
     let workers = a.threads.apply()?;
@@ -954,7 +965,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
         batch: a.batch.max(1),
         threads: workers,
         lr: a.lr.unwrap_or(3e-3),
-        lr_decay: if a.lr_decay { a.iters } else { 0 },
+        lr_decay: a.lr_decay_iters(),
         clip: 1.0,
         noise: a.noise,
         seed: a.seed,
@@ -1048,7 +1059,7 @@ fn clone_behaviour(a: &ImitateArgs, scene: &Scene) -> Result<()> {
         steps: a.steps.unwrap_or(controls.len()),
         eval_every: 100,
         lr: a.lr.unwrap_or(3e-3),
-        lr_decay: if a.lr_decay { a.iters } else { 0 },
+        lr_decay: a.lr_decay_iters(),
     };
     let mut cl = joule_learn::clone::Cloner::new(scene, &mut pol, &states, &controls, settings)
         .map_err(learn_error)?;

@@ -34,7 +34,7 @@ use crate::net::Mlp;
 use crate::norm::Normalizer;
 use crate::planning::{first_rows, reverse_through_plans, PlanStats, PlanTrainer};
 use crate::trainer::Algo;
-use crate::value::{self, column, Critic};
+use crate::value::{self, column};
 use candle_core::{Device, Tensor, Var};
 use joule_compiler::model::{Activation, Init};
 use joule_runtime::optimize::Map;
@@ -94,7 +94,11 @@ impl Default for AcConfig {
 /// The live part of an actor-critic run: the critic, the state statistics
 /// and where each environment's episode stands.
 pub(crate) struct Ac {
-    critic: Critic,
+    /// The value network, its optimiser, and the target network that
+    /// follows it softly (SHAC's windows read their values from it).
+    net: Mlp,
+    adam: Adam,
+    target: Mlp,
     norm: Normalizer,
     /// Steps since each environment's reset.
     age: Vec<usize>,
@@ -151,11 +155,9 @@ impl Ac {
         value::soft_update(&target, &net, 0.0).map_err(err)?;
         let adam = Adam::new(&net.vars(), config.value_lr).map_err(err)?;
         Ok(Ac {
-            critic: Critic {
-                net,
-                target: Some(target),
-                adam,
-            },
+            net,
+            adam,
+            target,
             norm: Normalizer::new(inputs),
             age: vec![0; batch],
             ret: vec![0.0; batch],
@@ -177,22 +179,17 @@ impl Ac {
                 .map_err(err)
         };
         let of = |m: &Mlp| m.vars().iter().map(|v| v.as_tensor().clone()).collect();
-        let target = self
-            .critic
-            .target
-            .as_ref()
-            .expect("a planner's critic has a target");
         Ok(AcSaved {
             age: self.age.clone(),
             ret: self.ret.clone(),
             x,
             v,
             warm,
-            critic: flat(of(&self.critic.net))?,
-            target: flat(of(target))?,
-            critic_m: flat(self.critic.adam.m.clone())?,
-            critic_v: flat(self.critic.adam.v.clone())?,
-            critic_t: self.critic.adam.t,
+            critic: flat(of(&self.net))?,
+            target: flat(of(&self.target))?,
+            critic_m: flat(self.adam.m.clone())?,
+            critic_v: flat(self.adam.v.clone())?,
+            critic_t: self.adam.t,
             norm_count: self.norm.count,
             norm_mean: self.norm.mean.clone(),
             norm_m2: self.norm.m2.clone(),
@@ -234,22 +231,17 @@ impl Ac {
                 })
                 .collect()
         };
-        let vars = self.critic.net.vars();
+        let vars = self.net.vars();
         for (var, t) in vars.iter().zip(load(&vars, &s.critic)?) {
             var.set(&t).map_err(err)?;
         }
-        let target = self
-            .critic
-            .target
-            .as_ref()
-            .expect("a planner's critic has a target");
-        let tvars = target.vars();
+        let tvars = self.target.vars();
         for (var, t) in tvars.iter().zip(load(&tvars, &s.target)?) {
             var.set(&t).map_err(err)?;
         }
-        self.critic.adam.m = load(&vars, &s.critic_m)?;
-        self.critic.adam.v = load(&vars, &s.critic_v)?;
-        self.critic.adam.t = s.critic_t;
+        self.adam.m = load(&vars, &s.critic_m)?;
+        self.adam.v = load(&vars, &s.critic_v)?;
+        self.adam.t = s.critic_t;
         self.norm = Normalizer {
             count: s.norm_count,
             mean: s.norm_mean.clone(),
@@ -263,10 +255,7 @@ impl Ac {
     /// The value of each state `[row][component]` (raw), by the target
     /// network (SHAC's windows) or the network itself (PPO).
     fn values(&self, states: &[Vec<f64>], target: bool) -> Res<Vec<f64>> {
-        let net = match (target, &self.critic.target) {
-            (true, Some(t)) => t,
-            _ => &self.critic.net,
-        };
+        let net = if target { &self.target } else { &self.net };
         let x = self.norm.apply(states);
         let width = self.norm.mean.len();
         let t = Tensor::from_vec(x.concat(), (states.len(), width), &Device::Cpu).map_err(err)?;
@@ -278,15 +267,11 @@ impl Ac {
     /// `dV/d(state)` of the target network for each raw state (zero for
     /// components the normalisation clips).
     fn value_gradients(&self, states: &[Vec<f64>]) -> Res<Vec<Vec<f64>>> {
-        let target = self
-            .critic
-            .target
-            .as_ref()
-            .expect("a planner's critic has a target");
         let x = self.norm.apply(states);
         let width = self.norm.mean.len();
         let input = Var::from_vec(x.concat(), (states.len(), width), &Device::Cpu).map_err(err)?;
-        let out = target
+        let out = self
+            .target
             .forward(input.as_tensor())
             .and_then(|v| v.sum_all())
             .map_err(err)?;
@@ -311,19 +296,25 @@ impl Ac {
     }
 
     /// Regresses the value network onto `targets` at the raw `states`
-    /// (4 passes of 4 minibatches) and, for SHAC, moves the target network a
-    /// fifth of the way to it.
+    /// (4 passes of 4 minibatches) and moves the target network a fifth of
+    /// the way to it (only SHAC reads the target).
     fn fit(&mut self, states: &[Vec<f64>], targets: &[f64], rng: &mut ChaCha8Rng) -> Res<()> {
         if states.is_empty() {
             return Ok(());
         }
         let inputs = self.norm.apply(states);
-        let c = &mut self.critic;
-        value::fit(&c.net, &mut c.adam, &inputs, targets, 4, 4, Some(1.0), rng).map_err(err)?;
-        if let Some(target) = &c.target {
-            value::soft_update(target, &c.net, 0.2).map_err(err)?;
-        }
-        Ok(())
+        value::fit(
+            &self.net,
+            &mut self.adam,
+            &inputs,
+            targets,
+            4,
+            4,
+            Some(1.0),
+            rng,
+        )
+        .map_err(err)?;
+        value::soft_update(&self.target, &self.net, 0.2).map_err(err)
     }
 }
 
