@@ -564,3 +564,65 @@ fn the_step_reads_the_coordinates_not_the_links_velocities() {
         pa[0]
     );
 }
+
+/// A soft range is piecewise quadratic in its coordinate within a step, and
+/// Newton's model holds it exactly: a step that crosses into a limit lands
+/// on the limit's piece (the reduced step's active-set loop) instead of
+/// overshooting and being corrected by the next iteration. On a slider
+/// (linear kinematics) pushed by a motor into its upper end and back into
+/// its lower end, the potential is exactly that model, so every step takes
+/// one Newton step and a second that confirms it (the plain step took a
+/// third wherever it crossed an end), and the trajectory is implicit
+/// Euler's closed form on the piecewise spring.
+#[test]
+fn newton_lands_soft_ranges_on_the_piece_it_crosses_into() {
+    let s = scene("soft_range_landing.joule");
+    let mut sim = s.batch(1);
+    let (h, m, armature, damping, gear, t): (f64, f64, f64, f64, f64, f64) =
+        (0.01, 2.0, 0.5, 1.0, 20.0, 0.02);
+    let (lo, hi) = (-0.1, 0.1);
+    // MuJoCo's soft limit on the coordinate's effective inertia (mass and
+    // armature), and its spring in a step of length h.
+    let inertia = m + armature;
+    let (k, b) = (inertia / (0.95 * t).powi(2), 2.0 * inertia / (0.95 * t));
+    let big = k + b / h;
+    let (mut q, mut v) = (0.0f64, 0.0f64);
+    let (mut inside, mut crossings) = (true, 0);
+    for n in 0..140 {
+        let u = if n < 60 { 1.0 } else { -1.0 };
+        sim.set_control(0, 0, u);
+        let before = sim.newton_iterations();
+        sim.step();
+        let iterations = sim.newton_iterations() - before;
+        // The closed form: minimise (M / h^2 + d / h) q^2 / 2 - B q plus the
+        // spring past the step's ends (each the nearer of the range's end and
+        // the damped reference from the step's start).
+        let reference = |end: f64| (k * end + b * q / h) / big;
+        let (below, above) = (reference(lo).min(lo), reference(hi).max(hi));
+        let a = inertia / (h * h) + damping / h;
+        let rhs = inertia / (h * h) * (q + h * v) + damping / h * q + gear * u;
+        let mut next = rhs / a;
+        if next > above {
+            next = (rhs + big * above) / (a + big);
+        } else if next < below {
+            next = (rhs + big * below) / (a + big);
+        }
+        v = (next - q) / h;
+        q = next;
+        let got = sim.output("q")[0][0];
+        assert!(
+            (got - q).abs() < 1e-9 * (1.0 + q.abs()),
+            "step {n}: q {got}, closed form {q}"
+        );
+        assert!(
+            iterations <= 2,
+            "step {n}: {iterations} Newton iterations (q {q})"
+        );
+        let now_inside = (lo..=hi).contains(&q);
+        crossings += (now_inside != inside) as usize;
+        inside = now_inside;
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    // Out past the upper end, back in, out past the lower end.
+    assert!(crossings >= 3, "{crossings} crossings of the range's ends");
+}

@@ -159,28 +159,89 @@ impl TreeJoint {
     /// differentiable. Returns its value, first and second derivatives in
     /// `q`, and the first derivative's derivative in `q_t` (for the adjoint).
     pub(crate) fn soft_limit(&self, q: f64, q_t: f64, h: f64) -> [f64; 4] {
-        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
+        let Some(ends) = self.soft_ends(q_t, h) else {
             return [0.0; 4];
+        };
+        let side = ends.side(q);
+        if side == 0.0 {
+            return [0.0; 4];
+        }
+        let (star, moving) = if side > 0.0 {
+            (ends.below, ends.below_moves)
+        } else {
+            (ends.above, ends.above_moves)
+        };
+        // The violation past q*, positive while the force pushes.
+        let over = side * (star - q);
+        let cross = if moving { -ends.b / h } else { 0.0 };
+        [
+            0.5 * ends.k * over * over,
+            -side * ends.k * over,
+            ends.k,
+            cross,
+        ]
+    }
+
+    /// The two pieces of a soft range's term in a step of length `h` from
+    /// `q_t` ([`TreeJoint::soft_limit`]): `None` for a coordinate without
+    /// a soft range.
+    pub(crate) fn soft_ends(&self, q_t: f64, h: f64) -> Option<SoftEnds> {
+        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
+            return None;
         };
         let big = k + b / h;
         let reference = |end: f64| (k * end + b * q_t / h) / big;
-        // (q*, the side's sign, whether q* moves with q_t)
-        let (star, sign, moving) = if q < lo {
-            let r = reference(lo);
-            (r.min(lo), 1.0, r < lo)
-        } else if q > hi {
-            let r = reference(hi);
-            (r.max(hi), -1.0, r > hi)
+        let (below, above) = (reference(lo), reference(hi));
+        Some(SoftEnds {
+            k: big,
+            b,
+            below: below.min(lo),
+            above: above.max(hi),
+            below_moves: below < lo,
+            above_moves: above > hi,
+        })
+    }
+}
+
+/// A soft range's term within one step, `K max(0, below - q)^2 / 2 + K
+/// max(0, q - above)^2 / 2`: piecewise quadratic in the coordinate, its
+/// pieces fixed by the step's start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SoftEnds {
+    /// The springs' stiffness `K = k + b / h`, and the damping `b`.
+    pub k: f64,
+    pub b: f64,
+    /// The points below and above which a spring pushes.
+    pub below: f64,
+    pub above: f64,
+    /// Whether each point moves with the step's start (`q_t`).
+    pub below_moves: bool,
+    pub above_moves: bool,
+}
+
+impl SoftEnds {
+    /// The piece `q` is on: 1 below the range (the spring pushes up), -1
+    /// above it, 0 between.
+    pub(crate) fn side(&self, q: f64) -> f64 {
+        if q < self.below {
+            1.0
+        } else if q > self.above {
+            -1.0
         } else {
-            return [0.0; 4];
-        };
-        // The violation past q*, positive while the force pushes.
-        let over = sign * (star - q);
-        if over <= 0.0 {
-            return [0.0; 4];
+            0.0
         }
-        let cross = if moving { -b / h } else { 0.0 };
-        [0.5 * big * over * over, -sign * big * over, big, cross]
+    }
+
+    /// The gradient and curvature the piece `side` adds at `q` (the
+    /// spring's, extended past its end).
+    pub(crate) fn piece(&self, side: f64, q: f64) -> (f64, f64) {
+        if side > 0.0 {
+            (self.k * (q - self.below), self.k)
+        } else if side < 0.0 {
+            (self.k * (q - self.above), self.k)
+        } else {
+            (0.0, 0.0)
+        }
     }
 }
 

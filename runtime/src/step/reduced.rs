@@ -100,7 +100,23 @@ pub(crate) struct Reduced {
     base_rows: Vec<f64>,
     /// A step of zeros: the one a lane whose line search gave up retracts by.
     zero_step: Vec<f64>,
+    /// The model of [`Tree::land_soft_ranges`].
+    land: Landing,
 }
+
+/// Newton's model with each soft range on the piece its step lands on
+/// ([`Tree::land_soft_ranges`]): its gradient and Hessian, the plain Newton
+/// step, and the pieces.
+pub(super) struct Landing {
+    g: Vec<f64>,
+    h: Vec<f64>,
+    plain: Vec<f64>,
+    sides: Vec<f64>,
+    work: Vec<f64>,
+}
+
+/// Most solves [`Tree::land_soft_ranges`] spends on a Newton step.
+const LANDING_SOLVES: usize = 4;
 
 impl Reduced {
     /// Vectors for `s` lanes (`len` of them environments) of a scene's trees.
@@ -141,6 +157,13 @@ impl Reduced {
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
             zero_step: vec![0.0; n],
+            land: Landing {
+                g: vec![0.0; n],
+                h: vec![0.0; n * n],
+                plain: vec![0.0; n],
+                sides: vec![0.0; nj],
+                work: vec![0.0; n * n],
+            },
         }
     }
 }
@@ -217,6 +240,88 @@ impl Tree {
 }
 
 impl Tree {
+    /// Whether a hinge or slider has a soft range.
+    pub(super) fn has_soft_ranges(&self) -> bool {
+        self.joints
+            .iter()
+            .any(|j| j.soft.is_some() && j.range.is_some())
+    }
+
+    /// Re-solves a lane's Newton step `lane.dz` (from the reduced gradient
+    /// `g` and Hessian `base`, unfactored; `hz` is scratch for the factor)
+    /// with each soft range on the piece the step lands on. A soft range is
+    /// piecewise quadratic in its coordinate within a step
+    /// ([`crate::joints::SoftEnds`]), so Newton's quadratic model can hold
+    /// it exactly. The plain Newton step takes the pieces at the iterate and
+    /// overshoots where it crosses into a limit, which the next iteration
+    /// corrects: this active-set loop moves each crossed coordinate's piece
+    /// to where the step lands and solves again, up to [`LANDING_SOLVES`]
+    /// times, until the step lands on the pieces it was solved with: the
+    /// minimiser of the convex piecewise model (a descent direction: the
+    /// model's gradient at the iterate is `g`). Where the pieces do not
+    /// settle, the plain step stands.
+    fn land_soft_ranges(
+        &self,
+        lane: &mut Lane,
+        h: f64,
+        g: &[f64],
+        base: &[f64],
+        hz: &mut [f64],
+        land: &mut Landing,
+    ) {
+        let n = self.n;
+        let landing = |lane: &Lane, j: usize| {
+            let jt = &self.joints[j];
+            let ends = jt.soft_ends(lane.start[j].q, h)?;
+            Some((ends, lane.state[j].q, jt.z))
+        };
+        // The pieces at the iterate (the ones `g` and `base` hold).
+        let mut crossed = false;
+        for j in 0..self.joints.len() {
+            land.sides[j] = 0.0;
+            if let Some((ends, q, z)) = landing(lane, j) {
+                land.sides[j] = ends.side(q);
+                crossed |= ends.side(q + lane.dz[z]) != land.sides[j];
+            }
+        }
+        if !crossed {
+            return;
+        }
+        land.plain.copy_from_slice(&lane.dz);
+        land.g.copy_from_slice(g);
+        land.h.copy_from_slice(&base[..n * n]);
+        for solves in 0..=LANDING_SOLVES {
+            let mut moved = false;
+            for j in 0..self.joints.len() {
+                let Some((ends, q, z)) = landing(lane, j) else {
+                    continue;
+                };
+                let side = ends.side(q + lane.dz[z]);
+                if side != land.sides[j] {
+                    let ((g0, h0), (g1, h1)) = (ends.piece(land.sides[j], q), ends.piece(side, q));
+                    land.g[z] += g1 - g0;
+                    land.h[z * n + z] += h1 - h0;
+                    land.sides[j] = side;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+            if solves == LANDING_SOLVES {
+                break;
+            }
+            hz.copy_from_slice(&land.h);
+            for (d, gz) in lane.dz.iter_mut().zip(&land.g) {
+                *d = -gz;
+            }
+            if !shifted_cholesky_solve(hz, n, &mut lane.dz, &mut land.work) {
+                break;
+            }
+        }
+        lane.dz.copy_from_slice(&land.plain);
+    }
+
     /// Every active lane's reduced Hessian `J^T H_y J` ([`Tree::reduce_hessian`]
     /// of the maximal Hessian gathered into `red.blocks`, the links' mass
     /// matrices `mass(lane, link)`: their weights where params set them, and
@@ -779,6 +884,8 @@ impl<T: Real> Part<T> {
                 }
                 if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut red.work) {
                     lane.dz.fill(f64::NAN);
+                } else if tree.has_soft_ranges() {
+                    tree.land_soft_ranges(lane, h, &g, &red.work, &mut hz, &mut red.land);
                 }
                 w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
                 lane.g = g;
