@@ -245,6 +245,13 @@ impl SoftEnds {
     }
 }
 
+/// `a += b`, entry by entry.
+fn add_spatial(a: &mut Spatial, b: &Spatial) {
+    for (x, y) in a.as_flattened_mut().iter_mut().zip(b.as_flattened()) {
+        *x += y;
+    }
+}
+
 /// MuJoCo's default impedance of a violated soft limit (`solimp`'s `dmax`),
 /// which scales its time constant.
 const LIMIT_IMPEDANCE: f64 = 0.95;
@@ -752,9 +759,7 @@ impl Tree {
             match (self.groups[pair.g], self.groups[pair.h]) {
                 (Group::Link(a), Group::Link(c)) if a == c => {
                     let k = kinematics::pull_block(&poses[a], &poses[a], b);
-                    for (x, y) in composite[a].iter_mut().flatten().zip(k.iter().flatten()) {
-                        *x += y;
-                    }
+                    add_spatial(&mut composite[a], &k);
                 }
                 (Group::Link(a), Group::Link(c)) => {
                     let k = kinematics::pull_block(&poses[a], &poses[c], b);
@@ -784,9 +789,7 @@ impl Tree {
         for l in (0..self.links.len()).rev() {
             if let Some(p) = self.links[l].parent {
                 let k = composite[l];
-                for (x, y) in composite[p].iter_mut().flatten().zip(k.iter().flatten()) {
-                    *x += y;
-                }
+                add_spatial(&mut composite[p], &k);
             }
         }
         for (l, link) in self.links.iter().enumerate() {

@@ -94,6 +94,9 @@ pub(crate) struct Reduced {
     pub(super) blocks: Vec<f64>,
     /// The reduction's composite link blocks (one lane at a time).
     composite: Vec<Spatial>,
+    /// Per pair of groups and lane of a chunk (`p * width + lane`), whether
+    /// its Hessian block holds anything.
+    live: Vec<bool>,
     /// The Cholesky solve's copy of a Hessian.
     pub(super) work: Vec<f64>,
     /// The free rows' values at the line search's base.
@@ -154,6 +157,7 @@ impl Reduced {
             },
             blocks: vec![0.0; tree.block_len * s],
             composite: vec![[[0.0; 6]; 6]; nl],
+            live: vec![false; tree.pairs.len() * WIDE],
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
             zero_step: vec![0.0; n],
@@ -334,29 +338,57 @@ impl Tree {
         mass: impl Fn(usize, usize) -> (Option<[[f64; 4]; 4]>, f64),
     ) {
         let (bl, w) = (self.block_len, red.width);
-        for (e, lane) in red.lanes.iter_mut().enumerate() {
-            if active[e] {
-                let (c, l) = (e / w, e % w);
-                let blocks = &red.blocks[c * bl * w..(c + 1) * bl * w];
-                let block = |k: usize| blocks[k * w + l];
-                // A block of zeros (a contact not touching) adds nothing; an
-                // active block's first entry is nearly always nonzero.
-                let live = |p: usize| {
-                    let pair = &self.pairs[p];
-                    (pair.offset..pair.offset + self.pair_len(pair)).any(|k| block(k) != 0.0)
-                };
+        for (c, lanes) in red.lanes.chunks_mut(w).enumerate() {
+            let first = c * w;
+            if !(first..first + lanes.len()).any(|e| active[e]) {
+                continue;
+            }
+            let blocks = &red.blocks[c * bl * w..(c + 1) * bl * w];
+            // Which pairs' blocks hold anything, per lane of the chunk: a
+            // block of zeros (a contact not touching) adds nothing. One
+            // sweep over the chunk's blocks, its lanes side by side.
+            for (p, pair) in self.pairs.iter().enumerate() {
+                let live = &mut red.live[p * w..(p + 1) * w];
+                let entries = &blocks[pair.offset * w..(pair.offset + self.pair_len(pair)) * w];
+                match w {
+                    WIDE => any_nonzero::<WIDE>(entries, live),
+                    NARROW => any_nonzero::<NARROW>(entries, live),
+                    _ => any_nonzero::<1>(entries, live),
+                }
+            }
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let e = first + l;
+                if !active[e] {
+                    continue;
+                }
+                let live = &red.live;
                 self.reduce_hessian(
                     &lane.poses,
                     &lane.twists,
-                    block,
-                    live,
-                    |l| mass(e, l),
+                    |k| blocks[k * w + l],
+                    |p| live[p * w + l],
+                    |link| mass(e, link),
                     &mut red.composite,
                     &mut lane.h,
                 );
                 self.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
             }
         }
+    }
+}
+
+/// Whether each of `W` lanes has a nonzero (or NaN) entry among `entries`
+/// (their rows of `W` lanes side by side) into `live`: the sum of the
+/// magnitudes, which vectorises (a NaN keeps the lane live).
+fn any_nonzero<const W: usize>(entries: &[f64], live: &mut [bool]) {
+    let mut sum = [0.0; W];
+    for row in entries.as_chunks::<W>().0 {
+        for e in 0..W {
+            sum[e] += row[e].abs();
+        }
+    }
+    for (l, s) in live.iter_mut().zip(sum) {
+        *l = s != 0.0;
     }
 }
 
@@ -386,7 +418,8 @@ fn gather<T: Real, const W: usize>(
 /// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
 /// by Cholesky with a diagonal shift grown until it factors (a Newton step
 /// on a non-convex potential is then a descent direction), leaving the
-/// factor in `a` (`L` in the lower triangle, `L^T` in the upper). False
+/// factor `L` in the lower triangle of `a` (the upper keeps the matrix's
+/// entries). False
 /// when no shift up to 1e12 times the mean |diagonal| factors.
 pub(super) fn shifted_cholesky_solve(
     a: &mut [f64],
@@ -398,23 +431,7 @@ pub(super) fn shifted_cholesky_solve(
     let scale = if scale > 0.0 { scale } else { 1.0 };
     work[..n * n].copy_from_slice(&a[..n * n]);
     let mut shift = 0.0;
-    loop {
-        if shift > 0.0 {
-            a[..n * n].copy_from_slice(&work[..n * n]);
-            for i in 0..n {
-                a[i * n + i] += shift;
-            }
-        }
-        if cholesky(a, n) {
-            // L's columns into the upper triangle (rows there), for the
-            // back substitution's contiguous reads.
-            for i in 0..n {
-                for k in i + 1..n {
-                    a[i * n + k] = a[k * n + i];
-                }
-            }
-            break;
-        }
+    while !cholesky(a, n) {
         shift = if shift == 0.0 {
             1e-8 * scale
         } else {
@@ -423,6 +440,10 @@ pub(super) fn shifted_cholesky_solve(
         if shift > 1e12 * scale {
             return false;
         }
+        a[..n * n].copy_from_slice(&work[..n * n]);
+        for i in 0..n {
+            a[i * n + i] += shift;
+        }
     }
     cholesky_solve(a, n, b);
     true
@@ -430,16 +451,23 @@ pub(super) fn shifted_cholesky_solve(
 
 /// Solves `L L^T x = b` in place with the Cholesky factor that
 /// [`shifted_cholesky_solve`] leaves in its matrix (`L` in the lower
-/// triangle, row-major, and `L^T` in the upper).
+/// triangle, row-major; the upper triangle is not read).
 pub(super) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    // L y = b, L^T x = y.
+    // L y = b, by rows of L.
     for i in 0..n {
-        let s = dot(&l[i * n..i * n + i], &b[..i]);
-        b[i] = (b[i] - s) / l[i * n + i];
+        let row = &l[i * n..i * n + i + 1];
+        let s = dot(&row[..i], &b[..i]);
+        b[i] = (b[i] - s) / row[i];
     }
+    // L^T x = y, by rows of L too: x_i is final once the rows below have
+    // taken theirs off, and row i of L takes x_i off every b_k, k < i.
     for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[i * n + k] * b[k]).sum();
-        b[i] = (b[i] - s) / l[i * n + i];
+        let row = &l[i * n..i * n + i + 1];
+        let x = b[i] / row[i];
+        b[i] = x;
+        for (bk, lk) in b[..i].iter_mut().zip(&row[..i]) {
+            *bk -= lk * x;
+        }
     }
 }
 
