@@ -560,7 +560,8 @@ impl<T: Real> Part<T> {
                     w.x0[row * s + e] = w.x_t[row * s + e];
                 }
                 w.phi[e] = still;
-                back = true;
+                // (A padding lane never moves: its drift is its start.)
+                back |= e < self.len;
             } else {
                 // The line search's base: the rows as the kernels hold them
                 // (rounded to f32 in single precision).
@@ -573,7 +574,7 @@ impl<T: Real> Part<T> {
             let done = std::mem::take(&mut w.done);
             self.reduced_write(tree, &red, &w.x0, Some(&done));
             w.done = done;
-            self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
+            self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::Searching);
         }
         self.stops.fill(None);
         self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
