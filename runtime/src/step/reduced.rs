@@ -418,8 +418,7 @@ fn gather<T: Real, const W: usize>(
 /// Solves `a x = b` in place for a symmetric `n x n` matrix `a` (row-major),
 /// by Cholesky with a diagonal shift grown until it factors (a Newton step
 /// on a non-convex potential is then a descent direction), leaving the
-/// factor `L` in the lower triangle of `a` (the upper keeps the matrix's
-/// entries). False
+/// factor in `a` (`L` in the lower triangle, `L^T` in the upper). False
 /// when no shift up to 1e12 times the mean |diagonal| factors.
 pub(super) fn shifted_cholesky_solve(
     a: &mut [f64],
@@ -431,7 +430,23 @@ pub(super) fn shifted_cholesky_solve(
     let scale = if scale > 0.0 { scale } else { 1.0 };
     work[..n * n].copy_from_slice(&a[..n * n]);
     let mut shift = 0.0;
-    while !cholesky(a, n) {
+    loop {
+        if shift > 0.0 {
+            a[..n * n].copy_from_slice(&work[..n * n]);
+            for i in 0..n {
+                a[i * n + i] += shift;
+            }
+        }
+        if cholesky(a, n) {
+            // L's columns into the upper triangle (rows there), for the
+            // back substitution's contiguous reads.
+            for i in 0..n {
+                for k in i + 1..n {
+                    a[i * n + k] = a[k * n + i];
+                }
+            }
+            break;
+        }
         shift = if shift == 0.0 {
             1e-8 * scale
         } else {
@@ -440,10 +455,6 @@ pub(super) fn shifted_cholesky_solve(
         if shift > 1e12 * scale {
             return false;
         }
-        a[..n * n].copy_from_slice(&work[..n * n]);
-        for i in 0..n {
-            a[i * n + i] += shift;
-        }
     }
     cholesky_solve(a, n, b);
     true
@@ -451,23 +462,16 @@ pub(super) fn shifted_cholesky_solve(
 
 /// Solves `L L^T x = b` in place with the Cholesky factor that
 /// [`shifted_cholesky_solve`] leaves in its matrix (`L` in the lower
-/// triangle, row-major; the upper triangle is not read).
+/// triangle, row-major, and `L^T` in the upper).
 pub(super) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    // L y = b, by rows of L.
+    // L y = b, L^T x = y.
     for i in 0..n {
-        let row = &l[i * n..i * n + i + 1];
-        let s = dot(&row[..i], &b[..i]);
-        b[i] = (b[i] - s) / row[i];
+        let s = dot(&l[i * n..i * n + i], &b[..i]);
+        b[i] = (b[i] - s) / l[i * n + i];
     }
-    // L^T x = y, by rows of L too: x_i is final once the rows below have
-    // taken theirs off, and row i of L takes x_i off every b_k, k < i.
     for i in (0..n).rev() {
-        let row = &l[i * n..i * n + i + 1];
-        let x = b[i] / row[i];
-        b[i] = x;
-        for (bk, lk) in b[..i].iter_mut().zip(&row[..i]) {
-            *bk -= lk * x;
-        }
+        let s: f64 = (i + 1..n).map(|k| l[i * n + k] * b[k]).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
     }
 }
 
