@@ -867,6 +867,7 @@ impl<T: Real> Part<T> {
     ) {
         let s = self.stride();
         let nz = tree.n;
+        let soft_ranges = tree.has_soft_ranges();
         w.begin_newton(self.len);
         self.begin_held();
         for _ in 0..iterations {
@@ -917,7 +918,7 @@ impl<T: Real> Part<T> {
                 }
                 if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut red.work) {
                     lane.dz.fill(f64::NAN);
-                } else if tree.has_soft_ranges() {
+                } else if soft_ranges {
                     tree.land_soft_ranges(lane, h, &g, &red.work, &mut hz, &mut red.land);
                 }
                 w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
