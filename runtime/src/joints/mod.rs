@@ -173,13 +173,9 @@ impl TreeJoint {
         };
         // The violation past q*, positive while the force pushes.
         let over = side * (star - q);
+        let (d1, d2) = ends.piece(side, q);
         let cross = if moving { -ends.b / h } else { 0.0 };
-        [
-            0.5 * ends.k * over * over,
-            -side * ends.k * over,
-            ends.k,
-            cross,
-        ]
+        [0.5 * ends.k * over * over, d1, d2, cross]
     }
 
     /// The two pieces of a soft range's term in a step of length `h` from
