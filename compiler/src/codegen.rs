@@ -10,9 +10,10 @@
 use crate::abi::lanes;
 use crate::interp::{joule_atan2, joule_powi};
 use crate::ir::{At, Cmp, Leaf, Op};
-use crate::kernels::{Dest, KernelIr, KernelKind, LoopIr};
+use crate::kernels::{cone, Dest, KernelIr, KernelKind, LoopIr};
 use crate::model::{Precision, State};
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::entity::packed_option::ReservedValue;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature,
@@ -534,18 +535,65 @@ impl Gen {
         for (k, (id, _)) in lp.outputs.iter().enumerate() {
             outs_at.entry(*id).or_default().push(k);
         }
-        let mut vals: Vec<Value> = Vec::with_capacity(lp.graph.len());
-        for (n, op) in lp.graph.nodes().iter().enumerate() {
-            let v = match *op {
+        let next = b.create_block();
+        let nodes = lp.graph.nodes();
+        let mut vals: Vec<Value> = vec![Value::reserved_value(); nodes.len()];
+        let emit = |b: &mut FunctionBuilder, n: usize, vals: &mut Vec<Value>| {
+            vals[n] = match nodes[n] {
                 Op::Leaf(l @ Leaf::Const(_)) => leaf_base[&l],
                 Op::Leaf(l) => {
                     let addr = b.ins().iadd(leaf_base[&l], eoff);
                     b.ins().load(self.p.v, vmem, addr, 0)
                 }
-                op => emit_op(b, env, op, &vals),
+                op => emit_op(b, env, op, vals),
             };
-            vals.push(v);
+        };
+        // A guarded loop computes its guard's cone first and skips the rest
+        // on a vector whose lanes all have it disengaged: stored results are
+        // stored as zeros, accumulated ones have nothing to add.
+        let mut early = vec![false; nodes.len()];
+        if let Some(g) = lp.guard {
+            for n in cone(&lp.graph, g.mask) {
+                emit(b, n as usize, &mut vals);
+                early[n as usize] = true;
+            }
+            let lanes = b
+                .ins()
+                .bitcast(self.p.v.as_int(), little(), vals[g.mask as usize]);
+            let work = b.create_block();
+            let skip = b.create_block();
+            if g.zero_when {
+                let all = b.ins().vall_true(lanes);
+                b.ins().brif(all, skip, &[], work, &[]);
+            } else {
+                let any = b.ins().vany_true(lanes);
+                b.ins().brif(any, work, &[], skip, &[]);
+            }
+            b.switch_to_block(skip);
+            b.seal_block(skip);
+            let zero = b.ins().f64const(0.0);
+            let zero = if self.p.s == types::F32 {
+                b.ins().fdemote(types::F32, zero)
+            } else {
+                zero
+            };
+            let zero = b.ins().splat(self.p.v, zero);
+            for (k, (_, d)) in lp.outputs.iter().enumerate() {
+                if matches!(d, Dest::Block(_) | Dest::Output(_)) {
+                    let addr = b.ins().iadd(dest_base[k], eoff);
+                    b.ins().store(vmem, zero, addr, 0);
+                }
+            }
+            b.ins().jump(next, &[]);
+            b.switch_to_block(work);
+            b.seal_block(work);
+        }
+        for n in 0..nodes.len() {
+            if !early[n] {
+                emit(b, n, &mut vals);
+            }
             if let Some(ks) = outs_at.get(&(n as u32)) {
+                let v = vals[n];
                 for &k in ks {
                     let addr = b.ins().iadd(dest_base[k], eoff);
                     let accumulate = !matches!(lp.outputs[k].1, Dest::Block(_) | Dest::Output(_));
@@ -559,8 +607,11 @@ impl Gen {
                 }
             }
         }
-        let next = b.ins().iadd_imm_s(e, self.p.lanes as i64);
-        b.ins().jump(eh, &[BlockArg::Value(next)]);
+        b.ins().jump(next, &[]);
+        b.switch_to_block(next);
+        b.seal_block(next);
+        let e_next = b.ins().iadd_imm_s(e, self.p.lanes as i64);
+        b.ins().jump(eh, &[BlockArg::Value(e_next)]);
         b.seal_block(eh);
         b.switch_to_block(ex);
         b.seal_block(ex);

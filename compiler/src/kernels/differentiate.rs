@@ -2,6 +2,7 @@
 //! [`crate::diff`] (gradients, Hessian-vector products, Hessian blocks,
 //! VJPs), then every loop's graph compacted to what its results need.
 
+use super::guard::guard;
 use super::lower::{Lowered, LoweredLoop, LoweredValues};
 use super::{Dest, KernelIr, KernelKind, Kernels, LoopIr};
 use crate::diff;
@@ -160,6 +161,7 @@ fn finish(
     block_base: usize,
 ) -> LoopIr {
     let (graph, outputs) = compact(g, outputs);
+    let guard = guard(&graph, &roots(&outputs));
     LoopIr {
         name,
         graph,
@@ -172,6 +174,7 @@ fn finish(
         consts: t.consts.clone(),
         const_width: t.const_names.len(),
         block_base,
+        guard,
     }
 }
 
@@ -201,6 +204,7 @@ fn outputs_loop(mut g: Graph, comps: &[Id], kind: KernelKind) -> LoopIr {
         }
     };
     let (graph, outputs) = compact(&g, &outputs);
+    let guard = guard(&graph, &roots(&outputs));
     LoopIr {
         name: "outputs".into(),
         graph,
@@ -213,7 +217,12 @@ fn outputs_loop(mut g: Graph, comps: &[Id], kind: KernelKind) -> LoopIr {
         consts: vec![],
         const_width: 0,
         block_base: 0,
+        guard,
     }
+}
+
+fn roots(outputs: &[(Id, Dest)]) -> Vec<Id> {
+    outputs.iter().map(|(id, _)| *id).collect()
 }
 
 /// Removes dead nodes and orders results by the node that computes them, the

@@ -6,9 +6,11 @@
 //! these loops.
 
 mod differentiate;
+mod guard;
 mod lower;
 
 pub use differentiate::differentiate;
+pub use guard::{cone, Guard};
 pub use lower::{lower, Lowered};
 
 use crate::ir::{At, Graph, Id, Leaf, Op};
@@ -165,6 +167,9 @@ pub struct LoopIr {
     pub const_width: usize,
     /// First row of this loop's Hessian blocks.
     pub block_base: usize,
+    /// A mask under which every result is zero ([`Guard`]): an instance
+    /// may be skipped on the lanes where it says so.
+    pub guard: Option<Guard>,
 }
 
 /// A kernel: its loops, run one after another on the same environment range.
@@ -399,6 +404,9 @@ pub fn dump(kernels: &Kernels, which: &[KernelKind], template: Option<&str>) -> 
                 lp.graph.len()
             );
             lp.graph.dump(&mut out);
+            if let Some(g) = lp.guard {
+                let _ = writeln!(out, "  zero where %{} is {}", g.mask, g.zero_when);
+            }
             for (id, d) in &lp.outputs {
                 let _ = writeln!(out, "  {d:?} <- %{id}");
             }
