@@ -4,7 +4,7 @@
 
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
-use joule_compiler::kernels::KernelKind;
+use joule_compiler::kernels::{Dest, KernelKind};
 use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
@@ -532,6 +532,7 @@ fn guarded_contact_kernels() {
         compile_f32(path, Backend::Jit),
         compile_f32(path, Backend::Interp),
     );
+    let mut flagged = vec![];
     for kind in KernelKind::ALL {
         let (mut a, mut b) = (base.clone(), base.clone());
         let (mut a32, mut b32) = (narrow(&base, &jit32), narrow(&base, &jit32));
@@ -550,10 +551,44 @@ fn guarded_contact_kernels() {
         for ((name, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
             same(x, y, &format!("f64 {} {name}", kind.name()));
         }
+        // Where an instance's flag says disengaged, the interpreter's full
+        // computation of its block is zero (the guard is sound), and the
+        // flag follows the contact's placement.
+        let s = b.stride;
+        for lp in &interp.kernels.get(kind).loops {
+            let w = lp.dof_width;
+            for i in 0..lp.count {
+                let Some(flag) = lp.engaged_row(i) else {
+                    continue;
+                };
+                flagged.push(lp.name.clone());
+                for (e, on) in ENGAGED.iter().enumerate() {
+                    let engaged = b.blocks[flag * s + e];
+                    assert_eq!(
+                        engaged,
+                        f64::from(u8::from(*on)),
+                        "{} flag, lane {e}",
+                        lp.name
+                    );
+                    for (_, d) in &lp.outputs {
+                        if let (Dest::Block(k), 0.0) = (d, engaged) {
+                            let v = b.blocks[(lp.block_base + i * w * w + *k as usize) * s + e];
+                            assert_eq!(v, 0.0, "{} block entry {k}, lane {e}", lp.name);
+                        }
+                    }
+                }
+            }
+        }
         for ((name, x), (_, y)) in outputs(&a32).into_iter().zip(outputs(&b32)) {
             let widen = |v: &[f32]| v.iter().map(|x| f64::from(*x)).collect::<Vec<_>>();
             same(&widen(x), &widen(y), &format!("f32 {} {name}", kind.name()));
         }
+    }
+    for name in ["ground", "touch", "friction"] {
+        assert!(
+            flagged.iter().any(|n| n == name),
+            "{name}: no engagement flags"
+        );
     }
 }
 

@@ -517,6 +517,14 @@ impl Gen {
             dest_base.push(v);
         }
 
+        // A guarded Hessian-block loop's engagement flags (`LoopIr::engaged_row`).
+        let engaged_base = lp.engaged_row(0).map(|r0| {
+            let r = b.ins().imul_imm_s(i, w2);
+            let r = b.ins().iadd_imm_s(r, r0 as i64);
+            let off = b.ins().imul(r, env.row_bytes);
+            b.ins().iadd(env.fields[BLOCKS], off)
+        });
+
         // Environment loop: e in begin..end, one vector of lanes at a time.
         let eh = b.create_block();
         let eb = b.create_block();
@@ -557,6 +565,17 @@ impl Gen {
                 emit(b, n as usize, &mut vals);
                 early[n as usize] = true;
             }
+            let splat = |b: &mut FunctionBuilder, x: f64| {
+                let c = b.ins().f64const(x);
+                let c = if self.p.s == types::F32 {
+                    b.ins().fdemote(types::F32, c)
+                } else {
+                    c
+                };
+                b.ins().splat(self.p.v, c)
+            };
+            let zero = splat(b, 0.0);
+            let flag = engaged_base.map(|base| b.ins().iadd(base, eoff));
             let lanes = b
                 .ins()
                 .bitcast(self.p.v.as_int(), little(), vals[g.mask as usize]);
@@ -571,22 +590,29 @@ impl Gen {
             }
             b.switch_to_block(skip);
             b.seal_block(skip);
-            let zero = b.ins().f64const(0.0);
-            let zero = if self.p.s == types::F32 {
-                b.ins().fdemote(types::F32, zero)
-            } else {
-                zero
-            };
-            let zero = b.ins().splat(self.p.v, zero);
-            for (k, (_, d)) in lp.outputs.iter().enumerate() {
-                if matches!(d, Dest::Block(_) | Dest::Output(_)) {
-                    let addr = b.ins().iadd(dest_base[k], eoff);
-                    b.ins().store(vmem, zero, addr, 0);
-                }
+            let stored = lp
+                .outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, d))| matches!(d, Dest::Block(_) | Dest::Output(_)))
+                .map(|(k, _)| b.ins().iadd(dest_base[k], eoff))
+                .collect::<Vec<_>>();
+            for addr in stored.into_iter().chain(flag) {
+                b.ins().store(vmem, zero, addr, 0);
             }
             b.ins().jump(next, &[]);
             b.switch_to_block(work);
             b.seal_block(work);
+            if let Some(addr) = flag {
+                let one = splat(b, 1.0);
+                let (on, off) = if g.zero_when {
+                    (zero, one)
+                } else {
+                    (one, zero)
+                };
+                let v = b.ins().bitselect(vals[g.mask as usize], on, off);
+                b.ins().store(vmem, v, addr, 0);
+            }
         }
         for n in 0..nodes.len() {
             if !early[n] {

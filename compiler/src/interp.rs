@@ -101,6 +101,10 @@ unsafe fn run_loop<T: Real>(lp: &LoopIr, a: &KernelArgs<T>, begin: usize, end: u
                     op => round(eval_op(op, &vals)),
                 };
             }
+            if let (Some(r), Some(g)) = (lp.engaged_row(i), lp.guard) {
+                let engaged = (vals[g.mask as usize] != 0.0) != g.zero_when;
+                *a.blocks.add(r * stride + env) = T::from_f64(if engaged { 1.0 } else { 0.0 });
+            }
             for (id, dest) in &lp.outputs {
                 let v = vals[*id as usize];
                 let (ptr, add) = match *dest {

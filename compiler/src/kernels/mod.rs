@@ -172,6 +172,23 @@ pub struct LoopIr {
     pub guard: Option<Guard>,
 }
 
+impl LoopIr {
+    /// Where instance `i` of a guarded loop of a Hessian-block kernel flags
+    /// whether its guard has it engaged: the row of its block's first row,
+    /// second entry (upper triangle, which holds nothing else), 1 on each
+    /// lane where the guard has the instance engaged, 0 where it does not
+    /// (its block is then zero there). `None` for other loops and for
+    /// one-DOF instances (no spare entry).
+    pub fn engaged_row(&self, i: usize) -> Option<usize> {
+        let w = self.dof_width;
+        let blocks = self
+            .outputs
+            .iter()
+            .any(|(_, d)| matches!(d, Dest::Block(_)));
+        (self.guard.is_some() && w >= 2 && blocks).then_some(self.block_base + i * w * w + 1)
+    }
+}
+
 /// A kernel: its loops, run one after another on the same environment range.
 #[derive(Debug, Clone)]
 pub struct KernelIr {
@@ -217,6 +234,7 @@ impl KernelIr {
                         c: dofs[c] as usize,
                         mirrored: a != c,
                         zero: zero[a * w + c],
+                        engaged: lp.engaged_row(i),
                     })
                 })
             })
@@ -238,6 +256,9 @@ pub struct BlockEntry {
     /// The kernel's expression for it is the constant 0 (the energy does not
     /// couple these two state entries at all).
     pub zero: bool,
+    /// Its instance's engagement flag ([`LoopIr::engaged_row`]): where it
+    /// is 0 on a lane, the whole block is zero there.
+    pub engaged: Option<usize>,
 }
 
 /// One named output (observation, reward, loss, done) in the `outputs` rows.

@@ -284,6 +284,29 @@ pub(crate) enum Group {
 /// its mirror for an off-diagonal entry).
 pub(crate) type Entry = (usize, usize, Option<usize>);
 
+/// A Hessian-block kernel's entries in the order it writes them, in runs:
+/// each guarded instance's entries with the row of its engagement flag
+/// (`LoopIr::engaged_row`: where the flag is 0 on every lane of a chunk,
+/// the whole run is zero there and is passed over), and the entries of
+/// consecutive unguarded instances.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KernelEntries {
+    pub entries: Vec<Entry>,
+    /// Ranges of `entries`, and the engagement flag's row of a guarded run.
+    pub runs: Vec<(std::ops::Range<usize>, Option<usize>)>,
+}
+
+impl KernelEntries {
+    fn push(&mut self, entry: Entry, engaged: Option<usize>) {
+        let at = self.entries.len();
+        match self.runs.last_mut() {
+            Some((run, flag)) if *flag == engaged => run.end = at + 1,
+            _ => self.runs.push((at..at + 1, engaged)),
+        }
+        self.entries.push(entry);
+    }
+}
+
 /// A dense block of the maximal Hessian between two groups, `rows x cols`
 /// entries from `offset` in the block storage, with the positions some
 /// entry lands on (the others stay 0: an energy rarely couples all 12 rows
@@ -320,7 +343,7 @@ pub struct Tree {
     /// Per Hessian-block kernel (forward and surrogate), its entries: (block
     /// row, slot, mirrored slot). Each kernel overwrites the block storage,
     /// so its entries are gathered right after it runs.
-    kernel_entries: Vec<(KernelKind, Vec<Entry>)>,
+    kernel_entries: Vec<(KernelKind, KernelEntries)>,
     /// Per reduced coordinate, the maximal row it is (rows outside the trees) or
     /// `None` (joint coordinates).
     pub(crate) row_of: Vec<Option<usize>>,
@@ -612,7 +635,7 @@ impl Tree {
             KernelKind::SurrogateHessian,
             KernelKind::SurrogateDissipationHessian,
         ] {
-            let mut list = vec![];
+            let mut list = KernelEntries::default();
             for e in kernels(kind).block_entries().filter(|e| !e.zero) {
                 let mirror = if e.mirrored {
                     slot(self, e.c, e.a)
@@ -621,11 +644,12 @@ impl Tree {
                 };
                 // An entry below the diagonal of group pairs lands on its
                 // mirror alone.
-                match (slot(self, e.a, e.c), mirror) {
-                    (Some(s), m) => list.push((e.row, s, m)),
-                    (None, Some(m)) => list.push((e.row, m, None)),
-                    (None, None) => {}
-                }
+                let entry = match (slot(self, e.a, e.c), mirror) {
+                    (Some(s), m) => (e.row, s, m),
+                    (None, Some(m)) => (e.row, m, None),
+                    (None, None) => continue,
+                };
+                list.push(entry, e.engaged);
             }
             self.kernel_entries.push((kind, list));
         }
@@ -635,7 +659,7 @@ impl Tree {
             used[s] = true;
         }
         for (_, list) in &self.kernel_entries {
-            for &(_, s, m) in list {
+            for &(_, s, m) in &list.entries {
                 used[s] = true;
                 if let Some(m) = m {
                     used[m] = true;
@@ -655,7 +679,7 @@ impl Tree {
     }
 
     /// The entries of a Hessian-block kernel: (block row, slot, mirrored slot).
-    pub(crate) fn entries(&self, kind: KernelKind) -> &[Entry] {
+    pub(crate) fn entries(&self, kind: KernelKind) -> &KernelEntries {
         &self
             .kernel_entries
             .iter()

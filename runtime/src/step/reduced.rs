@@ -37,7 +37,7 @@
 use super::potential::Lanes;
 use super::{chunk_wanted, load, Part, Scratch};
 use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
-use crate::joints::{Entry, Pose, Tree};
+use crate::joints::{KernelEntries, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
 use joule_compiler::model::JointKind;
@@ -394,22 +394,31 @@ fn any_nonzero<const W: usize>(entries: &[f64], live: &mut [bool]) {
 
 /// Adds a Hessian-block kernel's entries (`src`: the kernel's blocks from
 /// the chunk's first lane, rows `stride` apart) into a chunk of `W` lanes'
-/// group-pair blocks, each entry at its slot and mirrored slot.
+/// group-pair blocks, each entry at its slot and mirrored slot; a guarded
+/// instance disengaged on every lane of the chunk (a contact apart: its
+/// block is zero there) is passed over.
 fn gather<T: Real, const W: usize>(
-    entries: &[Entry],
+    kernel: &KernelEntries,
     src: &[T],
     stride: usize,
     blocks: &mut [f64],
 ) {
     let blocks = blocks.as_chunks_mut::<W>().0;
-    for &(row, slot, mirror) in entries {
-        let v: [f64; W] = std::array::from_fn(|e| src[row * stride + e].to_f64());
-        for e in 0..W {
-            blocks[slot][e] += v[e];
+    for (run, engaged) in &kernel.runs {
+        if let Some(f) = engaged {
+            if (0..W).all(|e| src[f * stride + e] == T::default()) {
+                continue;
+            }
         }
-        if let Some(m) = mirror {
+        for &(row, slot, mirror) in &kernel.entries[run.clone()] {
+            let v: [f64; W] = std::array::from_fn(|e| src[row * stride + e].to_f64());
             for e in 0..W {
-                blocks[m][e] += v[e];
+                blocks[slot][e] += v[e];
+            }
+            if let Some(m) = mirror {
+                for e in 0..W {
+                    blocks[m][e] += v[e];
+                }
             }
         }
     }
@@ -819,7 +828,7 @@ impl<T: Real> Part<T> {
         for kind in [energy, dissipation] {
             self.run_where(scene, kind, want);
             let entries = tree.entries(kind);
-            if entries.is_empty() {
+            if entries.entries.is_empty() {
                 // No Hessian entries of this kind (e.g. no dissipation): no
                 // buffer rows to gather, for any chunk of lanes.
                 continue;
