@@ -1,14 +1,14 @@
 //! The pass list. Each pass is a call into the module named for it; this
 //! file is the whole pipeline, from bytes to kernels, in order:
 //!
-//! | pass      | module                              | from -> to                        |
-//! |-----------|-------------------------------------|-----------------------------------|
-//! | `decode`  | [`crate::decode_source`]            | bytes -> UTF-8 text               |
-//! | `parse`   | [`joule_grammar::parse`]            | text -> AST, all syntax errors    |
-//! | `resolve` | [`crate::resolve`]                  | AST -> [`Model`], semantic errors |
-//! | `ir`      | [`crate::kernels::lower()`]         | model -> buffer layout, scalar IR |
-//! | `diff`    | [`crate::kernels::differentiate()`] | IR -> derivative kernels' IR      |
-//! | `codegen` | [`crate::codegen`]                  | kernel IR -> machine code         |
+//! | pass      | module                              | from -> to                           |
+//! |-----------|-------------------------------------|--------------------------------------|
+//! | `decode`  | [`crate::decode_source`]            | bytes -> UTF-8 text                  |
+//! | `parse`   | [`joule_grammar::parse`]            | text -> AST, all syntax errors       |
+//! | `resolve` | [`crate::resolve`]                  | AST -> [`Model`], semantic errors    |
+//! | `ir`      | [`crate::kernels::lower()`]         | model -> buffer layout, scalar IR    |
+//! | `diff`    | [`crate::kernels::differentiate()`] | IR -> derivative kernels' IR, guards |
+//! | `codegen` | [`crate::codegen`]                  | kernel IR -> machine code            |
 //!
 //! The front end (decode, parse, resolve: [`check_path`], [`check_source`],
 //! [`check_source_at`]) ends in a [`Checked`]; `resolve` runs only when the
