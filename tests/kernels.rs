@@ -103,6 +103,15 @@ fn ulps(a: f64, b: f64) -> u64 {
     key(a).abs_diff(key(b))
 }
 
+/// The largest [`ulps`] between two buffers' entries.
+fn worst_ulps(x: &[f64], y: &[f64]) -> u64 {
+    x.iter()
+        .zip(y)
+        .map(|(p, q)| ulps(*p, *q))
+        .max()
+        .unwrap_or(0)
+}
+
 /// The JIT and the interpreter agree bit for bit on every kernel of a scene,
 /// at batch sizes with lane tails.
 fn jit_matches_interpreter(path: &Path) {
@@ -125,12 +134,7 @@ fn jit_matches_interpreter(path: &Path) {
             jit.run(kind, &mut a, 0, batch).expect("run");
             interp.run(kind, &mut b, 0, batch).expect("run");
             for ((name, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
-                let worst = x
-                    .iter()
-                    .zip(y)
-                    .map(|(p, q)| ulps(*p, *q))
-                    .max()
-                    .unwrap_or(0);
+                let worst = worst_ulps(x, y);
                 assert!(
                     // Bit-identical: the JIT calls the interpreter's own elementary
                     // functions, never fuses, and accumulates in the same order.
@@ -516,12 +520,7 @@ fn guarded_contact_kernels() {
     randomize(&jit, &mut base, &mut Rng(7));
     place_contacts(&jit, &mut base);
     let same = |x: &[f64], y: &[f64], what: &str| {
-        let worst = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| ulps(*p, *q))
-            .max()
-            .unwrap_or(0);
+        let worst = worst_ulps(x, y);
         assert_eq!(
             worst, 0,
             "{what}: JIT and interpreter differ by {worst} ulp"
