@@ -4,7 +4,7 @@
 
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
-use joule_compiler::kernels::{Dest, KernelKind};
+use joule_compiler::kernels::KernelKind;
 use std::path::Path;
 
 #[allow(dead_code)] // each test crate uses a different part of the shared helpers
@@ -550,31 +550,31 @@ fn guarded_contact_kernels() {
         for ((name, x), (_, y)) in outputs(&a).into_iter().zip(outputs(&b)) {
             same(x, y, &format!("f64 {} {name}", kind.name()));
         }
-        // Where an instance's flag says disengaged, the interpreter's full
-        // computation of its block is zero (the guard is sound), and the
-        // flag follows the contact's placement.
+        // The flags follow the contacts' placement, and where an instance's
+        // flag says disengaged, the interpreter's full computation of its
+        // block is zero (the guard is sound).
         let s = b.stride;
-        for lp in &interp.kernels.get(kind).loops {
-            let w = lp.dof_width;
-            for i in 0..lp.count {
-                let Some(flag) = lp.engaged_row(i) else {
-                    continue;
-                };
-                flagged.push(lp.name.clone());
-                for (e, on) in ENGAGED.iter().enumerate() {
-                    let engaged = b.blocks[flag * s + e];
-                    assert_eq!(
-                        engaged,
-                        f64::from(u8::from(*on)),
-                        "{} flag, lane {e}",
-                        lp.name
-                    );
-                    for (_, d) in &lp.outputs {
-                        if let (Dest::Block(k), 0.0) = (d, engaged) {
-                            let v = b.blocks[(lp.block_base + i * w * w + *k as usize) * s + e];
-                            assert_eq!(v, 0.0, "{} block entry {k}, lane {e}", lp.name);
-                        }
-                    }
+        let ir = interp.kernels.get(kind);
+        flagged.extend(
+            ir.loops
+                .iter()
+                .filter(|lp| lp.engaged_row(0).is_some())
+                .map(|lp| lp.name.clone()),
+        );
+        for entry in ir.block_entries() {
+            let Some(flag) = entry.engaged else {
+                continue;
+            };
+            for (e, on) in ENGAGED.iter().enumerate() {
+                let engaged = b.blocks[flag * s + e];
+                assert_eq!(
+                    engaged,
+                    f64::from(u8::from(*on)),
+                    "flag row {flag}, lane {e}"
+                );
+                if engaged == 0.0 {
+                    let v = b.blocks[entry.row * s + e];
+                    assert_eq!(v, 0.0, "block row {}, lane {e}", entry.row);
                 }
             }
         }

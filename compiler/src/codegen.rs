@@ -321,6 +321,16 @@ impl Prec {
             },
         }
     }
+
+    /// The constant `x` in every lane (rounded to f32 under f32).
+    fn splat(&self, b: &mut FunctionBuilder, x: f64) -> Value {
+        let c = if self.s == types::F32 {
+            b.ins().f32const(x as f32)
+        } else {
+            b.ins().f64const(x)
+        };
+        b.ins().splat(self.v, c)
+    }
 }
 
 /// Byte offset of pointer field `k` (0 = `x`) in [`KernelArgs`].
@@ -565,16 +575,7 @@ impl Gen {
                 emit(b, n as usize, &mut vals);
                 early[n as usize] = true;
             }
-            let splat = |b: &mut FunctionBuilder, x: f64| {
-                let c = b.ins().f64const(x);
-                let c = if self.p.s == types::F32 {
-                    b.ins().fdemote(types::F32, c)
-                } else {
-                    c
-                };
-                b.ins().splat(self.p.v, c)
-            };
-            let zero = splat(b, 0.0);
+            let zero = self.p.splat(b, 0.0);
             let flag = engaged_base.map(|base| b.ins().iadd(base, eoff));
             let lanes = b
                 .ins()
@@ -604,7 +605,7 @@ impl Gen {
             b.switch_to_block(work);
             b.seal_block(work);
             if let Some(addr) = flag {
-                let one = splat(b, 1.0);
+                let one = self.p.splat(b, 1.0);
                 let (on, off) = if g.zero_when {
                     (zero, one)
                 } else {
@@ -750,15 +751,7 @@ fn emit_op(b: &mut FunctionBuilder, env: &Env, op: Op, v: &[Value]) -> Value {
     let p = env.p;
     let mask = |b: &mut FunctionBuilder, m: Value| b.ins().bitcast(p.v, little(), m);
     match op {
-        Op::Const(bits) => {
-            let x = f64::from_bits(bits);
-            let c = if p.s == types::F32 {
-                b.ins().f32const(x as f32)
-            } else {
-                b.ins().f64const(x)
-            };
-            b.ins().splat(p.v, c)
-        }
+        Op::Const(bits) => p.splat(b, f64::from_bits(bits)),
         Op::Neg(x) => b.ins().fneg(a(x)),
         Op::Add(x, y) => b.ins().fadd(a(x), a(y)),
         Op::Sub(x, y) => b.ins().fsub(a(x), a(y)),

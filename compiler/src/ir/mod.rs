@@ -374,9 +374,8 @@ impl Graph {
         self.select(c, a, b)
     }
 
-    /// Copies the nodes reachable from `roots` into a compact new graph
-    /// (dead-code elimination); returns it and the roots' new ids.
-    pub fn extract(&self, roots: &[Id]) -> (Graph, Vec<Id>) {
+    /// Per node, whether `roots` depend on it (the roots included).
+    pub fn reachable(&self, roots: &[Id]) -> Vec<bool> {
         let mut live = vec![false; self.nodes.len()];
         let mut stack: Vec<Id> = roots.to_vec();
         while let Some(id) = stack.pop() {
@@ -384,6 +383,13 @@ impl Graph {
                 stack.extend(self.op(id).args());
             }
         }
+        live
+    }
+
+    /// Copies the nodes reachable from `roots` into a compact new graph
+    /// (dead-code elimination); returns it and the roots' new ids.
+    pub fn extract(&self, roots: &[Id]) -> (Graph, Vec<Id>) {
+        let live = self.reachable(roots);
         let mut out = Graph::new();
         let mut map = vec![0 as Id; self.nodes.len()];
         for (i, op) in self.nodes.iter().enumerate() {

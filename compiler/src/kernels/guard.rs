@@ -131,13 +131,7 @@ pub fn guard(g: &Graph, roots: &[Id]) -> Option<Guard> {
 /// The nodes `id` depends on, itself included, in increasing order (the
 /// graph's topological order).
 pub fn cone(g: &Graph, id: Id) -> Vec<Id> {
-    let mut seen = vec![false; id as usize + 1];
-    let mut stack = vec![id];
-    while let Some(n) = stack.pop() {
-        if !std::mem::replace(&mut seen[n as usize], true) {
-            stack.extend(g.op(n).args());
-        }
-    }
+    let seen = g.reachable(&[id]);
     (0..=id).filter(|n| seen[*n as usize]).collect()
 }
 

@@ -181,10 +181,8 @@ impl LoopIr {
     /// one-DOF instances (no spare entry).
     pub fn engaged_row(&self, i: usize) -> Option<usize> {
         let w = self.dof_width;
-        let blocks = self
-            .outputs
-            .iter()
-            .any(|(_, d)| matches!(d, Dest::Block(_)));
+        // A Hessian-block kernel's loops write blocks and nothing else.
+        let blocks = matches!(self.outputs.first(), Some((_, Dest::Block(_))));
         (self.guard.is_some() && w >= 2 && blocks).then_some(self.block_base + i * w * w + 1)
     }
 }

@@ -827,8 +827,8 @@ impl<T: Real> Part<T> {
         let wanted = |c: usize| chunk_wanted(c, w, len, want);
         for kind in [energy, dissipation] {
             self.run_where(scene, kind, want);
-            let entries = tree.entries(kind);
-            if entries.entries.is_empty() {
+            let kernel = tree.entries(kind);
+            if kernel.entries.is_empty() {
                 // No Hessian entries of this kind (e.g. no dissipation): no
                 // buffer rows to gather, for any chunk of lanes.
                 continue;
@@ -837,9 +837,9 @@ impl<T: Real> Part<T> {
                 let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
                 let src = &self.b.blocks[c * w..];
                 match w {
-                    WIDE => gather::<T, WIDE>(entries, src, s, blocks),
-                    NARROW => gather::<T, NARROW>(entries, src, s, blocks),
-                    _ => gather::<T, 1>(entries, src, s, blocks),
+                    WIDE => gather::<T, WIDE>(kernel, src, s, blocks),
+                    NARROW => gather::<T, NARROW>(kernel, src, s, blocks),
+                    _ => gather::<T, 1>(kernel, src, s, blocks),
                 }
             }
         }
