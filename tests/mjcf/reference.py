@@ -22,9 +22,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact"]
 # Driven fixtures: their constant controls.
-CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5]}
+CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5], "ellipsoid_contact": []}
 
 
 def quat_mat(q):

@@ -136,7 +136,7 @@ fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
                 ([s(2, half[0]), s(1, half[1]), s(0, half[2])], 0.0)
             })
             .collect(),
-        // Refused where they may collide (`contact_refused`).
+        // Its contacts are written from its shape (`ellipsoid_args`).
         GeomKind::Ellipsoid { .. } | GeomKind::Plane => vec![],
     };
     local
@@ -222,27 +222,92 @@ fn collides(a: &Geom, b: &Geom) -> bool {
     a.contype & b.conaffinity != 0 || b.contype & a.conaffinity != 0
 }
 
-/// Whether a geom that collides has no contact points in Joule (an
-/// ellipsoid): then an error is added to `diags`.
-fn contact_refused(g: &Geom, diags: &mut Vec<Diagnostic>) -> bool {
-    if !matches!(g.kind, GeomKind::Ellipsoid { .. }) {
-        return false;
+/// Writes the contact of two geoms (with their bodies' Joule names) of
+/// which one is an ellipsoid, with friction `mu`, and says whether it did:
+/// the other's point (sphere, a cylinder's rim points), segment (capsule) or
+/// point farthest toward the ellipsoid's centre (a second ellipsoid, both
+/// ways) against the ellipsoid's surface (`touch_ellipsoid` and the like).
+fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu: &str) -> bool {
+    let eps = num(FRICTION_EPS);
+    let (ex, ey) = (ellipsoid_args(x.0), ellipsoid_args(y.0));
+    if let (Some(ax), Some(ay)) = (&ex, &ey) {
+        for ((an, a), (bn, b)) in [((x.1, ax), (y.1, ay)), ((y.1, ay), (x.1, ax))] {
+            writeln!(ct, "touch_ellipsoids({an}, {bn}, {a}, {b}, dhat, kappa)").ok();
+            writeln!(ct, "friction_touch_ellipsoids({an}, {bn}, {a}, {b}, {mu}, dhat, kappa, {eps})").ok();
+        }
+        return true;
     }
+    let ((p, pn), (en, e)) = match (ex, ey) {
+        (Some(e), None) => (y, (x.1, e)),
+        (None, Some(e)) => (x, (y.1, e)),
+        _ => return false,
+    };
+    if let (GeomKind::Capsule { radius, .. }, [(p0, _), (p1, _)]) =
+        (p.kind, contact_points(p).as_slice())
+    {
+        let (p0, p1) = (*p0, *p1);
+        let args = format!("{pn}, {en}, {}, {}, {}, {e}", v3(p0), v3(p1), num(radius));
+        writeln!(ct, "touch_capsule_ellipsoid({args}, dhat, kappa)").ok();
+        writeln!(ct, "friction_touch_capsule_ellipsoid({args}, {mu}, dhat, kappa, {eps})").ok();
+        return true;
+    }
+    for (pa, rada) in contact_points(p) {
+        let args = format!("{pn}, {en}, {}, {}, {e}", v3(pa), num(rada));
+        writeln!(ct, "touch_ellipsoid({args}, dhat, kappa)").ok();
+        writeln!(ct, "friction_touch_ellipsoid({args}, {mu}, dhat, kappa, {eps})").ok();
+    }
+    true
+}
+
+/// Whether the pair of geoms `a`, `b` has no contact in Joule (an ellipsoid
+/// and a box): then an error at the ellipsoid is added to `diags`.
+fn contact_refused(a: &Geom, b: &Geom, diags: &mut Vec<Diagnostic>) -> bool {
+    let (ell, other) = match (a.kind, b.kind) {
+        (GeomKind::Ellipsoid { .. }, GeomKind::Box { .. }) => (a, b),
+        (GeomKind::Box { .. }, GeomKind::Ellipsoid { .. }) => (b, a),
+        _ => return false,
+    };
     if !diags
         .iter()
-        .any(|d| d.labels.first().map(|l| l.span) == Some(g.span))
+        .any(|d| d.labels.first().map(|l| l.span) == Some(ell.span))
     {
         diags.push(
             Diagnostic::error(
                 "mjcf::unsupported",
-                "contact of an ellipsoid geom is not supported by the MJCF importer",
-                g.span,
-                "may collide",
+                format!(
+                    "contact between an ellipsoid and a box (`{}`) is not supported by the MJCF importer",
+                    other.name.as_deref().unwrap_or("geom")
+                ),
+                ell.span,
+                "may collide with a box",
             )
-            .with_help("give it `contype=\"0\" conaffinity=\"0\"` (it keeps its mass and is drawn), or make it a sphere, capsule or box"),
+            .with_help("exclude the pair (`<exclude>` or `contype`/`conaffinity`), or make one of them a sphere, capsule or ellipsoid"),
         );
     }
     true
+}
+
+/// A geom's axes (the columns of its rotation in the body frame) as a
+/// Joule `mat3`.
+fn axes_text(q: Q) -> String {
+    let r = qmat(q);
+    format!(
+        "mat3({}, {}, {})",
+        v3([r[0][0], r[1][0], r[2][0]]),
+        v3([r[0][1], r[1][1], r[2][1]]),
+        v3([r[0][2], r[1][2], r[2][2]])
+    )
+}
+
+/// An ellipsoid's centre, axes and semi-axes as Joule arguments, or `None`
+/// for another geom.
+fn ellipsoid_args(g: &Geom) -> Option<String> {
+    match g.kind {
+        GeomKind::Ellipsoid { radii } => {
+            Some(format!("{}, {}, {}", v3(g.pos), axes_text(g.quat), v3(radii)))
+        }
+        _ => None,
+    }
 }
 
 /// The motions of a body's joints at the initial pose, as twists (angular
@@ -871,7 +936,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             for geom in g
                 .geoms
                 .iter()
-                .filter(|x| collides(x, plane) && !contact_refused(x, &mut diags))
+                .filter(|x| collides(x, plane))
             {
                 let mu = geom.friction.max(plane.friction);
                 writeln!(
@@ -881,9 +946,42 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     plane.name.as_deref().unwrap_or("plane")
                 )
                 .ok();
+                let name = &g.name;
+                if let (GeomKind::Ellipsoid { radii }, Some(args)) =
+                    (geom.kind, ellipsoid_args(geom))
+                {
+                    let pose = &m.bodies[g.root];
+                    if ground {
+                        // Its lowest point in the reference pose.
+                        let turned = qmat(qmul(pose.xquat, geom.quat));
+                        let reach = (0..3).map(|i| (radii[i] * turned[2][i]).powi(2)).sum::<f64>();
+                        let z = add(pose.xpos, rotate(pose.xquat, geom.pos))[2] - reach.sqrt();
+                        ground_heights.push(z);
+                        writeln!(
+                            ct,
+                            "{}({name}, {args}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
+                            match friction {
+                                Friction::Cone => "contact_soft_ellipsoid",
+                                Friction::Coulomb => "contact_coulomb_ellipsoid",
+                            },
+                            num(mu)
+                        )
+                        .ok();
+                    } else {
+                        let (n, c) = (v3(n), num(c));
+                        writeln!(ct, "ground_plane_ellipsoid({name}, {args}, {n}, {c}, dhat, kappa)").ok();
+                        writeln!(
+                            ct,
+                            "friction_plane_ellipsoid({name}, {args}, {n}, {c}, {}, dhat, kappa, {})",
+                            num(mu),
+                            num(FRICTION_EPS)
+                        )
+                        .ok();
+                    }
+                    continue;
+                }
                 for (point, radius) in &contact_points(geom) {
                     let (r, rad) = (v3(*point), num(*radius));
-                    let name = &g.name;
                     if ground {
                         let pose = &m.bodies[g.root];
                         let z = add(pose.xpos, rotate(pose.xquat, *point))[2] - radius;
@@ -935,7 +1033,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     .iter()
                     .filter(|y| y.kind != GeomKind::Plane && collides(x, y))
                 {
-                    if contact_refused(x, &mut diags) | contact_refused(y, &mut diags) {
+                    if contact_refused(x, y, &mut diags) {
                         continue;
                     }
                     world_used |= ra == 0;
@@ -946,6 +1044,10 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         y.name.as_deref().unwrap_or("geom")
                     )
                     .ok();
+                    let mu = num(x.friction.max(y.friction));
+                    if write_ellipsoid_pair(ct, (x, &a.name), (y, &b.name), &mu) {
+                        continue;
+                    }
                     // Points against a box's faces (both ways for two boxes),
                     // else points against points.
                     let boxes = [(x, y, &a.name, &b.name), (y, x, &b.name, &a.name)];
@@ -953,13 +1055,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     for (p, q, pn, qn) in boxes {
                         if let GeomKind::Box { half } = q.kind {
                             faces = true;
-                            let r = qmat(q.quat);
-                            let axes = format!(
-                                "mat3({}, {}, {})",
-                                v3([r[0][0], r[1][0], r[2][0]]),
-                                v3([r[0][1], r[1][1], r[2][1]]),
-                                v3([r[0][2], r[1][2], r[2][2]])
-                            );
+                            let axes = axes_text(q.quat);
                             let mu = num(p.friction.max(q.friction));
                             for (pa, rada) in contact_points(p) {
                                 let args = format!(
