@@ -22,9 +22,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact", "general_actuators", "flat_hfield"]
 # Driven fixtures: their constant controls.
-CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5], "ellipsoid_contact": []}
+CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5], "ellipsoid_contact": [], "general_actuators": [0.6, -0.8, 0.5], "flat_hfield": []}
 
 
 def quat_mat(q):
@@ -62,6 +62,8 @@ def trajectory(m, d):
             "xpos": d.xpos.tolist(),
             "site_xpos": d.site_xpos.tolist(),
         }
+        if m.na:
+            sample["act"] = d.act.tolist()
         if m.nsensor:
             sample["sensors"] = {
                 mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SENSOR, i):

@@ -182,6 +182,11 @@ pub struct Actuator {
     pub target: Transmission,
     /// Control range when limited.
     pub ctrlrange: Option<(f64, f64)>,
+    /// Activation dynamics: a first-order filter of the control with this
+    /// time constant (s; `<general dyntype="filter">`, or with
+    /// `filterexact` its exact integration: `true`), whose activation then
+    /// drives the actuator in place of the control.
+    pub filter: Option<(f64, bool)>,
     pub span: Span,
 }
 

@@ -1200,6 +1200,10 @@ impl<'a, 'i> Parser<'a, 'i> {
             "capsule" | "cylinder" => 2,
             "box" | "ellipsoid" => 3,
             "plane" => 0,
+            "hfield" => {
+                self.flat_hfield(n, class, kspan)?;
+                0
+            }
             other => {
                 self.unsupported(
                     kspan,
@@ -1298,6 +1302,59 @@ impl<'a, 'i> Parser<'a, 'i> {
             friction,
             span: self.tag_span(n),
         })
+    }
+
+    /// A height field geom whose asset has no elevation data (MuJoCo's are
+    /// then zero): its surface is the plane of the geom's x-y axes, written
+    /// as that plane with a warning (MuJoCo's ends at the field's `size`, a
+    /// plane does not); one with elevation data is refused.
+    fn flat_hfield(&mut self, n: Node<'a, 'i>, class: &str, span: Span) -> Option<()> {
+        let Some((name, nspan)) = self.get(n, class, "hfield") else {
+            self.invalid(
+                span,
+                "an `hfield` geom needs `hfield`, the name of a height field asset".into(),
+                "no hfield",
+                "name an `<hfield>` of `<asset>`",
+            );
+            return None;
+        };
+        let asset = n.document().descendants().find(|a| {
+            a.has_tag_name("hfield")
+                && a.parent_element().is_some_and(|p| p.has_tag_name("asset"))
+                && a.attribute("name") == Some(name)
+        });
+        let Some(asset) = asset else {
+            self.invalid(
+                nspan,
+                format!("no height field asset named `{name}`"),
+                "unknown hfield",
+                "declare it as `<asset><hfield name=\"...\" .../></asset>`",
+            );
+            return None;
+        };
+        let data = ["file", "elevation"]
+            .into_iter()
+            .find_map(|a| asset.attribute(a).map(|v| (a, v)));
+        if let Some((attr, v)) = data {
+            let zeros = attr == "elevation"
+                && v.split_whitespace().all(|x| x.parse::<f64>() == Ok(0.0));
+            if !zeros {
+                let s = self.attr_span(asset, attr);
+                self.unsupported(s, "a height field with elevation data".into(), "elevations");
+                return None;
+            }
+        }
+        self.diags.push(
+            Diagnostic::error(
+                "mjcf::flat_hfield",
+                format!("height field `{name}` has no elevation data: imported as the plane of its surface"),
+                span,
+                "a flat height field",
+            )
+            .warning()
+            .with_help("MuJoCo's height field ends at its `size` in x and y; the plane does not"),
+        );
+        Some(())
     }
 
     fn joint(&mut self, n: Node<'a, 'i>, class: &str) -> Option<Joint> {
@@ -1825,26 +1882,28 @@ impl<'a, 'i> Parser<'a, 'i> {
         tendon_names: &[String],
     ) -> Option<Actuator> {
         let tag = n.tag_name().name();
-        if !matches!(tag, "motor" | "position") {
+        if !matches!(tag, "motor" | "position" | "general") {
             self.unsupported_element(n);
             return None;
         }
         let class = n.attribute("class").unwrap_or("main");
-        self.check_attrs(
-            n,
-            &[
-                "joint",
-                "tendon",
-                "gear",
-                "ctrlrange",
-                "ctrllimited",
-                "kp",
-                "kv",
-                "forcelimited",
-                "forcerange",
+        let own: &[&str] = match tag {
+            "position" => &["kp", "kv"],
+            "general" => &[
+                "gaintype", "gainprm", "biastype", "biasprm", "dyntype", "dynprm",
             ],
-            &[],
-        );
+            _ => &[],
+        };
+        let common = [
+            "joint",
+            "tendon",
+            "gear",
+            "ctrlrange",
+            "ctrllimited",
+            "forcelimited",
+            "forcerange",
+        ];
+        self.check_attrs(n, &[&common[..], own].concat(), &[]);
         let span = self.tag_span(n);
         let target = if let Some((jname, jspan)) = self.get(n, class, "joint") {
             let (b, j) = self.scalar_joint(jname, jspan, "an actuator")?;
@@ -1868,8 +1927,13 @@ impl<'a, 'i> Parser<'a, 'i> {
             Some((v, s)) => self.numbers(v, s, "gear", 6, true)?[0],
             None => 1.0,
         };
+        let mut filter = None;
         let kind = if tag == "motor" {
             ActuatorKind::Motor { gear }
+        } else if tag == "general" {
+            let (kind, dynamics) = self.general(n, class, gear)?;
+            filter = dynamics;
+            kind
         } else {
             if gear != 1.0 {
                 let s = self.get(n, class, "gear").map_or(span, |g| g.1);
@@ -1918,8 +1982,83 @@ impl<'a, 'i> Parser<'a, 'i> {
             kind,
             target,
             ctrlrange,
+            filter,
             span,
         })
+    }
+
+    /// A `<general>` actuator as the motor or position servo it is (fixed
+    /// gain; no bias, or a servo's affine bias `0 -kp -kv`), and its
+    /// activation dynamics (none, or a filter of time constant `dynprm`).
+    fn general(
+        &mut self,
+        n: Node<'a, 'i>,
+        class: &str,
+        gear: f64,
+    ) -> Option<(ActuatorKind, Option<(f64, bool)>)> {
+        let span = self.tag_span(n);
+        let word = |p: &Self, attr: &str, default: &'a str| {
+            p.get(n, class, attr)
+                .map_or((default, span), |(v, s)| (v.trim(), s))
+        };
+        let prm = |p: &mut Self, attr: &str, default: f64| -> Option<Vec<f64>> {
+            let mut v = match p.get(n, class, attr) {
+                Some((v, s)) => p.numbers(v, s, attr, 10, true)?,
+                None => vec![default],
+            };
+            v.resize(10, 0.0);
+            Some(v)
+        };
+        let (gaintype, s) = word(self, "gaintype", "fixed");
+        if gaintype != "fixed" {
+            self.unsupported(s, format!("gain type `{gaintype}`"), "gaintype");
+            return None;
+        }
+        let gain = prm(self, "gainprm", 1.0)?[0];
+        let bias = prm(self, "biasprm", 0.0)?;
+        let kind = match word(self, "biastype", "none") {
+            ("none", _) => ActuatorKind::Motor { gear: gear * gain },
+            ("affine", _) if gear == 1.0 && bias[0] == 0.0 && bias[1] == -gain && bias[2] <= 0.0 => {
+                ActuatorKind::Position {
+                    kp: gain,
+                    kv: -bias[2],
+                }
+            }
+            ("affine", s) => {
+                self.unsupported(
+                    s,
+                    "an affine bias other than a position servo's (`gear` 1, `biasprm=\"0 -kp -kv\"` with `gainprm=\"kp\"`)".into(),
+                    "affine bias",
+                );
+                return None;
+            }
+            (other, s) => {
+                self.unsupported(s, format!("bias type `{other}`"), "biastype");
+                return None;
+            }
+        };
+        let dynamics = match word(self, "dyntype", "none") {
+            ("none", _) => None,
+            (kind @ ("filter" | "filterexact"), _) => {
+                let tau = prm(self, "dynprm", 1.0)?[0];
+                if tau <= 0.0 {
+                    let s = self.get(n, class, "dynprm").map_or(span, |d| d.1);
+                    self.invalid(
+                        s,
+                        "a filter's time constant `dynprm` must be positive".into(),
+                        "not positive",
+                        "give the time constant in seconds, e.g. `dynprm=\"0.1\"`",
+                    );
+                    return None;
+                }
+                Some((tau, kind == "filterexact"))
+            }
+            (other, s) => {
+                self.unsupported(s, format!("activation dynamics `{other}`"), "dyntype");
+                return None;
+            }
+        };
+        Some((kind, dynamics))
     }
 
     fn exclude(&mut self, n: Node<'a, 'i>) -> Option<(usize, usize)> {

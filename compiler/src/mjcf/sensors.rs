@@ -4,7 +4,7 @@
 //! velocimeters and gyros), in MuJoCo's units and frames, and the lengths
 //! of the fixed tendons.
 
-use super::write::{num, plus, v3};
+use super::write::{num, plus, v3, Input};
 use super::*;
 use crate::math::*;
 use std::fmt::Write;
@@ -169,16 +169,18 @@ pub(super) fn write_tendon_servo(
     m: &Mjcf,
     places: &[Place],
     t: &Tendon,
-    (k, kp, kv): (usize, f64, f64),
+    (input, kp, kv): (&Input, f64, f64),
     label: &str,
     ident: &mut dyn FnMut(&str) -> String,
     out: &mut String,
 ) {
     let name = ident(&format!("{}_servo", t.name));
     let length = tendon_value(m, places, t, false);
+    let (param, u, arg) = input.parameter();
+    let k = input.control();
     writeln!(
         out,
-        "energy {name}(u: control) = 0.5 * {} * ({length} - u)^2    // u[{k}]: {label}, position servo\n{name}(u[{k}])",
+        "energy {name}({param}) = 0.5 * {} * ({length} - {u})^2    // u[{k}]: {label}, position servo\n{name}({arg})",
         num(kp)
     )
     .ok();
@@ -200,15 +202,17 @@ pub(super) fn write_tendon_motor(
     m: &Mjcf,
     places: &[Place],
     t: &Tendon,
-    (k, gear): (usize, f64),
+    (input, gear): (&Input, f64),
     label: &str,
     ident: &mut dyn FnMut(&str) -> String,
     out: &mut String,
 ) {
     let name = ident(&format!("{}_motor", t.name));
+    let (param, u, arg) = input.parameter();
+    let k = input.control();
     writeln!(
         out,
-        "energy {name}(u: control) = -{} * u * ({})    // u[{k}]: {label}\n{name}(u[{k}])",
+        "energy {name}({param}) = -{} * {u} * ({})    // u[{k}]: {label}\n{name}({arg})",
         num(gear),
         tendon_value(m, places, t, false)
     )

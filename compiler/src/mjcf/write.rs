@@ -365,6 +365,42 @@ const CONTACT_IMPEDANCE: f64 = 0.95;
 /// pose are the ones taken to carry the model's weight (its feet).
 const SUPPORT_BAND: f64 = 0.05;
 
+/// What drives an actuator: its control `u[k]`, or the activation point its
+/// dynamics make of the control (`prelude`'s `activation`).
+pub(super) enum Input {
+    /// `u[k]`.
+    Control(usize),
+    /// The activation of `u[k]`: the point's name.
+    Activation(usize, String),
+}
+
+impl Input {
+    /// The control's index.
+    pub(super) fn control(&self) -> usize {
+        match self {
+            Input::Control(k) | Input::Activation(k, _) => *k,
+        }
+    }
+
+    /// Its value as a Joule expression: `u[k]`, or the activation at the
+    /// step's start.
+    pub(super) fn value(&self) -> String {
+        match self {
+            Input::Control(k) => format!("u[{k}]"),
+            Input::Activation(_, act) => format!("prev({act}.x.x)"),
+        }
+    }
+
+    /// A scene energy's parameter taking it, how the energy reads it, and
+    /// the argument an instance passes.
+    pub(super) fn parameter(&self) -> (&'static str, &'static str, String) {
+        match self {
+            Input::Control(k) => ("u: control", "u", format!("u[{k}]")),
+            Input::Activation(_, act) => ("a: particle", "prev(a.x.x)", act.clone()),
+        }
+    }
+}
+
 /// The actuators a joint carries as its own options: a motor (control,
 /// gear) and a position servo (control, kp, kv).
 #[derive(Default, Clone, Copy)]
@@ -377,7 +413,8 @@ struct JointActuators {
 /// first position servo on it: these become the joint's `motor` and `servo`
 /// options; further actuators on one joint stay penalty energies, and so
 /// does a servo on a joint with a `ref` (its target is `u - ref` in Joule's
-/// coordinate) and every actuator on a tendon.
+/// coordinate), every actuator with activation dynamics and every actuator
+/// on a tendon.
 fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
     let mut out: HashMap<(usize, usize), JointActuators> = HashMap::new();
     for (k, a) in m.actuators.iter().enumerate() {
@@ -385,7 +422,7 @@ fn joint_actuators(m: &Mjcf) -> HashMap<(usize, usize), JointActuators> {
             continue;
         };
         let j = &m.bodies[b].joints[ji];
-        if !matches!(j.kind, JointKind::Hinge | JointKind::Slide) {
+        if !matches!(j.kind, JointKind::Hinge | JointKind::Slide) || a.filter.is_some() {
             continue;
         }
         let acts = out.entry((b, ji)).or_default();
@@ -797,6 +834,28 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         .ok();
     }
     for (k, a) in m.actuators.iter().enumerate() {
+        // What drives it: the control, or the activation its dynamics
+        // make of it (a point `act_k`, read at the step's start).
+        let input = match a.filter {
+            None => Input::Control(k),
+            Some((tau, exact)) => {
+                let act = names.ident(&format!("act_{k}"));
+                let h = m.timestep;
+                let rate = num(if exact {
+                    -(-h / tau).exp_m1() / h
+                } else {
+                    1.0 / tau
+                });
+                writeln!(
+                    at_,
+                    "particle {act} {{ x = vec3(0, 0, 0), mass = 1e-12 }}    // u[{k}]'s activation (dyntype {}, tau {})\nactivation({act}, u[{k}], {rate})\nactivation_rate({act})",
+                    if exact { "filterexact" } else { "filter" },
+                    num(tau)
+                )
+                .ok();
+                Input::Activation(k, act)
+            }
+        };
         // The joints it drives, with the share of its force each takes.
         let (label, joints) = match a.target {
             Transmission::Joint(b, ji) => {
@@ -834,11 +893,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             let (t, ident) = (&m.tendons[t], &mut |s: &str| names.ident(s));
             match (a.kind, &t.path) {
                 (ActuatorKind::Position { kp, kv }, _) => {
-                    sensors::write_tendon_servo(m, &places, t, (k, kp, kv), &label, ident, at_);
+                    sensors::write_tendon_servo(m, &places, t, (&input, kp, kv), &label, ident, at_);
                     continue;
                 }
                 (ActuatorKind::Motor { gear }, Path::Spatial(_)) => {
-                    sensors::write_tendon_motor(m, &places, t, (k, gear), &label, ident, at_);
+                    sensors::write_tendon_motor(m, &places, t, (&input, gear), &label, ident, at_);
                     continue;
                 }
                 (ActuatorKind::Motor { .. }, Path::Fixed(_)) => {}
@@ -858,21 +917,33 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             let at = v3(add(b.xpos, rotate(b.xquat, j.pos)));
             let hinge = j.kind == JointKind::Hinge;
             world_used |= parent.root == 0;
-            match a.kind {
-                ActuatorKind::Motor { gear } if hinge => writeln!(
+            let drive = input.value();
+            match (a.kind, &input) {
+                (ActuatorKind::Motor { gear }, Input::Control(_)) if hinge => writeln!(
                     at_,
                     "motor({p}, {c}, {ax}, u[{k}], {})    // u[{k}]: {label}",
                     num(gear * coef)
                 ),
-                ActuatorKind::Motor { gear } => writeln!(
+                (ActuatorKind::Motor { gear }, Input::Control(_)) => writeln!(
                     at_,
                     "slider_motor({p}, {c}, {at}, {ax}, u[{k}], {})    // u[{k}]: {label}",
                     num(gear * coef)
                 ),
-                ActuatorKind::Position { kp, kv } => {
-                    // The target in Joule's coordinate: `u[k]` less the joint's `ref`.
-                    let (kp_, target) = (num(kp), format!("u[{k}]{}", plus(-j.reference)));
-                    let servo = match (hinge, j.reference == 0.0) {
+                (ActuatorKind::Motor { gear }, Input::Activation(..)) if hinge => writeln!(
+                    at_,
+                    "hinge_torque({p}, {c}, {ax}, {} * {drive})    // u[{k}]: {label}",
+                    num(gear * coef)
+                ),
+                (ActuatorKind::Motor { gear }, Input::Activation(..)) => writeln!(
+                    at_,
+                    "slider_force({p}, {c}, {at}, {ax}, {} * {drive})    // u[{k}]: {label}",
+                    num(gear * coef)
+                ),
+                (ActuatorKind::Position { kp, kv }, _) => {
+                    // The target in Joule's coordinate: the input less the joint's `ref`.
+                    let (kp_, target) = (num(kp), format!("{drive}{}", plus(-j.reference)));
+                    let control = matches!(input, Input::Control(_));
+                    let servo = match (hinge, j.reference == 0.0 && control) {
                         (true, true) => format!("servo({p}, {c}, {ax}, {target}, {kp_})"),
                         (false, true) => {
                             format!("slider_servo({p}, {c}, {at}, {ax}, {target}, {kp_})")
