@@ -1125,7 +1125,10 @@ fn general_actuators_and_their_activation_filters_follow_mujoco() {
     }
     eprintln!("{name}: joints within {joints} rad, the tip within {tip} m, activations within {act_error} of MuJoCo's");
     assert!(act_error < 1e-10, "activations {act_error} from MuJoCo's");
-    assert!(joints < 5e-2 && tip < 2e-2, "joints {joints} rad, tip {tip} m");
+    assert!(
+        joints < 5e-2 && tip < 2e-2,
+        "joints {joints} rad, tip {tip} m"
+    );
 }
 
 /// A height field without elevation data (tests/mjcf/flat_hfield.xml) is
@@ -1139,7 +1142,10 @@ fn a_flat_height_field_is_the_plane_of_its_surface() {
         mjcf::import_path(Path::new(&path), mjcf::Options::default()).expect("readable");
     let codes: Vec<_> = imported.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["mjcf::flat_hfield"]);
-    assert_eq!(imported.diagnostics[0].severity, joule_grammar::diag::Severity::Warning);
+    assert_eq!(
+        imported.diagnostics[0].severity,
+        joule_grammar::diag::Severity::Warning
+    );
     let scene = Scene::compile(&imported.text.expect("text")).expect("compiles");
     let sensors = ["ball_pos"];
     let got = driven_samples(&scene, &sensors, &[]);

@@ -1336,8 +1336,8 @@ impl<'a, 'i> Parser<'a, 'i> {
             .into_iter()
             .find_map(|a| asset.attribute(a).map(|v| (a, v)));
         if let Some((attr, v)) = data {
-            let zeros = attr == "elevation"
-                && v.split_whitespace().all(|x| x.parse::<f64>() == Ok(0.0));
+            let zeros =
+                attr == "elevation" && v.split_whitespace().all(|x| x.parse::<f64>() == Ok(0.0));
             if !zeros {
                 let s = self.attr_span(asset, attr);
                 self.unsupported(s, "a height field with elevation data".into(), "elevations");
@@ -2018,7 +2018,9 @@ impl<'a, 'i> Parser<'a, 'i> {
         let bias = prm(self, "biasprm", 0.0)?;
         let kind = match word(self, "biastype", "none") {
             ("none", _) => ActuatorKind::Motor { gear: gear * gain },
-            ("affine", _) if gear == 1.0 && bias[0] == 0.0 && bias[1] == -gain && bias[2] <= 0.0 => {
+            ("affine", _)
+                if gear == 1.0 && bias[0] == 0.0 && bias[1] == -gain && bias[2] <= 0.0 =>
+            {
                 ActuatorKind::Position {
                     kp: gain,
                     kv: -bias[2],

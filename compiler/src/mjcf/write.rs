@@ -233,7 +233,11 @@ fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu:
     if let (Some(ax), Some(ay)) = (&ex, &ey) {
         for ((an, a), (bn, b)) in [((x.1, ax), (y.1, ay)), ((y.1, ay), (x.1, ax))] {
             writeln!(ct, "touch_ellipsoids({an}, {bn}, {a}, {b}, dhat, kappa)").ok();
-            writeln!(ct, "friction_touch_ellipsoids({an}, {bn}, {a}, {b}, {mu}, dhat, kappa, {eps})").ok();
+            writeln!(
+                ct,
+                "friction_touch_ellipsoids({an}, {bn}, {a}, {b}, {mu}, dhat, kappa, {eps})"
+            )
+            .ok();
         }
         return true;
     }
@@ -248,13 +252,21 @@ fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu:
         let (p0, p1) = (*p0, *p1);
         let args = format!("{pn}, {en}, {}, {}, {}, {e}", v3(p0), v3(p1), num(radius));
         writeln!(ct, "touch_capsule_ellipsoid({args}, dhat, kappa)").ok();
-        writeln!(ct, "friction_touch_capsule_ellipsoid({args}, {mu}, dhat, kappa, {eps})").ok();
+        writeln!(
+            ct,
+            "friction_touch_capsule_ellipsoid({args}, {mu}, dhat, kappa, {eps})"
+        )
+        .ok();
         return true;
     }
     for (pa, rada) in contact_points(p) {
         let args = format!("{pn}, {en}, {}, {}, {e}", v3(pa), num(rada));
         writeln!(ct, "touch_ellipsoid({args}, dhat, kappa)").ok();
-        writeln!(ct, "friction_touch_ellipsoid({args}, {mu}, dhat, kappa, {eps})").ok();
+        writeln!(
+            ct,
+            "friction_touch_ellipsoid({args}, {mu}, dhat, kappa, {eps})"
+        )
+        .ok();
     }
     true
 }
@@ -303,9 +315,12 @@ fn axes_text(q: Q) -> String {
 /// for another geom.
 fn ellipsoid_args(g: &Geom) -> Option<String> {
     match g.kind {
-        GeomKind::Ellipsoid { radii } => {
-            Some(format!("{}, {}, {}", v3(g.pos), axes_text(g.quat), v3(radii)))
-        }
+        GeomKind::Ellipsoid { radii } => Some(format!(
+            "{}, {}, {}",
+            v3(g.pos),
+            axes_text(g.quat),
+            v3(radii)
+        )),
         _ => None,
     }
 }
@@ -893,7 +908,15 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             let (t, ident) = (&m.tendons[t], &mut |s: &str| names.ident(s));
             match (a.kind, &t.path) {
                 (ActuatorKind::Position { kp, kv }, _) => {
-                    sensors::write_tendon_servo(m, &places, t, (&input, kp, kv), &label, ident, at_);
+                    sensors::write_tendon_servo(
+                        m,
+                        &places,
+                        t,
+                        (&input, kp, kv),
+                        &label,
+                        ident,
+                        at_,
+                    );
                     continue;
                 }
                 (ActuatorKind::Motor { gear }, Path::Spatial(_)) => {
@@ -1004,11 +1027,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         let c = dot(n, plane.pos);
         let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
-            for geom in g
-                .geoms
-                .iter()
-                .filter(|x| collides(x, plane))
-            {
+            for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
                 let mu = geom.friction.max(plane.friction);
                 writeln!(
                     ct,
@@ -1025,7 +1044,9 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     if ground {
                         // Its lowest point in the reference pose.
                         let turned = qmat(qmul(pose.xquat, geom.quat));
-                        let reach = (0..3).map(|i| (radii[i] * turned[2][i]).powi(2)).sum::<f64>();
+                        let reach = (0..3)
+                            .map(|i| (radii[i] * turned[2][i]).powi(2))
+                            .sum::<f64>();
                         let z = add(pose.xpos, rotate(pose.xquat, geom.pos))[2] - reach.sqrt();
                         ground_heights.push(z);
                         writeln!(
@@ -1040,7 +1061,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         .ok();
                     } else {
                         let (n, c) = (v3(n), num(c));
-                        writeln!(ct, "ground_plane_ellipsoid({name}, {args}, {n}, {c}, dhat, kappa)").ok();
+                        writeln!(
+                            ct,
+                            "ground_plane_ellipsoid({name}, {args}, {n}, {c}, dhat, kappa)"
+                        )
+                        .ok();
                         writeln!(
                             ct,
                             "friction_plane_ellipsoid({name}, {args}, {n}, {c}, {}, dhat, kappa, {})",
