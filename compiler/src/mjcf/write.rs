@@ -228,16 +228,20 @@ fn collides(a: &Geom, b: &Geom) -> bool {
 /// point farthest toward the ellipsoid's centre (a second ellipsoid, both
 /// ways) against the ellipsoid's surface (`touch_ellipsoid` and the like).
 fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu: &str) -> bool {
-    let eps = num(FRICTION_EPS);
+    // `touch_KIND` and its friction `friction_touch_KIND`.
+    let mut write = |kind: &str, args: &str| {
+        writeln!(ct, "touch_{kind}({args}, dhat, kappa)").ok();
+        let eps = num(FRICTION_EPS);
+        writeln!(
+            ct,
+            "friction_touch_{kind}({args}, {mu}, dhat, kappa, {eps})"
+        )
+        .ok();
+    };
     let (ex, ey) = (ellipsoid_args(x.0), ellipsoid_args(y.0));
     if let (Some(ax), Some(ay)) = (&ex, &ey) {
         for ((an, a), (bn, b)) in [((x.1, ax), (y.1, ay)), ((y.1, ay), (x.1, ax))] {
-            writeln!(ct, "touch_ellipsoids({an}, {bn}, {a}, {b}, dhat, kappa)").ok();
-            writeln!(
-                ct,
-                "friction_touch_ellipsoids({an}, {bn}, {a}, {b}, {mu}, dhat, kappa, {eps})"
-            )
-            .ok();
+            write("ellipsoids", &format!("{an}, {bn}, {a}, {b}"));
         }
         return true;
     }
@@ -249,24 +253,15 @@ fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu:
     if let (GeomKind::Capsule { radius, .. }, [(p0, _), (p1, _)]) =
         (p.kind, contact_points(p).as_slice())
     {
-        let (p0, p1) = (*p0, *p1);
-        let args = format!("{pn}, {en}, {}, {}, {}, {e}", v3(p0), v3(p1), num(radius));
-        writeln!(ct, "touch_capsule_ellipsoid({args}, dhat, kappa)").ok();
-        writeln!(
-            ct,
-            "friction_touch_capsule_ellipsoid({args}, {mu}, dhat, kappa, {eps})"
-        )
-        .ok();
+        let args = format!("{pn}, {en}, {}, {}, {}, {e}", v3(*p0), v3(*p1), num(radius));
+        write("capsule_ellipsoid", &args);
         return true;
     }
     for (pa, rada) in contact_points(p) {
-        let args = format!("{pn}, {en}, {}, {}, {e}", v3(pa), num(rada));
-        writeln!(ct, "touch_ellipsoid({args}, dhat, kappa)").ok();
-        writeln!(
-            ct,
-            "friction_touch_ellipsoid({args}, {mu}, dhat, kappa, {eps})"
-        )
-        .ok();
+        write(
+            "ellipsoid",
+            &format!("{pn}, {en}, {}, {}, {e}", v3(pa), num(rada)),
+        );
     }
     true
 }
@@ -1037,54 +1032,34 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                 )
                 .ok();
                 let name = &g.name;
-                if let (GeomKind::Ellipsoid { radii }, Some(args)) =
-                    (geom.kind, ellipsoid_args(geom))
-                {
-                    let pose = &m.bodies[g.root];
+                // Its contacts: (the ground energy's and the plane energies'
+                // suffixes, their arguments, the lowest point's height in the
+                // reference pose).
+                let pose = &m.bodies[g.root];
+                let contacts: Vec<(&str, &str, String, f64)> =
+                    match (geom.kind, ellipsoid_args(geom)) {
+                        (GeomKind::Ellipsoid { radii }, Some(args)) => {
+                            let turned = qmat(qmul(pose.xquat, geom.quat));
+                            let reach = (0..3)
+                                .map(|i| (radii[i] * turned[2][i]).powi(2))
+                                .sum::<f64>();
+                            let z = add(pose.xpos, rotate(pose.xquat, geom.pos))[2] - reach.sqrt();
+                            vec![("_ellipsoid", "_ellipsoid", args, z)]
+                        }
+                        _ => contact_points(geom)
+                            .into_iter()
+                            .map(|(point, radius)| {
+                                let z = add(pose.xpos, rotate(pose.xquat, point))[2] - radius;
+                                ("", "_point", format!("{}, {}", v3(point), num(radius)), z)
+                            })
+                            .collect(),
+                    };
+                for (on_ground, on_plane, args, z) in contacts {
                     if ground {
-                        // Its lowest point in the reference pose.
-                        let turned = qmat(qmul(pose.xquat, geom.quat));
-                        let reach = (0..3)
-                            .map(|i| (radii[i] * turned[2][i]).powi(2))
-                            .sum::<f64>();
-                        let z = add(pose.xpos, rotate(pose.xquat, geom.pos))[2] - reach.sqrt();
                         ground_heights.push(z);
                         writeln!(
                             ct,
-                            "{}({name}, {args}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
-                            match friction {
-                                Friction::Cone => "contact_soft_ellipsoid",
-                                Friction::Coulomb => "contact_coulomb_ellipsoid",
-                            },
-                            num(mu)
-                        )
-                        .ok();
-                    } else {
-                        let (n, c) = (v3(n), num(c));
-                        writeln!(
-                            ct,
-                            "ground_plane_ellipsoid({name}, {args}, {n}, {c}, dhat, kappa)"
-                        )
-                        .ok();
-                        writeln!(
-                            ct,
-                            "friction_plane_ellipsoid({name}, {args}, {n}, {c}, {}, dhat, kappa, {})",
-                            num(mu),
-                            num(FRICTION_EPS)
-                        )
-                        .ok();
-                    }
-                    continue;
-                }
-                for (point, radius) in &contact_points(geom) {
-                    let (r, rad) = (v3(*point), num(*radius));
-                    if ground {
-                        let pose = &m.bodies[g.root];
-                        let z = add(pose.xpos, rotate(pose.xquat, *point))[2] - radius;
-                        ground_heights.push(z);
-                        writeln!(
-                            ct,
-                            "{}({name}, {r}, {rad}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
+                            "{}{on_ground}({name}, {args}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
                             match friction {
                                 Friction::Cone => "contact_soft",
                                 Friction::Coulomb => "contact_coulomb",
@@ -1096,12 +1071,12 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         let (n, c) = (v3(n), num(c));
                         writeln!(
                             ct,
-                            "ground_plane_point({name}, {r}, {rad}, {n}, {c}, dhat, kappa)"
+                            "ground_plane{on_plane}({name}, {args}, {n}, {c}, dhat, kappa)"
                         )
                         .ok();
                         writeln!(
                             ct,
-                            "friction_plane_point({name}, {r}, {rad}, {n}, {c}, {}, dhat, kappa, {})",
+                            "friction_plane{on_plane}({name}, {args}, {n}, {c}, {}, dhat, kappa, {})",
                             num(mu),
                             num(FRICTION_EPS)
                         )
