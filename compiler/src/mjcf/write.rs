@@ -228,16 +228,7 @@ fn collides(a: &Geom, b: &Geom) -> bool {
 /// point farthest toward the ellipsoid's centre (a second ellipsoid, both
 /// ways) against the ellipsoid's surface (`touch_ellipsoid` and the like).
 fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu: &str) -> bool {
-    // `touch_KIND` and its friction `friction_touch_KIND`.
-    let mut write = |kind: &str, args: &str| {
-        writeln!(ct, "touch_{kind}({args}, dhat, kappa)").ok();
-        let eps = num(FRICTION_EPS);
-        writeln!(
-            ct,
-            "friction_touch_{kind}({args}, {mu}, dhat, kappa, {eps})"
-        )
-        .ok();
-    };
+    let mut write = |kind: &str, args: &str| write_touch(ct, kind, args, mu);
     let (ex, ey) = (ellipsoid_args(x.0), ellipsoid_args(y.0));
     if let (Some(ax), Some(ay)) = (&ex, &ey) {
         for ((an, a), (bn, b)) in [((x.1, ax), (y.1, ay)), ((y.1, ay), (x.1, ax))] {
@@ -264,6 +255,18 @@ fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu:
         );
     }
     true
+}
+
+/// Writes a body-body contact `touch_KIND(args, dhat, kappa)` and its lagged
+/// friction `friction_touch_KIND(args, mu, dhat, kappa, eps)`.
+fn write_touch(ct: &mut String, kind: &str, args: &str, mu: &str) {
+    writeln!(ct, "touch_{kind}({args}, dhat, kappa)").ok();
+    let eps = num(FRICTION_EPS);
+    writeln!(
+        ct,
+        "friction_touch_{kind}({args}, {mu}, dhat, kappa, {eps})"
+    )
+    .ok();
 }
 
 /// Whether the pair of geoms `a`, `b` has no contact in Joule (an ellipsoid
@@ -1115,6 +1118,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         y.name.as_deref().unwrap_or("geom")
                     )
                     .ok();
+                    // Friction: the larger of the two geoms'.
                     let mu = num(x.friction.max(y.friction));
                     if write_ellipsoid_pair(ct, (x, &a.name), (y, &b.name), &mu) {
                         continue;
@@ -1127,7 +1131,6 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                         if let GeomKind::Box { half } = q.kind {
                             faces = true;
                             let axes = axes_text(q.quat);
-                            let mu = num(p.friction.max(q.friction));
                             for (pa, rada) in contact_points(p) {
                                 let args = format!(
                                     "{pn}, {qn}, {}, {}, {}, {axes}, {}",
@@ -1136,13 +1139,7 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                                     v3(q.pos),
                                     v3(half)
                                 );
-                                writeln!(ct, "touch_box({args}, dhat, kappa)").ok();
-                                writeln!(
-                                    ct,
-                                    "friction_touch_box({args}, {mu}, dhat, kappa, {})",
-                                    num(FRICTION_EPS)
-                                )
-                                .ok();
+                                write_touch(ct, "box", &args, &mu);
                             }
                         }
                     }
@@ -1162,30 +1159,16 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                     if let (Some((a0, a1, ra)), Some((b0, b1, rb))) = (&sx, &sy) {
                         let (an, bn) = (&a.name, &b.name);
                         let args = format!("{an}, {bn}, {a0}, {a1}, {ra}, {b0}, {b1}, {rb}");
-                        writeln!(ct, "touch_capsules({args}, dhat, kappa)").ok();
-                        writeln!(
-                            ct,
-                            "friction_touch_capsules({args}, {}, dhat, kappa, {})",
-                            num(x.friction.max(y.friction)),
-                            num(FRICTION_EPS)
-                        )
-                        .ok();
+                        write_touch(ct, "capsules", &args, &mu);
                         continue;
                     }
                     let capsule = (sx.map(|s| (y, s, &b.name, &a.name)))
                         .or(sy.map(|s| (x, s, &a.name, &b.name)));
                     if let Some((p, (c0, c1, rc), pn, cn)) = capsule {
-                        let mu = num(x.friction.max(y.friction));
                         for (pa, rada) in contact_points(p) {
                             let args =
                                 format!("{pn}, {cn}, {}, {}, {c0}, {c1}, {rc}", v3(pa), num(rada));
-                            writeln!(ct, "touch_capsule({args}, dhat, kappa)").ok();
-                            writeln!(
-                                ct,
-                                "friction_touch_capsule({args}, {mu}, dhat, kappa, {})",
-                                num(FRICTION_EPS)
-                            )
-                            .ok();
+                            write_touch(ct, "capsule", &args, &mu);
                         }
                         continue;
                     }
