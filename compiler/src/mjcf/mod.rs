@@ -15,6 +15,7 @@
 mod constraint;
 mod fluid;
 mod include;
+mod mesh;
 mod parse;
 mod sensors;
 mod write;
@@ -40,6 +41,11 @@ pub enum GeomKind {
     /// `plane`: the half-space below the geom's x-y plane (the world's
     /// bodies only: a plane in a moving body is refused when written).
     Plane,
+    /// `mesh`, placed as MuJoCo places it: the geom's frame at the mesh's
+    /// centre of mass and principal axes, its volume, and the half sides of
+    /// the box with its principal moments (mass and drawing only: one that
+    /// may collide is refused when written).
+    Mesh { half: [f64; 3], volume: f64 },
 }
 
 impl GeomKind {
@@ -52,6 +58,7 @@ impl GeomKind {
             GeomKind::Box { half } => mujoco::box_volume(half),
             GeomKind::Ellipsoid { radii } => mujoco::ellipsoid_volume(radii),
             GeomKind::Plane => 0.0,
+            GeomKind::Mesh { volume, .. } => volume,
         }
     }
 
@@ -62,7 +69,7 @@ impl GeomKind {
             GeomKind::Sphere { radius } => mujoco::sphere_inertia(m, radius),
             GeomKind::Capsule { radius, half } => mujoco::capsule_inertia(m, radius, half),
             GeomKind::Cylinder { radius, half } => mujoco::cylinder_inertia(m, radius, half),
-            GeomKind::Box { half } => mujoco::box_inertia(m, half),
+            GeomKind::Box { half } | GeomKind::Mesh { half, .. } => mujoco::box_inertia(m, half),
             GeomKind::Ellipsoid { radii } => mujoco::ellipsoid_inertia(m, radii),
             GeomKind::Plane => [0.0; 3],
         };

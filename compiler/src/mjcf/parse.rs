@@ -49,6 +49,14 @@ struct Parser<'a, 'i> {
     /// Per body: whether it has an `<inertial>`, and its values.
     inertials: Vec<Option<MassProps>>,
     joint_count: usize,
+    /// The main model's folder (`None` for a model not read from a file)
+    /// and `<compiler meshdir>` (or `assetdir`): where mesh files are.
+    folder: Option<std::path::PathBuf>,
+    meshdir: String,
+    /// The `<asset><mesh>` elements by name, and the mass frames of those
+    /// geoms used so far (`None`: reported).
+    mesh_nodes: HashMap<&'a str, Node<'a, 'i>>,
+    mesh_frames: HashMap<&'a str, Option<mesh::MeshFrame>>,
 }
 
 /// Parses the MJCF files `files` (read by [`include::load`], their XML
@@ -77,6 +85,14 @@ pub fn parse(
         bodies: vec![],
         inertials: vec![],
         joint_count: 0,
+        folder: sources
+            .get(files.ids[0])
+            .path
+            .as_deref()
+            .map(|p| p.parent().unwrap_or(std::path::Path::new("")).to_path_buf()),
+        meshdir: String::new(),
+        mesh_nodes: HashMap::new(),
+        mesh_frames: HashMap::new(),
     };
     let root = docs[0].1.root_element();
     if let Some(d) = p.too_large(root) {
@@ -306,6 +322,23 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
     }
 
+    /// Numbers of an attribute value, any multiple of `k` of them.
+    fn numbers_any(&mut self, v: &str, span: Span, name: &str, k: usize) -> Option<Vec<f64>> {
+        let parsed: Result<Vec<f64>, _> = v.split_whitespace().map(str::parse::<f64>).collect();
+        match parsed {
+            Ok(xs) if xs.iter().all(|x| x.is_finite()) && xs.len() % k == 0 => Some(xs),
+            _ => {
+                self.invalid(
+                    span,
+                    format!("`{name}` must be finite numbers, {k} per item"),
+                    "not valid here",
+                    "write finite numbers separated by spaces, e.g. `0 0 1  1 0 0`",
+                );
+                None
+            }
+        }
+    }
+
     fn vec3(&mut self, n: Node<'a, 'i>, class: &str, name: &str, default: V3) -> V3 {
         match self.get(n, class, name) {
             Some((v, s)) => self
@@ -469,6 +502,22 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
         for c in children.iter().filter(|c| c.has_tag_name("default")) {
             self.defaults(*c, None);
+        }
+        // Mesh assets, by name (MuJoCo's default name: the file's stem).
+        for a in children.iter().filter(|c| c.has_tag_name("asset")) {
+            for m in self
+                .elements(*a)
+                .into_iter()
+                .filter(|m| m.has_tag_name("mesh"))
+            {
+                let stem = m.attribute("file").and_then(|f| {
+                    let f = f.rsplit(['/', '\\']).next()?;
+                    Some(f.rsplit_once('.').map_or(f, |(stem, _)| stem))
+                });
+                if let Some(name) = m.attribute("name").or(stem) {
+                    self.mesh_nodes.insert(name, m);
+                }
+            }
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
         let mut fluid = None;
@@ -888,11 +937,11 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "coordinate",
                 "eulerseq",
                 "autolimits",
+                "meshdir",
+                "assetdir",
             ],
             &[
-                "meshdir",
                 "texturedir",
-                "assetdir",
                 "strippath",
                 "discardvisual",
                 "fusestatic",
@@ -903,6 +952,10 @@ impl<'a, 'i> Parser<'a, 'i> {
                 "saveinertial",
             ],
         );
+        // `meshdir` overrides `assetdir`, as in MuJoCo.
+        if let Some(dir) = c.attribute("meshdir").or(c.attribute("assetdir")) {
+            self.meshdir = dir.to_string();
+        }
         match c.attribute("angle") {
             None | Some("degree") => self.degrees = true,
             Some("radian") => self.degrees = false,
@@ -1199,7 +1252,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             "sphere" => 1,
             "capsule" | "cylinder" => 2,
             "box" | "ellipsoid" => 3,
-            "plane" => 0,
+            "plane" | "mesh" => 0,
             "hfield" => {
                 self.flat_hfield(n, class, kspan)?;
                 0
@@ -1213,6 +1266,14 @@ impl<'a, 'i> Parser<'a, 'i> {
                 return None;
             }
         };
+        if let Some((_, s)) = self.get(n, class, "mesh").filter(|_| kind != "mesh") {
+            self.unsupported(
+                s,
+                format!("a `{kind}` geom fitted to a mesh"),
+                "MuJoCo fits the primitive to the mesh",
+            );
+            return None;
+        }
         let fromto = match self.get(n, class, "fromto") {
             Some((v, s)) if matches!(kind, "capsule" | "cylinder") => {
                 Some(self.numbers(v, s, "fromto", 6, false)?)
@@ -1263,7 +1324,22 @@ impl<'a, 'i> Parser<'a, 'i> {
                 size.get(1).copied().unwrap_or(0.0),
             ),
         };
+        let (mut pos, mut quat) = (pos, quat);
+        let mesh = if kind == "mesh" {
+            let frame = self.mesh_frame(n, class)?;
+            // MuJoCo's geom frame: at the mesh's centre of mass, along its
+            // principal axes.
+            pos = add(pos, rotate(quat, frame.pos));
+            quat = qmul(quat, frame.quat);
+            Some(GeomKind::Mesh {
+                half: frame.half,
+                volume: frame.volume,
+            })
+        } else {
+            None
+        };
         let kind = match kind {
+            _ if mesh.is_some() => mesh?,
             "sphere" => GeomKind::Sphere { radius: size[0] },
             "capsule" => GeomKind::Capsule {
                 radius: size[0],
@@ -1302,6 +1378,178 @@ impl<'a, 'i> Parser<'a, 'i> {
             friction,
             span: self.tag_span(n),
         })
+    }
+
+    /// The mass frame of the mesh a `mesh` geom names (read and computed
+    /// once per mesh); `None` when that is reported.
+    fn mesh_frame(&mut self, n: Node<'a, 'i>, class: &str) -> Option<mesh::MeshFrame> {
+        let Some((name, nspan)) = self.get(n, class, "mesh") else {
+            let s = self.tag_span(n);
+            self.invalid(
+                s,
+                "a `mesh` geom needs `mesh`, the name of a mesh asset".into(),
+                "no mesh",
+                "name a `<mesh>` of `<asset>`",
+            );
+            return None;
+        };
+        if let Some(frame) = self.mesh_frames.get(name) {
+            return *frame;
+        }
+        let frame = match self.mesh_nodes.get(name).copied() {
+            Some(m) => self.mesh_asset(m),
+            None => {
+                self.invalid(
+                    nspan,
+                    format!("no mesh asset named `{name}`"),
+                    "unknown mesh",
+                    "declare it as `<asset><mesh name=\"...\" file=\"...\"/></asset>`",
+                );
+                None
+            }
+        };
+        self.mesh_frames.insert(name, frame);
+        frame
+    }
+
+    /// A `<mesh>` asset's triangles, placed, and their mass frame.
+    fn mesh_asset(&mut self, m: Node<'a, 'i>) -> Option<mesh::MeshFrame> {
+        self.check_attrs(
+            m,
+            &[
+                "file", "vertex", "face", "scale", "refpos", "refquat", "inertia",
+            ],
+            &[
+                "content_type",
+                "normal",
+                "texcoord",
+                "smoothnormal",
+                "maxhullvert",
+            ],
+        );
+        let class = m.attribute("class").unwrap_or("main");
+        let inertia = match self.get(m, class, "inertia") {
+            None | Some(("legacy", _)) => mesh::MeshInertia::Legacy,
+            Some(("exact", _)) => mesh::MeshInertia::Exact,
+            Some(("shell", _)) => mesh::MeshInertia::Shell,
+            Some((v, s)) => {
+                self.unsupported(s, format!("mesh inertia `{v}`"), "legacy, exact or shell");
+                return None;
+            }
+        };
+        let mut triangles = match (m.attribute("file"), m.attribute("vertex")) {
+            (Some(file), None) => self.mesh_file(m, file)?,
+            (None, Some(v)) => {
+                let vs = self.numbers_any(v, self.attr_span(m, "vertex"), "vertex", 3)?;
+                let Some(f) = m.attribute("face") else {
+                    let s = self.attr_span(m, "vertex");
+                    self.unsupported(
+                        s,
+                        "a mesh of vertices without faces (MuJoCo takes their convex hull)".into(),
+                        "no `face`",
+                    );
+                    return None;
+                };
+                let fs = self.numbers_any(f, self.attr_span(m, "face"), "face", 3)?;
+                if fs.iter().any(|&i| i < 0.0 || i.fract() != 0.0) {
+                    let s = self.attr_span(m, "face");
+                    self.invalid(
+                        s,
+                        "`face` must be vertex indices".into(),
+                        "not an index",
+                        "three indices from 0 per face",
+                    );
+                    return None;
+                }
+                mesh::Triangles {
+                    // Single precision, as MuJoCo stores them (and files hold them).
+                    vertices: vs
+                        .chunks_exact(3)
+                        .map(|c| [c[0], c[1], c[2]].map(|x| x as f32 as f64))
+                        .collect(),
+                    faces: fs
+                        .chunks_exact(3)
+                        .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
+                        .collect(),
+                }
+            }
+            _ => {
+                let s = self.tag_span(m);
+                self.invalid(
+                    s,
+                    "a mesh needs exactly one of `file` and `vertex`".into(),
+                    "no vertices",
+                    "e.g. `<mesh name=\"part\" file=\"part.stl\"/>`",
+                );
+                return None;
+            }
+        };
+        let refpos = self.vec3(m, class, "refpos", [0.0; 3]);
+        let refquat = match self.get(m, class, "refquat") {
+            Some((v, s)) => self
+                .numbers(v, s, "refquat", 4, false)
+                .map_or([1.0, 0.0, 0.0, 0.0], |q| [q[0], q[1], q[2], q[3]]),
+            None => [1.0, 0.0, 0.0, 0.0],
+        };
+        let scale_by = self.vec3(m, class, "scale", [1.0; 3]);
+        triangles.place(refpos, refquat, scale_by);
+        match triangles.mass_frame(inertia) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let s = self.tag_span(m);
+                let name = m.attribute("name").unwrap_or("mesh");
+                self.invalid(
+                    s,
+                    format!("mesh `{name}`: {e}"),
+                    "its mass cannot be computed",
+                    "MuJoCo's compiler refuses it too: check its vertices and faces",
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a mesh asset's `file` (relative to the model's folder and
+    /// `meshdir`, as in MuJoCo).
+    fn mesh_file(&mut self, m: Node<'a, 'i>, file: &str) -> Option<mesh::Triangles> {
+        let at = self.attr_span(m, "file");
+        let Some(folder) = self.folder.clone() else {
+            self.invalid(
+                at,
+                format!("cannot read `{file}`: this model was not read from a file"),
+                "mesh file",
+                "import the model from its file (`joule import model.xml`), so its mesh files can be found",
+            );
+            return None;
+        };
+        let path = folder.join(&self.meshdir).join(file);
+        let read = crate::read_input(&path, crate::MAX_INPUT_BYTES)
+            .map_err(|e| {
+                let help = crate::read_help(&e).unwrap_or_else(|| {
+                    format!(
+                        "looked for as `{}` (the model's folder and `meshdir`, as MuJoCo does)",
+                        path.display()
+                    )
+                });
+                (format!("cannot read the mesh file `{file}`: {e}"), help)
+            })
+            .and_then(|bytes| {
+                mesh::read(&path, &bytes).map_err(|e| {
+                    (
+                        format!("mesh file `{file}`: {e}"),
+                        "MuJoCo's binary `.msh` and other formats are not read: convert it to STL or OBJ".into(),
+                    )
+                })
+            });
+        match read {
+            Ok(t) => Some(t),
+            Err((message, help)) => {
+                self.diags.push(
+                    Diagnostic::error("mjcf::mesh", message, at, "mesh file").with_help(help),
+                );
+                None
+            }
+        }
     }
 
     /// A height field geom whose asset has no elevation data (MuJoCo's are

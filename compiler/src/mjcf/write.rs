@@ -136,8 +136,9 @@ fn contact_points(g: &Geom) -> Vec<(V3, f64)> {
                 ([s(2, half[0]), s(1, half[1]), s(0, half[2])], 0.0)
             })
             .collect(),
-        // Its contacts are written from its shape (`ellipsoid_args`).
-        GeomKind::Ellipsoid { .. } | GeomKind::Plane => vec![],
+        // Its contacts are written from its shape (`ellipsoid_args`); a
+        // mesh's contact is refused (`contact_refused`).
+        GeomKind::Ellipsoid { .. } | GeomKind::Plane | GeomKind::Mesh { .. } => vec![],
     };
     local
         .into_iter()
@@ -161,6 +162,8 @@ fn joule_shape(g: &Geom) -> Option<String> {
         GeomKind::Ellipsoid { radii } => {
             format!("sphere({})", num(radii[0].max(radii[1]).max(radii[2])))
         }
+        // Joule has no mesh shape: drawn as its inertia box (MuJoCo's too).
+        GeomKind::Mesh { half, .. } => format!("box({})", v3(half.map(|h| 2.0 * h))),
         GeomKind::Plane => return None,
     })
 }
@@ -211,7 +214,7 @@ fn reach(g: &Geom) -> f64 {
         GeomKind::Sphere { radius } => radius,
         GeomKind::Capsule { radius, half } => radius + half,
         GeomKind::Cylinder { radius, half } => (radius * radius + half * half).sqrt(),
-        GeomKind::Box { half } => norm(half),
+        GeomKind::Box { half } | GeomKind::Mesh { half, .. } => norm(half),
         GeomKind::Ellipsoid { radii } => radii[0].max(radii[1]).max(radii[2]),
         GeomKind::Plane => 0.0,
     };
@@ -226,7 +229,9 @@ fn collides(a: &Geom, b: &Geom) -> bool {
 /// which one is an ellipsoid, with friction `mu`, and says whether it did:
 /// the other's point (sphere, a cylinder's rim points), segment (capsule) or
 /// point farthest toward the ellipsoid's centre (a second ellipsoid, both
-/// ways) against the ellipsoid's surface (`touch_ellipsoid` and the like).
+/// ways) against the ellipsoid's surface (`touch_ellipsoid` and the like);
+/// a box's edges (as segments) too, and the ellipsoid's point farthest into
+/// the box's normal there against the box's faces (`touch_ellipsoid_box`).
 fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu: &str) -> bool {
     let mut write = |kind: &str, args: &str| write_touch(ct, kind, args, mu);
     let (ex, ey) = (ellipsoid_args(x.0), ellipsoid_args(y.0));
@@ -241,6 +246,30 @@ fn write_ellipsoid_pair(ct: &mut String, x: (&Geom, &str), y: (&Geom, &str), mu:
         (None, Some(e)) => (x, (y.1, e)),
         _ => return false,
     };
+    if let GeomKind::Box { half } = p.kind {
+        let args = format!(
+            "{en}, {pn}, {e}, {}, {}, {}",
+            v3(p.pos),
+            axes_text(p.quat),
+            v3(half)
+        );
+        write("ellipsoid_box", &args);
+        // And the box's edges against the ellipsoid, each at its point
+        // closest to it (a small box on a large ellipsoid rests on an edge
+        // or a corner, where the ellipsoid's point above misses the box).
+        let corners = contact_points(p);
+        for (i, j) in (0..8)
+            .flat_map(|i| [1, 2, 4].map(|b| (i, i | b)))
+            .filter(|(i, j)| i != j)
+        {
+            let (p0, p1) = (corners[i].0, corners[j].0);
+            write(
+                "capsule_ellipsoid",
+                &format!("{pn}, {en}, {}, {}, 0, {e}", v3(p0), v3(p1)),
+            );
+        }
+        return true;
+    }
     if let (GeomKind::Capsule { radius, .. }, [(p0, _), (p1, _)]) =
         (p.kind, contact_points(p).as_slice())
     {
@@ -269,29 +298,30 @@ fn write_touch(ct: &mut String, kind: &str, args: &str, mu: &str) {
     .ok();
 }
 
-/// Whether the pair of geoms `a`, `b` has no contact in Joule (an ellipsoid
-/// and a box): then an error at the ellipsoid is added to `diags`.
+/// Whether the pair of geoms `a`, `b` (`b` may be a plane) has no contact
+/// in Joule (one is a mesh: MuJoCo collides its convex hull): then an error
+/// at the mesh is added to `diags`, once per mesh.
 fn contact_refused(a: &Geom, b: &Geom, diags: &mut Vec<Diagnostic>) -> bool {
-    let (ell, other) = match (a.kind, b.kind) {
-        (GeomKind::Ellipsoid { .. }, GeomKind::Box { .. }) => (a, b),
-        (GeomKind::Box { .. }, GeomKind::Ellipsoid { .. }) => (b, a),
+    let (mesh, other) = match (a.kind, b.kind) {
+        (GeomKind::Mesh { .. }, _) => (a, b),
+        (_, GeomKind::Mesh { .. }) => (b, a),
         _ => return false,
     };
     if !diags
         .iter()
-        .any(|d| d.labels.first().map(|l| l.span) == Some(ell.span))
+        .any(|d| d.labels.first().map(|l| l.span) == Some(mesh.span))
     {
         diags.push(
             Diagnostic::error(
                 "mjcf::unsupported",
                 format!(
-                    "contact between an ellipsoid and a box (`{}`) is not supported by the MJCF importer",
+                    "contact of a mesh geom (with `{}`) is not supported by the MJCF importer",
                     other.name.as_deref().unwrap_or("geom")
                 ),
-                ell.span,
-                "may collide with a box",
+                mesh.span,
+                "may collide",
             )
-            .with_help("exclude the pair (`<exclude>` or `contype`/`conaffinity`), or make one of them a sphere, capsule or ellipsoid"),
+            .with_help("MuJoCo collides a mesh's convex hull; give it `contype=\"0\" conaffinity=\"0\"` and collide primitives in its place"),
         );
     }
     true
@@ -1026,6 +1056,9 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
             for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
+                if contact_refused(geom, plane, &mut diags) {
+                    continue;
+                }
                 let mu = geom.friction.max(plane.friction);
                 writeln!(
                     ct,
