@@ -14,6 +14,9 @@ use std::fmt::Write;
 const DHAT: f64 = 2e-3;
 /// Smoothing speed of lagged friction (m/s).
 const FRICTION_EPS: f64 = 1e-2;
+/// The most pairs of geoms that may touch an import writes (humanoid_CMU
+/// has 1,069; dm_control's dog 5,685).
+const MAX_PAIRS: usize = 2000;
 /// Smoothing rate of a joint's dry friction (`frictionloss`; rad/s or m/s).
 const JOINT_FRICTION_EPS: f64 = 1e-3;
 
@@ -219,6 +222,18 @@ fn reach(g: &Geom) -> f64 {
         GeomKind::Plane => 0.0,
     };
     norm(g.pos) + extent
+}
+
+/// The pairs of geoms of two bodies that may collide (planes aside).
+fn geom_pairs<'g>(a: &'g Group, b: &'g Group) -> impl Iterator<Item = (&'g Geom, &'g Geom)> + 'g {
+    let solid = |g: &&Geom| g.kind != GeomKind::Plane;
+    a.geoms.iter().filter(solid).flat_map(move |x| {
+        b.geoms
+            .iter()
+            .filter(solid)
+            .filter(move |y| collides(x, y))
+            .map(move |y| (x, y))
+    })
 }
 
 fn collides(a: &Geom, b: &Geom) -> bool {
@@ -1122,23 +1137,46 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
             }
         }
     }
+    // Pairs of bodies whose geoms may meet (MuJoCo's filters: not parent
+    // and child, not excluded), and their pairs of geoms that may collide.
+    let meet = |ra: usize, rb: usize| {
+        let parent_child = (m.bodies[rb].parent != 0 && group_of[m.bodies[rb].parent] == ra)
+            || (m.bodies[ra].parent != 0 && group_of[m.bodies[ra].parent] == rb);
+        let excluded = m.excludes.iter().any(|&(x, y)| {
+            let (x, y) = (group_of[x], group_of[y]);
+            (x, y) == (ra, rb) || (y, x) == (ra, rb)
+        });
+        !parent_child && !excluded
+    };
+    // Every pair is evaluated at every Newton iteration (no broad phase):
+    // counted before any is written.
+    let pairs: usize = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(ga, a)| groups[ga + 1..].iter().map(move |b| (a, b)))
+        .filter(|(a, b)| meet(a.root, b.root))
+        .map(|(a, b)| geom_pairs(a, b).count())
+        .sum();
+    if pairs > MAX_PAIRS {
+        diags.push(
+            Diagnostic::without_span(
+                crate::Severity::Error,
+                "mjcf::too_large",
+                format!(
+                    "{pairs} pairs of geoms in different bodies may touch (after bitmasks, parents and `<exclude>`): Joule evaluates every pair at every Newton iteration, and imports at most {MAX_PAIRS}"
+                ),
+            )
+            .with_help("exclude the pairs that cannot meet (`<contact><exclude>`, `contype`/`conaffinity`)"),
+        );
+        return Err(diags);
+    }
     for (ga, a) in groups.iter().enumerate() {
         for b in groups.iter().skip(ga + 1) {
             let (ra, rb) = (a.root, b.root);
-            let parent_child = (m.bodies[rb].parent != 0 && group_of[m.bodies[rb].parent] == ra)
-                || (m.bodies[ra].parent != 0 && group_of[m.bodies[ra].parent] == rb);
-            let excluded = m.excludes.iter().any(|&(x, y)| {
-                let (x, y) = (group_of[x], group_of[y]);
-                (x, y) == (ra, rb) || (y, x) == (ra, rb)
-            });
-            if parent_child || excluded {
+            if !meet(ra, rb) {
                 continue;
             }
-            for x in a.geoms.iter().filter(|x| x.kind != GeomKind::Plane) {
-                for y in b
-                    .geoms
-                    .iter()
-                    .filter(|y| y.kind != GeomKind::Plane && collides(x, y))
+            for (x, y) in geom_pairs(a, b) {
                 {
                     if contact_refused(x, y, &mut diags) {
                         continue;
