@@ -57,6 +57,11 @@ struct Parser<'a, 'i> {
     /// geoms used so far (`None`: reported).
     mesh_nodes: HashMap<&'a str, Node<'a, 'i>>,
     mesh_frames: HashMap<&'a str, Option<mesh::MeshFrame>>,
+    /// The first colliding geom's and the first limited joint's `solref`/
+    /// `solimp` (`solreflimit`/`solimplimit`) that differ from MuJoCo's
+    /// defaults, which Joule's contact and ranges are calibrated to.
+    contact_softness: Option<Span>,
+    limit_softness: Option<Span>,
 }
 
 /// Parses the MJCF files `files` (read by [`include::load`], their XML
@@ -93,6 +98,8 @@ pub fn parse(
         meshdir: String::new(),
         mesh_nodes: HashMap::new(),
         mesh_frames: HashMap::new(),
+        contact_softness: None,
+        limit_softness: None,
     };
     let root = docs[0].1.root_element();
     if let Some(d) = p.too_large(root) {
@@ -610,6 +617,34 @@ impl<'a, 'i> Parser<'a, 'i> {
             gravity = [0.0; 3];
         }
         let constraint = flags.off.contains(&"constraint");
+        let softness = [
+            (
+                self.contact_softness,
+                "contact",
+                "contact softness (`solref`/`solimp`",
+                "Joule's soft contact has MuJoCo's default softness (time constant 0.02 s, impedance 0.95): where contact matters the motion differs (Brax's half_cheetah, `solimp=\"0 0.8 0.01\"`: 3.2 cm from MuJoCo's at 0.5 s, 0.8 cm from MuJoCo's with its default)",
+            ),
+            (
+                self.limit_softness,
+                "limit",
+                "joint limit softness (`solreflimit`/`solimplimit`",
+                "Joule's soft ranges have MuJoCo's default softness (time constant 0.02 s, impedance 0.95)",
+            ),
+        ];
+        for (span, flag, what, help) in softness {
+            if let Some(span) = span.filter(|_| !constraint && !flags.off.contains(&flag)) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "mjcf::softness",
+                        format!("this {what} other than MuJoCo's default) is not honoured"),
+                        span,
+                        "not MuJoCo's default",
+                    )
+                    .warning()
+                    .with_help(help),
+                );
+            }
+        }
         if constraint || flags.off.contains(&"contact") {
             for g in self.bodies.iter_mut().flat_map(|b| &mut b.geoms) {
                 (g.contype, g.conaffinity) = (0, 0);
@@ -799,6 +834,20 @@ impl<'a, 'i> Parser<'a, 'i> {
                 Some(x)
             }
             None => Some(default.to_vec()),
+        }
+    }
+
+    /// Where an element's `solref` or `solimp` (under the attribute names
+    /// `names`) differs from MuJoCo's defaults, if it does.
+    fn softness(&mut self, n: Node<'a, 'i>, class: &str, names: (&str, &str)) -> Option<Span> {
+        let solref = self.padded(n, class, names.0, &DEFAULT_SOLREF)?;
+        let solimp = self.padded(n, class, names.1, &DEFAULT_SOLIMP)?;
+        if solref != DEFAULT_SOLREF {
+            self.get(n, class, names.0).map(|g| g.1)
+        } else if solimp != DEFAULT_SOLIMP {
+            self.get(n, class, names.1).map(|g| g.1)
+        } else {
+            None
         }
     }
 
@@ -1367,14 +1416,21 @@ impl<'a, 'i> Parser<'a, 'i> {
                 .map_or(1.0, |f| f[0]),
             None => 1.0,
         };
+        let (contype, conaffinity) = (
+            self.int(n, class, "contype", 1),
+            self.int(n, class, "conaffinity", 1),
+        );
+        if contype | conaffinity != 0 && self.contact_softness.is_none() {
+            self.contact_softness = self.softness(n, class, ("solref", "solimp"));
+        }
         Some(Geom {
             name: n.attribute("name").map(str::to_string),
             kind,
             pos,
             quat,
             mass,
-            contype: self.int(n, class, "contype", 1),
-            conaffinity: self.int(n, class, "conaffinity", 1),
+            contype,
+            conaffinity,
             friction,
             span: self.tag_span(n),
         })
@@ -1729,6 +1785,9 @@ impl<'a, 'i> Parser<'a, 'i> {
                 }
             }
         };
+        if range.is_some() && self.limit_softness.is_none() {
+            self.limit_softness = self.softness(n, class, ("solreflimit", "solimplimit"));
+        }
         let springref = self.real(n, class, "springref", 0.0);
         // MuJoCo reads `ref` on hinges and slides only.
         let reference = match kind {
