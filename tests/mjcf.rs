@@ -1156,6 +1156,44 @@ fn contact_and_limit_softness_other_than_mujocos_is_a_warning() {
     assert!(ant.diagnostics.is_empty(), "{:?}", ant.diagnostics);
 }
 
+/// Geoms of different bodies that overlap in the reference pose
+/// (tests/mjcf/overlapping_geoms.xml: a rod's end 1 cm inside a ball):
+/// their pair is left out with a located warning (`mjcf::overlap`, the
+/// count and the deepest first), the clear pair beside it is imported, and
+/// the scene steps without events (with the pair, the barrier's potential
+/// is not finite at the start and no step can be taken: Gymnasium's
+/// humanoidstandup, whose hands start inside its hips, stood frozen).
+#[test]
+fn geoms_overlapping_in_the_reference_pose_are_left_out_with_a_warning() {
+    let path = Path::new("tests/mjcf/overlapping_geoms.xml");
+    let (_, imported) = mjcf::import_path(path, mjcf::Options::default()).expect("readable");
+    let overlap: Vec<_> = imported
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "mjcf::overlap")
+        .collect();
+    assert_eq!(imported.diagnostics.len(), 1, "{:?}", imported.diagnostics);
+    assert!(!overlap[0].is_error());
+    assert!(
+        overlap[0].message.starts_with("1 pair(s)") && overlap[0].message.contains("by 10.0 mm"),
+        "{}",
+        overlap[0].message
+    );
+    let text = imported.text.expect("imported");
+    assert!(
+        text.contains("touch_capsule(clear, rod") || text.contains("touch_capsule(rod, clear"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ball, rod") && !text.contains("rod, ball"),
+        "{text}"
+    );
+    let scene = Scene::compile(&text).expect("compiles");
+    let mut sim = scene.batch(1);
+    sim.rollout(50);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+}
+
 /// An ellipsoid against boxes (tests/mjcf/ellipsoid_box.xml): the
 /// ellipsoid's point farthest into the box's normal against the box's
 /// faces (`touch_ellipsoid_box`). A tilted ellipsoid dropped on a fixed

@@ -362,6 +362,51 @@ fn a_diverging_environment_is_reported_and_the_others_go_on() {
     }
 }
 
+/// A state that starts outside the potential's domain (below the ground
+/// inside a contact barrier: tests/physics/start_inside_barrier.joule) is
+/// reported, not silently frozen: environment 1's particle and environment
+/// 2's free body (joint coordinates, the reduced step) each give an
+/// `Inadmissible` event at every step and keep their state; environment 0
+/// falls freely without events.
+#[test]
+fn a_start_outside_the_potentials_domain_is_reported() {
+    let s = scene("tests/physics/start_inside_barrier.joule");
+    let row = |name: &str| {
+        (0..s.dofs())
+            .find(|&d| s.dof_name(d) == name)
+            .unwrap_or_else(|| panic!("no DOF {name}"))
+    };
+    // The free body's height is its coordinate (0 in the initial pose) and
+    // its origin's row.
+    let (pz, bx, bq) = (row("p.x.z"), row("b.x[2]"), row("b.free[2]"));
+    let mut sim = s.batch(3);
+    for (env, rows) in [(1, vec![(pz, -0.05)]), (2, vec![(bx, -0.05), (bq, -0.35)])] {
+        let mut x = sim.positions(env);
+        for (dof, value) in rows {
+            x[dof] = value;
+        }
+        let v = sim.velocities(env);
+        sim.set_state(env, &x, &v);
+    }
+    let before: Vec<Vec<f64>> = (0..3).map(|e| sim.positions(e)).collect();
+    sim.rollout(3);
+    let stuck: Vec<(usize, usize)> = sim
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Inadmissible { env, step } => (*env, *step),
+            other => panic!("unexpected {other}: {:?}", sim.events),
+        })
+        .collect();
+    let want: Vec<(usize, usize)> = (0..3).flat_map(|k| [(1, k), (2, k)]).collect();
+    let mut got = stuck.clone();
+    got.sort_by_key(|&(e, k)| (k, e));
+    assert_eq!(got, want);
+    assert_eq!(sim.positions(1), before[1]);
+    assert_eq!(sim.positions(2), before[2]);
+    assert!(sim.positions(0)[pz] < before[0][pz], "environment 0 falls");
+}
+
 /// Angular momentum, kinetic energy and body-frame angular velocity of an affine
 /// body from its 12 DOFs (origin, then matrix columns a_j) and second moments S_j.
 fn rigid_state(x: &[f64], v: &[f64], s: [f64; 3]) -> ([f64; 3], f64, [f64; 3]) {

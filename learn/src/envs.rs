@@ -239,7 +239,10 @@ impl<'s> Envs<'s> {
         // This step's events are the last ones reported.
         for ev in self.sim.events.iter().rev() {
             let (env, s, diverged) = match *ev {
-                Event::Diverged { env, step, .. } => (env, step, true),
+                // A state outside the potential's domain cannot move: reset.
+                Event::Diverged { env, step, .. } | Event::Inadmissible { env, step } => {
+                    (env, step, true)
+                }
                 Event::NotConverged { env, step, .. } | Event::SolveStopped { env, step, .. } => {
                     (env, step, false)
                 }

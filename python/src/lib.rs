@@ -155,10 +155,11 @@ impl Output {
 
 /// Something a simulation reports: divergence (`"diverged"`), Newton's
 /// non-convergence (`"not_converged"`), an iterative solve stopped short
-/// (`"solve_stopped"`).
+/// (`"solve_stopped"`), a step that could not start (`"inadmissible"`: the
+/// potential is not finite at the state, which did not move).
 #[pyclass(module = "joule", frozen, get_all)]
 struct Event {
-    /// `"diverged"`, `"not_converged"` or `"solve_stopped"`.
+    /// `"diverged"`, `"not_converged"`, `"solve_stopped"` or `"inadmissible"`.
     kind: &'static str,
     /// The environment.
     env: usize,
@@ -179,6 +180,7 @@ impl From<&RsEvent> for Event {
     fn from(e: &RsEvent) -> Self {
         let (kind, env, step) = match e {
             RsEvent::Diverged { env, step, .. } => ("diverged", *env, *step),
+            RsEvent::Inadmissible { env, step } => ("inadmissible", *env, *step),
             RsEvent::NotConverged { env, step, .. } => ("not_converged", *env, *step),
             RsEvent::SolveStopped { env, step, .. } => ("solve_stopped", *env, *step),
         };

@@ -12,6 +12,11 @@ pub enum Event {
         dof: usize,
         name: String,
     },
+    /// The incremental potential is not finite where the step starts (the
+    /// state at the step's start lies outside its energies' domain: bodies
+    /// overlapping inside a contact barrier, an inverted element): Newton
+    /// cannot move, and the environment keeps its state.
+    Inadmissible { env: usize, step: usize },
     /// Newton's method did not reach the tolerance within its iterations;
     /// `residual` is its estimate of the error left (metres).
     NotConverged {
@@ -52,6 +57,10 @@ impl std::fmt::Display for Event {
             Event::Diverged { env, step, dof, name } => {
                 write!(f, "environment {env} diverged at step {step}: DOF {dof} ({name}) is not finite")
             }
+            Event::Inadmissible { env, step } => write!(
+                f,
+                "environment {env}, step {step}: the potential is not finite at the step's start (overlapping bodies inside a contact barrier, or an inverted element): the state did not move"
+            ),
             Event::NotConverged { env, step, residual } => write!(
                 f,
                 "environment {env}, step {step}: Newton did not converge (estimated error {residual:e} above the tolerance)"

@@ -461,7 +461,7 @@ pub fn import(sources: &mut SourceMap, file: FileId, options: Options) -> Import
     let text = match &model {
         Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
             match write::write(m, &source.name, options.friction) {
-                Ok(text) if text.len() > MAX_TEXT_BYTES => {
+                Ok((text, _)) if text.len() > MAX_TEXT_BYTES => {
                     diagnostics.push(
                         Diagnostic::without_span(
                             crate::Severity::Error,
@@ -476,7 +476,10 @@ pub fn import(sources: &mut SourceMap, file: FileId, options: Options) -> Import
                     );
                     None
                 }
-                Ok(text) => Some(text),
+                Ok((text, warnings)) => {
+                    diagnostics.extend(warnings);
+                    Some(text)
+                }
                 Err(d) => {
                     diagnostics.extend(d);
                     None

@@ -224,6 +224,60 @@ fn reach(g: &Geom) -> f64 {
     norm(g.pos) + extent
 }
 
+/// The distance between the surfaces of two geoms in the reference pose
+/// (negative where they overlap), each with the body whose frame holds it,
+/// for spheres and capsules (a segment with a radius); `None` for other
+/// shapes.
+fn initial_gap((x, bx): (&Geom, &Body), (y, by): (&Geom, &Body)) -> Option<f64> {
+    let segment = |g: &Geom, b: &Body| -> Option<(V3, V3, f64)> {
+        let world = |p: V3| add(b.xpos, rotate(b.xquat, p));
+        match (g.kind, contact_points(g).as_slice()) {
+            (GeomKind::Sphere { radius }, [(c, _)]) => Some((world(*c), world(*c), radius)),
+            (GeomKind::Capsule { radius, .. }, [(p0, _), (p1, _)]) => {
+                Some((world(*p0), world(*p1), radius))
+            }
+            _ => None,
+        }
+    };
+    let (a0, a1, ra) = segment(x, bx)?;
+    let (b0, b1, rb) = segment(y, by)?;
+    Some(segment_distance(a0, a1, b0, b1) - ra - rb)
+}
+
+/// The distance between the segments a0-a1 and b0-b1 (either may be a
+/// point): Ericson's closest points (Real-Time Collision Detection 5.1.9).
+fn segment_distance(a0: V3, a1: V3, b0: V3, b1: V3) -> f64 {
+    let (d1, d2, r) = (sub(a1, a0), sub(b1, b0), sub(a0, b0));
+    let (a, e, f) = (dot(d1, d1), dot(d2, d2), dot(d2, r));
+    let (s, t) = if a <= 1e-300 && e <= 1e-300 {
+        (0.0, 0.0)
+    } else if a <= 1e-300 {
+        (0.0, (f / e).clamp(0.0, 1.0))
+    } else {
+        let c = dot(d1, r);
+        if e <= 1e-300 {
+            ((-c / a).clamp(0.0, 1.0), 0.0)
+        } else {
+            let b = dot(d1, d2);
+            let denom = a * e - b * b;
+            let s = if denom > 1e-12 * a * e {
+                ((b * f - c * e) / denom).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let t = (b * s + f) / e;
+            if t < 0.0 {
+                ((-c / a).clamp(0.0, 1.0), 0.0)
+            } else if t > 1.0 {
+                (((b - c) / a).clamp(0.0, 1.0), 1.0)
+            } else {
+                (s, t)
+            }
+        }
+    };
+    norm(sub(add(a0, scale(d1, s)), add(b0, scale(d2, t))))
+}
+
 /// The pairs of geoms of two bodies that may collide (planes aside).
 fn geom_pairs<'g>(a: &'g Group, b: &'g Group) -> impl Iterator<Item = (&'g Geom, &'g Geom)> + 'g {
     let solid = |g: &&Geom| g.kind != GeomKind::Plane;
@@ -671,9 +725,15 @@ fn joint_field(
 }
 
 /// Writes the Joule scene for a model read from `file` (named in the header),
-/// its ground contact with `friction`.
-pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Diagnostic>> {
+/// its ground contact with `friction`, and the warnings about what it left
+/// out (pairs of geoms that overlap in the reference pose).
+pub fn write(
+    m: &Mjcf,
+    file: &str,
+    friction: Friction,
+) -> Result<(String, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut diags = vec![];
+    let mut warnings = vec![];
     let n = m.bodies.len();
     // The Joule body of each MJCF body: the nearest ancestor-or-self with joints, or the world.
     let mut group_of: Vec<usize> = Vec::with_capacity(n);
@@ -1170,6 +1230,9 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         );
         return Err(diags);
     }
+    // Pairs that overlap in the reference pose (MuJoCo pushes them apart;
+    // a barrier cannot start inside): left out, with a warning.
+    let mut overlaps: Vec<(&Geom, &Geom, f64)> = vec![];
     for (ga, a) in groups.iter().enumerate() {
         for b in groups.iter().skip(ga + 1) {
             let (ra, rb) = (a.root, b.root);
@@ -1177,6 +1240,11 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                 continue;
             }
             for (x, y) in geom_pairs(a, b) {
+                let gap = initial_gap((x, &m.bodies[ra]), (y, &m.bodies[rb]));
+                if let Some(gap) = gap.filter(|g| *g <= 0.0) {
+                    overlaps.push((x, y, gap));
+                    continue;
+                }
                 {
                     if contact_refused(x, y, &mut diags) {
                         continue;
@@ -1261,6 +1329,25 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
                 }
             }
         }
+    }
+    if let Some(&(x, y, gap)) = overlaps.first() {
+        let name = |g: &Geom| g.name.clone().unwrap_or_else(|| "geom".into());
+        warnings.push(
+            Diagnostic::error(
+                "mjcf::overlap",
+                format!(
+                    "{} pair(s) of geoms overlap in the reference pose (`{}` and `{}` by {:.1} mm): their contact is not imported",
+                    overlaps.len(),
+                    name(x),
+                    name(y),
+                    -gap * 1e3
+                ),
+                x.span,
+                "overlaps another body's geom",
+            )
+            .warning()
+            .with_help("MuJoCo's soft contact pushes such geoms apart; Joule's contact barrier cannot start inside one. Exclude the pair (`<exclude>`) or move the geoms apart"),
+        );
     }
     if !diags.is_empty() {
         return Err(diags);
@@ -1459,5 +1546,71 @@ pub fn write(m: &Mjcf, file: &str, friction: Friction) -> Result<String, Vec<Dia
         }
     }
     sensors::write_sensors(m, &places, &mut |s| names.ident(s), o);
-    Ok(out)
+    Ok((out, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `segment_distance` against the smallest distance between 201 points
+    /// along each segment, for crossing, parallel, touching and degenerate
+    /// (point) segments.
+    #[test]
+    fn segment_distance_is_the_closest_approach() {
+        let cases: [(V3, V3, V3, V3); 6] = [
+            (
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [0.5, -1.0, 0.3],
+                [0.5, 1.0, 0.3],
+            ),
+            (
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [0.2, 0.1, 0.0],
+                [1.4, 0.1, 0.0],
+            ),
+            (
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [1.5, 0.2, -0.1],
+                [2.5, 0.7, 0.4],
+            ),
+            (
+                [0.3, 0.2, 0.1],
+                [0.3, 0.2, 0.1],
+                [0.0, 0.0, 0.0],
+                [1.0, 1.0, 0.0],
+            ),
+            (
+                [0.3, 0.2, 0.1],
+                [0.3, 0.2, 0.1],
+                [0.0, 1.0, 0.0],
+                [0.0, 1.0, 0.0],
+            ),
+            (
+                [0.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0],
+                [-0.4, 0.3, 1.2],
+                [0.6, -0.2, 0.9],
+            ),
+        ];
+        for (a0, a1, b0, b1) in cases {
+            let at = |p: V3, q: V3, t: f64| add(p, scale(sub(q, p), t));
+            let mut brute = f64::INFINITY;
+            for i in 0..=200 {
+                for j in 0..=200 {
+                    let d = norm(sub(
+                        at(a0, a1, i as f64 / 200.0),
+                        at(b0, b1, j as f64 / 200.0),
+                    ));
+                    brute = brute.min(d);
+                }
+            }
+            let d = segment_distance(a0, a1, b0, b1);
+            assert!(d <= brute + 1e-12 && d > brute - 1e-2, "{d} vs {brute}");
+            assert!((segment_distance(b0, b1, a0, a1) - d).abs() < 1e-12);
+        }
+    }
 }

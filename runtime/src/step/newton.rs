@@ -51,6 +51,7 @@ impl<T: Real> Part<T> {
             }
         }
         self.start_newton(scene, &mut w, h, accel.iter().any(|a| *a != 0.0));
+        self.report_inadmissible(&w.phi, step);
         self.stops.fill(None);
         self.newton(scene, &mut w, h, iterations, trace);
         for e in 0..self.len {
@@ -66,6 +67,20 @@ impl<T: Real> Part<T> {
         self.report_stops(step, false);
         self.set_velocity(n, &w.x_t, h);
         self.scratch = w;
+    }
+
+    /// Reports the lanes whose incremental potential `phi` at Newton's
+    /// starting point is not finite: their start (x_t at worst) lies
+    /// outside the potential's domain, so no step is admissible.
+    pub(super) fn report_inadmissible(&mut self, phi: &[f64], step: usize) {
+        for (e, p) in phi.iter().enumerate().take(self.len) {
+            if !p.is_finite() {
+                self.events.push(Event::Inadmissible {
+                    env: self.first + e,
+                    step,
+                });
+            }
+        }
     }
 
     /// Puts each lane at Newton's starting point, with its incremental
