@@ -556,20 +556,21 @@ fn included_files_import_as_one_model() {
 
 /// Planes other than the ground z = 0 (tests/mjcf/planes.xml: a floor
 /// through (0, 0, -0.5) tilted 10 degrees, a wall at x = 0.6 in a body
-/// welded to the world) are contact against `dot(n, x) = c`
-/// (`ground_plane_point`, `friction_plane_point`). The box slides down into
-/// the corner and rests there: after 2.5 s no corner is through either
-/// plane, a corner is within the barrier's `dhat` of each, and the box has
+/// welded to the world) are MuJoCo's soft contact against `dot(n, x) = c`
+/// (`contact_soft_plane`). The box slides down into the corner and rests
+/// there: after 2.5 s its nearest corner to each plane is in contact,
+/// sunk into it by less than 6 mm (the soft contact's static depth is 3.5
+/// mm, `g (0.95 * 0.02 s)^2`, for an even share of the weight; the lower
+/// corners carry more: measured 4.5 mm into the floor), and the box has
 /// stopped.
 #[test]
 fn a_box_slides_into_the_corner_of_a_tilted_floor_and_a_wall() {
     let (_, text) = import("planes");
     assert!(
-        text.contains("ground_plane_point(box_1, vec3(-0.1, -0.1, -0.1), 0, vec3(-1, 0, 0), -0.6, dhat, kappa)"),
+        text.contains("contact_soft_plane(box_1, vec3(-0.1, -0.1, -0.1), 0, vec3(-1, 0, 0), -0.6, k_contact + b_contact / h"),
         "{text}"
     );
     let scene = Scene::compile(&text).expect("compiles");
-    let dhat = 2e-3;
     let mut sim = scene.batch(1);
     sim.rollout((2.5 / scene.substep()).round() as usize);
     assert!(sim.events.is_empty(), "{:?}", sim.events);
@@ -586,8 +587,9 @@ fn a_box_slides_into_the_corner_of_a_tilted_floor_and_a_wall() {
         .collect();
     for (name, d) in [("floor", &floor as &dyn Fn(&[f64]) -> f64), ("wall", &wall)] {
         let nearest = corners.iter().map(|p| d(p)).fold(f64::INFINITY, f64::min);
+        eprintln!("the nearest corner is {nearest} m from the {name}");
         assert!(
-            nearest > 0.0 && nearest < dhat,
+            nearest < 0.0 && nearest > -6e-3,
             "the nearest corner is {nearest} m from the {name}"
         );
     }
@@ -1291,7 +1293,9 @@ fn a_flat_height_field_is_the_plane_of_its_surface() {
     let worst = sensor_error(&got, &traj, &sensors, &[0]);
     let rest = sensor_error(&got[5..], &traj[5..], &sensors, &[0]);
     eprintln!("{name}: within {worst} m of MuJoCo's, {rest} m at rest");
-    // Resting on the surface (z = 0.1) one radius up: the barrier keeps up
-    // to dhat = 2 mm, MuJoCo's soft contact sinks under 1 mm.
-    assert!(rest < 3e-3 && worst < 2e-2, "{rest} {worst}");
+    // Resting on the surface (z = 0.1) one radius up: Joule's soft contact
+    // sinks 3.5 mm (`g (0.95 * 0.02 s)^2`), MuJoCo's 0.37 mm (its force
+    // also carries the impedance times the unconstrained acceleration:
+    // docs/performance.md); measured 3.2 mm apart.
+    assert!(rest < 3.5e-3 && worst < 2e-2, "{rest} {worst}");
 }

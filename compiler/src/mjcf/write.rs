@@ -1114,7 +1114,7 @@ pub fn write(
     // Contact: geoms against the world's planes (ground), and body pairs.
     let mut contact_text = String::new();
     let ct = &mut contact_text;
-    // The ground contact points' heights above the ground in the reference pose.
+    // The soft contact points' heights above their plane in the reference pose.
     let mut ground_heights: Vec<f64> = vec![];
     let world = &groups[0];
     let planes: Vec<&Geom> = world
@@ -1147,34 +1147,52 @@ pub fn write(
                 // suffixes, their arguments, the lowest point's height in the
                 // reference pose).
                 let pose = &m.bodies[g.root];
+                let height = |p: V3| dot(n, add(pose.xpos, rotate(pose.xquat, p))) - c;
                 let contacts: Vec<(&str, &str, String, f64)> =
                     match (geom.kind, ellipsoid_args(geom)) {
                         (GeomKind::Ellipsoid { radii }, Some(args)) => {
                             let turned = qmat(qmul(pose.xquat, geom.quat));
                             let reach = (0..3)
-                                .map(|i| (radii[i] * turned[2][i]).powi(2))
+                                .map(|i| {
+                                    (radii[i] * (0..3).map(|j| turned[j][i] * n[j]).sum::<f64>())
+                                        .powi(2)
+                                })
                                 .sum::<f64>();
-                            let z = add(pose.xpos, rotate(pose.xquat, geom.pos))[2] - reach.sqrt();
+                            let z = height(geom.pos) - reach.sqrt();
                             vec![("_ellipsoid", "_ellipsoid", args, z)]
                         }
                         _ => contact_points(geom)
                             .into_iter()
                             .map(|(point, radius)| {
-                                let z = add(pose.xpos, rotate(pose.xquat, point))[2] - radius;
+                                let z = height(point) - radius;
                                 ("", "_point", format!("{}, {}", v3(point), num(radius)), z)
                             })
                             .collect(),
                     };
+                let soft = match friction {
+                    Friction::Cone => "contact_soft",
+                    Friction::Coulomb => "contact_coulomb",
+                };
+                let springs =
+                    "k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h)";
                 for (on_ground, on_plane, args, z) in contacts {
                     if ground {
                         ground_heights.push(z);
                         writeln!(
                             ct,
-                            "{}{on_ground}({name}, {args}, k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h), {}, kt_contact)",
-                            match friction {
-                                Friction::Cone => "contact_soft",
-                                Friction::Coulomb => "contact_coulomb",
-                            },
+                            "{soft}{on_ground}({name}, {args}, {springs}, {}, kt_contact)",
+                            num(mu)
+                        )
+                        .ok();
+                    } else if on_plane == "_point" {
+                        // MuJoCo's soft contact on the plane (heights along
+                        // its normal).
+                        ground_heights.push(z);
+                        writeln!(
+                            ct,
+                            "{soft}_plane({name}, {args}, {}, {}, {springs}, {}, kt_contact)",
+                            v3(n),
+                            num(c),
                             num(mu)
                         )
                         .ok();
@@ -1385,10 +1403,10 @@ pub fn write(
             "// its force at the step's solution (contact_coulomb: damper kt_contact h below it);",
         ],
     };
-    for line in ground
-        .into_iter()
-        .chain(["// with other planes and between bodies it is the IPC barrier (dhat, kappa)."])
-    {
+    for line in ground.into_iter().chain([
+        "// the same on other planes (ellipsoids there, and contact between bodies: the IPC",
+        "// barrier, dhat and kappa).",
+    ]) {
         writeln!(o, "{line}").ok();
     }
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
