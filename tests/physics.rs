@@ -362,6 +362,30 @@ fn a_diverging_environment_is_reported_and_the_others_go_on() {
     }
 }
 
+/// `contact_soft_plane` on the plane z = 0 is `contact_soft`
+/// (tests/physics/soft_plane_is_the_ground.joule: two balls thrown
+/// spinning onto the ground, 2 m apart, one through each): the two
+/// trajectories, bouncing, sliding and rolling over 1 s, agree to 1e-12 m.
+#[test]
+fn the_soft_contact_on_the_plane_z_0_is_the_ground_contact() {
+    let s = scene("tests/physics/soft_plane_is_the_ground.joule");
+    let mut sim = s.batch(1);
+    let mut worst: f64 = 0.0;
+    let mut lowest = f64::INFINITY;
+    for _ in 0..500 {
+        sim.rollout(1);
+        let (a, b) = (sim.output("a_x"), sim.output("b_x"));
+        lowest = lowest.min(a[2][0]);
+        worst = worst
+            .max((a[0][0] + 2.0 - b[0][0]).abs())
+            .max((a[1][0] - b[1][0]).abs())
+            .max((a[2][0] - b[2][0]).abs());
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert!(lowest < 0.1, "the balls reach the ground ({lowest})");
+    assert!(worst < 1e-12, "{worst}");
+}
+
 /// A state that starts outside the potential's domain (below the ground
 /// inside a contact barrier: tests/physics/start_inside_barrier.joule) is
 /// reported, not silently frozen: environment 1's particle and environment
