@@ -8,6 +8,7 @@ use super::*;
 use crate::math::*;
 use crate::names;
 use std::collections::{HashMap, HashSet};
+use std::f64::consts::FRAC_1_SQRT_2;
 use std::fmt::Write;
 
 /// Contact barrier thickness (m).
@@ -1114,8 +1115,10 @@ pub fn write(
     // Contact: geoms against the world's planes (ground), and body pairs.
     let mut contact_text = String::new();
     let ct = &mut contact_text;
-    // The soft contact points' heights above their plane in the reference pose.
-    let mut ground_heights: Vec<f64> = vec![];
+    // The soft contact points' heights above their plane in the reference
+    // pose, and whether the plane is a floor (its normal within 45 degrees
+    // of up: walls carry no weight), by the point (its body and arguments).
+    let mut ground_heights: Vec<(String, f64, bool)> = vec![];
     let world = &groups[0];
     let planes: Vec<&Geom> = world
         .geoms
@@ -1177,7 +1180,7 @@ pub fn write(
                     "k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h)";
                 for (on_ground, on_plane, args, z) in contacts {
                     if ground {
-                        ground_heights.push(z);
+                        ground_heights.push((format!("{name}, {args}"), z, true));
                         writeln!(
                             ct,
                             "{soft}{on_ground}({name}, {args}, {springs}, {}, kt_contact)",
@@ -1187,7 +1190,7 @@ pub fn write(
                     } else if on_plane == "_point" {
                         // MuJoCo's soft contact on the plane (heights along
                         // its normal).
-                        ground_heights.push(z);
+                        ground_heights.push((format!("{name}, {args}"), z, n[2] > FRAC_1_SQRT_2));
                         writeln!(
                             ct,
                             "{soft}_plane({name}, {args}, {}, {}, {springs}, {}, kt_contact)",
@@ -1418,10 +1421,21 @@ pub fn write(
         num(round3(weight.max(1e-6) / DHAT))
     )
     .ok();
-    // The points that carry the weight standing: those within SUPPORT_BAND
-    // of the lowest (a robot's feet, not its thighs and head).
-    let lowest = ground_heights.iter().copied().fold(f64::INFINITY, f64::min);
-    let ground_points = ground_heights
+    // The points that carry the weight standing: those on floors within
+    // SUPPORT_BAND of the lowest (a robot's feet, not its thighs and head),
+    // or on any plane where there is no floor.
+    // Each point counted once, at its height above the nearest such plane.
+    let floors = ground_heights.iter().any(|&(_, _, floor)| floor);
+    let mut nearest: HashMap<&str, f64> = HashMap::new();
+    for (point, z, floor) in &ground_heights {
+        if *floor || !floors {
+            let h = nearest.entry(point.as_str()).or_insert(f64::INFINITY);
+            *h = h.min(*z);
+        }
+    }
+    let heights: Vec<f64> = nearest.into_values().collect();
+    let lowest = heights.iter().copied().fold(f64::INFINITY, f64::min);
+    let ground_points = heights
         .iter()
         .filter(|z| **z <= lowest + SUPPORT_BAND)
         .count();
