@@ -1341,12 +1341,31 @@ fn stale_temporaries_of_killed_writers_are_removed() {
 fn import_counts_elements_before_expanding_and_bounds_the_text() {
     // Free bodies make text quadratic in their number (contact pairs), nested
     // ones too (poses along the chain): 2,000 made 180 MB, then "importer bug".
+    // Now the bodies, the nesting and the pairs that may touch are counted
+    // before anything is written, and the text's size after.
     let free = |n: usize| {
         let bodies: String = (0..n)
             .map(|i| format!("<body pos=\"{i} 0 1\"><freejoint/><geom size=\"0.1\"/></body>\n"))
             .collect();
         format!("<mujoco><worldbody>\n{bodies}</worldbody></mujoco>\n")
     };
+    // Few pairs whose contact is long to write: 20 ellipsoids on one body
+    // against 20 boxes on another (400 pairs, 13 contacts each).
+    let shapes = |kind: &str| -> String {
+        (0..20)
+            .map(|i| {
+                format!(
+                    "<geom type=\"{kind}\" size=\"0.1 0.05 0.03\" pos=\"0 0 {}\"/>",
+                    0.2 * i as f64
+                )
+            })
+            .collect()
+    };
+    let eggs_and_boxes = format!(
+        "<mujoco><worldbody><body pos=\"0 0 1\"><freejoint/>{}</body><body pos=\"1 0 1\"><freejoint/>{}</body></worldbody></mujoco>\n",
+        shapes("ellipsoid"),
+        shapes("box")
+    );
     let nested = |n: usize| {
         let open = "<body pos=\"0 0 0.1\"><joint/><geom size=\"0.01\"/>\n".repeat(n);
         format!(
@@ -1361,7 +1380,16 @@ fn import_counts_elements_before_expanding_and_bounds_the_text() {
             nested(3000),
             "more than 100 nested bodies",
         ),
-        ("free200.xml", free(200), "the imported scene would be"),
+        (
+            "free200.xml",
+            free(200),
+            "19900 pairs of geoms in different bodies may touch",
+        ),
+        (
+            "eggs_and_boxes.xml",
+            eggs_and_boxes,
+            "the imported scene would be",
+        ),
         // On one line (minified): located at the root, which can be drawn.
         (
             "oneline.xml",
