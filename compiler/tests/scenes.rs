@@ -14,13 +14,19 @@ mod scene_list;
 /// directory).
 const SCENES: &str = "../scenes";
 
-/// The model of one shipped scene, which must check without diagnostics.
+/// The model of one shipped scene, which must check without diagnostics
+/// but the importer's warning that a model it `use`s has its own contact
+/// softness, which Joule does not honour (scenes/hopper.xml, a copy of
+/// Gymnasium's, keeps its `solimp`: the warning says what Joule simulates).
 fn model_text(name: &str) -> String {
     let path = Path::new(SCENES).join(format!("{name}.joule"));
     let checked = check_path(&path).expect("readable scene");
     assert!(checked.ok(), "{}", checked.render_diagnostics(false, 100));
     assert!(
-        checked.diagnostics.is_empty(),
+        checked
+            .diagnostics
+            .iter()
+            .all(|d| d.code == "mjcf::softness"),
         "shipped scenes compile without warnings:\n{}",
         checked.render_diagnostics(false, 100)
     );
