@@ -51,7 +51,7 @@ impl<T: Real> Part<T> {
             }
         }
         self.start_newton(scene, &mut w, h, accel.iter().any(|a| *a != 0.0));
-        self.report_inadmissible(&w.phi, step);
+        self.report_inadmissible(&w.phi, &w.x_t, n, step);
         self.stops.fill(None);
         self.newton(scene, &mut w, h, iterations, trace);
         for e in 0..self.len {
@@ -70,11 +70,14 @@ impl<T: Real> Part<T> {
     }
 
     /// Reports the lanes whose incremental potential `phi` at Newton's
-    /// starting point is not finite: their start (x_t at worst) lies
-    /// outside the potential's domain, so no step is admissible.
-    pub(super) fn report_inadmissible(&mut self, phi: &[f64], step: usize) {
+    /// starting point is not finite though their state `x_t` (`n` rows of
+    /// `s` lanes) is: their start lies outside the potential's domain, so
+    /// no step is admissible (a non-finite state is a divergence, reported
+    /// as such).
+    pub(super) fn report_inadmissible(&mut self, phi: &[f64], x_t: &[f64], n: usize, step: usize) {
+        let s = self.stride();
         for (e, p) in phi.iter().enumerate().take(self.len) {
-            if !p.is_finite() {
+            if !p.is_finite() && (0..n).all(|r| x_t[r * s + e].is_finite()) {
                 self.events.push(Event::Inadmissible {
                     env: self.first + e,
                     step,

@@ -589,7 +589,7 @@ impl<T: Real> Part<T> {
             w.done = done;
             self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::Searching);
         }
-        self.report_inadmissible(&w.phi, step);
+        self.report_inadmissible(&w.phi, &w.x_t, n, step);
         self.stops.fill(None);
         self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
         for e in 0..self.len {
