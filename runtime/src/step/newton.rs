@@ -91,7 +91,8 @@ impl<T: Real> Part<T> {
     /// exact in free flight) and the drift x_t + h v (`w.x0`; closer for a
     /// body resting on contacts, which gravity's prediction pushes into them)
     /// has the lower potential (the drift is tried only `with_drift`), and x_t
-    /// (always admissible: barriers are finite there) where neither is
+    /// (admissible unless the step starts outside the potential's domain,
+    /// which `report_inadmissible` reports) where neither is
     /// finite. The line search then never leaves the admissible set.
     fn start_newton(&mut self, scene: &Scene, w: &mut Scratch, h: f64, with_drift: bool) {
         let (n, s) = (scene.dofs(), self.stride());
