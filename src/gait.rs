@@ -29,8 +29,9 @@ pub const STANCE_HEIGHT: f64 = 2e-3;
 pub const MIN_TRAVEL: f64 = 0.01;
 
 /// The prelude's ground contacts on a body point: `(A, r, radius, ..)`.
-const GROUND_CONTACTS: [&str; 5] = [
+const GROUND_CONTACTS: [&str; 6] = [
     "contact_soft",
+    "contact_mujoco",
     "contact_coulomb",
     "ground_soft",
     "ground_point",

@@ -24,7 +24,9 @@ pub struct ImportArgs {
     /// The ground contact's friction: MuJoCo's cone (`contact_soft`, whose
     /// sliding contacts push out of the ground), or Coulomb's bound by the
     /// same step's normal force (`contact_coulomb`: not dilatant, about three
-    /// times the Newton iterations).
+    /// times the Newton iterations), or MuJoCo's own contact law
+    /// (`contact_mujoco`: its soft constraint with each pair's `solref`,
+    /// `solimp` and `margin`, and its pyramidal cone).
     #[arg(long, value_enum, default_value_t = FrictionArg::Cone)]
     friction: FrictionArg,
     /// Colour in diagnostics.
@@ -37,6 +39,7 @@ pub struct ImportArgs {
 enum FrictionArg {
     Cone,
     Coulomb,
+    Mujoco,
 }
 
 /// Imports the model, compiles the result, and prints it or writes it to
@@ -48,6 +51,7 @@ pub fn import(a: ImportArgs) -> ExitCode {
         friction: match a.friction {
             FrictionArg::Cone => mjcf::Friction::Cone,
             FrictionArg::Coulomb => mjcf::Friction::Coulomb,
+            FrictionArg::Mujoco => mjcf::Friction::Mujoco,
         },
     };
     let (sources, imported) = match mjcf::import_path(model, options) {

@@ -361,6 +361,7 @@ impl Geometry {
                     || matches!(
                         base,
                         "contact_soft"
+                            | "contact_mujoco"
                             | "contact_soft_particle"
                             | "contact_coulomb"
                             | "contact_coulomb_particle"

@@ -782,6 +782,18 @@ fn plane_contact_differentiates() {
     }
 }
 
+/// MuJoCo's own contact law (`tests/grad/mujoco_contact.joule`:
+/// `contact_mujoco`, a capsule sliding and rocking on a tilted plane on both
+/// end spheres): [`gradient_check`] through the pyramid's edges, the
+/// impedance and the reference acceleration, the friction coefficient and
+/// the contact's time constant, over 1, 4 and 20 steps.
+#[test]
+fn mujocos_contact_law_differentiates() {
+    for steps in [1, 4, 20] {
+        gradient_check(Path::new("tests/grad/mujoco_contact.joule"), steps);
+    }
+}
+
 /// Outputs that read the start of a step through `prev` in a scene of 3
 /// substeps per step (`tests/grad/step_displacement.joule`): the reward and
 /// the loss see the state before the step's first substep, and their

@@ -14,7 +14,9 @@ Needs a Python with `mujoco` and the `joule` package (python/test.sh builds
 it into target/python-venv):
 
     target/python-venv/bin/python -m pip install mujoco
-    target/python-venv/bin/python benches/peers/mjcf_compare.py DIR_OR_XML...
+    target/python-venv/bin/python benches/peers/mjcf_compare.py [--friction cone|coulomb|mujoco] DIR_OR_XML...
+
+`--friction` is `joule import`'s contact law (default: `use`'s, the cone).
 
 Prints a Markdown table (docs/performance.md, "MJCF models against MuJoCo").
 """
@@ -33,10 +35,10 @@ TIMES = [0.1, 0.5, 1.0]
 JOULE = os.environ.get("JOULE", os.path.join(os.path.dirname(__file__), "../../target/release/joule"))
 
 
-def strict_import(path):
+def strict_import(path, friction):
     """(True, '') when `joule import` takes the model without --lenient,
     else (False, its first error line)."""
-    r = subprocess.run([JOULE, "import", path], capture_output=True, text=True)
+    r = subprocess.run([JOULE, "import", path, "--friction", friction], capture_output=True, text=True)
     if r.returncode == 0:
         return True, ""
     lines = [l.strip() for l in r.stderr.splitlines() if l.strip()]
@@ -96,11 +98,15 @@ def models(args):
 
 
 def main():
+    args = sys.argv[1:]
+    friction = "cone"
+    if args[:1] == ["--friction"]:
+        friction, args = args[1], args[2:]
     print("| model | strict import | zero u: 0.1 / 0.5 / 1 s (m) | random u: 0.1 / 0.5 / 1 s (m) | Joule / MuJoCo speed |")
     print("| --- | --- | --- | --- | --- |")
-    for path in models(sys.argv[1:]):
+    for path in models(args):
         name = os.path.splitext(os.path.basename(path))[0]
-        ok, why = strict_import(path)
+        ok, why = strict_import(path, friction)
         try:
             m = mujoco.MjModel.from_xml_path(path)
         except Exception as e:  # MuJoCo itself refuses the file
@@ -110,8 +116,11 @@ def main():
             print(f"| {name} | no: {why} | | | |")
             continue
         with tempfile.NamedTemporaryFile("w", suffix=".joule", delete=False) as f:
-            f.write(f'use "{os.path.abspath(path)}"\n')
             scene_path = f.name
+            if friction == "cone":
+                f.write(f'use "{os.path.abspath(path)}"\n')
+        if friction != "cone":
+            subprocess.run([JOULE, "import", path, "--friction", friction, "-o", scene_path], check=True, capture_output=True)
         try:
             scene = joule.Scene.from_path(scene_path)
         finally:

@@ -5,8 +5,9 @@ Run with the `mujoco` Python package (tested with mujoco 4.0.0 and 4.0.1):
     python3 tests/mjcf/reference.py > tests/mjcf/reference.json
 
 For every fixture: each body's mass, centre of mass (body frame) and full
-inertia tensor about it (body frame: R(iquat) diag(inertia) R(iquat)^T), and
-the world pose in the reference configuration. For the passive-dynamics
+inertia tensor about it (body frame: R(iquat) diag(inertia) R(iquat)^T), the
+world pose in the reference configuration, and its inverse weights
+(`body_invweight0`: translation, rotation). For the passive-dynamics
 fixtures: MuJoCo's trajectory over 1 s, sampled every 0.1 s (positions
 recomputed at each sampled state: after mj_step they are the step's start's).
 For the driven fixtures (constant controls `CONTROLS`): the same, with every
@@ -22,7 +23,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact", "general_actuators", "flat_hfield", "mesh_inertia", "ellipsoid_box"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact", "general_actuators", "flat_hfield", "mesh_inertia", "ellipsoid_box", "mujoco_contact", "mujoco_drop"]
 # Driven fixtures: their constant controls.
 CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5], "ellipsoid_contact": [], "general_actuators": [0.6, -0.8, 0.5], "flat_hfield": [], "ellipsoid_box": []}
 
@@ -45,6 +46,7 @@ def bodies(m, d):
             "inertia": tensor.tolist(),
             "xpos": d.xpos[b].tolist(),
             "xquat": d.xquat[b].tolist(),
+            "invweight0": m.body_invweight0[b].tolist(),
         })
     return out
 
@@ -87,7 +89,7 @@ def main():
         if name in CONTROLS:
             d.ctrl[:] = CONTROLS[name]
             entry["controls"] = CONTROLS[name]
-        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant", "frictionloss", "mesh_inertia") or name in CONTROLS:
+        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant", "frictionloss", "mesh_inertia", "mujoco_contact", "mujoco_drop") or name in CONTROLS:
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))

@@ -18,6 +18,8 @@ mod include;
 mod mesh;
 mod parse;
 mod sensors;
+mod weight;
+pub use weight::invweight0;
 mod write;
 
 use crate::mass::{mujoco, MassProps};
@@ -94,8 +96,46 @@ pub struct Geom {
     pub conaffinity: u32,
     /// Sliding friction coefficient (first of `friction`).
     pub friction: f64,
+    /// Its contacts' softness and reach: `condim`, `solref`, `solimp`,
+    /// `solmix` and `margin` (MuJoCo's defaults where absent).
+    pub contact: GeomContact,
     /// Where it is declared.
     pub span: Span,
+}
+
+/// A geom's contact parameters, as MuJoCo mixes them for a pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeomContact {
+    /// Contact dimensionality (1: frictionless, 3: sliding friction, 4 and
+    /// 6: torsional and rolling friction besides).
+    pub condim: u32,
+    /// Time constant and damping ratio (standard form: both positive), or
+    /// minus the stiffness and damping (MuJoCo's direct form).
+    pub solref: [f64; 2],
+    /// Impedance: dmin, dmax, width, midpoint, power.
+    pub solimp: [f64; 5],
+    /// The weight of this geom's `solref`/`solimp` in a pair's mix.
+    pub solmix: f64,
+    /// Distance at which contact begins (m), less `gap` for the
+    /// constraint's own margin.
+    pub margin: f64,
+    pub gap: f64,
+    /// Of two geoms, the one of higher priority gives a pair's parameters.
+    pub priority: u32,
+}
+
+impl Default for GeomContact {
+    fn default() -> GeomContact {
+        GeomContact {
+            condim: 3,
+            solref: DEFAULT_SOLREF,
+            solimp: DEFAULT_SOLIMP,
+            solmix: 1.0,
+            margin: 0.0,
+            gap: 0.0,
+            priority: 0,
+        }
+    }
 }
 
 /// A joint's type.
@@ -372,6 +412,10 @@ pub struct Mjcf {
     pub sensors: Vec<Sensor>,
     /// Body pairs excluded from contact (`<contact><exclude>`).
     pub excludes: Vec<(usize, usize)>,
+    /// `<option impratio>`: the ratio of frictional to normal impedance.
+    pub impratio: f64,
+    /// `<option cone="elliptic">` (else MuJoCo's default, pyramidal).
+    pub elliptic: bool,
 }
 
 impl Mjcf {
@@ -412,6 +456,12 @@ pub enum Friction {
     /// Coulomb's bound by the same step's normal force, held at the step's
     /// solution (`contact_coulomb`): not dilatant, ~3x the Newton iterations.
     Coulomb,
+    /// MuJoCo's own contact law (`contact_mujoco`): its soft constraint
+    /// (the reference acceleration of `solref`, the impedance of `solimp`,
+    /// the regulariser from the bodies' inverse weights) minimised in the
+    /// step with its pyramidal friction cone; honours each geom's
+    /// `solref`, `solimp`, `solmix`, `margin` and `condim` 1 or 3.
+    Mujoco,
 }
 
 /// How to import.
@@ -457,7 +507,7 @@ pub fn import(sources: &mut SourceMap, file: FileId, options: Options) -> Import
         }
     };
     let source = sources.get(file);
-    let (model, mut diagnostics) = parse::parse(sources, &files, options.lenient);
+    let (model, mut diagnostics) = parse::parse(sources, &files, options);
     let text = match &model {
         Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
             match write::write(m, &source.name, options.friction) {

@@ -62,15 +62,20 @@ struct Parser<'a, 'i> {
     /// defaults, which Joule's contact and ranges are calibrated to.
     contact_softness: Option<Span>,
     limit_softness: Option<Span>,
+    /// Whether the contact law written honours the geoms' softness.
+    honours_softness: bool,
 }
 
 /// Parses the MJCF files `files` (read by [`include::load`], their XML
 /// known to parse); the model is `None` when it could not be read at all.
+/// `options.friction` decides whether the contact softness is honoured
+/// (MuJoCo's contact law) or a warning.
 pub fn parse(
     sources: &SourceMap,
     files: &include::Files,
-    lenient: bool,
+    options: Options,
 ) -> (Option<Mjcf>, Vec<Diagnostic>) {
+    let lenient = options.lenient;
     let mut docs = vec![];
     for &id in &files.ids {
         let text = &sources.get(id).text;
@@ -100,6 +105,7 @@ pub fn parse(
         mesh_frames: HashMap::new(),
         contact_softness: None,
         limit_softness: None,
+        honours_softness: options.friction == Friction::Mujoco,
     };
     let root = docs[0].1.root_element();
     if let Some(d) = p.too_large(root) {
@@ -527,6 +533,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
+        let (mut impratio, mut elliptic) = (1.0, false);
         let mut fluid = None;
         let mut flags = Flags::default();
         let mut actuator_nodes = vec![];
@@ -574,6 +581,8 @@ impl<'a, 'i> Parser<'a, 'i> {
                         timestep = 0.002;
                     }
                     gravity = self.vec3(*c, "main", "gravity", gravity);
+                    impratio = self.real(*c, "main", "impratio", impratio);
+                    elliptic = c.attribute("cone") == Some("elliptic");
                     let density = self.amount(*c, "main", "density", 0.0);
                     let viscosity = self.amount(*c, "main", "viscosity", 0.0);
                     let wind = self.vec3(*c, "main", "wind", [0.0; 3]);
@@ -622,7 +631,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 self.contact_softness,
                 "contact",
                 "contact softness (`solref`/`solimp`",
-                "Joule's soft contact has MuJoCo's default softness (time constant 0.02 s, impedance 0.95): where contact matters the motion differs (Brax's half_cheetah, `solimp=\"0 0.8 0.01\"`: 3.2 cm from MuJoCo's at 0.5 s, 0.8 cm from MuJoCo's with its default)",
+                "Joule's soft contact has MuJoCo's default softness (time constant 0.02 s, impedance 0.95): where contact matters the motion differs (Brax's half_cheetah, `solimp=\"0 0.8 0.01\"`: 3.2 cm from MuJoCo's at 0.5 s, 0.8 cm from MuJoCo's with its default); `joule import --friction mujoco` writes MuJoCo's own contact law, which honours it against planes",
             ),
             (
                 self.limit_softness,
@@ -726,6 +735,8 @@ impl<'a, 'i> Parser<'a, 'i> {
             sensors,
             excludes,
             equalities,
+            impratio,
+            elliptic,
         })
     }
 
@@ -1420,9 +1431,20 @@ impl<'a, 'i> Parser<'a, 'i> {
             self.int(n, class, "contype", 1),
             self.int(n, class, "conaffinity", 1),
         );
-        if contype | conaffinity != 0 && self.contact_softness.is_none() {
+        if contype | conaffinity != 0 && self.contact_softness.is_none() && !self.honours_softness {
             self.contact_softness = self.softness(n, class, ("solref", "solimp"));
         }
+        let solref = self.padded(n, class, "solref", &DEFAULT_SOLREF)?;
+        let solimp = self.padded(n, class, "solimp", &DEFAULT_SOLIMP)?;
+        let contact = GeomContact {
+            condim: self.int(n, class, "condim", 3),
+            solref: [solref[0], solref[1]],
+            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
+            solmix: self.real(n, class, "solmix", 1.0),
+            margin: self.real(n, class, "margin", 0.0),
+            gap: self.real(n, class, "gap", 0.0),
+            priority: self.int(n, class, "priority", 0),
+        };
         Some(Geom {
             name: n.attribute("name").map(str::to_string),
             kind,
@@ -1432,6 +1454,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             contype,
             conaffinity,
             friction,
+            contact,
             span: self.tag_span(n),
         })
     }

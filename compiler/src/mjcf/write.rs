@@ -57,8 +57,9 @@ struct Group {
     name: String,
     /// Merged bodies (besides the root), by MJCF name.
     merged: Vec<String>,
-    /// Geoms and sites in the root's frame.
+    /// Geoms and sites in the root's frame, and each geom's MJCF body.
     geoms: Vec<Geom>,
+    geom_bodies: Vec<usize>,
     sites: Vec<Site>,
     mass: MassProps,
 }
@@ -291,6 +292,139 @@ fn geom_pairs<'g>(a: &'g Group, b: &'g Group) -> impl Iterator<Item = (&'g Geom,
     })
 }
 
+/// The arguments of `contact_mujoco` after the geometry for a geom against
+/// a plane, `tran` the geom's body's translational inverse weight: friction,
+/// the regulariser's scale, solref's k and b, solimp, the margin, the step;
+/// each pair's mix of the two geoms' as MuJoCo's (the geom of higher
+/// `priority`'s, else friction and condim the larger, solref and solimp
+/// weighted by solmix, or the direct solref the smaller; the time constant
+/// at least two steps, the impedance clamped, the larger margin less the
+/// larger `gap`). Torsional and rolling friction and the elliptic cone are
+/// warnings (`mjcf::condim`, `mjcf::cone`: written as condim 3, the pyramid).
+fn mujoco_law(
+    m: &Mjcf,
+    geom: &Geom,
+    plane: &Geom,
+    tran: f64,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<String, Diagnostic> {
+    const MIN: f64 = 1e-15;
+    // A geom of higher priority gives the pair its parameters.
+    let (a, p) = match geom.contact.priority.cmp(&plane.contact.priority) {
+        std::cmp::Ordering::Greater => (&geom.contact, &geom.contact),
+        std::cmp::Ordering::Less => (&plane.contact, &plane.contact),
+        std::cmp::Ordering::Equal => (&geom.contact, &plane.contact),
+    };
+    let friction = match geom.contact.priority.cmp(&plane.contact.priority) {
+        std::cmp::Ordering::Greater => geom.friction,
+        std::cmp::Ordering::Less => plane.friction,
+        std::cmp::Ordering::Equal => geom.friction.max(plane.friction),
+    };
+    let mix = match (a.solmix >= MIN, p.solmix >= MIN) {
+        (true, true) => a.solmix / (a.solmix + p.solmix),
+        (false, false) => 0.5,
+        (false, true) => 0.0,
+        (true, false) => 1.0,
+    };
+    let blend = |x: f64, y: f64| mix * x + (1.0 - mix) * y;
+    // solref: the standard form (time constant, damping ratio) mixed, else
+    // the direct form (-stiffness, -damping), the smaller of each.
+    let mut solref = if a.solref[0] > 0.0 && p.solref[0] > 0.0 {
+        [
+            blend(a.solref[0], p.solref[0]),
+            blend(a.solref[1], p.solref[1]),
+        ]
+    } else {
+        [a.solref[0].min(p.solref[0]), a.solref[1].min(p.solref[1])]
+    };
+    if (solref[0] > 0.0) != (solref[1] > 0.0) {
+        solref = DEFAULT_SOLREF;
+    }
+    let imp: Vec<f64> = (0..5).map(|i| blend(a.solimp[i], p.solimp[i])).collect();
+    let clamp = |x: f64| x.clamp(1e-4, 0.9999);
+    let (mut dmin, mut dmax, mut width, mid, power) = (
+        clamp(imp[0]),
+        clamp(imp[1]),
+        imp[2].max(0.0),
+        clamp(imp[3]),
+        imp[4].max(1.0),
+    );
+    if dmin == dmax || width <= MIN {
+        (dmin, dmax, width) = (0.5 * (dmin + dmax), 0.5 * (dmin + dmax), 1.0);
+    } else if power != 1.0 && power != 2.0 {
+        return Err(Diagnostic::error(
+            "mjcf::unsupported",
+            format!(
+                "a contact `solimp` power of {} (Joule writes 1 and 2)",
+                num(power)
+            ),
+            geom.span,
+            "impedance power",
+        )
+        .with_help("use power 1 or 2 (MuJoCo's default)"));
+    }
+    let (k, b) = if solref[0] > 0.0 {
+        // The time constant at least two steps (MuJoCo's `refsafe`).
+        let (time, ratio) = (solref[0].max(2.0 * m.timestep), solref[1]);
+        (
+            1.0 / (dmax * time * ratio).powi(2).max(MIN),
+            2.0 / (dmax * time).max(MIN),
+        )
+    } else {
+        (
+            -solref[0] / (dmax * dmax).max(MIN),
+            -solref[1] / dmax.max(MIN),
+        )
+    };
+    let condim = a.condim.max(p.condim);
+    if condim > 3 && !warnings.iter().any(|w| w.code == "mjcf::condim") {
+        warnings.push(
+            Diagnostic::error(
+                "mjcf::condim",
+                format!(
+                    "contact dimension {condim}: its torsional and rolling friction are left out"
+                ),
+                geom.span,
+                "condim above 3",
+            )
+            .warning()
+            .with_help("Joule writes MuJoCo's contact with sliding friction (condim 3) here"),
+        );
+    }
+    if m.elliptic && !warnings.iter().any(|w| w.code == "mjcf::cone") {
+        warnings.push(
+            Diagnostic::without_span(
+                crate::Severity::Warning,
+                "mjcf::cone",
+                "the elliptic friction cone (`<option cone=\"elliptic\">`) is written as MuJoCo's pyramidal cone",
+            )
+            .with_help("`joule import --friction cone` writes one elliptic cone with a spring-damper normal force"),
+        );
+    }
+    let mu = friction;
+    let (mu, scale) = if condim == 1 {
+        (0.0, tran)
+    } else {
+        (
+            mu,
+            2.0 * mu * mu * (1.0 + mu * mu) * tran / m.impratio.max(MIN),
+        )
+    };
+    Ok(format!(
+        "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, h",
+        num(mu),
+        num(scale),
+        num(k),
+        num(b),
+        num(dmin),
+        num(dmax),
+        num(width),
+        num(mid),
+        num(power),
+        num(geom.contact.margin.max(plane.contact.margin) - geom.contact.gap.max(plane.contact.gap)),
+    ))
+}
+
 fn collides(a: &Geom, b: &Geom) -> bool {
     a.contype & b.conaffinity != 0 || b.contype & a.conaffinity != 0
 }
@@ -421,29 +555,6 @@ fn ellipsoid_args(g: &Geom) -> Option<String> {
         )),
         _ => None,
     }
-}
-
-/// The motions of a body's joints at the initial pose, as twists (angular
-/// velocity, velocity of the world origin) per coordinate.
-fn twists(b: &Body) -> Vec<[f64; 6]> {
-    let mut out = vec![];
-    for j in &b.joints {
-        let at = add(b.xpos, rotate(b.xquat, j.pos));
-        let axis = rotate(b.xquat, j.axis);
-        let turn = |n: V3| {
-            let v = cross(at, n);
-            [n[0], n[1], n[2], v[0], v[1], v[2]]
-        };
-        match j.kind {
-            JointKind::Hinge => out.push(turn(axis)),
-            JointKind::Slide => out.push([0.0, 0.0, 0.0, axis[0], axis[1], axis[2]]),
-            JointKind::Ball => {
-                out.extend([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].map(turn))
-            }
-            JointKind::Free => {}
-        }
-    }
-    out
 }
 
 /// Whether twists are linearly independent (Gram-Schmidt, relative to each
@@ -620,7 +731,7 @@ fn joint_field(
         );
         return None;
     }
-    if !independent(&twists(b)) {
+    if !independent(&weight::twists(b).iter().map(|t| t.0).collect::<Vec<_>>()) {
         diags.push(
             Diagnostic::error(
                 "mjcf::unsupported",
@@ -766,6 +877,7 @@ pub fn write(
                     name,
                     merged: vec![],
                     geoms: vec![],
+                    geom_bodies: vec![],
                     sites: vec![],
                     mass: MassProps::default(),
                 });
@@ -787,6 +899,7 @@ pub fn write(
                 quat: qmul(q, geom.quat),
                 ..geom.clone()
             });
+            grp.geom_bodies.push(b);
         }
         for s in &rb.sites {
             grp.sites.push(Site {
@@ -807,6 +920,18 @@ pub fn write(
             quat,
         })
         .collect();
+    // MuJoCo's inverse weights of the bodies, the scale of its contacts' softness.
+    let weights = match friction {
+        Friction::Mujoco => weight::invweight0(m).ok_or_else(|| {
+            vec![Diagnostic::without_span(
+                crate::Severity::Error,
+                "mjcf::invalid",
+                "the joints' mass matrix in the reference pose is singular",
+            )
+            .with_help("give every moving body mass, or its joints armature")]
+        })?,
+        _ => vec![],
+    };
     let total_mass = m.total_mass();
     let weight = total_mass * norm(m.gravity);
     let mut out = String::new();
@@ -1133,7 +1258,9 @@ pub fn write(
         let c = dot(n, plane.pos);
         let ground = norm(sub(n, [0.0, 0.0, 1.0])) < 1e-12 && c.abs() < 1e-12;
         for g in groups.iter().filter(|g| g.root != 0) {
-            for geom in g.geoms.iter().filter(|x| collides(x, plane)) {
+            for (geom, &body) in
+                (g.geoms.iter().zip(&g.geom_bodies)).filter(|x| collides(x.0, plane))
+            {
                 if contact_refused(geom, plane, &mut diags) {
                     continue;
                 }
@@ -1172,9 +1299,51 @@ pub fn write(
                             })
                             .collect(),
                     };
-                let soft = match friction {
-                    Friction::Cone => "contact_soft",
-                    Friction::Coulomb => "contact_coulomb",
+                if friction == Friction::Mujoco {
+                    let law = match mujoco_law(m, geom, plane, weights[body][0], &mut warnings) {
+                        Ok(law) => law,
+                        Err(d) => {
+                            diags.push(d);
+                            continue;
+                        }
+                    };
+                    // MuJoCo's contact frame: a capsule's axis as its first
+                    // tangent, else the world's y axis (z where the normal
+                    // is near y).
+                    let hint = if n[1].abs() < 0.5 {
+                        [0.0, 1.0, 0.0]
+                    } else {
+                        [0.0, 0.0, 1.0]
+                    };
+                    let (t, tw) = match geom.kind {
+                        GeomKind::Capsule { .. } => (rotate(geom.quat, [0.0, 0.0, 1.0]), [0.0; 3]),
+                        _ => ([0.0; 3], hint),
+                    };
+                    for (_, on_plane, args, z) in &contacts {
+                        ground_heights.push((format!("{name}, {args}"), *z, n[2] > FRAC_1_SQRT_2));
+                        let (n, c) = (v3(n), num(c));
+                        if *on_plane == "_point" {
+                            let t = v3(t);
+                            writeln!(
+                                ct,
+                                "contact_mujoco({name}, {args}, {n}, {c}, {t}, {}, {law})",
+                                v3(tw)
+                            )
+                        } else {
+                            writeln!(
+                                ct,
+                                "contact_mujoco_ellipsoid({name}, {args}, {n}, {c}, {}, {law})",
+                                v3(hint)
+                            )
+                        }
+                        .ok();
+                    }
+                    continue;
+                }
+                let soft = if friction == Friction::Coulomb {
+                    "contact_coulomb"
+                } else {
+                    "contact_soft"
                 };
                 let springs =
                     "k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h)";
@@ -1396,20 +1565,27 @@ pub fn write(
     ] {
         writeln!(o, "{line}").ok();
     }
-    let ground = match friction {
-        Friction::Cone => [
+    let ground: &[&str] = match friction {
+        Friction::Mujoco => &[
+            "// soft constraint with each pair's solref, solimp and margin, minimised in the step,",
+            "// with MuJoCo's pyramidal friction cone (contact_mujoco: MuJoCo's own law); the",
+            "// same on other planes and for ellipsoids (contact between bodies: the IPC barrier,",
+            "// dhat and kappa).",
+        ],
+        Friction::Cone => &[
             "// spring k_contact and damper b_contact pushing only, and Coulomb friction in one",
             "// cone with it (contact_soft: stiff tangential damper kt_contact h below the cone);",
+            "// the same on other planes (ellipsoids there, and contact between bodies: the IPC",
+            "// barrier, dhat and kappa).",
         ],
-        Friction::Coulomb => [
+        Friction::Coulomb => &[
             "// spring k_contact and damper b_contact pushing only, and Coulomb friction bounded by",
             "// its force at the step's solution (contact_coulomb: damper kt_contact h below it);",
+            "// the same on other planes (ellipsoids there, and contact between bodies: the IPC",
+            "// barrier, dhat and kappa).",
         ],
     };
-    for line in ground.into_iter().chain([
-        "// the same on other planes (ellipsoids there, and contact between bodies: the IPC",
-        "// barrier, dhat and kappa).",
-    ]) {
+    for line in ground {
         writeln!(o, "{line}").ok();
     }
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
@@ -1439,7 +1615,9 @@ pub fn write(
         .iter()
         .filter(|z| **z <= lowest + SUPPORT_BAND)
         .count();
-    if ground_points > 0 {
+    if ground_points > 0 && friction == Friction::Mujoco {
+        writeln!(o, "const h = {}    // s: the step", num(m.timestep)).ok();
+    } else if ground_points > 0 {
         // MuJoCo's soft contact pushes back to cancel gravity at a penetration
         // of g (dmax t)^2 (solref's time constant t, solimp's dmax): the
         // spring whose static penetration that is when the supporting
