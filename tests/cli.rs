@@ -935,9 +935,12 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
 /// `contact_coulomb` (Coulomb's bound by the step's own normal force) where
 /// the default writes MuJoCo's cone; the imported ant stands on either, its
 /// torso after 100 steps within 2 mm of the cone's (0.5941 and 0.5928 m;
-/// MuJoCo's 0.597).
+/// MuJoCo's 0.597). `--friction mujoco` writes MuJoCo's own contact law
+/// (`contact_mujoco`), on which it stands too (0.574 m: its ankles start
+/// past their soft ranges, which are not MuJoCo's law, and its legs land
+/// otherwise).
 #[test]
-fn import_writes_coulomb_friction_on_request() {
+fn import_writes_the_contact_law_asked_for() {
     let torso_height = |friction: Option<&str>| {
         let out = temp(&format!("ant_{}.joule", friction.unwrap_or("default")));
         let mut args = vec!["import", "tests/mjcf/ant.xml", "-o", out.to_str().unwrap()];
@@ -947,11 +950,14 @@ fn import_writes_coulomb_friction_on_request() {
         let o = joule(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let text = std::fs::read_to_string(&out).expect("written");
-        let (soft, coulomb) = (
+        let (soft, coulomb, mujoco) = (
             text.matches("contact_soft(").count(),
             text.matches("contact_coulomb(").count(),
+            text.matches("contact_mujoco(").count(),
         );
-        if friction == Some("coulomb") {
+        if friction == Some("mujoco") {
+            assert!(soft + coulomb == 0 && mujoco > 0, "{soft} {coulomb} {mujoco}");
+        } else if friction == Some("coulomb") {
             assert!(
                 soft == 0 && coulomb > 0,
                 "{soft} cone and {coulomb} Coulomb contacts"
@@ -977,6 +983,8 @@ fn import_writes_coulomb_friction_on_request() {
         (coulomb - cone).abs() < 2e-3,
         "Coulomb's ant at {coulomb} m, the cone's at {cone} m"
     );
+    let mujoco = torso_height(Some("mujoco"));
+    assert!((0.55..0.6).contains(&mujoco), "MuJoCo's law's ant at {mujoco} m");
 }
 
 /// `joule grad SCENE --json` for the pendulum with extra flags.
