@@ -956,7 +956,10 @@ fn import_writes_the_contact_law_asked_for() {
             text.matches("contact_mujoco(").count(),
         );
         if friction == Some("mujoco") {
-            assert!(soft + coulomb == 0 && mujoco > 0, "{soft} {coulomb} {mujoco}");
+            assert!(
+                soft + coulomb == 0 && mujoco > 0,
+                "{soft} {coulomb} {mujoco}"
+            );
         } else if friction == Some("coulomb") {
             assert!(
                 soft == 0 && coulomb > 0,
@@ -984,7 +987,10 @@ fn import_writes_the_contact_law_asked_for() {
         "Coulomb's ant at {coulomb} m, the cone's at {cone} m"
     );
     let mujoco = torso_height(Some("mujoco"));
-    assert!((0.55..0.6).contains(&mujoco), "MuJoCo's law's ant at {mujoco} m");
+    assert!(
+        (0.55..0.6).contains(&mujoco),
+        "MuJoCo's law's ant at {mujoco} m"
+    );
 }
 
 /// `joule grad SCENE --json` for the pendulum with extra flags.
