@@ -1397,3 +1397,41 @@ fn mujocos_contact_law_rolls_and_slides_down_a_tilted_floor_as_mujoco_does() {
         assert!(errors[i] < 1e-3, "{}: {errors:?}", bodies[i]);
     }
 }
+
+/// What Joule's writing of MuJoCo's contact law leaves out is said, not
+/// silently changed (tests/mjcf/mujoco_unmodelled.xml): the elliptic cone
+/// (written as MuJoCo's pyramid) and torsional and rolling friction
+/// (`condim` 6, written as 3), each a warning, the second located at the
+/// geom; the spring-damper law, which models neither, says neither.
+#[test]
+fn what_mujocos_contact_law_leaves_out_is_a_warning() {
+    let path = Path::new("tests/mjcf/mujoco_unmodelled.xml");
+    let codes = |friction| {
+        let options = mjcf::Options {
+            friction,
+            ..mjcf::Options::default()
+        };
+        let (sources, imported) = mjcf::import_path(path, options).expect("readable");
+        assert!(imported.text.is_some());
+        assert!(imported.diagnostics.iter().all(|d| !d.is_error()));
+        let located: Vec<String> = imported
+            .diagnostics
+            .iter()
+            .flat_map(|d| &d.labels)
+            .map(|l| {
+                // The line the label starts on.
+                let text = &sources.get(l.span.file).text;
+                let start = l.span.start as usize;
+                let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                let to = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                text[from..to].to_string()
+            })
+            .collect();
+        let codes: Vec<&str> = imported.diagnostics.iter().map(|d| d.code).collect();
+        (codes, located)
+    };
+    let (mujoco, located) = codes(mjcf::Friction::Mujoco);
+    assert_eq!(mujoco, ["mjcf::condim", "mjcf::cone"]);
+    assert!(located[0].contains("condim=\"6\""), "{located:?}");
+    assert!(codes(mjcf::Friction::Cone).0.is_empty());
+}
