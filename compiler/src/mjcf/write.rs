@@ -7,6 +7,7 @@
 use super::*;
 use crate::math::*;
 use crate::names;
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::f64::consts::FRAC_1_SQRT_2;
 use std::fmt::Write;
@@ -310,15 +311,14 @@ fn mujoco_law(
 ) -> Result<String, Diagnostic> {
     const MIN: f64 = 1e-15;
     // A geom of higher priority gives the pair its parameters.
-    let (a, p) = match geom.contact.priority.cmp(&plane.contact.priority) {
-        std::cmp::Ordering::Greater => (&geom.contact, &geom.contact),
-        std::cmp::Ordering::Less => (&plane.contact, &plane.contact),
-        std::cmp::Ordering::Equal => (&geom.contact, &plane.contact),
-    };
-    let friction = match geom.contact.priority.cmp(&plane.contact.priority) {
-        std::cmp::Ordering::Greater => geom.friction,
-        std::cmp::Ordering::Less => plane.friction,
-        std::cmp::Ordering::Equal => geom.friction.max(plane.friction),
+    let (a, p, mu) = match geom.contact.priority.cmp(&plane.contact.priority) {
+        Ordering::Greater => (&geom.contact, &geom.contact, geom.friction),
+        Ordering::Less => (&plane.contact, &plane.contact, plane.friction),
+        Ordering::Equal => (
+            &geom.contact,
+            &plane.contact,
+            geom.friction.max(plane.friction),
+        ),
     };
     let mix = match (a.solmix >= MIN, p.solmix >= MIN) {
         (true, true) => a.solmix / (a.solmix + p.solmix),
@@ -401,7 +401,6 @@ fn mujoco_law(
             .with_help("`joule import --friction cone` writes one elliptic cone with a spring-damper normal force"),
         );
     }
-    let mu = friction;
     let (mu, scale) = if condim == 1 {
         (0.0, tran)
     } else {
