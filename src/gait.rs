@@ -28,7 +28,8 @@ pub const STANCE_HEIGHT: f64 = 2e-3;
 /// The least horizontal travel of the root (m) over which slip is a ratio.
 pub const MIN_TRAVEL: f64 = 0.01;
 
-/// The prelude's ground contacts on a body point: `(A, r, radius, ..)`.
+/// The prelude's ground contacts on a body point: `(A, r, radius, ..)`
+/// (`contact_mujoco`'s instances on the plane z = 0).
 const GROUND_CONTACTS: [&str; 6] = [
     "contact_soft",
     "contact_mujoco",
@@ -379,11 +380,17 @@ impl Layout {
                 continue;
             };
             let width = t.const_names.len();
+            let plane = slot("n[0]").zip(slot("c"));
             for i in 0..t.count {
                 let DofRef::Free(dof) = t.dofs[i * 12] else {
                     continue;
                 };
                 let c = &t.consts[i * width..(i + 1) * width];
+                if plane
+                    .is_some_and(|(n, k)| [c[n], c[n + 1], c[n + 2], c[k]] != [0.0, 0.0, 1.0, 0.0])
+                {
+                    continue;
+                }
                 let point = ([c[r0], c[r0 + 1], c[r0 + 2]], c[rad]);
                 match feet.iter_mut().find(|f| f.1 == dof) {
                     Some(f) => f.2.push(point),

@@ -361,7 +361,6 @@ impl Geometry {
                     || matches!(
                         base,
                         "contact_soft"
-                            | "contact_mujoco"
                             | "contact_soft_particle"
                             | "contact_coulomb"
                             | "contact_coulomb_particle"
@@ -372,7 +371,11 @@ impl Geometry {
                     contacts[b].push(point);
                 }
             }
-            if base.starts_with("ground_plane") {
+            // MuJoCo's contact law names its plane (the ground among them).
+            if base.starts_with("contact_mujoco") && t.count > 0 {
+                ground |= plane_consts(t).contains(&[0.0, 0.0, 1.0, 0.0]);
+            }
+            if base.starts_with("ground_plane") || base.starts_with("contact_mujoco") {
                 for plane in plane_consts(t) {
                     let known = |p: &[f64; 4]| (0..4).all(|k| (p[k] - plane[k]).abs() < 1e-9);
                     if plane != [0.0, 0.0, 1.0, 0.0] && !planes.iter().any(known) {
@@ -458,7 +461,8 @@ fn contact_consts(model: &Model, t: &joule_compiler::model::Template) -> Vec<(us
 }
 
 /// The planes `[n, c]` of a plane contact's instances: their constants
-/// named `n[0]`, `n[1]`, `n[2]` and `c` (the prelude's `ground_plane*`).
+/// named `n[0]`, `n[1]`, `n[2]` and `c` (the prelude's `ground_plane*` and
+/// `contact_mujoco*`).
 fn plane_consts(t: &joule_compiler::model::Template) -> Vec<[f64; 4]> {
     let Some([x, y, z, c]) = const_columns(t, ["n[0]", "n[1]", "n[2]", "c"]) else {
         return vec![];

@@ -869,6 +869,39 @@ fn planes_other_than_the_ground_are_drawn_where_the_contacts_put_them() {
 }
 
 #[test]
+fn the_planes_of_mujocos_contact_law_are_drawn() {
+    // `contact_mujoco` (`joule import --friction mujoco`) names its plane:
+    // on a tilted floor the page holds that plane and not the ground, on
+    // z = 0 the ground and no other plane.
+    let (s, c) = (10f64.to_radians().sin(), 10f64.to_radians().cos());
+    for (n, on_ground) in [([s, 0.0, c], false), ([0.0, 0.0, 1.0], true)] {
+        let scene = temp(&format!("mujoco_law_{on_ground}.joule"));
+        std::fs::write(
+            &scene,
+            format!(
+                "scene \"ball\"\nbody b {{ shape = sphere(0.1), mass = 1, x = vec3(0, 0, 0.3), joint = free }}\n\
+                 contact_mujoco(b, vec3(0, 0, 0), 0.1, vec3({}, {}, {}), 0, vec3(0, 0, 0), vec3(0, 1, 0), 1, 4, 2770, 105, 0.9, 0.95, 0.001, 0.5, 2, 0, 0.01)\n",
+                n[0], n[1], n[2]
+            ),
+        )
+        .unwrap();
+        let page = temp(&format!("mujoco_law_{on_ground}.html"));
+        let (d, _) = page_data(scene.to_str().unwrap(), &page, &["--steps", "3", "--quiet"]);
+        assert_eq!(d["ground"], on_ground);
+        let planes = d["planes"].as_array().expect("planes");
+        if on_ground {
+            assert!(planes.is_empty(), "{planes:?}");
+        } else {
+            assert_eq!(planes.len(), 1);
+            let p = numbers(&planes[0]);
+            for (got, want) in p.iter().zip([s, 0.0, c, 0.0]) {
+                assert!((got - want).abs() < 1e-12, "{p:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn contact_points_are_drawn_on_request() {
     // A box with a contact at each corner: `--contacts` puts the eight body
     // points (and radii) on the page, none without it.
