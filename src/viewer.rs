@@ -371,12 +371,13 @@ impl Geometry {
                     contacts[b].push(point);
                 }
             }
-            // MuJoCo's contact law names its plane (the ground among them).
-            if base.starts_with("contact_mujoco") && t.count > 0 {
-                ground |= plane_consts(t).contains(&[0.0, 0.0, 1.0, 0.0]);
-            }
             if base.starts_with("ground_plane") || base.starts_with("contact_mujoco") {
-                for plane in plane_consts(t) {
+                let of_t = plane_consts(t);
+                // MuJoCo's contact law names its plane (the ground among them).
+                ground |= base.starts_with("contact_mujoco")
+                    && t.count > 0
+                    && of_t.contains(&[0.0, 0.0, 1.0, 0.0]);
+                for plane in of_t {
                     let known = |p: &[f64; 4]| (0..4).all(|k| (p[k] - plane[k]).abs() < 1e-9);
                     if plane != [0.0, 0.0, 1.0, 0.0] && !planes.iter().any(known) {
                         planes.push(plane);

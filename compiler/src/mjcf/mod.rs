@@ -97,7 +97,8 @@ pub struct Geom {
     /// Sliding friction coefficient (first of `friction`).
     pub friction: f64,
     /// Its contacts' softness and reach: `condim`, `solref`, `solimp`,
-    /// `solmix` and `margin` (MuJoCo's defaults where absent).
+    /// `solmix`, `margin`, `gap` and `priority` (MuJoCo's defaults where
+    /// absent).
     pub contact: GeomContact,
     /// Where it is declared.
     pub span: Span,
@@ -460,7 +461,8 @@ pub enum Friction {
     /// (the reference acceleration of `solref`, the impedance of `solimp`,
     /// the regulariser from the bodies' inverse weights) minimised in the
     /// step with its pyramidal friction cone; honours each geom's
-    /// `solref`, `solimp`, `solmix`, `margin` and `condim` 1 or 3.
+    /// `solref`, `solimp`, `solmix`, `margin`, `gap`, `priority` and
+    /// `condim` 1 or 3.
     Mujoco,
 }
 

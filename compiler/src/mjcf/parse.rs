@@ -853,6 +853,19 @@ impl<'a, 'i> Parser<'a, 'i> {
     fn softness(&mut self, n: Node<'a, 'i>, class: &str, names: (&str, &str)) -> Option<Span> {
         let solref = self.padded(n, class, names.0, &DEFAULT_SOLREF)?;
         let solimp = self.padded(n, class, names.1, &DEFAULT_SOLIMP)?;
+        self.differs(n, class, names, &solref, &solimp)
+    }
+
+    /// Where the `solref` and `solimp` read from an element (under the
+    /// attribute names `names`) differ from MuJoCo's defaults, if they do.
+    fn differs(
+        &self,
+        n: Node<'a, 'i>,
+        class: &str,
+        names: (&str, &str),
+        solref: &[f64],
+        solimp: &[f64],
+    ) -> Option<Span> {
         if solref != DEFAULT_SOLREF {
             self.get(n, class, names.0).map(|g| g.1)
         } else if solimp != DEFAULT_SOLIMP {
@@ -1431,11 +1444,11 @@ impl<'a, 'i> Parser<'a, 'i> {
             self.int(n, class, "contype", 1),
             self.int(n, class, "conaffinity", 1),
         );
-        if contype | conaffinity != 0 && self.contact_softness.is_none() && !self.honours_softness {
-            self.contact_softness = self.softness(n, class, ("solref", "solimp"));
-        }
         let solref = self.padded(n, class, "solref", &DEFAULT_SOLREF)?;
         let solimp = self.padded(n, class, "solimp", &DEFAULT_SOLIMP)?;
+        if contype | conaffinity != 0 && self.contact_softness.is_none() && !self.honours_softness {
+            self.contact_softness = self.differs(n, class, ("solref", "solimp"), &solref, &solimp);
+        }
         let contact = GeomContact {
             condim: self.int(n, class, "condim", 3),
             solref: [solref[0], solref[1]],
