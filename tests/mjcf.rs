@@ -1310,11 +1310,11 @@ fn a_flat_height_field_is_the_plane_of_its_surface() {
     assert!(rest < 3.5e-3 && worst < 2e-2, "{rest} {worst}");
 }
 
-/// The fixture `tests/mjcf/NAME.xml` imported with MuJoCo's own contact law
-/// (`--friction mujoco`), strictly and without a diagnostic (its contact
-/// softness is honoured), and compiled with every body's origin observed as
-/// `NAME_at`.
-fn import_mujoco_law(name: &str, bodies: &[&str]) -> Scene {
+/// The fixture `tests/mjcf/NAME.xml` imported with MuJoCo's own contact and
+/// limit laws (`--friction mujoco`), strictly and without a diagnostic (its
+/// softness is honoured; the text holds `law`), and compiled with every
+/// body's origin observed as `NAME_at`, and `extra` appended.
+fn import_mujoco_law(name: &str, bodies: &[&str], law: &str, extra: &str) -> Scene {
     let path = format!("tests/mjcf/{name}.xml");
     let options = mjcf::Options {
         friction: mjcf::Friction::Mujoco,
@@ -1327,14 +1327,15 @@ fn import_mujoco_law(name: &str, bodies: &[&str]) -> Scene {
         imported.diagnostics
     );
     let mut text = imported.text.expect("text");
-    assert!(text.contains("contact_mujoco(") && !text.contains("contact_soft"));
+    // MuJoCo's laws, not the spring-dampers of the default import.
+    assert!(text.contains(law) && !text.contains("contact_soft") && !text.contains("soft = "));
     for b in bodies {
         text += &format!(
             "\nobserve {b}_at = {}.x\n",
             if *b == "ball" { "ball_1" } else { b }
         );
     }
-    Scene::compile(&text).expect("compiles")
+    Scene::compile(&(text + extra)).expect("compiles")
 }
 
 /// The largest distance over the samples between Joule's body origins
@@ -1370,10 +1371,48 @@ fn origin_error(scene: &Scene, name: &str, bodies: &[&str], ids: &[usize]) -> Ve
 /// contact rests 3.2 mm lower.
 #[test]
 fn mujocos_contact_law_drops_a_ball_as_mujoco_does() {
-    let scene = import_mujoco_law("mujoco_drop", &["ball"]);
+    let scene = import_mujoco_law("mujoco_drop", &["ball"], "contact_mujoco(", "");
     let worst = origin_error(&scene, "mujoco_drop", &["ball"], &[1])[0];
     eprintln!("mujoco_drop: within {worst} m of MuJoCo's");
     assert!(worst < 1e-9, "{worst}");
+}
+
+/// MuJoCo's own limit law (`joule import --friction mujoco`: a range's
+/// `solref`, `solimp` and `margin`, its constraint's cost minimised in the
+/// step), on tests/mjcf/mujoco_limits.xml. On slides implicit Euler and
+/// MuJoCo's Euler step the same motion, so there the law alone is compared:
+/// a cart starting past its range is pushed back (a time constant below two
+/// steps, an impedance that varies over the violation, a margin) and its
+/// rider on a skew slide bounces between limits of direct stiffness and
+/// damping (the inverse weight of a coupled mass matrix), to rounding over
+/// 1 s. On hinges (an arm turned onto its limit, a wheel starting past its
+/// range) the two steps also differ in the rotation over a step (exact
+/// here, linear in MuJoCo's Euler), which the bounces carry (measured 1.9e-4
+/// and 1.1e-3 rad).
+#[test]
+fn mujocos_limit_law_stops_joints_as_mujoco_does() {
+    let bodies = ["arm", "wheel", "cart", "rider"];
+    let names: Vec<String> = bodies.iter().map(|b| format!("{b}_q")).collect();
+    let observed: String = (bodies.iter().zip(&names))
+        .map(|(b, n)| format!("observe {n} = {b}.q\n"))
+        .collect();
+    let law = "solimp = [0.8, 0.99, 0.05, 0.3, 3]";
+    let scene = import_mujoco_law("mujoco_limits", &bodies, law, &observed);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let got = driven_samples(&scene, &names, &[0.6]);
+    let traj = trajectory("mujoco_limits");
+    // Joule's coordinates are 0 in the reference pose, MuJoCo's at `ref`.
+    let reference = floats(&traj[0]["qpos"]);
+    let mut worst = [0.0f64; 4];
+    for (g, w) in got.iter().zip(&traj) {
+        let qpos = floats(&w["qpos"]);
+        for i in 0..4 {
+            worst[i] = worst[i].max((g[i][0] - (qpos[i] - reference[i])).abs());
+        }
+    }
+    eprintln!("mujoco_limits: {bodies:?} within {worst:?} of MuJoCo's");
+    assert!(worst[0] < 1e-3 && worst[1] < 3e-3, "hinges: {worst:?}");
+    assert!(worst[2] < 1e-9 && worst[3] < 1e-9, "slides: {worst:?}");
 }
 
 /// The same law on a floor tilted 10 degrees (tests/mjcf/mujoco_contact.xml):
@@ -1389,7 +1428,7 @@ fn mujocos_contact_law_drops_a_ball_as_mujoco_does() {
 #[test]
 fn mujocos_contact_law_rolls_and_slides_down_a_tilted_floor_as_mujoco_does() {
     let bodies = ["ball", "rod", "soft", "smooth", "crate"];
-    let scene = import_mujoco_law("mujoco_contact", &bodies);
+    let scene = import_mujoco_law("mujoco_contact", &bodies, "contact_mujoco(", "");
     let errors = origin_error(&scene, "mujoco_contact", &bodies, &[1, 2, 3, 4, 5]);
     eprintln!("mujoco_contact: {bodies:?} within {errors:?} m of MuJoCo's");
     assert!(errors[1] < 1.5e-2, "{errors:?}");

@@ -240,8 +240,14 @@ fn attachment(m: &Model, a: &Attachment) -> String {
         if let Some((lo, hi)) = j.range {
             args.push(format!("range = [{lo}, {hi}]"));
         }
-        if let Some(t) = j.soft {
-            args.push(format!("soft = {t}"));
+        match j.soft {
+            Some(SoftRange::Spring(t)) => args.push(format!("soft = {t}")),
+            Some(SoftRange::Mujoco(l)) => {
+                args.push(format!("solref = {}", tuple(&l.solref)));
+                args.push(format!("solimp = {}", tuple(&l.solimp)));
+                args.push(format!("margin = {}", l.margin));
+            }
+            None => {}
         }
         for (name, v) in [
             ("armature", j.armature),

@@ -682,11 +682,10 @@ pub struct Joint {
     pub axis: [f64; 3],
     /// Range of a hinge or slider coordinate, `lo < hi`.
     pub range: Option<(f64, f64)>,
-    /// A soft range: its time constant in seconds. The range is then a
-    /// one-sided spring of stiffness `I_eff / soft^2` (`I_eff`: the
-    /// coordinate's effective inertia in the initial pose) instead of a
-    /// barrier, and need not contain the initial coordinate 0.
-    pub soft: Option<f64>,
+    /// A soft range (`None`: the range is a barrier): a one-sided spring or
+    /// MuJoCo's limit constraint instead of a barrier, which need not
+    /// contain the initial coordinate 0.
+    pub soft: Option<SoftRange>,
     /// Rotor inertia added to the coordinate's mass (kg m^2 or kg).
     pub armature: f64,
     /// Viscous damping on the coordinate's velocity (N m s or N s).
@@ -701,6 +700,41 @@ pub struct Joint {
     pub servo: Option<(u32, f64)>,
     /// Where it is written.
     pub span: Span,
+}
+
+/// The law of a soft joint range (docs/joints.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SoftRange {
+    /// `soft = t`: a spring-damper past each end with time constant `t`
+    /// seconds (stiffness `I_eff / (0.95 t)^2`, critical damping; `I_eff`
+    /// the coordinate's effective inertia in the initial pose).
+    Spring(f64),
+    /// `solref`, `solimp`, `margin`: MuJoCo's limit constraint, the cost
+    /// MuJoCo's solver minimises for it, as a term of the step's potential.
+    Mujoco(LimitLaw),
+}
+
+/// MuJoCo's soft limit on a joint coordinate (its `jnt_solref`,
+/// `jnt_solimp`, `jnt_margin`), checked by the compiler: `solref` both
+/// positive (time constant, damping ratio) or both negative (minus the
+/// stiffness and the damping); `solimp` with `0 < d0, dmax < 1`, `width >=
+/// 0`, `0 < mid < 1`, `power >= 1`; `margin >= 0`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitLaw {
+    pub solref: [f64; 2],
+    pub solimp: [f64; 5],
+    /// The distance from an end at which the limit engages.
+    pub margin: f64,
+}
+
+impl LimitLaw {
+    /// MuJoCo's defaults: `solref` (0.02 s, critical), `solimp` (0.9, 0.95,
+    /// 0.001, 0.5, 2), no margin.
+    pub const DEFAULT: LimitLaw = LimitLaw {
+        solref: [0.02, 1.0],
+        solimp: [0.9, 0.95, 0.001, 0.5, 2.0],
+        margin: 0.0,
+    };
 }
 
 /// A body's mass distribution given directly: its centre of mass and its

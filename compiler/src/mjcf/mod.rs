@@ -23,6 +23,7 @@ pub use weight::invweight0;
 mod write;
 
 use crate::mass::{mujoco, MassProps};
+use crate::model::LimitLaw;
 use joule_grammar::ast::{FileId, Span};
 use joule_grammar::{Diagnostic, SourceMap};
 
@@ -168,6 +169,9 @@ pub struct Joint {
     /// MuJoCo's `ref` (hinges and slides): the coordinate's value in the
     /// reference pose, where Joule's coordinate is 0.
     pub reference: f64,
+    /// Its limit's softness: `solreflimit`, `solimplimit` and `margin` as
+    /// written (MuJoCo's defaults where absent).
+    pub limit: LimitLaw,
     /// Where it is declared.
     pub span: Span,
 }

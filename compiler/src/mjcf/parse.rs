@@ -1718,6 +1718,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                 armature: 0.0,
                 frictionloss: 0.0,
                 reference: 0.0,
+                limit: LimitLaw::DEFAULT,
                 span,
             });
         }
@@ -1821,9 +1822,16 @@ impl<'a, 'i> Parser<'a, 'i> {
                 }
             }
         };
-        if range.is_some() && self.limit_softness.is_none() {
+        if range.is_some() && self.limit_softness.is_none() && !self.honours_softness {
             self.limit_softness = self.softness(n, class, ("solreflimit", "solimplimit"));
         }
+        let solref = self.padded(n, class, "solreflimit", &DEFAULT_SOLREF)?;
+        let solimp = self.padded(n, class, "solimplimit", &DEFAULT_SOLIMP)?;
+        let limit = LimitLaw {
+            solref: [solref[0], solref[1]],
+            solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
+            margin: self.real(n, class, "margin", 0.0),
+        };
         let springref = self.real(n, class, "springref", 0.0);
         // MuJoCo reads `ref` on hinges and slides only.
         let reference = match kind {
@@ -1850,6 +1858,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             armature: self.amount(n, class, "armature", 0.0),
             frictionloss: self.amount(n, class, "frictionloss", 0.0),
             reference,
+            limit,
             span,
         })
     }

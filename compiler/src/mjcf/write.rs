@@ -672,6 +672,38 @@ pub(super) fn plus(x: f64) -> String {
     }
 }
 
+/// A limited joint's `solref`, `solimp` and `margin` options: MuJoCo's
+/// limit as its solver takes it (a `solreflimit` of mixed signs replaced by
+/// the default, `solimplimit` clamped as MuJoCo clamps it). A negative
+/// margin, or one that spans the range `lo..hi`, is unsupported.
+fn limit_law(j: &Joint, (lo, hi): (f64, f64)) -> Result<String, Diagnostic> {
+    let l = &j.limit;
+    if l.margin < 0.0 || 2.0 * l.margin >= hi - lo {
+        return Err(Diagnostic::error(
+            "mjcf::unsupported",
+            format!("joint `{}`'s limit margin of {}", j.name, num(l.margin)),
+            j.span,
+            "limit margin",
+        )
+        .with_help("Joule's limit engages within a margin >= 0 of each end, less than half the range's width"));
+    }
+    let solref = if (l.solref[0] > 0.0) == (l.solref[1] > 0.0) {
+        l.solref
+    } else {
+        LimitLaw::DEFAULT.solref
+    };
+    let clamp = |x: f64| x.clamp(1e-4, 0.9999);
+    let i = &l.solimp;
+    let solimp = [clamp(i[0]), clamp(i[1]), i[2].max(0.0), clamp(i[3]), i[4].max(1.0)];
+    let list = |v: &[f64]| v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ");
+    Ok(format!(
+        "solref = [{}], solimp = [{}], margin = {}",
+        list(&solref),
+        list(&solimp),
+        num(l.margin)
+    ))
+}
+
 /// The `joint` field of the Joule body `pc.1` for MJCF body `b` (index
 /// `bi`) under the Joule body `pc.0`: its joints in MJCF order (parent side
 /// first), with their actuators from `acts`. A range is a soft range, as
@@ -683,6 +715,7 @@ fn joint_field(
     (bi, b): (usize, &Body),
     (p, c): (&str, &str),
     acts: &HashMap<(usize, usize), JointActuators>,
+    friction: Friction,
     energies: &mut String,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<String> {
@@ -799,14 +832,13 @@ fn joint_field(
             .ok();
         }
         if let Some((lo, hi)) = j.range {
-            write!(
-                opts,
-                ", range = [{}, {}], soft = {}",
-                num(lo - j.reference),
-                num(hi - j.reference),
-                num(LIMIT_TIME)
-            )
-            .ok();
+            let range = format!("range = [{}, {}]", num(lo - j.reference), num(hi - j.reference));
+            if friction == Friction::Mujoco {
+                let law = limit_law(j, (lo, hi)).map_err(|d| diags.push(d)).ok()?;
+                write!(opts, ", {range}, {law}").ok();
+            } else {
+                write!(opts, ", {range}, soft = {}", num(LIMIT_TIME)).ok();
+            }
         }
         if let Some((k, gear)) = act.motor {
             write!(opts, ", motor = u[{k}], gear = {}", num(gear)).ok();
@@ -1033,6 +1065,7 @@ pub fn write(
             (g.root, b),
             (&parent.name, &g.name),
             &acts,
+            friction,
             &mut joint_text,
             &mut diags,
         );

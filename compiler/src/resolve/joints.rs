@@ -20,6 +20,9 @@ const HINGE_ARGS: &[&str] = &[
     "axis",
     "range",
     "soft",
+    "solref",
+    "solimp",
+    "margin",
     "armature",
     "damping",
     "stiffness",
@@ -159,13 +162,27 @@ impl Resolver<'_> {
             self.error(
                 Diagnostic::error(
                     "joule::joint",
-                    "`soft` without a range",
+                    "a soft range's law without a range",
                     j.span,
                     "no range to soften",
                 )
-                .with_help("`soft = t` makes the joint's range a spring: give the range too, `range = [lo, hi]` or `in lo..hi` after the joint"),
+                .with_help("`soft = t` (or MuJoCo's `solref`, `solimp`, `margin`) makes the joint's range soft: give the range too, `range = [lo, hi]` or `in lo..hi` after the joint"),
             );
             return None;
+        }
+        for j in &joints {
+            if let (Some(SoftRange::Mujoco(l)), Some((lo, hi))) = (j.soft, j.range) {
+                if 2.0 * l.margin >= hi - lo {
+                    self.err_help(
+                        "joule::invalid_value",
+                        "the limit's margin spans the range",
+                        j.span,
+                        format!("margin {} on a range of width {}", l.margin, hi - lo),
+                        "MuJoCo's limit engages within `margin` of each end: keep it below half the range's width",
+                    );
+                    return None;
+                }
+            }
         }
         let attachment = Attachment {
             parent: None,
@@ -403,23 +420,7 @@ impl Resolver<'_> {
             }
             None => [0.0; 3],
         };
-        let soft = match get("soft") {
-            None => None,
-            Some(v) => {
-                let t = self.const_value(ctx, "soft", v, Shape::Scalar, true)?.x();
-                if !(t > 0.0 && t.is_finite()) {
-                    self.err_help(
-                        "joule::invalid_value",
-                        "`soft` must be a positive time",
-                        v.span,
-                        format!("this is {t}"),
-                        "`soft = 0.02` makes the range a spring that pushes the coordinate back within about 0.02 s",
-                    );
-                    return None;
-                }
-                Some(t)
-            }
-        };
+        let soft = self.soft_range(ctx, &get)?;
         let range = match get("range") {
             None => None,
             Some(v) => match &v.kind {
@@ -478,6 +479,118 @@ impl Resolver<'_> {
             }),
             parent,
         })
+    }
+
+    /// A hinge's or slider's soft range law: `soft = t` (a spring-damper
+    /// with time constant `t`), or MuJoCo's limit where any of `solref`,
+    /// `solimp`, `margin` is given (MuJoCo's defaults for the others);
+    /// `Some(None)` for neither, `None` after reporting an error.
+    fn soft_range<'e>(
+        &mut self,
+        ctx: &mut Ctx,
+        get: &impl Fn(&str) -> Option<&'e Expr>,
+    ) -> Option<Option<SoftRange>> {
+        let mujoco = ["solref", "solimp", "margin"].map(|k| get(k));
+        if let Some(v) = get("soft") {
+            if let Some(m) = mujoco.iter().flatten().next() {
+                self.error(
+                    Diagnostic::error(
+                        "joule::joint",
+                        "a range with two laws",
+                        m.span,
+                        "MuJoCo's limit",
+                    )
+                    .with_label(v.span, "a spring-damper")
+                    .with_help("keep `soft = t` (a spring-damper past the ends) or MuJoCo's limit (`solref`, `solimp`, `margin`), not both"),
+                );
+                return None;
+            }
+            let t = self.const_value(ctx, "soft", v, Shape::Scalar, true)?.x();
+            if !(t > 0.0 && t.is_finite()) {
+                self.err_help(
+                    "joule::invalid_value",
+                    "`soft` must be a positive time",
+                    v.span,
+                    format!("this is {t}"),
+                    "`soft = 0.02` makes the range a spring that pushes the coordinate back within about 0.02 s",
+                );
+                return None;
+            }
+            return Some(Some(SoftRange::Spring(t)));
+        }
+        if mujoco.iter().all(Option::is_none) {
+            return Some(None);
+        }
+        let mut law = LimitLaw::DEFAULT;
+        if let Some(v) = mujoco[0] {
+            let r = self.number_list(ctx, "solref", v, 2)?;
+            let r = [r[0], r[1]];
+            let standard = r[0] > 0.0 && r[1] > 0.0;
+            let direct = r[0] < 0.0 && r[1] < 0.0;
+            if !(r.iter().all(|x| x.is_finite()) && (standard || direct)) {
+                self.err_help(
+                    "joule::invalid_value",
+                    "`solref` is two positive or two negative numbers",
+                    v.span,
+                    format!("this is [{}, {}]", r[0], r[1]),
+                    "`solref = [t, zeta]`: the time constant (s) and damping ratio, as MuJoCo's `solreflimit` (0.02 and 1 by default); `[-k, -b]` gives the stiffness and damping directly",
+                );
+                return None;
+            }
+            law.solref = r;
+        }
+        if let Some(v) = mujoco[1] {
+            let c = self.number_list(ctx, "solimp", v, 5)?;
+            let i = [c[0], c[1], c[2], c[3], c[4]];
+            let unit = |x: f64| x > 0.0 && x < 1.0;
+            if !(unit(i[0]) && unit(i[1]) && i[2] >= 0.0 && i[2].is_finite() && unit(i[3]) && i[4] >= 1.0 && i[4].is_finite()) {
+                self.err_help(
+                    "joule::invalid_value",
+                    "`solimp` is out of range",
+                    v.span,
+                    format!("this is [{}, {}, {}, {}, {}]", i[0], i[1], i[2], i[3], i[4]),
+                    "`solimp = [d0, dmax, width, mid, power]`, as MuJoCo's `solimplimit` ([0.9, 0.95, 0.001, 0.5, 2] by default): impedances d0 and dmax and the midpoint strictly between 0 and 1, the width (m or rad) >= 0, the power >= 1",
+                );
+                return None;
+            }
+            law.solimp = i;
+        }
+        if let Some(v) = mujoco[2] {
+            let m = self.const_value(ctx, "margin", v, Shape::Scalar, true)?.x();
+            if !(m >= 0.0 && m.is_finite()) {
+                self.err_help(
+                    "joule::invalid_value",
+                    "`margin` cannot be negative",
+                    v.span,
+                    format!("this is {m}"),
+                    "`margin` is the distance from an end (radians or metres) at which the limit engages, 0 by default",
+                );
+                return None;
+            }
+            law.margin = m;
+        }
+        Some(Some(SoftRange::Mujoco(law)))
+    }
+
+    /// The option `name`'s list of `n` compile-time numbers, `[a, b, ..]`,
+    /// or `None` after reporting an error.
+    fn number_list(&mut self, ctx: &mut Ctx, name: &str, v: &Expr, n: usize) -> Option<Vec<f64>> {
+        match &v.kind {
+            ExprKind::List(items) if items.len() == n => items
+                .iter()
+                .map(|e| Some(self.const_value(ctx, name, e, Shape::Scalar, false)?.x()))
+                .collect(),
+            _ => {
+                self.err_help(
+                    "joule::type_mismatch",
+                    format!("`{name}` is a list of {n} numbers"),
+                    v.span,
+                    format!("not a list of {n}"),
+                    format!("write `{name} = [..]` with {n} numbers, as MuJoCo's `{name}limit`"),
+                );
+                None
+            }
+        }
     }
 
     /// A joint's `motor = u[k], gear = g` (gear 1 by default) or `servo =

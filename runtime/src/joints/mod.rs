@@ -24,7 +24,7 @@ pub(crate) mod kinematics;
 use crate::mass::MassModel;
 use glam::{DMat3, DQuat, DVec3};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{JointKind, Model};
+use joule_compiler::model::{Integrator, JointKind, LimitLaw, Model, SoftRange};
 use joule_compiler::Diagnostic;
 use kinematics::{Spatial, Twist};
 use std::collections::HashMap;
@@ -91,11 +91,9 @@ pub(crate) struct TreeJoint {
     pub axis: DVec3,
     /// Range of a hinge or slider.
     pub range: Option<(f64, f64)>,
-    /// A soft range's stiffness and damping, MuJoCo's for its time constant
-    /// `t` (critical damping, impedance 0.95: `k = I / (0.95 t)^2`, `b = 2 I
-    /// / (0.95 t)` with `I` the coordinate's effective inertia): see
-    /// [`TreeJoint::soft_limit`]; `None`: the range is a barrier.
-    pub soft: Option<(f64, f64)>,
+    /// A soft range's law (see [`TreeJoint::soft_limit`]); `None`: the
+    /// range is a barrier.
+    pub soft: Option<SoftLaw>,
     /// Armature, damping, stiffness on the coordinate (hinge, slider).
     pub armature: f64,
     pub damping: f64,
@@ -135,8 +133,9 @@ impl TreeJoint {
     /// A soft range's generalised force at `q` moving at `qdot`: the
     /// spring-damper force of [`TreeJoint::soft_limit`] taken at the state
     /// (the symplectic step's), clamped to push only; 0 inside the range.
+    /// MuJoCo's limit has no such force (the compiler refuses it there).
     pub(crate) fn soft_force(&self, q: f64, qdot: f64) -> f64 {
-        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
+        let (Some((lo, hi)), Some(SoftLaw::Spring { k, b })) = (self.range, self.soft) else {
             return 0.0;
         };
         if q < lo {
@@ -148,80 +147,194 @@ impl TreeJoint {
         }
     }
 
-    /// A soft range's term in a step of length `h` from `q_t`: below the
-    /// range, the spring-damper force `k (lo - q) - b (q - q_t) / h` clamped
-    /// to push only (mirrored above) — the one-sided spring `K max(0, q* -
-    /// q)^2 / 2` with `K = k + b / h` toward `q* = (k lo + b q_t / h) / K` —
-    /// while the step starts outside the range (MuJoCo's limit); a step
-    /// that starts inside meets the same spring from the range's end, `q* =
-    /// lo` (`q*` is the nearer of the two to the range), so the potential
-    /// is continuous in `q_t` and a coordinate starting on its limit is
-    /// differentiable. Returns its value, first and second derivatives in
-    /// `q`, and the first derivative's derivative in `q_t` (for the adjoint).
-    pub(crate) fn soft_limit(&self, q: f64, q_t: f64, h: f64) -> [f64; 4] {
-        let Some(ends) = self.soft_ends(q_t, h) else {
-            return [0.0; 4];
+    /// A soft range's term in a step of length `h` from `q_t` moving at
+    /// `qdot_t`: on each side a one-sided spring `K max(0, q* - q)^2 / 2`
+    /// below the range (mirrored above), its stiffness `K` and rest point
+    /// `q*` fixed by the step's start ([`TreeJoint::soft_ends`]). Returns
+    /// its value, first and second derivatives in `q`, and the first
+    /// derivative's derivatives in `q_t` and `qdot_t` (for the adjoint).
+    pub(crate) fn soft_limit(&self, q: f64, q_t: f64, qdot_t: f64, h: f64) -> [f64; 5] {
+        let Some(ends) = self.soft_ends(q_t, qdot_t, h) else {
+            return [0.0; 5];
         };
         let side = ends.side(q);
         if side == 0.0 {
-            return [0.0; 4];
+            return [0.0; 5];
         }
-        let (star, moving) = if side > 0.0 {
-            (ends.below, ends.below_moves)
-        } else {
-            (ends.above, ends.above_moves)
-        };
-        // The violation past q*, positive while the force pushes.
-        let over = side * (star - q);
-        let (d1, d2) = ends.piece(side, q);
-        let cross = if moving { -ends.b / h } else { 0.0 };
-        [0.5 * ends.k * over * over, d1, d2, cross]
+        let i = (side < 0.0) as usize;
+        let (k, over) = (ends.k[i], q - ends.star[i]);
+        [
+            0.5 * k * over * over,
+            k * over,
+            k,
+            ends.dk[i] * over - k * ends.dstar_q[i],
+            -k * ends.dstar_v[i],
+        ]
     }
 
     /// The two pieces of a soft range's term in a step of length `h` from
-    /// `q_t` ([`TreeJoint::soft_limit`]): `None` for a coordinate without
-    /// a soft range.
-    pub(crate) fn soft_ends(&self, q_t: f64, h: f64) -> Option<SoftEnds> {
-        let (Some((lo, hi)), Some((k, b))) = (self.range, self.soft) else {
-            return None;
+    /// `q_t` moving at `qdot_t` ([`TreeJoint::soft_limit`]): `None` for a
+    /// coordinate without a soft range.
+    ///
+    /// The spring-damper (`soft = t`): below the range the force `k (lo -
+    /// q) - b (q - q_t) / h` clamped to push only (mirrored above) — the
+    /// one-sided spring `K = k + b / h` toward `q* = (k lo + b q_t / h) / K`
+    /// — while the step starts outside the range; a step that starts inside
+    /// meets the same spring from the range's end, `q* = lo` (`q*` is the
+    /// nearer of the two to the range), so the potential is continuous in
+    /// `q_t` and a coordinate starting on its limit is differentiable.
+    ///
+    /// MuJoCo's limit, on a side whose distance `d` from its end (positive
+    /// inside) is below the margin at the step's start, as MuJoCo adds the
+    /// constraint: its cost `(a - aref)^2 / (2 R)` over the step's
+    /// acceleration `a = (q - q_t - h qdot_t) / h^2` along the side's
+    /// normal, for the accelerations that push, times `h^2` (the step's
+    /// potential is `h^2` times MuJoCo's cost). With `aref = -b v - k imp (d
+    /// - margin)` (`v` the velocity along the normal, `imp` MuJoCo's
+    /// impedance at `d`) and `R = (1 - imp) / imp * dA` (`dA` the
+    /// coordinate's inverse weight), that is the one-sided spring `K = 1 /
+    /// (R h^2)` toward `q* = q_t + h qdot_t +- h^2 aref`.
+    pub(crate) fn soft_ends(&self, q_t: f64, qdot_t: f64, h: f64) -> Option<SoftEnds> {
+        let ((lo, hi), law) = (self.range?, self.soft?);
+        let mut ends = SoftEnds {
+            k: [0.0; 2],
+            star: [f64::NEG_INFINITY, f64::INFINITY],
+            dk: [0.0; 2],
+            dstar_q: [0.0; 2],
+            dstar_v: [0.0; 2],
         };
-        let big = k + b / h;
-        let reference = |end: f64| (k * end + b * q_t / h) / big;
-        let (below, above) = (reference(lo), reference(hi));
-        Some(SoftEnds {
-            k: big,
-            b,
-            below: below.min(lo),
-            above: above.max(hi),
-            below_moves: below < lo,
-            above_moves: above > hi,
-        })
+        match law {
+            SoftLaw::Spring { k, b } => {
+                let big = k + b / h;
+                for (i, end) in [lo, hi].into_iter().enumerate() {
+                    let star = (k * end + b * q_t / h) / big;
+                    let moves = if i == 0 { star < end } else { star > end };
+                    ends.k[i] = big;
+                    ends.star[i] = if moves { star } else { end };
+                    ends.dstar_q[i] = if moves { b / h / big } else { 0.0 };
+                }
+            }
+            SoftLaw::Mujoco(m) => {
+                for (i, (side, end)) in [(1.0, lo), (-1.0, hi)].into_iter().enumerate() {
+                    let dist = side * (q_t - end);
+                    if dist >= m.margin {
+                        continue;
+                    }
+                    let (imp, dimp) = impedance(&m.solimp, dist - m.margin);
+                    let r = (1.0 - imp) / imp * m.inv_weight;
+                    let aref = -m.b * side * qdot_t - m.k * imp * (dist - m.margin);
+                    ends.k[i] = 1.0 / (r.max(1e-15) * h * h);
+                    ends.star[i] = q_t + h * qdot_t + side * h * h * aref;
+                    // dK/dq_t through the impedance at dist(q_t).
+                    ends.dk[i] =
+                        side * dimp / ((1.0 - imp) * (1.0 - imp) * m.inv_weight * h * h);
+                    ends.dstar_q[i] = 1.0 - h * h * m.k * (dimp * (dist - m.margin) + imp);
+                    ends.dstar_v[i] = h - h * h * m.b;
+                }
+            }
+        }
+        Some(ends)
     }
 }
 
-/// A soft range's term within one step, `K max(0, below - q)^2 / 2 + K
-/// max(0, q - above)^2 / 2`: piecewise quadratic in the coordinate, its
-/// pieces fixed by the step's start.
+/// The law of a soft range, with its constants for the tree.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SoftEnds {
-    /// The springs' stiffness `K = k + b / h`, and the damping `b`.
+pub(crate) enum SoftLaw {
+    /// A spring-damper past each end: MuJoCo's stiffness and damping for
+    /// the time constant `t` (critical damping, impedance 0.95: `k = I /
+    /// (0.95 t)^2`, `b = 2 I / (0.95 t)` with `I` the coordinate's
+    /// effective inertia).
+    Spring { k: f64, b: f64 },
+    /// MuJoCo's limit constraint.
+    Mujoco(MujocoLimit),
+}
+
+/// MuJoCo's limit constraint on a coordinate: the stiffness `k` and
+/// damping `b` of its reference acceleration (from `solref` and `dmax`,
+/// the time constant at least `2 h`: MuJoCo's `refsafe`), its impedance
+/// `solimp`, margin, and the coordinate's inverse weight `dA` (the
+/// diagonal of `M^-1` in the initial pose: MuJoCo's `dof_invweight0`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MujocoLimit {
     pub k: f64,
     pub b: f64,
-    /// The points below and above which a spring pushes.
-    pub below: f64,
-    pub above: f64,
-    /// Whether each point moves with the step's start (`q_t`).
-    pub below_moves: bool,
-    pub above_moves: bool,
+    pub solimp: [f64; 5],
+    pub margin: f64,
+    pub inv_weight: f64,
+}
+
+impl MujocoLimit {
+    /// The limit of `law` in steps of length `h` on a coordinate of inverse
+    /// weight `inv_weight`.
+    fn new(law: &LimitLaw, h: f64, inv_weight: f64) -> MujocoLimit {
+        let dmax = law.solimp[1];
+        let [r0, r1] = law.solref;
+        let (k, b) = if r0 > 0.0 {
+            let t = r0.max(2.0 * h);
+            (1.0 / (dmax * dmax * t * t * r1 * r1), 2.0 / (dmax * t))
+        } else {
+            (-r0 / (dmax * dmax), -r1 / dmax)
+        };
+        MujocoLimit {
+            k,
+            b,
+            solimp: law.solimp,
+            margin: law.margin,
+            inv_weight,
+        }
+    }
+}
+
+/// MuJoCo's impedance at the violation `x` (distance less margin) and its
+/// derivative in `x`: `d0` at 0, rising to `dmax` at `|x| = width` along
+/// MuJoCo's sigmoid of midpoint `mid` and power `p`.
+pub(crate) fn impedance(solimp: &[f64; 5], x: f64) -> (f64, f64) {
+    let [d0, dmax, width, mid, p] = *solimp;
+    if d0 == dmax || width <= 1e-15 {
+        return (0.5 * (d0 + dmax), 0.0);
+    }
+    let (y, sgn) = ((x / width).abs(), x.signum());
+    if y >= 1.0 || y <= 0.0 {
+        return (if y >= 1.0 { dmax } else { d0 }, 0.0);
+    }
+    let (f, df) = if p == 1.0 {
+        (y, 1.0)
+    } else if y <= mid {
+        let a = 1.0 / mid.powf(p - 1.0);
+        (a * y.powf(p), p * a * y.powf(p - 1.0))
+    } else {
+        let b = 1.0 / (1.0 - mid).powf(p - 1.0);
+        (1.0 - b * (1.0 - y).powf(p), p * b * (1.0 - y).powf(p - 1.0))
+    };
+    (d0 + f * (dmax - d0), df * sgn * (dmax - d0) / width)
+}
+
+/// A soft range's term within one step, `K0 max(0, q0* - q)^2 / 2 + K1
+/// max(0, q - q1*)^2 / 2`: piecewise quadratic in the coordinate, its
+/// pieces fixed by the step's start (`q_t`, `qdot_t`); index 0 is the
+/// spring below the range, 1 the one above. At most one side is engaged
+/// at a point (`q0* < q1*`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SoftEnds {
+    /// Each spring's stiffness.
+    pub k: [f64; 2],
+    /// The points below and above which a spring pushes (infinite for a
+    /// side that is not engaged).
+    pub star: [f64; 2],
+    /// The stiffnesses' derivatives in `q_t`, and the points' in `q_t` and
+    /// `qdot_t`.
+    pub dk: [f64; 2],
+    pub dstar_q: [f64; 2],
+    pub dstar_v: [f64; 2],
 }
 
 impl SoftEnds {
     /// The piece `q` is on: 1 below the range (the spring pushes up), -1
     /// above it, 0 between.
     pub(crate) fn side(&self, q: f64) -> f64 {
-        if q < self.below {
+        if q < self.star[0] {
             1.0
-        } else if q > self.above {
+        } else if q > self.star[1] {
             -1.0
         } else {
             0.0
@@ -231,13 +344,11 @@ impl SoftEnds {
     /// The gradient and curvature the piece `side` adds at `q` (the
     /// spring's, extended past its end).
     pub(crate) fn piece(&self, side: f64, q: f64) -> (f64, f64) {
-        if side > 0.0 {
-            (self.k * (q - self.below), self.k)
-        } else if side < 0.0 {
-            (self.k * (q - self.above), self.k)
-        } else {
-            (0.0, 0.0)
+        if side == 0.0 {
+            return (0.0, 0.0);
         }
+        let i = (side < 0.0) as usize;
+        (self.k[i] * (q - self.star[i]), self.k[i])
     }
 }
 
@@ -249,7 +360,7 @@ fn add_spatial(a: &mut Spatial, b: &Spatial) {
 }
 
 /// MuJoCo's default impedance of a violated soft limit (`solimp`'s `dmax`),
-/// which scales its time constant.
+/// which scales the spring-damper's time constant.
 const LIMIT_IMPEDANCE: f64 = 0.95;
 
 /// A body in a joint tree.
@@ -414,9 +525,9 @@ impl Tree {
         }
         let mut links: Vec<Link> = vec![];
         let mut joints = vec![];
-        // Per joint, a soft range's time constant (its stiffness and damping
-        // need the effective inertia, known once the tree is planned).
-        let mut soft_times = vec![];
+        // Per joint, a soft range's law (its constants need the effective
+        // inertia and the inverse weight, known once the tree is planned).
+        let mut soft_laws = vec![];
         let mut z = 0;
         for &b in &order {
             let body = &model.bodies[b];
@@ -463,6 +574,17 @@ impl Tree {
             let mut coord_row = att.coord as usize;
             let mut free = false;
             for j in &att.joints {
+                if let (Some(SoftRange::Mujoco(_)), Integrator::SymplecticEuler) =
+                    (j.soft, &model.settings.integrator)
+                {
+                    return Err(Diagnostic::error(
+                        "joule::joint",
+                        "MuJoCo's limit needs the implicit step",
+                        j.span,
+                        "`solref`/`solimp`/`margin` on a symplectic scene",
+                    )
+                    .with_help("MuJoCo's limit is a term of the implicit step's potential: use `integrator = implicit_euler(..)`, or `soft = t` (a spring-damper, which the symplectic step takes as a force)"));
+                }
                 let k = j.kind.dofs();
                 free |= j.kind == JointKind::Free;
                 joints.push(TreeJoint {
@@ -480,7 +602,7 @@ impl Tree {
                     servo: j.servo,
                     initial: body0,
                 });
-                soft_times.push(j.soft);
+                soft_laws.push(j.soft);
                 chain.extend(z..z + k);
                 z += k;
                 coord_row += k;
@@ -578,14 +700,20 @@ impl Tree {
             }
         }
         tree.plan_assembly(mass, kernels);
-        let inertia = tree.effective_inertia();
-        for ((jt, i), t) in tree.joints.iter_mut().zip(&inertia).zip(soft_times) {
-            jt.soft = t.map(|t| {
-                let t = LIMIT_IMPEDANCE * t;
-                (i / (t * t), 2.0 * i / t)
+        let (inertia, inv_weight) = tree.effective_inertia();
+        let h = model.settings.substep();
+        for (j, (jt, law)) in tree.joints.iter_mut().zip(soft_laws).enumerate() {
+            jt.soft = law.map(|law| match law {
+                SoftRange::Spring(t) => {
+                    let t = LIMIT_IMPEDANCE * t;
+                    SoftLaw::Spring {
+                        k: inertia[j] / (t * t),
+                        b: 2.0 * inertia[j] / t,
+                    }
+                }
+                SoftRange::Mujoco(l) => SoftLaw::Mujoco(MujocoLimit::new(&l, h, inv_weight[j])),
             });
         }
-        let h = model.settings.substep();
         tree.barrier_stiffness = inertia.iter().map(|i| i / (h * h)).collect();
         Ok(Some(tree))
     }
@@ -700,9 +828,11 @@ impl Tree {
         self.n
     }
 
-    /// Per joint, the diagonal of `J^T M J` at the initial pose at its first
-    /// coordinate (plus its armature): the inertia it moves.
-    fn effective_inertia(&self) -> Vec<f64> {
+    /// Per joint, at its first coordinate in the initial pose: the diagonal
+    /// of the joint-space mass matrix `M = J^T M_y J` plus the armature (the
+    /// inertia it moves), and the diagonal of `M^-1` (its inverse weight,
+    /// MuJoCo's `dof_invweight0`; `1 / M_jj` where `M` is singular).
+    fn effective_inertia(&self) -> (Vec<f64>, Vec<f64>) {
         let nl = self.links.len();
         let mut state = vec![kinematics::JointState::default(); self.joints.len()];
         self.initial_state(&mut state);
@@ -720,10 +850,20 @@ impl Tree {
             &mut composite,
             &mut hz,
         );
-        self.joints
-            .iter()
-            .map(|j| hz[j.z * self.n + j.z] + j.armature)
-            .collect()
+        let nj = self.joint_coords;
+        let mut m = nalgebra::DMatrix::from_fn(nj, nj, |r, c| hz[r * self.n + c]);
+        for j in &self.joints {
+            m[(j.z, j.z)] += j.armature;
+        }
+        let inverse = m.clone().cholesky().map(|f| f.inverse());
+        let inertia = self.joints.iter().map(|j| m[(j.z, j.z)]).collect();
+        let inv_weight = (self.joints.iter())
+            .map(|j| match &inverse {
+                Some(i) => i[(j.z, j.z)],
+                None => 1.0 / m[(j.z, j.z)].max(1e-15),
+            })
+            .collect();
+        (inertia, inv_weight)
     }
 
     /// Sets `hz` (dense `n x n`, row-major) to `J^T H J` for the maximal

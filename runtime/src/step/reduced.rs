@@ -218,7 +218,7 @@ impl Tree {
             let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
             let a = q - q0 - h * qd;
             let (sv, sd1, sd2) = jt.springs(q, &u);
-            let [lv, ld1, ld2, _] = jt.soft_limit(q, q0, h);
+            let [lv, ld1, ld2, ..] = jt.soft_limit(q, q0, qd, h);
             let mut v = 0.5 * jt.armature * a * a / (h * h)
                 + 0.5 * jt.damping * (q - q0) * (q - q0) / h
                 + sv
@@ -276,7 +276,7 @@ impl Tree {
         let n = self.n;
         let landing = |lane: &Lane, j: usize| {
             let jt = &self.joints[j];
-            let ends = jt.soft_ends(lane.start[j].q, h)?;
+            let ends = jt.soft_ends(lane.start[j].q, lane.zdot[jt.z], h)?;
             Some((ends, lane.state[j].q, jt.z))
         };
         // The pieces at the iterate (the ones `g` and `base` hold).

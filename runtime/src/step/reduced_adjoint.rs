@@ -204,11 +204,12 @@ impl<T: Real> Part<T> {
                 let (now, was) = (&lane.state[j], &lane.start[j]);
                 match jt.kind {
                     JointKind::Hinge | JointKind::Slider => {
-                        // The soft range's force depends on q_t too.
-                        let cross = jt.soft_limit(now.q, was.q, h)[3];
+                        // The soft range's force depends on q_t and qdot_t too.
+                        let [.., cross, cross_v] =
+                            jt.soft_limit(now.q, was.q, lane.zdot[jt.z], h);
                         zbar[jt.z] +=
                             w.d[row(0)] + lambda * (jt.armature / (h * h) + jt.damping / h - cross);
-                        zdotbar[jt.z] += lambda * jt.armature / h;
+                        zdotbar[jt.z] += lambda * (jt.armature / h - cross_v);
                         // The actuators' forces -gear u and -kp u: dL/du = -lambda dG/du.
                         if e < self.len {
                             for (c, k) in jt.motor.into_iter().chain(jt.servo) {
