@@ -794,6 +794,19 @@ fn mujocos_contact_law_differentiates() {
     }
 }
 
+/// MuJoCo's limit law on joint ranges (`tests/grad/mujoco_limit.joule`: an
+/// arm starting past its range inside the margin, where the impedance
+/// varies over the violation, and a tip against a limit of direct stiffness
+/// and damping): [`gradient_check`] through the reference acceleration, the
+/// impedance, and their dependence on the step's start (its coordinate and
+/// velocity), over 1, 4, 12 and 30 steps.
+#[test]
+fn mujocos_limit_law_differentiates() {
+    for steps in [1, 4, 12, 30] {
+        gradient_check(Path::new("tests/grad/mujoco_limit.joule"), steps);
+    }
+}
+
 /// Outputs that read the start of a step through `prev` in a scene of 3
 /// substeps per step (`tests/grad/step_displacement.joule`): the reward and
 /// the loss see the state before the step's first substep, and their

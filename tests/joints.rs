@@ -626,3 +626,23 @@ fn newton_lands_soft_ranges_on_the_piece_it_crosses_into() {
     // Out past the upper end, back in, out past the lower end.
     assert!(crossings >= 3, "{crossings} crossings of the range's ends");
 }
+
+/// MuJoCo's limit law (`solref`, `solimp`, `margin`) is a term of the
+/// implicit step's potential: a symplectic scene with one is refused, at
+/// the joint, rather than stepped without its limits.
+#[test]
+fn mujocos_limit_law_is_refused_on_the_symplectic_step() {
+    let mut m = joule::check_path(Path::new("tests/grad/mujoco_limit.joule"))
+        .expect("readable")
+        .model
+        .expect("a model");
+    m.settings.integrator = joule_compiler::model::Integrator::SymplecticEuler;
+    let Err(e) = Scene::from_model(m, Default::default()) else {
+        panic!("a symplectic scene with MuJoCo's limit compiled");
+    };
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("joule::joint") && text.contains("MuJoCo's limit needs the implicit step"),
+        "{text}"
+    );
+}

@@ -1474,3 +1474,26 @@ fn what_mujocos_contact_law_leaves_out_is_a_warning() {
     assert!(located[0].contains("condim=\"6\""), "{located:?}");
     assert!(codes(mjcf::Friction::Cone).0.is_empty());
 }
+
+/// A limit margin Joule's writing of MuJoCo's limit law cannot take (a
+/// negative one, tests/mjcf/mujoco_limit_margin.xml) is a located error
+/// under that law, not a silently different limit.
+#[test]
+fn a_limit_margin_mujocos_law_cannot_take_is_refused_at_the_joint() {
+    let path = Path::new("tests/mjcf/mujoco_limit_margin.xml");
+    let import = |friction| {
+        let options = mjcf::Options {
+            friction,
+            ..mjcf::Options::default()
+        };
+        mjcf::import_path(path, options).expect("readable")
+    };
+    let (sources, imported) = import(mjcf::Friction::Mujoco);
+    assert!(imported.text.is_none());
+    let d = &imported.diagnostics[0];
+    assert_eq!((d.code, d.is_error()), ("mjcf::unsupported", true));
+    let at = d.labels[0].span;
+    let text = &sources.get(at.file).text[at.start as usize..];
+    assert!(text.starts_with("<joint name=\"shoulder\""), "{text}");
+    assert!(import(mjcf::Friction::Cone).1.text.is_some());
+}

@@ -694,7 +694,13 @@ fn limit_law(j: &Joint, (lo, hi): (f64, f64)) -> Result<String, Diagnostic> {
     };
     let clamp = |x: f64| x.clamp(1e-4, 0.9999);
     let i = &l.solimp;
-    let solimp = [clamp(i[0]), clamp(i[1]), i[2].max(0.0), clamp(i[3]), i[4].max(1.0)];
+    let solimp = [
+        clamp(i[0]),
+        clamp(i[1]),
+        i[2].max(0.0),
+        clamp(i[3]),
+        i[4].max(1.0),
+    ];
     let list = |v: &[f64]| v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ");
     Ok(format!(
         "solref = [{}], solimp = [{}], margin = {}",
@@ -832,7 +838,11 @@ fn joint_field(
             .ok();
         }
         if let Some((lo, hi)) = j.range {
-            let range = format!("range = [{}, {}]", num(lo - j.reference), num(hi - j.reference));
+            let range = format!(
+                "range = [{}, {}]",
+                num(lo - j.reference),
+                num(hi - j.reference)
+            );
             if friction == Friction::Mujoco {
                 let law = limit_law(j, (lo, hi)).map_err(|d| diags.push(d)).ok()?;
                 write!(opts, ", {range}, {law}").ok();

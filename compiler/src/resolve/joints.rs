@@ -543,7 +543,14 @@ impl Resolver<'_> {
             let c = self.number_list(ctx, "solimp", v, 5)?;
             let i = [c[0], c[1], c[2], c[3], c[4]];
             let unit = |x: f64| x > 0.0 && x < 1.0;
-            if !(unit(i[0]) && unit(i[1]) && i[2] >= 0.0 && i[2].is_finite() && unit(i[3]) && i[4] >= 1.0 && i[4].is_finite()) {
+            if !(unit(i[0])
+                && unit(i[1])
+                && i[2] >= 0.0
+                && i[2].is_finite()
+                && unit(i[3])
+                && i[4] >= 1.0
+                && i[4].is_finite())
+            {
                 self.err_help(
                     "joule::invalid_value",
                     "`solimp` is out of range",

@@ -226,8 +226,7 @@ impl TreeJoint {
                     ends.k[i] = 1.0 / (r.max(1e-15) * h * h);
                     ends.star[i] = q_t + h * qdot_t + side * h * h * aref;
                     // dK/dq_t through the impedance at dist(q_t).
-                    ends.dk[i] =
-                        side * dimp / ((1.0 - imp) * (1.0 - imp) * m.inv_weight * h * h);
+                    ends.dk[i] = side * dimp / ((1.0 - imp) * (1.0 - imp) * m.inv_weight * h * h);
                     ends.dstar_q[i] = 1.0 - h * h * m.k * (dimp * (dist - m.margin) + imp);
                     ends.dstar_v[i] = h - h * h * m.b;
                 }

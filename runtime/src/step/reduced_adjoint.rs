@@ -205,8 +205,7 @@ impl<T: Real> Part<T> {
                 match jt.kind {
                     JointKind::Hinge | JointKind::Slider => {
                         // The soft range's force depends on q_t and qdot_t too.
-                        let [.., cross, cross_v] =
-                            jt.soft_limit(now.q, was.q, lane.zdot[jt.z], h);
+                        let [.., cross, cross_v] = jt.soft_limit(now.q, was.q, lane.zdot[jt.z], h);
                         zbar[jt.z] +=
                             w.d[row(0)] + lambda * (jt.armature / (h * h) + jt.damping / h - cross);
                         zdotbar[jt.z] += lambda * (jt.armature / h - cross_v);
