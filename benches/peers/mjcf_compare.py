@@ -14,13 +14,18 @@ Needs a Python with `mujoco` and the `joule` package (python/test.sh builds
 it into target/python-venv):
 
     target/python-venv/bin/python -m pip install mujoco
-    target/python-venv/bin/python benches/peers/mjcf_compare.py [--friction cone|coulomb|mujoco] DIR_OR_XML...
+    target/python-venv/bin/python benches/peers/mjcf_compare.py [--friction cone|coulomb|mujoco] [--timestep DT] DIR_OR_XML...
 
 `--friction` is `joule import`'s contact law (default: `use`'s, the cone).
+`--timestep` runs both engines on a copy of each model with `<option
+timestep>` set to DT (written next to the model, so that its includes and
+assets resolve, and removed after): how far apart the two integrators'
+discretisations are, against how far apart the models are.
 
 Prints a Markdown table (docs/performance.md, "MJCF models against MuJoCo").
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -87,6 +92,22 @@ def joule_run(scene, u, rows, dt):
     return out, time.perf_counter() - start
 
 
+def with_timestep(path, dt):
+    """A copy of the model at `path`, next to it, whose `<option>` sets the
+    timestep `dt`."""
+    text = open(path).read()
+    if re.search(r"<option\b[^>]*\btimestep=", text):
+        text = re.sub(r'(<option\b[^>]*\btimestep=)"[^"]*"', rf'\g<1>"{dt}"', text, count=1)
+    elif re.search(r"<option\b", text):
+        text = re.sub(r"<option\b", f'<option timestep="{dt}"', text, count=1)
+    else:
+        text = re.sub(r"(<mujoco\b[^>]*>)", rf'\g<1><option timestep="{dt}"/>', text, count=1)
+    fd, copy = tempfile.mkstemp(suffix=".xml", prefix=".timestep-", dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return copy
+
+
 def models(args):
     for a in args:
         if os.path.isdir(a):
@@ -99,56 +120,72 @@ def models(args):
 
 def main():
     args = sys.argv[1:]
-    friction = "cone"
-    if args[:1] == ["--friction"]:
-        friction, args = args[1], args[2:]
+    friction, timestep = "cone", None
+    while args[:1] in (["--friction"], ["--timestep"]):
+        if args[0] == "--friction":
+            friction = args[1]
+        else:
+            timestep = float(args[1])
+        args = args[2:]
     print("| model | strict import | zero u: 0.1 / 0.5 / 1 s (m) | random u: 0.1 / 0.5 / 1 s (m) | Joule / MuJoCo speed |")
     print("| --- | --- | --- | --- | --- |")
     for path in models(args):
         name = os.path.splitext(os.path.basename(path))[0]
-        ok, why = strict_import(path, friction)
-        try:
-            m = mujoco.MjModel.from_xml_path(path)
-        except Exception as e:  # MuJoCo itself refuses the file
-            print(f"| {name} | {'yes' if ok else 'no: ' + why} | MuJoCo: {e} | | |")
+        if timestep is None:
+            compare(path, name, friction)
             continue
-        if not ok:
-            print(f"| {name} | no: {why} | | | |")
-            continue
-        with tempfile.NamedTemporaryFile("w", suffix=".joule", delete=False) as f:
-            scene_path = f.name
-            if friction == "cone":
-                f.write(f'use "{os.path.abspath(path)}"\n')
-        if friction != "cone":
-            subprocess.run([JOULE, "import", path, "--friction", friction, "-o", scene_path], check=True, capture_output=True)
+        copy = with_timestep(path, timestep)
         try:
-            scene = joule.Scene.from_path(scene_path)
+            compare(copy, name, friction)
         finally:
-            os.unlink(scene_path)
-        dt = scene.dt
-        names = scene.dof_names
-        rows = {}
-        for b in range(m.nbody):
-            bname = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
-            if bname and f"{bname}.x[0]" in names:
-                rows[b] = names.index(f"{bname}.x[0]")
-        if not rows:
-            print(f"| {name} | yes | no moving body origin to compare | | |")
-            continue
-        steps = round(max(TIMES) / m.opt.timestep)
-        cells = []
-        speed = []
-        for random in [False, True]:
-            u = controls(m, steps, random)
-            want, t_mj = mujoco_run(m, u)
-            got, t_j = joule_run(scene, u, rows, dt)
-            speed.append(t_mj / t_j)
-            cells.append(
-                " / ".join(
-                    f"{max(np.linalg.norm(got[t][b] - want[t][b]) for b in rows):.3g}" for t in TIMES
-                )
+            os.unlink(copy)
+
+
+def compare(path, name, friction):
+    """One model's row of the table."""
+    ok, why = strict_import(path, friction)
+    try:
+        m = mujoco.MjModel.from_xml_path(path)
+    except Exception as e:  # MuJoCo itself refuses the file
+        print(f"| {name} | {'yes' if ok else 'no: ' + why} | MuJoCo: {e} | | |")
+        return
+    if not ok:
+        print(f"| {name} | no: {why} | | | |")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".joule", delete=False) as f:
+        scene_path = f.name
+        if friction == "cone":
+            f.write(f'use "{os.path.abspath(path)}"\n')
+    if friction != "cone":
+        subprocess.run([JOULE, "import", path, "--friction", friction, "-o", scene_path], check=True, capture_output=True)
+    try:
+        scene = joule.Scene.from_path(scene_path)
+    finally:
+        os.unlink(scene_path)
+    dt = scene.dt
+    names = scene.dof_names
+    rows = {}
+    for b in range(m.nbody):
+        bname = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
+        if bname and f"{bname}.x[0]" in names:
+            rows[b] = names.index(f"{bname}.x[0]")
+    if not rows:
+        print(f"| {name} | yes | no moving body origin to compare | | |")
+        return
+    steps = round(max(TIMES) / m.opt.timestep)
+    cells = []
+    speed = []
+    for random in [False, True]:
+        u = controls(m, steps, random)
+        want, t_mj = mujoco_run(m, u)
+        got, t_j = joule_run(scene, u, rows, dt)
+        speed.append(t_mj / t_j)
+        cells.append(
+            " / ".join(
+                f"{max(np.linalg.norm(got[t][b] - want[t][b]) for b in rows):.3g}" for t in TIMES
             )
-        print(f"| {name} | yes | {cells[0]} | {cells[1]} | {min(speed):.2f}-{max(speed):.2f}x |")
+        )
+    print(f"| {name} | yes | {cells[0]} | {cells[1]} | {min(speed):.2f}-{max(speed):.2f}x |")
 
 
 if __name__ == "__main__":
