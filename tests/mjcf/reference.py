@@ -23,7 +23,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["ant", "half_cheetah", "reacher", "humanoid", "pendulum",
           "pendulum_armature", "falling", "cartpole", "chain", "pusher",
-          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact", "general_actuators", "flat_hfield", "mesh_inertia", "ellipsoid_box", "mujoco_contact", "mujoco_drop", "mujoco_limits"]
+          "inverted_double_pendulum", "planes", "ref_tendon_sensors", "fluid", "frictionloss", "tendon_forces", "tendon_equality", "spatial_tendon", "box_on_box", "capsule_cross", "capsule_slide", "ellipsoid_contact", "general_actuators", "flat_hfield", "mesh_inertia", "ellipsoid_box", "mujoco_contact", "mujoco_drop", "mujoco_limits", "mujoco_touch"]
 # Driven fixtures: their constant controls.
 CONTROLS = {"ref_tendon_sensors": [0.3, -0.5], "fluid": [0.8, -0.6], "tendon_forces": [0.4], "tendon_equality": [0.6], "spatial_tendon": [0.3], "box_on_box": [1.0], "capsule_cross": [], "capsule_slide": [3.0, 6.0, 1.5], "ellipsoid_contact": [], "general_actuators": [0.6, -0.8, 0.5], "flat_hfield": [], "ellipsoid_box": [], "mujoco_limits": [0.6]}
 
@@ -89,7 +89,7 @@ def main():
         if name in CONTROLS:
             d.ctrl[:] = CONTROLS[name]
             entry["controls"] = CONTROLS[name]
-        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant", "frictionloss", "mesh_inertia", "mujoco_contact", "mujoco_drop", "mujoco_limits") or name in CONTROLS:
+        if name in ("pendulum", "pendulum_armature", "falling", "chain", "ant", "frictionloss", "mesh_inertia", "mujoco_contact", "mujoco_drop", "mujoco_limits", "mujoco_touch") or name in CONTROLS:
             entry["trajectory"] = trajectory(m, d)
         ref["models"][name] = entry
     print(json.dumps(ref, indent=1))

@@ -281,15 +281,19 @@ fn segment_distance(a0: V3, a1: V3, b0: V3, b1: V3) -> f64 {
     norm(sub(add(a0, scale(d1, s)), add(b0, scale(d2, t))))
 }
 
-/// The pairs of geoms of two bodies that may collide (planes aside).
-fn geom_pairs<'g>(a: &'g Group, b: &'g Group) -> impl Iterator<Item = (&'g Geom, &'g Geom)> + 'g {
-    let solid = |g: &&Geom| g.kind != GeomKind::Plane;
-    a.geoms.iter().filter(solid).flat_map(move |x| {
-        b.geoms
-            .iter()
-            .filter(solid)
-            .filter(move |y| collides(x, y))
-            .map(move |y| (x, y))
+/// The pairs of geoms of two bodies that may collide (planes aside), each
+/// with its MJCF body.
+fn geom_pairs<'g>(
+    a: &'g Group,
+    b: &'g Group,
+) -> impl Iterator<Item = ((&'g Geom, usize), (&'g Geom, usize))> + 'g {
+    let with_bodies = |g: &'g Group| {
+        (g.geoms.iter().zip(&g.geom_bodies)).filter(|(g, _)| g.kind != GeomKind::Plane)
+    };
+    with_bodies(a).flat_map(move |(x, &bx)| {
+        with_bodies(b)
+            .filter(move |(y, _)| collides(x, y))
+            .map(move |(y, &by)| ((x, bx), (y, by)))
     })
 }
 
@@ -1462,6 +1466,8 @@ pub fn write(
         );
         return Err(diags);
     }
+    // Whether a contact between bodies reads the step `h` (MuJoCo's law).
+    let mut step_used = false;
     // Pairs that overlap in the reference pose (MuJoCo pushes them apart;
     // a barrier cannot start inside): left out, with a warning.
     let mut overlaps: Vec<(&Geom, &Geom, f64)> = vec![];
@@ -1471,7 +1477,7 @@ pub fn write(
             if !meet(ra, rb) {
                 continue;
             }
-            for (x, y) in geom_pairs(a, b) {
+            for ((x, bx), (y, by)) in geom_pairs(a, b) {
                 let gap = initial_gap((x, &m.bodies[ra]), (y, &m.bodies[rb]));
                 if let Some(gap) = gap.filter(|g| *g <= 0.0) {
                     overlaps.push((x, y, gap));
@@ -1494,6 +1500,30 @@ pub fn write(
                     if write_ellipsoid_pair(ct, (x, &a.name), (y, &b.name), &mu) {
                         continue;
                     }
+                    // MuJoCo's law: the pair's parameters as MuJoCo mixes
+                    // them, the scale from both bodies' inverse weights.
+                    let law = match friction {
+                        Friction::Mujoco => {
+                            let tran = weights[bx][0] + weights[by][0];
+                            match mujoco_law(m, x, y, tran, &mut warnings) {
+                                Ok(law) => {
+                                    step_used = true;
+                                    Some(law)
+                                }
+                                Err(d) => {
+                                    diags.push(d);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    let mut write = |kind: &str, args: &str| match &law {
+                        Some(law) => {
+                            writeln!(ct, "touch_{kind}_mujoco({args}, {law})").ok();
+                        }
+                        None => write_touch(ct, kind, args, &mu),
+                    };
                     // Points against a box's faces (both ways for two boxes),
                     // else points against points.
                     let boxes = [(x, y, &a.name, &b.name), (y, x, &b.name, &a.name)];
@@ -1510,7 +1540,7 @@ pub fn write(
                                     v3(q.pos),
                                     v3(half)
                                 );
-                                write_touch(ct, "box", &args, &mu);
+                                write("box", &args);
                             }
                         }
                     }
@@ -1530,7 +1560,7 @@ pub fn write(
                     if let (Some((a0, a1, ra)), Some((b0, b1, rb))) = (&sx, &sy) {
                         let (an, bn) = (&a.name, &b.name);
                         let args = format!("{an}, {bn}, {a0}, {a1}, {ra}, {b0}, {b1}, {rb}");
-                        write_touch(ct, "capsules", &args, &mu);
+                        write("capsules", &args);
                         continue;
                     }
                     let capsule = (sx.map(|s| (y, s, &b.name, &a.name)))
@@ -1539,22 +1569,25 @@ pub fn write(
                         for (pa, rada) in contact_points(p) {
                             let args =
                                 format!("{pn}, {cn}, {}, {}, {c0}, {c1}, {rc}", v3(pa), num(rada));
-                            write_touch(ct, "capsule", &args, &mu);
+                            write("capsule", &args);
                         }
                         continue;
                     }
                     for (pa, rada) in contact_points(x) {
                         for (pb, radb) in contact_points(y) {
-                            writeln!(
-                                ct,
-                                "touch({}, {}, {}, {}, {}, {}, dhat, kappa)",
+                            let args = format!(
+                                "{}, {}, {}, {}, {}, {}",
                                 a.name,
                                 b.name,
                                 v3(pa),
                                 num(rada),
                                 v3(pb),
                                 num(radb)
-                            )
+                            );
+                            match &law {
+                                Some(law) => writeln!(ct, "touch_mujoco({args}, {law})"),
+                                None => writeln!(ct, "touch({args}, dhat, kappa)"),
+                            }
                             .ok();
                         }
                     }
@@ -1657,7 +1690,7 @@ pub fn write(
         .iter()
         .filter(|z| **z <= lowest + SUPPORT_BAND)
         .count();
-    if ground_points > 0 && friction == Friction::Mujoco {
+    if friction == Friction::Mujoco && (ground_points > 0 || step_used) {
         writeln!(o, "const h = {}    // s: the step", num(m.timestep)).ok();
     } else if ground_points > 0 {
         // MuJoCo's soft contact pushes back to cancel gravity at a penetration
