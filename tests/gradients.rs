@@ -794,6 +794,19 @@ fn mujocos_contact_law_differentiates() {
     }
 }
 
+/// MuJoCo's own contact law between bodies (`tests/grad/mujoco_touch.joule`:
+/// a ball on a tilted box, a ball on that ball, a bead on a capsule within
+/// its margin, a hinged capsule across it, each starting in contact):
+/// [`gradient_check`] through the closest points and normals of the step's
+/// start, the pyramid's edges, the impedance and the reference
+/// acceleration, over 1, 4 and 20 steps.
+#[test]
+fn mujocos_contact_law_between_bodies_differentiates() {
+    for steps in [1, 4, 20] {
+        gradient_check(Path::new("tests/grad/mujoco_touch.joule"), steps);
+    }
+}
+
 /// MuJoCo's limit law on joint ranges (`tests/grad/mujoco_limit.joule`: an
 /// arm starting past its range inside the margin, where the impedance
 /// varies over the violation, and a tip against a limit of direct stiffness

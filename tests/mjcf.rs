@@ -1175,6 +1175,8 @@ fn contact_and_limit_softness_other_than_mujocos_is_a_warning() {
 /// the scene steps without events (with the pair, the barrier's potential
 /// is not finite at the start and no step can be taken: Gymnasium's
 /// humanoidstandup, whose hands start inside its hips, stood frozen).
+/// MuJoCo's own law (`--friction mujoco`) imports the pair and pushes the
+/// two apart, as MuJoCo does.
 #[test]
 fn geoms_overlapping_in_the_reference_pose_are_left_out_with_a_warning() {
     let path = Path::new("tests/mjcf/overlapping_geoms.xml");
@@ -1204,6 +1206,33 @@ fn geoms_overlapping_in_the_reference_pose_are_left_out_with_a_warning() {
     let mut sim = scene.batch(1);
     sim.rollout(50);
     assert!(sim.events.is_empty(), "{:?}", sim.events);
+    // MuJoCo's own law takes the pair as MuJoCo does, and pushes the two
+    // apart: no warning, and the overlap is gone within 0.2 s.
+    let options = mjcf::Options {
+        friction: mjcf::Friction::Mujoco,
+        ..mjcf::Options::default()
+    };
+    let (_, imported) = mjcf::import_path(path, options).expect("readable");
+    assert!(
+        imported.diagnostics.is_empty(),
+        "{:?}",
+        imported.diagnostics
+    );
+    let text = imported.text.expect("imported")
+        + "observe rod_end = rod.point(vec3(0.3, 0, 0))\nobserve ball_at = ball_1.x\n";
+    assert!(text.contains("touch_capsule_mujoco(ball_1, rod"), "{text}");
+    let scene = Scene::compile(&text).expect("compiles");
+    let mut sim = scene.batch(1);
+    sim.rollout(100);
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    // Outputs are per component, then per environment.
+    let (end, ball) = (sim.output("rod_end"), sim.output("ball_at"));
+    let gap = (0..3)
+        .map(|k| (end[k][0] - ball[k][0]).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        - 0.07;
+    assert!(gap > -1e-3, "still {gap} m deep");
 }
 
 /// An ellipsoid against boxes (tests/mjcf/ellipsoid_box.xml): the
@@ -1434,7 +1463,11 @@ fn mujocos_contact_law_between_bodies_follows_mujoco() {
     let errors = origin_error(&scene, "mujoco_touch", &bodies, &[1, 2, 3, 4, 6]);
     eprintln!("mujoco_touch: {bodies:?} within {errors:?} m of MuJoCo's");
     for (b, e) in bodies.iter().zip(&errors) {
-        let bound = if matches!(*b, "stick" | "drop") { 1e-2 } else { 1.5e-3 };
+        let bound = if matches!(*b, "stick" | "drop") {
+            1e-2
+        } else {
+            1.5e-3
+        };
         assert!(*e < bound, "{b}: {errors:?}");
     }
 }

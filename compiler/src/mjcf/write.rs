@@ -1469,7 +1469,8 @@ pub fn write(
     // Whether a contact between bodies reads the step `h` (MuJoCo's law).
     let mut step_used = false;
     // Pairs that overlap in the reference pose (MuJoCo pushes them apart;
-    // a barrier cannot start inside): left out, with a warning.
+    // a barrier cannot start inside): left out, with a warning, where the
+    // barrier is their contact.
     let mut overlaps: Vec<(&Geom, &Geom, f64)> = vec![];
     for (ga, a) in groups.iter().enumerate() {
         for b in groups.iter().skip(ga + 1) {
@@ -1479,7 +1480,12 @@ pub fn write(
             }
             for ((x, bx), (y, by)) in geom_pairs(a, b) {
                 let gap = initial_gap((x, &m.bodies[ra]), (y, &m.bodies[rb]));
-                if let Some(gap) = gap.filter(|g| *g <= 0.0) {
+                // MuJoCo's law takes a pair that starts inside (ellipsoid
+                // pairs stay the barrier).
+                let barrier = friction != Friction::Mujoco
+                    || ellipsoid_args(x).is_some()
+                    || ellipsoid_args(y).is_some();
+                if let Some(gap) = gap.filter(|g| *g <= 0.0 && barrier) {
                     overlaps.push((x, y, gap));
                     continue;
                 }
