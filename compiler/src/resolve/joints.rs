@@ -490,7 +490,7 @@ impl Resolver<'_> {
         ctx: &mut Ctx,
         get: &impl Fn(&str) -> Option<&'e Expr>,
     ) -> Option<Option<SoftRange>> {
-        let mujoco = ["solref", "solimp", "margin"].map(|k| get(k));
+        let mujoco = ["solref", "solimp", "margin"].map(get);
         if let Some(v) = get("soft") {
             if let Some(m) = mujoco.iter().flatten().next() {
                 self.error(

@@ -189,8 +189,8 @@ impl TreeJoint {
     /// constraint: its cost `(a - aref)^2 / (2 R)` over the step's
     /// acceleration `a = (q - q_t - h qdot_t) / h^2` along the side's
     /// normal, for the accelerations that push, times `h^2` (the step's
-    /// potential is `h^2` times MuJoCo's cost). With `aref = -b v - k imp (d
-    /// - margin)` (`v` the velocity along the normal, `imp` MuJoCo's
+    /// potential is `h^2` times MuJoCo's cost). With `aref = -b v - k imp
+    /// (d - margin)` (`v` the velocity along the normal, `imp` MuJoCo's
     /// impedance at `d`) and `R = (1 - imp) / imp * dA` (`dA` the
     /// coordinate's inverse weight), that is the one-sided spring `K = 1 /
     /// (R h^2)` toward `q* = q_t + h qdot_t +- h^2 aref`.
