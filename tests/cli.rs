@@ -935,10 +935,11 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
 /// `contact_coulomb` (Coulomb's bound by the step's own normal force) where
 /// the default writes MuJoCo's cone; the imported ant stands on either, its
 /// torso after 100 steps within 2 mm of the cone's (0.5941 and 0.5928 m;
-/// MuJoCo's 0.597). `--friction mujoco` writes MuJoCo's own contact law
-/// (`contact_mujoco`), on which it stands too (0.574 m: its ankles start
-/// past their soft ranges, which are not MuJoCo's law, and its legs land
-/// otherwise).
+/// MuJoCo's 0.597). `--friction mujoco` writes MuJoCo's own contact and
+/// limit laws (`contact_mujoco`), on which it stands too (0.543 m: its
+/// ankles start past their ranges and are thrown past the other end at up
+/// to 25 rad/s, where implicit Euler and MuJoCo's Euler land the legs
+/// apart at 10 ms steps; docs/performance.md).
 #[test]
 fn import_writes_the_contact_law_asked_for() {
     let torso_height = |friction: Option<&str>| {
@@ -988,7 +989,7 @@ fn import_writes_the_contact_law_asked_for() {
     );
     let mujoco = torso_height(Some("mujoco"));
     assert!(
-        (0.55..0.6).contains(&mujoco),
+        (0.5..0.6).contains(&mujoco),
         "MuJoCo's law's ant at {mujoco} m"
     );
 }
