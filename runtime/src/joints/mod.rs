@@ -167,8 +167,8 @@ impl TreeJoint {
             0.5 * k * over * over,
             k * over,
             k,
-            ends.dk[i] * over - k * ends.dstar_q[i],
-            -k * ends.dstar_v[i],
+            ends.dk[i] * over + ends.cross_q[i],
+            ends.cross_v[i],
         ]
     }
 
@@ -200,8 +200,8 @@ impl TreeJoint {
             k: [0.0; 2],
             star: [f64::NEG_INFINITY, f64::INFINITY],
             dk: [0.0; 2],
-            dstar_q: [0.0; 2],
-            dstar_v: [0.0; 2],
+            cross_q: [0.0; 2],
+            cross_v: [0.0; 2],
         };
         match law {
             SoftLaw::Spring { k, b } => {
@@ -211,7 +211,8 @@ impl TreeJoint {
                     let moves = if i == 0 { star < end } else { star > end };
                     ends.k[i] = big;
                     ends.star[i] = if moves { star } else { end };
-                    ends.dstar_q[i] = if moves { b / h / big } else { 0.0 };
+                    // d(K (q - q*))/dq_t = -K (b / h) / K.
+                    ends.cross_q[i] = if moves { -b / h } else { 0.0 };
                 }
             }
             SoftLaw::Mujoco(m) => {
@@ -227,8 +228,10 @@ impl TreeJoint {
                     ends.star[i] = q_t + h * qdot_t + side * h * h * aref;
                     // dK/dq_t through the impedance at dist(q_t).
                     ends.dk[i] = side * dimp / ((1.0 - imp) * (1.0 - imp) * m.inv_weight * h * h);
-                    ends.dstar_q[i] = 1.0 - h * h * m.k * (dimp * (dist - m.margin) + imp);
-                    ends.dstar_v[i] = h - h * h * m.b;
+                    // -K times q*'s derivatives in q_t and qdot_t.
+                    ends.cross_q[i] =
+                        -ends.k[i] * (1.0 - h * h * m.k * (dimp * (dist - m.margin) + imp));
+                    ends.cross_v[i] = -ends.k[i] * (h - h * h * m.b);
                 }
             }
         }
@@ -320,11 +323,11 @@ pub(crate) struct SoftEnds {
     /// The points below and above which a spring pushes (infinite for a
     /// side that is not engaged).
     pub star: [f64; 2],
-    /// The stiffnesses' derivatives in `q_t`, and the points' in `q_t` and
-    /// `qdot_t`.
+    /// The stiffnesses' derivatives in `q_t`, and the spring forces'
+    /// `K (q - q*)` derivatives in `q_t` and `qdot_t` through `q*`.
     pub dk: [f64; 2],
-    pub dstar_q: [f64; 2],
-    pub dstar_v: [f64; 2],
+    pub cross_q: [f64; 2],
+    pub cross_v: [f64; 2],
 }
 
 impl SoftEnds {
