@@ -848,14 +848,6 @@ impl<'a, 'i> Parser<'a, 'i> {
         }
     }
 
-    /// Where an element's `solref` or `solimp` (under the attribute names
-    /// `names`) differs from MuJoCo's defaults, if it does.
-    fn softness(&mut self, n: Node<'a, 'i>, class: &str, names: (&str, &str)) -> Option<Span> {
-        let solref = self.padded(n, class, names.0, &DEFAULT_SOLREF)?;
-        let solimp = self.padded(n, class, names.1, &DEFAULT_SOLIMP)?;
-        self.differs(n, class, names, &solref, &solimp)
-    }
-
     /// Where the `solref` and `solimp` read from an element (under the
     /// attribute names `names`) differ from MuJoCo's defaults, if they do.
     fn differs(
@@ -1822,11 +1814,12 @@ impl<'a, 'i> Parser<'a, 'i> {
                 }
             }
         };
-        if range.is_some() && self.limit_softness.is_none() && !self.honours_softness {
-            self.limit_softness = self.softness(n, class, ("solreflimit", "solimplimit"));
-        }
         let solref = self.padded(n, class, "solreflimit", &DEFAULT_SOLREF)?;
         let solimp = self.padded(n, class, "solimplimit", &DEFAULT_SOLIMP)?;
+        if range.is_some() && self.limit_softness.is_none() && !self.honours_softness {
+            let names = ("solreflimit", "solimplimit");
+            self.limit_softness = self.differs(n, class, names, &solref, &solimp);
+        }
         let limit = LimitLaw {
             solref: [solref[0], solref[1]],
             solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],

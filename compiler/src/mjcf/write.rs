@@ -333,7 +333,7 @@ fn mujoco_law(
     let blend = |x: f64, y: f64| mix * x + (1.0 - mix) * y;
     // solref: the standard form (time constant, damping ratio) mixed, else
     // the direct form (-stiffness, -damping), the smaller of each.
-    let mut solref = if a.solref[0] > 0.0 && p.solref[0] > 0.0 {
+    let solref = if a.solref[0] > 0.0 && p.solref[0] > 0.0 {
         [
             blend(a.solref[0], p.solref[0]),
             blend(a.solref[1], p.solref[1]),
@@ -341,18 +341,9 @@ fn mujoco_law(
     } else {
         [a.solref[0].min(p.solref[0]), a.solref[1].min(p.solref[1])]
     };
-    if (solref[0] > 0.0) != (solref[1] > 0.0) {
-        solref = DEFAULT_SOLREF;
-    }
-    let imp: Vec<f64> = (0..5).map(|i| blend(a.solimp[i], p.solimp[i])).collect();
-    let clamp = |x: f64| x.clamp(1e-4, 0.9999);
-    let (mut dmin, mut dmax, mut width, mid, power) = (
-        clamp(imp[0]),
-        clamp(imp[1]),
-        imp[2].max(0.0),
-        clamp(imp[3]),
-        imp[4].max(1.0),
-    );
+    let solref = solver_solref(solref);
+    let [mut dmin, mut dmax, mut width, mid, power] =
+        solver_solimp(std::array::from_fn(|i| blend(a.solimp[i], p.solimp[i])));
     if dmin == dmax || width <= MIN {
         (dmin, dmax, width) = (0.5 * (dmin + dmax), 0.5 * (dmin + dmax), 1.0);
     } else if power != 1.0 && power != 2.0 {
@@ -676,6 +667,30 @@ pub(super) fn plus(x: f64) -> String {
     }
 }
 
+/// A `solref` as MuJoCo's solver takes it: one of mixed signs (neither the
+/// standard nor the direct form) replaced by the default.
+fn solver_solref(solref: [f64; 2]) -> [f64; 2] {
+    if (solref[0] > 0.0) == (solref[1] > 0.0) {
+        solref
+    } else {
+        DEFAULT_SOLREF
+    }
+}
+
+/// A `solimp` as MuJoCo's solver clamps it: the impedances and the
+/// midpoint within [1e-4, 0.9999], the width at least 0, the power at
+/// least 1.
+fn solver_solimp(i: [f64; 5]) -> [f64; 5] {
+    let clamp = |x: f64| x.clamp(1e-4, 0.9999);
+    [
+        clamp(i[0]),
+        clamp(i[1]),
+        i[2].max(0.0),
+        clamp(i[3]),
+        i[4].max(1.0),
+    ]
+}
+
 /// A limited joint's `solref`, `solimp` and `margin` options: MuJoCo's
 /// limit as its solver takes it (a `solreflimit` of mixed signs replaced by
 /// the default, `solimplimit` clamped as MuJoCo clamps it). A negative
@@ -691,20 +706,7 @@ fn limit_law(j: &Joint, (lo, hi): (f64, f64)) -> Result<String, Diagnostic> {
         )
         .with_help("Joule's limit engages within a margin >= 0 of each end, less than half the range's width"));
     }
-    let solref = if (l.solref[0] > 0.0) == (l.solref[1] > 0.0) {
-        l.solref
-    } else {
-        LimitLaw::DEFAULT.solref
-    };
-    let clamp = |x: f64| x.clamp(1e-4, 0.9999);
-    let i = &l.solimp;
-    let solimp = [
-        clamp(i[0]),
-        clamp(i[1]),
-        i[2].max(0.0),
-        clamp(i[3]),
-        i[4].max(1.0),
-    ];
+    let (solref, solimp) = (solver_solref(l.solref), solver_solimp(l.solimp));
     let list = |v: &[f64]| v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ");
     Ok(format!(
         "solref = [{}], solimp = [{}], margin = {}",
