@@ -156,13 +156,17 @@ fn build(mut checked: Checked, o: &Options) -> Result<Scene, CompileError> {
 
 /// The model as the command's options want it compiled.
 fn adjust(model: &mut Model, o: &Options) {
-    if let (true, Integrator::ImplicitEuler { iterations, .. }) =
-        (o.tight, &model.settings.integrator)
+    if let (
+        true,
+        Integrator::ImplicitEuler {
+            iterations,
+            tolerance,
+            ..
+        },
+    ) = (o.tight, &mut model.settings.integrator)
     {
-        model.settings.integrator = Integrator::ImplicitEuler {
-            iterations: (*iterations).max(60),
-            tolerance: 1e-15,
-        };
+        *iterations = (*iterations).max(60);
+        *tolerance = 1e-15;
     }
     match o.surrogates {
         Surrogates::Scene => {}

@@ -25,6 +25,7 @@ fn model(path: &Path, surrogates: bool) -> Model {
         m.settings.integrator = Integrator::ImplicitEuler {
             iterations: iterations.max(60),
             tolerance: 1e-15,
+            kinematics: Default::default(),
         };
     }
     if !surrogates {

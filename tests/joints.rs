@@ -646,3 +646,45 @@ fn mujocos_limit_law_is_refused_on_the_symplectic_step() {
         "{text}"
     );
 }
+
+/// Implicit Euler with linear kinematics (`kinematics = linear`) is
+/// MuJoCo's `Euler` step: with no constraint to solve, its minimiser is
+/// the unconstrained acceleration at the step's start (the velocity-product
+/// forces, stiffness, servo and damping at the start's state, the damping
+/// then implicit), which the symplectic step computes directly
+/// (tests/mjcf.rs matches that one to MuJoCo's). On a floating chain of
+/// every joint type (tests/joints/euler_chain.joule), spinning and driven
+/// by varying controls, the two agree to rounding over 200 steps, and
+/// gradients through the linear step are refused with the reason.
+#[test]
+fn linear_kinematics_step_as_mujocos_euler() {
+    let (linear, symplectic) = (
+        scene("euler_chain.joule"),
+        scene_stepped("euler_chain.joule", true),
+    );
+    let (mut a, mut b) = (linear.batch(1), symplectic.batch(1));
+    let mut worst: f64 = 0.0;
+    for k in 0..200 {
+        for c in 0..2 {
+            let u = (0.13 * k as f64 + c as f64).sin();
+            a.set_control(c, 0, u);
+            b.set_control(c, 0, u);
+        }
+        a.step();
+        b.step();
+        let (pa, pb) = (a.positions(0), b.positions(0));
+        worst = pa
+            .iter()
+            .zip(&pb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(worst, f64::max);
+    }
+    assert!(a.events.is_empty(), "{:?}", a.events);
+    let travel = a.positions(0)[0].abs() + a.positions(0)[2].abs();
+    assert!(travel > 0.5, "the chain moved: {travel}");
+    assert!(worst < 1e-9, "linear kinematics vs MuJoCo's Euler: {worst}");
+    let err = a
+        .gradient(&joule_runtime::Objective::loss("anything"), 5)
+        .expect_err("refused");
+    assert!(err.0.contains("linear kinematics"), "{}", err.0);
+}

@@ -28,6 +28,7 @@ fn at(path: &str, precision: Precision, backend: Backend, tolerance: Option<f64>
         m.settings.integrator = Integrator::ImplicitEuler {
             iterations: (*iterations).max(60),
             tolerance: tol,
+            kinematics: Default::default(),
         };
     }
     Scene::from_model(m, backend).unwrap_or_else(|e| panic!("{e}"))

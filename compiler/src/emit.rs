@@ -20,8 +20,13 @@ pub fn model_text(m: &Model) -> String {
         Integrator::ImplicitEuler {
             iterations,
             tolerance,
+            kinematics,
         } => {
-            format!("implicit_euler(iterations = {iterations}, tolerance = {tolerance:e})")
+            let linear = match kinematics {
+                Kinematics::Exact => "",
+                Kinematics::Linear => ", kinematics = linear",
+            };
+            format!("implicit_euler(iterations = {iterations}, tolerance = {tolerance:e}{linear})")
         }
     };
     wl(

@@ -424,7 +424,25 @@ pub enum Integrator {
     /// Explicit symplectic Euler.
     SymplecticEuler,
     /// Implicit Euler as incremental-potential minimisation.
-    ImplicitEuler { iterations: u32, tolerance: f64 },
+    ImplicitEuler {
+        iterations: u32,
+        tolerance: f64,
+        /// How a joint tree's kinematics enter the step.
+        kinematics: Kinematics,
+    },
+}
+
+/// How implicit Euler takes a joint tree's forward kinematics over a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kinematics {
+    /// Exact: the potential is minimised over the trees' configurations,
+    /// `y = K(z)` (docs/joints.md).
+    #[default]
+    Exact,
+    /// Linear about the step's start, `y = y_t + J_t (z - z_t)`, with the
+    /// velocity-product (Coriolis, centripetal) accelerations explicit in
+    /// the prediction: MuJoCo's `Euler` step with its constraint solve.
+    Linear,
 }
 
 /// Floating-point precision of the kernels.

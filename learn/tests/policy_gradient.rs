@@ -25,6 +25,7 @@ fn tight(src: &str) -> Scene {
         model.settings.integrator = Integrator::ImplicitEuler {
             iterations: 60,
             tolerance: 1e-15,
+            kinematics: Default::default(),
         };
     }
     Scene::from_model(model, joule_compiler::compiled::Backend::Jit).expect("kernels compile")

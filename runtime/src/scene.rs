@@ -11,7 +11,7 @@ use crate::step;
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Integrator, JointKind, Model, Precision, State, SurrogateMode};
+use joule_compiler::model::{Integrator, JointKind, Kinematics, Model, Precision, State, SurrogateMode};
 use joule_compiler::start::{MassScales, Start};
 use joule_compiler::{Diagnostic, Severity};
 
@@ -252,13 +252,22 @@ impl Scene {
     }
 
     /// Why gradients through this scene are not available, if they are not:
-    /// symplectic Euler in joint coordinates has no adjoint yet.
+    /// symplectic Euler and implicit Euler with linear kinematics in joint
+    /// coordinates have no adjoint yet.
     pub fn gradients_unavailable(&self) -> Option<&'static str> {
-        (self.tree.is_some()
-            && matches!(self.model().settings.integrator, Integrator::SymplecticEuler))
-        .then_some(
-            "gradients through symplectic Euler in joint coordinates are not built yet: set `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
-        )
+        self.tree.as_ref()?;
+        match self.model().settings.integrator {
+            Integrator::SymplecticEuler => Some(
+                "gradients through symplectic Euler in joint coordinates are not built yet: set `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
+            ),
+            Integrator::ImplicitEuler {
+                kinematics: Kinematics::Linear,
+                ..
+            } => Some(
+                "gradients through implicit Euler with linear kinematics are not built yet: drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate this scene",
+            ),
+            Integrator::ImplicitEuler { .. } => None,
+        }
     }
 
     /// The plan of the scene's joint trees, if any body has a joint.

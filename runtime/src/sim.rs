@@ -327,6 +327,7 @@ impl<'s> Sim<'s> {
         let joule_compiler::model::Integrator::ImplicitEuler {
             iterations,
             tolerance,
+            kinematics,
         } = scene.model().settings.integrator
         else {
             return vec![];
@@ -336,7 +337,8 @@ impl<'s> Sim<'s> {
         with_parts!(&mut self.parts, parts => for p in parts {
             let mut t = vec![];
             if scene.tree().is_some() {
-                p.implicit_reduced(scene, h, iterations, tolerance, self.step, Some(&mut t));
+                let linear = kinematics == joule_compiler::model::Kinematics::Linear;
+                p.implicit_reduced(scene, h, iterations, tolerance, linear, self.step, Some(&mut t));
             } else {
                 p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
             }

@@ -421,6 +421,9 @@ pub struct Mjcf {
     pub impratio: f64,
     /// `<option cone="elliptic">` (else MuJoCo's default, pyramidal).
     pub elliptic: bool,
+    /// `<option integrator="Euler">`, MuJoCo's default (else `RK4`,
+    /// `implicit` or `implicitfast`).
+    pub euler: bool,
 }
 
 impl Mjcf {

@@ -533,7 +533,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
-        let (mut impratio, mut elliptic) = (1.0, false);
+        let (mut impratio, mut elliptic, mut euler) = (1.0, false, true);
         let mut fluid = None;
         let mut flags = Flags::default();
         let mut actuator_nodes = vec![];
@@ -583,6 +583,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                     gravity = self.vec3(*c, "main", "gravity", gravity);
                     impratio = self.real(*c, "main", "impratio", impratio);
                     elliptic = c.attribute("cone") == Some("elliptic");
+                    euler = c.attribute("integrator").is_none_or(|i| i == "Euler");
                     let density = self.amount(*c, "main", "density", 0.0);
                     let viscosity = self.amount(*c, "main", "viscosity", 0.0);
                     let wind = self.vec3(*c, "main", "wind", [0.0; 3]);
@@ -737,6 +738,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             equalities,
             impratio,
             elliptic,
+            euler,
         })
     }
 

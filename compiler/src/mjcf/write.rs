@@ -1737,9 +1737,17 @@ pub fn write(
     writeln!(o, "\nsettings {{").ok();
     writeln!(o, "    dt = {}", num(m.timestep)).ok();
     writeln!(o, "    gravity = {}", v3(m.gravity)).ok();
+    // Under MuJoCo's laws a model on MuJoCo's Euler steps as it does: the
+    // kinematics linear over the step, the damping implicit after the
+    // constraint solve (docs/joints.md).
+    let kinematics = if friction == Friction::Mujoco && m.euler {
+        ", kinematics = linear"
+    } else {
+        ""
+    };
     writeln!(
         o,
-        "    integrator = implicit_euler(iterations = 30, tolerance = 1e-8)"
+        "    integrator = implicit_euler(iterations = 30, tolerance = 1e-8{kinematics})"
     )
     .ok();
     writeln!(o, "}}").ok();

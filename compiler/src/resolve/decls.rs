@@ -439,6 +439,7 @@ impl Resolver<'_> {
             }
             "implicit_euler" => {
                 let (mut iterations, mut tolerance) = (20u32, 1e-8);
+                let mut kinematics = Kinematics::Exact;
                 for a in &args {
                     let Some(n) = &a.name else {
                         self.error(
@@ -452,6 +453,22 @@ impl Resolver<'_> {
                         );
                         continue;
                     };
+                    if n.name == "kinematics" {
+                        match &a.value.kind {
+                            ExprKind::Name(k) if k == "exact" => kinematics = Kinematics::Exact,
+                            ExprKind::Name(k) if k == "linear" => kinematics = Kinematics::Linear,
+                            _ => self.error(
+                                Diagnostic::error(
+                                    "joule::invalid_value",
+                                    "`kinematics` is `exact` or `linear`",
+                                    a.value.span,
+                                    "not a kinematics",
+                                )
+                                .with_help("write `kinematics = exact` (default: the step minimises over the trees' configurations) or `kinematics = linear` (linear about the step's start: MuJoCo's Euler step)"),
+                            ),
+                        }
+                        continue;
+                    }
                     let v = self.eval(ctx, &a.value);
                     match n.name.as_str() {
                         "iterations" => {
@@ -485,9 +502,9 @@ impl Resolver<'_> {
                                 "unknown option",
                             )
                             .with_help(
-                                suggest(other, ["iterations", "tolerance"].into_iter())
+                                suggest(other, ["iterations", "tolerance", "kinematics"].into_iter())
                                     .unwrap_or_else(|| {
-                                        "its options are `iterations` and `tolerance`".into()
+                                        "its options are `iterations`, `tolerance` and `kinematics`".into()
                                     }),
                             ),
                         ),
@@ -496,6 +513,7 @@ impl Resolver<'_> {
                 self.model.settings.integrator = Integrator::ImplicitEuler {
                     iterations,
                     tolerance,
+                    kinematics,
                 };
             }
             other => {

@@ -417,17 +417,43 @@ impl Tree {
         zdot: &[f64],
         mut set: impl FnMut(usize, f64),
     ) {
+        self.link_motion(poses, twists, zdot, |r, _, d| set(r, d));
+    }
+
+    /// The link rows of the kinematics linear about `poses` (`twists` the
+    /// coordinates' there), `y + J dz` (`set(row, value)`): the rows of
+    /// a step whose kinematics are linear over it.
+    pub(crate) fn linear_rows(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        dz: &[f64],
+        mut set: impl FnMut(usize, f64),
+    ) {
+        self.link_motion(poses, twists, dz, |r, y, d| set(r, y + d));
+    }
+
+    /// Every link row's value at `poses` and its change `J dz`
+    /// (`set(row, value, change)`).
+    fn link_motion(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        dz: &[f64],
+        mut set: impl FnMut(usize, f64, f64),
+    ) {
         for (link, pose) in self.links.iter().zip(poses) {
             let (mut w, mut v) = (DVec3::ZERO, DVec3::ZERO);
             for &k in &link.chain {
-                w += twists[k].w * zdot[k];
-                v += twists[k].v * zdot[k];
+                w += twists[k].w * dz[k];
+                v += twists[k].v * dz[k];
             }
             let dx = w.cross(pose.p) + v;
             for a in 0..3 {
-                set(link.row + a, dx[a]);
+                set(link.row + a, pose.p[a], dx[a]);
                 for c in 0..3 {
-                    set(link.row + 3 + 3 * c + a, w.cross(pose.r.col(c))[a]);
+                    let col = pose.r.col(c);
+                    set(link.row + 3 + 3 * c + a, col[a], w.cross(col)[a]);
                 }
             }
         }

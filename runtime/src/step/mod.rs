@@ -58,7 +58,7 @@ use crate::sparse::Workspace;
 use crate::{Event, Scene, SolveStop};
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::kernels::KernelKind;
-use joule_compiler::model::Integrator;
+use joule_compiler::model::{Integrator, Kinematics};
 
 /// Widens kernel values into f64 (`dst` and `src` equally long).
 pub(crate) fn load<T: Real>(dst: &mut [f64], src: &[T]) {
@@ -435,12 +435,15 @@ impl<T: Real> Part<T> {
             Integrator::ImplicitEuler {
                 iterations,
                 tolerance,
+                kinematics,
             } if scene.tree().is_some() => {
-                self.implicit_reduced(scene, h, iterations, tolerance, step, None)
+                let linear = kinematics == Kinematics::Linear;
+                self.implicit_reduced(scene, h, iterations, tolerance, linear, step, None)
             }
             Integrator::ImplicitEuler {
                 iterations,
                 tolerance,
+                ..
             } => self.implicit(scene, h, iterations, tolerance, step, None),
         }
     }

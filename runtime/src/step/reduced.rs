@@ -51,6 +51,17 @@ pub(super) struct Lane {
     pub(super) start: Vec<JointState>,
     /// Velocities of the joint coordinates at the start of the substep.
     pub(super) zdot: Vec<f64>,
+    /// The coordinates' predicted step: `h zdot_t`, and with linear
+    /// kinematics `h zdot_t + h^2 a_b` (`a_b` the velocity-product
+    /// accelerations).
+    pub(super) pred: Vec<f64>,
+    /// With linear kinematics: the iterate's step `z - z_t` over the joint
+    /// coordinates (tangent at the start), and the line search's base.
+    pub(super) lin: Vec<f64>,
+    pub(super) lin_base: Vec<f64>,
+    /// With linear kinematics: the joint coordinates' mass matrix `M_z` at
+    /// the start (joint coordinates square, row-major).
+    pub(super) mass_z: Vec<f64>,
     pub(super) poses: Vec<Pose>,
     pub(super) twists: Vec<Twist>,
     /// Poses and twists at the start of the substep.
@@ -105,6 +116,10 @@ pub(crate) struct Reduced {
     zero_step: Vec<f64>,
     /// The model of [`Tree::land_soft_ranges`].
     land: Landing,
+    /// Whether the trees' kinematics are linear over the step (the lanes'
+    /// poses and twists then stay those of the start, and the link rows are
+    /// `y_t + J_t lin`).
+    pub(super) linear: bool,
 }
 
 /// Newton's model with each soft range on the piece its step lands on
@@ -130,6 +145,10 @@ impl Reduced {
             base: vec![JointState::default(); nj],
             start: vec![JointState::default(); nj],
             zdot: vec![0.0; tree.joint_coords],
+            pred: vec![0.0; tree.joint_coords],
+            lin: vec![0.0; tree.joint_coords],
+            lin_base: vec![0.0; tree.joint_coords],
+            mass_z: vec![0.0; tree.joint_coords * tree.joint_coords],
             poses: vec![Pose::IDENTITY; nl],
             twists: vec![Twist::default(); tree.joint_coords],
             poses_t: vec![Pose::IDENTITY; nl],
@@ -168,6 +187,7 @@ impl Reduced {
                 sides: vec![0.0; nj],
                 work: vec![0.0; n * n],
             },
+            linear: false,
         }
     }
 }
@@ -202,29 +222,39 @@ fn barrier(s: f64, width: f64) -> (f64, f64, f64) {
 impl Tree {
     /// The joint terms of the incremental potential at `state` (value, and
     /// with `grad` their gradient added to `g` and Hessian diagonal to `h`);
-    /// `u(c)` is control `c`'s value in the lane.
+    /// `u(c)` is control `c`'s value in the lane. With `forces` false the
+    /// coordinates' damping, stiffness and actuators are left out (linear
+    /// kinematics take them as MuJoCo's Euler does: as forces at the step's
+    /// start in the prediction, the damping implicit after the solve).
     pub(super) fn joint_terms(
         &self,
         lane: &Lane,
         h: f64,
+        forces: bool,
         u: impl Fn(u32) -> f64,
         mut grad: Option<(&mut [f64], &mut [f64])>,
     ) -> f64 {
+        let d = if forces { 1.0 } else { 0.0 };
         let mut phi = 0.0;
         for (j, jt) in self.joints.iter().enumerate() {
             if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
                 continue;
             }
             let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
-            let a = q - q0 - h * qd;
-            let (sv, sd1, sd2) = jt.springs(q, &u);
+            let a = q - q0 - lane.pred[jt.z];
+            let (sv, sd1, sd2) = if forces {
+                jt.springs(q, &u)
+            } else {
+                (0.0, 0.0, 0.0)
+            };
             let [lv, ld1, ld2, ..] = jt.soft_limit(q, q0, qd, h);
+            let damping = d * jt.damping;
             let mut v = 0.5 * jt.armature * a * a / (h * h)
-                + 0.5 * jt.damping * (q - q0) * (q - q0) / h
+                + 0.5 * damping * (q - q0) * (q - q0) / h
                 + sv
                 + lv;
-            let mut d1 = jt.armature * a / (h * h) + jt.damping * (q - q0) / h + sd1 + ld1;
-            let mut d2 = jt.armature / (h * h) + jt.damping / h + sd2 + ld2;
+            let mut d1 = jt.armature * a / (h * h) + damping * (q - q0) / h + sd1 + ld1;
+            let mut d2 = jt.armature / (h * h) + damping / h + sd2 + ld2;
             if let (Some((lo, hi)), None) = (jt.range, jt.soft) {
                 let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
                 let (b0, b1, b2) = barrier(q - lo, width);
@@ -244,6 +274,38 @@ impl Tree {
 }
 
 impl Tree {
+    /// MuJoCo's Euler on the coordinates' damping `D`: the step's
+    /// acceleration `a1 = (lin - h zdot_t) / h^2`, solved with the damping
+    /// at the start's rate, becomes `a = (M_z + h D)^-1 M_z a1` (the damping
+    /// implicit, the constraint forces as solved), and `lin = h zdot_t + h^2
+    /// a`. Nothing changes without damping.
+    fn damp_implicitly(&self, lane: &mut Lane, h: f64, work: &mut [f64]) {
+        let jc = self.joint_coords;
+        if !self.joints.iter().any(|j| j.damping != 0.0) || jc == 0 {
+            return;
+        }
+        let (a1, rhs) = (&mut lane.g[..jc], &mut lane.dz[..jc]);
+        for ((a, l), zd) in a1.iter_mut().zip(&lane.lin).zip(&lane.zdot) {
+            *a = (l - h * zd) / (h * h);
+        }
+        for (r, row) in rhs.iter_mut().zip(lane.mass_z.chunks_exact(jc)) {
+            *r = row.iter().zip(a1.iter()).map(|(m, a)| m * a).sum();
+        }
+        let m = &mut lane.h[..jc * jc];
+        m.copy_from_slice(&lane.mass_z);
+        for jt in &self.joints {
+            if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                m[jt.z * jc + jt.z] += h * jt.damping;
+            }
+        }
+        if !shifted_cholesky_solve(m, jc, rhs, work) {
+            rhs.fill(f64::NAN);
+        }
+        for ((l, a), zd) in lane.lin.iter_mut().zip(rhs.iter()).zip(&lane.zdot) {
+            *l = h * zd + h * h * a;
+        }
+    }
+
     /// Whether a hinge or slider has a soft range.
     pub(super) fn has_soft_ranges(&self) -> bool {
         self.joints
@@ -329,12 +391,13 @@ impl Tree {
     /// Every active lane's reduced Hessian `J^T H_y J` ([`Tree::reduce_hessian`]
     /// of the maximal Hessian gathered into `red.blocks`, the links' mass
     /// matrices `mass(lane, link)`: their weights where params set them, and
-    /// a factor) plus the kinematics' curvature (from the lane's `moments`,
-    /// of the potential's gradient) into its `h`.
+    /// a factor) plus, with `curvature`, the kinematics' curvature (from the
+    /// lane's `moments`, of the potential's gradient) into its `h`.
     pub(super) fn reduced_hessians(
         &self,
         red: &mut Reduced,
         active: &[bool],
+        curvature: bool,
         mass: impl Fn(usize, usize) -> (Option<[[f64; 4]; 4]>, f64),
     ) {
         let (bl, w) = (self.block_len, red.width);
@@ -371,7 +434,9 @@ impl Tree {
                     &mut red.composite,
                     &mut lane.h,
                 );
-                self.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
+                if curvature {
+                    self.add_curvature(&lane.twists, &lane.moments, &mut lane.h);
+                }
             }
         }
     }
@@ -510,14 +575,17 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
 }
 
 impl<T: Real> Part<T> {
-    /// One implicit Euler substep in reduced coordinates (see the module docs).
+    /// One implicit Euler substep in reduced coordinates (see the module docs),
+    /// with the trees' kinematics exact or `linear` over the step.
     /// `trace` collects the reduced gradient's norm per Newton iteration.
+    #[allow(clippy::too_many_arguments)]
     pub fn implicit_reduced(
         &mut self,
         scene: &Scene,
         h: f64,
         iterations: u32,
         tol: f64,
+        linear: bool,
         step: usize,
         trace: Option<&mut Vec<Vec<f64>>>,
     ) {
@@ -525,6 +593,7 @@ impl<T: Real> Part<T> {
         let (n, s) = (scene.dofs(), self.stride());
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         let mut red = self.reduced.take().expect("a reduced workspace");
+        red.linear = linear;
         self.reduced_start(scene, tree, &mut red, &mut w, h);
         let resolution = super::RESOLUTION_ULPS * T::EPSILON;
         w.tol.fill(0.0);
@@ -551,6 +620,12 @@ impl<T: Real> Part<T> {
             }
         }
         for lane in red.lanes.iter_mut().take(self.len) {
+            if linear {
+                // Linear kinematics: from the prediction's step.
+                lane.lin.copy_from_slice(&lane.pred);
+                tree.retract(&lane.start, &lane.lin, 1.0, &mut lane.state);
+                continue;
+            }
             let d = &lane.drifts[0];
             lane.state.copy_from_slice(&d.state);
             lane.poses.copy_from_slice(&d.poses);
@@ -569,6 +644,7 @@ impl<T: Real> Part<T> {
                 lane.state.copy_from_slice(&lane.start);
                 lane.poses.copy_from_slice(&lane.poses_t);
                 lane.twists.copy_from_slice(&lane.twists_t);
+                lane.lin.fill(0.0);
                 for row in tree.row_of.iter().flatten() {
                     w.x0[row * s + e] = w.x_t[row * s + e];
                 }
@@ -600,6 +676,19 @@ impl<T: Real> Part<T> {
                     step,
                     residual,
                 });
+            }
+        }
+        if linear {
+            // The step ends on the trees' configurations: the link rows by
+            // forward kinematics from `z_t (+) lin`, after the damping's
+            // implicit correction.
+            for e in 0..self.len {
+                let lane = &mut red.lanes[e];
+                tree.damp_implicitly(lane, h, &mut red.work);
+                tree.retract(&lane.start, &lane.lin, 1.0, &mut lane.state);
+                tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+                let xb = &mut self.b.x;
+                tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
             }
         }
         self.set_velocity(n, &w.x_t, h);
@@ -695,6 +784,15 @@ impl<T: Real> Part<T> {
                 w.xt[r * s + e] += h * h * accel[r];
             }
         }
+        for lane in &mut red.lanes {
+            for (p, zd) in lane.pred.iter_mut().zip(&lane.zdot) {
+                *p = h * zd;
+            }
+        }
+        if red.linear {
+            self.linear_prediction(scene, tree, red, w, h);
+            return;
+        }
         // The links' prediction from three points on the manifold (and the
         // last step's start, for floating trees).
         let floating = !tree.floating.is_empty();
@@ -737,6 +835,72 @@ impl<T: Real> Part<T> {
         }
     }
 
+    /// The links' prediction with linear kinematics, `y~ = y_t + J_t pred +
+    /// h^2 a_g`, `pred = h zdot_t + h^2 a_b` (into the lanes' `pred`), with
+    /// `a_b = -M_z^-1 J^T M Jdot zdot` the velocity-product accelerations at
+    /// the start (`M_z = J^T M J` plus armature: the symplectic step's mass
+    /// matrix). Minimising `|J_t (z - z_t) - (y~ - y_t)|_M^2 / (2 h^2)` plus
+    /// the energies is then MuJoCo's `Euler` step: its unconstrained
+    /// acceleration, and the constraint costs on `J_t a`.
+    fn linear_prediction(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        h: f64,
+    ) {
+        let s = self.stride();
+        self.bias_forces(scene, tree, red, w);
+        self.reduced_mass_blocks(tree, red);
+        for e in 0..s {
+            w.active[e] = e < self.len;
+        }
+        for lane in &mut red.lanes {
+            lane.moments.fill(Default::default());
+        }
+        tree.reduced_hessians(red, &w.active, false, |e, l| {
+            self.link_hessian_mass(scene, tree, l, e, 1.0)
+        });
+        let accel = scene.mass.gravity_acceleration();
+        for e in 0..self.len {
+            let lane = &mut red.lanes[e];
+            let md = &w.md;
+            tree.moments(&lane.poses, |r| md[r * s + e], &mut lane.moments);
+            lane.g.fill(0.0);
+            tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
+            for (j, jt) in tree.joints.iter().enumerate() {
+                if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                    lane.h[jt.z * tree.n + jt.z] += jt.armature;
+                    // The damping at the start's rate, the stiffness and
+                    // actuators at its coordinate: forces of the prediction.
+                    let controls = &self.b.controls;
+                    let u = |c: u32| controls[c as usize * s + e].to_f64();
+                    let (_, spring, _) = jt.springs(lane.start[j].q, u);
+                    lane.g[jt.z] += jt.damping * lane.zdot[jt.z] + spring;
+                }
+            }
+            let jc = tree.joint_coords;
+            for (i, row) in lane.mass_z.chunks_exact_mut(jc).enumerate() {
+                row.copy_from_slice(&lane.h[i * tree.n..i * tree.n + jc]);
+            }
+            for (d, g) in lane.dz.iter_mut().zip(&lane.g) {
+                *d = -g;
+            }
+            if !shifted_cholesky_solve(&mut lane.h, tree.n, &mut lane.dz, &mut red.work) {
+                lane.dz.fill(f64::NAN);
+            }
+            for (p, a) in lane.pred.iter_mut().zip(&lane.dz) {
+                *p += h * h * a;
+            }
+            let (x_t, xt) = (&w.x_t, &mut w.xt);
+            tree.tangent_velocities(&lane.poses, &lane.twists, &lane.pred, |r, v| {
+                let i = r * s + e;
+                xt[i] = x_t[i] + v + h * h * accel[r]
+            });
+        }
+    }
+
     /// Writes every lane's current state into the rows (but the lanes
     /// `skip` marks): link rows by forward kinematics, free rows outside the
     /// trees from `rows`.
@@ -747,10 +911,12 @@ impl<T: Real> Part<T> {
         rows: &[f64],
         skip: Option<&[bool]>,
     ) {
-        for e in 0..self.len {
-            if !skip.is_some_and(|k| k[e]) {
-                let lane = &mut red.lanes[e];
-                tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+        if !red.linear {
+            for e in 0..self.len {
+                if !skip.is_some_and(|k| k[e]) {
+                    let lane = &mut red.lanes[e];
+                    tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
+                }
             }
         }
         self.reduced_write(tree, red, rows, skip);
@@ -766,7 +932,13 @@ impl<T: Real> Part<T> {
             }
             let lane = &red.lanes[e];
             let xb = &mut self.b.x;
-            tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            if red.linear {
+                tree.linear_rows(&lane.poses_t, &lane.twists_t, &lane.lin, |r, v| {
+                    xb[r * s + e] = T::from_f64(v)
+                });
+            } else {
+                tree.write_rows(&lane.poses, |r, v| xb[r * s + e] = T::from_f64(v));
+            }
             for (j, jt) in tree.joints.iter().enumerate() {
                 if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
                     xb[jt.row * s + e] = T::from_f64(lane.state[j].q);
@@ -794,7 +966,7 @@ impl<T: Real> Part<T> {
             if lanes.wants(w, e) {
                 let controls = &self.b.controls;
                 let u = |c: u32| controls[c as usize * s + e].to_f64();
-                w.phi[e] += tree.joint_terms(&red.lanes[e], h, u, None);
+                w.phi[e] += tree.joint_terms(&red.lanes[e], h, !red.linear, u, None);
             }
         }
     }
@@ -878,6 +1050,7 @@ impl<T: Real> Part<T> {
         let s = self.stride();
         let nz = tree.n;
         let soft_ranges = tree.has_soft_ranges();
+        let linear = red.linear;
         w.begin_newton(self.len);
         self.begin_held();
         for _ in 0..iterations {
@@ -911,7 +1084,7 @@ impl<T: Real> Part<T> {
                 }
             }
             self.reduced_blocks(scene, tree, red, h, false, |e| w.active[e]);
-            tree.reduced_hessians(red, &w.active, |e, l| {
+            tree.reduced_hessians(red, &w.active, !linear, |e, l| {
                 self.link_hessian_mass(scene, tree, l, e, h * h)
             });
             for e in 0..s {
@@ -922,7 +1095,7 @@ impl<T: Real> Part<T> {
                 let (mut g, mut hz) = (std::mem::take(&mut lane.g), std::mem::take(&mut lane.h));
                 let controls = &self.b.controls;
                 let u = |c: u32| controls[c as usize * s + e].to_f64();
-                tree.joint_terms(lane, h, u, Some((&mut g, &mut hz)));
+                tree.joint_terms(lane, h, !linear, u, Some((&mut g, &mut hz)));
                 for (d, gz) in lane.dz.iter_mut().zip(&g) {
                     *d = -gz;
                 }
@@ -971,6 +1144,7 @@ impl<T: Real> Part<T> {
         base_rows.copy_from_slice(&rows);
         for lane in &mut red.lanes {
             lane.base.copy_from_slice(&lane.state);
+            lane.lin_base.copy_from_slice(&lane.lin);
         }
         w.begin_line_search();
         for _ in 0..super::newton::LINE_SEARCH_TRIALS {
@@ -986,7 +1160,14 @@ impl<T: Real> Part<T> {
                 let a = if w.active[e] { w.alpha[e] } else { 0.0 };
                 // At a = 0 exactly the base, whatever the step holds.
                 let dz: &[f64] = if a == 0.0 { &red.zero_step } else { &lane.dz };
-                tree.retract(&lane.base, dz, a, &mut lane.state);
+                if red.linear {
+                    for ((l, b), d) in lane.lin.iter_mut().zip(&lane.lin_base).zip(dz) {
+                        *l = b + a * d;
+                    }
+                    tree.retract(&lane.start, &lane.lin, 1.0, &mut lane.state);
+                } else {
+                    tree.retract(&lane.base, dz, a, &mut lane.state);
+                }
                 for (z, row) in tree.row_of.iter().enumerate() {
                     if let Some(r) = row {
                         rows[r * s + e] = base_rows[r * s + e] + a * dz[z];

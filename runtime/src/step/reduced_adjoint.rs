@@ -71,7 +71,7 @@ impl<T: Real> Part<T> {
             }
         }
         self.reduced_blocks(scene, tree, &mut red, h, true, |_| true);
-        tree.reduced_hessians(&mut red, &w.active, |e, l| {
+        tree.reduced_hessians(&mut red, &w.active, true, |e, l| {
             self.link_hessian_mass(scene, tree, l, e, h * h)
         });
         // lambda = H_z^-1 Lbar, and the seed s = J lambda.
@@ -85,7 +85,7 @@ impl<T: Real> Part<T> {
             lbar.fill(0.0); // the joint terms' gradient, not needed here
             let controls = &self.b.controls;
             let u = |c: u32| controls[c as usize * s + e].to_f64();
-            tree.joint_terms(lane, h, u, Some((&mut lbar, &mut hz)));
+            tree.joint_terms(lane, h, true, u, Some((&mut lbar, &mut hz)));
             // Lbar: the link rows through J^T, the coordinate rows, free rows.
             let rhs = &w.rhs;
             tree.moments(&lane.poses, |r| rhs[r * s + e], &mut lane.moments);

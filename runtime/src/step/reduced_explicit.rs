@@ -16,7 +16,7 @@
 //! the trees take the maximal symplectic update. Link rows' velocities are
 //! the tangent `J zdot`. Gradients through it are not built (refused).
 
-use super::reduced::shifted_cholesky_solve;
+use super::reduced::{shifted_cholesky_solve, Reduced};
 use super::{Part, Scratch};
 use crate::joints::kinematics::Twist;
 use crate::joints::{Pose, Tree};
@@ -69,6 +69,26 @@ impl Tree {
 }
 
 impl<T: Real> Part<T> {
+    /// The links' rows of `M Jdot zdot` into `w.md` (`Jdot zdot` in `w.d`),
+    /// from every lane's poses, twists and coordinate rates: the
+    /// velocity-product forces, for masses that read params too (whose
+    /// values must be loaded).
+    pub(super) fn bias_forces(&self, scene: &Scene, tree: &Tree, red: &Reduced, w: &mut Scratch) {
+        let s = self.stride();
+        w.d.fill(0.0);
+        for e in 0..s {
+            let lane = &red.lanes[e];
+            let d = &mut w.d;
+            tree.bias_accelerations(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
+                d[r * s + e] = v
+            });
+        }
+        scene.mass.mul(&w.d, &mut w.md, s);
+        if !scene.mass_scales().is_empty() {
+            self.param_mass_rows(scene, &w.d, &mut w.md);
+        }
+    }
+
     /// One symplectic Euler substep in joint coordinates (see the module docs).
     pub(super) fn explicit_reduced(&mut self, scene: &Scene, h: f64) {
         let tree = scene.tree().expect("a scene with joint trees");
@@ -89,18 +109,9 @@ impl<T: Real> Part<T> {
         }
         self.hold(scene);
         self.forces(scene, |_| true);
-        // Loads the masses' values too (`param_mass_rows` below reads them).
+        // Loads the masses' values too (`bias_forces` below reads them).
         self.scale_forces(scene);
-        // M Jdot zdot on the link rows.
-        w.d.fill(0.0);
-        for e in 0..s {
-            let lane = &red.lanes[e];
-            let d = &mut w.d;
-            tree.bias_accelerations(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
-                d[r * s + e] = v
-            });
-        }
-        scene.mass.mul(&w.d, &mut w.md, s);
+        self.bias_forces(scene, tree, &red, &mut w);
         // The weight `M a_g` (into `w.xt`; links' masses that read params
         // set their rows of it as of `M Jdot zdot`).
         let force = &scene.mass.force;
@@ -108,7 +119,6 @@ impl<T: Real> Part<T> {
             w.xt[r * s..(r + 1) * s].fill(*f);
         }
         if !scene.mass_scales().is_empty() {
-            self.param_mass_rows(scene, &w.d, &mut w.md);
             let accel = scene.mass.gravity_acceleration();
             for (r, a) in accel.iter().enumerate() {
                 w.x_t[r * s..(r + 1) * s].fill(*a);
@@ -123,7 +133,7 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.moments.fill(Default::default());
         }
-        tree.reduced_hessians(&mut red, &w.active, |e, l| {
+        tree.reduced_hessians(&mut red, &w.active, false, |e, l| {
             self.link_hessian_mass(scene, tree, l, e, 1.0)
         });
         for e in 0..self.len {
