@@ -98,7 +98,7 @@ pub struct Geom {
     /// Sliding friction coefficient (first of `friction`).
     pub friction: f64,
     /// Its contacts' softness and reach: `condim`, `solref`, `solimp`,
-    /// `solmix`, `margin`, `gap` and `priority` (MuJoCo's defaults where
+    /// `solmix`, `margin` and `priority` (MuJoCo's defaults where
     /// absent).
     pub contact: GeomContact,
     /// Where it is declared.
@@ -118,10 +118,10 @@ pub struct GeomContact {
     pub solimp: [f64; 5],
     /// The weight of this geom's `solref`/`solimp` in a pair's mix.
     pub solmix: f64,
-    /// Distance at which contact begins (m), less `gap` for the
-    /// constraint's own margin.
+    /// Distance at which contact begins (m); a pair's is the sum of its
+    /// geoms' (MuJoCo 4: `gap` widens only the collision detection, whose
+    /// contacts beyond the margin are excluded, so it changes nothing).
     pub margin: f64,
-    pub gap: f64,
     /// Of two geoms, the one of higher priority gives a pair's parameters.
     pub priority: u32,
 }
@@ -134,7 +134,6 @@ impl Default for GeomContact {
             solimp: DEFAULT_SOLIMP,
             solmix: 1.0,
             margin: 0.0,
-            gap: 0.0,
             priority: 0,
         }
     }
@@ -468,8 +467,8 @@ pub enum Friction {
     /// (the reference acceleration of `solref`, the impedance of `solimp`,
     /// the regulariser from the bodies' inverse weights) minimised in the
     /// step with its pyramidal friction cone; honours each geom's
-    /// `solref`, `solimp`, `solmix`, `margin`, `gap`, `priority` and
-    /// `condim` 1 or 3.
+    /// `solref`, `solimp`, `solmix`, `margin` (summed over a pair, as
+    /// MuJoCo 4), `priority` and `condim` 1 or 3.
     Mujoco,
 }
 

@@ -1443,13 +1443,16 @@ impl<'a, 'i> Parser<'a, 'i> {
         if contype | conaffinity != 0 && self.contact_softness.is_none() && !self.honours_softness {
             self.contact_softness = self.differs(n, class, ("solref", "solimp"), &solref, &solimp);
         }
+        // `gap` is read for its diagnostics alone: MuJoCo 4 widens its
+        // collision detection by it and excludes the contacts beyond the
+        // margin, so the dynamics do not change with it.
+        self.real(n, class, "gap", 0.0);
         let contact = GeomContact {
             condim: self.int(n, class, "condim", 3),
             solref: [solref[0], solref[1]],
             solimp: [solimp[0], solimp[1], solimp[2], solimp[3], solimp[4]],
             solmix: self.real(n, class, "solmix", 1.0),
             margin: self.real(n, class, "margin", 0.0),
-            gap: self.real(n, class, "gap", 0.0),
             priority: self.int(n, class, "priority", 0),
         };
         Some(Geom {

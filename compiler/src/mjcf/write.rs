@@ -303,8 +303,8 @@ fn geom_pairs<'g>(
 /// each pair's mix of the two geoms' as MuJoCo's (the geom of higher
 /// `priority`'s, else friction and condim the larger, solref and solimp
 /// weighted by solmix, or the direct solref the smaller; the time constant
-/// at least two steps, the impedance clamped, the larger margin less the
-/// larger `gap`). Torsional and rolling friction and the elliptic cone are
+/// at least two steps, the impedance clamped, the two margins summed: MuJoCo
+/// 4's contact engages below the sum, and `gap` only widens its detection). Torsional and rolling friction and the elliptic cone are
 /// warnings (`mjcf::condim`, `mjcf::cone`: written as condim 3, the pyramid).
 fn mujoco_law(
     m: &Mjcf,
@@ -415,7 +415,7 @@ fn mujoco_law(
         num(width),
         num(mid),
         num(power),
-        num(geom.contact.margin.max(plane.contact.margin) - geom.contact.gap.max(plane.contact.gap)),
+        num(geom.contact.margin + plane.contact.margin),
     ))
 }
 
