@@ -11,7 +11,9 @@ use crate::step;
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::compiled::{Backend, CompiledScene};
 use joule_compiler::kernels::{KernelIr, KernelKind};
-use joule_compiler::model::{Integrator, JointKind, Kinematics, Model, Precision, State, SurrogateMode};
+use joule_compiler::model::{
+    Integrator, JointKind, Kinematics, Model, Precision, State, SurrogateMode,
+};
 use joule_compiler::start::{MassScales, Start};
 use joule_compiler::{Diagnostic, Severity};
 

@@ -502,10 +502,14 @@ impl Resolver<'_> {
                                 "unknown option",
                             )
                             .with_help(
-                                suggest(other, ["iterations", "tolerance", "kinematics"].into_iter())
-                                    .unwrap_or_else(|| {
-                                        "its options are `iterations`, `tolerance` and `kinematics`".into()
-                                    }),
+                                suggest(
+                                    other,
+                                    ["iterations", "tolerance", "kinematics"].into_iter(),
+                                )
+                                .unwrap_or_else(|| {
+                                    "its options are `iterations`, `tolerance` and `kinematics`"
+                                        .into()
+                                }),
                             ),
                         ),
                     }

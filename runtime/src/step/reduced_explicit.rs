@@ -29,7 +29,11 @@ impl Tree {
     /// The links' rows' velocity-product accelerations `Jdot zdot` (`set(row,
     /// value)`): `sum_ij zdot_i zdot_j w_i x dy/dz_j` over coordinates `i`
     /// before `j` on the chain (both orders of a pair, once each, and `i =
-    /// j`), symmetrised within a ball's or free joint's rotation.
+    /// j`), symmetrised within a ball's or free joint's rotation. Summed per
+    /// coordinate `j` as `zdot_j Omega_j x dy/dz_j`, `Omega_j` twice the
+    /// rate-weighted angular velocities of the coordinates in the chain's
+    /// earlier joints plus those of `j`'s own rotation (or `j`'s alone):
+    /// linear in the chain's length.
     fn bias_accelerations(
         &self,
         poses: &[Pose],
@@ -39,27 +43,42 @@ impl Tree {
     ) {
         for (link, pose) in self.links.iter().zip(poses) {
             let vectors = [pose.p, pose.r.col(0), pose.r.col(1), pose.r.col(2)];
-            for (slot, d) in vectors.iter().enumerate() {
-                let point = slot == 0;
-                let jv = |k: usize| {
-                    let t = twists[k];
-                    t.w.cross(*d) + if point { t.v } else { DVec3::ZERO }
+            let mut a = [DVec3::ZERO; 4];
+            // Sum of zdot w over the earlier groups of coordinates.
+            let mut before = DVec3::ZERO;
+            let mut ci = 0;
+            while ci < link.chain.len() {
+                // The group starting at `ci`: one ball's or free joint's
+                // rotation, else the coordinate alone.
+                let first = link.chain[ci];
+                let end = match self.rotation_of[first] {
+                    Some(r) => {
+                        ci + link.chain[ci..]
+                            .iter()
+                            .take_while(|&&k| self.rotation_of[k] == Some(r))
+                            .count()
+                    }
+                    None => ci + 1,
                 };
-                let mut a = DVec3::ZERO;
-                for (ci, &i) in link.chain.iter().enumerate() {
-                    for &j in &link.chain[ci..] {
-                        let zz = zdot[i] * zdot[j];
-                        if zz == 0.0 {
-                            continue;
-                        }
-                        let h = if self.same_rotation(i, j) {
-                            0.5 * (twists[i].w.cross(jv(j)) + twists[j].w.cross(jv(i)))
-                        } else {
-                            twists[i].w.cross(jv(j))
-                        };
-                        a += h * if i == j { zz } else { 2.0 * zz };
+                let group: DVec3 = link.chain[ci..end]
+                    .iter()
+                    .map(|&k| twists[k].w * zdot[k])
+                    .sum();
+                let omega = 2.0 * before + group;
+                for &j in &link.chain[ci..end] {
+                    if zdot[j] == 0.0 {
+                        continue;
+                    }
+                    let t = twists[j];
+                    for (slot, d) in vectors.iter().enumerate() {
+                        let jv = t.w.cross(*d) + if slot == 0 { t.v } else { DVec3::ZERO };
+                        a[slot] += zdot[j] * omega.cross(jv);
                     }
                 }
+                before += group;
+                ci = end;
+            }
+            for (slot, a) in a.iter().enumerate() {
                 for c in 0..3 {
                     set(link.row + 3 * slot + c, a[c]);
                 }
@@ -76,7 +95,8 @@ impl<T: Real> Part<T> {
     pub(super) fn bias_forces(&self, scene: &Scene, tree: &Tree, red: &Reduced, w: &mut Scratch) {
         let s = self.stride();
         w.d.fill(0.0);
-        for e in 0..s {
+        // Padding lanes are never stepped: their rows stay 0.
+        for e in 0..self.len {
             let lane = &red.lanes[e];
             let d = &mut w.d;
             tree.bias_accelerations(&lane.poses, &lane.twists, &lane.zdot, |r, v| {
