@@ -1485,9 +1485,10 @@ fn mujocos_contact_law_rolls_and_slides_down_a_tilted_floor_as_mujoco_does() {
 
 /// What Joule's writing of MuJoCo's contact law leaves out is said, not
 /// silently changed (tests/mjcf/mujoco_unmodelled.xml): the elliptic cone
-/// (written as MuJoCo's pyramid) and torsional and rolling friction
-/// (`condim` 6, written as 3), each a warning, the second located at the
-/// geom; the spring-damper law, which models neither, says neither.
+/// (written as MuJoCo's pyramid), torsional and rolling friction (`condim`
+/// 6, written as 3) and the RK4 integrator (stepped as implicit Euler),
+/// each a warning, the second and third located; the spring-damper law,
+/// which models none of MuJoCo's step, says none.
 #[test]
 fn what_mujocos_contact_law_leaves_out_is_a_warning() {
     let path = Path::new("tests/mjcf/mujoco_unmodelled.xml");
@@ -1516,8 +1517,9 @@ fn what_mujocos_contact_law_leaves_out_is_a_warning() {
         (codes, located)
     };
     let (mujoco, located) = codes(mjcf::Friction::Mujoco);
-    assert_eq!(mujoco, ["mjcf::condim", "mjcf::cone"]);
+    assert_eq!(mujoco, ["mjcf::condim", "mjcf::cone", "mjcf::integrator"]);
     assert!(located[0].contains("condim=\"6\""), "{located:?}");
+    assert!(located[1].contains("integrator=\"RK4\""), "{located:?}");
     assert!(codes(mjcf::Friction::Cone).0.is_empty());
 }
 

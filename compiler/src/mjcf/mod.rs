@@ -420,9 +420,10 @@ pub struct Mjcf {
     pub impratio: f64,
     /// `<option cone="elliptic">` (else MuJoCo's default, pyramidal).
     pub elliptic: bool,
-    /// `<option integrator="Euler">`, MuJoCo's default (else `RK4`,
-    /// `implicit` or `implicitfast`).
-    pub euler: bool,
+    /// `<option integrator>` where it names another integrator than
+    /// MuJoCo's default `Euler` (`RK4`, `implicit`, `implicitfast`): its
+    /// value and where.
+    pub integrator: Option<(String, Span)>,
 }
 
 impl Mjcf {

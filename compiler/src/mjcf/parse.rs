@@ -533,7 +533,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         }
         let (mut timestep, mut gravity) = (0.002, [0.0, 0.0, -9.81]);
-        let (mut impratio, mut elliptic, mut euler) = (1.0, false, true);
+        let (mut impratio, mut elliptic, mut integrator) = (1.0, false, None);
         let mut fluid = None;
         let mut flags = Flags::default();
         let mut actuator_nodes = vec![];
@@ -583,7 +583,10 @@ impl<'a, 'i> Parser<'a, 'i> {
                     gravity = self.vec3(*c, "main", "gravity", gravity);
                     impratio = self.real(*c, "main", "impratio", impratio);
                     elliptic = c.attribute("cone") == Some("elliptic");
-                    euler = c.attribute("integrator").is_none_or(|i| i == "Euler");
+                    integrator = c
+                        .attribute("integrator")
+                        .filter(|i| *i != "Euler")
+                        .map(|i| (i.to_string(), self.attr_span(*c, "integrator")));
                     let density = self.amount(*c, "main", "density", 0.0);
                     let viscosity = self.amount(*c, "main", "viscosity", 0.0);
                     let wind = self.vec3(*c, "main", "wind", [0.0; 3]);
@@ -738,7 +741,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             equalities,
             impratio,
             elliptic,
-            euler,
+            integrator,
         })
     }
 

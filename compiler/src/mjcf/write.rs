@@ -304,8 +304,9 @@ fn geom_pairs<'g>(
 /// `priority`'s, else friction and condim the larger, solref and solimp
 /// weighted by solmix, or the direct solref the smaller; the time constant
 /// at least two steps, the impedance clamped, the two margins summed: MuJoCo
-/// 4's contact engages below the sum, and `gap` only widens its detection). Torsional and rolling friction and the elliptic cone are
-/// warnings (`mjcf::condim`, `mjcf::cone`: written as condim 3, the pyramid).
+/// 4's contact engages below the sum, and `gap` only widens its detection).
+/// Torsional and rolling friction and the elliptic cone are warnings
+/// (`mjcf::condim`, `mjcf::cone`: written as condim 3, the pyramid).
 fn mujoco_law(
     m: &Mjcf,
     geom: &Geom,
@@ -1740,10 +1741,22 @@ pub fn write(
     // Under MuJoCo's laws a model on MuJoCo's Euler steps as it does: the
     // kinematics linear over the step, the damping implicit after the
     // constraint solve (docs/joints.md).
-    let kinematics = if friction == Friction::Mujoco && m.euler {
-        ", kinematics = linear"
-    } else {
-        ""
+    let kinematics = match (&m.integrator, friction) {
+        (None, Friction::Mujoco) => ", kinematics = linear",
+        (Some((name, span)), Friction::Mujoco) => {
+            warnings.push(
+                Diagnostic::error(
+                    "mjcf::integrator",
+                    format!("MuJoCo's `{name}` integrator is stepped as implicit Euler"),
+                    *span,
+                    "not MuJoCo's Euler",
+                )
+                .warning()
+                .with_help("Joule steps MuJoCo's Euler (`kinematics = linear`, written for models on MuJoCo's default integrator) and implicit Euler: this model's trajectories differ from MuJoCo's at first order in the step under forces"),
+            );
+            ""
+        }
+        _ => "",
     };
     writeln!(
         o,
