@@ -27,6 +27,15 @@
 //! `-kappa (s - s^)^2 ln(s / s^)` on the distances `s` to its ends below
 //! `s^` (1% of the range), so a range is never left and stays smooth.
 //!
+//! With linear kinematics (`kinematics = linear`: MuJoCo's `Euler`) the
+//! link rows are `y_t + J_t (z - z_t)` instead, the prediction `y_t + J_t
+//! (h zdot_t + h^2 a_0) + h^2 a_g` with `a_0` the start's acceleration
+//! under the velocity-product forces and the joint terms' damping,
+//! stiffness and actuators (which then leave the potential), the Hessian
+//! has no curvature term, and after Newton the damping is made implicit
+//! (`(M_z + h D)^-1 M_z` on the step's acceleration) and the step ends on
+//! the trees' configurations by forward kinematics (docs/joints.md).
+//!
 //! Newton's method: gradient `J^T g_y`, Hessian `J^T H_y J` plus the
 //! kinematics' curvature, both exact; a dense Cholesky solve per lane
 //! (the reduced systems are small: 14 coordinates for an ant), shifted
@@ -52,8 +61,9 @@ pub(super) struct Lane {
     /// Velocities of the joint coordinates at the start of the substep.
     pub(super) zdot: Vec<f64>,
     /// The coordinates' predicted step: `h zdot_t`, and with linear
-    /// kinematics `h zdot_t + h^2 a_b` (`a_b` the velocity-product
-    /// accelerations).
+    /// kinematics `h zdot_t + h^2 a_0` (`a_0` the start's acceleration
+    /// under the velocity-product forces and the coordinates' stiffness,
+    /// actuators and damping).
     pub(super) pred: Vec<f64>,
     /// With linear kinematics: the iterate's step `z - z_t` over the joint
     /// coordinates (tangent at the start), and the line search's base.
@@ -836,12 +846,15 @@ impl<T: Real> Part<T> {
     }
 
     /// The links' prediction with linear kinematics, `y~ = y_t + J_t pred +
-    /// h^2 a_g`, `pred = h zdot_t + h^2 a_b` (into the lanes' `pred`), with
-    /// `a_b = -M_z^-1 J^T M Jdot zdot` the velocity-product accelerations at
-    /// the start (`M_z = J^T M J` plus armature: the symplectic step's mass
-    /// matrix). Minimising `|J_t (z - z_t) - (y~ - y_t)|_M^2 / (2 h^2)` plus
-    /// the energies is then MuJoCo's `Euler` step: its unconstrained
-    /// acceleration, and the constraint costs on `J_t a`.
+    /// h^2 a_g`, `pred = h zdot_t + h^2 a_0` (into the lanes' `pred`, and
+    /// `M_z` into their `mass_z`), with `a_0 = -M_z^-1 (J^T M Jdot zdot + D
+    /// zdot_t + f_q)` the start's acceleration under the velocity-product
+    /// forces, the coordinates' damping `D` and their stiffness and
+    /// actuators' forces `-f_q` at `q_t` (`M_z = J^T M J` plus armature: the
+    /// symplectic step's mass matrix). Minimising `|J_t (z - z_t) - (y~ -
+    /// y_t)|_M^2 / (2 h^2)` plus the energies is then MuJoCo's `Euler`
+    /// step: its unconstrained acceleration, and the constraint costs on
+    /// `J_t a`.
     fn linear_prediction(
         &mut self,
         scene: &Scene,
