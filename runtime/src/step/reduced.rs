@@ -702,6 +702,22 @@ impl<T: Real> Part<T> {
             }
         }
         self.set_velocity(n, &w.x_t, h);
+        if linear {
+            // MuJoCo's velocities: the links' rows move at the tangent `J(z')
+            // zdot'` of the step's end (the secant of the step lags a
+            // turning link's), which the next step's contact reads.
+            for e in 0..self.len {
+                let lane = &mut red.lanes[e];
+                let rates = &mut lane.g[..tree.joint_coords];
+                for (r, l) in rates.iter_mut().zip(&lane.lin) {
+                    *r = l / h;
+                }
+                let vb = &mut self.b.v;
+                tree.tangent_velocities(&lane.poses, &lane.twists, rates, |r, v| {
+                    vb[r * s + e] = T::from_f64(v)
+                });
+            }
+        }
         // The coordinate rows: values and velocities.
         for e in 0..self.len {
             let lane = &red.lanes[e];
