@@ -938,7 +938,7 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
 /// MuJoCo's 0.597). `--friction mujoco` writes MuJoCo's own contact and
 /// limit laws (`contact_mujoco`) and MuJoCo's Euler step (`kinematics =
 /// linear`), on which it stands where MuJoCo's does (MuJoCo 4.0.1:
-/// 0.5969454762 m; measured 1.2e-9 m apart).
+/// 0.5969454761825784 m; measured 1.2e-15 m apart).
 #[test]
 fn import_writes_the_contact_law_asked_for() {
     let torso_height = |friction: Option<&str>| {
@@ -988,7 +988,7 @@ fn import_writes_the_contact_law_asked_for() {
     );
     let mujoco = torso_height(Some("mujoco"));
     assert!(
-        (mujoco - 0.596_945_476_2).abs() < 1e-6,
+        (mujoco - 0.596_945_476_182_578_4).abs() < 1e-9,
         "MuJoCo's law's ant at {mujoco} m"
     );
 }
