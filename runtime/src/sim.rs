@@ -337,8 +337,7 @@ impl<'s> Sim<'s> {
         with_parts!(&mut self.parts, parts => for p in parts {
             let mut t = vec![];
             if scene.tree().is_some() {
-                let linear = kinematics == joule_compiler::model::Kinematics::Linear;
-                p.implicit_reduced(scene, h, iterations, tolerance, linear, self.step, Some(&mut t));
+                p.implicit_reduced(scene, h, iterations, tolerance, kinematics, self.step, Some(&mut t));
             } else {
                 p.implicit(scene, h, iterations, tolerance, self.step, Some(&mut t));
             }

@@ -58,7 +58,7 @@ use crate::sparse::Workspace;
 use crate::{Event, Scene, SolveStop};
 use joule_compiler::abi::{Buffers, Real};
 use joule_compiler::kernels::KernelKind;
-use joule_compiler::model::{Integrator, Kinematics};
+use joule_compiler::model::Integrator;
 
 /// Widens kernel values into f64 (`dst` and `src` equally long).
 pub(crate) fn load<T: Real>(dst: &mut [f64], src: &[T]) {
@@ -437,8 +437,7 @@ impl<T: Real> Part<T> {
                 tolerance,
                 kinematics,
             } if scene.tree().is_some() => {
-                let linear = kinematics == Kinematics::Linear;
-                self.implicit_reduced(scene, h, iterations, tolerance, linear, step, None)
+                self.implicit_reduced(scene, h, iterations, tolerance, kinematics, step, None)
             }
             Integrator::ImplicitEuler {
                 iterations,

@@ -49,7 +49,7 @@ use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
 use crate::joints::{KernelEntries, Pose, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
-use joule_compiler::model::JointKind;
+use joule_compiler::model::{JointKind, Kinematics};
 
 /// One lane's vectors of the reduced step.
 #[derive(Clone)]
@@ -586,7 +586,7 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
 
 impl<T: Real> Part<T> {
     /// One implicit Euler substep in reduced coordinates (see the module docs),
-    /// with the trees' kinematics exact or `linear` over the step.
+    /// with the trees' `kinematics` exact or linear over the step.
     /// `trace` collects the reduced gradient's norm per Newton iteration.
     #[allow(clippy::too_many_arguments)]
     pub fn implicit_reduced(
@@ -595,7 +595,7 @@ impl<T: Real> Part<T> {
         h: f64,
         iterations: u32,
         tol: f64,
-        linear: bool,
+        kinematics: Kinematics,
         step: usize,
         trace: Option<&mut Vec<Vec<f64>>>,
     ) {
@@ -603,6 +603,7 @@ impl<T: Real> Part<T> {
         let (n, s) = (scene.dofs(), self.stride());
         let mut w = std::mem::replace(&mut self.scratch, Scratch::new(0, 0));
         let mut red = self.reduced.take().expect("a reduced workspace");
+        let linear = kinematics == Kinematics::Linear;
         red.linear = linear;
         self.reduced_start(scene, tree, &mut red, &mut w, h);
         let resolution = super::RESOLUTION_ULPS * T::EPSILON;
@@ -881,16 +882,7 @@ impl<T: Real> Part<T> {
     ) {
         let s = self.stride();
         self.bias_forces(scene, tree, red, w);
-        self.reduced_mass_blocks(tree, red);
-        for e in 0..s {
-            w.active[e] = e < self.len;
-        }
-        for lane in &mut red.lanes {
-            lane.moments.fill(Default::default());
-        }
-        tree.reduced_hessians(red, &w.active, false, |e, l| {
-            self.link_hessian_mass(scene, tree, l, e, 1.0)
-        });
+        self.mass_matrices(scene, tree, red, w);
         let accel = scene.mass.gravity_acceleration();
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
@@ -898,13 +890,13 @@ impl<T: Real> Part<T> {
             tree.moments(&lane.poses, |r| md[r * s + e], &mut lane.moments);
             lane.g.fill(0.0);
             tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
+            let controls = &self.b.controls;
+            let u = |c: u32| controls[c as usize * s + e].to_f64();
             for (j, jt) in tree.joints.iter().enumerate() {
                 if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
                     lane.h[jt.z * tree.n + jt.z] += jt.armature;
                     // The damping at the start's rate, the stiffness and
                     // actuators at its coordinate: forces of the prediction.
-                    let controls = &self.b.controls;
-                    let u = |c: u32| controls[c as usize * s + e].to_f64();
                     let (_, spring, _) = jt.springs(lane.start[j].q, u);
                     lane.g[jt.z] += jt.damping * lane.zdot[jt.z] + spring;
                 }
@@ -1047,19 +1039,34 @@ impl<T: Real> Part<T> {
         }
     }
 
-    /// Every lane's mass matrix alone gathered into its group-pair blocks
-    /// (the explicit step's `J^T M J`).
-    pub(super) fn reduced_mass_blocks(&self, tree: &Tree, red: &mut Reduced) {
-        let (bl, w) = (tree.block_len, red.width);
+    /// Every stepped lane's reduced mass matrix `M_z = J^T M J` (without
+    /// armature) into its `h`, at its poses: the mass matrix alone gathered
+    /// into the group-pair blocks and reduced without curvature (the
+    /// symplectic step's and the linear step's prediction's). Marks the
+    /// stepped lanes in `w.active`.
+    pub(super) fn mass_matrices(
+        &self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+    ) {
+        let (bl, width) = (tree.block_len, red.width);
         red.blocks.fill(0.0);
-        for c in 0..self.len.div_ceil(w) {
-            let blocks = &mut red.blocks[c * bl * w..(c + 1) * bl * w];
+        for c in 0..self.len.div_ceil(width) {
+            let blocks = &mut red.blocks[c * bl * width..(c + 1) * bl * width];
             for &(slot, m) in &tree.mass_entries {
-                for v in &mut blocks[slot * w..(slot + 1) * w] {
+                for v in &mut blocks[slot * width..(slot + 1) * width] {
                     *v += m;
                 }
             }
         }
+        for e in 0..self.stride() {
+            w.active[e] = e < self.len;
+        }
+        tree.reduced_hessians(red, &w.active, false, |e, l| {
+            self.link_hessian_mass(scene, tree, l, e, 1.0)
+        });
     }
 
     /// Newton iterations in reduced coordinates from the current state

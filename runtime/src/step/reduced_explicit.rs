@@ -145,17 +145,8 @@ impl<T: Real> Part<T> {
             }
             self.param_mass_rows(scene, &w.x_t, &mut w.xt);
         }
-        // M_z = J^T M J (no curvature: zero moments).
-        self.reduced_mass_blocks(tree, &mut red);
-        for e in 0..s {
-            w.active[e] = e < self.len;
-        }
-        for lane in &mut red.lanes {
-            lane.moments.fill(Default::default());
-        }
-        tree.reduced_hessians(&mut red, &w.active, false, |e, l| {
-            self.link_hessian_mass(scene, tree, l, e, 1.0)
-        });
+        // M_z = J^T M J.
+        self.mass_matrices(scene, tree, &mut red, &mut w);
         for e in 0..self.len {
             let lane = &mut red.lanes[e];
             let (grad, md, force) = (&self.b.grad, &w.md, &w.xt);
