@@ -352,10 +352,7 @@ fn measure(
 ) -> Result<Row> {
     let pool = pool(threads)?;
     let reset = reset_peak_rss();
-    let implicit = matches!(
-        scene.model().settings.integrator,
-        Integrator::ImplicitEuler { .. }
-    );
+    let implicit = scene.model().settings.integrator.is_implicit();
     let row = pool.install(|| -> Result<Row> {
         let mut sim = scene.batch_threads(batch, threads);
         let mut drive = Drive::new(controls, scene);
@@ -514,6 +511,7 @@ pub fn bench(o: BenchArgs) -> Result<()> {
     let integrator = match settings.integrator {
         Integrator::SymplecticEuler => "symplectic_euler",
         Integrator::ImplicitEuler { .. } => "implicit_euler",
+        Integrator::RungeKutta4 { .. } => "rk4",
     };
     let solver = match (&settings.integrator, scene.direct_solver()) {
         (Integrator::SymplecticEuler, _) => Value::Null,

@@ -162,6 +162,10 @@ fn adjust(model: &mut Model, o: &Options) {
             iterations,
             tolerance,
             ..
+        }
+        | Integrator::RungeKutta4 {
+            iterations,
+            tolerance,
         },
     ) = (o.tight, &mut model.settings.integrator)
     {

@@ -9,7 +9,7 @@ use crate::viewer::{Html, Recorder};
 use joule::fdcheck;
 use joule::gait;
 use joule_compiler::kernels::OutputInfo;
-use joule_compiler::model::{Integrator, ObjectiveKind, Precision};
+use joule_compiler::model::{ObjectiveKind, Precision};
 use joule_runtime::{Event, Objective};
 use miette::{miette, Result};
 use serde_json::{json, Map, Value};
@@ -1128,12 +1128,7 @@ pub fn grad(a: GradArgs) -> Result<()> {
             "  forward {forward_ms:.1} ms, forward + backward {gradient_ms:.1} ms ({:.2}x the forward)",
             gradient_ms / forward_ms.max(1e-9)
         );
-        if check
-            && matches!(
-                scene.model().settings.integrator,
-                Integrator::ImplicitEuler { .. }
-            )
-        {
+        if check && scene.model().settings.integrator.is_implicit() {
             println!("  (with --check, implicit steps are solved to round-off)");
         }
         if check && precision == Precision::F32 {

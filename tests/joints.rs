@@ -157,6 +157,55 @@ fn double_pendulum_converges_to_its_equations_of_motion() {
     );
 }
 
+/// `rk4` is the classic fourth-order Runge-Kutta method over the joint
+/// coordinates, each stage's accelerations the solve of the linear step at
+/// the stage's state: the double pendulum stepped by it at 1 ms follows the
+/// same method applied to its Lagrangian's equations at 1 ms (in absolute
+/// angles: a linear change of the coordinates, which the method commutes
+/// with) to rounding over 0.5 s of wide swings, where implicit Euler is
+/// millimetres off; and its error against the 10 us solution is far below
+/// Euler's (fourth order against first). Gradients through it are refused
+/// with the reason.
+#[test]
+fn rk4_is_the_classic_runge_kutta_of_the_equations_of_motion() {
+    let rk4 = |settings: &mut Settings| {
+        settings.integrator = joule_compiler::model::Integrator::RungeKutta4 {
+            iterations: 40,
+            tolerance: 1e-13,
+        }
+    };
+    let s = scene_with("double_pendulum_joints.joule", rk4);
+    let same_step = double_pendulum_reference(1e-3, 500, 1);
+    let mut sim = s.batch(1);
+    let mut worst: f64 = 0.0;
+    for want in &same_step {
+        sim.step();
+        let tip = sim.output("tip");
+        worst = worst.max((tip[0][0] - want[0]).hypot(tip[2][0] - want[1]));
+    }
+    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let fine = double_pendulum_reference(1e-5, 50_000, 100);
+    let s = scene_with("double_pendulum_joints.joule", rk4);
+    let mut sim = s.batch(1);
+    let mut converged: f64 = 0.0;
+    for want in &fine {
+        sim.step();
+        let tip = sim.output("tip");
+        converged = converged.max((tip[0][0] - want[0]).hypot(tip[2][0] - want[1]));
+    }
+    let euler = double_pendulum_error("double_pendulum_joints.joule", 1, &fine);
+    println!("rk4 at 1 ms: {worst:e} m from the equations' RK4 at 1 ms, {converged:e} m from their solution; implicit Euler {euler:e} m");
+    assert!(worst < 1e-10, "{worst} m from the same method");
+    assert!(
+        converged < euler / 1000.0,
+        "rk4 {converged} m, Euler {euler} m"
+    );
+    let err = sim
+        .gradient(&joule_runtime::Objective::loss("anything"), 5)
+        .expect_err("refused");
+    assert!(err.0.contains("rk4"), "{}", err.0);
+}
+
 /// Linear and angular momentum of a state's bodies about the origin, from
 /// their rows: for an affine body `sum_a W[a][a] u_a x udot_a` over the
 /// origin and the rotation's columns (the shapes here are symmetric: `W` is

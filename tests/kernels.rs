@@ -229,10 +229,7 @@ fn check_fd(
 fn derivative_kernels_match_finite_differences(path: &Path) {
     let name = path.display().to_string();
     let scene = compile(path, Backend::Interp);
-    let implicit = matches!(
-        scene.model.settings.integrator,
-        joule::model::Integrator::ImplicitEuler { .. }
-    );
+    let implicit = scene.model.settings.integrator.is_implicit();
     // The adjoint differentiates `backward =` surrogates: finite differences of a
     // model whose bodies are the surrogates are its reference.
     let mut surrogate_model = scene.model.clone();

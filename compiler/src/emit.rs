@@ -28,6 +28,10 @@ pub fn model_text(m: &Model) -> String {
             };
             format!("implicit_euler(iterations = {iterations}, tolerance = {tolerance:e}{linear})")
         }
+        Integrator::RungeKutta4 {
+            iterations,
+            tolerance,
+        } => format!("rk4(iterations = {iterations}, tolerance = {tolerance:e})"),
     };
     wl(
         w,

@@ -430,6 +430,21 @@ pub enum Integrator {
         /// How a joint tree's kinematics enter the step.
         kinematics: Kinematics,
     },
+    /// The classic fourth-order Runge-Kutta method over joint coordinates
+    /// (MuJoCo's `RK4`): four stages, each the accelerations at a stage's
+    /// state from the constraint solve of implicit Euler with linear
+    /// kinematics (Newton's `iterations` and `tolerance`), combined with
+    /// the weights 1/6, 1/3, 1/3, 1/6.
+    RungeKutta4 { iterations: u32, tolerance: f64 },
+}
+
+impl Integrator {
+    /// Whether the step minimises the incremental potential (implicit
+    /// Euler, and each stage of `rk4`): its kernels take the step's energy
+    /// terms and Hessians.
+    pub fn is_implicit(&self) -> bool {
+        !matches!(self, Integrator::SymplecticEuler)
+    }
 }
 
 /// How implicit Euler takes a joint tree's forward kinematics over a step.

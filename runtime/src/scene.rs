@@ -208,17 +208,16 @@ impl Scene {
             }
         }
         let tree = Tree::new(model, &mass, |k| compiled.kernels.get(k))?;
-        let direct = (tree.is_none()
-            && matches!(model.settings.integrator, Integrator::ImplicitEuler { .. }))
-        .then(|| {
-            Direct::plan(
-                compiled.layout().dofs,
-                &mass,
-                |k| compiled.kernels.get(k),
-                step::DIRECT_FLOP_LIMIT,
-            )
-        })
-        .flatten();
+        let direct = (tree.is_none() && model.settings.integrator.is_implicit())
+            .then(|| {
+                Direct::plan(
+                    compiled.layout().dofs,
+                    &mass,
+                    |k| compiled.kernels.get(k),
+                    step::DIRECT_FLOP_LIMIT,
+                )
+            })
+            .flatten();
         let explicit_reads_prev = [
             KernelKind::Gradient,
             KernelKind::DissipationGradient,
@@ -254,8 +253,8 @@ impl Scene {
     }
 
     /// Why gradients through this scene are not available, if they are not:
-    /// symplectic Euler and implicit Euler with linear kinematics in joint
-    /// coordinates have no adjoint yet.
+    /// symplectic Euler, implicit Euler with linear kinematics and `rk4` in
+    /// joint coordinates have no adjoint yet.
     pub fn gradients_unavailable(&self) -> Option<&'static str> {
         self.tree.as_ref()?;
         match self.model().settings.integrator {
@@ -267,6 +266,9 @@ impl Scene {
                 ..
             } => Some(
                 "gradients through implicit Euler with linear kinematics are not built yet: drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate this scene",
+            ),
+            Integrator::RungeKutta4 { .. } => Some(
+                "gradients through `rk4` are not built yet: use `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
             ),
             Integrator::ImplicitEuler { .. } => None,
         }

@@ -9,7 +9,7 @@ use crate::gradient::GRADIENT_MEMORY;
 use crate::scene::Scene;
 use crate::step::{self, Part};
 use joule_compiler::abi::Real;
-use joule_compiler::model::{Integrator, Precision, Slot, State};
+use joule_compiler::model::{Precision, Slot, State};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, StandardNormal};
 use rayon::prelude::*;
@@ -140,10 +140,7 @@ impl<'s> Sim<'s> {
     /// partitions [`partition`] plans for `threads` threads.
     pub(crate) fn new(scene: &'s Scene, batch: usize, threads: usize) -> Sim<'s> {
         let precision = scene.model().settings.precision;
-        let implicit = matches!(
-            scene.model().settings.integrator,
-            Integrator::ImplicitEuler { .. }
-        );
+        let implicit = scene.model().settings.integrator.is_implicit();
         let ranges = partition(
             batch,
             joule_compiler::abi::lanes(precision),

@@ -100,10 +100,11 @@ pub fn lower(model: &Model) -> Lowered {
         outputs,
         block_rows,
     };
-    let implicit_step = match model.settings.integrator {
-        Integrator::ImplicitEuler { .. } => Some(model.settings.substep()),
-        Integrator::SymplecticEuler => None,
-    };
+    let implicit_step = model
+        .settings
+        .integrator
+        .is_implicit()
+        .then(|| model.settings.substep());
     let has_surrogates = model.templates.iter().any(|t| t.backward.is_some());
     let kernels = KernelKind::ALL
         .iter()

@@ -1740,29 +1740,30 @@ pub fn write(
     writeln!(o, "    gravity = {}", v3(m.gravity)).ok();
     // Under MuJoCo's laws a model on MuJoCo's Euler steps as it does: the
     // kinematics linear over the step, the damping implicit after the
-    // constraint solve (docs/joints.md).
-    let kinematics = match (&m.integrator, friction) {
-        (None, Friction::Mujoco) => ", kinematics = linear",
+    // constraint solve; one on RK4 takes four such solves (docs/joints.md).
+    let integrator = match (&m.integrator, friction) {
+        (None, Friction::Mujoco) => {
+            "implicit_euler(iterations = 30, tolerance = 1e-8, kinematics = linear)"
+        }
+        (Some((name, _)), Friction::Mujoco) if name == "RK4" => {
+            "rk4(iterations = 30, tolerance = 1e-8)"
+        }
         (Some((name, span)), Friction::Mujoco) => {
             warnings.push(
                 Diagnostic::error(
                     "mjcf::integrator",
                     format!("MuJoCo's `{name}` integrator is stepped as implicit Euler"),
                     *span,
-                    "not MuJoCo's Euler",
+                    "not MuJoCo's Euler or RK4",
                 )
                 .warning()
-                .with_help("Joule steps MuJoCo's Euler (`kinematics = linear`, written for models on MuJoCo's default integrator) and implicit Euler: this model's trajectories differ from MuJoCo's at first order in the step under forces"),
+                .with_help("Joule steps MuJoCo's Euler (`kinematics = linear`, written for models on MuJoCo's default integrator), its RK4 (`rk4`) and implicit Euler: this model's trajectories differ from MuJoCo's at first order in the step under forces"),
             );
-            ""
+            "implicit_euler(iterations = 30, tolerance = 1e-8)"
         }
-        _ => "",
+        _ => "implicit_euler(iterations = 30, tolerance = 1e-8)",
     };
-    writeln!(
-        o,
-        "    integrator = implicit_euler(iterations = 30, tolerance = 1e-8{kinematics})"
-    )
-    .ok();
+    writeln!(o, "    integrator = {integrator}").ok();
     writeln!(o, "}}").ok();
     if !m.actuators.is_empty() {
         let bounds: Vec<(f64, f64)> = ranges.iter().flatten().copied().collect();

@@ -413,7 +413,7 @@ impl Resolver<'_> {
     }
 
     fn integrator(&mut self, ctx: &mut Ctx, f: &FieldDef) {
-        let known = ["symplectic_euler", "implicit_euler"];
+        let known = ["symplectic_euler", "implicit_euler", "rk4"];
         let (name, args) = match &f.value.kind {
             ExprKind::Name(n) => (
                 Ident {
@@ -433,96 +433,30 @@ impl Resolver<'_> {
                 return;
             }
         };
+        self.integrator_span = Some(f.value.span);
         match name.name.as_str() {
             "symplectic_euler" if args.is_empty() => {
                 self.model.settings.integrator = Integrator::SymplecticEuler;
             }
             "implicit_euler" => {
-                let (mut iterations, mut tolerance) = (20u32, 1e-8);
-                let mut kinematics = Kinematics::Exact;
-                for a in &args {
-                    let Some(n) = &a.name else {
-                        self.error(
-                            Diagnostic::error(
-                                "joule::named_argument",
-                                "integrator options are named",
-                                a.value.span,
-                                "unnamed",
-                            )
-                            .with_help("write `implicit_euler(iterations = 10, tolerance = 1e-8)`"),
-                        );
-                        continue;
-                    };
-                    if n.name == "kinematics" {
-                        match &a.value.kind {
-                            ExprKind::Name(k) if k == "exact" => kinematics = Kinematics::Exact,
-                            ExprKind::Name(k) if k == "linear" => kinematics = Kinematics::Linear,
-                            _ => self.error(
-                                Diagnostic::error(
-                                    "joule::invalid_value",
-                                    "`kinematics` is `exact` or `linear`",
-                                    a.value.span,
-                                    "not a kinematics",
-                                )
-                                .with_help("write `kinematics = exact` (default: the step minimises over the trees' configurations) or `kinematics = linear` (linear about the step's start: MuJoCo's Euler step)"),
-                            ),
-                        }
-                        continue;
-                    }
-                    let v = self.eval(ctx, &a.value);
-                    match n.name.as_str() {
-                        "iterations" => {
-                            if let Some(i) = self.as_int(&v, a.value.span, "`iterations`") {
-                                if (1..=10_000).contains(&i) {
-                                    iterations = i as u32;
-                                } else {
-                                    self.err(
-                                        "joule::invalid_value",
-                                        "`iterations` must be between 1 and 10000",
-                                        a.value.span,
-                                        format!("this is {i}"),
-                                    );
-                                }
-                            }
-                        }
-                        "tolerance" => match v.tensor() {
-                            Some(t) if t.shape == Shape::Scalar && t.x() > 0.0 => tolerance = t.x(),
-                            _ => self.err(
-                                "joule::invalid_value",
-                                "`tolerance` must be a positive number",
-                                a.value.span,
-                                "not a positive number",
-                            ),
-                        },
-                        other => self.error(
-                            Diagnostic::error(
-                                "joule::unknown_field",
-                                format!("`implicit_euler` has no option `{other}`"),
-                                n.span,
-                                "unknown option",
-                            )
-                            .with_help(
-                                suggest(
-                                    other,
-                                    ["iterations", "tolerance", "kinematics"].into_iter(),
-                                )
-                                .unwrap_or_else(|| {
-                                    "its options are `iterations`, `tolerance` and `kinematics`"
-                                        .into()
-                                }),
-                            ),
-                        ),
-                    }
-                }
+                let (iterations, tolerance, kinematics) =
+                    self.solver_options(ctx, "implicit_euler", &args);
                 self.model.settings.integrator = Integrator::ImplicitEuler {
                     iterations,
                     tolerance,
                     kinematics,
                 };
             }
+            "rk4" => {
+                let (iterations, tolerance, _) = self.solver_options(ctx, "rk4", &args);
+                self.model.settings.integrator = Integrator::RungeKutta4 {
+                    iterations,
+                    tolerance,
+                };
+            }
             other => {
                 let help = suggest(other, known.iter().copied())
-                    .unwrap_or_else(|| "integrators are `symplectic_euler` and `implicit_euler(iterations = .., tolerance = ..)`".into());
+                    .unwrap_or_else(|| "integrators are `symplectic_euler`, `implicit_euler(iterations = .., tolerance = ..)` and `rk4(iterations = .., tolerance = ..)`".into());
                 self.error(
                     Diagnostic::error(
                         "joule::unknown_name",
@@ -534,6 +468,103 @@ impl Resolver<'_> {
                 );
             }
         }
+    }
+
+    /// The named options of an integrator that solves (`implicit_euler`,
+    /// whose options include `kinematics`, and `rk4`): Newton's iterations
+    /// and tolerance, and the kinematics.
+    fn solver_options(
+        &mut self,
+        ctx: &mut Ctx,
+        integrator: &str,
+        args: &[Arg],
+    ) -> (u32, f64, Kinematics) {
+        let (mut iterations, mut tolerance) = (20u32, 1e-8);
+        let mut kinematics = Kinematics::Exact;
+        let options: &[&str] = if integrator == "rk4" {
+            &["iterations", "tolerance"]
+        } else {
+            &["iterations", "tolerance", "kinematics"]
+        };
+        for a in args {
+            let Some(n) = &a.name else {
+                self.error(
+                    Diagnostic::error(
+                        "joule::named_argument",
+                        "integrator options are named",
+                        a.value.span,
+                        "unnamed",
+                    )
+                    .with_help(format!(
+                        "write `{integrator}(iterations = 10, tolerance = 1e-8)`"
+                    )),
+                );
+                continue;
+            };
+            if n.name == "kinematics" && options.contains(&"kinematics") {
+                match &a.value.kind {
+                    ExprKind::Name(k) if k == "exact" => kinematics = Kinematics::Exact,
+                    ExprKind::Name(k) if k == "linear" => kinematics = Kinematics::Linear,
+                    _ => self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "`kinematics` is `exact` or `linear`",
+                            a.value.span,
+                            "not a kinematics",
+                        )
+                        .with_help("write `kinematics = exact` (default: the step minimises over the trees' configurations) or `kinematics = linear` (linear about the step's start: MuJoCo's Euler step)"),
+                    ),
+                }
+                continue;
+            }
+            if !options.contains(&n.name.as_str()) {
+                let list = options
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    Diagnostic::error(
+                        "joule::unknown_field",
+                        format!("`{integrator}` has no option `{}`", n.name),
+                        n.span,
+                        "unknown option",
+                    )
+                    .with_help(
+                        suggest(&n.name, options.iter().copied())
+                            .unwrap_or_else(|| format!("its options are {list}")),
+                    ),
+                );
+                continue;
+            }
+            let v = self.eval(ctx, &a.value);
+            match n.name.as_str() {
+                "iterations" => {
+                    if let Some(i) = self.as_int(&v, a.value.span, "`iterations`") {
+                        if (1..=10_000).contains(&i) {
+                            iterations = i as u32;
+                        } else {
+                            self.err(
+                                "joule::invalid_value",
+                                "`iterations` must be between 1 and 10000",
+                                a.value.span,
+                                format!("this is {i}"),
+                            );
+                        }
+                    }
+                }
+                _ => match v.tensor() {
+                    Some(t) if t.shape == Shape::Scalar && t.x() > 0.0 => tolerance = t.x(),
+                    _ => self.err(
+                        "joule::invalid_value",
+                        "`tolerance` must be a positive number",
+                        a.value.span,
+                        "not a positive number",
+                    ),
+                },
+            }
+        }
+        (iterations, tolerance, kinematics)
     }
 
     fn bounds(&mut self, ctx: &mut Ctx, bounds: Option<&(Expr, Expr)>) -> Option<(f64, f64)> {

@@ -138,6 +138,8 @@ pub struct Resolver<'s> {
     /// every item is declared.
     settings_span: Option<Span>,
     main_settings: Option<(Span, Vec<FieldDef>)>,
+    /// Where the applied settings chose the integrator.
+    integrator_span: Option<Span>,
     /// The scene's own file.
     main: FileId,
     /// Per template of `model.templates`: its key and recorded constant sites.
@@ -202,6 +204,7 @@ pub fn resolve(
         include_stack: vec![],
         included: vec![],
         settings_span: None,
+        integrator_span: None,
         main_settings: None,
         main,
         tinfo: vec![],
@@ -585,6 +588,7 @@ impl Resolver<'_> {
     fn finish(&mut self) {
         self.budget = eval::Budget::default();
         self.joint_parents();
+        self.check_integrator();
         let deferred = std::mem::take(&mut self.deferred);
         for item in &deferred {
             self.budget = eval::Budget::default();
@@ -618,6 +622,26 @@ impl Resolver<'_> {
         }
     }
 
+    /// `rk4` steps joint coordinates: a scene without a joint is refused.
+    fn check_integrator(&mut self) {
+        let (Integrator::RungeKutta4 { .. }, Some(span)) =
+            (&self.model.settings.integrator, self.integrator_span)
+        else {
+            return;
+        };
+        if !self.model.bodies.iter().any(|b| b.joint.is_some()) {
+            self.error(
+                Diagnostic::error(
+                    "joule::integrator",
+                    "`rk4` needs a body attached by a joint",
+                    span,
+                    "no joint coordinates to step",
+                )
+                .with_help("`rk4` is MuJoCo's RK4 over joint coordinates: attach bodies with `joint = ..`, or use `implicit_euler(..)`"),
+            );
+        }
+    }
+
     /// One `rigidity` instance per moving body without a joint (see
     /// [`RIGIDITY_EXPLICIT`]); a jointed body's `R` is a rotation by
     /// construction.
@@ -628,13 +652,13 @@ impl Resolver<'_> {
         let h = s.substep();
         let gamma = match s.integrator {
             Integrator::SymplecticEuler => RIGIDITY_EXPLICIT,
-            Integrator::ImplicitEuler { .. } => RIGIDITY_IMPLICIT,
+            Integrator::ImplicitEuler { .. } | Integrator::RungeKutta4 { .. } => RIGIDITY_IMPLICIT,
         };
         let dummy = Expr {
             kind: ExprKind::Bool(true),
             span: def.name.span,
         };
-        let implicit = matches!(s.integrator, Integrator::ImplicitEuler { .. });
+        let implicit = s.integrator.is_implicit();
         for b in 0..self.model.bodies.len() {
             let body = &self.model.bodies[b];
             if body.dof.is_none() || body.joint.is_some() {
@@ -644,7 +668,9 @@ impl Resolver<'_> {
             let moments = [w[1][1], w[2][2], w[3][3]];
             let s = match self.model.settings.integrator {
                 Integrator::SymplecticEuler => moments.into_iter().fold(f64::INFINITY, f64::min),
-                Integrator::ImplicitEuler { .. } => moments.into_iter().fold(0.0, f64::max),
+                Integrator::ImplicitEuler { .. } | Integrator::RungeKutta4 { .. } => {
+                    moments.into_iter().fold(0.0, f64::max)
+                }
             };
             let k = gamma * s / (h * h);
             // A mass or distribution that reads params moves the moments,

@@ -14,8 +14,7 @@ use super::eval::{binary, lit, term_value};
 use super::value::Value;
 use super::Resolver;
 use crate::model::{
-    BinOp, Builtin, Input, Integrator, JointKind, MassField, Shape, StartKey, Tensor, Term,
-    TermKind,
+    BinOp, Builtin, Input, JointKind, MassField, Shape, StartKey, Tensor, Term, TermKind,
 };
 use joule_grammar::ast::{Expr, ExprKind, Span};
 use joule_grammar::Diagnostic;
@@ -253,7 +252,7 @@ impl Resolver<'_> {
     pub(super) fn added_mass_instances(&mut self) {
         let s = &self.model.settings;
         let (h, g) = (s.substep(), s.gravity);
-        let implicit = matches!(s.integrator, Integrator::ImplicitEuler { .. });
+        let implicit = s.integrator.is_implicit();
         for pm in self.param_masses.clone() {
             let (name, dof, jointed) = if pm.particle {
                 let p = &self.model.particles[pm.owner as usize];

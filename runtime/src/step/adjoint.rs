@@ -82,6 +82,9 @@ impl<T: Real> Part<T> {
             Integrator::ImplicitEuler { .. } if scene.tree().is_some() => {
                 self.reduced_adjoint(scene, start, end, adj);
             }
+            Integrator::RungeKutta4 { .. } => {
+                unreachable!("gradients through rk4 are refused before any step is taped (Scene::gradients_unavailable)")
+            }
             Integrator::ImplicitEuler { .. } => {
                 // The implicit function theorem at the solution `end`: x',
                 // v' = (x' - x_t)/h, prev = start (the implicit kernels read

@@ -49,6 +49,7 @@ mod potential;
 mod reduced;
 mod reduced_adjoint;
 mod reduced_explicit;
+mod runge_kutta;
 mod solve;
 
 pub use newton::RESOLUTION_ULPS;
@@ -444,6 +445,11 @@ impl<T: Real> Part<T> {
                 tolerance,
                 ..
             } => self.implicit(scene, h, iterations, tolerance, step, None),
+            // A scene without joint coordinates is refused at compile time.
+            Integrator::RungeKutta4 {
+                iterations,
+                tolerance,
+            } => self.runge_kutta(scene, h, iterations, tolerance, step),
         }
     }
 

@@ -89,6 +89,12 @@ pub(super) struct Lane {
     pub(super) dz: Vec<f64>,
     /// The adjoint's gradient by the start's joint coordinates.
     pub(super) zbar: Vec<f64>,
+    /// `rk4`: the step's start, and per stage the reduced coordinates'
+    /// rates and accelerations (`n` each, stage after stage; a ball's or
+    /// free joint's rotation in the frame of its stage's rotation).
+    pub(super) rk_start: Vec<JointState>,
+    pub(super) rk_rates: Vec<f64>,
+    pub(super) rk_accel: Vec<f64>,
 }
 
 /// A drift point of the prediction: its joint state, link poses and twists.
@@ -126,6 +132,9 @@ pub(crate) struct Reduced {
     zero_step: Vec<f64>,
     /// The model of [`Tree::land_soft_ranges`].
     land: Landing,
+    /// `rk4`: the rows' values and velocities at the step's start.
+    pub(super) rk_x: Vec<f64>,
+    pub(super) rk_v: Vec<f64>,
     /// Whether the trees' kinematics are linear over the step (the lanes'
     /// poses and twists then stay those of the start, and the link rows are
     /// `y_t + J_t lin`).
@@ -174,6 +183,9 @@ impl Reduced {
             h: vec![0.0; n * n],
             dz: vec![0.0; n],
             zbar: vec![0.0; tree.joint_coords],
+            rk_start: vec![JointState::default(); nj],
+            rk_rates: vec![0.0; 4 * n],
+            rk_accel: vec![0.0; 4 * n],
         };
         Reduced {
             lanes: vec![lane; s],
@@ -190,6 +202,8 @@ impl Reduced {
             work: vec![0.0; n * n],
             base_rows: vec![0.0; rows * s],
             zero_step: vec![0.0; n],
+            rk_x: vec![0.0; rows * s],
+            rk_v: vec![0.0; rows * s],
             land: Landing {
                 g: vec![0.0; n],
                 h: vec![0.0; n * n],
@@ -605,90 +619,15 @@ impl<T: Real> Part<T> {
         let mut red = self.reduced.take().expect("a reduced workspace");
         let linear = kinematics == Kinematics::Linear;
         red.linear = linear;
-        self.reduced_start(scene, tree, &mut red, &mut w, h);
-        let resolution = super::RESOLUTION_ULPS * T::EPSILON;
-        w.tol.fill(0.0);
-        for r in 0..n {
-            for e in 0..s {
-                w.tol[e] = w.tol[e].max(resolution * w.x_t[r * s + e].abs());
-            }
-        }
-        for t in &mut w.tol {
-            *t = t.max(tol);
-        }
-        // Newton's start: the drift z_t + h zdot_t where its potential is
-        // finite and lower than at z_t's. The rows hold z_t's (written by
-        // `reduced_start`), and the drift is the prediction's drift point
-        // z_1, whose kinematics are known.
-        self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
-        w.phi0.copy_from_slice(&w.phi);
-        w.x0.copy_from_slice(&w.x_t);
-        // Free rows outside the trees drift by h v as in the maximal step.
-        for row in tree.row_of.iter().flatten() {
-            for e in 0..self.len {
-                let i = row * s + e;
-                w.x0[i] = w.x_t[i] + h * self.b.v[i].to_f64();
-            }
-        }
-        for lane in red.lanes.iter_mut().take(self.len) {
-            if linear {
-                // Linear kinematics: from the prediction's step.
-                lane.lin.copy_from_slice(&lane.pred);
-                tree.retract(&lane.start, &lane.lin, 1.0, &mut lane.state);
-                continue;
-            }
-            let d = &lane.drifts[0];
-            lane.state.copy_from_slice(&d.state);
-            lane.poses.copy_from_slice(&d.poses);
-            lane.twists.copy_from_slice(&d.twists);
-        }
-        self.reduced_write(tree, &red, &w.x0, None);
-        self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::All);
-        // Lanes whose drift is no better go back to z_t (`w.done` marks the
-        // others, which keep their rows).
-        let mut back = false;
-        for e in 0..s {
-            let (drift, still) = (w.phi[e], w.phi0[e]);
-            w.done[e] = drift.is_finite() && (drift < still || !still.is_finite());
-            if !w.done[e] {
-                let lane = &mut red.lanes[e];
-                lane.state.copy_from_slice(&lane.start);
-                lane.poses.copy_from_slice(&lane.poses_t);
-                lane.twists.copy_from_slice(&lane.twists_t);
-                lane.lin.fill(0.0);
-                for row in tree.row_of.iter().flatten() {
-                    w.x0[row * s + e] = w.x_t[row * s + e];
-                }
-                w.phi[e] = still;
-                // (A padding lane never moves: its drift is its start.)
-                back |= e < self.len;
-            } else {
-                // The line search's base: the rows as the kernels hold them
-                // (rounded to f32 in single precision).
-                for row in tree.row_of.iter().flatten() {
-                    w.x0[row * s + e] = self.b.x[row * s + e].to_f64();
-                }
-            }
-        }
-        if back {
-            let done = std::mem::take(&mut w.done);
-            self.reduced_write(tree, &red, &w.x0, Some(&done));
-            w.done = done;
-            self.reduced_potential(scene, tree, &mut red, &mut w, h, Lanes::Searching);
-        }
-        self.report_inadmissible(&w.phi, &w.x_t, n, step);
-        self.stops.fill(None);
-        self.reduced_newton(scene, tree, &mut red, &mut w, h, iterations, trace);
-        for e in 0..self.len {
-            let residual = w.error[e];
-            if residual.is_nan() || residual > w.tol[e] {
-                self.events.push(Event::NotConverged {
-                    env: self.first + e,
-                    step,
-                    residual,
-                });
-            }
-        }
+        self.reduced_solve(
+            scene,
+            tree,
+            &mut red,
+            &mut w,
+            (h, iterations, tol),
+            step,
+            trace,
+        );
         if linear {
             // The step ends on the trees' configurations: the link rows by
             // forward kinematics from `z_t (+) lin`, after the damping's
@@ -735,6 +674,111 @@ impl<T: Real> Part<T> {
         }
         self.reduced = Some(red);
         self.scratch = w;
+    }
+
+    /// The solve of a reduced substep from the state in the rows, with the
+    /// kinematics `red.linear` says: the start and prediction
+    /// ([`Part::reduced_start`]), Newton's start, its iterations, and a
+    /// [`Event::NotConverged`] per lane that missed the tolerance. Leaves
+    /// the solution in the lanes (and with linear kinematics its step in
+    /// their `lin`) and the rows, the start's rows in `w.x_t`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reduced_solve(
+        &mut self,
+        scene: &Scene,
+        tree: &Tree,
+        red: &mut Reduced,
+        w: &mut Scratch,
+        (h, iterations, tol): (f64, u32, f64),
+        step: usize,
+        trace: Option<&mut Vec<Vec<f64>>>,
+    ) {
+        let (n, s) = (scene.dofs(), self.stride());
+        let linear = red.linear;
+        self.reduced_start(scene, tree, red, w, h);
+        let resolution = super::RESOLUTION_ULPS * T::EPSILON;
+        w.tol.fill(0.0);
+        for r in 0..n {
+            for e in 0..s {
+                w.tol[e] = w.tol[e].max(resolution * w.x_t[r * s + e].abs());
+            }
+        }
+        for t in &mut w.tol {
+            *t = t.max(tol);
+        }
+        // Newton's start: the drift z_t + h zdot_t where its potential is
+        // finite and lower than at z_t's. The rows hold z_t's (written by
+        // `reduced_start`), and the drift is the prediction's drift point
+        // z_1, whose kinematics are known.
+        self.reduced_potential(scene, tree, red, w, h, Lanes::All);
+        w.phi0.copy_from_slice(&w.phi);
+        w.x0.copy_from_slice(&w.x_t);
+        // Free rows outside the trees drift by h v as in the maximal step.
+        for row in tree.row_of.iter().flatten() {
+            for e in 0..self.len {
+                let i = row * s + e;
+                w.x0[i] = w.x_t[i] + h * self.b.v[i].to_f64();
+            }
+        }
+        for lane in red.lanes.iter_mut().take(self.len) {
+            if linear {
+                // Linear kinematics: from the prediction's step.
+                lane.lin.copy_from_slice(&lane.pred);
+                tree.retract(&lane.start, &lane.lin, 1.0, &mut lane.state);
+                continue;
+            }
+            let d = &lane.drifts[0];
+            lane.state.copy_from_slice(&d.state);
+            lane.poses.copy_from_slice(&d.poses);
+            lane.twists.copy_from_slice(&d.twists);
+        }
+        self.reduced_write(tree, red, &w.x0, None);
+        self.reduced_potential(scene, tree, red, w, h, Lanes::All);
+        // Lanes whose drift is no better go back to z_t (`w.done` marks the
+        // others, which keep their rows).
+        let mut back = false;
+        for e in 0..s {
+            let (drift, still) = (w.phi[e], w.phi0[e]);
+            w.done[e] = drift.is_finite() && (drift < still || !still.is_finite());
+            if !w.done[e] {
+                let lane = &mut red.lanes[e];
+                lane.state.copy_from_slice(&lane.start);
+                lane.poses.copy_from_slice(&lane.poses_t);
+                lane.twists.copy_from_slice(&lane.twists_t);
+                lane.lin.fill(0.0);
+                for row in tree.row_of.iter().flatten() {
+                    w.x0[row * s + e] = w.x_t[row * s + e];
+                }
+                w.phi[e] = still;
+                // (A padding lane never moves: its drift is its start.)
+                back |= e < self.len;
+            } else {
+                // The line search's base: the rows as the kernels hold them
+                // (rounded to f32 in single precision).
+                for row in tree.row_of.iter().flatten() {
+                    w.x0[row * s + e] = self.b.x[row * s + e].to_f64();
+                }
+            }
+        }
+        if back {
+            let done = std::mem::take(&mut w.done);
+            self.reduced_write(tree, red, &w.x0, Some(&done));
+            w.done = done;
+            self.reduced_potential(scene, tree, red, w, h, Lanes::Searching);
+        }
+        self.report_inadmissible(&w.phi, &w.x_t, n, step);
+        self.stops.fill(None);
+        self.reduced_newton(scene, tree, red, w, h, iterations, trace);
+        for e in 0..self.len {
+            let residual = w.error[e];
+            if residual.is_nan() || residual > w.tol[e] {
+                self.events.push(Event::NotConverged {
+                    env: self.first + e,
+                    step,
+                    residual,
+                });
+            }
+        }
     }
 
     /// Every lane's joint state (`start`, and `state` equal to it) and
