@@ -36,12 +36,27 @@ fn principal(body: &Body) -> (V3, [V3; 3]) {
     ([e.eigenvalues[0], e.eigenvalues[1], e.eigenvalues[2]], axes)
 }
 
-/// The `fluid_drag` energies of `fluid` on the moving bodies (appended to
-/// `out`).
-pub(super) fn write_fluid(m: &Mjcf, fluid: &Fluid, places: &[Place], out: &mut String) {
+/// The `fluid_drag` dissipations of `fluid` on the moving bodies (appended
+/// to `out`), or with `explicit` its `fluid_force` energies: the forces at
+/// the step's start, as MuJoCo's Euler and RK4 take them.
+pub(super) fn write_fluid(
+    m: &Mjcf,
+    fluid: &Fluid,
+    places: &[Place],
+    explicit: bool,
+    out: &mut String,
+) {
+    let (name, how) = if explicit {
+        (
+            "fluid_force",
+            ", at the step's start as MuJoCo's step takes it",
+        )
+    } else {
+        ("fluid_drag", "")
+    };
     writeln!(
         out,
-        "\n// Fluid (density {}, viscosity {}): MuJoCo's drag on each body's inertia box.",
+        "\n// Fluid (density {}, viscosity {}): MuJoCo's drag on each body's inertia box{how}.",
         num(fluid.density),
         num(fluid.viscosity)
     )
@@ -61,7 +76,7 @@ pub(super) fn write_fluid(m: &Mjcf, fluid: &Fluid, places: &[Place], out: &mut S
         let axes = axes.map(|a| v3(rotate(p.quat, a)));
         writeln!(
             out,
-            "fluid_drag({}, {}, mat3({}, {}, {}), {}, {}, {}, {})    // {}",
+            "{name}({}, {}, mat3({}, {}, {}), {}, {}, {}, {})    // {}",
             p.body,
             v3(com),
             axes[0],

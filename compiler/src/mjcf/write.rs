@@ -1811,7 +1811,11 @@ pub fn write(
     o.push_str(&joint_text);
     o.push_str(&act_text);
     if let Some(fluid) = &m.fluid {
-        fluid::write_fluid(m, fluid, &places, o);
+        // MuJoCo's Euler and RK4 take the fluid forces at the state, as
+        // the linear step and `rk4` take the coordinates' forces.
+        let explicit = friction == Friction::Mujoco
+            && m.integrator.as_ref().is_none_or(|(name, _)| name == "RK4");
+        fluid::write_fluid(m, fluid, &places, explicit, o);
     }
     if !contact_text.is_empty() {
         writeln!(o, "\n// Contact").ok();
