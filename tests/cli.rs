@@ -938,7 +938,8 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
 /// MuJoCo's 0.597). `--friction mujoco` writes MuJoCo's own contact and
 /// limit laws (`contact_mujoco`) and MuJoCo's Euler step (`kinematics =
 /// linear`), on which it stands where MuJoCo's does (MuJoCo 4.0.1:
-/// 0.5969454761825784 m; measured 1.2e-15 m apart).
+/// 0.5969454761825784 m; measured 1.2e-15 m apart), and so does
+/// `use "ant.xml" (friction = mujoco)` (scenes/ant_mujoco.joule).
 #[test]
 fn import_writes_the_contact_law_asked_for() {
     let torso_height = |friction: Option<&str>| {
@@ -991,6 +992,11 @@ fn import_writes_the_contact_law_asked_for() {
         (mujoco - 0.596_945_476_182_578_4).abs() < 1e-9,
         "MuJoCo's law's ant at {mujoco} m"
     );
+    // `use "ant.xml" (friction = mujoco)` imports it the same way.
+    let o = joule(&["run", "scenes/ant_mujoco.joule", "--steps", "100", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["observe"]["height"][0].as_f64(), Some(mujoco));
 }
 
 /// `joule grad SCENE --json` for the pendulum with extra flags.

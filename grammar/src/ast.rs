@@ -349,8 +349,13 @@ pub struct Item {
 pub enum ItemKind {
     /// `scene "title"`.
     Scene(String),
-    /// `use "path.joule"`.
-    Use { path: String, path_span: Span },
+    /// `use "path.joule"`, or `use "model.xml" (options)` with the MJCF
+    /// import's options (`friction = mujoco`).
+    Use {
+        path: String,
+        path_span: Span,
+        args: Vec<Arg>,
+    },
     /// `const NAME = expr`.
     Const { name: Ident, value: Expr },
     /// `fn NAME(params) = expr`.

@@ -333,7 +333,12 @@ impl Formatter<'_> {
     fn item(&mut self, item: &Item, depth: usize) {
         match &item.kind {
             ItemKind::Scene(title) => self.push(depth, format!("scene \"{title}\"")),
-            ItemKind::Use { path, .. } => self.push(depth, format!("use \"{path}\"")),
+            ItemKind::Use { path, args, .. } if args.is_empty() => {
+                self.push(depth, format!("use \"{path}\""))
+            }
+            ItemKind::Use { path, args, .. } => {
+                self.push(depth, format!("use \"{path}\" ({})", self.args(args)))
+            }
             ItemKind::Const { name, value } => {
                 self.assign(depth, format!("const {} =", name.name), value)
             }

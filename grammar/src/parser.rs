@@ -503,6 +503,7 @@ impl Builder {
                 ItemKind::Use {
                     path_span: self.span(&s),
                     path: self.string(s),
+                    args: it.next().map(|a| self.call_args(a)).unwrap_or_default(),
                 }
             }
             Rule::const_item => ItemKind::Const {

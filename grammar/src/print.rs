@@ -45,7 +45,7 @@ fn item_sexp(item: &Item, depth: usize) -> String {
     let at = format!("@{}..{}", item.span.start, item.span.end);
     match &item.kind {
         ItemKind::Scene(t) => write!(s, "(scene {t:?} {at})"),
-        ItemKind::Use { path, .. } => write!(s, "(use {path:?} {at})"),
+        ItemKind::Use { path, args, .. } => write!(s, "(use {path:?}{} {at})", args_s(args)),
         ItemKind::Const { name, value } => {
             write!(s, "(const {} {} {at})", name.name, expr(value))
         }

@@ -382,7 +382,11 @@ impl Resolver<'_> {
             self.budget = eval::Budget::default();
             match &item.kind {
                 ItemKind::Scene(t) => self.model.title = Some(t.clone()),
-                ItemKind::Use { path, path_span } => self.include(path, *path_span),
+                ItemKind::Use {
+                    path,
+                    path_span,
+                    args,
+                } => self.include(path, *path_span, args),
                 ItemKind::Const { name, value } => {
                     let mut ctx = eval::Ctx::declaration();
                     let v = self.eval(&mut ctx, value);
@@ -458,7 +462,10 @@ impl Resolver<'_> {
     }
 
     /// `use "path"`: parse the file (relative to the including file) and declare its items.
-    fn include(&mut self, path: &str, span: Span) {
+    fn include(&mut self, path: &str, span: Span, args: &[Arg]) {
+        let Some(options) = self.use_options(path, span, args) else {
+            return;
+        };
         let base = self
             .sources
             .get(span.file)
@@ -547,7 +554,7 @@ impl Resolver<'_> {
             .add(full.display().to_string(), Some(&canonical), &text);
         if crate::mjcf::is_mjcf_path(&canonical) {
             // An MJCF model: import it to Joule text, then include that.
-            let imported = crate::mjcf::import(self.sources, id, crate::mjcf::Options::default());
+            let imported = crate::mjcf::import(self.sources, id, options);
             self.diags.extend(imported.diagnostics);
             let Some(joule) = imported.text else { return };
             id = self
@@ -620,6 +627,77 @@ impl Resolver<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// The MJCF import's options of `use "model.xml" (friction = ..)`
+    /// (`friction`: `cone`, the default, `coulomb` or `mujoco`, as
+    /// `joule import --friction`); None (after an error) for options on a
+    /// file that is not an MJCF model, or an option or value that is not
+    /// one of these.
+    fn use_options(
+        &mut self,
+        path: &str,
+        span: Span,
+        args: &[Arg],
+    ) -> Option<crate::mjcf::Options> {
+        use crate::mjcf::Friction;
+        let mut options = crate::mjcf::Options::default();
+        if args.is_empty() {
+            return Some(options);
+        }
+        if !crate::mjcf::is_mjcf_path(Path::new(path)) {
+            self.error(
+                Diagnostic::error(
+                    "joule::use_options",
+                    "only an MJCF model's `use` takes options",
+                    span,
+                    "a Joule scene file",
+                )
+                .with_help("options such as `(friction = mujoco)` choose how `use \"model.xml\"` imports a MuJoCo model; remove them here"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for a in args {
+            let value = match &a.value.kind {
+                ExprKind::Name(v) => Some(v.as_str()),
+                _ => None,
+            };
+            match (a.name.as_ref().map(|n| n.name.as_str()), value) {
+                (Some("friction"), Some("cone")) => options.friction = Friction::Cone,
+                (Some("friction"), Some("coulomb")) => options.friction = Friction::Coulomb,
+                (Some("friction"), Some("mujoco")) => options.friction = Friction::Mujoco,
+                (Some("friction"), _) => {
+                    ok = false;
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "`friction` is `cone`, `coulomb` or `mujoco`",
+                            a.value.span,
+                            "not a contact law",
+                        )
+                        .with_help("`cone` (default): a spring-damper with Coulomb's cone; `coulomb`: Coulomb's friction on it; `mujoco`: MuJoCo's own laws and step (`joule import --friction`)"),
+                    );
+                }
+                (name, _) => {
+                    ok = false;
+                    let at = a.name.as_ref().map_or(a.value.span, |n| n.span);
+                    self.error(
+                        Diagnostic::error(
+                            "joule::unknown_field",
+                            match name {
+                                Some(n) => format!("`use` of an MJCF model has no option `{n}`"),
+                                None => "`use` options are named".to_string(),
+                            },
+                            at,
+                            "not an option",
+                        )
+                        .with_help("its option is `friction = cone | coulomb | mujoco`"),
+                    );
+                }
+            }
+        }
+        ok.then_some(options)
     }
 
     /// `rk4` steps joint coordinates: a scene without a joint is refused.
