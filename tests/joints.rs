@@ -123,7 +123,16 @@ fn double_pendulum_reference(dt: f64, steps: usize, every: usize) -> Vec<[f64; 2
 /// The largest distance over 0.5 s between the tip of `name`'s double
 /// pendulum (stepped at 1 ms / `substeps`) and the reference.
 fn double_pendulum_error(name: &str, substeps: u32, reference: &[[f64; 2]]) -> f64 {
-    let s = scene_with(name, |settings| settings.substeps = substeps);
+    tip_error(
+        &scene_with(name, |settings| settings.substeps = substeps),
+        reference,
+    )
+}
+
+/// The largest distance between the tip of a double pendulum's scene `s`
+/// and the reference, a step per sample; the run reports no event.
+fn tip_error(s: &Scene, reference: &[[f64; 2]]) -> f64 {
+    let name = &s.model().title;
     let mut sim = s.batch(1);
     let mut worst: f64 = 0.0;
     for want in reference {
@@ -131,7 +140,7 @@ fn double_pendulum_error(name: &str, substeps: u32, reference: &[[f64; 2]]) -> f
         let tip = sim.output("tip");
         worst = worst.max((tip[0][0] - want[0]).hypot(tip[2][0] - want[1]));
     }
-    assert!(sim.events.is_empty(), "{name}: {:?}", sim.events);
+    assert!(sim.events.is_empty(), "{name:?}: {:?}", sim.events);
     worst
 }
 
@@ -175,24 +184,9 @@ fn rk4_is_the_classic_runge_kutta_of_the_equations_of_motion() {
         }
     };
     let s = scene_with("double_pendulum_joints.joule", rk4);
-    let same_step = double_pendulum_reference(1e-3, 500, 1);
-    let mut sim = s.batch(1);
-    let mut worst: f64 = 0.0;
-    for want in &same_step {
-        sim.step();
-        let tip = sim.output("tip");
-        worst = worst.max((tip[0][0] - want[0]).hypot(tip[2][0] - want[1]));
-    }
-    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    let worst = tip_error(&s, &double_pendulum_reference(1e-3, 500, 1));
     let fine = double_pendulum_reference(1e-5, 50_000, 100);
-    let s = scene_with("double_pendulum_joints.joule", rk4);
-    let mut sim = s.batch(1);
-    let mut converged: f64 = 0.0;
-    for want in &fine {
-        sim.step();
-        let tip = sim.output("tip");
-        converged = converged.max((tip[0][0] - want[0]).hypot(tip[2][0] - want[1]));
-    }
+    let converged = tip_error(&s, &fine);
     let euler = double_pendulum_error("double_pendulum_joints.joule", 1, &fine);
     println!("rk4 at 1 ms: {worst:e} m from the equations' RK4 at 1 ms, {converged:e} m from their solution; implicit Euler {euler:e} m");
     assert!(worst < 1e-10, "{worst} m from the same method");
@@ -200,7 +194,8 @@ fn rk4_is_the_classic_runge_kutta_of_the_equations_of_motion() {
         converged < euler / 1000.0,
         "rk4 {converged} m, Euler {euler} m"
     );
-    let err = sim
+    let err = s
+        .batch(1)
         .gradient(&joule_runtime::Objective::loss("anything"), 5)
         .expect_err("refused");
     assert!(err.0.contains("rk4"), "{}", err.0);

@@ -1417,14 +1417,24 @@ fn import_mujoco_law(name: &str, bodies: &[&str], law: &str, extra: &str) -> Sce
 /// (`bodies`, observed as `NAME_at`) and MuJoCo's (`xpos` of the bodies
 /// `ids`).
 fn origin_error(scene: &Scene, name: &str, bodies: &[&str], ids: &[usize]) -> Vec<f64> {
+    origin_error_under(scene, &trajectory(name), bodies, ids, &[])
+}
+
+/// [`origin_error`] against the samples `traj`, under constant `controls`.
+fn origin_error_under(
+    scene: &Scene,
+    traj: &[Value],
+    bodies: &[&str],
+    ids: &[usize],
+    controls: &[f64],
+) -> Vec<f64> {
     let names: Vec<String> = bodies.iter().map(|b| format!("{b}_at")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let got = samples(scene, &names);
-    let traj = trajectory(name);
+    let got = driven_samples(scene, &names, controls);
     (0..bodies.len())
         .map(|i| {
             got.iter()
-                .zip(&traj)
+                .zip(traj)
                 .map(|(g, w)| {
                     let want = floats(&w["xpos"][ids[i]]);
                     (0..3)
@@ -1557,25 +1567,9 @@ fn mujocos_rk4_steps_as_mujoco_does() {
     let ids = [1, 2, 3, 4];
     let model = &reference()["models"]["mujoco_rk4"];
     let controls = [0.3];
-    let errors = |scene: &Scene, traj: &Value| -> Vec<f64> {
+    let errors = |scene: &Scene, traj: &Value| {
         let traj = traj.as_array().expect("samples");
-        let names: Vec<String> = bodies.iter().map(|b| format!("{b}_at")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let got = driven_samples(scene, &names, &controls);
-        (0..bodies.len())
-            .map(|i| {
-                got.iter()
-                    .zip(traj)
-                    .map(|(g, w)| {
-                        let want = floats(&w["xpos"][ids[i]]);
-                        (0..3)
-                            .map(|k| (g[i][k] - want[k]).powi(2))
-                            .sum::<f64>()
-                            .sqrt()
-                    })
-                    .fold(0.0, f64::max)
-            })
-            .collect()
+        origin_error_under(scene, traj, &bodies, &ids, &controls)
     };
     let scene = import_mujoco_law("mujoco_rk4", &bodies, "rk4(", "");
     let tableau = errors(&scene, &model["tableau_trajectory"]);
