@@ -1448,22 +1448,32 @@ pub fn write(
         !parent_child && !excluded
     };
     // Every pair is evaluated at every Newton iteration (no broad phase):
-    // counted before any is written.
-    let pairs: usize = groups
-        .iter()
-        .enumerate()
-        .flat_map(|(ga, a)| groups[ga + 1..].iter().map(move |b| (a, b)))
-        .filter(|(a, b)| meet(a.root, b.root))
-        .map(|(a, b)| geom_pairs(a, b).count())
-        .sum();
+    // counted before any is written, and per geom, so that a refusal points
+    // at the geom in the most of them (where an exclusion helps most).
+    let mut partners: HashMap<Span, usize> = HashMap::new();
+    let mut pairs = 0;
+    for (ga, a) in groups.iter().enumerate() {
+        for b in groups[ga + 1..].iter().filter(|b| meet(a.root, b.root)) {
+            for ((x, _), (y, _)) in geom_pairs(a, b) {
+                pairs += 1;
+                *partners.entry(x.span).or_default() += 1;
+                *partners.entry(y.span).or_default() += 1;
+            }
+        }
+    }
     if pairs > MAX_PAIRS {
+        let (span, most) = partners
+            .into_iter()
+            .max_by_key(|&(span, n)| (n, std::cmp::Reverse(span.start)))
+            .expect("pairs have geoms");
         diags.push(
-            Diagnostic::without_span(
-                crate::Severity::Error,
+            Diagnostic::error(
                 "mjcf::too_large",
                 format!(
                     "{pairs} pairs of geoms in different bodies may touch (after bitmasks, parents and `<exclude>`): Joule evaluates every pair at every Newton iteration, and imports at most {MAX_PAIRS}"
                 ),
+                span,
+                format!("in {most} of them, the most of any geom"),
             )
             .with_help("exclude the pairs that cannot meet (`<contact><exclude>`, `contype`/`conaffinity`)"),
         );
