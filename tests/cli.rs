@@ -939,7 +939,7 @@ fn import_writes_a_scene_that_runs_and_reports_unsupported_elements() {
 /// limit laws (`contact_mujoco`) and MuJoCo's Euler step (`kinematics =
 /// linear`), on which it stands where MuJoCo's does (MuJoCo 4.0.1:
 /// 0.5969454761825784 m; measured 1.2e-15 m apart), and so does
-/// `use "ant.xml" (friction = mujoco)` (scenes/ant_mujoco.joule).
+/// `use "ant.xml" (friction = mujoco)` (tests/mjcf/ant_mujoco.joule).
 #[test]
 fn import_writes_the_contact_law_asked_for() {
     let torso_height = |friction: Option<&str>| {
@@ -993,7 +993,13 @@ fn import_writes_the_contact_law_asked_for() {
         "MuJoCo's law's ant at {mujoco} m"
     );
     // `use "ant.xml" (friction = mujoco)` imports it the same way.
-    let o = joule(&["run", "scenes/ant_mujoco.joule", "--steps", "100", "--json"]);
+    let o = joule(&[
+        "run",
+        "tests/mjcf/ant_mujoco.joule",
+        "--steps",
+        "100",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["observe"]["height"][0].as_f64(), Some(mujoco));

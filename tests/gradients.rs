@@ -21,11 +21,16 @@ mod scene_list;
 fn model(path: &Path, surrogates: bool) -> Model {
     let checked = joule::check_path(path).expect("readable");
     let mut m = checked.model.expect("a model");
-    if let Integrator::ImplicitEuler { iterations, .. } = m.settings.integrator {
+    if let Integrator::ImplicitEuler {
+        iterations,
+        kinematics,
+        ..
+    } = m.settings.integrator
+    {
         m.settings.integrator = Integrator::ImplicitEuler {
             iterations: iterations.max(60),
             tolerance: 1e-15,
-            kinematics: Default::default(),
+            kinematics,
         };
     }
     if !surrogates {
