@@ -22,13 +22,19 @@ fn at(path: &str, precision: Precision, backend: Backend, tolerance: Option<f64>
     let checked = joule::check_path(Path::new(path)).expect("readable");
     let mut m = checked.model.expect("a model");
     m.settings.precision = precision;
-    if let (Some(tol), Integrator::ImplicitEuler { iterations, .. }) =
-        (tolerance, &m.settings.integrator)
+    if let (
+        Some(tol),
+        Integrator::ImplicitEuler {
+            iterations,
+            kinematics,
+            ..
+        },
+    ) = (tolerance, &m.settings.integrator)
     {
         m.settings.integrator = Integrator::ImplicitEuler {
             iterations: (*iterations).max(60),
             tolerance: tol,
-            kinematics: Default::default(),
+            kinematics: *kinematics,
         };
     }
     Scene::from_model(m, backend).unwrap_or_else(|e| panic!("{e}"))

@@ -21,11 +21,11 @@ use rand_chacha::ChaCha8Rng;
 fn tight(src: &str) -> Scene {
     let checked = joule_compiler::check_source("test.joule", src);
     let mut model = checked.model.expect("the scene compiles");
-    if let Integrator::ImplicitEuler { .. } = model.settings.integrator {
+    if let Integrator::ImplicitEuler { kinematics, .. } = model.settings.integrator {
         model.settings.integrator = Integrator::ImplicitEuler {
             iterations: 60,
             tolerance: 1e-15,
-            kinematics: Default::default(),
+            kinematics,
         };
     }
     Scene::from_model(model, joule_compiler::compiled::Backend::Jit).expect("kernels compile")
