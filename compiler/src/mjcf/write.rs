@@ -1682,6 +1682,22 @@ pub fn write(
     for line in ground {
         writeln!(o, "{line}").ok();
     }
+    // How it is stepped, against the model's own integrator.
+    let integrator = m.integrator.as_ref().map_or("Euler", |(name, _)| name);
+    let step = match (friction, integrator) {
+        (Friction::Mujoco, "Euler") => {
+            "MuJoCo's Euler, as MuJoCo steps it (`kinematics = linear`)."
+                .to_string()
+        }
+        (Friction::Mujoco, "RK4") => "MuJoCo's RK4, as MuJoCo steps it (`rk4`).".to_string(),
+        (Friction::Mujoco, other) => format!(
+            "implicit Euler over the joint coordinates, not MuJoCo's `{other}` (a warning)."
+        ),
+        (_, other) => format!(
+            "implicit Euler over the joint coordinates, not MuJoCo's `{other}`\n// (`--friction mujoco` steps MuJoCo's Euler and RK4 as MuJoCo does)."
+        ),
+    };
+    writeln!(o, "// Stepped by {step}").ok();
     writeln!(o, "scene \"{}\"", m.model.replace('"', "'")).ok();
     writeln!(o).ok();
     writeln!(o, "const dhat = {}    // m", num(DHAT)).ok();
