@@ -461,18 +461,15 @@ fn a_swimmer_in_a_fluid_follows_mujoco() {
     let scene = Scene::from_model(m, joule::Backend::Jit).expect("compiles");
     let controls = floats(&reference()["models"]["fluid"]["controls"]);
     let traj = trajectory("fluid");
-    let got = driven_samples(&scene, &["head_at", "mid_at", "tail_at"], &controls);
-    let mut worst: f64 = 0.0;
-    for (g, w) in got.iter().zip(&traj) {
-        for (b, value) in g.iter().enumerate() {
-            let want = floats(&w["xpos"][b + 1]);
-            let d = (0..3)
-                .map(|i| (value[i] - want[i]).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            worst = worst.max(d);
-        }
-    }
+    let worst = origin_error_under(
+        &scene,
+        &traj,
+        &["head", "mid", "tail"],
+        &[1, 2, 3],
+        &controls,
+    )
+    .into_iter()
+    .fold(0.0, f64::max);
     eprintln!("fluid: largest body distance {worst}");
     assert!(worst < 1e-9, "{worst} m from MuJoCo's");
     // Without the fluid the same torques move it otherwise: the drag acts.
@@ -503,19 +500,9 @@ fn a_swimmer_under_mujocos_laws_takes_the_fluid_forces_at_the_start() {
     let controls = floats(&reference()["models"]["fluid"]["controls"]);
     let traj = trajectory("fluid");
     let worst = |scene: &Scene| {
-        let got = driven_samples(scene, &["head_at", "mid_at", "tail_at"], &controls);
-        let mut worst: f64 = 0.0;
-        for (g, w) in got.iter().zip(&traj) {
-            for (b, value) in g.iter().enumerate() {
-                let want = floats(&w["xpos"][b + 1]);
-                let d = (0..3)
-                    .map(|i| (value[i] - want[i]).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                worst = worst.max(d);
-            }
-        }
-        worst
+        origin_error_under(scene, &traj, &bodies, &[1, 2, 3], &controls)
+            .into_iter()
+            .fold(0.0, f64::max)
     };
     let explicit = worst(&scene);
     // The dissipation in its place, minimised in the linear step.
