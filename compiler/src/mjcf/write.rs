@@ -620,6 +620,29 @@ impl Input {
     }
 }
 
+/// How an imported model is stepped: under MuJoCo's laws, a model on
+/// MuJoCo's `Euler` or `RK4` as MuJoCo steps it (the linear step, `rk4`),
+/// taking its forces (the fluid's too) at the state; else implicit Euler.
+#[derive(Clone, Copy, PartialEq)]
+enum Stepping {
+    MujocoEuler,
+    MujocoRk4,
+    Implicit,
+}
+
+impl Stepping {
+    fn of(m: &Mjcf, friction: Friction) -> Stepping {
+        match (
+            friction,
+            m.integrator.as_ref().map(|(name, _)| name.as_str()),
+        ) {
+            (Friction::Mujoco, None) => Stepping::MujocoEuler,
+            (Friction::Mujoco, Some("RK4")) => Stepping::MujocoRk4,
+            _ => Stepping::Implicit,
+        }
+    }
+}
+
 /// The actuators a joint carries as its own options: a motor (control,
 /// gear) and a position servo (control, kp, kv).
 #[derive(Default, Clone, Copy)]
@@ -1683,18 +1706,18 @@ pub fn write(
         writeln!(o, "{line}").ok();
     }
     // How it is stepped, against the model's own integrator.
+    let stepping = Stepping::of(m, friction);
     let integrator = m.integrator.as_ref().map_or("Euler", |(name, _)| name);
-    let step = match (friction, integrator) {
-        (Friction::Mujoco, "Euler") => {
-            "MuJoCo's Euler, as MuJoCo steps it (`kinematics = linear`)."
-                .to_string()
+    let step = match (stepping, friction) {
+        (Stepping::MujocoEuler, _) => {
+            "MuJoCo's Euler, as MuJoCo steps it (`kinematics = linear`).".to_string()
         }
-        (Friction::Mujoco, "RK4") => "MuJoCo's RK4, as MuJoCo steps it (`rk4`).".to_string(),
-        (Friction::Mujoco, other) => format!(
-            "implicit Euler over the joint coordinates, not MuJoCo's `{other}` (a warning)."
+        (Stepping::MujocoRk4, _) => "MuJoCo's RK4, as MuJoCo steps it (`rk4`).".to_string(),
+        (Stepping::Implicit, Friction::Mujoco) => format!(
+            "implicit Euler over the joint coordinates, not MuJoCo's `{integrator}` (a warning)."
         ),
-        (_, other) => format!(
-            "implicit Euler over the joint coordinates, not MuJoCo's `{other}`\n// (`--friction mujoco` steps MuJoCo's Euler and RK4 as MuJoCo does)."
+        (Stepping::Implicit, _) => format!(
+            "implicit Euler over the joint coordinates, not MuJoCo's `{integrator}`\n// (`--friction mujoco` steps MuJoCo's Euler and RK4 as MuJoCo does)."
         ),
     };
     writeln!(o, "// Stepped by {step}").ok();
@@ -1767,14 +1790,12 @@ pub fn write(
     // Under MuJoCo's laws a model on MuJoCo's Euler steps as it does: the
     // kinematics linear over the step, the damping implicit after the
     // constraint solve; one on RK4 takes four such solves (docs/joints.md).
-    let integrator = match (&m.integrator, friction) {
-        (None, Friction::Mujoco) => {
+    let integrator = match (stepping, &m.integrator, friction) {
+        (Stepping::MujocoEuler, ..) => {
             "implicit_euler(iterations = 30, tolerance = 1e-8, kinematics = linear)"
         }
-        (Some((name, _)), Friction::Mujoco) if name == "RK4" => {
-            "rk4(iterations = 30, tolerance = 1e-8)"
-        }
-        (Some((name, span)), Friction::Mujoco) => {
+        (Stepping::MujocoRk4, ..) => "rk4(iterations = 30, tolerance = 1e-8)",
+        (Stepping::Implicit, Some((name, span)), Friction::Mujoco) => {
             warnings.push(
                 Diagnostic::error(
                     "mjcf::integrator",
@@ -1839,8 +1860,7 @@ pub fn write(
     if let Some(fluid) = &m.fluid {
         // MuJoCo's Euler and RK4 take the fluid forces at the state, as
         // the linear step and `rk4` take the coordinates' forces.
-        let explicit = friction == Friction::Mujoco
-            && m.integrator.as_ref().is_none_or(|(name, _)| name == "RK4");
+        let explicit = stepping != Stepping::Implicit;
         fluid::write_fluid(m, fluid, &places, explicit, o);
     }
     if !contact_text.is_empty() {

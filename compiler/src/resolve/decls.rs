@@ -553,6 +553,7 @@ impl Resolver<'_> {
                         }
                     }
                 }
+                // `tolerance`, the only other option.
                 _ => match v.tensor() {
                     Some(t) if t.shape == Shape::Scalar && t.x() > 0.0 => tolerance = t.x(),
                     _ => self.err(

@@ -47,11 +47,6 @@ impl<T: Real> Part<T> {
         red.linear = true;
         load(&mut red.rk_x, &self.b.x[..n * s]);
         load(&mut red.rk_v, &self.b.v[..n * s]);
-        for e in 0..self.len {
-            let lane = &mut red.lanes[e];
-            let x = &self.b.x;
-            tree.read_state(|r| x[r * s + e].to_f64(), &mut lane.rk_start);
-        }
         for stage in 0..4 {
             if stage > 0 {
                 // The stage's state from the start and the stages before it.
@@ -69,9 +64,13 @@ impl<T: Real> Part<T> {
                 step,
                 None,
             );
-            // The stage's rates and accelerations, in their rotations' frames.
+            // The stage's rates and accelerations, in their rotations' frames
+            // (the first stage's state is the step's start).
             for e in 0..self.len {
                 let lane = &mut red.lanes[e];
+                if stage == 0 {
+                    lane.rk_start.copy_from_slice(&lane.start);
+                }
                 let (rates, accel) = (
                     &mut lane.rk_rates[stage * nz..(stage + 1) * nz],
                     &mut lane.rk_accel[stage * nz..(stage + 1) * nz],
