@@ -104,6 +104,8 @@ fn warmup(path: &Path) -> usize {
         Some("spatial_tendon") => 40,
         // The block lands on the table, the rod and ball on the bar, by step 150.
         Some("box_on_box" | "capsule_cross") => 150,
+        // The cheetah lands on its feet and moves its joints.
+        Some("mujoco_euler_cheetah") => 30,
         _ => 0,
     }
 }
@@ -785,6 +787,21 @@ fn soft_ground_contact_differentiates() {
 fn plane_contact_differentiates() {
     for steps in [1, 4] {
         gradient_check(Path::new("tests/grad/box_plane.joule"), steps);
+    }
+}
+
+/// MuJoCo's Euler in joint coordinates (`kinematics = linear`, as `joule
+/// import --friction mujoco` writes a model on `Euler`), on Brax's
+/// half_cheetah (tests/grad/mujoco_euler_cheetah.joule: slides and hinges
+/// with armature, damping, stiffness, motors, MuJoCo's soft limits and its
+/// contact pyramid, landed on its feet): [`gradient_check`] through the
+/// prediction's velocity-product forces and mass matrix, the solve and the
+/// damping made implicit after it.
+#[test]
+fn mujocos_euler_differentiates() {
+    for steps in [1, 4, 12] {
+        gradient_check(Path::new("tests/grad/mujoco_euler_cheetah.joule"), steps);
+        gradient_check(Path::new("tests/grad/mujoco_euler_chain.joule"), steps);
     }
 }
 

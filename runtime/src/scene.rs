@@ -253,19 +253,26 @@ impl Scene {
     }
 
     /// Why gradients through this scene are not available, if they are not:
-    /// symplectic Euler, implicit Euler with linear kinematics and `rk4` in
-    /// joint coordinates have no adjoint yet.
+    /// symplectic Euler and `rk4` in joint coordinates have no adjoint yet,
+    /// and implicit Euler with linear kinematics (MuJoCo's Euler) has one
+    /// for trees of hinges and sliders alone, whose masses read no params.
     pub fn gradients_unavailable(&self) -> Option<&'static str> {
-        self.tree.as_ref()?;
+        let tree = self.tree.as_ref()?;
         match self.model().settings.integrator {
-            Integrator::SymplecticEuler => Some(
-                "gradients through symplectic Euler in joint coordinates are not built yet: set `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
+            Integrator::ImplicitEuler {
+                kinematics: Kinematics::Linear,
+                ..
+            } if !tree.hinges_and_sliders() => Some(
+                "gradients through implicit Euler with linear kinematics (MuJoCo's Euler) are built for trees of hinges and sliders: this scene has a ball or free joint; drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate it",
             ),
             Integrator::ImplicitEuler {
                 kinematics: Kinematics::Linear,
                 ..
-            } => Some(
-                "gradients through implicit Euler with linear kinematics are not built yet: drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate this scene",
+            } if tree.n != tree.joint_coords || self.holds || !self.mass_scales.is_empty() => Some(
+                "gradients through implicit Euler with linear kinematics (MuJoCo's Euler) are built for scenes of joint trees alone, without held values or masses that read params: drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate this scene",
+            ),
+            Integrator::SymplecticEuler => Some(
+                "gradients through symplectic Euler in joint coordinates are not built yet: set `integrator = implicit_euler(..)` in `settings` to differentiate this scene",
             ),
             Integrator::RungeKutta4 { .. } => Some(
                 "gradients through `rk4` are not built yet: use `integrator = implicit_euler(..)` in `settings` to differentiate this scene",

@@ -300,35 +300,49 @@ impl Resolver<'_> {
         }
     }
 
-    /// A `settings` block: one per file. The scene's own is applied last
-    /// (its fields override those of a `use`d file, such as an imported
-    /// MJCF model's time step); among the `use`d files there may be one.
+    /// A `settings` block: one per file, applied once the file's items are
+    /// declared ([`Resolver::end_settings`]), so that a file's fields
+    /// override those of the files it `use`s (the scene's own over an
+    /// imported MJCF model's time step, a `use`d env's over its model's).
     pub(super) fn settings(&mut self, span: Span, fields: &[FieldDef]) {
-        let old = if span.file == self.main {
-            let old = self.main_settings.as_ref().map(|(s, _)| *s);
-            if old.is_none() {
-                self.main_settings = Some((span, fields.to_vec()));
+        let file = self.settings_stack.last_mut().expect("a file is declared");
+        match &file.own {
+            Some((old, _)) => {
+                let old = *old;
+                self.twice(span, old);
             }
-            old
-        } else {
-            self.settings_span.replace(span)
-        };
-        if let Some(old) = old {
-            self.error(
-                Diagnostic::error(
-                    "joule::duplicate_name",
-                    "`settings` is given twice",
-                    span,
-                    "second settings",
-                )
-                .with_label(old, "first settings")
-                .with_help("merge them into one `settings { ... }` block"),
-            );
+            None => file.own = Some((span, fields.to_vec())),
+        }
+    }
+
+    /// The end of a file's declarations: its `settings` applied over those
+    /// of the files it used; among the files one file uses, one may have
+    /// a block.
+    pub(super) fn end_settings(&mut self) {
+        let file = self.settings_stack.pop().expect("a file is declared");
+        let Some((span, fields)) = file.own else {
             return;
+        };
+        if let Some(parent) = self.settings_stack.last_mut() {
+            if let Some(old) = parent.used.replace(span) {
+                self.twice(span, old);
+                return;
+            }
         }
-        if span.file != self.main {
-            self.apply_settings(fields);
-        }
+        self.apply_settings(&fields);
+    }
+
+    fn twice(&mut self, span: Span, old: Span) {
+        self.error(
+            Diagnostic::error(
+                "joule::duplicate_name",
+                "`settings` is given twice",
+                span,
+                "second settings",
+            )
+            .with_label(old, "first settings")
+            .with_help("merge them into one `settings { ... }` block"),
+        );
     }
 
     /// Sets the settings' fields that `fields` gives.

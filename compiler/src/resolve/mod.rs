@@ -133,15 +133,18 @@ pub struct Resolver<'s> {
     /// Files currently being included (cycle detection) and all included ones.
     include_stack: Vec<PathBuf>,
     included: Vec<PathBuf>,
-    /// The `settings` of the `use`d files (at most one among them) and of
-    /// the scene's own file, whose fields override theirs: applied once
-    /// every item is declared.
-    settings_span: Option<Span>,
-    main_settings: Option<(Span, Vec<FieldDef>)>,
+    /// The import options a `use "scene.joule" (..)` passes to the MJCF
+    /// models that scene uses without options of their own, and how many
+    /// models took them.
+    passed_options: Option<crate::mjcf::Options>,
+    models_passed: usize,
+    /// Per file being declared (the scene's own first, then each `use`d
+    /// file it is inside of): its `settings` block, applied once its items
+    /// (and so the files it uses) are declared, so that its fields override
+    /// theirs; and the block of a file it uses, of which there may be one.
+    settings_stack: Vec<FileSettings>,
     /// Where the applied settings chose the integrator.
     integrator_span: Option<Span>,
-    /// The scene's own file.
-    main: FileId,
     /// Per template of `model.templates`: its key and recorded constant sites.
     tinfo: Vec<instances::TemplateInfo>,
     /// Functions already reported as recursive.
@@ -203,10 +206,10 @@ pub fn resolve(
         fixed_bodies: vec![],
         include_stack: vec![],
         included: vec![],
-        settings_span: None,
+        passed_options: None,
+        models_passed: 0,
+        settings_stack: vec![],
         integrator_span: None,
-        main_settings: None,
-        main,
         tinfo: vec![],
         reported_recursion: Default::default(),
         instance_eval: false,
@@ -236,10 +239,9 @@ pub fn resolve(
         r.include_stack.push(p.clone());
         r.included.push(p);
     }
+    r.settings_stack.push(FileSettings::default());
     r.declare_items(&file.items);
-    if let Some((_, fields)) = r.main_settings.take() {
-        r.apply_settings(&fields);
-    }
+    r.end_settings();
     r.finish();
     r.diags.sort_by_key(|d| (d.span().file, d.span().start));
     let failed = r.diags.iter().any(Diagnostic::is_error);
@@ -463,7 +465,7 @@ impl Resolver<'_> {
 
     /// `use "path"`: parse the file (relative to the including file) and declare its items.
     fn include(&mut self, path: &str, span: Span, args: &[Arg]) {
-        let Some(options) = self.use_options(path, span, args) else {
+        let Some(options) = self.use_options(args) else {
             return;
         };
         let base = self
@@ -552,8 +554,18 @@ impl Resolver<'_> {
         let mut id = self
             .sources
             .add(full.display().to_string(), Some(&canonical), &text);
+        let passes = !args.is_empty() && !crate::mjcf::is_mjcf_path(&canonical);
         if crate::mjcf::is_mjcf_path(&canonical) {
-            // An MJCF model: import it to Joule text, then include that.
+            // An MJCF model: import it to Joule text, then include that,
+            // with the options an enclosing `use` of a scene passed where
+            // its own `use` names none.
+            let options = match (args.is_empty(), self.passed_options) {
+                (true, Some(passed)) => {
+                    self.models_passed += 1;
+                    passed
+                }
+                _ => options,
+            };
             let imported = crate::mjcf::import(self.sources, id, options);
             self.diags.extend(imported.diagnostics);
             let Some(joule) = imported.text else { return };
@@ -586,7 +598,29 @@ impl Resolver<'_> {
             return;
         }
         self.diags.extend(syntax);
-        self.declare_items(&file.items);
+        self.settings_stack.push(FileSettings::default());
+        if passes {
+            // `use "scene.joule" (..)`: the options go to the models it uses.
+            let (outer, counted) = (self.passed_options.replace(options), self.models_passed);
+            self.models_passed = 0;
+            self.declare_items(&file.items);
+            if self.models_passed == 0 {
+                self.error(
+                    Diagnostic::error(
+                        "joule::use_options",
+                        format!("`{path}` uses no MJCF model for these options to import"),
+                        span,
+                        "options on a scene that imports no model",
+                    )
+                    .with_help("options such as `(friction = mujoco)` choose how the MJCF models a `use`d scene imports (`use \"model.xml\"` without options of its own) are imported; remove them here"),
+                );
+            }
+            self.passed_options = outer;
+            self.models_passed += counted;
+        } else {
+            self.declare_items(&file.items);
+        }
+        self.end_settings();
         self.include_stack.pop();
     }
 
@@ -631,31 +665,14 @@ impl Resolver<'_> {
 
     /// The MJCF import's options of `use "model.xml" (friction = ..)`
     /// (`friction`: `cone`, the default, `coulomb` or `mujoco`, as
-    /// `joule import --friction`); None (after an error) for options on a
-    /// file that is not an MJCF model, or an option or value that is not
-    /// one of these.
-    fn use_options(
-        &mut self,
-        path: &str,
-        span: Span,
-        args: &[Arg],
-    ) -> Option<crate::mjcf::Options> {
+    /// `joule import --friction`), or of `use "scene.joule" (..)`, which
+    /// passes them to the models that scene uses; None (after an error) for
+    /// an option or value that is not one of these.
+    fn use_options(&mut self, args: &[Arg]) -> Option<crate::mjcf::Options> {
         use crate::mjcf::Friction;
         let mut options = crate::mjcf::Options::default();
         if args.is_empty() {
             return Some(options);
-        }
-        if !crate::mjcf::is_mjcf_path(Path::new(path)) {
-            self.error(
-                Diagnostic::error(
-                    "joule::use_options",
-                    "only an MJCF model's `use` takes options",
-                    span,
-                    "a Joule scene file",
-                )
-                .with_help("options such as `(friction = mujoco)` choose how `use \"model.xml\"` imports a MuJoCo model; remove them here"),
-            );
-            return None;
         }
         let mut ok = true;
         for a in args {
@@ -803,4 +820,12 @@ impl Resolver<'_> {
 /// A shared list value.
 fn list(v: Vec<Value>) -> Value {
     Value::List(Arc::new(v))
+}
+
+/// The `settings` blocks of one file being declared (see
+/// `Resolver::settings_stack`).
+#[derive(Default)]
+struct FileSettings {
+    own: Option<(Span, Vec<FieldDef>)>,
+    used: Option<Span>,
 }

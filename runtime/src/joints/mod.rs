@@ -19,6 +19,7 @@
 //! kernels) into dense blocks per pair of *groups* (a link's 12 rows, or one
 //! row that is a coordinate itself) for the reduction `J_g^T H_gh J_h`.
 
+mod derivatives;
 pub(crate) mod kinematics;
 
 use crate::mass::MassModel;

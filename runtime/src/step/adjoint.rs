@@ -8,7 +8,7 @@ use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::Scene;
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
-use joule_compiler::model::Integrator;
+use joule_compiler::model::{Integrator, Kinematics};
 
 impl<T: Real> Part<T> {
     /// The adjoint of one substep as the scene's gradients define it: of
@@ -78,6 +78,12 @@ impl<T: Real> Part<T> {
                     adj.v[i] = vbar[i] - h * (b.d_v[i].to_f64() + b.d_prev_v[i].to_f64());
                 }
                 self.accumulate(adj, -h);
+            }
+            Integrator::ImplicitEuler {
+                kinematics: Kinematics::Linear,
+                ..
+            } if scene.tree().is_some() => {
+                self.linear_adjoint(scene, start, end, adj);
             }
             Integrator::ImplicitEuler { .. } if scene.tree().is_some() => {
                 self.reduced_adjoint(scene, start, end, adj);

@@ -43,6 +43,7 @@
 mod adjoint;
 mod explicit;
 mod held;
+mod linear_adjoint;
 mod mass_scale;
 mod newton;
 mod potential;

@@ -43,6 +43,7 @@
 //! search and the convergence rule of the maximal step. Ball and free
 //! rotations are re-based at every iterate (incremental rotation vectors).
 
+use super::linear_adjoint::LinearBar;
 use super::potential::Lanes;
 use super::{chunk_wanted, load, Part, Scratch};
 use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
@@ -95,6 +96,8 @@ pub(super) struct Lane {
     pub(super) rk_start: Vec<JointState>,
     pub(super) rk_rates: Vec<f64>,
     pub(super) rk_accel: Vec<f64>,
+    /// The linear step's adjoint's vectors.
+    pub(super) lin_bar: LinearBar,
 }
 
 /// A drift point of the prediction: its joint state, link poses and twists.
@@ -186,6 +189,7 @@ impl Reduced {
             rk_start: vec![JointState::default(); nj],
             rk_rates: vec![0.0; 4 * n],
             rk_accel: vec![0.0; 4 * n],
+            lin_bar: LinearBar::new(tree.joint_coords),
         };
         Reduced {
             lanes: vec![lane; s],
@@ -989,7 +993,13 @@ impl<T: Real> Part<T> {
 
     /// [`Part::reduced_place`] with every lane's kinematics already in its
     /// `poses`.
-    fn reduced_write(&mut self, tree: &Tree, red: &Reduced, rows: &[f64], skip: Option<&[bool]>) {
+    pub(super) fn reduced_write(
+        &mut self,
+        tree: &Tree,
+        red: &Reduced,
+        rows: &[f64],
+        skip: Option<&[bool]>,
+    ) {
         let s = self.stride();
         for e in 0..self.len {
             if skip.is_some_and(|k| k[e]) {
