@@ -134,26 +134,9 @@ mod tests {
     //! a slider.
     use super::*;
     use crate::joints::kinematics::JointState;
-    use crate::mass::MassModel;
-    use glam::DQuat;
-    use joule_compiler::compiled::Backend;
-    use joule_compiler::model::{Attachment, Body, BodyShape, Joint, Model};
+    use crate::joints::test_trees::{self, tree, Rng};
 
-    /// A small deterministic generator (xorshift) of numbers in [-1, 1).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        }
-        fn v3(&mut self) -> [f64; 3] {
-            [self.next(), self.next(), self.next()]
-        }
-    }
-
-    fn model(rng: &mut Rng) -> Model {
+    fn model(rng: &mut Rng) -> joule_compiler::model::Model {
         use JointKind::*;
         let spec: Vec<(Option<u32>, Vec<JointKind>)> = vec![
             (None, vec![Slider, Slider, Hinge]),
@@ -163,61 +146,7 @@ mod tests {
             (Some(0), vec![Hinge]),
             (None, vec![Hinge]),
         ];
-        let mut m = Model::default();
-        let mut row = 0;
-        for (i, (parent, kinds)) in spec.iter().enumerate() {
-            let q = DQuat::from_scaled_axis(DVec3::from_array(rng.v3()));
-            m.bodies.push(Body {
-                name: format!("b{i}"),
-                shape: BodyShape::Sphere { radius: 0.1 },
-                mass: 1.0,
-                x: rng.v3(),
-                rotation: [q.w, q.x, q.y, q.z],
-                v: [0.0; 3],
-                w: [0.0; 3],
-                inertia: None,
-                dof: Some(row),
-                joint: Some(Attachment {
-                    parent: *parent,
-                    joints: kinds
-                        .iter()
-                        .map(|&kind| Joint {
-                            kind,
-                            at: rng.v3(),
-                            axis: DVec3::from_array(rng.v3()).normalize().to_array(),
-                            range: None,
-                            soft: None,
-                            armature: 0.0,
-                            damping: 0.0,
-                            stiffness: 0.0,
-                            motor: None,
-                            servo: None,
-                            span: Default::default(),
-                        })
-                        .collect(),
-                    coord: 0,
-                    span: Default::default(),
-                }),
-            });
-            row += 12;
-        }
-        for b in &mut m.bodies {
-            if let Some(a) = &mut b.joint {
-                a.coord = row;
-                row += a.coordinates();
-            }
-        }
-        m.dof_count = row as usize;
-        m
-    }
-
-    fn tree(m: &Model) -> Tree {
-        let compiled =
-            joule_compiler::compile(m.clone(), Backend::Interp, vec![]).expect("compiles");
-        let mass = MassModel::new(m);
-        Tree::new(m, &mass, |k| compiled.kernels.get(k))
-            .expect("a valid tree")
-            .expect("joints")
+        test_trees::model(&spec, None, rng)
     }
 
     /// Poses and twists at `z` from the initial state.

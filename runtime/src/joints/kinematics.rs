@@ -583,44 +583,10 @@ mod tests {
     //! kinematics itself, on a tree with every joint kind, a sequence of two
     //! hinges, a weld, two roots and a fixed base.
     use super::*;
+    use crate::joints::test_trees::{self, tree, Rng};
     use crate::joints::{Group, Pair, Tree};
     use crate::mass::MassModel;
-    use joule_compiler::compiled::Backend;
-    use joule_compiler::model::{Attachment, Body, BodyShape, Joint, Model};
-
-    /// A small deterministic generator (xorshift) of numbers in [-1, 1).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        }
-        fn v3(&mut self) -> [f64; 3] {
-            [self.next(), self.next(), self.next()]
-        }
-        fn unit(&mut self) -> [f64; 3] {
-            let v = DVec3::from_array(self.v3()).normalize();
-            v.to_array()
-        }
-    }
-
-    fn joint(kind: JointKind, rng: &mut Rng) -> Joint {
-        Joint {
-            kind,
-            at: rng.v3(),
-            axis: rng.unit(),
-            range: None,
-            soft: None,
-            armature: 0.0,
-            damping: 0.0,
-            stiffness: 0.0,
-            motor: None,
-            servo: None,
-            span: Default::default(),
-        }
-    }
+    use joule_compiler::model::Model;
 
     /// The test tree: (parent, joints) per body; body 6 is fixed.
     fn model(rng: &mut Rng) -> Model {
@@ -635,49 +601,7 @@ mod tests {
             (None, vec![]),
             (Some(6), vec![Hinge]),
         ];
-        let mut m = Model::default();
-        let mut row = 0;
-        for (i, (parent, kinds)) in spec.iter().enumerate() {
-            let q = DQuat::from_scaled_axis(DVec3::from_array(rng.v3()));
-            let fixed = i == 6;
-            m.bodies.push(Body {
-                name: format!("b{i}"),
-                shape: BodyShape::Sphere { radius: 0.1 },
-                mass: 1.0,
-                x: rng.v3(),
-                rotation: [q.w, q.x, q.y, q.z],
-                v: [0.0; 3],
-                w: [0.0; 3],
-                inertia: None,
-                dof: (!fixed).then_some(row),
-                joint: (!fixed).then(|| Attachment {
-                    parent: *parent,
-                    joints: kinds.iter().map(|k| joint(*k, rng)).collect(),
-                    coord: 0,
-                    span: Default::default(),
-                }),
-            });
-            if !fixed {
-                row += 12;
-            }
-        }
-        for b in &mut m.bodies {
-            if let Some(a) = &mut b.joint {
-                a.coord = row;
-                row += a.coordinates();
-            }
-        }
-        m.dof_count = row as usize;
-        m
-    }
-
-    fn tree(m: &Model) -> Tree {
-        let compiled =
-            joule_compiler::compile(m.clone(), Backend::Interp, vec![]).expect("compiles");
-        let mass = MassModel::new(m);
-        Tree::new(m, &mass, |k| compiled.kernels.get(k))
-            .expect("a valid tree")
-            .expect("joints")
+        test_trees::model(&spec, Some(6), rng)
     }
 
     /// The maximal rows at `state`.

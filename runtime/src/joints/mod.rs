@@ -21,6 +21,8 @@
 
 mod derivatives;
 pub(crate) mod kinematics;
+#[cfg(test)]
+mod test_trees;
 
 use crate::mass::MassModel;
 use glam::{DMat3, DQuat, DVec3};
