@@ -423,6 +423,16 @@ const ENVS: &[Env] = &[
         secant: &[16, 17, 18],
     },
     Env {
+        name: "ant_mujoco",
+        dt: 0.05,
+        timestep: 0.01,
+        obs: 27,
+        actions: 8,
+        reference: ant,
+        // MuJoCo's Euler leaves the links' velocity rows at the tangent.
+        secant: &[],
+    },
+    Env {
         name: "hopper",
         dt: 0.008,
         timestep: 0.002,
@@ -600,7 +610,7 @@ macro_rules! env_tests {
 /// One test per env, named after it.
 mod env {
     use super::{check_env, ENVS};
-    env_tests! { ant hopper walker2d half_cheetah half_cheetah_mujoco swimmer humanoid reacher inverted_pendulum }
+    env_tests! { ant ant_mujoco hopper walker2d half_cheetah half_cheetah_mujoco swimmer humanoid reacher inverted_pendulum }
 }
 
 /// Every env steps in batches that split into chunks of every lane width

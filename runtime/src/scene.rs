@@ -255,16 +255,10 @@ impl Scene {
     /// Why gradients through this scene are not available, if they are not:
     /// symplectic Euler and `rk4` in joint coordinates have no adjoint yet,
     /// and implicit Euler with linear kinematics (MuJoCo's Euler) has one
-    /// for trees of hinges and sliders alone, whose masses read no params.
+    /// for scenes of joint trees alone, whose masses read no params.
     pub fn gradients_unavailable(&self) -> Option<&'static str> {
         let tree = self.tree.as_ref()?;
         match self.model().settings.integrator {
-            Integrator::ImplicitEuler {
-                kinematics: Kinematics::Linear,
-                ..
-            } if !tree.hinges_and_sliders() => Some(
-                "gradients through implicit Euler with linear kinematics (MuJoCo's Euler) are built for trees of hinges and sliders: this scene has a ball or free joint; drop `kinematics = linear` from `implicit_euler(..)` in `settings` to differentiate it",
-            ),
             Integrator::ImplicitEuler {
                 kinematics: Kinematics::Linear,
                 ..

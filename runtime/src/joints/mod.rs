@@ -20,6 +20,7 @@
 //! row that is a coordinate itself) for the reduction `J_g^T H_gh J_h`.
 
 mod derivatives;
+pub(crate) use derivatives::ChainTables;
 pub(crate) mod kinematics;
 #[cfg(test)]
 mod test_trees;

@@ -1,7 +1,9 @@
 //! The adjoint of a reduced substep with linear kinematics (`kinematics =
-//! linear`, MuJoCo's Euler: `reduced`'s module docs), for trees of hinges
-//! and sliders with no free rows beside them
-//! (`Scene::gradients_unavailable` refuses the rest).
+//! linear`, MuJoCo's Euler: `reduced`'s module docs), for scenes of joint
+//! trees with no free rows beside them (`Scene::gradients_unavailable`
+//! refuses the rest). Coordinates add on hinges, slides and translations;
+//! a ball's or free joint's rotation is taken in the chart at the step's
+//! start, `exp(lin) R_t`.
 //!
 //! The forward substep, from the start's coordinates `z_t`, rates
 //! `zdot_t` and kinematics (`J_t`, the links' rows `y_t`):
@@ -35,10 +37,13 @@
 use super::potential::Lanes;
 use super::reduced::{shifted_cholesky_solve, Reduced};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
-use crate::joints::Tree;
+use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log};
+use crate::joints::{ChainTables, Tree};
 use crate::Scene;
+use glam::DVec3;
 use joule_compiler::abi::Real;
 use joule_compiler::kernels::KernelKind;
+use joule_compiler::model::JointKind;
 
 /// One lane's vectors of the linear step's adjoint (joint coordinates).
 #[derive(Clone)]
@@ -53,17 +58,20 @@ pub(super) struct LinearBar {
     mu: Vec<f64>,
     /// The adjoint by the start's rates.
     zdotbar: Vec<f64>,
+    /// The kinematics' derivatives' tables.
+    tables: ChainTables,
 }
 
 impl LinearBar {
-    /// Vectors for `n` joint coordinates.
-    pub(super) fn new(n: usize) -> Self {
+    /// Vectors for `n` joint coordinates on chains of up to `m`.
+    pub(super) fn new(n: usize, m: usize) -> Self {
         LinearBar {
             a0: vec![0.0; n],
             a: vec![0.0; n],
             delta: vec![0.0; n],
             mu: vec![0.0; n],
             zdotbar: vec![0.0; n],
+            tables: ChainTables::new(m),
         }
     }
 }
@@ -98,10 +106,15 @@ impl<T: Real> Part<T> {
             }
             tree.read_state(|r| end.x[r * s + e], &mut lane.state);
             for (j, jt) in tree.joints.iter().enumerate() {
-                lane.lin[jt.z] = lane.state[j].q - lane.start[j].q;
+                let rates = tree.coordinate_rates(j, &lane.state[j], &lane.start[j], h);
+                for k in 0..jt.kind.dofs() {
+                    lane.lin[jt.z + k] = h * rates[k];
+                }
             }
             tree.forward(&lane.state, &mut lane.poses, &mut lane.twists);
-            // zbar' = J'^T xbar' + (d (J zdot')/dz)^T vbar' + the coordinate rows'.
+            // zbar' (in the chart at z') = J'^T xbar' + d/dz' (J' zdot') . vbar'
+            // + the coordinate rows' (a rotation vector's through SO(3)'s
+            // left Jacobian).
             tree.moments(&lane.poses, |r| adj.x[r * s + e], &mut lane.moments);
             lane.zbar.fill(0.0);
             tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.zbar);
@@ -114,18 +127,62 @@ impl<T: Real> Part<T> {
                 |r| adj.v[r * s + e],
                 &b.delta,
                 &mut lane.zbar,
+                &mut b.tables,
             );
-            // zdotbar' = J'^T vbar' + the coordinate rows'.
+            // zdotbar' = J'^T vbar' + the coordinate rows' (their rates are
+            // lin' / h).
             tree.moments(&lane.poses, |r| adj.v[r * s + e], &mut lane.moments);
             lane.g.fill(0.0);
             tree.reduce_gradient(&lane.twists, &lane.moments, &mut lane.g);
-            for jt in &tree.joints {
-                lane.zbar[jt.z] += adj.x[jt.row * s + e];
-                lane.g[jt.z] += adj.v[jt.row * s + e];
+            for (j, jt) in tree.joints.iter().enumerate() {
+                let row = |k: usize| (jt.row + k) * s + e;
+                for k in 0..jt.kind.dofs() {
+                    lane.g[jt.z + k] += adj.v[row(k)];
+                }
+                let v3 = |k: usize| DVec3::new(adj.x[row(k)], adj.x[row(k + 1)], adj.x[row(k + 2)]);
+                let now = &lane.state[j];
+                match jt.kind {
+                    JointKind::Hinge | JointKind::Slider => lane.zbar[jt.z] += adj.x[row(0)],
+                    JointKind::Ball => {
+                        let d = left_jacobian_inverse(log(now.r)).transpose() * v3(0);
+                        add3(&mut lane.zbar, jt.z, d);
+                    }
+                    JointKind::Free => {
+                        add3(&mut lane.zbar, jt.z, v3(0));
+                        let phi = log(now.r * jt.initial.r.transpose());
+                        add3(
+                            &mut lane.zbar,
+                            jt.z + 3,
+                            left_jacobian_inverse(phi).transpose() * v3(3),
+                        );
+                    }
+                }
             }
-            // lin'bar (in `dz`); z_t's adjoint starts as z''s (z' = z_t + lin').
+            // lin'bar (in `dz`) and z_t's adjoint (in `zbar`): z' = z_t (+)
+            // lin' adds on hinges, slides and translations; a rotation's
+            // exp(lin') exp(delta) R_t is exp(J_l(lin') dlin' + exp(lin')
+            // delta) R', so lin'bar = J_l(lin')^T zbar' and deltabar =
+            // exp(lin')^T zbar'.
             for ((d, z), g) in lane.dz.iter_mut().zip(&lane.zbar).zip(&lane.g) {
                 *d = z + g / h;
+            }
+            for jt in &tree.joints {
+                let k = match jt.kind {
+                    JointKind::Ball => jt.z,
+                    JointKind::Free => jt.z + 3,
+                    JointKind::Hinge | JointKind::Slider => continue,
+                };
+                let phi = DVec3::new(lane.lin[k], lane.lin[k + 1], lane.lin[k + 2]);
+                let zb = DVec3::new(lane.zbar[k], lane.zbar[k + 1], lane.zbar[k + 2]);
+                let gb = DVec3::new(lane.g[k], lane.g[k + 1], lane.g[k + 2]);
+                let (d, z) = (
+                    left_jacobian(phi).transpose() * zb + gb / h,
+                    exp(phi).transpose() * zb,
+                );
+                for c in 0..3 {
+                    lane.dz[k + c] = d[c];
+                    lane.zbar[k + c] = z[c];
+                }
             }
             b.zdotbar.fill(0.0);
             if !damped {
@@ -133,14 +190,12 @@ impl<T: Real> Part<T> {
             }
             // The damping's correction: a' = (lin' - h zdot) / h^2, a = a' +
             // h M_z^-1 D a', and mu = (M_z + h D)^-1 h^2 lin'bar.
-            for (((d, l), zd), jt) in b
-                .delta
-                .iter_mut()
-                .zip(&lane.lin)
-                .zip(&lane.zdot)
-                .zip(&tree.joints)
-            {
-                *d = h * jt.damping * (l - h * zd) / (h * h);
+            b.delta.fill(0.0);
+            for jt in &tree.joints {
+                if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                    let (l, zd) = (lane.lin[jt.z], lane.zdot[jt.z]);
+                    b.delta[jt.z] = h * jt.damping * (l - h * zd) / (h * h);
+                }
             }
             lane.h[..nz * nz].copy_from_slice(&lane.mass_z);
             if !shifted_cholesky_solve(&mut lane.h, nz, &mut b.delta, &mut red.work) {
@@ -151,7 +206,9 @@ impl<T: Real> Part<T> {
             }
             lane.h[..nz * nz].copy_from_slice(&lane.mass_z);
             for jt in &tree.joints {
-                lane.h[jt.z * nz + jt.z] += h * jt.damping;
+                if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                    lane.h[jt.z * nz + jt.z] += h * jt.damping;
+                }
             }
             for ((m, d), zb) in b.mu.iter_mut().zip(&lane.dz).zip(b.zdotbar.iter_mut()) {
                 *m = h * h * d;
@@ -179,7 +236,7 @@ impl<T: Real> Part<T> {
             self.mass_jacobian_rows(scene, tree, &red, &mut w, |b| &b.mu);
             for e in 0..self.len {
                 let lane = &mut red.lanes[e];
-                let b = &lane.lin_bar;
+                let b = &mut lane.lin_bar;
                 let (mdelta, mmu) = (&w.x0, &w.md);
                 tree.curvature_product(
                     &lane.poses_t,
@@ -187,6 +244,7 @@ impl<T: Real> Part<T> {
                     |r| mdelta[r * s + e],
                     &b.mu,
                     &mut lane.zbar,
+                    &mut b.tables,
                 );
                 tree.curvature_product(
                     &lane.poses_t,
@@ -194,6 +252,7 @@ impl<T: Real> Part<T> {
                     |r| mmu[r * s + e],
                     &b.delta,
                     &mut lane.zbar,
+                    &mut b.tables,
                 );
             }
         }
@@ -261,10 +320,22 @@ impl<T: Real> Part<T> {
             let lane = &red.lanes[e];
             let controls = &mut adj.controls;
             for jt in &tree.joints {
-                let (i, lambda) = (jt.row * s + e, lane.dz[jt.z]);
-                adj.x[i] = lane.zbar[jt.z];
-                adj.v[i] += lane.lin_bar.zdotbar[jt.z];
+                let row = |k: usize| (jt.row + k) * s + e;
+                let d = tree.coordinate_rows_adjoint(jt, &lane.zbar, |k| start.x[row(k)]);
+                // A hinge's or slider's own reads at the start are in `zbar`
+                // already; a rotation vector's are not.
+                let direct = !matches!(jt.kind, JointKind::Hinge | JointKind::Slider);
+                for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
+                    let read = if direct {
+                        self.b.d_prev_x[row(k)].to_f64()
+                    } else {
+                        0.0
+                    };
+                    adj.x[row(k)] = d - read;
+                    adj.v[row(k)] += lane.lin_bar.zdotbar[jt.z + k];
+                }
                 // The actuators' forces -gear u and -kp u in the prediction.
+                let lambda = lane.dz[jt.z];
                 for (c, k) in jt.motor.into_iter().chain(jt.servo) {
                     controls[c as usize * s + e] += lambda * k;
                 }
@@ -294,7 +365,7 @@ impl<T: Real> Part<T> {
         let t = &mut b.delta;
         t.fill(0.0);
         // J_t^T r: its curvature against lambda.
-        tree.curvature_product(poses, twists, |r| row(&w.g, r), lambda, t);
+        tree.curvature_product(poses, twists, |r| row(&w.g, r), lambda, t, &mut b.tables);
         // The energies at x = y_t + J_t lin (the coordinate rows q_t + lin)
         // and at the start rows: J_t^T (H_y s + their partials) and H_y s's
         // curvature against lin.
@@ -307,24 +378,42 @@ impl<T: Real> Part<T> {
             *tk += gk;
         }
         for jt in &tree.joints {
-            t[jt.z] += both(jt.row);
+            // A hinge's or slider's row is its coordinate (a rotation
+            // vector's reads are pulled through its chart at the end).
+            if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                t[jt.z] += both(jt.row);
+            }
         }
-        tree.curvature_product(poses, twists, hs, &lane.lin, t);
+        tree.curvature_product(poses, twists, hs, &lane.lin, t, &mut b.tables);
         // The inertia term's J_t (lin - pred) against M s / h^2; the mass
         // matrix of the prediction's a_0 = -M_z^-1 (b + f): lambda . dM_z a_0.
         for (d, (l, p)) in b.mu.iter_mut().zip(lane.lin.iter().zip(&lane.pred)) {
             *d = (l - p) / (h * h);
         }
-        tree.curvature_product(poses, twists, |r| row(&w.md, r), &b.mu, t);
-        tree.curvature_product(poses, twists, |r| row(&w.rhs, r), lambda, t);
-        tree.curvature_product(poses, twists, |r| row(&w.md, r), &b.a0, t);
+        tree.curvature_product(poses, twists, |r| row(&w.md, r), &b.mu, t, &mut b.tables);
+        tree.curvature_product(poses, twists, |r| row(&w.rhs, r), lambda, t, &mut b.tables);
+        tree.curvature_product(poses, twists, |r| row(&w.md, r), &b.a0, t, &mut b.tables);
         // The velocity-product forces b = J^T M (Jdot zdot): by z_t, the
         // curvature against M Jdot zdot and the third derivatives against M s;
         // by zdot_t, 2 (d (J zdot)/dz)^T M s.
-        tree.curvature_product(poses, twists, |r| row(&w.x0, r), lambda, t);
-        tree.third_product(poses, twists, |r| row(&w.md, r), &lane.zdot, t);
+        tree.curvature_product(poses, twists, |r| row(&w.x0, r), lambda, t, &mut b.tables);
+        tree.third_product(
+            poses,
+            twists,
+            |r| row(&w.md, r),
+            &lane.zdot,
+            t,
+            &mut b.tables,
+        );
         b.mu.fill(0.0);
-        tree.curvature_product(poses, twists, |r| row(&w.md, r), &lane.zdot, &mut b.mu);
+        tree.symmetric_curvature_product(
+            poses,
+            twists,
+            |r| row(&w.md, r),
+            &lane.zdot,
+            &mut b.mu,
+            &mut b.tables,
+        );
         for (zb, m) in b.zdotbar.iter_mut().zip(&b.mu) {
             *zb -= 2.0 * m;
         }
@@ -340,6 +429,9 @@ impl<T: Real> Part<T> {
         // q_t), the ranges' dependence on the start, and a coordinate row's
         // own inertia term (its prediction q_t + h qdot_t).
         for (j, jt) in tree.joints.iter().enumerate() {
+            if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                continue;
+            }
             let (k, l) = (jt.z, lambda[jt.z]);
             let kp = jt.servo.map_or(0.0, |(_, kp)| kp);
             let [.., cross, cross_v] =
@@ -370,5 +462,12 @@ impl<T: Real> Part<T> {
             });
         }
         scene.mass.mul(&w.d, &mut w.md, s);
+    }
+}
+
+/// Adds a 3-vector to `v[k..k + 3]`.
+fn add3(v: &mut [f64], k: usize, d: DVec3) {
+    for c in 0..3 {
+        v[k + c] += d[c];
     }
 }

@@ -189,7 +189,7 @@ impl Reduced {
             rk_start: vec![JointState::default(); nj],
             rk_rates: vec![0.0; 4 * n],
             rk_accel: vec![0.0; 4 * n],
-            lin_bar: LinearBar::new(tree.joint_coords),
+            lin_bar: LinearBar::new(tree.joint_coords, tree.longest_chain()),
         };
         Reduced {
             lanes: vec![lane; s],
