@@ -105,7 +105,7 @@ fn warmup(path: &Path) -> usize {
         // The block lands on the table, the rod and ball on the bar, by step 150.
         Some("box_on_box" | "capsule_cross") => 150,
         // The cheetah lands on its feet and moves its joints.
-        Some("mujoco_euler_cheetah" | "ant_mujoco") => 30,
+        Some("mujoco_euler_cheetah") => 30,
         _ => 0,
     }
 }
@@ -803,6 +803,8 @@ fn mujocos_euler_differentiates() {
         gradient_check(Path::new("tests/grad/mujoco_euler_cheetah.joule"), steps);
         gradient_check(Path::new("tests/grad/mujoco_euler_chain.joule"), steps);
         gradient_check(Path::new("tests/grad/mujoco_euler_floating.joule"), steps);
+        // From its start, the ankles outside their ranges: MuJoCo's
+        // limits push from the first step.
         gradient_check(Path::new("tests/mjcf/ant_mujoco.joule"), steps);
     }
 }

@@ -436,7 +436,11 @@ impl<T: Real> Part<T> {
             let kp = jt.servo.map_or(0.0, |(_, kp)| kp);
             let [.., cross, cross_v] =
                 jt.soft_limit(lane.state[j].q, lane.start[j].q, lane.zdot[k], h);
-            lane.zbar[k] -= l * (jt.stiffness + kp + cross);
+            // The ranges at q = q_t + lin: by q_t directly (cross) and
+            // through q (their curvature).
+            let (q, q0) = (lane.state[j].q, lane.start[j].q);
+            let curvature = tree.range_curvature(j, q, q0, lane.zdot[k], h);
+            lane.zbar[k] -= l * (jt.stiffness + kp + cross + curvature);
             b.zdotbar[k] -= l * (jt.damping + cross_v);
             b.zdotbar[k] += row(&w.md, jt.row) / h;
         }

@@ -302,6 +302,21 @@ impl Tree {
 }
 
 impl Tree {
+    /// The second derivative in `q` of hinge or slider `j`'s range terms
+    /// (its soft range's piece, or its barrier) at `q`, from the step's
+    /// start `q0` moving at `qd`: what the linear step's adjoint needs of
+    /// them by the start, whose `q_t` moves `q = q_t + lin` with the step
+    /// held.
+    pub(super) fn range_curvature(&self, j: usize, q: f64, q0: f64, qd: f64, h: f64) -> f64 {
+        let jt = &self.joints[j];
+        let [_, _, mut d2, ..] = jt.soft_limit(q, q0, qd, h);
+        if let (Some((lo, hi)), None) = (jt.range, jt.soft) {
+            let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
+            d2 += k * (barrier(q - lo, width).2 + barrier(hi - q, width).2);
+        }
+        d2
+    }
+
     /// MuJoCo's Euler on the coordinates' damping `D`: the step's
     /// acceleration `a1 = (lin - h zdot_t) / h^2`, solved with the damping
     /// at the start's rate, becomes `a = (M_z + h D)^-1 M_z a1` (the damping
