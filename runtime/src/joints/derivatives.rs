@@ -149,19 +149,7 @@ impl Tree {
         out: &mut [f64],
         tables: &mut ChainTables,
     ) {
-        for (link, pose) in self.links.iter().zip(poses) {
-            tables.fill(self, link, pose, twists, &v, false);
-            let chain = &link.chain;
-            for (c, &kc) in chain.iter().enumerate() {
-                let mut sum = 0.0;
-                for (a, &ka) in chain.iter().enumerate() {
-                    if u[ka] != 0.0 {
-                        sum += u[ka] * tables.second(a, c, true);
-                    }
-                }
-                out[kc] += sum;
-            }
-        }
+        self.second_product(poses, twists, v, u, out, tables, true);
     }
 
     /// `out[k] += sum_i u[i] v . d2y/dz_i dz_k` over the links' rows with
@@ -178,6 +166,22 @@ impl Tree {
         out: &mut [f64],
         tables: &mut ChainTables,
     ) {
+        self.second_product(poses, twists, v, u, out, tables, false);
+    }
+
+    /// The second derivatives contracted with `v` and `u`, the free index
+    /// the base's (`base`) or a coordinate's own.
+    #[allow(clippy::too_many_arguments)]
+    fn second_product(
+        &self,
+        poses: &[Pose],
+        twists: &[Twist],
+        v: impl Fn(usize) -> f64,
+        u: &[f64],
+        out: &mut [f64],
+        tables: &mut ChainTables,
+        base: bool,
+    ) {
         for (link, pose) in self.links.iter().zip(poses) {
             tables.fill(self, link, pose, twists, &v, false);
             let chain = &link.chain;
@@ -185,7 +189,7 @@ impl Tree {
                 let mut sum = 0.0;
                 for (a, &ka) in chain.iter().enumerate() {
                     if u[ka] != 0.0 {
-                        sum += u[ka] * tables.second(a, k, false);
+                        sum += u[ka] * tables.second(a, k, base);
                     }
                 }
                 out[kk] += sum;

@@ -318,26 +318,13 @@ impl<T: Real> Part<T> {
                 continue;
             }
             let lane = &red.lanes[e];
-            let controls = &mut adj.controls;
             for jt in &tree.joints {
-                let row = |k: usize| (jt.row + k) * s + e;
-                let d = tree.coordinate_rows_adjoint(jt, &lane.zbar, |k| start.x[row(k)]);
-                // A hinge's or slider's own reads at the start are in `zbar`
-                // already; a rotation vector's are not.
-                let direct = !matches!(jt.kind, JointKind::Hinge | JointKind::Slider);
-                for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
-                    let read = if direct {
-                        self.b.d_prev_x[row(k)].to_f64()
-                    } else {
-                        0.0
-                    };
-                    adj.x[row(k)] = d - read;
-                    adj.v[row(k)] += lane.lin_bar.zdotbar[jt.z + k];
-                }
+                let zdotbar = &lane.lin_bar.zdotbar;
+                self.start_coordinates_adjoint(tree, jt, &lane.zbar, zdotbar, start, adj, e);
                 // The actuators' forces -gear u and -kp u in the prediction.
                 let lambda = lane.dz[jt.z];
                 for (c, k) in jt.motor.into_iter().chain(jt.servo) {
-                    controls[c as usize * s + e] += lambda * k;
+                    adj.controls[c as usize * s + e] += lambda * k;
                 }
             }
         }

@@ -285,22 +285,7 @@ impl<T: Real> Part<T> {
                 adj.v[i] += w.md[i] / h;
             }
             for jt in &tree.joints {
-                let row = |k: usize| (jt.row + k) * s + e;
-                for k in 0..jt.kind.dofs() {
-                    adj.v[row(k)] += lane.g[jt.z + k];
-                }
-                let d = tree.coordinate_rows_adjoint(jt, &lane.zbar, |k| start.x[row(k)]);
-                // A hinge's or slider's own reads at the start are in `zbar`
-                // already (through `w.d`); a rotation vector's are not.
-                let direct = !matches!(jt.kind, JointKind::Hinge | JointKind::Slider);
-                for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
-                    let read = if direct {
-                        self.b.d_prev_x[row(k)].to_f64()
-                    } else {
-                        0.0
-                    };
-                    adj.x[row(k)] = d - read;
-                }
+                self.start_coordinates_adjoint(tree, jt, &lane.zbar, &lane.g, start, adj, e);
             }
         }
         self.accumulate(adj, -1.0);
@@ -310,6 +295,37 @@ impl<T: Real> Part<T> {
 }
 
 impl<T: Real> Part<T> {
+    /// Joint `jt`'s start rows' adjoints in lane `e` from the reduced
+    /// coordinates' (`zbar` by the coordinates, `zdotbar` by their rates):
+    /// its coordinate rows through their charts, less what the kernels read
+    /// of a rotation vector's rows directly (a hinge's or slider's reads
+    /// are in `zbar` already), and its rate rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_coordinates_adjoint(
+        &self,
+        tree: &Tree,
+        jt: &TreeJoint,
+        zbar: &[f64],
+        zdotbar: &[f64],
+        start: &Snapshot,
+        adj: &mut Adjoint,
+        e: usize,
+    ) {
+        let s = self.stride();
+        let row = |k: usize| (jt.row + k) * s + e;
+        let d = tree.coordinate_rows_adjoint(jt, zbar, |k| start.x[row(k)]);
+        let direct = !matches!(jt.kind, JointKind::Hinge | JointKind::Slider);
+        for (k, d) in d.iter().enumerate().take(jt.kind.dofs()) {
+            let read = if direct {
+                self.b.d_prev_x[row(k)].to_f64()
+            } else {
+                0.0
+            };
+            adj.x[row(k)] = d - read;
+            adj.v[row(k)] += zdotbar[jt.z + k];
+        }
+    }
+
     /// Pulls what the objective read directly of the links' rows at the
     /// initial state `initial` (outputs' `prev(..)` at the first step: the
     /// entries of `xbar` on link rows) back onto the joint coordinates
