@@ -36,6 +36,7 @@
 
 use super::potential::Lanes;
 use super::reduced::{shifted_cholesky_solve, Reduced};
+use super::reduced_adjoint::add3;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log};
 use crate::joints::{ChainTables, Tree};
@@ -204,12 +205,7 @@ impl<T: Real> Part<T> {
             for (((a, l), zd), d) in b.a.iter_mut().zip(&lane.lin).zip(&lane.zdot).zip(&b.delta) {
                 *a = (l - h * zd) / (h * h) + d;
             }
-            lane.h[..nz * nz].copy_from_slice(&lane.mass_z);
-            for jt in &tree.joints {
-                if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
-                    lane.h[jt.z * nz + jt.z] += h * jt.damping;
-                }
-            }
+            tree.damped_mass(&lane.mass_z, h, &mut lane.h[..nz * nz]);
             for ((m, d), zb) in b.mu.iter_mut().zip(&lane.dz).zip(b.zdotbar.iter_mut()) {
                 *m = h * h * d;
                 *zb += h * d;
@@ -421,12 +417,11 @@ impl<T: Real> Part<T> {
             }
             let (k, l) = (jt.z, lambda[jt.z]);
             let kp = jt.servo.map_or(0.0, |(_, kp)| kp);
-            let [.., cross, cross_v] =
-                jt.soft_limit(lane.state[j].q, lane.start[j].q, lane.zdot[k], h);
+            let q = lane.state[j].q;
+            let [_, _, d2, .., cross, cross_v] = jt.soft_limit(q, lane.start[j].q, lane.zdot[k], h);
             // The ranges at q = q_t + lin: by q_t directly (cross) and
             // through q (their curvature).
-            let (q, q0) = (lane.state[j].q, lane.start[j].q);
-            let curvature = tree.range_curvature(j, q, q0, lane.zdot[k], h);
+            let curvature = d2 + tree.barrier_curvature(j, q);
             lane.zbar[k] -= l * (jt.stiffness + kp + cross + curvature);
             b.zdotbar[k] -= l * (jt.damping + cross_v);
             b.zdotbar[k] += row(&w.md, jt.row) / h;
@@ -453,12 +448,5 @@ impl<T: Real> Part<T> {
             });
         }
         scene.mass.mul(&w.d, &mut w.md, s);
-    }
-}
-
-/// Adds a 3-vector to `v[k..k + 3]`.
-fn add3(v: &mut [f64], k: usize, d: DVec3) {
-    for c in 0..3 {
-        v[k + c] += d[c];
     }
 }

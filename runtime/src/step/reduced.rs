@@ -302,19 +302,29 @@ impl Tree {
 }
 
 impl Tree {
-    /// The second derivative in `q` of hinge or slider `j`'s range terms
-    /// (its soft range's piece, or its barrier) at `q`, from the step's
-    /// start `q0` moving at `qd`: what the linear step's adjoint needs of
-    /// them by the start, whose `q_t` moves `q = q_t + lin` with the step
-    /// held.
-    pub(super) fn range_curvature(&self, j: usize, q: f64, q0: f64, qd: f64, h: f64) -> f64 {
+    /// The second derivative in `q` of hinge or slider `j`'s range barrier
+    /// at `q` (0 without one: no range, or a soft range).
+    pub(super) fn barrier_curvature(&self, j: usize, q: f64) -> f64 {
         let jt = &self.joints[j];
-        let [_, _, mut d2, ..] = jt.soft_limit(q, q0, qd, h);
-        if let (Some((lo, hi)), None) = (jt.range, jt.soft) {
-            let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
-            d2 += k * (barrier(q - lo, width).2 + barrier(hi - q, width).2);
+        match (jt.range, jt.soft) {
+            (Some((lo, hi)), None) => {
+                let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
+                k * (barrier(q - lo, width).2 + barrier(hi - q, width).2)
+            }
+            _ => 0.0,
         }
-        d2
+    }
+
+    /// `M_z + h D` (joint coordinates square) into `out`: the mass matrix
+    /// `mass_z` with the hinges' and sliders' damping on its diagonal.
+    pub(super) fn damped_mass(&self, mass_z: &[f64], h: f64, out: &mut [f64]) {
+        let jc = self.joint_coords;
+        out.copy_from_slice(mass_z);
+        for jt in &self.joints {
+            if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
+                out[jt.z * jc + jt.z] += h * jt.damping;
+            }
+        }
     }
 
     /// MuJoCo's Euler on the coordinates' damping `D`: the step's
@@ -335,12 +345,7 @@ impl Tree {
             *r = row.iter().zip(a1.iter()).map(|(m, a)| m * a).sum();
         }
         let m = &mut lane.h[..jc * jc];
-        m.copy_from_slice(&lane.mass_z);
-        for jt in &self.joints {
-            if matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
-                m[jt.z * jc + jt.z] += h * jt.damping;
-            }
-        }
+        self.damped_mass(&lane.mass_z, h, m);
         if !shifted_cholesky_solve(m, jc, rhs, work) {
             rhs.fill(f64::NAN);
         }

@@ -425,7 +425,6 @@ impl<T: Real> Part<T> {
 /// `3 K(z_1)` and `-K(z_2)` carry `P - rbar`, `-K(z_-1)` carries `-rbar`.
 const DRIFT_WEIGHTS: [(f64, f64); 3] = [(3.0, 3.0), (-1.0, -1.0), (0.0, 1.0)];
 
-/// Adds a 3-vector to `v[k..k + 3]`.
 /// `J^T d` for a covector `d` of the maximal position rows at the lane's
 /// state (its links' rows through the chain, the coordinate rows through
 /// their own charts, free rows outside the trees as they are) into `out`.
@@ -468,7 +467,8 @@ fn pull_positions(
     }
 }
 
-fn add3(v: &mut [f64], k: usize, d: DVec3) {
+/// Adds a 3-vector to `v[k..k + 3]`.
+pub(super) fn add3(v: &mut [f64], k: usize, d: DVec3) {
     for c in 0..3 {
         v[k + c] += d[c];
     }
