@@ -158,22 +158,8 @@ impl TreeJoint {
     /// its value, first and second derivatives in `q`, and the first
     /// derivative's derivatives in `q_t` and `qdot_t` (for the adjoint).
     pub(crate) fn soft_limit(&self, q: f64, q_t: f64, qdot_t: f64, h: f64) -> [f64; 5] {
-        let Some(ends) = self.soft_ends(q_t, qdot_t, h) else {
-            return [0.0; 5];
-        };
-        let side = ends.side(q);
-        if side == 0.0 {
-            return [0.0; 5];
-        }
-        let i = (side < 0.0) as usize;
-        let (k, over) = (ends.k[i], q - ends.star[i]);
-        [
-            0.5 * k * over * over,
-            k * over,
-            k,
-            ends.dk[i] * over + ends.cross_q[i],
-            ends.cross_v[i],
-        ]
+        self.soft_ends(q_t, qdot_t, h)
+            .map_or([0.0; 5], |ends| ends.limit(q))
     }
 
     /// The two pieces of a soft range's term in a step of length `h` from
@@ -345,6 +331,25 @@ impl SoftEnds {
         } else {
             0.0
         }
+    }
+
+    /// The range's term at `q` ([`TreeJoint::soft_limit`]): its value,
+    /// first and second derivatives in `q`, and the first derivative's
+    /// derivatives in `q_t` and `qdot_t`.
+    pub(crate) fn limit(&self, q: f64) -> [f64; 5] {
+        let side = self.side(q);
+        if side == 0.0 {
+            return [0.0; 5];
+        }
+        let i = (side < 0.0) as usize;
+        let (k, over) = (self.k[i], q - self.star[i]);
+        [
+            0.5 * k * over * over,
+            k * over,
+            k,
+            self.dk[i] * over + self.cross_q[i],
+            self.cross_v[i],
+        ]
     }
 
     /// The gradient and curvature the piece `side` adds at `q` (the

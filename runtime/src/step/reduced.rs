@@ -47,7 +47,7 @@ use super::linear_adjoint::LinearBar;
 use super::potential::Lanes;
 use super::{chunk_wanted, load, Part, Scratch};
 use crate::joints::kinematics::{JointState, Moments, Spatial, Twist};
-use crate::joints::{KernelEntries, Pose, Tree};
+use crate::joints::{KernelEntries, Pose, SoftEnds, Tree};
 use crate::{Event, Scene};
 use joule_compiler::abi::Real;
 use joule_compiler::model::{JointKind, Kinematics};
@@ -70,6 +70,10 @@ pub(super) struct Lane {
     /// coordinates (tangent at the start), and the line search's base.
     pub(super) lin: Vec<f64>,
     pub(super) lin_base: Vec<f64>,
+    /// Per joint, its soft range's pieces for the substep, fixed by the
+    /// start (`None` without a soft range): [`Part::reduced_start`] fills
+    /// them once, the potential's evaluations read them.
+    pub(super) ends: Vec<Option<SoftEnds>>,
     /// With linear kinematics: the joint coordinates' mass matrix `M_z` at
     /// the start (joint coordinates square, row-major).
     pub(super) mass_z: Vec<f64>,
@@ -170,6 +174,7 @@ impl Reduced {
             pred: vec![0.0; tree.joint_coords],
             lin: vec![0.0; tree.joint_coords],
             lin_base: vec![0.0; tree.joint_coords],
+            ends: vec![None; nj],
             mass_z: vec![0.0; tree.joint_coords * tree.joint_coords],
             poses: vec![Pose::IDENTITY; nl],
             twists: vec![Twist::default(); tree.joint_coords],
@@ -268,14 +273,14 @@ impl Tree {
             if !matches!(jt.kind, JointKind::Hinge | JointKind::Slider) {
                 continue;
             }
-            let (q, q0, qd) = (lane.state[j].q, lane.start[j].q, lane.zdot[jt.z]);
+            let (q, q0) = (lane.state[j].q, lane.start[j].q);
             let a = q - q0 - lane.pred[jt.z];
             let (sv, sd1, sd2) = if forces {
                 jt.springs(q, &u)
             } else {
                 (0.0, 0.0, 0.0)
             };
-            let [lv, ld1, ld2, ..] = jt.soft_limit(q, q0, qd, h);
+            let [lv, ld1, ld2, ..] = lane.ends[j].map_or([0.0; 5], |ends| ends.limit(q));
             let damping = d * jt.damping;
             let mut v = 0.5 * jt.armature * a * a / (h * h)
                 + 0.5 * damping * (q - q0) * (q - q0) / h
@@ -377,18 +382,14 @@ impl Tree {
     fn land_soft_ranges(
         &self,
         lane: &mut Lane,
-        h: f64,
         g: &[f64],
         base: &[f64],
         hz: &mut [f64],
         land: &mut Landing,
     ) {
         let n = self.n;
-        let landing = |lane: &Lane, j: usize| {
-            let jt = &self.joints[j];
-            let ends = jt.soft_ends(lane.start[j].q, lane.zdot[jt.z], h)?;
-            Some((ends, lane.state[j].q, jt.z))
-        };
+        let landing =
+            |lane: &Lane, j: usize| Some((lane.ends[j]?, lane.state[j].q, self.joints[j].z));
         // The pieces at the iterate (the ones `g` and `base` hold).
         let mut crossed = false;
         for j in 0..self.joints.len() {
@@ -866,6 +867,9 @@ impl<T: Real> Part<T> {
         for lane in &mut red.lanes {
             lane.poses_t.copy_from_slice(&lane.poses);
             lane.twists_t.copy_from_slice(&lane.twists);
+            for (j, jt) in tree.joints.iter().enumerate() {
+                lane.ends[j] = jt.soft_ends(lane.start[j].q, lane.zdot[jt.z], h);
+            }
         }
         self.begin_substep(n);
         self.hold(scene);
@@ -1212,7 +1216,7 @@ impl<T: Real> Part<T> {
                 if !shifted_cholesky_solve(&mut hz, nz, &mut lane.dz, &mut red.work) {
                     lane.dz.fill(f64::NAN);
                 } else if soft_ranges {
-                    tree.land_soft_ranges(lane, h, &g, &red.work, &mut hz, &mut red.land);
+                    tree.land_soft_ranges(lane, &g, &red.work, &mut hz, &mut red.land);
                 }
                 w.slope[e] = g.iter().zip(&lane.dz).map(|(a, b)| a * b).sum();
                 lane.g = g;
