@@ -29,10 +29,12 @@ pub const STANCE_HEIGHT: f64 = 2e-3;
 pub const MIN_TRAVEL: f64 = 0.01;
 
 /// The prelude's ground contacts on a body point: `(A, r, radius, ..)`
-/// (`contact_mujoco`'s instances on the plane z = 0).
-const GROUND_CONTACTS: [&str; 6] = [
+/// (`contact_mujoco`'s and `contact_mujoco_cone`'s instances on the plane z
+/// = 0).
+const GROUND_CONTACTS: [&str; 7] = [
     "contact_soft",
     "contact_mujoco",
+    "contact_mujoco_cone",
     "contact_coulomb",
     "ground_soft",
     "ground_point",

@@ -29,6 +29,9 @@ pub struct ImportArgs {
     /// `solimp` and `margin`, and its pyramidal cone).
     #[arg(long, value_enum, default_value_t = FrictionArg::Cone)]
     friction: FrictionArg,
+    /// With `--friction mujoco`: gradients through the cone contact's smooth step (`cone`): the ground contacts carry `contact_soft`'s cone as their surrogate, and the surrogate model steps implicit Euler on the trees' configurations from each of MuJoCo's states
+    #[arg(long, value_enum)]
+    surrogate: Option<SurrogateConeArg>,
     /// Colour in diagnostics.
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     color: ColorArg,
@@ -42,6 +45,12 @@ enum FrictionArg {
     Mujoco,
 }
 
+/// `--surrogate`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SurrogateConeArg {
+    Cone,
+}
+
 /// Imports the model, compiles the result, and prints it or writes it to
 /// `--out` (atomically: a temporary file renamed into place).
 pub fn import(a: ImportArgs) -> ExitCode {
@@ -53,7 +62,12 @@ pub fn import(a: ImportArgs) -> ExitCode {
             FrictionArg::Coulomb => mjcf::Friction::Coulomb,
             FrictionArg::Mujoco => mjcf::Friction::Mujoco,
         },
+        surrogate_cone: a.surrogate.is_some(),
     };
+    if a.surrogate.is_some() && !matches!(a.friction, FrictionArg::Mujoco) {
+        eprintln!("error: `--surrogate cone` needs `--friction mujoco` (MuJoCo's laws forward; the default import, `--friction cone`, already steps the cone)");
+        return ExitCode::FAILURE;
+    }
     let (sources, imported) = match mjcf::import_path(model, options) {
         Ok(r) => r,
         Err(e) => {

@@ -178,6 +178,7 @@ fn adjust(model: &mut Model, o: &Options) {
             for t in &mut model.templates {
                 t.backward = None;
             }
+            model.settings.surrogate_kinematics = None;
         }
         Surrogates::Mode(m) => model.settings.surrogate = m,
     }

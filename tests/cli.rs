@@ -1005,6 +1005,52 @@ fn import_writes_the_contact_law_asked_for() {
     assert_eq!(v["observe"]["height"][0].as_f64(), Some(mujoco));
 }
 
+/// `joule import --friction mujoco --surrogate cone` writes MuJoCo's laws
+/// forward with the cone's smooth step as the surrogate model: every ground
+/// contact `contact_mujoco_cone`, `surrogate = model(kinematics = exact)`;
+/// the forward is MuJoCo's (Brax's ant stands where MuJoCo's does, as with
+/// `--friction mujoco` alone); without `--friction mujoco` it is refused.
+#[test]
+fn import_writes_the_cones_surrogate_for_mujocos_laws() {
+    let out = temp("ant_mujoco_cone.joule");
+    let o = joule(&[
+        "import",
+        "tests/mjcf/ant.xml",
+        "--friction",
+        "mujoco",
+        "--surrogate",
+        "cone",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).expect("written");
+    assert!(text.contains("surrogate = model(kinematics = exact)"));
+    let (cone, plain) = (
+        text.matches("contact_mujoco_cone(").count(),
+        text.matches("contact_mujoco(").count(),
+    );
+    assert!(
+        cone > 0 && plain == 0,
+        "{cone} cone surrogates, {plain} without"
+    );
+    let o = joule(&["run", out.to_str().unwrap(), "--steps", "100", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let height = v["observe"]["torso_x"][0][2].as_f64().unwrap();
+    assert!(
+        (height - 0.596_945_476_182_578_4).abs() < 1e-9,
+        "the ant stands at {height} m"
+    );
+    let o = joule(&["import", "tests/mjcf/ant.xml", "--surrogate", "cone"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--friction mujoco"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// `joule grad SCENE --json` for the pendulum with extra flags.
 fn grad_json(extra: &[&str]) -> serde_json::Value {
     let mut args = vec![

@@ -469,6 +469,15 @@ const ENVS: &[Env] = &[
         secant: &[],
     },
     Env {
+        name: "half_cheetah_mujoco_cone",
+        dt: 0.05,
+        timestep: 0.01,
+        obs: 17,
+        actions: 6,
+        reference: half_cheetah,
+        secant: &[],
+    },
+    Env {
         name: "swimmer",
         dt: 0.04,
         timestep: 0.01,
@@ -610,7 +619,7 @@ macro_rules! env_tests {
 /// One test per env, named after it.
 mod env {
     use super::{check_env, ENVS};
-    env_tests! { ant ant_mujoco hopper walker2d half_cheetah half_cheetah_mujoco swimmer humanoid reacher inverted_pendulum }
+    env_tests! { ant ant_mujoco hopper walker2d half_cheetah half_cheetah_mujoco half_cheetah_mujoco_cone swimmer humanoid reacher inverted_pendulum }
 }
 
 /// Every env steps in batches that split into chunks of every lane width

@@ -951,6 +951,86 @@ fn a_surrogate_model_is_differentiated_at_every_simulated_state() {
     }
 }
 
+/// MuJoCo's laws forward, the cone's smooth step in the gradients
+/// (`tests/grad/mujoco_cone_leg.joule`: MuJoCo's Euler, contact and limit
+/// simulated; `surrogate = model(kinematics = exact)` with
+/// `contact_mujoco_cone`, what `use "model.xml" (friction = mujoco,
+/// surrogate = cone)` writes): the gradient chains, at every simulated
+/// state, a step of implicit Euler on the joint configurations with the
+/// cone contact. Checked against forward-mode central differences of that
+/// chain built from the surrogate model written out and simulated outright
+/// (`mujoco_cone_leg_smooth.joule`), as for the softplus surrogate above,
+/// with respect to a force and the friction coefficient (the feet slide from the second step), over the landing.
+#[test]
+fn mujocos_laws_differentiate_through_the_cones_smooth_step() {
+    let aligned = Scene::from_model(
+        model(Path::new("tests/grad/mujoco_cone_leg.joule"), true),
+        Backend::Jit,
+    )
+    .expect("compile");
+    assert!(aligned.surrogate_model().is_some(), "surrogate = model");
+    let smooth = Scene::from_model(
+        model(Path::new("tests/grad/mujoco_cone_leg_smooth.joule"), true),
+        Backend::Jit,
+    )
+    .expect("compile");
+    let n = aligned.dofs();
+    let row = |name: &str| {
+        (0..n)
+            .find(|&d| aligned.dof_name(d) == name)
+            .unwrap_or_else(|| panic!("a row {name}"))
+    };
+    // where = torso.x.x + 0.5 torso.x.z + 0.3 thigh.q + 0.1 thigh.qdot.
+    let weights = [
+        (row("torso.x[0]"), 1.0),
+        (row("torso.x[2]"), 0.5),
+        (row("thigh.q"), 0.3),
+        (n + row("thigh.q"), 0.1),
+    ];
+    for steps in [1, 3, 8] {
+        let mut sim = aligned.batch_threads(1, 1);
+        let mut states = vec![[sim.positions(0), sim.velocities(0)].concat()];
+        for _ in 0..steps {
+            sim.step();
+            states.push([sim.positions(0), sim.velocities(0)].concat());
+        }
+        let mut sim = aligned.batch_threads(1, 1);
+        let g = sim
+            .gradient(&Objective::loss("where"), steps)
+            .expect("gradient");
+        assert!(g.events.is_empty(), "{:?}", g.events);
+        for (i, name) in ["push", "mu"].iter().enumerate() {
+            let p = sim.param(name, 0).expect("a parameter");
+            let h = 1e-6 * p.abs().max(1.0);
+            let mut tangent = vec![0.0; 2 * n];
+            for s in &states[..steps] {
+                let shifted = |sign: f64| -> Vec<f64> {
+                    let y: Vec<f64> = s
+                        .iter()
+                        .zip(&tangent)
+                        .map(|(a, d)| a + sign * h * d)
+                        .collect();
+                    step_from(&smooth, &y[..n], &y[n..], &[(name, p + sign * h)])
+                };
+                let (plus, minus) = (shifted(1.0), shifted(-1.0));
+                tangent = plus
+                    .iter()
+                    .zip(&minus)
+                    .map(|(a, b)| (a - b) / (2.0 * h))
+                    .collect();
+            }
+            let fd: f64 = weights.iter().map(|(k, w)| w * tangent[*k]).sum();
+            let adjoint = g.params[i][0];
+            // (Within the first step the feet stick: mu's derivative is 0
+            // there, and the differences' round-off about 1e-11.)
+            assert!(
+                (adjoint - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+                "{steps} steps, {name}: adjoint {adjoint:e}, chained differences {fd:e}"
+            );
+        }
+    }
+}
+
 /// Where no surrogate acts (the particle of `tests/grad/surrogate_model.joule`
 /// a metre above the ground, far beyond the softplus' reach), the surrogate
 /// model steps as the simulation does and its gradient is the exact one.

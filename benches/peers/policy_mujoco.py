@@ -7,7 +7,7 @@ another engine; a real gait earns about as much (the two engines' episodes
 are chaotic, so their returns are compared as distributions over episodes
 from the env's reset distribution, not trajectory by trajectory).
 
-    benches/peers/policy_mujoco.py --env half_cheetah POLICY.st [--joule target/release/joule]
+    benches/peers/policy_mujoco.py --env half_cheetah POLICY.st [--joule target/release/joule] [--scene S]
 
 prints, for each engine, the deterministic policy's mean / min / max return
 over `--episodes` episodes of `--steps` env steps (Brax's evaluator: an
@@ -172,11 +172,12 @@ def mujoco_episodes(env, policy_path, episodes, steps, seed):
     return out
 
 
-def joule_episodes(env, policy_path, episodes, steps, seed, joule):
+def joule_episodes(env, policy_path, episodes, steps, seed, joule, scene=None):
     """Returns, distances and turns of `joule run --policy` over a batch of
-    `episodes` environments from the scene's reset distribution."""
+    `episodes` environments from the scene's reset distribution (`scene`,
+    else the env's default-import scene)."""
     c = ENVS[env]
-    cmd = [joule, "run", os.path.join(ROOT, c["scene"]), "--policy", policy_path, "--steps", str(steps),
+    cmd = [joule, "run", scene or os.path.join(ROOT, c["scene"]), "--policy", policy_path, "--steps", str(steps),
            "--batch", str(episodes), "--seed", str(seed), "--json", "--quiet", "--gait"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -208,10 +209,12 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--joule", default=os.environ.get("JOULE", os.path.join(ROOT, "target", "release", "joule")))
     p.add_argument("--json", action="store_true")
+    p.add_argument("--scene", help="the Joule scene to run the policy on (default: the env's, "
+                   "scenes/envs/ENV.joule; e.g. scenes/envs/half_cheetah_mujoco_cone.joule)")
     a = p.parse_args()
     res = {
         "mujoco": stats(mujoco_episodes(a.env, a.policy, a.episodes, a.steps, a.seed)),
-        "joule": stats(joule_episodes(a.env, a.policy, a.episodes, a.steps, a.seed, a.joule)),
+        "joule": stats(joule_episodes(a.env, a.policy, a.episodes, a.steps, a.seed, a.joule, a.scene)),
     }
     if a.json:
         print(json.dumps(res))

@@ -499,6 +499,11 @@ pub struct Settings {
     pub precision: Precision,
     /// How gradients use the `backward =` surrogates.
     pub surrogate: SurrogateMode,
+    /// The kinematics the surrogate model's implicit Euler steps take
+    /// (`surrogate = model(kinematics = exact)`; `None`: the scene's own):
+    /// MuJoCo's Euler forward, implicit Euler on the trees'
+    /// configurations in the gradients.
+    pub surrogate_kinematics: Option<Kinematics>,
 }
 
 impl Default for Settings {
@@ -510,6 +515,7 @@ impl Default for Settings {
             integrator: Integrator::SymplecticEuler,
             precision: Precision::F64,
             surrogate: SurrogateMode::Energy,
+            surrogate_kinematics: None,
         }
     }
 }
@@ -1083,15 +1089,30 @@ pub struct Model {
 
 impl Model {
     /// The surrogate model: this model with every `backward =` surrogate in
-    /// place of its forward energy (and no surrogates left), whose steps
-    /// [`SurrogateMode::Model`] differentiates. `None` when no energy has a
-    /// surrogate.
+    /// place of its forward energy (and no surrogates left), its implicit
+    /// Euler on the surrogate's kinematics where the settings name them,
+    /// whose steps [`SurrogateMode::Model`] differentiates. `None` when no
+    /// energy has a surrogate and the kinematics are the step's own.
     pub fn surrogate_model(&self) -> Option<Model> {
-        if self.templates.iter().all(|t| t.backward.is_none()) {
+        // Kinematics other than the step's own (implicit Euler's alone).
+        let kinematics = match self.settings.integrator {
+            Integrator::ImplicitEuler { kinematics, .. } => self
+                .settings
+                .surrogate_kinematics
+                .filter(|k| *k != kinematics),
+            _ => None,
+        };
+        if kinematics.is_none() && self.templates.iter().all(|t| t.backward.is_none()) {
             return None;
         }
         let mut m = self.clone();
         m.settings.surrogate = SurrogateMode::Energy;
+        m.settings.surrogate_kinematics = None;
+        if let (Some(k), Integrator::ImplicitEuler { kinematics, .. }) =
+            (kinematics, &mut m.settings.integrator)
+        {
+            *kinematics = k;
+        }
         for t in &mut m.templates {
             if let Some(b) = t.backward.take() {
                 t.body = b;

@@ -480,6 +480,13 @@ pub struct Options {
     pub lenient: bool,
     /// The ground contact's friction.
     pub friction: Friction,
+    /// With MuJoCo's laws (`friction = mujoco`): gradients through the
+    /// default import's smooth step (`surrogate = cone`): the ground
+    /// contacts carry the cone of `contact_soft` as their `backward =`
+    /// surrogate and the scene's surrogate model steps implicit Euler on
+    /// the trees' configurations (`surrogate = model(kinematics = exact)`),
+    /// re-aligned with MuJoCo's step every substep.
+    pub surrogate_cone: bool,
 }
 
 /// Reads and imports an MJCF file; the source map holds it for rendering
@@ -519,7 +526,7 @@ pub fn import(sources: &mut SourceMap, file: FileId, options: Options) -> Import
     let (model, mut diagnostics) = parse::parse(sources, &files, options);
     let text = match &model {
         Some(m) if !diagnostics.iter().any(Diagnostic::is_error) => {
-            match write::write(m, &source.name, options.friction) {
+            match write::write(m, &source.name, options) {
                 Ok((text, _)) if text.len() > MAX_TEXT_BYTES => {
                     diagnostics.push(
                         Diagnostic::without_span(

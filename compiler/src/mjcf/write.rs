@@ -584,6 +584,11 @@ const CONTACT_IMPEDANCE: f64 = 0.95;
 /// pose are the ones taken to carry the model's weight (its feet).
 const SUPPORT_BAND: f64 = 0.05;
 
+/// The cone contact's spring and lag (`contact_soft`'s `k` and `lag`) from
+/// the scene's `k_contact`, `b_contact` and step `h`.
+const CONE_SPRINGS: &str =
+    "k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h)";
+
 /// What drives an actuator: its control `u[k]`, or the activation point its
 /// dynamics make of the control (`prelude`'s `activation`).
 pub(super) enum Input {
@@ -913,8 +918,11 @@ fn joint_field(
 pub fn write(
     m: &Mjcf,
     file: &str,
-    friction: Friction,
+    options: super::Options,
 ) -> Result<(String, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let friction = options.friction;
+    // The cone as the ground contacts' surrogate (MuJoCo's laws alone).
+    let cone_surrogate = options.surrogate_cone && friction == Friction::Mujoco;
     let mut diags = vec![];
     let mut warnings = vec![];
     let n = m.bodies.len();
@@ -1394,7 +1402,14 @@ pub fn write(
                     for (_, on_plane, args, z) in &contacts {
                         ground_heights.push((format!("{name}, {args}"), *z, n[2] > FRAC_1_SQRT_2));
                         let (n, c) = (v3(n), num(c));
-                        if *on_plane == "_point" {
+                        if *on_plane == "_point" && ground && cone_surrogate {
+                            let t = v3(t);
+                            writeln!(
+                                ct,
+                                "contact_mujoco_cone({name}, {args}, {n}, {c}, {t}, {}, {law}, {CONE_SPRINGS}, kt_contact)",
+                                v3(tw)
+                            )
+                        } else if *on_plane == "_point" {
                             let t = v3(t);
                             writeln!(
                                 ct,
@@ -1417,8 +1432,7 @@ pub fn write(
                 } else {
                     "contact_soft"
                 };
-                let springs =
-                    "k_contact + b_contact / h, (b_contact / h) / (k_contact + b_contact / h)";
+                let springs = CONE_SPRINGS;
                 for (on_ground, on_plane, args, z) in contacts {
                     if ground {
                         ground_heights.push((format!("{name}, {args}"), z, true));
@@ -1705,6 +1719,15 @@ pub fn write(
     for line in ground {
         writeln!(o, "{line}").ok();
     }
+    if cone_surrogate {
+        for line in [
+            "// Gradients (surrogate = cone): the ground contacts' surrogate is contact_soft's cone",
+            "// (contact_mujoco_cone), and the surrogate model steps implicit Euler on the trees'",
+            "// configurations from each of MuJoCo's states (`surrogate = model(kinematics = exact)`).",
+        ] {
+            writeln!(o, "{line}").ok();
+        }
+    }
     // How it is stepped, against the model's own integrator.
     let stepping = Stepping::of(m, friction);
     let integrator = m.integrator.as_ref().map_or("Euler", |(name, _)| name);
@@ -1748,9 +1771,10 @@ pub fn write(
         .iter()
         .filter(|z| **z <= lowest + SUPPORT_BAND)
         .count();
-    if friction == Friction::Mujoco && (ground_points > 0 || step_used) {
+    let cone = ground_points > 0 && (friction != Friction::Mujoco || cone_surrogate);
+    if friction == Friction::Mujoco && (ground_points > 0 || step_used) && !cone {
         writeln!(o, "const h = {}    // s: the step", num(m.timestep)).ok();
-    } else if ground_points > 0 {
+    } else if cone {
         // MuJoCo's soft contact pushes back to cancel gravity at a penetration
         // of g (dmax t)^2 (solref's time constant t, solimp's dmax): the
         // spring whose static penetration that is when the supporting
@@ -1811,6 +1835,9 @@ pub fn write(
         _ => "implicit_euler(iterations = 30, tolerance = 1e-8)",
     };
     writeln!(o, "    integrator = {integrator}").ok();
+    if cone_surrogate {
+        writeln!(o, "    surrogate = model(kinematics = exact)").ok();
+    }
     writeln!(o, "}}").ok();
     if !m.actuators.is_empty() {
         let bounds: Vec<(f64, f64)> = ranges.iter().flatten().copied().collect();

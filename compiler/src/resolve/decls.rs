@@ -411,6 +411,10 @@ impl Resolver<'_> {
                 ExprKind::Name(n) if n == "model" => {
                     self.model.settings.surrogate = SurrogateMode::Model
                 }
+                ExprKind::Call { func, args } if func.name == "model" => {
+                    self.model.settings.surrogate = SurrogateMode::Model;
+                    self.surrogate_options(args);
+                }
                 _ => self.error(
                     Diagnostic::error(
                         "joule::invalid_value",
@@ -419,10 +423,38 @@ impl Resolver<'_> {
                         "not a surrogate mode",
                     )
                     .with_help(
-                        "write `surrogate = energy` (default: the adjoint differentiates each `backward =` energy at the simulated states) or `surrogate = model` (it differentiates a step of the surrogate model taken from each simulated state)",
+                        "write `surrogate = energy` (default: the adjoint differentiates each `backward =` energy at the simulated states) or `surrogate = model` (it differentiates a step of the surrogate model taken from each simulated state; `model(kinematics = exact)` steps it on the trees' configurations)",
                     ),
                 ),
             }
+        }
+    }
+
+    /// The options of `surrogate = model(...)`: the surrogate model's
+    /// kinematics (`kinematics = exact` or `linear`), the one option.
+    fn surrogate_options(&mut self, args: &[Arg]) {
+        for a in args {
+            let kinematics = match (&a.name, &a.value.kind) {
+                (Some(n), ExprKind::Name(k)) if n.name == "kinematics" && k == "exact" => {
+                    Kinematics::Exact
+                }
+                (Some(n), ExprKind::Name(k)) if n.name == "kinematics" && k == "linear" => {
+                    Kinematics::Linear
+                }
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "the surrogate model's one option is its kinematics",
+                            a.value.span,
+                            "not `kinematics = exact` or `kinematics = linear`",
+                        )
+                        .with_help("write `surrogate = model(kinematics = exact)`: MuJoCo's Euler (`kinematics = linear`) forward, implicit Euler on the trees' configurations in the gradients"),
+                    );
+                    continue;
+                }
+            };
+            self.model.settings.surrogate_kinematics = Some(kinematics);
         }
     }
 

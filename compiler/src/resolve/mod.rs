@@ -665,7 +665,8 @@ impl Resolver<'_> {
 
     /// The MJCF import's options of `use "model.xml" (friction = ..)`
     /// (`friction`: `cone`, the default, `coulomb` or `mujoco`, as
-    /// `joule import --friction`), or of `use "scene.joule" (..)`, which
+    /// `joule import --friction`; `surrogate = cone` with `mujoco`, as
+    /// `--surrogate cone`), or of `use "scene.joule" (..)`, which
     /// passes them to the models that scene uses; None (after an error) for
     /// an option or value that is not one of these.
     fn use_options(&mut self, args: &[Arg]) -> Option<crate::mjcf::Options> {
@@ -684,6 +685,19 @@ impl Resolver<'_> {
                 (Some("friction"), Some("cone")) => options.friction = Friction::Cone,
                 (Some("friction"), Some("coulomb")) => options.friction = Friction::Coulomb,
                 (Some("friction"), Some("mujoco")) => options.friction = Friction::Mujoco,
+                (Some("surrogate"), Some("cone")) => options.surrogate_cone = true,
+                (Some("surrogate"), _) => {
+                    ok = false;
+                    self.error(
+                        Diagnostic::error(
+                            "joule::invalid_value",
+                            "`surrogate` is `cone`",
+                            a.value.span,
+                            "not a surrogate",
+                        )
+                        .with_help("`surrogate = cone` (with `friction = mujoco`): gradients through the cone contact and implicit Euler on the trees' configurations, from MuJoCo's states"),
+                    );
+                }
                 (Some("friction"), _) => {
                     ok = false;
                     self.error(
@@ -709,10 +723,26 @@ impl Resolver<'_> {
                             at,
                             "not an option",
                         )
-                        .with_help("its option is `friction = cone | coulomb | mujoco`"),
+                        .with_help("its options are `friction = cone | coulomb | mujoco` and `surrogate = cone`"),
                     );
                 }
             }
+        }
+        if let Some(a) = args.iter().find(|a| {
+            options.surrogate_cone
+                && options.friction != Friction::Mujoco
+                && a.name.as_ref().is_some_and(|n| n.name == "surrogate")
+        }) {
+            ok = false;
+            self.error(
+                Diagnostic::error(
+                    "joule::use_options",
+                    "`surrogate = cone` needs `friction = mujoco`",
+                    a.value.span,
+                    "a surrogate of MuJoCo's laws",
+                )
+                .with_help("write `(friction = mujoco, surrogate = cone)`: MuJoCo's laws forward, the cone's smooth step in the gradients (the default import, `friction = cone`, is already that step)"),
+            );
         }
         ok.then_some(options)
     }
