@@ -433,6 +433,15 @@ const ENVS: &[Env] = &[
         secant: &[],
     },
     Env {
+        name: "ant_mujoco_cone",
+        dt: 0.05,
+        timestep: 0.01,
+        obs: 27,
+        actions: 8,
+        reference: ant,
+        secant: &[],
+    },
+    Env {
         name: "hopper",
         dt: 0.008,
         timestep: 0.002,
@@ -619,7 +628,7 @@ macro_rules! env_tests {
 /// One test per env, named after it.
 mod env {
     use super::{check_env, ENVS};
-    env_tests! { ant ant_mujoco hopper walker2d half_cheetah half_cheetah_mujoco half_cheetah_mujoco_cone swimmer humanoid reacher inverted_pendulum }
+    env_tests! { ant ant_mujoco ant_mujoco_cone hopper walker2d half_cheetah half_cheetah_mujoco half_cheetah_mujoco_cone swimmer humanoid reacher inverted_pendulum }
 }
 
 /// Every env steps in batches that split into chunks of every lane width
