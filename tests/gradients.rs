@@ -884,6 +884,45 @@ fn step_from(scene: &Scene, x: &[f64], v: &[f64], params: &[(&str, f64)]) -> Vec
     [sim.positions(0), sim.velocities(0)].concat()
 }
 
+/// The states of one environment of `scene` from its start over `steps`
+/// steps (positions then velocities), the start first.
+fn simulated_states(scene: &Scene, steps: usize) -> Vec<Vec<f64>> {
+    let mut sim = scene.batch_threads(1, 1);
+    let mut states = vec![[sim.positions(0), sim.velocities(0)].concat()];
+    for _ in 0..steps {
+        sim.step();
+        states.push([sim.positions(0), sim.velocities(0)].concat());
+    }
+    states
+}
+
+/// The tangent by parameter `name` (at `p`) of the state after a chain of
+/// `smooth`'s steps, each taken from one of `states` (another scene's
+/// simulated states, positions then velocities), by forward-mode central
+/// differences: `d_{t+1} = (f(x_t + h d_t; p + h) - f(x_t - h d_t; p - h)) / 2h`.
+fn chained_tangent(smooth: &Scene, states: &[Vec<f64>], name: &str, p: f64) -> Vec<f64> {
+    let n = smooth.dofs();
+    let h = 1e-6 * p.abs().max(1.0);
+    let mut tangent = vec![0.0; 2 * n];
+    for s in states {
+        let shifted = |sign: f64| -> Vec<f64> {
+            let y: Vec<f64> = s
+                .iter()
+                .zip(&tangent)
+                .map(|(a, d)| a + sign * h * d)
+                .collect();
+            step_from(smooth, &y[..n], &y[n..], &[(name, p + sign * h)])
+        };
+        let (plus, minus) = (shifted(1.0), shifted(-1.0));
+        tangent = plus
+            .iter()
+            .zip(&minus)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+    }
+    tangent
+}
+
 /// `surrogate = model` (`tests/grad/surrogate_model.joule`: stiff penalty
 /// contact simulated, a softplus contact in `backward =`): the gradient
 /// chains the surrogate model's own step, re-aligned with the simulation at
@@ -906,15 +945,9 @@ fn a_surrogate_model_is_differentiated_at_every_simulated_state() {
         Backend::Jit,
     )
     .expect("compile");
-    let n = aligned.dofs();
     let names = ["push", "k"];
     for steps in [1, 3, 8] {
-        let mut sim = aligned.batch_threads(1, 1);
-        let mut states = vec![[sim.positions(0), sim.velocities(0)].concat()];
-        for _ in 0..steps {
-            sim.step();
-            states.push([sim.positions(0), sim.velocities(0)].concat());
-        }
+        let states = simulated_states(&aligned, steps);
         let mut sim = aligned.batch_threads(1, 1);
         let g = sim
             .gradient(&Objective::loss("reach"), steps)
@@ -922,24 +955,7 @@ fn a_surrogate_model_is_differentiated_at_every_simulated_state() {
         assert!(g.events.is_empty(), "{:?}", g.events);
         for (i, name) in names.iter().enumerate() {
             let p = sim.param(name, 0).expect("a parameter");
-            let h = 1e-6 * p.abs().max(1.0);
-            let mut tangent = vec![0.0; 2 * n];
-            for s in &states[..steps] {
-                let shifted = |sign: f64| -> Vec<f64> {
-                    let y: Vec<f64> = s
-                        .iter()
-                        .zip(&tangent)
-                        .map(|(a, d)| a + sign * h * d)
-                        .collect();
-                    step_from(&smooth, &y[..n], &y[n..], &[(name, p + sign * h)])
-                };
-                let (plus, minus) = (shifted(1.0), shifted(-1.0));
-                tangent = plus
-                    .iter()
-                    .zip(&minus)
-                    .map(|(a, b)| (a - b) / (2.0 * h))
-                    .collect();
-            }
+            let tangent = chained_tangent(&smooth, &states[..steps], name, p);
             // reach = x + 3 z, linear in the state.
             let fd = tangent[0] + 3.0 * tangent[2];
             let adjoint = g.params[i][0];
@@ -988,12 +1004,7 @@ fn mujocos_laws_differentiate_through_the_cones_smooth_step() {
         (n + row("thigh.q"), 0.1),
     ];
     for steps in [1, 3, 8] {
-        let mut sim = aligned.batch_threads(1, 1);
-        let mut states = vec![[sim.positions(0), sim.velocities(0)].concat()];
-        for _ in 0..steps {
-            sim.step();
-            states.push([sim.positions(0), sim.velocities(0)].concat());
-        }
+        let states = simulated_states(&aligned, steps);
         let mut sim = aligned.batch_threads(1, 1);
         let g = sim
             .gradient(&Objective::loss("where"), steps)
@@ -1001,24 +1012,7 @@ fn mujocos_laws_differentiate_through_the_cones_smooth_step() {
         assert!(g.events.is_empty(), "{:?}", g.events);
         for (i, name) in ["push", "mu"].iter().enumerate() {
             let p = sim.param(name, 0).expect("a parameter");
-            let h = 1e-6 * p.abs().max(1.0);
-            let mut tangent = vec![0.0; 2 * n];
-            for s in &states[..steps] {
-                let shifted = |sign: f64| -> Vec<f64> {
-                    let y: Vec<f64> = s
-                        .iter()
-                        .zip(&tangent)
-                        .map(|(a, d)| a + sign * h * d)
-                        .collect();
-                    step_from(&smooth, &y[..n], &y[n..], &[(name, p + sign * h)])
-                };
-                let (plus, minus) = (shifted(1.0), shifted(-1.0));
-                tangent = plus
-                    .iter()
-                    .zip(&minus)
-                    .map(|(a, b)| (a - b) / (2.0 * h))
-                    .collect();
-            }
+            let tangent = chained_tangent(&smooth, &states[..steps], name, p);
             let fd: f64 = weights.iter().map(|(k, w)| w * tangent[*k]).sum();
             let adjoint = g.params[i][0];
             // (Within the first step the feet stick: mu's derivative is 0
