@@ -1048,10 +1048,12 @@ pub fn grad(a: GradArgs) -> Result<()> {
     let message = if check && !agree && !surrogates.is_empty() {
         format!(
             "{message} (expected where the surrogates act: the adjoint differentiates {}`backward =` of {}, not the simulation)",
-            if scene.surrogate_model().is_some() {
-                "steps of the surrogate model, its "
-            } else {
-                ""
+            match scene.surrogate_model() {
+                Some(s) if s.model().settings.integrator != scene.model().settings.integrator => {
+                    "steps of the surrogate model (implicit Euler on the trees' configurations), its "
+                }
+                Some(_) => "steps of the surrogate model, its ",
+                None => "",
             },
             surrogates.join(", ")
         )

@@ -464,6 +464,29 @@ fn grad_check_text_of_a_kink() {
     insta::assert_snapshot!(text.join("\n"));
 }
 
+/// MuJoCo's laws with the cone's smooth step as the surrogate model
+/// (`tests/grad/mujoco_cone_leg.joule`): `--check` says the adjoint
+/// differentiates the surrogate model's steps on the trees' configurations,
+/// and `--surrogate off` gives the simulation's own derivative, which
+/// central differences confirm.
+#[test]
+fn grad_check_of_mujocos_laws_through_the_cone() {
+    let scene = "tests/grad/mujoco_cone_leg.joule";
+    let (code, v) = grad_check(scene, "where", "8", &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"]["agree"], false, "{v}");
+    let message = v["verdict"]["message"].as_str().expect("message");
+    assert!(
+        message.ends_with(
+            "(expected where the surrogates act: the adjoint differentiates steps of the surrogate model (implicit Euler on the trees' configurations), its `backward =` of contact_mujoco_cone, not the simulation)"
+        ),
+        "{message}"
+    );
+    let (code, v) = grad_check(scene, "where", "8", &["--surrogate", "off"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"]["agree"], true, "{v}");
+}
+
 #[test]
 fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
     // Penalty contact forward, a softplus surrogate backward: the adjoint is
