@@ -16,7 +16,8 @@ The ant runs at rest (zero controls) and in motion (`random`: every control
 uniform in its range, fresh every step and environment, seeded by --seed,
 generated before the timer starts), in MuJoCo (Brax's ant.xml) and in Joule
 (scenes/ant.joule, penalty hinges; scenes/ant_joints.joule, a joint tree;
-scenes/ant_brax.joule, the same ant.xml loaded in joint coordinates).
+scenes/ant_brax.joule, the same ant.xml loaded in joint coordinates;
+benches/scenes/ant_mujoco.joule, that ant.xml under MuJoCo's own laws).
 With --rounds N the engines take turns N times (MuJoCo, Brax, Warp, Joule,
 then again) and the table shows the median of each figure over the rounds.
 """
@@ -329,7 +330,7 @@ def joule_figures(quick, seed):
     out = {}
     ant_batches = [1, 64] if quick else [1, 64, 1024]
     for name, scene in [("ant", "scenes/ant.joule"), ("ant_joints", "scenes/ant_joints.joule"),
-                        ("ant_brax", "scenes/ant_brax.joule")]:
+                        ("ant_brax", "scenes/ant_brax.joule"), ("ant_mujoco", "benches/scenes/ant_mujoco.joule")]:
         for controls in ["zero", "random"]:
             key = name if controls == "zero" else f"{name}_random"
             out[key] = joule_bench(scene, ant_batches, [1, 2], 100,
@@ -392,7 +393,8 @@ def table(res):
     ja = jo.get("ant", {})
     jruns = ja.get("runs")
     mj = res.get("mujoco", {})
-    scenes = [("ant", "penalty"), ("ant_joints", "joints"), ("ant_brax", "ant.xml")]
+    scenes = [("ant", "penalty"), ("ant_joints", "joints"), ("ant_brax", "ant.xml"),
+              ("ant_mujoco", "ant.xml on MuJoCo's laws")]
     for controls, label in [("zero", "at rest"), ("random", "random controls")]:
         for name, kind in scenes:
             key = name if controls == "zero" else f"{name}_random"
