@@ -95,7 +95,7 @@ pub(crate) struct TreeJoint {
     pub axis: DVec3,
     /// Range of a hinge or slider.
     pub range: Option<(f64, f64)>,
-    /// A soft range's law (see [`TreeJoint::soft_limit`]); `None`: the
+    /// A soft range's law (see [`TreeJoint::soft_ends`]); `None`: the
     /// range is a barrier.
     pub soft: Option<SoftLaw>,
     /// Armature, damping, stiffness on the coordinate (hinge, slider).
@@ -135,7 +135,7 @@ impl TreeJoint {
     }
 
     /// A soft range's generalised force at `q` moving at `qdot`: the
-    /// spring-damper force of [`TreeJoint::soft_limit`] taken at the state
+    /// spring-damper force of [`SoftEnds::limit`] taken at the state
     /// (the symplectic step's), clamped to push only; 0 inside the range.
     /// MuJoCo's limit has no such force (the compiler refuses it there).
     pub(crate) fn soft_force(&self, q: f64, qdot: f64) -> f64 {
@@ -151,19 +151,8 @@ impl TreeJoint {
         }
     }
 
-    /// A soft range's term in a step of length `h` from `q_t` moving at
-    /// `qdot_t`: on each side a one-sided spring `K max(0, q* - q)^2 / 2`
-    /// below the range (mirrored above), its stiffness `K` and rest point
-    /// `q*` fixed by the step's start ([`TreeJoint::soft_ends`]). Returns
-    /// its value, first and second derivatives in `q`, and the first
-    /// derivative's derivatives in `q_t` and `qdot_t` (for the adjoint).
-    pub(crate) fn soft_limit(&self, q: f64, q_t: f64, qdot_t: f64, h: f64) -> [f64; 5] {
-        self.soft_ends(q_t, qdot_t, h)
-            .map_or([0.0; 5], |ends| ends.limit(q))
-    }
-
     /// The two pieces of a soft range's term in a step of length `h` from
-    /// `q_t` moving at `qdot_t` ([`TreeJoint::soft_limit`]): `None` for a
+    /// `q_t` moving at `qdot_t` ([`SoftEnds::limit`]): `None` for a
     /// coordinate without a soft range.
     ///
     /// The spring-damper (`soft = t`): below the range the force `k (lo -
@@ -333,9 +322,11 @@ impl SoftEnds {
         }
     }
 
-    /// The range's term at `q` ([`TreeJoint::soft_limit`]): its value,
-    /// first and second derivatives in `q`, and the first derivative's
-    /// derivatives in `q_t` and `qdot_t`.
+    /// A soft range's term at `q` in the step whose start fixed these
+    /// pieces ([`TreeJoint::soft_ends`]): on each side a one-sided spring
+    /// `K max(0, q* - q)^2 / 2` below the range (mirrored above). Returns
+    /// its value, first and second derivatives in `q`, and the first
+    /// derivative's derivatives in `q_t` and `qdot_t` (for the adjoint).
     pub(crate) fn limit(&self, q: f64) -> [f64; 5] {
         let side = self.side(q);
         if side == 0.0 {

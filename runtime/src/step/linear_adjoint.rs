@@ -35,7 +35,7 @@
 //! `joints/derivatives.rs`), and the joint forces and ranges.
 
 use super::potential::Lanes;
-use super::reduced::{shifted_cholesky_solve, Reduced};
+use super::reduced::{shifted_cholesky_solve, soft_limit, Reduced};
 use super::reduced_adjoint::add3;
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log};
@@ -418,7 +418,7 @@ impl<T: Real> Part<T> {
             let (k, l) = (jt.z, lambda[jt.z]);
             let kp = jt.servo.map_or(0.0, |(_, kp)| kp);
             let q = lane.state[j].q;
-            let [_, _, d2, .., cross, cross_v] = jt.soft_limit(q, lane.start[j].q, lane.zdot[k], h);
+            let [_, _, d2, .., cross, cross_v] = soft_limit(lane.ends[j], q);
             // The ranges at q = q_t + lin: by q_t directly (cross) and
             // through q (their curvature).
             let curvature = d2 + tree.barrier_curvature(j, q);

@@ -232,6 +232,12 @@ impl Reduced {
 const WIDE: usize = 8;
 const NARROW: usize = 2;
 
+/// A soft range's term at `q` from the pieces of its substep's start
+/// (`Lane::ends`, [`SoftEnds::limit`]); zeros without a soft range.
+pub(super) fn soft_limit(ends: Option<SoftEnds>, q: f64) -> [f64; 5] {
+    ends.map_or([0.0; 5], |ends| ends.limit(q))
+}
+
 /// The distances below which a range's barrier acts: 1% of the range.
 const BARRIER_WIDTH: f64 = 0.01;
 
@@ -280,7 +286,7 @@ impl Tree {
             } else {
                 (0.0, 0.0, 0.0)
             };
-            let [lv, ld1, ld2, ..] = lane.ends[j].map_or([0.0; 5], |ends| ends.limit(q));
+            let [lv, ld1, ld2, ..] = soft_limit(lane.ends[j], q);
             let damping = d * jt.damping;
             let mut v = 0.5 * jt.armature * a * a / (h * h)
                 + 0.5 * damping * (q - q0) * (q - q0) / h
@@ -288,13 +294,10 @@ impl Tree {
                 + lv;
             let mut d1 = jt.armature * a / (h * h) + damping * (q - q0) / h + sd1 + ld1;
             let mut d2 = jt.armature / (h * h) + damping / h + sd2 + ld2;
-            if let (Some((lo, hi)), None) = (jt.range, jt.soft) {
-                let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
-                let (b0, b1, b2) = barrier(q - lo, width);
-                let (c0, c1, c2) = barrier(hi - q, width);
-                v += k * (b0 + c0);
-                d1 += k * (b1 - c1);
-                d2 += k * (b2 + c2);
+            if let Some((b0, b1, b2)) = self.range_barrier(j, q) {
+                v += b0;
+                d1 += b1;
+                d2 += b2;
             }
             phi += v;
             if let Some((g, hz)) = grad.as_mut() {
@@ -310,14 +313,21 @@ impl Tree {
     /// The second derivative in `q` of hinge or slider `j`'s range barrier
     /// at `q` (0 without one: no range, or a soft range).
     pub(super) fn barrier_curvature(&self, j: usize, q: f64) -> f64 {
+        self.range_barrier(j, q).map_or(0.0, |(_, _, d2)| d2)
+    }
+
+    /// Hinge or slider `j`'s range barrier at `q`, both ends: its value and
+    /// first and second derivatives in `q` (`None` without one: no range,
+    /// or a soft range).
+    fn range_barrier(&self, j: usize, q: f64) -> Option<(f64, f64, f64)> {
         let jt = &self.joints[j];
-        match (jt.range, jt.soft) {
-            (Some((lo, hi)), None) => {
-                let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
-                k * (barrier(q - lo, width).2 + barrier(hi - q, width).2)
-            }
-            _ => 0.0,
-        }
+        let ((lo, hi), None) = (jt.range?, jt.soft) else {
+            return None;
+        };
+        let (k, width) = (self.barrier_stiffness[j], BARRIER_WIDTH * (hi - lo));
+        let (b0, b1, b2) = barrier(q - lo, width);
+        let (c0, c1, c2) = barrier(hi - q, width);
+        Some((k * (b0 + c0), k * (b1 - c1), k * (b2 + c2)))
     }
 
     /// `M_z + h D` (joint coordinates square) into `out`: the mass matrix

@@ -21,7 +21,7 @@
 
 use super::held::held_adjoint_settled;
 use super::potential::Lanes;
-use super::reduced::{cholesky_solve, shifted_cholesky_solve, DRIFTS};
+use super::reduced::{cholesky_solve, shifted_cholesky_solve, soft_limit, DRIFTS};
 use super::{set_seed, Adjoint, Part, Scratch, Snapshot};
 use crate::joints::kinematics::{exp, left_jacobian, left_jacobian_inverse, log, Twist};
 use crate::joints::{Pose, Tree, TreeJoint};
@@ -205,7 +205,7 @@ impl<T: Real> Part<T> {
                 match jt.kind {
                     JointKind::Hinge | JointKind::Slider => {
                         // The soft range's force depends on q_t and qdot_t too.
-                        let [.., cross, cross_v] = jt.soft_limit(now.q, was.q, lane.zdot[jt.z], h);
+                        let [.., cross, cross_v] = soft_limit(lane.ends[j], now.q);
                         zbar[jt.z] +=
                             w.d[row(0)] + lambda * (jt.armature / (h * h) + jt.damping / h - cross);
                         zdotbar[jt.z] += lambda * (jt.armature / h - cross_v);
