@@ -676,6 +676,8 @@ impl Resolver<'_> {
             return Some(options);
         }
         let mut ok = true;
+        // Where `surrogate = cone` was given (it needs `friction = mujoco`).
+        let mut cone_at = None;
         for a in args {
             let value = match &a.value.kind {
                 ExprKind::Name(v) => Some(v.as_str()),
@@ -685,7 +687,10 @@ impl Resolver<'_> {
                 (Some("friction"), Some("cone")) => options.friction = Friction::Cone,
                 (Some("friction"), Some("coulomb")) => options.friction = Friction::Coulomb,
                 (Some("friction"), Some("mujoco")) => options.friction = Friction::Mujoco,
-                (Some("surrogate"), Some("cone")) => options.surrogate_cone = true,
+                (Some("surrogate"), Some("cone")) => {
+                    options.surrogate_cone = true;
+                    cone_at = Some(a.value.span);
+                }
                 (Some("surrogate"), _) => {
                     ok = false;
                     self.error(
@@ -728,17 +733,13 @@ impl Resolver<'_> {
                 }
             }
         }
-        if let Some(a) = args.iter().find(|a| {
-            options.surrogate_cone
-                && options.friction != Friction::Mujoco
-                && a.name.as_ref().is_some_and(|n| n.name == "surrogate")
-        }) {
+        if let Some(at) = cone_at.filter(|_| options.friction != Friction::Mujoco) {
             ok = false;
             self.error(
                 Diagnostic::error(
                     "joule::use_options",
                     "`surrogate = cone` needs `friction = mujoco`",
-                    a.value.span,
+                    at,
                     "a surrogate of MuJoCo's laws",
                 )
                 .with_help("write `(friction = mujoco, surrogate = cone)`: MuJoCo's laws forward, the cone's smooth step in the gradients (the default import, `friction = cone`, is already that step)"),
