@@ -372,8 +372,9 @@ pub fn read_npz(path: &Path, name: &str) -> Result<(Vec<u64>, Vec<f64>)> {
 }
 
 /// Environment 0's free DOFs at every step of a recording (a demonstration)
-/// made with `joule run --out FILE.npz --state`.
-pub fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+/// made with `joule run --out FILE.npz --state`; `flag` names the option that
+/// starts from them, for the error where the recording has no states.
+pub fn read_states(path: &Path, dofs: usize, flag: &str) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let read = |name: &str| {
         read_npz(path, name).map_err(|e| {
             if !e.to_string().contains("has no array") {
@@ -381,7 +382,7 @@ pub fn read_states(path: &Path, dofs: usize) -> Result<Vec<(Vec<f64>, Vec<f64>)>
             }
             miette!(
                 help = "record it with `joule run SCENE --out rec.npz --state`",
-                "`--window` starts from the recording's states, and `{}` has no `{name}`",
+                "`{flag}` starts from the recording's states, and `{}` has no `{name}`",
                 path.display()
             )
         })

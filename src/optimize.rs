@@ -343,7 +343,7 @@ fn windows(
         .and_then(|t| t.split_once('='))
         .map(|t| t.1);
     let file = Path::new(file.expect("--window requires a checked --match"));
-    let states = crate::files::read_states(file, scene.dofs())?;
+    let states = crate::files::read_states(file, scene.dofs(), "--window")?;
     let recorded = states.len().saturating_sub(1);
     if recorded < h {
         return Err(miette!(

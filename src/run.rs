@@ -204,6 +204,15 @@ pub struct GradArgs {
     /// With `--smooth`: the noise's seed.
     #[arg(long, default_value_t = 0, requires = "smooth")]
     seed: u64,
+    /// With `--smooth`: measure along a recorded trajectory instead of from
+    /// the scene's start (`FILE.npz:K`, a `joule run SCENE --out FILE.npz
+    /// --state` recording of this scene): every rollout starts from its
+    /// environment 0's state after K steps, restored exactly, and the noise
+    /// perturbs the controls it applied over the next `--steps` steps. A
+    /// policy's recording measures the gradient in motion, where its
+    /// contacts are.
+    #[arg(long, value_name = "FILE.npz:K", requires = "smooth")]
+    from: Option<String>,
     /// What the gradient makes of `backward =` surrogates: differentiate
     /// each surrogate energy at the simulated states (`energy`), a step of
     /// the surrogate model from each simulated state (`model`), or nothing
@@ -909,8 +918,19 @@ pub fn grad(a: GradArgs) -> Result<()> {
         Target::Reward(n) => Objective::reward(n),
     };
     if let Some(sigma) = a.smooth {
+        let start = a
+            .from
+            .as_deref()
+            .map(|f| recorded_start(&scene, f, c.steps))
+            .transpose()?;
         return smoothed(
-            &c.scene, &scene, &objective, c.steps, sigma, a.samples, a.seed, &overrides, as_json,
+            &c.scene,
+            &scene,
+            &objective,
+            (c.steps, start),
+            (sigma, a.samples, a.seed),
+            &overrides,
+            as_json,
         );
     }
     let params = &scene.model().params;
@@ -1165,18 +1185,66 @@ pub fn grad(a: GradArgs) -> Result<()> {
 /// `joule grad --smooth`: both estimates of the smoothed gradient with
 /// respect to the control schedule ([`joule::smoothing`]), printed.
 #[allow(clippy::too_many_arguments)]
+/// A recorded start for `joule grad --smooth --from FILE.npz:K`: environment
+/// 0's state after K steps of the recording and the controls it applied
+/// over the next `steps` steps.
+struct RecordedStart {
+    /// The `--from` argument, as given.
+    from: String,
+    x: Vec<f64>,
+    v: Vec<f64>,
+    controls: Vec<Vec<f64>>,
+}
+
+/// Reads `--from FILE.npz:K` (see [`GradArgs`]) for a rollout of `steps`
+/// steps of `scene`: the recording must hold its states and K + `steps`
+/// steps of controls.
+fn recorded_start(scene: &joule_runtime::Scene, from: &str, steps: usize) -> Result<RecordedStart> {
+    let help = "give a recording of this scene and a step in it, `--from rec.npz:100` (record it with `joule run SCENE --steps N --out rec.npz --state`)";
+    let Some((file, k)) = from.rsplit_once(':') else {
+        return Err(miette!(
+            help = help,
+            "`--from {from}` names no step: write `FILE.npz:K`"
+        ));
+    };
+    let Ok(k) = k.parse::<usize>() else {
+        return Err(miette!(
+            help = help,
+            "`--from {from}`: `{k}` is not a step number"
+        ));
+    };
+    let path = std::path::Path::new(file);
+    let states = crate::files::read_states(path, scene.dofs(), "--from")?;
+    let applied = crate::files::read_applied(path, scene.model().controls.len())?;
+    let recorded = applied.len().min(states.len().saturating_sub(1));
+    if k + steps > recorded {
+        return Err(miette!(
+            help = format!("start at step {} or earlier, or record more steps", recorded.saturating_sub(steps)),
+            "`--from {from}`: {steps} steps from step {k} go past the {recorded} steps `{file}` recorded"
+        ));
+    }
+    let (x, v) = states[k].clone();
+    Ok(RecordedStart {
+        from: from.to_string(),
+        x,
+        v,
+        controls: applied[k..k + steps].to_vec(),
+    })
+}
+
+/// `joule grad --smooth`: the smoothed gradient's two estimates over `steps`
+/// steps (from `start`, or the scene's initial state with the controls at
+/// 0) and how they agree.
 fn smoothed(
     path: &std::path::Path,
     scene: &joule_runtime::Scene,
     objective: &Objective,
-    steps: usize,
-    sigma: f64,
-    pairs: usize,
-    seed: u64,
+    (steps, start): (usize, Option<RecordedStart>),
+    (sigma, pairs, seed): (f64, usize, u64),
     overrides: &[(String, f64)],
     as_json: bool,
 ) -> Result<()> {
-    use joule::smoothing::{smoothed_gradient, GROUPS};
+    use joule::smoothing::{smoothed_gradient, zero_schedule, GROUPS};
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
     if !(sigma.is_finite() && sigma > 0.0) {
@@ -1227,16 +1295,25 @@ fn smoothed(
         ),
         !as_json,
     );
+    let base = match &start {
+        Some(r) => r.controls.clone(),
+        None => zero_schedule(scene, steps),
+    };
     let s = smoothed_gradient(
         scene,
         objective,
-        steps,
+        &base,
         sigma,
         &noise,
         rayon::current_num_threads(),
         &|sim| {
             for (name, v) in overrides {
                 sim.set_param(name, *v)?;
+            }
+            if let Some(r) = &start {
+                for env in 0..sim.batch() {
+                    sim.restore_state(env, &r.x, &r.v);
+                }
             }
             Ok(())
         },
@@ -1260,6 +1337,7 @@ fn smoothed(
                 "sigma": sigma,
                 "pairs": s.pairs,
                 "gradient": mode,
+                "from": start.as_ref().map(|r| r.from.clone()),
                 "value": s.value,
                 "cosine": s.cosine,
                 "norm_ratio": s.norm_ratio,
@@ -1273,8 +1351,12 @@ fn smoothed(
             })
         );
     } else {
+        let around = match &start {
+            Some(r) => format!(" around the controls `{}` recorded", r.from),
+            None => String::new(),
+        };
         println!(
-            "smoothed over N(0, {sigma}^2) on {nc} controls x {steps} steps, {} antithetic pairs; mean objective {:.6e}",
+            "smoothed over N(0, {sigma}^2) on {nc} controls x {steps} steps{around}, {} antithetic pairs; mean objective {:.6e}",
             s.pairs, s.value
         );
         println!(

@@ -155,39 +155,47 @@ pub fn estimate(
     }
 }
 
-/// Runs the `2 * noise.len()` rollouts of `steps` steps (one batch, every
-/// environment from the scene's initial state after `setup`) with the
-/// controls `base + sigma * noise[i]` and `base - sigma * noise[i]`, `base`
-/// each control at 0 clamped into its range, `noise[i]` laid out
-/// `[step * controls + control]`, and estimates the smoothed gradient of
-/// `objective` with respect to the control schedule both ways.
+/// The schedule of `steps` steps that holds each control of `scene` at 0
+/// clamped into its range: what `joule grad --smooth` perturbs by default.
+pub fn zero_schedule(scene: &Scene, steps: usize) -> Vec<Vec<f64>> {
+    let at_zero: Vec<f64> = (scene.model().controls.iter())
+        .map(|c| c.bounds.map_or(0.0, |(lo, hi)| 0.0_f64.clamp(lo, hi)))
+        .collect();
+    vec![at_zero; steps]
+}
+
+/// Runs the `2 * noise.len()` rollouts of `base.len()` steps (one batch,
+/// every environment from the scene's initial state after `setup`) with the
+/// controls `base + sigma * noise[i]` and `base - sigma * noise[i]`
+/// (`base[step][control]`, `noise[i]` laid out `[step * controls +
+/// control]`), and estimates the smoothed gradient of `objective` with
+/// respect to the control schedule both ways.
 pub fn smoothed_gradient(
     scene: &Scene,
     objective: &Objective,
-    steps: usize,
+    base: &[Vec<f64>],
     sigma: f64,
     noise: &[Vec<f64>],
     threads: usize,
     setup: &dyn Fn(&mut joule_runtime::Sim) -> Result<(), NameError>,
 ) -> Result<Smoothed, NameError> {
     let controls = &scene.model().controls;
-    let nc = controls.len();
+    let (nc, steps) = (controls.len(), base.len());
     let pairs = noise.len();
     if nc == 0 {
         return Err(NameError(
             "the scene declares no controls to smooth over".into(),
         ));
     }
-    if pairs < 2 * GROUPS || noise.iter().any(|w| w.len() != steps * nc) {
+    if pairs < 2 * GROUPS
+        || noise.iter().any(|w| w.len() != steps * nc)
+        || base.iter().any(|b| b.len() != nc)
+    {
         return Err(NameError(format!(
-            "the noise must be [at least {} pairs][{steps} steps x {nc} controls]",
+            "the noise must be [at least {} pairs][{steps} steps x {nc} controls], the base [{steps} steps][{nc} controls]",
             2 * GROUPS
         )));
     }
-    let base: Vec<f64> = controls
-        .iter()
-        .map(|c| c.bounds.map_or(0.0, |(lo, hi)| 0.0_f64.clamp(lo, hi)))
-        .collect();
     // Environments 0..pairs take +, pairs..2 pairs take -.
     let schedule: Schedule = (0..steps)
         .map(|t| {
@@ -200,7 +208,7 @@ pub fn smoothed_gradient(
                             } else {
                                 (e - pairs, -1.0)
                             };
-                            base[c] + sign * sigma * noise[i][t * nc + c]
+                            base[t][c] + sign * sigma * noise[i][t * nc + c]
                         })
                         .collect()
                 })

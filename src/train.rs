@@ -948,7 +948,7 @@ pub fn imitate(a: ImitateArgs) -> Result<()> {
     }
     let states = match a.window {
         None => vec![],
-        Some(_) => crate::files::read_states(&a.expert, scene.dofs())?,
+        Some(_) => crate::files::read_states(&a.expert, scene.dofs(), "--window")?,
     };
     if let Some(name) = planner {
         return imitate_planner(&a, (&scene, model), name, expert, workers);
@@ -1139,7 +1139,7 @@ fn demonstration(
     }
     let nc = scene.model().controls.len();
     let controls = crate::files::read_applied(&a.expert, nc)?;
-    let mut states = crate::files::read_states(&a.expert, scene.dofs())?;
+    let mut states = crate::files::read_states(&a.expert, scene.dofs(), "--window")?;
     if states.len() <= controls.len() {
         return Err(miette!(
             help = "record the demonstration with `joule run SCENE --out demo.npz --state`",

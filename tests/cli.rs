@@ -692,6 +692,120 @@ fn grad_smooth_finds_the_exact_gradient_unbiased() {
     assert!(f("first_spread") < 0.5 * f("zeroth_spread"), "{v}");
 }
 
+/// `joule grad --smooth --from REC.npz:K` starts every rollout from step K
+/// of a recording, around the controls it applied: with noise too small to
+/// move anything, the smoothed objective is the loss `joule run` reports
+/// after K + `--steps` steps of the same plan from the start.
+#[test]
+fn grad_smooth_from_a_recording_continues_it() {
+    let plan = |steps: usize| {
+        let path = temp(&format!("swing{steps}.csv"));
+        let rows: String = (0..steps)
+            .map(|t| format!("{t},{}\n", 0.8 * (0.4 * t as f64).sin()))
+            .collect();
+        std::fs::write(&path, format!("step,u\n{rows}")).expect("a plan");
+        path
+    };
+    let (plan30, plan22, rec) = (plan(30), plan(22), temp("swing.npz"));
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
+    let cartpole = "scenes/cartpole.joule";
+    let o = joule(&[
+        "run",
+        cartpole,
+        "--steps",
+        "30",
+        "--controls",
+        &path(&plan30),
+        "--state",
+        "--out",
+        &path(&rec),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = joule(&[
+        "run",
+        cartpole,
+        "--steps",
+        "22",
+        "--controls",
+        &path(&plan22),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let expected = run["loss"]["final_height"][0].as_f64().expect("the loss");
+    let grad = |from: &str, sigma: &str| {
+        joule(&[
+            "grad",
+            cartpole,
+            "--loss",
+            "final_height",
+            "--steps",
+            "10",
+            "--smooth",
+            sigma,
+            "--samples",
+            "16",
+            "--from",
+            from,
+            "--json",
+        ])
+    };
+    let o = grad(&format!("{}:12", path(&rec)), "1e-9");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let value = v["value"].as_f64().expect("the smoothed objective");
+    assert!(
+        (value - expected).abs() < 1e-9,
+        "{value} against {expected}"
+    );
+    // From the scene's start, on controls at 0: another objective.
+    let o = joule(&[
+        "grad",
+        cartpole,
+        "--loss",
+        "final_height",
+        "--steps",
+        "22",
+        "--smooth",
+        "1e-9",
+        "--samples",
+        "16",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let still = v["value"].as_f64().expect("the smoothed objective");
+    assert!(
+        (still - expected).abs() > 1e-3,
+        "{still} against {expected}"
+    );
+    // Past the recording's end, a step that is no number, no states: diagnostics.
+    fails_with_hint(
+        &grad(&format!("{}:25", path(&rec)), "0.1"),
+        "go past the 30 steps",
+    );
+    fails_with_hint(
+        &grad(&format!("{}:x", path(&rec)), "0.1"),
+        "is not a step number",
+    );
+    fails_with_hint(&grad(&path(&rec), "0.1"), "names no step");
+    let bare = temp("bare.npz");
+    let o = joule(&[
+        "run",
+        cartpole,
+        "--steps",
+        "30",
+        "--controls",
+        &path(&plan30),
+        "--out",
+        &path(&bare),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fails_with_hint(
+        &grad(&format!("{}:3", path(&bare)), "0.1"),
+        "`--from` starts from the recording's states",
+    );
+}
+
 #[test]
 fn grad_of_a_summed_reward() {
     let o = joule(&[
