@@ -65,7 +65,11 @@ pub fn import(a: ImportArgs) -> ExitCode {
         surrogate_cone: a.surrogate.is_some(),
     };
     if a.surrogate.is_some() && !matches!(a.friction, FrictionArg::Mujoco) {
-        eprintln!("error: `--surrogate cone` needs `--friction mujoco` (MuJoCo's laws forward; the default import, `--friction cone`, already steps the cone)");
+        let e = miette::miette!(
+            help = "write `--friction mujoco --surrogate cone`: MuJoCo's laws forward, the cone's smooth step in the gradients (the default import, `--friction cone`, already steps the cone)",
+            "`--surrogate cone` needs `--friction mujoco`"
+        );
+        eprintln!("{e:?}");
         return ExitCode::FAILURE;
     }
     let (sources, imported) = match mjcf::import_path(model, options) {
