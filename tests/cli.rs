@@ -706,104 +706,71 @@ fn grad_smooth_from_a_recording_continues_it() {
         std::fs::write(&path, format!("step,u\n{rows}")).expect("a plan");
         path
     };
-    let (plan30, plan22, rec) = (plan(30), plan(22), temp("swing.npz"));
-    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
+    let path = |p: std::path::PathBuf| p.to_str().expect("a UTF-8 path").to_string();
+    let (plan30, plan22) = (path(plan(30)), path(plan(22)));
+    let (rec, bare) = (path(temp("swing.npz")), path(temp("bare.npz")));
     let cartpole = "scenes/cartpole.joule";
-    let o = joule(&[
-        "run",
-        cartpole,
-        "--steps",
-        "30",
-        "--controls",
-        &path(&plan30),
-        "--state",
-        "--out",
-        &path(&rec),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = joule(&[
-        "run",
-        cartpole,
-        "--steps",
-        "22",
-        "--controls",
-        &path(&plan22),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
-    let expected = run["loss"]["final_height"][0].as_f64().expect("the loss");
-    let grad = |from: &str, sigma: &str| {
-        joule(&[
+    let run = |steps: &str, plan: &str, extra: &[&str]| {
+        let mut args = vec!["run", cartpole, "--steps", steps, "--controls", plan];
+        args.extend(extra);
+        let o = joule(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    run("30", &plan30, &["--state", "--out", &rec]);
+    let o = run("22", &plan22, &["--json"]);
+    let run_json: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    let expected = run_json["loss"]["final_height"][0]
+        .as_f64()
+        .expect("the loss");
+    let grad = |sigma: &str, extra: &[&str]| {
+        let mut args = vec![
             "grad",
             cartpole,
             "--loss",
             "final_height",
-            "--steps",
-            "10",
             "--smooth",
             sigma,
-            "--samples",
-            "16",
-            "--from",
-            from,
-            "--json",
-        ])
+        ];
+        args.extend(["--samples", "16", "--json"]);
+        args.extend(extra);
+        joule(&args)
     };
-    let o = grad(&format!("{}:12", path(&rec)), "1e-9");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
-    let value = v["value"].as_f64().expect("the smoothed objective");
+    let value = |o: &Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_str(&stdout(o)).expect("one JSON object");
+        v["value"].as_f64().expect("the smoothed objective")
+    };
+    let continued = value(&grad(
+        "1e-9",
+        &["--steps", "10", "--from", &format!("{rec}:12")],
+    ));
     assert!(
-        (value - expected).abs() < 1e-9,
-        "{value} against {expected}"
+        (continued - expected).abs() < 1e-9,
+        "{continued} against {expected}"
     );
     // From the scene's start, on controls at 0: another objective.
-    let o = joule(&[
-        "grad",
-        cartpole,
-        "--loss",
-        "final_height",
-        "--steps",
-        "22",
-        "--smooth",
-        "1e-9",
-        "--samples",
-        "16",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
-    let still = v["value"].as_f64().expect("the smoothed objective");
+    let still = value(&grad("1e-9", &["--steps", "22"]));
     assert!(
         (still - expected).abs() > 1e-3,
         "{still} against {expected}"
     );
-    // Past the recording's end, a step that is no number, no states: diagnostics.
-    fails_with_hint(
-        &grad(&format!("{}:25", path(&rec)), "0.1"),
-        "go past the 30 steps",
-    );
-    fails_with_hint(
-        &grad(&format!("{}:x", path(&rec)), "0.1"),
-        "is not a step number",
-    );
-    fails_with_hint(&grad(&path(&rec), "0.1"), "names no step");
-    let bare = temp("bare.npz");
-    let o = joule(&[
-        "run",
-        cartpole,
-        "--steps",
-        "30",
-        "--controls",
-        &path(&plan30),
-        "--out",
-        &path(&bare),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    fails_with_hint(
-        &grad(&format!("{}:3", path(&bare)), "0.1"),
-        "`--from` starts from the recording's states",
-    );
+    // Past the recording's end, a step that is no number, no step, no
+    // states: diagnostics.
+    for (k, what) in [
+        (format!("{rec}:25"), "go past the 30 steps"),
+        (format!("{rec}:x"), "is not a step number"),
+        (rec.clone(), "names no step"),
+        (
+            format!("{bare}:3"),
+            "`--from` starts from the recording's states",
+        ),
+    ] {
+        if k.starts_with(&bare) {
+            run("30", &plan30, &["--out", &bare]);
+        }
+        fails_with_hint(&grad("0.1", &["--steps", "10", "--from", &k]), what);
+    }
 }
 
 #[test]
