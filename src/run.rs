@@ -1182,9 +1182,6 @@ pub fn grad(a: GradArgs) -> Result<()> {
     Ok(())
 }
 
-/// `joule grad --smooth`: both estimates of the smoothed gradient with
-/// respect to the control schedule ([`joule::smoothing`]), printed.
-#[allow(clippy::too_many_arguments)]
 /// A recorded start for `joule grad --smooth --from FILE.npz:K`: environment
 /// 0's state after K steps of the recording and the controls it applied
 /// over the next `steps` steps.
@@ -1232,9 +1229,10 @@ fn recorded_start(scene: &joule_runtime::Scene, from: &str, steps: usize) -> Res
     })
 }
 
-/// `joule grad --smooth`: the smoothed gradient's two estimates over `steps`
-/// steps (from `start`, or the scene's initial state with the controls at
-/// 0) and how they agree.
+/// `joule grad --smooth`: both estimates of the smoothed gradient with
+/// respect to the control schedule ([`joule::smoothing`]) over `steps` steps
+/// (from `start`, or the scene's initial state with the controls at 0),
+/// printed.
 fn smoothed(
     path: &std::path::Path,
     scene: &joule_runtime::Scene,
@@ -1295,14 +1293,18 @@ fn smoothed(
         ),
         !as_json,
     );
+    let at_zero;
     let base = match &start {
-        Some(r) => r.controls.clone(),
-        None => zero_schedule(scene, steps),
+        Some(r) => &r.controls,
+        None => {
+            at_zero = zero_schedule(scene, steps);
+            &at_zero
+        }
     };
     let s = smoothed_gradient(
         scene,
         objective,
-        &base,
+        base,
         sigma,
         &noise,
         rayon::current_num_threads(),

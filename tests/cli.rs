@@ -469,19 +469,23 @@ fn grad_check_text_of_a_kink() {
 /// differentiates the surrogate model's steps on the trees' configurations,
 /// and `--surrogate off` gives the simulation's own derivative, which
 /// central differences confirm.
+/// Asserts that `--check`'s verdict says what the adjoint differentiates
+/// where the surrogates act (`what`), not the simulation.
+fn assert_differentiates(v: &Value, what: &str) {
+    let message = v["verdict"]["message"].as_str().expect("message");
+    let tail = format!(
+        "(expected where the surrogates act: the adjoint differentiates {what}, not the simulation)"
+    );
+    assert!(message.ends_with(&tail), "{message}");
+}
+
 #[test]
 fn grad_check_of_mujocos_laws_through_the_cone() {
     let scene = "tests/grad/mujoco_cone_leg.joule";
     let (code, v) = grad_check(scene, "where", "8", &[]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["verdict"]["agree"], false, "{v}");
-    let message = v["verdict"]["message"].as_str().expect("message");
-    assert!(
-        message.ends_with(
-            "(expected where the surrogates act: the adjoint differentiates steps of the surrogate model (implicit Euler on the trees' configurations), its `backward =` of contact_mujoco_cone, not the simulation)"
-        ),
-        "{message}"
-    );
+    assert_differentiates(&v, "steps of the surrogate model (implicit Euler on the trees' configurations), its `backward =` of contact_mujoco_cone");
     let (code, v) = grad_check(scene, "where", "8", &["--surrogate", "off"]);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["verdict"]["agree"], true, "{v}");
@@ -496,13 +500,7 @@ fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
     assert_eq!(v["verdict"]["agree"], false, "{v}");
     assert_eq!(v["check"]["g"]["status"], "disagrees", "{v}");
     assert_eq!(v["surrogates"], serde_json::json!(["floor"]));
-    let message = v["verdict"]["message"].as_str().expect("message");
-    assert!(
-        message.ends_with(
-            "(expected where the surrogates act: the adjoint differentiates `backward =` of floor, not the simulation)"
-        ),
-        "{message}"
-    );
+    assert_differentiates(&v, "`backward =` of floor");
     // Differentiating the surrogate model instead, the verdict says that.
     let (_, v) = grad_check(
         "tests/grad/surrogate.joule",
@@ -511,12 +509,9 @@ fn grad_check_names_the_surrogates_that_make_the_adjoint_differ() {
         &["--surrogate", "model"],
     );
     assert_eq!(v["verdict"]["agree"], false, "{v}");
-    let message = v["verdict"]["message"].as_str().expect("message");
-    assert!(
-        message.ends_with(
-            "(expected where the surrogates act: the adjoint differentiates steps of the surrogate model, its `backward =` of floor, not the simulation)"
-        ),
-        "{message}"
+    assert_differentiates(
+        &v,
+        "steps of the surrogate model, its `backward =` of floor",
     );
     // A scene without surrogates names none.
     let (_, v) = grad_check("tests/grad/bouncing_ball.joule", "height", "20", &[]);
@@ -757,6 +752,7 @@ fn grad_smooth_from_a_recording_continues_it() {
     );
     // Past the recording's end, a step that is no number, no step, no
     // states: diagnostics.
+    run("30", &plan30, &["--out", &bare]);
     for (k, what) in [
         (format!("{rec}:25"), "go past the 30 steps"),
         (format!("{rec}:x"), "is not a step number"),
@@ -766,9 +762,6 @@ fn grad_smooth_from_a_recording_continues_it() {
             "`--from` starts from the recording's states",
         ),
     ] {
-        if k.starts_with(&bare) {
-            run("30", &plan30, &["--out", &bare]);
-        }
         fails_with_hint(&grad("0.1", &["--steps", "10", "--from", &k]), what);
     }
 }
