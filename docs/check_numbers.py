@@ -16,6 +16,15 @@ the file's checks, which run in order (a `train --out {tmp}/p.st` feeds a
 later `run --policy {tmp}/p.st`). `reproduce[quick]:` marks the checks that
 take a few seconds.
 
+A replay of a documented result is marked the same way, with the page it
+must reproduce byte for byte after `=>`:
+
+    <!-- replay: run scenes/soft_walker.joule --steps 256 --policy {tmp}/p.st => docs/replays/walk.html -->
+
+The command runs with `--html` writing beside that page (and three.js
+linked from `src/vendor/`, as the committed pages are), and the two pages
+must be equal.
+
     python3 docs/check_numbers.py                  # every check in docs/*.md
     python3 docs/check_numbers.py --quick          # the quick ones
     python3 docs/check_numbers.py --only soft_walker
@@ -37,21 +46,47 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-CHECK = re.compile(r"<!--\s*reproduce(\[quick\])?:\s*(.*?)\s*=>\s*(.*?)\s*-->", re.S)
+CHECK = re.compile(r"<!--\s*(reproduce|replay)(\[quick\])?:\s*(.*?)\s*=>\s*(.*?)\s*-->", re.S)
+THREE = os.path.join(ROOT, "src", "vendor", "three.min.js")
 
 
 def checks(path):
-    """The file's checks: (line, quick, command words, [(key, value text)])."""
+    """The file's checks: (line, quick, command words, [(key, value text)])
+    for a number, (line, quick, command words, page path) for a replay."""
     text = open(path, encoding="utf-8").read()
     found = []
     for m in CHECK.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
+        words = shlex.split(" ".join(m.group(3).split()))
+        if m.group(1) == "replay":
+            found.append((line, bool(m.group(2)), words, m.group(4)))
+            continue
         pairs = []
-        for item in m.group(3).split(","):
+        for item in m.group(4).split(","):
             key, value = item.split()
             pairs.append((key, value))
-        found.append((line, bool(m.group(1)), shlex.split(" ".join(m.group(2).split())), pairs))
+        found.append((line, bool(m.group(2)), words, pairs))
     return found
+
+
+def replay(joule, words, page):
+    """Whether `joule WORDS --html` writes the committed `page` byte for
+    byte (drawn beside it, then removed); a message where it does not."""
+    folder = os.path.dirname(os.path.join(ROOT, page))
+    fresh = os.path.join(folder, ".check-" + os.path.basename(page))
+    three = os.path.relpath(THREE, folder)
+    try:
+        out = subprocess.run(
+            [joule, *words, "--html", fresh, "--html-three", three, "--quiet"],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            return out.stderr.strip()
+        with open(fresh, "rb") as f, open(os.path.join(ROOT, page), "rb") as g:
+            return None if f.read() == g.read() else f"the page differs from {page}"
+    finally:
+        if os.path.exists(fresh):
+            os.remove(fresh)
 
 
 def lookup(value, key):
@@ -101,6 +136,16 @@ def main():
                     print(f"{where}: joule {' '.join(words)}")
                     continue
                 start = time.time()
+                if isinstance(pairs, str):
+                    why = replay(a.joule, words, pairs)
+                    ran += 1
+                    took = time.time() - start
+                    if why:
+                        failed += 1
+                        print(f"FAIL {where} ({took:.0f} s): joule {' '.join(words)}: {why}")
+                    else:
+                        print(f"ok   {where} ({took:.0f} s): {pairs}")
+                    continue
                 out = subprocess.run([a.joule, *words, "--json"], cwd=ROOT, capture_output=True, text=True)
                 ran += 1
                 took = time.time() - start

@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Write a self-contained HTML page that plays the trajectory back in 3D.
     #[arg(long, value_name = "F.html", group = "view")]
     html: Option<PathBuf>,
+    /// Load three.js on the `--html` page from URL (a path relative to the
+    /// page, e.g. `../../src/vendor/three.min.js`, or an http(s) address)
+    /// instead of inlining its 668 kB: pages in one folder share one copy.
+    #[arg(long, value_name = "URL", requires = "html")]
+    html_three: Option<String>,
     /// Write an animated GIF of the run: the page's shapes and default view,
     /// drawn without a browser (at most 150 frames, 640 x 400).
     #[arg(long, value_name = "F.gif", group = "view")]
@@ -307,6 +312,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Some(h) = html.as_mut() {
         h.mark(scene.compiled.layout(), &a.mark)?;
         h.contacts = a.contacts;
+        if let Some(src) = &a.html_three {
+            h.link_three(src)?;
+        }
     }
     crate::args::check_batch(&scene, &format!("--batch {batch}"), batch)?;
     let mut sim = scene.batch_threads(batch, workers.max(1));

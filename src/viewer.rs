@@ -1,7 +1,8 @@
 //! `joule run --html`, `--gif` and `--frames`: a self-contained HTML page that plays back the
 //! trajectories of one or several environments (a grid, side by side) as solid
 //! shaded 3-D shapes, drawn by three.js (vendored in `src/vendor/`, inlined
-//! once into every page).
+//! once into every page, or linked with `--html-three` so that a folder of
+//! pages shares one copy).
 //!
 //! The geometry comes from the resolved model: every particle is a point
 //! (drawn as a small sphere unless it lies on a mesh surface); the triangles of
@@ -84,6 +85,7 @@ pub fn picture(model: &Model, sim: &mut Sim, envs: &[usize]) -> ([usize; 2], Vec
         envs: envs.to_vec(),
         marks: vec![],
         contacts: false,
+        three: None,
     };
     let mut rec = Recorder::new(model, &html, 0);
     rec.record(0, sim);
@@ -113,6 +115,9 @@ pub struct Html {
     pub marks: Vec<(String, usize)>,
     /// Whether the bodies' contact points are drawn.
     pub contacts: bool,
+    /// Where the page loads three.js from (`--html-three`), instead of
+    /// holding it inline.
+    pub three: Option<String>,
 }
 
 impl Html {
@@ -169,6 +174,7 @@ impl Html {
             envs,
             marks: vec![],
             contacts: false,
+            three: None,
         };
         html.check_pngs()?;
         Ok(html)
@@ -209,6 +215,54 @@ impl Html {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Makes the page load three.js from `src` instead of holding its 668 kB
+    /// inline, so that pages in one folder share one copy: an `http://`,
+    /// `https://` or `file://` address as given, or a path relative to the
+    /// page's folder, which must hold the build the page is written for
+    /// (the vendored r159, byte for byte). Checked before the run.
+    pub fn link_three(&mut self, src: &str) -> Result<()> {
+        let bad = src
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || "\"'<>\\".contains(*c));
+        if src.is_empty() || bad.is_some() {
+            return Err(miette!(
+                help = "give a URL or a relative path without spaces, quotes or angle brackets, e.g. `--html-three ../three.min.js`",
+                "`--html-three {src:?}` cannot be written into the page as a script's address"
+            ));
+        }
+        let remote = ["http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| src.starts_with(scheme));
+        if !remote {
+            let page = self.path.as_deref().unwrap_or(Path::new(""));
+            let folder = page.parent().unwrap_or(Path::new(""));
+            let file = folder.join(src);
+            let help = format!(
+                "the page's folder is `{}`: give three.js's path from there (the vendored copy is src/vendor/three.min.js), an http(s) address, or leave `--html-three` out to inline it",
+                if folder.as_os_str().is_empty() { Path::new(".") } else { folder }.display()
+            );
+            match std::fs::read(&file) {
+                Ok(bytes) if bytes == THREE.as_bytes() => {}
+                Ok(_) => {
+                    return Err(miette!(
+                        help = "link the build the page is written for: three.js r159 as vendored in src/vendor/three.min.js",
+                        "`{}` is not the three.js build the page is written for",
+                        file.display()
+                    ))
+                }
+                Err(e) => {
+                    return Err(miette!(
+                        help = help,
+                        "the page would not find three.js at `{src}`: `{}`: {e}",
+                        file.display()
+                    ))
+                }
+            }
+        }
+        self.three = Some(src.to_string());
         Ok(())
     }
 
@@ -734,6 +788,8 @@ pub struct Recorder {
     mark_frames: Vec<f32>,
     /// Whether the page draws the bodies' contact points.
     contacts: bool,
+    /// Where the page loads three.js from, if not inline.
+    three: Option<String>,
 }
 
 impl Recorder {
@@ -756,6 +812,7 @@ impl Recorder {
             marks: html.marks.clone(),
             mark_frames: vec![],
             contacts: html.contacts,
+            three: html.three.clone(),
         }
     }
 
@@ -992,6 +1049,7 @@ impl Recorder {
                 envs: vec![],
                 marks: vec![],
                 contacts: false,
+                three: None,
             }
             .check_pngs();
         }
@@ -1099,11 +1157,18 @@ impl Recorder {
         });
         // `</` cannot end the script element early: JSON allows `<\/`.
         let text = data.to_string().replace("</", "<\\/");
-        // The template holds `__THREE__` before `__JOULE_DATA__`, once each; the
-        // library's text holds no `</script`.
-        let (head, rest) = PAGE.split_once("__THREE__").expect("the library's place");
+        // The template holds the library's script element before
+        // `__JOULE_DATA__`, once each; the library's text holds no
+        // `</script`, a linked address no quote or angle bracket.
+        let (head, rest) = PAGE
+            .split_once("<script>__THREE__</script>")
+            .expect("the library's place");
         let (middle, tail) = rest.split_once("__JOULE_DATA__").expect("the data's place");
-        let page = [head, THREE, middle, &text, tail].concat();
+        let library = match &self.three {
+            None => format!("<script>{THREE}</script>"),
+            Some(src) => format!("<script src=\"{src}\"></script>"),
+        };
+        let page = [head, &library, middle, &text, tail].concat();
         write_atomically(path, |w| w.write_all(page.as_bytes()))
     }
 }

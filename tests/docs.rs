@@ -257,3 +257,59 @@ fn reproduce_marks_name_existing_scenes_and_numbers() {
     }
     assert!(seen >= 10, "found {seen} marks");
 }
+
+/// The replays of documented results (`docs/replays/`): each page has one
+/// `<!-- replay: run SCENE ... => docs/replays/NAME.html -->` mark, which
+/// `docs/check_numbers.py` re-runs and compares byte for byte, on a scene
+/// that exists, in the page that links it; and each loads the vendored
+/// three.js from `src/vendor/` instead of holding a copy.
+#[test]
+fn replays_are_marked_linked_and_load_the_vendored_three() {
+    let mut marked = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("docs").expect("docs") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("page");
+        for (start, _) in text.match_indices("<!-- replay:") {
+            let end = start + text[start..].find("-->").expect("a closed mark");
+            let line = text[..start].lines().count() + 1;
+            let (command, page) = text[start + 12..end].split_once("=>").expect("`=>`");
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let where_ = format!("{}:{line}", path.display());
+            assert_eq!(words.first(), Some(&"run"), "{where_}: {command}");
+            let scene = words.get(1).expect("a scene");
+            assert!(Path::new(scene).is_file(), "{where_}: no {scene}");
+            let page = page.trim();
+            let name = page
+                .strip_prefix("docs/replays/")
+                .filter(|n| n.ends_with(".html"))
+                .unwrap_or_else(|| panic!("{where_}: `{page}` is not docs/replays/NAME.html"));
+            assert!(
+                text.contains(&format!("](replays/{name})")),
+                "{where_}: the page does not link replays/{name}"
+            );
+            assert!(
+                marked.insert(name.to_string(), where_.clone()).is_none(),
+                "{where_}: {name} is marked twice"
+            );
+        }
+    }
+    let three = r#"<script src="../../src/vendor/three.min.js"></script>"#;
+    let mut files = 0;
+    for entry in std::fs::read_dir("docs/replays").expect("docs/replays") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            marked.remove(&name).is_some(),
+            "docs/replays/{name} has no replay mark"
+        );
+        let html = std::fs::read_to_string(&path).expect("a page");
+        assert_eq!(html.matches(three).count(), 1, "{name}: {three}");
+        assert!(html.len() < 3_000_000, "{name}: {} bytes", html.len());
+        files += 1;
+    }
+    assert!(marked.is_empty(), "marked pages missing: {marked:?}");
+    assert!(files >= 4, "only {files} replays");
+}

@@ -931,3 +931,75 @@ fn contact_points_are_drawn_on_request() {
     let (d, _) = page_data(scene.to_str().unwrap(), &page, &["--steps", "2", "--quiet"]);
     assert_eq!(d["bodies"][0]["contacts"], serde_json::json!([]));
 }
+
+/// `--html-three`: the page loads three.js from a path relative to its
+/// folder instead of holding it, with the same data, and (where Chromium is
+/// installed) still draws the box; addresses that would break the page or
+/// name no copy of the vendored build are refused before the run.
+#[test]
+fn a_page_linking_three_loads_it_from_its_folder() {
+    let scene = temp("linked_box.joule");
+    std::fs::write(&scene, ONE_BOX).unwrap();
+    let shared = temp("linked");
+    let pages = shared.join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    std::fs::write(shared.join("three.min.js"), THREE).unwrap();
+    let (inline, linked) = (temp("inline_box.html"), pages.join("box.html"));
+    let (data, _) = page_data(
+        scene.to_str().unwrap(),
+        &inline,
+        &["--steps", "2", "--quiet"],
+    );
+    let o = joule(&[
+        "run",
+        scene.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--quiet",
+        "--html",
+        linked.to_str().unwrap(),
+        "--html-three",
+        "../three.min.js",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&linked).unwrap();
+    assert!(!html.contains(THREE), "three.js is not inlined");
+    assert_eq!(
+        html.matches(r#"<script src="../three.min.js"></script>"#)
+            .count(),
+        1
+    );
+    let inline_html = std::fs::read_to_string(&inline).unwrap();
+    assert_eq!(
+        html.replacen(r#"<script src="../three.min.js"></script>"#, "", 1),
+        inline_html.replacen(&format!("<script>{THREE}</script>"), "", 1),
+        "the same page but for the library's element"
+    );
+    if let Some(browser) = chromium() {
+        let colour = data["bodies"][0]["colour"].as_str().unwrap().to_string();
+        let pixels = screenshot(&browser, &linked, "frame=last");
+        assert_lit_box(&pixels, 640, (320, 220), (5, 470 - 40), &colour);
+    }
+    // Refused before anything is written: no file there, another file, an
+    // address that would end the element early.
+    std::fs::write(shared.join("other.js"), "var THREE = {};").unwrap();
+    let refused = pages.join("refused.html");
+    for (src, what) in [
+        ("three.min.js", "would not find three.js"),
+        ("../other.js", "not the three.js build"),
+        ("a\"><script>x.js", "cannot be written into the page"),
+    ] {
+        let o = joule(&[
+            "run",
+            scene.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--html",
+            refused.to_str().unwrap(),
+            "--html-three",
+            src,
+        ]);
+        fails_with_hint(&o, what);
+        assert!(!refused.exists(), "{src}: nothing written");
+    }
+}
