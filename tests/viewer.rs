@@ -1003,3 +1003,35 @@ fn a_page_linking_three_loads_it_from_its_folder() {
         assert!(!refused.exists(), "{src}: nothing written");
     }
 }
+
+/// Following (`#follow`, or the checkbox), the camera fits one frame of an
+/// environment, not the whole run: a box that flies 20 m fills far more of
+/// the picture, at its centre, than in the view of the whole run.
+#[test]
+fn headless_chromium_following_fits_one_frame_not_the_whole_run() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let scene = temp("glide.joule");
+    std::fs::write(
+        &scene,
+        "scene \"glide\"\nbody b { shape = box(vec3(0.6, 0.6, 0.6)), mass = 1, x = vec3(0, 0, 1), v = vec3(20, 0, 5) }\n",
+    )
+    .unwrap();
+    let page = temp("glide.html");
+    let (d, _) = page_data(
+        scene.to_str().unwrap(),
+        &page,
+        &["--steps", "100", "--quiet"],
+    );
+    let colour = d["bodies"][0]["colour"].as_str().unwrap().to_string();
+    let count = |pixels: &[[u8; 3]]| pixels.iter().filter(|p| shade_of(**p, &colour)).count();
+    let whole = count(&screenshot(&browser, &page, "frame=last"));
+    let followed = screenshot(&browser, &page, "follow&frame=last");
+    assert!(
+        count(&followed) > 20 * whole.max(1),
+        "following {} box pixels, the whole run {whole}",
+        count(&followed)
+    );
+    assert_lit_box(&followed, 640, (320, 220), (5, 470 - 40), &colour);
+}
