@@ -285,3 +285,54 @@ fn bench_refuses_bad_controls_with_a_hint() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// The benchmark inputs of `benches/scenes/` (the peers' rows run them) stay
+/// valid scenes: each compiles (`joule check`), and the robots on MuJoCo's
+/// laws step under random controls with no solver event (the implicit
+/// cloth is documented not to converge, docs/performance.md).
+#[test]
+fn every_benchmark_input_compiles_and_the_robots_step() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("benches/scenes").expect("benches/scenes") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "joule") {
+            continue;
+        }
+        let p = path.to_str().unwrap();
+        let o = joule(&["check", p]);
+        assert!(
+            o.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        seen += 1;
+    }
+    assert!(seen >= 4, "only {seen} benchmark inputs");
+    for p in [
+        "benches/scenes/ant_mujoco.joule",
+        "benches/scenes/humanoid_mujoco.joule",
+    ] {
+        let v = json(&joule(&[
+            "bench",
+            p,
+            "--batch",
+            "1",
+            "--threads",
+            "1",
+            "--steps",
+            "20",
+            "--repeats",
+            "1",
+            "--horizon",
+            "0",
+            "--controls",
+            "random",
+            "--seed",
+            "0",
+            "--json",
+        ]));
+        let run = &v["runs"][0];
+        positive(run, "newton_iterations_per_step");
+        assert_eq!(run["events"], 0, "{p}: {run}");
+    }
+}
