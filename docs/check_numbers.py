@@ -133,7 +133,8 @@ def main():
                 where = f"{os.path.relpath(doc, ROOT)}:{line}"
                 words = [w.replace("{tmp}", tmp) for w in words]
                 if a.list:
-                    print(f"{where}: joule {' '.join(words)}")
+                    page = f" => {pairs}" if isinstance(pairs, str) else ""
+                    print(f"{where}: joule {' '.join(words)}{page}")
                     continue
                 start = time.time()
                 if isinstance(pairs, str):
