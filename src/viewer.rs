@@ -1165,10 +1165,13 @@ impl Recorder {
             .expect("the library's place");
         let (middle, tail) = rest.split_once("__JOULE_DATA__").expect("the data's place");
         let library = match &self.three {
-            None => format!("<script>{THREE}</script>"),
-            Some(src) => format!("<script src=\"{src}\"></script>"),
+            None => ["<script>", THREE, "</script>"],
+            Some(src) => ["<script src=\"", src.as_str(), "\"></script>"],
         };
-        let page = [head, &library, middle, &text, tail].concat();
+        let page = [
+            head, library[0], library[1], library[2], middle, &text, tail,
+        ]
+        .concat();
         write_atomically(path, |w| w.write_all(page.as_bytes()))
     }
 }

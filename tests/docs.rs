@@ -211,11 +211,12 @@ fn every_path_in_the_layout_sections_exists() {
     );
 }
 
-/// The `<!-- reproduce: COMMAND => KEY VALUE, .. -->` marks that
-/// `docs/check_numbers.py` re-runs stay well formed: a `joule` subcommand
-/// on a scene that exists, and numeric documented values.
-#[test]
-fn reproduce_marks_name_existing_scenes_and_numbers() {
+/// Calls `f` on every `<!-- KIND...: COMMAND => REST -->` mark of the pages
+/// in `docs/` (`KIND` is `reproduce`, whose marks may read
+/// `reproduce[quick]:`, or `replay`): where it is (`page:line`), the page's
+/// text, the command's words and `REST`, after checking that the command
+/// names a scene that exists. Returns how many marks there were.
+fn for_each_mark(kind: &str, mut f: impl FnMut(&str, &str, &[&str], &str)) -> usize {
     let mut seen = 0;
     for entry in std::fs::read_dir("docs").expect("docs") {
         let path = entry.expect("entry").path();
@@ -223,38 +224,43 @@ fn reproduce_marks_name_existing_scenes_and_numbers() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("page");
-        for (start, _) in text.match_indices("<!-- reproduce") {
+        for (start, _) in text.match_indices(&format!("<!-- {kind}")) {
             let end = start + text[start..].find("-->").expect("a closed mark");
-            let mark = &text[start..end];
-            let line = text[..start].lines().count() + 1;
-            let body = mark.split_once(':').expect("`reproduce:`").1;
-            let (command, values) = body.split_once("=>").expect("`=>`");
+            let at = format!("{}:{}", path.display(), text[..start].lines().count() + 1);
+            let body = text[start..end].split_once(':').expect("`KIND:`").1;
+            let (command, rest) = body.split_once("=>").expect("`=>`");
             let words: Vec<&str> = command.split_whitespace().collect();
-            assert!(
-                matches!(
-                    words.first(),
-                    Some(&("train" | "run" | "grad" | "bench" | "imitate" | "optimize"))
-                ),
-                "{}:{line}: {command}",
-                path.display()
-            );
             let scene = words.get(1).expect("a scene");
-            assert!(
-                Path::new(scene).is_file(),
-                "{}:{line}: no {scene}",
-                path.display()
-            );
-            for pair in values.split(',') {
-                let kv: Vec<&str> = pair.split_whitespace().collect();
-                assert!(
-                    kv.len() == 2 && kv[1].parse::<f64>().is_ok(),
-                    "{}:{line}: `{pair}` is not KEY NUMBER",
-                    path.display()
-                );
-            }
+            assert!(Path::new(scene).is_file(), "{at}: no {scene}");
+            f(&at, &text, &words, rest.trim());
             seen += 1;
         }
     }
+    seen
+}
+
+/// The `<!-- reproduce: COMMAND => KEY VALUE, .. -->` marks that
+/// `docs/check_numbers.py` re-runs stay well formed: a `joule` subcommand
+/// on a scene that exists, and numeric documented values.
+#[test]
+fn reproduce_marks_name_existing_scenes_and_numbers() {
+    let seen = for_each_mark("reproduce", |at, _, words, values| {
+        assert!(
+            matches!(
+                words.first(),
+                Some(&("train" | "run" | "grad" | "bench" | "imitate" | "optimize"))
+            ),
+            "{at}: {}",
+            words.join(" ")
+        );
+        for pair in values.split(',') {
+            let kv: Vec<&str> = pair.split_whitespace().collect();
+            assert!(
+                kv.len() == 2 && kv[1].parse::<f64>().is_ok(),
+                "{at}: `{pair}` is not KEY NUMBER"
+            );
+        }
+    });
     assert!(seen >= 10, "found {seen} marks");
 }
 
@@ -266,38 +272,23 @@ fn reproduce_marks_name_existing_scenes_and_numbers() {
 #[test]
 fn replays_are_marked_linked_and_load_the_vendored_three() {
     let mut marked = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir("docs").expect("docs") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_none_or(|e| e != "md") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("page");
-        for (start, _) in text.match_indices("<!-- replay:") {
-            let end = start + text[start..].find("-->").expect("a closed mark");
-            let line = text[..start].lines().count() + 1;
-            let (command, page) = text[start + 12..end].split_once("=>").expect("`=>`");
-            let words: Vec<&str> = command.split_whitespace().collect();
-            let where_ = format!("{}:{line}", path.display());
-            assert_eq!(words.first(), Some(&"run"), "{where_}: {command}");
-            let scene = words.get(1).expect("a scene");
-            assert!(Path::new(scene).is_file(), "{where_}: no {scene}");
-            let page = page.trim();
-            let name = page
-                .strip_prefix("docs/replays/")
-                .filter(|n| n.ends_with(".html"))
-                .unwrap_or_else(|| panic!("{where_}: `{page}` is not docs/replays/NAME.html"));
-            assert!(
-                [")", "#"]
-                    .iter()
-                    .any(|end| text.contains(&format!("](replays/{name}{end}"))),
-                "{where_}: the page does not link replays/{name}"
-            );
-            assert!(
-                marked.insert(name.to_string(), where_.clone()).is_none(),
-                "{where_}: {name} is marked twice"
-            );
-        }
-    }
+    for_each_mark("replay", |at, text, words, page| {
+        assert_eq!(words.first(), Some(&"run"), "{at}: {}", words.join(" "));
+        let name = page
+            .strip_prefix("docs/replays/")
+            .filter(|n| n.ends_with(".html"))
+            .unwrap_or_else(|| panic!("{at}: `{page}` is not docs/replays/NAME.html"));
+        assert!(
+            [")", "#"]
+                .iter()
+                .any(|end| text.contains(&format!("](replays/{name}{end}"))),
+            "{at}: the page does not link replays/{name}"
+        );
+        assert!(
+            marked.insert(name.to_string(), at.to_string()).is_none(),
+            "{at}: {name} is marked twice"
+        );
+    });
     let three = r#"<script src="../../src/vendor/three.min.js"></script>"#;
     let mut files = 0;
     for entry in std::fs::read_dir("docs/replays").expect("docs/replays") {
